@@ -1,0 +1,62 @@
+# muelle: every target installs what it needs on a fresh Debian machine (as root).
+SHELL := /bin/bash
+VENV  ?= .venv
+PY    := $(VENV)/bin/python
+PROTO_SRC := $(shell find protos -name '*.proto')
+APT_PACKAGES := docker-registry busybox-static runc crun skopeo umoci iptables iproute2 libseccomp2 python3-venv
+
+export MUELLE_ROOT ?= /var/lib/muelle
+export MUELLE_RUN  ?= /run/muelle
+
+.PHONY: setup apt venv protos up down demo test lint bench clean
+
+setup: apt venv protos
+
+# System packages: the real registry, busybox for test images, the peer runtimes.
+apt: .stamps/apt
+.stamps/apt:
+	@mkdir -p .stamps
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@touch $@
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip
+	@$(PY) -m pip install -q -e '.[dev]'
+	@echo "$(CURDIR)/gen" > $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/muelle-gen.pth
+	@touch $@
+
+# Generated code lives in gen/ (never edited by hand, not committed).
+protos: gen/.stamp
+gen/.stamp: $(PROTO_SRC) $(VENV)/.installed
+	@rm -rf gen && mkdir -p gen
+	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m grpc_tools.protoc -Iprotos --python_out=gen --grpc_python_out=gen --mypy_out=quiet:gen --mypy_grpc_out=quiet:gen $(PROTO_SRC)
+	@find gen -type d -exec touch {}/__init__.py \;
+	@touch $@
+
+up: setup
+	@deploy/muelle-up.sh
+
+down:
+	@deploy/muelle-down.sh
+
+demo: setup
+	@deploy/demo.sh
+
+test: setup
+	@$(VENV)/bin/pytest -q tests --ignore=tests/bench
+
+lint: setup
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/mypy
+
+bench: setup
+	@$(VENV)/bin/pytest -q -s tests/bench
+
+clean:
+	@rm -rf gen .stamps

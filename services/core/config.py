@@ -1,0 +1,119 @@
+"""Configuration: one TOML file, overridden by environment variables, then by flags.
+
+Every service reads the same file (``--config``, else ``$MUELLE_CONFIG``, else
+``/etc/muelle/muelle.toml`` when it exists). ``MUELLE_ROOT`` and ``MUELLE_RUN`` move the
+state and socket directories, so several engines can run side by side.
+
+Example::
+
+    root = "/var/lib/muelle"
+    run = "/run/muelle"
+    log_format = "json"
+
+    [addresses]            # where each service listens / is reached
+    registry = "unix:///run/muelle/registry.sock"
+    imagestore = "tcp://10.0.0.2:7402"
+
+    [registry]
+    insecure_registries = ["myregistry:5000"]
+
+    [shim]
+    default_runtime = "muelle"
+    cgroup_parent = "muelle"
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from services.core.errors import InvalidArgument
+
+SERVICES = ("gateway", "imagestore", "registry", "shim")
+DEFAULT_CONFIG_FILE = Path("/etc/muelle/muelle.toml")
+
+
+@dataclass
+class RegistryConfig:
+    # Registries reached over plain HTTP (loopback registries always are).
+    insecure_registries: list[str] = field(default_factory=list)
+    # Path of a docker-style config.json with credentials.
+    auth_file: str = ""
+
+
+@dataclass
+class ShimConfig:
+    # OCI runtime used when a request names none: "muelle", "runc" or "crun".
+    default_runtime: str = "muelle"
+    # Paths of the runtime binaries, by name; looked up in PATH when absent.
+    runtimes: dict[str, str] = field(default_factory=dict)
+    # cgroup parent of every container: <mount>/<controller>/<cgroup_parent>/<id>.
+    cgroup_parent: str = "muelle"
+
+
+@dataclass
+class Config:
+    root: Path = Path("/var/lib/muelle")
+    run: Path = Path("/run/muelle")
+    log_format: str = "console"
+    log_level: str = "info"
+    addresses: dict[str, str] = field(default_factory=dict)
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
+    shim: ShimConfig = field(default_factory=ShimConfig)
+
+    def address(self, service: str) -> str:
+        """gRPC address of ``service``: configured, else a unix socket in the run dir."""
+        env = os.environ.get(f"MUELLE_{service.upper()}_ADDR")
+        if env:
+            return env
+        return self.addresses.get(service) or f"unix://{self.run / (service + '.sock')}"
+
+    def state_dir(self, service: str) -> Path:
+        """Directory where ``service`` keeps its state."""
+        return self.root / service
+
+
+def load(path: str | None = None, **overrides: Any) -> Config:
+    """Load the configuration. ``overrides`` (from flags) win when not None."""
+    cfg = Config()
+    file = Path(path or os.environ.get("MUELLE_CONFIG", "") or DEFAULT_CONFIG_FILE)
+    if path or os.environ.get("MUELLE_CONFIG") or file.exists():
+        try:
+            data = tomllib.loads(file.read_text())
+        except FileNotFoundError as exc:
+            raise InvalidArgument(f"config file {file} does not exist") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise InvalidArgument(f"config file {file}: {exc}") from exc
+        _apply(cfg, data, str(file))
+    if os.environ.get("MUELLE_ROOT"):
+        cfg.root = Path(os.environ["MUELLE_ROOT"])
+    if os.environ.get("MUELLE_RUN"):
+        cfg.run = Path(os.environ["MUELLE_RUN"])
+    if os.environ.get("MUELLE_LOG_FORMAT"):
+        cfg.log_format = os.environ["MUELLE_LOG_FORMAT"]
+    for key, value in overrides.items():
+        if value is not None:
+            setattr(cfg, key, Path(value) if key in ("root", "run") else value)
+    return cfg
+
+
+def _apply(cfg: Config, data: dict[str, Any], origin: str) -> None:
+    known = {"root", "run", "log_format", "log_level", "addresses", "registry", "shim"}
+    unknown = set(data) - known
+    if unknown:
+        raise InvalidArgument(f"{origin}: unknown keys {sorted(unknown)}")
+    for key in ("root", "run"):
+        if key in data:
+            setattr(cfg, key, Path(data[key]))
+    for key in ("log_format", "log_level"):
+        if key in data:
+            setattr(cfg, key, str(data[key]))
+    cfg.addresses.update({k: str(v) for k, v in data.get("addresses", {}).items()})
+    for section, target in (("registry", cfg.registry), ("shim", cfg.shim)):
+        for key, value in data.get(section, {}).items():
+            if not hasattr(target, key):
+                raise InvalidArgument(f"{origin}: unknown key {section}.{key}")
+            setattr(target, key, value)

@@ -1,0 +1,41 @@
+"""The ``main()`` every service shares: flags, config, logging, then serve."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+import grpc
+
+from services.core import config as configmod
+from services.core.errors import MuelleError
+from services.core.logging import configure
+from services.core.server import serve
+
+# A service factory gets the config and returns (register, service names, on_stop).
+Factory = Callable[
+    [configmod.Config],
+    tuple[Callable[[grpc.Server], None], Sequence[str], Callable[[], None] | None],
+]
+
+
+def service_main(name: str, factory: Factory, argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog=f"muelle-{name}", description=f"muelle {name} service")
+    parser.add_argument("--config", help="TOML config file (default $MUELLE_CONFIG or "
+                        "/etc/muelle/muelle.toml)")
+    parser.add_argument("--address", help="listen address: unix:///path or tcp://host:port")
+    parser.add_argument("--root", help="state directory (default $MUELLE_ROOT)")
+    parser.add_argument("--run", help="socket directory (default $MUELLE_RUN)")
+    parser.add_argument("--log-format", choices=["console", "json"])
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    args = parser.parse_args(argv)
+    try:
+        cfg = configmod.load(args.config, root=args.root, run=args.run,
+                             log_format=args.log_format, log_level=args.log_level)
+        configure(name, cfg.log_format, cfg.log_level)
+        register, names, on_stop = factory(cfg)
+        serve(name, args.address or cfg.address(name), register, names, on_stop)
+    except MuelleError as exc:
+        print(f"muelle-{name}: {exc}", file=sys.stderr)
+        sys.exit(1)

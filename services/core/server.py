@@ -1,0 +1,157 @@
+"""gRPC server bootstrap shared by every service.
+
+Each service registers its servicer; this module adds health checking and reflection,
+maps typed errors to status codes in one place, binds the socket and handles SIGTERM.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from services.core.errors import MuelleError
+from services.core.logging import get_logger
+
+MAX_MESSAGE = 64 * 1024 * 1024
+GRPC_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE),
+    ("grpc.max_receive_message_length", MAX_MESSAGE),
+]
+
+
+def _abort(context: grpc.ServicerContext, exc: BaseException, method: str) -> None:
+    if isinstance(exc, MuelleError):
+        context.abort(exc.code, exc.message)
+    get_logger(method=method).exception("unexpected error")
+    context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
+
+
+def _wrap_unary(fn: Callable[..., Any], method: str) -> Callable[..., Any]:
+    def call(request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return fn(request, context)
+        except Exception as exc:  # noqa: BLE001 - this is the edge
+            if _is_abort(exc):
+                raise
+            _abort(context, exc, method)
+
+    return call
+
+
+def _wrap_stream(fn: Callable[..., Iterator[Any]], method: str) -> Callable[..., Iterator[Any]]:
+    def call(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        try:
+            yield from fn(request, context)
+        except Exception as exc:  # noqa: BLE001 - this is the edge
+            if _is_abort(exc):
+                raise
+            _abort(context, exc, method)
+
+    return call
+
+
+def _is_abort(exc: BaseException) -> bool:
+    # context.abort() raises a bare Exception subclass private to grpc; let it through.
+    return type(exc).__module__.startswith("grpc")
+
+
+class ErrorInterceptor(grpc.ServerInterceptor):
+    """Turns MuelleError into its status code and anything else into INTERNAL."""
+
+    def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                _wrap_unary(handler.unary_unary, method),
+                handler.request_deserializer,
+                handler.response_serializer,
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                _wrap_stream(handler.unary_stream, method),
+                handler.request_deserializer,
+                handler.response_serializer,
+            )
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(
+                _wrap_unary(handler.stream_unary, method),
+                handler.request_deserializer,
+                handler.response_serializer,
+            )
+        return grpc.stream_stream_rpc_method_handler(
+            _wrap_stream(handler.stream_stream, method),
+            handler.request_deserializer,
+            handler.response_serializer,
+        )
+
+
+def bind_address(address: str) -> str:
+    """Turn a muelle address (unix:///path, tcp://host:port, host:port) into a bind target."""
+    if address.startswith("unix://"):
+        path = Path(address[len("unix://") :])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists() or path.is_symlink():
+            path.unlink()
+        return f"unix:{path}"
+    if address.startswith("tcp://"):
+        return address[len("tcp://") :]
+    return address
+
+
+def serve(
+    name: str,
+    address: str,
+    register: Callable[[grpc.Server], None],
+    service_names: Sequence[str],
+    on_stop: Callable[[], None] | None = None,
+    max_workers: int = 64,
+) -> None:
+    """Run a gRPC server for ``name`` on ``address`` until SIGTERM/SIGINT."""
+    log = get_logger(address=address)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=name),
+        interceptors=[ErrorInterceptor()],
+        options=GRPC_OPTIONS,
+    )
+    register(server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for svc in ("", *service_names):
+        health_servicer.set(svc, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection(
+        (*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    target = bind_address(address)
+    if server.add_insecure_port(target) == 0 and not target.startswith("unix:"):
+        raise MuelleError(f"cannot listen on {address}")
+    if target.startswith("unix:"):
+        os.chmod(target[len("unix:") :], 0o660)
+    server.start()
+    log.info("serving", pid=os.getpid())
+
+    stopped = threading.Event()
+
+    def _stop(signum: int, _frame: Any) -> None:
+        log.info("stopping", signal=signal.Signals(signum).name)
+        stopped.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    stopped.wait()
+    health_servicer.enter_graceful_shutdown()
+    server.stop(grace=2).wait()
+    if on_stop:
+        on_stop()
+    log.info("stopped")

@@ -1,0 +1,75 @@
+"""A real OCI registry (Debian's docker-registry, the CNCF distribution registry) on a
+free loopback port, with its storage in a temp dir. Stopped and wiped on close()."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+REGISTRY_BIN = "/usr/bin/docker-registry"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LocalRegistry:
+    """``with LocalRegistry(tmp) as reg: reg.host -> "127.0.0.1:PORT"``."""
+
+    def __init__(self, workdir: Path, extra_config: str = "") -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        self.url = f"http://{self.host}"
+        self.extra_config = extra_config
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> LocalRegistry:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        config = self.workdir / "config.yml"
+        config.write_text(
+            "version: 0.1\n"
+            "log:\n  level: error\n  accesslog:\n    disabled: true\n"
+            "storage:\n"
+            f"  filesystem:\n    rootdirectory: {self.workdir / 'data'}\n"
+            "  delete:\n    enabled: true\n"
+            "http:\n"
+            f"  addr: {self.host}\n"
+            + self.extra_config
+        )
+        log = open(self.workdir / "registry.log", "wb")  # noqa: SIM115 - owned by the process
+        self.proc = subprocess.Popen([REGISTRY_BIN, "serve", str(config)],
+                                     stdout=log, stderr=log)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                log_text = (self.workdir / "registry.log").read_text()
+                raise RuntimeError(f"registry exited: {log_text}")
+            try:
+                if httpx.get(f"{self.url}/v2/", timeout=1).status_code in (200, 401):
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        self.close()
+        raise RuntimeError("registry did not come up")
+
+    def close(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self) -> LocalRegistry:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

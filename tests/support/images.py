@@ -169,3 +169,25 @@ def push_layout(layout: Path, reference: str, tag: str = "latest") -> None:
          f"oci:{layout}:{tag}", f"docker://{reference}"],
         check=True, capture_output=True,
     )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m tests.support.images build DIR --tag T [--push REF]`` (used by make demo)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="images")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    build = sub.add_parser("build", help="build a busybox OCI layout")
+    build.add_argument("layout", type=Path)
+    build.add_argument("--tag", default="latest")
+    build.add_argument("--push", metavar="REF", help="push it to a plain-HTTP registry")
+    args = parser.parse_args(argv)
+    digest = build_busybox_layout(args.layout, tag=args.tag)
+    print(f"built {args.layout}:{args.tag} manifest {digest}")
+    if args.push:
+        push_layout(args.layout, args.push, tag=args.tag)
+        print(f"pushed {args.push}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Start the four muelle services for this host (registry, imagestore, shim, gateway).
+# Honours MUELLE_ROOT, MUELLE_RUN and MUELLE_CONFIG. Logs: $MUELLE_RUN/<service>.log.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+exec .venv/bin/python -m services.core.launcher up ${MUELLE_CONFIG:+--config "$MUELLE_CONFIG"}

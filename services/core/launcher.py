@@ -1,0 +1,147 @@
+"""Start and stop the four services of one host, each its own process.
+
+``make up`` / ``make down`` and the test fixture use this, so there is one way to run an
+engine: ``python -m services.core.launcher up|down|status [--config FILE]``. Pid files and
+service logs go to the run dir; MUELLE_ROOT / MUELLE_RUN are honoured as everywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.core import config as configmod
+from services.core.client import channel
+from services.core.errors import MuelleError, Unavailable
+
+# Start order: dependencies first. Stop order is the reverse.
+ORDER = ("registry", "imagestore", "shim", "gateway")
+
+
+def healthy(address: str, timeout: float = 1.0) -> bool:
+    """True when the service at ``address`` answers the standard health check SERVING."""
+    try:
+        with channel(address) as ch:
+            reply = health_pb2_grpc.HealthStub(ch).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=timeout
+            )
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+    except grpc.RpcError:
+        return False
+
+
+def _pid_file(cfg: configmod.Config, name: str) -> Path:
+    return cfg.run / f"{name}.pid"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def running_pid(cfg: configmod.Config, name: str) -> int | None:
+    try:
+        pid = int(_pid_file(cfg, name).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if _alive(pid) else None
+
+
+def start(
+    cfg: configmod.Config,
+    config_file: str | None = None,
+    services: tuple[str, ...] = ORDER,
+    wait: float = 30.0,
+) -> dict[str, int]:
+    """Start ``services`` (skipping ones already running); returns name -> pid."""
+    cfg.run.mkdir(parents=True, exist_ok=True)
+    cfg.root.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, MUELLE_ROOT=str(cfg.root), MUELLE_RUN=str(cfg.run))
+    if config_file:
+        env["MUELLE_CONFIG"] = str(Path(config_file).resolve())
+    pids: dict[str, int] = {}
+    for name in services:
+        pid = running_pid(cfg, name)
+        if pid is None:
+            log = open(cfg.run / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
+            proc = subprocess.Popen(
+                [sys.executable, "-m", f"services.{name}.main"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+                start_new_session=True,  # a Ctrl-C in the terminal must not kill services
+            )
+            log.close()
+            pid = proc.pid
+            _pid_file(cfg, name).write_text(str(pid))
+        pids[name] = pid
+        deadline = time.monotonic() + wait
+        while not healthy(cfg.address(name), timeout=0.5):
+            if not _alive(pid) or _exited(pid):
+                tail = (cfg.run / f"{name}.log").read_text(errors="replace")[-2000:]
+                raise Unavailable(f"muelle-{name} failed to start:\n{tail}")
+            if time.monotonic() > deadline:
+                raise Unavailable(f"muelle-{name} did not become healthy within {wait:.0f}s")
+            time.sleep(0.05)
+    return pids
+
+
+def _exited(pid: int) -> bool:
+    # Reap a child that died, so _alive() does not see a zombie as running.
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return False
+    return done == pid
+
+
+def stop(cfg: configmod.Config, services: tuple[str, ...] = ORDER, wait: float = 15.0) -> None:
+    """SIGTERM each service (gateway first), then SIGKILL what outlives ``wait`` seconds."""
+    for name in reversed(services):
+        pid = running_pid(cfg, name)
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + wait
+            while _alive(pid) and not _exited(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if _alive(pid) and not _exited(pid):
+                os.kill(pid, signal.SIGKILL)
+        _pid_file(cfg, name).unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="muelle-launcher", description=__doc__)
+    parser.add_argument("action", choices=["up", "down", "status"])
+    parser.add_argument("--config", help="TOML config file")
+    args = parser.parse_args(argv)
+    try:
+        cfg = configmod.load(args.config)
+        if args.action == "up":
+            for name, pid in start(cfg, args.config).items():
+                print(f"muelle-{name:<10} pid {pid:<7} {cfg.address(name)}")
+        elif args.action == "down":
+            stop(cfg)
+            print("muelle services stopped (containers keep running; `make up` re-attaches)")
+        else:
+            bad = 0
+            for name in ORDER:
+                ok = healthy(cfg.address(name))
+                bad += not ok
+                print(f"muelle-{name:<10} {'serving' if ok else 'DOWN':<8} {cfg.address(name)}")
+            sys.exit(1 if bad else 0)
+    except MuelleError as exc:
+        print(f"muelle: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""A whole muelle engine (the four services as real processes) in temp dirs.
+
+Used by every integration and e2e test through tests/conftest.py. Each engine has its own
+root, run dir and cgroup parent, so several run side by side; close() removes every
+container, stops the services and then checks that nothing it made is left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from services.core import config as configmod
+from services.core import launcher
+
+VENV_BIN = Path(sys.executable).parent
+CLI = str(VENV_BIN / "muelle")
+CGROUP_MOUNT = Path("/sys/fs/cgroup")
+
+
+class Engine:
+    def __init__(self, base: Path | None = None, default_runtime: str = "muelle") -> None:
+        # Unix socket paths are limited to 108 bytes: keep the run dir short.
+        self.dir = Path(tempfile.mkdtemp(prefix="mu-", dir=base or "/tmp"))
+        self.root = self.dir / "root"
+        self.run = self.dir / "run"
+        self.cgroup_parent = f"muelle-test-{uuid.uuid4().hex[:8]}"
+        self.config_file = self.dir / "muelle.toml"
+        self.config_file.write_text(
+            f'root = "{self.root}"\nrun = "{self.run}"\nlog_format = "json"\n'
+            f'[shim]\ncgroup_parent = "{self.cgroup_parent}"\n'
+            f'default_runtime = "{default_runtime}"\n'
+        )
+        self.cfg = configmod.load(str(self.config_file))
+        self.host = self.cfg.address("gateway")
+        self.env = dict(os.environ, MUELLE_HOST=self.host, MUELLE_CONFIG=str(self.config_file))
+
+    def start(self) -> Engine:
+        launcher.start(self.cfg, str(self.config_file))
+        return self
+
+    def cli(self, *args: str, check: bool = True, input: bytes | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run the muelle CLI against this engine."""
+        proc = subprocess.run([CLI, *args], env=self.env, capture_output=True, text=True,
+                              input=input.decode() if input else None, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"muelle {' '.join(args)} exited {proc.returncode}\n"
+                f"stdout: {proc.stdout}\nstderr: {proc.stderr}"
+            )
+        return proc
+
+    def logs(self) -> str:
+        """The services' logs, for failure messages."""
+        out = []
+        for name in launcher.ORDER:
+            path = self.run / f"{name}.log"
+            if path.exists():
+                out.append(f"--- {name}\n{path.read_text(errors='replace')[-4000:]}")
+        return "\n".join(out)
+
+    def remove_all_containers(self) -> None:
+        if not launcher.healthy(self.host):
+            return
+        ids = self.cli("ps", "-aq", check=False).stdout.split()
+        if ids:
+            self.cli("rm", "-f", *ids, check=False)
+
+    def close(self) -> None:
+        try:
+            self.remove_all_containers()
+        finally:
+            launcher.stop(self.cfg)
+            leftovers = sweep(self.dir, self.cgroup_parent)
+            shutil.rmtree(self.dir, ignore_errors=True)
+        if leftovers:
+            raise AssertionError("engine left things behind: " + "; ".join(leftovers))
+
+    def __enter__(self) -> Engine:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def mounts_under(path: Path) -> list[str]:
+    prefix = str(path)
+    found = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        mountpoint = line.split()[4]
+        if mountpoint.startswith(prefix):
+            found.append(mountpoint)
+    return found
+
+
+def cgroups_under(parent: str) -> list[Path]:
+    found = []
+    for hierarchy in CGROUP_MOUNT.iterdir():
+        d = hierarchy / parent
+        if d.is_dir():
+            found.append(d)
+    return found
+
+
+def processes_mentioning(text: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if text in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def sweep(workdir: Path, cgroup_parent: str) -> list[str]:
+    """Remove what an engine may have left (processes, mounts, cgroups); report it."""
+    leftovers: list[str] = []
+    procs = processes_mentioning(str(workdir))
+    if procs:
+        leftovers.append(f"processes {procs}")
+        for pid in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    for d in cgroups_under(cgroup_parent):
+        children = [p for p in d.rglob("cgroup.procs") if p.read_text().split()]
+        if children:
+            leftovers.append(f"cgroup processes in {d}")
+        for procs_file in children:
+            for pid in procs_file.read_text().split():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
+    if procs:
+        time.sleep(0.1)
+    mounts = mounts_under(workdir)
+    if mounts:
+        leftovers.append(f"mounts {mounts}")
+        for mountpoint in sorted(mounts, key=len, reverse=True):
+            subprocess.run(["umount", "-l", mountpoint], capture_output=True)
+    for d in cgroups_under(cgroup_parent):
+        subs = sorted((p for p in d.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
+        if subs:
+            leftovers.append(f"cgroups {[str(p) for p in subs]}")
+        for sub in [*subs, d]:
+            with contextlib.suppress(OSError):
+                sub.rmdir()
+    return leftovers

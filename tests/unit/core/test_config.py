@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from services.core import config
+from services.core.errors import InvalidArgument
+
+
+def test_defaults_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MUELLE_CONFIG", raising=False)
+    monkeypatch.setenv("MUELLE_ROOT", "/tmp/r")
+    monkeypatch.setenv("MUELLE_RUN", "/tmp/x")
+    monkeypatch.setattr(config, "DEFAULT_CONFIG_FILE", Path("/nonexistent/muelle.toml"))
+    cfg = config.load()
+    assert cfg.root == Path("/tmp/r")
+    assert cfg.address("gateway") == "unix:///tmp/x/gateway.sock"
+    assert cfg.state_dir("imagestore") == Path("/tmp/r/imagestore")
+
+
+def test_file_then_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MUELLE_ROOT", raising=False)
+    monkeypatch.delenv("MUELLE_RUN", raising=False)
+    f = tmp_path / "m.toml"
+    f.write_text('root = "/srv/m"\n[addresses]\nregistry = "tcp://10.0.0.2:7400"\n'
+                 '[shim]\ndefault_runtime = "runc"\n')
+    cfg = config.load(str(f), run="/tmp/flagrun")
+    assert cfg.root == Path("/srv/m")
+    assert cfg.run == Path("/tmp/flagrun")
+    assert cfg.address("registry") == "tcp://10.0.0.2:7400"
+    assert cfg.shim.default_runtime == "runc"
+
+
+@pytest.mark.parametrize("text", ["bogus = 1\n", "[shim]\nnope = 2\n", "root = \n"])
+def test_bad_config_is_a_clear_error(tmp_path: Path, text: str) -> None:
+    f = tmp_path / "m.toml"
+    f.write_text(text)
+    with pytest.raises(InvalidArgument, match=str(f)):
+        config.load(str(f))

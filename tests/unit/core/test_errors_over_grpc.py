@@ -1,0 +1,60 @@
+"""Typed errors cross a real gRPC hop as status codes and come back as the same type."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+import pytest
+from muelle.registry.v1 import registry_pb2, registry_pb2_grpc
+
+from services.core import errors
+from services.core.client import connect
+from services.core.server import ErrorInterceptor
+
+
+class Failing(registry_pb2_grpc.RegistryServicer):
+    def ParseReference(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        if request.reference == "boom":
+            raise RuntimeError("secret internals")
+        raise errors.NotFound(f"no such thing: {request.reference}")
+
+    def FetchBlob(self, request, context) -> Iterator[registry_pb2.BlobChunk]:  # type: ignore[no-untyped-def]  # noqa: N802,E501
+        yield registry_pb2.BlobChunk(data=b"abc")
+        raise errors.DataLoss("digest mismatch")
+
+
+@pytest.fixture
+def stub(tmp_path: Path) -> Iterator[registry_pb2_grpc.RegistryStub]:
+    server = grpc.server(futures.ThreadPoolExecutor(4), interceptors=[ErrorInterceptor()])
+    registry_pb2_grpc.add_RegistryServicer_to_server(Failing(), server)
+    sock = tmp_path / "s.sock"
+    server.add_insecure_port(f"unix:{sock}")
+    server.start()
+    yield connect(f"unix://{sock}", registry_pb2_grpc.RegistryStub, "registry")
+    server.stop(0)
+    threading.Event().wait(0)
+
+
+def test_unary_error_is_typed(stub: registry_pb2_grpc.RegistryStub) -> None:
+    with pytest.raises(errors.NotFound, match="no such thing: x"):
+        stub.ParseReference(registry_pb2.ParseReferenceRequest(reference="x"))
+
+
+def test_unexpected_exception_is_internal_without_traceback(
+    stub: registry_pb2_grpc.RegistryStub,
+) -> None:
+    with pytest.raises(errors.Internal) as info:
+        stub.ParseReference(registry_pb2.ParseReferenceRequest(reference="boom"))
+    assert "Traceback" not in str(info.value)
+
+
+def test_stream_error_is_typed(stub: registry_pb2_grpc.RegistryStub) -> None:
+    chunks = []
+    with pytest.raises(errors.DataLoss):
+        for chunk in stub.FetchBlob(registry_pb2.FetchBlobRequest()):
+            chunks.append(chunk.data)
+    assert chunks == [b"abc"]

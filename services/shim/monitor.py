@@ -1,0 +1,245 @@
+"""The per-container monitor (like conmon): ``python -m services.shim.monitor ...``.
+
+The shim spawns one per run of a container, in a new session, so it outlives the shim.
+It becomes a child subreaper, runs ``<runtime> create`` with its own pipes as the
+container's stdout/stderr, reports the outcome (init pid or error text) on the sync fd,
+pumps the pipes into the json-file log, reaps the container's init when it exits, reads
+the OOM-kill count from the memory cgroup before ``<runtime> delete`` removes it, and
+records the exit status atomically in status.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from services.shim.logs import LogWriter, rfc3339_nano
+from services.shim.runtimes import error_text
+from services.shim.store import ContainerDir, write_json
+
+PR_SET_CHILD_SUBREAPER = 36
+CGROUP = Path("/sys/fs/cgroup")
+# After init exits, wait this long for the pipes to reach EOF (detached writers).
+DRAIN_GRACE = 2.0
+
+
+def log(cdir: ContainerDir, msg: str) -> None:
+    with open(cdir.monitor_log, "a") as f:
+        f.write(f"{rfc3339_nano(time.time_ns())} {msg}\n")
+
+
+def set_subreaper() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
+def oom_killed(cgroups_path: str) -> bool:
+    """Whether the OOM killer struck in the container's memory cgroup (v1 or v2)."""
+    rel = cgroups_path.strip("/")
+    for path, key in ((CGROUP / "memory" / rel / "memory.oom_control", "oom_kill"),
+                      (CGROUP / rel / "memory.events", "oom_kill")):
+        try:
+            text = path.read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            name, _, value = line.partition(" ")
+            if name == key and value.strip().isdigit():
+                return int(value) > 0
+    return False
+
+
+def _drain_now(fd: int) -> bytes:
+    os.set_blocking(fd, False)
+    chunks = []
+    try:
+        while True:
+            data = os.read(fd, 65536)
+            if not data:
+                break
+            chunks.append(data)
+    except BlockingIOError:
+        pass
+    os.set_blocking(fd, True)
+    return b"".join(chunks)
+
+
+def run_create(argv: list[str], cwd: str) -> tuple[int, str, int, int]:
+    """Run ``<runtime> create``; returns (exit code, its output, stdout fd, stderr fd)."""
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    try:
+        with open(os.devnull, "rb") as devnull:
+            proc = subprocess.Popen(argv, stdin=devnull, stdout=out_w, stderr=err_w, cwd=cwd,
+                                    close_fds=True)
+    except OSError as exc:
+        for fd in (out_r, out_w, err_r, err_w):
+            os.close(fd)
+        return 127, str(exc), -1, -1
+    os.close(out_w)
+    os.close(err_w)
+    # Until `start`, the container cannot write: everything here is the runtime's output.
+    output = bytearray()
+    sel = selectors.DefaultSelector()
+    sel.register(out_r, selectors.EVENT_READ)
+    sel.register(err_r, selectors.EVENT_READ)
+    while proc.poll() is None:
+        for key, _ in sel.select(timeout=0.05):
+            data = os.read(key.fd, 65536)  # type: ignore[arg-type]
+            if data:
+                output += data
+            else:
+                sel.unregister(key.fd)
+    sel.close()
+    output += _drain_now(out_r) + _drain_now(err_r)
+    return proc.returncode, output.decode(errors="replace"), out_r, err_r
+
+
+def pump(writer: LogWriter, fds: dict[int, str], init_pid: int) -> int | None:
+    """Copy the pipes to the log until EOF; reap children. Returns init's wait status."""
+    sel = selectors.DefaultSelector()
+    for fd in fds:
+        sel.register(fd, selectors.EVENT_READ)
+    status: int | None = None
+    exited_at = 0.0
+    # Until both pipes reach EOF *and* init is reaped (either may come first).
+    while sel.get_map() or status is None:
+        events = sel.select(timeout=0.1) if sel.get_map() else []
+        if not sel.get_map():
+            time.sleep(0.01)
+        for key, _ in events:
+            fd = key.fd  # type: ignore[assignment]
+            data = os.read(fd, 65536)
+            if data:
+                writer.write(fds[fd], data)
+            else:
+                sel.unregister(fd)
+                os.close(fd)
+        got = reap(init_pid)
+        if got is not None:
+            status = got
+        if status is None and not _alive(init_pid):
+            status = -1  # not our child (should not happen with a subreaper): code unknown
+        if status is not None:
+            exited_at = exited_at or time.monotonic()
+            if not events and time.monotonic() - exited_at > DRAIN_GRACE:
+                break
+    for key in list(sel.get_map().values()):
+        os.close(key.fd)  # type: ignore[arg-type]
+    sel.close()
+    return status
+
+
+def reap(init_pid: int) -> int | None:
+    """Reap every exited child; the wait status of init if it was among them."""
+    found = None
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return found
+        if pid == 0:
+            return found
+        if pid == init_pid:
+            found = status
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def exit_code(status: int) -> int:
+    if status < 0:
+        return 255
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def run(cdir: ContainerDir, create_argv: list[str], delete_argv: list[str],
+        cgroups_path: str, sync_fd: int) -> int:
+    def report(data: dict) -> None:
+        with contextlib.suppress(OSError):
+            os.write(sync_fd, json.dumps(data).encode() + b"\n")
+        with contextlib.suppress(OSError):
+            os.close(sync_fd)
+
+    set_subreaper()
+    tmp = cdir.monitor_pid.with_name(".monitor.pid.tmp")
+    tmp.write_text(str(os.getpid()))
+    os.replace(tmp, cdir.monitor_pid)
+    with contextlib.suppress(FileNotFoundError):
+        cdir.init_pid.unlink()
+    code, output, out_fd, err_fd = run_create(create_argv, str(cdir.path))
+    pid = cdir.read_pid(cdir.init_pid) if code == 0 else 0
+    if code != 0 or pid <= 0:
+        text = error_text(output) if output.strip() else f"create exited with {code}"
+        log(cdir, f"create failed: {text}")
+        for fd in (out_fd, err_fd):
+            if fd >= 0:
+                os.close(fd)
+        # Undo a half-made container; the runtime may have left state or a cgroup.
+        subprocess.run(delete_argv, capture_output=True, stdin=subprocess.DEVNULL, timeout=30,
+                       check=False)
+        reap(0)
+        report({"error": text})
+        return 1
+    if output.strip():
+        log(cdir, f"runtime said: {output.strip()}")
+    report({"pid": pid})
+    writer = LogWriter(str(cdir.log))
+    status = pump(writer, {out_fd: "stdout", err_fd: "stderr"}, pid)
+    writer.close()
+    oom = oom_killed(cgroups_path)  # before delete removes the cgroup
+    result = subprocess.run(delete_argv, capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL, timeout=60, check=False)
+    if result.returncode != 0:
+        log(cdir, f"delete failed: {error_text(result.stderr)}")
+    reap(0)
+    write_json(cdir.status, {
+        "pid": pid,
+        "exit_code": exit_code(status if status is not None else -1),
+        "oom_killed": oom,
+        "finished_at": rfc3339_nano(time.time_ns()),
+        "error": "" if status is not None and status >= 0 else "exit status lost",
+    })
+    log(cdir, f"container exited, status {status}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="muelle-monitor")
+    parser.add_argument("--dir", required=True, help="container dir")
+    parser.add_argument("--create", required=True, help="create argv, JSON list")
+    parser.add_argument("--delete", required=True, help="delete argv, JSON list")
+    parser.add_argument("--cgroup", required=True, help="cgroupsPath of the container")
+    parser.add_argument("--sync-fd", type=int, required=True)
+    args = parser.parse_args(argv)
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
+        signal.signal(sig, signal.SIG_IGN)
+    cdir = ContainerDir(Path(args.dir))
+    try:
+        sys.exit(run(cdir, json.loads(args.create), json.loads(args.delete), args.cgroup,
+                     args.sync_fd))
+    except Exception as exc:  # noqa: BLE001 - last resort: leave a trace for the shim
+        log(cdir, f"monitor crashed: {type(exc).__name__}: {exc}")
+        with contextlib.suppress(OSError):
+            os.write(args.sync_fd, json.dumps({"error": f"monitor: {exc}"}).encode())
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""Mount a container's rootfs (CreateRequest.rootfs) at <dir>/rootfs, and undo it."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import subprocess
+from collections.abc import Sequence
+
+from muelle.types.v1 import types_pb2
+
+from services.core.errors import FailedPrecondition, InvalidArgument
+
+MNT_DETACH = 2
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _unescape(field: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as octal.
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and  field[i + 1 : i + 4].isdigit():
+            out.append(chr(int(field[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def mountpoints() -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [_unescape(line.split()[4]) for line in f if line.strip()]
+
+
+def is_mounted(path: str) -> bool:
+    return os.path.realpath(path) in mountpoints()
+
+
+def mount_all(mounts: Sequence[types_pb2.Mount], rootfs: str) -> None:
+    """Mount every rootfs mount, in order; on failure unmount what was mounted."""
+    if not mounts:
+        raise InvalidArgument("no rootfs mounts given")
+    done: list[str] = []
+    try:
+        for m in mounts:
+            target = rootfs
+            if m.target:
+                rel = os.path.normpath(m.target).lstrip("/")
+                if rel.startswith(".."):
+                    raise InvalidArgument(f"mount target {m.target!r} escapes the rootfs")
+                target = os.path.join(rootfs, rel)
+            mount_one(m, target)
+            done.append(target)
+    except BaseException:
+        for target in reversed(done):
+            unmount(target)
+        raise
+
+
+def mount_one(m: types_pb2.Mount, target: str) -> None:
+    if not m.type:
+        raise InvalidArgument("rootfs mount without a type")
+    if any("," in o for o in m.options):  # one option must not smuggle in others
+        raise InvalidArgument(f"invalid mount options {list(m.options)}")
+    argv = ["mount", "--no-mtab"]
+    if m.type != "bind":
+        argv += ["-t", m.type]
+    options = list(m.options)
+    if m.type == "bind" and not any(o in ("bind", "rbind") for o in options):
+        options.insert(0, "rbind")
+    if options:
+        argv += ["-o", ",".join(options)]
+    argv += ["--", m.source or m.type, target]
+    proc = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                          check=False)
+    if proc.returncode != 0:
+        raise FailedPrecondition(
+            f"cannot mount {m.type} rootfs: {proc.stderr.strip() or proc.returncode}")
+
+
+def unmount(target: str) -> None:
+    """Unmount every mount stacked on ``target``; lazily when it is busy."""
+    path = os.path.realpath(target).encode()
+    for _ in range(64):
+        if not is_mounted(target):
+            return
+        if _libc.umount2(path, 0) == 0:
+            continue
+        err = ctypes.get_errno()
+        if err == errno.EBUSY:
+            if _libc.umount2(path, MNT_DETACH) == 0:
+                continue
+            err = ctypes.get_errno()
+        if err in (errno.EINVAL, errno.ENOENT):
+            return
+        raise FailedPrecondition(f"cannot unmount {target}: {os.strerror(err)}")

@@ -1,0 +1,164 @@
+"""OCI runtime drivers: the command lines of the runtime CLI (runc's verbs).
+
+Every runtime gets its own state root ($MUELLE_RUN/runtime/<name>) so engines and
+runtimes side by side never clash. crun 1.8 refuses cgroup v1/v2 hybrid hosts; it runs
+in a private mount namespace where the v2 mount at /sys/fs/cgroup/unified is unmounted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.core.config import Config
+from services.core.errors import FailedPrecondition, InvalidArgument
+
+KNOWN = ("muelle", "runc", "crun")
+UNIFIED = "/sys/fs/cgroup/unified"
+# Runs crun in a private mount namespace without the hybrid cgroup2 mount.
+_CRUN_WRAPPER = 'umount -l /sys/fs/cgroup/unified 2>/dev/null; exec "$0" "$@"'
+
+
+def _hybrid() -> bool:
+    try:
+        with open("/proc/self/mountinfo") as f:
+            return any(line.split()[4] == UNIFIED for line in f)
+    except OSError:
+        return False
+
+
+@dataclass
+class Runtime:
+    """One OCI runtime binary and its state root."""
+
+    name: str
+    path: str
+    root: Path
+
+    def prefix(self) -> list[str]:
+        """argv prefix of every command: wrapper (crun on hybrid hosts), binary, --root."""
+        base = [self.path, "--root", str(self.root)]
+        if self.name == "crun" and _hybrid():
+            return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                    _CRUN_WRAPPER, *base]
+        return base
+
+    def create_argv(self, cid: str, bundle: str, pid_file: str) -> list[str]:
+        return [*self.prefix(), "create", "--bundle", bundle, "--pid-file", pid_file, cid]
+
+    def delete_argv(self, cid: str, force: bool = False) -> list[str]:
+        return [*self.prefix(), "delete", *(["--force"] if force else []), cid]
+
+    def _run(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            return subprocess.run([*self.prefix(), *args], capture_output=True, text=True,
+                                  timeout=timeout, stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise FailedPrecondition(f"{self.name} {args[0]}: {exc}") from exc
+
+    def start(self, cid: str) -> None:
+        proc = self._run("start", cid)
+        if proc.returncode != 0:
+            raise FailedPrecondition(f"{self.name} start: {error_text(proc.stderr)}")
+
+    def kill(self, cid: str, signal: int) -> None:
+        proc = self._run("kill", cid, str(signal))
+        if proc.returncode != 0:
+            text = error_text(proc.stderr)
+            if "not running" in text or "not exist" in text or "stopped" in text:
+                raise FailedPrecondition(f"container {cid} is not running")
+            raise FailedPrecondition(f"{self.name} kill: {text}")
+
+    def state(self, cid: str) -> dict | None:
+        """The runtime's state JSON, or None when it does not know the container."""
+        proc = self._run("state", cid)
+        if proc.returncode != 0:
+            return None
+        try:
+            data = json.loads(proc.stdout)
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
+
+    def delete(self, cid: str, force: bool = False) -> None:
+        proc = self._run("delete", *(["--force"] if force else []), cid)
+        if proc.returncode != 0 and self.state(cid) is not None:
+            raise FailedPrecondition(f"{self.name} delete: {error_text(proc.stderr)}")
+
+    def version(self) -> str:
+        try:
+            proc = subprocess.run([self.path, "--version"], capture_output=True, text=True,
+                                  timeout=10, stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"unavailable: {exc}"
+        lines = (proc.stdout or proc.stderr).strip().splitlines()
+        return lines[0] if lines else ""
+
+
+def error_text(stderr: str) -> str:
+    """The message of a runtime's stderr: runc logs JSON or logfmt lines; keep the text."""
+    messages = []
+    for line in stderr.strip().splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            obj = json.loads(line)
+            if isinstance(obj, dict) and "msg" in obj:
+                messages.append(str(obj["msg"]))
+                continue
+        except ValueError:
+            pass
+        if 'msg="' in line:
+            messages.append(line.split('msg="', 1)[1].rsplit('"', 1)[0].replace('\\"', '"'))
+            continue
+        messages.append(line)
+    return "; ".join(messages) or "failed"
+
+
+class Runtimes:
+    """Name -> Runtime, from cfg.shim.runtimes or the PATH."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.default = cfg.shim.default_runtime or "muelle"
+        self._root = cfg.run / "runtime"
+
+    def binary(self, name: str) -> str | None:
+        configured = self.cfg.shim.runtimes.get(name)
+        if configured:
+            return configured if os.access(configured, os.X_OK) else None
+        if name == "muelle":
+            candidate = Path(sys.executable).parent / "muelle-runtime"
+            if os.access(candidate, os.X_OK):
+                return str(candidate)
+            return shutil.which("muelle-runtime")
+        if name in KNOWN:
+            return shutil.which(name)
+        return None
+
+    def names(self) -> list[str]:
+        return list(dict.fromkeys([*KNOWN, *self.cfg.shim.runtimes]))
+
+    def get(self, name: str = "") -> Runtime:
+        name = name or self.default
+        if name not in self.names():
+            raise InvalidArgument(f"unknown runtime {name!r}")
+        path = self.binary(name)
+        if not path:
+            raise FailedPrecondition(f"runtime {name!r} is not installed")
+        return Runtime(name, path, self._root / name)
+
+    def available(self) -> list[Runtime]:
+        out = []
+        for name in self.names():
+            path = self.binary(name)
+            if path:
+                out.append(Runtime(name, path, self._root / name))
+        return out

@@ -1,0 +1,75 @@
+"""gRPC servicer for muelle.runtime.v1.Runtime: decode, call the Shim core, encode."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+from muelle.runtime.v1 import runtime_pb2, runtime_pb2_grpc
+
+from services.shim.shim import Shim, Status
+
+
+def _status(st: Status) -> runtime_pb2.ContainerStatus:
+    return runtime_pb2.ContainerStatus(
+        id=st.id, status=st.status, pid=st.pid, exit_code=st.exit_code,
+        oom_killed=st.oom_killed, created_at=st.created_at, started_at=st.started_at,
+        finished_at=st.finished_at, runtime=st.runtime, bundle=st.bundle, error=st.error)
+
+
+class RuntimeServicer(runtime_pb2_grpc.RuntimeServicer):
+    def __init__(self, shim: Shim) -> None:
+        self.shim = shim
+
+    def Create(self, request: runtime_pb2.CreateRequest,
+               context: grpc.ServicerContext) -> runtime_pb2.CreateResponse:
+        bundle = self.shim.create(request.id, request.spec, request.rootfs, request.runtime)
+        return runtime_pb2.CreateResponse(bundle=bundle)
+
+    def Start(self, request: runtime_pb2.StartRequest,
+              context: grpc.ServicerContext) -> runtime_pb2.StartResponse:
+        return runtime_pb2.StartResponse(pid=self.shim.start(request.id))
+
+    def Kill(self, request: runtime_pb2.KillRequest,
+             context: grpc.ServicerContext) -> runtime_pb2.KillResponse:
+        self.shim.kill(request.id, request.signal)
+        return runtime_pb2.KillResponse()
+
+    def Stop(self, request: runtime_pb2.StopRequest,
+             context: grpc.ServicerContext) -> runtime_pb2.ContainerStatus:
+        return _status(self.shim.stop(request.id, request.signal, request.timeout,
+                                      cancelled=lambda: not context.is_active()))
+
+    def Wait(self, request: runtime_pb2.WaitRequest,
+             context: grpc.ServicerContext) -> runtime_pb2.ContainerStatus:
+        return _status(self.shim.wait(request.id, cancelled=lambda: not context.is_active()))
+
+    def State(self, request: runtime_pb2.StateRequest,
+              context: grpc.ServicerContext) -> runtime_pb2.ContainerStatus:
+        return _status(self.shim.state(request.id))
+
+    def List(self, request: runtime_pb2.ListRequest,
+             context: grpc.ServicerContext) -> runtime_pb2.ListResponse:
+        return runtime_pb2.ListResponse(containers=[_status(s) for s in self.shim.list()])
+
+    def Delete(self, request: runtime_pb2.DeleteRequest,
+               context: grpc.ServicerContext) -> runtime_pb2.DeleteResponse:
+        self.shim.delete(request.id, request.force)
+        return runtime_pb2.DeleteResponse()
+
+    def Logs(self, request: runtime_pb2.LogsRequest,
+             context: grpc.ServicerContext) -> Iterator[runtime_pb2.LogEntry]:
+        entries = self.shim.logs(request.id, follow=request.follow, tail=request.tail,
+                                 since=request.since, stdout=request.stdout,
+                                 stderr=request.stderr,
+                                 cancelled=lambda: not context.is_active())
+        for entry in entries:
+            yield runtime_pb2.LogEntry(stream=entry.stream, data=entry.data, time=entry.time)
+
+    def Runtimes(self, request: runtime_pb2.RuntimesRequest,
+                 context: grpc.ServicerContext) -> runtime_pb2.RuntimesResponse:
+        infos, default = self.shim.list_runtimes()
+        return runtime_pb2.RuntimesResponse(
+            runtimes=[runtime_pb2.RuntimeInfo(name=i.name, path=i.path, version=i.version)
+                      for i in infos],
+            default=default)

@@ -1,0 +1,419 @@
+"""The shim core: container lifecycle on this host, in plain Python (no gRPC here).
+
+State lives only on disk (store.py) and in the monitors, so a restarted shim rediscovers
+every container (live restore) by reading the container dirs back.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import json
+import os
+import re
+import select
+import shutil
+import signal as signalmod
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from muelle.runtime.v1 import runtime_pb2
+from muelle.types.v1 import types_pb2
+
+from services.core.config import Config
+from services.core.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    MuelleError,
+    NotFound,
+)
+from services.core.logging import get_logger
+from services.shim import logs, mounts, spec, users
+from services.shim.runtimes import Runtime, Runtimes
+from services.shim.store import ContainerDir, Store, pid_alive, read_json, write_json
+
+CREATE_TIMEOUT = 120.0
+POLL = 0.02
+_REPO = str(Path(__file__).resolve().parents[2])
+
+
+@dataclass
+class Status:
+    id: str
+    status: str
+    pid: int = 0
+    exit_code: int = 0
+    oom_killed: bool = False
+    created_at: str = ""
+    started_at: str = ""
+    finished_at: str = ""
+    runtime: str = ""
+    bundle: str = ""
+    error: str = ""
+
+
+@dataclass
+class RuntimeInfo:
+    name: str
+    path: str
+    version: str
+
+
+def parse_signal(text: str, default: int) -> int:
+    """"SIGKILL", "KILL", "kill" or "9" -> 9; empty -> ``default``."""
+    text = text.strip()
+    if not text:
+        return default
+    if text.isdigit():
+        num = int(text)
+        if not 0 < num < 65:
+            raise InvalidArgument(f"invalid signal {text!r}")
+        return num
+    name = text.upper()
+    name = name if name.startswith("SIG") else "SIG" + name
+    try:
+        return int(signalmod.Signals[name])
+    except KeyError:
+        raise InvalidArgument(f"invalid signal {text!r}") from None
+
+
+_CRUN_NOT_FOUND = re.compile(r"executable file `(.+?)` not found in \$PATH")
+
+
+def _exec_error(text: str) -> str:
+    """One message for a missing executable whatever the runtime (runc's wording)."""
+    m = _CRUN_NOT_FOUND.search(text)
+    if m and "executable file not found" not in text:
+        return f'exec: "{m.group(1)}": executable file not found in $PATH: {text}'
+    return text
+
+
+def _now() -> str:
+    return logs.rfc3339_nano(time.time_ns())
+
+
+class Shim:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.store = Store(cfg.state_dir("shim"))
+        self.runtimes = Runtimes(cfg)
+        self.log = get_logger(component="shim")
+        self._locks: dict[str, threading.RLock] = {}
+        self._locks_guard = threading.Lock()
+
+    # ---------------------------------------------------------------- helpers
+
+    def _lock(self, cid: str) -> threading.RLock:
+        with self._locks_guard:
+            return self._locks.setdefault(cid, threading.RLock())
+
+    def _existing(self, cid: str) -> ContainerDir:
+        cdir = self.store.dir(cid)
+        meta = cdir.read_meta()
+        if not meta or meta.get("creating"):
+            raise NotFound(f"no such container: {cid}")
+        return cdir
+
+    def _runtime_of(self, cdir: ContainerDir) -> Runtime:
+        return self.runtimes.get(cdir.read_meta().get("runtime", ""))
+
+    def _monitor_alive(self, cdir: ContainerDir) -> bool:
+        pid = cdir.read_pid(cdir.monitor_pid)
+        if not pid_alive(pid):
+            return False
+        try:  # guard against pid reuse: the monitor names its dir on its command line
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return False
+        return str(cdir.path).encode() in cmdline
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def create(self, cid: str, cspec: runtime_pb2.ContainerSpec,
+               rootfs: Sequence[types_pb2.Mount], runtime_name: str = "") -> str:
+        cdir = self.store.dir(cid)
+        log = get_logger(container=cid[:12])
+        runtime = self.runtimes.get(runtime_name)
+        with self._lock(cid):
+            try:
+                cdir.path.mkdir()
+            except FileExistsError:
+                raise AlreadyExists(f"container {cid} already exists") from None
+            try:
+                cdir.rootfs.mkdir()
+                mounts.mount_all(rootfs, str(cdir.rootfs))
+                user = users.resolve(str(cdir.rootfs), cspec.user)
+                config = spec.build_config(spec.BundleInput(
+                    id=cid, spec=cspec, user=user, cgroup_parent=self.cfg.shim.cgroup_parent,
+                    available_sysctls=spec.host_sysctls(),
+                    thermal_paths=spec.host_thermal_paths()))
+                write_json(cdir.config, config)
+                meta = {
+                    "runtime": runtime.name,
+                    "created_at": _now(),
+                    "cgroups_path": config["linux"]["cgroupsPath"],
+                    "rootfs": [{"type": m.type, "source": m.source, "target": m.target,
+                                "options": list(m.options)} for m in rootfs],
+                }
+                # "creating" until the runtime made it: restore drops such leftovers.
+                write_json(cdir.meta, {**meta, "creating": True})
+                self._spawn_monitor(cdir, runtime, meta["cgroups_path"])
+                write_json(cdir.meta, meta)
+            except BaseException as exc:
+                log.warning("create failed", error=str(exc))
+                self._destroy(cdir, runtime)
+                raise
+        log.info("created", runtime=runtime.name)
+        return str(cdir.path)
+
+    def _spawn_monitor(self, cdir: ContainerDir, runtime: Runtime, cgroups_path: str) -> int:
+        """Start a monitor for a new run; returns the init pid or raises the create error."""
+        runtime.root.mkdir(parents=True, exist_ok=True)
+        if runtime.state(cdir.id) is not None:  # left by a monitor that was killed
+            runtime.delete(cdir.id, force=True)
+        cdir.clear_run()
+        read_fd, write_fd = os.pipe()
+        argv = [
+            sys.executable, "-m", "services.shim.monitor", "--dir", str(cdir.path),
+            "--create", json.dumps(runtime.create_argv(cdir.id, str(cdir.path),
+                                                       str(cdir.init_pid))),
+            "--delete", json.dumps(runtime.delete_argv(cdir.id, force=True)),
+            "--cgroup", cgroups_path, "--sync-fd", str(write_fd),
+        ]
+        try:
+            with open(cdir.monitor_log, "ab") as out:
+                # setsid -f: the monitor is re-parented away from us (no zombie to reap)
+                # and lives in its own session, so it survives the shim.
+                starter = subprocess.Popen(
+                    ["setsid", "-f", *argv], pass_fds=(write_fd,), stdin=subprocess.DEVNULL,
+                    stdout=out, stderr=out, cwd=_REPO,
+                    env=dict(os.environ, PYTHONPATH=os.pathsep.join(
+                        p for p in (_REPO, os.environ.get("PYTHONPATH", "")) if p)))
+            os.close(write_fd)
+            write_fd = -1
+            starter.wait()
+            reply = self._read_sync(read_fd, CREATE_TIMEOUT)
+        finally:
+            os.close(read_fd)
+            if write_fd >= 0:
+                os.close(write_fd)
+        if "pid" in reply:
+            return int(reply["pid"])
+        error = _exec_error(str(reply.get("error") or "the monitor exited without reporting"))
+        if not reply:
+            tail = cdir.monitor_log.read_text(errors="replace")[-2000:] \
+                if cdir.monitor_log.exists() else ""
+            error += f": {tail.strip()}" if tail.strip() else ""
+        raise FailedPrecondition(error)
+
+    @staticmethod
+    def _read_sync(fd: int, timeout: float) -> dict:
+        data = b""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in data:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return {"error": "timed out waiting for the runtime to create the container"}
+            ready, _, _ = select.select([fd], [], [], left)
+            if not ready:
+                continue
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            data += chunk
+        try:
+            reply = json.loads(data.decode(errors="replace").splitlines()[0]) if data else {}
+        except (ValueError, IndexError):
+            return {"error": f"garbled reply from monitor: {data[:200]!r}"}
+        return reply if isinstance(reply, dict) else {}
+
+    def _destroy(self, cdir: ContainerDir, runtime: Runtime | None) -> None:
+        """Undo everything create made: monitor, runtime state, mounts, the dir."""
+        pid = cdir.read_pid(cdir.monitor_pid)
+        if self._monitor_alive(cdir):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signalmod.SIGKILL)
+        if runtime is not None and runtime.state(cdir.id) is not None:
+            with contextlib.suppress(MuelleError):
+                runtime.delete(cdir.id, force=True)
+        if cdir.rootfs.exists():
+            mounts.unmount(str(cdir.rootfs))
+        shutil.rmtree(cdir.path, ignore_errors=True)
+
+    def start(self, cid: str) -> int:
+        with self._lock(cid):
+            cdir = self._existing(cid)
+            current = self.state(cid)
+            if current.status == "running":
+                raise FailedPrecondition(f"container {cid} is already running")
+            if current.status == "paused":
+                raise FailedPrecondition(f"container {cid} is paused")
+            runtime = self._runtime_of(cdir)
+            if current.status == "stopped":
+                # A new run from the same bundle: new monitor, create, then start.
+                meta = cdir.read_meta()
+                if not mounts.is_mounted(str(cdir.rootfs)):
+                    rootfs = [types_pb2.Mount(**m) for m in meta.get("rootfs", [])]
+                    mounts.mount_all(rootfs, str(cdir.rootfs))
+                self._spawn_monitor(cdir, runtime, meta["cgroups_path"])
+            pid = cdir.read_pid(cdir.init_pid)
+            # Recorded first, so a container that exits at once never looks unstarted.
+            write_json(cdir.started, {"started_at": _now()})
+            try:
+                runtime.start(cid)
+            except FailedPrecondition:
+                if cdir.read_status() is None:
+                    cdir.started.unlink(missing_ok=True)
+                    raise
+                # It ran and exited before we returned; that is a successful start.
+        get_logger(container=cid[:12]).info("started", pid=pid)
+        return pid
+
+    def kill(self, cid: str, signal: str) -> None:
+        signum = parse_signal(signal, signalmod.SIGKILL)
+        cdir = self._existing(cid)
+        current = self.state(cid)
+        if current.status not in ("created", "running", "paused"):
+            raise FailedPrecondition(f"container {cid} is not running")
+        try:
+            self._runtime_of(cdir).kill(cid, signum)
+        except FailedPrecondition:
+            if cdir.read_status() is not None or not self._monitor_alive(cdir):
+                raise FailedPrecondition(f"container {cid} is not running") from None
+            raise
+        get_logger(container=cid[:12]).info("signalled", signal=signum)
+
+    def stop(self, cid: str, signal: str = "", timeout: int = 10,
+             cancelled: Callable[[], bool] = lambda: False) -> Status:
+        signum = parse_signal(signal, signalmod.SIGTERM)
+        self._existing(cid)
+        if self.state(cid).status == "stopped":
+            return self.state(cid)
+        with contextlib.suppress(FailedPrecondition):
+            self.kill(cid, str(signum))
+        deadline = None if timeout < 0 else time.monotonic() + timeout
+        if self._wait_stopped(cid, deadline, cancelled):
+            return self.state(cid)
+        get_logger(container=cid[:12]).info("stop timed out, killing", timeout=timeout)
+        with contextlib.suppress(FailedPrecondition):
+            self.kill(cid, "SIGKILL")
+        self._wait_stopped(cid, None, cancelled)
+        return self.state(cid)
+
+    def _wait_stopped(self, cid: str, deadline: float | None,
+                      cancelled: Callable[[], bool]) -> bool:
+        cdir = self._existing(cid)
+        while not cancelled():
+            if self._stopped(cdir):
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(POLL)
+        return False
+
+    def _stopped(self, cdir: ContainerDir) -> bool:
+        """Cheap check for polling loops (no runtime call): exited or monitor gone."""
+        return cdir.status.exists() or not cdir.path.exists() or not self._monitor_alive(cdir)
+
+    def wait(self, cid: str, cancelled: Callable[[], bool] = lambda: False) -> Status:
+        self._existing(cid)
+        self._wait_stopped(cid, None, cancelled)
+        return self.state(cid)
+
+    def state(self, cid: str) -> Status:
+        cdir = self._existing(cid)
+        meta = cdir.read_meta()
+        out = Status(id=cid, status="created", created_at=meta.get("created_at", ""),
+                     runtime=meta.get("runtime", ""), bundle=str(cdir.path))
+        started = read_json(cdir.started) or {}
+        out.started_at = started.get("started_at", "")
+        exited = cdir.read_status()
+        if exited is not None:
+            out.status = "stopped"
+            out.exit_code = int(exited.get("exit_code", 0))
+            out.oom_killed = bool(exited.get("oom_killed", False))
+            out.finished_at = exited.get("finished_at", "")
+            out.error = exited.get("error", "")
+            return out
+        if not self._monitor_alive(cdir):
+            # The monitor died before recording an exit (killed, or the host rebooted).
+            out.status = "stopped"
+            out.exit_code = 255
+            out.error = "the container's monitor exited without recording its status"
+            return out
+        out.pid = cdir.read_pid(cdir.init_pid)
+        out.status = "running" if out.started_at else "created"
+        if out.started_at:
+            rstate = self._runtime_of(cdir).state(cid) or {}
+            if rstate.get("status") == "paused":
+                out.status = "paused"
+        return out
+
+    def list(self) -> list[Status]:
+        out = []
+        for cdir in self.store.all():
+            with contextlib.suppress(NotFound):
+                out.append(self.state(cdir.id))
+        return out
+
+    def delete(self, cid: str, force: bool = False) -> None:
+        with self._lock(cid):
+            cdir = self._existing(cid)
+            current = self.state(cid)
+            if current.status in ("running", "paused") and not force:
+                raise FailedPrecondition(
+                    f"cannot remove container {cid}: container is {current.status}: "
+                    "stop the container before removing or force remove")
+            runtime = self._runtime_of(cdir)
+            if current.status != "stopped":
+                with contextlib.suppress(FailedPrecondition):
+                    runtime.kill(cid, signalmod.SIGKILL)
+                if not self._wait_stopped(cid, time.monotonic() + 30, lambda: False):
+                    raise FailedPrecondition(f"container {cid} did not stop after SIGKILL")
+            # The monitor ran `delete`; make sure, since it may have been killed.
+            self._destroy(cdir, runtime)
+        with self._locks_guard:
+            self._locks.pop(cid, None)
+        get_logger(container=cid[:12]).info("deleted")
+
+    def logs(self, cid: str, *, follow: bool = False, tail: int = 0, since: str = "",
+             stdout: bool = False, stderr: bool = False,
+             cancelled: Callable[[], bool] = lambda: False) -> Iterator[logs.Entry]:
+        cdir = self._existing(cid)
+        streams = {s for s, on in (("stdout", stdout), ("stderr", stderr)) if on} or None
+
+        def stopped() -> bool:
+            return self._stopped(cdir)
+
+        if since:
+            logs.parse_time(since)  # bad input fails before the stream starts
+        return logs.follow_log(str(cdir.log), tail=tail, since=since, streams=streams,
+                               follow=follow, stopped=stopped, cancelled=cancelled)
+
+    def list_runtimes(self) -> tuple[builtins.list[RuntimeInfo], str]:
+        infos = [RuntimeInfo(r.name, r.path, r.version()) for r in self.runtimes.available()]
+        return infos, self.runtimes.default
+
+    # ---------------------------------------------------------------- live restore
+
+    def restore(self) -> None:
+        """Rediscover container dirs after a (re)start; drop half-created ones."""
+        for cdir in self.store.all():
+            meta = cdir.read_meta()
+            if meta and not meta.get("creating"):
+                status = self.state(cdir.id)
+                self.log.info("restored", container=cdir.id[:12], status=status.status)
+                continue
+            if self._monitor_alive(cdir):
+                continue  # a create of ours may still be running in another thread
+            self.log.warning("removing half-created container", container=cdir.id[:12])
+            runtime = None
+            with contextlib.suppress(MuelleError):
+                runtime = self.runtimes.get(meta.get("runtime", ""))
+            self._destroy(cdir, runtime)

@@ -1,0 +1,268 @@
+"""ContainerSpec -> OCI runtime config.json with Docker's defaults (SPECS.md §5-6).
+
+Pure functions: no filesystem access except what the caller passes in (the resolved
+user), so every default is unit-testable without root.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from muelle.runtime.v1 import runtime_pb2
+
+from services.core.errors import InvalidArgument
+from services.shim.users import User
+
+OCI_VERSION = "1.0.2"
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+SHM_SIZE = 64 * 1024 * 1024
+DEFAULT_CPU_PERIOD = 100_000
+
+# Docker's 14 default capabilities (moby daemon/pkg/oci/caps/defaults.go), in its order.
+DEFAULT_CAPS = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
+    "CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+]
+
+# Every capability the kernel knows (linux/capability.h up to CAP_CHECKPOINT_RESTORE = 40).
+ALL_CAPS = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
+    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
+    "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+]
+
+MASKED_PATHS = [
+    "/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys",
+    "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+    "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
+]
+READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+
+# Mounts that stay writable under --read-only (Docker withMounts).
+_RW_UNDER_READONLY = {"/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue"}
+
+
+def _dev(major: int, minor: int | None, access: str = "rwm", allow: bool = True) -> dict:
+    rule: dict[str, Any] = {"allow": allow, "type": "c", "major": major, "access": access}
+    if minor is not None:
+        rule["minor"] = minor
+    return rule
+
+
+DEVICE_RULES = [
+    {"allow": False, "access": "rwm"},
+    _dev(1, 5), _dev(1, 3), _dev(1, 9), _dev(1, 8), _dev(5, 0), _dev(5, 1),
+    _dev(10, 229, allow=False),
+]
+
+
+@dataclass
+class BundleInput:
+    """What spec generation needs besides the ContainerSpec."""
+
+    id: str
+    spec: runtime_pb2.ContainerSpec
+    user: User
+    cgroup_parent: str = "muelle"
+    # Host sysctls that exist (e.g. from /proc/sys); only these get set.
+    available_sysctls: set[str] = field(default_factory=set)
+    # Thermal-throttle dirs of the possible CPUs that exist on the host.
+    thermal_paths: list[str] = field(default_factory=list)
+
+
+def normalize_cap(name: str) -> str:
+    cap = name.strip().upper()
+    if cap == "ALL":
+        return cap
+    if not cap.startswith("CAP_"):
+        cap = "CAP_" + cap
+    if cap not in ALL_CAPS:
+        raise InvalidArgument(f"unknown capability: {name!r}")
+    return cap
+
+
+def capabilities(cap_add: list[str], cap_drop: list[str], privileged: bool) -> list[str]:
+    """Docker's TweakCapabilities: add wins over drop for the same cap; ALL in either."""
+    if privileged:
+        return list(ALL_CAPS)
+    adds = [normalize_cap(c) for c in cap_add]
+    drops = [normalize_cap(c) for c in cap_drop]
+    if "ALL" in adds:
+        base = list(ALL_CAPS)
+        return [c for c in base if c not in drops or c in adds]
+    base = [] if "ALL" in drops else [c for c in DEFAULT_CAPS if c not in drops]
+    for cap in adds:
+        if cap not in base:
+            base.append(cap)
+    return base
+
+
+def build_env(env: list[str], hostname: str, terminal: bool) -> list[str]:
+    """Docker's CreateDaemonEnvironment: defaults, then replace-or-append the user env."""
+    out = [DEFAULT_PATH, f"HOSTNAME={hostname}"]
+    if terminal:
+        out.append("TERM=xterm")
+    index = {e.split("=", 1)[0]: i for i, e in enumerate(out)}
+    for entry in env:
+        key = entry.split("=", 1)[0]
+        if not key:
+            raise InvalidArgument(f"invalid environment variable: {entry!r}")
+        if key in index:
+            out[index[key]] = entry
+        else:
+            index[key] = len(out)
+            out.append(entry)
+    return out
+
+
+def default_mounts(privileged: bool, readonly_rootfs: bool) -> list[dict]:
+    sys_opts = ["nosuid", "noexec", "nodev"] + ([] if privileged else ["ro"])
+    cg_opts = (["rw"] if privileged else ["ro"]) + ["nosuid", "noexec", "nodev", "relatime"]
+    mounts = [
+        {"destination": "/proc", "type": "proc", "source": "proc",
+         "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620",
+                     "gid=5"]},
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": sys_opts},
+        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+         "options": cg_opts},
+        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+         "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+         "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={SHM_SIZE}"]},
+    ]
+    if readonly_rootfs:
+        for m in mounts:
+            if m["destination"] not in _RW_UNDER_READONLY and "ro" not in m["options"]:
+                m["options"] = [o for o in m["options"] if o != "rw"] + ["ro"]
+    return mounts
+
+
+def resources(res: runtime_pb2.Resources, privileged: bool) -> dict:
+    out: dict[str, Any] = {}
+    out["devices"] = [{"allow": True, "access": "rwm"}] if privileged else [
+        dict(r) for r in DEVICE_RULES
+    ]
+    if res.memory_limit < 0:
+        raise InvalidArgument("memory limit must not be negative")
+    if res.memory_limit:
+        if res.memory_limit < 6 * 1024 * 1024:
+            raise InvalidArgument("minimum memory limit allowed is 6MB")
+        memory: dict[str, Any] = {"limit": res.memory_limit}
+        if res.memory_swap == 0:
+            memory["swap"] = 2 * res.memory_limit
+        elif res.memory_swap == -1:
+            memory["swap"] = -1
+        elif res.memory_swap < res.memory_limit:
+            raise InvalidArgument(
+                "minimum memoryswap limit should be larger than memory limit")
+        else:
+            memory["swap"] = res.memory_swap
+        out["memory"] = memory
+    elif res.memory_swap > 0:
+        raise InvalidArgument("you should always set the memory limit when using memoryswap")
+    if res.pids_limit > 0:  # 0 and -1 mean unlimited, as in Docker
+        out["pids"] = {"limit": res.pids_limit}
+    cpu: dict[str, Any] = {}
+    if res.cpu_shares:
+        cpu["shares"] = res.cpu_shares
+    if res.cpu_quota > 0:
+        cpu["quota"] = res.cpu_quota
+        cpu["period"] = res.cpu_period or DEFAULT_CPU_PERIOD
+    elif res.cpu_period:
+        cpu["period"] = res.cpu_period
+    if res.cpuset_cpus:
+        cpu["cpus"] = res.cpuset_cpus
+    if cpu:
+        out["cpu"] = cpu
+    return out
+
+
+def build_config(inp: BundleInput) -> dict:
+    """The full OCI config.json for one container."""
+    spec = inp.spec
+    if not spec.args:
+        raise InvalidArgument("no command specified")
+    network = spec.network_mode or "none"
+    if network not in ("none", "host"):
+        raise InvalidArgument(f"unsupported network mode {network!r}")
+    hostname = spec.hostname or inp.id[:12]
+    caps = capabilities(list(spec.cap_add), list(spec.cap_drop), spec.privileged)
+    user = inp.user
+    gids = list(user.additional_gids)
+    for gid in spec.additional_gids:
+        if gid not in gids:
+            gids.append(gid)
+    env = build_env(list(spec.env), hostname, spec.terminal)
+    if not any(e.startswith("HOME=") and len(e) > 5 for e in env) and user.home:
+        env.append(f"HOME={user.home}")
+    process: dict[str, Any] = {
+        "terminal": spec.terminal,
+        "user": {"uid": user.uid, "gid": user.gid},
+        "args": list(spec.args),
+        "env": env,
+        "cwd": spec.cwd or "/",
+        "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+        "noNewPrivileges": spec.no_new_privileges,
+    }
+    if gids:
+        process["user"]["additionalGids"] = gids
+    if not os.path.isabs(process["cwd"]):
+        raise InvalidArgument(f"the working directory {spec.cwd!r} is invalid: not absolute")
+    namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount", "cgroup")]
+    if network != "host":
+        namespaces.insert(1, {"type": "network"})
+    linux: dict[str, Any] = {
+        "namespaces": namespaces,
+        "resources": resources(spec.resources, spec.privileged),
+        "cgroupsPath": f"/{inp.cgroup_parent.strip('/')}/{inp.id}",
+    }
+    if not spec.privileged:
+        linux["maskedPaths"] = MASKED_PATHS + list(inp.thermal_paths)
+        linux["readonlyPaths"] = list(READONLY_PATHS)
+    sysctl = {}
+    if network != "host":
+        for key, value in (("net.ipv4.ping_group_range", "0 2147483647"),
+                           ("net.ipv4.ip_unprivileged_port_start", "0")):
+            if key in inp.available_sysctls:
+                sysctl[key] = value
+    if sysctl:
+        linux["sysctl"] = sysctl
+    return {
+        "ociVersion": OCI_VERSION,
+        "process": process,
+        "root": {"path": "rootfs", "readonly": spec.readonly_rootfs},
+        "hostname": hostname,
+        "mounts": default_mounts(spec.privileged, spec.readonly_rootfs),
+        "linux": linux,
+        "annotations": dict(spec.annotations),
+    }
+
+
+def host_sysctls() -> set[str]:
+    """The default sysctls that exist on this host."""
+    names = ("net.ipv4.ping_group_range", "net.ipv4.ip_unprivileged_port_start")
+    return {n for n in names if os.path.exists("/proc/sys/" + n.replace(".", "/"))}
+
+
+def host_thermal_paths() -> list[str]:
+    """Docker masks cpu<N>/thermal_throttle where it exists (GHSA-6fw5-f8r9-fgfm)."""
+    base = "/sys/devices/system/cpu"
+    try:
+        names = sorted(n for n in os.listdir(base) if n.startswith("cpu") and n[3:].isdigit())
+    except OSError:
+        return []
+    return [f"{base}/{n}/thermal_throttle" for n in names
+            if os.path.isdir(f"{base}/{n}/thermal_throttle")]

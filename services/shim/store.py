@@ -1,0 +1,141 @@
+"""The on-disk record of one container: $MUELLE_ROOT/shim/containers/<id>/.
+
+    config.json   OCI runtime config (the bundle)       rootfs/      mount point
+    meta.json     runtime, created_at, rootfs mounts     container.log json-file log
+    monitor.pid   pid of the current monitor             init.pid     runtime's pid file
+    started.json  started_at of the current run          status.json  exit status (monitor)
+    monitor.log   the monitor's own diagnostics
+
+Files are replaced atomically (temp + fsync + rename), so a crash leaves either the old or
+the new version, which is what live restore reads back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from services.core.errors import InvalidArgument
+
+ID_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def check_id(cid: str) -> str:
+    if not ID_RE.match(cid):
+        raise InvalidArgument(f"invalid container id {cid!r}: want 64 lowercase hex chars")
+    return cid
+
+
+def write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w") as f:
+        json.dump(data, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+@dataclass
+class ContainerDir:
+    path: Path
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+    @property
+    def config(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def rootfs(self) -> Path:
+        return self.path / "rootfs"
+
+    @property
+    def meta(self) -> Path:
+        return self.path / "meta.json"
+
+    @property
+    def log(self) -> Path:
+        return self.path / "container.log"
+
+    @property
+    def monitor_pid(self) -> Path:
+        return self.path / "monitor.pid"
+
+    @property
+    def init_pid(self) -> Path:
+        return self.path / "init.pid"
+
+    @property
+    def started(self) -> Path:
+        return self.path / "started.json"
+
+    @property
+    def status(self) -> Path:
+        return self.path / "status.json"
+
+    @property
+    def monitor_log(self) -> Path:
+        return self.path / "monitor.log"
+
+    def read_meta(self) -> dict:
+        return read_json(self.meta) or {}
+
+    def read_status(self) -> dict | None:
+        data = read_json(self.status)
+        return data if isinstance(data, dict) else None
+
+    def read_pid(self, path: Path) -> int:
+        try:
+            return int(path.read_text().strip() or 0)
+        except (FileNotFoundError, ValueError):
+            return 0
+
+    def clear_run(self) -> None:
+        """Forget the previous run before starting a new one."""
+        for path in (self.status, self.started, self.init_pid, self.monitor_pid):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+
+class Store:
+    def __init__(self, root: Path) -> None:
+        self.root = root / "containers"
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def dir(self, cid: str) -> ContainerDir:
+        return ContainerDir(self.root / check_id(cid))
+
+    def all(self) -> list[ContainerDir]:
+        return [ContainerDir(p) for p in sorted(self.root.iterdir())
+                if p.is_dir() and ID_RE.match(p.name)]
+
+
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie counts as dead.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False

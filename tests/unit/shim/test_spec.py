@@ -1,0 +1,133 @@
+"""spec.py: Docker's defaults in the generated OCI config."""
+
+from __future__ import annotations
+
+import pytest
+from muelle.runtime.v1 import runtime_pb2 as pb
+
+from services.core.errors import InvalidArgument
+from services.shim import spec
+from services.shim.users import User
+
+CID = "ab" * 32
+
+
+def build(**kw: object) -> dict:
+    cspec = pb.ContainerSpec(args=kw.pop("args", ["sh"]), **kw)  # type: ignore[arg-type]
+    return spec.build_config(spec.BundleInput(
+        id=CID, spec=cspec, user=User(uid=1000, gid=1000, additional_gids=[1000, 10],
+                                      home="/home/app"),
+        cgroup_parent="muelle-x",
+        available_sysctls={"net.ipv4.ping_group_range", "net.ipv4.ip_unprivileged_port_start"}))
+
+
+def test_docker_defaults() -> None:
+    cfg = build()
+    assert cfg["ociVersion"] == "1.0.2"
+    proc = cfg["process"]
+    assert proc["capabilities"]["bounding"] == spec.DEFAULT_CAPS
+    assert proc["capabilities"]["effective"] == proc["capabilities"]["permitted"] == \
+        spec.DEFAULT_CAPS
+    assert "inheritable" not in proc["capabilities"] and "ambient" not in proc["capabilities"]
+    assert len(spec.DEFAULT_CAPS) == 14
+    assert proc["noNewPrivileges"] is False
+    assert "rlimits" not in proc
+    assert proc["env"][:2] == [spec.DEFAULT_PATH, f"HOSTNAME={CID[:12]}"]
+    assert "HOME=/home/app" in proc["env"]
+    assert proc["user"] == {"uid": 1000, "gid": 1000, "additionalGids": [1000, 10]}
+    assert proc["cwd"] == "/"
+    assert cfg["hostname"] == CID[:12]
+    assert cfg["root"] == {"path": "rootfs", "readonly": False}
+    linux = cfg["linux"]
+    assert {n["type"] for n in linux["namespaces"]} == {
+        "pid", "network", "ipc", "uts", "mount", "cgroup"}
+    assert linux["cgroupsPath"] == f"/muelle-x/{CID}"
+    assert "/proc/kcore" in linux["maskedPaths"] and "/proc/sys" in linux["readonlyPaths"]
+    assert linux["sysctl"] == {"net.ipv4.ping_group_range": "0 2147483647",
+                               "net.ipv4.ip_unprivileged_port_start": "0"}
+    devices = linux["resources"]["devices"]
+    assert devices[0] == {"allow": False, "access": "rwm"}
+    assert {"allow": False, "type": "c", "major": 10, "minor": 229, "access": "rwm"} in devices
+    mounts = {m["destination"]: m for m in cfg["mounts"]}
+    assert list(mounts) == ["/proc", "/dev", "/dev/pts", "/sys", "/sys/fs/cgroup",
+                            "/dev/mqueue", "/dev/shm"]
+    assert "ro" in mounts["/sys"]["options"] and "ro" in mounts["/sys/fs/cgroup"]["options"]
+    assert f"size={64 * 1024 * 1024}" in mounts["/dev/shm"]["options"]
+
+
+def test_env_replace_or_append_and_terminal() -> None:
+    env = build(env=["PATH=/bin", "A=1", "HOME=/x"], terminal=True, hostname="h")[
+        "process"]["env"]
+    assert env == ["PATH=/bin", "HOSTNAME=h", "TERM=xterm", "A=1", "HOME=/x"]
+
+
+@pytest.mark.parametrize(("add", "drop", "has", "lacks"), [
+    (["NET_ADMIN"], [], ["CAP_NET_ADMIN", "CAP_CHOWN"], []),
+    ([], ["CAP_CHOWN"], ["CAP_KILL"], ["CAP_CHOWN"]),
+    (["CAP_SYS_ADMIN"], ["ALL"], ["CAP_SYS_ADMIN"], ["CAP_CHOWN"]),
+    (["ALL"], ["CAP_SYS_ADMIN"], ["CAP_NET_ADMIN"], ["CAP_SYS_ADMIN"]),
+])
+def test_cap_add_drop(add: list[str], drop: list[str], has: list[str],
+                      lacks: list[str]) -> None:
+    caps = build(cap_add=add, cap_drop=drop)["process"]["capabilities"]["bounding"]
+    assert all(c in caps for c in has)
+    assert not any(c in caps for c in lacks)
+
+
+def test_unknown_capability() -> None:
+    with pytest.raises(InvalidArgument, match="CAP_NOPE"):
+        build(cap_add=["CAP_NOPE"])
+
+
+def test_privileged() -> None:
+    cfg = build(privileged=True)
+    assert cfg["process"]["capabilities"]["bounding"] == spec.ALL_CAPS
+    assert "maskedPaths" not in cfg["linux"] and "readonlyPaths" not in cfg["linux"]
+    assert cfg["linux"]["resources"]["devices"] == [{"allow": True, "access": "rwm"}]
+    mounts = {m["destination"]: m for m in cfg["mounts"]}
+    assert "ro" not in mounts["/sys"]["options"]
+
+
+def test_no_new_privileges_and_readonly() -> None:
+    cfg = build(no_new_privileges=True, readonly_rootfs=True)
+    assert cfg["process"]["noNewPrivileges"] is True
+    assert cfg["root"]["readonly"] is True
+    mounts = {m["destination"]: m for m in cfg["mounts"]}
+    assert "ro" in mounts["/sys"]["options"]
+    assert "ro" not in mounts["/dev/shm"]["options"]
+
+
+def test_resources_and_swap_default() -> None:
+    mib = 1024 * 1024
+    res = build(resources=pb.Resources(memory_limit=32 * mib, pids_limit=20, cpu_quota=50000,
+                                       cpu_shares=512, cpuset_cpus="0"))["linux"]["resources"]
+    assert res["memory"] == {"limit": 32 * mib, "swap": 64 * mib}
+    assert res["pids"] == {"limit": 20}
+    assert res["cpu"] == {"shares": 512, "quota": 50000, "period": 100000, "cpus": "0"}
+    res = build(resources=pb.Resources(memory_limit=32 * mib, memory_swap=-1))["linux"][
+        "resources"]
+    assert res["memory"]["swap"] == -1
+    assert "memory" not in build()["linux"]["resources"]
+
+
+@pytest.mark.parametrize("res", [
+    pb.Resources(memory_limit=1024),
+    pb.Resources(memory_limit=64 * 1024 * 1024, memory_swap=32 * 1024 * 1024),
+    pb.Resources(memory_swap=32 * 1024 * 1024),
+])
+def test_bad_resources(res: pb.Resources) -> None:
+    with pytest.raises(InvalidArgument):
+        build(resources=res)
+
+
+def test_host_network_has_no_sysctls_or_netns() -> None:
+    linux = build(network_mode="host")["linux"]
+    assert "sysctl" not in linux
+    assert "network" not in {n["type"] for n in linux["namespaces"]}
+    with pytest.raises(InvalidArgument):
+        build(network_mode="bridge0")
+
+
+def test_no_command() -> None:
+    with pytest.raises(InvalidArgument, match="no command specified"):
+        build(args=[])

@@ -1,0 +1,264 @@
+"""Distribution-spec HTTP client: scheme and host selection, auth, retries, error mapping.
+
+One ``httpx.Client`` pools connections per registry host. Responses are streamed; the
+caller closes them. Redirects are followed; httpx drops ``Authorization`` when a redirect
+leaves the origin (blob GETs are often 307s to object storage), as DS "API" requires.
+The transport is injectable so unit tests run on ``httpx.MockTransport``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import httpx
+
+from services.core.config import RegistryConfig
+from services.core.errors import (
+    InvalidArgument,
+    MuelleError,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+    Unavailable,
+)
+from services.core.logging import get_logger
+from services.core.reference import DEFAULT_DOMAIN, is_loopback
+from services.core.version import VERSION
+from services.registry.auth import (
+    Challenge,
+    TokenCache,
+    load_credentials,
+    parse_challenges,
+    scope_for,
+)
+
+DOCKER_HUB_API = "registry-1.docker.io"
+DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+MAX_RETRIES = 3
+_MAX_RETRY_AFTER = 10.0
+_ERROR_BODY_LIMIT = 64 * 1024
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timed out ({type(exc).__name__})"
+    text = str(exc) or type(exc).__name__
+    return text
+
+
+def unreachable(host: str, exc: Exception) -> Unavailable:
+    return Unavailable(f"cannot reach registry {host}: {_reason(exc)}")
+
+
+def _error_codes(body: bytes) -> list[tuple[str, str]]:
+    """(code, message) pairs of a distribution error body, [] when it is not one."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return []
+    errors = data.get("errors") if isinstance(data, dict) else None
+    if not isinstance(errors, list):
+        return []
+    return [(str(e.get("code", "")), str(e.get("message", "")))
+            for e in errors if isinstance(e, dict)]
+
+
+def map_error(status: int, body: bytes, host: str, kind: str, what: str) -> MuelleError:
+    """Turn a failed registry response into a typed error. ``kind`` is "manifest" or
+    "blob" and ``what`` the reference or digest asked for."""
+    codes = _error_codes(body)
+    names = {code for code, _ in codes}
+    detail = "; ".join(f"{c}: {m}" if m else c for c, m in codes) or f"HTTP {status}"
+    if status == 404 or names & {"MANIFEST_UNKNOWN", "BLOB_UNKNOWN", "NAME_UNKNOWN"}:
+        if "NAME_UNKNOWN" in names:
+            return NotFound(f"repository unknown: {what}")
+        return NotFound(f"{kind} unknown: {what}")
+    if status == 401 or "UNAUTHORIZED" in names:
+        return Unauthenticated(f"authentication required for {what} ({detail})")
+    if status == 403 or "DENIED" in names:
+        return PermissionDenied(f"access to {what} denied by {host} ({detail})")
+    if status == 429 or "TOOMANYREQUESTS" in names:
+        return Unavailable(f"registry {host} is rate limiting requests ({detail})")
+    if status >= 500:
+        return Unavailable(f"registry {host} failed: HTTP {status} ({detail})")
+    return InvalidArgument(f"registry {host} rejected the request for {what}: "
+                           f"HTTP {status} ({detail})")
+
+
+class RegistryHTTP:
+    """Requests to ``/v2/`` endpoints of any registry, authenticated as needed."""
+
+    def __init__(
+        self,
+        settings: RegistryConfig | None = None,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        retries: int = MAX_RETRIES,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+    ) -> None:
+        self._settings = settings or RegistryConfig()
+        self._insecure = set(self._settings.insecure_registries)
+        self._credentials = load_credentials(self._settings.auth_file)
+        self._sleep = sleep
+        self._retries = retries
+        self._tokens = TokenCache()
+        self._basic_hosts: set[str] = set()
+        self._client = httpx.Client(
+            transport=transport,
+            timeout=timeout,
+            follow_redirects=True,
+            # Blobs are hashed as stored: ask for no content coding (one sent anyway
+            # is decoded by httpx before hashing).
+            headers={"User-Agent": f"muelle/{VERSION}", "Accept-Encoding": "identity"},
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def base_url(self, domain: str) -> str:
+        """Scheme and API host for a reference domain (docker.io -> registry-1.docker.io)."""
+        host = DOCKER_HUB_API if domain == DEFAULT_DOMAIN else domain
+        plain = is_loopback(domain) or domain in self._insecure
+        return f"{'http' if plain else 'https'}://{host}"
+
+    def request(
+        self,
+        method: str,
+        domain: str,
+        repo_path: str,
+        url_path: str,
+        *,
+        kind: str,
+        what: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """Send ``method url_path`` to ``domain`` for repository ``repo_path`` and return
+        the streaming 2xx response (the caller closes it); typed errors otherwise."""
+        url = self.base_url(domain) + url_path
+        scope = scope_for(repo_path)
+        log = get_logger(registry=domain, url=url_path)
+        attempt = 0
+        authenticated = False
+        while True:
+            send_headers = dict(headers or {})
+            send_headers.update(self._auth_header(domain, scope))
+            resp = self._send(method, url, send_headers, domain)
+            status = resp.status_code
+            if status < 400:
+                return resp
+            body = self._read_error_body(resp)
+            if status == 401 and not authenticated:
+                challenges = parse_challenges(resp.headers.get("WWW-Authenticate", ""))
+                if self._authorize(domain, scope, challenges):
+                    authenticated = True
+                    continue
+            if (status == 429 or status >= 500) and attempt < self._retries:
+                delay = self._retry_delay(resp, attempt)
+                log.warning("registry busy, retrying", status=status, delay=delay)
+                self._sleep(delay)
+                attempt += 1
+                continue
+            raise map_error(status, body, domain, kind, what)
+
+    def get_url(self, url: str, headers: Mapping[str, str] | None = None) -> httpx.Response:
+        """A plain streaming GET of an absolute URL (foreign layers), no credentials."""
+        host = httpx.URL(url).host
+        resp = self._send("GET", url, dict(headers or {}), host)
+        if resp.status_code >= 400:
+            body = self._read_error_body(resp)
+            raise map_error(resp.status_code, body, host, "blob", url)
+        return resp
+
+    def _send(self, method: str, url: str, headers: dict[str, str],
+              host: str) -> httpx.Response:
+        try:
+            request = self._client.build_request(method, url, headers=headers)
+            return self._client.send(request, stream=True)
+        except httpx.InvalidURL as exc:
+            raise InvalidArgument(f"invalid registry URL {url}: {exc}") from None
+        except httpx.TooManyRedirects as exc:
+            raise Unavailable(f"registry {host}: too many redirects ({exc})") from None
+        except (httpx.TransportError, OSError) as exc:
+            raise unreachable(host, exc) from None
+
+    @staticmethod
+    def _read_error_body(resp: httpx.Response) -> bytes:
+        try:
+            body = b""
+            for chunk in resp.iter_bytes():
+                body += chunk
+                if len(body) >= _ERROR_BODY_LIMIT:
+                    break
+            return body
+        except httpx.HTTPError:
+            return b""
+        finally:
+            resp.close()
+
+    def _retry_delay(self, resp: httpx.Response, attempt: int) -> float:
+        after = resp.headers.get("Retry-After", "")
+        if after.isdigit():
+            return min(float(after), _MAX_RETRY_AFTER)
+        return min(0.25 * (2**attempt), _MAX_RETRY_AFTER)
+
+    def _auth_header(self, domain: str, scope: str) -> dict[str, str]:
+        token = self._tokens.get(domain, scope)
+        if token:
+            return {"Authorization": f"Bearer {token}"}
+        if domain in self._basic_hosts and domain in self._credentials:
+            user, password = self._credentials[domain]
+            raw = base64.b64encode(f"{user}:{password}".encode()).decode()
+            return {"Authorization": f"Basic {raw}"}
+        return {}
+
+    def _authorize(self, domain: str, scope: str, challenges: list[Challenge]) -> bool:
+        """Act on a 401's challenges; True when a retry with credentials makes sense."""
+        for challenge in challenges:
+            if challenge.scheme == "bearer" and challenge.params.get("realm"):
+                token, expires_in = self._fetch_token(domain, scope, challenge)
+                self._tokens.put(domain, scope, token, expires_in)
+                return True
+        if any(c.scheme == "basic" for c in challenges) and domain in self._credentials:
+            self._basic_hosts.add(domain)
+            return True
+        return False
+
+    def _fetch_token(self, domain: str, scope: str, challenge: Challenge) -> tuple[str, float]:
+        realm = challenge.params["realm"]
+        if not realm.startswith(("https://", "http://")):
+            raise Unauthenticated(f"registry {domain} sent an unusable token realm {realm!r}")
+        params: dict[str, Any] = {"scope": challenge.params.get("scope") or scope}
+        if challenge.params.get("service"):
+            params["service"] = challenge.params["service"]
+        auth = self._credentials.get(domain)
+        realm_host = httpx.URL(realm).host
+        try:
+            resp = self._client.get(realm, params=params, auth=auth)
+        except httpx.InvalidURL as exc:
+            raise Unauthenticated(f"registry {domain} sent an unusable token realm: {exc}") \
+                from None
+        except (httpx.TransportError, OSError) as exc:
+            raise Unavailable(f"cannot reach token server {realm_host}: {_reason(exc)}") \
+                from None
+        if resp.status_code in (401, 403):
+            raise Unauthenticated(f"token server {realm_host} refused access to "
+                                  f"{params['scope']}: HTTP {resp.status_code}")
+        if resp.status_code >= 400:
+            raise Unavailable(f"token server {realm_host} failed: HTTP {resp.status_code}")
+        try:
+            data = resp.json()
+        except ValueError:
+            data = None
+        token = (data.get("token") or data.get("access_token")) if isinstance(data, dict) \
+            else None
+        if not isinstance(token, str) or not token:
+            raise Unauthenticated(f"token server {realm_host} returned no token")
+        expires_in = data.get("expires_in") if isinstance(data, dict) else None
+        ttl = float(expires_in) if isinstance(expires_in, int | float) and expires_in > 0 \
+            else 60.0
+        get_logger(registry=domain).debug("got registry token", scope=params["scope"])
+        return token, ttl

@@ -1,0 +1,34 @@
+"""``muelle-registry`` / ``python -m services.registry.main``: the registry proxy service."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import grpc
+from muelle.registry.v1 import registry_pb2, registry_pb2_grpc
+
+from services.core.config import Config
+from services.core.main import service_main
+from services.registry.resolver import Resolver
+from services.registry.server import RegistryServicer
+
+SERVICE_NAME = registry_pb2.DESCRIPTOR.services_by_name["Registry"].full_name
+
+
+def factory(
+    cfg: Config,
+) -> tuple[Callable[[grpc.Server], None], Sequence[str], Callable[[], None] | None]:
+    resolver = Resolver(cfg)
+
+    def register(server: grpc.Server) -> None:
+        registry_pb2_grpc.add_RegistryServicer_to_server(RegistryServicer(resolver), server)
+
+    return register, [SERVICE_NAME], resolver.close
+
+
+def main() -> None:
+    service_main("registry", factory)
+
+
+if __name__ == "__main__":
+    main()

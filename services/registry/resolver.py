@@ -1,0 +1,236 @@
+"""The registry core: resolve references to manifests and stream verified blobs.
+
+    resolver = Resolver(config)
+    res = resolver.resolve("127.0.0.1:5000/demo/busybox:1")        # host platform
+    for chunk in resolver.fetch_blob(res.repository, res.manifest.config): ...
+
+Resolve: GET the manifest with the full Accept list (SPECS §3.3) and verify it; when it
+is an index, select the platform's entry and GET that child by digest, verified against
+the entry's digest and size. fetch_blob hashes while it streams (from offset 0) and holds
+back the last chunk until digest and size check out, so a consumer that saw the whole
+blob without an error saw verified bytes. A dropped connection resumes with Range.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import httpx
+
+from services.core import digest as digestmod
+from services.core import reference as refmod
+from services.core.config import Config
+from services.core.errors import DataLoss, InvalidArgument, NotFound, Unavailable
+from services.core.logging import get_logger
+from services.registry import manifests, platforms
+from services.registry.descriptors import Descriptor, Platform
+from services.registry.http import RegistryHTTP, unreachable
+from services.registry.manifests import ManifestContent
+
+CHUNK_SIZE = 1024 * 1024
+MAX_RESUMES = 3
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What a reference resolved to (see ResolveResponse in registry.proto)."""
+
+    canonical: str
+    repository: str
+    root: ManifestContent
+    manifest: ManifestContent
+
+
+class Resolver:
+    """Plain-Python core of the registry service; thread-safe."""
+
+    def __init__(
+        self,
+        config: Config | None = None,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        chunk_size: int = CHUNK_SIZE,
+    ) -> None:
+        settings = config.registry if config else None
+        self._http = RegistryHTTP(settings, transport=transport, sleep=sleep)
+        self._chunk_size = chunk_size
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- manifests -------------------------------------------------------------------
+
+    def resolve(self, reference: str, platform: Platform | None = None) -> Resolution:
+        """Fetch what ``reference`` points to and, for an index, the platform's manifest."""
+        ref = refmod.parse(reference)
+        log = get_logger(image=ref.canonical)
+        if ref.digest:
+            root = self._get_manifest(ref, ref.digest, Descriptor("", ref.digest, 0))
+        else:
+            root = self._get_manifest(ref, ref.tag, None)
+        manifest = root
+        if root.is_index:
+            want = platform or platforms.host()
+            entry = platforms.select(root.children, want)
+            log.debug("selected platform", platform=str(entry.platform), digest=entry.digest)
+            manifest = self._get_manifest(ref, entry.digest, entry)
+            if manifest.is_index:
+                raise InvalidArgument(f"{ref.canonical}: nested indexes are not supported")
+        log.info("resolved", digest=root.descriptor.digest,
+                 manifest=manifest.descriptor.digest)
+        return Resolution(ref.canonical, ref.repository, root, manifest)
+
+    def _get_manifest(self, ref: refmod.Reference, tag_or_digest: str,
+                      expected: Descriptor | None) -> ManifestContent:
+        what = f"{ref.repository}@{tag_or_digest}" if ":" in tag_or_digest \
+            else f"{ref.repository}:{tag_or_digest}"
+        try:
+            resp = self._http.request(
+                "GET", ref.domain, ref.path, f"/v2/{ref.path}/manifests/{tag_or_digest}",
+                kind="manifest", what=what, headers={"Accept": manifests.ACCEPT})
+        except NotFound:
+            if expected is None:
+                raise
+            # Legacy registries serve manifests by digest only under /blobs/ (SPECS §3.3).
+            try:
+                resp = self._http.request(
+                    "GET", ref.domain, ref.path, f"/v2/{ref.path}/blobs/{tag_or_digest}",
+                    kind="manifest", what=what)
+            except NotFound:
+                raise NotFound(f"manifest unknown: {what}") from None
+        try:
+            length = resp.headers.get("Content-Length", "")
+            if length.isdigit():
+                manifests.check_size(int(length), what)
+            content = self._read_limited(resp, ref.domain, what)
+            return manifests.parse(
+                content, resp.headers.get("Content-Type"), what, expected,
+                resp.headers.get("Docker-Content-Digest") or None)
+        finally:
+            resp.close()
+
+    @staticmethod
+    def _read_limited(resp: httpx.Response, domain: str, what: str) -> bytes:
+        buf = bytearray()
+        try:
+            for chunk in resp.iter_bytes():
+                buf += chunk
+                manifests.check_size(len(buf), what)
+        except httpx.TransportError as exc:
+            raise unreachable(domain, exc) from None
+        return bytes(buf)
+
+    # -- blobs -----------------------------------------------------------------------
+
+    def fetch_blob(self, repository: str, descriptor: Descriptor,
+                   offset: int = 0) -> Iterator[bytes]:
+        """Stream the blob from ``offset``. From offset 0 the bytes are verified against
+        the descriptor's digest and size (DataLoss on mismatch); from a later offset the
+        caller verifies. Arguments are checked before the first byte moves."""
+        if "@" in repository or ":" in repository.rsplit("/", 1)[-1]:
+            raise InvalidArgument(f"invalid repository {repository!r}: want domain/path "
+                                  "without tag or digest, e.g. docker.io/library/busybox")
+        ref = refmod.parse(repository)
+        try:
+            digestmod.validate(descriptor.digest)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"invalid blob descriptor: {exc}") from None
+        if descriptor.size < 0 or offset < 0:
+            raise InvalidArgument("blob size and offset must not be negative")
+        if descriptor.size and offset > descriptor.size:
+            raise InvalidArgument(f"offset {offset} is past the end of {descriptor.digest} "
+                                  f"({descriptor.size} bytes)")
+        return self._stream(ref, descriptor, offset)
+
+    def _stream(self, ref: refmod.Reference, desc: Descriptor,
+                offset: int) -> Iterator[bytes]:
+        log = get_logger(image=ref.repository, digest=desc.digest)
+        if desc.size and offset == desc.size:
+            return
+        hasher = digestmod.hasher(desc.digest) if offset == 0 else None
+        received = offset
+        resumes = 0
+        # Bytes received but not yet yielded. Up to one chunk stays here until the end,
+        # so the last bytes only leave once digest and size are verified.
+        buf = bytearray()
+        resp, skip = self._open_blob(ref, desc, received)
+        try:
+            while True:
+                try:
+                    for chunk in resp.iter_bytes():
+                        if skip:
+                            # The registry ignored Range and restarted: drop what we have.
+                            dropped = min(skip, len(chunk))
+                            chunk, skip = chunk[dropped:], skip - dropped
+                        received += len(chunk)
+                        if hasher is not None:
+                            hasher.update(chunk)
+                        if desc.size and received > desc.size:
+                            raise DataLoss(f"size mismatch for {desc.digest}: registry sent "
+                                           f"more than {desc.size} bytes")
+                        buf += chunk
+                        while len(buf) > self._chunk_size:
+                            yield bytes(buf[: self._chunk_size])
+                            del buf[: self._chunk_size]
+                    break
+                except httpx.TransportError as exc:
+                    resp.close()
+                    if resumes >= MAX_RESUMES:
+                        raise Unavailable(
+                            f"download of {desc.digest} from {ref.domain} failed after "
+                            f"{received} bytes: {exc or type(exc).__name__}") from None
+                    resumes += 1
+                    log.warning("blob download interrupted, resuming", offset=received,
+                                error=str(exc) or type(exc).__name__)
+                    resp, skip = self._open_blob(ref, desc, received)
+        finally:
+            resp.close()
+        if desc.size and received != desc.size:
+            raise DataLoss(f"size mismatch for {desc.digest}: got {received} bytes, "
+                           f"want {desc.size}")
+        if hasher is not None:
+            got = f"{desc.digest.split(':', 1)[0]}:{hasher.hexdigest()}"
+            if got != desc.digest:
+                raise DataLoss(f"digest mismatch for {desc.digest}: got {got}")
+        for start in range(0, len(buf), self._chunk_size):
+            yield bytes(buf[start : start + self._chunk_size])
+        log.debug("blob fetched", bytes=received - offset, resumes=resumes)
+
+    def _open_blob(self, ref: refmod.Reference, desc: Descriptor,
+                   offset: int) -> tuple[httpx.Response, int]:
+        """A streaming response for the blob from ``offset`` and how many leading bytes
+        of it to skip (when the server answered 200 to a Range request)."""
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        try:
+            resp = self._http.request(
+                "GET", ref.domain, ref.path, f"/v2/{ref.path}/blobs/{desc.digest}",
+                kind="blob", what=f"{ref.repository}@{desc.digest}", headers=headers)
+        except NotFound:
+            urls = [u for u in desc.urls if u.startswith(("https://", "http://"))]
+            if not urls:
+                raise
+            resp = self._open_foreign(urls, headers)
+        if not offset:
+            return resp, 0
+        if resp.status_code == 206:
+            start = resp.headers.get("Content-Range", "").removeprefix("bytes ").split("-")[0]
+            if start != str(offset):
+                resp.close()
+                raise DataLoss(f"registry {ref.domain} answered a resume of {desc.digest} "
+                               f"at {offset} with Content-Range "
+                               f"{resp.headers.get('Content-Range')!r}")
+            return resp, 0
+        return resp, offset
+
+    def _open_foreign(self, urls: list[str], headers: dict[str, str]) -> httpx.Response:
+        """Foreign (non-distributable) layers may live only at their descriptor urls."""
+        last: Exception | None = None
+        for url in urls:
+            try:
+                return self._http.get_url(url, headers)
+            except (NotFound, Unavailable) as exc:
+                last = exc
+        assert last is not None
+        raise last

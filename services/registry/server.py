@@ -1,0 +1,86 @@
+"""gRPC servicer of muelle.registry.v1: decode, call the Resolver, encode.
+
+Typed errors raised by the core become status codes in services.core.server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+from muelle.registry.v1 import registry_pb2, registry_pb2_grpc
+from muelle.types.v1 import types_pb2
+
+from services.core import reference as refmod
+from services.registry.descriptors import Descriptor, Platform
+from services.registry.manifests import ManifestContent
+from services.registry.resolver import Resolver
+
+
+def platform_from_pb(msg: types_pb2.Platform) -> Platform:
+    return Platform(msg.os, msg.architecture, msg.variant, msg.os_version)
+
+
+def platform_to_pb(p: Platform) -> types_pb2.Platform:
+    return types_pb2.Platform(os=p.os, architecture=p.architecture, variant=p.variant,
+                              os_version=p.os_version)
+
+
+def descriptor_from_pb(msg: types_pb2.Descriptor) -> Descriptor:
+    return Descriptor(
+        media_type=msg.media_type, digest=msg.digest, size=msg.size, urls=tuple(msg.urls),
+        annotations=dict(msg.annotations),
+        platform=platform_from_pb(msg.platform) if msg.HasField("platform") else None)
+
+
+def descriptor_to_pb(d: Descriptor) -> types_pb2.Descriptor:
+    msg = types_pb2.Descriptor(media_type=d.media_type, digest=d.digest, size=d.size,
+                               urls=list(d.urls), annotations=d.annotations)
+    if d.platform is not None:
+        msg.platform.CopyFrom(platform_to_pb(d.platform))
+    return msg
+
+
+def manifest_to_pb(m: ManifestContent) -> registry_pb2.ManifestContent:
+    return registry_pb2.ManifestContent(descriptor=descriptor_to_pb(m.descriptor),
+                                        content=m.content)
+
+
+class RegistryServicer(registry_pb2_grpc.RegistryServicer):
+    def __init__(self, resolver: Resolver) -> None:
+        self._resolver = resolver
+
+    def ParseReference(  # noqa: N802 - generated name
+        self, request: registry_pb2.ParseReferenceRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.ParseReferenceResponse:
+        ref = refmod.parse(request.reference)
+        return registry_pb2.ParseReferenceResponse(
+            domain=ref.domain, path=ref.path, tag=ref.tag, digest=ref.digest,
+            canonical=ref.canonical, repository=ref.repository)
+
+    def Resolve(  # noqa: N802
+        self, request: registry_pb2.ResolveRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.ResolveResponse:
+        platform = None
+        if request.HasField("platform") and request.platform.architecture:
+            platform = platform_from_pb(request.platform)
+            if not platform.os:
+                platform = Platform("linux", platform.architecture, platform.variant)
+        res = self._resolver.resolve(request.reference, platform)
+        return registry_pb2.ResolveResponse(
+            canonical=res.canonical, repository=res.repository,
+            root=manifest_to_pb(res.root), manifest=manifest_to_pb(res.manifest))
+
+    def FetchBlob(  # noqa: N802
+        self, request: registry_pb2.FetchBlobRequest, context: grpc.ServicerContext
+    ) -> Iterator[registry_pb2.BlobChunk]:
+        chunks = self._resolver.fetch_blob(
+            request.repository, descriptor_from_pb(request.descriptor), request.offset)
+        try:
+            for data in chunks:
+                yield registry_pb2.BlobChunk(data=data)
+        finally:
+            # A cancelled call stops here: close the HTTP stream now, not at GC time.
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()

@@ -1,0 +1,91 @@
+"""The registry service as a real subprocess, plus images pushed to the real registry."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from muelle.registry.v1 import registry_pb2_grpc
+
+from services.core.client import connect
+from services.core.launcher import healthy
+from tests.support.images import Entry, build_layout, busybox_layer, push_layout
+from tests.support.registry import LocalRegistry
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+@pytest.fixture(scope="module")
+def registry_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Address of a running ``muelle-registry`` (python -m services.registry.main)."""
+    tmp = tmp_path_factory.mktemp("registry-svc")
+    config = tmp / "muelle.toml"
+    config.write_text(f'root = "{tmp}"\nrun = "{tmp}"\n')
+    address = f"unix://{tmp}/registry.sock"
+    log = open(tmp / "registry.log", "wb")  # noqa: SIM115 - closed in finally
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MUELLE_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.registry.main", "--config", str(config),
+         "--address", address, "--root", str(tmp), "--run", str(tmp)],
+        cwd=REPO_ROOT, stdout=log, stderr=log, env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while not healthy(address, timeout=0.5):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("muelle-registry did not start:\n"
+                                   + (tmp / "registry.log").read_text()[-2000:])
+            time.sleep(0.05)
+        yield address
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def stub(registry_service: str) -> registry_pb2_grpc.RegistryStub:
+    return connect(registry_service, registry_pb2_grpc.RegistryStub, "registry")
+
+
+@pytest.fixture(scope="module")
+def multi_platform(registry: LocalRegistry, tmp_path_factory: pytest.TempPathFactory
+                   ) -> dict[str, str]:
+    """An OCI index tagged ``demo/multi:2`` with an amd64 and an arm64 image.
+
+    Returns {"ref", "index", "amd64", "arm64"} (reference and digests)."""
+    tmp = tmp_path_factory.mktemp("multi")
+    digests: dict[str, str] = {}
+    entries = []
+    for arch in ("amd64", "arm64"):
+        layer = busybox_layer([Entry("etc/arch", data=arch.encode())])
+        digest = build_layout(tmp / arch, [layer], tag=arch, architecture=arch)
+        push_layout(tmp / arch, f"{registry.host}/demo/multi:{arch}", tag=arch)
+        size = (tmp / arch / "blobs" / "sha256" / digest.split(":")[1]).stat().st_size
+        entries.append({"mediaType": OCI_MANIFEST, "digest": digest, "size": size,
+                        "platform": {"os": "linux", "architecture": arch}})
+        digests[arch] = digest
+    # BuildKit-style attestation entry: must never be selected.
+    entries.append({**entries[0], "platform": {"os": "unknown", "architecture": "unknown"},
+                    "annotations": {"vnd.docker.reference.type": "attestation-manifest"}})
+    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX,
+                        "manifests": entries}).encode()
+    resp = httpx.put(f"{registry.url}/v2/demo/multi/manifests/2", content=index,
+                     headers={"Content-Type": OCI_INDEX}, timeout=10)
+    assert resp.status_code == 201, resp.text
+    digests["index"] = resp.headers["Docker-Content-Digest"]
+    digests["ref"] = f"{registry.host}/demo/multi:2"
+    return digests

@@ -1,0 +1,83 @@
+"""The servicer in-process over a real gRPC channel, with a faked upstream registry."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+import pytest
+from muelle.registry.v1 import registry_pb2, registry_pb2_grpc
+from muelle.types.v1 import types_pb2
+
+from services.core.client import connect
+from services.core.errors import DataLoss, InvalidArgument, NotFound
+from services.core.server import ErrorInterceptor
+from services.registry.descriptors import Descriptor, Platform
+from services.registry.resolver import Resolver
+from services.registry.server import RegistryServicer, descriptor_from_pb, descriptor_to_pb
+
+from .fakeupstream import HOST, OCI_LAYER, OCI_MANIFEST, Upstream, image, sha
+
+LAYER = b"layer bytes" * 100
+
+
+@pytest.fixture
+def upstream() -> Upstream:
+    up = Upstream()
+    up.add_blob(LAYER)
+    up.add_manifest("demo/app", "1", image([LAYER]), OCI_MANIFEST)
+    return up
+
+
+@pytest.fixture
+def stub(tmp_path: Path, upstream: Upstream) -> Iterator[registry_pb2_grpc.RegistryStub]:
+    resolver = Resolver(transport=upstream.transport(), sleep=lambda _: None)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4),
+                         interceptors=[ErrorInterceptor()])
+    registry_pb2_grpc.add_RegistryServicer_to_server(RegistryServicer(resolver), server)
+    address = f"unix://{tmp_path}/r.sock"
+    server.add_insecure_port(f"unix:{tmp_path}/r.sock")
+    server.start()
+    try:
+        yield connect(address, registry_pb2_grpc.RegistryStub, "registry")
+    finally:
+        server.stop(None).wait()
+        resolver.close()
+
+
+def test_descriptor_round_trip() -> None:
+    desc = Descriptor(OCI_MANIFEST, sha(b"x"), 1, ("https://u",), {"a": "b"},
+                      Platform("linux", "arm", "v7"))
+    assert descriptor_from_pb(descriptor_to_pb(desc)) == desc
+    bare = Descriptor(OCI_LAYER, sha(b"y"), 2)
+    assert descriptor_from_pb(descriptor_to_pb(bare)) == bare
+
+
+def test_resolve_and_fetch(stub: registry_pb2_grpc.RegistryStub) -> None:
+    res = stub.Resolve(registry_pb2.ResolveRequest(
+        reference=f"{HOST}/demo/app:1", platform=types_pb2.Platform(architecture="amd64")))
+    assert res.repository == f"{HOST}/demo/app"
+    assert res.manifest.descriptor.media_type == OCI_MANIFEST
+    assert res.manifest.descriptor.digest == sha(res.manifest.content)
+    desc = types_pb2.Descriptor(media_type=OCI_LAYER, digest=sha(LAYER), size=len(LAYER))
+    chunks = stub.FetchBlob(registry_pb2.FetchBlobRequest(repository=res.repository,
+                                                          descriptor=desc))
+    assert b"".join(c.data for c in chunks) == LAYER
+
+
+def test_errors_carry_their_kind(stub: registry_pb2_grpc.RegistryStub,
+                                 upstream: Upstream) -> None:
+    with pytest.raises(NotFound):
+        stub.Resolve(registry_pb2.ResolveRequest(reference=f"{HOST}/demo/app:2"))
+    with pytest.raises(InvalidArgument):
+        stub.Resolve(registry_pb2.ResolveRequest(reference=""))
+    upstream.blobs[sha(LAYER)] = LAYER[::-1]
+    desc = types_pb2.Descriptor(digest=sha(LAYER), size=len(LAYER))
+    with pytest.raises(DataLoss, match="digest mismatch"):
+        list(stub.FetchBlob(registry_pb2.FetchBlobRequest(
+            repository=f"{HOST}/demo/app", descriptor=desc)))
+    with pytest.raises(InvalidArgument):
+        list(stub.FetchBlob(registry_pb2.FetchBlobRequest(
+            repository=f"{HOST}/demo/app", descriptor=types_pb2.Descriptor(digest="x"))))

@@ -1,0 +1,57 @@
+"""Linux capability names <-> numbers and applying a process.capabilities block."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.core.errors import InvalidArgument
+from services.runtime import linux
+
+NAMES = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
+    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
+    "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+]
+_BY_NAME = {name: i for i, name in enumerate(NAMES)}
+
+
+def number(name: str) -> int:
+    """The number of a capability name (``CAP_`` prefix optional, any case)."""
+    if not isinstance(name, str):
+        raise InvalidArgument(f"capability {name!r} is not a string")
+    key = name.upper()
+    if not key.startswith("CAP_"):
+        key = "CAP_" + key
+    if key not in _BY_NAME:
+        raise InvalidArgument(f"unknown capability {name!r}")
+    return _BY_NAME[key]
+
+
+def mask(names: list[str] | None) -> int:
+    bits = 0
+    for name in names or []:
+        bits |= 1 << number(name)
+    return bits
+
+
+def drop_bounding(caps: dict[str, Any]) -> None:
+    """Drop every capability not in the bounding set (needs CAP_SETPCAP: do it first)."""
+    keep = mask(caps.get("bounding"))
+    for cap in range(linux.last_cap() + 1):
+        if not keep & (1 << cap) and linux.capbset_has(cap):
+            linux.capbset_drop(cap)
+
+
+def apply(caps: dict[str, Any]) -> None:
+    """Set effective/permitted/inheritable, then raise the ambient set (after setuid)."""
+    linux.capset(mask(caps.get("effective")), mask(caps.get("permitted")),
+                 mask(caps.get("inheritable")))
+    linux.prctl(linux.PR_CAP_AMBIENT, linux.PR_CAP_AMBIENT_CLEAR_ALL)
+    for name in caps.get("ambient") or []:
+        linux.ambient_raise(number(name))

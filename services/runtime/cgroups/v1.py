@@ -1,0 +1,119 @@
+"""cgroup v1: one directory per controller hierarchy under /sys/fs/cgroup/<ctrl>/."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from services.core.logging import get_logger
+from services.runtime.cgroups import read_pids, rmdir_retry, write
+
+CONTROLLERS = ("memory", "pids", "cpu", "cpuacct", "cpuset", "devices", "freezer", "blkio")
+
+
+def device_rule(rule: dict[str, Any]) -> str:
+    """An OCI device rule as a devices.allow/deny line: ``c 1:3 rwm``."""
+    kind = rule.get("type") or "a"
+    major = "*" if rule.get("major") in (None, -1) else str(rule["major"])
+    minor = "*" if rule.get("minor") in (None, -1) else str(rule["minor"])
+    access = rule.get("access") or "rwm"
+    if kind == "a":
+        return "a"
+    return f"{kind} {major}:{minor} {access}"
+
+
+class CgroupV1:
+    def __init__(self, path: str, root: Path) -> None:
+        self.path = path
+        self.root = root
+        self.log = get_logger(cgroup=path)
+        # Co-mounted controllers (cpu,cpuacct) share one hierarchy: keep one dir each.
+        seen: dict[str, Path] = {}
+        self.dirs: dict[str, Path] = {}
+        for ctrl in CONTROLLERS:
+            base = root / ctrl
+            if not base.is_dir():
+                continue
+            real = os.path.realpath(base)
+            if real in seen:
+                continue
+            seen[real] = base
+            self.dirs[ctrl] = base / path.lstrip("/")
+
+    def create(self, resources: dict[str, Any]) -> None:
+        for ctrl, path in self.dirs.items():
+            if ctrl == "cpuset":
+                self._make_cpuset(path)
+            else:
+                path.mkdir(parents=True, exist_ok=True)
+        self._limits(resources)
+
+    def _make_cpuset(self, path: Path) -> None:
+        # A cpuset with empty cpus/mems refuses tasks: inherit them level by level.
+        base = self.root / "cpuset"
+        current = base
+        for part in path.relative_to(base).parts:
+            parent, current = current, current / part
+            current.mkdir(exist_ok=True)
+            for name in ("cpuset.cpus", "cpuset.mems"):
+                if not (current / name).read_text().strip():
+                    write(current / name, (parent / name).read_text().strip())
+
+    def _set(self, ctrl: str, name: str, value: object) -> None:
+        if ctrl not in self.dirs:
+            self.log.warning("cgroup controller missing, limit skipped", file=name)
+            return
+        path = self.dirs[ctrl] / name
+        if not path.exists():
+            self.log.warning("cgroup file missing, limit skipped", file=name)
+            return
+        write(path, str(value))
+
+    def _limits(self, res: dict[str, Any]) -> None:
+        mem = res.get("memory") or {}
+        if mem.get("limit") is not None:
+            self._set("memory", "memory.limit_in_bytes", mem["limit"])
+        if mem.get("swap") is not None and "memory" in self.dirs and \
+                (self.dirs["memory"] / "memory.memsw.limit_in_bytes").exists():
+            self._set("memory", "memory.memsw.limit_in_bytes", mem["swap"])
+        if mem.get("reservation") is not None:
+            self._set("memory", "memory.soft_limit_in_bytes", mem["reservation"])
+        pids = res.get("pids") or {}
+        if pids.get("limit") is not None:
+            limit = pids["limit"]
+            self._set("pids", "pids.max", "max" if limit <= 0 else limit)
+        cpu = res.get("cpu") or {}
+        if cpu.get("shares"):
+            self._set("cpu", "cpu.shares", cpu["shares"])
+        if cpu.get("period"):
+            self._set("cpu", "cpu.cfs_period_us", cpu["period"])
+        if cpu.get("quota"):
+            self._set("cpu", "cpu.cfs_quota_us", cpu["quota"])
+        if cpu.get("cpus"):
+            self._set("cpuset", "cpuset.cpus", cpu["cpus"])
+        if cpu.get("mems"):
+            self._set("cpuset", "cpuset.mems", cpu["mems"])
+        blkio = res.get("blockIO") or {}
+        if blkio.get("weight"):
+            self._set("blkio", "blkio.weight", blkio["weight"])
+        for rule in res.get("devices") or []:
+            name = "devices.allow" if rule.get("allow") else "devices.deny"
+            self._set("devices", name, device_rule(rule))
+
+    def join(self, pid: int) -> None:
+        for path in self.dirs.values():
+            write(path / "cgroup.procs", str(pid))
+
+    def pids(self) -> list[int]:
+        for ctrl in ("pids", "memory", "freezer", "cpu"):
+            if ctrl in self.dirs:
+                return read_pids(self.dirs[ctrl] / "cgroup.procs")
+        return []
+
+    def destroy(self) -> None:
+        for path in self.dirs.values():
+            rmdir_retry(path)
+
+    def mounts(self) -> list[tuple[str, Path]]:
+        return [(ctrl, path) for ctrl, path in self.dirs.items() if path.is_dir()]

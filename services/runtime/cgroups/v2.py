@@ -1,0 +1,91 @@
+"""cgroup v2: one directory in the unified hierarchy, controllers enabled top-down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from services.core.logging import get_logger
+from services.runtime.cgroups import read_pids, rmdir_retry, write
+
+WANTED = ("cpu", "cpuset", "io", "memory", "pids")
+
+
+def shares_to_weight(shares: int) -> int:
+    """cgroup v1 cpu.shares [2, 262144] -> v2 cpu.weight [1, 10000] (the OCI convention)."""
+    return 1 + ((max(2, min(shares, 262144)) - 2) * 9999) // 262142
+
+
+class CgroupV2:
+    def __init__(self, path: str, root: Path) -> None:
+        self.path = path
+        self.root = root
+        self.dir = root / path.lstrip("/")
+        self.log = get_logger(cgroup=path)
+
+    def create(self, resources: dict[str, Any]) -> None:
+        current = self.root
+        for part in self.dir.relative_to(self.root).parts:
+            available = set((current / "cgroup.controllers").read_text().split())
+            enable = " ".join(f"+{c}" for c in WANTED if c in available)
+            if enable:
+                try:
+                    write(current / "cgroup.subtree_control", enable)
+                except OSError as exc:
+                    self.log.warning("cannot enable controllers", dir=str(current), error=str(exc))
+            current = current / part
+            current.mkdir(exist_ok=True)
+        self._limits(resources)
+
+    def _set(self, name: str, value: object) -> None:
+        path = self.dir / name
+        if not path.exists():
+            self.log.warning("cgroup file missing, limit skipped", file=name)
+            return
+        write(path, str(value))
+
+    def _limits(self, res: dict[str, Any]) -> None:
+        mem = res.get("memory") or {}
+        limit = mem.get("limit")
+        if limit is not None:
+            self._set("memory.max", "max" if limit < 0 else limit)
+        swap = mem.get("swap")
+        if swap is not None:
+            # OCI swap is memory+swap; v2 counts swap alone.
+            value = "max" if swap < 0 else max(0, swap - (limit or 0))
+            self._set("memory.swap.max", value)
+        if mem.get("reservation") is not None:
+            self._set("memory.low", mem["reservation"])
+        pids = res.get("pids") or {}
+        if pids.get("limit") is not None:
+            self._set("pids.max", "max" if pids["limit"] <= 0 else pids["limit"])
+        cpu = res.get("cpu") or {}
+        if cpu.get("quota") or cpu.get("period"):
+            quota = cpu.get("quota")
+            quota_s = "max" if not quota or quota < 0 else str(quota)
+            self._set("cpu.max", f"{quota_s} {cpu.get('period') or 100000}")
+        if cpu.get("shares"):
+            self._set("cpu.weight", shares_to_weight(cpu["shares"]))
+        if cpu.get("cpus"):
+            self._set("cpuset.cpus", cpu["cpus"])
+        if cpu.get("mems"):
+            self._set("cpuset.mems", cpu["mems"])
+        for key, value in (res.get("unified") or {}).items():
+            if "/" in key or key.startswith("."):
+                continue
+            self._set(key, value)
+        if res.get("devices"):
+            # v2 device control needs an eBPF program; not implemented yet.
+            self.log.info("cgroup v2 device rules not enforced")
+
+    def join(self, pid: int) -> None:
+        write(self.dir / "cgroup.procs", str(pid))
+
+    def pids(self) -> list[int]:
+        return read_pids(self.dir / "cgroup.procs")
+
+    def destroy(self) -> None:
+        rmdir_retry(self.dir)
+
+    def mounts(self) -> list[tuple[str, Path]]:
+        return [("", self.dir)]

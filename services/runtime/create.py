@@ -1,0 +1,152 @@
+"""``create``: set the container up with its init blocked before exec (runc's model).
+
+    create ──fork──> intermediate: join cgroup, setns/unshare (incl. CLONE_NEWPID)
+                        └──fork──> init (pid 1): setup, "ready", block on exec.fifo
+    intermediate sends the init's host pid and exits, so the init is re-parented to the
+    nearest child subreaper (the shim's monitor); create exits 0 once the init is ready.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import NoReturn
+
+from services.core.errors import FailedPrecondition, MuelleError
+from services.core.logging import get_logger
+from services.runtime import cgroups, devices, init, namespaces, seccomp, spec, sync
+from services.runtime.store import State, Store, proc_start_time
+
+
+def create(store: Store, cid: str, bundle: str, pid_file: str | None = None) -> State:
+    log = get_logger(container=cid)
+    bundle_path, config = spec.load(bundle)
+    rootfs = spec.rootfs(bundle_path, config)
+    linux_cfg = config.get("linux") or {}
+    ns = namespaces.wanted(linux_cfg.get("namespaces") or [])
+    if linux_cfg.get("seccomp"):
+        seccomp.validate(linux_cfg["seccomp"])
+    cgroup_path = cgroups.normalise(linux_cfg.get("cgroupsPath", ""), cid)
+
+    cdir = store.reserve(cid)
+    fifo = cdir / "exec.fifo"
+    cgroup: cgroups.Cgroup | None = None
+    pid = 0
+    try:
+        os.mkfifo(fifo, 0o622)
+        user = config["process"].get("user") or {}
+        os.chown(fifo, int(user.get("uid", 0)), int(user.get("gid", 0)))
+        cgroup = cgroups.for_path(cgroup_path)
+        resources = dict(linux_cfg.get("resources") or {})
+        resources["devices"] = [*(resources.get("devices") or []), *devices.CGROUP_ALLOW]
+        cgroup.create(resources)
+        pid = _spawn(init.InitConfig(config, str(rootfs), ns, cgroup, str(fifo), -1))
+        start_time = proc_start_time(pid)
+        if start_time is None:
+            raise FailedPrecondition("container init exited during setup")
+        state = State(id=cid, bundle=str(bundle_path), pid=pid, start_time=start_time,
+                      created=datetime.now(UTC).isoformat(), cgroups_path=cgroup_path,
+                      annotations=dict(config.get("annotations") or {}))
+        store.save(state)
+        if pid_file:
+            _write_pid_file(Path(pid_file), pid)
+    except BaseException:
+        _undo(store, cid, cgroup, pid)
+        raise
+    log.info("created", pid=pid, bundle=str(bundle_path))
+    return state
+
+
+def _spawn(cfg: init.InitConfig) -> int:
+    """Fork the intermediate and wait for the init's verdict; returns the init's host pid."""
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.close(r)
+        cfg.sync_fd = w
+        _intermediate(cfg)
+    os.close(w)
+    reader = sync.Reader(r)
+    pid, ready, error = 0, False, ""
+    try:
+        while True:
+            msg = reader.next()
+            if msg is None:
+                error = error or "container init exited during setup"
+                break
+            if "pid" in msg:
+                pid = int(msg["pid"])
+                if ready:
+                    break
+            elif "warn" in msg:
+                get_logger().warning(str(msg["warn"]))
+            elif "error" in msg:
+                error = str(msg["error"])
+                break
+            elif msg.get("ready"):
+                ready = True
+                if pid:
+                    break
+    finally:
+        reader.close()
+        _reap(child)
+    if error:
+        if pid:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        raise FailedPrecondition(error)
+    return pid
+
+
+def _intermediate(cfg: init.InitConfig) -> NoReturn:
+    try:
+        if cfg.cgroup is not None:
+            cfg.cgroup.join(os.getpid())
+        namespaces.enter(cfg.namespaces)
+        pid = os.fork()
+        if pid == 0:
+            init.main(cfg)
+        sync.send(cfg.sync_fd, pid=pid)
+        os._exit(0)
+    except BaseException as exc:  # noqa: BLE001 - a forked child must never unwind
+        with contextlib.suppress(BaseException):
+            text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            if isinstance(exc, MuelleError | OSError):
+                sync.send(cfg.sync_fd, error=f"{text}")
+            else:
+                sync.send(cfg.sync_fd, error=f"intermediate: {type(exc).__name__}: {text}")
+        os._exit(1)
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+
+
+def _write_pid_file(path: Path, pid: int) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(str(pid))
+    os.replace(tmp, path)
+
+
+def _undo(store: Store, cid: str, cgroup: cgroups.Cgroup | None, pid: int) -> None:
+    """A failed create leaves nothing behind: kill, empty and remove the cgroup, the dir."""
+    if pid:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    if cgroup is not None:
+        for _ in range(100):
+            left = cgroup.pids()
+            if not left:
+                break
+            for p in left:
+                with contextlib.suppress(OSError):
+                    os.kill(p, signal.SIGKILL)
+            time.sleep(0.01)
+        with contextlib.suppress(OSError):
+            cgroup.destroy()
+    store.remove(cid)

@@ -1,0 +1,54 @@
+"""``delete``: remove what create made (cgroup dirs, state dir); --force kills first."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+
+from services.core.errors import FailedPrecondition
+from services.core.logging import get_logger
+from services.runtime import cgroups
+from services.runtime.store import State, Store, proc_start_time
+
+
+def delete(store: Store, cid: str, force: bool = False) -> None:
+    state = store.load(cid)
+    status = store.status(state)
+    if status != "stopped":
+        if not force:
+            raise FailedPrecondition(f"cannot delete container {cid}: it is {status}, "
+                                     "not stopped (use --force)")
+        _kill_init(state)
+    cgroup = cgroups.for_path(state.cgroups_path) if state.cgroups_path else None
+    if cgroup is not None:
+        # Processes that escaped the pid namespace's teardown (e.g. a shared pid ns).
+        left = cgroup.pids()
+        if left:
+            get_logger(container=cid).info("killing leftover processes", pids=left)
+        for _ in range(200):
+            if not left:
+                break
+            for pid in left:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.01)
+            left = cgroup.pids()
+        try:
+            cgroup.destroy()
+        except OSError as exc:
+            raise FailedPrecondition(f"cannot remove cgroup {state.cgroups_path}: "
+                                     f"{exc.strerror}") from None
+    store.remove(cid)
+    get_logger(container=cid).info("deleted")
+
+
+def _kill_init(state: State) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(state.pid, signal.SIGKILL)
+    for _ in range(500):
+        if proc_start_time(state.pid) != state.start_time:
+            return
+        time.sleep(0.01)
+    raise FailedPrecondition(f"container {state.id}: init {state.pid} did not die")

@@ -1,0 +1,146 @@
+"""The container init: runs as pid 1 of the new pid namespace, sets up, waits, execs.
+
+Order follows runc: mounts and devices, pivot_root, masked/read-only paths, hostname,
+loopback, sysctls, rlimits, oom_score_adj, cwd, lookup of args[0], bounding set, user,
+capabilities, no_new_privs; then "ready" to create, block on the exec fifo until
+``start`` opens it, and exec. Any failure before "ready" goes back to create as text.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import termios
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from services.core.errors import MuelleError
+from services.runtime import capabilities, devices, linux, process, rootfs, seccomp, sync
+from services.runtime.cgroups import Cgroup
+
+
+@dataclass
+class InitConfig:
+    spec: dict[str, Any]
+    rootfs: str
+    namespaces: dict[str, str]
+    cgroup: Cgroup | None
+    fifo: str
+    sync_fd: int
+
+
+def main(cfg: InitConfig) -> NoReturn:
+    """Never returns: execs the user process or exits non-zero."""
+    try:
+        ready = _setup(cfg)
+    except (MuelleError, OSError, ValueError, KeyError, TypeError) as exc:
+        _fail(cfg.sync_fd, _message(exc))
+    except BaseException as exc:  # noqa: BLE001 - nothing may escape a forked child
+        _fail(cfg.sync_fd, f"container init: {type(exc).__name__}: {exc}")
+    try:
+        sync.send(cfg.sync_fd, ready=True)
+        os.close(cfg.sync_fd)
+        # Blocks until `start` opens the fifo for reading (the fd is O_PATH: reopen it).
+        fd = os.open(f"/proc/self/fd/{ready.fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+        os.write(fd, b"0")
+        os.close(fd)
+        os.close(ready.fifo_fd)
+        if ready.late_seccomp:
+            # With no_new_privs the filter can wait until right before exec.
+            seccomp.load(ready.late_seccomp, lambda msg: None)
+        os.closerange(3, 65536)
+        os.execve(ready.path, ready.args, ready.env)
+    except BaseException as exc:  # noqa: BLE001
+        os.write(2, f"muelle-runtime: exec {ready.args[0]}: {_message(exc)}\n".encode())
+    os._exit(127)
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f" {exc.filename}" if exc.filename and str(exc.filename) not in str(
+            exc.strerror) else ""
+        return f"{exc.strerror}{where}"
+    return str(exc)
+
+
+def _fail(fd: int, message: str) -> NoReturn:
+    try:
+        sync.send(fd, error=message)
+    finally:
+        os._exit(1)
+
+
+@dataclass
+class Ready:
+    path: str
+    args: list[str]
+    env: dict[str, str]
+    fifo_fd: int
+    late_seccomp: dict[str, Any] | None
+
+
+def _setup(cfg: InitConfig) -> Ready:
+    spec, ns = cfg.spec, cfg.namespaces
+    proc: dict[str, Any] = spec["process"]
+    linux_cfg: dict[str, Any] = spec.get("linux") or {}
+
+    def warn(msg: str) -> None:
+        sync.send(cfg.sync_fd, warn=msg)
+
+    os.setsid()
+    if proc.get("terminal") and os.isatty(0):
+        # The caller handed us a pty slave as stdio: make it our controlling terminal.
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    fifo_fd = os.open(cfg.fifo, os.O_PATH | os.O_CLOEXEC)
+    if linux_cfg.get("seccomp"):
+        seccomp.preload()
+
+    rootfs.prepare(cfg.rootfs, linux_cfg.get("rootfsPropagation", ""))
+    mounts = spec.get("mounts") or []
+    for m in mounts:
+        rootfs.mount_one(cfg.rootfs, m, cfg.cgroup, warn)
+    devices.create(cfg.rootfs, linux_cfg.get("devices") or [], bool(proc.get("terminal")))
+    rootfs.pivot(cfg.rootfs)
+    os.umask(0o022)
+    rootfs.mask(linux_cfg.get("maskedPaths") or [])
+    rootfs.readonly(linux_cfg.get("readonlyPaths") or [])
+    if (spec.get("root") or {}).get("readonly"):
+        rootfs.root_readonly()
+
+    if "uts" in ns:
+        if spec.get("hostname"):
+            linux.sethostname(spec["hostname"])
+        if spec.get("domainname"):
+            linux.setdomainname(spec["domainname"])
+    if ns.get("network") == "":
+        linux.link_up("lo")
+    for key, value in (linux_cfg.get("sysctl") or {}).items():
+        if "/" in key or ".." in key:
+            raise ValueError(f"invalid sysctl {key!r}")
+        with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+            f.write(str(value))
+
+    process.set_rlimits(proc.get("rlimits") or [], warn)
+    if proc.get("oomScoreAdj") is not None:
+        process.oom_score_adj(int(proc["oomScoreAdj"]), warn)
+
+    env = process.env_dict(proc.get("env") or [])
+    user = proc.get("user") or {}
+    process.home(env, int(user.get("uid", 0)))
+    process.chdir(proc.get("cwd") or "/")
+    path = process.lookup(proc["args"][0], env)
+
+    caps = proc.get("capabilities")
+    nnp = bool(proc.get("noNewPrivileges"))
+    profile = linux_cfg.get("seccomp")
+    # Without no_new_privs the filter needs CAP_SYS_ADMIN: load it before dropping caps.
+    if profile and not nnp:
+        seccomp.load(profile, warn)
+    if caps is not None:
+        capabilities.drop_bounding(caps)
+    process.switch_user(user)
+    if caps is not None:
+        capabilities.apply(caps)
+    if nnp:
+        linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
+    return Ready(path, list(proc["args"]), env, fifo_fd, profile if nnp else None)

@@ -1,0 +1,105 @@
+"""process.* of config.json: executable lookup, env, rlimits, user and cwd."""
+
+from __future__ import annotations
+
+import os
+import resource
+from collections.abc import Callable
+from typing import Any
+
+from services.core.errors import FailedPrecondition, InvalidArgument
+from services.runtime import linux
+
+Warn = Callable[[str], None]
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def env_dict(env: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in env:
+        key, _, value = item.partition("=")
+        if key:
+            out[key] = value
+    return out
+
+
+def lookup(arg0: str, env: dict[str, str]) -> str:
+    """Resolve args[0] like execvp does (call after pivot_root); Go-style error text."""
+    if "/" in arg0:
+        if os.path.isfile(arg0) and os.access(arg0, os.X_OK):
+            return arg0
+        raise FailedPrecondition(f'exec: "{arg0}": stat {arg0}: no such file or directory'
+                                 if not os.path.exists(arg0)
+                                 else f'exec: "{arg0}": permission denied')
+    for directory in env.get("PATH", DEFAULT_PATH).split(":"):
+        candidate = os.path.join(directory or ".", arg0)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    raise FailedPrecondition(f'exec: "{arg0}": executable file not found in $PATH')
+
+
+def rlimit_number(name: str) -> int:
+    attr = getattr(resource, name, None)
+    if not name.startswith("RLIMIT_") or not isinstance(attr, int):
+        raise InvalidArgument(f"unknown rlimit {name!r}")
+    return attr
+
+
+def set_rlimits(rlimits: list[dict[str, Any]], warn: Warn) -> None:
+    for rl in rlimits:
+        num = rlimit_number(rl.get("type", ""))
+        soft, hard = int(rl.get("soft", 0)), int(rl.get("hard", 0))
+        try:
+            resource.setrlimit(num, (soft, hard))
+        except (ValueError, OSError) as exc:
+            # Without CAP_SYS_RESOURCE a limit cannot be raised above the current hard one.
+            cur_hard = resource.getrlimit(num)[1]
+            if cur_hard != resource.RLIM_INFINITY and hard > cur_hard:
+                warn(f"rlimit {rl['type']} {soft}/{hard} above hard limit {cur_hard}: "
+                     f"clamped ({exc})")
+                resource.setrlimit(num, (min(soft, cur_hard), cur_hard))
+            else:
+                raise FailedPrecondition(f"setrlimit {rl['type']}: {exc}") from None
+
+
+def oom_score_adj(value: int, warn: Warn) -> None:
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(value))
+    except OSError as exc:
+        if not linux.is_eperm(exc):
+            raise
+        warn(f"oom_score_adj {value}: {exc.strerror}")
+
+
+def switch_user(user: dict[str, Any]) -> None:
+    """setgroups, setgid, setuid (capabilities survive via PR_SET_KEEPCAPS)."""
+    uid, gid = int(user.get("uid", 0)), int(user.get("gid", 0))
+    linux.setgroups([int(g) for g in user.get("additionalGids") or []])
+    os.setgid(gid)
+    if uid != 0:
+        linux.prctl(linux.PR_SET_KEEPCAPS, 1)
+    os.setuid(uid)
+    if "umask" in user:
+        os.umask(int(user["umask"]))
+
+
+def chdir(cwd: str) -> None:
+    os.makedirs(cwd, exist_ok=True)
+    os.chdir(cwd)
+
+
+def home(env: dict[str, str], uid: int) -> None:
+    """Like runc: set HOME from /etc/passwd when the config does not."""
+    if "HOME" in env:
+        return
+    try:
+        with open("/etc/passwd") as f:
+            for line in f:
+                fields = line.rstrip("\n").split(":")
+                if len(fields) >= 6 and fields[2] == str(uid):
+                    env["HOME"] = fields[5]
+                    return
+    except OSError:
+        pass
+    env["HOME"] = "/"

@@ -1,0 +1,158 @@
+"""The container's filesystem view: mounts, pivot_root, masked and read-only paths.
+
+Runs inside the container's mount namespace (the init, before exec). Host paths are
+only used before pivot_root; every target inside the rootfs goes through secure_join.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable
+from typing import Any
+
+from services.core.errors import FailedPrecondition
+from services.runtime import linux
+from services.runtime.cgroups import Cgroup, is_v2
+from services.runtime.paths import make_target, secure_join
+
+# option -> (set flags, clear flags)
+FLAGS: dict[str, tuple[int, int]] = {
+    "ro": (linux.MS_RDONLY, 0), "rw": (0, linux.MS_RDONLY),
+    "nosuid": (linux.MS_NOSUID, 0), "suid": (0, linux.MS_NOSUID),
+    "nodev": (linux.MS_NODEV, 0), "dev": (0, linux.MS_NODEV),
+    "noexec": (linux.MS_NOEXEC, 0), "exec": (0, linux.MS_NOEXEC),
+    "sync": (linux.MS_SYNCHRONOUS, 0), "async": (0, linux.MS_SYNCHRONOUS),
+    "dirsync": (linux.MS_DIRSYNC, 0), "remount": (linux.MS_REMOUNT, 0),
+    "mand": (linux.MS_MANDLOCK, 0), "nomand": (0, linux.MS_MANDLOCK),
+    "atime": (0, linux.MS_NOATIME), "noatime": (linux.MS_NOATIME, 0),
+    "diratime": (0, linux.MS_NODIRATIME), "nodiratime": (linux.MS_NODIRATIME, 0),
+    "relatime": (linux.MS_RELATIME, 0), "norelatime": (0, linux.MS_RELATIME),
+    "strictatime": (linux.MS_STRICTATIME, 0), "nostrictatime": (0, linux.MS_STRICTATIME),
+    "bind": (linux.MS_BIND, 0), "rbind": (linux.MS_BIND | linux.MS_REC, 0),
+    "nosymfollow": (linux.MS_NOSYMFOLLOW, 0), "symfollow": (0, linux.MS_NOSYMFOLLOW),
+}
+PROPAGATION = {
+    "private": linux.MS_PRIVATE, "rprivate": linux.MS_PRIVATE | linux.MS_REC,
+    "shared": linux.MS_SHARED, "rshared": linux.MS_SHARED | linux.MS_REC,
+    "slave": linux.MS_SLAVE, "rslave": linux.MS_SLAVE | linux.MS_REC,
+    "unbindable": linux.MS_UNBINDABLE, "runbindable": linux.MS_UNBINDABLE | linux.MS_REC,
+}
+# Per-mount flags a bind remount must keep (and may change).
+_KEEP = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC | linux.MS_NOATIME | \
+    linux.MS_NODIRATIME | linux.MS_RELATIME | linux.MS_STRICTATIME | linux.MS_RDONLY
+
+Warn = Callable[[str], None]
+
+
+def parse_options(options: list[str]) -> tuple[int, list[int], str]:
+    """(mount flags, propagation flags, fs-specific data) of an OCI mount's options."""
+    flags, props, data = 0, [], []
+    for opt in options:
+        if opt in FLAGS:
+            set_, clear = FLAGS[opt]
+            flags = (flags | set_) & ~clear
+        elif opt in PROPAGATION:
+            props.append(PROPAGATION[opt])
+        else:
+            data.append(opt)
+    return flags, props, ",".join(data)
+
+
+def _remount_ro(path: str, extra: int = 0) -> None:
+    current = os.statvfs(path).f_flag & _KEEP
+    linux.mount(None, path, None, linux.MS_BIND | linux.MS_REMOUNT | current | extra |
+                linux.MS_RDONLY)
+
+
+def mount_one(rootfs: str, m: dict[str, Any], cgroup: Cgroup | None, warn: Warn) -> None:
+    kind = m.get("type") or ""
+    source = m.get("source") or kind
+    flags, props, data = parse_options(list(m.get("options") or []))
+    dest = secure_join(rootfs, m["destination"])
+    if kind == "bind" or flags & linux.MS_BIND:
+        if not os.path.exists(source):
+            raise FailedPrecondition(f"mount source {source} does not exist")
+        make_target(dest, os.path.isdir(source))
+        linux.mount(source, dest, None, linux.MS_BIND | (flags & linux.MS_REC))
+        if flags & ~(linux.MS_BIND | linux.MS_REC):
+            linux.mount(None, dest, None, linux.MS_BIND | linux.MS_REMOUNT |
+                        (flags & ~(linux.MS_BIND | linux.MS_REC)))
+    elif kind in ("cgroup", "cgroup2"):
+        _mount_cgroup(dest, flags, cgroup, warn)
+    else:
+        make_target(dest, True)
+        linux.mount(source, dest, kind, flags, data or None)
+    for prop in props:
+        linux.mount(None, dest, None, prop)
+
+
+def _mount_cgroup(dest: str, flags: int, cgroup: Cgroup | None, warn: Warn) -> None:
+    """/sys/fs/cgroup: cgroup2 on v2; on v1 a tmpfs with the container's dirs bound ro."""
+    make_target(dest, True)
+    if is_v2():
+        linux.mount("cgroup", dest, "cgroup2", flags)
+        return
+    if cgroup is None:
+        warn("no cgroup for the cgroup mount; skipped")
+        return
+    ro = flags & linux.MS_RDONLY
+    linux.mount("tmpfs", dest, "tmpfs", (flags & ~linux.MS_RDONLY) |
+                linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC, "mode=755")
+    for name, host in cgroup.mounts():
+        target = os.path.join(dest, name)
+        os.makedirs(target, exist_ok=True)
+        linux.mount(str(host), target, None, linux.MS_BIND)
+        if ro:
+            _remount_ro(target, linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
+    if ro:
+        _remount_ro(dest)
+
+
+def prepare(rootfs: str, propagation: str) -> None:
+    """Stop mounts leaking to the host, and make the rootfs a mount point for pivot_root."""
+    linux.mount(None, "/", None, PROPAGATION.get(propagation, linux.MS_PRIVATE | linux.MS_REC))
+    linux.mount(rootfs, rootfs, None, linux.MS_BIND | linux.MS_REC)
+
+
+def pivot(rootfs: str) -> None:
+    """pivot_root(".", "."): the old root ends up stacked on "/" and is detached."""
+    fd = os.open("/", os.O_DIRECTORY | os.O_RDONLY)
+    try:
+        os.chdir(rootfs)
+        linux.pivot_root(".", ".")
+        linux.mount(None, ".", None, linux.MS_SLAVE | linux.MS_REC)
+        linux.umount2(".", linux.MNT_DETACH)
+    finally:
+        os.close(fd)
+    os.chdir("/")
+
+
+def mask(paths: list[str]) -> None:
+    """After pivot_root: /dev/null over files, a read-only empty tmpfs over dirs."""
+    for path in paths:
+        try:
+            if os.path.isdir(path) and not os.path.islink(path):
+                linux.mount("tmpfs", path, "tmpfs", linux.MS_RDONLY)
+            else:
+                linux.mount("/dev/null", path, None, linux.MS_BIND)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                continue
+            raise
+
+
+def readonly(paths: list[str]) -> None:
+    """After pivot_root: a recursive bind of each path onto itself, remounted read-only."""
+    for path in paths:
+        try:
+            linux.mount(path, path, None, linux.MS_BIND | linux.MS_REC)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                continue
+            raise
+        _remount_ro(path)
+
+
+def root_readonly() -> None:
+    _remount_ro("/")

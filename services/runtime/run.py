@@ -1,0 +1,56 @@
+"""``run``: create + start, wait for the init, delete; exit with the container's code.
+
+``run`` is the init's subreaper, so it can waitpid() it, and forwards the usual
+termination signals to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from types import FrameType
+
+from services.runtime import linux
+from services.runtime.create import create
+from services.runtime.delete import delete
+from services.runtime.start import start
+from services.runtime.store import Store
+
+FORWARD = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+           signal.SIGUSR2)
+
+
+def exit_code(status: int) -> int:
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
+
+
+def run(store: Store, cid: str, bundle: str, pid_file: str | None = None) -> int:
+    linux.set_subreaper()
+    state = create(store, cid, bundle, pid_file)
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(state.pid, signum)
+
+    try:
+        for sig in FORWARD:
+            signal.signal(sig, forward)
+        start(store, cid)
+        code = 255
+        while True:
+            try:
+                pid, status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+            if pid == state.pid:
+                code = exit_code(status)
+                break
+    finally:
+        for sig in FORWARD:
+            signal.signal(sig, signal.SIG_DFL)
+        with contextlib.suppress(Exception):
+            delete(store, cid, force=True)
+    return code

@@ -1,0 +1,131 @@
+"""linux.seccomp through libseccomp (ctypes): build the filter from the OCI profile, load it.
+
+libseccomp does the per-architecture syscall translation and BPF generation; we only map
+the OCI names. Unknown syscalls (newer than this libseccomp) are skipped, as runc does.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+from collections.abc import Callable
+from typing import Any
+
+from services.core.errors import FailedPrecondition, InvalidArgument
+
+Warn = Callable[[str], None]
+
+_ACTIONS = {
+    "SCMP_ACT_KILL": 0x00000000, "SCMP_ACT_KILL_THREAD": 0x00000000,
+    "SCMP_ACT_KILL_PROCESS": 0x80000000, "SCMP_ACT_TRAP": 0x00030000,
+    "SCMP_ACT_ERRNO": 0x00050000, "SCMP_ACT_TRACE": 0x7FF00000,
+    "SCMP_ACT_LOG": 0x7FFC0000, "SCMP_ACT_ALLOW": 0x7FFF0000,
+}
+_OPS = {"SCMP_CMP_NE": 1, "SCMP_CMP_LT": 2, "SCMP_CMP_LE": 3, "SCMP_CMP_EQ": 4,
+        "SCMP_CMP_GE": 5, "SCMP_CMP_GT": 6, "SCMP_CMP_MASKED_EQ": 7}
+_FLTATR_CTL_NNP = 3  # let us, not libseccomp, decide about no_new_privs
+
+
+class _ArgCmp(ctypes.Structure):
+    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int),
+                ("datum_a", ctypes.c_uint64), ("datum_b", ctypes.c_uint64)]
+
+
+_LIB: ctypes.CDLL | None = None
+
+
+def preload() -> None:
+    """dlopen libseccomp now: after pivot_root the host's library is out of reach."""
+    _lib()
+
+
+def _lib() -> ctypes.CDLL:
+    global _LIB
+    if _LIB is not None:
+        return _LIB
+    name = ctypes.util.find_library("seccomp") or "libseccomp.so.2"
+    try:
+        lib = ctypes.CDLL(name)
+    except OSError as exc:
+        raise FailedPrecondition(f"seccomp profile given but libseccomp is missing: {exc}") \
+            from None
+    lib.seccomp_init.restype = ctypes.c_void_p
+    lib.seccomp_init.argtypes = [ctypes.c_uint32]
+    lib.seccomp_release.argtypes = [ctypes.c_void_p]
+    lib.seccomp_load.argtypes = [ctypes.c_void_p]
+    lib.seccomp_attr_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
+    lib.seccomp_arch_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
+    lib.seccomp_arch_resolve_name.restype = ctypes.c_uint32
+    lib.seccomp_arch_resolve_name.argtypes = [ctypes.c_char_p]
+    lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+    lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int,
+                                           ctypes.c_uint, ctypes.POINTER(_ArgCmp)]
+    _LIB = lib
+    return lib
+
+
+def action(name: str, errno_ret: int | None, default_errno: int) -> int:
+    if name not in _ACTIONS:
+        raise InvalidArgument(f"unsupported seccomp action {name!r}")
+    value = _ACTIONS[name]
+    if name == "SCMP_ACT_ERRNO":
+        value |= (default_errno if errno_ret is None else errno_ret) & 0xFFFF
+    elif name == "SCMP_ACT_TRACE":
+        value |= (errno_ret or 0) & 0xFFFF
+    return value
+
+
+def arch_name(oci: str) -> bytes:
+    """SCMP_ARCH_X86_64 -> b"x86_64" (libseccomp's names)."""
+    return oci.removeprefix("SCMP_ARCH_").lower().encode()
+
+
+def validate(profile: dict[str, Any]) -> None:
+    """Check names without loading anything (create calls this before forking)."""
+    default_errno = int(profile.get("defaultErrnoRet") or errno.EPERM)
+    action(profile.get("defaultAction", ""), default_errno, default_errno)
+    for rule in profile.get("syscalls") or []:
+        action(rule.get("action", ""), rule.get("errnoRet"), default_errno)
+        for arg in rule.get("args") or []:
+            if arg.get("op") not in _OPS:
+                raise InvalidArgument(f"unsupported seccomp operator {arg.get('op')!r}")
+
+
+def load(profile: dict[str, Any], warn: Warn) -> None:
+    validate(profile)
+    lib = _lib()
+    default_errno = int(profile.get("defaultErrnoRet") or errno.EPERM)
+    default = action(profile["defaultAction"], default_errno, default_errno)
+    ctx = lib.seccomp_init(default)
+    if not ctx:
+        raise FailedPrecondition("seccomp_init failed")
+    try:
+        lib.seccomp_attr_set(ctx, _FLTATR_CTL_NNP, 0)
+        for arch in profile.get("architectures") or []:
+            token = lib.seccomp_arch_resolve_name(arch_name(arch))
+            if token:
+                ret = lib.seccomp_arch_add(ctx, token)
+                if ret < 0 and -ret != errno.EEXIST:
+                    warn(f"seccomp: cannot add arch {arch}: {errno.errorcode.get(-ret, ret)}")
+        for rule in profile.get("syscalls") or []:
+            act = action(rule["action"], rule.get("errnoRet"), default_errno)
+            if act == default:
+                continue
+            args = rule.get("args") or []
+            cmps = (_ArgCmp * max(1, len(args)))()
+            for i, arg in enumerate(args):
+                cmps[i] = _ArgCmp(int(arg["index"]), _OPS[arg["op"]], int(arg.get("value", 0)),
+                                  int(arg.get("valueTwo", 0)))
+            for name in rule.get("names") or []:
+                nr = lib.seccomp_syscall_resolve_name(name.encode())
+                if nr == -1:
+                    continue  # unknown to this libseccomp/arch
+                ret = lib.seccomp_rule_add_array(ctx, act, nr, len(args), cmps)
+                if ret < 0:
+                    warn(f"seccomp: rule for {name} skipped: {errno.errorcode.get(-ret, ret)}")
+        ret = lib.seccomp_load(ctx)
+        if ret < 0:
+            raise FailedPrecondition(f"seccomp_load: {errno.errorcode.get(-ret, ret)}")
+    finally:
+        lib.seccomp_release(ctx)

@@ -1,0 +1,73 @@
+"""Load and check a bundle's config.json (runtime-spec config.md) before touching anything."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from services.core.errors import InvalidArgument, NotFound
+from services.runtime import capabilities
+
+Spec = dict[str, Any]
+
+
+def load(bundle: str) -> tuple[Path, Spec]:
+    """The absolute bundle path and its parsed, validated config."""
+    path = Path(bundle).absolute()
+    config = path / "config.json"
+    try:
+        spec = json.loads(config.read_text())
+    except FileNotFoundError:
+        raise NotFound(f"no config.json in bundle {path}") from None
+    except (OSError, ValueError) as exc:
+        raise InvalidArgument(f"cannot read {config}: {exc}") from None
+    validate(spec)
+    return path, spec
+
+
+def validate(spec: Any) -> None:
+    """Reject what we cannot honour with a clear message (never a KeyError later)."""
+    if not isinstance(spec, dict):
+        raise InvalidArgument("config.json: not a JSON object")
+    process = spec.get("process")
+    if not isinstance(process, dict):
+        raise InvalidArgument("config.json: process is required")
+    args = process.get("args")
+    if not isinstance(args, list) or not args or not all(isinstance(a, str) for a in args):
+        raise InvalidArgument("config.json: process.args must be a non-empty list of strings")
+    if not isinstance(process.get("cwd", "/"), str) or not process.get("cwd", "/").startswith("/"):
+        raise InvalidArgument("config.json: process.cwd must be an absolute path")
+    root = spec.get("root")
+    if not isinstance(root, dict) or not isinstance(root.get("path"), str):
+        raise InvalidArgument("config.json: root.path is required")
+    caps = process.get("capabilities") or {}
+    if not isinstance(caps, dict):
+        raise InvalidArgument("config.json: process.capabilities must be an object")
+    for kind, names in caps.items():
+        if not isinstance(names, list):
+            raise InvalidArgument(f"config.json: capabilities.{kind} must be a list")
+        for name in names:
+            capabilities.number(name)  # raises InvalidArgument on an unknown name
+    for m in spec.get("mounts") or []:
+        if not isinstance(m, dict) or not str(m.get("destination", "")).startswith("/"):
+            raise InvalidArgument(f"config.json: mount {m!r} needs an absolute destination")
+    linux = spec.get("linux") or {}
+    for ns in linux.get("namespaces") or []:
+        if ns.get("type") not in NAMESPACE_TYPES:
+            raise InvalidArgument(f"config.json: unknown namespace type {ns.get('type')!r}")
+    cgroups_path = linux.get("cgroupsPath", "")
+    if cgroups_path and ".." in Path(cgroups_path).parts:
+        raise InvalidArgument(f"config.json: cgroupsPath {cgroups_path!r} must not contain ..")
+
+
+NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
+
+
+def rootfs(bundle: Path, spec: Spec) -> Path:
+    root = Path(spec["root"]["path"])
+    path = root if root.is_absolute() else bundle / root
+    if not path.is_dir():
+        raise NotFound(f"rootfs {path} does not exist")
+    return Path(os.path.realpath(path))

@@ -1,0 +1,42 @@
+"""``start``: release the init blocked on exec.fifo so it execs process.args."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+
+from services.core.errors import FailedPrecondition
+from services.core.logging import get_logger
+from services.runtime.store import Store
+
+WAIT_TICKS = 1000  # x 10 ms: how long the init may take to open its end
+
+
+def start(store: Store, cid: str) -> None:
+    state = store.load(cid)
+    status = store.status(state)
+    if status != "created":
+        raise FailedPrecondition(f"cannot start container {cid}: it is {status}, not created")
+    fifo = store.fifo(cid)
+    # Non-blocking open: a blocking one would hang forever if the init died meanwhile.
+    try:
+        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise FailedPrecondition(f"cannot start container {cid}: already started") from None
+    try:
+        for _ in range(WAIT_TICKS):
+            readable, _w, _x = select.select([fd], [], [], 0.01)
+            if readable:
+                with contextlib.suppress(BlockingIOError):
+                    if os.read(fd, 1):
+                        break
+            if store.status(state) == "stopped":
+                raise FailedPrecondition(f"container {cid} exited before start")
+        else:
+            raise FailedPrecondition(f"container {cid}: init did not answer start")
+    finally:
+        os.close(fd)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(fifo)
+    get_logger(container=cid).info("started", pid=state.pid)

@@ -1,0 +1,113 @@
+"""The state store: one directory per container under --root, plus liveness checks.
+
+    <root>/<id>/state.json   what create recorded (pid, its start time, bundle, cgroups)
+    <root>/<id>/exec.fifo    exists while the init waits for ``start`` (status created)
+
+The status is derived, never stored: the init is gone or its pid was reused (start time
+differs) -> stopped; the fifo still exists -> created; else running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from services.core.errors import AlreadyExists, InvalidArgument, NotFound
+
+OCI_VERSION = "1.0.2"
+DEFAULT_ROOT = "/run/muelle-runtime"
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
+
+
+def check_id(cid: str) -> str:
+    if not _ID.match(cid or ""):
+        raise InvalidArgument(f"invalid container id {cid!r}")
+    return cid
+
+
+@dataclass
+class State:
+    id: str
+    bundle: str
+    pid: int = 0
+    start_time: int = 0  # field 22 of /proc/<pid>/stat, to detect pid reuse
+    created: str = ""
+    cgroups_path: str = ""
+    annotations: dict[str, str] = field(default_factory=dict)
+
+    def oci(self, status: str) -> dict[str, Any]:
+        """The runtime-spec state JSON."""
+        return {"ociVersion": OCI_VERSION, "id": self.id, "status": status,
+                "pid": self.pid if status != "stopped" else 0, "bundle": self.bundle,
+                "annotations": self.annotations, "created": self.created}
+
+
+def proc_start_time(pid: int) -> int | None:
+    """The start time of ``pid`` in clock ticks, or None if it is gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(")") + 2:].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
+
+
+class Store:
+    def __init__(self, root: str | os.PathLike[str] = DEFAULT_ROOT) -> None:
+        self.root = Path(root)
+
+    def dir(self, cid: str) -> Path:
+        return self.root / check_id(cid)
+
+    def fifo(self, cid: str) -> Path:
+        return self.dir(cid) / "exec.fifo"
+
+    def reserve(self, cid: str) -> Path:
+        """Create the container's directory; fails if the id is taken."""
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o711)
+        path = self.dir(cid)
+        try:
+            path.mkdir(mode=0o711)
+        except FileExistsError:
+            raise AlreadyExists(f"container {cid!r} already exists") from None
+        return path
+
+    def save(self, state: State) -> None:
+        path = self.dir(state.id) / "state.json"
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "w") as f:
+            json.dump(asdict(state), f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    def load(self, cid: str) -> State:
+        path = self.dir(cid) / "state.json"
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise NotFound(f"container {cid!r} does not exist") from None
+        except (OSError, ValueError) as exc:
+            raise NotFound(f"container {cid!r}: unreadable state: {exc}") from None
+        return State(**data)
+
+    def status(self, state: State) -> str:
+        if not state.pid or proc_start_time(state.pid) != state.start_time:
+            return "stopped"
+        return "created" if self.fifo(state.id).exists() else "running"
+
+    def remove(self, cid: str) -> None:
+        shutil.rmtree(self.dir(cid), ignore_errors=True)
+
+    def ids(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if (p / "state.json").exists())

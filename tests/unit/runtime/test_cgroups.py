@@ -1,0 +1,74 @@
+"""cgroup v1 and v2 managers against a fake hierarchy in a temp dir (files only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from services.runtime.cgroups.v1 import CgroupV1
+from services.runtime.cgroups.v2 import CgroupV2
+
+RESOURCES = {
+    "memory": {"limit": 1 << 26, "swap": 1 << 27},
+    "pids": {"limit": 64},
+    "cpu": {"shares": 512, "quota": 50000, "period": 100000},
+    "devices": [{"allow": False, "access": "rwm"},
+                {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"}],
+}
+
+
+def _fake_v1(root: Path) -> None:
+    files = {
+        "memory": ["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"],
+        "pids": ["pids.max"], "cpu": ["cpu.shares", "cpu.cfs_quota_us", "cpu.cfs_period_us"],
+        "devices": ["devices.allow", "devices.deny"], "cpuset": ["cpuset.cpus", "cpuset.mems"],
+    }
+    for ctrl, names in files.items():
+        leaf = root / ctrl / "muelle" / "c1"
+        leaf.mkdir(parents=True)
+        for d in (root / ctrl, root / ctrl / "muelle", leaf):
+            for name in [*names, "cgroup.procs"]:
+                (d / name).write_text("")
+    (root / "cpuset" / "cpuset.cpus").write_text("0-1\n")
+    (root / "cpuset" / "cpuset.mems").write_text("0\n")
+
+
+def test_v1_limits(tmp_path: Path) -> None:
+    _fake_v1(tmp_path)
+    cg = CgroupV1("/muelle/c1", tmp_path)
+    cg.create(RESOURCES)
+    leaf = "muelle/c1"
+    assert (tmp_path / "memory" / leaf / "memory.limit_in_bytes").read_text() == str(1 << 26)
+    assert (tmp_path / "memory" / leaf / "memory.memsw.limit_in_bytes").read_text() == \
+        str(1 << 27)
+    assert (tmp_path / "pids" / leaf / "pids.max").read_text() == "64"
+    assert (tmp_path / "cpu" / leaf / "cpu.cfs_quota_us").read_text() == "50000"
+    assert (tmp_path / "cpuset" / leaf / "cpuset.cpus").read_text() == "0-1"
+    assert (tmp_path / "cpuset" / "muelle" / "cpuset.mems").read_text() == "0"
+    # each write replaces the file here; the last rule wins in the fake
+    assert (tmp_path / "devices" / leaf / "devices.allow").read_text() == "c 1:3 rwm"
+    cg.join(42)
+    assert (tmp_path / "memory" / leaf / "cgroup.procs").read_text() == "42"
+    assert cg.pids() == [42]
+    assert {name for name, _ in cg.mounts()} == {"memory", "pids", "cpu", "devices", "cpuset"}
+
+
+def test_v2_limits(tmp_path: Path) -> None:
+    (tmp_path / "cgroup.controllers").write_text("cpu io memory pids\n")
+    (tmp_path / "cgroup.subtree_control").write_text("")
+    mid = tmp_path / "muelle"
+    mid.mkdir()
+    (mid / "cgroup.controllers").write_text("cpu io memory pids\n")
+    (mid / "cgroup.subtree_control").write_text("")
+    leaf = mid / "c1"
+    leaf.mkdir()
+    for name in ("memory.max", "memory.swap.max", "pids.max", "cpu.max", "cpu.weight",
+                 "cgroup.procs"):
+        (leaf / name).write_text("")
+    cg = CgroupV2("/muelle/c1", tmp_path)
+    cg.create(RESOURCES)
+    assert (tmp_path / "cgroup.subtree_control").read_text() == "+cpu +io +memory +pids"
+    assert (leaf / "memory.max").read_text() == str(1 << 26)
+    assert (leaf / "memory.swap.max").read_text() == str(1 << 26)
+    assert (leaf / "pids.max").read_text() == "64"
+    assert (leaf / "cpu.max").read_text() == "50000 100000"
+    assert (leaf / "cpu.weight").read_text() == "20"

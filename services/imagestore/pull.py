@@ -1,0 +1,210 @@
+"""Pull orchestration: resolve through the registry service, fetch config and layers
+(3 downloads at a time), apply layers in order as they arrive, record the image last.
+
+Progress events follow `docker pull`: "<tag>: Pulling from <repo>", per layer "Pulling fs
+layer" / "Downloading" (a few updates) / "Verifying Checksum" / "Download complete" /
+"Extracting" / "Pull complete" or "Already exists", then "Digest: sha256:...", a
+"Status: ..." line and the PullResult. A failed pull records no image; blobs already
+committed stay (a retry reuses them) and partial downloads are resumed.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Generator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from muelle.types.v1 import types_pb2
+
+from services.core import digest as digestmod
+from services.core import reference
+from services.core.errors import DataLoss, Unavailable
+from services.core.logging import get_logger
+from services.imagestore.content import ContentStore
+from services.imagestore.manifest import parse_config, parse_manifest, verify
+from services.imagestore.metadata import ImageRecord, Metadata
+from services.imagestore.registry_client import RegistryClient
+from services.imagestore.snapshots import Snapshots
+from services.imagestore.unpack import unpack
+
+CONCURRENT_DOWNLOADS = 3  # Docker's default (SPECS.md §8)
+_UPDATES_PER_LAYER = 4
+
+
+def status(text: str) -> types_pb2.PullProgress:
+    return types_pb2.PullProgress(status=text)
+
+
+def layer_event(digest: str, phase: str, current: int = 0,
+                total: int = 0) -> types_pb2.PullProgress:
+    return types_pb2.PullProgress(layer=types_pb2.LayerProgress(
+        digest=digest, phase=phase, current=current, total=total))
+
+
+class _Cancelled(Exception):
+    """The pull's consumer went away: stop downloading."""
+
+
+@dataclass
+class _Event:
+    index: int
+    kind: str  # "progress", "done", "error"
+    current: int = 0
+    error: BaseException | None = None
+
+
+class Puller:
+    def __init__(self, content: ContentStore, snapshots: Snapshots, metadata: Metadata,
+                 registry: RegistryClient, commit_lock: threading.Lock) -> None:
+        self.content = content
+        self.snapshots = snapshots
+        self.metadata = metadata
+        self.registry = registry
+        self.commit_lock = commit_lock
+
+    def pull(self, ref_text: str,
+             platform: types_pb2.Platform | None = None,
+             ) -> Generator[types_pb2.PullProgress, None, None]:
+        ref = reference.parse(ref_text)
+        log = get_logger(image=ref.canonical)
+        resolved = self.registry.resolve(ref.canonical, platform)
+        verify(resolved.root)
+        verify(resolved.manifest)
+        if ref.digest and resolved.root.digest != ref.digest:
+            raise DataLoss(f"{ref.canonical} resolved to {resolved.root.digest}")
+        manifest = parse_manifest(resolved.manifest)
+        yield status(f"{ref.tag or ref.digest}: Pulling from {ref.path}")
+
+        def fetcher(desc: types_pb2.Descriptor) -> Callable[[int], Iterator[bytes]]:
+            return lambda offset: iter(
+                self.registry.fetch_blob(resolved.repository, desc, offset))
+
+        cfg_desc = manifest.config
+        fetched = self.content.ingest(cfg_desc.digest, cfg_desc.size, fetcher(cfg_desc))
+        config = parse_config(self.content.read(cfg_desc.digest), len(manifest.layers))
+        chain_ids = [digestmod.chain_id(config.diff_ids[: i + 1])
+                     for i in range(len(config.diff_ids))]
+        existed = self.metadata.get_by_id(cfg_desc.digest) is not None
+
+        fetched |= yield from self._layers(manifest.layers, config.diff_ids, chain_ids, fetcher)
+
+        # Keep the root (index) and manifest so push/save reproduce the digests.
+        self.content.write(resolved.root.digest, resolved.root.data)
+        self.content.write(resolved.manifest.digest, resolved.manifest.data)
+        blobs = list(dict.fromkeys([resolved.root.digest, resolved.manifest.digest,
+                                    cfg_desc.digest, *(d.digest for d in manifest.layers)]))
+        record = ImageRecord(
+            id=cfg_desc.digest, manifest_digest=resolved.manifest.digest,
+            root_digest=resolved.root.digest, config_json=config.raw,
+            platform=config.platform, diff_ids=config.diff_ids, chain_ids=chain_ids,
+            blobs=blobs, size=sum(self.metadata.snapshot_size(c) or 0 for c in chain_ids),
+            created=config.created)
+        names = [ref.with_digest(resolved.root.digest).canonical]
+        if ref.tag and not ref.digest:
+            names.insert(0, ref.canonical)
+        with self.commit_lock:
+            # A concurrent Remove may have deleted what we reused: check under the lock.
+            missing = [c for c in chain_ids if not self.snapshots.exists(c)]
+            missing += [b for b in blobs if not self.content.has(b)]
+            if missing:
+                raise Unavailable(f"content removed during the pull ({missing[0]}); retry")
+            self.metadata.put_image(record, names)
+        log.info("pulled", image_id=record.id, digest=resolved.root.digest)
+        up_to_date = existed and not fetched
+        yield status(f"Digest: {resolved.root.digest}")
+        yield status(f"Status: {'Image is up to date' if up_to_date else 'Downloaded newer image'}"
+                     f" for {ref.familiar}")
+        yield types_pb2.PullProgress(result=types_pb2.PullResult(
+            reference=ref.canonical, digest=resolved.root.digest, image_id=record.id,
+            up_to_date=up_to_date))
+
+    def _layers(self, layers: list[types_pb2.Descriptor], diff_ids: list[str],
+                chain_ids: list[str],
+                fetcher: Callable[[types_pb2.Descriptor], Callable[[int], Iterator[bytes]]],
+                ) -> Generator[types_pb2.PullProgress, None, bool]:
+        """Download missing layers concurrently, apply them in order; returns whether
+        anything was fetched or unpacked (via StopIteration.value)."""
+        n = len(layers)
+        ready = [False] * n
+        events: queue.Queue[_Event] = queue.Queue()
+        cancelled = threading.Event()
+        pending = 0
+        work = False
+        pool = ThreadPoolExecutor(CONCURRENT_DOWNLOADS, thread_name_prefix="pull")
+        try:
+            for i, desc in enumerate(layers):
+                if self.snapshots.exists(chain_ids[i]):
+                    ready[i] = True
+                    yield layer_event(desc.digest, "Already exists")
+                elif self.content.has(desc.digest, desc.size):
+                    ready[i] = True
+                else:
+                    yield layer_event(desc.digest, "Pulling fs layer")
+                    pool.submit(self._download, i, desc, fetcher(desc), events, cancelled)
+                    pending += 1
+            applied = 0
+            while applied < n:
+                while applied < n and ready[applied]:
+                    if not self.snapshots.exists(chain_ids[applied]):
+                        yield from self._apply(layers[applied], diff_ids[applied],
+                                               chain_ids[: applied + 1])
+                        work = True
+                    applied += 1
+                if applied == n:
+                    break
+                ev = events.get()
+                digest = layers[ev.index].digest
+                if ev.kind == "progress":
+                    yield layer_event(digest, "Downloading", ev.current, layers[ev.index].size)
+                elif ev.kind == "done":
+                    work = True
+                    ready[ev.index] = True
+                    yield layer_event(digest, "Verifying Checksum")
+                    yield layer_event(digest, "Download complete")
+                else:
+                    assert ev.error is not None
+                    raise ev.error
+        finally:
+            cancelled.set()  # also when our consumer cancelled the stream
+            pool.shutdown(wait=False, cancel_futures=True)
+        return work
+
+    def _download(self, index: int, desc: types_pb2.Descriptor,
+                  fetch: Callable[[int], Iterator[bytes]], events: queue.Queue[_Event],
+                  cancelled: threading.Event) -> None:
+        step = max(desc.size // _UPDATES_PER_LAYER, 1)
+        last = [-step]
+
+        def progress(current: int) -> None:
+            if cancelled.is_set():
+                raise _Cancelled()
+            if current - last[0] >= step or current == desc.size:
+                last[0] = current
+                events.put(_Event(index, "progress", current))
+
+        try:
+            self.content.ingest(desc.digest, desc.size, fetch, progress)
+        except _Cancelled:
+            return
+        except BaseException as exc:  # handed to the pulling thread, which raises it
+            events.put(_Event(index, "error", error=exc))
+            return
+        events.put(_Event(index, "done"))
+
+    def _apply(self, desc: types_pb2.Descriptor, diff_id: str,
+               chains: list[str]) -> Iterator[types_pb2.PullProgress]:
+        yield layer_event(desc.digest, "Extracting", 0, desc.size)
+        lowers = self.snapshots.lowers(chains[:-1])
+
+        def apply(dest: Path) -> int:
+            with self.content.open(desc.digest) as blob:
+                return unpack(blob, dest, diff_id, lowers)
+
+        size = self.snapshots.create(chains[-1], chains[:-1], apply)
+        if size is not None:
+            self.metadata.put_snapshot(chains[-1], size)
+        yield layer_event(desc.digest, "Extracting", desc.size, desc.size)
+        yield layer_event(desc.digest, "Pull complete")

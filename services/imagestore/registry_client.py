@@ -1,0 +1,79 @@
+"""The image store's view of the registry service: a small interface (so unit tests can
+serve blobs from an OCI layout) and its gRPC implementation over muelle.registry.v1."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from muelle.registry.v1 import registry_pb2, registry_pb2_grpc
+from muelle.types.v1 import types_pb2
+
+from services.core.client import connect
+
+
+@dataclass
+class Content:
+    """A manifest or index exactly as served."""
+
+    media_type: str
+    digest: str
+    size: int
+    data: bytes
+
+
+@dataclass
+class Resolved:
+    canonical: str
+    repository: str
+    root: Content  # what the reference points to (index or manifest)
+    manifest: Content  # the selected image manifest
+
+
+class RegistryClient(Protocol):
+    def resolve(self, reference: str, platform: types_pb2.Platform | None) -> Resolved:
+        """Resolve ``reference`` to its root content and the platform's manifest."""
+
+    def fetch_blob(self, repository: str, descriptor: types_pb2.Descriptor,
+                   offset: int) -> Iterable[bytes]:
+        """The blob's bytes from ``offset`` on."""
+
+
+def _content(msg: registry_pb2.ManifestContent) -> Content:
+    d = msg.descriptor
+    return Content(d.media_type, d.digest, d.size, msg.content)
+
+
+class GrpcRegistryClient:
+    """RegistryClient backed by the registry service; connects on first use."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self._stub: registry_pb2_grpc.RegistryStub | None = None
+
+    @property
+    def stub(self) -> registry_pb2_grpc.RegistryStub:
+        if self._stub is None:
+            self._stub = connect(self.address, registry_pb2_grpc.RegistryStub, "registry")
+        return self._stub
+
+    def resolve(self, reference: str, platform: types_pb2.Platform | None) -> Resolved:
+        req = registry_pb2.ResolveRequest(reference=reference)
+        if platform is not None:
+            req.platform.CopyFrom(platform)
+        reply = self.stub.Resolve(req)
+        return Resolved(reply.canonical, reply.repository, _content(reply.root),
+                        _content(reply.manifest))
+
+    def fetch_blob(self, repository: str, descriptor: types_pb2.Descriptor,
+                   offset: int) -> Iterator[bytes]:
+        stream = self.stub.FetchBlob(registry_pb2.FetchBlobRequest(
+            repository=repository, descriptor=descriptor, offset=offset))
+        try:
+            for chunk in stream:
+                yield chunk.data
+        finally:
+            cancel = getattr(stream, "cancel", None)
+            if cancel:
+                cancel()  # stop the transfer when the caller gives up early

@@ -1,0 +1,102 @@
+"""Thin gRPC servicer for muelle.images.v1: decode, call ImageStore, encode."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import grpc
+from muelle.images.v1 import images_pb2, images_pb2_grpc
+from muelle.types.v1 import types_pb2
+
+from services.core import config as configmod
+from services.imagestore.metadata import ImageRecord
+from services.imagestore.registry_client import GrpcRegistryClient
+from services.imagestore.store import ImageStore
+
+
+def image_config(doc: dict[str, Any]) -> types_pb2.ImageConfig:
+    """types.ImageConfig from the OCI config's "config" object (absent fields stay unset)."""
+    cfg = doc.get("config") or {}
+    out = types_pb2.ImageConfig(
+        user=str(cfg.get("User") or ""),
+        env=[str(e) for e in cfg.get("Env") or []],
+        working_dir=str(cfg.get("WorkingDir") or ""),
+        labels={str(k): str(v) for k, v in (cfg.get("Labels") or {}).items()},
+        exposed_ports=sorted(str(p) for p in (cfg.get("ExposedPorts") or {})),
+        volumes=sorted(str(v) for v in (cfg.get("Volumes") or {})),
+        stop_signal=str(cfg.get("StopSignal") or ""),
+    )
+    for key, target in (("Entrypoint", out.entrypoint), ("Cmd", out.cmd)):
+        value = cfg.get(key)
+        if isinstance(value, list):
+            target.values.extend(str(v) for v in value)
+        elif isinstance(value, str):  # shell form in some hand-written configs
+            target.values.append(value)
+        else:
+            out.ClearField(key.lower())  # type: ignore[arg-type]
+    return out
+
+
+def encode_image(rec: ImageRecord) -> images_pb2.Image:
+    try:
+        doc = json.loads(rec.config_json)
+    except ValueError:
+        doc = {}
+    if not isinstance(doc, dict):
+        doc = {}
+    return images_pb2.Image(
+        id=rec.id, repo_tags=rec.repo_tags, repo_digests=rec.repo_digests,
+        manifest_digest=rec.manifest_digest, created=rec.created, size=rec.size,
+        platform=types_pb2.Platform(os=rec.platform.get("os", ""),
+                                    architecture=rec.platform.get("architecture", ""),
+                                    variant=rec.platform.get("variant", "")),
+        config=image_config(doc), diff_ids=rec.diff_ids, chain_id=rec.chain_id,
+        config_json=rec.config_json, author=str(doc.get("author") or ""),
+    )
+
+
+class ImagesServicer(images_pb2_grpc.ImagesServicer):
+    def __init__(self, store: ImageStore) -> None:
+        self.store = store
+
+    def Pull(self, request: images_pb2.PullRequest,  # noqa: N802 - gRPC naming
+             context: grpc.ServicerContext) -> Iterator[types_pb2.PullProgress]:
+        platform = request.platform if request.HasField("platform") else None
+        yield from self.store.pull(request.reference, platform)
+
+    def List(self, request: images_pb2.ListImagesRequest,  # noqa: N802
+             context: grpc.ServicerContext) -> images_pb2.ListImagesResponse:
+        images = [encode_image(r) for r in self.store.list_images()]
+        return images_pb2.ListImagesResponse(images=images)
+
+    def Get(self, request: images_pb2.GetImageRequest,  # noqa: N802
+            context: grpc.ServicerContext) -> images_pb2.Image:
+        return encode_image(self.store.get(request.reference))
+
+    def Remove(self, request: images_pb2.RemoveImageRequest,  # noqa: N802
+               context: grpc.ServicerContext) -> images_pb2.RemoveImageResponse:
+        removed = self.store.remove(request.reference, request.force)
+        return images_pb2.RemoveImageResponse(untagged=removed.untagged, deleted=removed.deleted)
+
+    def PrepareRootfs(self, request: images_pb2.PrepareRootfsRequest,  # noqa: N802
+                      context: grpc.ServicerContext) -> images_pb2.PrepareRootfsResponse:
+        mount, image_id = self.store.prepare_rootfs(request.container_id, request.image)
+        return images_pb2.PrepareRootfsResponse(mounts=[mount], image_id=image_id)
+
+    def RemoveRootfs(self, request: images_pb2.RemoveRootfsRequest,  # noqa: N802
+                     context: grpc.ServicerContext) -> images_pb2.RemoveRootfsResponse:
+        self.store.remove_rootfs(request.container_id)
+        return images_pb2.RemoveRootfsResponse()
+
+
+def factory(cfg: configmod.Config) -> tuple[
+        Callable[[grpc.Server], None], Sequence[str], Callable[[], None] | None]:
+    store = ImageStore(cfg.state_dir("imagestore"), GrpcRegistryClient(cfg.address("registry")))
+
+    def register(server: grpc.Server) -> None:
+        images_pb2_grpc.add_ImagesServicer_to_server(ImagesServicer(store), server)
+
+    service_name = images_pb2.DESCRIPTOR.services_by_name["Images"].full_name
+    return register, [service_name], store.close

@@ -1,0 +1,163 @@
+"""The image store facade: what the servicer (or an in-process caller) uses.
+
+Invariants: an image record exists only once all its blobs and snapshots are committed;
+a snapshot or blob is deleted only when no image and no container stands on it. One lock
+(``commit_lock``) serialises the record-commit step of pulls with deletions, so a pull
+never records an image whose reused layers are being removed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from muelle.types.v1 import types_pb2
+
+from services.core import reference
+from services.core.errors import FailedPrecondition
+from services.core.logging import get_logger
+from services.imagestore.content import ContentStore
+from services.imagestore.metadata import ImageRecord, Metadata
+from services.imagestore.pull import Puller
+from services.imagestore.registry_client import RegistryClient
+from services.imagestore.snapshots import Snapshots, check_container_id
+
+
+@dataclass
+class Removed:
+    untagged: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+
+
+def _short(image_or_container_id: str) -> str:
+    return image_or_container_id.removeprefix("sha256:")[:12]
+
+
+class ImageStore:
+    def __init__(self, root: Path, registry: RegistryClient) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = root
+        self.content = ContentStore(root)
+        self.snapshots = Snapshots(root)
+        self.metadata = Metadata(root / "metadata.db")
+        self.commit_lock = threading.Lock()
+        self.puller = Puller(self.content, self.snapshots, self.metadata, registry,
+                             self.commit_lock)
+
+    def close(self) -> None:
+        self.metadata.close()
+
+    # -- images --------------------------------------------------------------------------
+
+    def pull(self, ref: str,
+             platform: types_pb2.Platform | None = None,
+             ) -> Generator[types_pb2.PullProgress, None, None]:
+        return self.puller.pull(ref, platform)
+
+    def list_images(self) -> list[ImageRecord]:
+        return self.metadata.list_images()
+
+    def get(self, ref: str) -> ImageRecord:
+        return self.metadata.resolve(ref)[0]
+
+    def remove(self, ref: str, force: bool = False) -> Removed:
+        """Untag by name (deleting the image when no tag remains) or delete by ID."""
+        with self.commit_lock:
+            rec, name = self.metadata.resolve(ref)
+            users = self.metadata.containers_using(rec.id)
+            out = Removed()
+            if name is not None:
+                drop = [name]
+                if "@" not in name:
+                    # A repository's digest names go with its last tag (as Docker does).
+                    repo = reference.parse(name).repository
+                    if not [t for t in rec.repo_tags if t != name
+                            and reference.parse(t).repository == repo]:
+                        drop += [d for d in rec.repo_digests
+                                 if reference.parse(d).repository == repo]
+                remaining = [n for n in rec.repo_tags + rec.repo_digests if n not in drop]
+                if remaining or not users or force:
+                    for n in drop:
+                        self.metadata.delete_name(n)
+                    out.untagged += drop
+                if remaining:
+                    return out
+            elif len(rec.repo_tags) > 1 and not force:
+                raise FailedPrecondition(
+                    f"unable to delete {_short(rec.id)} (must be forced): image is "
+                    f"referenced by {len(rec.repo_tags)} names")
+            if users and not force:
+                raise FailedPrecondition(
+                    f"unable to delete {_short(rec.id)}: image is being used by container "
+                    f"{_short(users[0])}")
+            out.untagged += [n for n in self.metadata.names_of(rec.id) if n not in out.untagged]
+            out.deleted += self._delete(rec)
+            return out
+
+    def _delete(self, rec: ImageRecord) -> list[str]:
+        """Delete the record, then what nothing else uses. Caller holds commit_lock."""
+        log = get_logger(image=rec.id)
+        self.metadata.delete_image(rec.id)
+        deleted = [rec.id]
+        deleted += self._gc_chains(rec.chain_ids)
+        used = self.metadata.used_blobs()
+        for blob in rec.blobs:
+            if blob not in used:
+                self.content.delete(blob)
+        log.info("image deleted", layers=len(deleted) - 1)
+        return deleted
+
+    def _gc_chains(self, candidates: list[str]) -> list[str]:
+        used = self.metadata.used_chains()
+        gone = []
+        for chain in reversed(candidates):  # top first
+            if chain not in used:
+                self.snapshots.remove(chain)
+                self.metadata.delete_snapshot(chain)
+                gone.append(chain)
+        return gone
+
+    # -- container root filesystems ------------------------------------------------------
+
+    def prepare_rootfs(self, container_id: str, image: str) -> tuple[types_pb2.Mount, str]:
+        check_container_id(container_id)
+        with self.commit_lock:
+            rec = self.get(image)
+            mount = self.snapshots.prepare(container_id, rec.chain_ids)
+            try:
+                self.metadata.put_container(container_id, rec.id, rec.chain_ids)
+            except BaseException:
+                self.snapshots.remove_container(container_id)
+                raise
+        get_logger(container=container_id, image=rec.id).info("rootfs prepared")
+        return mount, rec.id
+
+    def remove_rootfs(self, container_id: str) -> None:
+        check_container_id(container_id)
+        cdir = self.snapshots.container_dir(container_id)
+        if _mounted_upper(cdir / "upper"):
+            raise FailedPrecondition(f"rootfs of container {container_id} is still mounted")
+        with self.commit_lock:
+            entry = self.metadata.get_container(container_id)
+            self.snapshots.remove_container(container_id)
+            self.metadata.delete_container(container_id)
+            if entry:
+                self._gc_orphans(entry[1])
+        get_logger(container=container_id).info("rootfs removed")
+
+    def _gc_orphans(self, chains: list[str]) -> None:
+        # Chains of a force-removed image live on while containers use them.
+        imaged = {c for rec in self.metadata.list_images() for c in rec.chain_ids}
+        self._gc_chains([c for c in chains if c not in imaged])
+
+
+def _mounted_upper(upper: Path) -> bool:
+    """True when an overlay in our mount namespace still uses ``upper``."""
+    try:
+        mounts = Path("/proc/self/mounts").read_text()
+    except OSError:
+        return False
+    needle = f"upperdir={upper}"
+    return any(needle + "," in line or needle + " " in line for line in mounts.splitlines())

@@ -1,0 +1,338 @@
+"""Apply one layer tar (gzip, zstd or plain; detected by magic bytes) onto an empty
+snapshot directory, in the overlayfs form (SPECS.md §2):
+
+* ``.wh.NAME`` becomes a 0:0 character device NAME (overlayfs whiteout), owned by the
+  entry's uid/gid; ``.wh..wh..opq`` sets ``trusted.overlay.opaque=y`` on its directory, so
+  only lower layers are hidden and entries of this layer survive whatever the order;
+  other ``.wh..wh.*`` names are metadata and are not written.
+* Names are cleaned and contained: ``..`` and absolute names are clamped at the root, and
+  parent directories are resolved inside the root, following this layer's symlinks the way
+  openat2(RESOLVE_IN_ROOT) would, so no entry is ever written outside the snapshot.
+  Symlinks themselves are written verbatim and never followed for the final component.
+* Hardlinks point inside the root (or are copied up from a lower snapshot when the target
+  is not in this layer); never to directories.
+* Metadata order: lchown, xattrs, chmod (after chown so setuid survives), times;
+  directory times after the whole layer.
+* The decompressed stream is hashed and compared with the diff ID (DataLoss otherwise).
+  Everything streams; a layer is never held in memory.
+
+The caller unpacks into a temp directory and discards it on any error.
+"""
+
+from __future__ import annotations
+
+import errno
+import gzip
+import io
+import os
+import posixpath
+import shutil
+import stat
+import tarfile
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
+
+from services.core import digest as digestmod
+from services.core.errors import DataLoss, InvalidArgument, Unimplemented
+from services.core.logging import get_logger
+
+try:  # zstd layers need the optional zstandard package
+    import zstandard
+except ImportError:  # pragma: no cover - depends on the environment
+    zstandard = None
+
+WHITEOUT_PREFIX = ".wh."
+WHITEOUT_META_PREFIX = ".wh..wh."
+OPAQUE_WHITEOUT = ".wh..wh..opq"
+OPAQUE_XATTR = "trusted.overlay.opaque"
+GZIP_MAGIC = b"\x1f\x8b\x08"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_MAX_SYMLINKS = 40
+_CHUNK = 1 << 20
+
+
+# -- decompression and hashing ----------------------------------------------------------
+
+
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+def decompress(raw: BinaryIO) -> Readable:
+    """The uncompressed view of ``raw``, by its magic bytes (not its media type)."""
+    buffered: Any = raw if hasattr(raw, "peek") else io.BufferedReader(raw)  # type: ignore[arg-type]
+    head = buffered.peek(4)[:4]
+    if head.startswith(GZIP_MAGIC):
+        return gzip.GzipFile(fileobj=buffered, mode="rb")
+    if head.startswith(ZSTD_MAGIC):
+        if zstandard is None:
+            raise Unimplemented("zstd-compressed layer: the zstandard package is not installed")
+        reader: Readable = zstandard.ZstdDecompressor().stream_reader(buffered)
+        return reader
+    return buffered  # type: ignore[no-any-return]
+
+
+class _HashingReader(io.RawIOBase):
+    """Reads the decompressed stream, hashing every byte; decoder errors become DataLoss."""
+
+    def __init__(self, inner: Readable, diff_id: str) -> None:
+        self._inner = inner
+        self.hasher = digestmod.hasher(diff_id)
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            data = self._inner.read(size)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            raise DataLoss(f"corrupt or truncated layer: {exc}") from None
+        except Exception as exc:
+            if zstandard is not None and isinstance(exc, zstandard.ZstdError):
+                raise DataLoss(f"corrupt zstd layer: {exc}") from None
+            raise
+        self.hasher.update(data)
+        return data
+
+    def readinto(self, buf: Any) -> int:
+        data = self.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+    def drain(self) -> None:
+        while self.read(_CHUNK):
+            pass
+
+
+def unpack(blob: BinaryIO, dest: Path, diff_id: str, lowers: Sequence[Path] = ()) -> int:
+    """Apply the layer in ``blob`` onto the empty directory ``dest``; returns the layer's
+    size (bytes of regular files). ``lowers`` are the parent snapshots, top first (only
+    used to copy up hardlink targets that live in a lower layer)."""
+    digestmod.validate(diff_id)
+    reader = _HashingReader(decompress(blob), diff_id)
+    applier = _Applier(dest, lowers)
+    try:
+        with tarfile.open(fileobj=reader, mode="r|", encoding="utf-8",  # type: ignore[call-overload]
+                          errors="surrogateescape") as tar:
+            for member in tar:
+                applier.entry(tar, member)
+        reader.drain()  # the diff ID covers the tar's trailing padding too
+    except tarfile.TarError as exc:
+        raise DataLoss(f"invalid or truncated layer tar: {exc}") from None
+    applier.finish()
+    actual = f"{diff_id.split(':', 1)[0]}:{reader.hasher.hexdigest()}"
+    if actual != diff_id:
+        raise DataLoss(f"layer diff ID mismatch: expected {diff_id}, got {actual}")
+    return applier.size
+
+
+# -- path resolution -----------------------------------------------------------------------
+
+
+def clean_name(name: str) -> str:
+    """The entry name cleaned and contained: '../../x' and '/x' both become 'x'."""
+    return posixpath.normpath("/" + name).lstrip("/")
+
+
+def resolve_dir(root: str, rel: str, create: bool) -> str | None:
+    """Real path of directory ``rel`` inside ``root``, following symlinks scoped to the root
+    (absolute targets restart at the root, '..' stops at it). Missing components are made
+    0755 when ``create``; otherwise None is returned for a missing one."""
+    stack = [p for p in reversed(rel.split("/")) if p not in ("", ".")]
+    cur = root
+    follows = 0
+    while stack:
+        comp = stack.pop()
+        if comp == "..":
+            cur = cur if cur == root else os.path.dirname(cur)
+            continue
+        nxt = os.path.join(cur, comp)
+        try:
+            st = os.lstat(nxt)
+        except FileNotFoundError:
+            if not create:
+                return None
+            os.mkdir(nxt, 0o755)
+            os.chmod(nxt, 0o755)
+            cur = nxt
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            follows += 1
+            if follows > _MAX_SYMLINKS:
+                raise InvalidArgument(f"layer path {rel!r}: too many levels of symlinks")
+            target = os.readlink(nxt)
+            if target.startswith("/"):
+                cur = root
+            stack.extend(p for p in reversed(target.split("/")) if p not in ("", "."))
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            if not create:
+                return None
+            raise InvalidArgument(f"layer path {rel!r}: {comp!r} is not a directory")
+        cur = nxt
+    return cur
+
+
+def _is_whiteout_device(st: os.stat_result) -> bool:
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def _remove(path: str, st: os.stat_result) -> None:
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
+
+
+# -- applying entries ----------------------------------------------------------------------
+
+
+class _Applier:
+    def __init__(self, dest: Path, lowers: Sequence[Path]) -> None:
+        self.root = os.path.realpath(dest)
+        self.lowers = [os.path.realpath(p) for p in lowers]
+        self.dirs: list[tuple[str, tarfile.TarInfo]] = []
+        self.size = 0
+        self.log = get_logger(snapshot=self.root)
+
+    def entry(self, tar: tarfile.TarFile, m: tarfile.TarInfo) -> None:
+        name = clean_name(m.name)
+        if not name:
+            return  # the root itself
+        if name != posixpath.normpath(m.name.lstrip("/")):
+            self.log.warning("layer entry name contained in the root", entry=m.name)
+        parent_rel, base = posixpath.split(name)
+        parent = resolve_dir(self.root, parent_rel, create=True)
+        assert parent is not None
+        if base.startswith(WHITEOUT_PREFIX):
+            self._whiteout(parent, base, m)
+            return
+        path = os.path.join(parent, base)
+        try:
+            existing: os.stat_result | None = os.lstat(path)
+        except FileNotFoundError:
+            existing = None
+        if existing is not None and not (m.isdir() and stat.S_ISDIR(existing.st_mode)):
+            _remove(path, existing)  # replace; two dirs merge instead
+            existing = None
+        if m.isdir():
+            if existing is None:
+                os.mkdir(path, 0o700)
+        elif m.isreg():
+            self._write_file(tar, m, path)
+        elif m.issym():
+            os.symlink(m.linkname, path)
+        elif m.islnk():
+            self._hardlink(m, path)
+            return  # the inode keeps its target's metadata
+        elif m.ischr() or m.isblk():
+            kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK
+            try:
+                os.mknod(path, kind | 0o600, os.makedev(m.devmajor, m.devminor))
+            except PermissionError:
+                self.log.warning("skipping device node: not permitted", entry=m.name)
+                return
+        elif m.isfifo():
+            os.mkfifo(path, 0o600)
+        else:
+            raise InvalidArgument(f"layer entry {m.name!r}: unsupported tar type {m.type!r}")
+        self._metadata(path, m)
+
+    def _whiteout(self, parent: str, base: str, m: tarfile.TarInfo) -> None:
+        if base == OPAQUE_WHITEOUT:
+            os.setxattr(parent, OPAQUE_XATTR, b"y", follow_symlinks=False)
+            return
+        if base.startswith(WHITEOUT_META_PREFIX):
+            return  # other whiteout metadata: never materialised
+        target = base[len(WHITEOUT_PREFIX):]
+        if not target or target in (".", ".."):
+            raise InvalidArgument(f"layer entry {m.name!r}: invalid whiteout")
+        path = os.path.join(parent, target)
+        if os.path.lexists(path):
+            return  # whiteouts only hide lower layers, never this layer's own entries
+        os.mknod(path, stat.S_IFCHR | 0o000, os.makedev(0, 0))
+        os.chown(path, m.uid, m.gid, follow_symlinks=False)
+
+    def _write_file(self, tar: tarfile.TarFile, m: tarfile.TarInfo, path: str) -> None:
+        src = tar.extractfile(m)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            if src is not None:
+                while chunk := src.read(_CHUNK):
+                    out.write(chunk)
+        self.size += m.size
+
+    def _hardlink(self, m: tarfile.TarInfo, path: str) -> None:
+        target = clean_name(m.linkname)
+        if not target:
+            raise InvalidArgument(f"layer entry {m.name!r}: hardlink to the root")
+        t_parent, t_base = posixpath.split(target)
+        for i, root in enumerate([self.root, *self.lowers]):
+            parent = resolve_dir(root, t_parent, create=False)
+            if parent is None:
+                continue
+            src = os.path.join(parent, t_base)
+            try:
+                st = os.lstat(src)
+            except FileNotFoundError:
+                continue
+            if _is_whiteout_device(st):
+                break  # deleted in an upper layer
+            if stat.S_ISDIR(st.st_mode):
+                raise InvalidArgument(f"layer entry {m.name!r}: hardlink to a directory")
+            if i == 0:
+                os.link(src, path, follow_symlinks=False)
+            else:
+                self._copy_up(src, st, path)
+            return
+        raise InvalidArgument(f"layer entry {m.name!r}: hardlink target {m.linkname!r} "
+                              "not found in the image")
+
+    def _copy_up(self, src: str, st: os.stat_result, path: str) -> None:
+        if stat.S_ISLNK(st.st_mode):
+            os.symlink(os.readlink(src), path)
+        else:
+            shutil.copy2(src, path, follow_symlinks=False)
+        os.chown(path, st.st_uid, st.st_gid, follow_symlinks=False)
+        if not stat.S_ISLNK(st.st_mode):
+            os.chmod(path, stat.S_IMODE(st.st_mode))
+
+    def _metadata(self, path: str, m: tarfile.TarInfo) -> None:
+        os.chown(path, m.uid, m.gid, follow_symlinks=False)
+        for key, value in m.pax_headers.items():
+            if key.startswith("SCHILY.xattr."):
+                self._setxattr(path, key[len("SCHILY.xattr."):], value, m)
+        if not m.issym():
+            os.chmod(path, m.mode & 0o7777)  # after chown: chown clears setuid
+        if m.isdir():
+            self.dirs.append((path, m))
+        else:
+            self._times(path, m)
+
+    def _setxattr(self, path: str, key: str, value: str, m: tarfile.TarInfo) -> None:
+        if key.startswith(("trusted.overlay.", "user.overlay.")):
+            # overlayfs's own namespace (opaque, redirect, metacopy): only we set it.
+            self.log.warning("ignoring overlay xattr from layer", entry=m.name, xattr=key)
+            return
+        try:
+            os.setxattr(path, key, value.encode("utf-8", "surrogateescape"),
+                        follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+                return
+            if exc.errno == errno.EPERM and key.startswith("user.") and not m.isreg():
+                return
+            raise
+
+    @staticmethod
+    def _times(path: str, m: tarfile.TarInfo) -> None:
+        mtime = int(float(m.mtime) * 1e9)
+        atime = int(float(m.pax_headers.get("atime", m.mtime)) * 1e9)
+        os.utime(path, ns=(atime, mtime), follow_symlinks=False)
+
+    def finish(self) -> None:
+        # Directory times last: creating children changed them.
+        for path, m in reversed(self.dirs):
+            self._times(path, m)

@@ -1,0 +1,77 @@
+"""A fake RegistryClient serving one image from an OCI layout (tests/support/images.py),
+with knobs to misbehave: drop a stream after N bytes, corrupt a blob."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from muelle.types.v1 import types_pb2
+
+from services.core.errors import NotFound, Unavailable
+from services.imagestore.registry_client import Content, Resolved
+from tests.support.images import Entry, Layer, build_layout, busybox_layer
+
+
+def second_layer() -> Layer:
+    """A layer over busybox: a whiteout, an opaque dir with a same-layer survivor, a hardlink
+    to a lower file and a new file."""
+    return Layer([
+        Entry("etc/group", "whiteout"),
+        Entry("home/app/keep", data=b"kept\n"),  # listed before the opaque marker
+        Entry("home", "opaque"),
+        Entry("etc/motd", data=b"hello from layer 2\n"),
+        Entry("bin/bb-link", "hardlink", target="bin/busybox"),
+    ])
+
+
+def build_two_layer(layout: Path, tag: str = "1") -> str:
+    return build_layout(layout, [busybox_layer([Entry("home/old", data=b"old\n")]),
+                                 second_layer()], tag=tag,
+                        config={"Entrypoint": ["/bin/sh", "-c"], "WorkingDir": "/home",
+                                "Labels": {"a": "b"}, "ExposedPorts": {"80/tcp": {}}})
+
+
+class LayoutRegistry:
+    def __init__(self, layout: Path, repository: str = "127.0.0.1:5000/demo/busybox") -> None:
+        self.layout = layout
+        self.repository = repository
+        self.fetches: list[tuple[str, int]] = []
+        self.drop_after: dict[str, int] = {}  # digest -> bytes served before failing
+        self.corrupt: set[str] = set()
+        self.gate: threading.Event | None = None  # blocks layer fetches while unset
+        self._lock = threading.Lock()
+
+    def blob(self, digest: str) -> bytes:
+        path = self.layout / "blobs" / "sha256" / digest.removeprefix("sha256:")
+        if not path.is_file():
+            raise NotFound(f"blob {digest} unknown")
+        return path.read_bytes()
+
+    def resolve(self, reference: str, platform: types_pb2.Platform | None) -> Resolved:
+        index = json.loads((self.layout / "index.json").read_text())
+        desc = index["manifests"][0]
+        data = self.blob(desc["digest"])
+        content = Content(desc["mediaType"], desc["digest"], desc["size"], data)
+        return Resolved(reference, self.repository, content, content)
+
+    def fetch_blob(self, repository: str, descriptor: types_pb2.Descriptor,
+                   offset: int) -> Iterator[bytes]:
+        with self._lock:
+            self.fetches.append((descriptor.digest, offset))
+        data = self.blob(descriptor.digest)
+        if descriptor.digest in self.corrupt:
+            data = bytes([data[0] ^ 0xFF]) + data[1:]
+        limit = self.drop_after.pop(descriptor.digest, None)
+        if self.gate is not None and descriptor.size > 10000:
+            self.gate.wait(10)
+        pos = offset
+        while pos < len(data):
+            end = min(pos + 65536, len(data))
+            if limit is not None and end > limit:
+                yield data[pos:limit]
+                raise Unavailable("connection reset")
+            yield data[pos:end]
+            pos = end

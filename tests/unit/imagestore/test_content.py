@@ -1,0 +1,122 @@
+"""Content store: verified commits, nothing committed on mismatch, resumable ingests."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.core.errors import DataLoss, InvalidArgument, NotFound, Unavailable
+from services.imagestore.content import ContentStore
+
+DATA = bytes(range(256)) * 1000
+DIGEST = "sha256:" + hashlib.sha256(DATA).hexdigest()
+
+
+def chunks(data: bytes, offset: int = 0, size: int = 10_000) -> Iterator[bytes]:
+    for i in range(offset, len(data), size):
+        yield data[i:i + size]
+
+
+def test_ingest_commits_verified_blob(tmp_path: Path) -> None:
+    store = ContentStore(tmp_path)
+    seen: list[int] = []
+    assert store.ingest(DIGEST, len(DATA), lambda off: chunks(DATA, off), seen.append)
+    assert store.read(DIGEST) == DATA and store.has(DIGEST, len(DATA))
+    assert seen[-1] == len(DATA)
+    # Already present: nothing is fetched.
+    assert not store.ingest(DIGEST, len(DATA), lambda off: pytest.fail("fetched"))
+    assert list(store.ingests.iterdir()) == []
+
+
+def test_mismatch_commits_nothing(tmp_path: Path) -> None:
+    store = ContentStore(tmp_path)
+    bad = b"x" + DATA[1:]
+    with pytest.raises(DataLoss):
+        store.ingest(DIGEST, len(DATA), lambda off: chunks(bad, off))
+    assert not store.has(DIGEST)
+    assert list(store.ingests.iterdir()) == []
+
+
+def test_oversized_stream_is_data_loss(tmp_path: Path) -> None:
+    store = ContentStore(tmp_path)
+    with pytest.raises(DataLoss):
+        store.ingest(DIGEST, len(DATA), lambda off: chunks(DATA + b"extra", off))
+    assert not store.has(DIGEST)
+
+
+def test_truncated_stream_keeps_partial_and_resumes(tmp_path: Path) -> None:
+    store = ContentStore(tmp_path)
+    with pytest.raises(DataLoss, match="truncated"):
+        store.ingest(DIGEST, len(DATA), lambda off: chunks(DATA[:50_000], off))
+    assert store.partial_path(DIGEST).stat().st_size == 50_000
+    offsets: list[int] = []
+
+    def fetch(off: int) -> Iterator[bytes]:
+        offsets.append(off)
+        return chunks(DATA, off)
+
+    assert store.ingest(DIGEST, len(DATA), fetch)
+    assert offsets == [50_000]
+    assert store.read(DIGEST) == DATA
+    assert not store.partial_path(DIGEST).exists()
+
+
+def test_dropped_connection_keeps_partial(tmp_path: Path) -> None:
+    store = ContentStore(tmp_path)
+
+    def dropping(off: int) -> Iterator[bytes]:
+        yield DATA[off:30_000]
+        raise Unavailable("connection reset")
+
+    with pytest.raises(Unavailable):
+        store.ingest(DIGEST, len(DATA), dropping)
+    assert store.partial_path(DIGEST).stat().st_size == 30_000
+    assert store.ingest(DIGEST, len(DATA), lambda off: chunks(DATA, off))
+
+
+def test_corrupt_partial_restarts_from_zero(tmp_path: Path) -> None:
+    store = ContentStore(tmp_path)
+    store.partial_path(DIGEST).write_bytes(b"\0" * 1000)  # bytes that are not the blob's
+    offsets: list[int] = []
+
+    def fetch(off: int) -> Iterator[bytes]:
+        offsets.append(off)
+        return chunks(DATA, off)
+
+    assert store.ingest(DIGEST, len(DATA), fetch)
+    assert offsets == [1000, 0]
+    assert store.read(DIGEST) == DATA
+
+
+def test_concurrent_ingests_of_one_digest_fetch_once(tmp_path: Path) -> None:
+    store = ContentStore(tmp_path)
+    calls: list[int] = []
+    results: list[bool] = []
+
+    def fetch(off: int) -> Iterator[bytes]:
+        calls.append(off)
+        return chunks(DATA, off, 1000)
+
+    threads = [threading.Thread(target=lambda: results.append(
+        store.ingest(DIGEST, len(DATA), fetch))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and sorted(results) == [False, False, False, True]
+    assert store.read(DIGEST) == DATA
+
+
+def test_bad_digests_and_missing_blobs(tmp_path: Path) -> None:
+    store = ContentStore(tmp_path)
+    with pytest.raises(InvalidArgument):
+        store.path("sha256:../../etc/passwd")
+    with pytest.raises(NotFound):
+        store.read(DIGEST)
+    store.write(DIGEST, DATA)
+    store.delete(DIGEST)
+    assert not store.has(DIGEST)

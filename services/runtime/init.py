@@ -1,7 +1,7 @@
 """The container init: runs as pid 1 of the new pid namespace, sets up, waits, execs.
 
-Order follows runc: mounts and devices, pivot_root, masked/read-only paths, hostname,
-loopback, sysctls, rlimits, oom_score_adj, cwd, lookup of args[0], bounding set, user,
+Order follows runc: mounts and devices, pivot_root, hostname, loopback, sysctls,
+read-only and masked paths, rlimits, oom_score_adj, cwd, lookup of args[0], bounding set, user,
 capabilities, no_new_privs; then "ready" to create, block on the exec fifo until
 ``start`` opens it, and exec. Any failure before "ready" goes back to create as text.
 """
@@ -102,8 +102,6 @@ def _setup(cfg: InitConfig) -> Ready:
     devices.create(cfg.rootfs, linux_cfg.get("devices") or [], bool(proc.get("terminal")))
     rootfs.pivot(cfg.rootfs)
     os.umask(0o022)
-    rootfs.mask(linux_cfg.get("maskedPaths") or [])
-    rootfs.readonly(linux_cfg.get("readonlyPaths") or [])
     if (spec.get("root") or {}).get("readonly"):
         rootfs.root_readonly()
 
@@ -119,6 +117,9 @@ def _setup(cfg: InitConfig) -> Ready:
             raise ValueError(f"invalid sysctl {key!r}")
         with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
             f.write(str(value))
+    # After the sysctls, as runc does: /proc/sys is one of the read-only paths.
+    rootfs.readonly(linux_cfg.get("readonlyPaths") or [])
+    rootfs.mask(linux_cfg.get("maskedPaths") or [])
 
     process.set_rlimits(proc.get("rlimits") or [], warn)
     if proc.get("oomScoreAdj") is not None:

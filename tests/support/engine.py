@@ -141,9 +141,9 @@ def sweep(workdir: Path, cgroup_parent: str) -> list[str]:
         if children:
             leftovers.append(f"cgroup processes in {d}")
         for procs_file in children:
-            for pid in procs_file.read_text().split():
+            for task in procs_file.read_text().split():
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(pid), signal.SIGKILL)
+                    os.kill(int(task), signal.SIGKILL)
     if procs:
         time.sleep(0.1)
     mounts = mounts_under(workdir)

@@ -65,11 +65,11 @@ class FakeRegistry:
                         return self._send(200, body, desc["mediaType"], head,
                                           {"Docker-Content-Digest": desc["digest"]})
                 if len(parts) >= 4 and parts[-2] == "blobs":
-                    body = fake._blob(parts[-1])
-                    if body is not None:
-                        if fake.corrupt_blobs and len(body) > 1000:
-                            body = bytes([body[0] ^ 0xFF]) + body[1:]
-                        return self._send(200, body, "application/octet-stream", head)
+                    blob = fake._blob(parts[-1])
+                    if blob is not None:
+                        if fake.corrupt_blobs and len(blob) > 1000:
+                            blob = bytes([blob[0] ^ 0xFF]) + blob[1:]
+                        return self._send(200, blob, "application/octet-stream", head)
                 err = {"errors": [{"code": "MANIFEST_UNKNOWN", "message": "unknown"}]}
                 return self._send(404, json.dumps(err).encode(), head=head)
 

@@ -18,6 +18,7 @@ import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 BUSYBOX = Path("/bin/busybox")
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -108,7 +109,7 @@ def build_layout(
     layout: Path,
     layers: list[Layer],
     tag: str = "latest",
-    config: dict | None = None,
+    config: dict[str, Any] | None = None,
     architecture: str = "amd64",
 ) -> str:
     """Write an OCI image layout with one image tagged ``tag``; returns the manifest digest."""
@@ -122,7 +123,7 @@ def build_layout(
         diff_ids.append("sha256:" + hashlib.sha256(raw).hexdigest())
         digest, size = _blob(layout, gzip.compress(raw, compresslevel=6, mtime=0))
         layer_descs.append({"mediaType": OCI_LAYER_GZIP, "digest": digest, "size": size})
-    image_config = {
+    image_config: dict[str, Any] = {
         "created": "2023-11-14T22:13:20Z",
         "architecture": architecture,
         "os": "linux",
@@ -135,7 +136,7 @@ def build_layout(
                     for _ in layers],
     }
     if config:
-        image_config["config"].update(config)  # type: ignore[union-attr]
+        image_config["config"].update(config)
     cfg_digest, cfg_size = _blob(layout, json.dumps(image_config, sort_keys=True).encode())
     manifest = {
         "schemaVersion": 2,
@@ -157,7 +158,9 @@ def build_layout(
     return man_digest
 
 
-def build_busybox_layout(layout: Path, tag: str = "latest", config: dict | None = None) -> str:
+def build_busybox_layout(
+    layout: Path, tag: str = "latest", config: dict[str, Any] | None = None
+) -> str:
     """An OCI layout with a one-layer busybox image; returns the manifest digest."""
     return build_layout(layout, [busybox_layer()], tag=tag, config=config)
 

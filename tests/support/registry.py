@@ -43,9 +43,9 @@ class LocalRegistry:
             f"  addr: {self.host}\n"
             + self.extra_config
         )
-        log = open(self.workdir / "registry.log", "wb")  # noqa: SIM115 - owned by the process
-        self.proc = subprocess.Popen([REGISTRY_BIN, "serve", str(config)],
-                                     stdout=log, stderr=log)
+        with open(self.workdir / "registry.log", "wb") as log:
+            self.proc = subprocess.Popen([REGISTRY_BIN, "serve", str(config)],
+                                         stdout=log, stderr=log)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

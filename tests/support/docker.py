@@ -1,0 +1,217 @@
+"""A private Docker Engine (Debian's docker.io) in a temp dir, for benchmarks and compat tests.
+
+    with Dockerd() as d:
+        d.docker("pull", "127.0.0.1:5000/demo/busybox:1")
+        d.docker("run", "--rm", "127.0.0.1:5000/demo/busybox:1", "true")
+
+It never touches the host's Docker: its own --data-root, --exec-root, unix socket, pid file,
+cgroup parent and an empty daemon.json. It leaves the host's netfilter alone
+(--iptables=false, --bridge=none: containers get no network unless one is made). dockerd
+starts its own containerd, whose state also lives in the temp dir. close() stops it, kills
+what it left, unmounts and removes the dir, and reports leftovers like Engine.close().
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from tests.support.engine import processes_mentioning, sweep
+
+DOCKERD = "/usr/sbin/dockerd"
+# The client from the same package as the daemon; any docker CLI on PATH works too.
+DOCKER_CLIENTS = ("/usr/bin/docker", "docker")
+
+
+class DockerUnavailable(RuntimeError):
+    """dockerd is not installed or cannot start on this machine."""
+
+
+def ensure_installed(apt: bool = True) -> None:
+    """Install Debian's docker.io when dockerd is missing (root only), else raise."""
+    if Path(DOCKERD).exists():
+        return
+    if not apt or os.geteuid() != 0:
+        raise DockerUnavailable(f"{DOCKERD} is missing (apt-get install docker.io)")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    proc = subprocess.run(
+        ["apt-get", "install", "-y", "-q", "--no-install-recommends", "docker.io"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    if proc.returncode != 0 or not Path(DOCKERD).exists():
+        raise DockerUnavailable(f"apt-get install docker.io failed: {proc.stderr[-2000:]}")
+
+
+def _client() -> str:
+    for candidate in DOCKER_CLIENTS:
+        found = shutil.which(candidate)
+        if found:
+            return found
+    raise DockerUnavailable("no docker CLI found")
+
+
+class Dockerd:
+    def __init__(self, base: Path | None = None, extra_args: tuple[str, ...] = ()) -> None:
+        # Unix socket paths are limited to 108 bytes, containerd's nest deep: keep it short.
+        self.dir = Path(tempfile.mkdtemp(prefix="dk-", dir=base or "/tmp"))
+        self.data_root = self.dir / "data"
+        self.exec_root = self.dir / "exec"
+        self.socket = self.dir / "docker.sock"
+        self.host = f"unix://{self.socket}"
+        self.cgroup_parent = f"dockerd-test-{uuid.uuid4().hex[:8]}"
+        self.extra_args = extra_args
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.client = _client()
+
+    @property
+    def log_path(self) -> Path:
+        return self.dir / "dockerd.log"
+
+    def start(self, wait: float = 60.0) -> Dockerd:
+        ensure_installed()
+        config = self.dir / "daemon.json"
+        config.write_text("{}\n")  # never read the host's /etc/docker/daemon.json
+        args = [
+            DOCKERD,
+            f"--config-file={config}",
+            f"--data-root={self.data_root}",
+            f"--exec-root={self.exec_root}",
+            f"--pidfile={self.dir / 'docker.pid'}",
+            f"--host={self.host}",
+            f"--cgroup-parent=/{self.cgroup_parent}",
+            "--iptables=false", "--ip6tables=false", "--ip-masq=false", "--bridge=none",
+            "--userland-proxy=false",
+            "--log-level=warn",
+            *self.extra_args,
+        ]
+        log = open(self.log_path, "wb")  # noqa: SIM115 - owned by the process
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                     start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + wait
+        while True:
+            if self.proc.poll() is not None:
+                raise DockerUnavailable(f"dockerd exited {self.proc.returncode}:\n{self.log()}")
+            if self.socket.exists() and self.docker("version", check=False,
+                                                    timeout=10).returncode == 0:
+                return self
+            if time.monotonic() > deadline:
+                raise DockerUnavailable(f"dockerd not ready within {wait:.0f}s:\n{self.log()}")
+            time.sleep(0.1)
+
+    def docker(self, *args: str, check: bool = True, timeout: float = 300,
+               input: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run the docker CLI against this daemon."""
+        proc = subprocess.run(self.argv(*args), env=self.env(), input=input,
+                              capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"docker {' '.join(args)} exited {proc.returncode}\n"
+                f"stdout: {proc.stdout}\nstderr: {proc.stderr}"
+            )
+        return proc
+
+    def argv(self, *args: str) -> list[str]:
+        """The command line of ``docker <args>`` for callers that spawn it themselves."""
+        return [self.client, "-H", self.host, *args]
+
+    def env(self) -> dict[str, str]:
+        """Environment for the CLI: a private client config, no DOCKER_HOST from outside."""
+        env = dict(os.environ, DOCKER_CONFIG=str(self.dir / "client"))
+        env.pop("DOCKER_HOST", None)
+        env.pop("DOCKER_CONTEXT", None)
+        return env
+
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc and self.proc.poll() is None else None
+
+    def containerd_pids(self) -> list[int]:
+        """The containerd that this dockerd started (its child)."""
+        return [p for p in _children(self.pid()) if _comm(p) == "containerd"]
+
+    def shim_pids(self) -> list[int]:
+        """containerd-shim processes serving this daemon's containers."""
+        return [p for p in processes_mentioning(str(self.exec_root))
+                if _comm(p).startswith("containerd-shim")]
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+    def remove_all_containers(self) -> None:
+        if self.pid() is None:
+            return
+        ids = self.docker("ps", "-aq", check=False, timeout=60).stdout.split()
+        if ids:
+            self.docker("rm", "-f", *ids, check=False, timeout=120)
+
+    def close(self) -> None:
+        leftovers: list[str] = []
+        try:
+            with contextlib.suppress(Exception):
+                self.remove_all_containers()
+        finally:
+            if self.proc and self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    leftovers.append("dockerd ignored SIGTERM")
+                    self.proc.kill()
+                    self.proc.wait()
+            leftovers += sweep(self.dir, self.cgroup_parent)
+            _unmount_under(self.dir)
+            shutil.rmtree(self.dir, ignore_errors=True)
+        if leftovers:
+            raise AssertionError("dockerd left things behind: " + "; ".join(leftovers))
+
+    def __enter__(self) -> Dockerd:
+        try:
+            return self.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.close()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _unmount_under(path: Path) -> None:
+    # dockerd may leave mounts that sweep() already reported; a second pass takes nested ones.
+    prefix = str(path)
+    for _ in range(3):
+        mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
+                  if line.split()[4].startswith(prefix)]
+        if not mounts:
+            return
+        for mountpoint in sorted(mounts, key=len, reverse=True):
+            subprocess.run(["umount", "-l", mountpoint], capture_output=True)
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _children(pid: int | None) -> list[int]:
+    if pid is None:
+        return []
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found

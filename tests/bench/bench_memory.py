@@ -1,0 +1,137 @@
+"""5. Memory. Idle: RSS of the four muelle services vs dockerd + containerd. Per container:
+with N (default 10) ``sleep`` containers running, the growth of the engine's own processes
+(services/daemons plus per-container helpers: muelle monitors, containerd-shims) divided by
+N. The containers' own processes (in their cgroups) are never counted.
+
+Both engines first run one container so that their run paths are loaded. RSS counts
+shared pages once per process; each result also records every process's PSS.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+
+from services.core import launcher
+from tests.bench import procs
+from tests.bench.harness import Contender, Settings, emit, run_rounds
+from tests.bench.sides import MARKS
+from tests.support.docker import Dockerd
+from tests.support.engine import Engine
+
+pytestmark = MARKS
+
+
+@dataclass
+class Side:
+    """How to see one engine's processes and start/stop sleeping containers in it."""
+
+    name: str
+    daemons: Callable[[], set[int]]
+    helpers: Callable[[], set[int]]
+    start: Callable[[], str]
+    remove: Callable[[list[str]], object]
+    warm: Callable[[], object]
+
+
+def muelle_side(engine: Engine, ref: str) -> Side:
+    def daemons() -> set[int]:
+        pids = {launcher.running_pid(engine.cfg, name) for name in launcher.ORDER}
+        return {p for p in pids if p is not None}
+
+    def helpers() -> set[int]:
+        return (procs.referring_to(str(engine.dir)) - daemons()
+                - procs.in_cgroups(engine.cgroup_parent))
+
+    return Side(
+        "muelle", daemons, helpers,
+        start=lambda: engine.cli("run", "-d", ref, "sleep", "1000").stdout.strip(),
+        remove=lambda ids: engine.cli("rm", "-f", *ids),
+        warm=lambda: engine.cli("run", "--rm", ref, "true"),
+    )
+
+
+def docker_side(dockerd: Dockerd, ref: str) -> Side:
+    def daemons() -> set[int]:
+        pid = dockerd.pid()
+        return ({pid} if pid else set()) | set(dockerd.containerd_pids())
+
+    def helpers() -> set[int]:
+        return set(dockerd.shim_pids()) - procs.in_cgroups(dockerd.cgroup_parent)
+
+    return Side(
+        "docker", daemons, helpers,
+        start=lambda: dockerd.docker("run", "-d", ref, "sleep", "1000").stdout.strip(),
+        remove=lambda ids: dockerd.docker("rm", "-f", *ids),
+        warm=lambda: dockerd.docker("run", "--rm", ref, "true"),
+    )
+
+
+def sides(settings: Settings, request: pytest.FixtureRequest) -> list[Side]:
+    found = []
+    if settings.wants("muelle"):
+        engine = request.getfixturevalue("muelle_engine")
+        found.append(muelle_side(engine, request.getfixturevalue("muelle_busybox")))
+    if settings.wants("docker"):
+        dockerd = request.getfixturevalue("dockerd")
+        found.append(docker_side(dockerd, request.getfixturevalue("docker_busybox")))
+    if not found:
+        pytest.skip("MUELLE_BENCH_ONLY selects no contender of this benchmark")
+    for side in found:
+        side.warm()
+    return found
+
+
+def idle(side: Side) -> Callable[[], float]:
+    return lambda: float(procs.total_rss(side.daemons()))
+
+
+def test_idle_rss(settings: Settings, request: pytest.FixtureRequest) -> None:
+    chosen = sides(settings, request)
+    contenders = [Contender(s.name, idle(s)) for s in chosen]
+    meta = {"what": "RSS of the 4 muelle services vs dockerd + containerd",
+            "processes": {s.name: procs.describe(s.daemons()) for s in chosen}}
+    emit(run_rounds("idle-rss", contenders, pairs=settings.pairs, warmup=settings.warmup,
+                    unit="B", meta=meta), settings)
+
+
+def test_per_container_rss(settings: Settings, request: pytest.FixtureRequest) -> None:
+    n = settings.scaled(10, 2)
+    chosen = sides(settings, request)
+    snapshot: dict[str, object] = {}
+    # The helpers alone (muelle monitors vs containerd-shims), per container, every round.
+    helper_rss: dict[str, list[float]] = {s.name: [] for s in chosen}
+
+    def per_container(side: Side) -> Callable[[], float]:
+        def sample() -> float:
+            before = procs.total_rss(side.daemons() | side.helpers())
+            ids: list[str] = []
+            try:
+                for _ in range(n):
+                    ids.append(side.start())
+                helpers = side.helpers()
+                after = procs.total_rss(side.daemons() | helpers)
+                helper_rss[side.name].append(procs.total_rss(helpers) / n)
+                snapshot[side.name] = {"helpers_per_container": len(helpers) / n,
+                                       "helpers": procs.describe(helpers)}
+            finally:
+                if ids:
+                    side.remove(ids)
+            return (after - before) / n
+
+        return sample
+
+    contenders = [Contender(s.name, per_container(s)) for s in chosen]
+    result = run_rounds("container-rss", contenders, pairs=settings.pairs,
+                        warmup=settings.warmup, unit="B",
+                        meta={"containers": n, "command": "run -d IMAGE sleep 1000"})
+    result.meta["last_round"] = snapshot
+    result.meta["helper_rss_per_container"] = helper_rss
+    for name, values in helper_rss.items():
+        if values:
+            result.meta[f"{name} helper RSS/container (median MiB)"] = round(
+                statistics.median(values) / 2**20, 1)
+    emit(result, settings)

@@ -1,0 +1,116 @@
+"""4. Cold pull from the local registry: muelle vs ``docker pull`` vs ``skopeo copy ... oci:``.
+
+Images: ~200 MB of incompressible data in 5 layers (always), and a Debian minbase rootfs
+built with debootstrap (only with MUELLE_BENCH_DEBOOTSTRAP=1: it needs the Debian mirror
+and a few minutes the first time; the tree is cached). Every round is cold: muelle pulls
+into a fresh engine (started and removed outside the timing), docker removes the image
+after each pull (dockerd 20.10 keeps no blob cache), skopeo copies into a fresh directory.
+skopeo only stores the blobs while the engines also unpack them: it is the floor for
+transfer + verification, not a like-for-like engine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.bench import images
+from tests.bench.harness import Contender, Settings, emit, run_rounds, timed
+from tests.bench.sides import ENGINE_MODULES, MARKS, muelle_missing, require, run_quiet
+from tests.support.engine import Engine
+from tests.support.images import push_layout
+from tests.support.registry import LocalRegistry
+
+pytestmark = MARKS
+
+
+def _layout(kind: str, settings: Settings) -> Path:
+    if kind == "debian":
+        if os.environ.get("MUELLE_BENCH_DEBOOTSTRAP") != "1":
+            pytest.skip("set MUELLE_BENCH_DEBOOTSTRAP=1 to build and pull a Debian rootfs image")
+        return images.debian_layout()
+    # Smoke mode: the same shape, small enough to take seconds.
+    return images.random_layout(layers=settings.scaled(5, 2), mib=settings.scaled(40, 4))
+
+
+def _layout_bytes(layout: Path) -> int:
+    return sum(p.stat().st_size for p in (layout / "blobs").rglob("*") if p.is_file())
+
+
+def _layer_count(layout: Path) -> int:
+    blobs = layout / "blobs" / "sha256"
+    index = json.loads((layout / "index.json").read_text())
+    manifest = json.loads((blobs / index["manifests"][0]["digest"].split(":")[1]).read_text())
+    return len(manifest["layers"])
+
+
+class FreshEngine:
+    """A new engine per round so that nothing is cached; start and close are untimed."""
+
+    def __init__(self) -> None:
+        self.engine: Engine | None = None
+
+    def setup(self) -> None:
+        self.engine = Engine()  # assigned first: teardown must close a half-started engine
+        self.engine.start()
+
+    def pull(self, ref: str) -> None:
+        assert self.engine is not None
+        self.engine.cli("pull", ref, timeout=600)
+
+    def teardown(self) -> None:
+        if self.engine is not None:
+            engine, self.engine = self.engine, None
+            engine.close()
+
+
+@pytest.mark.parametrize("kind", ["random", "debian"])
+def test_cold_pull(kind: str, settings: Settings, registry: LocalRegistry,
+                   request: pytest.FixtureRequest) -> None:
+    layout = _layout(kind, settings)
+    ref = f"{registry.host}/bench/{layout.name.lower()}:1"  # repositories are lowercase
+    push_layout(layout, ref, tag="1")
+    contenders = []
+    if settings.wants("muelle"):
+        reason = muelle_missing(*ENGINE_MODULES)
+        if reason:
+            pytest.skip(reason)
+        fresh = FreshEngine()
+        request.addfinalizer(fresh.teardown)  # when a round is interrupted
+        contenders.append(Contender("muelle", timed(lambda: fresh.pull(ref), fresh.setup,
+                                                    fresh.teardown)))
+    if settings.wants("docker"):
+        dockerd = request.getfixturevalue("dockerd")
+        pull_argv, env = dockerd.argv("pull", "-q", ref), dockerd.env()
+        rmi_argv = dockerd.argv("rmi", ref)
+        contenders.append(Contender("docker", timed(
+            lambda: run_quiet(pull_argv, timeout=600, env=env),
+            teardown=lambda: run_quiet(rmi_argv, env=env))))
+    if settings.wants("skopeo"):
+        if shutil.which("skopeo") is None:
+            pytest.skip("skopeo is not installed (apt-get install skopeo)")
+        target: list[Path] = []
+
+        def new_dir() -> None:
+            target.append(Path(tempfile.mkdtemp(prefix="mu-skopeo-")))
+
+        def copy() -> None:
+            run_quiet(["skopeo", "copy", "--quiet", "--src-tls-verify=false",
+                       f"docker://{ref}", f"oci:{target[-1]}:1"], timeout=600)
+
+        def drop() -> None:
+            while target:
+                shutil.rmtree(target.pop(), ignore_errors=True)
+
+        contenders.append(Contender("skopeo", timed(copy, new_dir, drop)))
+    meta = {"image": layout.name, "compressed_bytes": _layout_bytes(layout),
+            "layers": _layer_count(layout), "muelle_round": "fresh engine per round",
+            "docker_round": "rmi after each pull", "skopeo_round": "fresh oci: dir, no unpack"}
+    result = run_rounds(f"pull-{kind}", require(contenders), pairs=settings.pairs,
+                        warmup=settings.warmup, meta=meta)
+    emit(result, settings)

@@ -1,0 +1,99 @@
+"""Process accounting for the memory benchmark: RSS/PSS, and which processes belong to whom."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+CGROUP_MOUNT = Path("/sys/fs/cgroup")
+
+
+def _status_kib(pid: int, key: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0  # gone, or a kernel thread
+
+
+def rss(pid: int) -> int:
+    """Resident set size in bytes (0 when the process is gone)."""
+    return _status_kib(pid, "VmRSS") * 1024
+
+
+def pss(pid: int) -> int:
+    """Proportional set size in bytes: shared pages split between their users."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def referring_to(text: str) -> set[int]:
+    """Processes whose command line or environment mentions ``text`` (e.g. an engine dir).
+
+    The environment catches helpers forked without exec (a Python monitor keeps the
+    service's MUELLE_CONFIG), the command line catches the ones started with flags.
+    """
+    needle = text.encode()
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        for part in ("cmdline", "environ"):
+            try:
+                if needle in (entry / part).read_bytes():
+                    found.add(int(entry.name))
+                    break
+            except OSError:
+                continue
+    return found
+
+
+def in_cgroups(parent: str) -> set[int]:
+    """Processes in any cgroup under ``parent`` in any hierarchy (the containers' own)."""
+    found: set[int] = set()
+    if not CGROUP_MOUNT.is_dir():
+        return found
+    for hierarchy in CGROUP_MOUNT.iterdir():
+        top = hierarchy / parent.strip("/")
+        if not top.is_dir():
+            continue
+        for procs in top.rglob("cgroup.procs"):
+            try:
+                found.update(int(p) for p in procs.read_text().split())
+            except (OSError, ValueError):
+                continue
+    return found
+
+
+def total_rss(pids: Iterable[int]) -> int:
+    return sum(rss(p) for p in pids)
+
+
+def command(pid: int, words: int = 3) -> str:
+    """The first words of a command line ("python3 -m services.shim.monitor")."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return ""
+    return " ".join(a.decode(errors="replace") for a in argv[:words] if a)[:120]
+
+
+def describe(pids: Iterable[int]) -> list[dict[str, object]]:
+    """What each process is and uses, for the result file."""
+    return [{"pid": p, "comm": comm(p), "command": command(p), "rss": rss(p), "pss": pss(p)}
+            for p in sorted(pids)]

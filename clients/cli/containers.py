@@ -1,0 +1,223 @@
+"""Container verbs: run, create, start, ps, logs, stop, kill, rm, wait."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+from clients.cli.context import Context
+from clients.cli.errors import ENGINE_ERROR, daemon_message, run_exit_code
+from clients.cli.units import (
+    UsageError,
+    ago,
+    parse_bytes,
+    parse_cpus,
+    parse_env,
+    parse_labels,
+    table,
+)
+
+
+class RunFailed(Exception):
+    """run/create failed in the engine; carries docker's exit code for it."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def build_request(args: argparse.Namespace, environ: Any) -> Any:
+    """The CreateContainerRequest for run/create options (UsageError on bad values)."""
+    from muelle.engine.v1 import engine_pb2
+
+    if args.tty:
+        raise UsageError("a TTY (-t) is not supported yet")
+    if args.network not in ("", "none"):
+        raise UsageError(f"network {args.network!r} is not supported yet: use --network none")
+    req = engine_pb2.CreateContainerRequest(
+        image=args.image, name=args.name, env=parse_env(args.env, environ),
+        working_dir=args.workdir, user=args.user, hostname=args.hostname,
+        memory=parse_bytes(args.memory) if args.memory else 0,
+        memory_swap=parse_bytes(args.memory_swap, allow_unlimited=True)
+        if args.memory_swap else 0,
+        pids_limit=args.pids_limit, nano_cpus=parse_cpus(args.cpus) if args.cpus else 0,
+        runtime=args.runtime, auto_remove=args.rm, labels=parse_labels(args.label),
+        stop_signal=args.stop_signal, read_only=args.read_only, cap_add=args.cap_add,
+        cap_drop=args.cap_drop, privileged=args.privileged, security_opt=args.security_opt,
+        network_mode=args.network, cpu_shares=args.cpu_shares, group_add=args.group_add)
+    if args.stop_timeout is not None:
+        req.stop_timeout = args.stop_timeout
+    if args.command:
+        req.cmd.values.extend(args.command)
+    if args.entrypoint is not None:
+        # docker: --entrypoint is one string, not split; "" resets the image's.
+        req.entrypoint.values.append(args.entrypoint)
+    return req
+
+
+def _engine_call(fn: Callable[[], Any]) -> Any:
+    """Run ``fn``; engine refusals become RunFailed with 125/126/127."""
+    from services.core.errors import MuelleError, Unavailable
+
+    try:
+        return fn()
+    except Unavailable:
+        raise
+    except MuelleError as exc:
+        raise RunFailed(str(exc), run_exit_code(str(exc))) from None
+
+
+def _create(ctx: Context, args: argparse.Namespace) -> str:
+    req = build_request(args, ctx.environ)
+    reply = _engine_call(lambda: ctx.client().create(args.image, request=req))
+    for warning in reply.warnings:
+        ctx.error(f"WARNING: {warning}")
+    return str(reply.id)
+
+
+def create(ctx: Context, args: argparse.Namespace) -> int:
+    ctx.line(_create(ctx, args))
+    return 0
+
+
+def run(ctx: Context, args: argparse.Namespace) -> int:
+    cid = _create(ctx, args)
+    client = ctx.client()
+    if args.detach:
+        try:
+            _engine_call(lambda: client.start(cid))
+        except RunFailed:
+            if args.rm:
+                _quietly(lambda: client.remove(cid, force=True))
+            raise
+        ctx.line(cid)
+        return 0
+    return attach(ctx, cid, start=True)
+
+
+def attach(ctx: Context, container: str, start: bool) -> int:
+    """Stream the container's output until it stops; its exit code."""
+    stream = _engine_call(lambda: ctx.client().attach(container, start=start))
+    try:
+        for event in _engine_iter(stream):
+            if event.HasField("exit"):
+                ex = event.exit
+                if ex.error:
+                    ctx.error(f"muelle: {ex.error}")
+                    return int(ex.exit_code) or run_exit_code(ex.error)
+                return int(ex.exit_code)
+            ctx.write_bytes(event.output.stream, event.output.data)
+    finally:
+        stream.cancel()
+    raise RunFailed("the engine ended the attach stream without an exit status",
+                    ENGINE_ERROR)
+
+
+def _engine_iter(stream: Any) -> Any:
+    while True:
+        try:
+            item = _engine_call(lambda: next(stream))
+        except StopIteration:
+            return
+        yield item
+
+
+def _quietly(fn: Callable[[], Any]) -> None:
+    from services.core.errors import MuelleError
+
+    with contextlib.suppress(MuelleError):
+        fn()
+
+
+def _each(ctx: Context, names: list[str], fn: Callable[[str], Any],
+          echo: bool = True) -> int:
+    """Apply ``fn`` to every name; an error is reported and the rest still run."""
+    from services.core.errors import MuelleError, Unavailable
+
+    status = 0
+    for name in names:
+        try:
+            result = fn(name)
+        except Unavailable:
+            raise
+        except MuelleError as exc:
+            ctx.error(daemon_message(str(exc)))
+            status = 1
+            continue
+        if echo:
+            ctx.line(name if result is None else str(result))
+    return status
+
+
+def start(ctx: Context, args: argparse.Namespace) -> int:
+    if args.attach:
+        if len(args.containers) != 1:
+            raise UsageError("you cannot start and attach multiple containers at once")
+        try:
+            return attach(ctx, args.containers[0], start=True)
+        except RunFailed as exc:
+            ctx.error(daemon_message(str(exc)))
+            return 1
+    return _each(ctx, args.containers, ctx.client().start)
+
+
+def stop(ctx: Context, args: argparse.Namespace) -> int:
+    return _each(ctx, args.containers, lambda c: ctx.client().stop(c, args.time))
+
+
+def kill(ctx: Context, args: argparse.Namespace) -> int:
+    return _each(ctx, args.containers, lambda c: ctx.client().kill(c, args.signal))
+
+
+def rm(ctx: Context, args: argparse.Namespace) -> int:
+    return _each(ctx, args.containers,
+                 lambda c: (ctx.client().remove(c, force=args.force), None)[1])
+
+
+def wait(ctx: Context, args: argparse.Namespace) -> int:
+    return _each(ctx, args.containers, lambda c: ctx.client().wait(c).exit_code)
+
+
+def logs(ctx: Context, args: argparse.Namespace) -> int:
+    if args.tail == "all":
+        tail = 0
+    else:
+        try:
+            tail = int(args.tail)
+        except ValueError:
+            raise UsageError(f"invalid --tail value {args.tail!r}") from None
+        if tail < 0:
+            tail = 0
+        elif tail == 0:
+            return 0  # docker: --tail 0 shows nothing
+    stream = ctx.client().logs(args.container, follow=args.follow, tail=tail,
+                               timestamps=args.timestamps, since=args.since)
+    try:
+        for entry in stream:
+            ctx.write_bytes(entry.stream, entry.data)
+    finally:
+        stream.cancel()
+    return 0
+
+
+def _command(text: str, limit: int) -> str:
+    if limit and len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return f'"{text}"'
+
+
+def ps(ctx: Context, args: argparse.Namespace) -> int:
+    containers = ctx.client().containers(all=args.all)
+    if args.quiet:
+        ctx.out.write("".join((c.id if args.no_trunc else c.id[:12]) + "\n"
+                              for c in containers))
+        return 0
+    rows = [["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"]]
+    for c in containers:
+        rows.append([c.id if args.no_trunc else c.id[:12], c.image,
+                     _command(c.command, 0 if args.no_trunc else 20), ago(c.created),
+                     c.status, c.name])
+    ctx.out.write(table(rows))
+    return 0

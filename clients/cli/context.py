@@ -1,0 +1,55 @@
+"""What every command gets: the gateway address, the output streams, the environment."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import IO, Any
+
+
+class Context:
+    # A plain class: dataclasses would pull in `inspect` and slow every CLI start.
+    def __init__(self, host: str, out: IO[str], err: IO[str],
+                 environ: Mapping[str, str]) -> None:
+        self.host = host
+        self.out = out
+        self.err = err
+        self.environ = environ
+        self._client: Any = None
+
+    def client(self) -> Any:
+        """The SDK client, created (and grpc imported) on first use."""
+        if self._client is None:
+            from clients.sdk.client import Client
+
+            self._client = Client(self.host)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+    def isatty(self) -> bool:
+        try:
+            return self.out.isatty()
+        except (AttributeError, ValueError):
+            return False
+
+    def write_bytes(self, stream: str, data: bytes) -> None:
+        """Container output, byte for byte, to our stdout or stderr."""
+        target = self.err if stream == "stderr" else self.out
+        buffer = getattr(target, "buffer", None)
+        if buffer is not None:
+            target.flush()
+            buffer.write(data)
+            buffer.flush()
+        else:
+            target.write(data.decode(errors="replace"))
+            target.flush()
+
+    def line(self, text: str = "") -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def error(self, text: str) -> None:
+        self.err.write(text + "\n")
+        self.err.flush()

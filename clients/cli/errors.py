@@ -1,0 +1,25 @@
+"""Exit codes and one-line messages for failures, the way docker's CLI reports them."""
+
+from __future__ import annotations
+
+ENGINE_ERROR = 125  # run/create: the engine refused
+CANNOT_INVOKE = 126
+NOT_FOUND = 127
+
+
+def run_exit_code(message: str) -> int:
+    """125, or 126/127 when the container's command could not be invoked/found."""
+    text = message.lower()
+    if "executable file not found" in text or "no such file or directory" in text:
+        return NOT_FOUND
+    if "permission denied" in text:
+        return CANNOT_INVOKE
+    return ENGINE_ERROR
+
+
+def daemon_message(message: str) -> str:
+    return f"Error response from daemon: {message}"
+
+
+def cannot_connect(host: str) -> str:
+    return f"Cannot connect to the muelle engine at {host}. Is it running?"

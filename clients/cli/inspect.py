@@ -1,0 +1,91 @@
+"""`muelle inspect`: containers, then images, as a docker-shaped JSON list."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from clients.cli.context import Context
+
+
+def _opt_list(msg: Any, name: str) -> list[str] | None:
+    return list(getattr(msg, name).values) if msg.HasField(name) else None
+
+
+def container_json(d: Any) -> dict[str, Any]:
+    c = d.config
+    st = d.state
+    return {
+        "Id": d.id,
+        "Created": d.created,
+        "Path": d.args[0] if d.args else "",
+        "Args": list(d.args[1:]),
+        "State": {
+            "Status": st.status, "Running": st.running, "Paused": st.status == "paused",
+            "Restarting": False, "OOMKilled": st.oom_killed, "Dead": False, "Pid": st.pid,
+            "ExitCode": st.exit_code, "Error": st.error, "StartedAt": st.started_at,
+            "FinishedAt": st.finished_at,
+        },
+        "Image": d.image_id,
+        "Name": "/" + d.name,
+        "RestartCount": d.restart_count,
+        "Driver": "overlay",
+        "Bundle": d.bundle,
+        "HostConfig": {
+            "Runtime": d.runtime, "AutoRemove": d.auto_remove, "Memory": c.memory,
+            "MemorySwap": c.memory_swap, "NanoCpus": c.nano_cpus, "CpuShares": c.cpu_shares,
+            "PidsLimit": c.pids_limit or None, "ReadonlyRootfs": c.read_only,
+            "CapAdd": list(c.cap_add) or None, "CapDrop": list(c.cap_drop) or None,
+            "Privileged": c.privileged, "SecurityOpt": list(c.security_opt) or None,
+            "NetworkMode": c.network_mode or "none", "GroupAdd": list(c.group_add) or None,
+        },
+        "Config": {
+            "Hostname": d.hostname, "User": d.user, "Tty": False, "Env": list(d.env),
+            "Cmd": _opt_list(d, "cmd"), "Entrypoint": _opt_list(d, "entrypoint"),
+            "Image": d.image, "WorkingDir": d.working_dir, "Labels": dict(d.labels),
+            "StopSignal": d.stop_signal, "StopTimeout": d.stop_timeout,
+        },
+    }
+
+
+def image_json(d: Any) -> dict[str, Any]:
+    s, c = d.summary, d.config
+    out: dict[str, Any] = {
+        "Id": s.id, "RepoTags": list(s.repo_tags), "RepoDigests": list(s.repo_digests),
+        "Created": s.created, "Author": d.author, "Size": s.size,
+        "Architecture": d.platform.architecture, "Os": d.platform.os,
+        "Config": {
+            "User": c.user, "Env": list(c.env), "Entrypoint": _opt_list(c, "entrypoint"),
+            "Cmd": _opt_list(c, "cmd"), "WorkingDir": c.working_dir, "Labels": dict(c.labels),
+            "ExposedPorts": {p: {} for p in c.exposed_ports} or None,
+            "Volumes": {v: {} for v in c.volumes} or None, "StopSignal": c.stop_signal,
+        },
+        "RootFS": {"Type": "layers", "Layers": list(d.diff_ids)},
+        "ManifestDigest": d.manifest_digest,
+    }
+    if d.platform.variant:
+        out["Variant"] = d.platform.variant
+    return out
+
+
+def inspect(ctx: Context, args: argparse.Namespace) -> int:
+    from services.core.errors import NotFound
+
+    client = ctx.client()
+    found: list[dict[str, Any]] = []
+    missing: list[str] = []
+    for name in args.objects:
+        try:
+            found.append(container_json(client.inspect(name)))
+            continue
+        except NotFound:
+            pass
+        try:
+            found.append(image_json(client.inspect_image(name)))
+        except NotFound:
+            missing.append(name)
+    ctx.line(json.dumps(found, indent=4))
+    for name in missing:
+        ctx.error(f"Error: No such object: {name}")
+    return 1 if missing else 0

@@ -1,0 +1,117 @@
+"""`muelle`: the command line client of the muelle engine (docker's verbs and output).
+
+Import time matters: only argparse is loaded to parse; grpc and the generated modules are
+imported when a command talks to the gateway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import IO
+
+from clients.cli import containers, images, inspect
+from clients.cli.context import Context
+from clients.cli.errors import ENGINE_ERROR, cannot_connect, daemon_message
+from clients.cli.parser import build
+from clients.cli.units import UsageError
+from clients.sdk.address import resolve_host
+
+Command = Callable[[Context, argparse.Namespace], int]
+
+COMMANDS: dict[str, Command] = {
+    "pull": images.pull,
+    "images": images.images,
+    "rmi": images.rmi,
+    "run": containers.run,
+    "create": containers.create,
+    "start": containers.start,
+    "ps": containers.ps,
+    "logs": containers.logs,
+    "stop": containers.stop,
+    "kill": containers.kill,
+    "rm": containers.rm,
+    "wait": containers.wait,
+    "inspect": inspect.inspect,
+}
+ENGINE_VERBS = ("run", "create")  # their failures exit 125, like docker's
+
+
+def version(ctx: Context, args: argparse.Namespace) -> int:
+    from services.core.version import API_VERSION, VERSION
+
+    ctx.line("Client:")
+    ctx.line(f" Version:      {VERSION}")
+    ctx.line(f" API version:  {API_VERSION}")
+    reply = ctx.client().version()
+    ctx.line("")
+    ctx.line("Server:")
+    ctx.line(f" Version:      {reply.version}")
+    ctx.line(f" API version:  {reply.api_version}")
+    ctx.line(f" OS/Arch:      {reply.os}/{reply.arch}")
+    ctx.line(f" Kernel:       {reply.kernel_version}")
+    ctx.line(" Components:")
+    for name in sorted(reply.components):
+        ctx.line(f"  {name + ':':<12} {reply.components[name]}")
+    return 0
+
+
+COMMANDS["version"] = version
+
+
+def run(argv: Sequence[str] | None = None, out: IO[str] | None = None,
+        err: IO[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """Run the CLI; returns the exit status (never raises, never prints a traceback)."""
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
+    environ = os.environ if environ is None else environ
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        args = build().parse_args(argv)
+    except UsageError as exc:
+        err.write(f"muelle: {exc}\nSee 'muelle --help'.\n")
+        return ENGINE_ERROR
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+    ctx = Context(host=resolve_host(args.host, environ), out=out, err=err, environ=environ)
+    try:
+        return _dispatch(ctx, args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    finally:
+        ctx.close()
+
+
+def _dispatch(ctx: Context, args: argparse.Namespace) -> int:
+    from_engine = args.verb in ENGINE_VERBS
+    try:
+        return COMMANDS[args.verb](ctx, args)
+    except UsageError as exc:
+        ctx.error(f"muelle: {exc}")
+        return ENGINE_ERROR if from_engine else 1
+    except containers.RunFailed as exc:
+        ctx.error(daemon_message(str(exc)))
+        return exc.code
+    except Exception as exc:  # noqa: BLE001 - the edge: one line, no traceback
+        from services.core.errors import MuelleError, Unavailable
+
+        if isinstance(exc, Unavailable) and not ctx.client().reachable():
+            ctx.error(cannot_connect(ctx.host))
+            return 1
+        if isinstance(exc, MuelleError):
+            ctx.error(daemon_message(str(exc)))
+        else:
+            ctx.error(f"muelle: unexpected error: {type(exc).__name__}: {exc}")
+        return ENGINE_ERROR if from_engine else 1
+
+
+def main() -> None:
+    sys.exit(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""The `muelle` command line (argparse only: building it imports no grpc)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import NoReturn
+
+from clients.cli.units import UsageError
+
+
+class Parser(argparse.ArgumentParser):
+    """Raises UsageError instead of printing usage and exiting 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _container_options(p: argparse.ArgumentParser) -> None:
+    """The options `run` and `create` share (docker's names)."""
+    p.add_argument("--help", action="help", help="show this help and exit")
+    p.add_argument("--name", default="")
+    p.add_argument("-e", "--env", action="append", default=[])
+    p.add_argument("-w", "--workdir", default="")
+    p.add_argument("-u", "--user", default="")
+    p.add_argument("-h", "--hostname", default="")
+    p.add_argument("--entrypoint", default=None)
+    p.add_argument("-m", "--memory", default="")
+    p.add_argument("--memory-swap", default="")
+    p.add_argument("--pids-limit", type=int, default=0)
+    p.add_argument("--cpus", default="")
+    p.add_argument("-c", "--cpu-shares", type=int, default=0)
+    p.add_argument("--runtime", default="")
+    p.add_argument("-l", "--label", action="append", default=[])
+    p.add_argument("--stop-signal", default="")
+    p.add_argument("--stop-timeout", type=int, default=None)
+    p.add_argument("--read-only", action="store_true")
+    p.add_argument("--cap-add", action="append", default=[])
+    p.add_argument("--cap-drop", action="append", default=[])
+    p.add_argument("--privileged", action="store_true")
+    p.add_argument("--security-opt", action="append", default=[])
+    p.add_argument("--network", "--net", default="")
+    p.add_argument("--group-add", action="append", default=[])
+    p.add_argument("--rm", action="store_true", help="remove the container when it exits")
+    p.add_argument("-i", "--interactive", action="store_true")
+    p.add_argument("-t", "--tty", action="store_true")
+    p.add_argument("image")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+
+
+def build() -> Parser:
+    parser = Parser(prog="muelle", description="muelle: run containers")
+    parser.add_argument("-H", "--host", default=None,
+                        help="gateway address (default $MUELLE_HOST or "
+                             "unix://$MUELLE_RUN/gateway.sock)")
+    sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=Parser)
+    sub.required = True
+
+    p = sub.add_parser("pull", help="pull an image")
+    p.add_argument("reference")
+
+    p = sub.add_parser("images", help="list images")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--no-trunc", action="store_true")
+
+    p = sub.add_parser("rmi", help="remove images")
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("images", nargs="+")
+
+    for verb, text in (("run", "create and run a container"),
+                       ("create", "create a container")):
+        p = sub.add_parser(verb, help=text, add_help=False)
+        if verb == "run":
+            p.add_argument("-d", "--detach", action="store_true")
+        _container_options(p)
+
+    p = sub.add_parser("start", help="start containers")
+    p.add_argument("-a", "--attach", action="store_true")
+    p.add_argument("containers", nargs="+")
+
+    p = sub.add_parser("ps", help="list containers")
+    p.add_argument("-a", "--all", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--no-trunc", action="store_true")
+
+    p = sub.add_parser("logs", help="show a container's output")
+    p.add_argument("-f", "--follow", action="store_true")
+    p.add_argument("-n", "--tail", default="all")
+    p.add_argument("-t", "--timestamps", action="store_true")
+    p.add_argument("--since", default="")
+    p.add_argument("container")
+
+    p = sub.add_parser("stop", help="stop containers")
+    p.add_argument("-t", "--time", "--timeout", dest="time", type=int, default=None)
+    p.add_argument("containers", nargs="+")
+
+    p = sub.add_parser("kill", help="send a signal to containers")
+    p.add_argument("-s", "--signal", default="")
+    p.add_argument("containers", nargs="+")
+
+    p = sub.add_parser("rm", help="remove containers")
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("containers", nargs="+")
+
+    p = sub.add_parser("inspect", help="show containers or images as JSON")
+    p.add_argument("objects", nargs="+")
+
+    p = sub.add_parser("wait", help="wait for containers to stop; print their exit codes")
+    p.add_argument("containers", nargs="+")
+
+    sub.add_parser("version", help="show versions")
+    return parser

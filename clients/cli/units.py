@@ -1,0 +1,127 @@
+"""Sizes, durations and env values as docker's CLI reads and prints them."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping
+from datetime import datetime
+
+_RAM_RE = re.compile(r"^(\d+(?:\.\d+)?) ?([kKmMgGtTpP])?[iI]?[bB]?$")
+_BINARY = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+
+
+class UsageError(Exception):
+    """Bad command-line input; shown as one line, nothing is sent to the engine."""
+
+
+def parse_bytes(text: str, allow_unlimited: bool = False) -> int:
+    """"64m", "1g", "512k", "1.5g", "1048576" -> bytes (binary units, like docker)."""
+    if allow_unlimited and text.strip() == "-1":
+        return -1
+    m = _RAM_RE.match(text.strip())
+    if not m:
+        raise UsageError(f"invalid size: {text!r}")
+    return int(float(m.group(1)) * _BINARY[(m.group(2) or "").lower()])
+
+
+def human_size(size: float) -> str:
+    """Decimal units with 3 significant digits: "4.26MB" (docker's HumanSize)."""
+    units = ("B", "kB", "MB", "GB", "TB", "PB")
+    i = 0
+    while size >= 1000 and i < len(units) - 1:
+        size /= 1000
+        i += 1
+    return f"{size:.3g}{units[i]}"
+
+
+def human_duration(seconds: float) -> str:
+    """docker's units.HumanDuration."""
+    if seconds < 1:
+        return "Less than a second"
+    if seconds < 2:
+        return "1 second"
+    if seconds < 60:
+        return f"{int(seconds)} seconds"
+    minutes = int(seconds / 60)
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = int(seconds / 3600 + 0.5)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // (24 * 7)} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // (24 * 30)} months"
+    return f"{hours // (24 * 365)} years"
+
+
+def ago(rfc3339: str, now: float | None = None) -> str:
+    """"3 seconds ago" for an RFC 3339 time; "" when unknown."""
+    if not rfc3339:
+        return ""
+    text = rfc3339.strip().replace("Z", "+00:00").replace("z", "+00:00")
+    main, dot, rest = text.partition(".")
+    if dot:  # trim nanoseconds to what fromisoformat takes
+        digits = re.match(r"\d*", rest).group(0)  # type: ignore[union-attr]
+        text = f"{main}.{digits[:6].ljust(6, '0')}{rest[len(digits):]}"
+    try:
+        when = datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return rfc3339
+    now = time.time() if now is None else now
+    return f"{human_duration(max(0.0, now - when))} ago"
+
+
+def parse_env(values: list[str], environ: Mapping[str, str]) -> list[str]:
+    """-e KEY=VAL as is; -e KEY copies KEY from the CLI's environment (dropped if unset)."""
+    out = []
+    for value in values:
+        if "=" in value:
+            if value.startswith("="):
+                raise UsageError(f"invalid environment variable: {value}")
+            out.append(value)
+        elif value in environ:
+            out.append(f"{value}={environ[value]}")
+        elif not value:
+            raise UsageError("invalid environment variable: empty name")
+    return out
+
+
+def parse_labels(values: list[str]) -> dict[str, str]:
+    out = {}
+    for value in values:
+        key, _, val = value.partition("=")
+        if not key:
+            raise UsageError(f"invalid label: {value!r}")
+        out[key] = val
+    return out
+
+
+def parse_cpus(text: str) -> int:
+    """--cpus 1.5 -> nano CPUs."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"invalid --cpus value {text!r}: want a number") from None
+    if value < 0:
+        raise UsageError(f"invalid --cpus value {text!r}: must not be negative")
+    return round(value * 1e9)
+
+
+def table(rows: list[list[str]]) -> str:
+    """Columns padded to their widest cell plus 3 spaces (docker's tabwriter look)."""
+    if not rows:
+        return ""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [cell.ljust(widths[i] + 3) for i, cell in enumerate(row[:-1])]
+        lines.append(("".join(cells) + row[-1]).rstrip())
+    return "\n".join(lines) + "\n"

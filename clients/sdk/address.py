@@ -1,0 +1,18 @@
+"""Where the gateway is: --host, else $MUELLE_HOST, else unix://$MUELLE_RUN/gateway.sock."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+DEFAULT_RUN = "/run/muelle"
+
+
+def resolve_host(host: str | None = None, environ: Mapping[str, str] | None = None) -> str:
+    env = os.environ if environ is None else environ
+    if host:
+        return host
+    if env.get("MUELLE_HOST"):
+        return env["MUELLE_HOST"]
+    run = env.get("MUELLE_RUN") or DEFAULT_RUN
+    return f"unix://{run.rstrip('/')}/gateway.sock"

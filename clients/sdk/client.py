@@ -1,0 +1,154 @@
+"""``Client``: the engine.v1 API with Python arguments and typed errors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from muelle.engine.v1 import engine_pb2, engine_pb2_grpc
+from muelle.types.v1 import types_pb2
+
+from clients.sdk.address import resolve_host
+from services.core.client import channel
+from services.core.errors import MuelleError, from_rpc_error
+
+
+class Client:
+    def __init__(self, host: str | None = None,
+                 environ: Mapping[str, str] | None = None) -> None:
+        self.host = resolve_host(host, environ)
+        self._channel = channel(self.host)
+        self._stub = engine_pb2_grpc.EngineStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing: typed errors without a service prefix (the message is the gateway's)
+
+    def _call(self, name: str, request: Any) -> Any:
+        try:
+            return getattr(self._stub, name)(request)
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
+
+    def _stream(self, name: str, request: Any) -> Stream:
+        try:
+            return Stream(getattr(self._stub, name)(request))
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
+
+    def reachable(self, timeout: float = 2.0) -> bool:
+        """True when the gateway answers its health check."""
+        try:
+            reply = health_pb2_grpc.HealthStub(self._channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+        except grpc.RpcError:
+            return False
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+    # -- images
+
+    def version(self) -> engine_pb2.VersionResponse:
+        return self._call("Version", engine_pb2.VersionRequest())  # type: ignore[no-any-return]
+
+    def pull(self, reference: str) -> Stream:
+        """Progress messages (types.v1.PullProgress); the last one has the result."""
+        return self._stream("PullImage", engine_pb2.PullImageRequest(reference=reference))
+
+    def images(self) -> list[engine_pb2.ImageSummary]:
+        return list(self._call("ListImages", engine_pb2.ListImagesRequest()).images)
+
+    def inspect_image(self, reference: str) -> engine_pb2.ImageDetail:
+        return self._call(  # type: ignore[no-any-return]
+            "InspectImage", engine_pb2.InspectImageRequest(reference=reference))
+
+    def remove_image(self, reference: str, force: bool = False) -> engine_pb2.RemoveImageResponse:
+        return self._call(  # type: ignore[no-any-return]
+            "RemoveImage", engine_pb2.RemoveImageRequest(reference=reference, force=force))
+
+    # -- containers
+
+    def create(self, image: str, cmd: list[str] | None = None,
+               request: engine_pb2.CreateContainerRequest | None = None,
+               **fields: Any) -> engine_pb2.CreateContainerResponse:
+        """Create from ``request`` or from keyword fields of CreateContainerRequest."""
+        req = request if request is not None else engine_pb2.CreateContainerRequest(**fields)
+        req.image = image
+        if cmd is not None:
+            req.cmd.CopyFrom(types_pb2.StringList(values=cmd))
+        return self._call("CreateContainer", req)  # type: ignore[no-any-return]
+
+    def start(self, container: str) -> None:
+        self._call("StartContainer", engine_pb2.StartContainerRequest(container=container))
+
+    def attach(self, container: str, start: bool = False, logs: bool = False) -> Stream:
+        return self._stream("AttachContainer", engine_pb2.AttachContainerRequest(
+            container=container, start=start, logs=logs))
+
+    def run_attached(self, container: str,
+                     on_output: Callable[[str, bytes], None]) -> engine_pb2.WaitContainerResponse:
+        """Start ``container`` attached; output goes to ``on_output``; returns the exit."""
+        for event in self.attach(container, start=True):
+            if event.HasField("exit"):
+                return event.exit  # type: ignore[no-any-return]
+            on_output(event.output.stream, event.output.data)
+        raise MuelleError("the attach stream ended without an exit status")
+
+    def wait(self, container: str) -> engine_pb2.WaitContainerResponse:
+        return self._call(  # type: ignore[no-any-return]
+            "WaitContainer", engine_pb2.WaitContainerRequest(container=container))
+
+    def stop(self, container: str, timeout: int | None = None) -> None:
+        req = engine_pb2.StopContainerRequest(container=container)
+        if timeout is not None:
+            req.timeout = timeout
+        self._call("StopContainer", req)
+
+    def kill(self, container: str, signal: str = "") -> None:
+        self._call("KillContainer", engine_pb2.KillContainerRequest(container=container,
+                                                                    signal=signal))
+
+    def remove(self, container: str, force: bool = False) -> str:
+        return str(self._call("RemoveContainer", engine_pb2.RemoveContainerRequest(
+            container=container, force=force)).id)
+
+    def containers(self, all: bool = False) -> list[engine_pb2.ContainerSummary]:
+        return list(self._call("ListContainers",
+                               engine_pb2.ListContainersRequest(all=all)).containers)
+
+    def inspect(self, container: str) -> engine_pb2.ContainerDetail:
+        return self._call(  # type: ignore[no-any-return]
+            "InspectContainer", engine_pb2.InspectContainerRequest(container=container))
+
+    def logs(self, container: str, follow: bool = False, tail: int = 0,
+             timestamps: bool = False, since: str = "") -> Stream:
+        return self._stream("ContainerLogs", engine_pb2.ContainerLogsRequest(
+            container=container, follow=follow, tail=tail, timestamps=timestamps,
+            since=since, stdout=True, stderr=True))
+
+
+class Stream(Iterator[Any]):
+    """A server stream whose errors are typed; ``cancel()`` ends it from our side."""
+
+    def __init__(self, call: Any) -> None:
+        self._call = call
+
+    def __next__(self) -> Any:
+        try:
+            return next(self._call)
+        except grpc.RpcError as err:
+            if err.code() == grpc.StatusCode.CANCELLED and self._call.cancelled():
+                raise StopIteration from None
+            raise from_rpc_error(err) from None
+
+    def cancel(self) -> None:
+        self._call.cancel()
+

@@ -1,0 +1,444 @@
+"""The gateway core: images and containers, orchestrated over the image store and the shim.
+
+``Engine(records, images, runtime, probes)`` takes the neighbours as objects with the
+generated stubs' interface (``connect(...)`` stubs in production, plain fakes in tests),
+and returns engine.v1 messages. Typed errors (services.core.errors) go up unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from muelle.engine.v1 import engine_pb2
+from muelle.images.v1 import images_pb2
+from muelle.runtime.v1 import runtime_pb2
+from muelle.types.v1 import types_pb2
+
+from services.core.errors import (
+    FailedPrecondition,
+    MuelleError,
+    NotFound,
+    Unavailable,
+)
+from services.core.logging import get_logger
+from services.core.version import API_VERSION, VERSION
+from services.gateway import names, options
+from services.gateway.merge import merge
+from services.gateway.records import Record, Records, conflict
+from services.gateway.status import now_rfc3339, status_text
+
+RUNNING = ("running", "paused")
+WATCH_RETRY = 1.0
+
+
+def _state_name(shim_status: str) -> str:
+    return "exited" if shim_status == "stopped" else shim_status
+
+
+def image_summary(img: images_pb2.Image) -> engine_pb2.ImageSummary:
+    return engine_pb2.ImageSummary(id=img.id, repo_tags=list(img.repo_tags),
+                                   repo_digests=list(img.repo_digests), created=img.created,
+                                   size=img.size)
+
+
+class Engine:
+    def __init__(self, records: Records, images: Any, runtime: Any,
+                 probes: dict[str, Callable[[], str]] | None = None) -> None:
+        self.records = records
+        self.images = images
+        self.runtime = runtime
+        self.probes = probes or {}
+        self.log = get_logger(component="gateway")
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.RLock] = {}
+        self._attaching: dict[str, int] = {}
+        self._watching: set[str] = set()
+
+    # ------------------------------------------------------------------ helpers
+
+    def _lock(self, cid: str) -> threading.RLock:
+        with self._guard:
+            return self._locks.setdefault(cid, threading.RLock())
+
+    def _shim_state(self, cid: str) -> runtime_pb2.ContainerStatus | None:
+        try:
+            return self.runtime.State(runtime_pb2.StateRequest(id=cid))  # type: ignore[no-any-return]
+        except NotFound:
+            return None
+
+    # ------------------------------------------------------------------ version
+
+    def version(self) -> engine_pb2.VersionResponse:
+        components = {"gateway": VERSION}
+        for name, probe in self.probes.items():
+            try:
+                components[name] = probe()
+            except MuelleError as exc:
+                components[name] = f"error: {exc}"
+        uname = platform.uname()
+        return engine_pb2.VersionResponse(
+            version=VERSION, api_version=API_VERSION, os=uname.system.lower(),
+            arch=uname.machine, kernel_version=uname.release, components=components)
+
+    # ------------------------------------------------------------------ images
+
+    def pull(self, reference: str,
+             plat: types_pb2.Platform | None = None) -> Iterator[types_pb2.PullProgress]:
+        request = images_pb2.PullRequest(reference=reference)
+        if plat is not None:
+            request.platform.CopyFrom(plat)
+        yield from self.images.Pull(request)
+
+    def list_images(self) -> engine_pb2.ListImagesResponse:
+        reply = self.images.List(images_pb2.ListImagesRequest())
+        return engine_pb2.ListImagesResponse(images=[image_summary(i) for i in reply.images])
+
+    def _get_image(self, reference: str) -> images_pb2.Image:
+        try:
+            return self.images.Get(  # type: ignore[no-any-return]
+                images_pb2.GetImageRequest(reference=reference))
+        except NotFound:
+            raise NotFound(f"No such image: {reference}") from None
+
+    def inspect_image(self, reference: str) -> engine_pb2.ImageDetail:
+        img = self._get_image(reference)
+        return engine_pb2.ImageDetail(
+            summary=image_summary(img), manifest_digest=img.manifest_digest,
+            platform=img.platform, config=img.config, diff_ids=list(img.diff_ids),
+            config_json=img.config_json, author=img.author)
+
+    def remove_image(self, reference: str, force: bool) -> engine_pb2.RemoveImageResponse:
+        img = self._get_image(reference)
+        users = self.records.using_image(img.id)
+        # Untagging one of several names leaves the image in place for its containers.
+        by_id = img.id.removeprefix("sha256:").startswith(reference.removeprefix("sha256:"))
+        untag_only = len(img.repo_tags) > 1 and not by_id
+        if users and not force and not untag_only:
+            raise FailedPrecondition(
+                f'conflict: unable to remove repository reference "{reference}" (must force) '
+                f"- container {users[0].id[:12]} is using its referenced image "
+                f"{img.id.removeprefix('sha256:')[:12]}")
+        reply = self.images.Remove(images_pb2.RemoveImageRequest(reference=reference,
+                                                                 force=force))
+        return engine_pb2.RemoveImageResponse(untagged=list(reply.untagged),
+                                              deleted=list(reply.deleted))
+
+    # ------------------------------------------------------------------ create
+
+    def _pick_name(self, requested: str) -> str:
+        if requested:
+            name = names.validate_name(requested)
+            owner = self.records.name_taken(name)
+            if owner:
+                raise conflict(name, owner)  # before any work is done
+            return name
+        for retry in range(20):
+            name = names.generate_name(retry)
+            if not self.records.name_taken(name):
+                return name
+        return names.generate_name(1) + names.new_id()[:6]
+
+    def create(self, req: engine_pb2.CreateContainerRequest) -> engine_pb2.CreateContainerResponse:
+        options.check_request(req)
+        name = self._pick_name(req.name)
+        img = self._get_image(req.image)
+        cid = names.new_id()
+        merged = merge(img.config, req, cid)
+        spec, warnings = options.container_spec(req, merged)
+        log = get_logger(container=cid[:12], image=req.image)
+        rec = Record(
+            id=cid, name=name, image=req.image, image_id=img.id, created=now_rfc3339(),
+            request=req, spec=spec, entrypoint=merged.entrypoint, cmd=merged.cmd,
+            runtime=req.runtime, auto_remove=req.auto_remove, stop_signal=merged.stop_signal,
+            stop_timeout=req.stop_timeout if req.HasField("stop_timeout")
+            else options.DEFAULT_STOP_TIMEOUT)
+        self.records.insert(rec)  # reserves the name; not visible until ready
+        prepared = created = False
+        try:
+            rootfs = self.images.PrepareRootfs(
+                images_pb2.PrepareRootfsRequest(container_id=cid, image=img.id))
+            prepared = True
+            reply = self.runtime.Create(runtime_pb2.CreateRequest(
+                id=cid, spec=spec, rootfs=list(rootfs.mounts), runtime=req.runtime))
+            created = True
+            self.records.mark_ready(cid, reply.bundle)
+        except BaseException as exc:
+            log.warning("create failed, undoing", error=str(exc))
+            self._undo_create(cid, prepared=prepared, created=created)
+            raise
+        log.info("created", name=name)
+        return engine_pb2.CreateContainerResponse(id=cid, warnings=warnings)
+
+    def _undo_create(self, cid: str, *, prepared: bool = True, created: bool = True) -> None:
+        """Best effort: every step is tried even if an earlier one fails."""
+        log = get_logger(container=cid[:12])
+        if created:
+            try:
+                self.runtime.Delete(runtime_pb2.DeleteRequest(id=cid, force=True))
+            except NotFound:
+                pass
+            except MuelleError as exc:
+                log.warning("undo: shim delete failed", error=str(exc))
+        if prepared:
+            try:
+                self.images.RemoveRootfs(images_pb2.RemoveRootfsRequest(container_id=cid))
+            except MuelleError as exc:
+                log.warning("undo: remove rootfs failed", error=str(exc))
+        self.records.delete(cid)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self, ref: str) -> None:
+        rec = self.records.lookup(ref)
+        self._start(rec)
+
+    def _start(self, rec: Record) -> None:
+        state = self._shim_state(rec.id)
+        if state is None:
+            raise FailedPrecondition(f"container {rec.id} is missing from the runtime")
+        if state.status in RUNNING:
+            return  # docker: starting a running container is a no-op
+        self.runtime.Start(runtime_pb2.StartRequest(id=rec.id))
+        get_logger(container=rec.id[:12]).info("started")
+        if rec.auto_remove:
+            self._watch(rec.id)
+
+    def attach(self, ref: str, start: bool = False, logs: bool = False,
+               on_cancel: Callable[[Callable[[], None]], Any] | None = None,
+               ) -> Iterator[engine_pb2.AttachEvent]:
+        """Output until the container stops, then its exit status (see engine.proto)."""
+        rec = self.records.lookup(ref)
+        cid = rec.id
+        # Entries are time-stamped by the monitor, so "since now" taken before Start
+        # catches every byte of this run and none of an earlier run.
+        since = "" if logs else now_rfc3339()
+        with self._guard:
+            self._attaching[cid] = self._attaching.get(cid, 0) + 1
+        done = False
+        stream: Any = None
+        try:
+            if start:
+                try:
+                    self._start(rec)
+                except MuelleError:
+                    if rec.auto_remove:
+                        done = True  # removed here; no watcher needed
+                        self._remove_quietly(cid)
+                    raise
+            stream = self.runtime.Logs(runtime_pb2.LogsRequest(id=cid, follow=True,
+                                                               since=since))
+            cancelled = threading.Event()
+
+            def cancel() -> None:
+                cancelled.set()
+                stream.cancel()
+
+            if on_cancel is not None:
+                on_cancel(cancel)
+            for entry in stream:
+                yield engine_pb2.AttachEvent(output=engine_pb2.LogEntry(
+                    stream=entry.stream, data=entry.data, time=entry.time))
+            if cancelled.is_set():
+                return  # the client left: do not block a worker in Wait for nobody
+            status = self.runtime.Wait(runtime_pb2.WaitRequest(id=cid))
+            exit_event = engine_pb2.WaitContainerResponse(
+                exit_code=status.exit_code, oom_killed=status.oom_killed, error=status.error)
+            if rec.auto_remove:
+                self._remove_quietly(cid)
+            done = True
+            yield engine_pb2.AttachEvent(exit=exit_event)
+        finally:
+            if stream is not None and not done:
+                with contextlib.suppress(Exception):
+                    stream.cancel()
+            with self._guard:
+                self._attaching[cid] -= 1
+                if not self._attaching[cid]:
+                    del self._attaching[cid]
+            if not done and rec.auto_remove:
+                self._watch(cid)  # the client went away: remove it when it stops
+
+    def wait(self, ref: str) -> engine_pb2.WaitContainerResponse:
+        rec = self.records.lookup(ref)
+        status = self.runtime.Wait(runtime_pb2.WaitRequest(id=rec.id))
+        return engine_pb2.WaitContainerResponse(exit_code=status.exit_code,
+                                                oom_killed=status.oom_killed,
+                                                error=status.error)
+
+    def stop(self, ref: str, timeout: int | None = None) -> None:
+        rec = self.records.lookup(ref)
+        state = self._shim_state(rec.id)
+        if state is None or state.status not in RUNNING:
+            return  # docker: stopping a stopped container succeeds
+        self.runtime.Stop(runtime_pb2.StopRequest(
+            id=rec.id, signal=rec.stop_signal,
+            timeout=rec.stop_timeout if timeout is None else timeout))
+        get_logger(container=rec.id[:12]).info("stopped")
+
+    def kill(self, ref: str, signal: str = "") -> None:
+        rec = self.records.lookup(ref)
+        if signal:
+            options.check_signal(signal)
+        state = self._shim_state(rec.id)
+        if state is None or state.status not in RUNNING:
+            raise FailedPrecondition(f"Cannot kill container: {ref}: Container {rec.id} is "
+                                     "not running")
+        self.runtime.Kill(runtime_pb2.KillRequest(id=rec.id, signal=signal or "SIGKILL"))
+
+    def remove(self, ref: str, force: bool = False) -> str:
+        rec = self.records.lookup(ref)
+        self._remove(rec, force)
+        return rec.id
+
+    def _remove(self, rec: Record, force: bool) -> None:
+        with self._lock(rec.id):
+            if self.records.get(rec.id) is None:
+                raise NotFound(f"No such container: {rec.id}")
+            state = self._shim_state(rec.id)
+            if state is not None and state.status in RUNNING and not force:
+                raise FailedPrecondition(
+                    f'cannot remove container "/{rec.name}": container is {state.status}: '
+                    "stop the container before removing or force remove")
+            if state is not None:
+                with contextlib.suppress(NotFound):
+                    self.runtime.Delete(runtime_pb2.DeleteRequest(id=rec.id, force=force))
+            self.images.RemoveRootfs(images_pb2.RemoveRootfsRequest(container_id=rec.id))
+            self.records.delete(rec.id)
+        with self._guard:
+            self._locks.pop(rec.id, None)
+        get_logger(container=rec.id[:12]).info("removed")
+
+    def _remove_quietly(self, cid: str) -> None:
+        rec = self.records.get(cid)
+        if rec is None:
+            return
+        try:
+            self._remove(rec, force=True)
+        except NotFound:
+            pass
+        except MuelleError as exc:
+            get_logger(container=cid[:12]).warning("auto-remove failed", error=str(exc))
+
+    # ------------------------------------------------------------------ auto-remove
+
+    def _watch(self, cid: str) -> None:
+        """Remove ``cid`` once it stops, unless an attach stream is doing that."""
+        with self._guard:
+            if cid in self._watching:
+                return
+            self._watching.add(cid)
+        threading.Thread(target=self._watcher, args=(cid,), name=f"autorm-{cid[:12]}",
+                         daemon=True).start()
+
+    def _watcher(self, cid: str) -> None:
+        log = get_logger(container=cid[:12])
+        try:
+            while self.records.get(cid) is not None:
+                try:
+                    self.runtime.Wait(runtime_pb2.WaitRequest(id=cid))
+                    break
+                except NotFound:
+                    break
+                except Unavailable as exc:
+                    log.warning("auto-remove: shim unavailable, retrying", error=str(exc))
+                    time.sleep(WATCH_RETRY)
+            with self._guard:
+                attached = self._attaching.get(cid, 0) > 0
+            if not attached:
+                self._remove_quietly(cid)
+        finally:
+            with self._guard:
+                self._watching.discard(cid)
+
+    def restore(self) -> None:
+        """After a gateway (re)start: undo half-done creates, apply pending auto-removes."""
+        for rec in self.records.all(include_unready=True):
+            log = get_logger(container=rec.id[:12])
+            try:
+                if not rec.ready:
+                    log.warning("undoing a create that did not finish")
+                    self._undo_create(rec.id)
+                elif rec.auto_remove:
+                    state = self._shim_state(rec.id)
+                    if state is None or state.status == "stopped":
+                        self._remove_quietly(rec.id)
+                    elif state.status in RUNNING:
+                        self._watch(rec.id)
+            except MuelleError as exc:
+                log.warning("restore failed", error=str(exc))
+
+    # ------------------------------------------------------------------ views
+
+    def list(self, all: bool = False) -> engine_pb2.ListContainersResponse:
+        states = {s.id: s for s in self.runtime.List(runtime_pb2.ListRequest()).containers}
+        now = time.time()
+        out = []
+        for rec in reversed(self.records.all()):  # newest first, like docker ps
+            st = states.get(rec.id)
+            state = _state_name(st.status) if st else "exited"
+            if not all and state not in RUNNING:
+                continue
+            status = status_text(state, st.started_at, st.finished_at, st.exit_code, now) \
+                if st else "Dead"
+            out.append(engine_pb2.ContainerSummary(
+                id=rec.id, name=rec.name, image=rec.image, image_id=rec.image_id,
+                command=" ".join(rec.spec.args), created=rec.created, state=state,
+                status=status, labels=dict(rec.spec.annotations)))
+        return engine_pb2.ListContainersResponse(containers=out)
+
+    def inspect(self, ref: str) -> engine_pb2.ContainerDetail:
+        rec = self.records.lookup(ref)
+        st = self._shim_state(rec.id)
+        if st is None:
+            state = engine_pb2.ContainerState(
+                status="exited", error="the container is missing from the runtime")
+        else:
+            name = _state_name(st.status)
+            state = engine_pb2.ContainerState(
+                status=name, running=name in RUNNING, pid=st.pid, exit_code=st.exit_code,
+                oom_killed=st.oom_killed, started_at=st.started_at,
+                finished_at=st.finished_at, error=st.error)
+        detail = engine_pb2.ContainerDetail(
+            id=rec.id, name=rec.name, created=rec.created, image=rec.image,
+            image_id=rec.image_id, args=list(rec.spec.args), state=state, config=rec.request,
+            env=list(rec.spec.env), working_dir=rec.spec.cwd, user=rec.spec.user,
+            hostname=rec.spec.hostname, runtime=(st.runtime if st else "") or rec.runtime,
+            bundle=rec.bundle, stop_signal=rec.stop_signal, stop_timeout=rec.stop_timeout,
+            labels=dict(rec.spec.annotations), auto_remove=rec.auto_remove)
+        if rec.entrypoint is not None:
+            detail.entrypoint.values.extend(rec.entrypoint)
+        if rec.cmd is not None:
+            detail.cmd.values.extend(rec.cmd)
+        return detail
+
+    def logs(self, req: engine_pb2.ContainerLogsRequest,
+             on_cancel: Callable[[Callable[[], None]], Any] | None = None,
+             ) -> Iterator[engine_pb2.LogEntry]:
+        rec = self.records.lookup(req.container)
+        stream = self.runtime.Logs(runtime_pb2.LogsRequest(
+            id=rec.id, follow=req.follow, tail=req.tail, since=req.since,
+            stdout=req.stdout, stderr=req.stderr))
+        if on_cancel is not None:
+            on_cancel(stream.cancel)
+        try:
+            for entry in stream:
+                data = bytes(entry.data)
+                if req.timestamps:
+                    data = _stamp(data, entry.time)
+                yield engine_pb2.LogEntry(stream=entry.stream, data=data, time=entry.time)
+        finally:
+            with contextlib.suppress(Exception):
+                stream.cancel()
+
+
+def _stamp(data: bytes, when: str) -> bytes:
+    """Prefix every line of ``data`` with its time, as `docker logs -t` does."""
+    prefix = when.encode() + b" "
+    lines = data.splitlines(keepends=True)
+    return b"".join(prefix + line for line in lines)
+

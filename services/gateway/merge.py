@@ -1,0 +1,136 @@
+"""Docker's merge of an image config with a create request (SPECS.md §5 items 1-6).
+
+Plain data in, plain data out: ``merge(image_config, request, container_id)`` returns the
+``Merged`` settings the shim's ContainerSpec is built from. Presence matters for
+Entrypoint and Cmd (``HasField``): absent, present-and-empty and ``[""]`` differ.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from muelle.engine.v1 import engine_pb2
+from muelle.types.v1 import types_pb2
+
+from services.core.errors import InvalidArgument
+
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+DEFAULT_STOP_SIGNAL = "SIGTERM"
+
+
+@dataclass
+class Merged:
+    """What the container runs with, after merging image and request."""
+
+    args: list[str]
+    entrypoint: list[str] | None
+    cmd: list[str] | None
+    env: list[str]
+    working_dir: str
+    user: str
+    hostname: str
+    stop_signal: str
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+def _opt(msg: object, name: str) -> list[str] | None:
+    """A StringList field as None (absent) or its values (present, maybe empty)."""
+    if not msg.HasField(name):  # type: ignore[attr-defined]
+        return None
+    return list(getattr(msg, name).values)
+
+
+def entrypoint_and_cmd(
+    image_entrypoint: list[str] | None,
+    image_cmd: list[str] | None,
+    user_entrypoint: list[str] | None,
+    user_cmd: list[str] | None,
+) -> tuple[list[str] | None, list[str] | None]:
+    """moby merge(): the user's Entrypoint drops the image Cmd; ``[""]`` resets it."""
+    entrypoint, cmd = user_entrypoint, user_cmd
+    if not entrypoint:  # nil or empty
+        if not cmd:
+            cmd = image_cmd
+        if entrypoint is None:
+            entrypoint = image_entrypoint
+    if entrypoint == [""]:
+        entrypoint = None
+    return entrypoint, cmd
+
+
+def argv(entrypoint: list[str] | None, cmd: list[str] | None) -> list[str]:
+    """Final process args; InvalidArgument "no command specified" when there are none."""
+    args = [*(entrypoint or []), *(cmd or [])]
+    if not args:
+        raise InvalidArgument("no command specified")
+    return args
+
+
+def env_key(entry: str) -> str:
+    return entry.split("=", 1)[0]
+
+
+def merge_env(image_env: list[str], user_env: list[str]) -> list[str]:
+    """User vars, then each image var whose key the user did not set (moby merge())."""
+    if not user_env:
+        return list(image_env)
+    keys = {env_key(e) for e in user_env}
+    return [*user_env, *(e for e in image_env if env_key(e) not in keys)]
+
+
+def replace_or_append(base: list[str], overrides: list[str]) -> list[str]:
+    """Apply ``overrides`` to ``base`` by key; a bare "KEY" (no "=") unsets KEY."""
+    out = list(base)
+    for entry in overrides:
+        key = env_key(entry)
+        idx = next((i for i, e in enumerate(out) if env_key(e) == key), None)
+        if "=" not in entry:
+            if idx is not None:
+                out.pop(idx)
+        elif idx is None:
+            out.append(entry)
+        else:
+            out[idx] = entry
+    return out
+
+
+def final_env(merged_env: list[str], hostname: str) -> list[str]:
+    """The daemon's environment: default PATH, HOSTNAME, then the config env on top."""
+    return replace_or_append([DEFAULT_PATH, f"HOSTNAME={hostname}"], merged_env)
+
+
+def validate_env(env: list[str]) -> None:
+    for entry in env:
+        if not env_key(entry):
+            raise InvalidArgument(f"invalid environment variable: {entry!r}")
+        if "\x00" in entry:
+            raise InvalidArgument("invalid environment variable: contains a NUL byte")
+
+
+def merge(
+    image: types_pb2.ImageConfig, request: engine_pb2.CreateContainerRequest, container_id: str
+) -> Merged:
+    """SPECS §5: user wins, else image, else Docker's default."""
+    validate_env(list(request.env))
+    if request.working_dir and not request.working_dir.startswith("/"):
+        raise InvalidArgument(f"the working directory {request.working_dir!r} is invalid, "
+                              "it needs to be an absolute path")
+    entrypoint, cmd = entrypoint_and_cmd(
+        _opt(image, "entrypoint"), _opt(image, "cmd"),
+        _opt(request, "entrypoint"), _opt(request, "cmd"),
+    )
+    args = argv(entrypoint, cmd)
+    hostname = request.hostname or container_id[:12]
+    env = final_env(merge_env(list(image.env), list(request.env)), hostname)
+    labels = {**dict(image.labels), **dict(request.labels)}
+    return Merged(
+        args=args,
+        entrypoint=entrypoint,
+        cmd=cmd,
+        env=env,
+        working_dir=request.working_dir or image.working_dir or "/",
+        user=request.user or image.user,
+        hostname=hostname,
+        stop_signal=request.stop_signal or image.stop_signal or DEFAULT_STOP_SIGNAL,
+        labels=labels,
+    )

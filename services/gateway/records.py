@@ -1,0 +1,176 @@
+"""Container records in SQLite: the containers users see, by ID, ID prefix or name.
+
+A record is inserted with ``ready = 0`` before the neighbours are asked to do anything
+(so the name is reserved atomically) and marked ready once the shim has created the
+container. Records still not ready after a crash are undone on the next start.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from muelle.engine.v1 import engine_pb2
+from muelle.runtime.v1 import runtime_pb2
+
+from services.core.errors import AlreadyExists, InvalidArgument, NotFound
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS containers (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    image TEXT NOT NULL,
+    image_id TEXT NOT NULL,
+    created TEXT NOT NULL,
+    request BLOB NOT NULL,
+    spec BLOB NOT NULL,
+    entrypoint TEXT,
+    cmd TEXT,
+    runtime TEXT NOT NULL,
+    auto_remove INTEGER NOT NULL,
+    stop_signal TEXT NOT NULL,
+    stop_timeout INTEGER NOT NULL,
+    bundle TEXT NOT NULL DEFAULT '',
+    ready INTEGER NOT NULL DEFAULT 0
+)
+"""
+_COLUMNS = ("id, name, image, image_id, created, request, spec, entrypoint, cmd, runtime, "
+            "auto_remove, stop_signal, stop_timeout, bundle, ready")
+
+
+@dataclass
+class Record:
+    id: str
+    name: str
+    image: str
+    image_id: str
+    created: str
+    request: engine_pb2.CreateContainerRequest
+    spec: runtime_pb2.ContainerSpec
+    entrypoint: list[str] | None
+    cmd: list[str] | None
+    runtime: str
+    auto_remove: bool
+    stop_signal: str
+    stop_timeout: int
+    bundle: str = ""
+    ready: bool = False
+
+
+def conflict(name: str, owner: str) -> AlreadyExists:
+    """Docker's error for a name in use."""
+    return AlreadyExists(
+        f'Conflict. The container name "/{name}" is already in use by container "{owner}". '
+        "You have to remove (or rename) that container to be able to reuse that name.")
+
+
+def _join(values: list[str] | None) -> str | None:
+    # NUL cannot occur inside an argv element, so it separates them unambiguously.
+    return None if values is None else "\x00".join(values) + "\x00"
+
+
+def _split(text: str | None) -> list[str] | None:
+    return None if text is None else text.split("\x00")[:-1]
+
+
+def _row(row: tuple) -> Record:  # type: ignore[type-arg]
+    request = engine_pb2.CreateContainerRequest()
+    request.ParseFromString(row[5])
+    spec = runtime_pb2.ContainerSpec()
+    spec.ParseFromString(row[6])
+    return Record(id=row[0], name=row[1], image=row[2], image_id=row[3], created=row[4],
+                  request=request, spec=spec, entrypoint=_split(row[7]), cmd=_split(row[8]),
+                  runtime=row[9], auto_remove=bool(row[10]), stop_signal=row[11],
+                  stop_timeout=int(row[12]), bundle=row[13], ready=bool(row[14]))
+
+
+class Records:
+    """Thread-safe store of container records in ``<state>/gateway.db``."""
+
+    def __init__(self, state_dir: Path) -> None:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(state_dir / "gateway.db"), check_same_thread=False,
+                                   isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(_SCHEMA)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def insert(self, rec: Record) -> None:
+        """Add ``rec`` (not ready); AlreadyExists when its name is taken."""
+        with self._lock:
+            clash = self._db.execute("SELECT id FROM containers WHERE name = ?",
+                                     (rec.name,)).fetchone()
+            if clash:
+                raise conflict(rec.name, clash[0])
+            self._db.execute(
+                f"INSERT INTO containers ({_COLUMNS}) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (rec.id, rec.name, rec.image, rec.image_id, rec.created,
+                 rec.request.SerializeToString(), rec.spec.SerializeToString(),
+                 _join(rec.entrypoint), _join(rec.cmd), rec.runtime, int(rec.auto_remove),
+                 rec.stop_signal, rec.stop_timeout, rec.bundle, int(rec.ready)))
+
+    def name_taken(self, name: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT id FROM containers WHERE name = ?",
+                                   (name,)).fetchone()
+        return row[0] if row else None
+
+    def mark_ready(self, cid: str, bundle: str) -> None:
+        with self._lock:
+            self._db.execute("UPDATE containers SET ready = 1, bundle = ? WHERE id = ?",
+                             (bundle, cid))
+
+    def delete(self, cid: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM containers WHERE id = ?", (cid,))
+
+    def get(self, cid: str) -> Record | None:
+        """The record with exactly this ID, ready or not."""
+        with self._lock:
+            row = self._db.execute(f"SELECT {_COLUMNS} FROM containers WHERE id = ?",
+                                   (cid,)).fetchone()
+        return _row(row) if row else None
+
+    def all(self, include_unready: bool = False) -> list[Record]:
+        """Every record, oldest first."""
+        where = "" if include_unready else "WHERE ready = 1"
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM containers {where} ORDER BY created, rowid"
+            ).fetchall()
+        return [_row(r) for r in rows]
+
+    def using_image(self, image_id: str) -> list[Record]:
+        with self._lock:
+            rows = self._db.execute(f"SELECT {_COLUMNS} FROM containers WHERE image_id = ?",
+                                    (image_id,)).fetchall()
+        return [_row(r) for r in rows]
+
+    def lookup(self, ref: str) -> Record:
+        """By full ID, name ("/name" too) or unique ID prefix; docker's precedence."""
+        if not ref:
+            raise InvalidArgument("container name or ID must not be empty")
+        name = ref[1:] if ref.startswith("/") else ref
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {_COLUMNS} FROM containers WHERE ready = 1 AND (id = ? OR name = ?) "
+                "ORDER BY id = ? DESC LIMIT 1", (ref, name, ref)).fetchone()
+            if row is None and all(c in "0123456789abcdef" for c in ref):
+                rows = self._db.execute(
+                    f"SELECT {_COLUMNS} FROM containers WHERE ready = 1 AND id LIKE ? "
+                    "LIMIT 2", (ref + "%",)).fetchall()
+                if len(rows) > 1:
+                    raise InvalidArgument(
+                        f"multiple IDs found with provided prefix: {ref}")
+                row = rows[0] if rows else None
+        if row is None:
+            raise NotFound(f"No such container: {ref}")
+        return _row(row)

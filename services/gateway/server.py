@@ -1,0 +1,85 @@
+"""The thin engine.v1 servicer: decode the request, call the Engine, encode the reply."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+from muelle.engine.v1 import engine_pb2, engine_pb2_grpc
+from muelle.types.v1 import types_pb2
+
+from services.gateway.engine import Engine
+
+Ctx = grpc.ServicerContext
+
+
+class EngineServicer(engine_pb2_grpc.EngineServicer):
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def Version(self, request: engine_pb2.VersionRequest,  # noqa: N802
+                context: Ctx) -> engine_pb2.VersionResponse:
+        return self.engine.version()
+
+    def PullImage(self, request: engine_pb2.PullImageRequest,  # noqa: N802
+                  context: Ctx) -> Iterator[types_pb2.PullProgress]:
+        plat = request.platform if request.HasField("platform") else None
+        yield from self.engine.pull(request.reference, plat)
+
+    def ListImages(self, request: engine_pb2.ListImagesRequest,  # noqa: N802
+                   context: Ctx) -> engine_pb2.ListImagesResponse:
+        return self.engine.list_images()
+
+    def InspectImage(self, request: engine_pb2.InspectImageRequest,  # noqa: N802
+                     context: Ctx) -> engine_pb2.ImageDetail:
+        return self.engine.inspect_image(request.reference)
+
+    def RemoveImage(self, request: engine_pb2.RemoveImageRequest,  # noqa: N802
+                    context: Ctx) -> engine_pb2.RemoveImageResponse:
+        return self.engine.remove_image(request.reference, request.force)
+
+    def CreateContainer(self, request: engine_pb2.CreateContainerRequest,  # noqa: N802
+                        context: Ctx) -> engine_pb2.CreateContainerResponse:
+        return self.engine.create(request)
+
+    def StartContainer(self, request: engine_pb2.StartContainerRequest,  # noqa: N802
+                       context: Ctx) -> engine_pb2.StartContainerResponse:
+        self.engine.start(request.container)
+        return engine_pb2.StartContainerResponse()
+
+    def AttachContainer(self, request: engine_pb2.AttachContainerRequest,  # noqa: N802
+                        context: Ctx) -> Iterator[engine_pb2.AttachEvent]:
+        yield from self.engine.attach(request.container, start=request.start,
+                                      logs=request.logs, on_cancel=context.add_callback)
+
+    def WaitContainer(self, request: engine_pb2.WaitContainerRequest,  # noqa: N802
+                      context: Ctx) -> engine_pb2.WaitContainerResponse:
+        return self.engine.wait(request.container)
+
+    def StopContainer(self, request: engine_pb2.StopContainerRequest,  # noqa: N802
+                      context: Ctx) -> engine_pb2.StopContainerResponse:
+        timeout = request.timeout if request.HasField("timeout") else None
+        self.engine.stop(request.container, timeout)
+        return engine_pb2.StopContainerResponse()
+
+    def KillContainer(self, request: engine_pb2.KillContainerRequest,  # noqa: N802
+                      context: Ctx) -> engine_pb2.KillContainerResponse:
+        self.engine.kill(request.container, request.signal)
+        return engine_pb2.KillContainerResponse()
+
+    def RemoveContainer(self, request: engine_pb2.RemoveContainerRequest,  # noqa: N802
+                        context: Ctx) -> engine_pb2.RemoveContainerResponse:
+        return engine_pb2.RemoveContainerResponse(
+            id=self.engine.remove(request.container, request.force))
+
+    def ListContainers(self, request: engine_pb2.ListContainersRequest,  # noqa: N802
+                       context: Ctx) -> engine_pb2.ListContainersResponse:
+        return self.engine.list(request.all)
+
+    def InspectContainer(self, request: engine_pb2.InspectContainerRequest,  # noqa: N802
+                         context: Ctx) -> engine_pb2.ContainerDetail:
+        return self.engine.inspect(request.container)
+
+    def ContainerLogs(self, request: engine_pb2.ContainerLogsRequest,  # noqa: N802
+                      context: Ctx) -> Iterator[engine_pb2.LogEntry]:
+        yield from self.engine.logs(request, on_cancel=context.add_callback)

@@ -1,0 +1,119 @@
+"""CLI parsing: sizes, env, the command after the image, --host resolution, requests."""
+
+from __future__ import annotations
+
+import pytest
+
+from clients.cli.containers import build_request
+from clients.cli.parser import build
+from clients.cli.units import (
+    UsageError,
+    ago,
+    human_duration,
+    human_size,
+    parse_bytes,
+    parse_cpus,
+    parse_env,
+    parse_labels,
+    table,
+)
+from clients.sdk.address import resolve_host
+
+
+@pytest.mark.parametrize(("text", "want"), [
+    ("64m", 64 << 20), ("1g", 1 << 30), ("512k", 512 << 10), ("1048576", 1048576),
+    ("64MB", 64 << 20), ("1.5g", 3 << 29), ("2MiB", 2 << 20), ("100b", 100),
+])
+def test_parse_bytes(text: str, want: int) -> None:
+    assert parse_bytes(text) == want
+
+
+@pytest.mark.parametrize("text", ["", "m", "64x", "-5", "1.2.3m"])
+def test_parse_bytes_rejects(text: str) -> None:
+    with pytest.raises(UsageError):
+        parse_bytes(text)
+
+
+def test_memory_swap_unlimited() -> None:
+    assert parse_bytes("-1", allow_unlimited=True) == -1
+
+
+def test_env_copies_from_cli_environment() -> None:
+    env = {"HOME": "/root", "EMPTY": ""}
+    assert parse_env(["A=1", "HOME", "EMPTY", "MISSING", "B=x=y"], env) == \
+        ["A=1", "HOME=/root", "EMPTY=", "B=x=y"]
+    with pytest.raises(UsageError):
+        parse_env(["=x"], env)
+
+
+def test_labels_and_cpus() -> None:
+    assert parse_labels(["a=1", "b"]) == {"a": "1", "b": ""}
+    assert parse_cpus("1.5") == 1_500_000_000
+    with pytest.raises(UsageError):
+        parse_cpus("lots")
+
+
+def test_run_command_is_everything_after_the_image() -> None:
+    args = build().parse_args(["run", "--rm", "-e", "A=1", "img", "sh", "-c", "echo -e x",
+                               "--rm"])
+    assert args.image == "img" and args.rm
+    assert args.command == ["sh", "-c", "echo -e x", "--rm"]
+
+
+def test_run_short_flags_and_hostname_h() -> None:
+    args = build().parse_args(["run", "-d", "-h", "boxy", "-m", "64m", "-w", "/w", "-u",
+                               "app", "-l", "k=v", "img"])
+    assert args.detach and args.hostname == "boxy" and args.memory == "64m"
+    assert args.command == []
+
+
+def test_combined_short_flags() -> None:
+    args = build().parse_args(["ps", "-aq"])
+    assert args.all and args.quiet
+
+
+def test_build_request_presence_of_cmd_and_entrypoint() -> None:
+    parser = build()
+    req = build_request(parser.parse_args(["create", "img"]), {})
+    assert not req.HasField("cmd") and not req.HasField("entrypoint")
+    req = build_request(parser.parse_args(["create", "--entrypoint", "", "img", "ls"]), {})
+    assert list(req.entrypoint.values) == [""] and list(req.cmd.values) == ["ls"]
+    req = build_request(parser.parse_args(
+        ["create", "--entrypoint", "/bin/sh -x", "--stop-timeout", "3", "-m", "1g",
+         "--memory-swap", "-1", "--cpus", "0.5", "--read-only", "--cap-add", "NET_ADMIN",
+         "--security-opt", "no-new-privileges", "--network", "none", "img"]), {})
+    assert list(req.entrypoint.values) == ["/bin/sh -x"]
+    assert req.stop_timeout == 3 and req.HasField("stop_timeout")
+    assert req.memory == 1 << 30 and req.memory_swap == -1
+    assert req.nano_cpus == 500_000_000 and req.read_only
+    assert list(req.cap_add) == ["NET_ADMIN"] and req.network_mode == "none"
+
+
+def test_tty_and_networks_are_refused_before_contacting_the_engine() -> None:
+    parser = build()
+    with pytest.raises(UsageError, match="not supported yet"):
+        build_request(parser.parse_args(["run", "-t", "img"]), {})
+    with pytest.raises(UsageError, match="not supported yet"):
+        build_request(parser.parse_args(["run", "--network", "host", "img"]), {})
+
+
+def test_host_resolution() -> None:
+    assert resolve_host("tcp://h:1", {"MUELLE_HOST": "unix:///x"}) == "tcp://h:1"
+    assert resolve_host(None, {"MUELLE_HOST": "unix:///x"}) == "unix:///x"
+    assert resolve_host(None, {"MUELLE_RUN": "/tmp/r/"}) == "unix:///tmp/r/gateway.sock"
+    assert resolve_host(None, {}) == "unix:///run/muelle/gateway.sock"
+
+
+def test_human_formats() -> None:
+    assert human_size(4_260_000) == "4.26MB" and human_size(999) == "999B"
+    assert human_size(1234) == "1.23kB"
+    assert human_duration(0.5) == "Less than a second"
+    assert human_duration(3) == "3 seconds"
+    assert human_duration(90) == "About a minute"
+    assert human_duration(3 * 3600) == "3 hours"
+    assert ago("2024-01-01T00:00:03.123456789Z", now=1704067210.0) == "6 seconds ago"
+    assert ago("") == ""
+
+
+def test_table_pads_columns() -> None:
+    assert table([["A", "BB"], ["ccc", "d"]]) == "A     BB\nccc   d\n"

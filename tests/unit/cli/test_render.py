@@ -1,0 +1,334 @@
+"""The CLI against a fake gateway (a real grpc server on a temp unix socket)."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from muelle.engine.v1 import engine_pb2, engine_pb2_grpc
+from muelle.types.v1 import types_pb2
+
+from clients.cli.main import run
+from clients.cli.progress import PullPrinter
+from services.core import errors
+from services.core.server import ErrorInterceptor
+
+CID = "c0ffee" + "1" * 58
+IMG = "sha256:" + "ab" * 32
+
+
+class FakeEngine(engine_pb2_grpc.EngineServicer):
+    """Canned answers; ``fail[method]`` makes a method raise that error."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        self.fail: dict[str, Exception] = {}
+        self.exit_code = 0
+
+    def _record(self, name: str, request: Any) -> None:
+        self.calls.append((name, request))
+        if name in self.fail:
+            raise self.fail[name]
+
+    def Version(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("Version", request)
+        return engine_pb2.VersionResponse(version="0.1.0", api_version="v1", os="linux",
+                                          arch="x86_64", kernel_version="6.1",
+                                          components={"gateway": "0.1.0",
+                                                      "shim": "error: unreachable"})
+
+    def PullImage(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("PullImage", request)
+        layer = "sha256:" + "a" * 64
+        yield types_pb2.PullProgress(status="Pulling from library/busybox")
+        for phase, cur in (("Downloading", 100), ("Downloading", 2000), ("Pull complete", 0)):
+            yield types_pb2.PullProgress(layer=types_pb2.LayerProgress(
+                digest=layer, phase=phase, current=cur, total=2000))
+        yield types_pb2.PullProgress(result=types_pb2.PullResult(
+            reference="docker.io/library/busybox:latest", digest="sha256:" + "d" * 64,
+            image_id=IMG))
+
+    def ListImages(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("ListImages", request)
+        return engine_pb2.ListImagesResponse(images=[engine_pb2.ImageSummary(
+            id=IMG, repo_tags=["docker.io/library/busybox:latest",
+                               "127.0.0.1:5000/demo/busybox:1"],
+            created="2024-01-01T00:00:00Z", size=1234)])
+
+    def InspectImage(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("InspectImage", request)
+        if request.reference != "busybox":
+            raise errors.NotFound(f"No such image: {request.reference}")
+        detail = engine_pb2.ImageDetail(summary=engine_pb2.ImageSummary(id=IMG),
+                                        diff_ids=["sha256:" + "e" * 64])
+        detail.config.cmd.values.append("sh")
+        return detail
+
+    def RemoveImage(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("RemoveImage", request)
+        return engine_pb2.RemoveImageResponse(untagged=[request.reference], deleted=[IMG])
+
+    def CreateContainer(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("CreateContainer", request)
+        return engine_pb2.CreateContainerResponse(id=CID)
+
+    def StartContainer(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("StartContainer", request)
+        return engine_pb2.StartContainerResponse()
+
+    def AttachContainer(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("AttachContainer", request)
+        yield engine_pb2.AttachEvent(output=engine_pb2.LogEntry(stream="stdout", data=b"out\n"))
+        yield engine_pb2.AttachEvent(output=engine_pb2.LogEntry(stream="stderr", data=b"err\n"))
+        yield engine_pb2.AttachEvent(exit=engine_pb2.WaitContainerResponse(
+            exit_code=self.exit_code))
+
+    def WaitContainer(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("WaitContainer", request)
+        return engine_pb2.WaitContainerResponse(exit_code=self.exit_code)
+
+    def StopContainer(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("StopContainer", request)
+        return engine_pb2.StopContainerResponse()
+
+    def KillContainer(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("KillContainer", request)
+        return engine_pb2.KillContainerResponse()
+
+    def RemoveContainer(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("RemoveContainer", request)
+        if request.container == "ghost":
+            raise errors.NotFound("No such container: ghost")
+        return engine_pb2.RemoveContainerResponse(id=CID)
+
+    def ListContainers(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("ListContainers", request)
+        return engine_pb2.ListContainersResponse(containers=[engine_pb2.ContainerSummary(
+            id=CID, name="web", image="busybox", command="sh -c while true; do sleep 1; done",
+            created="2024-01-01T00:00:00Z", state="running", status="Up 3 seconds")])
+
+    def InspectContainer(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("InspectContainer", request)
+        if request.container != "web":
+            raise errors.NotFound(f"No such container: {request.container}")
+        d = engine_pb2.ContainerDetail(id=CID, name="web", args=["sleep", "9"],
+                                       state=engine_pb2.ContainerState(
+                                           status="running", running=True, pid=42))
+        d.cmd.values.extend(["sleep", "9"])
+        return d
+
+    def ContainerLogs(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("ContainerLogs", request)
+        yield engine_pb2.LogEntry(stream="stdout", data=b"hello\n")
+        yield engine_pb2.LogEntry(stream="stderr", data=b"\xffbad\n")
+
+
+@pytest.fixture
+def gateway() -> Iterator[tuple[FakeEngine, str]]:
+    # Unix socket paths are limited to 108 bytes: keep it short.
+    tmp = Path(tempfile.mkdtemp(prefix="mucli-", dir="/tmp"))
+    fake = FakeEngine()
+    server = grpc.server(futures.ThreadPoolExecutor(4), interceptors=[ErrorInterceptor()])
+    engine_pb2_grpc.add_EngineServicer_to_server(fake, server)
+    server.add_insecure_port(f"unix:{tmp / 'gw.sock'}")
+    server.start()
+    try:
+        yield fake, f"unix://{tmp / 'gw.sock'}"
+    finally:
+        server.stop(0).wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class Out(io.TextIOWrapper):
+    """A text stream with a byte buffer, like sys.stdout."""
+
+    def __init__(self) -> None:
+        super().__init__(io.BytesIO(), encoding="utf-8")
+
+    def value(self) -> bytes:
+        self.flush()
+        return self.buffer.getvalue()  # type: ignore[attr-defined,no-any-return]
+
+
+def cli(host: str, *argv: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    out, err = Out(), Out()
+    code = run(list(argv), out=out, err=err, environ={"MUELLE_HOST": host, **(env or {})})
+    return code, out.value().decode(errors="replace"), err.value().decode(errors="replace")
+
+
+def test_run_attached_streams_and_exits_with_the_container_code(gateway) -> None:  # type: ignore[no-untyped-def]
+    fake, host = gateway
+    fake.exit_code = 3
+    code, out, err = cli(host, "run", "--rm", "-e", "HOME", "busybox", "sh", "-c", "x",
+                         env={"HOME": "/root"})
+    assert (code, out, err) == (3, "out\n", "err\n")
+    names = [c[0] for c in fake.calls]
+    assert names == ["CreateContainer", "AttachContainer"]
+    create, attach = fake.calls[0][1], fake.calls[1][1]
+    assert list(create.cmd.values) == ["sh", "-c", "x"] and create.auto_remove
+    assert list(create.env) == ["HOME=/root"]
+    assert attach.container == CID and attach.start
+
+
+def test_run_detached_prints_the_id(gateway) -> None:  # type: ignore[no-untyped-def]
+    fake, host = gateway
+    code, out, err = cli(host, "run", "-d", "--name", "web", "busybox")
+    assert (code, out, err) == (0, CID + "\n", "")
+    assert [c[0] for c in fake.calls] == ["CreateContainer", "StartContainer"]
+
+
+@pytest.mark.parametrize(("error", "code"), [
+    (errors.FailedPrecondition('exec: "nope": executable file not found in $PATH'), 127),
+    (errors.FailedPrecondition('exec: "/etc/passwd": permission denied'), 126),
+    (errors.NotFound("No such image: 127.0.0.1:1/never:1"), 125),
+    (errors.AlreadyExists('Conflict. The container name "/web" is already in use'), 125),
+])
+def test_run_failures_exit_like_docker(gateway, error: Exception, code: int) -> None:  # type: ignore[no-untyped-def]
+    fake, host = gateway
+    fake.fail["CreateContainer" if code == 125 else "AttachContainer"] = error
+    got, out, err = cli(host, "run", "busybox", "nope")
+    assert got == code
+    assert err == f"Error response from daemon: {error}\n"
+
+
+def test_create_prints_id_and_fails_with_125(gateway) -> None:  # type: ignore[no-untyped-def]
+    fake, host = gateway
+    assert cli(host, "create", "busybox") == (0, CID + "\n", "")
+    fake.fail["CreateContainer"] = errors.InvalidArgument("no command specified")
+    assert cli(host, "create", "busybox")[0] == 125
+
+
+def test_other_verbs_fail_with_1_and_continue(gateway) -> None:  # type: ignore[no-untyped-def]
+    _, host = gateway
+    code, out, err = cli(host, "rm", "-f", "ghost", "web")
+    assert code == 1
+    assert out == "web\n"
+    assert err == "Error response from daemon: No such container: ghost\n"
+
+
+def test_internal_errors_have_no_traceback(gateway) -> None:  # type: ignore[no-untyped-def]
+    fake, host = gateway
+    fake.fail["ListContainers"] = RuntimeError("boom")
+    code, out, err = cli(host, "ps")
+    assert code == 1 and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_unreachable_gateway() -> None:
+    host = "unix:///tmp/muelle-no-such-dir/gw.sock"
+    for argv in (["ps"], ["run", "busybox"], ["pull", "busybox"]):
+        code, out, err = cli(host, *argv)
+        assert code == 1, argv
+        assert err == f"Cannot connect to the muelle engine at {host}. Is it running?\n"
+
+
+def test_usage_errors() -> None:
+    code, _, err = cli("unix:///nowhere", "run", "-t", "busybox")
+    assert code == 125 and err == "muelle: a TTY (-t) is not supported yet\n"
+    code, _, err = cli("unix:///nowhere", "bogus")
+    assert code == 125 and err.startswith("muelle: ") and "Traceback" not in err
+    code, _, err = cli("unix:///nowhere", "run", "-m", "lots", "busybox")
+    assert code == 125 and "invalid size" in err
+
+
+def test_ps_table_and_quiet(gateway) -> None:  # type: ignore[no-untyped-def]
+    _, host = gateway
+    code, out, _ = cli(host, "ps")
+    header, row = out.splitlines()
+    assert header.split() == ["CONTAINER", "ID", "IMAGE", "COMMAND", "CREATED", "STATUS",
+                              "NAMES"]
+    assert row.startswith(CID[:12] + "   busybox   ")
+    assert '"sh -c while true; d…"' in row and "Up 3 seconds" in row and row.endswith("web")
+    assert header.index("STATUS") == row.index("Up 3 seconds")
+    assert cli(host, "ps", "-aq") == (0, CID[:12] + "\n", "")
+
+
+def test_images_table(gateway) -> None:  # type: ignore[no-untyped-def]
+    _, host = gateway
+    code, out, _ = cli(host, "images")
+    lines = out.splitlines()
+    assert lines[0].split() == ["REPOSITORY", "TAG", "IMAGE", "ID", "CREATED", "SIZE"]
+    assert lines[1].split()[:3] == ["busybox", "latest", "ab" * 6]
+    assert lines[2].split()[:2] == ["127.0.0.1:5000/demo/busybox", "1"]
+    assert lines[1].endswith("1.23kB")
+    assert cli(host, "images", "-q") == (0, "ab" * 6 + "\n", "")
+
+
+def test_pull_without_tty_prints_phase_changes(gateway) -> None:  # type: ignore[no-untyped-def]
+    _, host = gateway
+    code, out, _ = cli(host, "pull", "busybox")
+    assert code == 0
+    assert out.splitlines() == [
+        "Pulling from library/busybox",
+        "aaaaaaaaaaaa: Downloading",
+        "aaaaaaaaaaaa: Pull complete",
+        "Digest: sha256:" + "d" * 64,
+        "Status: Downloaded newer image for busybox:latest",
+        "docker.io/library/busybox:latest",
+    ]
+
+
+def test_pull_on_a_tty_redraws_in_place() -> None:
+    out = io.StringIO()
+    printer = PullPrinter(out, tty=True)
+    a, b = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+    for digest, phase, cur in ((a, "Downloading", 1_200_000), (b, "Waiting", 0),
+                               (a, "Downloading", 3_400_000)):
+        printer.feed(types_pb2.PullProgress(layer=types_pb2.LayerProgress(
+            digest=digest, phase=phase, current=cur, total=3_400_000)))
+    text = out.getvalue()
+    assert text.startswith("aaaaaaaaaaaa: Downloading  1.2MB/3.4MB\nbbbbbbbbbbbb: Waiting\n")
+    # Two lines up, clear, rewrite layer a, one line back down.
+    assert text.endswith("\x1b[2A\r\x1b[2Kaaaaaaaaaaaa: Downloading  3.4MB/3.4MB\n\x1b[1B")
+
+
+def test_inspect_containers_then_images(gateway) -> None:  # type: ignore[no-untyped-def]
+    _, host = gateway
+    code, out, err = cli(host, "inspect", "web", "busybox", "nothing")
+    assert code == 1 and err == "Error: No such object: nothing\n"
+    found = json.loads(out)
+    assert found[0]["State"]["Pid"] == 42 and found[0]["State"]["Running"] is True
+    assert found[0]["Name"] == "/web" and found[0]["Path"] == "sleep"
+    assert found[0]["Config"]["Entrypoint"] is None
+    assert found[0]["Config"]["Cmd"] == ["sleep", "9"]
+    assert found[1]["Id"] == IMG and found[1]["Config"]["Cmd"] == ["sh"]
+
+
+def test_logs_are_written_byte_for_byte(gateway) -> None:  # type: ignore[no-untyped-def]
+    fake, host = gateway
+    out, err = Out(), Out()
+    assert run(["logs", "--tail", "5", "-t", "web"], out=out, err=err,
+               environ={"MUELLE_HOST": host}) == 0
+    assert out.value() == b"hello\n" and err.value() == b"\xffbad\n"
+    request = fake.calls[-1][1]
+    assert request.tail == 5 and request.timestamps and request.stdout and request.stderr
+
+
+def test_wait_stop_kill_start(gateway) -> None:  # type: ignore[no-untyped-def]
+    fake, host = gateway
+    fake.exit_code = 7
+    assert cli(host, "wait", "web") == (0, "7\n", "")
+    assert cli(host, "stop", "-t", "2", "web") == (0, "web\n", "")
+    assert fake.calls[-1][1].timeout == 2 and fake.calls[-1][1].HasField("timeout")
+    cli(host, "stop", "web")
+    assert not fake.calls[-1][1].HasField("timeout")
+    assert cli(host, "kill", "-s", "HUP", "web") == (0, "web\n", "")
+    assert fake.calls[-1][1].signal == "HUP"
+    assert cli(host, "start", "web") == (0, "web\n", "")
+    code, out, _ = cli(host, "start", "-a", "web")
+    assert code == 7 and out == "out\n"
+
+
+def test_rmi_and_version(gateway) -> None:  # type: ignore[no-untyped-def]
+    _, host = gateway
+    code, out, _ = cli(host, "rmi", "busybox")
+    assert code == 0 and out == f"Untagged: busybox\nDeleted: {IMG}\n"
+    code, out, _ = cli(host, "version")
+    assert code == 0 and "Server:" in out and "shim:" in out and "unreachable" in out

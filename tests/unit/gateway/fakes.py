@@ -1,0 +1,219 @@
+"""In-process fakes of the image store and the shim, with the generated stubs' interface."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from muelle.images.v1 import images_pb2
+from muelle.runtime.v1 import runtime_pb2
+from muelle.types.v1 import types_pb2
+
+from services.core.errors import AlreadyExists, FailedPrecondition, MuelleError, NotFound
+from services.gateway.status import now_rfc3339
+
+IMAGE_ID = "sha256:" + "f" * 64
+
+
+def busybox_image(entrypoint: list[str] | None = None,
+                  cmd: list[str] | None = None) -> images_pb2.Image:
+    config = types_pb2.ImageConfig(env=["PATH=/bin"], working_dir="")
+    if cmd is not None:
+        config.cmd.SetInParent()
+        config.cmd.values.extend(cmd)
+    if entrypoint is not None:
+        config.entrypoint.SetInParent()
+        config.entrypoint.values.extend(entrypoint)
+    return images_pb2.Image(id=IMAGE_ID, repo_tags=["docker.io/library/busybox:latest"],
+                            created="2024-01-01T00:00:00Z", size=1234, config=config)
+
+
+class FakeImages:
+    def __init__(self) -> None:
+        self.images = {"busybox": busybox_image(cmd=["sh"])}
+        self.rootfs: set[str] = set()
+        self.calls: list[str] = []
+        self.fail_prepare: MuelleError | None = None
+
+    def Get(self, req: images_pb2.GetImageRequest) -> images_pb2.Image:  # noqa: N802
+        self.calls.append("Get")
+        for key, img in self.images.items():
+            if req.reference in (key, img.id) or req.reference in img.repo_tags:
+                return img
+        raise NotFound(f"image {req.reference} not found")
+
+    def List(self, req: Any) -> images_pb2.ListImagesResponse:  # noqa: N802
+        return images_pb2.ListImagesResponse(images=list(self.images.values()))
+
+    def Remove(self, req: images_pb2.RemoveImageRequest) -> images_pb2.RemoveImageResponse:  # noqa: N802
+        self.calls.append("Remove")
+        img = self.Get(images_pb2.GetImageRequest(reference=req.reference))
+        self.images = {k: v for k, v in self.images.items() if v.id != img.id}
+        return images_pb2.RemoveImageResponse(untagged=list(img.repo_tags), deleted=[img.id])
+
+    def Pull(self, req: images_pb2.PullRequest) -> Iterator[types_pb2.PullProgress]:  # noqa: N802
+        yield types_pb2.PullProgress(status="Pulling from library/busybox")
+        yield types_pb2.PullProgress(layer=types_pb2.LayerProgress(
+            digest="sha256:" + "a" * 64, phase="Pull complete"))
+        yield types_pb2.PullProgress(result=types_pb2.PullResult(
+            reference=req.reference, digest="sha256:" + "b" * 64, image_id=IMAGE_ID))
+
+    def PrepareRootfs(self, req: images_pb2.PrepareRootfsRequest  # noqa: N802
+                      ) -> images_pb2.PrepareRootfsResponse:
+        self.calls.append("PrepareRootfs")
+        if self.fail_prepare:
+            raise self.fail_prepare
+        if req.container_id in self.rootfs:
+            raise AlreadyExists("rootfs exists")
+        self.rootfs.add(req.container_id)
+        return images_pb2.PrepareRootfsResponse(
+            mounts=[types_pb2.Mount(type="overlay", source="overlay",
+                                    options=[f"upperdir=/u/{req.container_id}"])],
+            image_id=IMAGE_ID)
+
+    def RemoveRootfs(self, req: images_pb2.RemoveRootfsRequest) -> Any:  # noqa: N802
+        self.calls.append("RemoveRootfs")
+        self.rootfs.discard(req.container_id)
+        return images_pb2.RemoveRootfsResponse()
+
+
+class FakeStream(Iterator[Any]):
+    def __init__(self, gen: Iterator[Any], on_cancel: Callable[[], None]) -> None:
+        self._gen = gen
+        self._on_cancel = on_cancel
+        self.cancelled = False
+
+    def __next__(self) -> Any:
+        return next(self._gen)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self._on_cancel()
+
+
+class FakeRuntime:
+    """Containers as dicts; output and exits are driven by the test (emit / exit)."""
+
+    def __init__(self) -> None:
+        self.containers: dict[str, dict[str, Any]] = {}
+        self.calls: list[str] = []
+        self.cond = threading.Condition()
+        self.fail_create: MuelleError | None = None
+        self.fail_start: MuelleError | None = None
+        # Called after Start; a test uses it to make the container print and exit.
+        self.on_start: Callable[[str], None] | None = None
+
+    # -- test controls
+    def emit(self, cid: str, data: bytes, stream: str = "stdout") -> None:
+        with self.cond:
+            self.containers[cid]["logs"].append(
+                runtime_pb2.LogEntry(stream=stream, data=data, time=now_rfc3339()))
+            self.cond.notify_all()
+
+    def exit(self, cid: str, code: int) -> None:
+        with self.cond:
+            c = self.containers[cid]
+            c.update(status="stopped", exit_code=code, finished_at=now_rfc3339(), pid=0)
+            self.cond.notify_all()
+
+    # -- the Runtime interface
+    def Create(self, req: runtime_pb2.CreateRequest) -> runtime_pb2.CreateResponse:  # noqa: N802
+        self.calls.append("Create")
+        if self.fail_create:
+            raise self.fail_create
+        if req.id in self.containers:
+            raise AlreadyExists("exists")
+        self.containers[req.id] = {
+            "status": "created", "spec": req.spec, "rootfs": list(req.rootfs),
+            "runtime": req.runtime or "muelle", "exit_code": 0, "started_at": "",
+            "finished_at": "", "pid": 0, "logs": []}
+        return runtime_pb2.CreateResponse(bundle=f"/bundles/{req.id}")
+
+    def _get(self, cid: str) -> dict[str, Any]:
+        if cid not in self.containers:
+            raise NotFound(f"no such container: {cid}")
+        return self.containers[cid]
+
+    def Start(self, req: runtime_pb2.StartRequest) -> runtime_pb2.StartResponse:  # noqa: N802
+        self.calls.append("Start")
+        if self.fail_start:
+            raise self.fail_start
+        with self.cond:
+            c = self._get(req.id)
+            if c["status"] == "running":
+                raise FailedPrecondition("already running")
+            c.update(status="running", started_at=now_rfc3339(), pid=4242, finished_at="")
+            self.cond.notify_all()
+        if self.on_start:
+            self.on_start(req.id)
+        return runtime_pb2.StartResponse(pid=4242)
+
+    def Kill(self, req: runtime_pb2.KillRequest) -> Any:  # noqa: N802
+        self.calls.append(f"Kill {req.signal}")
+        if self._get(req.id)["status"] != "running":
+            raise FailedPrecondition("not running")
+        self.exit(req.id, 137)
+        return runtime_pb2.KillResponse()
+
+    def Stop(self, req: runtime_pb2.StopRequest) -> runtime_pb2.ContainerStatus:  # noqa: N802
+        self.calls.append(f"Stop {req.signal} {req.timeout}")
+        self.exit(req.id, 143)
+        return self.State(runtime_pb2.StateRequest(id=req.id))
+
+    def Wait(self, req: runtime_pb2.WaitRequest) -> runtime_pb2.ContainerStatus:  # noqa: N802
+        with self.cond:
+            self._get(req.id)
+            self.cond.wait_for(lambda: req.id not in self.containers
+                               or self.containers[req.id]["status"] == "stopped", timeout=30)
+        return self.State(runtime_pb2.StateRequest(id=req.id))
+
+    def State(self, req: runtime_pb2.StateRequest) -> runtime_pb2.ContainerStatus:  # noqa: N802
+        c = self._get(req.id)
+        return runtime_pb2.ContainerStatus(
+            id=req.id, status=c["status"], pid=c["pid"], exit_code=c["exit_code"],
+            started_at=c["started_at"], finished_at=c["finished_at"], runtime=c["runtime"],
+            bundle=f"/bundles/{req.id}")
+
+    def List(self, req: Any) -> runtime_pb2.ListResponse:  # noqa: N802
+        return runtime_pb2.ListResponse(containers=[
+            self.State(runtime_pb2.StateRequest(id=cid)) for cid in list(self.containers)])
+
+    def Delete(self, req: runtime_pb2.DeleteRequest) -> Any:  # noqa: N802
+        self.calls.append(f"Delete force={req.force}")
+        with self.cond:
+            c = self._get(req.id)
+            if c["status"] == "running" and not req.force:
+                raise FailedPrecondition("container is running")
+            del self.containers[req.id]
+            self.cond.notify_all()
+        return runtime_pb2.DeleteResponse()
+
+    def Logs(self, req: runtime_pb2.LogsRequest) -> FakeStream:  # noqa: N802
+        self.calls.append("Logs")
+        c = self._get(req.id)
+        stop = threading.Event()
+
+        def gen() -> Iterator[runtime_pb2.LogEntry]:
+            i = 0
+            while not stop.is_set():
+                with self.cond:
+                    seen = i
+                    self.cond.wait_for(lambda: len(c["logs"]) > seen  # noqa: B023
+                                       or c["status"] == "stopped" or stop.is_set(),
+                                       timeout=30)
+                    pending = c["logs"][i:]
+                    done = c["status"] == "stopped"
+                i += len(pending)
+                for entry in pending:
+                    if not req.since or entry.time >= req.since:
+                        yield entry
+                if done or not req.follow:
+                    return
+
+        def cancel() -> None:
+            stop.set()
+            with self.cond:
+                self.cond.notify_all()
+
+        return FakeStream(gen(), cancel)

@@ -1,0 +1,338 @@
+"""The Engine core against in-process fakes of the image store and the shim."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from muelle.engine.v1 import engine_pb2
+
+from services.core.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
+from services.gateway.engine import Engine
+from services.gateway.records import Records
+from tests.unit.gateway.fakes import IMAGE_ID, FakeImages, FakeRuntime
+
+
+@pytest.fixture
+def images() -> FakeImages:
+    return FakeImages()
+
+
+@pytest.fixture
+def runtime() -> FakeRuntime:
+    return FakeRuntime()
+
+
+@pytest.fixture
+def engine(tmp_path: Path, images: FakeImages, runtime: FakeRuntime) -> Iterator[Engine]:
+    eng = Engine(Records(tmp_path / "gw"), images, runtime)
+    yield eng
+    eng.records.close()
+
+
+def req(**fields: object) -> engine_pb2.CreateContainerRequest:
+    cmd = fields.pop("cmd", None)
+    fields.setdefault("image", "busybox")
+    r = engine_pb2.CreateContainerRequest(**fields)  # type: ignore[arg-type]
+    if cmd is not None:
+        r.cmd.values.extend(cmd)  # type: ignore[arg-type]
+    return r
+
+
+def eventually(check: Callable[[], bool]) -> None:
+    """Poll a condition that another thread makes true (generous bound, no timing asserts)."""
+    deadline = time.monotonic() + 10
+    while not check():
+        assert time.monotonic() < deadline, "condition never became true"
+        time.sleep(0.01)
+
+
+def test_create_merges_and_hands_the_shim_a_spec(engine: Engine, images: FakeImages,
+                                                 runtime: FakeRuntime) -> None:
+    reply = engine.create(req(name="web", cmd=["echo", "hi"], env=["A=1"], memory=64 << 20,
+                              nano_cpus=500_000_000, runtime="runc"))
+    cid = reply.id
+    c = runtime.containers[cid]
+    assert list(c["spec"].args) == ["echo", "hi"]
+    assert f"HOSTNAME={cid[:12]}" in c["spec"].env and "A=1" in c["spec"].env
+    assert c["spec"].hostname == cid[:12] and c["spec"].network_mode == "none"
+    assert c["spec"].resources.memory_limit == 64 << 20
+    assert c["spec"].resources.cpu_quota == 50_000
+    assert c["runtime"] == "runc" and c["rootfs"][0].type == "overlay"
+    assert cid in images.rootfs
+    assert engine.records.lookup("web").id == cid
+    assert engine.inspect("web").bundle == f"/bundles/{cid}"
+
+
+def test_create_of_missing_image_changes_nothing(engine: Engine, images: FakeImages,
+                                                 runtime: FakeRuntime) -> None:
+    with pytest.raises(NotFound, match="No such image: nope"):
+        engine.create(req(image="nope", name="xx"))
+    assert engine.records.all(include_unready=True) == []
+    assert images.rootfs == set() and runtime.calls == []
+
+
+def test_create_rolls_back_when_the_shim_fails(engine: Engine, images: FakeImages,
+                                               runtime: FakeRuntime) -> None:
+    runtime.fail_create = FailedPrecondition("exec: \"nope\": executable file not found")
+    with pytest.raises(FailedPrecondition, match="executable file not found"):
+        engine.create(req(name="web", cmd=["nope"]))
+    assert images.rootfs == set() and "RemoveRootfs" in images.calls
+    assert engine.records.all(include_unready=True) == []
+    runtime.fail_create = None
+    engine.create(req(name="web", cmd=["true"]))  # the name is free again
+
+
+def test_create_rolls_back_when_the_rootfs_fails(engine: Engine, images: FakeImages,
+                                                 runtime: FakeRuntime) -> None:
+    images.fail_prepare = Unavailable("imagestore unavailable")
+    with pytest.raises(Unavailable):
+        engine.create(req(name="web", cmd=["true"]))
+    assert runtime.calls == [] and engine.records.all(include_unready=True) == []
+
+
+def test_name_clash_is_refused_before_any_work(engine: Engine, images: FakeImages) -> None:
+    first = engine.create(req(name="web", cmd=["true"])).id
+    images.calls.clear()
+    with pytest.raises(AlreadyExists, match=f'"/web" is already in use by container "{first}"'):
+        engine.create(req(name="web", cmd=["true"]))
+    assert images.calls == []
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"tty": True}, "TTY"),
+    ({"network_mode": "bridge"}, "network"),
+    ({"memory": 1024}, "Minimum memory"),
+    ({"memory_swap": 1 << 30}, "Memory limit"),
+    ({"stop_signal": "SIGNOPE"}, "invalid signal"),
+    ({"name": "-bad"}, "Invalid container name"),
+    ({"security_opt": ["bogus"]}, "security-opt"),
+    ({"group_add": ["wheel"]}, "numeric"),
+])
+def test_bad_options_are_refused_and_change_nothing(engine: Engine, runtime: FakeRuntime,
+                                                    fields: dict, message: str) -> None:
+    with pytest.raises(InvalidArgument, match=message):
+        engine.create(req(cmd=["true"], **fields))
+    assert engine.records.all(include_unready=True) == [] and runtime.calls == []
+
+
+def test_generated_name_and_security_options(engine: Engine, runtime: FakeRuntime) -> None:
+    reply = engine.create(req(cmd=["true"], security_opt=["no-new-privileges"],
+                              group_add=["10"], cap_add=["NET_ADMIN"]))
+    spec = runtime.containers[reply.id]["spec"]
+    assert spec.no_new_privileges and list(spec.additional_gids) == [10]
+    assert "_" in engine.inspect(reply.id).name
+
+
+def test_attach_streams_output_then_exit(engine: Engine, runtime: FakeRuntime) -> None:
+    engine.create(req(name="job", cmd=["sh"]))
+
+    def script(c: str) -> None:
+        runtime.emit(c, b"one\n")
+        runtime.emit(c, b"oops\n", "stderr")
+        runtime.exit(c, 3)
+
+    runtime.on_start = script
+    events = list(engine.attach("job", start=True))
+    assert [e.WhichOneof("event") for e in events] == ["output", "output", "exit"]
+    assert events[0].output.data == b"one\n" and events[1].output.stream == "stderr"
+    assert events[-1].exit.exit_code == 3
+    assert runtime.calls.index("Start") < runtime.calls.index("Logs")
+    assert engine.records.lookup("job")  # kept without auto-remove
+
+
+def test_attach_auto_remove_removes_before_the_exit_event(engine: Engine, images: FakeImages,
+                                                         runtime: FakeRuntime) -> None:
+    cid = engine.create(req(name="tmp", cmd=["sh"], auto_remove=True)).id
+
+    def script(c: str) -> None:
+        runtime.emit(c, b"hi\n")
+        runtime.exit(c, 0)
+
+    runtime.on_start = script
+    seen_at_exit = None
+    for event in engine.attach(cid, start=True):
+        if event.HasField("exit"):
+            seen_at_exit = (cid in runtime.containers, cid in images.rootfs,
+                            engine.records.get(cid))
+    assert seen_at_exit == (False, False, None)
+
+
+def test_attach_to_running_skips_earlier_output_unless_logs(engine: Engine,
+                                                            runtime: FakeRuntime) -> None:
+    cid = engine.create(req(cmd=["sh"])).id
+    engine.start(cid)
+    runtime.emit(cid, b"before\n")
+    time.sleep(0.001)  # the monitor's clock must move on between the two entries
+    got: list[bytes] = []
+
+    def consume() -> None:
+        for event in engine.attach(cid):
+            if event.HasField("output"):
+                got.append(event.output.data)
+
+    t = threading.Thread(target=consume)
+    t.start()
+    eventually(lambda: runtime.calls.count("Logs") == 1)
+    runtime.emit(cid, b"after\n")
+    runtime.exit(cid, 0)
+    t.join(10)
+    assert got == [b"after\n"]
+    with_logs = [e.output.data for e in engine.attach(cid, logs=True) if e.HasField("output")]
+    assert with_logs == [b"before\n", b"after\n"]
+
+
+def test_attach_start_failure_with_auto_remove_removes(engine: Engine,
+                                                       runtime: FakeRuntime) -> None:
+    cid = engine.create(req(cmd=["nope"], auto_remove=True)).id
+    runtime.fail_start = FailedPrecondition("exec: \"nope\": executable file not found")
+    with pytest.raises(FailedPrecondition):
+        list(engine.attach(cid, start=True))
+    assert engine.records.get(cid) is None and cid not in runtime.containers
+
+
+def test_detached_auto_remove(engine: Engine, images: FakeImages,
+                              runtime: FakeRuntime) -> None:
+    cid = engine.create(req(cmd=["sleep"], auto_remove=True)).id
+    engine.start(cid)
+    assert engine.records.get(cid) is not None
+    runtime.exit(cid, 0)
+    eventually(lambda: engine.records.get(cid) is None)
+    assert cid not in runtime.containers and cid not in images.rootfs
+
+
+def test_client_leaving_attach_hands_removal_to_a_watcher(engine: Engine,
+                                                          runtime: FakeRuntime) -> None:
+    cid = engine.create(req(cmd=["sleep"], auto_remove=True)).id
+    runtime.on_start = lambda c: runtime.emit(c, b"x\n")
+    stream: Any = engine.attach(cid, start=True)
+    assert next(stream).output.data == b"x\n"
+    stream.close()  # what grpc does when the client cancels
+    assert engine.records.get(cid) is not None
+    runtime.exit(cid, 0)
+    eventually(lambda: engine.records.get(cid) is None)
+
+
+def test_restore_finishes_auto_removes_and_half_creates(tmp_path: Path, images: FakeImages,
+                                                        runtime: FakeRuntime) -> None:
+    eng = Engine(Records(tmp_path / "gw"), images, runtime)
+    done = eng.create(req(cmd=["true"], auto_remove=True)).id
+    runtime.containers[done].update(status="stopped")
+    keep = eng.create(req(cmd=["true"])).id
+    half = eng.create(req(cmd=["true"])).id
+    eng.records._db.execute("UPDATE containers SET ready = 0 WHERE id = ?", (half,))
+    eng.records.close()
+    again = Engine(Records(tmp_path / "gw"), images, runtime)
+    try:
+        again.restore()
+        assert [r.id for r in again.records.all(include_unready=True)] == [keep]
+        assert set(runtime.containers) == {keep} and images.rootfs == {keep}
+    finally:
+        again.records.close()
+
+
+def test_remove_running_needs_force(engine: Engine, images: FakeImages,
+                                    runtime: FakeRuntime) -> None:
+    cid = engine.create(req(name="web", cmd=["sleep"])).id
+    engine.start("web")
+    with pytest.raises(FailedPrecondition, match="container is running"):
+        engine.remove("web")
+    assert engine.records.get(cid) is not None and cid in runtime.containers
+    assert engine.remove("web", force=True) == cid
+    assert "Delete force=True" in runtime.calls
+    assert engine.records.get(cid) is None and cid not in images.rootfs
+    with pytest.raises(NotFound, match="No such container: web"):
+        engine.inspect("web")
+
+
+def test_stop_kill_wait(engine: Engine, runtime: FakeRuntime) -> None:
+    cid = engine.create(req(name="web", cmd=["sleep"], stop_signal="SIGQUIT",
+                            stop_timeout=3)).id
+    engine.stop("web")  # not running: a no-op, as in docker
+    assert not any(c.startswith("Stop") for c in runtime.calls)
+    with pytest.raises(FailedPrecondition, match="is not running"):
+        engine.kill("web")
+    engine.start("web")
+    engine.stop("web")
+    assert "Stop SIGQUIT 3" in runtime.calls
+    assert engine.wait(cid).exit_code == 143
+    engine.start("web")
+    engine.stop("web", timeout=0)
+    assert "Stop SIGQUIT 0" in runtime.calls
+    engine.start("web")
+    with pytest.raises(InvalidArgument):
+        engine.kill("web", "SIGBOGUS")
+    engine.kill("web", "HUP")
+    assert "Kill HUP" in runtime.calls
+
+
+def test_list_and_status_text(engine: Engine, runtime: FakeRuntime) -> None:
+    a = engine.create(req(name="aa", cmd=["sleep", "9"])).id
+    b = engine.create(req(name="bb", cmd=["true"])).id
+    c = engine.create(req(name="cc", cmd=["true"])).id
+    engine.start(a)
+    engine.start(b)
+    runtime.exit(b, 7)
+    running = engine.list().containers
+    assert [x.name for x in running] == ["aa"]
+    assert running[0].state == "running" and running[0].status.startswith("Up ")
+    assert running[0].command == "sleep 9"
+    every = {x.id: x for x in engine.list(all=True).containers}
+    assert every[b].state == "exited" and every[b].status.startswith("Exited (7) ")
+    assert every[b].status.endswith(" ago")
+    assert every[c].state == "created" and every[c].status == "Created"
+
+
+def test_inspect_detail(engine: Engine) -> None:
+    cid = engine.create(req(name="web", cmd=["echo", "hi"], labels={"k": "v"},
+                            auto_remove=False)).id
+    d = engine.inspect(cid[:6])
+    assert d.id == cid and d.name == "web" and d.image_id == IMAGE_ID
+    assert list(d.args) == ["echo", "hi"] and d.state.status == "created"
+    assert d.HasField("cmd") and not d.HasField("entrypoint")
+    assert dict(d.labels) == {"k": "v"} and d.stop_timeout == 10
+    assert d.config.name == "web" and d.working_dir == "/"
+
+
+def test_remove_image_in_use_needs_force(engine: Engine, images: FakeImages) -> None:
+    engine.create(req(cmd=["true"]))
+    with pytest.raises(FailedPrecondition, match="is using its referenced image"):
+        engine.remove_image("busybox", force=False)
+    assert "Remove" not in images.calls
+    assert engine.remove_image("busybox", force=True).deleted == [IMAGE_ID]
+
+
+def test_logs_with_timestamps(engine: Engine, runtime: FakeRuntime) -> None:
+    cid = engine.create(req(cmd=["true"])).id
+    engine.start(cid)
+    runtime.emit(cid, b"a\n")
+    runtime.exit(cid, 0)
+    entries = list(engine.logs(engine_pb2.ContainerLogsRequest(container=cid,
+                                                                timestamps=True)))
+    assert entries[0].data == entries[0].time.encode() + b" a\n"
+
+
+def test_pull_passes_the_stream_through(engine: Engine) -> None:
+    kinds = [e.WhichOneof("event") for e in engine.pull("busybox")]
+    assert kinds == ["status", "layer", "result"]
+
+
+def test_version_reports_components(engine: Engine) -> None:
+    def broken() -> str:
+        raise Unavailable("shim at unix:///x: connection refused")
+
+    engine.probes = {"imagestore": lambda: "0.1.0 (serving)", "shim": broken}
+    reply = engine.version()
+    assert reply.components["gateway"] == reply.version
+    assert reply.components["imagestore"] == "0.1.0 (serving)"
+    assert "connection refused" in reply.components["shim"]

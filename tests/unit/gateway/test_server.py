@@ -1,0 +1,80 @@
+"""The servicer over a real grpc hop (temp unix socket), driven through the Python SDK."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+import pytest
+from muelle.engine.v1 import engine_pb2_grpc
+
+from clients.sdk.client import Client
+from services.core.errors import InvalidArgument, NotFound
+from services.core.server import ErrorInterceptor
+from services.gateway.engine import Engine
+from services.gateway.records import Records
+from services.gateway.server import EngineServicer
+from tests.unit.gateway.fakes import FakeImages, FakeRuntime
+from tests.unit.gateway.test_engine import eventually
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[Engine, FakeRuntime, Client]]:
+    tmp = Path(tempfile.mkdtemp(prefix="mugw-", dir="/tmp"))
+    runtime = FakeRuntime()
+    engine = Engine(Records(tmp / "state"), FakeImages(), runtime)
+    server = grpc.server(futures.ThreadPoolExecutor(8), interceptors=[ErrorInterceptor()])
+    engine_pb2_grpc.add_EngineServicer_to_server(EngineServicer(engine), server)
+    server.add_insecure_port(f"unix:{tmp / 'gw.sock'}")
+    server.start()
+    client = Client(f"unix://{tmp / 'gw.sock'}")
+    try:
+        yield engine, runtime, client
+    finally:
+        client.close()
+        server.stop(0).wait()
+        engine.records.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_errors_cross_the_wire_typed(served: tuple[Engine, FakeRuntime, Client]) -> None:
+    _, _, client = served
+    with pytest.raises(NotFound, match="No such container: nope"):
+        client.inspect("nope")
+    with pytest.raises(NotFound, match="No such image: ghost"):
+        client.create("ghost", ["true"])
+    with pytest.raises(InvalidArgument, match="no command specified"):
+        client.create("busybox", None, name="xx", entrypoint={"values": [""]})
+
+
+def test_run_attached_over_grpc(served: tuple[Engine, FakeRuntime, Client]) -> None:
+    _, runtime, client = served
+
+    def script(c: str) -> None:
+        runtime.emit(c, b"hello\n")
+        runtime.exit(c, 4)
+
+    runtime.on_start = script
+    cid = client.create("busybox", ["echo", "hello"], auto_remove=True).id
+    got: list[bytes] = []
+    exit_status = client.run_attached(cid, lambda stream, data: got.append(data))
+    assert got == [b"hello\n"] and exit_status.exit_code == 4
+    assert client.containers(all=True) == []
+
+
+def test_client_cancel_leaves_removal_to_the_watcher(
+        served: tuple[Engine, FakeRuntime, Client]) -> None:
+    engine, runtime, client = served
+    runtime.on_start = lambda c: runtime.emit(c, b"tick\n")
+    cid = client.create("busybox", ["sleep", "60"], auto_remove=True).id
+    stream = client.attach(cid, start=True)
+    assert next(stream).output.data == b"tick\n"
+    stream.cancel()
+    eventually(lambda: cid in engine._watching)
+    assert engine.records.get(cid) is not None
+    runtime.exit(cid, 0)
+    eventually(lambda: engine.records.get(cid) is None)

@@ -75,8 +75,8 @@ def map_error(status: int, body: bytes, host: str, kind: str, what: str) -> Muel
     detail = "; ".join(f"{c}: {m}" if m else c for c, m in codes) or f"HTTP {status}"
     if status == 404 or names & {"MANIFEST_UNKNOWN", "BLOB_UNKNOWN", "NAME_UNKNOWN"}:
         if "NAME_UNKNOWN" in names:
-            return NotFound(f"repository unknown: {what}")
-        return NotFound(f"{kind} unknown: {what}")
+            return NotFound(f"repository for {what} not found: repository unknown")
+        return NotFound(f"{kind} for {what} not found: {kind} unknown")
     if status == 401 or "UNAUTHORIZED" in names:
         return Unauthenticated(f"authentication required for {what} ({detail})")
     if status == 403 or "DENIED" in names:

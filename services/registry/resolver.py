@@ -99,7 +99,7 @@ class Resolver:
                     "GET", ref.domain, ref.path, f"/v2/{ref.path}/blobs/{tag_or_digest}",
                     kind="manifest", what=what)
             except NotFound:
-                raise NotFound(f"manifest unknown: {what}") from None
+                raise NotFound(f"manifest for {what} not found: manifest unknown") from None
         try:
             length = resp.headers.get("Content-Length", "")
             if length.isdigit():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -29,27 +28,25 @@ def test_memory_limit_oom_kills(engine: Engine, image: str, runtime: str) -> Non
 
 
 def test_pids_limit_stops_a_fork_loop(engine: Engine, image: str) -> None:
-    cid = engine.cli("run", "-d", "--pids-limit", "20", image, "sh", "-c",
-                     "i=0; while [ $i -lt 100 ]; do sleep 30 & i=$((i+1)); done; "
-                     "echo spawned; sleep 30").stdout.strip()
-    try:
-        pids_dir = Path("/sys/fs/cgroup/pids") / engine.cgroup_parent / cid
-        deadline = time.monotonic() + 20
-        while "spawned" not in engine.cli("logs", cid).stdout:
-            assert time.monotonic() < deadline, engine.cli("logs", cid).stdout
-            time.sleep(0.2)
-        if pids_dir.exists():
-            assert int((pids_dir / "pids.current").read_text()) <= 20
-            assert (pids_dir / "pids.max").read_text().strip() == "20"
-        logs = engine.cli("logs", cid).stderr + engine.cli("logs", cid).stdout
-        assert "fork" in logs.lower(), logs
-    finally:
-        engine.cli("rm", "-f", cid)
+    # 100 background sleeps against a limit of 20: fork fails inside, the host is unharmed
+    # and the whole process tree goes with the container's pid 1.
+    proc = engine.cli("run", "--rm", "--pids-limit", "20", image, "sh", "-c",
+                      "i=0; while [ $i -lt 100 ]; do sleep 30 & i=$((i+1)); done; "
+                      "echo spawned all", check=False)
+    assert proc.returncode != 0
+    assert "can't fork" in proc.stderr, proc.stderr
+    assert "spawned all" not in proc.stdout
+    assert engine.cli("ps", "-aq").stdout.strip() == ""
 
 
-def test_memory_limit_is_applied(engine: Engine, image: str) -> None:
-    cid = engine.cli("run", "-d", "-m", "64m", image, "sleep", "30").stdout.strip()
+def test_limits_are_applied(engine: Engine, image: str) -> None:
+    cid = engine.cli("run", "-d", "-m", "64m", "--pids-limit", "20", image,
+                     "sleep", "30").stdout.strip()
     try:
+        pids_max = Path("/sys/fs/cgroup/pids") / engine.cgroup_parent / cid / "pids.max"
+        if not pids_max.exists():
+            pids_max = Path("/sys/fs/cgroup") / engine.cgroup_parent / cid / "pids.max"
+        assert pids_max.read_text().strip() == "20"
         limit = Path("/sys/fs/cgroup/memory") / engine.cgroup_parent / cid / \
             "memory.limit_in_bytes"
         if not limit.exists():

@@ -30,7 +30,7 @@ def test_isolation_seen_from_inside(engine: Engine, image: str) -> None:
     assert "boxy" in lines
     assert "nohostpid" in lines
     procs = int(next(x for x in lines if x.startswith("procs=")).split("=")[1])
-    assert procs <= 3, out  # sh, and what it runs
+    assert procs <= 5, out  # sh, its subshell, ls, grep: nothing of the host
     assert "ifaces=lo," in lines, out
 
 

@@ -143,7 +143,7 @@ def test_redirect_to_other_host_drops_authorization() -> None:
 
 
 @pytest.mark.parametrize(("status", "code", "error", "message"), [
-    (404, "MANIFEST_UNKNOWN", NotFound, "manifest unknown: 127.0.0.1:5000/demo/app:1"),
+    (404, "MANIFEST_UNKNOWN", NotFound, "manifest for 127.0.0.1:5000/demo/app:1 not found"),
     (404, "NAME_UNKNOWN", NotFound, "repository unknown"),
     (404, "", NotFound, "manifest unknown"),
     (401, "UNAUTHORIZED", Unauthenticated, "authentication required"),

@@ -109,7 +109,7 @@ def test_resolve_by_digest_mismatch(up: Upstream, resolver: Resolver) -> None:
 
 
 def test_unknown_tag(resolver: Resolver) -> None:
-    with pytest.raises(NotFound, match=f"manifest unknown: {REPO}:nope"):
+    with pytest.raises(NotFound, match=f"manifest for {REPO}:nope not found"):
         resolver.resolve(f"{REPO}:nope")
 
 

@@ -34,14 +34,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from services.core import digest as digestmod
-from services.core.errors import DataLoss, InvalidArgument, Unimplemented
-from services.core.logging import get_logger
+import zstandard
 
-try:  # zstd layers need the optional zstandard package
-    import zstandard
-except ImportError:  # pragma: no cover - depends on the environment
-    zstandard = None
+from services.core import digest as digestmod
+from services.core.errors import DataLoss, InvalidArgument
+from services.core.logging import get_logger
 
 WHITEOUT_PREFIX = ".wh."
 WHITEOUT_META_PREFIX = ".wh..wh."
@@ -67,8 +64,6 @@ def decompress(raw: BinaryIO) -> Readable:
     if head.startswith(GZIP_MAGIC):
         return gzip.GzipFile(fileobj=buffered, mode="rb")
     if head.startswith(ZSTD_MAGIC):
-        if zstandard is None:
-            raise Unimplemented("zstd-compressed layer: the zstandard package is not installed")
         reader: Readable = zstandard.ZstdDecompressor().stream_reader(buffered)
         return reader
     return buffered  # type: ignore[no-any-return]
@@ -90,7 +85,7 @@ class _HashingReader(io.RawIOBase):
         except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
             raise DataLoss(f"corrupt or truncated layer: {exc}") from None
         except Exception as exc:
-            if zstandard is not None and isinstance(exc, zstandard.ZstdError):
+            if isinstance(exc, zstandard.ZstdError):
                 raise DataLoss(f"corrupt zstd layer: {exc}") from None
             raise
         self.hasher.update(data)

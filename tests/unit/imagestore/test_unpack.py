@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import zstandard
 
 from services.core.errors import DataLoss, InvalidArgument
 from services.imagestore.unpack import unpack
@@ -82,6 +83,14 @@ def test_plain_tar_is_detected_by_magic(tmp_path: Path) -> None:
     raw = Layer([Entry("a", data=b"x")]).tar()
     apply(raw, tmp_path / "s", compress=False)
     assert (tmp_path / "s/a").read_bytes() == b"x"
+
+
+def test_zstd_layer_is_detected_by_magic(tmp_path: Path) -> None:
+    raw = Layer([Entry("a", data=b"zstd")]).tar()
+    blob = zstandard.ZstdCompressor().compress(raw)
+    (tmp_path / "s").mkdir()
+    unpack(io.BytesIO(blob), tmp_path / "s", diff_id(raw), [])
+    assert (tmp_path / "s/a").read_bytes() == b"zstd"
 
 
 def test_whiteout_becomes_overlay_char_device(tmp_path: Path) -> None:

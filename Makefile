@@ -5,9 +5,6 @@ PY    := $(VENV)/bin/python
 PROTO_SRC := $(shell find protos -name '*.proto')
 APT_PACKAGES := curl docker-registry busybox-static runc crun skopeo umoci iptables iproute2 libseccomp2 python3-venv
 
-export MUELLE_ROOT ?= /var/lib/muelle
-export MUELLE_RUN  ?= /run/muelle
-
 .PHONY: setup apt venv protos up down demo test lint bench clean
 
 setup: apt venv protos

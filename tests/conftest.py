@@ -18,6 +18,10 @@ from tests.support.engine import Engine
 from tests.support.images import build_busybox_layout, push_layout
 from tests.support.registry import LocalRegistry
 
+# Tests build their own engines; settings meant for the host's engine must not leak in.
+for _var in ("MUELLE_ROOT", "MUELLE_RUN", "MUELLE_HOST", "MUELLE_CONFIG"):
+    os.environ.pop(_var, None)
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if os.geteuid() != 0:

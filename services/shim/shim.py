@@ -268,10 +268,16 @@ class Shim:
             try:
                 runtime.start(cid)
             except FailedPrecondition:
-                if cdir.read_status() is None:
+                # A container that exits at once races its own start: the monitor's
+                # `<runtime> delete` can remove the state (exec.fifo) that `<runtime> start`
+                # is still cleaning up. Only a container the runtime still calls
+                # "created" has really not started.
+                state = runtime.state(cid)
+                if cdir.read_status() is None and state is not None \
+                        and state.get("status") == "created":
                     cdir.started.unlink(missing_ok=True)
                     raise
-                # It ran and exited before we returned; that is a successful start.
+                # It ran (and maybe exited) before we returned; that is a successful start.
         get_logger(container=cid[:12]).info("started", pid=pid)
         return pid
 

@@ -39,9 +39,12 @@ class Engine:
             f'[shim]\ncgroup_parent = "{self.cgroup_parent}"\n'
             f'default_runtime = "{default_runtime}"\n'
         )
-        self.cfg = configmod.load(str(self.config_file))
+        # Explicit overrides: MUELLE_ROOT / MUELLE_RUN in the caller's environment must not
+        # send a test engine to the host's real engine directories.
+        self.cfg = configmod.load(str(self.config_file), root=str(self.root), run=str(self.run))
         self.host = self.cfg.address("gateway")
-        self.env = dict(os.environ, MUELLE_HOST=self.host, MUELLE_CONFIG=str(self.config_file))
+        self.env = dict(os.environ, MUELLE_HOST=self.host, MUELLE_CONFIG=str(self.config_file),
+                        MUELLE_ROOT=str(self.root), MUELLE_RUN=str(self.run))
 
     def start(self) -> Engine:
         launcher.start(self.cfg, str(self.config_file))

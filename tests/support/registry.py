@@ -3,6 +3,8 @@ free loopback port, with its storage in a temp dir. Stopped and wiped on close()
 
 from __future__ import annotations
 
+import ctypes
+import signal
 import socket
 import subprocess
 import time
@@ -11,6 +13,12 @@ from pathlib import Path
 import httpx
 
 REGISTRY_BIN = "/usr/bin/docker-registry"
+
+
+def _die_with_parent() -> None:
+    # A test run killed with SIGKILL cannot clean up; the registry then goes with it.
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def free_port() -> int:
@@ -45,7 +53,7 @@ class LocalRegistry:
         )
         with open(self.workdir / "registry.log", "wb") as log:
             self.proc = subprocess.Popen([REGISTRY_BIN, "serve", str(config)],
-                                         stdout=log, stderr=log)
+                                         stdout=log, stderr=log, preexec_fn=_die_with_parent)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

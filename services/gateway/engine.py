@@ -26,6 +26,7 @@ from services.core.errors import (
     Unavailable,
 )
 from services.core.logging import get_logger
+from services.core.platform import host_arch
 from services.core.version import API_VERSION, VERSION
 from services.gateway import names, options
 from services.gateway.merge import merge
@@ -83,7 +84,7 @@ class Engine:
         uname = platform.uname()
         return engine_pb2.VersionResponse(
             version=VERSION, api_version=API_VERSION, os=uname.system.lower(),
-            arch=uname.machine, kernel_version=uname.release, components=components)
+            arch=host_arch()[0], kernel_version=uname.release, components=components)
 
     # ------------------------------------------------------------------ images
 

@@ -7,27 +7,16 @@ the index entry with the best rank wins, ties go to the first entry.
 
 from __future__ import annotations
 
-import platform as stdplatform
 import re
 from collections.abc import Sequence
 
 from services.core.errors import NotFound
+from services.core.platform import host_arch
 from services.registry.descriptors import Descriptor, Platform
 from services.registry.manifests import MANIFEST_TYPES
 
 ATTESTATION_ANNOTATION = "vnd.docker.reference.type"
 
-_MACHINE = {
-    "x86_64": ("amd64", ""),
-    "amd64": ("amd64", ""),
-    "aarch64": ("arm64", "v8"),
-    "arm64": ("arm64", "v8"),
-    "armv7l": ("arm", "v7"),
-    "armv6l": ("arm", "v6"),
-    "armv5tel": ("arm", "v5"),
-    "i386": ("386", ""),
-    "i686": ("386", ""),
-}
 
 
 def normalize(p: Platform) -> Platform:
@@ -60,8 +49,7 @@ def normalize(p: Platform) -> Platform:
 
 def host(machine: str | None = None) -> Platform:
     """The platform this process runs on (linux only, as muelle runs Linux containers)."""
-    name = (machine or stdplatform.machine()).lower()
-    arch, variant = _MACHINE.get(name, (name, ""))
+    arch, variant = host_arch(machine)
     return Platform("linux", arch, variant)
 
 

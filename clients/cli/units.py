@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Mapping
-from datetime import datetime
 
 _RAM_RE = re.compile(r"^(\d+(?:\.\d+)?) ?([kKmMgGtTpP])?[iI]?[bB]?$")
 _BINARY = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
@@ -35,45 +34,14 @@ def human_size(size: float) -> str:
     return f"{size:.3g}{units[i]}"
 
 
-def human_duration(seconds: float) -> str:
-    """docker's units.HumanDuration."""
-    if seconds < 1:
-        return "Less than a second"
-    if seconds < 2:
-        return "1 second"
-    if seconds < 60:
-        return f"{int(seconds)} seconds"
-    minutes = int(seconds / 60)
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = int(seconds / 3600 + 0.5)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // (24 * 7)} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // (24 * 30)} months"
-    return f"{hours // (24 * 365)} years"
-
-
 def ago(rfc3339: str, now: float | None = None) -> str:
     """"3 seconds ago" for an RFC 3339 time; "" when unknown."""
+    from services.core.timefmt import human_duration, parse_seconds
+
     if not rfc3339:
         return ""
-    text = rfc3339.strip().replace("Z", "+00:00").replace("z", "+00:00")
-    main, dot, rest = text.partition(".")
-    if dot:  # trim nanoseconds to what fromisoformat takes
-        digits = re.match(r"\d*", rest).group(0)  # type: ignore[union-attr]
-        text = f"{main}.{digits[:6].ljust(6, '0')}{rest[len(digits):]}"
-    try:
-        when = datetime.fromisoformat(text).timestamp()
-    except ValueError:
+    when = parse_seconds(rfc3339)
+    if when is None:
         return rfc3339
     now = time.time() if now is None else now
     return f"{human_duration(max(0.0, now - when))} ago"

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import IO
 
 from services.core.errors import InvalidArgument
+from services.core.timefmt import parse_ns, rfc3339_nano
+
+__all__ = ["LogWriter", "parse_time", "rfc3339_nano"]
 
 # Docker splits long lines into 16 KiB entries.
 MAX_ENTRY = 16 * 1024
@@ -32,32 +33,12 @@ class Entry:
     time_ns: int
 
 
-def rfc3339_nano(ns: int) -> str:
-    secs, frac = divmod(ns, 1_000_000_000)
-    stamp = datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{frac:09d}Z"
-
-
-_RFC3339 = re.compile(
-    r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|z|[+-]\d{2}:\d{2})$")
-
-
 def parse_time(text: str) -> int:
-    """RFC 3339 (any fraction) or Unix seconds ("1700000000.5") -> ns since the epoch."""
-    text = text.strip()
-    if re.fullmatch(r"\d+(\.\d{1,9})?", text):
-        whole, _, frac = text.partition(".")
-        return int(whole) * 1_000_000_000 + int((frac or "0").ljust(9, "0"))
-    m = _RFC3339.match(text)
-    if not m:
-        raise InvalidArgument(f"invalid time {text!r}: want RFC 3339 or Unix seconds")
-    date, clock, frac, zone = m.groups()
-    zone = "+00:00" if zone in ("Z", "z") else zone
+    """RFC 3339 or Unix seconds -> ns since the epoch; InvalidArgument when neither."""
     try:
-        base = datetime.fromisoformat(f"{date}T{clock}{zone}")
+        return parse_ns(text)
     except ValueError as exc:
-        raise InvalidArgument(f"invalid time {text!r}: {exc}") from exc
-    return int(base.timestamp()) * 1_000_000_000 + int((frac or "0").ljust(9, "0"))
+        raise InvalidArgument(str(exc)) from None
 
 
 class LogWriter:

@@ -9,7 +9,6 @@ from clients.cli.parser import build
 from clients.cli.units import (
     UsageError,
     ago,
-    human_duration,
     human_size,
     parse_bytes,
     parse_cpus,
@@ -18,6 +17,7 @@ from clients.cli.units import (
     table,
 )
 from clients.sdk.address import resolve_host
+from services.core.timefmt import human_duration
 
 
 @pytest.mark.parametrize(("text", "want"), [

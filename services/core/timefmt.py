@@ -1,0 +1,77 @@
+"""Times as muelle writes and reads them (RFC 3339 with nanoseconds, like Docker's logs)
+and as people read them ("3 seconds", "About a minute"). No third-party imports: the CLI
+loads this before anything heavy."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, datetime
+
+_RFC3339 = re.compile(
+    r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|z|[+-]\d{2}:\d{2})$")
+
+
+def rfc3339_nano(ns: int) -> str:
+    """RFC 3339 in UTC with nanoseconds: 2026-11-28T17:00:00.123456789Z."""
+    secs, frac = divmod(ns, 1_000_000_000)
+    stamp = datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{frac:09d}Z"
+
+
+def now_rfc3339() -> str:
+    return rfc3339_nano(time.time_ns())
+
+
+def parse_ns(text: str) -> int:
+    """RFC 3339 (any fraction) or Unix seconds ("1700000000.5") -> ns since the epoch.
+    ValueError when it is neither."""
+    text = text.strip()
+    if re.fullmatch(r"\d+(\.\d{1,9})?", text):
+        whole, _, frac = text.partition(".")
+        return int(whole) * 1_000_000_000 + int((frac or "0").ljust(9, "0"))
+    m = _RFC3339.match(text)
+    if not m:
+        raise ValueError(f"invalid time {text!r}: want RFC 3339 or Unix seconds")
+    date, clock, frac, zone = m.groups()
+    zone = "+00:00" if zone in ("Z", "z") else zone
+    try:
+        base = datetime.fromisoformat(f"{date}T{clock}{zone}")
+    except ValueError as exc:
+        raise ValueError(f"invalid time {text!r}: {exc}") from None
+    return int(base.timestamp()) * 1_000_000_000 + int((frac or "0").ljust(9, "0"))
+
+
+def parse_seconds(text: str) -> float | None:
+    """Seconds since the epoch, or None for an empty or unparseable time."""
+    try:
+        return parse_ns(text) / 1e9 if text else None
+    except ValueError:
+        return None
+
+
+def human_duration(seconds: float) -> str:
+    """Docker's units.HumanDuration wording."""
+    if seconds < 1:
+        return "Less than a second"
+    if seconds < 2:
+        return "1 second"
+    if seconds < 60:
+        return f"{int(seconds)} seconds"
+    minutes = int(seconds / 60)
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = int(seconds / 3600 + 0.5)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // (24 * 7)} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // (24 * 30)} months"
+    return f"{hours // (24 * 365)} years"

@@ -30,7 +30,7 @@ class Failing(registry_pb2_grpc.RegistryServicer):
 @pytest.fixture
 def stub(tmp_path: Path) -> Iterator[registry_pb2_grpc.RegistryStub]:
     server = grpc.server(futures.ThreadPoolExecutor(4), interceptors=[ErrorInterceptor()])
-    registry_pb2_grpc.add_RegistryServicer_to_server(Failing(), server)
+    registry_pb2_grpc.add_RegistryServicer_to_server(Failing(), server)  # type: ignore[abstract]
     sock = tmp_path / "s.sock"
     server.add_insecure_port(f"unix:{sock}")
     server.start()

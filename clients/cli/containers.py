@@ -34,8 +34,8 @@ def build_request(args: argparse.Namespace, environ: Any) -> Any:
 
     if args.tty:
         raise UsageError("a TTY (-t) is not supported yet")
-    if args.network not in ("", "none"):
-        raise UsageError(f"network {args.network!r} is not supported yet: use --network none")
+    if args.network not in ("", "none", "host"):
+        raise UsageError(f"network {args.network!r} is not supported yet: use none or host")
     req = engine_pb2.CreateContainerRequest(
         image=args.image, name=args.name, env=parse_env(args.env, environ),
         working_dir=args.workdir, user=args.user, hostname=args.hostname,

@@ -7,6 +7,7 @@ Entrypoint and Cmd (``HasField``): absent, present-and-empty and ``[""]`` differ
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass, field
 
 from muelle.engine.v1 import engine_pb2
@@ -120,7 +121,9 @@ def merge(
         _opt(request, "entrypoint"), _opt(request, "cmd"),
     )
     args = argv(entrypoint, cmd)
-    hostname = request.hostname or container_id[:12]
+    # With the host's network Docker also shows the host's name (the UTS ns stays private).
+    default_name = socket.gethostname() if request.network_mode == "host" else container_id[:12]
+    hostname = request.hostname or default_name
     env = final_env(merge_env(list(image.env), list(request.env)), hostname)
     labels = {**dict(image.labels), **dict(request.labels)}
     return Merged(

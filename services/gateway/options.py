@@ -104,9 +104,9 @@ def check_request(req: engine_pb2.CreateContainerRequest) -> None:
         raise InvalidArgument("an image is required")
     if req.tty:
         raise InvalidArgument("TTY (-t) is not supported yet")
-    if req.network_mode not in ("", "none"):
+    if req.network_mode not in ("", "none", "host"):
         raise InvalidArgument(
-            f"network mode {req.network_mode!r} is not supported yet: only \"none\"")
+            f"network mode {req.network_mode!r} is not supported yet: use none or host")
     if req.HasField("stop_timeout") and req.stop_timeout < -1:
         raise InvalidArgument("invalid stop timeout: must be -1 (forever) or more")
     if req.stop_signal:

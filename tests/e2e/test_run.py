@@ -154,3 +154,13 @@ def test_same_output_under_each_runtime(engine: Engine, image: str, runtime: str
     assert lines[2].startswith("uid=0(root) gid=0(root)")
     for dev in ("null", "zero", "full", "random", "urandom", "tty", "ptmx", "pts", "shm"):
         assert dev in lines[-1].split(), (runtime, lines[-1])
+
+
+def test_network_modes(engine: Engine, image: str) -> None:
+    none = engine.cli("run", "--rm", "--network", "none", image, "cat", "/proc/net/dev").stdout
+    assert [line.split(":")[0].strip() for line in none.splitlines()[2:]] == ["lo"]
+    host_ifaces = sorted(p.name for p in Path("/sys/class/net").iterdir())
+    seen = engine.cli("run", "--rm", "--network", "host", image, "ls", "/sys/class/net").stdout
+    assert sorted(seen.split()) == host_ifaces
+    refused = engine.cli("run", "--rm", "--network", "bridge", image, "true", check=False)
+    assert refused.returncode == 125 and "not supported yet" in refused.stderr

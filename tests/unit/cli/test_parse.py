@@ -94,7 +94,7 @@ def test_tty_and_networks_are_refused_before_contacting_the_engine() -> None:
     with pytest.raises(UsageError, match="not supported yet"):
         build_request(parser.parse_args(["run", "-t", "img"]), {})
     with pytest.raises(UsageError, match="not supported yet"):
-        build_request(parser.parse_args(["run", "--network", "host", "img"]), {})
+        build_request(parser.parse_args(["run", "--network", "bridge", "img"]), {})
 
 
 def test_host_resolution() -> None:

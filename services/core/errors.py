@@ -7,13 +7,29 @@ kind of an error, never its message.
 
 from __future__ import annotations
 
-import grpc
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import grpc
+
+
+class _StatusCode:
+    """``grpc.StatusCode[name]``, looked up on first use: the OCI runtime and the container
+    monitor raise these errors too, and importing grpc costs them ~60 ms per process."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: Any = None) -> grpc.StatusCode:
+        import grpc
+
+        return grpc.StatusCode[self.name]
 
 
 class MuelleError(Exception):
     """Base class: an expected failure with a message meant for people."""
 
-    code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
+    code = _StatusCode("UNKNOWN")
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -24,53 +40,54 @@ class MuelleError(Exception):
 
 
 class InvalidArgument(MuelleError):
-    code = grpc.StatusCode.INVALID_ARGUMENT
+    code = _StatusCode("INVALID_ARGUMENT")
 
 
 class NotFound(MuelleError):
-    code = grpc.StatusCode.NOT_FOUND
+    code = _StatusCode("NOT_FOUND")
 
 
 class AlreadyExists(MuelleError):
-    code = grpc.StatusCode.ALREADY_EXISTS
+    code = _StatusCode("ALREADY_EXISTS")
 
 
 class FailedPrecondition(MuelleError):
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    code = _StatusCode("FAILED_PRECONDITION")
 
 
 class Unavailable(MuelleError):
-    code = grpc.StatusCode.UNAVAILABLE
+    code = _StatusCode("UNAVAILABLE")
 
 
 class PermissionDenied(MuelleError):
-    code = grpc.StatusCode.PERMISSION_DENIED
+    code = _StatusCode("PERMISSION_DENIED")
 
 
 class Unauthenticated(MuelleError):
-    code = grpc.StatusCode.UNAUTHENTICATED
+    code = _StatusCode("UNAUTHENTICATED")
 
 
 class DataLoss(MuelleError):
     """Content did not match its digest or size, or arrived truncated."""
 
-    code = grpc.StatusCode.DATA_LOSS
+    code = _StatusCode("DATA_LOSS")
 
 
 class DeadlineExceeded(MuelleError):
-    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    code = _StatusCode("DEADLINE_EXCEEDED")
 
 
 class Unimplemented(MuelleError):
-    code = grpc.StatusCode.UNIMPLEMENTED
+    code = _StatusCode("UNIMPLEMENTED")
 
 
 class Internal(MuelleError):
-    code = grpc.StatusCode.INTERNAL
+    code = _StatusCode("INTERNAL")
 
 
-_BY_CODE: dict[grpc.StatusCode, type[MuelleError]] = {
-    cls.code: cls
+# Keyed by the code's name, read off the descriptor so that grpc is not imported here.
+_BY_CODE: dict[str, type[MuelleError]] = {
+    vars(cls)["code"].name: cls
     for cls in (
         InvalidArgument,
         NotFound,
@@ -89,11 +106,13 @@ _BY_CODE: dict[grpc.StatusCode, type[MuelleError]] = {
 
 def from_rpc_error(err: grpc.RpcError, service: str = "") -> MuelleError:
     """Turn a failed call's status back into the typed error it was raised as."""
+    import grpc
+
     code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
     details = err.details() if hasattr(err, "details") else str(err)
     if code == grpc.StatusCode.UNAVAILABLE and service:
         details = f"{service} unavailable: {details}"
-    cls = _BY_CODE.get(code, MuelleError)
+    cls = _BY_CODE.get(code.name, MuelleError)
     error = cls(details or code.name.lower())
     error.code = code
     return error

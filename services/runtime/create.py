@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import NoReturn
 
 from services.core.errors import FailedPrecondition, MuelleError
-from services.core.logging import get_logger
 from services.runtime import cgroups, devices, init, namespaces, seccomp, spec, sync
+from services.runtime.log import get_logger
 from services.runtime.store import State, Store, proc_start_time
 
 

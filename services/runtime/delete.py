@@ -8,8 +8,8 @@ import signal
 import time
 
 from services.core.errors import FailedPrecondition
-from services.core.logging import get_logger
 from services.runtime import cgroups
+from services.runtime.log import get_logger
 from services.runtime.store import State, Store, proc_start_time
 
 

@@ -7,14 +7,15 @@ runtime reads as plain Python and the calls can be faked in unit tests.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import fcntl
 import os
 import socket
 import struct
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# The interpreter's own symbols include libc's; ctypes.util.find_library("c") would run
+# `ldconfig -p` in a child process on every runtime call.
+_libc = ctypes.CDLL(None, use_errno=True)
 
 # clone/unshare flags
 CLONE_NEWNS = 0x00020000

@@ -2,22 +2,22 @@
 
 Errors are one line on stderr (a JSON log line with --log-format json) and exit 1;
 never a traceback.
+
+Each call is a fresh process (three per container), so this module imports only what
+the verb needs, and nothing outside the stdlib: no grpc, structlog or protobuf.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 import time
 from collections.abc import Sequence
 
-import structlog
-
 from services.core.errors import MuelleError
 from services.core.version import VERSION
-from services.runtime import create, delete, kill, run, start, state
+from services.runtime import log
 from services.runtime.store import DEFAULT_ROOT, OCI_VERSION, Store
 
 
@@ -53,19 +53,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _configure_logging(args: argparse.Namespace) -> None:
-    renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer() if args.log_format == "json"
-        else structlog.processors.LogfmtRenderer(key_order=["level", "event"]))
-    level = logging.DEBUG if args.debug else logging.INFO if args.log else logging.WARNING
-    out = open(args.log, "a", buffering=1) if args.log else sys.stderr  # noqa: SIM115
-    structlog.configure(
-        processors=[structlog.contextvars.merge_contextvars,
-                    structlog.processors.add_log_level,
-                    structlog.processors.TimeStamper(fmt="iso", key="time"), renderer],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=out),
-        cache_logger_on_first_use=False,
-    )
+    level = "debug" if args.debug else "info" if args.log else "warning"
+    out = open(args.log, "a", buffering=1) if args.log else None  # noqa: SIM115
+    log.configure(level, args.log_format, out)
 
 
 def _error(args: argparse.Namespace, message: str) -> None:
@@ -84,20 +74,35 @@ def _error(args: argparse.Namespace, message: str) -> None:
 
 
 def dispatch(args: argparse.Namespace) -> int:
+    # Imports per verb: `start` and `state` need neither the init nor seccomp nor ctypes.
     store = Store(args.root)
     if args.verb == "create":
+        from services.runtime import create
+
         create.create(store, args.id, args.bundle, args.pid_file)
     elif args.verb == "run":
+        from services.runtime import run
+
         return run.run(store, args.id, args.bundle, args.pid_file)
     elif args.verb == "start":
+        from services.runtime import start
+
         start.start(store, args.id)
     elif args.verb == "state":
+        from services.runtime import state
+
         print(state.render_state(state.state(store, args.id)))
     elif args.verb == "kill":
+        from services.runtime import kill
+
         kill.kill(store, args.id, kill.parse_signal(args.signal), args.all)
     elif args.verb == "delete":
+        from services.runtime import delete
+
         delete.delete(store, args.id, args.force)
     elif args.verb == "list":
+        from services.runtime import state
+
         items = state.listing(store)
         if args.quiet:
             print("\n".join(i["id"] for i in items))

@@ -44,12 +44,15 @@ def _lib() -> ctypes.CDLL:
     global _LIB
     if _LIB is not None:
         return _LIB
-    name = ctypes.util.find_library("seccomp") or "libseccomp.so.2"
     try:
-        lib = ctypes.CDLL(name)
-    except OSError as exc:
-        raise FailedPrecondition(f"seccomp profile given but libseccomp is missing: {exc}") \
-            from None
+        # The soname first: find_library() runs `ldconfig -p` (a child process) to look.
+        lib = ctypes.CDLL("libseccomp.so.2")
+    except OSError:
+        try:
+            lib = ctypes.CDLL(ctypes.util.find_library("seccomp") or "libseccomp.so")
+        except OSError as exc:
+            raise FailedPrecondition(
+                f"seccomp profile given but libseccomp is missing: {exc}") from None
     lib.seccomp_init.restype = ctypes.c_void_p
     lib.seccomp_init.argtypes = [ctypes.c_uint32]
     lib.seccomp_release.argtypes = [ctypes.c_void_p]

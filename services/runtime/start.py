@@ -7,7 +7,7 @@ import os
 import select
 
 from services.core.errors import FailedPrecondition
-from services.core.logging import get_logger
+from services.runtime.log import get_logger
 from services.runtime.store import Store
 
 WAIT_TICKS = 1000  # x 10 ms: how long the init may take to open its end

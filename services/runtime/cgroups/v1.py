@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from services.core.logging import get_logger
 from services.runtime.cgroups import read_pids, rmdir_retry, write
+from services.runtime.log import get_logger
 
 CONTROLLERS = ("memory", "pids", "cpu", "cpuacct", "cpuset", "devices", "freezer", "blkio")
 

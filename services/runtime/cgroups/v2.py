@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from services.core.logging import get_logger
 from services.runtime.cgroups import read_pids, rmdir_retry, write
+from services.runtime.log import get_logger
 
 WANTED = ("cpu", "cpuset", "io", "memory", "pids")
 

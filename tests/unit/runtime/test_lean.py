@@ -1,0 +1,51 @@
+"""muelle-runtime is a fresh process three times per container: it imports no grpc,
+structlog or protobuf, and its log lines need none of them."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+
+from services.runtime import log
+
+HEAVY = ("grpc", "structlog", "google.protobuf")
+
+
+def _imported_after(code: str) -> list[str]:
+    probe = f"import sys; {code}; print(' '.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True).stdout.split()
+    return [m for m in HEAVY if m in out]
+
+
+def test_runtime_verbs_import_no_grpc_structlog_protobuf() -> None:
+    code = ("import services.runtime.main, services.runtime.create, services.runtime.run, "
+            "services.runtime.start, services.runtime.delete, services.runtime.kill, "
+            "services.runtime.state")
+    assert _imported_after(code) == []
+
+
+def test_errors_need_grpc_only_for_the_status_code() -> None:
+    assert _imported_after("import services.core.errors") == []
+    assert _imported_after(
+        "from services.core.errors import NotFound; NotFound('x').code") == ["grpc"]
+
+
+def test_log_lines_logfmt_and_json() -> None:
+    out = io.StringIO()
+    try:
+        log.configure("info", "text", out)
+        log.get_logger(container="c1").info("created", pid=42, bundle="/a b")
+        log.get_logger().debug("hidden")
+        log.configure("warning", "json", out)
+        log.get_logger(cgroup="/x").info("hidden too")
+        log.get_logger(cgroup="/x").warning("limit skipped", file="pids.max")
+    finally:
+        log.configure()
+    text, js = out.getvalue().splitlines()
+    assert text.startswith('level=info event=created container=c1 pid=42 bundle="/a b" time=')
+    record = json.loads(js)
+    assert record["level"] == "warning" and record["event"] == "limit skipped"
+    assert record["cgroup"] == "/x" and record["file"] == "pids.max"

@@ -105,9 +105,11 @@ def follow_log(
     stopped: Callable[[], bool] = lambda: True,
     cancelled: Callable[[], bool] = lambda: False,
     poll: float = 0.05,
+    pause: Callable[[float], object] = time.sleep,
 ) -> Iterator[Entry]:
     """Entries of the log at ``path``; with ``follow``, new ones until ``stopped()`` is true
-    and the file is drained (or ``cancelled()``)."""
+    and the file is drained (or ``cancelled()``). Between reads it calls ``pause(poll)``,
+    which may return early (the shim's wakes when the container's monitor exits)."""
     streams = streams or {"stdout", "stderr"}
     since_ns = parse_time(since) if since else 0
     try:
@@ -143,7 +145,7 @@ def follow_log(
                 continue
             if done:
                 return
-            time.sleep(poll)
+            pause(poll)
 
 
 def _complete_lines(f: IO[str]) -> Iterator[str]:

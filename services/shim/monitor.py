@@ -6,6 +6,11 @@ container's stdout/stderr, reports the outcome (init pid or error text) on the s
 pumps the pipes into the json-file log, reaps the container's init when it exits, reads
 the OOM-kill count from the memory cgroup before ``<runtime> delete`` removes it, and
 records the exit status atomically in status.json.
+
+It is a process per container, so it imports the stdlib and a few lean shim modules only:
+no grpc, protobuf, structlog or configuration (tests/unit/shim/test_monitor_lean.py), and
+the shim starts it with ``python -S``. It sleeps in the kernel (pidfds, pipes), not in
+polls, so it notices ``create`` and the container exiting at once.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import time
 from pathlib import Path
 
 from services.shim.logs import LogWriter, rfc3339_nano
-from services.shim.runtimes import error_text
+from services.shim.runtime_output import error_text
 from services.shim.store import ContainerDir, write_json
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -59,6 +64,14 @@ def oom_killed(cgroups_path: str) -> bool:
     return False
 
 
+def pidfd(pid: int) -> int:
+    """A pidfd that polls readable when ``pid`` exits, or -1 (kernel < 5.3): then poll."""
+    try:
+        return os.pidfd_open(pid)
+    except (OSError, AttributeError):
+        return -1
+
+
 def _drain_now(fd: int) -> bytes:
     os.set_blocking(fd, False)
     chunks = []
@@ -89,18 +102,26 @@ def run_create(argv: list[str], cwd: str) -> tuple[int, str, int, int]:
     os.close(out_w)
     os.close(err_w)
     # Until `start`, the container cannot write: everything here is the runtime's output.
+    # The pipes stay open in the container's init, so create's exit is seen on its pidfd.
     output = bytearray()
     sel = selectors.DefaultSelector()
     sel.register(out_r, selectors.EVENT_READ)
     sel.register(err_r, selectors.EVENT_READ)
+    exit_fd = pidfd(proc.pid)
+    if exit_fd >= 0:
+        sel.register(exit_fd, selectors.EVENT_READ)
     while proc.poll() is None:
-        for key, _ in sel.select(timeout=0.05):
+        for key, _ in sel.select(timeout=0.05 if exit_fd < 0 else 1.0):
+            if key.fd == exit_fd:
+                continue
             data = os.read(key.fd, 65536)  # type: ignore[arg-type]
             if data:
                 output += data
             else:
                 sel.unregister(key.fd)
     sel.close()
+    if exit_fd >= 0:
+        os.close(exit_fd)
     output += _drain_now(out_r) + _drain_now(err_r)
     return proc.returncode, output.decode(errors="replace"), out_r, err_r
 
@@ -110,21 +131,29 @@ def pump(writer: LogWriter, fds: dict[int, str], init_pid: int) -> int | None:
     sel = selectors.DefaultSelector()
     for fd in fds:
         sel.register(fd, selectors.EVENT_READ)
+    pipes = len(fds)
+    exit_fd = pidfd(init_pid)  # wakes us when init exits, even if a child keeps the pipes
+    if exit_fd >= 0:
+        sel.register(exit_fd, selectors.EVENT_READ)
     status: int | None = None
     exited_at = 0.0
     # Until both pipes reach EOF *and* init is reaped (either may come first).
-    while sel.get_map() or status is None:
-        events = sel.select(timeout=0.1) if sel.get_map() else []
-        if not sel.get_map():
-            time.sleep(0.01)
+    while pipes or status is None:
+        events = sel.select(timeout=0.1 if pipes or exit_fd >= 0 else 0.01)
         for key, _ in events:
             fd = key.fd  # type: ignore[assignment]
+            if fd == exit_fd:
+                sel.unregister(fd)
+                os.close(fd)
+                exit_fd = -1
+                continue
             data = os.read(fd, 65536)
             if data:
                 writer.write(fds[fd], data)
             else:
                 sel.unregister(fd)
                 os.close(fd)
+                pipes -= 1
         got = reap(init_pid)
         if got is not None:
             status = got

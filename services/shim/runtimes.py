@@ -17,6 +17,9 @@ from pathlib import Path
 
 from services.core.config import Config
 from services.core.errors import FailedPrecondition, InvalidArgument
+from services.shim.runtime_output import error_text
+
+__all__ = ["KNOWN", "Runtime", "Runtimes", "error_text"]
 
 KNOWN = ("muelle", "runc", "crun")
 UNIFIED = "/sys/fs/cgroup/unified"
@@ -75,6 +78,11 @@ class Runtime:
                 raise FailedPrecondition(f"container {cid} is not running")
             raise FailedPrecondition(f"{self.name} kill: {text}")
 
+    def may_know(self, cid: str) -> bool:
+        """Whether the runtime may have state for ``cid``: runc, crun and muelle-runtime
+        all keep it in ``<root>/<id>/``. A cheap check that spares a ``state`` process."""
+        return (self.root / cid).exists()
+
     def state(self, cid: str) -> dict | None:
         """The runtime's state JSON, or None when it does not know the container."""
         proc = self._run("state", cid)
@@ -99,27 +107,6 @@ class Runtime:
             return f"unavailable: {exc}"
         lines = (proc.stdout or proc.stderr).strip().splitlines()
         return lines[0] if lines else ""
-
-
-def error_text(stderr: str) -> str:
-    """The message of a runtime's stderr: runc logs JSON or logfmt lines; keep the text."""
-    messages = []
-    for line in stderr.strip().splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            obj = json.loads(line)
-            if isinstance(obj, dict) and "msg" in obj:
-                messages.append(str(obj["msg"]))
-                continue
-        except ValueError:
-            pass
-        if 'msg="' in line:
-            messages.append(line.split('msg="', 1)[1].rsplit('"', 1)[0].replace('\\"', '"'))
-            continue
-        messages.append(line)
-    return "; ".join(messages) or "failed"
 
 
 class Runtimes:

@@ -34,7 +34,7 @@ from services.core.errors import (
     NotFound,
 )
 from services.core.logging import get_logger
-from services.shim import logs, mounts, spec, users
+from services.shim import cgroupfs, logs, mounts, spec, users
 from services.shim.runtimes import Runtime, Runtimes
 from services.shim.store import ContainerDir, Store, pid_alive, read_json, write_json
 
@@ -386,10 +386,8 @@ class Shim:
             return out
         out.pid = cdir.read_pid(cdir.init_pid)
         out.status = "running" if out.started_at else "created"
-        if out.started_at:
-            rstate = self._runtime_of(cdir).state(cid) or {}
-            if rstate.get("status") == "paused":
-                out.status = "paused"
+        if out.started_at and cgroupfs.frozen(meta.get("cgroups_path", "")):
+            out.status = "paused"  # runc/crun pause = a frozen cgroup: no `state` process
         return out
 
     def list(self) -> list[Status]:

@@ -261,3 +261,23 @@ class Metadata:
             for (blobs,) in self._db.execute("SELECT blobs FROM images"):
                 out.update(json.loads(blobs))
             return out
+
+    def snapshot_ids(self) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT chain_id FROM snapshots")]
+
+    def snapshot_sizes(self) -> dict[str, int]:
+        with self._lock:
+            return {r[0]: int(r[1]) for r in
+                    self._db.execute("SELECT chain_id, size FROM snapshots")}
+
+    def list_containers(self) -> list[tuple[str, list[str]]]:
+        """Every (container ID, chain IDs) whose rootfs the store keeps."""
+        with self._lock:
+            return [(r[0], json.loads(r[1])) for r in self._db.execute(
+                "SELECT container_id, chain_ids FROM containers ORDER BY container_id")]
+
+    def used_images(self) -> set[str]:
+        """Image IDs some container stands on."""
+        with self._lock:
+            return {r[0] for r in self._db.execute("SELECT image_id FROM containers")}

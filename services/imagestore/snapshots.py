@@ -53,6 +53,9 @@ class Snapshots:
         for entry in self.snapshots.iterdir():
             if entry.name.startswith((".tmp-", ".trash-")):
                 shutil.rmtree(entry, ignore_errors=True)
+        for entry in self.containers.iterdir():
+            if entry.name.startswith(".trash-"):
+                shutil.rmtree(entry, ignore_errors=True)
 
     def fs(self, chain_id: str) -> Path:
         return self.snapshots / digestmod.validate(chain_id).split(":", 1)[1] / "fs"

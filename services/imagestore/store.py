@@ -16,19 +16,23 @@ from pathlib import Path
 from muelle.types.v1 import types_pb2
 
 from services.core import reference
-from services.core.errors import FailedPrecondition
+from services.core.errors import FailedPrecondition, NotFound
 from services.core.logging import get_logger
+from services.imagestore.check import CheckReport, check
 from services.imagestore.content import ContentStore
 from services.imagestore.metadata import ImageRecord, Metadata
 from services.imagestore.pull import Puller
+from services.imagestore.recover import recover
 from services.imagestore.registry_client import RegistryClient
 from services.imagestore.snapshots import Snapshots, check_container_id
+from services.imagestore.usage import Usage, usage
 
 
 @dataclass
 class Removed:
     untagged: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
+    reclaimed: int = 0  # bytes freed on disk (snapshots + blobs)
 
 
 def _short(image_or_container_id: str) -> str:
@@ -45,6 +49,8 @@ class ImageStore:
         self.commit_lock = threading.Lock()
         self.puller = Puller(self.content, self.snapshots, self.metadata, registry,
                              self.commit_lock)
+        self._pulls = 0  # pulls in flight: their blobs/snapshots are not recorded yet
+        self.recovered = recover(self.content, self.snapshots, self.metadata)
 
     def close(self) -> None:
         self.metadata.close()
@@ -54,7 +60,13 @@ class ImageStore:
     def pull(self, ref: str,
              platform: types_pb2.Platform | None = None,
              ) -> Generator[types_pb2.PullProgress, None, None]:
-        return self.puller.pull(ref, platform)
+        with self.commit_lock:
+            self._pulls += 1
+        try:
+            yield from self.puller.pull(ref, platform)
+        finally:
+            with self.commit_lock:
+                self._pulls -= 1
 
     def list_images(self) -> list[ImageRecord]:
         return self.metadata.list_images()
@@ -93,31 +105,76 @@ class ImageStore:
                     f"unable to delete {_short(rec.id)}: image is being used by container "
                     f"{_short(users[0])}")
             out.untagged += [n for n in self.metadata.names_of(rec.id) if n not in out.untagged]
-            out.deleted += self._delete(rec)
+            self._delete(rec, out)
             return out
 
-    def _delete(self, rec: ImageRecord) -> list[str]:
+    def prune(self, all: bool = False) -> Removed:
+        """Delete dangling (untagged) images, or with ``all`` every image no container
+        uses; then blobs and snapshots nothing references (left by interrupted pulls)."""
+        out = Removed()
+        with self.commit_lock:
+            in_use = self.metadata.used_images()
+            for rec in self.metadata.list_images():
+                if rec.id in in_use or (rec.repo_tags and not all):
+                    continue
+                out.untagged += rec.repo_tags + rec.repo_digests
+                self._delete(rec, out)
+            if self._pulls == 0:
+                self._gc_unreferenced(out)
+        get_logger().info("images pruned", deleted=len(out.deleted), reclaimed=out.reclaimed)
+        return out
+
+    def _delete(self, rec: ImageRecord, out: Removed) -> None:
         """Delete the record, then what nothing else uses. Caller holds commit_lock."""
         log = get_logger(image=rec.id)
         self.metadata.delete_image(rec.id)
-        deleted = [rec.id]
-        deleted += self._gc_chains(rec.chain_ids)
+        out.deleted.append(rec.id)
+        layers = self._gc_chains(rec.chain_ids, out)
         used = self.metadata.used_blobs()
         for blob in rec.blobs:
             if blob not in used:
-                self.content.delete(blob)
-        log.info("image deleted", layers=len(deleted) - 1)
-        return deleted
+                self._delete_blob(blob, out)
+        log.info("image deleted", layers=layers)
 
-    def _gc_chains(self, candidates: list[str]) -> list[str]:
+    def _delete_blob(self, blob: str, out: Removed) -> None:
+        try:
+            out.reclaimed += self.content.size(blob)
+        except NotFound:
+            return
+        self.content.delete(blob)
+
+    def _gc_chains(self, candidates: list[str], out: Removed) -> int:
         used = self.metadata.used_chains()
-        gone = []
+        gone = 0
         for chain in reversed(candidates):  # top first
             if chain not in used:
+                out.reclaimed += self.metadata.snapshot_size(chain) or 0
                 self.snapshots.remove(chain)
                 self.metadata.delete_snapshot(chain)
-                gone.append(chain)
+                out.deleted.append(chain)
+                gone += 1
         return gone
+
+    def _gc_unreferenced(self, out: Removed) -> None:
+        """Snapshots and blobs no image or container references. Only when no pull is in
+        flight (its content is committed before its record). Caller holds commit_lock."""
+        used = self.metadata.used_chains()
+        orphans = [c for c in self.snapshots.ids() if c not in used]
+        # Children before parents does not matter on disk: each snapshot is a whole dir.
+        self._gc_chains(orphans, out)
+        blobs = self.metadata.used_blobs()
+        for blob in self.content.ids():
+            if blob not in blobs:
+                self._delete_blob(blob, out)
+
+    # -- checks and usage ----------------------------------------------------------------
+
+    def check(self) -> CheckReport:
+        return check(self.content, self.snapshots, self.metadata)
+
+    def usage(self) -> Usage:
+        with self.commit_lock:
+            return usage(self.content, self.snapshots, self.metadata)
 
     # -- container root filesystems ------------------------------------------------------
 
@@ -150,7 +207,7 @@ class ImageStore:
     def _gc_orphans(self, chains: list[str]) -> None:
         # Chains of a force-removed image live on while containers use them.
         imaged = {c for rec in self.metadata.list_images() for c in rec.chain_ids}
-        self._gc_chains([c for c in chains if c not in imaged])
+        self._gc_chains([c for c in chains if c not in imaged], Removed())
 
 
 def _mounted_upper(upper: Path) -> bool:

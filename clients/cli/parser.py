@@ -108,4 +108,19 @@ def build() -> Parser:
     p.add_argument("containers", nargs="+")
 
     sub.add_parser("version", help="show versions")
+
+    p = sub.add_parser("image", help="manage images")
+    image_sub = p.add_subparsers(dest="image_verb", metavar="COMMAND", parser_class=Parser)
+    image_sub.required = True
+    q = image_sub.add_parser("prune", help="remove unused images")
+    q.add_argument("-a", "--all", action="store_true",
+                   help="remove all images not used by a container, not only dangling ones")
+    q.add_argument("-f", "--force", action="store_true", help="do not prompt")
+
+    p = sub.add_parser("system", help="manage the engine")
+    system_sub = p.add_subparsers(dest="system_verb", metavar="COMMAND", parser_class=Parser)
+    system_sub.required = True
+    q = system_sub.add_parser("df", help="show disk usage")
+    q.add_argument("-v", "--verbose", action="store_true")
+    system_sub.add_parser("check", help="verify the image store (blobs, snapshots, records)")
     return parser

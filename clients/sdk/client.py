@@ -74,6 +74,17 @@ class Client:
         return self._call(  # type: ignore[no-any-return]
             "RemoveImage", engine_pb2.RemoveImageRequest(reference=reference, force=force))
 
+    def prune_images(self, all: bool = False) -> engine_pb2.PruneImagesResponse:
+        return self._call(  # type: ignore[no-any-return]
+            "PruneImages", engine_pb2.PruneImagesRequest(all=all))
+
+    def system_df(self) -> engine_pb2.SystemDfResponse:
+        return self._call("SystemDf", engine_pb2.SystemDfRequest())  # type: ignore[no-any-return]
+
+    def system_check(self) -> engine_pb2.SystemCheckResponse:
+        return self._call(  # type: ignore[no-any-return]
+            "SystemCheck", engine_pb2.SystemCheckRequest())
+
     # -- containers
 
     def create(self, image: str, cmd: list[str] | None = None,

@@ -28,7 +28,7 @@ from services.core.errors import (
 from services.core.logging import get_logger
 from services.core.platform import host_arch
 from services.core.version import API_VERSION, VERSION
-from services.gateway import names, options
+from services.gateway import names, options, system
 from services.gateway.merge import merge
 from services.gateway.records import Record, Records, conflict
 from services.gateway.status import now_rfc3339, status_text
@@ -128,6 +128,15 @@ class Engine:
                                                                  force=force))
         return engine_pb2.RemoveImageResponse(untagged=list(reply.untagged),
                                               deleted=list(reply.deleted))
+
+    def prune_images(self, all: bool) -> engine_pb2.PruneImagesResponse:
+        return system.prune_images(self.images, all)
+
+    def system_df(self) -> engine_pb2.SystemDfResponse:
+        return system.system_df(self.images, self.runtime, self.records)
+
+    def system_check(self) -> engine_pb2.SystemCheckResponse:
+        return system.system_check(self.images)
 
     # ------------------------------------------------------------------ create
 

@@ -83,3 +83,15 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
     def ContainerLogs(self, request: engine_pb2.ContainerLogsRequest,  # noqa: N802
                       context: Ctx) -> Iterator[engine_pb2.LogEntry]:
         yield from self.engine.logs(request, on_cancel=context.add_callback)
+
+    def PruneImages(self, request: engine_pb2.PruneImagesRequest,  # noqa: N802
+                    context: Ctx) -> engine_pb2.PruneImagesResponse:
+        return self.engine.prune_images(request.all)
+
+    def SystemDf(self, request: engine_pb2.SystemDfRequest,  # noqa: N802
+                 context: Ctx) -> engine_pb2.SystemDfResponse:
+        return self.engine.system_df()
+
+    def SystemCheck(self, request: engine_pb2.SystemCheckRequest,  # noqa: N802
+                    context: Ctx) -> engine_pb2.SystemCheckResponse:
+        return self.engine.system_check()

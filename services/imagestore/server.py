@@ -90,6 +90,33 @@ class ImagesServicer(images_pb2_grpc.ImagesServicer):
         self.store.remove_rootfs(request.container_id)
         return images_pb2.RemoveRootfsResponse()
 
+    def Prune(self, request: images_pb2.PruneImagesRequest,  # noqa: N802
+              context: grpc.ServicerContext) -> images_pb2.PruneImagesResponse:
+        out = self.store.prune(request.all)
+        return images_pb2.PruneImagesResponse(untagged=out.untagged, deleted=out.deleted,
+                                              space_reclaimed=out.reclaimed)
+
+    def DiskUsage(self, request: images_pb2.DiskUsageRequest,  # noqa: N802
+                  context: grpc.ServicerContext) -> images_pb2.DiskUsageResponse:
+        du = self.store.usage()
+        return images_pb2.DiskUsageResponse(
+            images=[images_pb2.ImageUsage(id=i.id, repo_tags=i.repo_tags, size=i.size,
+                                          shared_size=i.shared_size, containers=i.containers)
+                    for i in du.images],
+            containers=[images_pb2.ContainerUsage(id=c.id, image_id=c.image_id, size=c.size)
+                        for c in du.containers],
+            layers_size=du.layers_size, reclaimable_size=du.reclaimable_size,
+            blobs_size=du.blobs_size)
+
+    def Check(self, request: images_pb2.CheckRequest,  # noqa: N802
+              context: grpc.ServicerContext) -> images_pb2.CheckResponse:
+        report = self.store.check()
+        return images_pb2.CheckResponse(
+            problems=[images_pb2.CheckProblem(kind=p.kind, subject=p.subject,
+                                              message=p.message) for p in report.problems],
+            blobs=report.blobs, snapshots=report.snapshots, images=report.images,
+            containers=report.containers)
+
 
 def factory(cfg: configmod.Config) -> tuple[
         Callable[[grpc.Server], None], Sequence[str], Callable[[], None] | None]:

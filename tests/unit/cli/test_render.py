@@ -76,6 +76,28 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
         self._record("RemoveImage", request)
         return engine_pb2.RemoveImageResponse(untagged=[request.reference], deleted=[IMG])
 
+    def PruneImages(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("PruneImages", request)
+        return engine_pb2.PruneImagesResponse(untagged=["busybox:old"], deleted=[IMG],
+                                              space_reclaimed=2_500_000)
+
+    def SystemDf(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("SystemDf", request)
+        return engine_pb2.SystemDfResponse(
+            summary=[engine_pb2.DfSummary(type="Images", total=2, active=1, size=4_000_000,
+                                          reclaimable=1_000_000),
+                     engine_pb2.DfSummary(type="Containers", total=1, active=1, size=100)],
+            images=[engine_pb2.DfImage(id=IMG, repo_tags=["docker.io/library/busybox:1"],
+                                       size=4_000_000, shared_size=1_000_000, containers=1)],
+            containers=[engine_pb2.DfContainer(id=CID, name="web", image_id=IMG, size=100,
+                                               state="running")])
+
+    def SystemCheck(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("SystemCheck", request)
+        problems = [engine_pb2.CheckProblem(kind="blob", subject=IMG, message="bad")] \
+            if "SystemCheck" in self.__dict__.get("broken", ()) else []
+        return engine_pb2.SystemCheckResponse(problems=problems, blobs=3, images=1)
+
     def CreateContainer(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         self._record("CreateContainer", request)
         return engine_pb2.CreateContainerResponse(id=CID)
@@ -332,3 +354,42 @@ def test_rmi_and_version(gateway) -> None:  # type: ignore[no-untyped-def]
     assert code == 0 and out == f"Untagged: busybox\nDeleted: {IMG}\n"
     code, out, _ = cli(host, "version")
     assert code == 0 and "Server:" in out and "shim:" in out and "unreachable" in out
+
+
+def test_image_prune_prompts_unless_forced(gateway, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    fake, host = gateway
+    monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
+    code, out, _ = cli(host, "image", "prune")
+    assert code == 0 and "dangling" in out and not fake.calls
+    monkeypatch.setattr("sys.stdin", io.StringIO("y\n"))
+    code, out, _ = cli(host, "image", "prune", "-a")
+    assert code == 0 and fake.calls[-1][1].all
+    code, out, _ = cli(host, "image", "prune", "-f")
+    assert not fake.calls[-1][1].all
+    assert out == (f"Deleted Images:\nuntagged: busybox:old\ndeleted: {IMG}\n\n"
+                   "Total reclaimed space: 2.5MB\n")
+
+
+def test_system_df(gateway) -> None:  # type: ignore[no-untyped-def]
+    _, host = gateway
+    code, out, _ = cli(host, "system", "df")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split() == ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
+    assert lines[1].split() == ["Images", "2", "1", "4MB", "1MB", "(25%)"]
+    assert lines[2].split() == ["Containers", "1", "1", "100B", "0B", "(0%)"]
+    code, out, _ = cli(host, "system", "df", "-v")
+    rows = [line.split() for line in out.splitlines()]
+    assert ["busybox", "1", "abababababab", "4MB", "1MB", "3MB", "1"] in rows
+    assert [CID[:12], "abababababab", "100B", "running", "web"] in rows
+
+
+def test_system_check(gateway) -> None:  # type: ignore[no-untyped-def]
+    fake, host = gateway
+    code, out, _ = cli(host, "system", "check")
+    assert code == 0 and "no problems found" in out
+    fake.broken = ("SystemCheck",)
+    code, out, err = cli(host, "system", "check")
+    assert code == 1 and out == f"blob {IMG}: bad\n" and "1 problem(s) found" in err
+    code, _, err = cli(host, "system", "nope")
+    assert code != 0 and err.count("\n") <= 2

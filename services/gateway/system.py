@@ -1,0 +1,56 @@
+"""`image prune`, `system df` and `system check`: the image store does the work; the
+gateway adds what only it knows (container names and whether they run)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from muelle.engine.v1 import engine_pb2
+from muelle.images.v1 import images_pb2
+from muelle.runtime.v1 import runtime_pb2
+
+from services.gateway.records import Records
+
+RUNNING = ("running", "paused")
+
+
+def prune_images(images: Any, all: bool) -> engine_pb2.PruneImagesResponse:
+    reply = images.Prune(images_pb2.PruneImagesRequest(all=all))
+    return engine_pb2.PruneImagesResponse(untagged=list(reply.untagged),
+                                          deleted=list(reply.deleted),
+                                          space_reclaimed=reply.space_reclaimed)
+
+
+def system_df(images: Any, runtime: Any, records: Records) -> engine_pb2.SystemDfResponse:
+    du = images.DiskUsage(images_pb2.DiskUsageRequest())
+    states = {s.id: s.status for s in runtime.List(runtime_pb2.ListRequest()).containers}
+    names = {r.id: r.name for r in records.all(include_unready=True)}
+    out = engine_pb2.SystemDfResponse()
+    for img in du.images:
+        out.images.append(engine_pb2.DfImage(
+            id=img.id, repo_tags=list(img.repo_tags), size=img.size,
+            shared_size=img.shared_size, containers=img.containers))
+    for c in du.containers:
+        state = states.get(c.id, "")
+        state = "exited" if state in ("stopped", "") else state
+        out.containers.append(engine_pb2.DfContainer(
+            id=c.id, name=names.get(c.id, ""), image_id=c.image_id, size=c.size, state=state))
+    running = [c for c in out.containers if c.state in RUNNING]
+    out.summary.append(engine_pb2.DfSummary(
+        type="Images", total=len(out.images),
+        active=sum(1 for i in out.images if i.containers), size=du.layers_size,
+        reclaimable=du.reclaimable_size))
+    out.summary.append(engine_pb2.DfSummary(
+        type="Containers", total=len(out.containers), active=len(running),
+        size=sum(c.size for c in out.containers),
+        reclaimable=sum(c.size for c in out.containers if c.state not in RUNNING)))
+    return out
+
+
+def system_check(images: Any) -> engine_pb2.SystemCheckResponse:
+    reply = images.Check(images_pb2.CheckRequest())
+    return engine_pb2.SystemCheckResponse(
+        problems=[engine_pb2.CheckProblem(kind=p.kind, subject=p.subject, message=p.message)
+                  for p in reply.problems],
+        blobs=reply.blobs, snapshots=reply.snapshots, images=reply.images,
+        containers=reply.containers)

@@ -8,22 +8,27 @@ never records an image whose reused layers are being removed.
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import threading
-from collections.abc import Generator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from muelle.types.v1 import types_pb2
 
 from services.core import reference
-from services.core.errors import FailedPrecondition, NotFound
+from services.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.core.logging import get_logger
 from services.imagestore.check import CheckReport, check
 from services.imagestore.content import ContentStore
+from services.imagestore.load import Loaded, Loader
 from services.imagestore.metadata import ImageRecord, Metadata
 from services.imagestore.pull import Puller
 from services.imagestore.recover import recover
 from services.imagestore.registry_client import RegistryClient
+from services.imagestore.save import SaveItem, stream_archive, write_archive
 from services.imagestore.snapshots import Snapshots, check_container_id
 from services.imagestore.usage import Usage, usage
 
@@ -49,8 +54,12 @@ class ImageStore:
         self.commit_lock = threading.Lock()
         self.puller = Puller(self.content, self.snapshots, self.metadata, registry,
                              self.commit_lock)
-        self._pulls = 0  # pulls in flight: their blobs/snapshots are not recorded yet
+        self.loader = Loader(self.content, self.snapshots, self.metadata, self.commit_lock)
+        self._pulls = 0  # pulls/loads in flight: their blobs/snapshots are not recorded yet
         self.recovered = recover(self.content, self.snapshots, self.metadata)
+        self.tmp = root / "tmp"  # archives being received; nothing there survives a restart
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.tmp.mkdir()
 
     def close(self) -> None:
         self.metadata.close()
@@ -166,6 +175,37 @@ class ImageStore:
         for blob in self.content.ids():
             if blob not in blobs:
                 self._delete_blob(blob, out)
+
+    # -- save and load -------------------------------------------------------------------
+
+    def save(self, refs: list[str]) -> Iterator[bytes]:
+        """The archive of ``refs`` (see save.py), in chunks. A name saves that tag; an ID
+        saves the image with all its tags."""
+        if not refs:
+            raise InvalidArgument("name at least one image to save")
+        items: dict[str, SaveItem] = {}
+        for ref in refs:
+            rec, name = self.metadata.resolve(ref)
+            item = items.setdefault(rec.id, SaveItem(rec, []))
+            names = [name] if name and "@" not in name else rec.repo_tags
+            item.names += [n for n in names if n not in item.names]
+        chosen = list(items.values())
+        return stream_archive(lambda out: write_archive(self.content, chosen, out))
+
+    def load(self, chunks: Iterable[bytes]) -> list[Loaded]:
+        """Receive an archive into a temp file, then load the images it holds."""
+        fd, name = tempfile.mkstemp(prefix="load-", dir=self.tmp)
+        with self.commit_lock:
+            self._pulls += 1
+        try:
+            with os.fdopen(fd, "wb") as f:
+                for chunk in chunks:
+                    f.write(chunk)
+            return self.loader.load(Path(name))
+        finally:
+            os.unlink(name)
+            with self.commit_lock:
+                self._pulls -= 1
 
     # -- checks and usage ----------------------------------------------------------------
 

@@ -68,7 +68,7 @@ def test_shared_base_is_stored_once_and_freed_last(store: ImageStore,
     # Only metadata is left.
     left = {p.name for p in store.root.iterdir()}
     assert left <= {"metadata.db", "metadata.db-wal", "metadata.db-shm", "blobs", "ingest",
-                    "snapshots", "containers"}
+                    "snapshots", "containers", "tmp"}
     assert not any((store.root / "blobs").rglob("*.*")) and not any(
         (store.root / "ingest").iterdir())
 

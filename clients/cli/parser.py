@@ -109,6 +109,14 @@ def build() -> Parser:
 
     sub.add_parser("version", help="show versions")
 
+    p = sub.add_parser("save", help="save images to a tar archive (docker-archive + OCI)")
+    p.add_argument("-o", "--output", default="", help="write to a file, not stdout")
+    p.add_argument("images", nargs="+")
+
+    p = sub.add_parser("load", help="load images from a tar archive")
+    p.add_argument("-i", "--input", default="", help="read from a file, not stdin")
+    p.add_argument("-q", "--quiet", action="store_true")
+
     p = sub.add_parser("image", help="manage images")
     image_sub = p.add_subparsers(dest="image_verb", metavar="COMMAND", parser_class=Parser)
     image_sub.required = True

@@ -85,6 +85,14 @@ class Client:
         return self._call(  # type: ignore[no-any-return]
             "SystemCheck", engine_pb2.SystemCheckRequest())
 
+    def save_images(self, references: list[str]) -> Stream:
+        """ArchiveChunk messages; their data, in order, is the tar."""
+        return self._stream("SaveImages", engine_pb2.SaveImagesRequest(references=references))
+
+    def load_images(self, chunks: Iterator[bytes]) -> engine_pb2.LoadImagesResponse:
+        return self._call(  # type: ignore[no-any-return]
+            "LoadImages", (engine_pb2.ArchiveChunk(data=c) for c in chunks))
+
     # -- containers
 
     def create(self, image: str, cmd: list[str] | None = None,

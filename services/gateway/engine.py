@@ -138,6 +138,12 @@ class Engine:
     def system_check(self) -> engine_pb2.SystemCheckResponse:
         return system.system_check(self.images)
 
+    def save_images(self, references: list[str]) -> Iterator[engine_pb2.ArchiveChunk]:
+        return system.save_images(self.images, references)
+
+    def load_images(self, chunks: Iterator[bytes]) -> engine_pb2.LoadImagesResponse:
+        return system.load_images(self.images, chunks)
+
     # ------------------------------------------------------------------ create
 
     def _pick_name(self, requested: str) -> str:

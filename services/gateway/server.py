@@ -95,3 +95,11 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
     def SystemCheck(self, request: engine_pb2.SystemCheckRequest,  # noqa: N802
                     context: Ctx) -> engine_pb2.SystemCheckResponse:
         return self.engine.system_check()
+
+    def SaveImages(self, request: engine_pb2.SaveImagesRequest,  # noqa: N802
+                   context: Ctx) -> Iterator[engine_pb2.ArchiveChunk]:
+        yield from self.engine.save_images(list(request.references))
+
+    def LoadImages(self, request_iterator: Iterator[engine_pb2.ArchiveChunk],  # noqa: N802
+                   context: Ctx) -> engine_pb2.LoadImagesResponse:
+        return self.engine.load_images(c.data for c in request_iterator)

@@ -1,8 +1,13 @@
-"""`image prune`, `system df` and `system check`: the image store does the work; the
-gateway adds what only it knows (container names and whether they run)."""
+"""`image prune`, `system df`, `system check`, `save` and `load`: the image store does the
+work; the gateway adds what only it knows (container names and whether they run).
+
+save/load bytes flow CLI <-> gateway <-> imagestore as gRPC streams of chunks, one chunk
+in flight per hop: the CLI may run on another host than the engine (TCP + TLS), so a
+path on the client's disk would mean nothing to the image store."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from muelle.engine.v1 import engine_pb2
@@ -54,3 +59,20 @@ def system_check(images: Any) -> engine_pb2.SystemCheckResponse:
                   for p in reply.problems],
         blobs=reply.blobs, snapshots=reply.snapshots, images=reply.images,
         containers=reply.containers)
+
+
+def save_images(images: Any, references: list[str]) -> Iterator[engine_pb2.ArchiveChunk]:
+    stream = images.Save(images_pb2.SaveImagesRequest(references=references))
+    try:
+        for chunk in stream:
+            yield engine_pb2.ArchiveChunk(data=chunk.data)
+    finally:
+        cancel = getattr(stream, "cancel", None)
+        if cancel is not None:
+            cancel()  # our client went away: stop the image store's tar
+
+
+def load_images(images: Any, chunks: Iterator[bytes]) -> engine_pb2.LoadImagesResponse:
+    reply = images.Load(images_pb2.ArchiveChunk(data=d) for d in chunks)
+    return engine_pb2.LoadImagesResponse(images=[
+        engine_pb2.LoadedImage(id=x.id, names=list(x.names)) for x in reply.images])

@@ -118,6 +118,18 @@ class ImagesServicer(images_pb2_grpc.ImagesServicer):
             containers=report.containers)
 
 
+    def Save(self, request: images_pb2.SaveImagesRequest,  # noqa: N802
+             context: grpc.ServicerContext) -> Iterator[images_pb2.ArchiveChunk]:
+        for data in self.store.save(list(request.references)):
+            yield images_pb2.ArchiveChunk(data=data)
+
+    def Load(self, request_iterator: Iterator[images_pb2.ArchiveChunk],  # noqa: N802
+             context: grpc.ServicerContext) -> images_pb2.LoadImagesResponse:
+        loaded = self.store.load(c.data for c in request_iterator)
+        return images_pb2.LoadImagesResponse(
+            images=[images_pb2.LoadedImage(id=x.image_id, names=x.names) for x in loaded])
+
+
 def factory(cfg: configmod.Config) -> tuple[
         Callable[[grpc.Server], None], Sequence[str], Callable[[], None] | None]:
     store = ImageStore(cfg.state_dir("imagestore"), GrpcRegistryClient(cfg.address("registry")))

@@ -98,6 +98,18 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
             if "SystemCheck" in self.__dict__.get("broken", ()) else []
         return engine_pb2.SystemCheckResponse(problems=problems, blobs=3, images=1)
 
+    def SaveImages(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("SaveImages", request)
+        yield engine_pb2.ArchiveChunk(data=b"tar-")
+        yield engine_pb2.ArchiveChunk(data=b"bytes")
+
+    def LoadImages(self, request_iterator, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        data = b"".join(c.data for c in request_iterator)
+        self._record("LoadImages", data)
+        return engine_pb2.LoadImagesResponse(images=[
+            engine_pb2.LoadedImage(id=IMG, names=["docker.io/library/busybox:1"]),
+            engine_pb2.LoadedImage(id=IMG)])
+
     def CreateContainer(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         self._record("CreateContainer", request)
         return engine_pb2.CreateContainerResponse(id=CID)
@@ -393,3 +405,19 @@ def test_system_check(gateway) -> None:  # type: ignore[no-untyped-def]
     assert code == 1 and out == f"blob {IMG}: bad\n" and "1 problem(s) found" in err
     code, _, err = cli(host, "system", "nope")
     assert code != 0 and err.count("\n") <= 2
+
+
+def test_save_and_load(gateway, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    fake, host = gateway
+    target = tmp_path / "out.tar"
+    code, out, _ = cli(host, "save", "-o", str(target), "busybox:1", "other")
+    assert code == 0 and out == "" and target.read_bytes() == b"tar-bytes"
+    assert list(fake.calls[-1][1].references) == ["busybox:1", "other"]
+    assert [p.name for p in tmp_path.iterdir()] == ["out.tar"]  # no temp file left
+    code, out, _ = cli(host, "save", "busybox:1")
+    assert code == 0 and out == "tar-bytes"  # stdout is not a terminal here
+    code, out, _ = cli(host, "load", "-i", str(target))
+    assert code == 0 and fake.calls[-1] == ("LoadImages", b"tar-bytes")
+    assert out == f"Loaded image: busybox:1\nLoaded image ID: {IMG}\n"
+    code, _, err = cli(host, "load", "-i", str(tmp_path / "absent.tar"))
+    assert code == 1 and err.count("\n") == 1 and "absent.tar" in err

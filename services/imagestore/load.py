@@ -68,7 +68,11 @@ class _Archive:
             self.members = {posixpath.normpath(m.name.lstrip("/")): m
                             for m in self.tar.getmembers()}
         except (tarfile.TarError, EOFError, OSError) as exc:
-            raise InvalidArgument(f"not a valid image archive: {exc}") from None
+            # tarfile's "r:*" error lists every method tried, one per line: keep the gist.
+            detail = str(exc).splitlines()[0].rstrip(":") if "\n" in str(exc) else str(exc)
+            if "could not be opened" in detail:
+                detail = "not a tar file (plain, gzip, bzip2 or xz)"
+            raise InvalidArgument(f"not a valid image archive: {detail}") from None
 
     def close(self) -> None:
         self.tar.close()

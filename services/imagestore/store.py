@@ -16,11 +16,12 @@ from pathlib import Path
 from muelle.types.v1 import types_pb2
 
 from services.core import reference
-from services.core.errors import FailedPrecondition
+from services.core.errors import FailedPrecondition, InvalidArgument
 from services.core.logging import get_logger
 from services.imagestore.content import ContentStore
 from services.imagestore.metadata import ImageRecord, Metadata
 from services.imagestore.pull import Puller
+from services.imagestore.push import Pusher
 from services.imagestore.registry_client import RegistryClient
 from services.imagestore.snapshots import Snapshots, check_container_id
 
@@ -45,6 +46,7 @@ class ImageStore:
         self.commit_lock = threading.Lock()
         self.puller = Puller(self.content, self.snapshots, self.metadata, registry,
                              self.commit_lock)
+        self.pusher = Pusher(self.content, self.metadata, registry, self.commit_lock)
 
     def close(self) -> None:
         self.metadata.close()
@@ -55,6 +57,20 @@ class ImageStore:
              platform: types_pb2.Platform | None = None,
              ) -> Generator[types_pb2.PullProgress, None, None]:
         return self.puller.pull(ref, platform)
+
+    def push(self, ref: str) -> Generator[types_pb2.PullProgress, None, None]:
+        return self.pusher.push(ref)
+
+    def tag(self, source: str, target: str) -> tuple[str, str]:
+        """Point the name ``target`` at the image ``source``; returns (name, image ID)."""
+        ref = reference.parse(target)
+        if ref.digest:
+            raise InvalidArgument(f"refusing to create a tag with a digest reference: {target}")
+        with self.commit_lock:
+            rec = self.get(source)
+            self.metadata.put_image(rec, [ref.canonical])
+        get_logger(image=rec.id).info("tagged", name=ref.canonical)
+        return ref.canonical, rec.id
 
     def list_images(self) -> list[ImageRecord]:
         return self.metadata.list_images()

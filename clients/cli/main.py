@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import IO
 
-from clients.cli import containers, images, inspect
+from clients.cli import containers, images, inspect, registry
 from clients.cli.context import Context
 from clients.cli.errors import ENGINE_ERROR, cannot_connect, daemon_message
 from clients.cli.parser import build
@@ -35,6 +35,10 @@ COMMANDS: dict[str, Command] = {
     "rm": containers.rm,
     "wait": containers.wait,
     "inspect": inspect.inspect,
+    "tag": registry.tag,
+    "push": registry.push,
+    "login": registry.login,
+    "logout": registry.logout,
 }
 ENGINE_VERBS = ("run", "create")  # their failures exit 125, like docker's
 

@@ -74,6 +74,23 @@ class Client:
         return self._call(  # type: ignore[no-any-return]
             "RemoveImage", engine_pb2.RemoveImageRequest(reference=reference, force=force))
 
+    def tag(self, source: str, target: str) -> engine_pb2.TagImageResponse:
+        return self._call(  # type: ignore[no-any-return]
+            "TagImage", engine_pb2.TagImageRequest(source=source, target=target))
+
+    def push(self, reference: str) -> Stream:
+        """Progress messages (types.v1.PullProgress); the last one has the result."""
+        return self._stream("PushImage", engine_pb2.PushImageRequest(reference=reference))
+
+    def login(self, server: str, username: str, password: str) -> engine_pb2.LoginResponse:
+        return self._call(  # type: ignore[no-any-return]
+            "Login", engine_pb2.LoginRequest(server=server, username=username,
+                                             password=password))
+
+    def logout(self, server: str) -> engine_pb2.LogoutResponse:
+        return self._call(  # type: ignore[no-any-return]
+            "Logout", engine_pb2.LogoutRequest(server=server))
+
     # -- containers
 
     def create(self, image: str, cmd: list[str] | None = None,

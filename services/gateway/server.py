@@ -83,3 +83,19 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
     def ContainerLogs(self, request: engine_pb2.ContainerLogsRequest,  # noqa: N802
                       context: Ctx) -> Iterator[engine_pb2.LogEntry]:
         yield from self.engine.logs(request, on_cancel=context.add_callback)
+
+    def TagImage(self, request: engine_pb2.TagImageRequest,  # noqa: N802
+                 context: Ctx) -> engine_pb2.TagImageResponse:
+        return self.engine.tag_image(request.source, request.target)
+
+    def PushImage(self, request: engine_pb2.PushImageRequest,  # noqa: N802
+                  context: Ctx) -> Iterator[types_pb2.PullProgress]:
+        yield from self.engine.push(request.reference)
+
+    def Login(self, request: engine_pb2.LoginRequest,  # noqa: N802
+              context: Ctx) -> engine_pb2.LoginResponse:
+        return self.engine.login(request.server, request.username, request.password)
+
+    def Logout(self, request: engine_pb2.LogoutRequest,  # noqa: N802
+               context: Ctx) -> engine_pb2.LogoutResponse:
+        return self.engine.logout(request.server)

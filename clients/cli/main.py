@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import IO
 
-from clients.cli import archive, containers, images, inspect, system
+from clients.cli import archive, containers, images, inspect, registry, system
 from clients.cli.context import Context
 from clients.cli.errors import ENGINE_ERROR, cannot_connect, daemon_message
 from clients.cli.parser import build
@@ -39,6 +39,10 @@ COMMANDS: dict[str, Command] = {
     "system": system.system,
     "save": archive.save,
     "load": archive.load,
+    "tag": registry.tag,
+    "push": registry.push,
+    "login": registry.login,
+    "logout": registry.logout,
 }
 ENGINE_VERBS = ("run", "create")  # their failures exit 125, like docker's
 

@@ -131,4 +131,19 @@ def build() -> Parser:
     q = system_sub.add_parser("df", help="show disk usage")
     q.add_argument("-v", "--verbose", action="store_true")
     system_sub.add_parser("check", help="verify the image store (blobs, snapshots, records)")
+    p = sub.add_parser("tag", help="create a tag TARGET that refers to SOURCE")
+    p.add_argument("source")
+    p.add_argument("target")
+
+    p = sub.add_parser("push", help="push an image to a registry")
+    p.add_argument("reference")
+
+    p = sub.add_parser("login", help="log in to a registry")
+    p.add_argument("-u", "--username", default="")
+    p.add_argument("-p", "--password", default=None)
+    p.add_argument("--password-stdin", action="store_true")
+    p.add_argument("server", nargs="?", default="")
+
+    p = sub.add_parser("logout", help="log out from a registry")
+    p.add_argument("server", nargs="?", default="")
     return parser

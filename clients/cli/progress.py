@@ -6,7 +6,7 @@ from typing import IO, Any
 
 from clients.cli.units import human_size
 
-PROGRESS_PHASES = ("Downloading", "Extracting")
+PROGRESS_PHASES = ("Downloading", "Extracting", "Pushing")
 
 
 def short(digest: str) -> str:
@@ -79,3 +79,10 @@ class PullPrinter:
                 else "Downloaded newer image for"
             self._write(f"Status: {what} {name}\n")
         self._write(f"{result.reference}\n")
+
+
+class PushPrinter(PullPrinter):
+    """`docker push` output: the same layer lines; the digest line comes as a status."""
+
+    def _result(self, result: Any) -> None:
+        pass

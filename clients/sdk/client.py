@@ -92,6 +92,22 @@ class Client:
     def load_images(self, chunks: Iterator[bytes]) -> engine_pb2.LoadImagesResponse:
         return self._call(  # type: ignore[no-any-return]
             "LoadImages", (engine_pb2.ArchiveChunk(data=c) for c in chunks))
+    def tag(self, source: str, target: str) -> engine_pb2.TagImageResponse:
+        return self._call(  # type: ignore[no-any-return]
+            "TagImage", engine_pb2.TagImageRequest(source=source, target=target))
+
+    def push(self, reference: str) -> Stream:
+        """Progress messages (types.v1.PullProgress); the last one has the result."""
+        return self._stream("PushImage", engine_pb2.PushImageRequest(reference=reference))
+
+    def login(self, server: str, username: str, password: str) -> engine_pb2.LoginResponse:
+        return self._call(  # type: ignore[no-any-return]
+            "Login", engine_pb2.LoginRequest(server=server, username=username,
+                                             password=password))
+
+    def logout(self, server: str) -> engine_pb2.LogoutResponse:
+        return self._call(  # type: ignore[no-any-return]
+            "Logout", engine_pb2.LogoutRequest(server=server))
 
     # -- containers
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from muelle.engine.v1 import engine_pb2
 from muelle.images.v1 import images_pb2
+from muelle.registry.v1 import registry_pb2
 from muelle.runtime.v1 import runtime_pb2
 from muelle.types.v1 import types_pb2
 
@@ -49,10 +50,12 @@ def image_summary(img: images_pb2.Image) -> engine_pb2.ImageSummary:
 
 class Engine:
     def __init__(self, records: Records, images: Any, runtime: Any,
-                 probes: dict[str, Callable[[], str]] | None = None) -> None:
+                 probes: dict[str, Callable[[], str]] | None = None,
+                 registry: Any = None) -> None:
         self.records = records
         self.images = images
         self.runtime = runtime
+        self.registry = registry  # for login/logout only; bytes never pass the gateway
         self.probes = probes or {}
         self.log = get_logger(component="gateway")
         self._guard = threading.Lock()
@@ -145,6 +148,28 @@ class Engine:
         return system.load_images(self.images, chunks)
 
     # ------------------------------------------------------------------ create
+
+    def tag_image(self, source: str, target: str) -> engine_pb2.TagImageResponse:
+        self._get_image(source)  # "No such image: X", like docker
+        reply = self.images.Tag(images_pb2.TagRequest(source=source, target=target))
+        return engine_pb2.TagImageResponse(name=reply.name)
+
+    def push(self, reference: str) -> Iterator[types_pb2.PullProgress]:
+        yield from self.images.Push(images_pb2.PushRequest(reference=reference))
+
+    def login(self, server: str, username: str, password: str) -> engine_pb2.LoginResponse:
+        reply = self._registry().Login(registry_pb2.LoginRequest(
+            server=server, username=username, password=password))
+        return engine_pb2.LoginResponse(status=reply.status)
+
+    def logout(self, server: str) -> engine_pb2.LogoutResponse:
+        reply = self._registry().Logout(registry_pb2.LogoutRequest(server=server))
+        return engine_pb2.LogoutResponse(server=reply.server)
+
+    def _registry(self) -> Any:
+        if self.registry is None:
+            raise Unavailable("this engine has no registry service configured")
+        return self.registry
 
     def _pick_name(self, requested: str) -> str:
         if requested:

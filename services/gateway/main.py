@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 import grpc
 from muelle.engine.v1 import engine_pb2_grpc
 from muelle.images.v1 import images_pb2_grpc
+from muelle.registry.v1 import registry_pb2_grpc
 from muelle.runtime.v1 import runtime_pb2_grpc
 
 from services.core.client import connect
@@ -25,7 +26,9 @@ def build(cfg: Config) -> Engine:
     runtime = connect(cfg.address("shim"), runtime_pb2_grpc.RuntimeStub, "shim")
     probes = {name: health_probe(cfg.address(name), name)
               for name in ("registry", "imagestore", "shim")}
-    return Engine(Records(cfg.state_dir("gateway")), images, runtime, probes)
+    registry = connect(cfg.address("registry"), registry_pb2_grpc.RegistryStub, "registry")
+    return Engine(Records(cfg.state_dir("gateway")), images, runtime, probes,
+                  registry=registry)
 
 
 def factory(cfg: Config) -> tuple[Callable[[grpc.Server], None], Sequence[str],

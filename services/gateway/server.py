@@ -103,3 +103,19 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
     def LoadImages(self, request_iterator: Iterator[engine_pb2.ArchiveChunk],  # noqa: N802
                    context: Ctx) -> engine_pb2.LoadImagesResponse:
         return self.engine.load_images(c.data for c in request_iterator)
+
+    def TagImage(self, request: engine_pb2.TagImageRequest,  # noqa: N802
+                 context: Ctx) -> engine_pb2.TagImageResponse:
+        return self.engine.tag_image(request.source, request.target)
+
+    def PushImage(self, request: engine_pb2.PushImageRequest,  # noqa: N802
+                  context: Ctx) -> Iterator[types_pb2.PullProgress]:
+        yield from self.engine.push(request.reference)
+
+    def Login(self, request: engine_pb2.LoginRequest,  # noqa: N802
+              context: Ctx) -> engine_pb2.LoginResponse:
+        return self.engine.login(request.server, request.username, request.password)
+
+    def Logout(self, request: engine_pb2.LogoutRequest,  # noqa: N802
+               context: Ctx) -> engine_pb2.LogoutResponse:
+        return self.engine.logout(request.server)

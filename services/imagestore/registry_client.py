@@ -39,6 +39,19 @@ class RegistryClient(Protocol):
                    offset: int) -> Iterable[bytes]:
         """The blob's bytes from ``offset`` on."""
 
+    def stat_blob(self, repository: str, digest: str) -> bool:
+        """Whether ``repository`` has the blob."""
+
+    def mount_blob(self, repository: str, digest: str, from_path: str) -> bool:
+        """Mount the blob from another repository of the same registry; True if done."""
+
+    def push_blob(self, repository: str, descriptor: types_pb2.Descriptor,
+                  chunks: Iterable[bytes]) -> int:
+        """Upload the blob's bytes; returns the number of bytes sent."""
+
+    def push_manifest(self, reference: str, media_type: str, data: bytes) -> str:
+        """Store a manifest under the reference's tag; returns its digest."""
+
 
 def _content(msg: registry_pb2.ManifestContent) -> Content:
     d = msg.descriptor
@@ -77,3 +90,28 @@ class GrpcRegistryClient:
             cancel = getattr(stream, "cancel", None)
             if cancel:
                 cancel()  # stop the transfer when the caller gives up early
+
+    def stat_blob(self, repository: str, digest: str) -> bool:
+        reply = self.stub.StatBlob(registry_pb2.StatBlobRequest(repository=repository,
+                                                                digest=digest))
+        return bool(reply.exists)
+
+    def mount_blob(self, repository: str, digest: str, from_path: str) -> bool:
+        reply = self.stub.MountBlob(registry_pb2.MountBlobRequest(
+            repository=repository, digest=digest, from_path=from_path))
+        return bool(reply.mounted)
+
+    def push_blob(self, repository: str, descriptor: types_pb2.Descriptor,
+                  chunks: Iterable[bytes]) -> int:
+        def requests() -> Iterator[registry_pb2.PushBlobRequest]:
+            yield registry_pb2.PushBlobRequest(header=registry_pb2.PushBlobHeader(
+                repository=repository, descriptor=descriptor))
+            for data in chunks:
+                yield registry_pb2.PushBlobRequest(data=data)
+
+        return int(self.stub.PushBlob(requests()).size)
+
+    def push_manifest(self, reference: str, media_type: str, data: bytes) -> str:
+        reply = self.stub.PushManifest(registry_pb2.PushManifestRequest(
+            reference=reference, media_type=media_type, content=data))
+        return str(reply.digest)

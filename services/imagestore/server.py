@@ -85,6 +85,15 @@ class ImagesServicer(images_pb2_grpc.ImagesServicer):
         mount, image_id = self.store.prepare_rootfs(request.container_id, request.image)
         return images_pb2.PrepareRootfsResponse(mounts=[mount], image_id=image_id)
 
+    def Tag(self, request: images_pb2.TagRequest,  # noqa: N802
+            context: grpc.ServicerContext) -> images_pb2.TagResponse:
+        name, image_id = self.store.tag(request.source, request.target)
+        return images_pb2.TagResponse(name=name, image_id=image_id)
+
+    def Push(self, request: images_pb2.PushRequest,  # noqa: N802
+             context: grpc.ServicerContext) -> Iterator[types_pb2.PullProgress]:
+        yield from self.store.push(request.reference)
+
     def RemoveRootfs(self, request: images_pb2.RemoveRootfsRequest,  # noqa: N802
                      context: grpc.ServicerContext) -> images_pb2.RemoveRootfsResponse:
         self.store.remove_rootfs(request.container_id)

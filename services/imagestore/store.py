@@ -26,6 +26,7 @@ from services.imagestore.content import ContentStore
 from services.imagestore.load import Loaded, Loader
 from services.imagestore.metadata import ImageRecord, Metadata
 from services.imagestore.pull import Puller
+from services.imagestore.push import Pusher
 from services.imagestore.recover import recover
 from services.imagestore.registry_client import RegistryClient
 from services.imagestore.save import SaveItem, stream_archive, write_archive
@@ -60,6 +61,7 @@ class ImageStore:
         self.tmp = root / "tmp"  # archives being received; nothing there survives a restart
         shutil.rmtree(self.tmp, ignore_errors=True)
         self.tmp.mkdir()
+        self.pusher = Pusher(self.content, self.metadata, registry, self.commit_lock)
 
     def close(self) -> None:
         self.metadata.close()
@@ -76,6 +78,20 @@ class ImageStore:
         finally:
             with self.commit_lock:
                 self._pulls -= 1
+
+    def push(self, ref: str) -> Generator[types_pb2.PullProgress, None, None]:
+        return self.pusher.push(ref)
+
+    def tag(self, source: str, target: str) -> tuple[str, str]:
+        """Point the name ``target`` at the image ``source``; returns (name, image ID)."""
+        ref = reference.parse(target)
+        if ref.digest:
+            raise InvalidArgument(f"refusing to create a tag with a digest reference: {target}")
+        with self.commit_lock:
+            rec = self.get(source)
+            self.metadata.put_image(rec, [ref.canonical])
+        get_logger(image=rec.id).info("tagged", name=ref.canonical)
+        return ref.canonical, rec.id
 
     def list_images(self) -> list[ImageRecord]:
         return self.metadata.list_images()

@@ -83,6 +83,12 @@ class TokenCache:
                 return None
             return token
 
+    def forget(self, host: str) -> None:
+        """Drop every token of ``host`` (its credentials changed)."""
+        with self._lock:
+            for key in [k for k in self._tokens if k[0] == host]:
+                del self._tokens[key]
+
     def put(self, host: str, scope: str, token: str, expires_in: float) -> None:
         ttl = max(expires_in, DEFAULT_TOKEN_TTL) - _EXPIRY_MARGIN
         with self._lock:

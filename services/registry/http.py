@@ -78,7 +78,7 @@ def map_error(status: int, body: bytes, host: str, kind: str, what: str) -> Muel
             return NotFound(f"repository for {what} not found: repository unknown")
         return NotFound(f"{kind} for {what} not found: {kind} unknown")
     if status == 401 or "UNAUTHORIZED" in names:
-        return Unauthenticated(f"authentication required for {what} ({detail})")
+        return Unauthenticated(f"unauthorized: authentication required for {what} ({detail})")
     if status == 403 or "DENIED" in names:
         return PermissionDenied(f"access to {what} denied by {host} ({detail})")
     if status == 429 or "TOOMANYREQUESTS" in names:
@@ -135,18 +135,24 @@ class RegistryHTTP:
         kind: str,
         what: str,
         headers: Mapping[str, str] | None = None,
+        content: bytes | None = None,
+        actions: str = "pull",
     ) -> httpx.Response:
         """Send ``method url_path`` to ``domain`` for repository ``repo_path`` and return
-        the streaming 2xx response (the caller closes it); typed errors otherwise."""
-        url = self.base_url(domain) + url_path
-        scope = scope_for(repo_path)
+        the streaming 2xx response (the caller closes it); typed errors otherwise.
+
+        ``url_path`` may also be an absolute URL (an upload Location). ``content`` is the
+        request body; ``actions`` the token scope's actions ("pull,push" for uploads)."""
+        absolute = url_path.startswith(("http://", "https://"))
+        url = url_path if absolute else self.base_url(domain) + url_path
+        scope = scope_for(repo_path, actions)
         log = get_logger(registry=domain, url=url_path)
         attempt = 0
         authenticated = False
         while True:
             send_headers = dict(headers or {})
             send_headers.update(self._auth_header(domain, scope))
-            resp = self._send(method, url, send_headers, domain)
+            resp = self._send(method, url, send_headers, domain, content)
             status = resp.status_code
             if status < 400:
                 return resp
@@ -164,6 +170,47 @@ class RegistryHTTP:
                 continue
             raise map_error(status, body, domain, kind, what)
 
+    def set_credentials(self, domain: str, credentials: tuple[str, str] | None) -> None:
+        """Use (or, with None, stop using) these credentials for ``domain`` from now on;
+        tokens fetched with the old ones are dropped."""
+        if credentials is None:
+            self._credentials.pop(domain, None)
+        else:
+            self._credentials[domain] = credentials
+        self._basic_hosts.discard(domain)
+        self._tokens.forget(domain)
+
+    def ping(self, domain: str, credentials: tuple[str, str]) -> None:
+        """``GET /v2/`` authenticated with ``credentials`` (Basic, or a token fetched with
+        them). Unauthenticated when the registry refuses them."""
+        url = self.base_url(domain) + "/v2/"
+        resp = self._send("GET", url, {}, domain)
+        body = self._read_error_body(resp)
+        if resp.status_code == 200:
+            return  # a registry without auth accepts anyone, as with docker login
+        if resp.status_code != 401:
+            raise map_error(resp.status_code, body, domain, "registry", domain)
+        challenges = parse_challenges(resp.headers.get("WWW-Authenticate", ""))
+        headers: dict[str, str] = {}
+        for challenge in challenges:
+            if challenge.scheme == "bearer" and challenge.params.get("realm"):
+                token, _ = self._fetch_token(domain, "", challenge, credentials)
+                headers = {"Authorization": f"Bearer {token}"}
+                break
+            if challenge.scheme == "basic":
+                raw = base64.b64encode(":".join(credentials).encode()).decode()
+                headers = {"Authorization": f"Basic {raw}"}
+                break
+        else:
+            raise Unauthenticated(f"registry {domain} asks for an unsupported "
+                                  "authentication scheme")
+        resp = self._send("GET", url, headers, domain)
+        body = self._read_error_body(resp)
+        if resp.status_code == 401:
+            raise Unauthenticated(f"unauthorized: incorrect username or password for {domain}")
+        if resp.status_code >= 400:
+            raise map_error(resp.status_code, body, domain, "registry", domain)
+
     def get_url(self, url: str, headers: Mapping[str, str] | None = None) -> httpx.Response:
         """A plain streaming GET of an absolute URL (foreign layers), no credentials."""
         host = httpx.URL(url).host
@@ -174,9 +221,10 @@ class RegistryHTTP:
         return resp
 
     def _send(self, method: str, url: str, headers: dict[str, str],
-              host: str) -> httpx.Response:
+              host: str, content: bytes | None = None) -> httpx.Response:
         try:
-            request = self._client.build_request(method, url, headers=headers)
+            request = self._client.build_request(method, url, headers=headers,
+                                                 content=content)
             return self._client.send(request, stream=True)
         except httpx.InvalidURL as exc:
             raise InvalidArgument(f"invalid registry URL {url}: {exc}") from None
@@ -227,14 +275,17 @@ class RegistryHTTP:
             return True
         return False
 
-    def _fetch_token(self, domain: str, scope: str, challenge: Challenge) -> tuple[str, float]:
+    def _fetch_token(self, domain: str, scope: str, challenge: Challenge,
+                     credentials: tuple[str, str] | None = None) -> tuple[str, float]:
         realm = challenge.params["realm"]
         if not realm.startswith(("https://", "http://")):
             raise Unauthenticated(f"registry {domain} sent an unusable token realm {realm!r}")
-        params: dict[str, Any] = {"scope": challenge.params.get("scope") or scope}
+        params: dict[str, Any] = {}
+        if challenge.params.get("scope") or scope:
+            params["scope"] = challenge.params.get("scope") or scope
         if challenge.params.get("service"):
             params["service"] = challenge.params["service"]
-        auth = self._credentials.get(domain)
+        auth = credentials or self._credentials.get(domain)
         realm_host = httpx.URL(realm).host
         try:
             resp = self._client.get(realm, params=params, auth=auth)
@@ -245,8 +296,9 @@ class RegistryHTTP:
             raise Unavailable(f"cannot reach token server {realm_host}: {_reason(exc)}") \
                 from None
         if resp.status_code in (401, 403):
-            raise Unauthenticated(f"token server {realm_host} refused access to "
-                                  f"{params['scope']}: HTTP {resp.status_code}")
+            raise Unauthenticated(f"unauthorized: token server {realm_host} refused access"
+                                  f" to {params.get('scope', domain)}: "
+                                  f"HTTP {resp.status_code}")
         if resp.status_code >= 400:
             raise Unavailable(f"token server {realm_host} failed: HTTP {resp.status_code}")
         try:
@@ -260,5 +312,5 @@ class RegistryHTTP:
         expires_in = data.get("expires_in") if isinstance(data, dict) else None
         ttl = float(expires_in) if isinstance(expires_in, int | float) and expires_in > 0 \
             else 60.0
-        get_logger(registry=domain).debug("got registry token", scope=params["scope"])
+        get_logger(registry=domain).debug("got registry token", scope=params.get("scope"))
         return token, ttl

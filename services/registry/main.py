@@ -9,6 +9,9 @@ from muelle.registry.v1 import registry_pb2, registry_pb2_grpc
 
 from services.core.config import Config
 from services.core.main import service_main
+from services.registry.credstore import auth_file_path
+from services.registry.login import Logins
+from services.registry.push import Pusher
 from services.registry.resolver import Resolver
 from services.registry.server import RegistryServicer
 
@@ -19,9 +22,11 @@ def factory(
     cfg: Config,
 ) -> tuple[Callable[[grpc.Server], None], Sequence[str], Callable[[], None] | None]:
     resolver = Resolver(cfg)
+    servicer = RegistryServicer(resolver, Pusher(resolver.http),
+                                Logins(resolver.http, auth_file_path(cfg)))
 
     def register(server: grpc.Server) -> None:
-        registry_pb2_grpc.add_RegistryServicer_to_server(RegistryServicer(resolver), server)
+        registry_pb2_grpc.add_RegistryServicer_to_server(servicer, server)
 
     return register, [SERVICE_NAME], resolver.close
 

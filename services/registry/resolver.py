@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import httpx
 
@@ -25,6 +25,7 @@ from services.core.config import Config
 from services.core.errors import DataLoss, InvalidArgument, NotFound, Unavailable
 from services.core.logging import get_logger
 from services.registry import manifests, platforms
+from services.registry.credstore import auth_file_path
 from services.registry.descriptors import Descriptor, Platform
 from services.registry.http import RegistryHTTP, unreachable
 from services.registry.manifests import ManifestContent
@@ -53,9 +54,16 @@ class Resolver:
         sleep: Callable[[float], None] = time.sleep,
         chunk_size: int = CHUNK_SIZE,
     ) -> None:
-        settings = config.registry if config else None
+        settings = None
+        if config is not None:
+            settings = replace(config.registry, auth_file=str(auth_file_path(config)))
         self._http = RegistryHTTP(settings, transport=transport, sleep=sleep)
         self._chunk_size = chunk_size
+
+    @property
+    def http(self) -> RegistryHTTP:
+        """The HTTP client, shared with the push and login halves of the service."""
+        return self._http
 
     def close(self) -> None:
         self._http.close()

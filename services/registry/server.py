@@ -12,8 +12,11 @@ from muelle.registry.v1 import registry_pb2, registry_pb2_grpc
 from muelle.types.v1 import types_pb2
 
 from services.core import reference as refmod
+from services.core.errors import InvalidArgument
 from services.registry.descriptors import Descriptor, Platform
+from services.registry.login import Logins
 from services.registry.manifests import ManifestContent
+from services.registry.push import Pusher
 from services.registry.resolver import Resolver
 
 
@@ -46,9 +49,19 @@ def manifest_to_pb(m: ManifestContent) -> registry_pb2.ManifestContent:
                                         content=m.content)
 
 
+def _blob_data(requests: Iterator[registry_pb2.PushBlobRequest]) -> Iterator[bytes]:
+    for req in requests:
+        if req.WhichOneof("part") != "data":
+            raise InvalidArgument("PushBlob: only the first message may be a header")
+        yield req.data
+
+
 class RegistryServicer(registry_pb2_grpc.RegistryServicer):
-    def __init__(self, resolver: Resolver) -> None:
+    def __init__(self, resolver: Resolver, pusher: Pusher | None = None,
+                 logins: Logins | None = None) -> None:
         self._resolver = resolver
+        self._pusher = pusher or Pusher(resolver.http)
+        self._logins = logins
 
     def ParseReference(  # noqa: N802 - generated name
         self, request: registry_pb2.ParseReferenceRequest, context: grpc.ServicerContext
@@ -84,3 +97,55 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
             close = getattr(chunks, "close", None)
             if close is not None:
                 close()
+
+    def StatBlob(  # noqa: N802
+        self, request: registry_pb2.StatBlobRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.StatBlobResponse:
+        size = self._pusher.stat_blob(request.repository, request.digest)
+        return registry_pb2.StatBlobResponse(exists=size is not None, size=size or 0)
+
+    def MountBlob(  # noqa: N802
+        self, request: registry_pb2.MountBlobRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.MountBlobResponse:
+        mounted = self._pusher.mount_blob(request.repository, request.digest,
+                                          request.from_path)
+        return registry_pb2.MountBlobResponse(mounted=mounted)
+
+    def PushBlob(  # noqa: N802
+        self, request_iterator: Iterator[registry_pb2.PushBlobRequest],
+        context: grpc.ServicerContext,
+    ) -> registry_pb2.PushBlobResponse:
+        first = next(request_iterator, None)
+        if first is None or first.WhichOneof("part") != "header":
+            raise InvalidArgument("PushBlob: the first message must be the header")
+        header = first.header
+        digest, size, chunks = self._pusher.push_blob(
+            header.repository, descriptor_from_pb(header.descriptor),
+            _blob_data(request_iterator))
+        return registry_pb2.PushBlobResponse(digest=digest, size=size, chunks=chunks)
+
+    def PushManifest(  # noqa: N802
+        self, request: registry_pb2.PushManifestRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.PushManifestResponse:
+        digest = self._pusher.push_manifest(request.reference, request.media_type,
+                                            request.content)
+        return registry_pb2.PushManifestResponse(digest=digest, size=len(request.content))
+
+    def Login(  # noqa: N802
+        self, request: registry_pb2.LoginRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.LoginResponse:
+        host = self._require_logins().login(request.server, request.username,
+                                            request.password)
+        return registry_pb2.LoginResponse(status="Login Succeeded", server=host)
+
+    def Logout(  # noqa: N802
+        self, request: registry_pb2.LogoutRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.LogoutResponse:
+        return registry_pb2.LogoutResponse(server=self._require_logins().logout(request.server))
+
+    def _require_logins(self) -> Logins:
+        if self._logins is None:
+            raise InvalidArgument("this registry service keeps no credentials")
+        return self._logins
+
+

@@ -132,7 +132,7 @@ def layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def env(layout: Path) -> Iterator[tuple[Service, SlowRegistry]]:
     base = Path(tempfile.mkdtemp(prefix="mu-crash-", dir="/tmp"))  # short socket paths
     (base / "run").mkdir()
-    registry = SlowRegistry(layout)
+    registry = SlowRegistry(layout)  # type: ignore[abstract]  # pull RPCs only
     server = grpc.server(futures.ThreadPoolExecutor(8), interceptors=[ErrorInterceptor()])
     registry_pb2_grpc.add_RegistryServicer_to_server(registry, server)
     server.add_insecure_port(f"unix:{base}/run/registry.sock")

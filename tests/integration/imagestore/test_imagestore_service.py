@@ -119,7 +119,9 @@ def env() -> Iterator[Env]:
             fake_server = grpc.server(futures.ThreadPoolExecutor(4),
                                       interceptors=[ErrorInterceptor()])
             registry_pb2_grpc.add_RegistryServicer_to_server(
-                _LayoutServicer(LayoutRegistry(layout, f"{reg.host}/demo/two")), fake_server)
+                # Push RPCs stay unimplemented in this pull-only fallback.
+                _LayoutServicer(LayoutRegistry(layout, f"{reg.host}/demo/two")),  # type: ignore[abstract]
+                fake_server)
             reg_addr = f"unix://{run}/fake-registry.sock"
             fake_server.add_insecure_port(f"unix:{run}/fake-registry.sock")
             fake_server.start()

@@ -56,6 +56,32 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
             reference="docker.io/library/busybox:latest", digest="sha256:" + "d" * 64,
             image_id=IMG))
 
+    def PushImage(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("PushImage", request)
+        layer = "sha256:" + "b" * 64
+        yield types_pb2.PullProgress(status="The push refers to repository [r:5000/a/b]")
+        for phase, cur in (("Preparing", 0), ("Pushing", 500), ("Pushing", 1000),
+                           ("Pushed", 0)):
+            yield types_pb2.PullProgress(layer=types_pb2.LayerProgress(
+                digest=layer, phase=phase, current=cur, total=1000))
+        yield types_pb2.PullProgress(status="2: digest: sha256:" + "e" * 64 + " size: 527")
+        yield types_pb2.PullProgress(result=types_pb2.PullResult(
+            reference="r:5000/a/b:2", digest="sha256:" + "e" * 64, image_id=IMG))
+
+    def TagImage(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("TagImage", request)
+        return engine_pb2.TagImageResponse(name=request.target)
+
+    def Login(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("Login", request)
+        if request.password != "right":
+            raise errors.Unauthenticated("unauthorized: incorrect username or password")
+        return engine_pb2.LoginResponse(status="Login Succeeded")
+
+    def Logout(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("Logout", request)
+        return engine_pb2.LogoutResponse(server=request.server or "docker.io")
+
     def ListImages(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         self._record("ListImages", request)
         return engine_pb2.ListImagesResponse(images=[engine_pb2.ImageSummary(
@@ -421,3 +447,28 @@ def test_save_and_load(gateway, tmp_path: Path) -> None:  # type: ignore[no-unty
     assert out == f"Loaded image: busybox:1\nLoaded image ID: {IMG}\n"
     code, _, err = cli(host, "load", "-i", str(tmp_path / "absent.tar"))
     assert code == 1 and err.count("\n") == 1 and "absent.tar" in err
+def test_push_prints_like_docker_push(gateway) -> None:  # type: ignore[no-untyped-def]
+    fake, host = gateway
+    code, out, err = cli(host, "push", "r:5000/a/b:2")
+    assert (code, err) == (0, "")
+    assert out == ("The push refers to repository [r:5000/a/b]\n"
+                   f"{'b' * 12}: Preparing\n{'b' * 12}: Pushing\n{'b' * 12}: Pushed\n"
+                   f"2: digest: sha256:{'e' * 64} size: 527\n")
+    assert cli(host, "tag", "busybox", "r:5000/a/b:2")[:2] == (0, "")
+    assert fake.calls[-1][1].source == "busybox"
+
+
+def test_login_password_stdin_and_logout(gateway, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    fake, host = gateway
+    monkeypatch.setattr("sys.stdin", io.StringIO("right\n"))
+    code, out, err = cli(host, "login", "-u", "me", "--password-stdin", "r:5000")
+    assert (code, out, err) == (0, "Login Succeeded\n", "")
+    req = fake.calls[-1][1]
+    assert (req.server, req.username, req.password) == ("r:5000", "me", "right")
+    monkeypatch.setattr("sys.stdin", io.StringIO("wrong\n"))
+    code, out, err = cli(host, "login", "-u", "me", "--password-stdin", "r:5000")
+    assert code == 1 and out == ""
+    assert err == "Error response from daemon: unauthorized: incorrect username or password\n"
+    code, out, err = cli(host, "login", "--password-stdin", "r:5000")
+    assert code == 1 and "--username" in err and len(err.splitlines()) == 1
+    assert cli(host, "logout", "r:5000")[:2] == (0, "Removing login credentials for r:5000\n")

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from muelle.types.v1 import types_pb2
 
-from services.core.errors import NotFound, Unavailable
+from services.core import digest as digestmod
+from services.core.errors import DataLoss, NotFound, Unavailable
 from services.imagestore.registry_client import Content, Resolved
 from tests.support.images import Entry, Layer, build_layout, busybox_layer
 
@@ -42,6 +43,10 @@ class LayoutRegistry:
         self.drop_after: dict[str, int] = {}  # digest -> bytes served before failing
         self.corrupt: set[str] = set()
         self.gate: threading.Event | None = None  # blocks layer fetches while unset
+        # Push side: repository -> {digest: bytes}, reference -> (media type, bytes).
+        self.pushed: dict[str, dict[str, bytes]] = {}
+        self.manifests: dict[str, tuple[str, bytes]] = {}
+        self.mounts: list[tuple[str, str, str]] = []
         self._lock = threading.Lock()
 
     def blob(self, digest: str) -> bytes:
@@ -75,3 +80,28 @@ class LayoutRegistry:
                 raise Unavailable("connection reset")
             yield data[pos:end]
             pos = end
+
+    def stat_blob(self, repository: str, digest: str) -> bool:
+        return digest in self.pushed.get(repository, {})
+
+    def mount_blob(self, repository: str, digest: str, from_path: str) -> bool:
+        domain = repository.split("/", 1)[0]
+        source = self.pushed.get(f"{domain}/{from_path}", {})
+        if digest not in source:
+            return False
+        self.mounts.append((repository, digest, from_path))
+        self.pushed.setdefault(repository, {})[digest] = source[digest]
+        return True
+
+    def push_blob(self, repository: str, descriptor: types_pb2.Descriptor,
+                  chunks: Iterable[bytes]) -> int:
+        data = b"".join(chunks)
+        if digestmod.of_bytes(data) != descriptor.digest:
+            raise DataLoss(f"blob {descriptor.digest} does not match")
+        with self._lock:
+            self.pushed.setdefault(repository, {})[descriptor.digest] = data
+        return len(data)
+
+    def push_manifest(self, reference: str, media_type: str, data: bytes) -> str:
+        self.manifests[reference] = (media_type, data)
+        return digestmod.of_bytes(data)

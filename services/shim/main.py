@@ -24,8 +24,8 @@ def factory(
     def register(server: grpc.Server) -> None:
         runtime_pb2_grpc.add_RuntimeServicer_to_server(RuntimeServicer(shim), server)
 
-    # Containers keep running when the shim stops: nothing to tear down.
-    return register, [SERVICE_NAME], None
+    # Containers keep running when the shim stops; only the monitor fork server goes.
+    return register, [SERVICE_NAME], shim.close
 
 
 def main() -> None:

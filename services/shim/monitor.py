@@ -24,12 +24,16 @@ import selectors
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+from services.runtime.store import proc_start_time
 from services.shim.logs import LogWriter, rfc3339_nano
 from services.shim.runtime_output import error_text
 from services.shim.store import ContainerDir, write_json
+from services.shim.warm import WarmChild
+from services.shim.warm import spawn as warm_spawn
 
 PR_SET_CHILD_SUBREAPER = 36
 CGROUP = Path("/sys/fs/cgroup")
@@ -87,14 +91,35 @@ def _drain_now(fd: int) -> bytes:
     return b"".join(chunks)
 
 
-def run_create(argv: list[str], cwd: str) -> tuple[int, str, int, int]:
+def start_runtime(argv: list[str], stdout: int, stderr: int, cwd: str,
+                  warm: bool) -> subprocess.Popen[bytes] | WarmChild:
+    """Start a runtime command: forked warm for muelle's own runtime, else exec'd."""
+    with open(os.devnull, "rb") as devnull:
+        if warm:
+            return warm_spawn(argv, devnull.fileno(), stdout, stderr, cwd)
+        return subprocess.Popen(argv, stdin=devnull, stdout=stdout, stderr=stderr, cwd=cwd,
+                                close_fds=True)
+
+
+def run_delete(argv: list[str], cwd: str, warm: bool) -> tuple[int, str]:
+    """Run ``<runtime> delete``; returns (exit code, its stderr)."""
+    if not warm:
+        result = subprocess.run(argv, capture_output=True, text=True, cwd=cwd,
+                                stdin=subprocess.DEVNULL, timeout=60, check=False)
+        return result.returncode, result.stderr
+    with tempfile.TemporaryFile() as err:
+        proc = start_runtime(argv, err.fileno(), err.fileno(), cwd, warm=True)
+        code = proc.wait()
+        err.seek(0)
+        return code, err.read().decode(errors="replace")
+
+
+def run_create(argv: list[str], cwd: str, warm: bool = False) -> tuple[int, str, int, int]:
     """Run ``<runtime> create``; returns (exit code, its output, stdout fd, stderr fd)."""
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     try:
-        with open(os.devnull, "rb") as devnull:
-            proc = subprocess.Popen(argv, stdin=devnull, stdout=out_w, stderr=err_w, cwd=cwd,
-                                    close_fds=True)
+        proc = start_runtime(argv, out_w, err_w, cwd, warm)
     except OSError as exc:
         for fd in (out_r, out_w, err_r, err_w):
             os.close(fd)
@@ -123,7 +148,8 @@ def run_create(argv: list[str], cwd: str) -> tuple[int, str, int, int]:
     if exit_fd >= 0:
         os.close(exit_fd)
     output += _drain_now(out_r) + _drain_now(err_r)
-    return proc.returncode, output.decode(errors="replace"), out_r, err_r
+    code = proc.returncode if proc.returncode is not None else 255
+    return code, output.decode(errors="replace"), out_r, err_r
 
 
 def pump(writer: LogWriter, fds: dict[int, str], init_pid: int) -> int | None:
@@ -199,7 +225,7 @@ def exit_code(status: int) -> int:
 
 
 def run(cdir: ContainerDir, create_argv: list[str], delete_argv: list[str],
-        cgroups_path: str, sync_fd: int) -> int:
+        cgroups_path: str, sync_fd: int, warm: bool = False) -> int:
     def report(data: dict) -> None:
         with contextlib.suppress(OSError):
             os.write(sync_fd, json.dumps(data).encode() + b"\n")
@@ -207,12 +233,14 @@ def run(cdir: ContainerDir, create_argv: list[str], delete_argv: list[str],
             os.close(sync_fd)
 
     set_subreaper()
-    tmp = cdir.monitor_pid.with_name(".monitor.pid.tmp")
-    tmp.write_text(str(os.getpid()))
-    os.replace(tmp, cdir.monitor_pid)
+    for path, value in ((cdir.monitor_start, proc_start_time(os.getpid())),
+                        (cdir.monitor_pid, os.getpid())):
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(str(value))
+        os.replace(tmp, path)
     with contextlib.suppress(FileNotFoundError):
         cdir.init_pid.unlink()
-    code, output, out_fd, err_fd = run_create(create_argv, str(cdir.path))
+    code, output, out_fd, err_fd = run_create(create_argv, str(cdir.path), warm)
     pid = cdir.read_pid(cdir.init_pid) if code == 0 else 0
     if code != 0 or pid <= 0:
         text = error_text(output) if output.strip() else f"create exited with {code}"
@@ -221,8 +249,7 @@ def run(cdir: ContainerDir, create_argv: list[str], delete_argv: list[str],
             if fd >= 0:
                 os.close(fd)
         # Undo a half-made container; the runtime may have left state or a cgroup.
-        subprocess.run(delete_argv, capture_output=True, stdin=subprocess.DEVNULL, timeout=30,
-                       check=False)
+        run_delete(delete_argv, str(cdir.path), warm)
         reap(0)
         report({"error": text})
         return 1
@@ -233,10 +260,9 @@ def run(cdir: ContainerDir, create_argv: list[str], delete_argv: list[str],
     status = pump(writer, {out_fd: "stdout", err_fd: "stderr"}, pid)
     writer.close()
     oom = oom_killed(cgroups_path)  # before delete removes the cgroup
-    result = subprocess.run(delete_argv, capture_output=True, text=True,
-                            stdin=subprocess.DEVNULL, timeout=60, check=False)
-    if result.returncode != 0:
-        log(cdir, f"delete failed: {error_text(result.stderr)}")
+    delete_code, delete_err = run_delete(delete_argv, str(cdir.path), warm)
+    if delete_code != 0:
+        log(cdir, f"delete failed: {error_text(delete_err)}")
     reap(0)
     write_json(cdir.status, {
         "pid": pid,
@@ -256,13 +282,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--delete", required=True, help="delete argv, JSON list")
     parser.add_argument("--cgroup", required=True, help="cgroupsPath of the container")
     parser.add_argument("--sync-fd", type=int, required=True)
+    parser.add_argument("--warm-runtime", action="store_true",
+                        help="the runtime is muelle's own: fork its create/delete warm")
     args = parser.parse_args(argv)
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_IGN)
     cdir = ContainerDir(Path(args.dir))
     try:
         sys.exit(run(cdir, json.loads(args.create), json.loads(args.delete), args.cgroup,
-                     args.sync_fd))
+                     args.sync_fd, args.warm_runtime))
     except Exception as exc:  # noqa: BLE001 - last resort: leave a trace for the shim
         log(cdir, f"monitor crashed: {type(exc).__name__}: {exc}")
         with contextlib.suppress(OSError):

@@ -14,8 +14,6 @@ import re
 import select
 import shutil
 import signal as signalmod
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -34,14 +32,15 @@ from services.core.errors import (
     NotFound,
 )
 from services.core.logging import get_logger
+from services.runtime.store import proc_start_time
 from services.shim import cgroupfs, logs, mounts, spec, users
 from services.shim.runtimes import Runtime, Runtimes
+from services.shim.spawner import Spawner
 from services.shim.store import ContainerDir, Store, pid_alive, read_json, write_json
 
 CREATE_TIMEOUT = 120.0
 POLL = 0.02  # seconds between checks where no pidfd is at hand
 WAKE = 0.25  # longest sleep on a monitor's pidfd before re-checking cancel and deadline
-_REPO = str(Path(__file__).resolve().parents[2])
 
 
 @dataclass
@@ -107,6 +106,11 @@ class Shim:
         self.log = get_logger(component="shim")
         self._locks: dict[str, threading.RLock] = {}
         self._locks_guard = threading.Lock()
+        self.spawner = Spawner(cfg.run / "forkserver.log")
+
+    def close(self) -> None:
+        """Stop the monitor fork server; containers and their monitors keep running."""
+        self.spawner.close()
 
     # ---------------------------------------------------------------- helpers
 
@@ -128,7 +132,11 @@ class Shim:
         pid = cdir.read_pid(cdir.monitor_pid)
         if not pid_alive(pid):
             return False
-        try:  # guard against pid reuse: the monitor names its dir on its command line
+        # Guard against pid reuse: the monitor recorded its start time.
+        recorded = cdir.read_pid(cdir.monitor_start)
+        if recorded:
+            return proc_start_time(pid) == recorded
+        try:  # a monitor from before monitor.start: it names its dir on its command line
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             return False
@@ -182,26 +190,17 @@ class Shim:
         cdir.clear_run()
         read_fd, write_fd = os.pipe()
         argv = [
-            # -S: no site-packages; the monitor needs only the stdlib and this repo
-            # (PYTHONPATH below), and skipping site saves ~20 ms per container.
-            sys.executable, "-S", "-m", "services.shim.monitor", "--dir", str(cdir.path),
+            "--dir", str(cdir.path),
             "--create", json.dumps(runtime.create_argv(cdir.id, str(cdir.path),
                                                        str(cdir.init_pid))),
             "--delete", json.dumps(runtime.delete_argv(cdir.id, force=True)),
-            "--cgroup", cgroups_path, "--sync-fd", str(write_fd),
+            "--cgroup", cgroups_path,
+            *(["--warm-runtime"] if runtime.warm else []),
         ]
         try:
-            with open(cdir.monitor_log, "ab") as out:
-                # setsid -f: the monitor is re-parented away from us (no zombie to reap)
-                # and lives in its own session, so it survives the shim.
-                starter = subprocess.Popen(
-                    ["setsid", "-f", *argv], pass_fds=(write_fd,), stdin=subprocess.DEVNULL,
-                    stdout=out, stderr=out, cwd=_REPO,
-                    env=dict(os.environ, PYTHONPATH=os.pathsep.join(
-                        p for p in (_REPO, os.environ.get("PYTHONPATH", "")) if p)))
+            self.spawner.spawn(argv, write_fd, cdir.monitor_log)
             os.close(write_fd)
             write_fd = -1
-            starter.wait()
             reply = self._read_sync(read_fd, CREATE_TIMEOUT)
         finally:
             os.close(read_fd)

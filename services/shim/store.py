@@ -76,6 +76,12 @@ class ContainerDir:
         return self.path / "monitor.pid"
 
     @property
+    def monitor_start(self) -> Path:
+        """The monitor's start time in clock ticks: with its pid, who it is (a pid alone
+        may be reused; a forked monitor's command line is its fork server's)."""
+        return self.path / "monitor.start"
+
+    @property
     def init_pid(self) -> Path:
         return self.path / "init.pid"
 
@@ -106,7 +112,8 @@ class ContainerDir:
 
     def clear_run(self) -> None:
         """Forget the previous run before starting a new one."""
-        for path in (self.status, self.started, self.init_pid, self.monitor_pid):
+        for path in (self.status, self.started, self.init_pid, self.monitor_pid,
+                     self.monitor_start):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
 

@@ -17,11 +17,11 @@ class Context:
         self._client: Any = None
 
     def client(self) -> Any:
-        """The SDK client, created (and grpc imported) on first use."""
+        """The SDK client, created on first use; lean: it speaks gRPC without grpcio."""
         if self._client is None:
             from clients.sdk.client import Client
 
-            self._client = Client(self.host)
+            self._client = Client(self.host, lean=True)
         return self._client
 
     def close(self) -> None:

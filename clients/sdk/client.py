@@ -1,29 +1,64 @@
-"""``Client``: the engine.v1 API with Python arguments and typed errors."""
+"""``Client``: the engine.v1 API with Python arguments and typed errors.
+
+Calls go over grpcio, or, with ``lean=True`` (the CLI), unary and server-streaming calls go
+over clients/sdk/wire.py, a stdlib HTTP/2 client that spares a short-lived process grpcio's
+import and shutdown (~130 ms); grpcio is then imported only for what wire does not do
+(client streams, oversized requests, the health check).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from muelle.engine.v1 import engine_pb2, engine_pb2_grpc
+from google.protobuf import message as pb_message
+from google.protobuf import message_factory
+from muelle.engine.v1 import engine_pb2
 from muelle.types.v1 import types_pb2
 
+from clients.sdk import wire
 from clients.sdk.address import resolve_host
-from services.core.client import channel
-from services.core.errors import MuelleError, from_rpc_error
+from services.core.errors import MuelleError
+
+if TYPE_CHECKING:
+    import grpc
+
+SERVICE = engine_pb2.DESCRIPTOR.services_by_name["Engine"]
+
+
+def _output_class(method: str) -> Any:
+    return message_factory.GetMessageClass(SERVICE.methods_by_name[method].output_type)
 
 
 class Client:
     def __init__(self, host: str | None = None,
-                 environ: Mapping[str, str] | None = None) -> None:
+                 environ: Mapping[str, str] | None = None, lean: bool = False) -> None:
         self.host = resolve_host(host, environ)
-        self._channel = channel(self.host)
-        self._stub = engine_pb2_grpc.EngineStub(self._channel)
+        self._grpc_channel: grpc.Channel | None = None
+        self._grpc_stub: Any = None
+        self._wire = wire.Channel(self.host) if lean and wire.supports(self.host) else None
+
+    @property
+    def _channel(self) -> grpc.Channel:
+        if self._grpc_channel is None:
+            from services.core.client import channel
+
+            self._grpc_channel = channel(self.host)
+        return self._grpc_channel
+
+    @property
+    def _stub(self) -> Any:
+        if self._grpc_stub is None:
+            from muelle.engine.v1 import engine_pb2_grpc
+
+            self._grpc_stub = engine_pb2_grpc.EngineStub(self._channel)
+        return self._grpc_stub
 
     def close(self) -> None:
-        self._channel.close()
+        if self._wire is not None:
+            self._wire.close()
+        if self._grpc_channel is not None:
+            self._grpc_channel.close()
 
     def __enter__(self) -> Client:
         return self
@@ -33,20 +68,44 @@ class Client:
 
     # -- plumbing: typed errors without a service prefix (the message is the gateway's)
 
+    def _path(self, name: str) -> str:
+        return f"/{SERVICE.full_name}/{name}"
+
     def _call(self, name: str, request: Any) -> Any:
+        if self._wire is not None and isinstance(request, pb_message.Message):
+            data = request.SerializeToString()
+            if len(data) < wire.MAX_REQUEST:
+                reply = wire.call(self._wire, self._path(name), data)
+                return _output_class(name).FromString(reply)
+        import grpc
+
+        from services.core.errors import from_rpc_error
+
         try:
             return getattr(self._stub, name)(request)
         except grpc.RpcError as err:
             raise from_rpc_error(err) from None
 
     def _stream(self, name: str, request: Any) -> Stream:
+        if self._wire is not None:
+            data = request.SerializeToString()
+            if len(data) < wire.MAX_REQUEST:
+                sid, messages = wire.stream(self._wire, self._path(name), data)
+                return WireStream(self._wire, sid, messages, _output_class(name))
+        import grpc
+
+        from services.core.errors import from_rpc_error
+
         try:
-            return Stream(getattr(self._stub, name)(request))
+            return GrpcStream(getattr(self._stub, name)(request))
         except grpc.RpcError as err:
             raise from_rpc_error(err) from None
 
     def reachable(self, timeout: float = 2.0) -> bool:
         """True when the gateway answers its health check."""
+        import grpc
+        from grpc_health.v1 import health_pb2, health_pb2_grpc  # only on this rare path
+
         try:
             reply = health_pb2_grpc.HealthStub(self._channel).Check(
                 health_pb2.HealthCheckRequest(service=""), timeout=timeout)
@@ -173,10 +232,24 @@ class Client:
 class Stream(Iterator[Any]):
     """A server stream whose errors are typed; ``cancel()`` ends it from our side."""
 
+    def __next__(self) -> Any:
+        raise NotImplementedError
+
+    def cancel(self) -> None:
+        raise NotImplementedError
+
+
+class GrpcStream(Stream):
+    """A server stream over grpcio."""
+
     def __init__(self, call: Any) -> None:
         self._call = call
 
     def __next__(self) -> Any:
+        import grpc
+
+        from services.core.errors import from_rpc_error
+
         try:
             return next(self._call)
         except grpc.RpcError as err:
@@ -187,3 +260,24 @@ class Stream(Iterator[Any]):
     def cancel(self) -> None:
         self._call.cancel()
 
+
+class WireStream(Stream):
+    """A server stream over clients/sdk/wire.py, with Stream's interface."""
+
+    def __init__(self, channel: wire.Channel, sid: int, messages: Iterator[bytes],
+                 cls: Any) -> None:
+        self._channel = channel
+        self._sid = sid
+        self._messages = messages
+        self._cls = cls
+        self._cancelled = False
+
+    def __next__(self) -> Any:
+        if self._cancelled:
+            raise StopIteration
+        return self._cls.FromString(next(self._messages))
+
+    def cancel(self) -> None:
+        if not self._cancelled:
+            self._cancelled = True
+            self._channel.cancel(self._sid)

@@ -13,7 +13,13 @@ from typing import Any, TypeVar
 import grpc
 
 from services.core.errors import from_rpc_error
-from services.core.server import GRPC_OPTIONS
+
+MAX_MESSAGE = 64 * 1024 * 1024
+# Both ends of every channel: archives and manifests may be large.
+GRPC_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE),
+    ("grpc.max_receive_message_length", MAX_MESSAGE),
+]
 
 T = TypeVar("T")
 

@@ -116,3 +116,20 @@ def from_rpc_error(err: grpc.RpcError, service: str = "") -> MuelleError:
     error = cls(details or code.name.lower())
     error.code = code
     return error
+
+
+# gRPC's numeric status codes (grpc/doc/statuscodes.md), for clients that read the
+# grpc-status trailer themselves (clients/sdk/wire.py) and do not import grpc.
+_CODE_NAMES = ("OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
+               "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
+               "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL",
+               "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED")
+
+
+def from_status(code: int, details: str, service: str = "") -> MuelleError:
+    """The typed error for a numeric gRPC status and its message."""
+    name = _CODE_NAMES[code] if 0 <= code < len(_CODE_NAMES) else "UNKNOWN"
+    if name == "UNAVAILABLE" and service:
+        details = f"{service} unavailable: {details}"
+    cls = _BY_CODE.get(name, MuelleError)
+    return cls(details or name.lower())

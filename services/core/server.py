@@ -18,14 +18,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from services.core.client import GRPC_OPTIONS
 from services.core.errors import MuelleError
 from services.core.logging import get_logger
-
-MAX_MESSAGE = 64 * 1024 * 1024
-GRPC_OPTIONS = [
-    ("grpc.max_send_message_length", MAX_MESSAGE),
-    ("grpc.max_receive_message_length", MAX_MESSAGE),
-]
 
 
 def _abort(context: grpc.ServicerContext, exc: BaseException, method: str) -> None:

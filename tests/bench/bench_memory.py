@@ -40,7 +40,9 @@ class Side:
 def muelle_side(engine: Engine, ref: str) -> Side:
     def daemons() -> set[int]:
         pids = {launcher.running_pid(engine.cfg, name) for name in launcher.ORDER}
-        return {p for p in pids if p is not None}
+        services = {p for p in pids if p is not None}
+        # The shim's monitor fork server is a standing process too.
+        return services | procs.children_running(services, "services.shim.forkserver")
 
     def helpers() -> set[int]:
         return (procs.referring_to(str(engine.dir)) - daemons()
@@ -92,9 +94,18 @@ def idle(side: Side) -> Callable[[], float]:
 def test_idle_rss(settings: Settings, request: pytest.FixtureRequest) -> None:
     chosen = sides(settings, request)
     contenders = [Contender(s.name, idle(s)) for s in chosen]
-    meta = {"what": "RSS of the 4 muelle services vs dockerd + containerd",
+    meta = {"what": "RSS of the 4 muelle services (+ fork server) vs dockerd + containerd",
             "processes": {s.name: procs.describe(s.daemons()) for s in chosen}}
     emit(run_rounds("idle-rss", contenders, pairs=settings.pairs, warmup=settings.warmup,
+                    unit="B", meta=meta), settings)
+
+
+def test_idle_pss(settings: Settings, request: pytest.FixtureRequest) -> None:
+    chosen = sides(settings, request)
+    contenders = [Contender(s.name, lambda s=s: float(procs.total_pss(s.daemons())))
+                  for s in chosen]
+    meta = {"what": "PSS of the 4 muelle services (+ fork server) vs dockerd + containerd"}
+    emit(run_rounds("idle-pss", contenders, pairs=settings.pairs, warmup=settings.warmup,
                     unit="B", meta=meta), settings)
 
 

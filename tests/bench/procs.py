@@ -63,6 +63,22 @@ def referring_to(text: str) -> set[int]:
     return found
 
 
+def children_running(parents: set[int], text: str) -> set[int]:
+    """Children of ``parents`` whose command line contains ``text``."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            if ppid in parents and text.encode() in Path(f"/proc/{entry}/cmdline").read_bytes():
+                found.add(int(entry))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
 def in_cgroups(parent: str) -> set[int]:
     """Processes in any cgroup under ``parent`` in any hierarchy (the containers' own)."""
     found: set[int] = set()
@@ -82,6 +98,12 @@ def in_cgroups(parent: str) -> set[int]:
 
 def total_rss(pids: Iterable[int]) -> int:
     return sum(rss(p) for p in pids)
+
+
+def total_pss(pids: Iterable[int]) -> int:
+    """Proportional set size: pages shared between the processes (a library all four
+    services map, like grpcio's) are counted once across them, not once per process."""
+    return sum(pss(p) for p in pids)
 
 
 def command(pid: int, words: int = 3) -> str:

@@ -91,6 +91,10 @@ def idle(side: Side) -> Callable[[], float]:
     return lambda: float(procs.total_rss(side.daemons()))
 
 
+def idle_pss(side: Side) -> Callable[[], float]:
+    return lambda: float(procs.total_pss(side.daemons()))
+
+
 def test_idle_rss(settings: Settings, request: pytest.FixtureRequest) -> None:
     chosen = sides(settings, request)
     contenders = [Contender(s.name, idle(s)) for s in chosen]
@@ -102,8 +106,7 @@ def test_idle_rss(settings: Settings, request: pytest.FixtureRequest) -> None:
 
 def test_idle_pss(settings: Settings, request: pytest.FixtureRequest) -> None:
     chosen = sides(settings, request)
-    contenders = [Contender(s.name, lambda s=s: float(procs.total_pss(s.daemons())))
-                  for s in chosen]
+    contenders = [Contender(s.name, idle_pss(s)) for s in chosen]
     meta = {"what": "PSS of the 4 muelle services (+ fork server) vs dockerd + containerd"}
     emit(run_rounds("idle-pss", contenders, pairs=settings.pairs, warmup=settings.warmup,
                     unit="B", meta=meta), settings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 from muelle.runtime.v1 import runtime_pb2 as pb
@@ -109,13 +110,35 @@ def test_shim_killed_and_restarted_keeps_containers(shim: ShimProcess) -> None:
     cid = shim.create(["sh", "-c", 'trap "exit 3" TERM; echo up; while :; do sleep 0.1; done'])
     shim.stub.Start(pb.StartRequest(id=cid))
     _wait_output(shim, cid, b"up")
+    assert shim.proc is not None
+    servers = _fork_servers(shim.proc.pid)
+    assert len(servers) == 1  # the monitor came from the warm fork server
     shim.kill9()
+    # The fork server goes with its shim (EOF on its socket); the monitor stays.
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{p}").exists() for p in servers):
+        assert time.monotonic() < deadline, "fork server outlived the shim"
+        time.sleep(0.05)
     shim.start()
     state = shim.stub.State(pb.StateRequest(id=cid))
     assert state.status == "running" and state.pid > 0
     assert shim.output(cid) == b"up\n"
     status = shim.stub.Stop(pb.StopRequest(id=cid, timeout=10))
     assert status.exit_code == 3
+
+
+def _fork_servers(shim_pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == shim_pid and b"services.shim.forkserver" in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
 
 
 def test_runtimes(shim: ShimProcess) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from clients.cli.context import Context
-from clients.cli.errors import ENGINE_ERROR, daemon_message, run_exit_code
+from clients.cli.errors import ENGINE_ERROR, RunFailed, daemon_message, run_exit_code
 from clients.cli.units import (
     UsageError,
     ago,
@@ -18,14 +18,6 @@ from clients.cli.units import (
     parse_labels,
     table,
 )
-
-
-class RunFailed(Exception):
-    """run/create failed in the engine; carries docker's exit code for it."""
-
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def build_request(args: argparse.Namespace, environ: Any) -> Any:

@@ -108,6 +108,7 @@ def build() -> Parser:
     p.add_argument("containers", nargs="+")
 
     sub.add_parser("version", help="show versions")
+    sub.add_parser("info", help="show system-wide information")
 
     p = sub.add_parser("save", help="save images to a tar archive (docker-archive + OCI)")
     p.add_argument("-o", "--output", default="", help="write to a file, not stdout")

@@ -118,6 +118,9 @@ class Client:
             return False
         return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
+    def info(self) -> engine_pb2.InfoResponse:
+        return self._call("Info", engine_pb2.InfoRequest())  # type: ignore[no-any-return]
+
     # -- images
 
     def version(self) -> engine_pb2.VersionResponse:

@@ -51,12 +51,13 @@ def image_summary(img: images_pb2.Image) -> engine_pb2.ImageSummary:
 class Engine:
     def __init__(self, records: Records, images: Any, runtime: Any,
                  probes: dict[str, Callable[[], str]] | None = None,
-                 registry: Any = None) -> None:
+                 registry: Any = None, root_dir: str = "") -> None:
         self.records = records
         self.images = images
         self.runtime = runtime
         self.registry = registry  # for login/logout only; bytes never pass the gateway
         self.probes = probes or {}
+        self.root_dir = root_dir
         self.log = get_logger(component="gateway")
         self._guard = threading.Lock()
         self._locks: dict[str, threading.RLock] = {}
@@ -88,6 +89,9 @@ class Engine:
         return engine_pb2.VersionResponse(
             version=VERSION, api_version=API_VERSION, os=uname.system.lower(),
             arch=host_arch()[0], kernel_version=uname.release, components=components)
+
+    def info(self) -> engine_pb2.InfoResponse:
+        return system.info(self.images, self.runtime, self.records, self.root_dir)
 
     # ------------------------------------------------------------------ images
 

@@ -119,3 +119,7 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
     def Logout(self, request: engine_pb2.LogoutRequest,  # noqa: N802
                context: Ctx) -> engine_pb2.LogoutResponse:
         return self.engine.logout(request.server)
+
+    def Info(self, request: engine_pb2.InfoRequest,  # noqa: N802
+             context: Ctx) -> engine_pb2.InfoResponse:
+        return self.engine.info()

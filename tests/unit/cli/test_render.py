@@ -45,6 +45,17 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
                                           components={"gateway": "0.1.0",
                                                       "shim": "error: unreachable"})
 
+    def Info(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("Info", request)
+        return engine_pb2.InfoResponse(
+            containers=3, containers_running=1, containers_paused=1, containers_stopped=1,
+            images=2, server_version="0.1.0", storage_driver="overlayfs", cgroup_version="1",
+            runtimes=[engine_pb2.InfoRuntime(name="muelle", path="/x/muelle-runtime",
+                                             version="muelle-runtime version 0.1.0"),
+                      engine_pb2.InfoRuntime(name="runc", path="/usr/sbin/runc",
+                                             version="runc version 1.1.5")],
+            default_runtime="muelle", ncpu=2, mem_total=24 * 1024**3, kernel_version="6.1")
+
     def PullImage(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         self._record("PullImage", request)
         layer = "sha256:" + "a" * 64
@@ -392,6 +403,17 @@ def test_rmi_and_version(gateway) -> None:  # type: ignore[no-untyped-def]
     assert code == 0 and out == f"Untagged: busybox\nDeleted: {IMG}\n"
     code, out, _ = cli(host, "version")
     assert code == 0 and "Server:" in out and "shim:" in out and "unreachable" in out
+
+
+def test_info(gateway) -> None:  # type: ignore[no-untyped-def]
+    _, host = gateway
+    code, out, _ = cli(host, "info")
+    assert code == 0
+    lines = out.splitlines()
+    for expected in (" Containers: 3", "  Paused: 1", " Images: 2", " Runtimes: muelle runc",
+                     " Default Runtime: muelle", " CPUs: 2", " Total Memory: 24GiB",
+                     " Cgroup Version: 1"):
+        assert expected in lines, expected
 
 
 def test_image_prune_prompts_unless_forced(gateway, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -37,7 +37,8 @@ def build_request(args: argparse.Namespace, environ: Any) -> Any:
         pids_limit=args.pids_limit, nano_cpus=parse_cpus(args.cpus) if args.cpus else 0,
         runtime=args.runtime, auto_remove=args.rm, labels=parse_labels(args.label),
         stop_signal=args.stop_signal, read_only=args.read_only, cap_add=args.cap_add,
-        cap_drop=args.cap_drop, privileged=args.privileged, security_opt=args.security_opt,
+        cap_drop=args.cap_drop, privileged=args.privileged,
+        security_opt=[read_seccomp_file(o) for o in args.security_opt],
         network_mode=args.network, cpu_shares=args.cpu_shares, group_add=args.group_add)
     if args.stop_timeout is not None:
         req.stop_timeout = args.stop_timeout
@@ -72,6 +73,19 @@ def _create(ctx: Context, args: argparse.Namespace) -> str:
 def create(ctx: Context, args: argparse.Namespace) -> int:
     ctx.line(_create(ctx, args))
     return 0
+
+
+def read_seccomp_file(opt: str) -> str:
+    """`seccomp=FILE` becomes `seccomp=<its JSON>`: the engine may be on another host, so
+    docker's CLI sends the profile itself, not its path."""
+    key, sep, value = opt.replace("=", ":", 1).partition(":")
+    if key != "seccomp" or not sep or value == "unconfined" or value.lstrip().startswith("{"):
+        return opt
+    try:
+        with open(value) as f:
+            return f"seccomp={f.read()}"
+    except OSError as exc:
+        raise UsageError(f"opening seccomp profile ({value}) failed: {exc.strerror}") from None
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:

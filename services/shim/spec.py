@@ -6,6 +6,7 @@ user), so every default is unit-testable without root.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,7 @@ from muelle.runtime.v1 import runtime_pb2
 
 from services.core import capabilities as core_caps
 from services.core.errors import InvalidArgument
+from services.shim import seccomp_profile
 from services.shim.users import User
 
 OCI_VERSION = "1.0.2"
@@ -216,6 +218,8 @@ def build_config(inp: BundleInput) -> dict:
     if not spec.privileged:
         linux["maskedPaths"] = MASKED_PATHS + list(inp.thermal_paths)
         linux["readonlyPaths"] = list(READONLY_PATHS)
+        if spec.seccomp != "unconfined":
+            linux["seccomp"] = seccomp_filter(spec.seccomp, caps)
     sysctl = {}
     if network != "host":
         for key, value in (("net.ipv4.ping_group_range", "0 2147483647"),
@@ -233,6 +237,19 @@ def build_config(inp: BundleInput) -> dict:
         "linux": linux,
         "annotations": dict(spec.annotations),
     }
+
+
+def seccomp_filter(text: str, caps: list[str]) -> dict:
+    """Docker's default profile, or the user's (Docker's format) as OCI's object."""
+    if not text:
+        return seccomp_profile.default_profile(caps)
+    try:
+        profile = json.loads(text)
+    except ValueError:
+        raise InvalidArgument("invalid seccomp profile: not JSON") from None
+    if not isinstance(profile, dict):
+        raise InvalidArgument("invalid seccomp profile: not a JSON object")
+    return seccomp_profile.from_docker(profile, caps)
 
 
 def host_sysctls() -> set[str]:

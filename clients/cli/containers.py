@@ -173,6 +173,18 @@ def stop(ctx: Context, args: argparse.Namespace) -> int:
     return _each(ctx, args.containers, lambda c: ctx.client().stop(c, args.time))
 
 
+def pause(ctx: Context, args: argparse.Namespace) -> int:
+    return _each(ctx, args.containers, lambda c: ctx.client().pause(c))
+
+
+def unpause(ctx: Context, args: argparse.Namespace) -> int:
+    return _each(ctx, args.containers, lambda c: ctx.client().unpause(c))
+
+
+def restart(ctx: Context, args: argparse.Namespace) -> int:
+    return _each(ctx, args.containers, lambda c: ctx.client().restart(c, args.time))
+
+
 def kill(ctx: Context, args: argparse.Namespace) -> int:
     return _each(ctx, args.containers, lambda c: ctx.client().kill(c, args.signal))
 

@@ -93,6 +93,15 @@ def build() -> Parser:
     p.add_argument("-t", "--time", "--timeout", dest="time", type=int, default=None)
     p.add_argument("containers", nargs="+")
 
+    p = sub.add_parser("restart", help="restart containers")
+    p.add_argument("-t", "--time", "--timeout", dest="time", type=int, default=None)
+    p.add_argument("containers", nargs="+")
+
+    for verb, text in (("pause", "pause all processes within containers"),
+                       ("unpause", "unpause all processes within containers")):
+        p = sub.add_parser(verb, help=text)
+        p.add_argument("containers", nargs="+")
+
     p = sub.add_parser("kill", help="send a signal to containers")
     p.add_argument("-s", "--signal", default="")
     p.add_argument("containers", nargs="+")

@@ -204,6 +204,18 @@ class Client:
             on_output(event.output.stream, event.output.data)
         raise MuelleError("the attach stream ended without an exit status")
 
+    def pause(self, container: str) -> None:
+        self._call("PauseContainer", engine_pb2.PauseContainerRequest(container=container))
+
+    def unpause(self, container: str) -> None:
+        self._call("UnpauseContainer", engine_pb2.UnpauseContainerRequest(container=container))
+
+    def restart(self, container: str, timeout: int | None = None) -> None:
+        req = engine_pb2.RestartContainerRequest(container=container)
+        if timeout is not None:
+            req.timeout = timeout
+        self._call("RestartContainer", req)
+
     def wait(self, container: str) -> engine_pb2.WaitContainerResponse:
         return self._call(  # type: ignore[no-any-return]
             "WaitContainer", engine_pb2.WaitContainerRequest(container=container))

@@ -325,6 +325,28 @@ class Engine:
             timeout=rec.stop_timeout if timeout is None else timeout))
         get_logger(container=rec.id[:12]).info("stopped")
 
+    def pause(self, ref: str) -> None:
+        rec = self.records.lookup(ref)
+        state = self._shim_state(rec.id)
+        if state is not None and state.status == "paused":
+            raise FailedPrecondition(f"Container {rec.id} is already paused")
+        if state is None or state.status != "running":
+            raise FailedPrecondition(f"Container {rec.id} is not running")
+        self.runtime.Pause(runtime_pb2.PauseRequest(id=rec.id))
+
+    def unpause(self, ref: str) -> None:
+        rec = self.records.lookup(ref)
+        state = self._shim_state(rec.id)
+        if state is None or state.status != "paused":
+            raise FailedPrecondition(f"Container {rec.id} is not paused")
+        self.runtime.Resume(runtime_pb2.ResumeRequest(id=rec.id))
+
+    def restart(self, ref: str, timeout: int | None = None) -> None:
+        """`docker restart`: stop if running (stop signal, then SIGKILL), start again."""
+        rec = self.records.lookup(ref)
+        self.stop(rec.id, timeout)
+        self._start(rec)
+
     def kill(self, ref: str, signal: str = "") -> None:
         rec = self.records.lookup(ref)
         if signal:

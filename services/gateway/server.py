@@ -123,3 +123,19 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
     def Info(self, request: engine_pb2.InfoRequest,  # noqa: N802
              context: Ctx) -> engine_pb2.InfoResponse:
         return self.engine.info()
+
+    def PauseContainer(self, request: engine_pb2.PauseContainerRequest,  # noqa: N802
+                       context: Ctx) -> engine_pb2.PauseContainerResponse:
+        self.engine.pause(request.container)
+        return engine_pb2.PauseContainerResponse()
+
+    def UnpauseContainer(self, request: engine_pb2.UnpauseContainerRequest,  # noqa: N802
+                         context: Ctx) -> engine_pb2.UnpauseContainerResponse:
+        self.engine.unpause(request.container)
+        return engine_pb2.UnpauseContainerResponse()
+
+    def RestartContainer(self, request: engine_pb2.RestartContainerRequest,  # noqa: N802
+                         context: Ctx) -> engine_pb2.RestartContainerResponse:
+        self.engine.restart(request.container,
+                            request.timeout if request.HasField("timeout") else None)
+        return engine_pb2.RestartContainerResponse()

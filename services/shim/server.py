@@ -73,3 +73,13 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServicer):
             runtimes=[runtime_pb2.RuntimeInfo(name=i.name, path=i.path, version=i.version)
                       for i in infos],
             default=default)
+
+    def Pause(self, request: runtime_pb2.PauseRequest,  # noqa: N802
+              context: grpc.ServicerContext) -> runtime_pb2.PauseResponse:
+        self.shim.pause(request.id)
+        return runtime_pb2.PauseResponse()
+
+    def Resume(self, request: runtime_pb2.ResumeRequest,  # noqa: N802
+               context: grpc.ServicerContext) -> runtime_pb2.ResumeResponse:
+        self.shim.resume(request.id)
+        return runtime_pb2.ResumeResponse()

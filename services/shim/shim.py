@@ -291,13 +291,37 @@ class Shim:
         current = self.state(cid)
         if current.status not in ("created", "running", "paused"):
             raise FailedPrecondition(f"container {cid} is not running")
+        runtime = self._runtime_of(cdir)
         try:
-            self._runtime_of(cdir).kill(cid, signum)
+            runtime.kill(cid, signum)
         except FailedPrecondition:
             if cdir.read_status() is not None or not self._monitor_alive(cdir):
                 raise FailedPrecondition(f"container {cid} is not running") from None
             raise
+        if current.status == "paused" and signum == signalmod.SIGKILL:
+            # A frozen process dies only when thawed (docker kill of a paused container).
+            with contextlib.suppress(FailedPrecondition):
+                runtime.resume(cid)
         get_logger(container=cid[:12]).info("signalled", signal=signum)
+
+    def pause(self, cid: str) -> None:
+        with self._lock(cid):
+            cdir = self._existing(cid)
+            current = self.state(cid)
+            if current.status == "paused":
+                raise FailedPrecondition(f"container {cid} is already paused")
+            if current.status != "running":
+                raise FailedPrecondition(f"container {cid} is not running")
+            self._runtime_of(cdir).pause(cid)
+        get_logger(container=cid[:12]).info("paused")
+
+    def resume(self, cid: str) -> None:
+        with self._lock(cid):
+            cdir = self._existing(cid)
+            if self.state(cid).status != "paused":
+                raise FailedPrecondition(f"container {cid} is not paused")
+            self._runtime_of(cdir).resume(cid)
+        get_logger(container=cid[:12]).info("resumed")
 
     def stop(self, cid: str, signal: str = "", timeout: int = 10,
              cancelled: Callable[[], bool] = lambda: False) -> Status:
@@ -408,6 +432,9 @@ class Shim:
             if current.status != "stopped":
                 with contextlib.suppress(FailedPrecondition):
                     runtime.kill(cid, signalmod.SIGKILL)
+                if current.status == "paused":
+                    with contextlib.suppress(FailedPrecondition):
+                        runtime.resume(cid)  # the SIGKILL lands when thawed
                 if not self._wait_stopped(cid, time.monotonic() + 30, lambda: False):
                     raise FailedPrecondition(f"container {cid} did not stop after SIGKILL")
             # The monitor ran `delete`; make sure, since it may have been killed.

@@ -44,19 +44,21 @@ def _snapshot(engine: Engine) -> dict[str, object]:
     }
 
 
-def _run_rm(engine: Engine, image: str) -> int:
-    return subprocess.run([CLI, "run", "--rm", image, "true"], env=engine.env,
-                          capture_output=True, timeout=120).returncode
+def _run_rm(engine: Engine, image: str) -> str:
+    """"" on success, else the exit code and the error line."""
+    proc = subprocess.run([CLI, "run", "--rm", image, "true"], env=engine.env,
+                          capture_output=True, text=True, timeout=120)
+    return "" if proc.returncode == 0 else f"{proc.returncode}: {proc.stderr.strip()}"
 
 
 def test_sequential_and_parallel_runs_leave_nothing(engine: Engine, image: str) -> None:
-    assert _run_rm(engine, image) == 0  # warm: the fork server and monitors' first start
+    assert _run_rm(engine, image) == ""  # warm: the fork server and monitors' first start
     before, fds_before = _snapshot(engine), _fds(engine)
-    codes = [_run_rm(engine, image) for _ in range(200)]
-    assert codes == [0] * 200
+    failed = [f for f in (_run_rm(engine, image) for _ in range(200)) if f]
+    assert not failed, failed
     with ThreadPoolExecutor(20) as pool:
-        codes = list(pool.map(lambda _: _run_rm(engine, image), range(20)))
-    assert codes == [0] * 20
+        failed = [f for f in pool.map(lambda _: _run_rm(engine, image), range(20)) if f]
+    assert not failed, failed
     assert _snapshot(engine) == before
     fds_after = _fds(engine)
     # A few descriptors come and go with gRPC's own connections; a leak grows with runs.

@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from services.runtime.cgroups import read_pids, rmdir_retry, write
+from services.core.errors import FailedPrecondition
+from services.runtime.cgroups import read_pids, rmdir_retry, wait_for, write
 from services.runtime.log import get_logger
 
 CONTROLLERS = ("memory", "pids", "cpu", "cpuacct", "cpuset", "devices", "freezer", "blkio")
@@ -138,6 +139,14 @@ class CgroupV1:
     def destroy(self) -> None:
         for path in self.dirs.values():
             rmdir_retry(path)
+
+    def freeze(self, frozen: bool) -> None:
+        if "freezer" not in self.dirs:
+            raise FailedPrecondition("the freezer cgroup controller is not available")
+        state = self.dirs["freezer"] / "freezer.state"
+        wanted = "FROZEN" if frozen else "THAWED"
+        write(state, wanted)
+        wait_for(lambda: state.read_text().strip(), wanted, wanted.lower())
 
     def mounts(self) -> list[tuple[str, Path]]:
         return [(ctrl, path) for ctrl, path in self.dirs.items() if path.is_dir()]

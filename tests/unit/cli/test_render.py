@@ -56,6 +56,18 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
                                              version="runc version 1.1.5")],
             default_runtime="muelle", ncpu=2, mem_total=24 * 1024**3, kernel_version="6.1")
 
+    def PauseContainer(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("PauseContainer", request)
+        return engine_pb2.PauseContainerResponse()
+
+    def UnpauseContainer(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("UnpauseContainer", request)
+        return engine_pb2.UnpauseContainerResponse()
+
+    def RestartContainer(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("RestartContainer", request)
+        return engine_pb2.RestartContainerResponse()
+
     def PullImage(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         self._record("PullImage", request)
         layer = "sha256:" + "a" * 64
@@ -403,6 +415,18 @@ def test_rmi_and_version(gateway) -> None:  # type: ignore[no-untyped-def]
     assert code == 0 and out == f"Untagged: busybox\nDeleted: {IMG}\n"
     code, out, _ = cli(host, "version")
     assert code == 0 and "Server:" in out and "shim:" in out and "unreachable" in out
+
+
+def test_pause_unpause_restart(gateway) -> None:  # type: ignore[no-untyped-def]
+    fake, host = gateway
+    code, out, _ = cli(host, "pause", "web", "db")
+    assert code == 0 and out == "web\ndb\n"
+    code, out, _ = cli(host, "unpause", "web")
+    assert code == 0 and out == "web\n"
+    code, out, _ = cli(host, "restart", "-t", "3", "web")
+    assert code == 0 and out == "web\n" and fake.calls[-1][1].timeout == 3
+    code, _, _ = cli(host, "restart", "db")
+    assert not fake.calls[-1][1].HasField("timeout")
 
 
 def test_info(gateway) -> None:  # type: ignore[no-untyped-def]

@@ -39,7 +39,8 @@ def build_request(args: argparse.Namespace, environ: Any) -> Any:
         stop_signal=args.stop_signal, read_only=args.read_only, cap_add=args.cap_add,
         cap_drop=args.cap_drop, privileged=args.privileged,
         security_opt=[read_seccomp_file(o) for o in args.security_opt],
-        network_mode=args.network, cpu_shares=args.cpu_shares, group_add=args.group_add)
+        network_mode=args.network, cpu_shares=args.cpu_shares, group_add=args.group_add,
+        init=args.init)
     if args.stop_timeout is not None:
         req.stop_timeout = args.stop_timeout
     if args.command:

@@ -161,7 +161,8 @@ class Shim:
                 config = spec.build_config(spec.BundleInput(
                     id=cid, spec=cspec, user=user, cgroup_parent=self.cfg.shim.cgroup_parent,
                     available_sysctls=spec.host_sysctls(),
-                    thermal_paths=spec.host_thermal_paths()))
+                    thermal_paths=spec.host_thermal_paths(),
+                    init_path=spec.find_init(self.cfg.shim.init_path) if cspec.init else ""))
                 write_json(cdir.config, config)
                 meta = {
                     "runtime": runtime.name,

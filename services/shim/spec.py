@@ -14,7 +14,7 @@ from typing import Any
 from muelle.runtime.v1 import runtime_pb2
 
 from services.core import capabilities as core_caps
-from services.core.errors import InvalidArgument
+from services.core.errors import FailedPrecondition, InvalidArgument
 from services.shim import seccomp_profile
 from services.shim.users import User
 
@@ -24,6 +24,10 @@ SHM_SIZE = 64 * 1024 * 1024
 DEFAULT_CPU_PERIOD = 100_000
 
 DEFAULT_CAPS = core_caps.DOCKER_DEFAULT
+INIT_TARGET = "/sbin/docker-init"
+# Static builds only: the init runs inside any image, with or without a libc.
+INIT_CANDIDATES = ("/usr/bin/tini-static", "/usr/bin/docker-init",
+                   "/usr/libexec/docker/docker-init")
 ALL_CAPS = core_caps.ALL
 
 MASKED_PATHS = [
@@ -63,6 +67,8 @@ class BundleInput:
     available_sysctls: set[str] = field(default_factory=set)
     # Thermal-throttle dirs of the possible CPUs that exist on the host.
     thermal_paths: list[str] = field(default_factory=list)
+    # Host path of the static init for spec.init ("" when none was found).
+    init_path: str = ""
 
 
 def normalize_cap(name: str) -> str:
@@ -197,7 +203,7 @@ def build_config(inp: BundleInput) -> dict:
     process: dict[str, Any] = {
         "terminal": spec.terminal,
         "user": {"uid": user.uid, "gid": user.gid},
-        "args": list(spec.args),
+        "args": [INIT_TARGET, "--", *spec.args] if spec.init else list(spec.args),
         "env": env,
         "cwd": spec.cwd or "/",
         "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
@@ -228,12 +234,20 @@ def build_config(inp: BundleInput) -> dict:
                 sysctl[key] = value
     if sysctl:
         linux["sysctl"] = sysctl
+    mounts = default_mounts(spec.privileged, spec.readonly_rootfs)
+    if spec.init:
+        if not inp.init_path:
+            raise FailedPrecondition("--init: no static init found on the container host "
+                                     "(install tini, or set shim.init_path)")
+        # Docker's place for it; read-only, like Docker's bind of docker-init.
+        mounts.append({"destination": INIT_TARGET, "type": "bind", "source": inp.init_path,
+                       "options": ["bind", "ro", "nosuid", "nodev"]})
     return {
         "ociVersion": OCI_VERSION,
         "process": process,
         "root": {"path": "rootfs", "readonly": spec.readonly_rootfs},
         "hostname": hostname,
-        "mounts": default_mounts(spec.privileged, spec.readonly_rootfs),
+        "mounts": mounts,
         "linux": linux,
         "annotations": dict(spec.annotations),
     }
@@ -250,6 +264,14 @@ def seccomp_filter(text: str, caps: list[str]) -> dict:
     if not isinstance(profile, dict):
         raise InvalidArgument("invalid seccomp profile: not a JSON object")
     return seccomp_profile.from_docker(profile, caps)
+
+
+def find_init(configured: str = "") -> str:
+    """The static init binary for --init: configured, else tini-static or docker-init."""
+    for path in ([configured] if configured else INIT_CANDIDATES):
+        if path and os.access(path, os.X_OK):
+            return path
+    return ""
 
 
 def host_sysctls() -> set[str]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -81,3 +83,48 @@ def test_restart_runs_the_container_again(engine: Engine, image: str, runtime: s
         engine.cli("rm", "-f", name, check=False)
     missing = engine.cli("restart", "no-such-container-x", check=False)
     assert missing.returncode == 1 and "No such container" in missing.stderr
+
+
+def _zombie_children(pid: int) -> list[int]:
+    """Children of ``pid`` (seen from the host) that are zombies."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    zombies = []
+    for child in children:
+        try:
+            state = next(line for line in Path(f"/proc/{child}/status").read_text().splitlines()
+                         if line.startswith("State:"))
+        except (OSError, StopIteration):
+            continue
+        if "Z" in state.split()[1]:
+            zombies.append(int(child))
+    return zombies
+
+
+def _pid_of(engine: Engine, name: str) -> int:
+    return int(json.loads(engine.cli("inspect", name).stdout)[0]["State"]["Pid"])
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_init_reaps_zombies_and_forwards_signals(engine: Engine, image: str,
+                                                 runtime: str) -> None:
+    # An orphan whose parent exits is re-parented to pid 1. Here pid 1 is `sleep`, which
+    # never reaps: the orphan stays a zombie. With --init the init is pid 1 and reaps it.
+    script = "(sleep 0.1 &); exec sleep 1000"
+    plain, inited = f"noinit-{runtime}-{os.getpid()}", f"init-{runtime}-{os.getpid()}"
+    engine.cli("run", "-d", "--name", plain, "--runtime", runtime, image, "sh", "-c", script)
+    engine.cli("run", "-d", "--init", "--name", inited, "--runtime", runtime, image,
+               "sh", "-c", script)
+    try:
+        _wait(lambda: len(_zombie_children(_pid_of(engine, plain))) == 1)
+        init_pid = _pid_of(engine, inited)
+        assert Path(f"/proc/{init_pid}/comm").read_text().strip() == "docker-init"
+        # Its orphan is gone altogether: the init's one child left is the command.
+        _wait(lambda: len(Path(f"/proc/{init_pid}/task/{init_pid}/children")
+                          .read_text().split()) == 1)
+        assert _zombie_children(init_pid) == []
+        # The init forwards SIGTERM to sleep, which dies of it.
+        engine.cli("stop", "-t", "20", inited)
+        # 143: sleep died of the forwarded SIGTERM, not of the SIGKILL after the timeout.
+        assert engine.cli("wait", inited).stdout.strip() == "143"
+    finally:
+        engine.cli("rm", "-f", plain, inited, check=False)

@@ -9,6 +9,7 @@ from typing import Any
 
 from clients.cli.context import Context
 from clients.cli.errors import ENGINE_ERROR, RunFailed, daemon_message, run_exit_code
+from clients.cli.mounts import parse_mount, parse_tmpfs
 from clients.cli.units import (
     UsageError,
     ago,
@@ -38,7 +39,9 @@ def build_request(args: argparse.Namespace, environ: Any) -> Any:
         runtime=args.runtime, auto_remove=args.rm, labels=parse_labels(args.label),
         stop_signal=args.stop_signal, read_only=args.read_only, cap_add=args.cap_add,
         cap_drop=args.cap_drop, privileged=args.privileged, security_opt=args.security_opt,
-        network_mode=args.network, cpu_shares=args.cpu_shares, group_add=args.group_add)
+        network_mode=args.network, cpu_shares=args.cpu_shares, group_add=args.group_add,
+        binds=args.volume, mounts=[parse_mount(m) for m in args.mount],
+        tmpfs=parse_tmpfs(args.tmpfs))
     if args.stop_timeout is not None:
         req.stop_timeout = args.stop_timeout
     if args.command:
@@ -165,7 +168,8 @@ def kill(ctx: Context, args: argparse.Namespace) -> int:
 
 def rm(ctx: Context, args: argparse.Namespace) -> int:
     return _each(ctx, args.containers,
-                 lambda c: (ctx.client().remove(c, force=args.force), None)[1])
+                 lambda c: (ctx.client().remove(c, force=args.force,
+                                                volumes=args.volumes), None)[1])
 
 
 def wait(ctx: Context, args: argparse.Namespace) -> int:

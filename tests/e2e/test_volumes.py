@@ -121,6 +121,10 @@ def test_image_volume_is_anonymous_and_goes_with_rm_v(engine: Engine,
     assert mount["Name"] in engine.cli("volume", "ls", "-q").stdout.split()
     assert mount["Name"] in engine.cli("volume", "prune", "-f").stdout.splitlines()
     assert mount["Name"] not in engine.cli("volume", "ls", "-q").stdout.split()
+    # --rm takes the anonymous volume with the container, like Docker
+    before = set(engine.cli("volume", "ls", "-q").stdout.split())
+    engine.cli("run", "--rm", volume_image, "true")
+    assert set(engine.cli("volume", "ls", "-q").stdout.split()) == before
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)

@@ -174,3 +174,14 @@ def test_prune_removes_unused_volumes(shim: ShimProcess) -> None:
     assert list(shim.stub.PruneVolumes(pb.VolumePruneRequest(all=True)).volumes) == [named]
     shim.stub.Delete(pb.DeleteRequest(id=cid2))
     assert list(shim.stub.PruneVolumes(pb.VolumePruneRequest(all=True)).volumes) == [used]
+
+
+def test_volume_refs_survive_a_shim_restart(shim: ShimProcess) -> None:
+    name = f"live-{uuid.uuid4().hex[:8]}"
+    cid = shim.create(["true"], volume_mounts=[vol("/data", name)])
+    shim.kill9()
+    shim.start()
+    with pytest.raises(FailedPrecondition, match="volume is in use"):
+        shim.stub.RemoveVolume(pb.VolumeRemoveRequest(name=name))
+    shim.stub.Delete(pb.DeleteRequest(id=cid))
+    shim.stub.RemoveVolume(pb.VolumeRemoveRequest(name=name))

@@ -9,6 +9,7 @@ from typing import Any
 
 from clients.cli.context import Context
 from clients.cli.errors import ENGINE_ERROR, RunFailed, daemon_message, run_exit_code
+from clients.cli.mounts import parse_mount, parse_tmpfs
 from clients.cli.units import (
     UsageError,
     ago,
@@ -40,7 +41,8 @@ def build_request(args: argparse.Namespace, environ: Any) -> Any:
         cap_drop=args.cap_drop, privileged=args.privileged,
         security_opt=[read_seccomp_file(o) for o in args.security_opt],
         network_mode=args.network, cpu_shares=args.cpu_shares, group_add=args.group_add,
-        init=args.init)
+        init=args.init, binds=args.volume, mounts=[parse_mount(m) for m in args.mount],
+        tmpfs=parse_tmpfs(args.tmpfs))
     if args.stop_timeout is not None:
         req.stop_timeout = args.stop_timeout
     if args.command:
@@ -192,7 +194,8 @@ def kill(ctx: Context, args: argparse.Namespace) -> int:
 
 def rm(ctx: Context, args: argparse.Namespace) -> int:
     return _each(ctx, args.containers,
-                 lambda c: (ctx.client().remove(c, force=args.force), None)[1])
+                 lambda c: (ctx.client().remove(c, force=args.force,
+                                                volumes=args.volumes), None)[1])
 
 
 def wait(ctx: Context, args: argparse.Namespace) -> int:

@@ -13,6 +13,15 @@ def _opt_list(msg: Any, name: str) -> list[str] | None:
     return list(getattr(msg, name).values) if msg.HasField(name) else None
 
 
+def _mount_json(m: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"Type": m.type}
+    if m.type == "volume":
+        out.update(Name=m.name, Driver="local")
+    out.update(Source=m.source, Destination=m.target, Mode="ro" if m.readonly else "",
+               RW=not m.readonly, Propagation="rprivate" if m.type == "bind" else "")
+    return out
+
+
 def container_json(d: Any) -> dict[str, Any]:
     c = d.config
     st = d.state
@@ -39,7 +48,9 @@ def container_json(d: Any) -> dict[str, Any]:
             "CapAdd": list(c.cap_add) or None, "CapDrop": list(c.cap_drop) or None,
             "Privileged": c.privileged, "SecurityOpt": list(c.security_opt) or None,
             "NetworkMode": c.network_mode or "none", "GroupAdd": list(c.group_add) or None,
+            "Binds": list(c.binds) or None, "Tmpfs": dict(c.tmpfs) or None,
         },
+        "Mounts": [_mount_json(m) for m in d.mounts],
         "Config": {
             "Hostname": d.hostname, "User": d.user, "Tty": False, "Env": list(d.env),
             "Cmd": _opt_list(d, "cmd"), "Entrypoint": _opt_list(d, "entrypoint"),

@@ -50,6 +50,7 @@ COMMANDS: dict[str, str | Command] = {
     "login": "registry.login",
     "logout": "registry.logout",
     "info": "system.info",
+    "volume": "volumes.volume",
 }
 ENGINE_VERBS = ("run", "create")  # their failures exit 125, like docker's
 

@@ -230,9 +230,10 @@ class Client:
         self._call("KillContainer", engine_pb2.KillContainerRequest(container=container,
                                                                     signal=signal))
 
-    def remove(self, container: str, force: bool = False) -> str:
+    def remove(self, container: str, force: bool = False, volumes: bool = False) -> str:
+        """Remove a container; ``volumes`` also removes its anonymous volumes (rm -v)."""
         return str(self._call("RemoveContainer", engine_pb2.RemoveContainerRequest(
-            container=container, force=force)).id)
+            container=container, force=force, remove_volumes=volumes)).id)
 
     def containers(self, all: bool = False) -> list[engine_pb2.ContainerSummary]:
         return list(self._call("ListContainers",
@@ -247,6 +248,27 @@ class Client:
         return self._stream("ContainerLogs", engine_pb2.ContainerLogsRequest(
             container=container, follow=follow, tail=tail, timestamps=timestamps,
             since=since, stdout=True, stderr=True))
+
+    # -- volumes
+
+    def create_volume(self, name: str = "",
+                      labels: Mapping[str, str] | None = None) -> engine_pb2.Volume:
+        return self._call(  # type: ignore[no-any-return]
+            "CreateVolume", engine_pb2.VolumeCreateRequest(name=name, labels=labels or {}))
+
+    def inspect_volume(self, name: str) -> engine_pb2.Volume:
+        return self._call(  # type: ignore[no-any-return]
+            "InspectVolume", engine_pb2.VolumeInspectRequest(name=name))
+
+    def volumes(self) -> list[engine_pb2.Volume]:
+        return list(self._call("ListVolumes", engine_pb2.VolumeListRequest()).volumes)
+
+    def remove_volume(self, name: str, force: bool = False) -> None:
+        self._call("RemoveVolume", engine_pb2.VolumeRemoveRequest(name=name, force=force))
+
+    def prune_volumes(self, all: bool = False) -> engine_pb2.VolumePruneResponse:
+        return self._call(  # type: ignore[no-any-return]
+            "PruneVolumes", engine_pb2.VolumePruneRequest(all=all))
 
 
 class Stream(Iterator[Any]):

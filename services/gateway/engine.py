@@ -29,7 +29,7 @@ from services.core.errors import (
 from services.core.logging import get_logger
 from services.core.platform import host_arch
 from services.core.version import API_VERSION, VERSION
-from services.gateway import names, options, system
+from services.gateway import mounts, names, options, system
 from services.gateway.merge import merge
 from services.gateway.records import Record, Records, conflict
 from services.gateway.status import now_rfc3339, status_text
@@ -195,6 +195,7 @@ class Engine:
         cid = names.new_id()
         merged = merge(img.config, req, cid)
         spec, warnings = options.container_spec(req, merged)
+        spec.volume_mounts.extend(mounts.container_mounts(req, img.config))
         log = get_logger(container=cid[:12], image=req.image)
         rec = Record(
             id=cid, name=name, image=req.image, image_id=img.id, created=now_rfc3339(),
@@ -357,12 +358,12 @@ class Engine:
                                      "not running")
         self.runtime.Kill(runtime_pb2.KillRequest(id=rec.id, signal=signal or "SIGKILL"))
 
-    def remove(self, ref: str, force: bool = False) -> str:
+    def remove(self, ref: str, force: bool = False, remove_volumes: bool = False) -> str:
         rec = self.records.lookup(ref)
-        self._remove(rec, force)
+        self._remove(rec, force, remove_volumes)
         return rec.id
 
-    def _remove(self, rec: Record, force: bool) -> None:
+    def _remove(self, rec: Record, force: bool, remove_volumes: bool = False) -> None:
         with self._lock(rec.id):
             if self.records.get(rec.id) is None:
                 raise NotFound(f"No such container: {rec.id}")
@@ -373,7 +374,8 @@ class Engine:
                     "stop the container before removing or force remove")
             if state is not None:
                 with contextlib.suppress(NotFound):
-                    self.runtime.Delete(runtime_pb2.DeleteRequest(id=rec.id, force=force))
+                    self.runtime.Delete(runtime_pb2.DeleteRequest(
+                        id=rec.id, force=force, remove_volumes=remove_volumes))
             self.images.RemoveRootfs(images_pb2.RemoveRootfsRequest(container_id=rec.id))
             self.records.delete(rec.id)
         with self._guard:
@@ -385,7 +387,7 @@ class Engine:
         if rec is None:
             return
         try:
-            self._remove(rec, force=True)
+            self._remove(rec, force=True, remove_volumes=True)  # --rm: like Docker
         except NotFound:
             pass
         except MuelleError as exc:
@@ -477,6 +479,8 @@ class Engine:
             hostname=rec.spec.hostname, runtime=(st.runtime if st else "") or rec.runtime,
             bundle=rec.bundle, stop_signal=rec.stop_signal, stop_timeout=rec.stop_timeout,
             labels=dict(rec.spec.annotations), auto_remove=rec.auto_remove)
+        if st is not None:
+            detail.mounts.extend(mounts.to_engine(m) for m in st.volume_mounts)
         if rec.entrypoint is not None:
             detail.entrypoint.values.extend(rec.entrypoint)
         if rec.cmd is not None:

@@ -17,7 +17,7 @@ import signal as signalmod
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from muelle.runtime.v1 import runtime_pb2
@@ -33,10 +33,11 @@ from services.core.errors import (
 )
 from services.core.logging import get_logger
 from services.runtime.store import proc_start_time
-from services.shim import cgroupfs, logs, mounts, spec, users
+from services.shim import cgroupfs, logs, mounts, spec, users, volume_mounts
 from services.shim.runtimes import Runtime, Runtimes
 from services.shim.spawner import Spawner
 from services.shim.store import ContainerDir, Store, pid_alive, read_json, write_json
+from services.shim.volumes import VolumeStore
 
 CREATE_TIMEOUT = 120.0
 POLL = 0.02  # seconds between checks where no pidfd is at hand
@@ -56,6 +57,7 @@ class Status:
     runtime: str = ""
     bundle: str = ""
     error: str = ""
+    volume_mounts: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -102,6 +104,7 @@ class Shim:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.store = Store(cfg.state_dir("shim"))
+        self.volumes = VolumeStore(cfg.state_dir("shim") / "volumes")
         self.runtimes = Runtimes(cfg)
         self.log = get_logger(component="shim")
         self._locks: dict[str, threading.RLock] = {}
@@ -154,6 +157,7 @@ class Shim:
                 cdir.path.mkdir()
             except FileExistsError:
                 raise AlreadyExists(f"container {cid} already exists") from None
+            resolved = volume_mounts.Resolved()
             try:
                 cdir.rootfs.mkdir()
                 mounts.mount_all(rootfs, str(cdir.rootfs))
@@ -163,6 +167,9 @@ class Shim:
                     available_sysctls=spec.host_sysctls(),
                     thermal_paths=spec.host_thermal_paths(),
                     init_path=spec.find_init(self.cfg.shim.init_path) if cspec.init else ""))
+                resolved = volume_mounts.prepare(cspec.volume_mounts, str(cdir.rootfs), cid,
+                                                 self.volumes)
+                config["mounts"] = spec.with_user_mounts(config["mounts"], resolved.oci)
                 write_json(cdir.config, config)
                 meta = {
                     "runtime": runtime.name,
@@ -170,6 +177,7 @@ class Shim:
                     "cgroups_path": config["linux"]["cgroupsPath"],
                     "rootfs": [{"type": m.type, "source": m.source, "target": m.target,
                                 "options": list(m.options)} for m in rootfs],
+                    "volumes": resolved.records,
                 }
                 # "creating" until the runtime made it: restore drops such leftovers.
                 write_json(cdir.meta, {**meta, "creating": True})
@@ -177,7 +185,8 @@ class Shim:
                 write_json(cdir.meta, meta)
             except BaseException as exc:
                 log.warning("create failed", error=str(exc))
-                self._destroy(cdir, runtime)
+                volume_mounts.release(resolved.records, cid, self.volumes, remove_anonymous=True)
+                self._destroy(cdir, runtime, remove_volumes=True)
                 raise
         log.info("created", runtime=runtime.name)
         return str(cdir.path)
@@ -237,8 +246,9 @@ class Shim:
             return {"error": f"garbled reply from monitor: {data[:200]!r}"}
         return reply if isinstance(reply, dict) else {}
 
-    def _destroy(self, cdir: ContainerDir, runtime: Runtime | None) -> None:
-        """Undo everything create made: monitor, runtime state, mounts, the dir."""
+    def _destroy(self, cdir: ContainerDir, runtime: Runtime | None,
+                 remove_volumes: bool = False) -> None:
+        """Undo everything create made: monitor, runtime state, mounts, volume refs, dir."""
         pid = cdir.read_pid(cdir.monitor_pid)
         if self._monitor_alive(cdir):
             with contextlib.suppress(ProcessLookupError):
@@ -249,6 +259,8 @@ class Shim:
                 runtime.delete(cdir.id, force=True)
         if cdir.rootfs.exists():
             mounts.unmount(str(cdir.rootfs))
+        records = (cdir.read_meta() or {}).get("volumes") or []
+        volume_mounts.release(records, cdir.id, self.volumes, remove_volumes)
         shutil.rmtree(cdir.path, ignore_errors=True)
 
     def start(self, cid: str) -> int:
@@ -391,7 +403,8 @@ class Shim:
         cdir = self._existing(cid)
         meta = cdir.read_meta()
         out = Status(id=cid, status="created", created_at=meta.get("created_at", ""),
-                     runtime=meta.get("runtime", ""), bundle=str(cdir.path))
+                     runtime=meta.get("runtime", ""), bundle=str(cdir.path),
+                     volume_mounts=list(meta.get("volumes") or []))
         started = read_json(cdir.started) or {}
         out.started_at = started.get("started_at", "")
         exited = cdir.read_status()
@@ -421,7 +434,7 @@ class Shim:
                 out.append(self.state(cdir.id))
         return out
 
-    def delete(self, cid: str, force: bool = False) -> None:
+    def delete(self, cid: str, force: bool = False, remove_volumes: bool = False) -> None:
         with self._lock(cid):
             cdir = self._existing(cid)
             current = self.state(cid)
@@ -439,7 +452,7 @@ class Shim:
                 if not self._wait_stopped(cid, time.monotonic() + 30, lambda: False):
                     raise FailedPrecondition(f"container {cid} did not stop after SIGKILL")
             # The monitor ran `delete`; make sure, since it may have been killed.
-            self._destroy(cdir, runtime)
+            self._destroy(cdir, runtime, remove_volumes)
         with self._locks_guard:
             self._locks.pop(cid, None)
         get_logger(container=cid[:12]).info("deleted")
@@ -501,4 +514,5 @@ class Shim:
             runtime = None
             with contextlib.suppress(MuelleError):
                 runtime = self.runtimes.get(meta.get("runtime", ""))
-            self._destroy(cdir, runtime)
+            self._destroy(cdir, runtime, remove_volumes=True)
+        self.volumes.forget_containers({c.id for c in self.store.all()})

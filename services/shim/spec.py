@@ -142,6 +142,12 @@ def default_mounts(privileged: bool, readonly_rootfs: bool) -> list[dict]:
     return mounts
 
 
+def with_user_mounts(defaults: list[dict], user: list[dict]) -> list[dict]:
+    """Docker's defaults, minus any the user mounts over, then the user's mounts."""
+    taken = {m["destination"] for m in user}
+    return [m for m in defaults if m["destination"] not in taken] + user
+
+
 def resources(res: runtime_pb2.Resources, privileged: bool) -> dict:
     out: dict[str, Any] = {}
     out["devices"] = [{"allow": True, "access": "rwm"}] if privileged else [

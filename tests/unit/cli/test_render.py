@@ -213,6 +213,33 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
         yield engine_pb2.LogEntry(stream="stdout", data=b"hello\n")
         yield engine_pb2.LogEntry(stream="stderr", data=b"\xffbad\n")
 
+    # -- volumes: canned answers; tests/unit/cli/test_volumes.py checks the rendering
+
+    def CreateVolume(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("CreateVolume", request)
+        return engine_pb2.Volume(name=request.name or "f" * 64, driver="local")
+
+    def InspectVolume(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("InspectVolume", request)
+        if request.name != "data":
+            raise errors.NotFound(f"get {request.name}: no such volume")
+        return engine_pb2.Volume(name="data", driver="local", mountpoint="/v/data/_data",
+                                 created_at="2024-01-01T00:00:00Z", labels={"a": "b"})
+
+    def ListVolumes(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("ListVolumes", request)
+        return engine_pb2.VolumeListResponse(volumes=[
+            engine_pb2.Volume(name="zeta", driver="local"),
+            engine_pb2.Volume(name="data", driver="local")])
+
+    def RemoveVolume(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("RemoveVolume", request)
+        return engine_pb2.VolumeRemoveResponse()
+
+    def PruneVolumes(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("PruneVolumes", request)
+        return engine_pb2.VolumePruneResponse(volumes=["old"], space_reclaimed=2048)
+
 
 @pytest.fixture
 def gateway() -> Iterator[tuple[FakeEngine, str]]:

@@ -55,6 +55,10 @@ class ShimConfig:
     # Static init for `run --init` (bind-mounted at /sbin/docker-init); "" = look for
     # Debian's tini-static, then docker-init.
     init_path: str = ""
+    # Container logs rotate past this size, keeping this many files (Docker's json-file
+    # never rotates unless told to; a chatty container fills the disk).
+    log_max_size: int = 10 * 1024 * 1024
+    log_max_files: int = 3
 
 
 @dataclass

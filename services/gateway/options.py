@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal as signalmod
 
 from muelle.engine.v1 import engine_pb2
@@ -67,6 +68,31 @@ def _seccomp(value: str) -> str:
     if not isinstance(profile, dict) or not profile.get("defaultAction"):
         raise InvalidArgument("invalid seccomp profile: no defaultAction")
     return value
+
+
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmg]?)b?$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def log_limits(opts: dict[str, str]) -> tuple[int, int]:
+    """(max size in bytes, max files) from `--log-opt`s of the json-file driver; 0 means
+    the engine's default."""
+    size = files = 0
+    for key, value in opts.items():
+        if key == "max-size":
+            m = _SIZE.match(value.strip())
+            if not m or float(m.group(1)) <= 0:
+                raise InvalidArgument(f"invalid log opt max-size {value!r}: want a size "
+                                      "like 10m")
+            size = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+        elif key == "max-file":
+            if not value.isdigit() or int(value) < 1:
+                raise InvalidArgument(f"invalid log opt max-file {value!r}: want a number "
+                                      "of files, at least 1")
+            files = int(value)
+        else:
+            raise InvalidArgument(f"unknown log opt '{key}' for json-file log driver")
+    return size, files
 
 
 def resources(req: engine_pb2.CreateContainerRequest) -> runtime_pb2.Resources:
@@ -142,6 +168,7 @@ def container_spec(req: engine_pb2.CreateContainerRequest,
                    merged: Merged) -> tuple[runtime_pb2.ContainerSpec, list[str]]:
     """The shim's ContainerSpec for ``req`` merged with the image; plus warnings."""
     nnp, seccomp, warnings = security(list(req.security_opt))
+    log_size, log_files = log_limits(dict(req.log_opts))
     check_signal(merged.stop_signal)
     spec = runtime_pb2.ContainerSpec(
         args=merged.args,
@@ -156,6 +183,8 @@ def container_spec(req: engine_pb2.CreateContainerRequest,
         annotations=merged.labels,
         additional_gids=group_ids(list(req.group_add)),
         init=req.init,
+        log_max_size=log_size,
+        log_max_files=log_files,
         cap_add=list(req.cap_add),
         cap_drop=list(req.cap_drop),
         privileged=req.privileged,

@@ -225,7 +225,8 @@ def exit_code(status: int) -> int:
 
 
 def run(cdir: ContainerDir, create_argv: list[str], delete_argv: list[str],
-        cgroups_path: str, sync_fd: int, warm: bool = False) -> int:
+        cgroups_path: str, sync_fd: int, warm: bool = False,
+        log_limits: tuple[int, int] = (0, 1)) -> int:
     def report(data: dict) -> None:
         with contextlib.suppress(OSError):
             os.write(sync_fd, json.dumps(data).encode() + b"\n")
@@ -256,7 +257,7 @@ def run(cdir: ContainerDir, create_argv: list[str], delete_argv: list[str],
     if output.strip():
         log(cdir, f"runtime said: {output.strip()}")
     report({"pid": pid})
-    writer = LogWriter(str(cdir.log))
+    writer = LogWriter(str(cdir.log), *log_limits)
     status = pump(writer, {out_fd: "stdout", err_fd: "stderr"}, pid)
     writer.close()
     oom = oom_killed(cgroups_path)  # before delete removes the cgroup
@@ -282,6 +283,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--delete", required=True, help="delete argv, JSON list")
     parser.add_argument("--cgroup", required=True, help="cgroupsPath of the container")
     parser.add_argument("--sync-fd", type=int, required=True)
+    parser.add_argument("--log-max-size", type=int, default=0, help="rotate past (bytes)")
+    parser.add_argument("--log-max-files", type=int, default=1, help="files kept")
     parser.add_argument("--warm-runtime", action="store_true",
                         help="the runtime is muelle's own: fork its create/delete warm")
     args = parser.parse_args(argv)
@@ -290,7 +293,7 @@ def main(argv: list[str] | None = None) -> None:
     cdir = ContainerDir(Path(args.dir))
     try:
         sys.exit(run(cdir, json.loads(args.create), json.loads(args.delete), args.cgroup,
-                     args.sync_fd, args.warm_runtime))
+                     args.sync_fd, args.warm_runtime, (args.log_max_size, args.log_max_files)))
     except Exception as exc:  # noqa: BLE001 - last resort: leave a trace for the shim
         log(cdir, f"monitor crashed: {type(exc).__name__}: {exc}")
         with contextlib.suppress(OSError):

@@ -175,6 +175,8 @@ class Shim:
                     "runtime": runtime.name,
                     "created_at": _now(),
                     "cgroups_path": config["linux"]["cgroupsPath"],
+                    "log_max_size": cspec.log_max_size or self.cfg.shim.log_max_size,
+                    "log_max_files": cspec.log_max_files or self.cfg.shim.log_max_files,
                     "rootfs": [{"type": m.type, "source": m.source, "target": m.target,
                                 "options": list(m.options)} for m in rootfs],
                     "volumes": resolved.records,
@@ -206,6 +208,7 @@ class Shim:
             "--delete", json.dumps(runtime.delete_argv(cdir.id, force=True)),
             "--cgroup", cgroups_path,
             *(["--warm-runtime"] if runtime.warm else []),
+            *self._log_limits(cdir),
         ]
         try:
             self.spawner.spawn(argv, write_fd, cdir.monitor_log)
@@ -224,6 +227,12 @@ class Shim:
                 if cdir.monitor_log.exists() else ""
             error += f": {tail.strip()}" if tail.strip() else ""
         raise FailedPrecondition(error)
+
+    def _log_limits(self, cdir: ContainerDir) -> list[str]:
+        meta = cdir.read_meta()
+        size = int(meta.get("log_max_size") or self.cfg.shim.log_max_size)
+        files = int(meta.get("log_max_files") or self.cfg.shim.log_max_files)
+        return ["--log-max-size", str(size), "--log-max-files", str(files)]
 
     @staticmethod
     def _read_sync(fd: int, timeout: float) -> dict:

@@ -128,3 +128,25 @@ def test_init_reaps_zombies_and_forwards_signals(engine: Engine, image: str,
         assert engine.cli("wait", inited).stdout.strip() == "143"
     finally:
         engine.cli("rm", "-f", plain, inited, check=False)
+
+
+def test_logs_rotate_by_default_and_by_log_opt(engine: Engine, image: str) -> None:
+    name = f"rotate-{os.getpid()}"
+    engine.cli("run", "--name", name, "--log-opt", "max-size=2k", "--log-opt", "max-file=2",
+               image, "sh", "-c", "i=0; while [ $i -lt 300 ]; do i=$((i+1)); echo line $i; done")
+    try:
+        cid = engine.cli("inspect", name).stdout.split('"Id": "')[1][:64]
+        files = sorted(p.name for p in (engine.root / "shim" / "containers" / cid).iterdir()
+                       if p.name.startswith("container.log"))
+        assert files == ["container.log", "container.log.1"], files
+        lines = engine.cli("logs", name).stdout.split("\n")[:-1]
+        assert lines[-1] == "line 300" and lines[0] != "line 1"  # the oldest rotated out
+        numbers = [int(line.split()[1]) for line in lines]
+        assert numbers == list(range(numbers[0], 301))
+        assert engine.cli("logs", "--tail", "1", name).stdout == "line 300\n"
+    finally:
+        engine.cli("rm", "-f", name, check=False)
+    bad = engine.cli("run", "--rm", "--log-opt", "max-size=lots", image, "true", check=False)
+    assert bad.returncode == 125 and "max-size" in bad.stderr
+    bad = engine.cli("run", "--rm", "--log-opt", "colour=blue", image, "true", check=False)
+    assert bad.returncode == 125 and "unknown log opt 'colour'" in bad.stderr

@@ -41,7 +41,8 @@ def build_request(args: argparse.Namespace, environ: Any) -> Any:
         cap_drop=args.cap_drop, privileged=args.privileged,
         security_opt=[read_seccomp_file(o) for o in args.security_opt],
         network_mode=args.network, cpu_shares=args.cpu_shares, group_add=args.group_add,
-        init=args.init, log_opts=parse_labels(args.log_opt), binds=args.volume,
+        init=args.init, log_opts=parse_labels(args.log_opt), restart_policy=args.restart,
+        binds=args.volume,
         mounts=[parse_mount(m) for m in args.mount], tmpfs=parse_tmpfs(args.tmpfs))
     if args.stop_timeout is not None:
         req.stop_timeout = args.stop_timeout

@@ -43,6 +43,7 @@ def container_json(d: Any) -> dict[str, Any]:
         "Bundle": d.bundle,
         "HostConfig": {
             "Runtime": d.runtime, "AutoRemove": d.auto_remove, "Memory": c.memory,
+            "RestartPolicy": _restart_policy(d.restart_policy),
             "MemorySwap": c.memory_swap, "NanoCpus": c.nano_cpus, "CpuShares": c.cpu_shares,
             "PidsLimit": c.pids_limit or None, "ReadonlyRootfs": c.read_only,
             "CapAdd": list(c.cap_add) or None, "CapDrop": list(c.cap_drop) or None,
@@ -100,3 +101,8 @@ def inspect(ctx: Context, args: argparse.Namespace) -> int:
     for name in missing:
         ctx.error(f"Error: No such object: {name}")
     return 1 if missing else 0
+
+
+def _restart_policy(text: str) -> dict:
+    name, _, count = (text or "no").partition(":")
+    return {"Name": name, "MaximumRetryCount": int(count) if count.isdigit() else 0}

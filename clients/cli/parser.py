@@ -38,6 +38,8 @@ def _container_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cap-drop", action="append", default=[])
     p.add_argument("--privileged", action="store_true")
     p.add_argument("--security-opt", action="append", default=[])
+    p.add_argument("--restart", default="", help="restart policy: no, on-failure[:N], "
+                   "always, unless-stopped")
     p.add_argument("--log-opt", action="append", default=[],
                    help="log driver option: max-size=10m, max-file=3")
     p.add_argument("--init", action="store_true",

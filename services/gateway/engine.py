@@ -319,8 +319,9 @@ class Engine:
     def stop(self, ref: str, timeout: int | None = None) -> None:
         rec = self.records.lookup(ref)
         state = self._shim_state(rec.id)
-        if state is None or state.status not in RUNNING:
-            return  # docker: stopping a stopped container succeeds
+        if state is None or state.status == "created":
+            return  # docker: stopping a container that does not run succeeds
+        # Also when exited: the shim must know, or a restart policy brings it back.
         self.runtime.Stop(runtime_pb2.StopRequest(
             id=rec.id, signal=rec.stop_signal,
             timeout=rec.stop_timeout if timeout is None else timeout))
@@ -478,7 +479,9 @@ class Engine:
             env=list(rec.spec.env), working_dir=rec.spec.cwd, user=rec.spec.user,
             hostname=rec.spec.hostname, runtime=(st.runtime if st else "") or rec.runtime,
             bundle=rec.bundle, stop_signal=rec.stop_signal, stop_timeout=rec.stop_timeout,
-            labels=dict(rec.spec.annotations), auto_remove=rec.auto_remove)
+            labels=dict(rec.spec.annotations), auto_remove=rec.auto_remove,
+            restart_count=st.restart_count if st is not None else 0,
+            restart_policy=rec.spec.restart_policy)
         if st is not None:
             detail.mounts.extend(mounts.to_engine(m) for m in st.volume_mounts)
         if rec.entrypoint is not None:

@@ -14,6 +14,7 @@ from muelle.engine.v1 import engine_pb2
 from muelle.runtime.v1 import runtime_pb2
 
 from services.core.errors import InvalidArgument
+from services.core.restart_policy import parse as restart_policy_parse
 from services.gateway.merge import Merged
 
 MIN_MEMORY = 6 * 1024 * 1024  # docker's minimum memory limit
@@ -93,6 +94,14 @@ def log_limits(opts: dict[str, str]) -> tuple[int, int]:
         else:
             raise InvalidArgument(f"unknown log opt '{key}' for json-file log driver")
     return size, files
+
+
+def restart_policy(req: engine_pb2.CreateContainerRequest) -> str:
+    """The checked --restart value (the shim applies it)."""
+    policy = restart_policy_parse(req.restart_policy)
+    if policy.name != "no" and req.auto_remove:
+        raise InvalidArgument("Conflicting options: --restart and --rm")
+    return policy.text()
 
 
 def resources(req: engine_pb2.CreateContainerRequest) -> runtime_pb2.Resources:
@@ -183,6 +192,7 @@ def container_spec(req: engine_pb2.CreateContainerRequest,
         annotations=merged.labels,
         additional_gids=group_ids(list(req.group_add)),
         init=req.init,
+        restart_policy=restart_policy(req),
         log_max_size=log_size,
         log_max_files=log_files,
         cap_add=list(req.cap_add),

@@ -17,7 +17,8 @@ def _status(st: Status) -> runtime_pb2.ContainerStatus:
         id=st.id, status=st.status, pid=st.pid, exit_code=st.exit_code,
         oom_killed=st.oom_killed, created_at=st.created_at, started_at=st.started_at,
         finished_at=st.finished_at, runtime=st.runtime, bundle=st.bundle, error=st.error,
-        volume_mounts=volume_mounts.to_proto(st.volume_mounts))
+        volume_mounts=volume_mounts.to_proto(st.volume_mounts),
+        restart_count=st.restart_count)
 
 
 def _volume(v: Volume) -> runtime_pb2.Volume:

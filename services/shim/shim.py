@@ -33,7 +33,7 @@ from services.core.errors import (
 )
 from services.core.logging import get_logger
 from services.runtime.store import proc_start_time
-from services.shim import cgroupfs, logs, mounts, spec, users, volume_mounts
+from services.shim import cgroupfs, logs, mounts, restart, spec, users, volume_mounts
 from services.shim.runtimes import Runtime, Runtimes
 from services.shim.spawner import Spawner
 from services.shim.store import ContainerDir, Store, pid_alive, read_json, write_json
@@ -58,6 +58,7 @@ class Status:
     bundle: str = ""
     error: str = ""
     volume_mounts: list[dict] = field(default_factory=list)
+    restart_count: int = 0
 
 
 @dataclass
@@ -110,6 +111,13 @@ class Shim:
         self._locks: dict[str, threading.RLock] = {}
         self._locks_guard = threading.Lock()
         self.spawner = Spawner(cfg.run / "forkserver.log")
+        self.supervisor = restart.Supervisor(restart.Hooks(
+            wait_stopped=lambda cid, cancelled: self._wait_stopped(cid, None, cancelled),
+            exit_code=lambda cid: self.state(cid).exit_code,
+            started_at=self._started_at,
+            manually_stopped=lambda cid: bool(self._meta(cid).get("manually_stopped")),
+            restarts=lambda cid: int(self._meta(cid).get("restart_count", 0)),
+            restart=self._restart_by_policy))
 
     def close(self) -> None:
         """Stop the monitor fork server; containers and their monitors keep running."""
@@ -177,6 +185,7 @@ class Shim:
                     "cgroups_path": config["linux"]["cgroupsPath"],
                     "log_max_size": cspec.log_max_size or self.cfg.shim.log_max_size,
                     "log_max_files": cspec.log_max_files or self.cfg.shim.log_max_files,
+                    "restart_policy": restart.parse(cspec.restart_policy).text(),
                     "rootfs": [{"type": m.type, "source": m.source, "target": m.target,
                                 "options": list(m.options)} for m in rootfs],
                     "volumes": resolved.records,
@@ -273,6 +282,34 @@ class Shim:
         shutil.rmtree(cdir.path, ignore_errors=True)
 
     def start(self, cid: str) -> int:
+        """Start by hand: clears a `stop`, and (re)arms the restart policy."""
+        with self._lock(cid):
+            self._update_meta(cid, manually_stopped=False)
+            pid = self._start(cid)
+        policy = restart.parse(self._meta(cid).get("restart_policy", ""))
+        self.supervisor.watch(cid, policy)
+        return pid
+
+    def _restart_by_policy(self, cid: str) -> None:
+        with self._lock(cid):
+            self._update_meta(cid, restart_count=int(self._meta(cid).get("restart_count", 0)) + 1)
+            self._start(cid)
+
+    def _meta(self, cid: str) -> dict:
+        return self.store.dir(cid).read_meta()
+
+    def _update_meta(self, cid: str, **changes: object) -> None:
+        cdir = self._existing(cid)
+        write_json(cdir.meta, {**cdir.read_meta(), **changes})
+
+    def _started_at(self, cid: str) -> float:
+        stamp = (read_json(self.store.dir(cid).started) or {}).get("started_at", "")
+        try:
+            return logs.parse_time(stamp) / 1e9 if stamp else 0.0
+        except MuelleError:
+            return 0.0
+
+    def _start(self, cid: str) -> int:
         with self._lock(cid):
             cdir = self._existing(cid)
             current = self.state(cid)
@@ -349,6 +386,8 @@ class Shim:
              cancelled: Callable[[], bool] = lambda: False) -> Status:
         signum = parse_signal(signal, signalmod.SIGTERM)
         self._existing(cid)
+        # Before the signal: the restart policy must not bring it back (Docker's stop).
+        self._update_meta(cid, manually_stopped=True)
         if self.state(cid).status == "stopped":
             return self.state(cid)
         with contextlib.suppress(FailedPrecondition):
@@ -412,6 +451,7 @@ class Shim:
         cdir = self._existing(cid)
         meta = cdir.read_meta()
         out = Status(id=cid, status="created", created_at=meta.get("created_at", ""),
+                     restart_count=int(meta.get("restart_count", 0)),
                      runtime=meta.get("runtime", ""), bundle=str(cdir.path),
                      volume_mounts=list(meta.get("volumes") or []))
         started = read_json(cdir.started) or {}
@@ -516,6 +556,8 @@ class Shim:
             if meta and not meta.get("creating"):
                 status = self.state(cdir.id)
                 self.log.info("restored", container=cdir.id[:12], status=status.status)
+                if status.status in ("running", "paused"):  # keep applying its policy
+                    self.supervisor.watch(cdir.id, restart.parse(meta.get("restart_policy", "")))
                 continue
             if self._monitor_alive(cdir):
                 continue  # a create of ours may still be running in another thread

@@ -150,3 +150,41 @@ def test_logs_rotate_by_default_and_by_log_opt(engine: Engine, image: str) -> No
     assert bad.returncode == 125 and "max-size" in bad.stderr
     bad = engine.cli("run", "--rm", "--log-opt", "colour=blue", image, "true", check=False)
     assert bad.returncode == 125 and "unknown log opt 'colour'" in bad.stderr
+
+
+def test_restart_policies(engine: Engine, image: str) -> None:
+    pid = os.getpid()
+    failing, always = f"onfail-{pid}", f"always-{pid}"
+    engine.cli("run", "-d", "--name", failing, "--restart", "on-failure:2", image,
+               "sh", "-c", "echo run; exit 3")
+    engine.cli("run", "-d", "--name", always, "--restart", "always", image,
+               "sh", "-c", "echo run; sleep 0.2")
+    try:
+        def detail(name: str) -> dict:
+            return json.loads(engine.cli("inspect", name).stdout)[0]  # type: ignore[no-any-return]
+
+        # on-failure:2: the first run and two restarts, then it stays exited with 3.
+        _wait(lambda: engine.cli("logs", failing).stdout.count("run") == 3)
+        _wait(lambda: not detail(failing)["State"]["Running"])
+        time.sleep(1)
+        got = detail(failing)
+        assert got["RestartCount"] == 2 and got["State"]["ExitCode"] == 3
+        assert got["HostConfig"]["RestartPolicy"] == {"Name": "on-failure",
+                                                      "MaximumRetryCount": 2}
+        assert engine.cli("logs", failing).stdout.count("run") == 3
+        # always: keeps coming back until stopped by hand; then it stays stopped.
+        _wait(lambda: detail(always)["RestartCount"] >= 2)
+        engine.cli("stop", "-t", "2", always)
+        count = engine.cli("logs", always).stdout.count("run")
+        time.sleep(1.5)
+        assert not detail(always)["State"]["Running"]
+        assert engine.cli("logs", always).stdout.count("run") == count
+        # start by hand: policy applies again
+        engine.cli("start", always)
+        _wait(lambda: engine.cli("logs", always).stdout.count("run") >= count + 2)
+    finally:
+        engine.cli("rm", "-f", failing, always, check=False)
+    bad = engine.cli("run", "--rm", "--restart", "always", image, "true", check=False)
+    assert bad.returncode == 125 and "Conflicting options" in bad.stderr
+    bad = engine.cli("run", "--restart", "sometimes", image, "true", check=False)
+    assert bad.returncode == 125 and "invalid restart policy" in bad.stderr

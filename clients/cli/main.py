@@ -38,6 +38,8 @@ COMMANDS: dict[str, str | Command] = {
     "pause": "containers.pause",
     "unpause": "containers.unpause",
     "restart": "containers.restart",
+    "stats": "stats.stats",
+    "top": "stats.top",
     "rm": "containers.rm",
     "wait": "containers.wait",
     "inspect": "inspect.inspect",

@@ -113,6 +113,14 @@ def build() -> Parser:
         p = sub.add_parser(verb, help=text)
         p.add_argument("containers", nargs="+")
 
+    p = sub.add_parser("stats", help="resource usage of containers")
+    p.add_argument("--no-stream", action="store_true", help="one reading, then exit")
+    p.add_argument("containers", nargs="*")
+
+    p = sub.add_parser("top", help="the processes of a container")
+    p.add_argument("container")
+    p.add_argument("ps_args", nargs=argparse.REMAINDER)
+
     p = sub.add_parser("kill", help="send a signal to containers")
     p.add_argument("-s", "--signal", default="")
     p.add_argument("containers", nargs="+")

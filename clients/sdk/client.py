@@ -216,6 +216,15 @@ class Client:
             req.timeout = timeout
         self._call("RestartContainer", req)
 
+    def stats(self, containers: list[str] | None = None) -> engine_pb2.ContainerStatsResponse:
+        return self._call(  # type: ignore[no-any-return]
+            "ContainerStats", engine_pb2.ContainerStatsRequest(containers=containers or []))
+
+    def top(self, container: str, ps_args: str = "") -> engine_pb2.TopContainerResponse:
+        return self._call(  # type: ignore[no-any-return]
+            "TopContainer", engine_pb2.TopContainerRequest(container=container,
+                                                           ps_args=ps_args))
+
     def wait(self, container: str) -> engine_pb2.WaitContainerResponse:
         return self._call(  # type: ignore[no-any-return]
             "WaitContainer", engine_pb2.WaitContainerRequest(container=container))

@@ -349,6 +349,33 @@ class Engine:
         self.stop(rec.id, timeout)
         self._start(rec)
 
+    def stats(self, refs: list[str]) -> engine_pb2.ContainerStatsResponse:
+        """Every container's counters from one shim call (docker stats)."""
+        recs = [self.records.lookup(r) for r in refs]
+        names = {r.id: r.name for r in (recs or self.records.all())}
+        reply = self.runtime.Stats(runtime_pb2.StatsRequest(ids=[r.id for r in recs]))
+        out = engine_pb2.ContainerStatsResponse()
+        for st in reply.stats:
+            if st.id not in names:
+                continue  # the shim's, not this gateway's (another engine's container)
+            out.containers.append(engine_pb2.ContainerStatsEntry(
+                id=st.id, name=names[st.id], read_time_ns=st.read_time_ns,
+                cpu_usage_ns=st.cpu_usage_ns, memory_usage=st.memory_usage,
+                memory_limit=st.memory_limit, pids=st.pids, block_read=st.block_read,
+                block_write=st.block_write, net_rx=st.net_rx, net_tx=st.net_tx,
+                online_cpus=st.online_cpus))
+        return out
+
+    def top(self, ref: str, ps_args: str = "") -> engine_pb2.TopContainerResponse:
+        rec = self.records.lookup(ref)
+        state = self._shim_state(rec.id)
+        if state is None or state.status not in RUNNING:
+            raise FailedPrecondition(f"Container {rec.id} is not running")
+        reply = self.runtime.Top(runtime_pb2.TopRequest(id=rec.id, ps_args=ps_args))
+        return engine_pb2.TopContainerResponse(
+            titles=list(reply.titles),
+            processes=[engine_pb2.TopRow(fields=list(p.fields)) for p in reply.processes])
+
     def kill(self, ref: str, signal: str = "") -> None:
         rec = self.records.lookup(ref)
         if signal:

@@ -160,3 +160,11 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
     def PruneVolumes(self, request: engine_pb2.VolumePruneRequest,  # noqa: N802
                      context: Ctx) -> engine_pb2.VolumePruneResponse:
         return self.volumes.prune(request.all)
+
+    def ContainerStats(self, request: engine_pb2.ContainerStatsRequest,  # noqa: N802
+                       context: Ctx) -> engine_pb2.ContainerStatsResponse:
+        return self.engine.stats(list(request.containers))
+
+    def TopContainer(self, request: engine_pb2.TopContainerRequest,  # noqa: N802
+                     context: Ctx) -> engine_pb2.TopContainerResponse:
+        return self.engine.top(request.container, request.ps_args)

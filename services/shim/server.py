@@ -116,3 +116,15 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServicer):
                      context: grpc.ServicerContext) -> runtime_pb2.VolumePruneResponse:
         names, freed = self.shim.volumes.prune(request.all)
         return runtime_pb2.VolumePruneResponse(volumes=names, space_reclaimed=freed)
+
+    def Stats(self, request: runtime_pb2.StatsRequest,  # noqa: N802
+              context: grpc.ServicerContext) -> runtime_pb2.StatsResponse:
+        return runtime_pb2.StatsResponse(stats=[
+            runtime_pb2.ContainerStats(id=cid, **vars(c))
+            for cid, c in self.shim.stats(list(request.ids))])
+
+    def Top(self, request: runtime_pb2.TopRequest,  # noqa: N802
+            context: grpc.ServicerContext) -> runtime_pb2.TopResponse:
+        titles, rows = self.shim.top(request.id, request.ps_args)
+        return runtime_pb2.TopResponse(
+            titles=titles, processes=[runtime_pb2.TopProcess(fields=r) for r in rows])

@@ -33,7 +33,7 @@ from services.core.errors import (
 )
 from services.core.logging import get_logger
 from services.runtime.store import proc_start_time
-from services.shim import cgroupfs, logs, mounts, restart, spec, users, volume_mounts
+from services.shim import cgroupfs, logs, mounts, restart, spec, stats, users, volume_mounts
 from services.shim.runtimes import Runtime, Runtimes
 from services.shim.spawner import Spawner
 from services.shim.store import ContainerDir, Store, pid_alive, read_json, write_json
@@ -542,6 +542,27 @@ class Shim:
                                    stopped=stopped, cancelled=cancelled)
         return self._follow(cdir, tail=tail, since=since, streams=streams, stopped=stopped,
                             cancelled=cancelled)
+
+    def stats(self, ids: Sequence[str]) -> builtins.list[tuple[str, stats.Counters]]:
+        """Counters of the given containers (every running one when none are named);
+        stopped ones are skipped, unknown ones are NotFound."""
+        wanted = list(ids) or [s.id for s in self.list() if s.status in ("running", "paused")]
+        out = []
+        for cid in wanted:
+            cdir = self._existing(cid)
+            current = self.state(cid)
+            if current.status not in ("running", "paused"):
+                continue
+            out.append((cid, stats.read(cdir.read_meta().get("cgroups_path", ""),
+                                        current.pid)))
+        return out
+
+    def top(self, cid: str, ps_args: str = "") -> tuple[builtins.list[str],
+                                                          builtins.list[builtins.list[str]]]:
+        cdir = self._existing(cid)
+        if self.state(cid).status not in ("running", "paused"):
+            raise FailedPrecondition(f"container {cid} is not running")
+        return stats.processes(cdir.read_meta().get("cgroups_path", ""), ps_args)
 
     def list_runtimes(self) -> tuple[builtins.list[RuntimeInfo], str]:
         infos = [RuntimeInfo(r.name, r.path, r.version()) for r in self.runtimes.available()]

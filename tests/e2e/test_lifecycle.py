@@ -188,3 +188,27 @@ def test_restart_policies(engine: Engine, image: str) -> None:
     assert bad.returncode == 125 and "Conflicting options" in bad.stderr
     bad = engine.cli("run", "--restart", "sometimes", image, "true", check=False)
     assert bad.returncode == 125 and "invalid restart policy" in bad.stderr
+
+
+def test_stats_and_top(engine: Engine, image: str) -> None:
+    busy, idle = f"busy-{os.getpid()}", f"idle-{os.getpid()}"
+    engine.cli("run", "-d", "--name", busy, "-m", "64m", "--pids-limit", "20", image,
+               "sh", "-c", "while :; do :; done")
+    engine.cli("run", "-d", "--name", idle, image, "sleep", "1000")
+    try:
+        out = engine.cli("stats", "--no-stream").stdout.splitlines()
+        rows = {line.split()[1]: line.split() for line in out[1:]}
+        assert {busy, idle} <= set(rows)
+        assert float(rows[busy][2].rstrip("%")) > 20  # a spinning shell: most of a CPU
+        assert float(rows[idle][2].rstrip("%")) < 5
+        assert rows[busy][5] == "64MiB" and rows[busy][-1] == "1"  # limit; one task
+        only = engine.cli("stats", "--no-stream", idle).stdout.splitlines()
+        assert len(only) == 2 and idle in only[1]
+        top = engine.cli("top", idle).stdout.splitlines()
+        assert top[0].split()[:3] == ["USER", "PID", "PPID"] and "sleep 1000" in top[1]
+        stopped = engine.cli("stop", "-t", "1", idle)
+        assert stopped.returncode == 0
+        bad = engine.cli("top", idle, check=False)
+        assert bad.returncode == 1 and "is not running" in bad.stderr
+    finally:
+        engine.cli("rm", "-f", busy, idle, check=False)

@@ -56,6 +56,20 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
                                              version="runc version 1.1.5")],
             default_runtime="muelle", ncpu=2, mem_total=24 * 1024**3, kernel_version="6.1")
 
+    def ContainerStats(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("ContainerStats", request)
+        n = sum(1 for c in self.calls if c[0] == "ContainerStats")
+        return engine_pb2.ContainerStatsResponse(containers=[engine_pb2.ContainerStatsEntry(
+            id=CID, name="web", read_time_ns=n * 500_000_000, cpu_usage_ns=n * 125_000_000,
+            memory_usage=8 * 1024**2, memory_limit=64 * 1024**2, pids=3, block_read=4096,
+            net_rx=1500, net_tx=0, online_cpus=2)])
+
+    def TopContainer(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("TopContainer", request)
+        return engine_pb2.TopContainerResponse(
+            titles=["UID", "PID", "CMD"],
+            processes=[engine_pb2.TopRow(fields=["root", "4242", "sleep 100"])])
+
     def PauseContainer(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         self._record("PauseContainer", request)
         return engine_pb2.PauseContainerResponse()
@@ -454,6 +468,21 @@ def test_pause_unpause_restart(gateway) -> None:  # type: ignore[no-untyped-def]
     assert code == 0 and out == "web\n" and fake.calls[-1][1].timeout == 3
     code, _, _ = cli(host, "restart", "db")
     assert not fake.calls[-1][1].HasField("timeout")
+
+
+def test_stats_no_stream_and_top(gateway, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr("clients.cli.stats.SAMPLE", 0.0)
+    fake, host = gateway
+    code, out, _ = cli(host, "stats", "--no-stream")
+    assert code == 0
+    header, row = out.splitlines()
+    assert header.split()[:4] == ["CONTAINER", "ID", "NAME", "CPU"]
+    # 125 ms of CPU in 500 ms of wall time: 25% of one CPU
+    assert row.split()[:3] == [CID[:12], "web", "25.00%"]
+    assert "8MiB / 64MiB" in row and "12.50%" in row and row.split()[-1] == "3"
+    code, out, _ = cli(host, "top", "web", "aux")
+    assert code == 0 and fake.calls[-1][1].ps_args == "aux"
+    assert out.splitlines()[1].split() == ["root", "4242", "sleep", "100"]
 
 
 def test_info(gateway) -> None:  # type: ignore[no-untyped-def]

@@ -34,8 +34,9 @@ def build_request(args: argparse.Namespace, environ: Any) -> Any:
 
     if args.tty:
         raise UsageError("a TTY (-t) is not supported yet")
-    if args.network not in ("", "none", "host"):
-        raise UsageError(f"network {args.network!r} is not supported yet: use none or host")
+    from clients.cli.network import parse_publish
+
+    ports = [parse_publish(spec) for spec in args.publish]
     req = engine_pb2.CreateContainerRequest(
         image=args.image, name=args.name, env=parse_env(args.env, environ),
         working_dir=args.workdir, user=args.user, hostname=args.hostname,
@@ -46,7 +47,8 @@ def build_request(args: argparse.Namespace, environ: Any) -> Any:
         runtime=args.runtime, auto_remove=args.rm, labels=parse_labels(args.label),
         stop_signal=args.stop_signal, read_only=args.read_only, cap_add=args.cap_add,
         cap_drop=args.cap_drop, privileged=args.privileged, security_opt=args.security_opt,
-        network_mode=args.network, cpu_shares=args.cpu_shares, group_add=args.group_add)
+        network_mode=args.network, cpu_shares=args.cpu_shares, group_add=args.group_add,
+        ports=ports, publish_all=args.publish_all, network_aliases=args.network_alias)
     if args.stop_timeout is not None:
         req.stop_timeout = args.stop_timeout
     if args.command:

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import IO
 
-from clients.cli import archive, containers, images, inspect, registry, system
+from clients.cli import archive, containers, images, inspect, network, registry, system
 from clients.cli.context import Context
 from clients.cli.errors import ENGINE_ERROR, cannot_connect, daemon_message
 from clients.cli.parser import build
@@ -44,6 +44,8 @@ COMMANDS: dict[str, Command] = {
     "push": registry.push,
     "login": registry.login,
     "logout": registry.logout,
+    "port": network.port,
+    "network": network.network,
 }
 ENGINE_VERBS = ("run", "create")  # their failures exit 125, like docker's
 

@@ -11,7 +11,7 @@ import contextlib
 import platform
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from muelle.engine.v1 import engine_pb2
@@ -191,6 +191,10 @@ class Engine:
         cid = names.new_id()
         merged = merge(img.config, req, cid)
         spec, warnings = options.container_spec(req, merged)
+        if req.network_mode.startswith("container:"):
+            # The shim knows IDs only: resolve a name or prefix like Docker.
+            spec.network_mode = "container:" + self.records.lookup(req.network_mode[10:]).id
+        spec.network_aliases[:0] = [name]  # peers on a user network find it by name
         log = get_logger(container=cid[:12], image=req.image)
         rec = Record(
             id=cid, name=name, image=req.image, image_id=img.id, created=now_rfc3339(),
@@ -451,11 +455,44 @@ class Engine:
             hostname=rec.spec.hostname, runtime=(st.runtime if st else "") or rec.runtime,
             bundle=rec.bundle, stop_signal=rec.stop_signal, stop_timeout=rec.stop_timeout,
             labels=dict(rec.spec.annotations), auto_remove=rec.auto_remove)
+        if st is not None:
+            detail.network_mode = st.network_mode
+            detail.networks.extend(st.networks)
+            detail.ports.extend(st.ports)
         if rec.entrypoint is not None:
             detail.entrypoint.values.extend(rec.entrypoint)
         if rec.cmd is not None:
             detail.cmd.values.extend(rec.cmd)
         return detail
+
+    # ------------------------------------------------------------------ networks
+
+    def create_network(self, name: str, subnet: str) -> types_pb2.NetworkInfo:
+        info: types_pb2.NetworkInfo = self.runtime.NetworkCreate(
+            runtime_pb2.NetworkCreateRequest(name=name, subnet=subnet))
+        return info
+
+    def list_networks(self) -> engine_pb2.NetworkListResponse:
+        reply = self.runtime.NetworkList(runtime_pb2.NetworkListRequest())
+        return engine_pb2.NetworkListResponse(networks=list(reply.networks))
+
+    def inspect_network(self, ref: str) -> types_pb2.NetworkInfo:
+        info: types_pb2.NetworkInfo = self.runtime.NetworkInspect(
+            runtime_pb2.NetworkInspectRequest(network=ref))
+        return info
+
+    def remove_network(self, ref: str) -> None:
+        self.runtime.NetworkRemove(runtime_pb2.NetworkRemoveRequest(network=ref))
+
+    def connect_network(self, network: str, container: str, aliases: Sequence[str]) -> None:
+        rec = self.records.lookup(container)
+        self.runtime.NetworkConnect(runtime_pb2.NetworkConnectRequest(
+            id=rec.id, network=network, aliases=[rec.name, *aliases]))
+
+    def disconnect_network(self, network: str, container: str) -> None:
+        rec = self.records.lookup(container)
+        self.runtime.NetworkDisconnect(
+            runtime_pb2.NetworkDisconnectRequest(id=rec.id, network=network))
 
     def logs(self, req: engine_pb2.ContainerLogsRequest,
              on_cancel: Callable[[Callable[[], None]], Any] | None = None,

@@ -34,6 +34,8 @@ from services.core.errors import (
 from services.core.logging import get_logger
 from services.runtime.store import proc_start_time
 from services.shim import cgroupfs, logs, mounts, spec, users
+from services.shim.network import Manager as NetworkManager
+from services.shim.network import plan_config, request_of
 from services.shim.runtimes import Runtime, Runtimes
 from services.shim.spawner import Spawner
 from services.shim.store import ContainerDir, Store, pid_alive, read_json, write_json
@@ -107,6 +109,8 @@ class Shim:
         self._locks: dict[str, threading.RLock] = {}
         self._locks_guard = threading.Lock()
         self.spawner = Spawner(cfg.run / "forkserver.log")
+        self.networks = NetworkManager(cfg.state_dir("shim"), cfg.network,
+                                       lambda cid: self.store.dir(cid).path)
 
     def close(self) -> None:
         """Stop the monitor fork server; containers and their monitors keep running."""
@@ -162,6 +166,8 @@ class Shim:
                     id=cid, spec=cspec, user=user, cgroup_parent=self.cfg.shim.cgroup_parent,
                     available_sysctls=spec.host_sysctls(),
                     thermal_paths=spec.host_thermal_paths()))
+                plan = self.networks.prepare(cid, request_of(cspec, config["hostname"]))
+                plan_config(config, plan)
                 write_json(cdir.config, config)
                 meta = {
                     "runtime": runtime.name,
@@ -172,6 +178,7 @@ class Shim:
                 }
                 # "creating" until the runtime made it: restore drops such leftovers.
                 write_json(cdir.meta, {**meta, "creating": True})
+                self.networks.up(cid)
                 self._spawn_monitor(cdir, runtime, meta["cgroups_path"])
                 write_json(cdir.meta, meta)
             except BaseException as exc:
@@ -246,6 +253,7 @@ class Shim:
                 and runtime.state(cdir.id) is not None:
             with contextlib.suppress(MuelleError):
                 runtime.delete(cdir.id, force=True)
+        self.networks.down(cdir.id)
         if cdir.rootfs.exists():
             mounts.unmount(str(cdir.rootfs))
         shutil.rmtree(cdir.path, ignore_errors=True)
@@ -265,6 +273,7 @@ class Shim:
                 if not mounts.is_mounted(str(cdir.rootfs)):
                     rootfs = [types_pb2.Mount(**m) for m in meta.get("rootfs", [])]
                     mounts.mount_all(rootfs, str(cdir.rootfs))
+                self.networks.up(cid)  # torn down when it stopped
                 self._spawn_monitor(cdir, runtime, meta["cgroups_path"])
             pid = cdir.read_pid(cdir.init_pid)
             # Recorded first, so a container that exits at once never looks unstarted.
@@ -303,18 +312,21 @@ class Shim:
              cancelled: Callable[[], bool] = lambda: False) -> Status:
         signum = parse_signal(signal, signalmod.SIGTERM)
         self._existing(cid)
-        if self.state(cid).status == "stopped":
-            return self.state(cid)
-        with contextlib.suppress(FailedPrecondition):
-            self.kill(cid, str(signum))
-        deadline = None if timeout < 0 else time.monotonic() + timeout
-        if self._wait_stopped(cid, deadline, cancelled):
-            return self.state(cid)
-        get_logger(container=cid[:12]).info("stop timed out, killing", timeout=timeout)
-        with contextlib.suppress(FailedPrecondition):
-            self.kill(cid, "SIGKILL")
-        self._wait_stopped(cid, None, cancelled)
-        return self.state(cid)
+        if self.state(cid).status != "stopped":
+            with contextlib.suppress(FailedPrecondition):
+                self.kill(cid, str(signum))
+            deadline = None if timeout < 0 else time.monotonic() + timeout
+            if not self._wait_stopped(cid, deadline, cancelled):
+                get_logger(container=cid[:12]).info("stop timed out, killing",
+                                                    timeout=timeout)
+                with contextlib.suppress(FailedPrecondition):
+                    self.kill(cid, "SIGKILL")
+                self._wait_stopped(cid, None, cancelled)
+        status = self.state(cid)
+        if status.status == "stopped":
+            with self._lock(cid):
+                self.networks.down(cid)  # published ports and the address go on stop
+        return status
 
     def _wait_stopped(self, cid: str, deadline: float | None,
                       cancelled: Callable[[], bool]) -> bool:

@@ -1,0 +1,81 @@
+"""Netfilter rules in muelle's own chains, so removal is exact.
+
+nat    MUELLE              DNAT of published ports (jumped from PREROUTING and OUTPUT for
+                           local destinations)
+nat    MUELLE-POSTROUTING  masquerade of container traffic leaving its bridge, and of
+                           127.0.0.0/8 sources DNATed into a bridge
+filter MUELLE-FORWARD      accept traffic from and to muelle bridges
+
+The chains and their jumps exist while some rule is in them: the last delete removes them
+(callers hold the host-wide network lock, so engines side by side do not race).
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+from services.core.errors import FailedPrecondition
+
+NAT, FILTER = "nat", "filter"
+DNAT_CHAIN, POST_CHAIN, FWD_CHAIN = "MUELLE", "MUELLE-POSTROUTING", "MUELLE-FORWARD"
+JUMPS: dict[tuple[str, str], list[list[str]]] = {
+    (NAT, DNAT_CHAIN): [
+        ["PREROUTING", "-m", "addrtype", "--dst-type", "LOCAL", "-j", DNAT_CHAIN],
+        ["OUTPUT", "-m", "addrtype", "--dst-type", "LOCAL", "-j", DNAT_CHAIN],
+    ],
+    (NAT, POST_CHAIN): [["POSTROUTING", "-j", POST_CHAIN]],
+    (FILTER, FWD_CHAIN): [["FORWARD", "-j", FWD_CHAIN]],
+}
+
+
+def _run(table: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(["iptables", "-w", "-t", table, *args], capture_output=True,
+                          text=True)
+    if check and proc.returncode != 0:
+        raise FailedPrecondition(f"iptables -t {table} {' '.join(args)}: "
+                                 f"{proc.stderr.strip()}")
+    return proc
+
+
+def _has(table: str, rule: list[str]) -> bool:
+    return _run(table, "-C", *rule, check=False).returncode == 0
+
+
+def _chain_exists(table: str, chain: str) -> bool:
+    return _run(table, "-S", chain, check=False).returncode == 0
+
+
+def rules(table: str, chain: str) -> list[str]:
+    """The rules of ``chain`` as `iptables -S` prints them (without the -N line)."""
+    if not _chain_exists(table, chain):
+        return []
+    out = _run(table, "-S", chain).stdout.splitlines()
+    return [line for line in out if line.startswith("-A ")]
+
+
+def _ensure_chain(table: str, chain: str) -> None:
+    if not _chain_exists(table, chain):
+        _run(table, "-N", chain)
+    for jump in JUMPS[(table, chain)]:
+        if not _has(table, jump):
+            _run(table, "-I", *jump)
+
+
+def add(table: str, chain: str, rule: list[str]) -> None:
+    """Append ``rule`` to ``chain`` (once)."""
+    _ensure_chain(table, chain)
+    if not _has(table, [chain, *rule]):
+        _run(table, "-A", chain, *rule)
+
+
+def delete(table: str, chain: str, rule: list[str]) -> None:
+    """Delete ``rule`` if present; drop the chain and its jumps once empty."""
+    if not _chain_exists(table, chain):
+        return
+    while _has(table, [chain, *rule]):
+        _run(table, "-D", chain, *rule)
+    if not rules(table, chain):
+        for jump in JUMPS[(table, chain)]:
+            while _has(table, jump):
+                _run(table, "-D", *jump)
+        _run(table, "-X", chain, check=False)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from services.core import config as configmod
 from services.core import launcher
+from tests.support import network
 
 VENV_BIN = Path(sys.executable).parent
 CLI = str(VENV_BIN / "muelle")
@@ -86,7 +87,8 @@ class Engine:
             self.remove_all_containers()
         finally:
             launcher.stop(self.cfg)
-            leftovers = sweep(self.dir, self.cgroup_parent)
+            leftovers = network.sweep(self.root, self.bridge)
+            leftovers += sweep(self.dir, self.cgroup_parent)
             shutil.rmtree(self.dir, ignore_errors=True)
         if leftovers:
             raise AssertionError("engine left things behind: " + "; ".join(leftovers))

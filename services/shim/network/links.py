@@ -4,9 +4,46 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
+from collections.abc import Callable
+from typing import TypeVar
 
-from pyroute2 import IPRoute, NetNS
+from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
+
+from services.runtime import linux
+
+T = TypeVar("T")
+
+
+def in_netns(path: str, fn: Callable[[IPRoute], T]) -> T:
+    """``fn(ipr)`` with a netlink socket inside the namespace pinned at ``path``.
+
+    A network namespace is per thread: a short-lived thread joins it and opens the socket
+    there. (pyroute2's own netns support forks a helper, which is unsafe in the threaded
+    gRPC server.)
+    """
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                linux.setns(fd, linux.CLONE_NEWNET)
+            finally:
+                os.close(fd)
+            with IPRoute() as ipr:
+                result.append(fn(ipr))
+        except BaseException as exc:  # handed to the caller's thread
+            error.append(exc)
+
+    thread = threading.Thread(target=run, name="netns")
+    thread.start()
+    thread.join()
+    if error:
+        raise error[0]
+    return result[0]
 
 
 def _index(ipr: IPRoute, name: str) -> int | None:
@@ -71,7 +108,7 @@ def add_veth(host: str, bridge: str, netns: str, inner: str) -> None:
 def configure_inner(netns: str, inner: str, address: str, prefixlen: int,
                     gateway: str | None) -> None:
     """Inside the namespace: lo up, ``inner`` up with its address, default route if given."""
-    with NetNS(netns) as ns:
+    def configure(ns: IPRoute) -> None:
         lo = ns.link_lookup(ifname="lo")[0]
         ns.link("set", index=lo, state="up")
         idx = ns.link_lookup(ifname=inner)[0]
@@ -80,15 +117,12 @@ def configure_inner(netns: str, inner: str, address: str, prefixlen: int,
         if gateway:
             ns.route("add", dst="default", gateway=gateway)
 
-
-def loopback_up(netns: str) -> None:
-    with NetNS(netns) as ns:
-        ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
+    in_netns(netns, configure)
 
 
 def names_in(netns: str) -> list[str]:
-    with NetNS(netns) as ns:
-        return [str(link.get_attr("IFLA_IFNAME")) for link in ns.get_links()]
+    return in_netns(netns, lambda ns: [str(link.get_attr("IFLA_IFNAME"))
+                                       for link in ns.get_links()])
 
 
 def bridge_ports(bridge: str) -> list[str]:

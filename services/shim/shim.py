@@ -113,8 +113,13 @@ class Shim:
                                        lambda cid: self.store.dir(cid).path)
 
     def close(self) -> None:
-        """Stop the monitor fork server; containers and their monitors keep running."""
+        """Stop the monitor fork server; containers and their monitors keep running.
+        An idle default bridge goes too (a busy one stays for the running containers)."""
         self.spawner.close()
+        try:
+            self.networks.close()
+        except MuelleError as exc:
+            self.log.warning("could not remove the idle default bridge", error=str(exc))
 
     # ---------------------------------------------------------------- helpers
 

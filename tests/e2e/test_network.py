@@ -90,7 +90,7 @@ def test_httpd_published_on_loopback_answers_the_host(engine: Engine, image: str
         _until(lambda: _get(f"http://127.0.0.1:{port}/") is not None, "httpd after restart")
     finally:
         engine.cli("rm", "-f", name)
-    assert network.leftovers(engine.root, engine.bridge) == []
+    assert network.container_leftovers(engine.root, engine.bridge) == []
 
 
 def test_random_host_port_and_publish_all(engine: Engine, image: str) -> None:
@@ -217,4 +217,4 @@ def test_create_rm_cycles_leave_nothing(engine: Engine, image: str) -> None:
             reply = client.create(image, ["true"], ports=[
                 types_pb2.NetworkPort(container_port=80, host_port=port)])
             client.remove(reply.id, force=True)
-    assert network.leftovers(engine.root, engine.bridge) == []
+    assert network.container_leftovers(engine.root, engine.bridge) == []

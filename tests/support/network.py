@@ -51,22 +51,33 @@ def leases(root: Path) -> dict[str, str]:
     return out
 
 
-def leftovers(root: Path, default_bridge: str) -> list[str]:
+def container_leftovers(root: Path, default_bridge: str) -> list[str]:
+    """What containers alone own: veths on the engine's bridges, DNAT rules, leases.
+    (The default bridge and its masquerade rules stay up while the shim runs, like docker0.)"""
     bridges = engine_bridges(root, default_bridge)
     found = []
-    all_links = links()
-    veths = [n for n, master in all_links.items() if master in bridges]
+    veths = [n for n, master in links().items() if master in bridges]
     if veths:
         found.append(f"veths {veths}")
-    present = [b for b in bridges if b in all_links]
-    if present:
-        found.append(f"bridges {present}")
-    rules = rules_mentioning(bridges)
-    if rules:
-        found.append(f"netfilter rules {[line for _, line in rules]}")
+    dnat = [line for _, line in rules_mentioning(bridges) if "DNAT" in line]
+    if dnat:
+        found.append(f"DNAT rules {dnat}")
     held = leases(root)
     if held:
         found.append(f"IPAM leases {held}")
+    return found
+
+
+def leftovers(root: Path, default_bridge: str) -> list[str]:
+    """Everything, for an engine that has stopped."""
+    bridges = engine_bridges(root, default_bridge)
+    found = container_leftovers(root, default_bridge)
+    present = [b for b in bridges if b in links()]
+    if present:
+        found.append(f"bridges {present}")
+    rules = [line for _, line in rules_mentioning(bridges) if "DNAT" not in line]
+    if rules:
+        found.append(f"netfilter rules {rules}")
     return found
 
 

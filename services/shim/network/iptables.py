@@ -6,8 +6,8 @@ nat    MUELLE-POSTROUTING  masquerade of container traffic leaving its bridge, a
                            127.0.0.0/8 sources DNATed into a bridge
 filter MUELLE-FORWARD      accept traffic from and to muelle bridges
 
-The chains and their jumps exist while some rule is in them: the last delete removes them
-(callers hold the host-wide network lock, so engines side by side do not race).
+The chains and their jumps are made with their first rule and dropped, once empty, when a
+bridge goes (callers hold the host-wide network lock, so engines side by side do not race).
 """
 
 from __future__ import annotations
@@ -47,10 +47,8 @@ def _chain_exists(table: str, chain: str) -> bool:
 
 def rules(table: str, chain: str) -> list[str]:
     """The rules of ``chain`` as `iptables -S` prints them (without the -N line)."""
-    if not _chain_exists(table, chain):
-        return []
-    out = _run(table, "-S", chain).stdout.splitlines()
-    return [line for line in out if line.startswith("-A ")]
+    proc = _run(table, "-S", chain, check=False)
+    return [line for line in proc.stdout.splitlines() if line.startswith("-A ")]
 
 
 def _ensure_chain(table: str, chain: str) -> None:
@@ -62,20 +60,26 @@ def _ensure_chain(table: str, chain: str) -> None:
 
 
 def add(table: str, chain: str, rule: list[str]) -> None:
-    """Append ``rule`` to ``chain`` (once)."""
-    _ensure_chain(table, chain)
-    if not _has(table, [chain, *rule]):
+    """Append ``rule`` to ``chain`` (once); the chain and its jumps are made if missing."""
+    if _has(table, [chain, *rule]):
+        return
+    if _run(table, "-A", chain, *rule, check=False).returncode != 0:
+        _ensure_chain(table, chain)
         _run(table, "-A", chain, *rule)
 
 
 def delete(table: str, chain: str, rule: list[str]) -> None:
-    """Delete ``rule`` if present; drop the chain and its jumps once empty."""
-    if not _chain_exists(table, chain):
-        return
-    while _has(table, [chain, *rule]):
-        _run(table, "-D", chain, *rule)
-    if not rules(table, chain):
-        for jump in JUMPS[(table, chain)]:
+    """Delete ``rule`` wherever present (nothing if the chain is gone)."""
+    while _run(table, "-D", chain, *rule, check=False).returncode == 0:
+        pass
+
+
+def prune() -> None:
+    """Drop muelle's chains that hold no rule, with their jumps (when a bridge goes)."""
+    for (table, chain), jumps in JUMPS.items():
+        if not _chain_exists(table, chain) or rules(table, chain):
+            continue
+        for jump in jumps:
             while _has(table, jump):
                 _run(table, "-D", *jump)
         _run(table, "-X", chain, check=False)

@@ -56,6 +56,15 @@ def exists(name: str) -> bool:
         return _index(ipr, name) is not None
 
 
+def has_address(name: str, address: str) -> bool:
+    """Whether link ``name`` exists and carries ``address``."""
+    with IPRoute() as ipr:
+        idx = _index(ipr, name)
+        if idx is None:
+            return False
+        return address in {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=idx, family=2)}
+
+
 def ensure_bridge(name: str, gateway: str, prefixlen: int) -> None:
     """The bridge ``name`` up with ``gateway/prefixlen``; created if missing."""
     with IPRoute() as ipr:

@@ -25,7 +25,7 @@ from typing import Any
 from services.core.config import NetworkConfig
 from services.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from services.core.logging import get_logger
-from services.shim.network import files, links, lock, netns, ports, rules, subnets
+from services.shim.network import files, iptables, links, lock, netns, ports, rules, subnets
 from services.shim.network.defs import DEFAULT, Defs, Network, check_name
 from services.shim.network.ipam import Pool
 from services.shim.network.ports import Port
@@ -156,10 +156,20 @@ class Manager:
     def _bridge_down(self, net: Network) -> None:
         rules.delete(net.bridge, net.subnet)
         links.delete(net.bridge)
+        iptables.prune()
+
+    def close(self) -> None:
+        """On a clean shim stop: the default bridge goes if no container uses it."""
+        with lock.held(self.lock_path):
+            net = self._default()
+            if net.subnet and not self.members(net) and links.exists(net.bridge):
+                self._bridge_down(net)
 
     def _ensure_default(self) -> Network:
         """The default network with its bridge up; picks a subnet the first time."""
         net = self._default()
+        if net.subnet and net.gateway and links.has_address(net.bridge, net.gateway):
+            return net  # up, and its rules came with it (fast path of every create)
         if not net.subnet or (not links.exists(net.bridge) and subnets.overlapping(
                 ipaddress.ip_network(net.subnet), self._taken(but=DEFAULT)) is not None):
             if self.cfg.subnet:
@@ -312,10 +322,9 @@ class Manager:
         _write_json(self._state_file(cid), state)
         if net is None:
             return
-        if net.builtin and not self.members(net):
-            self._bridge_down(net)  # the default bridge lives while containers use it
-        else:
-            self._refresh_hosts(net)
+        # The default bridge stays up when idle (like docker0): deleting a netdev waits
+        # for the kernel's RCU grace periods, which would slow every lone `run --rm`.
+        self._refresh_hosts(net)
 
     def connect(self, cid: str, name: str, aliases: list[str]) -> None:
         state = self.read(cid)

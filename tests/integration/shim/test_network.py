@@ -63,4 +63,4 @@ def test_published_port_and_leases_survive_a_shim_restart(shim: ShimProcess,
     for c in (cid, other):
         shim.stub.Delete(pb.DeleteRequest(id=c, force=True))
     assert _get(port) is None
-    assert network.leftovers(shim.dir / "root", shim.bridge) == []
+    assert network.container_leftovers(shim.dir / "root", shim.bridge) == []

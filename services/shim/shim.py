@@ -110,7 +110,8 @@ class Shim:
         self._locks_guard = threading.Lock()
         self.spawner = Spawner(cfg.run / "forkserver.log")
         self.networks = NetworkManager(cfg.state_dir("shim"), cfg.network,
-                                       lambda cid: self.store.dir(cid).path)
+                                       lambda cid: self.store.dir(cid).path,
+                                       pid_of=self._running_pid)
 
     def close(self) -> None:
         """Stop the monitor fork server; containers and their monitors keep running.
@@ -122,6 +123,13 @@ class Shim:
             self.log.warning("could not remove the idle default bridge", error=str(exc))
 
     # ---------------------------------------------------------------- helpers
+
+    def _running_pid(self, cid: str) -> int:
+        try:
+            status = self.state(cid)
+        except NotFound:
+            return 0
+        return status.pid if status.status in ("running", "paused") else 0
 
     def _lock(self, cid: str) -> threading.RLock:
         with self._locks_guard:

@@ -64,12 +64,14 @@ def _write_json(path: Path, data: Any) -> None:
 
 class Manager:
     def __init__(self, state_dir: Path, netcfg: NetworkConfig,
-                 container_dir: Callable[[str], Path], lock_path: str = lock.PATH) -> None:
+                 container_dir: Callable[[str], Path], lock_path: str = lock.PATH,
+                 pid_of: Callable[[str], int] = lambda cid: 0) -> None:
         self.dir = state_dir / "network"
         self.cfg = netcfg
         self.defs = Defs(self.dir / "networks")
         self.container_dir = container_dir
         self.lock_path = lock_path
+        self.pid_of = pid_of  # a running container's init pid, 0 if none
         self.log = get_logger(component="network")
 
     # ---------------------------------------------------------------- networks
@@ -239,15 +241,22 @@ class Manager:
             return Plan(self._netns_of(peer), mounts)
         return Plan(str(cdir / "netns"), mounts)
 
-    def _netns_of(self, peer: str) -> str | None:
+    def _netns_of(self, peer: str, depth: int = 0) -> str | None:
+        """The namespace to join for ``container:<peer>`` (None = the host's)."""
         other = self.read(peer)
-        if other.get("mode") == "host":
+        mode = str(other.get("mode", ""))
+        if mode == "host":
             return None
+        if mode.startswith("container:") and depth < 8:
+            return self._netns_of(mode.split(":", 1)[1], depth + 1)
         pinned = self.container_dir(peer) / "netns"
         if netns.is_pinned(str(pinned)):
             return str(pinned)
+        pid = self.pid_of(peer)  # "none": the runtime made it, it lives with the init
+        if pid > 0:
+            return f"/proc/{pid}/ns/net"
         raise FailedPrecondition(f"cannot join the network of container {peer[:12]}: "
-                                 "it is not running with a network of its own")
+                                 "it is not running")
 
     def up(self, cid: str) -> None:
         """Wire a bridge-mode container: netns, veth, address, route, ports, hosts."""

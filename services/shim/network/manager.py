@@ -184,6 +184,13 @@ class Manager:
         self._bridge_up(net)
         return net
 
+    def _ensure_user(self, ref: str) -> Network:
+        """A user network with its bridge up (made again after a reboot)."""
+        net = self.find(ref)
+        if not links.has_address(net.bridge, net.gateway):
+            self._bridge_up(net)
+        return net
+
     # ---------------------------------------------------------------- containers
 
     def _state_file(self, cid: str) -> Path:
@@ -264,9 +271,12 @@ class Manager:
         mode = state.get("mode", "")
         if not state or mode in ("none", "host") or mode.startswith("container:"):
             return
-        if state.get("endpoints"):
-            return  # wired already
         path = str(self.container_dir(cid) / "netns")
+        if state.get("endpoints"):
+            if netns.is_pinned(path):
+                return  # wired already (it exited by itself, or a restarted shim asks)
+            self.down(cid)  # recorded, but the kernel forgot (a reboot): wire it anew
+            state = self.read(cid)
         netns.create(path)
         try:
             self._attach(cid, state, mode, path, primary=True)
@@ -277,7 +287,7 @@ class Manager:
     def _attach(self, cid: str, state: dict[str, Any], name: str, path: str,
                 primary: bool, aliases: list[str] | None = None) -> None:
         with lock.held(self.lock_path):
-            net = self._ensure_default() if name == DEFAULT else self.find(name)
+            net = self._ensure_default() if name == DEFAULT else self._ensure_user(name)
             if net.name in state["endpoints"]:
                 raise FailedPrecondition(
                     f"container {cid[:12]} is already attached to network {net.name}")
@@ -310,6 +320,9 @@ class Manager:
         with lock.held(self.lock_path):
             for name in list(state.get("endpoints", {})):
                 self._detach_locked(cid, state, name)
+            for net in self.networks():  # a lease a crash left unrecorded
+                if net.subnet:
+                    self._pool(net).release(cid)
             state.pop("published", None)
             _write_json(self._state_file(cid), state)
         netns.remove(path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import urllib.request
 
@@ -63,4 +64,23 @@ def test_published_port_and_leases_survive_a_shim_restart(shim: ShimProcess,
     for c in (cid, other):
         shim.stub.Delete(pb.DeleteRequest(id=c, force=True))
     assert _get(port) is None
+    assert network.container_leftovers(shim.dir / "root", shim.bridge) == []
+
+
+def test_start_after_the_kernel_forgot_the_wiring(shim: ShimProcess) -> None:
+    """As after a reboot: pin, veth, bridge and rules gone, network.json still says wired."""
+    port = network.free_port()
+    cid = shim.create(["sh", "-c", HTTPD], ports=[
+        types_pb2.NetworkPort(container_port=80, host_ip="127.0.0.1", host_port=port)])
+    shim.stub.Start(pb.StartRequest(id=cid))
+    assert _answers(port)
+    shim.stub.Kill(pb.KillRequest(id=cid, signal="KILL"))
+    shim.stub.Wait(pb.WaitRequest(id=cid))  # exited by itself: still wired
+    pin = shim.dir / "root" / "shim" / "containers" / cid / "netns"
+    subprocess.run(["umount", "-l", str(pin)], check=True)
+    assert network.sweep(shim.dir / "root", shim.bridge)  # bridge, veth and rules go
+    shim.stub.Start(pb.StartRequest(id=cid))
+    assert _answers(port)
+    assert list(network.leases(shim.dir / "root").values()) == [cid]
+    shim.stub.Delete(pb.DeleteRequest(id=cid, force=True))
     assert network.container_leftovers(shim.dir / "root", shim.bridge) == []

@@ -211,16 +211,26 @@ def test_default_bridge_files_and_interfaces(engine: Engine, image: str) -> None
 
 
 def test_bad_network_input_is_refused(engine: Engine, image: str) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    busy = listener.getsockname()[1]
     for args, message in (
         (["run", "--rm", "--network", "nosuch", image, "true"], "network nosuch not found"),
         (["run", "--rm", "-p", "80:80/sctp", image, "true"], "invalid protocol"),
         (["run", "--rm", "--network", "none", "-p", "80", image, "true"], "bridge network"),
         (["network", "create", "--subnet", "10.1.2.3/99", "x"], "invalid subnet"),
         (["network", "create", "bridge"], "reserved"),
+        (["run", "--rm", "-p", "192.0.2.254:8080:80", image, "true"], "cannot assign"),
     ):
         proc = engine.cli(*args, check=False)
         assert proc.returncode != 0 and message in proc.stderr, (args, proc.stderr)
         assert "Traceback" not in proc.stderr
+    # a port a host process listens on is not taken away from it
+    proc = engine.cli("run", "--rm", "-p", f"127.0.0.1:{busy}:80", image, "true", check=False)
+    listener.close()
+    assert proc.returncode == 125 and "address already in use" in proc.stderr, proc.stderr
+    assert network.container_leftovers(engine.root, engine.bridge) == []
 
 
 @pytest.mark.timeout(600)

@@ -55,6 +55,21 @@ def free_port(proto: str) -> int:
         return int(s.getsockname()[1])
 
 
+def _check_bindable(proto: str, host_ip: str, host_port: int) -> None:
+    """Refuse a host address that is not local, or a port a host process serves: DNAT would
+    silently take its connections away."""
+    kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+    with socket.socket(socket.AF_INET, kind) as s:
+        # SO_REUSEADDR: a TCP port in TIME_WAIT is free; only a listener makes bind fail
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host_ip, host_port))
+        except OSError as exc:
+            raise FailedPrecondition(f"Bind for {host_ip or '0.0.0.0'}:{host_port} failed: "
+                                     f"{exc.strerror.lower() if exc.strerror else exc}"
+                                     ) from None
+
+
 _DPORT = re.compile(r"-p (\w+) .*--dport (\d+) ")
 
 
@@ -82,6 +97,7 @@ def resolve(ports: list[Port]) -> list[Port]:
             if (port.protocol, host_port) in taken:
                 raise FailedPrecondition(f"Bind for {port.host_ip or '0.0.0.0'}:{host_port} "
                                          "failed: port is already allocated")
+            _check_bindable(port.protocol, port.host_ip, host_port)
         taken.add((port.protocol, host_port))
         out.append(Port(port.container_port, port.protocol, port.host_ip, host_port))
     return out

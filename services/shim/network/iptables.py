@@ -5,6 +5,8 @@ nat    MUELLE              DNAT of published ports (jumped from PREROUTING and O
 nat    MUELLE-POSTROUTING  masquerade of container traffic leaving its bridge, and of
                            127.0.0.0/8 sources DNATed into a bridge
 filter MUELLE-FORWARD      accept traffic from and to muelle bridges
+filter MUELLE-INPUT        drop new connections from a bridge to 127.0.0.0/8 (the price of
+                           route_localnet, cf. CVE-2020-8558)
 
 The chains and their jumps are made with their first rule and dropped, once empty, when a
 bridge goes (callers hold the host-wide network lock, so engines side by side do not race).
@@ -18,6 +20,7 @@ from services.core.errors import FailedPrecondition
 
 NAT, FILTER = "nat", "filter"
 DNAT_CHAIN, POST_CHAIN, FWD_CHAIN = "MUELLE", "MUELLE-POSTROUTING", "MUELLE-FORWARD"
+INPUT_CHAIN = "MUELLE-INPUT"
 JUMPS: dict[tuple[str, str], list[list[str]]] = {
     (NAT, DNAT_CHAIN): [
         ["PREROUTING", "-m", "addrtype", "--dst-type", "LOCAL", "-j", DNAT_CHAIN],
@@ -25,6 +28,7 @@ JUMPS: dict[tuple[str, str], list[list[str]]] = {
     ],
     (NAT, POST_CHAIN): [["POSTROUTING", "-j", POST_CHAIN]],
     (FILTER, FWD_CHAIN): [["FORWARD", "-j", FWD_CHAIN]],
+    (FILTER, INPUT_CHAIN): [["INPUT", "-j", INPUT_CHAIN]],
 }
 
 

@@ -18,6 +18,11 @@ def of(bridge: str, subnet: str) -> list[Rule]:
         # forwarding, even where the FORWARD policy is DROP (e.g. docker installed)
         (iptables.FILTER, iptables.FWD_CHAIN, ["-i", bridge, "-j", "ACCEPT"]),
         (iptables.FILTER, iptables.FWD_CHAIN, ["-o", bridge, "-j", "ACCEPT"]),
+        # route_localnet would also let a container send to the host's 127.0.0.1 services
+        # (CVE-2020-8558); replies to our own loopback publishes are ESTABLISHED.
+        (iptables.FILTER, iptables.INPUT_CHAIN,
+         ["-i", bridge, "-d", "127.0.0.0/8", "-m", "conntrack", "!", "--ctstate",
+          "RELATED,ESTABLISHED", "-j", "DROP"]),
     ]
 
 

@@ -13,7 +13,7 @@ from services.core.errors import (
     InvalidArgument,
     NotFound,
 )
-from services.shim.network import files, ports, subnets
+from services.shim.network import files, ports, rules, subnets
 from services.shim.network.defs import Defs, Network, check_name
 from services.shim.network.ipam import Pool
 from services.shim.network.ports import Port
@@ -110,3 +110,13 @@ def test_network_definitions(tmp_path: Path) -> None:
     for bad in ("bridge", "host", "-x", "a b", ""):
         with pytest.raises(InvalidArgument):
             check_name(bad)
+
+
+def test_bridge_rules_name_their_bridge_and_guard_the_hosts_loopback() -> None:
+    got = rules.of("mu0", "10.88.0.0/24")
+    assert all("mu0" in rule for _, _, rule in got)  # removal by bridge is exact
+    drop = [rule for _, chain, rule in got if chain == "MUELLE-INPUT"]
+    # route_localnet must not open 127.0.0.1 to containers; our own publishes' replies
+    # are ESTABLISHED and pass
+    assert drop == [["-i", "mu0", "-d", "127.0.0.0/8", "-m", "conntrack", "!", "--ctstate",
+                     "RELATED,ESTABLISHED", "-j", "DROP"]]

@@ -63,6 +63,14 @@ def net_image(engine: Engine, registry: LocalRegistry, tmp_path_factory: pytest.
     return ref
 
 
+def _host_addresses() -> list[str]:
+    """The host's IPv4 addresses other than loopback and muelle's bridges."""
+    out = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True,
+                         text=True).stdout
+    return [line.split()[3].split("/")[0] for line in out.splitlines()
+            if line.split()[1] != "lo" and not line.split()[1].startswith("mu")]
+
+
 def _name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
@@ -101,6 +109,9 @@ def test_random_host_port_and_publish_all(engine: Engine, image: str) -> None:
         host_port = int(line.rsplit(":", 1)[1])
         assert line.startswith("0.0.0.0:") and host_port > 0
         _until(lambda: _get(f"http://127.0.0.1:{host_port}/") is not None, "random port")
+        # published on every host address: the host's own (local delivery, nothing leaves)
+        for addr in _host_addresses():
+            assert _get(f"http://{addr}:{host_port}/") is not None, addr
     finally:
         engine.cli("rm", "-f", name)
 

@@ -164,7 +164,10 @@ class Manager:
         """On a clean shim stop: the default bridge goes if no container uses it."""
         with lock.held(self.lock_path):
             net = self._default()
-            if net.subnet and not self.members(net) and links.exists(net.bridge):
+            # no lease of ours, and no veth of anyone's (an engine misconfigured to share
+            # the bridge keeps it)
+            if net.subnet and not self.members(net) and links.exists(net.bridge) \
+                    and not links.bridge_ports(net.bridge):
                 self._bridge_down(net)
 
     def _ensure_default(self) -> Network:

@@ -23,3 +23,11 @@ def daemon_message(message: str) -> str:
 
 def cannot_connect(host: str) -> str:
     return f"Cannot connect to the muelle engine at {host}. Is it running?"
+
+
+class RunFailed(Exception):
+    """run/create failed in the engine; carries docker's exit code for it."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code

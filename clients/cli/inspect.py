@@ -13,6 +13,15 @@ def _opt_list(msg: Any, name: str) -> list[str] | None:
     return list(getattr(msg, name).values) if msg.HasField(name) else None
 
 
+def _mount_json(m: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"Type": m.type}
+    if m.type == "volume":
+        out.update(Name=m.name, Driver="local")
+    out.update(Source=m.source, Destination=m.target, Mode="ro" if m.readonly else "",
+               RW=not m.readonly, Propagation="rprivate" if m.type == "bind" else "")
+    return out
+
+
 def _port_bindings(ports: Any) -> dict[str, list[dict[str, str]]]:
     """docker's {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}]}."""
     out: dict[str, list[dict[str, str]]] = {}
@@ -62,10 +71,12 @@ def container_json(d: Any) -> dict[str, Any]:
             "Privileged": c.privileged, "SecurityOpt": list(c.security_opt) or None,
             "NetworkMode": d.network_mode or c.network_mode or "bridge",
             "GroupAdd": list(c.group_add) or None,
+            "Binds": list(c.binds) or None, "Tmpfs": dict(c.tmpfs) or None,
             "PortBindings": _port_bindings(c.ports),
             "PublishAllPorts": c.publish_all,
         },
         "NetworkSettings": _network_settings(d),
+        "Mounts": [_mount_json(m) for m in d.mounts],
         "Config": {
             "Hostname": d.hostname, "User": d.user, "Tty": False, "Env": list(d.env),
             "Cmd": _opt_list(d, "cmd"), "Entrypoint": _opt_list(d, "entrypoint"),

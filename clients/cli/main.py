@@ -8,44 +8,51 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import IO
 
-from clients.cli import archive, containers, images, inspect, network, registry, system
 from clients.cli.context import Context
-from clients.cli.errors import ENGINE_ERROR, cannot_connect, daemon_message
+from clients.cli.errors import ENGINE_ERROR, RunFailed, cannot_connect, daemon_message
 from clients.cli.parser import build
 from clients.cli.units import UsageError
 from clients.sdk.address import resolve_host
 
 Command = Callable[[Context, argparse.Namespace], int]
 
-COMMANDS: dict[str, Command] = {
-    "pull": images.pull,
-    "images": images.images,
-    "rmi": images.rmi,
-    "run": containers.run,
-    "create": containers.create,
-    "start": containers.start,
-    "ps": containers.ps,
-    "logs": containers.logs,
-    "stop": containers.stop,
-    "kill": containers.kill,
-    "rm": containers.rm,
-    "wait": containers.wait,
-    "inspect": inspect.inspect,
-    "image": system.image,
-    "system": system.system,
-    "save": archive.save,
-    "load": archive.load,
-    "tag": registry.tag,
-    "push": registry.push,
-    "login": registry.login,
-    "logout": registry.logout,
-    "port": network.port,
-    "network": network.network,
+# verb -> "module.function" in clients/cli: a command's module is imported when it runs,
+# so every start does not pay for all of them.
+COMMANDS: dict[str, str | Command] = {
+    "pull": "images.pull",
+    "images": "images.images",
+    "rmi": "images.rmi",
+    "run": "containers.run",
+    "create": "containers.create",
+    "start": "containers.start",
+    "ps": "containers.ps",
+    "logs": "containers.logs",
+    "stop": "containers.stop",
+    "kill": "containers.kill",
+    "pause": "containers.pause",
+    "unpause": "containers.unpause",
+    "restart": "containers.restart",
+    "rm": "containers.rm",
+    "wait": "containers.wait",
+    "inspect": "inspect.inspect",
+    "image": "system.image",
+    "system": "system.system",
+    "save": "archive.save",
+    "load": "archive.load",
+    "tag": "registry.tag",
+    "push": "registry.push",
+    "login": "registry.login",
+    "logout": "registry.logout",
+    "info": "system.info",
+    "volume": "volumes.volume",
+    "port": "network.port",
+    "network": "network.network",
 }
 ENGINE_VERBS = ("run", "create")  # their failures exit 125, like docker's
 
@@ -100,14 +107,24 @@ def run(argv: Sequence[str] | None = None, out: IO[str] | None = None,
             ctx.close()
 
 
+def command(verb: str) -> Command:
+    """The function of ``verb``, importing its module now."""
+    target = COMMANDS[verb]
+    if callable(target):
+        return target
+    module, _, name = target.partition(".")
+    fn: Command = getattr(importlib.import_module(f"clients.cli.{module}"), name)
+    return fn
+
+
 def _dispatch(ctx: Context, args: argparse.Namespace) -> int:
     from_engine = args.verb in ENGINE_VERBS
     try:
-        return COMMANDS[args.verb](ctx, args)
+        return command(args.verb)(ctx, args)
     except UsageError as exc:
         ctx.error(f"muelle: {exc}")
         return ENGINE_ERROR if from_engine else 1
-    except containers.RunFailed as exc:
+    except RunFailed as exc:
         ctx.error(daemon_message(str(exc)))
         return exc.code
     except Exception as exc:  # noqa: BLE001 - the edge: one line, no traceback

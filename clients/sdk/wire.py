@@ -21,7 +21,6 @@ import threading
 from collections import deque
 from collections.abc import Iterator
 from typing import BinaryIO
-from urllib.parse import unquote
 
 from services.core.errors import MuelleError, Unavailable, from_status
 
@@ -63,6 +62,26 @@ def supports(address: str) -> bool:
     """Whether wire can reach ``address``: unix sockets and plain TCP."""
     return address.startswith(("unix:", "tcp://")) or (
         "://" not in address and address.rpartition(":")[2].isdigit())
+
+
+def percent_decode(text: str) -> str:
+    """grpc-message is percent-encoded UTF-8 (urllib.parse would cost an import)."""
+    if "%" not in text:
+        return text
+    raw = bytearray()
+    i = 0
+    data = text.encode()
+    while i < len(data):
+        if data[i] == 0x25 and i + 3 <= len(data):  # "%XX"
+            try:
+                raw.append(int(data[i + 1:i + 3], 16))
+                i += 3
+                continue
+            except ValueError:
+                pass
+        raw.append(data[i])
+        i += 1
+    return raw.decode("utf-8", errors="replace")
 
 
 class ProtocolError(Exception):
@@ -336,7 +355,7 @@ class Channel:
             raise Unavailable(f"no gRPC status in the response (HTTP status {status or '?'})")
         code = int(fields["grpc-status"])
         if code != 0:
-            raise from_status(code, unquote(fields.get("grpc-message", "")))
+            raise from_status(code, percent_decode(fields.get("grpc-message", "")))
         if stream.buffer:
             raise MuelleError("truncated gRPC message at the end of the stream")
 

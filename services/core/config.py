@@ -57,6 +57,9 @@ class ShimConfig:
     runtimes: dict[str, str] = field(default_factory=dict)
     # cgroup parent of every container: <mount>/<controller>/<cgroup_parent>/<id>.
     cgroup_parent: str = "muelle"
+    # Static init for `run --init` (bind-mounted at /sbin/docker-init); "" = look for
+    # Debian's tini-static, then docker-init.
+    init_path: str = ""
 
 
 @dataclass

@@ -29,7 +29,7 @@ from services.core.errors import (
 from services.core.logging import get_logger
 from services.core.platform import host_arch
 from services.core.version import API_VERSION, VERSION
-from services.gateway import names, options, system
+from services.gateway import mounts, names, options, system
 from services.gateway.merge import merge
 from services.gateway.records import Record, Records, conflict
 from services.gateway.status import now_rfc3339, status_text
@@ -51,12 +51,13 @@ def image_summary(img: images_pb2.Image) -> engine_pb2.ImageSummary:
 class Engine:
     def __init__(self, records: Records, images: Any, runtime: Any,
                  probes: dict[str, Callable[[], str]] | None = None,
-                 registry: Any = None) -> None:
+                 registry: Any = None, root_dir: str = "") -> None:
         self.records = records
         self.images = images
         self.runtime = runtime
         self.registry = registry  # for login/logout only; bytes never pass the gateway
         self.probes = probes or {}
+        self.root_dir = root_dir
         self.log = get_logger(component="gateway")
         self._guard = threading.Lock()
         self._locks: dict[str, threading.RLock] = {}
@@ -88,6 +89,9 @@ class Engine:
         return engine_pb2.VersionResponse(
             version=VERSION, api_version=API_VERSION, os=uname.system.lower(),
             arch=host_arch()[0], kernel_version=uname.release, components=components)
+
+    def info(self) -> engine_pb2.InfoResponse:
+        return system.info(self.images, self.runtime, self.records, self.root_dir)
 
     # ------------------------------------------------------------------ images
 
@@ -191,6 +195,7 @@ class Engine:
         cid = names.new_id()
         merged = merge(img.config, req, cid)
         spec, warnings = options.container_spec(req, merged)
+        spec.volume_mounts.extend(mounts.container_mounts(req, img.config))
         if req.network_mode.startswith("container:"):
             # The shim knows IDs only: resolve a name or prefix like Docker.
             spec.network_mode = "container:" + self.records.lookup(req.network_mode[10:]).id
@@ -325,6 +330,28 @@ class Engine:
             timeout=rec.stop_timeout if timeout is None else timeout))
         get_logger(container=rec.id[:12]).info("stopped")
 
+    def pause(self, ref: str) -> None:
+        rec = self.records.lookup(ref)
+        state = self._shim_state(rec.id)
+        if state is not None and state.status == "paused":
+            raise FailedPrecondition(f"Container {rec.id} is already paused")
+        if state is None or state.status != "running":
+            raise FailedPrecondition(f"Container {rec.id} is not running")
+        self.runtime.Pause(runtime_pb2.PauseRequest(id=rec.id))
+
+    def unpause(self, ref: str) -> None:
+        rec = self.records.lookup(ref)
+        state = self._shim_state(rec.id)
+        if state is None or state.status != "paused":
+            raise FailedPrecondition(f"Container {rec.id} is not paused")
+        self.runtime.Resume(runtime_pb2.ResumeRequest(id=rec.id))
+
+    def restart(self, ref: str, timeout: int | None = None) -> None:
+        """`docker restart`: stop if running (stop signal, then SIGKILL), start again."""
+        rec = self.records.lookup(ref)
+        self.stop(rec.id, timeout)
+        self._start(rec)
+
     def kill(self, ref: str, signal: str = "") -> None:
         rec = self.records.lookup(ref)
         if signal:
@@ -335,12 +362,12 @@ class Engine:
                                      "not running")
         self.runtime.Kill(runtime_pb2.KillRequest(id=rec.id, signal=signal or "SIGKILL"))
 
-    def remove(self, ref: str, force: bool = False) -> str:
+    def remove(self, ref: str, force: bool = False, remove_volumes: bool = False) -> str:
         rec = self.records.lookup(ref)
-        self._remove(rec, force)
+        self._remove(rec, force, remove_volumes)
         return rec.id
 
-    def _remove(self, rec: Record, force: bool) -> None:
+    def _remove(self, rec: Record, force: bool, remove_volumes: bool = False) -> None:
         with self._lock(rec.id):
             if self.records.get(rec.id) is None:
                 raise NotFound(f"No such container: {rec.id}")
@@ -351,7 +378,8 @@ class Engine:
                     "stop the container before removing or force remove")
             if state is not None:
                 with contextlib.suppress(NotFound):
-                    self.runtime.Delete(runtime_pb2.DeleteRequest(id=rec.id, force=force))
+                    self.runtime.Delete(runtime_pb2.DeleteRequest(
+                        id=rec.id, force=force, remove_volumes=remove_volumes))
             self.images.RemoveRootfs(images_pb2.RemoveRootfsRequest(container_id=rec.id))
             self.records.delete(rec.id)
         with self._guard:
@@ -363,7 +391,7 @@ class Engine:
         if rec is None:
             return
         try:
-            self._remove(rec, force=True)
+            self._remove(rec, force=True, remove_volumes=True)  # --rm: like Docker
         except NotFound:
             pass
         except MuelleError as exc:
@@ -456,6 +484,7 @@ class Engine:
             bundle=rec.bundle, stop_signal=rec.stop_signal, stop_timeout=rec.stop_timeout,
             labels=dict(rec.spec.annotations), auto_remove=rec.auto_remove)
         if st is not None:
+            detail.mounts.extend(mounts.to_engine(m) for m in st.volume_mounts)
             detail.network_mode = st.network_mode
             detail.networks.extend(st.networks)
             detail.ports.extend(st.ports)

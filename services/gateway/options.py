@@ -5,6 +5,7 @@ Everything here runs before anything is stored, so bad input changes nothing.
 
 from __future__ import annotations
 
+import json
 import os
 import signal as signalmod
 
@@ -34,9 +35,12 @@ def check_signal(text: str) -> str:
     raise InvalidArgument(f"invalid signal: {text}")
 
 
-def security(opts: list[str]) -> tuple[bool, list[str]]:
-    """(no_new_privileges, warnings) from --security-opt values."""
+def security(opts: list[str]) -> tuple[bool, str, list[str]]:
+    """(no_new_privileges, seccomp, warnings) from --security-opt values. seccomp is ""
+    (the default profile), "unconfined", or a profile's JSON (the CLI sends a file's
+    contents, as docker's does)."""
     nnp = False
+    seccomp = ""
     warnings: list[str] = []
     for opt in opts:
         key, sep, value = opt.replace("=", ":", 1).partition(":")
@@ -44,11 +48,26 @@ def security(opts: list[str]) -> tuple[bool, list[str]]:
             if value not in ("", "true", "false"):
                 raise InvalidArgument(f"invalid --security-opt {opt!r}: want true or false")
             nnp = value != "false"
-        elif key in ("seccomp", "apparmor", "label") and sep:
+        elif key == "seccomp" and sep:
+            seccomp = _seccomp(value)
+        elif key in ("apparmor", "label") and sep:
             warnings.append(f"security option {opt!r} is not supported yet and was ignored")
         else:
             raise InvalidArgument(f"invalid --security-opt: {opt!r}")
-    return nnp, warnings
+    return nnp, seccomp, warnings
+
+
+def _seccomp(value: str) -> str:
+    if value == "unconfined":
+        return value
+    try:
+        profile = json.loads(value)
+    except ValueError:
+        raise InvalidArgument("invalid --security-opt seccomp: want unconfined or a profile "
+                              "file's JSON") from None
+    if not isinstance(profile, dict) or not profile.get("defaultAction"):
+        raise InvalidArgument("invalid seccomp profile: no defaultAction")
+    return value
 
 
 def resources(req: engine_pb2.CreateContainerRequest) -> runtime_pb2.Resources:
@@ -127,7 +146,7 @@ def check_request(req: engine_pb2.CreateContainerRequest) -> None:
 def container_spec(req: engine_pb2.CreateContainerRequest,
                    merged: Merged) -> tuple[runtime_pb2.ContainerSpec, list[str]]:
     """The shim's ContainerSpec for ``req`` merged with the image; plus warnings."""
-    nnp, warnings = security(list(req.security_opt))
+    nnp, seccomp, warnings = security(list(req.security_opt))
     check_signal(merged.stop_signal)
     spec = runtime_pb2.ContainerSpec(
         args=merged.args,
@@ -141,10 +160,12 @@ def container_spec(req: engine_pb2.CreateContainerRequest,
         network_mode=req.network_mode,  # empty: the shim's default (network.default_mode)
         annotations=merged.labels,
         additional_gids=group_ids(list(req.group_add)),
+        init=req.init,
         cap_add=list(req.cap_add),
         cap_drop=list(req.cap_drop),
         privileged=req.privileged,
         no_new_privileges=nnp,
+        seccomp=seccomp,
         ports=list(req.ports) + exposed_ports(req, merged.exposed_ports),
         network_aliases=list(req.network_aliases),
     )

@@ -9,6 +9,7 @@ from muelle.engine.v1 import engine_pb2, engine_pb2_grpc
 from muelle.types.v1 import types_pb2
 
 from services.gateway.engine import Engine
+from services.gateway.volumes import Volumes
 
 Ctx = grpc.ServicerContext
 
@@ -16,6 +17,7 @@ Ctx = grpc.ServicerContext
 class EngineServicer(engine_pb2_grpc.EngineServicer):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.volumes = Volumes(engine.runtime)
 
     def Version(self, request: engine_pb2.VersionRequest,  # noqa: N802
                 context: Ctx) -> engine_pb2.VersionResponse:
@@ -70,7 +72,7 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
     def RemoveContainer(self, request: engine_pb2.RemoveContainerRequest,  # noqa: N802
                         context: Ctx) -> engine_pb2.RemoveContainerResponse:
         return engine_pb2.RemoveContainerResponse(
-            id=self.engine.remove(request.container, request.force))
+            id=self.engine.remove(request.container, request.force, request.remove_volumes))
 
     def ListContainers(self, request: engine_pb2.ListContainersRequest,  # noqa: N802
                        context: Ctx) -> engine_pb2.ListContainersResponse:
@@ -119,6 +121,45 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
     def Logout(self, request: engine_pb2.LogoutRequest,  # noqa: N802
                context: Ctx) -> engine_pb2.LogoutResponse:
         return self.engine.logout(request.server)
+
+    def Info(self, request: engine_pb2.InfoRequest,  # noqa: N802
+             context: Ctx) -> engine_pb2.InfoResponse:
+        return self.engine.info()
+
+    def PauseContainer(self, request: engine_pb2.PauseContainerRequest,  # noqa: N802
+                       context: Ctx) -> engine_pb2.PauseContainerResponse:
+        self.engine.pause(request.container)
+        return engine_pb2.PauseContainerResponse()
+
+    def UnpauseContainer(self, request: engine_pb2.UnpauseContainerRequest,  # noqa: N802
+                         context: Ctx) -> engine_pb2.UnpauseContainerResponse:
+        self.engine.unpause(request.container)
+        return engine_pb2.UnpauseContainerResponse()
+
+    def RestartContainer(self, request: engine_pb2.RestartContainerRequest,  # noqa: N802
+                         context: Ctx) -> engine_pb2.RestartContainerResponse:
+        self.engine.restart(request.container,
+                            request.timeout if request.HasField("timeout") else None)
+        return engine_pb2.RestartContainerResponse()
+    def CreateVolume(self, request: engine_pb2.VolumeCreateRequest,  # noqa: N802
+                     context: Ctx) -> engine_pb2.Volume:
+        return self.volumes.create(request.name, dict(request.labels))
+
+    def InspectVolume(self, request: engine_pb2.VolumeInspectRequest,  # noqa: N802
+                      context: Ctx) -> engine_pb2.Volume:
+        return self.volumes.inspect(request.name)
+
+    def ListVolumes(self, request: engine_pb2.VolumeListRequest,  # noqa: N802
+                    context: Ctx) -> engine_pb2.VolumeListResponse:
+        return self.volumes.list()
+
+    def RemoveVolume(self, request: engine_pb2.VolumeRemoveRequest,  # noqa: N802
+                     context: Ctx) -> engine_pb2.VolumeRemoveResponse:
+        return self.volumes.remove(request.name, request.force)
+
+    def PruneVolumes(self, request: engine_pb2.VolumePruneRequest,  # noqa: N802
+                     context: Ctx) -> engine_pb2.VolumePruneResponse:
+        return self.volumes.prune(request.all)
 
     def CreateNetwork(self, request: engine_pb2.NetworkCreateRequest,  # noqa: N802
                       context: Ctx) -> types_pb2.NetworkInfo:

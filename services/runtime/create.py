@@ -44,7 +44,12 @@ def create(store: Store, cid: str, bundle: str, pid_file: str | None = None) -> 
         resources = dict(linux_cfg.get("resources") or {})
         resources["devices"] = [*(resources.get("devices") or []), *devices.CGROUP_ALLOW]
         cgroup.create(resources)
-        pid = _spawn(init.InitConfig(config, str(rootfs), ns, cgroup, str(fifo), -1))
+        init_cfg = init.InitConfig(config, str(rootfs), ns, cgroup, str(fifo), -1)
+        if linux_cfg.get("seccomp"):
+            init_cfg.seccomp_bpf = seccomp.cached_bpf(
+                linux_cfg["seccomp"], store.root / ".seccomp",
+                lambda msg: log.warning("seccomp", detail=msg))
+        pid = _spawn(init_cfg)
         start_time = proc_start_time(pid)
         if start_time is None:
             raise FailedPrecondition("container init exited during setup")

@@ -59,11 +59,19 @@ def mount_all(mounts: Sequence[types_pb2.Mount], rootfs: str) -> None:
         raise
 
 
+# Flag options mount(2) takes as bits; every other option is filesystem data.
+_FLAGS = {"ro": 1, "nosuid": 2, "nodev": 4, "noexec": 8, "sync": 16, "noatime": 1024,
+          "nodiratime": 2048, "relatime": 1 << 21, "strictatime": 1 << 24}
+_PAGE = 4096  # mount(2) copies at most one page of data
+
+
 def mount_one(m: types_pb2.Mount, target: str) -> None:
     if not m.type:
         raise InvalidArgument("rootfs mount without a type")
     if any("," in o for o in m.options):  # one option must not smuggle in others
         raise InvalidArgument(f"invalid mount options {list(m.options)}")
+    if m.type != "bind" and _mount_syscall(m, target):
+        return
     argv = ["mount", "--no-mtab"]
     if m.type != "bind":
         argv += ["-t", m.type]
@@ -78,6 +86,27 @@ def mount_one(m: types_pb2.Mount, target: str) -> None:
     if proc.returncode != 0:
         raise FailedPrecondition(
             f"cannot mount {m.type} rootfs: {proc.stderr.strip() or proc.returncode}")
+
+
+def _mount_syscall(m: types_pb2.Mount, target: str) -> bool:
+    """mount(2) directly, sparing a `mount` process per container (~5 ms). False when
+    the data does not fit the one page the kernel reads: the mount binary then decides."""
+    flags = 0
+    data = []
+    for option in m.options:
+        if option in _FLAGS:
+            flags |= _FLAGS[option]
+        elif option != "rw":
+            data.append(option)
+    raw = ",".join(data).encode()
+    if len(raw) >= _PAGE:
+        return False
+    source = (m.source or m.type).encode()
+    if _libc.mount(source, target.encode(), m.type.encode(), ctypes.c_ulong(flags),
+                   raw or None) != 0:
+        err = ctypes.get_errno()
+        raise FailedPrecondition(f"cannot mount {m.type} rootfs: {os.strerror(err)}")
+    return True
 
 
 def unmount(target: str) -> None:

@@ -8,15 +8,18 @@ import grpc
 from muelle.runtime.v1 import runtime_pb2, runtime_pb2_grpc
 from muelle.types.v1 import types_pb2
 
+from services.shim import volume_mounts
 from services.shim.network.defs import Network
 from services.shim.shim import Shim, Status
+from services.shim.volumes import Volume
 
 
 def _status(st: Status, net: dict | None = None) -> runtime_pb2.ContainerStatus:
     out = runtime_pb2.ContainerStatus(
         id=st.id, status=st.status, pid=st.pid, exit_code=st.exit_code,
         oom_killed=st.oom_killed, created_at=st.created_at, started_at=st.started_at,
-        finished_at=st.finished_at, runtime=st.runtime, bundle=st.bundle, error=st.error)
+        finished_at=st.finished_at, runtime=st.runtime, bundle=st.bundle, error=st.error,
+        volume_mounts=volume_mounts.to_proto(st.volume_mounts))
     if net:
         out.network_mode = net.get("mode", "")
         for name, ep in net.get("endpoints", {}).items():
@@ -33,6 +36,12 @@ def _network(net: Network, containers: list[str]) -> types_pb2.NetworkInfo:
     return types_pb2.NetworkInfo(
         name=net.name, id=net.id, driver="bridge", subnet=net.subnet, gateway=net.gateway,
         bridge=net.bridge, created=net.created, containers=containers, builtin=net.builtin)
+
+
+def _volume(v: Volume) -> runtime_pb2.Volume:
+    return runtime_pb2.Volume(
+        name=v.name, driver="local", mountpoint=v.mountpoint, created_at=v.created_at,
+        labels=v.labels, anonymous=v.anonymous, containers=v.containers)
 
 
 class RuntimeServicer(runtime_pb2_grpc.RuntimeServicer):
@@ -73,7 +82,7 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServicer):
 
     def Delete(self, request: runtime_pb2.DeleteRequest,
                context: grpc.ServicerContext) -> runtime_pb2.DeleteResponse:
-        self.shim.delete(request.id, request.force)
+        self.shim.delete(request.id, request.force, request.remove_volumes)
         return runtime_pb2.DeleteResponse()
 
     def Logs(self, request: runtime_pb2.LogsRequest,
@@ -92,6 +101,39 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServicer):
             runtimes=[runtime_pb2.RuntimeInfo(name=i.name, path=i.path, version=i.version)
                       for i in infos],
             default=default)
+
+    def Pause(self, request: runtime_pb2.PauseRequest,  # noqa: N802
+              context: grpc.ServicerContext) -> runtime_pb2.PauseResponse:
+        self.shim.pause(request.id)
+        return runtime_pb2.PauseResponse()
+
+    def Resume(self, request: runtime_pb2.ResumeRequest,  # noqa: N802
+               context: grpc.ServicerContext) -> runtime_pb2.ResumeResponse:
+        self.shim.resume(request.id)
+        return runtime_pb2.ResumeResponse()
+    def CreateVolume(self, request: runtime_pb2.VolumeCreateRequest,
+                     context: grpc.ServicerContext) -> runtime_pb2.Volume:
+        vol, _ = self.shim.volumes.create(request.name, dict(request.labels))
+        return _volume(vol)
+
+    def InspectVolume(self, request: runtime_pb2.VolumeInspectRequest,
+                      context: grpc.ServicerContext) -> runtime_pb2.Volume:
+        return _volume(self.shim.volumes.get(request.name))
+
+    def ListVolumes(self, request: runtime_pb2.VolumeListRequest,
+                    context: grpc.ServicerContext) -> runtime_pb2.VolumeListResponse:
+        return runtime_pb2.VolumeListResponse(
+            volumes=[_volume(v) for v in self.shim.volumes.list()])
+
+    def RemoveVolume(self, request: runtime_pb2.VolumeRemoveRequest,
+                     context: grpc.ServicerContext) -> runtime_pb2.VolumeRemoveResponse:
+        self.shim.volumes.remove(request.name, request.force)
+        return runtime_pb2.VolumeRemoveResponse()
+
+    def PruneVolumes(self, request: runtime_pb2.VolumePruneRequest,
+                     context: grpc.ServicerContext) -> runtime_pb2.VolumePruneResponse:
+        names, freed = self.shim.volumes.prune(request.all)
+        return runtime_pb2.VolumePruneResponse(volumes=names, space_reclaimed=freed)
 
     def NetworkCreate(self, request: runtime_pb2.NetworkCreateRequest,
                       context: grpc.ServicerContext) -> types_pb2.NetworkInfo:

@@ -17,7 +17,7 @@ import signal as signalmod
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from muelle.runtime.v1 import runtime_pb2
@@ -33,12 +33,13 @@ from services.core.errors import (
 )
 from services.core.logging import get_logger
 from services.runtime.store import proc_start_time
-from services.shim import cgroupfs, logs, mounts, spec, users
+from services.shim import cgroupfs, logs, mounts, spec, users, volume_mounts
 from services.shim.network import Manager as NetworkManager
 from services.shim.network import plan_config, request_of
 from services.shim.runtimes import Runtime, Runtimes
 from services.shim.spawner import Spawner
 from services.shim.store import ContainerDir, Store, pid_alive, read_json, write_json
+from services.shim.volumes import VolumeStore
 
 CREATE_TIMEOUT = 120.0
 POLL = 0.02  # seconds between checks where no pidfd is at hand
@@ -58,6 +59,7 @@ class Status:
     runtime: str = ""
     bundle: str = ""
     error: str = ""
+    volume_mounts: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -104,6 +106,7 @@ class Shim:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.store = Store(cfg.state_dir("shim"))
+        self.volumes = VolumeStore(cfg.state_dir("shim") / "volumes")
         self.runtimes = Runtimes(cfg)
         self.log = get_logger(component="shim")
         self._locks: dict[str, threading.RLock] = {}
@@ -171,6 +174,7 @@ class Shim:
                 cdir.path.mkdir()
             except FileExistsError:
                 raise AlreadyExists(f"container {cid} already exists") from None
+            resolved = volume_mounts.Resolved()
             try:
                 cdir.rootfs.mkdir()
                 mounts.mount_all(rootfs, str(cdir.rootfs))
@@ -178,9 +182,13 @@ class Shim:
                 config = spec.build_config(spec.BundleInput(
                     id=cid, spec=cspec, user=user, cgroup_parent=self.cfg.shim.cgroup_parent,
                     available_sysctls=spec.host_sysctls(),
-                    thermal_paths=spec.host_thermal_paths()))
+                    thermal_paths=spec.host_thermal_paths(),
+                    init_path=spec.find_init(self.cfg.shim.init_path) if cspec.init else ""))
+                resolved = volume_mounts.prepare(cspec.volume_mounts, str(cdir.rootfs), cid,
+                                                 self.volumes)
                 plan = self.networks.prepare(cid, request_of(cspec, config["hostname"]))
-                plan_config(config, plan)
+                plan_config(config, plan)  # hosts, hostname, resolv.conf: user mounts win
+                config["mounts"] = spec.with_user_mounts(config["mounts"], resolved.oci)
                 write_json(cdir.config, config)
                 meta = {
                     "runtime": runtime.name,
@@ -188,6 +196,7 @@ class Shim:
                     "cgroups_path": config["linux"]["cgroupsPath"],
                     "rootfs": [{"type": m.type, "source": m.source, "target": m.target,
                                 "options": list(m.options)} for m in rootfs],
+                    "volumes": resolved.records,
                 }
                 # "creating" until the runtime made it: restore drops such leftovers.
                 write_json(cdir.meta, {**meta, "creating": True})
@@ -196,7 +205,8 @@ class Shim:
                 write_json(cdir.meta, meta)
             except BaseException as exc:
                 log.warning("create failed", error=str(exc))
-                self._destroy(cdir, runtime)
+                volume_mounts.release(resolved.records, cid, self.volumes, remove_anonymous=True)
+                self._destroy(cdir, runtime, remove_volumes=True)
                 raise
         log.info("created", runtime=runtime.name)
         return str(cdir.path)
@@ -256,8 +266,9 @@ class Shim:
             return {"error": f"garbled reply from monitor: {data[:200]!r}"}
         return reply if isinstance(reply, dict) else {}
 
-    def _destroy(self, cdir: ContainerDir, runtime: Runtime | None) -> None:
-        """Undo everything create made: monitor, runtime state, mounts, the dir."""
+    def _destroy(self, cdir: ContainerDir, runtime: Runtime | None,
+                 remove_volumes: bool = False) -> None:
+        """Undo everything create made: monitor, runtime state, mounts, volume refs, dir."""
         pid = cdir.read_pid(cdir.monitor_pid)
         if self._monitor_alive(cdir):
             with contextlib.suppress(ProcessLookupError):
@@ -269,6 +280,8 @@ class Shim:
         self.networks.down(cdir.id)
         if cdir.rootfs.exists():
             mounts.unmount(str(cdir.rootfs))
+        records = (cdir.read_meta() or {}).get("volumes") or []
+        volume_mounts.release(records, cdir.id, self.volumes, remove_volumes)
         shutil.rmtree(cdir.path, ignore_errors=True)
 
     def start(self, cid: str) -> int:
@@ -313,13 +326,37 @@ class Shim:
         current = self.state(cid)
         if current.status not in ("created", "running", "paused"):
             raise FailedPrecondition(f"container {cid} is not running")
+        runtime = self._runtime_of(cdir)
         try:
-            self._runtime_of(cdir).kill(cid, signum)
+            runtime.kill(cid, signum)
         except FailedPrecondition:
             if cdir.read_status() is not None or not self._monitor_alive(cdir):
                 raise FailedPrecondition(f"container {cid} is not running") from None
             raise
+        if current.status == "paused" and signum == signalmod.SIGKILL:
+            # A frozen process dies only when thawed (docker kill of a paused container).
+            with contextlib.suppress(FailedPrecondition):
+                runtime.resume(cid)
         get_logger(container=cid[:12]).info("signalled", signal=signum)
+
+    def pause(self, cid: str) -> None:
+        with self._lock(cid):
+            cdir = self._existing(cid)
+            current = self.state(cid)
+            if current.status == "paused":
+                raise FailedPrecondition(f"container {cid} is already paused")
+            if current.status != "running":
+                raise FailedPrecondition(f"container {cid} is not running")
+            self._runtime_of(cdir).pause(cid)
+        get_logger(container=cid[:12]).info("paused")
+
+    def resume(self, cid: str) -> None:
+        with self._lock(cid):
+            cdir = self._existing(cid)
+            if self.state(cid).status != "paused":
+                raise FailedPrecondition(f"container {cid} is not paused")
+            self._runtime_of(cdir).resume(cid)
+        get_logger(container=cid[:12]).info("resumed")
 
     def stop(self, cid: str, signal: str = "", timeout: int = 10,
              cancelled: Callable[[], bool] = lambda: False) -> Status:
@@ -391,7 +428,8 @@ class Shim:
         cdir = self._existing(cid)
         meta = cdir.read_meta()
         out = Status(id=cid, status="created", created_at=meta.get("created_at", ""),
-                     runtime=meta.get("runtime", ""), bundle=str(cdir.path))
+                     runtime=meta.get("runtime", ""), bundle=str(cdir.path),
+                     volume_mounts=list(meta.get("volumes") or []))
         started = read_json(cdir.started) or {}
         out.started_at = started.get("started_at", "")
         exited = cdir.read_status()
@@ -421,7 +459,7 @@ class Shim:
                 out.append(self.state(cdir.id))
         return out
 
-    def delete(self, cid: str, force: bool = False) -> None:
+    def delete(self, cid: str, force: bool = False, remove_volumes: bool = False) -> None:
         with self._lock(cid):
             cdir = self._existing(cid)
             current = self.state(cid)
@@ -433,10 +471,13 @@ class Shim:
             if current.status != "stopped":
                 with contextlib.suppress(FailedPrecondition):
                     runtime.kill(cid, signalmod.SIGKILL)
+                if current.status == "paused":
+                    with contextlib.suppress(FailedPrecondition):
+                        runtime.resume(cid)  # the SIGKILL lands when thawed
                 if not self._wait_stopped(cid, time.monotonic() + 30, lambda: False):
                     raise FailedPrecondition(f"container {cid} did not stop after SIGKILL")
             # The monitor ran `delete`; make sure, since it may have been killed.
-            self._destroy(cdir, runtime)
+            self._destroy(cdir, runtime, remove_volumes)
         with self._locks_guard:
             self._locks.pop(cid, None)
         get_logger(container=cid[:12]).info("deleted")
@@ -498,4 +539,5 @@ class Shim:
             runtime = None
             with contextlib.suppress(MuelleError):
                 runtime = self.runtimes.get(meta.get("runtime", ""))
-            self._destroy(cdir, runtime)
+            self._destroy(cdir, runtime, remove_volumes=True)
+        self.volumes.forget_containers({c.id for c in self.store.all()})

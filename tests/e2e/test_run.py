@@ -164,3 +164,16 @@ def test_network_modes(engine: Engine, image: str) -> None:
     assert sorted(seen.split()) == host_ifaces
     refused = engine.cli("run", "--rm", "--network", "nosuchnet", image, "true", check=False)
     assert refused.returncode == 125 and "network nosuchnet not found" in refused.stderr
+
+
+def test_info_lists_the_runtimes_and_counts(engine: Engine, image: str) -> None:
+    cid = engine.cli("create", image, "true").stdout.strip()
+    try:
+        out = engine.cli("info").stdout.splitlines()
+        runtimes = next(line for line in out if line.startswith(" Runtimes:")).split()[1:]
+        assert set(RUNTIMES) <= set(runtimes)
+        assert " Default Runtime: muelle" in out
+        containers = int(next(x for x in out if x.startswith(" Containers:")).split()[1])
+        assert containers >= 1 and " Storage Driver: overlayfs" in out
+    finally:
+        engine.cli("rm", "-f", cid)

@@ -124,12 +124,19 @@ def cgroups_under(parent: str) -> list[Path]:
 
 
 def processes_mentioning(text: str) -> list[int]:
+    """Processes whose command line or environment mentions ``text``: monitors forked by
+    the shim's fork server carry the fork server's command line but the engine's
+    environment (MUELLE_ROOT, MUELLE_RUN)."""
+    needle = text.encode()
     pids = []
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        for part in ("cmdline", "environ"):
             try:
-                if text in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                if needle in (entry / part).read_bytes():
                     pids.append(int(entry.name))
+                    break
             except OSError:
                 continue
     return pids

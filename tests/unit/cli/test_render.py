@@ -45,6 +45,29 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
                                           components={"gateway": "0.1.0",
                                                       "shim": "error: unreachable"})
 
+    def Info(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("Info", request)
+        return engine_pb2.InfoResponse(
+            containers=3, containers_running=1, containers_paused=1, containers_stopped=1,
+            images=2, server_version="0.1.0", storage_driver="overlayfs", cgroup_version="1",
+            runtimes=[engine_pb2.InfoRuntime(name="muelle", path="/x/muelle-runtime",
+                                             version="muelle-runtime version 0.1.0"),
+                      engine_pb2.InfoRuntime(name="runc", path="/usr/sbin/runc",
+                                             version="runc version 1.1.5")],
+            default_runtime="muelle", ncpu=2, mem_total=24 * 1024**3, kernel_version="6.1")
+
+    def PauseContainer(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("PauseContainer", request)
+        return engine_pb2.PauseContainerResponse()
+
+    def UnpauseContainer(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("UnpauseContainer", request)
+        return engine_pb2.UnpauseContainerResponse()
+
+    def RestartContainer(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("RestartContainer", request)
+        return engine_pb2.RestartContainerResponse()
+
     def PullImage(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         self._record("PullImage", request)
         layer = "sha256:" + "a" * 64
@@ -218,6 +241,33 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
         self._record("ContainerLogs", request)
         yield engine_pb2.LogEntry(stream="stdout", data=b"hello\n")
         yield engine_pb2.LogEntry(stream="stderr", data=b"\xffbad\n")
+
+    # -- volumes: canned answers; tests/unit/cli/test_volumes.py checks the rendering
+
+    def CreateVolume(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("CreateVolume", request)
+        return engine_pb2.Volume(name=request.name or "f" * 64, driver="local")
+
+    def InspectVolume(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("InspectVolume", request)
+        if request.name != "data":
+            raise errors.NotFound(f"get {request.name}: no such volume")
+        return engine_pb2.Volume(name="data", driver="local", mountpoint="/v/data/_data",
+                                 created_at="2024-01-01T00:00:00Z", labels={"a": "b"})
+
+    def ListVolumes(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("ListVolumes", request)
+        return engine_pb2.VolumeListResponse(volumes=[
+            engine_pb2.Volume(name="zeta", driver="local"),
+            engine_pb2.Volume(name="data", driver="local")])
+
+    def RemoveVolume(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("RemoveVolume", request)
+        return engine_pb2.VolumeRemoveResponse()
+
+    def PruneVolumes(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("PruneVolumes", request)
+        return engine_pb2.VolumePruneResponse(volumes=["old"], space_reclaimed=2048)
 
 
 @pytest.fixture
@@ -421,6 +471,29 @@ def test_rmi_and_version(gateway) -> None:  # type: ignore[no-untyped-def]
     assert code == 0 and out == f"Untagged: busybox\nDeleted: {IMG}\n"
     code, out, _ = cli(host, "version")
     assert code == 0 and "Server:" in out and "shim:" in out and "unreachable" in out
+
+
+def test_pause_unpause_restart(gateway) -> None:  # type: ignore[no-untyped-def]
+    fake, host = gateway
+    code, out, _ = cli(host, "pause", "web", "db")
+    assert code == 0 and out == "web\ndb\n"
+    code, out, _ = cli(host, "unpause", "web")
+    assert code == 0 and out == "web\n"
+    code, out, _ = cli(host, "restart", "-t", "3", "web")
+    assert code == 0 and out == "web\n" and fake.calls[-1][1].timeout == 3
+    code, _, _ = cli(host, "restart", "db")
+    assert not fake.calls[-1][1].HasField("timeout")
+
+
+def test_info(gateway) -> None:  # type: ignore[no-untyped-def]
+    _, host = gateway
+    code, out, _ = cli(host, "info")
+    assert code == 0
+    lines = out.splitlines()
+    for expected in (" Containers: 3", "  Paused: 1", " Images: 2", " Runtimes: muelle runc",
+                     " Default Runtime: muelle", " CPUs: 2", " Total Memory: 24GiB",
+                     " Cgroup Version: 1"):
+        assert expected in lines, expected
 
 
 def test_image_prune_prompts_unless_forced(gateway, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -27,8 +27,9 @@ def build_request(args: argparse.Namespace, environ: Any) -> Any:
 
     if args.tty:
         raise UsageError("a TTY (-t) is not supported yet")
-    if args.network not in ("", "none", "host"):
-        raise UsageError(f"network {args.network!r} is not supported yet: use none or host")
+    from clients.cli.network import parse_publish
+
+    ports = [parse_publish(spec) for spec in args.publish]
     req = engine_pb2.CreateContainerRequest(
         image=args.image, name=args.name, env=parse_env(args.env, environ),
         working_dir=args.workdir, user=args.user, hostname=args.hostname,
@@ -43,7 +44,8 @@ def build_request(args: argparse.Namespace, environ: Any) -> Any:
         network_mode=args.network, cpu_shares=args.cpu_shares, group_add=args.group_add,
         init=args.init, log_opts=parse_labels(args.log_opt), restart_policy=args.restart,
         binds=args.volume,
-        mounts=[parse_mount(m) for m in args.mount], tmpfs=parse_tmpfs(args.tmpfs))
+        mounts=[parse_mount(m) for m in args.mount], tmpfs=parse_tmpfs(args.tmpfs),
+        ports=ports, publish_all=args.publish_all, network_aliases=args.network_alias)
     if args.stop_timeout is not None:
         req.stop_timeout = args.stop_timeout
     if args.command:

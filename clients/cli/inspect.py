@@ -22,6 +22,28 @@ def _mount_json(m: Any) -> dict[str, Any]:
     return out
 
 
+def _port_bindings(ports: Any) -> dict[str, list[dict[str, str]]]:
+    """docker's {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}]}."""
+    out: dict[str, list[dict[str, str]]] = {}
+    for p in ports:
+        out.setdefault(f"{p.container_port}/{p.protocol or 'tcp'}", []).append(
+            {"HostIp": p.host_ip, "HostPort": str(p.host_port) if p.host_port else ""})
+    return out
+
+
+def _network_settings(d: Any) -> dict[str, Any]:
+    first = d.networks[0] if d.networks else None
+    return {
+        "IPAddress": first.ip_address if first else "",
+        "IPPrefixLen": first.prefix_len if first else 0,
+        "Gateway": first.gateway if first else "",
+        "Ports": _port_bindings(d.ports),
+        "Networks": {n.network: {"NetworkID": n.network_id, "IPAddress": n.ip_address,
+                                 "IPPrefixLen": n.prefix_len, "Gateway": n.gateway,
+                                 "Aliases": list(n.aliases)} for n in d.networks},
+    }
+
+
 def container_json(d: Any) -> dict[str, Any]:
     c = d.config
     st = d.state
@@ -48,9 +70,13 @@ def container_json(d: Any) -> dict[str, Any]:
             "PidsLimit": c.pids_limit or None, "ReadonlyRootfs": c.read_only,
             "CapAdd": list(c.cap_add) or None, "CapDrop": list(c.cap_drop) or None,
             "Privileged": c.privileged, "SecurityOpt": list(c.security_opt) or None,
-            "NetworkMode": c.network_mode or "none", "GroupAdd": list(c.group_add) or None,
+            "NetworkMode": d.network_mode or c.network_mode or "bridge",
+            "GroupAdd": list(c.group_add) or None,
             "Binds": list(c.binds) or None, "Tmpfs": dict(c.tmpfs) or None,
+            "PortBindings": _port_bindings(c.ports),
+            "PublishAllPorts": c.publish_all,
         },
+        "NetworkSettings": _network_settings(d),
         "Mounts": [_mount_json(m) for m in d.mounts],
         "Config": {
             "Hostname": d.hostname, "User": d.user, "Tty": False, "Env": list(d.env),

@@ -53,6 +53,8 @@ COMMANDS: dict[str, str | Command] = {
     "logout": "registry.logout",
     "info": "system.info",
     "volume": "volumes.volume",
+    "port": "network.port",
+    "network": "network.network",
 }
 ENGINE_VERBS = ("run", "create")  # their failures exit 125, like docker's
 

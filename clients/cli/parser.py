@@ -51,6 +51,9 @@ def _container_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mount", action="append", default=[],
                    help="type=bind|volume|tmpfs,source=..,target=..,readonly")
     p.add_argument("--tmpfs", action="append", default=[], help="tmpfs: PATH[:OPTIONS]")
+    p.add_argument("-p", "--publish", action="append", default=[])
+    p.add_argument("-P", "--publish-all", action="store_true")
+    p.add_argument("--network-alias", action="append", default=[])
     p.add_argument("--rm", action="store_true", help="remove the container when it exits")
     p.add_argument("-i", "--interactive", action="store_true")
     p.add_argument("-t", "--tty", action="store_true")
@@ -178,6 +181,31 @@ def build() -> Parser:
     p = sub.add_parser("logout", help="log out from a registry")
     p.add_argument("server", nargs="?", default="")
     _volume_parser(sub)
+
+    p = sub.add_parser("port", help="list a container's published ports")
+    p.add_argument("container")
+    p.add_argument("private_port", nargs="?", default="")
+
+    p = sub.add_parser("network", help="manage networks")
+    net_sub = p.add_subparsers(dest="network_verb", metavar="COMMAND", parser_class=Parser)
+    net_sub.required = True
+    q = net_sub.add_parser("create", help="create a network")
+    q.add_argument("--subnet", default="")
+    q.add_argument("-d", "--driver", default="bridge", choices=["bridge"])
+    q.add_argument("name")
+    q = net_sub.add_parser("ls", help="list networks")
+    q.add_argument("-q", "--quiet", action="store_true")
+    q = net_sub.add_parser("inspect", help="show networks as JSON")
+    q.add_argument("networks", nargs="+")
+    q = net_sub.add_parser("rm", help="remove networks")
+    q.add_argument("networks", nargs="+")
+    q = net_sub.add_parser("connect", help="connect a running container to a network")
+    q.add_argument("--alias", action="append", default=[])
+    q.add_argument("network")
+    q.add_argument("container")
+    q = net_sub.add_parser("disconnect", help="disconnect a container from a network")
+    q.add_argument("network")
+    q.add_argument("container")
     return parser
 
 

@@ -8,7 +8,7 @@ import and shutdown (~130 ms); grpcio is then imported only for what wire does n
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from google.protobuf import message as pb_message
@@ -251,6 +251,31 @@ class Client:
     def inspect(self, container: str) -> engine_pb2.ContainerDetail:
         return self._call(  # type: ignore[no-any-return]
             "InspectContainer", engine_pb2.InspectContainerRequest(container=container))
+
+    # ------------------------------------------------------------------ networks
+
+    def create_network(self, name: str, subnet: str = "") -> types_pb2.NetworkInfo:
+        return self._call(  # type: ignore[no-any-return]
+            "CreateNetwork", engine_pb2.NetworkCreateRequest(name=name, subnet=subnet))
+
+    def networks(self) -> list[types_pb2.NetworkInfo]:
+        return list(self._call("ListNetworks", engine_pb2.NetworkListRequest()).networks)
+
+    def inspect_network(self, network: str) -> types_pb2.NetworkInfo:
+        return self._call(  # type: ignore[no-any-return]
+            "InspectNetwork", engine_pb2.NetworkInspectRequest(network=network))
+
+    def remove_network(self, network: str) -> None:
+        self._call("RemoveNetwork", engine_pb2.NetworkRemoveRequest(network=network))
+
+    def connect_network(self, network: str, container: str,
+                        aliases: Sequence[str] = ()) -> None:
+        self._call("ConnectNetwork", engine_pb2.NetworkConnectRequest(
+            network=network, container=container, aliases=list(aliases)))
+
+    def disconnect_network(self, network: str, container: str) -> None:
+        self._call("DisconnectNetwork", engine_pb2.NetworkDisconnectRequest(
+            network=network, container=container))
 
     def logs(self, container: str, follow: bool = False, tail: int = 0,
              timestamps: bool = False, since: str = "") -> Stream:

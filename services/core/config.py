@@ -20,6 +20,11 @@ Example::
     [shim]
     default_runtime = "muelle"
     cgroup_parent = "muelle"
+
+    [network]
+    default_mode = "bridge"  # none | host | bridge
+    bridge = "muelle0"
+    subnet = ""              # picked among free /24s when empty
 """
 
 from __future__ import annotations
@@ -62,6 +67,16 @@ class ShimConfig:
 
 
 @dataclass
+class NetworkConfig:
+    # Network of containers created without --network: "bridge", "none", "host".
+    default_mode: str = "bridge"
+    # Linux bridge of the default "bridge" network (IFNAMSIZ: at most 15 chars).
+    bridge: str = "muelle0"
+    # Its subnet; picked among free private /24s (no host route overlaps) when empty.
+    subnet: str = ""
+
+
+@dataclass
 class Config:
     root: Path = Path("/var/lib/muelle")
     run: Path = Path("/run/muelle")
@@ -70,6 +85,7 @@ class Config:
     addresses: dict[str, str] = field(default_factory=dict)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     shim: ShimConfig = field(default_factory=ShimConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
 
     def address(self, service: str) -> str:
         """gRPC address of ``service``: configured, else a unix socket in the run dir."""
@@ -108,7 +124,8 @@ def load(path: str | None = None, **overrides: Any) -> Config:
 
 
 def _apply(cfg: Config, data: dict[str, Any], origin: str) -> None:
-    known = {"root", "run", "log_format", "log_level", "addresses", "registry", "shim"}
+    known = {"root", "run", "log_format", "log_level", "addresses", "registry", "shim",
+             "network"}
     unknown = set(data) - known
     if unknown:
         raise InvalidArgument(f"{origin}: unknown keys {sorted(unknown)}")
@@ -119,7 +136,8 @@ def _apply(cfg: Config, data: dict[str, Any], origin: str) -> None:
         if key in data:
             setattr(cfg, key, str(data[key]))
     cfg.addresses.update({k: str(v) for k, v in data.get("addresses", {}).items()})
-    for section, target in (("registry", cfg.registry), ("shim", cfg.shim)):
+    for section, target in (("registry", cfg.registry), ("shim", cfg.shim),
+                            ("network", cfg.network)):
         for key, value in data.get(section, {}).items():
             if not hasattr(target, key):
                 raise InvalidArgument(f"{origin}: unknown key {section}.{key}")

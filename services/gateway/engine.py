@@ -11,7 +11,7 @@ import contextlib
 import platform
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from muelle.engine.v1 import engine_pb2
@@ -196,6 +196,10 @@ class Engine:
         merged = merge(img.config, req, cid)
         spec, warnings = options.container_spec(req, merged)
         spec.volume_mounts.extend(mounts.container_mounts(req, img.config))
+        if req.network_mode.startswith("container:"):
+            # The shim knows IDs only: resolve a name or prefix like Docker.
+            spec.network_mode = "container:" + self.records.lookup(req.network_mode[10:]).id
+        spec.network_aliases[:0] = [name]  # peers on a user network find it by name
         log = get_logger(container=cid[:12], image=req.image)
         rec = Record(
             id=cid, name=name, image=req.image, image_id=img.id, created=now_rfc3339(),
@@ -511,11 +515,43 @@ class Engine:
             restart_policy=rec.spec.restart_policy)
         if st is not None:
             detail.mounts.extend(mounts.to_engine(m) for m in st.volume_mounts)
+            detail.network_mode = st.network_mode
+            detail.networks.extend(st.networks)
+            detail.ports.extend(st.ports)
         if rec.entrypoint is not None:
             detail.entrypoint.values.extend(rec.entrypoint)
         if rec.cmd is not None:
             detail.cmd.values.extend(rec.cmd)
         return detail
+
+    # ------------------------------------------------------------------ networks
+
+    def create_network(self, name: str, subnet: str) -> types_pb2.NetworkInfo:
+        info: types_pb2.NetworkInfo = self.runtime.NetworkCreate(
+            runtime_pb2.NetworkCreateRequest(name=name, subnet=subnet))
+        return info
+
+    def list_networks(self) -> engine_pb2.NetworkListResponse:
+        reply = self.runtime.NetworkList(runtime_pb2.NetworkListRequest())
+        return engine_pb2.NetworkListResponse(networks=list(reply.networks))
+
+    def inspect_network(self, ref: str) -> types_pb2.NetworkInfo:
+        info: types_pb2.NetworkInfo = self.runtime.NetworkInspect(
+            runtime_pb2.NetworkInspectRequest(network=ref))
+        return info
+
+    def remove_network(self, ref: str) -> None:
+        self.runtime.NetworkRemove(runtime_pb2.NetworkRemoveRequest(network=ref))
+
+    def connect_network(self, network: str, container: str, aliases: Sequence[str]) -> None:
+        rec = self.records.lookup(container)
+        self.runtime.NetworkConnect(runtime_pb2.NetworkConnectRequest(
+            id=rec.id, network=network, aliases=[rec.name, *aliases]))
+
+    def disconnect_network(self, network: str, container: str) -> None:
+        rec = self.records.lookup(container)
+        self.runtime.NetworkDisconnect(
+            runtime_pb2.NetworkDisconnectRequest(id=rec.id, network=network))
 
     def logs(self, req: engine_pb2.ContainerLogsRequest,
              on_cancel: Callable[[Callable[[], None]], Any] | None = None,

@@ -12,6 +12,7 @@ import signal as signalmod
 
 from muelle.engine.v1 import engine_pb2
 from muelle.runtime.v1 import runtime_pb2
+from muelle.types.v1 import types_pb2
 
 from services.core.errors import InvalidArgument
 from services.core.restart_policy import parse as restart_policy_parse
@@ -158,9 +159,13 @@ def check_request(req: engine_pb2.CreateContainerRequest) -> None:
         raise InvalidArgument("an image is required")
     if req.tty:
         raise InvalidArgument("TTY (-t) is not supported yet")
-    if req.network_mode not in ("", "none", "host"):
-        raise InvalidArgument(
-            f"network mode {req.network_mode!r} is not supported yet: use none or host")
+    if req.network_mode.startswith("container:") and not req.network_mode[10:]:
+        raise InvalidArgument("--network container: needs a container name or ID")
+    for port in req.ports:
+        if not 0 < port.container_port < 65536 or port.host_port > 65535:
+            raise InvalidArgument(f"invalid port {port.container_port}: must be 1-65535")
+        if port.protocol not in ("", "tcp", "udp"):
+            raise InvalidArgument(f"invalid protocol {port.protocol!r}: use tcp or udp")
     if req.HasField("stop_timeout") and req.stop_timeout < -1:
         raise InvalidArgument("invalid stop timeout: must be -1 (forever) or more")
     if req.stop_signal:
@@ -188,7 +193,7 @@ def container_spec(req: engine_pb2.CreateContainerRequest,
         terminal=False,
         resources=resources(req),
         readonly_rootfs=req.read_only,
-        network_mode=req.network_mode or "none",
+        network_mode=req.network_mode,  # empty: the shim's default (network.default_mode)
         annotations=merged.labels,
         additional_gids=group_ids(list(req.group_add)),
         init=req.init,
@@ -200,5 +205,25 @@ def container_spec(req: engine_pb2.CreateContainerRequest,
         privileged=req.privileged,
         no_new_privileges=nnp,
         seccomp=seccomp,
+        ports=list(req.ports) + exposed_ports(req, merged.exposed_ports),
+        network_aliases=list(req.network_aliases),
     )
     return spec, warnings
+
+
+def exposed_ports(req: engine_pb2.CreateContainerRequest,
+                  exposed: list[str]) -> list[types_pb2.NetworkPort]:
+    """-P: each port the image EXPOSEs ("80/tcp") on a random host port, unless -p has it."""
+    if not req.publish_all:
+        return []
+    have = {(p.container_port, p.protocol or "tcp") for p in req.ports}
+    out = []
+    for item in exposed:
+        port, _, proto = item.partition("/")
+        if not port.isdigit():
+            continue
+        key = (int(port), proto or "tcp")
+        if key not in have:
+            have.add(key)
+            out.append(types_pb2.NetworkPort(container_port=key[0], protocol=key[1]))
+    return out

@@ -168,3 +168,29 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
     def TopContainer(self, request: engine_pb2.TopContainerRequest,  # noqa: N802
                      context: Ctx) -> engine_pb2.TopContainerResponse:
         return self.engine.top(request.container, request.ps_args)
+    def CreateNetwork(self, request: engine_pb2.NetworkCreateRequest,  # noqa: N802
+                      context: Ctx) -> types_pb2.NetworkInfo:
+        return self.engine.create_network(request.name, request.subnet)
+
+    def ListNetworks(self, request: engine_pb2.NetworkListRequest,  # noqa: N802
+                     context: Ctx) -> engine_pb2.NetworkListResponse:
+        return self.engine.list_networks()
+
+    def InspectNetwork(self, request: engine_pb2.NetworkInspectRequest,  # noqa: N802
+                       context: Ctx) -> types_pb2.NetworkInfo:
+        return self.engine.inspect_network(request.network)
+
+    def RemoveNetwork(self, request: engine_pb2.NetworkRemoveRequest,  # noqa: N802
+                      context: Ctx) -> engine_pb2.NetworkRemoveResponse:
+        self.engine.remove_network(request.network)
+        return engine_pb2.NetworkRemoveResponse()
+
+    def ConnectNetwork(self, request: engine_pb2.NetworkConnectRequest,  # noqa: N802
+                       context: Ctx) -> engine_pb2.NetworkConnectResponse:
+        self.engine.connect_network(request.network, request.container, list(request.aliases))
+        return engine_pb2.NetworkConnectResponse()
+
+    def DisconnectNetwork(self, request: engine_pb2.NetworkDisconnectRequest,  # noqa: N802
+                          context: Ctx) -> engine_pb2.NetworkDisconnectResponse:
+        self.engine.disconnect_network(request.network, request.container)
+        return engine_pb2.NetworkDisconnectResponse()

@@ -6,19 +6,37 @@ from collections.abc import Iterator
 
 import grpc
 from muelle.runtime.v1 import runtime_pb2, runtime_pb2_grpc
+from muelle.types.v1 import types_pb2
 
 from services.shim import volume_mounts
+from services.shim.network.defs import Network
 from services.shim.shim import Shim, Status
 from services.shim.volumes import Volume
 
 
-def _status(st: Status) -> runtime_pb2.ContainerStatus:
-    return runtime_pb2.ContainerStatus(
+def _status(st: Status, net: dict | None = None) -> runtime_pb2.ContainerStatus:
+    out = runtime_pb2.ContainerStatus(
         id=st.id, status=st.status, pid=st.pid, exit_code=st.exit_code,
         oom_killed=st.oom_killed, created_at=st.created_at, started_at=st.started_at,
         finished_at=st.finished_at, runtime=st.runtime, bundle=st.bundle, error=st.error,
         volume_mounts=volume_mounts.to_proto(st.volume_mounts),
         restart_count=st.restart_count)
+    if net:
+        out.network_mode = net.get("mode", "")
+        for name, ep in net.get("endpoints", {}).items():
+            out.networks.append(types_pb2.NetworkEndpoint(
+                network=name, network_id=ep.get("network_id", ""), ip_address=ep["ip"],
+                prefix_len=ep["prefixlen"], gateway=ep["gateway"],
+                aliases=ep.get("aliases", []), interface=ep["ifname"]))
+        for p in net.get("published", []):
+            out.ports.append(types_pb2.NetworkPort(**p))
+    return out
+
+
+def _network(net: Network, containers: list[str]) -> types_pb2.NetworkInfo:
+    return types_pb2.NetworkInfo(
+        name=net.name, id=net.id, driver="bridge", subnet=net.subnet, gateway=net.gateway,
+        bridge=net.bridge, created=net.created, containers=containers, builtin=net.builtin)
 
 
 def _volume(v: Volume) -> runtime_pb2.Volume:
@@ -56,11 +74,12 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServicer):
 
     def State(self, request: runtime_pb2.StateRequest,
               context: grpc.ServicerContext) -> runtime_pb2.ContainerStatus:
-        return _status(self.shim.state(request.id))
+        return _status(self.shim.state(request.id), self.shim.networks.read(request.id))
 
     def List(self, request: runtime_pb2.ListRequest,
              context: grpc.ServicerContext) -> runtime_pb2.ListResponse:
-        return runtime_pb2.ListResponse(containers=[_status(s) for s in self.shim.list()])
+        return runtime_pb2.ListResponse(
+            containers=[_status(s, self.shim.networks.read(s.id)) for s in self.shim.list()])
 
     def Delete(self, request: runtime_pb2.DeleteRequest,
                context: grpc.ServicerContext) -> runtime_pb2.DeleteResponse:
@@ -128,3 +147,33 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServicer):
         titles, rows = self.shim.top(request.id, request.ps_args)
         return runtime_pb2.TopResponse(
             titles=titles, processes=[runtime_pb2.TopProcess(fields=r) for r in rows])
+    def NetworkCreate(self, request: runtime_pb2.NetworkCreateRequest,
+                      context: grpc.ServicerContext) -> types_pb2.NetworkInfo:
+        return _network(self.shim.networks.create_network(request.name, request.subnet), [])
+
+    def NetworkList(self, request: runtime_pb2.NetworkListRequest,
+                    context: grpc.ServicerContext) -> runtime_pb2.NetworkListResponse:
+        nets = self.shim.networks
+        return runtime_pb2.NetworkListResponse(
+            networks=[_network(n, nets.members(n)) for n in nets.networks()])
+
+    def NetworkInspect(self, request: runtime_pb2.NetworkInspectRequest,
+                       context: grpc.ServicerContext) -> types_pb2.NetworkInfo:
+        net = self.shim.networks.find(request.network)
+        return _network(net, self.shim.networks.members(net))
+
+    def NetworkRemove(self, request: runtime_pb2.NetworkRemoveRequest,
+                      context: grpc.ServicerContext) -> runtime_pb2.NetworkRemoveResponse:
+        self.shim.networks.remove_network(request.network)
+        return runtime_pb2.NetworkRemoveResponse()
+
+    def NetworkConnect(self, request: runtime_pb2.NetworkConnectRequest,
+                       context: grpc.ServicerContext) -> runtime_pb2.NetworkConnectResponse:
+        self.shim.networks.connect(request.id, request.network, list(request.aliases))
+        return runtime_pb2.NetworkConnectResponse()
+
+    def NetworkDisconnect(self, request: runtime_pb2.NetworkDisconnectRequest,
+                          context: grpc.ServicerContext,
+                          ) -> runtime_pb2.NetworkDisconnectResponse:
+        self.shim.networks.disconnect(request.id, request.network)
+        return runtime_pb2.NetworkDisconnectResponse()

@@ -34,6 +34,8 @@ from services.core.errors import (
 from services.core.logging import get_logger
 from services.runtime.store import proc_start_time
 from services.shim import cgroupfs, logs, mounts, restart, spec, stats, users, volume_mounts
+from services.shim.network import Manager as NetworkManager
+from services.shim.network import plan_config, request_of
 from services.shim.runtimes import Runtime, Runtimes
 from services.shim.spawner import Spawner
 from services.shim.store import ContainerDir, Store, pid_alive, read_json, write_json
@@ -118,12 +120,27 @@ class Shim:
             manually_stopped=lambda cid: bool(self._meta(cid).get("manually_stopped")),
             restarts=lambda cid: int(self._meta(cid).get("restart_count", 0)),
             restart=self._restart_by_policy))
+        self.networks = NetworkManager(cfg.state_dir("shim"), cfg.network,
+                                       lambda cid: self.store.dir(cid).path,
+                                       pid_of=self._running_pid)
 
     def close(self) -> None:
-        """Stop the monitor fork server; containers and their monitors keep running."""
+        """Stop the monitor fork server; containers and their monitors keep running.
+        An idle default bridge goes too (a busy one stays for the running containers)."""
         self.spawner.close()
+        try:
+            self.networks.close()
+        except MuelleError as exc:
+            self.log.warning("could not remove the idle default bridge", error=str(exc))
 
     # ---------------------------------------------------------------- helpers
+
+    def _running_pid(self, cid: str) -> int:
+        try:
+            status = self.state(cid)
+        except NotFound:
+            return 0
+        return status.pid if status.status in ("running", "paused") else 0
 
     def _lock(self, cid: str) -> threading.RLock:
         with self._locks_guard:
@@ -177,6 +194,8 @@ class Shim:
                     init_path=spec.find_init(self.cfg.shim.init_path) if cspec.init else ""))
                 resolved = volume_mounts.prepare(cspec.volume_mounts, str(cdir.rootfs), cid,
                                                  self.volumes)
+                plan = self.networks.prepare(cid, request_of(cspec, config["hostname"]))
+                plan_config(config, plan)  # hosts, hostname, resolv.conf: user mounts win
                 config["mounts"] = spec.with_user_mounts(config["mounts"], resolved.oci)
                 write_json(cdir.config, config)
                 meta = {
@@ -192,6 +211,7 @@ class Shim:
                 }
                 # "creating" until the runtime made it: restore drops such leftovers.
                 write_json(cdir.meta, {**meta, "creating": True})
+                self.networks.up(cid)
                 self._spawn_monitor(cdir, runtime, meta["cgroups_path"])
                 write_json(cdir.meta, meta)
             except BaseException as exc:
@@ -275,6 +295,7 @@ class Shim:
                 and runtime.state(cdir.id) is not None:
             with contextlib.suppress(MuelleError):
                 runtime.delete(cdir.id, force=True)
+        self.networks.down(cdir.id)
         if cdir.rootfs.exists():
             mounts.unmount(str(cdir.rootfs))
         records = (cdir.read_meta() or {}).get("volumes") or []
@@ -324,6 +345,7 @@ class Shim:
                 if not mounts.is_mounted(str(cdir.rootfs)):
                     rootfs = [types_pb2.Mount(**m) for m in meta.get("rootfs", [])]
                     mounts.mount_all(rootfs, str(cdir.rootfs))
+                self.networks.up(cid)  # torn down when it stopped
                 self._spawn_monitor(cdir, runtime, meta["cgroups_path"])
             pid = cdir.read_pid(cdir.init_pid)
             # Recorded first, so a container that exits at once never looks unstarted.
@@ -388,18 +410,21 @@ class Shim:
         self._existing(cid)
         # Before the signal: the restart policy must not bring it back (Docker's stop).
         self._update_meta(cid, manually_stopped=True)
-        if self.state(cid).status == "stopped":
-            return self.state(cid)
-        with contextlib.suppress(FailedPrecondition):
-            self.kill(cid, str(signum))
-        deadline = None if timeout < 0 else time.monotonic() + timeout
-        if self._wait_stopped(cid, deadline, cancelled):
-            return self.state(cid)
-        get_logger(container=cid[:12]).info("stop timed out, killing", timeout=timeout)
-        with contextlib.suppress(FailedPrecondition):
-            self.kill(cid, "SIGKILL")
-        self._wait_stopped(cid, None, cancelled)
-        return self.state(cid)
+        if self.state(cid).status != "stopped":
+            with contextlib.suppress(FailedPrecondition):
+                self.kill(cid, str(signum))
+            deadline = None if timeout < 0 else time.monotonic() + timeout
+            if not self._wait_stopped(cid, deadline, cancelled):
+                get_logger(container=cid[:12]).info("stop timed out, killing",
+                                                    timeout=timeout)
+                with contextlib.suppress(FailedPrecondition):
+                    self.kill(cid, "SIGKILL")
+                self._wait_stopped(cid, None, cancelled)
+        status = self.state(cid)
+        if status.status == "stopped":
+            with self._lock(cid):
+                self.networks.down(cid)  # published ports and the address go on stop
+        return status
 
     def _wait_stopped(self, cid: str, deadline: float | None,
                       cancelled: Callable[[], bool]) -> bool:

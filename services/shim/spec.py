@@ -193,9 +193,8 @@ def build_config(inp: BundleInput) -> dict:
     spec = inp.spec
     if not spec.args:
         raise InvalidArgument("no command specified")
-    network = spec.network_mode or "none"
-    if network not in ("none", "host"):
-        raise InvalidArgument(f"unsupported network mode {network!r}")
+    # The shim's network manager resolves the mode and the namespace's path (plan_config).
+    network = spec.network_mode
     hostname = spec.hostname or inp.id[:12]
     caps = capabilities(list(spec.cap_add), list(spec.cap_drop), spec.privileged)
     user = inp.user

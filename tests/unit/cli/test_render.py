@@ -220,7 +220,36 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
                                        state=engine_pb2.ContainerState(
                                            status="running", running=True, pid=42))
         d.cmd.values.extend(["sleep", "9"])
+        d.ports.append(types_pb2.NetworkPort(container_port=80, protocol="tcp",
+                                             host_ip="127.0.0.1", host_port=8080))
         return d
+
+    def CreateNetwork(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("CreateNetwork", request)
+        return types_pb2.NetworkInfo(name=request.name, id="f" * 64, driver="bridge")
+
+    def ListNetworks(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("ListNetworks", request)
+        return engine_pb2.NetworkListResponse(networks=[
+            types_pb2.NetworkInfo(name="bridge", id="a" * 64, driver="bridge", builtin=True),
+            types_pb2.NetworkInfo(name="app", id="b" * 64, driver="bridge",
+                                  subnet="10.88.1.0/24", gateway="10.88.1.1")])
+
+    def InspectNetwork(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("InspectNetwork", request)
+        raise errors.NotFound(f"network {request.network} not found")
+
+    def RemoveNetwork(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("RemoveNetwork", request)
+        return engine_pb2.NetworkRemoveResponse()
+
+    def ConnectNetwork(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("ConnectNetwork", request)
+        return engine_pb2.NetworkConnectResponse()
+
+    def DisconnectNetwork(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("DisconnectNetwork", request)
+        return engine_pb2.NetworkDisconnectResponse()
 
     def ContainerLogs(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         self._record("ContainerLogs", request)
@@ -574,3 +603,22 @@ def test_login_password_stdin_and_logout(gateway, monkeypatch) -> None:  # type:
     code, out, err = cli(host, "login", "--password-stdin", "r:5000")
     assert code == 1 and "--username" in err and len(err.splitlines()) == 1
     assert cli(host, "logout", "r:5000")[:2] == (0, "Removing login credentials for r:5000\n")
+
+
+def test_network_verbs_and_port(gateway) -> None:  # type: ignore[no-untyped-def]
+    fake, host = gateway
+    assert cli(host, "network", "create", "--subnet", "10.88.1.0/24", "app") == \
+        (0, "f" * 64 + "\n", "")
+    assert fake.calls[-1][1].subnet == "10.88.1.0/24"
+    code, out, _ = cli(host, "network", "ls")
+    assert code == 0 and out.splitlines()[0].split() == ["NETWORK", "ID", "NAME", "DRIVER",
+                                                         "SUBNET"]
+    assert "10.88.1.0/24" in out.splitlines()[2]
+    code, _, err = cli(host, "network", "inspect", "nope")
+    assert code == 1 and "network nope not found" in err and "Traceback" not in err
+    assert cli(host, "network", "rm", "app") == (0, "app\n", "")
+    assert cli(host, "network", "connect", "--alias", "db", "app", "web")[0] == 0
+    assert list(fake.calls[-1][1].aliases) == ["db"]
+    assert cli(host, "port", "web") == (0, "80/tcp -> 127.0.0.1:8080\n", "")
+    assert cli(host, "port", "web", "80") == (0, "127.0.0.1:8080\n", "")
+    assert cli(host, "port", "web", "81/udp")[0] == 1

@@ -42,6 +42,9 @@ class RegistryConfig:
     insecure_registries: list[str] = field(default_factory=list)
     # Path of a docker-style config.json with credentials.
     auth_file: str = ""
+    # Per-registry TLS material, Docker's layout: <certs_dir>/<host[:port]>/ holds CA
+    # certificates (*.crt) and client certificate pairs (name.cert + name.key).
+    certs_dir: str = "/etc/muelle/certs.d"
 
 
 @dataclass

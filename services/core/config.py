@@ -47,6 +47,13 @@ class RegistryConfig:
     insecure_registries: list[str] = field(default_factory=list)
     # Path of a docker-style config.json with credentials.
     auth_file: str = ""
+    # Per-registry TLS material, Docker's layout: <certs_dir>/<host[:port]>/ holds CA
+    # certificates (*.crt) and client certificate pairs (name.cert + name.key).
+    certs_dir: str = "/etc/muelle/certs.d"
+    # Shared blob cache of the registry service (bytes, LRU); 0 = off. Worth it when
+    # several image stores pull through one registry service; a lone engine's image
+    # store already keeps every blob.
+    cache_max_bytes: int = 0
 
 
 @dataclass

@@ -54,6 +54,10 @@ class RegistryConfig:
     # several image stores pull through one registry service; a lone engine's image
     # store already keeps every blob.
     cache_max_bytes: int = 0
+    # Serve a read-only pull-through mirror of mirror_upstream ("host:port" or
+    # "docker.io") on mirror_listen ("127.0.0.1:5001"); off when empty.
+    mirror_listen: str = ""
+    mirror_upstream: str = ""
 
 
 @dataclass

@@ -8,10 +8,12 @@ import grpc
 from muelle.registry.v1 import registry_pb2, registry_pb2_grpc
 
 from services.core.config import Config
+from services.core.errors import InvalidArgument
 from services.core.main import service_main
 from services.registry.cache import BlobCache
 from services.registry.credstore import auth_file_path
 from services.registry.login import Logins
+from services.registry.mirror import Mirror
 from services.registry.push import Pusher
 from services.registry.resolver import Resolver
 from services.registry.server import RegistryServicer
@@ -28,10 +30,22 @@ def factory(
     servicer = RegistryServicer(resolver, Pusher(resolver.http),
                                 Logins(resolver.http, auth_file_path(cfg)), cache)
 
+    mirror = None
+    if cfg.registry.mirror_listen:
+        if not cfg.registry.mirror_upstream:
+            raise InvalidArgument("registry.mirror_listen needs registry.mirror_upstream")
+        mirror = Mirror(resolver, cache, cfg.registry.mirror_upstream,
+                        cfg.registry.mirror_listen).start()
+
     def register(server: grpc.Server) -> None:
         registry_pb2_grpc.add_RegistryServicer_to_server(servicer, server)
 
-    return register, [SERVICE_NAME], resolver.close
+    def close() -> None:
+        if mirror is not None:
+            mirror.close()
+        resolver.close()
+
+    return register, [SERVICE_NAME], close
 
 
 def main() -> None:

@@ -90,6 +90,14 @@ class Resolver:
                  manifest=manifest.descriptor.digest)
         return Resolution(ref.canonical, ref.repository, root, manifest)
 
+    def manifest(self, reference: str) -> ManifestContent:
+        """What ``reference`` points to as the registry serves it (an index stays an
+        index), verified against the digest when there is one."""
+        ref = refmod.parse(reference)
+        if ref.digest:
+            return self._get_manifest(ref, ref.digest, Descriptor("", ref.digest, 0))
+        return self._get_manifest(ref, ref.tag, None)
+
     def _get_manifest(self, ref: refmod.Reference, tag_or_digest: str,
                       expected: Descriptor | None) -> ManifestContent:
         what = f"{ref.repository}@{tag_or_digest}" if ":" in tag_or_digest \

@@ -46,6 +46,12 @@ def parser() -> argparse.ArgumentParser:
     d = sub.add_parser("delete")
     d.add_argument("--force", "-f", action="store_true")
     d.add_argument("id")
+    e = sub.add_parser("exec")
+    e.add_argument("--process", "-p", required=True, help="process.json (runtime-spec process)")
+    e.add_argument("--pid-file")
+    e.add_argument("--console-socket")
+    e.add_argument("--detach", "-d", action="store_true")
+    e.add_argument("id")
     ls = sub.add_parser("list")
     ls.add_argument("--format", "-f", choices=["table", "json"], default="table")
     ls.add_argument("--quiet", "-q", action="store_true")
@@ -100,6 +106,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from services.runtime import delete
 
         delete.delete(store, args.id, args.force)
+    elif args.verb == "exec":
+        from services.runtime import exec as exec_verb
+
+        return exec_verb.exec_(store, args.id, args.process, args.pid_file, args.detach)
     elif args.verb == "list":
         from services.runtime import state
 

@@ -63,6 +63,11 @@ class Runtime:
     def delete_argv(self, cid: str, force: bool = False) -> list[str]:
         return [*self.prefix(), "delete", *(["--force"] if force else []), cid]
 
+    def exec_argv(self, cid: str, process_file: str, pid_file: str) -> list[str]:
+        """``exec`` in the foreground: the runtime exits with the process's code."""
+        return [*self.prefix(), "exec", "--process", process_file, "--pid-file", pid_file,
+                cid]
+
     def _run(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
         self.root.mkdir(parents=True, exist_ok=True)
         try:

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 import grpc
 from muelle.runtime.v1 import runtime_pb2, runtime_pb2_grpc
 
+from services.core.errors import InvalidArgument
+from services.shim.exec import ExecRequest, Exit
 from services.shim.shim import Shim, Status
 
 
@@ -73,3 +75,30 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServicer):
             runtimes=[runtime_pb2.RuntimeInfo(name=i.name, path=i.path, version=i.version)
                       for i in infos],
             default=default)
+
+    def Exec(self, request_iterator: Iterator[runtime_pb2.ExecInput],
+             context: grpc.ServicerContext) -> Iterator[runtime_pb2.ExecOutput]:
+        first = next(request_iterator, None)
+        if first is None or first.WhichOneof("input") != "start":
+            raise InvalidArgument("the first Exec message must be start")
+        s = first.start
+        req = ExecRequest(args=list(s.args), env=list(s.env), user=s.user, cwd=s.cwd,
+                          stdin=s.stdin, tty=s.tty)
+        for event in self.shim.exec(s.id, req, _stdin(request_iterator)):
+            if isinstance(event, Exit):
+                yield runtime_pb2.ExecOutput(exit=runtime_pb2.ExecExit(
+                    exit_code=event.exit_code, error=event.error))
+            else:
+                yield runtime_pb2.ExecOutput(output=runtime_pb2.LogEntry(
+                    stream=event.stream, data=event.data, time=event.time))
+
+
+def _stdin(inputs: Iterator[runtime_pb2.ExecInput]) -> Iterator[bytes | None]:
+    """stdin chunks of an Exec input stream; None at close_stdin."""
+    for msg in inputs:
+        kind = msg.WhichOneof("input")
+        if kind == "stdin":
+            yield msg.stdin
+        elif kind == "close_stdin":
+            yield None
+            return

@@ -34,6 +34,7 @@ from services.core.errors import (
 from services.core.logging import get_logger
 from services.runtime.store import proc_start_time
 from services.shim import cgroupfs, logs, mounts, spec, users
+from services.shim.exec import ExecRequest, ExecRun, Exit, Output
 from services.shim.runtimes import Runtime, Runtimes
 from services.shim.spawner import Spawner
 from services.shim.store import ContainerDir, Store, pid_alive, read_json, write_json
@@ -452,6 +453,29 @@ class Shim:
                                    stopped=stopped, cancelled=cancelled)
         return self._follow(cdir, tail=tail, since=since, streams=streams, stopped=stopped,
                             cancelled=cancelled)
+
+    def exec(self, cid: str, req: ExecRequest, stdin: Iterator[bytes | None],
+             ) -> Iterator[Output | Exit]:
+        """Run ``req`` in the running container ``cid`` (services/shim/exec.py)."""
+        cdir = self._existing(cid)
+        current = self.state(cid).status
+        if current != "running":
+            raise FailedPrecondition(f"container {cid} is not running" if current != "paused"
+                                     else f"container {cid} is paused, unpause it first")
+        run = ExecRun(cdir, self._runtime_of(cdir), req)
+        run.start()
+        log = get_logger(container=cid[:12])
+        log.info("exec", args=req.args[:1])
+        run.feed(stdin)
+        finished = False
+        try:
+            for event in run.events():
+                finished = finished or isinstance(event, Exit)
+                yield event
+        finally:
+            if not finished:
+                run.kill()  # the client went away
+            run.cleanup()
 
     def list_runtimes(self) -> tuple[builtins.list[RuntimeInfo], str]:
         infos = [RuntimeInfo(r.name, r.path, r.version()) for r in self.runtimes.available()]

@@ -46,6 +46,7 @@ COMMANDS: dict[str, str | Command] = {
     "push": "registry.push",
     "login": "registry.login",
     "logout": "registry.logout",
+    "exec": "exec.exec_",
 }
 ENGINE_VERBS = ("run", "create")  # their failures exit 125, like docker's
 

@@ -144,6 +144,15 @@ def build() -> Parser:
     p.add_argument("--password-stdin", action="store_true")
     p.add_argument("server", nargs="?", default="")
 
+    p = sub.add_parser("exec", help="run a command in a running container")
+    p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
+    p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-TTY")
+    p.add_argument("-e", "--env", action="append", default=[])
+    p.add_argument("-u", "--user", default="")
+    p.add_argument("-w", "--workdir", default="")
+    p.add_argument("container")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+
     p = sub.add_parser("logout", help="log out from a registry")
     p.add_argument("server", nargs="?", default="")
     return parser

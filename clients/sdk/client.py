@@ -192,6 +192,32 @@ class Client:
         return self._stream("AttachContainer", engine_pb2.AttachContainerRequest(
             container=container, start=start, logs=logs))
 
+    def exec(self, container: str, cmd: list[str], stdin: Iterator[bytes] | None = None,
+             env: list[str] | None = None, user: str = "", working_dir: str = "",
+             tty: bool = False) -> Stream:
+        """Run ``cmd`` in a running container: ExecContainerOutput messages (output, then
+        exit). With ``stdin`` (chunks; their end is EOF) the process reads them."""
+        start = engine_pb2.ExecContainerStart(
+            container=container, cmd=cmd, env=env or [], user=user, working_dir=working_dir,
+            interactive=stdin is not None, tty=tty)
+
+        def inputs() -> Iterator[engine_pb2.ExecContainerInput]:
+            yield engine_pb2.ExecContainerInput(start=start)
+            if stdin is not None:
+                for chunk in stdin:
+                    yield engine_pb2.ExecContainerInput(stdin=chunk)
+                yield engine_pb2.ExecContainerInput(close_stdin=True)
+
+        # Bidirectional: grpcio (clients/sdk/wire.py speaks only single-request calls).
+        import grpc
+
+        from services.core.errors import from_rpc_error
+
+        try:
+            return GrpcStream(self._stub.ExecContainer(inputs()))
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
+
     def run_attached(self, container: str,
                      on_output: Callable[[str, bytes], None]) -> engine_pb2.WaitContainerResponse:
         """Start ``container`` attached; output goes to ``on_output``; returns the exit."""

@@ -9,6 +9,7 @@ from muelle.engine.v1 import engine_pb2, engine_pb2_grpc
 from muelle.types.v1 import types_pb2
 
 from services.gateway.engine import Engine
+from services.gateway.exec import exec_container
 
 Ctx = grpc.ServicerContext
 
@@ -119,3 +120,7 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
     def Logout(self, request: engine_pb2.LogoutRequest,  # noqa: N802
                context: Ctx) -> engine_pb2.LogoutResponse:
         return self.engine.logout(request.server)
+
+    def ExecContainer(self, request_iterator: Iterator[engine_pb2.ExecContainerInput],  # noqa: N802
+                      context: Ctx) -> Iterator[engine_pb2.ExecContainerOutput]:
+        yield from exec_container(self.engine.records, self.engine.runtime, request_iterator)

@@ -190,6 +190,19 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
         yield engine_pb2.LogEntry(stream="stdout", data=b"hello\n")
         yield engine_pb2.LogEntry(stream="stderr", data=b"\xffbad\n")
 
+    def ExecContainer(self, request_iterator, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        start = next(request_iterator).start
+        self._record("ExecContainer", start)
+        if start.container != "web":
+            raise errors.NotFound(f"No such container: {start.container}")
+        yield engine_pb2.ExecContainerOutput(output=engine_pb2.LogEntry(
+            stream="stdout", data=b"out\n"))
+        if start.cmd[0] == "nosuch":
+            yield engine_pb2.ExecContainerOutput(exit=engine_pb2.ExecContainerExit(
+                exit_code=127, error='exec: "nosuch": executable file not found in $PATH'))
+            return
+        yield engine_pb2.ExecContainerOutput(exit=engine_pb2.ExecContainerExit(exit_code=4))
+
 
 @pytest.fixture
 def gateway() -> Iterator[tuple[FakeEngine, str]]:
@@ -472,3 +485,17 @@ def test_login_password_stdin_and_logout(gateway, monkeypatch) -> None:  # type:
     code, out, err = cli(host, "login", "--password-stdin", "r:5000")
     assert code == 1 and "--username" in err and len(err.splitlines()) == 1
     assert cli(host, "logout", "r:5000")[:2] == (0, "Removing login credentials for r:5000\n")
+
+
+def test_exec_streams_output_and_exit_codes(gateway) -> None:  # type: ignore[no-untyped-def]
+    fake, host = gateway
+    code, out, err = cli(host, "exec", "-e", "A=1", "-u", "app", "-w", "/tmp", "web",
+                         "sh", "-c", "x")
+    assert (code, out, err) == (4, "out\n", "")
+    start = fake.calls[-1][1]
+    assert list(start.cmd) == ["sh", "-c", "x"] and list(start.env) == ["A=1"]
+    assert (start.user, start.working_dir, start.interactive) == ("app", "/tmp", False)
+    code, out, err = cli(host, "exec", "web", "nosuch")
+    assert code == 127 and err.count("\n") == 1 and "nosuch" in err
+    code, out, err = cli(host, "exec", "db", "true")
+    assert (code, out) == (1, "") and err == "Error response from daemon: No such container: db\n"

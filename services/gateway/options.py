@@ -141,4 +141,6 @@ def container_spec(req: engine_pb2.CreateContainerRequest,
         privileged=req.privileged,
         no_new_privileges=nnp,
     )
+    spec.open_stdin = req.open_stdin  # io: docker -i
+    spec.stdin_once = req.stdin_once
     return spec, warnings

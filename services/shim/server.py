@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Iterator
 
 import grpc
@@ -92,6 +94,30 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServicer):
                 yield runtime_pb2.ExecOutput(output=runtime_pb2.LogEntry(
                     stream=event.stream, data=event.data, time=event.time))
 
+    def Attach(self, request_iterator: Iterator[runtime_pb2.AttachInput],
+               context: grpc.ServicerContext) -> Iterator[runtime_pb2.LogEntry]:
+        first = next(request_iterator, None)
+        if first is None or first.WhichOneof("input") != "start":
+            raise InvalidArgument("the first Attach message must be start")
+        start = first.start
+        chunks = _stdin_bytes(request_iterator)
+        if not start.output:
+            if start.stdin:
+                self.shim.write_stdin(start.id, chunks)
+            return
+        entries = self.shim.logs(start.id, follow=True, since=start.since,
+                                 cancelled=lambda: not context.is_active())
+        if start.stdin:
+            self.shim.state(start.id)  # NOT_FOUND before the thread starts
+
+            def feed() -> None:
+                with contextlib.suppress(Exception):  # reported to nobody: output goes on
+                    self.shim.write_stdin(start.id, chunks)
+
+            threading.Thread(target=feed, name="attach-stdin", daemon=True).start()
+        for entry in entries:
+            yield runtime_pb2.LogEntry(stream=entry.stream, data=entry.data, time=entry.time)
+
 
 def _stdin(inputs: Iterator[runtime_pb2.ExecInput]) -> Iterator[bytes | None]:
     """stdin chunks of an Exec input stream; None at close_stdin."""
@@ -101,4 +127,14 @@ def _stdin(inputs: Iterator[runtime_pb2.ExecInput]) -> Iterator[bytes | None]:
             yield msg.stdin
         elif kind == "close_stdin":
             yield None
+            return
+
+
+def _stdin_bytes(inputs: Iterator[runtime_pb2.AttachInput]) -> Iterator[bytes]:
+    """stdin chunks of an Attach input stream, until close_stdin or its end."""
+    for msg in inputs:
+        kind = msg.WhichOneof("input")
+        if kind == "stdin":
+            yield msg.stdin
+        elif kind == "close_stdin":
             return

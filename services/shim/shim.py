@@ -34,6 +34,7 @@ from services.core.errors import (
 from services.core.logging import get_logger
 from services.runtime.store import proc_start_time
 from services.shim import cgroupfs, logs, mounts, spec, users
+from services.shim import stdin as stdinmod
 from services.shim.exec import ExecRequest, ExecRun, Exit, Output
 from services.shim.runtimes import Runtime, Runtimes
 from services.shim.spawner import Spawner
@@ -171,6 +172,8 @@ class Shim:
                     "rootfs": [{"type": m.type, "source": m.source, "target": m.target,
                                 "options": list(m.options)} for m in rootfs],
                 }
+                if cspec.open_stdin:
+                    meta["stdin"] = {"once": cspec.stdin_once}
                 # "creating" until the runtime made it: restore drops such leftovers.
                 write_json(cdir.meta, {**meta, "creating": True})
                 self._spawn_monitor(cdir, runtime, meta["cgroups_path"])
@@ -190,7 +193,10 @@ class Shim:
             runtime.delete(cdir.id, force=True)
         cdir.clear_run()
         read_fd, write_fd = os.pipe()
+        stdin = (cdir.read_meta() or {}).get("stdin")
         argv = [
+            *(["--stdin-socket", self.stdin_socket(cdir.id)] if stdin else []),
+            *(["--stdin-once"] if stdin and stdin.get("once") else []),
             "--dir", str(cdir.path),
             "--create", json.dumps(runtime.create_argv(cdir.id, str(cdir.path),
                                                        str(cdir.init_pid))),
@@ -476,6 +482,22 @@ class Shim:
             if not finished:
                 run.kill()  # the client went away
             run.cleanup()
+
+    def stdin_socket(self, cid: str) -> str:
+        return stdinmod.socket_path(str(self.cfg.run), cid)
+
+    def write_stdin(self, cid: str, chunks: Iterator[bytes]) -> None:
+        """Copy ``chunks`` into the container's stdin; their end is this client's EOF."""
+        cdir = self._existing(cid)
+        if not (cdir.read_meta() or {}).get("stdin"):
+            raise FailedPrecondition(f"the stdin of container {cid} is not open "
+                                     "(create it with -i)")
+        try:
+            stdinmod.send(self.stdin_socket(cid), chunks)
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise FailedPrecondition(f"container {cid} is not running") from None
+        except BrokenPipeError:
+            pass  # the container closed its stdin or exited: the rest is dropped
 
     def list_runtimes(self) -> tuple[builtins.list[RuntimeInfo], str]:
         infos = [RuntimeInfo(r.name, r.path, r.version()) for r in self.runtimes.available()]

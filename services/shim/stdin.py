@@ -1,0 +1,103 @@
+"""The container's stdin, owned by its monitor (``run -i``; conmon's attach socket).
+
+With ``--stdin-socket PATH`` the monitor gives the container a pipe as stdin and keeps
+its write end; it listens on a unix socket at PATH, and copies the bytes of each
+connection into the pipe. A connection's EOF closes the container's stdin when
+``stdin_once`` (``docker run -i`` attached: the client's EOF is the container's);
+otherwise the pipe stays open for the next attach. A thread does the copying, so a
+container that does not read its stdin blocks only that thread, never the log pump.
+
+Stdlib only: it runs in the monitor (tests/unit/shim/test_monitor_lean.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+
+
+def socket_path(run_dir: str, cid: str) -> str:
+    """Where a container's stdin socket lives (short: unix socket paths max 108 bytes)."""
+    return os.path.join(run_dir, "io", f"{cid[:32]}.sock")
+
+
+class StdinRelay:
+    def __init__(self, path: str, stdin_once: bool) -> None:
+        self.path = path
+        self.stdin_once = stdin_once
+        self.read_fd, self.write_fd = os.pipe()
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(path)
+        os.chmod(path, 0o600)
+        self.server.listen(4)
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def container_side_sent(self) -> None:
+        """The runtime has the read end now: drop ours, so the container sees EOF."""
+        with contextlib.suppress(OSError):
+            os.close(self.read_fd)
+
+    def start(self) -> None:
+        threading.Thread(target=self._serve, name="stdin", daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self._closed:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            with conn:
+                eof = self._copy(conn)
+            if eof and self.stdin_once:
+                self.close_stdin()
+                return
+
+    def _copy(self, conn: socket.socket) -> bool:
+        """Copy one connection into the pipe; True at its EOF, False if it broke."""
+        while True:
+            try:
+                data = conn.recv(65536)
+            except OSError:
+                return False
+            if not data:
+                return True
+            with self._lock:
+                if self._closed:
+                    return True
+                try:
+                    os.write(self.write_fd, data)  # blocks while the container does not read
+                except OSError:  # the container closed its stdin (EPIPE)
+                    return True
+
+    def close_stdin(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            with contextlib.suppress(OSError):
+                os.close(self.write_fd)
+
+    def close(self) -> None:
+        """The container exited: stop listening, remove the socket."""
+        with contextlib.suppress(OSError):
+            self.server.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+        self.close_stdin()
+
+
+def send(path: str, chunks: object) -> None:
+    """Client side (the shim): copy ``chunks`` (an iterable of bytes) into the container's
+    stdin socket, then signal EOF by shutting down our write side."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(path)
+        for chunk in chunks:  # type: ignore[attr-defined]
+            sock.sendall(chunk)
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_WR)

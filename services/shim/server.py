@@ -100,10 +100,10 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServicer):
         if first is None or first.WhichOneof("input") != "start":
             raise InvalidArgument("the first Attach message must be start")
         start = first.start
-        chunks = _stdin_bytes(request_iterator)
+        chunks = _StdinBytes(request_iterator)
         if not start.output:
             if start.stdin:
-                self.shim.write_stdin(start.id, chunks)
+                self.shim.write_stdin(start.id, chunks, lambda: chunks.closed)
             return
         entries = self.shim.logs(start.id, follow=True, since=start.since,
                                  cancelled=lambda: not context.is_active())
@@ -112,7 +112,7 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServicer):
 
             def feed() -> None:
                 with contextlib.suppress(Exception):  # reported to nobody: output goes on
-                    self.shim.write_stdin(start.id, chunks)
+                    self.shim.write_stdin(start.id, chunks, lambda: chunks.closed)
 
             threading.Thread(target=feed, name="attach-stdin", daemon=True).start()
         for entry in entries:
@@ -130,11 +130,19 @@ def _stdin(inputs: Iterator[runtime_pb2.ExecInput]) -> Iterator[bytes | None]:
             return
 
 
-def _stdin_bytes(inputs: Iterator[runtime_pb2.AttachInput]) -> Iterator[bytes]:
-    """stdin chunks of an Attach input stream, until close_stdin or its end."""
-    for msg in inputs:
-        kind = msg.WhichOneof("input")
-        if kind == "stdin":
-            yield msg.stdin
-        elif kind == "close_stdin":
-            return
+class _StdinBytes:
+    """stdin chunks of an Attach input stream, until close_stdin (then ``closed``) or its
+    end (a detach)."""
+
+    def __init__(self, inputs: Iterator[runtime_pb2.AttachInput]) -> None:
+        self.inputs = inputs
+        self.closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        for msg in self.inputs:
+            kind = msg.WhichOneof("input")
+            if kind == "stdin":
+                yield msg.stdin
+            elif kind == "close_stdin":
+                self.closed = True
+                return

@@ -16,7 +16,7 @@ import shutil
 import signal as signalmod
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -486,14 +486,16 @@ class Shim:
     def stdin_socket(self, cid: str) -> str:
         return stdinmod.socket_path(str(self.cfg.run), cid)
 
-    def write_stdin(self, cid: str, chunks: Iterator[bytes]) -> None:
-        """Copy ``chunks`` into the container's stdin; their end is this client's EOF."""
+    def write_stdin(self, cid: str, chunks: Iterable[bytes],
+                    eof: Callable[[], bool] = lambda: True) -> None:
+        """Copy ``chunks`` into the container's stdin; at their end, EOF if ``eof()``
+        (the client closed its stdin), else a detach (the stdin stays open)."""
         cdir = self._existing(cid)
         if not (cdir.read_meta() or {}).get("stdin"):
             raise FailedPrecondition(f"the stdin of container {cid} is not open "
                                      "(create it with -i)")
         try:
-            stdinmod.send(self.stdin_socket(cid), chunks)
+            stdinmod.send(self.stdin_socket(cid), chunks, eof)
         except (FileNotFoundError, ConnectionRefusedError):
             raise FailedPrecondition(f"container {cid} is not running") from None
         except BrokenPipeError:

@@ -2,9 +2,11 @@
 
 With ``--stdin-socket PATH`` the monitor gives the container a pipe as stdin and keeps
 its write end; it listens on a unix socket at PATH, and copies the bytes of each
-connection into the pipe. A connection's EOF closes the container's stdin when
-``stdin_once`` (``docker run -i`` attached: the client's EOF is the container's);
-otherwise the pipe stays open for the next attach. A thread does the copying, so a
+connection into the pipe. A connection sends frames (4-byte big-endian length, bytes);
+an empty frame is the client's EOF, which closes the container's stdin when
+``stdin_once`` (``docker run -i`` attached: the client's EOF is the container's).
+A connection that just ends is a detach (ctrl-p ctrl-q, a client gone): the pipe stays
+open for the next attach. A thread does the copying, so a
 container that does not read its stdin blocks only that thread, never the log pump.
 
 Stdlib only: it runs in the monitor (tests/unit/shim/test_monitor_lean.py).
@@ -16,6 +18,8 @@ import contextlib
 import os
 import socket
 import threading
+from collections.abc import Callable, Iterable
+from typing import BinaryIO
 
 
 def socket_path(run_dir: str, cid: str) -> str:
@@ -53,18 +57,21 @@ class StdinRelay:
             except OSError:
                 return
             with conn:
-                eof = self._copy(conn)
+                eof = self._copy(conn.makefile("rb"))
             if eof and self.stdin_once:
                 self.close_stdin()
                 return
 
-    def _copy(self, conn: socket.socket) -> bool:
-        """Copy one connection into the pipe; True at its EOF, False if it broke."""
+    def _copy(self, conn: BinaryIO) -> bool:
+        """Copy one connection's frames into the pipe; True at an empty frame (EOF)."""
         while True:
             try:
-                data = conn.recv(65536)
+                head = conn.read(4)
+                data = conn.read(int.from_bytes(head, "big")) if len(head) == 4 else b""
             except OSError:
                 return False
+            if len(head) != 4:
+                return False  # detached
             if not data:
                 return True
             with self._lock:
@@ -92,12 +99,17 @@ class StdinRelay:
         self.close_stdin()
 
 
-def send(path: str, chunks: object) -> None:
-    """Client side (the shim): copy ``chunks`` (an iterable of bytes) into the container's
-    stdin socket, then signal EOF by shutting down our write side."""
+def frame(data: bytes) -> bytes:
+    return len(data).to_bytes(4, "big") + data
+
+
+def send(path: str, chunks: Iterable[bytes], eof: Callable[[], bool]) -> None:
+    """Client side (the shim): copy ``chunks`` into the container's stdin socket; at their
+    end, an EOF frame if ``eof()`` says the client closed its stdin (else: detached)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.connect(path)
-        for chunk in chunks:  # type: ignore[attr-defined]
-            sock.sendall(chunk)
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_WR)
+        for chunk in chunks:
+            if chunk:
+                sock.sendall(frame(chunk))
+        if eof():
+            sock.sendall(frame(b""))

@@ -57,3 +57,13 @@ def test_stdin_refused_when_not_open(shim: ShimProcess) -> None:
     # Without -i the container's stdin is /dev/null, as before.
     cid2, status = shim.run(["sh", "-c", "cat; echo eof"])
     assert status.exit_code == 0 and shim.output(cid2) == b"eof\n"
+
+
+def test_a_detach_leaves_stdin_open_even_with_once(shim: ShimProcess) -> None:
+    cid = shim.create(["sh", "-c", "cat; echo done"], open_stdin=True, stdin_once=True)
+    shim.stub.Start(pb.StartRequest(id=cid))
+    attach(shim, cid, [b"a\n"], close=False)  # the client went away without EOF
+    assert shim.stub.State(pb.StateRequest(id=cid)).status == "running"
+    attach(shim, cid, [b"b\n"])
+    assert shim.stub.Wait(pb.WaitRequest(id=cid)).exit_code == 0
+    assert shim.output(cid) == b"a\nb\ndone\n"

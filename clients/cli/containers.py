@@ -41,6 +41,9 @@ def build_request(args: argparse.Namespace, environ: Any) -> Any:
         network_mode=args.network, cpu_shares=args.cpu_shares, group_add=args.group_add)
     if args.stop_timeout is not None:
         req.stop_timeout = args.stop_timeout
+    if args.interactive:  # io: docker -i; attached run closes stdin at the client's EOF
+        req.open_stdin = True
+        req.stdin_once = not getattr(args, "detach", False)
     if args.command:
         req.cmd.values.extend(args.command)
     if args.entrypoint is not None:
@@ -86,6 +89,10 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
             raise
         ctx.line(cid)
         return 0
+    if args.interactive:
+        from clients.cli.attach import DEFAULT_DETACH_KEYS, attached, parse_detach_keys
+
+        return attached(ctx, cid, start=True, keys=parse_detach_keys(DEFAULT_DETACH_KEYS))
     return attach(ctx, cid, start=True)
 
 

@@ -47,6 +47,7 @@ COMMANDS: dict[str, str | Command] = {
     "login": "registry.login",
     "logout": "registry.logout",
     "exec": "exec.exec_",
+    "attach": "attach.attach",
 }
 ENGINE_VERBS = ("run", "create")  # their failures exit 125, like docker's
 

@@ -153,6 +153,11 @@ def build() -> Parser:
     p.add_argument("container")
     p.add_argument("command", nargs=argparse.REMAINDER)
 
+    p = sub.add_parser("attach", help="attach to a running container's output and stdin")
+    p.add_argument("--no-stdin", action="store_true", help="do not attach stdin")
+    p.add_argument("--detach-keys", default="", help="detach sequence (ctrl-p,ctrl-q)")
+    p.add_argument("container")
+
     p = sub.add_parser("logout", help="log out from a registry")
     p.add_argument("server", nargs="?", default="")
     return parser

@@ -218,6 +218,31 @@ class Client:
         except grpc.RpcError as err:
             raise from_rpc_error(err) from None
 
+    def attach_stream(self, container: str, stdin: Iterator[bytes | None],
+                      start: bool = False, logs: bool = False) -> Stream:
+        """attach() that also sends ``stdin`` to the container (created with -i): bytes
+        as they come; a None is the end of stdin (the container's too, with stdin_once);
+        ending without a None is a detach (its stdin stays open)."""
+        request = engine_pb2.AttachContainerRequest(container=container, start=start,
+                                                    logs=logs, stdin=True)
+
+        def inputs() -> Iterator[engine_pb2.AttachContainerInput]:
+            yield engine_pb2.AttachContainerInput(start=request)
+            for chunk in stdin:
+                if chunk is None:
+                    yield engine_pb2.AttachContainerInput(close_stdin=True)
+                    return
+                yield engine_pb2.AttachContainerInput(stdin=chunk)
+
+        import grpc
+
+        from services.core.errors import from_rpc_error
+
+        try:
+            return GrpcStream(self._stub.AttachContainerStream(inputs()))
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
+
     def run_attached(self, container: str,
                      on_output: Callable[[str, bytes], None]) -> engine_pb2.WaitContainerResponse:
         """Start ``container`` attached; output goes to ``on_output``; returns the exit."""

@@ -190,6 +190,17 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
         yield engine_pb2.LogEntry(stream="stdout", data=b"hello\n")
         yield engine_pb2.LogEntry(stream="stderr", data=b"\xffbad\n")
 
+    def AttachContainerStream(self, request_iterator, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        start = next(request_iterator).start
+        self._record("AttachContainerStream", start)
+        data = b""
+        for msg in request_iterator:
+            if msg.WhichOneof("input") == "close_stdin":
+                break
+            data += msg.stdin
+        yield engine_pb2.AttachEvent(output=engine_pb2.LogEntry(stream="stdout", data=data))
+        yield engine_pb2.AttachEvent(exit=engine_pb2.WaitContainerResponse(exit_code=0))
+
     def ExecContainer(self, request_iterator, context):  # type: ignore[no-untyped-def]  # noqa: N802
         start = next(request_iterator).start
         self._record("ExecContainer", start)

@@ -51,7 +51,7 @@ def load_process(path: str) -> dict[str, Any]:
 
 
 def exec_(store: Store, cid: str, process_file: str, pid_file: str | None = None,
-          detach: bool = False) -> int:
+          detach: bool = False, console_socket: str | None = None) -> int:
     proc = load_process(process_file)
     state = store.load(cid)
     if store.status(state) != "running":
@@ -64,14 +64,24 @@ def exec_(store: Store, cid: str, process_file: str, pid_file: str | None = None
         if kind not in namespaces.FLAGS:
             continue
         ns_paths[kind] = f"/proc/{state.pid}/ns/{PROC_NS.get(kind, kind)}"
+    console_fd = -1
+    if proc.get("terminal"):
+        if not console_socket:
+            raise InvalidArgument("a terminal needs --console-socket")
+        from services.runtime import console
+
+        console_fd = console.connect(console_socket)
     if not detach:
         linux.set_subreaper()
     r, w = os.pipe()
     child = os.fork()
     if child == 0:
         os.close(r)
-        _intermediate(w, state.cgroups_path, ns_paths, proc, linux_cfg.get("seccomp"))
+        _intermediate(w, state.cgroups_path, ns_paths, proc, linux_cfg.get("seccomp"),
+                      console_fd)
     os.close(w)
+    if console_fd >= 0:
+        os.close(console_fd)
     pid, error = _read_verdict(r, child)
     if error:
         raise FailedPrecondition(error)
@@ -132,7 +142,8 @@ def _wait(pid: int) -> int:
 
 
 def _intermediate(sync_fd: int, cgroups_path: str, ns_paths: dict[str, str],
-                  proc: dict[str, Any], profile: dict[str, Any] | None) -> NoReturn:
+                  proc: dict[str, Any], profile: dict[str, Any] | None,
+                  console_fd: int = -1) -> NoReturn:
     try:
         fds = {}
         for kind in ORDER:  # open all first: joining mnt hides the host's /proc
@@ -147,7 +158,7 @@ def _intermediate(sync_fd: int, cgroups_path: str, ns_paths: dict[str, str],
             seccomp.preload()
         pid = os.fork()
         if pid == 0:
-            _process(sync_fd, proc, profile)
+            _process(sync_fd, proc, profile, console_fd)
         sync.send(sync_fd, pid=pid)
         os._exit(0)
     except BaseException as exc:  # noqa: BLE001 - a forked child must never unwind
@@ -164,13 +175,18 @@ def _message(exc: BaseException) -> str:
     return f"exec: {type(exc).__name__}: {exc}"
 
 
-def _process(sync_fd: int, proc: dict[str, Any], profile: dict[str, Any] | None) -> NoReturn:
+def _process(sync_fd: int, proc: dict[str, Any], profile: dict[str, Any] | None,
+             console_fd: int = -1) -> NoReturn:
     """In the container's namespaces: set up like the init, then execve (never returns)."""
     try:
         fcntl.fcntl(sync_fd, fcntl.F_SETFD, fcntl.FD_CLOEXEC)
         if proc.get("terminal"):
             os.setsid()
-            if os.isatty(0):
+            if console_fd >= 0:  # a pty of the container's devpts, its master to the caller
+                from services.runtime import console
+
+                console.setup(console_fd, console=None, size=proc.get("consoleSize"))
+            elif os.isatty(0):
                 fcntl.ioctl(0, termios.TIOCSCTTY, 0)
         process.set_rlimits(proc.get("rlimits") or [], lambda msg: None)
         env = process.env_dict(proc.get("env") or [])

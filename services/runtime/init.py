@@ -29,6 +29,7 @@ class InitConfig:
         self.cgroup = cgroup
         self.fifo = fifo
         self.sync_fd = sync_fd
+        self.console_fd = -1  # --console-socket: make a pty, send its master there
 
 
 def main(cfg: InitConfig) -> NoReturn:
@@ -89,7 +90,7 @@ def _setup(cfg: InitConfig) -> Ready:
         sync.send(cfg.sync_fd, warn=msg)
 
     os.setsid()
-    if proc.get("terminal") and os.isatty(0):
+    if proc.get("terminal") and cfg.console_fd < 0 and os.isatty(0):
         # The caller handed us a pty slave as stdio: make it our controlling terminal.
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
     fifo_fd = os.open(cfg.fifo, os.O_PATH | os.O_CLOEXEC)
@@ -100,8 +101,13 @@ def _setup(cfg: InitConfig) -> Ready:
     mounts = spec.get("mounts") or []
     for m in mounts:
         rootfs.mount_one(cfg.rootfs, m, cfg.cgroup, warn)
-    devices.create(cfg.rootfs, linux_cfg.get("devices") or [], bool(proc.get("terminal")))
+    devices.create(cfg.rootfs, linux_cfg.get("devices") or [],
+                   bool(proc.get("terminal")) and cfg.console_fd < 0)
     rootfs.pivot(cfg.rootfs)
+    if cfg.console_fd >= 0:
+        from services.runtime import console
+
+        console.setup(cfg.console_fd, size=proc.get("consoleSize"))
     os.umask(0o022)
     if (spec.get("root") or {}).get("readonly"):
         rootfs.root_readonly()

@@ -85,11 +85,11 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.verb == "create":
         from services.runtime import create
 
-        create.create(store, args.id, args.bundle, args.pid_file)
+        create.create(store, args.id, args.bundle, args.pid_file, args.console_socket)
     elif args.verb == "run":
         from services.runtime import run
 
-        return run.run(store, args.id, args.bundle, args.pid_file)
+        return run.run(store, args.id, args.bundle, args.pid_file, args.console_socket)
     elif args.verb == "start":
         from services.runtime import start
 
@@ -109,7 +109,8 @@ def dispatch(args: argparse.Namespace) -> int:
     elif args.verb == "exec":
         from services.runtime import exec as exec_verb
 
-        return exec_verb.exec_(store, args.id, args.process, args.pid_file, args.detach)
+        return exec_verb.exec_(store, args.id, args.process, args.pid_file, args.detach,
+                               args.console_socket)
     elif args.verb == "list":
         from services.runtime import state
 

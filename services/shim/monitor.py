@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import errno
 import json
 import os
 import selectors
@@ -29,6 +30,7 @@ import time
 from pathlib import Path
 
 from services.runtime.store import proc_start_time
+from services.shim.console import ConsoleSocket
 from services.shim.logs import LogWriter, rfc3339_nano
 from services.shim.runtime_output import error_text
 from services.shim.stdin import StdinRelay
@@ -177,7 +179,12 @@ def pump(writer: LogWriter, fds: dict[int, str], init_pid: int) -> int | None:
                 os.close(fd)
                 exit_fd = -1
                 continue
-            data = os.read(fd, 65536)
+            try:
+                data = os.read(fd, 65536)
+            except OSError as exc:  # a pty master: EIO once every slave fd is closed
+                if exc.errno != errno.EIO:
+                    raise
+                data = b""
             if data:
                 writer.write(fds[fd], data)
             else:
@@ -230,7 +237,7 @@ def exit_code(status: int) -> int:
 
 def run(cdir: ContainerDir, create_argv: list[str], delete_argv: list[str],
         cgroups_path: str, sync_fd: int, warm: bool = False,
-        relay: StdinRelay | None = None) -> int:
+        relay: StdinRelay | None = None, console: ConsoleSocket | None = None) -> int:
     def report(data: dict) -> None:
         with contextlib.suppress(OSError):
             os.write(sync_fd, json.dumps(data).encode() + b"\n")
@@ -250,6 +257,14 @@ def run(cdir: ContainerDir, create_argv: list[str], delete_argv: list[str],
     if relay is not None:
         relay.container_side_sent()
     pid = cdir.read_pid(cdir.init_pid) if code == 0 else 0
+    master = -1
+    if console is not None:
+        if code == 0 and pid > 0:
+            try:
+                master = console.receive()
+            except OSError as exc:
+                code, output = 1, str(exc)
+        console.close()
     if code != 0 or pid <= 0:
         text = error_text(output) if output.strip() else f"create exited with {code}"
         log(cdir, f"create failed: {text}")
@@ -268,8 +283,13 @@ def run(cdir: ContainerDir, create_argv: list[str], delete_argv: list[str],
     report({"pid": pid})
     if relay is not None:
         relay.start()
+    if relay is not None and master >= 0:
+        relay.attach_terminal(master)
     writer = LogWriter(str(cdir.log))
-    status = pump(writer, {out_fd: "stdout", err_fd: "stderr"}, pid)
+    fds = {out_fd: "stdout", err_fd: "stderr"}
+    if master >= 0:
+        fds[master] = "stdout"  # a terminal has one stream, as docker logs it
+    status = pump(writer, fds, pid)
     writer.close()
     if relay is not None:
         relay.close()
@@ -302,14 +322,21 @@ def main(argv: list[str] | None = None) -> None:
                         help="give the container a stdin pipe fed from this unix socket")
     parser.add_argument("--stdin-once", action="store_true",
                         help="close the container's stdin at the first client's EOF")
+    parser.add_argument("--stdin-closed", action="store_true",
+                        help="the socket only carries resizes (-t without -i)")
+    parser.add_argument("--console-socket", default="",
+                        help="receive the container's pty master here (a terminal)")
     args = parser.parse_args(argv)
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_IGN)
     cdir = ContainerDir(Path(args.dir))
     try:
-        relay = StdinRelay(args.stdin_socket, args.stdin_once) if args.stdin_socket else None
+        terminal = bool(args.console_socket)
+        relay = StdinRelay(args.stdin_socket, args.stdin_once, not args.stdin_closed,
+                           terminal) if args.stdin_socket else None
+        console = ConsoleSocket(args.console_socket) if terminal else None
         sys.exit(run(cdir, json.loads(args.create), json.loads(args.delete), args.cgroup,
-                     args.sync_fd, args.warm_runtime, relay))
+                     args.sync_fd, args.warm_runtime, relay, console))
     except Exception as exc:  # noqa: BLE001 - last resort: leave a trace for the shim
         log(cdir, f"monitor crashed: {type(exc).__name__}: {exc}")
         with contextlib.suppress(OSError):

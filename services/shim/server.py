@@ -138,11 +138,13 @@ class _StdinBytes:
         self.inputs = inputs
         self.closed = False
 
-    def __iter__(self) -> Iterator[bytes]:
+    def __iter__(self) -> Iterator[bytes | tuple[int, int]]:
         for msg in self.inputs:
             kind = msg.WhichOneof("input")
             if kind == "stdin":
                 yield msg.stdin
+            elif kind == "resize":
+                yield (msg.resize.rows, msg.resize.cols)
             elif kind == "close_stdin":
                 self.closed = True
                 return

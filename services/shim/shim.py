@@ -164,6 +164,9 @@ class Shim:
                     id=cid, spec=cspec, user=user, cgroup_parent=self.cfg.shim.cgroup_parent,
                     available_sysctls=spec.host_sysctls(),
                     thermal_paths=spec.host_thermal_paths()))
+                if cspec.terminal and cspec.console_size.rows and cspec.console_size.cols:
+                    config["process"]["consoleSize"] = {"height": cspec.console_size.rows,
+                                                        "width": cspec.console_size.cols}
                 write_json(cdir.config, config)
                 meta = {
                     "runtime": runtime.name,
@@ -174,6 +177,8 @@ class Shim:
                 }
                 if cspec.open_stdin:
                     meta["stdin"] = {"once": cspec.stdin_once}
+                if cspec.terminal:
+                    meta["terminal"] = True
                 # "creating" until the runtime made it: restore drops such leftovers.
                 write_json(cdir.meta, {**meta, "creating": True})
                 self._spawn_monitor(cdir, runtime, meta["cgroups_path"])
@@ -193,13 +198,18 @@ class Shim:
             runtime.delete(cdir.id, force=True)
         cdir.clear_run()
         read_fd, write_fd = os.pipe()
-        stdin = (cdir.read_meta() or {}).get("stdin")
+        meta = cdir.read_meta() or {}
+        stdin, terminal = meta.get("stdin"), bool(meta.get("terminal"))
+        console = stdinmod.socket_path(str(self.cfg.run), cdir.id, "console") \
+            if terminal else ""
         argv = [
-            *(["--stdin-socket", self.stdin_socket(cdir.id)] if stdin else []),
+            *(["--stdin-socket", self.stdin_socket(cdir.id)] if stdin or terminal else []),
             *(["--stdin-once"] if stdin and stdin.get("once") else []),
+            *(["--stdin-closed"] if terminal and not stdin else []),
+            *(["--console-socket", console] if terminal else []),
             "--dir", str(cdir.path),
             "--create", json.dumps(runtime.create_argv(cdir.id, str(cdir.path),
-                                                       str(cdir.init_pid))),
+                                                       str(cdir.init_pid), console)),
             "--delete", json.dumps(runtime.delete_argv(cdir.id, force=True)),
             "--cgroup", cgroups_path,
             *(["--warm-runtime"] if runtime.warm else []),
@@ -486,12 +496,13 @@ class Shim:
     def stdin_socket(self, cid: str) -> str:
         return stdinmod.socket_path(str(self.cfg.run), cid)
 
-    def write_stdin(self, cid: str, chunks: Iterable[bytes],
+    def write_stdin(self, cid: str, chunks: Iterable[bytes | tuple[int, int]],
                     eof: Callable[[], bool] = lambda: True) -> None:
         """Copy ``chunks`` into the container's stdin; at their end, EOF if ``eof()``
         (the client closed its stdin), else a detach (the stdin stays open)."""
         cdir = self._existing(cid)
-        if not (cdir.read_meta() or {}).get("stdin"):
+        meta = cdir.read_meta() or {}
+        if not meta.get("stdin") and not meta.get("terminal"):
             raise FailedPrecondition(f"the stdin of container {cid} is not open "
                                      "(create it with -i)")
         try:

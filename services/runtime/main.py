@@ -50,6 +50,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--process", "-p", required=True, help="process.json (runtime-spec process)")
     e.add_argument("--pid-file")
     e.add_argument("--console-socket")
+    e.add_argument("--tty", "-t", action="store_true", help="process.terminal wins (runc's)")
     e.add_argument("--detach", "-d", action="store_true")
     e.add_argument("id")
     ls = sub.add_parser("list")

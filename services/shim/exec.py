@@ -16,19 +16,23 @@ import re
 import selectors
 import signal
 import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from services.core.errors import InvalidArgument
 from services.shim import logs, users
+from services.shim.console import ConsoleSocket, set_size
 from services.shim.runtime_output import error_text
 from services.shim.runtimes import Runtime
 from services.shim.store import ContainerDir, read_json, write_json
 
+REPO = str(Path(__file__).resolve().parents[2])
 # After the runtime exits, read what is left in the pipes this long at most (a
 # background child of the process may hold them open forever).
 DRAIN_GRACE = 0.5
@@ -42,6 +46,8 @@ class ExecRequest:
     cwd: str = ""
     stdin: bool = False
     tty: bool = False
+    rows: int = 0  # initial terminal size, with tty
+    cols: int = 0
 
 
 @dataclass
@@ -89,12 +95,12 @@ def build_process(container: dict[str, Any], req: ExecRequest, rootfs: str) -> d
     """process.json for ``req``, from the container's config.json ``process``."""
     if not req.args or not req.args[0]:
         raise InvalidArgument("no command specified")
-    if req.tty:
-        raise InvalidArgument("exec with a terminal (-t) is not supported yet")
     proc = dict(container)
     proc["args"] = list(req.args)
-    proc["terminal"] = False
+    proc["terminal"] = req.tty
     proc.pop("consoleSize", None)
+    if req.tty and req.rows and req.cols:
+        proc["consoleSize"] = {"height": req.rows, "width": req.cols}
     env = list(proc.get("env") or [])
     if req.user:
         user = users.resolve(rootfs, req.user)
@@ -114,7 +120,8 @@ def build_process(container: dict[str, Any], req: ExecRequest, rootfs: str) -> d
 class ExecRun:
     """One exec'd process: start it, feed its stdin, yield its output, then its Exit."""
 
-    def __init__(self, cdir: ContainerDir, runtime: Runtime, req: ExecRequest) -> None:
+    def __init__(self, cdir: ContainerDir, runtime: Runtime, req: ExecRequest,
+                 run_dir: str = "") -> None:
         config = read_json(cdir.config) or {}
         self.proc_spec = build_process(config.get("process") or {}, req, str(cdir.rootfs))
         self.cdir = cdir
@@ -125,22 +132,58 @@ class ExecRun:
         self.process_file = self.dir / f"{self.name}.json"
         self.pid_file = self.dir / f"{self.name}.pid"
         self.popen: subprocess.Popen[bytes] | None = None
+        # With a terminal: the runtime sends the pty master to this socket (short path).
+        self.console: ConsoleSocket | None = ConsoleSocket(
+            os.path.join(run_dir or str(cdir.path), "io", f"x-{self.name}.console")) \
+            if req.tty else None
+        self.master = -1
+        self.ready = threading.Event()  # stdin may flow (the master is known, if any)
 
     def start(self) -> None:
         self.dir.mkdir(exist_ok=True)
         write_json(self.process_file, self.proc_spec)
-        argv = self.runtime.exec_argv(self.cdir.id, str(self.process_file), str(self.pid_file))
+        argv = self.runtime.exec_argv(self.cdir.id, str(self.process_file), str(self.pid_file),
+                                      self.console.path if self.console else "")
+        env = None
+        if self.console is not None:  # detached: a subreaper waits for the process
+            argv = [sys.executable, "-S", "-m", "services.shim.exec_wait", str(self.pid_file),
+                    *argv]
+            env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+                p for p in (REPO, os.environ.get("PYTHONPATH", "")) if p))
         try:
             self.popen = subprocess.Popen(
-                argv, cwd=str(self.cdir.path), close_fds=True,
-                stdin=subprocess.PIPE if self.req.stdin else subprocess.DEVNULL,
+                argv, cwd=str(self.cdir.path), close_fds=True, env=env,
+                stdin=subprocess.PIPE if self.req.stdin and not self.req.tty
+                else subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         except OSError as exc:
             self.cleanup()
             raise InvalidArgument(f"{self.runtime.name} exec: {exc}") from None
+        if self.console is None:
+            self.ready.set()
+
+    def _receive_master(self) -> None:
+        """Wait for the pty master, or for the runtime to fail first."""
+        assert self.console is not None and self.popen is not None
+        try:
+            while self.master < 0 and self.popen.poll() is None:
+                with contextlib.suppress(OSError):
+                    self.master = self.console.receive(timeout=0.2)
+        finally:
+            self.console.close()
+            self.ready.set()
+
+    def resize(self, rows: int, cols: int) -> None:
+        if self.master >= 0:
+            set_size(self.master, rows, cols)
 
     def write_stdin(self, data: bytes | None) -> None:
         """Bytes for the process's stdin; None closes it. Ignored without -i or once gone."""
+        if self.master >= 0:
+            if data and self.req.stdin:  # a terminal: typed into the pty
+                with contextlib.suppress(OSError):
+                    os.write(self.master, data)
+            return
         if self.popen is None or self.popen.stdin is None:
             return
         with contextlib.suppress(OSError, ValueError):
@@ -150,11 +193,16 @@ class ExecRun:
                 self.popen.stdin.write(data)
                 self.popen.stdin.flush()
 
-    def feed(self, chunks: Iterator[bytes | None]) -> threading.Thread:
-        """Copy ``chunks`` (None = EOF) into stdin from a thread; EOF when they end."""
+    def feed(self, chunks: Iterator[bytes | tuple[int, int] | None]) -> threading.Thread:
+        """Copy ``chunks`` (None = EOF, (rows, cols) = resize) into stdin from a thread;
+        EOF when they end."""
         def run() -> None:
+            self.ready.wait()
             with contextlib.suppress(Exception):  # the client went away: just EOF
                 for chunk in chunks:
+                    if isinstance(chunk, tuple):
+                        self.resize(*chunk)
+                        continue
                     self.write_stdin(chunk)
                     if chunk is None:
                         return
@@ -167,8 +215,14 @@ class ExecRun:
     def events(self) -> Iterator[Output | Exit]:
         popen = self.popen
         assert popen is not None and popen.stdout is not None and popen.stderr is not None
+        if self.console is not None:
+            self._receive_master()
         names = {popen.stdout.fileno(): "stdout", popen.stderr.fileno(): "stderr"}
-        held = bytearray()  # stderr until the pid file shows the process started
+        if self.master >= 0:
+            names[self.master] = "stdout"
+        # stderr (and a terminal's output) until the pid file shows the process started:
+        # before that it is the runtime's error (crun writes it into the terminal).
+        held: list[tuple[str, bytes]] = []
         started = False
         sel = selectors.DefaultSelector()
         for fd in names:
@@ -186,17 +240,20 @@ class ExecRun:
                         os.close(fd)
                         exit_fd = -1
                         continue
-                    data = os.read(fd, 65536)
+                    try:
+                        data = os.read(fd, 65536)
+                    except OSError:  # a pty master: EIO once the process is gone
+                        data = b""
                     if not data:
                         sel.unregister(fd)
                         continue
                     started = started or self.pid_file.exists()
-                    if names[fd] == "stderr" and not started:
-                        held += data
+                    if not started and (names[fd] == "stderr" or fd == self.master):
+                        held.append((names[fd], data))
                         continue
-                    if held:
-                        yield Output("stderr", bytes(held), _now())
-                        held.clear()
+                    for stream, chunk in held:
+                        yield Output(stream, chunk, _now())
+                    held.clear()
                     yield Output(names[fd], data, _now())
                 if popen.poll() is not None:
                     exited_at = exited_at or time.monotonic()
@@ -208,12 +265,14 @@ class ExecRun:
             if exit_fd >= 0:
                 os.close(exit_fd)
         if not self.pid_file.exists():
-            text = error_text(held.decode(errors="replace")) or \
+            texts = [error_text(b"".join(d for s, d in held if s == stream).decode(
+                errors="replace")) for stream in ("stderr", "stdout")]
+            text = ": ".join(t for t in texts if t) or \
                 f"{self.runtime.name} exec exited with {code}"
             yield Exit(failure_code(text), text)
             return
-        if held:
-            yield Output("stderr", bytes(held), _now())
+        for stream, chunk in held:
+            yield Output(stream, chunk, _now())
         yield Exit(code if code >= 0 else 128 - code)
 
     def kill(self) -> None:
@@ -225,6 +284,12 @@ class ExecRun:
             os.kill(pid if pid > 0 else self.popen.pid, signal.SIGKILL)
 
     def cleanup(self) -> None:
+        if self.console is not None:
+            self.console.close()
+        if self.master >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.master)
+            self.master = -1
         if self.popen is not None:
             for f in (self.popen.stdin, self.popen.stdout, self.popen.stderr):
                 if f is not None:

@@ -68,8 +68,11 @@ class Runtime:
 
     def exec_argv(self, cid: str, process_file: str, pid_file: str,
                   console_socket: str = "") -> list[str]:
-        """``exec`` in the foreground: the runtime exits with the process's code."""
-        console = ["--console-socket", console_socket] if console_socket else []
+        """``exec`` in the foreground: the runtime exits with the process's code. With a
+        console socket, detached (runc and crun take one only so): services/shim/exec_wait
+        waits for the process then."""
+        console = ["--detach", "--tty", "--console-socket", console_socket] \
+            if console_socket else []
         return [*self.prefix(), "exec", "--process", process_file, "--pid-file", pid_file,
                 *console, cid]
 

@@ -85,7 +85,8 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServicer):
             raise InvalidArgument("the first Exec message must be start")
         s = first.start
         req = ExecRequest(args=list(s.args), env=list(s.env), user=s.user, cwd=s.cwd,
-                          stdin=s.stdin, tty=s.tty)
+                          stdin=s.stdin, tty=s.tty, rows=s.console_size.rows,
+                          cols=s.console_size.cols)
         for event in self.shim.exec(s.id, req, _stdin(request_iterator)):
             if isinstance(event, Exit):
                 yield runtime_pb2.ExecOutput(exit=runtime_pb2.ExecExit(
@@ -119,12 +120,15 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServicer):
             yield runtime_pb2.LogEntry(stream=entry.stream, data=entry.data, time=entry.time)
 
 
-def _stdin(inputs: Iterator[runtime_pb2.ExecInput]) -> Iterator[bytes | None]:
-    """stdin chunks of an Exec input stream; None at close_stdin."""
+def _stdin(inputs: Iterator[runtime_pb2.ExecInput],
+           ) -> Iterator[bytes | tuple[int, int] | None]:
+    """stdin chunks of an Exec input stream; None at close_stdin; (rows, cols) resizes."""
     for msg in inputs:
         kind = msg.WhichOneof("input")
         if kind == "stdin":
             yield msg.stdin
+        elif kind == "resize":
+            yield (msg.resize.rows, msg.resize.cols)
         elif kind == "close_stdin":
             yield None
             return

@@ -470,7 +470,8 @@ class Shim:
         return self._follow(cdir, tail=tail, since=since, streams=streams, stopped=stopped,
                             cancelled=cancelled)
 
-    def exec(self, cid: str, req: ExecRequest, stdin: Iterator[bytes | None],
+    def exec(self, cid: str, req: ExecRequest,
+             stdin: Iterator[bytes | tuple[int, int] | None],
              ) -> Iterator[Output | Exit]:
         """Run ``req`` in the running container ``cid`` (services/shim/exec.py)."""
         cdir = self._existing(cid)
@@ -478,7 +479,7 @@ class Shim:
         if current != "running":
             raise FailedPrecondition(f"container {cid} is not running" if current != "paused"
                                      else f"container {cid} is paused, unpause it first")
-        run = ExecRun(cdir, self._runtime_of(cdir), req)
+        run = ExecRun(cdir, self._runtime_of(cdir), req, str(self.cfg.run))
         run.start()
         log = get_logger(container=cid[:12])
         log.info("exec", args=req.args[:1])

@@ -4,6 +4,7 @@ exit codes (126/127 like docker), and nothing left behind."""
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -107,3 +108,35 @@ def test_exec_refused_unless_running(shim: ShimProcess) -> None:
         exec_in(shim, cid, ["true"], user="nosuch")
     with pytest.raises(InvalidArgument, match="not absolute"):
         exec_in(shim, cid, ["true"], cwd="tmp")
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_exec_with_a_terminal(shim: ShimProcess, runtime: str) -> None:
+    cid = running(shim, runtime)
+    out, err, ex = exec_in(shim, cid, ["sh", "-c", "tty; stty size; echo e >&2; exit 2"],
+                           tty=True, console_size=pb.ConsoleSize(rows=30, cols=100))
+    assert (out, err, ex.exit_code) == (b"/dev/pts/0\r\n30 100\r\ne\r\n", b"", 2), (out, ex)
+    # Interactive: typed into the pty, resized between two commands.
+    seen = threading.Event()
+
+    def inputs() -> Iterator[pb.ExecInput]:
+        yield pb.ExecInput(start=pb.ExecSpec(id=cid, args=["sh"], stdin=True, tty=True,
+                                             console_size=pb.ConsoleSize(rows=30, cols=100)))
+        yield pb.ExecInput(stdin=b"stty size\n")
+        seen.wait(30)
+        yield pb.ExecInput(resize=pb.ConsoleSize(rows=50, cols=120))
+        yield pb.ExecInput(stdin=b"stty size; exit 3\n")
+
+    out, code = b"", -1
+    for msg in shim.stub.Exec(inputs(), timeout=60):
+        if msg.WhichOneof("event") == "exit":
+            code = msg.exit.exit_code
+        else:
+            out += msg.output.data
+            if b"30 100\r\n" in out:
+                seen.set()
+    assert code == 3
+    assert out.index(b"30 100\r\n") < out.index(b"50 120\r\n"), out
+    _, _, ex = exec_in(shim, cid, ["nosuchcmd"], tty=True)
+    assert ex.exit_code == 127 and "nosuchcmd" in ex.error, ex
+    assert not list((shim.dir / "run" / "io").glob("x-*"))

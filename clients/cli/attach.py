@@ -7,7 +7,9 @@ the container's stdin; the container keeps running.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import selectors
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -16,6 +18,7 @@ from clients.cli.context import Context
 from clients.cli.units import UsageError
 
 DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
+DETACH_GRACE = 5.0  # seconds the engine has to end the stream after a detach
 
 
 def parse_detach_keys(text: str) -> bytes:
@@ -39,18 +42,43 @@ def parse_detach_keys(text: str) -> bytes:
 
 class Stdin:
     """Our stdin as chunks for the SDK: None at EOF; ends without None when the detach
-    keys are read (``detached`` is then set and ``on_detach`` called)."""
+    keys are read (``detached`` is then set and ``on_detach`` called). With ``winch_fd``
+    (terminal.Winch) it also yields our terminal's (rows, cols), first and on resize;
+    with ``read=False`` only those (-t without -i)."""
 
     def __init__(self, keys: bytes, on_detach: Callable[[], None] = lambda: None,
-                 fd: int = 0) -> None:
+                 fd: int = 0, read: bool = True, winch_fd: int = -1) -> None:
         self.keys = keys
         self.fd = fd
+        self.read = read
+        self.winch_fd = winch_fd
         self.on_detach = on_detach
         self.detached = threading.Event()
 
-    def __iter__(self) -> Iterator[bytes | None]:
+    def __iter__(self) -> Iterator[bytes | tuple[int, int] | None]:
+        from clients.cli import terminal
+
+        sel = selectors.DefaultSelector()
+        if self.read:
+            sel.register(self.fd, selectors.EVENT_READ)
+        if self.winch_fd >= 0:
+            sel.register(self.winch_fd, selectors.EVENT_READ)
+            first = terminal.size()
+            if first:
+                yield first
+        if not sel.get_map():
+            return
         held = b""  # a prefix of the keys, not yet known to be one
         while True:
+            ready = {key.fd for key, _ in sel.select()}
+            if self.winch_fd in ready:
+                with contextlib.suppress(OSError):
+                    os.read(self.winch_fd, 512)
+                now = terminal.size()
+                if now:
+                    yield now
+            if self.fd not in ready or not self.read:
+                continue
             try:
                 data = os.read(self.fd, 65536)
             except OSError:
@@ -62,7 +90,7 @@ class Stdin:
                 return
             data = held + data
             held = b""
-            at = data.find(self.keys)
+            at = data.find(self.keys) if self.keys else -1
             if at >= 0:
                 if at:
                     yield data[:at]
@@ -89,17 +117,33 @@ def exit_status(ctx: Context, ex: object) -> int:
     return code
 
 
-def attached(ctx: Context, container: str, start: bool, keys: bytes) -> int:
-    """Stream output until the container stops (its exit code) or a detach (0)."""
+def attached(ctx: Context, container: str, start: bool, keys: bytes, tty: bool = False,
+             interactive: bool = True) -> int:
+    """Stream output until the container stops (its exit code) or a detach (0).
+    With ``tty``: our terminal in raw mode (when we send stdin) and its size followed."""
+    from clients.cli import terminal
+
+    with contextlib.ExitStack() as stack:
+        winch = stack.enter_context(terminal.Winch()) if tty else None
+        if tty and interactive:
+            stack.enter_context(terminal.raw(0))
+        return _attached(ctx, container, start, Stdin(
+            keys, read=interactive, winch_fd=winch.fd if winch else -1))
+
+
+def _attached(ctx: Context, container: str, start: bool, stdin: Stdin) -> int:
     from clients.cli.containers import _engine_call, _engine_iter
 
     holder: list[Any] = []
 
     def detach() -> None:
-        if holder:
-            holder[0].cancel()  # ends our loop below; the container keeps running
+        # Our input ends without an EOF: the gateway delivers what we typed, then ends
+        # the output stream; the container keeps running. Cancel if it does not.
+        timer = threading.Timer(DETACH_GRACE, lambda: holder and holder[0].cancel())
+        timer.daemon = True
+        timer.start()
 
-    stdin = Stdin(keys, on_detach=detach)
+    stdin.on_detach = detach
     stream = _engine_call(lambda: ctx.client().attach_stream(container, iter(stdin),
                                                              start=start))
     holder.append(stream)
@@ -127,4 +171,6 @@ def attach(ctx: Context, args: argparse.Namespace) -> int:
         from clients.cli.containers import attach as attach_output
 
         return attach_output(ctx, args.container, start=False)
-    return attached(ctx, args.container, start=False, keys=keys)
+    config = ctx.client().inspect(args.container).config
+    return attached(ctx, args.container, start=False, keys=keys, tty=config.tty,
+                    interactive=config.open_stdin)

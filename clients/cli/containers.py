@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -24,8 +25,9 @@ def build_request(args: argparse.Namespace, environ: Any) -> Any:
     """The CreateContainerRequest for run/create options (UsageError on bad values)."""
     from muelle.engine.v1 import engine_pb2
 
-    if args.tty:
-        raise UsageError("a TTY (-t) is not supported yet")
+    if args.tty and args.interactive and not getattr(args, "detach", False) \
+            and not os.isatty(0):
+        raise UsageError("the input device is not a TTY")
     if args.network not in ("", "none", "host"):
         raise UsageError(f"network {args.network!r} is not supported yet: use none or host")
     req = engine_pb2.CreateContainerRequest(
@@ -44,6 +46,13 @@ def build_request(args: argparse.Namespace, environ: Any) -> Any:
     if args.interactive:  # io: docker -i; attached run closes stdin at the client's EOF
         req.open_stdin = True
         req.stdin_once = not getattr(args, "detach", False)
+    if args.tty:  # io: docker -t, sized like our terminal
+        from clients.cli.terminal import size
+
+        req.tty = True
+        rows_cols = size()
+        if rows_cols:
+            req.console_size.rows, req.console_size.cols = rows_cols
     if args.command:
         req.cmd.values.extend(args.command)
     if args.entrypoint is not None:
@@ -89,10 +98,11 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
             raise
         ctx.line(cid)
         return 0
-    if args.interactive:
+    if args.interactive or args.tty:
         from clients.cli.attach import DEFAULT_DETACH_KEYS, attached, parse_detach_keys
 
-        return attached(ctx, cid, start=True, keys=parse_detach_keys(DEFAULT_DETACH_KEYS))
+        return attached(ctx, cid, start=True, keys=parse_detach_keys(DEFAULT_DETACH_KEYS),
+                        tty=args.tty, interactive=args.interactive)
     return attach(ctx, cid, start=True)
 
 

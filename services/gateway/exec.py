@@ -30,7 +30,10 @@ def exec_container(records: Records, runtime: Any,
     rec = records.lookup(start.container)
     spec = runtime_pb2.ExecSpec(id=rec.id, args=list(start.cmd), env=list(start.env),
                                 user=start.user, cwd=start.working_dir,
-                                stdin=start.interactive, tty=start.tty)
+                                stdin=start.interactive, tty=start.tty,
+                                console_size=runtime_pb2.ConsoleSize(
+                                    rows=start.console_size.rows,
+                                    cols=start.console_size.cols))
 
     def shim_inputs() -> Iterator[runtime_pb2.ExecInput]:
         yield runtime_pb2.ExecInput(start=spec)
@@ -38,6 +41,9 @@ def exec_container(records: Records, runtime: Any,
             kind = msg.WhichOneof("input")
             if kind == "stdin":
                 yield runtime_pb2.ExecInput(stdin=msg.stdin)
+            elif kind == "resize":
+                yield runtime_pb2.ExecInput(resize=runtime_pb2.ConsoleSize(
+                    rows=msg.resize.rows, cols=msg.resize.cols))
             elif kind == "close_stdin":
                 yield runtime_pb2.ExecInput(close_stdin=True)
                 return

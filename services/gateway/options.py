@@ -102,8 +102,6 @@ def check_request(req: engine_pb2.CreateContainerRequest) -> None:
     """Options that are wrong whatever the image says."""
     if not req.image:
         raise InvalidArgument("an image is required")
-    if req.tty:
-        raise InvalidArgument("TTY (-t) is not supported yet")
     if req.network_mode not in ("", "none", "host"):
         raise InvalidArgument(
             f"network mode {req.network_mode!r} is not supported yet: use none or host")
@@ -143,4 +141,8 @@ def container_spec(req: engine_pb2.CreateContainerRequest,
     )
     spec.open_stdin = req.open_stdin  # io: docker -i
     spec.stdin_once = req.stdin_once
+    spec.terminal = req.tty  # io: docker -t
+    if req.tty and req.HasField("console_size"):
+        spec.console_size.rows = req.console_size.rows
+        spec.console_size.cols = req.console_size.cols
     return spec, warnings

@@ -233,6 +233,11 @@ class ExecRun:
         exited_at = 0.0
         try:
             while len(sel.get_map()) > (1 if exit_fd >= 0 else 0):
+                if held and self.pid_file.exists():  # started: what waited is output
+                    started = True
+                    for stream, chunk in held:
+                        yield Output(stream, chunk, _now())
+                    held.clear()
                 for key, _ in sel.select(timeout=0.1):
                     fd = key.fd  # type: ignore[assignment]
                     if fd == exit_fd:

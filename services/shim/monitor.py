@@ -158,6 +158,14 @@ def run_create(argv: list[str], cwd: str, warm: bool = False,
     return code, output.decode(errors="replace"), out_r, err_r
 
 
+class UnbufferedLogWriter(LogWriter):
+    """Writes what came at once, a partial line too (docker attach streams raw bytes)."""
+
+    def write(self, stream: str, data: bytes) -> None:
+        super().write(stream, data)
+        self.flush_partial()
+
+
 def pump(writer: LogWriter, fds: dict[int, str], init_pid: int) -> int | None:
     """Copy the pipes to the log until EOF; reap children. Returns init's wait status."""
     sel = selectors.DefaultSelector()
@@ -285,7 +293,8 @@ def run(cdir: ContainerDir, create_argv: list[str], delete_argv: list[str],
         relay.start()
     if relay is not None and master >= 0:
         relay.attach_terminal(master)
-    writer = LogWriter(str(cdir.log))
+    # Someone types at it (-i, -t): a prompt must show before its line ends.
+    writer = (UnbufferedLogWriter if relay is not None else LogWriter)(str(cdir.log))
     fds = {out_fd: "stdout", err_fd: "stderr"}
     if master >= 0:
         fds[master] = "stdout"  # a terminal has one stream, as docker logs it

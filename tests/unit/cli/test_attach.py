@@ -10,7 +10,8 @@ from clients.cli.attach import Stdin, parse_detach_keys
 from clients.cli.units import UsageError
 
 
-def chunks(*writes: bytes, keys: bytes = b"\x10\x11") -> tuple[list[bytes | None], bool]:
+def chunks(*writes: bytes, keys: bytes = b"\x10\x11",
+           ) -> tuple[list[bytes | tuple[int, int] | None], bool]:
     r, w = os.pipe()
     for data in writes:
         os.write(w, data)

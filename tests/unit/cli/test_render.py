@@ -314,8 +314,8 @@ def test_unreachable_gateway() -> None:
 
 
 def test_usage_errors() -> None:
-    code, _, err = cli("unix:///nowhere", "run", "-t", "busybox")
-    assert code == 125 and err == "muelle: a TTY (-t) is not supported yet\n"
+    code, _, err = cli("unix:///nowhere", "run", "-it", "busybox")
+    assert code == 125 and err == "muelle: the input device is not a TTY\n"
     code, _, err = cli("unix:///nowhere", "bogus")
     assert code == 125 and err.startswith("muelle: ") and "Traceback" not in err
     code, _, err = cli("unix:///nowhere", "run", "-m", "lots", "busybox")

@@ -110,7 +110,6 @@ def test_name_clash_is_refused_before_any_work(engine: Engine, images: FakeImage
 
 
 @pytest.mark.parametrize(("fields", "message"), [
-    ({"tty": True}, "TTY"),
     ({"network_mode": "bridge"}, "network"),
     ({"memory": 1024}, "Minimum memory"),
     ({"memory_swap": 1 << 30}, "Memory limit"),

@@ -266,6 +266,9 @@ class Shim:
         if cdir.rootfs.exists():
             mounts.unmount(str(cdir.rootfs))
         shutil.rmtree(cdir.path, ignore_errors=True)
+        for kind in ("sock", "console"):  # left by a monitor that was killed
+            with contextlib.suppress(OSError):
+                os.unlink(stdinmod.socket_path(str(self.cfg.run), cdir.id, kind))
 
     def start(self, cid: str) -> int:
         with self._lock(cid):

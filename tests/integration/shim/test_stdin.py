@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Iterator
 
 import pytest
@@ -67,3 +69,15 @@ def test_a_detach_leaves_stdin_open_even_with_once(shim: ShimProcess) -> None:
     attach(shim, cid, [b"b\n"])
     assert shim.stub.Wait(pb.WaitRequest(id=cid)).exit_code == 0
     assert shim.output(cid) == b"a\nb\ndone\n"
+
+
+def test_sockets_are_removed_even_after_a_killed_monitor(shim: ShimProcess) -> None:
+    cid = shim.create(["sleep", "100"], open_stdin=True, terminal=True)
+    shim.stub.Start(pb.StartRequest(id=cid))
+    io = shim.dir / "run" / "io"
+    assert sorted(p.suffix for p in io.iterdir()) == [".sock"]  # console: received, gone
+    monitor = int((shim.dir / "root" / "shim" / "containers" / cid / "monitor.pid")
+                  .read_text())
+    os.kill(monitor, signal.SIGKILL)
+    shim.stub.Delete(pb.DeleteRequest(id=cid, force=True))
+    assert not list(io.iterdir())

@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -212,7 +212,10 @@ class ExecRun:
         thread.start()
         return thread
 
-    def events(self) -> Iterator[Output | Exit]:
+    def events(self, cancelled: Callable[[], bool] = lambda: False,
+               ) -> Iterator[Output | Exit]:
+        """Output as it comes, then the Exit. ``cancelled()`` (the client left) kills the
+        process, as a pty hangup would."""
         popen = self.popen
         assert popen is not None and popen.stdout is not None and popen.stderr is not None
         if self.console is not None:
@@ -232,7 +235,11 @@ class ExecRun:
             sel.register(exit_fd, selectors.EVENT_READ)
         exited_at = 0.0
         try:
+            killed = False
             while len(sel.get_map()) > (1 if exit_fd >= 0 else 0):
+                if not killed and cancelled():
+                    killed = True
+                    self.kill()
                 if held and self.pid_file.exists():  # started: what waited is output
                     started = True
                     for stream, chunk in held:

@@ -87,7 +87,8 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServicer):
         req = ExecRequest(args=list(s.args), env=list(s.env), user=s.user, cwd=s.cwd,
                           stdin=s.stdin, tty=s.tty, rows=s.console_size.rows,
                           cols=s.console_size.cols)
-        for event in self.shim.exec(s.id, req, _stdin(request_iterator)):
+        for event in self.shim.exec(s.id, req, _stdin(request_iterator),
+                                    cancelled=lambda: not context.is_active()):
             if isinstance(event, Exit):
                 yield runtime_pb2.ExecOutput(exit=runtime_pb2.ExecExit(
                     exit_code=event.exit_code, error=event.error))

@@ -475,7 +475,7 @@ class Shim:
 
     def exec(self, cid: str, req: ExecRequest,
              stdin: Iterator[bytes | tuple[int, int] | None],
-             ) -> Iterator[Output | Exit]:
+             cancelled: Callable[[], bool] = lambda: False) -> Iterator[Output | Exit]:
         """Run ``req`` in the running container ``cid`` (services/shim/exec.py)."""
         cdir = self._existing(cid)
         current = self.state(cid).status
@@ -489,7 +489,7 @@ class Shim:
         run.feed(stdin)
         finished = False
         try:
-            for event in run.events():
+            for event in run.events(cancelled):
                 finished = finished or isinstance(event, Exit)
                 yield event
         finally:

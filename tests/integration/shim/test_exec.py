@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from muelle.runtime.v1 import runtime_pb2 as pb
@@ -140,3 +142,18 @@ def test_exec_with_a_terminal(shim: ShimProcess, runtime: str) -> None:
     _, _, ex = exec_in(shim, cid, ["nosuchcmd"], tty=True)
     assert ex.exit_code == 127 and "nosuchcmd" in ex.error, ex
     assert not list((shim.dir / "run" / "io").glob("x-*"))
+
+
+def test_a_client_that_leaves_ends_its_exec(shim: ShimProcess) -> None:
+    cid = running(shim, "runc")
+    procs = Path(f"/sys/fs/cgroup/pids/{shim.cgroup_parent}/{cid}/cgroup.procs")
+    call = shim.stub.Exec(iter([pb.ExecInput(start=pb.ExecSpec(id=cid, args=["sleep", "1001"]))]))
+    deadline = time.monotonic() + 30
+    while len(procs.read_text().split()) < 2:  # the exec'd sleep joined the cgroup
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    call.cancel()
+    while len(procs.read_text().split()) > 1:
+        assert time.monotonic() < deadline, "the exec'd process outlived its client"
+        time.sleep(0.05)
+    assert shim.stub.State(pb.StateRequest(id=cid)).status == "running"

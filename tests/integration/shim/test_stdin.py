@@ -81,3 +81,19 @@ def test_sockets_are_removed_even_after_a_killed_monitor(shim: ShimProcess) -> N
     os.kill(monitor, signal.SIGKILL)
     shim.stub.Delete(pb.DeleteRequest(id=cid, force=True))
     assert not list(io.iterdir())
+
+
+def test_stdin_and_terminal_survive_a_shim_restart(shim: ShimProcess) -> None:
+    cid = shim.create(["sh"], terminal=True, open_stdin=True, stdin_once=True)
+    shim.stub.Start(pb.StartRequest(id=cid))
+    shim.kill9()
+    shim.start()  # the monitor kept the pty and the socket: found again by path
+
+    def inputs() -> Iterator[pb.AttachInput]:
+        yield pb.AttachInput(start=pb.AttachStart(id=cid, stdin=True))
+        yield pb.AttachInput(resize=pb.ConsoleSize(rows=44, cols=88))
+        yield pb.AttachInput(stdin=b"stty size; exit 6\n")
+
+    list(shim.stub.Attach(inputs(), timeout=60))
+    assert shim.stub.Wait(pb.WaitRequest(id=cid), timeout=60).exit_code == 6
+    assert b"44 88\r\n" in shim.output(cid)

@@ -75,6 +75,7 @@ def build() -> Parser:
 
     p = sub.add_parser("start", help="start containers")
     p.add_argument("-a", "--attach", action="store_true")
+    p.add_argument("-i", "--interactive", action="store_true", help="attach stdin")
     p.add_argument("containers", nargs="+")
 
     p = sub.add_parser("ps", help="list containers")

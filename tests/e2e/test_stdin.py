@@ -54,3 +54,12 @@ def test_attach_errors(engine: Engine, image: str) -> None:
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
     proc = engine.cli("attach", "--detach-keys", "ctrl-1", "nosuch", check=False)
     assert proc.returncode == 1 and "detach keys" in proc.stderr
+
+
+def test_create_i_then_start_ai(engine: Engine, image: str) -> None:
+    cid = engine.cli("create", "-i", image, "sh", "-c", "cat; echo end").stdout.strip()
+    try:
+        proc = engine.cli("start", "-ai", cid, input=b"first\n")
+        assert (proc.returncode, proc.stdout) == (0, "first\nend\n")
+    finally:
+        engine.cli("rm", "-f", cid, check=False)

@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV  ?= .venv
 PY    := $(VENV)/bin/python
 PROTO_SRC := $(shell find protos -name '*.proto')
-APT_PACKAGES := curl docker.io docker-registry busybox-static runc crun skopeo umoci iptables iproute2 libseccomp2 python3-venv
+APT_PACKAGES := curl docker.io docker-registry busybox-static tini runc crun skopeo umoci iptables iproute2 libseccomp2 python3-venv
 
 .PHONY: setup apt venv protos up down demo test lint bench clean
 

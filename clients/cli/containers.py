@@ -10,6 +10,7 @@ from typing import Any
 
 from clients.cli.context import Context
 from clients.cli.errors import ENGINE_ERROR, RunFailed, daemon_message, run_exit_code
+from clients.cli.mounts import parse_mount, parse_tmpfs
 from clients.cli.units import (
     UsageError,
     ago,
@@ -28,8 +29,9 @@ def build_request(args: argparse.Namespace, environ: Any) -> Any:
     if args.tty and args.interactive and not getattr(args, "detach", False) \
             and not os.isatty(0):
         raise UsageError("the input device is not a TTY")
-    if args.network not in ("", "none", "host"):
-        raise UsageError(f"network {args.network!r} is not supported yet: use none or host")
+    from clients.cli.network import parse_publish
+
+    ports = [parse_publish(spec) for spec in args.publish]
     req = engine_pb2.CreateContainerRequest(
         image=args.image, name=args.name, env=parse_env(args.env, environ),
         working_dir=args.workdir, user=args.user, hostname=args.hostname,
@@ -39,8 +41,13 @@ def build_request(args: argparse.Namespace, environ: Any) -> Any:
         pids_limit=args.pids_limit, nano_cpus=parse_cpus(args.cpus) if args.cpus else 0,
         runtime=args.runtime, auto_remove=args.rm, labels=parse_labels(args.label),
         stop_signal=args.stop_signal, read_only=args.read_only, cap_add=args.cap_add,
-        cap_drop=args.cap_drop, privileged=args.privileged, security_opt=args.security_opt,
-        network_mode=args.network, cpu_shares=args.cpu_shares, group_add=args.group_add)
+        cap_drop=args.cap_drop, privileged=args.privileged,
+        security_opt=[read_seccomp_file(o) for o in args.security_opt],
+        network_mode=args.network, cpu_shares=args.cpu_shares, group_add=args.group_add,
+        init=args.init, log_opts=parse_labels(args.log_opt), restart_policy=args.restart,
+        binds=args.volume,
+        mounts=[parse_mount(m) for m in args.mount], tmpfs=parse_tmpfs(args.tmpfs),
+        ports=ports, publish_all=args.publish_all, network_aliases=args.network_alias)
     if args.stop_timeout is not None:
         req.stop_timeout = args.stop_timeout
     if args.interactive:  # io: docker -i; attached run closes stdin at the client's EOF
@@ -84,6 +91,19 @@ def _create(ctx: Context, args: argparse.Namespace) -> str:
 def create(ctx: Context, args: argparse.Namespace) -> int:
     ctx.line(_create(ctx, args))
     return 0
+
+
+def read_seccomp_file(opt: str) -> str:
+    """`seccomp=FILE` becomes `seccomp=<its JSON>`: the engine may be on another host, so
+    docker's CLI sends the profile itself, not its path."""
+    key, sep, value = opt.replace("=", ":", 1).partition(":")
+    if key != "seccomp" or not sep or value == "unconfined" or value.lstrip().startswith("{"):
+        return opt
+    try:
+        with open(value) as f:
+            return f"seccomp={f.read()}"
+    except OSError as exc:
+        raise UsageError(f"opening seccomp profile ({value}) failed: {exc.strerror}") from None
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
@@ -182,13 +202,26 @@ def stop(ctx: Context, args: argparse.Namespace) -> int:
     return _each(ctx, args.containers, lambda c: ctx.client().stop(c, args.time))
 
 
+def pause(ctx: Context, args: argparse.Namespace) -> int:
+    return _each(ctx, args.containers, lambda c: ctx.client().pause(c))
+
+
+def unpause(ctx: Context, args: argparse.Namespace) -> int:
+    return _each(ctx, args.containers, lambda c: ctx.client().unpause(c))
+
+
+def restart(ctx: Context, args: argparse.Namespace) -> int:
+    return _each(ctx, args.containers, lambda c: ctx.client().restart(c, args.time))
+
+
 def kill(ctx: Context, args: argparse.Namespace) -> int:
     return _each(ctx, args.containers, lambda c: ctx.client().kill(c, args.signal))
 
 
 def rm(ctx: Context, args: argparse.Namespace) -> int:
     return _each(ctx, args.containers,
-                 lambda c: (ctx.client().remove(c, force=args.force), None)[1])
+                 lambda c: (ctx.client().remove(c, force=args.force,
+                                                volumes=args.volumes), None)[1])
 
 
 def wait(ctx: Context, args: argparse.Namespace) -> int:

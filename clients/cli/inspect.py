@@ -13,6 +13,37 @@ def _opt_list(msg: Any, name: str) -> list[str] | None:
     return list(getattr(msg, name).values) if msg.HasField(name) else None
 
 
+def _mount_json(m: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"Type": m.type}
+    if m.type == "volume":
+        out.update(Name=m.name, Driver="local")
+    out.update(Source=m.source, Destination=m.target, Mode="ro" if m.readonly else "",
+               RW=not m.readonly, Propagation="rprivate" if m.type == "bind" else "")
+    return out
+
+
+def _port_bindings(ports: Any) -> dict[str, list[dict[str, str]]]:
+    """docker's {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}]}."""
+    out: dict[str, list[dict[str, str]]] = {}
+    for p in ports:
+        out.setdefault(f"{p.container_port}/{p.protocol or 'tcp'}", []).append(
+            {"HostIp": p.host_ip, "HostPort": str(p.host_port) if p.host_port else ""})
+    return out
+
+
+def _network_settings(d: Any) -> dict[str, Any]:
+    first = d.networks[0] if d.networks else None
+    return {
+        "IPAddress": first.ip_address if first else "",
+        "IPPrefixLen": first.prefix_len if first else 0,
+        "Gateway": first.gateway if first else "",
+        "Ports": _port_bindings(d.ports),
+        "Networks": {n.network: {"NetworkID": n.network_id, "IPAddress": n.ip_address,
+                                 "IPPrefixLen": n.prefix_len, "Gateway": n.gateway,
+                                 "Aliases": list(n.aliases)} for n in d.networks},
+    }
+
+
 def container_json(d: Any) -> dict[str, Any]:
     c = d.config
     st = d.state
@@ -34,12 +65,19 @@ def container_json(d: Any) -> dict[str, Any]:
         "Bundle": d.bundle,
         "HostConfig": {
             "Runtime": d.runtime, "AutoRemove": d.auto_remove, "Memory": c.memory,
+            "RestartPolicy": _restart_policy(d.restart_policy),
             "MemorySwap": c.memory_swap, "NanoCpus": c.nano_cpus, "CpuShares": c.cpu_shares,
             "PidsLimit": c.pids_limit or None, "ReadonlyRootfs": c.read_only,
             "CapAdd": list(c.cap_add) or None, "CapDrop": list(c.cap_drop) or None,
             "Privileged": c.privileged, "SecurityOpt": list(c.security_opt) or None,
-            "NetworkMode": c.network_mode or "none", "GroupAdd": list(c.group_add) or None,
+            "NetworkMode": d.network_mode or c.network_mode or "bridge",
+            "GroupAdd": list(c.group_add) or None,
+            "Binds": list(c.binds) or None, "Tmpfs": dict(c.tmpfs) or None,
+            "PortBindings": _port_bindings(c.ports),
+            "PublishAllPorts": c.publish_all,
         },
+        "NetworkSettings": _network_settings(d),
+        "Mounts": [_mount_json(m) for m in d.mounts],
         "Config": {
             "Hostname": d.hostname, "User": d.user, "Tty": c.tty, "Env": list(d.env),
             "OpenStdin": c.open_stdin, "StdinOnce": c.stdin_once,
@@ -90,3 +128,8 @@ def inspect(ctx: Context, args: argparse.Namespace) -> int:
     for name in missing:
         ctx.error(f"Error: No such object: {name}")
     return 1 if missing else 0
+
+
+def _restart_policy(text: str) -> dict:
+    name, _, count = (text or "no").partition(":")
+    return {"Name": name, "MaximumRetryCount": int(count) if count.isdigit() else 0}

@@ -38,8 +38,22 @@ def _container_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cap-drop", action="append", default=[])
     p.add_argument("--privileged", action="store_true")
     p.add_argument("--security-opt", action="append", default=[])
+    p.add_argument("--restart", default="", help="restart policy: no, on-failure[:N], "
+                   "always, unless-stopped")
+    p.add_argument("--log-opt", action="append", default=[],
+                   help="log driver option: max-size=10m, max-file=3")
+    p.add_argument("--init", action="store_true",
+                   help="run an init inside the container that forwards signals and reaps")
     p.add_argument("--network", "--net", default="")
     p.add_argument("--group-add", action="append", default=[])
+    p.add_argument("-v", "--volume", action="append", default=[],
+                   help="bind mount or volume: [SRC:]DST[:ro]")
+    p.add_argument("--mount", action="append", default=[],
+                   help="type=bind|volume|tmpfs,source=..,target=..,readonly")
+    p.add_argument("--tmpfs", action="append", default=[], help="tmpfs: PATH[:OPTIONS]")
+    p.add_argument("-p", "--publish", action="append", default=[])
+    p.add_argument("-P", "--publish-all", action="store_true")
+    p.add_argument("--network-alias", action="append", default=[])
     p.add_argument("--rm", action="store_true", help="remove the container when it exits")
     p.add_argument("-i", "--interactive", action="store_true")
     p.add_argument("-t", "--tty", action="store_true")
@@ -94,12 +108,31 @@ def build() -> Parser:
     p.add_argument("-t", "--time", "--timeout", dest="time", type=int, default=None)
     p.add_argument("containers", nargs="+")
 
+    p = sub.add_parser("restart", help="restart containers")
+    p.add_argument("-t", "--time", "--timeout", dest="time", type=int, default=None)
+    p.add_argument("containers", nargs="+")
+
+    for verb, text in (("pause", "pause all processes within containers"),
+                       ("unpause", "unpause all processes within containers")):
+        p = sub.add_parser(verb, help=text)
+        p.add_argument("containers", nargs="+")
+
+    p = sub.add_parser("stats", help="resource usage of containers")
+    p.add_argument("--no-stream", action="store_true", help="one reading, then exit")
+    p.add_argument("containers", nargs="*")
+
+    p = sub.add_parser("top", help="the processes of a container")
+    p.add_argument("container")
+    p.add_argument("ps_args", nargs=argparse.REMAINDER)
+
     p = sub.add_parser("kill", help="send a signal to containers")
     p.add_argument("-s", "--signal", default="")
     p.add_argument("containers", nargs="+")
 
     p = sub.add_parser("rm", help="remove containers")
     p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("-v", "--volumes", action="store_true",
+                   help="remove the container's anonymous volumes too")
     p.add_argument("containers", nargs="+")
 
     p = sub.add_parser("inspect", help="show containers or images as JSON")
@@ -109,6 +142,7 @@ def build() -> Parser:
     p.add_argument("containers", nargs="+")
 
     sub.add_parser("version", help="show versions")
+    sub.add_parser("info", help="show system-wide information")
 
     p = sub.add_parser("save", help="save images to a tar archive (docker-archive + OCI)")
     p.add_argument("-o", "--output", default="", help="write to a file, not stdout")
@@ -161,4 +195,51 @@ def build() -> Parser:
 
     p = sub.add_parser("logout", help="log out from a registry")
     p.add_argument("server", nargs="?", default="")
+    _volume_parser(sub)
+
+    p = sub.add_parser("port", help="list a container's published ports")
+    p.add_argument("container")
+    p.add_argument("private_port", nargs="?", default="")
+
+    p = sub.add_parser("network", help="manage networks")
+    net_sub = p.add_subparsers(dest="network_verb", metavar="COMMAND", parser_class=Parser)
+    net_sub.required = True
+    q = net_sub.add_parser("create", help="create a network")
+    q.add_argument("--subnet", default="")
+    q.add_argument("-d", "--driver", default="bridge", choices=["bridge"])
+    q.add_argument("name")
+    q = net_sub.add_parser("ls", help="list networks")
+    q.add_argument("-q", "--quiet", action="store_true")
+    q = net_sub.add_parser("inspect", help="show networks as JSON")
+    q.add_argument("networks", nargs="+")
+    q = net_sub.add_parser("rm", help="remove networks")
+    q.add_argument("networks", nargs="+")
+    q = net_sub.add_parser("connect", help="connect a running container to a network")
+    q.add_argument("--alias", action="append", default=[])
+    q.add_argument("network")
+    q.add_argument("container")
+    q = net_sub.add_parser("disconnect", help="disconnect a container from a network")
+    q.add_argument("network")
+    q.add_argument("container")
     return parser
+
+
+def _volume_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("volume", help="manage volumes")
+    vsub = p.add_subparsers(dest="volume_verb", metavar="COMMAND", parser_class=Parser)
+    vsub.required = True
+    q = vsub.add_parser("create", help="create a volume")
+    q.add_argument("-d", "--driver", default="local", choices=["local"])
+    q.add_argument("-l", "--label", action="append", default=[])
+    q.add_argument("name", nargs="?", default="")
+    q = vsub.add_parser("ls", aliases=["list"], help="list volumes")
+    q.add_argument("-q", "--quiet", action="store_true")
+    q = vsub.add_parser("inspect", help="show volumes as JSON")
+    q.add_argument("volumes", nargs="+")
+    q = vsub.add_parser("rm", aliases=["remove"], help="remove volumes")
+    q.add_argument("-f", "--force", action="store_true")
+    q.add_argument("volumes", nargs="+")
+    q = vsub.add_parser("prune", help="remove unused volumes")
+    q.add_argument("-a", "--all", action="store_true",
+                   help="remove all unused volumes, not only anonymous ones")
+    q.add_argument("-f", "--force", action="store_true", help="do not prompt")

@@ -7,7 +7,7 @@ import sys
 
 from clients.cli.context import Context
 from clients.cli.images import short_id, split_name
-from clients.cli.units import human_size, table
+from clients.cli.units import human_binary, human_size, table
 
 _PRUNE_WARNING = {
     False: "WARNING! This will remove all dangling images.",
@@ -89,4 +89,32 @@ def _check(ctx: Context) -> int:
         ctx.error(summary + f"{len(reply.problems)} problem(s) found")
         return 1
     ctx.line(summary + "no problems found")
+    return 0
+
+
+def info(ctx: Context, args: argparse.Namespace) -> int:
+    """`docker info`'s server part, with muelle's runtimes."""
+    reply = ctx.client().info()
+    ctx.line("Server:")
+    ctx.line(f" Containers: {reply.containers}")
+    ctx.line(f"  Running: {reply.containers_running}")
+    ctx.line(f"  Paused: {reply.containers_paused}")
+    ctx.line(f"  Stopped: {reply.containers_stopped}")
+    ctx.line(f" Images: {reply.images}")
+    ctx.line(f" Server Version: {reply.server_version}")
+    ctx.line(f" Storage Driver: {reply.storage_driver}")
+    ctx.line(" Cgroup Driver: cgroupfs")
+    ctx.line(f" Cgroup Version: {reply.cgroup_version}")
+    ctx.line(f" Runtimes: {' '.join(r.name for r in reply.runtimes)}")
+    for r in reply.runtimes:
+        ctx.line(f"  {r.name}: {r.path} ({r.version})")
+    ctx.line(f" Default Runtime: {reply.default_runtime}")
+    ctx.line(f" Kernel Version: {reply.kernel_version}")
+    ctx.line(f" Operating System: {reply.operating_system}")
+    ctx.line(f" OSType: {reply.os_type}")
+    ctx.line(f" Architecture: {reply.architecture}")
+    ctx.line(f" CPUs: {reply.ncpu}")
+    ctx.line(f" Total Memory: {human_binary(reply.mem_total)}")
+    ctx.line(f" Name: {reply.name}")
+    ctx.line(f" Muelle Root Dir: {reply.root_dir}")
     return 0

@@ -34,6 +34,15 @@ def human_size(size: float) -> str:
     return f"{size:.3g}{units[i]}"
 
 
+def human_binary(size: float) -> str:
+    """Powers of 1024, as `docker info` prints memory: "23.47GiB"."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024:
+            return f"{size:.4g}{unit}"
+        size /= 1024
+    return f"{size:.4g}TiB"
+
+
 def ago(rfc3339: str, now: float | None = None) -> str:
     """"3 seconds ago" for an RFC 3339 time; "" when unknown."""
     from services.core.timefmt import human_duration, parse_seconds

@@ -8,7 +8,7 @@ import and shutdown (~130 ms); grpcio is then imported only for what wire does n
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from google.protobuf import message as pb_message
@@ -117,6 +117,9 @@ class Client:
         except grpc.RpcError:
             return False
         return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+    def info(self) -> engine_pb2.InfoResponse:
+        return self._call("Info", engine_pb2.InfoRequest())  # type: ignore[no-any-return]
 
     # -- images
 
@@ -269,6 +272,27 @@ class Client:
             on_output(event.output.stream, event.output.data)
         raise MuelleError("the attach stream ended without an exit status")
 
+    def pause(self, container: str) -> None:
+        self._call("PauseContainer", engine_pb2.PauseContainerRequest(container=container))
+
+    def unpause(self, container: str) -> None:
+        self._call("UnpauseContainer", engine_pb2.UnpauseContainerRequest(container=container))
+
+    def restart(self, container: str, timeout: int | None = None) -> None:
+        req = engine_pb2.RestartContainerRequest(container=container)
+        if timeout is not None:
+            req.timeout = timeout
+        self._call("RestartContainer", req)
+
+    def stats(self, containers: list[str] | None = None) -> engine_pb2.ContainerStatsResponse:
+        return self._call(  # type: ignore[no-any-return]
+            "ContainerStats", engine_pb2.ContainerStatsRequest(containers=containers or []))
+
+    def top(self, container: str, ps_args: str = "") -> engine_pb2.TopContainerResponse:
+        return self._call(  # type: ignore[no-any-return]
+            "TopContainer", engine_pb2.TopContainerRequest(container=container,
+                                                           ps_args=ps_args))
+
     def wait(self, container: str) -> engine_pb2.WaitContainerResponse:
         return self._call(  # type: ignore[no-any-return]
             "WaitContainer", engine_pb2.WaitContainerRequest(container=container))
@@ -283,9 +307,10 @@ class Client:
         self._call("KillContainer", engine_pb2.KillContainerRequest(container=container,
                                                                     signal=signal))
 
-    def remove(self, container: str, force: bool = False) -> str:
+    def remove(self, container: str, force: bool = False, volumes: bool = False) -> str:
+        """Remove a container; ``volumes`` also removes its anonymous volumes (rm -v)."""
         return str(self._call("RemoveContainer", engine_pb2.RemoveContainerRequest(
-            container=container, force=force)).id)
+            container=container, force=force, remove_volumes=volumes)).id)
 
     def containers(self, all: bool = False) -> list[engine_pb2.ContainerSummary]:
         return list(self._call("ListContainers",
@@ -295,11 +320,57 @@ class Client:
         return self._call(  # type: ignore[no-any-return]
             "InspectContainer", engine_pb2.InspectContainerRequest(container=container))
 
+    # ------------------------------------------------------------------ networks
+
+    def create_network(self, name: str, subnet: str = "") -> types_pb2.NetworkInfo:
+        return self._call(  # type: ignore[no-any-return]
+            "CreateNetwork", engine_pb2.NetworkCreateRequest(name=name, subnet=subnet))
+
+    def networks(self) -> list[types_pb2.NetworkInfo]:
+        return list(self._call("ListNetworks", engine_pb2.NetworkListRequest()).networks)
+
+    def inspect_network(self, network: str) -> types_pb2.NetworkInfo:
+        return self._call(  # type: ignore[no-any-return]
+            "InspectNetwork", engine_pb2.NetworkInspectRequest(network=network))
+
+    def remove_network(self, network: str) -> None:
+        self._call("RemoveNetwork", engine_pb2.NetworkRemoveRequest(network=network))
+
+    def connect_network(self, network: str, container: str,
+                        aliases: Sequence[str] = ()) -> None:
+        self._call("ConnectNetwork", engine_pb2.NetworkConnectRequest(
+            network=network, container=container, aliases=list(aliases)))
+
+    def disconnect_network(self, network: str, container: str) -> None:
+        self._call("DisconnectNetwork", engine_pb2.NetworkDisconnectRequest(
+            network=network, container=container))
+
     def logs(self, container: str, follow: bool = False, tail: int = 0,
              timestamps: bool = False, since: str = "") -> Stream:
         return self._stream("ContainerLogs", engine_pb2.ContainerLogsRequest(
             container=container, follow=follow, tail=tail, timestamps=timestamps,
             since=since, stdout=True, stderr=True))
+
+    # -- volumes
+
+    def create_volume(self, name: str = "",
+                      labels: Mapping[str, str] | None = None) -> engine_pb2.Volume:
+        return self._call(  # type: ignore[no-any-return]
+            "CreateVolume", engine_pb2.VolumeCreateRequest(name=name, labels=labels or {}))
+
+    def inspect_volume(self, name: str) -> engine_pb2.Volume:
+        return self._call(  # type: ignore[no-any-return]
+            "InspectVolume", engine_pb2.VolumeInspectRequest(name=name))
+
+    def volumes(self) -> list[engine_pb2.Volume]:
+        return list(self._call("ListVolumes", engine_pb2.VolumeListRequest()).volumes)
+
+    def remove_volume(self, name: str, force: bool = False) -> None:
+        self._call("RemoveVolume", engine_pb2.VolumeRemoveRequest(name=name, force=force))
+
+    def prune_volumes(self, all: bool = False) -> engine_pb2.VolumePruneResponse:
+        return self._call(  # type: ignore[no-any-return]
+            "PruneVolumes", engine_pb2.VolumePruneRequest(all=all))
 
 
 class Stream(Iterator[Any]):

@@ -20,6 +20,11 @@ Example::
     [shim]
     default_runtime = "muelle"
     cgroup_parent = "muelle"
+
+    [network]
+    default_mode = "bridge"  # none | host | bridge
+    bridge = "muelle0"
+    subnet = ""              # picked among free /24s when empty
 """
 
 from __future__ import annotations
@@ -42,6 +47,13 @@ class RegistryConfig:
     insecure_registries: list[str] = field(default_factory=list)
     # Path of a docker-style config.json with credentials.
     auth_file: str = ""
+    # Per-registry TLS material, Docker's layout: <certs_dir>/<host[:port]>/ holds CA
+    # certificates (*.crt) and client certificate pairs (name.cert + name.key).
+    certs_dir: str = "/etc/muelle/certs.d"
+    # Shared blob cache of the registry service (bytes, LRU); 0 = off. Worth it when
+    # several image stores pull through one registry service; a lone engine's image
+    # store already keeps every blob.
+    cache_max_bytes: int = 0
 
 
 @dataclass
@@ -52,6 +64,23 @@ class ShimConfig:
     runtimes: dict[str, str] = field(default_factory=dict)
     # cgroup parent of every container: <mount>/<controller>/<cgroup_parent>/<id>.
     cgroup_parent: str = "muelle"
+    # Static init for `run --init` (bind-mounted at /sbin/docker-init); "" = look for
+    # Debian's tini-static, then docker-init.
+    init_path: str = ""
+    # Container logs rotate past this size, keeping this many files (Docker's json-file
+    # never rotates unless told to; a chatty container fills the disk).
+    log_max_size: int = 10 * 1024 * 1024
+    log_max_files: int = 3
+
+
+@dataclass
+class NetworkConfig:
+    # Network of containers created without --network: "bridge", "none", "host".
+    default_mode: str = "bridge"
+    # Linux bridge of the default "bridge" network (IFNAMSIZ: at most 15 chars).
+    bridge: str = "muelle0"
+    # Its subnet; picked among free private /24s (no host route overlaps) when empty.
+    subnet: str = ""
 
 
 @dataclass
@@ -63,6 +92,7 @@ class Config:
     addresses: dict[str, str] = field(default_factory=dict)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     shim: ShimConfig = field(default_factory=ShimConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
 
     def address(self, service: str) -> str:
         """gRPC address of ``service``: configured, else a unix socket in the run dir."""
@@ -101,7 +131,8 @@ def load(path: str | None = None, **overrides: Any) -> Config:
 
 
 def _apply(cfg: Config, data: dict[str, Any], origin: str) -> None:
-    known = {"root", "run", "log_format", "log_level", "addresses", "registry", "shim"}
+    known = {"root", "run", "log_format", "log_level", "addresses", "registry", "shim",
+             "network"}
     unknown = set(data) - known
     if unknown:
         raise InvalidArgument(f"{origin}: unknown keys {sorted(unknown)}")
@@ -112,7 +143,8 @@ def _apply(cfg: Config, data: dict[str, Any], origin: str) -> None:
         if key in data:
             setattr(cfg, key, str(data[key]))
     cfg.addresses.update({k: str(v) for k, v in data.get("addresses", {}).items()})
-    for section, target in (("registry", cfg.registry), ("shim", cfg.shim)):
+    for section, target in (("registry", cfg.registry), ("shim", cfg.shim),
+                            ("network", cfg.network)):
         for key, value in data.get(section, {}).items():
             if not hasattr(target, key):
                 raise InvalidArgument(f"{origin}: unknown key {section}.{key}")

@@ -11,7 +11,7 @@ import contextlib
 import platform
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from muelle.engine.v1 import engine_pb2
@@ -29,7 +29,7 @@ from services.core.errors import (
 from services.core.logging import get_logger
 from services.core.platform import host_arch
 from services.core.version import API_VERSION, VERSION
-from services.gateway import names, options, system
+from services.gateway import mounts, names, options, system
 from services.gateway.merge import merge
 from services.gateway.records import Record, Records, conflict
 from services.gateway.status import now_rfc3339, status_text
@@ -51,12 +51,13 @@ def image_summary(img: images_pb2.Image) -> engine_pb2.ImageSummary:
 class Engine:
     def __init__(self, records: Records, images: Any, runtime: Any,
                  probes: dict[str, Callable[[], str]] | None = None,
-                 registry: Any = None) -> None:
+                 registry: Any = None, root_dir: str = "") -> None:
         self.records = records
         self.images = images
         self.runtime = runtime
         self.registry = registry  # for login/logout only; bytes never pass the gateway
         self.probes = probes or {}
+        self.root_dir = root_dir
         self.log = get_logger(component="gateway")
         self._guard = threading.Lock()
         self._locks: dict[str, threading.RLock] = {}
@@ -88,6 +89,9 @@ class Engine:
         return engine_pb2.VersionResponse(
             version=VERSION, api_version=API_VERSION, os=uname.system.lower(),
             arch=host_arch()[0], kernel_version=uname.release, components=components)
+
+    def info(self) -> engine_pb2.InfoResponse:
+        return system.info(self.images, self.runtime, self.records, self.root_dir)
 
     # ------------------------------------------------------------------ images
 
@@ -191,6 +195,11 @@ class Engine:
         cid = names.new_id()
         merged = merge(img.config, req, cid)
         spec, warnings = options.container_spec(req, merged)
+        spec.volume_mounts.extend(mounts.container_mounts(req, img.config))
+        if req.network_mode.startswith("container:"):
+            # The shim knows IDs only: resolve a name or prefix like Docker.
+            spec.network_mode = "container:" + self.records.lookup(req.network_mode[10:]).id
+        spec.network_aliases[:0] = [name]  # peers on a user network find it by name
         log = get_logger(container=cid[:12], image=req.image)
         rec = Record(
             id=cid, name=name, image=req.image, image_id=img.id, created=now_rfc3339(),
@@ -317,12 +326,62 @@ class Engine:
     def stop(self, ref: str, timeout: int | None = None) -> None:
         rec = self.records.lookup(ref)
         state = self._shim_state(rec.id)
-        if state is None or state.status not in RUNNING:
-            return  # docker: stopping a stopped container succeeds
+        if state is None or state.status == "created":
+            return  # docker: stopping a container that does not run succeeds
+        # Also when exited: the shim must know, or a restart policy brings it back.
         self.runtime.Stop(runtime_pb2.StopRequest(
             id=rec.id, signal=rec.stop_signal,
             timeout=rec.stop_timeout if timeout is None else timeout))
         get_logger(container=rec.id[:12]).info("stopped")
+
+    def pause(self, ref: str) -> None:
+        rec = self.records.lookup(ref)
+        state = self._shim_state(rec.id)
+        if state is not None and state.status == "paused":
+            raise FailedPrecondition(f"Container {rec.id} is already paused")
+        if state is None or state.status != "running":
+            raise FailedPrecondition(f"Container {rec.id} is not running")
+        self.runtime.Pause(runtime_pb2.PauseRequest(id=rec.id))
+
+    def unpause(self, ref: str) -> None:
+        rec = self.records.lookup(ref)
+        state = self._shim_state(rec.id)
+        if state is None or state.status != "paused":
+            raise FailedPrecondition(f"Container {rec.id} is not paused")
+        self.runtime.Resume(runtime_pb2.ResumeRequest(id=rec.id))
+
+    def restart(self, ref: str, timeout: int | None = None) -> None:
+        """`docker restart`: stop if running (stop signal, then SIGKILL), start again."""
+        rec = self.records.lookup(ref)
+        self.stop(rec.id, timeout)
+        self._start(rec)
+
+    def stats(self, refs: list[str]) -> engine_pb2.ContainerStatsResponse:
+        """Every container's counters from one shim call (docker stats)."""
+        recs = [self.records.lookup(r) for r in refs]
+        names = {r.id: r.name for r in (recs or self.records.all())}
+        reply = self.runtime.Stats(runtime_pb2.StatsRequest(ids=[r.id for r in recs]))
+        out = engine_pb2.ContainerStatsResponse()
+        for st in reply.stats:
+            if st.id not in names:
+                continue  # the shim's, not this gateway's (another engine's container)
+            out.containers.append(engine_pb2.ContainerStatsEntry(
+                id=st.id, name=names[st.id], read_time_ns=st.read_time_ns,
+                cpu_usage_ns=st.cpu_usage_ns, memory_usage=st.memory_usage,
+                memory_limit=st.memory_limit, pids=st.pids, block_read=st.block_read,
+                block_write=st.block_write, net_rx=st.net_rx, net_tx=st.net_tx,
+                online_cpus=st.online_cpus))
+        return out
+
+    def top(self, ref: str, ps_args: str = "") -> engine_pb2.TopContainerResponse:
+        rec = self.records.lookup(ref)
+        state = self._shim_state(rec.id)
+        if state is None or state.status not in RUNNING:
+            raise FailedPrecondition(f"Container {rec.id} is not running")
+        reply = self.runtime.Top(runtime_pb2.TopRequest(id=rec.id, ps_args=ps_args))
+        return engine_pb2.TopContainerResponse(
+            titles=list(reply.titles),
+            processes=[engine_pb2.TopRow(fields=list(p.fields)) for p in reply.processes])
 
     def kill(self, ref: str, signal: str = "") -> None:
         rec = self.records.lookup(ref)
@@ -334,12 +393,12 @@ class Engine:
                                      "not running")
         self.runtime.Kill(runtime_pb2.KillRequest(id=rec.id, signal=signal or "SIGKILL"))
 
-    def remove(self, ref: str, force: bool = False) -> str:
+    def remove(self, ref: str, force: bool = False, remove_volumes: bool = False) -> str:
         rec = self.records.lookup(ref)
-        self._remove(rec, force)
+        self._remove(rec, force, remove_volumes)
         return rec.id
 
-    def _remove(self, rec: Record, force: bool) -> None:
+    def _remove(self, rec: Record, force: bool, remove_volumes: bool = False) -> None:
         with self._lock(rec.id):
             if self.records.get(rec.id) is None:
                 raise NotFound(f"No such container: {rec.id}")
@@ -350,7 +409,8 @@ class Engine:
                     "stop the container before removing or force remove")
             if state is not None:
                 with contextlib.suppress(NotFound):
-                    self.runtime.Delete(runtime_pb2.DeleteRequest(id=rec.id, force=force))
+                    self.runtime.Delete(runtime_pb2.DeleteRequest(
+                        id=rec.id, force=force, remove_volumes=remove_volumes))
             self.images.RemoveRootfs(images_pb2.RemoveRootfsRequest(container_id=rec.id))
             self.records.delete(rec.id)
         with self._guard:
@@ -362,7 +422,7 @@ class Engine:
         if rec is None:
             return
         try:
-            self._remove(rec, force=True)
+            self._remove(rec, force=True, remove_volumes=True)  # --rm: like Docker
         except NotFound:
             pass
         except MuelleError as exc:
@@ -453,12 +513,48 @@ class Engine:
             env=list(rec.spec.env), working_dir=rec.spec.cwd, user=rec.spec.user,
             hostname=rec.spec.hostname, runtime=(st.runtime if st else "") or rec.runtime,
             bundle=rec.bundle, stop_signal=rec.stop_signal, stop_timeout=rec.stop_timeout,
-            labels=dict(rec.spec.annotations), auto_remove=rec.auto_remove)
+            labels=dict(rec.spec.annotations), auto_remove=rec.auto_remove,
+            restart_count=st.restart_count if st is not None else 0,
+            restart_policy=rec.spec.restart_policy)
+        if st is not None:
+            detail.mounts.extend(mounts.to_engine(m) for m in st.volume_mounts)
+            detail.network_mode = st.network_mode
+            detail.networks.extend(st.networks)
+            detail.ports.extend(st.ports)
         if rec.entrypoint is not None:
             detail.entrypoint.values.extend(rec.entrypoint)
         if rec.cmd is not None:
             detail.cmd.values.extend(rec.cmd)
         return detail
+
+    # ------------------------------------------------------------------ networks
+
+    def create_network(self, name: str, subnet: str) -> types_pb2.NetworkInfo:
+        info: types_pb2.NetworkInfo = self.runtime.NetworkCreate(
+            runtime_pb2.NetworkCreateRequest(name=name, subnet=subnet))
+        return info
+
+    def list_networks(self) -> engine_pb2.NetworkListResponse:
+        reply = self.runtime.NetworkList(runtime_pb2.NetworkListRequest())
+        return engine_pb2.NetworkListResponse(networks=list(reply.networks))
+
+    def inspect_network(self, ref: str) -> types_pb2.NetworkInfo:
+        info: types_pb2.NetworkInfo = self.runtime.NetworkInspect(
+            runtime_pb2.NetworkInspectRequest(network=ref))
+        return info
+
+    def remove_network(self, ref: str) -> None:
+        self.runtime.NetworkRemove(runtime_pb2.NetworkRemoveRequest(network=ref))
+
+    def connect_network(self, network: str, container: str, aliases: Sequence[str]) -> None:
+        rec = self.records.lookup(container)
+        self.runtime.NetworkConnect(runtime_pb2.NetworkConnectRequest(
+            id=rec.id, network=network, aliases=[rec.name, *aliases]))
+
+    def disconnect_network(self, network: str, container: str) -> None:
+        rec = self.records.lookup(container)
+        self.runtime.NetworkDisconnect(
+            runtime_pb2.NetworkDisconnectRequest(id=rec.id, network=network))
 
     def logs(self, req: engine_pb2.ContainerLogsRequest,
              on_cancel: Callable[[Callable[[], None]], Any] | None = None,

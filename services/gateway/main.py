@@ -28,7 +28,7 @@ def build(cfg: Config) -> Engine:
               for name in ("registry", "imagestore", "shim")}
     registry = connect(cfg.address("registry"), registry_pb2_grpc.RegistryStub, "registry")
     return Engine(Records(cfg.state_dir("gateway")), images, runtime, probes,
-                  registry=registry)
+                  registry=registry, root_dir=str(cfg.root))
 
 
 def factory(cfg: Config) -> tuple[Callable[[grpc.Server], None], Sequence[str],

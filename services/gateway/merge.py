@@ -32,6 +32,8 @@ class Merged:
     hostname: str
     stop_signal: str
     labels: dict[str, str] = field(default_factory=dict)
+    # The image's EXPOSEd ports, "80/tcp" (published by -P).
+    exposed_ports: list[str] = field(default_factory=list)
 
 
 def _opt(msg: object, name: str) -> list[str] | None:
@@ -136,4 +138,5 @@ def merge(
         hostname=hostname,
         stop_signal=request.stop_signal or image.stop_signal or DEFAULT_STOP_SIGNAL,
         labels=labels,
+        exposed_ports=list(image.exposed_ports),
     )

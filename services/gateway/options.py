@@ -5,13 +5,17 @@ Everything here runs before anything is stored, so bad input changes nothing.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal as signalmod
 
 from muelle.engine.v1 import engine_pb2
 from muelle.runtime.v1 import runtime_pb2
+from muelle.types.v1 import types_pb2
 
 from services.core.errors import InvalidArgument
+from services.core.restart_policy import parse as restart_policy_parse
 from services.gateway.merge import Merged
 
 MIN_MEMORY = 6 * 1024 * 1024  # docker's minimum memory limit
@@ -33,9 +37,12 @@ def check_signal(text: str) -> str:
     raise InvalidArgument(f"invalid signal: {text}")
 
 
-def security(opts: list[str]) -> tuple[bool, list[str]]:
-    """(no_new_privileges, warnings) from --security-opt values."""
+def security(opts: list[str]) -> tuple[bool, str, list[str]]:
+    """(no_new_privileges, seccomp, warnings) from --security-opt values. seccomp is ""
+    (the default profile), "unconfined", or a profile's JSON (the CLI sends a file's
+    contents, as docker's does)."""
     nnp = False
+    seccomp = ""
     warnings: list[str] = []
     for opt in opts:
         key, sep, value = opt.replace("=", ":", 1).partition(":")
@@ -43,11 +50,59 @@ def security(opts: list[str]) -> tuple[bool, list[str]]:
             if value not in ("", "true", "false"):
                 raise InvalidArgument(f"invalid --security-opt {opt!r}: want true or false")
             nnp = value != "false"
-        elif key in ("seccomp", "apparmor", "label") and sep:
+        elif key == "seccomp" and sep:
+            seccomp = _seccomp(value)
+        elif key in ("apparmor", "label") and sep:
             warnings.append(f"security option {opt!r} is not supported yet and was ignored")
         else:
             raise InvalidArgument(f"invalid --security-opt: {opt!r}")
-    return nnp, warnings
+    return nnp, seccomp, warnings
+
+
+def _seccomp(value: str) -> str:
+    if value == "unconfined":
+        return value
+    try:
+        profile = json.loads(value)
+    except ValueError:
+        raise InvalidArgument("invalid --security-opt seccomp: want unconfined or a profile "
+                              "file's JSON") from None
+    if not isinstance(profile, dict) or not profile.get("defaultAction"):
+        raise InvalidArgument("invalid seccomp profile: no defaultAction")
+    return value
+
+
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmg]?)b?$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def log_limits(opts: dict[str, str]) -> tuple[int, int]:
+    """(max size in bytes, max files) from `--log-opt`s of the json-file driver; 0 means
+    the engine's default."""
+    size = files = 0
+    for key, value in opts.items():
+        if key == "max-size":
+            m = _SIZE.match(value.strip())
+            if not m or float(m.group(1)) <= 0:
+                raise InvalidArgument(f"invalid log opt max-size {value!r}: want a size "
+                                      "like 10m")
+            size = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+        elif key == "max-file":
+            if not value.isdigit() or int(value) < 1:
+                raise InvalidArgument(f"invalid log opt max-file {value!r}: want a number "
+                                      "of files, at least 1")
+            files = int(value)
+        else:
+            raise InvalidArgument(f"unknown log opt '{key}' for json-file log driver")
+    return size, files
+
+
+def restart_policy(req: engine_pb2.CreateContainerRequest) -> str:
+    """The checked --restart value (the shim applies it)."""
+    policy = restart_policy_parse(req.restart_policy)
+    if policy.name != "no" and req.auto_remove:
+        raise InvalidArgument("Conflicting options: --restart and --rm")
+    return policy.text()
 
 
 def resources(req: engine_pb2.CreateContainerRequest) -> runtime_pb2.Resources:
@@ -102,9 +157,13 @@ def check_request(req: engine_pb2.CreateContainerRequest) -> None:
     """Options that are wrong whatever the image says."""
     if not req.image:
         raise InvalidArgument("an image is required")
-    if req.network_mode not in ("", "none", "host"):
-        raise InvalidArgument(
-            f"network mode {req.network_mode!r} is not supported yet: use none or host")
+    if req.network_mode.startswith("container:") and not req.network_mode[10:]:
+        raise InvalidArgument("--network container: needs a container name or ID")
+    for port in req.ports:
+        if not 0 < port.container_port < 65536 or port.host_port > 65535:
+            raise InvalidArgument(f"invalid port {port.container_port}: must be 1-65535")
+        if port.protocol not in ("", "tcp", "udp"):
+            raise InvalidArgument(f"invalid protocol {port.protocol!r}: use tcp or udp")
     if req.HasField("stop_timeout") and req.stop_timeout < -1:
         raise InvalidArgument("invalid stop timeout: must be -1 (forever) or more")
     if req.stop_signal:
@@ -120,7 +179,8 @@ def check_request(req: engine_pb2.CreateContainerRequest) -> None:
 def container_spec(req: engine_pb2.CreateContainerRequest,
                    merged: Merged) -> tuple[runtime_pb2.ContainerSpec, list[str]]:
     """The shim's ContainerSpec for ``req`` merged with the image; plus warnings."""
-    nnp, warnings = security(list(req.security_opt))
+    nnp, seccomp, warnings = security(list(req.security_opt))
+    log_size, log_files = log_limits(dict(req.log_opts))
     check_signal(merged.stop_signal)
     spec = runtime_pb2.ContainerSpec(
         args=merged.args,
@@ -131,13 +191,20 @@ def container_spec(req: engine_pb2.CreateContainerRequest,
         terminal=False,
         resources=resources(req),
         readonly_rootfs=req.read_only,
-        network_mode=req.network_mode or "none",
+        network_mode=req.network_mode,  # empty: the shim's default (network.default_mode)
         annotations=merged.labels,
         additional_gids=group_ids(list(req.group_add)),
+        init=req.init,
+        restart_policy=restart_policy(req),
+        log_max_size=log_size,
+        log_max_files=log_files,
         cap_add=list(req.cap_add),
         cap_drop=list(req.cap_drop),
         privileged=req.privileged,
         no_new_privileges=nnp,
+        seccomp=seccomp,
+        ports=list(req.ports) + exposed_ports(req, merged.exposed_ports),
+        network_aliases=list(req.network_aliases),
     )
     spec.open_stdin = req.open_stdin  # io: docker -i
     spec.stdin_once = req.stdin_once
@@ -146,3 +213,21 @@ def container_spec(req: engine_pb2.CreateContainerRequest,
         spec.console_size.rows = req.console_size.rows
         spec.console_size.cols = req.console_size.cols
     return spec, warnings
+
+
+def exposed_ports(req: engine_pb2.CreateContainerRequest,
+                  exposed: list[str]) -> list[types_pb2.NetworkPort]:
+    """-P: each port the image EXPOSEs ("80/tcp") on a random host port, unless -p has it."""
+    if not req.publish_all:
+        return []
+    have = {(p.container_port, p.protocol or "tcp") for p in req.ports}
+    out = []
+    for item in exposed:
+        port, _, proto = item.partition("/")
+        if not port.isdigit():
+            continue
+        key = (int(port), proto or "tcp")
+        if key not in have:
+            have.add(key)
+            out.append(types_pb2.NetworkPort(container_port=key[0], protocol=key[1]))
+    return out

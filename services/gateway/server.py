@@ -11,6 +11,7 @@ from muelle.types.v1 import types_pb2
 from services.gateway.attach import attach_stream
 from services.gateway.engine import Engine
 from services.gateway.exec import exec_container
+from services.gateway.volumes import Volumes
 
 Ctx = grpc.ServicerContext
 
@@ -18,6 +19,7 @@ Ctx = grpc.ServicerContext
 class EngineServicer(engine_pb2_grpc.EngineServicer):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.volumes = Volumes(engine.runtime)
 
     def Version(self, request: engine_pb2.VersionRequest,  # noqa: N802
                 context: Ctx) -> engine_pb2.VersionResponse:
@@ -72,7 +74,7 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
     def RemoveContainer(self, request: engine_pb2.RemoveContainerRequest,  # noqa: N802
                         context: Ctx) -> engine_pb2.RemoveContainerResponse:
         return engine_pb2.RemoveContainerResponse(
-            id=self.engine.remove(request.container, request.force))
+            id=self.engine.remove(request.container, request.force, request.remove_volumes))
 
     def ListContainers(self, request: engine_pb2.ListContainersRequest,  # noqa: N802
                        context: Ctx) -> engine_pb2.ListContainersResponse:
@@ -121,6 +123,79 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
     def Logout(self, request: engine_pb2.LogoutRequest,  # noqa: N802
                context: Ctx) -> engine_pb2.LogoutResponse:
         return self.engine.logout(request.server)
+
+    def Info(self, request: engine_pb2.InfoRequest,  # noqa: N802
+             context: Ctx) -> engine_pb2.InfoResponse:
+        return self.engine.info()
+
+    def PauseContainer(self, request: engine_pb2.PauseContainerRequest,  # noqa: N802
+                       context: Ctx) -> engine_pb2.PauseContainerResponse:
+        self.engine.pause(request.container)
+        return engine_pb2.PauseContainerResponse()
+
+    def UnpauseContainer(self, request: engine_pb2.UnpauseContainerRequest,  # noqa: N802
+                         context: Ctx) -> engine_pb2.UnpauseContainerResponse:
+        self.engine.unpause(request.container)
+        return engine_pb2.UnpauseContainerResponse()
+
+    def RestartContainer(self, request: engine_pb2.RestartContainerRequest,  # noqa: N802
+                         context: Ctx) -> engine_pb2.RestartContainerResponse:
+        self.engine.restart(request.container,
+                            request.timeout if request.HasField("timeout") else None)
+        return engine_pb2.RestartContainerResponse()
+    def CreateVolume(self, request: engine_pb2.VolumeCreateRequest,  # noqa: N802
+                     context: Ctx) -> engine_pb2.Volume:
+        return self.volumes.create(request.name, dict(request.labels))
+
+    def InspectVolume(self, request: engine_pb2.VolumeInspectRequest,  # noqa: N802
+                      context: Ctx) -> engine_pb2.Volume:
+        return self.volumes.inspect(request.name)
+
+    def ListVolumes(self, request: engine_pb2.VolumeListRequest,  # noqa: N802
+                    context: Ctx) -> engine_pb2.VolumeListResponse:
+        return self.volumes.list()
+
+    def RemoveVolume(self, request: engine_pb2.VolumeRemoveRequest,  # noqa: N802
+                     context: Ctx) -> engine_pb2.VolumeRemoveResponse:
+        return self.volumes.remove(request.name, request.force)
+
+    def PruneVolumes(self, request: engine_pb2.VolumePruneRequest,  # noqa: N802
+                     context: Ctx) -> engine_pb2.VolumePruneResponse:
+        return self.volumes.prune(request.all)
+
+    def ContainerStats(self, request: engine_pb2.ContainerStatsRequest,  # noqa: N802
+                       context: Ctx) -> engine_pb2.ContainerStatsResponse:
+        return self.engine.stats(list(request.containers))
+
+    def TopContainer(self, request: engine_pb2.TopContainerRequest,  # noqa: N802
+                     context: Ctx) -> engine_pb2.TopContainerResponse:
+        return self.engine.top(request.container, request.ps_args)
+    def CreateNetwork(self, request: engine_pb2.NetworkCreateRequest,  # noqa: N802
+                      context: Ctx) -> types_pb2.NetworkInfo:
+        return self.engine.create_network(request.name, request.subnet)
+
+    def ListNetworks(self, request: engine_pb2.NetworkListRequest,  # noqa: N802
+                     context: Ctx) -> engine_pb2.NetworkListResponse:
+        return self.engine.list_networks()
+
+    def InspectNetwork(self, request: engine_pb2.NetworkInspectRequest,  # noqa: N802
+                       context: Ctx) -> types_pb2.NetworkInfo:
+        return self.engine.inspect_network(request.network)
+
+    def RemoveNetwork(self, request: engine_pb2.NetworkRemoveRequest,  # noqa: N802
+                      context: Ctx) -> engine_pb2.NetworkRemoveResponse:
+        self.engine.remove_network(request.network)
+        return engine_pb2.NetworkRemoveResponse()
+
+    def ConnectNetwork(self, request: engine_pb2.NetworkConnectRequest,  # noqa: N802
+                       context: Ctx) -> engine_pb2.NetworkConnectResponse:
+        self.engine.connect_network(request.network, request.container, list(request.aliases))
+        return engine_pb2.NetworkConnectResponse()
+
+    def DisconnectNetwork(self, request: engine_pb2.NetworkDisconnectRequest,  # noqa: N802
+                          context: Ctx) -> engine_pb2.NetworkDisconnectResponse:
+        self.engine.disconnect_network(request.network, request.container)
+        return engine_pb2.NetworkDisconnectResponse()
 
     def ExecContainer(self, request_iterator: Iterator[engine_pb2.ExecContainerInput],  # noqa: N802
                       context: Ctx) -> Iterator[engine_pb2.ExecContainerOutput]:

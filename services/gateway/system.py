@@ -7,13 +7,19 @@ path on the client's disk would mean nothing to the image store."""
 
 from __future__ import annotations
 
+import os
+import platform
+import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from muelle.engine.v1 import engine_pb2
 from muelle.images.v1 import images_pb2
 from muelle.runtime.v1 import runtime_pb2
 
+from services.core.platform import host_arch
+from services.core.version import VERSION
 from services.gateway.records import Records
 
 RUNNING = ("running", "paused")
@@ -76,3 +82,46 @@ def load_images(images: Any, chunks: Iterator[bytes]) -> engine_pb2.LoadImagesRe
     reply = images.Load(images_pb2.ArchiveChunk(data=d) for d in chunks)
     return engine_pb2.LoadImagesResponse(images=[
         engine_pb2.LoadedImage(id=x.id, names=list(x.names)) for x in reply.images])
+
+
+def info(images: Any, runtime: Any, records: Records, root_dir: str) -> engine_pb2.InfoResponse:
+    """`docker info`: what the engine holds, which runtimes it has, and host facts. The
+    host facts are the gateway's; runtimes and container states come from the shim."""
+    states = {s.id: s.status for s in runtime.List(runtime_pb2.ListRequest()).containers}
+    ids = [r.id for r in records.all()]
+    status = [states.get(cid, "stopped") for cid in ids]
+    runtimes = runtime.Runtimes(runtime_pb2.RuntimesRequest())
+    uname = platform.uname()
+    return engine_pb2.InfoResponse(
+        containers=len(ids), containers_running=status.count("running"),
+        containers_paused=status.count("paused"),
+        containers_stopped=len(ids) - status.count("running") - status.count("paused"),
+        images=len(images.List(images_pb2.ListImagesRequest()).images),
+        server_version=VERSION, storage_driver="overlayfs",
+        cgroup_version="2" if Path("/sys/fs/cgroup/cgroup.controllers").exists() else "1",
+        runtimes=[engine_pb2.InfoRuntime(name=r.name, path=r.path, version=r.version)
+                  for r in runtimes.runtimes],
+        default_runtime=runtimes.default, kernel_version=uname.release,
+        operating_system=_os_name(), os_type=uname.system.lower(), architecture=host_arch()[0],
+        ncpu=os.cpu_count() or 0, mem_total=_mem_total(), root_dir=root_dir,
+        name=socket.gethostname())
+
+
+def _os_name() -> str:
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                return line.partition("=")[2].strip().strip('"')
+    except OSError:
+        pass
+    return platform.system()
+
+
+def _mem_total() -> int:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0

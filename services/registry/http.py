@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -89,6 +91,24 @@ def map_error(status: int, body: bytes, host: str, kind: str, what: str) -> Muel
                            f"HTTP {status} ({detail})")
 
 
+def tls_context(certs: Path) -> ssl.SSLContext:
+    """System CAs plus the *.crt of a certs.d dir, and its client certificate if any
+    (Docker's rules: a name.cert needs its name.key)."""
+    ctx = ssl.create_default_context()
+    try:
+        for ca in sorted(certs.glob("*.crt")):
+            ctx.load_verify_locations(cafile=str(ca))
+        for cert in sorted(certs.glob("*.cert")):
+            key = cert.with_suffix(".key")
+            if not key.exists():
+                raise InvalidArgument(f"missing key {key.name} for client certificate "
+                                      f"{cert}")
+            ctx.load_cert_chain(str(cert), str(key))
+    except (ssl.SSLError, OSError) as exc:
+        raise InvalidArgument(f"bad TLS material in {certs}: {exc}") from None
+    return ctx
+
+
 class RegistryHTTP:
     """Requests to ``/v2/`` endpoints of any registry, authenticated as needed."""
 
@@ -107,10 +127,17 @@ class RegistryHTTP:
         self._retries = retries
         self._tokens = TokenCache()
         self._basic_hosts: set[str] = set()
-        self._client = httpx.Client(
-            transport=transport,
-            timeout=timeout,
+        self._transport = transport
+        self._timeout = timeout
+        self._client = self._new_client(ssl.create_default_context())  # the system CAs
+        self._tls_clients: dict[str, httpx.Client] = {}  # hosts with a certs.d entry
+
+    def _new_client(self, verify: ssl.SSLContext) -> httpx.Client:
+        return httpx.Client(
+            transport=self._transport,
+            timeout=self._timeout,
             follow_redirects=True,
+            verify=verify,
             # Blobs are hashed as stored: ask for no content coding (one sent anyway
             # is decoded by httpx before hashing).
             headers={"User-Agent": f"muelle/{VERSION}", "Accept-Encoding": "identity"},
@@ -118,11 +145,30 @@ class RegistryHTTP:
 
     def close(self) -> None:
         self._client.close()
+        for client in self._tls_clients.values():
+            client.close()
+
+    def _certs_for(self, host: str) -> Path | None:
+        d = Path(self._settings.certs_dir) / host
+        return d if self._settings.certs_dir and d.is_dir() else None
+
+    def _client_for(self, url: str) -> httpx.Client:
+        """The client for ``url``'s host: one that trusts its certs.d CAs and presents its
+        client certificate, else the shared one (system CAs)."""
+        host = httpx.URL(url).netloc.decode()
+        certs = self._certs_for(host)
+        if certs is None:
+            return self._client
+        if host not in self._tls_clients:
+            self._tls_clients[host] = self._new_client(tls_context(certs))
+        return self._tls_clients[host]
 
     def base_url(self, domain: str) -> str:
         """Scheme and API host for a reference domain (docker.io -> registry-1.docker.io)."""
         host = DOCKER_HUB_API if domain == DEFAULT_DOMAIN else domain
-        plain = is_loopback(domain) or domain in self._insecure
+        # Loopback and insecure registries speak plain HTTP, unless certs.d says TLS.
+        plain = (is_loopback(domain) or domain in self._insecure) \
+            and self._certs_for(domain) is None
         return f"{'http' if plain else 'https'}://{host}"
 
     def request(
@@ -223,15 +269,19 @@ class RegistryHTTP:
     def _send(self, method: str, url: str, headers: dict[str, str],
               host: str, content: bytes | None = None) -> httpx.Response:
         try:
-            request = self._client.build_request(method, url, headers=headers,
-                                                 content=content)
-            return self._client.send(request, stream=True)
+            client = self._client_for(url)
+            request = client.build_request(method, url, headers=headers, content=content)
+            return client.send(request, stream=True)
         except httpx.InvalidURL as exc:
             raise InvalidArgument(f"invalid registry URL {url}: {exc}") from None
         except httpx.TooManyRedirects as exc:
             raise Unavailable(f"registry {host}: too many redirects ({exc})") from None
         except (httpx.TransportError, OSError) as exc:
-            raise unreachable(host, exc) from None
+            error = unreachable(host, exc)
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                error = Unavailable(f"{error}: the registry's TLS certificate is not trusted; "
+                                    f"put its CA in {self._settings.certs_dir}/{host}/ca.crt")
+            raise error from None
 
     @staticmethod
     def _read_error_body(resp: httpx.Response) -> bytes:
@@ -288,7 +338,7 @@ class RegistryHTTP:
         auth = credentials or self._credentials.get(domain)
         realm_host = httpx.URL(realm).host
         try:
-            resp = self._client.get(realm, params=params, auth=auth)
+            resp = self._client_for(realm).get(realm, params=params, auth=auth)
         except httpx.InvalidURL as exc:
             raise Unauthenticated(f"registry {domain} sent an unusable token realm: {exc}") \
                 from None

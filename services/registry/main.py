@@ -9,6 +9,7 @@ from muelle.registry.v1 import registry_pb2, registry_pb2_grpc
 
 from services.core.config import Config
 from services.core.main import service_main
+from services.registry.cache import BlobCache
 from services.registry.credstore import auth_file_path
 from services.registry.login import Logins
 from services.registry.push import Pusher
@@ -22,8 +23,10 @@ def factory(
     cfg: Config,
 ) -> tuple[Callable[[grpc.Server], None], Sequence[str], Callable[[], None] | None]:
     resolver = Resolver(cfg)
+    cache = BlobCache(cfg.state_dir("registry") / "blobs", cfg.registry.cache_max_bytes) \
+        if cfg.registry.cache_max_bytes > 0 else None
     servicer = RegistryServicer(resolver, Pusher(resolver.http),
-                                Logins(resolver.http, auth_file_path(cfg)))
+                                Logins(resolver.http, auth_file_path(cfg)), cache)
 
     def register(server: grpc.Server) -> None:
         registry_pb2_grpc.add_RegistryServicer_to_server(servicer, server)

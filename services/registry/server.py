@@ -13,6 +13,7 @@ from muelle.types.v1 import types_pb2
 
 from services.core import reference as refmod
 from services.core.errors import InvalidArgument
+from services.registry.cache import BlobCache
 from services.registry.descriptors import Descriptor, Platform
 from services.registry.login import Logins
 from services.registry.manifests import ManifestContent
@@ -58,8 +59,9 @@ def _blob_data(requests: Iterator[registry_pb2.PushBlobRequest]) -> Iterator[byt
 
 class RegistryServicer(registry_pb2_grpc.RegistryServicer):
     def __init__(self, resolver: Resolver, pusher: Pusher | None = None,
-                 logins: Logins | None = None) -> None:
+                 logins: Logins | None = None, cache: BlobCache | None = None) -> None:
         self._resolver = resolver
+        self._cache = cache
         self._pusher = pusher or Pusher(resolver.http)
         self._logins = logins
 
@@ -87,8 +89,18 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
     def FetchBlob(  # noqa: N802
         self, request: registry_pb2.FetchBlobRequest, context: grpc.ServicerContext
     ) -> Iterator[registry_pb2.BlobChunk]:
-        chunks = self._resolver.fetch_blob(
-            request.repository, descriptor_from_pb(request.descriptor), request.offset)
+        desc = descriptor_from_pb(request.descriptor)
+        # Arguments are checked here, before any byte moves (the stream is lazy).
+        chunks = self._resolver.fetch_blob(request.repository, desc, request.offset)
+        if self._cache is not None:
+            direct = chunks
+
+            def upstream(offset: int) -> Iterator[bytes]:
+                if offset == request.offset:
+                    return direct
+                return self._resolver.fetch_blob(request.repository, desc, offset)
+
+            chunks = self._cache.fetch(desc.digest, desc.size, request.offset, upstream)
         try:
             for data in chunks:
                 yield registry_pb2.BlobChunk(data=data)

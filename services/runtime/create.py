@@ -51,6 +51,10 @@ def create(store: Store, cid: str, bundle: str, pid_file: str | None = None,
         resources["devices"] = [*(resources.get("devices") or []), *devices.CGROUP_ALLOW]
         cgroup.create(resources)
         init_cfg = init.InitConfig(config, str(rootfs), ns, cgroup, str(fifo), -1)
+        if linux_cfg.get("seccomp"):
+            init_cfg.seccomp_bpf = seccomp.cached_bpf(
+                linux_cfg["seccomp"], store.root / ".seccomp",
+                lambda msg: log.warning("seccomp", detail=msg))
         init_cfg.console_fd = console_fd
         pid = _spawn(init_cfg)
         start_time = proc_start_time(pid)

@@ -29,6 +29,8 @@ class InitConfig:
         self.cgroup = cgroup
         self.fifo = fifo
         self.sync_fd = sync_fd
+        # linux.seccomp compiled by create (seccomp.cached_bpf); None: build it here.
+        self.seccomp_bpf: bytes | None = None
         self.console_fd = -1  # --console-socket: make a pty, send its master there
 
 
@@ -50,12 +52,19 @@ def main(cfg: InitConfig) -> NoReturn:
         os.close(ready.fifo_fd)
         if ready.late_seccomp:
             # With no_new_privs the filter can wait until right before exec.
-            seccomp.load(ready.late_seccomp, lambda msg: None)
+            _seccomp(cfg, ready.late_seccomp, lambda msg: None)
         os.closerange(3, 65536)
         os.execve(ready.path, ready.args, ready.env)
     except BaseException as exc:  # noqa: BLE001
         os.write(2, f"muelle-runtime: exec {ready.args[0]}: {_message(exc)}\n".encode())
     os._exit(127)
+
+
+def _seccomp(cfg: InitConfig, profile: dict[str, Any], warn: seccomp.Warn) -> None:
+    if cfg.seccomp_bpf:
+        seccomp.install(cfg.seccomp_bpf)
+    else:
+        seccomp.load(profile, warn)
 
 
 def _message(exc: BaseException) -> str:
@@ -94,7 +103,7 @@ def _setup(cfg: InitConfig) -> Ready:
         # The caller handed us a pty slave as stdio: make it our controlling terminal.
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
     fifo_fd = os.open(cfg.fifo, os.O_PATH | os.O_CLOEXEC)
-    if linux_cfg.get("seccomp"):
+    if linux_cfg.get("seccomp") and not cfg.seccomp_bpf:
         seccomp.preload()
 
     rootfs.prepare(cfg.rootfs, linux_cfg.get("rootfsPropagation", ""))
@@ -143,7 +152,7 @@ def _setup(cfg: InitConfig) -> Ready:
     profile = linux_cfg.get("seccomp")
     # Without no_new_privs the filter needs CAP_SYS_ADMIN: load it before dropping caps.
     if profile and not nnp:
-        seccomp.load(profile, warn)
+        _seccomp(cfg, profile, warn)
     if caps is not None:
         capabilities.drop_bounding(caps)
     process.switch_user(user)

@@ -38,6 +38,8 @@ def parser() -> argparse.ArgumentParser:
         c.add_argument("--no-pivot", action="store_true")
         c.add_argument("id")
     sub.add_parser("start").add_argument("id")
+    sub.add_parser("pause").add_argument("id")
+    sub.add_parser("resume").add_argument("id")
     sub.add_parser("state").add_argument("id")
     k = sub.add_parser("kill")
     k.add_argument("--all", "-a", action="store_true")
@@ -95,6 +97,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from services.runtime import start
 
         start.start(store, args.id)
+    elif args.verb in ("pause", "resume"):
+        from services.runtime import pause
+
+        (pause.pause if args.verb == "pause" else pause.resume)(store, args.id)
     elif args.verb == "state":
         from services.runtime import state
 

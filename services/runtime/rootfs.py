@@ -6,9 +6,11 @@ only used before pivot_root; every target inside the rootfs goes through secure_
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
-from collections.abc import Callable
+import stat
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from services.core.errors import FailedPrecondition
@@ -65,6 +67,27 @@ def _remount_ro(path: str, extra: int = 0) -> None:
                 linux.MS_RDONLY)
 
 
+@contextlib.contextmanager
+def _pinned(rootfs: str, dest: str) -> Iterator[str]:
+    """``dest`` as /proc/self/fd/N of an O_PATH fd checked to lie inside the rootfs.
+
+    secure_join resolved ``dest`` without symlinks, but a process sharing a volume could
+    swap a component for a symlink before mount(2) walks the path again; mounting through
+    the fd (like runc's procfd) pins the directory that was checked.
+    """
+    fd = os.open(dest, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if stat.S_ISLNK(os.fstat(fd).st_mode):  # O_PATH|O_NOFOLLOW opens the link itself
+            raise FailedPrecondition(f"mount target {dest} is a symbolic link")
+        real = os.readlink(f"/proc/self/fd/{fd}")
+        root = os.path.realpath(rootfs).rstrip("/") + "/"
+        if not (real + "/").startswith(root):
+            raise FailedPrecondition(f"mount target {dest} resolves outside the rootfs: {real}")
+        yield f"/proc/self/fd/{fd}"
+    finally:
+        os.close(fd)
+
+
 def mount_one(rootfs: str, m: dict[str, Any], cgroup: Cgroup | None, warn: Warn) -> None:
     kind = m.get("type") or ""
     source = m.get("source") or kind
@@ -74,7 +97,8 @@ def mount_one(rootfs: str, m: dict[str, Any], cgroup: Cgroup | None, warn: Warn)
         if not os.path.exists(source):
             raise FailedPrecondition(f"mount source {source} does not exist")
         make_target(dest, os.path.isdir(source))
-        linux.mount(source, dest, None, linux.MS_BIND | (flags & linux.MS_REC))
+        with _pinned(rootfs, dest) as target:
+            linux.mount(source, target, None, linux.MS_BIND | (flags & linux.MS_REC))
         if flags & ~(linux.MS_BIND | linux.MS_REC):
             linux.mount(None, dest, None, linux.MS_BIND | linux.MS_REMOUNT |
                         (flags & ~(linux.MS_BIND | linux.MS_REC)))
@@ -82,7 +106,8 @@ def mount_one(rootfs: str, m: dict[str, Any], cgroup: Cgroup | None, warn: Warn)
         _mount_cgroup(dest, flags, cgroup, warn)
     else:
         make_target(dest, True)
-        linux.mount(source, dest, kind, flags, data or None)
+        with _pinned(rootfs, dest) as target:
+            linux.mount(source, target, kind, flags, data or None)
     for prop in props:
         linux.mount(None, dest, None, prop)
 

@@ -2,6 +2,11 @@
 
 libseccomp does the per-architecture syscall translation and BPF generation; we only map
 the OCI names. Unknown syscalls (newer than this libseccomp) are skipped, as runc does.
+
+Building Docker's default profile for x86_64 + x86 + x32 costs ~30 ms per container, so
+``create`` compiles a profile to BPF once and keeps it under the state root, keyed by the
+profile and the libseccomp version (``cached_bpf``); the init then installs those bytes
+with prctl(PR_SET_SECCOMP) (``install``) — the same program libseccomp would load.
 """
 
 from __future__ import annotations
@@ -9,7 +14,12 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import hashlib
+import json
+import os
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from services.core.errors import FailedPrecondition, InvalidArgument
@@ -30,6 +40,10 @@ _FLTATR_CTL_NNP = 3  # let us, not libseccomp, decide about no_new_privs
 class _ArgCmp(ctypes.Structure):
     _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int),
                 ("datum_a", ctypes.c_uint64), ("datum_b", ctypes.c_uint64)]
+
+
+class _Version(ctypes.Structure):
+    _fields_ = [("major", ctypes.c_uint), ("minor", ctypes.c_uint), ("micro", ctypes.c_uint)]
 
 
 _LIB: ctypes.CDLL | None = None
@@ -62,6 +76,8 @@ def _lib() -> ctypes.CDLL:
     lib.seccomp_arch_resolve_name.restype = ctypes.c_uint32
     lib.seccomp_arch_resolve_name.argtypes = [ctypes.c_char_p]
     lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+    lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    lib.seccomp_version.restype = ctypes.POINTER(_Version)
     lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int,
                                            ctypes.c_uint, ctypes.POINTER(_ArgCmp)]
     _LIB = lib
@@ -96,6 +112,82 @@ def validate(profile: dict[str, Any]) -> None:
 
 
 def load(profile: dict[str, Any], warn: Warn) -> None:
+    lib = _lib()
+    ctx = _build(profile, warn)
+    try:
+        ret = lib.seccomp_load(ctx)
+        if ret < 0:
+            raise FailedPrecondition(f"seccomp_load: {errno.errorcode.get(-ret, ret)}")
+    finally:
+        lib.seccomp_release(ctx)
+
+
+def compile_bpf(profile: dict[str, Any], warn: Warn) -> bytes:
+    """The filter as the BPF program libseccomp would load (struct sock_filter[])."""
+    lib = _lib()
+    ctx = _build(profile, warn)
+    try:
+        with tempfile.TemporaryFile() as out:
+            ret = lib.seccomp_export_bpf(ctx, out.fileno())
+            if ret < 0:
+                raise FailedPrecondition(
+                    f"seccomp_export_bpf: {errno.errorcode.get(-ret, ret)}")
+            out.seek(0)
+            return out.read()
+    finally:
+        lib.seccomp_release(ctx)
+
+
+def cached_bpf(profile: dict[str, Any], cache_dir: Path, warn: Warn) -> bytes:
+    """``compile_bpf``, once per distinct profile and libseccomp version."""
+    validate(profile)
+    version = _lib().seccomp_version().contents
+    key = hashlib.sha256(json.dumps(
+        [profile, [version.major, version.minor, version.micro]], sort_keys=True).encode())
+    path = cache_dir / f"{key.hexdigest()}.bpf"
+    try:
+        data = path.read_bytes()
+        if data and len(data) % _SOCK_FILTER_SIZE == 0:
+            return data
+    except FileNotFoundError:
+        pass
+    data = compile_bpf(profile, warn)
+    cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = cache_dir / f".{path.name}.{os.getpid()}"
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return data
+
+
+class _SockFilter(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte),
+                ("k", ctypes.c_uint32)]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
+
+
+_SOCK_FILTER_SIZE = ctypes.sizeof(_SockFilter)
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
+
+
+def install(bpf: bytes) -> None:
+    """Install a compiled filter on this thread (needs no_new_privs or CAP_SYS_ADMIN)."""
+    count = len(bpf) // _SOCK_FILTER_SIZE
+    program = (_SockFilter * count).from_buffer_copy(bpf)
+    fprog = _SockFprog(count, ctypes.cast(program, ctypes.POINTER(_SockFilter)))
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p, ctypes.c_ulong,
+                           ctypes.c_ulong]
+    if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise FailedPrecondition(f"installing the seccomp filter: {os.strerror(err)}")
+
+
+def _build(profile: dict[str, Any], warn: Warn) -> int:
+    """A libseccomp context holding the profile's rules (the caller releases it)."""
     validate(profile)
     lib = _lib()
     default_errno = int(profile.get("defaultErrnoRet") or errno.EPERM)
@@ -127,8 +219,7 @@ def load(profile: dict[str, Any], warn: Warn) -> None:
                 ret = lib.seccomp_rule_add_array(ctx, act, nr, len(args), cmps)
                 if ret < 0:
                     warn(f"seccomp: rule for {name} skipped: {errno.errorcode.get(-ret, ret)}")
-        ret = lib.seccomp_load(ctx)
-        if ret < 0:
-            raise FailedPrecondition(f"seccomp_load: {errno.errorcode.get(-ret, ret)}")
-    finally:
+    except BaseException:
         lib.seccomp_release(ctx)
+        raise
+    return int(ctx)

@@ -100,7 +100,11 @@ class Store:
     def status(self, state: State) -> str:
         if not state.pid or proc_start_time(state.pid) != state.start_time:
             return "stopped"
-        return "created" if self.fifo(state.id).exists() else "running"
+        if self.fifo(state.id).exists():
+            return "created"
+        from services.runtime.cgroups import is_frozen
+
+        return "paused" if is_frozen(state.cgroups_path) else "running"
 
     def remove(self, cid: str) -> None:
         import shutil  # only create and delete remove; shutil costs the other verbs ~4 ms

@@ -2,8 +2,13 @@
 
     {"log":"hello\\n","stream":"stdout","time":"2024-05-01T10:00:00.123456789Z"}
 
-The monitor writes (LogWriter); the shim reads (read_log / follow_log). Bytes that are not
-UTF-8 round-trip through surrogate escapes, so Logs returns exactly what was written.
+The monitor writes (LogWriter); the shim reads (follow_log). Bytes that are not UTF-8
+round-trip through surrogate escapes, so Logs returns exactly what was written.
+
+Unlike Docker's default, logs are rotated: when the file would pass ``max_size`` it becomes
+``container.log.1`` (``.1`` becomes ``.2``, ...), keeping ``max_files`` files in all.
+Readers read the rotated files oldest first, and a follower that sees the file replaced
+drains the old one and goes on with the new.
 """
 
 from __future__ import annotations
@@ -41,11 +46,26 @@ def parse_time(text: str) -> int:
         raise InvalidArgument(str(exc)) from None
 
 
-class LogWriter:
-    """Appends entries for one container; splits output into lines like Docker."""
+def rotated(path: str) -> list[str]:
+    """The rotated files of the log at ``path`` that exist, oldest first."""
+    found = []
+    n = 1
+    while os.path.exists(f"{path}.{n}"):
+        found.append(f"{path}.{n}")
+        n += 1
+    return found[::-1]
 
-    def __init__(self, path: str) -> None:
+
+class LogWriter:
+    """Appends entries for one container; splits output into lines like Docker; rotates
+    the file past ``max_size`` bytes (0: never), keeping ``max_files`` files."""
+
+    def __init__(self, path: str, max_size: int = 0, max_files: int = 1) -> None:
+        self._path = path
+        self._max_size = max_size
+        self._max_files = max(1, max_files)
         self._file: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115
+        self._size = self._file.tell()
         self._partial: dict[str, bytes] = {"stdout": b"", "stderr": b""}
 
     def write(self, stream: str, data: bytes) -> None:
@@ -72,9 +92,26 @@ class LogWriter:
         self._file.flush()
 
     def _emit(self, stream: str, data: bytes) -> None:
-        line = {"log": data.decode("utf-8", "surrogateescape"), "stream": stream,
-                "time": rfc3339_nano(time.time_ns())}
-        self._file.write(json.dumps(line) + "\n")
+        line = json.dumps({"log": data.decode("utf-8", "surrogateescape"), "stream": stream,
+                           "time": rfc3339_nano(time.time_ns())}) + "\n"
+        size = len(line.encode("utf-8", "surrogateescape"))
+        if self._max_size and self._size and self._size + size > self._max_size:
+            self._rotate()
+        self._file.write(line)
+        self._size += size
+
+    def _rotate(self) -> None:
+        self._file.close()
+        if self._max_files == 1:
+            mode = "w"  # one file only: start it again
+        else:
+            mode = "a"
+            for n in range(self._max_files - 1, 0, -1):
+                older = f"{self._path}.{n - 1}" if n > 1 else self._path
+                if os.path.exists(older):
+                    os.replace(older, f"{self._path}.{n}")
+        self._file = open(self._path, mode, encoding="utf-8")  # noqa: SIM115
+        self._size = 0
 
     def close(self) -> None:
         self.flush_partial()
@@ -112,22 +149,24 @@ def follow_log(
     which may return early (the shim's wakes when the container's monitor exits)."""
     streams = streams or {"stdout", "stderr"}
     since_ns = parse_time(since) if since else 0
+    older = rotated(path)
+    f: IO[str]
     try:
         f = open(path, encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
     except FileNotFoundError:
         if not follow:
+            yield from _pick(_read_files(older), streams, since_ns, tail)
             return
         while not os.path.exists(path):
             if stopped() or cancelled():
                 return
             time.sleep(poll)
         f = open(path, encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
-    with f:
-        existing: Iterator[Entry] = (
-            e for e in map(_decode, _complete_lines(f)) if e and _wanted(e, streams, since_ns))
-        if tail > 0:
-            existing = iter(deque(existing, maxlen=tail))
-        yield from existing
+    try:
+        # Rotated files first (the current one is open already: a rotation now only
+        # renames it, and what we hold stays what we read last).
+        existing = _chain(_read_files([p for p in older if p != path]), _complete_lines(f))
+        yield from _pick(existing, streams, since_ns, tail)
         if not follow:
             return
         pending = ""
@@ -143,9 +182,72 @@ def follow_log(
                     if entry and _wanted(entry, streams, since_ns):
                         yield entry
                 continue
+            if _replaced(f, path):
+                # Rotated: what we hold was renamed away and is drained; go on with the
+                # file written after it (a newer rotated one, or the current one).
+                nxt = _next_file(f, path)
+                f.close()
+                f = nxt
+                pending = ""
+                continue
             if done:
                 return
             pause(poll)
+    finally:
+        f.close()
+
+
+def _replaced(f: IO[str], path: str) -> bool:
+    try:
+        return os.stat(path).st_ino != os.fstat(f.fileno()).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def _next_file(f: IO[str], path: str) -> IO[str]:
+    """The log file written after the one ``f`` holds: the next in rotation order, or the
+    oldest kept one when ours was rotated out of existence meanwhile."""
+    ours = os.fstat(f.fileno()).st_ino
+    for _ in range(10):  # a rotation between listing and opening: look again
+        order = [*rotated(path), path]
+        inodes = []
+        for p in order:
+            try:
+                inodes.append(os.stat(p).st_ino)
+            except FileNotFoundError:
+                inodes.append(-1)
+        i = inodes.index(ours) + 1 if ours in inodes else 0
+        i = min(i, len(order) - 1)
+        try:
+            nxt = open(order[i], encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
+        except FileNotFoundError:
+            continue
+        if os.fstat(nxt.fileno()).st_ino == inodes[i]:
+            return nxt
+        nxt.close()
+    return open(path, encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
+
+
+def _read_files(paths: list[str]) -> Iterator[str]:
+    for p in paths:
+        try:
+            with open(p, encoding="utf-8", errors="surrogateescape") as f:
+                yield from _complete_lines(f)
+        except FileNotFoundError:
+            continue  # rotated away while we read: its lines are in a newer file
+
+
+def _chain(*parts: Iterator[str]) -> Iterator[str]:
+    for part in parts:
+        yield from part
+
+
+def _pick(lines: Iterator[str], streams: set[str], since_ns: int, tail: int) -> Iterator[Entry]:
+    entries: Iterator[Entry] = (
+        e for e in map(_decode, lines) if e and _wanted(e, streams, since_ns))
+    if tail > 0:
+        entries = iter(deque(entries, maxlen=tail))
+    yield from entries
 
 
 def _complete_lines(f: IO[str]) -> Iterator[str]:

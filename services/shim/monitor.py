@@ -245,7 +245,8 @@ def exit_code(status: int) -> int:
 
 def run(cdir: ContainerDir, create_argv: list[str], delete_argv: list[str],
         cgroups_path: str, sync_fd: int, warm: bool = False,
-        relay: StdinRelay | None = None, console: ConsoleSocket | None = None) -> int:
+        log_limits: tuple[int, int] = (0, 1), relay: StdinRelay | None = None,
+        console: ConsoleSocket | None = None) -> int:
     def report(data: dict) -> None:
         with contextlib.suppress(OSError):
             os.write(sync_fd, json.dumps(data).encode() + b"\n")
@@ -294,7 +295,8 @@ def run(cdir: ContainerDir, create_argv: list[str], delete_argv: list[str],
     if relay is not None and master >= 0:
         relay.attach_terminal(master)
     # Someone types at it (-i, -t): a prompt must show before its line ends.
-    writer = (UnbufferedLogWriter if relay is not None else LogWriter)(str(cdir.log))
+    writer = (UnbufferedLogWriter if relay is not None else LogWriter)(str(cdir.log),
+                                                                        *log_limits)
     fds = {out_fd: "stdout", err_fd: "stderr"}
     if master >= 0:
         fds[master] = "stdout"  # a terminal has one stream, as docker logs it
@@ -325,6 +327,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--delete", required=True, help="delete argv, JSON list")
     parser.add_argument("--cgroup", required=True, help="cgroupsPath of the container")
     parser.add_argument("--sync-fd", type=int, required=True)
+    parser.add_argument("--log-max-size", type=int, default=0, help="rotate past (bytes)")
+    parser.add_argument("--log-max-files", type=int, default=1, help="files kept")
     parser.add_argument("--warm-runtime", action="store_true",
                         help="the runtime is muelle's own: fork its create/delete warm")
     parser.add_argument("--stdin-socket", default="",
@@ -345,7 +349,8 @@ def main(argv: list[str] | None = None) -> None:
                            terminal) if args.stdin_socket else None
         console = ConsoleSocket(args.console_socket) if terminal else None
         sys.exit(run(cdir, json.loads(args.create), json.loads(args.delete), args.cgroup,
-                     args.sync_fd, args.warm_runtime, relay, console))
+                     args.sync_fd, args.warm_runtime, (args.log_max_size, args.log_max_files),
+                     relay, console))
     except Exception as exc:  # noqa: BLE001 - last resort: leave a trace for the shim
         log(cdir, f"monitor crashed: {type(exc).__name__}: {exc}")
         with contextlib.suppress(OSError):

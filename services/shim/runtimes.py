@@ -89,6 +89,16 @@ class Runtime:
         if proc.returncode != 0:
             raise FailedPrecondition(f"{self.name} start: {error_text(proc.stderr)}")
 
+    def pause(self, cid: str) -> None:
+        proc = self._run("pause", cid)
+        if proc.returncode != 0:
+            raise FailedPrecondition(f"{self.name} pause: {error_text(proc.stderr)}")
+
+    def resume(self, cid: str) -> None:
+        proc = self._run("resume", cid)
+        if proc.returncode != 0:
+            raise FailedPrecondition(f"{self.name} resume: {error_text(proc.stderr)}")
+
     def kill(self, cid: str, signal: int) -> None:
         proc = self._run("kill", cid, str(signal))
         if proc.returncode != 0:
@@ -145,6 +155,16 @@ class NativeRuntime(Runtime):
         from services.runtime import start
 
         self._call("start", lambda store: start.start(store, cid))
+
+    def pause(self, cid: str) -> None:
+        from services.runtime import pause
+
+        self._call("pause", lambda store: pause.pause(store, cid))
+
+    def resume(self, cid: str) -> None:
+        from services.runtime import pause
+
+        self._call("resume", lambda store: pause.resume(store, cid))
 
     def kill(self, cid: str, signal: int) -> None:
         from services.runtime import kill

@@ -8,17 +8,45 @@ from collections.abc import Iterator
 
 import grpc
 from muelle.runtime.v1 import runtime_pb2, runtime_pb2_grpc
+from muelle.types.v1 import types_pb2
 
 from services.core.errors import InvalidArgument
+from services.shim import volume_mounts
 from services.shim.exec import ExecRequest, Exit
+from services.shim.network.defs import Network
 from services.shim.shim import Shim, Status
+from services.shim.volumes import Volume
 
 
-def _status(st: Status) -> runtime_pb2.ContainerStatus:
-    return runtime_pb2.ContainerStatus(
+def _status(st: Status, net: dict | None = None) -> runtime_pb2.ContainerStatus:
+    out = runtime_pb2.ContainerStatus(
         id=st.id, status=st.status, pid=st.pid, exit_code=st.exit_code,
         oom_killed=st.oom_killed, created_at=st.created_at, started_at=st.started_at,
-        finished_at=st.finished_at, runtime=st.runtime, bundle=st.bundle, error=st.error)
+        finished_at=st.finished_at, runtime=st.runtime, bundle=st.bundle, error=st.error,
+        volume_mounts=volume_mounts.to_proto(st.volume_mounts),
+        restart_count=st.restart_count)
+    if net:
+        out.network_mode = net.get("mode", "")
+        for name, ep in net.get("endpoints", {}).items():
+            out.networks.append(types_pb2.NetworkEndpoint(
+                network=name, network_id=ep.get("network_id", ""), ip_address=ep["ip"],
+                prefix_len=ep["prefixlen"], gateway=ep["gateway"],
+                aliases=ep.get("aliases", []), interface=ep["ifname"]))
+        for p in net.get("published", []):
+            out.ports.append(types_pb2.NetworkPort(**p))
+    return out
+
+
+def _network(net: Network, containers: list[str]) -> types_pb2.NetworkInfo:
+    return types_pb2.NetworkInfo(
+        name=net.name, id=net.id, driver="bridge", subnet=net.subnet, gateway=net.gateway,
+        bridge=net.bridge, created=net.created, containers=containers, builtin=net.builtin)
+
+
+def _volume(v: Volume) -> runtime_pb2.Volume:
+    return runtime_pb2.Volume(
+        name=v.name, driver="local", mountpoint=v.mountpoint, created_at=v.created_at,
+        labels=v.labels, anonymous=v.anonymous, containers=v.containers)
 
 
 class RuntimeServicer(runtime_pb2_grpc.RuntimeServicer):
@@ -50,15 +78,16 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServicer):
 
     def State(self, request: runtime_pb2.StateRequest,
               context: grpc.ServicerContext) -> runtime_pb2.ContainerStatus:
-        return _status(self.shim.state(request.id))
+        return _status(self.shim.state(request.id), self.shim.networks.read(request.id))
 
     def List(self, request: runtime_pb2.ListRequest,
              context: grpc.ServicerContext) -> runtime_pb2.ListResponse:
-        return runtime_pb2.ListResponse(containers=[_status(s) for s in self.shim.list()])
+        return runtime_pb2.ListResponse(
+            containers=[_status(s, self.shim.networks.read(s.id)) for s in self.shim.list()])
 
     def Delete(self, request: runtime_pb2.DeleteRequest,
                context: grpc.ServicerContext) -> runtime_pb2.DeleteResponse:
-        self.shim.delete(request.id, request.force)
+        self.shim.delete(request.id, request.force, request.remove_volumes)
         return runtime_pb2.DeleteResponse()
 
     def Logs(self, request: runtime_pb2.LogsRequest,
@@ -77,6 +106,81 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServicer):
             runtimes=[runtime_pb2.RuntimeInfo(name=i.name, path=i.path, version=i.version)
                       for i in infos],
             default=default)
+
+    def Pause(self, request: runtime_pb2.PauseRequest,  # noqa: N802
+              context: grpc.ServicerContext) -> runtime_pb2.PauseResponse:
+        self.shim.pause(request.id)
+        return runtime_pb2.PauseResponse()
+
+    def Resume(self, request: runtime_pb2.ResumeRequest,  # noqa: N802
+               context: grpc.ServicerContext) -> runtime_pb2.ResumeResponse:
+        self.shim.resume(request.id)
+        return runtime_pb2.ResumeResponse()
+    def CreateVolume(self, request: runtime_pb2.VolumeCreateRequest,
+                     context: grpc.ServicerContext) -> runtime_pb2.Volume:
+        vol, _ = self.shim.volumes.create(request.name, dict(request.labels))
+        return _volume(vol)
+
+    def InspectVolume(self, request: runtime_pb2.VolumeInspectRequest,
+                      context: grpc.ServicerContext) -> runtime_pb2.Volume:
+        return _volume(self.shim.volumes.get(request.name))
+
+    def ListVolumes(self, request: runtime_pb2.VolumeListRequest,
+                    context: grpc.ServicerContext) -> runtime_pb2.VolumeListResponse:
+        return runtime_pb2.VolumeListResponse(
+            volumes=[_volume(v) for v in self.shim.volumes.list()])
+
+    def RemoveVolume(self, request: runtime_pb2.VolumeRemoveRequest,
+                     context: grpc.ServicerContext) -> runtime_pb2.VolumeRemoveResponse:
+        self.shim.volumes.remove(request.name, request.force)
+        return runtime_pb2.VolumeRemoveResponse()
+
+    def PruneVolumes(self, request: runtime_pb2.VolumePruneRequest,
+                     context: grpc.ServicerContext) -> runtime_pb2.VolumePruneResponse:
+        names, freed = self.shim.volumes.prune(request.all)
+        return runtime_pb2.VolumePruneResponse(volumes=names, space_reclaimed=freed)
+
+    def Stats(self, request: runtime_pb2.StatsRequest,  # noqa: N802
+              context: grpc.ServicerContext) -> runtime_pb2.StatsResponse:
+        return runtime_pb2.StatsResponse(stats=[
+            runtime_pb2.ContainerStats(id=cid, **vars(c))
+            for cid, c in self.shim.stats(list(request.ids))])
+
+    def Top(self, request: runtime_pb2.TopRequest,  # noqa: N802
+            context: grpc.ServicerContext) -> runtime_pb2.TopResponse:
+        titles, rows = self.shim.top(request.id, request.ps_args)
+        return runtime_pb2.TopResponse(
+            titles=titles, processes=[runtime_pb2.TopProcess(fields=r) for r in rows])
+    def NetworkCreate(self, request: runtime_pb2.NetworkCreateRequest,
+                      context: grpc.ServicerContext) -> types_pb2.NetworkInfo:
+        return _network(self.shim.networks.create_network(request.name, request.subnet), [])
+
+    def NetworkList(self, request: runtime_pb2.NetworkListRequest,
+                    context: grpc.ServicerContext) -> runtime_pb2.NetworkListResponse:
+        nets = self.shim.networks
+        return runtime_pb2.NetworkListResponse(
+            networks=[_network(n, nets.members(n)) for n in nets.networks()])
+
+    def NetworkInspect(self, request: runtime_pb2.NetworkInspectRequest,
+                       context: grpc.ServicerContext) -> types_pb2.NetworkInfo:
+        net = self.shim.networks.find(request.network)
+        return _network(net, self.shim.networks.members(net))
+
+    def NetworkRemove(self, request: runtime_pb2.NetworkRemoveRequest,
+                      context: grpc.ServicerContext) -> runtime_pb2.NetworkRemoveResponse:
+        self.shim.networks.remove_network(request.network)
+        return runtime_pb2.NetworkRemoveResponse()
+
+    def NetworkConnect(self, request: runtime_pb2.NetworkConnectRequest,
+                       context: grpc.ServicerContext) -> runtime_pb2.NetworkConnectResponse:
+        self.shim.networks.connect(request.id, request.network, list(request.aliases))
+        return runtime_pb2.NetworkConnectResponse()
+
+    def NetworkDisconnect(self, request: runtime_pb2.NetworkDisconnectRequest,
+                          context: grpc.ServicerContext,
+                          ) -> runtime_pb2.NetworkDisconnectResponse:
+        self.shim.networks.disconnect(request.id, request.network)
+        return runtime_pb2.NetworkDisconnectResponse()
 
     def Exec(self, request_iterator: Iterator[runtime_pb2.ExecInput],
              context: grpc.ServicerContext) -> Iterator[runtime_pb2.ExecOutput]:

@@ -17,7 +17,7 @@ import signal as signalmod
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from muelle.runtime.v1 import runtime_pb2
@@ -33,12 +33,15 @@ from services.core.errors import (
 )
 from services.core.logging import get_logger
 from services.runtime.store import proc_start_time
-from services.shim import cgroupfs, logs, mounts, spec, users
+from services.shim import cgroupfs, logs, mounts, restart, spec, stats, users, volume_mounts
 from services.shim import stdin as stdinmod
 from services.shim.exec import ExecRequest, ExecRun, Exit, Output
+from services.shim.network import Manager as NetworkManager
+from services.shim.network import plan_config, request_of
 from services.shim.runtimes import Runtime, Runtimes
 from services.shim.spawner import Spawner
 from services.shim.store import ContainerDir, Store, pid_alive, read_json, write_json
+from services.shim.volumes import VolumeStore
 
 CREATE_TIMEOUT = 120.0
 POLL = 0.02  # seconds between checks where no pidfd is at hand
@@ -58,6 +61,8 @@ class Status:
     runtime: str = ""
     bundle: str = ""
     error: str = ""
+    volume_mounts: list[dict] = field(default_factory=list)
+    restart_count: int = 0
 
 
 @dataclass
@@ -104,17 +109,40 @@ class Shim:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.store = Store(cfg.state_dir("shim"))
+        self.volumes = VolumeStore(cfg.state_dir("shim") / "volumes")
         self.runtimes = Runtimes(cfg)
         self.log = get_logger(component="shim")
         self._locks: dict[str, threading.RLock] = {}
         self._locks_guard = threading.Lock()
         self.spawner = Spawner(cfg.run / "forkserver.log")
+        self.supervisor = restart.Supervisor(restart.Hooks(
+            wait_stopped=lambda cid, cancelled: self._wait_stopped(cid, None, cancelled),
+            exit_code=lambda cid: self.state(cid).exit_code,
+            started_at=self._started_at,
+            manually_stopped=lambda cid: bool(self._meta(cid).get("manually_stopped")),
+            restarts=lambda cid: int(self._meta(cid).get("restart_count", 0)),
+            restart=self._restart_by_policy))
+        self.networks = NetworkManager(cfg.state_dir("shim"), cfg.network,
+                                       lambda cid: self.store.dir(cid).path,
+                                       pid_of=self._running_pid)
 
     def close(self) -> None:
-        """Stop the monitor fork server; containers and their monitors keep running."""
+        """Stop the monitor fork server; containers and their monitors keep running.
+        An idle default bridge goes too (a busy one stays for the running containers)."""
         self.spawner.close()
+        try:
+            self.networks.close()
+        except MuelleError as exc:
+            self.log.warning("could not remove the idle default bridge", error=str(exc))
 
     # ---------------------------------------------------------------- helpers
+
+    def _running_pid(self, cid: str) -> int:
+        try:
+            status = self.state(cid)
+        except NotFound:
+            return 0
+        return status.pid if status.status in ("running", "paused") else 0
 
     def _lock(self, cid: str) -> threading.RLock:
         with self._locks_guard:
@@ -156,6 +184,7 @@ class Shim:
                 cdir.path.mkdir()
             except FileExistsError:
                 raise AlreadyExists(f"container {cid} already exists") from None
+            resolved = volume_mounts.Resolved()
             try:
                 cdir.rootfs.mkdir()
                 mounts.mount_all(rootfs, str(cdir.rootfs))
@@ -163,7 +192,13 @@ class Shim:
                 config = spec.build_config(spec.BundleInput(
                     id=cid, spec=cspec, user=user, cgroup_parent=self.cfg.shim.cgroup_parent,
                     available_sysctls=spec.host_sysctls(),
-                    thermal_paths=spec.host_thermal_paths()))
+                    thermal_paths=spec.host_thermal_paths(),
+                    init_path=spec.find_init(self.cfg.shim.init_path) if cspec.init else ""))
+                resolved = volume_mounts.prepare(cspec.volume_mounts, str(cdir.rootfs), cid,
+                                                 self.volumes)
+                plan = self.networks.prepare(cid, request_of(cspec, config["hostname"]))
+                plan_config(config, plan)  # hosts, hostname, resolv.conf: user mounts win
+                config["mounts"] = spec.with_user_mounts(config["mounts"], resolved.oci)
                 if cspec.terminal and cspec.console_size.rows and cspec.console_size.cols:
                     config["process"]["consoleSize"] = {"height": cspec.console_size.rows,
                                                         "width": cspec.console_size.cols}
@@ -172,8 +207,12 @@ class Shim:
                     "runtime": runtime.name,
                     "created_at": _now(),
                     "cgroups_path": config["linux"]["cgroupsPath"],
+                    "log_max_size": cspec.log_max_size or self.cfg.shim.log_max_size,
+                    "log_max_files": cspec.log_max_files or self.cfg.shim.log_max_files,
+                    "restart_policy": restart.parse(cspec.restart_policy).text(),
                     "rootfs": [{"type": m.type, "source": m.source, "target": m.target,
                                 "options": list(m.options)} for m in rootfs],
+                    "volumes": resolved.records,
                 }
                 if cspec.open_stdin:
                     meta["stdin"] = {"once": cspec.stdin_once}
@@ -181,11 +220,13 @@ class Shim:
                     meta["terminal"] = True
                 # "creating" until the runtime made it: restore drops such leftovers.
                 write_json(cdir.meta, {**meta, "creating": True})
+                self.networks.up(cid)
                 self._spawn_monitor(cdir, runtime, meta["cgroups_path"])
                 write_json(cdir.meta, meta)
             except BaseException as exc:
                 log.warning("create failed", error=str(exc))
-                self._destroy(cdir, runtime)
+                volume_mounts.release(resolved.records, cid, self.volumes, remove_anonymous=True)
+                self._destroy(cdir, runtime, remove_volumes=True)
                 raise
         log.info("created", runtime=runtime.name)
         return str(cdir.path)
@@ -213,6 +254,7 @@ class Shim:
             "--delete", json.dumps(runtime.delete_argv(cdir.id, force=True)),
             "--cgroup", cgroups_path,
             *(["--warm-runtime"] if runtime.warm else []),
+            *self._log_limits(cdir),
         ]
         try:
             self.spawner.spawn(argv, write_fd, cdir.monitor_log)
@@ -231,6 +273,12 @@ class Shim:
                 if cdir.monitor_log.exists() else ""
             error += f": {tail.strip()}" if tail.strip() else ""
         raise FailedPrecondition(error)
+
+    def _log_limits(self, cdir: ContainerDir) -> list[str]:
+        meta = cdir.read_meta()
+        size = int(meta.get("log_max_size") or self.cfg.shim.log_max_size)
+        files = int(meta.get("log_max_files") or self.cfg.shim.log_max_files)
+        return ["--log-max-size", str(size), "--log-max-files", str(files)]
 
     @staticmethod
     def _read_sync(fd: int, timeout: float) -> dict:
@@ -253,8 +301,9 @@ class Shim:
             return {"error": f"garbled reply from monitor: {data[:200]!r}"}
         return reply if isinstance(reply, dict) else {}
 
-    def _destroy(self, cdir: ContainerDir, runtime: Runtime | None) -> None:
-        """Undo everything create made: monitor, runtime state, mounts, the dir."""
+    def _destroy(self, cdir: ContainerDir, runtime: Runtime | None,
+                 remove_volumes: bool = False) -> None:
+        """Undo everything create made: monitor, runtime state, mounts, volume refs, dir."""
         pid = cdir.read_pid(cdir.monitor_pid)
         if self._monitor_alive(cdir):
             with contextlib.suppress(ProcessLookupError):
@@ -263,14 +312,45 @@ class Shim:
                 and runtime.state(cdir.id) is not None:
             with contextlib.suppress(MuelleError):
                 runtime.delete(cdir.id, force=True)
+        self.networks.down(cdir.id)
         if cdir.rootfs.exists():
             mounts.unmount(str(cdir.rootfs))
+        records = (cdir.read_meta() or {}).get("volumes") or []
+        volume_mounts.release(records, cdir.id, self.volumes, remove_volumes)
         shutil.rmtree(cdir.path, ignore_errors=True)
         for kind in ("sock", "console"):  # left by a monitor that was killed
             with contextlib.suppress(OSError):
                 os.unlink(stdinmod.socket_path(str(self.cfg.run), cdir.id, kind))
 
     def start(self, cid: str) -> int:
+        """Start by hand: clears a `stop`, and (re)arms the restart policy."""
+        with self._lock(cid):
+            self._update_meta(cid, manually_stopped=False)
+            pid = self._start(cid)
+        policy = restart.parse(self._meta(cid).get("restart_policy", ""))
+        self.supervisor.watch(cid, policy)
+        return pid
+
+    def _restart_by_policy(self, cid: str) -> None:
+        with self._lock(cid):
+            self._update_meta(cid, restart_count=int(self._meta(cid).get("restart_count", 0)) + 1)
+            self._start(cid)
+
+    def _meta(self, cid: str) -> dict:
+        return self.store.dir(cid).read_meta()
+
+    def _update_meta(self, cid: str, **changes: object) -> None:
+        cdir = self._existing(cid)
+        write_json(cdir.meta, {**cdir.read_meta(), **changes})
+
+    def _started_at(self, cid: str) -> float:
+        stamp = (read_json(self.store.dir(cid).started) or {}).get("started_at", "")
+        try:
+            return logs.parse_time(stamp) / 1e9 if stamp else 0.0
+        except MuelleError:
+            return 0.0
+
+    def _start(self, cid: str) -> int:
         with self._lock(cid):
             cdir = self._existing(cid)
             current = self.state(cid)
@@ -285,6 +365,7 @@ class Shim:
                 if not mounts.is_mounted(str(cdir.rootfs)):
                     rootfs = [types_pb2.Mount(**m) for m in meta.get("rootfs", [])]
                     mounts.mount_all(rootfs, str(cdir.rootfs))
+                self.networks.up(cid)  # torn down when it stopped
                 self._spawn_monitor(cdir, runtime, meta["cgroups_path"])
             pid = cdir.read_pid(cdir.init_pid)
             # Recorded first, so a container that exits at once never looks unstarted.
@@ -311,30 +392,59 @@ class Shim:
         current = self.state(cid)
         if current.status not in ("created", "running", "paused"):
             raise FailedPrecondition(f"container {cid} is not running")
+        runtime = self._runtime_of(cdir)
         try:
-            self._runtime_of(cdir).kill(cid, signum)
+            runtime.kill(cid, signum)
         except FailedPrecondition:
             if cdir.read_status() is not None or not self._monitor_alive(cdir):
                 raise FailedPrecondition(f"container {cid} is not running") from None
             raise
+        if current.status == "paused" and signum == signalmod.SIGKILL:
+            # A frozen process dies only when thawed (docker kill of a paused container).
+            with contextlib.suppress(FailedPrecondition):
+                runtime.resume(cid)
         get_logger(container=cid[:12]).info("signalled", signal=signum)
+
+    def pause(self, cid: str) -> None:
+        with self._lock(cid):
+            cdir = self._existing(cid)
+            current = self.state(cid)
+            if current.status == "paused":
+                raise FailedPrecondition(f"container {cid} is already paused")
+            if current.status != "running":
+                raise FailedPrecondition(f"container {cid} is not running")
+            self._runtime_of(cdir).pause(cid)
+        get_logger(container=cid[:12]).info("paused")
+
+    def resume(self, cid: str) -> None:
+        with self._lock(cid):
+            cdir = self._existing(cid)
+            if self.state(cid).status != "paused":
+                raise FailedPrecondition(f"container {cid} is not paused")
+            self._runtime_of(cdir).resume(cid)
+        get_logger(container=cid[:12]).info("resumed")
 
     def stop(self, cid: str, signal: str = "", timeout: int = 10,
              cancelled: Callable[[], bool] = lambda: False) -> Status:
         signum = parse_signal(signal, signalmod.SIGTERM)
         self._existing(cid)
-        if self.state(cid).status == "stopped":
-            return self.state(cid)
-        with contextlib.suppress(FailedPrecondition):
-            self.kill(cid, str(signum))
-        deadline = None if timeout < 0 else time.monotonic() + timeout
-        if self._wait_stopped(cid, deadline, cancelled):
-            return self.state(cid)
-        get_logger(container=cid[:12]).info("stop timed out, killing", timeout=timeout)
-        with contextlib.suppress(FailedPrecondition):
-            self.kill(cid, "SIGKILL")
-        self._wait_stopped(cid, None, cancelled)
-        return self.state(cid)
+        # Before the signal: the restart policy must not bring it back (Docker's stop).
+        self._update_meta(cid, manually_stopped=True)
+        if self.state(cid).status != "stopped":
+            with contextlib.suppress(FailedPrecondition):
+                self.kill(cid, str(signum))
+            deadline = None if timeout < 0 else time.monotonic() + timeout
+            if not self._wait_stopped(cid, deadline, cancelled):
+                get_logger(container=cid[:12]).info("stop timed out, killing",
+                                                    timeout=timeout)
+                with contextlib.suppress(FailedPrecondition):
+                    self.kill(cid, "SIGKILL")
+                self._wait_stopped(cid, None, cancelled)
+        status = self.state(cid)
+        if status.status == "stopped":
+            with self._lock(cid):
+                self.networks.down(cid)  # published ports and the address go on stop
+        return status
 
     def _wait_stopped(self, cid: str, deadline: float | None,
                       cancelled: Callable[[], bool]) -> bool:
@@ -386,7 +496,9 @@ class Shim:
         cdir = self._existing(cid)
         meta = cdir.read_meta()
         out = Status(id=cid, status="created", created_at=meta.get("created_at", ""),
-                     runtime=meta.get("runtime", ""), bundle=str(cdir.path))
+                     restart_count=int(meta.get("restart_count", 0)),
+                     runtime=meta.get("runtime", ""), bundle=str(cdir.path),
+                     volume_mounts=list(meta.get("volumes") or []))
         started = read_json(cdir.started) or {}
         out.started_at = started.get("started_at", "")
         exited = cdir.read_status()
@@ -416,7 +528,7 @@ class Shim:
                 out.append(self.state(cdir.id))
         return out
 
-    def delete(self, cid: str, force: bool = False) -> None:
+    def delete(self, cid: str, force: bool = False, remove_volumes: bool = False) -> None:
         with self._lock(cid):
             cdir = self._existing(cid)
             current = self.state(cid)
@@ -428,10 +540,13 @@ class Shim:
             if current.status != "stopped":
                 with contextlib.suppress(FailedPrecondition):
                     runtime.kill(cid, signalmod.SIGKILL)
+                if current.status == "paused":
+                    with contextlib.suppress(FailedPrecondition):
+                        runtime.resume(cid)  # the SIGKILL lands when thawed
                 if not self._wait_stopped(cid, time.monotonic() + 30, lambda: False):
                     raise FailedPrecondition(f"container {cid} did not stop after SIGKILL")
             # The monitor ran `delete`; make sure, since it may have been killed.
-            self._destroy(cdir, runtime)
+            self._destroy(cdir, runtime, remove_volumes)
         with self._locks_guard:
             self._locks.pop(cid, None)
         get_logger(container=cid[:12]).info("deleted")
@@ -472,6 +587,27 @@ class Shim:
                                    stopped=stopped, cancelled=cancelled)
         return self._follow(cdir, tail=tail, since=since, streams=streams, stopped=stopped,
                             cancelled=cancelled)
+
+    def stats(self, ids: Sequence[str]) -> builtins.list[tuple[str, stats.Counters]]:
+        """Counters of the given containers (every running one when none are named);
+        stopped ones are skipped, unknown ones are NotFound."""
+        wanted = list(ids) or [s.id for s in self.list() if s.status in ("running", "paused")]
+        out = []
+        for cid in wanted:
+            cdir = self._existing(cid)
+            current = self.state(cid)
+            if current.status not in ("running", "paused"):
+                continue
+            out.append((cid, stats.read(cdir.read_meta().get("cgroups_path", ""),
+                                        current.pid)))
+        return out
+
+    def top(self, cid: str, ps_args: str = "") -> tuple[builtins.list[str],
+                                                          builtins.list[builtins.list[str]]]:
+        cdir = self._existing(cid)
+        if self.state(cid).status not in ("running", "paused"):
+            raise FailedPrecondition(f"container {cid} is not running")
+        return stats.processes(cdir.read_meta().get("cgroups_path", ""), ps_args)
 
     def exec(self, cid: str, req: ExecRequest,
              stdin: Iterator[bytes | tuple[int, int] | None],
@@ -529,6 +665,8 @@ class Shim:
             if meta and not meta.get("creating"):
                 status = self.state(cdir.id)
                 self.log.info("restored", container=cdir.id[:12], status=status.status)
+                if status.status in ("running", "paused"):  # keep applying its policy
+                    self.supervisor.watch(cdir.id, restart.parse(meta.get("restart_policy", "")))
                 continue
             if self._monitor_alive(cdir):
                 continue  # a create of ours may still be running in another thread
@@ -536,4 +674,5 @@ class Shim:
             runtime = None
             with contextlib.suppress(MuelleError):
                 runtime = self.runtimes.get(meta.get("runtime", ""))
-            self._destroy(cdir, runtime)
+            self._destroy(cdir, runtime, remove_volumes=True)
+        self.volumes.forget_containers({c.id for c in self.store.all()})

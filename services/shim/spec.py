@@ -6,6 +6,7 @@ user), so every default is unit-testable without root.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,7 +14,8 @@ from typing import Any
 from muelle.runtime.v1 import runtime_pb2
 
 from services.core import capabilities as core_caps
-from services.core.errors import InvalidArgument
+from services.core.errors import FailedPrecondition, InvalidArgument
+from services.shim import seccomp_profile
 from services.shim.users import User
 
 OCI_VERSION = "1.0.2"
@@ -22,6 +24,10 @@ SHM_SIZE = 64 * 1024 * 1024
 DEFAULT_CPU_PERIOD = 100_000
 
 DEFAULT_CAPS = core_caps.DOCKER_DEFAULT
+INIT_TARGET = "/sbin/docker-init"
+# Static builds only: the init runs inside any image, with or without a libc.
+INIT_CANDIDATES = ("/usr/bin/tini-static", "/usr/bin/docker-init",
+                   "/usr/libexec/docker/docker-init")
 ALL_CAPS = core_caps.ALL
 
 MASKED_PATHS = [
@@ -61,6 +67,8 @@ class BundleInput:
     available_sysctls: set[str] = field(default_factory=set)
     # Thermal-throttle dirs of the possible CPUs that exist on the host.
     thermal_paths: list[str] = field(default_factory=list)
+    # Host path of the static init for spec.init ("" when none was found).
+    init_path: str = ""
 
 
 def normalize_cap(name: str) -> str:
@@ -134,6 +142,12 @@ def default_mounts(privileged: bool, readonly_rootfs: bool) -> list[dict]:
     return mounts
 
 
+def with_user_mounts(defaults: list[dict], user: list[dict]) -> list[dict]:
+    """Docker's defaults, minus any the user mounts over, then the user's mounts."""
+    taken = {m["destination"] for m in user}
+    return [m for m in defaults if m["destination"] not in taken] + user
+
+
 def resources(res: runtime_pb2.Resources, privileged: bool) -> dict:
     out: dict[str, Any] = {}
     out["devices"] = [{"allow": True, "access": "rwm"}] if privileged else [
@@ -179,9 +193,8 @@ def build_config(inp: BundleInput) -> dict:
     spec = inp.spec
     if not spec.args:
         raise InvalidArgument("no command specified")
-    network = spec.network_mode or "none"
-    if network not in ("none", "host"):
-        raise InvalidArgument(f"unsupported network mode {network!r}")
+    # The shim's network manager resolves the mode and the namespace's path (plan_config).
+    network = spec.network_mode
     hostname = spec.hostname or inp.id[:12]
     caps = capabilities(list(spec.cap_add), list(spec.cap_drop), spec.privileged)
     user = inp.user
@@ -195,7 +208,7 @@ def build_config(inp: BundleInput) -> dict:
     process: dict[str, Any] = {
         "terminal": spec.terminal,
         "user": {"uid": user.uid, "gid": user.gid},
-        "args": list(spec.args),
+        "args": [INIT_TARGET, "--", *spec.args] if spec.init else list(spec.args),
         "env": env,
         "cwd": spec.cwd or "/",
         "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
@@ -216,6 +229,8 @@ def build_config(inp: BundleInput) -> dict:
     if not spec.privileged:
         linux["maskedPaths"] = MASKED_PATHS + list(inp.thermal_paths)
         linux["readonlyPaths"] = list(READONLY_PATHS)
+        if spec.seccomp != "unconfined":
+            linux["seccomp"] = seccomp_filter(spec.seccomp, caps)
     sysctl = {}
     if network != "host":
         for key, value in (("net.ipv4.ping_group_range", "0 2147483647"),
@@ -224,15 +239,44 @@ def build_config(inp: BundleInput) -> dict:
                 sysctl[key] = value
     if sysctl:
         linux["sysctl"] = sysctl
+    mounts = default_mounts(spec.privileged, spec.readonly_rootfs)
+    if spec.init:
+        if not inp.init_path:
+            raise FailedPrecondition("--init: no static init found on the container host "
+                                     "(install tini, or set shim.init_path)")
+        # Docker's place for it; read-only, like Docker's bind of docker-init.
+        mounts.append({"destination": INIT_TARGET, "type": "bind", "source": inp.init_path,
+                       "options": ["bind", "ro", "nosuid", "nodev"]})
     return {
         "ociVersion": OCI_VERSION,
         "process": process,
         "root": {"path": "rootfs", "readonly": spec.readonly_rootfs},
         "hostname": hostname,
-        "mounts": default_mounts(spec.privileged, spec.readonly_rootfs),
+        "mounts": mounts,
         "linux": linux,
         "annotations": dict(spec.annotations),
     }
+
+
+def seccomp_filter(text: str, caps: list[str]) -> dict:
+    """Docker's default profile, or the user's (Docker's format) as OCI's object."""
+    if not text:
+        return seccomp_profile.default_profile(caps)
+    try:
+        profile = json.loads(text)
+    except ValueError:
+        raise InvalidArgument("invalid seccomp profile: not JSON") from None
+    if not isinstance(profile, dict):
+        raise InvalidArgument("invalid seccomp profile: not a JSON object")
+    return seccomp_profile.from_docker(profile, caps)
+
+
+def find_init(configured: str = "") -> str:
+    """The static init binary for --init: configured, else tini-static or docker-init."""
+    for path in ([configured] if configured else INIT_CANDIDATES):
+        if path and os.access(path, os.X_OK):
+            return path
+    return ""
 
 
 def host_sysctls() -> set[str]:

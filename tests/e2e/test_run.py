@@ -31,7 +31,7 @@ def test_isolation_seen_from_inside(engine: Engine, image: str) -> None:
     assert "nohostpid" in lines
     procs = int(next(x for x in lines if x.startswith("procs=")).split("=")[1])
     assert procs <= 5, out  # sh, its subshell, ls, grep: nothing of the host
-    assert "ifaces=lo," in lines, out
+    assert "ifaces=lo,eth0," in lines, out  # the default bridge's veth, none of the host's
 
 
 def test_container_is_in_muelle_cgroup(engine: Engine, image: str) -> None:
@@ -162,5 +162,18 @@ def test_network_modes(engine: Engine, image: str) -> None:
     host_ifaces = sorted(p.name for p in Path("/sys/class/net").iterdir())
     seen = engine.cli("run", "--rm", "--network", "host", image, "ls", "/sys/class/net").stdout
     assert sorted(seen.split()) == host_ifaces
-    refused = engine.cli("run", "--rm", "--network", "bridge", image, "true", check=False)
-    assert refused.returncode == 125 and "not supported yet" in refused.stderr
+    refused = engine.cli("run", "--rm", "--network", "nosuchnet", image, "true", check=False)
+    assert refused.returncode == 125 and "network nosuchnet not found" in refused.stderr
+
+
+def test_info_lists_the_runtimes_and_counts(engine: Engine, image: str) -> None:
+    cid = engine.cli("create", image, "true").stdout.strip()
+    try:
+        out = engine.cli("info").stdout.splitlines()
+        runtimes = next(line for line in out if line.startswith(" Runtimes:")).split()[1:]
+        assert set(RUNTIMES) <= set(runtimes)
+        assert " Default Runtime: muelle" in out
+        containers = int(next(x for x in out if x.startswith(" Containers:")).split()[1])
+        assert containers >= 1 and " Storage Driver: overlayfs" in out
+    finally:
+        engine.cli("rm", "-f", cid)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from services.core import config as configmod
 from services.core import launcher
+from tests.support import network
 
 VENV_BIN = Path(sys.executable).parent
 CLI = str(VENV_BIN / "muelle")
@@ -33,11 +34,14 @@ class Engine:
         self.root = self.dir / "root"
         self.run = self.dir / "run"
         self.cgroup_parent = f"muelle-test-{uuid.uuid4().hex[:8]}"
+        # The default network's bridge is host-global: one per engine side by side.
+        self.bridge = f"mut{uuid.uuid4().hex[:8]}"
         self.config_file = self.dir / "muelle.toml"
         self.config_file.write_text(
             f'root = "{self.root}"\nrun = "{self.run}"\nlog_format = "json"\n'
             f'[shim]\ncgroup_parent = "{self.cgroup_parent}"\n'
             f'default_runtime = "{default_runtime}"\n'
+            f'[network]\nbridge = "{self.bridge}"\n'
         )
         # Explicit overrides: MUELLE_ROOT / MUELLE_RUN in the caller's environment must not
         # send a test engine to the host's real engine directories.
@@ -83,7 +87,8 @@ class Engine:
             self.remove_all_containers()
         finally:
             launcher.stop(self.cfg)
-            leftovers = sweep(self.dir, self.cgroup_parent)
+            leftovers = network.sweep(self.root, self.bridge)
+            leftovers += sweep(self.dir, self.cgroup_parent)
             shutil.rmtree(self.dir, ignore_errors=True)
         if leftovers:
             raise AssertionError("engine left things behind: " + "; ".join(leftovers))
@@ -119,12 +124,19 @@ def cgroups_under(parent: str) -> list[Path]:
 
 
 def processes_mentioning(text: str) -> list[int]:
+    """Processes whose command line or environment mentions ``text``: monitors forked by
+    the shim's fork server carry the fork server's command line but the engine's
+    environment (MUELLE_ROOT, MUELLE_RUN)."""
+    needle = text.encode()
     pids = []
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        for part in ("cmdline", "environ"):
             try:
-                if text in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                if needle in (entry / part).read_bytes():
                     pids.append(int(entry.name))
+                    break
             except OSError:
                 continue
     return pids

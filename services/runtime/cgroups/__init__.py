@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from services.core.errors import InvalidArgument
+from services.core.errors import FailedPrecondition, InvalidArgument
 
 ROOT = Path("/sys/fs/cgroup")
 
@@ -34,6 +34,9 @@ class Cgroup(Protocol):
 
     def mounts(self) -> list[tuple[str, Path]]:
         """(name under /sys/fs/cgroup, host directory) pairs to show inside the container."""
+
+    def freeze(self, frozen: bool) -> None:
+        """Freeze (pause) or thaw every process of the cgroup; returns once done."""
 
 
 def is_v2(root: Path = ROOT) -> bool:
@@ -57,6 +60,21 @@ def for_path(path: str, root: Path = ROOT) -> Cgroup:
     return v1.CgroupV1(path, root)
 
 
+def is_frozen(path: str, root: Path = ROOT) -> bool:
+    """Whether the cgroup is frozen: v1 ``freezer.state`` FROZEN or FREEZING, v2
+    ``cgroup.freeze`` 1. False when the cgroup is gone or unreadable."""
+    rel = path.strip("/")
+    if not rel:
+        return False
+    for file, frozen in ((root / "freezer" / rel / "freezer.state", ("FROZEN", "FREEZING")),
+                         (root / rel / "cgroup.freeze", ("1",))):
+        try:
+            return file.read_text().strip() in frozen
+        except OSError:
+            continue
+    return False
+
+
 def write(path: Path, value: str) -> None:
     with open(path, "w") as f:
         f.write(value)
@@ -67,6 +85,17 @@ def read_pids(path: Path) -> list[int]:
         return [int(x) for x in path.read_text().split()]
     except (OSError, ValueError):
         return []
+
+
+def wait_for(read: Any, wanted: str, what: str, timeout: float = 10.0) -> None:
+    """Poll ``read()`` until it returns ``wanted`` (freezing completes asynchronously)."""
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while read() != wanted:
+        if time.monotonic() > deadline:
+            raise FailedPrecondition(f"cgroup did not become {what} within {timeout:.0f}s")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
 
 
 def rmdir_retry(path: Path, tries: int = 50) -> None:

@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from services.runtime.cgroups import read_pids, rmdir_retry, write
+from services.core.errors import FailedPrecondition
+from services.runtime.cgroups import read_pids, rmdir_retry, wait_for, write
 from services.runtime.log import get_logger
 
 CONTROLLERS = ("memory", "pids", "cpu", "cpuacct", "cpuset", "devices", "freezer", "blkio")
@@ -79,6 +80,14 @@ class CgroupV1:
             self._set("memory", "memory.memsw.limit_in_bytes", mem["swap"])
         if mem.get("reservation") is not None:
             self._set("memory", "memory.soft_limit_in_bytes", mem["reservation"])
+        if mem.get("kernel") is not None:  # deprecated in the spec, still honoured on v1
+            self._set("memory", "memory.kmem.limit_in_bytes", mem["kernel"])
+        if mem.get("kernelTCP") is not None:
+            self._set("memory", "memory.kmem.tcp.limit_in_bytes", mem["kernelTCP"])
+        if mem.get("swappiness") is not None and 0 <= int(mem["swappiness"]) <= 100:
+            self._set("memory", "memory.swappiness", mem["swappiness"])
+        if mem.get("disableOOMKiller"):
+            self._set("memory", "memory.oom_control", 1)
         pids = res.get("pids") or {}
         if pids.get("limit") is not None:
             limit = pids["limit"]
@@ -94,12 +103,28 @@ class CgroupV1:
             self._set("cpuset", "cpuset.cpus", cpu["cpus"])
         if cpu.get("mems"):
             self._set("cpuset", "cpuset.mems", cpu["mems"])
-        blkio = res.get("blockIO") or {}
-        if blkio.get("weight"):
-            self._set("blkio", "blkio.weight", blkio["weight"])
+        self._blkio(res.get("blockIO") or {})
         for rule in res.get("devices") or []:
             name = "devices.allow" if rule.get("allow") else "devices.deny"
             self._set("devices", name, device_rule(rule))
+
+    def _blkio(self, blkio: dict[str, Any]) -> None:
+        if blkio.get("weight"):
+            self._set("blkio", "blkio.weight", blkio["weight"])
+        if blkio.get("leafWeight"):
+            self._set("blkio", "blkio.leaf_weight", blkio["leafWeight"])
+        for dev in blkio.get("weightDevice") or []:
+            where = f"{dev['major']}:{dev['minor']}"
+            if dev.get("weight"):
+                self._set("blkio", "blkio.weight_device", f"{where} {dev['weight']}")
+            if dev.get("leafWeight"):
+                self._set("blkio", "blkio.leaf_weight_device", f"{where} {dev['leafWeight']}")
+        for key, name in (("throttleReadBpsDevice", "blkio.throttle.read_bps_device"),
+                          ("throttleWriteBpsDevice", "blkio.throttle.write_bps_device"),
+                          ("throttleReadIOPSDevice", "blkio.throttle.read_iops_device"),
+                          ("throttleWriteIOPSDevice", "blkio.throttle.write_iops_device")):
+            for dev in blkio.get(key) or []:
+                self._set("blkio", name, f"{dev['major']}:{dev['minor']} {dev['rate']}")
 
     def join(self, pid: int) -> None:
         for path in self.dirs.values():
@@ -114,6 +139,14 @@ class CgroupV1:
     def destroy(self) -> None:
         for path in self.dirs.values():
             rmdir_retry(path)
+
+    def freeze(self, frozen: bool) -> None:
+        if "freezer" not in self.dirs:
+            raise FailedPrecondition("the freezer cgroup controller is not available")
+        state = self.dirs["freezer"] / "freezer.state"
+        wanted = "FROZEN" if frozen else "THAWED"
+        write(state, wanted)
+        wait_for(lambda: state.read_text().strip(), wanted, wanted.lower())
 
     def mounts(self) -> list[tuple[str, Path]]:
         return [(ctrl, path) for ctrl, path in self.dirs.items() if path.is_dir()]

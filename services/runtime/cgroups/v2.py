@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from services.runtime.cgroups import read_pids, rmdir_retry, write
+from services.runtime.cgroups import read_pids, rmdir_retry, wait_for, write
 from services.runtime.log import get_logger
 
 WANTED = ("cpu", "cpuset", "io", "memory", "pids")
@@ -86,6 +86,17 @@ class CgroupV2:
 
     def destroy(self) -> None:
         rmdir_retry(self.dir)
+
+    def freeze(self, frozen: bool) -> None:
+        write(self.dir / "cgroup.freeze", "1" if frozen else "0")
+
+        def state() -> str:
+            for line in (self.dir / "cgroup.events").read_text().splitlines():
+                if line.startswith("frozen "):
+                    return line.split()[1]
+            return ""
+
+        wait_for(state, "1" if frozen else "0", "frozen" if frozen else "thawed")
 
     def mounts(self) -> list[tuple[str, Path]]:
         return [("", self.dir)]

@@ -25,6 +25,7 @@ from muelle.types.v1 import types_pb2
 
 from services.core.client import connect
 from services.core.launcher import healthy
+from tests.support import network
 from tests.support.engine import cgroups_under, mounts_under, processes_mentioning, sweep
 from tests.support.images import busybox_layer
 
@@ -50,10 +51,12 @@ class ShimProcess:
         # Unix socket paths are limited to 108 bytes: keep the dir short.
         self.dir = Path(tempfile.mkdtemp(prefix="mu-shim-", dir=base))
         self.cgroup_parent = f"muelle-test-{uuid.uuid4().hex[:8]}"
+        self.bridge = f"mus{uuid.uuid4().hex[:8]}"  # host-global: one per shim side by side
         self.config = self.dir / "muelle.toml"
         self.config.write_text(
             f'root = "{self.dir}/root"\nrun = "{self.dir}/run"\nlog_format = "json"\n'
-            f'[shim]\ncgroup_parent = "{self.cgroup_parent}"\ndefault_runtime = "runc"\n')
+            f'[shim]\ncgroup_parent = "{self.cgroup_parent}"\ndefault_runtime = "runc"\n'
+            f'[network]\nbridge = "{self.bridge}"\n')
         self.address = f"unix://{self.dir}/run/shim.sock"
         self.proc: subprocess.Popen[bytes] | None = None
         self.lower = self.dir / "lower"
@@ -140,6 +143,7 @@ class ShimProcess:
             subs = [p for p in d.iterdir() if p.is_dir()]
             if subs:
                 leftovers.append(f"cgroups {subs}")
+        leftovers += network.sweep(self.dir / "root", self.bridge)
         leftovers += sweep(self.dir, self.cgroup_parent)
         shutil.rmtree(self.dir, ignore_errors=True)
         return leftovers

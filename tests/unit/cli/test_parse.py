@@ -91,7 +91,7 @@ def test_build_request_presence_of_cmd_and_entrypoint() -> None:
     assert list(req.cap_add) == ["NET_ADMIN"] and req.network_mode == "none"
 
 
-def test_tty_and_networks_are_refused_before_contacting_the_engine() -> None:
+def test_tty_requests() -> None:
     parser = build()
     if not os.isatty(0):
         with pytest.raises(UsageError, match="the input device is not a TTY"):
@@ -100,8 +100,26 @@ def test_tty_and_networks_are_refused_before_contacting_the_engine() -> None:
     assert req.tty and not req.open_stdin
     req = build_request(parser.parse_args(["run", "-d", "-it", "img"]), {})
     assert req.tty and req.open_stdin and not req.stdin_once
-    with pytest.raises(UsageError, match="not supported yet"):
-        build_request(parser.parse_args(["run", "--network", "bridge", "img"]), {})
+
+
+@pytest.mark.parametrize("spec, want", [
+    ("80", (80, "tcp", "", 0)),
+    ("8080:80", (80, "tcp", "", 8080)),
+    ("127.0.0.1:8080:80/udp", (80, "udp", "127.0.0.1", 8080)),
+    ("127.0.0.1::53/udp", (53, "udp", "127.0.0.1", 0)),
+])
+def test_publish_specs(spec: str, want: tuple[int, str, str, int]) -> None:
+    req = build_request(build().parse_args(
+        ["run", "-p", spec, "-P", "--network", "app", "--network-alias", "db", "img"]), {})
+    p = req.ports[0]
+    assert (p.container_port, p.protocol, p.host_ip, p.host_port) == want
+    assert req.publish_all and req.network_mode == "app" and list(req.network_aliases) == ["db"]
+
+
+@pytest.mark.parametrize("spec", ["x", "0", "70000", "80/sctp", "1:2:3:4", "8000-8001:80"])
+def test_bad_publish_specs(spec: str) -> None:
+    with pytest.raises(UsageError):
+        build_request(build().parse_args(["run", "-p", spec, "img"]), {})
 
 
 def test_host_resolution() -> None:

@@ -45,6 +45,43 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
                                           components={"gateway": "0.1.0",
                                                       "shim": "error: unreachable"})
 
+    def Info(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("Info", request)
+        return engine_pb2.InfoResponse(
+            containers=3, containers_running=1, containers_paused=1, containers_stopped=1,
+            images=2, server_version="0.1.0", storage_driver="overlayfs", cgroup_version="1",
+            runtimes=[engine_pb2.InfoRuntime(name="muelle", path="/x/muelle-runtime",
+                                             version="muelle-runtime version 0.1.0"),
+                      engine_pb2.InfoRuntime(name="runc", path="/usr/sbin/runc",
+                                             version="runc version 1.1.5")],
+            default_runtime="muelle", ncpu=2, mem_total=24 * 1024**3, kernel_version="6.1")
+
+    def ContainerStats(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("ContainerStats", request)
+        n = sum(1 for c in self.calls if c[0] == "ContainerStats")
+        return engine_pb2.ContainerStatsResponse(containers=[engine_pb2.ContainerStatsEntry(
+            id=CID, name="web", read_time_ns=n * 500_000_000, cpu_usage_ns=n * 125_000_000,
+            memory_usage=8 * 1024**2, memory_limit=64 * 1024**2, pids=3, block_read=4096,
+            net_rx=1500, net_tx=0, online_cpus=2)])
+
+    def TopContainer(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("TopContainer", request)
+        return engine_pb2.TopContainerResponse(
+            titles=["UID", "PID", "CMD"],
+            processes=[engine_pb2.TopRow(fields=["root", "4242", "sleep 100"])])
+
+    def PauseContainer(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("PauseContainer", request)
+        return engine_pb2.PauseContainerResponse()
+
+    def UnpauseContainer(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("UnpauseContainer", request)
+        return engine_pb2.UnpauseContainerResponse()
+
+    def RestartContainer(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("RestartContainer", request)
+        return engine_pb2.RestartContainerResponse()
+
     def PullImage(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         self._record("PullImage", request)
         layer = "sha256:" + "a" * 64
@@ -183,12 +220,68 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
                                        state=engine_pb2.ContainerState(
                                            status="running", running=True, pid=42))
         d.cmd.values.extend(["sleep", "9"])
+        d.ports.append(types_pb2.NetworkPort(container_port=80, protocol="tcp",
+                                             host_ip="127.0.0.1", host_port=8080))
         return d
+
+    def CreateNetwork(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("CreateNetwork", request)
+        return types_pb2.NetworkInfo(name=request.name, id="f" * 64, driver="bridge")
+
+    def ListNetworks(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("ListNetworks", request)
+        return engine_pb2.NetworkListResponse(networks=[
+            types_pb2.NetworkInfo(name="bridge", id="a" * 64, driver="bridge", builtin=True),
+            types_pb2.NetworkInfo(name="app", id="b" * 64, driver="bridge",
+                                  subnet="10.88.1.0/24", gateway="10.88.1.1")])
+
+    def InspectNetwork(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("InspectNetwork", request)
+        raise errors.NotFound(f"network {request.network} not found")
+
+    def RemoveNetwork(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("RemoveNetwork", request)
+        return engine_pb2.NetworkRemoveResponse()
+
+    def ConnectNetwork(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("ConnectNetwork", request)
+        return engine_pb2.NetworkConnectResponse()
+
+    def DisconnectNetwork(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("DisconnectNetwork", request)
+        return engine_pb2.NetworkDisconnectResponse()
 
     def ContainerLogs(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         self._record("ContainerLogs", request)
         yield engine_pb2.LogEntry(stream="stdout", data=b"hello\n")
         yield engine_pb2.LogEntry(stream="stderr", data=b"\xffbad\n")
+
+    # -- volumes: canned answers; tests/unit/cli/test_volumes.py checks the rendering
+
+    def CreateVolume(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("CreateVolume", request)
+        return engine_pb2.Volume(name=request.name or "f" * 64, driver="local")
+
+    def InspectVolume(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("InspectVolume", request)
+        if request.name != "data":
+            raise errors.NotFound(f"get {request.name}: no such volume")
+        return engine_pb2.Volume(name="data", driver="local", mountpoint="/v/data/_data",
+                                 created_at="2024-01-01T00:00:00Z", labels={"a": "b"})
+
+    def ListVolumes(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("ListVolumes", request)
+        return engine_pb2.VolumeListResponse(volumes=[
+            engine_pb2.Volume(name="zeta", driver="local"),
+            engine_pb2.Volume(name="data", driver="local")])
+
+    def RemoveVolume(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("RemoveVolume", request)
+        return engine_pb2.VolumeRemoveResponse()
+
+    def PruneVolumes(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("PruneVolumes", request)
+        return engine_pb2.VolumePruneResponse(volumes=["old"], space_reclaimed=2048)
 
     def AttachContainerStream(self, request_iterator, context):  # type: ignore[no-untyped-def]  # noqa: N802
         start = next(request_iterator).start
@@ -418,6 +511,44 @@ def test_rmi_and_version(gateway) -> None:  # type: ignore[no-untyped-def]
     assert code == 0 and "Server:" in out and "shim:" in out and "unreachable" in out
 
 
+def test_pause_unpause_restart(gateway) -> None:  # type: ignore[no-untyped-def]
+    fake, host = gateway
+    code, out, _ = cli(host, "pause", "web", "db")
+    assert code == 0 and out == "web\ndb\n"
+    code, out, _ = cli(host, "unpause", "web")
+    assert code == 0 and out == "web\n"
+    code, out, _ = cli(host, "restart", "-t", "3", "web")
+    assert code == 0 and out == "web\n" and fake.calls[-1][1].timeout == 3
+    code, _, _ = cli(host, "restart", "db")
+    assert not fake.calls[-1][1].HasField("timeout")
+
+
+def test_stats_no_stream_and_top(gateway, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr("clients.cli.stats.SAMPLE", 0.0)
+    fake, host = gateway
+    code, out, _ = cli(host, "stats", "--no-stream")
+    assert code == 0
+    header, row = out.splitlines()
+    assert header.split()[:4] == ["CONTAINER", "ID", "NAME", "CPU"]
+    # 125 ms of CPU in 500 ms of wall time: 25% of one CPU
+    assert row.split()[:3] == [CID[:12], "web", "25.00%"]
+    assert "8MiB / 64MiB" in row and "12.50%" in row and row.split()[-1] == "3"
+    code, out, _ = cli(host, "top", "web", "aux")
+    assert code == 0 and fake.calls[-1][1].ps_args == "aux"
+    assert out.splitlines()[1].split() == ["root", "4242", "sleep", "100"]
+
+
+def test_info(gateway) -> None:  # type: ignore[no-untyped-def]
+    _, host = gateway
+    code, out, _ = cli(host, "info")
+    assert code == 0
+    lines = out.splitlines()
+    for expected in (" Containers: 3", "  Paused: 1", " Images: 2", " Runtimes: muelle runc",
+                     " Default Runtime: muelle", " CPUs: 2", " Total Memory: 24GiB",
+                     " Cgroup Version: 1"):
+        assert expected in lines, expected
+
+
 def test_image_prune_prompts_unless_forced(gateway, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     fake, host = gateway
     monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
@@ -496,6 +627,25 @@ def test_login_password_stdin_and_logout(gateway, monkeypatch) -> None:  # type:
     code, out, err = cli(host, "login", "--password-stdin", "r:5000")
     assert code == 1 and "--username" in err and len(err.splitlines()) == 1
     assert cli(host, "logout", "r:5000")[:2] == (0, "Removing login credentials for r:5000\n")
+
+
+def test_network_verbs_and_port(gateway) -> None:  # type: ignore[no-untyped-def]
+    fake, host = gateway
+    assert cli(host, "network", "create", "--subnet", "10.88.1.0/24", "app") == \
+        (0, "f" * 64 + "\n", "")
+    assert fake.calls[-1][1].subnet == "10.88.1.0/24"
+    code, out, _ = cli(host, "network", "ls")
+    assert code == 0 and out.splitlines()[0].split() == ["NETWORK", "ID", "NAME", "DRIVER",
+                                                         "SUBNET"]
+    assert "10.88.1.0/24" in out.splitlines()[2]
+    code, _, err = cli(host, "network", "inspect", "nope")
+    assert code == 1 and "network nope not found" in err and "Traceback" not in err
+    assert cli(host, "network", "rm", "app") == (0, "app\n", "")
+    assert cli(host, "network", "connect", "--alias", "db", "app", "web")[0] == 0
+    assert list(fake.calls[-1][1].aliases) == ["db"]
+    assert cli(host, "port", "web") == (0, "80/tcp -> 127.0.0.1:8080\n", "")
+    assert cli(host, "port", "web", "80") == (0, "127.0.0.1:8080\n", "")
+    assert cli(host, "port", "web", "81/udp")[0] == 1
 
 
 def test_exec_streams_output_and_exit_codes(gateway) -> None:  # type: ignore[no-untyped-def]

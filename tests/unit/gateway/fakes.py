@@ -103,6 +103,8 @@ class FakeRuntime:
         self.fail_start: MuelleError | None = None
         # Called after Start; a test uses it to make the container print and exit.
         self.on_start: Callable[[str], None] | None = None
+        # Containers deleted with remove_volumes (rm -v, --rm).
+        self.removed_volumes_of: list[str] = []
 
     # -- test controls
     def emit(self, cid: str, data: bytes, stream: str = "stdout") -> None:
@@ -181,6 +183,8 @@ class FakeRuntime:
 
     def Delete(self, req: runtime_pb2.DeleteRequest) -> Any:  # noqa: N802
         self.calls.append(f"Delete force={req.force}")
+        if req.remove_volumes:
+            self.removed_volumes_of.append(req.id)
         with self.cond:
             c = self._get(req.id)
             if c["status"] == "running" and not req.force:

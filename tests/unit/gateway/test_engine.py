@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from muelle.engine.v1 import engine_pb2
+from muelle.types.v1 import types_pb2
 
 from services.core.errors import (
     AlreadyExists,
@@ -65,8 +66,9 @@ def test_create_merges_and_hands_the_shim_a_spec(engine: Engine, images: FakeIma
     c = runtime.containers[cid]
     assert list(c["spec"].args) == ["echo", "hi"]
     assert f"HOSTNAME={cid[:12]}" in c["spec"].env and "A=1" in c["spec"].env
-    assert c["spec"].hostname == cid[:12] and c["spec"].network_mode == "none"
+    assert c["spec"].hostname == cid[:12] and c["spec"].network_mode == ""
     assert c["spec"].resources.memory_limit == 64 << 20
+    assert list(c["spec"].network_aliases) == ["web"]  # peers resolve it by name
     assert c["spec"].resources.cpu_quota == 50_000
     assert c["runtime"] == "runc" and c["rootfs"][0].type == "overlay"
     assert cid in images.rootfs
@@ -110,7 +112,9 @@ def test_name_clash_is_refused_before_any_work(engine: Engine, images: FakeImage
 
 
 @pytest.mark.parametrize(("fields", "message"), [
-    ({"network_mode": "bridge"}, "network"),
+    ({"network_mode": "container:"}, "network"),
+    ({"ports": [types_pb2.NetworkPort(container_port=0)]}, "invalid port"),
+    ({"ports": [types_pb2.NetworkPort(container_port=80, protocol="sctp")]}, "protocol"),
     ({"memory": 1024}, "Minimum memory"),
     ({"memory_swap": 1 << 30}, "Memory limit"),
     ({"stop_signal": "SIGNOPE"}, "invalid signal"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -97,3 +98,57 @@ def test_follow_cancel(tmp_path: Path) -> None:
 
 def test_missing_log_is_empty(tmp_path: Path) -> None:
     assert list(follow_log(str(tmp_path / "none.log"))) == []
+
+
+def test_rotation_keeps_max_files_and_readers_see_every_kept_entry(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from services.shim.logs import LogWriter, follow_log, rotated
+
+    path = str(tmp_path / "container.log")
+    writer = LogWriter(path, max_size=1000, max_files=3)
+    for i in range(100):
+        writer.write("stdout", f"line {i:03d}\n".encode())
+    writer.close()
+    assert [p.rsplit(".", 1)[1] for p in rotated(path)] == ["2", "1"]
+    assert all(os.path.getsize(p) <= 1000 for p in (path, *rotated(path)))
+    lines = [e.data.decode() for e in follow_log(path)]
+    # The newest entries, in order, ending with the last one written; the oldest dropped.
+    numbers = [int(line.split()[1]) for line in lines]
+    assert numbers == list(range(numbers[0], 100)) and 0 < numbers[0] < 90
+    assert [e.data for e in follow_log(path, tail=2)] == [b"line 098\n", b"line 099\n"]
+
+
+def test_single_file_rotation_truncates(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from services.shim.logs import LogWriter, rotated
+
+    path = str(tmp_path / "container.log")
+    writer = LogWriter(path, max_size=500, max_files=1)
+    for i in range(50):
+        writer.write("stderr", f"{i}\n".encode())
+    writer.close()
+    assert rotated(path) == [] and os.path.getsize(path) <= 500
+
+
+def test_follow_goes_on_across_a_rotation(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    from services.shim.logs import LogWriter, follow_log
+
+    path = str(tmp_path / "container.log")
+    writer = LogWriter(path, max_size=300, max_files=5)
+    writer.write("stdout", b"first\n")
+    done = threading.Event()
+    got: list[bytes] = []
+
+    def follow() -> None:
+        for entry in follow_log(path, follow=True, stopped=done.is_set, poll=0.01):
+            got.append(entry.data)
+
+    reader = threading.Thread(target=follow)
+    reader.start()
+    for i in range(30):  # ~80 bytes an entry: several rotations while following
+        writer.write("stdout", f"n{i}\n".encode())
+        time.sleep(0.005)
+    writer.close()
+    done.set()
+    reader.join(10)
+    assert got == [b"first\n", *[f"n{i}\n".encode() for i in range(30)]]

@@ -1,0 +1,101 @@
+"""A create request's -v, --mount, --tmpfs and the image's VOLUMEs -> the shim's mounts.
+
+Parsed here, not in the CLI, so every client (SDK, plain gRPC) gets Docker's syntax for
+`binds` and `tmpfs`; `mounts` arrive already structured (the CLI parses --mount).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from muelle.engine.v1 import engine_pb2
+from muelle.runtime.v1 import runtime_pb2
+from muelle.types.v1 import types_pb2
+
+from services.core.errors import InvalidArgument
+
+_SIZE = re.compile(r"^(\d+)([kmgt]?)b?$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+# -v modes we accept; SELinux labels (z, Z) and propagation do not apply here.
+_IGNORED_MODES = {"z", "Z", "rprivate", "private", "rslave", "slave", "rshared", "shared"}
+
+
+def parse_size(text: str) -> int:
+    m = _SIZE.match(text.strip())
+    if not m:
+        raise InvalidArgument(f"invalid size: {text!r}")
+    return int(m.group(1)) * _UNITS[m.group(2).lower()]
+
+
+def _target(path: str, spec: str) -> str:
+    if not path.startswith("/"):
+        raise InvalidArgument(f"invalid volume specification: '{spec}': "
+                              f"mount path must be absolute")
+    return path
+
+
+def parse_bind(spec: str) -> runtime_pb2.VolumeMount:
+    """Docker -v: "/ctr", "name:/ctr[:opts]" or "/host:/ctr[:opts]", opts "ro,nocopy"."""
+    parts = spec.split(":")
+    if len(parts) == 1:
+        return runtime_pb2.VolumeMount(type="volume", target=_target(parts[0], spec))
+    if len(parts) > 3 or not parts[0] or not parts[1]:
+        raise InvalidArgument(f"invalid volume specification: '{spec}'")
+    source, target = parts[0], _target(parts[1], spec)
+    m = runtime_pb2.VolumeMount(type="bind" if source.startswith("/") else "volume",
+                                source=source, target=target)
+    for mode in (parts[2].split(",") if len(parts) == 3 else []):
+        if mode in ("ro", "rw"):
+            m.readonly = mode == "ro"
+        elif mode == "nocopy" and m.type == "volume":
+            m.no_copy = True
+        elif mode not in _IGNORED_MODES:
+            raise InvalidArgument(f"invalid mode: {mode}")
+    return m
+
+
+def parse_tmpfs(target: str, options: str) -> runtime_pb2.VolumeMount:
+    """Docker --tmpfs /path[:size=64m,mode=1777,noexec,...]."""
+    m = runtime_pb2.VolumeMount(type="tmpfs", target=_target(target, target))
+    for opt in filter(None, options.split(",")):
+        key, _, value = opt.partition("=")
+        if key == "size":
+            m.tmpfs_size = parse_size(value)
+        elif key == "mode":
+            try:
+                m.tmpfs_mode = int(value, 8)
+            except ValueError:
+                raise InvalidArgument(f"invalid tmpfs mode: {value!r}") from None
+        elif opt in ("ro", "rw"):
+            m.readonly = opt == "ro"
+        else:
+            m.tmpfs_options.append(opt)
+    return m
+
+
+def to_runtime(m: engine_pb2.VolumeMount) -> runtime_pb2.VolumeMount:
+    # The two messages are field-for-field the same; the wire format converts them.
+    return runtime_pb2.VolumeMount.FromString(m.SerializeToString())
+
+
+def to_engine(m: runtime_pb2.VolumeMount) -> engine_pb2.VolumeMount:
+    return engine_pb2.VolumeMount.FromString(m.SerializeToString())
+
+
+def container_mounts(req: engine_pb2.CreateContainerRequest,
+                     image: types_pb2.ImageConfig) -> list[runtime_pb2.VolumeMount]:
+    """Every user mount, then an anonymous volume per image VOLUME nobody mounted over."""
+    out = [parse_bind(b) for b in req.binds]
+    out += [to_runtime(m) for m in req.mounts]
+    out += [parse_tmpfs(t, req.tmpfs[t]) for t in sorted(req.tmpfs)]
+    for m in out:
+        if m.type == "bind" and not m.source.startswith("/"):
+            raise InvalidArgument(f"invalid mount config for type \"bind\": invalid mount "
+                                  f"path: '{m.source}' mount path must be absolute")
+    taken = {os.path.normpath(m.target) for m in out}
+    for path in image.volumes:
+        if path.startswith("/") and os.path.normpath(path) not in taken:
+            out.append(runtime_pb2.VolumeMount(type="volume", target=path))
+            taken.add(os.path.normpath(path))
+    return out

@@ -1,0 +1,56 @@
+"""/etc/hosts, /etc/hostname and /etc/resolv.conf of a container, like Docker's.
+
+They live in the container dir and are bind-mounted over the rootfs's. Peers on a user
+network are added to each other's hosts file in place (rewriting the inode that the
+container has mounted, never replacing it).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+DEFAULT_HOSTS = """127.0.0.1\tlocalhost
+::1\tlocalhost ip6-localhost ip6-loopback
+fe00::0\tip6-localnet
+ff00::0\tip6-mcastprefix
+ff02::1\tip6-allnodes
+ff02::2\tip6-allrouters
+"""
+# Docker's fallback when the host only has loopback resolvers.
+FALLBACK_NAMESERVERS = ("8.8.8.8", "8.8.4.4")
+_LOOPBACK_NS = re.compile(r"^\s*nameserver\s+(127\.\S*|::1)\s*$")
+
+
+def resolv_conf(host_text: str) -> str:
+    """The host's resolv.conf without loopback nameservers (unreachable from a netns)."""
+    lines = [line for line in host_text.splitlines() if not _LOOPBACK_NS.match(line)]
+    if not any(line.strip().startswith("nameserver") for line in lines):
+        lines += [f"nameserver {ns}" for ns in FALLBACK_NAMESERVERS]
+    return "\n".join(lines) + "\n"
+
+
+def hosts(own: list[tuple[str, list[str]]], peers: list[tuple[str, list[str]]]) -> str:
+    """Docker's defaults, this container's addresses, then its peers' (IP, names)."""
+    out = DEFAULT_HOSTS
+    for ip, names in own + peers:
+        out += f"{ip}\t{' '.join(names)}\n"
+    return out
+
+
+def write_in_place(path: Path, text: str) -> None:
+    """Rewrite ``path``'s content keeping its inode (a bind mount of it stays valid)."""
+    with open(path, "a+") as f:
+        f.seek(0)
+        if f.read() == text:
+            return
+        f.seek(0)
+        f.truncate()
+        f.write(text)
+
+
+def host_resolv() -> str:
+    try:
+        return Path("/etc/resolv.conf").read_text()
+    except OSError:
+        return ""

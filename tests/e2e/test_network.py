@@ -1,0 +1,255 @@
+"""Networking end to end: published ports, user networks by name, none/host, cleanup.
+
+Traffic only goes to 127.0.0.1 or to the engine's own container namespaces.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from muelle.types.v1 import types_pb2
+
+from clients.sdk.client import Client
+from tests.support import network
+from tests.support.engine import Engine
+from tests.support.images import Entry, build_layout, busybox_layer, push_layout
+from tests.support.registry import LocalRegistry
+
+UDPECHO = Path(__file__).parent.parent / "support" / "data" / "udpecho.c"
+HTTPD = "mkdir -p /www && echo hello-$(hostname) > /www/index.html && exec httpd -f -p 80 -h /www"
+
+
+def _until(check: Callable[[], bool], what: str, tries: int = 200) -> None:
+    """Retry ``check`` (a container's server needs a moment to listen)."""
+    for _ in range(tries):
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+def _get(url: str) -> str | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.read().decode()
+    except OSError:
+        return None
+
+
+@pytest.fixture(scope="module")
+def net_image(engine: Engine, registry: LocalRegistry, tmp_path_factory: pytest.TempPathFactory,
+              ) -> str:
+    """busybox + a static UDP echo server (this busybox's nc has no -u), EXPOSE 80 5353/udp."""
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is needed to build the UDP echo server")
+    tmp = tmp_path_factory.mktemp("netimg")
+    binary = tmp / "udpecho"
+    subprocess.run(["gcc", "-static", "-Os", "-o", str(binary), str(UDPECHO)], check=True)
+    layer = busybox_layer([Entry("bin/udpecho", data=binary.read_bytes(), mode=0o755)])
+    build_layout(tmp / "layout", [layer], tag="1",
+                 config={"ExposedPorts": {"80/tcp": {}, "5353/udp": {}}})
+    ref = f"{registry.host}/demo/netbox:1"
+    push_layout(tmp / "layout", ref, tag="1")
+    engine.cli("pull", ref)
+    return ref
+
+
+def _host_addresses() -> list[str]:
+    """The host's IPv4 addresses other than loopback and muelle's bridges."""
+    out = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True,
+                         text=True).stdout
+    return [line.split()[3].split("/")[0] for line in out.splitlines()
+            if line.split()[1] != "lo" and not line.split()[1].startswith("mu")]
+
+
+def _name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def test_httpd_published_on_loopback_answers_the_host(engine: Engine, image: str) -> None:
+    port = network.free_port()
+    name = _name("web")
+    engine.cli("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:80", image,
+               "sh", "-c", HTTPD)
+    try:
+        _until(lambda: _get(f"http://127.0.0.1:{port}/") is not None,
+               "httpd on the published port")
+        assert (_get(f"http://127.0.0.1:{port}/") or "").startswith("hello-")
+        assert engine.cli("port", name).stdout == f"80/tcp -> 127.0.0.1:{port}\n"
+        settings = json.loads(engine.cli("inspect", name).stdout)[0]["NetworkSettings"]
+        assert settings["Ports"] == {"80/tcp": [{"HostIp": "127.0.0.1",
+                                                 "HostPort": str(port)}]}
+        assert settings["Networks"]["bridge"]["IPAddress"] == settings["IPAddress"]
+        assert network.rules_mentioning([engine.bridge])
+        engine.cli("stop", "-t", "1", name)
+        # stopped: its DNAT rule and address are gone, the container stays
+        assert not [r for _, r in network.rules_mentioning([engine.bridge]) if "DNAT" in r]
+        assert _get(f"http://127.0.0.1:{port}/") is None
+        engine.cli("start", name)  # wired again on start
+        _until(lambda: _get(f"http://127.0.0.1:{port}/") is not None, "httpd after restart")
+    finally:
+        engine.cli("rm", "-f", name)
+    assert network.container_leftovers(engine.root, engine.bridge) == []
+
+
+def test_random_host_port_and_publish_all(engine: Engine, image: str) -> None:
+    name = _name("rnd")
+    engine.cli("run", "-d", "--name", name, "-p", "80", image, "sh", "-c", HTTPD)
+    try:
+        line = engine.cli("port", name, "80").stdout.strip()
+        host_port = int(line.rsplit(":", 1)[1])
+        assert line.startswith("0.0.0.0:") and host_port > 0
+        _until(lambda: _get(f"http://127.0.0.1:{host_port}/") is not None, "random port")
+        # published on every host address: the host's own (local delivery, nothing leaves)
+        for addr in _host_addresses():
+            assert _get(f"http://{addr}:{host_port}/") is not None, addr
+    finally:
+        engine.cli("rm", "-f", name)
+
+
+def test_udp_publish(engine: Engine, net_image: str) -> None:
+    port = network.free_port(socket.SOCK_DGRAM)
+    name = _name("udp")
+    engine.cli("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:5353/udp", net_image,
+               "udpecho", "5353")
+    try:
+        assert engine.cli("port", name).stdout == f"5353/udp -> 127.0.0.1:{port}\n"
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(0.2)
+
+            def echoed() -> bool:
+                s.sendto(b"ping-udp", ("127.0.0.1", port))
+                try:
+                    return s.recvfrom(100)[0] == b"ping-udp"
+                except OSError:
+                    return False
+            _until(echoed, "the datagram echoed back from the container")
+    finally:
+        engine.cli("rm", "-f", name)
+
+
+def test_publish_all_exposed_ports(engine: Engine, net_image: str) -> None:
+    name = _name("all")
+    engine.cli("run", "-d", "--name", name, "-P", net_image, "sh", "-c", HTTPD)
+    try:
+        lines = sorted(engine.cli("port", name).stdout.splitlines())
+        assert [line.split(" -> ")[0] for line in lines] == ["5353/udp", "80/tcp"]
+        tcp = int(lines[1].rsplit(":", 1)[1])
+        _until(lambda: _get(f"http://127.0.0.1:{tcp}/") is not None, "the -P port")
+    finally:
+        engine.cli("rm", "-f", name)
+
+
+def test_user_network_resolves_names_and_aliases(engine: Engine, image: str) -> None:
+    net, web = _name("net"), _name("web")
+    engine.cli("network", "create", net)
+    try:
+        engine.cli("run", "-d", "--name", web, "--network", net, "--network-alias", "www",
+                   image, "sh", "-c", HTTPD)
+        out = engine.cli("run", "--rm", "--network", net, image, "sh", "-c",
+                         f"for i in $(seq 100); do wget -q -O - http://{web}/ && break; "
+                         "sleep 0.1; done; wget -q -O - http://www/").stdout
+        assert out.count("hello-") == 2, out
+        info = json.loads(engine.cli("network", "inspect", net).stdout)[0]
+        assert len(info["Containers"]) == 1 and info["IPAM"]["Config"][0]["Subnet"]
+        rm = engine.cli("network", "rm", net, check=False)
+        assert rm.returncode == 1 and "active endpoints" in rm.stderr
+        # not on the default bridge: no names there, like docker0 (read, not resolved, so
+        # that no DNS query leaves the host)
+        hosts = engine.cli("run", "--rm", image, "cat", "/etc/hosts").stdout
+        assert web not in hosts and "www" not in hosts
+    finally:
+        engine.cli("rm", "-f", web, check=False)
+        engine.cli("network", "rm", net, check=False)
+    assert net not in engine.cli("network", "ls").stdout
+
+
+def test_connect_and_disconnect(engine: Engine, image: str) -> None:
+    net, name = _name("net"), _name("c")
+    octet = 100 + uuid.uuid4().int % 150  # runs side by side must not pick the same
+    engine.cli("network", "create", "--subnet", f"10.99.{octet}.0/24", net)
+    try:
+        engine.cli("run", "-d", "--name", name, image, "sleep", "60")
+        engine.cli("network", "connect", net, name)
+        ifaces = engine.cli("run", "--rm", "--network", f"container:{name}", image,
+                            "ls", "/sys/class/net").stdout.split()
+        assert sorted(ifaces) == ["eth0", "eth1", "lo"]
+        nets = json.loads(engine.cli("inspect", name).stdout)[0]["NetworkSettings"]["Networks"]
+        assert sorted(nets) == ["bridge", net]
+        assert nets[net]["IPAddress"].startswith(f"10.99.{octet}.")
+        engine.cli("network", "disconnect", net, name)
+        ifaces = engine.cli("run", "--rm", "--network", f"container:{name}", image,
+                            "ls", "/sys/class/net").stdout.split()
+        assert sorted(ifaces) == ["eth0", "lo"]
+    finally:
+        engine.cli("rm", "-f", name, check=False)
+        engine.cli("network", "rm", net, check=False)
+
+
+def test_container_mode_joins_a_none_container(engine: Engine, image: str) -> None:
+    name = _name("lonely")
+    engine.cli("run", "-d", "--name", name, "--network", "none", image, "sleep", "60")
+    try:
+        out = engine.cli("run", "--rm", "--network", f"container:{name}", image,
+                         "ls", "/sys/class/net").stdout
+        assert out.split() == ["lo"]
+    finally:
+        engine.cli("rm", "-f", name)
+    gone = engine.cli("run", "--rm", "--network", f"container:{name}", image, "true",
+                      check=False)
+    assert gone.returncode == 125 and "No such container" in gone.stderr
+
+
+def test_default_bridge_files_and_interfaces(engine: Engine, image: str) -> None:
+    out = engine.cli("run", "--rm", "-h", "box", image, "sh", "-c",
+                     "ls /sys/class/net; echo ---; cat /etc/hostname /etc/hosts; echo ---; "
+                     "cat /etc/resolv.conf; echo ---; ip route 2>/dev/null || route -n").stdout
+    ifaces, files, resolv, routes = out.split("---\n")
+    assert sorted(ifaces.split()) == ["eth0", "lo"]
+    assert files.startswith("box\n127.0.0.1\tlocalhost\n")
+    assert files.strip().splitlines()[-1].endswith("\tbox")
+    assert "nameserver 127." not in resolv and "nameserver" in resolv
+    assert "default" in routes or "0.0.0.0" in routes
+
+
+def test_bad_network_input_is_refused(engine: Engine, image: str) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    busy = listener.getsockname()[1]
+    for args, message in (
+        (["run", "--rm", "--network", "nosuch", image, "true"], "network nosuch not found"),
+        (["run", "--rm", "-p", "80:80/sctp", image, "true"], "invalid protocol"),
+        (["run", "--rm", "--network", "none", "-p", "80", image, "true"], "bridge network"),
+        (["network", "create", "--subnet", "10.1.2.3/99", "x"], "invalid subnet"),
+        (["network", "create", "bridge"], "reserved"),
+        (["run", "--rm", "-p", "192.0.2.254:8080:80", image, "true"], "cannot assign"),
+    ):
+        proc = engine.cli(*args, check=False)
+        assert proc.returncode != 0 and message in proc.stderr, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr
+    # a port a host process listens on is not taken away from it
+    proc = engine.cli("run", "--rm", "-p", f"127.0.0.1:{busy}:80", image, "true", check=False)
+    listener.close()
+    assert proc.returncode == 125 and "address already in use" in proc.stderr, proc.stderr
+    assert network.container_leftovers(engine.root, engine.bridge) == []
+
+
+@pytest.mark.timeout(600)
+def test_create_rm_cycles_leave_nothing(engine: Engine, image: str) -> None:
+    port = network.free_port()
+    with Client(engine.host) as client:
+        for _ in range(100):
+            reply = client.create(image, ["true"], ports=[
+                types_pb2.NetworkPort(container_port=80, host_port=port)])
+            client.remove(reply.id, force=True)
+    assert network.container_leftovers(engine.root, engine.bridge) == []

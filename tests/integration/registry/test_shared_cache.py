@@ -1,0 +1,74 @@
+"""One registry service with its blob cache on, listening on TCP, shared by several
+clients (image stores): a blob asked for at once by all of them, and again later, leaves
+the upstream registry once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from muelle.registry.v1 import registry_pb2, registry_pb2_grpc
+from muelle.types.v1 import types_pb2
+
+from services.core.client import connect
+from services.core.launcher import healthy
+from tests.support.fake_registry import FakeRegistry
+from tests.support.registry import free_port
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture
+def cached_service(tmp_path: Path) -> Iterator[str]:
+    config = tmp_path / "muelle.toml"
+    config.write_text(f'root = "{tmp_path}"\nrun = "{tmp_path}"\n'
+                      "[registry]\ncache_max_bytes = 100000000\n")
+    address = f"tcp://127.0.0.1:{free_port()}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MUELLE_")}
+    with open(tmp_path / "registry.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "services.registry.main", "--config", str(config),
+             "--address", address, "--root", str(tmp_path), "--run", str(tmp_path)],
+            cwd=REPO_ROOT, stdout=log, stderr=log, env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while not healthy(address, timeout=0.5):
+            assert proc.poll() is None and time.monotonic() < deadline, \
+                (tmp_path / "registry.log").read_text()[-2000:]
+            time.sleep(0.05)
+        yield address
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+
+
+def test_clients_share_one_upstream_fetch(cached_service: str, busybox_layout: Path) -> None:
+    with FakeRegistry(busybox_layout) as upstream:
+        clients = [connect(cached_service, registry_pb2_grpc.RegistryStub, "registry")
+                   for _ in range(4)]
+        res = clients[0].Resolve(registry_pb2.ResolveRequest(
+            reference=f"{upstream.host}/demo/bb:1"))
+        layer = json.loads(res.manifest.content)["layers"][0]
+        desc = types_pb2.Descriptor(digest=layer["digest"], size=layer["size"])
+
+        def fetch(stub: registry_pb2_grpc.RegistryStub) -> bytes:
+            request = registry_pb2.FetchBlobRequest(repository=res.repository,
+                                                    descriptor=desc)
+            return b"".join(c.data for c in stub.FetchBlob(request))
+
+        with ThreadPoolExecutor(4) as pool:
+            got = list(pool.map(fetch, clients))
+        got.append(fetch(clients[0]))  # later, from the cache
+        want = (busybox_layout / "blobs" / "sha256" / desc.digest.split(":")[1]).read_bytes()
+        assert got == [want] * 5
+        blob_gets = [r for r in upstream.requests if r.startswith("GET")
+                     and desc.digest in r]
+        assert len(blob_gets) == 1, upstream.requests

@@ -7,7 +7,6 @@ its stdin never holds up the output.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -31,8 +30,7 @@ class _ShimInputs:
 
     def __iter__(self) -> Iterator[runtime_pb2.AttachInput]:
         yield runtime_pb2.AttachInput(start=runtime_pb2.AttachStart(id=self.cid, stdin=True))
-        self.detached = True
-        with contextlib.suppress(Exception):  # the client went away: a detach, not an EOF
+        try:
             for msg in self.inputs:
                 kind = msg.WhichOneof("input")
                 if kind == "stdin":
@@ -41,9 +39,12 @@ class _ShimInputs:
                     yield runtime_pb2.AttachInput(resize=runtime_pb2.ConsoleSize(
                         rows=msg.resize.rows, cols=msg.resize.cols))
                 elif kind == "close_stdin":
-                    self.detached = False
                     yield runtime_pb2.AttachInput(close_stdin=True)
                     return
+        except Exception:  # noqa: BLE001 - the client went away: a detach, not an EOF
+            pass
+        # Only here, not when the shim stopped reading (e.g. the container exited).
+        self.detached = True
 
 
 def attach_stream(engine: Engine, inputs: Iterator[engine_pb2.AttachContainerInput],

@@ -71,14 +71,18 @@ def exec_(store: Store, cid: str, process_file: str, pid_file: str | None = None
         from services.runtime import console
 
         console_fd = console.connect(console_socket)
+    profile = linux_cfg.get("seccomp")
+    # Compiled here, in the host's mount namespace (libseccomp is the host's), cached as
+    # create caches it; the process installs the bytes.
+    bpf = seccomp.cached_bpf(profile, store.root / ".seccomp", lambda msg: None) \
+        if profile else None
     if not detach:
         linux.set_subreaper()
     r, w = os.pipe()
     child = os.fork()
     if child == 0:
         os.close(r)
-        _intermediate(w, state.cgroups_path, ns_paths, proc, linux_cfg.get("seccomp"),
-                      console_fd)
+        _intermediate(w, state.cgroups_path, ns_paths, proc, bpf, console_fd)
     os.close(w)
     if console_fd >= 0:
         os.close(console_fd)
@@ -142,7 +146,7 @@ def _wait(pid: int) -> int:
 
 
 def _intermediate(sync_fd: int, cgroups_path: str, ns_paths: dict[str, str],
-                  proc: dict[str, Any], profile: dict[str, Any] | None,
+                  proc: dict[str, Any], bpf: bytes | None,
                   console_fd: int = -1) -> NoReturn:
     try:
         fds = {}
@@ -154,11 +158,9 @@ def _intermediate(sync_fd: int, cgroups_path: str, ns_paths: dict[str, str],
         for kind, fd in fds.items():
             linux.setns(fd, namespaces.FLAGS[kind])
             os.close(fd)
-        if profile:
-            seccomp.preload()
         pid = os.fork()
         if pid == 0:
-            _process(sync_fd, proc, profile, console_fd)
+            _process(sync_fd, proc, bpf, console_fd)
         sync.send(sync_fd, pid=pid)
         os._exit(0)
     except BaseException as exc:  # noqa: BLE001 - a forked child must never unwind
@@ -175,7 +177,7 @@ def _message(exc: BaseException) -> str:
     return f"exec: {type(exc).__name__}: {exc}"
 
 
-def _process(sync_fd: int, proc: dict[str, Any], profile: dict[str, Any] | None,
+def _process(sync_fd: int, proc: dict[str, Any], bpf: bytes | None,
              console_fd: int = -1) -> NoReturn:
     """In the container's namespaces: set up like the init, then execve (never returns)."""
     try:
@@ -196,8 +198,8 @@ def _process(sync_fd: int, proc: dict[str, Any], profile: dict[str, Any] | None,
         path = process.lookup(proc["args"][0], env)
         caps = proc.get("capabilities")
         nnp = bool(proc.get("noNewPrivileges"))
-        if profile and not nnp:
-            seccomp.load(profile, lambda msg: None)
+        if bpf and not nnp:  # needs CAP_SYS_ADMIN: before the capabilities drop
+            seccomp.install(bpf)
         if caps is not None:
             capabilities.drop_bounding(caps)
         process.switch_user(user)
@@ -205,8 +207,8 @@ def _process(sync_fd: int, proc: dict[str, Any], profile: dict[str, Any] | None,
             capabilities.apply(caps)
         if nnp:
             linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
-            if profile:
-                seccomp.load(profile, lambda msg: None)
+            if bpf:
+                seccomp.install(bpf)
         os.closerange(3, sync_fd)
         os.closerange(sync_fd + 1, 65536)
         os.execve(path, list(proc["args"]), env)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -25,8 +26,9 @@ def build_request(args: argparse.Namespace, environ: Any) -> Any:
     """The CreateContainerRequest for run/create options (UsageError on bad values)."""
     from muelle.engine.v1 import engine_pb2
 
-    if args.tty:
-        raise UsageError("a TTY (-t) is not supported yet")
+    if args.tty and args.interactive and not getattr(args, "detach", False) \
+            and not os.isatty(0):
+        raise UsageError("the input device is not a TTY")
     from clients.cli.network import parse_publish
 
     ports = [parse_publish(spec) for spec in args.publish]
@@ -48,6 +50,16 @@ def build_request(args: argparse.Namespace, environ: Any) -> Any:
         ports=ports, publish_all=args.publish_all, network_aliases=args.network_alias)
     if args.stop_timeout is not None:
         req.stop_timeout = args.stop_timeout
+    if args.interactive:  # io: docker -i; attached run closes stdin at the client's EOF
+        req.open_stdin = True
+        req.stdin_once = not getattr(args, "detach", False)
+    if args.tty:  # io: docker -t, sized like our terminal
+        from clients.cli.terminal import size
+
+        req.tty = True
+        rows_cols = size()
+        if rows_cols:
+            req.console_size.rows, req.console_size.cols = rows_cols
     if args.command:
         req.cmd.values.extend(args.command)
     if args.entrypoint is not None:
@@ -106,6 +118,11 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
             raise
         ctx.line(cid)
         return 0
+    if args.interactive or args.tty:
+        from clients.cli.attach import DEFAULT_DETACH_KEYS, attached, parse_detach_keys
+
+        return attached(ctx, cid, start=True, keys=parse_detach_keys(DEFAULT_DETACH_KEYS),
+                        tty=args.tty, interactive=args.interactive)
     return attach(ctx, cid, start=True)
 
 
@@ -168,6 +185,12 @@ def start(ctx: Context, args: argparse.Namespace) -> int:
         if len(args.containers) != 1:
             raise UsageError("you cannot start and attach multiple containers at once")
         try:
+            if getattr(args, "interactive", False):  # io: start -ai, stdin and its tty
+                from clients.cli.attach import DEFAULT_DETACH_KEYS, attached, parse_detach_keys
+
+                config = ctx.client().inspect(args.containers[0]).config
+                return attached(ctx, args.containers[0], start=True,
+                                keys=parse_detach_keys(DEFAULT_DETACH_KEYS), tty=config.tty)
             return attach(ctx, args.containers[0], start=True)
         except RunFailed as exc:
             ctx.error(daemon_message(str(exc)))

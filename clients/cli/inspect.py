@@ -79,7 +79,8 @@ def container_json(d: Any) -> dict[str, Any]:
         "NetworkSettings": _network_settings(d),
         "Mounts": [_mount_json(m) for m in d.mounts],
         "Config": {
-            "Hostname": d.hostname, "User": d.user, "Tty": False, "Env": list(d.env),
+            "Hostname": d.hostname, "User": d.user, "Tty": c.tty, "Env": list(d.env),
+            "OpenStdin": c.open_stdin, "StdinOnce": c.stdin_once,
             "Cmd": _opt_list(d, "cmd"), "Entrypoint": _opt_list(d, "entrypoint"),
             "Image": d.image, "WorkingDir": d.working_dir, "Labels": dict(d.labels),
             "StopSignal": d.stop_signal, "StopTimeout": d.stop_timeout,

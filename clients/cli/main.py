@@ -55,6 +55,8 @@ COMMANDS: dict[str, str | Command] = {
     "volume": "volumes.volume",
     "port": "network.port",
     "network": "network.network",
+    "exec": "exec.exec_",
+    "attach": "attach.attach",
 }
 ENGINE_VERBS = ("run", "create")  # their failures exit 125, like docker's
 

@@ -89,6 +89,7 @@ def build() -> Parser:
 
     p = sub.add_parser("start", help="start containers")
     p.add_argument("-a", "--attach", action="store_true")
+    p.add_argument("-i", "--interactive", action="store_true", help="attach stdin")
     p.add_argument("containers", nargs="+")
 
     p = sub.add_parser("ps", help="list containers")
@@ -177,6 +178,20 @@ def build() -> Parser:
     p.add_argument("-p", "--password", default=None)
     p.add_argument("--password-stdin", action="store_true")
     p.add_argument("server", nargs="?", default="")
+
+    p = sub.add_parser("exec", help="run a command in a running container")
+    p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
+    p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-TTY")
+    p.add_argument("-e", "--env", action="append", default=[])
+    p.add_argument("-u", "--user", default="")
+    p.add_argument("-w", "--workdir", default="")
+    p.add_argument("container")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+
+    p = sub.add_parser("attach", help="attach to a running container's output and stdin")
+    p.add_argument("--no-stdin", action="store_true", help="do not attach stdin")
+    p.add_argument("--detach-keys", default="", help="detach sequence (ctrl-p,ctrl-q)")
+    p.add_argument("container")
 
     p = sub.add_parser("logout", help="log out from a registry")
     p.add_argument("server", nargs="?", default="")

@@ -195,6 +195,74 @@ class Client:
         return self._stream("AttachContainer", engine_pb2.AttachContainerRequest(
             container=container, start=start, logs=logs))
 
+    def exec(self, container: str, cmd: list[str],
+             stdin: Iterator[bytes | tuple[int, int] | None] | None = None,
+             env: list[str] | None = None, user: str = "", working_dir: str = "",
+             tty: bool = False, interactive: bool | None = None,
+             console_size: tuple[int, int] | None = None) -> Stream:
+        """Run ``cmd`` in a running container: ExecContainerOutput messages (output, then
+        exit). With ``stdin`` (chunks; None or their end is EOF) the process reads them
+        (``interactive`` defaults to whether stdin is given); (rows, cols) tuples in it
+        resize the process's terminal (``tty``)."""
+        start = engine_pb2.ExecContainerStart(
+            container=container, cmd=cmd, env=env or [], user=user, working_dir=working_dir,
+            interactive=stdin is not None if interactive is None else interactive, tty=tty)
+        if console_size:
+            start.console_size.rows, start.console_size.cols = console_size
+
+        def inputs() -> Iterator[engine_pb2.ExecContainerInput]:
+            yield engine_pb2.ExecContainerInput(start=start)
+            if stdin is not None:
+                for chunk in stdin:
+                    if chunk is None:
+                        break
+                    if isinstance(chunk, tuple):
+                        yield engine_pb2.ExecContainerInput(resize=engine_pb2.ConsoleSize(
+                            rows=chunk[0], cols=chunk[1]))
+                        continue
+                    yield engine_pb2.ExecContainerInput(stdin=chunk)
+                yield engine_pb2.ExecContainerInput(close_stdin=True)
+
+        # Bidirectional: grpcio (clients/sdk/wire.py speaks only single-request calls).
+        import grpc
+
+        from services.core.errors import from_rpc_error
+
+        try:
+            return GrpcStream(self._stub.ExecContainer(inputs()))
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
+
+    def attach_stream(self, container: str, stdin: Iterator[bytes | tuple[int, int] | None],
+                      start: bool = False, logs: bool = False) -> Stream:
+        """attach() that also sends ``stdin`` to the container (created with -i): bytes
+        as they come; a None is the end of stdin (the container's too, with stdin_once);
+        ending without a None is a detach (its stdin stays open); a (rows, cols) tuple
+        resizes the container's terminal (created with tty)."""
+        request = engine_pb2.AttachContainerRequest(container=container, start=start,
+                                                    logs=logs, stdin=True)
+
+        def inputs() -> Iterator[engine_pb2.AttachContainerInput]:
+            yield engine_pb2.AttachContainerInput(start=request)
+            for chunk in stdin:
+                if chunk is None:
+                    yield engine_pb2.AttachContainerInput(close_stdin=True)
+                    return
+                if isinstance(chunk, tuple):
+                    yield engine_pb2.AttachContainerInput(resize=engine_pb2.ConsoleSize(
+                        rows=chunk[0], cols=chunk[1]))
+                    continue
+                yield engine_pb2.AttachContainerInput(stdin=chunk)
+
+        import grpc
+
+        from services.core.errors import from_rpc_error
+
+        try:
+            return GrpcStream(self._stub.AttachContainerStream(inputs()))
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
+
     def run_attached(self, container: str,
                      on_output: Callable[[str, bytes], None]) -> engine_pb2.WaitContainerResponse:
         """Start ``container`` attached; output goes to ``on_output``; returns the exit."""

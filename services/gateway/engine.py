@@ -260,6 +260,7 @@ class Engine:
 
     def attach(self, ref: str, start: bool = False, logs: bool = False,
                on_cancel: Callable[[Callable[[], None]], Any] | None = None,
+               on_attached: Callable[[], None] | None = None,
                ) -> Iterator[engine_pb2.AttachEvent]:
         """Output until the container stops, then its exit status (see engine.proto)."""
         rec = self.records.lookup(ref)
@@ -282,6 +283,8 @@ class Engine:
                     raise
             stream = self.runtime.Logs(runtime_pb2.LogsRequest(id=cid, follow=True,
                                                                since=since))
+            if on_attached is not None:
+                on_attached()  # io: stdin flows once output is followed (attach.py)
             cancelled = threading.Event()
 
             def cancel() -> None:

@@ -157,8 +157,6 @@ def check_request(req: engine_pb2.CreateContainerRequest) -> None:
     """Options that are wrong whatever the image says."""
     if not req.image:
         raise InvalidArgument("an image is required")
-    if req.tty:
-        raise InvalidArgument("TTY (-t) is not supported yet")
     if req.network_mode.startswith("container:") and not req.network_mode[10:]:
         raise InvalidArgument("--network container: needs a container name or ID")
     for port in req.ports:
@@ -208,6 +206,12 @@ def container_spec(req: engine_pb2.CreateContainerRequest,
         ports=list(req.ports) + exposed_ports(req, merged.exposed_ports),
         network_aliases=list(req.network_aliases),
     )
+    spec.open_stdin = req.open_stdin  # io: docker -i
+    spec.stdin_once = req.stdin_once
+    spec.terminal = req.tty  # io: docker -t
+    if req.tty and req.HasField("console_size"):
+        spec.console_size.rows = req.console_size.rows
+        spec.console_size.cols = req.console_size.cols
     return spec, warnings
 
 

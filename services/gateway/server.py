@@ -8,7 +8,9 @@ import grpc
 from muelle.engine.v1 import engine_pb2, engine_pb2_grpc
 from muelle.types.v1 import types_pb2
 
+from services.gateway.attach import attach_stream
 from services.gateway.engine import Engine
+from services.gateway.exec import exec_container
 from services.gateway.volumes import Volumes
 
 Ctx = grpc.ServicerContext
@@ -194,3 +196,12 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
                           context: Ctx) -> engine_pb2.NetworkDisconnectResponse:
         self.engine.disconnect_network(request.network, request.container)
         return engine_pb2.NetworkDisconnectResponse()
+
+    def ExecContainer(self, request_iterator: Iterator[engine_pb2.ExecContainerInput],  # noqa: N802
+                      context: Ctx) -> Iterator[engine_pb2.ExecContainerOutput]:
+        yield from exec_container(self.engine.records, self.engine.runtime, request_iterator)
+
+    def AttachContainerStream(  # noqa: N802
+            self, request_iterator: Iterator[engine_pb2.AttachContainerInput],
+            context: Ctx) -> Iterator[engine_pb2.AttachEvent]:
+        yield from attach_stream(self.engine, request_iterator, on_cancel=context.add_callback)

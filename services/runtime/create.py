@@ -22,7 +22,8 @@ from services.runtime.log import get_logger
 from services.runtime.store import State, Store, proc_start_time
 
 
-def create(store: Store, cid: str, bundle: str, pid_file: str | None = None) -> State:
+def create(store: Store, cid: str, bundle: str, pid_file: str | None = None,
+           console_socket: str | None = None) -> State:
     log = get_logger(container=cid)
     bundle_path, config = spec.load(bundle)
     rootfs = spec.rootfs(bundle_path, config)
@@ -36,7 +37,12 @@ def create(store: Store, cid: str, bundle: str, pid_file: str | None = None) -> 
     fifo = cdir / "exec.fifo"
     cgroup: cgroups.Cgroup | None = None
     pid = 0
+    console_fd = -1
     try:
+        if console_socket and config["process"].get("terminal"):
+            from services.runtime import console
+
+            console_fd = console.connect(console_socket)
         os.mkfifo(fifo, 0o622)
         user = config["process"].get("user") or {}
         os.chown(fifo, int(user.get("uid", 0)), int(user.get("gid", 0)))
@@ -49,6 +55,7 @@ def create(store: Store, cid: str, bundle: str, pid_file: str | None = None) -> 
             init_cfg.seccomp_bpf = seccomp.cached_bpf(
                 linux_cfg["seccomp"], store.root / ".seccomp",
                 lambda msg: log.warning("seccomp", detail=msg))
+        init_cfg.console_fd = console_fd
         pid = _spawn(init_cfg)
         start_time = proc_start_time(pid)
         if start_time is None:
@@ -62,6 +69,9 @@ def create(store: Store, cid: str, bundle: str, pid_file: str | None = None) -> 
     except BaseException:
         _undo(store, cid, cgroup, pid)
         raise
+    finally:
+        if console_fd >= 0:
+            os.close(console_fd)
     log.info("created", pid=pid, bundle=str(bundle_path))
     return state
 

@@ -31,6 +31,7 @@ class InitConfig:
         self.sync_fd = sync_fd
         # linux.seccomp compiled by create (seccomp.cached_bpf); None: build it here.
         self.seccomp_bpf: bytes | None = None
+        self.console_fd = -1  # --console-socket: make a pty, send its master there
 
 
 def main(cfg: InitConfig) -> NoReturn:
@@ -98,7 +99,7 @@ def _setup(cfg: InitConfig) -> Ready:
         sync.send(cfg.sync_fd, warn=msg)
 
     os.setsid()
-    if proc.get("terminal") and os.isatty(0):
+    if proc.get("terminal") and cfg.console_fd < 0 and os.isatty(0):
         # The caller handed us a pty slave as stdio: make it our controlling terminal.
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
     fifo_fd = os.open(cfg.fifo, os.O_PATH | os.O_CLOEXEC)
@@ -109,8 +110,13 @@ def _setup(cfg: InitConfig) -> Ready:
     mounts = spec.get("mounts") or []
     for m in mounts:
         rootfs.mount_one(cfg.rootfs, m, cfg.cgroup, warn)
-    devices.create(cfg.rootfs, linux_cfg.get("devices") or [], bool(proc.get("terminal")))
+    devices.create(cfg.rootfs, linux_cfg.get("devices") or [],
+                   bool(proc.get("terminal")) and cfg.console_fd < 0)
     rootfs.pivot(cfg.rootfs)
+    if cfg.console_fd >= 0:
+        from services.runtime import console
+
+        console.setup(cfg.console_fd, size=proc.get("consoleSize"))
     os.umask(0o022)
     if (spec.get("root") or {}).get("readonly"):
         rootfs.root_readonly()

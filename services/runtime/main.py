@@ -48,6 +48,13 @@ def parser() -> argparse.ArgumentParser:
     d = sub.add_parser("delete")
     d.add_argument("--force", "-f", action="store_true")
     d.add_argument("id")
+    e = sub.add_parser("exec")
+    e.add_argument("--process", "-p", required=True, help="process.json (runtime-spec process)")
+    e.add_argument("--pid-file")
+    e.add_argument("--console-socket")
+    e.add_argument("--tty", "-t", action="store_true", help="process.terminal wins (runc's)")
+    e.add_argument("--detach", "-d", action="store_true")
+    e.add_argument("id")
     ls = sub.add_parser("list")
     ls.add_argument("--format", "-f", choices=["table", "json"], default="table")
     ls.add_argument("--quiet", "-q", action="store_true")
@@ -81,11 +88,11 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.verb == "create":
         from services.runtime import create
 
-        create.create(store, args.id, args.bundle, args.pid_file)
+        create.create(store, args.id, args.bundle, args.pid_file, args.console_socket)
     elif args.verb == "run":
         from services.runtime import run
 
-        return run.run(store, args.id, args.bundle, args.pid_file)
+        return run.run(store, args.id, args.bundle, args.pid_file, args.console_socket)
     elif args.verb == "start":
         from services.runtime import start
 
@@ -106,6 +113,11 @@ def dispatch(args: argparse.Namespace) -> int:
         from services.runtime import delete
 
         delete.delete(store, args.id, args.force)
+    elif args.verb == "exec":
+        from services.runtime import exec as exec_verb
+
+        return exec_verb.exec_(store, args.id, args.process, args.pid_file, args.detach,
+                               args.console_socket)
     elif args.verb == "list":
         from services.runtime import state
 

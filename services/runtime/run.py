@@ -27,9 +27,10 @@ def exit_code(status: int) -> int:
     return os.WEXITSTATUS(status)
 
 
-def run(store: Store, cid: str, bundle: str, pid_file: str | None = None) -> int:
+def run(store: Store, cid: str, bundle: str, pid_file: str | None = None,
+        console_socket: str | None = None) -> int:
     linux.set_subreaper()
-    state = create(store, cid, bundle, pid_file)
+    state = create(store, cid, bundle, pid_file, console_socket)
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         with contextlib.suppress(ProcessLookupError):

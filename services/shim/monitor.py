@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import errno
 import json
 import os
 import selectors
@@ -29,8 +30,10 @@ import time
 from pathlib import Path
 
 from services.runtime.store import proc_start_time
+from services.shim.console import ConsoleSocket
 from services.shim.logs import LogWriter, rfc3339_nano
 from services.shim.runtime_output import error_text
+from services.shim.stdin import StdinRelay
 from services.shim.store import ContainerDir, write_json
 from services.shim.warm import WarmChild
 from services.shim.warm import spawn as warm_spawn
@@ -92,12 +95,14 @@ def _drain_now(fd: int) -> bytes:
 
 
 def start_runtime(argv: list[str], stdout: int, stderr: int, cwd: str,
-                  warm: bool) -> subprocess.Popen[bytes] | WarmChild:
-    """Start a runtime command: forked warm for muelle's own runtime, else exec'd."""
+                  warm: bool, stdin: int = -1) -> subprocess.Popen[bytes] | WarmChild:
+    """Start a runtime command: forked warm for muelle's own runtime, else exec'd.
+    ``stdin`` (the container's, for ``create``) defaults to /dev/null."""
     with open(os.devnull, "rb") as devnull:
+        stdin = stdin if stdin >= 0 else devnull.fileno()
         if warm:
-            return warm_spawn(argv, devnull.fileno(), stdout, stderr, cwd)
-        return subprocess.Popen(argv, stdin=devnull, stdout=stdout, stderr=stderr, cwd=cwd,
+            return warm_spawn(argv, stdin, stdout, stderr, cwd)
+        return subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=stderr, cwd=cwd,
                                 close_fds=True)
 
 
@@ -114,12 +119,13 @@ def run_delete(argv: list[str], cwd: str, warm: bool) -> tuple[int, str]:
         return code, err.read().decode(errors="replace")
 
 
-def run_create(argv: list[str], cwd: str, warm: bool = False) -> tuple[int, str, int, int]:
+def run_create(argv: list[str], cwd: str, warm: bool = False,
+               stdin: int = -1) -> tuple[int, str, int, int]:
     """Run ``<runtime> create``; returns (exit code, its output, stdout fd, stderr fd)."""
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     try:
-        proc = start_runtime(argv, out_w, err_w, cwd, warm)
+        proc = start_runtime(argv, out_w, err_w, cwd, warm, stdin)
     except OSError as exc:
         for fd in (out_r, out_w, err_r, err_w):
             os.close(fd)
@@ -152,6 +158,14 @@ def run_create(argv: list[str], cwd: str, warm: bool = False) -> tuple[int, str,
     return code, output.decode(errors="replace"), out_r, err_r
 
 
+class UnbufferedLogWriter(LogWriter):
+    """Writes what came at once, a partial line too (docker attach streams raw bytes)."""
+
+    def write(self, stream: str, data: bytes) -> None:
+        super().write(stream, data)
+        self.flush_partial()
+
+
 def pump(writer: LogWriter, fds: dict[int, str], init_pid: int) -> int | None:
     """Copy the pipes to the log until EOF; reap children. Returns init's wait status."""
     sel = selectors.DefaultSelector()
@@ -173,7 +187,12 @@ def pump(writer: LogWriter, fds: dict[int, str], init_pid: int) -> int | None:
                 os.close(fd)
                 exit_fd = -1
                 continue
-            data = os.read(fd, 65536)
+            try:
+                data = os.read(fd, 65536)
+            except OSError as exc:  # a pty master: EIO once every slave fd is closed
+                if exc.errno != errno.EIO:
+                    raise
+                data = b""
             if data:
                 writer.write(fds[fd], data)
             else:
@@ -226,7 +245,8 @@ def exit_code(status: int) -> int:
 
 def run(cdir: ContainerDir, create_argv: list[str], delete_argv: list[str],
         cgroups_path: str, sync_fd: int, warm: bool = False,
-        log_limits: tuple[int, int] = (0, 1)) -> int:
+        log_limits: tuple[int, int] = (0, 1), relay: StdinRelay | None = None,
+        console: ConsoleSocket | None = None) -> int:
     def report(data: dict) -> None:
         with contextlib.suppress(OSError):
             os.write(sync_fd, json.dumps(data).encode() + b"\n")
@@ -241,8 +261,19 @@ def run(cdir: ContainerDir, create_argv: list[str], delete_argv: list[str],
         os.replace(tmp, path)
     with contextlib.suppress(FileNotFoundError):
         cdir.init_pid.unlink()
-    code, output, out_fd, err_fd = run_create(create_argv, str(cdir.path), warm)
+    code, output, out_fd, err_fd = run_create(create_argv, str(cdir.path), warm,
+                                              relay.read_fd if relay else -1)
+    if relay is not None:
+        relay.container_side_sent()
     pid = cdir.read_pid(cdir.init_pid) if code == 0 else 0
+    master = -1
+    if console is not None:
+        if code == 0 and pid > 0:
+            try:
+                master = console.receive()
+            except OSError as exc:
+                code, output = 1, str(exc)
+        console.close()
     if code != 0 or pid <= 0:
         text = error_text(output) if output.strip() else f"create exited with {code}"
         log(cdir, f"create failed: {text}")
@@ -250,6 +281,8 @@ def run(cdir: ContainerDir, create_argv: list[str], delete_argv: list[str],
             if fd >= 0:
                 os.close(fd)
         # Undo a half-made container; the runtime may have left state or a cgroup.
+        if relay is not None:
+            relay.close()
         run_delete(delete_argv, str(cdir.path), warm)
         reap(0)
         report({"error": text})
@@ -257,9 +290,20 @@ def run(cdir: ContainerDir, create_argv: list[str], delete_argv: list[str],
     if output.strip():
         log(cdir, f"runtime said: {output.strip()}")
     report({"pid": pid})
-    writer = LogWriter(str(cdir.log), *log_limits)
-    status = pump(writer, {out_fd: "stdout", err_fd: "stderr"}, pid)
+    if relay is not None:
+        relay.start()
+    if relay is not None and master >= 0:
+        relay.attach_terminal(master)
+    # Someone types at it (-i, -t): a prompt must show before its line ends.
+    writer = (UnbufferedLogWriter if relay is not None else LogWriter)(str(cdir.log),
+                                                                        *log_limits)
+    fds = {out_fd: "stdout", err_fd: "stderr"}
+    if master >= 0:
+        fds[master] = "stdout"  # a terminal has one stream, as docker logs it
+    status = pump(writer, fds, pid)
     writer.close()
+    if relay is not None:
+        relay.close()
     oom = oom_killed(cgroups_path)  # before delete removes the cgroup
     delete_code, delete_err = run_delete(delete_argv, str(cdir.path), warm)
     if delete_code != 0:
@@ -287,13 +331,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-max-files", type=int, default=1, help="files kept")
     parser.add_argument("--warm-runtime", action="store_true",
                         help="the runtime is muelle's own: fork its create/delete warm")
+    parser.add_argument("--stdin-socket", default="",
+                        help="give the container a stdin pipe fed from this unix socket")
+    parser.add_argument("--stdin-once", action="store_true",
+                        help="close the container's stdin at the first client's EOF")
+    parser.add_argument("--stdin-closed", action="store_true",
+                        help="the socket only carries resizes (-t without -i)")
+    parser.add_argument("--console-socket", default="",
+                        help="receive the container's pty master here (a terminal)")
     args = parser.parse_args(argv)
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_IGN)
     cdir = ContainerDir(Path(args.dir))
     try:
+        terminal = bool(args.console_socket)
+        relay = StdinRelay(args.stdin_socket, args.stdin_once, not args.stdin_closed,
+                           terminal) if args.stdin_socket else None
+        console = ConsoleSocket(args.console_socket) if terminal else None
         sys.exit(run(cdir, json.loads(args.create), json.loads(args.delete), args.cgroup,
-                     args.sync_fd, args.warm_runtime, (args.log_max_size, args.log_max_files)))
+                     args.sync_fd, args.warm_runtime, (args.log_max_size, args.log_max_files),
+                     relay, console))
     except Exception as exc:  # noqa: BLE001 - last resort: leave a trace for the shim
         log(cdir, f"monitor crashed: {type(exc).__name__}: {exc}")
         with contextlib.suppress(OSError):

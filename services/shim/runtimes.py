@@ -57,11 +57,24 @@ class Runtime:
                     _CRUN_WRAPPER, *base]
         return base
 
-    def create_argv(self, cid: str, bundle: str, pid_file: str) -> list[str]:
-        return [*self.prefix(), "create", "--bundle", bundle, "--pid-file", pid_file, cid]
+    def create_argv(self, cid: str, bundle: str, pid_file: str,
+                    console_socket: str = "") -> list[str]:
+        console = ["--console-socket", console_socket] if console_socket else []
+        return [*self.prefix(), "create", "--bundle", bundle, "--pid-file", pid_file,
+                *console, cid]
 
     def delete_argv(self, cid: str, force: bool = False) -> list[str]:
         return [*self.prefix(), "delete", *(["--force"] if force else []), cid]
+
+    def exec_argv(self, cid: str, process_file: str, pid_file: str,
+                  console_socket: str = "") -> list[str]:
+        """``exec`` in the foreground: the runtime exits with the process's code. With a
+        console socket, detached (runc and crun take one only so): services/shim/exec_wait
+        waits for the process then."""
+        console = ["--detach", "--tty", "--console-socket", console_socket] \
+            if console_socket else []
+        return [*self.prefix(), "exec", "--process", process_file, "--pid-file", pid_file,
+                *console, cid]
 
     def _run(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
         self.root.mkdir(parents=True, exist_ok=True)

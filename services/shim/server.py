@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Iterator
 
 import grpc
 from muelle.runtime.v1 import runtime_pb2, runtime_pb2_grpc
 from muelle.types.v1 import types_pb2
 
+from services.core.errors import InvalidArgument
 from services.shim import volume_mounts
+from services.shim.exec import ExecRequest, Exit
 from services.shim.network.defs import Network
 from services.shim.shim import Shim, Status
 from services.shim.volumes import Volume
@@ -177,3 +181,79 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServicer):
                           ) -> runtime_pb2.NetworkDisconnectResponse:
         self.shim.networks.disconnect(request.id, request.network)
         return runtime_pb2.NetworkDisconnectResponse()
+
+    def Exec(self, request_iterator: Iterator[runtime_pb2.ExecInput],
+             context: grpc.ServicerContext) -> Iterator[runtime_pb2.ExecOutput]:
+        first = next(request_iterator, None)
+        if first is None or first.WhichOneof("input") != "start":
+            raise InvalidArgument("the first Exec message must be start")
+        s = first.start
+        req = ExecRequest(args=list(s.args), env=list(s.env), user=s.user, cwd=s.cwd,
+                          stdin=s.stdin, tty=s.tty, rows=s.console_size.rows,
+                          cols=s.console_size.cols)
+        for event in self.shim.exec(s.id, req, _stdin(request_iterator),
+                                    cancelled=lambda: not context.is_active()):
+            if isinstance(event, Exit):
+                yield runtime_pb2.ExecOutput(exit=runtime_pb2.ExecExit(
+                    exit_code=event.exit_code, error=event.error))
+            else:
+                yield runtime_pb2.ExecOutput(output=runtime_pb2.LogEntry(
+                    stream=event.stream, data=event.data, time=event.time))
+
+    def Attach(self, request_iterator: Iterator[runtime_pb2.AttachInput],
+               context: grpc.ServicerContext) -> Iterator[runtime_pb2.LogEntry]:
+        first = next(request_iterator, None)
+        if first is None or first.WhichOneof("input") != "start":
+            raise InvalidArgument("the first Attach message must be start")
+        start = first.start
+        chunks = _StdinBytes(request_iterator)
+        if not start.output:
+            if start.stdin:
+                self.shim.write_stdin(start.id, chunks, lambda: chunks.closed)
+            return
+        entries = self.shim.logs(start.id, follow=True, since=start.since,
+                                 cancelled=lambda: not context.is_active())
+        if start.stdin:
+            self.shim.state(start.id)  # NOT_FOUND before the thread starts
+
+            def feed() -> None:
+                with contextlib.suppress(Exception):  # reported to nobody: output goes on
+                    self.shim.write_stdin(start.id, chunks, lambda: chunks.closed)
+
+            threading.Thread(target=feed, name="attach-stdin", daemon=True).start()
+        for entry in entries:
+            yield runtime_pb2.LogEntry(stream=entry.stream, data=entry.data, time=entry.time)
+
+
+def _stdin(inputs: Iterator[runtime_pb2.ExecInput],
+           ) -> Iterator[bytes | tuple[int, int] | None]:
+    """stdin chunks of an Exec input stream; None at close_stdin; (rows, cols) resizes."""
+    for msg in inputs:
+        kind = msg.WhichOneof("input")
+        if kind == "stdin":
+            yield msg.stdin
+        elif kind == "resize":
+            yield (msg.resize.rows, msg.resize.cols)
+        elif kind == "close_stdin":
+            yield None
+            return
+
+
+class _StdinBytes:
+    """stdin chunks of an Attach input stream, until close_stdin (then ``closed``) or its
+    end (a detach)."""
+
+    def __init__(self, inputs: Iterator[runtime_pb2.AttachInput]) -> None:
+        self.inputs = inputs
+        self.closed = False
+
+    def __iter__(self) -> Iterator[bytes | tuple[int, int]]:
+        for msg in self.inputs:
+            kind = msg.WhichOneof("input")
+            if kind == "stdin":
+                yield msg.stdin
+            elif kind == "resize":
+                yield (msg.resize.rows, msg.resize.cols)
+            elif kind == "close_stdin":
+                self.closed = True
+                return

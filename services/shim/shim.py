@@ -16,7 +16,7 @@ import shutil
 import signal as signalmod
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +34,8 @@ from services.core.errors import (
 from services.core.logging import get_logger
 from services.runtime.store import proc_start_time
 from services.shim import cgroupfs, logs, mounts, restart, spec, stats, users, volume_mounts
+from services.shim import stdin as stdinmod
+from services.shim.exec import ExecRequest, ExecRun, Exit, Output
 from services.shim.network import Manager as NetworkManager
 from services.shim.network import plan_config, request_of
 from services.shim.runtimes import Runtime, Runtimes
@@ -197,6 +199,9 @@ class Shim:
                 plan = self.networks.prepare(cid, request_of(cspec, config["hostname"]))
                 plan_config(config, plan)  # hosts, hostname, resolv.conf: user mounts win
                 config["mounts"] = spec.with_user_mounts(config["mounts"], resolved.oci)
+                if cspec.terminal and cspec.console_size.rows and cspec.console_size.cols:
+                    config["process"]["consoleSize"] = {"height": cspec.console_size.rows,
+                                                        "width": cspec.console_size.cols}
                 write_json(cdir.config, config)
                 meta = {
                     "runtime": runtime.name,
@@ -209,6 +214,10 @@ class Shim:
                                 "options": list(m.options)} for m in rootfs],
                     "volumes": resolved.records,
                 }
+                if cspec.open_stdin:
+                    meta["stdin"] = {"once": cspec.stdin_once}
+                if cspec.terminal:
+                    meta["terminal"] = True
                 # "creating" until the runtime made it: restore drops such leftovers.
                 write_json(cdir.meta, {**meta, "creating": True})
                 self.networks.up(cid)
@@ -230,10 +239,18 @@ class Shim:
             runtime.delete(cdir.id, force=True)
         cdir.clear_run()
         read_fd, write_fd = os.pipe()
+        meta = cdir.read_meta() or {}
+        stdin, terminal = meta.get("stdin"), bool(meta.get("terminal"))
+        console = stdinmod.socket_path(str(self.cfg.run), cdir.id, "console") \
+            if terminal else ""
         argv = [
+            *(["--stdin-socket", self.stdin_socket(cdir.id)] if stdin or terminal else []),
+            *(["--stdin-once"] if stdin and stdin.get("once") else []),
+            *(["--stdin-closed"] if terminal and not stdin else []),
+            *(["--console-socket", console] if terminal else []),
             "--dir", str(cdir.path),
             "--create", json.dumps(runtime.create_argv(cdir.id, str(cdir.path),
-                                                       str(cdir.init_pid))),
+                                                       str(cdir.init_pid), console)),
             "--delete", json.dumps(runtime.delete_argv(cdir.id, force=True)),
             "--cgroup", cgroups_path,
             *(["--warm-runtime"] if runtime.warm else []),
@@ -301,6 +318,9 @@ class Shim:
         records = (cdir.read_meta() or {}).get("volumes") or []
         volume_mounts.release(records, cdir.id, self.volumes, remove_volumes)
         shutil.rmtree(cdir.path, ignore_errors=True)
+        for kind in ("sock", "console"):  # left by a monitor that was killed
+            with contextlib.suppress(OSError):
+                os.unlink(stdinmod.socket_path(str(self.cfg.run), cdir.id, kind))
 
     def start(self, cid: str) -> int:
         """Start by hand: clears a `stop`, and (re)arms the restart policy."""
@@ -588,6 +608,49 @@ class Shim:
         if self.state(cid).status not in ("running", "paused"):
             raise FailedPrecondition(f"container {cid} is not running")
         return stats.processes(cdir.read_meta().get("cgroups_path", ""), ps_args)
+
+    def exec(self, cid: str, req: ExecRequest,
+             stdin: Iterator[bytes | tuple[int, int] | None],
+             cancelled: Callable[[], bool] = lambda: False) -> Iterator[Output | Exit]:
+        """Run ``req`` in the running container ``cid`` (services/shim/exec.py)."""
+        cdir = self._existing(cid)
+        current = self.state(cid).status
+        if current != "running":
+            raise FailedPrecondition(f"container {cid} is not running" if current != "paused"
+                                     else f"container {cid} is paused, unpause it first")
+        run = ExecRun(cdir, self._runtime_of(cdir), req, str(self.cfg.run))
+        run.start()
+        log = get_logger(container=cid[:12])
+        log.info("exec", args=req.args[:1])
+        run.feed(stdin)
+        finished = False
+        try:
+            for event in run.events(cancelled):
+                finished = finished or isinstance(event, Exit)
+                yield event
+        finally:
+            if not finished:
+                run.kill()  # the client went away
+            run.cleanup()
+
+    def stdin_socket(self, cid: str) -> str:
+        return stdinmod.socket_path(str(self.cfg.run), cid)
+
+    def write_stdin(self, cid: str, chunks: Iterable[bytes | tuple[int, int]],
+                    eof: Callable[[], bool] = lambda: True) -> None:
+        """Copy ``chunks`` into the container's stdin; at their end, EOF if ``eof()``
+        (the client closed its stdin), else a detach (the stdin stays open)."""
+        cdir = self._existing(cid)
+        meta = cdir.read_meta() or {}
+        if not meta.get("stdin") and not meta.get("terminal"):
+            raise FailedPrecondition(f"the stdin of container {cid} is not open "
+                                     "(create it with -i)")
+        try:
+            stdinmod.send(self.stdin_socket(cid), chunks, eof)
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise FailedPrecondition(f"container {cid} is not running") from None
+        except BrokenPipeError:
+            pass  # the container closed its stdin or exited: the rest is dropped
 
     def list_runtimes(self) -> tuple[builtins.list[RuntimeInfo], str]:
         infos = [RuntimeInfo(r.name, r.path, r.version()) for r in self.runtimes.available()]

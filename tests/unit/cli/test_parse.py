@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from clients.cli.containers import build_request
@@ -89,10 +91,15 @@ def test_build_request_presence_of_cmd_and_entrypoint() -> None:
     assert list(req.cap_add) == ["NET_ADMIN"] and req.network_mode == "none"
 
 
-def test_tty_is_refused_before_contacting_the_engine() -> None:
+def test_tty_requests() -> None:
     parser = build()
-    with pytest.raises(UsageError, match="not supported yet"):
-        build_request(parser.parse_args(["run", "-t", "img"]), {})
+    if not os.isatty(0):
+        with pytest.raises(UsageError, match="the input device is not a TTY"):
+            build_request(parser.parse_args(["run", "-it", "img"]), {})
+    req = build_request(parser.parse_args(["run", "-t", "img"]), {})
+    assert req.tty and not req.open_stdin
+    req = build_request(parser.parse_args(["run", "-d", "-it", "img"]), {})
+    assert req.tty and req.open_stdin and not req.stdin_once
 
 
 @pytest.mark.parametrize("spec, want", [

@@ -283,6 +283,30 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
         self._record("PruneVolumes", request)
         return engine_pb2.VolumePruneResponse(volumes=["old"], space_reclaimed=2048)
 
+    def AttachContainerStream(self, request_iterator, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        start = next(request_iterator).start
+        self._record("AttachContainerStream", start)
+        data = b""
+        for msg in request_iterator:
+            if msg.WhichOneof("input") == "close_stdin":
+                break
+            data += msg.stdin
+        yield engine_pb2.AttachEvent(output=engine_pb2.LogEntry(stream="stdout", data=data))
+        yield engine_pb2.AttachEvent(exit=engine_pb2.WaitContainerResponse(exit_code=0))
+
+    def ExecContainer(self, request_iterator, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        start = next(request_iterator).start
+        self._record("ExecContainer", start)
+        if start.container != "web":
+            raise errors.NotFound(f"No such container: {start.container}")
+        yield engine_pb2.ExecContainerOutput(output=engine_pb2.LogEntry(
+            stream="stdout", data=b"out\n"))
+        if start.cmd[0] == "nosuch":
+            yield engine_pb2.ExecContainerOutput(exit=engine_pb2.ExecContainerExit(
+                exit_code=127, error='exec: "nosuch": executable file not found in $PATH'))
+            return
+        yield engine_pb2.ExecContainerOutput(exit=engine_pb2.ExecContainerExit(exit_code=4))
+
 
 @pytest.fixture
 def gateway() -> Iterator[tuple[FakeEngine, str]]:
@@ -383,8 +407,8 @@ def test_unreachable_gateway() -> None:
 
 
 def test_usage_errors() -> None:
-    code, _, err = cli("unix:///nowhere", "run", "-t", "busybox")
-    assert code == 125 and err == "muelle: a TTY (-t) is not supported yet\n"
+    code, _, err = cli("unix:///nowhere", "run", "-it", "busybox")
+    assert code == 125 and err == "muelle: the input device is not a TTY\n"
     code, _, err = cli("unix:///nowhere", "bogus")
     assert code == 125 and err.startswith("muelle: ") and "Traceback" not in err
     code, _, err = cli("unix:///nowhere", "run", "-m", "lots", "busybox")
@@ -622,3 +646,17 @@ def test_network_verbs_and_port(gateway) -> None:  # type: ignore[no-untyped-def
     assert cli(host, "port", "web") == (0, "80/tcp -> 127.0.0.1:8080\n", "")
     assert cli(host, "port", "web", "80") == (0, "127.0.0.1:8080\n", "")
     assert cli(host, "port", "web", "81/udp")[0] == 1
+
+
+def test_exec_streams_output_and_exit_codes(gateway) -> None:  # type: ignore[no-untyped-def]
+    fake, host = gateway
+    code, out, err = cli(host, "exec", "-e", "A=1", "-u", "app", "-w", "/tmp", "web",
+                         "sh", "-c", "x")
+    assert (code, out, err) == (4, "out\n", "")
+    start = fake.calls[-1][1]
+    assert list(start.cmd) == ["sh", "-c", "x"] and list(start.env) == ["A=1"]
+    assert (start.user, start.working_dir, start.interactive) == ("app", "/tmp", False)
+    code, out, err = cli(host, "exec", "web", "nosuch")
+    assert code == 127 and err.count("\n") == 1 and "nosuch" in err
+    code, out, err = cli(host, "exec", "db", "true")
+    assert (code, out) == (1, "") and err == "Error response from daemon: No such container: db\n"

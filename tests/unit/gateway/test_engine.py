@@ -112,7 +112,6 @@ def test_name_clash_is_refused_before_any_work(engine: Engine, images: FakeImage
 
 
 @pytest.mark.parametrize(("fields", "message"), [
-    ({"tty": True}, "TTY"),
     ({"network_mode": "container:"}, "network"),
     ({"ports": [types_pb2.NetworkPort(container_port=0)]}, "invalid port"),
     ({"ports": [types_pb2.NetworkPort(container_port=80, protocol="sctp")]}, "protocol"),

@@ -1,0 +1,62 @@
+"""ExecContainer: `docker exec`, a pass-through to the shim's Exec stream.
+
+The gateway resolves the container reference and translates messages; the process runs
+under the shim (services/shim/exec.py). Stdin flows client -> gateway -> shim as it
+comes, output flows back as the shim sends it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from muelle.engine.v1 import engine_pb2
+from muelle.runtime.v1 import runtime_pb2
+
+from services.core.errors import InvalidArgument
+from services.core.logging import get_logger
+from services.gateway.records import Records
+
+
+def exec_container(records: Records, runtime: Any,
+                   inputs: Iterator[engine_pb2.ExecContainerInput],
+                   ) -> Iterator[engine_pb2.ExecContainerOutput]:
+    first = next(inputs, None)
+    if first is None or first.WhichOneof("input") != "start":
+        raise InvalidArgument("the first ExecContainer message must be start")
+    start = first.start
+    if not start.cmd:
+        raise InvalidArgument("no command specified")
+    rec = records.lookup(start.container)
+    spec = runtime_pb2.ExecSpec(id=rec.id, args=list(start.cmd), env=list(start.env),
+                                user=start.user, cwd=start.working_dir,
+                                stdin=start.interactive, tty=start.tty,
+                                console_size=runtime_pb2.ConsoleSize(
+                                    rows=start.console_size.rows,
+                                    cols=start.console_size.cols))
+
+    def shim_inputs() -> Iterator[runtime_pb2.ExecInput]:
+        yield runtime_pb2.ExecInput(start=spec)
+        for msg in inputs:
+            kind = msg.WhichOneof("input")
+            if kind == "stdin":
+                yield runtime_pb2.ExecInput(stdin=msg.stdin)
+            elif kind == "resize":
+                yield runtime_pb2.ExecInput(resize=runtime_pb2.ConsoleSize(
+                    rows=msg.resize.rows, cols=msg.resize.cols))
+            elif kind == "close_stdin":
+                yield runtime_pb2.ExecInput(close_stdin=True)
+                return
+
+    get_logger(container=rec.id[:12]).info("exec", cmd=list(start.cmd)[:1])
+    stream = runtime.Exec(shim_inputs())
+    try:
+        for out in stream:
+            if out.WhichOneof("event") == "exit":
+                yield engine_pb2.ExecContainerOutput(exit=engine_pb2.ExecContainerExit(
+                    exit_code=out.exit.exit_code, error=out.exit.error))
+            else:
+                yield engine_pb2.ExecContainerOutput(output=engine_pb2.LogEntry(
+                    stream=out.output.stream, data=out.output.data, time=out.output.time))
+    finally:
+        stream.cancel()  # the client left early: the shim kills the process

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -89,3 +90,29 @@ def multi_platform(registry: LocalRegistry, tmp_path_factory: pytest.TempPathFac
     digests["index"] = resp.headers["Docker-Content-Digest"]
     digests["ref"] = f"{registry.host}/demo/multi:2"
     return digests
+
+
+@contextlib.contextmanager
+def registry_service_with(tmp: Path, settings: str, address: str = "") -> Iterator[str]:
+    """A ``muelle-registry`` process with ``[registry]`` ``settings`` (TOML lines); yields
+    its gRPC address (a unix socket in ``tmp`` unless ``address`` is given)."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    config = tmp / "muelle.toml"
+    config.write_text(f'root = "{tmp}"\nrun = "{tmp}"\n[registry]\n{settings}')
+    address = address or f"unix://{tmp}/registry.sock"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MUELLE_")}
+    with open(tmp / "registry.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "services.registry.main", "--config", str(config),
+             "--address", address, "--root", str(tmp), "--run", str(tmp)],
+            cwd=REPO_ROOT, stdout=log, stderr=log, env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while not healthy(address, timeout=0.5):
+            assert proc.poll() is None and time.monotonic() < deadline, \
+                (tmp / "registry.log").read_text()[-2000:]
+            time.sleep(0.05)
+        yield address
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)

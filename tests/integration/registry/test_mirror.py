@@ -5,18 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from services.core.launcher import healthy
+from tests.integration.registry.conftest import registry_service_with
 from tests.support.docker import Dockerd, DockerUnavailable
 from tests.support.fake_registry import FakeRegistry
 from tests.support.images import push_layout
@@ -29,29 +25,10 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 def mirror_service(tmp_path: Path, upstream: str) -> Iterator[str]:
     """A registry service mirroring ``upstream``; yields the mirror's host:port."""
     port = free_port()
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    config = tmp_path / "muelle.toml"
-    config.write_text(
-        f'root = "{tmp_path}"\nrun = "{tmp_path}"\n[registry]\n'
-        f'cache_max_bytes = 100000000\nmirror_listen = "127.0.0.1:{port}"\n'
-        f'mirror_upstream = "{upstream}"\n')
-    address = f"unix://{tmp_path}/registry.sock"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MUELLE_")}
-    with open(tmp_path / "registry.log", "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "services.registry.main", "--config", str(config),
-             "--address", address, "--root", str(tmp_path), "--run", str(tmp_path)],
-            cwd=REPO_ROOT, stdout=log, stderr=log, env=env)
-    try:
-        deadline = time.monotonic() + 30
-        while not healthy(address, timeout=0.5):
-            assert proc.poll() is None and time.monotonic() < deadline, \
-                (tmp_path / "registry.log").read_text()[-2000:]
-            time.sleep(0.05)
+    with registry_service_with(tmp_path, f'cache_max_bytes = 100000000\n'
+                               f'mirror_listen = "127.0.0.1:{port}"\n'
+                               f'mirror_upstream = "{upstream}"\n'):
         yield f"127.0.0.1:{port}"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(10)
 
 
 @pytest.fixture

@@ -5,11 +5,6 @@ the upstream registry once."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,7 +14,7 @@ from muelle.registry.v1 import registry_pb2, registry_pb2_grpc
 from muelle.types.v1 import types_pb2
 
 from services.core.client import connect
-from services.core.launcher import healthy
+from tests.integration.registry.conftest import registry_service_with
 from tests.support.fake_registry import FakeRegistry
 from tests.support.registry import free_port
 
@@ -28,26 +23,9 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 
 @pytest.fixture
 def cached_service(tmp_path: Path) -> Iterator[str]:
-    config = tmp_path / "muelle.toml"
-    config.write_text(f'root = "{tmp_path}"\nrun = "{tmp_path}"\n'
-                      "[registry]\ncache_max_bytes = 100000000\n")
     address = f"tcp://127.0.0.1:{free_port()}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MUELLE_")}
-    with open(tmp_path / "registry.log", "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "services.registry.main", "--config", str(config),
-             "--address", address, "--root", str(tmp_path), "--run", str(tmp_path)],
-            cwd=REPO_ROOT, stdout=log, stderr=log, env=env)
-    try:
-        deadline = time.monotonic() + 30
-        while not healthy(address, timeout=0.5):
-            assert proc.poll() is None and time.monotonic() < deadline, \
-                (tmp_path / "registry.log").read_text()[-2000:]
-            time.sleep(0.05)
-        yield address
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(10)
+    with registry_service_with(tmp_path, "cache_max_bytes = 100000000\n", address) as addr:
+        yield addr
 
 
 def test_clients_share_one_upstream_fetch(cached_service: str, busybox_layout: Path) -> None:

@@ -47,6 +47,9 @@ COMMANDS: dict[str, str | Command] = {
     "login": "registry.login",
     "logout": "registry.logout",
     "info": "system.info",
+    "export": "build.export",
+    "import": "build.import_",
+    "commit": "build.commit",
 }
 ENGINE_VERBS = ("run", "create")  # their failures exit 125, like docker's
 

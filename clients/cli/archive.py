@@ -6,8 +6,8 @@ import argparse
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
-from typing import IO
+from collections.abc import Iterable, Iterator
+from typing import IO, Any
 
 from clients.cli.context import Context
 from clients.cli.units import UsageError
@@ -16,18 +16,22 @@ CHUNK = 1 << 20
 
 
 def save(ctx: Context, args: argparse.Namespace) -> int:
-    stream = ctx.client().save_images(args.images)
-    if not args.output:
+    return write_stream(ctx, ctx.client().save_images(args.images), args.output, "save")
+
+
+def write_stream(ctx: Context, stream: Iterable[Any], output: str, verb: str) -> int:
+    """ArchiveChunk data to ``output`` (atomically) or to stdout when it is not a tty."""
+    if not output:
         out = getattr(ctx.out, "buffer", None)
         if out is None or ctx.isatty():
-            raise UsageError("cowardly refusing to save to a terminal. "
+            raise UsageError(f"cowardly refusing to {verb} to a terminal. "
                              "Use the -o flag or redirect")
         for chunk in stream:
             out.write(chunk.data)
         out.flush()
         return 0
     # Written next to the target and renamed: a failed save leaves no truncated archive.
-    target = os.path.abspath(args.output)
+    target = os.path.abspath(output)
     fd, tmp = tempfile.mkstemp(prefix=".muelle-save-", dir=os.path.dirname(target))
     try:
         with os.fdopen(fd, "wb") as f:
@@ -40,25 +44,29 @@ def save(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-def _chunks(f: IO[bytes]) -> Iterator[bytes]:
+def chunks(f: IO[bytes]) -> Iterator[bytes]:
     while data := f.read(CHUNK):
         yield data
+
+
+def open_input(path: str, verb: str) -> IO[bytes]:
+    """``path`` opened for reading, or stdin's bytes for "" or "-"."""
+    if path and path != "-":
+        try:
+            return open(path, "rb")  # noqa: SIM115 - the caller closes it
+        except OSError as exc:
+            raise UsageError(f"open {path}: {exc.strerror}") from None
+    if sys.stdin is None or sys.stdin.isatty():
+        raise UsageError(f"requested {verb} from stdin, but stdin is empty")
+    return sys.stdin.buffer
 
 
 def load(ctx: Context, args: argparse.Namespace) -> int:
     from services.core.reference import parse
 
-    if args.input:
-        try:
-            f: IO[bytes] = open(args.input, "rb")  # noqa: SIM115 - closed below
-        except OSError as exc:
-            raise UsageError(f"open {args.input}: {exc.strerror}") from None
-    else:
-        if sys.stdin is None or sys.stdin.isatty():
-            raise UsageError("requested load from stdin, but stdin is empty")
-        f = sys.stdin.buffer
+    f = open_input(args.input, "load")
     try:
-        reply = ctx.client().load_images(_chunks(f))
+        reply = ctx.client().load_images(chunks(f))
     finally:
         if args.input:
             f.close()

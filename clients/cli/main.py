@@ -57,6 +57,9 @@ COMMANDS: dict[str, str | Command] = {
     "network": "network.network",
     "exec": "exec.exec_",
     "attach": "attach.attach",
+    "export": "build.export",
+    "import": "build.import_",
+    "commit": "build.commit",
 }
 ENGINE_VERBS = ("run", "create")  # their failures exit 125, like docker's
 

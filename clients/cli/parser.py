@@ -221,6 +221,21 @@ def build() -> Parser:
     q = net_sub.add_parser("disconnect", help="disconnect a container from a network")
     q.add_argument("network")
     q.add_argument("container")
+
+    p = sub.add_parser("export", help="export a container's filesystem as a tar archive")
+    p.add_argument("-o", "--output", default="", help="write to a file, not stdout")
+    p.add_argument("container")
+
+    p = sub.add_parser("import", help="create an image from a root filesystem tar")
+    p.add_argument("-m", "--message", default="", help="commit message for the image")
+    p.add_argument("file", help="tar file (plain, gzip or zstd), or - for stdin")
+    p.add_argument("reference", nargs="?", default="", help="REPOSITORY[:TAG]")
+
+    p = sub.add_parser("commit", help="create a new image from a container's changes")
+    p.add_argument("-a", "--author", default="")
+    p.add_argument("-m", "--message", default="")
+    p.add_argument("container")
+    p.add_argument("reference", nargs="?", default="", help="REPOSITORY[:TAG]")
     return parser
 
 

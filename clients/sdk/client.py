@@ -159,6 +159,27 @@ class Client:
     def load_images(self, chunks: Iterator[bytes]) -> engine_pb2.LoadImagesResponse:
         return self._call(  # type: ignore[no-any-return]
             "LoadImages", (engine_pb2.ArchiveChunk(data=c) for c in chunks))
+
+    def export_container(self, container: str) -> Stream:
+        """ArchiveChunk messages; their data, in order, is the rootfs tar (`export`)."""
+        return self._stream("ExportContainer",
+                            engine_pb2.ExportContainerRequest(container=container))
+
+    def import_image(self, chunks: Iterator[bytes], reference: str = "",
+                     message: str = "") -> engine_pb2.ImportImageResponse:
+        """A one-layer image from the rootfs tar in ``chunks`` (`import`)."""
+        def requests() -> Iterator[engine_pb2.ImportImageRequest]:
+            yield engine_pb2.ImportImageRequest(reference=reference, message=message)
+            for c in chunks:
+                yield engine_pb2.ImportImageRequest(data=c)
+        return self._call("ImportImage", requests())  # type: ignore[no-any-return]
+
+    def commit_container(self, container: str, reference: str = "", author: str = "",
+                         comment: str = "") -> engine_pb2.CommitContainerResponse:
+        """A new image from the container's changes (`commit`)."""
+        return self._call(  # type: ignore[no-any-return]
+            "CommitContainer", engine_pb2.CommitContainerRequest(
+                container=container, reference=reference, author=author, comment=comment))
     def tag(self, source: str, target: str) -> engine_pb2.TagImageResponse:
         return self._call(  # type: ignore[no-any-return]
             "TagImage", engine_pb2.TagImageRequest(source=source, target=target))

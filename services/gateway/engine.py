@@ -29,7 +29,7 @@ from services.core.errors import (
 from services.core.logging import get_logger
 from services.core.platform import host_arch
 from services.core.version import API_VERSION, VERSION
-from services.gateway import mounts, names, options, system
+from services.gateway import build, mounts, names, options, system
 from services.gateway.merge import merge
 from services.gateway.records import Record, Records, conflict
 from services.gateway.status import now_rfc3339, status_text
@@ -150,6 +150,17 @@ class Engine:
 
     def load_images(self, chunks: Iterator[bytes]) -> engine_pb2.LoadImagesResponse:
         return system.load_images(self.images, chunks)
+
+    def export_container(self, ref: str) -> Iterator[engine_pb2.ArchiveChunk]:
+        return build.export_container(self.images, self.records, ref)
+
+    def import_image(self, requests: Iterator[engine_pb2.ImportImageRequest]
+                     ) -> engine_pb2.ImportImageResponse:
+        return build.import_image(self.images, requests)
+
+    def commit_container(self, req: engine_pb2.CommitContainerRequest
+                         ) -> engine_pb2.CommitContainerResponse:
+        return build.commit_container(self.images, self.records, req)
 
     # ------------------------------------------------------------------ create
 

@@ -205,3 +205,14 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
             self, request_iterator: Iterator[engine_pb2.AttachContainerInput],
             context: Ctx) -> Iterator[engine_pb2.AttachEvent]:
         yield from attach_stream(self.engine, request_iterator, on_cancel=context.add_callback)
+    def ExportContainer(self, request: engine_pb2.ExportContainerRequest,  # noqa: N802
+                        context: Ctx) -> Iterator[engine_pb2.ArchiveChunk]:
+        yield from self.engine.export_container(request.container)
+
+    def ImportImage(self, request_iterator: Iterator[engine_pb2.ImportImageRequest],  # noqa: N802
+                    context: Ctx) -> engine_pb2.ImportImageResponse:
+        return self.engine.import_image(request_iterator)
+
+    def CommitContainer(self, request: engine_pb2.CommitContainerRequest,  # noqa: N802
+                        context: Ctx) -> engine_pb2.CommitContainerResponse:
+        return self.engine.commit_container(request)

@@ -138,6 +138,31 @@ class ImagesServicer(images_pb2_grpc.ImagesServicer):
         return images_pb2.LoadImagesResponse(
             images=[images_pb2.LoadedImage(id=x.image_id, names=x.names) for x in loaded])
 
+    def Export(self, request: images_pb2.ExportRequest,  # noqa: N802
+               context: grpc.ServicerContext) -> Iterator[images_pb2.ArchiveChunk]:
+        for data in self.store.export(request.container_id):
+            yield images_pb2.ArchiveChunk(data=data)
+
+    def Import(self, request_iterator: Iterator[images_pb2.ImportRequest],  # noqa: N802
+               context: grpc.ServicerContext) -> images_pb2.ImportResponse:
+        first = next(request_iterator, images_pb2.ImportRequest())
+
+        def chunks() -> Iterator[bytes]:
+            yield first.data
+            for msg in request_iterator:
+                yield msg.data
+
+        rec, name = self.store.import_image(chunks(), first.reference, first.message)
+        return images_pb2.ImportResponse(id=rec.id, name=name)
+
+    def Commit(self, request: images_pb2.CommitRequest,  # noqa: N802
+               context: grpc.ServicerContext) -> images_pb2.CommitResponse:
+        rec, name = self.store.commit(
+            request.container_id, request.config, request.reference, author=request.author,
+            comment=request.comment, created_by=request.created_by,
+            container=request.container)
+        return images_pb2.CommitResponse(id=rec.id, name=name)
+
 
 def factory(cfg: configmod.Config) -> tuple[
         Callable[[grpc.Server], None], Sequence[str], Callable[[], None] | None]:

@@ -8,21 +8,27 @@ never records an image whose reused layers are being removed.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import tempfile
 import threading
+import zlib
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
+import zstandard
 from muelle.types.v1 import types_pb2
 
 from services.core import reference
 from services.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.core.logging import get_logger
+from services.imagestore.build import ImageBuilder, copy_stream, write_layer
 from services.imagestore.check import CheckReport, check
 from services.imagestore.content import ContentStore
+from services.imagestore.imageconfig import commit_config, import_config
 from services.imagestore.load import Loaded, Loader
 from services.imagestore.metadata import ImageRecord, Metadata
 from services.imagestore.pull import Puller
@@ -31,6 +37,8 @@ from services.imagestore.recover import recover
 from services.imagestore.registry_client import RegistryClient
 from services.imagestore.save import SaveItem, stream_archive, write_archive
 from services.imagestore.snapshots import Snapshots, check_container_id
+from services.imagestore.treetar import TreeTar, diff_entries, merged_entries
+from services.imagestore.unpack import decompress
 from services.imagestore.usage import Usage, usage
 
 
@@ -62,6 +70,8 @@ class ImageStore:
         shutil.rmtree(self.tmp, ignore_errors=True)
         self.tmp.mkdir()
         self.pusher = Pusher(self.content, self.metadata, registry, self.commit_lock)
+        self.builder = ImageBuilder(self.content, self.snapshots, self.metadata,
+                                    self.commit_lock)
 
     def close(self) -> None:
         self.metadata.close()
@@ -222,6 +232,93 @@ class ImageStore:
             os.unlink(name)
             with self.commit_lock:
                 self._pulls -= 1
+
+    # -- export, import, commit ----------------------------------------------------------
+
+    def _layers_of(self, container_id: str) -> tuple[str, list[str]]:
+        """(image ID, [upper dir, snapshot dirs top first]) of a container's rootfs."""
+        check_container_id(container_id)
+        entry = self.metadata.get_container(container_id)
+        upper = self.snapshots.container_dir(container_id) / "upper"
+        if entry is None or not upper.is_dir():
+            raise NotFound(f"no root filesystem for container {container_id}")
+        return entry[0], [str(upper), *(str(p) for p in self.snapshots.lowers(entry[1]))]
+
+    def export(self, container_id: str) -> Iterator[bytes]:
+        """The container's root filesystem as an uncompressed tar, in chunks."""
+        _, layers = self._layers_of(container_id)
+
+        def produce(out: io.RawIOBase) -> None:
+            tar = TreeTar(out)  # type: ignore[arg-type]
+            tar.write(merged_entries(layers))
+            tar.close()
+
+        get_logger(container=container_id).info("exporting rootfs")
+        return stream_archive(produce)
+
+    def import_image(self, chunks: Iterable[bytes], ref: str = "",
+                     message: str = "") -> tuple[ImageRecord, str]:
+        """A one-layer image from a root filesystem tar (plain, gzip or zstd)."""
+        names = [reference.parse(ref).canonical] if ref else []
+        if ref and reference.parse(ref).digest:
+            raise InvalidArgument(f"refusing to create a tag with a digest reference: {ref}")
+        fd, name = tempfile.mkstemp(prefix="import-", dir=self.tmp)
+        with self.commit_lock:
+            self._pulls += 1
+        layer = None
+        try:
+            with os.fdopen(fd, "w+b") as f:
+                for chunk in chunks:
+                    f.write(chunk)
+                f.seek(0)
+                try:
+                    layer = write_layer(self.tmp, copy_stream(decompress(f)))  # type: ignore[arg-type]
+                except (EOFError, OSError, zlib.error, zstandard.ZstdError) as exc:
+                    raise InvalidArgument(f"not a valid root filesystem tar: {exc}") from None
+            rec = self.builder.record(None, layer, import_config(message), names)
+        finally:
+            os.unlink(name)
+            if layer is not None:
+                layer.path.unlink(missing_ok=True)
+            with self.commit_lock:
+                self._pulls -= 1
+        get_logger(image=rec.id).info("imported", names=names)
+        return rec, names[0] if names else ""
+
+    def commit(self, container_id: str, cfg: types_pb2.ImageConfig, ref: str = "",
+               author: str = "", comment: str = "", created_by: str = "",
+               container: str = "") -> tuple[ImageRecord, str]:
+        """A new image: the container's image plus its writable layer as one more layer.
+        The container is not paused: files written during the commit may be caught
+        half-way (stop the container first for an exact snapshot)."""
+        names = [reference.parse(ref).canonical] if ref else []
+        if ref and reference.parse(ref).digest:
+            raise InvalidArgument(f"refusing to create a tag with a digest reference: {ref}")
+        image_id, layers = self._layers_of(container_id)
+        parent = self.metadata.get_by_id(image_id)
+        if parent is None:
+            raise FailedPrecondition(f"the image of container {container_id} was removed; "
+                                     "cannot commit on top of it")
+        doc = commit_config(parent.config_json, cfg, author=author, comment=comment,
+                            created_by=created_by, container=container or container_id)
+        with self.commit_lock:
+            self._pulls += 1
+        layer = None
+        try:
+            def produce(out: IO[bytes]) -> None:
+                tar = TreeTar(out)
+                tar.write(diff_entries(layers[0]))
+                tar.close()
+
+            layer = write_layer(self.tmp, produce)
+            rec = self.builder.record(parent, layer, doc, names)
+        finally:
+            if layer is not None:
+                layer.path.unlink(missing_ok=True)
+            with self.commit_lock:
+                self._pulls -= 1
+        get_logger(container=container_id, image=rec.id).info("committed", names=names)
+        return rec, names[0] if names else ""
 
     # -- checks and usage ----------------------------------------------------------------
 

@@ -33,12 +33,15 @@ class Entry:
     """One tar entry of a layer."""
 
     path: str
-    kind: str = "file"  # file, dir, symlink, hardlink, whiteout, opaque
+    kind: str = "file"  # file, dir, symlink, hardlink, whiteout, opaque, char, block, fifo
     data: bytes = b""
     mode: int = 0o644
     target: str = ""  # symlink or hardlink target
     uid: int = 0
     gid: int = 0
+    mtime: int = EPOCH
+    xattrs: dict[str, bytes] = field(default_factory=dict)
+    device: tuple[int, int] = (0, 0)  # (major, minor) of a char or block device
 
 
 @dataclass
@@ -48,10 +51,13 @@ class Layer:
     def tar(self) -> bytes:
         """The uncompressed, deterministic tar stream of this layer."""
         buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT,
+                          encoding="utf-8", errors="surrogateescape") as tar:
             for entry in self.entries:
                 info = tarfile.TarInfo(entry.path.lstrip("/"))
-                info.mtime = EPOCH
+                info.mtime = entry.mtime
+                info.pax_headers = {f"SCHILY.xattr.{k}": v.decode("utf-8", "surrogateescape")
+                                    for k, v in entry.xattrs.items()}
                 info.uid, info.gid = entry.uid, entry.gid
                 info.mode = entry.mode
                 payload = None
@@ -62,6 +68,11 @@ class Layer:
                     info.type, info.linkname, info.mode = tarfile.SYMTYPE, entry.target, 0o777
                 elif entry.kind == "hardlink":
                     info.type, info.linkname = tarfile.LNKTYPE, entry.target
+                elif entry.kind in ("char", "block"):
+                    info.type = tarfile.CHRTYPE if entry.kind == "char" else tarfile.BLKTYPE
+                    info.devmajor, info.devminor = entry.device
+                elif entry.kind == "fifo":
+                    info.type = tarfile.FIFOTYPE
                 elif entry.kind in ("whiteout", "opaque"):
                     parent, _, name = entry.path.rstrip("/").rpartition("/")
                     wh = ".wh..wh..opq" if entry.kind == "opaque" else f".wh.{name}"

@@ -173,6 +173,20 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
             engine_pb2.LoadedImage(id=IMG, names=["docker.io/library/busybox:1"]),
             engine_pb2.LoadedImage(id=IMG)])
 
+    def ExportContainer(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("ExportContainer", request)
+        yield engine_pb2.ArchiveChunk(data=b"rootfs-tar")
+
+    def ImportImage(self, request_iterator, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        reqs = list(request_iterator)
+        self._record("ImportImage", (reqs[0].reference, reqs[0].message,
+                                     b"".join(r.data for r in reqs)))
+        return engine_pb2.ImportImageResponse(id=IMG)
+
+    def CommitContainer(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("CommitContainer", request)
+        return engine_pb2.CommitContainerResponse(id=IMG)
+
     def CreateContainer(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         self._record("CreateContainer", request)
         return engine_pb2.CreateContainerResponse(id=CID)
@@ -660,3 +674,20 @@ def test_exec_streams_output_and_exit_codes(gateway) -> None:  # type: ignore[no
     assert code == 127 and err.count("\n") == 1 and "nosuch" in err
     code, out, err = cli(host, "exec", "db", "true")
     assert (code, out) == (1, "") and err == "Error response from daemon: No such container: db\n"
+def test_export_import_commit(gateway, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    fake, host = gateway
+    target = tmp_path / "rootfs.tar"
+    assert cli(host, "export", "-o", str(target), "web") == (0, "", "")
+    assert target.read_bytes() == b"rootfs-tar" and fake.calls[-1][1].container == "web"
+    assert cli(host, "export", "web")[:2] == (0, "rootfs-tar")
+    assert cli(host, "import", "-m", "hi", str(target), "demo:1") == (0, IMG + "\n", "")
+    assert fake.calls[-1] == ("ImportImage", ("demo:1", "hi", b"rootfs-tar"))
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"from-stdin")))
+    assert cli(host, "import", "-")[:2] == (0, IMG + "\n")
+    assert fake.calls[-1] == ("ImportImage", ("", "", b"from-stdin"))
+    code, _, err = cli(host, "import", str(tmp_path / "absent.tar"))
+    assert code == 1 and err.count("\n") == 1 and "absent.tar" in err
+    assert cli(host, "commit", "-a", "me", "-m", "msg", "web", "demo:2") == (0, IMG + "\n", "")
+    req = fake.calls[-1][1]
+    assert (req.container, req.reference, req.author, req.comment) == ("web", "demo:2", "me",
+                                                                       "msg")

@@ -1,0 +1,77 @@
+"""Image config documents for images made here (`import`, `commit`), shaped like Docker's.
+
+`commit` keeps the parent's config and replaces its "config" object with the container's
+(what Docker calls the container config: the image's merged with the run options), sets
+"created", "author", "container", and appends one history entry. `import` makes a bare
+config with the host platform and one history entry ("Imported from -").
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from muelle.types.v1 import types_pb2
+
+from services.core.platform import host_arch
+from services.imagestore.build import now
+
+
+def docker_config(cfg: types_pb2.ImageConfig, base: dict[str, Any]) -> dict[str, Any]:
+    """``base`` (an image config's "config" object) with the fields of ``cfg`` set; keys
+    the proto does not carry (Healthcheck, Shell, OnBuild, ...) are kept."""
+    out = dict(base)
+    out["User"] = cfg.user
+    out["Env"] = list(cfg.env) or None
+    out["WorkingDir"] = cfg.working_dir
+    out["Labels"] = dict(cfg.labels) or None
+    out["Entrypoint"] = list(cfg.entrypoint.values) if cfg.HasField("entrypoint") else None
+    out["Cmd"] = list(cfg.cmd.values) if cfg.HasField("cmd") else None
+    out["ExposedPorts"] = {p: {} for p in cfg.exposed_ports} or None
+    out["Volumes"] = {v: {} for v in cfg.volumes} or None
+    if cfg.stop_signal:
+        out["StopSignal"] = cfg.stop_signal
+    else:
+        out.pop("StopSignal", None)
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def commit_config(parent_json: bytes, cfg: types_pb2.ImageConfig, *, author: str,
+                  comment: str, created_by: str, container: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(parent_json)
+    except ValueError:
+        doc = {}
+    if not isinstance(doc, dict):
+        doc = {}
+    created = now()
+    base = doc.get("config")
+    base = base if isinstance(base, dict) else {}
+    doc["config"] = docker_config(cfg, base)
+    doc["created"] = created
+    if author:
+        doc["author"] = author
+    else:
+        doc.pop("author", None)
+    if container:
+        doc["container"] = container
+    entry: dict[str, Any] = {"created": created, "created_by": created_by}
+    if author:
+        entry["author"] = author
+    if comment:
+        entry["comment"] = comment
+    history = doc.get("history")
+    history = history if isinstance(history, list) else []
+    doc["history"] = [*history, entry]
+    return doc
+
+
+def import_config(message: str) -> dict[str, Any]:
+    arch, variant = host_arch()
+    created = now()
+    doc: dict[str, Any] = {"architecture": arch, "os": "linux", "created": created,
+                           "config": {}}
+    if variant:
+        doc["variant"] = variant
+    doc["history"] = [{"created": created, "comment": message or "Imported from -"}]
+    return doc

@@ -1,0 +1,82 @@
+"""commit, export and import through the CLI, against a whole engine: a container's
+changes (added, modified, deleted files, a replaced directory) survive into a committed
+image and a rootfs export, and an imported export runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tests.support.engine import CLI, Engine
+
+pytestmark = pytest.mark.root
+
+CHANGES = ("echo changed > /etc/motd; echo new > /added; chmod 4755 /added; "
+           "rm /etc/group; rm -rf /home; mkdir /home; echo only > /home/only")
+CHECK = "cat /etc/motd /added /home/only; ls /home; stat -c %a /added; ls /etc"
+
+
+def test_commit_keeps_the_changes_and_the_config(engine: Engine, image: str) -> None:
+    engine.cli("run", "--name", "to-commit", "-e", "FROM_RUN=1", "-w", "/home", image,
+               "sh", "-c", CHANGES)
+    try:
+        image_id = engine.cli("commit", "-a", "tester", "-m", "a message", "to-commit",
+                              "demo/committed:1").stdout.strip()
+        assert image_id.startswith("sha256:")
+        out = engine.cli("run", "--rm", "demo/committed:1", "sh", "-c", CHECK).stdout
+        assert out.split("\n") == ["changed", "new", "only", "only", "4755", "motd",
+                                   "passwd", ""]
+        doc = json.loads(engine.cli("inspect", "demo/committed:1").stdout)[0]
+        config = json.loads(engine.cli("inspect", image).stdout)[0]
+        assert doc["Author"] == "tester"
+        assert "FROM_RUN=1" in doc["Config"]["Env"]
+        assert doc["Config"]["Cmd"] == ["sh", "-c", CHANGES]
+        assert doc["Config"]["WorkingDir"] == "/home"
+        assert doc["RootFS"]["Layers"][:-1] == config["RootFS"]["Layers"]
+        assert "no problems found" in engine.cli("system", "check").stdout
+    finally:
+        engine.cli("rm", "-f", "to-commit", check=False)
+        engine.cli("rmi", "demo/committed:1", check=False)
+
+
+def test_export_then_import_runs(engine: Engine, image: str, tmp_path: Path) -> None:
+    engine.cli("run", "--name", "to-export", image, "sh", "-c", CHANGES)
+    try:
+        archive = tmp_path / "rootfs.tar"
+        engine.cli("export", "-o", str(archive), "to-export")
+        with tarfile.open(archive) as tar:
+            names = set(tar.getnames())
+            assert tar.getmember("added").mode == 0o4755
+        assert {"added", "etc/motd", "home/only", "bin/busybox"} <= names
+        assert "etc/group" not in names and not [n for n in names if ".wh." in n]
+        # stdout export equals the file; import from stdin
+        piped = subprocess.run([CLI, "export", "to-export"], env=engine.env,
+                               capture_output=True, check=True).stdout
+        assert piped == archive.read_bytes()
+        with archive.open("rb") as f:
+            image_id = subprocess.run([CLI, "import", "-", "demo/imported:1"], stdin=f,
+                                      env=engine.env, capture_output=True, text=True,
+                                      check=True).stdout.strip()
+        assert image_id.startswith("sha256:")
+        out = engine.cli("run", "--rm", "demo/imported:1", "sh", "-c", CHECK).stdout
+        assert out.split("\n") == ["changed", "new", "only", "only", "4755", "motd",
+                                   "passwd", ""]
+    finally:
+        engine.cli("rm", "-f", "to-export", check=False)
+        engine.cli("rmi", "demo/imported:1", check=False)
+
+
+def test_bad_input_is_one_error_line(engine: Engine, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.tar"
+    junk.write_bytes(b"not a tar at all" * 100)
+    for args in (("import", str(junk), "demo/junk:1"), ("commit", "no-such-container"),
+                 ("export", "-o", str(tmp_path / "x.tar"), "no-such-container")):
+        proc = engine.cli(*args, check=False)
+        assert proc.returncode == 1, args
+        assert len(proc.stderr.splitlines()) == 1 and "Traceback" not in proc.stderr, args
+    assert not (tmp_path / "x.tar").exists()
+    assert "demo/junk" not in engine.cli("images").stdout

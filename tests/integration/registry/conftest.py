@@ -29,32 +29,8 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 @pytest.fixture(scope="module")
 def registry_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Address of a running ``muelle-registry`` (python -m services.registry.main)."""
-    tmp = tmp_path_factory.mktemp("registry-svc")
-    config = tmp / "muelle.toml"
-    config.write_text(f'root = "{tmp}"\nrun = "{tmp}"\n')
-    address = f"unix://{tmp}/registry.sock"
-    log = open(tmp / "registry.log", "wb")  # noqa: SIM115 - closed in finally
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MUELLE_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "services.registry.main", "--config", str(config),
-         "--address", address, "--root", str(tmp), "--run", str(tmp)],
-        cwd=REPO_ROOT, stdout=log, stderr=log, env=env)
-    try:
-        deadline = time.monotonic() + 30
-        while not healthy(address, timeout=0.5):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("muelle-registry did not start:\n"
-                                   + (tmp / "registry.log").read_text()[-2000:])
-            time.sleep(0.05)
+    with registry_service_with(tmp_path_factory.mktemp("registry-svc"), "") as address:
         yield address
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 @pytest.fixture(scope="module")
@@ -115,4 +91,8 @@ def registry_service_with(tmp: Path, settings: str, address: str = "") -> Iterat
         yield address
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(10)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -28,7 +28,12 @@ CGROUP_MOUNT = Path("/sys/fs/cgroup")
 
 
 class Engine:
-    def __init__(self, base: Path | None = None, default_runtime: str = "muelle") -> None:
+    def __init__(self, base: Path | None = None, default_runtime: str = "muelle",
+                 extra_config: str = "",
+                 services: tuple[str, ...] = launcher.ORDER) -> None:
+        """``extra_config``: TOML appended to the config file (e.g. ``[addresses]`` or
+        ``[registry]`` lines); ``services``: the ones this engine starts and stops (leave
+        out "registry" to use a shared registry service named in ``[addresses]``)."""
         # Unix socket paths are limited to 108 bytes: keep the run dir short.
         self.dir = Path(tempfile.mkdtemp(prefix="mu-", dir=base or "/tmp"))
         self.root = self.dir / "root"
@@ -41,8 +46,9 @@ class Engine:
             f'root = "{self.root}"\nrun = "{self.run}"\nlog_format = "json"\n'
             f'[shim]\ncgroup_parent = "{self.cgroup_parent}"\n'
             f'default_runtime = "{default_runtime}"\n'
-            f'[network]\nbridge = "{self.bridge}"\n'
+            f'[network]\nbridge = "{self.bridge}"\n{extra_config}'
         )
+        self.services = services
         # Explicit overrides: MUELLE_ROOT / MUELLE_RUN in the caller's environment must not
         # send a test engine to the host's real engine directories.
         self.cfg = configmod.load(str(self.config_file), root=str(self.root), run=str(self.run))
@@ -51,7 +57,7 @@ class Engine:
                         MUELLE_ROOT=str(self.root), MUELLE_RUN=str(self.run))
 
     def start(self) -> Engine:
-        launcher.start(self.cfg, str(self.config_file))
+        launcher.start(self.cfg, str(self.config_file), self.services)
         return self
 
     def cli(self, *args: str, check: bool = True, input: bytes | None = None,
@@ -86,7 +92,7 @@ class Engine:
         try:
             self.remove_all_containers()
         finally:
-            launcher.stop(self.cfg)
+            launcher.stop(self.cfg, self.services)
             leftovers = network.sweep(self.root, self.bridge)
             leftovers += sweep(self.dir, self.cgroup_parent)
             shutil.rmtree(self.dir, ignore_errors=True)

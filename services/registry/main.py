@@ -13,6 +13,7 @@ from services.core.main import service_main
 from services.registry.cache import BlobCache
 from services.registry.credstore import auth_file_path
 from services.registry.login import Logins
+from services.registry.manifest_cache import ManifestCache
 from services.registry.mirror import Mirror
 from services.registry.push import Pusher
 from services.registry.resolver import Resolver
@@ -24,9 +25,12 @@ SERVICE_NAME = registry_pb2.DESCRIPTOR.services_by_name["Registry"].full_name
 def factory(
     cfg: Config,
 ) -> tuple[Callable[[grpc.Server], None], Sequence[str], Callable[[], None] | None]:
-    resolver = Resolver(cfg)
-    cache = BlobCache(cfg.state_dir("registry") / "blobs", cfg.registry.cache_max_bytes) \
-        if cfg.registry.cache_max_bytes > 0 else None
+    cache = None
+    manifest_cache = None
+    if cfg.registry.cache_max_bytes > 0:  # the shared cache: blobs on disk, manifests in memory
+        cache = BlobCache(cfg.state_dir("registry") / "blobs", cfg.registry.cache_max_bytes)
+        manifest_cache = ManifestCache()
+    resolver = Resolver(cfg, manifest_cache=manifest_cache)
     servicer = RegistryServicer(resolver, Pusher(resolver.http),
                                 Logins(resolver.http, auth_file_path(cfg)), cache)
 

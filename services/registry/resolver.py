@@ -28,6 +28,7 @@ from services.registry import manifests, platforms
 from services.registry.credstore import auth_file_path
 from services.registry.descriptors import Descriptor, Platform
 from services.registry.http import RegistryHTTP, unreachable
+from services.registry.manifest_cache import ManifestCache
 from services.registry.manifests import ManifestContent
 
 CHUNK_SIZE = 1024 * 1024
@@ -53,12 +54,14 @@ class Resolver:
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         chunk_size: int = CHUNK_SIZE,
+        manifest_cache: ManifestCache | None = None,
     ) -> None:
         settings = None
         if config is not None:
             settings = replace(config.registry, auth_file=str(auth_file_path(config)))
         self._http = RegistryHTTP(settings, transport=transport, sleep=sleep)
         self._chunk_size = chunk_size
+        self._manifests = manifest_cache
 
     @property
     def http(self) -> RegistryHTTP:
@@ -100,6 +103,19 @@ class Resolver:
 
     def _get_manifest(self, ref: refmod.Reference, tag_or_digest: str,
                       expected: Descriptor | None) -> ManifestContent:
+        cache = self._manifests
+        if cache is not None and expected is not None:
+            hit = cache.get(expected.digest)
+            # A size that disagrees goes upstream, to fail there with the usual error.
+            if hit is not None and (not expected.size or expected.size == len(hit.content)):
+                return hit
+        content = self._fetch_manifest(ref, tag_or_digest, expected)
+        if cache is not None:
+            cache.put(content)  # verified: by its digest, or hashed as served for a tag
+        return content
+
+    def _fetch_manifest(self, ref: refmod.Reference, tag_or_digest: str,
+                        expected: Descriptor | None) -> ManifestContent:
         what = f"{ref.repository}@{tag_or_digest}" if ":" in tag_or_digest \
             else f"{ref.repository}:{tag_or_digest}"
         try:

@@ -331,8 +331,11 @@ class RegistryHTTP:
         if not realm.startswith(("https://", "http://")):
             raise Unauthenticated(f"registry {domain} sent an unusable token realm {realm!r}")
         params: dict[str, Any] = {}
-        if challenge.params.get("scope") or scope:
-            params["scope"] = challenge.params.get("scope") or scope
+        # A challenge may name several scopes, space-separated (a cross-repository mount:
+        # push here, pull there); token servers take each as its own scope= parameter.
+        scopes = (challenge.params.get("scope") or scope).split()
+        if scopes:
+            params["scope"] = scopes
         if challenge.params.get("service"):
             params["service"] = challenge.params["service"]
         auth = credentials or self._credentials.get(domain)
@@ -347,7 +350,7 @@ class RegistryHTTP:
                 from None
         if resp.status_code in (401, 403):
             raise Unauthenticated(f"unauthorized: token server {realm_host} refused access"
-                                  f" to {params.get('scope', domain)}: "
+                                  f" to {' '.join(scopes) or domain}: "
                                   f"HTTP {resp.status_code}")
         if resp.status_code >= 400:
             raise Unavailable(f"token server {realm_host} failed: HTTP {resp.status_code}")
@@ -362,5 +365,5 @@ class RegistryHTTP:
         expires_in = data.get("expires_in") if isinstance(data, dict) else None
         ttl = float(expires_in) if isinstance(expires_in, int | float) and expires_in > 0 \
             else 60.0
-        get_logger(registry=domain).debug("got registry token", scope=params.get("scope"))
+        get_logger(registry=domain).debug("got registry token", scope=" ".join(scopes))
         return token, ttl

@@ -83,6 +83,25 @@ def test_anonymous_token_flow_and_cache() -> None:
     assert up.requests[-1].headers["Authorization"] == "Bearer t0k"
 
 
+def test_each_scope_of_a_challenge_is_its_own_parameter() -> None:
+    seen: list[httpx.Request] = []
+    challenge = ('Bearer realm="http://auth.test/token",service="reg",'
+                 'scope="repository:a/b:pull,push repository:c/d:pull"')
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.host == "auth.test":
+            return httpx.Response(200, json={"token": "t"})
+        if request.headers.get("Authorization") != "Bearer t":
+            return httpx.Response(401, headers={"WWW-Authenticate": challenge})
+        return httpx.Response(200, json={})
+
+    get(client(httpx.MockTransport(handler)))
+    token_req = next(r for r in seen if r.url.host == "auth.test")
+    assert token_req.url.params.get_list("scope") == ["repository:a/b:pull,push",
+                                                      "repository:c/d:pull"]
+
+
 def test_token_cache_expires() -> None:
     now = [0.0]
     cache = TokenCache(clock=lambda: now[0])

@@ -5,8 +5,9 @@ mirror for Docker (`registry-mirrors`), Podman or skopeo.
     GET|HEAD /v2/<name>/manifests/<tag|digest> the upstream's bytes, media type, digest
     GET|HEAD /v2/<name>/blobs/<digest>         from the shared blob cache, else upstream
 
-Manifests by tag always ask upstream (tags move); blobs come through the blob cache when
-it is on, so what one client pulled the next gets without upstream traffic. Everything
+Manifests by tag always ask upstream (tags move); with the cache on, manifests by digest
+come from the manifest cache and blobs from the blob cache, so what one client pulled the
+next gets without upstream blob traffic. Everything
 else is 405 (read-only) or 404 with a distribution-spec error body.
 """
 

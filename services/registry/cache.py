@@ -3,12 +3,14 @@ used goes first), with one upstream fetch per digest at a time (single flight).
 
 Every image store that pulls through this registry service, on this host or over TCP,
 shares it: the second engine to pull an image gets its layers from here, without a byte
-from upstream. Only verified blobs enter: a fetch from offset 0 is checked against its
-digest and size by the resolver while it is copied here, and is kept only when complete.
-A resumed fetch (offset > 0) of a blob not cached goes straight upstream, uncached.
+from upstream. Only verified blobs enter: bytes are appended to ``.partial-<digest>``
+before they go to the client, hashed, and the file is renamed in once digest and size
+check out.
 
-Blobs are shared across repositories by digest, as in containerd's content store: a
-client that knows a digest gets the bytes another repository's pull brought in.
+A fetch cut short (the client left, upstream dropped, the service was killed) keeps its
+partial file, so the next fetch of that digest, from any offset up to what the partial
+holds, sends the partial's bytes and asks upstream only for the rest (``Range``), also
+after a restart. A fetch from beyond the partial passes through uncached.
 """
 
 from __future__ import annotations
@@ -16,13 +18,16 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 from services.core import digest as digestmod
+from services.core.errors import DataLoss
 from services.core.logging import get_logger
 
 CHUNK = 1 << 20
+PARTIAL_MAX_AGE = 24 * 3600.0  # seconds an unfinished download is kept for a resume
 
 
 class BlobCache:
@@ -30,8 +35,13 @@ class BlobCache:
         self.root = root
         self.max_bytes = max_bytes
         self.root.mkdir(parents=True, exist_ok=True)
-        for stale in self.root.glob(".tmp-*"):  # a fetch cut short by a crash
+        for stale in self.root.glob(".tmp-*"):  # temp names of older versions
             stale.unlink(missing_ok=True)
+        now = time.time()
+        for old in self.root.glob(".partial-*"):  # nobody resumed it for a day
+            with contextlib.suppress(FileNotFoundError):
+                if now - old.stat().st_mtime > PARTIAL_MAX_AGE:
+                    old.unlink()
         self._guard = threading.Lock()
         self._flights: dict[str, threading.Lock] = {}
         self._evict_lock = threading.Lock()
@@ -41,50 +51,83 @@ class BlobCache:
         algo, _, hex_ = digest.partition(":")
         return self.root / f"{algo}-{hex_}"
 
+    def partial_path(self, digest: str) -> Path:
+        algo, _, hex_ = digest.partition(":")
+        return self.root / f".partial-{algo}-{hex_}"
+
     def fetch(self, digest: str, size: int, offset: int,
               upstream: Callable[[int], Iterator[bytes]]) -> Generator[bytes, None, None]:
-        """The blob's bytes from ``offset``: from the cache, or from ``upstream(offset)``
-        (which verifies from offset 0), keeping a complete copy."""
+        """The blob's bytes from ``offset``: from the cache, or through a partial copy
+        completed from ``upstream(start)`` (the blob's bytes from ``start``)."""
         digestmod.validate(digest)
         cached = self._open(digest)
         if cached is not None:
             return self._read(cached, offset)
-        if offset > 0:
-            return _closing(upstream(offset))
-        return self._single_flight(digest, size, upstream)
+        return self._single_flight(digest, size, offset, upstream)
 
-    def _single_flight(self, digest: str, size: int, upstream: Callable[[int], Iterator[bytes]],
+    def _single_flight(self, digest: str, size: int, offset: int,
+                       upstream: Callable[[int], Iterator[bytes]],
                        ) -> Generator[bytes, None, None]:
         with self._guard:
             flight = self._flights.setdefault(digest, threading.Lock())
         with flight:  # concurrent asks for one digest wait here for the first
             cached = self._open(digest)
             if cached is not None:
-                yield from self._read(cached, 0)
+                yield from self._read(cached, offset)
                 return
-            yield from self._fill(digest, size, upstream(0))
+            partial = self.partial_path(digest)
+            try:
+                have = partial.stat().st_size
+            except FileNotFoundError:
+                have = 0
+            if size and have > size:
+                partial.unlink()
+                have = 0
+            if offset > have:
+                # The bytes before the client's offset are missing here: fetching them
+                # would cost upstream traffic the client does not need.
+                yield from _closing(upstream(offset))
+                return
+            yield from self._fill(digest, size, offset, have, upstream)
 
-    def _fill(self, digest: str, size: int, chunks: Iterator[bytes],
-              ) -> Generator[bytes, None, None]:
-        tmp = self.root / f".tmp-{digest.replace(':', '-')}-{threading.get_ident()}"
-        complete = False
+    def _fill(self, digest: str, size: int, offset: int, have: int,
+              upstream: Callable[[int], Iterator[bytes]]) -> Generator[bytes, None, None]:
+        partial = self.partial_path(digest)
+        hasher = digestmod.hasher(digest)
+        pos = 0
+        if have:
+            self.log.info("resuming from partial", digest=digest, offset=have)
+            with open(partial, "rb") as f:
+                while pos < have and (chunk := f.read(min(CHUNK, have - pos))):
+                    hasher.update(chunk)
+                    if pos + len(chunk) > offset:
+                        yield chunk[max(0, offset - pos):]
+                    pos += len(chunk)
+        chunks: Iterator[bytes] = iter(()) if size and pos == size else upstream(pos)
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644)
         try:
-            with open(tmp, "wb") as out:
-                for chunk in chunks:
-                    out.write(chunk)
-                    yield chunk
-                out.flush()
-                os.fsync(out.fileno())
-            complete = True  # the resolver raised on a mismatch before its last chunk
+            for chunk in chunks:
+                # In the file before the client has it: a restart resumes from here.
+                _write_all(fd, chunk)
+                hasher.update(chunk)
+                pos += len(chunk)
+                yield chunk
+            os.fsync(fd)
+        except DataLoss:
+            partial.unlink(missing_ok=True)
+            raise
         finally:
+            os.close(fd)
             close = getattr(chunks, "close", None)
             if close is not None:
                 close()
-            if complete and (not size or tmp.stat().st_size == size):
-                os.replace(tmp, self.path(digest))
-                self._evict()
-            else:
-                tmp.unlink(missing_ok=True)
+        got = f"{digest.split(':', 1)[0]}:{hasher.hexdigest()}"
+        if got != digest or (size and pos != size):
+            partial.unlink(missing_ok=True)
+            raise DataLoss(f"digest mismatch for {digest}: got {got} ({pos} bytes, "
+                           f"resumed at {have})")
+        os.replace(partial, self.path(digest))
+        self._evict()
 
     def _open(self, digest: str) -> Path | None:
         path = self.path(digest)
@@ -108,7 +151,7 @@ class BlobCache:
         with self._evict_lock:
             entries = []
             for p in self.root.iterdir():
-                if p.name.startswith(".tmp-"):
+                if p.name.startswith("."):  # partials: in use, or kept for a resume
                     continue
                 with contextlib.suppress(FileNotFoundError):
                     st = p.stat()
@@ -120,6 +163,12 @@ class BlobCache:
                 p.unlink(missing_ok=True)
                 total -= nbytes
                 self.log.info("evicted", blob=p.name, bytes=nbytes)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _closing(chunks: Iterator[bytes]) -> Generator[bytes, None, None]:

@@ -59,9 +59,12 @@ def _kill9_registry(engine: Engine) -> None:
     os.waitpid(pid, 0)  # our child (launcher started it): reap it, no zombie left
 
 
-def test_pull_resumes_after_the_registry_service_is_killed(big_layout: Path) -> None:
+@pytest.mark.parametrize("cached", [False, True], ids=["no-cache", "cache"])
+def test_pull_resumes_after_the_registry_service_is_killed(big_layout: Path,
+                                                           cached: bool) -> None:
     big, size = _biggest_blob(big_layout)
-    with FakeRegistry(big_layout) as upstream, Engine() as engine:
+    extra = "[registry]\ncache_max_bytes = 100000000\n" if cached else ""
+    with FakeRegistry(big_layout) as upstream, Engine(extra_config=extra) as engine:
         upstream.hold = (big, HOLD_AT)
         ref = f"{upstream.host}/{REF_PATH}"
         first = subprocess.Popen([CLI, "pull", ref], env=engine.env, text=True,
@@ -73,6 +76,12 @@ def test_pull_resumes_after_the_registry_service_is_killed(big_layout: Path) -> 
             # verified: the image store has what it passed on.
             _wait_for(lambda: partial.exists() and partial.stat().st_size >= HOLD_AT - MIB,
                       "the partial download never grew")
+            # With the cache on, the registry service keeps its own partial copy of what
+            # it passed on (written before it is sent).
+            mine = engine.root / "registry/blobs" / (".partial-" + big.replace(":", "-"))
+            if cached:
+                _wait_for(lambda: mine.exists() and mine.stat().st_size >= HOLD_AT - MIB,
+                          "the registry service's partial never grew")
             _kill9_registry(engine)
             _, err = first.communicate(timeout=60)
         finally:
@@ -82,6 +91,8 @@ def test_pull_resumes_after_the_registry_service_is_killed(big_layout: Path) -> 
         assert first.returncode != 0 and err.strip().count("\n") == 0, err
         kept = partial.stat().st_size
         assert kept >= HOLD_AT - MIB
+        cache_kept = mine.stat().st_size if cached else 0
+        assert not cached or cache_kept >= kept
 
         upstream.hold = None
         upstream.release.set()  # the old request ends (its client is gone)
@@ -92,8 +103,13 @@ def test_pull_resumes_after_the_registry_service_is_killed(big_layout: Path) -> 
         engine.cli("pull", ref)
 
         again = [(s, n) for d, s, n in upstream.blob_bytes[before:] if d == big]
-        # Only the rest left upstream: one Range request from where the partial stopped.
-        assert again == [(kept, size - kept)], (again, kept, size)
+        # Only the rest left upstream: one Range request from where the partial stopped
+        # (the registry service's own, further along, when it has one).
+        start = cache_kept if cached else kept
+        assert again == [(start, size - start)], (again, kept, size)
+        if cached:
+            blob = engine.root / "registry/blobs" / big.replace(":", "-")
+            assert blob.stat().st_size == size and not mine.exists()
         assert engine.cli("images", "-q").stdout.strip()
 
 

@@ -24,9 +24,11 @@ class Upstream:
 
     def __init__(self, data: bytes, fail_at: int = -1) -> None:
         self.data, self.fail_at, self.calls = data, fail_at, 0
+        self.offsets: list[int] = []
 
     def __call__(self, offset: int) -> Iterator[bytes]:
         self.calls += 1
+        self.offsets.append(offset)
         for i in range(offset, len(self.data), 1000):
             if 0 <= self.fail_at <= i:
                 raise DataLoss("digest mismatch")
@@ -52,18 +54,38 @@ def test_concurrent_fetches_go_upstream_once(tmp_path: Path) -> None:
     assert up.calls == 1  # a later resume is served from the cache too
 
 
-def test_a_failed_or_cut_fetch_is_not_kept(tmp_path: Path) -> None:
+def test_a_failed_fetch_leaves_nothing(tmp_path: Path) -> None:
     data = os.urandom(10_000)
     cache = BlobCache(tmp_path, 10**9)
     with pytest.raises(DataLoss):
         b"".join(cache.fetch(digest(data), len(data), 0, Upstream(data, fail_at=5000)))
-    stream = cache.fetch(digest(data), len(data), 0, Upstream(data))
-    next(stream)
-    stream.close()  # the client went away
     assert list(tmp_path.iterdir()) == []
+    with pytest.raises(DataLoss, match="digest mismatch"):  # upstream sent other bytes
+        b"".join(cache.fetch(digest(data), len(data), 0, Upstream(os.urandom(10_000))))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_cut_fetch_resumes_from_its_partial(tmp_path: Path) -> None:
+    data = os.urandom(10_000)
+    stream = BlobCache(tmp_path, 10**9).fetch(digest(data), len(data), 0, Upstream(data))
+    assert next(stream) + next(stream) == data[:2000]
+    stream.close()  # the client went away (or the service died) after 2000 bytes
+    assert not BlobCache(tmp_path, 10**9).path(digest(data)).exists()
+
+    cache = BlobCache(tmp_path, 10**9)  # a restart keeps the partial
+    up = Upstream(data)
+    assert b"".join(cache.fetch(digest(data), len(data), 1500, up)) == data[1500:]
+    assert up.offsets == [2000]  # only the rest came from upstream
+    assert cache.path(digest(data)).read_bytes() == data  # and the whole blob is kept
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_resume_beyond_the_partial_is_not_cached(tmp_path: Path) -> None:
+    data = os.urandom(10_000)
+    cache = BlobCache(tmp_path, 10**9)
     up = Upstream(data)
     assert b"".join(cache.fetch(digest(data), len(data), 3000, up)) == data[3000:]
-    assert list(tmp_path.iterdir()) == []  # a resume of an uncached blob is not cached
+    assert up.offsets == [3000] and list(tmp_path.iterdir()) == []
 
 
 def test_least_recently_used_blobs_go_first(tmp_path: Path) -> None:

@@ -100,7 +100,8 @@ ARCHES = {
 # Calls allowed only with a capability (the container's bounding set decides).
 GATED = {
     "CAP_SYS_ADMIN": ("bpf", "clone", "clone3", "fanotify_init", "fsconfig", "fsmount",
-                      "fsopen", "fspick", "lookup_dcookie", "mount", "mount_setattr",
+                      "fsopen", "fspick", "lookup_dcookie", "lsm_get_self_attr",
+                      "lsm_list_modules", "lsm_set_self_attr", "mount", "mount_setattr",
                       "move_mount", "open_tree", "perf_event_open", "quotactl", "quotactl_fd",
                       "setdomainname", "sethostname", "setns", "syslog", "umount", "umount2",
                       "unshare"),

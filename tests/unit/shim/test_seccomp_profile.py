@@ -55,7 +55,8 @@ def test_conditional_rules() -> None:
 def test_capabilities_open_their_groups() -> None:
     profile = sp.default_profile([*DEFAULT_CAPS, "CAP_SYS_ADMIN", "CAP_SYS_TIME"], "x86_64")
     allowed = _unconditional(profile)
-    assert {"mount", "unshare", "setns", "clone", "clone3", "settimeofday"} <= allowed
+    assert {"mount", "unshare", "setns", "clone", "clone3", "settimeofday",
+            "lsm_list_modules"} <= allowed
     assert not any(r["names"] == ["clone3"] and r["action"] != "SCMP_ACT_ALLOW"
                    for r in profile["syscalls"])
     assert "reboot" not in allowed

@@ -7,6 +7,7 @@ program built on this machine that makes the raw system calls busybox cannot."""
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import pytest
@@ -186,3 +187,21 @@ def test_unconfined_and_sys_admin_lift_the_rules(engine: Engine, probe_image: st
     assert got["clone3"] == "EINVAL" and got["clone_newns"] == "ok", got
     assert got["unshare_mnt"] == got["mount"] == "ok", got
     assert got["socket_vsock"] == got["keyctl"] == "EPERM", got  # not gated by any cap
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_exec_gets_the_same_confinement(engine: Engine, probe_image: str,
+                                        runtime: str) -> None:
+    # An exec'd process joins the container: same capabilities, filter and no_new_privs.
+    name = f"iso-exec-{runtime}-{uuid.uuid4().hex[:6]}"
+    engine.cli("run", "-d", "--name", name, "--runtime", runtime,
+               "--security-opt", "no-new-privileges", probe_image, "sleep", "60")
+    try:
+        status = engine.cli("exec", name, "grep", "-E", "^(CapEff|Seccomp|NoNewPrivs):",
+                            "/proc/self/status").stdout
+        got = dict(line.replace("\t", "").split(":", 1) for line in status.splitlines())
+        assert got == {"CapEff": DOCKER_CAPS, "Seccomp": "2", "NoNewPrivs": "1"}, got
+        answers = sysprobe.parse(engine.cli("exec", name, "sysprobe").stdout)
+        assert answers == DEFAULT_ANSWERS
+    finally:
+        engine.cli("rm", "-f", name, check=False)

@@ -87,6 +87,18 @@ def test_docker_format_profiles() -> None:
     assert oci["syscalls"][-1]["errnoRet"] == 38
 
 
+def test_docker_min_kernel() -> None:
+    profile = {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+        {"names": ["ptrace"], "action": "SCMP_ACT_ALLOW", "includes": {"minKernel": "4.8"}},
+        {"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}
+    new = sp.from_docker(profile, [], machine="x86_64", kernel="6.1.0-18-amd64")
+    assert [r["names"] for r in new["syscalls"]] == [["ptrace"], ["read"]]
+    old = sp.from_docker(profile, [], machine="x86_64", kernel="4.4.0")
+    assert [r["names"] for r in old["syscalls"]] == [["read"]]
+    assert sp.from_docker(profile, [], "x86_64", kernel="4.10")["syscalls"][0]["names"] == \
+        ["ptrace"]  # 4.10 > 4.8: compared as numbers, not text
+
+
 def test_spec_choices() -> None:
     assert seccomp_filter("", list(DEFAULT_CAPS))["defaultAction"] == "SCMP_ACT_ERRNO"
     user = json.dumps({"defaultAction": "SCMP_ACT_ALLOW"})

@@ -103,7 +103,10 @@ def test_default_profile_answers_like_docker() -> None:
 def test_sys_admin_opens_clone3_and_namespaces() -> None:
     got = _answers(seccomp_profile.default_profile([*DEFAULT_CAPS, "CAP_SYS_ADMIN"]))
     assert got["clone3"] == errno.EINVAL  # the kernel's own answer to a size-0 clone_args
-    assert got["unshare CLONE_NEWUSER"] == got["mount"] == 0
+    assert got["mount"] == 0
+    # The filter lets it through; the kernel may still refuse (EINVAL when the test process
+    # shares state it cannot unshare), but never with the filter's EPERM.
+    assert got["unshare CLONE_NEWUSER"] != errno.EPERM
     assert got["socket AF_VSOCK"] == errno.EPERM
 
 

@@ -23,3 +23,20 @@ DOCKER_DEFAULT = [
     "CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
     "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
 ]
+
+
+def available(status: str = "/proc/self/status") -> list[str]:
+    """The capabilities this process can hand on (its bounding set), in bit order.
+
+    "All capabilities" (--privileged, --cap-add ALL) means these, as in Docker: a host
+    whose own bounding set lacks one (a VM or a container without CAP_SYS_RESOURCE) cannot
+    give it, and asking for it makes every runtime's capset fail with EPERM."""
+    try:
+        with open(status) as f:
+            line = next((x for x in f if x.startswith("CapBnd:")), "")
+    except OSError:
+        return list(ALL)
+    if not line:
+        return list(ALL)
+    bits = int(line.split()[1], 16)
+    return [name for i, name in enumerate(ALL) if bits & (1 << i)]

@@ -35,6 +35,7 @@ _ACTIONS = {
 _OPS = {"SCMP_CMP_NE": 1, "SCMP_CMP_LT": 2, "SCMP_CMP_LE": 3, "SCMP_CMP_EQ": 4,
         "SCMP_CMP_GE": 5, "SCMP_CMP_GT": 6, "SCMP_CMP_MASKED_EQ": 7}
 _FLTATR_CTL_NNP = 3  # let us, not libseccomp, decide about no_new_privs
+_MAX_ARGS = 6  # a system call has at most six arguments
 
 
 class _ArgCmp(ctypes.Structure):
@@ -101,14 +102,41 @@ def arch_name(oci: str) -> bytes:
 
 
 def validate(profile: dict[str, Any]) -> None:
-    """Check names without loading anything (create calls this before forking)."""
-    default_errno = int(profile.get("defaultErrnoRet") or errno.EPERM)
+    """Check names, values and argument indexes without loading anything (create calls
+    this before forking): a profile the filter cannot express fails here, whole."""
+    if not isinstance(profile, dict):
+        raise InvalidArgument("linux.seccomp is not an object")
+    default_errno = _errno(profile.get("defaultErrnoRet"), "defaultErrnoRet")
     action(profile.get("defaultAction", ""), default_errno, default_errno)
     for rule in profile.get("syscalls") or []:
-        action(rule.get("action", ""), rule.get("errnoRet"), default_errno)
+        act = rule.get("action", "")
+        action(act, None, errno.EPERM)
+        if rule.get("errnoRet") is not None:
+            # runtime-spec: an errnoRet on an action without one is an error.
+            if act not in ("SCMP_ACT_ERRNO", "SCMP_ACT_TRACE"):
+                raise InvalidArgument(f"seccomp: errnoRet given for {act}, which returns none")
+            _errno(rule["errnoRet"], "errnoRet")
+        if not isinstance(rule.get("names") or [], list):
+            raise InvalidArgument("seccomp: a rule's names must be a list")
         for arg in rule.get("args") or []:
             if arg.get("op") not in _OPS:
                 raise InvalidArgument(f"unsupported seccomp operator {arg.get('op')!r}")
+            index = arg.get("index")
+            if not isinstance(index, int) or not 0 <= index < _MAX_ARGS:
+                raise InvalidArgument(f"seccomp: argument index {index!r} is not 0-5")
+            for key in ("value", "valueTwo"):
+                value = arg.get(key, 0)
+                if not isinstance(value, int) or not 0 <= value < 1 << 64:
+                    raise InvalidArgument(f"seccomp: {key} {value!r} is not a uint64")
+
+
+def _errno(value: Any, what: str) -> int:
+    """An errno value (EPERM when absent): an unsigned 16-bit number for the filter."""
+    if value is None:
+        return errno.EPERM
+    if not isinstance(value, int) or not 0 <= value <= 0xFFFF:
+        raise InvalidArgument(f"seccomp: {what} {value!r} is not an errno number")
+    return value
 
 
 def load(profile: dict[str, Any], warn: Warn) -> None:
@@ -190,7 +218,7 @@ def _build(profile: dict[str, Any], warn: Warn) -> int:
     """A libseccomp context holding the profile's rules (the caller releases it)."""
     validate(profile)
     lib = _lib()
-    default_errno = int(profile.get("defaultErrnoRet") or errno.EPERM)
+    default_errno = _errno(profile.get("defaultErrnoRet"), "defaultErrnoRet")
     default = action(profile["defaultAction"], default_errno, default_errno)
     ctx = lib.seccomp_init(default)
     if not ctx:
@@ -204,7 +232,8 @@ def _build(profile: dict[str, Any], warn: Warn) -> int:
                 if ret < 0 and -ret != errno.EEXIST:
                     warn(f"seccomp: cannot add arch {arch}: {errno.errorcode.get(-ret, ret)}")
         for rule in profile.get("syscalls") or []:
-            act = action(rule["action"], rule.get("errnoRet"), default_errno)
+            # A rule's errno defaults to EPERM, not to defaultErrnoRet (runtime-spec, runc).
+            act = action(rule["action"], rule.get("errnoRet"), errno.EPERM)
             if act == default:
                 continue
             args = rule.get("args") or []

@@ -12,6 +12,7 @@ GATED table) when the container is given it.
 
 from __future__ import annotations
 
+import itertools
 import platform
 from typing import Any
 
@@ -100,7 +101,8 @@ ARCHES = {
 # Calls allowed only with a capability (the container's bounding set decides).
 GATED = {
     "CAP_SYS_ADMIN": ("bpf", "clone", "clone3", "fanotify_init", "fsconfig", "fsmount",
-                      "fsopen", "fspick", "lookup_dcookie", "mount", "mount_setattr",
+                      "fsopen", "fspick", "lookup_dcookie", "lsm_get_self_attr",
+                      "lsm_list_modules", "lsm_set_self_attr", "mount", "mount_setattr",
                       "move_mount", "open_tree", "perf_event_open", "quotactl", "quotactl_fd",
                       "setdomainname", "sethostname", "setns", "syslog", "umount", "umount2",
                       "unshare"),
@@ -168,10 +170,12 @@ def default_profile(capabilities: list[str], machine: str | None = None) -> dict
     }
 
 
-def from_docker(profile: dict, capabilities: list[str], machine: str | None = None) -> dict:
+def from_docker(profile: dict, capabilities: list[str], machine: str | None = None,
+                kernel: str | None = None) -> dict:
     """A user's profile (`--security-opt seccomp=FILE`, Docker's format: archMap,
     includes/excludes by caps, arches and minKernel, "name" or "names") as an OCI object."""
     machine = machine or platform.machine()
+    host_kernel = _kernel_version(kernel or platform.release())
     caps = set(capabilities)
     arches = list(profile.get("architectures") or [])
     for entry in profile.get("archMap") or []:
@@ -188,6 +192,8 @@ def from_docker(profile: dict, capabilities: list[str], machine: str | None = No
         if inc.get("arches") and not _arch_matches(inc["arches"], ours):
             continue
         if exc.get("arches") and _arch_matches(exc["arches"], ours):
+            continue
+        if inc.get("minKernel") and host_kernel < _kernel_version(str(inc["minKernel"])):
             continue
         names = list(rule.get("names") or ([rule["name"]] if rule.get("name") else []))
         out: dict[str, Any] = {"names": names, "action": rule.get("action", "")}
@@ -208,3 +214,12 @@ def _arch_matches(names: list[str], ours: list[str]) -> bool:
           "SCMP_ARCH_PPC64LE": "ppc64le", "SCMP_ARCH_S390X": "s390x",
           "SCMP_ARCH_RISCV64": "riscv64"}
     return any(n in ours or n in {go.get(o) for o in ours} for n in names)
+
+
+def _kernel_version(release: str) -> tuple[int, int]:
+    """"6.1.0-18-amd64" -> (6, 1); what Docker's minKernel compares."""
+    parts = []
+    for part in release.split(".")[:2]:
+        digits = "".join(itertools.takewhile(str.isdigit, part))
+        parts.append(int(digits or 0))
+    return (parts + [0, 0])[0], (parts + [0, 0])[1]

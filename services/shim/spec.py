@@ -82,14 +82,16 @@ def normalize_cap(name: str) -> str:
     return cap
 
 
-def capabilities(cap_add: list[str], cap_drop: list[str], privileged: bool) -> list[str]:
-    """Docker's TweakCapabilities: add wins over drop for the same cap; ALL in either."""
+def capabilities(cap_add: list[str], cap_drop: list[str], privileged: bool,
+                 available: list[str] | None = None) -> list[str]:
+    """Docker's TweakCapabilities: add wins over drop for the same cap; ALL in either.
+    "All" is every capability this host can give (``available``, default: our bounding set)."""
     if privileged:
-        return list(ALL_CAPS)
+        return list(core_caps.available() if available is None else available)
     adds = [normalize_cap(c) for c in cap_add]
     drops = [normalize_cap(c) for c in cap_drop]
     if "ALL" in adds:
-        base = list(ALL_CAPS)
+        base = list(core_caps.available() if available is None else available)
         return [c for c in base if c not in drops or c in adds]
     base = [] if "ALL" in drops else [c for c in DEFAULT_CAPS if c not in drops]
     for cap in adds:

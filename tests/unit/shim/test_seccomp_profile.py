@@ -55,7 +55,8 @@ def test_conditional_rules() -> None:
 def test_capabilities_open_their_groups() -> None:
     profile = sp.default_profile([*DEFAULT_CAPS, "CAP_SYS_ADMIN", "CAP_SYS_TIME"], "x86_64")
     allowed = _unconditional(profile)
-    assert {"mount", "unshare", "setns", "clone", "clone3", "settimeofday"} <= allowed
+    assert {"mount", "unshare", "setns", "clone", "clone3", "settimeofday",
+            "lsm_list_modules"} <= allowed
     assert not any(r["names"] == ["clone3"] and r["action"] != "SCMP_ACT_ALLOW"
                    for r in profile["syscalls"])
     assert "reboot" not in allowed
@@ -84,6 +85,18 @@ def test_docker_format_profiles() -> None:
     names = [r["names"] for r in oci["syscalls"]]
     assert names == [["read"], ["write"], ["arch_prctl"], ["clone3"]]
     assert oci["syscalls"][-1]["errnoRet"] == 38
+
+
+def test_docker_min_kernel() -> None:
+    profile = {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+        {"names": ["ptrace"], "action": "SCMP_ACT_ALLOW", "includes": {"minKernel": "4.8"}},
+        {"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}
+    new = sp.from_docker(profile, [], machine="x86_64", kernel="6.1.0-18-amd64")
+    assert [r["names"] for r in new["syscalls"]] == [["ptrace"], ["read"]]
+    old = sp.from_docker(profile, [], machine="x86_64", kernel="4.4.0")
+    assert [r["names"] for r in old["syscalls"]] == [["read"]]
+    assert sp.from_docker(profile, [], "x86_64", kernel="4.10")["syscalls"][0]["names"] == \
+        ["ptrace"]  # 4.10 > 4.8: compared as numbers, not text
 
 
 def test_spec_choices() -> None:

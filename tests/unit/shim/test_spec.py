@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from muelle.runtime.v1 import runtime_pb2 as pb
 
+from services.core import capabilities as core_caps
 from services.core.errors import InvalidArgument
 from services.shim import spec
 from services.shim.users import User
@@ -81,11 +84,23 @@ def test_unknown_capability() -> None:
 
 def test_privileged() -> None:
     cfg = build(privileged=True)
-    assert cfg["process"]["capabilities"]["bounding"] == spec.ALL_CAPS
+    assert cfg["process"]["capabilities"]["bounding"] == core_caps.available()
     assert "maskedPaths" not in cfg["linux"] and "readonlyPaths" not in cfg["linux"]
     assert cfg["linux"]["resources"]["devices"] == [{"allow": True, "access": "rwm"}]
     mounts = {m["destination"]: m for m in cfg["mounts"]}
     assert "ro" not in mounts["/sys"]["options"]
+
+
+def test_all_capabilities_are_those_the_host_can_give(tmp_path: Path) -> None:
+    # A host (VM, container) without CAP_SYS_RESOURCE (bit 24) in its bounding set.
+    status = tmp_path / "status"
+    status.write_text("Name:\tx\nCapBnd:\t000001fffeffffff\n")
+    host = core_caps.available(str(status))
+    assert "CAP_SYS_RESOURCE" not in host and len(host) == len(spec.ALL_CAPS) - 1
+    assert spec.capabilities([], [], True, available=host) == host
+    assert spec.capabilities(["ALL"], ["CAP_KILL"], False, available=host) == \
+        [c for c in host if c != "CAP_KILL"]
+    assert core_caps.available(str(tmp_path / "missing")) == spec.ALL_CAPS
 
 
 def test_no_new_privileges_and_readonly() -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from services.core.errors import FailedPrecondition, MuelleError
-from services.runtime import cgroups, devices, init, namespaces, seccomp, spec, sync
+from services.runtime import cgroups, devices, init, namespaces, seccomp, spec, sync, userns
 from services.runtime.log import get_logger
 from services.runtime.store import State, Store, proc_start_time
 
@@ -29,6 +29,7 @@ def create(store: Store, cid: str, bundle: str, pid_file: str | None = None,
     rootfs = spec.rootfs(bundle_path, config)
     linux_cfg = config.get("linux") or {}
     ns = namespaces.wanted(linux_cfg.get("namespaces") or [])
+    userns.check(linux_cfg, ns)
     if linux_cfg.get("seccomp"):
         seccomp.validate(linux_cfg["seccomp"])
     cgroup_path = cgroups.normalise(linux_cfg.get("cgroupsPath", ""), cid)
@@ -37,7 +38,7 @@ def create(store: Store, cid: str, bundle: str, pid_file: str | None = None,
     fifo = cdir / "exec.fifo"
     cgroup: cgroups.Cgroup | None = None
     pid = 0
-    console_fd = -1
+    console_fd = fifo_fd = -1
     try:
         if console_socket and config["process"].get("terminal"):
             from services.runtime import console
@@ -45,12 +46,14 @@ def create(store: Store, cid: str, bundle: str, pid_file: str | None = None,
             console_fd = console.connect(console_socket)
         os.mkfifo(fifo, 0o622)
         user = config["process"].get("user") or {}
-        os.chown(fifo, int(user.get("uid", 0)), int(user.get("gid", 0)))
+        os.chown(fifo, userns.to_host(linux_cfg, "uid", int(user.get("uid", 0))),
+                 userns.to_host(linux_cfg, "gid", int(user.get("gid", 0))))
+        fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
         cgroup = cgroups.for_path(cgroup_path)
         resources = dict(linux_cfg.get("resources") or {})
         resources["devices"] = [*(resources.get("devices") or []), *devices.CGROUP_ALLOW]
         cgroup.create(resources)
-        init_cfg = init.InitConfig(config, str(rootfs), ns, cgroup, str(fifo), -1)
+        init_cfg = init.InitConfig(config, str(rootfs), ns, cgroup, fifo_fd, -1)
         if linux_cfg.get("seccomp"):
             init_cfg.seccomp_bpf = seccomp.cached_bpf(
                 linux_cfg["seccomp"], store.root / ".seccomp",
@@ -70,8 +73,9 @@ def create(store: Store, cid: str, bundle: str, pid_file: str | None = None,
         _undo(store, cid, cgroup, pid)
         raise
     finally:
-        if console_fd >= 0:
-            os.close(console_fd)
+        for fd in (console_fd, fifo_fd):
+            if fd >= 0:
+                os.close(fd)
     log.info("created", pid=pid, bundle=str(bundle_path))
     return state
 
@@ -79,12 +83,16 @@ def create(store: Store, cid: str, bundle: str, pid_file: str | None = None,
 def _spawn(cfg: init.InitConfig) -> int:
     """Fork the intermediate and wait for the init's verdict; returns the init's host pid."""
     r, w = os.pipe()
+    ack_r, ack_w = os.pipe()  # create -> intermediate: "the user namespace is mapped"
     child = os.fork()
     if child == 0:
         os.close(r)
+        os.close(ack_w)
         cfg.sync_fd = w
+        cfg.ack_fd = ack_r
         _intermediate(cfg)
     os.close(w)
+    os.close(ack_r)
     reader = sync.Reader(r)
     pid, ready, error = 0, False, ""
     try:
@@ -93,7 +101,14 @@ def _spawn(cfg: init.InitConfig) -> int:
             if msg is None:
                 error = error or "container init exited during setup"
                 break
-            if "pid" in msg:
+            if msg.get("userns"):
+                try:
+                    userns.write(child, cfg.spec.get("linux") or {})
+                except OSError as exc:
+                    error = f"writing the user namespace's id maps: {exc.strerror}"
+                    break
+                os.write(ack_w, b"1")
+            elif "pid" in msg:
                 pid = int(msg["pid"])
                 if ready:
                     break
@@ -107,6 +122,7 @@ def _spawn(cfg: init.InitConfig) -> int:
                 if pid:
                     break
     finally:
+        os.close(ack_w)  # an intermediate still waiting for its maps reads EOF and exits
         reader.close()
         _reap(child)
     if error:
@@ -121,7 +137,7 @@ def _intermediate(cfg: init.InitConfig) -> NoReturn:
     try:
         if cfg.cgroup is not None:
             cfg.cgroup.join(os.getpid())
-        namespaces.enter(cfg.namespaces)
+        namespaces.enter(cfg.namespaces, lambda: _await_maps(cfg))
         pid = os.fork()
         if pid == 0:
             init.main(cfg)
@@ -135,6 +151,13 @@ def _intermediate(cfg: init.InitConfig) -> NoReturn:
             else:
                 sync.send(cfg.sync_fd, error=f"intermediate: {type(exc).__name__}: {text}")
         os._exit(1)
+
+
+def _await_maps(cfg: init.InitConfig) -> None:
+    sync.send(cfg.sync_fd, userns=True)
+    if os.read(cfg.ack_fd, 1) != b"1":
+        raise FailedPrecondition("create did not map the user namespace")
+    os.close(cfg.ack_fd)
 
 
 def _reap(pid: int) -> None:

@@ -22,16 +22,19 @@ class InitConfig:
     """What create hands the forked init (a plain class: dataclasses costs ~10 ms to import)."""
 
     def __init__(self, spec: dict[str, Any], rootfs: str, namespaces: dict[str, str],
-                 cgroup: Cgroup | None, fifo: str, sync_fd: int) -> None:
+                 cgroup: Cgroup | None, fifo_fd: int, sync_fd: int) -> None:
         self.spec = spec
         self.rootfs = rootfs
         self.namespaces = namespaces
         self.cgroup = cgroup
-        self.fifo = fifo
+        # exec.fifo as an O_PATH fd opened by create: in a user namespace the init may not
+        # be allowed to walk the runtime's state dir.
+        self.fifo_fd = fifo_fd
         self.sync_fd = sync_fd
         # linux.seccomp compiled by create (seccomp.cached_bpf); None: build it here.
         self.seccomp_bpf: bytes | None = None
         self.console_fd = -1  # --console-socket: make a pty, send its master there
+        self.ack_fd = -1  # the intermediate waits here until create has written the id maps
 
 
 def main(cfg: InitConfig) -> NoReturn:
@@ -102,7 +105,7 @@ def _setup(cfg: InitConfig) -> Ready:
     if proc.get("terminal") and cfg.console_fd < 0 and os.isatty(0):
         # The caller handed us a pty slave as stdio: make it our controlling terminal.
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-    fifo_fd = os.open(cfg.fifo, os.O_PATH | os.O_CLOEXEC)
+    fifo_fd = cfg.fifo_fd
     if linux_cfg.get("seccomp") and not cfg.seccomp_bpf:
         seccomp.preload()
 
@@ -113,6 +116,9 @@ def _setup(cfg: InitConfig) -> Ready:
     devices.create(cfg.rootfs, linux_cfg.get("devices") or [],
                    bool(proc.get("terminal")) and cfg.console_fd < 0)
     rootfs.pivot(cfg.rootfs)
+    if linux_cfg.get("rootfsPropagation"):
+        # Applied again on the new "/" (runc does too): before pivot_root it was the host's.
+        rootfs.propagate("/", linux_cfg["rootfsPropagation"])
     if cfg.console_fd >= 0:
         from services.runtime import console
 

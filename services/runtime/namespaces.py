@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from services.core.errors import FailedPrecondition, InvalidArgument
@@ -25,32 +26,38 @@ def wanted(namespaces: list[dict[str, Any]]) -> dict[str, str]:
         if kind in out:
             raise InvalidArgument(f"namespace {kind!r} listed twice")
         out[kind] = ns.get("path") or ""
-    if "user" in out:
-        raise InvalidArgument("user namespaces are not supported by muelle-runtime yet")
     if "mount" not in out:
         raise InvalidArgument("a mount namespace is required")
     return out
 
 
-def enter(ns: dict[str, str]) -> None:
+def enter(ns: dict[str, str], map_user: Callable[[], None] | None = None) -> None:
     """Join the namespaces given by path, then unshare the new ones (in the intermediate).
 
-    CLONE_NEWPID only applies to children: the caller must fork for the init.
+    A joined user namespace comes first (it grants the rights to join the rest). A new
+    one is unshared alone, ``map_user`` has its maps written from outside, and only then
+    are the others unshared, so that they belong to it. CLONE_NEWPID only applies to
+    children: the caller must fork for the init.
     """
-    for kind, path in ns.items():
-        if not path:
-            continue
+    for kind in sorted((k for k, p in ns.items() if p), key=lambda k: k != "user"):
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(ns[kind], os.O_RDONLY | os.O_CLOEXEC)
         except OSError as exc:
-            raise FailedPrecondition(f"namespace {kind} {path}: {exc.strerror}") from None
+            raise FailedPrecondition(f"namespace {kind} {ns[kind]}: {exc.strerror}") from None
         try:
             linux.setns(fd, FLAGS[kind])
         finally:
             os.close(fd)
+    if ns.get("user") == "":
+        linux.unshare(linux.CLONE_NEWUSER)
+        if map_user is not None:
+            map_user()
+        # Become the namespace's root (its caps stay: this is not a drop from root).
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
     flags = 0
     for kind, path in ns.items():
-        if not path:
+        if not path and kind != "user":
             flags |= FLAGS[kind]
     if flags:
         linux.unshare(flags)

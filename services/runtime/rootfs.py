@@ -43,6 +43,9 @@ PROPAGATION = {
 # Per-mount flags a bind remount must keep (and may change).
 _KEEP = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC | linux.MS_NOATIME | \
     linux.MS_NODIRATIME | linux.MS_RELATIME | linux.MS_STRICTATIME | linux.MS_RDONLY
+# Flags a user namespace's copy of a mount cannot clear (statvfs reports them in the same bits).
+_LOCKED = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC | linux.MS_NOATIME | \
+    linux.MS_NODIRATIME | linux.MS_RDONLY
 
 Warn = Callable[[str], None]
 
@@ -100,16 +103,34 @@ def mount_one(rootfs: str, m: dict[str, Any], cgroup: Cgroup | None, warn: Warn)
         with _pinned(rootfs, dest) as target:
             linux.mount(source, target, None, linux.MS_BIND | (flags & linux.MS_REC))
         if flags & ~(linux.MS_BIND | linux.MS_REC):
-            linux.mount(None, dest, None, linux.MS_BIND | linux.MS_REMOUNT |
-                        (flags & ~(linux.MS_BIND | linux.MS_REC)))
+            _remount_bind(dest, flags & ~(linux.MS_BIND | linux.MS_REC))
     elif kind in ("cgroup", "cgroup2"):
         _mount_cgroup(dest, flags, cgroup, warn)
     else:
         make_target(dest, True)
         with _pinned(rootfs, dest) as target:
-            linux.mount(source, target, kind, flags, data or None)
+            try:
+                linux.mount(source, target, kind, flags, data or None)
+            except PermissionError:
+                if kind != "sysfs":
+                    raise
+                # A user namespace in the host's network namespace may not mount a sysfs
+                # (the kernel ties it to the network namespace's owner): bind the host's.
+                linux.mount("/sys", target, None, linux.MS_BIND | linux.MS_REC)
+                _remount_bind(dest, flags & ~linux.MS_REC)
     for prop in props:
         linux.mount(None, dest, None, prop)
+
+
+def _remount_bind(dest: str, flags: int) -> None:
+    """Set a bind mount's flags; keep the ones a user namespace may not clear."""
+    try:
+        linux.mount(None, dest, None, linux.MS_BIND | linux.MS_REMOUNT | flags)
+    except PermissionError:
+        # Flags the mount had when a less privileged mount namespace copied it are locked
+        # (nosuid, nodev, noexec, atime): asking without them is EPERM, so ask with them.
+        locked = os.statvfs(dest).f_flag & _LOCKED
+        linux.mount(None, dest, None, linux.MS_BIND | linux.MS_REMOUNT | flags | locked)
 
 
 def _mount_cgroup(dest: str, flags: int, cgroup: Cgroup | None, warn: Warn) -> None:
@@ -136,8 +157,19 @@ def _mount_cgroup(dest: str, flags: int, cgroup: Cgroup | None, warn: Warn) -> N
 
 def prepare(rootfs: str, propagation: str) -> None:
     """Stop mounts leaking to the host, and make the rootfs a mount point for pivot_root."""
-    linux.mount(None, "/", None, PROPAGATION.get(propagation, linux.MS_PRIVATE | linux.MS_REC))
+    flags = PROPAGATION.get(propagation, linux.MS_PRIVATE | linux.MS_REC)
+    if flags & linux.MS_SHARED:
+        # A shared "/" would send our mounts to the host and pivot_root refuses it; the
+        # container's root becomes shared after pivot_root (propagate), as a new peer group.
+        flags = linux.MS_SLAVE | linux.MS_REC
+    linux.mount(None, "/", None, flags)
     linux.mount(rootfs, rootfs, None, linux.MS_BIND | linux.MS_REC)
+
+
+def propagate(path: str, propagation: str) -> None:
+    if propagation not in PROPAGATION:
+        raise FailedPrecondition(f"unknown rootfsPropagation {propagation!r}")
+    linux.mount(None, path, None, PROPAGATION[propagation])
 
 
 def pivot(rootfs: str) -> None:

@@ -57,11 +57,16 @@ def validate(spec: Any) -> None:
     for ns in linux.get("namespaces") or []:
         if ns.get("type") not in NAMESPACE_TYPES:
             raise InvalidArgument(f"config.json: unknown namespace type {ns.get('type')!r}")
+    propagation = linux.get("rootfsPropagation", "")
+    if propagation and propagation not in ROOTFS_PROPAGATION:
+        raise InvalidArgument(f"config.json: unknown linux.rootfsPropagation {propagation!r}")
     cgroups_path = linux.get("cgroupsPath", "")
     if cgroups_path and ".." in Path(cgroups_path).parts:
         raise InvalidArgument(f"config.json: cgroupsPath {cgroups_path!r} must not contain ..")
 
 
+ROOTFS_PROPAGATION = ("private", "rprivate", "shared", "rshared", "slave", "rslave",
+                      "unbindable", "runbindable")
 NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
 
 

@@ -1,5 +1,7 @@
 """The sync pipe between ``create`` and the processes it forks: JSON lines.
 
+    {"userns": true}  the intermediate: unshared CLONE_NEWUSER; create writes the id maps
+                      and answers "1" on the ack pipe
     {"pid": N}        the intermediate: the init's pid in the host pid namespace
     {"warn": "..."}   the init: something skipped, for create's log
     {"ready": true}   the init: set up, now blocked on the exec fifo

@@ -27,8 +27,10 @@ from services.core.errors import FailedPrecondition, InvalidArgument, MuelleErro
 from services.runtime import capabilities, cgroups, linux, namespaces, process, seccomp, sync
 from services.runtime.store import Store
 
-# setns order: user first (it grants the rights for the rest), mount last but one, as runc
-ORDER = ("user", "ipc", "uts", "network", "pid", "cgroup", "time", "mount")
+# setns order: user last. We run as the host's root, who may join any namespace; once in
+# the container's user namespace we could no longer join those the host's user namespace
+# owns (the network namespace the shim made). runc joins user first, for rootless callers.
+ORDER = ("ipc", "uts", "network", "pid", "cgroup", "time", "mount", "user")
 FORWARD = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
            signal.SIGUSR2, signal.SIGWINCH)
 PROC_NS = {"mount": "mnt", "network": "net"}

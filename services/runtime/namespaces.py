@@ -52,6 +52,7 @@ def enter(ns: dict[str, str], map_user: Callable[[], None] | None = None) -> Non
         linux.unshare(linux.CLONE_NEWUSER)
         if map_user is not None:
             map_user()
+    if "user" in ns:
         # Become the namespace's root (its caps stay: this is not a drop from root).
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)

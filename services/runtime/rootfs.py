@@ -115,7 +115,8 @@ def mount_one(rootfs: str, m: dict[str, Any], cgroup: Cgroup | None, warn: Warn)
                 if kind != "sysfs":
                     raise
                 # A user namespace in the host's network namespace may not mount a sysfs
-                # (the kernel ties it to the network namespace's owner): bind the host's.
+                # (the kernel ties it to the network namespace's owner): bind the host's,
+                # with the mounts under it (it refuses to uncover what they hide).
                 linux.mount("/sys", target, None, linux.MS_BIND | linux.MS_REC)
                 _remount_bind(dest, flags & ~linux.MS_REC)
     for prop in props:

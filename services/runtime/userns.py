@@ -46,17 +46,14 @@ def parse(linux_cfg: dict[str, Any], kind: str) -> list[tuple[int, int, int]]:
 
 
 def check(linux_cfg: dict[str, Any], ns: dict[str, str]) -> None:
-    """Mappings go with a new user namespace, and one needs both (runc's rules)."""
+    """Mappings go with a user namespace, and a new one needs both (runc's rules)."""
     uids, gids = parse(linux_cfg, "uid"), parse(linux_cfg, "gid")
     if "user" not in ns:
         if uids or gids:
             raise InvalidArgument("config.json: uid/gid mappings need a user namespace")
         return
     if ns["user"]:
-        if uids or gids:
-            raise InvalidArgument("config.json: a joined user namespace (path) already has "
-                                  "its mappings; remove linux.uidMappings/gidMappings")
-        return
+        return  # a joined one has its maps; any given here only tell us host IDs (runc too)
     if not uids or not gids:
         raise InvalidArgument("config.json: a new user namespace needs linux.uidMappings and "
                               "linux.gidMappings")

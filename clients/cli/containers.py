@@ -47,7 +47,8 @@ def build_request(args: argparse.Namespace, environ: Any) -> Any:
         init=args.init, log_opts=parse_labels(args.log_opt), restart_policy=args.restart,
         binds=args.volume,
         mounts=[parse_mount(m) for m in args.mount], tmpfs=parse_tmpfs(args.tmpfs),
-        ports=ports, publish_all=args.publish_all, network_aliases=args.network_alias)
+        ports=ports, publish_all=args.publish_all, network_aliases=args.network_alias,
+        userns=args.userns, uid_maps=args.uidmap, gid_maps=args.gidmap)
     if args.stop_timeout is not None:
         req.stop_timeout = args.stop_timeout
     if args.interactive:  # io: docker -i; attached run closes stdin at the client's EOF

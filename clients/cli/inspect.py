@@ -75,6 +75,8 @@ def container_json(d: Any) -> dict[str, Any]:
             "Binds": list(c.binds) or None, "Tmpfs": dict(c.tmpfs) or None,
             "PortBindings": _port_bindings(c.ports),
             "PublishAllPorts": c.publish_all,
+            "UsernsMode": c.userns, "UIDMap": list(c.uid_maps) or None,
+            "GIDMap": list(c.gid_maps or c.uid_maps) or None,
         },
         "NetworkSettings": _network_settings(d),
         "Mounts": [_mount_json(m) for m in d.mounts],

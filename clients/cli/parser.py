@@ -38,6 +38,11 @@ def _container_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cap-drop", action="append", default=[])
     p.add_argument("--privileged", action="store_true")
     p.add_argument("--security-opt", action="append", default=[])
+    p.add_argument("--userns", default="", help='"host": no user namespace of its own')
+    p.add_argument("--uidmap", action="append", default=[],
+                   help="user namespace uid range CONTAINER:HOST:SIZE")
+    p.add_argument("--gidmap", action="append", default=[],
+                   help="gid range CONTAINER:HOST:SIZE (default: as --uidmap)")
     p.add_argument("--restart", default="", help="restart policy: no, on-failure[:N], "
                    "always, unless-stopped")
     p.add_argument("--log-opt", action="append", default=[],

@@ -11,13 +11,14 @@ from muelle.engine.v1 import engine_pb2
 from muelle.images.v1 import images_pb2
 from muelle.types.v1 import types_pb2
 
-from services.core.errors import NotFound
+from services.core.errors import FailedPrecondition, NotFound
 from services.gateway.records import Record, Records
 
 
 def export_container(images: Any, records: Records,
                      ref: str) -> Iterator[engine_pb2.ArchiveChunk]:
     rec = records.lookup(ref)
+    _refuse_userns(rec, "export")
     stream = images.Export(images_pb2.ExportRequest(container_id=rec.id))
     try:
         for chunk in stream:
@@ -59,8 +60,17 @@ def commit_container(images: Any, records: Records,
                      req: engine_pb2.CommitContainerRequest
                      ) -> engine_pb2.CommitContainerResponse:
     rec = records.lookup(req.container)
+    _refuse_userns(rec, "commit")
     reply = images.Commit(images_pb2.CommitRequest(
         container_id=rec.id, reference=req.reference, config=container_config(images, rec),
         author=req.author, comment=req.comment, created_by=" ".join(rec.spec.args),
         container=rec.id))
     return engine_pb2.CommitContainerResponse(id=reply.id, name=reply.name)
+
+
+def _refuse_userns(rec: Record, verb: str) -> None:
+    # Its writable layer holds host IDs (the shifted ones), its image layers on-disk IDs:
+    # a tar of both would mix them, so none is made until the walk shifts them back.
+    if rec.spec.uid_maps:
+        raise FailedPrecondition(f"cannot {verb} container {rec.name or rec.id[:12]}: it runs "
+                                 "in a user namespace (--uidmap), not supported yet")

@@ -16,6 +16,7 @@ from muelle.types.v1 import types_pb2
 
 from services.core.errors import InvalidArgument
 from services.core.restart_policy import parse as restart_policy_parse
+from services.gateway import userns
 from services.gateway.merge import Merged
 
 MIN_MEMORY = 6 * 1024 * 1024  # docker's minimum memory limit
@@ -206,6 +207,9 @@ def container_spec(req: engine_pb2.CreateContainerRequest,
         ports=list(req.ports) + exposed_ports(req, merged.exposed_ports),
         network_aliases=list(req.network_aliases),
     )
+    uid_maps, gid_maps = userns.maps(req)
+    spec.uid_maps.extend(uid_maps)
+    spec.gid_maps.extend(gid_maps)
     spec.open_stdin = req.open_stdin  # io: docker -i
     spec.stdin_once = req.stdin_once
     spec.terminal = req.tty  # io: docker -t

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
@@ -11,6 +12,7 @@ from collections.abc import Sequence
 from muelle.types.v1 import types_pb2
 
 from services.core.errors import FailedPrecondition, InvalidArgument
+from services.shim import idmap, userns
 
 MNT_DETACH = 2
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -38,8 +40,13 @@ def is_mounted(path: str) -> bool:
     return os.path.realpath(path) in mountpoints()
 
 
-def mount_all(mounts: Sequence[types_pb2.Mount], rootfs: str) -> None:
-    """Mount every rootfs mount, in order; on failure unmount what was mounted."""
+def mount_all(mounts: Sequence[types_pb2.Mount], rootfs: str,
+              maps: userns.Maps | None = None) -> None:
+    """Mount every rootfs mount, in order; on failure unmount what was mounted.
+
+    With ``maps`` (a user namespace's uid and gid maps) an overlay's lower layers are
+    mounted idmapped and its upper dir's root belongs to the mapped root (idmap.py).
+    """
     if not mounts:
         raise InvalidArgument("no rootfs mounts given")
     done: list[str] = []
@@ -51,12 +58,50 @@ def mount_all(mounts: Sequence[types_pb2.Mount], rootfs: str) -> None:
                 if rel.startswith(".."):
                     raise InvalidArgument(f"mount target {m.target!r} escapes the rootfs")
                 target = os.path.join(rootfs, rel)
-            mount_one(m, target)
+            if maps and m.type == "overlay":
+                _mount_overlay_idmapped(m, target, maps)
+            else:
+                mount_one(m, target)
             done.append(target)
     except BaseException:
         for target in reversed(done):
             unmount(target)
         raise
+
+
+def _mount_overlay_idmapped(m: types_pb2.Mount, target: str, maps: userns.Maps) -> None:
+    options = list(m.options)
+    staged: list[str] = []
+    staging = f"{target}.idmap"
+    os.makedirs(staging, exist_ok=True)
+    try:
+        ns_fd = userns.fd(maps)
+        for n, option in enumerate(options):
+            key, _, value = option.partition("=")
+            if key == "lowerdir":
+                lowers = []
+                for i, lower in enumerate(value.split(":")):
+                    view = os.path.join(staging, str(i))
+                    os.makedirs(view, exist_ok=True)
+                    idmap.bind_idmapped(lower, view, ns_fd)
+                    staged.append(view)
+                    lowers.append(view)
+                options[n] = "lowerdir=" + ":".join(lowers)
+            elif key == "upperdir":
+                uid, gid = userns.to_host(maps[0], 0), userns.to_host(maps[1], 0)
+                if uid is not None and gid is not None:
+                    os.chown(value, uid, gid)
+        mount_one(types_pb2.Mount(type=m.type, source=m.source, target=m.target,
+                                  options=options), target)
+    finally:
+        # overlayfs holds its own clones of the layers' mounts: the staged ones can go.
+        for view in staged:
+            idmap.detach(view)
+        for view in staged:
+            with contextlib.suppress(OSError):
+                os.rmdir(view)
+        with contextlib.suppress(OSError):
+            os.rmdir(staging)
 
 
 # Flag options mount(2) takes as bits; every other option is filesystem data.

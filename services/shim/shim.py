@@ -35,6 +35,7 @@ from services.core.logging import get_logger
 from services.runtime.store import proc_start_time
 from services.shim import cgroupfs, logs, mounts, restart, spec, stats, users, volume_mounts
 from services.shim import stdin as stdinmod
+from services.shim import userns as usernsmod
 from services.shim.exec import ExecRequest, ExecRun, Exit, Output
 from services.shim.network import Manager as NetworkManager
 from services.shim.network import plan_config, request_of
@@ -187,13 +188,17 @@ class Shim:
             resolved = volume_mounts.Resolved()
             try:
                 cdir.rootfs.mkdir()
-                mounts.mount_all(rootfs, str(cdir.rootfs))
+                maps = spec.maps_of(cspec)
+                mounts.mount_all(rootfs, str(cdir.rootfs), maps)
+                if maps:  # before the network: its namespace will belong to this one
+                    usernsmod.pin(str(cdir.userns), maps)
                 user = users.resolve(str(cdir.rootfs), cspec.user)
                 config = spec.build_config(spec.BundleInput(
                     id=cid, spec=cspec, user=user, cgroup_parent=self.cfg.shim.cgroup_parent,
                     available_sysctls=spec.host_sysctls(),
                     thermal_paths=spec.host_thermal_paths(),
-                    init_path=spec.find_init(self.cfg.shim.init_path) if cspec.init else ""))
+                    init_path=spec.find_init(self.cfg.shim.init_path) if cspec.init else "",
+                    userns_path=str(cdir.userns) if maps else ""))
                 resolved = volume_mounts.prepare(cspec.volume_mounts, str(cdir.rootfs), cid,
                                                  self.volumes)
                 plan = self.networks.prepare(cid, request_of(cspec, config["hostname"]))
@@ -214,6 +219,8 @@ class Shim:
                                 "options": list(m.options)} for m in rootfs],
                     "volumes": resolved.records,
                 }
+                if cspec.uid_maps:
+                    meta["userns"] = spec.maps_of(cspec)
                 if cspec.open_stdin:
                     meta["stdin"] = {"once": cspec.stdin_once}
                 if cspec.terminal:
@@ -313,6 +320,7 @@ class Shim:
             with contextlib.suppress(MuelleError):
                 runtime.delete(cdir.id, force=True)
         self.networks.down(cdir.id)
+        usernsmod.unpin(str(cdir.userns))
         if cdir.rootfs.exists():
             mounts.unmount(str(cdir.rootfs))
         records = (cdir.read_meta() or {}).get("volumes") or []
@@ -364,7 +372,7 @@ class Shim:
                 meta = cdir.read_meta()
                 if not mounts.is_mounted(str(cdir.rootfs)):
                     rootfs = [types_pb2.Mount(**m) for m in meta.get("rootfs", [])]
-                    mounts.mount_all(rootfs, str(cdir.rootfs))
+                    mounts.mount_all(rootfs, str(cdir.rootfs), userns_maps(meta))
                 self.networks.up(cid)  # torn down when it stopped
                 self._spawn_monitor(cdir, runtime, meta["cgroups_path"])
             pid = cdir.read_pid(cdir.init_pid)
@@ -676,3 +684,11 @@ class Shim:
                 runtime = self.runtimes.get(meta.get("runtime", ""))
             self._destroy(cdir, runtime, remove_volumes=True)
         self.volumes.forget_containers({c.id for c in self.store.all()})
+
+
+def userns_maps(meta: dict) -> usernsmod.Maps | None:
+    """The user namespace maps meta.json keeps (JSON lists back into tuples)."""
+    maps = meta.get("userns")
+    if not maps:
+        return None
+    return (tuple(tuple(r) for r in maps[0]), tuple(tuple(r) for r in maps[1]))  # type: ignore[return-value]

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from muelle.runtime.v1 import runtime_pb2
+from muelle.types.v1 import types_pb2
 
 from services.core import capabilities as core_caps
 from services.core.errors import FailedPrecondition, InvalidArgument
-from services.shim import seccomp_profile
+from services.shim import seccomp_profile, userns
 from services.shim.users import User
 
 OCI_VERSION = "1.0.2"
@@ -69,6 +71,8 @@ class BundleInput:
     thermal_paths: list[str] = field(default_factory=list)
     # Host path of the static init for spec.init ("" when none was found).
     init_path: str = ""
+    # The user namespace the shim pinned for spec.uid_maps, joined by path.
+    userns_path: str = ""
 
 
 def normalize_cap(name: str) -> str:
@@ -228,13 +232,22 @@ def build_config(inp: BundleInput) -> dict:
         "resources": resources(spec.resources, spec.privileged),
         "cgroupsPath": f"/{inp.cgroup_parent.strip('/')}/{inp.id}",
     }
+    userns = bool(spec.uid_maps)
+    if userns:
+        check_mapped(spec, user.uid, [user.gid, *gids])
+        namespaces.append({"type": "user", **({"path": inp.userns_path}
+                                              if inp.userns_path else {})})
+        linux["uidMappings"] = id_mappings(spec.uid_maps)
+        linux["gidMappings"] = id_mappings(spec.gid_maps)
     if not spec.privileged:
         linux["maskedPaths"] = MASKED_PATHS + list(inp.thermal_paths)
         linux["readonlyPaths"] = list(READONLY_PATHS)
         if spec.seccomp != "unconfined":
             linux["seccomp"] = seccomp_filter(spec.seccomp, caps)
     sysctl = {}
-    if network != "host":
+    # ping_group_range names groups the user namespace does not map (EINVAL): Docker's
+    # network sysctls stay off in one, as they do under Docker's userns-remap.
+    if network != "host" and not userns:
         for key, value in (("net.ipv4.ping_group_range", "0 2147483647"),
                            ("net.ipv4.ip_unprivileged_port_start", "0")):
             if key in inp.available_sysctls:
@@ -242,6 +255,14 @@ def build_config(inp: BundleInput) -> dict:
     if sysctl:
         linux["sysctl"] = sysctl
     mounts = default_mounts(spec.privileged, spec.readonly_rootfs)
+    if userns and (network == "host" or network.startswith("container:")):
+        # The kernel lets a user namespace mount sysfs only in a network namespace it
+        # owns; the host's (and maybe a peer's) belong to another. Docker uses the same
+        # read-only bind for --userns with the host's network. Recursive: the kernel
+        # refuses to bind a mount without the ones locked over it.
+        sysfs = next(m for m in mounts if m["destination"] == "/sys")
+        sysfs.update(type="bind", source="/sys",
+                     options=["rbind", "nosuid", "noexec", "nodev", "ro"])
     if spec.init:
         if not inp.init_path:
             raise FailedPrecondition("--init: no static init found on the container host "
@@ -258,6 +279,35 @@ def build_config(inp: BundleInput) -> dict:
         "linux": linux,
         "annotations": dict(spec.annotations),
     }
+
+
+def id_mappings(maps: Sequence[types_pb2.IDMapping]) -> list[dict[str, int]]:
+    return [{"containerID": m.container_id, "hostID": m.host_id, "size": m.size}
+            for m in maps]
+
+
+def check_mapped(spec: runtime_pb2.ContainerSpec, uid: int, gids: list[int]) -> None:
+    """The process's user and groups must exist in the user namespace."""
+    if not spec.uid_maps or not spec.gid_maps:
+        raise InvalidArgument("a user namespace needs both uid and gid maps")
+    if spec.privileged:
+        raise InvalidArgument("privileged containers cannot run in a user namespace "
+                              "(use --userns=host)")
+    if userns.to_host([(m.container_id, m.host_id, m.size) for m in spec.uid_maps],
+                     uid) is None:
+        raise InvalidArgument(f"user {uid} is not mapped in the container's uid map")
+    gid_ranges = [(m.container_id, m.host_id, m.size) for m in spec.gid_maps]
+    for gid in gids:
+        if userns.to_host(gid_ranges, gid) is None:
+            raise InvalidArgument(f"group {gid} is not mapped in the container's gid map")
+
+
+def maps_of(spec: runtime_pb2.ContainerSpec) -> userns.Maps | None:
+    """The user namespace's maps in the form mounts.mount_all takes (None: no userns)."""
+    if not spec.uid_maps:
+        return None
+    return (tuple((m.container_id, m.host_id, m.size) for m in spec.uid_maps),
+            tuple((m.container_id, m.host_id, m.size) for m in spec.gid_maps))
 
 
 def seccomp_filter(text: str, caps: list[str]) -> dict:

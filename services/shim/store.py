@@ -68,6 +68,11 @@ class ContainerDir:
         return self.path / "meta.json"
 
     @property
+    def userns(self) -> Path:
+        """The container's user namespace, pinned (a bind mount) while it exists."""
+        return self.path / "userns"
+
+    @property
     def log(self) -> Path:
         return self.path / "container.log"
 

@@ -36,6 +36,9 @@ class Engine:
         out "registry" to use a shared registry service named in ``[addresses]``)."""
         # Unix socket paths are limited to 108 bytes: keep the run dir short.
         self.dir = Path(tempfile.mkdtemp(prefix="mu-", dir=base or "/tmp"))
+        # Searchable by the remapped root of a --uidmap container, as /var/lib/muelle is
+        # (mkdtemp makes 0700); nothing below is listable by others.
+        self.dir.chmod(0o711)
         self.root = self.dir / "root"
         self.run = self.dir / "run"
         self.cgroup_parent = f"muelle-test-{uuid.uuid4().hex[:8]}"

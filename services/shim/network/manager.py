@@ -280,7 +280,8 @@ class Manager:
                 return  # wired already (it exited by itself, or a restarted shim asks)
             self.down(cid)  # recorded, but the kernel forgot (a reboot): wire it anew
             state = self.read(cid)
-        netns.create(path)
+        userns = str(self.container_dir(cid) / "userns")
+        netns.create(path, userns if netns.is_pinned(userns) else "")
         try:
             self._attach(cid, state, mode, path, primary=True)
         except BaseException:

@@ -13,9 +13,15 @@ import subprocess
 from services.core.errors import FailedPrecondition
 
 
-def create(path: str) -> None:
-    """A new, empty network namespace pinned at ``path`` (nothing if it exists)."""
+def create(path: str, userns: str = "") -> None:
+    """A new, empty network namespace pinned at ``path`` (nothing if it exists), owned by
+    the user namespace pinned at ``userns`` when given (the container's own)."""
     if is_pinned(path):
+        return
+    if userns:
+        from services.shim import userns as usernsmod
+
+        usernsmod.pin_netns(path, userns)
         return
     with open(path, "a"):
         pass

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import time
@@ -54,6 +55,16 @@ def create(store: Store, cid: str, bundle: str, pid_file: str | None = None,
         resources["devices"] = [*(resources.get("devices") or []), *devices.CGROUP_ALLOW]
         cgroup.create(resources)
         init_cfg = init.InitConfig(config, str(rootfs), ns, cgroup, fifo_fd, -1)
+        init_cfg.container_id, init_cfg.bundle = cid, str(bundle_path)
+        if config.get("hooks"):
+            from services.runtime import hooks
+
+            # start and delete read them from here: config.json may change or go.
+            (cdir / "hooks.json").write_text(json.dumps(
+                {"hooks": config["hooks"], "ociVersion": config.get("ociVersion"),
+                 "annotations": config.get("annotations") or {}}))
+            init_cfg.wait_hooks = bool(hooks.of(config, *hooks.BEFORE_PIVOT,
+                                                "startContainer"))
         if linux_cfg.get("seccomp"):
             init_cfg.seccomp_bpf = seccomp.cached_bpf(
                 linux_cfg["seccomp"], store.root / ".seccomp",
@@ -95,13 +106,21 @@ def _spawn(cfg: init.InitConfig) -> int:
     os.close(ack_r)
     reader = sync.Reader(r)
     pid, ready, error = 0, False, ""
+    hooks_wanted = False  # the init waits before pivot_root (it may ask before we know pid)
     try:
         while True:
+            if hooks_wanted and pid:
+                hooks_wanted = False
+                error = _runtime_hooks(cfg, pid, ack_w)
+                if error:
+                    break
             msg = reader.next()
             if msg is None:
                 error = error or "container init exited during setup"
                 break
-            if msg.get("userns"):
+            if msg.get("hooks"):
+                hooks_wanted = True
+            elif msg.get("userns"):
                 try:
                     userns.write(child, cfg.spec.get("linux") or {})
                 except OSError as exc:
@@ -153,11 +172,23 @@ def _intermediate(cfg: init.InitConfig) -> NoReturn:
         os._exit(1)
 
 
+def _runtime_hooks(cfg: init.InitConfig, pid: int, ack_w: int) -> str:
+    """prestart and createRuntime hooks, then the state for the init's own ("" or error)."""
+    from services.runtime import hooks
+
+    state = hooks.state(cfg.spec, cfg.container_id, "creating", pid, cfg.bundle)
+    try:
+        hooks.run(hooks.of(cfg.spec, "prestart", "createRuntime"), state, cwd=cfg.bundle)
+    except MuelleError as exc:
+        return str(exc)
+    os.write(ack_w, (json.dumps(state) + "\n").encode())
+    return ""
+
+
 def _await_maps(cfg: init.InitConfig) -> None:
     sync.send(cfg.sync_fd, userns=True)
     if os.read(cfg.ack_fd, 1) != b"1":
         raise FailedPrecondition("create did not map the user namespace")
-    os.close(cfg.ack_fd)
 
 
 def _reap(pid: int) -> None:

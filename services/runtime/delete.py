@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import time
+from pathlib import Path
 
 from services.core.errors import FailedPrecondition
 from services.runtime import cgroups
@@ -40,8 +41,33 @@ def delete(store: Store, cid: str, force: bool = False) -> None:
         except OSError as exc:
             raise FailedPrecondition(f"cannot remove cgroup {state.cgroups_path}: "
                                      f"{exc.strerror}") from None
+    recorded = store.dir(cid) / "hooks.json"
+    config = _read(recorded) if recorded.exists() else None
     store.remove(cid)
     get_logger(container=cid).info("deleted")
+    if config and config.get("hooks", {}).get("poststop"):
+        _poststop(config, state)
+
+
+def _read(path: Path) -> dict | None:
+    import json
+
+    with contextlib.suppress(OSError, ValueError):
+        data = json.loads(path.read_text())
+        return data if isinstance(data, dict) else None
+    return None
+
+
+def _poststop(config: dict, state: State) -> None:
+    from services.core.errors import MuelleError
+    from services.runtime import hooks
+
+    try:
+        hooks.run(hooks.of(config, "poststop"),
+                  hooks.state(config, state.id, "stopped", state.pid, state.bundle),
+                  cwd=state.bundle if os.path.isdir(state.bundle) else None)
+    except MuelleError as exc:  # runtime-spec: a warning, the deletion stands
+        get_logger(container=state.id).warning("poststop hook failed", error=str(exc))
 
 
 def _kill_init(state: State) -> None:

@@ -34,7 +34,10 @@ class InitConfig:
         # linux.seccomp compiled by create (seccomp.cached_bpf); None: build it here.
         self.seccomp_bpf: bytes | None = None
         self.console_fd = -1  # --console-socket: make a pty, send its master there
-        self.ack_fd = -1  # the intermediate waits here until create has written the id maps
+        self.ack_fd = -1  # create -> us: "1" once the id maps are written; the hooks' state
+        self.container_id = ""
+        self.bundle = ""
+        self.wait_hooks = False  # before pivot_root, wait for create's hooks (hooks.py)
 
 
 def main(cfg: InitConfig) -> NoReturn:
@@ -50,6 +53,8 @@ def main(cfg: InitConfig) -> NoReturn:
         os.close(cfg.sync_fd)
         # Blocks until `start` opens the fifo for reading (the fd is O_PATH: reopen it).
         fd = os.open(f"/proc/self/fd/{ready.fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+        if ready.hook_state is not None:
+            _start_hooks(cfg, ready.hook_state, fd)
         os.write(fd, b"0")
         os.close(fd)
         os.close(ready.fifo_fd)
@@ -61,6 +66,18 @@ def main(cfg: InitConfig) -> NoReturn:
     except BaseException as exc:  # noqa: BLE001
         os.write(2, f"muelle-runtime: exec {ready.args[0]}: {_message(exc)}\n".encode())
     os._exit(127)
+
+
+def _start_hooks(cfg: InitConfig, state: dict[str, Any], fifo: int) -> None:
+    """startContainer hooks, in the container (paths resolve in its rootfs). A failure
+    goes to `start` through the fifo ("E" + message) instead of the "0" that lets it on."""
+    from services.runtime import hooks
+
+    try:
+        hooks.run(hooks.of(cfg.spec, "startContainer"), {**state, "status": "created"})
+    except MuelleError as exc:
+        os.write(fifo, b"E" + str(exc).encode()[:4000])
+        os._exit(1)
 
 
 def _seccomp(cfg: InitConfig, profile: dict[str, Any], warn: seccomp.Warn) -> None:
@@ -91,6 +108,7 @@ class Ready(NamedTuple):
     env: dict[str, str]
     fifo_fd: int
     late_seccomp: dict[str, Any] | None
+    hook_state: dict[str, Any] | None  # set when there are hooks (startContainer's state)
 
 
 def _setup(cfg: InitConfig) -> Ready:
@@ -115,6 +133,7 @@ def _setup(cfg: InitConfig) -> Ready:
         rootfs.mount_one(cfg.rootfs, m, cfg.cgroup, warn)
     devices.create(cfg.rootfs, linux_cfg.get("devices") or [],
                    bool(proc.get("terminal")) and cfg.console_fd < 0)
+    hook_state = _before_pivot_hooks(cfg) if cfg.wait_hooks else None
     rootfs.pivot(cfg.rootfs)
     if linux_cfg.get("rootfsPropagation"):
         # Applied again on the new "/" (runc does too): before pivot_root it was the host's.
@@ -166,4 +185,24 @@ def _setup(cfg: InitConfig) -> Ready:
         capabilities.apply(caps)
     if nnp:
         linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
-    return Ready(path, list(proc["args"]), env, fifo_fd, profile if nnp else None)
+    return Ready(path, list(proc["args"]), env, fifo_fd, profile if nnp else None,
+                 hook_state)
+
+
+def _before_pivot_hooks(cfg: InitConfig) -> dict[str, Any]:
+    """Ask create to run prestart/createRuntime, then run createContainer here (in the
+    container's namespaces, the host's filesystem). The state is kept for startContainer."""
+    import json
+
+    from services.runtime import hooks
+
+    sync.send(cfg.sync_fd, hooks=True)
+    line = b""
+    while not line.endswith(b"\n"):
+        chunk = os.read(cfg.ack_fd, 4096)
+        if not chunk:
+            raise MuelleError("create ended before the hooks ran")
+        line += chunk
+    state: dict[str, Any] = json.loads(line)
+    hooks.run(hooks.of(cfg.spec, "createContainer"), state, cwd=cfg.bundle)
+    return state

@@ -57,6 +57,10 @@ def validate(spec: Any) -> None:
     for ns in linux.get("namespaces") or []:
         if ns.get("type") not in NAMESPACE_TYPES:
             raise InvalidArgument(f"config.json: unknown namespace type {ns.get('type')!r}")
+    if spec.get("hooks") is not None:
+        from services.runtime import hooks
+
+        hooks.validate(spec["hooks"])
     propagation = linux.get("rootfsPropagation", "")
     if propagation and propagation not in ROOTFS_PROPAGATION:
         raise InvalidArgument(f"config.json: unknown linux.rootfsPropagation {propagation!r}")

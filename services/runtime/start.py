@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+from pathlib import Path
 
 from services.core.errors import FailedPrecondition
 from services.runtime.log import get_logger
@@ -29,7 +30,10 @@ def start(store: Store, cid: str) -> None:
             readable, _w, _x = select.select([fd], [], [], 0.01)
             if readable:
                 with contextlib.suppress(BlockingIOError):
-                    if os.read(fd, 1):
+                    byte = os.read(fd, 1)
+                    if byte == b"E":  # a startContainer hook failed (init.py)
+                        raise FailedPrecondition(_rest(fd) or "startContainer hook failed")
+                    if byte:
                         break
             if store.status(state) == "stopped":
                 raise FailedPrecondition(f"container {cid} exited before start")
@@ -40,3 +44,35 @@ def start(store: Store, cid: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(fifo)
     get_logger(container=cid).info("started", pid=state.pid)
+    recorded = store.dir(cid) / "hooks.json"
+    if recorded.exists():
+        _poststart(recorded, cid, state.pid, state.bundle)
+
+
+def _rest(fd: int) -> str:
+    """What the init wrote after "E" (it wrote it all before exiting)."""
+    chunks = []
+    for _ in range(100):
+        select.select([fd], [], [], 0.05)
+        try:
+            chunk = os.read(fd, 4096)
+        except BlockingIOError:
+            continue
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def _poststart(recorded: Path, cid: str, pid: int, bundle: str) -> None:
+    import json
+
+    from services.core.errors import MuelleError
+    from services.runtime import hooks
+
+    config = json.loads(recorded.read_text())
+    try:
+        hooks.run(hooks.of(config, "poststart"),
+                  hooks.state(config, cid, "running", pid, bundle), cwd=bundle)
+    except MuelleError as exc:  # runtime-spec: the container keeps running
+        get_logger(container=cid).warning("poststart hook failed", error=str(exc))

@@ -13,6 +13,8 @@ name first for the same reason. Shared layers are unpacked once (lock per chain 
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
 import re
 import shutil
@@ -139,7 +141,26 @@ class Snapshots:
 
 
 def _sync_tree(path: Path) -> None:
-    """fsync every file and directory of a fresh unpack before it becomes visible."""
+    """Make a fresh unpack durable before it becomes visible: one syncfs(2) of its
+    filesystem. An fsync per file costs ~0.1-0.2 ms each here (1 s for a 5,000-file
+    layer, 0.04 s with syncfs); syncfs also flushes whatever else is dirty on that
+    filesystem, which is the price of one call."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if _libc().syncfs(fd) == 0:
+            return
+    finally:
+        os.close(fd)
+    _fsync_each(path)  # no syncfs (not Linux): the slow, exact way
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _fsync_each(path: Path) -> None:
+    """fsync every file and directory of the tree."""
     for dirpath, _dirs, files in os.walk(path):
         for name in files:
             full = os.path.join(dirpath, name)

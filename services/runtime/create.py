@@ -176,7 +176,7 @@ def _runtime_hooks(cfg: init.InitConfig, pid: int, ack_w: int) -> str:
     """prestart and createRuntime hooks, then the state for the init's own ("" or error)."""
     from services.runtime import hooks
 
-    state = hooks.state(cfg.spec, cfg.container_id, "creating", pid, cfg.bundle)
+    state = hooks.state(cfg.spec, cfg.container_id, "created", pid, cfg.bundle)
     try:
         hooks.run(hooks.of(cfg.spec, "prestart", "createRuntime"), state, cwd=cfg.bundle)
     except MuelleError as exc:

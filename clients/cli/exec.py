@@ -1,4 +1,4 @@
-"""`muelle exec [-i] [-e K=V] [-u USER] [-w DIR] CONTAINER CMD...` (docker exec)."""
+"""`muelle exec [-i] [-t] [-d] [-e K=V] [-u USER] [-w DIR] CONTAINER CMD...` (docker exec)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from clients.cli.units import UsageError, parse_env
 def exec_(ctx: Context, args: argparse.Namespace) -> int:
     if not args.command:
         raise UsageError('"exec" requires at least 2 arguments: CONTAINER COMMAND [ARG...]')
+    if args.detach:
+        return _detached(ctx, args)
     if args.tty and args.interactive and not os.isatty(0):
         raise UsageError("the input device is not a TTY")
     from clients.cli import terminal
@@ -38,5 +40,24 @@ def exec_(ctx: Context, args: argparse.Namespace) -> int:
                 ctx.write_bytes(event.output.stream, event.output.data)
         finally:
             stream.cancel()
+    ctx.error("muelle: the engine ended the exec stream without an exit status")
+    return 1
+
+
+def _detached(ctx: Context, args: argparse.Namespace) -> int:
+    """exec -d: nothing printed, 0 once the process runs; a start error as docker says it."""
+    stream = ctx.client().exec(args.container, list(args.command),
+                               env=parse_env(args.env, ctx.environ), user=args.user,
+                               working_dir=args.workdir, tty=args.tty, interactive=False,
+                               detach=True)
+    try:
+        for event in stream:
+            if event.HasField("exit"):
+                if event.exit.error:
+                    ctx.error(f"OCI runtime exec failed: {event.exit.error}")
+                    return int(event.exit.exit_code) or 126
+                return 0
+    finally:
+        stream.cancel()
     ctx.error("muelle: the engine ended the exec stream without an exit status")
     return 1

@@ -187,6 +187,8 @@ def build() -> Parser:
     p = sub.add_parser("exec", help="run a command in a running container")
     p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
     p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-TTY")
+    p.add_argument("-d", "--detach", action="store_true",
+                   help="run the command in the background")
     p.add_argument("-e", "--env", action="append", default=[])
     p.add_argument("-u", "--user", default="")
     p.add_argument("-w", "--workdir", default="")

@@ -220,14 +220,16 @@ class Client:
              stdin: Iterator[bytes | tuple[int, int] | None] | None = None,
              env: list[str] | None = None, user: str = "", working_dir: str = "",
              tty: bool = False, interactive: bool | None = None,
-             console_size: tuple[int, int] | None = None) -> Stream:
+             console_size: tuple[int, int] | None = None, detach: bool = False) -> Stream:
         """Run ``cmd`` in a running container: ExecContainerOutput messages (output, then
         exit). With ``stdin`` (chunks; None or their end is EOF) the process reads them
         (``interactive`` defaults to whether stdin is given); (rows, cols) tuples in it
-        resize the process's terminal (``tty``)."""
+        resize the process's terminal (``tty``). ``detach``: the one message is the exit,
+        0 once the process runs (docker exec -d)."""
         start = engine_pb2.ExecContainerStart(
             container=container, cmd=cmd, env=env or [], user=user, working_dir=working_dir,
-            interactive=stdin is not None if interactive is None else interactive, tty=tty)
+            interactive=stdin is not None if interactive is None else interactive, tty=tty,
+            detach=detach)
         if console_size:
             start.console_size.rows, start.console_size.cols = console_size
 

@@ -30,7 +30,8 @@ def exec_container(records: Records, runtime: Any,
     rec = records.lookup(start.container)
     spec = runtime_pb2.ExecSpec(id=rec.id, args=list(start.cmd), env=list(start.env),
                                 user=start.user, cwd=start.working_dir,
-                                stdin=start.interactive, tty=start.tty,
+                                stdin=start.interactive and not start.detach,
+                                tty=start.tty, detach=start.detach,
                                 console_size=runtime_pb2.ConsoleSize(
                                     rows=start.console_size.rows,
                                     cols=start.console_size.cols))

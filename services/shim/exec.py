@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import re
 import selectors
 import signal
@@ -48,6 +49,7 @@ class ExecRequest:
     tty: bool = False
     rows: int = 0  # initial terminal size, with tty
     cols: int = 0
+    detach: bool = False  # exec -d: return once started, discard the output
 
 
 @dataclass
@@ -286,6 +288,34 @@ class ExecRun:
         for stream, chunk in held:
             yield Output(stream, chunk, _now())
         yield Exit(code if code >= 0 else 128 - code)
+
+    def detached(self) -> Exit:
+        """exec -d: Exit(0) once the process runs, or the Exit of one that could not start.
+
+        A thread reads (and drops) its output until it ends, and waits for the runtime,
+        which waits for the process: nothing is left unreaped. The output goes to pipes of
+        this shim, so a process that writes after a shim restart gets SIGPIPE."""
+        outcome: queue.Queue[Exit] = queue.Queue()
+
+        def drain() -> None:
+            try:
+                for event in self.events():
+                    if isinstance(event, Exit):
+                        outcome.put(event)
+            finally:
+                self.cleanup()
+                outcome.put(Exit(0))
+
+        self.write_stdin(None)
+        threading.Thread(target=drain, name=f"exec-detached-{self.name}", daemon=True).start()
+        while True:
+            try:
+                ended = outcome.get(timeout=0.02)
+            except queue.Empty:
+                if self.pid_file.exists():
+                    return Exit(0)
+                continue
+            return ended if ended.error else Exit(0)
 
     def kill(self) -> None:
         """The client left: signal the process (the runtime forwards it), then the runtime."""

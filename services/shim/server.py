@@ -190,7 +190,7 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServicer):
         s = first.start
         req = ExecRequest(args=list(s.args), env=list(s.env), user=s.user, cwd=s.cwd,
                           stdin=s.stdin, tty=s.tty, rows=s.console_size.rows,
-                          cols=s.console_size.cols)
+                          cols=s.console_size.cols, detach=s.detach)
         for event in self.shim.exec(s.id, req, _stdin(request_iterator),
                                     cancelled=lambda: not context.is_active()):
             if isinstance(event, Exit):

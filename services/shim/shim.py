@@ -629,7 +629,10 @@ class Shim:
         run = ExecRun(cdir, self._runtime_of(cdir), req, str(self.cfg.run))
         run.start()
         log = get_logger(container=cid[:12])
-        log.info("exec", args=req.args[:1])
+        log.info("exec", args=req.args[:1], detach=req.detach)
+        if req.detach:
+            yield run.detached()
+            return
         run.feed(stdin)
         finished = False
         try:

@@ -213,6 +213,7 @@ def _process(sync_fd: int, proc: dict[str, Any], bpf: bytes | None,
                 seccomp.install(bpf)
         os.closerange(3, sync_fd)
         os.closerange(sync_fd + 1, 65536)
+        process.default_signals()
         os.execve(path, list(proc["args"]), env)
     except BaseException as exc:  # noqa: BLE001
         with contextlib.suppress(BaseException):

@@ -62,6 +62,7 @@ def main(cfg: InitConfig) -> NoReturn:
             # With no_new_privs the filter can wait until right before exec.
             _seccomp(cfg, ready.late_seccomp, lambda msg: None)
         os.closerange(3, 65536)
+        process.default_signals()
         os.execve(ready.path, ready.args, ready.env)
     except BaseException as exc:  # noqa: BLE001
         os.write(2, f"muelle-runtime: exec {ready.args[0]}: {_message(exc)}\n".encode())

@@ -103,3 +103,20 @@ def home(env: dict[str, str], uid: int) -> None:
     except OSError:
         pass
     env["HOME"] = "/"
+
+
+def default_signals() -> None:
+    """Every signal back to its default action and unblocked, right before execve: the
+    ones we ignore (Python ignores SIGPIPE and SIGXFSZ, the monitor SIGHUP and SIGINT)
+    would stay ignored across exec, and a shell cannot even trap a signal that was
+    ignored when it started (SIGINT from `kill -s INT` or --sig-proxy would be lost)."""
+    import signal
+
+    for sig in signal.valid_signals():
+        if sig in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):
+            continue
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])

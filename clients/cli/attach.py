@@ -167,10 +167,13 @@ def _attached(ctx: Context, container: str, start: bool, stdin: Stdin) -> int:
 def attach(ctx: Context, args: argparse.Namespace) -> int:
     """`muelle attach [--no-stdin] [--detach-keys K] CONTAINER`."""
     keys = parse_detach_keys(args.detach_keys or DEFAULT_DETACH_KEYS)
-    if args.no_stdin:
-        from clients.cli.containers import attach as attach_output
+    from clients.cli.sigproxy import proxied
 
-        return attach_output(ctx, args.container, start=False)
     config = ctx.client().inspect(args.container).config
-    return attached(ctx, args.container, start=False, keys=keys, tty=config.tty,
-                    interactive=config.open_stdin)
+    with proxied(ctx.host, args.container, enabled=args.sig_proxy and not config.tty):
+        if args.no_stdin:
+            from clients.cli.containers import attach as attach_output
+
+            return attach_output(ctx, args.container, start=False)
+        return attached(ctx, args.container, start=False, keys=keys, tty=config.tty,
+                        interactive=config.open_stdin)

@@ -119,12 +119,16 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
             raise
         ctx.line(cid)
         return 0
-    if args.interactive or args.tty:
-        from clients.cli.attach import DEFAULT_DETACH_KEYS, attached, parse_detach_keys
+    from clients.cli.sigproxy import proxied
 
-        return attached(ctx, cid, start=True, keys=parse_detach_keys(DEFAULT_DETACH_KEYS),
-                        tty=args.tty, interactive=args.interactive)
-    return attach(ctx, cid, start=True)
+    with proxied(ctx.host, cid, enabled=args.sig_proxy and not args.tty):
+        if args.interactive or args.tty:
+            from clients.cli.attach import DEFAULT_DETACH_KEYS, attached, parse_detach_keys
+
+            return attached(ctx, cid, start=True,
+                            keys=parse_detach_keys(DEFAULT_DETACH_KEYS),
+                            tty=args.tty, interactive=args.interactive)
+        return attach(ctx, cid, start=True)
 
 
 def attach(ctx: Context, container: str, start: bool) -> int:

@@ -15,6 +15,12 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+def _bool(text: str) -> bool:
+    from clients.cli.sigproxy import parse_bool
+
+    return parse_bool(text)
+
+
 def _container_options(p: argparse.ArgumentParser) -> None:
     """The options `run` and `create` share (docker's names)."""
     p.add_argument("--help", action="help", help="show this help and exit")
@@ -90,6 +96,8 @@ def build() -> Parser:
         p = sub.add_parser(verb, help=text, add_help=False)
         if verb == "run":
             p.add_argument("-d", "--detach", action="store_true")
+            p.add_argument("--sig-proxy", type=_bool, default=True,
+                           help="forward received signals to the container (not with -t)")
         _container_options(p)
 
     p = sub.add_parser("start", help="start containers")
@@ -198,6 +206,8 @@ def build() -> Parser:
     p = sub.add_parser("attach", help="attach to a running container's output and stdin")
     p.add_argument("--no-stdin", action="store_true", help="do not attach stdin")
     p.add_argument("--detach-keys", default="", help="detach sequence (ctrl-p,ctrl-q)")
+    p.add_argument("--sig-proxy", type=_bool, default=True,
+                   help="forward received signals to the container (not with a tty)")
     p.add_argument("container")
 
     p = sub.add_parser("logout", help="log out from a registry")

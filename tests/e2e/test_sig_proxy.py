@@ -1,0 +1,92 @@
+"""--sig-proxy: signals sent to an attached `muelle run`/`attach` reach the container."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests.support.engine import CLI, Engine
+
+pytestmark = pytest.mark.root
+
+TRAPPER = ('trap "echo got-term; exit 7" TERM; trap "echo got-int; exit 8" INT; '
+           'echo ready; while true; do sleep 0.1; done')
+
+
+def _start(engine: Engine, *args: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([CLI, *args], env=engine.env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "ready\n"
+    return proc
+
+
+@pytest.mark.parametrize("sig, text, code", [(signal.SIGTERM, "got-term", 7),
+                                             (signal.SIGINT, "got-int", 8)])
+def test_run_forwards_signals(engine: Engine, image: str, sig: signal.Signals, text: str,
+                              code: int) -> None:
+    name = f"sigproxy-{sig.name.lower()}"
+    proc = _start(engine, "run", "--name", name, image, "sh", "-c", TRAPPER)
+    try:
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=30)
+        assert out.strip() == text and proc.returncode == code, err
+    finally:
+        proc.kill()
+        proc.wait()
+        engine.cli("rm", "-f", name)
+
+
+def test_attach_forwards_signals(engine: Engine, image: str) -> None:
+    cid = engine.cli("run", "-d", image, "sh", "-c", TRAPPER).stdout.strip()
+    try:
+        time.sleep(0.3)  # "ready" went to the log before we attach
+        proc = subprocess.Popen([CLI, "attach", "--no-stdin", cid], env=engine.env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                stdin=subprocess.DEVNULL, text=True)
+        time.sleep(1)  # attached
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        assert "got-term" in out and proc.returncode == 7, err
+    finally:
+        engine.cli("rm", "-f", cid)
+
+
+def test_no_sig_proxy(engine: Engine, image: str) -> None:
+    proc = _start(engine, "run", "--name", "no-sigproxy", "--sig-proxy=false", image,
+                  "sh", "-c", TRAPPER)
+    try:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+        assert proc.returncode == -signal.SIGTERM  # the CLI died, the container did not
+        state = json.loads(engine.cli("inspect", "no-sigproxy").stdout)[0]["State"]
+        assert state["Status"] == "running"
+    finally:
+        proc.kill()
+        proc.wait()
+        engine.cli("rm", "-f", "no-sigproxy")
+
+
+def test_bad_sig_proxy_value(engine: Engine, image: str) -> None:
+    proc = engine.cli("run", "--sig-proxy=maybe", image, "true", check=False)
+    assert proc.returncode == 125 and "invalid boolean value 'maybe'" in proc.stderr
+
+
+@pytest.mark.parametrize("runtime", ["muelle", "runc", "crun"])
+def test_processes_start_with_default_signal_handling(engine: Engine, image: str,
+                                                     runtime: str) -> None:
+    """Nothing ignored or blocked (a shell cannot trap a signal ignored when it started),
+    for the container's process and an exec'd one."""
+    probe = ["grep", "-E", "^Sig(Ign|Blk):", "/proc/self/status"]
+    want = ["SigBlk:\t0000000000000000", "SigIgn:\t0000000000000000"]
+    out = engine.cli("run", "--rm", "--runtime", runtime, image, *probe).stdout
+    assert out.splitlines() == want
+    cid = engine.cli("run", "-d", "--runtime", runtime, image, "sleep", "30").stdout.strip()
+    try:
+        assert engine.cli("exec", cid, *probe).stdout.splitlines() == want
+    finally:
+        engine.cli("rm", "-f", cid)

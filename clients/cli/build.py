@@ -27,6 +27,6 @@ def import_(ctx: Context, args: argparse.Namespace) -> int:
 
 def commit(ctx: Context, args: argparse.Namespace) -> int:
     reply = ctx.client().commit_container(args.container, args.reference, args.author,
-                                          args.message)
+                                          args.message, pause=args.pause)
     ctx.line(reply.id)
     return 0

@@ -251,6 +251,8 @@ def build() -> Parser:
     p = sub.add_parser("commit", help="create a new image from a container's changes")
     p.add_argument("-a", "--author", default="")
     p.add_argument("-m", "--message", default="")
+    p.add_argument("-p", "--pause", type=_bool, default=True,
+                   help="pause the container during the commit (default true)")
     p.add_argument("container")
     p.add_argument("reference", nargs="?", default="", help="REPOSITORY[:TAG]")
     return parser

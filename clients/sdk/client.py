@@ -175,11 +175,14 @@ class Client:
         return self._call("ImportImage", requests())  # type: ignore[no-any-return]
 
     def commit_container(self, container: str, reference: str = "", author: str = "",
-                         comment: str = "") -> engine_pb2.CommitContainerResponse:
-        """A new image from the container's changes (`commit`)."""
+                         comment: str = "", pause: bool = True
+                         ) -> engine_pb2.CommitContainerResponse:
+        """A new image from the container's changes (`commit`); a running container is
+        paused meanwhile unless ``pause`` is false."""
         return self._call(  # type: ignore[no-any-return]
             "CommitContainer", engine_pb2.CommitContainerRequest(
-                container=container, reference=reference, author=author, comment=comment))
+                container=container, reference=reference, author=author, comment=comment,
+                no_pause=not pause))
     def tag(self, source: str, target: str) -> engine_pb2.TagImageResponse:
         return self._call(  # type: ignore[no-any-return]
             "TagImage", engine_pb2.TagImageRequest(source=source, target=target))

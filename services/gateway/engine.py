@@ -160,7 +160,17 @@ class Engine:
 
     def commit_container(self, req: engine_pb2.CommitContainerRequest
                          ) -> engine_pb2.CommitContainerResponse:
-        return build.commit_container(self.images, self.records, req)
+        rec = self.records.lookup(req.container)
+        state = self._shim_state(rec.id)
+        if req.no_pause or state is None or state.status != "running":
+            return build.commit_container(self.images, self.records, req)
+        # Docker's default: frozen while the image store reads its writable layer, so the
+        # layer is one moment's (a file being written is not caught half-way).
+        self.runtime.Pause(runtime_pb2.PauseRequest(id=rec.id))
+        try:
+            return build.commit_container(self.images, self.records, req)
+        finally:
+            self.runtime.Resume(runtime_pb2.ResumeRequest(id=rec.id))
 
     # ------------------------------------------------------------------ create
 

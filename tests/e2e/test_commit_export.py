@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import subprocess
 import tarfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -82,3 +84,46 @@ def test_bad_input_is_one_error_line(engine: Engine, tmp_path: Path) -> None:
         assert len(proc.stderr.splitlines()) == 1 and "Traceback" not in proc.stderr, args
     assert not (tmp_path / "x.tar").exists()
     assert "demo/junk" not in engine.cli("images").stdout
+
+
+@pytest.mark.parametrize("flags, pauses", [([], True), (["--pause=false"], False)])
+def test_commit_pauses_a_running_container(engine: Engine, image: str, flags: list[str],
+                                           pauses: bool) -> None:
+    """Docker's default: frozen while its layer is read, running again after; --pause=false
+    leaves it running. A 48 MiB random file makes the commit last long enough to see."""
+    cid = engine.cli("run", "-d", image, "sh", "-c",
+                     "head -c 50331648 /dev/urandom > /big; echo done > /ready; sleep 60"
+                     ).stdout.strip()
+    seen: set[str] = set()
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            state = json.loads(engine.cli("inspect", cid).stdout)[0]["State"]
+            seen.add(state["Status"])
+
+    try:
+        for _ in range(200):
+            if engine.cli("exec", cid, "cat", "/ready", check=False).returncode == 0:
+                break
+            time.sleep(0.05)
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            engine.cli("commit", *flags, cid, "demo/paused:1")
+        finally:
+            stop.set()
+            watcher.join()
+        assert ("paused" in seen) == pauses, seen
+        state = json.loads(engine.cli("inspect", cid).stdout)[0]["State"]
+        assert state["Status"] == "running" and not state["Paused"]
+        size = engine.cli("run", "--rm", "demo/paused:1", "stat", "-c", "%s", "/big").stdout
+        assert size.strip() == "50331648"
+    finally:
+        engine.cli("rm", "-f", cid, check=False)
+        engine.cli("rmi", "demo/paused:1", check=False)
+
+
+def test_commit_bad_pause_value(engine: Engine, image: str) -> None:
+    proc = engine.cli("commit", "--pause=perhaps", "whatever", check=False)
+    assert proc.returncode != 0 and "invalid boolean value 'perhaps'" in proc.stderr

@@ -129,7 +129,8 @@ def _spawn(cfg: init.InitConfig) -> int:
                 os.write(ack_w, b"1")
             elif "pid" in msg:
                 pid = int(msg["pid"])
-                if ready:
+                error = _join_cgroup(cfg, pid, ack_w)
+                if error or ready:
                     break
             elif "warn" in msg:
                 get_logger().warning(str(msg["warn"]))
@@ -152,11 +153,28 @@ def _spawn(cfg: init.InitConfig) -> int:
     return pid
 
 
+def _join_cgroup(cfg: init.InitConfig, pid: int, ack_w: int) -> str:
+    """Move the init into its cgroup while it sets itself up (the kernel's first cgroup
+    migration waits ~15 ms for an RCU grace period; the init's mounts take about as long),
+    then tell it ("J"): it waits for that before anything can fork or run user code, and
+    only then unshares its cgroup namespace, rooted at the new cgroup. "" or the error."""
+    if cfg.cgroup is None:
+        return ""
+    try:
+        cfg.cgroup.join(pid)
+        os.write(ack_w, b"J")
+    except (ProcessLookupError, BrokenPipeError):
+        return ""  # the init already failed: its error (or EOF) follows on the sync pipe
+    except OSError as exc:
+        return f"cannot move the container into its cgroup: {exc.strerror}"
+    return ""
+
+
 def _intermediate(cfg: init.InitConfig) -> NoReturn:
     try:
-        if cfg.cgroup is not None:
-            cfg.cgroup.join(os.getpid())
-        namespaces.enter(cfg.namespaces, lambda: _await_maps(cfg))
+        # A new cgroup namespace waits for the init's move into its cgroup (_join_cgroup).
+        namespaces.enter(cfg.namespaces, lambda: _await_maps(cfg),
+                         later=("cgroup",) if cfg.cgroup is not None else ())
         pid = os.fork()
         if pid == 0:
             init.main(cfg)

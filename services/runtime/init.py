@@ -15,7 +15,7 @@ from typing import Any, NamedTuple, NoReturn
 
 from services.core.errors import MuelleError
 from services.runtime import capabilities, devices, linux, process, rootfs, seccomp, sync
-from services.runtime.cgroups import Cgroup
+from services.runtime.cgroups import Cgroup, is_v2
 
 
 class InitConfig:
@@ -38,6 +38,7 @@ class InitConfig:
         self.container_id = ""
         self.bundle = ""
         self.wait_hooks = False  # before pivot_root, wait for create's hooks (hooks.py)
+        self.in_cgroup = cgroup is None  # create moves us into it meanwhile ("J" on ack_fd)
 
 
 def main(cfg: InitConfig) -> NoReturn:
@@ -128,12 +129,16 @@ def _setup(cfg: InitConfig) -> Ready:
     if linux_cfg.get("seccomp") and not cfg.seccomp_bpf:
         seccomp.preload()
 
+    if is_v2():
+        _await_cgroup(cfg)  # the cgroup2 mount shows the cgroup namespace's root
     rootfs.prepare(cfg.rootfs, linux_cfg.get("rootfsPropagation", ""))
     mounts = spec.get("mounts") or []
     for m in mounts:
         rootfs.mount_one(cfg.rootfs, m, cfg.cgroup, warn)
     devices.create(cfg.rootfs, linux_cfg.get("devices") or [],
                    bool(proc.get("terminal")) and cfg.console_fd < 0)
+    if cfg.wait_hooks:
+        _await_cgroup(cfg)  # hooks are processes: they start in the container's cgroup
     hook_state = _before_pivot_hooks(cfg) if cfg.wait_hooks else None
     rootfs.pivot(cfg.rootfs)
     if linux_cfg.get("rootfsPropagation"):
@@ -173,6 +178,7 @@ def _setup(cfg: InitConfig) -> Ready:
     process.chdir(proc.get("cwd") or "/")
     path = process.lookup(proc["args"][0], env)
 
+    _await_cgroup(cfg)  # before seccomp and the dropped capabilities could refuse unshare
     caps = proc.get("capabilities")
     nnp = bool(proc.get("noNewPrivileges"))
     profile = linux_cfg.get("seccomp")
@@ -188,6 +194,18 @@ def _setup(cfg: InitConfig) -> Ready:
         linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
     return Ready(path, list(proc["args"]), env, fifo_fd, profile if nnp else None,
                  hook_state)
+
+
+def _await_cgroup(cfg: InitConfig) -> None:
+    """Wait until create has moved us into the container's cgroup, then unshare a new
+    cgroup namespace (rooted there). Nothing forks or runs user code before this."""
+    if cfg.in_cgroup:
+        return
+    if os.read(cfg.ack_fd, 1) != b"J":
+        raise MuelleError("create ended before the container joined its cgroup")
+    cfg.in_cgroup = True
+    if cfg.namespaces.get("cgroup") == "":
+        linux.unshare(linux.CLONE_NEWCGROUP)
 
 
 def _before_pivot_hooks(cfg: InitConfig) -> dict[str, Any]:

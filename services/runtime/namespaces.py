@@ -31,13 +31,15 @@ def wanted(namespaces: list[dict[str, Any]]) -> dict[str, str]:
     return out
 
 
-def enter(ns: dict[str, str], map_user: Callable[[], None] | None = None) -> None:
+def enter(ns: dict[str, str], map_user: Callable[[], None] | None = None,
+          later: tuple[str, ...] = ()) -> None:
     """Join the namespaces given by path, then unshare the new ones (in the intermediate).
 
     A joined user namespace comes first (it grants the rights to join the rest). A new
     one is unshared alone, ``map_user`` has its maps written from outside, and only then
-    are the others unshared, so that they belong to it. CLONE_NEWPID only applies to
-    children: the caller must fork for the init.
+    are the others unshared, so that they belong to it; new ones of the kinds in ``later``
+    are left to the caller. CLONE_NEWPID only applies to children: the caller must fork
+    for the init.
     """
     for kind in sorted((k for k, p in ns.items() if p), key=lambda k: k != "user"):
         try:
@@ -58,7 +60,7 @@ def enter(ns: dict[str, str], map_user: Callable[[], None] | None = None) -> Non
         os.setresuid(0, 0, 0)
     flags = 0
     for kind, path in ns.items():
-        if not path and kind != "user":
+        if not path and kind != "user" and kind not in later:
             flags |= FLAGS[kind]
     if flags:
         linux.unshare(flags)

@@ -3,12 +3,16 @@ and it does not outlive the container."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import time
 from pathlib import Path
 
 import pytest
 
+from services.core import launcher
 from tests.support.engine import Engine, processes_mentioning
 
 pytestmark = pytest.mark.root
@@ -129,3 +133,34 @@ def test_detached_process_is_listed_then_reaped(engine: Engine, image: str,
         assert state["Status"] == "running"
     finally:
         engine.cli("rm", "-f", cid)
+
+
+def test_detached_process_survives_a_shim_restart(engine: Engine, image: str) -> None:
+    """Its output goes nowhere, so it does not die of SIGPIPE when the shim that started it
+    is killed -9 (running containers keep running when a service restarts)."""
+    cid = engine.cli("run", "-d", image, "sleep", "120").stdout.strip()
+    seconds = str(900000 + int(cid[:4], 16))
+    try:
+        engine.cli("exec", "-d", cid, "sh", "-c",
+                   f"sleep {seconds} & while true; do echo out; echo err >&2; "
+                   "date > /tmp/tick; sleep 0.05; done")
+        assert _wait_processes(seconds, present=True)
+        shim = launcher.running_pid(engine.cfg, "shim")
+        assert shim is not None
+        os.kill(shim, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(shim, 0)  # ours (the launcher ran it from this process)
+        for _ in range(200):
+            if launcher.running_pid(engine.cfg, "shim") is None:
+                break
+            time.sleep(0.05)
+        time.sleep(0.5)  # many writes with no shim
+        launcher.start(engine.cfg, str(engine.config_file), services=("shim",))
+        ps = engine.cli("exec", cid, "ps", "-o", "stat,args").stdout
+        assert "while true" in ps and f"sleep {seconds}" in ps, ps
+        engine.cli("exec", cid, "rm", "/tmp/tick")
+        _wait_for(engine, cid, "/tmp/tick")  # still writing, and its loop goes on
+        engine.cli("stop", "-t", "1", cid)
+        assert _wait_processes(seconds, present=False) == []
+    finally:
+        engine.cli("rm", "-f", cid, check=False)

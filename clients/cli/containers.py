@@ -189,14 +189,23 @@ def start(ctx: Context, args: argparse.Namespace) -> int:
     if args.attach:
         if len(args.containers) != 1:
             raise UsageError("you cannot start and attach multiple containers at once")
-        try:
-            if getattr(args, "interactive", False):  # io: start -ai, stdin and its tty
-                from clients.cli.attach import DEFAULT_DETACH_KEYS, attached, parse_detach_keys
+        from clients.cli.sigproxy import proxied
 
-                config = ctx.client().inspect(args.containers[0]).config
-                return attached(ctx, args.containers[0], start=True,
-                                keys=parse_detach_keys(DEFAULT_DETACH_KEYS), tty=config.tty)
-            return attach(ctx, args.containers[0], start=True)
+        config = ctx.client().inspect(args.containers[0]).config
+        try:
+            # docker start -a proxies signals whenever there is no tty (it has no flag)
+            with proxied(ctx.host, args.containers[0], enabled=not config.tty):
+                if getattr(args, "interactive", False):  # io: start -ai, stdin and its tty
+                    from clients.cli.attach import (
+                        DEFAULT_DETACH_KEYS,
+                        attached,
+                        parse_detach_keys,
+                    )
+
+                    return attached(ctx, args.containers[0], start=True,
+                                    keys=parse_detach_keys(DEFAULT_DETACH_KEYS),
+                                    tty=config.tty)
+                return attach(ctx, args.containers[0], start=True)
         except RunFailed as exc:
             ctx.error(daemon_message(str(exc)))
             return 1

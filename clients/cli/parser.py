@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from typing import NoReturn
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
+from clients.cli.boolflags import BoolFlag, explicit
 from clients.cli.units import UsageError
 
 
@@ -14,11 +17,12 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
 
-
-def _bool(text: str) -> bool:
-    from clients.cli.sigproxy import parse_bool
-
-    return parse_bool(text)
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: Any = None) -> tuple[argparse.Namespace, list[str]]:
+        """Bare boolean flags (`commit -p CONTAINER`) mean true, as in docker."""
+        args = explicit(self._option_string_actions,
+                        list(sys.argv[1:] if args is None else args))
+        return super().parse_known_args(args, namespace)
 
 
 def _container_options(p: argparse.ArgumentParser) -> None:
@@ -96,7 +100,7 @@ def build() -> Parser:
         p = sub.add_parser(verb, help=text, add_help=False)
         if verb == "run":
             p.add_argument("-d", "--detach", action="store_true")
-            p.add_argument("--sig-proxy", type=_bool, default=True,
+            p.add_argument("--sig-proxy", action=BoolFlag,
                            help="forward received signals to the container (not with -t)")
         _container_options(p)
 
@@ -206,7 +210,7 @@ def build() -> Parser:
     p = sub.add_parser("attach", help="attach to a running container's output and stdin")
     p.add_argument("--no-stdin", action="store_true", help="do not attach stdin")
     p.add_argument("--detach-keys", default="", help="detach sequence (ctrl-p,ctrl-q)")
-    p.add_argument("--sig-proxy", type=_bool, default=True,
+    p.add_argument("--sig-proxy", action=BoolFlag,
                    help="forward received signals to the container (not with a tty)")
     p.add_argument("container")
 
@@ -251,7 +255,7 @@ def build() -> Parser:
     p = sub.add_parser("commit", help="create a new image from a container's changes")
     p.add_argument("-a", "--author", default="")
     p.add_argument("-m", "--message", default="")
-    p.add_argument("-p", "--pause", type=_bool, default=True,
+    p.add_argument("-p", "--pause", action=BoolFlag,
                    help="pause the container during the commit (default true)")
     p.add_argument("container")
     p.add_argument("reference", nargs="?", default="", help="REPOSITORY[:TAG]")

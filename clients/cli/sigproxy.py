@@ -18,18 +18,6 @@ _SKIP = {signal.SIGCHLD, signal.SIGPIPE, signal.SIGURG, signal.SIGWINCH, signal.
          signal.SIGSTOP}
 
 
-def parse_bool(text: str) -> bool:
-    """docker's boolean flag values: --sig-proxy=false."""
-    value = text.strip().lower()
-    if value in ("true", "1", "t", "yes"):
-        return True
-    if value in ("false", "0", "f", "no"):
-        return False
-    from clients.cli.units import UsageError
-
-    raise UsageError(f"invalid boolean value {text!r}")
-
-
 @contextlib.contextmanager
 def proxied(host: str, container: str, enabled: bool = True) -> Iterator[None]:
     if not enabled:

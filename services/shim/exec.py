@@ -150,11 +150,15 @@ class ExecRun:
         if self.console is not None:  # detached: a subreaper waits for the process
             argv = [sys.executable, "-S", "-m", "services.shim.exec_wait", str(self.pid_file),
                     *argv]
+        elif self.req.detach:  # exec -d: its stdio must outlive this shim (exec_relay)
+            argv = [sys.executable, "-S", "-m", "services.shim.exec_relay", *argv]
+        if argv[0] == sys.executable:
             env = dict(os.environ, PYTHONPATH=os.pathsep.join(
                 p for p in (REPO, os.environ.get("PYTHONPATH", "")) if p))
         try:
             self.popen = subprocess.Popen(
                 argv, cwd=str(self.cdir.path), close_fds=True, env=env,
+                start_new_session=self.req.detach,
                 stdin=subprocess.PIPE if self.req.stdin and not self.req.tty
                 else subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -127,3 +127,29 @@ def test_commit_pauses_a_running_container(engine: Engine, image: str, flags: li
 def test_commit_bad_pause_value(engine: Engine, image: str) -> None:
     proc = engine.cli("commit", "--pause=perhaps", "whatever", check=False)
     assert proc.returncode != 0 and "invalid boolean value 'perhaps'" in proc.stderr
+
+
+def test_commit_resumes_after_a_failure_and_keeps_a_user_pause(engine: Engine,
+                                                               image: str) -> None:
+    """A commit that fails (a bad reference: the image store refuses it while the container
+    is frozen) leaves it running; a container the user paused stays paused."""
+    cid = engine.cli("run", "-d", image, "sh", "-c", "echo x > /f; sleep 60").stdout.strip()
+
+    def state() -> dict[str, object]:
+        found: dict[str, object] = json.loads(engine.cli("inspect", cid).stdout)[0]["State"]
+        return found
+
+    try:
+        bad = engine.cli("commit", cid, "Not A/Valid::Ref", check=False)
+        assert bad.returncode != 0 and len(bad.stderr.splitlines()) == 1, bad.stderr
+        assert "Traceback" not in bad.stderr
+        assert state()["Status"] == "running" and not state()["Paused"]
+        engine.cli("pause", cid)
+        engine.cli("commit", cid, "demo/userpaused:1")
+        assert state()["Status"] == "paused" and state()["Paused"]
+        engine.cli("unpause", cid)
+        out = engine.cli("run", "--rm", "demo/userpaused:1", "cat", "/f").stdout
+        assert out == "x\n"
+    finally:
+        engine.cli("rm", "-f", cid, check=False)
+        engine.cli("rmi", "demo/userpaused:1", check=False)

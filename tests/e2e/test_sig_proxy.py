@@ -90,3 +90,53 @@ def test_processes_start_with_default_signal_handling(engine: Engine, image: str
         assert engine.cli("exec", cid, *probe).stdout.splitlines() == want
     finally:
         engine.cli("rm", "-f", cid)
+
+
+def test_run_forwards_the_other_signals(engine: Engine, image: str) -> None:
+    """HUP, USR1, USR2, QUIT reach the process one by one; the CLI keeps streaming."""
+    script = ('for s in HUP USR1 USR2 QUIT; do trap "echo got-$s" $s; done; '
+              'trap "echo got-TERM; exit 9" TERM; echo ready; while true; do sleep 0.1; done')
+    proc = _start(engine, "run", "--rm", "--name", "sigproxy-others", image, "sh", "-c",
+                  script)
+    assert proc.stdout is not None
+    try:
+        for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGQUIT):
+            proc.send_signal(sig)
+            assert proc.stdout.readline() == f"got-{sig.name[3:]}\n"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        assert out == "got-TERM\n" and proc.returncode == 9, err
+    finally:
+        proc.kill()
+        proc.wait()
+        engine.cli("rm", "-f", "sigproxy-others", check=False)
+
+
+def test_start_attach_forwards_signals(engine: Engine, image: str) -> None:
+    """docker start -a proxies too (no flag), when the container has no tty."""
+    engine.cli("create", "--name", "sigproxy-start", image, "sh", "-c", TRAPPER)
+    proc = _start(engine, "start", "-a", "sigproxy-start")
+    try:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        assert out.strip() == "got-term" and proc.returncode == 7, err
+    finally:
+        proc.kill()
+        proc.wait()
+        engine.cli("rm", "-f", "sigproxy-start")
+
+
+def test_no_proxy_with_a_tty(engine: Engine, image: str) -> None:
+    """With -t the pty delivers ctrl-c; a signal to the CLI is not forwarded (docker)."""
+    proc = _start(engine, "run", "-t", "--name", "sigproxy-tty", image, "sh", "-c",
+                  TRAPPER.replace("echo ready", "stty -onlcr; echo ready"))
+    try:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+        assert proc.returncode == -signal.SIGTERM
+        state = json.loads(engine.cli("inspect", "sigproxy-tty").stdout)[0]["State"]
+        assert state["Status"] == "running"
+    finally:
+        proc.kill()
+        proc.wait()
+        engine.cli("rm", "-f", "sigproxy-tty")

@@ -330,6 +330,11 @@ class Manager:
         if not state:
             return
         path = str(self.container_dir(cid) / "netns")
+        # The veths go first and outside the host-wide lock: a delete waits ~20-30 ms for
+        # RCU grace periods, which parallel creates and removes would queue behind. Each
+        # veth is this container's own; its lease is released (below) only once it is gone.
+        for endpoint in state.get("endpoints", {}).values():
+            links.delete(endpoint["veth"])
         with lock.held(self.lock_path):
             for name in list(state.get("endpoints", {})):
                 self._detach_locked(cid, state, name)

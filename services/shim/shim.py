@@ -36,6 +36,7 @@ from services.runtime.store import proc_start_time
 from services.shim import cgroupfs, logs, mounts, restart, spec, stats, users, volume_mounts
 from services.shim import stdin as stdinmod
 from services.shim import userns as usernsmod
+from services.shim.background import Background
 from services.shim.exec import ExecRequest, ExecRun, Exit, Output
 from services.shim.network import Manager as NetworkManager
 from services.shim.network import plan_config, request_of
@@ -227,8 +228,16 @@ class Shim:
                     meta["terminal"] = True
                 # "creating" until the runtime made it: restore drops such leftovers.
                 write_json(cdir.meta, {**meta, "creating": True})
-                self.networks.up(cid)
-                self._spawn_monitor(cdir, runtime, meta["cgroups_path"])
+                # veth and address are wired while the runtime creates (the init waits
+                # for start), both mostly wait in the kernel; joined before create returns.
+                # On any error _destroy below takes the network down.
+                wiring = self.networks.up_background(cid)
+                try:
+                    self._spawn_monitor(cdir, runtime, meta["cgroups_path"])
+                except BaseException:
+                    wiring.wait()  # a network error (a busy port...) is the one to tell
+                    raise
+                wiring.wait()
                 write_json(cdir.meta, meta)
             except BaseException as exc:
                 log.warning("create failed", error=str(exc))
@@ -315,16 +324,22 @@ class Shim:
         if self._monitor_alive(cdir):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signalmod.SIGKILL)
-        if runtime is not None and runtime.may_know(cdir.id) \
-                and runtime.state(cdir.id) is not None:
-            with contextlib.suppress(MuelleError):
-                runtime.delete(cdir.id, force=True)
-        self.networks.down(cdir.id)
-        usernsmod.unpin(str(cdir.userns))
-        if cdir.rootfs.exists():
-            mounts.unmount(str(cdir.rootfs))
-        records = (cdir.read_meta() or {}).get("volumes") or []
-        volume_mounts.release(records, cdir.id, self.volumes, remove_volumes)
+        # Deleting the veth waits ~20-30 ms for RCU grace periods in the kernel: it runs
+        # beside the runtime's delete and the unmounts; joined before the dir goes.
+        unwiring = Background(lambda: self.networks.down(cdir.id),
+                              name=f"net-down-{cdir.id[:12]}")
+        try:
+            if runtime is not None and runtime.may_know(cdir.id) \
+                    and runtime.state(cdir.id) is not None:
+                with contextlib.suppress(MuelleError):
+                    runtime.delete(cdir.id, force=True)
+            if cdir.rootfs.exists():
+                mounts.unmount(str(cdir.rootfs))
+            records = (cdir.read_meta() or {}).get("volumes") or []
+            volume_mounts.release(records, cdir.id, self.volumes, remove_volumes)
+        finally:
+            unwiring.wait()
+        usernsmod.unpin(str(cdir.userns))  # after the netns it owns is unpinned
         shutil.rmtree(cdir.path, ignore_errors=True)
         for kind in ("sock", "console"):  # left by a monitor that was killed
             with contextlib.suppress(OSError):

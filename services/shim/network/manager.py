@@ -25,6 +25,7 @@ from typing import Any
 from services.core.config import NetworkConfig
 from services.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from services.core.logging import get_logger
+from services.shim.background import Background, Done
 from services.shim.network import files, iptables, links, lock, netns, ports, rules, subnets
 from services.shim.network.defs import DEFAULT, Defs, Network, check_name
 from services.shim.network.ipam import Pool
@@ -270,23 +271,31 @@ class Manager:
 
     def up(self, cid: str) -> None:
         """Wire a bridge-mode container: netns, veth, address, route, ports, hosts."""
+        try:
+            self.up_background(cid).wait()
+        except BaseException:
+            self.down(cid)
+            raise
+
+    def up_background(self, cid: str) -> Background:
+        """up(), with the netns pinned before it returns (config.json joins it by path) and
+        the rest (veth, address, route, ports, hosts: ~10 ms of netlink) on a thread, so it
+        overlaps the runtime's create. wait() joins it and raises its error; the caller
+        undoes it with down() then (not the thread: the runtime may be joining the netns)."""
         state = self.read(cid)
         mode = state.get("mode", "")
         if not state or mode in ("none", "host") or mode.startswith("container:"):
-            return
+            return Done()
         path = str(self.container_dir(cid) / "netns")
         if state.get("endpoints"):
             if netns.is_pinned(path):
-                return  # wired already (it exited by itself, or a restarted shim asks)
+                return Done()  # wired already (it exited by itself, or a restarted shim asks)
             self.down(cid)  # recorded, but the kernel forgot (a reboot): wire it anew
             state = self.read(cid)
         userns = str(self.container_dir(cid) / "userns")
         netns.create(path, userns if netns.is_pinned(userns) else "")
-        try:
-            self._attach(cid, state, mode, path, primary=True)
-        except BaseException:
-            self.down(cid)
-            raise
+        return Background(lambda: self._attach(cid, state, mode, path, primary=True),
+                          name=f"net-up-{cid[:12]}")
 
     def _attach(self, cid: str, state: dict[str, Any], name: str, path: str,
                 primary: bool, aliases: list[str] | None = None) -> None:
@@ -321,6 +330,11 @@ class Manager:
         if not state:
             return
         path = str(self.container_dir(cid) / "netns")
+        # The veths go first and outside the host-wide lock: a delete waits ~20-30 ms for
+        # RCU grace periods, which parallel creates and removes would queue behind. Each
+        # veth is this container's own; its lease is released (below) only once it is gone.
+        for endpoint in state.get("endpoints", {}).values():
+            links.delete(endpoint["veth"])
         with lock.held(self.lock_path):
             for name in list(state.get("endpoints", {})):
                 self._detach_locked(cid, state, name)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
+import threading
 
 from services.core.errors import FailedPrecondition
+from services.runtime import linux
 
 
 def create(path: str, userns: str = "") -> None:
@@ -25,12 +26,26 @@ def create(path: str, userns: str = "") -> None:
         return
     with open(path, "a"):
         pass
-    # util-linux unshare bind-mounts the new namespace onto the file from outside it.
-    proc = subprocess.run(["unshare", f"--net={path}", "true"], capture_output=True, text=True)
-    if proc.returncode != 0:
+    # A network namespace is per thread: a short-lived thread unshares one and pins it with
+    # a bind mount (the mount namespace is the shim's). No `unshare` process: fork+exec
+    # cost ~2.5 ms per container.
+    error: list[OSError] = []
+
+    def pin() -> None:
+        try:
+            linux.unshare(linux.CLONE_NEWNET)
+            linux.mount(f"/proc/self/task/{threading.get_native_id()}/ns/net", path, None,
+                        linux.MS_BIND)
+        except OSError as exc:
+            error.append(exc)
+
+    thread = threading.Thread(target=pin, name="netns-pin")
+    thread.start()
+    thread.join()
+    if error:
         with contextlib.suppress(OSError):
             os.unlink(path)
-        raise FailedPrecondition(f"cannot create a network namespace: {proc.stderr.strip()}")
+        raise FailedPrecondition(f"cannot create a network namespace: {error[0]}")
 
 
 def is_pinned(path: str) -> bool:
@@ -45,6 +60,7 @@ def is_pinned(path: str) -> bool:
 def remove(path: str) -> None:
     """Unpin and delete; the namespace (and its veth ends) go with its last user."""
     if is_pinned(path):
-        subprocess.run(["umount", "-l", path], capture_output=True, check=False)
+        with contextlib.suppress(OSError):  # raced with another unpin
+            linux.umount2(path, linux.MNT_DETACH)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)

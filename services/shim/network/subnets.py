@@ -18,7 +18,9 @@ def host_routes() -> list[Net]:
     """Destinations of every IPv4 route in every table (the default route excluded)."""
     out = []
     with IPRoute() as ipr:
-        for route in ipr.get_routes(family=2, table=0):
+        # A dump has every table; pyroute2 0.9's table=0 filter matched none, so every
+        # engine picked 10.88.0.0/24 and parallel engines' bridges collided.
+        for route in ipr.get_routes(family=2):
             dst = route.get_attr("RTA_DST")
             if dst:
                 out.append(ipaddress.ip_network(f"{dst}/{route['dst_len']}", strict=False))

@@ -95,6 +95,13 @@ def test_subnet_pick_avoids_taken_and_routes() -> None:
     assert not any(picked.overlaps(r) for r in subnets.host_routes())
 
 
+def test_host_routes_see_every_table() -> None:
+    # The local table always holds 127.0.0.0/8; the main one the host's own subnets.
+    routes = subnets.host_routes()
+    assert ipaddress.ip_network("127.0.0.0/8") in routes
+    assert subnets.pick([]) not in routes
+
+
 def test_network_definitions(tmp_path: Path) -> None:
     defs = Defs(tmp_path)
     net = Network(name="app", id="ab" * 32, bridge="muabab", subnet="10.88.3.0/24",

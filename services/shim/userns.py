@@ -20,6 +20,8 @@ import time
 from collections.abc import Iterator
 
 from services.core.errors import FailedPrecondition
+from services.runtime import linux
+from services.shim.network import netns
 
 Range = tuple[int, int, int]  # (container ID, host ID, size)
 Maps = tuple[tuple[Range, ...], tuple[Range, ...]]  # (uid ranges, gid ranges)
@@ -108,22 +110,12 @@ def pin_netns(path: str, userns: str) -> None:
 
 
 def _bind(source: str, target: str) -> None:
-    proc = subprocess.run(["mount", "--no-mtab", "--bind", source, target],
-                          capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    if proc.returncode != 0:
-        raise FailedPrecondition(f"cannot pin namespace at {target}: {proc.stderr.strip()}")
-
-
-def is_pinned(path: str) -> bool:
     try:
-        with open("/proc/self/mountinfo") as f:
-            return any(line.split()[4] == path for line in f)
-    except OSError:
-        return False
+        linux.mount(source, target, None, linux.MS_BIND)
+    except OSError as exc:
+        raise FailedPrecondition(f"cannot pin namespace at {target}: {exc.strerror}") from None
 
 
-def unpin(path: str) -> None:
-    if is_pinned(path):
-        subprocess.run(["umount", "-l", path], capture_output=True, check=False)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
+# A pinned namespace file is one mount over a file, whatever the namespace's kind.
+is_pinned = netns.is_pinned
+unpin = netns.remove

@@ -21,6 +21,9 @@ Example::
     default_runtime = "muelle"
     cgroup_parent = "muelle"
 
+    [gateway]
+    userns_remap = ["0:100000:65536"]  # every container in a user namespace (--userns=host: not)
+
     [network]
     default_mode = "bridge"  # none | host | bridge
     bridge = "muelle0"
@@ -78,6 +81,14 @@ class ShimConfig:
 
 
 @dataclass
+class GatewayConfig:
+    # User namespace of every container that does not ask otherwise (dockerd's
+    # --userns-remap): "CONTAINER:HOST:SIZE" ranges for both uids and gids, e.g.
+    # ["0:100000:65536"]; empty = none. `run --userns=host` opts a container out.
+    userns_remap: list[str] = field(default_factory=list)
+
+
+@dataclass
 class NetworkConfig:
     # Network of containers created without --network: "bridge", "none", "host".
     default_mode: str = "bridge"
@@ -97,6 +108,7 @@ class Config:
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     shim: ShimConfig = field(default_factory=ShimConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
+    gateway: GatewayConfig = field(default_factory=GatewayConfig)
 
     def address(self, service: str) -> str:
         """gRPC address of ``service``: configured, else a unix socket in the run dir."""
@@ -136,7 +148,7 @@ def load(path: str | None = None, **overrides: Any) -> Config:
 
 def _apply(cfg: Config, data: dict[str, Any], origin: str) -> None:
     known = {"root", "run", "log_format", "log_level", "addresses", "registry", "shim",
-             "network"}
+             "network", "gateway"}
     unknown = set(data) - known
     if unknown:
         raise InvalidArgument(f"{origin}: unknown keys {sorted(unknown)}")
@@ -148,7 +160,7 @@ def _apply(cfg: Config, data: dict[str, Any], origin: str) -> None:
             setattr(cfg, key, str(data[key]))
     cfg.addresses.update({k: str(v) for k, v in data.get("addresses", {}).items()})
     for section, target in (("registry", cfg.registry), ("shim", cfg.shim),
-                            ("network", cfg.network)):
+                            ("network", cfg.network), ("gateway", cfg.gateway)):
         for key, value in data.get(section, {}).items():
             if not hasattr(target, key):
                 raise InvalidArgument(f"{origin}: unknown key {section}.{key}")

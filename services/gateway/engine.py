@@ -51,8 +51,10 @@ def image_summary(img: images_pb2.Image) -> engine_pb2.ImageSummary:
 class Engine:
     def __init__(self, records: Records, images: Any, runtime: Any,
                  probes: dict[str, Callable[[], str]] | None = None,
-                 registry: Any = None, root_dir: str = "") -> None:
+                 registry: Any = None, root_dir: str = "",
+                 userns_remap: list[types_pb2.IDMapping] | None = None) -> None:
         self.records = records
+        self.userns_remap = userns_remap or []  # gateway.userns_remap, checked
         self.images = images
         self.runtime = runtime
         self.registry = registry  # for login/logout only; bytes never pass the gateway
@@ -215,7 +217,7 @@ class Engine:
         img = self._get_image(req.image)
         cid = names.new_id()
         merged = merge(img.config, req, cid)
-        spec, warnings = options.container_spec(req, merged)
+        spec, warnings = options.container_spec(req, merged, self.userns_remap)
         spec.volume_mounts.extend(mounts.container_mounts(req, img.config))
         if req.network_mode.startswith("container:"):
             # The shim knows IDs only: resolve a name or prefix like Docker.

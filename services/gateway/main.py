@@ -14,6 +14,7 @@ from muelle.runtime.v1 import runtime_pb2_grpc
 from services.core.client import connect
 from services.core.config import Config
 from services.core.main import service_main
+from services.gateway import userns
 from services.gateway.engine import Engine
 from services.gateway.probe import health_probe
 from services.gateway.records import Records
@@ -28,7 +29,8 @@ def build(cfg: Config) -> Engine:
               for name in ("registry", "imagestore", "shim")}
     registry = connect(cfg.address("registry"), registry_pb2_grpc.RegistryStub, "registry")
     return Engine(Records(cfg.state_dir("gateway")), images, runtime, probes,
-                  registry=registry, root_dir=str(cfg.root))
+                  registry=registry, root_dir=str(cfg.root),
+                  userns_remap=userns.default_maps(cfg.gateway.userns_remap))
 
 
 def factory(cfg: Config) -> tuple[Callable[[grpc.Server], None], Sequence[str],

@@ -177,8 +177,9 @@ def check_request(req: engine_pb2.CreateContainerRequest) -> None:
             raise InvalidArgument("label keys must not be empty")
 
 
-def container_spec(req: engine_pb2.CreateContainerRequest,
-                   merged: Merged) -> tuple[runtime_pb2.ContainerSpec, list[str]]:
+def container_spec(req: engine_pb2.CreateContainerRequest, merged: Merged,
+                   userns_remap: list[types_pb2.IDMapping] | None = None,
+                   ) -> tuple[runtime_pb2.ContainerSpec, list[str]]:
     """The shim's ContainerSpec for ``req`` merged with the image; plus warnings."""
     nnp, seccomp, warnings = security(list(req.security_opt))
     log_size, log_files = log_limits(dict(req.log_opts))
@@ -207,7 +208,7 @@ def container_spec(req: engine_pb2.CreateContainerRequest,
         ports=list(req.ports) + exposed_ports(req, merged.exposed_ports),
         network_aliases=list(req.network_aliases),
     )
-    uid_maps, gid_maps = userns.maps(req)
+    uid_maps, gid_maps = userns.maps(req, userns_remap or [])
     spec.uid_maps.extend(uid_maps)
     spec.gid_maps.extend(gid_maps)
     spec.open_stdin = req.open_stdin  # io: docker -i

@@ -38,15 +38,30 @@ def _ranges(texts: list[str], flag: str) -> list[types_pb2.IDMapping]:
     return out
 
 
-def maps(req: engine_pb2.CreateContainerRequest
+def default_maps(texts: list[str]) -> list[types_pb2.IDMapping]:
+    """gateway.userns_remap, checked at start (a bad value stops the gateway with a clear
+    error rather than failing every create)."""
+    if isinstance(texts, str):
+        texts = [texts]
+    return _ranges(list(texts), "gateway.userns_remap")
+
+
+def maps(req: engine_pb2.CreateContainerRequest,
+         default: list[types_pb2.IDMapping] | None = None,
          ) -> tuple[list[types_pb2.IDMapping], list[types_pb2.IDMapping]]:
-    """(uid maps, gid maps); both empty when the container shares the host's."""
+    """(uid maps, gid maps); both empty when the container shares the host's. Without
+    --uidmap a container gets the engine's default (``default``) unless --userns=host."""
     if req.userns not in ("", "host"):
         raise InvalidArgument(f'invalid --userns {req.userns!r}: only "host" is supported '
                               "(give --uidmap for a user namespace of its own)")
     if req.gid_maps and not req.uid_maps:
         raise InvalidArgument("--gidmap needs --uidmap")
     if not req.uid_maps:
+        if default and req.userns != "host":
+            if req.privileged:
+                raise InvalidArgument("privileged containers cannot run in the engine's user "
+                                      "namespace remapping (use --userns=host)")
+            return list(default), list(default)
         return [], []
     if req.userns == "host":
         raise InvalidArgument("--userns=host conflicts with --uidmap/--gidmap")

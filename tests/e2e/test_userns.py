@@ -146,3 +146,30 @@ def test_userns_with_the_host_network(engine: Engine, image: str, runtime: str) 
                      f"0:{SHIFT}:65536", image, "sh", "-c",
                      "ls /sys/class/net; touch /sys/x 2>/dev/null || echo sys=ro").stdout
     assert "lo" in out.split() and "sys=ro" in out
+
+
+def test_engine_wide_remap(busybox_ref: str) -> None:
+    """gateway.userns_remap (dockerd's --userns-remap): every container gets the maps
+    unless it says --userns=host; --privileged needs that, as with Docker."""
+    with Engine(extra_config=f'[gateway]\nuserns_remap = ["0:{SHIFT}:65536"]\n') as remapped:
+        remapped.cli("pull", busybox_ref)
+        got = remapped.cli("run", "--rm", busybox_ref, "cat", "/proc/self/uid_map").stdout
+        assert got.split() == ["0", str(SHIFT), "65536"]
+        host = remapped.cli("run", "--rm", "--userns=host", busybox_ref, "cat",
+                            "/proc/self/uid_map").stdout
+        assert host.split() == ["0", "0", "4294967295"]
+        refused = remapped.cli("run", "--rm", "--privileged", busybox_ref, "true",
+                               check=False)
+        assert refused.returncode == 125 and "--userns=host" in refused.stderr
+        remapped.cli("run", "--rm", "--privileged", "--userns=host", busybox_ref, "true")
+        assert _pinned_namespaces(remapped) == []
+
+
+def test_bad_engine_wide_remap_stops_the_gateway() -> None:
+    engine = Engine(extra_config='[gateway]\nuserns_remap = ["0:100000"]\n')
+    try:
+        with pytest.raises(Exception) as failure:
+            engine.start()
+        assert "gateway.userns_remap" in str(failure.value) + engine.logs()
+    finally:
+        engine.close()

@@ -18,15 +18,20 @@ from services.gateway.records import Record, Records
 def export_container(images: Any, records: Records,
                      ref: str) -> Iterator[engine_pb2.ArchiveChunk]:
     rec = records.lookup(ref)
-    _refuse_userns(rec, "export")
-    stream = images.Export(images_pb2.ExportRequest(container_id=rec.id))
+    refuse_userns(rec, "export")
+    return relay_archive(images.Export(images_pb2.ExportRequest(container_id=rec.id)))
+
+
+def relay_archive(stream: Any) -> Iterator[engine_pb2.ArchiveChunk]:
+    """The image store's tar chunks to our client; cancelled when our client goes away,
+    so the image store stops writing the tar."""
     try:
         for chunk in stream:
             yield engine_pb2.ArchiveChunk(data=chunk.data)
     finally:
         cancel = getattr(stream, "cancel", None)
         if cancel is not None:
-            cancel()  # our client went away: stop the image store's tar
+            cancel()
 
 
 def import_image(images: Any,
@@ -56,11 +61,9 @@ def container_config(images: Any, rec: Record) -> types_pb2.ImageConfig:
     return cfg
 
 
-def commit_container(images: Any, records: Records,
-                     req: engine_pb2.CommitContainerRequest
+def commit_container(images: Any, rec: Record, req: engine_pb2.CommitContainerRequest
                      ) -> engine_pb2.CommitContainerResponse:
-    rec = records.lookup(req.container)
-    _refuse_userns(rec, "commit")
+    """The caller has looked ``rec`` up and checked it with refuse_userns."""
     reply = images.Commit(images_pb2.CommitRequest(
         container_id=rec.id, reference=req.reference, config=container_config(images, rec),
         author=req.author, comment=req.comment, created_by=" ".join(rec.spec.args),
@@ -68,7 +71,7 @@ def commit_container(images: Any, records: Records,
     return engine_pb2.CommitContainerResponse(id=reply.id, name=reply.name)
 
 
-def _refuse_userns(rec: Record, verb: str) -> None:
+def refuse_userns(rec: Record, verb: str) -> None:
     # Its writable layer holds host IDs (the shifted ones), its image layers on-disk IDs:
     # a tar of both would mix them, so none is made until the walk shifts them back.
     if rec.spec.uid_maps:

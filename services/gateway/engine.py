@@ -163,14 +163,15 @@ class Engine:
     def commit_container(self, req: engine_pb2.CommitContainerRequest
                          ) -> engine_pb2.CommitContainerResponse:
         rec = self.records.lookup(req.container)
+        build.refuse_userns(rec, "commit")  # before a pause that would be for nothing
         state = self._shim_state(rec.id)
         if req.no_pause or state is None or state.status != "running":
-            return build.commit_container(self.images, self.records, req)
+            return build.commit_container(self.images, rec, req)
         # Docker's default: frozen while the image store reads its writable layer, so the
         # layer is one moment's (a file being written is not caught half-way).
         self.runtime.Pause(runtime_pb2.PauseRequest(id=rec.id))
         try:
-            return build.commit_container(self.images, self.records, req)
+            return build.commit_container(self.images, rec, req)
         finally:
             self.runtime.Resume(runtime_pb2.ResumeRequest(id=rec.id))
 

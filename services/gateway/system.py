@@ -20,6 +20,7 @@ from muelle.runtime.v1 import runtime_pb2
 
 from services.core.platform import host_arch
 from services.core.version import VERSION
+from services.gateway.build import relay_archive
 from services.gateway.records import Records
 
 RUNNING = ("running", "paused")
@@ -68,14 +69,7 @@ def system_check(images: Any) -> engine_pb2.SystemCheckResponse:
 
 
 def save_images(images: Any, references: list[str]) -> Iterator[engine_pb2.ArchiveChunk]:
-    stream = images.Save(images_pb2.SaveImagesRequest(references=references))
-    try:
-        for chunk in stream:
-            yield engine_pb2.ArchiveChunk(data=chunk.data)
-    finally:
-        cancel = getattr(stream, "cancel", None)
-        if cancel is not None:
-            cancel()  # our client went away: stop the image store's tar
+    return relay_archive(images.Save(images_pb2.SaveImagesRequest(references=references)))
 
 
 def load_images(images: Any, chunks: Iterator[bytes]) -> engine_pb2.LoadImagesResponse:

@@ -32,10 +32,11 @@ import sys
 from services.core.errors import MuelleError
 
 # Imported here, before any fork, so every monitor starts with them loaded, and so does
-# every runtime command it forks warm: what create/delete import lazily (the cgroup
-# drivers, shutil for the state dir, the console) would otherwise be imported again in
-# each forked child (~9 ms per delete for the cgroup drivers alone).
-from services.runtime import console, create, delete, seccomp, start, state  # noqa: F401
+# every runtime command it forks warm (create and delete; the shim runs start and state
+# in-process): what they import lazily (the cgroup drivers, shutil for the state dir, the
+# console) would otherwise be imported again in each forked child (~9 ms per delete for
+# the cgroup drivers alone).
+from services.runtime import console, create, delete, seccomp  # noqa: F401
 from services.runtime import main as runtime_main
 from services.runtime.cgroups import v1, v2  # noqa: F401
 from services.shim import monitor

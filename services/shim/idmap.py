@@ -11,11 +11,13 @@ chowned to the mapped root, and what the container writes there has host IDs.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import struct
 
 from services.core.errors import FailedPrecondition
+from services.runtime import linux
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _SYS_OPEN_TREE, _SYS_MOVE_MOUNT, _SYS_MOUNT_SETATTR = 428, 429, 442  # x86_64 and arm64 alike
@@ -24,7 +26,6 @@ _AT_FDCWD = -100
 _AT_EMPTY_PATH = 0x1000
 _MOVE_MOUNT_F_EMPTY_PATH = 0x4
 _MOUNT_ATTR_IDMAP = 0x00100000
-_MNT_DETACH = 2
 
 
 def _check(ret: int, what: str, path: str) -> int:
@@ -51,4 +52,5 @@ def bind_idmapped(source: str, target: str, ns_fd: int) -> None:
 
 
 def detach(target: str) -> None:
-    _libc.umount2(target.encode(), _MNT_DETACH)
+    with contextlib.suppress(OSError):  # already gone: nothing to detach
+        linux.umount2(target, linux.MNT_DETACH)

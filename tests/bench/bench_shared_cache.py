@@ -19,7 +19,7 @@ import pytest
 from services.core import launcher
 from tests.bench import images
 from tests.bench.harness import Contender, Result, Settings, emit, run_rounds, timed
-from tests.bench.sides import ENGINE_MODULES, MARKS, muelle_missing
+from tests.bench.sides import MARKS
 from tests.integration.registry.conftest import registry_service_with
 from tests.support.counting_proxy import CountingProxy
 from tests.support.engine import Engine
@@ -71,9 +71,6 @@ class Round:
 
 def test_second_engine_through_the_shared_cache(settings: Settings, registry: LocalRegistry,
                                                 request: pytest.FixtureRequest) -> None:
-    reason = muelle_missing(*ENGINE_MODULES)
-    if reason:
-        pytest.skip(reason)
     layout = images.random_layout(layers=settings.scaled(5, 2), mib=settings.scaled(40, 4))
     path = f"bench/{layout.name.lower()}:1"
     push_layout(layout, f"{registry.host}/{path}", tag="1")

@@ -38,6 +38,7 @@ gen/.stamp: $(PROTO_SRC) $(VENV)/.installed
 	@rm -rf gen && mkdir -p gen
 	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m grpc_tools.protoc -Iprotos --python_out=gen --grpc_python_out=gen --mypy_out=quiet:gen --mypy_grpc_out=quiet:gen $(PROTO_SRC)
 	@find gen -type d -exec touch {}/__init__.py \;
+	@$(PY) -m clients.sdk.schema_gen gen/muelle/lite_schema.py
 	@touch $@
 
 up: setup

@@ -24,7 +24,7 @@ from clients.cli.units import (
 
 def build_request(args: argparse.Namespace, environ: Any) -> Any:
     """The CreateContainerRequest for run/create options (UsageError on bad values)."""
-    from muelle.engine.v1 import engine_pb2
+    from clients.sdk import lite
 
     if args.tty and args.interactive and not getattr(args, "detach", False) \
             and not os.isatty(0):
@@ -32,7 +32,7 @@ def build_request(args: argparse.Namespace, environ: Any) -> Any:
     from clients.cli.network import parse_publish
 
     ports = [parse_publish(spec) for spec in args.publish]
-    req = engine_pb2.CreateContainerRequest(
+    req = lite.engine.CreateContainerRequest(
         image=args.image, name=args.name, env=parse_env(args.env, environ),
         working_dir=args.workdir, user=args.user, hostname=args.hostname,
         memory=parse_bytes(args.memory) if args.memory else 0,

@@ -21,10 +21,10 @@ def _flag(key: str, value: str, spec: str) -> bool:
 
 
 def parse_mount(spec: str) -> Any:
-    """"type=volume,source=data,target=/data,readonly" -> engine_pb2.VolumeMount."""
-    from muelle.engine.v1 import engine_pb2
+    """"type=volume,source=data,target=/data,readonly" -> engine.v1 VolumeMount."""
+    from clients.sdk import lite
 
-    m = engine_pb2.VolumeMount(type="volume")
+    m = lite.engine.VolumeMount(type="volume")
     for field in filter(None, (f.strip() for f in spec.split(","))):
         key, eq, value = field.partition("=")
         key = key.lower()

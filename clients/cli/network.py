@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 from typing import Any
 
@@ -19,7 +18,7 @@ def _port_number(text: str, what: str) -> int:
 
 def parse_publish(spec: str) -> Any:
     """docker's -p: ``[ip:][host:]container[/tcp|udp]`` -> NetworkPort."""
-    from muelle.types.v1 import types_pb2
+    from clients.sdk import lite
 
     body, _, proto = spec.partition("/")
     proto = proto or "tcp"
@@ -36,11 +35,13 @@ def parse_publish(spec: str) -> Any:
         raise UsageError(f"port ranges are not supported yet: {spec!r}")
     host_ip = host_ip.strip("[]")
     if host_ip:
+        import ipaddress  # only here: its import costs every `run` ~4 ms
+
         try:
             ipaddress.ip_address(host_ip)
         except ValueError:
             raise UsageError(f"invalid IP address {host_ip!r} in {spec!r}") from None
-    return types_pb2.NetworkPort(
+    return lite.types.NetworkPort(
         container_port=_port_number(container, "container"), protocol=proto,
         host_ip=host_ip, host_port=_port_number(host, "host") if host else 0)
 

@@ -11,28 +11,30 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from google.protobuf import message as pb_message
-from muelle.engine.v1 import engine_pb2
-from muelle.types.v1 import types_pb2
-
-from clients.sdk import wire
+from clients.sdk import lite, wire
 from clients.sdk.address import resolve_host
 from services.core.errors import MuelleError
 
 if TYPE_CHECKING:
     import grpc
-
-SERVICE = engine_pb2.DESCRIPTOR.services_by_name["Engine"]
-
-
-# Where the response classes live (google.protobuf.message_factory would find them too,
-# but its import costs the CLI ~17 ms).
-_MODULES = {engine_pb2.DESCRIPTOR.name: engine_pb2, types_pb2.DESCRIPTOR.name: types_pb2}
+    from muelle.engine.v1 import engine_pb2
+    from muelle.types.v1 import types_pb2
 
 
-def _output_class(method: str) -> Any:
-    output = SERVICE.methods_by_name[method].output_type
-    return getattr(_MODULES[output.file.name], output.name)
+def _engine_pb2() -> Any:
+    from muelle.engine.v1 import engine_pb2
+
+    return engine_pb2
+
+
+def _generated(message: Any) -> Any:
+    """The generated (protobuf) class of a lite message, for grpcio."""
+    from muelle.engine.v1 import engine_pb2
+    from muelle.types.v1 import types_pb2
+
+    package, _, name = message._full_name.rpartition(".")
+    module = engine_pb2 if package == "muelle.engine.v1" else types_pb2
+    return getattr(module, name).FromString(message.SerializeToString())
 
 
 class Client:
@@ -42,6 +44,16 @@ class Client:
         self._grpc_channel: grpc.Channel | None = None
         self._grpc_stub: Any = None
         self._wire = wire.Channel(self.host) if lean and wire.supports(self.host) else None
+        # Requests are lite messages over wire (no protobuf import, see lite.py), the
+        # generated classes over grpcio; replies come as the same kind.
+        if self._wire is not None:
+            self._pb: Any = lite.engine
+            self._types: Any = lite.types
+        else:
+            from muelle.engine.v1 import engine_pb2
+            from muelle.types.v1 import types_pb2
+
+            self._pb, self._types = engine_pb2, types_pb2
 
     @property
     def _channel(self) -> grpc.Channel:
@@ -73,15 +85,14 @@ class Client:
 
     # -- plumbing: typed errors without a service prefix (the message is the gateway's)
 
-    def _path(self, name: str) -> str:
-        return f"/{SERVICE.full_name}/{name}"
-
     def _call(self, name: str, request: Any) -> Any:
-        if self._wire is not None and isinstance(request, pb_message.Message):
+        if self._wire is not None and isinstance(request, lite.Message):
             data = request.SerializeToString()
             if len(data) < wire.MAX_REQUEST:
-                reply = wire.call(self._wire, self._path(name), data)
-                return _output_class(name).FromString(reply)
+                reply = wire.call(self._wire, lite.method_path(name), data)
+                return lite.method_types(name)[1].FromString(reply)
+        if isinstance(request, lite.Message):
+            request = _generated(request)
         import grpc
 
         from services.core.errors import from_rpc_error
@@ -92,11 +103,13 @@ class Client:
             raise from_rpc_error(err) from None
 
     def _stream(self, name: str, request: Any) -> Stream:
-        if self._wire is not None:
+        if self._wire is not None and isinstance(request, lite.Message):
             data = request.SerializeToString()
             if len(data) < wire.MAX_REQUEST:
-                sid, messages = wire.stream(self._wire, self._path(name), data)
-                return WireStream(self._wire, sid, messages, _output_class(name))
+                sid, messages = wire.stream(self._wire, lite.method_path(name), data)
+                return WireStream(self._wire, sid, messages, lite.method_types(name)[1])
+        if isinstance(request, lite.Message):
+            request = _generated(request)
         import grpc
 
         from services.core.errors import from_rpc_error
@@ -119,59 +132,62 @@ class Client:
         return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
     def info(self) -> engine_pb2.InfoResponse:
-        return self._call("Info", engine_pb2.InfoRequest())  # type: ignore[no-any-return]
+        return self._call("Info", self._pb.InfoRequest())  # type: ignore[no-any-return]
 
     # -- images
 
     def version(self) -> engine_pb2.VersionResponse:
-        return self._call("Version", engine_pb2.VersionRequest())  # type: ignore[no-any-return]
+        return self._call("Version", self._pb.VersionRequest())  # type: ignore[no-any-return]
 
     def pull(self, reference: str) -> Stream:
         """Progress messages (types.v1.PullProgress); the last one has the result."""
-        return self._stream("PullImage", engine_pb2.PullImageRequest(reference=reference))
+        return self._stream("PullImage", self._pb.PullImageRequest(reference=reference))
 
     def images(self) -> list[engine_pb2.ImageSummary]:
-        return list(self._call("ListImages", engine_pb2.ListImagesRequest()).images)
+        return list(self._call("ListImages", self._pb.ListImagesRequest()).images)
 
     def inspect_image(self, reference: str) -> engine_pb2.ImageDetail:
         return self._call(  # type: ignore[no-any-return]
-            "InspectImage", engine_pb2.InspectImageRequest(reference=reference))
+            "InspectImage", self._pb.InspectImageRequest(reference=reference))
 
     def remove_image(self, reference: str, force: bool = False) -> engine_pb2.RemoveImageResponse:
         return self._call(  # type: ignore[no-any-return]
-            "RemoveImage", engine_pb2.RemoveImageRequest(reference=reference, force=force))
+            "RemoveImage", self._pb.RemoveImageRequest(reference=reference, force=force))
 
     def prune_images(self, all: bool = False) -> engine_pb2.PruneImagesResponse:
         return self._call(  # type: ignore[no-any-return]
-            "PruneImages", engine_pb2.PruneImagesRequest(all=all))
+            "PruneImages", self._pb.PruneImagesRequest(all=all))
 
     def system_df(self) -> engine_pb2.SystemDfResponse:
-        return self._call("SystemDf", engine_pb2.SystemDfRequest())  # type: ignore[no-any-return]
+        return self._call("SystemDf", self._pb.SystemDfRequest())  # type: ignore[no-any-return]
 
     def system_check(self) -> engine_pb2.SystemCheckResponse:
         return self._call(  # type: ignore[no-any-return]
-            "SystemCheck", engine_pb2.SystemCheckRequest())
+            "SystemCheck", self._pb.SystemCheckRequest())
 
     def save_images(self, references: list[str]) -> Stream:
         """ArchiveChunk messages; their data, in order, is the tar."""
-        return self._stream("SaveImages", engine_pb2.SaveImagesRequest(references=references))
+        return self._stream("SaveImages", self._pb.SaveImagesRequest(references=references))
 
     def load_images(self, chunks: Iterator[bytes]) -> engine_pb2.LoadImagesResponse:
+        pb = _engine_pb2()  # a client stream: grpcio, generated classes
         return self._call(  # type: ignore[no-any-return]
-            "LoadImages", (engine_pb2.ArchiveChunk(data=c) for c in chunks))
+            "LoadImages", (pb.ArchiveChunk(data=c) for c in chunks))
 
     def export_container(self, container: str) -> Stream:
         """ArchiveChunk messages; their data, in order, is the rootfs tar (`export`)."""
         return self._stream("ExportContainer",
-                            engine_pb2.ExportContainerRequest(container=container))
+                            self._pb.ExportContainerRequest(container=container))
 
     def import_image(self, chunks: Iterator[bytes], reference: str = "",
                      message: str = "") -> engine_pb2.ImportImageResponse:
         """A one-layer image from the rootfs tar in ``chunks`` (`import`)."""
+        pb = _engine_pb2()  # a client stream: grpcio, generated classes
+
         def requests() -> Iterator[engine_pb2.ImportImageRequest]:
-            yield engine_pb2.ImportImageRequest(reference=reference, message=message)
+            yield pb.ImportImageRequest(reference=reference, message=message)
             for c in chunks:
-                yield engine_pb2.ImportImageRequest(data=c)
+                yield pb.ImportImageRequest(data=c)
         return self._call("ImportImage", requests())  # type: ignore[no-any-return]
 
     def commit_container(self, container: str, reference: str = "", author: str = "",
@@ -180,25 +196,25 @@ class Client:
         """A new image from the container's changes (`commit`); a running container is
         paused meanwhile unless ``pause`` is false."""
         return self._call(  # type: ignore[no-any-return]
-            "CommitContainer", engine_pb2.CommitContainerRequest(
+            "CommitContainer", self._pb.CommitContainerRequest(
                 container=container, reference=reference, author=author, comment=comment,
                 no_pause=not pause))
     def tag(self, source: str, target: str) -> engine_pb2.TagImageResponse:
         return self._call(  # type: ignore[no-any-return]
-            "TagImage", engine_pb2.TagImageRequest(source=source, target=target))
+            "TagImage", self._pb.TagImageRequest(source=source, target=target))
 
     def push(self, reference: str) -> Stream:
         """Progress messages (types.v1.PullProgress); the last one has the result."""
-        return self._stream("PushImage", engine_pb2.PushImageRequest(reference=reference))
+        return self._stream("PushImage", self._pb.PushImageRequest(reference=reference))
 
     def login(self, server: str, username: str, password: str) -> engine_pb2.LoginResponse:
         return self._call(  # type: ignore[no-any-return]
-            "Login", engine_pb2.LoginRequest(server=server, username=username,
+            "Login", self._pb.LoginRequest(server=server, username=username,
                                              password=password))
 
     def logout(self, server: str) -> engine_pb2.LogoutResponse:
         return self._call(  # type: ignore[no-any-return]
-            "Logout", engine_pb2.LogoutRequest(server=server))
+            "Logout", self._pb.LogoutRequest(server=server))
 
     # -- containers
 
@@ -206,17 +222,17 @@ class Client:
                request: engine_pb2.CreateContainerRequest | None = None,
                **fields: Any) -> engine_pb2.CreateContainerResponse:
         """Create from ``request`` or from keyword fields of CreateContainerRequest."""
-        req = request if request is not None else engine_pb2.CreateContainerRequest(**fields)
+        req = request if request is not None else self._pb.CreateContainerRequest(**fields)
         req.image = image
         if cmd is not None:
-            req.cmd.CopyFrom(types_pb2.StringList(values=cmd))
+            req.cmd.CopyFrom(self._types.StringList(values=cmd))
         return self._call("CreateContainer", req)  # type: ignore[no-any-return]
 
     def start(self, container: str) -> None:
-        self._call("StartContainer", engine_pb2.StartContainerRequest(container=container))
+        self._call("StartContainer", self._pb.StartContainerRequest(container=container))
 
     def attach(self, container: str, start: bool = False, logs: bool = False) -> Stream:
-        return self._stream("AttachContainer", engine_pb2.AttachContainerRequest(
+        return self._stream("AttachContainer", self._pb.AttachContainerRequest(
             container=container, start=start, logs=logs))
 
     def exec(self, container: str, cmd: list[str],
@@ -229,7 +245,8 @@ class Client:
         (``interactive`` defaults to whether stdin is given); (rows, cols) tuples in it
         resize the process's terminal (``tty``). ``detach``: the one message is the exit,
         0 once the process runs (docker exec -d)."""
-        start = engine_pb2.ExecContainerStart(
+        pb = _engine_pb2()  # bidirectional: grpcio, generated classes
+        start = pb.ExecContainerStart(
             container=container, cmd=cmd, env=env or [], user=user, working_dir=working_dir,
             interactive=stdin is not None if interactive is None else interactive, tty=tty,
             detach=detach)
@@ -237,17 +254,17 @@ class Client:
             start.console_size.rows, start.console_size.cols = console_size
 
         def inputs() -> Iterator[engine_pb2.ExecContainerInput]:
-            yield engine_pb2.ExecContainerInput(start=start)
+            yield pb.ExecContainerInput(start=start)
             if stdin is not None:
                 for chunk in stdin:
                     if chunk is None:
                         break
                     if isinstance(chunk, tuple):
-                        yield engine_pb2.ExecContainerInput(resize=engine_pb2.ConsoleSize(
+                        yield pb.ExecContainerInput(resize=pb.ConsoleSize(
                             rows=chunk[0], cols=chunk[1]))
                         continue
-                    yield engine_pb2.ExecContainerInput(stdin=chunk)
-                yield engine_pb2.ExecContainerInput(close_stdin=True)
+                    yield pb.ExecContainerInput(stdin=chunk)
+                yield pb.ExecContainerInput(close_stdin=True)
 
         # Bidirectional: grpcio (clients/sdk/wire.py speaks only single-request calls).
         import grpc
@@ -265,20 +282,21 @@ class Client:
         as they come; a None is the end of stdin (the container's too, with stdin_once);
         ending without a None is a detach (its stdin stays open); a (rows, cols) tuple
         resizes the container's terminal (created with tty)."""
-        request = engine_pb2.AttachContainerRequest(container=container, start=start,
-                                                    logs=logs, stdin=True)
+        pb = _engine_pb2()  # bidirectional: grpcio, generated classes
+        request = pb.AttachContainerRequest(container=container, start=start, logs=logs,
+                                            stdin=True)
 
         def inputs() -> Iterator[engine_pb2.AttachContainerInput]:
-            yield engine_pb2.AttachContainerInput(start=request)
+            yield pb.AttachContainerInput(start=request)
             for chunk in stdin:
                 if chunk is None:
-                    yield engine_pb2.AttachContainerInput(close_stdin=True)
+                    yield pb.AttachContainerInput(close_stdin=True)
                     return
                 if isinstance(chunk, tuple):
-                    yield engine_pb2.AttachContainerInput(resize=engine_pb2.ConsoleSize(
+                    yield pb.AttachContainerInput(resize=pb.ConsoleSize(
                         rows=chunk[0], cols=chunk[1]))
                     continue
-                yield engine_pb2.AttachContainerInput(stdin=chunk)
+                yield pb.AttachContainerInput(stdin=chunk)
 
         import grpc
 
@@ -299,81 +317,81 @@ class Client:
         raise MuelleError("the attach stream ended without an exit status")
 
     def pause(self, container: str) -> None:
-        self._call("PauseContainer", engine_pb2.PauseContainerRequest(container=container))
+        self._call("PauseContainer", self._pb.PauseContainerRequest(container=container))
 
     def unpause(self, container: str) -> None:
-        self._call("UnpauseContainer", engine_pb2.UnpauseContainerRequest(container=container))
+        self._call("UnpauseContainer", self._pb.UnpauseContainerRequest(container=container))
 
     def restart(self, container: str, timeout: int | None = None) -> None:
-        req = engine_pb2.RestartContainerRequest(container=container)
+        req = self._pb.RestartContainerRequest(container=container)
         if timeout is not None:
             req.timeout = timeout
         self._call("RestartContainer", req)
 
     def stats(self, containers: list[str] | None = None) -> engine_pb2.ContainerStatsResponse:
         return self._call(  # type: ignore[no-any-return]
-            "ContainerStats", engine_pb2.ContainerStatsRequest(containers=containers or []))
+            "ContainerStats", self._pb.ContainerStatsRequest(containers=containers or []))
 
     def top(self, container: str, ps_args: str = "") -> engine_pb2.TopContainerResponse:
         return self._call(  # type: ignore[no-any-return]
-            "TopContainer", engine_pb2.TopContainerRequest(container=container,
+            "TopContainer", self._pb.TopContainerRequest(container=container,
                                                            ps_args=ps_args))
 
     def wait(self, container: str) -> engine_pb2.WaitContainerResponse:
         return self._call(  # type: ignore[no-any-return]
-            "WaitContainer", engine_pb2.WaitContainerRequest(container=container))
+            "WaitContainer", self._pb.WaitContainerRequest(container=container))
 
     def stop(self, container: str, timeout: int | None = None) -> None:
-        req = engine_pb2.StopContainerRequest(container=container)
+        req = self._pb.StopContainerRequest(container=container)
         if timeout is not None:
             req.timeout = timeout
         self._call("StopContainer", req)
 
     def kill(self, container: str, signal: str = "") -> None:
-        self._call("KillContainer", engine_pb2.KillContainerRequest(container=container,
+        self._call("KillContainer", self._pb.KillContainerRequest(container=container,
                                                                     signal=signal))
 
     def remove(self, container: str, force: bool = False, volumes: bool = False) -> str:
         """Remove a container; ``volumes`` also removes its anonymous volumes (rm -v)."""
-        return str(self._call("RemoveContainer", engine_pb2.RemoveContainerRequest(
+        return str(self._call("RemoveContainer", self._pb.RemoveContainerRequest(
             container=container, force=force, remove_volumes=volumes)).id)
 
     def containers(self, all: bool = False) -> list[engine_pb2.ContainerSummary]:
         return list(self._call("ListContainers",
-                               engine_pb2.ListContainersRequest(all=all)).containers)
+                               self._pb.ListContainersRequest(all=all)).containers)
 
     def inspect(self, container: str) -> engine_pb2.ContainerDetail:
         return self._call(  # type: ignore[no-any-return]
-            "InspectContainer", engine_pb2.InspectContainerRequest(container=container))
+            "InspectContainer", self._pb.InspectContainerRequest(container=container))
 
     # ------------------------------------------------------------------ networks
 
     def create_network(self, name: str, subnet: str = "") -> types_pb2.NetworkInfo:
         return self._call(  # type: ignore[no-any-return]
-            "CreateNetwork", engine_pb2.NetworkCreateRequest(name=name, subnet=subnet))
+            "CreateNetwork", self._pb.NetworkCreateRequest(name=name, subnet=subnet))
 
     def networks(self) -> list[types_pb2.NetworkInfo]:
-        return list(self._call("ListNetworks", engine_pb2.NetworkListRequest()).networks)
+        return list(self._call("ListNetworks", self._pb.NetworkListRequest()).networks)
 
     def inspect_network(self, network: str) -> types_pb2.NetworkInfo:
         return self._call(  # type: ignore[no-any-return]
-            "InspectNetwork", engine_pb2.NetworkInspectRequest(network=network))
+            "InspectNetwork", self._pb.NetworkInspectRequest(network=network))
 
     def remove_network(self, network: str) -> None:
-        self._call("RemoveNetwork", engine_pb2.NetworkRemoveRequest(network=network))
+        self._call("RemoveNetwork", self._pb.NetworkRemoveRequest(network=network))
 
     def connect_network(self, network: str, container: str,
                         aliases: Sequence[str] = ()) -> None:
-        self._call("ConnectNetwork", engine_pb2.NetworkConnectRequest(
+        self._call("ConnectNetwork", self._pb.NetworkConnectRequest(
             network=network, container=container, aliases=list(aliases)))
 
     def disconnect_network(self, network: str, container: str) -> None:
-        self._call("DisconnectNetwork", engine_pb2.NetworkDisconnectRequest(
+        self._call("DisconnectNetwork", self._pb.NetworkDisconnectRequest(
             network=network, container=container))
 
     def logs(self, container: str, follow: bool = False, tail: int = 0,
              timestamps: bool = False, since: str = "") -> Stream:
-        return self._stream("ContainerLogs", engine_pb2.ContainerLogsRequest(
+        return self._stream("ContainerLogs", self._pb.ContainerLogsRequest(
             container=container, follow=follow, tail=tail, timestamps=timestamps,
             since=since, stdout=True, stderr=True))
 
@@ -382,21 +400,21 @@ class Client:
     def create_volume(self, name: str = "",
                       labels: Mapping[str, str] | None = None) -> engine_pb2.Volume:
         return self._call(  # type: ignore[no-any-return]
-            "CreateVolume", engine_pb2.VolumeCreateRequest(name=name, labels=labels or {}))
+            "CreateVolume", self._pb.VolumeCreateRequest(name=name, labels=labels or {}))
 
     def inspect_volume(self, name: str) -> engine_pb2.Volume:
         return self._call(  # type: ignore[no-any-return]
-            "InspectVolume", engine_pb2.VolumeInspectRequest(name=name))
+            "InspectVolume", self._pb.VolumeInspectRequest(name=name))
 
     def volumes(self) -> list[engine_pb2.Volume]:
-        return list(self._call("ListVolumes", engine_pb2.VolumeListRequest()).volumes)
+        return list(self._call("ListVolumes", self._pb.VolumeListRequest()).volumes)
 
     def remove_volume(self, name: str, force: bool = False) -> None:
-        self._call("RemoveVolume", engine_pb2.VolumeRemoveRequest(name=name, force=force))
+        self._call("RemoveVolume", self._pb.VolumeRemoveRequest(name=name, force=force))
 
     def prune_volumes(self, all: bool = False) -> engine_pb2.VolumePruneResponse:
         return self._call(  # type: ignore[no-any-return]
-            "PruneVolumes", engine_pb2.VolumePruneRequest(all=all))
+            "PruneVolumes", self._pb.VolumePruneRequest(all=all))
 
 
 class Stream(Iterator[Any]):

@@ -16,7 +16,7 @@ from typing import IO
 
 from clients.cli.context import Context
 from clients.cli.errors import ENGINE_ERROR, RunFailed, cannot_connect, daemon_message
-from clients.cli.parser import build
+from clients.cli.parser import build, verb_of
 from clients.cli.units import UsageError
 from clients.sdk.address import resolve_host
 
@@ -96,7 +96,8 @@ def run(argv: Sequence[str] | None = None, out: IO[str] | None = None,
     environ = os.environ if environ is None else environ
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        args = build().parse_args(argv)
+        verb = verb_of(argv)
+        args = build(verb if verb in COMMANDS else None).parse_args(argv)
     except UsageError as exc:
         err.write(f"muelle: {exc}\nSee 'muelle --help'.\n")
         return ENGINE_ERROR

@@ -76,13 +76,57 @@ def _container_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("command", nargs=argparse.REMAINDER)
 
 
-def build() -> Parser:
+class _Skipped:
+    """Stands in for the parser of a verb the command line does not use, taking and
+    ignoring every call: building all ~50 sub-parsers would cost each start ~20 ms."""
+
+    def __getattr__(self, name: str) -> Any:
+        return self._ignore
+
+    def _ignore(self, *_args: Any, **_kwargs: Any) -> Any:
+        return self
+
+
+class _OnlyVerb:
+    """add_subparsers()'s action that builds the parser of one verb only."""
+
+    def __init__(self, sub: argparse._SubParsersAction, verb: str) -> None:
+        self._sub = sub
+        self._verb = verb
+
+    def add_parser(self, name: str, **kwargs: Any) -> Any:
+        if name == self._verb or self._verb in kwargs.get("aliases", ()):
+            return self._sub.add_parser(name, **kwargs)
+        return _Skipped()
+
+
+def verb_of(argv: Sequence[str]) -> str | None:
+    """The first word after the global options (-H/--host), or None if it takes argparse
+    to tell (an abbreviated option, --help)."""
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in ("-H", "--host"):
+            i += 2
+        elif arg.startswith("--host=") or (arg.startswith("-H") and len(arg) > 2):
+            i += 1
+        elif arg.startswith("-"):
+            return None
+        else:
+            return arg
+    return None
+
+
+def build(verb: str | None = None) -> Parser:
+    """The parser; with ``verb`` (a known one), only that verb's sub-parser is built."""
     parser = Parser(prog="muelle", description="muelle: run containers")
     parser.add_argument("-H", "--host", default=None,
                         help="gateway address (default $MUELLE_HOST or "
                              "unix://$MUELLE_RUN/gateway.sock)")
-    sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=Parser)
+    sub: Any = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=Parser)
     sub.required = True
+    if verb is not None:
+        sub = _OnlyVerb(sub, verb)
 
     p = sub.add_parser("pull", help="pull an image")
     p.add_argument("reference")

@@ -42,6 +42,7 @@ from services.runtime.cgroups import v1, v2  # noqa: F401
 from services.shim import monitor
 
 runtime_main.parser()  # built here, inherited by every warm runtime command
+monitor.parser()  # and by every monitor
 
 MAX_REQUEST = 1 << 20
 

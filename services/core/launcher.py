@@ -58,36 +58,52 @@ def running_pid(cfg: configmod.Config, name: str) -> int | None:
     return pid if _alive(pid) else None
 
 
+def _spawn(cfg: configmod.Config, env: dict[str, str], log_name: str,
+           argv: list[str]) -> int:
+    log = open(cfg.run / f"{log_name}.log", "ab")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen(
+        [sys.executable, "-m", *argv],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+        start_new_session=True,  # a Ctrl-C in the terminal must not kill services
+    )
+    log.close()
+    return proc.pid
+
+
 def start(
     cfg: configmod.Config,
     config_file: str | None = None,
     services: tuple[str, ...] = ORDER,
     wait: float = 30.0,
+    combined: bool = False,
 ) -> dict[str, int]:
-    """Start ``services`` (skipping ones already running); returns name -> pid."""
+    """Start ``services`` (skipping ones already running); returns name -> pid.
+    ``combined``: the ones not running share one process (services/core/combined.py),
+    logging to engine.log; each still has its pid file (the same pid)."""
     cfg.run.mkdir(parents=True, exist_ok=True)
     cfg.root.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, MUELLE_ROOT=str(cfg.root), MUELLE_RUN=str(cfg.run))
     if config_file:
         env["MUELLE_CONFIG"] = str(Path(config_file).resolve())
+    shared = 0
+    missing = [name for name in services if running_pid(cfg, name) is None]
+    if combined and missing:
+        shared = _spawn(cfg, env, "engine",
+                        ["services.core.combined", "--services", ",".join(missing)])
+        for name in missing:
+            _pid_file(cfg, name).write_text(str(shared))
     pids: dict[str, int] = {}
     for name in services:
         pid = running_pid(cfg, name)
         if pid is None:
-            log = open(cfg.run / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
-            proc = subprocess.Popen(
-                [sys.executable, "-m", f"services.{name}.main"],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
-                start_new_session=True,  # a Ctrl-C in the terminal must not kill services
-            )
-            log.close()
-            pid = proc.pid
+            pid = _spawn(cfg, env, name, [f"services.{name}.main"])
             _pid_file(cfg, name).write_text(str(pid))
         pids[name] = pid
         deadline = time.monotonic() + wait
         while not healthy(cfg.address(name), timeout=0.5):
             if not _alive(pid) or _exited(pid):
-                tail = (cfg.run / f"{name}.log").read_text(errors="replace")[-2000:]
+                log_name = "engine" if pid == shared else name
+                tail = (cfg.run / f"{log_name}.log").read_text(errors="replace")[-2000:]
                 raise Unavailable(f"muelle-{name} failed to start:\n{tail}")
             if time.monotonic() > deadline:
                 raise Unavailable(f"muelle-{name} did not become healthy within {wait:.0f}s")
@@ -122,11 +138,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="muelle-launcher", description=__doc__)
     parser.add_argument("action", choices=["up", "down", "status"])
     parser.add_argument("--config", help="TOML config file")
+    parser.add_argument("--combined", action="store_true",
+                        help="up: the four services in one process (muelle-engine)")
     args = parser.parse_args(argv)
     try:
         cfg = configmod.load(args.config)
         if args.action == "up":
-            for name, pid in start(cfg, args.config).items():
+            for name, pid in start(cfg, args.config, combined=args.combined).items():
                 print(f"muelle-{name:<10} pid {pid:<7} {cfg.address(name)}")
         elif args.action == "down":
             stop(cfg)

@@ -105,15 +105,32 @@ def bind_address(address: str) -> str:
     return address
 
 
-def serve(
+class Running:
+    """A started server with its health service; ``stop()`` drains it, then on_stop."""
+
+    def __init__(self, name: str, server: grpc.Server, health_servicer: Any,
+                 on_stop: Callable[[], None] | None) -> None:
+        self.name = name
+        self.server = server
+        self.health = health_servicer
+        self.on_stop = on_stop
+
+    def stop(self, grace: float = 2.0) -> None:
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace=grace).wait()
+        if self.on_stop:
+            self.on_stop()
+
+
+def start(
     name: str,
     address: str,
     register: Callable[[grpc.Server], None],
     service_names: Sequence[str],
     on_stop: Callable[[], None] | None = None,
     max_workers: int = 64,
-) -> None:
-    """Run a gRPC server for ``name`` on ``address`` until SIGTERM/SIGINT."""
+) -> Running:
+    """Start a gRPC server for ``name`` on ``address``: the servicer, health, reflection."""
     log = get_logger(address=address)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=name),
@@ -134,19 +151,33 @@ def serve(
     if target.startswith("unix:"):
         os.chmod(target[len("unix:") :], 0o660)
     server.start()
-    log.info("serving", pid=os.getpid())
+    log.info("serving", service=name, pid=os.getpid())
+    return Running(name, server, health_servicer, on_stop)
 
+
+def wait_for_signal() -> None:
+    """Block until SIGTERM or SIGINT."""
     stopped = threading.Event()
 
     def _stop(signum: int, _frame: Any) -> None:
-        log.info("stopping", signal=signal.Signals(signum).name)
+        get_logger().info("stopping", signal=signal.Signals(signum).name)
         stopped.set()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     stopped.wait()
-    health_servicer.enter_graceful_shutdown()
-    server.stop(grace=2).wait()
-    if on_stop:
-        on_stop()
-    log.info("stopped")
+
+
+def serve(
+    name: str,
+    address: str,
+    register: Callable[[grpc.Server], None],
+    service_names: Sequence[str],
+    on_stop: Callable[[], None] | None = None,
+    max_workers: int = 64,
+) -> None:
+    """Run a gRPC server for ``name`` on ``address`` until SIGTERM/SIGINT."""
+    running = start(name, address, register, service_names, on_stop, max_workers)
+    wait_for_signal()
+    running.stop()
+    get_logger(address=address).info("stopped")

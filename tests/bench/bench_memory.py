@@ -1,4 +1,5 @@
-"""5. Memory. Idle: RSS of the four muelle services vs dockerd + containerd. Per container:
+"""5. Memory. Idle: RSS of the four muelle services vs dockerd + containerd, with the
+services as four processes and combined in one (muelle-engine). Per container:
 with N (default 10) ``sleep`` containers running, the growth of the engine's own processes
 (services/daemons plus per-container helpers: muelle monitors, containerd-shims) divided by
 N. The containers' own processes (in their cgroups) are never counted.
@@ -37,7 +38,7 @@ class Side:
     warm: Callable[[], object]
 
 
-def muelle_side(engine: Engine, ref: str) -> Side:
+def muelle_side(engine: Engine, ref: str, name: str = "muelle") -> Side:
     def daemons() -> set[int]:
         pids = {launcher.running_pid(engine.cfg, name) for name in launcher.ORDER}
         services = {p for p in pids if p is not None}
@@ -49,7 +50,7 @@ def muelle_side(engine: Engine, ref: str) -> Side:
                 - procs.in_cgroups(engine.cgroup_parent))
 
     return Side(
-        "muelle", daemons, helpers,
+        name, daemons, helpers,
         start=lambda: engine.cli("run", "-d", ref, "sleep", "1000").stdout.strip(),
         remove=lambda ids: engine.cli("rm", "-f", *ids),
         warm=lambda: engine.cli("run", "--rm", ref, "true"),
@@ -72,9 +73,14 @@ def docker_side(dockerd: Dockerd, ref: str) -> Side:
     )
 
 
-def sides(settings: Settings, request: pytest.FixtureRequest) -> list[Side]:
+def sides(settings: Settings, request: pytest.FixtureRequest,
+          combined: bool = False) -> list[Side]:
     found = []
-    if settings.wants("muelle"):
+    if combined and settings.wants("muelle-combined"):
+        engine = request.getfixturevalue("muelle_combined_engine")
+        found.append(muelle_side(engine, request.getfixturevalue("muelle_combined_busybox"),
+                                 "muelle-combined"))
+    elif not combined and settings.wants("muelle"):
         engine = request.getfixturevalue("muelle_engine")
         found.append(muelle_side(engine, request.getfixturevalue("muelle_busybox")))
     if settings.wants("docker"):
@@ -95,20 +101,24 @@ def idle_pss(side: Side) -> Callable[[], float]:
     return lambda: float(procs.total_pss(side.daemons()))
 
 
-def test_idle_rss(settings: Settings, request: pytest.FixtureRequest) -> None:
-    chosen = sides(settings, request)
+@pytest.mark.parametrize("combined", [False, True], ids=["processes", "combined"])
+def test_idle_rss(settings: Settings, request: pytest.FixtureRequest, combined: bool) -> None:
+    chosen = sides(settings, request, combined)
     contenders = [Contender(s.name, idle(s)) for s in chosen]
     meta = {"what": "RSS of the 4 muelle services (+ fork server) vs dockerd + containerd",
             "processes": {s.name: procs.describe(s.daemons()) for s in chosen}}
-    emit(run_rounds("idle-rss", contenders, pairs=settings.pairs, warmup=settings.warmup,
+    name = "idle-rss-combined" if combined else "idle-rss"
+    emit(run_rounds(name, contenders, pairs=settings.pairs, warmup=settings.warmup,
                     unit="B", meta=meta), settings)
 
 
-def test_idle_pss(settings: Settings, request: pytest.FixtureRequest) -> None:
-    chosen = sides(settings, request)
+@pytest.mark.parametrize("combined", [False, True], ids=["processes", "combined"])
+def test_idle_pss(settings: Settings, request: pytest.FixtureRequest, combined: bool) -> None:
+    chosen = sides(settings, request, combined)
     contenders = [Contender(s.name, idle_pss(s)) for s in chosen]
     meta = {"what": "PSS of the 4 muelle services (+ fork server) vs dockerd + containerd"}
-    emit(run_rounds("idle-pss", contenders, pairs=settings.pairs, warmup=settings.warmup,
+    name = "idle-pss-combined" if combined else "idle-pss"
+    emit(run_rounds(name, contenders, pairs=settings.pairs, warmup=settings.warmup,
                     unit="B", meta=meta), settings)
 
 

@@ -85,6 +85,22 @@ def muelle_engine(settings: Settings) -> Iterator[Engine]:
 
 
 @pytest.fixture(scope="session")
+def muelle_combined_engine(settings: Settings) -> Iterator[Engine]:
+    """A muelle engine whose four services share one process (muelle-engine)."""
+    reason = muelle_missing(*ENGINE_MODULES)
+    if reason:
+        pytest.skip(reason)
+    with Engine(default_runtime=settings.runtime, combined=True) as engine:
+        yield engine
+
+
+@pytest.fixture(scope="session")
+def muelle_combined_busybox(muelle_combined_engine: Engine, busybox_ref: str) -> str:
+    muelle_combined_engine.cli("pull", busybox_ref)
+    return busybox_ref
+
+
+@pytest.fixture(scope="session")
 def muelle_busybox(muelle_engine: Engine, busybox_ref: str) -> str:
     """The busybox test image, pulled into the session's muelle engine."""
     muelle_engine.cli("pull", busybox_ref)

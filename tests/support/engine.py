@@ -30,10 +30,11 @@ CGROUP_MOUNT = Path("/sys/fs/cgroup")
 class Engine:
     def __init__(self, base: Path | None = None, default_runtime: str = "muelle",
                  extra_config: str = "",
-                 services: tuple[str, ...] = launcher.ORDER) -> None:
+                 services: tuple[str, ...] = launcher.ORDER, combined: bool = False) -> None:
         """``extra_config``: TOML appended to the config file (e.g. ``[addresses]`` or
         ``[registry]`` lines); ``services``: the ones this engine starts and stops (leave
-        out "registry" to use a shared registry service named in ``[addresses]``)."""
+        out "registry" to use a shared registry service named in ``[addresses]``);
+        ``combined``: they run in one process (muelle-engine)."""
         # Unix socket paths are limited to 108 bytes: keep the run dir short.
         self.dir = Path(tempfile.mkdtemp(prefix="mu-", dir=base or "/tmp"))
         # Searchable by the remapped root of a --uidmap container, as /var/lib/muelle is
@@ -52,6 +53,7 @@ class Engine:
             f'[network]\nbridge = "{self.bridge}"\n{extra_config}'
         )
         self.services = services
+        self.combined = combined
         # Explicit overrides: MUELLE_ROOT / MUELLE_RUN in the caller's environment must not
         # send a test engine to the host's real engine directories.
         self.cfg = configmod.load(str(self.config_file), root=str(self.root), run=str(self.run))
@@ -60,7 +62,8 @@ class Engine:
                         MUELLE_ROOT=str(self.root), MUELLE_RUN=str(self.run))
 
     def start(self) -> Engine:
-        launcher.start(self.cfg, str(self.config_file), self.services)
+        launcher.start(self.cfg, str(self.config_file), self.services,
+                       combined=self.combined)
         return self
 
     def cli(self, *args: str, check: bool = True, input: bytes | None = None,
@@ -78,7 +81,7 @@ class Engine:
     def logs(self) -> str:
         """The services' logs, for failure messages."""
         out = []
-        for name in launcher.ORDER:
+        for name in (*launcher.ORDER, "engine"):
             path = self.run / f"{name}.log"
             if path.exists():
                 out.append(f"--- {name}\n{path.read_text(errors='replace')[-4000:]}")

@@ -1,4 +1,8 @@
-"""Netlink (pyroute2): bridges, veth pairs, addresses and routes, on the host or in a netns."""
+"""Links, addresses and routes, on the host or in a netns.
+
+What every container start and stop does goes through rtnl.py (plain netlink); the rare
+work (bridges, link dumps) through pyroute2.
+"""
 
 from __future__ import annotations
 
@@ -9,19 +13,19 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
 
 from services.runtime import linux
+from services.shim.network import rtnl
 
 T = TypeVar("T")
 
 
-def in_netns(path: str, fn: Callable[[IPRoute], T]) -> T:
-    """``fn(ipr)`` with a netlink socket inside the namespace pinned at ``path``.
+def in_netns(path: str, fn: Callable[[], T]) -> T:
+    """``fn()`` inside the network namespace pinned at ``path``.
 
-    A network namespace is per thread: a short-lived thread joins it and opens the socket
-    there. (pyroute2's own netns support forks a helper, which is unsafe in the threaded
-    gRPC server.)
+    A network namespace is per thread: a short-lived thread joins it and calls ``fn``,
+    whose netlink sockets are then the namespace's. (pyroute2's own netns support forks a
+    helper, which is unsafe in the threaded gRPC server.)
     """
     result: list[T] = []
     error: list[BaseException] = []
@@ -33,8 +37,7 @@ def in_netns(path: str, fn: Callable[[IPRoute], T]) -> T:
                 linux.setns(fd, linux.CLONE_NEWNET)
             finally:
                 os.close(fd)
-            with IPRoute() as ipr:
-                result.append(fn(ipr))
+            result.append(fn())
         except BaseException as exc:  # handed to the caller's thread
             error.append(exc)
 
@@ -46,22 +49,22 @@ def in_netns(path: str, fn: Callable[[IPRoute], T]) -> T:
     return result[0]
 
 
-def _index(ipr: IPRoute, name: str) -> int | None:
-    found = ipr.link_lookup(ifname=name)
-    return found[0] if found else None
+def _index(_ipr: IPRoute, name: str) -> int | None:
+    return rtnl.index(name)
 
 
 def exists(name: str) -> bool:
-    with IPRoute() as ipr:
-        return _index(ipr, name) is not None
+    return rtnl.index(name) is not None
 
 
 def has_address(name: str, address: str) -> bool:
     """Whether link ``name`` exists and carries ``address``."""
+    if rtnl.primary_ipv4(name) == address:
+        return True  # every create asks this of its bridge: one ioctl
+    idx = rtnl.index(name)
+    if idx is None:
+        return False
     with IPRoute() as ipr:
-        idx = _index(ipr, name)
-        if idx is None:
-            return False
         return address in {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=idx, family=2)}
 
 
@@ -93,23 +96,19 @@ def _sysctl(key: str, value: str) -> None:
 
 def delete(name: str) -> None:
     """Delete a link (bridge or veth) if it exists."""
-    with IPRoute() as ipr:
-        idx = _index(ipr, name)
-        if idx is not None:
-            with contextlib.suppress(NetlinkError):
-                ipr.link("del", index=idx)
+    with rtnl.Socket() as sock, contextlib.suppress(OSError):
+        sock.delete_link(name)
 
 
 def add_veth(host: str, bridge: str, netns: str, inner: str) -> None:
-    """A veth pair: ``host`` on ``bridge``, its peer ``inner`` inside ``netns``."""
+    """A veth pair: ``host`` up on ``bridge``, its peer ``inner`` inside ``netns``."""
+    master = rtnl.index(bridge)
+    if master is None:
+        raise OSError(f"bridge {bridge} is missing")
     fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        with IPRoute() as ipr:
-            ipr.link("add", ifname=host, kind="veth",
-                     peer={"ifname": inner, "net_ns_fd": fd})
-            idx = _index(ipr, host)
-            br = _index(ipr, bridge)
-            ipr.link("set", index=idx, master=br, state="up")
+        with rtnl.Socket() as sock:
+            sock.add_veth(host, inner, fd, master)
     finally:
         os.close(fd)
 
@@ -117,21 +116,26 @@ def add_veth(host: str, bridge: str, netns: str, inner: str) -> None:
 def configure_inner(netns: str, inner: str, address: str, prefixlen: int,
                     gateway: str | None) -> None:
     """Inside the namespace: lo up, ``inner`` up with its address, default route if given."""
-    def configure(ns: IPRoute) -> None:
-        lo = ns.link_lookup(ifname="lo")[0]
-        ns.link("set", index=lo, state="up")
-        idx = ns.link_lookup(ifname=inner)[0]
-        ns.addr("add", index=idx, address=address, prefixlen=prefixlen)
-        ns.link("set", index=idx, state="up")
-        if gateway:
-            ns.route("add", dst="default", gateway=gateway)
+    def configure() -> None:
+        lo, idx = rtnl.index("lo"), rtnl.index(inner)
+        if lo is None or idx is None:
+            raise OSError(f"{inner} is missing from the container's network namespace")
+        with rtnl.Socket() as sock:
+            sock.set_up(lo)
+            sock.add_address(idx, address, prefixlen)
+            sock.set_up(idx)
+            if gateway:
+                sock.add_default_route(gateway)
 
     in_netns(netns, configure)
 
 
 def names_in(netns: str) -> list[str]:
-    return in_netns(netns, lambda ns: [str(link.get_attr("IFLA_IFNAME"))
-                                       for link in ns.get_links()])
+    def names() -> list[str]:
+        with IPRoute() as ns:
+            return [str(link.get_attr("IFLA_IFNAME")) for link in ns.get_links()]
+
+    return in_netns(netns, names)
 
 
 def bridge_ports(bridge: str) -> list[str]:

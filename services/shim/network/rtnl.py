@@ -1,0 +1,150 @@
+"""The rtnetlink requests of every container start and stop, on a plain netlink socket.
+
+pyroute2 0.9 runs an asyncio loop and parses every reply into objects: the veth, address,
+route and delete of one `run --rm` cost the shim ~25 ms of CPU, which holds the GIL while
+the same run's create is being served. These few requests are fixed-shape messages, so
+they are packed here with struct (rtnetlink(7), linux/if_link.h, linux/veth.h); the rare
+ones (bridges, route dumps) stay with pyroute2 in links.py and subnets.py.
+
+A netlink socket acts in the network namespace of the thread that opened it.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import ipaddress
+import itertools
+import os
+import socket
+import struct
+
+NETLINK_ROUTE = 0
+RTM_NEWLINK, RTM_DELLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 17, 20, 24
+NLMSG_ERROR = 2
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
+IFLA_IFNAME, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_FD = 3, 10, 18, 28
+IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
+IFA_ADDRESS, IFA_LOCAL = 1, 2
+RTA_GATEWAY = 5
+RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE, RTN_UNICAST = 254, 3, 0, 1
+IFF_UP = 0x1
+SIOCGIFADDR = 0x8915
+
+_HEADER = struct.Struct("=IHHII")  # nlmsghdr
+_IFINFO = struct.Struct("=BxHiII")  # ifinfomsg
+_IFADDR = struct.Struct("=BBBBI")  # ifaddrmsg
+_RTMSG = struct.Struct("=BBBBBBBBI")  # rtmsg
+_seq = itertools.count(1)
+
+
+def attr(kind: int, payload: bytes) -> bytes:
+    """One rtattr, padded to 4 bytes."""
+    length = 4 + len(payload)
+    return struct.pack("=HH", length, kind) + payload + b"\0" * (-length % 4)
+
+
+def _name(name: str) -> bytes:
+    return name.encode() + b"\0"
+
+
+def ifinfo(index: int = 0, up: bool = False) -> bytes:
+    return _IFINFO.pack(socket.AF_UNSPEC, 0, index, IFF_UP if up else 0,
+                        IFF_UP if up else 0)
+
+
+class Socket:
+    """A NETLINK_ROUTE socket of the calling thread's network namespace."""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                                   NETLINK_ROUTE)
+        self._sock.bind((0, 0))
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __enter__(self) -> Socket:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def request(self, kind: int, flags: int, body: bytes) -> None:
+        """Send one request and wait for its acknowledgement; OSError with the kernel's
+        errno if it refused."""
+        seq = next(_seq)
+        self._sock.send(_HEADER.pack(_HEADER.size + len(body), kind,
+                                     NLM_F_REQUEST | NLM_F_ACK | flags, seq, 0) + body)
+        while True:
+            data = self._sock.recv(65536)
+            offset = 0
+            while offset + _HEADER.size <= len(data):
+                length, mtype, _flags, mseq, _pid = _HEADER.unpack_from(data, offset)
+                if length < _HEADER.size:
+                    raise OSError(errno.EPROTO, "malformed netlink reply")
+                if mtype == NLMSG_ERROR and mseq == seq:
+                    (code,) = struct.unpack_from("=i", data, offset + _HEADER.size)
+                    if code:
+                        raise OSError(-code, os.strerror(-code))
+                    return
+                offset += (length + 3) & ~3
+
+    # -- the requests
+
+    def add_veth(self, host: str, peer: str, peer_netns_fd: int, master: int) -> None:
+        """A veth pair, ``host`` up and enslaved to the link ``master`` in one request,
+        its ``peer`` created inside the namespace open at ``peer_netns_fd``."""
+        peer_info = ifinfo() + attr(IFLA_IFNAME, _name(peer)) + \
+            attr(IFLA_NET_NS_FD, struct.pack("=I", peer_netns_fd))
+        linkinfo = attr(IFLA_INFO_KIND, b"veth\0") + \
+            attr(IFLA_INFO_DATA, attr(VETH_INFO_PEER, peer_info))
+        body = ifinfo(up=True) + attr(IFLA_IFNAME, _name(host)) + \
+            attr(IFLA_MASTER, struct.pack("=I", master)) + attr(IFLA_LINKINFO, linkinfo)
+        self.request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body)
+
+    def set_up(self, index: int) -> None:
+        self.request(RTM_NEWLINK, 0, ifinfo(index, up=True))
+
+    def add_address(self, index: int, address: str, prefixlen: int) -> None:
+        packed = ipaddress.ip_address(address).packed
+        family = socket.AF_INET if len(packed) == 4 else socket.AF_INET6
+        body = _IFADDR.pack(family, prefixlen, 0, RT_SCOPE_UNIVERSE, index) + \
+            attr(IFA_LOCAL, packed) + attr(IFA_ADDRESS, packed)
+        self.request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, body)
+
+    def add_default_route(self, gateway: str) -> None:
+        packed = ipaddress.ip_address(gateway).packed
+        family = socket.AF_INET if len(packed) == 4 else socket.AF_INET6
+        body = _RTMSG.pack(family, 0, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE,
+                           RTN_UNICAST, 0) + attr(RTA_GATEWAY, packed)
+        self.request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, body)
+
+    def delete_link(self, name: str) -> bool:
+        """Delete the link ``name``; False if there was none."""
+        try:
+            self.request(RTM_DELLINK, 0, ifinfo() + attr(IFLA_IFNAME, _name(name)))
+        except OSError as exc:
+            if exc.errno == errno.ENODEV:
+                return False
+            raise
+        return True
+
+
+def index(name: str) -> int | None:
+    """The ifindex of ``name`` in this thread's namespace, or None."""
+    try:
+        return socket.if_nametoindex(name)
+    except OSError:
+        return None
+
+
+def primary_ipv4(name: str) -> str | None:
+    """The first IPv4 address of link ``name`` (SIOCGIFADDR), or None (no link/address)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        try:
+            reply = fcntl.ioctl(sock.fileno(), SIOCGIFADDR,
+                                struct.pack("256s", name.encode()[:15]))
+        except OSError:
+            return None
+    return socket.inet_ntoa(reply[20:24])

@@ -1,0 +1,113 @@
+"""services/shim/network/rtnl.py against the kernel, in throwaway network namespaces."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from services.runtime import linux
+from services.shim.network import links, netns, rtnl
+
+pytestmark = pytest.mark.root
+T = TypeVar("T")
+
+
+def in_new_netns(fn: Callable[[], T]) -> T:
+    """``fn()`` on a thread in a network namespace of its own, gone when it ends."""
+    out: list[T] = []
+    error: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            linux.unshare(linux.CLONE_NEWNET)
+            out.append(fn())
+        except BaseException as exc:
+            error.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if error:
+        raise error[0]
+    return out[0]
+
+
+@pytest.fixture
+def peer_ns(tmp_path: Path) -> Iterator[str]:
+    path = str(tmp_path / "peer")
+    netns.create(path)
+    yield path
+    netns.remove(path)
+
+
+def _ip(netns_path: str | None, *args: str) -> str:
+    prefix = ["nsenter", f"--net={netns_path}"] if netns_path else []
+    return subprocess.run([*prefix, "ip", *args], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def test_veth_address_route_and_delete(peer_ns: str) -> None:
+    def scenario() -> tuple[str, str, bool, bool]:
+        with rtnl.Socket() as sock:
+            sock.request(rtnl.RTM_NEWLINK, rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL,
+                         rtnl.ifinfo() + rtnl.attr(rtnl.IFLA_IFNAME, b"br-t\0") +
+                         rtnl.attr(rtnl.IFLA_LINKINFO,
+                                   rtnl.attr(rtnl.IFLA_INFO_KIND, b"bridge\0")))
+            bridge = rtnl.index("br-t")
+            assert bridge is not None
+            fd = os.open(peer_ns, os.O_RDONLY)
+            try:
+                sock.add_veth("vh-t", "eth0", fd, bridge)
+                with pytest.raises(OSError) as exists:
+                    sock.add_veth("vh-t", "eth0", fd, bridge)
+            finally:
+                os.close(fd)
+            assert exists.value.errno == errno.EEXIST
+            host_side = _ip(f"/proc/{os.getpid()}/task/{threading.get_native_id()}/ns/net",
+                            "-o", "link", "show", "vh-t")
+            gone = sock.delete_link("vh-t")
+            again = sock.delete_link("vh-t")
+        return host_side, _ip(peer_ns, "-o", "link"), gone, again
+
+    host_side, peer_links, gone, again = in_new_netns(scenario)
+    assert "master br-t" in host_side and "UP" in host_side
+    assert "eth0" not in peer_links  # the pair went with its host end
+    assert gone and not again
+
+
+def test_configure_inner_sets_lo_address_and_default_route(peer_ns: str) -> None:
+    def scenario() -> tuple[str, str, list[str]]:
+        with rtnl.Socket() as sock:
+            sock.request(rtnl.RTM_NEWLINK, rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL,
+                         rtnl.ifinfo(up=True) + rtnl.attr(rtnl.IFLA_IFNAME, b"br-t\0") +
+                         rtnl.attr(rtnl.IFLA_LINKINFO,
+                                   rtnl.attr(rtnl.IFLA_INFO_KIND, b"bridge\0")))
+            fd = os.open(peer_ns, os.O_RDONLY)
+            try:
+                sock.add_veth("vh-t", "eth0", fd, rtnl.index("br-t") or 0)
+            finally:
+                os.close(fd)
+        # while this thread's namespace (the pair's host end) lives
+        links.configure_inner(peer_ns, "eth0", "10.250.0.2", 24, "10.250.0.1")
+        return (_ip(peer_ns, "-o", "addr"), _ip(peer_ns, "route", "show", "default"),
+                links.names_in(peer_ns))
+
+    addrs, route, names = in_new_netns(scenario)
+    assert "inet 127.0.0.1/8" in addrs and "inet 10.250.0.2/24" in addrs
+    assert route.startswith("default via 10.250.0.1 dev eth0")
+    assert names == ["lo", "eth0"]
+
+
+def test_primary_ipv4_and_index_of_missing_links() -> None:
+    assert rtnl.index("no-such-link0") is None
+    assert rtnl.primary_ipv4("no-such-link0") is None
+    assert rtnl.primary_ipv4("lo") == "127.0.0.1"
+    assert links.has_address("lo", "127.0.0.1")
+    assert not links.has_address("no-such-link0", "10.0.0.1")

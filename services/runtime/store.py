@@ -82,7 +82,7 @@ class Store:
         path = self.dir(state.id) / "state.json"
         tmp = path.with_suffix(".tmp")
         with open(tmp, "w") as f:
-            json.dump(state._asdict(), f)
+            f.write(json.dumps(state._asdict()))  # dumps: the C encoder (dump is pure Python)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

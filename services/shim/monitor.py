@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import ctypes
 import errno
+import fcntl
 import functools
 import json
 import os
@@ -306,9 +307,11 @@ def run(cdir: ContainerDir, create_argv: list[str], delete_argv: list[str],
     if relay is not None:
         relay.close()
     oom = oom_killed(cgroups_path)  # before delete removes the cgroup
-    delete_code, delete_err = run_delete(delete_argv, str(cdir.path), warm)
-    if delete_code != 0:
-        log(cdir, f"delete failed: {error_text(delete_err)}")
+    # The exit is recorded before the runtime's delete (~10 ms), which a child does under
+    # the delete lock: this monitor's exit tells the shim at once, and whoever removes or
+    # restarts the container takes the lock first (ContainerDir.after_delete).
+    lock_fd = os.open(cdir.delete_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(lock_fd, fcntl.LOCK_EX)
     reap(0)
     write_json(cdir.status, {
         "pid": pid,
@@ -318,6 +321,15 @@ def run(cdir: ContainerDir, create_argv: list[str], delete_argv: list[str],
         "error": "" if status is not None and status >= 0 else "exit status lost",
     })
     log(cdir, f"container exited, status {status}")
+    if os.fork() == 0:
+        try:  # the lock is this child's copy of lock_fd: released when it exits
+            delete_code, delete_err = run_delete(delete_argv, str(cdir.path), warm)
+            if delete_code != 0:
+                log(cdir, f"delete failed: {error_text(delete_err)}")
+            reap(0)
+        finally:
+            os._exit(0)
+    os.close(lock_fd)
     return 0
 
 

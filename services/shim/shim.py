@@ -250,9 +250,10 @@ class Shim:
     def _spawn_monitor(self, cdir: ContainerDir, runtime: Runtime, cgroups_path: str) -> int:
         """Start a monitor for a new run; returns the init pid or raises the create error."""
         runtime.root.mkdir(parents=True, exist_ok=True)
-        if runtime.may_know(cdir.id) and runtime.state(cdir.id) is not None:
-            # left by a monitor that was killed
-            runtime.delete(cdir.id, force=True)
+        with cdir.after_delete():  # the last run's monitor may be deleting it still
+            if runtime.may_know(cdir.id) and runtime.state(cdir.id) is not None:
+                # left by a monitor that was killed
+                runtime.delete(cdir.id, force=True)
         cdir.clear_run()
         read_fd, write_fd = os.pipe()
         meta = cdir.read_meta() or {}
@@ -329,10 +330,11 @@ class Shim:
         unwiring = Background(lambda: self.networks.down(cdir.id),
                               name=f"net-down-{cdir.id[:12]}")
         try:
-            if runtime is not None and runtime.may_know(cdir.id) \
-                    and runtime.state(cdir.id) is not None:
-                with contextlib.suppress(MuelleError):
-                    runtime.delete(cdir.id, force=True)
+            with cdir.after_delete():  # the monitor's delete, if it still runs, first
+                if runtime is not None and runtime.may_know(cdir.id) \
+                        and runtime.state(cdir.id) is not None:
+                    with contextlib.suppress(MuelleError):
+                        runtime.delete(cdir.id, force=True)
             if cdir.rootfs.exists():
                 mounts.unmount(str(cdir.rootfs))
             records = (cdir.read_meta() or {}).get("volumes") or []

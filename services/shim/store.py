@@ -4,7 +4,7 @@
     meta.json     runtime, created_at, rootfs mounts     container.log json-file log
     monitor.pid   pid of the current monitor             init.pid     runtime's pid file
     started.json  started_at of the current run          status.json  exit status (monitor)
-    monitor.log   the monitor's own diagnostics
+    monitor.log   the monitor's own diagnostics           delete.lock  see after_delete
 
 Files are replaced atomically (temp + fsync + rename), so a crash leaves either the old or
 the new version, which is what live restore reads back.
@@ -13,9 +13,11 @@ the new version, which is what live restore reads back.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,7 @@ def check_id(cid: str) -> str:
 def write_json(path: Path, data: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     with open(tmp, "w") as f:
-        json.dump(data, f)
+        f.write(json.dumps(data))  # dumps: the C encoder; dump is pure Python (~1 ms a file)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -101,6 +103,26 @@ class ContainerDir:
     @property
     def monitor_log(self) -> Path:
         return self.path / "monitor.log"
+
+    @property
+    def delete_lock(self) -> Path:
+        """flock'ed by the monitor's runtime delete, which outlives the monitor: whoever
+        deletes or recreates the container's runtime state takes it first (after_delete)."""
+        return self.path / "delete.lock"
+
+    @contextlib.contextmanager
+    def after_delete(self) -> Iterator[None]:
+        """Held while the monitor's runtime delete (if any) is done and none can start."""
+        try:
+            fd = os.open(self.delete_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:  # no container dir: nothing to wait for
+            yield
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     def read_meta(self) -> dict:
         return read_json(self.meta) or {}

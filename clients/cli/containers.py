@@ -6,7 +6,6 @@ import argparse
 import contextlib
 import os
 from collections.abc import Callable
-from typing import Any
 
 from clients.cli.context import Context
 from clients.cli.errors import ENGINE_ERROR, RunFailed, daemon_message, run_exit_code
@@ -20,6 +19,11 @@ from clients.cli.units import (
     parse_labels,
     table,
 )
+
+# typing costs the CLI ~3 ms to import; mypy treats TYPE_CHECKING as true wherever it is defined
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def build_request(args: argparse.Namespace, environ: Any) -> Any:

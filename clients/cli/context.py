@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import IO, Any
+
+# typing costs the CLI ~3 ms to import; mypy treats TYPE_CHECKING as true wherever it is defined
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO, Any
 
 
 class Context:

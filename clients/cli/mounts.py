@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from clients.cli.units import UsageError, parse_bytes
+
+# typing costs the CLI ~3 ms to import; mypy treats TYPE_CHECKING as true wherever it is defined
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _TRUE = {"", "1", "true"}
 _FALSE = {"0", "false"}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import threading
 from collections.abc import Iterator
 from types import FrameType
 
@@ -25,6 +24,8 @@ def proxied(host: str, container: str, enabled: bool = True) -> Iterator[None]:
         return
 
     def forward(signum: int, _frame: FrameType | None) -> None:
+        import threading  # only when a signal comes: every `run` imports this module
+
         name = signal.Signals(signum).name
         threading.Thread(target=_send, args=(host, container, name), daemon=True).start()
 

@@ -9,13 +9,16 @@ import and shutdown (~130 ms); grpcio is then imported only for what wire does n
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
 
 from clients.sdk import lite, wire
 from clients.sdk.address import resolve_host
 from services.core.errors import MuelleError
 
+# typing costs the CLI ~3 ms to import; mypy treats TYPE_CHECKING as true wherever it is defined
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     import grpc
     from muelle.engine.v1 import engine_pb2
     from muelle.types.v1 import types_pb2
@@ -417,7 +420,7 @@ class Client:
             "PruneVolumes", self._pb.VolumePruneRequest(all=all))
 
 
-class Stream(Iterator[Any]):
+class Stream(Iterator["Any"]):  # a string: typing is not imported at run time
     """A server stream whose errors are typed; ``cancel()`` ends it from our side."""
 
     def __next__(self) -> Any:

@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable
-from typing import Any
 
 from muelle.lite_schema import MESSAGES, METHODS, SERVICE
+
+# typing costs the CLI ~3 ms to import; mypy treats TYPE_CHECKING as true wherever it is defined
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # descriptor type numbers (google.protobuf.descriptor.FieldDescriptor.TYPE_*)
 DOUBLE, FLOAT, INT64, UINT64, INT32, FIXED64, FIXED32, BOOL, STRING = 1, 2, 3, 4, 5, 6, 7, 8, 9

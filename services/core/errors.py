@@ -7,9 +7,11 @@ kind of an error, never its message.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
+# typing costs the CLI ~3 ms to import; mypy treats TYPE_CHECKING as true wherever it is defined
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     import grpc
 
 

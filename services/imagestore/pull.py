@@ -1,5 +1,6 @@
 """Pull orchestration: resolve through the registry service, fetch config and layers
-(3 downloads at a time), apply layers in order as they arrive, record the image last.
+(3 downloads at a time), apply layers in order as they arrive, record the image last. The
+next layer in order is unpacked while it still downloads (follow.py).
 
 Progress events follow `docker pull`: "<tag>: Pulling from <repo>", per layer "Pulling fs
 layer" / "Downloading" (a few updates) / "Verifying Checksum" / "Download complete" /
@@ -24,6 +25,7 @@ from services.core import reference
 from services.core.errors import DataLoss, Unavailable
 from services.core.logging import get_logger
 from services.imagestore.content import ContentStore
+from services.imagestore.follow import FollowReader, Growing
 from services.imagestore.manifest import parse_config, parse_manifest, verify
 from services.imagestore.metadata import ImageRecord, Metadata
 from services.imagestore.registry_client import RegistryClient
@@ -51,7 +53,7 @@ class _Cancelled(Exception):
 @dataclass
 class _Event:
     index: int
-    kind: str  # "progress", "done", "error"
+    kind: str  # "progress", "done", "error"; "unpacked" (current: 1 if it worked)
     current: int = 0
     error: BaseException | None = None
 
@@ -129,6 +131,10 @@ class Puller:
         anything was fetched or unpacked (via StopIteration.value)."""
         n = len(layers)
         ready = [False] * n
+        growing: dict[int, Growing] = {}
+        streamed: set[int] = set()  # tried already: a second try waits for the blob
+        streaming = -1  # the layer being unpacked from its download, if any
+        unpacked: set[int] = set()  # streamed layers done, reported once downloaded too
         events: queue.Queue[_Event] = queue.Queue()
         cancelled = threading.Event()
         pending = 0
@@ -143,11 +149,20 @@ class Puller:
                     ready[i] = True
                 else:
                     yield layer_event(desc.digest, "Pulling fs layer")
-                    pool.submit(self._download, i, desc, fetcher(desc), events, cancelled)
+                    growing[i] = Growing()
+                    pool.submit(self._download, i, desc, fetcher(desc), events, cancelled,
+                                growing[i])
                     pending += 1
             applied = 0
             while applied < n:
-                while applied < n and ready[applied]:
+                if applied in unpacked and ready[applied]:
+                    work = True
+                    size = layers[applied].size
+                    yield layer_event(layers[applied].digest, "Extracting", size, size)
+                    yield layer_event(layers[applied].digest, "Pull complete")
+                    applied += 1
+                    continue
+                while applied < n and ready[applied] and applied != streaming:
                     if not self.snapshots.exists(chain_ids[applied]):
                         yield from self._apply(layers[applied], diff_ids[applied],
                                                chain_ids[: applied + 1])
@@ -155,9 +170,21 @@ class Puller:
                     applied += 1
                 if applied == n:
                     break
+                if applied in growing and applied not in streamed:
+                    streamed.add(applied)
+                    streaming = applied
+                    threading.Thread(
+                        target=self._unpack_streaming, name=f"unpack-{applied}",
+                        args=(applied, layers[applied], diff_ids[applied],
+                              chain_ids[: applied + 1], growing[applied], cancelled, events),
+                        daemon=True).start()
                 ev = events.get()
                 digest = layers[ev.index].digest
-                if ev.kind == "progress":
+                if ev.kind == "unpacked":
+                    streaming = -1
+                    if ev.current:  # else: unpacked from the blob once it is complete
+                        unpacked.add(ev.index)
+                elif ev.kind == "progress":
                     yield layer_event(digest, "Downloading", ev.current, layers[ev.index].size)
                 elif ev.kind == "done":
                     work = True
@@ -174,13 +201,14 @@ class Puller:
 
     def _download(self, index: int, desc: types_pb2.Descriptor,
                   fetch: Callable[[int], Iterator[bytes]], events: queue.Queue[_Event],
-                  cancelled: threading.Event) -> None:
+                  cancelled: threading.Event, growing: Growing) -> None:
         step = max(desc.size // _UPDATES_PER_LAYER, 1)
         last = [-step]
 
         def progress(current: int) -> None:
             if cancelled.is_set():
                 raise _Cancelled()
+            growing.advance(current)
             if current - last[0] >= step or current == desc.size:
                 last[0] = current
                 events.put(_Event(index, "progress", current))
@@ -188,11 +216,37 @@ class Puller:
         try:
             self.content.ingest(desc.digest, desc.size, fetch, progress)
         except _Cancelled:
+            growing.end(failed=True)
             return
         except BaseException as exc:  # handed to the pulling thread, which raises it
+            growing.end(failed=True)
             events.put(_Event(index, "error", error=exc))
             return
+        growing.end(failed=False)
         events.put(_Event(index, "done"))
+
+    def _unpack_streaming(self, index: int, desc: types_pb2.Descriptor, diff_id: str,
+                          chains: list[str], growing: Growing, cancelled: threading.Event,
+                          events: queue.Queue[_Event]) -> None:
+        """On its own thread: unpack a layer from its partial download as it grows, while
+        the pull goes on reporting downloads. Reports "unpacked", current 0 if it could not
+        (the pull then unpacks the complete blob: a real fault shows there)."""
+        lowers = self.snapshots.lowers(chains[:-1])
+
+        def apply(dest: Path) -> int:
+            with FollowReader(self.content.partial_path(desc.digest), growing,
+                              cancelled) as blob:
+                return unpack(blob, dest, diff_id, lowers)  # type: ignore[arg-type]
+
+        ok = 0
+        try:
+            size = self.snapshots.create(chains[-1], chains[:-1], apply)
+            if size is not None:
+                self.metadata.put_snapshot(chains[-1], size)
+            ok = 1
+        except Exception as exc:  # noqa: BLE001 - any failure: the complete blob decides
+            get_logger(layer=desc.digest).info("streamed unpack given up", reason=str(exc))
+        events.put(_Event(index, "unpacked", ok))
 
     def _apply(self, desc: types_pb2.Descriptor, diff_id: str,
                chains: list[str]) -> Iterator[types_pb2.PullProgress]:

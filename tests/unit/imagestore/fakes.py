@@ -43,6 +43,8 @@ class LayoutRegistry:
         self.drop_after: dict[str, int] = {}  # digest -> bytes served before failing
         self.corrupt: set[str] = set()
         self.gate: threading.Event | None = None  # blocks layer fetches while unset
+        # digest -> (bytes served, event): the stream stops there until the event is set
+        self.hold: dict[str, tuple[int, threading.Event]] = {}
         # Push side: repository -> {digest: bytes}, reference -> (media type, bytes).
         self.pushed: dict[str, dict[str, bytes]] = {}
         self.manifests: dict[str, tuple[str, bytes]] = {}
@@ -72,12 +74,18 @@ class LayoutRegistry:
         limit = self.drop_after.pop(descriptor.digest, None)
         if self.gate is not None and descriptor.size > 10000:
             self.gate.wait(10)
+        hold_at, release = self.hold.get(descriptor.digest, (-1, threading.Event()))
         pos = offset
         while pos < len(data):
             end = min(pos + 65536, len(data))
             if limit is not None and end > limit:
                 yield data[pos:limit]
                 raise Unavailable("connection reset")
+            if pos < hold_at <= end:
+                yield data[pos:hold_at]
+                release.wait(10)
+                pos = hold_at
+                continue
             yield data[pos:end]
             pos = end
 

@@ -8,6 +8,7 @@ import json
 import os
 import stat
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -253,3 +254,32 @@ def test_cancelled_pull_stops_downloads(store: ImageStore, registry: LayoutRegis
     stream.close()  # what gRPC does when the client cancels
     registry.gate.set()
     assert store.list_images() == []
+
+
+def test_a_layer_is_unpacked_while_it_downloads(store: ImageStore, registry: LayoutRegistry,
+                                                layout: Path, tmp_path: Path) -> None:
+    first = manifest(layout)["layers"][0]
+    release = threading.Event()
+    registry.hold[first["digest"]] = (first["size"] * 3 // 4, release)
+    pulled: list[list[types_pb2.PullProgress]] = []
+    thread = threading.Thread(target=lambda: pulled.append(events(store)))
+    thread.start()
+    try:
+        # Held at 3/4 of its bytes, the layer's unpack has begun: files exist in the
+        # snapshot being made (nothing is committed before the whole layer checked out).
+        deadline = time.monotonic() + 10
+        while not list(tmp_path.glob("root/**/.tmp-*/fs/bin")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert list(tmp_path.glob("root/**/.tmp-*/fs/bin")), "no unpack during the download"
+        assert pulled == []  # still held
+    finally:
+        release.set()
+        thread.join(30)
+    evs = pulled[0]
+    assert evs[-1].result.image_id
+    phases = [e.layer.phase for e in evs if e.WhichOneof("event") == "layer"
+              and e.layer.digest == first["digest"]]
+    assert phases[0] == "Pulling fs layer" and phases[-1] == "Pull complete"
+    assert phases.index("Download complete") < phases.index("Pull complete")
+    assert store.get(REF).id == evs[-1].result.image_id
+    assert not list(tmp_path.glob("root/**/.tmp-*"))  # committed, nothing half-made

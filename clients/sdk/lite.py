@@ -510,14 +510,46 @@ def _from_varint(ftype: int, raw: int) -> Any:
 def _skip(data: memoryview, pos: int, wire: int) -> int:
     if wire == 0:
         return _read_varint(data, pos)[1]
-    if wire == 1:
-        return pos + 8
-    if wire == 5:
-        return pos + 4
     if wire == 2:
         length, pos = _read_varint(data, pos)
-        return pos + length
-    raise DecodeError(f"unsupported wire type {wire}")
+        size = length
+    elif wire in (1, 5):
+        size = 8 if wire == 1 else 4
+    else:
+        raise DecodeError(f"unsupported wire type {wire}")
+    if pos + size > len(data):
+        raise DecodeError("truncated field")
+    return pos + size
+
+
+def _expected_wire(field: Field) -> int:
+    """The wire type of one value of ``field`` (a repeated number may come packed, 2)."""
+    if field.label == MAP:
+        return 2
+    return _wire_type(field.type)
+
+
+def _read_value(data: memoryview, pos: int, wire: int) -> tuple[Any, int]:
+    """(an int for a varint, else the bytes of the value), the next position."""
+    if wire == 0:
+        return _read_varint(data, pos)
+    if wire == 2:
+        length, pos = _read_varint(data, pos)
+    else:
+        length = 8 if wire == 1 else 4
+    if pos + length > len(data):
+        raise DecodeError("truncated field")
+    return data[pos:pos + length], pos + length
+
+
+def _scalar_from(field: Field, wire: int, raw: Any) -> Any:
+    if wire == 0:
+        return _from_varint(field.type, raw)
+    if wire == 2:
+        if field.type == STRING:
+            return bytes(raw).decode("utf-8", "replace")
+        return bytes(raw)
+    return struct.unpack(FIXED[field.type], raw)[0]
 
 
 def _decode(msg: Message, data: memoryview) -> None:
@@ -527,91 +559,60 @@ def _decode(msg: Message, data: memoryview) -> None:
         key, pos = _read_varint(data, pos)
         number, wire = key >> 3, key & 7
         field = msg._by_number.get(number)
-        if field is None:
-            pos = _skip(data, pos, wire)
+        expected = _expected_wire(field) if field is not None else -1
+        packed = field is not None and field.label == REPEATED and wire == 2 \
+            and field.type not in (STRING, BYTES, MESSAGE)
+        if field is None or (wire != expected and not packed):
+            pos = _skip(data, pos, wire)  # unknown, or not what the schema says: as protobuf
             continue
-        if wire == 2:
-            length, pos = _read_varint(data, pos)
-            if pos + length > end:
-                raise DecodeError("truncated message")
-            chunk = data[pos:pos + length]
-            pos += length
-        elif wire == 0:
-            raw, pos = _read_varint(data, pos)
-        elif wire in (1, 5):
-            size = 8 if wire == 1 else 4
-            if pos + size > end:
-                raise DecodeError("truncated fixed field")
-            chunk = data[pos:pos + size]
-            pos += size
-        else:
-            raise DecodeError(f"unsupported wire type {wire}")
+        raw, pos = _read_value(data, pos, wire)
         if field.label == MAP:
-            entry_key, entry_value = "", None
-            epos = 0
-            while epos < len(chunk):
-                ekey, epos = _read_varint(chunk, epos)
-                enumber, ewire = ekey >> 3, ekey & 7
-                if ewire == 2:
-                    elen, epos = _read_varint(chunk, epos)
-                    part = chunk[epos:epos + elen]
-                    epos += elen
-                    if enumber == 1:
-                        entry_key = bytes(part).decode("utf-8", "replace")
-                    elif enumber == 2:
-                        entry_value = _value_from_bytes(field, part)
-                elif ewire == 0 and enumber == 2:
-                    raw2, epos = _read_varint(chunk, epos)
-                    entry_value = _from_varint(field.type, raw2)
-                else:
-                    epos = _skip(chunk, epos, ewire)
-            if entry_value is None:
-                entry_value = message_class(field.message)() if field.message \
-                    else _default(field.type)
-            getattr(msg, field.name)[entry_key] = entry_value
-            continue
-        if field.label == REPEATED:
+            _decode_entry(msg, field, raw)
+        elif packed:
             target = getattr(msg, field.name)
-            if wire == 2 and field.type not in (STRING, BYTES, MESSAGE):  # packed
-                ppos = 0
-                while ppos < len(chunk):
-                    if field.type in VARINT_TYPES:
-                        raw3, ppos = _read_varint(chunk, ppos)
-                        list.append(target, _from_varint(field.type, raw3))
-                    else:
-                        size = struct.calcsize(FIXED[field.type])
-                        list.append(target, struct.unpack(FIXED[field.type],
-                                                          chunk[ppos:ppos + size])[0])
-                        ppos += size
-            elif wire == 2:
-                list.append(target, _value_from_bytes(field, chunk))
-            elif wire == 0:
-                list.append(target, _from_varint(field.type, raw))
-            else:
-                list.append(target, struct.unpack(FIXED[field.type], chunk)[0])
-            continue
-        if field.type == MESSAGE:
+            ppos, item_wire = 0, _wire_type(field.type)
+            while ppos < len(raw):
+                item, ppos = _read_value(raw, ppos, item_wire)
+                list.append(target, _scalar_from(field, item_wire, item))
+        elif field.label == REPEATED:
+            list.append(getattr(msg, field.name),
+                        _message_from(field, raw) if field.type == MESSAGE
+                        else _scalar_from(field, wire, raw))
+        elif field.type == MESSAGE:
             child = getattr(msg, field.name)
-            _decode(child, chunk)  # a repeated occurrence merges, as protobuf does
+            _decode(child, raw)  # a repeated occurrence merges, as protobuf does
             object.__setattr__(child, "_owner", (msg, field))
             msg._set_present(field)
-            continue
-        if wire == 2:
-            value = _value_from_bytes(field, chunk)
-        elif wire == 0:
-            value = _from_varint(field.type, raw)
         else:
-            value = struct.unpack(FIXED[field.type], chunk)[0]
-        values[field.name] = value
-        if field.has_presence or field.oneof:
-            msg._set_present(field)
+            values[field.name] = _scalar_from(field, wire, raw)
+            if field.has_presence or field.oneof:
+                msg._set_present(field)
 
 
-def _value_from_bytes(field: Field, chunk: memoryview) -> Any:
-    if field.type == MESSAGE or (field.label == MAP and field.message):
-        child = message_class(field.message or "")()
-        _decode(child, chunk)
-        return child
-    if field.type == STRING:
-        return bytes(chunk).decode("utf-8", "replace")
-    return bytes(chunk)
+def _decode_entry(msg: Message, field: Field, data: memoryview) -> None:
+    """One map entry: key (1, a string) and value (2)."""
+    entry_key, entry_value = "", None
+    value_wire = 2 if field.message else _wire_type(field.type)
+    pos = 0
+    while pos < len(data):
+        key, pos = _read_varint(data, pos)
+        number, wire = key >> 3, key & 7
+        if number == 1 and wire == 2:
+            raw, pos = _read_value(data, pos, wire)
+            entry_key = bytes(raw).decode("utf-8", "replace")
+        elif number == 2 and wire == value_wire:
+            raw, pos = _read_value(data, pos, wire)
+            entry_value = _message_from(field, raw) if field.message \
+                else _scalar_from(field, wire, raw)
+        else:
+            pos = _skip(data, pos, wire)
+    if entry_value is None:
+        entry_value = message_class(field.message)() if field.message \
+            else _default(field.type)
+    getattr(msg, field.name)[entry_key] = entry_value
+
+
+def _message_from(field: Field, data: memoryview) -> Message:
+    child = message_class(field.message or "")()
+    _decode(child, data)
+    return child

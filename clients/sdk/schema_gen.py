@@ -30,10 +30,16 @@ METHODS: Engine method -> (request, response) full names.
 
 def _field(f: FieldDescriptor) -> tuple[Any, ...]:
     if f.message_type is not None and f.message_type.GetOptions().map_entry:
+        key = f.message_type.fields_by_name["key"]
+        if key.type != FieldDescriptor.TYPE_STRING:  # lite.py's maps are keyed by strings
+            raise SystemExit(f"schema_gen: {f.full_name}: only string map keys are supported")
         value = f.message_type.fields_by_name["value"]
         vtype = value.message_type.full_name if value.message_type else None
         return (f.name, f.number, value.type, MAP, vtype, None)
-    label = REPEATED if f.is_repeated else \
+    repeated = getattr(f, "is_repeated", None)  # protobuf >= 6.31; .label before
+    if repeated is None:
+        repeated = f.label == FieldDescriptor.LABEL_REPEATED  # type: ignore[attr-defined]
+    label = REPEATED if repeated else \
         OPTIONAL if f.has_presence and f.message_type is None else SINGULAR
     oneof = f.containing_oneof
     # proto3 `optional` is a synthetic oneof of one field named "_<field>": not a oneof
@@ -46,6 +52,10 @@ def schema() -> tuple[dict[str, tuple[tuple[Any, ...], ...]], dict[str, tuple[st
     messages: dict[str, tuple[tuple[Any, ...], ...]] = {}
     for module in (types_pb2, engine_pb2):
         for desc in module.DESCRIPTOR.message_types_by_name.values():
+            nested = [n.name for n in desc.nested_types if not n.GetOptions().map_entry]
+            if nested or desc.enum_types:  # lite.py knows top-level messages only
+                raise SystemExit(f"schema_gen: {desc.full_name}: nested types are not "
+                                 f"supported ({', '.join(nested) or 'an enum'})")
             messages[desc.full_name] = tuple(_field(f) for f in desc.fields)
     service = engine_pb2.DESCRIPTOR.services_by_name["Engine"]
     methods = {m.name: (m.input_type.full_name, m.output_type.full_name)

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from services.core import config as configmod
 from services.core.errors import MuelleError
 from services.core.logging import configure, get_logger
-from services.core.server import Running, start, wait_for_signal
+from services.core.server import Running, start
 
 ORDER = ("registry", "imagestore", "shim", "gateway")
 FACTORIES = {
@@ -40,17 +42,31 @@ def parse_services(text: str) -> tuple[str, ...]:
 
 
 def run(cfg: configmod.Config, services: Sequence[str]) -> None:
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # before the services: a start may be slow
+        signal.signal(sig, lambda signum, _frame: stopping.set())
     running: list[Running] = []
     try:
         for name in services:
+            if stopping.is_set():
+                return
             factory = importlib.import_module(FACTORIES[name]).factory
             register, names, on_stop = factory(cfg)
-            running.append(start(name, cfg.address(name), register, names, on_stop))
-        wait_for_signal()
+            try:
+                running.append(start(name, cfg.address(name), register, names, on_stop))
+            except BaseException:
+                if on_stop:
+                    on_stop()
+                raise
+        get_logger().info("serving", services=list(services))
+        stopping.wait()
     finally:
         for service in reversed(running):
-            service.stop()
-            get_logger().info("stopped", service=service.name)
+            try:
+                service.stop()
+                get_logger().info("stopped", service=service.name)
+            except Exception as exc:  # noqa: BLE001 - the others must still stop
+                get_logger().error("stop failed", service=service.name, error=str(exc))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -321,14 +321,25 @@ def run(cdir: ContainerDir, create_argv: list[str], delete_argv: list[str],
         "error": "" if status is not None and status >= 0 else "exit status lost",
     })
     log(cdir, f"container exited, status {status}")
-    if os.fork() == 0:
-        try:  # the lock is this child's copy of lock_fd: released when it exits
+    try:
+        child = os.fork()
+    except OSError as exc:  # no process to spare (pids.max): delete before leaving
+        log(cdir, f"fork for the delete failed ({exc}): deleting in the monitor")
+        child = 0
+        in_child = False
+    else:
+        in_child = child == 0
+    if child == 0:
+        try:  # the lock is this process's copy of lock_fd: released when it exits
+            os.ftruncate(lock_fd, 0)
+            os.pwrite(lock_fd, str(os.getpid()).encode(), 0)  # after_delete may kill it
             delete_code, delete_err = run_delete(delete_argv, str(cdir.path), warm)
             if delete_code != 0:
                 log(cdir, f"delete failed: {error_text(delete_err)}")
             reap(0)
         finally:
-            os._exit(0)
+            if in_child:
+                os._exit(0)
     os.close(lock_fd)
     return 0
 

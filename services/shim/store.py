@@ -17,6 +17,8 @@ import fcntl
 import json
 import os
 import re
+import signal
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +49,11 @@ def read_json(path: Path) -> Any:
         return json.loads(path.read_text())
     except (FileNotFoundError, ValueError):
         return None
+
+
+# How long the shim waits for a monitor's runtime delete before it kills it (the runtime's
+# own hook timeouts are the hooks' business; this bounds a hook without one).
+DELETE_PATIENCE = 30.0
 
 
 @dataclass
@@ -111,15 +118,31 @@ class ContainerDir:
         return self.path / "delete.lock"
 
     @contextlib.contextmanager
-    def after_delete(self) -> Iterator[None]:
-        """Held while the monitor's runtime delete (if any) is done and none can start."""
+    def after_delete(self, patience: float = DELETE_PATIENCE) -> Iterator[None]:
+        """Held while the monitor's runtime delete (if any) is done and none can start. A
+        delete still running after ``patience`` seconds (a poststop hook that hangs) is
+        killed: its holder wrote its pid in the lock file."""
         try:
             fd = os.open(self.delete_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except FileNotFoundError:  # no container dir: nothing to wait for
             yield
             return
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            deadline = time.monotonic() + patience
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() < deadline:
+                        time.sleep(0.005)
+                        continue
+                    holder = self.read_pid(self.delete_lock)
+                    if holder > 0:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(holder, signal.SIGKILL)
+                    fcntl.flock(fd, fcntl.LOCK_EX)  # released as the killed holder exits
+                    break
             yield
         finally:
             os.close(fd)

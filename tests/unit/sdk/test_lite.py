@@ -164,3 +164,20 @@ def test_maps_of_messages_and_negative_numbers_decode() -> None:
         == {"shim": "1.0"}
     stop = engine_pb2.StopContainerRequest(timeout=-1)
     assert lite.engine.StopContainerRequest.FromString(stop.SerializeToString()).timeout == -1
+
+
+def test_a_field_of_the_wrong_wire_type_is_skipped_as_unknown() -> None:
+    # exit (2) is a message; sent as a varint it is not that field (protobuf keeps such
+    # bytes as unknown fields and leaves the field unset)
+    event = lite.engine.AttachEvent.FromString(b"\x10\x05")
+    assert event.WhichOneof("event") is None
+    nested = lite.engine.AttachEvent.FromString(b"\x0a\x02\x10\x01\x12\x00")
+    assert nested.WhichOneof("event") == "exit" and not nested.exit.oom_killed
+    assert lite.engine.CreateContainerResponse.FromString(b"\x08\x05").id == ""
+
+
+@pytest.mark.parametrize("data", [b"\x7a\x05a", b"\x0a\x05ab", b"\x0d\x01", b"\x09\x01\x02",
+                                  b"\x08", b"\x08\xff"])
+def test_truncated_bytes_are_a_decode_error(data: bytes) -> None:
+    with pytest.raises(lite.DecodeError):
+        lite.engine.CreateContainerResponse.FromString(data)

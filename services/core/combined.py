@@ -20,7 +20,8 @@ from collections.abc import Sequence
 
 from services.core import config as configmod
 from services.core.errors import MuelleError
-from services.core.logging import configure, get_logger
+from services.core.logging import get_logger
+from services.core.main import add_common_options, load_config
 from services.core.server import Running, start
 
 ORDER = ("registry", "imagestore", "shim", "gateway")
@@ -71,21 +72,13 @@ def run(cfg: configmod.Config, services: Sequence[str]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="muelle-engine", description=__doc__.split("\n")[0])
-    parser.add_argument("--config", help="TOML config file (default $MUELLE_CONFIG or "
-                        "/etc/muelle/muelle.toml)")
+    add_common_options(parser)
     parser.add_argument("--services", default=",".join(ORDER),
                         help="comma-separated services to run here (default: all four)")
-    parser.add_argument("--root", help="state directory (default $MUELLE_ROOT)")
-    parser.add_argument("--run", help="socket directory (default $MUELLE_RUN)")
-    parser.add_argument("--log-format", choices=["console", "json"])
-    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     args = parser.parse_args(argv)
     try:
         services = parse_services(args.services)
-        cfg = configmod.load(args.config, root=args.root, run=args.run,
-                             log_format=args.log_format, log_level=args.log_level)
-        configure("engine", cfg.log_format, cfg.log_level)
-        run(cfg, services)
+        run(load_config(args, "engine"), services)
     except MuelleError as exc:
         print(f"muelle-engine: {exc}", file=sys.stderr)
         sys.exit(1)

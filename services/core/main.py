@@ -20,20 +20,31 @@ Factory = Callable[
 ]
 
 
-def service_main(name: str, factory: Factory, argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog=f"muelle-{name}", description=f"muelle {name} service")
+def add_common_options(parser: argparse.ArgumentParser) -> None:
+    """The flags every service process takes (and muelle-engine, which runs several)."""
     parser.add_argument("--config", help="TOML config file (default $MUELLE_CONFIG or "
                         "/etc/muelle/muelle.toml)")
-    parser.add_argument("--address", help="listen address: unix:///path or tcp://host:port")
     parser.add_argument("--root", help="state directory (default $MUELLE_ROOT)")
     parser.add_argument("--run", help="socket directory (default $MUELLE_RUN)")
     parser.add_argument("--log-format", choices=["console", "json"])
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+
+
+def load_config(args: argparse.Namespace, name: str) -> configmod.Config:
+    """The config the common options point at, with logging set up for ``name``."""
+    cfg = configmod.load(args.config, root=args.root, run=args.run,
+                         log_format=args.log_format, log_level=args.log_level)
+    configure(name, cfg.log_format, cfg.log_level)
+    return cfg
+
+
+def service_main(name: str, factory: Factory, argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog=f"muelle-{name}", description=f"muelle {name} service")
+    add_common_options(parser)
+    parser.add_argument("--address", help="listen address: unix:///path or tcp://host:port")
     args = parser.parse_args(argv)
     try:
-        cfg = configmod.load(args.config, root=args.root, run=args.run,
-                             log_format=args.log_format, log_level=args.log_level)
-        configure(name, cfg.log_format, cfg.log_level)
+        cfg = load_config(args, name)
         register, names, on_stop = factory(cfg)
         serve(name, args.address or cfg.address(name), register, names, on_stop)
     except MuelleError as exc:

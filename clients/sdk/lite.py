@@ -111,7 +111,6 @@ class Repeated(list):  # type: ignore[type-arg]
         super().__init__()
         self._owner = owner
         self._field = field
-        self._items = items
         if items:
             self.extend(items)
 

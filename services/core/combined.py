@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 
 from services.core import config as configmod
 from services.core.errors import MuelleError
 from services.core.logging import get_logger
 from services.core.main import add_common_options, load_config
-from services.core.server import Running, start
+from services.core.server import Running, start, stop_signals
 
 ORDER = ("registry", "imagestore", "shim", "gateway")
 FACTORIES = {
@@ -43,9 +41,7 @@ def parse_services(text: str) -> tuple[str, ...]:
 
 
 def run(cfg: configmod.Config, services: Sequence[str]) -> None:
-    stopping = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):  # before the services: a start may be slow
-        signal.signal(sig, lambda signum, _frame: stopping.set())
+    stopping = stop_signals()  # before the services: a start (shim.restore) may be slow
     running: list[Running] = []
     try:
         for name in services:

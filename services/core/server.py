@@ -155,8 +155,8 @@ def start(
     return Running(name, server, health_servicer, on_stop)
 
 
-def wait_for_signal() -> None:
-    """Block until SIGTERM or SIGINT."""
+def stop_signals() -> threading.Event:
+    """An event that SIGTERM or SIGINT sets (from now on: install it before slow starts)."""
     stopped = threading.Event()
 
     def _stop(signum: int, _frame: Any) -> None:
@@ -165,7 +165,7 @@ def wait_for_signal() -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    stopped.wait()
+    return stopped
 
 
 def serve(
@@ -177,7 +177,8 @@ def serve(
     max_workers: int = 64,
 ) -> None:
     """Run a gRPC server for ``name`` on ``address`` until SIGTERM/SIGINT."""
+    stopping = stop_signals()
     running = start(name, address, register, service_names, on_stop, max_workers)
-    wait_for_signal()
+    stopping.wait()
     running.stop()
     get_logger(address=address).info("stopped")

@@ -74,24 +74,24 @@ def docker_busybox(dockerd: Dockerd, busybox_ref: str) -> str:
     return busybox_ref
 
 
-@pytest.fixture(scope="session")
-def muelle_engine(settings: Settings) -> Iterator[Engine]:
+def _engine(settings: Settings, combined: bool) -> Iterator[Engine]:
     """A whole muelle engine for the session; skipped while its services do not exist."""
     reason = muelle_missing(*ENGINE_MODULES)
     if reason:
         pytest.skip(reason)
-    with Engine(default_runtime=settings.runtime) as engine:
+    with Engine(default_runtime=settings.runtime, combined=combined) as engine:
         yield engine
 
 
 @pytest.fixture(scope="session")
+def muelle_engine(settings: Settings) -> Iterator[Engine]:
+    yield from _engine(settings, combined=False)
+
+
+@pytest.fixture(scope="session")
 def muelle_combined_engine(settings: Settings) -> Iterator[Engine]:
-    """A muelle engine whose four services share one process (muelle-engine)."""
-    reason = muelle_missing(*ENGINE_MODULES)
-    if reason:
-        pytest.skip(reason)
-    with Engine(default_runtime=settings.runtime, combined=True) as engine:
-        yield engine
+    """The four services in one process (muelle-engine)."""
+    yield from _engine(settings, combined=True)
 
 
 @pytest.fixture(scope="session")

@@ -49,10 +49,6 @@ def in_netns(path: str, fn: Callable[[], T]) -> T:
     return result[0]
 
 
-def _index(_ipr: IPRoute, name: str) -> int | None:
-    return rtnl.index(name)
-
-
 def exists(name: str) -> bool:
     return rtnl.index(name) is not None
 
@@ -71,10 +67,10 @@ def has_address(name: str, address: str) -> bool:
 def ensure_bridge(name: str, gateway: str, prefixlen: int) -> None:
     """The bridge ``name`` up with ``gateway/prefixlen``; created if missing."""
     with IPRoute() as ipr:
-        idx = _index(ipr, name)
+        idx = rtnl.index(name)
         if idx is None:
             ipr.link("add", ifname=name, kind="bridge")
-            idx = _index(ipr, name)
+            idx = rtnl.index(name)
         assert idx is not None
         have = {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=idx, family=2)}
         if gateway not in have:
@@ -141,7 +137,7 @@ def names_in(netns: str) -> list[str]:
 def bridge_ports(bridge: str) -> list[str]:
     """Names of the links enslaved to ``bridge``."""
     with IPRoute() as ipr:
-        idx = _index(ipr, bridge)
+        idx = rtnl.index(bridge)
         if idx is None:
             return []
         return [str(link.get_attr("IFLA_IFNAME")) for link in ipr.get_links()

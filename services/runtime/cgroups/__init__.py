@@ -10,9 +10,12 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from services.core.errors import FailedPrecondition, InvalidArgument
+
+if TYPE_CHECKING:
+    from threading import Thread
 
 ROOT = Path("/sys/fs/cgroup")
 
@@ -58,6 +61,59 @@ def for_path(path: str, root: Path = ROOT) -> Cgroup:
     if is_v2(root):
         return v2.CgroupV2(path, root)
     return v1.CgroupV1(path, root)
+
+
+def prime_migration(root: Path = ROOT) -> Thread | None:
+    """Start the grace period that the container's cgroup join will wait for, now.
+
+    Every cgroup migration takes one global lock, and its first writer after a quiet spell
+    waits for an RCU grace period (5-15 ms here); writers that come while that wait is on,
+    or within about one more grace period, do not wait again. Writing our own pid into the
+    cgroup we are already in moves nothing but starts the wait: on a thread once the
+    container's cgroup directories exist (mkdir queues behind a pending migration), it
+    passes while create writes the limits and the init sets up, and the init's real join
+    finds it over. Best effort: with no cgroup file we may write, nothing is primed."""
+    procs = own_procs_file(root)
+    if procs is None:
+        return None
+    import threading  # loaded already where it matters (the fork server)
+
+    thread = threading.Thread(target=_rewrite_pid, args=(procs,), name="cgroup-prime",
+                              daemon=True)
+    thread.start()
+    return thread
+
+
+def own_procs_file(root: Path = ROOT, table: str | None = None) -> Path | None:
+    """The cgroup.procs of a cgroup this process is in, on any hierarchy (the lock that a
+    migration takes is one for all of them). ``table``: /proc/self/cgroup's text."""
+    if table is None:
+        try:
+            with open("/proc/self/cgroup") as f:
+                table = f.read()
+        except OSError:
+            return None
+    for line in table.splitlines():
+        _id, _, rest = line.partition(":")
+        ctrls, _, path = rest.partition(":")
+        bases = [root, root / "unified"] if not ctrls else \
+            [root / name.removeprefix("name=") for name in ctrls.split(",")]
+        for base in bases:
+            procs = base / path.lstrip("/") / "cgroup.procs"
+            if procs.exists():
+                return procs
+    return None
+
+
+def _rewrite_pid(procs: Path) -> None:
+    try:
+        fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, str(os.getpid()).encode())
+        finally:
+            os.close(fd)
+    except OSError:
+        pass  # an optimisation only
 
 
 def is_frozen(path: str, root: Path = ROOT) -> bool:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from services.core.errors import FailedPrecondition
-from services.runtime.cgroups import read_pids, rmdir_retry, wait_for, write
+from services.runtime.cgroups import prime_migration, read_pids, rmdir_retry, wait_for, write
 from services.runtime.log import get_logger
 
 CONTROLLERS = ("memory", "pids", "cpu", "cpuacct", "cpuset", "devices", "freezer", "blkio")
@@ -48,6 +48,7 @@ class CgroupV1:
                 self._make_cpuset(path)
             else:
                 path.mkdir(parents=True, exist_ok=True)
+        prime_migration(self.root)  # for the join that follows
         self._limits(resources)
 
     def _make_cpuset(self, path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from services.runtime.cgroups import read_pids, rmdir_retry, wait_for, write
+from services.runtime.cgroups import prime_migration, read_pids, rmdir_retry, wait_for, write
 from services.runtime.log import get_logger
 
 WANTED = ("cpu", "cpuset", "io", "memory", "pids")
@@ -35,6 +35,7 @@ class CgroupV2:
                     self.log.warning("cannot enable controllers", dir=str(current), error=str(exc))
             current = current / part
             current.mkdir(exist_ok=True)
+        prime_migration(self.root)  # for the join that follows
         self._limits(resources)
 
     def _set(self, name: str, value: object) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from services.runtime.cgroups import own_procs_file, prime_migration
 from services.runtime.cgroups.v1 import CgroupV1
 from services.runtime.cgroups.v2 import CgroupV2
 
@@ -72,3 +73,27 @@ def test_v2_limits(tmp_path: Path) -> None:
     assert (leaf / "pids.max").read_text() == "64"
     assert (leaf / "cpu.max").read_text() == "50000 100000"
     assert (leaf / "cpu.weight").read_text() == "20"
+
+
+def test_own_procs_file_finds_a_v1_hierarchy(tmp_path: Path) -> None:
+    (tmp_path / "systemd" / "user.slice").mkdir(parents=True)
+    (tmp_path / "systemd" / "user.slice" / "cgroup.procs").write_text("")
+    table = "12:pids:/gone\n1:name=systemd:/user.slice\n0::/user.slice\n"
+    assert own_procs_file(tmp_path, table) == tmp_path / "systemd" / "user.slice" / "cgroup.procs"
+
+
+def test_own_procs_file_finds_a_hybrid_unified_mount(tmp_path: Path) -> None:
+    (tmp_path / "unified" / "a").mkdir(parents=True)
+    (tmp_path / "unified" / "a" / "cgroup.procs").write_text("")
+    assert own_procs_file(tmp_path, "0::/a\n") == tmp_path / "unified" / "a" / "cgroup.procs"
+    assert own_procs_file(tmp_path, "0::/elsewhere\n") is None
+
+
+def test_priming_moves_nothing() -> None:
+    """On the host's real hierarchy: the primed migration leaves us where we were."""
+    before = Path("/proc/self/cgroup").read_text()
+    thread = prime_migration()
+    assert thread is not None
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert Path("/proc/self/cgroup").read_text() == before

@@ -272,12 +272,12 @@ class Engine:
         self._start(rec)
 
     def _start(self, rec: Record) -> None:
-        state = self._shim_state(rec.id)
-        if state is None:
-            raise FailedPrecondition(f"container {rec.id} is missing from the runtime")
-        if state.status in RUNNING:
-            return  # docker: starting a running container is a no-op
-        self.runtime.Start(runtime_pb2.StartRequest(id=rec.id))
+        try:  # docker: starting a running container is a no-op
+            reply = self.runtime.Start(runtime_pb2.StartRequest(id=rec.id, unless_running=True))
+        except NotFound:
+            raise FailedPrecondition(f"container {rec.id} is missing from the runtime") from None
+        if reply.was_running:
+            return
         get_logger(container=rec.id[:12]).info("started")
         if rec.auto_remove:
             self._watch(rec.id)
@@ -426,15 +426,15 @@ class Engine:
         with self._lock(rec.id):
             if self.records.get(rec.id) is None:
                 raise NotFound(f"No such container: {rec.id}")
-            state = self._shim_state(rec.id)
-            if state is not None and state.status in RUNNING and not force:
+            # Forced (every --rm): no State call first; the shim kills what still runs.
+            state = None if force else self._shim_state(rec.id)
+            if state is not None and state.status in RUNNING:
                 raise FailedPrecondition(
                     f'cannot remove container "/{rec.name}": container is {state.status}: '
                     "stop the container before removing or force remove")
-            if state is not None:
-                with contextlib.suppress(NotFound):
-                    self.runtime.Delete(runtime_pb2.DeleteRequest(
-                        id=rec.id, force=force, remove_volumes=remove_volumes))
+            with contextlib.suppress(NotFound):  # the shim may not know it (a failed create)
+                self.runtime.Delete(runtime_pb2.DeleteRequest(
+                    id=rec.id, force=force, remove_volumes=remove_volumes))
             self.images.RemoveRootfs(images_pb2.RemoveRootfsRequest(container_id=rec.id))
             self.records.delete(rec.id)
         with self._guard:

@@ -60,7 +60,10 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServicer):
 
     def Start(self, request: runtime_pb2.StartRequest,
               context: grpc.ServicerContext) -> runtime_pb2.StartResponse:
-        return runtime_pb2.StartResponse(pid=self.shim.start(request.id))
+        pid = self.shim.start(request.id, unless_running=request.unless_running)
+        if pid is None:
+            return runtime_pb2.StartResponse(was_running=True)
+        return runtime_pb2.StartResponse(pid=pid)
 
     def Kill(self, request: runtime_pb2.KillRequest,
              context: grpc.ServicerContext) -> runtime_pb2.KillResponse:

@@ -347,9 +347,12 @@ class Shim:
             with contextlib.suppress(OSError):
                 os.unlink(stdinmod.socket_path(str(self.cfg.run), cdir.id, kind))
 
-    def start(self, cid: str) -> int:
-        """Start by hand: clears a `stop`, and (re)arms the restart policy."""
+    def start(self, cid: str, unless_running: bool = False) -> int | None:
+        """Start by hand: clears a `stop`, and (re)arms the restart policy. None: it was
+        running or paused, and ``unless_running`` asked to leave it so."""
         with self._lock(cid):
+            if unless_running and self.state(cid).status in ("running", "paused"):
+                return None
             self._update_meta(cid, manually_stopped=False)
             pid = self._start(cid)
         policy = restart.parse(self._meta(cid).get("restart_policy", ""))

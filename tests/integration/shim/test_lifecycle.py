@@ -82,9 +82,13 @@ def test_stop_kills_after_timeout(shim: ShimProcess) -> None:
 
 def test_delete_running_needs_force(shim: ShimProcess) -> None:
     cid = shim.create(["sleep", "100"])
-    shim.stub.Start(pb.StartRequest(id=cid))
+    first = shim.stub.Start(pb.StartRequest(id=cid))
+    assert first.pid > 0 and not first.was_running
     with pytest.raises(FailedPrecondition):
         shim.stub.Start(pb.StartRequest(id=cid))
+    again = shim.stub.Start(pb.StartRequest(id=cid, unless_running=True))
+    assert again.was_running and again.pid == 0
+    assert shim.stub.State(pb.StateRequest(id=cid)).pid == first.pid  # left as it was
     with pytest.raises(FailedPrecondition):
         shim.stub.Delete(pb.DeleteRequest(id=cid))
     # PID 1 ignores signals it has no handler for: TERM would do nothing to sleep.

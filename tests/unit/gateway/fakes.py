@@ -143,6 +143,8 @@ class FakeRuntime:
             raise self.fail_start
         with self.cond:
             c = self._get(req.id)
+            if c["status"] == "running" and req.unless_running:
+                return runtime_pb2.StartResponse(was_running=True)
             if c["status"] == "running":
                 raise FailedPrecondition("already running")
             c.update(status="running", started_at=now_rfc3339(), pid=4242, finished_at="")

@@ -1,30 +1,29 @@
 """`muelle`: the command line client of the muelle engine (docker's verbs and output).
 
-Import time matters: only argparse is loaded to parse; grpc and the generated modules are
-imported when a command talks to the gateway.
+Import time matters: a plain `run` is parsed without argparse (quick.py), the rest with
+argparse alone; grpc and the generated modules are imported when a command talks to the
+gateway.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import importlib
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
 
+from clients.cli import quick
 from clients.cli.context import Context
 from clients.cli.errors import ENGINE_ERROR, RunFailed, cannot_connect, daemon_message
-from clients.cli.parser import build, verb_of
 from clients.cli.units import UsageError
 from clients.sdk.address import resolve_host
 
 # typing costs the CLI ~3 ms to import; mypy treats TYPE_CHECKING as true wherever it is defined
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import IO
+    import argparse
+    from collections.abc import Callable, Mapping, Sequence
+    from typing import IO, Any, TypeAlias
 
-Command = Callable[[Context, argparse.Namespace], int]
+    Command: TypeAlias = Callable[[Context, Any], int]
 
 # verb -> "module.function" in clients/cli: a command's module is imported when it runs,
 # so every start does not pay for all of them.
@@ -100,8 +99,12 @@ def run(argv: Sequence[str] | None = None, out: IO[str] | None = None,
     environ = os.environ if environ is None else environ
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        verb = verb_of(argv)
-        args = build(verb if verb in COMMANDS else None).parse_args(argv)
+        args: Any = quick.parse(argv)  # a plain run: no argparse to import
+        if args is None:
+            from clients.cli.parser import build
+
+            verb = quick.verb_of(argv)
+            args = build(verb if verb in COMMANDS else None).parse_args(argv)
     except UsageError as exc:
         err.write(f"muelle: {exc}\nSee 'muelle --help'.\n")
         return ENGINE_ERROR
@@ -125,7 +128,7 @@ def command(verb: str) -> Command:
     if callable(target):
         return target
     module, _, name = target.partition(".")
-    fn: Command = getattr(importlib.import_module(f"clients.cli.{module}"), name)
+    fn: Command = getattr(__import__(f"clients.cli.{module}", fromlist=[name]), name)
     return fn
 
 
@@ -157,8 +160,10 @@ def main() -> None:
     # Exit without grpc's orderly shutdown (channel close, thread joins: ~20 ms); the
     # kernel closes the socket. Output is flushed first.
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(BrokenPipeError, ValueError):
+        try:  # noqa: SIM105 - contextlib costs every start ~4 ms to import
             stream.flush()
+        except (BrokenPipeError, ValueError):
+            pass
     os._exit(code)
 
 

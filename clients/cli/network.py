@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
-
 from clients.cli.context import Context
 from clients.cli.units import UsageError, table
 
 # typing costs the CLI ~3 ms to import; mypy treats TYPE_CHECKING as true wherever it is defined
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
     from typing import Any
 
 

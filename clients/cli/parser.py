@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from clients.cli.boolflags import BoolFlag, explicit
+from clients.cli.run_options import container_options
 from clients.cli.units import UsageError
 
 # typing costs the CLI ~3 ms to import; mypy treats TYPE_CHECKING as true wherever it is defined
@@ -63,57 +64,6 @@ class Parser(argparse.ArgumentParser):
         return super().parse_known_args(args, namespace)
 
 
-def _container_options(p: argparse.ArgumentParser) -> None:
-    """The options `run` and `create` share (docker's names)."""
-    p.add_argument("--help", action="help", help="show this help and exit")
-    p.add_argument("--name", default="")
-    p.add_argument("-e", "--env", action="append", default=[])
-    p.add_argument("-w", "--workdir", default="")
-    p.add_argument("-u", "--user", default="")
-    p.add_argument("-h", "--hostname", default="")
-    p.add_argument("--entrypoint", default=None)
-    p.add_argument("-m", "--memory", default="")
-    p.add_argument("--memory-swap", default="")
-    p.add_argument("--pids-limit", type=int, default=0)
-    p.add_argument("--cpus", default="")
-    p.add_argument("-c", "--cpu-shares", type=int, default=0)
-    p.add_argument("--runtime", default="")
-    p.add_argument("-l", "--label", action="append", default=[])
-    p.add_argument("--stop-signal", default="")
-    p.add_argument("--stop-timeout", type=int, default=None)
-    p.add_argument("--read-only", action="store_true")
-    p.add_argument("--cap-add", action="append", default=[])
-    p.add_argument("--cap-drop", action="append", default=[])
-    p.add_argument("--privileged", action="store_true")
-    p.add_argument("--security-opt", action="append", default=[])
-    p.add_argument("--userns", default="", help='"host": no user namespace of its own')
-    p.add_argument("--uidmap", action="append", default=[],
-                   help="user namespace uid range CONTAINER:HOST:SIZE")
-    p.add_argument("--gidmap", action="append", default=[],
-                   help="gid range CONTAINER:HOST:SIZE (default: as --uidmap)")
-    p.add_argument("--restart", default="", help="restart policy: no, on-failure[:N], "
-                   "always, unless-stopped")
-    p.add_argument("--log-opt", action="append", default=[],
-                   help="log driver option: max-size=10m, max-file=3")
-    p.add_argument("--init", action="store_true",
-                   help="run an init inside the container that forwards signals and reaps")
-    p.add_argument("--network", "--net", default="")
-    p.add_argument("--group-add", action="append", default=[])
-    p.add_argument("-v", "--volume", action="append", default=[],
-                   help="bind mount or volume: [SRC:]DST[:ro]")
-    p.add_argument("--mount", action="append", default=[],
-                   help="type=bind|volume|tmpfs,source=..,target=..,readonly")
-    p.add_argument("--tmpfs", action="append", default=[], help="tmpfs: PATH[:OPTIONS]")
-    p.add_argument("-p", "--publish", action="append", default=[])
-    p.add_argument("-P", "--publish-all", action="store_true")
-    p.add_argument("--network-alias", action="append", default=[])
-    p.add_argument("--rm", action="store_true", help="remove the container when it exits")
-    p.add_argument("-i", "--interactive", action="store_true")
-    p.add_argument("-t", "--tty", action="store_true")
-    p.add_argument("image")
-    p.add_argument("command", nargs=argparse.REMAINDER)
-
-
 class _Skipped:
     """Stands in for the parser of a verb the command line does not use, taking and
     ignoring every call: building all ~50 sub-parsers would cost each start ~20 ms."""
@@ -136,23 +86,6 @@ class _OnlyVerb:
         if name == self._verb or self._verb in kwargs.get("aliases", ()):
             return self._sub.add_parser(name, **kwargs)
         return _Skipped()
-
-
-def verb_of(argv: Sequence[str]) -> str | None:
-    """The first word after the global options (-H/--host), or None if it takes argparse
-    to tell (an abbreviated option, --help)."""
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg in ("-H", "--host"):
-            i += 2
-        elif arg.startswith("--host=") or (arg.startswith("-H") and len(arg) > 2):
-            i += 1
-        elif arg.startswith("-"):
-            return None
-        else:
-            return arg
-    return None
 
 
 def build(verb: str | None = None) -> Parser:
@@ -180,11 +113,7 @@ def build(verb: str | None = None) -> Parser:
     for verb, text in (("run", "create and run a container"),
                        ("create", "create a container")):
         p = sub.add_parser(verb, help=text, add_help=False)
-        if verb == "run":
-            p.add_argument("-d", "--detach", action="store_true")
-            p.add_argument("--sig-proxy", action=BoolFlag,
-                           help="forward received signals to the container (not with -t)")
-        _container_options(p)
+        container_options(p, verb, BoolFlag)
 
     p = sub.add_parser("start", help="start containers")
     p.add_argument("-a", "--attach", action="store_true")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import re
 import time
-from collections.abc import Mapping
 
-_RAM_RE = re.compile(r"^(\d+(?:\.\d+)?) ?([kKmMgGtTpP])?[iI]?[bB]?$")
+# typing costs the CLI ~3 ms to import; mypy treats TYPE_CHECKING as true wherever it is defined
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+_RAM = r"^(\d+(?:\.\d+)?) ?([kKmMgGtTpP])?[iI]?[bB]?$"  # compiled when used: `re` costs ~4 ms
 _BINARY = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 
 
@@ -18,7 +21,9 @@ def parse_bytes(text: str, allow_unlimited: bool = False) -> int:
     """"64m", "1g", "512k", "1.5g", "1048576" -> bytes (binary units, like docker)."""
     if allow_unlimited and text.strip() == "-1":
         return -1
-    m = _RAM_RE.match(text.strip())
+    import re
+
+    m = re.match(_RAM, text.strip())
     if not m:
         raise UsageError(f"invalid size: {text!r}")
     return int(float(m.group(1)) * _BINARY[(m.group(2) or "").lower()])

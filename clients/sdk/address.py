@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+
+# typing costs the CLI ~3 ms to import; mypy treats TYPE_CHECKING as true wherever it is defined
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 DEFAULT_RUN = "/run/muelle"
 

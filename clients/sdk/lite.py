@@ -13,13 +13,13 @@ Usage: ``lite.engine.CreateContainerRequest(image="busybox")``; ``lite.types.Str
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
 
 from muelle.lite_schema import MESSAGES, METHODS, SERVICE
 
 # typing costs the CLI ~3 ms to import; mypy treats TYPE_CHECKING as true wherever it is defined
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from typing import Any
 
 # descriptor type numbers (google.protobuf.descriptor.FieldDescriptor.TYPE_*)

@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import _socket
 import _thread
-import contextlib
 import struct
-from collections import deque
-from collections.abc import Iterator
+
+# deque without the collections package (~3 ms of every CLI start); the same class
+from _collections import deque
 
 from services.core.errors import MuelleError, Unavailable, from_status
 
 # typing costs the CLI ~3 ms to import; mypy treats TYPE_CHECKING as true wherever it is defined
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import BinaryIO
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -351,8 +352,10 @@ class Channel:
         stream = self._streams.pop(sid, None)
         if stream is None or stream.done or self._sock is None:
             return
-        with contextlib.suppress(OSError):
+        try:  # noqa: SIM105 - contextlib costs every CLI start ~4 ms to import
             self._sock.sendall(self._frame(RST_STREAM, 0, sid, struct.pack(">I", CANCEL)))
+        except OSError:
+            pass
 
     def _finish(self, stream: _Stream) -> None:
         if stream.reset is not None:

@@ -42,8 +42,12 @@ def muelle_side(engine: Engine, ref: str, name: str = "muelle") -> Side:
     def daemons() -> set[int]:
         pids = {launcher.running_pid(engine.cfg, name) for name in launcher.ORDER}
         services = {p for p in pids if p is not None}
-        # The shim's monitor fork server is a standing process too.
-        return services | procs.children_running(services, "services.shim.forkserver")
+        # The shim's monitor fork server is a standing process too, and so is the
+        # standby monitor it keeps forked (its child, named muelle-standby).
+        servers = procs.children_running(services, "services.shim.forkserver")
+        standbys = {p for p in procs.children_running(servers, "services.shim.forkserver")
+                    if procs.comm(p) == "muelle-standby"}
+        return services | servers | standbys
 
     def helpers() -> set[int]:
         return (procs.referring_to(str(engine.dir)) - daemons()

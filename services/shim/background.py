@@ -23,6 +23,9 @@ class Background:
         except BaseException as exc:  # handed to the waiting thread
             self._error = exc
 
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
     def wait(self) -> None:
         self._thread.join()
         if self._error is not None:
@@ -34,6 +37,9 @@ class Done(Background):
 
     def __init__(self) -> None:  # no thread to start
         self._error = None
+
+    def done(self) -> bool:
+        return True
 
     def wait(self) -> None:
         return None

@@ -68,10 +68,20 @@ def container_leftovers(root: Path, default_bridge: str) -> list[str]:
     return found
 
 
+def retiring(root: Path) -> list[str]:
+    """Veths the shim took off their bridge to delete on a thread, still on the host."""
+    recorded = root / "shim" / "network" / "retiring"
+    names = [p.name for p in recorded.iterdir()] if recorded.is_dir() else []
+    return [n for n in names if n in links()]
+
+
 def leftovers(root: Path, default_bridge: str) -> list[str]:
     """Everything, for an engine that has stopped."""
     bridges = engine_bridges(root, default_bridge)
     found = container_leftovers(root, default_bridge)
+    pending = retiring(root)
+    if pending:
+        found.append(f"veths never deleted {pending}")
     present = [b for b in bridges if b in links()]
     if present:
         found.append(f"bridges {present}")
@@ -89,8 +99,9 @@ def sweep(root: Path, default_bridge: str) -> list[str]:
         subprocess.run(["iptables", "-w", "-t", table, "-D", *shlex.split(line)[1:]],
                        capture_output=True)
     all_links = links()
+    pending = retiring(root)
     for name, master in all_links.items():
-        if master in bridges or name in bridges:
+        if master in bridges or name in bridges or name in pending:
             subprocess.run(["ip", "link", "del", name], capture_output=True)
     return found
 

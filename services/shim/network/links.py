@@ -7,6 +7,7 @@ work (bridges, link dumps) through pyroute2.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import threading
 from collections.abc import Callable
@@ -94,6 +95,21 @@ def delete(name: str) -> None:
     """Delete a link (bridge or veth) if it exists."""
     with rtnl.Socket() as sock, contextlib.suppress(OSError):
         sock.delete_link(name)
+
+
+def detach(name: str) -> bool:
+    """Take link ``name`` off its bridge and down; False if there is no such link."""
+    idx = rtnl.index(name)
+    if idx is None:
+        return False
+    with rtnl.Socket() as sock:
+        try:
+            sock.detach(idx)
+        except OSError as exc:
+            if exc.errno == errno.ENODEV:
+                return False  # deleted meanwhile (its peer's namespace went)
+            raise
+    return True
 
 
 def add_veth(host: str, bridge: str, netns: str, inner: str) -> None:

@@ -30,6 +30,7 @@ from services.shim.network import files, iptables, links, lock, netns, ports, ru
 from services.shim.network.defs import DEFAULT, Defs, Network, check_name
 from services.shim.network.ipam import Pool
 from services.shim.network.ports import Port
+from services.shim.network.retire import Retiring
 
 INNER = "eth"  # interfaces inside: eth0, eth1, ...
 
@@ -74,6 +75,7 @@ class Manager:
         self.lock_path = lock_path
         self.pid_of = pid_of  # a running container's init pid, 0 if none
         self.log = get_logger(component="network")
+        self.retiring = Retiring(self.dir / "retiring")
 
     # ---------------------------------------------------------------- networks
 
@@ -163,6 +165,7 @@ class Manager:
 
     def close(self) -> None:
         """On a clean shim stop: the default bridge goes if no container uses it."""
+        self.retiring.close()
         with lock.held(self.lock_path):
             net = self._default()
             # no lease of ours, and no veth of anyone's (an engine misconfigured to share
@@ -313,6 +316,7 @@ class Manager:
                         "aliases": list(state.get("aliases", [])) + list(aliases or [])}
             state["endpoints"][net.name] = endpoint
             _write_json(self._state_file(cid), state)  # recorded first: down() undoes it
+            self.retiring.settle(veth)  # the same container's last run may be deleting it
             links.add_veth(veth, net.bridge, path, ifname)
             links.configure_inner(path, ifname, ip, net.prefixlen,
                                   net.gateway if primary else None)
@@ -330,11 +334,11 @@ class Manager:
         if not state:
             return
         path = str(self.container_dir(cid) / "netns")
-        # The veths go first and outside the host-wide lock: a delete waits ~20-30 ms for
-        # RCU grace periods, which parallel creates and removes would queue behind. Each
-        # veth is this container's own; its lease is released (below) only once it is gone.
+        # The veths go first and outside the host-wide lock, each off its bridge at once and
+        # deleted on a thread (retire.py: a delete waits ~20 ms for RCU grace periods). Each
+        # veth is this container's own; its lease is released (below) only once it is off.
         for endpoint in state.get("endpoints", {}).values():
-            links.delete(endpoint["veth"])
+            self.retiring.retire(endpoint["veth"])
         with lock.held(self.lock_path):
             for name in list(state.get("endpoints", {})):
                 self._detach_locked(cid, state, name)
@@ -351,7 +355,7 @@ class Manager:
             ports.unpublish([Port(**p) for p in state["published"]], endpoint["bridge"],
                             endpoint["ip"])
             state.pop("published", None)
-        links.delete(endpoint["veth"])
+        self.retiring.retire(endpoint["veth"])
         try:
             net = self.find(name)
         except NotFound:

@@ -120,6 +120,12 @@ class Socket:
                            RTN_UNICAST, 0) + attr(RTA_GATEWAY, packed)
         self.request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, body)
 
+    def detach(self, index: int) -> None:
+        """Take link ``index`` off its master (bridge) and down, in one request."""
+        body = _IFINFO.pack(socket.AF_UNSPEC, 0, index, 0, IFF_UP) + \
+            attr(IFLA_MASTER, struct.pack("=I", 0))
+        self.request(RTM_NEWLINK, 0, body)
+
     def delete_link(self, name: str) -> bool:
         """Delete the link ``name``; False if there was none."""
         try:

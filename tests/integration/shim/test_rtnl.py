@@ -111,3 +111,61 @@ def test_primary_ipv4_and_index_of_missing_links() -> None:
     assert rtnl.primary_ipv4("lo") == "127.0.0.1"
     assert links.has_address("lo", "127.0.0.1")
     assert not links.has_address("no-such-link0", "10.0.0.1")
+
+
+def _bridge_and_veth(sock: rtnl.Socket, peer_ns: str, host: str = "vh-t") -> None:
+    if rtnl.index("br-t") is None:
+        sock.request(rtnl.RTM_NEWLINK, rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL,
+                     rtnl.ifinfo(up=True) + rtnl.attr(rtnl.IFLA_IFNAME, b"br-t\0") +
+                     rtnl.attr(rtnl.IFLA_LINKINFO,
+                               rtnl.attr(rtnl.IFLA_INFO_KIND, b"bridge\0")))
+    fd = os.open(peer_ns, os.O_RDONLY)
+    try:
+        sock.add_veth(host, f"e-{host}", fd, rtnl.index("br-t") or 0)
+    finally:
+        os.close(fd)
+
+
+def _here() -> str:
+    return f"/proc/{os.getpid()}/task/{threading.get_native_id()}/ns/net"
+
+
+def test_detach_takes_a_veth_off_its_bridge_and_down(peer_ns: str) -> None:
+    def scenario() -> tuple[str, str, bool, bool]:
+        with rtnl.Socket() as sock:
+            _bridge_and_veth(sock, peer_ns)
+        before = _ip(_here(), "-o", "link", "show", "vh-t")
+        detached = links.detach("vh-t")
+        after = _ip(_here(), "-o", "link", "show", "vh-t")
+        return before, after, detached, links.detach("no-such-link0")
+
+    before, after, detached, missing = in_new_netns(scenario)
+    assert "master br-t" in before and ",UP" in before
+    assert detached and "master" not in after and ",UP" not in after
+    assert not missing
+
+
+def test_retiring_deletes_on_a_thread_and_forgets_once_gone(peer_ns: str,
+                                                           tmp_path: Path) -> None:
+    from services.shim.network.retire import Retiring
+
+    record = tmp_path / "retiring"
+
+    def scenario() -> tuple[str, bool, list[str], bool]:
+        with rtnl.Socket() as sock:
+            _bridge_and_veth(sock, peer_ns, "vh-a")
+            _bridge_and_veth(sock, peer_ns, "vh-b")
+        retiring = Retiring(record)
+        retiring.retire("vh-a")
+        off_bridge = _ip(_here(), "-o", "link", "show", "master", "br-t")
+        retiring.settle("vh-a")
+        gone = rtnl.index("vh-a") is None
+        # A shim killed before its delete ran: the record is there, the next one deletes.
+        (record / "vh-b").touch()
+        Retiring(record)
+        return off_bridge, gone, sorted(p.name for p in record.iterdir()), \
+            rtnl.index("vh-b") is None
+
+    off_bridge, gone, records, left_deleted = in_new_netns(scenario)
+    assert "vh-a" not in off_bridge and "vh-b" in off_bridge
+    assert gone and left_deleted and records == []

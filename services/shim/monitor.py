@@ -108,8 +108,12 @@ def start_runtime(argv: list[str], stdout: int, stderr: int, cwd: str,
                                 close_fds=True)
 
 
-def run_delete(argv: list[str], cwd: str, warm: bool) -> tuple[int, str]:
-    """Run ``<runtime> delete``; returns (exit code, its stderr)."""
+def run_delete(argv: list[str], cwd: str, warm: bool, here: bool = False
+               ) -> tuple[int, str]:
+    """Run ``<runtime> delete``; returns (exit code, its stderr). ``here``: muelle's own
+    runtime runs in this process (one that exits next) rather than in one more fork."""
+    if warm and here:
+        return _delete_here(argv, cwd)
     if not warm:
         result = subprocess.run(argv, capture_output=True, text=True, cwd=cwd,
                                 stdin=subprocess.DEVNULL, timeout=60, check=False)
@@ -117,6 +121,35 @@ def run_delete(argv: list[str], cwd: str, warm: bool) -> tuple[int, str]:
     with tempfile.TemporaryFile() as err:
         proc = start_runtime(argv, err.fileno(), err.fileno(), cwd, warm=True)
         code = proc.wait()
+        err.seek(0)
+        return code, err.read().decode(errors="replace")
+
+
+def _delete_here(argv: list[str], cwd: str) -> tuple[int, str]:
+    from services.runtime import main as runtime_main  # the fork server loaded it
+
+    with tempfile.TemporaryFile() as err:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        saved = os.dup(1), os.dup(2)
+        os.dup2(err.fileno(), 1)
+        os.dup2(err.fileno(), 2)
+        try:
+            os.chdir(cwd)
+            runtime_main.main(argv[1:])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except Exception as exc:  # noqa: BLE001 - reported like a runtime's own error
+            code = 1
+            os.write(2, f"delete: {type(exc).__name__}: {exc}\n".encode())
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            for fd, saved_fd in ((1, saved[0]), (2, saved[1])):
+                os.dup2(saved_fd, fd)
+                os.close(saved_fd)
         err.seek(0)
         return code, err.read().decode(errors="replace")
 
@@ -333,7 +366,8 @@ def run(cdir: ContainerDir, create_argv: list[str], delete_argv: list[str],
         try:  # the lock is this process's copy of lock_fd: released when it exits
             os.ftruncate(lock_fd, 0)
             os.pwrite(lock_fd, str(os.getpid()).encode(), 0)  # after_delete may kill it
-            delete_code, delete_err = run_delete(delete_argv, str(cdir.path), warm)
+            delete_code, delete_err = run_delete(delete_argv, str(cdir.path), warm,
+                                                 here=in_child)
             if delete_code != 0:
                 log(cdir, f"delete failed: {error_text(delete_err)}")
             reap(0)

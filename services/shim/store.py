@@ -18,7 +18,6 @@ import json
 import os
 import re
 import signal
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,24 +127,29 @@ class ContainerDir:
             yield
             return
         try:
-            deadline = time.monotonic() + patience
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() < deadline:
-                        time.sleep(0.005)
-                        continue
-                    holder = self.read_pid(self.delete_lock)
-                    if holder > 0:
-                        with contextlib.suppress(ProcessLookupError):
-                            os.kill(holder, signal.SIGKILL)
-                    fcntl.flock(fd, fcntl.LOCK_EX)  # released as the killed holder exits
-                    break
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self._await_lock(fd, patience)
             yield
         finally:
             os.close(fd)
+
+    def _await_lock(self, fd: int, patience: float) -> None:
+        # Blocked in flock on a thread, so the lock is ours the moment the holder exits
+        # (a run --rm waits for exactly that); past ``patience``, the holder is killed.
+        import threading
+
+        taker = threading.Thread(target=fcntl.flock, args=(fd, fcntl.LOCK_EX),
+                                 name="delete-lock", daemon=True)
+        taker.start()
+        taker.join(patience)
+        if taker.is_alive():
+            holder = self.read_pid(self.delete_lock)
+            if holder > 0:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(holder, signal.SIGKILL)
+            taker.join()  # released as the killed holder exits
 
     def read_meta(self) -> dict:
         return read_json(self.meta) or {}

@@ -271,7 +271,9 @@ class Engine:
         rec = self.records.lookup(ref)
         self._start(rec)
 
-    def _start(self, rec: Record) -> None:
+    def _start(self, rec: Record, attached: bool = False) -> None:
+        """``attached``: an attach stream removes an auto-remove container itself (and
+        sets a watcher going if it ends early), so none is started here."""
         try:  # docker: starting a running container is a no-op
             reply = self.runtime.Start(runtime_pb2.StartRequest(id=rec.id, unless_running=True))
         except NotFound:
@@ -279,7 +281,7 @@ class Engine:
         if reply.was_running:
             return
         get_logger(container=rec.id[:12]).info("started")
-        if rec.auto_remove:
+        if rec.auto_remove and not attached:
             self._watch(rec.id)
 
     def attach(self, ref: str, start: bool = False, logs: bool = False,
@@ -299,7 +301,7 @@ class Engine:
         try:
             if start:
                 try:
-                    self._start(rec)
+                    self._start(rec, attached=True)
                 except MuelleError:
                     if rec.auto_remove:
                         done = True  # removed here; no watcher needed
@@ -322,11 +324,13 @@ class Engine:
                     stream=entry.stream, data=entry.data, time=entry.time))
             if cancelled.is_set():
                 return  # the client left: do not block a worker in Wait for nobody
-            status = self.runtime.Wait(runtime_pb2.WaitRequest(id=cid))
+            status = self._removed_after_exit(rec) if rec.auto_remove else None
+            if status is None:
+                status = self.runtime.Wait(runtime_pb2.WaitRequest(id=cid))
+                if rec.auto_remove:
+                    self._remove_quietly(cid)
             exit_event = engine_pb2.WaitContainerResponse(
                 exit_code=status.exit_code, oom_killed=status.oom_killed, error=status.error)
-            if rec.auto_remove:
-                self._remove_quietly(cid)
             done = True
             yield engine_pb2.AttachEvent(exit=exit_event)
         finally:
@@ -422,31 +426,48 @@ class Engine:
         self._remove(rec, force, remove_volumes)
         return rec.id
 
-    def _remove(self, rec: Record, force: bool, remove_volumes: bool = False) -> None:
+    def _remove(self, rec: Record, force: bool, remove_volumes: bool = False,
+                shim_deleted: bool = False) -> None:
         with self._lock(rec.id):
             if self.records.get(rec.id) is None:
                 raise NotFound(f"No such container: {rec.id}")
             # Forced (every --rm): no State call first; the shim kills what still runs.
-            state = None if force else self._shim_state(rec.id)
+            state = None if force or shim_deleted else self._shim_state(rec.id)
             if state is not None and state.status in RUNNING:
                 raise FailedPrecondition(
                     f'cannot remove container "/{rec.name}": container is {state.status}: '
                     "stop the container before removing or force remove")
-            with contextlib.suppress(NotFound):  # the shim may not know it (a failed create)
-                self.runtime.Delete(runtime_pb2.DeleteRequest(
-                    id=rec.id, force=force, remove_volumes=remove_volumes))
+            if not shim_deleted:
+                with contextlib.suppress(NotFound):  # unknown to the shim: a failed create
+                    self.runtime.Delete(runtime_pb2.DeleteRequest(
+                        id=rec.id, force=force, remove_volumes=remove_volumes))
             self.images.RemoveRootfs(images_pb2.RemoveRootfsRequest(container_id=rec.id))
             self.records.delete(rec.id)
         with self._guard:
             self._locks.pop(rec.id, None)
         get_logger(container=rec.id[:12]).info("removed")
 
-    def _remove_quietly(self, cid: str) -> None:
+    def _removed_after_exit(self, rec: Record) -> runtime_pb2.ContainerStatus | None:
+        """--rm once the output ended: the shim deletes it unforced, with no State call
+        first and no Wait (Delete answers with the last status), then the rootfs and the
+        record go. None if it still runs or the shim refused: the caller waits, then
+        removes as before."""
+        with self._lock(rec.id):
+            try:
+                reply = self.runtime.Delete(runtime_pb2.DeleteRequest(
+                    id=rec.id, remove_volumes=True))
+            except MuelleError:
+                return None
+            self._remove_quietly(rec.id, shim_deleted=True)
+        return reply.status  # type: ignore[no-any-return]
+
+    def _remove_quietly(self, cid: str, shim_deleted: bool = False) -> None:
         rec = self.records.get(cid)
         if rec is None:
             return
         try:
-            self._remove(rec, force=True, remove_volumes=True)  # --rm: like Docker
+            self._remove(rec, force=True, remove_volumes=True,  # --rm: like Docker
+                         shim_deleted=shim_deleted)
         except NotFound:
             pass
         except MuelleError as exc:

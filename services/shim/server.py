@@ -90,8 +90,8 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServicer):
 
     def Delete(self, request: runtime_pb2.DeleteRequest,
                context: grpc.ServicerContext) -> runtime_pb2.DeleteResponse:
-        self.shim.delete(request.id, request.force, request.remove_volumes)
-        return runtime_pb2.DeleteResponse()
+        last = self.shim.delete(request.id, request.force, request.remove_volumes)
+        return runtime_pb2.DeleteResponse(status=_status(last))
 
     def Logs(self, request: runtime_pb2.LogsRequest,
              context: grpc.ServicerContext) -> Iterator[runtime_pb2.LogEntry]:

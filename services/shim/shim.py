@@ -556,7 +556,8 @@ class Shim:
                 out.append(self.state(cdir.id))
         return out
 
-    def delete(self, cid: str, force: bool = False, remove_volumes: bool = False) -> None:
+    def delete(self, cid: str, force: bool = False, remove_volumes: bool = False) -> Status:
+        """Remove the container; its last status (after the kill, if forced)."""
         with self._lock(cid):
             cdir = self._existing(cid)
             current = self.state(cid)
@@ -573,11 +574,13 @@ class Shim:
                         runtime.resume(cid)  # the SIGKILL lands when thawed
                 if not self._wait_stopped(cid, time.monotonic() + 30, lambda: False):
                     raise FailedPrecondition(f"container {cid} did not stop after SIGKILL")
+                current = self.state(cid)
             # The monitor ran `delete`; make sure, since it may have been killed.
             self._destroy(cdir, runtime, remove_volumes)
         with self._locks_guard:
             self._locks.pop(cid, None)
         get_logger(container=cid[:12]).info("deleted")
+        return current
 
     def _follow(self, cdir: ContainerDir, *, tail: int, since: str, streams: set[str] | None,
                 stopped: Callable[[], bool], cancelled: Callable[[], bool],

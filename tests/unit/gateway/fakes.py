@@ -163,25 +163,30 @@ class FakeRuntime:
     def Stop(self, req: runtime_pb2.StopRequest) -> runtime_pb2.ContainerStatus:  # noqa: N802
         self.calls.append(f"Stop {req.signal} {req.timeout}")
         self.exit(req.id, 143)
-        return self.State(runtime_pb2.StateRequest(id=req.id))
+        return self._status(req.id)
 
     def Wait(self, req: runtime_pb2.WaitRequest) -> runtime_pb2.ContainerStatus:  # noqa: N802
+        self.calls.append("Wait")
         with self.cond:
             self._get(req.id)
             self.cond.wait_for(lambda: req.id not in self.containers
                                or self.containers[req.id]["status"] == "stopped", timeout=30)
-        return self.State(runtime_pb2.StateRequest(id=req.id))
+        return self._status(req.id)
 
     def State(self, req: runtime_pb2.StateRequest) -> runtime_pb2.ContainerStatus:  # noqa: N802
-        c = self._get(req.id)
+        self.calls.append("State")
+        return self._status(req.id)
+
+    def _status(self, cid: str) -> runtime_pb2.ContainerStatus:
+        c = self._get(cid)
         return runtime_pb2.ContainerStatus(
-            id=req.id, status=c["status"], pid=c["pid"], exit_code=c["exit_code"],
+            id=cid, status=c["status"], pid=c["pid"], exit_code=c["exit_code"],
             started_at=c["started_at"], finished_at=c["finished_at"], runtime=c["runtime"],
-            bundle=f"/bundles/{req.id}")
+            bundle=f"/bundles/{cid}")
 
     def List(self, req: Any) -> runtime_pb2.ListResponse:  # noqa: N802
         return runtime_pb2.ListResponse(containers=[
-            self.State(runtime_pb2.StateRequest(id=cid)) for cid in list(self.containers)])
+            self._status(cid) for cid in list(self.containers)])
 
     def Delete(self, req: runtime_pb2.DeleteRequest) -> Any:  # noqa: N802
         self.calls.append(f"Delete force={req.force}")
@@ -191,9 +196,12 @@ class FakeRuntime:
             c = self._get(req.id)
             if c["status"] == "running" and not req.force:
                 raise FailedPrecondition("container is running")
+            if c["status"] == "running":
+                self.exit(req.id, 137)
+            last = self._status(req.id)
             del self.containers[req.id]
             self.cond.notify_all()
-        return runtime_pb2.DeleteResponse()
+        return runtime_pb2.DeleteResponse(status=last)
 
     def Logs(self, req: runtime_pb2.LogsRequest) -> FakeStream:  # noqa: N802
         self.calls.append("Logs")

@@ -171,6 +171,16 @@ def test_attach_auto_remove_removes_before_the_exit_event(engine: Engine, images
     assert seen_at_exit == (False, False, None)
 
 
+def test_attach_auto_remove_takes_the_exit_status_from_the_delete(
+        engine: Engine, runtime: FakeRuntime) -> None:
+    cid = engine.create(req(cmd=["sh"], auto_remove=True)).id
+    runtime.on_start = lambda c: runtime.exit(c, 7)
+    events = list(engine.attach(cid, start=True))
+    assert events[-1].exit.exit_code == 7
+    assert "Wait" not in runtime.calls and "State" not in runtime.calls
+    assert runtime.calls.count("Delete force=False") == 1
+
+
 def test_attach_to_running_skips_earlier_output_unless_logs(engine: Engine,
                                                             runtime: FakeRuntime) -> None:
     cid = engine.create(req(cmd=["sh"])).id

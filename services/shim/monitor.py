@@ -352,7 +352,7 @@ def run(cdir: ContainerDir, create_argv: list[str], delete_argv: list[str],
         "oom_killed": oom,
         "finished_at": rfc3339_nano(time.time_ns()),
         "error": "" if status is not None and status >= 0 else "exit status lost",
-    })
+    }, durable=False)  # a run --rm waits for this; the journal commits it within seconds
     log(cdir, f"container exited, status {status}")
     try:
         child = os.fork()

@@ -227,7 +227,7 @@ class Shim:
                 if cspec.terminal:
                     meta["terminal"] = True
                 # "creating" until the runtime made it: restore drops such leftovers.
-                write_json(cdir.meta, {**meta, "creating": True})
+                write_json(cdir.meta, {**meta, "creating": True}, durable=False)
                 # veth and address are wired while the runtime creates (the init waits
                 # for start), both mostly wait in the kernel; joined before create returns.
                 # On any error _destroy below takes the network down.
@@ -369,7 +369,10 @@ class Shim:
 
     def _update_meta(self, cid: str, **changes: object) -> None:
         cdir = self._existing(cid)
-        write_json(cdir.meta, {**cdir.read_meta(), **changes})
+        meta = cdir.read_meta()
+        if all(meta.get(key, False) == value for key, value in changes.items()):
+            return  # a first start clears a `stop` that never was: nothing to write
+        write_json(cdir.meta, {**meta, **changes})
 
     def _started_at(self, cid: str) -> float:
         stamp = (read_json(self.store.dir(cid).started) or {}).get("started_at", "")
@@ -397,7 +400,7 @@ class Shim:
                 self._spawn_monitor(cdir, runtime, meta["cgroups_path"])
             pid = cdir.read_pid(cdir.init_pid)
             # Recorded first, so a container that exits at once never looks unstarted.
-            write_json(cdir.started, {"started_at": _now()})
+            write_json(cdir.started, {"started_at": _now()}, durable=False)
             try:
                 runtime.start(cid)
             except FailedPrecondition:

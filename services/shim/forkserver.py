@@ -40,12 +40,13 @@ from services.core.errors import MuelleError
 # in-process): what they import lazily (the cgroup drivers, shutil for the state dir, the
 # console) would otherwise be imported again in each forked child (~9 ms per delete for
 # the cgroup drivers alone).
-from services.runtime import console, create, delete, seccomp  # noqa: F401
+from services.runtime import cgroups, console, create, delete, seccomp  # noqa: F401
 from services.runtime import main as runtime_main
 from services.runtime.cgroups import v1, v2  # noqa: F401
 from services.shim import monitor
 
 runtime_main.parser()  # built here, inherited by every warm runtime command
+cgroups.own_procs()  # looked up once, for every create's prime_migration
 monitor.parser()  # and by every monitor
 
 MAX_REQUEST = 1 << 20

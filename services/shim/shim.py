@@ -32,6 +32,7 @@ from services.core.errors import (
     NotFound,
 )
 from services.core.logging import get_logger
+from services.runtime import cgroups
 from services.runtime.store import proc_start_time
 from services.shim import cgroupfs, logs, mounts, restart, spec, stats, users, volume_mounts
 from services.shim import stdin as stdinmod
@@ -178,6 +179,9 @@ class Shim:
 
     def create(self, cid: str, cspec: runtime_pb2.ContainerSpec,
                rootfs: Sequence[types_pb2.Mount], runtime_name: str = "") -> str:
+        # The runtime's cgroup join (~20 ms from now) waits for an RCU grace period unless
+        # one passed lately: start one now (services/runtime/cgroups: prime_migration).
+        cgroups.prime_migration()
         cdir = self.store.dir(cid)
         log = get_logger(container=cid[:12])
         runtime = self.runtimes.get(runtime_name)

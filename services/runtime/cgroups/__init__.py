@@ -73,7 +73,7 @@ def prime_migration(root: Path = ROOT) -> Thread | None:
     container's cgroup directories exist (mkdir queues behind a pending migration), it
     passes while create writes the limits and the init sets up, and the init's real join
     finds it over. Best effort: with no cgroup file we may write, nothing is primed."""
-    procs = own_procs_file(root)
+    procs = own_procs(root)
     if procs is None:
         return None
     import threading  # loaded already where it matters (the fork server)
@@ -82,6 +82,18 @@ def prime_migration(root: Path = ROOT) -> Thread | None:
                               daemon=True)
     thread.start()
     return thread
+
+
+def own_procs(root: Path = ROOT) -> Path | None:
+    """own_procs_file, looked up once per process (and inherited by forks: the fork
+    server looks it up for its monitors). Reading /proc/self/cgroup takes the lock that
+    a pending migration holds: a second prime would wait for the first one's grace period."""
+    if root not in _OWN:
+        _OWN[root] = own_procs_file(root)
+    return _OWN[root]
+
+
+_OWN: dict[Path, Path | None] = {}
 
 
 def own_procs_file(root: Path = ROOT, table: str | None = None) -> Path | None:

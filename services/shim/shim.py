@@ -323,8 +323,9 @@ class Shim:
         return reply if isinstance(reply, dict) else {}
 
     def _destroy(self, cdir: ContainerDir, runtime: Runtime | None,
-                 remove_volumes: bool = False) -> None:
-        """Undo everything create made: monitor, runtime state, mounts, volume refs, dir."""
+                 remove_volumes: bool = False, stopped: bool = False) -> None:
+        """Undo everything create made: monitor, runtime state, mounts, volume refs, dir.
+        ``stopped``: no process of the container is left (delete waited for that)."""
         pid = cdir.read_pid(cdir.monitor_pid)
         if self._monitor_alive(cdir):
             with contextlib.suppress(ProcessLookupError):
@@ -334,6 +335,11 @@ class Shim:
         unwiring = Background(lambda: self.networks.down(cdir.id),
                               name=f"net-down-{cdir.id[:12]}")
         try:
+            # A stopped container's rootfs goes while the monitor's runtime delete may
+            # still run: that touches only the cgroup and the runtime's state (the bundles
+            # made here have no poststop hooks, which could look at the rootfs).
+            if stopped and cdir.rootfs.exists():
+                mounts.unmount(str(cdir.rootfs))
             with cdir.after_delete():  # the monitor's delete, if it still runs, first
                 if runtime is not None and runtime.may_know(cdir.id) \
                         and runtime.state(cdir.id) is not None:
@@ -583,7 +589,7 @@ class Shim:
                     raise FailedPrecondition(f"container {cid} did not stop after SIGKILL")
                 current = self.state(cid)
             # The monitor ran `delete`; make sure, since it may have been killed.
-            self._destroy(cdir, runtime, remove_volumes)
+            self._destroy(cdir, runtime, remove_volumes, stopped=True)
         with self._locks_guard:
             self._locks.pop(cid, None)
         get_logger(container=cid[:12]).info("deleted")

@@ -19,3 +19,21 @@ def test_monitor_imports_only_the_stdlib_and_lean_shim_modules() -> None:
     for heavy in ("grpc", "google.protobuf", "structlog", "tomllib", "services.core.config",
                   "services.shim.runtimes", "muelle"):
         assert heavy not in modules, heavy
+
+
+def test_the_runtime_run_in_the_monitor_gets_the_fds_and_gives_them_back(
+        tmp_path: Path) -> None:
+    """_runtime_here: muelle-runtime's main in the monitor's process, with the standard
+    fds it would have in a forked child, then the monitor's own back (and its cwd)."""
+    probe = f"""
+import os, sys
+from services.shim import monitor
+out = os.open({str(tmp_path / "out")!r}, os.O_WRONLY | os.O_CREAT, 0o600)
+home = os.getcwd()
+code = monitor._runtime_here(["muelle-runtime", "--version"], {str(tmp_path)!r}, {{1: out}})
+print("after", code, os.getcwd() == home)
+"""
+    result = subprocess.run([sys.executable, "-S", "-c", probe], capture_output=True,
+                            text=True, check=True, cwd="/", env=dict(os.environ, PYTHONPATH=REPO))
+    assert result.stdout == "after 0 True\n"  # fd 1 is ours again
+    assert (tmp_path / "out").read_text().startswith("muelle-runtime version")

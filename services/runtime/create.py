@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
@@ -53,7 +54,6 @@ def create(store: Store, cid: str, bundle: str, pid_file: str | None = None,
         cgroup = cgroups.for_path(cgroup_path)
         resources = dict(linux_cfg.get("resources") or {})
         resources["devices"] = [*(resources.get("devices") or []), *devices.CGROUP_ALLOW]
-        cgroup.create(resources)
         init_cfg = init.InitConfig(config, str(rootfs), ns, cgroup, fifo_fd, -1)
         init_cfg.container_id, init_cfg.bundle = cid, str(bundle_path)
         if config.get("hooks"):
@@ -70,7 +70,8 @@ def create(store: Store, cid: str, bundle: str, pid_file: str | None = None,
                 linux_cfg["seccomp"], store.root / ".seccomp",
                 lambda msg: log.warning("seccomp", detail=msg))
         init_cfg.console_fd = console_fd
-        pid = _spawn(init_cfg)
+        made = cgroup  # made by _spawn while the init sets up (mypy: not None in the lambda)
+        pid = _spawn(init_cfg, lambda: made.create(resources))
         start_time = proc_start_time(pid)
         if start_time is None:
             raise FailedPrecondition("container init exited during setup")
@@ -91,8 +92,13 @@ def create(store: Store, cid: str, bundle: str, pid_file: str | None = None,
     return state
 
 
-def _spawn(cfg: init.InitConfig) -> int:
-    """Fork the intermediate and wait for the init's verdict; returns the init's host pid."""
+def _spawn(cfg: init.InitConfig, make_cgroup: Callable[[], None]) -> int:
+    """Fork the intermediate and wait for the init's verdict; returns the init's host pid.
+
+    The cgroup is made (``make_cgroup``) only once the intermediate is forked: its mkdir
+    may wait out the grace period of a cgroup migration (cgroups.prime_migration), and the
+    init meanwhile unshares and mounts what needs no cgroup (it waits for the join before
+    the cgroup mount). If making it fails, closing our end of the ack pipe ends them."""
     r, w = os.pipe()
     ack_r, ack_w = os.pipe()  # create -> intermediate: "the user namespace is mapped"
     child = os.fork()
@@ -108,6 +114,7 @@ def _spawn(cfg: init.InitConfig) -> int:
     pid, ready, error = 0, False, ""
     hooks_wanted = False  # the init waits before pivot_root (it may ask before we know pid)
     try:
+        make_cgroup()
         while True:
             if hooks_wanted and pid:
                 hooks_wanted = False

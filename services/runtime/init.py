@@ -134,6 +134,8 @@ def _setup(cfg: InitConfig) -> Ready:
     rootfs.prepare(cfg.rootfs, linux_cfg.get("rootfsPropagation", ""))
     mounts = spec.get("mounts") or []
     for m in mounts:
+        if m.get("type") in ("cgroup", "cgroup2"):
+            _await_cgroup(cfg)  # create makes the cgroup's directories as we get here
         rootfs.mount_one(cfg.rootfs, m, cfg.cgroup, warn)
     devices.create(cfg.rootfs, linux_cfg.get("devices") or [],
                    bool(proc.get("terminal")) and cfg.console_fd < 0)

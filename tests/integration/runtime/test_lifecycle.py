@@ -116,6 +116,19 @@ def test_unknown_capability_rejected(muelle: Runtime, rootfs: Path) -> None:
     assert runtime.status("badcap") == "absent"
 
 
+def test_a_cgroup_limit_the_kernel_refuses_fails_the_create(muelle: Runtime,
+                                                            rootfs: Path) -> None:
+    """muelle makes the cgroup while the init sets up: a refused limit ends both, and the
+    fixture checks that no process, cgroup or state is left."""
+    runtime = muelle
+    bundle = runtime.bundle("badcpus", ["true"], rootfs)
+    edit(bundle, lambda c: c["linux"]["resources"].update(cpu={"cpus": "4096"}))
+    code, err, _ = runtime.create("badcpus", bundle)
+    assert code != 0
+    assert err.strip() and "Traceback" not in err  # the kernel's word: ERANGE here
+    assert runtime.status("badcpus") == "absent"
+
+
 def test_unknown_container(runtime: Runtime) -> None:
     for verb in (["state"], ["start"], ["kill"], ["delete"]):
         proc = runtime.cmd(*verb, "ghost")

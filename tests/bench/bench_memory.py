@@ -105,11 +105,14 @@ def idle_pss(side: Side) -> Callable[[], float]:
     return lambda: float(procs.total_pss(side.daemons()))
 
 
+ENGINE = "the 4 muelle services (+ fork server, standby monitor)"
+
+
 @pytest.mark.parametrize("combined", [False, True], ids=["processes", "combined"])
 def test_idle_rss(settings: Settings, request: pytest.FixtureRequest, combined: bool) -> None:
     chosen = sides(settings, request, combined)
     contenders = [Contender(s.name, idle(s)) for s in chosen]
-    meta = {"what": "RSS of the 4 muelle services (+ fork server) vs dockerd + containerd",
+    meta = {"what": f"RSS of {ENGINE} vs dockerd + containerd",
             "processes": {s.name: procs.describe(s.daemons()) for s in chosen}}
     name = "idle-rss-combined" if combined else "idle-rss"
     emit(run_rounds(name, contenders, pairs=settings.pairs, warmup=settings.warmup,
@@ -120,7 +123,7 @@ def test_idle_rss(settings: Settings, request: pytest.FixtureRequest, combined: 
 def test_idle_pss(settings: Settings, request: pytest.FixtureRequest, combined: bool) -> None:
     chosen = sides(settings, request, combined)
     contenders = [Contender(s.name, idle_pss(s)) for s in chosen]
-    meta = {"what": "PSS of the 4 muelle services (+ fork server) vs dockerd + containerd"}
+    meta = {"what": f"PSS of {ENGINE} vs dockerd + containerd"}
     name = "idle-pss-combined" if combined else "idle-pss"
     emit(run_rounds(name, contenders, pairs=settings.pairs, warmup=settings.warmup,
                     unit="B", meta=meta), settings)

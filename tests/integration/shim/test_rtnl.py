@@ -82,18 +82,25 @@ def test_veth_address_route_and_delete(peer_ns: str) -> None:
     assert gone and not again
 
 
+def _bridge_and_veth(sock: rtnl.Socket, peer_ns: str, host: str = "vh-t",
+                     inner: str = "") -> None:
+    """Bridge br-t (made once, up) and a veth: ``host`` on it, ``inner`` in ``peer_ns``."""
+    if rtnl.index("br-t") is None:
+        sock.request(rtnl.RTM_NEWLINK, rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL,
+                     rtnl.ifinfo(up=True) + rtnl.attr(rtnl.IFLA_IFNAME, b"br-t\0") +
+                     rtnl.attr(rtnl.IFLA_LINKINFO,
+                               rtnl.attr(rtnl.IFLA_INFO_KIND, b"bridge\0")))
+    fd = os.open(peer_ns, os.O_RDONLY)
+    try:
+        sock.add_veth(host, inner or f"e-{host}", fd, rtnl.index("br-t") or 0)
+    finally:
+        os.close(fd)
+
+
 def test_configure_inner_sets_lo_address_and_default_route(peer_ns: str) -> None:
     def scenario() -> tuple[str, str, list[str]]:
         with rtnl.Socket() as sock:
-            sock.request(rtnl.RTM_NEWLINK, rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL,
-                         rtnl.ifinfo(up=True) + rtnl.attr(rtnl.IFLA_IFNAME, b"br-t\0") +
-                         rtnl.attr(rtnl.IFLA_LINKINFO,
-                                   rtnl.attr(rtnl.IFLA_INFO_KIND, b"bridge\0")))
-            fd = os.open(peer_ns, os.O_RDONLY)
-            try:
-                sock.add_veth("vh-t", "eth0", fd, rtnl.index("br-t") or 0)
-            finally:
-                os.close(fd)
+            _bridge_and_veth(sock, peer_ns, "vh-t", "eth0")
         # while this thread's namespace (the pair's host end) lives
         links.configure_inner(peer_ns, "eth0", "10.250.0.2", 24, "10.250.0.1")
         return (_ip(peer_ns, "-o", "addr"), _ip(peer_ns, "route", "show", "default"),
@@ -111,19 +118,6 @@ def test_primary_ipv4_and_index_of_missing_links() -> None:
     assert rtnl.primary_ipv4("lo") == "127.0.0.1"
     assert links.has_address("lo", "127.0.0.1")
     assert not links.has_address("no-such-link0", "10.0.0.1")
-
-
-def _bridge_and_veth(sock: rtnl.Socket, peer_ns: str, host: str = "vh-t") -> None:
-    if rtnl.index("br-t") is None:
-        sock.request(rtnl.RTM_NEWLINK, rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL,
-                     rtnl.ifinfo(up=True) + rtnl.attr(rtnl.IFLA_IFNAME, b"br-t\0") +
-                     rtnl.attr(rtnl.IFLA_LINKINFO,
-                               rtnl.attr(rtnl.IFLA_INFO_KIND, b"bridge\0")))
-    fd = os.open(peer_ns, os.O_RDONLY)
-    try:
-        sock.add_veth(host, f"e-{host}", fd, rtnl.index("br-t") or 0)
-    finally:
-        os.close(fd)
 
 
 def _here() -> str:

@@ -24,12 +24,18 @@ def test_fork_server_imports_no_grpc_protobuf_or_structlog() -> None:
     assert {"services.shim.monitor", "services.runtime.create"} <= modules
 
 
-def test_fork_server_exits_when_the_shim_end_closes() -> None:
+def _server() -> tuple[socket.socket, subprocess.Popen[bytes]]:
+    """A fork server on a socket pair, as the shim starts it; our end of the pair."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     proc = subprocess.Popen([sys.executable, "-S", "-m", "services.shim.forkserver",
                              str(theirs.fileno())], pass_fds=(theirs.fileno(),), cwd=REPO,
                             env=dict(os.environ, PYTHONPATH=REPO))
     theirs.close()
+    return ours, proc
+
+
+def test_fork_server_exits_when_the_shim_end_closes() -> None:
+    ours, proc = _server()
     try:
         # A request without the sync fd is refused, and the server keeps serving.
         ours.send(b'{"argv": [], "log": "/dev/null", "cwd": "/"}')
@@ -65,11 +71,7 @@ def _gone(pid: int, timeout: float = 10) -> bool:
 
 
 def test_a_standby_monitor_takes_the_request_and_another_is_forked(tmp_path: Path) -> None:
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    proc = subprocess.Popen([sys.executable, "-S", "-m", "services.shim.forkserver",
-                             str(theirs.fileno())], pass_fds=(theirs.fileno(),), cwd=REPO,
-                            env=dict(os.environ, PYTHONPATH=REPO))
-    theirs.close()
+    ours, proc = _server()
     try:
         deadline = time.monotonic() + 10
         while not (before := _children(proc.pid)):

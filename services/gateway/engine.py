@@ -278,6 +278,11 @@ class Engine:
             reply = self.runtime.Start(runtime_pb2.StartRequest(id=rec.id, unless_running=True))
         except NotFound:
             raise FailedPrecondition(f"container {rec.id} is missing from the runtime") from None
+        except FailedPrecondition:
+            state = self._shim_state(rec.id)  # a shim from before unless_running refuses it
+            if state is not None and state.status in RUNNING:
+                return
+            raise
         if reply.was_running:
             return
         get_logger(container=rec.id[:12]).info("started")
@@ -459,6 +464,10 @@ class Engine:
             except MuelleError:
                 return None
             self._remove_quietly(rec.id, shim_deleted=True)
+        if not reply.HasField("status"):  # a shim older than DeleteResponse.status
+            return runtime_pb2.ContainerStatus(
+                id=rec.id, status="stopped", exit_code=255,
+                error="the shim gave no exit status (it is older than the gateway)")
         return reply.status  # type: ignore[no-any-return]
 
     def _remove_quietly(self, cid: str, shim_deleted: bool = False) -> None:

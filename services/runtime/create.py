@@ -179,6 +179,7 @@ def _join_cgroup(cfg: init.InitConfig, pid: int, ack_w: int) -> str:
 
 def _intermediate(cfg: init.InitConfig) -> NoReturn:
     try:
+        _close_all_but(cfg.sync_fd, cfg.ack_fd, cfg.fifo_fd, cfg.console_fd)
         # A new cgroup namespace waits for the init's move into its cgroup (_join_cgroup).
         namespaces.enter(cfg.namespaces, lambda: _await_maps(cfg),
                          later=("cgroup",) if cfg.cgroup is not None else ())
@@ -195,6 +196,17 @@ def _intermediate(cfg: init.InitConfig) -> NoReturn:
             else:
                 sync.send(cfg.sync_fd, error=f"intermediate: {type(exc).__name__}: {text}")
         os._exit(1)
+
+
+def _close_all_but(*keep: int) -> None:
+    """Close every fd above 2 but ``keep`` (runc's default of no --preserve-fds): the
+    container gets nothing of its creator's, even when create runs inside another
+    program (the shim's monitor) instead of a process of its own."""
+    low = 3
+    for fd in sorted(k for k in keep if k >= 3):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 20)
 
 
 def _runtime_hooks(cfg: init.InitConfig, pid: int, ack_w: int) -> str:

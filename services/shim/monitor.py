@@ -139,13 +139,50 @@ def _create_here(argv: list[str], cwd: str) -> tuple[int, str, int, int]:
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    # Read while the runtime writes: a full pipe would block it, in our own process.
+    reader = _Collector((out_r, err_r))
     try:
         code = _runtime_here(argv, cwd, {0: devnull, 1: out_w, 2: err_w})
     finally:
         for fd in (devnull, out_w, err_w):
             os.close(fd)
-    output = _drain_now(out_r) + _drain_now(err_r)
+        output = reader.stop()
+    output += _drain_now(out_r) + _drain_now(err_r)
     return code, output.decode(errors="replace"), out_r, err_r
+
+
+class _Collector:
+    """Reads ``fds`` on a thread into a buffer until ``stop()``, which returns it."""
+
+    def __init__(self, fds: tuple[int, ...]) -> None:
+        import threading  # the fork server loaded it
+
+        self._fds = fds
+        self._data = bytearray()
+        self._stop_r, self._stop_w = os.pipe()
+        self._thread = threading.Thread(target=self._run, name="create-output", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        with selectors.DefaultSelector() as sel:
+            for fd in (*self._fds, self._stop_r):
+                sel.register(fd, selectors.EVENT_READ)
+            while True:
+                for key, _ in sel.select():
+                    if key.fd == self._stop_r:
+                        return
+                    chunk = os.read(key.fd, 65536)  # type: ignore[arg-type]
+                    if chunk:
+                        self._data += chunk
+                    else:
+                        sel.unregister(key.fd)
+
+    def stop(self) -> bytes:
+        os.write(self._stop_w, b"x")
+        self._thread.join()
+        os.close(self._stop_r)
+        os.close(self._stop_w)
+        return bytes(self._data)
 
 
 def _runtime_here(argv: list[str], cwd: str, fds: dict[int, int]) -> int:
@@ -180,9 +217,11 @@ def _runtime_here(argv: list[str], cwd: str, fds: dict[int, int]) -> int:
 
 
 def run_create(argv: list[str], cwd: str, warm: bool = False,
-               stdin: int = -1) -> tuple[int, str, int, int]:
-    """Run ``<runtime> create``; returns (exit code, its output, stdout fd, stderr fd)."""
-    if warm and stdin < 0:  # muelle's own, no stdin to hand over: in this process
+               stdin: int = -1, here: bool = False) -> tuple[int, str, int, int]:
+    """Run ``<runtime> create``; returns (exit code, its output, stdout fd, stderr fd).
+    ``here``: muelle's own runtime runs in this process (no stdin, no terminal to hand
+    over) instead of a fork of it."""
+    if warm and here:
         return _create_here(argv, cwd)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -324,7 +363,8 @@ def run(cdir: ContainerDir, create_argv: list[str], delete_argv: list[str],
     with contextlib.suppress(FileNotFoundError):
         cdir.init_pid.unlink()
     code, output, out_fd, err_fd = run_create(create_argv, str(cdir.path), warm,
-                                              relay.read_fd if relay else -1)
+                                              relay.read_fd if relay else -1,
+                                              here=relay is None and console is None)
     if relay is not None:
         relay.container_side_sent()
     pid = cdir.read_pid(cdir.init_pid) if code == 0 else 0

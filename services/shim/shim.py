@@ -217,6 +217,9 @@ class Shim:
                     "runtime": runtime.name,
                     "created_at": _now(),
                     "cgroups_path": config["linux"]["cgroupsPath"],
+                    # its processes die with its init (delete may then unmount early)
+                    "own_pid_ns": any(n.get("type") == "pid" and not n.get("path")
+                                      for n in config["linux"].get("namespaces") or []),
                     "log_max_size": cspec.log_max_size or self.cfg.shim.log_max_size,
                     "log_max_files": cspec.log_max_files or self.cfg.shim.log_max_files,
                     "restart_policy": restart.parse(cspec.restart_policy).text(),
@@ -589,7 +592,10 @@ class Shim:
                     raise FailedPrecondition(f"container {cid} did not stop after SIGKILL")
                 current = self.state(cid)
             # The monitor ran `delete`; make sure, since it may have been killed.
-            self._destroy(cdir, runtime, remove_volumes, stopped=True)
+            # All gone once the exit was recorded, if they lived in its pid namespace (not
+            # when the monitor died first, nor with --pid host: the delete kills them).
+            gone = cdir.read_status() is not None and bool(cdir.read_meta().get("own_pid_ns"))
+            self._destroy(cdir, runtime, remove_volumes, stopped=gone)
         with self._locks_guard:
             self._locks.pop(cid, None)
         get_logger(container=cid[:12]).info("deleted")

@@ -105,6 +105,8 @@ class FakeRuntime:
         self.on_start: Callable[[str], None] | None = None
         # Containers deleted with remove_volumes (rm -v, --rm).
         self.removed_volumes_of: list[str] = []
+        # Act as a shim from before StartRequest.unless_running and DeleteResponse.status.
+        self.old = False
 
     # -- test controls
     def emit(self, cid: str, data: bytes, stream: str = "stdout") -> None:
@@ -143,7 +145,7 @@ class FakeRuntime:
             raise self.fail_start
         with self.cond:
             c = self._get(req.id)
-            if c["status"] == "running" and req.unless_running:
+            if c["status"] == "running" and req.unless_running and not self.old:
                 return runtime_pb2.StartResponse(was_running=True)
             if c["status"] == "running":
                 raise FailedPrecondition("already running")
@@ -201,7 +203,7 @@ class FakeRuntime:
             last = self._status(req.id)
             del self.containers[req.id]
             self.cond.notify_all()
-        return runtime_pb2.DeleteResponse(status=last)
+        return runtime_pb2.DeleteResponse() if self.old else runtime_pb2.DeleteResponse(status=last)
 
     def Logs(self, req: runtime_pb2.LogsRequest) -> FakeStream:  # noqa: N802
         self.calls.append("Logs")

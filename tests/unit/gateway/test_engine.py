@@ -181,6 +181,19 @@ def test_attach_auto_remove_takes_the_exit_status_from_the_delete(
     assert runtime.calls.count("Delete force=False") == 1
 
 
+def test_an_older_shim_still_starts_and_removes(engine: Engine, runtime: FakeRuntime) -> None:
+    """A shim without unless_running or DeleteResponse.status (another release)."""
+    runtime.old = True
+    cid = engine.create(req(cmd=["sleep"])).id
+    engine.start(cid)
+    engine.start(cid)  # still a no-op for a running container
+    rm_cid = engine.create(req(cmd=["sh"], auto_remove=True)).id
+    runtime.on_start = lambda c: runtime.exit(c, 7)
+    exit_event = list(engine.attach(rm_cid, start=True))[-1].exit
+    assert exit_event.exit_code == 255 and "older than the gateway" in exit_event.error
+    assert engine.records.get(rm_cid) is None
+
+
 def test_attach_to_running_skips_earlier_output_unless_logs(engine: Engine,
                                                             runtime: FakeRuntime) -> None:
     cid = engine.create(req(cmd=["sh"])).id

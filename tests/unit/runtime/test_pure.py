@@ -149,3 +149,38 @@ def test_render_list() -> None:
     text = render_list([{"id": "a", "pid": 1, "status": "running", "bundle": "/b"}])
     assert text.splitlines()[1].split() == ["a", "1", "running", "/b"]
     assert os.linesep == "\n"
+
+
+def test_the_intermediate_keeps_only_the_fds_it_is_given() -> None:
+    """create's intermediate closes every fd above 2 but its own (sync, ack, fifo...), so a
+    container never holds a pipe of the program that ran create (the shim's monitor)."""
+    import json
+
+    from services.runtime.create import _close_all_but
+
+    stray = [os.open(os.devnull, os.O_RDONLY) for _ in range(3)]
+    keep = os.open(os.devnull, os.O_RDONLY)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _close_all_but(keep, w, -1)
+            still = [fd for fd in [0, 1, 2, keep, *stray] if _is_open(fd)]
+            os.write(w, json.dumps(still).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    os.waitpid(pid, 0)
+    still = json.loads(os.read(r, 4096))
+    os.close(r)
+    for fd in [*stray, keep]:
+        os.close(fd)
+    assert still == [0, 1, 2, keep]
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True

@@ -341,15 +341,15 @@ class Shim:
             # A stopped container's rootfs goes while the monitor's runtime delete may
             # still run: that touches only the cgroup and the runtime's state (the bundles
             # made here have no poststop hooks, which could look at the rootfs).
-            if stopped and cdir.rootfs.exists():
-                mounts.unmount(str(cdir.rootfs))
+            if stopped:
+                self._unmount_rootfs(cdir)
             with cdir.after_delete():  # the monitor's delete, if it still runs, first
                 if runtime is not None and runtime.may_know(cdir.id) \
                         and runtime.state(cdir.id) is not None:
                     with contextlib.suppress(MuelleError):
                         runtime.delete(cdir.id, force=True)
-            if cdir.rootfs.exists():
-                mounts.unmount(str(cdir.rootfs))
+            if not stopped:
+                self._unmount_rootfs(cdir)
             records = (cdir.read_meta() or {}).get("volumes") or []
             volume_mounts.release(records, cdir.id, self.volumes, remove_volumes)
         finally:
@@ -359,6 +359,11 @@ class Shim:
         for kind in ("sock", "console"):  # left by a monitor that was killed
             with contextlib.suppress(OSError):
                 os.unlink(stdinmod.socket_path(str(self.cfg.run), cdir.id, kind))
+
+    @staticmethod
+    def _unmount_rootfs(cdir: ContainerDir) -> None:
+        if cdir.rootfs.exists():
+            mounts.unmount(str(cdir.rootfs))
 
     def start(self, cid: str, unless_running: bool = False) -> int | None:
         """Start by hand: clears a `stop`, and (re)arms the restart policy. None: it was

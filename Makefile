@@ -63,7 +63,8 @@ bytecode: protos
 demo: setup
 	@deploy/demo.sh
 
-test: setup
+# Lint first: a ruff or mypy finding fails the suite (and CI) like a failing test.
+test: setup lint
 	@$(VENV)/bin/pytest -q tests --ignore=tests/bench
 
 lint: setup

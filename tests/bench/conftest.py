@@ -56,9 +56,10 @@ def settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def dockerd(settings: Settings) -> Iterator[Dockerd]:
-    """A private Docker Engine for the session (installed with apt-get when missing)."""
+    """A private Docker Engine for the session (installed with apt-get when missing), with a
+    bridge of its own: `docker run` gets a veth by default, as a muelle container does."""
     try:
-        daemon = Dockerd().start()
+        daemon = Dockerd(bridge=True).start()
     except DockerUnavailable as exc:
         pytest.skip(f"Docker Engine cannot run here: {exc}")
     try:

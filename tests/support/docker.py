@@ -5,15 +5,20 @@
         d.docker("run", "--rm", "127.0.0.1:5000/demo/busybox:1", "true")
 
 It never touches the host's Docker: its own --data-root, --exec-root, unix socket, pid file,
-cgroup parent and an empty daemon.json. It leaves the host's netfilter alone
-(--iptables=false, --bridge=none: containers get no network unless one is made). dockerd
-starts its own containerd, whose state also lives in the temp dir. close() stops it, kills
-what it left, unmounts and removes the dir, and reports leftovers like Engine.close().
+cgroup parent and an empty daemon.json. It leaves the host's netfilter and sysctls alone
+(--iptables=false, --ip-forward=false). Containers get no network (--bridge=none) unless
+``bridge=True``: then the default ``bridge`` network uses a Linux bridge of its own (made
+here on a free 10.210.x.0/24, removed by close()), so ``docker run`` wires a veth into a
+network namespace as it does by default, the work a muelle container's default network
+does too. dockerd starts its own containerd, whose state also lives in the temp dir. close()
+stops it, kills what it left, unmounts and removes the dir, and reports leftovers like
+Engine.close().
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import shutil
 import signal
@@ -58,7 +63,8 @@ def _client() -> str:
 
 
 class Dockerd:
-    def __init__(self, base: Path | None = None, extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(self, base: Path | None = None, extra_args: tuple[str, ...] = (),
+                 bridge: bool = False) -> None:
         # Unix socket paths are limited to 108 bytes, containerd's nest deep: keep it short.
         self.dir = Path(tempfile.mkdtemp(prefix="dk-", dir=base or "/tmp"))
         self.data_root = self.dir / "data"
@@ -67,6 +73,9 @@ class Dockerd:
         self.host = f"unix://{self.socket}"
         self.cgroup_parent = f"dockerd-test-{uuid.uuid4().hex[:8]}"
         self.extra_args = extra_args
+        # IFNAMSIZ: at most 15 characters.
+        self.bridge = f"mdk{uuid.uuid4().hex[:8]}" if bridge else None
+        self.bridge_made = False
         self.proc: subprocess.Popen[bytes] | None = None
         self.client = _client()
 
@@ -78,6 +87,9 @@ class Dockerd:
         ensure_installed()
         config = self.dir / "daemon.json"
         config.write_text("{}\n")  # never read the host's /etc/docker/daemon.json
+        if self.bridge:
+            _make_bridge(self.bridge)
+            self.bridge_made = True
         args = [
             DOCKERD,
             f"--config-file={config}",
@@ -86,7 +98,8 @@ class Dockerd:
             f"--pidfile={self.dir / 'docker.pid'}",
             f"--host={self.host}",
             f"--cgroup-parent=/{self.cgroup_parent}",
-            "--iptables=false", "--ip6tables=false", "--ip-masq=false", "--bridge=none",
+            "--iptables=false", "--ip6tables=false", "--ip-masq=false", "--ip-forward=false",
+            f"--bridge={self.bridge or 'none'}",
             "--userland-proxy=false",
             "--log-level=warn",
             *self.extra_args,
@@ -171,6 +184,11 @@ class Dockerd:
             leftovers += sweep(self.dir, self.cgroup_parent)
             _unmount_under(self.dir)
             shutil.rmtree(self.dir, ignore_errors=True)
+            if self.bridge_made and self.bridge:
+                gone = subprocess.run(["ip", "link", "del", self.bridge], capture_output=True,
+                                      text=True)
+                if gone.returncode != 0 and Path(f"/sys/class/net/{self.bridge}").exists():
+                    leftovers.append(f"bridge {self.bridge}: {gone.stderr.strip()}")
         if leftovers:
             raise AssertionError("dockerd left things behind: " + "; ".join(leftovers))
 
@@ -184,6 +202,26 @@ class Dockerd:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _make_bridge(name: str) -> None:
+    """A bridge with the first address of a /24 that no host route uses (dockerd -b reads it)."""
+    from services.shim.network.subnets import host_routes
+
+    busy = host_routes()
+    for net in ipaddress.ip_network("10.210.0.0/16").subnets(new_prefix=24):
+        if not any(net.overlaps(other) for other in busy):
+            break
+    else:
+        raise DockerUnavailable("no free /24 in 10.210.0.0/16 for dockerd's bridge")
+    gateway = next(net.hosts())
+    for argv in (["ip", "link", "add", name, "type", "bridge"],
+                 ["ip", "addr", "add", f"{gateway}/{net.prefixlen}", "dev", name],
+                 ["ip", "link", "set", name, "up"]):
+        done = subprocess.run(argv, capture_output=True, text=True)
+        if done.returncode != 0:
+            subprocess.run(["ip", "link", "del", name], capture_output=True)
+            raise DockerUnavailable(f"{' '.join(argv)}: {done.stderr.strip()}")
 
 
 def _unmount_under(path: Path) -> None:

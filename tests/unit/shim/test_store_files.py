@@ -15,7 +15,12 @@ def test_write_json_syncs_only_when_durable(tmp_path: Path, monkeypatch: pytest.
                                             durable: bool, syncs: int) -> None:
     calls: list[int] = []
     real = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real(fd))[1])
+
+    def counted(fd: int) -> None:
+        calls.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", counted)
     path = tmp_path / "status.json"
     path.write_text('{"old": true}')
     write_json(path, {"exit_code": 3}, durable=durable)

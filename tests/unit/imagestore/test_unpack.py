@@ -8,6 +8,7 @@ import io
 import os
 import stat
 import tarfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -281,3 +282,92 @@ def test_overlay_xattrs_from_the_layer_are_ignored(tmp_path: Path) -> None:
 
     apply(custom_tar(build), tmp_path / "s")
     assert not [x for x in os.listxattr(tmp_path / "s/d") if x.startswith("trusted.overlay")]
+
+
+# -- files written on threads: later entries still see them in order ----------------------
+
+
+def _unpack_threads() -> list[str]:
+    return [t.name for t in threading.enumerate()
+            if t.name.startswith(("layer-write", "layer-decode"))]
+
+
+def _many(t: tarfile.TarFile, prefix: str, n: int = 300) -> None:
+    for i in range(n):
+        add(t, f"{prefix}/f{i:03d}", data=b"%d" % i)
+
+
+def test_a_dir_replaced_by_a_symlink_after_pending_writes(sandbox: tuple[Path, Path]) -> None:
+    snap, outside = sandbox
+    before = tree(outside)
+
+    def build(t: tarfile.TarFile) -> None:
+        add(t, "d", tarfile.DIRTYPE, mode=0o755)
+        _many(t, "d")
+        add(t, "d", tarfile.SYMTYPE, linkname=str(outside))  # replaces the dir and its files
+        add(t, "d/victim", data=b"pwned")
+
+    apply(custom_tar(build), snap)
+    assert tree(outside) == before
+    assert os.readlink(snap / "d") == str(outside)
+    assert (snap / str(outside).lstrip("/") / "victim").read_bytes() == b"pwned"
+
+
+def test_the_same_file_twice_keeps_the_last(tmp_path: Path) -> None:
+    def build(t: tarfile.TarFile) -> None:
+        _many(t, "a")
+        add(t, "a/f299", data=b"second", mode=0o600)
+
+    apply(custom_tar(build), tmp_path / "s")
+    path = tmp_path / "s/a/f299"
+    assert path.read_bytes() == b"second" and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert len(os.listdir(tmp_path / "s/a")) == 300
+
+
+@pytest.mark.parametrize("last", [
+    ("link", tarfile.LNKTYPE, "d5/f049"),
+    ("d5/.wh.f049", tarfile.REGTYPE, ""),
+], ids=["hardlink", "whiteout"])
+def test_hardlink_and_whiteout_see_pending_files(tmp_path: Path,
+                                                 last: tuple[str, bytes, str]) -> None:
+    name, kind, target = last
+
+    def build(t: tarfile.TarFile) -> None:
+        for d in range(6):
+            _many(t, f"d{d}", 50)
+        add(t, name, kind, linkname=target)
+
+    apply(custom_tar(build), tmp_path / "s")
+    root = tmp_path / "s"
+    assert (root / "d5/f049").read_bytes() == b"49"  # not turned into a whiteout
+    if kind == tarfile.LNKTYPE:
+        assert (root / name).stat().st_ino == (root / target).stat().st_ino
+    assert sum(len(os.listdir(root / f"d{d}")) for d in range(6)) == 300
+
+
+def test_a_writer_error_fails_the_unpack_and_stops_its_threads(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.imagestore import unpack as unpackmod
+
+    real = unpackmod._Applier._create_file
+
+    def failing(self: object, path: str, chunks: list[bytes], m: tarfile.TarInfo) -> None:
+        if path.endswith("f150"):
+            raise OSError(28, "No space left on device")
+        real(self, path, chunks, m)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(unpackmod._Applier, "_create_file", failing)
+    with pytest.raises(OSError, match="No space left"):
+        apply(custom_tar(lambda t: _many(t, "a")), tmp_path / "s")
+    assert _unpack_threads() == []
+
+
+def test_a_bad_entry_mid_stream_stops_the_decoder(tmp_path: Path) -> None:
+    def build(t: tarfile.TarFile) -> None:
+        _many(t, "a")
+        add(t, "a/.wh.")  # refused
+        add(t, "b", data=os.urandom(4 << 20))  # more than the decoder reads ahead
+
+    with pytest.raises(InvalidArgument):
+        apply(custom_tar(build), tmp_path / "s")
+    assert _unpack_threads() == []

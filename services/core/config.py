@@ -57,6 +57,9 @@ class RegistryConfig:
     # several image stores pull through one registry service; a lone engine's image
     # store already keeps every blob.
     cache_max_bytes: int = 0
+    # A blob of 32 MiB or more is fetched as 8 MiB Range requests, this many at once
+    # (registry/ranges.py); 1 = one request per blob, as Docker does.
+    parallel_ranges: int = 4
     # Serve a read-only pull-through mirror of mirror_upstream ("host:port" or
     # "docker.io") on mirror_listen ("127.0.0.1:5001"); off when empty.
     mirror_listen: str = ""
@@ -146,6 +149,10 @@ def load(path: str | None = None, **overrides: Any) -> Config:
     return cfg
 
 
+_TOML_TYPES = {bool: "true or false", int: "an integer", str: "a string", list: "an array",
+               dict: "a table"}
+
+
 def _apply(cfg: Config, data: dict[str, Any], origin: str) -> None:
     known = {"root", "run", "log_format", "log_level", "addresses", "registry", "shim",
              "network", "gateway"}
@@ -164,4 +171,10 @@ def _apply(cfg: Config, data: dict[str, Any], origin: str) -> None:
         for key, value in data.get(section, {}).items():
             if not hasattr(target, key):
                 raise InvalidArgument(f"{origin}: unknown key {section}.{key}")
+            default = getattr(target, key)
+            # A wrong type would only fail deep inside a service: refuse it here.
+            if isinstance(default, (bool, int, str, list, dict)) \
+                    and type(value) is not type(default):
+                raise InvalidArgument(f"{origin}: {section}.{key} must be "
+                                      f"{_TOML_TYPES[type(default)]}, not {value!r}")
             setattr(target, key, value)

@@ -32,9 +32,20 @@ def test_file_then_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert cfg.shim.default_runtime == "runc"
 
 
-@pytest.mark.parametrize("text", ["bogus = 1\n", "[shim]\nnope = 2\n", "root = \n"])
+@pytest.mark.parametrize("text", [
+    "bogus = 1\n", "[shim]\nnope = 2\n", "root = \n",
+    # the right key with the wrong type: refused here, not deep inside a service
+    "[registry]\nparallel_ranges = \"4\"\n", "[registry]\ninsecure_registries = \"a:1\"\n",
+    "[shim]\nlog_max_files = true\n", "[network]\nbridge = 7\n",
+])
 def test_bad_config_is_a_clear_error(tmp_path: Path, text: str) -> None:
     f = tmp_path / "m.toml"
     f.write_text(text)
     with pytest.raises(InvalidArgument, match=str(f)):
         config.load(str(f))
+
+
+def test_the_example_config_loads() -> None:
+    example = Path(__file__).resolve().parents[3] / "deploy/examples/muelle.toml"
+    cfg = config.load(str(example))
+    assert cfg.registry.parallel_ranges == 4

@@ -30,6 +30,7 @@ from services.registry.descriptors import Descriptor, Platform
 from services.registry.http import RegistryHTTP, unreachable
 from services.registry.manifest_cache import ManifestCache
 from services.registry.manifests import ManifestContent
+from services.registry.ranges import RangedFetch
 
 CHUNK_SIZE = 1024 * 1024
 MAX_RESUMES = 3
@@ -55,6 +56,7 @@ class Resolver:
         sleep: Callable[[float], None] = time.sleep,
         chunk_size: int = CHUNK_SIZE,
         manifest_cache: ManifestCache | None = None,
+        ranges: RangedFetch | None = None,
     ) -> None:
         settings = None
         if config is not None:
@@ -62,6 +64,7 @@ class Resolver:
         self._http = RegistryHTTP(settings, transport=transport, sleep=sleep)
         self._chunk_size = chunk_size
         self._manifests = manifest_cache
+        self._ranges = ranges or RangedFetch(config.registry.parallel_ranges if config else 1)
 
     @property
     def http(self) -> RegistryHTTP:
@@ -183,11 +186,55 @@ class Resolver:
             return
         hasher = digestmod.hasher(desc.digest) if offset == 0 else None
         received = offset
-        resumes = 0
         # Bytes received but not yet yielded. Up to one chunk stays here until the end,
         # so the last bytes only leave once digest and size are verified.
         buf = bytearray()
-        resp, skip = self._open_blob(ref, desc, received)
+        for chunk in self._source(ref, desc, offset):
+            received += len(chunk)
+            if hasher is not None:
+                hasher.update(chunk)
+            if desc.size and received > desc.size:
+                raise DataLoss(f"size mismatch for {desc.digest}: registry sent "
+                               f"more than {desc.size} bytes")
+            buf += chunk
+            while len(buf) > self._chunk_size:
+                yield bytes(buf[: self._chunk_size])
+                del buf[: self._chunk_size]
+        if desc.size and received != desc.size:
+            raise DataLoss(f"size mismatch for {desc.digest}: got {received} bytes, "
+                           f"want {desc.size}")
+        if hasher is not None:
+            got = f"{desc.digest.split(':', 1)[0]}:{hasher.hexdigest()}"
+            if got != desc.digest:
+                raise DataLoss(f"digest mismatch for {desc.digest}: got {got}")
+        for start in range(0, len(buf), self._chunk_size):
+            yield bytes(buf[start : start + self._chunk_size])
+        log.debug("blob fetched", bytes=received - offset)
+
+    def _source(self, ref: refmod.Reference, desc: Descriptor,
+                offset: int) -> Iterator[bytes]:
+        """The blob's bytes from ``offset`` as they arrive, unverified: a large blob as
+        several Range requests at once, anything else as one request."""
+        if desc.size and self._ranges.worth_it(desc.size - offset):
+            resp, skip = self._open_blob(ref, desc, offset,
+                                         self._ranges.first_end(offset, desc.size))
+            if resp.status_code == 206:
+                first = self._read_range(ref, desc, offset, self._ranges.first_end(
+                    offset, desc.size), resp)
+                return self._ranges.fetch(first, offset, desc.size,
+                                          lambda start, end: self._read_range(
+                                              ref, desc, start, end))
+            # The registry ignored Range and sends the whole blob: take it as it comes.
+            return self._sequential(ref, desc, offset, (resp, skip))
+        return self._sequential(ref, desc, offset, None)
+
+    def _sequential(self, ref: refmod.Reference, desc: Descriptor, offset: int,
+                    opened: tuple[httpx.Response, int] | None) -> Iterator[bytes]:
+        """One request from ``offset`` to the end, resumed with Range when it drops."""
+        log = get_logger(image=ref.repository, digest=desc.digest)
+        received = offset
+        resumes = 0
+        resp, skip = opened or self._open_blob(ref, desc, received)
         try:
             while True:
                 try:
@@ -196,17 +243,11 @@ class Resolver:
                             # The registry ignored Range and restarted: drop what we have.
                             dropped = min(skip, len(chunk))
                             chunk, skip = chunk[dropped:], skip - dropped
+                            if not chunk:
+                                continue
                         received += len(chunk)
-                        if hasher is not None:
-                            hasher.update(chunk)
-                        if desc.size and received > desc.size:
-                            raise DataLoss(f"size mismatch for {desc.digest}: registry sent "
-                                           f"more than {desc.size} bytes")
-                        buf += chunk
-                        while len(buf) > self._chunk_size:
-                            yield bytes(buf[: self._chunk_size])
-                            del buf[: self._chunk_size]
-                    break
+                        yield chunk
+                    return
                 except httpx.TransportError as exc:
                     resp.close()
                     if resumes >= MAX_RESUMES:
@@ -219,22 +260,55 @@ class Resolver:
                     resp, skip = self._open_blob(ref, desc, received)
         finally:
             resp.close()
-        if desc.size and received != desc.size:
-            raise DataLoss(f"size mismatch for {desc.digest}: got {received} bytes, "
-                           f"want {desc.size}")
-        if hasher is not None:
-            got = f"{desc.digest.split(':', 1)[0]}:{hasher.hexdigest()}"
-            if got != desc.digest:
-                raise DataLoss(f"digest mismatch for {desc.digest}: got {got}")
-        for start in range(0, len(buf), self._chunk_size):
-            yield bytes(buf[start : start + self._chunk_size])
-        log.debug("blob fetched", bytes=received - offset, resumes=resumes)
+
+    def _read_range(self, ref: refmod.Reference, desc: Descriptor, start: int,
+                    end: int, resp: httpx.Response | None = None) -> Iterator[bytes]:
+        """Bytes ``start`` to ``end`` (exclusive) from 206 answers, resumed when one drops."""
+        got = start
+        resumes = 0
+        if resp is None:
+            resp = self._open_part(ref, desc, got, end)
+        try:
+            while True:
+                try:
+                    for chunk in resp.iter_bytes():
+                        if got + len(chunk) > end:
+                            raise DataLoss(f"registry {ref.domain} sent more than the range "
+                                           f"{start}-{end - 1} of {desc.digest}")
+                        got += len(chunk)
+                        yield chunk
+                    break
+                except httpx.TransportError as exc:
+                    resp.close()
+                    if resumes >= MAX_RESUMES:
+                        raise Unavailable(
+                            f"download of {desc.digest} from {ref.domain} failed at byte "
+                            f"{got}: {exc or type(exc).__name__}") from None
+                    resumes += 1
+                    resp = self._open_part(ref, desc, got, end)
+        finally:
+            resp.close()
+        if got != end:
+            raise DataLoss(f"registry {ref.domain} sent {got - start} bytes of the range "
+                           f"{start}-{end - 1} of {desc.digest}")
+
+    def _open_part(self, ref: refmod.Reference, desc: Descriptor, start: int,
+                   end: int) -> httpx.Response:
+        resp, skip = self._open_blob(ref, desc, start, end)
+        if resp.status_code != 206 or skip:
+            resp.close()
+            raise DataLoss(f"registry {ref.domain} stopped answering Range requests for "
+                           f"{desc.digest}")
+        return resp
 
     def _open_blob(self, ref: refmod.Reference, desc: Descriptor,
-                   offset: int) -> tuple[httpx.Response, int]:
-        """A streaming response for the blob from ``offset`` and how many leading bytes
-        of it to skip (when the server answered 200 to a Range request)."""
-        headers = {"Range": f"bytes={offset}-"} if offset else {}
+                   offset: int, end: int = 0) -> tuple[httpx.Response, int]:
+        """A streaming response for the blob from ``offset`` (to ``end``, exclusive, if
+        given) and how many leading bytes of it to skip (when the server answered 200 to
+        a Range request)."""
+        headers = {}
+        if offset or end:
+            headers["Range"] = f"bytes={offset}-{end - 1 if end else ''}"
         try:
             resp = self._http.request(
                 "GET", ref.domain, ref.path, f"/v2/{ref.path}/blobs/{desc.digest}",
@@ -244,14 +318,14 @@ class Resolver:
             if not urls:
                 raise
             resp = self._open_foreign(urls, headers)
-        if not offset:
+        if not headers:
             return resp, 0
         if resp.status_code == 206:
             start = resp.headers.get("Content-Range", "").removeprefix("bytes ").split("-")[0]
             if start != str(offset):
                 resp.close()
-                raise DataLoss(f"registry {ref.domain} answered a resume of {desc.digest} "
-                               f"at {offset} with Content-Range "
+                raise DataLoss(f"registry {ref.domain} answered a Range request for "
+                               f"{desc.digest} at {offset} with Content-Range "
                                f"{resp.headers.get('Content-Range')!r}")
             return resp, 0
         return resp, offset

@@ -2,7 +2,10 @@
 
 Images: ~200 MB of incompressible data in 5 layers (always), and a Debian minbase rootfs
 built with debootstrap (only with MUELLE_BENCH_DEBOOTSTRAP=1: it needs the Debian mirror
-and a few minutes the first time; the tree is cached). Every round is cold: muelle pulls
+and a few minutes the first time; the tree is cached). ``random-slow-link`` pulls the
+random image through a proxy that caps each connection at MUELLE_BENCH_LINK_MIBS MiB/s
+(default 8; tests/support/throttle.py), like a registry far away: what muelle's parallel
+Range requests for one large layer are for (registry/ranges.py). Every round is cold: muelle pulls
 into a fresh engine (started and removed outside the timing), docker removes the image
 after each pull (dockerd 20.10 keeps no blob cache), skopeo copies into a fresh directory.
 skopeo only stores the blobs while the engines also unpack them: it is the floor for
@@ -25,12 +28,13 @@ from tests.bench.sides import ENGINE_MODULES, MARKS, muelle_missing, require, ru
 from tests.support.engine import Engine
 from tests.support.images import push_layout
 from tests.support.registry import LocalRegistry
+from tests.support.throttle import ThrottledProxy
 
 pytestmark = MARKS
 
 
 def _layout(kind: str, settings: Settings) -> Path:
-    if kind == "debian":
+    if kind.startswith("debian"):
         if os.environ.get("MUELLE_BENCH_DEBOOTSTRAP") != "1":
             pytest.skip("set MUELLE_BENCH_DEBOOTSTRAP=1 to build and pull a Debian rootfs image")
         return images.debian_layout()
@@ -69,12 +73,20 @@ class FreshEngine:
             engine.close()
 
 
-@pytest.mark.parametrize("kind", ["random", "debian"])
+@pytest.mark.parametrize("kind", ["random", "debian", "random-slow-link"])
 def test_cold_pull(kind: str, settings: Settings, registry: LocalRegistry,
                    request: pytest.FixtureRequest) -> None:
     layout = _layout(kind, settings)
-    ref = f"{registry.host}/bench/{layout.name.lower()}:1"  # repositories are lowercase
-    push_layout(layout, ref, tag="1")
+    path = f"bench/{layout.name.lower()}:1"  # repositories are lowercase
+    push_layout(layout, f"{registry.host}/{path}", tag="1")
+    host = registry.host
+    meta: dict[str, object] = {}
+    if kind.endswith("slow-link"):
+        rate = int(float(os.environ.get("MUELLE_BENCH_LINK_MIBS", "8")) * 2**20)
+        proxy = ThrottledProxy(registry.host, rate).start()
+        request.addfinalizer(proxy.close)
+        host, meta["link_bytes_per_s_per_connection"] = proxy.host, rate
+    ref = f"{host}/{path}"
     contenders = []
     if settings.wants("muelle"):
         reason = muelle_missing(*ENGINE_MODULES)
@@ -108,7 +120,7 @@ def test_cold_pull(kind: str, settings: Settings, registry: LocalRegistry,
                 shutil.rmtree(target.pop(), ignore_errors=True)
 
         contenders.append(Contender("skopeo", timed(copy, new_dir, drop)))
-    meta = {"image": layout.name, "compressed_bytes": _layout_bytes(layout),
+    meta |= {"image": layout.name, "compressed_bytes": _layout_bytes(layout),
             "layers": _layer_count(layout), "muelle_round": "fresh engine per round",
             "docker_round": "rmi after each pull", "skopeo_round": "fresh oci: dir, no unpack"}
     result = run_rounds(f"pull-{kind}", require(contenders), pairs=settings.pairs,

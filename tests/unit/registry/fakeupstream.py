@@ -81,6 +81,11 @@ class Upstream:
         path = request.url.path
         if path in self.overrides:
             return self.overrides[path](request)
+        return self.serve(request)
+
+    def serve(self, request: httpx.Request) -> httpx.Response:
+        """What the registry answers, overrides aside (for an override to fall back to)."""
+        path = request.url.path
         if request.url.host == "auth.test":
             self.token_requests += 1
             return httpx.Response(200, json={"token": self.token, "expires_in": 300})
@@ -104,9 +109,10 @@ class Upstream:
             data = self.blobs[parts[-1]]
             rng = request.headers.get("Range", "")
             if rng and self.honour_range:
-                start = int(rng.removeprefix("bytes=").rstrip("-"))
-                return httpx.Response(206, content=data[start:], headers={
-                    "Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}"})
+                first, _, last = rng.removeprefix("bytes=").partition("-")
+                start, end = int(first), int(last) + 1 if last else len(data)
+                return httpx.Response(206, content=data[start:end], headers={
+                    "Content-Range": f"bytes {start}-{end - 1}/{len(data)}"})
             return httpx.Response(200, content=data)
         return _error(404, "BLOB_UNKNOWN")
 

@@ -1,0 +1,93 @@
+"""A large blob as several Range requests at once, its bytes still handed on in order.
+
+One HTTP connection's throughput is capped by its window over the round trip (and some
+CDNs cap each connection), so a single big layer downloads far below the link's speed.
+Like containerd 2.1's parallel layer fetch, a blob of at least ``MIN_SIZE`` is read as
+``PART``-sized ranges, ``parallel`` at a time, each held in memory until its turn (at
+most ``parallel`` parts, 8 MiB each). The caller still sees one stream in blob order,
+so hashing, the shared blob cache and the image store's streamed unpack work as with one
+request.
+
+The first range is a 1 MiB probe: it proves the registry answers Range (a 200 is read as one
+stream), and it is read at the network's pace. When it came faster than ``FAST`` one
+connection is not what limits the pull (a loopback or LAN registry), and the rest comes
+as one more request: there, parts only cost copies (5 x 40 MiB layers from a loopback
+registry: 1.67 s with one request each, 1.80 s in parts).
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+
+PART = 8 << 20
+PROBE = 1 << 20
+MIN_SIZE = 32 << 20
+FAST = 64 << 20  # bytes/s over one connection: above it, no parts
+CHUNK = 1 << 20
+
+# read(start, end) -> the blob's bytes start..end-1, resumed and checked by the caller.
+ReadRange = Callable[[int, int], Iterator[bytes]]
+
+
+class RangedFetch:
+    def __init__(self, parallel: int, part: int = PART, min_size: int = MIN_SIZE,
+                 fast: float = FAST, clock: Callable[[], float] = time.monotonic,
+                 probe: int = PROBE) -> None:
+        self.parallel = max(1, parallel)
+        self.part = part
+        self.probe = probe
+        self.min_size = min_size
+        self.fast = fast
+        self._clock = clock
+
+    def worth_it(self, remaining: int) -> bool:
+        return self.parallel > 1 and remaining >= self.min_size
+
+    def first_end(self, offset: int, size: int) -> int:
+        """Where the first range (the probe, asked in the caller's thread) ends."""
+        return min(offset + self.probe, size)
+
+    def fetch(self, first: Iterator[bytes], offset: int, size: int,
+              read: ReadRange) -> Iterator[bytes]:
+        """``first`` (the bytes up to ``first_end``), then the rest of the blob: in one
+        request if ``first`` came fast, else fetched ``parallel`` ranges ahead."""
+        began = self._clock()
+        head = b"".join(first)
+        fast = len(head) >= self.fast * max(self._clock() - began, 1e-9)
+        yield from _pieces(head)
+        done = self.first_end(offset, size)
+        if fast:
+            yield from read(done, size)
+            return
+        rest = iter([(start, min(start + self.part, size))
+                     for start in range(done, size, self.part)])
+        pool = ThreadPoolExecutor(self.parallel, thread_name_prefix="blob-range")
+        ahead: collections.deque[Future[bytes]] = collections.deque()
+
+        def top_up() -> None:
+            while len(ahead) < self.parallel and (span := next(rest, None)) is not None:
+                ahead.append(pool.submit(_collect, read, *span))
+
+        try:
+            top_up()
+            while ahead:
+                data = ahead.popleft().result()  # a range's error stops the whole fetch
+                top_up()
+                yield from _pieces(data)
+        finally:
+            for future in ahead:
+                future.cancel()
+            # Ranges in flight end by themselves (at most one part each); nobody waits.
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _pieces(data: bytes) -> Iterator[bytes]:
+    for start in range(0, len(data), CHUNK):
+        yield data[start : start + CHUNK]
+
+
+def _collect(read: ReadRange, start: int, end: int) -> bytes:
+    return b"".join(read(start, end))

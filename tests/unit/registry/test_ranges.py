@@ -1,0 +1,147 @@
+"""A large blob fetched as several Range requests at once (registry/ranges.py)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from services.core.errors import DataLoss
+from services.registry.descriptors import Descriptor
+from services.registry.ranges import RangedFetch
+from services.registry.resolver import Resolver
+
+from .fakeupstream import HOST, OCI_LAYER, FailingStream, Upstream, sha
+
+REPO = f"{HOST}/demo/app"
+BLOB = bytes(range(256)) * 400  # 102,400 bytes: 11 parts of 10,000, the last one short
+PART = 10_000
+PATH = f"/v2/demo/app/blobs/{sha(BLOB)}"
+
+
+@pytest.fixture
+def up() -> Upstream:
+    upstream = Upstream()
+    upstream.add_blob(BLOB)
+    return upstream
+
+
+def resolver(up: Upstream, parallel: int = 4, min_size: int = 50_000,
+             fast: float = float("inf")) -> Resolver:
+    # fast=inf: no first range is fast enough to skip the parts (a mock answers at once).
+    return Resolver(transport=up.transport(), sleep=lambda _: None, chunk_size=4096,
+                    ranges=RangedFetch(parallel, part=PART, min_size=min_size, fast=fast,
+                                       probe=PART))
+
+
+def blob(size: int = len(BLOB)) -> Descriptor:
+    return Descriptor(OCI_LAYER, sha(BLOB), size)
+
+
+def ranges_asked(up: Upstream) -> list[str]:
+    return sorted((r.headers.get("Range", "") for r in up.requests),
+                  key=lambda h: int(h.removeprefix("bytes=").split("-")[0] or 0))
+
+
+def fetch(res: Resolver, offset: int = 0) -> bytes:
+    try:
+        return b"".join(res.fetch_blob(REPO, blob(), offset))
+    finally:
+        res.close()
+
+
+def test_a_large_blob_comes_in_parts_and_in_order(up: Upstream) -> None:
+    assert fetch(resolver(up)) == BLOB
+    want = [f"bytes={s}-{min(s + PART, len(BLOB)) - 1}" for s in range(0, len(BLOB), PART)]
+    assert ranges_asked(up) == want
+
+
+def test_a_resume_from_an_offset_starts_the_parts_there(up: Upstream) -> None:
+    assert fetch(resolver(up), offset=35_000) == BLOB[35_000:]
+    asked = ranges_asked(up)
+    assert asked[0] == "bytes=35000-44999" and asked[-1] == f"bytes=95000-{len(BLOB) - 1}"
+
+
+def test_after_a_fast_first_range_the_rest_comes_in_one_request(up: Upstream) -> None:
+    assert fetch(resolver(up, fast=0)) == BLOB
+    assert ranges_asked(up) == ["bytes=0-9999", f"bytes=10000-{len(BLOB) - 1}"]
+
+
+def test_small_blobs_and_parallel_1_use_one_request(up: Upstream) -> None:
+    assert fetch(resolver(up, min_size=len(BLOB) + 1)) == BLOB
+    assert fetch(resolver(up, parallel=1)) == BLOB
+    assert [r.headers.get("Range") for r in up.requests] == [None, None]
+
+
+def test_a_registry_without_range_support_is_read_as_one_stream(up: Upstream) -> None:
+    up.honour_range = False
+    assert fetch(resolver(up)) == BLOB
+    assert len(up.requests) == 1
+
+
+def test_a_dropped_part_resumes_within_its_range(up: Upstream) -> None:
+    drops = [True]
+
+    def flaky(request: httpx.Request) -> httpx.Response:
+        if drops and request.headers.get("Range") == "bytes=30000-39999":
+            drops.pop()
+            return httpx.Response(206, stream=FailingStream(BLOB[30_000:33_000]), headers={
+                "Content-Range": f"bytes 30000-39999/{len(BLOB)}"})
+        return up.serve(request)
+
+    up.overrides[PATH] = flaky
+    assert fetch(resolver(up)) == BLOB
+    assert "bytes=33000-39999" in ranges_asked(up)
+
+
+def test_a_part_answered_without_range_is_data_loss(up: Upstream) -> None:
+    def stop_ranges(request: httpx.Request) -> httpx.Response:
+        if request.headers.get("Range", "").startswith("bytes=50000-"):
+            return httpx.Response(200, content=BLOB)
+        return up.serve(request)
+
+    up.overrides[PATH] = stop_ranges
+    with pytest.raises(DataLoss, match="stopped answering Range"):
+        fetch(resolver(up))
+
+
+def test_a_part_with_wrong_bytes_fails_the_digest(up: Upstream) -> None:
+    def corrupt(request: httpx.Request) -> httpx.Response:
+        resp = up.serve(request)
+        if request.headers.get("Range", "").startswith("bytes=70000-"):
+            return httpx.Response(206, content=b"\0" * PART, headers=resp.headers)
+        return resp
+
+    up.overrides[PATH] = corrupt
+    res = resolver(up)
+    got = bytearray()
+    with pytest.raises(DataLoss, match="digest mismatch"):
+        for chunk in res.fetch_blob(REPO, blob()):
+            got += chunk
+    res.close()
+    assert len(got) < len(BLOB)  # the last chunk is held back
+
+
+def test_at_most_parallel_ranges_are_asked_ahead(up: Upstream) -> None:
+    res = resolver(up, parallel=3)
+    stream = res.fetch_blob(REPO, blob())
+    assert next(iter(stream))  # the first chunk: the first range was read
+    threading.Event().wait(0.2)  # let the threads ask for what they may
+    assert len(up.requests) <= 1 + 3
+    list(stream)
+    res.close()
+    assert len(up.requests) == 11
+
+
+def test_an_abandoned_fetch_leaves_no_thread_waiting(up: Upstream) -> None:
+    res = resolver(up)
+    stream: Iterator[bytes] = iter(res.fetch_blob(REPO, blob()))
+    next(stream)
+    stream.close()  # type: ignore[attr-defined]
+    for thread in threading.enumerate():
+        if thread.name.startswith("blob-range"):
+            thread.join(5)
+            assert not thread.is_alive()
+    res.close()

@@ -112,8 +112,12 @@ ENGINE = "the 4 muelle services (+ fork server, standby monitor)"
 def test_idle_rss(settings: Settings, request: pytest.FixtureRequest, combined: bool) -> None:
     chosen = sides(settings, request, combined)
     contenders = [Contender(s.name, idle(s)) for s in chosen]
+    floor = procs.grpc_server_floor_rss()
     meta = {"what": f"RSS of {ENGINE} vs dockerd + containerd",
-            "processes": {s.name: procs.describe(s.daemons()) for s in chosen}}
+            "processes": {s.name: procs.describe(s.daemons()) for s in chosen},
+            # Four separate services can weigh no less than four of these.
+            "bare Python gRPC server RSS (MiB)": round(floor / 2**20, 1),
+            "4 x that (MiB)": round(4 * floor / 2**20, 1)}
     name = "idle-rss-combined" if combined else "idle-rss"
     emit(run_rounds(name, contenders, pairs=settings.pairs, warmup=settings.warmup,
                     unit="B", meta=meta), settings)

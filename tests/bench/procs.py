@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import tempfile
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -119,3 +123,32 @@ def describe(pids: Iterable[int]) -> list[dict[str, object]]:
     """What each process is and uses, for the result file."""
     return [{"pid": p, "comm": comm(p), "command": command(p), "rss": rss(p), "pss": pss(p)}
             for p in sorted(pids)]
+
+
+# The least a gRPC service in Python can weigh: the interpreter, grpcio and protobuf
+# imported, a server listening with a thread pool, nothing of muelle's.
+_FLOOR = """
+import sys
+from concurrent import futures
+import grpc
+import google.protobuf.descriptor_pb2
+server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+server.add_insecure_port("unix:" + sys.argv[1])
+server.start()
+print("up", flush=True)
+sys.stdin.read()
+"""
+
+
+def grpc_server_floor_rss() -> int:
+    """RSS of a bare Python gRPC server process (bytes), measured in a child."""
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.Popen([sys.executable, "-c", _FLOOR, f"{tmp}/floor.sock"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "up"
+            time.sleep(0.5)  # let the server's threads settle
+            return rss(proc.pid)
+        finally:
+            proc.kill()
+            proc.wait()

@@ -199,10 +199,12 @@ def clean_name(name: str) -> str:
     return posixpath.normpath("/" + name).lstrip("/")
 
 
-def resolve_dir(root: str, rel: str, create: bool) -> str | None:
+def resolve_dir(root: str, rel: str, create: bool,
+                writers: _Writers | None = None) -> str | None:
     """Real path of directory ``rel`` inside ``root``, following symlinks scoped to the root
     (absolute targets restart at the root, '..' stops at it). Missing components are made
-    0755 when ``create``; otherwise None is returned for a missing one."""
+    0755 when ``create``; otherwise None is returned for a missing one. A component that
+    ``writers`` still has to create is waited for first (it is a file: an error below)."""
     stack = [p for p in reversed(rel.split("/")) if p not in ("", ".")]
     cur = root
     follows = 0
@@ -212,6 +214,8 @@ def resolve_dir(root: str, rel: str, create: bool) -> str | None:
             cur = cur if cur == root else os.path.dirname(cur)
             continue
         nxt = os.path.join(cur, comp)
+        if writers is not None and nxt in writers.pending:
+            writers.flush()
         try:
             st = os.lstat(nxt)
         except FileNotFoundError:
@@ -335,7 +339,7 @@ class _Applier:
         parent_rel, base = posixpath.split(name)
         parent = self._parents.get(parent_rel)
         if parent is None:
-            parent = resolve_dir(self.root, parent_rel, create=True)
+            parent = resolve_dir(self.root, parent_rel, create=True, writers=self.writers)
             assert parent is not None
             self._parents[parent_rel] = parent
         if base.startswith(WHITEOUT_PREFIX):

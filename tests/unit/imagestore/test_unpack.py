@@ -371,3 +371,19 @@ def test_a_bad_entry_mid_stream_stops_the_decoder(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgument):
         apply(custom_tar(build), tmp_path / "s")
     assert _unpack_threads() == []
+
+
+@pytest.mark.parametrize("through_link", [False, True])
+def test_a_pending_file_used_as_a_directory_is_refused(tmp_path: Path,
+                                                       through_link: bool) -> None:
+    def build(t: tarfile.TarFile) -> None:
+        _many(t, "a", 250)
+        add(t, "a/f", data=b"file")
+        if through_link:
+            add(t, "l", tarfile.SYMTYPE, linkname="a/f")
+        add(t, "l/g" if through_link else "a/f/g", data=b"x")
+
+    with pytest.raises(InvalidArgument, match="not a directory"):
+        apply(custom_tar(build), tmp_path / "s")
+    assert (tmp_path / "s/a/f").read_bytes() == b"file"
+    assert _unpack_threads() == []

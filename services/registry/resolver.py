@@ -294,7 +294,11 @@ class Resolver:
 
     def _open_part(self, ref: refmod.Reference, desc: Descriptor, start: int,
                    end: int) -> httpx.Response:
-        resp, skip = self._open_blob(ref, desc, start, end)
+        try:
+            resp, skip = self._open_blob(ref, desc, start, end)
+        except InvalidArgument as exc:  # 416: the blob is shorter than its descriptor
+            raise DataLoss(f"size mismatch for {desc.digest}: the registry refused the "
+                           f"range {start}-{end - 1} ({exc})") from None
         if resp.status_code != 206 or skip:
             resp.close()
             raise DataLoss(f"registry {ref.domain} stopped answering Range requests for "

@@ -111,6 +111,9 @@ class Upstream:
             if rng and self.honour_range:
                 first, _, last = rng.removeprefix("bytes=").partition("-")
                 start, end = int(first), int(last) + 1 if last else len(data)
+                if start >= len(data):
+                    return httpx.Response(416, headers={"Content-Range": f"bytes */{len(data)}"})
+                end = min(end, len(data))
                 return httpx.Response(206, content=data[start:end], headers={
                     "Content-Range": f"bytes {start}-{end - 1}/{len(data)}"})
             return httpx.Response(200, content=data)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -135,13 +137,47 @@ def test_at_most_parallel_ranges_are_asked_ahead(up: Upstream) -> None:
     assert len(up.requests) == 11
 
 
-def test_an_abandoned_fetch_leaves_no_thread_waiting(up: Upstream) -> None:
+class Trickle(httpx.SyncByteStream):
+    """A range that takes 10 s to arrive, 100 bytes at a time."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __iter__(self) -> Iterator[bytes]:
+        for start in range(0, len(self.data), 100):
+            time.sleep(0.1)
+            yield self.data[start : start + 100]
+
+
+def test_an_abandoned_fetch_stops_its_ranges(up: Upstream) -> None:
+    def slow(request: httpx.Request) -> httpx.Response:
+        resp = up.serve(request)
+        if request.headers.get("Range", "").startswith("bytes=0-"):
+            return resp  # the probe
+        return httpx.Response(206, stream=Trickle(resp.content), headers=resp.headers)
+
+    up.overrides[PATH] = slow
     res = resolver(up)
     stream: Iterator[bytes] = iter(res.fetch_blob(REPO, blob()))
     next(stream)
     stream.close()  # type: ignore[attr-defined]
     for thread in threading.enumerate():
         if thread.name.startswith("blob-range"):
-            thread.join(5)
+            thread.join(3)  # each range stops at its next chunk, not after its 10 s
             assert not thread.is_alive()
     res.close()
+
+
+def test_a_descriptor_bigger_than_the_blob_is_data_loss(up: Upstream) -> None:
+    res = resolver(up)
+    with pytest.raises(DataLoss):  # a short range, or a 416 for one past the end
+        list(res.fetch_blob(REPO, blob(len(BLOB) + 3 * PART)))
+    with pytest.raises(DataLoss, match="size mismatch.*refused the range"):
+        list(res._read_range(res_ref(), blob(), len(BLOB) + 10, len(BLOB) + 20))
+    res.close()
+
+
+def res_ref() -> Any:
+    from services.core import reference
+
+    return reference.parse(REPO)

@@ -32,6 +32,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -151,30 +152,49 @@ def load(path: str | None = None, **overrides: Any) -> Config:
 
 _TOML_TYPES = {bool: "true or false", int: "an integer", str: "a string", list: "an array",
                dict: "a table"}
+# Integer settings with a range: a value outside it is refused at load.
+_BOUNDS = {("registry", "parallel_ranges"): (1, 16)}
 
 
 def _apply(cfg: Config, data: dict[str, Any], origin: str) -> None:
-    known = {"root", "run", "log_format", "log_level", "addresses", "registry", "shim",
-             "network", "gateway"}
+    sections: dict[str, Any] = {"registry": cfg.registry, "shim": cfg.shim,
+                                "network": cfg.network, "gateway": cfg.gateway}
+    known = {"root", "run", "log_format", "log_level", "addresses", *sections}
     unknown = set(data) - known
     if unknown:
         raise InvalidArgument(f"{origin}: unknown keys {sorted(unknown)}")
-    for key in ("root", "run"):
+    for key in ("root", "run", "log_format", "log_level"):
         if key in data:
-            setattr(cfg, key, Path(data[key]))
-    for key in ("log_format", "log_level"):
-        if key in data:
-            setattr(cfg, key, str(data[key]))
-    cfg.addresses.update({k: str(v) for k, v in data.get("addresses", {}).items()})
-    for section, target in (("registry", cfg.registry), ("shim", cfg.shim),
-                            ("network", cfg.network), ("gateway", cfg.gateway)):
-        for key, value in data.get(section, {}).items():
-            if not hasattr(target, key):
+            _check_type(origin, key, data[key], "")
+            setattr(cfg, key, Path(data[key]) if key in ("root", "run") else data[key])
+    _check_type(origin, "addresses", data.get("addresses", {}), {})
+    cfg.addresses.update(data.get("addresses", {}))
+    for section, target in sections.items():
+        values = data.get(section, {})
+        _check_type(origin, section, values, {}, strings_inside=False)
+        fields = {f.name for f in dataclasses.fields(target)}
+        for key, value in values.items():
+            if key not in fields:
                 raise InvalidArgument(f"{origin}: unknown key {section}.{key}")
             default = getattr(target, key)
             # A wrong type would only fail deep inside a service: refuse it here.
-            if isinstance(default, (bool, int, str, list, dict)) \
-                    and type(value) is not type(default):
-                raise InvalidArgument(f"{origin}: {section}.{key} must be "
-                                      f"{_TOML_TYPES[type(default)]}, not {value!r}")
+            _check_type(origin, f"{section}.{key}", value, default)
+            low, high = _BOUNDS.get((section, key), (value, value))
+            if not low <= value <= high:
+                raise InvalidArgument(f"{origin}: {section}.{key} must be from {low} to "
+                                      f"{high}, not {value!r}")
             setattr(target, key, value)
+
+
+def _check_type(origin: str, name: str, value: Any, like: Any,
+                strings_inside: bool = True) -> None:
+    """``value`` must have the type of ``like`` (the default); the arrays and tables of
+    the config hold strings."""
+    kind = type(like)
+    if kind in _TOML_TYPES and type(value) is not kind:
+        raise InvalidArgument(f"{origin}: {name} must be {_TOML_TYPES[kind]}, not {value!r}")
+    if strings_inside and kind in (list, dict):
+        for item in value if kind is list else value.values():
+            if not isinstance(item, str):
+                raise InvalidArgument(f"{origin}: the items of {name} must be strings, "
+                                      f"not {item!r}")

@@ -37,6 +37,10 @@ def test_file_then_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     # the right key with the wrong type: refused here, not deep inside a service
     "[registry]\nparallel_ranges = \"4\"\n", "[registry]\ninsecure_registries = \"a:1\"\n",
     "[shim]\nlog_max_files = true\n", "[network]\nbridge = 7\n",
+    "registry = 5\n", "root = 5\n", "log_level = 5\n", "[addresses]\ngateway = 1\n",
+    "[registry]\ninsecure_registries = [1]\n", "[shim]\nruntimes = {runc = 2}\n",
+    '[registry]\n"__dict__" = {}\n', "[registry]\nparallel_ranges = 0\n",
+    "[registry]\nparallel_ranges = 100000\n",
 ])
 def test_bad_config_is_a_clear_error(tmp_path: Path, text: str) -> None:
     f = tmp_path / "m.toml"

@@ -18,6 +18,7 @@ Engine.close().
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import ipaddress
 import os
 import shutil
@@ -84,6 +85,15 @@ class Dockerd:
         return self.dir / "dockerd.log"
 
     def start(self, wait: float = 60.0) -> Dockerd:
+        """Start dockerd and wait for its API; on any failure, undo what was made."""
+        try:
+            return self._start(wait)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.close()
+            raise
+
+    def _start(self, wait: float) -> Dockerd:
         ensure_installed()
         config = self.dir / "daemon.json"
         config.write_text("{}\n")  # never read the host's /etc/docker/daemon.json
@@ -181,34 +191,38 @@ class Dockerd:
                     leftovers.append("dockerd ignored SIGTERM")
                     self.proc.kill()
                     self.proc.wait()
-            leftovers += sweep(self.dir, self.cgroup_parent)
-            _unmount_under(self.dir)
-            shutil.rmtree(self.dir, ignore_errors=True)
-            if self.bridge_made and self.bridge:
-                gone = subprocess.run(["ip", "link", "del", self.bridge], capture_output=True,
-                                      text=True)
-                if gone.returncode != 0 and Path(f"/sys/class/net/{self.bridge}").exists():
-                    leftovers.append(f"bridge {self.bridge}: {gone.stderr.strip()}")
+            try:
+                leftovers += sweep(self.dir, self.cgroup_parent)
+                _unmount_under(self.dir)
+                shutil.rmtree(self.dir, ignore_errors=True)
+            finally:
+                if self.bridge_made and self.bridge:
+                    gone = subprocess.run(["ip", "link", "del", self.bridge],
+                                          capture_output=True, text=True)
+                    if gone.returncode != 0 and Path(f"/sys/class/net/{self.bridge}").exists():
+                        leftovers.append(f"bridge {self.bridge}: {gone.stderr.strip()}")
         if leftovers:
             raise AssertionError("dockerd left things behind: " + "; ".join(leftovers))
 
     def __enter__(self) -> Dockerd:
-        try:
-            return self.start()
-        except BaseException:
-            with contextlib.suppress(Exception):
-                self.close()
-            raise
+        return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
 
 def _make_bridge(name: str) -> None:
-    """A bridge with the first address of a /24 that no host route uses (dockerd -b reads it)."""
+    """A bridge with the first address of a /24 that no host route uses (dockerd -b reads
+    it). A host-wide lock keeps two test daemons starting at once off the same /24."""
     from services.shim.network.subnets import host_routes
 
-    busy = host_routes()
+    with open("/run/lock/muelle-test-dockerd-bridge.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _make_bridge_locked(name, host_routes())
+
+
+def _make_bridge_locked(name: str, busy: list[ipaddress.IPv4Network | ipaddress.IPv6Network],
+                        ) -> None:
     for net in ipaddress.ip_network("10.210.0.0/16").subnets(new_prefix=24):
         if not any(net.overlaps(other) for other in busy):
             break

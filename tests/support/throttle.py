@@ -15,8 +15,6 @@ import socket
 import threading
 import time
 
-from tests.support.registry import free_port
-
 CHUNK = 64 * 1024
 
 
@@ -25,25 +23,24 @@ class ThrottledProxy:
         host, port = upstream.rsplit(":", 1)
         self.upstream = (host, int(port))
         self.rate = rate
-        self.port = free_port()
+        # Bound here, port 0: no window for another process to take a picked port.
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
         self.host = f"127.0.0.1:{self.port}"
-        self._listener: socket.socket | None = None
         self._open: set[socket.socket] = set()
         self._guard = threading.Lock()
         self._stopped = threading.Event()
         self._threads: list[threading.Thread] = []
 
     def start(self) -> ThrottledProxy:
-        listener = socket.create_server(("127.0.0.1", self.port))
-        self._listener = listener
-        self._spawn(self._accept, listener)
+        self._spawn(self._accept, self._listener)
         return self
 
     def close(self) -> None:
         self._stopped.set()
         with self._guard:
             sockets = list(self._open)
-        for sock in sockets + ([self._listener] if self._listener else []):
+        for sock in [*sockets, self._listener]:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
@@ -73,6 +70,10 @@ class ThrottledProxy:
                 client.close()
                 continue
             with self._guard:
+                if self._stopped.is_set():  # close() ran meanwhile and will not see these
+                    client.close()
+                    server.close()
+                    return
                 self._open |= {client, server}
             self._spawn(self._pump, client, server, 0)
             self._spawn(self._pump, server, client, self.rate)

@@ -4,9 +4,9 @@ One HTTP connection's throughput is capped by its window over the round trip (an
 CDNs cap each connection), so a single big layer downloads far below the link's speed.
 Like containerd 2.1's parallel layer fetch, a blob of at least ``MIN_SIZE`` is read as
 ``PART``-sized ranges, ``parallel`` at a time, each held in memory until its turn (at
-most ``parallel + 1`` parts, 8 MiB each, with the one being handed on). The caller still sees one stream in blob order,
-so hashing, the shared blob cache and the image store's streamed unpack work as with one
-request.
+most ``parallel + 1`` parts of 8 MiB, with the one being handed on). The caller still sees
+one stream in blob order, so hashing, the shared blob cache and the image store's streamed
+unpack work as with one request.
 
 The first range is a 1 MiB probe: it proves the registry answers Range (a 200 is read as one
 stream), and it is read at the network's pace. When it came faster than ``FAST`` one

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from pathlib import Path
@@ -146,6 +147,18 @@ def is_frozen(path: str, root: Path = ROOT) -> bool:
 def write(path: Path, value: str) -> None:
     with open(path, "w") as f:
         f.write(value)
+
+
+def write_limit(path: Path, value: str) -> None:
+    """Write a resource limit. The kernel checks the value on write, and its error
+    surfaces at close without a file name: say which limit and value it refused."""
+    try:
+        write(path, value)
+    except OSError as exc:
+        kind = InvalidArgument if exc.errno in (errno.EINVAL, errno.ERANGE) \
+            else FailedPrecondition
+        raise kind(f"cgroup limit {path.name} = {value}: the kernel refused it: "
+                   f"{exc.strerror or exc}") from None
 
 
 def read_pids(path: Path) -> list[int]:

@@ -7,7 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from services.core.errors import FailedPrecondition
-from services.runtime.cgroups import prime_migration, read_pids, rmdir_retry, wait_for, write
+from services.runtime.cgroups import (
+    prime_migration,
+    read_pids,
+    rmdir_retry,
+    wait_for,
+    write,
+    write_limit,
+)
 from services.runtime.log import get_logger
 
 CONTROLLERS = ("memory", "pids", "cpu", "cpuacct", "cpuset", "devices", "freezer", "blkio")
@@ -70,7 +77,7 @@ class CgroupV1:
         if not path.exists():
             self.log.warning("cgroup file missing, limit skipped", file=name)
             return
-        write(path, str(value))
+        write_limit(path, str(value))
 
     def _limits(self, res: dict[str, Any]) -> None:
         mem = res.get("memory") or {}

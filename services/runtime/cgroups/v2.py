@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from services.runtime.cgroups import prime_migration, read_pids, rmdir_retry, wait_for, write
+from services.runtime.cgroups import (
+    prime_migration,
+    read_pids,
+    rmdir_retry,
+    wait_for,
+    write,
+    write_limit,
+)
 from services.runtime.log import get_logger
 
 WANTED = ("cpu", "cpuset", "io", "memory", "pids")
@@ -43,7 +50,7 @@ class CgroupV2:
         if not path.exists():
             self.log.warning("cgroup file missing, limit skipped", file=name)
             return
-        write(path, str(value))
+        write_limit(path, str(value))
 
     def _limits(self, res: dict[str, Any]) -> None:
         mem = res.get("memory") or {}

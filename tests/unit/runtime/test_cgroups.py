@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
+import pytest
+
+from services.core.errors import FailedPrecondition, InvalidArgument
+from services.runtime import cgroups
 from services.runtime.cgroups import own_procs_file, prime_migration
 from services.runtime.cgroups.v1 import CgroupV1
 from services.runtime.cgroups.v2 import CgroupV2
@@ -97,3 +103,20 @@ def test_priming_moves_nothing() -> None:
     thread.join(timeout=10)
     assert not thread.is_alive()
     assert Path("/proc/self/cgroup").read_text() == before
+
+
+@pytest.mark.parametrize("code, kind", [(errno.ERANGE, InvalidArgument),
+                                        (errno.EINVAL, InvalidArgument),
+                                        (errno.EBUSY, FailedPrecondition)])
+def test_a_refused_limit_names_its_file_and_value(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  code: int, kind: type[Exception]) -> None:
+    _fake_v1(tmp_path)
+
+    def refuse(path: Path, value: str) -> None:
+        if path.name == "memory.limit_in_bytes":
+            raise OSError(code, os.strerror(code))  # as a close() reports it: no file name
+        path.write_text(value)
+
+    monkeypatch.setattr(cgroups, "write", refuse)
+    with pytest.raises(kind, match=rf"memory.limit_in_bytes = {1 << 26}: .*{os.strerror(code)}"):
+        CgroupV1("/muelle/c1", tmp_path).create(RESOURCES)

@@ -231,10 +231,22 @@ class Resolver:
     def _sequential(self, ref: refmod.Reference, desc: Descriptor, offset: int,
                     opened: tuple[httpx.Response, int] | None) -> Iterator[bytes]:
         """One request from ``offset`` to the end, resumed with Range when it drops."""
+        return self._read(ref, desc, offset, 0, opened)
+
+    def _read_range(self, ref: refmod.Reference, desc: Descriptor, start: int,
+                    end: int, resp: httpx.Response | None = None) -> Iterator[bytes]:
+        """Bytes ``start`` to ``end`` (exclusive) from 206 answers, resumed when one drops."""
+        return self._read(ref, desc, start, end, (resp, 0) if resp is not None else None)
+
+    def _read(self, ref: refmod.Reference, desc: Descriptor, start: int, end: int,
+              opened: tuple[httpx.Response, int] | None) -> Iterator[bytes]:
+        """The bytes from ``start`` to ``end`` (exclusive; 0: to the blob's end), resumed
+        with Range after a dropped connection, at most MAX_RESUMES times. A bounded range
+        must be answered 206; to the end, a 200 is skipped forward to ``start``."""
         log = get_logger(image=ref.repository, digest=desc.digest)
-        received = offset
+        got = start
         resumes = 0
-        resp, skip = opened or self._open_blob(ref, desc, received)
+        resp, skip = opened or self._open_from(ref, desc, got, end)
         try:
             while True:
                 try:
@@ -245,34 +257,7 @@ class Resolver:
                             chunk, skip = chunk[dropped:], skip - dropped
                             if not chunk:
                                 continue
-                        received += len(chunk)
-                        yield chunk
-                    return
-                except httpx.TransportError as exc:
-                    resp.close()
-                    if resumes >= MAX_RESUMES:
-                        raise Unavailable(
-                            f"download of {desc.digest} from {ref.domain} failed after "
-                            f"{received} bytes: {exc or type(exc).__name__}") from None
-                    resumes += 1
-                    log.warning("blob download interrupted, resuming", offset=received,
-                                error=str(exc) or type(exc).__name__)
-                    resp, skip = self._open_blob(ref, desc, received)
-        finally:
-            resp.close()
-
-    def _read_range(self, ref: refmod.Reference, desc: Descriptor, start: int,
-                    end: int, resp: httpx.Response | None = None) -> Iterator[bytes]:
-        """Bytes ``start`` to ``end`` (exclusive) from 206 answers, resumed when one drops."""
-        got = start
-        resumes = 0
-        if resp is None:
-            resp = self._open_part(ref, desc, got, end)
-        try:
-            while True:
-                try:
-                    for chunk in resp.iter_bytes():
-                        if got + len(chunk) > end:
+                        if end and got + len(chunk) > end:
                             raise DataLoss(f"registry {ref.domain} sent more than the range "
                                            f"{start}-{end - 1} of {desc.digest}")
                         got += len(chunk)
@@ -282,15 +267,23 @@ class Resolver:
                     resp.close()
                     if resumes >= MAX_RESUMES:
                         raise Unavailable(
-                            f"download of {desc.digest} from {ref.domain} failed at byte "
-                            f"{got}: {exc or type(exc).__name__}") from None
+                            f"download of {desc.digest} from {ref.domain} failed after "
+                            f"{got} bytes: {exc or type(exc).__name__}") from None
                     resumes += 1
-                    resp = self._open_part(ref, desc, got, end)
+                    log.warning("blob download interrupted, resuming", offset=got,
+                                error=str(exc) or type(exc).__name__)
+                    resp, skip = self._open_from(ref, desc, got, end)
         finally:
             resp.close()
-        if got != end:
+        if end and got != end:
             raise DataLoss(f"registry {ref.domain} sent {got - start} bytes of the range "
                            f"{start}-{end - 1} of {desc.digest}")
+
+    def _open_from(self, ref: refmod.Reference, desc: Descriptor, start: int,
+                   end: int) -> tuple[httpx.Response, int]:
+        if end:
+            return self._open_part(ref, desc, start, end), 0
+        return self._open_blob(ref, desc, start)
 
     def _open_part(self, ref: refmod.Reference, desc: Descriptor, start: int,
                    end: int) -> httpx.Response:

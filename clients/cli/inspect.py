@@ -67,6 +67,7 @@ def container_json(d: Any) -> dict[str, Any]:
             "Runtime": d.runtime, "AutoRemove": d.auto_remove, "Memory": c.memory,
             "RestartPolicy": _restart_policy(d.restart_policy),
             "MemorySwap": c.memory_swap, "NanoCpus": c.nano_cpus, "CpuShares": c.cpu_shares,
+            "CpusetCpus": c.cpuset_cpus, "CpusetMems": c.cpuset_mems,
             "PidsLimit": c.pids_limit or None, "ReadonlyRootfs": c.read_only,
             "CapAdd": list(c.cap_add) or None, "CapDrop": list(c.cap_drop) or None,
             "Privileged": c.privileged, "SecurityOpt": list(c.security_opt) or None,

@@ -31,6 +31,8 @@ def container_options(p: Any, verb: str, bool_flag: Any) -> None:
     p.add_argument("--pids-limit", type=int, default=0)
     p.add_argument("--cpus", default="")
     p.add_argument("-c", "--cpu-shares", type=int, default=0)
+    p.add_argument("--cpuset-cpus", default="", help='CPUs the container may use ("0-2,4")')
+    p.add_argument("--cpuset-mems", default="", help="memory nodes (NUMA) it may use")
     p.add_argument("--runtime", default="")
     p.add_argument("-l", "--label", action="append", default=[])
     p.add_argument("--stop-signal", default="")

@@ -14,6 +14,7 @@ from muelle.engine.v1 import engine_pb2
 from muelle.runtime.v1 import runtime_pb2
 from muelle.types.v1 import types_pb2
 
+from services.core import cpuset
 from services.core.errors import InvalidArgument
 from services.core.restart_policy import parse as restart_policy_parse
 from services.gateway import userns
@@ -129,6 +130,9 @@ def resources(req: engine_pb2.CreateContainerRequest) -> runtime_pb2.Resources:
                               f"{ncpu} CPUs available")
     if req.cpu_shares < 0:
         raise InvalidArgument("invalid --cpu-shares: must not be negative")
+    for text, kind in ((req.cpuset_cpus, "cpus"), (req.cpuset_mems, "mems")):
+        if text:
+            cpuset.parse(text, kind)  # the form; the shim checks its host has them
     quota = req.nano_cpus * CPU_PERIOD // 1_000_000_000 if req.nano_cpus else 0
     if req.nano_cpus and quota < 1000:  # the kernel refuses quotas under 1 ms
         raise InvalidArgument("Range of CPUs is from 0.01 to "
@@ -140,6 +144,8 @@ def resources(req: engine_pb2.CreateContainerRequest) -> runtime_pb2.Resources:
         cpu_quota=quota,
         cpu_period=CPU_PERIOD if quota else 0,
         cpu_shares=req.cpu_shares,
+        cpuset_cpus=req.cpuset_cpus,
+        cpuset_mems=req.cpuset_mems,
     )
 
 

@@ -16,6 +16,7 @@ from muelle.runtime.v1 import runtime_pb2
 from muelle.types.v1 import types_pb2
 
 from services.core import capabilities as core_caps
+from services.core import cpuset
 from services.core.errors import FailedPrecondition, InvalidArgument
 from services.shim import seccomp_profile, userns
 from services.shim.users import User
@@ -188,7 +189,11 @@ def resources(res: runtime_pb2.Resources, privileged: bool) -> dict:
     elif res.cpu_period:
         cpu["period"] = res.cpu_period
     if res.cpuset_cpus:
+        cpuset.check_available(res.cpuset_cpus, "cpus")
         cpu["cpus"] = res.cpuset_cpus
+    if res.cpuset_mems:
+        cpuset.check_available(res.cpuset_mems, "mems")
+        cpu["mems"] = res.cpuset_mems
     if cpu:
         out["cpu"] = cpu
     return out

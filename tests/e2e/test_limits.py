@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,37 @@ def test_limits_are_applied(engine: Engine, image: str) -> None:
         assert int(limit.read_text()) == 64 * 1024 * 1024
     finally:
         engine.cli("rm", "-f", cid)
+
+
+@pytest.mark.parametrize("runtime", ["muelle", "runc"])
+def test_cpuset_pins_the_container(engine: Engine, image: str, runtime: str) -> None:
+    last = str((os.cpu_count() or 1) - 1)
+    cid = engine.cli("run", "-d", "--runtime", runtime, "--cpuset-cpus", last,
+                     "--cpuset-mems", "0", image, "sleep", "30").stdout.strip()
+    try:
+        cpus = Path("/sys/fs/cgroup/cpuset") / engine.cgroup_parent / cid / "cpuset.cpus"
+        if not cpus.exists():
+            cpus = Path("/sys/fs/cgroup") / engine.cgroup_parent / cid / "cpuset.cpus"
+        assert cpus.read_text().strip() == last
+        assert (cpus.parent / "cpuset.mems").read_text().strip() == "0"
+        # The kernel's own view from inside: the init may run on that CPU only.
+        allowed = engine.cli("exec", cid, "grep", "Cpus_allowed_list", "/proc/1/status").stdout
+        assert allowed.split()[-1] == last
+        host = json.loads(engine.cli("inspect", cid).stdout)[0]["HostConfig"]
+        assert (host["CpusetCpus"], host["CpusetMems"]) == (last, "0")
+    finally:
+        engine.cli("rm", "-f", cid)
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--cpuset-cpus", "1-0", "Invalid value 1-0 for cpuset cpus"),
+    ("--cpuset-cpus", "0,a", "Invalid value 0,a for cpuset cpus"),
+    ("--cpuset-cpus", "4096", "Requested CPUs are not available - requested 4096"),
+    ("--cpuset-mems", "7", "Requested memory nodes are not available - requested 7"),
+])
+def test_a_bad_cpuset_is_a_clear_error(engine: Engine, image: str, flag: str, value: str,
+                                       message: str) -> None:
+    proc = engine.cli("run", "--rm", flag, value, image, "true", check=False)
+    assert proc.returncode == 125
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert engine.cli("ps", "-aq").stdout.strip() == ""

@@ -61,7 +61,8 @@ def eventually(check: Callable[[], bool]) -> None:
 def test_create_merges_and_hands_the_shim_a_spec(engine: Engine, images: FakeImages,
                                                  runtime: FakeRuntime) -> None:
     reply = engine.create(req(name="web", cmd=["echo", "hi"], env=["A=1"], memory=64 << 20,
-                              nano_cpus=500_000_000, runtime="runc"))
+                              nano_cpus=500_000_000, runtime="runc", cpuset_cpus="0-1",
+                              cpuset_mems="0"))
     cid = reply.id
     c = runtime.containers[cid]
     assert list(c["spec"].args) == ["echo", "hi"]
@@ -70,6 +71,7 @@ def test_create_merges_and_hands_the_shim_a_spec(engine: Engine, images: FakeIma
     assert c["spec"].resources.memory_limit == 64 << 20
     assert list(c["spec"].network_aliases) == ["web"]  # peers resolve it by name
     assert c["spec"].resources.cpu_quota == 50_000
+    assert (c["spec"].resources.cpuset_cpus, c["spec"].resources.cpuset_mems) == ("0-1", "0")
     assert c["runtime"] == "runc" and c["rootfs"][0].type == "overlay"
     assert cid in images.rootfs
     assert engine.records.lookup("web").id == cid
@@ -121,6 +123,8 @@ def test_name_clash_is_refused_before_any_work(engine: Engine, images: FakeImage
     ({"name": "-bad"}, "Invalid container name"),
     ({"security_opt": ["bogus"]}, "security-opt"),
     ({"group_add": ["wheel"]}, "numeric"),
+    ({"cpuset_cpus": "3-1"}, "Invalid value 3-1 for cpuset cpus"),
+    ({"cpuset_mems": "x"}, "Invalid value x for cpuset mems"),
 ])
 def test_bad_options_are_refused_and_change_nothing(engine: Engine, runtime: FakeRuntime,
                                                     fields: dict, message: str) -> None:

@@ -115,10 +115,12 @@ def test_no_new_privileges_and_readonly() -> None:
 def test_resources_and_swap_default() -> None:
     mib = 1024 * 1024
     res = build(resources=pb.Resources(memory_limit=32 * mib, pids_limit=20, cpu_quota=50000,
-                                       cpu_shares=512, cpuset_cpus="0"))["linux"]["resources"]
+                                       cpu_shares=512, cpuset_cpus="0", cpuset_mems="0"))[
+        "linux"]["resources"]
     assert res["memory"] == {"limit": 32 * mib, "swap": 64 * mib}
     assert res["pids"] == {"limit": 20}
-    assert res["cpu"] == {"shares": 512, "quota": 50000, "period": 100000, "cpus": "0"}
+    assert res["cpu"] == {"shares": 512, "quota": 50000, "period": 100000, "cpus": "0",
+                          "mems": "0"}
     res = build(resources=pb.Resources(memory_limit=32 * mib, memory_swap=-1))["linux"][
         "resources"]
     assert res["memory"]["swap"] == -1

@@ -4,7 +4,7 @@ Images: ~200 MB of incompressible data in 5 layers (always), and a Debian minbas
 built with debootstrap (only with MUELLE_BENCH_DEBOOTSTRAP=1: it needs the Debian mirror
 and a few minutes the first time; the tree is cached). ``random-slow-link`` pulls the
 random image through a proxy that caps each connection at MUELLE_BENCH_LINK_MIBS MiB/s
-(default 8; tests/support/throttle.py), like a registry far away: what muelle's parallel
+(default 8; tests/support/counting_proxy.py), like a registry far away: what muelle's parallel
 Range requests for one large layer are for (registry/ranges.py). Every round is cold: muelle pulls
 into a fresh engine (started and removed outside the timing), docker removes the image
 after each pull (dockerd 20.10 keeps no blob cache), skopeo copies into a fresh directory.
@@ -25,10 +25,10 @@ import pytest
 from tests.bench import images
 from tests.bench.harness import Contender, Settings, emit, run_rounds, timed
 from tests.bench.sides import ENGINE_MODULES, MARKS, muelle_missing, require, run_quiet
+from tests.support.counting_proxy import CountingProxy
 from tests.support.engine import Engine
 from tests.support.images import push_layout
 from tests.support.registry import LocalRegistry
-from tests.support.throttle import ThrottledProxy
 
 pytestmark = MARKS
 
@@ -83,7 +83,7 @@ def test_cold_pull(kind: str, settings: Settings, registry: LocalRegistry,
     meta: dict[str, object] = {}
     if kind.endswith("slow-link"):
         rate = int(float(os.environ.get("MUELLE_BENCH_LINK_MIBS", "8")) * 2**20)
-        proxy = ThrottledProxy(registry.host, rate).start()
+        proxy = CountingProxy(registry.host, rate=rate).start()
         request.addfinalizer(proxy.close)
         host, meta["link_bytes_per_s_per_connection"] = proxy.host, rate
     ref = f"{host}/{path}"

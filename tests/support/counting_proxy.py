@@ -1,9 +1,14 @@
-"""A TCP proxy on loopback that counts the bytes a server sends back: put it in front of
-the real registry to measure what a pull takes from upstream (HTTP headers included).
+"""A TCP proxy on loopback in front of a server (the real registry): it counts the bytes
+the server sends back, and can pace each connection like a slow link.
 
     with CountingProxy(registry.host) as proxy:   # proxy.host -> "127.0.0.1:PORT"
         ...pull from proxy.host...
-        proxy.downstream_bytes
+        proxy.downstream_bytes                    # what a pull took from upstream
+
+    CountingProxy(registry.host, rate=8 << 20)    # every connection at most 8 MiB/s:
+                                                  # a far registry, or a CDN's cap
+
+Pacing needs no traffic control on the host; only server-to-client bytes are paced.
 """
 
 from __future__ import annotations
@@ -11,32 +16,45 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
+
+CHUNK = 1 << 16
 
 
 class CountingProxy:
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, rate: int = 0) -> None:
         host, port = target.rsplit(":", 1)
         self.target = (host, int(port))
+        self.rate = rate  # bytes/s per connection, server to client; 0: as fast as it goes
+        # Bound here, port 0: no window for another process to take a picked port.
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.host = f"127.0.0.1:{self.listener.getsockname()[1]}"
         self.downstream_bytes = 0  # server -> client
         self.connections = 0
         self._lock = threading.Lock()
+        self._closed = False
         self._socks: list[socket.socket] = []
         self._thread = threading.Thread(target=self._accept, daemon=True)
 
-    def __enter__(self) -> CountingProxy:
+    def start(self) -> CountingProxy:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def close(self) -> None:
         self.listener.close()
         with self._lock:
+            self._closed = True
             for s in self._socks:
                 with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
                 s.close()
         self._thread.join(5)
+
+    def __enter__(self) -> CountingProxy:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _accept(self) -> None:
         while True:
@@ -50,6 +68,10 @@ class CountingProxy:
                 client.close()
                 continue
             with self._lock:
+                if self._closed:  # close() ran meanwhile and will not see these
+                    client.close()
+                    server.close()
+                    return
                 self.connections += 1
                 self._socks += [client, server]
             threading.Thread(target=self._pump, args=(client, server, False),
@@ -57,11 +79,17 @@ class CountingProxy:
             threading.Thread(target=self._pump, args=(server, client, True),
                              daemon=True).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket, count: bool) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, downstream: bool) -> None:
+        free_at = time.monotonic()  # when the paced link may carry the next byte (no bursts)
         try:
-            while data := src.recv(1 << 16):
+            while data := src.recv(CHUNK):
+                if downstream and self.rate:
+                    now = time.monotonic()
+                    free_at = max(free_at, now) + len(data) / self.rate
+                    if free_at > now:
+                        time.sleep(free_at - now)
                 dst.sendall(data)
-                if count:
+                if downstream:
                     with self._lock:
                         self.downstream_bytes += len(data)
         except OSError:

@@ -170,8 +170,12 @@ def unpack(blob: BinaryIO, dest: Path, diff_id: str, lowers: Sequence[Path] = ()
     size (bytes of regular files). ``lowers`` are the parent snapshots, top first (only
     used to copy up hardlink targets that live in a lower layer)."""
     digestmod.validate(diff_id)
-    reader = _DecodeAhead(decompress(blob), diff_id)
     applier = _Applier(dest, lowers)
+    try:
+        reader = _DecodeAhead(decompress(blob), diff_id)
+    except BaseException:
+        applier.close()
+        raise
     try:
         with tarfile.open(fileobj=reader, mode="r|", encoding="utf-8",  # type: ignore[call-overload]
                           errors="surrogateescape") as tar:

@@ -405,7 +405,8 @@ class _Applier:
     def _write_file(self, tar: tarfile.TarFile, m: tarfile.TarInfo, path: str) -> None:
         self.size += m.size
         if m.sparse is None and m.size <= _CHUNK:
-            self.writers.submit(os.path.dirname(path), path, self._read_data(tar, m), m)
+            self.writers.submit(os.path.dirname(path), path,
+                                list(self._data_chunks(tar, m)), m)
             return
         # Big or sparse: written here as it is read, never held in memory whole.
         fd = self._open_new(path)
@@ -437,9 +438,6 @@ class _Applier:
     def _open_new(path: str) -> int:
         return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                        0o600)
-
-    def _read_data(self, tar: tarfile.TarFile, m: tarfile.TarInfo) -> list[bytes]:
-        return list(self._data_chunks(tar, m))
 
     @staticmethod
     def _data_chunks(tar: tarfile.TarFile, m: tarfile.TarInfo) -> Iterator[bytes]:

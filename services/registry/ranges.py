@@ -27,7 +27,6 @@ PART = 8 << 20
 PROBE = 1 << 20
 MIN_SIZE = 32 << 20
 FAST = 64 << 20  # bytes/s over one connection: above it, no parts
-CHUNK = 1 << 20
 
 # read(start, end) -> the blob's bytes start..end-1, resumed and checked by the caller.
 ReadRange = Callable[[int, int], Iterator[bytes]]
@@ -35,14 +34,12 @@ ReadRange = Callable[[int, int], Iterator[bytes]]
 
 class RangedFetch:
     def __init__(self, parallel: int, part: int = PART, min_size: int = MIN_SIZE,
-                 fast: float = FAST, clock: Callable[[], float] = time.monotonic,
-                 probe: int = PROBE) -> None:
+                 fast: float = FAST, probe: int = PROBE) -> None:
         self.parallel = max(1, parallel)
         self.part = part
         self.probe = probe
         self.min_size = min_size
         self.fast = fast
-        self._clock = clock
 
     def worth_it(self, remaining: int) -> bool:
         return self.parallel > 1 and remaining >= self.min_size
@@ -55,10 +52,11 @@ class RangedFetch:
               read: ReadRange) -> Iterator[bytes]:
         """``first`` (the bytes up to ``first_end``), then the rest of the blob: in one
         request if ``first`` came fast, else fetched ``parallel`` ranges ahead."""
-        began = self._clock()
+        # Parts go on whole: the resolver cuts what it hands on to its chunk size anyway.
+        began = time.monotonic()
         head = b"".join(first)
-        fast = len(head) >= self.fast * max(self._clock() - began, 1e-9)
-        yield from _pieces(head)
+        fast = len(head) >= self.fast * max(time.monotonic() - began, 1e-9)
+        yield head
         done = self.first_end(offset, size)
         if fast:
             yield from read(done, size)
@@ -78,16 +76,11 @@ class RangedFetch:
             while ahead:
                 data = ahead.popleft().result()  # a range's error stops the whole fetch
                 top_up()
-                yield from _pieces(data)
+                yield data
         finally:
             # Ranges in flight stop at their next chunk and close their response.
             abandoned.set()
             pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _pieces(data: bytes) -> Iterator[bytes]:
-    for start in range(0, len(data), CHUNK):
-        yield data[start : start + CHUNK]
 
 
 def _collect(read: ReadRange, start: int, end: int, abandoned: threading.Event) -> bytes:

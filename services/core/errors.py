@@ -75,6 +75,14 @@ class DataLoss(MuelleError):
     code = _StatusCode("DATA_LOSS")
 
 
+class ResourceExhausted(MuelleError):
+    """Out of something the host has only so much of: disk space above all (ENOSPC,
+    EDQUOT, SQLite's "database or disk is full"). The message says what could not be
+    written."""
+
+    code = _StatusCode("RESOURCE_EXHAUSTED")
+
+
 class DeadlineExceeded(MuelleError):
     code = _StatusCode("DEADLINE_EXCEEDED")
 
@@ -99,11 +107,32 @@ _BY_CODE: dict[str, type[MuelleError]] = {
         PermissionDenied,
         Unauthenticated,
         DataLoss,
+        ResourceExhausted,
         DeadlineExceeded,
         Unimplemented,
         Internal,
     )
 }
+
+
+_NO_SPACE = (28, 122)  # ENOSPC, EDQUOT (errno numbers; errno costs an import here)
+
+
+def is_no_space(exc: BaseException) -> bool:
+    """Whether ``exc`` is a full disk or quota: an OSError with ENOSPC/EDQUOT, or SQLite
+    reporting "database or disk is full" (SQLITE_FULL)."""
+    if isinstance(exc, OSError):
+        return exc.errno in _NO_SPACE
+    return type(exc).__name__ == "OperationalError" and "disk is full" in str(exc)
+
+
+def no_space(what: str, exc: BaseException | None = None) -> ResourceExhausted:
+    """The typed error for a write that found the disk full: "no space left on device:
+    could not write <what>"."""
+    text = f"no space left on device: could not write {what}"
+    if isinstance(exc, OSError) and exc.errno == _NO_SPACE[1]:
+        text = f"disk quota exceeded: could not write {what}"
+    return ResourceExhausted(text)
 
 
 def from_rpc_error(err: grpc.RpcError, service: str = "") -> MuelleError:

@@ -19,15 +19,31 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from services.core.client import GRPC_OPTIONS
-from services.core.errors import MuelleError
+from services.core.errors import MuelleError, is_no_space, no_space
 from services.core.logging import get_logger
 
 
 def _abort(context: grpc.ServicerContext, exc: BaseException, method: str) -> None:
     if isinstance(exc, MuelleError):
         context.abort(exc.code, exc.message)
+    if is_no_space(exc):  # a full disk is the operator's to fix, not a bug: say where
+        error = no_space(_what(exc, method), exc)
+        get_logger(method=method).warning("disk full", error=str(exc))
+        context.abort(error.code, error.message)
     get_logger(method=method).exception("unexpected error")
     context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
+
+
+def _what(exc: BaseException, method: str) -> str:
+    """What a write that hit a full disk was writing, as well as the edge can tell: the
+    file the OSError names, else the call's data (core code names it better where it
+    can, with errors.no_space)."""
+    call = method.rsplit("/", 1)[-1] or method
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.filename} ({call})"
+    if isinstance(exc, OSError):
+        return f"the data of {call}"
+    return f"the database ({call})"
 
 
 def _wrap_unary(fn: Callable[..., Any], method: str) -> Callable[..., Any]:

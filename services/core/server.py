@@ -23,18 +23,19 @@ from services.core.errors import MuelleError, is_no_space, no_space
 from services.core.logging import get_logger
 
 
-def _abort(context: grpc.ServicerContext, exc: BaseException, method: str) -> None:
+def _abort(context: grpc.ServicerContext, exc: BaseException, method: str,
+           service: str = "") -> None:
     if isinstance(exc, MuelleError):
         context.abort(exc.code, exc.message)
     if is_no_space(exc):  # a full disk is the operator's to fix, not a bug: say where
-        error = no_space(_what(exc, method), exc)
+        error = no_space(_what(exc, method, service), exc)
         get_logger(method=method).warning("disk full", error=str(exc))
         context.abort(error.code, error.message)
     get_logger(method=method).exception("unexpected error")
     context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
 
 
-def _what(exc: BaseException, method: str) -> str:
+def _what(exc: BaseException, method: str, service: str) -> str:
     """What a write that hit a full disk was writing, as well as the edge can tell: the
     file the OSError names, else the call's data (core code names it better where it
     can, with errors.no_space)."""
@@ -43,29 +44,30 @@ def _what(exc: BaseException, method: str) -> str:
         return f"{exc.filename} ({call})"
     if isinstance(exc, OSError):
         return f"the data of {call}"
-    return f"the database ({call})"
+    return f"the {service}'s database ({call})" if service else f"the database ({call})"
 
 
-def _wrap_unary(fn: Callable[..., Any], method: str) -> Callable[..., Any]:
+def _wrap_unary(fn: Callable[..., Any], method: str, service: str) -> Callable[..., Any]:
     def call(request: Any, context: grpc.ServicerContext) -> Any:
         try:
             return fn(request, context)
         except Exception as exc:  # noqa: BLE001 - this is the edge
             if _is_abort(exc):
                 raise
-            _abort(context, exc, method)
+            _abort(context, exc, method, service)
 
     return call
 
 
-def _wrap_stream(fn: Callable[..., Iterator[Any]], method: str) -> Callable[..., Iterator[Any]]:
+def _wrap_stream(fn: Callable[..., Iterator[Any]], method: str,
+                 service: str) -> Callable[..., Iterator[Any]]:
     def call(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         try:
             yield from fn(request, context)
         except Exception as exc:  # noqa: BLE001 - this is the edge
             if _is_abort(exc):
                 raise
-            _abort(context, exc, method)
+            _abort(context, exc, method, service)
 
     return call
 
@@ -76,7 +78,11 @@ def _is_abort(exc: BaseException) -> bool:
 
 
 class ErrorInterceptor(grpc.ServerInterceptor):
-    """Turns MuelleError into its status code and anything else into INTERNAL."""
+    """Turns MuelleError into its status code and anything else into INTERNAL.
+    ``service`` names this server in what a full disk kept it from writing."""
+
+    def __init__(self, service: str = "") -> None:
+        self.service = service
 
     def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
         handler = continuation(handler_call_details)
@@ -85,24 +91,24 @@ class ErrorInterceptor(grpc.ServerInterceptor):
         method = handler_call_details.method
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary, method),
+                _wrap_unary(handler.unary_unary, method, self.service),
                 handler.request_deserializer,
                 handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream, method),
+                _wrap_stream(handler.unary_stream, method, self.service),
                 handler.request_deserializer,
                 handler.response_serializer,
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary(handler.stream_unary, method),
+                _wrap_unary(handler.stream_unary, method, self.service),
                 handler.request_deserializer,
                 handler.response_serializer,
             )
         return grpc.stream_stream_rpc_method_handler(
-            _wrap_stream(handler.stream_stream, method),
+            _wrap_stream(handler.stream_stream, method, self.service),
             handler.request_deserializer,
             handler.response_serializer,
         )
@@ -150,7 +156,7 @@ def start(
     log = get_logger(address=address)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=name),
-        interceptors=[ErrorInterceptor()],
+        interceptors=[ErrorInterceptor(name)],
         options=GRPC_OPTIONS,
     )
     register(server)

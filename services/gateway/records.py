@@ -7,15 +7,17 @@ container. Records still not ready after a crash are undone on the next start.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from muelle.engine.v1 import engine_pb2
 from muelle.runtime.v1 import runtime_pb2
 
-from services.core.errors import AlreadyExists, InvalidArgument, NotFound
+from services.core.errors import AlreadyExists, InvalidArgument, NotFound, is_no_space, no_space
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS containers (
@@ -91,7 +93,8 @@ class Records:
 
     def __init__(self, state_dir: Path) -> None:
         state_dir.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(state_dir / "gateway.db"), check_same_thread=False,
+        self._path = state_dir / "gateway.db"
+        self._db = sqlite3.connect(str(self._path), check_same_thread=False,
                                    isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -102,9 +105,21 @@ class Records:
         with self._lock:
             self._db.close()
 
+    @contextlib.contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        """Held while changing the table: a full disk is ResourceExhausted saying what
+        was not recorded (each change is one statement: SQLite keeps all or nothing)."""
+        with self._lock:
+            try:
+                yield
+            except sqlite3.OperationalError as exc:
+                if is_no_space(exc):
+                    raise no_space(f"{what} ({self._path})", exc) from None
+                raise
+
     def insert(self, rec: Record) -> None:
         """Add ``rec`` (not ready); AlreadyExists when its name is taken."""
-        with self._lock:
+        with self._writing(f"the record of container {rec.id}"):
             clash = self._db.execute("SELECT id FROM containers WHERE name = ?",
                                      (rec.name,)).fetchone()
             if clash:
@@ -124,12 +139,12 @@ class Records:
         return row[0] if row else None
 
     def mark_ready(self, cid: str, bundle: str) -> None:
-        with self._lock:
+        with self._writing(f"the record of container {cid}"):
             self._db.execute("UPDATE containers SET ready = 1, bundle = ? WHERE id = ?",
                              (bundle, cid))
 
     def delete(self, cid: str) -> None:
-        with self._lock:
+        with self._writing(f"the removal of container {cid}'s record"):
             self._db.execute("DELETE FROM containers WHERE id = ?", (cid,))
 
     def get(self, cid: str) -> Record | None:

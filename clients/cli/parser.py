@@ -193,7 +193,10 @@ def build(verb: str | None = None) -> Parser:
     system_sub.required = True
     q = system_sub.add_parser("df", help="show disk usage")
     q.add_argument("-v", "--verbose", action="store_true")
-    system_sub.add_parser("check", help="verify the image store (blobs, snapshots, records)")
+    q = system_sub.add_parser("check", help="verify the image store (blobs, snapshots, "
+                              "records) and that the services agree on the containers")
+    q.add_argument("--repair", action="store_true",
+                   help="remove containers only some of the services know (crash leftovers)")
     p = sub.add_parser("tag", help="create a tag TARGET that refers to SOURCE")
     p.add_argument("source")
     p.add_argument("target")

@@ -166,9 +166,11 @@ class Client:
     def system_df(self) -> engine_pb2.SystemDfResponse:
         return self._call("SystemDf", self._pb.SystemDfRequest())  # type: ignore[no-any-return]
 
-    def system_check(self) -> engine_pb2.SystemCheckResponse:
+    def system_check(self, repair: bool = False) -> engine_pb2.SystemCheckResponse:
+        """Verify the image store and compare the containers the services know; with
+        ``repair``, remove what only some of them know (crash leftovers)."""
         return self._call(  # type: ignore[no-any-return]
-            "SystemCheck", self._pb.SystemCheckRequest())
+            "SystemCheck", self._pb.SystemCheckRequest(repair=repair))
 
     def save_images(self, references: list[str]) -> Stream:
         """ArchiveChunk messages; their data, in order, is the tar."""

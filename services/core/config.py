@@ -179,10 +179,11 @@ def _apply(cfg: Config, data: dict[str, Any], origin: str) -> None:
             default = getattr(target, key)
             # A wrong type would only fail deep inside a service: refuse it here.
             _check_type(origin, f"{section}.{key}", value, default)
-            low, high = _BOUNDS.get((section, key), (value, value))
-            if not low <= value <= high:
-                raise InvalidArgument(f"{origin}: {section}.{key} must be from {low} to "
-                                      f"{high}, not {value!r}")
+            # Only numbers have bounds; a table ([shim.runtimes]) must not be compared.
+            bounds = _BOUNDS.get((section, key))
+            if bounds is not None and not bounds[0] <= value <= bounds[1]:
+                raise InvalidArgument(f"{origin}: {section}.{key} must be from {bounds[0]} "
+                                      f"to {bounds[1]}, not {value!r}")
             setattr(target, key, value)
 
 

@@ -29,13 +29,14 @@ from services.core.errors import (
 from services.core.logging import get_logger
 from services.core.platform import host_arch
 from services.core.version import API_VERSION, VERSION
-from services.gateway import build, mounts, names, options, system
+from services.gateway import build, check, mounts, names, options, system
 from services.gateway.merge import merge
 from services.gateway.records import Record, Records, conflict
 from services.gateway.status import now_rfc3339, status_text
 
 RUNNING = ("running", "paused")
 WATCH_RETRY = 1.0
+UNDO_RETRY = (0.2, 5.0)  # seconds: first and longest wait between tries of an undo
 
 
 def _state_name(shim_status: str) -> str:
@@ -65,6 +66,8 @@ class Engine:
         self._locks: dict[str, threading.RLock] = {}
         self._attaching: dict[str, int] = {}
         self._watching: set[str] = set()
+        self._undoing: set[str] = set()
+        self.busy = check.Busy()  # creates and removals in flight, for system check
 
     # ------------------------------------------------------------------ helpers
 
@@ -144,8 +147,13 @@ class Engine:
     def system_df(self) -> engine_pb2.SystemDfResponse:
         return system.system_df(self.images, self.runtime, self.records)
 
-    def system_check(self) -> engine_pb2.SystemCheckResponse:
-        return system.system_check(self.images)
+    def system_check(self, repair: bool = False) -> engine_pb2.SystemCheckResponse:
+        return check.system_check(self.images, self.runtime, self.records, self.busy,
+                                  repair, self._remove_leftover)
+
+    def _remove_leftover(self, cid: str) -> None:
+        with self._lock(cid), self.busy.working(cid):
+            check.remove_everywhere(self.records, self.runtime, self.images, cid)
 
     def save_images(self, references: list[str]) -> Iterator[engine_pb2.ArchiveChunk]:
         return system.save_images(self.images, references)
@@ -231,39 +239,87 @@ class Engine:
             runtime=req.runtime, auto_remove=req.auto_remove, stop_signal=merged.stop_signal,
             stop_timeout=req.stop_timeout if req.HasField("stop_timeout")
             else options.DEFAULT_STOP_TIMEOUT)
-        self.records.insert(rec)  # reserves the name; not visible until ready
-        prepared = created = False
-        try:
-            rootfs = self.images.PrepareRootfs(
-                images_pb2.PrepareRootfsRequest(container_id=cid, image=img.id))
-            prepared = True
-            reply = self.runtime.Create(runtime_pb2.CreateRequest(
-                id=cid, spec=spec, rootfs=list(rootfs.mounts), runtime=req.runtime))
-            created = True
-            self.records.mark_ready(cid, reply.bundle)
-        except BaseException as exc:
-            log.warning("create failed, undoing", error=str(exc))
-            self._undo_create(cid, prepared=prepared, created=created)
-            raise
+        with self.busy.working(cid):
+            self.records.insert(rec)  # reserves the name; not visible until ready
+            prepared = created = False
+            try:
+                # Each flag is set before its call: a call that fails may still have
+                # taken effect (the reply lost to a killed service), so the undo asks.
+                prepared = True
+                rootfs = self.images.PrepareRootfs(
+                    images_pb2.PrepareRootfsRequest(container_id=cid, image=img.id))
+                created = True
+                reply = self.runtime.Create(runtime_pb2.CreateRequest(
+                    id=cid, spec=spec, rootfs=list(rootfs.mounts), runtime=req.runtime))
+                self.records.mark_ready(cid, reply.bundle)
+            except BaseException as exc:
+                log.warning("create failed, undoing", error=str(exc))
+                self._undo_create(cid, prepared=prepared, created=created)
+                raise
         log.info("created", name=name)
         return engine_pb2.CreateContainerResponse(id=cid, warnings=warnings)
 
     def _undo_create(self, cid: str, *, prepared: bool = True, created: bool = True) -> None:
-        """Best effort: every step is tried even if an earlier one fails."""
+        """Undo what a create did; what cannot be undone now (a killed shim or image
+        store) is tried again on a thread until it is gone."""
+        if not self._undo_steps(cid, prepared=prepared, created=created):
+            self._retry_undo(cid)
+
+    def _undo_steps(self, cid: str, *, prepared: bool = True, created: bool = True) -> bool:
+        """Every step is tried even if an earlier one fails. The record goes last and only
+        when the rest is gone: until then it keeps the container known (to system check,
+        to the retries, to the next start's restore). True when all is gone."""
         log = get_logger(container=cid[:12])
+        done = True
         if created:
-            try:
-                self.runtime.Delete(runtime_pb2.DeleteRequest(id=cid, force=True))
+            try:  # its anonymous volumes too: nobody ever saw this container
+                self.runtime.Delete(runtime_pb2.DeleteRequest(id=cid, force=True,
+                                                              remove_volumes=True))
             except NotFound:
                 pass
             except MuelleError as exc:
                 log.warning("undo: shim delete failed", error=str(exc))
-        if prepared:
+                done = False
+        if prepared and done:  # a rootfs the shim still has mounted cannot go
             try:
                 self.images.RemoveRootfs(images_pb2.RemoveRootfsRequest(container_id=cid))
+            except NotFound:
+                pass
             except MuelleError as exc:
                 log.warning("undo: remove rootfs failed", error=str(exc))
-        self.records.delete(cid)
+                done = False
+        if done:
+            try:
+                self.records.delete(cid)
+            except MuelleError as exc:
+                log.warning("undo: record removal failed", error=str(exc))
+                done = False
+        return done
+
+    def _retry_undo(self, cid: str) -> None:
+        with self._guard:
+            if cid in self._undoing:
+                return
+            self._undoing.add(cid)
+        threading.Thread(target=self._undo_until_done, args=(cid,), name=f"undo-{cid[:12]}",
+                         daemon=True).start()
+
+    def _undo_until_done(self, cid: str) -> None:
+        wait = UNDO_RETRY[0]
+        try:
+            while True:
+                time.sleep(wait)
+                wait = min(wait * 2, UNDO_RETRY[1])
+                with self._lock(cid), self.busy.working(cid):
+                    rec = self.records.get(cid)
+                    if rec is None or rec.ready:
+                        return
+                    if self._undo_steps(cid):
+                        get_logger(container=cid[:12]).info("undo: finished")
+                        return
+        finally:
+            with self._guard:
+                self._undoing.discard(cid)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -433,7 +489,7 @@ class Engine:
 
     def _remove(self, rec: Record, force: bool, remove_volumes: bool = False,
                 shim_deleted: bool = False) -> None:
-        with self._lock(rec.id):
+        with self._lock(rec.id), self.busy.working(rec.id):
             if self.records.get(rec.id) is None:
                 raise NotFound(f"No such container: {rec.id}")
             # Forced (every --rm): no State call first; the shim kills what still runs.

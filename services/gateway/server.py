@@ -98,7 +98,7 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
 
     def SystemCheck(self, request: engine_pb2.SystemCheckRequest,  # noqa: N802
                     context: Ctx) -> engine_pb2.SystemCheckResponse:
-        return self.engine.system_check()
+        return self.engine.system_check(repair=request.repair)
 
     def SaveImages(self, request: engine_pb2.SaveImagesRequest,  # noqa: N802
                    context: Ctx) -> Iterator[engine_pb2.ArchiveChunk]:

@@ -1,4 +1,4 @@
-"""`image prune`, `system df`, `system check`, `save` and `load`: the image store does the
+"""`image prune`, `system df`, `save` and `load`: the image store does the
 work; the gateway adds what only it knows (container names and whether they run).
 
 save/load bytes flow CLI <-> gateway <-> imagestore as gRPC streams of chunks, one chunk
@@ -57,15 +57,6 @@ def system_df(images: Any, runtime: Any, records: Records) -> engine_pb2.SystemD
         size=sum(c.size for c in out.containers),
         reclaimable=sum(c.size for c in out.containers if c.state not in RUNNING)))
     return out
-
-
-def system_check(images: Any) -> engine_pb2.SystemCheckResponse:
-    reply = images.Check(images_pb2.CheckRequest())
-    return engine_pb2.SystemCheckResponse(
-        problems=[engine_pb2.CheckProblem(kind=p.kind, subject=p.subject, message=p.message)
-                  for p in reply.problems],
-        blobs=reply.blobs, snapshots=reply.snapshots, images=reply.images,
-        containers=reply.containers)
 
 
 def save_images(images: Any, references: list[str]) -> Iterator[engine_pb2.ArchiveChunk]:

@@ -124,7 +124,7 @@ class ImagesServicer(images_pb2_grpc.ImagesServicer):
             problems=[images_pb2.CheckProblem(kind=p.kind, subject=p.subject,
                                               message=p.message) for p in report.problems],
             blobs=report.blobs, snapshots=report.snapshots, images=report.images,
-            containers=report.containers)
+            containers=report.containers, container_ids=report.container_ids)
 
 
     def Save(self, request: images_pb2.SaveImagesRequest,  # noqa: N802

@@ -49,6 +49,7 @@ from services.shim.volumes import VolumeStore
 CREATE_TIMEOUT = 120.0
 POLL = 0.02  # seconds between checks where no pidfd is at hand
 WAKE = 0.25  # longest sleep on a monitor's pidfd before re-checking cancel and deadline
+KILL_PATIENCE = 5.0  # seconds to wait for a SIGKILLed monitor to be gone
 
 
 @dataclass
@@ -329,10 +330,7 @@ class Shim:
                  remove_volumes: bool = False, stopped: bool = False) -> None:
         """Undo everything create made: monitor, runtime state, mounts, volume refs, dir.
         ``stopped``: no process of the container is left (delete waited for that)."""
-        pid = cdir.read_pid(cdir.monitor_pid)
-        if self._monitor_alive(cdir):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signalmod.SIGKILL)
+        self._kill_monitor(cdir)
         # Deleting the veth waits ~20-30 ms for RCU grace periods in the kernel: it runs
         # beside the runtime's delete and the unmounts; joined before the dir goes.
         unwiring = Background(lambda: self.networks.down(cdir.id),
@@ -359,6 +357,26 @@ class Shim:
         for kind in ("sock", "console"):  # left by a monitor that was killed
             with contextlib.suppress(OSError):
                 os.unlink(stdinmod.socket_path(str(self.cfg.run), cdir.id, kind))
+
+    def _kill_monitor(self, cdir: ContainerDir) -> None:
+        """SIGKILL the container's monitor and its process group (it leads one, in its own
+        session): a `<runtime> create` it runs must not finish after the runtime's state
+        was looked at. Waits until it is gone, so nothing of it races what follows."""
+        if not self._monitor_alive(cdir):
+            return
+        pid = cdir.read_pid(cdir.monitor_pid)
+        exit_fd = self._monitor_pidfd(cdir)
+        try:
+            with contextlib.suppress(ProcessLookupError):
+                if os.getpgid(pid) == pid:
+                    os.killpg(pid, signalmod.SIGKILL)
+                else:
+                    os.kill(pid, signalmod.SIGKILL)
+            if exit_fd >= 0:
+                select.select([exit_fd], [], [], KILL_PATIENCE)
+        finally:
+            if exit_fd >= 0:
+                os.close(exit_fd)
 
     @staticmethod
     def _unmount_rootfs(cdir: ContainerDir) -> None:
@@ -726,9 +744,12 @@ class Shim:
                 if status.status in ("running", "paused"):  # keep applying its policy
                     self.supervisor.watch(cdir.id, restart.parse(meta.get("restart_policy", "")))
                 continue
-            if self._monitor_alive(cdir):
-                continue  # a create of ours may still be running in another thread
-            self.log.warning("removing half-created container", container=cdir.id[:12])
+            # Restore runs before serving: no create of ours can be running, so this is
+            # one the last shim was killed in. Its monitor may live on, with an init
+            # blocked on its exec FIFO: all of it goes (the gateway's undo, seeing the
+            # create fail, asks for the same).
+            self.log.warning("removing half-created container", container=cdir.id[:12],
+                             monitor=self._monitor_alive(cdir))
             runtime = None
             with contextlib.suppress(MuelleError):
                 runtime = self.runtimes.get(meta.get("runtime", ""))

@@ -53,3 +53,10 @@ def test_the_example_config_loads() -> None:
     example = Path(__file__).resolve().parents[3] / "deploy/examples/muelle.toml"
     cfg = config.load(str(example))
     assert cfg.registry.parallel_ranges == 4
+
+
+def test_runtimes_table_is_read(tmp_path: Path) -> None:
+    """A table value ([shim.runtimes]) is not compared with bounds (a TypeError once)."""
+    path = tmp_path / "muelle.toml"
+    path.write_text('[shim.runtimes]\ngated = "/opt/gated-runc"\n')
+    assert config.load(str(path)).shim.runtimes == {"gated": "/opt/gated-runc"}

@@ -72,6 +72,10 @@ class FakeImages:
                                     options=[f"upperdir=/u/{req.container_id}"])],
             image_id=IMAGE_ID)
 
+    def Check(self, req: Any) -> images_pb2.CheckResponse:  # noqa: N802
+        return images_pb2.CheckResponse(containers=len(self.rootfs),
+                                        container_ids=sorted(self.rootfs))
+
     def RemoveRootfs(self, req: images_pb2.RemoveRootfsRequest) -> Any:  # noqa: N802
         self.calls.append("RemoveRootfs")
         self.rootfs.discard(req.container_id)

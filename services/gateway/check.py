@@ -23,7 +23,7 @@ from muelle.engine.v1 import engine_pb2
 from muelle.images.v1 import images_pb2
 from muelle.runtime.v1 import runtime_pb2
 
-from services.core.errors import MuelleError, NotFound
+from services.core.errors import MuelleError
 from services.core.logging import get_logger
 from services.gateway.records import Records
 
@@ -70,11 +70,14 @@ class Known:
 
     record: bool = False
     ready: bool = False
+    removing: bool = False
     shim: bool = False
     rootfs: bool = False
 
 
 def _diagnose(k: Known) -> str:
+    if k.record and k.removing:
+        return "a removal that did not finish"
     if k.record and not k.ready:
         return "a create that did not finish (the gateway's record is not ready)"
     if not k.record:
@@ -99,6 +102,7 @@ def cross_check(records: Records, runtime: object, check: images_pb2.CheckRespon
     for rec in records.all(include_unready=True):
         known.setdefault(rec.id, Known()).record = True
         known[rec.id].ready = rec.ready
+        known[rec.id].removing = rec.removing
     for st in runtime.List(runtime_pb2.ListRequest()).containers:  # type: ignore[attr-defined]
         known.setdefault(st.id, Known()).shim = True
     for cid in check.container_ids:
@@ -118,19 +122,6 @@ def cross_check(records: Records, runtime: object, check: images_pb2.CheckRespon
                 problem.message += f"; repair failed: {exc}"
         problems.append(problem)
     return problems, len(known)
-
-
-def remove_everywhere(records: Records, runtime: object, images: object, cid: str) -> None:
-    """Remove what any of the three keeps of ``cid``: its runtime state (its processes are
-    killed, its anonymous volumes go: nobody can reach it otherwise), its rootfs, its
-    record. In that order, as `rm` does, so a failure leaves the record to retry with."""
-    with contextlib.suppress(NotFound):
-        runtime.Delete(runtime_pb2.DeleteRequest(  # type: ignore[attr-defined]
-            id=cid, force=True, remove_volumes=True))
-    with contextlib.suppress(NotFound):
-        images.RemoveRootfs(  # type: ignore[attr-defined]
-            images_pb2.RemoveRootfsRequest(container_id=cid))
-    records.delete(cid)
 
 
 def system_check(images: object, runtime: object, records: Records, busy: Busy, repair: bool,

@@ -36,7 +36,7 @@ from services.gateway.status import now_rfc3339, status_text
 
 RUNNING = ("running", "paused")
 WATCH_RETRY = 1.0
-UNDO_RETRY = (0.2, 5.0)  # seconds: first and longest wait between tries of an undo
+FINISH_RETRY = (0.2, 5.0)  # seconds: first and longest wait between tries to finish
 
 
 def _state_name(shim_status: str) -> str:
@@ -66,7 +66,7 @@ class Engine:
         self._locks: dict[str, threading.RLock] = {}
         self._attaching: dict[str, int] = {}
         self._watching: set[str] = set()
-        self._undoing: set[str] = set()
+        self._finishing: set[str] = set()
         self.busy = check.Busy()  # creates and removals in flight, for system check
 
     # ------------------------------------------------------------------ helpers
@@ -152,8 +152,15 @@ class Engine:
                                   repair, self._remove_leftover)
 
     def _remove_leftover(self, cid: str) -> None:
+        """system check --repair: whatever any service keeps of ``cid`` goes, as `rm -f`
+        would, with its anonymous volumes (nobody could reach them) unless it is a
+        removal that was to keep them."""
         with self._lock(cid), self.busy.working(cid):
-            check.remove_everywhere(self.records, self.runtime, self.images, cid)
+            rec = self.records.get(cid)
+            errors = self._finish(rec) if rec is not None and not rec.ready \
+                else self._clear(cid)
+        if errors:
+            raise FailedPrecondition("; ".join(errors))
 
     def save_images(self, references: list[str]) -> Iterator[engine_pb2.ArchiveChunk]:
         return system.save_images(self.images, references)
@@ -262,64 +269,72 @@ class Engine:
     def _undo_create(self, cid: str, *, prepared: bool = True, created: bool = True) -> None:
         """Undo what a create did; what cannot be undone now (a killed shim or image
         store) is tried again on a thread until it is gone."""
-        if not self._undo_steps(cid, prepared=prepared, created=created):
-            self._retry_undo(cid)
+        if self._clear(cid, shim=created, rootfs=prepared, remove_volumes=True):
+            self._finish_later(cid)
 
-    def _undo_steps(self, cid: str, *, prepared: bool = True, created: bool = True) -> bool:
-        """Every step is tried even if an earlier one fails. The record goes last and only
-        when the rest is gone: until then it keeps the container known (to system check,
-        to the retries, to the next start's restore). True when all is gone."""
+    def _clear(self, cid: str, *, shim: bool = True, rootfs: bool = True,
+               remove_volumes: bool = True) -> list[str]:
+        """Remove what is left of ``cid`` (a create or a removal that did not finish):
+        its shim state, its rootfs, then its record, each step tried even if one before
+        failed; the record only once the rest is gone, so until then the container stays
+        known (to system check, to the retries, to the next start's restore). The errors
+        of the steps that failed: none when all is gone."""
         log = get_logger(container=cid[:12])
-        done = True
-        if created:
-            try:  # its anonymous volumes too: nobody ever saw this container
+        errors: list[str] = []
+        if shim:
+            try:
                 self.runtime.Delete(runtime_pb2.DeleteRequest(id=cid, force=True,
-                                                              remove_volumes=True))
+                                                              remove_volumes=remove_volumes))
             except NotFound:
                 pass
             except MuelleError as exc:
-                log.warning("undo: shim delete failed", error=str(exc))
-                done = False
-        if prepared and done:  # a rootfs the shim still has mounted cannot go
+                log.warning("shim delete failed", error=str(exc))
+                errors.append(str(exc))
+        if rootfs and not errors:  # a rootfs the shim still has mounted cannot go
             try:
                 self.images.RemoveRootfs(images_pb2.RemoveRootfsRequest(container_id=cid))
             except NotFound:
                 pass
             except MuelleError as exc:
-                log.warning("undo: remove rootfs failed", error=str(exc))
-                done = False
-        if done:
+                log.warning("remove rootfs failed", error=str(exc))
+                errors.append(str(exc))
+        if not errors:
             try:
                 self.records.delete(cid)
             except MuelleError as exc:
-                log.warning("undo: record removal failed", error=str(exc))
-                done = False
-        return done
+                log.warning("record removal failed", error=str(exc))
+                errors.append(str(exc))
+        return errors
 
-    def _retry_undo(self, cid: str) -> None:
+    def _finish(self, rec: Record) -> list[str]:
+        """Finish a create (by undoing it) or a removal that did not finish."""
+        # A create's anonymous volumes go too: nobody ever saw the container.
+        return self._clear(rec.id, remove_volumes=rec.remove_volumes or not rec.removing)
+
+    def _finish_later(self, cid: str) -> None:
         with self._guard:
-            if cid in self._undoing:
+            if cid in self._finishing:
                 return
-            self._undoing.add(cid)
-        threading.Thread(target=self._undo_until_done, args=(cid,), name=f"undo-{cid[:12]}",
-                         daemon=True).start()
+            self._finishing.add(cid)
+        threading.Thread(target=self._finish_until_done, args=(cid,),
+                         name=f"finish-{cid[:12]}", daemon=True).start()
 
-    def _undo_until_done(self, cid: str) -> None:
-        wait = UNDO_RETRY[0]
+    def _finish_until_done(self, cid: str) -> None:
+        wait = FINISH_RETRY[0]
         try:
             while True:
                 time.sleep(wait)
-                wait = min(wait * 2, UNDO_RETRY[1])
+                wait = min(wait * 2, FINISH_RETRY[1])
                 with self._lock(cid), self.busy.working(cid):
                     rec = self.records.get(cid)
                     if rec is None or rec.ready:
                         return
-                    if self._undo_steps(cid):
-                        get_logger(container=cid[:12]).info("undo: finished")
+                    if not self._finish(rec):
+                        get_logger(container=cid[:12]).info("finished what a crash left")
                         return
         finally:
             with self._guard:
-                self._undoing.discard(cid)
+                self._finishing.discard(cid)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -498,12 +513,26 @@ class Engine:
                 raise FailedPrecondition(
                     f'cannot remove container "/{rec.name}": container is {state.status}: '
                     "stop the container before removing or force remove")
+            # Marked first (no longer listed), deleted last: a removal cut short by a
+            # crash or a failed step is finished later, never left half-done.
+            self.records.mark_removing(rec.id, remove_volumes)
             if not shim_deleted:
-                with contextlib.suppress(NotFound):  # unknown to the shim: a failed create
-                    self.runtime.Delete(runtime_pb2.DeleteRequest(
-                        id=rec.id, force=force, remove_volumes=remove_volumes))
-            self.images.RemoveRootfs(images_pb2.RemoveRootfsRequest(container_id=rec.id))
-            self.records.delete(rec.id)
+                try:
+                    with contextlib.suppress(NotFound):  # unknown to the shim: a failed create
+                        self.runtime.Delete(runtime_pb2.DeleteRequest(
+                            id=rec.id, force=force, remove_volumes=remove_volumes))
+                except FailedPrecondition:
+                    self.records.mark_kept(rec.id)  # refused (it runs): nothing changed
+                    raise
+                except BaseException:
+                    self._finish_later(rec.id)  # it may be gone: the rest goes later
+                    raise
+            try:
+                self.images.RemoveRootfs(images_pb2.RemoveRootfsRequest(container_id=rec.id))
+                self.records.delete(rec.id)
+            except BaseException:
+                self._finish_later(rec.id)
+                raise
         with self._guard:
             self._locks.pop(rec.id, None)
         get_logger(container=rec.id[:12]).info("removed")
@@ -514,10 +543,15 @@ class Engine:
         record go. None if it still runs or the shim refused: the caller waits, then
         removes as before."""
         with self._lock(rec.id):
+            self.records.mark_removing(rec.id, remove_volumes=True)  # see _remove
             try:
                 reply = self.runtime.Delete(runtime_pb2.DeleteRequest(
                     id=rec.id, remove_volumes=True))
+            except FailedPrecondition:
+                self.records.mark_kept(rec.id)
+                return None
             except MuelleError:
+                self._finish_later(rec.id)  # the shim may have deleted it
                 return None
             self._remove_quietly(rec.id, shim_deleted=True)
         if not reply.HasField("status"):  # a shim older than DeleteResponse.status
@@ -570,13 +604,16 @@ class Engine:
                 self._watching.discard(cid)
 
     def restore(self) -> None:
-        """After a gateway (re)start: undo half-done creates, apply pending auto-removes."""
+        """After a gateway (re)start: undo half-done creates, finish half-done removals,
+        apply pending auto-removes."""
         for rec in self.records.all(include_unready=True):
             log = get_logger(container=rec.id[:12])
             try:
                 if not rec.ready:
-                    log.warning("undoing a create that did not finish")
-                    self._undo_create(rec.id)
+                    log.warning("finishing a removal that did not finish" if rec.removing
+                                else "undoing a create that did not finish")
+                    if self._finish(rec):
+                        self._finish_later(rec.id)
                 elif rec.auto_remove:
                     state = self._shim_state(rec.id)
                     if state is None or state.status == "stopped":

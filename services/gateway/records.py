@@ -1,8 +1,10 @@
 """Container records in SQLite: the containers users see, by ID, ID prefix or name.
 
 A record is inserted with ``ready = 0`` before the neighbours are asked to do anything
-(so the name is reserved atomically) and marked ready once the shim has created the
-container. Records still not ready after a crash are undone on the next start.
+(so the name is reserved atomically) and marked ready (1) once the shim has created the
+container. A removal marks it 2 (3: with its anonymous volumes) before it asks the shim,
+and deletes it last. Records not ready, after a crash or a failed step, are finished by
+removing what the container has left (Engine: restore, and retries until done).
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ CREATE TABLE IF NOT EXISTS containers (
     ready INTEGER NOT NULL DEFAULT 0
 )
 """
+# The ready column: the container's place in its life.
+CREATING, READY, REMOVING, REMOVING_VOLUMES = 0, 1, 2, 3
+
 _COLUMNS = ("id, name, image, image_id, created, request, spec, entrypoint, cmd, runtime, "
             "auto_remove, stop_signal, stop_timeout, bundle, ready")
 
@@ -59,6 +64,8 @@ class Record:
     stop_timeout: int
     bundle: str = ""
     ready: bool = False
+    removing: bool = False  # a removal began (ready = 2 or 3) and has not finished
+    remove_volumes: bool = False  # ... with the container's anonymous volumes (3)
 
 
 def conflict(name: str, owner: str) -> AlreadyExists:
@@ -85,7 +92,9 @@ def _row(row: tuple) -> Record:  # type: ignore[type-arg]
     return Record(id=row[0], name=row[1], image=row[2], image_id=row[3], created=row[4],
                   request=request, spec=spec, entrypoint=_split(row[7]), cmd=_split(row[8]),
                   runtime=row[9], auto_remove=bool(row[10]), stop_signal=row[11],
-                  stop_timeout=int(row[12]), bundle=row[13], ready=bool(row[14]))
+                  stop_timeout=int(row[12]), bundle=row[13], ready=row[14] == READY,
+                  removing=row[14] in (REMOVING, REMOVING_VOLUMES),
+                  remove_volumes=row[14] == REMOVING_VOLUMES)
 
 
 class Records:
@@ -142,6 +151,18 @@ class Records:
         with self._writing(f"the record of container {cid}"):
             self._db.execute("UPDATE containers SET ready = 1, bundle = ? WHERE id = ?",
                              (bundle, cid))
+
+    def mark_removing(self, cid: str, remove_volumes: bool) -> None:
+        """A removal begins: the container is no longer listed; its record goes last."""
+        with self._writing(f"the removal of container {cid}"):
+            self._db.execute("UPDATE containers SET ready = ? WHERE id = ?",
+                             (REMOVING_VOLUMES if remove_volumes else REMOVING, cid))
+
+    def mark_kept(self, cid: str) -> None:
+        """A removal that changed nothing (refused): listed again."""
+        with self._writing(f"the record of container {cid}"):
+            self._db.execute("UPDATE containers SET ready = 1 WHERE id = ? AND ready >= 2",
+                             (cid,))
 
     def delete(self, cid: str) -> None:
         with self._writing(f"the removal of container {cid}'s record"):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services.core.errors import Unavailable
+from services.core.errors import FailedPrecondition, Unavailable
 from services.gateway import engine as enginemod
 from services.gateway.engine import Engine
 from services.gateway.records import Records
@@ -62,7 +62,7 @@ def test_creates_in_flight_are_not_problems(engine: Engine) -> None:
 def test_a_create_whose_undo_fails_is_undone_later(engine: Engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """The shim was killed in the create: the record stays (not ready, so not listed)
     until the shim can say the container is gone, then goes."""
-    monkeypatch.setattr(enginemod, "UNDO_RETRY", (0.01, 0.02))
+    monkeypatch.setattr(enginemod, "FINISH_RETRY", (0.01, 0.02))
     engine.runtime.fail_create = Unavailable("shim unavailable")
     delete = engine.runtime.Delete
     engine.runtime.Delete = lambda r: (_ for _ in ()).throw(Unavailable("shim unavailable"))
@@ -73,3 +73,45 @@ def test_a_create_whose_undo_fails_is_undone_later(engine: Engine, monkeypatch) 
     engine.runtime.Delete = delete
     eventually(lambda: engine.records.all(include_unready=True) == [])
     assert engine.images.rootfs == set()
+
+
+def test_a_removal_cut_short_is_finished(engine: Engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The image store was killed in an rm, after the shim deleted the container: the
+    record is marked removing (not listed), and the removal finishes once it is back."""
+    monkeypatch.setattr(enginemod, "FINISH_RETRY", (0.01, 0.02))
+    cid = engine.create(req(name="web", cmd=["true"])).id
+    remove_rootfs = engine.images.RemoveRootfs
+    engine.images.RemoveRootfs = lambda r: (_ for _ in ()).throw(Unavailable("down"))
+    with pytest.raises(Unavailable):
+        engine.remove("web", force=True)
+    assert cid not in engine.runtime.containers and engine.list(all=True).containers == []
+    assert problems(engine)[cid] == "a removal that did not finish"
+    engine.images.RemoveRootfs = remove_rootfs
+    eventually(lambda: engine.records.all(include_unready=True) == [])
+    assert engine.images.rootfs == set() and problems(engine) == {}
+
+
+def test_restore_finishes_a_removal(tmp_path: Path) -> None:
+    images, runtime = FakeImages(), FakeRuntime()
+    eng = Engine(Records(tmp_path / "gw"), images, runtime)
+    cid = eng.create(req(cmd=["true"])).id
+    del runtime.containers[cid]  # the shim deleted it, then the gateway was killed
+    eng.records.mark_removing(cid, remove_volumes=False)
+    eng.records.close()
+    again = Engine(Records(tmp_path / "gw"), images, runtime)
+    try:
+        again.restore()
+        assert again.records.all(include_unready=True) == [] and images.rootfs == set()
+    finally:
+        again.records.close()
+
+
+def test_a_refused_removal_changes_nothing(engine: Engine) -> None:
+    cid = engine.create(req(name="web", cmd=["sleep"])).id
+    engine.start("web")
+    engine.runtime.Delete = lambda r: (_ for _ in ()).throw(
+        FailedPrecondition("did not stop after SIGKILL"))
+    with pytest.raises(FailedPrecondition):
+        engine.remove("web", force=True)
+    assert [c.id for c in engine.list(all=True).containers] == [cid]
+    assert problems(engine) == {}

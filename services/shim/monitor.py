@@ -31,6 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from services.core.errors import is_no_space
 from services.runtime.store import proc_start_time
 from services.shim.console import ConsoleSocket
 from services.shim.logs import LogWriter, rfc3339_nano
@@ -494,7 +495,9 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # noqa: BLE001 - last resort: leave a trace for the shim
         log(cdir, f"monitor crashed: {type(exc).__name__}: {exc}")
         with contextlib.suppress(OSError):
-            os.write(args.sync_fd, json.dumps({"error": f"monitor: {exc}"}).encode())
+            # no_space: the shim's error is then ResourceExhausted, saying what
+            os.write(args.sync_fd, json.dumps({"error": f"monitor: {exc}",
+                                               "no_space": is_no_space(exc)}).encode())
         sys.exit(2)
 
 

@@ -30,6 +30,7 @@ from services.core.errors import (
     InvalidArgument,
     MuelleError,
     NotFound,
+    no_space,
 )
 from services.core.logging import get_logger
 from services.runtime import cgroups
@@ -292,6 +293,8 @@ class Shim:
                 os.close(write_fd)
         if "pid" in reply:
             return int(reply["pid"])
+        if reply.get("no_space"):
+            raise no_space(f"the files of container {cdir.id}'s monitor ({cdir.path})")
         error = _exec_error(str(reply.get("error") or "the monitor exited without reporting"))
         if not reply:
             tail = cdir.monitor_log.read_text(errors="replace")[-2000:] \

@@ -1,9 +1,10 @@
 """Fault injection: kill -9 of a service at a seeded random point of pull, run, rm, exec
 or commit, then restart, and the engine must converge to a consistent state.
 
-Each round: a container or two to act on; one operation started through the CLI; one
-service (registry, imagestore, shim or gateway) killed -9 a random moment into it; the
-operation's outcome noted; the service started again. Then, within a bound:
+Each round: a container to act on; one operation (pull, run -d, run --rm, rm -f, exec,
+commit) started through the CLI; one of the services it goes through (registry,
+imagestore, shim, gateway) killed -9 a random moment into it; the operation's outcome
+noted; the service started again. Then, within a bound:
 - `system check` is clean: no corrupted or missing blob, snapshot or record, and no
   container that only some of gateway, shim and image store know (hidden or lost);
 - every container a command reported as made is listed (`ps -a`), a running one still
@@ -42,6 +43,7 @@ SEED = int(os.environ.get("MUELLE_FAULT_SEED", "19"))
 INVOLVED = {
     "pull": ("gateway", "imagestore", "registry"),
     "run": ("gateway", "imagestore", "shim"),
+    "run --rm": ("gateway", "imagestore", "shim"),
     "rm": ("gateway", "imagestore", "shim"),
     "exec": ("gateway", "shim"),
     "commit": ("gateway", "imagestore", "shim"),
@@ -90,6 +92,7 @@ def _command(op: str, image: str, pull_ref: str, target: str, n: int) -> list[st
     return {
         "pull": ["pull", pull_ref],
         "run": ["run", "-d", image, "sleep", "1000"],
+        "run --rm": ["run", "--rm", image, "sh", "-c", "echo ran; sleep 0.1"],
         "rm": ["rm", "-f", target],
         "exec": ["exec", target, "sh", "-c", f"echo {n} > /tmp/round"],
         "commit": ["commit", target, f"faults/commit:r{n}"],
@@ -173,6 +176,9 @@ def _round(engine: Engine, rng: random.Random, image: str, pull_ref: str, n: int
         tally.hidden_containers += problems.count("hidden")
         tally.lost_containers += problems.count("lost")
         raise AssertionError(f"{context}: did not converge:\n{problems}\n{engine.logs()}")
+    if op == "run --rm":  # removed once it exits: by the attach, or a watcher, or restore
+        faults.wait_for(lambda: not _ids(engine, "-a") - made, timeout=CONVERGE,
+                        what=f"{context}: the --rm container to go")
     listed = _ids(engine, "-a")
     running = _ids(engine)
     expected = made - removed - maybe_removed

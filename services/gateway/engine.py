@@ -24,6 +24,7 @@ from services.core.errors import (
     FailedPrecondition,
     MuelleError,
     NotFound,
+    ResourceExhausted,
     Unavailable,
 )
 from services.core.logging import get_logger
@@ -515,7 +516,7 @@ class Engine:
                     "stop the container before removing or force remove")
             # Marked first (no longer listed), deleted last: a removal cut short by a
             # crash or a failed step is finished later, never left half-done.
-            self.records.mark_removing(rec.id, remove_volumes)
+            self._mark_removing(rec.id, remove_volumes)
             if not shim_deleted:
                 try:
                     with contextlib.suppress(NotFound):  # unknown to the shim: a failed create
@@ -537,13 +538,21 @@ class Engine:
             self._locks.pop(rec.id, None)
         get_logger(container=rec.id[:12]).info("removed")
 
+    def _mark_removing(self, cid: str, remove_volumes: bool) -> None:
+        try:
+            self.records.mark_removing(cid, remove_volumes)
+        except ResourceExhausted as exc:
+            # A full disk: the removal is what frees space (a run --rm that filled it),
+            # so it goes on unmarked, in rm's order (shim, rootfs, record).
+            get_logger(container=cid[:12]).warning("removing unmarked", error=str(exc))
+
     def _removed_after_exit(self, rec: Record) -> runtime_pb2.ContainerStatus | None:
         """--rm once the output ended: the shim deletes it unforced, with no State call
         first and no Wait (Delete answers with the last status), then the rootfs and the
         record go. None if it still runs or the shim refused: the caller waits, then
         removes as before."""
         with self._lock(rec.id):
-            self.records.mark_removing(rec.id, remove_volumes=True)  # see _remove
+            self._mark_removing(rec.id, remove_volumes=True)  # see _remove
             try:
                 reply = self.runtime.Delete(runtime_pb2.DeleteRequest(
                     id=rec.id, remove_volumes=True))

@@ -39,7 +39,7 @@ def factory(
         if not cfg.registry.mirror_upstream:
             raise InvalidArgument("registry.mirror_listen needs registry.mirror_upstream")
         mirror = Mirror(resolver, cache, cfg.registry.mirror_upstream,
-                        cfg.registry.mirror_listen).start()
+                        cfg.registry.mirror_listen, manifest_cache).start()
 
     def register(server: grpc.Server) -> None:
         registry_pb2_grpc.add_RegistryServicer_to_server(servicer, server)

@@ -99,11 +99,12 @@ def registry_service_with(tmp: Path, settings: str, address: str = "") -> Iterat
 
 
 @contextlib.contextmanager
-def mirror_service(tmp: Path, upstream: str, settings: str = "") -> Iterator[str]:
+def mirror_service(tmp: Path, upstream: str, settings: str = "",
+                   address: str = "") -> Iterator[str]:
     """A registry service (shared cache on) mirroring ``upstream``, with more ``[registry]``
-    ``settings``; yields the mirror's host:port."""
+    ``settings`` (gRPC on ``address`` if given); yields the mirror's host:port."""
     port = free_port()
     with registry_service_with(tmp, f'cache_max_bytes = 100000000\n'
                                f'mirror_listen = "127.0.0.1:{port}"\n'
-                               f'mirror_upstream = "{upstream}"\n{settings}'):
+                               f'mirror_upstream = "{upstream}"\n{settings}', address):
         yield f"127.0.0.1:{port}"

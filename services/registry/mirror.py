@@ -203,7 +203,9 @@ class Mirror:
     def serve(self, req: BaseHTTPRequestHandler, head: bool) -> None:
         reply = _Reply(req, head)
         path = urlsplit(req.path).path
-        kind = "manifest" if "/manifests/" in path else "blob"
+        route = _ROUTE.match(path)
+        kind = "manifest" if route is not None and route.group("kind") == "manifests" \
+            else "blob"
         try:
             _drain(req)
             self._route(reply, path, ", ".join(req.headers.get_all("Accept") or []) or None)

@@ -62,7 +62,8 @@ class RegistryConfig:
     # (registry/ranges.py); 1 = one request per blob, as Docker does.
     parallel_ranges: int = 4
     # Serve a read-only pull-through mirror of mirror_upstream ("host:port" or
-    # "docker.io") on mirror_listen ("127.0.0.1:5001"); off when empty.
+    # "docker.io") on mirror_listen ("127.0.0.1:5001"); off when empty. It reaches
+    # upstream anonymously and serves only what upstream serves to anyone.
     mirror_listen: str = ""
     mirror_upstream: str = ""
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from services.core import config as configmod
 from services.core import launcher
-from tests.support import network
+from tests.support import hostcheck, network
 
 VENV_BIN = Path(sys.executable).parent
 CLI = str(VENV_BIN / "muelle")
@@ -45,6 +45,7 @@ class Engine:
         self.cgroup_parent = f"muelle-test-{uuid.uuid4().hex[:8]}"
         # The default network's bridge is host-global: one per engine side by side.
         self.bridge = f"mut{uuid.uuid4().hex[:8]}"
+        hostcheck.claim(str(self.dir), self.cgroup_parent, self.bridge)
         self.config_file = self.dir / "muelle.toml"
         self.config_file.write_text(
             f'root = "{self.root}"\nrun = "{self.run}"\nlog_format = "json"\n'

@@ -38,6 +38,7 @@ from services.shim import cgroupfs, logs, mounts, restart, spec, stats, users, v
 from services.shim import stdin as stdinmod
 from services.shim import userns as usernsmod
 from services.shim.background import Background
+from services.shim.claims import Claims
 from services.shim.exec import ExecRequest, ExecRun, Exit, Output
 from services.shim.network import Manager as NetworkManager
 from services.shim.network import plan_config, request_of
@@ -111,6 +112,11 @@ def _now() -> str:
 class Shim:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
+        # First: an engine that would share the bridge or cgroup parent of another starts
+        # nothing (FAILED_PRECONDITION, and the service exits with that line).
+        self.claims = Claims(cfg.root, {"network.bridge": cfg.network.bridge,
+                                        "shim.cgroup_parent": cfg.shim.cgroup_parent})
+        self.claims.acquire()
         self.store = Store(cfg.state_dir("shim"))
         self.volumes = VolumeStore(cfg.state_dir("shim") / "volumes")
         self.runtimes = Runtimes(cfg)
@@ -137,6 +143,8 @@ class Shim:
             self.networks.close()
         except MuelleError as exc:
             self.log.warning("could not remove the idle default bridge", error=str(exc))
+        finally:
+            self.claims.release()
 
     # ---------------------------------------------------------------- helpers
 

@@ -57,8 +57,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     write = reporter.write_line if reporter else print
     if others:
-        write("host check: other muelle engines or test sessions ran on this host meanwhile "
-              f"({', '.join(f'{pid} {cmd[:60]}' for pid, cmd in sorted(others.items()))}); "
+        shown = [f"{pid} {cmd[:60]}" for pid, cmd in sorted(others.items())[:5]]
+        write(f"host check: {len(others)} processes of other muelle engines or test sessions "
+              f"ran on this host meanwhile ({'; '.join(shown)}{'; ...' * (len(others) > 5)}); "
               "only differences naming what this session made are blamed on it:")
         for line in lines:
             write(("  BLAMED    " if line in blamed else "  not ours? ") + line)

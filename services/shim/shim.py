@@ -726,6 +726,7 @@ class Shim:
 
     def restore(self) -> None:
         """Rediscover container dirs after a (re)start; drop half-created ones."""
+        self.networks.reconcile()
         for cdir in self.store.all():
             meta = cdir.read_meta()
             if meta and not meta.get("creating"):

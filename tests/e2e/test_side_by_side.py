@@ -53,9 +53,11 @@ def test_an_engine_configured_onto_another_engines_bridge_refuses_to_start() -> 
     one = Engine()
     two = Engine(bridge=one.bridge)
     with one:
-        with pytest.raises(Exception) as failed:  # noqa: PT011 - the launcher's error
-            two.start()
-        two.close()
+        try:
+            with pytest.raises(Exception) as failed:  # noqa: PT011 - the launcher's error
+                two.start()
+        finally:
+            two.close()  # stops what did start
     message = str(failed.value) + two.logs()
     assert f"network.bridge '{one.bridge}' is in use by the muelle engine at {one.root}" \
         in message, message

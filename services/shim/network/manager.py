@@ -163,6 +163,14 @@ class Manager:
         links.delete(net.bridge)
         iptables.prune()
 
+    def reconcile(self) -> None:
+        """At start: every bridge of ours that is up has all its rules (a shim from before
+        a rule existed, e.g. the isolation stages, made it without them)."""
+        with lock.held(self.lock_path):
+            for net in self.networks():
+                if net.subnet and net.gateway and links.has_address(net.bridge, net.gateway):
+                    rules.add(net.bridge, net.subnet)
+
     def close(self) -> None:
         """On a clean shim stop: the default bridge goes if no container uses it."""
         self.retiring.close()

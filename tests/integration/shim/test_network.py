@@ -84,3 +84,21 @@ def test_start_after_the_kernel_forgot_the_wiring(shim: ShimProcess) -> None:
     assert list(network.leases(shim.dir / "root").values()) == [cid]
     shim.stub.Delete(pb.DeleteRequest(id=cid, force=True))
     assert network.container_leftovers(shim.dir / "root", shim.bridge) == []
+
+
+def test_a_restarted_shim_adds_the_rules_its_bridge_lacks(shim: ShimProcess) -> None:
+    """A bridge made by a shim from before a rule existed (the isolation stages) gets it
+    when the shim starts again."""
+    cid = shim.create(["sleep", "60"])
+    shim.stub.Start(pb.StartRequest(id=cid))
+    isolation = [line for _, line in network.rules_mentioning([shim.bridge])
+                 if "MUELLE-ISOLATION" in line]
+    assert len(isolation) == 2, isolation
+    for line in isolation:
+        subprocess.run(["iptables", "-w", "-t", "filter", "-D", *line.split()[1:]], check=True)
+    shim.kill9()
+    shim.start()
+    again = [line for _, line in network.rules_mentioning([shim.bridge])
+             if "MUELLE-ISOLATION" in line]
+    assert sorted(again) == sorted(isolation)
+    shim.stub.Delete(pb.DeleteRequest(id=cid, force=True))

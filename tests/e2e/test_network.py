@@ -300,3 +300,29 @@ def test_networks_are_isolated_from_each_other(engine: Engine, image: str) -> No
             engine.cli("network", "rm", nets[key], check=False)
     # the networks' rules went with them
     assert network.rules_mentioning(bridges) == []
+
+
+def test_a_container_that_exits_gives_its_network_back(engine: Engine, image: str) -> None:
+    """Like Docker: veth, address lease, published port and netns go when the container
+    exits by itself, not at `rm`; `start` and `restart` wire it again."""
+    name, port = _name("quits"), network.free_port()
+    # runs until told to stop (a file), so its exit is its own, not a stop's
+    script = "rm -f /go; while [ ! -e /go ]; do sleep 0.05; done"
+    engine.cli("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:80", image,
+               "sh", "-c", script)
+    try:
+        for again in ("start", "restart", ""):
+            wired = network.container_leftovers(engine.root, engine.bridge)
+            assert len(wired) == 3, wired  # a veth, a DNAT rule, a lease
+            ip = _ip(engine, name, "bridge")
+            assert ip
+            engine.cli("exec", name, "touch", "/go")
+            assert engine.cli("wait", name).stdout.strip() == "0"
+            _until(lambda: network.container_leftovers(engine.root, engine.bridge) == [],
+                   "the network of an exited container to be released")
+            info = json.loads(engine.cli("inspect", name).stdout)[0]
+            assert info["State"]["Status"] == "exited"
+            if again:
+                engine.cli(again, name)
+    finally:
+        engine.cli("rm", "-f", name, check=False)

@@ -53,16 +53,20 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     factory = getattr(session.config, "_tmp_path_factory", None)
     if factory is not None and factory._basetemp is not None:  # tmp_path dirs of this run
         names.add(str(factory._basetemp))
-    blamed = [line for line in lines if hostcheck.ours(line, names)] if others else lines
+    blamed = hostcheck.blamed(lines, names, contended=bool(others))
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     write = reporter.write_line if reporter else print
     if others:
         shown = [f"{pid} {cmd[:60]}" for pid, cmd in sorted(others.items())[:5]]
         write(f"host check: {len(others)} processes of other muelle engines or test sessions "
               f"ran on this host meanwhile ({'; '.join(shown)}{'; ...' * (len(others) > 5)}); "
-              "only differences naming what this session made are blamed on it:")
-        for line in lines:
-            write(("  BLAMED    " if line in blamed else "  not ours? ") + line)
+              "a difference that such engines make is blamed on this session only when it "
+              "names what this session made:")
+        for line in blamed:
+            write("  " + line)
+        others_lines = [line for line in lines if line not in blamed]
+        write(f"  ({len(others_lines)} more that other engines may have made or removed"
+              + (f", e.g. {others_lines[0]})" if others_lines else ")"))
     else:
         write("host check: the session changed the host:")
         for line in lines:

@@ -9,9 +9,11 @@ lines, and the few trees that the host's own service manager fills and empties a
 are skipped (``CHURNING_CGROUPS``).
 
 Other people may run muelle engines on the same host meanwhile (other test sessions, a
-demo): ``Watch`` samples the processes during the session, and a difference is only blamed
-on the suite when no such engine ran or when it names something the suite made
-(``claim()``: engine dirs, bridges, cgroup parents).
+demo, the host's own Docker): ``Watch`` samples the processes during the session. When
+none ran, every difference is the suite's. When some did, a difference is still blamed on
+the suite when it names something the suite made (``claim()``: engine dirs, bridges,
+cgroup parents) or when it is nothing such an engine makes (``maybe_theirs``): the host's
+docker0, eth0's address or the default route vanishing is always reported.
 """
 
 from __future__ import annotations
@@ -46,6 +48,14 @@ _ENGINE_PATTERNS = (
     "services.registry.main", "services.shim.forkserver", "muelle-engine", "muelle-shim",
     "muelle-gateway", "/usr/sbin/dockerd", "bin/pytest", "-m pytest",
 )
+
+# What muelle engines, the test harness (private dockerds, tmp dirs) and a Docker Engine
+# make and remove as they run: under contention a difference naming one of these may be
+# another session's. docker0 is not in it.
+_THEIRS = re.compile(
+    r"\b(mu[st][0-9a-f]{8}|mu[0-9a-f]{12}|ve[0-9a-f]{11}|muelle|MUELLE|mdk[0-9a-f]{8}"
+    r"|dockerd-test|veth[0-9a-f]+|br-[0-9a-f]{12}|DOCKER)"
+    r"|/tmp/|/run/netns|/var/lib/docker|/run/docker|/run/containerd|docker/|docker-")
 
 _claimed: set[str] = set()
 
@@ -93,6 +103,8 @@ def addresses() -> set[str]:
     out = set()
     for link in _json("ip", "-j", "addr", "show"):
         for addr in link.get("addr_info") or []:
+            if addr.get("temporary"):
+                continue  # IPv6 privacy addresses: the kernel rotates them on its own
             # lifetimes count down: only the address itself is compared
             out.add(f"{link.get('ifname')} {addr.get('local')}/{addr.get('prefixlen')}")
     return out
@@ -198,6 +210,19 @@ def compare(before: Snapshot, after: Snapshot) -> list[Difference]:
 
 def ours(line: str, names: set[str]) -> bool:
     return any(name in line for name in names)
+
+
+def maybe_theirs(line: str) -> bool:
+    """Something another muelle engine, test session or Docker Engine could have made or
+    removed meanwhile."""
+    return _THEIRS.search(line) is not None
+
+
+def blamed(lines: list[str], names: set[str], contended: bool) -> list[str]:
+    """The differences that are the session's: all of them when it ran alone."""
+    if not contended:
+        return list(lines)
+    return [line for line in lines if ours(line, names) or not maybe_theirs(line)]
 
 
 def report(diffs: list[Difference]) -> list[str]:

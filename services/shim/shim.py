@@ -43,6 +43,7 @@ from services.shim.exec import ExecRequest, ExecRun, Exit, Output
 from services.shim.exits import ExitWatch
 from services.shim.network import Manager as NetworkManager
 from services.shim.network import plan_config, request_of
+from services.shim.network.manager import default_bridge
 from services.shim.runtimes import Runtime, Runtimes
 from services.shim.spawner import Spawner
 from services.shim.store import ContainerDir, Store, pid_alive, read_json, write_json
@@ -115,8 +116,9 @@ class Shim:
         self.cfg = cfg
         # First: an engine that would share the bridge or cgroup parent of another starts
         # nothing (FAILED_PRECONDITION, and the service exits with that line).
-        self.claims = Claims(cfg.root, {"network.bridge": cfg.network.bridge,
-                                        "shim.cgroup_parent": cfg.shim.cgroup_parent})
+        self.claims = Claims(cfg.root, {
+            "network.bridge": default_bridge(cfg.state_dir("shim"), cfg.network),
+            "shim.cgroup_parent": cfg.shim.cgroup_parent})
         self.claims.acquire()
         self.store = Store(cfg.state_dir("shim"))
         self.volumes = VolumeStore(cfg.state_dir("shim") / "volumes")

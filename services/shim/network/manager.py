@@ -64,6 +64,15 @@ def _write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def default_bridge(state_dir: Path, netcfg: NetworkConfig) -> str:
+    """The bridge the default network uses: the one it was made with (recorded), else the
+    configured one."""
+    for net in Defs(state_dir / "network" / "networks").all():
+        if net.name == DEFAULT:
+            return net.bridge
+    return netcfg.bridge
+
+
 class Manager:
     def __init__(self, state_dir: Path, netcfg: NetworkConfig,
                  container_dir: Callable[[str], Path], lock_path: str = lock.PATH,

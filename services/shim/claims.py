@@ -6,9 +6,10 @@ the same leases, and the first to stop takes the bridge (and its rules) from und
 other's containers. Defaults differ per engine root (services/core/config.engine_names);
 a claim catches configurations that name the same bridge or parent for two roots.
 
-A claim is a file ``<DIR>/<kind>-<name>`` with the root and pid of the shim that holds it.
-It is the claimant's while that process lives; a shim killed with -9 leaves a file whose
-pid is dead (or not a shim of that root), which the next start takes over.
+A claim is a file ``<DIR>/<kind>-<name>`` with the root, pid and process start time of the
+shim that holds it. It is the claimant's while that process lives; a shim killed with -9
+leaves a file whose process is gone (or whose pid another process reuses: its start time
+differs), which the next start takes over.
 """
 
 from __future__ import annotations
@@ -25,12 +26,20 @@ from services.shim.network import lock
 DIR = Path("/run/lock/muelle-claims")
 
 
-def _alive(pid: int) -> bool:
+def _started(pid: int) -> int | None:
+    """The start time (clock ticks since boot) of a live process ``pid``, else None."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")  # a zombie holds nothing
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    if fields[0] in ("Z", "X"):  # a zombie holds nothing
+        return None
+    return int(fields[19])
+
+
+def _alive(holder: dict[str, Any]) -> bool:
+    started = _started(int(holder["pid"]))
+    return started is not None and holder.get("started", started) == started
 
 
 class Claims:
@@ -53,7 +62,7 @@ class Claims:
             self.dir.mkdir(parents=True, exist_ok=True)
             for key, name in self.names.items():
                 holder = self._holder(key, name)
-                if holder and holder.get("root") != self.root and _alive(int(holder["pid"])):
+                if holder and holder.get("root") != self.root and _alive(holder):
                     raise FailedPrecondition(
                         f"{key} {name!r} is in use by the muelle engine at {holder['root']} "
                         f"(shim pid {holder['pid']}): two engines must not share it; set "
@@ -62,7 +71,8 @@ class Claims:
             for key, name in self.names.items():
                 file = self._file(key, name)
                 tmp = file.with_name(f".{file.name}.{self.pid}")
-                tmp.write_text(json.dumps({"root": self.root, "pid": self.pid}))
+                tmp.write_text(json.dumps({"root": self.root, "pid": self.pid,
+                                           "started": _started(self.pid)}))
                 os.replace(tmp, file)
 
     def release(self) -> None:

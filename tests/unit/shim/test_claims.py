@@ -44,3 +44,13 @@ def test_a_dead_holder_or_the_same_root_is_taken_over(tmp_path: Path) -> None:
     mine.release()
     assert sorted(p.name for p in (tmp_path / "claims").iterdir()) == [
         "network.bridge-br1", "shim.cgroup_parent-cg1"]
+
+
+def test_a_reused_pid_holds_nothing(tmp_path: Path) -> None:
+    """The holder's pid now names another process (started later): the claim is stale."""
+    (tmp_path / "claims").mkdir()
+    (tmp_path / "claims" / "network.bridge-br0").write_text(
+        json.dumps({"root": "/srv/other", "pid": os.getppid(), "started": -1}))
+    _claims(tmp_path, "/srv/mine").acquire()
+    held = json.loads((tmp_path / "claims" / "network.bridge-br0").read_text())
+    assert held["root"] == "/srv/mine" and held["pid"] == os.getpid() and held["started"] > 0

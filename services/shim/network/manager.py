@@ -309,7 +309,7 @@ class Manager:
         path = str(self.container_dir(cid) / "netns")
         if state.get("endpoints"):
             if netns.is_pinned(path):
-                return Done()  # wired already (it exited by itself, or a restarted shim asks)
+                return Done()  # wired already (a created container, or a restarted shim asks)
             self.down(cid)  # recorded, but the kernel forgot (a reboot): wire it anew
             state = self.read(cid)
         userns = str(self.container_dir(cid) / "userns")

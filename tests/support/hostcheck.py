@@ -49,12 +49,13 @@ _ENGINE_PATTERNS = (
     "muelle-gateway", "/usr/sbin/dockerd", "bin/pytest", "-m pytest",
 )
 
-# What muelle engines, the test harness (private dockerds, tmp dirs) and a Docker Engine
-# make and remove as they run: under contention a difference naming one of these may be
-# another session's. docker0 is not in it.
+# What muelle engines, the test harness (private dockerds, tmp dirs, the runtime-tools
+# validation programs of tests/conformance: /cgrouptest) and a Docker Engine make and
+# remove as they run: under contention a difference naming one of these may be another
+# session's. docker0 is not in it.
 _THEIRS = re.compile(
     r"\b(mu[st][0-9a-f]{8}|mu[0-9a-f]{12}|ve[0-9a-f]{11}|muelle|MUELLE|mdk[0-9a-f]{8}"
-    r"|dockerd-test|veth[0-9a-f]+|br-[0-9a-f]{12}|DOCKER)"
+    r"|dockerd-test|cgrouptest|veth[0-9a-f]+|br-[0-9a-f]{12}|DOCKER)"
     r"|/tmp/|/run/netns|/var/lib/docker|/run/docker|/run/containerd|docker/|docker-")
 
 _claimed: set[str] = set()

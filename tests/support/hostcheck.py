@@ -47,15 +47,18 @@ _ENGINE_PATTERNS = (
     "services.gateway.main", "services.shim.main", "services.imagestore.main",
     "services.registry.main", "services.shim.forkserver", "muelle-engine", "muelle-shim",
     "muelle-gateway", "/usr/sbin/dockerd", "bin/pytest", "-m pytest",
+    "muelle-runtime", "services.runtime", "runc", "crun", "runtimetest",
 )
 
-# What muelle engines, the test harness (private dockerds, tmp dirs, the runtime-tools
-# validation programs of tests/conformance: /cgrouptest) and a Docker Engine make and
-# remove as they run: under contention a difference naming one of these may be another
-# session's. docker0 is not in it.
+# What muelle engines, the test harness (private dockerds, tmp dirs) and a Docker Engine
+# make and remove as they run: under contention a difference naming one of these may be
+# another session's. docker0 is not in it. (Any cgroup may be: every OCI runtime run
+# makes one where its caller says, e.g. runtime-tools' validation programs make /testdir,
+# /cgrouptest and UUIDs.)
 _THEIRS = re.compile(
-    r"\b(mu[st][0-9a-f]{8}|mu[0-9a-f]{12}|ve[0-9a-f]{11}|muelle|MUELLE|mdk[0-9a-f]{8}"
-    r"|dockerd-test|cgrouptest|veth[0-9a-f]+|br-[0-9a-f]{12}|DOCKER)"
+    r"^cgroups: "
+    r"|\b(mu[st][0-9a-f]{8}|mu[0-9a-f]{12}|ve[0-9a-f]{11}|muelle|MUELLE|mdk[0-9a-f]{8}"
+    r"|dockerd-test|veth[0-9a-f]+|br-[0-9a-f]{12}|DOCKER)"
     r"|/tmp/|/run/netns|/var/lib/docker|/run/docker|/run/containerd|docker/|docker-")
 
 _claimed: set[str] = set()

@@ -11,6 +11,7 @@ LINES = [
     "links: left behind  mu0123456789ab ether master= UP",
     "netfilter: left behind  iptables-save filter :MUELLE-ISOLATION",
     "cgroups: left behind  memory/muelle-test-1a2b3c4d",
+    "cgroups: left behind  pids/testdir",
     "mounts: left behind  /tmp/mu-abc/root/x root=/ overlay overlay",
     "links: left behind  mdk00aa11bb ether master= UP",
 ]

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from services.core import launcher
+from tests.bench.procs import comm
 from tests.support import network
 from tests.support.engine import Engine, cgroups_under, mounts_under, processes_mentioning
 
@@ -84,9 +85,9 @@ def service_pids(engine: Engine) -> set[int]:
             if (p := launcher.running_pid(engine.cfg, name)) is not None}
     parents = {p: _ppid(p) for p in _all_pids()}
     shim = launcher.running_pid(engine.cfg, "shim")
-    servers = {p for p, ppid in parents.items() if ppid == shim and _comm(p) != "muelle-standby"}
+    servers = {p for p, ppid in parents.items() if ppid == shim and comm(p) != "muelle-standby"}
     standbys = {p for p, ppid in parents.items()
-                if ppid in servers and _comm(p) == "muelle-standby"}
+                if ppid in servers and comm(p) == "muelle-standby"}
     return pids | servers | standbys
 
 
@@ -99,13 +100,6 @@ def _ppid(pid: int) -> int:
         return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
     except (OSError, IndexError, ValueError):
         return 0
-
-
-def _comm(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return ""
 
 
 def leftovers(engine: Engine) -> list[str]:

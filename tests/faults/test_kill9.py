@@ -56,6 +56,7 @@ CONVERGE = 60.0  # seconds for the engine to settle after a restart
 class Tally:
     durations: dict[str, float] = field(default_factory=dict)  # of each op, unfaulted
     rounds: int = 0
+    ops: collections.Counter[str] = field(default_factory=collections.Counter)
     kills: collections.Counter[str] = field(default_factory=collections.Counter)
     failed_ops: int = 0  # operations the kill made fail (each must fail cleanly)
     containers: int = 0  # containers made and checked
@@ -138,9 +139,8 @@ def _prepare(engine: Engine, op: str, pull_ref: str) -> None:
         engine.cli("rmi", "-f", pull_ref, check=False)
 
 
-def _round(engine: Engine, rng: random.Random, image: str, pull_ref: str, n: int,
+def _round(engine: Engine, rng: random.Random, op: str, image: str, pull_ref: str, n: int,
            tally: Tally) -> None:
-    op = rng.choice(OPERATIONS)
     victim = rng.choice(INVOLVED[op])
     delay = rng.uniform(0, tally.durations[op])
     made = {_container(engine, image)}  # something to exec in, commit, remove
@@ -212,12 +212,16 @@ def test_kill9_at_random_points_converges(engine: Engine, busybox_ref: str,
     rng = random.Random(SEED)
     tally = Tally(durations=_timed(engine, busybox_ref, pull_ref))
     try:
-        for n in range(ROUNDS):
-            _round(engine, rng, busybox_ref, pull_ref, n, tally)
+        # Every operation once in each run of len(OPERATIONS) rounds, in a seeded order.
+        ops = [op for _ in range(0, ROUNDS, len(OPERATIONS))
+               for op in rng.sample(OPERATIONS, len(OPERATIONS))]
+        for n, op in enumerate(ops[:ROUNDS]):
+            tally.ops[op] += 1
+            _round(engine, rng, op, busybox_ref, pull_ref, n, tally)
     finally:
         times = ", ".join(f"{op} {t * 1000:.0f} ms" for op, t in tally.durations.items())
         print(f"\nfault rounds (seed {SEED}; unfaulted {times}): {tally.rounds} of {ROUNDS} "
-              f"passed; kills "
+              f"passed; operations {dict(sorted(tally.ops.items()))}; kills "
               f"{dict(sorted(tally.kills.items()))}; operations failed by the kill "
               f"{tally.failed_ops}; containers checked {tally.containers}; corrupted blobs "
               f"{tally.corrupted_blobs}; lost containers {tally.lost_containers}; hidden "

@@ -8,6 +8,7 @@ and returns engine.v1 messages. Typed errors (services.core.errors) go up unchan
 from __future__ import annotations
 
 import contextlib
+import functools
 import platform
 import threading
 import time
@@ -67,7 +68,7 @@ class Engine:
         self._locks: dict[str, threading.RLock] = {}
         self._attaching: dict[str, int] = {}
         self._watching: set[str] = set()
-        self._finishing: set[str] = set()
+        self._retrying: set[str] = set()  # names of _until_done threads
         self.busy = check.Busy()  # creates and removals in flight, for system check
 
     # ------------------------------------------------------------------ helpers
@@ -184,12 +185,33 @@ class Engine:
         if req.no_pause or state is None or state.status != "running":
             return build.commit_container(self.images, rec, req)
         # Docker's default: frozen while the image store reads its writable layer, so the
-        # layer is one moment's (a file being written is not caught half-way).
-        self.runtime.Pause(runtime_pb2.PauseRequest(id=rec.id))
+        # layer is one moment's (a file being written is not caught half-way). Recorded
+        # first: a gateway killed meanwhile resumes it when it starts again.
+        self.records.hold_pause(rec.id)
+        try:
+            self.runtime.Pause(runtime_pb2.PauseRequest(id=rec.id))
+        except BaseException:
+            self.records.release_pause(rec.id)
+            raise
         try:
             return build.commit_container(self.images, rec, req)
         finally:
-            self.runtime.Resume(runtime_pb2.ResumeRequest(id=rec.id))
+            if not self._resume_after_commit(rec.id):
+                self._until_done(f"resume-{rec.id[:12]}",
+                                 functools.partial(self._resume_after_commit, rec.id))
+
+    def _resume_after_commit(self, cid: str) -> bool:
+        """Thaw a container a commit froze; False if the shim cannot be asked now."""
+        try:
+            self.runtime.Resume(runtime_pb2.ResumeRequest(id=cid))
+        except (FailedPrecondition, NotFound):
+            pass  # not paused any more, or gone
+        except MuelleError as exc:
+            get_logger(container=cid[:12]).warning("resume after commit failed",
+                                                   error=str(exc))
+            return False
+        self.records.release_pause(cid)
+        return True
 
     # ------------------------------------------------------------------ create
 
@@ -313,29 +335,40 @@ class Engine:
         return self._clear(rec.id, remove_volumes=rec.remove_volumes or not rec.removing)
 
     def _finish_later(self, cid: str) -> None:
-        with self._guard:
-            if cid in self._finishing:
-                return
-            self._finishing.add(cid)
-        threading.Thread(target=self._finish_until_done, args=(cid,),
-                         name=f"finish-{cid[:12]}", daemon=True).start()
+        def attempt() -> bool:
+            with self._lock(cid), self.busy.working(cid):
+                rec = self.records.get(cid)
+                if rec is None or rec.ready:
+                    return True
+                if self._finish(rec):
+                    return False
+            get_logger(container=cid[:12]).info("finished what a crash left")
+            return True
 
-    def _finish_until_done(self, cid: str) -> None:
-        wait = FINISH_RETRY[0]
-        try:
-            while True:
-                time.sleep(wait)
-                wait = min(wait * 2, FINISH_RETRY[1])
-                with self._lock(cid), self.busy.working(cid):
-                    rec = self.records.get(cid)
-                    if rec is None or rec.ready:
-                        return
-                    if not self._finish(rec):
-                        get_logger(container=cid[:12]).info("finished what a crash left")
-                        return
-        finally:
-            with self._guard:
-                self._finishing.discard(cid)
+        self._until_done(f"finish-{cid[:12]}", attempt)
+
+    def _until_done(self, name: str, attempt: Callable[[], bool]) -> None:
+        """Call ``attempt`` on a thread until it returns True, waiting 0.2 s, then twice
+        as long each time up to 5 s (a killed neighbour comes back). One thread per name."""
+        with self._guard:
+            if name in self._retrying:
+                return
+            self._retrying.add(name)
+
+        def loop() -> None:
+            wait = FINISH_RETRY[0]
+            try:
+                while True:
+                    time.sleep(wait)
+                    wait = min(wait * 2, FINISH_RETRY[1])
+                    with contextlib.suppress(MuelleError):
+                        if attempt():
+                            return
+            finally:
+                with self._guard:
+                    self._retrying.discard(name)
+
+        threading.Thread(target=loop, name=name, daemon=True).start()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -614,7 +647,11 @@ class Engine:
 
     def restore(self) -> None:
         """After a gateway (re)start: undo half-done creates, finish half-done removals,
-        apply pending auto-removes."""
+        thaw containers a commit froze, apply pending auto-removes."""
+        for cid in self.records.held_pauses():
+            if not self._resume_after_commit(cid):
+                self._until_done(f"resume-{cid[:12]}",
+                                 functools.partial(self._resume_after_commit, cid))
         for rec in self.records.all(include_unready=True):
             log = get_logger(container=rec.id[:12])
             try:

@@ -43,6 +43,10 @@ CREATE TABLE IF NOT EXISTS containers (
 # The ready column: the container's place in its life.
 CREATING, READY, REMOVING, REMOVING_VOLUMES = 0, 1, 2, 3
 
+# Containers a commit has paused (Docker's default) until it resumes them: a gateway
+# killed in between resumes them when it starts again.
+_PAUSES = "CREATE TABLE IF NOT EXISTS commit_pauses (id TEXT PRIMARY KEY)"
+
 _COLUMNS = ("id, name, image, image_id, created, request, spec, entrypoint, cmd, runtime, "
             "auto_remove, stop_signal, stop_timeout, bundle, ready")
 
@@ -108,6 +112,7 @@ class Records:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute(_SCHEMA)
+        self._db.execute(_PAUSES)
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -163,6 +168,18 @@ class Records:
         with self._writing(f"the record of container {cid}"):
             self._db.execute("UPDATE containers SET ready = 1 WHERE id = ? AND ready >= 2",
                              (cid,))
+
+    def hold_pause(self, cid: str) -> None:
+        with self._writing(f"the commit pause of container {cid}"):
+            self._db.execute("INSERT OR IGNORE INTO commit_pauses VALUES (?)", (cid,))
+
+    def release_pause(self, cid: str) -> None:
+        with self._writing(f"the commit pause of container {cid}"):
+            self._db.execute("DELETE FROM commit_pauses WHERE id = ?", (cid,))
+
+    def held_pauses(self) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT id FROM commit_pauses")]
 
     def delete(self, cid: str) -> None:
         with self._writing(f"the removal of container {cid}'s record"):

@@ -21,6 +21,7 @@ counts are printed at the end (`-s` shows them).
 from __future__ import annotations
 
 import collections
+import json
 import os
 import random
 import subprocess
@@ -104,6 +105,11 @@ def _ids(engine: Engine, *args: str) -> set[str]:
     return set(engine.cli("ps", "-q", "--no-trunc", *args).stdout.split())
 
 
+def _paused(engine: Engine, cid: str) -> bool:
+    state = json.loads(engine.cli("inspect", cid).stdout)[0]["State"]
+    return bool(state["Paused"])
+
+
 def _settle(engine: Engine, image: str) -> str:
     """Wait until every service answers through the gateway and `system check` is clean;
     the check's output if it never is."""
@@ -125,7 +131,7 @@ def _timed(engine: Engine, image: str, pull_ref: str) -> dict[str, float]:
     out = {}
     for op in OPERATIONS:
         target = _container(engine, image)
-        _prepare(engine, op, pull_ref)
+        _prepare(engine, op, pull_ref, target)
         began = time.monotonic()
         engine.cli(*_command(op, image, pull_ref, target, -1))
         out[op] = time.monotonic() - began
@@ -134,9 +140,11 @@ def _timed(engine: Engine, image: str, pull_ref: str) -> dict[str, float]:
     return out
 
 
-def _prepare(engine: Engine, op: str, pull_ref: str) -> None:
+def _prepare(engine: Engine, op: str, pull_ref: str, target: str) -> None:
     if op == "pull":  # its own layer must be fetched again
         engine.cli("rmi", "-f", pull_ref, check=False)
+    if op == "commit":  # a layer that takes a while to read (the container is paused)
+        engine.cli("exec", target, "dd", "if=/dev/urandom", "of=/data", "bs=1M", "count=8")
 
 
 def _round(engine: Engine, rng: random.Random, op: str, image: str, pull_ref: str, n: int,
@@ -145,7 +153,7 @@ def _round(engine: Engine, rng: random.Random, op: str, image: str, pull_ref: st
     delay = rng.uniform(0, tally.durations[op])
     made = {_container(engine, image)}  # something to exec in, commit, remove
     target = next(iter(made))
-    _prepare(engine, op, pull_ref)
+    _prepare(engine, op, pull_ref, target)
     removed: set[str] = set()
     maybe_removed: set[str] = set()  # the rm's reply was lost
     proc = subprocess.Popen([CLI, *_command(op, image, pull_ref, target, n)], env=engine.env,
@@ -176,6 +184,9 @@ def _round(engine: Engine, rng: random.Random, op: str, image: str, pull_ref: st
         tally.hidden_containers += problems.count("hidden")
         tally.lost_containers += problems.count("lost")
         raise AssertionError(f"{context}: did not converge:\n{problems}\n{engine.logs()}")
+    if op == "commit":  # thawed by the commit, or its retries, or the next start
+        faults.wait_for(lambda: not any(_paused(engine, c) for c in _ids(engine)),
+                        timeout=CONVERGE, what=f"{context}: the committed container to thaw")
     if op == "run --rm":  # removed once it exits: by the attach, or a watcher, or restore
         faults.wait_for(lambda: not _ids(engine, "-a") - made, timeout=CONVERGE,
                         what=f"{context}: the --rm container to go")
@@ -188,7 +199,9 @@ def _round(engine: Engine, rng: random.Random, op: str, image: str, pull_ref: st
     unexpected = listed - made
     if op == "run" and not ok and len(unexpected) <= 1:
         unexpected = set()
+    # Running, not stopped, and not paused either (a commit pauses while it reads).
     stopped = (expected & listed) - running
+    stopped |= {c for c in expected & running if _paused(engine, c)}
     if lost or unexpected or stopped:
         tally.lost_containers += len(lost) + len(stopped)
         raise AssertionError(f"{context}: lost {lost}, not running {stopped}, "

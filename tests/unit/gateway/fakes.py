@@ -159,6 +159,19 @@ class FakeRuntime:
             self.on_start(req.id)
         return runtime_pb2.StartResponse(pid=4242)
 
+    def Pause(self, req: runtime_pb2.PauseRequest) -> Any:  # noqa: N802
+        self.calls.append("Pause")
+        self._get(req.id)["status"] = "paused"
+        return runtime_pb2.PauseResponse()
+
+    def Resume(self, req: runtime_pb2.ResumeRequest) -> Any:  # noqa: N802
+        self.calls.append("Resume")
+        c = self._get(req.id)
+        if c["status"] != "paused":
+            raise FailedPrecondition(f"container {req.id} is not paused")
+        c["status"] = "running"
+        return runtime_pb2.ResumeResponse()
+
     def Kill(self, req: runtime_pb2.KillRequest) -> Any:  # noqa: N802
         self.calls.append(f"Kill {req.signal}")
         if self._get(req.id)["status"] != "running":

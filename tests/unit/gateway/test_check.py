@@ -6,6 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from muelle.engine.v1 import engine_pb2
+from muelle.runtime.v1 import runtime_pb2
 
 from services.core.errors import FailedPrecondition, Unavailable
 from services.gateway import engine as enginemod
@@ -115,3 +117,36 @@ def test_a_refused_removal_changes_nothing(engine: Engine) -> None:
         engine.remove("web", force=True)
     assert [c.id for c in engine.list(all=True).containers] == [cid]
     assert problems(engine) == {}
+
+
+def test_a_container_a_commit_froze_is_thawed_by_the_next_start(tmp_path: Path) -> None:
+    """The gateway was killed while a commit held the container paused."""
+    images, runtime = FakeImages(), FakeRuntime()
+    eng = Engine(Records(tmp_path / "gw"), images, runtime)
+    cid = eng.create(req(cmd=["sleep"])).id
+    eng.start(cid)
+    eng.records.hold_pause(cid)  # what commit records before it pauses
+    runtime.Pause(runtime_pb2.PauseRequest(id=cid))
+    eng.records.close()
+    again = Engine(Records(tmp_path / "gw"), images, runtime)
+    try:
+        again.restore()
+        assert runtime.containers[cid]["status"] == "running"
+        assert again.records.held_pauses() == []
+    finally:
+        again.records.close()
+
+
+def test_a_commit_whose_resume_fails_resumes_later(engine: Engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(enginemod, "FINISH_RETRY", (0.01, 0.02))
+    monkeypatch.setattr(enginemod.build, "commit_container", lambda *a: "committed")
+    cid = engine.create(req(cmd=["sleep"])).id
+    engine.start(cid)
+    resume = engine.runtime.Resume
+    engine.runtime.Resume = lambda r: (_ for _ in ()).throw(Unavailable("shim down"))
+    assert engine.commit_container(engine_pb2.CommitContainerRequest(container=cid)) \
+        == "committed"
+    assert engine.runtime.containers[cid]["status"] == "paused"
+    engine.runtime.Resume = resume
+    eventually(lambda: engine.runtime.containers[cid]["status"] == "running")
+    assert engine.records.held_pauses() == []

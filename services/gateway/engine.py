@@ -584,7 +584,7 @@ class Engine:
         first and no Wait (Delete answers with the last status), then the rootfs and the
         record go. None if it still runs or the shim refused: the caller waits, then
         removes as before."""
-        with self._lock(rec.id):
+        with self._lock(rec.id), self.busy.working(rec.id):
             self._mark_removing(rec.id, remove_volumes=True)  # see _remove
             try:
                 reply = self.runtime.Delete(runtime_pb2.DeleteRequest(

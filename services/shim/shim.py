@@ -30,6 +30,7 @@ from services.core.errors import (
     InvalidArgument,
     MuelleError,
     NotFound,
+    ResourceExhausted,
     no_space,
 )
 from services.core.logging import get_logger
@@ -128,12 +129,14 @@ class Shim:
         self.log = get_logger(component="shim")
         self._locks: dict[str, threading.RLock] = {}
         self._locks_guard = threading.Lock()
+        self._stopped_unrecorded: set[str] = set()  # stops a full disk kept from meta.json
         self.spawner = Spawner(cfg.run / "forkserver.log")
         self.supervisor = restart.Supervisor(restart.Hooks(
             wait_stopped=lambda cid, cancelled: self._wait_stopped(cid, None, cancelled),
             exit_code=lambda cid: self.state(cid).exit_code,
             started_at=self._started_at,
-            manually_stopped=lambda cid: bool(self._meta(cid).get("manually_stopped")),
+            manually_stopped=lambda cid: cid in self._stopped_unrecorded
+            or bool(self._meta(cid).get("manually_stopped")),
             restarts=lambda cid: int(self._meta(cid).get("restart_count", 0)),
             restart=self._restart_by_policy))
         self.networks = NetworkManager(cfg.state_dir("shim"), cfg.network,
@@ -408,6 +411,7 @@ class Shim:
             if unless_running and self.state(cid).status in ("running", "paused"):
                 return None
             self._update_meta(cid, manually_stopped=False)
+            self._stopped_unrecorded.discard(cid)
             pid = self._start(cid)
         policy = restart.parse(self._meta(cid).get("restart_policy", ""))
         self.supervisor.watch(cid, policy)
@@ -519,7 +523,13 @@ class Shim:
         signum = parse_signal(signal, signalmod.SIGTERM)
         self._existing(cid)
         # Before the signal: the restart policy must not bring it back (Docker's stop).
-        self._update_meta(cid, manually_stopped=True)
+        try:
+            self._update_meta(cid, manually_stopped=True)
+        except ResourceExhausted as exc:
+            # A full disk with no room even in meta.json's own block: the stop goes on
+            # (it must work on a full disk); this shim remembers it for the policy.
+            get_logger(container=cid[:12]).warning("stop not recorded", error=str(exc))
+            self._stopped_unrecorded.add(cid)
         if self.state(cid).status != "stopped":
             with contextlib.suppress(FailedPrecondition):
                 self.kill(cid, str(signum))

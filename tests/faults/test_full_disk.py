@@ -73,8 +73,8 @@ def _one_clear_line(proc: object, *words: str) -> str:
     return err
 
 
-def test_stop_and_kill_work_on_a_full_disk(small: Engine, busybox_ref: str) -> None:
-    names = [f"full-{os.getpid()}-{n}" for n in range(3)]
+def test_stop_kill_and_rm_work_on_a_full_disk(small: Engine, busybox_ref: str) -> None:
+    names = [f"full-{os.getpid()}-{n}" for n in range(4)]
     for name in names:
         small.cli("run", "-d", "--name", name, busybox_ref, "sh", "-c", TRAPPED)
     try:
@@ -89,8 +89,12 @@ def test_stop_and_kill_work_on_a_full_disk(small: Engine, busybox_ref: str) -> N
             state = _state(small, names[0])
             assert state["Running"] is False and state["ExitCode"] == 3, state
             assert "stopping" in small.cli("logs", names[0]).stdout
+            # rm works too (it is what frees space), with a fourth container to remove.
+            extra = small.cli("ps", "-q").stdout.split()
+            assert len(extra) == 1  # names[3], still running
+            small.cli("rm", "-f", names[3])
         # The exit statuses outlive the full disk; so does a later start.
-        assert [_state(small, n)["ExitCode"] for n in names] == [3, 137, 3]
+        assert [_state(small, n)["ExitCode"] for n in names[:3]] == [3, 137, 3]
         small.cli("start", names[0])
         _wait_logged(small, names[0], "up\nstopping\nup")
     finally:

@@ -183,8 +183,12 @@ class ContentStore:
             raise
         except BaseException:
             os.close(fd)
+            if written == 0:
+                partial.unlink(missing_ok=True)  # nothing to resume
             raise
         os.close(fd)
+        if written == 0 and size:
+            partial.unlink(missing_ok=True)
         if written < size:
             # Keep the partial: a later pull resumes from here.
             raise Truncated(f"blob {digest}: truncated, got {written} of {size} bytes")

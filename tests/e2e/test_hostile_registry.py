@@ -162,6 +162,9 @@ def test_interrupted_pull_stops_on_every_hop(engine: Engine, hostile: HostileReg
     next pull asks the registry for the rest from exactly its size."""
     hostile.declared_size = 512 << 20
     hostile.blob_mode = "endless"
+    # Slow enough that the image store sends no progress message (one per quarter
+    # layer) within the waits below: a cancel must not wait for one.
+    hostile.endless_rate = 1 << 20
     cli = subprocess.Popen([CLI, "pull", _ref(hostile)], env=engine.env,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -35,6 +35,9 @@ from services.imagestore.snapshots import Snapshots
 from services.imagestore.unpack import unpack
 
 CONCURRENT_DOWNLOADS = 3  # Docker's default (SPECS.md §8)
+# An image config is read whole into memory (manifests are capped at 4 MiB by the
+# registry service); real ones are kilobytes, with a long history a few hundred.
+MAX_CONFIG_BYTES = 16 << 20
 _UPDATES_PER_LAYER = 4
 
 
@@ -91,6 +94,10 @@ class Puller:
         if ref.digest and resolved.root.digest != ref.digest:
             raise DataLoss(f"{ref.canonical} resolved to {resolved.root.digest}")
         manifest = parse_manifest(resolved.manifest)
+        if manifest.config.size > MAX_CONFIG_BYTES:
+            raise ResourceExhausted(
+                f"the config {manifest.config.digest} of {resolved.repository} is declared "
+                f"as {manifest.config.size} bytes, more than the limit of {MAX_CONFIG_BYTES}")
         self._check_sizes(resolved.repository, [manifest.config, *manifest.layers])
         yield status(f"{ref.tag or ref.digest}: Pulling from {ref.path}")
 

@@ -112,7 +112,8 @@ _REPO = "HOST/hostile/image"
 def _engine_still_pulls(engine: Engine, server: HostileRegistry) -> None:
     """The same image from the same server, now behaving: pulled and then removed (so
     the next case downloads its blobs again)."""
-    server.manifest_mode, server.blob_mode, server.declared_size = "ok", "ok", None
+    server.manifest_mode, server.blob_mode = "ok", "ok"
+    server.declared_size = server.declared_config_size = None
     out = engine.cli("pull", _ref(server)).stdout
     assert "Downloaded newer image" in out, out
     assert engine.cli("system", "check").returncode == 0
@@ -148,6 +149,17 @@ def test_pull_declared_over_the_total_cap_is_refused_before_download(
     assert isinstance(err, ResourceExhausted), err
     assert "max_pull_bytes" in str(err)
     assert all(not hostile.blob_requests(d) for d in hostile.layer_digests())
+    _store_is_clean(engine, hostile)
+    _engine_still_pulls(engine, hostile)
+
+
+def test_config_declared_huge_is_refused_before_download(
+        engine: Engine, hostile: HostileRegistry) -> None:
+    hostile.declared_config_size = GIB // 2  # under the blob cap, but read into memory
+    err = _pull_error(engine, _ref(hostile))
+    assert isinstance(err, ResourceExhausted), err
+    assert f"is declared as {GIB // 2} bytes" in str(err) and "config" in str(err)
+    assert not any("/blobs/" in path for _, path, _ in hostile.hostile_requests)
     _store_is_clean(engine, hostile)
     _engine_still_pulls(engine, hostile)
 

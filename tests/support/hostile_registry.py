@@ -12,7 +12,8 @@ Built on tests/support/fake_registry.py (an OCI layout served read-only, ``corru
                    "wrong-digest" | "redirect-loop" | "500"
                    (for layers; the manifest and config are served as they are)
     declared_size  when set, the manifest declares every layer this large (its digest is
-                   computed over the rewritten bytes, as a registry would serve it)
+                   computed over the rewritten bytes, as a registry would serve it);
+                   declared_config_size the same for the config
 
 It records each request (``requests``: method, path, Range header) and each blob response
 the client cut off (``disconnected`` is set, ``cut`` lists the digests), so a test waits
@@ -44,6 +45,7 @@ class HostileRegistry(FakeRegistry):
         self.manifest_mode = "ok"
         self.blob_mode = "ok"
         self.declared_size: int | None = None
+        self.declared_config_size: int | None = None
         self.slow_interval = 0.2
         # Zeros are written at most this fast in "endless": enough to fill a disk in a
         # few minutes, little enough that a failed test does not.
@@ -80,10 +82,11 @@ class HostileRegistry(FakeRegistry):
         index = json.loads((self.layout / "index.json").read_text())
         desc = index["manifests"][0]
         body = self._blob(desc["digest"]) or b""
-        if self.declared_size is not None:
+        if self.declared_size is not None or self.declared_config_size is not None:
             doc = json.loads(body)
             for layer in doc["layers"]:
-                layer["size"] = self.declared_size
+                layer["size"] = self.declared_size or layer["size"]
+            doc["config"]["size"] = self.declared_config_size or doc["config"]["size"]
             body = json.dumps(doc).encode()
         return body, desc["mediaType"]
 

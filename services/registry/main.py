@@ -35,11 +35,15 @@ def factory(
                                 Logins(resolver.http, auth_file_path(cfg)), cache)
 
     mirror = None
+    mirror_resolver = None
     if cfg.registry.mirror_listen:
         if not cfg.registry.mirror_upstream:
             raise InvalidArgument("registry.mirror_listen needs registry.mirror_upstream")
-        mirror = Mirror(resolver, cache, cfg.registry.mirror_upstream,
-                        cfg.registry.mirror_listen).start()
+        # Its callers are anonymous, so is its view of upstream: the engine's logins and
+        # client certificates never open private content to them (mirror.py).
+        mirror_resolver = Resolver(cfg, anonymous=True)
+        mirror = Mirror(mirror_resolver, cache, cfg.registry.mirror_upstream,
+                        cfg.registry.mirror_listen, manifest_cache).start()
 
     def register(server: grpc.Server) -> None:
         registry_pb2_grpc.add_RegistryServicer_to_server(servicer, server)
@@ -47,6 +51,8 @@ def factory(
     def close() -> None:
         if mirror is not None:
             mirror.close()
+        if mirror_resolver is not None:
+            mirror_resolver.close()
         resolver.close()
 
     return register, [SERVICE_NAME], close

@@ -19,7 +19,18 @@ from pathlib import Path
 from typing import NoReturn
 
 from services.core.errors import FailedPrecondition, MuelleError
-from services.runtime import cgroups, devices, init, namespaces, seccomp, spec, sync, userns
+from services.runtime import (
+    cgroups,
+    devices,
+    init,
+    linux,
+    namespaces,
+    process,
+    seccomp,
+    spec,
+    sync,
+    userns,
+)
 from services.runtime.log import get_logger
 from services.runtime.store import State, Store, proc_start_time
 
@@ -179,7 +190,16 @@ def _join_cgroup(cfg: init.InitConfig, pid: int, ack_w: int) -> str:
 
 def _intermediate(cfg: init.InitConfig) -> NoReturn:
     try:
+        # Non-dumpable before joining anything (runc's nsexec does the same): until its
+        # execve the init is this interpreter, and a container process must not open its
+        # /proc/<pid>/exe, fds, cwd or memory. execve resets it for the user's program.
+        linux.prctl(linux.PR_SET_DUMPABLE, 0)
         _close_all_but(cfg.sync_fd, cfg.ack_fd, cfg.fifo_fd, cfg.console_fd)
+        oom = cfg.spec["process"].get("oomScoreAdj")
+        if oom is not None:
+            # Here, as the host's root: a non-dumpable process in a user namespace may not
+            # write its own /proc files (they belong to the host's root). Inherited.
+            process.oom_score_adj(int(oom), lambda msg: sync.send(cfg.sync_fd, warn=msg))
         # A new cgroup namespace waits for the init's move into its cgroup (_join_cgroup).
         namespaces.enter(cfg.namespaces, lambda: _await_maps(cfg),
                          later=("cgroup",) if cfg.cgroup is not None else ())

@@ -151,6 +151,9 @@ def _intermediate(sync_fd: int, cgroups_path: str, ns_paths: dict[str, str],
                   proc: dict[str, Any], bpf: bytes | None,
                   console_fd: int = -1) -> NoReturn:
     try:
+        # Non-dumpable before setns, as the init (create.py): until execve this is the
+        # runtime's interpreter, which no container process may open through /proc.
+        linux.prctl(linux.PR_SET_DUMPABLE, 0)
         fds = {}
         for kind in ORDER:  # open all first: joining mnt hides the host's /proc
             if kind in ns_paths:
@@ -171,6 +174,14 @@ def _intermediate(sync_fd: int, cgroups_path: str, ns_paths: dict[str, str],
         os._exit(1)
 
 
+def _close_all_but(*keep: int) -> None:
+    low = 3
+    for fd in sorted(k for k in keep if k >= 3):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 20)
+
+
 def _message(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return f"{exc.strerror}{' ' + str(exc.filename) if exc.filename else ''}"
@@ -184,6 +195,9 @@ def _process(sync_fd: int, proc: dict[str, Any], bpf: bytes | None,
     """In the container's namespaces: set up like the init, then execve (never returns)."""
     try:
         fcntl.fcntl(sync_fd, fcntl.F_SETFD, fcntl.FD_CLOEXEC)
+        # Nothing of the caller's but stdio from here on: a directory fd it leaked would
+        # otherwise give the process a host cwd (cwd /proc/self/fd/N) or a host path.
+        _close_all_but(sync_fd, console_fd)
         if proc.get("terminal"):
             os.setsid()
             if console_fd >= 0:  # a pty of the container's devpts, its master to the caller
@@ -196,7 +210,7 @@ def _process(sync_fd: int, proc: dict[str, Any], bpf: bytes | None,
         env = process.env_dict(proc.get("env") or [])
         user = proc.get("user") or {}
         process.home(env, int(user.get("uid", 0)))
-        os.chdir(proc.get("cwd") or "/")
+        process.chdir(proc.get("cwd") or "/", make=False)
         path = process.lookup(proc["args"][0], env)
         caps = proc.get("capabilities")
         nnp = bool(proc.get("noNewPrivileges"))
@@ -211,8 +225,7 @@ def _process(sync_fd: int, proc: dict[str, Any], bpf: bytes | None,
             linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
             if bpf:
                 seccomp.install(bpf)
-        os.closerange(3, sync_fd)
-        os.closerange(sync_fd + 1, 65536)
+        _close_all_but(sync_fd)  # the console fd too: its pty is our stdio now
         process.default_signals()
         os.execve(path, list(proc["args"]), env)
     except BaseException as exc:  # noqa: BLE001

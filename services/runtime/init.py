@@ -171,8 +171,6 @@ def _setup(cfg: InitConfig) -> Ready:
     rootfs.mask(linux_cfg.get("maskedPaths") or [])
 
     process.set_rlimits(proc.get("rlimits") or [], warn)
-    if proc.get("oomScoreAdj") is not None:
-        process.oom_score_adj(int(proc["oomScoreAdj"]), warn)
 
     env = process.env_dict(proc.get("env") or [])
     user = proc.get("user") or {}

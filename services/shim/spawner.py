@@ -28,8 +28,10 @@ def _env() -> dict[str, str]:
 
 def _python() -> list[str]:
     # -S: no site-packages; the monitor needs only the stdlib and this repo (PYTHONPATH),
-    # and skipping site saves ~20 ms.
-    return [sys.executable, "-S", "-m"]
+    # and skipping site saves ~20 ms. The fork server and monitors run muelle-runtime's
+    # create in-process, so they start from a sealed copy of the interpreter (the
+    # trampoline re-executes ``-S -m MODULE``): a container must not reach the host's.
+    return [sys.executable, "-S", "-m", "services.runtime.sealed"]
 
 
 class Spawner:

@@ -19,7 +19,7 @@ from muelle.registry.v1 import registry_pb2_grpc
 from services.core.client import connect
 from services.core.launcher import healthy
 from tests.support.images import Entry, build_layout, busybox_layer, push_layout
-from tests.support.registry import LocalRegistry
+from tests.support.registry import LocalRegistry, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -96,3 +96,15 @@ def registry_service_with(tmp: Path, settings: str, address: str = "") -> Iterat
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextlib.contextmanager
+def mirror_service(tmp: Path, upstream: str, settings: str = "",
+                   address: str = "") -> Iterator[str]:
+    """A registry service (shared cache on) mirroring ``upstream``, with more ``[registry]``
+    ``settings`` (gRPC on ``address`` if given); yields the mirror's host:port."""
+    port = free_port()
+    with registry_service_with(tmp, f'cache_max_bytes = 100000000\n'
+                               f'mirror_listen = "127.0.0.1:{port}"\n'
+                               f'mirror_upstream = "{upstream}"\n{settings}', address):
+        yield f"127.0.0.1:{port}"

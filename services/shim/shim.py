@@ -198,6 +198,7 @@ class Shim:
                 if maps:  # before the network: its namespace will belong to this one
                     usernsmod.pin(str(cdir.userns), maps)
                 user = users.resolve(str(cdir.rootfs), cspec.user)
+                spec.check_workdir(str(cdir.rootfs), cspec.cwd)
                 config = spec.build_config(spec.BundleInput(
                     id=cid, spec=cspec, user=user, cgroup_parent=self.cfg.shim.cgroup_parent,
                     available_sysctls=spec.host_sysctls(),

@@ -43,11 +43,27 @@ def _pid_file(cfg: configmod.Config, name: str) -> Path:
 
 
 def _alive(pid: int) -> bool:
+    """True while ``pid`` runs. A zombie is dead: a service killed with SIGKILL stays one
+    until its parent reaps it, and after `make up` that parent is init or a subreaper that
+    may never do so (kill(pid, 0) succeeds on a zombie, so `make up` used to wait for it)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
         return False
-    return True
+    # "pid (comm) state ...": comm may hold spaces and parentheses, the state follows the last ")".
+    return stat[stat.rfind(b")") + 2:][:1] not in (b"Z", b"X", b"")
+
+
+def _runs_service(pid: int, name: str) -> bool:
+    """``pid`` runs muelle-``name`` (alone or combined), not another program that got
+    the pid of one that died (pid files outlive their processes after a kill -9)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return False
+    return f"services.{name}.main".encode() in argv or b"services.core.combined" in argv
 
 
 def running_pid(cfg: configmod.Config, name: str) -> int | None:
@@ -55,7 +71,7 @@ def running_pid(cfg: configmod.Config, name: str) -> int | None:
         pid = int(_pid_file(cfg, name).read_text())
     except (FileNotFoundError, ValueError):
         return None
-    return pid if _alive(pid) else None
+    return pid if _alive(pid) and _runs_service(pid, name) else None
 
 
 def _spawn(cfg: configmod.Config, env: dict[str, str], log_name: str,

@@ -19,6 +19,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.core import config as configmod
+from services.core import modes
 from services.core.client import channel
 from services.core.errors import MuelleError, Unavailable
 
@@ -76,7 +77,8 @@ def running_pid(cfg: configmod.Config, name: str) -> int | None:
 
 def _spawn(cfg: configmod.Config, env: dict[str, str], log_name: str,
            argv: list[str]) -> int:
-    log = open(cfg.run / f"{log_name}.log", "ab")  # noqa: SIM115 - handed to the child
+    log = os.fdopen(modes.open_private(cfg.run / f"{log_name}.log", modes.LOG_FILE,
+                                       append=True), "ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", *argv],
         stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
@@ -96,8 +98,7 @@ def start(
     """Start ``services`` (skipping ones already running); returns name -> pid.
     ``combined``: the ones not running share one process (services/core/combined.py),
     logging to engine.log; each still has its pid file (the same pid)."""
-    cfg.run.mkdir(parents=True, exist_ok=True)
-    cfg.root.mkdir(parents=True, exist_ok=True)
+    modes.secure_base(cfg.root, cfg.run)
     env = dict(os.environ, MUELLE_ROOT=str(cfg.root), MUELLE_RUN=str(cfg.run))
     if config_file:
         env["MUELLE_CONFIG"] = str(Path(config_file).resolve())

@@ -22,7 +22,7 @@ from typing import IO
 import zstandard
 from muelle.types.v1 import types_pb2
 
-from services.core import reference
+from services.core import modes, reference
 from services.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.core.logging import get_logger
 from services.imagestore.build import ImageBuilder, copy_stream, write_layer
@@ -55,7 +55,7 @@ def _short(image_or_container_id: str) -> str:
 
 class ImageStore:
     def __init__(self, root: Path, registry: RegistryClient) -> None:
-        root.mkdir(parents=True, exist_ok=True)
+        modes.private_dir(root)  # nothing of it is for other users (core/modes.py)
         self.root = root
         self.content = ContentStore(root)
         self.snapshots = Snapshots(root)

@@ -13,12 +13,16 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
 from services.core.errors import MuelleError
 from services.imagestore.unpack import unpack
 from tests.unit.fuzz.settings import FUZZ_UNPACK
+
+# Layers carry owners and device nodes (whiteouts): applied as the image store does, as root.
+pytestmark = pytest.mark.root
 
 # The snapshot is <base>/dest; <base>/outside stands for the host. Entries aim at it
 # through "..", absolute names, symlinks (relative, absolute, to its real path) and

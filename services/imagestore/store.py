@@ -22,7 +22,7 @@ from typing import IO
 import zstandard
 from muelle.types.v1 import types_pb2
 
-from services.core import reference
+from services.core import modes, reference
 from services.core.cancel import Cancel
 from services.core.config import ImageStoreConfig
 from services.core.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -58,7 +58,7 @@ def _short(image_or_container_id: str) -> str:
 class ImageStore:
     def __init__(self, root: Path, registry: RegistryClient,
                  limits: ImageStoreConfig | None = None) -> None:
-        root.mkdir(parents=True, exist_ok=True)
+        modes.private_dir(root)  # nothing of it is for other users (core/modes.py)
         self.root = root
         limits = limits or ImageStoreConfig()
         self.content = ContentStore(root, min_free=limits.min_free_bytes)

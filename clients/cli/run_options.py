@@ -4,6 +4,8 @@ importing argparse (~10 ms of every start with `re` and `enum`, which it needs).
 
 from __future__ import annotations
 
+from clients.cli.units import int32, int64
+
 # typing costs the CLI ~3 ms to import; mypy treats TYPE_CHECKING as true wherever it is defined
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -28,15 +30,15 @@ def container_options(p: Any, verb: str, bool_flag: Any) -> None:
     p.add_argument("--entrypoint", default=None)
     p.add_argument("-m", "--memory", default="")
     p.add_argument("--memory-swap", default="")
-    p.add_argument("--pids-limit", type=int, default=0)
+    p.add_argument("--pids-limit", type=int64, default=0)
     p.add_argument("--cpus", default="")
-    p.add_argument("-c", "--cpu-shares", type=int, default=0)
+    p.add_argument("-c", "--cpu-shares", type=int64, default=0)
     p.add_argument("--cpuset-cpus", default="", help='CPUs the container may use ("0-2,4")')
     p.add_argument("--cpuset-mems", default="", help="memory nodes (NUMA) it may use")
     p.add_argument("--runtime", default="")
     p.add_argument("-l", "--label", action="append", default=[])
     p.add_argument("--stop-signal", default="")
-    p.add_argument("--stop-timeout", type=int, default=None)
+    p.add_argument("--stop-timeout", type=int32, default=None)
     p.add_argument("--read-only", action="store_true")
     p.add_argument("--cap-add", action="append", default=[])
     p.add_argument("--cap-drop", action="append", default=[])

@@ -21,6 +21,9 @@ Example::
     default_runtime = "muelle"
     cgroup_parent = "muelle"   # default: derived from root (see engine_names)
 
+    [imagestore]
+    max_blob_bytes = 34359738368   # pulls are refused before downloading a bigger blob
+
     [gateway]
     userns_remap = ["0:100000:65536"]  # every container in a user namespace (--userns=host: not)
 
@@ -75,6 +78,23 @@ class RegistryConfig:
     # upstream anonymously and serves only what upstream serves to anyone.
     mirror_listen: str = ""
     mirror_upstream: str = ""
+    # A blob download that receives fewer than blob_min_bytes in blob_window_seconds
+    # fails (a registry sending a byte every 50 s must not hold a pull forever); the
+    # same window bounds how long one read may wait for a byte. 0 bytes = no minimum.
+    blob_min_bytes: int = 32 * 1024
+    blob_window_seconds: int = 60
+
+
+@dataclass
+class ImageStoreConfig:
+    # A pull is refused before any download when one of its blobs (layer or config) is
+    # declared larger than max_blob_bytes, or all of them together than max_pull_bytes
+    # (a hostile registry may declare 1 TiB).
+    max_blob_bytes: int = 32 * 1024**3
+    max_pull_bytes: int = 128 * 1024**3
+    # A blob download does not start when it would leave less than this free on the
+    # store's filesystem (the rest of the host needs some too).
+    min_free_bytes: int = 1024**3
 
 
 @dataclass
@@ -125,6 +145,7 @@ class Config:
     shim: ShimConfig = field(default_factory=ShimConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
+    imagestore: ImageStoreConfig = field(default_factory=ImageStoreConfig)
 
     def address(self, service: str) -> str:
         """gRPC address of ``service``: configured, else a unix socket in the run dir."""
@@ -184,12 +205,18 @@ def engine_names(root: Path) -> tuple[str, str]:
 _TOML_TYPES = {bool: "true or false", int: "an integer", str: "a string", list: "an array",
                dict: "a table"}
 # Integer settings with a range: a value outside it is refused at load.
-_BOUNDS = {("registry", "parallel_ranges"): (1, 16)}
+_BOUNDS = {("registry", "parallel_ranges"): (1, 16),
+           ("registry", "blob_min_bytes"): (0, 1 << 40),
+           ("registry", "blob_window_seconds"): (1, 86400),
+           ("imagestore", "max_blob_bytes"): (1, 1 << 60),
+           ("imagestore", "max_pull_bytes"): (1, 1 << 60),
+           ("imagestore", "min_free_bytes"): (0, 1 << 60)}
 
 
 def _apply(cfg: Config, data: dict[str, Any], origin: str) -> None:
     sections: dict[str, Any] = {"registry": cfg.registry, "shim": cfg.shim,
-                                "network": cfg.network, "gateway": cfg.gateway}
+                                "network": cfg.network, "gateway": cfg.gateway,
+                                "imagestore": cfg.imagestore}
     known = {"root", "run", "log_format", "log_level", "addresses", *sections}
     unknown = set(data) - known
     if unknown:

@@ -76,11 +76,17 @@ class DataLoss(MuelleError):
 
 
 class ResourceExhausted(MuelleError):
-    """Out of something the host has only so much of: disk space above all (ENOSPC,
-    EDQUOT, SQLite's "database or disk is full"). The message says what could not be
-    written."""
+    """A limit was reached: disk space above all (ENOSPC, EDQUOT, SQLite's "database or
+    disk is full"; the message says what could not be written), a configured size cap, a
+    minimum throughput."""
 
     code = _StatusCode("RESOURCE_EXHAUSTED")
+
+
+class Cancelled(MuelleError):
+    """The caller went away; the work stopped."""
+
+    code = _StatusCode("CANCELLED")
 
 
 class DeadlineExceeded(MuelleError):
@@ -108,6 +114,7 @@ _BY_CODE: dict[str, type[MuelleError]] = {
         Unauthenticated,
         DataLoss,
         ResourceExhausted,
+        Cancelled,
         DeadlineExceeded,
         Unimplemented,
         Internal,

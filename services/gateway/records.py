@@ -10,6 +10,7 @@ removing what the container has left (Engine: restore, and retries until done).
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from pathlib import Path
 from muelle.engine.v1 import engine_pb2
 from muelle.runtime.v1 import runtime_pb2
 
+from services.core import modes
 from services.core.errors import AlreadyExists, InvalidArgument, NotFound, is_no_space, no_space
 
 _SCHEMA = """
@@ -105,8 +107,12 @@ class Records:
     """Thread-safe store of container records in ``<state>/gateway.db``."""
 
     def __init__(self, state_dir: Path) -> None:
-        state_dir.mkdir(parents=True, exist_ok=True)
+        modes.private_dir(state_dir)
         self._path = state_dir / "gateway.db"
+        # Made 0600 before SQLite opens it (its -wal and -shm take the same mode); one
+        # from an older version, 0644, is tightened with them.
+        os.close(modes.open_private(self._path, append=True))
+        modes.private_files(state_dir, "gateway.db*")
         self._db = sqlite3.connect(str(self._path), check_same_thread=False,
                                    isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")

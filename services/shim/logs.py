@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO
 
+from services.core import modes
 from services.core.errors import InvalidArgument
 from services.core.timefmt import parse_ns, rfc3339_nano
 
@@ -77,10 +78,13 @@ class LogWriter:
         self.error: OSError | None = None  # the last such failure
 
     def _open(self, mode: str) -> int:
-        # Always O_APPEND: after a failed write cuts the file back, the next one goes at
-        # its new end (not past it, which would leave a hole of NULs).
-        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_APPEND
-        return os.open(self._path, flags | (os.O_TRUNC if mode == "w" else 0), 0o644)
+        # 0640 like Docker's json logs: what a container prints may be secret too. Always
+        # O_APPEND: after a failed write cuts the file back, the next one goes at its new
+        # end (not past it, which would leave a hole of NULs).
+        fd = modes.open_private(self._path, modes.LOG_FILE, append=True)
+        if mode == "w":
+            os.ftruncate(fd, 0)
+        return fd
 
     def write(self, stream: str, data: bytes) -> None:
         buf = self._partial[stream] + data

@@ -23,6 +23,7 @@ from pathlib import Path
 from muelle.runtime.v1 import runtime_pb2
 from muelle.types.v1 import types_pb2
 
+from services.core import modes
 from services.core.config import Config
 from services.core.errors import (
     AlreadyExists,
@@ -36,7 +37,17 @@ from services.core.errors import (
 from services.core.logging import get_logger
 from services.runtime import cgroups
 from services.runtime.store import proc_start_time
-from services.shim import cgroupfs, logs, mounts, restart, spec, stats, users, volume_mounts
+from services.shim import (
+    access,
+    cgroupfs,
+    logs,
+    mounts,
+    restart,
+    spec,
+    stats,
+    users,
+    volume_mounts,
+)
 from services.shim import stdin as stdinmod
 from services.shim import userns as usernsmod
 from services.shim.background import Background
@@ -125,6 +136,7 @@ class Shim:
         self.claims.acquire()
         self.store = Store(cfg.state_dir("shim"))
         self.volumes = VolumeStore(cfg.state_dir("shim") / "volumes")
+        access.tighten_all(self.store, self.volumes)
         self.runtimes = Runtimes(cfg)
         self.log = get_logger(component="shim")
         self._locks: dict[str, threading.RLock] = {}
@@ -206,7 +218,7 @@ class Shim:
         runtime = self.runtimes.get(runtime_name)
         with self._lock(cid):
             try:
-                cdir.path.mkdir()
+                cdir.path.mkdir(mode=modes.PRIVATE_DIR)  # see access.py
             except FileExistsError:
                 raise AlreadyExists(f"container {cid} already exists") from None
             resolved = volume_mounts.Resolved()
@@ -217,6 +229,7 @@ class Shim:
                 if maps:  # before the network: its namespace will belong to this one
                     usernsmod.pin(str(cdir.userns), maps)
                 user = users.resolve(str(cdir.rootfs), cspec.user)
+                spec.check_workdir(str(cdir.rootfs), cspec.cwd)
                 config = spec.build_config(spec.BundleInput(
                     id=cid, spec=cspec, user=user, cgroup_parent=self.cfg.shim.cgroup_parent,
                     available_sysctls=spec.host_sysctls(),
@@ -225,6 +238,7 @@ class Shim:
                     userns_path=str(cdir.userns) if maps else ""))
                 resolved = volume_mounts.prepare(cspec.volume_mounts, str(cdir.rootfs), cid,
                                                  self.volumes)
+                access.share(cdir, maps, resolved.records)
                 plan = self.networks.prepare(cid, request_of(cspec, config["hostname"]))
                 plan_config(config, plan)  # hosts, hostname, resolv.conf: user mounts win
                 config["mounts"] = spec.with_user_mounts(config["mounts"], resolved.oci)
@@ -454,6 +468,7 @@ class Shim:
                 if not mounts.is_mounted(str(cdir.rootfs)):
                     rootfs = [types_pb2.Mount(**m) for m in meta.get("rootfs", [])]
                     mounts.mount_all(rootfs, str(cdir.rootfs), userns_maps(meta))
+                access.share(cdir, userns_maps(meta), meta.get("volumes") or [])
                 self.networks.up(cid)  # given back when it stopped
                 try:
                     self._spawn_monitor(cdir, runtime, meta["cgroups_path"])

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from services.core import modes
 from services.core.errors import InvalidArgument, is_no_space, no_space
 
 ID_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -48,7 +49,8 @@ def write_json(path: Path, data: Any, durable: bool = True, spare: Path | None =
     text = json.dumps(data).encode()  # dumps: the C encoder; dump is pure Python (~1 ms)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        with open(tmp, "wb") as f:
+        # 0600: a container's config.json holds its environment (core/modes.py)
+        with os.fdopen(modes.open_private(tmp), "wb") as f:
             f.write(text)
             if durable:
                 f.flush()
@@ -96,7 +98,7 @@ def make_spare(path: Path, size: int = 1024) -> None:
     """Set aside ``size`` bytes of blocks at ``path`` for write_json(spare=...) to use
     when the disk is full. Best effort: on a disk full already there is none."""
     with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        fd = modes.open_private(path)
         try:
             os.write(fd, b" " * size)  # real bytes (not fallocate): overwritten in place
         except OSError:
@@ -243,7 +245,9 @@ class ContainerDir:
 class Store:
     def __init__(self, root: Path) -> None:
         self.root = root / "containers"
-        self.root.mkdir(parents=True, exist_ok=True)
+        # Not listable; each container's dir is 0700 (services/shim/access.py).
+        modes.private_dir(root, modes.TRAVERSE_DIR)
+        modes.private_dir(self.root, modes.TRAVERSE_DIR)
 
     def dir(self, cid: str) -> ContainerDir:
         return ContainerDir(self.root / check_id(cid))

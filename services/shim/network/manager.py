@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from services.core import modes
 from services.core.config import NetworkConfig
 from services.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from services.core.logging import get_logger
@@ -76,7 +77,7 @@ class Manager:
     def __init__(self, state_dir: Path, netcfg: NetworkConfig,
                  container_dir: Callable[[str], Path], lock_path: str = lock.PATH,
                  pid_of: Callable[[str], int] = lambda cid: 0) -> None:
-        self.dir = state_dir / "network"
+        self.dir = modes.private_dir(state_dir / "network")  # root's alone (core/modes.py)
         self.cfg = netcfg
         self.defs = Defs(self.dir / "networks")
         self.container_dir = container_dir

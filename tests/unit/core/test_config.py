@@ -41,6 +41,9 @@ def test_file_then_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     "[registry]\ninsecure_registries = [1]\n", "[shim]\nruntimes = {runc = 2}\n",
     '[registry]\n"__dict__" = {}\n', "[registry]\nparallel_ranges = 0\n",
     "[registry]\nparallel_ranges = 100000\n",
+    "[registry]\nblob_window_seconds = 0\n", "[registry]\nblob_min_bytes = -1\n",
+    "[imagestore]\nmax_blob_bytes = 0\n", "[imagestore]\nmin_free_bytes = \"1G\"\n",
+    "[imagestore]\nnope = 1\n",
     # not an interface name the kernel takes (IFNAMSIZ, no '/')
     '[network]\nbridge = "muelle-far-too-long"\n', '[network]\nbridge = "a/b"\n',
 ])
@@ -55,6 +58,10 @@ def test_the_example_config_loads() -> None:
     example = Path(__file__).resolve().parents[3] / "deploy/examples/muelle.toml"
     cfg = config.load(str(example))
     assert cfg.registry.parallel_ranges == 4
+    # The example states the defaults of the pull limits.
+    assert cfg.registry.blob_min_bytes == config.RegistryConfig().blob_min_bytes
+    assert cfg.registry.blob_window_seconds == config.RegistryConfig().blob_window_seconds
+    assert cfg.imagestore == config.ImageStoreConfig()
 
 
 def test_each_root_has_its_own_bridge_and_cgroup_parent(monkeypatch: pytest.MonkeyPatch,

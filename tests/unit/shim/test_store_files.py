@@ -31,19 +31,20 @@ def test_write_json_syncs_only_when_durable(tmp_path: Path, monkeypatch: pytest.
 
 @pytest.fixture
 def disk_full(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No new file can get a block: opening the temp file for writing fails with ENOSPC
-    (writes into blocks a file has already are what a full disk still allows)."""
-    import builtins
+    """No new file can get a block: creating the temp file fails with ENOSPC (writes
+    into blocks a file has already are what a full disk still allows)."""
     import errno
 
-    real = builtins.open
+    from services.core import modes
 
-    def full(file, mode="r", *args, **kwargs):  # type: ignore[no-untyped-def]
-        if "w" in mode and ".tmp" in str(file):
-            raise OSError(errno.ENOSPC, "No space left on device", str(file))
-        return real(file, mode, *args, **kwargs)
+    real = modes.open_private
 
-    monkeypatch.setattr(builtins, "open", full)
+    def full(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if ".tmp" in str(path):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(modes, "open_private", full)
 
 
 @pytest.mark.usefixtures("disk_full")

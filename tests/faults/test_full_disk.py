@@ -25,7 +25,8 @@ TRAPPED = 'trap "echo stopping; exit 3" TERM; echo up; while :; do sleep 0.1; do
 
 @pytest.fixture(scope="module")
 def small(busybox_ref: str) -> Iterator[Engine]:
-    with Engine(root_size="48m") as eng:
+    # No reserve for pulls (1 GiB by default): this disk is to be filled to the last byte.
+    with Engine(root_size="48m", extra_config="[imagestore]\nmin_free_bytes = 0\n") as eng:
         eng.cli("pull", busybox_ref)
         yield eng
 

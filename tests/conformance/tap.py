@@ -48,7 +48,7 @@ def classify(stdout: str, exit_code: int) -> Verdict:
     v = Verdict(exit=exit_code)
     streams: list[_Stream] = []
     stream = _Stream()
-    prev = ""  # the last line that was neither blank nor in a YAML block: "test", "yaml", ...
+    prev = ""  # what the last line that was not blank belongs to: "test", "yaml", ...
     orphan = False  # the YAML block being read follows no test line (yet)
     in_yaml = False
     for raw in stdout.splitlines():
@@ -88,7 +88,9 @@ def classify(stdout: str, exit_code: int) -> Verdict:
             else:
                 v.passed += 1
             continue
-        prev = "other"
+        # A description with a newline goes on on the next line ("Refer to: ..."): text
+        # after a test line still belongs to it, and so does a YAML block after that.
+        prev = "test" if prev == "test" and not line.startswith(("#", "1..")) else "other"
         p = PLAN.match(line)
         if p:
             stream.plan = int(p.group(1))

@@ -87,3 +87,9 @@ def test_yaml_before_a_not_ok_line_is_no_extra_error_block() -> None:
 def test_written_cases(stdout: str, code: int, clean: bool, problems: list[str]) -> None:
     v = classify(stdout, code)
     assert (v.clean, v.problems) == (clean, problems)
+
+
+def test_a_description_on_two_lines_keeps_its_yaml() -> None:
+    """state's descriptions end in a newline and "Refer to: ..." before their YAML block."""
+    r = _record("state-description-on-two-lines")
+    assert r["clean"] and r["pass"] == 3

@@ -53,6 +53,12 @@ def build_request(args: argparse.Namespace, environ: Any) -> Any:
         mounts=[parse_mount(m) for m in args.mount], tmpfs=parse_tmpfs(args.tmpfs),
         ports=ports, publish_all=args.publish_all, network_aliases=args.network_alias,
         userns=args.userns, uid_maps=args.uidmap, gid_maps=args.gidmap)
+    if args.platform:
+        from clients.cli.images import parse_platform
+
+        os_name, arch, variant = parse_platform(args.platform) or ("", "", "")
+        req.platform.os, req.platform.architecture = os_name, arch
+        req.platform.variant = variant
     if args.stop_timeout is not None:
         req.stop_timeout = args.stop_timeout
     if args.interactive:  # io: docker -i; attached run closes stdin at the client's EOF
@@ -85,12 +91,46 @@ def _engine_call(fn: Callable[[], Any]) -> Any:
         raise RunFailed(str(exc), run_exit_code(str(exc))) from None
 
 
+PULL_POLICIES = ("missing", "always", "never")
+
+
 def _create(ctx: Context, args: argparse.Namespace) -> str:
+    if args.pull not in PULL_POLICIES:
+        raise UsageError(f"invalid pull option: '{args.pull}': must be one of \"always\", "
+                         "\"missing\" or \"never\"")
     req = build_request(args, ctx.environ)
-    reply = _engine_call(lambda: ctx.client().create(args.image, request=req))
+    reply = _engine_call(lambda: _create_pulling(ctx, args, req))
     for warning in reply.warnings:
         ctx.error(f"WARNING: {warning}")
     return str(reply.id)
+
+
+def _create_pulling(ctx: Context, args: argparse.Namespace, req: Any) -> Any:
+    """Create, pulling the image first (--pull always) or when the engine has none that
+    fits (--pull missing, the default): docker's "Unable to find image" then the pull's
+    progress, both on stderr so that stdout keeps the container's ID or output."""
+    from clients.cli.images import pull_image
+    from services.core.errors import NotFound
+
+    client = ctx.client()
+    if args.pull == "always":
+        pull_image(ctx, args.image, args.platform, ctx.err)
+        return client.create(args.image, request=req)
+    try:
+        return client.create(args.image, request=req)
+    except NotFound as exc:
+        missing = str(exc).startswith("No such image") or "does not match the specified " \
+            "platform" in str(exc)
+        if args.pull == "never" or not missing:
+            raise
+    ctx.error(f"Unable to find image '{_with_tag(args.image)}' locally")
+    pull_image(ctx, args.image, args.platform, ctx.err)
+    return client.create(args.image, request=req)
+
+
+def _with_tag(image: str) -> str:
+    """The name docker prints: ":latest" added when the reference has no tag or digest."""
+    return image if "@" in image or ":" in image.rpartition("/")[2] else f"{image}:latest"
 
 
 def create(ctx: Context, args: argparse.Namespace) -> int:

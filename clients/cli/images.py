@@ -3,18 +3,37 @@
 from __future__ import annotations
 
 import argparse
+from typing import IO
 
 from clients.cli.context import Context
 from clients.cli.errors import daemon_message
 from clients.cli.progress import PullPrinter
-from clients.cli.units import ago, human_size, table
+from clients.cli.units import UsageError, ago, human_size, table
 
 
 def pull(ctx: Context, args: argparse.Namespace) -> int:
-    printer = PullPrinter(ctx.out, ctx.isatty())
-    for event in ctx.client().pull(args.reference):
-        printer.feed(event)
+    pull_image(ctx, args.reference, args.platform, ctx.out)
     return 0
+
+
+def pull_image(ctx: Context, reference: str, platform: str, out: IO[str]) -> None:
+    """Pull ``reference`` (for ``platform``, "os/arch[/variant]", or the host's), printing
+    docker pull's progress to ``out``."""
+    printer = PullPrinter(out, ctx.isatty(out))
+    for event in ctx.client().pull(reference, platform=parse_platform(platform)):
+        printer.feed(event)
+
+
+def parse_platform(text: str) -> tuple[str, str, str] | None:
+    """(os, arch, variant) of a --platform value; None when not given."""
+    if not text:
+        return None
+    from services.core.platform import parse
+
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def short_id(image_id: str) -> str:

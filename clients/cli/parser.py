@@ -100,6 +100,8 @@ def build(verb: str | None = None) -> Parser:
         sub = _OnlyVerb(sub, verb)
 
     p = sub.add_parser("pull", help="pull an image")
+    p.add_argument("--platform", default="",
+                   help='pull this platform, "os/arch[/variant]", not the host\'s')
     p.add_argument("reference")
 
     p = sub.add_parser("images", help="list images")

@@ -20,6 +20,7 @@ from muelle.registry.v1 import registry_pb2
 from muelle.runtime.v1 import runtime_pb2
 from muelle.types.v1 import types_pb2
 
+from services.core import platform as platforms
 from services.core.errors import (
     FailedPrecondition,
     MuelleError,
@@ -216,9 +217,11 @@ class Engine:
         options.check_request(req)
         name = self._pick_name(req.name)
         img = self._get_image(req.image)
+        platform_warnings = _check_platform(req, img)
         cid = names.new_id()
         merged = merge(img.config, req, cid)
         spec, warnings = options.container_spec(req, merged, self.userns_remap)
+        warnings[:0] = platform_warnings
         spec.volume_mounts.extend(mounts.container_mounts(req, img.config))
         if req.network_mode.startswith("container:"):
             # The shim knows IDs only: resolve a name or prefix like Docker.
@@ -636,3 +639,22 @@ def _stamp(data: bytes, when: str) -> bytes:
     lines = data.splitlines(keepends=True)
     return b"".join(prefix + line for line in lines)
 
+
+def _check_platform(req: engine_pb2.CreateContainerRequest, img: images_pb2.Image) -> list[str]:
+    """Docker's platform rules for create: a requested platform the stored image does not
+    have is NOT_FOUND (the CLI then pulls that platform); without one, an image of another
+    platform than the host's runs with a warning (it may need binfmt emulation)."""
+    have = (img.platform.os, img.platform.architecture, img.platform.variant)
+    if req.HasField("platform"):
+        want = (req.platform.os, req.platform.architecture, req.platform.variant)
+        if not platforms.same(want, have):
+            raise NotFound(f"image with reference {req.image} was found but does not match "
+                           f"the specified platform: wanted {platforms.name(*want)}, "
+                           f"actual: {platforms.name(*have)}")
+        return []
+    host = ("linux", *host_arch())
+    if img.platform.architecture and not platforms.same(host, have):
+        return [f"The requested image's platform ({platforms.name(*have)}) does not match "
+                f"the detected host platform ({platforms.name(*host)}) and no specific "
+                "platform was requested"]
+    return []

@@ -185,6 +185,37 @@ def push_layout(layout: Path, reference: str, tag: str = "latest") -> None:
     )
 
 
+def push_multi_platform(registry_url: str, tmp: Path, repo_tag: str) -> dict[str, str]:
+    """Push an OCI index ``repo_tag`` ("demo/multi:2") with an amd64 and an arm64 busybox
+    image (their /etc/arch says which) and a BuildKit-style attestation entry, which must
+    never be selected. Returns {"ref", "index", "amd64", "arm64"}: reference and digests."""
+    import httpx
+
+    repo, _, tag = repo_tag.rpartition(":")
+    host = registry_url.split("://", 1)[1]
+    digests: dict[str, str] = {}
+    entries: list[dict[str, Any]] = []
+    for arch in ("amd64", "arm64"):
+        layer = busybox_layer([Entry("etc/arch", data=arch.encode())])
+        digest = build_layout(tmp / arch, [layer], tag=arch, architecture=arch)
+        push_layout(tmp / arch, f"{host}/{repo}:{tag}-{arch}", tag=arch)
+        size = (tmp / arch / "blobs" / "sha256" / digest.split(":")[1]).stat().st_size
+        entries.append({"mediaType": OCI_MANIFEST, "digest": digest, "size": size,
+                        "platform": {"os": "linux", "architecture": arch}})
+        digests[arch] = digest
+    entries.append({**entries[0], "platform": {"os": "unknown", "architecture": "unknown"},
+                    "annotations": {"vnd.docker.reference.type": "attestation-manifest"}})
+    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX,
+                        "manifests": entries}).encode()
+    resp = httpx.put(f"{registry_url}/v2/{repo}/manifests/{tag}", content=index,
+                     headers={"Content-Type": OCI_INDEX}, timeout=10)
+    if resp.status_code != 201:
+        raise RuntimeError(f"pushing the index failed: {resp.status_code} {resp.text}")
+    digests["index"] = resp.headers["Docker-Content-Digest"]
+    digests["ref"] = f"{host}/{repo_tag}"
+    return digests
+
+
 def main(argv: list[str] | None = None) -> None:
     """``python -m tests.support.images build DIR --tag T [--push REF]`` (used by make demo)."""
     import argparse

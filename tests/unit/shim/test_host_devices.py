@@ -13,7 +13,8 @@ from services.shim.host_devices import host_devices
 
 @pytest.mark.root
 def test_walk_keeps_device_nodes_only(tmp_path: Path) -> None:
-    os.mknod(tmp_path / "null2", stat.S_IFCHR | 0o620, os.makedev(1, 3))
+    os.mknod(tmp_path / "null2", stat.S_IFCHR, os.makedev(1, 3))
+    (tmp_path / "null2").chmod(0o620)  # mknod's mode goes through the umask
     (tmp_path / "net").mkdir()
     os.mknod(tmp_path / "net" / "tun", stat.S_IFCHR, os.makedev(10, 200))
     (tmp_path / "net" / "tun").chmod(0o666)  # mknod's mode goes through the umask

@@ -63,3 +63,17 @@ def test_platform_of_pull_run_and_create(engine: Engine, multi: str) -> None:
     assert never.stderr == (
         f"Error response from daemon: image with reference {multi} was found but does not "
         f"match the specified platform: wanted linux/{OTHER}, actual: linux/{HOST}\n")
+
+
+def test_an_unreachable_registry_is_named_not_the_engine(engine: Engine) -> None:
+    """The registry could not be reached; muelle's services are fine and say so."""
+    ref = "127.0.0.1:1/demo/nothing:1"  # port 1: nothing listens, refused at once
+    pulled = engine.cli("pull", ref, check=False)
+    assert pulled.returncode == 1
+    assert pulled.stderr.startswith("Error response from daemon: cannot reach registry "
+                                    "127.0.0.1:1: "), pulled.stderr
+    assert "unavailable" not in pulled.stderr
+    ran = engine.cli("run", "--rm", ref, "true", check=False)
+    assert ran.returncode == 125
+    assert ran.stderr.splitlines()[0] == f"Unable to find image '{ref}' locally"
+    assert ran.stderr.splitlines()[-1] == pulled.stderr.strip()

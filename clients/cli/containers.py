@@ -316,11 +316,33 @@ def _command(text: str, limit: int) -> str:
     return f'"{text}"'
 
 
+PS_FILTERS = ("id", "name", "label", "status", "exited", "ancestor")
+PS_STATES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
+PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
+              "CreatedAt": "CREATED AT", "RunningFor": "CREATED", "Ports": "PORTS",
+              "State": "STATE", "Status": "STATUS", "Size": "SIZE", "Names": "NAMES",
+              "Labels": "LABELS", "Mounts": "MOUNTS", "Networks": "NETWORKS",
+              "LocalVolumes": "LOCAL VOLUMES"}
+
+
 def ps(ctx: Context, args: argparse.Namespace) -> int:
-    containers = ctx.client().containers(all=args.all)
+    from clients.cli import formatting
+
+    filters = formatting.parse_filters(args.filter, PS_FILTERS)
+    for status in filters.get("status", []):
+        if status not in PS_STATES:
+            raise UsageError(f"invalid filter 'status={status}'")
+    # docker: a status filter lists stopped containers without -a
+    containers = ctx.client().containers(all=args.all or "status" in filters)
+    containers = [c for c in containers if formatting.matches(filters, _ps_tests(c))]
     if args.quiet:
         ctx.out.write("".join((c.id if args.no_trunc else c.id[:12]) + "\n"
                               for c in containers))
+        return 0
+    if args.format:
+        ctx.out.write(formatting.render(
+            args.format, [_ps_fields(c, args.no_trunc) for c in containers],
+            {**PS_HEADERS, "Label": lambda *_: "LABEL"}))
         return 0
     rows = [["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"]]
     for c in containers:
@@ -329,3 +351,66 @@ def ps(ctx: Context, args: argparse.Namespace) -> int:
                      c.status, c.name])
     ctx.out.write(table(rows))
     return 0
+
+
+def _ps_tests(c: Any) -> dict[str, Callable[[str], bool]]:
+    import re
+
+    from clients.cli.formatting import label_test
+
+    def name(pattern: str) -> bool:
+        try:
+            return re.search(pattern, c.name) is not None
+        except re.error:
+            raise UsageError(f"invalid filter 'name={pattern}'") from None
+
+    def exited(code: str) -> bool:
+        if not code.lstrip("-").isdigit():
+            raise UsageError(f"invalid filter 'exited={code}'")
+        return c.state == "exited" and c.status.startswith(f"Exited ({int(code)})")
+
+    return {
+        "id": lambda v: c.id.startswith(v),
+        "name": name,
+        "label": label_test(dict(c.labels)),
+        "status": lambda v: c.state == v,
+        "exited": exited,
+        "ancestor": lambda v: _same_image(c.image, c.image_id, v),
+    }
+
+
+def _same_image(image: str, image_id: str, wanted: str) -> bool:
+    """docker's ancestor=: the image by name (busybox is busybox:latest) or ID prefix."""
+    from services.core.reference import parse
+
+    hex_id = wanted.removeprefix("sha256:")
+    if len(hex_id) >= 4 and image_id.removeprefix("sha256:").startswith(hex_id):
+        return True
+    try:
+        return image == wanted or parse(image).canonical == parse(wanted).canonical
+    except Exception:  # noqa: BLE001 - not a reference: no match by name
+        return False
+
+
+def _ps_fields(c: Any, no_trunc: bool) -> Any:
+    from clients.cli.formatting import label_method, labels_text
+    from clients.cli.gotemplate import Fields
+    from services.core.timefmt import parse_seconds
+
+    labels = dict(c.labels)
+    created = parse_seconds(c.created)
+    return Fields(
+        ID=c.id if no_trunc else c.id[:12], Image=c.image,
+        Command=_command(c.command, 0 if no_trunc else 20),
+        CreatedAt=go_time(created) if created is not None else "",
+        RunningFor=ago(c.created), Ports="", State=c.state, Status=c.status, Size="",
+        Names=c.name, Labels=labels_text(labels), Label=label_method(labels), Mounts="",
+        Networks="", LocalVolumes="")
+
+
+def go_time(seconds: float) -> str:
+    """Go's time.Time String() in local time: "2024-05-01 10:00:00 +0000 UTC"."""
+    from datetime import datetime
+
+    when = datetime.fromtimestamp(int(seconds)).astimezone()
+    return when.strftime("%Y-%m-%d %H:%M:%S %z %Z")

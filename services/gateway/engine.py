@@ -8,6 +8,7 @@ and returns engine.v1 messages. Typed errors (services.core.errors) go up unchan
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import platform
 import threading
 import time
@@ -593,14 +594,22 @@ class Engine:
 
     def list_networks(self) -> engine_pb2.NetworkListResponse:
         reply = self.runtime.NetworkList(runtime_pb2.NetworkListRequest())
-        return engine_pb2.NetworkListResponse(networks=list(reply.networks))
+        networks = list(reply.networks)
+        default = next((i for i, n in enumerate(networks) if n.builtin), len(networks) - 1)
+        networks[default + 1:default + 1] = [_predefined(n) for n in PREDEFINED]
+        return engine_pb2.NetworkListResponse(networks=networks)
 
     def inspect_network(self, ref: str) -> types_pb2.NetworkInfo:
+        for name in PREDEFINED:
+            if ref == name or (len(ref) >= 3 and _predefined(name).id.startswith(ref)):
+                return _predefined(name)
         info: types_pb2.NetworkInfo = self.runtime.NetworkInspect(
             runtime_pb2.NetworkInspectRequest(network=ref))
         return info
 
     def remove_network(self, ref: str) -> None:
+        if ref in PREDEFINED:
+            raise FailedPrecondition(f"{ref} is a pre-defined network and cannot be removed")
         self.runtime.NetworkRemove(runtime_pb2.NetworkRemoveRequest(network=ref))
 
     def connect_network(self, network: str, container: str, aliases: Sequence[str]) -> None:
@@ -658,3 +667,14 @@ def _check_platform(req: engine_pb2.CreateContainerRequest, img: images_pb2.Imag
                 f"the detected host platform ({platforms.name(*host)}) and no specific "
                 "platform was requested"]
     return []
+
+
+# `--network host|none`: listed and inspected as Docker's pre-defined networks (drivers
+# host and null); the shim has no definition of them, they are modes of a container.
+PREDEFINED = {"host": "host", "none": "null"}
+
+
+def _predefined(name: str) -> types_pb2.NetworkInfo:
+    return types_pb2.NetworkInfo(
+        name=name, id=hashlib.sha256(f"muelle-network-{name}".encode()).hexdigest(),
+        driver=PREDEFINED[name], builtin=True)

@@ -24,6 +24,7 @@ BUSYBOX = Path("/bin/busybox")
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 EPOCH = 1700000000
 
@@ -122,18 +123,27 @@ def build_layout(
     tag: str = "latest",
     config: dict[str, Any] | None = None,
     architecture: str = "amd64",
+    compression: str | list[str] = "gzip",
 ) -> str:
-    """Write an OCI image layout with one image tagged ``tag``; returns the manifest digest."""
+    """Write an OCI image layout with one image tagged ``tag``; returns the manifest digest.
+    ``compression``: "gzip" or "zstd" for every layer, or one per layer."""
     if layout.exists():
         shutil.rmtree(layout)
     layout.mkdir(parents=True)
     (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
     layer_descs, diff_ids = [], []
-    for layer in layers:
+    kinds = [compression] * len(layers) if isinstance(compression, str) else compression
+    for layer, kind in zip(layers, kinds, strict=True):
         raw = layer.tar()
         diff_ids.append("sha256:" + hashlib.sha256(raw).hexdigest())
-        digest, size = _blob(layout, gzip.compress(raw, compresslevel=6, mtime=0))
-        layer_descs.append({"mediaType": OCI_LAYER_GZIP, "digest": digest, "size": size})
+        if kind == "zstd":
+            import zstandard
+
+            data, media_type = zstandard.ZstdCompressor(level=3).compress(raw), OCI_LAYER_ZSTD
+        else:
+            data, media_type = gzip.compress(raw, compresslevel=6, mtime=0), OCI_LAYER_GZIP
+        digest, size = _blob(layout, data)
+        layer_descs.append({"mediaType": media_type, "digest": digest, "size": size})
     image_config: dict[str, Any] = {
         "created": "2023-11-14T22:13:20Z",
         "architecture": architecture,

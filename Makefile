@@ -5,7 +5,7 @@ PY    := $(VENV)/bin/python
 PROTO_SRC := $(shell find protos -name '*.proto')
 APT_PACKAGES := curl docker.io docker-registry busybox-static tini runc crun skopeo umoci iptables iproute2 libseccomp2 python3-venv gcc libc6-dev podman
 
-.PHONY: setup apt venv launcher protos bytecode up down demo test lint bench clean
+.PHONY: setup apt venv launcher protos contracts bytecode up down demo test lint bench clean
 
 setup: apt venv launcher protos bytecode
 
@@ -47,6 +47,11 @@ gen/.stamp: $(PROTO_SRC) $(VENV)/.installed
 	@find gen -type d -exec touch {}/__init__.py \;
 	@$(PY) -m clients.sdk.schema_gen gen/muelle/lite_schema.py
 	@touch $@
+
+# After a change to protos/: refuse a breaking one, record the descriptors
+# (tests/contracts/snapshot.binpb) and regenerate protos/REFERENCE.md. The suite checks both.
+contracts: setup
+	@$(PY) -m tests.contracts.update
 
 up: setup
 	@deploy/muelle-up.sh

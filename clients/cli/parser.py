@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from clients.cli.boolflags import BoolFlag, explicit
 from clients.cli.run_options import container_options
-from clients.cli.units import UsageError
+from clients.cli.units import UsageError, int32
 
 # typing costs the CLI ~3 ms to import; mypy treats TYPE_CHECKING as true wherever it is defined
 TYPE_CHECKING = False
@@ -143,11 +143,11 @@ def build(verb: str | None = None) -> Parser:
     p.add_argument("container")
 
     p = sub.add_parser("stop", help="stop containers")
-    p.add_argument("-t", "--time", "--timeout", dest="time", type=int, default=None)
+    p.add_argument("-t", "--time", "--timeout", dest="time", type=int32, default=None)
     p.add_argument("containers", nargs="+")
 
     p = sub.add_parser("restart", help="restart containers")
-    p.add_argument("-t", "--time", "--timeout", dest="time", type=int, default=None)
+    p.add_argument("-t", "--time", "--timeout", dest="time", type=int32, default=None)
     p.add_argument("containers", nargs="+")
 
     for verb, text in (("pause", "pause all processes within containers"),

@@ -4,6 +4,8 @@ importing argparse (~10 ms of every start with `re` and `enum`, which it needs).
 
 from __future__ import annotations
 
+from clients.cli.units import int32, int64
+
 # typing costs the CLI ~3 ms to import; mypy treats TYPE_CHECKING as true wherever it is defined
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -36,10 +38,10 @@ def container_options(p: Any, verb: str, bool_flag: Any) -> None:
     p.add_argument("-m", "--memory", default="", help="memory limit (e.g. 64m, 1g)")
     p.add_argument("--memory-swap", default="",
                    help="memory plus swap limit; -1: unlimited swap")
-    p.add_argument("--pids-limit", type=int, default=0,
+    p.add_argument("--pids-limit", type=int64, default=0,
                    help="maximum number of processes (0: no limit)")
     p.add_argument("--cpus", default="", help="number of CPUs it may use (e.g. 1.5)")
-    p.add_argument("-c", "--cpu-shares", type=int, default=0,
+    p.add_argument("-c", "--cpu-shares", type=int64, default=0,
                    help="CPU shares (relative weight)")
     p.add_argument("--cpuset-cpus", default="", help='CPUs the container may use ("0-2,4")')
     p.add_argument("--cpuset-mems", default="", help="memory nodes (NUMA) it may use")
@@ -49,7 +51,7 @@ def container_options(p: Any, verb: str, bool_flag: Any) -> None:
                    help="set a label: KEY=VALUE")
     p.add_argument("--stop-signal", default="",
                    help="signal that stops the container (default: the image's, else SIGTERM)")
-    p.add_argument("--stop-timeout", type=int, default=None,
+    p.add_argument("--stop-timeout", type=int32, default=None,
                    help="seconds to wait after the stop signal before SIGKILL (default 10)")
     p.add_argument("--read-only", action="store_true",
                    help="mount the root filesystem and /etc/hosts, hostname, resolv.conf "

@@ -7,6 +7,7 @@ streaming calls alike.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any, TypeVar
 
@@ -15,10 +16,23 @@ import grpc
 from services.core.errors import from_rpc_error
 
 MAX_MESSAGE = 64 * 1024 * 1024
+# Reconnect backoff of a channel whose peer went away (a service restarting). gRPC's
+# default starts at 1 s and grows 1.6x to 120 s, and a call made while the channel waits
+# out its backoff fails at once: after a restart the gateway kept failing for ~4 s
+# (issue 19) though the shim served again. Our peers are local sockets where a failed
+# connect costs a syscall, so retry every 100 ms, at most 1 s apart; and a call made while
+# the channel is not connected waits (at most READY_WAIT) for the next attempt instead of
+# failing (_Readiness).
+RECONNECT_MIN_MS = 100
+RECONNECT_MAX_MS = 1000
+READY_WAIT = 2.0
 # Both ends of every channel: archives and manifests may be large.
 GRPC_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE),
     ("grpc.max_receive_message_length", MAX_MESSAGE),
+    ("grpc.initial_reconnect_backoff_ms", RECONNECT_MIN_MS),
+    ("grpc.min_reconnect_backoff_ms", RECONNECT_MIN_MS),
+    ("grpc.max_reconnect_backoff_ms", RECONNECT_MAX_MS),
 ]
 
 T = TypeVar("T")
@@ -37,18 +51,47 @@ def channel(address: str) -> grpc.Channel:
     return grpc.insecure_channel(target(address), options=GRPC_OPTIONS)
 
 
+class _Readiness:
+    """Whether a channel is connected, as gRPC reports it (a thread of gRPC's calls back).
+
+    A call on a channel waiting out its reconnect backoff fails at once with UNAVAILABLE,
+    though the peer may be serving again. So before a call on a channel that is not READY
+    we wait (bounded) until it is: the call itself is unchanged, and only sent once there
+    is a connection, so nothing runs twice. A peer that stays down costs each call
+    READY_WAIT, then the usual UNAVAILABLE."""
+
+    def __init__(self, ch: grpc.Channel) -> None:
+        self._channel = ch
+        self.state: grpc.ChannelConnectivity | None = None
+        ch.subscribe(self._update)
+
+    def _update(self, state: grpc.ChannelConnectivity) -> None:
+        self.state = state
+
+    def wait(self) -> None:
+        if self.state is grpc.ChannelConnectivity.READY:
+            return
+        # On a timeout the call goes ahead and fails as it would have.
+        with contextlib.suppress(grpc.FutureTimeoutError):
+            grpc.channel_ready_future(self._channel).result(timeout=READY_WAIT)
+
+
 class _TypedErrors:
     """Wraps a generated stub; every call raises typed MuelleErrors."""
 
-    def __init__(self, stub: Any, service: str) -> None:
+    def __init__(self, stub: Any, service: str, readiness: _Readiness | None = None) -> None:
         self._stub = stub
         self._service = service
+        self._readiness = readiness
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self._stub, name)
         service = self._service
+        readiness = self._readiness
 
         def call(*args: Any, **kwargs: Any) -> Any:
+            if readiness is not None:
+                readiness.wait()
             try:
                 result = method(*args, **kwargs)
             except grpc.RpcError as err:
@@ -81,5 +124,6 @@ class TypedStream(Iterator[T]):
 
 def connect(address: str, stub_class: type[T], service: str) -> T:
     """A stub for ``stub_class`` on ``address`` whose calls raise typed errors."""
-    stub: Any = stub_class(channel(address))  # type: ignore[call-arg]
-    return _TypedErrors(stub, service)  # type: ignore[return-value]
+    ch = channel(address)
+    stub: Any = stub_class(ch)  # type: ignore[call-arg]
+    return _TypedErrors(stub, service, _Readiness(ch))  # type: ignore[return-value]

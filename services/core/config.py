@@ -19,20 +19,30 @@ Example::
 
     [shim]
     default_runtime = "muelle"
-    cgroup_parent = "muelle"
+    cgroup_parent = "muelle"   # default: derived from root (see engine_names)
+
+    [imagestore]
+    max_blob_bytes = 34359738368   # pulls are refused before downloading a bigger blob
 
     [gateway]
     userns_remap = ["0:100000:65536"]  # every container in a user namespace (--userns=host: not)
 
     [network]
     default_mode = "bridge"  # none | host | bridge
-    bridge = "muelle0"
+    bridge = "muelle0"       # default: derived from root (see engine_names)
     subnet = ""              # picked among free /24s when empty
+
+The default bridge and cgroup parent are host-global names, so each engine's default is
+its own (``engine_names``): ``muelle0`` and ``muelle`` for the engine at the default root,
+``muelle-<8 hex of sha256(root)>`` for any other root. Two engines with default configs
+thus never share them; the shim also refuses to start when a live engine with another root
+holds the names it was configured with (services/shim/claims.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -43,6 +53,8 @@ from services.core.errors import InvalidArgument
 
 SERVICES = ("gateway", "imagestore", "registry", "shim")
 DEFAULT_CONFIG_FILE = Path("/etc/muelle/muelle.toml")
+DEFAULT_ROOT = Path("/var/lib/muelle")
+IFNAMSIZ = 15  # the longest interface name Linux takes
 
 
 @dataclass
@@ -66,6 +78,23 @@ class RegistryConfig:
     # upstream anonymously and serves only what upstream serves to anyone.
     mirror_listen: str = ""
     mirror_upstream: str = ""
+    # A blob download that receives fewer than blob_min_bytes in blob_window_seconds
+    # fails (a registry sending a byte every 50 s must not hold a pull forever); the
+    # same window bounds how long one read may wait for a byte. 0 bytes = no minimum.
+    blob_min_bytes: int = 32 * 1024
+    blob_window_seconds: int = 60
+
+
+@dataclass
+class ImageStoreConfig:
+    # A pull is refused before any download when one of its blobs (layer or config) is
+    # declared larger than max_blob_bytes, or all of them together than max_pull_bytes
+    # (a hostile registry may declare 1 TiB).
+    max_blob_bytes: int = 32 * 1024**3
+    max_pull_bytes: int = 128 * 1024**3
+    # A blob download does not start when it would leave less than this free on the
+    # store's filesystem (the rest of the host needs some too).
+    min_free_bytes: int = 1024**3
 
 
 @dataclass
@@ -75,7 +104,8 @@ class ShimConfig:
     # Paths of the runtime binaries, by name; looked up in PATH when absent.
     runtimes: dict[str, str] = field(default_factory=dict)
     # cgroup parent of every container: <mount>/<controller>/<cgroup_parent>/<id>.
-    cgroup_parent: str = "muelle"
+    # "" = the engine's own, derived from its root (engine_names).
+    cgroup_parent: str = ""
     # Static init for `run --init` (bind-mounted at /sbin/docker-init); "" = look for
     # Debian's tini-static, then docker-init.
     init_path: str = ""
@@ -98,7 +128,8 @@ class NetworkConfig:
     # Network of containers created without --network: "bridge", "none", "host".
     default_mode: str = "bridge"
     # Linux bridge of the default "bridge" network (IFNAMSIZ: at most 15 chars).
-    bridge: str = "muelle0"
+    # "" = the engine's own, derived from its root (engine_names).
+    bridge: str = ""
     # Its subnet; picked among free private /24s (no host route overlaps) when empty.
     subnet: str = ""
 
@@ -114,6 +145,7 @@ class Config:
     shim: ShimConfig = field(default_factory=ShimConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
+    imagestore: ImageStoreConfig = field(default_factory=ImageStoreConfig)
 
     def address(self, service: str) -> str:
         """gRPC address of ``service``: configured, else a unix socket in the run dir."""
@@ -148,18 +180,43 @@ def load(path: str | None = None, **overrides: Any) -> Config:
     for key, value in overrides.items():
         if value is not None:
             setattr(cfg, key, Path(value) if key in ("root", "run") else value)
+    bridge, parent = engine_names(cfg.root)
+    cfg.network.bridge = cfg.network.bridge or bridge
+    cfg.shim.cgroup_parent = cfg.shim.cgroup_parent or parent
     return cfg
+
+
+def engine_names(root: Path) -> tuple[str, str]:
+    """The default bridge and cgroup parent of the engine at ``root``.
+
+    Both are host-global while the root is not: two engines on one host with default
+    configs shared ``muelle0``, and the first to stop deleted it (and left a masquerade
+    rule) under the other's containers. Deriving them from the root keeps each engine's
+    own without any configuration, and the same across restarts (a restarted shim finds
+    its bridge and its containers' cgroups again). The engine at the default root keeps
+    the documented names, like Docker's ``docker0``.
+    """
+    if Path(os.path.abspath(root)) == DEFAULT_ROOT:
+        return "muelle0", "muelle"
+    tag = "muelle-" + hashlib.sha256(os.path.abspath(root).encode()).hexdigest()[:8]
+    return tag, tag  # 15 characters: fits IFNAMSIZ
 
 
 _TOML_TYPES = {bool: "true or false", int: "an integer", str: "a string", list: "an array",
                dict: "a table"}
 # Integer settings with a range: a value outside it is refused at load.
-_BOUNDS = {("registry", "parallel_ranges"): (1, 16)}
+_BOUNDS = {("registry", "parallel_ranges"): (1, 16),
+           ("registry", "blob_min_bytes"): (0, 1 << 40),
+           ("registry", "blob_window_seconds"): (1, 86400),
+           ("imagestore", "max_blob_bytes"): (1, 1 << 60),
+           ("imagestore", "max_pull_bytes"): (1, 1 << 60),
+           ("imagestore", "min_free_bytes"): (0, 1 << 60)}
 
 
 def _apply(cfg: Config, data: dict[str, Any], origin: str) -> None:
     sections: dict[str, Any] = {"registry": cfg.registry, "shim": cfg.shim,
-                                "network": cfg.network, "gateway": cfg.gateway}
+                                "network": cfg.network, "gateway": cfg.gateway,
+                                "imagestore": cfg.imagestore}
     known = {"root", "run", "log_format", "log_level", "addresses", *sections}
     unknown = set(data) - known
     if unknown:
@@ -184,7 +241,16 @@ def _apply(cfg: Config, data: dict[str, Any], origin: str) -> None:
             if not low <= value <= high:
                 raise InvalidArgument(f"{origin}: {section}.{key} must be from {low} to "
                                       f"{high}, not {value!r}")
+            if (section, key) == ("network", "bridge") and value:
+                _check_ifname(origin, value)
             setattr(target, key, value)
+
+
+def _check_ifname(origin: str, name: str) -> None:
+    """What the kernel takes as an interface name (dev_valid_name)."""
+    if len(name) > IFNAMSIZ or name in (".", "..") or any(c in name for c in "/: \t\n"):
+        raise InvalidArgument(f"{origin}: network.bridge {name!r} is not an interface name "
+                              f"(at most {IFNAMSIZ} characters, no '/', ':' or spaces)")
 
 
 def _check_type(origin: str, name: str, value: Any, like: Any,

@@ -75,6 +75,18 @@ class DataLoss(MuelleError):
     code = _StatusCode("DATA_LOSS")
 
 
+class ResourceExhausted(MuelleError):
+    """A limit was reached: disk space, a configured size cap, a minimum throughput."""
+
+    code = _StatusCode("RESOURCE_EXHAUSTED")
+
+
+class Cancelled(MuelleError):
+    """The caller went away; the work stopped."""
+
+    code = _StatusCode("CANCELLED")
+
+
 class DeadlineExceeded(MuelleError):
     code = _StatusCode("DEADLINE_EXCEEDED")
 
@@ -99,6 +111,8 @@ _BY_CODE: dict[str, type[MuelleError]] = {
         PermissionDenied,
         Unauthenticated,
         DataLoss,
+        ResourceExhausted,
+        Cancelled,
         DeadlineExceeded,
         Unimplemented,
         Internal,

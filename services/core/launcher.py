@@ -19,6 +19,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.core import config as configmod
+from services.core import modes
 from services.core.client import channel
 from services.core.errors import MuelleError, Unavailable
 
@@ -43,11 +44,27 @@ def _pid_file(cfg: configmod.Config, name: str) -> Path:
 
 
 def _alive(pid: int) -> bool:
+    """True while ``pid`` runs. A zombie is dead: a service killed with SIGKILL stays one
+    until its parent reaps it, and after `make up` that parent is init or a subreaper that
+    may never do so (kill(pid, 0) succeeds on a zombie, so `make up` used to wait for it)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
         return False
-    return True
+    # "pid (comm) state ...": comm may hold spaces and parentheses, the state follows the last ")".
+    return stat[stat.rfind(b")") + 2:][:1] not in (b"Z", b"X", b"")
+
+
+def _runs_service(pid: int, name: str) -> bool:
+    """``pid`` runs muelle-``name`` (alone or combined), not another program that got
+    the pid of one that died (pid files outlive their processes after a kill -9)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return False
+    return f"services.{name}.main".encode() in argv or b"services.core.combined" in argv
 
 
 def running_pid(cfg: configmod.Config, name: str) -> int | None:
@@ -55,12 +72,13 @@ def running_pid(cfg: configmod.Config, name: str) -> int | None:
         pid = int(_pid_file(cfg, name).read_text())
     except (FileNotFoundError, ValueError):
         return None
-    return pid if _alive(pid) else None
+    return pid if _alive(pid) and _runs_service(pid, name) else None
 
 
 def _spawn(cfg: configmod.Config, env: dict[str, str], log_name: str,
            argv: list[str]) -> int:
-    log = open(cfg.run / f"{log_name}.log", "ab")  # noqa: SIM115 - handed to the child
+    log = os.fdopen(modes.open_private(cfg.run / f"{log_name}.log", modes.LOG_FILE,
+                                       append=True), "ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", *argv],
         stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
@@ -80,8 +98,7 @@ def start(
     """Start ``services`` (skipping ones already running); returns name -> pid.
     ``combined``: the ones not running share one process (services/core/combined.py),
     logging to engine.log; each still has its pid file (the same pid)."""
-    cfg.run.mkdir(parents=True, exist_ok=True)
-    cfg.root.mkdir(parents=True, exist_ok=True)
+    modes.secure_base(cfg.root, cfg.run)
     env = dict(os.environ, MUELLE_ROOT=str(cfg.root), MUELLE_RUN=str(cfg.run))
     if config_file:
         env["MUELLE_CONFIG"] = str(Path(config_file).resolve())

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 import grpc
 
 from services.core import config as configmod
+from services.core import modes
 from services.core.errors import MuelleError
 from services.core.logging import configure
 from services.core.server import serve
@@ -35,6 +36,7 @@ def load_config(args: argparse.Namespace, name: str) -> configmod.Config:
     cfg = configmod.load(args.config, root=args.root, run=args.run,
                          log_format=args.log_format, log_level=args.log_level)
     configure(name, cfg.log_format, cfg.log_level)
+    modes.secure_base(cfg.root, cfg.run)
     return cfg
 
 

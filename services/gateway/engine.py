@@ -99,12 +99,19 @@ class Engine:
 
     # ------------------------------------------------------------------ images
 
-    def pull(self, reference: str,
-             plat: types_pb2.Platform | None = None) -> Iterator[types_pb2.PullProgress]:
+    def pull(self, reference: str, plat: types_pb2.Platform | None = None,
+             on_cancel: Callable[[Callable[[], None]], object] | None = None,
+             ) -> Iterator[types_pb2.PullProgress]:
+        """The image store's pull, relayed. ``on_cancel`` registers what to run when our
+        caller goes away: the image store's call is cancelled then, not at its next
+        progress message (a 1 TiB layer may send none for hours)."""
         request = images_pb2.PullRequest(reference=reference)
         if plat is not None:
             request.platform.CopyFrom(plat)
-        yield from self.images.Pull(request)
+        call = self.images.Pull(request)
+        if on_cancel is not None and hasattr(call, "cancel"):
+            on_cancel(call.cancel)
+        yield from call
 
     def list_images(self) -> engine_pb2.ListImagesResponse:
         reply = self.images.List(images_pb2.ListImagesRequest())

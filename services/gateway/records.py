@@ -7,6 +7,7 @@ container. Records still not ready after a crash are undone on the next start.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from pathlib import Path
 from muelle.engine.v1 import engine_pb2
 from muelle.runtime.v1 import runtime_pb2
 
+from services.core import modes
 from services.core.errors import AlreadyExists, InvalidArgument, NotFound
 
 _SCHEMA = """
@@ -90,9 +92,13 @@ class Records:
     """Thread-safe store of container records in ``<state>/gateway.db``."""
 
     def __init__(self, state_dir: Path) -> None:
-        state_dir.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(state_dir / "gateway.db"), check_same_thread=False,
-                                   isolation_level=None)
+        modes.private_dir(state_dir)
+        db = state_dir / "gateway.db"
+        # Made 0600 before SQLite opens it (its -wal and -shm take the same mode); one
+        # from an older version, 0644, is tightened with them.
+        os.close(modes.open_private(db, append=True))
+        modes.private_files(state_dir, "gateway.db*")
+        self._db = sqlite3.connect(str(db), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute(_SCHEMA)

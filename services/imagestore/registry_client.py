@@ -10,6 +10,7 @@ from typing import Protocol
 from muelle.registry.v1 import registry_pb2, registry_pb2_grpc
 from muelle.types.v1 import types_pb2
 
+from services.core.cancel import Cancel
 from services.core.client import connect
 
 
@@ -36,8 +37,8 @@ class RegistryClient(Protocol):
         """Resolve ``reference`` to its root content and the platform's manifest."""
 
     def fetch_blob(self, repository: str, descriptor: types_pb2.Descriptor,
-                   offset: int) -> Iterable[bytes]:
-        """The blob's bytes from ``offset`` on."""
+                   offset: int, cancel: Cancel | None = None) -> Iterable[bytes]:
+        """The blob's bytes from ``offset`` on; ``cancel`` set ends the transfer."""
 
     def stat_blob(self, repository: str, digest: str) -> bool:
         """Whether ``repository`` has the blob."""
@@ -80,16 +81,20 @@ class GrpcRegistryClient:
                         _content(reply.manifest))
 
     def fetch_blob(self, repository: str, descriptor: types_pb2.Descriptor,
-                   offset: int) -> Iterator[bytes]:
+                   offset: int, cancel: Cancel | None = None) -> Iterator[bytes]:
         stream = self.stub.FetchBlob(registry_pb2.FetchBlobRequest(
             repository=repository, descriptor=descriptor, offset=offset))
+        stop = getattr(stream, "cancel", None)
+        # A pull cancelled while this thread waits for a chunk (a slow registry) must not
+        # wait for it: cancelling the call wakes the wait, from the canceller's thread.
+        forget = cancel.on_set(stop) if cancel is not None and stop else (lambda: None)
         try:
             for chunk in stream:
                 yield chunk.data
         finally:
-            cancel = getattr(stream, "cancel", None)
-            if cancel:
-                cancel()  # stop the transfer when the caller gives up early
+            forget()
+            if stop:
+                stop()  # stop the transfer when the caller gives up early
 
     def stat_blob(self, repository: str, digest: str) -> bool:
         reply = self.stub.StatBlob(registry_pb2.StatBlobRequest(repository=repository,

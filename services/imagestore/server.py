@@ -11,6 +11,7 @@ from muelle.images.v1 import images_pb2, images_pb2_grpc
 from muelle.types.v1 import types_pb2
 
 from services.core import config as configmod
+from services.core.cancel import Cancel
 from services.imagestore.metadata import ImageRecord
 from services.imagestore.registry_client import GrpcRegistryClient
 from services.imagestore.store import ImageStore
@@ -64,7 +65,10 @@ class ImagesServicer(images_pb2_grpc.ImagesServicer):
     def Pull(self, request: images_pb2.PullRequest,  # noqa: N802 - gRPC naming
              context: grpc.ServicerContext) -> Iterator[types_pb2.PullProgress]:
         platform = request.platform if request.HasField("platform") else None
-        yield from self.store.pull(request.reference, platform)
+        # The caller going away stops the downloads now, not at the next progress message.
+        cancel = Cancel()
+        context.add_callback(cancel.set)
+        yield from self.store.pull(request.reference, platform, cancel)
 
     def List(self, request: images_pb2.ListImagesRequest,  # noqa: N802
              context: grpc.ServicerContext) -> images_pb2.ListImagesResponse:
@@ -166,7 +170,8 @@ class ImagesServicer(images_pb2_grpc.ImagesServicer):
 
 def factory(cfg: configmod.Config) -> tuple[
         Callable[[grpc.Server], None], Sequence[str], Callable[[], None] | None]:
-    store = ImageStore(cfg.state_dir("imagestore"), GrpcRegistryClient(cfg.address("registry")))
+    store = ImageStore(cfg.state_dir("imagestore"), GrpcRegistryClient(cfg.address("registry")),
+                       cfg.imagestore)
 
     def register(server: grpc.Server) -> None:
         images_pb2_grpc.add_ImagesServicer_to_server(ImagesServicer(store), server)

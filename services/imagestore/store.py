@@ -22,7 +22,9 @@ from typing import IO
 import zstandard
 from muelle.types.v1 import types_pb2
 
-from services.core import reference
+from services.core import modes, reference
+from services.core.cancel import Cancel
+from services.core.config import ImageStoreConfig
 from services.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.core.logging import get_logger
 from services.imagestore.build import ImageBuilder, copy_stream, write_layer
@@ -54,15 +56,17 @@ def _short(image_or_container_id: str) -> str:
 
 
 class ImageStore:
-    def __init__(self, root: Path, registry: RegistryClient) -> None:
-        root.mkdir(parents=True, exist_ok=True)
+    def __init__(self, root: Path, registry: RegistryClient,
+                 limits: ImageStoreConfig | None = None) -> None:
+        modes.private_dir(root)  # nothing of it is for other users (core/modes.py)
         self.root = root
-        self.content = ContentStore(root)
+        limits = limits or ImageStoreConfig()
+        self.content = ContentStore(root, min_free=limits.min_free_bytes)
         self.snapshots = Snapshots(root)
         self.metadata = Metadata(root / "metadata.db")
         self.commit_lock = threading.Lock()
         self.puller = Puller(self.content, self.snapshots, self.metadata, registry,
-                             self.commit_lock)
+                             self.commit_lock, limits)
         self.loader = Loader(self.content, self.snapshots, self.metadata, self.commit_lock)
         self._pulls = 0  # pulls/loads in flight: their blobs/snapshots are not recorded yet
         self.recovered = recover(self.content, self.snapshots, self.metadata)
@@ -79,12 +83,12 @@ class ImageStore:
     # -- images --------------------------------------------------------------------------
 
     def pull(self, ref: str,
-             platform: types_pb2.Platform | None = None,
+             platform: types_pb2.Platform | None = None, cancel: Cancel | None = None,
              ) -> Generator[types_pb2.PullProgress, None, None]:
         with self.commit_lock:
             self._pulls += 1
         try:
-            yield from self.puller.pull(ref, platform)
+            yield from self.puller.pull(ref, platform, cancel)
         finally:
             with self.commit_lock:
                 self._pulls -= 1

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 import grpc
 from muelle.registry.v1 import registry_pb2, registry_pb2_grpc
 
+from services.core import modes
 from services.core.config import Config
 from services.core.errors import InvalidArgument
 from services.core.main import service_main
@@ -27,6 +28,8 @@ def factory(
 ) -> tuple[Callable[[grpc.Server], None], Sequence[str], Callable[[], None] | None]:
     cache = None
     manifest_cache = None
+    # Credentials and cached (maybe private) blobs: for no other user (core/modes.py).
+    modes.private_dir(cfg.state_dir("registry"))
     if cfg.registry.cache_max_bytes > 0:  # the shared cache: blobs on disk, manifests in memory
         cache = BlobCache(cfg.state_dir("registry") / "blobs", cfg.registry.cache_max_bytes)
         manifest_cache = ManifestCache()

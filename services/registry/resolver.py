@@ -21,7 +21,7 @@ import httpx
 
 from services.core import digest as digestmod
 from services.core import reference as refmod
-from services.core.config import Config
+from services.core.config import Config, RegistryConfig
 from services.core.errors import DataLoss, InvalidArgument, NotFound, Unavailable
 from services.core.logging import get_logger
 from services.registry import manifests, platforms
@@ -30,6 +30,7 @@ from services.registry.descriptors import Descriptor, Platform
 from services.registry.http import RegistryHTTP, unreachable
 from services.registry.manifest_cache import ManifestCache
 from services.registry.manifests import ManifestContent
+from services.registry.pace import MinimumPace
 from services.registry.ranges import RangedFetch
 
 CHUNK_SIZE = 1024 * 1024
@@ -77,6 +78,9 @@ class Resolver:
         self._chunk_size = chunk_size
         self._manifests = manifest_cache
         self._ranges = ranges or RangedFetch(config.registry.parallel_ranges if config else 1)
+        registry = config.registry if config is not None else RegistryConfig()
+        self._min_bytes = registry.blob_min_bytes
+        self._window = float(registry.blob_window_seconds)
 
     @property
     def http(self) -> RegistryHTTP:
@@ -288,11 +292,13 @@ class Resolver:
         log = get_logger(image=ref.repository, digest=desc.digest)
         got = start
         resumes = 0
+        pace = MinimumPace(self._min_bytes, self._window, ref.domain, desc.digest)
         resp, skip = opened or self._open_from(ref, desc, got, end)
         try:
             while True:
                 try:
                     for chunk in resp.iter_bytes():
+                        pace.received(len(chunk))
                         if skip:
                             # The registry ignored Range and restarted: drop what we have.
                             dropped = min(skip, len(chunk))
@@ -357,6 +363,15 @@ class Resolver:
             if not urls:
                 raise
             resp = self._open_foreign(urls, headers)
+        length = resp.headers.get("Content-Length", "")
+        expected = desc.size - (offset if resp.status_code == 206 else 0)
+        if resp.status_code == 206 and end:
+            expected = end - offset
+        if desc.size and length.isdigit() and int(length) > expected:
+            # Refused before a byte is read: more than declared is never stored.
+            resp.close()
+            raise DataLoss(f"size mismatch for {desc.digest}: registry {ref.domain} "
+                           f"announces {length} bytes, the blob has {desc.size}")
         if not headers:
             return resp, 0
         if resp.status_code == 206:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO
 
+from services.core import modes
 from services.core.errors import InvalidArgument
 from services.core.timefmt import parse_ns, rfc3339_nano
 
@@ -64,7 +65,7 @@ class LogWriter:
         self._path = path
         self._max_size = max_size
         self._max_files = max(1, max_files)
-        self._file: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115
+        self._file: IO[str] = self._open("a")
         self._size = self._file.tell()
         self._partial: dict[str, bytes] = {"stdout": b"", "stderr": b""}
 
@@ -110,8 +111,13 @@ class LogWriter:
                 older = f"{self._path}.{n - 1}" if n > 1 else self._path
                 if os.path.exists(older):
                     os.replace(older, f"{self._path}.{n}")
-        self._file = open(self._path, mode, encoding="utf-8")  # noqa: SIM115
+        self._file = self._open(mode)
         self._size = 0
+
+    def _open(self, mode: str) -> IO[str]:
+        # 0640 like Docker's json logs: what a container prints may be secret too.
+        fd = modes.open_private(self._path, modes.LOG_FILE, append=mode == "a")
+        return os.fdopen(fd, mode, encoding="utf-8")
 
     def close(self) -> None:
         self.flush_partial()

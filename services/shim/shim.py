@@ -23,6 +23,7 @@ from pathlib import Path
 from muelle.runtime.v1 import runtime_pb2
 from muelle.types.v1 import types_pb2
 
+from services.core import modes
 from services.core.config import Config
 from services.core.errors import (
     AlreadyExists,
@@ -34,14 +35,27 @@ from services.core.errors import (
 from services.core.logging import get_logger
 from services.runtime import cgroups
 from services.runtime.store import proc_start_time
-from services.shim import cgroupfs, logs, mounts, restart, spec, stats, users, volume_mounts
+from services.shim import (
+    access,
+    cgroupfs,
+    logs,
+    mounts,
+    restart,
+    spec,
+    stats,
+    users,
+    volume_mounts,
+)
 from services.shim import stdin as stdinmod
 from services.shim import userns as usernsmod
 from services.shim.background import Background
+from services.shim.claims import Claims
 from services.shim.exec import ExecRequest, ExecRun, Exit, Output
+from services.shim.exits import ExitWatch
 from services.shim.host_devices import host_devices
 from services.shim.network import Manager as NetworkManager
 from services.shim.network import plan_config, request_of
+from services.shim.network.manager import default_bridge
 from services.shim.runtimes import Runtime, Runtimes
 from services.shim.spawner import Spawner
 from services.shim.store import ContainerDir, Store, pid_alive, read_json, write_json
@@ -112,8 +126,15 @@ def _now() -> str:
 class Shim:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
+        # First: an engine that would share the bridge or cgroup parent of another starts
+        # nothing (FAILED_PRECONDITION, and the service exits with that line).
+        self.claims = Claims(cfg.root, {
+            "network.bridge": default_bridge(cfg.state_dir("shim"), cfg.network),
+            "shim.cgroup_parent": cfg.shim.cgroup_parent})
+        self.claims.acquire()
         self.store = Store(cfg.state_dir("shim"))
         self.volumes = VolumeStore(cfg.state_dir("shim") / "volumes")
+        access.tighten_all(self.store, self.volumes)
         self.runtimes = Runtimes(cfg)
         self.log = get_logger(component="shim")
         self._locks: dict[str, threading.RLock] = {}
@@ -129,15 +150,20 @@ class Shim:
         self.networks = NetworkManager(cfg.state_dir("shim"), cfg.network,
                                        lambda cid: self.store.dir(cid).path,
                                        pid_of=self._running_pid)
+        # A run that ends by itself gives its network back at once, as Docker does.
+        self.exits = ExitWatch(self._exited)
 
     def close(self) -> None:
         """Stop the monitor fork server; containers and their monitors keep running.
         An idle default bridge goes too (a busy one stays for the running containers)."""
         self.spawner.close()
+        self.exits.close()
         try:
             self.networks.close()
         except MuelleError as exc:
             self.log.warning("could not remove the idle default bridge", error=str(exc))
+        finally:
+            self.claims.release()
 
     # ---------------------------------------------------------------- helpers
 
@@ -188,7 +214,7 @@ class Shim:
         runtime = self.runtimes.get(runtime_name)
         with self._lock(cid):
             try:
-                cdir.path.mkdir()
+                cdir.path.mkdir(mode=modes.PRIVATE_DIR)  # see access.py
             except FileExistsError:
                 raise AlreadyExists(f"container {cid} already exists") from None
             resolved = volume_mounts.Resolved()
@@ -199,6 +225,7 @@ class Shim:
                 if maps:  # before the network: its namespace will belong to this one
                     usernsmod.pin(str(cdir.userns), maps)
                 user = users.resolve(str(cdir.rootfs), cspec.user)
+                spec.check_workdir(str(cdir.rootfs), cspec.cwd)
                 config = spec.build_config(spec.BundleInput(
                     id=cid, spec=cspec, user=user, cgroup_parent=self.cfg.shim.cgroup_parent,
                     available_sysctls=spec.host_sysctls(),
@@ -208,6 +235,7 @@ class Shim:
                     host_devices=host_devices() if cspec.privileged else []))
                 resolved = volume_mounts.prepare(cspec.volume_mounts, str(cdir.rootfs), cid,
                                                  self.volumes)
+                access.share(cdir, maps, resolved.records)
                 plan = self.networks.prepare(cid, request_of(cspec, config["hostname"]))
                 plan_config(config, plan)  # hosts, hostname, resolv.conf: user mounts win
                 config["mounts"] = spec.with_user_mounts(config["mounts"], resolved.oci)
@@ -248,6 +276,7 @@ class Shim:
                     raise
                 wiring.wait()
                 write_json(cdir.meta, meta)
+                self.exits.watch(cid, self._monitor_pidfd(cdir))
             except BaseException as exc:
                 log.warning("create failed", error=str(exc))
                 volume_mounts.release(resolved.records, cid, self.volumes, remove_anonymous=True)
@@ -416,8 +445,14 @@ class Shim:
                 if not mounts.is_mounted(str(cdir.rootfs)):
                     rootfs = [types_pb2.Mount(**m) for m in meta.get("rootfs", [])]
                     mounts.mount_all(rootfs, str(cdir.rootfs), userns_maps(meta))
-                self.networks.up(cid)  # torn down when it stopped
-                self._spawn_monitor(cdir, runtime, meta["cgroups_path"])
+                access.share(cdir, userns_maps(meta), meta.get("volumes") or [])
+                self.networks.up(cid)  # given back when it stopped
+                try:
+                    self._spawn_monitor(cdir, runtime, meta["cgroups_path"])
+                except BaseException:
+                    self.networks.down(cid)  # no run, no network
+                    raise
+                self.exits.watch(cid, self._monitor_pidfd(cdir))
             pid = cdir.read_pid(cdir.init_pid)
             # Recorded first, so a container that exits at once never looks unstarted.
             write_json(cdir.started, {"started_at": _now()}, durable=False)
@@ -496,6 +531,18 @@ class Shim:
             with self._lock(cid):
                 self.networks.down(cid)  # published ports and the address go on stop
         return status
+
+    def _exited(self, cid: str) -> None:
+        """A run ended (its monitor exited): its veths, addresses, published ports and
+        netns go now, not at `rm` (Docker's release at exit); `start` wires them again."""
+        with self._lock(cid):
+            try:
+                status = self.state(cid)
+            except NotFound:
+                return  # removed meanwhile
+            if status.status == "stopped" and self.networks.read(cid).get("endpoints"):
+                self.networks.down(cid)
+                get_logger(container=cid[:12]).info("network released at exit")
 
     def _wait_stopped(self, cid: str, deadline: float | None,
                       cancelled: Callable[[], bool]) -> bool:
@@ -720,6 +767,7 @@ class Shim:
 
     def restore(self) -> None:
         """Rediscover container dirs after a (re)start; drop half-created ones."""
+        self.networks.reconcile()
         for cdir in self.store.all():
             meta = cdir.read_meta()
             if meta and not meta.get("creating"):
@@ -727,6 +775,10 @@ class Shim:
                 self.log.info("restored", container=cdir.id[:12], status=status.status)
                 if status.status in ("running", "paused"):  # keep applying its policy
                     self.supervisor.watch(cdir.id, restart.parse(meta.get("restart_policy", "")))
+                if status.status == "stopped":
+                    self._exited(cdir.id)  # it ended while no shim watched
+                else:
+                    self.exits.watch(cdir.id, self._monitor_pidfd(cdir))
                 continue
             if self._monitor_alive(cdir):
                 continue  # a create of ours may still be running in another thread

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from services.core import modes
 from services.core.errors import InvalidArgument
 
 ID_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -39,7 +40,8 @@ def write_json(path: Path, data: Any, durable: bool = True) -> None:
     for what a host crash makes moot anyway: an exit status or start time (the monitor
     dies with the host), a create's in-progress marker."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
+    # 0600: a container's config.json holds its environment (core/modes.py)
+    with os.fdopen(modes.open_private(tmp), "w") as f:
         f.write(json.dumps(data))  # dumps: the C encoder; dump is pure Python (~1 ms a file)
         if durable:
             f.flush()
@@ -179,7 +181,9 @@ class ContainerDir:
 class Store:
     def __init__(self, root: Path) -> None:
         self.root = root / "containers"
-        self.root.mkdir(parents=True, exist_ok=True)
+        # Not listable; each container's dir is 0700 (services/shim/access.py).
+        modes.private_dir(root, modes.TRAVERSE_DIR)
+        modes.private_dir(self.root, modes.TRAVERSE_DIR)
 
     def dir(self, cid: str) -> ContainerDir:
         return ContainerDir(self.root / check_id(cid))

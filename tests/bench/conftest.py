@@ -59,7 +59,7 @@ def dockerd(settings: Settings) -> Iterator[Dockerd]:
     """A private Docker Engine for the session (installed with apt-get when missing), with a
     bridge of its own: `docker run` gets a veth by default, as a muelle container does."""
     try:
-        daemon = Dockerd(bridge=True).start()
+        daemon = Dockerd().start()
     except DockerUnavailable as exc:
         pytest.skip(f"Docker Engine cannot run here: {exc}")
     try:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from services.core import config as configmod
 from services.core import launcher
-from tests.support import network
+from tests.support import hostcheck, network
 
 VENV_BIN = Path(sys.executable).parent
 CLI = str(VENV_BIN / "muelle")
@@ -30,11 +30,15 @@ CGROUP_MOUNT = Path("/sys/fs/cgroup")
 class Engine:
     def __init__(self, base: Path | None = None, default_runtime: str = "muelle",
                  extra_config: str = "",
-                 services: tuple[str, ...] = launcher.ORDER, combined: bool = False) -> None:
+                 services: tuple[str, ...] = launcher.ORDER, combined: bool = False,
+                 bridge: str | None = None, cgroup_parent: str | None = None,
+                 default_names: bool = False) -> None:
         """``extra_config``: TOML appended to the config file (e.g. ``[addresses]`` or
         ``[registry]`` lines); ``services``: the ones this engine starts and stops (leave
         out "registry" to use a shared registry service named in ``[addresses]``);
-        ``combined``: they run in one process (muelle-engine)."""
+        ``combined``: they run in one process (muelle-engine); ``bridge`` and
+        ``cgroup_parent``: names to configure (random ones by default), or with
+        ``default_names`` none, so the engine derives its own from its root."""
         # Unix socket paths are limited to 108 bytes: keep the run dir short.
         self.dir = Path(tempfile.mkdtemp(prefix="mu-", dir=base or "/tmp"))
         # Searchable by the remapped root of a --uidmap container, as /var/lib/muelle is
@@ -42,21 +46,25 @@ class Engine:
         self.dir.chmod(0o711)
         self.root = self.dir / "root"
         self.run = self.dir / "run"
-        self.cgroup_parent = f"muelle-test-{uuid.uuid4().hex[:8]}"
+        self.cgroup_parent = cgroup_parent or f"muelle-test-{uuid.uuid4().hex[:8]}"
         # The default network's bridge is host-global: one per engine side by side.
-        self.bridge = f"mut{uuid.uuid4().hex[:8]}"
+        self.bridge = bridge or f"mut{uuid.uuid4().hex[:8]}"
         self.config_file = self.dir / "muelle.toml"
         self.config_file.write_text(
             f'root = "{self.root}"\nrun = "{self.run}"\nlog_format = "json"\n'
-            f'[shim]\ncgroup_parent = "{self.cgroup_parent}"\n'
-            f'default_runtime = "{default_runtime}"\n'
-            f'[network]\nbridge = "{self.bridge}"\n{extra_config}'
+            + f'[shim]\ndefault_runtime = "{default_runtime}"\n'
+            + ("" if default_names else f'cgroup_parent = "{self.cgroup_parent}"\n')
+            + ("" if default_names else f'[network]\nbridge = "{self.bridge}"\n')
+            + extra_config
         )
         self.services = services
         self.combined = combined
         # Explicit overrides: MUELLE_ROOT / MUELLE_RUN in the caller's environment must not
         # send a test engine to the host's real engine directories.
         self.cfg = configmod.load(str(self.config_file), root=str(self.root), run=str(self.run))
+        if default_names:  # the engine's own choice
+            self.bridge, self.cgroup_parent = self.cfg.network.bridge, self.cfg.shim.cgroup_parent
+        hostcheck.claim(str(self.dir), self.cgroup_parent, self.bridge)
         self.host = self.cfg.address("gateway")
         self.env = dict(os.environ, MUELLE_HOST=self.host, MUELLE_CONFIG=str(self.config_file),
                         MUELLE_ROOT=str(self.root), MUELLE_RUN=str(self.run))

@@ -109,12 +109,11 @@ def _create_pulling(ctx: Context, args: argparse.Namespace, req: Any) -> Any:
     """Create, pulling the image first (--pull always) or when the engine has none that
     fits (--pull missing, the default): docker's "Unable to find image" then the pull's
     progress, both on stderr so that stdout keeps the container's ID or output."""
-    from clients.cli.images import pull_image
     from services.core.errors import NotFound
 
     client = ctx.client()
     if args.pull == "always":
-        pull_image(ctx, args.image, args.platform, ctx.err)
+        _pull(ctx, args)
         return client.create(args.image, request=req)
     try:
         return client.create(args.image, request=req)
@@ -124,8 +123,15 @@ def _create_pulling(ctx: Context, args: argparse.Namespace, req: Any) -> Any:
         if args.pull == "never" or not missing:
             raise
     ctx.error(f"Unable to find image '{_with_tag(args.image)}' locally")
-    pull_image(ctx, args.image, args.platform, ctx.err)
+    _pull(ctx, args)
     return client.create(args.image, request=req)
+
+
+def _pull(ctx: Context, args: argparse.Namespace) -> None:
+    # Imported here: images.py imports argparse, which a plain `run` never loads.
+    from clients.cli.images import pull_image
+
+    pull_image(ctx, args.image, args.platform, ctx.err)
 
 
 def _with_tag(image: str) -> str:

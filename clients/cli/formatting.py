@@ -12,9 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from clients.cli.gotemplate import Fields, Template, TemplateError
-from clients.cli.units import UsageError
-
-MIN_WIDTH, PADDING = 10, 3  # docker's tabwriter: NewWriter(out, 10, 1, 3, ' ', 0)
+from clients.cli.units import UsageError, table
 
 
 def template(text: str) -> tuple[Template, bool]:
@@ -32,19 +30,8 @@ def template(text: str) -> tuple[Template, bool]:
 
 
 def align(lines: list[str]) -> str:
-    """Go's tabwriter: the tab-separated cells of all lines padded to a common width
-    (at least MIN_WIDTH, PADDING past the widest); the last cell of a line is not."""
-    rows = [line.split("\t") for line in lines]
-    widths: dict[int, int] = {}
-    for row in rows:
-        for i, cell in enumerate(row[:-1]):
-            widths[i] = max(widths.get(i, 0), len(cell))
-    out = []
-    for row in rows:
-        cells = [cell.ljust(max(MIN_WIDTH, widths[i] + PADDING))
-                 for i, cell in enumerate(row[:-1])]
-        out.append("".join(cells) + row[-1])
-    return "".join(line + "\n" for line in out)
+    """Go's tabwriter over tab-separated cells (units.table's widths)."""
+    return table([line.split("\t") for line in lines])
 
 
 def render(fmt: str, rows: Sequence[Fields], headers: dict[str, Any]) -> str:

@@ -141,7 +141,9 @@ def test_human_formats() -> None:
 
 
 def test_table_pads_columns() -> None:
-    assert table([["A", "BB"], ["ccc", "d"]]) == "A     BB\nccc   d\n"
+    # docker's tabwriter: 3 past the widest cell, 10 at least ("DRIVER    VOLUME NAME")
+    assert table([["A", "BB"], ["ccc", "d"]]) == "A         BB\nccc       d\n"
+    assert table([["CONTAINER ID", "X"], ["abc", "y"]]) == "CONTAINER ID   X\nabc            y\n"
 
 
 @pytest.mark.parametrize("verb", ["run", "create"])

@@ -350,11 +350,11 @@ def ps(ctx: Context, args: argparse.Namespace) -> int:
             args.format, [_ps_fields(c, args.no_trunc) for c in containers],
             {**PS_HEADERS, "Label": lambda *_: "LABEL"}))
         return 0
-    rows = [["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"]]
+    rows = [["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]]
     for c in containers:
         rows.append([c.id if args.no_trunc else c.id[:12], c.image,
                      _command(c.command, 0 if args.no_trunc else 20), ago(c.created),
-                     c.status, c.name])
+                     c.status, ports_text(c.ports), c.name])
     ctx.out.write(table(rows))
     return 0
 
@@ -409,9 +409,23 @@ def _ps_fields(c: Any, no_trunc: bool) -> Any:
         ID=c.id if no_trunc else c.id[:12], Image=c.image,
         Command=_command(c.command, 0 if no_trunc else 20),
         CreatedAt=go_time(created) if created is not None else "",
-        RunningFor=ago(c.created), Ports="", State=c.state, Status=c.status, Size="",
-        Names=c.name, Labels=labels_text(labels), Label=label_method(labels), Mounts="",
-        Networks="", LocalVolumes="")
+        RunningFor=ago(c.created), Ports=ports_text(c.ports), State=c.state,
+        Status=c.status, Size="", Names=c.name, Labels=labels_text(labels),
+        Label=label_method(labels), Mounts=",".join(c.mounts),
+        Networks=",".join(c.networks), LocalVolumes=str(sum(1 for m in c.mounts
+                                                            if not m.startswith("/"))))
+
+
+def ports_text(ports: Any) -> str:
+    """docker ps's PORTS: "0.0.0.0:8080->80/tcp, 53/udp"."""
+    out = []
+    for p in ports:
+        proto = p.protocol or "tcp"
+        if p.host_port:
+            out.append(f"{p.host_ip or '0.0.0.0'}:{p.host_port}->{p.container_port}/{proto}")
+        else:
+            out.append(f"{p.container_port}/{proto}")
+    return ", ".join(out)
 
 
 def go_time(seconds: float) -> str:

@@ -554,10 +554,17 @@ class Engine:
                 continue
             status = status_text(state, st.started_at, st.finished_at, st.exit_code, now) \
                 if st else "Dead"
-            out.append(engine_pb2.ContainerSummary(
+            summary = engine_pb2.ContainerSummary(
                 id=rec.id, name=rec.name, image=rec.image, image_id=rec.image_id,
                 command=" ".join(rec.spec.args), created=rec.created, state=state,
-                status=status, labels=dict(rec.spec.annotations)))
+                status=status, labels=dict(rec.spec.annotations))
+            if st is not None:
+                summary.ports.extend(st.ports)
+                summary.networks.extend([n.network for n in st.networks] or (
+                    [st.network_mode] if st.network_mode in ("host", "none") else []))
+                summary.mounts.extend(m.name or m.source for m in st.volume_mounts
+                                      if m.type != "tmpfs")
+            out.append(summary)
         return engine_pb2.ListContainersResponse(containers=out)
 
     def inspect(self, ref: str) -> engine_pb2.ContainerDetail:

@@ -16,7 +16,8 @@ pytestmark = pytest.mark.root
 def two(engine: Engine, image: str) -> tuple[str, str]:
     """A running container labelled tier=web with a volume, an exited one tier=db."""
     web = engine.cli("run", "-d", "--name", "fmt-web", "-l", "tier=web", "-v",
-                     "fmt-data:/data", image, "sleep", "300").stdout.strip()
+                     "fmt-data:/data", "-p", "127.0.0.1::80", image, "sleep",
+                     "300").stdout.strip()
     db = engine.cli("run", "--name", "fmt-db", "-l", "tier=db", image, "sh", "-c",
                     "exit 3", check=False)
     assert db.returncode == 3
@@ -40,6 +41,11 @@ def test_ps_format_and_filters(engine: Engine, two: tuple[str, str]) -> None:
     assert table[1].startswith(f"{web[:12]}   fmt-web   Up ")
     row = json.loads(engine.cli("ps", "-f", "name=fmt-web", "--format", "json").stdout)
     assert row["Names"] == "fmt-web" and row["Labels"] == "tier=web"
+    assert (row["Networks"], row["Mounts"], row["LocalVolumes"]) == ("bridge", "fmt-data", "1")
+    port = engine.cli("port", "fmt-web", "80").stdout.split()[0]  # 127.0.0.1:NNNNN
+    assert row["Ports"] == f"{port}->80/tcp"
+    default = engine.cli("ps", "-f", "name=fmt-web").stdout.splitlines()
+    assert default[0].split()[-2:] == ["PORTS", "NAMES"] and f"{port}->80/tcp" in default[1]
 
 
 def test_images_format_and_filters(engine: Engine, image: str) -> None:

@@ -227,7 +227,9 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
         self._record("ListContainers", request)
         return engine_pb2.ListContainersResponse(containers=[engine_pb2.ContainerSummary(
             id=CID, name="web", image="busybox", command="sh -c while true; do sleep 1; done",
-            created="2024-01-01T00:00:00Z", state="running", status="Up 3 seconds")])
+            created="2024-01-01T00:00:00Z", state="running", status="Up 3 seconds",
+            ports=[types_pb2.NetworkPort(container_port=80, host_ip="127.0.0.1",
+                                         host_port=8080)])])
 
     def InspectContainer(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         self._record("InspectContainer", request)
@@ -504,10 +506,11 @@ def test_ps_table_and_quiet(gateway) -> None:  # type: ignore[no-untyped-def]
     code, out, _ = cli(host, "ps")
     header, row = out.splitlines()
     assert header.split() == ["CONTAINER", "ID", "IMAGE", "COMMAND", "CREATED", "STATUS",
-                              "NAMES"]
+                              "PORTS", "NAMES"]
     assert row.startswith(CID[:12] + "   busybox   ")
     assert '"sh -c while true; d…"' in row and "Up 3 seconds" in row and row.endswith("web")
     assert header.index("STATUS") == row.index("Up 3 seconds")
+    assert header.index("PORTS") == row.index("127.0.0.1:8080->80/tcp")
     assert cli(host, "ps", "-aq") == (0, CID[:12] + "\n", "")
 
 

@@ -8,6 +8,7 @@ and returns engine.v1 messages. Typed errors (services.core.errors) go up unchan
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import platform
 import threading
 import time
@@ -20,6 +21,7 @@ from muelle.registry.v1 import registry_pb2
 from muelle.runtime.v1 import runtime_pb2
 from muelle.types.v1 import types_pb2
 
+from services.core import platform as platforms
 from services.core.errors import (
     FailedPrecondition,
     MuelleError,
@@ -223,9 +225,11 @@ class Engine:
         options.check_request(req)
         name = self._pick_name(req.name)
         img = self._get_image(req.image)
+        platform_warnings = _check_platform(req, img)
         cid = names.new_id()
         merged = merge(img.config, req, cid)
         spec, warnings = options.container_spec(req, merged, self.userns_remap)
+        warnings[:0] = platform_warnings
         spec.volume_mounts.extend(mounts.container_mounts(req, img.config))
         if req.network_mode.startswith("container:"):
             # The shim knows IDs only: resolve a name or prefix like Docker.
@@ -550,10 +554,17 @@ class Engine:
                 continue
             status = status_text(state, st.started_at, st.finished_at, st.exit_code, now) \
                 if st else "Dead"
-            out.append(engine_pb2.ContainerSummary(
+            summary = engine_pb2.ContainerSummary(
                 id=rec.id, name=rec.name, image=rec.image, image_id=rec.image_id,
                 command=" ".join(rec.spec.args), created=rec.created, state=state,
-                status=status, labels=dict(rec.spec.annotations)))
+                status=status, labels=dict(rec.spec.annotations))
+            if st is not None:
+                summary.ports.extend(st.ports)
+                summary.networks.extend([n.network for n in st.networks] or (
+                    [st.network_mode] if st.network_mode in ("host", "none") else []))
+                summary.mounts.extend(m.name or m.source for m in st.volume_mounts
+                                      if m.type != "tmpfs")
+            out.append(summary)
         return engine_pb2.ListContainersResponse(containers=out)
 
     def inspect(self, ref: str) -> engine_pb2.ContainerDetail:
@@ -597,14 +608,22 @@ class Engine:
 
     def list_networks(self) -> engine_pb2.NetworkListResponse:
         reply = self.runtime.NetworkList(runtime_pb2.NetworkListRequest())
-        return engine_pb2.NetworkListResponse(networks=list(reply.networks))
+        networks = list(reply.networks)
+        default = next((i for i, n in enumerate(networks) if n.builtin), len(networks) - 1)
+        networks[default + 1:default + 1] = [_predefined(n) for n in PREDEFINED]
+        return engine_pb2.NetworkListResponse(networks=networks)
 
     def inspect_network(self, ref: str) -> types_pb2.NetworkInfo:
+        for name in PREDEFINED:
+            if ref == name or (len(ref) >= 3 and _predefined(name).id.startswith(ref)):
+                return _predefined(name)
         info: types_pb2.NetworkInfo = self.runtime.NetworkInspect(
             runtime_pb2.NetworkInspectRequest(network=ref))
         return info
 
     def remove_network(self, ref: str) -> None:
+        if ref in PREDEFINED:
+            raise FailedPrecondition(f"{ref} is a pre-defined network and cannot be removed")
         self.runtime.NetworkRemove(runtime_pb2.NetworkRemoveRequest(network=ref))
 
     def connect_network(self, network: str, container: str, aliases: Sequence[str]) -> None:
@@ -643,3 +662,33 @@ def _stamp(data: bytes, when: str) -> bytes:
     lines = data.splitlines(keepends=True)
     return b"".join(prefix + line for line in lines)
 
+
+def _check_platform(req: engine_pb2.CreateContainerRequest, img: images_pb2.Image) -> list[str]:
+    """Docker's platform rules for create: a requested platform the stored image does not
+    have is NOT_FOUND (the CLI then pulls that platform); without one, an image of another
+    platform than the host's runs with a warning (it may need binfmt emulation)."""
+    have = (img.platform.os, img.platform.architecture, img.platform.variant)
+    if req.HasField("platform"):
+        want = (req.platform.os, req.platform.architecture, req.platform.variant)
+        if not platforms.same(want, have):
+            raise NotFound(f"image with reference {req.image} was found but does not match "
+                           f"the specified platform: wanted {platforms.name(*want)}, "
+                           f"actual: {platforms.name(*have)}")
+        return []
+    host = ("linux", *host_arch())
+    if img.platform.architecture and not platforms.same(host, have):
+        return [f"The requested image's platform ({platforms.name(*have)}) does not match "
+                f"the detected host platform ({platforms.name(*host)}) and no specific "
+                "platform was requested"]
+    return []
+
+
+# `--network host|none`: listed and inspected as Docker's pre-defined networks (drivers
+# host and null); the shim has no definition of them, they are modes of a container.
+PREDEFINED = {"host": "host", "none": "null"}
+
+
+def _predefined(name: str) -> types_pb2.NetworkInfo:
+    return types_pb2.NetworkInfo(
+        name=name, id=hashlib.sha256(f"muelle-network-{name}".encode()).hexdigest(),
+        driver=PREDEFINED[name], builtin=True)

@@ -52,6 +52,7 @@ from services.shim.background import Background
 from services.shim.claims import Claims
 from services.shim.exec import ExecRequest, ExecRun, Exit, Output
 from services.shim.exits import ExitWatch
+from services.shim.host_devices import host_devices
 from services.shim.network import Manager as NetworkManager
 from services.shim.network import plan_config, request_of
 from services.shim.network.manager import default_bridge
@@ -230,7 +231,8 @@ class Shim:
                     available_sysctls=spec.host_sysctls(),
                     thermal_paths=spec.host_thermal_paths(),
                     init_path=spec.find_init(self.cfg.shim.init_path) if cspec.init else "",
-                    userns_path=str(cdir.userns) if maps else ""))
+                    userns_path=str(cdir.userns) if maps else "",
+                    host_devices=host_devices() if cspec.privileged else []))
                 resolved = volume_mounts.prepare(cspec.volume_mounts, str(cdir.rootfs), cid,
                                                  self.volumes)
                 access.share(cdir, maps, resolved.records)

@@ -410,6 +410,10 @@ class Shim:
 
     def _restart_by_policy(self, cid: str) -> None:
         with self._lock(cid):
+            if self._meta(cid).get("manually_stopped"):
+                # A stop came after the supervisor looked: stop marks it under this lock,
+                # so either it sees this run and stops it, or this sees its mark.
+                return
             self._update_meta(cid, restart_count=int(self._meta(cid).get("restart_count", 0)) + 1)
             self._start(cid)
 
@@ -515,7 +519,8 @@ class Shim:
         signum = parse_signal(signal, signalmod.SIGTERM)
         self._existing(cid)
         # Before the signal: the restart policy must not bring it back (Docker's stop).
-        self._update_meta(cid, manually_stopped=True)
+        with self._lock(cid):
+            self._update_meta(cid, manually_stopped=True)
         if self.state(cid).status != "stopped":
             with contextlib.suppress(FailedPrecondition):
                 self.kill(cid, str(signum))

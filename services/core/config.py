@@ -94,6 +94,17 @@ class GatewayConfig:
 
 
 @dataclass
+class DockerApiConfig:
+    # Unix socket of the Docker Engine API; $MUELLE_RUN/docker.sock when empty. Mode 0660,
+    # owner root, group ``group`` (like Docker's "docker" group) when set.
+    socket: str = ""
+    group: str = ""
+    # Also serve on TCP ("127.0.0.1:2375"); loopback only until TLS and authorization
+    # come (the across-hosts issue). Off when empty.
+    tcp: str = ""
+
+
+@dataclass
 class NetworkConfig:
     # Network of containers created without --network: "bridge", "none", "host".
     default_mode: str = "bridge"
@@ -114,6 +125,7 @@ class Config:
     shim: ShimConfig = field(default_factory=ShimConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
+    dockerapi: DockerApiConfig = field(default_factory=DockerApiConfig)
 
     def address(self, service: str) -> str:
         """gRPC address of ``service``: configured, else a unix socket in the run dir."""
@@ -121,6 +133,10 @@ class Config:
         if env:
             return env
         return self.addresses.get(service) or f"unix://{self.run / (service + '.sock')}"
+
+    def docker_socket(self) -> Path:
+        """Where the Docker Engine API listens (muelle-dockerapi)."""
+        return Path(self.dockerapi.socket) if self.dockerapi.socket else self.run / "docker.sock"
 
     def state_dir(self, service: str) -> Path:
         """Directory where ``service`` keeps its state."""
@@ -159,7 +175,8 @@ _BOUNDS = {("registry", "parallel_ranges"): (1, 16)}
 
 def _apply(cfg: Config, data: dict[str, Any], origin: str) -> None:
     sections: dict[str, Any] = {"registry": cfg.registry, "shim": cfg.shim,
-                                "network": cfg.network, "gateway": cfg.gateway}
+                                "network": cfg.network, "gateway": cfg.gateway,
+                                "dockerapi": cfg.dockerapi}
     known = {"root", "run", "log_format", "log_level", "addresses", *sections}
     unknown = set(data) - known
     if unknown:

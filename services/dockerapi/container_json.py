@@ -119,7 +119,7 @@ def inspect(d: engine_pb2.ContainerDetail, exposed: list[str]) -> dict[str, Any]
         "HostConfig": {
             "Binds": list(req.binds) or None, "ContainerIDFile": "",
             "LogConfig": {"Type": "json-file", "Config": dict(req.log_opts)},
-            "NetworkMode": d.network_mode or req.network_mode or "default",
+            "NetworkMode": req.network_mode or "default",  # as asked, like dockerd
             "PortBindings": _port_bindings(list(req.ports)),
             "RestartPolicy": _restart_policy(d.restart_policy or "no"),
             "AutoRemove": d.auto_remove, "VolumeDriver": "", "VolumesFrom": None,

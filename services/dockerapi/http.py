@@ -30,6 +30,8 @@ from services.dockerapi.errors import ApiError, from_muelle
 
 MAX_BODY = 8 * 1024 * 1024  # every body a client sends today is a JSON document
 READ_SIZE = 65536
+DISCARD_LIMIT = 256 * 1024 * 1024  # of a refused body, read and dropped before closing
+DISCARD_TIMEOUT = 5.0
 API_VERSION = "1.41"
 SERVER = "muelle (linux)"
 # On every response, as dockerd does (COMPAT.md "Version negotiation").
@@ -219,6 +221,20 @@ async def _next_request(conn: h11.Connection, reader: asyncio.StreamReader
             return head, bytes(body)
 
 
+async def _discard(reader: asyncio.StreamReader) -> None:
+    """Read what the client still sends (bounded), so that it sees the error answer
+    rather than a reset while it writes a body we refused."""
+    left = DISCARD_LIMIT
+    try:
+        while left > 0:
+            data = await asyncio.wait_for(reader.read(READ_SIZE), DISCARD_TIMEOUT)
+            if not data:
+                return
+            left -= len(data)
+    except (TimeoutError, ConnectionError, OSError):
+        return
+
+
 def _request(head: h11.Request, body: bytes) -> Request:
     target = head.target.decode("latin-1")
     parts = urlsplit(target)
@@ -240,6 +256,7 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
                 got = await _next_request(conn, reader)
             except ApiError as exc:  # too large: answer, then drop the connection
                 await out.json(exc.status, {"message": exc.message})
+                await _discard(reader)
                 return
             except h11.RemoteProtocolError as exc:
                 if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):

@@ -34,7 +34,8 @@ class Engine:
         """``extra_config``: TOML appended to the config file (e.g. ``[addresses]`` or
         ``[registry]`` lines); ``services``: the ones this engine starts and stops (leave
         out "registry" to use a shared registry service named in ``[addresses]``);
-        ``combined``: they run in one process (muelle-engine)."""
+        ``combined``: they run in one process (muelle-engine). ``services=launcher.ALL``
+        adds the Docker API (``docker_host``)."""
         # Unix socket paths are limited to 108 bytes: keep the run dir short.
         self.dir = Path(tempfile.mkdtemp(prefix="mu-", dir=base or "/tmp"))
         # Searchable by the remapped root of a --uidmap container, as /var/lib/muelle is
@@ -58,6 +59,8 @@ class Engine:
         # send a test engine to the host's real engine directories.
         self.cfg = configmod.load(str(self.config_file), root=str(self.root), run=str(self.run))
         self.host = self.cfg.address("gateway")
+        # DOCKER_HOST of its Docker API, when "dockerapi" is among the services.
+        self.docker_host = f"unix://{self.cfg.docker_socket()}"
         self.env = dict(os.environ, MUELLE_HOST=self.host, MUELLE_CONFIG=str(self.config_file),
                         MUELLE_ROOT=str(self.root), MUELLE_RUN=str(self.run))
 
@@ -81,7 +84,7 @@ class Engine:
     def logs(self) -> str:
         """The services' logs, for failure messages."""
         out = []
-        for name in (*launcher.ORDER, "engine"):
+        for name in (*launcher.ALL, "engine"):
             path = self.run / f"{name}.log"
             if path.exists():
                 out.append(f"--- {name}\n{path.read_text(errors='replace')[-4000:]}")

@@ -1,0 +1,135 @@
+"""The real docker CLI against muelle's Docker API: pull, run, logs, exec, ps, inspect."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.compat.conftest import DockerCli
+from tests.support.engine import Engine
+from tests.support.images import push_layout
+from tests.support.registry import LocalRegistry
+
+
+def _wait_for(check: Callable[[], bool], what: str, tries: int = 200) -> None:
+    """Retry ``check()`` (a docker command each time) until it holds; bounded."""
+    for _ in range(tries):
+        if check():
+            return
+    raise AssertionError(f"never happened: {what}")
+
+
+def test_version_and_info_name_the_engine(docker: DockerCli) -> None:
+    out = docker("version", "--format", "{{.Server.APIVersion}} {{.Server.Os}}").stdout
+    assert out.split() == ["1.41", "linux"]
+    assert docker("info", "--format", "{{.OSType}}").stdout.strip() == "linux"
+
+
+def test_pull_shows_progress_then_images_lists_it(docker: DockerCli, docker_engine: Engine,
+                                                  registry: LocalRegistry,
+                                                  busybox_layout: Path) -> None:
+    ref = f"{registry.host}/compat/pull-{uuid.uuid4().hex[:6]}:1"
+    push_layout(busybox_layout, ref, tag="1")
+    out = docker("pull", ref).stdout
+    # The layer is new to the engine, or already there from the other CLI's run.
+    assert "Pull complete" in out or "Already exists" in out
+    assert "Digest: sha256:" in out
+    assert out.count("Status: ") == 1
+    assert out.strip().endswith(ref)
+    repo, tag = ref.rsplit(":", 1)
+    listed = docker("images", "--format", "{{.Repository}} {{.Tag}}").stdout.splitlines()
+    assert f"{repo} {tag}" in listed
+    again = docker("pull", ref).stdout
+    assert "Image is up to date" in again or "Downloaded newer image" not in again
+
+
+def test_run_rm_prints_output_and_leaves_nothing(docker: DockerCli, pulled: str) -> None:
+    before = set(docker("ps", "-aq").stdout.split())
+    proc = docker("run", "--rm", pulled, "echo", "hi")
+    assert proc.stdout == "hi\n"
+    # wait?condition=removed answered: the container is gone when the CLI returns.
+    assert set(docker("ps", "-aq").stdout.split()) == before
+
+
+def test_run_passes_exit_code_and_both_streams(docker: DockerCli, pulled: str) -> None:
+    proc = docker("run", "--rm", pulled, "sh", "-c", "echo out; echo err >&2; exit 3",
+                  check=False)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (3, "out\n", "err\n")
+
+
+def test_run_i_feeds_stdin_and_ends_at_its_eof(docker: DockerCli, pulled: str) -> None:
+    proc = docker("run", "--rm", "-i", pulled, "sh", "-c", "cat; echo done",
+                  input="line one\nline two\n")
+    assert proc.stdout == "line one\nline two\ndone\n"
+
+
+def test_run_e_and_workdir_and_user(docker: DockerCli, pulled: str) -> None:
+    proc = docker("run", "--rm", "-e", "GREETING=hola", "-w", "/tmp", "-u", "1000:1000",
+                  pulled, "sh", "-c", 'echo "$GREETING $(pwd) $(id -u)"')
+    assert proc.stdout == "hola /tmp 1000\n"
+
+
+def test_run_missing_image_pulls_it_first(docker: DockerCli, registry: LocalRegistry,
+                                          busybox_layout: Path) -> None:
+    ref = f"{registry.host}/compat/auto-{uuid.uuid4().hex[:6]}:1"
+    push_layout(busybox_layout, ref, tag="1")
+    proc = docker("run", "--rm", ref, "echo", "pulled")
+    assert proc.stdout == "pulled\n"
+    assert "Unable to find image" in proc.stderr
+
+
+def test_detached_logs_exec_stop_rm(docker: DockerCli, pulled: str) -> None:
+    name = f"web-{uuid.uuid4().hex[:6]}"
+    cid = docker("run", "-d", "--name", name, pulled, "sh", "-c",
+                 "echo started; trap 'exit 0' TERM; while true; do sleep 0.1; done"
+                 ).stdout.strip()
+    assert len(cid) == 64
+    _wait_for(lambda: "started" in docker("logs", name).stdout, "the first log line")
+    ps = docker("ps", "--format", "{{.Names}} {{.Status}}").stdout
+    assert any(line.startswith(f"{name} Up") for line in ps.splitlines())
+    stamped = docker("logs", "-t", "--tail", "1", name).stdout
+    assert stamped.endswith(" started\n") and stamped[:4].isdigit()
+    ex = docker("exec", name, "sh", "-c", "echo in-exec; echo oops >&2; exit 5", check=False)
+    assert (ex.returncode, ex.stdout, ex.stderr) == (5, "in-exec\n", "oops\n")
+    assert docker("exec", "-i", name, "cat", input="piped\n").stdout == "piped\n"
+    assert docker("exec", "-w", "/tmp", "-u", "1000", name, "sh", "-c",
+                  'echo "$(pwd) $(id -u)"').stdout == "/tmp 1000\n"
+    docker("stop", name)
+    ps_all = docker("ps", "-a", "--filter", f"name={name}", "--format", "{{.Status}}").stdout
+    assert ps_all.startswith("Exited (0)")
+    assert name not in docker("ps", "--format", "{{.Names}}").stdout
+    docker("rm", name)
+    assert name not in docker("ps", "-a", "--format", "{{.Names}}").stdout
+
+
+def test_inspect_shows_what_clients_read(docker: DockerCli, pulled: str) -> None:
+    name = f"insp-{uuid.uuid4().hex[:6]}"
+    docker("create", "--name", name, "-e", "A=1", "--label", "k=v", "-p", "127.0.0.1::80",
+           pulled, "sleep", "5")
+    try:
+        doc = json.loads(docker("inspect", name).stdout)[0]
+        assert doc["Name"] == f"/{name}"
+        assert doc["State"]["Status"] == "created"
+        assert doc["Config"]["Tty"] is False
+        assert "A=1" in doc["Config"]["Env"]
+        assert doc["Config"]["Labels"]["k"] == "v"
+        assert doc["Config"]["Cmd"] == ["sleep", "5"]
+        assert doc["HostConfig"]["PortBindings"] == {"80/tcp": [{"HostIp": "127.0.0.1",
+                                                                 "HostPort": ""}]}
+        assert doc["Path"] == "sleep" and doc["Args"] == ["5"]
+        fmt = docker("inspect", "-f", "{{.State.Running}} {{.HostConfig.NetworkMode}}",
+                     name).stdout
+        assert fmt.split() == ["false", "default"]
+    finally:
+        docker("rm", "-f", name)
+
+
+def test_unknown_container_is_a_docker_error(docker: DockerCli) -> None:
+    proc = docker("rm", "no-such-container", check=False)
+    assert proc.returncode == 1
+    assert "No such container: no-such-container" in proc.stderr
+    proc = docker("run", "--rm", "--device", "/dev/null", "busybox", "true", check=False)
+    assert proc.returncode == 125
+    assert "HostConfig.Devices is not supported by muelle yet" in proc.stderr

@@ -1,0 +1,77 @@
+"""docker-py (the Docker SDK for Python) against muelle's Docker API, unchanged."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import docker
+import pytest
+from docker.errors import ImageNotFound, NotFound
+
+from tests.support.engine import Engine
+
+
+@pytest.fixture(scope="module")
+def client(docker_engine: Engine) -> Iterator[docker.DockerClient]:
+    c = docker.DockerClient(base_url=docker_engine.docker_host, timeout=60)
+    yield c
+    c.close()
+
+
+def test_run_attached_returns_output_and_remove_leaves_nothing(
+        client: docker.DockerClient, pulled: str) -> None:
+    assert client.containers.run(pulled, ["sh", "-c", "echo hi; echo err >&2"],
+                                 remove=True) == b"hi\n"
+    assert client.containers.list(all=True) == []
+
+
+def test_run_detached_logs_stream_wait_remove(client: docker.DockerClient,
+                                              pulled: str) -> None:
+    c = client.containers.run(pulled, ["sh", "-c", "echo one; echo two >&2; exit 7"],
+                              detach=True, labels={"suite": "compat"})
+    try:
+        assert c.wait() == {"StatusCode": 7, "Error": None}
+        assert c.logs() == b"one\ntwo\n"
+        assert c.logs(stderr=False) == b"one\n"
+        assert b"".join(c.logs(stream=True, follow=True)) == b"one\ntwo\n"
+        c.reload()
+        assert c.status == "exited"
+        assert c.attrs["State"]["ExitCode"] == 7
+        assert [x.id for x in client.containers.list(
+            all=True, filters={"label": "suite=compat"})] == [c.id]
+    finally:
+        c.remove()
+    with pytest.raises(NotFound):
+        client.containers.get(c.id)
+
+
+def test_exec_run_gives_exit_code_and_output(client: docker.DockerClient,
+                                             pulled: str) -> None:
+    c = client.containers.run(pulled, ["sleep", "60"], detach=True)
+    try:
+        assert client.containers.list(filters={"id": c.id})[0].status == "running"
+        result = c.exec_run(["sh", "-c", "echo ex; exit 2"])
+        assert (result.exit_code, result.output) == (2, b"ex\n")
+        result = c.exec_run(["sh", "-c", "echo $X"], environment={"X": "from-env"})
+        assert result.output == b"from-env\n"
+    finally:
+        c.remove(force=True)
+
+
+def test_images_get_tag_remove(client: docker.DockerClient, pulled: str) -> None:
+    image = client.images.get(pulled)
+    assert pulled in image.tags
+    assert image.tag("compat/tagged", "2")
+    assert "compat/tagged:2" in client.images.get("compat/tagged:2").tags
+    client.images.remove("compat/tagged:2")
+    with pytest.raises(ImageNotFound):
+        client.images.get("compat/tagged:2")
+
+
+def test_low_level_api_client_version(docker_engine: Engine) -> None:
+    api = docker.APIClient(base_url=docker_engine.docker_host, version="auto")
+    try:
+        assert api.api_version == "1.41"
+        assert api.ping() is True
+    finally:
+        api.close()

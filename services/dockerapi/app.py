@@ -9,9 +9,11 @@ from services.dockerapi.errors import ApiError
 from services.dockerapi.execs import Execs
 from services.dockerapi.http import Request, Responder
 from services.dockerapi.images import Images
+from services.dockerapi.networks import Networks
 from services.dockerapi.pull import pull
 from services.dockerapi.routes import Router
 from services.dockerapi.system import System
+from services.dockerapi.volumes import Volumes
 
 
 def build_router(gateway: Gateway) -> Router:
@@ -21,6 +23,8 @@ def build_router(gateway: Gateway) -> Router:
     streams = Streams(gateway, containers.detail)
     execs = Execs(gateway, containers.detail)
     images = Images(gateway)
+    networks = Networks(gateway)
+    volumes = Volumes(gateway)
 
     async def pull_image(req: Request, out: Responder) -> None:
         await pull(gateway, req, out)
@@ -57,6 +61,20 @@ def build_router(gateway: Gateway) -> Router:
     r.add("GET", "/images/{name:path}/json", images.inspect)
     r.add("POST", "/images/{name:path}/tag", images.tag)
     r.add("DELETE", "/images/{name:path}", images.remove)
+
+    r.add("GET", "/networks", networks.list)
+    r.add("POST", "/networks/create", networks.create)
+    r.add("POST", "/networks/prune", networks.prune)
+    r.add("GET", "/networks/{id}", networks.inspect)
+    r.add("DELETE", "/networks/{id}", networks.remove)
+    r.add("POST", "/networks/{id}/connect", networks.connect)
+    r.add("POST", "/networks/{id}/disconnect", networks.disconnect)
+
+    r.add("GET", "/volumes", volumes.list)
+    r.add("POST", "/volumes/create", volumes.create)
+    r.add("POST", "/volumes/prune", volumes.prune)
+    r.add("GET", "/volumes/{name}", volumes.inspect)
+    r.add("DELETE", "/volumes/{name}", volumes.remove)
 
     r.add("POST", "/build", not_yet)
     r.add("GET", "/images/search", not_yet)

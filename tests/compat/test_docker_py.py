@@ -75,3 +75,22 @@ def test_low_level_api_client_version(docker_engine: Engine) -> None:
         assert api.ping() is True
     finally:
         api.close()
+
+
+def test_networks_and_volumes(client: docker.DockerClient, pulled: str) -> None:
+    net = client.networks.create("pynet", driver="bridge")
+    vol = client.volumes.create("pyvol", labels={"owner": "compat"})
+    try:
+        assert "pynet" in [n.name for n in client.networks.list()]
+        assert [n.name for n in client.networks.list(filters={"type": "custom"})] == ["pynet"]
+        assert [v.name for v in client.volumes.list(filters={"label": "owner=compat"})] == \
+            ["pyvol"]
+        out = client.containers.run(pulled, ["sh", "-c", "echo v > /v/f; cat /v/f"],
+                                    network="pynet", volumes={"pyvol": {"bind": "/v"}},
+                                    remove=True)
+        assert out == b"v\n"
+    finally:
+        net.remove()
+        vol.remove()
+    with pytest.raises(NotFound):
+        client.networks.get("pynet")

@@ -12,6 +12,7 @@ from services.dockerapi.images import Images
 from services.dockerapi.networks import Networks
 from services.dockerapi.pull import pull
 from services.dockerapi.routes import Router
+from services.dockerapi.stats import Stats
 from services.dockerapi.system import System
 from services.dockerapi.volumes import Volumes
 
@@ -25,6 +26,7 @@ def build_router(gateway: Gateway) -> Router:
     images = Images(gateway)
     networks = Networks(gateway)
     volumes = Volumes(gateway)
+    stats = Stats(gateway, containers.detail)
 
     async def pull_image(req: Request, out: Responder) -> None:
         await pull(gateway, req, out)
@@ -51,6 +53,8 @@ def build_router(gateway: Gateway) -> Router:
     r.add("DELETE", "/containers/{id}", containers.remove)
     r.add("POST", "/containers/{id}/attach", streams.attach)
     r.add("GET", "/containers/{id}/logs", streams.logs)
+    r.add("GET", "/containers/{id}/top", stats.top)
+    r.add("GET", "/containers/{id}/stats", stats.stats)
     r.add("POST", "/containers/{id}/exec", execs.create)
     r.add("POST", "/exec/{id}/start", execs.start)
     r.add("POST", "/exec/{id}/resize", execs.resize)

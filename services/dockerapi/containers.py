@@ -62,7 +62,10 @@ class Containers:
         try:
             await asyncio.wait({call, gone}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            # Done before the connection reads its next request: one reader at a time.
             gone.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await gone
         if not call.done():
             call.cancel()  # the client hung up (run -d): free the gateway's worker
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -292,5 +292,7 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
             conn.start_next_cycle()
     except (ConnectionError, OSError, h11.LocalProtocolError):
         return
+    except Exception:  # noqa: BLE001 - a bug here must cost one connection, not the server
+        log.exception("connection failed")
     finally:
         writer.close()

@@ -133,3 +133,39 @@ def test_unknown_container_is_a_docker_error(docker: DockerCli) -> None:
     proc = docker("run", "--rm", "--device", "/dev/null", "busybox", "true", check=False)
     assert proc.returncode == 125
     assert "HostConfig.Devices is not supported by muelle yet" in proc.stderr
+
+
+def test_pause_restart_kill_top_stats_exec_d_logs_f(docker: DockerCli, pulled: str) -> None:
+    name = f"life-{uuid.uuid4().hex[:6]}"
+    docker("run", "-d", "--name", name, pulled, "sh", "-c",
+           "echo up; trap 'exit 0' TERM; while true; do sleep 0.1; done")
+    try:
+        assert "sleep" in docker("top", name).stdout or "sh" in docker("top", name).stdout
+        row = docker("stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}}", name).stdout
+        assert row.split()[0] == name and int(row.split()[1]) >= 1
+        docker("pause", name)
+        assert "(Paused)" in docker("ps", "--filter", f"name={name}", "--format",
+                                    "{{.Status}}").stdout
+        docker("unpause", name)
+        docker("exec", "-d", name, "sh", "-c", "echo bg > /tmp/bg")
+        _wait_for(lambda: docker("exec", name, "cat", "/tmp/bg", check=False).stdout == "bg\n",
+                  "the detached exec's file")
+        docker("restart", "-t", "1", name)
+        assert docker("inspect", "-f", "{{.State.Running}}", name).stdout.strip() == "true"
+        docker("kill", name)
+        assert docker("inspect", "-f", "{{.State.ExitCode}}", name).stdout.strip() == "137"
+        # Follow ends when the container has exited; both runs' output is there.
+        assert docker("logs", "-f", name, timeout=30).stdout == "up\nup\n"
+    finally:
+        docker("rm", "-f", name)
+
+
+def test_tag_rmi_and_a_pull_that_fails(docker: DockerCli, pulled: str) -> None:
+    tag = f"compat/t{uuid.uuid4().hex[:6]}:1"
+    docker("tag", pulled, tag)
+    assert tag in docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+    assert f"Untagged: {tag}" in docker("rmi", tag).stdout
+    missing = pulled.rsplit("/", 1)[0] + "/no-such-image:1"
+    proc = docker("pull", missing, check=False)
+    assert proc.returncode == 1
+    assert "not found" in proc.stderr

@@ -127,3 +127,25 @@ def test_bad_filters_are_400(docker_engine: Engine) -> None:
 def test_build_answers_501(docker_engine: Engine) -> None:
     status, _, body = request(docker_engine, "POST", "/v1.41/build", b"")
     assert status == 501 and "not supported by muelle yet" in message(body)
+
+
+def test_the_connection_of_a_wait_serves_the_next_request(docker_engine: Engine,
+                                                          pulled: str) -> None:
+    """Keep-alive as the CLI uses it: ping, create and wait share one connection."""
+    conn = UnixHTTPConnection(docker_engine.docker_host.removeprefix("unix://"))
+    try:
+        body = json.dumps({"Image": pulled, "Cmd": ["true"]}).encode()
+        conn.request("POST", "/v1.41/containers/create", body=body,
+                     headers={"Content-Type": "application/json"})
+        created = conn.getresponse()
+        assert created.status == 201
+        cid = json.loads(created.read())["Id"]
+        _, _, started = request(docker_engine, "POST", f"/v1.41/containers/{cid}/start")
+        conn.request("POST", f"/v1.41/containers/{cid}/wait")
+        waited = conn.getresponse()
+        assert json.loads(waited.read()) == {"StatusCode": 0, "Error": None}
+        conn.request("GET", "/_ping")
+        assert conn.getresponse().read() == b"OK"
+    finally:
+        conn.close()
+    assert request(docker_engine, "DELETE", f"/containers/{cid}")[0] == 204

@@ -169,3 +169,25 @@ def test_tag_rmi_and_a_pull_that_fails(docker: DockerCli, pulled: str) -> None:
     proc = docker("pull", missing, check=False)
     assert proc.returncode == 1
     assert "not found" in proc.stderr
+
+
+def test_run_options_memory_init_read_only_tmpfs_bind(docker: DockerCli, pulled: str,
+                                                      tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("from host\n")
+    proc = docker("run", "--rm", "-m", "64m", "--init", "--read-only", "--tmpfs", "/scratch",
+                  "-v", f"{tmp_path}:/b:ro", pulled, "sh", "-c",
+                  "cat /proc/1/comm; touch /x 2>/dev/null || echo ro; "
+                  "touch /scratch/y && echo tmpfs; cat /b/f")
+    assert proc.stdout == "docker-init\nro\ntmpfs\nfrom host\n"
+
+
+def test_restart_policy_restarts_then_gives_up(docker: DockerCli, pulled: str) -> None:
+    name = f"rs-{uuid.uuid4().hex[:6]}"
+    docker("run", "-d", "--name", name, "--restart", "on-failure:2", pulled, "sh", "-c",
+           "exit 1")
+    try:
+        fmt = "{{.RestartCount}} {{.State.Status}} {{.HostConfig.RestartPolicy.Name}}"
+        _wait_for(lambda: docker("inspect", "-f", fmt, name).stdout.split() ==
+                  ["2", "exited", "on-failure"], "two restarts, then exited", tries=2000)
+    finally:
+        docker("rm", "-f", name)

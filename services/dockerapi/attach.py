@@ -89,13 +89,12 @@ class Streams:
         use_stdin = req.flag("stdin") and detail.config.open_stdin
         if not (any(wanted.values()) or use_stdin):
             raise bad_request("at least one of stdin, stdout or stderr must be attached")
-        upgrade = "upgrade" in req.headers.get("connection", "").lower()
         start = engine_pb2.AttachContainerRequest(container=detail.id,
                                                   logs=req.flag("logs"), stdin=use_stdin)
         if not req.flag("stream"):
-            await self._replay(detail, wanted, await out.hijack(upgrade))
+            await self._replay(detail, wanted, await out.hijack(req.upgrade))
             return
-        pipe = await out.hijack(upgrade)
+        pipe = await out.hijack(req.upgrade)
         events: AsyncIterator[Any]
         pump: asyncio.Future[None] | None = None
         call: BidiStream | None = None

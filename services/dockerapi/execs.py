@@ -133,8 +133,7 @@ class Execs:
                 await self._detached(ex, call)
                 await out.empty(200)
                 return
-            upgrade = "upgrade" in req.headers.get("connection", "").lower()
-            await self._attached(ex, call, await out.hijack(upgrade), tty, start.interactive)
+            await self._attached(ex, call, await out.hijack(req.upgrade), tty, start.interactive)
         finally:
             ex.running = False
             ex.call = None

@@ -44,3 +44,10 @@ def labels_match(labels: Mapping[str, str], wanted: list[str]) -> bool:
         if key not in labels or (eq and labels[key] != value):
             return False
     return True
+
+
+def flag(wanted: Filters, name: str) -> bool | None:
+    """A boolean filter (``dangling``, ``all``): None when absent."""
+    if not wanted.get(name):
+        return None
+    return wanted[name][-1].lower() in ("1", "true")

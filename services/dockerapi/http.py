@@ -49,6 +49,11 @@ class Request:
     api_version: str = API_VERSION
     params: dict[str, str] = field(default_factory=dict)  # from the route
 
+    @property
+    def upgrade(self) -> bool:
+        """The client asked to take the connection over (attach, exec start)."""
+        return "upgrade" in self.headers.get("connection", "").lower()
+
     def arg(self, name: str, default: str = "") -> str:
         values = self.query.get(name)
         return values[-1] if values else default

@@ -49,10 +49,9 @@ def summary(img: engine_pb2.ImageSummary) -> dict[str, Any]:
 
 
 def _matches(img: engine_pb2.ImageSummary, wanted: filters.Filters) -> bool:
-    if "dangling" in wanted:
-        dangling = wanted["dangling"][-1].lower() in ("1", "true")
-        if dangling != (not img.repo_tags):
-            return False
+    dangling = filters.flag(wanted, "dangling")
+    if dangling is not None and dangling != (not img.repo_tags):
+        return False
     if "reference" in wanted:
         names = [familiar(t) for t in img.repo_tags]
         names += [n.rsplit(":", 1)[0] for n in names]

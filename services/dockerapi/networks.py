@@ -50,10 +50,9 @@ def _matches(n: types_pb2.NetworkInfo, wanted: filters.Filters) -> bool:
         return False
     if "driver" in wanted and (n.driver or "bridge") not in wanted["driver"]:
         return False
-    if "dangling" in wanted:
-        dangling = wanted["dangling"][-1].lower() in ("1", "true")
-        if dangling != (not n.containers and not n.builtin):
-            return False
+    dangling = filters.flag(wanted, "dangling")
+    if dangling is not None and dangling != (not n.containers and not n.builtin):
+        return False
     return not ("scope" in wanted and "local" not in wanted["scope"])
 
 

@@ -27,8 +27,8 @@ def _matches(v: engine_pb2.Volume, wanted: filters.Filters) -> bool:
         return False
     if "driver" in wanted and "local" not in wanted["driver"]:
         return False
-    if "dangling" in wanted:
-        dangling = wanted["dangling"][-1].lower() in ("1", "true")
+    dangling = filters.flag(wanted, "dangling")
+    if dangling is not None:
         return dangling == (not v.containers)
     return True
 
@@ -74,7 +74,7 @@ class Volumes:
         wanted = filters.parse(req.arg("filters"), ("label", "all"))
         if "label" in wanted:
             raise ApiError(400, "volume prune by label is not supported by muelle yet")
-        show_all = bool(wanted.get("all")) and wanted["all"][-1].lower() in ("1", "true")
+        show_all = bool(filters.flag(wanted, "all"))
         reply = await self.gateway.call("PruneVolumes",
                                         engine_pb2.VolumePruneRequest(all=show_all))
         await out.json(200, {"VolumesDeleted": list(reply.volumes) or None,

@@ -270,6 +270,7 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
             if got is None:
                 return
             req = _request(*got)
+            log.debug("request", method=req.method, path=req.path)
             try:
                 await handler(req, out)
             except (ConnectionError, asyncio.IncompleteReadError):

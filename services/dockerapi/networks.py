@@ -61,7 +61,8 @@ def _check_create(body: dict[str, Any]) -> str:
     if (body.get("Driver") or "bridge") != "bridge":
         raise ApiError(400, f"network driver {body['Driver']!r} is not supported by muelle "
                             "yet (bridge only)")
-    for key in ("Internal", "EnableIPv6", "Attachable", "Ingress", "ConfigOnly"):
+    # Attachable is what every muelle network is (any container may connect): accepted.
+    for key in ("Internal", "EnableIPv6", "Ingress", "ConfigOnly"):
         if body.get(key):
             raise ApiError(400, f"network {key} is not supported by muelle yet")
     for key in ("Labels", "Options"):

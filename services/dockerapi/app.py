@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from services.dockerapi.archives import Archives
 from services.dockerapi.attach import Streams
 from services.dockerapi.containers import Containers
 from services.dockerapi.engine import Gateway
@@ -10,7 +11,7 @@ from services.dockerapi.execs import Execs
 from services.dockerapi.http import Request, Responder
 from services.dockerapi.images import Images
 from services.dockerapi.networks import Networks
-from services.dockerapi.pull import pull
+from services.dockerapi.pull import pull, push
 from services.dockerapi.routes import Router
 from services.dockerapi.stats import Stats
 from services.dockerapi.system import System
@@ -27,9 +28,13 @@ def build_router(gateway: Gateway) -> Router:
     networks = Networks(gateway)
     volumes = Volumes(gateway)
     stats = Stats(gateway, containers.detail)
+    archives = Archives(gateway)
 
     async def pull_image(req: Request, out: Responder) -> None:
         await pull(gateway, req, out)
+
+    async def push_image(req: Request, out: Responder) -> None:
+        await push(gateway, req, out)
 
     async def not_yet(req: Request, out: Responder) -> None:
         raise ApiError(501, f"{req.method} {req.path} is not supported by muelle yet")
@@ -38,8 +43,12 @@ def build_router(gateway: Gateway) -> Router:
     r.add("HEAD", "/_ping", system.ping)
     r.add("GET", "/version", system.version)
     r.add("GET", "/info", system.info)
+    r.add("GET", "/system/df", system.df)
+    r.add("POST", "/commit", archives.commit)
 
     r.add("POST", "/containers/create", containers.create)
+    r.add("POST", "/containers/prune", containers.prune)
+    r.add("GET", "/containers/{id}/export", archives.export)
     r.add("GET", "/containers/json", containers.list)
     r.add("GET", "/containers/{id}/json", containers.inspect)
     r.add("POST", "/containers/{id}/start", containers.start)
@@ -62,6 +71,12 @@ def build_router(gateway: Gateway) -> Router:
 
     r.add("POST", "/images/create", pull_image)
     r.add("GET", "/images/json", images.list)
+    r.add("POST", "/images/prune", images.prune)
+    r.add("GET", "/images/get", archives.save)
+    r.add("GET", "/images/search", not_yet)
+    r.add("POST", "/images/load", not_yet)
+    r.add("GET", "/images/{name:path}/get", archives.save_one)
+    r.add("POST", "/images/{name:path}/push", push_image)
     r.add("GET", "/images/{name:path}/json", images.inspect)
     r.add("POST", "/images/{name:path}/tag", images.tag)
     r.add("DELETE", "/images/{name:path}", images.remove)
@@ -81,5 +96,4 @@ def build_router(gateway: Gateway) -> Router:
     r.add("DELETE", "/volumes/{name}", volumes.remove)
 
     r.add("POST", "/build", not_yet)
-    r.add("GET", "/images/search", not_yet)
     return r

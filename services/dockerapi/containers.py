@@ -134,6 +134,20 @@ class Containers:
             entries = entries[:limit]
         await out.json(200, entries)
 
+    async def prune(self, req: Request, out: Responder) -> None:
+        wanted = filters.parse(req.arg("filters"), ("label", "until"))
+        if "until" in wanted:
+            raise ApiError(400, "prune with an until filter is not supported by muelle yet")
+        reply = await self.gateway.call("ListContainers",
+                                        engine_pb2.ListContainersRequest(all=True))
+        deleted = []
+        for c in reply.containers:
+            if c.state in ("exited", "created") and _matches(c, wanted):
+                await self.gateway.call("RemoveContainer",
+                                        engine_pb2.RemoveContainerRequest(container=c.id))
+                deleted.append(c.id)
+        await out.json(200, {"ContainersDeleted": deleted or None, "SpaceReclaimed": 0})
+
     async def inspect(self, req: Request, out: Responder) -> None:
         detail = await self.detail(req.params["id"])
         exposed: list[str] = []

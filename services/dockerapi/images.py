@@ -11,7 +11,7 @@ from services.core.reference import parse
 from services.dockerapi import filters
 from services.dockerapi.container_json import unix_seconds
 from services.dockerapi.engine import Gateway
-from services.dockerapi.errors import bad_request
+from services.dockerapi.errors import ApiError, bad_request
 from services.dockerapi.http import Request, Responder
 
 _LIST_FILTERS = ("reference", "dangling")
@@ -95,6 +95,17 @@ class Images:
         await self.gateway.call("TagImage", engine_pb2.TagImageRequest(
             source=req.params["name"], target=target))
         await out.empty(201)
+
+    async def prune(self, req: Request, out: Responder) -> None:
+        wanted = filters.parse(req.arg("filters"), ("dangling", "label", "until"))
+        if "label" in wanted or "until" in wanted:
+            raise ApiError(400, "image prune by label or until is not supported by muelle yet")
+        reply = await self.gateway.call("PruneImages", engine_pb2.PruneImagesRequest(
+            all=filters.flag(wanted, "dangling") is False))
+        deleted = [{"Untagged": familiar(u)} for u in reply.untagged]
+        deleted += [{"Deleted": d} for d in reply.deleted]
+        await out.json(200, {"ImagesDeleted": deleted or None,
+                             "SpaceReclaimed": reply.space_reclaimed})
 
     async def remove(self, req: Request, out: Responder) -> None:
         reply = await self.gateway.call("RemoveImage", engine_pb2.RemoveImageRequest(

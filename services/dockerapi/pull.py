@@ -64,7 +64,7 @@ def progress_line(event: types_pb2.PullProgress, name: str, tag: str) -> dict[st
         layer = event.layer
         entry: dict[str, Any] = {"status": layer.phase, "progressDetail": {},
                                  "id": layer.digest.split(":")[-1][:12]}
-        if layer.phase in ("Downloading", "Extracting"):
+        if layer.phase in ("Downloading", "Extracting", "Pushing"):
             entry["progressDetail"] = {"current": layer.current, "total": layer.total}
             entry["progress"] = progress_bar(layer.current, layer.total)
         elif layer.phase == "Waiting" and layer.current == 0:
@@ -103,6 +103,32 @@ async def pull(gateway: Gateway, req: Request, out: Responder) -> None:
             entry = progress_line(event, from_image, tag)
             if entry is not None:
                 shown.add(str(entry.get("status", "")).partition(":")[0])
+                await out.write(line(entry))
+    except MuelleError as exc:
+        if not started:
+            raise
+        await out.write(line({"errorDetail": {"message": exc.message}, "error": exc.message}))
+    if not started:
+        await out.start_stream(200, "application/json")
+    await out.end()
+
+
+async def push(gateway: Gateway, req: Request, out: Responder) -> None:
+    """``POST /images/{name}/push?tag=``: the same JSON lines; the engine pushes with the
+    credentials it has (X-Registry-Auth is not used yet: the engine's Login would store
+    them, which a push must not)."""
+    name, tag = req.params["name"], req.arg("tag")
+    ref = f"{name}:{tag}" if tag else name
+    events: AsyncIterator[Any] = gateway.stream(
+        "PushImage", engine_pb2.PushImageRequest(reference=ref))
+    started = False
+    try:
+        async for event in events:
+            if not started:  # the engine's first line: "The push refers to repository"
+                await out.start_stream(200, "application/json")
+                started = True
+            entry = progress_line(event, name, tag)
+            if entry is not None:
                 await out.write(line(entry))
     except MuelleError as exc:
         if not started:

@@ -60,3 +60,26 @@ class System:
                       "ControlAvailable": False, "Error": "", "RemoteManagers": None},
             "Labels": [], "ExperimentalBuild": False, "Warnings": None,
         })
+
+    async def df(self, req: Request, out: Responder) -> None:
+        du = await self.gateway.call("SystemDf", engine_pb2.SystemDfRequest())
+        volumes = await self.gateway.call("ListVolumes", engine_pb2.VolumeListRequest())
+        layers = next((s.size for s in du.summary if s.type == "Images"), 0)
+        await out.json(200, {
+            "LayersSize": layers,
+            "Images": [{"Id": i.id, "ParentId": "", "RepoTags": list(i.repo_tags) or None,
+                        "RepoDigests": None, "Created": 0, "Size": i.size,
+                        "SharedSize": i.shared_size, "VirtualSize": i.size, "Labels": None,
+                        "Containers": i.containers} for i in du.images],
+            "Containers": [{"Id": c.id, "Names": [f"/{c.name}"], "ImageID": c.image_id,
+                            "Image": c.image_id, "Command": "", "Created": 0,
+                            "SizeRw": c.size, "SizeRootFs": c.size, "Labels": {},
+                            "State": c.state, "Status": c.state, "Ports": [],
+                            "Mounts": []} for c in du.containers],
+            "Volumes": [{"Name": v.name, "Driver": "local", "Mountpoint": v.mountpoint,
+                         "CreatedAt": v.created_at, "Labels": dict(v.labels) or None,
+                         "Scope": "local", "Options": None,
+                         "UsageData": {"Size": -1, "RefCount": len(v.containers)}}
+                        for v in volumes.volumes],
+            "BuildCache": [],
+        })

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
+import subprocess
+import tarfile
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +14,11 @@ from tests.compat.conftest import DockerCli
 from tests.support.engine import Engine
 from tests.support.images import push_layout
 from tests.support.registry import LocalRegistry
+
+
+def _tar_names(data: bytes) -> list[str]:
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        return tar.getnames()
 
 
 def _wait_for(check: Callable[[], bool], what: str, tries: int = 200) -> None:
@@ -191,3 +199,34 @@ def test_restart_policy_restarts_then_gives_up(docker: DockerCli, pulled: str) -
                   ["2", "exited", "on-failure"], "two restarts, then exited", tries=2000)
     finally:
         docker("rm", "-f", name)
+
+
+def test_export_commit_save_push_df_prune(docker: DockerCli, pulled: str) -> None:
+    name = f"arc-{uuid.uuid4().hex[:6]}"
+    image = f"compat/committed-{uuid.uuid4().hex[:6]}:1"
+    docker("run", "--name", name, pulled, "sh", "-c", "echo made > /made")
+    try:
+        exported = subprocess.run([docker.binary, "export", name], env=docker.env,
+                                  capture_output=True, timeout=60)
+        assert exported.returncode == 0
+        names = _tar_names(exported.stdout)
+        assert "made" in names and "bin/busybox" in names
+        docker("commit", "-m", "by compat", name, image)
+        assert docker("run", "--rm", image, "cat", "/made").stdout == "made\n"
+        saved = subprocess.run([docker.binary, "save", image], env=docker.env,
+                               capture_output=True, timeout=60)
+        assert saved.returncode == 0
+        assert "index.json" in _tar_names(saved.stdout)
+        target = pulled.rsplit("/", 1)[0] + f"/pushed-{uuid.uuid4().hex[:6]}:1"
+        docker("tag", image, target)
+        pushed = docker("push", target).stdout
+        assert "digest: sha256:" in pushed and "Pushed" in pushed
+        df = docker("system", "df", "--format", "{{.Type}} {{.TotalCount}}").stdout
+        assert "Images" in df and "Containers" in df
+    finally:
+        docker("rm", "-f", name, check=False)
+    assert name not in docker("ps", "-a", "--format", "{{.Names}}").stdout
+    docker("rmi", image, target)
+    docker("create", "--name", name, pulled, "true")
+    docker("container", "prune", "-f")
+    assert name not in docker("ps", "-a", "--format", "{{.Names}}").stdout

@@ -9,7 +9,8 @@ which is how the client learns the stream is over (COMPAT.md §3).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import contextlib
+from collections.abc import Callable
 from typing import Any
 
 from muelle.engine.v1 import engine_pb2
@@ -77,10 +78,11 @@ class Streams:
         entries = self.gateway.stream("ContainerLogs", engine_pb2.ContainerLogsRequest(
             container=ref, follow=follow, tail=tail or 0, since=since,
             timestamps=req.flag("timestamps"), stdout=stdout, stderr=stderr))
-        async for entry in entries:
-            if until and entry.time and parse_ns(entry.time) > until:
-                break
-            await out.write(encode(entry.stream, bytes(entry.data), tty))
+        async with contextlib.aclosing(entries):  # a client gone cancels the stream now
+            async for entry in entries:
+                if until and entry.time and parse_ns(entry.time) > until:
+                    break
+                await out.write(encode(entry.stream, bytes(entry.data), tty))
         await out.end()
 
     async def attach(self, req: Request, out: Responder) -> None:
@@ -95,7 +97,7 @@ class Streams:
             await self._replay(detail, wanted, await out.hijack(req.upgrade))
             return
         pipe = await out.hijack(req.upgrade)
-        events: AsyncIterator[Any]
+        events: Any  # an async generator either way: closed in the finally
         pump: asyncio.Future[None] | None = None
         call: BidiStream | None = None
         if use_stdin:
@@ -122,6 +124,7 @@ class Streams:
                 pump.cancel()
             if call is not None:
                 call.cancel()
+            await events.aclose()
 
     async def _replay(self, detail: engine_pb2.ContainerDetail, wanted: dict[str, bool],
                       pipe: Hijacked) -> None:

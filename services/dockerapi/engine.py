@@ -7,7 +7,7 @@ Streams are cancelled when the handler leaves them early (client gone, error).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import grpc
@@ -29,7 +29,7 @@ class Gateway:
         except grpc.aio.AioRpcError as err:
             raise from_rpc_error(err, "gateway") from None
 
-    async def stream(self, method: str, request: Any) -> AsyncIterator[Any]:
+    async def stream(self, method: str, request: Any) -> AsyncGenerator[Any, None]:
         """A server stream, message by message."""
         call = getattr(self.stub, method)(request)
         try:

@@ -230,3 +230,27 @@ def test_export_commit_save_push_df_prune(docker: DockerCli, pulled: str) -> Non
     docker("create", "--name", name, pulled, "true")
     docker("container", "prune", "-f")
     assert name not in docker("ps", "-a", "--format", "{{.Names}}").stdout
+
+
+def test_tty_output_is_raw_with_the_ptys_crlf(docker: DockerCli, pulled: str) -> None:
+    def raw(*args: str) -> bytes:  # bytes: text mode would turn \r\n into \n
+        return subprocess.run([docker.binary, *args], env=docker.env, capture_output=True,
+                              timeout=60, check=True).stdout
+
+    assert raw("run", "--rm", "-t", pulled, "echo", "hi") == b"hi\r\n"
+    name = f"tty-{uuid.uuid4().hex[:6]}"
+    docker("run", "-d", "-t", "--name", name, pulled, "echo", "logged")
+    try:
+        _wait_for(lambda: raw("logs", name) == b"logged\r\n", "the tty's log")
+    finally:
+        docker("rm", "-f", name)
+
+
+def test_attach_with_stdin_to_a_running_container(docker: DockerCli, pulled: str) -> None:
+    name = f"att-{uuid.uuid4().hex[:6]}"
+    docker("run", "-d", "-i", "--name", name, pulled, "sh")
+    try:
+        proc = docker("attach", name, input="echo attached-$((1+1))\nexit 3\n", check=False)
+        assert (proc.returncode, proc.stdout) == (3, "attached-2\n")
+    finally:
+        docker("rm", "-f", name)

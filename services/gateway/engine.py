@@ -21,6 +21,7 @@ from muelle.runtime.v1 import runtime_pb2
 from muelle.types.v1 import types_pb2
 
 from services.core.errors import (
+    DeadlineExceeded,
     FailedPrecondition,
     InvalidArgument,
     MuelleError,
@@ -40,6 +41,7 @@ WATCH_RETRY = 1.0
 WAIT_CONDITIONS = ("", "not-running", "next-exit", "removed")
 WAIT_POLL = 0.05  # seconds between checks of a wait for "removed" or a stopped "next-exit"
 KEPT_EXITS = 256  # exit statuses of auto-removed containers kept for waits on "removed"
+WAIT_SLICE = 1.0  # seconds of one shim Wait of a client's wait (see Engine._wait_stopped)
 
 
 def _state_name(shim_status: str) -> str:
@@ -372,7 +374,7 @@ class Engine:
                 time.sleep(WAIT_POLL)
         status: Any = None
         try:
-            status = self.runtime.Wait(runtime_pb2.WaitRequest(id=rec.id))
+            status = self._wait_stopped(rec.id, cancelled)
         except NotFound:
             if condition != "removed":
                 raise
@@ -387,6 +389,17 @@ class Engine:
         return engine_pb2.WaitContainerResponse(exit_code=status.exit_code,
                                                 oom_killed=status.oom_killed,
                                                 error=status.error)
+
+    def _wait_stopped(self, cid: str, cancelled: Callable[[], bool]) -> Any:
+        """The shim's Wait in slices, so that a client that went away (docker run -d hangs
+        up its wait after start) frees this worker within a slice, not at the exit."""
+        while True:
+            if cancelled():
+                raise MuelleError("wait cancelled: the client went away")
+            try:
+                return self.runtime.Wait(runtime_pb2.WaitRequest(id=cid), timeout=WAIT_SLICE)
+            except DeadlineExceeded:
+                continue
 
     def _remember_exit(self, cid: str, status: Any) -> None:
         """Keep an auto-removed container's exit status for a wait on "removed"."""

@@ -149,3 +149,29 @@ def test_the_connection_of_a_wait_serves_the_next_request(docker_engine: Engine,
     finally:
         conn.close()
     assert request(docker_engine, "DELETE", f"/containers/{cid}")[0] == 204
+
+
+def test_waits_that_hang_up_do_not_exhaust_the_engine(docker_engine: Engine,
+                                                      pulled: str) -> None:
+    """docker run -d opens a wait and hangs up after start. Each such wait held a gateway
+    worker until its container exited: 64 running containers stalled the engine."""
+    body = json.dumps({"Image": pulled, "Cmd": ["sleep", "60"]}).encode()
+    status, _, reply = request(docker_engine, "POST", "/containers/create", body)
+    assert status == 201
+    cid = json.loads(reply)["Id"]
+    try:
+        assert request(docker_engine, "POST", f"/containers/{cid}/start")[0] == 204
+        for _ in range(70):  # more than the gateway's 64 workers
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.settimeout(30)
+                sock.connect(docker_engine.docker_host.removeprefix("unix://"))
+                sock.sendall(f"POST /v1.41/containers/{cid}/wait?condition=next-exit "
+                             "HTTP/1.1\r\nHost: docker\r\nContent-Length: 0\r\n\r\n".encode())
+                assert sock.recv(12) == b"HTTP/1.1 200"  # the head
+                # An inspect answered after it: the gateway (FIFO workers, one channel)
+                # has begun the wait; then hang up, as the CLI does after start.
+                assert request(docker_engine, "GET", f"/containers/{cid}/json")[0] == 200
+        status, _, listed = request(docker_engine, "GET", "/containers/json")
+        assert status == 200 and cid in listed.decode()
+    finally:
+        request(docker_engine, "DELETE", f"/containers/{cid}?force=1")

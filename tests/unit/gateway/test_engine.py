@@ -400,3 +400,27 @@ def test_wait_next_exit_of_a_created_container_waits_for_its_run(
     assert got == [3]
     with pytest.raises(InvalidArgument, match="invalid condition"):
         engine.wait(cid, "sometime")
+
+
+def test_a_cancelled_wait_lets_go_of_its_worker(engine: Engine, runtime: FakeRuntime) -> None:
+    """docker run -d hangs up its wait after start: the gateway's worker must not stay
+    in the shim's Wait until the container exits (64 such containers stalled it)."""
+    cid = engine.create(req(cmd=["sleep"])).id
+    engine.start(cid)
+    gone = threading.Event()
+    outcome: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            engine.wait(cid, "next-exit", cancelled=gone.is_set)
+        except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
+            outcome.append(exc)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    eventually(lambda: "Wait" in runtime.calls)
+    gone.set()
+    waiter.join(10)
+    assert not waiter.is_alive(), "the wait still holds its worker"
+    assert outcome and "went away" in str(outcome[0])
+    runtime.exit(cid, 0)

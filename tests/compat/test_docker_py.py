@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import docker
 import pytest
 from docker.errors import ImageNotFound, NotFound
 
 from tests.support.engine import Engine
+from tests.support.images import push_layout
+from tests.support.registry import LocalRegistry
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +98,12 @@ def test_networks_and_volumes(client: docker.DockerClient, pulled: str) -> None:
         vol.remove()
     with pytest.raises(NotFound):
         client.networks.get("pynet")
+
+
+def test_run_pulls_a_missing_image_first(client: docker.DockerClient, registry: LocalRegistry,
+                                         busybox_layout: Path) -> None:
+    """docker-py pulls only when create's 404 says "No such image" (COMPAT.md §6)."""
+    ref = f"{registry.host}/compat/py-{uuid.uuid4().hex[:6]}:1"
+    push_layout(busybox_layout, ref, tag="1")
+    assert client.containers.run(ref, ["echo", "pulled"], remove=True) == b"pulled\n"
+    assert ref in client.images.get(ref).tags

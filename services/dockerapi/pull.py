@@ -10,7 +10,7 @@ after it, it comes in-band with status 200 (``errorDetail``), as dockerd does.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from muelle.engine.v1 import engine_pb2
@@ -73,6 +73,28 @@ def progress_line(event: types_pb2.PullProgress, name: str, tag: str) -> dict[st
     return None
 
 
+async def relay(events: AsyncIterator[Any], out: Responder,
+                lines: Callable[[Any], list[dict[str, Any]]]) -> None:
+    """JSON lines of a progress stream: ``lines(event)`` for each event. The head goes
+    with the first event, so an error before it is an ordinary error response; an error
+    after it comes in-band (``errorDetail``, status 200), as dockerd does."""
+    started = False
+    try:
+        async for event in events:
+            if not started:
+                await out.start_stream(200, "application/json")
+                started = True
+            for entry in lines(event):
+                await out.write(line(entry))
+    except MuelleError as exc:
+        if not started:
+            raise
+        await out.write(line({"errorDetail": {"message": exc.message}, "error": exc.message}))
+    if not started:
+        await out.start_stream(200, "application/json")
+    await out.end()
+
+
 async def pull(gateway: Gateway, req: Request, out: Responder) -> None:
     from_image, tag = req.arg("fromImage"), req.arg("tag")
     ref = reference(from_image, tag)
@@ -83,57 +105,37 @@ async def pull(gateway: Gateway, req: Request, out: Responder) -> None:
         arch, _, variant = rest.partition("/")
         pull_req.platform.CopyFrom(types_pb2.Platform(os=os_name, architecture=arch,
                                                       variant=variant))
-    events: AsyncIterator[Any] = gateway.stream("PullImage", pull_req)
-    started = False
     shown: set[str] = set()  # "Digest", "Status": the engine may send them as status lines
-    try:
-        async for event in events:
-            if not started:
-                await out.start_stream(200, "application/json")
-                started = True
-            if event.WhichOneof("event") == "result":
-                result = event.result
-                if "Digest" not in shown and result.digest:
-                    await out.write(line({"status": f"Digest: {result.digest}"}))
-                if "Status" not in shown:
-                    verb = "Image is up to date" if result.up_to_date \
-                        else "Downloaded newer image"
-                    await out.write(line({"status": f"Status: {verb} for {ref}"}))
-                continue
+
+    def lines(event: types_pb2.PullProgress) -> list[dict[str, Any]]:
+        if event.WhichOneof("event") != "result":
             entry = progress_line(event, from_image, tag)
-            if entry is not None:
-                shown.add(str(entry.get("status", "")).partition(":")[0])
-                await out.write(line(entry))
-    except MuelleError as exc:
-        if not started:
-            raise
-        await out.write(line({"errorDetail": {"message": exc.message}, "error": exc.message}))
-    if not started:
-        await out.start_stream(200, "application/json")
-    await out.end()
+            if entry is None:
+                return []
+            shown.add(str(entry.get("status", "")).partition(":")[0])
+            return [entry]
+        result, out_lines = event.result, []
+        if "Digest" not in shown and result.digest:
+            out_lines.append({"status": f"Digest: {result.digest}"})
+        if "Status" not in shown:
+            verb = "Image is up to date" if result.up_to_date else "Downloaded newer image"
+            out_lines.append({"status": f"Status: {verb} for {ref}"})
+        return out_lines
+
+    await relay(gateway.stream("PullImage", pull_req), out, lines)
 
 
 async def push(gateway: Gateway, req: Request, out: Responder) -> None:
-    """``POST /images/{name}/push?tag=``: the same JSON lines; the engine pushes with the
-    credentials it has (X-Registry-Auth is not used yet: the engine's Login would store
-    them, which a push must not)."""
+    """``POST /images/{name}/push?tag=``: the same JSON lines (the engine's first is "The
+    push refers to repository"). The engine pushes with the credentials it has
+    (X-Registry-Auth is not used yet: the engine's Login would store them, which a push
+    must not)."""
     name, tag = req.params["name"], req.arg("tag")
     ref = f"{name}:{tag}" if tag else name
-    events: AsyncIterator[Any] = gateway.stream(
-        "PushImage", engine_pb2.PushImageRequest(reference=ref))
-    started = False
-    try:
-        async for event in events:
-            if not started:  # the engine's first line: "The push refers to repository"
-                await out.start_stream(200, "application/json")
-                started = True
-            entry = progress_line(event, name, tag)
-            if entry is not None:
-                await out.write(line(entry))
-    except MuelleError as exc:
-        if not started:
-            raise
-        await out.write(line({"errorDetail": {"message": exc.message}, "error": exc.message}))
-    if not started:
-        await out.start_stream(200, "application/json")
-    await out.end()
+
+    def lines(event: types_pb2.PullProgress) -> list[dict[str, Any]]:
+        entry = progress_line(event, name, tag)
+        return [entry] if entry is not None else []
+
+    await relay(gateway.stream("PushImage", engine_pb2.PushImageRequest(reference=ref)),
+                out, lines)

@@ -19,17 +19,21 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from services.core.client import GRPC_OPTIONS
-from services.core.errors import MuelleError, is_no_space, no_space
+from services.core.errors import ANSWERED, MuelleError, is_no_space, no_space
 from services.core.logging import get_logger
 
 
 def _abort(context: grpc.ServicerContext, exc: BaseException, method: str,
            service: str = "") -> None:
     if isinstance(exc, MuelleError):
+        # Says the service answered: an UNAVAILABLE it raises (a registry it could not
+        # reach) is not the service being unavailable (errors.from_rpc_error).
+        context.set_trailing_metadata(((ANSWERED, exc.code.name.lower()),))
         context.abort(exc.code, exc.message)
     if is_no_space(exc):  # a full disk is the operator's to fix, not a bug: say where
         error = no_space(_what(exc, method, service), exc)
         get_logger(method=method).warning("disk full", error=str(exc))
+        context.set_trailing_metadata(((ANSWERED, error.code.name.lower()),))
         context.abort(error.code, error.message)
     get_logger(method=method).exception("unexpected error")
     context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")

@@ -26,6 +26,8 @@ class Failing(registry_pb2_grpc.RegistryServicer):
             raise OSError(errno.ENOSPC, "No space left on device", "/var/lib/muelle/x.json")
         if request.reference == "fulldb":
             raise sqlite3.OperationalError("database or disk is full")
+        if request.reference == "far":
+            raise errors.Unavailable("cannot reach registry far.example: no such host")
         raise errors.NotFound(f"no such thing: {request.reference}")
 
     def FetchBlob(self, request, context) -> Iterator[registry_pb2.BlobChunk]:  # type: ignore[no-untyped-def]  # noqa: N802,E501
@@ -76,3 +78,19 @@ def test_full_disk_is_resource_exhausted_and_says_what(
     assert str(info.value).startswith("no space left on device: could not write ")
     assert what in str(info.value)
     assert "internal error" not in str(info.value)
+
+
+def test_an_unavailable_the_service_raised_keeps_its_words(
+    stub: registry_pb2_grpc.RegistryStub,
+) -> None:
+    """Not "registry unavailable: cannot reach registry ...": the service answered."""
+    with pytest.raises(errors.Unavailable) as info:
+        stub.ParseReference(registry_pb2.ParseReferenceRequest(reference="far"))
+    assert str(info.value) == "cannot reach registry far.example: no such host"
+
+
+def test_a_service_that_does_not_answer_is_named(tmp_path: Path) -> None:
+    down = connect(f"unix://{tmp_path / 'none.sock'}", registry_pb2_grpc.RegistryStub,
+                   "registry")
+    with pytest.raises(errors.Unavailable, match="^registry unavailable: "):
+        down.ParseReference(registry_pb2.ParseReferenceRequest(reference="x"), timeout=5)

@@ -81,7 +81,7 @@ class Lexer:
         return words
 
     def _single(self, sc: _Scanner) -> str:
-        out = []
+        out: list[str] = []
         while True:
             ch = sc.next()
             if not ch:
@@ -92,7 +92,7 @@ class Lexer:
             out.append(ch)
 
     def _double(self, sc: _Scanner, env: Mapping[str, str]) -> str:
-        out = []
+        out: list[str] = []
         while True:
             ch = sc.peek()
             if not ch:
@@ -140,7 +140,7 @@ class Lexer:
         return str(value)
 
     def _until_brace(self, sc: _Scanner, env: Mapping[str, str]) -> str:
-        out = []
+        out: list[str] = []
         while True:
             ch = sc.peek()
             if not ch:
@@ -168,7 +168,7 @@ class Lexer:
         ch = sc.peek()
         if ch.isdigit() and ch.isascii():
             return sc.next()  # $1 is one digit, as in the shell
-        out = []
+        out: list[str] = []
         while (ch := sc.peek()) and ch.isascii() and (ch.isalnum() or ch == "_"):
             out.append(sc.next())
         return "".join(out)

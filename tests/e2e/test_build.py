@@ -1,0 +1,146 @@
+"""`muelle build` against a whole engine and the busybox test image: a multi-stage
+Dockerfile with COPY --from, RUN, ENV/ARG, USER/WORKDIR and .dockerignore; the cache on a
+second build; a failing RUN; and the built image running."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.support.engine import Engine
+
+pytestmark = pytest.mark.root
+
+DOCKERFILE = """\
+# a comment
+ARG BASE
+FROM $BASE AS build
+ARG GREETING=hello
+ENV OUT=/out \\
+    NAME="build stage"
+WORKDIR /src
+COPY . .
+RUN mkdir -p $OUT && echo "$GREETING from $NAME" > $OUT/greeting \\
+ && cat app.txt >> $OUT/greeting && ls -A /src > $OUT/listing
+
+FROM ${BASE}
+LABEL org.example.stage="final" version=1
+ENV APP_HOME=/app
+WORKDIR $APP_HOME/data
+COPY --from=build /out/ ./
+COPY --chown=nobody:nogroup app.txt sub/owned.txt
+COPY --chmod=750 sub/ /opt/sub/
+USER nobody
+EXPOSE 8080 53/udp
+VOLUME /cache
+STOPSIGNAL SIGINT
+HEALTHCHECK --interval=5s --retries=2 CMD ["true"]
+ONBUILD RUN echo triggered
+ENTRYPOINT ["sh", "-c"]
+CMD ["cat greeting; id -u; pwd"]
+"""
+
+
+@pytest.fixture
+def context(tmp_path: Path) -> Path:
+    ctx = tmp_path / "ctx"
+    (ctx / "sub").mkdir(parents=True)
+    (ctx / "Dockerfile").write_text(DOCKERFILE)
+    (ctx / "app.txt").write_text("app data\n")
+    (ctx / "sub" / "tool.sh").write_text("echo tool\n")
+    (ctx / "secret.key").write_text("do not send")
+    (ctx / "logs").mkdir()
+    (ctx / "logs" / "a.log").write_text("x")
+    (ctx / "keep.log").write_text("kept")
+    (ctx / ".dockerignore").write_text("secret.key\n*.log\nlogs\n!keep.log\n")
+    return ctx
+
+
+def test_multi_stage_build_runs_and_caches(engine: Engine, image: str, context: Path,
+                                           tmp_path: Path) -> None:
+    iid = tmp_path / "iid"
+    first = engine.cli("build", "-t", "demo/built:1", "-t", "demo/built:2",
+                       "--build-arg", f"BASE={image}", "--iidfile", str(iid), str(context))
+    out = first.stdout
+    try:
+        assert re.search(r"^Step 1/22 : ARG BASE$", out, re.M), out
+        assert "Step 2/22 : FROM $BASE AS build" in out
+        assert re.search(r"^ ---> Running in [0-9a-f]{12}$", out, re.M)
+        assert "Using cache" not in out
+        image_id = iid.read_text()
+        assert image_id.startswith("sha256:")
+        assert f"Successfully built {image_id[7:19]}\n" in out
+        assert "Successfully tagged demo/built:1\n" in out
+        assert "Successfully tagged demo/built:2\n" in out
+
+        run = engine.cli("run", "--rm", "demo/built:1").stdout
+        # .dockerignore left out secret.key and the logs, kept keep.log
+        assert run.split("\n") == ["hello from build stage", "app data", "65534",
+                                   "/app/data", ""]
+        listing = engine.cli("run", "--rm", "demo/built:1", "cat listing").stdout.split()
+        assert listing == [".dockerignore", "Dockerfile", "app.txt", "keep.log", "sub"]
+        stat = engine.cli("run", "--rm", "-u", "0", "demo/built:1",
+                          "stat -c '%U:%G %a %n' sub/owned.txt /opt/sub/tool.sh").stdout
+        assert stat.split("\n")[:2] == ["nobody:nogroup 644 sub/owned.txt",
+                                        "root:root 750 /opt/sub/tool.sh"]
+
+        doc = json.loads(engine.cli("inspect", "demo/built:1").stdout)[0]["Config"]
+        assert doc["Entrypoint"] == ["sh", "-c"]
+        assert doc["Cmd"] == ["cat greeting; id -u; pwd"]
+        assert doc["WorkingDir"] == "/app/data" and doc["User"] == "nobody"
+        assert "APP_HOME=/app" in doc["Env"] and not any("OUT=" in e for e in doc["Env"])
+        assert doc["Labels"] == {"org.example.stage": "final", "version": "1"}
+        assert set(doc["ExposedPorts"]) == {"8080/tcp", "53/udp"}
+        assert set(doc["Volumes"]) == {"/cache"} and doc["StopSignal"] == "SIGINT"
+
+        second = engine.cli("build", "-t", "demo/built:1", "--build-arg", f"BASE={image}",
+                            str(context)).stdout
+        assert second.count(" ---> Using cache") == 19, second  # all but the ARG before FROM and the FROMs
+        assert f"Successfully built {image_id[7:19]}" in second
+        # Changing a copied file invalidates from that COPY on, and only then.
+        (context / "app.txt").write_text("new data\n")
+        third = engine.cli("build", "--build-arg", f"BASE={image}", str(context)).stdout
+        assert third.count(" ---> Using cache") == 6, third
+    finally:
+        engine.cli("rmi", "demo/built:1", "demo/built:2", check=False)
+
+
+def test_failing_run_shows_output_and_code(engine: Engine, image: str, tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {image}\nRUN echo about to fail; exit 3\n")
+    proc = engine.cli("build", str(ctx), check=False)
+    assert proc.returncode == 1
+    assert "about to fail" in proc.stdout
+    assert proc.stderr.strip() == ("The command '/bin/sh -c echo about to fail; exit 3' "
+                                   "returned a non-zero code: 3")
+    # the step's container is gone
+    assert engine.cli("ps", "-aq").stdout.strip() == ""
+
+
+def test_bad_dockerfile_names_the_line(engine: Engine, image: str, tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {image}\nNOPE x\n")
+    proc = engine.cli("build", str(ctx), check=False)
+    assert proc.returncode == 1
+    assert "line 2: unknown instruction: NOPE" in proc.stderr
+    (ctx / "Dockerfile").write_text(f"FROM {image}\nCOPY ../outside /x\n")
+    proc = engine.cli("build", str(ctx), check=False)
+    assert "forbidden path outside the build context" in proc.stderr
+
+
+def test_stdin_dockerfile_quiet_and_target(engine: Engine, image: str) -> None:
+    df = (f"FROM {image} AS one\nRUN echo one > /one\n"
+          f"FROM {image} AS two\nRUN echo two > /two\n").encode()
+    proc = engine.cli("build", "-q", "--target", "one", "-t", "demo/one:1", "-", input=df)
+    try:
+        assert re.fullmatch(r"sha256:[0-9a-f]{64}\n", proc.stdout), proc.stdout
+        out = engine.cli("run", "--rm", "demo/one:1", "sh", "-c", "cat /one; ls /two",
+                         check=False)
+        assert out.stdout == "one\n" and out.returncode != 0
+    finally:
+        engine.cli("rmi", "demo/one:1", check=False)

@@ -98,7 +98,8 @@ def test_multi_stage_build_runs_and_caches(engine: Engine, image: str, context: 
 
         second = engine.cli("build", "-t", "demo/built:1", "--build-arg", f"BASE={image}",
                             str(context)).stdout
-        assert second.count(" ---> Using cache") == 19, second  # all but the ARG before FROM and the FROMs
+        # every step but the ARG before FROM and the FROMs
+        assert second.count(" ---> Using cache") == 19, second
         assert f"Successfully built {image_id[7:19]}" in second
         # Changing a copied file invalidates from that COPY on, and only then.
         (context / "app.txt").write_text("new data\n")

@@ -28,7 +28,8 @@ def test_build_sends_the_context_and_options(gateway, tmp_path: Path) -> None:  
     assert list(options.tags) == ["x:1", "y"] and dict(options.build_args) == {"A": "1"}
     assert dict(options.labels) == {"l": "v"} and options.target == "t"
     assert options.no_cache and options.pull and not options.quiet
-    names = tarfile.open(fileobj=io.BytesIO(data)).getnames()
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        names = tar.getnames()
     # a Dockerfile outside the context travels under a generated name
     assert options.dockerfile.startswith(".dockerfile.") and options.dockerfile in names
     assert "./a.txt" in names

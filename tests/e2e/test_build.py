@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.support.engine import Engine
+from tests.support.engine import CLI, Engine
 
 pytestmark = pytest.mark.root
 
@@ -145,3 +148,30 @@ def test_stdin_dockerfile_quiet_and_target(engine: Engine, image: str) -> None:
         assert out.stdout == "one\n" and out.returncode != 0
     finally:
         engine.cli("rmi", "demo/one:1", check=False)
+
+
+def test_interrupted_build_leaves_no_container(engine: Engine, image: str,
+                                               tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {image}\nRUN echo started; sleep 600\n")
+    proc = subprocess.Popen([CLI, "build", str(ctx)], env=engine.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line == "started\n":
+                break
+        assert engine.cli("ps", "-aq").stdout.strip() != ""
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    # The gateway notices the client left, stops the step and removes its container.
+    deadline = time.monotonic() + 60
+    while engine.cli("ps", "-aq").stdout.strip():
+        assert time.monotonic() < deadline, "the build's container was not removed"
+        time.sleep(0.2)
+    assert not list((engine.root / "gateway" / "builds").iterdir())

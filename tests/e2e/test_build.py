@@ -8,6 +8,7 @@ import json
 import re
 import signal
 import subprocess
+import tarfile
 import time
 from pathlib import Path
 
@@ -175,3 +176,25 @@ def test_interrupted_build_leaves_no_container(engine: Engine, image: str,
         assert time.monotonic() < deadline, "the build's container was not removed"
         time.sleep(0.2)
     assert not list((engine.root / "gateway" / "builds").iterdir())
+
+
+def test_scratch_build_and_a_consistent_store(engine: Engine, image: str,
+                                              tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "hello").write_text("hi\n")
+    (ctx / "Dockerfile").write_text('FROM scratch\nLABEL a=b\nCOPY --chmod=755 hello /data/\n'
+                                    'CMD ["/data/hello"]\n')
+    engine.cli("build", "-t", "demo/scratch:1", str(ctx))
+    try:
+        doc = json.loads(engine.cli("inspect", "demo/scratch:1").stdout)[0]
+        assert len(doc["RootFS"]["Layers"]) == 1 and doc["Config"]["Cmd"] == ["/data/hello"]
+        engine.cli("create", "--name", "from-scratch", "demo/scratch:1")
+        out = engine.cli("export", "-o", str(tmp_path / "fs.tar"), "from-scratch")
+        assert out.returncode == 0
+        with tarfile.open(tmp_path / "fs.tar") as tar:
+            assert {"data", "data/hello"} <= set(tar.getnames())
+        assert "no problems found" in engine.cli("system", "check").stdout
+    finally:
+        engine.cli("rm", "-f", "from-scratch", check=False)
+        engine.cli("rmi", "demo/scratch:1", check=False)

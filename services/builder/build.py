@@ -19,7 +19,7 @@ import posixpath
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
@@ -254,11 +254,13 @@ class Builder:
 
     def _commit_config(self, stage: Stage, created_by: str) -> Output:
         """A metadata-only step: a new config, no layer."""
-        yield from self._cached_or(stage, created_by, "", lambda: self.backend.add_files(
-            stage.image_id, stage.config, created_by))
+        yield from self._cached_or(stage, created_by, "", _at_once(
+            lambda: self.backend.add_files(stage.image_id, stage.config, created_by)))
 
     def _cached_or(self, stage: Stage, created_by: str, extra: str,
-                   make: Callable[[], str]) -> Output:
+                   make: Callable[[], Output]) -> Output:
+        """The cached image of this step, or the one ``make`` yields output for and
+        returns (then remembered)."""
         key = step_key(stage.image_id, created_by, stage.config, extra)
         if not self.options.no_cache:
             hit = self.cache.get(key)
@@ -266,7 +268,7 @@ class Builder:
                 yield " ---> Using cache\n"
                 stage.image_id = hit
                 return
-        stage.image_id = make()
+        stage.image_id = yield from make()
         self.cache.put(key, stage.image_id)
 
     def _i_env(self, stage: Stage, ins: Instruction) -> Output:
@@ -420,7 +422,7 @@ class Builder:
                 return self.backend.add_files(stage.image_id, stage.config, created_by,
                                               dest=path, tar=empty)
 
-            yield from self._cached_or(stage, created_by, "", make)
+            yield from self._cached_or(stage, created_by, "", _at_once(make))
 
     def _i_run(self, stage: Stage, ins: Instruction) -> Output:
         cmd = self._command(stage, ins)
@@ -432,33 +434,29 @@ class Builder:
         if not stage.image_id:
             raise ins.error("RUN needs a base image with a shell (the stage is FROM scratch "
                             "with nothing in it)")
-        key = step_key(stage.image_id, created_by, stage.config, "RUN")
-        if not self.options.no_cache:
-            hit = self.cache.get(key)
-            if hit and self.backend.exists(hit):
-                yield " ---> Using cache\n"
-                stage.image_id = hit
-                return
-        runner = self.backend.run(stage.image_id, stage.config, cmd,
-                                  [*(stage.config.get("Env") or []), *arg_env], created_by,
-                                  self.options.network_mode)
-        cid = ""
-        try:
-            while True:
-                kind, text = next(runner)
-                if kind == "container":
-                    cid = text
-                    yield f" ---> Running in {cid[:12]}\n"
-                else:
-                    yield text
-        except StopIteration as done:
-            code, image_id = done.value
-        if cid:
-            yield f"Removing intermediate container {cid[:12]}\n"
-        if code != 0:
-            raise RunFailed(shown, code)
-        stage.image_id = image_id
-        self.cache.put(key, image_id)
+
+        def make() -> Output:
+            runner = self.backend.run(stage.image_id, stage.config, cmd,
+                                      [*(stage.config.get("Env") or []), *arg_env],
+                                      created_by, self.options.network_mode)
+            cid = ""
+            try:
+                while True:
+                    kind, text = next(runner)
+                    if kind == "container":
+                        cid = text
+                        yield f" ---> Running in {cid[:12]}\n"
+                    else:
+                        yield text
+            except StopIteration as done:
+                code, image_id = done.value
+            if cid:
+                yield f"Removing intermediate container {cid[:12]}\n"
+            if code != 0:
+                raise RunFailed(shown, code)
+            return image_id
+
+        yield from self._cached_or(stage, created_by, "RUN", make)
 
     def _i_copy(self, stage: Stage, ins: Instruction) -> Output:
         yield from self._copy(stage, ins, add=False)
@@ -519,7 +517,7 @@ class Builder:
                         chown=chown, chmod=chmod, tar=tarf)
 
                 yield from self._cached_or(stage, created_by, f"{chown}\0{chmod}\0{extra}",
-                                           make)
+                                           _at_once(make))
         finally:
             if scratch:
                 shutil.rmtree(scratch, ignore_errors=True)
@@ -565,12 +563,15 @@ def _split_arg(ins: Instruction) -> list[str]:
     return split_words(ins.rest)
 
 
+def _at_once(fn: Callable[[], str]) -> Callable[[], Output]:
+    """A step maker that prints nothing (every step but RUN)."""
+    def make() -> Output:
+        yield from ()
+        return fn()
+    return make
+
+
 def _display(tag: str) -> str:
     ref = reference.parse(tag)
     return tag if ":" in tag.rsplit("/", 1)[-1] else f"{tag}:{ref.tag or 'latest'}"
 
-
-def iter_chunks(f: IO[bytes]) -> Iterator[bytes]:
-    f.seek(0)
-    while data := f.read(1 << 20):
-        yield data

@@ -18,14 +18,12 @@ import posixpath
 import shutil
 import stat
 import tarfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO
 
 from services.builder.dockerignore import Ignore
 from services.core.errors import InvalidArgument, NotFound
-
-_MAX_LINKS = 40
+from services.core.scoped import resolve as scoped_resolve
 
 
 def _member_filter(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
@@ -86,27 +84,11 @@ def apply_dockerignore(root: str) -> None:
 def scoped(root: str, path: str, follow_last: bool = True) -> str:
     """``path`` resolved inside ``root`` (symlinks followed, never out): the real path
     relative to ``root`` ("" for the root itself)."""
-    parts = [p for p in path.split("/") if p and p != "."]
-    done: list[str] = []
-    links = 0
-    while parts:
-        name = parts.pop(0)
-        if name == "..":
-            if done:
-                done.pop()
-            continue
-        real = os.path.join(root, *done, name)
-        if os.path.islink(real) and (parts or follow_last):
-            links += 1
-            if links > _MAX_LINKS:
-                raise InvalidArgument(f"too many levels of symbolic links in {path}")
-            target = os.readlink(real)
-            if target.startswith("/"):
-                done = []
-            parts = [p for p in target.split("/") if p and p != "."] + parts
-            continue
-        done.append(name)
-    return "/".join(done)
+    def readlink(parts: list[str]) -> str | None:
+        real = os.path.join(root, *parts)
+        return os.readlink(real) if os.path.islink(real) else None
+
+    return "/".join(scoped_resolve(path, readlink, follow_last))
 
 
 @dataclass
@@ -223,8 +205,3 @@ def is_archive(path: str) -> bool:
     except (tarfile.TarError, OSError, EOFError):
         return False
 
-
-def chunks(f: IO[bytes], size: int = 1 << 20) -> Iterator[bytes]:
-    f.seek(0)
-    while data := f.read(size):
-        yield data

@@ -31,34 +31,22 @@ def owner(layers: list[str], chown: str) -> tuple[int, int]:
     """``user[:group]`` to numbers, as the classic builder's parseChownFlag: names from
     the image's /etc/passwd and /etc/group; a user alone stands for the group too."""
     user, _, group = chown.partition(":")
-    group = group or user
     if not user:
         raise InvalidArgument(f"invalid --chown value {chown!r}")
+    users = {p.name: p.uid for p in parse_passwd(read_file(layers, "/etc/passwd") or b"")}
+    groups = {g.name: g.gid for g in parse_group(read_file(layers, "/etc/group") or b"")}
+    return _id(user, users, "uid", "user"), _id(group or user, groups, "gid", "group")
 
-    def number(text: str) -> int | None:
-        if not text.isdigit():
-            return None
+
+def _id(text: str, names: dict[str, int], what: str, kind: str) -> int:
+    if text.isdigit():
         if int(text) > MAX_ID:
             raise InvalidArgument(f"--chown id {text} is out of range")
         return int(text)
-
-    uid = number(user)
-    if uid is None:
-        entries = [p for p in parse_passwd(read_file(layers, "/etc/passwd") or b"")
-                   if p.name == user]
-        if not entries:
-            raise InvalidArgument(f"unable to convert uid/gid chown string to host mapping: "
-                                  f"can't find uid for user {user}: no such user: {user}")
-        uid = entries[0].uid
-    gid = number(group)
-    if gid is None:
-        groups = [g for g in parse_group(read_file(layers, "/etc/group") or b"")
-                  if g.name == group]
-        if not groups:
-            raise InvalidArgument(f"unable to convert uid/gid chown string to host mapping: "
-                                  f"can't find gid for group {group}: no such group: {group}")
-        gid = groups[0].gid
-    return uid, gid
+    if text not in names:
+        raise InvalidArgument(f"unable to convert uid/gid chown string to host mapping: "
+                              f"can't find {what} for {kind} {text}: no such {kind}: {text}")
+    return names[text]
 
 
 def _clean_member(name: str) -> str:

@@ -37,14 +37,23 @@ def docker_config(cfg: types_pb2.ImageConfig, base: dict[str, Any]) -> dict[str,
     return {k: v for k, v in out.items() if v is not None}
 
 
+def _document(raw: bytes) -> dict[str, Any]:
+    """A parent's config document; {} for one that is not a JSON object."""
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _add_history(doc: dict[str, Any], entry: dict[str, Any]) -> None:
+    history = doc.get("history")
+    doc["history"] = [*(history if isinstance(history, list) else []), entry]
+
+
 def commit_config(parent_json: bytes, cfg: types_pb2.ImageConfig, *, author: str,
                   comment: str, created_by: str, container: str) -> dict[str, Any]:
-    try:
-        doc = json.loads(parent_json)
-    except ValueError:
-        doc = {}
-    if not isinstance(doc, dict):
-        doc = {}
+    doc = _document(parent_json)
     created = now()
     base = doc.get("config")
     base = base if isinstance(base, dict) else {}
@@ -61,9 +70,7 @@ def commit_config(parent_json: bytes, cfg: types_pb2.ImageConfig, *, author: str
         entry["author"] = author
     if comment:
         entry["comment"] = comment
-    history = doc.get("history")
-    history = history if isinstance(history, list) else []
-    doc["history"] = [*history, entry]
+    _add_history(doc, entry)
     return doc
 
 
@@ -82,13 +89,7 @@ def step_config(parent_json: bytes | None, config: dict[str, Any], created_by: s
                 empty_layer: bool) -> dict[str, Any]:
     """A Dockerfile step's image config: the parent's (or, on scratch, a bare one for the
     host platform) with ``config`` as its "config" and one more history entry."""
-    doc: dict[str, Any] = {}
-    if parent_json is not None:
-        try:
-            doc = json.loads(parent_json)
-        except ValueError:
-            doc = {}
-        doc = doc if isinstance(doc, dict) else {}
+    doc = _document(parent_json) if parent_json is not None else {}
     if not doc:
         arch, variant = host_arch()
         doc = {"architecture": arch, "os": "linux"}
@@ -102,9 +103,7 @@ def step_config(parent_json: bytes | None, config: dict[str, Any], created_by: s
     entry: dict[str, Any] = {"created": created, "created_by": created_by}
     if empty_layer:
         entry["empty_layer"] = True
-    history = doc.get("history")
-    history = history if isinstance(history, list) else []
-    doc["history"] = [*history, entry]
+    _add_history(doc, entry)
     return doc
 
 

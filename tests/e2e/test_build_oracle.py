@@ -9,13 +9,13 @@ import json
 import os
 import subprocess
 import tarfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.docker import Dockerd, DockerUnavailable
+from tests.support.docker import Dockerd
 from tests.support.engine import Engine
 
 pytestmark = pytest.mark.root
@@ -55,18 +55,6 @@ NOT_THE_IMAGE = {".dockerenv", "etc/hostname", "etc/hosts", "etc/resolv.conf", "
                  "cache", "data"}
 FIELDS = ("Env", "Cmd", "Entrypoint", "WorkingDir", "User", "Labels", "ExposedPorts",
           "Volumes", "StopSignal", "Healthcheck", "OnBuild")
-
-
-@pytest.fixture(scope="module")
-def dockerd() -> Iterator[Dockerd]:
-    try:
-        d = Dockerd().start()
-    except DockerUnavailable as exc:
-        pytest.skip(f"no Docker Engine here: {exc}")
-    try:
-        yield d
-    finally:
-        d.close()
 
 
 def _context(root: Path) -> Path:

@@ -193,3 +193,15 @@ def test_bad_builds(tmp_path: Path) -> None:
         build(tmp_path, "ENV A=1\nFROM busybox\n")
     with pytest.raises(InvalidArgument, match="No image was generated"):
         build(tmp_path, "FROM scratch\n")
+
+
+def test_symlinks_never_lead_out_of_the_context(tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    (ctx / "dir").mkdir(parents=True)
+    (ctx / "dir" / "passwd").symlink_to("/etc/passwd")
+    (ctx / "top").symlink_to("../../../etc/passwd")
+    _, _, be = build(tmp_path, "FROM busybox\nCOPY dir /d/\n")
+    assert [c[1][4] for c in be.calls if c[0] == "add"][-1] == [".", "passwd"]
+    # a named source is followed, but inside the context: /etc/passwd is not in it
+    with pytest.raises(NotFound, match="file not found in build context"):
+        build(tmp_path, "FROM busybox\nCOPY top /x\n")

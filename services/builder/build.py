@@ -137,9 +137,11 @@ class Builder:
             last = names.index(self.options.target.lower())
         todo = [list(s) for s in self.stage_lines[: last + 1]]
         if self.options.labels:
-            text = " ".join(f"{json.dumps(k)}={json.dumps(v)}"
-                            for k, v in sorted(self.options.labels.items()))
-            todo[-1].append(Instruction("LABEL", 0, "LABEL " + text, text))
+            # As the classic builder: one more LABEL step a label, shown as given.
+            esc = self.df.escape
+            for k, v in sorted(self.options.labels.items()):
+                text = f"{_quote(k, esc)}={_quote(v, esc)}"
+                todo[-1].append(Instruction("LABEL", 0, f"LABEL {k}={v}", text))
         meta_args = self._meta_args()
         total = len(self.meta) + sum(len(s) for s in todo)
         n = 0
@@ -561,6 +563,12 @@ _PREDEFINED = {"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PR
 
 def _split_arg(ins: Instruction) -> list[str]:
     return split_words(ins.rest)
+
+
+def _quote(text: str, escape: str) -> str:
+    """``text`` in double quotes that the lexer reads back unchanged."""
+    text = text.replace(escape, escape * 2).replace('"', escape + '"').replace("$", escape + "$")
+    return f'"{text}"'
 
 
 def _at_once(fn: Callable[[], str]) -> Callable[[], Output]:

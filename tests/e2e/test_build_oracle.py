@@ -100,24 +100,26 @@ def test_build_matches_dockers_classic_builder(engine: Engine, image: str, docke
     ctx = _context(tmp_path)
     dockerd.docker("pull", image)
     env = dict(dockerd.env(), DOCKER_BUILDKIT="0")
+    flags = ("--label", "from.cli=yes", "--label", "a.b=two words")
     theirs = subprocess.run(dockerd.argv("build", "-t", "oracle/built:1", "--build-arg",
-                                         f"BASE={image}", str(ctx)),
+                                         f"BASE={image}", *flags, str(ctx)),
                             env=env, capture_output=True, text=True, timeout=300)
     assert theirs.returncode == 0, theirs.stdout + theirs.stderr
     ours = engine.cli("build", "-t", "oracle/built:1", "--build-arg", f"BASE={image}",
-                      str(ctx))
+                      *flags, str(ctx))
     try:
         # The step lines are the same text.
         steps = [ln for ln in ours.stdout.splitlines() if ln.startswith("Step ")]
-        assert steps == [ln for ln in theirs.stdout.splitlines() if ln.startswith("Step ")]
+        docker_steps = [ln for ln in theirs.stdout.splitlines() if ln.startswith("Step ")]
+        assert steps == docker_steps, "\n".join(steps[-3:] + docker_steps[-3:])
 
         ours_cfg = _saved(engine.cli, tmp_path / "ours.tar")
         theirs_cfg = _saved(dockerd.docker, tmp_path / "theirs.tar")
         for field in FIELDS:
             assert ours_cfg["config"].get(field) == theirs_cfg["config"].get(field), field
-        flags = [[bool(h.get("empty_layer")) for h in cfg["history"]]
+        empty = [[bool(h.get("empty_layer")) for h in cfg["history"]]
                  for cfg in (ours_cfg, theirs_cfg)]
-        assert flags[0] == flags[1]
+        assert empty[0] == empty[1]
         assert len(ours_cfg["rootfs"]["diff_ids"]) == len(theirs_cfg["rootfs"]["diff_ids"])
 
         engine.cli("create", "--name", "oracle-ours", "oracle/built:1")

@@ -205,3 +205,10 @@ def test_symlinks_never_lead_out_of_the_context(tmp_path: Path) -> None:
     # a named source is followed, but inside the context: /etc/passwd is not in it
     with pytest.raises(NotFound, match="file not found in build context"):
         build(tmp_path, "FROM busybox\nCOPY top /x\n")
+
+
+def test_label_flags_are_steps_of_their_own(tmp_path: Path) -> None:
+    labels = {"b": 'say "$HOME" \\ now', "a": "x y"}
+    out, iid, be = build(tmp_path, "FROM busybox\n", labels=labels)
+    assert "Step 2/3 : LABEL a=x y\n" in out and "Step 3/3 : LABEL b=" in out
+    assert config_of(be, iid)["Labels"] == labels

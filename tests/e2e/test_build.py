@@ -100,8 +100,10 @@ def test_multi_stage_build_runs_and_caches(engine: Engine, image: str, context: 
         assert set(doc["ExposedPorts"]) == {"8080/tcp", "53/udp"}
         assert set(doc["Volumes"]) == {"/cache"} and doc["StopSignal"] == "SIGINT"
 
-        second = engine.cli("build", "-t", "demo/built:1", "--build-arg", f"BASE={image}",
-                            str(context)).stdout
+        # --pull fetches the base again; it is the same image, so the cache still holds
+        second = engine.cli("build", "--pull", "-t", "demo/built:1", "--build-arg",
+                            f"BASE={image}", str(context)).stdout
+        assert "Digest: sha256:" in second
         # every step but the ARG before FROM and the FROMs
         assert second.count(" ---> Using cache") == 19, second
         assert f"Successfully built {image_id[7:19]}" in second
@@ -198,3 +200,18 @@ def test_scratch_build_and_a_consistent_store(engine: Engine, image: str,
     finally:
         engine.cli("rm", "-f", "from-scratch", check=False)
         engine.cli("rmi", "demo/scratch:1", check=False)
+
+
+def test_run_steps_use_the_build_network(engine: Engine, image: str, tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {image}\nRUN ls /sys/class/net > /nets\n"
+                                    'CMD ["cat", "/nets"]\n')
+    engine.cli("build", "-t", "demo/nets:1", str(ctx))
+    # The network is not part of a step's cache key (nor is it in Docker's): --no-cache.
+    engine.cli("build", "--no-cache", "--network", "none", "-t", "demo/nets:2", str(ctx))
+    try:
+        assert engine.cli("run", "--rm", "demo/nets:1").stdout.split() == ["eth0", "lo"]
+        assert engine.cli("run", "--rm", "demo/nets:2").stdout.split() == ["lo"]
+    finally:
+        engine.cli("rmi", "demo/nets:1", "demo/nets:2", check=False)

@@ -215,3 +215,25 @@ def test_run_steps_use_the_build_network(engine: Engine, image: str, tmp_path: P
         assert engine.cli("run", "--rm", "demo/nets:2").stdout.split() == ["lo"]
     finally:
         engine.cli("rmi", "demo/nets:1", "demo/nets:2", check=False)
+
+
+def test_context_tar_on_stdin_and_copy_from_an_image(engine: Engine, image: str,
+                                                     tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "Dockerfile").write_text(f"FROM {image}\nCOPY --from={image} /etc/passwd /copied\n"
+                                    "COPY note /note\n")
+    (src / "note").write_text("from the tar\n")
+    archive = tmp_path / "ctx.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(src, arcname=".")
+    with archive.open("rb") as f:
+        proc = subprocess.run([CLI, "build", "-t", "demo/stdin:1", "-"], stdin=f,
+                              env=engine.env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    try:
+        out = engine.cli("run", "--rm", "demo/stdin:1", "sh", "-c",
+                         "cat /note; cmp /copied /etc/passwd && echo same").stdout
+        assert out == "from the tar\nsame\n"
+    finally:
+        engine.cli("rmi", "demo/stdin:1", check=False)

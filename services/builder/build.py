@@ -289,7 +289,7 @@ class Builder:
         for name, value in name_values(ins, self.df.escape):
             key, val = self.lex.word(name, env), self.lex.word(value, env)
             labels[key] = val
-            parts.append(f"{json.dumps(key)}={json.dumps(val)}")
+            parts.append(f"{key}={val}")
         stage.config["Labels"] = labels
         yield from self._commit_config(stage, self._nop(stage, "LABEL " + " ".join(parts)))
 
@@ -327,12 +327,12 @@ class Builder:
         return self.lex.words(ins.rest, env)
 
     def _i_expose(self, stage: Stage, ins: Instruction) -> Output:
-        ports = cfgmod.ports(self.lex.words(ins.rest, self._env(stage)))
+        words = self.lex.words(ins.rest, self._env(stage))
         exposed = dict(stage.config.get("ExposedPorts") or {})
-        exposed.update({p: {} for p in ports})
+        exposed.update({p: {} for p in cfgmod.ports(words)})
         stage.config["ExposedPorts"] = exposed
         yield from self._commit_config(stage, self._nop(stage, "EXPOSE " + " ".join(
-            sorted(exposed))))
+            sorted(words))))
 
     def _i_volume(self, stage: Stage, ins: Instruction) -> Output:
         volumes = dict(stage.config.get("Volumes") or {})
@@ -341,7 +341,7 @@ class Builder:
             raise ins.error("VOLUME specified can not be an empty string")
         volumes.update({w: {} for w in words})
         stage.config["Volumes"] = volumes
-        yield from self._commit_config(stage, self._nop(stage, f"VOLUME {json.dumps(words)}"))
+        yield from self._commit_config(stage, self._nop(stage, f"VOLUME [{' '.join(words)}]"))
 
     def _command(self, stage: Stage, ins: Instruction) -> list[str]:
         if ins.exec_form is not None:
@@ -352,14 +352,14 @@ class Builder:
         stage.config["Cmd"] = self._command(stage, ins)
         stage.cmd_set = True
         yield from self._commit_config(stage, self._nop(
-            stage, f"CMD {json.dumps(stage.config['Cmd'])}"))
+            stage, f"CMD {_go_quoted(stage.config['Cmd'])}"))
 
     def _i_entrypoint(self, stage: Stage, ins: Instruction) -> Output:
         stage.config["Entrypoint"] = self._command(stage, ins)
         if not stage.cmd_set:
             stage.config.pop("Cmd", None)  # an inherited CMD does not survive, as in Docker
         yield from self._commit_config(stage, self._nop(
-            stage, f"ENTRYPOINT {json.dumps(stage.config['Entrypoint'])}"))
+            stage, f"ENTRYPOINT {_go_quoted(stage.config['Entrypoint'])}"))
 
     def _i_shell(self, stage: Stage, ins: Instruction) -> Output:
         assert ins.exec_form is not None
@@ -367,7 +367,7 @@ class Builder:
             raise ins.error("SHELL requires at least one argument")
         stage.config["Shell"] = list(ins.exec_form)
         yield from self._commit_config(stage, self._nop(
-            stage, f"SHELL {json.dumps(ins.exec_form)}"))
+            stage, f"SHELL {_go_quoted(ins.exec_form)}"))
 
     def _i_onbuild(self, stage: Stage, ins: Instruction) -> Output:
         assert ins.sub is not None
@@ -471,6 +471,7 @@ class Builder:
         if len(words) < 2:
             raise ins.error(f"{ins.cmd} requires at least two arguments")
         patterns, dest = words[:-1], words[-1]
+        written = dest  # history shows the destination as written
         env = self._env(stage)
         chown = self.lex.word(ins.flags.get("chown", ""), env)
         chmod = ins.flags.get("chmod", "")
@@ -507,9 +508,11 @@ class Builder:
                         tar.add_file(root, s.rel, posixpath.basename(s.rel))
                 digest = tar.close()
                 kind = ("dir" if len(sources) == 1 and sources[0].is_dir else
-                        "file" if single else "multi")
+                        "file" if len(sources) == 1 else "multi")
+                # Docker's history text, down to its missing blank after --chown=X.
+                flags = f"--chown={chown}" if chown else ""
                 created_by = f"{' '.join(cfgmod.shell(stage.config))} #(nop) {ins.cmd} " \
-                             f"{kind}:{digest} in {dest} "
+                             f"{flags}{kind}:{digest} in {written} "
 
                 def make() -> str:
                     tarf.seek(0)
@@ -563,6 +566,12 @@ _PREDEFINED = {"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PR
 
 def _split_arg(ins: Instruction) -> list[str]:
     return split_words(ins.rest)
+
+
+def _go_quoted(words: list[str]) -> str:
+    """A list as Go's %q prints it, which is how Docker's history shows CMD and the like:
+    ["sh" "-c"]."""
+    return "[" + " ".join(json.dumps(w, ensure_ascii=False) for w in words) + "]"
 
 
 def _quote(text: str, escape: str) -> str:

@@ -431,6 +431,10 @@ class Builder:
         env = cfgmod.env_map(stage.config)
         args = sorted((k, v) for k, v in stage.args.items() if v is not None and k not in env)
         arg_env = [f"{k}={v}" for k, v in args]
+        # Proxy args reach RUN without an ARG line and stay out of the history (and so
+        # out of the cache key), as Docker's predefined args do.
+        proxies = [f"{k}={v}" for k, v in sorted(self.options.build_args.items())
+                   if k in _PREDEFINED and k not in stage.args and k not in env]
         shown = " ".join(cmd)
         created_by = (f"|{len(args)} {' '.join(arg_env)} {shown}" if args else shown)
         if not stage.image_id:
@@ -439,7 +443,8 @@ class Builder:
 
         def make() -> Output:
             runner = self.backend.run(stage.image_id, stage.config, cmd,
-                                      [*(stage.config.get("Env") or []), *arg_env],
+                                      [*(stage.config.get("Env") or []), *arg_env,
+                                       *proxies],
                                       created_by, self.options.network_mode)
             cid = ""
             try:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from services.core import launcher
 from tests.support.engine import CLI, Engine
 
 pytestmark = pytest.mark.root
@@ -237,3 +238,15 @@ def test_context_tar_on_stdin_and_copy_from_an_image(engine: Engine, image: str,
         assert out == "from the tar\nsame\n"
     finally:
         engine.cli("rmi", "demo/stdin:1", check=False)
+
+
+def test_cache_survives_a_gateway_restart(engine: Engine, image: str, tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {image}\nRUN echo $$ > /pid\nENV DONE=1\n")
+    first = engine.cli("build", str(ctx)).stdout
+    launcher.stop(engine.cfg, services=("gateway",))
+    launcher.start(engine.cfg, str(engine.config_file), services=("gateway",))
+    again = engine.cli("build", str(ctx)).stdout
+    assert again.count(" ---> Using cache") == 2, again
+    assert first.splitlines()[-1] == again.splitlines()[-1]  # Successfully built <same>

@@ -212,3 +212,11 @@ def test_label_flags_are_steps_of_their_own(tmp_path: Path) -> None:
     out, iid, be = build(tmp_path, "FROM busybox\n", labels=labels)
     assert "Step 2/3 : LABEL a=x y\n" in out and "Step 3/3 : LABEL b=" in out
     assert config_of(be, iid)["Labels"] == labels
+
+
+def test_proxy_args_reach_run_but_not_the_history(tmp_path: Path) -> None:
+    out, _, be = build(tmp_path, "FROM busybox\nRUN true\n",
+                       build_args={"HTTP_PROXY": "http://proxy:3128", "no_proxy": "x"})
+    _, env, created_by = [c for c in be.calls if c[0] == "run"][0][1]
+    assert env == ["PATH=/bin", "HTTP_PROXY=http://proxy:3128", "no_proxy=x"]
+    assert created_by == "/bin/sh -c true" and "Warning" not in out

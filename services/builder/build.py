@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
 from services.builder import config as cfgmod
+from services.builder import remote
 from services.builder.cache import Cache, step_key
 from services.builder.context import Source, SourceTar, find_sources, is_archive
 from services.builder.dockerfile import Dockerfile, Instruction, name_values, parse, split_words
@@ -485,20 +486,29 @@ class Builder:
             dest = posixpath.join(stage.config.get("WorkingDir") or "/", dest)
             dest = posixpath.normpath(dest) + ("/" if trailing else "")
             dest = dest.replace("//", "/")
-        if add and any(p.startswith(("http://", "https://")) for p in patterns):
-            raise Unimplemented("ADD from a URL is not supported yet")
+        urls = [p for p in patterns if remote.is_url(p)]
+        if urls and not add:
+            raise ins.error("source can't be a URL for COPY")
+        if urls and len(urls) != len(patterns):
+            raise Unimplemented("ADD of URLs together with local files is not supported yet")
         from_ref = ins.flags.get("from", "")
-        scratch = tempfile.mkdtemp(prefix="copy-from-") if from_ref else ""
+        scratch = tempfile.mkdtemp(prefix="copy-from-") if from_ref or urls else ""
         try:
             root, sources, extra = self.root, [], ""
             if from_ref:
                 root, sources, extra = yield from self._from_sources(ins, from_ref, patterns,
                                                                     scratch)
+            elif urls:
+                root = scratch
+                for i, url in enumerate(urls):
+                    os.mkdir(os.path.join(scratch, str(i)))
+                    name = remote.fetch(url, os.path.join(scratch, str(i)))
+                    sources.append(Source(f"{i}/{name}", False))
             else:
                 for pattern in patterns:
                     sources.extend(find_sources(root, pattern, ins.cmd))
-            archives = {s.rel for s in sources if add and not from_ref and not s.is_dir
-                        and is_archive(os.path.join(root, s.rel))}
+            archives = {s.rel for s in sources if add and not from_ref and not urls
+                        and not s.is_dir and is_archive(os.path.join(root, s.rel))}
             single = len(sources) == 1 and not sources[0].is_dir and not archives
             if len(sources) > 1 and not dest.endswith("/"):
                 dest += "/"  # several sources: dest is a directory

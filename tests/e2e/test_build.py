@@ -4,11 +4,14 @@ second build; a failing RUN; and the built image running."""
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
 import re
 import signal
 import subprocess
 import tarfile
+import threading
 import time
 from pathlib import Path
 
@@ -250,3 +253,27 @@ def test_cache_survives_a_gateway_restart(engine: Engine, image: str, tmp_path: 
     again = engine.cli("build", str(ctx)).stdout
     assert again.count(" ---> Using cache") == 2, again
     assert first.splitlines()[-1] == again.splitlines()[-1]  # Successfully built <same>
+
+
+def test_add_of_a_url(engine: Engine, image: str, tmp_path: Path) -> None:
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "notes.txt").write_text("served\n")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(www))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    url = f"http://127.0.0.1:{server.server_address[1]}/notes.txt"
+    (ctx / "Dockerfile").write_text(f"FROM {image}\nADD {url} /srv/\n")
+    try:
+        engine.cli("build", "-t", "demo/url:1", str(ctx))
+        out = engine.cli("run", "--rm", "demo/url:1", "sh", "-c",
+                         "cat /srv/notes.txt; stat -c '%a %u' /srv/notes.txt").stdout
+        assert out == "served\n600 0\n"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+        engine.cli("rmi", "demo/url:1", check=False)

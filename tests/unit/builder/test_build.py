@@ -5,10 +5,13 @@ cache, and the errors a bad Dockerfile or context gets."""
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
+import http.server
 import re
 import tarfile
-from collections.abc import Generator
+import threading
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -185,8 +188,10 @@ def test_bad_builds(tmp_path: Path) -> None:
         build(tmp_path, "FROM busybox\nCOPY missing /\n")
     with pytest.raises(InvalidArgument, match="outside the build context"):
         build(tmp_path, "FROM busybox\nCOPY ../x /\n")
-    with pytest.raises(Unimplemented, match="URL"):
-        build(tmp_path, "FROM busybox\nADD http://example.com/x /\n")
+    with pytest.raises(InvalidArgument, match="source can't be a URL for COPY"):
+        build(tmp_path, "FROM busybox\nCOPY http://127.0.0.1:9/x /\n")
+    with pytest.raises(Unimplemented, match="URLs together with local files"):
+        build(tmp_path, "FROM busybox\nADD http://127.0.0.1:9/x local /d/\n")
     with pytest.raises(InvalidArgument, match="Invalid signal"):
         build(tmp_path, "FROM busybox\nSTOPSIGNAL SIGNOPE\n")
     with pytest.raises(InvalidArgument, match="FROM must come first"):
@@ -220,3 +225,33 @@ def test_proxy_args_reach_run_but_not_the_history(tmp_path: Path) -> None:
     _, env, created_by = [c for c in be.calls if c[0] == "run"][0][1]
     assert env == ["PATH=/bin", "HTTP_PROXY=http://proxy:3128", "no_proxy=x"]
     assert created_by == "/bin/sh -c true" and "Warning" not in out
+
+
+@pytest.fixture
+def web(tmp_path: Path) -> Iterator[str]:
+    """A loopback HTTP server of tmp_path/www."""
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "tool.tar").write_bytes(b"not extracted")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_add_of_a_url(tmp_path: Path, web: str) -> None:
+    _, _, be = build(tmp_path, f"FROM busybox\nADD {web}/tool.tar /opt/\n"
+                               f"ADD {web}/tool.tar /renamed\n")
+    adds = [c[1] for c in be.calls if c[0] == "add"]
+    # fetched, named by the URL, never extracted (its tar holds the one file)
+    assert adds[0][1:] == ("/opt/", "tool.tar", "", ["tool.tar"])
+    assert adds[1][1:] == ("/renamed", "tool.tar", "", ["tool.tar"])
+    assert adds[0][0].startswith("/bin/sh -c #(nop) ADD file:")
+    with pytest.raises(InvalidArgument, match="status 404"):
+        build(tmp_path, f"FROM busybox\nADD {web}/missing /x\n")

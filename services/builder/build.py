@@ -26,7 +26,13 @@ from typing import IO, Any, Protocol
 from services.builder import config as cfgmod
 from services.builder import remote
 from services.builder.cache import Cache, step_key
-from services.builder.context import Source, SourceTar, find_sources, is_archive
+from services.builder.context import (
+    Source,
+    SourceTar,
+    find_sources,
+    is_archive,
+    member_filter,
+)
 from services.builder.dockerfile import Dockerfile, Instruction, name_values, parse, split_words
 from services.builder.shlex import Lexer
 from services.core import reference
@@ -563,8 +569,7 @@ class Builder:
                 self.backend.read_files(image_id, "/" + pattern.lstrip("/"), f)
                 f.seek(0)
                 with tarfile.open(fileobj=f, mode="r|") as tar:
-                    tar.extractall(sub, filter=lambda m, d: None if m.isdev()
-                                   else tarfile.tar_filter(m, d))
+                    tar.extractall(sub, filter=member_filter)
             names = os.listdir(sub)
             if len(names) == 1 and not os.path.isdir(os.path.join(sub, names[0])) or (
                     len(names) == 1 and os.path.islink(os.path.join(sub, names[0]))):

@@ -26,10 +26,13 @@ from services.core.errors import InvalidArgument, NotFound
 from services.core.scoped import resolve as scoped_resolve
 
 
-def _member_filter(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
+def member_filter(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
+    """tarfile's "tar" filter for where a member may land (not absolute, not through a
+    link out of ``dest``), but the member's mode kept whole: a context file's setuid bit
+    or group write bit is the user's, and Docker copies it."""
     if member.isdev():
         return None
-    return tarfile.tar_filter(member, dest)
+    return tarfile.tar_filter(member, dest).replace(mode=member.mode, deep=False)
 
 
 def unpack(src: IO[bytes], root: str) -> None:
@@ -40,7 +43,9 @@ def unpack(src: IO[bytes], root: str) -> None:
                          if head == b"\x1f\x8b" else src)
     try:
         with tarfile.open(fileobj=stream, mode="r|") as tar:
-            tar.extractall(root, filter=_member_filter)
+            tar.extractall(root, filter=member_filter)
+    except tarfile.FilterError as exc:
+        raise InvalidArgument(f"refusing the build context: {exc}") from None
     except (tarfile.TarError, EOFError, OSError, gzip.BadGzipFile) as exc:
         raise InvalidArgument(f"the build context is not a valid tar: {exc}") from None
 

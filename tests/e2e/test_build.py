@@ -52,6 +52,14 @@ CMD ["cat greeting; id -u; pwd"]
 """
 
 
+def _context(tmp_path: Path, dockerfile: str) -> Path:
+    """A build context of just this Dockerfile."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(dockerfile)
+    return ctx
+
+
 @pytest.fixture
 def context(tmp_path: Path) -> Path:
     ctx = tmp_path / "ctx"
@@ -120,9 +128,7 @@ def test_multi_stage_build_runs_and_caches(engine: Engine, image: str, context: 
 
 
 def test_failing_run_shows_output_and_code(engine: Engine, image: str, tmp_path: Path) -> None:
-    ctx = tmp_path / "ctx"
-    ctx.mkdir()
-    (ctx / "Dockerfile").write_text(f"FROM {image}\nRUN echo about to fail; exit 3\n")
+    ctx = _context(tmp_path, f"FROM {image}\nRUN echo about to fail; exit 3\n")
     proc = engine.cli("build", str(ctx), check=False)
     assert proc.returncode == 1
     assert "about to fail" in proc.stdout
@@ -133,9 +139,7 @@ def test_failing_run_shows_output_and_code(engine: Engine, image: str, tmp_path:
 
 
 def test_bad_dockerfile_names_the_line(engine: Engine, image: str, tmp_path: Path) -> None:
-    ctx = tmp_path / "ctx"
-    ctx.mkdir()
-    (ctx / "Dockerfile").write_text(f"FROM {image}\nNOPE x\n")
+    ctx = _context(tmp_path, f"FROM {image}\nNOPE x\n")
     proc = engine.cli("build", str(ctx), check=False)
     assert proc.returncode == 1
     assert "line 2: unknown instruction: NOPE" in proc.stderr
@@ -159,9 +163,7 @@ def test_stdin_dockerfile_quiet_and_target(engine: Engine, image: str) -> None:
 
 def test_interrupted_build_leaves_no_container(engine: Engine, image: str,
                                                tmp_path: Path) -> None:
-    ctx = tmp_path / "ctx"
-    ctx.mkdir()
-    (ctx / "Dockerfile").write_text(f"FROM {image}\nRUN echo started; sleep 600\n")
+    ctx = _context(tmp_path, f"FROM {image}\nRUN echo started; sleep 600\n")
     proc = subprocess.Popen([CLI, "build", str(ctx)], env=engine.env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -207,9 +209,7 @@ def test_scratch_build_and_a_consistent_store(engine: Engine, image: str,
 
 
 def test_run_steps_use_the_build_network(engine: Engine, image: str, tmp_path: Path) -> None:
-    ctx = tmp_path / "ctx"
-    ctx.mkdir()
-    (ctx / "Dockerfile").write_text(f"FROM {image}\nRUN ls /sys/class/net > /nets\n"
+    ctx = _context(tmp_path, f"FROM {image}\nRUN ls /sys/class/net > /nets\n"
                                     'CMD ["cat", "/nets"]\n')
     engine.cli("build", "-t", "demo/nets:1", str(ctx))
     # The network is not part of a step's cache key (nor is it in Docker's): --no-cache.
@@ -244,9 +244,7 @@ def test_context_tar_on_stdin_and_copy_from_an_image(engine: Engine, image: str,
 
 
 def test_cache_survives_a_gateway_restart(engine: Engine, image: str, tmp_path: Path) -> None:
-    ctx = tmp_path / "ctx"
-    ctx.mkdir()
-    (ctx / "Dockerfile").write_text(f"FROM {image}\nRUN echo $$ > /pid\nENV DONE=1\n")
+    ctx = _context(tmp_path, f"FROM {image}\nRUN echo $$ > /pid\nENV DONE=1\n")
     first = engine.cli("build", str(ctx)).stdout
     launcher.stop(engine.cfg, services=("gateway",))
     launcher.start(engine.cfg, str(engine.config_file), services=("gateway",))

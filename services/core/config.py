@@ -124,6 +124,17 @@ class GatewayConfig:
 
 
 @dataclass
+class DockerApiConfig:
+    # Unix socket of the Docker Engine API; $MUELLE_RUN/docker.sock when empty. Mode 0660,
+    # owner root, group ``group`` (like Docker's "docker" group) when set.
+    socket: str = ""
+    group: str = ""
+    # Also serve on TCP ("127.0.0.1:2375"); loopback only until TLS and authorization
+    # come (the across-hosts issue). Off when empty.
+    tcp: str = ""
+
+
+@dataclass
 class NetworkConfig:
     # Network of containers created without --network: "bridge", "none", "host".
     default_mode: str = "bridge"
@@ -146,6 +157,7 @@ class Config:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
     imagestore: ImageStoreConfig = field(default_factory=ImageStoreConfig)
+    dockerapi: DockerApiConfig = field(default_factory=DockerApiConfig)
 
     def address(self, service: str) -> str:
         """gRPC address of ``service``: configured, else a unix socket in the run dir."""
@@ -153,6 +165,10 @@ class Config:
         if env:
             return env
         return self.addresses.get(service) or f"unix://{self.run / (service + '.sock')}"
+
+    def docker_socket(self) -> Path:
+        """Where the Docker Engine API listens (muelle-dockerapi)."""
+        return Path(self.dockerapi.socket) if self.dockerapi.socket else self.run / "docker.sock"
 
     def state_dir(self, service: str) -> Path:
         """Directory where ``service`` keeps its state."""
@@ -216,7 +232,7 @@ _BOUNDS = {("registry", "parallel_ranges"): (1, 16),
 def _apply(cfg: Config, data: dict[str, Any], origin: str) -> None:
     sections: dict[str, Any] = {"registry": cfg.registry, "shim": cfg.shim,
                                 "network": cfg.network, "gateway": cfg.gateway,
-                                "imagestore": cfg.imagestore}
+                                "imagestore": cfg.imagestore, "dockerapi": cfg.dockerapi}
     known = {"root", "run", "log_format", "log_level", "addresses", *sections}
     unknown = set(data) - known
     if unknown:

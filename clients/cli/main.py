@@ -63,6 +63,7 @@ COMMANDS: dict[str, str | Command] = {
     "export": "build.export",
     "import": "build.import_",
     "commit": "build.commit",
+    "build": "build.build",
 }
 ENGINE_VERBS = ("run", "create")  # their failures exit 125, like docker's
 

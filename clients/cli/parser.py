@@ -287,6 +287,23 @@ def build(verb: str | None = None) -> Parser:
                    help="pause the container during the commit (default true)")
     p.add_argument("container")
     p.add_argument("reference", nargs="?", default="", help="REPOSITORY[:TAG]")
+
+    p = sub.add_parser("build", help="build an image from a Dockerfile")
+    p.add_argument("-t", "--tag", action="append", default=[], help="name:tag (repeatable)")
+    p.add_argument("-f", "--file", default="", help="the Dockerfile (default PATH/Dockerfile)")
+    p.add_argument("--build-arg", action="append", default=[], help="NAME=VALUE")
+    p.add_argument("--target", default="", help="the stage to build")
+    p.add_argument("--no-cache", action="store_true", help="do not reuse cached steps")
+    p.add_argument("--pull", action="store_true", help="always pull the FROM images")
+    p.add_argument("--label", action="append", default=[], help="KEY=VALUE for the image")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the image ID")
+    p.add_argument("--iidfile", default="", help="write the image ID to this file")
+    p.add_argument("--network", default="", help="network for RUN steps")
+    p.add_argument("--platform", default="", help="only the host's platform for now")
+    # Intermediate containers are always removed: docker's --rm/--force-rm are accepted.
+    p.add_argument("--rm", action=BoolFlag, help=argparse.SUPPRESS)
+    p.add_argument("--force-rm", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("path", help="context directory, or - for stdin")
     return parser
 
 

@@ -203,6 +203,33 @@ class Client:
                 yield pb.ImportImageRequest(data=c)
         return self._call("ImportImage", requests())  # type: ignore[no-any-return]
 
+    def build(self, context: Iterator[bytes], dockerfile: str = "", tags: Sequence[str] = (),
+              build_args: Mapping[str, str] | None = None, target: str = "",
+              no_cache: bool = False, pull: bool = False,
+              labels: Mapping[str, str] | None = None, quiet: bool = False,
+              network_mode: str = "", platform: str = "") -> Stream:
+        """Build an image from a Dockerfile (`build`): ``context`` is the build context
+        tar in chunks. BuildEvent messages: output text, then the image ID (last)."""
+        pb = _engine_pb2()  # a client stream: grpcio, generated classes
+        options = pb.BuildOptions(
+            dockerfile=dockerfile, tags=list(tags), build_args=dict(build_args or {}),
+            target=target, no_cache=no_cache, pull=pull, labels=dict(labels or {}),
+            quiet=quiet, network_mode=network_mode, platform=platform)
+
+        def requests() -> Iterator[engine_pb2.BuildRequest]:
+            yield pb.BuildRequest(options=options)
+            for c in context:
+                yield pb.BuildRequest(context=c)
+
+        import grpc
+
+        from services.core.errors import from_rpc_error
+
+        try:
+            return GrpcStream(self._stub.Build(requests()))
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
+
     def commit_container(self, container: str, reference: str = "", author: str = "",
                          comment: str = "", pause: bool = True
                          ) -> engine_pb2.CommitContainerResponse:

@@ -12,6 +12,8 @@ from muelle.types.v1 import types_pb2
 
 from services.core import config as configmod
 from services.core.cancel import Cancel
+from services.core.errors import InvalidArgument
+from services.imagestore import buildstep
 from services.imagestore.metadata import ImageRecord
 from services.imagestore.registry_client import GrpcRegistryClient
 from services.imagestore.store import ImageStore
@@ -164,8 +166,23 @@ class ImagesServicer(images_pb2_grpc.ImagesServicer):
         rec, name = self.store.commit(
             request.container_id, request.config, request.reference, author=request.author,
             comment=request.comment, created_by=request.created_by,
-            container=request.container)
+            container=request.container, config_json=request.config_json,
+            empty_if_unchanged=request.empty_layer_if_unchanged)
         return images_pb2.CommitResponse(id=rec.id, name=name)
+
+    def AddFiles(self, request_iterator: Iterator[images_pb2.AddFilesRequest],  # noqa: N802
+                 context: grpc.ServicerContext) -> images_pb2.AddFilesResponse:
+        first = next(request_iterator, images_pb2.AddFilesRequest())
+        if not first.HasField("header"):
+            raise InvalidArgument("the first AddFiles message must carry the header")
+        rec, added = buildstep.add_files(self.store, first.header,
+                                         (m.data for m in request_iterator))
+        return images_pb2.AddFilesResponse(id=rec.id, layer_added=added)
+
+    def ReadFiles(self, request: images_pb2.ReadFilesRequest,  # noqa: N802
+                  context: grpc.ServicerContext) -> Iterator[images_pb2.ArchiveChunk]:
+        for data in buildstep.read_files(self.store, request.image, request.path):
+            yield images_pb2.ArchiveChunk(data=data)
 
 
 def factory(cfg: configmod.Config) -> tuple[

@@ -190,6 +190,14 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
         self._record("CommitContainer", request)
         return engine_pb2.CommitContainerResponse(id=IMG)
 
+    def Build(self, request_iterator, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        reqs = list(request_iterator)
+        self._record("Build", (reqs[0].options, b"".join(r.context for r in reqs[1:])))
+        if not reqs[0].options.quiet:
+            yield engine_pb2.BuildEvent(stream="Step 1/1 : FROM busybox\n")
+            yield engine_pb2.BuildEvent(stream=f" ---> {IMG[7:19]}\n")
+        yield engine_pb2.BuildEvent(image_id=IMG)
+
     def CreateContainer(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         self._record("CreateContainer", request)
         return engine_pb2.CreateContainerResponse(id=CID)

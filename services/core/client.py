@@ -13,7 +13,12 @@ from typing import Any, TypeVar
 
 import grpc
 
-from services.core.errors import from_rpc_error
+from services.core.errors import InvalidArgument, from_rpc_error
+
+# typing costs ~3 ms to import; mypy treats TYPE_CHECKING as true wherever it is defined
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from services.core.tls import TlsFiles
 
 MAX_MESSAGE = 64 * 1024 * 1024
 # Reconnect backoff of a channel whose peer went away (a service restarting). gRPC's
@@ -47,8 +52,24 @@ def target(address: str) -> str:
     return address
 
 
-def channel(address: str) -> grpc.Channel:
-    return grpc.insecure_channel(target(address), options=GRPC_OPTIONS)
+def channel(address: str, tls: TlsFiles | None = None) -> grpc.Channel:
+    """A channel to ``address``: mutual TLS over TCP when ``tls`` has material (our
+    certificate, and the CA the peer's must be signed by); plain to a unix socket, and to
+    a loopback address when ``tls`` has none or says insecure."""
+    from services.core.tls import channel_credentials, is_loopback, tcp_host
+
+    host = tcp_host(address)
+    if host is None or (tls is not None and tls.insecure) or (
+            (tls is None or not tls.configured) and is_loopback(host)):
+        if host is not None and not is_loopback(host):
+            raise InvalidArgument(f"refusing plain TCP to {address}: insecure is allowed "
+                                  f"on loopback only; configure TLS ca, cert and key")
+        return grpc.insecure_channel(target(address), options=GRPC_OPTIONS)
+    if tls is None or not tls.configured:
+        raise InvalidArgument(f"{address} is reached over mutual TLS: configure [tls] ca, "
+                              f"cert and key (the CLI: MUELLE_CERT_PATH or --tls* flags)")
+    return grpc.secure_channel(target(address), channel_credentials(tls),
+                               options=GRPC_OPTIONS)
 
 
 class _Readiness:
@@ -122,8 +143,10 @@ class TypedStream(Iterator[T]):
         self._call.cancel()
 
 
-def connect(address: str, stub_class: type[T], service: str) -> T:
-    """A stub for ``stub_class`` on ``address`` whose calls raise typed errors."""
-    ch = channel(address)
+def connect(address: str, stub_class: type[T], service: str,
+            tls: TlsFiles | None = None) -> T:
+    """A stub for ``stub_class`` on ``address`` whose calls raise typed errors; over mutual
+    TLS with ``tls`` (our certificate) when the address is TCP."""
+    ch = channel(address, tls)
     stub: Any = stub_class(ch)  # type: ignore[call-arg]
     return _TypedErrors(stub, service, _Readiness(ch))  # type: ignore[return-value]

@@ -22,15 +22,17 @@ from services.core import config as configmod
 from services.core import modes
 from services.core.client import channel
 from services.core.errors import MuelleError, Unavailable
+from services.core.tls import TlsFiles
 
 # Start order: dependencies first. Stop order is the reverse.
 ORDER = ("registry", "imagestore", "shim", "gateway")
 
 
-def healthy(address: str, timeout: float = 1.0) -> bool:
-    """True when the service at ``address`` answers the standard health check SERVING."""
+def healthy(address: str, timeout: float = 1.0, tls: TlsFiles | None = None) -> bool:
+    """True when the service at ``address`` answers the standard health check SERVING
+    (over mutual TLS with ``tls`` when it listens on TCP)."""
     try:
-        with channel(address) as ch:
+        with channel(address, tls) as ch:
             reply = health_pb2_grpc.HealthStub(ch).Check(
                 health_pb2.HealthCheckRequest(service=""), timeout=timeout
             )
@@ -117,7 +119,7 @@ def start(
             _pid_file(cfg, name).write_text(str(pid))
         pids[name] = pid
         deadline = time.monotonic() + wait
-        while not healthy(cfg.address(name), timeout=0.5):
+        while not healthy(cfg.address(name), timeout=0.5, tls=cfg.tls_files(name)):
             if not _alive(pid) or _exited(pid):
                 log_name = "engine" if pid == shared else name
                 tail = (cfg.run / f"{log_name}.log").read_text(errors="replace")[-2000:]
@@ -169,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             bad = 0
             for name in ORDER:
-                ok = healthy(cfg.address(name))
+                ok = healthy(cfg.address(name), tls=cfg.tls_files(name))
                 bad += not ok
                 print(f"muelle-{name:<10} {'serving' if ok else 'DOWN':<8} {cfg.address(name)}")
             sys.exit(1 if bad else 0)

@@ -1,0 +1,207 @@
+"""Mutual TLS and authorization of a real gRPC listener (services/core/server.py, tls.py).
+
+The server is the real bootstrap (``server.start``) on a loopback TCP port with a small
+echo method; the callers are real grpc channels (``services.core.client``) holding
+certificates from muelle-certs' code.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+import structlog
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from clients.certs import authority
+from services.core import errors, server
+from services.core.client import channel
+from services.core.tls import (
+    Authorizer,
+    TlsFiles,
+    identity_of_peercert,
+    listen_mode,
+    server_ssl_context,
+)
+from tests.support.pki import Pki
+from tests.support.registry import free_port
+
+
+class Echo:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        self.calls += 1
+        return request
+
+    def register(self, srv: grpc.Server) -> None:
+        srv.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+            "test.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(self)}),))
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Pki:
+    return Pki(tmp_path)
+
+
+@pytest.fixture
+def echo_server(pki: Pki) -> Iterator[tuple[str, Echo, TlsFiles]]:
+    echo = Echo()
+    files = pki.issue("shim-host-b", ips=["127.0.0.1"])
+    address = f"tcp://127.0.0.1:{free_port()}"
+    running = server.start("shim", address, echo.register, [], tls=files,
+                           authz=["gateway-*"])
+    yield address, echo, files
+    running.stop(grace=0)
+
+
+def _echo(address: str, tls: TlsFiles | None) -> bytes:
+    with channel(address, tls) as ch:
+        try:
+            reply: bytes = ch.unary_unary("/test.Echo/Echo")(b"hi", timeout=10)
+        except grpc.RpcError as err:
+            raise errors.from_rpc_error(err, "shim") from None
+    return reply
+
+
+def test_an_allowed_identity_is_served_and_logged(
+        echo_server: tuple[str, Echo, TlsFiles], pki: Pki) -> None:
+    address, echo, _ = echo_server
+    with structlog.testing.capture_logs() as logs:
+        assert _echo(address, pki.issue("gateway-b")) == b"hi"
+    assert echo.calls == 1
+    assert any(e.get("identity") == "gateway-b" and e.get("method") == "/test.Echo/Echo"
+               for e in logs), logs
+
+
+def test_an_identity_not_in_authz_is_refused_by_name(
+        echo_server: tuple[str, Echo, TlsFiles], pki: Pki) -> None:
+    address, echo, _ = echo_server
+    with pytest.raises(errors.PermissionDenied, match="'client-d'.*shim"):
+        _echo(address, pki.issue("client-d"))
+    assert echo.calls == 0
+
+
+@pytest.mark.parametrize("who", ["no client certificate", "another CA", "expired"])
+def test_callers_without_a_valid_certificate_are_refused(
+        echo_server: tuple[str, Echo, TlsFiles], pki: Pki, tmp_path: Path, who: str) -> None:
+    address, echo, server_files = echo_server
+    if who == "no client certificate":
+        creds = grpc.ssl_channel_credentials(Path(server_files.ca).read_bytes())
+        with grpc.secure_channel(address[len("tcp://"):], creds) as ch, \
+                pytest.raises(grpc.RpcError) as info:
+            ch.unary_unary("/test.Echo/Echo")(b"hi", timeout=10)
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    else:
+        other = Pki(tmp_path, "other") if who == "another CA" else pki
+        files = other.issue("gateway-b", expired=who == "expired")
+        # Our CA so the server is trusted; the caller's own certificate is the bad part.
+        files = TlsFiles(server_files.ca, files.cert, files.key)
+        with pytest.raises(errors.Unavailable):
+            _echo(address, files)
+    assert echo.calls == 0
+
+
+def test_health_answers_any_certificate_of_the_ca(
+        echo_server: tuple[str, Echo, TlsFiles], pki: Pki) -> None:
+    address, _, _ = echo_server
+    with channel(address, pki.issue("client-d")) as ch:
+        reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(),
+                                                     timeout=10)
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_renewed_certificates_are_used_without_a_restart(
+        echo_server: tuple[str, Echo, TlsFiles], pki: Pki, tmp_path: Path) -> None:
+    """A new CA and server certificate written over the files: new connections use them."""
+    address, echo, files = echo_server
+    new = Pki(tmp_path, "new")
+    caller = new.issue("gateway-b")
+    with pytest.raises(errors.Unavailable):
+        _echo(address, caller)
+    renewed = new.issue("shim-host-b")
+    for name in ("ca.pem", "cert.pem", "key.pem"):
+        authority._write(Path(files.cert).parent / name,
+                         (Path(renewed.cert).parent / name).read_bytes(), 0o600)
+    assert _echo(address, caller) == b"hi"
+    assert echo.calls == 1
+
+
+def test_plain_tcp_is_refused_off_loopback_and_needs_saying_on_it(pki: Pki) -> None:
+    with pytest.raises(errors.InvalidArgument, match="loopback only"):
+        listen_mode("shim", "tcp://10.1.2.3:7403", TlsFiles(insecure=True))
+    with pytest.raises(errors.InvalidArgument, match="without TLS"):
+        server.start("shim", f"tcp://127.0.0.1:{free_port()}", lambda s: None, [])
+    assert listen_mode("shim", "tcp://127.0.0.1:1", TlsFiles(insecure=True)) == "insecure"
+    assert listen_mode("shim", "unix:///tmp/x.sock", TlsFiles()) == "unix"
+    with pytest.raises(errors.MuelleError, match=r"\[authz\].shim is empty"):
+        server.start("shim", f"tcp://127.0.0.1:{free_port()}", lambda s: None, [],
+                     tls=pki.issue("shim"))
+    with pytest.raises(errors.InvalidArgument, match="refusing plain TCP"):
+        channel("tcp://10.1.2.3:7403", TlsFiles(insecure=True))
+    with pytest.raises(errors.InvalidArgument, match="mutual TLS"):
+        channel("tcp://10.1.2.3:7403")
+
+
+def test_the_ssl_context_helper_checks_client_certificates(pki: Pki, tmp_path: Path) -> None:
+    """What a non-gRPC listener (the Docker API) plugs in: the same mTLS and authz."""
+    ctx = server_ssl_context(pki.issue("dockerapi-b"))
+    authz = Authorizer("dockerapi", ["client-*"])
+    seen: list[str] = []
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+
+        def serve_one() -> None:
+            conn, _ = listener.accept()
+            try:
+                with ctx.wrap_socket(conn, server_side=True) as tls_conn:
+                    identity = identity_of_peercert(tls_conn.getpeercert())
+                    try:
+                        authz.check(identity)
+                        seen.append(f"ok {identity}")
+                    except errors.PermissionDenied as exc:
+                        seen.append(str(exc))
+            except ssl.SSLError as exc:
+                seen.append(f"handshake: {exc.reason}")
+
+        for who, expect in (("client-d", "ok client-d"), ("gateway-b", "'gateway-b'"),
+                            (None, "handshake")):
+            thread = threading.Thread(target=serve_one)
+            thread.start()
+            client = ssl.create_default_context(cafile=str(pki.ca_dir / "ca.pem"))
+            if who:
+                files = pki.issue(who)
+                client.load_cert_chain(files.cert, files.key)
+            try:
+                with socket.create_connection(("127.0.0.1", port)) as raw, \
+                        client.wrap_socket(raw, server_hostname="127.0.0.1") as c:
+                    c.recv(1)  # the server's handshake ends (or refuses) before this
+            except (ssl.SSLError, OSError):
+                pass
+            thread.join(10)
+            assert expect in seen[-1], seen
+
+
+def test_certs_command_writes_keys_private(tmp_path: Path) -> None:
+    from clients.certs.main import run
+
+    assert run(["ca", str(tmp_path / "ca")]) == 0
+    assert run(["issue", str(tmp_path / "ca"), str(tmp_path / "gw"), "--name", "gateway-b",
+                "--dns", "b.example", "--ip", "10.0.0.2", "--kind", "server"]) == 0
+    for key in (tmp_path / "ca" / "ca-key.pem", tmp_path / "gw" / "key.pem"):
+        assert key.stat().st_mode & 0o777 == 0o600
+    info = authority.describe(tmp_path / "gw" / "cert.pem")
+    assert (info.name, info.dns, info.ips, info.kind) == \
+        ("gateway-b", ["gateway-b", "b.example"], ["10.0.0.2"], "server")
+    before = (tmp_path / "gw" / "key.pem").read_bytes()
+    assert run(["renew", str(tmp_path / "ca"), str(tmp_path / "gw")]) == 0
+    assert (tmp_path / "gw" / "key.pem").read_bytes() != before
+    assert authority.describe(tmp_path / "gw" / "cert.pem").dns == info.dns
+    assert run(["ca", str(tmp_path / "ca")]) == 1  # never silently replaces a CA
+    assert run(["issue", str(tmp_path / "none"), str(tmp_path / "x"), "--name", "x"]) == 1

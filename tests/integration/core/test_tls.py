@@ -64,7 +64,7 @@ def echo_server(pki: Pki) -> Iterator[tuple[str, Echo, TlsFiles]]:
 def _echo(address: str, tls: TlsFiles | None) -> bytes:
     with channel(address, tls) as ch:
         try:
-            reply: bytes = ch.unary_unary("/test.Echo/Echo")(b"hi", timeout=10)
+            reply: bytes = ch.unary_unary("/test.Echo/Echo", None, None)(b"hi", timeout=10)
         except grpc.RpcError as err:
             raise errors.from_rpc_error(err, "shim") from None
     return reply
@@ -96,7 +96,7 @@ def test_callers_without_a_valid_certificate_are_refused(
         creds = grpc.ssl_channel_credentials(Path(server_files.ca).read_bytes())
         with grpc.secure_channel(address[len("tcp://"):], creds) as ch, \
                 pytest.raises(grpc.RpcError) as info:
-            ch.unary_unary("/test.Echo/Echo")(b"hi", timeout=10)
+            ch.unary_unary("/test.Echo/Echo", None, None)(b"hi", timeout=10)
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
     else:
         other = Pki(tmp_path, "other") if who == "another CA" else pki

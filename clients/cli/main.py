@@ -110,6 +110,7 @@ def run(argv: Sequence[str] | None = None, out: IO[str] | None = None,
         return ENGINE_ERROR
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
+    environ = _tls_flags(args, environ)
     ctx = Context(host=resolve_host(args.host, environ), out=out, err=err, environ=environ)
     try:
         return _dispatch(ctx, args)
@@ -120,6 +121,16 @@ def run(argv: Sequence[str] | None = None, out: IO[str] | None = None,
     finally:
         if close:
             ctx.close()
+
+
+def _tls_flags(args: Any, environ: Mapping[str, str]) -> Mapping[str, str]:
+    """--tlsverify/--tlscacert/--tlscert/--tlskey as the variables they stand for."""
+    given = {"MUELLE_TLS_VERIFY": "1" if getattr(args, "tlsverify", None) else "",
+             "MUELLE_TLS_CACERT": getattr(args, "tlscacert", None) or "",
+             "MUELLE_TLS_CERT": getattr(args, "tlscert", None) or "",
+             "MUELLE_TLS_KEY": getattr(args, "tlskey", None) or ""}
+    given = {k: v for k, v in given.items() if v}
+    return {**environ, **given} if given else environ
 
 
 def command(verb: str) -> Command:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from _collections_abc import Iterator
 
 from clients.sdk import lite, wire
-from clients.sdk.address import resolve_host
+from clients.sdk.address import resolve_host, resolve_tls
 from services.core.errors import MuelleError
 
 # typing costs the CLI ~3 ms to import; mypy treats TYPE_CHECKING as true wherever it is defined
@@ -46,9 +46,12 @@ class Client:
     def __init__(self, host: str | None = None,
                  environ: Mapping[str, str] | None = None, lean: bool = False) -> None:
         self.host = resolve_host(host, environ)
+        self._tls = resolve_tls(self.host, environ)
         self._grpc_channel: grpc.Channel | None = None
         self._grpc_stub: Any = None
-        self._wire = wire.Channel(self.host) if lean and wire.supports(self.host) else None
+        # wire speaks plain HTTP/2 only: over TLS every call goes through grpcio.
+        self._wire = wire.Channel(self.host) if (
+            lean and self._tls is None and wire.supports(self.host)) else None
         # Requests are lite messages over wire (no protobuf import, see lite.py), the
         # generated classes over grpcio; replies come as the same kind.
         if self._wire is not None:
@@ -64,8 +67,10 @@ class Client:
     def _channel(self) -> grpc.Channel:
         if self._grpc_channel is None:
             from services.core.client import channel
+            from services.core.tls import TlsFiles
 
-            self._grpc_channel = channel(self.host)
+            tls = TlsFiles(*self._tls) if self._tls else None
+            self._grpc_channel = channel(self.host, tls)
         return self._grpc_channel
 
     @property

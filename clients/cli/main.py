@@ -157,7 +157,9 @@ def _dispatch(ctx: Context, args: argparse.Namespace) -> int:
         from services.core.errors import MuelleError, Unavailable
 
         if isinstance(exc, Unavailable) and not ctx.client().reachable():
-            ctx.error(cannot_connect(ctx.host))
+            # Over TCP the reason matters: a refused certificate is not a stopped engine.
+            reason = "" if ctx.host.startswith("unix:") else f" ({exc})"
+            ctx.error(cannot_connect(ctx.host) + reason)
             return 1
         if isinstance(exc, MuelleError):
             ctx.error(daemon_message(str(exc)))

@@ -43,3 +43,13 @@ def resolve_tls(host: str, environ: Mapping[str, str] | None = None) -> tuple[st
     ca, cert, key = (given or os.path.join(directory, name)
                      for given, name in zip(files, defaults, strict=True))
     return ca, cert, key
+
+
+def plain_allowed(host: str) -> bool:
+    """Whether ``host`` may be reached without TLS: a unix socket or a loopback address
+    (ipaddress would cost the CLI an import; these are the spellings that reach one)."""
+    if host.startswith("unix:"):
+        return True
+    hostport = host[len("tcp://"):] if host.startswith("tcp://") else host
+    name = hostport.rpartition(":")[0].strip("[]") if ":" in hostport else hostport
+    return name in ("localhost", "::1") or name.startswith("127.")

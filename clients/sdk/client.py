@@ -12,8 +12,8 @@ from __future__ import annotations
 from _collections_abc import Iterator
 
 from clients.sdk import lite, wire
-from clients.sdk.address import resolve_host, resolve_tls
-from services.core.errors import MuelleError
+from clients.sdk.address import plain_allowed, resolve_host, resolve_tls
+from services.core.errors import InvalidArgument, MuelleError
 
 # typing costs the CLI ~3 ms to import; mypy treats TYPE_CHECKING as true wherever it is defined
 TYPE_CHECKING = False
@@ -47,6 +47,10 @@ class Client:
                  environ: Mapping[str, str] | None = None, lean: bool = False) -> None:
         self.host = resolve_host(host, environ)
         self._tls = resolve_tls(self.host, environ)
+        if self._tls is None and not plain_allowed(self.host):
+            raise InvalidArgument(f"{self.host} is reached over mutual TLS only: give the "
+                                  f"client's certificate ($MUELLE_CERT_PATH, or --tlsverify "
+                                  f"with --tlscacert, --tlscert, --tlskey)")
         self._grpc_channel: grpc.Channel | None = None
         self._grpc_stub: Any = None
         # wire speaks plain HTTP/2 only: over TLS every call goes through grpcio.

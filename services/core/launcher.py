@@ -159,14 +159,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", help="TOML config file")
     parser.add_argument("--combined", action="store_true",
                         help="up: the four services in one process (muelle-engine)")
+    parser.add_argument("--services", default=",".join(ORDER),
+                        help="up/down: the services of this host (default: all four); "
+                             "across hosts each host runs some")
     args = parser.parse_args(argv)
     try:
         cfg = configmod.load(args.config)
+        wanted = [n.strip() for n in args.services.split(",") if n.strip()]
+        if not wanted or set(wanted) - set(ORDER):
+            raise MuelleError(f"--services: choose from {', '.join(ORDER)}")
+        services = tuple(n for n in ORDER if n in wanted)
         if args.action == "up":
-            for name, pid in start(cfg, args.config, combined=args.combined).items():
+            for name, pid in start(cfg, args.config, services,
+                                   combined=args.combined).items():
                 print(f"muelle-{name:<10} pid {pid:<7} {cfg.address(name)}")
         elif args.action == "down":
-            stop(cfg)
+            stop(cfg, services)
             print("muelle services stopped (containers keep running; `make up` re-attaches)")
         else:
             bad = 0

@@ -1,0 +1,249 @@
+"""muelle across hosts: services on network-namespace "hosts" talking mutual TLS.
+
+Host A runs the OCI registry (the session's, its storage served from A's address) and the
+shared registry service; host B runs an image store, a shim and a gateway, each on its
+own TCP port with its own certificate; host D runs the clients. Every hop is mTLS with
+certificates from muelle-certs' code, checked against the [authz] tables:
+registry <- imagestore-*, imagestore and shim <- gateway-*, gateway <- client-*.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from services.core import config as configmod
+from services.core import launcher
+from services.core.tls import TlsFiles
+from tests.support import hostcheck
+from tests.support.engine import sweep
+from tests.support.hosts import Lab
+from tests.support.pki import Pki
+from tests.support.registry import REGISTRY_BIN, LocalRegistry
+
+PY = sys.executable
+CLI = str(Path(sys.executable).parent / "muelle")
+B_SERVICES = ("imagestore", "shim", "gateway")
+PORTS = {"registry": 7401, "imagestore": 7402, "shim": 7403, "gateway": 7400}
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("nsenter") is None,
+                                reason="network namespaces need root and nsenter")
+
+
+@dataclass
+class Across:
+    lab: Lab
+    pki: Pki
+    base: Path
+    image: str
+    client: TlsFiles
+    cfg_a: configmod.Config
+    cfg_b: configmod.Config
+
+    def cli(self, *args: str, tls: TlsFiles | None = None, host: str = "",
+            check: bool = True) -> subprocess.CompletedProcess[str]:
+        """muelle on host D, as client-d unless ``tls`` says otherwise."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("MUELLE_", "DOCKER_"))}
+        env["MUELLE_HOST"] = host or f"tcp://{self.lab['b'].ip}:{PORTS['gateway']}"
+        files = self.client if tls is None else tls
+        if files.configured:
+            env.update(MUELLE_TLS_CACERT=files.ca, MUELLE_TLS_CERT=files.cert,
+                       MUELLE_TLS_KEY=files.key)
+        return self.lab["d"].run([CLI, *args], env=env, check=check)
+
+    def log(self, cfg: configmod.Config, name: str) -> str:
+        return (cfg.run / f"{name}.log").read_text(errors="replace")
+
+
+def _config(path: Path, root: Path, text: str) -> configmod.Config:
+    path.write_text(f'root = "{root / "root"}"\nrun = "{root / "run"}"\nlog_format = "json"\n'
+                    + text)
+    return configmod.load(str(path))
+
+
+def _tls_lines(name: str, files: TlsFiles) -> str:
+    return f'[tls.{name}]\ncert = "{files.cert}"\nkey = "{files.key}"\n'
+
+
+@pytest.fixture(scope="module")
+def across(registry: LocalRegistry, busybox_ref: str) -> Iterator[Across]:
+    # Short: unix sockets of the services' helpers live below (108-byte limit).
+    base = Path(tempfile.mkdtemp(prefix="mu-", dir="/tmp"))
+    base.chmod(0o711)
+    cgroup_parent = f"muelle-test-{uuid.uuid4().hex[:8]}"
+    bridge = f"mut{uuid.uuid4().hex[:8]}"
+    hostcheck.claim(str(base), cgroup_parent, bridge)
+    lab = Lab(["a", "b", "d"])
+    cfgs: list[tuple[configmod.Config, tuple[str, ...]]] = []
+    try:
+        lab.start()
+        a, b = lab["a"], lab["b"]
+        pki = Pki(base / "pki")
+        # Host A: the OCI registry, serving the session registry's storage from A.
+        (base / "a").mkdir()
+        reg_config = base / "a" / "registry.yml"
+        reg_config.write_text(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {registry.workdir / 'data'}\n"
+            f"http:\n  addr: {a.ip}:5000\n")
+        with open(base / "a" / "oci-registry.log", "wb") as log:
+            a.popen([REGISTRY_BIN, "serve", str(reg_config)], log)
+        a.wait_port(5000)
+        registry_a = pki.issue("registry-a", ips=[a.ip])
+        cfg_a = _config(base / "a" / "muelle.toml", base / "a", f"""
+[addresses]
+registry = "tcp://{a.ip}:{PORTS['registry']}"
+[registry]
+insecure_registries = ["{a.ip}:5000"]
+[tls]
+ca = "{registry_a.ca}"
+cert = "{registry_a.cert}"
+key = "{registry_a.key}"
+[authz]
+registry = ["imagestore-*"]
+""")
+        cfgs.append((cfg_a, ("registry",)))
+        a.run([PY, "-m", "services.core.launcher", "up", "--config", str(config_file(cfg_a)),
+               "--services", "registry"], check=True)
+        # Host B: image store, shim and gateway, each with its own identity.
+        (base / "b").mkdir()
+        addresses = "\n".join(f'{n} = "tcp://{b.ip}:{PORTS[n]}"' for n in B_SERVICES)
+        certs = "".join(_tls_lines(n, pki.issue(f"{n}-b", ips=[b.ip])) for n in B_SERVICES)
+        cfg_b = _config(base / "b" / "muelle.toml", base / "b", f"""
+[addresses]
+registry = "tcp://{a.ip}:{PORTS['registry']}"
+{addresses}
+[shim]
+default_runtime = "muelle"
+cgroup_parent = "{cgroup_parent}"
+[network]
+default_mode = "none"
+bridge = "{bridge}"
+[tls]
+ca = "{registry_a.ca}"
+{certs}
+[authz]
+imagestore = ["gateway-*"]
+shim = ["gateway-*"]
+gateway = ["client-*"]
+""")
+        cfgs.append((cfg_b, B_SERVICES))
+        b.run([PY, "-m", "services.core.launcher", "up", "--config", str(config_file(cfg_b)),
+               "--services", ",".join(B_SERVICES)], check=True)
+        image = busybox_ref.replace(registry.host, f"{a.ip}:5000")
+        yield Across(lab, pki, base, image, pki.issue("client-d", ips=[]), cfg_a, cfg_b)
+    finally:
+        leftovers: list[str] = []
+        try:
+            for cfg, services in reversed(cfgs):
+                launcher.stop(cfg, services)
+            lab.stop_processes()
+            leftovers = sweep(base, cgroup_parent)
+        finally:
+            lab.close()
+            shutil.rmtree(base, ignore_errors=True)
+        assert not leftovers, leftovers
+
+
+def config_file(cfg: configmod.Config) -> Path:
+    return cfg.root.parent / "muelle.toml"
+
+
+def test_pull_and_run_across_hosts(across: Across) -> None:
+    pulled = across.cli("pull", across.image)
+    assert "Status" in pulled.stdout or across.image in pulled.stdout, pulled.stdout
+    assert across.image.rpartition(":")[0] in across.cli("images").stdout
+    ran = across.cli("run", "--rm", "--network", "none", across.image, "echo", "hello-across")
+    assert ran.stdout == "hello-across\n", ran
+    # Every hop named its caller: the registry service saw B's image store, the gateway D.
+    assert '"identity": "imagestore-b"' in across.log(across.cfg_a, "registry")
+    assert '"identity": "client-d"' in across.log(across.cfg_b, "gateway")
+    assert '"identity": "gateway-b"' in across.log(across.cfg_b, "shim")
+
+
+def _containers(across: Across) -> str:
+    return across.cli("ps", "-aq").stdout
+
+
+def test_an_identity_not_allowed_is_refused_by_name(across: Across) -> None:
+    before = _containers(across)
+    mallory = across.pki.issue("mallory", ips=[])
+    proc = across.cli("run", "--network", "none", across.image, "true", tls=mallory,
+                      check=False)
+    assert proc.returncode != 0
+    assert "'mallory' is not allowed to call gateway" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert _containers(across) == before
+
+
+def test_a_client_may_not_call_the_shim_directly(across: Across) -> None:
+    """client-d holds a valid certificate, but only gateways may drive a shim."""
+    script = (
+        "import sys\n"
+        "from muelle.runtime.v1 import runtime_pb2, runtime_pb2_grpc\n"
+        "from services.core.client import connect\n"
+        "from services.core.errors import PermissionDenied\n"
+        "from services.core.tls import TlsFiles\n"
+        "stub = connect(sys.argv[1], runtime_pb2_grpc.RuntimeStub, 'shim', TlsFiles(*sys.argv[2:5]))\n"  # noqa: E501
+        "try:\n"
+        "    stub.List(runtime_pb2.ListRequest())\n"
+        "except PermissionDenied as exc:\n"
+        "    print(exc); sys.exit(3)\n")
+    c = across.client
+    proc = across.lab["d"].run([PY, "-c", script, f"tcp://{across.lab['b'].ip}:"
+                                f"{PORTS['shim']}", c.ca, c.cert, c.key])
+    assert proc.returncode == 3, proc
+    assert "'client-d' is not allowed to call shim" in proc.stdout
+
+
+def test_a_certificate_of_another_ca_or_none_is_refused(across: Across,
+                                                         tmp_path: Path) -> None:
+    before = _containers(across)
+    other = Pki(tmp_path, "other").issue("client-d", ips=[])
+    foreign = TlsFiles(across.client.ca, other.cert, other.key)
+    proc = across.cli("run", "--network", "none", across.image, "true", tls=foreign,
+                      check=False)
+    assert proc.returncode != 0
+    assert "Cannot connect to the muelle engine" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    # No client certificate at all: the handshake fails, nothing is called.
+    script = (
+        "import sys, grpc\n"
+        "from grpc_health.v1 import health_pb2, health_pb2_grpc\n"
+        "creds = grpc.ssl_channel_credentials(open(sys.argv[2], 'rb').read())\n"
+        "ch = grpc.secure_channel(sys.argv[1], creds)\n"
+        "try:\n"
+        "    health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), "
+        "timeout=10)\n"
+        "except grpc.RpcError as err:\n"
+        "    print(err.code().name); sys.exit(3)\n")
+    proc = across.lab["d"].run([PY, "-c", script, f"{across.lab['b'].ip}:{PORTS['gateway']}",
+                                across.client.ca])
+    assert (proc.returncode, proc.stdout.strip()) == (3, "UNAVAILABLE"), proc
+    assert _containers(across) == before
+
+
+def test_plain_tcp_off_loopback_is_refused(across: Across) -> None:
+    b = across.lab["b"]
+    # A client without TLS material does not fall back to plain TCP.
+    proc = across.cli("ps", tls=TlsFiles(), check=False)
+    assert proc.returncode != 0
+    assert "mutual TLS" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    # A service told insecure = true on a non-loopback address refuses to start.
+    config = across.base / "b" / "insecure.toml"
+    config.write_text(f'root = "{across.base / "b" / "x"}"\nrun = "{across.base / "b" / "x"}"'
+                      "\n[tls]\ninsecure = true\n")
+    proc = b.run([PY, "-m", "services.registry.main", "--config", str(config),
+                  "--address", f"tcp://{b.ip}:7499"], timeout=60)
+    assert proc.returncode == 1
+    assert "refusing plain TCP on tcp://" in proc.stderr and "loopback only" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -140,7 +140,13 @@ gateway = ["client-*"]
         b.run([PY, "-m", "services.core.launcher", "up", "--config", str(config_file(cfg_b)),
                "--services", ",".join(B_SERVICES)], check=True)
         image = busybox_ref.replace(registry.host, f"{a.ip}:5000")
-        yield Across(lab, pki, base, image, pki.issue("client-d", ips=[]), cfg_a, cfg_b)
+        across = Across(lab, pki, base, image, pki.issue("client-d", ips=[]), cfg_a, cfg_b)
+        try:
+            yield across
+        finally:  # containers a failed test left: removed through the gateway, as a user
+            ids = across.cli("ps", "-aq", check=False).stdout.split()
+            if ids:
+                across.cli("rm", "-f", *ids, check=False)
     finally:
         leftovers: list[str] = []
         try:

@@ -140,8 +140,12 @@ class _Reloading:
         self.initial = self._load()
 
     def _stat(self) -> tuple[tuple[int, int], ...]:
+        return self.stat_files(self.files)
+
+    @staticmethod
+    def stat_files(files: TlsFiles) -> tuple[tuple[int, int], ...]:
         stamps = []
-        for path in (self.files.ca, self.files.cert, self.files.key):
+        for path in (files.ca, files.cert, files.key):
             try:
                 st = os.stat(path)
                 stamps.append((st.st_mtime_ns, st.st_size))
@@ -185,9 +189,7 @@ def channel_credentials(files: TlsFiles) -> grpc.ChannelCredentials:
         certificate_chain=_read(files.cert))
 
 
-def server_ssl_context(files: TlsFiles) -> ssl.SSLContext:
-    """The same mutual TLS for a listener that is not gRPC (the Docker API on 2376):
-    TLS 1.2 or later, a client certificate signed by ``files.ca`` required."""
+def _ssl_context(files: TlsFiles) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.verify_mode = ssl.CERT_REQUIRED
@@ -197,6 +199,36 @@ def server_ssl_context(files: TlsFiles) -> ssl.SSLContext:
     except (OSError, ssl.SSLError) as exc:
         raise InvalidArgument(f"cannot load TLS files {files.cert}, {files.key}, "
                               f"{files.ca}: {exc}") from None
+    return ctx
+
+
+def server_ssl_context(files: TlsFiles, service: str = "dockerapi") -> ssl.SSLContext:
+    """The same mutual TLS for a listener that is not gRPC (the Docker API on 2376):
+    TLS 1.2 or later, a client certificate signed by ``files.ca`` required. Renewed
+    files are used from the next handshake on, as by the gRPC services: OpenSSL asks the
+    servername callback at every ClientHello, which swaps in a context loaded afresh
+    when a file changed (a broken file keeps the previous one, logged)."""
+    warn_if_expiring(files.cert, service)
+    ctx = _ssl_context(files)
+    stamp = [_Reloading.stat_files(files)]
+    current = [ctx]
+
+    def reload(sslobj: ssl.SSLObject, _name: str | None, _ctx: ssl.SSLContext) -> None:
+        now = _Reloading.stat_files(files)
+        if now != stamp[0]:
+            stamp[0] = now
+            try:
+                current[0] = _ssl_context(files)
+                warn_if_expiring(files.cert, service)
+                get_logger(service=service).info("TLS certificates reloaded",
+                                                 cert=files.cert)
+            except InvalidArgument as exc:
+                get_logger(service=service).error("TLS reload failed; keeping the "
+                                                  "previous certificates", error=str(exc))
+        if current[0] is not ctx:
+            sslobj.context = current[0]
+
+    ctx.sni_callback = reload
     return ctx
 
 

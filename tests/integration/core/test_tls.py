@@ -149,10 +149,9 @@ def test_plain_tcp_is_refused_off_loopback_and_needs_saying_on_it(pki: Pki) -> N
         channel("tcp://10.1.2.3:7403")
 
 
-def test_the_ssl_context_helper_checks_client_certificates(pki: Pki, tmp_path: Path) -> None:
-    """What a non-gRPC listener (the Docker API) plugs in: the same mTLS and authz."""
-    ctx = server_ssl_context(pki.issue("dockerapi-b"))
-    authz = Authorizer("dockerapi", ["client-*"])
+def _handshake(ctx: ssl.SSLContext, authz: Authorizer, cafile: str,
+               client: TlsFiles | None) -> str:
+    """One TLS connection to a listener using ``ctx``; what the listener concluded."""
     seen: list[str] = []
     with socket.create_server(("127.0.0.1", 0)) as listener:
         port = listener.getsockname()[1]
@@ -163,29 +162,45 @@ def test_the_ssl_context_helper_checks_client_certificates(pki: Pki, tmp_path: P
                 with ctx.wrap_socket(conn, server_side=True) as tls_conn:
                     identity = identity_of_peercert(tls_conn.getpeercert())
                     try:
-                        authz.check(identity)
-                        seen.append(f"ok {identity}")
+                        seen.append(f"ok {authz.check(identity)}")
                     except errors.PermissionDenied as exc:
                         seen.append(str(exc))
             except ssl.SSLError as exc:
                 seen.append(f"handshake: {exc.reason}")
 
-        for who, expect in (("client-d", "ok client-d"), ("gateway-b", "'gateway-b'"),
-                            (None, "handshake")):
-            thread = threading.Thread(target=serve_one)
-            thread.start()
-            client = ssl.create_default_context(cafile=str(pki.ca_dir / "ca.pem"))
-            if who:
-                files = pki.issue(who)
-                client.load_cert_chain(files.cert, files.key)
-            try:
-                with socket.create_connection(("127.0.0.1", port)) as raw, \
-                        client.wrap_socket(raw, server_hostname="127.0.0.1") as c:
-                    c.recv(1)  # the server's handshake ends (or refuses) before this
-            except (ssl.SSLError, OSError):
-                pass
-            thread.join(10)
-            assert expect in seen[-1], seen
+        thread = threading.Thread(target=serve_one)
+        thread.start()
+        context = ssl.create_default_context(cafile=cafile)
+        if client:
+            context.load_cert_chain(client.cert, client.key)
+        try:
+            with socket.create_connection(("127.0.0.1", port)) as raw, \
+                    context.wrap_socket(raw, server_hostname="127.0.0.1") as c:
+                c.recv(1)  # the server's handshake ends (or refuses) before this
+        except (ssl.SSLError, OSError):
+            pass
+        thread.join(10)
+    return seen[-1] if seen else "nothing"
+
+
+def test_the_ssl_context_helper_checks_client_certificates(pki: Pki, tmp_path: Path) -> None:
+    """What a non-gRPC listener (the Docker API) plugs in: the same mTLS and authz, and
+    renewed files used from the next handshake on."""
+    files = pki.issue("dockerapi-b")
+    ctx = server_ssl_context(files)
+    authz = Authorizer("dockerapi", ["client-*"])
+    cafile = files.ca
+    assert _handshake(ctx, authz, cafile, pki.issue("client-d")) == "ok client-d"
+    assert "'gateway-b' is not allowed" in _handshake(ctx, authz, cafile,
+                                                      pki.issue("gateway-b"))
+    assert _handshake(ctx, authz, cafile, None).startswith("handshake")
+    new = Pki(tmp_path, "new")
+    renewed = new.issue("dockerapi-b")
+    for name in ("ca.pem", "cert.pem", "key.pem"):
+        authority._write(Path(files.cert).parent / name,
+                         (Path(renewed.cert).parent / name).read_bytes(), 0o600)
+    assert _handshake(ctx, authz, renewed.ca, new.issue("client-d")) == "ok client-d"
+    assert _handshake(ctx, authz, renewed.ca, pki.issue("client-e")).startswith("handshake")
 
 
 def test_certs_command_writes_keys_private(tmp_path: Path) -> None:

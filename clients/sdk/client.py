@@ -53,9 +53,8 @@ class Client:
                                   f"with --tlscacert, --tlscert, --tlskey)")
         self._grpc_channel: grpc.Channel | None = None
         self._grpc_stub: Any = None
-        # wire speaks plain HTTP/2 only: over TLS every call goes through grpcio.
-        self._wire = wire.Channel(self.host) if (
-            lean and self._tls is None and wire.supports(self.host)) else None
+        self._wire = wire.Channel(self.host, tls=self._tls) if (
+            lean and wire.supports(self.host)) else None
         # Requests are lite messages over wire (no protobuf import, see lite.py), the
         # generated classes over grpcio; replies come as the same kind.
         if self._wire is not None:

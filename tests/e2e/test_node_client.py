@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,3 +60,27 @@ def test_node_client_runs_containers_over_mtls(tls_engine: tuple[Engine, Pki],
     assert (example.returncode, example.stdout) == (5, "from-example\n"), example
     # The muelle CLI reaches the same gateway with the same files.
     assert engine.cli("ps", "-a").returncode == 0
+
+
+def test_the_lean_client_speaks_tls_without_grpcio(tls_engine: tuple[Engine, Pki]) -> None:
+    """The CLI's stdlib HTTP/2 client (clients/sdk/wire.py) does mutual TLS itself: a
+    command over TLS costs no grpcio import, and a refused identity is named."""
+    engine, pki = tls_engine
+    script = ("import sys\n"
+              "from clients.sdk.client import Client\n"
+              "from services.core.errors import PermissionDenied\n"
+              "c = Client(lean=True)\n"
+              "print(c.version().api_version, 'grpc' in sys.modules)\n"
+              "c2 = Client(lean=True, environ={'MUELLE_HOST': c.host,\n"
+              "            'MUELLE_CERT_PATH': sys.argv[1]})\n"
+              "try:\n"
+              "    c2.images()\n"
+              "except PermissionDenied as exc:\n"
+              "    print(exc)\n")
+    denied = Path(pki.issue("mallory", ips=[], kind="client").cert).parent
+    proc = subprocess.run([sys.executable, "-c", script, str(denied)], env=engine.env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    first, second = proc.stdout.splitlines()
+    assert first.endswith(" False"), proc.stdout
+    assert "'mallory' is not allowed to call gateway" in second

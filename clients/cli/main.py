@@ -158,8 +158,8 @@ def _dispatch(ctx: Context, args: argparse.Namespace) -> int:
 
         if isinstance(exc, Unavailable) and not ctx.client().reachable():
             # Over TCP the reason matters: a refused certificate is not a stopped engine.
-            reason = "" if ctx.host.startswith("unix:") else f" ({exc})"
-            ctx.error(cannot_connect(ctx.host) + reason)
+            ctx.error(cannot_connect(ctx.host) if ctx.host.startswith("unix:")
+                      else f"Cannot connect to the muelle engine at {ctx.host}: {exc}")
             return 1
         if isinstance(exc, MuelleError):
             ctx.error(daemon_message(str(exc)))

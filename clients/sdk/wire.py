@@ -234,6 +234,7 @@ class Channel:
         self.address = address
         self.connect_timeout = connect_timeout
         self.tls = tls
+        self._heard = False  # any bytes from the server yet
         self._sock: _socket.socket | None = None
         self._rfile: BinaryIO | None = None
         self._next_sid = 1
@@ -315,10 +316,20 @@ class Channel:
         try:
             data = self._rfile.read(n)
         except OSError as exc:
-            raise Unavailable(f"connection to {self.address} failed: {exc}") from None
+            raise self._lost(f"connection to {self.address} failed: {exc}") from None
         if len(data) != n:
-            raise Unavailable(f"connection to {self.address} closed")
+            raise self._lost(f"connection to {self.address} closed")
+        self._heard = True
         return data
+
+    def _lost(self, message: str) -> Unavailable:
+        # In TLS 1.3 a server that refuses our certificate says so after the handshake
+        # (an alert, then EOF), before any HTTP/2 frame: name the likely reason.
+        if self.tls is not None and not self._heard:
+            return Unavailable(f"{self.address} closed the TLS connection before answering: "
+                               f"it did not accept the client certificate {self.tls[1]} "
+                               f"(signed by another CA, or expired?)")
+        return Unavailable(message)
 
     # ------------------------------------------------------------ calls
 

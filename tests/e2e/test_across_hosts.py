@@ -211,16 +211,17 @@ def test_a_client_may_not_call_the_shim_directly(across: Across) -> None:
     assert "'client-d' is not allowed to call shim" in proc.stdout
 
 
-def test_a_certificate_of_another_ca_or_none_is_refused(across: Across,
+def test_a_certificate_of_another_ca_expired_or_none_is_refused(across: Across,
                                                          tmp_path: Path) -> None:
     before = _containers(across)
     other = Pki(tmp_path, "other").issue("client-d", ips=[])
-    foreign = TlsFiles(across.client.ca, other.cert, other.key)
-    proc = across.cli("run", "--network", "none", across.image, "true", tls=foreign,
-                      check=False)
-    assert proc.returncode != 0
-    assert "Cannot connect to the muelle engine" in proc.stderr, proc.stderr
-    assert "Traceback" not in proc.stderr
+    expired = across.pki.issue("client-old", ips=[], expired=True)
+    for bad in (TlsFiles(across.client.ca, other.cert, other.key), expired):
+        proc = across.cli("run", "--network", "none", across.image, "true", tls=bad,
+                          check=False)
+        assert proc.returncode != 0
+        assert "did not accept the client certificate" in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
     # No client certificate at all: the handshake fails, nothing is called.
     script = (
         "import sys, grpc\n"
@@ -253,3 +254,39 @@ def test_plain_tcp_off_loopback_is_refused(across: Across) -> None:
     assert proc.returncode == 1
     assert "refusing plain TCP on tcp://" in proc.stderr and "loopback only" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# Holds connections to the gateway's TLS port open: half send garbage and stay, half
+# connect and never start the handshake; prints "ready", holds until stdin closes.
+HOSTILE_PEERS = """
+import socket, sys
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+socks = []
+for i in range(n):
+    s = socket.create_connection((host, port), timeout=10)
+    if i % 2:
+        s.sendall(b"\\x16\\x03\\x01\\x00\\xff" + b"garbage" * 100)
+    socks.append(s)
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_garbage_and_stalled_handshakes_do_not_block_others(across: Across) -> None:
+    """Peers that send garbage or never finish a TLS handshake hold connections to the
+    gateway while client-d works: its calls still succeed (nothing waits on them)."""
+    d, b = across.lab["d"], across.lab["b"]
+    hostile = subprocess.Popen(
+        d.argv([PY, "-c", HOSTILE_PEERS, b.ip, str(PORTS["gateway"]), "64"]),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert hostile.stdout is not None
+        assert hostile.stdout.readline().strip() == "ready"
+        for _ in range(3):
+            ran = across.cli("run", "--rm", "--network", "none", across.image,
+                             "echo", "still-served")
+            assert ran.stdout == "still-served\n"
+        assert hostile.poll() is None  # the hostile connections were still open
+    finally:
+        hostile.kill()
+        hostile.wait()

@@ -234,7 +234,7 @@ class Channel:
         self.address = address
         self.connect_timeout = connect_timeout
         self.tls = tls
-        self._heard = False  # any bytes from the server yet
+        self._heard = False  # the server answered a call (HEADERS) on this connection
         self._sock: _socket.socket | None = None
         self._rfile: BinaryIO | None = None
         self._next_sid = 1
@@ -319,12 +319,12 @@ class Channel:
             raise self._lost(f"connection to {self.address} failed: {exc}") from None
         if len(data) != n:
             raise self._lost(f"connection to {self.address} closed")
-        self._heard = True
         return data
 
     def _lost(self, message: str) -> Unavailable:
         # In TLS 1.3 a server that refuses our certificate says so after the handshake
-        # (an alert, then EOF), before any HTTP/2 frame: name the likely reason.
+        # (an alert, then EOF; grpc may have sent its SETTINGS first), before it answered
+        # any call: name the likely reason.
         if self.tls is not None and not self._heard:
             return Unavailable(f"{self.address} closed the TLS connection before answering: "
                                f"it did not accept the client certificate {self.tls[1]} "
@@ -361,7 +361,7 @@ class Channel:
             try:
                 sock.sendall(out)
             except OSError as exc:
-                raise Unavailable(f"connection to {self.address} failed: {exc}") from None
+                raise self._lost(f"connection to {self.address} failed: {exc}") from None
         return sid
 
     def next_message(self, sid: int) -> bytes | None:
@@ -412,6 +412,7 @@ class Channel:
         if kind == DATA:
             self._on_data(sid, flags, payload)
         elif kind in (HEADERS, CONTINUATION):
+            self._heard = True
             self._on_headers(kind, sid, flags, payload)
         elif kind == SETTINGS:
             if not flags & ACK:
@@ -439,7 +440,7 @@ class Channel:
         try:
             self._sock.sendall(data)
         except OSError as exc:
-            raise Unavailable(f"connection to {self.address} failed: {exc}") from None
+            raise self._lost(f"connection to {self.address} failed: {exc}") from None
 
     def _on_settings(self, payload: bytes) -> None:
         for i in range(0, len(payload) - 5, 6):

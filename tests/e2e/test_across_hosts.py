@@ -26,17 +26,42 @@ from services.core import launcher
 from services.core.tls import TlsFiles
 from tests.support import hostcheck
 from tests.support.engine import sweep
-from tests.support.hosts import Lab
+from tests.support.hosts import Host, Lab
 from tests.support.pki import Pki
 from tests.support.registry import REGISTRY_BIN, LocalRegistry
 
 PY = sys.executable
 CLI = str(Path(sys.executable).parent / "muelle")
-B_SERVICES = ("imagestore", "shim", "gateway")
+ENGINE_SERVICES = ("imagestore", "shim", "gateway")
 PORTS = {"registry": 7401, "imagestore": 7402, "shim": 7403, "gateway": 7400}
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("nsenter") is None,
                                 reason="network namespaces need root and nsenter")
+
+
+class Counter:
+    """tests/support/counting_proxy.py as a process on ``host``, in front of ``target``."""
+
+    def __init__(self, host: Host, target: str) -> None:
+        self.proc = subprocess.Popen(
+            host.argv([PY, "-m", "tests.support.counting_proxy", target, host.ip]),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            cwd=Path(__file__).resolve().parents[2])
+        host.procs.append(self.proc)  # stopped with the lab
+        self.host = self._line()
+
+    def _line(self) -> str:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().strip()
+        assert line, "the counting proxy did not start"
+        return line
+
+    def bytes(self) -> int:
+        """What upstream has sent through the proxy so far."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("count\n")
+        self.proc.stdin.flush()
+        return int(self._line())
 
 
 @dataclass
@@ -48,6 +73,8 @@ class Across:
     client: TlsFiles
     cfg_a: configmod.Config
     cfg_b: configmod.Config
+    cfg_c: configmod.Config
+    upstream: Counter
 
     def cli(self, *args: str, tls: TlsFiles | None = None, host: str = "",
             check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -74,21 +101,51 @@ def _tls_lines(name: str, files: TlsFiles) -> str:
     return f'[tls.{name}]\ncert = "{files.cert}"\nkey = "{files.key}"\n'
 
 
+def _engine_host(host: Host, base: Path, pki: Pki, ca: str, registry: str,
+                 cgroup_parent: str) -> configmod.Config:
+    """An image store, shim and gateway on ``host``, each on its own TCP port with its own
+    identity (imagestore-<host>, ...), using the registry service at ``registry``."""
+    (base / host.name).mkdir()
+    addresses = "\n".join(f'{n} = "tcp://{host.ip}:{PORTS[n]}"' for n in ENGINE_SERVICES)
+    certs = "".join(_tls_lines(n, pki.issue(f"{n}-{host.name}", ips=[host.ip]))
+                    for n in ENGINE_SERVICES)
+    cfg = _config(base / host.name / "muelle.toml", base / host.name, f"""
+[addresses]
+registry = "{registry}"
+{addresses}
+[shim]
+default_runtime = "muelle"
+cgroup_parent = "{cgroup_parent}"
+[network]
+default_mode = "none"
+bridge = "mut{uuid.uuid4().hex[:8]}"
+[tls]
+ca = "{ca}"
+{certs}
+[authz]
+imagestore = ["gateway-*"]
+shim = ["gateway-*"]
+gateway = ["client-*"]
+""")
+    hostcheck.claim(cfg.network.bridge)
+    return cfg
+
+
 @pytest.fixture(scope="module")
 def across(registry: LocalRegistry, busybox_ref: str) -> Iterator[Across]:
     # Short: unix sockets of the services' helpers live below (108-byte limit).
     base = Path(tempfile.mkdtemp(prefix="mu-", dir="/tmp"))
     base.chmod(0o711)
-    cgroup_parent = f"muelle-test-{uuid.uuid4().hex[:8]}"
-    bridge = f"mut{uuid.uuid4().hex[:8]}"
-    hostcheck.claim(str(base), cgroup_parent, bridge)
-    lab = Lab(["a", "b", "d"])
+    cgroup_parents = {h: f"muelle-test-{uuid.uuid4().hex[:8]}" for h in ("b", "c")}
+    hostcheck.claim(str(base), *cgroup_parents.values())
+    lab = Lab(["a", "b", "c", "d"])
     cfgs: list[tuple[configmod.Config, tuple[str, ...]]] = []
     try:
         lab.start()
-        a, b = lab["a"], lab["b"]
+        a = lab["a"]
         pki = Pki(base / "pki")
-        # Host A: the OCI registry, serving the session registry's storage from A.
+        # Host A: the OCI registry, serving the session registry's storage from A, behind
+        # a proxy that counts what leaves it (the upstream bytes of every pull).
         (base / "a").mkdir()
         reg_config = base / "a" / "registry.yml"
         reg_config.write_text(
@@ -98,12 +155,14 @@ def across(registry: LocalRegistry, busybox_ref: str) -> Iterator[Across]:
         with open(base / "a" / "oci-registry.log", "wb") as log:
             a.popen([REGISTRY_BIN, "serve", str(reg_config)], log)
         a.wait_port(5000)
+        counter = Counter(a, f"{a.ip}:5000")
         registry_a = pki.issue("registry-a", ips=[a.ip])
         cfg_a = _config(base / "a" / "muelle.toml", base / "a", f"""
 [addresses]
 registry = "tcp://{a.ip}:{PORTS['registry']}"
 [registry]
-insecure_registries = ["{a.ip}:5000"]
+insecure_registries = ["{counter.host}"]
+cache_max_bytes = 1000000000
 [tls]
 ca = "{registry_a.ca}"
 cert = "{registry_a.cert}"
@@ -114,33 +173,19 @@ registry = ["imagestore-*"]
         cfgs.append((cfg_a, ("registry",)))
         a.run([PY, "-m", "services.core.launcher", "up", "--config", str(config_file(cfg_a)),
                "--services", "registry"], check=True)
-        # Host B: image store, shim and gateway, each with its own identity.
-        (base / "b").mkdir()
-        addresses = "\n".join(f'{n} = "tcp://{b.ip}:{PORTS[n]}"' for n in B_SERVICES)
-        certs = "".join(_tls_lines(n, pki.issue(f"{n}-b", ips=[b.ip])) for n in B_SERVICES)
-        cfg_b = _config(base / "b" / "muelle.toml", base / "b", f"""
-[addresses]
-registry = "tcp://{a.ip}:{PORTS['registry']}"
-{addresses}
-[shim]
-default_runtime = "muelle"
-cgroup_parent = "{cgroup_parent}"
-[network]
-default_mode = "none"
-bridge = "{bridge}"
-[tls]
-ca = "{registry_a.ca}"
-{certs}
-[authz]
-imagestore = ["gateway-*"]
-shim = ["gateway-*"]
-gateway = ["client-*"]
-""")
-        cfgs.append((cfg_b, B_SERVICES))
-        b.run([PY, "-m", "services.core.launcher", "up", "--config", str(config_file(cfg_b)),
-               "--services", ",".join(B_SERVICES)], check=True)
-        image = busybox_ref.replace(registry.host, f"{a.ip}:5000")
-        across = Across(lab, pki, base, image, pki.issue("client-d", ips=[]), cfg_a, cfg_b)
+        # Hosts B and C: an engine each, sharing A's registry service.
+        engines = {}
+        for name in ("b", "c"):
+            cfg = _engine_host(lab[name], base, pki, registry_a.ca,
+                               f"tcp://{a.ip}:{PORTS['registry']}", cgroup_parents[name])
+            cfgs.append((cfg, ENGINE_SERVICES))
+            engines[name] = cfg
+            lab[name].run([PY, "-m", "services.core.launcher", "up", "--config",
+                           str(config_file(cfg)), "--services", ",".join(ENGINE_SERVICES)],
+                          check=True)
+        image = busybox_ref.replace(registry.host, counter.host)
+        across = Across(lab, pki, base, image, pki.issue("client-d", ips=[]), cfg_a,
+                        engines["b"], engines["c"], counter)
         try:
             yield across
         finally:  # containers a failed test left: removed through the gateway, as a user
@@ -153,7 +198,8 @@ gateway = ["client-*"]
             for cfg, services in reversed(cfgs):
                 launcher.stop(cfg, services)
             lab.stop_processes()
-            leftovers = sweep(base, cgroup_parent)
+            for parent in cgroup_parents.values():
+                leftovers += sweep(base, parent)
         finally:
             lab.close()
             shutil.rmtree(base, ignore_errors=True)
@@ -174,6 +220,22 @@ def test_pull_and_run_across_hosts(across: Across) -> None:
     assert '"identity": "imagestore-b"' in across.log(across.cfg_a, "registry")
     assert '"identity": "client-d"' in across.log(across.cfg_b, "gateway")
     assert '"identity": "gateway-b"' in across.log(across.cfg_b, "shim")
+
+
+def test_a_second_host_pulls_from_the_shared_cache(across: Across) -> None:
+    """B pulled through A's registry service, so C's pull of the same image takes no blob
+    from upstream: only manifests cross the counting proxy."""
+    across.cli("pull", across.image)  # on B (a no-op when an earlier test pulled it)
+    after_b = across.upstream.bytes()
+    # B's pull brought the blobs through the proxy once (busybox: ~1 MiB compressed).
+    assert after_b > 256 * 1024
+    c = across.lab["c"]
+    across.cli("pull", across.image, host=f"tcp://{c.ip}:{PORTS['gateway']}")
+    assert across.upstream.bytes() - after_b < 64 * 1024  # manifests, no blob
+    assert '"identity": "imagestore-c"' in across.log(across.cfg_a, "registry")
+    ran = across.cli("run", "--rm", "--network", "none", across.image, "echo", "on-c",
+                     host=f"tcp://{c.ip}:{PORTS['gateway']}")
+    assert ran.stdout == "on-c\n"
 
 
 def _containers(across: Across) -> str:

@@ -20,10 +20,11 @@ class Pki:
         authority.init_ca(self.ca_dir, f"muelle test {name}")
 
     def issue(self, identity: str, ips: Sequence[str] = ("127.0.0.1",),
-              dns: Sequence[str] = (), kind: str = "both", expired: bool = False) -> TlsFiles:
+              dns: Sequence[str] = (), kind: str = "both", expired: bool = False,
+              days: int = 2) -> TlsFiles:
         out = self.base / f"{self.ca_dir.name}-{identity}"
         start = (datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=3)
                  if expired else None)
         authority.issue(self.ca_dir, out, identity, dns, ips, kind,
-                        days=1 if expired else 2, not_before=start)
+                        days=1 if expired else days, not_before=start)
         return TlsFiles.from_dir(out)

@@ -133,6 +133,19 @@ def test_renewed_certificates_are_used_without_a_restart(
     assert echo.calls == 1
 
 
+def test_a_certificate_near_its_expiry_is_warned_about(pki: Pki) -> None:
+    soon, later = pki.issue("shim-soon", days=10), pki.issue("shim-later", days=90)
+    for files, warned in ((soon, True), (later, False)):
+        with structlog.testing.capture_logs() as logs:
+            running = server.start("shim", f"tcp://127.0.0.1:{free_port()}", lambda s: None,
+                                   [], tls=files, authz=["gateway-*"])
+            running.stop(grace=0)
+        warnings = [e for e in logs if e.get("event") == "certificate expires soon"]
+        assert bool(warnings) is warned, logs
+        if warned:
+            assert warnings[0]["cert"] == files.cert and warnings[0]["days_left"] in (9, 10)
+
+
 def test_plain_tcp_is_refused_off_loopback_and_needs_saying_on_it(pki: Pki) -> None:
     with pytest.raises(errors.InvalidArgument, match="loopback only"):
         listen_mode("shim", "tcp://10.1.2.3:7403", TlsFiles(insecure=True))

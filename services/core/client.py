@@ -40,6 +40,18 @@ GRPC_OPTIONS = [
     ("grpc.max_reconnect_backoff_ms", RECONNECT_MAX_MS),
 ]
 
+# A TCP peer that stops answering mid-call (a cut link, a host gone) must fail the call,
+# not hang it: HTTP/2 pings every KEEPALIVE_TIME_MS while a call is open, and a ping not
+# answered within KEEPALIVE_TIMEOUT_MS closes the connection (UNAVAILABLE), so a stalled
+# call fails within about 10 s. Unix sockets need none of it. Servers accept these pings
+# (server.SERVER_OPTIONS).
+KEEPALIVE_TIME_MS = 5000
+KEEPALIVE_TIMEOUT_MS = 5000
+TCP_OPTIONS = [
+    ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
+    ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+]
+
 T = TypeVar("T")
 
 
@@ -64,12 +76,13 @@ def channel(address: str, tls: TlsFiles | None = None) -> grpc.Channel:
         if host is not None and not is_loopback(host):
             raise InvalidArgument(f"refusing plain TCP to {address}: insecure is allowed "
                                   f"on loopback only; configure TLS ca, cert and key")
-        return grpc.insecure_channel(target(address), options=GRPC_OPTIONS)
+        options = GRPC_OPTIONS if host is None else GRPC_OPTIONS + TCP_OPTIONS
+        return grpc.insecure_channel(target(address), options=options)
     if tls is None or not tls.configured:
         raise InvalidArgument(f"{address} is reached over mutual TLS: configure [tls] ca, "
                               f"cert and key (the CLI: MUELLE_CERT_PATH or --tls* flags)")
     return grpc.secure_channel(target(address), channel_credentials(tls),
-                               options=GRPC_OPTIONS)
+                               options=GRPC_OPTIONS + TCP_OPTIONS)
 
 
 class _Readiness:

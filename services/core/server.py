@@ -18,7 +18,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from services.core.client import GRPC_OPTIONS
+from services.core.client import GRPC_OPTIONS, KEEPALIVE_TIME_MS
 from services.core.errors import MuelleError
 from services.core.logging import get_logger
 from services.core.tls import (
@@ -28,6 +28,15 @@ from services.core.tls import (
     listen_mode,
     server_credentials,
 )
+
+
+# Clients over TCP ping every KEEPALIVE_TIME_MS during a call (client.TCP_OPTIONS), also
+# while a stream carries no data (a Wait, a quiet log follow): gRPC's defaults would call
+# that abuse (one ping per 5 min without data, then GOAWAY) and end those calls.
+SERVER_OPTIONS = [
+    ("grpc.http2.min_ping_interval_without_data_ms", KEEPALIVE_TIME_MS - 1000),
+    ("grpc.http2.max_ping_strikes", 0),
+]
 
 
 def _abort(context: grpc.ServicerContext, exc: BaseException, method: str) -> None:
@@ -163,7 +172,7 @@ def start(
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=name),
         interceptors=interceptors,
-        options=GRPC_OPTIONS,
+        options=GRPC_OPTIONS + SERVER_OPTIONS,
     )
     register(server)
     health_servicer = health.HealthServicer()

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,12 +28,14 @@ from services.core.tls import TlsFiles
 from tests.support import hostcheck
 from tests.support.engine import sweep
 from tests.support.hosts import Host, Lab
+from tests.support.images import Entry, Layer, build_layout, busybox_layer, push_layout
 from tests.support.pki import Pki
 from tests.support.registry import REGISTRY_BIN, LocalRegistry
 
 PY = sys.executable
 CLI = str(Path(sys.executable).parent / "muelle")
 ENGINE_SERVICES = ("imagestore", "shim", "gateway")
+BIG = 16 * 1024 * 1024
 PORTS = {"registry": 7401, "imagestore": 7402, "shim": 7403, "gateway": 7400}
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("nsenter") is None,
@@ -129,6 +132,17 @@ gateway = ["client-*"]
 """)
     hostcheck.claim(cfg.network.bridge)
     return cfg
+
+
+@pytest.fixture(scope="module")
+def big_ref(registry: LocalRegistry, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An image with a 16 MiB incompressible layer, in the session registry."""
+    layout = tmp_path_factory.mktemp("big") / "layout"
+    big = Layer([Entry("data", "dir"), Entry("data/big", data=os.urandom(BIG))])
+    build_layout(layout, [busybox_layer(), big], tag="1")
+    ref = f"{registry.host}/demo/across-big:1"
+    push_layout(layout, ref, tag="1")
+    return ref
 
 
 @pytest.fixture(scope="module")
@@ -352,3 +366,52 @@ def test_garbage_and_stalled_handshakes_do_not_block_others(across: Across) -> N
     finally:
         hostile.kill()
         hostile.wait()
+
+
+def _rx_bytes(host: Host) -> int:
+    out = host.run(["cat", "/sys/class/net/eth0/statistics/rx_bytes"], check=True).stdout
+    return int(out)
+
+
+def test_a_pull_cut_off_from_the_registry_host_fails_then_resumes(
+        across: Across, big_ref: str, registry: LocalRegistry) -> None:
+    """C's path to A cut during a pull: the pull fails with a clear error (the gRPC
+    keepalive notices the silent peer) instead of hanging; once the path is back, a
+    pull resumes from the partial download: C receives only what it lacked."""
+    lab, c = across.lab, across.lab["c"]
+    image = big_ref.replace(registry.host, across.upstream.host)
+    gateway_c = f"tcp://{c.ip}:{PORTS['gateway']}"
+    lab.shape("c", "24mbit")  # ~3 MiB/s: the 16 MiB layer takes seconds to arrive
+    ingest = across.cfg_c.root / "imagestore" / "ingest"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MUELLE_", "DOCKER_"))}
+    env.update(MUELLE_HOST=gateway_c, MUELLE_TLS_CACERT=across.client.ca,
+               MUELLE_TLS_CERT=across.client.cert, MUELLE_TLS_KEY=across.client.key)
+    pull = subprocess.Popen(lab["d"].argv([CLI, "pull", image]), env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    cut = False
+    try:
+        deadline = time.monotonic() + 120
+        while not any(p.stat().st_size >= 2 * 1024 * 1024 for p in ingest.glob("*.partial")):
+            assert pull.poll() is None, pull.communicate()
+            assert time.monotonic() < deadline, "the big layer never started arriving"
+            time.sleep(0.05)
+        lab.cut("c", "a")
+        cut = True
+        _, err = pull.communicate(timeout=120)  # bounded: keepalive ends it, no hang
+        assert pull.returncode != 0
+        assert "registry unavailable" in err and "Traceback" not in err, err
+        assert err.strip().count("\n") == 0, err  # one line
+    finally:
+        if pull.poll() is None:
+            pull.kill()
+            pull.wait()
+        if cut:
+            lab.cut("c", "a", cut=False)
+    lab.unshape("c")
+    kept = max(p.stat().st_size for p in ingest.glob("*.partial"))
+    assert 0 < kept < BIG
+    before = _rx_bytes(c)
+    across.cli("pull", image, host=gateway_c)
+    received = _rx_bytes(c) - before
+    # The rest of the layer and some overhead, not the whole layer again.
+    assert received < BIG - kept + 2 * 1024 * 1024, (received, kept)

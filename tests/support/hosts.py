@@ -32,10 +32,11 @@ def _ip(*args: str) -> None:
 
 
 class Host:
-    def __init__(self, name: str, netns: str, ip: str) -> None:
+    def __init__(self, name: str, netns: str, ip: str, port: str) -> None:
         self.name = name
         self.netns = netns
         self.ip = ip
+        self.port = port  # its veth's end on the bridge (in the switch namespace)
         self.procs: list[subprocess.Popen[Any]] = []
 
     def argv(self, argv: Sequence[str]) -> list[str]:
@@ -76,7 +77,7 @@ class Lab:
         tag = uuid.uuid4().hex[:6]
         self.tag = tag
         self.switch = f"mu{tag}sw"
-        self.hosts = {name: Host(name, f"mu{tag}{name}", f"{SUBNET}.{i + 1}")
+        self.hosts = {name: Host(name, f"mu{tag}{name}", f"{SUBNET}.{i + 1}", f"p{i}")
                       for i, name in enumerate(names)}
         self.made: list[str] = []
 
@@ -98,6 +99,28 @@ class Lab:
             _ip("-n", host.netns, "link", "set", "eth0", "up")
             _ip("-n", host.netns, "link", "set", "lo", "up")
         return self
+
+    def shape(self, name: str, rate: str) -> None:
+        """Traffic to host ``name`` at most ``rate`` ("32mbit"): a slow link, so that a
+        transfer lasts long enough to be cut in the middle."""
+        proc = subprocess.run(["tc", "-n", self.switch, "qdisc", "add", "dev",
+                               self.hosts[name].port, "root", "tbf", "rate", rate,
+                               "burst", "32kb", "latency", "1s"],
+                              capture_output=True, text=True, timeout=30)
+        if proc.returncode != 0:
+            raise RuntimeError(f"tc: {proc.stderr.strip()}")
+
+    def unshape(self, name: str) -> None:
+        subprocess.run(["tc", "-n", self.switch, "qdisc", "del", "dev",
+                        self.hosts[name].port, "root"], capture_output=True, timeout=30)
+
+    def cut(self, a: str, b: str, cut: bool = True) -> None:
+        """Cut (or restore) the path between hosts ``a`` and ``b`` only: each drops what
+        it would send the other (a blackhole route), as a broken link between them would;
+        their other peers still reach both."""
+        for src, dst in ((a, b), (b, a)):
+            _ip("-n", self.hosts[src].netns, "route", "add" if cut else "del", "blackhole",
+                f"{self.hosts[dst].ip}/32")
 
     def stop_processes(self) -> None:
         """SIGTERM (then SIGKILL) what the hosts run through popen()."""

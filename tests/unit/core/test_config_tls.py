@@ -47,7 +47,7 @@ def test_bad_tls_settings_are_refused(tmp_path: Path, text: str, message: str) -
 
 def test_the_across_hosts_examples_load() -> None:
     a = config.load(str(EXAMPLES / "host-a.toml"))
-    assert a.authz["registry"] == ["imagestore-*"]
+    assert a.authz["registry"] == ["imagestore-*", "gateway-*"]
     assert a.tls_files("registry").cert == "/etc/muelle/tls/cert.pem"
     b = config.load(str(EXAMPLES / "host-b.toml"))
     assert b.tls_files("gateway").cert == "/etc/muelle/tls/gateway/cert.pem"

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from services.core.errors import InvalidArgument, from_rpc_error
+from services.core.errors import FailedPrecondition, InvalidArgument, from_rpc_error
 
 # typing costs ~3 ms to import; mypy treats TYPE_CHECKING as true wherever it is defined
 TYPE_CHECKING = False
@@ -94,20 +94,68 @@ class _Readiness:
     is a connection, so nothing runs twice. A peer that stays down costs each call
     READY_WAIT, then the usual UNAVAILABLE."""
 
-    def __init__(self, ch: grpc.Channel) -> None:
+    def __init__(self, ch: grpc.Channel, contract: Contract | None = None) -> None:
         self._channel = ch
+        self._contract = contract
+        self._checked = False  # the contract, on the current connection
         self.state: grpc.ChannelConnectivity | None = None
         ch.subscribe(self._update)
 
     def _update(self, state: grpc.ChannelConnectivity) -> None:
+        if state is not grpc.ChannelConnectivity.READY:
+            self._checked = False  # a new connection may reach another peer (an upgrade)
         self.state = state
 
     def wait(self) -> None:
-        if self.state is grpc.ChannelConnectivity.READY:
-            return
-        # On a timeout the call goes ahead and fails as it would have.
-        with contextlib.suppress(grpc.FutureTimeoutError):
-            grpc.channel_ready_future(self._channel).result(timeout=READY_WAIT)
+        if self.state is not grpc.ChannelConnectivity.READY:
+            # On a timeout the call goes ahead and fails as it would have.
+            with contextlib.suppress(grpc.FutureTimeoutError):
+                grpc.channel_ready_future(self._channel).result(timeout=READY_WAIT)
+        if self._contract is not None and not self._checked:
+            self._contract.check(self._channel)
+            self._checked = True
+
+
+class Contract:
+    """The versioned contract (``muelle.images.v1.Images``) a client needs of its peer.
+
+    Every muelle service reports each contract it serves in the standard health service
+    (server.start), so on each new connection one health check by that name tells whether
+    the peer serves it: a peer of another version answers NOT_FOUND, and the caller gets
+    one clear FailedPrecondition at connect instead of UNIMPLEMENTED on some later call.
+    A peer without a health service (a test's fake) is taken as it is."""
+
+    def __init__(self, name: str, service: str, address: str) -> None:
+        self.name = name
+        self.service = service
+        self.address = address
+
+    @classmethod
+    def of(cls, stub_class: type, service: str, address: str) -> Contract | None:
+        """The contract of a generated ``XStub`` (package from its _pb2 module)."""
+        import importlib
+
+        module = stub_class.__module__
+        if not module.endswith("_pb2_grpc") or not stub_class.__name__.endswith("Stub"):
+            return None
+        try:
+            package = importlib.import_module(module[:-len("_grpc")]).DESCRIPTOR.package
+        except (ImportError, AttributeError):
+            return None
+        return cls(f"{package}.{stub_class.__name__[:-len('Stub')]}", service, address)
+
+    def check(self, ch: grpc.Channel) -> None:
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        try:
+            health_pb2_grpc.HealthStub(ch).Check(
+                health_pb2.HealthCheckRequest(service=self.name), timeout=READY_WAIT)
+        except grpc.RpcError as err:
+            if err.code() == grpc.StatusCode.NOT_FOUND:
+                raise FailedPrecondition(
+                    f"{self.service} at {self.address} does not serve {self.name}, the "
+                    f"contract version this client needs (another muelle release?)") from None
+            # Unreachable or no health service: the call itself tells what is wrong.
 
 
 class _TypedErrors:
@@ -162,4 +210,5 @@ def connect(address: str, stub_class: type[T], service: str,
     TLS with ``tls`` (our certificate) when the address is TCP."""
     ch = channel(address, tls)
     stub: Any = stub_class(ch)  # type: ignore[call-arg]
-    return _TypedErrors(stub, service, _Readiness(ch))  # type: ignore[return-value]
+    readiness = _Readiness(ch, Contract.of(stub_class, service, address))
+    return _TypedErrors(stub, service, readiness)  # type: ignore[return-value]

@@ -29,7 +29,6 @@ from services.core.tls import (
     server_credentials,
 )
 
-
 # Clients over TCP ping every KEEPALIVE_TIME_MS during a call (client.TCP_OPTIONS), also
 # while a stream carries no data (a Wait, a quiet log follow): gRPC's defaults would call
 # that abuse (one ping per 5 min without data, then GOAWAY) and end those calls.

@@ -233,3 +233,29 @@ def test_certs_command_writes_keys_private(tmp_path: Path) -> None:
     assert authority.describe(tmp_path / "gw" / "cert.pem").dns == info.dns
     assert run(["ca", str(tmp_path / "ca")]) == 1  # never silently replaces a CA
     assert run(["issue", str(tmp_path / "none"), str(tmp_path / "x"), "--name", "x"]) == 1
+
+
+def test_a_peer_serving_another_contract_version_is_refused_at_connect(
+        tmp_path: Path) -> None:
+    """Each service reports its contracts in the health service; a client that needs
+    muelle.images.v1.Images of a peer serving only a v2 gets one clear error."""
+    from muelle.images.v1 import images_pb2, images_pb2_grpc
+
+    from services.core.client import connect
+
+    sock = f"unix://{tmp_path}/peer.sock"
+    running = server.start("imagestore", sock, lambda s: None, ["muelle.images.v2.Images"])
+    try:
+        stub = connect(sock, images_pb2_grpc.ImagesStub, "imagestore")
+        with pytest.raises(errors.FailedPrecondition,
+                           match="imagestore at .* does not serve muelle.images.v1.Images"):
+            stub.List(images_pb2.ListImagesRequest())
+    finally:
+        running.stop(grace=0)
+    running = server.start("imagestore", sock, lambda s: None, ["muelle.images.v1.Images"])
+    try:  # the right version: the check passes, the call reaches the (empty) server
+        stub = connect(sock, images_pb2_grpc.ImagesStub, "imagestore")
+        with pytest.raises(errors.Unimplemented):
+            stub.List(images_pb2.ListImagesRequest())
+    finally:
+        running.stop(grace=0)

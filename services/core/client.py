@@ -8,12 +8,15 @@ streaming calls alike.
 from __future__ import annotations
 
 import contextlib
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any, TypeVar
 
 import grpc
 
 from services.core.errors import FailedPrecondition, InvalidArgument, from_rpc_error
+from services.core.logging import get_logger
 
 # typing costs ~3 ms to import; mypy treats TYPE_CHECKING as true wherever it is defined
 TYPE_CHECKING = False
@@ -158,24 +161,76 @@ class Contract:
             # Unreachable or no health service: the call itself tells what is wrong.
 
 
+class _Connection:
+    """The channel, stub and readiness of one peer; rebuilt when our TLS files change.
+
+    grpc's channel credentials are fixed, so a service whose certificate was renewed
+    (muelle-certs renew) would present the old one to its neighbours until a restart, and
+    fail once it expired. Before a call (at most once a second) the files are compared
+    with what the channel was built from; a changed set builds a new channel for the
+    calls that follow (calls under way finish on the old one)."""
+
+    RECHECK = 1.0
+
+    def __init__(self, address: str, stub_class: type, service: str,
+                 tls: TlsFiles | None) -> None:
+        self.address, self.stub_class, self.service, self.tls = \
+            address, stub_class, service, tls
+        self._renewable = tls is not None and tls.configured and not tls.insecure
+        self._stamps: tuple[tuple[int, int], ...] = ()
+        self._checked_at = 0.0
+        self._lock = threading.Lock()
+        self.stub, self.readiness = self._build()
+
+    def _build(self) -> tuple[Any, _Readiness]:
+        if self._renewable:
+            from services.core.tls import stamps
+
+            assert self.tls is not None
+            self._stamps = stamps(self.tls)
+        ch = channel(self.address, self.tls)
+        return (self.stub_class(ch),  # type: ignore[call-arg]
+                _Readiness(ch, Contract.of(self.stub_class, self.service, self.address)))
+
+    def current(self) -> tuple[Any, _Readiness]:
+        if self._renewable and time.monotonic() - self._checked_at >= self.RECHECK:
+            from services.core.tls import stamps
+
+            assert self.tls is not None
+            with self._lock:
+                self._checked_at = time.monotonic()
+                if stamps(self.tls) != self._stamps:
+                    get_logger(service=self.service).info(
+                        "TLS certificates changed; new connection", cert=self.tls.cert)
+                    self.stub, self.readiness = self._build()
+        return self.stub, self.readiness
+
+
 class _TypedErrors:
     """Wraps a generated stub; every call raises typed MuelleErrors."""
 
-    def __init__(self, stub: Any, service: str, readiness: _Readiness | None = None) -> None:
+    def __init__(self, stub: Any, service: str, readiness: _Readiness | None = None,
+                 connection: _Connection | None = None) -> None:
         self._stub = stub
         self._service = service
         self._readiness = readiness
+        self._connection = connection
 
     def __getattr__(self, name: str) -> Any:
-        method = getattr(self._stub, name)
+        getattr(self._stub, name)  # an unknown method fails here, as on the stub
         service = self._service
-        readiness = self._readiness
+        connection = self._connection
 
         def call(*args: Any, **kwargs: Any) -> Any:
+            readiness: _Readiness | None
+            if connection is not None:
+                stub, readiness = connection.current()
+            else:
+                stub, readiness = self._stub, self._readiness
             if readiness is not None:
                 readiness.wait()
             try:
-                result = method(*args, **kwargs)
+                result = getattr(stub, name)(*args, **kwargs)
             except grpc.RpcError as err:
                 raise from_rpc_error(err, service) from None
             if isinstance(result, grpc.Call) and isinstance(result, Iterator):
@@ -208,7 +263,6 @@ def connect(address: str, stub_class: type[T], service: str,
             tls: TlsFiles | None = None) -> T:
     """A stub for ``stub_class`` on ``address`` whose calls raise typed errors; over mutual
     TLS with ``tls`` (our certificate) when the address is TCP."""
-    ch = channel(address, tls)
-    stub: Any = stub_class(ch)  # type: ignore[call-arg]
-    readiness = _Readiness(ch, Contract.of(stub_class, service, address))
-    return _TypedErrors(stub, service, readiness)  # type: ignore[return-value]
+    connection = _Connection(address, stub_class, service, tls)
+    return _TypedErrors(connection.stub, service, connection.readiness,  # type: ignore[return-value]
+                        connection)

@@ -126,6 +126,18 @@ def warn_if_expiring(cert_path: str, service: str) -> None:
             cert=cert_path, not_after=expires.isoformat(), days_left=left.days)
 
 
+def stamps(files: TlsFiles) -> tuple[tuple[int, int], ...]:
+    """(mtime, size) of the three files: what tells a renewal (a missing file: zeros)."""
+    out = []
+    for path in (files.ca, files.cert, files.key):
+        try:
+            st = os.stat(path)
+            out.append((st.st_mtime_ns, st.st_size))
+        except OSError:
+            out.append((0, 0))
+    return tuple(out)
+
+
 class _Reloading:
     """The server's certificate configuration, reread when one of its files changes.
 
@@ -140,18 +152,7 @@ class _Reloading:
         self.initial = self._load()
 
     def _stat(self) -> tuple[tuple[int, int], ...]:
-        return self.stat_files(self.files)
-
-    @staticmethod
-    def stat_files(files: TlsFiles) -> tuple[tuple[int, int], ...]:
-        stamps = []
-        for path in (files.ca, files.cert, files.key):
-            try:
-                st = os.stat(path)
-                stamps.append((st.st_mtime_ns, st.st_size))
-            except OSError:
-                stamps.append((0, 0))
-        return tuple(stamps)
+        return stamps(self.files)
 
     def _load(self) -> Any:
         warn_if_expiring(self.files.cert, self.service)
@@ -210,11 +211,11 @@ def server_ssl_context(files: TlsFiles, service: str = "dockerapi") -> ssl.SSLCo
     when a file changed (a broken file keeps the previous one, logged)."""
     warn_if_expiring(files.cert, service)
     ctx = _ssl_context(files)
-    stamp = [_Reloading.stat_files(files)]
+    stamp = [stamps(files)]
     current = [ctx]
 
     def reload(sslobj: ssl.SSLObject, _name: str | None, _ctx: ssl.SSLContext) -> None:
-        now = _Reloading.stat_files(files)
+        now = stamps(files)
         if now != stamp[0]:
             stamp[0] = now
             try:

@@ -259,3 +259,39 @@ def test_a_peer_serving_another_contract_version_is_refused_at_connect(
             stub.List(images_pb2.ListImagesRequest())
     finally:
         running.stop(grace=0)
+
+
+def test_a_renewed_client_certificate_is_used_without_a_restart(pki: Pki) -> None:
+    """A service's own certificate renewed under it: its next calls to a neighbour
+    present the new one (here: a new identity, seen in the neighbour's log)."""
+    from muelle.registry.v1 import registry_pb2, registry_pb2_grpc
+
+    from services.core.client import _Connection, connect
+
+    def register(srv: grpc.Server) -> None:  # answers ParseReference with an empty reply
+        srv.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+            "muelle.registry.v1.Registry",
+            {"ParseReference": grpc.unary_unary_rpc_method_handler(lambda r, c: b"")}),))
+
+    address = f"tcp://127.0.0.1:{free_port()}"
+    running = server.start("registry", address, register, ["muelle.registry.v1.Registry"],
+                           tls=pki.issue("registry-a"), authz=["imagestore-*"])
+    mine = pki.issue("imagestore-old")
+    stub = connect(address, registry_pb2_grpc.RegistryStub, "registry", mine)
+
+    def caller() -> str:
+        with structlog.testing.capture_logs() as logs:
+            stub.ParseReference(registry_pb2.ParseReferenceRequest(reference="x"))
+        return next(e["identity"] for e in logs if e.get("event") == "call")
+
+    try:
+        assert caller() == "imagestore-old"
+        renewed = pki.issue("imagestore-new")
+        for name in ("cert.pem", "key.pem"):
+            authority._write(Path(mine.cert).parent / name,
+                             (Path(renewed.cert).parent / name).read_bytes(), 0o600)
+        _Connection.RECHECK = 0.0  # not a second later: at once
+        assert caller() == "imagestore-new"
+    finally:
+        _Connection.RECHECK = 1.0
+        running.stop(grace=0)

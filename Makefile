@@ -3,13 +3,14 @@ SHELL := /bin/bash
 VENV  ?= .venv
 PY    := $(VENV)/bin/python
 PROTO_SRC := $(shell find protos -name '*.proto')
-APT_PACKAGES := curl docker.io docker-registry busybox-static tini runc crun skopeo umoci iptables iproute2 libseccomp2 python3-venv gcc libc6-dev nodejs
+APT_PACKAGES := curl docker.io docker-registry busybox-static tini runc crun skopeo umoci iptables iproute2 libseccomp2 python3-venv gcc libc6-dev podman nodejs
 
 .PHONY: setup apt venv launcher protos contracts bytecode node up down demo test lint bench clean
 
 setup: apt venv launcher protos bytecode
 
-# System packages: the real registry, busybox for test images, the peer runtimes.
+# System packages: the real registry, busybox for test images, the peer runtimes, and
+# the other engines (docker.io, podman) that the suite runs muelle-runtime under.
 apt: .stamps/apt
 .stamps/apt:
 	@mkdir -p .stamps

@@ -31,9 +31,10 @@ class Context:
         if self._client is not None:
             self._client.close()
 
-    def isatty(self) -> bool:
+    def isatty(self, stream: IO[str] | None = None) -> bool:
+        """Whether ``stream`` (default: our stdout) is a terminal."""
         try:
-            return self.out.isatty()
+            return (self.out if stream is None else stream).isatty()
         except (AttributeError, ValueError):
             return False
 

@@ -106,11 +106,17 @@ def build(verb: str | None = None) -> Parser:
         sub = _OnlyVerb(sub, verb)
 
     p = sub.add_parser("pull", help="pull an image")
+    p.add_argument("--platform", default="",
+                   help='pull this platform, "os/arch[/variant]", not the host\'s')
     p.add_argument("reference")
 
     p = sub.add_parser("images", help="list images")
-    p.add_argument("-q", "--quiet", action="store_true")
-    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true", help="only the IDs")
+    p.add_argument("--no-trunc", action="store_true", help="do not truncate output")
+    p.add_argument("-f", "--filter", action="append", default=[],
+                   help="dangling=true|false, reference=PATTERN, label=KEY[=VALUE]")
+    p.add_argument("--format", default="",
+                   help="Go template: 'table {{.Repository}}\\t{{.Tag}}', 'json'")
 
     p = sub.add_parser("rmi", help="remove images")
     p.add_argument("-f", "--force", action="store_true")
@@ -127,9 +133,13 @@ def build(verb: str | None = None) -> Parser:
     p.add_argument("containers", nargs="+")
 
     p = sub.add_parser("ps", help="list containers")
-    p.add_argument("-a", "--all", action="store_true")
-    p.add_argument("-q", "--quiet", action="store_true")
-    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("-a", "--all", action="store_true", help="show all (default: running)")
+    p.add_argument("-q", "--quiet", action="store_true", help="only the IDs")
+    p.add_argument("--no-trunc", action="store_true", help="do not truncate output")
+    p.add_argument("-f", "--filter", action="append", default=[],
+                   help="id=, name=, label=KEY[=VALUE], status=, exited=, ancestor=")
+    p.add_argument("--format", default="",
+                   help="Go template: 'table {{.ID}}\\t{{.Names}}', '{{json .}}', 'json'")
 
     p = sub.add_parser("logs", help="show a container's output")
     p.add_argument("-f", "--follow", action="store_true")
@@ -170,6 +180,10 @@ def build(verb: str | None = None) -> Parser:
     p.add_argument("containers", nargs="+")
 
     p = sub.add_parser("inspect", help="show containers or images as JSON")
+    p.add_argument("-f", "--format", default="",
+                   help="Go template for each object: '{{.State.Status}}', '{{json .Config}}'")
+    p.add_argument("--type", default="", choices=["", "container", "image"],
+                   help="only this kind of object")
     p.add_argument("objects", nargs="+")
 
     p = sub.add_parser("wait", help="wait for containers to stop; print their exit codes")

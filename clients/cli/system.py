@@ -76,6 +76,13 @@ def _df(ctx: Context, args: argparse.Namespace) -> int:
     for c in reply.containers:
         rows.append([c.id[:12], short_id(c.image_id), human_size(c.size), c.state, c.name])
     ctx.out.write(table(rows))
+    ctx.line("")
+    ctx.line("Local Volumes space usage:")
+    ctx.line("")
+    rows = [["VOLUME NAME", "LINKS", "SIZE"]]
+    for v in reply.volumes:
+        rows.append([v.name, str(len(v.containers)), human_size(v.size)])
+    ctx.out.write(table(rows))
     return 0
 
 

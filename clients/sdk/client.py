@@ -152,9 +152,15 @@ class Client:
     def version(self) -> engine_pb2.VersionResponse:
         return self._call("Version", self._pb.VersionRequest())  # type: ignore[no-any-return]
 
-    def pull(self, reference: str) -> Stream:
-        """Progress messages (types.v1.PullProgress); the last one has the result."""
-        return self._stream("PullImage", self._pb.PullImageRequest(reference=reference))
+    def pull(self, reference: str, platform: tuple[str, str, str] | None = None) -> Stream:
+        """Progress messages (types.v1.PullProgress); the last one has the result.
+        ``platform``: (os, architecture, variant) to pull; unset, the host's."""
+        req = self._pb.PullImageRequest(reference=reference)
+        if platform is not None:
+            os_name, arch, variant = platform
+            req.platform.CopyFrom(self._types.Platform(os=os_name, architecture=arch,
+                                                       variant=variant))
+        return self._stream("PullImage", req)
 
     def images(self) -> list[engine_pb2.ImageSummary]:
         return list(self._call("ListImages", self._pb.ListImagesRequest()).images)

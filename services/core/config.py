@@ -139,6 +139,17 @@ class GatewayConfig:
 
 
 @dataclass
+class DockerApiConfig:
+    # Unix socket of the Docker Engine API; $MUELLE_RUN/docker.sock when empty. Mode 0660,
+    # owner root, group ``group`` (like Docker's "docker" group) when set.
+    socket: str = ""
+    group: str = ""
+    # Also serve on TCP ("127.0.0.1:2375"); loopback only until TLS and authorization
+    # come (the across-hosts issue). Off when empty.
+    tcp: str = ""
+
+
+@dataclass
 class NetworkConfig:
     # Network of containers created without --network: "bridge", "none", "host".
     default_mode: str = "bridge"
@@ -171,6 +182,7 @@ class Config:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
     imagestore: ImageStoreConfig = field(default_factory=ImageStoreConfig)
+    dockerapi: DockerApiConfig = field(default_factory=DockerApiConfig)
     # [tls] (key "") and [tls.<service>] overrides; see tls_files().
     tls: dict[str, TlsConfig] = field(default_factory=dict)
     # [authz]: service -> identity patterns allowed to call it over TLS.
@@ -178,14 +190,12 @@ class Config:
 
     def tls_files(self, service: str) -> TlsFiles:
         """TLS material of ``service``, as server and as client of its neighbours:
-        [tls.<service>] over [tls], then $MUELLE_TLS_{CA,CERT,KEY}."""
+        [tls.<service>] over [tls]. (Not from the environment: the CLI's MUELLE_TLS_*
+        variables in an operator's shell must not change what a service presents.)"""
         base = self.tls.get("", TlsConfig())
         own = self.tls.get(service, TlsConfig())
-        values = {}
-        for key in ("ca", "cert", "key"):
-            env = os.environ.get(f"MUELLE_TLS_{key.upper()}", "")
-            values[key] = getattr(own, key) or getattr(base, key) or env
-        return TlsFiles(insecure=own.insecure or base.insecure, **values)
+        return TlsFiles(ca=own.ca or base.ca, cert=own.cert or base.cert,
+                        key=own.key or base.key, insecure=own.insecure or base.insecure)
 
     def address(self, service: str) -> str:
         """gRPC address of ``service``: configured, else a unix socket in the run dir."""
@@ -193,6 +203,10 @@ class Config:
         if env:
             return env
         return self.addresses.get(service) or f"unix://{self.run / (service + '.sock')}"
+
+    def docker_socket(self) -> Path:
+        """Where the Docker Engine API listens (muelle-dockerapi)."""
+        return Path(self.dockerapi.socket) if self.dockerapi.socket else self.run / "docker.sock"
 
     def state_dir(self, service: str) -> Path:
         """Directory where ``service`` keeps its state."""
@@ -256,7 +270,7 @@ _BOUNDS = {("registry", "parallel_ranges"): (1, 16),
 def _apply(cfg: Config, data: dict[str, Any], origin: str) -> None:
     sections: dict[str, Any] = {"registry": cfg.registry, "shim": cfg.shim,
                                 "network": cfg.network, "gateway": cfg.gateway,
-                                "imagestore": cfg.imagestore}
+                                "imagestore": cfg.imagestore, "dockerapi": cfg.dockerapi}
     known = {"root", "run", "log_format", "log_level", "addresses", "tls", "authz",
              *sections}
     unknown = set(data) - known

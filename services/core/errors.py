@@ -120,13 +120,27 @@ _BY_CODE: dict[str, type[MuelleError]] = {
 }
 
 
+# Trailing metadata key the server edge sets on a status a service's own code raised.
+ANSWERED = "muelle-error"
+
+
+def _answered(err: Any) -> bool:
+    try:
+        return any(key == ANSWERED for key, _ in err.trailing_metadata() or ())
+    except Exception:  # noqa: BLE001 - no metadata (a channel error): not answered
+        return False
+
+
 def from_rpc_error(err: grpc.RpcError, service: str = "") -> MuelleError:
-    """Turn a failed call's status back into the typed error it was raised as."""
+    """Turn a failed call's status back into the typed error it was raised as.
+    ``service``: whom we called; an UNAVAILABLE that is not its own answer (it is down,
+    unreachable) reads "<service> unavailable: ...". One it raised itself (e.g. "cannot
+    reach registry X") keeps its words: the service is fine, something past it is not."""
     import grpc
 
     code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
     details = err.details() if hasattr(err, "details") else str(err)
-    if code == grpc.StatusCode.UNAVAILABLE and service:
+    if code == grpc.StatusCode.UNAVAILABLE and service and not _answered(err):
         details = f"{service} unavailable: {details}"
     cls = _BY_CODE.get(code.name, MuelleError)
     error = cls(details or code.name.lower())

@@ -19,7 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from services.core.client import GRPC_OPTIONS, KEEPALIVE_TIME_MS
-from services.core.errors import MuelleError
+from services.core.errors import ANSWERED, MuelleError
 from services.core.logging import get_logger
 from services.core.tls import (
     Authorizer,
@@ -40,6 +40,9 @@ SERVER_OPTIONS = [
 
 def _abort(context: grpc.ServicerContext, exc: BaseException, method: str) -> None:
     if isinstance(exc, MuelleError):
+        # Says the service answered: an UNAVAILABLE it raises (a registry it could not
+        # reach) is not the service being unavailable (errors.from_rpc_error).
+        context.set_trailing_metadata(((ANSWERED, exc.code.name.lower()),))
         context.abort(exc.code, exc.message)
     get_logger(method=method).exception("unexpected error")
     context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")

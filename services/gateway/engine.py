@@ -8,6 +8,7 @@ and returns engine.v1 messages. Typed errors (services.core.errors) go up unchan
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import platform
 import threading
 import time
@@ -20,8 +21,11 @@ from muelle.registry.v1 import registry_pb2
 from muelle.runtime.v1 import runtime_pb2
 from muelle.types.v1 import types_pb2
 
+from services.core import platform as platforms
 from services.core.errors import (
+    DeadlineExceeded,
     FailedPrecondition,
+    InvalidArgument,
     MuelleError,
     NotFound,
     Unavailable,
@@ -36,6 +40,10 @@ from services.gateway.status import now_rfc3339, status_text
 
 RUNNING = ("running", "paused")
 WATCH_RETRY = 1.0
+WAIT_CONDITIONS = ("", "not-running", "next-exit", "removed")
+WAIT_POLL = 0.05  # seconds between checks of a wait for "removed" or a stopped "next-exit"
+KEPT_EXITS = 256  # exit statuses of auto-removed containers kept for waits on "removed"
+WAIT_SLICE = 1.0  # seconds of one shim Wait of a client's wait (see Engine._wait_stopped)
 
 
 def _state_name(shim_status: str) -> str:
@@ -65,6 +73,7 @@ class Engine:
         self._locks: dict[str, threading.RLock] = {}
         self._attaching: dict[str, int] = {}
         self._watching: set[str] = set()
+        self._exits: dict[str, Any] = {}  # cid -> last status of an auto-removed container
 
     # ------------------------------------------------------------------ helpers
 
@@ -223,9 +232,11 @@ class Engine:
         options.check_request(req)
         name = self._pick_name(req.name)
         img = self._get_image(req.image)
+        platform_warnings = _check_platform(req, img)
         cid = names.new_id()
         merged = merge(img.config, req, cid)
         spec, warnings = options.container_spec(req, merged, self.userns_remap)
+        warnings[:0] = platform_warnings
         spec.volume_mounts.extend(mounts.container_mounts(req, img.config))
         if req.network_mode.startswith("container:"):
             # The shim knows IDs only: resolve a name or prefix like Docker.
@@ -340,6 +351,7 @@ class Engine:
             if status is None:
                 status = self.runtime.Wait(runtime_pb2.WaitRequest(id=cid))
                 if rec.auto_remove:
+                    self._remember_exit(cid, status)
                     self._remove_quietly(cid)
             exit_event = engine_pb2.WaitContainerResponse(
                 exit_code=status.exit_code, oom_killed=status.oom_killed, error=status.error)
@@ -356,12 +368,56 @@ class Engine:
             if not done and rec.auto_remove:
                 self._watch(cid)  # the client went away: remove it when it stops
 
-    def wait(self, ref: str) -> engine_pb2.WaitContainerResponse:
+    def wait(self, ref: str, condition: str = "",
+             cancelled: Callable[[], bool] = lambda: False) -> engine_pb2.WaitContainerResponse:
+        """See WaitContainerRequest.condition. "removed" answers with the exit status the
+        container had, also when an auto-remove got to it first (kept in ``_exits``)."""
+        if condition not in WAIT_CONDITIONS:
+            raise InvalidArgument(f"invalid condition: {condition!r} (choose from "
+                                  "not-running, next-exit, removed)")
         rec = self.records.lookup(ref)
-        status = self.runtime.Wait(runtime_pb2.WaitRequest(id=rec.id))
+        if condition == "next-exit":
+            # A stopped container's next exit comes after it runs again.
+            while not cancelled():
+                state = self._shim_state(rec.id)
+                if state is None or state.status != "stopped":
+                    break
+                time.sleep(WAIT_POLL)
+        status: Any = None
+        try:
+            status = self._wait_stopped(rec.id, cancelled)
+        except NotFound:
+            if condition != "removed":
+                raise
+        if condition == "removed":
+            # The record goes last in every removal; no event to sleep on, so poll.
+            while self.records.get(rec.id) is not None and not cancelled():
+                time.sleep(WAIT_POLL)
+            with self._guard:
+                status = self._exits.get(rec.id, status)
+        if status is None:
+            raise NotFound(f"No such container: {ref}")
         return engine_pb2.WaitContainerResponse(exit_code=status.exit_code,
                                                 oom_killed=status.oom_killed,
                                                 error=status.error)
+
+    def _wait_stopped(self, cid: str, cancelled: Callable[[], bool]) -> Any:
+        """The shim's Wait in slices, so that a client that went away (docker run -d hangs
+        up its wait after start) frees this worker within a slice, not at the exit."""
+        while True:
+            if cancelled():
+                raise MuelleError("wait cancelled: the client went away")
+            try:
+                return self.runtime.Wait(runtime_pb2.WaitRequest(id=cid), timeout=WAIT_SLICE)
+            except DeadlineExceeded:
+                continue
+
+    def _remember_exit(self, cid: str, status: Any) -> None:
+        """Keep an auto-removed container's exit status for a wait on "removed"."""
+        with self._guard:
+            self._exits[cid] = status
+            while len(self._exits) > KEPT_EXITS:
+                self._exits.pop(next(iter(self._exits)))
 
     def stop(self, ref: str, timeout: int | None = None) -> None:
         rec = self.records.lookup(ref)
@@ -470,6 +526,8 @@ class Engine:
                     id=rec.id, remove_volumes=True))
             except MuelleError:
                 return None
+            if reply.HasField("status"):
+                self._remember_exit(rec.id, reply.status)
             self._remove_quietly(rec.id, shim_deleted=True)
         if not reply.HasField("status"):  # a shim older than DeleteResponse.status
             return runtime_pb2.ContainerStatus(
@@ -505,7 +563,7 @@ class Engine:
         try:
             while self.records.get(cid) is not None:
                 try:
-                    self.runtime.Wait(runtime_pb2.WaitRequest(id=cid))
+                    self._remember_exit(cid, self.runtime.Wait(runtime_pb2.WaitRequest(id=cid)))
                     break
                 except NotFound:
                     break
@@ -550,10 +608,19 @@ class Engine:
                 continue
             status = status_text(state, st.started_at, st.finished_at, st.exit_code, now) \
                 if st else "Dead"
-            out.append(engine_pb2.ContainerSummary(
+            summary = engine_pb2.ContainerSummary(
                 id=rec.id, name=rec.name, image=rec.image, image_id=rec.image_id,
                 command=" ".join(rec.spec.args), created=rec.created, state=state,
-                status=status, labels=dict(rec.spec.annotations)))
+                status=status, labels=dict(rec.spec.annotations),
+                network_mode=st.network_mode if st else rec.spec.network_mode)
+            if st is not None:
+                summary.ports.extend(st.ports)
+                summary.networks.extend([n.network for n in st.networks] or (
+                    [st.network_mode] if st.network_mode in ("host", "none") else []))
+                summary.mounts.extend(m.name or m.source for m in st.volume_mounts
+                                      if m.type != "tmpfs")
+                summary.network_endpoints.extend(st.networks)
+            out.append(summary)
         return engine_pb2.ListContainersResponse(containers=out)
 
     def inspect(self, ref: str) -> engine_pb2.ContainerDetail:
@@ -597,14 +664,22 @@ class Engine:
 
     def list_networks(self) -> engine_pb2.NetworkListResponse:
         reply = self.runtime.NetworkList(runtime_pb2.NetworkListRequest())
-        return engine_pb2.NetworkListResponse(networks=list(reply.networks))
+        networks = list(reply.networks)
+        default = next((i for i, n in enumerate(networks) if n.builtin), len(networks) - 1)
+        networks[default + 1:default + 1] = [_predefined(n) for n in PREDEFINED]
+        return engine_pb2.NetworkListResponse(networks=networks)
 
     def inspect_network(self, ref: str) -> types_pb2.NetworkInfo:
+        for name in PREDEFINED:
+            if ref == name or (len(ref) >= 3 and _predefined(name).id.startswith(ref)):
+                return _predefined(name)
         info: types_pb2.NetworkInfo = self.runtime.NetworkInspect(
             runtime_pb2.NetworkInspectRequest(network=ref))
         return info
 
     def remove_network(self, ref: str) -> None:
+        if ref in PREDEFINED:
+            raise FailedPrecondition(f"{ref} is a pre-defined network and cannot be removed")
         self.runtime.NetworkRemove(runtime_pb2.NetworkRemoveRequest(network=ref))
 
     def connect_network(self, network: str, container: str, aliases: Sequence[str]) -> None:
@@ -643,3 +718,33 @@ def _stamp(data: bytes, when: str) -> bytes:
     lines = data.splitlines(keepends=True)
     return b"".join(prefix + line for line in lines)
 
+
+def _check_platform(req: engine_pb2.CreateContainerRequest, img: images_pb2.Image) -> list[str]:
+    """Docker's platform rules for create: a requested platform the stored image does not
+    have is NOT_FOUND (the CLI then pulls that platform); without one, an image of another
+    platform than the host's runs with a warning (it may need binfmt emulation)."""
+    have = (img.platform.os, img.platform.architecture, img.platform.variant)
+    if req.HasField("platform"):
+        want = (req.platform.os, req.platform.architecture, req.platform.variant)
+        if not platforms.same(want, have):
+            raise NotFound(f"image with reference {req.image} was found but does not match "
+                           f"the specified platform: wanted {platforms.name(*want)}, "
+                           f"actual: {platforms.name(*have)}")
+        return []
+    host = ("linux", *host_arch())
+    if img.platform.architecture and not platforms.same(host, have):
+        return [f"The requested image's platform ({platforms.name(*have)}) does not match "
+                f"the detected host platform ({platforms.name(*host)}) and no specific "
+                "platform was requested"]
+    return []
+
+
+# `--network host|none`: listed and inspected as Docker's pre-defined networks (drivers
+# host and null); the shim has no definition of them, they are modes of a container.
+PREDEFINED = {"host": "host", "none": "null"}
+
+
+def _predefined(name: str) -> types_pb2.NetworkInfo:
+    return types_pb2.NetworkInfo(
+        name=name, id=hashlib.sha256(f"muelle-network-{name}".encode()).hexdigest(),
+        driver=PREDEFINED[name], builtin=True)

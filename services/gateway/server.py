@@ -58,7 +58,8 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
 
     def WaitContainer(self, request: engine_pb2.WaitContainerRequest,  # noqa: N802
                       context: Ctx) -> engine_pb2.WaitContainerResponse:
-        return self.engine.wait(request.container)
+        return self.engine.wait(request.container, request.condition,
+                                cancelled=lambda: not context.is_active())
 
     def StopContainer(self, request: engine_pb2.StopContainerRequest,  # noqa: N802
                       context: Ctx) -> engine_pb2.StopContainerResponse:

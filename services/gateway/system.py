@@ -47,6 +47,8 @@ def system_df(images: Any, runtime: Any, records: Records) -> engine_pb2.SystemD
         state = "exited" if state in ("stopped", "") else state
         out.containers.append(engine_pb2.DfContainer(
             id=c.id, name=names.get(c.id, ""), image_id=c.image_id, size=c.size, state=state))
+    for vol in runtime.ListVolumes(runtime_pb2.VolumeListRequest(with_size=True)).volumes:
+        out.volumes.append(engine_pb2.Volume.FromString(vol.SerializeToString()))
     running = [c for c in out.containers if c.state in RUNNING]
     out.summary.append(engine_pb2.DfSummary(
         type="Images", total=len(out.images),
@@ -56,6 +58,11 @@ def system_df(images: Any, runtime: Any, records: Records) -> engine_pb2.SystemD
         type="Containers", total=len(out.containers), active=len(running),
         size=sum(c.size for c in out.containers),
         reclaimable=sum(c.size for c in out.containers if c.state not in RUNNING)))
+    out.summary.append(engine_pb2.DfSummary(
+        type="Local Volumes", total=len(out.volumes),
+        active=sum(1 for v in out.volumes if v.containers),
+        size=sum(v.size for v in out.volumes),
+        reclaimable=sum(v.size for v in out.volumes if not v.containers)))
     return out
 
 

@@ -52,6 +52,7 @@ from services.shim.background import Background
 from services.shim.claims import Claims
 from services.shim.exec import ExecRequest, ExecRun, Exit, Output
 from services.shim.exits import ExitWatch
+from services.shim.host_devices import host_devices
 from services.shim.network import Manager as NetworkManager
 from services.shim.network import plan_config, request_of
 from services.shim.network.manager import default_bridge
@@ -230,7 +231,8 @@ class Shim:
                     available_sysctls=spec.host_sysctls(),
                     thermal_paths=spec.host_thermal_paths(),
                     init_path=spec.find_init(self.cfg.shim.init_path) if cspec.init else "",
-                    userns_path=str(cdir.userns) if maps else ""))
+                    userns_path=str(cdir.userns) if maps else "",
+                    host_devices=host_devices() if cspec.privileged else []))
                 resolved = volume_mounts.prepare(cspec.volume_mounts, str(cdir.rootfs), cid,
                                                  self.volumes)
                 access.share(cdir, maps, resolved.records)
@@ -408,6 +410,10 @@ class Shim:
 
     def _restart_by_policy(self, cid: str) -> None:
         with self._lock(cid):
+            if self._meta(cid).get("manually_stopped"):
+                # A stop came after the supervisor looked: stop marks it under this lock,
+                # so either it sees this run and stops it, or this sees its mark.
+                return
             self._update_meta(cid, restart_count=int(self._meta(cid).get("restart_count", 0)) + 1)
             self._start(cid)
 
@@ -513,7 +519,8 @@ class Shim:
         signum = parse_signal(signal, signalmod.SIGTERM)
         self._existing(cid)
         # Before the signal: the restart policy must not bring it back (Docker's stop).
-        self._update_meta(cid, manually_stopped=True)
+        with self._lock(cid):
+            self._update_meta(cid, manually_stopped=True)
         if self.state(cid).status != "stopped":
             with contextlib.suppress(FailedPrecondition):
                 self.kill(cid, str(signum))

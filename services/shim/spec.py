@@ -75,6 +75,8 @@ class BundleInput:
     init_path: str = ""
     # The user namespace the shim pinned for spec.uid_maps, joined by path.
     userns_path: str = ""
+    # The host's device nodes (host_devices.py): a privileged container gets them all.
+    host_devices: list[dict[str, Any]] = field(default_factory=list)
 
 
 def normalize_cap(name: str) -> str:
@@ -245,7 +247,9 @@ def build_config(inp: BundleInput) -> dict:
                                               if inp.userns_path else {})})
         linux["uidMappings"] = id_mappings(spec.uid_maps)
         linux["gidMappings"] = id_mappings(spec.gid_maps)
-    if not spec.privileged:
+    if spec.privileged:
+        linux["devices"] = [dict(d) for d in inp.host_devices]  # as Docker: all of /dev
+    else:
         linux["maskedPaths"] = MASKED_PATHS + list(inp.thermal_paths)
         linux["readonlyPaths"] = list(READONLY_PATHS)
         if spec.seccomp != "unconfined":

@@ -38,7 +38,8 @@ class Engine:
         out "registry" to use a shared registry service named in ``[addresses]``);
         ``combined``: they run in one process (muelle-engine); ``bridge`` and
         ``cgroup_parent``: names to configure (random ones by default), or with
-        ``default_names`` none, so the engine derives its own from its root."""
+        ``default_names`` none, so the engine derives its own from its root.
+        ``services=launcher.ALL`` adds the Docker API (``docker_host``)."""
         # Unix socket paths are limited to 108 bytes: keep the run dir short.
         self.dir = Path(tempfile.mkdtemp(prefix="mu-", dir=base or "/tmp"))
         # Searchable by the remapped root of a --uidmap container, as /var/lib/muelle is
@@ -66,6 +67,8 @@ class Engine:
             self.bridge, self.cgroup_parent = self.cfg.network.bridge, self.cfg.shim.cgroup_parent
         hostcheck.claim(str(self.dir), self.cgroup_parent, self.bridge)
         self.host = self.cfg.address("gateway")
+        # DOCKER_HOST of its Docker API, when "dockerapi" is among the services.
+        self.docker_host = f"unix://{self.cfg.docker_socket()}"
         self.env = dict(os.environ, MUELLE_HOST=self.host, MUELLE_CONFIG=str(self.config_file),
                         MUELLE_ROOT=str(self.root), MUELLE_RUN=str(self.run))
 
@@ -89,7 +92,7 @@ class Engine:
     def logs(self) -> str:
         """The services' logs, for failure messages."""
         out = []
-        for name in (*launcher.ORDER, "engine"):
+        for name in (*launcher.ALL, "engine"):
             path = self.run / f"{name}.log"
             if path.exists():
                 out.append(f"--- {name}\n{path.read_text(errors='replace')[-4000:]}")

@@ -21,7 +21,7 @@ def _load(tmp_path: Path, text: str) -> config.Config:
 
 def test_a_service_table_overrides_the_common_one(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("MUELLE_TLS_KEY", raising=False)
+    monkeypatch.setenv("MUELLE_TLS_KEY", "/not/this.pem")  # the CLI's, not a service's
     cfg = _load(tmp_path, '[tls]\nca = "/t/ca.pem"\ncert = "/t/c.pem"\nkey = "/t/k.pem"\n'
                           '[tls.gateway]\ncert = "/t/g.pem"\nkey = "/t/gk.pem"\n'
                           '[authz]\ngateway = ["client-*"]\n')

@@ -10,7 +10,13 @@ from muelle.images.v1 import images_pb2
 from muelle.runtime.v1 import runtime_pb2
 from muelle.types.v1 import types_pb2
 
-from services.core.errors import AlreadyExists, FailedPrecondition, MuelleError, NotFound
+from services.core.errors import (
+    AlreadyExists,
+    DeadlineExceeded,
+    FailedPrecondition,
+    MuelleError,
+    NotFound,
+)
 from services.gateway.status import now_rfc3339
 
 IMAGE_ID = "sha256:" + "f" * 64
@@ -167,12 +173,16 @@ class FakeRuntime:
         self.exit(req.id, 143)
         return self._status(req.id)
 
-    def Wait(self, req: runtime_pb2.WaitRequest) -> runtime_pb2.ContainerStatus:  # noqa: N802
+    def Wait(self, req: runtime_pb2.WaitRequest,  # noqa: N802
+             timeout: float | None = None) -> runtime_pb2.ContainerStatus:
         self.calls.append("Wait")
         with self.cond:
             self._get(req.id)
-            self.cond.wait_for(lambda: req.id not in self.containers
-                               or self.containers[req.id]["status"] == "stopped", timeout=30)
+            done = self.cond.wait_for(lambda: req.id not in self.containers
+                                      or self.containers[req.id]["status"] == "stopped",
+                                      timeout=30 if timeout is None else timeout)
+        if not done and timeout is not None:  # as a gRPC deadline would
+            raise DeadlineExceeded("Deadline Exceeded")
         return self._status(req.id)
 
     def State(self, req: runtime_pb2.StateRequest) -> runtime_pb2.ContainerStatus:  # noqa: N802

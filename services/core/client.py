@@ -67,10 +67,12 @@ def target(address: str) -> str:
     return address
 
 
-def channel(address: str, tls: TlsFiles | None = None) -> grpc.Channel:
-    """A channel to ``address``: mutual TLS over TCP when ``tls`` has material (our
-    certificate, and the CA the peer's must be signed by); plain to a unix socket, and to
-    a loopback address when ``tls`` has none or says insecure."""
+def _plan(address: str, tls: TlsFiles | None
+          ) -> tuple[grpc.ChannelCredentials | None, list[tuple[str, int]]]:
+    """The credentials (None: plain) and options of a channel to ``address``: mutual TLS
+    over TCP when ``tls`` has material (our certificate, and the CA the peer's must be
+    signed by); plain to a unix socket, and to a loopback address when ``tls`` has none
+    or says insecure; anything else refused."""
     from services.core.tls import channel_credentials, is_loopback, tcp_host
 
     host = tcp_host(address)
@@ -79,13 +81,28 @@ def channel(address: str, tls: TlsFiles | None = None) -> grpc.Channel:
         if host is not None and not is_loopback(host):
             raise InvalidArgument(f"refusing plain TCP to {address}: insecure is allowed "
                                   f"on loopback only; configure TLS ca, cert and key")
-        options = GRPC_OPTIONS if host is None else GRPC_OPTIONS + TCP_OPTIONS
-        return grpc.insecure_channel(target(address), options=options)
+        return None, GRPC_OPTIONS if host is None else GRPC_OPTIONS + TCP_OPTIONS
     if tls is None or not tls.configured:
         raise InvalidArgument(f"{address} is reached over mutual TLS: configure [tls] ca, "
                               f"cert and key (the CLI: MUELLE_CERT_PATH or --tls* flags)")
-    return grpc.secure_channel(target(address), channel_credentials(tls),
-                               options=GRPC_OPTIONS + TCP_OPTIONS)
+    return channel_credentials(tls), GRPC_OPTIONS + TCP_OPTIONS
+
+
+def channel(address: str, tls: TlsFiles | None = None) -> grpc.Channel:
+    """A channel to ``address`` (see _plan for when it is TLS, plain, or refused)."""
+    creds, options = _plan(address, tls)
+    if creds is None:
+        return grpc.insecure_channel(target(address), options=options)
+    return grpc.secure_channel(target(address), creds, options=options)
+
+
+def aio_channel(address: str, tls: TlsFiles | None = None) -> grpc.aio.Channel:
+    """The same channel for asyncio callers (the Docker API's connection to a gateway:
+    ``aio_channel(cfg.address("gateway"), cfg.tls_files("dockerapi"))``)."""
+    creds, options = _plan(address, tls)
+    if creds is None:
+        return grpc.aio.insecure_channel(target(address), options=options)
+    return grpc.aio.secure_channel(target(address), creds, options=options)
 
 
 class _Readiness:

@@ -295,3 +295,26 @@ def test_a_renewed_client_certificate_is_used_without_a_restart(pki: Pki) -> Non
     finally:
         _Connection.RECHECK = 1.0
         running.stop(grace=0)
+
+
+def test_asyncio_callers_get_the_same_mutual_tls(
+        echo_server: tuple[str, Echo, TlsFiles], pki: Pki) -> None:
+    """aio_channel: what the Docker API uses to reach a gateway on TCP."""
+    import asyncio
+
+    from services.core.client import aio_channel
+
+    address, echo, _ = echo_server
+
+    async def call(files: TlsFiles) -> bytes:
+        async with aio_channel(address, files) as ch:
+            reply: bytes = await ch.unary_unary("/test.Echo/Echo", None, None)(
+                b"hi", timeout=10)
+            return reply
+
+    assert asyncio.run(call(pki.issue("gateway-dockerapi"))) == b"hi"
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        asyncio.run(call(pki.issue("client-d")))
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "'client-d'" in (info.value.details() or "")
+    assert echo.calls == 1

@@ -343,3 +343,52 @@ class AuthzInterceptor(grpc.ServerInterceptor):
                 return make(_guarded(fn, method, self.authorizer, streaming),
                             handler.request_deserializer, handler.response_serializer)
         return handler
+
+
+@dataclass(frozen=True)
+class ListenerSecurity:
+    """What a non-gRPC TCP listener (the Docker API on 2376) needs, decided once at start:
+
+        sec = listener_security("dockerapi", "tcp://0.0.0.0:2376",
+                                cfg.tls_files("dockerapi"), cfg.authz.get("dockerapi", ()))
+        await asyncio.start_server(on_connection, host, port, ssl=sec.ssl)
+        # per connection, before serving it:
+        identity = sec.admit(writer.get_extra_info("peercert"))  # PermissionDenied: refuse
+
+    ``ssl`` is None for a unix socket or an insecure loopback address (``admit`` then
+    lets everyone in: file permissions or loopback guard those)."""
+
+    service: str
+    mode: str
+    ssl: ssl.SSLContext | None
+    authorizer: Authorizer | None
+
+    def admit(self, peercert: Mapping[str, Any] | None) -> Identity | None:
+        """The caller's identity, logged; PermissionDenied (naming it) when [authz] does
+        not list it."""
+        if self.authorizer is None:
+            return None
+        identity = identity_of_peercert(peercert)
+        try:
+            self.authorizer.check(identity)
+        except (PermissionDenied, Unauthenticated):
+            get_logger(service=self.service).warning("connection refused",
+                                                     identity=str(identity or "-"))
+            raise
+        get_logger(service=self.service).info("connection", identity=str(identity))
+        return identity
+
+
+def listener_security(service: str, address: str, files: TlsFiles,
+                      authz: Sequence[str]) -> ListenerSecurity:
+    """The TLS context and authorizer of ``service`` listening on ``address``, or a clear
+    refusal (plain TCP off loopback, no TLS material, an empty [authz] entry)."""
+    mode = listen_mode(service, address, files)
+    if mode != "tls":
+        return ListenerSecurity(service, mode, None, None)
+    if not authz:
+        raise InvalidArgument(f"{service}: [authz].{service} is empty, so no certificate "
+                              f"identity could call it on {address}; list the identities "
+                              f"allowed")
+    return ListenerSecurity(service, mode, server_ssl_context(files, service),
+                            Authorizer(service, authz))

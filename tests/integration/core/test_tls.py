@@ -216,6 +216,25 @@ def test_the_ssl_context_helper_checks_client_certificates(pki: Pki, tmp_path: P
     assert _handshake(ctx, authz, renewed.ca, pki.issue("client-e")).startswith("handshake")
 
 
+def test_listener_security_decides_once_and_admits_by_identity(pki: Pki) -> None:
+    from services.core.tls import listener_security
+
+    files = pki.issue("dockerapi-b")
+    sec = listener_security("dockerapi", "tcp://127.0.0.1:2376", files, ["client-*"])
+    assert sec.mode == "tls" and sec.ssl is not None
+    assert str(sec.admit({"subject": ((("commonName", "client-d"),),)})) == "client-d"
+    with pytest.raises(errors.PermissionDenied, match="'mallory'"):
+        sec.admit({"subject": ((("commonName", "mallory"),),)})
+    with pytest.raises(errors.Unauthenticated):
+        sec.admit(None)
+    plain = listener_security("dockerapi", "tcp://127.0.0.1:2376", TlsFiles(insecure=True), [])
+    assert (plain.mode, plain.ssl, plain.admit(None)) == ("insecure", None, None)
+    with pytest.raises(errors.InvalidArgument, match="loopback only"):
+        listener_security("dockerapi", "tcp://10.0.0.2:2376", TlsFiles(insecure=True), [])
+    with pytest.raises(errors.InvalidArgument, match=r"\[authz\].dockerapi is empty"):
+        listener_security("dockerapi", "tcp://10.0.0.2:2376", files, [])
+
+
 def test_certs_command_writes_keys_private(tmp_path: Path) -> None:
     from clients.certs.main import run
 

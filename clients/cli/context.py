@@ -24,7 +24,7 @@ class Context:
         if self._client is None:
             from clients.sdk.client import Client
 
-            self._client = Client(self.host, lean=True)
+            self._client = Client(self.host, self.environ, lean=True)
         return self._client
 
     def close(self) -> None:

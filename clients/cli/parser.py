@@ -94,6 +94,12 @@ def build(verb: str | None = None) -> Parser:
     parser.add_argument("-H", "--host", default=None,
                         help="gateway address (default $MUELLE_HOST or "
                              "unix://$MUELLE_RUN/gateway.sock)")
+    # Docker's TLS flags; they set the MUELLE_TLS_* variables the SDK reads (address.py).
+    parser.add_argument("--tlsverify", action="store_true", default=None,
+                        help="mutual TLS to a tcp:// host (files from $MUELLE_CERT_PATH)")
+    parser.add_argument("--tlscacert", help="CA the gateway's certificate is signed by")
+    parser.add_argument("--tlscert", help="our client certificate")
+    parser.add_argument("--tlskey", help="our client certificate's key")
     sub: Any = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     if verb is not None:

@@ -12,8 +12,8 @@ from __future__ import annotations
 from _collections_abc import Iterator
 
 from clients.sdk import lite, wire
-from clients.sdk.address import resolve_host
-from services.core.errors import MuelleError
+from clients.sdk.address import plain_allowed, resolve_host, resolve_tls
+from services.core.errors import InvalidArgument, MuelleError
 
 # typing costs the CLI ~3 ms to import; mypy treats TYPE_CHECKING as true wherever it is defined
 TYPE_CHECKING = False
@@ -46,9 +46,15 @@ class Client:
     def __init__(self, host: str | None = None,
                  environ: Mapping[str, str] | None = None, lean: bool = False) -> None:
         self.host = resolve_host(host, environ)
+        self._tls = resolve_tls(self.host, environ)
+        if self._tls is None and not plain_allowed(self.host):
+            raise InvalidArgument(f"{self.host} is reached over mutual TLS only: give the "
+                                  f"client's certificate ($MUELLE_CERT_PATH, or --tlsverify "
+                                  f"with --tlscacert, --tlscert, --tlskey)")
         self._grpc_channel: grpc.Channel | None = None
         self._grpc_stub: Any = None
-        self._wire = wire.Channel(self.host) if lean and wire.supports(self.host) else None
+        self._wire = wire.Channel(self.host, tls=self._tls) if (
+            lean and wire.supports(self.host)) else None
         # Requests are lite messages over wire (no protobuf import, see lite.py), the
         # generated classes over grpcio; replies come as the same kind.
         if self._wire is not None:
@@ -64,8 +70,10 @@ class Client:
     def _channel(self) -> grpc.Channel:
         if self._grpc_channel is None:
             from services.core.client import channel
+            from services.core.tls import TlsFiles
 
-            self._grpc_channel = channel(self.host)
+            tls = TlsFiles(*self._tls) if self._tls else None
+            self._grpc_channel = channel(self.host, tls)
         return self._grpc_channel
 
     @property

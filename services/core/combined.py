@@ -21,7 +21,7 @@ from services.core import config as configmod
 from services.core.errors import MuelleError
 from services.core.logging import get_logger
 from services.core.main import add_common_options, load_config
-from services.core.server import Running, start, stop_signals
+from services.core.server import Running, check_listener, start, stop_signals
 from services.dockerapi.main import Background
 
 ORDER = ("registry", "imagestore", "shim", "gateway", "dockerapi")
@@ -46,6 +46,10 @@ def parse_services(text: str) -> tuple[str, ...]:
 def run(cfg: configmod.Config, services: Sequence[str]) -> None:
     stopping = stop_signals()  # before the services: a start (shim.restore) may be slow
     running: list[Running | Background] = []
+    for name in services:  # refuse a bad gRPC listener before any (maybe slow) start
+        if name != "dockerapi":
+            check_listener(name, cfg.address(name), cfg.tls_files(name),
+                           cfg.authz.get(name, ()))
     try:
         for name in services:
             if stopping.is_set():
@@ -56,7 +60,9 @@ def run(cfg: configmod.Config, services: Sequence[str]) -> None:
             factory = importlib.import_module(FACTORIES[name]).factory
             register, names, on_stop = factory(cfg)
             try:
-                running.append(start(name, cfg.address(name), register, names, on_stop))
+                running.append(start(name, cfg.address(name), register, names, on_stop,
+                                     tls=cfg.tls_files(name),
+                                     authz=cfg.authz.get(name, ())))
             except BaseException:
                 if on_stop:
                     on_stop()

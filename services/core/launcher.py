@@ -24,6 +24,7 @@ from services.core import config as configmod
 from services.core import modes
 from services.core.client import channel
 from services.core.errors import MuelleError, Unavailable
+from services.core.tls import TlsFiles
 
 # Start order: dependencies first. Stop order is the reverse.
 ORDER = ("registry", "imagestore", "shim", "gateway")
@@ -32,10 +33,11 @@ FRONT_DOORS = ("dockerapi",)
 ALL = ORDER + FRONT_DOORS
 
 
-def healthy(address: str, timeout: float = 1.0) -> bool:
-    """True when the service at ``address`` answers the standard health check SERVING."""
+def healthy(address: str, timeout: float = 1.0, tls: TlsFiles | None = None) -> bool:
+    """True when the service at ``address`` answers the standard health check SERVING
+    (over mutual TLS with ``tls`` when it listens on TCP)."""
     try:
-        with channel(address) as ch:
+        with channel(address, tls) as ch:
             reply = health_pb2_grpc.HealthStub(ch).Check(
                 health_pb2.HealthCheckRequest(service=""), timeout=timeout
             )
@@ -59,7 +61,7 @@ def http_ping(path: Path, timeout: float = 1.0) -> bool:
 def service_healthy(cfg: configmod.Config, name: str, timeout: float = 1.0) -> bool:
     if name == "dockerapi":
         return http_ping(cfg.docker_socket(), timeout)
-    return healthy(cfg.address(name), timeout)
+    return healthy(cfg.address(name), timeout, tls=cfg.tls_files(name))
 
 
 def service_address(cfg: configmod.Config, name: str) -> str:
@@ -185,14 +187,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", help="TOML config file")
     parser.add_argument("--combined", action="store_true",
                         help="up: the four services in one process (muelle-engine)")
+    parser.add_argument("--services", default=",".join(ALL),
+                        help="up/down: the services of this host (default: all, the Docker "
+                             "API included); across hosts each host runs some")
     args = parser.parse_args(argv)
     try:
         cfg = configmod.load(args.config)
+        wanted = [n.strip() for n in args.services.split(",") if n.strip()]
+        if not wanted or set(wanted) - set(ALL):
+            raise MuelleError(f"--services: choose from {', '.join(ALL)}")
+        services = tuple(n for n in ALL if n in wanted)
         if args.action == "up":
-            for name, pid in start(cfg, args.config, ALL, combined=args.combined).items():
+            for name, pid in start(cfg, args.config, services,
+                                   combined=args.combined).items():
                 print(f"muelle-{name:<10} pid {pid:<7} {service_address(cfg, name)}")
         elif args.action == "down":
-            stop(cfg)
+            stop(cfg, services)
             print("muelle services stopped (containers keep running; `make up` re-attaches)")
         else:
             bad = 0

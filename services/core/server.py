@@ -18,9 +18,24 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from services.core.client import GRPC_OPTIONS
+from services.core.client import GRPC_OPTIONS, KEEPALIVE_TIME_MS
 from services.core.errors import ANSWERED, MuelleError, is_no_space, no_space
 from services.core.logging import get_logger
+from services.core.tls import (
+    Authorizer,
+    AuthzInterceptor,
+    TlsFiles,
+    listen_mode,
+    server_credentials,
+)
+
+# Clients over TCP ping every KEEPALIVE_TIME_MS during a call (client.TCP_OPTIONS), also
+# while a stream carries no data (a Wait, a quiet log follow): gRPC's defaults would call
+# that abuse (one ping per 5 min without data, then GOAWAY) and end those calls.
+SERVER_OPTIONS = [
+    ("grpc.http2.min_ping_interval_without_data_ms", KEEPALIVE_TIME_MS - 1000),
+    ("grpc.http2.max_ping_strikes", 0),
+]
 
 
 def _abort(context: grpc.ServicerContext, exc: BaseException, method: str,
@@ -131,6 +146,16 @@ def bind_address(address: str) -> str:
     return address
 
 
+def check_listener(name: str, address: str, tls: TlsFiles, authz: Sequence[str]) -> str:
+    """How ``name`` may listen on ``address`` ("unix", "insecure", "tls"), or a clear
+    refusal: services call it before their (maybe slow) start, then start() again."""
+    mode = listen_mode(name, address, tls)
+    if mode == "tls" and not authz:
+        raise MuelleError(f"{name}: [authz].{name} is empty, so no certificate identity "
+                          f"could call it on {address}; list the identities allowed")
+    return mode
+
+
 class Running:
     """A started server with its health service; ``stop()`` drains it, then on_stop."""
 
@@ -155,13 +180,24 @@ def start(
     service_names: Sequence[str],
     on_stop: Callable[[], None] | None = None,
     max_workers: int = 64,
+    tls: TlsFiles | None = None,
+    authz: Sequence[str] = (),
 ) -> Running:
-    """Start a gRPC server for ``name`` on ``address``: the servicer, health, reflection."""
+    """Start a gRPC server for ``name`` on ``address``: the servicer, health, reflection.
+
+    A TCP address serves mutual TLS with ``tls`` and lets in the identities ``authz``
+    names (services/core/tls.py); plain TCP only when ``tls.insecure``, on loopback."""
     log = get_logger(address=address)
+    tls = tls or TlsFiles()
+    mode = check_listener(name, address, tls, authz)
+    interceptors: list[grpc.ServerInterceptor] = [ErrorInterceptor(name)]
+    if mode == "tls":
+        # Inside the error interceptor, whose edge maps its PermissionDenied.
+        interceptors.append(AuthzInterceptor(Authorizer(name, authz)))
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=name),
-        interceptors=[ErrorInterceptor(name)],
-        options=GRPC_OPTIONS,
+        interceptors=interceptors,
+        options=GRPC_OPTIONS + SERVER_OPTIONS,
     )
     register(server)
     health_servicer = health.HealthServicer()
@@ -172,12 +208,16 @@ def start(
         (*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     target = bind_address(address)
-    if server.add_insecure_port(target) == 0 and not target.startswith("unix:"):
+    if mode == "tls":
+        port = server.add_secure_port(target, server_credentials(name, tls))
+    else:
+        port = server.add_insecure_port(target)
+    if port == 0 and not target.startswith("unix:"):
         raise MuelleError(f"cannot listen on {address}")
     if target.startswith("unix:"):
         os.chmod(target[len("unix:") :], 0o660)
     server.start()
-    log.info("serving", service=name, pid=os.getpid())
+    log.info("serving", service=name, pid=os.getpid(), transport=mode)
     return Running(name, server, health_servicer, on_stop)
 
 
@@ -201,10 +241,12 @@ def serve(
     service_names: Sequence[str],
     on_stop: Callable[[], None] | None = None,
     max_workers: int = 64,
+    tls: TlsFiles | None = None,
+    authz: Sequence[str] = (),
 ) -> None:
     """Run a gRPC server for ``name`` on ``address`` until SIGTERM/SIGINT."""
     stopping = stop_signals()
-    running = start(name, address, register, service_names, on_stop, max_workers)
+    running = start(name, address, register, service_names, on_stop, max_workers, tls, authz)
     stopping.wait()
     running.stop()
     get_logger(address=address).info("stopped")

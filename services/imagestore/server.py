@@ -187,8 +187,9 @@ class ImagesServicer(images_pb2_grpc.ImagesServicer):
 
 def factory(cfg: configmod.Config) -> tuple[
         Callable[[grpc.Server], None], Sequence[str], Callable[[], None] | None]:
-    store = ImageStore(cfg.state_dir("imagestore"), GrpcRegistryClient(cfg.address("registry")),
-                       cfg.imagestore)
+    # The image store's own certificate identifies it to a registry service over TCP.
+    registry = GrpcRegistryClient(cfg.address("registry"), cfg.tls_files("imagestore"))
+    store = ImageStore(cfg.state_dir("imagestore"), registry, cfg.imagestore)
 
     def register(server: grpc.Server) -> None:
         images_pb2_grpc.add_ImagesServicer_to_server(ImagesServicer(store), server)

@@ -106,7 +106,8 @@ class Engine:
         return "\n".join(out)
 
     def remove_all_containers(self) -> None:
-        if not launcher.healthy(self.host):
+        # A gateway on TCP serves mutual TLS: its own certificate passes the health check.
+        if not launcher.healthy(self.host, tls=self.cfg.tls_files("gateway")):
             return
         ids = self.cli("ps", "-aq", check=False).stdout.split()
         if ids:

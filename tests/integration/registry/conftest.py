@@ -49,7 +49,9 @@ def registry_service_with(tmp: Path, settings: str, address: str = "") -> Iterat
     its gRPC address (a unix socket in ``tmp`` unless ``address`` is given)."""
     tmp.mkdir(parents=True, exist_ok=True)
     config = tmp / "muelle.toml"
-    config.write_text(f'root = "{tmp}"\nrun = "{tmp}"\n[registry]\n{settings}')
+    # Plain gRPC on a loopback TCP address must be asked for (no effect on a unix socket).
+    config.write_text(f'root = "{tmp}"\nrun = "{tmp}"\n[tls]\ninsecure = true\n'
+                      f'[registry]\n{settings}')
     address = address or f"unix://{tmp}/registry.sock"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MUELLE_")}
     with open(tmp / "registry.log", "wb") as log:

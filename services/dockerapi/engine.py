@@ -13,13 +13,16 @@ from typing import Any
 import grpc
 from muelle.engine.v1 import engine_pb2_grpc
 
-from services.core.client import GRPC_OPTIONS, target
+from services.core.client import aio_channel
 from services.core.errors import from_rpc_error
+from services.core.tls import TlsFiles
 
 
 class Gateway:
-    def __init__(self, address: str) -> None:
-        self.channel = grpc.aio.insecure_channel(target(address), options=GRPC_OPTIONS)
+    def __init__(self, address: str, tls: TlsFiles | None = None) -> None:
+        # A tcp:// gateway is reached over mutual TLS with the Docker API's own
+        # certificate ([tls.dockerapi]), as every service reaches its peers.
+        self.channel = aio_channel(address, tls)
         self.stub = engine_pb2_grpc.EngineStub(self.channel)
 
     async def call(self, method: str, request: Any) -> Any:

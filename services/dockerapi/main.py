@@ -1,8 +1,11 @@
 """``muelle-dockerapi``: the Docker Engine API (v1.41) in front of muelle.engine.v1.
 
 Listens on ``$MUELLE_RUN/docker.sock`` (``[dockerapi] socket``; mode 0660, owner root,
-group ``[dockerapi] group``) and, when ``[dockerapi] tcp`` is set, on a loopback TCP
-port. It is a client of the gateway like any other: it keeps no state but exec instances.
+group ``[dockerapi] group``) and, when ``[dockerapi] tcp`` is set, on TCP: with mutual TLS
+(``[tls]`` or ``[tls.dockerapi]``, Docker's ``--tlsverify``) and the identities
+``[authz].dockerapi`` lists, or plain with ``insecure = true`` on loopback only
+(services/core/tls.py decides, as for every gRPC listener). It is a client of the
+gateway like any other: it keeps no state but exec instances.
 In muelle-engine it runs in a thread of its own with its own event loop (``Background``).
 """
 
@@ -11,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import grp
-import ipaddress
 import os
 import signal
 import sys
@@ -23,25 +25,42 @@ from services.core import config as configmod
 from services.core.errors import InvalidArgument, MuelleError
 from services.core.logging import get_logger
 from services.core.main import add_common_options, load_config
+from services.core.tls import ListenerSecurity, listener_security
 from services.dockerapi.app import build_router
 from services.dockerapi.engine import Gateway
-from services.dockerapi.http import serve_connection
+from services.dockerapi.http import Handler, Request, Responder, serve_connection
 
 NAME = "dockerapi"
 
 
 def tcp_address(text: str) -> tuple[str, int]:
-    """``host:port`` on loopback only (no TLS and no authorization yet)."""
+    """``host:port`` of ``[dockerapi] tcp`` (TLS or loopback is decided by listener())."""
     host, _, port = text.removeprefix("tcp://").rpartition(":")
     host = host.strip("[]") or "127.0.0.1"
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback or not port.isdigit():
-        raise InvalidArgument(f"[dockerapi] tcp = {text!r}: want a loopback host:port "
-                              "(TLS and authorization for other addresses are not there yet)")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise InvalidArgument(f"[dockerapi] tcp = {text!r}: want host:port")
     return host, int(port)
+
+
+def listener(cfg: configmod.Config) -> tuple[str, int, ListenerSecurity]:
+    """Where and how to listen on TCP: a clear refusal for plain TCP off loopback, for
+    TCP without TLS material or ``insecure``, for TLS with an empty ``[authz]`` entry."""
+    host, port = tcp_address(cfg.dockerapi.tcp)
+    address = f"tcp://{'[' + host + ']' if ':' in host else host}:{port}"
+    return host, port, listener_security(NAME, address, cfg.tls_files(NAME),
+                                         cfg.authz.get(NAME, ()))
+
+
+def _admitted(handler: Handler, refusal: MuelleError | None) -> Handler:
+    """The router for a connection whose certificate was admitted, or one that answers
+    every request with the refusal (403 naming the identity, Docker-shaped)."""
+    if refusal is None:
+        return handler
+
+    async def refuse(_req: Request, _out: Responder) -> None:
+        raise refusal
+
+    return refuse
 
 
 def _own(path: Path, group: str) -> None:
@@ -56,12 +75,22 @@ def _own(path: Path, group: str) -> None:
 
 async def serve(cfg: configmod.Config, stop: asyncio.Event,
                 ready: threading.Event | None = None) -> None:
-    gateway = Gateway(cfg.address("gateway"))
+    if cfg.dockerapi.tcp:
+        host, port, security = listener(cfg)  # refused before anything is bound
+    gateway = Gateway(cfg.address("gateway"), cfg.tls_files(NAME))
     router = build_router(gateway)
 
     async def on_connection(reader: asyncio.StreamReader,
                             writer: asyncio.StreamWriter) -> None:
         await serve_connection(reader, writer, router)
+
+    async def on_tcp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        refusal = None
+        try:
+            security.admit(writer.get_extra_info("peercert"))
+        except MuelleError as exc:
+            refusal = exc
+        await serve_connection(reader, writer, _admitted(router, refusal))
 
     path = cfg.docker_socket()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,9 +100,8 @@ async def serve(cfg: configmod.Config, stop: asyncio.Event,
         _own(path, cfg.dockerapi.group)
         addresses = [f"unix://{path}"]
         if cfg.dockerapi.tcp:
-            host, port = tcp_address(cfg.dockerapi.tcp)
-            servers.append(await asyncio.start_server(on_connection, host, port))
-            addresses.append(f"tcp://{host}:{port}")
+            servers.append(await asyncio.start_server(on_tcp, host, port, ssl=security.ssl))
+            addresses.append(f"tcp://{host}:{port} ({security.mode})")
         get_logger(service=NAME).info("serving", addresses=addresses, pid=os.getpid())
         if ready is not None:
             ready.set()
@@ -119,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         cfg = load_config(args, NAME)
         if cfg.dockerapi.tcp:
-            tcp_address(cfg.dockerapi.tcp)  # refuse before binding anything
+            listener(cfg)  # refuse before binding anything
         asyncio.run(_main(cfg))
     except MuelleError as exc:
         print(f"muelle-{NAME}: {exc}", file=sys.stderr)

@@ -3,8 +3,6 @@ free loopback port, with its storage in a temp dir. Stopped and wiped on close()
 
 from __future__ import annotations
 
-import ctypes
-import signal
 import socket
 import subprocess
 import time
@@ -16,10 +14,11 @@ import httpx
 REGISTRY_BIN = "/usr/bin/docker-registry"
 
 
-def _die_with_parent() -> None:
-    # A test run killed with SIGKILL cannot clean up; the registry then goes with it.
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+# A test run killed with SIGKILL cannot clean up: the registry then goes with it
+# (PR_SET_PDEATHSIG, set by util-linux's setpriv right before its exec). Not a preexec_fn:
+# that forks the whole test process, and with gRPC's threads running, gRPC's fork
+# handlers broke the child ("epoll_wait error: Bad file descriptor", registry exited).
+DIE_WITH_PARENT = ["setpriv", "--pdeathsig", "KILL", "--"]
 
 
 def free_port() -> int:
@@ -71,8 +70,8 @@ class LocalRegistry:
             + self.extra_config
         )
         with open(self.workdir / "registry.log", "wb") as log:
-            self.proc = subprocess.Popen([REGISTRY_BIN, "serve", str(config)],
-                                         stdout=log, stderr=log, preexec_fn=_die_with_parent)
+            self.proc = subprocess.Popen([*DIE_WITH_PARENT, REGISTRY_BIN, "serve", str(config)],
+                                         stdout=log, stderr=log)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

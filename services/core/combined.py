@@ -4,7 +4,8 @@ Each service still serves its own socket and reaches the others through their gR
 addresses, exactly as when it runs alone: any one can move to its own process or host by
 starting it there and pointing ``[addresses]`` at it. What is shared is the interpreter and
 the grpc runtime (~30 MiB each), so four services take about half the memory they take as
-four processes. ``--services`` picks which run here (all four by default).
+four processes. ``--services`` picks which run here (all of them by default: the four of
+the engine and the CRI, services/cri).
 
 Started in dependency order and stopped in reverse, like the launcher does with processes.
 """
@@ -22,12 +23,13 @@ from services.core.logging import get_logger
 from services.core.main import add_common_options, load_config
 from services.core.server import Running, start, stop_signals
 
-ORDER = ("registry", "imagestore", "shim", "gateway")
+ORDER = ("registry", "imagestore", "shim", "gateway", "cri")
 FACTORIES = {
     "registry": "services.registry.main",
     "imagestore": "services.imagestore.server",
     "shim": "services.shim.main",
     "gateway": "services.gateway.main",
+    "cri": "services.cri.main",
 }
 
 
@@ -70,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="muelle-engine", description=__doc__.split("\n")[0])
     add_common_options(parser)
     parser.add_argument("--services", default=",".join(ORDER),
-                        help="comma-separated services to run here (default: all four)")
+                        help="comma-separated services to run here (default: all)")
     args = parser.parse_args(argv)
     try:
         services = parse_services(args.services)

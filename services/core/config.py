@@ -27,6 +27,9 @@ Example::
     [gateway]
     userns_remap = ["0:100000:65536"]  # every container in a user namespace (--userns=host: not)
 
+    [cri]                  # muelle-cri, Kubernetes' CRI (services/cri)
+    sandbox_image = "registry.k8s.io/pause:3.10"
+
     [network]
     default_mode = "bridge"  # none | host | bridge
     bridge = "muelle0"       # default: derived from root (see engine_names)
@@ -135,6 +138,16 @@ class NetworkConfig:
 
 
 @dataclass
+class CriConfig:
+    # Image of each pod's infra ("pause") container, which holds the pod's network
+    # namespace (services/cri/README.md); pulled on the first RunPodSandbox when absent.
+    sandbox_image: str = "registry.k8s.io/pause:3.10"
+    # Command of the infra container; empty = the image's (a pause image's /pause). Set
+    # it to e.g. ["sleep", "2147483647"] to use a busybox image as the infra image.
+    sandbox_command: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Config:
     root: Path = Path("/var/lib/muelle")
     run: Path = Path("/run/muelle")
@@ -146,6 +159,7 @@ class Config:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
     imagestore: ImageStoreConfig = field(default_factory=ImageStoreConfig)
+    cri: CriConfig = field(default_factory=CriConfig)
 
     def address(self, service: str) -> str:
         """gRPC address of ``service``: configured, else a unix socket in the run dir."""
@@ -216,7 +230,7 @@ _BOUNDS = {("registry", "parallel_ranges"): (1, 16),
 def _apply(cfg: Config, data: dict[str, Any], origin: str) -> None:
     sections: dict[str, Any] = {"registry": cfg.registry, "shim": cfg.shim,
                                 "network": cfg.network, "gateway": cfg.gateway,
-                                "imagestore": cfg.imagestore}
+                                "imagestore": cfg.imagestore, "cri": cfg.cri}
     known = {"root", "run", "log_format", "log_level", "addresses", *sections}
     unknown = set(data) - known
     if unknown:

@@ -1,4 +1,5 @@
-"""Start and stop the four services of one host, each its own process.
+"""Start and stop the services of one host, each its own process: the four of the engine
+and the front doors beside the gateway (the CRI).
 
 ``make up`` / ``make down`` and the test fixture use this, so there is one way to run an
 engine: ``python -m services.core.launcher up|down|status [--config FILE]``. Pid files and
@@ -25,6 +26,9 @@ from services.core.errors import MuelleError, Unavailable
 
 # Start order: dependencies first. Stop order is the reverse.
 ORDER = ("registry", "imagestore", "shim", "gateway")
+# ORDER plus the front doors, clients of the gateway (services/cri): what `make up`
+# starts. Test engines start ORDER unless a test asks for a front door.
+ALL = (*ORDER, "cri")
 
 
 def healthy(address: str, timeout: float = 1.0) -> bool:
@@ -156,19 +160,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("action", choices=["up", "down", "status"])
     parser.add_argument("--config", help="TOML config file")
     parser.add_argument("--combined", action="store_true",
-                        help="up: the four services in one process (muelle-engine)")
+                        help="up: the services in one process (muelle-engine)")
     args = parser.parse_args(argv)
     try:
         cfg = configmod.load(args.config)
         if args.action == "up":
-            for name, pid in start(cfg, args.config, combined=args.combined).items():
+            for name, pid in start(cfg, args.config, ALL, combined=args.combined).items():
                 print(f"muelle-{name:<10} pid {pid:<7} {cfg.address(name)}")
         elif args.action == "down":
-            stop(cfg)
+            stop(cfg, ALL)
             print("muelle services stopped (containers keep running; `make up` re-attaches)")
         else:
             bad = 0
-            for name in ORDER:
+            for name in ALL:
                 ok = healthy(cfg.address(name))
                 bad += not ok
                 print(f"muelle-{name:<10} {'serving' if ok else 'DOWN':<8} {cfg.address(name)}")

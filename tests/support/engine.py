@@ -89,7 +89,7 @@ class Engine:
     def logs(self) -> str:
         """The services' logs, for failure messages."""
         out = []
-        for name in (*launcher.ORDER, "engine"):
+        for name in (*launcher.ALL, "engine"):
             path = self.run / f"{name}.log"
             if path.exists():
                 out.append(f"--- {name}\n{path.read_text(errors='replace')[-4000:]}")

@@ -1,0 +1,266 @@
+"""muelle-cri, driven the way the kubelet and crictl drive a runtime: through the CRI
+socket with stubs generated from the cri-api contract (protos/k8s/cri/v1/api.proto).
+
+Real engine (the four services and muelle-cri as processes), real registry, real pods:
+the busybox test image is the pod's infra image too (its `sleep` holds the pod's network).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+import pytest
+from k8s.cri.v1 import api_pb2, api_pb2_grpc
+
+from services.core import launcher
+from tests.support.engine import Engine
+
+pytestmark = pytest.mark.root
+
+T = TypeVar("T")
+
+
+class Cri:
+    def __init__(self, engine: Engine) -> None:
+        self.channel = grpc.insecure_channel(f"unix:{engine.run}/cri.sock")
+        self.rt = api_pb2_grpc.RuntimeServiceStub(self.channel)
+        self.img = api_pb2_grpc.ImageServiceStub(self.channel)
+
+
+@pytest.fixture(scope="module")
+def cri_engine(busybox_ref: str) -> Iterator[Engine]:
+    extra = (f'[cri]\nsandbox_image = "{busybox_ref}"\n'
+             'sandbox_command = ["sleep", "2147483647"]\n')
+    with Engine(services=launcher.ALL, extra_config=extra) as engine:
+        yield engine
+
+
+@pytest.fixture(scope="module")
+def cri(cri_engine: Engine) -> Iterator[Cri]:
+    client = Cri(cri_engine)
+    yield client
+    # Pods a failed test left: remove them through CRI, as the kubelet would.
+    for pod in client.rt.ListPodSandbox(api_pb2.ListPodSandboxRequest()).items:
+        client.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod.id))
+    client.channel.close()
+
+
+@pytest.fixture(scope="module")
+def image(cri: Cri, busybox_ref: str) -> str:
+    reply = cri.img.PullImage(api_pb2.PullImageRequest(
+        image=api_pb2.ImageSpec(image=busybox_ref)))
+    return reply.image_ref
+
+
+def until(fetch: Callable[[], T], ok: Callable[[T], bool], what: str,
+          limit: float = 30.0) -> T:
+    """Poll ``fetch`` until ``ok`` (bounded), for states that change asynchronously."""
+    deadline = time.monotonic() + limit
+    while True:
+        value = fetch()
+        if ok(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: still {value!r}")
+        time.sleep(0.05)
+
+
+def pod_config(name: str, log_dir: Path, **labels: str) -> api_pb2.PodSandboxConfig:
+    return api_pb2.PodSandboxConfig(
+        metadata=api_pb2.PodSandboxMetadata(name=name, namespace="default",
+                                            uid=f"uid-{name}", attempt=0),
+        hostname=f"{name}-host", log_directory=str(log_dir), labels=labels,
+        annotations={"note": "from test_cri"})
+
+
+def run_pod(cri: Cri, name: str, log_dir: Path, **labels: str
+            ) -> tuple[str, api_pb2.PodSandboxConfig]:
+    config = pod_config(name, log_dir, **labels)
+    sid = cri.rt.RunPodSandbox(api_pb2.RunPodSandboxRequest(config=config)).pod_sandbox_id
+    return sid, config
+
+
+def container(cri: Cri, sid: str, pod: api_pb2.PodSandboxConfig, name: str, image: str,
+              cmd: list[str], start: bool = True, **labels: str) -> str:
+    config = api_pb2.ContainerConfig(
+        metadata=api_pb2.ContainerMetadata(name=name, attempt=0),
+        image=api_pb2.ImageSpec(image=image), command=cmd[:1], args=cmd[1:],
+        envs=[api_pb2.KeyValue(key="GREETING", value=b"hello from env")],
+        labels=labels, log_path=f"{name}/0.log")
+    cid = cri.rt.CreateContainer(api_pb2.CreateContainerRequest(
+        pod_sandbox_id=sid, config=config, sandbox_config=pod)).container_id
+    if start:
+        cri.rt.StartContainer(api_pb2.StartContainerRequest(container_id=cid))
+    return cid
+
+
+def status(cri: Cri, cid: str) -> api_pb2.ContainerStatus:
+    return cri.rt.ContainerStatus(api_pb2.ContainerStatusRequest(container_id=cid)).status
+
+
+def exec_sync(cri: Cri, cid: str, *cmd: str, timeout: int = 30) -> api_pb2.ExecSyncResponse:
+    return cri.rt.ExecSync(api_pb2.ExecSyncRequest(container_id=cid, cmd=list(cmd),
+                                                   timeout=timeout))
+
+
+def code_of(call: Callable[[], Any]) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.RpcError) as info:
+        call()
+    error: Any = info.value  # a grpc.Call too, which RpcError's stubs do not say
+    return error.code(), error.details() or ""
+
+
+def test_version_status_and_runtime_config(cri: Cri) -> None:
+    version = cri.rt.Version(api_pb2.VersionRequest())
+    assert (version.runtime_name, version.runtime_api_version) == ("muelle", "v1")
+    assert version.runtime_version
+    conditions = cri.rt.Status(api_pb2.StatusRequest()).status.conditions
+    assert {(c.type, c.status) for c in conditions} == {("RuntimeReady", True),
+                                                        ("NetworkReady", True)}
+    config = cri.rt.RuntimeConfig(api_pb2.RuntimeConfigRequest())
+    assert config.linux.cgroup_driver == api_pb2.CGROUPFS
+
+
+def test_images_pull_status_list_fsinfo(cri: Cri, image: str, busybox_ref: str) -> None:
+    assert image.startswith("sha256:")
+    found = cri.img.ImageStatus(api_pb2.ImageStatusRequest(
+        image=api_pb2.ImageSpec(image=busybox_ref))).image
+    assert found.id == image and busybox_ref in found.repo_tags and found.size > 0
+    listed = cri.img.ListImages(api_pb2.ListImagesRequest()).images
+    assert image in [i.id for i in listed]
+    # An image that is not there is an empty answer, not an error (the kubelet's check
+    # before every pull).
+    missing = cri.img.ImageStatus(api_pb2.ImageStatusRequest(
+        image=api_pb2.ImageSpec(image="127.0.0.1:1/not/there:1")))
+    assert not missing.HasField("image")
+    fs = cri.img.ImageFsInfo(api_pb2.ImageFsInfoRequest()).image_filesystems
+    assert fs[0].used_bytes.value > 0 and fs[0].fs_id.mountpoint
+
+
+def test_pod_runs_containers_that_share_its_network(cri: Cri, image: str, tmp_path: Path
+                                                    ) -> None:
+    sid, pod = run_pod(cri, "web", tmp_path, app="web")
+    st = cri.rt.PodSandboxStatus(api_pb2.PodSandboxStatusRequest(pod_sandbox_id=sid)).status
+    assert st.state == api_pb2.SANDBOX_READY and st.metadata.name == "web"
+    assert st.network.ip and st.labels["app"] == "web"
+    assert st.annotations["note"] == "from test_cri"
+    server = container(cri, sid, pod, "server", image, [
+        "sh", "-c", "echo pod-local > /tmp/index.html && exec httpd -f -p 127.0.0.1:8080 -h /tmp"])
+    client = container(cri, sid, pod, "client", image, ["sleep", "1000"])
+    until(lambda: status(cri, server).state, lambda s: s == api_pb2.CONTAINER_RUNNING,
+          "server running")
+    # The client reaches the server on 127.0.0.1: one network namespace per pod.
+    got = until(lambda: exec_sync(cri, client, "wget", "-qO-", "http://127.0.0.1:8080/"),
+                lambda r: r.exit_code == 0, "wget from the pod's other container")
+    assert got.stdout == b"pod-local\n"
+    assert exec_sync(cri, client, "hostname").stdout == b"web-host\n"
+    assert exec_sync(cri, client, "sh", "-c", "echo $GREETING").stdout == b"hello from env\n"
+    failed = exec_sync(cri, client, "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert (failed.exit_code, failed.stdout, failed.stderr) == (3, b"out\n", b"err\n")
+    cri.rt.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=sid))
+    st = cri.rt.PodSandboxStatus(api_pb2.PodSandboxStatusRequest(pod_sandbox_id=sid)).status
+    assert st.state == api_pb2.SANDBOX_NOTREADY
+    assert status(cri, client).state == api_pb2.CONTAINER_EXITED
+    cri.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sid))
+    assert not cri.rt.ListContainers(api_pb2.ListContainersRequest(
+        filter=api_pb2.ContainerFilter(pod_sandbox_id=sid))).containers
+
+
+def test_exit_code_and_logs_in_cri_format(cri: Cri, image: str, tmp_path: Path) -> None:
+    sid, pod = run_pod(cri, "job", tmp_path)
+    cid = container(cri, sid, pod, "worker", image, [
+        "sh", "-c", "echo first line; echo to stderr >&2; printf 'no newline'; exit 7"])
+    st = until(lambda: status(cri, cid), lambda s: s.state == api_pb2.CONTAINER_EXITED,
+               "worker exited")
+    assert (st.exit_code, st.reason) == (7, "Error")
+    assert st.finished_at >= st.started_at > 0 and st.created_at > 0
+    assert st.log_path == str(tmp_path / "worker/0.log")
+    lines = Path(st.log_path).read_bytes().splitlines()
+    # "<RFC 3339 nano> <stream> <F|P> <text>": the kubelet's reader splits on spaces.
+    parsed = sorted((s.split(b" ", 3)[1], s.split(b" ", 3)[2], s.split(b" ", 3)[3])
+                    for s in lines)
+    assert parsed == [(b"stderr", b"F", b"to stderr"), (b"stdout", b"F", b"first line"),
+                      (b"stdout", b"P", b"no newline")]
+    for line in lines:
+        stamp = line.split(b" ", 1)[0].decode()
+        assert stamp.endswith("Z") and "T" in stamp
+    cri.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sid))
+
+
+def test_stop_container_with_timeout(cri: Cri, image: str, tmp_path: Path) -> None:
+    sid, pod = run_pod(cri, "stopper", tmp_path)
+    # sleep as the container's pid 1 ignores SIGTERM: only the SIGKILL after the timeout
+    # stops it.
+    cid = container(cri, sid, pod, "sleeper", image, ["sleep", "1000"])
+    cri.rt.StopContainer(api_pb2.StopContainerRequest(container_id=cid, timeout=1))
+    st = status(cri, cid)
+    assert st.state == api_pb2.CONTAINER_EXITED and st.exit_code == 137
+    # Stop and remove are idempotent, as the kubelet's retries need.
+    cri.rt.StopContainer(api_pb2.StopContainerRequest(container_id=cid, timeout=1))
+    cri.rt.RemoveContainer(api_pb2.RemoveContainerRequest(container_id=cid))
+    cri.rt.RemoveContainer(api_pb2.RemoveContainerRequest(container_id=cid))
+    code, _ = code_of(lambda: status(cri, cid))
+    assert code == grpc.StatusCode.NOT_FOUND
+    cri.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sid))
+    cri.rt.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=sid))
+    cri.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sid))
+
+
+def test_list_filters(cri: Cri, image: str, tmp_path: Path) -> None:
+    a, pod_a = run_pod(cri, "alpha", tmp_path, tier="front")
+    b, pod_b = run_pod(cri, "beta", tmp_path, tier="back")
+    running = container(cri, a, pod_a, "run", image, ["sleep", "1000"], role="x")
+    created = container(cri, a, pod_a, "idle", image, ["true"], start=False, role="y")
+    other = container(cri, b, pod_b, "other", image, ["sleep", "1000"], role="x")
+    cri.rt.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=b))
+
+    def pods(**kw: Any) -> set[str]:
+        flt = api_pb2.PodSandboxFilter(**kw)
+        items = cri.rt.ListPodSandbox(api_pb2.ListPodSandboxRequest(filter=flt)).items
+        return {p.id for p in items}
+
+    def ctrs(**kw: Any) -> set[str]:
+        flt = api_pb2.ContainerFilter(**kw)
+        return {c.id for c in cri.rt.ListContainers(
+            api_pb2.ListContainersRequest(filter=flt)).containers}
+
+    assert pods() >= {a, b}
+    assert pods(label_selector={"tier": "front"}) == {a}
+    assert pods(id=b[:12]) == {b}
+    ready = api_pb2.PodSandboxStateValue(state=api_pb2.SANDBOX_READY)
+    assert a in pods(state=ready) and b not in pods(state=ready)
+    assert ctrs(pod_sandbox_id=a) == {running, created}
+    assert ctrs(label_selector={"role": "x"}) == {running, other}
+    created_state = api_pb2.ContainerStateValue(state=api_pb2.CONTAINER_CREATED)
+    assert ctrs(pod_sandbox_id=a, state=created_state) == {created}
+    assert ctrs(id=other) == {other}
+    listed = cri.rt.ListContainers(api_pb2.ListContainersRequest(
+        filter=api_pb2.ContainerFilter(id=running))).containers[0]
+    assert (listed.pod_sandbox_id, listed.metadata.name, listed.labels["role"]) == (a, "run", "x")
+    for sid in (a, b):
+        cri.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sid))
+    assert not pods() & {a, b}
+
+
+def test_bad_requests_get_clear_errors(cri: Cri, image: str, tmp_path: Path) -> None:
+    code, msg = code_of(lambda: cri.rt.RunPodSandbox(api_pb2.RunPodSandboxRequest(
+        config=api_pb2.PodSandboxConfig())))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "metadata" in msg
+    code, msg = code_of(lambda: cri.rt.CreateContainer(api_pb2.CreateContainerRequest(
+        pod_sandbox_id="f" * 64, config=api_pb2.ContainerConfig(
+            metadata=api_pb2.ContainerMetadata(name="x"), image=api_pb2.ImageSpec(image=image)))))
+    assert code == grpc.StatusCode.NOT_FOUND and "sandbox" in msg
+    code, msg = code_of(lambda: cri.rt.PodSandboxStatus(api_pb2.PodSandboxStatusRequest(
+        pod_sandbox_id="f" * 64)))
+    assert code == grpc.StatusCode.NOT_FOUND
+    code, msg = code_of(lambda: cri.rt.Exec(api_pb2.ExecRequest(container_id="x", cmd=["sh"])))
+    assert code == grpc.StatusCode.UNIMPLEMENTED and "Exec" in msg
+    # One pod name per (name, namespace, uid, attempt), as the kubelet relies on.
+    sid, _ = run_pod(cri, "twice", tmp_path)
+    code, _ = code_of(lambda: run_pod(cri, "twice", tmp_path))
+    assert code == grpc.StatusCode.ALREADY_EXISTS
+    cri.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sid))

@@ -264,3 +264,12 @@ def test_bad_requests_get_clear_errors(cri: Cri, image: str, tmp_path: Path) -> 
     code, _ = code_of(lambda: run_pod(cri, "twice", tmp_path))
     assert code == grpc.StatusCode.ALREADY_EXISTS
     cri.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sid))
+
+
+def test_the_one_process_engine_serves_cri_too() -> None:
+    with Engine(services=launcher.ALL, combined=True) as engine:
+        pids = {launcher.running_pid(engine.cfg, name) for name in launcher.ALL}
+        assert len(pids) == 1 and None not in pids
+        with grpc.insecure_channel(f"unix:{engine.run}/cri.sock") as ch:
+            reply = api_pb2_grpc.RuntimeServiceStub(ch).Version(api_pb2.VersionRequest())
+        assert reply.runtime_name == "muelle"

@@ -12,7 +12,7 @@ from services.core.errors import DeadlineExceeded, FailedPrecondition, InvalidAr
 from services.cri import records
 from services.cri.logs import Logs
 from services.cri.records import Record
-from services.cri.sandboxes import host_network
+from services.cri.sandboxes import host_network, pod_hostname
 
 _STATES = {"created": api_pb2.CONTAINER_CREATED, "running": api_pb2.CONTAINER_RUNNING,
            "paused": api_pb2.CONTAINER_RUNNING, "exited": api_pb2.CONTAINER_EXITED}
@@ -44,7 +44,7 @@ def engine_request(sandbox_id: str, sandbox: api_pb2.PodSandboxConfig,
         working_dir=config.working_dir,
         tty=config.tty, open_stdin=config.stdin, stdin_once=config.stdin_once,
         network_mode="host" if host_network(sandbox) else f"container:{sandbox_id}",
-        hostname="" if host_network(sandbox) else (sandbox.hostname or pod.name),
+        hostname="" if host_network(sandbox) else pod_hostname(sandbox),
     )
     if config.stop_signal:  # RUNTIMEDEFAULT (0): the image's, else SIGTERM
         req.stop_signal = api_pb2.Signal.Name(config.stop_signal)

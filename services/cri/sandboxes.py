@@ -15,6 +15,7 @@ would work only on the shim's host.
 from __future__ import annotations
 
 import contextlib
+import socket
 
 from k8s.cri.v1 import api_pb2
 from muelle.engine.v1 import engine_pb2, engine_pb2_grpc
@@ -26,11 +27,21 @@ from services.core.logging import get_logger
 from services.cri import records
 from services.cri.records import Record
 
+HOST_NAME_MAX = 64  # what sethostname(2) takes
 _PROTOCOLS = {api_pb2.TCP: "tcp", api_pb2.UDP: "udp"}
 
 
 def host_network(config: api_pb2.PodSandboxConfig) -> bool:
     return config.linux.security_context.namespace_options.network == api_pb2.NODE
+
+
+def pod_hostname(config: api_pb2.PodSandboxConfig) -> str:
+    """The pod's hostname; the node's when the config names none (containerd's rule: the
+    kubelet always names one, crictl and critest often do not)."""
+    name = config.hostname or socket.gethostname()
+    if len(name.encode()) > HOST_NAME_MAX:
+        raise InvalidArgument(f"pod hostname {name!r} is longer than {HOST_NAME_MAX} bytes")
+    return name
 
 
 class Sandboxes:
@@ -58,7 +69,7 @@ class Sandboxes:
                                      str(meta.attempt)),
             labels={records.KIND: "sandbox", records.CONFIG: records.encode(config)},
             network_mode="host" if host_network(config) else "",
-            hostname="" if host_network(config) else (config.hostname or meta.name),
+            hostname="" if host_network(config) else pod_hostname(config),
             ports=ports,
             # The kubelet stops pods with StopPodSandbox after their containers: the infra
             # process has nothing to save, a SIGKILL is its stop.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 
 from k8s.cri.v1 import api_pb2
 from muelle.engine.v1 import engine_pb2, engine_pb2_grpc
@@ -19,6 +20,8 @@ _STATES = {"created": api_pb2.CONTAINER_CREATED, "running": api_pb2.CONTAINER_RU
 # How long ContainerStatus of an exited container waits for its CRI log to be complete,
 # so that a reader who saw EXITED finds all the output in the file.
 LOG_FLUSH_WAIT = 5.0
+# How much longer than its timeout an ExecSync may take before muelle-cri gives up on it.
+EXEC_GRACE = 10
 
 
 def engine_request(sandbox_id: str, sandbox: api_pb2.PodSandboxConfig,
@@ -147,6 +150,12 @@ class Containers:
         self.engine.StartContainer(engine_pb2.StartContainerRequest(container=record.id))
         self.logs.follow(record.id, record.labels.get(records.LOG_PATH, ""))
 
+    def reopen_log(self, ref: str) -> None:
+        record, _ = self._get(ref)
+        if not self.logs.reopen(record.id):
+            raise FailedPrecondition(f"container {record.id} is not running (or has no log "
+                                     "path): there is no log to reopen")
+
     def resume_logs(self) -> None:
         """After a start of muelle-cri: follow the output of containers that run."""
         for record in records.list_all(self.engine, "container"):
@@ -171,20 +180,54 @@ class Containers:
             self.engine.RemoveContainer(engine_pb2.RemoveContainerRequest(
                 container=found[0].id, force=True))
 
+    def _matching(self, flt: api_pb2.ContainerFilter | api_pb2.ContainerStatsFilter
+                  ) -> list[Record]:
+        return [r for r in records.list_all(self.engine, "container")
+                if r.id.startswith(flt.id) and r.sandbox_id.startswith(flt.pod_sandbox_id)
+                and records.selected(r.container_config().labels, flt.label_selector)]
+
     def select(self, flt: api_pb2.ContainerFilter) -> list[api_pb2.Container]:
         out = []
-        for record in records.list_all(self.engine, "container"):
-            if flt.id and not record.id.startswith(flt.id):
-                continue
-            if flt.pod_sandbox_id and not record.sandbox_id.startswith(flt.pod_sandbox_id):
-                continue
+        for record in self._matching(flt):
             item = to_container(record)
             if flt.HasField("state") and item.state != flt.state.state:
                 continue
-            if not records.selected(item.labels, flt.label_selector):
-                continue
             out.append(item)
         return out
+
+    def stats(self, flt: api_pb2.ContainerStatsFilter) -> list[api_pb2.ContainerStats]:
+        """CPU and memory of the matching containers from one engine.v1 ContainerStats
+        call (every running container); one that does not run has attributes and
+        timestamps but no counters."""
+        chosen = self._matching(flt)
+        if not chosen:
+            return []
+        reply = self.engine.ContainerStats(engine_pb2.ContainerStatsRequest())
+        running = {e.id: e for e in reply.containers}
+        now = time.time_ns()
+        out = []
+        for record in chosen:
+            config = record.container_config()
+            item = api_pb2.ContainerStats(
+                attributes=api_pb2.ContainerAttributes(
+                    id=record.id, metadata=config.metadata, labels=config.labels,
+                    annotations=config.annotations),
+                cpu=api_pb2.CpuUsage(timestamp=now), memory=api_pb2.MemoryUsage(timestamp=now))
+            entry = running.get(record.id)
+            if entry is not None:
+                item.cpu.usage_core_nano_seconds.value = max(0, entry.cpu_usage_ns)
+                # engine.v1's memory_usage leaves out inactive page cache: the working set.
+                item.memory.working_set_bytes.value = max(0, entry.memory_usage)
+                item.memory.usage_bytes.value = max(0, entry.memory_usage)
+            out.append(item)
+        return out
+
+    def stats_of(self, ref: str) -> api_pb2.ContainerStats:
+        record, _ = self._get(ref)
+        found = self.stats(api_pb2.ContainerStatsFilter(id=record.id))
+        if not found:
+            raise NotFound(f"container {ref!r} not found")
+        return found[0]
 
     def status(self, ref: str) -> api_pb2.ContainerStatusResponse:
         record, detail = self._get(ref)
@@ -216,22 +259,32 @@ class Containers:
             raise InvalidArgument("exec needs a command")
         if not detail.state.running:
             raise FailedPrecondition(f"container {record.id} is not running")
-        start = engine_pb2.ExecContainerStart(container=record.id, cmd=cmd)
+        # The engine kills the process at the timeout and ends the stream once it is gone,
+        # so nothing of a timed-out probe keeps running (a gRPC deadline would return
+        # while the process still ran).
+        start = engine_pb2.ExecContainerStart(container=record.id, cmd=cmd,
+                                              timeout_seconds=max(0, min(timeout, 2**32 - 1)))
         inputs = iter([engine_pb2.ExecContainerInput(start=start),
                        engine_pb2.ExecContainerInput(close_stdin=True)])
         out = {"stdout": bytearray(), "stderr": bytearray()}
         exit_code = -1
+        # A gRPC deadline too, later, for an engine that ignores timeout_seconds (older):
+        # then the call fails and the gateway kills the process when the stream is gone.
+        deadline = timeout + EXEC_GRACE if timeout > 0 else None
+        killed = False
         try:
-            for event in self.engine.ExecContainer(inputs, timeout=timeout or None):
+            for event in self.engine.ExecContainer(inputs, timeout=deadline):
                 if event.HasField("output"):
                     out.get(event.output.stream, out["stdout"]).extend(event.output.data)
                 elif event.HasField("exit"):
                     if event.exit.error and event.exit.exit_code == 0:
                         raise FailedPrecondition(event.exit.error)
+                    killed = event.exit.timed_out
                     exit_code = event.exit.exit_code
         except DeadlineExceeded:
-            raise DeadlineExceeded(f"command {cmd[0]!r} did not finish within {timeout}s"
-                                   ) from None
+            killed = True
+        if killed:
+            raise DeadlineExceeded(f"command {cmd[0]!r} timed out after {timeout}s (killed)")
         return api_pb2.ExecSyncResponse(stdout=bytes(out["stdout"]), stderr=bytes(out["stderr"]),
                                         exit_code=exit_code)
 

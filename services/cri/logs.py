@@ -71,32 +71,45 @@ class Follower(threading.Thread):
         self.cid = cid
         self.path = path
         self.on_end = on_end
-        self.reopen = threading.Event()
+        self._lock = threading.Lock()  # the file descriptor: written here, reopened by RPCs
+        self._fd = -1
+        self._done = False
 
     def _open(self) -> int:
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
 
+    def reopen(self) -> None:
+        """Open the path anew (the kubelet renamed the file to rotate it): the new file
+        exists when this returns, as the kubelet checks."""
+        fd = self._open()
+        with self._lock:
+            if self._done:  # the output ended meanwhile: nothing writes any more
+                os.close(fd)
+                return
+            old, self._fd = self._fd, fd
+        if old >= 0:
+            os.close(old)
+
     def run(self) -> None:
         after = last_time(self.path)
-        fd = -1
         try:
-            fd = self._open()
+            self.reopen()
             req = engine_pb2.ContainerLogsRequest(container=self.cid, follow=True,
                                                   stdout=True, stderr=True)
             for entry in self.engine.ContainerLogs(req):
                 if after and entry.time and _ns(entry.time) <= after:
                     continue  # written by the follower before a restart of muelle-cri
-                if self.reopen.is_set():
-                    self.reopen.clear()
-                    os.close(fd)
-                    fd = self._open()
-                os.write(fd, b"".join(cri_lines(entry)))
+                with self._lock:
+                    os.write(self._fd, b"".join(cri_lines(entry)))
         except (MuelleError, OSError) as exc:
             get_logger().warning("cri log follower ended", container=self.cid, error=str(exc))
         finally:
-            if fd >= 0:
-                os.close(fd)
+            with self._lock:
+                self._done = True
+                if self._fd >= 0:
+                    os.close(self._fd)
+                self._fd = -1
             self.on_end(self.cid)
 
 
@@ -130,12 +143,12 @@ class Logs:
             self._followers.pop(cid, None)
 
     def reopen(self, cid: str) -> bool:
-        """Ask the follower to reopen its file; False when none runs (container stopped)."""
+        """Reopen the follower's file; False when none runs (the container stopped)."""
         with self._lock:
             follower = self._followers.get(cid)
         if follower is None:
             return False
-        follower.reopen.set()
+        follower.reopen()
         return True
 
     def wait(self, cid: str, timeout: float) -> None:

@@ -13,7 +13,7 @@ import grpc
 from k8s.cri.v1 import api_pb2, api_pb2_grpc
 from muelle.engine.v1 import engine_pb2, engine_pb2_grpc
 
-from services.core.errors import FailedPrecondition, MuelleError, Unimplemented
+from services.core.errors import MuelleError, Unimplemented
 from services.core.version import VERSION
 from services.cri.containers import Containers
 from services.cri.images import Images
@@ -122,10 +122,17 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
 
     def ReopenContainerLog(self, request: api_pb2.ReopenContainerLogRequest,  # noqa: N802
                            context: Ctx) -> api_pb2.ReopenContainerLogResponse:
-        if not self.containers.logs.reopen(request.container_id):
-            raise FailedPrecondition(f"container {request.container_id!r} is not running "
-                                     "(or has no log path)")
+        self.containers.reopen_log(request.container_id)
         return api_pb2.ReopenContainerLogResponse()
+
+    def ContainerStats(self, request: api_pb2.ContainerStatsRequest,  # noqa: N802
+                       context: Ctx) -> api_pb2.ContainerStatsResponse:
+        return api_pb2.ContainerStatsResponse(
+            stats=self.containers.stats_of(request.container_id))
+
+    def ListContainerStats(self, request: api_pb2.ListContainerStatsRequest,  # noqa: N802
+                           context: Ctx) -> api_pb2.ListContainerStatsResponse:
+        return api_pb2.ListContainerStatsResponse(stats=self.containers.stats(request.filter))
 
     def ExecSync(self, request: api_pb2.ExecSyncRequest,  # noqa: N802
                  context: Ctx) -> api_pb2.ExecSyncResponse:

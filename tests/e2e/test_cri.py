@@ -273,3 +273,52 @@ def test_the_one_process_engine_serves_cri_too() -> None:
         with grpc.insecure_channel(f"unix:{engine.run}/cri.sock") as ch:
             reply = api_pb2_grpc.RuntimeServiceStub(ch).Version(api_pb2.VersionRequest())
         assert reply.runtime_name == "muelle"
+
+
+def test_exec_sync_timeout_kills_the_process(cri: Cri, image: str, tmp_path: Path) -> None:
+    sid, pod = run_pod(cri, "probe", tmp_path)
+    cid = container(cri, sid, pod, "app", image, ["sleep", "1000"])
+    code, msg = code_of(lambda: exec_sync(cri, cid, "sleep", "4242", timeout=1))
+    assert code == grpc.StatusCode.DEADLINE_EXCEEDED and "timed out" in msg
+    # Gone when ExecSync returns, not some time later (the kubelet probes again at once).
+    assert b"sleep 4242" not in exec_sync(cri, cid, "ps", "-o", "args").stdout
+    cri.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sid))
+
+
+def test_container_stats(cri: Cri, image: str, tmp_path: Path) -> None:
+    sid, pod = run_pod(cri, "stats", tmp_path)
+    busy = container(cri, sid, pod, "busy", image, ["sh", "-c", "while :; do :; done"],
+                     tier="busy")
+    idle = container(cri, sid, pod, "idle", image, ["true"], start=False)
+    stats = until(lambda: cri.rt.ContainerStats(api_pb2.ContainerStatsRequest(
+        container_id=busy)).stats, lambda s: s.cpu.usage_core_nano_seconds.value > 0,
+        "CPU time of a busy container")
+    assert stats.attributes.metadata.name == "busy" and stats.memory.working_set_bytes.value > 0
+    listed = cri.rt.ListContainerStats(api_pb2.ListContainerStatsRequest(
+        filter=api_pb2.ContainerStatsFilter(pod_sandbox_id=sid))).stats
+    assert {s.attributes.id for s in listed} == {busy, idle}
+    by_label = cri.rt.ListContainerStats(api_pb2.ListContainerStatsRequest(
+        filter=api_pb2.ContainerStatsFilter(label_selector={"tier": "busy"}))).stats
+    assert [s.attributes.id for s in by_label] == [busy]
+    cri.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sid))
+
+
+def test_reopen_container_log(cri: Cri, image: str, tmp_path: Path) -> None:
+    sid, pod = run_pod(cri, "rotate", tmp_path)
+    cid = container(cri, sid, pod, "talker", image, [
+        "sh", "-c", "echo before; while [ ! -e /tmp/go ]; do sleep 0.1; done; echo after; "
+        "sleep 1000"])
+    log = tmp_path / "talker/0.log"
+    until(lambda: log.read_bytes() if log.exists() else b"", lambda b: b"before" in b,
+          "first line")
+    log.rename(tmp_path / "talker/0.log.1")  # the kubelet's rotation
+    cri.rt.ReopenContainerLog(api_pb2.ReopenContainerLogRequest(container_id=cid))
+    assert log.exists()  # at once, as the kubelet checks
+    exec_sync(cri, cid, "touch", "/tmp/go")
+    until(lambda: log.read_bytes(), lambda b: b"stdout F after" in b, "line after rotation")
+    assert b"after" not in (tmp_path / "talker/0.log.1").read_bytes()
+    cri.rt.StopContainer(api_pb2.StopContainerRequest(container_id=cid, timeout=0))
+    code, _ = code_of(lambda: cri.rt.ReopenContainerLog(api_pb2.ReopenContainerLogRequest(
+        container_id=cid)))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    cri.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sid))

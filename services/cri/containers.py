@@ -70,6 +70,8 @@ def engine_request(sandbox_id: str, sandbox: api_pb2.PodSandboxConfig,
                                                  target=m.container_path,
                                                  readonly=m.readonly))
     linux = config.linux
+    req.ipc_mode = namespace_mode(sandbox_id, sandbox, "ipc", linux.security_context)
+    req.pid_mode = namespace_mode(sandbox_id, sandbox, "pid", linux.security_context)
     res = linux.resources
     req.memory = res.memory_limit_in_bytes
     req.cpu_shares = res.cpu_shares
@@ -83,10 +85,32 @@ def engine_request(sandbox_id: str, sandbox: api_pb2.PodSandboxConfig,
     req.cap_drop.extend(sc.capabilities.drop_capabilities)
     req.user = _user(sc)
     req.group_add.extend(str(g) for g in sc.supplemental_groups)
+    if sc.masked_paths:  # none: the runtime's defaults (the kubelet's are the same)
+        req.masked_paths.values.extend(sc.masked_paths)
+    if sc.readonly_paths:
+        req.readonly_paths.values.extend(sc.readonly_paths)
     if sc.no_new_privs:
         req.security_opt.append("no-new-privileges")
     req.security_opt.extend(_seccomp(sc))
     return req
+
+
+def namespace_mode(sandbox_id: str, sandbox: api_pb2.PodSandboxConfig, kind: str,
+                   sc: api_pb2.LinuxContainerSecurityContext) -> str:
+    """engine.v1 ipc_mode / pid_mode of a container of the pod. The pod's namespaces are
+    its infra container's: POD joins them, NODE is the host's, CONTAINER its own (PID's
+    default), TARGET another container's (ephemeral debug containers)."""
+    pod = getattr(sandbox.linux.security_context.namespace_options, kind)
+    if pod == api_pb2.NODE:
+        return "host"
+    own = getattr(sc.namespace_options, kind)
+    if own == api_pb2.TARGET and kind == "pid":
+        if not sc.namespace_options.target_id:
+            raise InvalidArgument("namespace mode TARGET needs a target_id")
+        return f"container:{sc.namespace_options.target_id}"
+    if own == api_pb2.CONTAINER:
+        return ""
+    return f"container:{sandbox_id}"  # POD (the default for IPC)
 
 
 def _text(value: bytes, what: str) -> str:

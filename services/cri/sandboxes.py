@@ -63,6 +63,7 @@ class Sandboxes:
                     container_port=pm.container_port, protocol=_PROTOCOLS[pm.protocol],
                     host_ip=pm.host_ip, host_port=pm.host_port))
         self._ensure_image()
+        ns = config.linux.security_context.namespace_options
         req = engine_pb2.CreateContainerRequest(
             image=self.cfg.sandbox_image,
             name=records.engine_name("k8s", "POD", meta.name, meta.namespace, meta.uid,
@@ -71,6 +72,12 @@ class Sandboxes:
             network_mode="host" if host_network(config) else "",
             hostname="" if host_network(config) else pod_hostname(config),
             ports=ports,
+            dns=config.dns_config.servers, dns_search=config.dns_config.searches,
+            dns_options=config.dns_config.options,
+            # On the infra container: its network and IPC namespaces are the pod's.
+            sysctls=config.linux.sysctls,
+            ipc_mode="host" if ns.ipc == api_pb2.NODE else "",
+            pid_mode="host" if ns.pid == api_pb2.NODE else "",
             # The kubelet stops pods with StopPodSandbox after their containers: the infra
             # process has nothing to save, a SIGKILL is its stop.
             stop_timeout=0,

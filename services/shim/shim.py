@@ -230,7 +230,8 @@ class Shim:
                     available_sysctls=spec.host_sysctls(),
                     thermal_paths=spec.host_thermal_paths(),
                     init_path=spec.find_init(self.cfg.shim.init_path) if cspec.init else "",
-                    userns_path=str(cdir.userns) if maps else ""))
+                    userns_path=str(cdir.userns) if maps else "",
+                    join_paths=self._namespace_peers(cspec)))
                 resolved = volume_mounts.prepare(cspec.volume_mounts, str(cdir.rootfs), cid,
                                                  self.volumes)
                 access.share(cdir, maps, resolved.records)
@@ -587,6 +588,21 @@ class Shim:
         self._existing(cid)
         self._wait_stopped(cid, None, cancelled)
         return self.state(cid)
+
+    def _namespace_peers(self, cspec: runtime_pb2.ContainerSpec) -> dict[str, str]:
+        """kind -> namespace path of the running container that ipc_mode / pid_mode
+        name ("container:<id>")."""
+        out = {}
+        for kind, mode in (("ipc", cspec.ipc_mode), ("pid", cspec.pid_mode)):
+            if not mode.startswith("container:"):
+                continue
+            peer = mode[10:]
+            st = self.state(peer)
+            if st.status != "running" or st.pid <= 0:
+                raise FailedPrecondition(f"cannot join the {kind} namespace of container "
+                                         f"{peer[:12]}: it is not running")
+            out[kind] = f"/proc/{st.pid}/ns/{kind}"
+        return out
 
     def state(self, cid: str) -> Status:
         cdir = self._existing(cid)

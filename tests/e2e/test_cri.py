@@ -7,6 +7,7 @@ the busybox test image is the pod's infra image too (its `sleep` holds the pod's
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -193,9 +194,9 @@ def test_exit_code_and_logs_in_cri_format(cri: Cri, image: str, tmp_path: Path) 
 
 def test_stop_container_with_timeout(cri: Cri, image: str, tmp_path: Path) -> None:
     sid, pod = run_pod(cri, "stopper", tmp_path)
-    # sleep as the container's pid 1 ignores SIGTERM: only the SIGKILL after the timeout
-    # stops it.
-    cid = container(cri, sid, pod, "sleeper", image, ["sleep", "1000"])
+    # A process that ignores SIGTERM: only the SIGKILL after the timeout stops it.
+    cid = container(cri, sid, pod, "sleeper", image,
+                    ["sh", "-c", "trap '' TERM; exec sleep 1000"])
     cri.rt.StopContainer(api_pb2.StopContainerRequest(container_id=cid, timeout=1))
     st = status(cri, cid)
     assert st.state == api_pb2.CONTAINER_EXITED and st.exit_code == 137
@@ -321,4 +322,55 @@ def test_reopen_container_log(cri: Cri, image: str, tmp_path: Path) -> None:
     code, _ = code_of(lambda: cri.rt.ReopenContainerLog(api_pb2.ReopenContainerLogRequest(
         container_id=cid)))
     assert code == grpc.StatusCode.FAILED_PRECONDITION
+    cri.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sid))
+
+
+def test_pod_namespaces_dns_sysctls_and_paths(cri: Cri, image: str, tmp_path: Path) -> None:
+    config = pod_config("spaces", tmp_path)
+    config.dns_config.servers.append("10.10.10.10")
+    config.dns_config.searches.append("pod.example")
+    config.dns_config.options.append("ndots:2")
+    config.linux.sysctls.update({"kernel.shm_rmid_forced": "1",
+                                 "net.ipv4.ip_local_port_range": "30000 40000"})
+    sid = cri.rt.RunPodSandbox(api_pb2.RunPodSandboxRequest(config=config)).pod_sandbox_id
+    shared = container(cri, sid, config, "shared", image, ["sleep", "1000"])
+    own = api_pb2.ContainerConfig(
+        metadata=api_pb2.ContainerMetadata(name="own"), image=api_pb2.ImageSpec(image=image),
+        command=["sleep", "1001"], linux=api_pb2.LinuxContainerConfig(
+            security_context=api_pb2.LinuxContainerSecurityContext(
+                namespace_options=api_pb2.NamespaceOption(pid=api_pb2.CONTAINER),
+                masked_paths=["/etc/group"], readonly_paths=["/tmp"])))
+    alone = cri.rt.CreateContainer(api_pb2.CreateContainerRequest(
+        pod_sandbox_id=sid, config=own, sandbox_config=config)).container_id
+    cri.rt.StartContainer(api_pb2.StartContainerRequest(container_id=alone))
+
+    def ns(cid: str, kind: str) -> bytes:
+        return exec_sync(cri, cid, "readlink", f"/proc/self/ns/{kind}").stdout
+
+    # IPC is the pod's for both; PID the pod's (the infra's sleep is visible) unless the
+    # container asks for its own.
+    assert ns(shared, "ipc") == ns(alone, "ipc")
+    assert ns(shared, "pid") != ns(alone, "pid")
+    assert b"sleep 2147483647" in exec_sync(cri, shared, "ps", "-o", "args").stdout
+    assert b"sleep 2147483647" not in exec_sync(cri, alone, "ps", "-o", "args").stdout
+    resolv = exec_sync(cri, shared, "cat", "/etc/resolv.conf").stdout.decode()
+    assert {"nameserver 10.10.10.10", "search pod.example", "options ndots:2"} <= set(
+        resolv.splitlines())
+    assert "nameserver" not in resolv.replace("nameserver 10.10.10.10", "")
+    assert exec_sync(cri, alone, "cat", "/proc/sys/kernel/shm_rmid_forced").stdout == b"1\n"
+    assert exec_sync(cri, alone, "cat", "/proc/sys/net/ipv4/ip_local_port_range"
+                     ).stdout.split() == [b"30000", b"40000"]
+    assert exec_sync(cri, alone, "cat", "/etc/group").stdout == b""  # masked
+    assert exec_sync(cri, shared, "cat", "/etc/group").stdout != b""
+    assert exec_sync(cri, alone, "touch", "/tmp/x").exit_code != 0  # read-only
+    cri.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sid))
+
+
+def test_host_pid_pod(cri: Cri, image: str, tmp_path: Path) -> None:
+    config = pod_config("hostpid", tmp_path)
+    config.linux.security_context.namespace_options.pid = api_pb2.NODE
+    sid = cri.rt.RunPodSandbox(api_pb2.RunPodSandboxRequest(config=config)).pod_sandbox_id
+    cid = container(cri, sid, config, "looker", image, ["sleep", "1000"])
+    host = os.readlink("/proc/self/ns/pid").encode()
+    assert exec_sync(cri, cid, "readlink", "/proc/self/ns/pid").stdout.strip() == host
     cri.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sid))

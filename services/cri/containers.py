@@ -171,8 +171,13 @@ class Containers:
 
     def start(self, ref: str) -> None:
         record, _ = self._get(ref)
-        self.engine.StartContainer(engine_pb2.StartContainerRequest(container=record.id))
-        self.logs.follow(record.id, record.labels.get(records.LOG_PATH, ""))
+        try:
+            self.logs.follow(record.id, record.labels.get(records.LOG_PATH, ""),
+                             lambda: self.engine.StartContainer(
+                                 engine_pb2.StartContainerRequest(container=record.id)))
+        except OSError as exc:
+            raise FailedPrecondition(f"cannot create the log file of container {record.id}: "
+                                     f"{exc.strerror}") from None
 
     def reopen_log(self, ref: str) -> None:
         record, _ = self._get(ref)

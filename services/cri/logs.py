@@ -91,10 +91,19 @@ class Follower(threading.Thread):
         if old >= 0:
             os.close(old)
 
+    def close(self) -> None:
+        """For a follower that never started."""
+        with self._lock:
+            self._done = True
+            if self._fd >= 0:
+                os.close(self._fd)
+            self._fd = -1
+
     def run(self) -> None:
         after = last_time(self.path)
         try:
-            self.reopen()
+            if self._fd < 0:
+                self.reopen()
             req = engine_pb2.ContainerLogsRequest(container=self.cid, follow=True,
                                                   stdout=True, stderr=True)
             for entry in self.engine.ContainerLogs(req):
@@ -128,14 +137,29 @@ class Logs:
         self._lock = threading.Lock()
         self._followers: dict[str, Follower] = {}
 
-    def follow(self, cid: str, path: str) -> None:
+    def follow(self, cid: str, path: str, start: Callable[[], object] = lambda: None) -> None:
+        """Follow the container's output into ``path``. The file exists before ``start``
+        (the engine's StartContainer) runs, as the kubelet opens it right after: an error
+        making it fails the start, as in containerd."""
         if not path:
+            start()
             return
         with self._lock:
             if cid in self._followers:
-                return
-            follower = Follower(self.engine, cid, path, self._ended)
-            self._followers[cid] = follower
+                follower = None
+            else:
+                follower = Follower(self.engine, cid, path, self._ended)
+                self._followers[cid] = follower
+        if follower is None:
+            start()
+            return
+        try:
+            follower.reopen()
+            start()
+        except BaseException:
+            self._ended(cid)
+            follower.close()
+            raise
         follower.start()
 
     def _ended(self, cid: str) -> None:

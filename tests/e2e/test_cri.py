@@ -374,3 +374,10 @@ def test_host_pid_pod(cri: Cri, image: str, tmp_path: Path) -> None:
     host = os.readlink("/proc/self/ns/pid").encode()
     assert exec_sync(cri, cid, "readlink", "/proc/self/ns/pid").stdout.strip() == host
     cri.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sid))
+
+
+def test_the_log_file_exists_when_start_returns(cri: Cri, image: str, tmp_path: Path) -> None:
+    sid, pod = run_pod(cri, "quiet", tmp_path)
+    container(cri, sid, pod, "silent", image, ["sleep", "1000"])
+    assert (tmp_path / "silent/0.log").exists()  # the kubelet opens it at once
+    cri.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sid))

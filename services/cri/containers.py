@@ -17,6 +17,11 @@ from services.cri.sandboxes import host_network, pod_hostname
 
 _STATES = {"created": api_pb2.CONTAINER_CREATED, "running": api_pb2.CONTAINER_RUNNING,
            "paused": api_pb2.CONTAINER_RUNNING, "exited": api_pb2.CONTAINER_EXITED}
+# CRI mount propagation -> engine.v1's (Kubernetes' None and HostToContainer). Not
+# Bidirectional: muelle's runtime makes the container's root a slave of the host's even
+# when asked for rshared, so what the container mounts would not reach the host.
+_PROPAGATION = {api_pb2.PROPAGATION_PRIVATE: "rprivate",
+                api_pb2.PROPAGATION_HOST_TO_CONTAINER: "rslave"}
 # How long ContainerStatus of an exited container waits for its CRI log to be complete,
 # so that a reader who saw EXITED finds all the output in the file.
 LOG_FLUSH_WAIT = 5.0
@@ -60,15 +65,12 @@ def engine_request(sandbox_id: str, sandbox: api_pb2.PodSandboxConfig,
     elif config.args:
         req.cmd.values.extend(config.args)
     for m in config.mounts:
-        if m.propagation != api_pb2.PROPAGATION_PRIVATE:
-            raise InvalidArgument(f"mount {m.container_path}: propagation "
-                                  f"{api_pb2.MountPropagation.Name(m.propagation)} is not "
-                                  "supported yet (only PROPAGATION_PRIVATE)")
         if not m.container_path or not m.host_path:
             raise InvalidArgument("a mount needs a container_path and a host_path")
         req.mounts.append(engine_pb2.VolumeMount(type="bind", source=m.host_path,
                                                  target=m.container_path,
-                                                 readonly=m.readonly))
+                                                 readonly=m.readonly,
+                                                 propagation=_propagation(m)))
     linux = config.linux
     req.ipc_mode = namespace_mode(sandbox_id, sandbox, "ipc", linux.security_context)
     req.pid_mode = namespace_mode(sandbox_id, sandbox, "pid", linux.security_context)
@@ -111,6 +113,15 @@ def namespace_mode(sandbox_id: str, sandbox: api_pb2.PodSandboxConfig, kind: str
     if own == api_pb2.CONTAINER:
         return ""
     return f"container:{sandbox_id}"  # POD (the default for IPC)
+
+
+def _propagation(m: api_pb2.Mount) -> str:
+    if m.propagation not in _PROPAGATION:
+        name = api_pb2.MountPropagation.Name(m.propagation) \
+            if m.propagation in api_pb2.MountPropagation.values() else str(m.propagation)
+        raise InvalidArgument(f"mount {m.container_path}: propagation {name} is not "
+                              "supported (PROPAGATION_PRIVATE and HOST_TO_CONTAINER are)")
+    return _PROPAGATION[m.propagation]
 
 
 def _text(value: bytes, what: str) -> str:

@@ -238,6 +238,9 @@ class Shim:
                 plan = self.networks.prepare(cid, request_of(cspec, config["hostname"]))
                 plan_config(config, plan)  # hosts, hostname, resolv.conf: user mounts win
                 config["mounts"] = spec.with_user_mounts(config["mounts"], resolved.oci)
+                propagation = spec.rootfs_propagation(resolved.oci)
+                if propagation:
+                    config["linux"]["rootfsPropagation"] = propagation
                 if cspec.terminal and cspec.console_size.rows and cspec.console_size.cols:
                     config["process"]["consoleSize"] = {"height": cspec.console_size.rows,
                                                         "width": cspec.console_size.cols}

@@ -300,6 +300,16 @@ def build_config(inp: BundleInput) -> dict:
     }
 
 
+def rootfs_propagation(mounts: list[dict[str, Any]]) -> str:
+    """The container root's propagation its bind mounts need ("" = the runtime's
+    default): a slave bind under a private root would not receive the host's mounts
+    (runc's and containerd's rule)."""
+    options = {o for m in mounts for o in m.get("options", [])}
+    if options & {"slave", "rslave"}:
+        return "rslave"
+    return ""
+
+
 def check_workdir(rootfs: str, cwd: str) -> None:
     """InvalidArgument if ``cwd`` (resolved inside ``rootfs``) or a parent of it exists and
     is not a directory: the runtime would fail to make it with a bare "File exists"."""

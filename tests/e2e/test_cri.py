@@ -8,6 +8,7 @@ the busybox test image is the pod's infra image too (its `sleep` holds the pod's
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -381,3 +382,47 @@ def test_the_log_file_exists_when_start_returns(cri: Cri, image: str, tmp_path: 
     container(cri, sid, pod, "silent", image, ["sleep", "1000"])
     assert (tmp_path / "silent/0.log").exists()  # the kubelet opens it at once
     cri.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sid))
+
+
+def _mount(*args: str) -> None:
+    subprocess.run(["mount", *args], check=True, capture_output=True)
+
+
+def test_host_to_container_mount_propagation(cri: Cri, image: str, tmp_path: Path) -> None:
+    """Kubernetes' mountPropagation HostToContainer: what the host mounts under the volume
+    later appears in the container (the host side is a shared mount, as the kubelet's
+    is). Bidirectional is refused (muelle's runtime keeps container mounts off the host)."""
+    shared_dir = tmp_path / "shared"
+    src = tmp_path / "src"
+    for d in (shared_dir / "from-host", src):
+        d.mkdir(parents=True)
+    (src / "flag").write_text("x")
+    made: list[str] = []
+    try:
+        _mount("--bind", str(shared_dir), str(shared_dir))
+        made.append(str(shared_dir))
+        _mount("--make-rshared", str(shared_dir))
+        sid, pod = run_pod(cri, "propagate", tmp_path)
+
+        def config(name: str, kind: int) -> api_pb2.ContainerConfig:
+            return api_pb2.ContainerConfig(
+                metadata=api_pb2.ContainerMetadata(name=name),
+                image=api_pb2.ImageSpec(image=image), command=["sleep", "1000"],
+                mounts=[api_pb2.Mount(container_path="/data", host_path=str(shared_dir),
+                                      propagation=kind)])  # type: ignore[arg-type]
+
+        cid = cri.rt.CreateContainer(api_pb2.CreateContainerRequest(
+            pod_sandbox_id=sid, config=config("down", api_pb2.PROPAGATION_HOST_TO_CONTAINER),
+            sandbox_config=pod)).container_id
+        cri.rt.StartContainer(api_pb2.StartContainerRequest(container_id=cid))
+        _mount("--bind", str(src), str(shared_dir / "from-host"))
+        made.append(str(shared_dir / "from-host"))
+        assert exec_sync(cri, cid, "cat", "/data/from-host/flag").stdout == b"x"
+        code, msg = code_of(lambda: cri.rt.CreateContainer(api_pb2.CreateContainerRequest(
+            pod_sandbox_id=sid, config=config("both", api_pb2.PROPAGATION_BIDIRECTIONAL),
+            sandbox_config=pod)))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "BIDIRECTIONAL" in msg
+        cri.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sid))
+    finally:
+        for path in reversed(made):
+            subprocess.run(["umount", "-l", path], capture_output=True)

@@ -387,3 +387,14 @@ def test_namespace_modes_dns_and_sysctls_reach_the_shim(engine: Engine,
 def test_bad_namespace_dns_and_sysctl_options(engine: Engine, bad: dict[str, Any]) -> None:
     with pytest.raises(InvalidArgument):
         engine.create(req(**bad))
+
+
+def test_bind_propagation(engine: Engine, runtime: FakeRuntime, tmp_path: Path) -> None:
+    mount = engine_pb2.VolumeMount(type="bind", source=str(tmp_path), target="/d",
+                                   propagation="rslave")
+    cid = engine.create(req(mounts=[mount])).id
+    assert runtime.containers[cid]["spec"].volume_mounts[0].propagation == "rslave"
+    for bad in ("rshared", "sideways"):
+        mount.propagation = bad
+        with pytest.raises(InvalidArgument, match="bind-propagation"):
+            engine.create(req(mounts=[mount]))

@@ -426,3 +426,27 @@ def test_host_to_container_mount_propagation(cri: Cri, image: str, tmp_path: Pat
     finally:
         for path in reversed(made):
             subprocess.run(["umount", "-l", path], capture_output=True)
+
+
+def test_a_restarted_cri_catches_up_on_logs_without_repeating(
+        cri_engine: Engine, cri: Cri, image: str, tmp_path: Path) -> None:
+    sid, pod = run_pod(cri, "restart", tmp_path)
+    cid = container(cri, sid, pod, "counter", image, [
+        "sh", "-c", "i=0; while :; do echo line $i; i=$((i+1)); sleep 0.05; done"])
+    log = tmp_path / "counter/0.log"
+
+    def numbers() -> list[int]:
+        text = log.read_bytes() if log.exists() else b""
+        return [int(line.rsplit(b" ", 1)[1]) for line in text.splitlines()
+                if line.rsplit(b" ", 1)[1].isdigit()]
+
+    until(numbers, lambda n: len(n) >= 3, "first lines")
+    launcher.stop(cri_engine.cfg, ("cri",))
+    seen = len(numbers())
+    # The container keeps writing while muelle-cri is down: the engine keeps it.
+    until(lambda: cri_engine.cli("logs", "--tail", "1", cid).stdout,
+          lambda out: int(out.split()[-1]) > seen + 10, "output while muelle-cri is down")
+    launcher.start(cri_engine.cfg, str(cri_engine.config_file), ("cri",))
+    got = until(numbers, lambda n: len(n) > seen + 20, "lines after the restart")
+    assert got == list(range(len(got)))  # every line once, in order
+    cri.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sid))

@@ -64,6 +64,10 @@ IFNAMSIZ = 15  # the longest interface name Linux takes
 class RegistryConfig:
     # Registries reached over plain HTTP (loopback registries always are).
     insecure_registries: list[str] = field(default_factory=list)
+    # Pull-only mirrors by registry host, containerd hosts.toml style: a pull of
+    # "registry.k8s.io/pause:3.10" asks "127.0.0.1:5000" for "pause:3.10" (same repository
+    # path); the image keeps its name. {"registry.k8s.io" = "127.0.0.1:5000"}.
+    mirrors: dict[str, str] = field(default_factory=dict)
     # Path of a docker-style config.json with credentials.
     auth_file: str = ""
     # Per-registry TLS material, Docker's layout: <certs_dir>/<host[:port]>/ holds CA

@@ -255,8 +255,10 @@ def _apply(cfg: Config, data: dict[str, Any], origin: str) -> None:
             default = getattr(target, key)
             # A wrong type would only fail deep inside a service: refuse it here.
             _check_type(origin, f"{section}.{key}", value, default)
-            low, high = _BOUNDS.get((section, key), (value, value))
-            if not low <= value <= high:
+            # Only the bounded integers: a table (shim.runtimes, registry.mirrors) has no
+            # order, and comparing one with itself raised TypeError (a traceback at start).
+            low, high = _BOUNDS.get((section, key), (None, None))
+            if low is not None and not low <= value <= high:
                 raise InvalidArgument(f"{origin}: {section}.{key} must be from {low} to "
                                       f"{high}, not {value!r}")
             if (section, key) == ("network", "bridge") and value:

@@ -86,3 +86,14 @@ def test_each_root_has_its_own_bridge_and_cgroup_parent(monkeypatch: pytest.Monk
     f.write_text('[network]\nbridge = "br7"\n[shim]\ncgroup_parent = "mine"\n')
     mine = config.load(str(f))
     assert (mine.network.bridge, mine.shim.cgroup_parent) == ("br7", "mine")
+
+
+def test_tables_load(tmp_path: Path) -> None:
+    """Tables of strings (shim.runtimes, registry.mirrors) used to crash the bounds check
+    with a TypeError instead of loading."""
+    f = tmp_path / "m.toml"
+    f.write_text('[shim]\nruntimes = { runc = "/usr/sbin/runc" }\n'
+                 '[registry]\nmirrors = { "registry.k8s.io" = "127.0.0.1:5000" }\n')
+    cfg = config.load(str(f))
+    assert cfg.shim.runtimes == {"runc": "/usr/sbin/runc"}
+    assert cfg.registry.mirrors == {"registry.k8s.io": "127.0.0.1:5000"}

@@ -149,6 +149,10 @@ class CriConfig:
     # Command of the infra container; empty = the image's (a pause image's /pause). Set
     # it to e.g. ["sleep", "2147483647"] to use a busybox image as the infra image.
     sandbox_command: list[str] = field(default_factory=list)
+    # Where the streaming server for Exec, Attach and PortForward listens (host:port; port
+    # 0 = a free one). Its URLs carry one-time tokens; keep it on loopback unless the
+    # kubelet's proxy must reach it from elsewhere.
+    stream_address: str = "127.0.0.1:0"
 
 
 @dataclass

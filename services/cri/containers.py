@@ -180,6 +180,13 @@ class Containers:
             raise NotFound(f"container {ref!r} not found")
         return found
 
+    def running(self, ref: str) -> str:
+        """The ID of the running container ``ref`` names (for Exec and Attach)."""
+        record, detail = self._get(ref)
+        if not detail.state.running:
+            raise FailedPrecondition(f"container {record.id} is not running")
+        return record.id
+
     def start(self, ref: str) -> None:
         record, _ = self._get(ref)
         try:

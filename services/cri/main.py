@@ -25,6 +25,7 @@ from services.cri.containers import Containers
 from services.cri.images import Images
 from services.cri.logs import Logs
 from services.cri.sandboxes import Sandboxes
+from services.cri.streaming.server import StreamServer
 
 SERVICE_NAMES = ("runtime.v1.RuntimeService", "runtime.v1.ImageService")
 
@@ -35,6 +36,8 @@ def factory(cfg: Config) -> tuple[Callable[[grpc.Server], None], Sequence[str],
     containers = Containers(engine, Logs(engine))
     sandboxes = Sandboxes(engine, cfg.cri)
     images = Images(engine, str(cfg.state_dir("imagestore")))
+    streaming = StreamServer(engine, cfg.cri.stream_address)
+    streaming.start()
 
     def resume() -> None:
         try:
@@ -50,11 +53,12 @@ def factory(cfg: Config) -> tuple[Callable[[grpc.Server], None], Sequence[str],
         # The RPCs not served yet are filled in at import (server._fill_unimplemented),
         # which mypy cannot see: hence the ignores.
         api_pb2_grpc.add_RuntimeServiceServicer_to_server(
-            RuntimeServicer(engine, sandboxes, containers), server)  # type: ignore[abstract]
+            RuntimeServicer(engine, sandboxes, containers, streaming),  # type: ignore[abstract]
+            server)
         api_pb2_grpc.add_ImageServiceServicer_to_server(
             ImageServicer(images), server)  # type: ignore[abstract]
 
-    return register, SERVICE_NAMES, None
+    return register, SERVICE_NAMES, streaming.stop
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ from muelle.engine.v1 import engine_pb2, engine_pb2_grpc
 from muelle.types.v1 import types_pb2
 
 from services.core.config import CriConfig
-from services.core.errors import InvalidArgument, NotFound
+from services.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.core.logging import get_logger
 from services.cri import records
 from services.cri.records import Record
@@ -147,6 +147,21 @@ class Sandboxes:
         with contextlib.suppress(NotFound):  # removed meanwhile
             self.engine.RemoveContainer(engine_pb2.RemoveContainerRequest(container=cid,
                                                                           force=True))
+
+    def address(self, ref: str) -> str:
+        """Where the pod's ports are reached from this host: its IP on the shim's bridge,
+        or loopback for a pod on the host's network."""
+        found = records.lookup(self.engine, ref, "sandbox")
+        if found is None:
+            raise NotFound(f"pod sandbox {ref!r} not found")
+        record, detail = found
+        if not detail.state.running:
+            raise FailedPrecondition(f"pod sandbox {record.id} is not ready")
+        if host_network(record.sandbox_config()):
+            return "127.0.0.1"
+        if not detail.networks or not detail.networks[0].ip_address:
+            raise FailedPrecondition(f"pod sandbox {record.id} has no address")
+        return detail.networks[0].ip_address
 
     def status(self, ref: str) -> api_pb2.PodSandboxStatusResponse:
         found = records.lookup(self.engine, ref, "sandbox")

@@ -13,11 +13,12 @@ import grpc
 from k8s.cri.v1 import api_pb2, api_pb2_grpc
 from muelle.engine.v1 import engine_pb2, engine_pb2_grpc
 
-from services.core.errors import MuelleError, Unimplemented
+from services.core.errors import InvalidArgument, MuelleError, Unimplemented
 from services.core.version import VERSION
 from services.cri.containers import Containers
 from services.cri.images import Images
 from services.cri.sandboxes import Sandboxes
+from services.cri.streaming.server import Session, StreamServer
 
 Ctx = grpc.ServicerContext
 RUNTIME_NAME = "muelle"
@@ -26,10 +27,11 @@ CRI_API_VERSION = "v1"
 
 class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     def __init__(self, engine: engine_pb2_grpc.EngineStub, sandboxes: Sandboxes,
-                 containers: Containers) -> None:
+                 containers: Containers, streaming: StreamServer) -> None:
         self.engine = engine
         self.sandboxes = sandboxes
         self.containers = containers
+        self.streaming = streaming
 
     def Version(self, request: api_pb2.VersionRequest,  # noqa: N802
                 context: Ctx) -> api_pb2.VersionResponse:
@@ -138,6 +140,38 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                  context: Ctx) -> api_pb2.ExecSyncResponse:
         return self.containers.exec_sync(request.container_id, list(request.cmd),
                                          request.timeout)
+
+
+    def Exec(self, request: api_pb2.ExecRequest,  # noqa: N802
+             context: Ctx) -> api_pb2.ExecResponse:
+        if not request.cmd:
+            raise InvalidArgument("exec needs a command")
+        cid = self.containers.running(request.container_id)
+        _check_streams(request.stdin, request.stdout, request.stderr, request.tty)
+        return api_pb2.ExecResponse(url=self.streaming.url_for(Session(
+            "exec", cid, tuple(request.cmd), request.tty, request.stdin, request.stdout,
+            request.stderr)))
+
+    def Attach(self, request: api_pb2.AttachRequest,  # noqa: N802
+               context: Ctx) -> api_pb2.AttachResponse:
+        cid = self.containers.running(request.container_id)
+        _check_streams(request.stdin, request.stdout, request.stderr, request.tty)
+        return api_pb2.AttachResponse(url=self.streaming.url_for(Session(
+            "attach", cid, (), request.tty, request.stdin, request.stdout, request.stderr)))
+
+    def PortForward(self, request: api_pb2.PortForwardRequest,  # noqa: N802
+                    context: Ctx) -> api_pb2.PortForwardResponse:
+        address = self.sandboxes.address(request.pod_sandbox_id)
+        return api_pb2.PortForwardResponse(url=self.streaming.url_for(Session(
+            "portforward", request.pod_sandbox_id, address=address)))
+
+
+def _check_streams(stdin: bool, stdout: bool, stderr: bool, tty: bool) -> None:
+    if not (stdin or stdout or stderr):
+        raise InvalidArgument("one of stdin, stdout and stderr must be set")
+    if tty and stderr:
+        raise InvalidArgument("tty and stderr cannot both be set (a terminal has one "
+                              "output)")
 
 
 class ImageServicer(api_pb2_grpc.ImageServiceServicer):

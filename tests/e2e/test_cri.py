@@ -19,6 +19,7 @@ import pytest
 from k8s.cri.v1 import api_pb2, api_pb2_grpc
 
 from services.core import launcher
+from tests.support import spdy_client
 from tests.support.engine import Engine
 
 pytestmark = pytest.mark.root
@@ -259,8 +260,12 @@ def test_bad_requests_get_clear_errors(cri: Cri, image: str, tmp_path: Path) -> 
     code, msg = code_of(lambda: cri.rt.PodSandboxStatus(api_pb2.PodSandboxStatusRequest(
         pod_sandbox_id="f" * 64)))
     assert code == grpc.StatusCode.NOT_FOUND
-    code, msg = code_of(lambda: cri.rt.Exec(api_pb2.ExecRequest(container_id="x", cmd=["sh"])))
-    assert code == grpc.StatusCode.UNIMPLEMENTED and "Exec" in msg
+    code, msg = code_of(lambda: cri.rt.UpdateContainerResources(
+        api_pb2.UpdateContainerResourcesRequest(container_id="x")))
+    assert code == grpc.StatusCode.UNIMPLEMENTED and "UpdateContainerResources" in msg
+    code, msg = code_of(lambda: cri.rt.Exec(api_pb2.ExecRequest(container_id="f" * 64,
+                                                                cmd=["sh"], stdout=True)))
+    assert code == grpc.StatusCode.NOT_FOUND
     # One pod name per (name, namespace, uid, attempt), as the kubelet relies on.
     sid, _ = run_pod(cri, "twice", tmp_path)
     code, _ = code_of(lambda: run_pod(cri, "twice", tmp_path))
@@ -449,4 +454,44 @@ def test_a_restarted_cri_catches_up_on_logs_without_repeating(
     launcher.start(cri_engine.cfg, str(cri_engine.config_file), ("cri",))
     got = until(numbers, lambda n: len(n) > seen + 20, "lines after the restart")
     assert got == list(range(len(got)))  # every line once, in order
+    cri.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sid))
+
+
+def test_streaming_exec_attach_and_port_forward(cri: Cri, image: str, tmp_path: Path) -> None:
+    """What `kubectl exec/attach/port-forward` do through the kubelet: the RPC gives a URL,
+    the client speaks SPDY/3.1 to it (tests/support/spdy_client.py)."""
+    sid, pod = run_pod(cri, "stream", tmp_path)
+    web = container(cri, sid, pod, "web", image, [
+        "sh", "-c", "echo served > /tmp/index.html && exec httpd -f -p 8080 -h /tmp"])
+    url = cri.rt.Exec(api_pb2.ExecRequest(container_id=web, cmd=["sh", "-c",
+                      "cat; echo to-err >&2; exit 5"], stdin=True, stdout=True,
+                      stderr=True)).url
+    out, err, status = spdy_client.remotecommand(url, stdin=b"from stdin\n")
+    assert (out, err) == (b"from stdin\n", b"to-err\n")
+    assert status["reason"] == "NonZeroExitCode"
+    assert status["details"]["causes"][0]["message"] == "5"
+    url = cri.rt.Exec(api_pb2.ExecRequest(container_id=web, cmd=["tty"], tty=True,
+                                          stdout=True)).url
+    out, _, status = spdy_client.remotecommand(url, tty=True)
+    assert out.startswith(b"/dev/pts/") and status["status"] == "Success"
+    # One use per URL.
+    with pytest.raises(ConnectionError, match="404"):
+        spdy_client.remotecommand(url)
+    url = cri.rt.PortForward(api_pb2.PortForwardRequest(pod_sandbox_id=sid, port=[8080])).url
+    reply = spdy_client.port_forward(url, 8080, b"GET /index.html HTTP/1.0\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.") and reply.endswith(b"served\n")
+    # Attach: the container's stdin and output (created with stdin, as kubectl run -i).
+    config = api_pb2.ContainerConfig(
+        metadata=api_pb2.ContainerMetadata(name="echo"), image=api_pb2.ImageSpec(image=image),
+        command=["sh", "-c", "read line; echo got $line"], stdin=True, stdin_once=True)
+    cid = cri.rt.CreateContainer(api_pb2.CreateContainerRequest(
+        pod_sandbox_id=sid, config=config, sandbox_config=pod)).container_id
+    cri.rt.StartContainer(api_pb2.StartContainerRequest(container_id=cid))
+    url = cri.rt.Attach(api_pb2.AttachRequest(container_id=cid, stdin=True, stdout=True,
+                                              stderr=True)).url
+    out, _, status = spdy_client.remotecommand(url, stdin=b"hello\n")
+    assert out == b"got hello\n" and status["status"] == "Success"
+    code, _ = code_of(lambda: cri.rt.Exec(api_pb2.ExecRequest(
+        container_id=web, cmd=["true"], tty=True, stderr=True)))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
     cri.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sid))

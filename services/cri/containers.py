@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 
 from k8s.cri.v1 import api_pb2
 from muelle.engine.v1 import engine_pb2, engine_pb2_grpc
 
 from services.core.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound
-from services.cri import records
+from services.cri import records, stats
 from services.cri.logs import Logs
 from services.cri.records import Record
 from services.cri.sandboxes import host_network, pod_hostname
@@ -243,31 +242,8 @@ class Containers:
         return out
 
     def stats(self, flt: api_pb2.ContainerStatsFilter) -> list[api_pb2.ContainerStats]:
-        """CPU and memory of the matching containers from one engine.v1 ContainerStats
-        call (every running container); one that does not run has attributes and
-        timestamps but no counters."""
         chosen = self._matching(flt)
-        if not chosen:
-            return []
-        reply = self.engine.ContainerStats(engine_pb2.ContainerStatsRequest())
-        running = {e.id: e for e in reply.containers}
-        now = time.time_ns()
-        out = []
-        for record in chosen:
-            config = record.container_config()
-            item = api_pb2.ContainerStats(
-                attributes=api_pb2.ContainerAttributes(
-                    id=record.id, metadata=config.metadata, labels=config.labels,
-                    annotations=config.annotations),
-                cpu=api_pb2.CpuUsage(timestamp=now), memory=api_pb2.MemoryUsage(timestamp=now))
-            entry = running.get(record.id)
-            if entry is not None:
-                item.cpu.usage_core_nano_seconds.value = max(0, entry.cpu_usage_ns)
-                # engine.v1's memory_usage leaves out inactive page cache: the working set.
-                item.memory.working_set_bytes.value = max(0, entry.memory_usage)
-                item.memory.usage_bytes.value = max(0, entry.memory_usage)
-            out.append(item)
-        return out
+        return stats.of_containers(stats.running(self.engine), chosen) if chosen else []
 
     def stats_of(self, ref: str) -> api_pb2.ContainerStats:
         record, _ = self._get(ref)

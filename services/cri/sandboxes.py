@@ -24,7 +24,7 @@ from muelle.types.v1 import types_pb2
 from services.core.config import CriConfig
 from services.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.core.logging import get_logger
-from services.cri import records
+from services.cri import records, stats
 from services.cri.records import Record
 
 HOST_NAME_MAX = 64  # what sethostname(2) takes
@@ -180,6 +180,23 @@ class Sandboxes:
         out.linux.namespaces.options.CopyFrom(api_pb2.NamespaceOption(
             network=ns.network, pid=ns.pid, ipc=ns.ipc))
         return api_pb2.PodSandboxStatusResponse(status=out)
+
+    def stats(self, flt: api_pb2.PodSandboxStatsFilter) -> list[api_pb2.PodSandboxStats]:
+        chosen = [r for r in records.list_all(self.engine, "sandbox")
+                  if r.id.startswith(flt.id)
+                  and records.selected(r.sandbox_config().labels, flt.label_selector)]
+        if not chosen:
+            return []
+        counters = stats.running(self.engine)
+        containers = records.list_all(self.engine, "container")
+        return [stats.of_pod(counters, r, [c for c in containers if c.sandbox_id == r.id])
+                for r in chosen]
+
+    def stats_of(self, ref: str) -> api_pb2.PodSandboxStats:
+        found = records.lookup(self.engine, ref, "sandbox")
+        if found is None:
+            raise NotFound(f"pod sandbox {ref!r} not found")
+        return self.stats(api_pb2.PodSandboxStatsFilter(id=found[0].id))[0]
 
     def select(self, flt: api_pb2.PodSandboxFilter) -> list[api_pb2.PodSandbox]:
         out = []

@@ -136,6 +136,15 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                            context: Ctx) -> api_pb2.ListContainerStatsResponse:
         return api_pb2.ListContainerStatsResponse(stats=self.containers.stats(request.filter))
 
+    def PodSandboxStats(self, request: api_pb2.PodSandboxStatsRequest,  # noqa: N802
+                        context: Ctx) -> api_pb2.PodSandboxStatsResponse:
+        return api_pb2.PodSandboxStatsResponse(
+            stats=self.sandboxes.stats_of(request.pod_sandbox_id))
+
+    def ListPodSandboxStats(self, request: api_pb2.ListPodSandboxStatsRequest,  # noqa: N802
+                            context: Ctx) -> api_pb2.ListPodSandboxStatsResponse:
+        return api_pb2.ListPodSandboxStatsResponse(stats=self.sandboxes.stats(request.filter))
+
     def ExecSync(self, request: api_pb2.ExecSyncRequest,  # noqa: N802
                  context: Ctx) -> api_pb2.ExecSyncResponse:
         return self.containers.exec_sync(request.container_id, list(request.cmd),

@@ -307,6 +307,17 @@ def test_container_stats(cri: Cri, image: str, tmp_path: Path) -> None:
     by_label = cri.rt.ListContainerStats(api_pb2.ListContainerStatsRequest(
         filter=api_pb2.ContainerStatsFilter(label_selector={"tier": "busy"}))).stats
     assert [s.attributes.id for s in by_label] == [busy]
+    pod_stats = cri.rt.PodSandboxStats(api_pb2.PodSandboxStatsRequest(
+        pod_sandbox_id=sid)).stats
+    assert pod_stats.attributes.metadata.name == "stats"
+    linux = pod_stats.linux
+    assert linux.cpu.usage_core_nano_seconds.value >= stats.cpu.usage_core_nano_seconds.value
+    assert linux.process.process_count.value >= 2  # the infra process and the busy loop
+    assert linux.network.default_interface.name == "eth0"
+    assert {c.attributes.id for c in linux.containers} == {busy, idle}
+    listed_pods = cri.rt.ListPodSandboxStats(api_pb2.ListPodSandboxStatsRequest(
+        filter=api_pb2.PodSandboxStatsFilter(id=sid))).stats
+    assert [p.attributes.id for p in listed_pods] == [sid]
     cri.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sid))
 
 

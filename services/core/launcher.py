@@ -115,7 +115,10 @@ def start(
             _pid_file(cfg, name).write_text(str(shared))
     pids: dict[str, int] = {}
     for name in services:
-        pid = running_pid(cfg, name)
+        # The ones just handed to the shared process are its: checking them again raced
+        # with its start now and then (running_pid saw no service yet) and spawned a
+        # second process for one of them.
+        pid = shared if shared and name in missing else running_pid(cfg, name)
         if pid is None:
             pid = _spawn(cfg, env, name, [f"services.{name}.main"])
             _pid_file(cfg, name).write_text(str(pid))

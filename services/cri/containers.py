@@ -197,8 +197,10 @@ class Containers:
                                      f"{exc.strerror}") from None
 
     def reopen_log(self, ref: str) -> None:
-        record, _ = self._get(ref)
-        if not self.logs.reopen(record.id):
+        record, detail = self._get(ref)
+        # A stopped container's follower may still be draining its last output: the
+        # container's state, not the follower's, decides (as containerd does).
+        if not detail.state.running or not self.logs.reopen(record.id):
             raise FailedPrecondition(f"container {record.id} is not running (or has no log "
                                      "path): there is no log to reopen")
 

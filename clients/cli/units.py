@@ -121,12 +121,15 @@ def parse_cpus(text: str) -> int:
 
 
 def table(rows: list[list[str]]) -> str:
-    """Columns padded to their widest cell plus 3 spaces (docker's tabwriter look)."""
+    """Columns padded to their widest cell plus 3 spaces and at least 10 wide: docker's
+    tabwriter.NewWriter(out, 10, 1, 3, ' ', 0). Shorter rows are padded with empty cells."""
     if not rows:
         return ""
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    n = max(len(r) for r in rows)
+    rows = [r + [""] * (n - len(r)) for r in rows]
+    widths = [max(len(r[i]) for r in rows) for i in range(n)]
     lines = []
     for row in rows:
-        cells = [cell.ljust(widths[i] + 3) for i, cell in enumerate(row[:-1])]
+        cells = [cell.ljust(max(10, widths[i] + 3)) for i, cell in enumerate(row[:-1])]
         lines.append(("".join(cells) + row[-1]).rstrip())
     return "\n".join(lines) + "\n"

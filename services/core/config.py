@@ -27,7 +27,19 @@ Example::
     [gateway]
     userns_remap = ["0:100000:65536"]  # every container in a user namespace (--userns=host: not)
 
-    [cri]                  # muelle-cri, Kubernetes' CRI (services/cri)
+    [tls]                    # mutual TLS of every tcp:// listener and channel
+    ca = "/etc/muelle/tls/ca.pem"      # signs the peers' certificates
+    cert = "/etc/muelle/tls/cert.pem"  # ours, presented as server and as client
+    key = "/etc/muelle/tls/key.pem"
+    insecure = false         # true: plain TCP, refused off loopback
+    [tls.gateway]            # per service (gateway, imagestore, registry, shim, dockerapi)
+    cert = "/etc/muelle/tls/gateway.pem"
+
+    [authz]                  # certificate identities (CN or DNS SAN, shell patterns)
+    gateway = ["client-*"]   # allowed to call each service over TLS; none = nobody
+    shim = ["gateway-*"]
+
+    [cri]                    # muelle-cri, Kubernetes' CRI (services/cri)
     sandbox_image = "registry.k8s.io/pause:3.10"
 
     [network]
@@ -53,8 +65,11 @@ from pathlib import Path
 from typing import Any
 
 from services.core.errors import InvalidArgument
+from services.core.tls import TlsFiles
 
 SERVICES = ("gateway", "imagestore", "registry", "shim")
+# Listeners that take [tls.<name>] and [authz] entries: the services and the Docker API.
+TLS_SCOPES = (*SERVICES, "dockerapi")
 DEFAULT_CONFIG_FILE = Path("/etc/muelle/muelle.toml")
 DEFAULT_ROOT = Path("/var/lib/muelle")
 IFNAMSIZ = 15  # the longest interface name Linux takes
@@ -131,6 +146,17 @@ class GatewayConfig:
 
 
 @dataclass
+class DockerApiConfig:
+    # Unix socket of the Docker Engine API; $MUELLE_RUN/docker.sock when empty. Mode 0660,
+    # owner root, group ``group`` (like Docker's "docker" group) when set.
+    socket: str = ""
+    group: str = ""
+    # Also serve on TCP ("127.0.0.1:2375"); loopback only until TLS and authorization
+    # come (the across-hosts issue). Off when empty.
+    tcp: str = ""
+
+
+@dataclass
 class NetworkConfig:
     # Network of containers created without --network: "bridge", "none", "host".
     default_mode: str = "bridge"
@@ -156,6 +182,16 @@ class CriConfig:
 
 
 @dataclass
+class TlsConfig:
+    # PEM files: the CA that signs peers' certificates, our certificate and its key.
+    ca: str = ""
+    cert: str = ""
+    key: str = ""
+    # Plain TCP instead of TLS; services refuse it on any address but loopback.
+    insecure: bool = False
+
+
+@dataclass
 class Config:
     root: Path = Path("/var/lib/muelle")
     run: Path = Path("/run/muelle")
@@ -167,7 +203,21 @@ class Config:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
     imagestore: ImageStoreConfig = field(default_factory=ImageStoreConfig)
+    dockerapi: DockerApiConfig = field(default_factory=DockerApiConfig)
     cri: CriConfig = field(default_factory=CriConfig)
+    # [tls] (key "") and [tls.<service>] overrides; see tls_files().
+    tls: dict[str, TlsConfig] = field(default_factory=dict)
+    # [authz]: service -> identity patterns allowed to call it over TLS.
+    authz: dict[str, list[str]] = field(default_factory=dict)
+
+    def tls_files(self, service: str) -> TlsFiles:
+        """TLS material of ``service``, as server and as client of its neighbours:
+        [tls.<service>] over [tls]. (Not from the environment: the CLI's MUELLE_TLS_*
+        variables in an operator's shell must not change what a service presents.)"""
+        base = self.tls.get("", TlsConfig())
+        own = self.tls.get(service, TlsConfig())
+        return TlsFiles(ca=own.ca or base.ca, cert=own.cert or base.cert,
+                        key=own.key or base.key, insecure=own.insecure or base.insecure)
 
     def address(self, service: str) -> str:
         """gRPC address of ``service``: configured, else a unix socket in the run dir."""
@@ -175,6 +225,10 @@ class Config:
         if env:
             return env
         return self.addresses.get(service) or f"unix://{self.run / (service + '.sock')}"
+
+    def docker_socket(self) -> Path:
+        """Where the Docker Engine API listens (muelle-dockerapi)."""
+        return Path(self.dockerapi.socket) if self.dockerapi.socket else self.run / "docker.sock"
 
     def state_dir(self, service: str) -> Path:
         """Directory where ``service`` keeps its state."""
@@ -238,8 +292,10 @@ _BOUNDS = {("registry", "parallel_ranges"): (1, 16),
 def _apply(cfg: Config, data: dict[str, Any], origin: str) -> None:
     sections: dict[str, Any] = {"registry": cfg.registry, "shim": cfg.shim,
                                 "network": cfg.network, "gateway": cfg.gateway,
-                                "imagestore": cfg.imagestore, "cri": cfg.cri}
-    known = {"root", "run", "log_format", "log_level", "addresses", *sections}
+                                "imagestore": cfg.imagestore, "dockerapi": cfg.dockerapi,
+                                "cri": cfg.cri}
+    known = {"root", "run", "log_format", "log_level", "addresses", "tls", "authz",
+             *sections}
     unknown = set(data) - known
     if unknown:
         raise InvalidArgument(f"{origin}: unknown keys {sorted(unknown)}")
@@ -249,6 +305,8 @@ def _apply(cfg: Config, data: dict[str, Any], origin: str) -> None:
             setattr(cfg, key, Path(data[key]) if key in ("root", "run") else data[key])
     _check_type(origin, "addresses", data.get("addresses", {}), {})
     cfg.addresses.update(data.get("addresses", {}))
+    _apply_tls(cfg, data.get("tls", {}), origin)
+    _apply_authz(cfg, data.get("authz", {}), origin)
     for section, target in sections.items():
         values = data.get(section, {})
         _check_type(origin, section, values, {}, strings_inside=False)
@@ -259,15 +317,45 @@ def _apply(cfg: Config, data: dict[str, Any], origin: str) -> None:
             default = getattr(target, key)
             # A wrong type would only fail deep inside a service: refuse it here.
             _check_type(origin, f"{section}.{key}", value, default)
-            # Only the bounded integers: a table (shim.runtimes, registry.mirrors) has no
-            # order, and comparing one with itself raised TypeError (a traceback at start).
-            low, high = _BOUNDS.get((section, key), (None, None))
-            if low is not None and not low <= value <= high:
-                raise InvalidArgument(f"{origin}: {section}.{key} must be from {low} to "
-                                      f"{high}, not {value!r}")
+            # Only numbers have bounds; a table ([shim.runtimes]) must not be compared.
+            bounds = _BOUNDS.get((section, key))
+            if bounds is not None and not bounds[0] <= value <= bounds[1]:
+                raise InvalidArgument(f"{origin}: {section}.{key} must be from {bounds[0]} "
+                                      f"to {bounds[1]}, not {value!r}")
             if (section, key) == ("network", "bridge") and value:
                 _check_ifname(origin, value)
             setattr(target, key, value)
+
+
+def _apply_tls(cfg: Config, data: Any, origin: str) -> None:
+    """[tls] with its keys, and [tls.<service>] tables with the same keys."""
+    _check_type(origin, "tls", data, {}, strings_inside=False)
+    scopes = {"": {k: v for k, v in data.items() if not isinstance(v, dict)}}
+    for name, value in data.items():
+        if isinstance(value, dict):
+            if name not in TLS_SCOPES:
+                raise InvalidArgument(f"{origin}: unknown table tls.{name}; services are "
+                                      f"{', '.join(TLS_SCOPES)}")
+            scopes[name] = value
+    for scope, values in scopes.items():
+        target = TlsConfig()
+        where = f"tls.{scope}" if scope else "tls"
+        for key, value in values.items():
+            if not hasattr(target, key):
+                raise InvalidArgument(f"{origin}: unknown key {where}.{key}")
+            _check_type(origin, f"{where}.{key}", value, getattr(target, key))
+            setattr(target, key, value)
+        cfg.tls[scope] = target
+
+
+def _apply_authz(cfg: Config, data: Any, origin: str) -> None:
+    _check_type(origin, "authz", data, {}, strings_inside=False)
+    for name, patterns in data.items():
+        if name not in TLS_SCOPES:
+            raise InvalidArgument(f"{origin}: unknown service authz.{name}; services are "
+                                  f"{', '.join(TLS_SCOPES)}")
+        _check_type(origin, f"authz.{name}", patterns, [])
+        cfg.authz[name] = list(patterns)
 
 
 def _check_ifname(origin: str, name: str) -> None:

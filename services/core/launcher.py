@@ -1,5 +1,5 @@
 """Start and stop the services of one host, each its own process: the four of the engine
-and the front doors beside the gateway (the CRI).
+and the front doors (the Docker API, the CRI).
 
 ``make up`` / ``make down`` and the test fixture use this, so there is one way to run an
 engine: ``python -m services.core.launcher up|down|status [--config FILE]``. Pid files and
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -23,24 +24,48 @@ from services.core import config as configmod
 from services.core import modes
 from services.core.client import channel
 from services.core.errors import MuelleError, Unavailable
+from services.core.tls import TlsFiles
 
 # Start order: dependencies first. Stop order is the reverse.
 ORDER = ("registry", "imagestore", "shim", "gateway")
-# ORDER plus the front doors, clients of the gateway (services/cri): what `make up`
-# starts. Test engines start ORDER unless a test asks for a front door.
-ALL = (*ORDER, "cri")
+# Front doors: clients of the gateway (DESIGN.md), started after it by `make up`.
+FRONT_DOORS = ("dockerapi", "cri")
+ALL = ORDER + FRONT_DOORS
 
 
-def healthy(address: str, timeout: float = 1.0) -> bool:
-    """True when the service at ``address`` answers the standard health check SERVING."""
+def healthy(address: str, timeout: float = 1.0, tls: TlsFiles | None = None) -> bool:
+    """True when the service at ``address`` answers the standard health check SERVING
+    (over mutual TLS with ``tls`` when it listens on TCP)."""
     try:
-        with channel(address) as ch:
+        with channel(address, tls) as ch:
             reply = health_pb2_grpc.HealthStub(ch).Check(
                 health_pb2.HealthCheckRequest(service=""), timeout=timeout
             )
         return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
     except grpc.RpcError:
         return False
+
+
+def http_ping(path: Path, timeout: float = 1.0) -> bool:
+    """True when a Docker API on the unix socket ``path`` answers ``GET /_ping`` 200."""
+    try:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(timeout)
+            sock.connect(str(path))
+            sock.sendall(b"GET /_ping HTTP/1.1\r\nHost: muelle\r\nConnection: close\r\n\r\n")
+            return sock.recv(64).startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
+
+
+def service_healthy(cfg: configmod.Config, name: str, timeout: float = 1.0) -> bool:
+    if name == "dockerapi":
+        return http_ping(cfg.docker_socket(), timeout)
+    return healthy(cfg.address(name), timeout, tls=cfg.tls_files(name))
+
+
+def service_address(cfg: configmod.Config, name: str) -> str:
+    return f"unix://{cfg.docker_socket()}" if name == "dockerapi" else cfg.address(name)
 
 
 def _pid_file(cfg: configmod.Config, name: str) -> Path:
@@ -124,7 +149,7 @@ def start(
             _pid_file(cfg, name).write_text(str(pid))
         pids[name] = pid
         deadline = time.monotonic() + wait
-        while not healthy(cfg.address(name), timeout=0.5):
+        while not service_healthy(cfg, name, timeout=0.5):
             if not _alive(pid) or _exited(pid):
                 log_name = "engine" if pid == shared else name
                 tail = (cfg.run / f"{log_name}.log").read_text(errors="replace")[-2000:]
@@ -144,7 +169,8 @@ def _exited(pid: int) -> bool:
     return done == pid
 
 
-def stop(cfg: configmod.Config, services: tuple[str, ...] = ORDER, wait: float = 15.0) -> None:
+def stop(cfg: configmod.Config, services: tuple[str, ...] = ALL,
+         wait: float = 15.0) -> None:
     """SIGTERM each service (gateway first), then SIGKILL what outlives ``wait`` seconds."""
     for name in reversed(services):
         pid = running_pid(cfg, name)
@@ -163,22 +189,31 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("action", choices=["up", "down", "status"])
     parser.add_argument("--config", help="TOML config file")
     parser.add_argument("--combined", action="store_true",
-                        help="up: the services in one process (muelle-engine)")
+                        help="up: the four services in one process (muelle-engine)")
+    parser.add_argument("--services", default=",".join(ALL),
+                        help="up/down: the services of this host (default: all, the Docker "
+                             "API included); across hosts each host runs some")
     args = parser.parse_args(argv)
     try:
         cfg = configmod.load(args.config)
+        wanted = [n.strip() for n in args.services.split(",") if n.strip()]
+        if not wanted or set(wanted) - set(ALL):
+            raise MuelleError(f"--services: choose from {', '.join(ALL)}")
+        services = tuple(n for n in ALL if n in wanted)
         if args.action == "up":
-            for name, pid in start(cfg, args.config, ALL, combined=args.combined).items():
-                print(f"muelle-{name:<10} pid {pid:<7} {cfg.address(name)}")
+            for name, pid in start(cfg, args.config, services,
+                                   combined=args.combined).items():
+                print(f"muelle-{name:<10} pid {pid:<7} {service_address(cfg, name)}")
         elif args.action == "down":
-            stop(cfg, ALL)
+            stop(cfg, services)
             print("muelle services stopped (containers keep running; `make up` re-attaches)")
         else:
             bad = 0
             for name in ALL:
-                ok = healthy(cfg.address(name))
+                ok = service_healthy(cfg, name)
                 bad += not ok
-                print(f"muelle-{name:<10} {'serving' if ok else 'DOWN':<8} {cfg.address(name)}")
+                print(f"muelle-{name:<10} {'serving' if ok else 'DOWN':<8} "
+                      f"{service_address(cfg, name)}")
             sys.exit(1 if bad else 0)
     except MuelleError as exc:
         print(f"muelle: {exc}", file=sys.stderr)

@@ -32,7 +32,8 @@ SERVICE_NAMES = ("runtime.v1.RuntimeService", "runtime.v1.ImageService")
 
 def factory(cfg: Config) -> tuple[Callable[[grpc.Server], None], Sequence[str],
                                   Callable[[], None] | None]:
-    engine = connect(cfg.address("gateway"), engine_pb2_grpc.EngineStub, "gateway")
+    engine = connect(cfg.address("gateway"), engine_pb2_grpc.EngineStub, "gateway",
+                     cfg.tls_files("cri"))
     containers = Containers(engine, Logs(engine))
     sandboxes = Sandboxes(engine, cfg.cri)
     images = Images(engine, str(cfg.state_dir("imagestore")))

@@ -76,7 +76,8 @@ class ImageRecord:
 
     @property
     def chain_id(self) -> str:
-        return self.chain_ids[-1]
+        # An image of no layers (a Dockerfile's FROM scratch with only metadata) has none.
+        return self.chain_ids[-1] if self.chain_ids else ""
 
 
 class Metadata:

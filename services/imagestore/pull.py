@@ -119,6 +119,14 @@ class Puller:
 
         fetched |= yield from self._layers(manifest.layers, config.diff_ids, chain_ids, fetcher,
                                            cancel)
+        # A snapshot that exists satisfies its layer ("Already exists"), but it may have
+        # come from another compression of the same diff_id (gzip vs zstd): then this
+        # manifest's blob is not stored yet. Fetch it, so the image's blobs are all here
+        # for save, push and check (without it the commit below found it "removed").
+        for desc in manifest.layers:
+            if not self.content.has(desc.digest, desc.size):
+                fetched |= self.content.ingest(desc.digest, desc.size, fetcher(desc),
+                                               stop_if_cancelled)
 
         # Keep the root (index) and manifest so push/save reproduce the digests.
         self.content.write(resolved.root.digest, resolved.root.data)

@@ -12,6 +12,7 @@ from muelle.types.v1 import types_pb2
 
 from services.core.cancel import Cancel
 from services.core.client import connect
+from services.core.tls import TlsFiles
 
 
 @dataclass
@@ -62,14 +63,16 @@ def _content(msg: registry_pb2.ManifestContent) -> Content:
 class GrpcRegistryClient:
     """RegistryClient backed by the registry service; connects on first use."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, tls: TlsFiles | None = None) -> None:
         self.address = address
+        self.tls = tls  # the image store's certificate, for a registry service over TCP
         self._stub: registry_pb2_grpc.RegistryStub | None = None
 
     @property
     def stub(self) -> registry_pb2_grpc.RegistryStub:
         if self._stub is None:
-            self._stub = connect(self.address, registry_pb2_grpc.RegistryStub, "registry")
+            self._stub = connect(self.address, registry_pb2_grpc.RegistryStub, "registry",
+                                 self.tls)
         return self._stub
 
     def resolve(self, reference: str, platform: types_pb2.Platform | None) -> Resolved:

@@ -30,7 +30,7 @@ from services.core.logging import get_logger
 from services.imagestore.build import ImageBuilder, copy_stream, write_layer
 from services.imagestore.check import CheckReport, check
 from services.imagestore.content import ContentStore
-from services.imagestore.imageconfig import commit_config, import_config
+from services.imagestore.imageconfig import commit_config, config_object, import_config
 from services.imagestore.load import Loaded, Loader
 from services.imagestore.metadata import ImageRecord, Metadata
 from services.imagestore.pull import Puller
@@ -291,10 +291,13 @@ class ImageStore:
 
     def commit(self, container_id: str, cfg: types_pb2.ImageConfig, ref: str = "",
                author: str = "", comment: str = "", created_by: str = "",
-               container: str = "") -> tuple[ImageRecord, str]:
+               container: str = "", config_json: bytes = b"",
+               empty_if_unchanged: bool = False) -> tuple[ImageRecord, str]:
         """A new image: the container's image plus its writable layer as one more layer.
         The container is not paused: files written during the commit may be caught
-        half-way (stop the container first for an exact snapshot)."""
+        half-way (stop the container first for an exact snapshot). ``config_json``
+        replaces the "config" made from ``cfg``; ``empty_if_unchanged``: an unchanged
+        writable layer adds no layer, only an "empty_layer" history entry (a build's RUN)."""
         names = [reference.parse(ref).canonical] if ref else []
         if ref and reference.parse(ref).digest:
             raise InvalidArgument(f"refusing to create a tag with a digest reference: {ref}")
@@ -305,6 +308,13 @@ class ImageStore:
                                      "cannot commit on top of it")
         doc = commit_config(parent.config_json, cfg, author=author, comment=comment,
                             created_by=created_by, container=container or container_id)
+        if config_json:
+            doc["config"] = config_object(config_json)
+        if empty_if_unchanged and next(diff_entries(layers[0]), None) is None:
+            doc["history"][-1]["empty_layer"] = True
+            rec = self.builder.record(parent, None, doc, names)
+            get_logger(container=container_id, image=rec.id).info("committed, no change")
+            return rec, names[0] if names else ""
         with self.commit_lock:
             self._pulls += 1
         layer = None

@@ -20,8 +20,10 @@ from typing import NoReturn
 
 from services.core.errors import FailedPrecondition, MuelleError
 from services.runtime import (
+    apparmor,
     cgroups,
     devices,
+    hostmounts,
     init,
     linux,
     namespaces,
@@ -43,6 +45,7 @@ def create(store: Store, cid: str, bundle: str, pid_file: str | None = None,
     linux_cfg = config.get("linux") or {}
     ns = namespaces.wanted(linux_cfg.get("namespaces") or [])
     userns.check(linux_cfg, ns)
+    apparmor.check(config["process"].get("apparmorProfile"))
     if linux_cfg.get("seccomp"):
         seccomp.validate(linux_cfg["seccomp"])
     cgroup_path = cgroups.normalise(linux_cfg.get("cgroupsPath", ""), cid)
@@ -57,6 +60,8 @@ def create(store: Store, cid: str, bundle: str, pid_file: str | None = None,
             from services.runtime import console
 
             console_fd = console.connect(console_socket)
+        if "mount" not in ns:
+            hostmounts.record(cdir, str(rootfs))  # before the init mounts anything
         os.mkfifo(fifo, 0o622)
         user = config["process"].get("user") or {}
         os.chown(fifo, userns.to_host(linux_cfg, "uid", int(user.get("uid", 0))),
@@ -275,4 +280,5 @@ def _undo(store: Store, cid: str, cgroup: cgroups.Cgroup | None, pid: int) -> No
             time.sleep(0.01)
         with contextlib.suppress(OSError):
             cgroup.destroy()
+    hostmounts.release(store.dir(cid))
     store.remove(cid)

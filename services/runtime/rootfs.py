@@ -168,12 +168,28 @@ def _mount_cgroup(rootfs: str, dest: str, flags: int, cgroup: Cgroup | None,
 def prepare(rootfs: str, propagation: str) -> None:
     """Stop mounts leaking to the host, and make the rootfs a mount point for pivot_root."""
     flags = PROPAGATION.get(propagation, linux.MS_PRIVATE | linux.MS_REC)
-    if flags & linux.MS_SHARED:
-        # A shared "/" would send our mounts to the host and pivot_root refuses it; the
-        # container's root becomes shared after pivot_root (propagate), as a new peer group.
+    if flags & (linux.MS_SHARED | linux.MS_UNBINDABLE):
+        # A shared "/" would send our mounts to the host and pivot_root refuses it; an
+        # unbindable one refuses the bind of the rootfs onto itself below (EINVAL). The
+        # container's root gets either after pivot_root (propagate).
         flags = linux.MS_SLAVE | linux.MS_REC
     linux.mount(None, "/", None, flags)
     linux.mount(rootfs, rootfs, None, linux.MS_BIND | linux.MS_REC)
+
+
+def prepare_unshared(rootfs: str) -> None:
+    """No mount namespace (hostmounts.py): never touch the host's "/"; bind the rootfs onto
+    itself and make that bind rprivate, so the container's mounts stay under it."""
+    linux.mount(rootfs, rootfs, None, linux.MS_BIND | linux.MS_REC)
+    linux.mount(None, rootfs, None, linux.MS_PRIVATE | linux.MS_REC)
+
+
+def chroot(rootfs: str) -> None:
+    """Instead of pivot_root, which in the host's mount namespace would move the host's
+    root for everyone: runc chroot()s too when there is no mount namespace."""
+    os.chdir(rootfs)
+    os.chroot(".")
+    os.chdir("/")
 
 
 def propagate(path: str, propagation: str) -> None:

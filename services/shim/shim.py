@@ -31,6 +31,8 @@ from services.core.errors import (
     InvalidArgument,
     MuelleError,
     NotFound,
+    ResourceExhausted,
+    no_space,
 )
 from services.core.logging import get_logger
 from services.runtime import cgroups
@@ -52,6 +54,7 @@ from services.shim.background import Background
 from services.shim.claims import Claims
 from services.shim.exec import ExecRequest, ExecRun, Exit, Output
 from services.shim.exits import ExitWatch
+from services.shim.host_devices import host_devices
 from services.shim.network import Manager as NetworkManager
 from services.shim.network import plan_config, request_of
 from services.shim.network.manager import default_bridge
@@ -63,6 +66,7 @@ from services.shim.volumes import VolumeStore
 CREATE_TIMEOUT = 120.0
 POLL = 0.02  # seconds between checks where no pidfd is at hand
 WAKE = 0.25  # longest sleep on a monitor's pidfd before re-checking cancel and deadline
+KILL_PATIENCE = 5.0  # seconds to wait for a SIGKILLed monitor to be gone
 
 
 @dataclass
@@ -138,12 +142,14 @@ class Shim:
         self.log = get_logger(component="shim")
         self._locks: dict[str, threading.RLock] = {}
         self._locks_guard = threading.Lock()
+        self._stopped_unrecorded: set[str] = set()  # stops a full disk kept from meta.json
         self.spawner = Spawner(cfg.run / "forkserver.log")
         self.supervisor = restart.Supervisor(restart.Hooks(
             wait_stopped=lambda cid, cancelled: self._wait_stopped(cid, None, cancelled),
             exit_code=lambda cid: self.state(cid).exit_code,
             started_at=self._started_at,
-            manually_stopped=lambda cid: bool(self._meta(cid).get("manually_stopped")),
+            manually_stopped=lambda cid: cid in self._stopped_unrecorded
+            or bool(self._meta(cid).get("manually_stopped")),
             restarts=lambda cid: int(self._meta(cid).get("restart_count", 0)),
             restart=self._restart_by_policy))
         self.networks = NetworkManager(cfg.state_dir("shim"), cfg.network,
@@ -231,7 +237,8 @@ class Shim:
                     thermal_paths=spec.host_thermal_paths(),
                     init_path=spec.find_init(self.cfg.shim.init_path) if cspec.init else "",
                     userns_path=str(cdir.userns) if maps else "",
-                    join_paths=self._namespace_peers(cspec)))
+                    join_paths=self._namespace_peers(cspec),
+                    host_devices=host_devices() if cspec.privileged else []))
                 resolved = volume_mounts.prepare(cspec.volume_mounts, str(cdir.rootfs), cid,
                                                  self.volumes)
                 access.share(cdir, maps, resolved.records)
@@ -324,6 +331,8 @@ class Shim:
                 os.close(write_fd)
         if "pid" in reply:
             return int(reply["pid"])
+        if reply.get("no_space"):
+            raise no_space(f"the files of container {cdir.id}'s monitor ({cdir.path})")
         error = _exec_error(str(reply.get("error") or "the monitor exited without reporting"))
         if not reply:
             tail = cdir.monitor_log.read_text(errors="replace")[-2000:] \
@@ -362,10 +371,7 @@ class Shim:
                  remove_volumes: bool = False, stopped: bool = False) -> None:
         """Undo everything create made: monitor, runtime state, mounts, volume refs, dir.
         ``stopped``: no process of the container is left (delete waited for that)."""
-        pid = cdir.read_pid(cdir.monitor_pid)
-        if self._monitor_alive(cdir):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signalmod.SIGKILL)
+        self._kill_monitor(cdir)
         # Deleting the veth waits ~20-30 ms for RCU grace periods in the kernel: it runs
         # beside the runtime's delete and the unmounts; joined before the dir goes.
         unwiring = Background(lambda: self.networks.down(cdir.id),
@@ -393,6 +399,26 @@ class Shim:
             with contextlib.suppress(OSError):
                 os.unlink(stdinmod.socket_path(str(self.cfg.run), cdir.id, kind))
 
+    def _kill_monitor(self, cdir: ContainerDir) -> None:
+        """SIGKILL the container's monitor and its process group (it leads one, in its own
+        session): a `<runtime> create` it runs must not finish after the runtime's state
+        was looked at. Waits until it is gone, so nothing of it races what follows."""
+        if not self._monitor_alive(cdir):
+            return
+        pid = cdir.read_pid(cdir.monitor_pid)
+        exit_fd = self._monitor_pidfd(cdir)
+        try:
+            with contextlib.suppress(ProcessLookupError):
+                if os.getpgid(pid) == pid:
+                    os.killpg(pid, signalmod.SIGKILL)
+                else:
+                    os.kill(pid, signalmod.SIGKILL)
+            if exit_fd >= 0:
+                select.select([exit_fd], [], [], KILL_PATIENCE)
+        finally:
+            if exit_fd >= 0:
+                os.close(exit_fd)
+
     @staticmethod
     def _unmount_rootfs(cdir: ContainerDir) -> None:
         if cdir.rootfs.exists():
@@ -405,6 +431,7 @@ class Shim:
             if unless_running and self.state(cid).status in ("running", "paused"):
                 return None
             self._update_meta(cid, manually_stopped=False)
+            self._stopped_unrecorded.discard(cid)
             pid = self._start(cid)
         policy = restart.parse(self._meta(cid).get("restart_policy", ""))
         self.supervisor.watch(cid, policy)
@@ -412,6 +439,10 @@ class Shim:
 
     def _restart_by_policy(self, cid: str) -> None:
         with self._lock(cid):
+            if self._meta(cid).get("manually_stopped") or cid in self._stopped_unrecorded:
+                # A stop came after the supervisor looked: stop marks it under this lock,
+                # so either it sees this run and stops it, or this sees its mark.
+                return
             self._update_meta(cid, restart_count=int(self._meta(cid).get("restart_count", 0)) + 1)
             self._start(cid)
 
@@ -517,7 +548,14 @@ class Shim:
         signum = parse_signal(signal, signalmod.SIGTERM)
         self._existing(cid)
         # Before the signal: the restart policy must not bring it back (Docker's stop).
-        self._update_meta(cid, manually_stopped=True)
+        with self._lock(cid):
+            try:
+                self._update_meta(cid, manually_stopped=True)
+            except ResourceExhausted as exc:
+                # A full disk with no room even in meta.json's own block: the stop goes
+                # on (it must work on a full disk); this shim remembers it for the policy.
+                get_logger(container=cid[:12]).warning("stop not recorded", error=str(exc))
+                self._stopped_unrecorded.add(cid)
         if self.state(cid).status != "stopped":
             with contextlib.suppress(FailedPrecondition):
                 self.kill(cid, str(signum))
@@ -797,9 +835,12 @@ class Shim:
                 else:
                     self.exits.watch(cdir.id, self._monitor_pidfd(cdir))
                 continue
-            if self._monitor_alive(cdir):
-                continue  # a create of ours may still be running in another thread
-            self.log.warning("removing half-created container", container=cdir.id[:12])
+            # Restore runs before serving: no create of ours can be running, so this is
+            # one the last shim was killed in. Its monitor may live on, with an init
+            # blocked on its exec FIFO: all of it goes (the gateway's undo, seeing the
+            # create fail, asks for the same).
+            self.log.warning("removing half-created container", container=cdir.id[:12],
+                             monitor=self._monitor_alive(cdir))
             runtime = None
             with contextlib.suppress(MuelleError):
                 runtime = self.runtimes.get(meta.get("runtime", ""))

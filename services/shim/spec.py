@@ -78,6 +78,8 @@ class BundleInput:
     # ipc/pid namespaces of another container to join (spec.ipc_mode / pid_mode
     # "container:<id>"), kind -> /proc/<its pid>/ns/<kind>.
     join_paths: dict[str, str] = field(default_factory=dict)
+    # The host's device nodes (host_devices.py): a privileged container gets them all.
+    host_devices: list[dict[str, Any]] = field(default_factory=list)
 
 
 def normalize_cap(name: str) -> str:
@@ -254,7 +256,9 @@ def build_config(inp: BundleInput) -> dict:
                                               if inp.userns_path else {})})
         linux["uidMappings"] = id_mappings(spec.uid_maps)
         linux["gidMappings"] = id_mappings(spec.gid_maps)
-    if not spec.privileged:
+    if spec.privileged:
+        linux["devices"] = [dict(d) for d in inp.host_devices]  # as Docker: all of /dev
+    else:
         linux["maskedPaths"] = (list(spec.masked_paths.values)
                                 if spec.HasField("masked_paths")
                                 else MASKED_PATHS + list(inp.thermal_paths))

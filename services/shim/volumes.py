@@ -140,6 +140,11 @@ class VolumeStore:
         self.log.info("volume removed", volume=name)
         return size
 
+    def size(self, name: str) -> int:
+        """Bytes the volume's data uses on disk (0 when it is gone meanwhile)."""
+        vol = self._read(name)
+        return _size(Path(vol.mountpoint)) if vol is not None else 0
+
     def prune(self, all: bool = False) -> tuple[builtins.list[str], int]:
         """Remove unused volumes (anonymous only unless ``all``)."""
         removed: builtins.list[str] = []

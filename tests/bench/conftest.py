@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from services.core import launcher
 from tests.bench.harness import Settings, settings_from_env
 from tests.bench.sides import ENGINE_MODULES, muelle_missing
 from tests.support.docker import Dockerd, DockerUnavailable
@@ -75,18 +76,26 @@ def docker_busybox(dockerd: Dockerd, busybox_ref: str) -> str:
     return busybox_ref
 
 
-def _engine(settings: Settings, combined: bool) -> Iterator[Engine]:
+def _engine(settings: Settings, combined: bool,
+            services: tuple[str, ...] = launcher.ORDER) -> Iterator[Engine]:
     """A whole muelle engine for the session; skipped while its services do not exist."""
     reason = muelle_missing(*ENGINE_MODULES)
     if reason:
         pytest.skip(reason)
-    with Engine(default_runtime=settings.runtime, combined=combined) as engine:
+    with Engine(default_runtime=settings.runtime, combined=combined,
+                services=services) as engine:
         yield engine
 
 
 @pytest.fixture(scope="session")
 def muelle_engine(settings: Settings) -> Iterator[Engine]:
     yield from _engine(settings, combined=False)
+
+
+@pytest.fixture(scope="session")
+def muelle_docker_engine(settings: Settings) -> Iterator[Engine]:
+    """An engine with its Docker API (muelle-dockerapi), for the docker clients."""
+    yield from _engine(settings, combined=False, services=launcher.ALL)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.docker import Dockerd, DockerUnavailable
+from tests.support.docker import Dockerd
 from tests.support.engine import CLI, Engine
 
 pytestmark = pytest.mark.root
@@ -30,18 +30,6 @@ def empty(other: Engine) -> Engine:
     if ids:
         other.cli("rmi", "-f", *dict.fromkeys(ids))
     return other
-
-
-@pytest.fixture(scope="module")
-def dockerd() -> Iterator[Dockerd]:
-    try:
-        d = Dockerd().start()
-    except DockerUnavailable as exc:
-        pytest.skip(f"no Docker Engine here: {exc}")
-    try:
-        yield d
-    finally:
-        d.close()
 
 
 def test_save_then_load_into_another_engine(engine: Engine, image: str, empty: Engine,

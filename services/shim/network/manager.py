@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import ipaddress
 import json
-import os
 import secrets
 import socket
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from services.shim.network.defs import DEFAULT, Defs, Network, check_name
 from services.shim.network.ipam import Pool
 from services.shim.network.ports import Port
 from services.shim.network.retire import Retiring
+from services.shim.store import write_json
 
 INNER = "eth"  # interfaces inside: eth0, eth1, ...
 
@@ -64,9 +64,8 @@ def _now() -> str:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
+    # store.write_json: taking a network down must work on a full disk (stop, rm)
+    write_json(path, data, durable=False, what=f"the container's network state ({path})")
 
 
 def default_bridge(state_dir: Path, netcfg: NetworkConfig) -> str:

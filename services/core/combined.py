@@ -4,8 +4,8 @@ Each service still serves its own socket and reaches the others through their gR
 addresses, exactly as when it runs alone: any one can move to its own process or host by
 starting it there and pointing ``[addresses]`` at it. What is shared is the interpreter and
 the grpc runtime (~30 MiB each), so four services take about half the memory they take as
-four processes. ``--services`` picks which run here (all by default: the four and the
-Docker API).
+four processes. ``--services`` picks which run here (all by default: the four, the
+Docker API and the CRI).
 
 Started in dependency order and stopped in reverse, like the launcher does with processes.
 """
@@ -24,13 +24,14 @@ from services.core.main import add_common_options, load_config
 from services.core.server import Running, check_listener, start, stop_signals
 from services.dockerapi.main import Background
 
-ORDER = ("registry", "imagestore", "shim", "gateway", "dockerapi")
+ORDER = ("registry", "imagestore", "shim", "gateway", "dockerapi", "cri")
 FACTORIES = {
     "registry": "services.registry.main",
     "imagestore": "services.imagestore.server",
     "shim": "services.shim.main",
     "gateway": "services.gateway.main",
     "dockerapi": "services.dockerapi.main",  # HTTP, not gRPC: its own event loop (Background)
+    "cri": "services.cri.main",
 }
 
 

@@ -39,6 +39,9 @@ Example::
     gateway = ["client-*"]   # allowed to call each service over TLS; none = nobody
     shim = ["gateway-*"]
 
+    [cri]                    # muelle-cri, Kubernetes' CRI (services/cri)
+    sandbox_image = "registry.k8s.io/pause:3.10"
+
     [network]
     default_mode = "bridge"  # none | host | bridge
     bridge = "muelle0"       # default: derived from root (see engine_names)
@@ -76,6 +79,10 @@ IFNAMSIZ = 15  # the longest interface name Linux takes
 class RegistryConfig:
     # Registries reached over plain HTTP (loopback registries always are).
     insecure_registries: list[str] = field(default_factory=list)
+    # Pull-only mirrors by registry host, containerd hosts.toml style: a pull of
+    # "registry.k8s.io/pause:3.10" asks "127.0.0.1:5000" for "pause:3.10" (same repository
+    # path); the image keeps its name. {"registry.k8s.io" = "127.0.0.1:5000"}.
+    mirrors: dict[str, str] = field(default_factory=dict)
     # Path of a docker-style config.json with credentials.
     auth_file: str = ""
     # Per-registry TLS material, Docker's layout: <certs_dir>/<host[:port]>/ holds CA
@@ -161,6 +168,20 @@ class NetworkConfig:
 
 
 @dataclass
+class CriConfig:
+    # Image of each pod's infra ("pause") container, which holds the pod's network
+    # namespace (services/cri/README.md); pulled on the first RunPodSandbox when absent.
+    sandbox_image: str = "registry.k8s.io/pause:3.10"
+    # Command of the infra container; empty = the image's (a pause image's /pause). Set
+    # it to e.g. ["sleep", "2147483647"] to use a busybox image as the infra image.
+    sandbox_command: list[str] = field(default_factory=list)
+    # Where the streaming server for Exec, Attach and PortForward listens (host:port; port
+    # 0 = a free one). Its URLs carry one-time tokens; keep it on loopback unless the
+    # kubelet's proxy must reach it from elsewhere.
+    stream_address: str = "127.0.0.1:0"
+
+
+@dataclass
 class TlsConfig:
     # PEM files: the CA that signs peers' certificates, our certificate and its key.
     ca: str = ""
@@ -183,6 +204,7 @@ class Config:
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
     imagestore: ImageStoreConfig = field(default_factory=ImageStoreConfig)
     dockerapi: DockerApiConfig = field(default_factory=DockerApiConfig)
+    cri: CriConfig = field(default_factory=CriConfig)
     # [tls] (key "") and [tls.<service>] overrides; see tls_files().
     tls: dict[str, TlsConfig] = field(default_factory=dict)
     # [authz]: service -> identity patterns allowed to call it over TLS.
@@ -270,7 +292,8 @@ _BOUNDS = {("registry", "parallel_ranges"): (1, 16),
 def _apply(cfg: Config, data: dict[str, Any], origin: str) -> None:
     sections: dict[str, Any] = {"registry": cfg.registry, "shim": cfg.shim,
                                 "network": cfg.network, "gateway": cfg.gateway,
-                                "imagestore": cfg.imagestore, "dockerapi": cfg.dockerapi}
+                                "imagestore": cfg.imagestore, "dockerapi": cfg.dockerapi,
+                                "cri": cfg.cri}
     known = {"root", "run", "log_format", "log_level", "addresses", "tls", "authz",
              *sections}
     unknown = set(data) - known

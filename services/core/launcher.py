@@ -1,5 +1,5 @@
 """Start and stop the services of one host, each its own process: the four of the engine
-and the front doors (the Docker API).
+and the front doors (the Docker API, the CRI).
 
 ``make up`` / ``make down`` and the test fixture use this, so there is one way to run an
 engine: ``python -m services.core.launcher up|down|status [--config FILE]``. Pid files and
@@ -29,7 +29,7 @@ from services.core.tls import TlsFiles
 # Start order: dependencies first. Stop order is the reverse.
 ORDER = ("registry", "imagestore", "shim", "gateway")
 # Front doors: clients of the gateway (DESIGN.md), started after it by `make up`.
-FRONT_DOORS = ("dockerapi",)
+FRONT_DOORS = ("dockerapi", "cri")
 ALL = ORDER + FRONT_DOORS
 
 
@@ -140,7 +140,10 @@ def start(
             _pid_file(cfg, name).write_text(str(shared))
     pids: dict[str, int] = {}
     for name in services:
-        pid = running_pid(cfg, name)
+        # The ones just handed to the shared process are its: checking them again raced
+        # with its start now and then (running_pid saw no service yet) and spawned a
+        # second process for one of them.
+        pid = shared if shared and name in missing else running_pid(cfg, name)
         if pid is None:
             pid = _spawn(cfg, env, name, [f"services.{name}.main"])
             _pid_file(cfg, name).write_text(str(pid))

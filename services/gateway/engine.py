@@ -279,6 +279,10 @@ class Engine:
         if req.network_mode.startswith("container:"):
             # The shim knows IDs only: resolve a name or prefix like Docker.
             spec.network_mode = "container:" + self.records.lookup(req.network_mode[10:]).id
+        for kind in ("ipc_mode", "pid_mode"):
+            mode = getattr(spec, kind)
+            if mode.startswith("container:"):
+                setattr(spec, kind, "container:" + self.records.lookup(mode[10:]).id)
         spec.network_aliases[:0] = [name]  # peers on a user network find it by name
         log = get_logger(container=cid[:12], image=req.image)
         rec = Record(

@@ -7,7 +7,7 @@ comes, output flows back as the shim sends it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from muelle.engine.v1 import engine_pb2
@@ -21,6 +21,7 @@ from services.gateway.records import Records
 
 def exec_container(records: Records, runtime: Any,
                    inputs: Iterator[engine_pb2.ExecContainerInput],
+                   on_cancel: Callable[[Callable[[], None]], object] | None = None,
                    ) -> Iterator[engine_pb2.ExecContainerOutput]:
     first = next(inputs, None)
     if first is None or first.WhichOneof("input") != "start":
@@ -35,6 +36,7 @@ def exec_container(records: Records, runtime: Any,
                                 user=start.user, cwd=start.working_dir,
                                 stdin=start.interactive and not start.detach,
                                 tty=start.tty, detach=start.detach,
+                                timeout_seconds=start.timeout_seconds,
                                 console_size=runtime_pb2.ConsoleSize(
                                     rows=start.console_size.rows,
                                     cols=start.console_size.cols))
@@ -56,11 +58,17 @@ def exec_container(records: Records, runtime: Any,
 
     get_logger(container=rec.id[:12]).info("exec", cmd=list(start.cmd)[:1])
     stream = runtime.Exec(shim_inputs())
+    if on_cancel is not None:
+        # A client that leaves (or whose deadline passes) while the process is silent:
+        # the loop below waits for output that may never come, so it would not notice.
+        # Cancelling the shim's stream kills the process at once.
+        on_cancel(stream.cancel)
     try:
         for out in stream:
             if out.WhichOneof("event") == "exit":
                 yield engine_pb2.ExecContainerOutput(exit=engine_pb2.ExecContainerExit(
-                    exit_code=out.exit.exit_code, error=out.exit.error))
+                    exit_code=out.exit.exit_code, error=out.exit.error,
+                    timed_out=out.exit.timed_out))
             else:
                 yield engine_pb2.ExecContainerOutput(output=engine_pb2.LogEntry(
                     stream=out.output.stream, data=out.output.data, time=out.output.time))

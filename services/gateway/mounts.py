@@ -106,6 +106,11 @@ def _octal(text: str) -> int | None:
     return mode if mode <= _MAX_MODE else None
 
 
+# Not shared/rshared yet: muelle's runtime keeps the container's root a slave of the
+# host's, so the container's own mounts would not reach the host as asked.
+PROPAGATIONS = ("private", "rprivate", "slave", "rslave")
+
+
 def to_runtime(m: engine_pb2.VolumeMount) -> runtime_pb2.VolumeMount:
     # The two messages are field-for-field the same; the wire format converts them.
     return runtime_pb2.VolumeMount.FromString(m.SerializeToString())
@@ -123,6 +128,10 @@ def container_mounts(req: engine_pb2.CreateContainerRequest,
     out += [parse_tmpfs(t, req.tmpfs[t]) for t in sorted(req.tmpfs)]
     for m in out:
         check_target(m.target)
+        if m.propagation and (m.type != "bind" or m.propagation not in PROPAGATIONS):
+            raise InvalidArgument(f"invalid bind-propagation {m.propagation!r} for "
+                                  f"{m.target}: use one of {', '.join(PROPAGATIONS)} "
+                                  "(bind mounts only)")
         if m.type == "bind" and not m.source.startswith("/"):
             raise InvalidArgument(f"invalid mount config for type \"bind\": invalid mount "
                                   f"path: '{m.source}' mount path must be absolute")

@@ -5,6 +5,7 @@ Everything here runs before anything is stored, so bad input changes nothing.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -186,6 +187,21 @@ def check_request(req: engine_pb2.CreateContainerRequest) -> None:
                               f"{MAX_PORTS} per container")
     if req.network_mode.startswith("container:") and not req.network_mode[10:]:
         raise InvalidArgument("--network container: needs a container name or ID")
+    for flag, mode in (("--ipc", req.ipc_mode), ("--pid", req.pid_mode)):
+        namespace_mode(flag, mode)
+    check_sysctls(dict(req.sysctls), host_network=req.network_mode == "host")
+    for server in req.dns:
+        try:
+            ipaddress.ip_address(server)
+        except ValueError:
+            raise InvalidArgument(f"--dns {server!r} is not an IP address") from None
+    if (req.dns or req.dns_search or req.dns_options) and \
+            req.network_mode.startswith("container:"):
+        raise InvalidArgument("--dns options conflict with --network container: (the "
+                              "container uses that one's resolv.conf)")
+    for path in [*req.masked_paths.values, *req.readonly_paths.values]:
+        if not path.startswith("/"):
+            raise InvalidArgument(f"masked and read-only paths must be absolute: {path!r}")
     for port in req.ports:
         if not 0 < port.container_port < 65536 or port.host_port > 65535:
             raise InvalidArgument(f"invalid port {port.container_port}: must be 1-65535")
@@ -201,6 +217,33 @@ def check_request(req: engine_pb2.CreateContainerRequest) -> None:
     for key in req.labels:
         if not key:
             raise InvalidArgument("label keys must not be empty")
+
+
+def namespace_mode(flag: str, mode: str) -> str:
+    """An --ipc / --pid value as the shim takes it: "", "host" or "container:<ref>"."""
+    if mode in ("", "private") or (flag == "--ipc" and mode == "shareable"):
+        return ""
+    if mode == "host" or (mode.startswith("container:") and mode[10:]):
+        return mode
+    raise InvalidArgument(f"invalid {flag} {mode!r}: use host or container:<name|id>")
+
+
+# sysctl keys the kernel namespaces (Docker's list): the rest would change the host.
+_NAMESPACED_SYSCTLS = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
+                       "kernel.shmall", "kernel.shmmax", "kernel.shmmni",
+                       "kernel.shm_rmid_forced")
+
+
+def check_sysctls(sysctls: dict[str, str], host_network: bool) -> None:
+    for key, value in sysctls.items():
+        ipc = key in _NAMESPACED_SYSCTLS or key.startswith("fs.mqueue.")
+        if not (ipc or key.startswith("net.")) or ".." in key or "/" in key:
+            raise InvalidArgument(f"sysctl {key!r} is not namespaced (allowed: net.*, "
+                                  "fs.mqueue.*, kernel.msg*/sem/shm*)")
+        if key.startswith("net.") and host_network:
+            raise InvalidArgument(f"sysctl {key!r} is not allowed with the host's network")
+        if "\n" in value:
+            raise InvalidArgument(f"sysctl {key!r}: the value must be one line")
 
 
 def container_spec(req: engine_pb2.CreateContainerRequest, merged: Merged,
@@ -233,7 +276,15 @@ def container_spec(req: engine_pb2.CreateContainerRequest, merged: Merged,
         seccomp=seccomp,
         ports=list(req.ports) + exposed_ports(req, merged.exposed_ports),
         network_aliases=list(req.network_aliases),
+        dns=list(req.dns), dns_search=list(req.dns_search), dns_options=list(req.dns_options),
+        sysctls=dict(req.sysctls),
+        ipc_mode=namespace_mode("--ipc", req.ipc_mode),
+        pid_mode=namespace_mode("--pid", req.pid_mode),
     )
+    if req.HasField("masked_paths"):
+        spec.masked_paths.values.extend(req.masked_paths.values)
+    if req.HasField("readonly_paths"):
+        spec.readonly_paths.values.extend(req.readonly_paths.values)
     if len(spec.ports) > MAX_PORTS:  # -P adds what the image EXPOSEs
         raise InvalidArgument(f"too many published ports ({len(spec.ports)}, with the "
                               f"image's exposed ports): at most {MAX_PORTS} per container")

@@ -201,7 +201,8 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
 
     def ExecContainer(self, request_iterator: Iterator[engine_pb2.ExecContainerInput],  # noqa: N802
                       context: Ctx) -> Iterator[engine_pb2.ExecContainerOutput]:
-        yield from exec_container(self.engine.records, self.engine.runtime, request_iterator)
+        yield from exec_container(self.engine.records, self.engine.runtime, request_iterator,
+                                  on_cancel=context.add_callback)
 
     def AttachContainerStream(  # noqa: N802
             self, request_iterator: Iterator[engine_pb2.AttachContainerInput],

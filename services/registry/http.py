@@ -127,6 +127,7 @@ class RegistryHTTP:
     ) -> None:
         self._settings = settings or RegistryConfig()
         self._insecure = set(self._settings.insecure_registries)
+        self._mirrors = dict(self._settings.mirrors)
         self._anonymous = anonymous
         self._credentials = {} if anonymous else load_credentials(self._settings.auth_file)
         self._sleep = sleep
@@ -197,6 +198,9 @@ class RegistryHTTP:
         ``url_path`` may also be an absolute URL (an upload Location). ``content`` is the
         request body; ``actions`` the token scope's actions ("pull,push" for uploads)."""
         absolute = url_path.startswith(("http://", "https://"))
+        if actions == "pull" and not absolute:
+            # A mirror answers pulls in the registry's place (auth and errors are its own).
+            domain = self._mirrors.get(domain, domain)
         url = url_path if absolute else self.base_url(domain) + url_path
         scope = scope_for(repo_path, actions)
         log = get_logger(registry=domain, url=url_path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Iterator
 
 import grpc
@@ -197,11 +198,18 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServicer):
         req = ExecRequest(args=list(s.args), env=list(s.env), user=s.user, cwd=s.cwd,
                           stdin=s.stdin, tty=s.tty, rows=s.console_size.rows,
                           cols=s.console_size.cols, detach=s.detach)
+        # ExecSpec.timeout_seconds: killed like a client that left, then reported.
+        deadline = time.monotonic() + s.timeout_seconds if s.timeout_seconds else None
+
+        def timed_out() -> bool:
+            return deadline is not None and time.monotonic() >= deadline
+
         for event in self.shim.exec(s.id, req, _stdin(request_iterator),
-                                    cancelled=lambda: not context.is_active()):
+                                    cancelled=lambda: not context.is_active() or timed_out()):
             if isinstance(event, Exit):
                 yield runtime_pb2.ExecOutput(exit=runtime_pb2.ExecExit(
-                    exit_code=event.exit_code, error=event.error))
+                    exit_code=event.exit_code, error=event.error,
+                    timed_out=timed_out() and event.exit_code == 137))
             else:
                 yield runtime_pb2.ExecOutput(output=runtime_pb2.LogEntry(
                     stream=event.stream, data=event.data, time=event.time))

@@ -237,6 +237,7 @@ class Shim:
                     thermal_paths=spec.host_thermal_paths(),
                     init_path=spec.find_init(self.cfg.shim.init_path) if cspec.init else "",
                     userns_path=str(cdir.userns) if maps else "",
+                    join_paths=self._namespace_peers(cspec),
                     host_devices=host_devices() if cspec.privileged else []))
                 resolved = volume_mounts.prepare(cspec.volume_mounts, str(cdir.rootfs), cid,
                                                  self.volumes)
@@ -244,6 +245,9 @@ class Shim:
                 plan = self.networks.prepare(cid, request_of(cspec, config["hostname"]))
                 plan_config(config, plan)  # hosts, hostname, resolv.conf: user mounts win
                 config["mounts"] = spec.with_user_mounts(config["mounts"], resolved.oci)
+                propagation = spec.rootfs_propagation(resolved.oci)
+                if propagation:
+                    config["linux"]["rootfsPropagation"] = propagation
                 if cspec.terminal and cspec.console_size.rows and cspec.console_size.cols:
                     config["process"]["consoleSize"] = {"height": cspec.console_size.rows,
                                                         "width": cspec.console_size.cols}
@@ -625,6 +629,21 @@ class Shim:
         self._existing(cid)
         self._wait_stopped(cid, None, cancelled)
         return self.state(cid)
+
+    def _namespace_peers(self, cspec: runtime_pb2.ContainerSpec) -> dict[str, str]:
+        """kind -> namespace path of the running container that ipc_mode / pid_mode
+        name ("container:<id>")."""
+        out = {}
+        for kind, mode in (("ipc", cspec.ipc_mode), ("pid", cspec.pid_mode)):
+            if not mode.startswith("container:"):
+                continue
+            peer = mode[10:]
+            st = self.state(peer)
+            if st.status != "running" or st.pid <= 0:
+                raise FailedPrecondition(f"cannot join the {kind} namespace of container "
+                                         f"{peer[:12]}: it is not running")
+            out[kind] = f"/proc/{st.pid}/ns/{kind}"
+        return out
 
     def state(self, cid: str) -> Status:
         cdir = self._existing(cid)

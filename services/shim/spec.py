@@ -75,6 +75,9 @@ class BundleInput:
     init_path: str = ""
     # The user namespace the shim pinned for spec.uid_maps, joined by path.
     userns_path: str = ""
+    # ipc/pid namespaces of another container to join (spec.ipc_mode / pid_mode
+    # "container:<id>"), kind -> /proc/<its pid>/ns/<kind>.
+    join_paths: dict[str, str] = field(default_factory=dict)
     # The host's device nodes (host_devices.py): a privileged container gets them all.
     host_devices: list[dict[str, Any]] = field(default_factory=list)
 
@@ -232,7 +235,13 @@ def build_config(inp: BundleInput) -> dict:
         process["user"]["additionalGids"] = gids
     if not os.path.isabs(process["cwd"]):
         raise InvalidArgument(f"the working directory {spec.cwd!r} is invalid: not absolute")
-    namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount", "cgroup")]
+    namespaces: list[dict[str, str]] = []
+    for kind in ("pid", "ipc", "uts", "mount", "cgroup"):
+        mode = {"pid": spec.pid_mode, "ipc": spec.ipc_mode}.get(kind, "")
+        if mode == "host":
+            continue  # the host's: no namespace of its own
+        path = inp.join_paths.get(kind, "")
+        namespaces.append({"type": kind, **({"path": path} if path else {})})
     if network != "host":
         namespaces.insert(1, {"type": "network"})
     linux: dict[str, Any] = {
@@ -250,8 +259,11 @@ def build_config(inp: BundleInput) -> dict:
     if spec.privileged:
         linux["devices"] = [dict(d) for d in inp.host_devices]  # as Docker: all of /dev
     else:
-        linux["maskedPaths"] = MASKED_PATHS + list(inp.thermal_paths)
-        linux["readonlyPaths"] = list(READONLY_PATHS)
+        linux["maskedPaths"] = (list(spec.masked_paths.values)
+                                if spec.HasField("masked_paths")
+                                else MASKED_PATHS + list(inp.thermal_paths))
+        linux["readonlyPaths"] = (list(spec.readonly_paths.values)
+                                  if spec.HasField("readonly_paths") else list(READONLY_PATHS))
         if spec.seccomp != "unconfined":
             linux["seccomp"] = seccomp_filter(spec.seccomp, caps)
     sysctl = {}
@@ -262,6 +274,7 @@ def build_config(inp: BundleInput) -> dict:
                            ("net.ipv4.ip_unprivileged_port_start", "0")):
             if key in inp.available_sysctls:
                 sysctl[key] = value
+    sysctl.update(spec.sysctls)  # the user's (checked by the gateway) win
     if sysctl:
         linux["sysctl"] = sysctl
     mounts = default_mounts(spec.privileged, spec.readonly_rootfs)
@@ -289,6 +302,16 @@ def build_config(inp: BundleInput) -> dict:
         "linux": linux,
         "annotations": dict(spec.annotations),
     }
+
+
+def rootfs_propagation(mounts: list[dict[str, Any]]) -> str:
+    """The container root's propagation its bind mounts need ("" = the runtime's
+    default): a slave bind under a private root would not receive the host's mounts
+    (runc's and containerd's rule)."""
+    options = {o for m in mounts for o in m.get("options", [])}
+    if options & {"slave", "rslave"}:
+        return "rslave"
+    return ""
 
 
 def check_workdir(rootfs: str, cwd: str) -> None:

@@ -96,7 +96,7 @@ def prepare(mounts: Sequence[runtime_pb2.VolumeMount], rootfs: str, cid: str,
                     raise InvalidArgument(f'invalid mount config for type "bind": bind '
                                           f"source path does not exist: {m.source}")
                 make_target(rootfs, target, os.path.isdir(m.source))
-                opts = ["rbind", "rprivate"] + (["ro"] if m.readonly else [])
+                opts = ["rbind", m.propagation or "rprivate"] + (["ro"] if m.readonly else [])
                 out.oci.append({"destination": inside, "type": "bind", "source": m.source,
                                 "options": opts})
                 record["source"] = m.source

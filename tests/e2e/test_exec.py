@@ -45,3 +45,30 @@ def test_exec_errors_are_one_line(engine: Engine, image: str) -> None:
     proc = engine.cli("exec", cid, check=False)
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
     engine.cli("rm", "-f", cid)
+
+
+def test_a_client_that_leaves_a_silent_exec_kills_it(engine: Engine, image: str) -> None:
+    """The gateway used to notice a cancelled ExecContainer only at the process's next
+    output: a silent `sleep` outlived its client (and a timed-out kubelet probe) for good."""
+    import time
+
+    import grpc
+    from muelle.engine.v1 import engine_pb2, engine_pb2_grpc
+
+    from services.core.client import target
+
+    cid = engine.cli("run", "-d", image, "sleep", "1000").stdout.strip()
+    try:
+        start = engine_pb2.ExecContainerStart(container=cid, cmd=["sleep", "4242"])
+        with grpc.insecure_channel(target(engine.host)) as ch:
+            call = engine_pb2_grpc.EngineStub(ch).ExecContainer(
+                iter([engine_pb2.ExecContainerInput(start=start)]), timeout=1)
+            with pytest.raises(grpc.RpcError) as info:
+                list(call)
+        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 20
+        while "sleep 4242" in engine.cli("exec", cid, "ps", "-o", "args").stdout:
+            assert time.monotonic() < deadline, "the exec'd process outlived its client"
+            time.sleep(0.1)
+    finally:
+        engine.cli("rm", "-f", cid, check=False)

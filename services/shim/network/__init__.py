@@ -24,7 +24,9 @@ def request_of(spec: runtime_pb2.ContainerSpec, hostname: str) -> Request:
         mode=spec.network_mode, hostname=hostname,
         ports=[Port(p.container_port, p.protocol or "tcp", p.host_ip, p.host_port)
                for p in spec.ports],
-        aliases=list(dict.fromkeys(a for a in spec.network_aliases if a)))
+        aliases=list(dict.fromkeys(a for a in spec.network_aliases if a)),
+        dns=list(spec.dns), dns_search=list(spec.dns_search),
+        dns_options=list(spec.dns_options))
 
 
 def plan_config(config: dict[str, Any], plan: Plan) -> None:

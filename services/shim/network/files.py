@@ -30,6 +30,20 @@ def resolv_conf(host_text: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def with_dns(text: str, servers: list[str], search: list[str], options: list[str]) -> str:
+    """``text`` (a resolv.conf) with each part given replaced (Docker's --dns rules)."""
+    keep = [line for line in text.splitlines()
+            if not (servers and line.strip().startswith("nameserver"))
+            and not (search and line.strip().startswith(("search", "domain")))
+            and not (options and line.strip().startswith("options"))]
+    keep += [f"nameserver {s}" for s in servers]
+    if search:
+        keep.append("search " + " ".join(search))
+    if options:
+        keep.append("options " + " ".join(options))
+    return "\n".join(keep) + "\n"
+
+
 def hosts(own: list[tuple[str, list[str]]], peers: list[tuple[str, list[str]]]) -> str:
     """Docker's defaults, this container's addresses, then its peers' (IP, names)."""
     out = DEFAULT_HOSTS

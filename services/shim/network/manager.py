@@ -44,6 +44,10 @@ class Request:
     hostname: str
     ports: list[Port] = field(default_factory=list)
     aliases: list[str] = field(default_factory=list)
+    # resolv.conf parts that replace the host's (ContainerSpec.dns*).
+    dns: list[str] = field(default_factory=list)
+    dns_search: list[str] = field(default_factory=list)
+    dns_options: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -248,7 +252,10 @@ class Manager:
         host_name = socket.gethostname() if mode == "host" else req.hostname
         (cdir / "hostname").write_text(host_name + "\n")
         resolv = files.host_resolv()
-        (cdir / "resolv.conf").write_text(resolv if mode == "host" else files.resolv_conf(resolv))
+        resolv = resolv if mode == "host" else files.resolv_conf(resolv)
+        if req.dns or req.dns_search or req.dns_options:
+            resolv = files.with_dns(resolv, req.dns, req.dns_search, req.dns_options)
+        (cdir / "resolv.conf").write_text(resolv)
         if mode == "host":
             try:
                 hosts_text = Path("/etc/hosts").read_text()

@@ -93,3 +93,9 @@ def test_runtimes_table_is_read(tmp_path: Path) -> None:
     path = tmp_path / "muelle.toml"
     path.write_text('[shim.runtimes]\ngated = "/opt/gated-runc"\n')
     assert config.load(str(path)).shim.runtimes == {"gated": "/opt/gated-runc"}
+
+
+def test_registry_mirrors_table_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "muelle.toml"
+    path.write_text('[registry]\nmirrors = { "registry.k8s.io" = "127.0.0.1:5000" }\n')
+    assert config.load(str(path)).registry.mirrors == {"registry.k8s.io": "127.0.0.1:5000"}

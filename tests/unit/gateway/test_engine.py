@@ -368,6 +368,38 @@ def test_version_reports_components(engine: Engine) -> None:
     assert "connection refused" in reply.components["shim"]
 
 
+def test_namespace_modes_dns_and_sysctls_reach_the_shim(engine: Engine,
+                                                        runtime: FakeRuntime) -> None:
+    peer = engine.create(req(name="peer")).id
+    cid = engine.create(req(ipc_mode="container:peer", pid_mode="host", dns=["10.0.0.2"],
+                            sysctls={"net.ipv4.ip_forward": "1"})).id
+    spec = runtime.containers[cid]["spec"]
+    assert (spec.ipc_mode, spec.pid_mode) == (f"container:{peer}", "host")
+    assert list(spec.dns) == ["10.0.0.2"] and dict(spec.sysctls) == {"net.ipv4.ip_forward": "1"}
+
+
+@pytest.mark.parametrize("bad", [
+    {"ipc_mode": "elsewhere"}, {"pid_mode": "container:"}, {"dns": ["not-an-ip"]},
+    {"sysctls": {"kernel.hostname": "x"}},
+    {"sysctls": {"net.ipv4.ip_forward": "1"}, "network_mode": "host"},
+    {"dns": ["10.0.0.2"], "network_mode": "container:x"},
+])
+def test_bad_namespace_dns_and_sysctl_options(engine: Engine, bad: dict[str, Any]) -> None:
+    with pytest.raises(InvalidArgument):
+        engine.create(req(**bad))
+
+
+def test_bind_propagation(engine: Engine, runtime: FakeRuntime, tmp_path: Path) -> None:
+    mount = engine_pb2.VolumeMount(type="bind", source=str(tmp_path), target="/d",
+                                   propagation="rslave")
+    cid = engine.create(req(mounts=[mount])).id
+    assert runtime.containers[cid]["spec"].volume_mounts[0].propagation == "rslave"
+    for bad in ("rshared", "sideways"):
+        mount.propagation = bad
+        with pytest.raises(InvalidArgument, match="bind-propagation"):
+            engine.create(req(mounts=[mount]))
+
+
 def test_wait_removed_answers_after_the_auto_remove_with_the_exit_status(
         engine: Engine, runtime: FakeRuntime) -> None:
     """docker run --rm: wait?condition=removed is asked before start; the attach stream

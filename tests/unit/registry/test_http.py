@@ -208,3 +208,19 @@ def test_unreachable_is_unavailable(exc: Exception) -> None:
 
     with pytest.raises(Unavailable, match=f"cannot reach registry {HOST}"):
         get(client(httpx.MockTransport(handler)))
+
+
+def test_pulls_go_to_a_configured_mirror_pushes_do_not() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(f"{request.method} {request.url}")
+        return httpx.Response(200, json={})
+
+    http = client(httpx.MockTransport(handler), mirrors={"registry.k8s.io": "127.0.0.1:5000"})
+    get(http, "registry.k8s.io", "pause")
+    resp = http.request("HEAD", "registry.k8s.io", "pause", "/v2/pause/blobs/sha256:ab",
+                        kind="blob", what="x", actions="pull,push")
+    resp.close()
+    assert seen == ["GET http://127.0.0.1:5000/v2/pause/manifests/1",
+                    "HEAD https://registry.k8s.io/v2/pause/blobs/sha256:ab"]

@@ -137,3 +137,13 @@ def test_bridge_rules_name_their_bridge_and_guard_the_hosts_loopback() -> None:
     # are ESTABLISHED and pass
     assert drop == [["-i", "mu0", "-d", "127.0.0.0/8", "-m", "conntrack", "!", "--ctstate",
                      "RELATED,ESTABLISHED", "-j", "DROP"]]
+
+
+def test_resolv_conf_with_dns_replaces_each_part_given() -> None:
+    from services.shim.network import files
+
+    host = "search lan\nnameserver 192.168.1.1\noptions edns0\n"
+    assert files.with_dns(host, ["10.10.10.10"], [], []) == \
+        "search lan\noptions edns0\nnameserver 10.10.10.10\n"
+    assert files.with_dns(host, [], ["a.example", "b"], ["ndots:2"]) == \
+        "nameserver 192.168.1.1\nsearch a.example b\noptions ndots:2\n"

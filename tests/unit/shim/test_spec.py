@@ -146,3 +146,17 @@ def test_host_network_has_no_sysctls_or_netns() -> None:
 def test_no_command() -> None:
     with pytest.raises(InvalidArgument, match="no command specified"):
         build(args=[])
+
+
+def test_ipc_pid_modes_sysctls_and_paths() -> None:
+    cspec = pb.ContainerSpec(args=["sh"], ipc_mode="container:" + "cd" * 32, pid_mode="host",
+                             sysctls={"kernel.shm_rmid_forced": "1"})
+    cspec.masked_paths.values.append("/etc/group")
+    cspec.readonly_paths.SetInParent()  # present and empty: nothing read-only
+    linux = spec.build_config(spec.BundleInput(
+        id=CID, spec=cspec, user=User(uid=0, gid=0), available_sysctls=set(),
+        join_paths={"ipc": "/proc/42/ns/ipc"}))["linux"]
+    spaces = {n["type"]: n.get("path", "") for n in linux["namespaces"]}
+    assert spaces["ipc"] == "/proc/42/ns/ipc" and "pid" not in spaces
+    assert linux["sysctl"] == {"kernel.shm_rmid_forced": "1"}
+    assert linux["maskedPaths"] == ["/etc/group"] and linux["readonlyPaths"] == []

@@ -1,0 +1,70 @@
+"""``muelle-cri``: Kubernetes' CRI (runtime.v1 RuntimeService and ImageService) for kubelet,
+crictl and critest, on ``$MUELLE_RUN/cri.sock``.
+
+A client of engine.v1 through the gateway, like the CLI: the gateway already orchestrates
+images, the shim and container records, and serves from any host, so a CRI on another
+machine than the shim works as long as the paths the kubelet names (log directory, host
+paths of mounts) are the shim's host's too (the kubelet runs next to its runtime).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+
+import grpc
+from k8s.cri.v1 import api_pb2_grpc
+from muelle.engine.v1 import engine_pb2_grpc
+
+from services.core.client import connect
+from services.core.config import Config
+from services.core.errors import MuelleError
+from services.core.logging import get_logger
+from services.core.main import service_main
+from services.cri.containers import Containers
+from services.cri.images import Images
+from services.cri.logs import Logs
+from services.cri.sandboxes import Sandboxes
+from services.cri.streaming.server import StreamServer
+
+SERVICE_NAMES = ("runtime.v1.RuntimeService", "runtime.v1.ImageService")
+
+
+def factory(cfg: Config) -> tuple[Callable[[grpc.Server], None], Sequence[str],
+                                  Callable[[], None] | None]:
+    engine = connect(cfg.address("gateway"), engine_pb2_grpc.EngineStub, "gateway",
+                     cfg.tls_files("cri"))
+    containers = Containers(engine, Logs(engine))
+    sandboxes = Sandboxes(engine, cfg.cri)
+    images = Images(engine, str(cfg.state_dir("imagestore")))
+    streaming = StreamServer(engine, cfg.cri.stream_address)
+    streaming.start()
+
+    def resume() -> None:
+        try:
+            containers.resume_logs()
+        except MuelleError as exc:  # the gateway is not up yet: later starts follow
+            get_logger().warning("cannot resume CRI log followers", error=str(exc))
+
+    threading.Thread(target=resume, name="cri-resume", daemon=True).start()
+
+    def register(server: grpc.Server) -> None:
+        from services.cri.server import ImageServicer, RuntimeServicer
+
+        # The RPCs not served yet are filled in at import (server._fill_unimplemented),
+        # which mypy cannot see: hence the ignores.
+        api_pb2_grpc.add_RuntimeServiceServicer_to_server(
+            RuntimeServicer(engine, sandboxes, containers, streaming),  # type: ignore[abstract]
+            server)
+        api_pb2_grpc.add_ImageServiceServicer_to_server(
+            ImageServicer(images), server)  # type: ignore[abstract]
+
+    return register, SERVICE_NAMES, streaming.stop
+
+
+def main() -> None:
+    service_main("cri", factory)
+
+
+if __name__ == "__main__":
+    main()

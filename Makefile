@@ -78,7 +78,7 @@ clients/node/node_modules/.package-lock.json: clients/node/package-lock.json .st
 
 # Lint first: a ruff or mypy finding fails the suite (and CI) like a failing test.
 test: setup lint node
-	@$(VENV)/bin/pytest -q tests --ignore=tests/bench
+	@$(VENV)/bin/pytest -q --durations=15 tests --ignore=tests/bench
 
 lint: setup
 	@$(VENV)/bin/ruff check .

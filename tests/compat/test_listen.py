@@ -7,6 +7,7 @@ import stat
 import subprocess
 from pathlib import Path
 
+import docker as dockerpy
 import pytest
 
 from services.core import config as configmod
@@ -63,7 +64,7 @@ def test_tcp_without_tls_or_insecure_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not CLIS, reason="no docker CLI")
-def test_docker_cli_over_mutual_tls(tmp_path: Path) -> None:
+def test_docker_cli_over_mutual_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Docker's --tlsverify on 2376's terms: the server's certificate checked against the
     CA, the client's identity against [authz].dockerapi; no certificate, another CA's or
     an identity not listed gets nothing."""
@@ -93,3 +94,16 @@ def test_docker_cli_over_mutual_tls(tmp_path: Path) -> None:
         assert docker(other_ca, "ps").returncode != 0
         plain = docker(None, "ps")
         assert plain.returncode != 0
+        me = pki.issue("client-py", ips=[])
+        # requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE (set on this machine) override a
+        # session's own CA for every request: a user of a private CA unsets them too.
+        monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+        monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+        client = dockerpy.DockerClient(
+            base_url=f"https://127.0.0.1:{port}", version="1.41",
+            tls=dockerpy.tls.TLSConfig(client_cert=(me.cert, me.key), verify=me.ca))
+        try:  # docker-py over the same TLS, as DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=... does
+            assert client.version()["ApiVersion"] == "1.41"
+            assert client.containers.list(all=True) == []
+        finally:
+            client.close()

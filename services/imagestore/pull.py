@@ -26,6 +26,7 @@ from services.core.errors import DataLoss, Unavailable
 from services.core.logging import get_logger
 from services.imagestore.content import ContentStore
 from services.imagestore.follow import FollowReader, Growing
+from services.imagestore.leases import Lease
 from services.imagestore.manifest import parse_config, parse_manifest, verify
 from services.imagestore.metadata import ImageRecord, Metadata
 from services.imagestore.registry_client import RegistryClient
@@ -67,9 +68,11 @@ class Puller:
         self.registry = registry
         self.commit_lock = commit_lock
 
-    def pull(self, ref_text: str,
+    def pull(self, ref_text: str, lease: Lease,
              platform: types_pb2.Platform | None = None,
              ) -> Generator[types_pb2.PullProgress, None, None]:
+        """Pull ``ref_text``; everything it fetches or reuses goes on ``lease`` before it
+        is looked for, so no GC removes it until the caller releases the lease."""
         ref = reference.parse(ref_text)
         log = get_logger(image=ref.canonical)
         resolved = self.registry.resolve(ref.canonical, platform)
@@ -78,6 +81,8 @@ class Puller:
         if ref.digest and resolved.root.digest != ref.digest:
             raise DataLoss(f"{ref.canonical} resolved to {resolved.root.digest}")
         manifest = parse_manifest(resolved.manifest)
+        lease.hold(blobs=[resolved.root.digest, resolved.manifest.digest,
+                          manifest.config.digest, *(d.digest for d in manifest.layers)])
         yield status(f"{ref.tag or ref.digest}: Pulling from {ref.path}")
 
         def fetcher(desc: types_pb2.Descriptor) -> Callable[[int], Iterator[bytes]]:
@@ -89,6 +94,7 @@ class Puller:
         config = parse_config(self.content.read(cfg_desc.digest), len(manifest.layers))
         chain_ids = [digestmod.chain_id(config.diff_ids[: i + 1])
                      for i in range(len(config.diff_ids))]
+        lease.hold(chains=chain_ids)  # before _layers asks which snapshots exist
         existed = self.metadata.get_by_id(cfg_desc.digest) is not None
 
         fetched |= yield from self._layers(manifest.layers, config.diff_ids, chain_ids, fetcher)
@@ -108,7 +114,8 @@ class Puller:
         if ref.tag and not ref.digest:
             names.insert(0, ref.canonical)
         with self.commit_lock:
-            # A concurrent Remove may have deleted what we reused: check under the lock.
+            # The lease kept GC away; check under the lock all the same, as the invariant
+            # (no record without its content) must not rest on every GC path honouring it.
             missing = [c for c in chain_ids if not self.snapshots.exists(c)]
             missing += [b for b in blobs if not self.content.has(b)]
             if missing:

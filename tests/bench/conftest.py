@@ -18,7 +18,7 @@ import pytest
 
 from tests.bench.harness import Settings, settings_from_env
 from tests.bench.sides import ENGINE_MODULES, muelle_missing
-from tests.support.docker import Dockerd, DockerUnavailable
+from tests.support.docker import Dockerd, started
 from tests.support.engine import Engine
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -58,10 +58,7 @@ def settings() -> Settings:
 def dockerd(settings: Settings) -> Iterator[Dockerd]:
     """A private Docker Engine for the session (installed with apt-get when missing), with a
     bridge of its own: `docker run` gets a veth by default, as a muelle container does."""
-    try:
-        daemon = Dockerd(bridge=True).start()
-    except DockerUnavailable as exc:
-        pytest.skip(f"Docker Engine cannot run here: {exc}")
+    daemon = started(bridge=True)
     try:
         yield daemon
     finally:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.docker import Dockerd, DockerUnavailable
+from tests.support.docker import Dockerd, started
 from tests.support.engine import CLI, Engine
 
 pytestmark = pytest.mark.root
@@ -34,10 +34,7 @@ def empty(other: Engine) -> Engine:
 
 @pytest.fixture(scope="module")
 def dockerd() -> Iterator[Dockerd]:
-    try:
-        d = Dockerd().start()
-    except DockerUnavailable as exc:
-        pytest.skip(f"no Docker Engine here: {exc}")
+    d = started()
     try:
         yield d
     finally:

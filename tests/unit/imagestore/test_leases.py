@@ -9,34 +9,12 @@ import threading
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
-import pytest
 from muelle.types.v1 import types_pb2
 
 from services.imagestore.store import ImageStore
-from tests.support.images import Entry, Layer, build_layout, busybox_layer
 from tests.unit.imagestore.fakes import LayoutRegistry
 
 REPO = "127.0.0.1:5000/demo/lease"
-
-
-@pytest.fixture(scope="module")
-def layouts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Two images on the same busybox base layer, each with its own top layer."""
-    base = tmp_path_factory.mktemp("layouts")
-    out = {}
-    for name in ("a", "b"):
-        out[name] = base / name
-        build_layout(out[name], [busybox_layer(),
-                                 Layer([Entry(f"etc/{name}", data=name.encode() * 10)])],
-                     tag="1")
-    return out
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[ImageStore]:
-    s = ImageStore(tmp_path / "root", LayoutRegistry(tmp_path))
-    yield s
-    s.close()
 
 
 def _pull(store: ImageStore, layouts: dict[str, Path],

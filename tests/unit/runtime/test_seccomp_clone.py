@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import json
 import os
 import platform
 import signal
@@ -21,9 +20,10 @@ from typing import Any
 
 import pytest
 
-from services.runtime import linux, seccomp
+from services.runtime import seccomp
 from services.shim import seccomp_profile
 from services.shim.spec import DEFAULT_CAPS
+from tests.unit.runtime import filtered_child
 
 pytestmark = pytest.mark.skipif(platform.machine() != "x86_64",
                                 reason="x86_64 system call numbers")
@@ -49,44 +49,26 @@ def _raw_clone(libc: Any, flags: int) -> int:
 
 def _answers(capabilities: list[str]) -> dict[str, int]:
     """Install the default profile for ``capabilities`` in a forked child; name -> errno."""
-    bpf = seccomp.compile_bpf(seccomp_profile.default_profile(capabilities, "x86_64"),
-                              lambda m: None)
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(read_fd)
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.syscall.restype = ctypes.c_long
-            linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
-            seccomp.install(bpf)
-            out: dict[str, int] = {}
-            for name, flag in CLONE_FLAGS.items():
-                out[f"clone {name}"] = _raw_clone(libc, flag)
-            out["clone"] = _raw_clone(libc, 0)
-            fork = os.fork()  # glibc's fork: clone(CLONE_CHILD_SETTID|CLONE_CHILD_CLEARTID|...)
-            if fork == 0:
-                os._exit(0)
-            out["fork"] = os.waitstatus_to_exitcode(os.waitpid(fork, 0)[1])
-            ran = threading.Event()  # pthread_create: clone3 (ENOSYS), then clone(CLONE_VM|...)
-            thread = threading.Thread(target=ran.set)
-            thread.start()
-            thread.join()
-            out["thread"] = 0 if ran.is_set() else -1
-            ctypes.set_errno(0)  # last: in a new user namespace the rest would differ
-            ret = libc.syscall(ctypes.c_long(NR_UNSHARE), ctypes.c_long(CLONE_FLAGS["NEWUSER"]))
-            out["unshare NEWUSER"] = 0 if ret == 0 else ctypes.get_errno()
-            os.write(write_fd, json.dumps(out).encode())
-        except BaseException as exc:  # noqa: BLE001
-            os.write(write_fd, repr(exc).encode())
-        finally:
+
+    def calls(libc: Any) -> dict[str, int]:
+        out = {f"clone {name}": _raw_clone(libc, flag) for name, flag in CLONE_FLAGS.items()}
+        out["clone"] = _raw_clone(libc, 0)
+        fork = os.fork()  # glibc's fork: clone(CLONE_CHILD_SETTID|CLONE_CHILD_CLEARTID|...)
+        if fork == 0:
             os._exit(0)
-    os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as f:
-        data = f.read()
-    os.waitpid(pid, 0)
-    assert data.startswith(b"{"), data
-    return dict(json.loads(data))
+        out["fork"] = os.waitstatus_to_exitcode(os.waitpid(fork, 0)[1])
+        ran = threading.Event()  # pthread_create: clone3 (ENOSYS), then clone(CLONE_VM|...)
+        thread = threading.Thread(target=ran.set)
+        thread.start()
+        thread.join()
+        out["thread"] = 0 if ran.is_set() else -1
+        ctypes.set_errno(0)  # last: in a new user namespace the rest would differ
+        ret = libc.syscall(ctypes.c_long(NR_UNSHARE), ctypes.c_long(CLONE_FLAGS["NEWUSER"]))
+        out["unshare NEWUSER"] = 0 if ret == 0 else ctypes.get_errno()
+        return out
+
+    profile = seccomp_profile.default_profile(capabilities, "x86_64")
+    return filtered_child.answers(seccomp.compile_bpf(profile, lambda m: None), calls)
 
 
 def test_namespace_clones_are_refused_without_sys_admin() -> None:

@@ -22,4 +22,5 @@ cd "$MUELLE_REPO" || exit 1
 PYTHONDONTWRITEBYTECODE=1 .venv/bin/pytest -p no:cacheprovider -q -rA \
   $(echo "$MUELLE_TESTS" | tr ',' ' ') 2>&1
 echo "== pytest exit $?"
-echo o > /proc/sysrq-trigger  # power off
+echo o > /proc/sysrq-trigger  # power off (asynchronous: PID 1 must not exit first)
+sleep 60

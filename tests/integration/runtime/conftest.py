@@ -24,9 +24,10 @@ pytestmark = pytest.mark.root
 
 
 def _cgroup_dirs(rel: str) -> list[Path]:
-    if (CGROUP / "cgroup.controllers").exists():
-        return [CGROUP / rel]
-    return [p / rel for p in CGROUP.iterdir() if (p / rel).exists()]
+    """The existing cgroup dirs ``rel`` names: one on cgroup v2, one a hierarchy on v1."""
+    v2 = (CGROUP / "cgroup.controllers").exists()
+    roots = [CGROUP] if v2 else list(CGROUP.iterdir())
+    return [p / rel for p in roots if (p / rel).exists()]
 
 
 @dataclass

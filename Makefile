@@ -3,13 +3,14 @@ SHELL := /bin/bash
 VENV  ?= .venv
 PY    := $(VENV)/bin/python
 PROTO_SRC := $(shell find protos -name '*.proto')
-APT_PACKAGES := curl docker.io docker-registry busybox-static tini runc crun skopeo umoci iptables iproute2 libseccomp2 python3-venv gcc libc6-dev
+APT_PACKAGES := curl docker.io docker-registry busybox-static tini runc crun skopeo umoci iptables iproute2 libseccomp2 python3-venv gcc libc6-dev podman nodejs
 
-.PHONY: setup apt venv launcher protos bytecode up down demo test lint bench test-cgroup2 clean
+.PHONY: setup apt venv launcher protos contracts bytecode node up down demo test lint bench test-cgroup2 clean
 
 setup: apt venv launcher protos bytecode
 
-# System packages: the real registry, busybox for test images, the peer runtimes.
+# System packages: the real registry, busybox for test images, the peer runtimes, and
+# the other engines (docker.io, podman) that the suite runs muelle-runtime under.
 apt: .stamps/apt
 .stamps/apt:
 	@mkdir -p .stamps
@@ -47,6 +48,11 @@ gen/.stamp: $(PROTO_SRC) $(VENV)/.installed
 	@$(PY) -m clients.sdk.schema_gen gen/muelle/lite_schema.py
 	@touch $@
 
+# After a change to protos/: refuse a breaking one, record the descriptors
+# (tests/contracts/snapshot.binpb) and regenerate protos/REFERENCE.md. The suite checks both.
+contracts: setup
+	@$(PY) -m tests.contracts.update
+
 up: setup
 	@deploy/muelle-up.sh
 
@@ -63,8 +69,15 @@ bytecode: protos
 demo: setup
 	@deploy/demo.sh
 
+# The Node.js client's packages (@grpc/grpc-js, @grpc/proto-loader), exactly as locked;
+# tests/e2e/test_node_client.py runs its `npm test` against a real engine. npm ships with
+# NodeSource's nodejs (this machine's); with Debian's own nodejs, apt-get install npm.
+node: clients/node/node_modules/.package-lock.json
+clients/node/node_modules/.package-lock.json: clients/node/package-lock.json .stamps/apt
+	@cd clients/node && npm ci --no-audit --no-fund --loglevel=error
+
 # Lint first: a ruff or mypy finding fails the suite (and CI) like a failing test.
-test: setup lint
+test: setup lint node
 	@$(VENV)/bin/pytest -q tests --ignore=tests/bench
 
 lint: setup

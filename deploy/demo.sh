@@ -7,8 +7,6 @@ export PATH="$PWD/.venv/bin:$PATH"
 DEMO=${DEMO_DIR:-/tmp/muelle-demo}
 export MUELLE_ROOT=$DEMO/root MUELLE_RUN=$DEMO/run
 unset MUELLE_CONFIG MUELLE_HOST
-PORT=${DEMO_REGISTRY_PORT:-5000}
-IMAGE=127.0.0.1:$PORT/demo/busybox:1
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 show() { printf '$ %s\n' "$*"; "$@"; }
 
@@ -16,23 +14,16 @@ cleanup() {
   step "cleaning up"
   muelle rm -f $(muelle ps -aq 2>/dev/null) >/dev/null 2>&1 || true
   python -m services.core.launcher down || true
-  [ -n "${REG_PID:-}" ] && kill "$REG_PID" 2>/dev/null || true
+  deploy/demo-registry.sh down || true
 }
 trap cleanup EXIT
 mkdir -p "$DEMO"
 
-step "starting a local OCI registry (Debian docker-registry) on 127.0.0.1:$PORT"
-cat > "$DEMO/registry.yml" <<YML
-version: 0.1
-log: {level: error, accesslog: {disabled: true}}
-storage: {filesystem: {rootdirectory: $DEMO/registry}, delete: {enabled: true}}
-http: {addr: 127.0.0.1:$PORT}
-YML
-docker-registry serve "$DEMO/registry.yml" >"$DEMO/registry.log" 2>&1 & REG_PID=$!
-for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
-
-step "building a busybox image from /bin/busybox and pushing it to $IMAGE"
-python -m tests.support.images build "$DEMO/layout" --tag 1 --push "$IMAGE"
+# 127.0.0.1:5000, or a free port when something else listens there (DEMO_REGISTRY_PORT=P:
+# that port or a clear error); it stops if the listener is not the registry it started.
+step "starting a local OCI registry (Debian docker-registry) with a busybox image built from /bin/busybox"
+registry_env=$(deploy/demo-registry.sh up)  # an assignment: its failure stops the demo
+eval "$registry_env"
 
 step "starting the muelle services (MUELLE_ROOT=$MUELLE_ROOT MUELLE_RUN=$MUELLE_RUN)"
 python -m services.core.launcher up

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stop the four muelle services of this host. Running containers keep running.
+# Stop the muelle services of this host (and its Docker API). Running containers keep running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 exec .venv/bin/python -m services.core.launcher down ${MUELLE_CONFIG:+--config "$MUELLE_CONFIG"}

@@ -53,6 +53,12 @@ def build_request(args: argparse.Namespace, environ: Any) -> Any:
         mounts=[parse_mount(m) for m in args.mount], tmpfs=parse_tmpfs(args.tmpfs),
         ports=ports, publish_all=args.publish_all, network_aliases=args.network_alias,
         userns=args.userns, uid_maps=args.uidmap, gid_maps=args.gidmap)
+    if args.platform:
+        from clients.cli.images import parse_platform
+
+        os_name, arch, variant = parse_platform(args.platform) or ("", "", "")
+        req.platform.os, req.platform.architecture = os_name, arch
+        req.platform.variant = variant
     if args.stop_timeout is not None:
         req.stop_timeout = args.stop_timeout
     if args.interactive:  # io: docker -i; attached run closes stdin at the client's EOF
@@ -85,12 +91,52 @@ def _engine_call(fn: Callable[[], Any]) -> Any:
         raise RunFailed(str(exc), run_exit_code(str(exc))) from None
 
 
+PULL_POLICIES = ("missing", "always", "never")
+
+
 def _create(ctx: Context, args: argparse.Namespace) -> str:
+    if args.pull not in PULL_POLICIES:
+        raise UsageError(f"invalid pull option: '{args.pull}': must be one of \"always\", "
+                         "\"missing\" or \"never\"")
     req = build_request(args, ctx.environ)
-    reply = _engine_call(lambda: ctx.client().create(args.image, request=req))
+    reply = _engine_call(lambda: _create_pulling(ctx, args, req))
     for warning in reply.warnings:
         ctx.error(f"WARNING: {warning}")
     return str(reply.id)
+
+
+def _create_pulling(ctx: Context, args: argparse.Namespace, req: Any) -> Any:
+    """Create, pulling the image first (--pull always) or when the engine has none that
+    fits (--pull missing, the default): docker's "Unable to find image" then the pull's
+    progress, both on stderr so that stdout keeps the container's ID or output."""
+    from services.core.errors import NotFound
+
+    client = ctx.client()
+    if args.pull == "always":
+        _pull(ctx, args)
+        return client.create(args.image, request=req)
+    try:
+        return client.create(args.image, request=req)
+    except NotFound as exc:
+        missing = str(exc).startswith("No such image") or "does not match the specified " \
+            "platform" in str(exc)
+        if args.pull == "never" or not missing:
+            raise
+    ctx.error(f"Unable to find image '{_with_tag(args.image)}' locally")
+    _pull(ctx, args)
+    return client.create(args.image, request=req)
+
+
+def _pull(ctx: Context, args: argparse.Namespace) -> None:
+    # Imported here: images.py imports argparse, which a plain `run` never loads.
+    from clients.cli.images import pull_image
+
+    pull_image(ctx, args.image, args.platform, ctx.err)
+
+
+def _with_tag(image: str) -> str:
+    """The name docker prints: ":latest" added when the reference has no tag or digest."""
+    return image if "@" in image or ":" in image.rpartition("/")[2] else f"{image}:latest"
 
 
 def create(ctx: Context, args: argparse.Namespace) -> int:
@@ -276,16 +322,115 @@ def _command(text: str, limit: int) -> str:
     return f'"{text}"'
 
 
+PS_FILTERS = ("id", "name", "label", "status", "exited", "ancestor")
+PS_STATES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
+PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
+              "CreatedAt": "CREATED AT", "RunningFor": "CREATED", "Ports": "PORTS",
+              "State": "STATE", "Status": "STATUS", "Size": "SIZE", "Names": "NAMES",
+              "Labels": "LABELS", "Mounts": "MOUNTS", "Networks": "NETWORKS",
+              "LocalVolumes": "LOCAL VOLUMES"}
+
+
 def ps(ctx: Context, args: argparse.Namespace) -> int:
-    containers = ctx.client().containers(all=args.all)
+    from clients.cli import formatting
+
+    filters = formatting.parse_filters(args.filter, PS_FILTERS)
+    for status in filters.get("status", []):
+        if status not in PS_STATES:
+            raise UsageError(f"invalid filter 'status={status}'")
+    # docker: a status filter lists stopped containers without -a
+    containers = ctx.client().containers(all=args.all or "status" in filters)
+    containers = [c for c in containers if formatting.matches(filters, _ps_tests(c))]
     if args.quiet:
         ctx.out.write("".join((c.id if args.no_trunc else c.id[:12]) + "\n"
                               for c in containers))
         return 0
-    rows = [["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"]]
+    if args.format:
+        ctx.out.write(formatting.render(
+            args.format, [_ps_fields(c, args.no_trunc) for c in containers],
+            {**PS_HEADERS, "Label": lambda *_: "LABEL"}))
+        return 0
+    rows = [["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]]
     for c in containers:
         rows.append([c.id if args.no_trunc else c.id[:12], c.image,
                      _command(c.command, 0 if args.no_trunc else 20), ago(c.created),
-                     c.status, c.name])
+                     c.status, ports_text(c.ports), c.name])
     ctx.out.write(table(rows))
     return 0
+
+
+def _ps_tests(c: Any) -> dict[str, Callable[[str], bool]]:
+    import re
+
+    from clients.cli.formatting import label_test
+
+    def name(pattern: str) -> bool:
+        try:
+            return re.search(pattern, c.name) is not None
+        except re.error:
+            raise UsageError(f"invalid filter 'name={pattern}'") from None
+
+    def exited(code: str) -> bool:
+        if not code.lstrip("-").isdigit():
+            raise UsageError(f"invalid filter 'exited={code}'")
+        return c.state == "exited" and c.status.startswith(f"Exited ({int(code)})")
+
+    return {
+        "id": lambda v: c.id.startswith(v),
+        "name": name,
+        "label": label_test(dict(c.labels)),
+        "status": lambda v: c.state == v,
+        "exited": exited,
+        "ancestor": lambda v: _same_image(c.image, c.image_id, v),
+    }
+
+
+def _same_image(image: str, image_id: str, wanted: str) -> bool:
+    """docker's ancestor=: the image by name (busybox is busybox:latest) or ID prefix."""
+    from services.core.reference import parse
+
+    hex_id = wanted.removeprefix("sha256:")
+    if len(hex_id) >= 4 and image_id.removeprefix("sha256:").startswith(hex_id):
+        return True
+    try:
+        return image == wanted or parse(image).canonical == parse(wanted).canonical
+    except Exception:  # noqa: BLE001 - not a reference: no match by name
+        return False
+
+
+def _ps_fields(c: Any, no_trunc: bool) -> Any:
+    from clients.cli.formatting import label_method, labels_text
+    from clients.cli.gotemplate import Fields
+    from services.core.timefmt import parse_seconds
+
+    labels = dict(c.labels)
+    created = parse_seconds(c.created)
+    return Fields(
+        ID=c.id if no_trunc else c.id[:12], Image=c.image,
+        Command=_command(c.command, 0 if no_trunc else 20),
+        CreatedAt=go_time(created) if created is not None else "",
+        RunningFor=ago(c.created), Ports=ports_text(c.ports), State=c.state,
+        Status=c.status, Size="", Names=c.name, Labels=labels_text(labels),
+        Label=label_method(labels), Mounts=",".join(c.mounts),
+        Networks=",".join(c.networks), LocalVolumes=str(sum(1 for m in c.mounts
+                                                            if not m.startswith("/"))))
+
+
+def ports_text(ports: Any) -> str:
+    """docker ps's PORTS: "0.0.0.0:8080->80/tcp, 53/udp"."""
+    out = []
+    for p in ports:
+        proto = p.protocol or "tcp"
+        if p.host_port:
+            out.append(f"{p.host_ip or '0.0.0.0'}:{p.host_port}->{p.container_port}/{proto}")
+        else:
+            out.append(f"{p.container_port}/{proto}")
+    return ", ".join(out)
+
+
+def go_time(seconds: float) -> str:
+    """Go's time.Time String() in local time: "2024-05-01 10:00:00 +0000 UTC"."""
+    from datetime import datetime
+
+    when = datetime.fromtimestamp(int(seconds)).astimezone()
+    return when.strftime("%Y-%m-%d %H:%M:%S %z %Z")

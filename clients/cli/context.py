@@ -24,16 +24,17 @@ class Context:
         if self._client is None:
             from clients.sdk.client import Client
 
-            self._client = Client(self.host, lean=True)
+            self._client = Client(self.host, self.environ, lean=True)
         return self._client
 
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
 
-    def isatty(self) -> bool:
+    def isatty(self, stream: IO[str] | None = None) -> bool:
+        """Whether ``stream`` (default: our stdout) is a terminal."""
         try:
-            return self.out.isatty()
+            return (self.out if stream is None else stream).isatty()
         except (AttributeError, ValueError):
             return False
 

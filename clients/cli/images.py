@@ -3,18 +3,38 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import IO, Any
 
 from clients.cli.context import Context
 from clients.cli.errors import daemon_message
 from clients.cli.progress import PullPrinter
-from clients.cli.units import ago, human_size, table
+from clients.cli.units import UsageError, ago, human_size, table
 
 
 def pull(ctx: Context, args: argparse.Namespace) -> int:
-    printer = PullPrinter(ctx.out, ctx.isatty())
-    for event in ctx.client().pull(args.reference):
-        printer.feed(event)
+    pull_image(ctx, args.reference, args.platform, ctx.out)
     return 0
+
+
+def pull_image(ctx: Context, reference: str, platform: str, out: IO[str]) -> None:
+    """Pull ``reference`` (for ``platform``, "os/arch[/variant]", or the host's), printing
+    docker pull's progress to ``out``."""
+    printer = PullPrinter(out, ctx.isatty(out))
+    for event in ctx.client().pull(reference, platform=parse_platform(platform)):
+        printer.feed(event)
+
+
+def parse_platform(text: str) -> tuple[str, str, str] | None:
+    """(os, arch, variant) of a --platform value; None when not given."""
+    if not text:
+        return None
+    from services.core.platform import parse
+
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def short_id(image_id: str) -> str:
@@ -35,8 +55,22 @@ def split_name(name: str) -> tuple[str, str]:
     return replace(ref, tag="", digest="").familiar, ref.tag or "<none>"
 
 
+IMAGE_FILTERS = ("dangling", "reference", "label")
+IMAGE_HEADERS = {"ID": "IMAGE ID", "Repository": "REPOSITORY", "Tag": "TAG",
+                 "Digest": "DIGEST", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",
+                 "Size": "SIZE", "Containers": "CONTAINERS", "VirtualSize": "VIRTUAL SIZE",
+                 "SharedSize": "SHARED SIZE", "UniqueSize": "UNIQUE SIZE"}
+
+
 def images(ctx: Context, args: argparse.Namespace) -> int:
-    summaries = ctx.client().images()
+    from clients.cli import formatting
+
+    filters = formatting.parse_filters(args.filter, IMAGE_FILTERS)
+    for value in filters.get("dangling", []):
+        if value.lower() not in ("true", "false", "1", "0"):
+            raise UsageError(f"invalid filter 'dangling={value}'")
+    summaries = [img for img in ctx.client().images()
+                 if formatting.matches(filters, _image_tests(ctx, img))]
     if args.quiet:
         seen: list[str] = []
         for img in summaries:
@@ -45,15 +79,60 @@ def images(ctx: Context, args: argparse.Namespace) -> int:
                 seen.append(sid)
         ctx.out.write("".join(s + "\n" for s in seen))
         return 0
-    rows = [["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]]
+    if args.format:
+        rows = [_image_fields(img, repo, tag, args.no_trunc)
+                for img in summaries for repo, tag in _names(img)]
+        ctx.out.write(formatting.render(args.format, rows, IMAGE_HEADERS))
+        return 0
+    table_rows = [["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]]
     for img in summaries:
         sid = img.id if args.no_trunc else short_id(img.id)
         created = ago(img.created) or "N/A"
-        names = [split_name(t) for t in img.repo_tags] or [("<none>", "<none>")]
-        for repo, tag in names:
-            rows.append([repo, tag, sid, created, human_size(img.size)])
-    ctx.out.write(table(rows))
+        for repo, tag in _names(img):
+            table_rows.append([repo, tag, sid, created, human_size(img.size)])
+    ctx.out.write(table(table_rows))
     return 0
+
+
+def _names(img: Any) -> list[tuple[str, str]]:
+    return [split_name(t) for t in img.repo_tags] or [("<none>", "<none>")]
+
+
+def _image_tests(ctx: Context, img: Any) -> dict[str, Callable[[str], bool]]:
+    from fnmatch import fnmatchcase
+
+    from clients.cli.formatting import label_test
+
+    def reference(pattern: str) -> bool:
+        # docker matches the familiar name with and without its tag
+        return any(fnmatchcase(f"{repo}:{tag}", pattern) or fnmatchcase(repo, pattern)
+                   for repo, tag in _names(img) if repo != "<none>")
+
+    def label(value: str) -> bool:
+        labels = dict(ctx.client().inspect_image(img.id).config.labels)
+        return label_test(labels)(value)
+
+    return {
+        "dangling": lambda v: (not img.repo_tags) == (v.lower() in ("true", "1")),
+        "reference": reference,
+        "label": label,
+    }
+
+
+def _image_fields(img: Any, repo: str, tag: str, no_trunc: bool) -> Any:
+    from clients.cli.containers import go_time
+    from clients.cli.gotemplate import Fields
+    from services.core.timefmt import parse_seconds
+
+    digest = next((d.partition("@")[2] for d in img.repo_digests
+                   if split_name(d.partition("@")[0] + ":x")[0] == repo), "<none>")
+    created = parse_seconds(img.created)
+    return Fields(
+        ID=img.id if no_trunc else short_id(img.id), Repository=repo, Tag=tag, Digest=digest,
+        CreatedSince=ago(img.created) or "N/A",
+        CreatedAt=go_time(created) if created is not None else "",
+        Size=human_size(img.size), Containers="N/A", VirtualSize=human_size(img.size),
+        SharedSize="N/A", UniqueSize="N/A")
 
 
 def rmi(ctx: Context, args: argparse.Namespace) -> int:

@@ -61,8 +61,11 @@ def container_json(d: Any) -> dict[str, Any]:
         "Image": d.image_id,
         "Name": "/" + d.name,
         "RestartCount": d.restart_count,
+        "Platform": "linux",
         "Driver": "overlay",
         "Bundle": d.bundle,
+        "ExecIDs": None,
+        "GraphDriver": {"Data": None, "Name": "overlay"},
         "HostConfig": {
             "Runtime": d.runtime, "AutoRemove": d.auto_remove, "Memory": c.memory,
             "RestartPolicy": _restart_policy(d.restart_policy),
@@ -82,7 +85,8 @@ def container_json(d: Any) -> dict[str, Any]:
         "NetworkSettings": _network_settings(d),
         "Mounts": [_mount_json(m) for m in d.mounts],
         "Config": {
-            "Hostname": d.hostname, "User": d.user, "Tty": c.tty, "Env": list(d.env),
+            "Hostname": d.hostname, "Domainname": "", "User": d.user, "Tty": c.tty,
+            "Env": list(d.env) or None,
             "OpenStdin": c.open_stdin, "StdinOnce": c.stdin_once,
             "Cmd": _opt_list(d, "cmd"), "Entrypoint": _opt_list(d, "entrypoint"),
             "Image": d.image, "WorkingDir": d.working_dir, "Labels": dict(d.labels),
@@ -93,17 +97,29 @@ def container_json(d: Any) -> dict[str, Any]:
 
 def image_json(d: Any) -> dict[str, Any]:
     s, c = d.summary, d.config
+    # Docker's shape: what the image config lacks is null (Env, Cmd, Labels...), not empty.
+    config = {
+        "Hostname": "", "Domainname": "", "User": c.user, "AttachStdin": False,
+        "AttachStdout": False, "AttachStderr": False,
+        "ExposedPorts": {p: {} for p in c.exposed_ports} or None, "Tty": False,
+        "OpenStdin": False, "StdinOnce": False, "Env": list(c.env) or None,
+        "Cmd": _opt_list(c, "cmd"), "Image": "",
+        "Volumes": {v: {} for v in c.volumes} or None, "WorkingDir": c.working_dir,
+        "Entrypoint": _opt_list(c, "entrypoint"), "OnBuild": None,
+        "Labels": dict(c.labels) or None, **({"StopSignal": c.stop_signal}
+                                             if c.stop_signal else {}),
+    }
     out: dict[str, Any] = {
         "Id": s.id, "RepoTags": list(s.repo_tags), "RepoDigests": list(s.repo_digests),
-        "Created": s.created, "Author": d.author, "Size": s.size,
+        "Parent": "", "Comment": "", "Created": s.created, "Container": "",
+        "ContainerConfig": {**config, "Cmd": None, "Entrypoint": None, "Env": None,
+                            "Labels": None},
+        "DockerVersion": "", "Author": d.author, "Config": config,
         "Architecture": d.platform.architecture, "Os": d.platform.os,
-        "Config": {
-            "User": c.user, "Env": list(c.env), "Entrypoint": _opt_list(c, "entrypoint"),
-            "Cmd": _opt_list(c, "cmd"), "WorkingDir": c.working_dir, "Labels": dict(c.labels),
-            "ExposedPorts": {p: {} for p in c.exposed_ports} or None,
-            "Volumes": {v: {} for v in c.volumes} or None, "StopSignal": c.stop_signal,
-        },
+        "Size": s.size, "VirtualSize": s.size,
+        "GraphDriver": {"Data": None, "Name": "overlay"},
         "RootFS": {"Type": "layers", "Layers": list(d.diff_ids)},
+        "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
         "ManifestDigest": d.manifest_digest,
     }
     if d.platform.variant:
@@ -114,22 +130,42 @@ def image_json(d: Any) -> dict[str, Any]:
 def inspect(ctx: Context, args: argparse.Namespace) -> int:
     from services.core.errors import NotFound
 
+    tmpl = None
+    if args.format:
+        from clients.cli.formatting import template
+
+        tmpl, _ = template(args.format)
     client = ctx.client()
     found: list[dict[str, Any]] = []
     missing: list[str] = []
     for name in args.objects:
+        if args.type in ("", "container"):
+            try:
+                found.append(container_json(client.inspect(name)))
+                continue
+            except NotFound:
+                pass
         try:
-            found.append(container_json(client.inspect(name)))
-            continue
+            if args.type in ("", "image"):
+                found.append(image_json(client.inspect_image(name)))
+                continue
         except NotFound:
             pass
-        try:
-            found.append(image_json(client.inspect_image(name)))
-        except NotFound:
-            missing.append(name)
-    ctx.line(json.dumps(found, indent=4))
+        missing.append(name)
+    if tmpl is None:
+        ctx.line(json.dumps(found, indent=4))
+    else:
+        from clients.cli.gotemplate import TemplateError
+
+        for obj in found:  # one line each, as docker inspect -f prints them
+            try:
+                ctx.line(tmpl.render(obj))
+            except TemplateError as exc:
+                ctx.error(f"template: {exc}")
+                return 1
     for name in missing:
-        ctx.error(f"Error: No such object: {name}")
+        kind = {"container": "container", "image": "image"}.get(args.type, "object")
+        ctx.error(f"Error: No such {kind}: {name}")
     return 1 if missing else 0
 
 

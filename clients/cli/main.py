@@ -63,6 +63,7 @@ COMMANDS: dict[str, str | Command] = {
     "export": "build.export",
     "import": "build.import_",
     "commit": "build.commit",
+    "build": "build.build",
 }
 ENGINE_VERBS = ("run", "create")  # their failures exit 125, like docker's
 
@@ -110,6 +111,7 @@ def run(argv: Sequence[str] | None = None, out: IO[str] | None = None,
         return ENGINE_ERROR
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
+    environ = _tls_flags(args, environ)
     ctx = Context(host=resolve_host(args.host, environ), out=out, err=err, environ=environ)
     try:
         return _dispatch(ctx, args)
@@ -120,6 +122,16 @@ def run(argv: Sequence[str] | None = None, out: IO[str] | None = None,
     finally:
         if close:
             ctx.close()
+
+
+def _tls_flags(args: Any, environ: Mapping[str, str]) -> Mapping[str, str]:
+    """--tlsverify/--tlscacert/--tlscert/--tlskey as the variables they stand for."""
+    given = {"MUELLE_TLS_VERIFY": "1" if getattr(args, "tlsverify", None) else "",
+             "MUELLE_TLS_CACERT": getattr(args, "tlscacert", None) or "",
+             "MUELLE_TLS_CERT": getattr(args, "tlscert", None) or "",
+             "MUELLE_TLS_KEY": getattr(args, "tlskey", None) or ""}
+    given = {k: v for k, v in given.items() if v}
+    return {**environ, **given} if given else environ
 
 
 def command(verb: str) -> Command:
@@ -146,7 +158,9 @@ def _dispatch(ctx: Context, args: argparse.Namespace) -> int:
         from services.core.errors import MuelleError, Unavailable
 
         if isinstance(exc, Unavailable) and not ctx.client().reachable():
-            ctx.error(cannot_connect(ctx.host))
+            # Over TCP the reason matters: a refused certificate is not a stopped engine.
+            ctx.error(cannot_connect(ctx.host) if ctx.host.startswith("unix:")
+                      else f"Cannot connect to the muelle engine at {ctx.host}: {exc}")
             return 1
         if isinstance(exc, MuelleError):
             ctx.error(daemon_message(str(exc)))

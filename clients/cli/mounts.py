@@ -11,7 +11,10 @@ if TYPE_CHECKING:
 
 _TRUE = {"", "1", "true"}
 _FALSE = {"0", "false"}
-_IGNORED = {"bind-propagation", "consistency", "volume-driver", "bind-recursive"}
+_IGNORED = {"consistency", "volume-driver", "bind-recursive"}
+# Docker's values; every mount is rprivate here (the keys are accepted for compatibility),
+# but a value Docker would refuse is refused.
+_PROPAGATIONS = {"private", "rprivate", "shared", "rshared", "slave", "rslave"}
 
 
 def _flag(key: str, value: str, spec: str) -> bool:
@@ -51,6 +54,11 @@ def parse_mount(spec: str) -> Any:
                 m.tmpfs_mode = int(value, 8)
             except ValueError:
                 raise UsageError(f"invalid tmpfs-mode {value!r}") from None
+        elif key == "bind-propagation":
+            if value not in _PROPAGATIONS:
+                raise UsageError(f'invalid argument "{spec}" for "--mount" flag: '
+                                 f"invalid bind-propagation {value!r}: want one of "
+                                 f"{', '.join(sorted(_PROPAGATIONS))}")
         elif key not in _IGNORED:
             raise UsageError(f'invalid argument "{spec}" for "--mount" flag: '
                              f"unexpected key '{key}' in '{field}'")

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from clients.cli.boolflags import BoolFlag, explicit
 from clients.cli.run_options import container_options
-from clients.cli.units import UsageError
+from clients.cli.units import UsageError, int32
 
 # typing costs the CLI ~3 ms to import; mypy treats TYPE_CHECKING as true wherever it is defined
 TYPE_CHECKING = False
@@ -94,17 +94,29 @@ def build(verb: str | None = None) -> Parser:
     parser.add_argument("-H", "--host", default=None,
                         help="gateway address (default $MUELLE_HOST or "
                              "unix://$MUELLE_RUN/gateway.sock)")
+    # Docker's TLS flags; they set the MUELLE_TLS_* variables the SDK reads (address.py).
+    parser.add_argument("--tlsverify", action="store_true", default=None,
+                        help="mutual TLS to a tcp:// host (files from $MUELLE_CERT_PATH)")
+    parser.add_argument("--tlscacert", help="CA the gateway's certificate is signed by")
+    parser.add_argument("--tlscert", help="our client certificate")
+    parser.add_argument("--tlskey", help="our client certificate's key")
     sub: Any = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     if verb is not None:
         sub = _OnlyVerb(sub, verb)
 
     p = sub.add_parser("pull", help="pull an image")
+    p.add_argument("--platform", default="",
+                   help='pull this platform, "os/arch[/variant]", not the host\'s')
     p.add_argument("reference")
 
     p = sub.add_parser("images", help="list images")
-    p.add_argument("-q", "--quiet", action="store_true")
-    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true", help="only the IDs")
+    p.add_argument("--no-trunc", action="store_true", help="do not truncate output")
+    p.add_argument("-f", "--filter", action="append", default=[],
+                   help="dangling=true|false, reference=PATTERN, label=KEY[=VALUE]")
+    p.add_argument("--format", default="",
+                   help="Go template: 'table {{.Repository}}\\t{{.Tag}}', 'json'")
 
     p = sub.add_parser("rmi", help="remove images")
     p.add_argument("-f", "--force", action="store_true")
@@ -121,9 +133,13 @@ def build(verb: str | None = None) -> Parser:
     p.add_argument("containers", nargs="+")
 
     p = sub.add_parser("ps", help="list containers")
-    p.add_argument("-a", "--all", action="store_true")
-    p.add_argument("-q", "--quiet", action="store_true")
-    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("-a", "--all", action="store_true", help="show all (default: running)")
+    p.add_argument("-q", "--quiet", action="store_true", help="only the IDs")
+    p.add_argument("--no-trunc", action="store_true", help="do not truncate output")
+    p.add_argument("-f", "--filter", action="append", default=[],
+                   help="id=, name=, label=KEY[=VALUE], status=, exited=, ancestor=")
+    p.add_argument("--format", default="",
+                   help="Go template: 'table {{.ID}}\\t{{.Names}}', '{{json .}}', 'json'")
 
     p = sub.add_parser("logs", help="show a container's output")
     p.add_argument("-f", "--follow", action="store_true")
@@ -133,11 +149,11 @@ def build(verb: str | None = None) -> Parser:
     p.add_argument("container")
 
     p = sub.add_parser("stop", help="stop containers")
-    p.add_argument("-t", "--time", "--timeout", dest="time", type=int, default=None)
+    p.add_argument("-t", "--time", "--timeout", dest="time", type=int32, default=None)
     p.add_argument("containers", nargs="+")
 
     p = sub.add_parser("restart", help="restart containers")
-    p.add_argument("-t", "--time", "--timeout", dest="time", type=int, default=None)
+    p.add_argument("-t", "--time", "--timeout", dest="time", type=int32, default=None)
     p.add_argument("containers", nargs="+")
 
     for verb, text in (("pause", "pause all processes within containers"),
@@ -164,6 +180,10 @@ def build(verb: str | None = None) -> Parser:
     p.add_argument("containers", nargs="+")
 
     p = sub.add_parser("inspect", help="show containers or images as JSON")
+    p.add_argument("-f", "--format", default="",
+                   help="Go template for each object: '{{.State.Status}}', '{{json .Config}}'")
+    p.add_argument("--type", default="", choices=["", "container", "image"],
+                   help="only this kind of object")
     p.add_argument("objects", nargs="+")
 
     p = sub.add_parser("wait", help="wait for containers to stop; print their exit codes")
@@ -193,7 +213,10 @@ def build(verb: str | None = None) -> Parser:
     system_sub.required = True
     q = system_sub.add_parser("df", help="show disk usage")
     q.add_argument("-v", "--verbose", action="store_true")
-    system_sub.add_parser("check", help="verify the image store (blobs, snapshots, records)")
+    q = system_sub.add_parser("check", help="verify the image store (blobs, snapshots, "
+                              "records) and that the services agree on the containers")
+    q.add_argument("--repair", action="store_true",
+                   help="remove containers only some of the services know (crash leftovers)")
     p = sub.add_parser("tag", help="create a tag TARGET that refers to SOURCE")
     p.add_argument("source")
     p.add_argument("target")
@@ -270,6 +293,23 @@ def build(verb: str | None = None) -> Parser:
                    help="pause the container during the commit (default true)")
     p.add_argument("container")
     p.add_argument("reference", nargs="?", default="", help="REPOSITORY[:TAG]")
+
+    p = sub.add_parser("build", help="build an image from a Dockerfile")
+    p.add_argument("-t", "--tag", action="append", default=[], help="name:tag (repeatable)")
+    p.add_argument("-f", "--file", default="", help="the Dockerfile (default PATH/Dockerfile)")
+    p.add_argument("--build-arg", action="append", default=[], help="NAME=VALUE")
+    p.add_argument("--target", default="", help="the stage to build")
+    p.add_argument("--no-cache", action="store_true", help="do not reuse cached steps")
+    p.add_argument("--pull", action="store_true", help="always pull the FROM images")
+    p.add_argument("--label", action="append", default=[], help="KEY=VALUE for the image")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the image ID")
+    p.add_argument("--iidfile", default="", help="write the image ID to this file")
+    p.add_argument("--network", default="", help="network for RUN steps")
+    p.add_argument("--platform", default="", help="only the host's platform for now")
+    # Intermediate containers are always removed: docker's --rm/--force-rm are accepted.
+    p.add_argument("--rm", action=BoolFlag, help=argparse.SUPPRESS)
+    p.add_argument("--force-rm", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("path", help="context directory, or - for stdin")
     return parser
 
 

@@ -110,7 +110,9 @@ def parse(argv: Sequence[str]) -> Args | None:
         return None
     verb = argv[i]
     spec = _recorded(verb)
-    values: dict[str, Any] = {"host": host, "verb": verb}
+    # The global TLS flags (parser.py) are never on a line this parser takes.
+    values: dict[str, Any] = {"host": host, "verb": verb, "tlsverify": None,
+                              "tlscacert": None, "tlscert": None, "tlskey": None}
     for option in spec.options.values():
         if option.kind != "help":
             values[option.dest] = list(option.default) if option.kind == "append" \

@@ -46,7 +46,7 @@ def _percent(part: int, whole: int) -> str:
 def system(ctx: Context, args: argparse.Namespace) -> int:
     if args.system_verb == "df":
         return _df(ctx, args)
-    return _check(ctx)
+    return _check(ctx, args.repair)
 
 
 def _df(ctx: Context, args: argparse.Namespace) -> int:
@@ -76,19 +76,30 @@ def _df(ctx: Context, args: argparse.Namespace) -> int:
     for c in reply.containers:
         rows.append([c.id[:12], short_id(c.image_id), human_size(c.size), c.state, c.name])
     ctx.out.write(table(rows))
+    ctx.line("")
+    ctx.line("Local Volumes space usage:")
+    ctx.line("")
+    rows = [["VOLUME NAME", "LINKS", "SIZE"]]
+    for v in reply.volumes:
+        rows.append([v.name, str(len(v.containers)), human_size(v.size)])
+    ctx.out.write(table(rows))
     return 0
 
 
-def _check(ctx: Context) -> int:
-    reply = ctx.client().system_check()
+def _check(ctx: Context, repair: bool) -> int:
+    reply = ctx.client().system_check(repair=repair)
     for p in reply.problems:
-        ctx.line(f"{p.kind} {p.subject}: {p.message}")
+        ctx.line(f"{p.kind} {p.subject}: {p.message}" + (" (removed)" if p.repaired else ""))
     summary = (f"checked {reply.blobs} blobs, {reply.snapshots} snapshots, "
                f"{reply.images} images, {reply.containers} containers: ")
-    if reply.problems:
-        ctx.error(summary + f"{len(reply.problems)} problem(s) found")
+    left = sum(1 for p in reply.problems if not p.repaired)
+    repaired = len(reply.problems) - left
+    if left:
+        ctx.error(summary + f"{len(reply.problems)} problem(s) found"
+                  + (f", {repaired} repaired" if repaired else ""))
         return 1
-    ctx.line(summary + "no problems found")
+    ctx.line(summary + (f"{repaired} problem(s) found and repaired" if repaired
+                        else "no problems found"))
     return 0
 
 

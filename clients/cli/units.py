@@ -86,24 +86,50 @@ def parse_labels(values: list[str]) -> dict[str, str]:
     return out
 
 
+INT64_MAX = (1 << 63) - 1
+
+
+def int64(text: str) -> int:
+    """An argparse type: an integer that fits the request's int64 fields (a bigger one
+    would fail to encode, past the point where the CLI words errors). argparse names the
+    function in its message: "invalid int64 value: '99999999999999999999'"."""
+    value = int(text)
+    if not -INT64_MAX - 1 <= value <= INT64_MAX:
+        raise ValueError(text)
+    return value
+
+
+def int32(text: str) -> int:
+    """As int64, for the int32 fields (timeouts in seconds)."""
+    value = int(text)
+    if not -(1 << 31) <= value < 1 << 31:
+        raise ValueError(text)
+    return value
+
+
 def parse_cpus(text: str) -> int:
     """--cpus 1.5 -> nano CPUs."""
     try:
         value = float(text)
     except ValueError:
         raise UsageError(f"invalid --cpus value {text!r}: want a number") from None
-    if value < 0:
-        raise UsageError(f"invalid --cpus value {text!r}: must not be negative")
+    # float() takes "nan" and "inf"; the engine refuses more CPUs than the host has.
+    if value != value or not 0 <= value * 1e9 <= INT64_MAX:
+        raise UsageError(f"invalid --cpus value {text!r}: want a number of CPUs, "
+                         "at least 0")
     return round(value * 1e9)
 
 
 def table(rows: list[list[str]]) -> str:
-    """Columns padded to their widest cell plus 3 spaces (docker's tabwriter look)."""
+    """Columns padded to their widest cell plus 3 spaces and at least 10 wide: docker's
+    tabwriter.NewWriter(out, 10, 1, 3, ' ', 0). Shorter rows are padded with empty cells."""
     if not rows:
         return ""
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    n = max(len(r) for r in rows)
+    rows = [r + [""] * (n - len(r)) for r in rows]
+    widths = [max(len(r[i]) for r in rows) for i in range(n)]
     lines = []
     for row in rows:
-        cells = [cell.ljust(widths[i] + 3) for i, cell in enumerate(row[:-1])]
+        cells = [cell.ljust(max(10, widths[i] + 3)) for i, cell in enumerate(row[:-1])]
         lines.append(("".join(cells) + row[-1]).rstrip())
     return "\n".join(lines) + "\n"

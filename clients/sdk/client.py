@@ -12,8 +12,8 @@ from __future__ import annotations
 from _collections_abc import Iterator
 
 from clients.sdk import lite, wire
-from clients.sdk.address import resolve_host
-from services.core.errors import MuelleError
+from clients.sdk.address import plain_allowed, resolve_host, resolve_tls
+from services.core.errors import InvalidArgument, MuelleError
 
 # typing costs the CLI ~3 ms to import; mypy treats TYPE_CHECKING as true wherever it is defined
 TYPE_CHECKING = False
@@ -46,9 +46,15 @@ class Client:
     def __init__(self, host: str | None = None,
                  environ: Mapping[str, str] | None = None, lean: bool = False) -> None:
         self.host = resolve_host(host, environ)
+        self._tls = resolve_tls(self.host, environ)
+        if self._tls is None and not plain_allowed(self.host):
+            raise InvalidArgument(f"{self.host} is reached over mutual TLS only: give the "
+                                  f"client's certificate ($MUELLE_CERT_PATH, or --tlsverify "
+                                  f"with --tlscacert, --tlscert, --tlskey)")
         self._grpc_channel: grpc.Channel | None = None
         self._grpc_stub: Any = None
-        self._wire = wire.Channel(self.host) if lean and wire.supports(self.host) else None
+        self._wire = wire.Channel(self.host, tls=self._tls) if (
+            lean and wire.supports(self.host)) else None
         # Requests are lite messages over wire (no protobuf import, see lite.py), the
         # generated classes over grpcio; replies come as the same kind.
         if self._wire is not None:
@@ -64,8 +70,10 @@ class Client:
     def _channel(self) -> grpc.Channel:
         if self._grpc_channel is None:
             from services.core.client import channel
+            from services.core.tls import TlsFiles
 
-            self._grpc_channel = channel(self.host)
+            tls = TlsFiles(*self._tls) if self._tls else None
+            self._grpc_channel = channel(self.host, tls)
         return self._grpc_channel
 
     @property
@@ -144,9 +152,15 @@ class Client:
     def version(self) -> engine_pb2.VersionResponse:
         return self._call("Version", self._pb.VersionRequest())  # type: ignore[no-any-return]
 
-    def pull(self, reference: str) -> Stream:
-        """Progress messages (types.v1.PullProgress); the last one has the result."""
-        return self._stream("PullImage", self._pb.PullImageRequest(reference=reference))
+    def pull(self, reference: str, platform: tuple[str, str, str] | None = None) -> Stream:
+        """Progress messages (types.v1.PullProgress); the last one has the result.
+        ``platform``: (os, architecture, variant) to pull; unset, the host's."""
+        req = self._pb.PullImageRequest(reference=reference)
+        if platform is not None:
+            os_name, arch, variant = platform
+            req.platform.CopyFrom(self._types.Platform(os=os_name, architecture=arch,
+                                                       variant=variant))
+        return self._stream("PullImage", req)
 
     def images(self) -> list[engine_pb2.ImageSummary]:
         return list(self._call("ListImages", self._pb.ListImagesRequest()).images)
@@ -166,9 +180,11 @@ class Client:
     def system_df(self) -> engine_pb2.SystemDfResponse:
         return self._call("SystemDf", self._pb.SystemDfRequest())  # type: ignore[no-any-return]
 
-    def system_check(self) -> engine_pb2.SystemCheckResponse:
+    def system_check(self, repair: bool = False) -> engine_pb2.SystemCheckResponse:
+        """Verify the image store and compare the containers the services know; with
+        ``repair``, remove what only some of them know (crash leftovers)."""
         return self._call(  # type: ignore[no-any-return]
-            "SystemCheck", self._pb.SystemCheckRequest())
+            "SystemCheck", self._pb.SystemCheckRequest(repair=repair))
 
     def save_images(self, references: list[str]) -> Stream:
         """ArchiveChunk messages; their data, in order, is the tar."""
@@ -194,6 +210,33 @@ class Client:
             for c in chunks:
                 yield pb.ImportImageRequest(data=c)
         return self._call("ImportImage", requests())  # type: ignore[no-any-return]
+
+    def build(self, context: Iterator[bytes], dockerfile: str = "", tags: Sequence[str] = (),
+              build_args: Mapping[str, str] | None = None, target: str = "",
+              no_cache: bool = False, pull: bool = False,
+              labels: Mapping[str, str] | None = None, quiet: bool = False,
+              network_mode: str = "", platform: str = "") -> Stream:
+        """Build an image from a Dockerfile (`build`): ``context`` is the build context
+        tar in chunks. BuildEvent messages: output text, then the image ID (last)."""
+        pb = _engine_pb2()  # a client stream: grpcio, generated classes
+        options = pb.BuildOptions(
+            dockerfile=dockerfile, tags=list(tags), build_args=dict(build_args or {}),
+            target=target, no_cache=no_cache, pull=pull, labels=dict(labels or {}),
+            quiet=quiet, network_mode=network_mode, platform=platform)
+
+        def requests() -> Iterator[engine_pb2.BuildRequest]:
+            yield pb.BuildRequest(options=options)
+            for c in context:
+                yield pb.BuildRequest(context=c)
+
+        import grpc
+
+        from services.core.errors import from_rpc_error
+
+        try:
+            return GrpcStream(self._stub.Build(requests()))
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
 
     def commit_container(self, container: str, reference: str = "", author: str = "",
                          comment: str = "", pause: bool = True

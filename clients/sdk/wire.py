@@ -27,7 +27,7 @@ from services.core.errors import MuelleError, Unavailable, from_status
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from typing import BinaryIO
+    from typing import Any, BinaryIO
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = (
@@ -228,9 +228,13 @@ class _Stream:
 class Channel:
     """One HTTP/2 connection to a gRPC server; calls are streams on it."""
 
-    def __init__(self, address: str, connect_timeout: float = 5.0) -> None:
+    def __init__(self, address: str, connect_timeout: float = 5.0,
+                 tls: tuple[str, str, str] | None = None) -> None:
+        """``tls``: (ca, cert, key) PEM files for mutual TLS to a TCP address."""
         self.address = address
         self.connect_timeout = connect_timeout
+        self.tls = tls
+        self._heard = False  # the server answered a call (HEADERS) on this connection
         self._sock: _socket.socket | None = None
         self._rfile: BinaryIO | None = None
         self._next_sid = 1
@@ -265,6 +269,8 @@ class Channel:
                 sock = socket.create_connection((host.strip("[]"), int(port)),
                                                 timeout=self.connect_timeout)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if self.tls is not None:
+                    sock = self._wrap_tls(sock, host.strip("[]"))
         except (OSError, ValueError) as exc:
             raise Unavailable(f"cannot connect to {addr}: {exc}") from None
         sock.settimeout(None)
@@ -273,9 +279,23 @@ class Channel:
                      + self._frame(WINDOW_UPDATE, 0, 0,
                                    struct.pack(">I", MAX_WINDOW - DEFAULT_WINDOW)))
         self._sock = sock
-        # buffered reads straight from the fd (makefile() needs socket.socket)
-        self._rfile = open(sock.fileno(), "rb", closefd=False)  # noqa: SIM115
+        if self.tls is not None:  # reads decrypt through the SSL socket
+            self._rfile = sock.makefile("rb")  # type: ignore[attr-defined]
+        else:  # buffered reads straight from the fd (makefile() needs socket.socket)
+            self._rfile = open(sock.fileno(), "rb", closefd=False)  # noqa: SIM115
         return sock
+
+    def _wrap_tls(self, sock: Any, host: str) -> Any:
+        """Mutual TLS as gRPC servers speak it: our certificate, the CA the server's must
+        be signed by (checked against ``host``, a name or IP SAN), HTTP/2 by ALPN."""
+        import ssl
+
+        assert self.tls is not None
+        ca, cert, key = self.tls
+        ctx = ssl.create_default_context(cafile=ca)
+        ctx.load_cert_chain(cert, key)
+        ctx.set_alpn_protocols(["h2"])
+        return ctx.wrap_socket(sock, server_hostname=host)
 
     def close(self) -> None:
         if self._sock is not None:
@@ -296,10 +316,20 @@ class Channel:
         try:
             data = self._rfile.read(n)
         except OSError as exc:
-            raise Unavailable(f"connection to {self.address} failed: {exc}") from None
+            raise self._lost(f"connection to {self.address} failed: {exc}") from None
         if len(data) != n:
-            raise Unavailable(f"connection to {self.address} closed")
+            raise self._lost(f"connection to {self.address} closed")
         return data
+
+    def _lost(self, message: str) -> Unavailable:
+        # In TLS 1.3 a server that refuses our certificate says so after the handshake
+        # (an alert, then EOF; grpc may have sent its SETTINGS first), before it answered
+        # any call: name the likely reason.
+        if self.tls is not None and not self._heard:
+            return Unavailable(f"{self.address} closed the TLS connection before answering: "
+                               f"it did not accept the client certificate {self.tls[1]} "
+                               f"(signed by another CA, or expired?)")
+        return Unavailable(message)
 
     # ------------------------------------------------------------ calls
 
@@ -318,7 +348,8 @@ class Channel:
             self._next_sid += 2
             self._streams[sid] = _Stream(sid)
             block = encode_headers([
-                (":method", "POST"), (":scheme", "http"), (":path", path),
+                (":method", "POST"), (":scheme", "https" if self.tls else "http"),
+                (":path", path),
                 (":authority", "localhost"), ("content-type", "application/grpc"),
                 ("te", "trailers"), ("user-agent", "muelle-wire/1"),
             ])
@@ -330,7 +361,7 @@ class Channel:
             try:
                 sock.sendall(out)
             except OSError as exc:
-                raise Unavailable(f"connection to {self.address} failed: {exc}") from None
+                raise self._lost(f"connection to {self.address} failed: {exc}") from None
         return sid
 
     def next_message(self, sid: int) -> bytes | None:
@@ -381,6 +412,7 @@ class Channel:
         if kind == DATA:
             self._on_data(sid, flags, payload)
         elif kind in (HEADERS, CONTINUATION):
+            self._heard = True
             self._on_headers(kind, sid, flags, payload)
         elif kind == SETTINGS:
             if not flags & ACK:
@@ -408,7 +440,7 @@ class Channel:
         try:
             self._sock.sendall(data)
         except OSError as exc:
-            raise Unavailable(f"connection to {self.address} failed: {exc}") from None
+            raise self._lost(f"connection to {self.address} failed: {exc}") from None
 
     def _on_settings(self, payload: bytes) -> None:
         for i in range(0, len(payload) - 5, 6):

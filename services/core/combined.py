@@ -4,7 +4,8 @@ Each service still serves its own socket and reaches the others through their gR
 addresses, exactly as when it runs alone: any one can move to its own process or host by
 starting it there and pointing ``[addresses]`` at it. What is shared is the interpreter and
 the grpc runtime (~30 MiB each), so four services take about half the memory they take as
-four processes. ``--services`` picks which run here (all four by default).
+four processes. ``--services`` picks which run here (all by default: the four and the
+Docker API).
 
 Started in dependency order and stopped in reverse, like the launcher does with processes.
 """
@@ -20,14 +21,16 @@ from services.core import config as configmod
 from services.core.errors import MuelleError
 from services.core.logging import get_logger
 from services.core.main import add_common_options, load_config
-from services.core.server import Running, start, stop_signals
+from services.core.server import Running, check_listener, start, stop_signals
+from services.dockerapi.main import Background
 
-ORDER = ("registry", "imagestore", "shim", "gateway")
+ORDER = ("registry", "imagestore", "shim", "gateway", "dockerapi")
 FACTORIES = {
     "registry": "services.registry.main",
     "imagestore": "services.imagestore.server",
     "shim": "services.shim.main",
     "gateway": "services.gateway.main",
+    "dockerapi": "services.dockerapi.main",  # HTTP, not gRPC: its own event loop (Background)
 }
 
 
@@ -42,15 +45,24 @@ def parse_services(text: str) -> tuple[str, ...]:
 
 def run(cfg: configmod.Config, services: Sequence[str]) -> None:
     stopping = stop_signals()  # before the services: a start (shim.restore) may be slow
-    running: list[Running] = []
+    running: list[Running | Background] = []
+    for name in services:  # refuse a bad gRPC listener before any (maybe slow) start
+        if name != "dockerapi":
+            check_listener(name, cfg.address(name), cfg.tls_files(name),
+                           cfg.authz.get(name, ()))
     try:
         for name in services:
             if stopping.is_set():
                 return
+            if name == "dockerapi":
+                running.append(Background(cfg))
+                continue
             factory = importlib.import_module(FACTORIES[name]).factory
             register, names, on_stop = factory(cfg)
             try:
-                running.append(start(name, cfg.address(name), register, names, on_stop))
+                running.append(start(name, cfg.address(name), register, names, on_stop,
+                                     tls=cfg.tls_files(name),
+                                     authz=cfg.authz.get(name, ())))
             except BaseException:
                 if on_stop:
                     on_stop()
@@ -70,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="muelle-engine", description=__doc__.split("\n")[0])
     add_common_options(parser)
     parser.add_argument("--services", default=",".join(ORDER),
-                        help="comma-separated services to run here (default: all four)")
+                        help="comma-separated services to run here (default: all)")
     args = parser.parse_args(argv)
     try:
         services = parse_services(args.services)

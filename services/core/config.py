@@ -19,20 +19,42 @@ Example::
 
     [shim]
     default_runtime = "muelle"
-    cgroup_parent = "muelle"
+    cgroup_parent = "muelle"   # default: derived from root (see engine_names)
+
+    [imagestore]
+    max_blob_bytes = 34359738368   # pulls are refused before downloading a bigger blob
 
     [gateway]
     userns_remap = ["0:100000:65536"]  # every container in a user namespace (--userns=host: not)
 
+    [tls]                    # mutual TLS of every tcp:// listener and channel
+    ca = "/etc/muelle/tls/ca.pem"      # signs the peers' certificates
+    cert = "/etc/muelle/tls/cert.pem"  # ours, presented as server and as client
+    key = "/etc/muelle/tls/key.pem"
+    insecure = false         # true: plain TCP, refused off loopback
+    [tls.gateway]            # per service (gateway, imagestore, registry, shim, dockerapi)
+    cert = "/etc/muelle/tls/gateway.pem"
+
+    [authz]                  # certificate identities (CN or DNS SAN, shell patterns)
+    gateway = ["client-*"]   # allowed to call each service over TLS; none = nobody
+    shim = ["gateway-*"]
+
     [network]
     default_mode = "bridge"  # none | host | bridge
-    bridge = "muelle0"
+    bridge = "muelle0"       # default: derived from root (see engine_names)
     subnet = ""              # picked among free /24s when empty
+
+The default bridge and cgroup parent are host-global names, so each engine's default is
+its own (``engine_names``): ``muelle0`` and ``muelle`` for the engine at the default root,
+``muelle-<8 hex of sha256(root)>`` for any other root. Two engines with default configs
+thus never share them; the shim also refuses to start when a live engine with another root
+holds the names it was configured with (services/shim/claims.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -40,9 +62,14 @@ from pathlib import Path
 from typing import Any
 
 from services.core.errors import InvalidArgument
+from services.core.tls import TlsFiles
 
 SERVICES = ("gateway", "imagestore", "registry", "shim")
+# Listeners that take [tls.<name>] and [authz] entries: the services and the Docker API.
+TLS_SCOPES = (*SERVICES, "dockerapi")
 DEFAULT_CONFIG_FILE = Path("/etc/muelle/muelle.toml")
+DEFAULT_ROOT = Path("/var/lib/muelle")
+IFNAMSIZ = 15  # the longest interface name Linux takes
 
 
 @dataclass
@@ -62,9 +89,27 @@ class RegistryConfig:
     # (registry/ranges.py); 1 = one request per blob, as Docker does.
     parallel_ranges: int = 4
     # Serve a read-only pull-through mirror of mirror_upstream ("host:port" or
-    # "docker.io") on mirror_listen ("127.0.0.1:5001"); off when empty.
+    # "docker.io") on mirror_listen ("127.0.0.1:5001"); off when empty. It reaches
+    # upstream anonymously and serves only what upstream serves to anyone.
     mirror_listen: str = ""
     mirror_upstream: str = ""
+    # A blob download that receives fewer than blob_min_bytes in blob_window_seconds
+    # fails (a registry sending a byte every 50 s must not hold a pull forever); the
+    # same window bounds how long one read may wait for a byte. 0 bytes = no minimum.
+    blob_min_bytes: int = 32 * 1024
+    blob_window_seconds: int = 60
+
+
+@dataclass
+class ImageStoreConfig:
+    # A pull is refused before any download when one of its blobs (layer or config) is
+    # declared larger than max_blob_bytes, or all of them together than max_pull_bytes
+    # (a hostile registry may declare 1 TiB).
+    max_blob_bytes: int = 32 * 1024**3
+    max_pull_bytes: int = 128 * 1024**3
+    # A blob download does not start when it would leave less than this free on the
+    # store's filesystem (the rest of the host needs some too).
+    min_free_bytes: int = 1024**3
 
 
 @dataclass
@@ -74,7 +119,8 @@ class ShimConfig:
     # Paths of the runtime binaries, by name; looked up in PATH when absent.
     runtimes: dict[str, str] = field(default_factory=dict)
     # cgroup parent of every container: <mount>/<controller>/<cgroup_parent>/<id>.
-    cgroup_parent: str = "muelle"
+    # "" = the engine's own, derived from its root (engine_names).
+    cgroup_parent: str = ""
     # Static init for `run --init` (bind-mounted at /sbin/docker-init); "" = look for
     # Debian's tini-static, then docker-init.
     init_path: str = ""
@@ -93,13 +139,35 @@ class GatewayConfig:
 
 
 @dataclass
+class DockerApiConfig:
+    # Unix socket of the Docker Engine API; $MUELLE_RUN/docker.sock when empty. Mode 0660,
+    # owner root, group ``group`` (like Docker's "docker" group) when set.
+    socket: str = ""
+    group: str = ""
+    # Also serve on TCP ("127.0.0.1:2375"); loopback only until TLS and authorization
+    # come (the across-hosts issue). Off when empty.
+    tcp: str = ""
+
+
+@dataclass
 class NetworkConfig:
     # Network of containers created without --network: "bridge", "none", "host".
     default_mode: str = "bridge"
     # Linux bridge of the default "bridge" network (IFNAMSIZ: at most 15 chars).
-    bridge: str = "muelle0"
+    # "" = the engine's own, derived from its root (engine_names).
+    bridge: str = ""
     # Its subnet; picked among free private /24s (no host route overlaps) when empty.
     subnet: str = ""
+
+
+@dataclass
+class TlsConfig:
+    # PEM files: the CA that signs peers' certificates, our certificate and its key.
+    ca: str = ""
+    cert: str = ""
+    key: str = ""
+    # Plain TCP instead of TLS; services refuse it on any address but loopback.
+    insecure: bool = False
 
 
 @dataclass
@@ -113,6 +181,21 @@ class Config:
     shim: ShimConfig = field(default_factory=ShimConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
+    imagestore: ImageStoreConfig = field(default_factory=ImageStoreConfig)
+    dockerapi: DockerApiConfig = field(default_factory=DockerApiConfig)
+    # [tls] (key "") and [tls.<service>] overrides; see tls_files().
+    tls: dict[str, TlsConfig] = field(default_factory=dict)
+    # [authz]: service -> identity patterns allowed to call it over TLS.
+    authz: dict[str, list[str]] = field(default_factory=dict)
+
+    def tls_files(self, service: str) -> TlsFiles:
+        """TLS material of ``service``, as server and as client of its neighbours:
+        [tls.<service>] over [tls]. (Not from the environment: the CLI's MUELLE_TLS_*
+        variables in an operator's shell must not change what a service presents.)"""
+        base = self.tls.get("", TlsConfig())
+        own = self.tls.get(service, TlsConfig())
+        return TlsFiles(ca=own.ca or base.ca, cert=own.cert or base.cert,
+                        key=own.key or base.key, insecure=own.insecure or base.insecure)
 
     def address(self, service: str) -> str:
         """gRPC address of ``service``: configured, else a unix socket in the run dir."""
@@ -120,6 +203,10 @@ class Config:
         if env:
             return env
         return self.addresses.get(service) or f"unix://{self.run / (service + '.sock')}"
+
+    def docker_socket(self) -> Path:
+        """Where the Docker Engine API listens (muelle-dockerapi)."""
+        return Path(self.dockerapi.socket) if self.dockerapi.socket else self.run / "docker.sock"
 
     def state_dir(self, service: str) -> Path:
         """Directory where ``service`` keeps its state."""
@@ -147,19 +234,45 @@ def load(path: str | None = None, **overrides: Any) -> Config:
     for key, value in overrides.items():
         if value is not None:
             setattr(cfg, key, Path(value) if key in ("root", "run") else value)
+    bridge, parent = engine_names(cfg.root)
+    cfg.network.bridge = cfg.network.bridge or bridge
+    cfg.shim.cgroup_parent = cfg.shim.cgroup_parent or parent
     return cfg
+
+
+def engine_names(root: Path) -> tuple[str, str]:
+    """The default bridge and cgroup parent of the engine at ``root``.
+
+    Both are host-global while the root is not: two engines on one host with default
+    configs shared ``muelle0``, and the first to stop deleted it (and left a masquerade
+    rule) under the other's containers. Deriving them from the root keeps each engine's
+    own without any configuration, and the same across restarts (a restarted shim finds
+    its bridge and its containers' cgroups again). The engine at the default root keeps
+    the documented names, like Docker's ``docker0``.
+    """
+    if Path(os.path.abspath(root)) == DEFAULT_ROOT:
+        return "muelle0", "muelle"
+    tag = "muelle-" + hashlib.sha256(os.path.abspath(root).encode()).hexdigest()[:8]
+    return tag, tag  # 15 characters: fits IFNAMSIZ
 
 
 _TOML_TYPES = {bool: "true or false", int: "an integer", str: "a string", list: "an array",
                dict: "a table"}
 # Integer settings with a range: a value outside it is refused at load.
-_BOUNDS = {("registry", "parallel_ranges"): (1, 16)}
+_BOUNDS = {("registry", "parallel_ranges"): (1, 16),
+           ("registry", "blob_min_bytes"): (0, 1 << 40),
+           ("registry", "blob_window_seconds"): (1, 86400),
+           ("imagestore", "max_blob_bytes"): (1, 1 << 60),
+           ("imagestore", "max_pull_bytes"): (1, 1 << 60),
+           ("imagestore", "min_free_bytes"): (0, 1 << 60)}
 
 
 def _apply(cfg: Config, data: dict[str, Any], origin: str) -> None:
     sections: dict[str, Any] = {"registry": cfg.registry, "shim": cfg.shim,
-                                "network": cfg.network, "gateway": cfg.gateway}
-    known = {"root", "run", "log_format", "log_level", "addresses", *sections}
+                                "network": cfg.network, "gateway": cfg.gateway,
+                                "imagestore": cfg.imagestore, "dockerapi": cfg.dockerapi}
+    known = {"root", "run", "log_format", "log_level", "addresses", "tls", "authz",
+             *sections}
     unknown = set(data) - known
     if unknown:
         raise InvalidArgument(f"{origin}: unknown keys {sorted(unknown)}")
@@ -169,6 +282,8 @@ def _apply(cfg: Config, data: dict[str, Any], origin: str) -> None:
             setattr(cfg, key, Path(data[key]) if key in ("root", "run") else data[key])
     _check_type(origin, "addresses", data.get("addresses", {}), {})
     cfg.addresses.update(data.get("addresses", {}))
+    _apply_tls(cfg, data.get("tls", {}), origin)
+    _apply_authz(cfg, data.get("authz", {}), origin)
     for section, target in sections.items():
         values = data.get(section, {})
         _check_type(origin, section, values, {}, strings_inside=False)
@@ -179,11 +294,52 @@ def _apply(cfg: Config, data: dict[str, Any], origin: str) -> None:
             default = getattr(target, key)
             # A wrong type would only fail deep inside a service: refuse it here.
             _check_type(origin, f"{section}.{key}", value, default)
-            low, high = _BOUNDS.get((section, key), (value, value))
-            if not low <= value <= high:
-                raise InvalidArgument(f"{origin}: {section}.{key} must be from {low} to "
-                                      f"{high}, not {value!r}")
+            # Only numbers have bounds; a table ([shim.runtimes]) must not be compared.
+            bounds = _BOUNDS.get((section, key))
+            if bounds is not None and not bounds[0] <= value <= bounds[1]:
+                raise InvalidArgument(f"{origin}: {section}.{key} must be from {bounds[0]} "
+                                      f"to {bounds[1]}, not {value!r}")
+            if (section, key) == ("network", "bridge") and value:
+                _check_ifname(origin, value)
             setattr(target, key, value)
+
+
+def _apply_tls(cfg: Config, data: Any, origin: str) -> None:
+    """[tls] with its keys, and [tls.<service>] tables with the same keys."""
+    _check_type(origin, "tls", data, {}, strings_inside=False)
+    scopes = {"": {k: v for k, v in data.items() if not isinstance(v, dict)}}
+    for name, value in data.items():
+        if isinstance(value, dict):
+            if name not in TLS_SCOPES:
+                raise InvalidArgument(f"{origin}: unknown table tls.{name}; services are "
+                                      f"{', '.join(TLS_SCOPES)}")
+            scopes[name] = value
+    for scope, values in scopes.items():
+        target = TlsConfig()
+        where = f"tls.{scope}" if scope else "tls"
+        for key, value in values.items():
+            if not hasattr(target, key):
+                raise InvalidArgument(f"{origin}: unknown key {where}.{key}")
+            _check_type(origin, f"{where}.{key}", value, getattr(target, key))
+            setattr(target, key, value)
+        cfg.tls[scope] = target
+
+
+def _apply_authz(cfg: Config, data: Any, origin: str) -> None:
+    _check_type(origin, "authz", data, {}, strings_inside=False)
+    for name, patterns in data.items():
+        if name not in TLS_SCOPES:
+            raise InvalidArgument(f"{origin}: unknown service authz.{name}; services are "
+                                  f"{', '.join(TLS_SCOPES)}")
+        _check_type(origin, f"authz.{name}", patterns, [])
+        cfg.authz[name] = list(patterns)
+
+
+def _check_ifname(origin: str, name: str) -> None:
+    """What the kernel takes as an interface name (dev_valid_name)."""
+    if len(name) > IFNAMSIZ or name in (".", "..") or any(c in name for c in "/: \t\n"):
+        raise InvalidArgument(f"{origin}: network.bridge {name!r} is not an interface name "
+                              f"(at most {IFNAMSIZ} characters, no '/', ':' or spaces)")
 
 
 def _check_type(origin: str, name: str, value: Any, like: Any,

@@ -75,6 +75,20 @@ class DataLoss(MuelleError):
     code = _StatusCode("DATA_LOSS")
 
 
+class ResourceExhausted(MuelleError):
+    """A limit was reached: disk space above all (ENOSPC, EDQUOT, SQLite's "database or
+    disk is full"; the message says what could not be written), a configured size cap, a
+    minimum throughput."""
+
+    code = _StatusCode("RESOURCE_EXHAUSTED")
+
+
+class Cancelled(MuelleError):
+    """The caller went away; the work stopped."""
+
+    code = _StatusCode("CANCELLED")
+
+
 class DeadlineExceeded(MuelleError):
     code = _StatusCode("DEADLINE_EXCEEDED")
 
@@ -99,6 +113,8 @@ _BY_CODE: dict[str, type[MuelleError]] = {
         PermissionDenied,
         Unauthenticated,
         DataLoss,
+        ResourceExhausted,
+        Cancelled,
         DeadlineExceeded,
         Unimplemented,
         Internal,
@@ -106,13 +122,47 @@ _BY_CODE: dict[str, type[MuelleError]] = {
 }
 
 
+_NO_SPACE = (28, 122)  # ENOSPC, EDQUOT (errno numbers; errno costs an import here)
+
+
+def is_no_space(exc: BaseException) -> bool:
+    """Whether ``exc`` is a full disk or quota: an OSError with ENOSPC/EDQUOT, or SQLite
+    reporting "database or disk is full" (SQLITE_FULL)."""
+    if isinstance(exc, OSError):
+        return exc.errno in _NO_SPACE
+    return type(exc).__name__ == "OperationalError" and "disk is full" in str(exc)
+
+
+def no_space(what: str, exc: BaseException | None = None) -> ResourceExhausted:
+    """The typed error for a write that found the disk full: "no space left on device:
+    could not write <what>"."""
+    text = f"no space left on device: could not write {what}"
+    if isinstance(exc, OSError) and exc.errno == _NO_SPACE[1]:
+        text = f"disk quota exceeded: could not write {what}"
+    return ResourceExhausted(text)
+
+
+# Trailing metadata key the server edge sets on a status a service's own code raised.
+ANSWERED = "muelle-error"
+
+
+def _answered(err: Any) -> bool:
+    try:
+        return any(key == ANSWERED for key, _ in err.trailing_metadata() or ())
+    except Exception:  # noqa: BLE001 - no metadata (a channel error): not answered
+        return False
+
+
 def from_rpc_error(err: grpc.RpcError, service: str = "") -> MuelleError:
-    """Turn a failed call's status back into the typed error it was raised as."""
+    """Turn a failed call's status back into the typed error it was raised as.
+    ``service``: whom we called; an UNAVAILABLE that is not its own answer (it is down,
+    unreachable) reads "<service> unavailable: ...". One it raised itself (e.g. "cannot
+    reach registry X") keeps its words: the service is fine, something past it is not."""
     import grpc
 
     code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
     details = err.details() if hasattr(err, "details") else str(err)
-    if code == grpc.StatusCode.UNAVAILABLE and service:
+    if code == grpc.StatusCode.UNAVAILABLE and service and not _answered(err):
         details = f"{service} unavailable: {details}"
     cls = _BY_CODE.get(code.name, MuelleError)
     error = cls(details or code.name.lower())

@@ -9,9 +9,10 @@ from collections.abc import Callable, Sequence
 import grpc
 
 from services.core import config as configmod
+from services.core import modes
 from services.core.errors import MuelleError
 from services.core.logging import configure
-from services.core.server import serve
+from services.core.server import check_listener, serve
 
 # A service factory gets the config and returns (register, service names, on_stop).
 Factory = Callable[
@@ -35,6 +36,7 @@ def load_config(args: argparse.Namespace, name: str) -> configmod.Config:
     cfg = configmod.load(args.config, root=args.root, run=args.run,
                          log_format=args.log_format, log_level=args.log_level)
     configure(name, cfg.log_format, cfg.log_level)
+    modes.secure_base(cfg.root, cfg.run)
     return cfg
 
 
@@ -45,8 +47,11 @@ def service_main(name: str, factory: Factory, argv: Sequence[str] | None = None)
     args = parser.parse_args(argv)
     try:
         cfg = load_config(args, name)
+        address = args.address or cfg.address(name)
+        tls, authz = cfg.tls_files(name), cfg.authz.get(name, ())
+        check_listener(name, address, tls, authz)  # refuse before a slow start
         register, names, on_stop = factory(cfg)
-        serve(name, args.address or cfg.address(name), register, names, on_stop)
+        serve(name, address, register, names, on_stop, tls=tls, authz=authz)
     except MuelleError as exc:
         print(f"muelle-{name}: {exc}", file=sys.stderr)
         sys.exit(1)

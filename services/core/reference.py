@@ -20,10 +20,12 @@ DEFAULT_TAG = "latest"
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 _PATH_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
 _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+# DNS labels are at most 63 characters: a longer one passes Docker's grammar but fails
+# IDNA encoding in the HTTP client (UnicodeError), so it is refused here, with the port
+# (at most 5 digits; its value is checked by check_domain).
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _DOMAIN_RE = re.compile(
-    r"^(?:localhost|(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*"
-    r"[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]+)?$"
-)
+    rf"^(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]+\])(?::([0-9]{{1,5}}))?$", re.ASCII)
 _MAX_NAME = 255
 
 
@@ -107,7 +109,7 @@ def parse(text: str) -> Reference:
         if not _TAG_RE.match(tag):
             raise InvalidArgument(f"invalid reference format: bad tag {tag!r} in {text!r}")
     domain, path = _split_domain(name)
-    if not _DOMAIN_RE.match(domain):
+    if not valid_domain(domain):
         raise InvalidArgument(f"invalid reference format: bad registry host {domain!r}")
     if not _PATH_RE.match(path):
         hint = " (repository names must be lowercase)" if path.lower() != path else ""
@@ -117,6 +119,20 @@ def parse(text: str) -> Reference:
     if not tag and not digest:
         tag = DEFAULT_TAG
     return Reference(domain, path, tag, digest)
+
+
+def valid_domain(domain: str) -> bool:
+    """A registry host as references name it: "registry.example:5000", "[::1]:5000"."""
+    m = _DOMAIN_RE.match(domain)
+    return m is not None and len(domain) <= _MAX_NAME and int(m.group(1) or 0) <= 65535
+
+
+def check_domain(domain: str, what: str = "registry host") -> str:
+    """``domain`` if valid_domain, else InvalidArgument."""
+    if not valid_domain(domain):
+        raise InvalidArgument(f"invalid {what} {domain!r}: want a host name or address, "
+                              "with an optional :port")
+    return domain
 
 
 def is_loopback(domain: str) -> bool:

@@ -18,38 +18,75 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from services.core.client import GRPC_OPTIONS
-from services.core.errors import MuelleError
+from services.core.client import GRPC_OPTIONS, KEEPALIVE_TIME_MS
+from services.core.errors import ANSWERED, MuelleError, is_no_space, no_space
 from services.core.logging import get_logger
+from services.core.tls import (
+    Authorizer,
+    AuthzInterceptor,
+    TlsFiles,
+    listen_mode,
+    server_credentials,
+)
+
+# Clients over TCP ping every KEEPALIVE_TIME_MS during a call (client.TCP_OPTIONS), also
+# while a stream carries no data (a Wait, a quiet log follow): gRPC's defaults would call
+# that abuse (one ping per 5 min without data, then GOAWAY) and end those calls.
+SERVER_OPTIONS = [
+    ("grpc.http2.min_ping_interval_without_data_ms", KEEPALIVE_TIME_MS - 1000),
+    ("grpc.http2.max_ping_strikes", 0),
+]
 
 
-def _abort(context: grpc.ServicerContext, exc: BaseException, method: str) -> None:
+def _abort(context: grpc.ServicerContext, exc: BaseException, method: str,
+           service: str = "") -> None:
     if isinstance(exc, MuelleError):
+        # Says the service answered: an UNAVAILABLE it raises (a registry it could not
+        # reach) is not the service being unavailable (errors.from_rpc_error).
+        context.set_trailing_metadata(((ANSWERED, exc.code.name.lower()),))
         context.abort(exc.code, exc.message)
+    if is_no_space(exc):  # a full disk is the operator's to fix, not a bug: say where
+        error = no_space(_what(exc, method, service), exc)
+        get_logger(method=method).warning("disk full", error=str(exc))
+        context.set_trailing_metadata(((ANSWERED, error.code.name.lower()),))
+        context.abort(error.code, error.message)
     get_logger(method=method).exception("unexpected error")
     context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
 
 
-def _wrap_unary(fn: Callable[..., Any], method: str) -> Callable[..., Any]:
+def _what(exc: BaseException, method: str, service: str) -> str:
+    """What a write that hit a full disk was writing, as well as the edge can tell: the
+    file the OSError names, else the call's data (core code names it better where it
+    can, with errors.no_space)."""
+    call = method.rsplit("/", 1)[-1] or method
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.filename} ({call})"
+    if isinstance(exc, OSError):
+        return f"the data of {call}"
+    return f"the {service}'s database ({call})" if service else f"the database ({call})"
+
+
+def _wrap_unary(fn: Callable[..., Any], method: str, service: str) -> Callable[..., Any]:
     def call(request: Any, context: grpc.ServicerContext) -> Any:
         try:
             return fn(request, context)
         except Exception as exc:  # noqa: BLE001 - this is the edge
             if _is_abort(exc):
                 raise
-            _abort(context, exc, method)
+            _abort(context, exc, method, service)
 
     return call
 
 
-def _wrap_stream(fn: Callable[..., Iterator[Any]], method: str) -> Callable[..., Iterator[Any]]:
+def _wrap_stream(fn: Callable[..., Iterator[Any]], method: str,
+                 service: str) -> Callable[..., Iterator[Any]]:
     def call(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         try:
             yield from fn(request, context)
         except Exception as exc:  # noqa: BLE001 - this is the edge
             if _is_abort(exc):
                 raise
-            _abort(context, exc, method)
+            _abort(context, exc, method, service)
 
     return call
 
@@ -60,7 +97,11 @@ def _is_abort(exc: BaseException) -> bool:
 
 
 class ErrorInterceptor(grpc.ServerInterceptor):
-    """Turns MuelleError into its status code and anything else into INTERNAL."""
+    """Turns MuelleError into its status code and anything else into INTERNAL.
+    ``service`` names this server in what a full disk kept it from writing."""
+
+    def __init__(self, service: str = "") -> None:
+        self.service = service
 
     def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
         handler = continuation(handler_call_details)
@@ -69,24 +110,24 @@ class ErrorInterceptor(grpc.ServerInterceptor):
         method = handler_call_details.method
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary, method),
+                _wrap_unary(handler.unary_unary, method, self.service),
                 handler.request_deserializer,
                 handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream, method),
+                _wrap_stream(handler.unary_stream, method, self.service),
                 handler.request_deserializer,
                 handler.response_serializer,
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary(handler.stream_unary, method),
+                _wrap_unary(handler.stream_unary, method, self.service),
                 handler.request_deserializer,
                 handler.response_serializer,
             )
         return grpc.stream_stream_rpc_method_handler(
-            _wrap_stream(handler.stream_stream, method),
+            _wrap_stream(handler.stream_stream, method, self.service),
             handler.request_deserializer,
             handler.response_serializer,
         )
@@ -103,6 +144,16 @@ def bind_address(address: str) -> str:
     if address.startswith("tcp://"):
         return address[len("tcp://") :]
     return address
+
+
+def check_listener(name: str, address: str, tls: TlsFiles, authz: Sequence[str]) -> str:
+    """How ``name`` may listen on ``address`` ("unix", "insecure", "tls"), or a clear
+    refusal: services call it before their (maybe slow) start, then start() again."""
+    mode = listen_mode(name, address, tls)
+    if mode == "tls" and not authz:
+        raise MuelleError(f"{name}: [authz].{name} is empty, so no certificate identity "
+                          f"could call it on {address}; list the identities allowed")
+    return mode
 
 
 class Running:
@@ -129,13 +180,24 @@ def start(
     service_names: Sequence[str],
     on_stop: Callable[[], None] | None = None,
     max_workers: int = 64,
+    tls: TlsFiles | None = None,
+    authz: Sequence[str] = (),
 ) -> Running:
-    """Start a gRPC server for ``name`` on ``address``: the servicer, health, reflection."""
+    """Start a gRPC server for ``name`` on ``address``: the servicer, health, reflection.
+
+    A TCP address serves mutual TLS with ``tls`` and lets in the identities ``authz``
+    names (services/core/tls.py); plain TCP only when ``tls.insecure``, on loopback."""
     log = get_logger(address=address)
+    tls = tls or TlsFiles()
+    mode = check_listener(name, address, tls, authz)
+    interceptors: list[grpc.ServerInterceptor] = [ErrorInterceptor(name)]
+    if mode == "tls":
+        # Inside the error interceptor, whose edge maps its PermissionDenied.
+        interceptors.append(AuthzInterceptor(Authorizer(name, authz)))
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=name),
-        interceptors=[ErrorInterceptor()],
-        options=GRPC_OPTIONS,
+        interceptors=interceptors,
+        options=GRPC_OPTIONS + SERVER_OPTIONS,
     )
     register(server)
     health_servicer = health.HealthServicer()
@@ -146,12 +208,16 @@ def start(
         (*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     target = bind_address(address)
-    if server.add_insecure_port(target) == 0 and not target.startswith("unix:"):
+    if mode == "tls":
+        port = server.add_secure_port(target, server_credentials(name, tls))
+    else:
+        port = server.add_insecure_port(target)
+    if port == 0 and not target.startswith("unix:"):
         raise MuelleError(f"cannot listen on {address}")
     if target.startswith("unix:"):
         os.chmod(target[len("unix:") :], 0o660)
     server.start()
-    log.info("serving", service=name, pid=os.getpid())
+    log.info("serving", service=name, pid=os.getpid(), transport=mode)
     return Running(name, server, health_servicer, on_stop)
 
 
@@ -175,10 +241,12 @@ def serve(
     service_names: Sequence[str],
     on_stop: Callable[[], None] | None = None,
     max_workers: int = 64,
+    tls: TlsFiles | None = None,
+    authz: Sequence[str] = (),
 ) -> None:
     """Run a gRPC server for ``name`` on ``address`` until SIGTERM/SIGINT."""
     stopping = stop_signals()
-    running = start(name, address, register, service_names, on_stop, max_workers)
+    running = start(name, address, register, service_names, on_stop, max_workers, tls, authz)
     stopping.wait()
     running.stop()
     get_logger(address=address).info("stopped")

@@ -17,6 +17,7 @@ from muelle.runtime.v1 import runtime_pb2
 from services.core.errors import InvalidArgument, MuelleError
 from services.core.logging import get_logger
 from services.gateway.engine import Engine
+from services.gateway.inputs import fits_console
 
 
 class _ShimInputs:
@@ -35,7 +36,8 @@ class _ShimInputs:
                 kind = msg.WhichOneof("input")
                 if kind == "stdin":
                     yield runtime_pb2.AttachInput(stdin=msg.stdin)
-                elif kind == "resize":
+                elif kind == "resize" and fits_console(msg.resize.rows, msg.resize.cols):
+                    # (one that does not fit a winsize is dropped: the stream carries on)
                     yield runtime_pb2.AttachInput(resize=runtime_pb2.ConsoleSize(
                         rows=msg.resize.rows, cols=msg.resize.cols))
                 elif kind == "close_stdin":

@@ -8,6 +8,8 @@ and returns engine.v1 messages. Typed errors (services.core.errors) go up unchan
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import platform
 import threading
 import time
@@ -20,22 +22,31 @@ from muelle.registry.v1 import registry_pb2
 from muelle.runtime.v1 import runtime_pb2
 from muelle.types.v1 import types_pb2
 
+from services.core import platform as platforms
 from services.core.errors import (
+    DeadlineExceeded,
     FailedPrecondition,
+    InvalidArgument,
     MuelleError,
     NotFound,
+    ResourceExhausted,
     Unavailable,
 )
 from services.core.logging import get_logger
 from services.core.platform import host_arch
 from services.core.version import API_VERSION, VERSION
-from services.gateway import build, mounts, names, options, system
+from services.gateway import build, check, mounts, names, options, system
 from services.gateway.merge import merge
 from services.gateway.records import Record, Records, conflict
 from services.gateway.status import now_rfc3339, status_text
 
 RUNNING = ("running", "paused")
 WATCH_RETRY = 1.0
+FINISH_RETRY = (0.2, 5.0)  # seconds: first and longest wait between tries to finish
+WAIT_CONDITIONS = ("", "not-running", "next-exit", "removed")
+WAIT_POLL = 0.05  # seconds between checks of a wait for "removed" or a stopped "next-exit"
+KEPT_EXITS = 256  # exit statuses of auto-removed containers kept for waits on "removed"
+WAIT_SLICE = 1.0  # seconds of one shim Wait of a client's wait (see Engine._wait_stopped)
 
 
 def _state_name(shim_status: str) -> str:
@@ -65,6 +76,9 @@ class Engine:
         self._locks: dict[str, threading.RLock] = {}
         self._attaching: dict[str, int] = {}
         self._watching: set[str] = set()
+        self._retrying: set[str] = set()  # names of _until_done threads
+        self.busy = check.Busy()  # creates and removals in flight, for system check
+        self._exits: dict[str, Any] = {}  # cid -> last status of an auto-removed container
 
     # ------------------------------------------------------------------ helpers
 
@@ -97,12 +111,19 @@ class Engine:
 
     # ------------------------------------------------------------------ images
 
-    def pull(self, reference: str,
-             plat: types_pb2.Platform | None = None) -> Iterator[types_pb2.PullProgress]:
+    def pull(self, reference: str, plat: types_pb2.Platform | None = None,
+             on_cancel: Callable[[Callable[[], None]], object] | None = None,
+             ) -> Iterator[types_pb2.PullProgress]:
+        """The image store's pull, relayed. ``on_cancel`` registers what to run when our
+        caller goes away: the image store's call is cancelled then, not at its next
+        progress message (a 1 TiB layer may send none for hours)."""
         request = images_pb2.PullRequest(reference=reference)
         if plat is not None:
             request.platform.CopyFrom(plat)
-        yield from self.images.Pull(request)
+        call = self.images.Pull(request)
+        if on_cancel is not None and hasattr(call, "cancel"):
+            on_cancel(call.cancel)
+        yield from call
 
     def list_images(self) -> engine_pb2.ListImagesResponse:
         reply = self.images.List(images_pb2.ListImagesRequest())
@@ -144,8 +165,20 @@ class Engine:
     def system_df(self) -> engine_pb2.SystemDfResponse:
         return system.system_df(self.images, self.runtime, self.records)
 
-    def system_check(self) -> engine_pb2.SystemCheckResponse:
-        return system.system_check(self.images)
+    def system_check(self, repair: bool = False) -> engine_pb2.SystemCheckResponse:
+        return check.system_check(self.images, self.runtime, self.records, self.busy,
+                                  repair, self._remove_leftover)
+
+    def _remove_leftover(self, cid: str) -> None:
+        """system check --repair: whatever any service keeps of ``cid`` goes, as `rm -f`
+        would, with its anonymous volumes (nobody could reach them) unless it is a
+        removal that was to keep them."""
+        with self._lock(cid), self.busy.working(cid):
+            rec = self.records.get(cid)
+            errors = self._finish(rec) if rec is not None and not rec.ready \
+                else self._clear(cid)
+        if errors:
+            raise FailedPrecondition("; ".join(errors))
 
     def save_images(self, references: list[str]) -> Iterator[engine_pb2.ArchiveChunk]:
         return system.save_images(self.images, references)
@@ -168,12 +201,33 @@ class Engine:
         if req.no_pause or state is None or state.status != "running":
             return build.commit_container(self.images, rec, req)
         # Docker's default: frozen while the image store reads its writable layer, so the
-        # layer is one moment's (a file being written is not caught half-way).
-        self.runtime.Pause(runtime_pb2.PauseRequest(id=rec.id))
+        # layer is one moment's (a file being written is not caught half-way). Recorded
+        # first: a gateway killed meanwhile resumes it when it starts again.
+        self.records.hold_pause(rec.id)
+        try:
+            self.runtime.Pause(runtime_pb2.PauseRequest(id=rec.id))
+        except BaseException:
+            self.records.release_pause(rec.id)
+            raise
         try:
             return build.commit_container(self.images, rec, req)
         finally:
-            self.runtime.Resume(runtime_pb2.ResumeRequest(id=rec.id))
+            if not self._resume_after_commit(rec.id):
+                self._until_done(f"resume-{rec.id[:12]}",
+                                 functools.partial(self._resume_after_commit, rec.id))
+
+    def _resume_after_commit(self, cid: str) -> bool:
+        """Thaw a container a commit froze; False if the shim cannot be asked now."""
+        try:
+            self.runtime.Resume(runtime_pb2.ResumeRequest(id=cid))
+        except (FailedPrecondition, NotFound):
+            pass  # not paused any more, or gone
+        except MuelleError as exc:
+            get_logger(container=cid[:12]).warning("resume after commit failed",
+                                                   error=str(exc))
+            return False
+        self.records.release_pause(cid)
+        return True
 
     # ------------------------------------------------------------------ create
 
@@ -216,9 +270,11 @@ class Engine:
         options.check_request(req)
         name = self._pick_name(req.name)
         img = self._get_image(req.image)
+        platform_warnings = _check_platform(req, img)
         cid = names.new_id()
         merged = merge(img.config, req, cid)
         spec, warnings = options.container_spec(req, merged, self.userns_remap)
+        warnings[:0] = platform_warnings
         spec.volume_mounts.extend(mounts.container_mounts(req, img.config))
         if req.network_mode.startswith("container:"):
             # The shim knows IDs only: resolve a name or prefix like Docker.
@@ -231,39 +287,106 @@ class Engine:
             runtime=req.runtime, auto_remove=req.auto_remove, stop_signal=merged.stop_signal,
             stop_timeout=req.stop_timeout if req.HasField("stop_timeout")
             else options.DEFAULT_STOP_TIMEOUT)
-        self.records.insert(rec)  # reserves the name; not visible until ready
-        prepared = created = False
-        try:
-            rootfs = self.images.PrepareRootfs(
-                images_pb2.PrepareRootfsRequest(container_id=cid, image=img.id))
-            prepared = True
-            reply = self.runtime.Create(runtime_pb2.CreateRequest(
-                id=cid, spec=spec, rootfs=list(rootfs.mounts), runtime=req.runtime))
-            created = True
-            self.records.mark_ready(cid, reply.bundle)
-        except BaseException as exc:
-            log.warning("create failed, undoing", error=str(exc))
-            self._undo_create(cid, prepared=prepared, created=created)
-            raise
+        with self.busy.working(cid):
+            self.records.insert(rec)  # reserves the name; not visible until ready
+            prepared = created = False
+            try:
+                # Each flag is set before its call: a call that fails may still have
+                # taken effect (the reply lost to a killed service), so the undo asks.
+                prepared = True
+                rootfs = self.images.PrepareRootfs(
+                    images_pb2.PrepareRootfsRequest(container_id=cid, image=img.id))
+                created = True
+                reply = self.runtime.Create(runtime_pb2.CreateRequest(
+                    id=cid, spec=spec, rootfs=list(rootfs.mounts), runtime=req.runtime))
+                self.records.mark_ready(cid, reply.bundle)
+            except BaseException as exc:
+                log.warning("create failed, undoing", error=str(exc))
+                self._undo_create(cid, prepared=prepared, created=created)
+                raise
         log.info("created", name=name)
         return engine_pb2.CreateContainerResponse(id=cid, warnings=warnings)
 
     def _undo_create(self, cid: str, *, prepared: bool = True, created: bool = True) -> None:
-        """Best effort: every step is tried even if an earlier one fails."""
+        """Undo what a create did; what cannot be undone now (a killed shim or image
+        store) is tried again on a thread until it is gone."""
+        if self._clear(cid, shim=created, rootfs=prepared, remove_volumes=True):
+            self._finish_later(cid)
+
+    def _clear(self, cid: str, *, shim: bool = True, rootfs: bool = True,
+               remove_volumes: bool = True) -> list[str]:
+        """Remove what is left of ``cid`` (a create or a removal that did not finish):
+        its shim state, its rootfs, then its record, each step tried even if one before
+        failed; the record only once the rest is gone, so until then the container stays
+        known (to system check, to the retries, to the next start's restore). The errors
+        of the steps that failed: none when all is gone."""
         log = get_logger(container=cid[:12])
-        if created:
+        errors: list[str] = []
+        if shim:
             try:
-                self.runtime.Delete(runtime_pb2.DeleteRequest(id=cid, force=True))
+                self.runtime.Delete(runtime_pb2.DeleteRequest(id=cid, force=True,
+                                                              remove_volumes=remove_volumes))
             except NotFound:
                 pass
             except MuelleError as exc:
-                log.warning("undo: shim delete failed", error=str(exc))
-        if prepared:
+                log.warning("shim delete failed", error=str(exc))
+                errors.append(str(exc))
+        if rootfs and not errors:  # a rootfs the shim still has mounted cannot go
             try:
                 self.images.RemoveRootfs(images_pb2.RemoveRootfsRequest(container_id=cid))
+            except NotFound:
+                pass
             except MuelleError as exc:
-                log.warning("undo: remove rootfs failed", error=str(exc))
-        self.records.delete(cid)
+                log.warning("remove rootfs failed", error=str(exc))
+                errors.append(str(exc))
+        if not errors:
+            try:
+                self.records.delete(cid)
+            except MuelleError as exc:
+                log.warning("record removal failed", error=str(exc))
+                errors.append(str(exc))
+        return errors
+
+    def _finish(self, rec: Record) -> list[str]:
+        """Finish a create (by undoing it) or a removal that did not finish."""
+        # A create's anonymous volumes go too: nobody ever saw the container.
+        return self._clear(rec.id, remove_volumes=rec.remove_volumes or not rec.removing)
+
+    def _finish_later(self, cid: str) -> None:
+        def attempt() -> bool:
+            with self._lock(cid), self.busy.working(cid):
+                rec = self.records.get(cid)
+                if rec is None or rec.ready:
+                    return True
+                if self._finish(rec):
+                    return False
+            get_logger(container=cid[:12]).info("finished what a crash left")
+            return True
+
+        self._until_done(f"finish-{cid[:12]}", attempt)
+
+    def _until_done(self, name: str, attempt: Callable[[], bool]) -> None:
+        """Call ``attempt`` on a thread until it returns True, waiting 0.2 s, then twice
+        as long each time up to 5 s (a killed neighbour comes back). One thread per name."""
+        with self._guard:
+            if name in self._retrying:
+                return
+            self._retrying.add(name)
+
+        def loop() -> None:
+            wait = FINISH_RETRY[0]
+            try:
+                while True:
+                    time.sleep(wait)
+                    wait = min(wait * 2, FINISH_RETRY[1])
+                    with contextlib.suppress(MuelleError):
+                        if attempt():
+                            return
+            finally:
+                with self._guard:
+                    self._retrying.discard(name)
+
+        threading.Thread(target=loop, name=name, daemon=True).start()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -333,6 +456,7 @@ class Engine:
             if status is None:
                 status = self.runtime.Wait(runtime_pb2.WaitRequest(id=cid))
                 if rec.auto_remove:
+                    self._remember_exit(cid, status)
                     self._remove_quietly(cid)
             exit_event = engine_pb2.WaitContainerResponse(
                 exit_code=status.exit_code, oom_killed=status.oom_killed, error=status.error)
@@ -349,12 +473,56 @@ class Engine:
             if not done and rec.auto_remove:
                 self._watch(cid)  # the client went away: remove it when it stops
 
-    def wait(self, ref: str) -> engine_pb2.WaitContainerResponse:
+    def wait(self, ref: str, condition: str = "",
+             cancelled: Callable[[], bool] = lambda: False) -> engine_pb2.WaitContainerResponse:
+        """See WaitContainerRequest.condition. "removed" answers with the exit status the
+        container had, also when an auto-remove got to it first (kept in ``_exits``)."""
+        if condition not in WAIT_CONDITIONS:
+            raise InvalidArgument(f"invalid condition: {condition!r} (choose from "
+                                  "not-running, next-exit, removed)")
         rec = self.records.lookup(ref)
-        status = self.runtime.Wait(runtime_pb2.WaitRequest(id=rec.id))
+        if condition == "next-exit":
+            # A stopped container's next exit comes after it runs again.
+            while not cancelled():
+                state = self._shim_state(rec.id)
+                if state is None or state.status != "stopped":
+                    break
+                time.sleep(WAIT_POLL)
+        status: Any = None
+        try:
+            status = self._wait_stopped(rec.id, cancelled)
+        except NotFound:
+            if condition != "removed":
+                raise
+        if condition == "removed":
+            # The record goes last in every removal; no event to sleep on, so poll.
+            while self.records.get(rec.id) is not None and not cancelled():
+                time.sleep(WAIT_POLL)
+            with self._guard:
+                status = self._exits.get(rec.id, status)
+        if status is None:
+            raise NotFound(f"No such container: {ref}")
         return engine_pb2.WaitContainerResponse(exit_code=status.exit_code,
                                                 oom_killed=status.oom_killed,
                                                 error=status.error)
+
+    def _wait_stopped(self, cid: str, cancelled: Callable[[], bool]) -> Any:
+        """The shim's Wait in slices, so that a client that went away (docker run -d hangs
+        up its wait after start) frees this worker within a slice, not at the exit."""
+        while True:
+            if cancelled():
+                raise MuelleError("wait cancelled: the client went away")
+            try:
+                return self.runtime.Wait(runtime_pb2.WaitRequest(id=cid), timeout=WAIT_SLICE)
+            except DeadlineExceeded:
+                continue
+
+    def _remember_exit(self, cid: str, status: Any) -> None:
+        """Keep an auto-removed container's exit status for a wait on "removed"."""
+        with self._guard:
+            self._exits[cid] = status
+            while len(self._exits) > KEPT_EXITS:
+                self._exits.pop(next(iter(self._exits)))
 
     def stop(self, ref: str, timeout: int | None = None) -> None:
         rec = self.records.lookup(ref)
@@ -433,7 +601,7 @@ class Engine:
 
     def _remove(self, rec: Record, force: bool, remove_volumes: bool = False,
                 shim_deleted: bool = False) -> None:
-        with self._lock(rec.id):
+        with self._lock(rec.id), self.busy.working(rec.id):
             if self.records.get(rec.id) is None:
                 raise NotFound(f"No such container: {rec.id}")
             # Forced (every --rm): no State call first; the shim kills what still runs.
@@ -442,27 +610,56 @@ class Engine:
                 raise FailedPrecondition(
                     f'cannot remove container "/{rec.name}": container is {state.status}: '
                     "stop the container before removing or force remove")
+            # Marked first (no longer listed), deleted last: a removal cut short by a
+            # crash or a failed step is finished later, never left half-done.
+            self._mark_removing(rec.id, remove_volumes)
             if not shim_deleted:
-                with contextlib.suppress(NotFound):  # unknown to the shim: a failed create
-                    self.runtime.Delete(runtime_pb2.DeleteRequest(
-                        id=rec.id, force=force, remove_volumes=remove_volumes))
-            self.images.RemoveRootfs(images_pb2.RemoveRootfsRequest(container_id=rec.id))
-            self.records.delete(rec.id)
+                try:
+                    with contextlib.suppress(NotFound):  # unknown to the shim: a failed create
+                        self.runtime.Delete(runtime_pb2.DeleteRequest(
+                            id=rec.id, force=force, remove_volumes=remove_volumes))
+                except FailedPrecondition:
+                    self.records.mark_kept(rec.id)  # refused (it runs): nothing changed
+                    raise
+                except BaseException:
+                    self._finish_later(rec.id)  # it may be gone: the rest goes later
+                    raise
+            try:
+                self.images.RemoveRootfs(images_pb2.RemoveRootfsRequest(container_id=rec.id))
+                self.records.delete(rec.id)
+            except BaseException:
+                self._finish_later(rec.id)
+                raise
         with self._guard:
             self._locks.pop(rec.id, None)
         get_logger(container=rec.id[:12]).info("removed")
+
+    def _mark_removing(self, cid: str, remove_volumes: bool) -> None:
+        try:
+            self.records.mark_removing(cid, remove_volumes)
+        except ResourceExhausted as exc:
+            # A full disk: the removal is what frees space (a run --rm that filled it),
+            # so it goes on unmarked, in rm's order (shim, rootfs, record).
+            get_logger(container=cid[:12]).warning("removing unmarked", error=str(exc))
 
     def _removed_after_exit(self, rec: Record) -> runtime_pb2.ContainerStatus | None:
         """--rm once the output ended: the shim deletes it unforced, with no State call
         first and no Wait (Delete answers with the last status), then the rootfs and the
         record go. None if it still runs or the shim refused: the caller waits, then
         removes as before."""
-        with self._lock(rec.id):
+        with self._lock(rec.id), self.busy.working(rec.id):
+            self._mark_removing(rec.id, remove_volumes=True)  # see _remove
             try:
                 reply = self.runtime.Delete(runtime_pb2.DeleteRequest(
                     id=rec.id, remove_volumes=True))
-            except MuelleError:
+            except FailedPrecondition:
+                self.records.mark_kept(rec.id)
                 return None
+            except MuelleError:
+                self._finish_later(rec.id)  # the shim may have deleted it
+                return None
+            if reply.HasField("status"):
+                self._remember_exit(rec.id, reply.status)
             self._remove_quietly(rec.id, shim_deleted=True)
         if not reply.HasField("status"):  # a shim older than DeleteResponse.status
             return runtime_pb2.ContainerStatus(
@@ -498,7 +695,7 @@ class Engine:
         try:
             while self.records.get(cid) is not None:
                 try:
-                    self.runtime.Wait(runtime_pb2.WaitRequest(id=cid))
+                    self._remember_exit(cid, self.runtime.Wait(runtime_pb2.WaitRequest(id=cid)))
                     break
                 except NotFound:
                     break
@@ -514,13 +711,20 @@ class Engine:
                 self._watching.discard(cid)
 
     def restore(self) -> None:
-        """After a gateway (re)start: undo half-done creates, apply pending auto-removes."""
+        """After a gateway (re)start: undo half-done creates, finish half-done removals,
+        thaw containers a commit froze, apply pending auto-removes."""
+        for cid in self.records.held_pauses():
+            if not self._resume_after_commit(cid):
+                self._until_done(f"resume-{cid[:12]}",
+                                 functools.partial(self._resume_after_commit, cid))
         for rec in self.records.all(include_unready=True):
             log = get_logger(container=rec.id[:12])
             try:
                 if not rec.ready:
-                    log.warning("undoing a create that did not finish")
-                    self._undo_create(rec.id)
+                    log.warning("finishing a removal that did not finish" if rec.removing
+                                else "undoing a create that did not finish")
+                    if self._finish(rec):
+                        self._finish_later(rec.id)
                 elif rec.auto_remove:
                     state = self._shim_state(rec.id)
                     if state is None or state.status == "stopped":
@@ -543,10 +747,19 @@ class Engine:
                 continue
             status = status_text(state, st.started_at, st.finished_at, st.exit_code, now) \
                 if st else "Dead"
-            out.append(engine_pb2.ContainerSummary(
+            summary = engine_pb2.ContainerSummary(
                 id=rec.id, name=rec.name, image=rec.image, image_id=rec.image_id,
                 command=" ".join(rec.spec.args), created=rec.created, state=state,
-                status=status, labels=dict(rec.spec.annotations)))
+                status=status, labels=dict(rec.spec.annotations),
+                network_mode=st.network_mode if st else rec.spec.network_mode)
+            if st is not None:
+                summary.ports.extend(st.ports)
+                summary.networks.extend([n.network for n in st.networks] or (
+                    [st.network_mode] if st.network_mode in ("host", "none") else []))
+                summary.mounts.extend(m.name or m.source for m in st.volume_mounts
+                                      if m.type != "tmpfs")
+                summary.network_endpoints.extend(st.networks)
+            out.append(summary)
         return engine_pb2.ListContainersResponse(containers=out)
 
     def inspect(self, ref: str) -> engine_pb2.ContainerDetail:
@@ -590,14 +803,22 @@ class Engine:
 
     def list_networks(self) -> engine_pb2.NetworkListResponse:
         reply = self.runtime.NetworkList(runtime_pb2.NetworkListRequest())
-        return engine_pb2.NetworkListResponse(networks=list(reply.networks))
+        networks = list(reply.networks)
+        default = next((i for i, n in enumerate(networks) if n.builtin), len(networks) - 1)
+        networks[default + 1:default + 1] = [_predefined(n) for n in PREDEFINED]
+        return engine_pb2.NetworkListResponse(networks=networks)
 
     def inspect_network(self, ref: str) -> types_pb2.NetworkInfo:
+        for name in PREDEFINED:
+            if ref == name or (len(ref) >= 3 and _predefined(name).id.startswith(ref)):
+                return _predefined(name)
         info: types_pb2.NetworkInfo = self.runtime.NetworkInspect(
             runtime_pb2.NetworkInspectRequest(network=ref))
         return info
 
     def remove_network(self, ref: str) -> None:
+        if ref in PREDEFINED:
+            raise FailedPrecondition(f"{ref} is a pre-defined network and cannot be removed")
         self.runtime.NetworkRemove(runtime_pb2.NetworkRemoveRequest(network=ref))
 
     def connect_network(self, network: str, container: str, aliases: Sequence[str]) -> None:
@@ -636,3 +857,33 @@ def _stamp(data: bytes, when: str) -> bytes:
     lines = data.splitlines(keepends=True)
     return b"".join(prefix + line for line in lines)
 
+
+def _check_platform(req: engine_pb2.CreateContainerRequest, img: images_pb2.Image) -> list[str]:
+    """Docker's platform rules for create: a requested platform the stored image does not
+    have is NOT_FOUND (the CLI then pulls that platform); without one, an image of another
+    platform than the host's runs with a warning (it may need binfmt emulation)."""
+    have = (img.platform.os, img.platform.architecture, img.platform.variant)
+    if req.HasField("platform"):
+        want = (req.platform.os, req.platform.architecture, req.platform.variant)
+        if not platforms.same(want, have):
+            raise NotFound(f"image with reference {req.image} was found but does not match "
+                           f"the specified platform: wanted {platforms.name(*want)}, "
+                           f"actual: {platforms.name(*have)}")
+        return []
+    host = ("linux", *host_arch())
+    if img.platform.architecture and not platforms.same(host, have):
+        return [f"The requested image's platform ({platforms.name(*have)}) does not match "
+                f"the detected host platform ({platforms.name(*host)}) and no specific "
+                "platform was requested"]
+    return []
+
+
+# `--network host|none`: listed and inspected as Docker's pre-defined networks (drivers
+# host and null); the shim has no definition of them, they are modes of a container.
+PREDEFINED = {"host": "host", "none": "null"}
+
+
+def _predefined(name: str) -> types_pb2.NetworkInfo:
+    return types_pb2.NetworkInfo(
+        name=name, id=hashlib.sha256(f"muelle-network-{name}".encode()).hexdigest(),
+        driver=PREDEFINED[name], builtin=True)

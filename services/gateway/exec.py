@@ -15,6 +15,7 @@ from muelle.runtime.v1 import runtime_pb2
 
 from services.core.errors import InvalidArgument
 from services.core.logging import get_logger
+from services.gateway import inputs as inputs_check
 from services.gateway.records import Records
 
 
@@ -25,6 +26,8 @@ def exec_container(records: Records, runtime: Any,
     if first is None or first.WhichOneof("input") != "start":
         raise InvalidArgument("the first ExecContainer message must be start")
     start = first.start
+    inputs_check.no_nul(start)
+    inputs_check.console_size(start.console_size.rows, start.console_size.cols)
     if not start.cmd:
         raise InvalidArgument("no command specified")
     rec = records.lookup(start.container)
@@ -42,7 +45,9 @@ def exec_container(records: Records, runtime: Any,
             kind = msg.WhichOneof("input")
             if kind == "stdin":
                 yield runtime_pb2.ExecInput(stdin=msg.stdin)
-            elif kind == "resize":
+            elif kind == "resize" and inputs_check.fits_console(msg.resize.rows,
+                                                                 msg.resize.cols):
+                # (one that does not fit a winsize is dropped: the stream carries on)
                 yield runtime_pb2.ExecInput(resize=runtime_pb2.ConsoleSize(
                     rows=msg.resize.rows, cols=msg.resize.cols))
             elif kind == "close_stdin":

@@ -23,11 +23,14 @@ SERVICE_NAME = "muelle.engine.v1.Engine"
 
 
 def build(cfg: Config) -> Engine:
-    images = connect(cfg.address("imagestore"), images_pb2_grpc.ImagesStub, "imagestore")
-    runtime = connect(cfg.address("shim"), runtime_pb2_grpc.RuntimeStub, "shim")
-    probes = {name: health_probe(cfg.address(name), name)
+    # The gateway's own certificate identifies it to its neighbours over TCP.
+    tls = cfg.tls_files("gateway")
+    images = connect(cfg.address("imagestore"), images_pb2_grpc.ImagesStub, "imagestore", tls)
+    runtime = connect(cfg.address("shim"), runtime_pb2_grpc.RuntimeStub, "shim", tls)
+    probes = {name: health_probe(cfg.address(name), name, tls)
               for name in ("registry", "imagestore", "shim")}
-    registry = connect(cfg.address("registry"), registry_pb2_grpc.RegistryStub, "registry")
+    registry = connect(cfg.address("registry"), registry_pb2_grpc.RegistryStub, "registry",
+                       tls)
     return Engine(Records(cfg.state_dir("gateway")), images, runtime, probes,
                   registry=registry, root_dir=str(cfg.root),
                   userns_remap=userns.default_maps(cfg.gateway.userns_remap))

@@ -15,15 +15,24 @@ from muelle.types.v1 import types_pb2
 
 from services.core.errors import InvalidArgument
 
-_SIZE = re.compile(r"^(\d+)([kmgt]?)b?$", re.IGNORECASE)
+_SIZE = re.compile(r"^(\d{1,20})([kmgt]?)b?$", re.IGNORECASE | re.ASCII)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+_MAX_SIZE = (1 << 63) - 1  # tmpfs_size is an int64
+_MAX_MODE = 0o7777
+# The runtime mounts a fresh proc and sysfs there; a mount onto them would hide or replace
+# the kernel's view (runc refuses mounts onto /proc for the same reason, checkProcMount).
+_KERNEL_FS = ("/proc", "/sys")
+# ... except these single files, which runc lets through for lxcfs-style overrides.
+_PROC_FILES = {"/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat",
+               "/proc/swaps", "/proc/uptime", "/proc/loadavg", "/proc/slabinfo",
+               "/proc/net/dev", "/proc/sys/kernel/ns_last_pid"}
 # -v modes we accept; SELinux labels (z, Z) and propagation do not apply here.
 _IGNORED_MODES = {"z", "Z", "rprivate", "private", "rslave", "slave", "rshared", "shared"}
 
 
 def parse_size(text: str) -> int:
     m = _SIZE.match(text.strip())
-    if not m:
+    if not m or int(m.group(1)) * _UNITS[m.group(2).lower()] > _MAX_SIZE:
         raise InvalidArgument(f"invalid size: {text!r}")
     return int(m.group(1)) * _UNITS[m.group(2).lower()]
 
@@ -33,6 +42,19 @@ def _target(path: str, spec: str) -> str:
         raise InvalidArgument(f"invalid volume specification: '{spec}': "
                               f"mount path must be absolute")
     return path
+
+
+def check_target(target: str) -> None:
+    """Refuse a mount (of any type) onto the container's /proc or /sys."""
+    norm = os.path.normpath(target)
+    if norm.startswith("//"):  # normpath keeps a leading "//" (POSIX leaves it open)
+        norm = "/" + norm.lstrip("/")
+    for kernel in _KERNEL_FS:
+        if norm == kernel or (kernel == "/proc" and norm.startswith("/proc/")
+                              and norm not in _PROC_FILES):
+            raise InvalidArgument(f"invalid mount target {target!r}: the container's "
+                                  f"{kernel} is the kernel's, mounted by the runtime; "
+                                  "nothing may be mounted onto it")
 
 
 def parse_bind(spec: str) -> runtime_pb2.VolumeMount:
@@ -63,15 +85,25 @@ def parse_tmpfs(target: str, options: str) -> runtime_pb2.VolumeMount:
         if key == "size":
             m.tmpfs_size = parse_size(value)
         elif key == "mode":
-            try:
-                m.tmpfs_mode = int(value, 8)
-            except ValueError:
-                raise InvalidArgument(f"invalid tmpfs mode: {value!r}") from None
+            mode = _octal(value)
+            if mode is None:
+                raise InvalidArgument(f"invalid tmpfs mode: {value!r}")
+            m.tmpfs_mode = mode
         elif opt in ("ro", "rw"):
             m.readonly = opt == "ro"
         else:
             m.tmpfs_options.append(opt)
     return m
+
+
+def _octal(text: str) -> int | None:
+    if not 0 < len(text) <= 6 or not text.isascii() or not text.isdigit():
+        return None
+    try:
+        mode = int(text, 8)
+    except ValueError:  # an 8 or a 9
+        return None
+    return mode if mode <= _MAX_MODE else None
 
 
 def to_runtime(m: engine_pb2.VolumeMount) -> runtime_pb2.VolumeMount:
@@ -90,6 +122,7 @@ def container_mounts(req: engine_pb2.CreateContainerRequest,
     out += [to_runtime(m) for m in req.mounts]
     out += [parse_tmpfs(t, req.tmpfs[t]) for t in sorted(req.tmpfs)]
     for m in out:
+        check_target(m.target)
         if m.type == "bind" and not m.source.startswith("/"):
             raise InvalidArgument(f"invalid mount config for type \"bind\": invalid mount "
                                   f"path: '{m.source}' mount path must be absolute")

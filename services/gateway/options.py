@@ -15,24 +15,33 @@ from muelle.engine.v1 import engine_pb2
 from muelle.runtime.v1 import runtime_pb2
 from muelle.types.v1 import types_pb2
 
-from services.core import cpuset
+from services.core import cpuset, numbers
 from services.core.errors import InvalidArgument
 from services.core.restart_policy import parse as restart_policy_parse
-from services.gateway import userns
+from services.gateway import inputs, userns
 from services.gateway.merge import Merged
 
 MIN_MEMORY = 6 * 1024 * 1024  # docker's minimum memory limit
 CPU_PERIOD = 100_000  # microseconds, the CFS default docker uses with --cpus
 DEFAULT_STOP_TIMEOUT = 10
+# Published ports of one container (-p and -P together). Each costs DNAT rules and a
+# bound listener check, ~27 ms a port (issue 19: 1000 ports took 27 s to create), and
+# Docker, which has no hard limit, runs one docker-proxy process per port, which makes a
+# few thousand its practical ceiling. 1024 still takes a 1000-port range (RTP media
+# servers publish such) and keeps a create's port work under half a minute.
+MAX_PORTS = 1024
+# Supplementary group IDs are gid_t (32 bits); (gid_t)-1 means "no group" to the kernel.
+MAX_GID = (1 << 32) - 2
 
 
 def check_signal(text: str) -> str:
     """``text`` if it names a signal ("SIGTERM", "TERM", "15"), else InvalidArgument."""
     value = text.strip()
-    if value.isdigit():
-        if 0 < int(value) < 65:
+    number = numbers.uint(value)
+    if number is not None:
+        if 0 < number < 65:
             return value
-    else:
+    elif not value.isdigit():
         name = value.upper()
         name = name if name.startswith("SIG") else "SIG" + name
         if name in signalmod.Signals.__members__:
@@ -75,7 +84,8 @@ def _seccomp(value: str) -> str:
     return value
 
 
-_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmg]?)b?$", re.IGNORECASE)
+_SIZE = re.compile(r"^(\d{1,20}(?:\.\d{1,20})?)\s*([kmg]?)b?$", re.IGNORECASE | re.ASCII)
+MAX_INT64 = (1 << 63) - 1
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 
@@ -86,15 +96,16 @@ def log_limits(opts: dict[str, str]) -> tuple[int, int]:
     for key, value in opts.items():
         if key == "max-size":
             m = _SIZE.match(value.strip())
-            if not m or float(m.group(1)) <= 0:
+            if not m or not 0 < float(m.group(1)) * _UNITS[m.group(2).lower()] <= MAX_INT64:
                 raise InvalidArgument(f"invalid log opt max-size {value!r}: want a size "
                                       "like 10m")
             size = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
         elif key == "max-file":
-            if not value.isdigit() or int(value) < 1:
+            number = numbers.uint(value)
+            if number is None or not 1 <= number <= MAX_INT64:
                 raise InvalidArgument(f"invalid log opt max-file {value!r}: want a number "
                                       "of files, at least 1")
-            files = int(value)
+            files = number
         else:
             raise InvalidArgument(f"unknown log opt '{key}' for json-file log driver")
     return size, files
@@ -153,18 +164,27 @@ def resources(req: engine_pb2.CreateContainerRequest) -> runtime_pb2.Resources:
 def group_ids(groups: list[str]) -> list[int]:
     out = []
     for group in groups:
-        if not group.isdigit():
+        gid = numbers.uint(group)
+        if gid is None:
             # Names live in the rootfs's /etc/group, which only the shim can read.
             raise InvalidArgument(f"--group-add {group!r}: only numeric group IDs are "
                                   "supported for now")
-        out.append(int(group))
+        if gid > MAX_GID:
+            raise InvalidArgument(f"--group-add {group}: out of range (at most {MAX_GID})")
+        out.append(gid)
     return out
 
 
 def check_request(req: engine_pb2.CreateContainerRequest) -> None:
     """Options that are wrong whatever the image says."""
+    inputs.no_nul(req)
     if not req.image:
         raise InvalidArgument("an image is required")
+    if req.HasField("console_size"):
+        inputs.console_size(req.console_size.rows, req.console_size.cols)
+    if len(req.ports) > MAX_PORTS:
+        raise InvalidArgument(f"too many published ports ({len(req.ports)}): at most "
+                              f"{MAX_PORTS} per container")
     if req.network_mode.startswith("container:") and not req.network_mode[10:]:
         raise InvalidArgument("--network container: needs a container name or ID")
     for port in req.ports:
@@ -223,6 +243,12 @@ def container_spec(req: engine_pb2.CreateContainerRequest, merged: Merged,
         ports=list(req.ports) + exposed_ports(req, merged.exposed_ports),
         network_aliases=list(req.network_aliases),
     )
+    if len(spec.ports) > MAX_PORTS:  # -P adds what the image EXPOSEs
+        raise InvalidArgument(f"too many published ports ({len(spec.ports)}, with the "
+                              f"image's exposed ports): at most {MAX_PORTS} per container")
+    # The image's config (entrypoint, env, workdir) comes from a registry: as checked as
+    # the request's own fields.
+    inputs.no_nul(spec, "image config ")
     uid_maps, gid_maps = userns.maps(req, userns_remap or [])
     spec.uid_maps.extend(uid_maps)
     spec.gid_maps.extend(gid_maps)
@@ -244,9 +270,10 @@ def exposed_ports(req: engine_pb2.CreateContainerRequest,
     out = []
     for item in exposed:
         port, _, proto = item.partition("/")
-        if not port.isdigit():
-            continue
-        key = (int(port), proto or "tcp")
+        number = numbers.uint(port)
+        if number is None or not 0 < number < 65536 or proto not in ("", "tcp", "udp"):
+            continue  # an image's EXPOSE is a hint; one we cannot publish is skipped
+        key = (number, proto or "tcp")
         if key not in have:
             have.add(key)
             out.append(types_pb2.NetworkPort(container_port=key[0], protocol=key[1]))

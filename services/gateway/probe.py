@@ -9,17 +9,18 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.core.client import channel
 from services.core.errors import Unavailable
+from services.core.tls import TlsFiles
 from services.core.version import VERSION
 
 TIMEOUT = 2.0
 
 
-def health_probe(address: str, name: str) -> Callable[[], str]:
+def health_probe(address: str, name: str, tls: TlsFiles | None = None) -> Callable[[], str]:
     """A probe returning "<version> (serving)", or raising Unavailable with the reason."""
 
     def probe() -> str:
         try:
-            with channel(address) as ch:
+            with channel(address, tls) as ch:
                 reply = health_pb2_grpc.HealthStub(ch).Check(
                     health_pb2.HealthCheckRequest(service=""), timeout=TIMEOUT)
         except grpc.RpcError as err:

@@ -1,21 +1,27 @@
 """Container records in SQLite: the containers users see, by ID, ID prefix or name.
 
 A record is inserted with ``ready = 0`` before the neighbours are asked to do anything
-(so the name is reserved atomically) and marked ready once the shim has created the
-container. Records still not ready after a crash are undone on the next start.
+(so the name is reserved atomically) and marked ready (1) once the shim has created the
+container. A removal marks it 2 (3: with its anonymous volumes) before it asks the shim,
+and deletes it last. Records not ready, after a crash or a failed step, are finished by
+removing what the container has left (Engine: restore, and retries until done).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from muelle.engine.v1 import engine_pb2
 from muelle.runtime.v1 import runtime_pb2
 
-from services.core.errors import AlreadyExists, InvalidArgument, NotFound
+from services.core import modes
+from services.core.errors import AlreadyExists, InvalidArgument, NotFound, is_no_space, no_space
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS containers (
@@ -36,6 +42,13 @@ CREATE TABLE IF NOT EXISTS containers (
     ready INTEGER NOT NULL DEFAULT 0
 )
 """
+# The ready column: the container's place in its life.
+CREATING, READY, REMOVING, REMOVING_VOLUMES = 0, 1, 2, 3
+
+# Containers a commit has paused (Docker's default) until it resumes them: a gateway
+# killed in between resumes them when it starts again.
+_PAUSES = "CREATE TABLE IF NOT EXISTS commit_pauses (id TEXT PRIMARY KEY)"
+
 _COLUMNS = ("id, name, image, image_id, created, request, spec, entrypoint, cmd, runtime, "
             "auto_remove, stop_signal, stop_timeout, bundle, ready")
 
@@ -57,6 +70,8 @@ class Record:
     stop_timeout: int
     bundle: str = ""
     ready: bool = False
+    removing: bool = False  # a removal began (ready = 2 or 3) and has not finished
+    remove_volumes: bool = False  # ... with the container's anonymous volumes (3)
 
 
 def conflict(name: str, owner: str) -> AlreadyExists:
@@ -83,28 +98,48 @@ def _row(row: tuple) -> Record:  # type: ignore[type-arg]
     return Record(id=row[0], name=row[1], image=row[2], image_id=row[3], created=row[4],
                   request=request, spec=spec, entrypoint=_split(row[7]), cmd=_split(row[8]),
                   runtime=row[9], auto_remove=bool(row[10]), stop_signal=row[11],
-                  stop_timeout=int(row[12]), bundle=row[13], ready=bool(row[14]))
+                  stop_timeout=int(row[12]), bundle=row[13], ready=row[14] == READY,
+                  removing=row[14] in (REMOVING, REMOVING_VOLUMES),
+                  remove_volumes=row[14] == REMOVING_VOLUMES)
 
 
 class Records:
     """Thread-safe store of container records in ``<state>/gateway.db``."""
 
     def __init__(self, state_dir: Path) -> None:
-        state_dir.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(state_dir / "gateway.db"), check_same_thread=False,
+        modes.private_dir(state_dir)
+        self._path = state_dir / "gateway.db"
+        # Made 0600 before SQLite opens it (its -wal and -shm take the same mode); one
+        # from an older version, 0644, is tightened with them.
+        os.close(modes.open_private(self._path, append=True))
+        modes.private_files(state_dir, "gateway.db*")
+        self._db = sqlite3.connect(str(self._path), check_same_thread=False,
                                    isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute(_SCHEMA)
+        self._db.execute(_PAUSES)
         self._lock = threading.Lock()
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
+    @contextlib.contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        """Held while changing the table: a full disk is ResourceExhausted saying what
+        was not recorded (each change is one statement: SQLite keeps all or nothing)."""
+        with self._lock:
+            try:
+                yield
+            except sqlite3.OperationalError as exc:
+                if is_no_space(exc):
+                    raise no_space(f"{what} ({self._path})", exc) from None
+                raise
+
     def insert(self, rec: Record) -> None:
         """Add ``rec`` (not ready); AlreadyExists when its name is taken."""
-        with self._lock:
+        with self._writing(f"the record of container {rec.id}"):
             clash = self._db.execute("SELECT id FROM containers WHERE name = ?",
                                      (rec.name,)).fetchone()
             if clash:
@@ -124,12 +159,36 @@ class Records:
         return row[0] if row else None
 
     def mark_ready(self, cid: str, bundle: str) -> None:
-        with self._lock:
+        with self._writing(f"the record of container {cid}"):
             self._db.execute("UPDATE containers SET ready = 1, bundle = ? WHERE id = ?",
                              (bundle, cid))
 
-    def delete(self, cid: str) -> None:
+    def mark_removing(self, cid: str, remove_volumes: bool) -> None:
+        """A removal begins: the container is no longer listed; its record goes last."""
+        with self._writing(f"the removal of container {cid}"):
+            self._db.execute("UPDATE containers SET ready = ? WHERE id = ?",
+                             (REMOVING_VOLUMES if remove_volumes else REMOVING, cid))
+
+    def mark_kept(self, cid: str) -> None:
+        """A removal that changed nothing (refused): listed again."""
+        with self._writing(f"the record of container {cid}"):
+            self._db.execute("UPDATE containers SET ready = 1 WHERE id = ? AND ready >= 2",
+                             (cid,))
+
+    def hold_pause(self, cid: str) -> None:
+        with self._writing(f"the commit pause of container {cid}"):
+            self._db.execute("INSERT OR IGNORE INTO commit_pauses VALUES (?)", (cid,))
+
+    def release_pause(self, cid: str) -> None:
+        with self._writing(f"the commit pause of container {cid}"):
+            self._db.execute("DELETE FROM commit_pauses WHERE id = ?", (cid,))
+
+    def held_pauses(self) -> list[str]:
         with self._lock:
+            return [r[0] for r in self._db.execute("SELECT id FROM commit_pauses")]
+
+    def delete(self, cid: str) -> None:
+        with self._writing(f"the removal of container {cid}'s record"):
             self._db.execute("DELETE FROM containers WHERE id = ?", (cid,))
 
     def get(self, cid: str) -> Record | None:

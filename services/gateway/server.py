@@ -9,6 +9,7 @@ from muelle.engine.v1 import engine_pb2, engine_pb2_grpc
 from muelle.types.v1 import types_pb2
 
 from services.gateway.attach import attach_stream
+from services.gateway.building import build_image
 from services.gateway.engine import Engine
 from services.gateway.exec import exec_container
 from services.gateway.volumes import Volumes
@@ -28,7 +29,7 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
     def PullImage(self, request: engine_pb2.PullImageRequest,  # noqa: N802
                   context: Ctx) -> Iterator[types_pb2.PullProgress]:
         plat = request.platform if request.HasField("platform") else None
-        yield from self.engine.pull(request.reference, plat)
+        yield from self.engine.pull(request.reference, plat, on_cancel=context.add_callback)
 
     def ListImages(self, request: engine_pb2.ListImagesRequest,  # noqa: N802
                    context: Ctx) -> engine_pb2.ListImagesResponse:
@@ -58,7 +59,8 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
 
     def WaitContainer(self, request: engine_pb2.WaitContainerRequest,  # noqa: N802
                       context: Ctx) -> engine_pb2.WaitContainerResponse:
-        return self.engine.wait(request.container)
+        return self.engine.wait(request.container, request.condition,
+                                cancelled=lambda: not context.is_active())
 
     def StopContainer(self, request: engine_pb2.StopContainerRequest,  # noqa: N802
                       context: Ctx) -> engine_pb2.StopContainerResponse:
@@ -98,7 +100,7 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
 
     def SystemCheck(self, request: engine_pb2.SystemCheckRequest,  # noqa: N802
                     context: Ctx) -> engine_pb2.SystemCheckResponse:
-        return self.engine.system_check()
+        return self.engine.system_check(repair=request.repair)
 
     def SaveImages(self, request: engine_pb2.SaveImagesRequest,  # noqa: N802
                    context: Ctx) -> Iterator[engine_pb2.ArchiveChunk]:
@@ -216,3 +218,8 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
     def CommitContainer(self, request: engine_pb2.CommitContainerRequest,  # noqa: N802
                         context: Ctx) -> engine_pb2.CommitContainerResponse:
         return self.engine.commit_container(request)
+
+    def Build(self, request_iterator: Iterator[engine_pb2.BuildRequest],  # noqa: N802
+              context: Ctx) -> Iterator[engine_pb2.BuildEvent]:
+        yield from build_image(self.engine, request_iterator, is_active=context.is_active,
+                               on_cancel=context.add_callback)

@@ -1,4 +1,4 @@
-"""`image prune`, `system df`, `system check`, `save` and `load`: the image store does the
+"""`image prune`, `system df`, `save` and `load`: the image store does the
 work; the gateway adds what only it knows (container names and whether they run).
 
 save/load bytes flow CLI <-> gateway <-> imagestore as gRPC streams of chunks, one chunk
@@ -47,6 +47,8 @@ def system_df(images: Any, runtime: Any, records: Records) -> engine_pb2.SystemD
         state = "exited" if state in ("stopped", "") else state
         out.containers.append(engine_pb2.DfContainer(
             id=c.id, name=names.get(c.id, ""), image_id=c.image_id, size=c.size, state=state))
+    for vol in runtime.ListVolumes(runtime_pb2.VolumeListRequest(with_size=True)).volumes:
+        out.volumes.append(engine_pb2.Volume.FromString(vol.SerializeToString()))
     running = [c for c in out.containers if c.state in RUNNING]
     out.summary.append(engine_pb2.DfSummary(
         type="Images", total=len(out.images),
@@ -56,16 +58,12 @@ def system_df(images: Any, runtime: Any, records: Records) -> engine_pb2.SystemD
         type="Containers", total=len(out.containers), active=len(running),
         size=sum(c.size for c in out.containers),
         reclaimable=sum(c.size for c in out.containers if c.state not in RUNNING)))
+    out.summary.append(engine_pb2.DfSummary(
+        type="Local Volumes", total=len(out.volumes),
+        active=sum(1 for v in out.volumes if v.containers),
+        size=sum(v.size for v in out.volumes),
+        reclaimable=sum(v.size for v in out.volumes if not v.containers)))
     return out
-
-
-def system_check(images: Any) -> engine_pb2.SystemCheckResponse:
-    reply = images.Check(images_pb2.CheckRequest())
-    return engine_pb2.SystemCheckResponse(
-        problems=[engine_pb2.CheckProblem(kind=p.kind, subject=p.subject, message=p.message)
-                  for p in reply.problems],
-        blobs=reply.blobs, snapshots=reply.snapshots, images=reply.images,
-        containers=reply.containers)
 
 
 def save_images(images: Any, references: list[str]) -> Iterator[engine_pb2.ArchiveChunk]:

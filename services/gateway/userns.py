@@ -10,17 +10,20 @@ from __future__ import annotations
 from muelle.engine.v1 import engine_pb2
 from muelle.types.v1 import types_pb2
 
+from services.core import numbers
 from services.core.errors import InvalidArgument
 
-ID_LIMIT = 1 << 32
+# The kernel refuses an extent whose first id + count wraps a u32, and (uid_t)-1 is no id:
+# ids and ends of ranges stay below 2**32 - 1.
+ID_LIMIT = (1 << 32) - 1
 MAX_RANGES = 340  # the kernel's limit on lines of a uid_map
 
 
 def parse_map(text: str, flag: str) -> types_pb2.IDMapping:
-    parts = text.split(":")
-    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+    values = [numbers.uint(p) for p in text.split(":")]
+    if len(values) != 3 or None in values:
         raise InvalidArgument(f"invalid {flag} {text!r}: want CONTAINER:HOST:SIZE")
-    inner, outer, size = (int(p) for p in parts)
+    inner, outer, size = (v or 0 for v in values)
     if size == 0 or inner + size > ID_LIMIT or outer + size > ID_LIMIT:
         raise InvalidArgument(f"invalid {flag} {text!r}: out of range")
     return types_pb2.IDMapping(container_id=inner, host_id=outer, size=size)

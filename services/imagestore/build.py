@@ -114,10 +114,12 @@ class ImageBuilder:
         self.metadata = metadata
         self.commit_lock = commit_lock
 
-    def record(self, parent: ImageRecord | None, layer: NewLayer, doc: dict[str, Any],
+    def record(self, parent: ImageRecord | None, layer: NewLayer | None, doc: dict[str, Any],
                names: list[str]) -> ImageRecord:
         """Store ``layer`` on top of ``parent`` (None: a base layer) and record the image
-        whose config is ``doc`` (its rootfs is filled in here) under ``names``."""
+        whose config is ``doc`` (its rootfs is filled in here) under ``names``. Without a
+        layer the image has the parent's layers and only a new config (a build step that
+        wrote nothing; with no parent either, an image of no layers: `FROM scratch`)."""
         parent_layers: list[dict[str, Any]] = []
         manifest_type, layer_type = OCI_MANIFEST, OCI_LAYER_GZIP
         config_type = OCI_CONFIG
@@ -128,7 +130,8 @@ class ImageBuilder:
                 # Stay in the parent's dialect: registries refuse mixed media types.
                 manifest_type, layer_type = DOCKER_MANIFEST, DOCKER_LAYER_GZIP
                 config_type = str(pm["config"]["mediaType"])
-        diff_ids = [*(parent.diff_ids if parent else []), layer.diff_id]
+        diff_ids = [*(parent.diff_ids if parent else []),
+                    *([layer.diff_id] if layer is not None else [])]
         chain_ids = [digestmod.chain_id(diff_ids[: i + 1]) for i in range(len(diff_ids))]
         doc["rootfs"] = {"type": "layers", "diff_ids": diff_ids}
         raw_config = json.dumps(doc, separators=(",", ":")).encode()
@@ -138,26 +141,14 @@ class ImageBuilder:
             "schemaVersion": 2, "mediaType": manifest_type,
             "config": {"mediaType": config_type, "digest": config_digest,
                        "size": len(raw_config)},
-            "layers": [*parent_layers, {"mediaType": layer_type, "digest": layer.digest,
-                                        "size": layer.size}],
+            "layers": [*parent_layers, *([{"mediaType": layer_type, "digest": layer.digest,
+                                           "size": layer.size}] if layer is not None else [])],
         }
         raw_manifest = json.dumps(manifest, separators=(",", ":")).encode()
         manifest_digest = digestmod.of_bytes(raw_manifest)
 
-        self.content.ingest(layer.digest, layer.size, _file_chunks(layer.path))
-        lowers = self.snapshots.lowers(chain_ids[:-1])
-
-        def apply(dest: Path) -> int:
-            with self.content.open(layer.digest) as blob:
-                try:
-                    return unpack(blob, dest, layer.diff_id, lowers)
-                except DataLoss as exc:
-                    # Import's input is the user's tar: not a tar is a bad argument.
-                    raise InvalidArgument(f"not a valid root filesystem tar: {exc}") from None
-
-        size = self.snapshots.create(chain_ids[-1], chain_ids[:-1], apply)
-        if size is not None:
-            self.metadata.put_snapshot(chain_ids[-1], size)
+        if layer is not None:
+            self._store_layer(layer, chain_ids)
         self.content.write(config_digest, raw_config)
         self.content.write(manifest_digest, raw_manifest)
         blobs = list(dict.fromkeys([manifest_digest, config_digest,
@@ -176,3 +167,19 @@ class ImageBuilder:
                                   "retry")
             self.metadata.put_image(rec, names)
         return rec
+
+    def _store_layer(self, layer: NewLayer, chain_ids: list[str]) -> None:
+        self.content.ingest(layer.digest, layer.size, _file_chunks(layer.path))
+        lowers = self.snapshots.lowers(chain_ids[:-1])
+
+        def apply(dest: Path) -> int:
+            with self.content.open(layer.digest) as blob:
+                try:
+                    return unpack(blob, dest, layer.diff_id, lowers)
+                except DataLoss as exc:
+                    # Import's input is the user's tar: not a tar is a bad argument.
+                    raise InvalidArgument(f"not a valid root filesystem tar: {exc}") from None
+
+        size = self.snapshots.create(chain_ids[-1], chain_ids[:-1], apply)
+        if size is not None:
+            self.metadata.put_snapshot(chain_ids[-1], size)

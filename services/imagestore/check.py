@@ -13,7 +13,7 @@ recorded its image leaves them, and the next pull reuses them (`image prune` fre
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from services.core import digest as digestmod
 from services.imagestore.content import ContentStore
@@ -37,6 +37,7 @@ class CheckReport:
     snapshots: int = 0  # snapshot directories seen
     images: int = 0     # image records checked
     containers: int = 0
+    container_ids: list[str] = field(default_factory=list)  # whose rootfs is kept
 
 
 def _blob_digest(path: os.PathLike[str], name: str) -> str:
@@ -85,11 +86,20 @@ def check(content: ContentStore, snapshots: Snapshots, metadata: Metadata) -> Ch
             if chain not in on_disk:
                 add(Problem("image", rec.id, f"layer snapshot {chain} is missing"))
 
+    recorded_containers = set()
     for cid, chains in metadata.list_containers():
         report.containers += 1
+        report.container_ids.append(cid)
+        recorded_containers.add(cid)
         if not (snapshots.container_dir(cid) / "upper").is_dir():
             add(Problem("container", cid, "writable layer is missing"))
         for chain in chains:
             if chain not in on_disk:
                 add(Problem("container", cid, f"layer snapshot {chain} is missing"))
+    # A writable layer made by a prepare that died before its record was written.
+    for entry in sorted(snapshots.containers.iterdir()):
+        if entry.name.startswith(".") or entry.name in recorded_containers:
+            continue
+        report.container_ids.append(entry.name)
+        add(Problem("container", entry.name, "writable layer has no record"))
     return report

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from services.core import digest as digestmod
-from services.core.errors import DataLoss, NotFound
+from services.core.errors import DataLoss, NotFound, ResourceExhausted
 from services.core.logging import get_logger
 from services.imagestore.locks import KeyedLocks
 
@@ -44,8 +44,9 @@ def _fsync_dir(path: Path) -> None:
 
 
 class ContentStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, min_free: int = 0) -> None:
         self.root = root
+        self.min_free = min_free  # bytes a download must leave free on our filesystem
         self.blobs = root / "blobs"
         self.ingests = root / "ingest"
         self.blobs.mkdir(parents=True, exist_ok=True)
@@ -113,6 +114,7 @@ class ContentStore:
                 return False
             partial = self.partial_path(digest)
             resuming = partial.exists() and partial.stat().st_size > 0
+            self._check_space(digest, size - (partial.stat().st_size if resuming else 0))
             try:
                 self._download(digest, size, fetch, partial, progress)
             except Truncated:
@@ -128,6 +130,19 @@ class ContentStore:
             os.rename(partial, target)
             _fsync_dir(target.parent)
             return True
+
+    def _check_space(self, digest: str, need: int) -> None:
+        """Refuse to start a download that would leave less than ``min_free`` bytes free
+        (the declared size is checked; more than declared is cut off while it streams)."""
+        if not self.min_free:
+            return
+        st = os.statvfs(self.ingests)
+        free = st.f_bavail * st.f_frsize
+        if free - max(need, 0) < self.min_free:
+            raise ResourceExhausted(
+                f"no space for blob {digest}: it needs {need} more bytes, {free} are free on "
+                f"the filesystem of {self.root} and {self.min_free} must stay free "
+                "(imagestore.min_free_bytes)")
 
     def _download(self, digest: str, size: int, fetch: Fetch, partial: Path,
                   progress: Progress | None) -> None:
@@ -168,8 +183,12 @@ class ContentStore:
             raise
         except BaseException:
             os.close(fd)
+            if written == 0:
+                partial.unlink(missing_ok=True)  # nothing to resume
             raise
         os.close(fd)
+        if written == 0 and size:
+            partial.unlink(missing_ok=True)
         if written < size:
             # Keep the partial: a later pull resumes from here.
             raise Truncated(f"blob {digest}: truncated, got {written} of {size} bytes")

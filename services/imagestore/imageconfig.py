@@ -13,6 +13,7 @@ from typing import Any
 
 from muelle.types.v1 import types_pb2
 
+from services.core.errors import InvalidArgument
 from services.core.platform import host_arch
 from services.imagestore.build import now
 
@@ -36,14 +37,23 @@ def docker_config(cfg: types_pb2.ImageConfig, base: dict[str, Any]) -> dict[str,
     return {k: v for k, v in out.items() if v is not None}
 
 
+def _document(raw: bytes) -> dict[str, Any]:
+    """A parent's config document; {} for one that is not a JSON object."""
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _add_history(doc: dict[str, Any], entry: dict[str, Any]) -> None:
+    history = doc.get("history")
+    doc["history"] = [*(history if isinstance(history, list) else []), entry]
+
+
 def commit_config(parent_json: bytes, cfg: types_pb2.ImageConfig, *, author: str,
                   comment: str, created_by: str, container: str) -> dict[str, Any]:
-    try:
-        doc = json.loads(parent_json)
-    except ValueError:
-        doc = {}
-    if not isinstance(doc, dict):
-        doc = {}
+    doc = _document(parent_json)
     created = now()
     base = doc.get("config")
     base = base if isinstance(base, dict) else {}
@@ -60,9 +70,7 @@ def commit_config(parent_json: bytes, cfg: types_pb2.ImageConfig, *, author: str
         entry["author"] = author
     if comment:
         entry["comment"] = comment
-    history = doc.get("history")
-    history = history if isinstance(history, list) else []
-    doc["history"] = [*history, entry]
+    _add_history(doc, entry)
     return doc
 
 
@@ -75,3 +83,36 @@ def import_config(message: str) -> dict[str, Any]:
         doc["variant"] = variant
     doc["history"] = [{"created": created, "comment": message or "Imported from -"}]
     return doc
+
+
+def step_config(parent_json: bytes | None, config: dict[str, Any], created_by: str,
+                empty_layer: bool) -> dict[str, Any]:
+    """A Dockerfile step's image config: the parent's (or, on scratch, a bare one for the
+    host platform) with ``config`` as its "config" and one more history entry."""
+    doc = _document(parent_json) if parent_json is not None else {}
+    if not doc:
+        arch, variant = host_arch()
+        doc = {"architecture": arch, "os": "linux"}
+        if variant:
+            doc["variant"] = variant
+    created = now()
+    doc["config"] = config
+    doc["created"] = created
+    doc.pop("container", None)
+    doc.pop("container_config", None)
+    entry: dict[str, Any] = {"created": created, "created_by": created_by}
+    if empty_layer:
+        entry["empty_layer"] = True
+    _add_history(doc, entry)
+    return doc
+
+
+def config_object(raw: bytes) -> dict[str, Any]:
+    """A build's "config" object from its JSON; INVALID_ARGUMENT unless an object."""
+    try:
+        value = json.loads(raw) if raw else {}
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise InvalidArgument("config_json must be a JSON object")
+    return value

@@ -63,7 +63,8 @@ def descriptor(obj: Any, what: str) -> types_pb2.Descriptor:
     if not isinstance(digest, str):
         raise InvalidArgument(f"{what}: descriptor has no digest")
     digestmod.validate(digest)
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+    # (sizes travel as int64: a bigger one would fail to encode, as an internal error)
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size < 1 << 63:
         raise InvalidArgument(f"{what}: descriptor {digest} has an invalid size")
     if not isinstance(media, str):
         raise InvalidArgument(f"{what}: descriptor {digest} has an invalid mediaType")

@@ -10,6 +10,7 @@ killed service reopens a consistent database. Names are stored canonical
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 import threading
@@ -19,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.core import reference
+from services.core import modes, reference
 from services.core.errors import InvalidArgument, NotFound
 
 _SCHEMA = """
@@ -75,12 +76,16 @@ class ImageRecord:
 
     @property
     def chain_id(self) -> str:
-        return self.chain_ids[-1]
+        # An image of no layers (a Dockerfile's FROM scratch with only metadata) has none.
+        return self.chain_ids[-1] if self.chain_ids else ""
 
 
 class Metadata:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        # 0600 before SQLite opens it (-wal and -shm take the same mode): see core/modes.
+        os.close(modes.open_private(path, append=True))
+        modes.private_files(path.parent, path.name + "*")
         self._lock = threading.RLock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")

@@ -22,7 +22,9 @@ from muelle.types.v1 import types_pb2
 
 from services.core import digest as digestmod
 from services.core import reference
-from services.core.errors import DataLoss, Unavailable
+from services.core.cancel import Cancel
+from services.core.config import ImageStoreConfig
+from services.core.errors import Cancelled, DataLoss, ResourceExhausted, Unavailable
 from services.core.logging import get_logger
 from services.imagestore.content import ContentStore
 from services.imagestore.follow import FollowReader, Growing
@@ -34,6 +36,9 @@ from services.imagestore.snapshots import Snapshots
 from services.imagestore.unpack import unpack
 
 CONCURRENT_DOWNLOADS = 3  # Docker's default (SPECS.md §8)
+# An image config is read whole into memory (manifests are capped at 4 MiB by the
+# registry service); real ones are kilobytes, with a long history a few hundred.
+MAX_CONFIG_BYTES = 16 << 20
 _UPDATES_PER_LAYER = 4
 
 
@@ -47,10 +52,6 @@ def layer_event(digest: str, phase: str, current: int = 0,
         digest=digest, phase=phase, current=current, total=total))
 
 
-class _Cancelled(Exception):
-    """The pull's consumer went away: stop downloading."""
-
-
 @dataclass
 class _Event:
     index: int
@@ -61,18 +62,33 @@ class _Event:
 
 class Puller:
     def __init__(self, content: ContentStore, snapshots: Snapshots, metadata: Metadata,
-                 registry: RegistryClient, commit_lock: threading.Lock) -> None:
+                 registry: RegistryClient, commit_lock: threading.Lock,
+                 limits: ImageStoreConfig | None = None) -> None:
         self.content = content
         self.snapshots = snapshots
         self.metadata = metadata
         self.registry = registry
         self.commit_lock = commit_lock
+        self.limits = limits or ImageStoreConfig()
 
     def pull(self, ref_text: str, lease: Lease,
-             platform: types_pb2.Platform | None = None,
+             platform: types_pb2.Platform | None = None, cancel: Cancel | None = None,
              ) -> Generator[types_pb2.PullProgress, None, None]:
         """Pull ``ref_text``; everything it fetches or reuses goes on ``lease`` before it
-        is looked for, so no GC removes it until the caller releases the lease."""
+        is looked for, so no GC removes it until the caller releases the lease.
+        ``cancel``, set when the caller goes away, stops every download at once (the
+        partial downloads are kept: the next pull resumes them)."""
+        # Set when the pull ends for any reason: downloads still running stop then.
+        scope = Cancel()
+        forget = cancel.on_set(scope.set) if cancel is not None else (lambda: None)
+        try:
+            yield from self._pull(ref_text, lease, platform, scope)
+        finally:
+            forget()
+            scope.set()
+
+    def _pull(self, ref_text: str, lease: Lease, platform: types_pb2.Platform | None,
+              cancel: Cancel) -> Generator[types_pb2.PullProgress, None, None]:
         ref = reference.parse(ref_text)
         log = get_logger(image=ref.canonical)
         resolved = self.registry.resolve(ref.canonical, platform)
@@ -81,23 +97,42 @@ class Puller:
         if ref.digest and resolved.root.digest != ref.digest:
             raise DataLoss(f"{ref.canonical} resolved to {resolved.root.digest}")
         manifest = parse_manifest(resolved.manifest)
+        if manifest.config.size > MAX_CONFIG_BYTES:
+            raise ResourceExhausted(
+                f"the config {manifest.config.digest} of {resolved.repository} is declared "
+                f"as {manifest.config.size} bytes, more than the limit of {MAX_CONFIG_BYTES}")
+        self._check_sizes(resolved.repository, [manifest.config, *manifest.layers])
         lease.hold(blobs=[resolved.root.digest, resolved.manifest.digest,
                           manifest.config.digest, *(d.digest for d in manifest.layers)])
         yield status(f"{ref.tag or ref.digest}: Pulling from {ref.path}")
 
         def fetcher(desc: types_pb2.Descriptor) -> Callable[[int], Iterator[bytes]]:
             return lambda offset: iter(
-                self.registry.fetch_blob(resolved.repository, desc, offset))
+                self.registry.fetch_blob(resolved.repository, desc, offset, cancel=cancel))
+
+        def stop_if_cancelled(_: int) -> None:
+            if cancel.is_set():
+                raise Cancelled("pull cancelled")
 
         cfg_desc = manifest.config
-        fetched = self.content.ingest(cfg_desc.digest, cfg_desc.size, fetcher(cfg_desc))
+        fetched = self.content.ingest(cfg_desc.digest, cfg_desc.size, fetcher(cfg_desc),
+                                      stop_if_cancelled)
         config = parse_config(self.content.read(cfg_desc.digest), len(manifest.layers))
         chain_ids = [digestmod.chain_id(config.diff_ids[: i + 1])
                      for i in range(len(config.diff_ids))]
         lease.hold(chains=chain_ids)  # before _layers asks which snapshots exist
         existed = self.metadata.get_by_id(cfg_desc.digest) is not None
 
-        fetched |= yield from self._layers(manifest.layers, config.diff_ids, chain_ids, fetcher)
+        fetched |= yield from self._layers(manifest.layers, config.diff_ids, chain_ids, fetcher,
+                                           cancel)
+        # A snapshot that exists satisfies its layer ("Already exists"), but it may have
+        # come from another compression of the same diff_id (gzip vs zstd): then this
+        # manifest's blob is not stored yet. Fetch it, so the image's blobs are all here
+        # for save, push and check (without it the commit below found it "removed").
+        for desc in manifest.layers:
+            if not self.content.has(desc.digest, desc.size):
+                fetched |= self.content.ingest(desc.digest, desc.size, fetcher(desc),
+                                               stop_if_cancelled)
 
         # Keep the root (index) and manifest so push/save reproduce the digests.
         self.content.write(resolved.root.digest, resolved.root.data)
@@ -130,10 +165,25 @@ class Puller:
             reference=ref.canonical, digest=resolved.root.digest, image_id=record.id,
             up_to_date=up_to_date))
 
+    def _check_sizes(self, repository: str, blobs: list[types_pb2.Descriptor]) -> None:
+        """Refuse, before any download, blobs declared larger than the configured caps."""
+        limits = self.limits
+        for desc in blobs:
+            if desc.size > limits.max_blob_bytes:
+                raise ResourceExhausted(
+                    f"blob {desc.digest} of {repository} is declared as {desc.size} bytes, "
+                    f"more than the limit of {limits.max_blob_bytes} "
+                    "(imagestore.max_blob_bytes)")
+        total = sum(desc.size for desc in blobs)
+        if total > limits.max_pull_bytes:
+            raise ResourceExhausted(
+                f"the blobs of {repository} are declared as {total} bytes in all, more "
+                f"than the limit of {limits.max_pull_bytes} (imagestore.max_pull_bytes)")
+
     def _layers(self, layers: list[types_pb2.Descriptor], diff_ids: list[str],
                 chain_ids: list[str],
                 fetcher: Callable[[types_pb2.Descriptor], Callable[[int], Iterator[bytes]]],
-                ) -> Generator[types_pb2.PullProgress, None, bool]:
+                cancel: Cancel) -> Generator[types_pb2.PullProgress, None, bool]:
         """Download missing layers concurrently, apply them in order; returns whether
         anything was fetched or unpacked (via StopIteration.value)."""
         n = len(layers)
@@ -144,6 +194,9 @@ class Puller:
         unpacked: set[int] = set()  # streamed layers done, reported once downloaded too
         events: queue.Queue[_Event] = queue.Queue()
         cancelled = threading.Event()
+        cancel.on_set(cancelled.set)
+        # Wakes the wait for the next event below when the caller goes away.
+        cancel.on_set(lambda: events.put(_Event(-1, "cancelled")))
         pending = 0
         work = False
         pool = ThreadPoolExecutor(CONCURRENT_DOWNLOADS, thread_name_prefix="pull")
@@ -186,6 +239,8 @@ class Puller:
                               chain_ids[: applied + 1], growing[applied], cancelled, events),
                         daemon=True).start()
                 ev = events.get()
+                if ev.kind == "cancelled":
+                    raise Cancelled("pull cancelled")
                 digest = layers[ev.index].digest
                 if ev.kind == "unpacked":
                     streaming = -1
@@ -214,7 +269,7 @@ class Puller:
 
         def progress(current: int) -> None:
             if cancelled.is_set():
-                raise _Cancelled()
+                raise Cancelled("pull cancelled")
             growing.advance(current)
             if current - last[0] >= step or current == desc.size:
                 last[0] = current
@@ -222,12 +277,10 @@ class Puller:
 
         try:
             self.content.ingest(desc.digest, desc.size, fetch, progress)
-        except _Cancelled:
-            growing.end(failed=True)
-            return
         except BaseException as exc:  # handed to the pulling thread, which raises it
             growing.end(failed=True)
-            events.put(_Event(index, "error", error=exc))
+            if not cancelled.is_set():  # else: a consequence of the cancel, nobody waits
+                events.put(_Event(index, "error", error=exc))
             return
         growing.end(failed=False)
         events.put(_Event(index, "done"))

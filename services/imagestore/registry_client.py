@@ -10,7 +10,9 @@ from typing import Protocol
 from muelle.registry.v1 import registry_pb2, registry_pb2_grpc
 from muelle.types.v1 import types_pb2
 
+from services.core.cancel import Cancel
 from services.core.client import connect
+from services.core.tls import TlsFiles
 
 
 @dataclass
@@ -36,8 +38,8 @@ class RegistryClient(Protocol):
         """Resolve ``reference`` to its root content and the platform's manifest."""
 
     def fetch_blob(self, repository: str, descriptor: types_pb2.Descriptor,
-                   offset: int) -> Iterable[bytes]:
-        """The blob's bytes from ``offset`` on."""
+                   offset: int, cancel: Cancel | None = None) -> Iterable[bytes]:
+        """The blob's bytes from ``offset`` on; ``cancel`` set ends the transfer."""
 
     def stat_blob(self, repository: str, digest: str) -> bool:
         """Whether ``repository`` has the blob."""
@@ -61,14 +63,16 @@ def _content(msg: registry_pb2.ManifestContent) -> Content:
 class GrpcRegistryClient:
     """RegistryClient backed by the registry service; connects on first use."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, tls: TlsFiles | None = None) -> None:
         self.address = address
+        self.tls = tls  # the image store's certificate, for a registry service over TCP
         self._stub: registry_pb2_grpc.RegistryStub | None = None
 
     @property
     def stub(self) -> registry_pb2_grpc.RegistryStub:
         if self._stub is None:
-            self._stub = connect(self.address, registry_pb2_grpc.RegistryStub, "registry")
+            self._stub = connect(self.address, registry_pb2_grpc.RegistryStub, "registry",
+                                 self.tls)
         return self._stub
 
     def resolve(self, reference: str, platform: types_pb2.Platform | None) -> Resolved:
@@ -80,16 +84,20 @@ class GrpcRegistryClient:
                         _content(reply.manifest))
 
     def fetch_blob(self, repository: str, descriptor: types_pb2.Descriptor,
-                   offset: int) -> Iterator[bytes]:
+                   offset: int, cancel: Cancel | None = None) -> Iterator[bytes]:
         stream = self.stub.FetchBlob(registry_pb2.FetchBlobRequest(
             repository=repository, descriptor=descriptor, offset=offset))
+        stop = getattr(stream, "cancel", None)
+        # A pull cancelled while this thread waits for a chunk (a slow registry) must not
+        # wait for it: cancelling the call wakes the wait, from the canceller's thread.
+        forget = cancel.on_set(stop) if cancel is not None and stop else (lambda: None)
         try:
             for chunk in stream:
                 yield chunk.data
         finally:
-            cancel = getattr(stream, "cancel", None)
-            if cancel:
-                cancel()  # stop the transfer when the caller gives up early
+            forget()
+            if stop:
+                stop()  # stop the transfer when the caller gives up early
 
     def stat_blob(self, repository: str, digest: str) -> bool:
         reply = self.stub.StatBlob(registry_pb2.StatBlobRequest(repository=repository,

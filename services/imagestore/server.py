@@ -11,6 +11,9 @@ from muelle.images.v1 import images_pb2, images_pb2_grpc
 from muelle.types.v1 import types_pb2
 
 from services.core import config as configmod
+from services.core.cancel import Cancel
+from services.core.errors import InvalidArgument
+from services.imagestore import buildstep
 from services.imagestore.metadata import ImageRecord
 from services.imagestore.registry_client import GrpcRegistryClient
 from services.imagestore.store import ImageStore
@@ -64,7 +67,10 @@ class ImagesServicer(images_pb2_grpc.ImagesServicer):
     def Pull(self, request: images_pb2.PullRequest,  # noqa: N802 - gRPC naming
              context: grpc.ServicerContext) -> Iterator[types_pb2.PullProgress]:
         platform = request.platform if request.HasField("platform") else None
-        yield from self.store.pull(request.reference, platform)
+        # The caller going away stops the downloads now, not at the next progress message.
+        cancel = Cancel()
+        context.add_callback(cancel.set)
+        yield from self.store.pull(request.reference, platform, cancel)
 
     def List(self, request: images_pb2.ListImagesRequest,  # noqa: N802
              context: grpc.ServicerContext) -> images_pb2.ListImagesResponse:
@@ -124,7 +130,7 @@ class ImagesServicer(images_pb2_grpc.ImagesServicer):
             problems=[images_pb2.CheckProblem(kind=p.kind, subject=p.subject,
                                               message=p.message) for p in report.problems],
             blobs=report.blobs, snapshots=report.snapshots, images=report.images,
-            containers=report.containers)
+            containers=report.containers, container_ids=report.container_ids)
 
 
     def Save(self, request: images_pb2.SaveImagesRequest,  # noqa: N802
@@ -160,13 +166,30 @@ class ImagesServicer(images_pb2_grpc.ImagesServicer):
         rec, name = self.store.commit(
             request.container_id, request.config, request.reference, author=request.author,
             comment=request.comment, created_by=request.created_by,
-            container=request.container)
+            container=request.container, config_json=request.config_json,
+            empty_if_unchanged=request.empty_layer_if_unchanged)
         return images_pb2.CommitResponse(id=rec.id, name=name)
+
+    def AddFiles(self, request_iterator: Iterator[images_pb2.AddFilesRequest],  # noqa: N802
+                 context: grpc.ServicerContext) -> images_pb2.AddFilesResponse:
+        first = next(request_iterator, images_pb2.AddFilesRequest())
+        if not first.HasField("header"):
+            raise InvalidArgument("the first AddFiles message must carry the header")
+        rec, added = buildstep.add_files(self.store, first.header,
+                                         (m.data for m in request_iterator))
+        return images_pb2.AddFilesResponse(id=rec.id, layer_added=added)
+
+    def ReadFiles(self, request: images_pb2.ReadFilesRequest,  # noqa: N802
+                  context: grpc.ServicerContext) -> Iterator[images_pb2.ArchiveChunk]:
+        for data in buildstep.read_files(self.store, request.image, request.path):
+            yield images_pb2.ArchiveChunk(data=data)
 
 
 def factory(cfg: configmod.Config) -> tuple[
         Callable[[grpc.Server], None], Sequence[str], Callable[[], None] | None]:
-    store = ImageStore(cfg.state_dir("imagestore"), GrpcRegistryClient(cfg.address("registry")))
+    # The image store's own certificate identifies it to a registry service over TCP.
+    registry = GrpcRegistryClient(cfg.address("registry"), cfg.tls_files("imagestore"))
+    store = ImageStore(cfg.state_dir("imagestore"), registry, cfg.imagestore)
 
     def register(server: grpc.Server) -> None:
         images_pb2_grpc.add_ImagesServicer_to_server(ImagesServicer(store), server)

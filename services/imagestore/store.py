@@ -22,13 +22,15 @@ from typing import IO
 import zstandard
 from muelle.types.v1 import types_pb2
 
-from services.core import reference
+from services.core import modes, reference
+from services.core.cancel import Cancel
+from services.core.config import ImageStoreConfig
 from services.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.core.logging import get_logger
 from services.imagestore.build import ImageBuilder, copy_stream, write_layer
 from services.imagestore.check import CheckReport, check
 from services.imagestore.content import ContentStore
-from services.imagestore.imageconfig import commit_config, import_config
+from services.imagestore.imageconfig import commit_config, config_object, import_config
 from services.imagestore.leases import Leases
 from services.imagestore.load import Loaded, Loader
 from services.imagestore.metadata import ImageRecord, Metadata
@@ -55,15 +57,17 @@ def _short(image_or_container_id: str) -> str:
 
 
 class ImageStore:
-    def __init__(self, root: Path, registry: RegistryClient) -> None:
-        root.mkdir(parents=True, exist_ok=True)
+    def __init__(self, root: Path, registry: RegistryClient,
+                 limits: ImageStoreConfig | None = None) -> None:
+        modes.private_dir(root)  # nothing of it is for other users (core/modes.py)
         self.root = root
-        self.content = ContentStore(root)
+        limits = limits or ImageStoreConfig()
+        self.content = ContentStore(root, min_free=limits.min_free_bytes)
         self.snapshots = Snapshots(root)
         self.metadata = Metadata(root / "metadata.db")
         self.commit_lock = threading.Lock()
         self.puller = Puller(self.content, self.snapshots, self.metadata, registry,
-                             self.commit_lock)
+                             self.commit_lock, limits)
         self.loader = Loader(self.content, self.snapshots, self.metadata, self.commit_lock)
         # Pulls in flight hold leases (leases.py); loads, imports and commits do not yet, so
         # while one runs, content nothing references is left alone altogether.
@@ -83,11 +87,11 @@ class ImageStore:
     # -- images --------------------------------------------------------------------------
 
     def pull(self, ref: str,
-             platform: types_pb2.Platform | None = None,
+             platform: types_pb2.Platform | None = None, cancel: Cancel | None = None,
              ) -> Generator[types_pb2.PullProgress, None, None]:
         lease = self.leases.new()
         try:
-            yield from self.puller.pull(ref, lease, platform)
+            yield from self.puller.pull(ref, lease, platform, cancel)
         finally:  # also when the client goes away (the generator is closed)
             lease.release()
 
@@ -299,10 +303,13 @@ class ImageStore:
 
     def commit(self, container_id: str, cfg: types_pb2.ImageConfig, ref: str = "",
                author: str = "", comment: str = "", created_by: str = "",
-               container: str = "") -> tuple[ImageRecord, str]:
+               container: str = "", config_json: bytes = b"",
+               empty_if_unchanged: bool = False) -> tuple[ImageRecord, str]:
         """A new image: the container's image plus its writable layer as one more layer.
         The container is not paused: files written during the commit may be caught
-        half-way (stop the container first for an exact snapshot)."""
+        half-way (stop the container first for an exact snapshot). ``config_json``
+        replaces the "config" made from ``cfg``; ``empty_if_unchanged``: an unchanged
+        writable layer adds no layer, only an "empty_layer" history entry (a build's RUN)."""
         names = [reference.parse(ref).canonical] if ref else []
         if ref and reference.parse(ref).digest:
             raise InvalidArgument(f"refusing to create a tag with a digest reference: {ref}")
@@ -313,6 +320,13 @@ class ImageStore:
                                      "cannot commit on top of it")
         doc = commit_config(parent.config_json, cfg, author=author, comment=comment,
                             created_by=created_by, container=container or container_id)
+        if config_json:
+            doc["config"] = config_object(config_json)
+        if empty_if_unchanged and next(diff_entries(layers[0]), None) is None:
+            doc["history"][-1]["empty_layer"] = True
+            rec = self.builder.record(parent, None, doc, names)
+            get_logger(container=container_id, image=rec.id).info("committed, no change")
+            return rec, names[0] if names else ""
         with self.commit_lock:
             self._unleased += 1
         layer = None

@@ -56,28 +56,37 @@ def merged_entries(layers: list[str]) -> Iterator[Entry]:
     yield from _merge("", layers if not _opaque(layers[0]) else layers[:1])
 
 
+def top_entry(dirs: list[str], name: str
+              ) -> tuple[tuple[str, os.stat_result] | None, list[str]]:
+    """``name`` in the directory the overlay view makes of ``dirs`` (top first): its real
+    path and stat in the topmost layer that has it (None when absent or whited out), and,
+    for a directory, the real dirs that make it up, top first."""
+    stack: list[str] = []
+    first: tuple[str, os.stat_result] | None = None
+    for d in dirs:
+        path = os.path.join(d, name)
+        st = _lstat(path)
+        if st is None:
+            continue
+        if _is_whiteout(st) or (first is not None and not stat.S_ISDIR(st.st_mode)):
+            break
+        if first is None:
+            first = (path, st)
+            if not stat.S_ISDIR(st.st_mode):
+                break
+        stack.append(path)
+        if _opaque(path):
+            break
+    return first, stack
+
+
 def _merge(rel: str, dirs: list[str]) -> Iterator[Entry]:
     names: set[str] = set()
     for d in dirs:
         names.update(os.listdir(d))
     for name in sorted(names):
         arc = f"{rel}{name}"
-        stack: list[str] = []  # the real dirs that make up this directory, top first
-        first: tuple[str, os.stat_result] | None = None
-        for d in dirs:
-            path = os.path.join(d, name)
-            st = _lstat(path)
-            if st is None:
-                continue
-            if _is_whiteout(st) or (first is not None and not stat.S_ISDIR(st.st_mode)):
-                break
-            if first is None:
-                first = (path, st)
-                if not stat.S_ISDIR(st.st_mode):
-                    break
-            stack.append(path)
-            if _opaque(path):
-                break
+        first, stack = top_entry(dirs, name)
         if first is None:
             continue
         yield arc, first[0], first[1]

@@ -322,6 +322,7 @@ class _Applier:
         # previous ones. Only a removal can change what a cached name resolves to (a dir
         # replaced by a symlink is removed first), so every removal clears it.
         self._parents: dict[str, str] = {}
+        self._replaced_since = False  # an entry replaced another: see finish()
         self.log = get_logger(snapshot=self.root)
         self.writers = _Writers(self._create_file)
 
@@ -329,7 +330,18 @@ class _Applier:
         self.writers.flush()
         # Directory times last: creating children changed them.
         for path, m in reversed(self.dirs):
+            if self._replaced_since and not self._still_there(path):
+                continue
             self._times(path, m)
+
+    def _still_there(self, path: str) -> bool:
+        """Whether the directory made at ``path`` is still reached by that path: a later
+        entry may have replaced it, or a parent, by a file (utime would fail) or by a
+        symlink (utime would follow it, out of the snapshot). Found by fuzzing."""
+        try:
+            return resolve_dir(self.root, os.path.relpath(path, self.root), False) == path
+        except InvalidArgument:  # a symlink loop now: not our directory any more
+            return False
 
     def close(self) -> None:
         self.writers.close()
@@ -361,6 +373,7 @@ class _Applier:
             self.writers.flush()
             _remove(path, existing)  # replace; two dirs merge instead
             self._parents.clear()
+            self._replaced_since = True
             existing = None
         if m.isdir():
             if existing is None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from services.core.config import Config
 from services.core.errors import InvalidArgument, NotFound
-from services.core.reference import DEFAULT_DOMAIN
+from services.core.reference import DEFAULT_DOMAIN, check_domain
 
 # Docker stores Hub credentials under this key; we read both spellings.
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
@@ -35,9 +35,10 @@ def server_key(server: str) -> str:
     host = server.strip().removeprefix("https://").removeprefix("http://").split("/", 1)[0]
     if host in ("", "index.docker.io", "registry-1.docker.io", DEFAULT_DOMAIN):
         return DEFAULT_DOMAIN
-    if any(c.isspace() for c in host) or "@" in host:
-        raise InvalidArgument(f"invalid registry host {server!r}")
-    return host
+    try:
+        return check_domain(host)
+    except InvalidArgument:
+        raise InvalidArgument(f"invalid registry host {server!r}") from None
 
 
 def _file_key(host: str) -> str:

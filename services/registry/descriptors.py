@@ -70,7 +70,8 @@ class Descriptor:
             digestmod.validate(digest)
         except Exception as exc:  # InvalidArgument from the digest grammar
             raise DataLoss(f"{where}: {exc}") from None
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        # (sizes travel as int64: a bigger one would fail to encode, as an internal error)
+        if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size < 1 << 63:
             raise DataLoss(f"{where}: descriptor {digest} has an invalid size {size!r}")
         urls = data.get("urls") or []
         annotations = data.get("annotations") or {}

@@ -91,14 +91,14 @@ def map_error(status: int, body: bytes, host: str, kind: str, what: str) -> Muel
                            f"HTTP {status} ({detail})")
 
 
-def tls_context(certs: Path) -> ssl.SSLContext:
+def tls_context(certs: Path, client_certs: bool = True) -> ssl.SSLContext:
     """System CAs plus the *.crt of a certs.d dir, and its client certificate if any
-    (Docker's rules: a name.cert needs its name.key)."""
+    (Docker's rules: a name.cert needs its name.key) unless ``client_certs`` is False."""
     ctx = ssl.create_default_context()
     try:
         for ca in sorted(certs.glob("*.crt")):
             ctx.load_verify_locations(cafile=str(ca))
-        for cert in sorted(certs.glob("*.cert")):
+        for cert in sorted(certs.glob("*.cert")) if client_certs else ():
             key = cert.with_suffix(".key")
             if not key.exists():
                 raise InvalidArgument(f"missing key {key.name} for client certificate "
@@ -110,7 +110,11 @@ def tls_context(certs: Path) -> ssl.SSLContext:
 
 
 class RegistryHTTP:
-    """Requests to ``/v2/`` endpoints of any registry, authenticated as needed."""
+    """Requests to ``/v2/`` endpoints of any registry, authenticated as needed.
+
+    ``anonymous``: never use the engine's credentials, neither stored logins nor certs.d
+    client certificates (anonymous tokens are still fetched): what the mirror endpoint
+    serves to callers it cannot identify must be what the registry gives anyone."""
 
     def __init__(
         self,
@@ -119,10 +123,12 @@ class RegistryHTTP:
         sleep: Callable[[float], None] = time.sleep,
         retries: int = MAX_RETRIES,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        anonymous: bool = False,
     ) -> None:
         self._settings = settings or RegistryConfig()
         self._insecure = set(self._settings.insecure_registries)
-        self._credentials = load_credentials(self._settings.auth_file)
+        self._anonymous = anonymous
+        self._credentials = {} if anonymous else load_credentials(self._settings.auth_file)
         self._sleep = sleep
         self._retries = retries
         self._tokens = TokenCache()
@@ -160,7 +166,8 @@ class RegistryHTTP:
         if certs is None:
             return self._client
         if host not in self._tls_clients:
-            self._tls_clients[host] = self._new_client(tls_context(certs))
+            self._tls_clients[host] = self._new_client(
+                tls_context(certs, client_certs=not self._anonymous))
         return self._tls_clients[host]
 
     def base_url(self, domain: str) -> str:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 import grpc
 from muelle.registry.v1 import registry_pb2, registry_pb2_grpc
 
+from services.core import modes
 from services.core.config import Config
 from services.core.errors import InvalidArgument
 from services.core.main import service_main
@@ -27,6 +28,8 @@ def factory(
 ) -> tuple[Callable[[grpc.Server], None], Sequence[str], Callable[[], None] | None]:
     cache = None
     manifest_cache = None
+    # Credentials and cached (maybe private) blobs: for no other user (core/modes.py).
+    modes.private_dir(cfg.state_dir("registry"))
     if cfg.registry.cache_max_bytes > 0:  # the shared cache: blobs on disk, manifests in memory
         cache = BlobCache(cfg.state_dir("registry") / "blobs", cfg.registry.cache_max_bytes)
         manifest_cache = ManifestCache()
@@ -35,11 +38,15 @@ def factory(
                                 Logins(resolver.http, auth_file_path(cfg)), cache)
 
     mirror = None
+    mirror_resolver = None
     if cfg.registry.mirror_listen:
         if not cfg.registry.mirror_upstream:
             raise InvalidArgument("registry.mirror_listen needs registry.mirror_upstream")
-        mirror = Mirror(resolver, cache, cfg.registry.mirror_upstream,
-                        cfg.registry.mirror_listen).start()
+        # Its callers are anonymous, so is its view of upstream: the engine's logins and
+        # client certificates never open private content to them (mirror.py).
+        mirror_resolver = Resolver(cfg, anonymous=True)
+        mirror = Mirror(mirror_resolver, cache, cfg.registry.mirror_upstream,
+                        cfg.registry.mirror_listen, manifest_cache).start()
 
     def register(server: grpc.Server) -> None:
         registry_pb2_grpc.add_RegistryServicer_to_server(servicer, server)
@@ -47,6 +54,8 @@ def factory(
     def close() -> None:
         if mirror is not None:
             mirror.close()
+        if mirror_resolver is not None:
+            mirror_resolver.close()
         resolver.close()
 
     return register, [SERVICE_NAME], close

@@ -2,40 +2,159 @@
 mirror for Docker (`registry-mirrors`), Podman or skopeo.
 
     GET|HEAD /v2/                              200 {}
-    GET|HEAD /v2/<name>/manifests/<tag|digest> the upstream's bytes, media type, digest
+    GET|HEAD /v2/<name>/manifests/<tag|digest> what upstream serves for the client's Accept
     GET|HEAD /v2/<name>/blobs/<digest>         from the shared blob cache, else upstream
 
-Manifests by tag always ask upstream (tags move); with the cache on, manifests by digest
-come from the manifest cache and blobs from the blob cache, so what one client pulled the
-next gets without upstream blob traffic. Everything
-else is 405 (read-only) or 404 with a distribution-spec error body.
+It answers as the distribution spec and the reference registry do:
+
+- Nothing is sent before upstream has answered: a blob upstream lacks is a clean
+  ``404 BLOB_UNKNOWN``, never a ``200`` with an error inside it. A blob whose size upstream
+  told (its HEAD) goes out with ``Content-Length``, else chunked.
+- The client's ``Accept`` goes upstream as it came (absent stays absent) and the answer is
+  relayed: its status, media type, digest and bytes; the mirror never picks or converts.
+- HEAD is answered from upstream's HEAD: no manifest or blob bytes move for it. HEAD
+  responses, errors included, carry no body.
+- Bad input: a repository name outside the spec's grammar is ``400 NAME_INVALID``, a
+  malformed digest ``400 DIGEST_INVALID``; a tag outside the grammar names no manifest
+  (``404 MANIFEST_UNKNOWN``, as the reference registry, whose routes do not match it).
+- Request bodies (a GET may carry one) are read and dropped, so they are never taken for
+  the next request on a kept-alive connection. Writes are ``405``.
+
+Anonymous by design (issue 19): the mirror has no way to tell its callers apart (plain
+HTTP; Docker sends a mirror its Hub credentials, not the mirror's), so it reaches upstream
+without the engine's credentials or client certificates, and serves only what upstream
+serves to anyone. Bytes in the shared caches may have come from an authenticated pull, so
+a cache hit is served only after an anonymous upstream HEAD of the same repository said
+yes; what upstream refuses is ``403 DENIED``.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 from services.core import digest as digestmod
-from services.core.errors import MuelleError, NotFound, Unauthenticated, Unavailable
+from services.core import reference as refmod
+from services.core.errors import (
+    DataLoss,
+    InvalidArgument,
+    MuelleError,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+    Unavailable,
+)
 from services.core.logging import get_logger
 from services.registry.cache import BlobCache
 from services.registry.descriptors import Descriptor
+from services.registry.manifest_cache import ManifestCache
+from services.registry.manifests import ManifestContent, base_type
 from services.registry.resolver import Resolver
 
-_NAME = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
-_MANIFEST = re.compile(rf"^/v2/({_NAME})/manifests/([A-Za-z0-9_.:+-]+)$")
-_BLOB = re.compile(rf"^/v2/({_NAME})/blobs/([a-z0-9]+:[a-f0-9]+)$")
+# Distribution spec grammar for <name> and tags.
+_NAME = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)"
+                   r"[a-z0-9]+)*)*$")
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+_ROUTE = re.compile(r"^/v2/(?P<name>.+)/(?P<kind>manifests|blobs)/(?P<ref>[^/]+)$")
+# A request body up to this size is read and dropped; a larger one (or a chunked one)
+# ends the connection after the answer instead.
+_MAX_DRAIN = 1 << 20
+
+
+class _ClientError(Exception):
+    """A request the spec answers with a 4xx of its own, before anything goes upstream."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class _Reply:
+    """The response to one request, on a connection that may be kept alive."""
+
+    def __init__(self, req: BaseHTTPRequestHandler, head: bool) -> None:
+        self.req = req
+        self.head = head
+        self.started = False  # status line sent: an error now can only end the connection
+
+    def start(self, status: int, headers: dict[str, str], length: int | None) -> None:
+        req = self.req
+        req.send_response(status)
+        for key, value in headers.items():
+            req.send_header(key, value)
+        if length is not None:
+            req.send_header("Content-Length", str(length))
+        elif not self.head:
+            req.send_header("Transfer-Encoding", "chunked")
+        req.send_header("Docker-Distribution-API-Version", "registry/2.0")
+        if req.close_connection:
+            req.send_header("Connection", "close")
+        req.end_headers()
+        self.started = True
+
+    def whole(self, status: int, body: bytes, headers: dict[str, str],
+              length: int | None = None) -> None:
+        """``body`` (not sent for HEAD); ``length`` overrides its Content-Length (a HEAD
+        telling the size of what a GET would bring)."""
+        self.start(status, headers, len(body) if length is None else length)
+        if not self.head:
+            self.req.wfile.write(body)
+
+    def error(self, status: int, code: str, message: str,
+              headers: dict[str, str] | None = None) -> None:
+        body = json.dumps({"errors": [{"code": code, "message": message}]}).encode()
+        self.whole(status, body, {"Content-Type": "application/json", **(headers or {})})
+
+    def stream(self, headers: dict[str, str], chunks: Iterator[bytes],
+               length: int | None) -> None:
+        """A 200 with ``chunks`` as body. The first chunk is awaited before the status
+        line, so an upstream that fails at once still gets a clean error status."""
+        try:
+            first = next(chunks, b"")
+            self.start(200, headers, length)
+            chunked = length is None
+            write = self.req.wfile.write
+            for chunk in itertools.chain((first,), chunks):
+                if chunk:
+                    write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
+            if chunked:
+                write(b"0\r\n\r\n")
+        finally:
+            getattr(chunks, "close", lambda: None)()
+
+
+def _drain(req: BaseHTTPRequestHandler) -> None:
+    """Read and drop the request body, or mark the connection to close after the answer."""
+    if req.headers.get("Transfer-Encoding"):
+        req.close_connection = True
+        return
+    length = (req.headers.get("Content-Length") or "0").strip()
+    if not length.isdigit() or int(length) > _MAX_DRAIN:
+        req.close_connection = True
+        return
+    remaining = int(length)
+    while remaining:
+        chunk = req.rfile.read(min(remaining, 1 << 16))
+        if not chunk:
+            req.close_connection = True
+            return
+        remaining -= len(chunk)
 
 
 class Mirror:
     def __init__(self, resolver: Resolver, cache: BlobCache | None, upstream: str,
-                 listen: str) -> None:
+                 listen: str, manifest_cache: ManifestCache | None = None) -> None:
+        """``resolver`` should be anonymous (see the module doc); ``cache`` and
+        ``manifest_cache`` are the service's shared caches, when on."""
         self.resolver = resolver
         self.cache = cache
+        self.manifests = manifest_cache
         self.upstream = upstream  # "registry.example:5000" or "docker.io"
         host, _, port = listen.rpartition(":")
         self.httpd = ThreadingHTTPServer((host or "127.0.0.1", int(port)), self._handler())
@@ -71,91 +190,123 @@ class Mirror:
                 mirror.serve(self, head=True)
 
             def _refuse(self) -> None:
-                mirror.error(self, 405, "UNSUPPORTED", "this mirror is read-only")
+                _drain(self)
+                _Reply(self, head=False).error(405, "UNSUPPORTED", "this mirror is read-only",
+                                               {"Allow": "GET, HEAD"})
 
             do_POST = do_PUT = do_PATCH = do_DELETE = _refuse  # noqa: N815
 
         return Handler
 
+    # -- one request -----------------------------------------------------------------
+
     def serve(self, req: BaseHTTPRequestHandler, head: bool) -> None:
-        path = req.path.split("?", 1)[0]
+        reply = _Reply(req, head)
+        path = urlsplit(req.path).path
+        route = _ROUTE.match(path)
+        kind = "manifest" if route is not None and route.group("kind") == "manifests" \
+            else "blob"
         try:
-            if path in ("/v2", "/v2/"):
-                self.send(req, 200, b"{}", {"Content-Type": "application/json"}, head)
-            elif m := _MANIFEST.match(path):
-                self.manifest(req, m.group(1), m.group(2), head)
-            elif m := _BLOB.match(path):
-                self.blob(req, m.group(1), m.group(2), head)
-            else:
-                self.error(req, 404, "NAME_UNKNOWN", f"no route for {path}")
+            _drain(req)
+            self._route(reply, path, ", ".join(req.headers.get_all("Accept") or []) or None)
+        except _ClientError as exc:
+            self._fail(reply, exc.status, exc.code, str(exc))
         except NotFound as exc:
-            self.error(req, 404, "MANIFEST_UNKNOWN" if "/manifests/" in path
-                       else "BLOB_UNKNOWN", str(exc))
-        except Unauthenticated as exc:
-            self.error(req, 401, "UNAUTHORIZED", str(exc))
+            self._fail(reply, 404, f"{kind.upper()}_UNKNOWN", str(exc))
+        except (Unauthenticated, PermissionDenied) as exc:
+            self._fail(reply, 403, "DENIED",
+                       f"{exc} (this mirror serves only what {self.upstream} serves to "
+                       "anonymous clients)")
         except Unavailable as exc:
-            self.error(req, 503, "UNAVAILABLE", str(exc))
-        except MuelleError as exc:
-            self.error(req, 400, "UNSUPPORTED", str(exc))
+            self._fail(reply, 503, "UNAVAILABLE", str(exc))
+        except DataLoss as exc:
+            self._fail(reply, 502, "UNKNOWN", str(exc))
         except (BrokenPipeError, ConnectionResetError):
-            pass  # the client went away
+            req.close_connection = True  # the client went away
+        except MuelleError as exc:  # upstream refused the request or served what we refuse
+            self._fail(reply, 400, "UNSUPPORTED", str(exc))
+        except Exception as exc:  # a bug: the client gets a status, the log the details
+            self.log.exception("mirror request failed", path=path)
+            self._fail(reply, 500, "UNKNOWN", f"internal error: {type(exc).__name__}")
 
-    def manifest(self, req: BaseHTTPRequestHandler, name: str, ref: str, head: bool) -> None:
-        sep = "@" if ":" in ref else ":"
-        content = self.resolver.manifest(f"{self.upstream}/{name}{sep}{ref}")
-        media = content.descriptor.media_type or json.loads(content.content).get(
-            "mediaType", "application/vnd.oci.image.manifest.v1+json")
-        self.send(req, 200, content.content,
-                  {"Content-Type": media, "Docker-Content-Digest": content.descriptor.digest},
-                  head)
+    def _fail(self, reply: _Reply, status: int, code: str, message: str) -> None:
+        if reply.started:
+            # Mid-body: the client must see a cut response, not a second one.
+            self.log.warning("mirror response cut", error=message)
+            reply.req.close_connection = True
+            return
+        reply.error(status, code, message)
 
-    def blob(self, req: BaseHTTPRequestHandler, name: str, digest: str, head: bool) -> None:
-        digestmod.validate(digest)
-        path = self.cache.path(digest) if self.cache is not None else None
-        size = path.stat().st_size if head and path is not None and path.exists() else 0
+    def _route(self, reply: _Reply, path: str, accept: str | None) -> None:
+        if path in ("/v2", "/v2/"):
+            reply.whole(200, b"{}", {"Content-Type": "application/json"})
+            return
+        m = _ROUTE.match(path)
+        if m is None:
+            raise _ClientError(404, "UNSUPPORTED",
+                               f"{path}: this read-only mirror serves only /v2/, "
+                               "manifests and blobs")
+        name, ref = m.group("name"), m.group("ref")
+        if not _NAME.match(name):
+            raise _ClientError(400, "NAME_INVALID", f"invalid repository name {name!r}")
+        if m.group("kind") == "blobs" or ":" in ref:
+            try:
+                digestmod.validate(ref)
+            except InvalidArgument as exc:
+                raise _ClientError(400, "DIGEST_INVALID", str(exc)) from None
+        elif not _TAG.match(ref):
+            raise _ClientError(404, "MANIFEST_UNKNOWN",
+                               f"invalid tag {ref!r}: no manifest can have it")
         repository = f"{self.upstream}/{name}"
-        desc = Descriptor("application/octet-stream", digest, size)
+        try:
+            refmod.parse(repository)
+        except InvalidArgument as exc:  # e.g. too long once the upstream is prefixed
+            raise _ClientError(400, "NAME_INVALID", str(exc)) from None
+        if m.group("kind") == "blobs":
+            self.blob(reply, repository, ref)
+        else:
+            self.manifest(reply, f"{repository}{'@' if ':' in ref else ':'}{ref}", ref,
+                          accept)
+
+    def manifest(self, reply: _Reply, reference: str, ref: str, accept: str | None) -> None:
+        if reply.head:
+            found = self.resolver.head_manifest(reference, accept)
+            headers = {"Content-Type": found.media_type}
+            if found.digest or ":" in ref:
+                headers["Docker-Content-Digest"] = found.digest or ref
+            reply.whole(200, b"", headers, length=found.size)
+            return
+        content: ManifestContent | None = None
+        hit = self.manifests.get(ref) if self.manifests is not None and ":" in ref else None
+        if hit is not None:
+            # Upstream still serves it to anyone, and serves this kind for this Accept.
+            found = self.resolver.head_manifest(reference, accept)
+            if base_type(found.media_type) == hit.descriptor.media_type:
+                content = hit
+        if content is None:
+            content = self.resolver.manifest(reference, accept)
+            if self.manifests is not None:
+                self.manifests.put(content)
+        reply.whole(200, content.content,
+                    {"Content-Type": content.descriptor.media_type,
+                     "Docker-Content-Digest": content.descriptor.digest})
+
+    def blob(self, reply: _Reply, repository: str, digest: str) -> None:
+        # Asked even for a cached blob: it tells upstream has it, gives it to anyone here,
+        # and its size, before a byte moves.
+        found = self.resolver.head_blob(repository, digest)
+        size = found.size
+        cached = self.cache.path(digest) if self.cache is not None else None
+        if cached is not None and cached.exists():
+            size = cached.stat().st_size
+        headers = {"Content-Type": "application/octet-stream", "Docker-Content-Digest": digest}
+        if reply.head:
+            reply.whole(200, b"", headers, length=size)
+            return
+        desc = Descriptor("application/octet-stream", digest, size or 0)
         chunks: Iterator[bytes] = self.resolver.fetch_blob(repository, desc, 0)
         if self.cache is not None:
             first = chunks
-            chunks = self.cache.fetch(digest, 0, 0, lambda offset: first if offset == 0
+            chunks = self.cache.fetch(digest, size or 0, 0, lambda offset: first if offset == 0
                                       else self.resolver.fetch_blob(repository, desc, offset))
-        if head and size:
-            self.send(req, 200, b"", {"Content-Length": str(size),
-                                      "Docker-Content-Digest": digest}, head=True)
-            getattr(chunks, "close", lambda: None)()
-            return
-        # Sizes are not known before the end: stream with chunked transfer encoding.
-        req.send_response(200)
-        req.send_header("Content-Type", "application/octet-stream")
-        req.send_header("Docker-Content-Digest", digest)
-        if head:
-            data = b"".join(chunks)
-            req.send_header("Content-Length", str(len(data)))
-            req.end_headers()
-            return
-        req.send_header("Transfer-Encoding", "chunked")
-        req.end_headers()
-        try:
-            for chunk in chunks:
-                req.wfile.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
-            req.wfile.write(b"0\r\n\r\n")
-        finally:
-            getattr(chunks, "close", lambda: None)()
-
-    @staticmethod
-    def send(req: BaseHTTPRequestHandler, code: int, body: bytes, headers: dict[str, str],
-             head: bool) -> None:
-        req.send_response(code)
-        for key, value in headers.items():
-            req.send_header(key, value)
-        if "Content-Length" not in headers:
-            req.send_header("Content-Length", str(len(body)))
-        req.send_header("Docker-Distribution-API-Version", "registry/2.0")
-        req.end_headers()
-        if not head:
-            req.wfile.write(body)
-
-    def error(self, req: BaseHTTPRequestHandler, code: int, kind: str, message: str) -> None:
-        body = json.dumps({"errors": [{"code": kind, "message": message}]}).encode()
-        self.send(req, code, body, {"Content-Type": "application/json"}, head=False)
+        reply.stream(headers, chunks, size)

@@ -21,7 +21,7 @@ import httpx
 
 from services.core import digest as digestmod
 from services.core import reference as refmod
-from services.core.config import Config
+from services.core.config import Config, RegistryConfig
 from services.core.errors import DataLoss, InvalidArgument, NotFound, Unavailable
 from services.core.logging import get_logger
 from services.registry import manifests, platforms
@@ -30,10 +30,20 @@ from services.registry.descriptors import Descriptor, Platform
 from services.registry.http import RegistryHTTP, unreachable
 from services.registry.manifest_cache import ManifestCache
 from services.registry.manifests import ManifestContent
+from services.registry.pace import MinimumPace
 from services.registry.ranges import RangedFetch
 
 CHUNK_SIZE = 1024 * 1024
 MAX_RESUMES = 3
+
+
+@dataclass(frozen=True)
+class Head:
+    """What a registry answered to a HEAD: the headers a GET would bring, no body."""
+
+    media_type: str  # Content-Type as sent ("" when none)
+    digest: str      # Docker-Content-Digest ("" when none)
+    size: int | None  # Content-Length, None when the registry sent none
 
 
 @dataclass(frozen=True)
@@ -57,14 +67,20 @@ class Resolver:
         chunk_size: int = CHUNK_SIZE,
         manifest_cache: ManifestCache | None = None,
         ranges: RangedFetch | None = None,
+        anonymous: bool = False,
     ) -> None:
+        """``anonymous``: reach registries without the engine's credentials (the mirror)."""
         settings = None
         if config is not None:
             settings = replace(config.registry, auth_file=str(auth_file_path(config)))
-        self._http = RegistryHTTP(settings, transport=transport, sleep=sleep)
+        self._http = RegistryHTTP(settings, transport=transport, sleep=sleep,
+                                  anonymous=anonymous)
         self._chunk_size = chunk_size
         self._manifests = manifest_cache
         self._ranges = ranges or RangedFetch(config.registry.parallel_ranges if config else 1)
+        registry = config.registry if config is not None else RegistryConfig()
+        self._min_bytes = registry.blob_min_bytes
+        self._window = float(registry.blob_window_seconds)
 
     @property
     def http(self) -> RegistryHTTP:
@@ -96,13 +112,43 @@ class Resolver:
                  manifest=manifest.descriptor.digest)
         return Resolution(ref.canonical, ref.repository, root, manifest)
 
-    def manifest(self, reference: str) -> ManifestContent:
-        """What ``reference`` points to as the registry serves it (an index stays an
-        index), verified against the digest when there is one."""
+    def manifest(self, reference: str, accept: str | None) -> ManifestContent:
+        """Exactly what the registry serves at ``manifests/<tag|digest>`` for ``accept``
+        (None: no Accept header), verified against the digest when there is one; no
+        cache and no legacy ``blobs/`` fallback: the mirror relays it as it is."""
         ref = refmod.parse(reference)
         if ref.digest:
-            return self._get_manifest(ref, ref.digest, Descriptor("", ref.digest, 0))
-        return self._get_manifest(ref, ref.tag, None)
+            return self._fetch_manifest(ref, ref.digest, Descriptor("", ref.digest, 0),
+                                        accept, legacy=False)
+        return self._fetch_manifest(ref, ref.tag, None, accept, legacy=False)
+
+    def head_manifest(self, reference: str, accept: str | None = manifests.ACCEPT) -> Head:
+        """The registry's answer to a HEAD of ``reference``'s manifest (no bytes move)."""
+        ref = refmod.parse(reference)
+        tag_or_digest = ref.digest or ref.tag
+        head = self._head(ref, f"/v2/{ref.path}/manifests/{tag_or_digest}", "manifest",
+                          _what(ref, tag_or_digest), {"Accept": accept} if accept else {})
+        if ref.digest and head.digest and head.digest != ref.digest:
+            raise DataLoss(f"registry {ref.domain} answered a HEAD of {ref.digest} with "
+                           f"Docker-Content-Digest {head.digest}")
+        return head
+
+    def head_blob(self, repository: str, digest: str) -> Head:
+        """The registry's answer to a HEAD of a blob: its size without its bytes."""
+        ref = refmod.parse(repository)
+        digestmod.validate(digest)
+        return self._head(ref, f"/v2/{ref.path}/blobs/{digest}", "blob",
+                          f"{ref.repository}@{digest}", {})
+
+    def _head(self, ref: refmod.Reference, url_path: str, kind: str, what: str,
+              headers: dict[str, str]) -> Head:
+        resp = self._http.request("HEAD", ref.domain, ref.path, url_path, kind=kind,
+                                  what=what, headers=headers)
+        resp.close()
+        length = resp.headers.get("Content-Length", "")
+        return Head(resp.headers.get("Content-Type", ""),
+                    resp.headers.get("Docker-Content-Digest", ""),
+                    int(length) if length.isdigit() else None)
 
     def _get_manifest(self, ref: refmod.Reference, tag_or_digest: str,
                       expected: Descriptor | None) -> ManifestContent:
@@ -118,15 +164,15 @@ class Resolver:
         return content
 
     def _fetch_manifest(self, ref: refmod.Reference, tag_or_digest: str,
-                        expected: Descriptor | None) -> ManifestContent:
-        what = f"{ref.repository}@{tag_or_digest}" if ":" in tag_or_digest \
-            else f"{ref.repository}:{tag_or_digest}"
+                        expected: Descriptor | None, accept: str | None = manifests.ACCEPT,
+                        legacy: bool = True) -> ManifestContent:
+        what = _what(ref, tag_or_digest)
         try:
             resp = self._http.request(
                 "GET", ref.domain, ref.path, f"/v2/{ref.path}/manifests/{tag_or_digest}",
-                kind="manifest", what=what, headers={"Accept": manifests.ACCEPT})
+                kind="manifest", what=what, headers={"Accept": accept} if accept else {})
         except NotFound:
-            if expected is None:
+            if expected is None or not legacy:
                 raise
             # Legacy registries serve manifests by digest only under /blobs/ (SPECS §3.3).
             try:
@@ -246,11 +292,13 @@ class Resolver:
         log = get_logger(image=ref.repository, digest=desc.digest)
         got = start
         resumes = 0
+        pace = MinimumPace(self._min_bytes, self._window, ref.domain, desc.digest)
         resp, skip = opened or self._open_from(ref, desc, got, end)
         try:
             while True:
                 try:
                     for chunk in resp.iter_bytes():
+                        pace.received(len(chunk))
                         if skip:
                             # The registry ignored Range and restarted: drop what we have.
                             dropped = min(skip, len(chunk))
@@ -315,6 +363,15 @@ class Resolver:
             if not urls:
                 raise
             resp = self._open_foreign(urls, headers)
+        length = resp.headers.get("Content-Length", "")
+        expected = desc.size - (offset if resp.status_code == 206 else 0)
+        if resp.status_code == 206 and end:
+            expected = end - offset
+        if desc.size and length.isdigit() and int(length) > expected:
+            # Refused before a byte is read: more than declared is never stored.
+            resp.close()
+            raise DataLoss(f"size mismatch for {desc.digest}: registry {ref.domain} "
+                           f"announces {length} bytes, the blob has {desc.size}")
         if not headers:
             return resp, 0
         if resp.status_code == 206:
@@ -337,3 +394,9 @@ class Resolver:
                 last = exc
         assert last is not None
         raise last
+
+
+def _what(ref: refmod.Reference, tag_or_digest: str) -> str:
+    """``repository:tag`` or ``repository@digest``, for messages."""
+    sep = "@" if ":" in tag_or_digest else ":"
+    return f"{ref.repository}{sep}{tag_or_digest}"

@@ -40,9 +40,15 @@ def drop_bounding(caps: dict[str, Any]) -> None:
 
 
 def apply(caps: dict[str, Any]) -> None:
-    """Set effective/permitted/inheritable, then raise the ambient set (after setuid)."""
-    linux.capset(mask(caps.get("effective")), mask(caps.get("permitted")),
-                 mask(caps.get("inheritable")))
+    """Set effective/permitted/inheritable, then raise the ambient set (after setuid).
+
+    The kernel raises an ambient capability only if it is permitted and inheritable; one
+    that is not is skipped, as runc and crun do (``runc spec``'s own config lists ambient
+    capabilities that it leaves out of the inheritable set)."""
+    permitted, inheritable = mask(caps.get("permitted")), mask(caps.get("inheritable"))
+    linux.capset(mask(caps.get("effective")), permitted, inheritable)
     linux.prctl(linux.PR_CAP_AMBIENT, linux.PR_CAP_AMBIENT_CLEAR_ALL)
     for name in caps.get("ambient") or []:
-        linux.ambient_raise(number(name))
+        cap = number(name)
+        if permitted & inheritable & (1 << cap):
+            linux.ambient_raise(cap)

@@ -19,7 +19,20 @@ from pathlib import Path
 from typing import NoReturn
 
 from services.core.errors import FailedPrecondition, MuelleError
-from services.runtime import cgroups, devices, init, namespaces, seccomp, spec, sync, userns
+from services.runtime import (
+    apparmor,
+    cgroups,
+    devices,
+    hostmounts,
+    init,
+    linux,
+    namespaces,
+    process,
+    seccomp,
+    spec,
+    sync,
+    userns,
+)
 from services.runtime.log import get_logger
 from services.runtime.store import State, Store, proc_start_time
 
@@ -32,6 +45,7 @@ def create(store: Store, cid: str, bundle: str, pid_file: str | None = None,
     linux_cfg = config.get("linux") or {}
     ns = namespaces.wanted(linux_cfg.get("namespaces") or [])
     userns.check(linux_cfg, ns)
+    apparmor.check(config["process"].get("apparmorProfile"))
     if linux_cfg.get("seccomp"):
         seccomp.validate(linux_cfg["seccomp"])
     cgroup_path = cgroups.normalise(linux_cfg.get("cgroupsPath", ""), cid)
@@ -46,6 +60,8 @@ def create(store: Store, cid: str, bundle: str, pid_file: str | None = None,
             from services.runtime import console
 
             console_fd = console.connect(console_socket)
+        if "mount" not in ns:
+            hostmounts.record(cdir, str(rootfs))  # before the init mounts anything
         os.mkfifo(fifo, 0o622)
         user = config["process"].get("user") or {}
         os.chown(fifo, userns.to_host(linux_cfg, "uid", int(user.get("uid", 0))),
@@ -179,7 +195,16 @@ def _join_cgroup(cfg: init.InitConfig, pid: int, ack_w: int) -> str:
 
 def _intermediate(cfg: init.InitConfig) -> NoReturn:
     try:
+        # Non-dumpable before joining anything (runc's nsexec does the same): until its
+        # execve the init is this interpreter, and a container process must not open its
+        # /proc/<pid>/exe, fds, cwd or memory. execve resets it for the user's program.
+        linux.prctl(linux.PR_SET_DUMPABLE, 0)
         _close_all_but(cfg.sync_fd, cfg.ack_fd, cfg.fifo_fd, cfg.console_fd)
+        oom = cfg.spec["process"].get("oomScoreAdj")
+        if oom is not None:
+            # Here, as the host's root: a non-dumpable process in a user namespace may not
+            # write its own /proc files (they belong to the host's root). Inherited.
+            process.oom_score_adj(int(oom), lambda msg: sync.send(cfg.sync_fd, warn=msg))
         # A new cgroup namespace waits for the init's move into its cgroup (_join_cgroup).
         namespaces.enter(cfg.namespaces, lambda: _await_maps(cfg),
                          later=("cgroup",) if cfg.cgroup is not None else ())
@@ -255,4 +280,5 @@ def _undo(store: Store, cid: str, cgroup: cgroups.Cgroup | None, pid: int) -> No
             time.sleep(0.01)
         with contextlib.suppress(OSError):
             cgroup.destroy()
+    hostmounts.release(store.dir(cid))
     store.remove(cid)

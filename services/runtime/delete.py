@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from services.core.errors import FailedPrecondition
-from services.runtime import cgroups
+from services.runtime import cgroups, hostmounts
 from services.runtime.log import get_logger
 from services.runtime.store import State, Store, proc_start_time
 
@@ -43,6 +43,7 @@ def delete(store: Store, cid: str, force: bool = False) -> None:
                                      f"{exc.strerror}") from None
     recorded = store.dir(cid) / "hooks.json"
     config = _read(recorded) if recorded.exists() else None
+    hostmounts.release(store.dir(cid))  # a container without a mount namespace
     store.remove(cid)
     get_logger(container=cid).info("deleted")
     if config and config.get("hooks", {}).get("poststop"):
@@ -59,15 +60,15 @@ def _read(path: Path) -> dict | None:
 
 
 def _poststop(config: dict, state: State) -> None:
-    from services.core.errors import MuelleError
     from services.runtime import hooks
 
-    try:
-        hooks.run(hooks.of(config, "poststop"),
+    log = get_logger(container=state.id)
+    # runtime-spec: a failed poststop hook is a warning; the rest still run, the deletion
+    # stands.
+    hooks.run_all(hooks.of(config, "poststop"),
                   hooks.state(config, state.id, "stopped", state.pid, state.bundle),
-                  cwd=state.bundle if os.path.isdir(state.bundle) else None)
-    except MuelleError as exc:  # runtime-spec: a warning, the deletion stands
-        get_logger(container=state.id).warning("poststop hook failed", error=str(exc))
+                  state.bundle if os.path.isdir(state.bundle) else None,
+                  lambda error: log.warning("poststop hook failed", error=error))
 
 
 def _kill_init(state: State) -> None:

@@ -8,10 +8,12 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+from collections.abc import Callable, Iterator
 from typing import Any
 
+from services.core.errors import FailedPrecondition
 from services.runtime import linux
-from services.runtime.paths import make_target, secure_join
+from services.runtime.paths import fd_path, open_in_root, secure_join
 
 # runtime-spec config-linux.md "Default Devices": (name, major, minor)
 DEFAULT = [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8),
@@ -31,20 +33,46 @@ _TYPES = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_I
 
 def _node(rootfs: str, path: str, kind: str, major: int, minor: int, mode: int,
           uid: int = 0, gid: int = 0) -> None:
-    dest = secure_join(rootfs, path)
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    if os.path.lexists(dest):
-        os.unlink(dest)
+    """mknod at ``path`` in the rootfs, relative to an fd of its directory (made in the
+    rootfs), then chmod/chown through an O_PATH fd of the node: a symlink swapped in
+    anywhere on the path is refused, never followed (paths.open_in_root)."""
+    joined = secure_join(rootfs, path)
+    name = os.path.basename(joined)
+    if not name or joined == os.path.normpath(rootfs):
+        raise FailedPrecondition(f"invalid device path {path!r}")
+    parent = open_in_root(rootfs, "/" + os.path.relpath(os.path.dirname(joined), rootfs),
+                          "dir")
     try:
-        linux.mknod(dest, _TYPES[kind] | mode, major, minor)
-    except PermissionError:
-        # No CAP_MKNOD (e.g. a user namespace): bind the host node instead.
-        make_target(dest, False)
-        host = f"/dev/{os.path.basename(path)}"
-        linux.mount(host, dest, None, linux.MS_BIND)
-        return
-    os.chmod(dest, mode)
-    os.chown(dest, uid, gid)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name, dir_fd=parent)  # unlinkat: the entry itself, never a target
+        try:
+            linux.mknod(name, _TYPES[kind] | mode, major, minor, dir_fd=parent)
+        except PermissionError:
+            # No CAP_MKNOD (e.g. a user namespace): bind the host node instead.
+            os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW |
+                             os.O_CLOEXEC, 0o644, dir_fd=parent))
+            with _entry(parent, name, path, stat.S_ISREG) as target:
+                linux.mount(f"/dev/{os.path.basename(path)}", target, None, linux.MS_BIND,
+                            label=path)
+            return
+        with _entry(parent, name, path, lambda m: stat.S_IFMT(m) == _TYPES[kind]) as node:
+            os.chmod(node, mode)
+            os.chown(node, uid, gid)
+    finally:
+        os.close(parent)
+
+
+@contextlib.contextmanager
+def _entry(parent: int, name: str, path: str, ok: Callable[[int], bool]) -> Iterator[str]:
+    """The /proc/self/fd link of ``name`` in ``parent`` as just made, if it is of the
+    kind ``ok`` accepts (not a symlink swapped in since)."""
+    fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+    try:
+        if not ok(os.fstat(fd).st_mode):
+            raise FailedPrecondition(f"device {path} was replaced while it was made")
+        yield fd_path(fd)
+    finally:
+        os.close(fd)
 
 
 def create(rootfs: str, devices: list[dict[str, Any]], terminal: bool) -> None:
@@ -56,25 +84,37 @@ def create(rootfs: str, devices: list[dict[str, Any]], terminal: bool) -> None:
               int(spec_dev.get("major", 0)), int(spec_dev.get("minor", 0)),
               int(spec_dev.get("fileMode", 0o666)) & 0o7777,
               int(spec_dev.get("uid", 0)), int(spec_dev.get("gid", 0)))
-    dev = secure_join(rootfs, "/dev")
-    for target, name in [*SYMLINKS, ("pts/ptmx", "ptmx")]:
-        link = os.path.join(dev, name)
-        if os.path.lexists(link):
-            if name != "ptmx":
-                continue
-            os.unlink(link)
-        os.symlink(target, link)
-    if os.path.exists("/proc/kcore") and not os.path.lexists(os.path.join(dev, "core")):
-        os.symlink("/proc/kcore", os.path.join(dev, "core"))
-    if terminal:
-        _console(dev)
+    dev = open_in_root(rootfs, "/dev", "dir")
+    try:
+        for target, name in [*SYMLINKS, ("pts/ptmx", "ptmx")]:
+            if _exists(name, dev):
+                if name != "ptmx":
+                    continue
+                os.unlink(name, dir_fd=dev)
+            os.symlink(target, name, dir_fd=dev)
+        if os.path.exists("/proc/kcore") and not _exists("core", dev):
+            os.symlink("/proc/kcore", "core", dir_fd=dev)
+        if terminal:
+            _console(dev)
+    finally:
+        os.close(dev)
 
 
-def _console(dev: str) -> None:
+def _exists(name: str, parent: int) -> bool:
+    try:
+        os.stat(name, dir_fd=parent, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _console(dev: int) -> None:
     """With a terminal, /dev/console is a bind of the pty on our stdin (0600 root)."""
     with contextlib.suppress(OSError):
         tty = os.ttyname(0)
-        console = os.path.join(dev, "console")
-        make_target(console, False)
-        os.chmod(console, 0o600)
-        linux.mount(tty, console, None, linux.MS_BIND)
+        if not _exists("console", dev):
+            os.close(os.open("console", os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW |
+                             os.O_CLOEXEC, 0o600, dir_fd=dev))
+        with _entry(dev, "console", "/dev/console", stat.S_ISREG) as console:
+            os.chmod(console, 0o600)
+            linux.mount(tty, console, None, linux.MS_BIND, label="/dev/console")

@@ -24,7 +24,16 @@ from types import FrameType
 from typing import Any, NoReturn
 
 from services.core.errors import FailedPrecondition, InvalidArgument, MuelleError
-from services.runtime import capabilities, cgroups, linux, namespaces, process, seccomp, sync
+from services.runtime import (
+    apparmor,
+    capabilities,
+    cgroups,
+    linux,
+    namespaces,
+    process,
+    seccomp,
+    sync,
+)
 from services.runtime.store import Store
 
 # setns order: user last. We run as the host's root, who may join any namespace; once in
@@ -49,6 +58,7 @@ def load_process(path: str) -> dict[str, Any]:
     if proc.get("capabilities") is not None:
         for names in proc["capabilities"].values():
             capabilities.mask(names)  # unknown capability -> InvalidArgument
+    apparmor.check(proc.get("apparmorProfile"))
     return proc
 
 
@@ -84,7 +94,9 @@ def exec_(store: Store, cid: str, process_file: str, pid_file: str | None = None
     child = os.fork()
     if child == 0:
         os.close(r)
-        _intermediate(w, state.cgroups_path, ns_paths, proc, bpf, console_fd)
+        # Without a mount namespace the init chroot()ed (hostmounts.py): so do we.
+        root = "" if "mount" in ns_paths else f"/proc/{state.pid}/root"
+        _intermediate(w, state.cgroups_path, ns_paths, proc, bpf, console_fd, root)
     os.close(w)
     if console_fd >= 0:
         os.close(console_fd)
@@ -149,17 +161,25 @@ def _wait(pid: int) -> int:
 
 def _intermediate(sync_fd: int, cgroups_path: str, ns_paths: dict[str, str],
                   proc: dict[str, Any], bpf: bytes | None,
-                  console_fd: int = -1) -> NoReturn:
+                  console_fd: int = -1, root: str = "") -> NoReturn:
     try:
+        # Non-dumpable before setns, as the init (create.py): until execve this is the
+        # runtime's interpreter, which no container process may open through /proc.
+        linux.prctl(linux.PR_SET_DUMPABLE, 0)
         fds = {}
         for kind in ORDER:  # open all first: joining mnt hides the host's /proc
             if kind in ns_paths:
                 fds[kind] = os.open(ns_paths[kind], os.O_RDONLY | os.O_CLOEXEC)
+        root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) if root else -1
         if cgroups_path:
             cgroups.for_path(cgroups_path).join(os.getpid())
         for kind, fd in fds.items():
             linux.setns(fd, namespaces.FLAGS[kind])
             os.close(fd)
+        if root_fd >= 0:
+            os.fchdir(root_fd)
+            os.chroot(".")
+            os.close(root_fd)
         pid = os.fork()
         if pid == 0:
             _process(sync_fd, proc, bpf, console_fd)
@@ -169,6 +189,14 @@ def _intermediate(sync_fd: int, cgroups_path: str, ns_paths: dict[str, str],
         with contextlib.suppress(BaseException):
             sync.send(sync_fd, error=_message(exc))
         os._exit(1)
+
+
+def _close_all_but(*keep: int) -> None:
+    low = 3
+    for fd in sorted(k for k in keep if k >= 3):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 20)
 
 
 def _message(exc: BaseException) -> str:
@@ -184,6 +212,9 @@ def _process(sync_fd: int, proc: dict[str, Any], bpf: bytes | None,
     """In the container's namespaces: set up like the init, then execve (never returns)."""
     try:
         fcntl.fcntl(sync_fd, fcntl.F_SETFD, fcntl.FD_CLOEXEC)
+        # Nothing of the caller's but stdio from here on: a directory fd it leaked would
+        # otherwise give the process a host cwd (cwd /proc/self/fd/N) or a host path.
+        _close_all_but(sync_fd, console_fd)
         if proc.get("terminal"):
             os.setsid()
             if console_fd >= 0:  # a pty of the container's devpts, its master to the caller
@@ -196,10 +227,11 @@ def _process(sync_fd: int, proc: dict[str, Any], bpf: bytes | None,
         env = process.env_dict(proc.get("env") or [])
         user = proc.get("user") or {}
         process.home(env, int(user.get("uid", 0)))
-        os.chdir(proc.get("cwd") or "/")
+        process.chdir(proc.get("cwd") or "/", make=False)
         path = process.lookup(proc["args"][0], env)
         caps = proc.get("capabilities")
         nnp = bool(proc.get("noNewPrivileges"))
+        apparmor.apply_on_exec(proc.get("apparmorProfile"))
         if bpf and not nnp:  # needs CAP_SYS_ADMIN: before the capabilities drop
             seccomp.install(bpf)
         if caps is not None:
@@ -211,8 +243,7 @@ def _process(sync_fd: int, proc: dict[str, Any], bpf: bytes | None,
             linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
             if bpf:
                 seccomp.install(bpf)
-        os.closerange(3, sync_fd)
-        os.closerange(sync_fd + 1, 65536)
+        _close_all_but(sync_fd)  # the console fd too: its pty is our stdio now
         process.default_signals()
         os.execve(path, list(proc["args"]), env)
     except BaseException as exc:  # noqa: BLE001

@@ -4,16 +4,18 @@
                              namespaces exist and before pivot_root (the init waits)
     createContainer          the init, in the container's namespaces, before pivot_root
     startContainer           the init, after `start` and pivot_root, before exec
-    poststart                `start`, once the process runs; a failure is only a warning
-    poststop                 `delete`, once everything is gone; a failure is only a warning
+    poststart                `start`, once the process was executed; a failure is a warning
+    poststop                 `delete`, once everything is gone; a failure is a warning
 Each gets the container's state on stdin; a hook that fails, exits non-zero or outlives its
-timeout fails the step it belongs to.
+timeout fails the step it belongs to - but for poststart and poststop, where the spec says
+to log a warning and continue: the hooks after a failed one still run (run_all).
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Callable
 from typing import Any
 
 from services.core.errors import FailedPrecondition, InvalidArgument
@@ -68,18 +70,33 @@ def run(hooks: list[tuple[str, dict[str, Any]]], state_: dict[str, Any],
     """Run each hook in order; the first failure raises FailedPrecondition."""
     data = json.dumps(state_).encode()
     for kind, hook in hooks:
-        path = hook["path"]
-        env = dict(e.split("=", 1) for e in hook.get("env") or [] if "=" in e)
+        _run_one(kind, hook, data, cwd)
+
+
+def run_all(hooks: list[tuple[str, dict[str, Any]]], state_: dict[str, Any],
+            cwd: str | None, warn: Callable[[str], None]) -> None:
+    """Run every hook in order; a failure is passed to ``warn`` and the next one runs."""
+    data = json.dumps(state_).encode()
+    for kind, hook in hooks:
         try:
-            proc = subprocess.run(hook.get("args") or [path], executable=path, input=data,
-                                  env=env, cwd=cwd, capture_output=True,
-                                  timeout=hook.get("timeout"), check=False)
-        except subprocess.TimeoutExpired:
-            raise FailedPrecondition(f"{kind} hook {path} timed out after "
-                                     f"{hook['timeout']}s") from None
-        except OSError as exc:
-            raise FailedPrecondition(f"{kind} hook {path}: {exc.strerror}") from None
-        if proc.returncode != 0:
-            detail = proc.stderr.decode(errors="replace").strip()[-500:]
-            raise FailedPrecondition(f"{kind} hook {path} exited {proc.returncode}"
-                                     + (f": {detail}" if detail else ""))
+            _run_one(kind, hook, data, cwd)
+        except FailedPrecondition as exc:
+            warn(str(exc))
+
+
+def _run_one(kind: str, hook: dict[str, Any], data: bytes, cwd: str | None) -> None:
+    path = hook["path"]
+    env = dict(e.split("=", 1) for e in hook.get("env") or [] if "=" in e)
+    try:
+        proc = subprocess.run(hook.get("args") or [path], executable=path, input=data,
+                              env=env, cwd=cwd, capture_output=True,
+                              timeout=hook.get("timeout"), check=False)
+    except subprocess.TimeoutExpired:
+        raise FailedPrecondition(f"{kind} hook {path} timed out after "
+                                 f"{hook['timeout']}s") from None
+    except OSError as exc:
+        raise FailedPrecondition(f"{kind} hook {path}: {exc.strerror}") from None
+    if proc.returncode != 0:
+        detail = proc.stderr.decode(errors="replace").strip()[-500:]
+        raise FailedPrecondition(f"{kind} hook {path} exited {proc.returncode}"
+                                 + (f": {detail}" if detail else ""))

@@ -14,7 +14,7 @@ import termios
 from typing import Any, NamedTuple, NoReturn
 
 from services.core.errors import MuelleError
-from services.runtime import capabilities, devices, linux, process, rootfs, seccomp, sync
+from services.runtime import apparmor, capabilities, devices, linux, process, rootfs, seccomp, sync
 from services.runtime.cgroups import Cgroup, is_v2
 
 
@@ -57,12 +57,14 @@ def main(cfg: InitConfig) -> NoReturn:
         if ready.hook_state is not None:
             _start_hooks(cfg, ready.hook_state, fd)
         os.write(fd, b"0")
-        os.close(fd)
         os.close(ready.fifo_fd)
         if ready.late_seccomp:
             # With no_new_privs the filter can wait until right before exec.
             _seccomp(cfg, ready.late_seccomp, lambda msg: None)
-        os.closerange(3, 65536)
+        # All but the fifo's write end: close-on-exec, it tells `start` that the execve
+        # happened (start.py runs the poststart hooks on its EOF).
+        os.closerange(3, fd)
+        os.closerange(fd + 1, 65536)
         process.default_signals()
         os.execve(ready.path, ready.args, ready.env)
     except BaseException as exc:  # noqa: BLE001
@@ -131,7 +133,11 @@ def _setup(cfg: InitConfig) -> Ready:
 
     if is_v2():
         _await_cgroup(cfg)  # the cgroup2 mount shows the cgroup namespace's root
-    rootfs.prepare(cfg.rootfs, linux_cfg.get("rootfsPropagation", ""))
+    own_mnt = "mount" in ns  # else the host's mount table (hostmounts.py)
+    if own_mnt:
+        rootfs.prepare(cfg.rootfs, linux_cfg.get("rootfsPropagation", ""))
+    else:
+        rootfs.prepare_unshared(cfg.rootfs)
     mounts = spec.get("mounts") or []
     for m in mounts:
         if m.get("type") in ("cgroup", "cgroup2"):
@@ -142,10 +148,10 @@ def _setup(cfg: InitConfig) -> Ready:
     if cfg.wait_hooks:
         _await_cgroup(cfg)  # hooks are processes: they start in the container's cgroup
     hook_state = _before_pivot_hooks(cfg) if cfg.wait_hooks else None
-    rootfs.pivot(cfg.rootfs)
-    if linux_cfg.get("rootfsPropagation"):
-        # Applied again on the new "/" (runc does too): before pivot_root it was the host's.
-        rootfs.propagate("/", linux_cfg["rootfsPropagation"])
+    if own_mnt:
+        rootfs.pivot(cfg.rootfs)
+    else:
+        rootfs.chroot(cfg.rootfs)
     if cfg.console_fd >= 0:
         from services.runtime import console
 
@@ -169,10 +175,12 @@ def _setup(cfg: InitConfig) -> Ready:
     # After the sysctls, as runc does: /proc/sys is one of the read-only paths.
     rootfs.readonly(linux_cfg.get("readonlyPaths") or [])
     rootfs.mask(linux_cfg.get("maskedPaths") or [])
+    if linux_cfg.get("rootfsPropagation"):
+        # Applied again on the new "/" (runc does too): before pivot_root it was the host's.
+        # Last: the read-only paths are binds, which an (r)unbindable "/" would refuse.
+        rootfs.propagate("/", linux_cfg["rootfsPropagation"])
 
     process.set_rlimits(proc.get("rlimits") or [], warn)
-    if proc.get("oomScoreAdj") is not None:
-        process.oom_score_adj(int(proc["oomScoreAdj"]), warn)
 
     env = process.env_dict(proc.get("env") or [])
     user = proc.get("user") or {}
@@ -187,6 +195,7 @@ def _setup(cfg: InitConfig) -> Ready:
     # Without no_new_privs the filter needs CAP_SYS_ADMIN: load it before dropping caps.
     if profile and not nnp:
         _seccomp(cfg, profile, warn)
+    apparmor.apply_on_exec(proc.get("apparmorProfile"))
     if caps is not None:
         capabilities.drop_bounding(caps)
     process.switch_user(user)

@@ -96,9 +96,11 @@ def setns(fd: int, nstype: int = 0) -> None:
 
 
 def mount(source: str | None, target: str, fstype: str | None, flags: int = 0,
-          data: str | None = None) -> None:
+          data: str | None = None, label: str | None = None) -> None:
+    """mount(2); ``label`` names the target in errors when ``target`` is a /proc/self/fd
+    link (the container path means something to a person, the fd number does not)."""
     ret = _libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data))
-    _check(ret, f"mount {source or fstype} on {target}", target)
+    _check(ret, f"mount {source or fstype} on {label or target}", label or target)
 
 
 def umount2(target: str, flags: int = 0) -> None:
@@ -174,8 +176,8 @@ def last_cap() -> int:
         return 40
 
 
-def mknod(path: str, mode: int, major: int, minor: int) -> None:
-    os.mknod(path, mode, os.makedev(major, minor))
+def mknod(path: str, mode: int, major: int, minor: int, dir_fd: int | None = None) -> None:
+    os.mknod(path, mode, os.makedev(major, minor), dir_fd=dir_fd)
 
 
 def link_up(name: str = "lo") -> None:

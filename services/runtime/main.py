@@ -143,6 +143,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(2)
     try:
         _configure_logging(args)
+        if args.verb in ("create", "run", "exec"):
+            from services.runtime import sealed
+
+            # These verbs go into a container: from a sealed copy of the interpreter only.
+            # A process of its own re-executes itself so; one that calls us in-process
+            # (a warm fork of the shim's fork server, already sealed) must never be replaced.
+            sealed.ensure(["services.runtime.main", *sys.argv[1:]], reexec=argv is None)
         code = dispatch(args)
     except MuelleError as exc:
         _error(args, str(exc))

@@ -84,9 +84,17 @@ def switch_user(user: dict[str, Any]) -> None:
         os.umask(int(user["umask"]))
 
 
-def chdir(cwd: str) -> None:
-    os.makedirs(cwd, exist_ok=True)
+def chdir(cwd: str, make: bool = True) -> None:
+    """Enter the process's cwd (made if missing, as runc does for the init) and check it
+    is inside the container: a cwd such as /proc/self/fd/N of a directory fd leaked by a
+    caller would otherwise be a host directory (getcwd fails for a cwd not under "/")."""
+    if make:
+        os.makedirs(cwd, exist_ok=True)
     os.chdir(cwd)
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        raise FailedPrecondition(f"cwd {cwd!r} is outside the container's root") from None
 
 
 def home(env: dict[str, str], uid: int) -> None:

@@ -1,7 +1,8 @@
 """The container's filesystem view: mounts, pivot_root, masked and read-only paths.
 
 Runs inside the container's mount namespace (the init, before exec). Host paths are
-only used before pivot_root; every target inside the rootfs goes through secure_join.
+only used before pivot_root; every target inside the rootfs is opened and made relative to
+an fd of the rootfs (paths.open_in_root) and mounted through that fd.
 """
 
 from __future__ import annotations
@@ -9,14 +10,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import stat
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from services.core.errors import FailedPrecondition
 from services.runtime import linux
 from services.runtime.cgroups import Cgroup, is_v2
-from services.runtime.paths import make_target, secure_join
+from services.runtime.paths import fd_path, open_in_root
 
 # option -> (set flags, clear flags)
 FLAGS: dict[str, tuple[int, int]] = {
@@ -71,22 +71,14 @@ def _remount_ro(path: str, extra: int = 0) -> None:
 
 
 @contextlib.contextmanager
-def _pinned(rootfs: str, dest: str) -> Iterator[str]:
-    """``dest`` as /proc/self/fd/N of an O_PATH fd checked to lie inside the rootfs.
-
-    secure_join resolved ``dest`` without symlinks, but a process sharing a volume could
-    swap a component for a symlink before mount(2) walks the path again; mounting through
-    the fd (like runc's procfd) pins the directory that was checked.
-    """
-    fd = os.open(dest, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+def _in_root(rootfs: str, dest: str, make: str = "") -> Iterator[int]:
+    """An O_PATH fd of ``dest`` inside the rootfs (paths.open_in_root), for mounting through
+    its /proc/self/fd link: a symlink swapped in by a process sharing a volume can neither
+    redirect the mount nor make us create anything outside (as runc's procfd). Opened
+    again after a mount, it pins the new mount's root (for remounts and propagation)."""
+    fd = open_in_root(rootfs, dest, make)
     try:
-        if stat.S_ISLNK(os.fstat(fd).st_mode):  # O_PATH|O_NOFOLLOW opens the link itself
-            raise FailedPrecondition(f"mount target {dest} is a symbolic link")
-        real = os.readlink(f"/proc/self/fd/{fd}")
-        root = os.path.realpath(rootfs).rstrip("/") + "/"
-        if not (real + "/").startswith(root):
-            raise FailedPrecondition(f"mount target {dest} resolves outside the rootfs: {real}")
-        yield f"/proc/self/fd/{fd}"
+        yield fd
     finally:
         os.close(fd)
 
@@ -95,76 +87,109 @@ def mount_one(rootfs: str, m: dict[str, Any], cgroup: Cgroup | None, warn: Warn)
     kind = m.get("type") or ""
     source = m.get("source") or kind
     flags, props, data = parse_options(list(m.get("options") or []))
-    dest = secure_join(rootfs, m["destination"])
+    dest = m["destination"]
     if kind == "bind" or flags & linux.MS_BIND:
         if not os.path.exists(source):
             raise FailedPrecondition(f"mount source {source} does not exist")
-        make_target(dest, os.path.isdir(source))
-        with _pinned(rootfs, dest) as target:
-            linux.mount(source, target, None, linux.MS_BIND | (flags & linux.MS_REC))
+        with _in_root(rootfs, dest, "dir" if os.path.isdir(source) else "file") as fd:
+            linux.mount(source, fd_path(fd), None, linux.MS_BIND | (flags & linux.MS_REC),
+                        label=dest)
         if flags & ~(linux.MS_BIND | linux.MS_REC):
-            _remount_bind(dest, flags & ~(linux.MS_BIND | linux.MS_REC))
+            with _in_root(rootfs, dest) as fd:
+                _remount_bind(fd_path(fd), flags & ~(linux.MS_BIND | linux.MS_REC), dest)
     elif kind in ("cgroup", "cgroup2"):
-        _mount_cgroup(dest, flags, cgroup, warn)
+        _mount_cgroup(rootfs, dest, flags, cgroup, warn)
     else:
-        make_target(dest, True)
-        with _pinned(rootfs, dest) as target:
+        with _in_root(rootfs, dest, "dir") as fd:
             try:
-                linux.mount(source, target, kind, flags, data or None)
+                linux.mount(source, fd_path(fd), kind, flags, data or None, label=dest)
             except PermissionError:
                 if kind != "sysfs":
                     raise
                 # A user namespace in the host's network namespace may not mount a sysfs
                 # (the kernel ties it to the network namespace's owner): bind the host's,
                 # with the mounts under it (it refuses to uncover what they hide).
-                linux.mount("/sys", target, None, linux.MS_BIND | linux.MS_REC)
-                _remount_bind(dest, flags & ~linux.MS_REC)
-    for prop in props:
-        linux.mount(None, dest, None, prop)
+                linux.mount("/sys", fd_path(fd), None, linux.MS_BIND | linux.MS_REC,
+                            label=dest)
+                with _in_root(rootfs, dest) as top:
+                    _remount_bind(fd_path(top), flags & ~linux.MS_REC, dest)
+    if props:
+        with _in_root(rootfs, dest) as fd:
+            for prop in props:
+                linux.mount(None, fd_path(fd), None, prop, label=dest)
 
 
-def _remount_bind(dest: str, flags: int) -> None:
+def _remount_bind(target: str, flags: int, label: str) -> None:
     """Set a bind mount's flags; keep the ones a user namespace may not clear."""
     try:
-        linux.mount(None, dest, None, linux.MS_BIND | linux.MS_REMOUNT | flags)
+        linux.mount(None, target, None, linux.MS_BIND | linux.MS_REMOUNT | flags, label=label)
     except PermissionError:
         # Flags the mount had when a less privileged mount namespace copied it are locked
         # (nosuid, nodev, noexec, atime): asking without them is EPERM, so ask with them.
-        locked = os.statvfs(dest).f_flag & _LOCKED
-        linux.mount(None, dest, None, linux.MS_BIND | linux.MS_REMOUNT | flags | locked)
+        locked = os.statvfs(target).f_flag & _LOCKED
+        linux.mount(None, target, None, linux.MS_BIND | linux.MS_REMOUNT | flags | locked,
+                    label=label)
 
 
-def _mount_cgroup(dest: str, flags: int, cgroup: Cgroup | None, warn: Warn) -> None:
+def _mount_cgroup(rootfs: str, dest: str, flags: int, cgroup: Cgroup | None,
+                  warn: Warn) -> None:
     """/sys/fs/cgroup: cgroup2 on v2; on v1 a tmpfs with the container's dirs bound ro."""
-    make_target(dest, True)
-    if is_v2():
-        linux.mount("cgroup", dest, "cgroup2", flags)
-        return
-    if cgroup is None:
-        warn("no cgroup for the cgroup mount; skipped")
-        return
+    with _in_root(rootfs, dest, "dir") as fd:
+        if is_v2():
+            linux.mount("cgroup", fd_path(fd), "cgroup2", flags, label=dest)
+            return
+        if cgroup is None:
+            warn("no cgroup for the cgroup mount; skipped")
+            return
+        linux.mount("tmpfs", fd_path(fd), "tmpfs", (flags & ~linux.MS_RDONLY) |
+                    linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC, "mode=755", label=dest)
     ro = flags & linux.MS_RDONLY
-    linux.mount("tmpfs", dest, "tmpfs", (flags & ~linux.MS_RDONLY) |
-                linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC, "mode=755")
-    for name, host in cgroup.mounts():
-        target = os.path.join(dest, name)
-        os.makedirs(target, exist_ok=True)
-        linux.mount(str(host), target, None, linux.MS_BIND)
+    with _in_root(rootfs, dest) as tmpfs:  # the tmpfs just mounted: ours alone
+        for name, host in cgroup.mounts():
+            os.mkdir(name, 0o755, dir_fd=tmpfs)
+            sub = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC,
+                          dir_fd=tmpfs)
+            try:
+                linux.mount(str(host), fd_path(sub), None, linux.MS_BIND,
+                            label=f"{dest}/{name}")
+            finally:
+                os.close(sub)
+            if ro:
+                top = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=tmpfs)
+                try:
+                    _remount_ro(fd_path(top), linux.MS_NOSUID | linux.MS_NODEV |
+                                linux.MS_NOEXEC)
+                finally:
+                    os.close(top)
         if ro:
-            _remount_ro(target, linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
-    if ro:
-        _remount_ro(dest)
+            _remount_ro(fd_path(tmpfs))
 
 
 def prepare(rootfs: str, propagation: str) -> None:
     """Stop mounts leaking to the host, and make the rootfs a mount point for pivot_root."""
     flags = PROPAGATION.get(propagation, linux.MS_PRIVATE | linux.MS_REC)
-    if flags & linux.MS_SHARED:
-        # A shared "/" would send our mounts to the host and pivot_root refuses it; the
-        # container's root becomes shared after pivot_root (propagate), as a new peer group.
+    if flags & (linux.MS_SHARED | linux.MS_UNBINDABLE):
+        # A shared "/" would send our mounts to the host and pivot_root refuses it; an
+        # unbindable one refuses the bind of the rootfs onto itself below (EINVAL). The
+        # container's root gets either after pivot_root (propagate).
         flags = linux.MS_SLAVE | linux.MS_REC
     linux.mount(None, "/", None, flags)
     linux.mount(rootfs, rootfs, None, linux.MS_BIND | linux.MS_REC)
+
+
+def prepare_unshared(rootfs: str) -> None:
+    """No mount namespace (hostmounts.py): never touch the host's "/"; bind the rootfs onto
+    itself and make that bind rprivate, so the container's mounts stay under it."""
+    linux.mount(rootfs, rootfs, None, linux.MS_BIND | linux.MS_REC)
+    linux.mount(None, rootfs, None, linux.MS_PRIVATE | linux.MS_REC)
+
+
+def chroot(rootfs: str) -> None:
+    """Instead of pivot_root, which in the host's mount namespace would move the host's
+    root for everyone: runc chroot()s too when there is no mount namespace."""
+    os.chdir(rootfs)
+    os.chroot(".")
+    os.chdir("/")
 
 
 def propagate(path: str, propagation: str) -> None:

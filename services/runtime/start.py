@@ -1,4 +1,8 @@
-"""``start``: release the init blocked on exec.fifo so it execs process.args."""
+"""``start``: release the init blocked on exec.fifo so it execs process.args.
+
+The init keeps its end of the fifo open, close-on-exec, until its execve: EOF on our end
+means the user's program has been executed (or the init died), and only then do the
+poststart hooks run (runtime-spec: after the user-specified process is executed)."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from services.runtime.log import get_logger
 from services.runtime.store import Store
 
 WAIT_TICKS = 1000  # x 10 ms: how long the init may take to open its end
+EXEC_TICKS = 1000  # x 10 ms: how long it may take from our read to its execve
 
 
 def start(store: Store, cid: str) -> None:
@@ -39,6 +44,7 @@ def start(store: Store, cid: str) -> None:
                 raise FailedPrecondition(f"container {cid} exited before start")
         else:
             raise FailedPrecondition(f"container {cid}: init did not answer start")
+        _await_exec(fd)
     finally:
         os.close(fd)
     with contextlib.suppress(FileNotFoundError):
@@ -47,6 +53,17 @@ def start(store: Store, cid: str) -> None:
     recorded = store.dir(cid) / "hooks.json"
     if recorded.exists():
         _poststart(recorded, cid, state.pid, state.bundle)
+
+
+def _await_exec(fd: int) -> None:
+    """Until EOF: the init's execve closed its end (bounded: a stuck init must not hang us)."""
+    for _ in range(EXEC_TICKS):
+        select.select([fd], [], [], 0.01)
+        try:
+            if not os.read(fd, 64):
+                return
+        except BlockingIOError:
+            continue
 
 
 def _rest(fd: int) -> str:
@@ -67,12 +84,12 @@ def _rest(fd: int) -> str:
 def _poststart(recorded: Path, cid: str, pid: int, bundle: str) -> None:
     import json
 
-    from services.core.errors import MuelleError
     from services.runtime import hooks
 
     config = json.loads(recorded.read_text())
-    try:
-        hooks.run(hooks.of(config, "poststart"),
-                  hooks.state(config, cid, "running", pid, bundle), cwd=bundle)
-    except MuelleError as exc:  # runtime-spec: the container keeps running
-        get_logger(container=cid).warning("poststart hook failed", error=str(exc))
+    log = get_logger(container=cid)
+    # runtime-spec: a failed poststart hook is a warning; the rest still run and the
+    # container keeps running.
+    hooks.run_all(hooks.of(config, "poststart"),
+                  hooks.state(config, cid, "running", pid, bundle), bundle,
+                  lambda error: log.warning("poststart hook failed", error=error))

@@ -58,6 +58,21 @@ def proc_start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
+def _make_private(root: Path) -> None:
+    """The state root and any parent made for it are 0700, as runc's MkdirAll(root, 0700)
+    (Path.mkdir would give made parents 0777 less the umask)."""
+    missing = []
+    path = root
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for path in reversed(missing):
+        try:
+            path.mkdir(mode=0o700)
+        except FileExistsError:
+            continue  # made meanwhile by a parallel create
+
+
 class Store:
     def __init__(self, root: str | os.PathLike[str] = DEFAULT_ROOT) -> None:
         self.root = Path(root)
@@ -70,10 +85,10 @@ class Store:
 
     def reserve(self, cid: str) -> Path:
         """Create the container's directory; fails if the id is taken."""
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o711)
+        _make_private(self.root)
         path = self.dir(cid)
         try:
-            path.mkdir(mode=0o711)
+            path.mkdir(mode=0o700)  # state.json names the bundle, pid and cgroup: ours alone
         except FileExistsError:
             raise AlreadyExists(f"container {cid!r} already exists") from None
         return path
@@ -81,7 +96,8 @@ class Store:
     def save(self, state: State) -> None:
         path = self.dir(state.id) / "state.json"
         tmp = path.with_suffix(".tmp")
-        with open(tmp, "w") as f:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        with open(fd, "w") as f:
             f.write(json.dumps(state._asdict()))  # dumps: the C encoder (dump is pure Python)
             f.flush()
             os.fsync(f.fileno())

@@ -31,6 +31,7 @@ from services.shim import logs, users
 from services.shim.console import ConsoleSocket, set_size
 from services.shim.runtime_output import error_text
 from services.shim.runtimes import Runtime
+from services.shim.spec import check_workdir
 from services.shim.store import ContainerDir, read_json, write_json
 
 REPO = str(Path(__file__).resolve().parents[2])
@@ -115,6 +116,7 @@ def build_process(container: dict[str, Any], req: ExecRequest, rootfs: str) -> d
         if not os.path.isabs(req.cwd):
             raise InvalidArgument(f"the working directory {req.cwd!r} is invalid: "
                                   "not absolute")
+        check_workdir(rootfs, req.cwd)
         proc["cwd"] = req.cwd
     return proc
 

@@ -70,7 +70,7 @@ def _become_monitor(argv: list[str], log_path: str, cwd: str, sync_fd: int) -> N
     code = 2
     try:
         devnull = os.open(os.devnull, os.O_RDONLY)
-        log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
         os.dup2(devnull, 0)
         os.dup2(log_fd, 1)
         os.dup2(log_fd, 2)

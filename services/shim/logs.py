@@ -13,6 +13,7 @@ drains the old one and goes on with the new.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -21,6 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO
 
+from services.core import modes
 from services.core.errors import InvalidArgument
 from services.core.timefmt import parse_ns, rfc3339_nano
 
@@ -58,15 +60,31 @@ def rotated(path: str) -> list[str]:
 
 class LogWriter:
     """Appends entries for one container; splits output into lines like Docker; rotates
-    the file past ``max_size`` bytes (0: never), keeping ``max_files`` files."""
+    the file past ``max_size`` bytes (0: never), keeping ``max_files`` files.
+
+    On a full disk (or any failed write) the entries of that write are dropped whole: the
+    file is cut back to its last complete line, so readers never meet a torn one, and the
+    container goes on (Docker's json-file logger drops too). ``dropped`` counts them."""
 
     def __init__(self, path: str, max_size: int = 0, max_files: int = 1) -> None:
         self._path = path
         self._max_size = max_size
         self._max_files = max(1, max_files)
-        self._file: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115
-        self._size = self._file.tell()
+        self._fd = self._open("a")
+        self._size = os.fstat(self._fd).st_size
         self._partial: dict[str, bytes] = {"stdout": b"", "stderr": b""}
+        self._pending: list[bytes] = []  # whole lines, written by _flush in one write
+        self.dropped = 0  # entries lost to failed writes (a full disk)
+        self.error: OSError | None = None  # the last such failure
+
+    def _open(self, mode: str) -> int:
+        # 0640 like Docker's json logs: what a container prints may be secret too. Always
+        # O_APPEND: after a failed write cuts the file back, the next one goes at its new
+        # end (not past it, which would leave a hole of NULs).
+        fd = modes.open_private(self._path, modes.LOG_FILE, append=True)
+        if mode == "w":
+            os.ftruncate(fd, 0)
+        return fd
 
     def write(self, stream: str, data: bytes) -> None:
         buf = self._partial[stream] + data
@@ -81,7 +99,7 @@ class LogWriter:
             self._emit(stream, buf[: nl + 1])
             buf = buf[nl + 1 :]
         self._partial[stream] = buf
-        self._file.flush()
+        self._flush()
 
     def flush_partial(self) -> None:
         """Write out unterminated lines (at EOF)."""
@@ -89,19 +107,39 @@ class LogWriter:
             if buf:
                 self._emit(stream, buf)
             self._partial[stream] = b""
-        self._file.flush()
+        self._flush()
 
     def _emit(self, stream: str, data: bytes) -> None:
-        line = json.dumps({"log": data.decode("utf-8", "surrogateescape"), "stream": stream,
-                           "time": rfc3339_nano(time.time_ns())}) + "\n"
-        size = len(line.encode("utf-8", "surrogateescape"))
-        if self._max_size and self._size and self._size + size > self._max_size:
+        line = (json.dumps({"log": data.decode("utf-8", "surrogateescape"), "stream": stream,
+                            "time": rfc3339_nano(time.time_ns())}) + "\n"
+                ).encode("utf-8", "surrogateescape")
+        if self._max_size and self._size and self._size + len(line) > self._max_size:
+            self._flush()
             self._rotate()
-        self._file.write(line)
-        self._size += size
+        self._pending.append(line)
+        self._size += len(line)
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        data = b"".join(self._pending)
+        lines = len(self._pending)
+        self._pending.clear()
+        good = self._size - len(data)  # where the file ends with whole lines
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view):]
+        except OSError as exc:
+            # Cut the torn tail off (which frees its blocks too) and drop these entries.
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, good)
+            self._size = good
+            self.dropped += lines
+            self.error = exc
 
     def _rotate(self) -> None:
-        self._file.close()
+        os.close(self._fd)
         if self._max_files == 1:
             mode = "w"  # one file only: start it again
         else:
@@ -110,12 +148,12 @@ class LogWriter:
                 older = f"{self._path}.{n - 1}" if n > 1 else self._path
                 if os.path.exists(older):
                     os.replace(older, f"{self._path}.{n}")
-        self._file = open(self._path, mode, encoding="utf-8")  # noqa: SIM115
+        self._fd = self._open(mode)
         self._size = 0
 
     def close(self) -> None:
         self.flush_partial()
-        self._file.close()
+        os.close(self._fd)
 
 
 def _decode(line: str) -> Entry | None:

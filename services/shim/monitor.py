@@ -31,12 +31,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from services.core.errors import is_no_space
 from services.runtime.store import proc_start_time
 from services.shim.console import ConsoleSocket
 from services.shim.logs import LogWriter, rfc3339_nano
 from services.shim.runtime_output import error_text
 from services.shim.stdin import StdinRelay
-from services.shim.store import ContainerDir, write_json
+from services.shim.store import ContainerDir, make_spare, write_json
 from services.shim.warm import WarmChild
 from services.shim.warm import spawn as warm_spawn
 
@@ -47,7 +48,8 @@ DRAIN_GRACE = 2.0
 
 
 def log(cdir: ContainerDir, msg: str) -> None:
-    with open(cdir.monitor_log, "a") as f:
+    """A diagnostic line; lost, not fatal, when the disk is full."""
+    with contextlib.suppress(OSError), open(cdir.monitor_log, "a") as f:
         f.write(f"{rfc3339_nano(time.time_ns())} {msg}\n")
 
 
@@ -362,6 +364,9 @@ def run(cdir: ContainerDir, create_argv: list[str], delete_argv: list[str],
         os.replace(tmp, path)
     with contextlib.suppress(FileNotFoundError):
         cdir.init_pid.unlink()
+    # Room for status.json set aside now: a container that fills the disk still gets its
+    # exit recorded (write_json writes into these blocks when it finds no others).
+    make_spare(cdir.status_spare)
     code, output, out_fd, err_fd = run_create(create_argv, str(cdir.path), warm,
                                               relay.read_fd if relay else -1,
                                               here=relay is None and console is None)
@@ -404,6 +409,8 @@ def run(cdir: ContainerDir, create_argv: list[str], delete_argv: list[str],
         fds[master] = "stdout"  # a terminal has one stream, as docker logs it
     status = pump(writer, fds, pid)
     writer.close()
+    if writer.dropped:
+        log(cdir, f"dropped {writer.dropped} log entries: {writer.error}")
     if relay is not None:
         relay.close()
     oom = oom_killed(cgroups_path)  # before delete removes the cgroup
@@ -419,7 +426,8 @@ def run(cdir: ContainerDir, create_argv: list[str], delete_argv: list[str],
         "oom_killed": oom,
         "finished_at": rfc3339_nano(time.time_ns()),
         "error": "" if status is not None and status >= 0 else "exit status lost",
-    }, durable=False)  # a run --rm waits for this; the journal commits it within seconds
+    }, durable=False,  # a run --rm waits for this; the journal commits it within seconds
+        spare=cdir.status_spare, what="the container's exit status")
     log(cdir, f"container exited, status {status}")
     try:
         child = os.fork()
@@ -431,8 +439,9 @@ def run(cdir: ContainerDir, create_argv: list[str], delete_argv: list[str],
         in_child = child == 0
     if child == 0:
         try:  # the lock is this process's copy of lock_fd: released when it exits
-            os.ftruncate(lock_fd, 0)
-            os.pwrite(lock_fd, str(os.getpid()).encode(), 0)  # after_delete may kill it
+            with contextlib.suppress(OSError):  # a full disk: the delete matters more
+                os.ftruncate(lock_fd, 0)
+                os.pwrite(lock_fd, str(os.getpid()).encode(), 0)  # after_delete may kill it
             delete_code, delete_err = run_delete(delete_argv, str(cdir.path), warm,
                                                  here=in_child)
             if delete_code != 0:
@@ -486,7 +495,9 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # noqa: BLE001 - last resort: leave a trace for the shim
         log(cdir, f"monitor crashed: {type(exc).__name__}: {exc}")
         with contextlib.suppress(OSError):
-            os.write(args.sync_fd, json.dumps({"error": f"monitor: {exc}"}).encode())
+            # no_space: the shim's error is then ResourceExhausted, saying what
+            os.write(args.sync_fd, json.dumps({"error": f"monitor: {exc}",
+                                               "no_space": is_no_space(exc)}).encode())
         sys.exit(2)
 
 

@@ -130,8 +130,11 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServicer):
 
     def ListVolumes(self, request: runtime_pb2.VolumeListRequest,
                     context: grpc.ServicerContext) -> runtime_pb2.VolumeListResponse:
-        return runtime_pb2.VolumeListResponse(
-            volumes=[_volume(v) for v in self.shim.volumes.list()])
+        volumes = [_volume(v) for v in self.shim.volumes.list()]
+        if request.with_size:
+            for vol in volumes:
+                vol.size = self.shim.volumes.size(vol.name)
+        return runtime_pb2.VolumeListResponse(volumes=volumes)
 
     def RemoveVolume(self, request: runtime_pb2.VolumeRemoveRequest,
                      context: grpc.ServicerContext) -> runtime_pb2.VolumeRemoveResponse:

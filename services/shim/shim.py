@@ -23,6 +23,7 @@ from pathlib import Path
 from muelle.runtime.v1 import runtime_pb2
 from muelle.types.v1 import types_pb2
 
+from services.core import modes
 from services.core.config import Config
 from services.core.errors import (
     AlreadyExists,
@@ -30,17 +31,33 @@ from services.core.errors import (
     InvalidArgument,
     MuelleError,
     NotFound,
+    ResourceExhausted,
+    no_space,
 )
 from services.core.logging import get_logger
 from services.runtime import cgroups
 from services.runtime.store import proc_start_time
-from services.shim import cgroupfs, logs, mounts, restart, spec, stats, users, volume_mounts
+from services.shim import (
+    access,
+    cgroupfs,
+    logs,
+    mounts,
+    restart,
+    spec,
+    stats,
+    users,
+    volume_mounts,
+)
 from services.shim import stdin as stdinmod
 from services.shim import userns as usernsmod
 from services.shim.background import Background
+from services.shim.claims import Claims
 from services.shim.exec import ExecRequest, ExecRun, Exit, Output
+from services.shim.exits import ExitWatch
+from services.shim.host_devices import host_devices
 from services.shim.network import Manager as NetworkManager
 from services.shim.network import plan_config, request_of
+from services.shim.network.manager import default_bridge
 from services.shim.runtimes import Runtime, Runtimes
 from services.shim.spawner import Spawner
 from services.shim.store import ContainerDir, Store, pid_alive, read_json, write_json
@@ -49,6 +66,7 @@ from services.shim.volumes import VolumeStore
 CREATE_TIMEOUT = 120.0
 POLL = 0.02  # seconds between checks where no pidfd is at hand
 WAKE = 0.25  # longest sleep on a monitor's pidfd before re-checking cancel and deadline
+KILL_PATIENCE = 5.0  # seconds to wait for a SIGKILLed monitor to be gone
 
 
 @dataclass
@@ -111,32 +129,46 @@ def _now() -> str:
 class Shim:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
+        # First: an engine that would share the bridge or cgroup parent of another starts
+        # nothing (FAILED_PRECONDITION, and the service exits with that line).
+        self.claims = Claims(cfg.root, {
+            "network.bridge": default_bridge(cfg.state_dir("shim"), cfg.network),
+            "shim.cgroup_parent": cfg.shim.cgroup_parent})
+        self.claims.acquire()
         self.store = Store(cfg.state_dir("shim"))
         self.volumes = VolumeStore(cfg.state_dir("shim") / "volumes")
+        access.tighten_all(self.store, self.volumes)
         self.runtimes = Runtimes(cfg)
         self.log = get_logger(component="shim")
         self._locks: dict[str, threading.RLock] = {}
         self._locks_guard = threading.Lock()
+        self._stopped_unrecorded: set[str] = set()  # stops a full disk kept from meta.json
         self.spawner = Spawner(cfg.run / "forkserver.log")
         self.supervisor = restart.Supervisor(restart.Hooks(
             wait_stopped=lambda cid, cancelled: self._wait_stopped(cid, None, cancelled),
             exit_code=lambda cid: self.state(cid).exit_code,
             started_at=self._started_at,
-            manually_stopped=lambda cid: bool(self._meta(cid).get("manually_stopped")),
+            manually_stopped=lambda cid: cid in self._stopped_unrecorded
+            or bool(self._meta(cid).get("manually_stopped")),
             restarts=lambda cid: int(self._meta(cid).get("restart_count", 0)),
             restart=self._restart_by_policy))
         self.networks = NetworkManager(cfg.state_dir("shim"), cfg.network,
                                        lambda cid: self.store.dir(cid).path,
                                        pid_of=self._running_pid)
+        # A run that ends by itself gives its network back at once, as Docker does.
+        self.exits = ExitWatch(self._exited)
 
     def close(self) -> None:
         """Stop the monitor fork server; containers and their monitors keep running.
         An idle default bridge goes too (a busy one stays for the running containers)."""
         self.spawner.close()
+        self.exits.close()
         try:
             self.networks.close()
         except MuelleError as exc:
             self.log.warning("could not remove the idle default bridge", error=str(exc))
+        finally:
+            self.claims.release()
 
     # ---------------------------------------------------------------- helpers
 
@@ -187,7 +219,7 @@ class Shim:
         runtime = self.runtimes.get(runtime_name)
         with self._lock(cid):
             try:
-                cdir.path.mkdir()
+                cdir.path.mkdir(mode=modes.PRIVATE_DIR)  # see access.py
             except FileExistsError:
                 raise AlreadyExists(f"container {cid} already exists") from None
             resolved = volume_mounts.Resolved()
@@ -198,14 +230,17 @@ class Shim:
                 if maps:  # before the network: its namespace will belong to this one
                     usernsmod.pin(str(cdir.userns), maps)
                 user = users.resolve(str(cdir.rootfs), cspec.user)
+                spec.check_workdir(str(cdir.rootfs), cspec.cwd)
                 config = spec.build_config(spec.BundleInput(
                     id=cid, spec=cspec, user=user, cgroup_parent=self.cfg.shim.cgroup_parent,
                     available_sysctls=spec.host_sysctls(),
                     thermal_paths=spec.host_thermal_paths(),
                     init_path=spec.find_init(self.cfg.shim.init_path) if cspec.init else "",
-                    userns_path=str(cdir.userns) if maps else ""))
+                    userns_path=str(cdir.userns) if maps else "",
+                    host_devices=host_devices() if cspec.privileged else []))
                 resolved = volume_mounts.prepare(cspec.volume_mounts, str(cdir.rootfs), cid,
                                                  self.volumes)
+                access.share(cdir, maps, resolved.records)
                 plan = self.networks.prepare(cid, request_of(cspec, config["hostname"]))
                 plan_config(config, plan)  # hosts, hostname, resolv.conf: user mounts win
                 config["mounts"] = spec.with_user_mounts(config["mounts"], resolved.oci)
@@ -246,6 +281,7 @@ class Shim:
                     raise
                 wiring.wait()
                 write_json(cdir.meta, meta)
+                self.exits.watch(cid, self._monitor_pidfd(cdir))
             except BaseException as exc:
                 log.warning("create failed", error=str(exc))
                 volume_mounts.release(resolved.records, cid, self.volumes, remove_anonymous=True)
@@ -291,6 +327,8 @@ class Shim:
                 os.close(write_fd)
         if "pid" in reply:
             return int(reply["pid"])
+        if reply.get("no_space"):
+            raise no_space(f"the files of container {cdir.id}'s monitor ({cdir.path})")
         error = _exec_error(str(reply.get("error") or "the monitor exited without reporting"))
         if not reply:
             tail = cdir.monitor_log.read_text(errors="replace")[-2000:] \
@@ -329,10 +367,7 @@ class Shim:
                  remove_volumes: bool = False, stopped: bool = False) -> None:
         """Undo everything create made: monitor, runtime state, mounts, volume refs, dir.
         ``stopped``: no process of the container is left (delete waited for that)."""
-        pid = cdir.read_pid(cdir.monitor_pid)
-        if self._monitor_alive(cdir):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signalmod.SIGKILL)
+        self._kill_monitor(cdir)
         # Deleting the veth waits ~20-30 ms for RCU grace periods in the kernel: it runs
         # beside the runtime's delete and the unmounts; joined before the dir goes.
         unwiring = Background(lambda: self.networks.down(cdir.id),
@@ -360,6 +395,26 @@ class Shim:
             with contextlib.suppress(OSError):
                 os.unlink(stdinmod.socket_path(str(self.cfg.run), cdir.id, kind))
 
+    def _kill_monitor(self, cdir: ContainerDir) -> None:
+        """SIGKILL the container's monitor and its process group (it leads one, in its own
+        session): a `<runtime> create` it runs must not finish after the runtime's state
+        was looked at. Waits until it is gone, so nothing of it races what follows."""
+        if not self._monitor_alive(cdir):
+            return
+        pid = cdir.read_pid(cdir.monitor_pid)
+        exit_fd = self._monitor_pidfd(cdir)
+        try:
+            with contextlib.suppress(ProcessLookupError):
+                if os.getpgid(pid) == pid:
+                    os.killpg(pid, signalmod.SIGKILL)
+                else:
+                    os.kill(pid, signalmod.SIGKILL)
+            if exit_fd >= 0:
+                select.select([exit_fd], [], [], KILL_PATIENCE)
+        finally:
+            if exit_fd >= 0:
+                os.close(exit_fd)
+
     @staticmethod
     def _unmount_rootfs(cdir: ContainerDir) -> None:
         if cdir.rootfs.exists():
@@ -372,6 +427,7 @@ class Shim:
             if unless_running and self.state(cid).status in ("running", "paused"):
                 return None
             self._update_meta(cid, manually_stopped=False)
+            self._stopped_unrecorded.discard(cid)
             pid = self._start(cid)
         policy = restart.parse(self._meta(cid).get("restart_policy", ""))
         self.supervisor.watch(cid, policy)
@@ -379,6 +435,10 @@ class Shim:
 
     def _restart_by_policy(self, cid: str) -> None:
         with self._lock(cid):
+            if self._meta(cid).get("manually_stopped") or cid in self._stopped_unrecorded:
+                # A stop came after the supervisor looked: stop marks it under this lock,
+                # so either it sees this run and stops it, or this sees its mark.
+                return
             self._update_meta(cid, restart_count=int(self._meta(cid).get("restart_count", 0)) + 1)
             self._start(cid)
 
@@ -414,8 +474,14 @@ class Shim:
                 if not mounts.is_mounted(str(cdir.rootfs)):
                     rootfs = [types_pb2.Mount(**m) for m in meta.get("rootfs", [])]
                     mounts.mount_all(rootfs, str(cdir.rootfs), userns_maps(meta))
-                self.networks.up(cid)  # torn down when it stopped
-                self._spawn_monitor(cdir, runtime, meta["cgroups_path"])
+                access.share(cdir, userns_maps(meta), meta.get("volumes") or [])
+                self.networks.up(cid)  # given back when it stopped
+                try:
+                    self._spawn_monitor(cdir, runtime, meta["cgroups_path"])
+                except BaseException:
+                    self.networks.down(cid)  # no run, no network
+                    raise
+                self.exits.watch(cid, self._monitor_pidfd(cdir))
             pid = cdir.read_pid(cdir.init_pid)
             # Recorded first, so a container that exits at once never looks unstarted.
             write_json(cdir.started, {"started_at": _now()}, durable=False)
@@ -478,7 +544,14 @@ class Shim:
         signum = parse_signal(signal, signalmod.SIGTERM)
         self._existing(cid)
         # Before the signal: the restart policy must not bring it back (Docker's stop).
-        self._update_meta(cid, manually_stopped=True)
+        with self._lock(cid):
+            try:
+                self._update_meta(cid, manually_stopped=True)
+            except ResourceExhausted as exc:
+                # A full disk with no room even in meta.json's own block: the stop goes
+                # on (it must work on a full disk); this shim remembers it for the policy.
+                get_logger(container=cid[:12]).warning("stop not recorded", error=str(exc))
+                self._stopped_unrecorded.add(cid)
         if self.state(cid).status != "stopped":
             with contextlib.suppress(FailedPrecondition):
                 self.kill(cid, str(signum))
@@ -494,6 +567,18 @@ class Shim:
             with self._lock(cid):
                 self.networks.down(cid)  # published ports and the address go on stop
         return status
+
+    def _exited(self, cid: str) -> None:
+        """A run ended (its monitor exited): its veths, addresses, published ports and
+        netns go now, not at `rm` (Docker's release at exit); `start` wires them again."""
+        with self._lock(cid):
+            try:
+                status = self.state(cid)
+            except NotFound:
+                return  # removed meanwhile
+            if status.status == "stopped" and self.networks.read(cid).get("endpoints"):
+                self.networks.down(cid)
+                get_logger(container=cid[:12]).info("network released at exit")
 
     def _wait_stopped(self, cid: str, deadline: float | None,
                       cancelled: Callable[[], bool]) -> bool:
@@ -718,6 +803,7 @@ class Shim:
 
     def restore(self) -> None:
         """Rediscover container dirs after a (re)start; drop half-created ones."""
+        self.networks.reconcile()
         for cdir in self.store.all():
             meta = cdir.read_meta()
             if meta and not meta.get("creating"):
@@ -725,10 +811,17 @@ class Shim:
                 self.log.info("restored", container=cdir.id[:12], status=status.status)
                 if status.status in ("running", "paused"):  # keep applying its policy
                     self.supervisor.watch(cdir.id, restart.parse(meta.get("restart_policy", "")))
+                if status.status == "stopped":
+                    self._exited(cdir.id)  # it ended while no shim watched
+                else:
+                    self.exits.watch(cdir.id, self._monitor_pidfd(cdir))
                 continue
-            if self._monitor_alive(cdir):
-                continue  # a create of ours may still be running in another thread
-            self.log.warning("removing half-created container", container=cdir.id[:12])
+            # Restore runs before serving: no create of ours can be running, so this is
+            # one the last shim was killed in. Its monitor may live on, with an init
+            # blocked on its exec FIFO: all of it goes (the gateway's undo, seeing the
+            # create fail, asks for the same).
+            self.log.warning("removing half-created container", container=cdir.id[:12],
+                             monitor=self._monitor_alive(cdir))
             runtime = None
             with contextlib.suppress(MuelleError):
                 runtime = self.runtimes.get(meta.get("runtime", ""))

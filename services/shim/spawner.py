@@ -15,6 +15,7 @@ import sys
 import threading
 from pathlib import Path
 
+from services.core import modes
 from services.core.logging import get_logger
 
 REPO = str(Path(__file__).resolve().parents[2])
@@ -28,8 +29,10 @@ def _env() -> dict[str, str]:
 
 def _python() -> list[str]:
     # -S: no site-packages; the monitor needs only the stdlib and this repo (PYTHONPATH),
-    # and skipping site saves ~20 ms.
-    return [sys.executable, "-S", "-m"]
+    # and skipping site saves ~20 ms. The fork server and monitors run muelle-runtime's
+    # create in-process, so they start from a sealed copy of the interpreter (the
+    # trampoline re-executes ``-S -m MODULE``): a container must not reach the host's.
+    return [sys.executable, "-S", "-m", "services.runtime.sealed"]
 
 
 class Spawner:
@@ -81,7 +84,8 @@ class Spawner:
         self._stop_locked()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            with open(self.log_path, "ab") as out:
+            with os.fdopen(modes.open_private(self.log_path, modes.LOG_FILE, append=True),
+                           "ab") as out:
                 self._proc = subprocess.Popen(
                     [*_python(), "services.shim.forkserver", str(theirs.fileno())],
                     pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=out,
@@ -112,7 +116,7 @@ class Spawner:
 
     @staticmethod
     def _exec(argv: list[str], sync_fd: int, log: Path) -> None:
-        with open(log, "ab") as out:
+        with os.fdopen(modes.open_private(log, modes.LOG_FILE, append=True), "ab") as out:
             # setsid -f: the monitor is re-parented away from us (no zombie to reap)
             # and lives in its own session, so it survives the shim.
             starter = subprocess.Popen(

@@ -18,6 +18,7 @@ from muelle.types.v1 import types_pb2
 from services.core import capabilities as core_caps
 from services.core import cpuset
 from services.core.errors import FailedPrecondition, InvalidArgument
+from services.runtime.paths import secure_join
 from services.shim import seccomp_profile, userns
 from services.shim.users import User
 
@@ -74,6 +75,8 @@ class BundleInput:
     init_path: str = ""
     # The user namespace the shim pinned for spec.uid_maps, joined by path.
     userns_path: str = ""
+    # The host's device nodes (host_devices.py): a privileged container gets them all.
+    host_devices: list[dict[str, Any]] = field(default_factory=list)
 
 
 def normalize_cap(name: str) -> str:
@@ -244,7 +247,9 @@ def build_config(inp: BundleInput) -> dict:
                                               if inp.userns_path else {})})
         linux["uidMappings"] = id_mappings(spec.uid_maps)
         linux["gidMappings"] = id_mappings(spec.gid_maps)
-    if not spec.privileged:
+    if spec.privileged:
+        linux["devices"] = [dict(d) for d in inp.host_devices]  # as Docker: all of /dev
+    else:
         linux["maskedPaths"] = MASKED_PATHS + list(inp.thermal_paths)
         linux["readonlyPaths"] = list(READONLY_PATHS)
         if spec.seccomp != "unconfined":
@@ -284,6 +289,22 @@ def build_config(inp: BundleInput) -> dict:
         "linux": linux,
         "annotations": dict(spec.annotations),
     }
+
+
+def check_workdir(rootfs: str, cwd: str) -> None:
+    """InvalidArgument if ``cwd`` (resolved inside ``rootfs``) or a parent of it exists and
+    is not a directory: the runtime would fail to make it with a bare "File exists"."""
+    if not cwd:
+        return
+    path = secure_join(rootfs, cwd)
+    while len(path) > len(rootfs):
+        if os.path.lexists(path):
+            if not os.path.isdir(path):
+                raise InvalidArgument(f"the working directory {cwd!r} is invalid: "
+                                      f"{path[len(rootfs):] or '/'} is not a directory "
+                                      "in the container")
+            return
+        path = os.path.dirname(path)
 
 
 def id_mappings(maps: Sequence[types_pb2.IDMapping]) -> list[dict[str, int]]:

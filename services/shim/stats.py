@@ -53,8 +53,15 @@ def _keyed(text: str) -> dict[str, int]:
     return out
 
 
-def _host_memory() -> int:
-    return _keyed(_read(Path("/proc/meminfo")).replace(":", "")).get("MemTotal", 0) * 1024
+def _host_memory(meminfo: Path = Path("/proc/meminfo")) -> int:
+    """The host's memory in bytes: the limit `stats` shows for a container without `-m`,
+    as Docker does. /proc/meminfo lines read "MemTotal:  24683772 kB" (three fields)."""
+    for line in _read(meminfo).splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "MemTotal:" and parts[1].isdigit():
+            unit = 1024 if len(parts) > 2 and parts[2] == "kB" else 1
+            return int(parts[1]) * unit
+    return 0
 
 
 def read(cgroups_path: str, pid: int, root: Path = ROOT) -> Counters:

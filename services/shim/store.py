@@ -5,6 +5,7 @@
     monitor.pid   pid of the current monitor             init.pid     runtime's pid file
     started.json  started_at of the current run          status.json  exit status (monitor)
     monitor.log   the monitor's own diagnostics           delete.lock  see after_delete
+    status.spare  room for status.json on a full disk
 
 Files are replaced atomically (temp + fsync + rename), so a crash leaves either the old or
 the new version, which is what live restore reads back.
@@ -23,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from services.core.errors import InvalidArgument
+from services.core import modes
+from services.core.errors import InvalidArgument, is_no_space, no_space
 
 ID_RE = re.compile(r"^[0-9a-f]{64}$")
 
@@ -34,17 +36,76 @@ def check_id(cid: str) -> str:
     return cid
 
 
-def write_json(path: Path, data: Any, durable: bool = True) -> None:
+def write_json(path: Path, data: Any, durable: bool = True, spare: Path | None = None,
+               what: str = "") -> None:
     """Replace ``path`` atomically. ``durable=False`` skips the fsync (0.2-2 ms here),
     for what a host crash makes moot anyway: an exit status or start time (the monitor
-    dies with the host), a create's in-progress marker."""
+    dies with the host), a create's in-progress marker.
+
+    On a full disk the new text goes into the blocks of the file it replaces, or of
+    ``spare`` (a file set aside for this, renamed into place), when it fits: stopping a
+    container and recording its exit must work when the disk is full. Otherwise
+    ResourceExhausted, naming ``what`` (default: the path), and nothing is changed."""
+    text = json.dumps(data).encode()  # dumps: the C encoder; dump is pure Python (~1 ms)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(json.dumps(data))  # dumps: the C encoder; dump is pure Python (~1 ms a file)
-        if durable:
-            f.flush()
-            os.fsync(f.fileno())
+    try:
+        # 0600: a container's config.json holds its environment (core/modes.py)
+        with os.fdopen(modes.open_private(tmp), "wb") as f:
+            f.write(text)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()  # a half-written temp file would hold space and mislead no one
+        if not is_no_space(exc):
+            raise
+        if not _overwrite(path, text, durable) and \
+                not (spare is not None and _overwrite(spare, text, durable, rename_to=path)):
+            raise no_space(what or str(path), exc) from exc
+        return
     os.replace(tmp, path)
+
+
+def _overwrite(target: Path, text: bytes, durable: bool, rename_to: Path | None = None
+               ) -> bool:
+    """``text`` written over ``target``'s own blocks (a file's last block has room past
+    its end), padded with spaces (valid JSON) to its old size, so no block is allocated;
+    then renamed to ``rename_to``. False if it does not fit. One pwrite of a few hundred
+    bytes: a kill leaves the old text or the new, not half of it."""
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        st = os.fstat(fd)
+        size = st.st_size
+        if len(text) > max(size, st.st_blocks * 512):
+            return False
+        os.pwrite(fd, text.ljust(size), 0)
+        if durable:
+            os.fsync(fd)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    if rename_to is not None:
+        os.replace(target, rename_to)
+    return True
+
+
+def make_spare(path: Path, size: int = 1024) -> None:
+    """Set aside ``size`` bytes of blocks at ``path`` for write_json(spare=...) to use
+    when the disk is full. Best effort: on a disk full already there is none."""
+    with contextlib.suppress(OSError):
+        fd = modes.open_private(path)
+        try:
+            os.write(fd, b" " * size)  # real bytes (not fallocate): overwritten in place
+        except OSError:
+            os.close(fd)
+            path.unlink()
+        else:
+            os.close(fd)
 
 
 def read_json(path: Path) -> Any:
@@ -109,6 +170,11 @@ class ContainerDir:
     @property
     def status(self) -> Path:
         return self.path / "status.json"
+
+    @property
+    def status_spare(self) -> Path:
+        """Blocks the monitor sets aside for status.json, used when the disk is full."""
+        return self.path / "status.spare"
 
     @property
     def monitor_log(self) -> Path:
@@ -179,7 +245,9 @@ class ContainerDir:
 class Store:
     def __init__(self, root: Path) -> None:
         self.root = root / "containers"
-        self.root.mkdir(parents=True, exist_ok=True)
+        # Not listable; each container's dir is 0700 (services/shim/access.py).
+        modes.private_dir(root, modes.TRAVERSE_DIR)
+        modes.private_dir(self.root, modes.TRAVERSE_DIR)
 
     def dir(self, cid: str) -> ContainerDir:
         return ContainerDir(self.root / check_id(cid))

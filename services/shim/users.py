@@ -14,6 +14,8 @@ import stat
 from dataclasses import dataclass, field
 
 from services.core.errors import InvalidArgument
+from services.core.passwd import parse_group as _parse_group
+from services.core.passwd import parse_passwd as _parse_passwd
 
 MAX_ID = 2**31 - 1
 _MAX_SYMLINKS = 40
@@ -27,21 +29,6 @@ class User:
     additional_gids: list[int] = field(default_factory=list)
     home: str = "/"
     name: str = ""
-
-
-@dataclass
-class _Passwd:
-    name: str
-    uid: int
-    gid: int
-    home: str
-
-
-@dataclass
-class _Group:
-    name: str
-    gid: int
-    members: list[str]
 
 
 def read_in_root(rootfs: str, path: str) -> bytes | None:
@@ -96,35 +83,6 @@ def read_in_root(rootfs: str, path: str) -> bytes | None:
     finally:
         for fd in fds:
             os.close(fd)
-
-
-def _parse_passwd(data: bytes) -> list[_Passwd]:
-    out = []
-    for line in data.decode(errors="replace").splitlines():
-        fields = line.strip().split(":")
-        if len(fields) < 4 or line.startswith("#"):
-            continue
-        try:
-            out.append(_Passwd(fields[0], int(fields[2]), int(fields[3]),
-                               fields[5] if len(fields) > 5 else ""))
-        except ValueError:
-            continue
-    return out
-
-
-def _parse_group(data: bytes) -> list[_Group]:
-    out = []
-    for line in data.decode(errors="replace").splitlines():
-        fields = line.strip().split(":")
-        if len(fields) < 3 or line.startswith("#"):
-            continue
-        try:
-            gid = int(fields[2])
-        except ValueError:
-            continue
-        members = [m for m in fields[3].split(",") if m] if len(fields) > 3 else []
-        out.append(_Group(fields[0], gid, members))
-    return out
 
 
 def _number(text: str) -> int | None:

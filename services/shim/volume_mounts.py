@@ -95,7 +95,7 @@ def prepare(mounts: Sequence[runtime_pb2.VolumeMount], rootfs: str, cid: str,
                 if not os.path.exists(m.source):
                     raise InvalidArgument(f'invalid mount config for type "bind": bind '
                                           f"source path does not exist: {m.source}")
-                make_target(dest, os.path.isdir(m.source))
+                make_target(rootfs, target, os.path.isdir(m.source))
                 opts = ["rbind", "rprivate"] + (["ro"] if m.readonly else [])
                 out.oci.append({"destination": inside, "type": "bind", "source": m.source,
                                 "options": opts})
@@ -107,14 +107,14 @@ def prepare(mounts: Sequence[runtime_pb2.VolumeMount], rootfs: str, cid: str,
                 out.records.append(record)  # from here on delete must release it
                 if not m.no_copy:  # like Docker: only into an empty volume
                     _copy_up(dest, vol.mountpoint)
-                make_target(dest, True)
+                make_target(rootfs, target, True)
                 opts = ["rbind", "rprivate"] + (["ro"] if m.readonly else [])
                 out.oci.append({"destination": inside, "type": "bind",
                                 "source": vol.mountpoint, "options": opts})
                 continue
             elif m.type == "tmpfs":
                 opts = _tmpfs_options(m) + (["ro"] if m.readonly else [])
-                make_target(dest, True)
+                make_target(rootfs, target, True)
                 out.oci.append({"destination": inside, "type": "tmpfs", "source": "tmpfs",
                                 "options": opts})
                 record["source"] = ""

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.core import modes
 from services.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.core.logging import get_logger
 from services.shim.store import read_json, write_json
@@ -61,7 +62,8 @@ def _size(path: Path) -> int:
 class VolumeStore:
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.root.mkdir(parents=True, exist_ok=True)
+        # Names are not listable, each volume's dir is 0700 (services/shim/access.py).
+        modes.private_dir(self.root, modes.TRAVERSE_DIR)
         self._lock = threading.RLock()
         self.log = get_logger(component="volumes")
 
@@ -95,7 +97,8 @@ class VolumeStore:
             if existing is not None:
                 return existing, False
             vdir = self._dir(name)
-            (vdir / "_data").mkdir(parents=True, exist_ok=True)
+            modes.private_dir(vdir)
+            (vdir / "_data").mkdir(exist_ok=True)
             vol = Volume(name=name, mountpoint=str(vdir / "_data"), created_at=_now(),
                          labels=dict(labels or {}), anonymous=anonymous)
             self._write(vol)  # the record last: a dir without meta.json is not a volume
@@ -136,6 +139,11 @@ class VolumeStore:
         shutil.rmtree(trash, ignore_errors=True)
         self.log.info("volume removed", volume=name)
         return size
+
+    def size(self, name: str) -> int:
+        """Bytes the volume's data uses on disk (0 when it is gone meanwhile)."""
+        vol = self._read(name)
+        return _size(Path(vol.mountpoint)) if vol is not None else 0
 
     def prune(self, all: bool = False) -> tuple[builtins.list[str], int]:
         """Remove unused volumes (anonymous only unless ``all``)."""

@@ -2,10 +2,10 @@
 
 Benchmarks live in ``bench_*.py`` files, which pytest collects only when it is pointed at
 this directory (``make bench`` = ``pytest -q -s tests/bench``); ``make test`` ignores it.
-A fixture skips with a reason only when its side truly cannot run here (dockerd cannot be
-installed, the muelle services have not been written yet); a side that exists but fails
-is an error. Shared session fixtures (``registry``, ``busybox_ref``) come from
-tests/conftest.py.
+A fixture skips with a reason only when its side truly cannot run here (the muelle
+services have not been written yet); dockerd is required (make setup installs docker.io),
+and a side that exists but fails is an error. Shared session fixtures (``registry``,
+``busybox_ref``) come from tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from services.core import launcher
 from tests.bench.harness import Settings, settings_from_env
 from tests.bench.sides import ENGINE_MODULES, muelle_missing
 from tests.support.docker import Dockerd, started
@@ -58,7 +59,7 @@ def settings() -> Settings:
 def dockerd(settings: Settings) -> Iterator[Dockerd]:
     """A private Docker Engine for the session (installed with apt-get when missing), with a
     bridge of its own: `docker run` gets a veth by default, as a muelle container does."""
-    daemon = started(bridge=True)
+    daemon = started()
     try:
         yield daemon
     finally:
@@ -72,18 +73,26 @@ def docker_busybox(dockerd: Dockerd, busybox_ref: str) -> str:
     return busybox_ref
 
 
-def _engine(settings: Settings, combined: bool) -> Iterator[Engine]:
+def _engine(settings: Settings, combined: bool,
+            services: tuple[str, ...] = launcher.ORDER) -> Iterator[Engine]:
     """A whole muelle engine for the session; skipped while its services do not exist."""
     reason = muelle_missing(*ENGINE_MODULES)
     if reason:
         pytest.skip(reason)
-    with Engine(default_runtime=settings.runtime, combined=combined) as engine:
+    with Engine(default_runtime=settings.runtime, combined=combined,
+                services=services) as engine:
         yield engine
 
 
 @pytest.fixture(scope="session")
 def muelle_engine(settings: Settings) -> Iterator[Engine]:
     yield from _engine(settings, combined=False)
+
+
+@pytest.fixture(scope="session")
+def muelle_docker_engine(settings: Settings) -> Iterator[Engine]:
+    """An engine with its Docker API (muelle-dockerapi), for the docker clients."""
+    yield from _engine(settings, combined=False, services=launcher.ALL)
 
 
 @pytest.fixture(scope="session")

@@ -75,4 +75,4 @@ def test_an_unknown_service_is_one_error_line() -> None:
                            "gateway,nope"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert proc.stderr.strip() == ("muelle-engine: --services: unknown service nope; "
-                                   "choose from registry, imagestore, shim, gateway")
+                                   "choose from registry, imagestore, shim, gateway, dockerapi")

@@ -62,8 +62,14 @@ def test_malformed_reference(engine: Engine) -> None:
 
 
 def test_run_of_an_image_not_pulled(engine: Engine) -> None:
-    proc = engine.cli("run", "--rm", "127.0.0.1:1/never/pulled:1", "true", check=False)
+    proc = engine.cli("run", "--rm", "--pull=never", "127.0.0.1:1/never/pulled:1", "true",
+                      check=False)
     assert proc.returncode == 125 and "no such image" in proc.stderr.lower(), proc.stderr
+    # by default docker's run tries to pull it; nothing listens on port 1
+    proc = engine.cli("run", "--rm", "127.0.0.1:1/never/pulled:1", "true", check=False)
+    assert proc.returncode == 125
+    assert proc.stderr.startswith("Unable to find image '127.0.0.1:1/never/pulled:1' locally\n")
+    assert "cannot reach registry 127.0.0.1:1" in proc.stderr
 
 
 def test_digest_mismatch_from_upstream_stores_nothing(engine: Engine,

@@ -7,11 +7,13 @@ program built on this machine that makes the raw system calls busybox cannot."""
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from pathlib import Path
 
 import pytest
 
+from services.shim.host_devices import host_devices
 from tests.support import sysprobe
 from tests.support.engine import Engine
 from tests.support.images import Entry, build_layout, busybox_layer, push_layout
@@ -94,6 +96,8 @@ PRIVILEGED_PROBE = r"""
 grep -E '^(CapEff|Seccomp):' /proc/self/status | tr -d '\t ' | tr : =
 mount -t tmpfs none /tmp 2>/dev/null && echo mount=allowed || echo mount=denied
 echo "masked=$(ls /sys/firmware | wc -l)"
+echo "dev=$(find /dev -xdev \( -type c -o -type b \) | sort | tr '\n' ,)"
+echo "loop0=$(stat -c %t:%T /dev/loop0 2>/dev/null)"
 """
 
 
@@ -112,6 +116,15 @@ def test_privileged_has_no_filter_and_every_capability(engine: Engine, image: st
     bounding = int(_status_field("CapBnd"), 16)  # every capability this host can give
     assert got["Seccomp"] == "0" and int(got["CapEff"], 16) == bounding, (got, bounding)
     assert got["mount"] == "allowed" and got["masked"] != "0", got
+    # The host's device nodes, as Docker gives them (not /dev/pts, /dev/console: mounts
+    # and the runtime's own; /dev/ptmx is the runtimes' link to pts/ptmx), with the
+    # host's numbers.
+    host = {d["path"] for d in host_devices()} - {"/dev/ptmx"}
+    inside = set(got["dev"].strip(",").split(","))
+    assert len(host) > 20 and host <= inside, sorted(host - inside)
+    if os.path.exists("/dev/loop0"):
+        rdev = os.stat("/dev/loop0").st_rdev
+        assert got["loop0"] == f"{os.major(rdev):x}:{os.minor(rdev):x}", got
 
 
 def test_cap_add_sys_admin_opens_the_gated_calls(engine: Engine, image: str) -> None:

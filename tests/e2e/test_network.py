@@ -251,3 +251,76 @@ def test_create_rm_cycles_leave_nothing(engine: Engine, image: str) -> None:
                 types_pb2.NetworkPort(container_port=80, host_port=port)])
             client.remove(reply.id, force=True)
     assert network.container_leftovers(engine.root, engine.bridge) == []
+
+
+def _ip(engine: Engine, name: str, net: str) -> str:
+    info = json.loads(engine.cli("inspect", name).stdout)[0]
+    return str(info["NetworkSettings"]["Networks"][net]["IPAddress"])
+
+
+def _probe(engine: Engine, image: str, net: str, targets: list[str]) -> set[str]:
+    """From a container on ``net``: which of ``targets`` answer TCP (httpd) and ICMP.
+    All probes at once; a dropped packet gets no answer, so each gives up after 2 s
+    (`timeout`: this busybox's `wget -T` crashes)."""
+    script = " ".join(
+        f"(timeout 2 wget -q -O /dev/null http://{ip}/ && echo tcp:{ip}) & "
+        f"(ping -c 1 -W 2 {ip} >/dev/null 2>&1 && echo icmp:{ip}) &" for ip in targets)
+    out = engine.cli("run", "--rm", "--network", net, image, "sh", "-c",
+                     f"{script} wait").stdout
+    return set(out.split())
+
+
+def test_networks_are_isolated_from_each_other(engine: Engine, image: str) -> None:
+    """Like Docker's isolation stages: containers on two user networks and on the default
+    bridge reach their own network's members over TCP and ICMP, and no other network's."""
+    nets = {"a": _name("isoa"), "b": _name("isob"), "d": "bridge"}
+    servers = {key: _name(f"srv{key}") for key in nets}
+    bridges = []
+    try:
+        for key in ("a", "b"):
+            engine.cli("network", "create", nets[key])
+            info = json.loads(engine.cli("network", "inspect", nets[key]).stdout)[0]
+            bridges.append(info["Options"]["com.docker.network.bridge.name"])
+        for key, net in nets.items():
+            engine.cli("run", "-d", "--name", servers[key], "--network", net, image,
+                       "sh", "-c", HTTPD)
+        ips = {key: _ip(engine, servers[key], net) for key, net in nets.items()}
+        for key, net in nets.items():  # each server answers on its own network
+            ip = ips[key]
+            _until(lambda: f"tcp:{ip}" in _probe(engine, image, net, [ip]),  # noqa: B023
+                   f"httpd on {net}", tries=40)
+        for key, net in nets.items():
+            got = _probe(engine, image, net, list(ips.values()))
+            assert got == {f"tcp:{ips[key]}", f"icmp:{ips[key]}"}, (net, ips, got)
+    finally:
+        engine.cli("rm", "-f", *servers.values(), check=False)
+        for key in ("a", "b"):
+            engine.cli("network", "rm", nets[key], check=False)
+    # the networks' rules went with them
+    assert network.rules_mentioning(bridges) == []
+
+
+def test_a_container_that_exits_gives_its_network_back(engine: Engine, image: str) -> None:
+    """Like Docker: veth, address lease, published port and netns go when the container
+    exits by itself, not at `rm`; `start` and `restart` wire it again."""
+    name, port = _name("quits"), network.free_port()
+    # runs until told to stop (a file), so its exit is its own, not a stop's
+    script = "rm -f /go; while [ ! -e /go ]; do sleep 0.05; done"
+    engine.cli("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:80", image,
+               "sh", "-c", script)
+    try:
+        for again in ("start", "restart", ""):
+            wired = network.container_leftovers(engine.root, engine.bridge)
+            assert len(wired) == 3, wired  # a veth, a DNAT rule, a lease
+            ip = _ip(engine, name, "bridge")
+            assert ip
+            engine.cli("exec", name, "touch", "/go")
+            assert engine.cli("wait", name).stdout.strip() == "0"
+            _until(lambda: network.container_leftovers(engine.root, engine.bridge) == [],
+                   "the network of an exited container to be released")
+            info = json.loads(engine.cli("inspect", name).stdout)[0]
+            assert info["State"]["Status"] == "exited"
+            if again:
+                engine.cli(again, name)
+    finally:
+        engine.cli("rm", "-f", name, check=False)

@@ -8,14 +8,13 @@ import os
 import re
 import stat
 import subprocess
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.engine import Engine
-from tests.support.registry import LocalRegistry
+from tests.support.registry import LocalRegistry, htpasswd_line
 
 pytestmark = pytest.mark.root
 
@@ -87,19 +86,11 @@ def test_push_errors_are_one_line(engine: Engine, image: str, registry: LocalReg
     assert proc.returncode != 0 and "digest" in proc.stderr
 
 
-def _bcrypt_line(user: str, password: str) -> str:
-    # glibc's crypt (libxcrypt on Debian 12) does bcrypt; htpasswd is not installed.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        import crypt
-    return f"{user}:{crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))}\n"
-
-
 @pytest.fixture
 def auth_registry(tmp_path: Path) -> Iterator[LocalRegistry]:
     """A registry that wants Basic auth (htpasswd, bcrypt)."""
     htpasswd = tmp_path / "htpasswd"
-    htpasswd.write_text(_bcrypt_line(USER, PASSWORD))
+    htpasswd.write_text(htpasswd_line(USER, PASSWORD))
     extra = f"auth:\n  htpasswd:\n    realm: muelle-test\n    path: {htpasswd}\n"
     with LocalRegistry(tmp_path / "auth", extra_config=extra) as reg:
         yield reg

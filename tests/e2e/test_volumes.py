@@ -82,7 +82,9 @@ def test_volume_rm_refused_while_in_use_and_prune(engine: Engine, image: str) ->
 def test_bind_tmpfs_and_read_only_root(engine: Engine, image: str, tmp_path: Path) -> None:
     (tmp_path / "hello").write_text("host file\n")
     script = ("cat /in/hello; grep -E ' /(scratch|t2) ' /proc/mounts; "
-              "touch /x 2>/dev/null && echo root-writable; echo ok > /scratch/f; cat /scratch/f")
+              "touch /x 2>/dev/null && echo root-writable; "
+              "for f in hosts hostname resolv.conf; do echo >> /etc/$f && echo $f-writable; "
+              "done; echo ok > /scratch/f; cat /scratch/f")
     out = engine.cli("run", "--rm", "--read-only", "-v", f"{tmp_path}:/in:ro",
                      "--tmpfs", "/scratch:size=2m,mode=1770",
                      "--mount", "type=tmpfs,target=/t2,tmpfs-size=1m", image,
@@ -93,10 +95,24 @@ def test_bind_tmpfs_and_read_only_root(engine: Engine, image: str, tmp_path: Pat
     assert scratch[2] == "tmpfs" and "size=2048k" in scratch[3] and "mode=1770" in scratch[3]
     assert "size=1024k" in next(x for x in lines if " /t2 " in x)
     assert "root-writable" not in lines and lines[-1] == "ok"
+    assert not [x for x in lines if x.endswith("-writable")]  # /etc files too, as Docker
     missing = f"/nonexistent-{uuid.uuid4().hex[:8]}"
     proc = engine.cli("run", "--rm", "-v", f"{missing}:/in", image, "true", check=False)
     assert proc.returncode == 125 and len(proc.stderr.splitlines()) == 1
     assert "bind source path does not exist" in proc.stderr
+
+
+@pytest.mark.parametrize("runtime", ["muelle", "runc", "crun"])
+def test_read_only_covers_the_network_files(engine: Engine, image: str, runtime: str) -> None:
+    """Docker mounts /etc/hosts, hostname and resolv.conf read-only with --read-only."""
+    script = ("for f in hosts hostname resolv.conf; do echo >> /etc/$f && echo $f; done; "
+              "grep -c ' /etc/[a-z.]* .* ro,' /proc/mounts")
+    ro = engine.cli("run", "--rm", "--read-only", "--runtime", runtime, image, "sh", "-c",
+                    script, check=False).stdout
+    assert ro.split() == ["3"], ro
+    rw = engine.cli("run", "--rm", "--runtime", runtime, image, "sh", "-c", script,
+                    check=False).stdout
+    assert rw.split() == ["hosts", "hostname", "resolv.conf", "0"], rw
 
 
 def test_image_volume_is_anonymous_and_goes_with_rm_v(engine: Engine,

@@ -26,13 +26,14 @@ CHUNK = 1 << 16
 
 
 class CountingProxy:
-    def __init__(self, target: str, rate: int = 0, hold_after: int | None = None) -> None:
+    def __init__(self, target: str, rate: int = 0, listen: str = "127.0.0.1",
+                 hold_after: int | None = None) -> None:
         host, port = target.rsplit(":", 1)
         self.target = (host, int(port))
         self.rate = rate  # bytes/s per connection, server to client; 0: as fast as it goes
         # Bound here, port 0: no window for another process to take a picked port.
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.host = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.listener = socket.create_server((listen, 0))
+        self.host = f"{listen}:{self.listener.getsockname()[1]}"
         self.downstream_bytes = 0  # server -> client
         self.hold_after = hold_after
         self.held = threading.Event()  # set once a connection waits at the hold point
@@ -125,3 +126,18 @@ class CountingProxy:
         self.held.set()
         self._flowing.wait()
         return data[room:]
+
+def main() -> None:
+    """``python -m tests.support.counting_proxy TARGET LISTEN_IP``: the proxy as a process
+    (in a network-namespace host, tests/support/hosts.py). Prints its host:port, then
+    the downstream byte count for each line read from stdin; stops at EOF."""
+    import sys
+
+    with CountingProxy(sys.argv[1], listen=sys.argv[2]) as proxy:
+        print(proxy.host, flush=True)
+        for _ in sys.stdin:
+            print(proxy.downstream_bytes, flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -6,13 +6,14 @@
 
 It never touches the host's Docker: its own --data-root, --exec-root, unix socket, pid file,
 cgroup parent and an empty daemon.json. It leaves the host's netfilter and sysctls alone
-(--iptables=false, --ip-forward=false). Containers get no network (--bridge=none) unless
-``bridge=True``: then the default ``bridge`` network uses a Linux bridge of its own (made
-here on a free 10.210.x.0/24, removed by close()), so ``docker run`` wires a veth into a
-network namespace as it does by default, the work a muelle container's default network
-does too. dockerd starts its own containerd, whose state also lives in the temp dir. close()
-stops it, kills what it left, unmounts and removes the dir, and reports leftovers like
-Engine.close().
+(--iptables=false, --ip-forward=false). Its default ``bridge`` network always uses a Linux
+bridge of its own (made here on a free 10.210.x.0/24, removed by close()), so ``docker run``
+wires a veth into a network namespace as it does by default, the work a muelle container's
+default network does too. Never ``--bridge=none``: dockerd started that way deletes the
+host's ``docker0`` ("removeDefaultBridgeInterface"), and with it the network of the host's
+own Docker containers. dockerd starts its own containerd, whose state also lives in the
+temp dir. close() stops it, kills what it left, unmounts and removes the dir, and reports
+leftovers like Engine.close().
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import Any
 
 import pytest
 
+from tests.support import hostcheck
 from tests.support.engine import processes_mentioning, sweep
 
 DOCKERD = "/usr/sbin/dockerd"
@@ -80,8 +82,7 @@ def started(**kwargs: Any) -> Dockerd:
 
 
 class Dockerd:
-    def __init__(self, base: Path | None = None, extra_args: tuple[str, ...] = (),
-                 bridge: bool = False) -> None:
+    def __init__(self, base: Path | None = None, extra_args: tuple[str, ...] = ()) -> None:
         self.client = _client()  # first: a missing client must not leave the temp dir behind
         # Unix socket paths are limited to 108 bytes, containerd's nest deep: keep it short.
         self.dir = Path(tempfile.mkdtemp(prefix="dk-", dir=base or "/tmp"))
@@ -92,7 +93,8 @@ class Dockerd:
         self.cgroup_parent = f"dockerd-test-{uuid.uuid4().hex[:8]}"
         self.extra_args = extra_args
         # IFNAMSIZ: at most 15 characters.
-        self.bridge = f"mdk{uuid.uuid4().hex[:8]}" if bridge else None
+        self.bridge = f"mdk{uuid.uuid4().hex[:8]}"
+        hostcheck.claim(str(self.dir), self.cgroup_parent, self.bridge)
         self.bridge_made = False
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -113,9 +115,8 @@ class Dockerd:
         ensure_installed()
         config = self.dir / "daemon.json"
         config.write_text("{}\n")  # never read the host's /etc/docker/daemon.json
-        if self.bridge:
-            _make_bridge(self.bridge)
-            self.bridge_made = True
+        _make_bridge(self.bridge)
+        self.bridge_made = True
         args = [
             DOCKERD,
             f"--config-file={config}",
@@ -125,7 +126,7 @@ class Dockerd:
             f"--host={self.host}",
             f"--cgroup-parent=/{self.cgroup_parent}",
             "--iptables=false", "--ip6tables=false", "--ip-masq=false", "--ip-forward=false",
-            f"--bridge={self.bridge or 'none'}",
+            f"--bridge={self.bridge}",
             "--userland-proxy=false",
             "--log-level=warn",
             *self.extra_args,
@@ -212,7 +213,7 @@ class Dockerd:
                 _unmount_under(self.dir)
                 shutil.rmtree(self.dir, ignore_errors=True)
             finally:
-                if self.bridge_made and self.bridge:
+                if self.bridge_made:
                     gone = subprocess.run(["ip", "link", "del", self.bridge],
                                           capture_output=True, text=True)
                     if gone.returncode != 0 and Path(f"/sys/class/net/{self.bridge}").exists():

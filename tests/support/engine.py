@@ -20,7 +20,7 @@ from pathlib import Path
 
 from services.core import config as configmod
 from services.core import launcher
-from tests.support import network
+from tests.support import hostcheck, network
 
 VENV_BIN = Path(sys.executable).parent
 CLI = str(VENV_BIN / "muelle")
@@ -30,11 +30,18 @@ CGROUP_MOUNT = Path("/sys/fs/cgroup")
 class Engine:
     def __init__(self, base: Path | None = None, default_runtime: str = "muelle",
                  extra_config: str = "",
-                 services: tuple[str, ...] = launcher.ORDER, combined: bool = False) -> None:
+                 services: tuple[str, ...] = launcher.ORDER, combined: bool = False,
+                 bridge: str | None = None, cgroup_parent: str | None = None,
+                 default_names: bool = False, root_size: str = "") -> None:
         """``extra_config``: TOML appended to the config file (e.g. ``[addresses]`` or
         ``[registry]`` lines); ``services``: the ones this engine starts and stops (leave
         out "registry" to use a shared registry service named in ``[addresses]``);
-        ``combined``: they run in one process (muelle-engine)."""
+        ``combined``: they run in one process (muelle-engine); ``bridge`` and
+        ``cgroup_parent``: names to configure (random ones by default), or with
+        ``default_names`` none, so the engine derives its own from its root.
+        ``services=launcher.ALL`` adds the Docker API (``docker_host``). ``root_size``: the
+        root dir is a tmpfs of this size (``"48m"``), so a test can fill it (unmounted by
+        close(), after the services stop)."""
         # Unix socket paths are limited to 108 bytes: keep the run dir short.
         self.dir = Path(tempfile.mkdtemp(prefix="mu-", dir=base or "/tmp"))
         # Searchable by the remapped root of a --uidmap container, as /var/lib/muelle is
@@ -42,26 +49,37 @@ class Engine:
         self.dir.chmod(0o711)
         self.root = self.dir / "root"
         self.run = self.dir / "run"
-        self.cgroup_parent = f"muelle-test-{uuid.uuid4().hex[:8]}"
+        self.cgroup_parent = cgroup_parent or f"muelle-test-{uuid.uuid4().hex[:8]}"
         # The default network's bridge is host-global: one per engine side by side.
-        self.bridge = f"mut{uuid.uuid4().hex[:8]}"
+        self.bridge = bridge or f"mut{uuid.uuid4().hex[:8]}"
         self.config_file = self.dir / "muelle.toml"
         self.config_file.write_text(
             f'root = "{self.root}"\nrun = "{self.run}"\nlog_format = "json"\n'
-            f'[shim]\ncgroup_parent = "{self.cgroup_parent}"\n'
-            f'default_runtime = "{default_runtime}"\n'
-            f'[network]\nbridge = "{self.bridge}"\n{extra_config}'
+            + f'[shim]\ndefault_runtime = "{default_runtime}"\n'
+            + ("" if default_names else f'cgroup_parent = "{self.cgroup_parent}"\n')
+            + ("" if default_names else f'[network]\nbridge = "{self.bridge}"\n')
+            + extra_config
         )
         self.services = services
         self.combined = combined
+        self.root_size = root_size
         # Explicit overrides: MUELLE_ROOT / MUELLE_RUN in the caller's environment must not
         # send a test engine to the host's real engine directories.
         self.cfg = configmod.load(str(self.config_file), root=str(self.root), run=str(self.run))
+        if default_names:  # the engine's own choice
+            self.bridge, self.cgroup_parent = self.cfg.network.bridge, self.cfg.shim.cgroup_parent
+        hostcheck.claim(str(self.dir), self.cgroup_parent, self.bridge)
         self.host = self.cfg.address("gateway")
+        # DOCKER_HOST of its Docker API, when "dockerapi" is among the services.
+        self.docker_host = f"unix://{self.cfg.docker_socket()}"
         self.env = dict(os.environ, MUELLE_HOST=self.host, MUELLE_CONFIG=str(self.config_file),
                         MUELLE_ROOT=str(self.root), MUELLE_RUN=str(self.run))
 
     def start(self) -> Engine:
+        if self.root_size and not os.path.ismount(self.root):
+            self.root.mkdir(exist_ok=True)
+            subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={self.root_size},mode=0711",
+                            f"muelle-test-{self.bridge}", str(self.root)], check=True)
         launcher.start(self.cfg, str(self.config_file), self.services,
                        combined=self.combined)
         return self
@@ -81,14 +99,15 @@ class Engine:
     def logs(self) -> str:
         """The services' logs, for failure messages."""
         out = []
-        for name in (*launcher.ORDER, "engine"):
+        for name in (*launcher.ALL, "engine"):
             path = self.run / f"{name}.log"
             if path.exists():
                 out.append(f"--- {name}\n{path.read_text(errors='replace')[-4000:]}")
         return "\n".join(out)
 
     def remove_all_containers(self) -> None:
-        if not launcher.healthy(self.host):
+        # A gateway on TCP serves mutual TLS: its own certificate passes the health check.
+        if not launcher.healthy(self.host, tls=self.cfg.tls_files("gateway")):
             return
         ids = self.cli("ps", "-aq", check=False).stdout.split()
         if ids:
@@ -100,6 +119,12 @@ class Engine:
         finally:
             launcher.stop(self.cfg, self.services)
             leftovers = network.sweep(self.root, self.bridge)
+            if self.root_size and os.path.ismount(self.root):
+                # Whatever is still mounted below it is a leftover the sweep reports.
+                leftovers += [f"mounts {m}" for m in mounts_under(self.root)
+                              if m != str(self.root)]
+                for m in sorted(mounts_under(self.root), key=len, reverse=True):
+                    subprocess.run(["umount", "-l", m], capture_output=True)
             leftovers += sweep(self.dir, self.cgroup_parent)
             shutil.rmtree(self.dir, ignore_errors=True)
         if leftovers:

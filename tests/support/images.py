@@ -24,6 +24,7 @@ BUSYBOX = Path("/bin/busybox")
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 EPOCH = 1700000000
 
@@ -122,18 +123,27 @@ def build_layout(
     tag: str = "latest",
     config: dict[str, Any] | None = None,
     architecture: str = "amd64",
+    compression: str | list[str] = "gzip",
 ) -> str:
-    """Write an OCI image layout with one image tagged ``tag``; returns the manifest digest."""
+    """Write an OCI image layout with one image tagged ``tag``; returns the manifest digest.
+    ``compression``: "gzip" or "zstd" for every layer, or one per layer."""
     if layout.exists():
         shutil.rmtree(layout)
     layout.mkdir(parents=True)
     (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
     layer_descs, diff_ids = [], []
-    for layer in layers:
+    kinds = [compression] * len(layers) if isinstance(compression, str) else compression
+    for layer, kind in zip(layers, kinds, strict=True):
         raw = layer.tar()
         diff_ids.append("sha256:" + hashlib.sha256(raw).hexdigest())
-        digest, size = _blob(layout, gzip.compress(raw, compresslevel=6, mtime=0))
-        layer_descs.append({"mediaType": OCI_LAYER_GZIP, "digest": digest, "size": size})
+        if kind == "zstd":
+            import zstandard
+
+            data, media_type = zstandard.ZstdCompressor(level=3).compress(raw), OCI_LAYER_ZSTD
+        else:
+            data, media_type = gzip.compress(raw, compresslevel=6, mtime=0), OCI_LAYER_GZIP
+        digest, size = _blob(layout, data)
+        layer_descs.append({"mediaType": media_type, "digest": digest, "size": size})
     image_config: dict[str, Any] = {
         "created": "2023-11-14T22:13:20Z",
         "architecture": architecture,
@@ -183,6 +193,37 @@ def push_layout(layout: Path, reference: str, tag: str = "latest") -> None:
          f"oci:{layout}:{tag}", f"docker://{reference}"],
         check=True, capture_output=True,
     )
+
+
+def push_multi_platform(registry_url: str, tmp: Path, repo_tag: str) -> dict[str, str]:
+    """Push an OCI index ``repo_tag`` ("demo/multi:2") with an amd64 and an arm64 busybox
+    image (their /etc/arch says which) and a BuildKit-style attestation entry, which must
+    never be selected. Returns {"ref", "index", "amd64", "arm64"}: reference and digests."""
+    import httpx
+
+    repo, _, tag = repo_tag.rpartition(":")
+    host = registry_url.split("://", 1)[1]
+    digests: dict[str, str] = {}
+    entries: list[dict[str, Any]] = []
+    for arch in ("amd64", "arm64"):
+        layer = busybox_layer([Entry("etc/arch", data=arch.encode())])
+        digest = build_layout(tmp / arch, [layer], tag=arch, architecture=arch)
+        push_layout(tmp / arch, f"{host}/{repo}:{tag}-{arch}", tag=arch)
+        size = (tmp / arch / "blobs" / "sha256" / digest.split(":")[1]).stat().st_size
+        entries.append({"mediaType": OCI_MANIFEST, "digest": digest, "size": size,
+                        "platform": {"os": "linux", "architecture": arch}})
+        digests[arch] = digest
+    entries.append({**entries[0], "platform": {"os": "unknown", "architecture": "unknown"},
+                    "annotations": {"vnd.docker.reference.type": "attestation-manifest"}})
+    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX,
+                        "manifests": entries}).encode()
+    resp = httpx.put(f"{registry_url}/v2/{repo}/manifests/{tag}", content=index,
+                     headers={"Content-Type": OCI_INDEX}, timeout=10)
+    if resp.status_code != 201:
+        raise RuntimeError(f"pushing the index failed: {resp.status_code} {resp.text}")
+    digests["index"] = resp.headers["Docker-Content-Digest"]
+    digests["ref"] = f"{host}/{repo_tag}"
+    return digests
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import time
+import warnings
 from pathlib import Path
 
 import httpx
@@ -25,6 +26,16 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def htpasswd_line(user: str, password: str) -> str:
+    """A line of an htpasswd file (bcrypt, the fewest rounds: the registry pays them on
+    every request) for the registry's ``auth: htpasswd``."""
+    # glibc's crypt (libxcrypt on Debian 12) does bcrypt; htpasswd is not installed.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt
+    return f"{user}:{crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))}\n"
 
 
 class LocalRegistry:

@@ -43,7 +43,12 @@ class TokenServer:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            # socketserver's backlog of 5 drops connections when a loaded machine is slow
+            # to accept (seen once: "Server disconnected without sending a response").
+            request_queue_size = 128
+
+        self.httpd = Server(("127.0.0.1", 0), Handler)
         self.realm = f"http://127.0.0.1:{self.httpd.server_address[1]}/token"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 

@@ -17,7 +17,8 @@ from services.runtime.cgroups import (
 )
 from services.runtime.log import get_logger
 
-CONTROLLERS = ("memory", "pids", "cpu", "cpuacct", "cpuset", "devices", "freezer", "blkio")
+CONTROLLERS = ("memory", "pids", "cpu", "cpuacct", "cpuset", "devices", "freezer", "blkio",
+               "hugetlb", "net_cls", "net_prio")
 
 
 def device_rule(rule: dict[str, Any]) -> str:
@@ -39,15 +40,15 @@ class CgroupV1:
         # Co-mounted controllers (cpu,cpuacct) share one hierarchy: keep one dir each.
         seen: dict[str, Path] = {}
         self.dirs: dict[str, Path] = {}
+        self.where: dict[str, Path] = {}  # every controller present -> its dir (co-mounted too)
         for ctrl in CONTROLLERS:
             base = root / ctrl
             if not base.is_dir():
                 continue
             real = os.path.realpath(base)
-            if real in seen:
-                continue
-            seen[real] = base
-            self.dirs[ctrl] = base / path.lstrip("/")
+            if real not in seen:
+                seen[real] = self.dirs[ctrl] = base / path.lstrip("/")
+            self.where[ctrl] = seen[real]
 
     def create(self, resources: dict[str, Any]) -> None:
         for ctrl, path in self.dirs.items():
@@ -70,13 +71,15 @@ class CgroupV1:
                     write(current / name, (parent / name).read_text().strip())
 
     def _set(self, ctrl: str, name: str, value: object) -> None:
-        if ctrl not in self.dirs:
-            self.log.warning("cgroup controller missing, limit skipped", file=name)
-            return
-        path = self.dirs[ctrl] / name
+        """Write a limit; one this host has no controller or file for fails create, as
+        with runc and crun (a limit skipped with a warning would run unlimited)."""
+        if ctrl not in self.where:
+            raise FailedPrecondition(f"cgroup limit {name} = {value}: this host has no "
+                                     f"{ctrl} cgroup controller")
+        path = self.where[ctrl] / name
         if not path.exists():
-            self.log.warning("cgroup file missing, limit skipped", file=name)
-            return
+            raise FailedPrecondition(f"cgroup limit {name} = {value}: the kernel has no "
+                                     f"such {ctrl} cgroup file")
         write_limit(path, str(value))
 
     def _limits(self, res: dict[str, Any]) -> None:
@@ -88,7 +91,10 @@ class CgroupV1:
             self._set("memory", "memory.memsw.limit_in_bytes", mem["swap"])
         if mem.get("reservation") is not None:
             self._set("memory", "memory.soft_limit_in_bytes", mem["reservation"])
-        if mem.get("kernel") is not None:  # deprecated in the spec, still honoured on v1
+        if mem.get("kernel") is not None and "memory" in self.dirs and \
+                (self.dirs["memory"] / "memory.kmem.limit_in_bytes").exists():
+            # Deprecated in the spec and gone from newer kernels (runc ignores it): best
+            # effort, the one limit that may be missing.
             self._set("memory", "memory.kmem.limit_in_bytes", mem["kernel"])
         if mem.get("kernelTCP") is not None:
             self._set("memory", "memory.kmem.tcp.limit_in_bytes", mem["kernelTCP"])
@@ -112,6 +118,13 @@ class CgroupV1:
         if cpu.get("mems"):
             self._set("cpuset", "cpuset.mems", cpu["mems"])
         self._blkio(res.get("blockIO") or {})
+        for limit in res.get("hugepageLimits") or []:
+            self._set("hugetlb", f"hugetlb.{limit['pageSize']}.limit_in_bytes", limit["limit"])
+        net = res.get("network") or {}
+        if net.get("classID") is not None:
+            self._set("net_cls", "net_cls.classid", net["classID"])
+        for prio in net.get("priorities") or []:
+            self._set("net_prio", "net_prio.ifpriomap", f"{prio['name']} {prio['priority']}")
         for rule in res.get("devices") or []:
             name = "devices.allow" if rule.get("allow") else "devices.deny"
             self._set("devices", name, device_rule(rule))

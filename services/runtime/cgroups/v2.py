@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from services.core.errors import FailedPrecondition
 from services.runtime.cgroups import (
     prime_migration,
     read_pids,
@@ -15,7 +16,7 @@ from services.runtime.cgroups import (
 )
 from services.runtime.log import get_logger
 
-WANTED = ("cpu", "cpuset", "io", "memory", "pids")
+WANTED = ("cpu", "cpuset", "io", "memory", "pids", "hugetlb")
 
 
 def shares_to_weight(shares: int) -> int:
@@ -46,10 +47,12 @@ class CgroupV2:
         self._limits(resources)
 
     def _set(self, name: str, value: object) -> None:
+        """Write a limit; one this host has no file for (its controller is missing or not
+        enabled) fails create, as with runc and crun."""
         path = self.dir / name
         if not path.exists():
-            self.log.warning("cgroup file missing, limit skipped", file=name)
-            return
+            raise FailedPrecondition(f"cgroup limit {name} = {value}: no such cgroup file "
+                                     "(is its controller available?)")
         write_limit(path, str(value))
 
     def _limits(self, res: dict[str, Any]) -> None:
@@ -58,7 +61,8 @@ class CgroupV2:
         if limit is not None:
             self._set("memory.max", "max" if limit < 0 else limit)
         swap = mem.get("swap")
-        if swap is not None:
+        if swap is not None and (self.dir / "memory.swap.max").exists():
+            # Without swap accounting there is no file: as on v1 (memsw), not an error.
             # OCI swap is memory+swap; v2 counts swap alone.
             value = "max" if swap < 0 else max(0, swap - (limit or 0))
             self._set("memory.swap.max", value)
@@ -78,6 +82,11 @@ class CgroupV2:
             self._set("cpuset.cpus", cpu["cpus"])
         if cpu.get("mems"):
             self._set("cpuset.mems", cpu["mems"])
+        for limit in res.get("hugepageLimits") or []:
+            self._set(f"hugetlb.{limit['pageSize']}.max", limit["limit"])
+        if res.get("network"):
+            raise FailedPrecondition("linux.resources.network: cgroup v2 has no net_cls or "
+                                     "net_prio controller")
         for key, value in (res.get("unified") or {}).items():
             if "/" in key or key.startswith("."):
                 continue

@@ -40,4 +40,10 @@ def plan_config(config: dict[str, Any], plan: Plan) -> None:
         if "sysctl" in linux and not linux["sysctl"]:
             del linux["sysctl"]
     linux["namespaces"] = spaces
-    config["mounts"].extend(plan.mounts)
+    # --read-only covers them too, as Docker's NetworkMounts (RW: !ReadonlyRootfs).
+    readonly = bool(config.get("root", {}).get("readonly"))
+    for mount in plan.mounts:
+        options = list(mount["options"])
+        if readonly and "ro" not in options:
+            options.append("ro")
+        config["mounts"].append({**mount, "options": options})

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 from pathlib import Path
 
 from services.core.errors import FailedPrecondition
+from services.shim.store import write_json
 
 
 class Pool:
@@ -34,11 +34,9 @@ class Pool:
             self.path.unlink(missing_ok=True)
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"subnet": str(self.subnet), "leases": leases}))
-        with open(tmp) as f:
-            os.fsync(f.fileno())
-        tmp.replace(self.path)
+        # store.write_json: a release (stop, rm) must work on a full disk
+        write_json(self.path, {"subnet": str(self.subnet), "leases": leases},
+                   what=f"the address leases ({self.path})")
 
     def allocate(self, owner: str, wanted: str = "") -> str:
         """An address for ``owner`` (the one it holds already, if any)."""

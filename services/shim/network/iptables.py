@@ -4,7 +4,11 @@ nat    MUELLE              DNAT of published ports (jumped from PREROUTING and O
                            local destinations)
 nat    MUELLE-POSTROUTING  masquerade of container traffic leaving its bridge, and of
                            127.0.0.0/8 sources DNATed into a bridge
-filter MUELLE-FORWARD      accept traffic from and to muelle bridges
+filter MUELLE-FORWARD      accept traffic from and to muelle bridges; first, traffic from a
+                           bridge to anywhere else goes through MUELLE-ISOLATION
+filter MUELLE-ISOLATION    drop what enters another muelle bridge: networks (user networks,
+                           the default bridge, other engines' bridges) do not reach each other,
+                           as Docker's DOCKER-ISOLATION-STAGE-1/2 do
 filter MUELLE-INPUT        drop new connections from a bridge to 127.0.0.0/8 (the price of
                            route_localnet, cf. CVE-2020-8558)
 
@@ -21,6 +25,8 @@ from services.core.errors import FailedPrecondition
 NAT, FILTER = "nat", "filter"
 DNAT_CHAIN, POST_CHAIN, FWD_CHAIN = "MUELLE", "MUELLE-POSTROUTING", "MUELLE-FORWARD"
 INPUT_CHAIN = "MUELLE-INPUT"
+ISOLATION_CHAIN = "MUELLE-ISOLATION"
+# In pruning order: a chain goes only once no other one jumps to it.
 JUMPS: dict[tuple[str, str], list[list[str]]] = {
     (NAT, DNAT_CHAIN): [
         ["PREROUTING", "-m", "addrtype", "--dst-type", "LOCAL", "-j", DNAT_CHAIN],
@@ -29,6 +35,8 @@ JUMPS: dict[tuple[str, str], list[list[str]]] = {
     (NAT, POST_CHAIN): [["POSTROUTING", "-j", POST_CHAIN]],
     (FILTER, FWD_CHAIN): [["FORWARD", "-j", FWD_CHAIN]],
     (FILTER, INPUT_CHAIN): [["INPUT", "-j", INPUT_CHAIN]],
+    # jumped to from MUELLE-FORWARD's rules only (rules.py), which name their bridge
+    (FILTER, ISOLATION_CHAIN): [],
 }
 
 
@@ -63,13 +71,15 @@ def _ensure_chain(table: str, chain: str) -> None:
             _run(table, "-I", *jump)
 
 
-def add(table: str, chain: str, rule: list[str]) -> None:
-    """Append ``rule`` to ``chain`` (once); the chain and its jumps are made if missing."""
+def add(table: str, chain: str, rule: list[str], first: bool = False) -> None:
+    """Append ``rule`` to ``chain`` (once), or insert it at the top with ``first``; the
+    chain and its jumps are made if missing."""
     if _has(table, [chain, *rule]):
         return
-    if _run(table, "-A", chain, *rule, check=False).returncode != 0:
+    where = ["-I", chain, "1"] if first else ["-A", chain]
+    if _run(table, *where, *rule, check=False).returncode != 0:
         _ensure_chain(table, chain)
-        _run(table, "-A", chain, *rule)
+        _run(table, *where, *rule)
 
 
 def delete(table: str, chain: str, rule: list[str]) -> None:

@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import ipaddress
 import json
-import os
 import secrets
 import socket
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from services.core import modes
 from services.core.config import NetworkConfig
 from services.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from services.core.logging import get_logger
@@ -31,6 +31,7 @@ from services.shim.network.defs import DEFAULT, Defs, Network, check_name
 from services.shim.network.ipam import Pool
 from services.shim.network.ports import Port
 from services.shim.network.retire import Retiring
+from services.shim.store import write_json
 
 INNER = "eth"  # interfaces inside: eth0, eth1, ...
 
@@ -59,16 +60,24 @@ def _now() -> str:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
+    # store.write_json: taking a network down must work on a full disk (stop, rm)
+    write_json(path, data, durable=False, what=f"the container's network state ({path})")
+
+
+def default_bridge(state_dir: Path, netcfg: NetworkConfig) -> str:
+    """The bridge the default network uses: the one it was made with (recorded), else the
+    configured one."""
+    for net in Defs(state_dir / "network" / "networks").all():
+        if net.name == DEFAULT:
+            return net.bridge
+    return netcfg.bridge
 
 
 class Manager:
     def __init__(self, state_dir: Path, netcfg: NetworkConfig,
                  container_dir: Callable[[str], Path], lock_path: str = lock.PATH,
                  pid_of: Callable[[str], int] = lambda cid: 0) -> None:
-        self.dir = state_dir / "network"
+        self.dir = modes.private_dir(state_dir / "network")  # root's alone (core/modes.py)
         self.cfg = netcfg
         self.defs = Defs(self.dir / "networks")
         self.container_dir = container_dir
@@ -162,6 +171,14 @@ class Manager:
         rules.delete(net.bridge, net.subnet)
         links.delete(net.bridge)
         iptables.prune()
+
+    def reconcile(self) -> None:
+        """At start: every bridge of ours that is up has all its rules (a shim from before
+        a rule existed, e.g. the isolation stages, made it without them)."""
+        with lock.held(self.lock_path):
+            for net in self.networks():
+                if net.subnet and net.gateway and links.has_address(net.bridge, net.gateway):
+                    rules.add(net.bridge, net.subnet)
 
     def close(self) -> None:
         """On a clean shim stop: the default bridge goes if no container uses it."""
@@ -292,7 +309,7 @@ class Manager:
         path = str(self.container_dir(cid) / "netns")
         if state.get("endpoints"):
             if netns.is_pinned(path):
-                return Done()  # wired already (it exited by itself, or a restarted shim asks)
+                return Done()  # wired already (a created container, or a restarted shim asks)
             self.down(cid)  # recorded, but the kernel forgot (a reboot): wire it anew
             state = self.read(cid)
         userns = str(self.container_dir(cid) / "userns")

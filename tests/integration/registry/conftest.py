@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -12,18 +11,15 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from muelle.registry.v1 import registry_pb2_grpc
 
 from services.core.client import connect
 from services.core.launcher import healthy
-from tests.support.images import Entry, build_layout, busybox_layer, push_layout
-from tests.support.registry import LocalRegistry
+from tests.support.images import push_multi_platform
+from tests.support.registry import LocalRegistry, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 
 @pytest.fixture(scope="module")
@@ -44,28 +40,7 @@ def multi_platform(registry: LocalRegistry, tmp_path_factory: pytest.TempPathFac
     """An OCI index tagged ``demo/multi:2`` with an amd64 and an arm64 image.
 
     Returns {"ref", "index", "amd64", "arm64"} (reference and digests)."""
-    tmp = tmp_path_factory.mktemp("multi")
-    digests: dict[str, str] = {}
-    entries = []
-    for arch in ("amd64", "arm64"):
-        layer = busybox_layer([Entry("etc/arch", data=arch.encode())])
-        digest = build_layout(tmp / arch, [layer], tag=arch, architecture=arch)
-        push_layout(tmp / arch, f"{registry.host}/demo/multi:{arch}", tag=arch)
-        size = (tmp / arch / "blobs" / "sha256" / digest.split(":")[1]).stat().st_size
-        entries.append({"mediaType": OCI_MANIFEST, "digest": digest, "size": size,
-                        "platform": {"os": "linux", "architecture": arch}})
-        digests[arch] = digest
-    # BuildKit-style attestation entry: must never be selected.
-    entries.append({**entries[0], "platform": {"os": "unknown", "architecture": "unknown"},
-                    "annotations": {"vnd.docker.reference.type": "attestation-manifest"}})
-    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX,
-                        "manifests": entries}).encode()
-    resp = httpx.put(f"{registry.url}/v2/demo/multi/manifests/2", content=index,
-                     headers={"Content-Type": OCI_INDEX}, timeout=10)
-    assert resp.status_code == 201, resp.text
-    digests["index"] = resp.headers["Docker-Content-Digest"]
-    digests["ref"] = f"{registry.host}/demo/multi:2"
-    return digests
+    return push_multi_platform(registry.url, tmp_path_factory.mktemp("multi"), "demo/multi:2")
 
 
 @contextlib.contextmanager
@@ -74,7 +49,9 @@ def registry_service_with(tmp: Path, settings: str, address: str = "") -> Iterat
     its gRPC address (a unix socket in ``tmp`` unless ``address`` is given)."""
     tmp.mkdir(parents=True, exist_ok=True)
     config = tmp / "muelle.toml"
-    config.write_text(f'root = "{tmp}"\nrun = "{tmp}"\n[registry]\n{settings}')
+    # Plain gRPC on a loopback TCP address must be asked for (no effect on a unix socket).
+    config.write_text(f'root = "{tmp}"\nrun = "{tmp}"\n[tls]\ninsecure = true\n'
+                      f'[registry]\n{settings}')
     address = address or f"unix://{tmp}/registry.sock"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MUELLE_")}
     with open(tmp / "registry.log", "wb") as log:
@@ -96,3 +73,15 @@ def registry_service_with(tmp: Path, settings: str, address: str = "") -> Iterat
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextlib.contextmanager
+def mirror_service(tmp: Path, upstream: str, settings: str = "",
+                   address: str = "") -> Iterator[str]:
+    """A registry service (shared cache on) mirroring ``upstream``, with more ``[registry]``
+    ``settings`` (gRPC on ``address`` if given); yields the mirror's host:port."""
+    port = free_port()
+    with registry_service_with(tmp, f'cache_max_bytes = 100000000\n'
+                               f'mirror_listen = "127.0.0.1:{port}"\n'
+                               f'mirror_upstream = "{upstream}"\n{settings}', address):
+        yield f"127.0.0.1:{port}"

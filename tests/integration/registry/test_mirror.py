@@ -3,7 +3,6 @@ second pull takes no blob from upstream; writes are refused."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import subprocess
 from collections.abc import Iterator
@@ -12,23 +11,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.registry.conftest import registry_service_with
+from tests.integration.registry.conftest import mirror_service
 from tests.support.docker import started
 from tests.support.fake_registry import FakeRegistry
 from tests.support.images import push_layout
-from tests.support.registry import LocalRegistry, free_port
+from tests.support.registry import LocalRegistry
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-
-
-@contextlib.contextmanager
-def mirror_service(tmp_path: Path, upstream: str) -> Iterator[str]:
-    """A registry service mirroring ``upstream``; yields the mirror's host:port."""
-    port = free_port()
-    with registry_service_with(tmp_path, f'cache_max_bytes = 100000000\n'
-                               f'mirror_listen = "127.0.0.1:{port}"\n'
-                               f'mirror_upstream = "{upstream}"\n'):
-        yield f"127.0.0.1:{port}"
 
 
 @pytest.fixture

@@ -93,3 +93,12 @@ def test_client_certificate(tmp_path: Path, pki: dict[str, tuple[Path, Path]]) -
             resp.close()
         finally:
             http.close()
+        # The mirror's anonymous client trusts the CA but never presents the engine's
+        # client certificate.
+        http = RegistryHTTP(RegistryConfig(certs_dir=str(tmp_path / "certs.d")),
+                            anonymous=True)
+        try:
+            with pytest.raises(Unavailable):
+                http.request("GET", reg.host, "x", "/v2/", kind="registry", what=reg.host)
+        finally:
+            http.close()

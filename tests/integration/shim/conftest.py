@@ -25,7 +25,7 @@ from muelle.types.v1 import types_pb2
 
 from services.core.client import connect
 from services.core.launcher import healthy
-from tests.support import network, required
+from tests.support import hostcheck, network, required
 from tests.support.engine import cgroups_under, mounts_under, processes_mentioning, sweep
 from tests.support.images import busybox_layer
 
@@ -54,6 +54,7 @@ class ShimProcess:
         self.dir = Path(tempfile.mkdtemp(prefix="mu-shim-", dir=base))
         self.cgroup_parent = f"muelle-test-{uuid.uuid4().hex[:8]}"
         self.bridge = f"mus{uuid.uuid4().hex[:8]}"  # host-global: one per shim side by side
+        hostcheck.claim(str(self.dir), self.cgroup_parent, self.bridge)
         self.config = self.dir / "muelle.toml"
         self.config.write_text(
             f'root = "{self.dir}/root"\nrun = "{self.dir}/run"\nlog_format = "json"\n'

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import time
 import urllib.request
@@ -84,3 +86,41 @@ def test_start_after_the_kernel_forgot_the_wiring(shim: ShimProcess) -> None:
     assert list(network.leases(shim.dir / "root").values()) == [cid]
     shim.stub.Delete(pb.DeleteRequest(id=cid, force=True))
     assert network.container_leftovers(shim.dir / "root", shim.bridge) == []
+
+
+def test_a_restarted_shim_adds_the_rules_its_bridge_lacks(shim: ShimProcess) -> None:
+    """A bridge made by a shim from before a rule existed (the isolation stages) gets it
+    when the shim starts again."""
+    cid = shim.create(["sleep", "60"])
+    shim.stub.Start(pb.StartRequest(id=cid))
+    isolation = [line for _, line in network.rules_mentioning([shim.bridge])
+                 if "MUELLE-ISOLATION" in line]
+    assert len(isolation) == 2, isolation
+    for line in isolation:
+        subprocess.run(["iptables", "-w", "-t", "filter", "-D", *line.split()[1:]], check=True)
+    shim.kill9()
+    shim.start()
+    again = [line for _, line in network.rules_mentioning([shim.bridge])
+             if "MUELLE-ISOLATION" in line]
+    assert sorted(again) == sorted(isolation)
+    shim.stub.Delete(pb.DeleteRequest(id=cid, force=True))
+
+
+def test_a_run_that_ended_while_the_shim_was_down_gives_its_network_back(
+        shim: ShimProcess) -> None:
+    cid = shim.create(["sleep", "60"])
+    shim.stub.Start(pb.StartRequest(id=cid))
+    pid = shim.stub.State(pb.StateRequest(id=cid)).pid
+    assert len(network.container_leftovers(shim.dir / "root", shim.bridge)) == 2  # veth, lease
+    shim.kill9()
+    os.kill(pid, signal.SIGKILL)  # its monitor records the exit; no shim sees it
+    status = shim.dir / "root" / "shim" / "containers" / cid / "status.json"
+    for _ in range(200):
+        if status.exists():
+            break
+        time.sleep(0.05)
+    shim.start()  # restore: it ended, so its network goes
+    assert network.container_leftovers(shim.dir / "root", shim.bridge) == []
+    shim.stub.Start(pb.StartRequest(id=cid))  # and comes back with a new run
+    assert len(network.container_leftovers(shim.dir / "root", shim.bridge)) == 2
+    shim.stub.Delete(pb.DeleteRequest(id=cid, force=True))

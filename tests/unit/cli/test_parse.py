@@ -141,4 +141,20 @@ def test_human_formats() -> None:
 
 
 def test_table_pads_columns() -> None:
-    assert table([["A", "BB"], ["ccc", "d"]]) == "A     BB\nccc   d\n"
+    # docker's tabwriter: 3 past the widest cell, 10 at least ("DRIVER    VOLUME NAME")
+    assert table([["A", "BB"], ["ccc", "d"]]) == "A         BB\nccc       d\n"
+    assert table([["CONTAINER ID", "X"], ["abc", "y"]]) == "CONTAINER ID   X\nabc            y\n"
+
+
+@pytest.mark.parametrize("verb", ["run", "create"])
+def test_every_run_and_create_option_has_help(verb: str) -> None:
+    sub = next(a for a in build(verb)._actions if a.dest == "verb")
+    parser = sub.choices[verb]  # type: ignore[index]
+    missing = [a.option_strings or a.dest for a in parser._actions if not a.help]
+    assert missing == []
+
+
+def test_pull_and_platform_options() -> None:
+    args = build("run").parse_args(["run", "--pull=never", "--platform", "linux/arm64", "bb"])
+    assert (args.pull, args.platform, args.image) == ("never", "linux/arm64", "bb")
+    assert build("create").parse_args(["create", "bb"]).pull == "missing"

@@ -31,10 +31,13 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
     def __init__(self) -> None:
         self.calls: list[tuple[str, Any]] = []
         self.fail: dict[str, Exception] = {}
+        self.fail_once: dict[str, Exception] = {}
         self.exit_code = 0
 
     def _record(self, name: str, request: Any) -> None:
         self.calls.append((name, request))
+        if name in self.fail_once:
+            raise self.fail_once.pop(name)
         if name in self.fail:
             raise self.fail[name]
 
@@ -187,6 +190,14 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
         self._record("CommitContainer", request)
         return engine_pb2.CommitContainerResponse(id=IMG)
 
+    def Build(self, request_iterator, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        reqs = list(request_iterator)
+        self._record("Build", (reqs[0].options, b"".join(r.context for r in reqs[1:])))
+        if not reqs[0].options.quiet:
+            yield engine_pb2.BuildEvent(stream="Step 1/1 : FROM busybox\n")
+            yield engine_pb2.BuildEvent(stream=f" ---> {IMG[7:19]}\n")
+        yield engine_pb2.BuildEvent(image_id=IMG)
+
     def CreateContainer(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         self._record("CreateContainer", request)
         return engine_pb2.CreateContainerResponse(id=CID)
@@ -224,7 +235,9 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
         self._record("ListContainers", request)
         return engine_pb2.ListContainersResponse(containers=[engine_pb2.ContainerSummary(
             id=CID, name="web", image="busybox", command="sh -c while true; do sleep 1; done",
-            created="2024-01-01T00:00:00Z", state="running", status="Up 3 seconds")])
+            created="2024-01-01T00:00:00Z", state="running", status="Up 3 seconds",
+            ports=[types_pb2.NetworkPort(container_port=80, host_ip="127.0.0.1",
+                                         host_port=8080)])])
 
     def InspectContainer(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         self._record("InspectContainer", request)
@@ -385,9 +398,76 @@ def test_run_detached_prints_the_id(gateway) -> None:  # type: ignore[no-untyped
 def test_run_failures_exit_like_docker(gateway, error: Exception, code: int) -> None:  # type: ignore[no-untyped-def]
     fake, host = gateway
     fake.fail["CreateContainer" if code == 125 else "AttachContainer"] = error
-    got, out, err = cli(host, "run", "busybox", "nope")
+    got, out, err = cli(host, "run", "--pull", "never", "busybox", "nope")
     assert got == code
     assert err == f"Error response from daemon: {error}\n"
+
+
+PULLED = ("Pulling from library/busybox\naaaaaaaaaaaa: Downloading\naaaaaaaaaaaa: Pull complete\n"
+          f"Digest: sha256:{'d' * 64}\nStatus: Downloaded newer image for busybox:latest\n"
+          "docker.io/library/busybox:latest\n")
+
+
+@pytest.mark.parametrize("verb", ["run", "create"])
+def test_a_missing_image_is_pulled_first(gateway, verb: str) -> None:  # type: ignore[no-untyped-def]
+    """docker's words, then the pull's progress, on stderr; stdout as without a pull."""
+    fake, host = gateway
+    fake.fail_once["CreateContainer"] = errors.NotFound("No such image: busybox")
+    code, out, err = cli(host, verb, "-d" if verb == "run" else "--name=x", "busybox")
+    assert (code, out) == (0, CID + "\n")
+    assert err == "Unable to find image 'busybox:latest' locally\n" + PULLED
+    names = [c[0] for c in fake.calls]
+    assert names[:3] == ["CreateContainer", "PullImage", "CreateContainer"]
+    assert fake.calls[1][1].reference == "busybox"
+    assert not fake.calls[1][1].HasField("platform")
+
+
+def test_pull_always_and_never(gateway) -> None:  # type: ignore[no-untyped-def]
+    fake, host = gateway
+    code, out, err = cli(host, "create", "--pull=always", "busybox:1")
+    assert (code, out, err) == (0, CID + "\n", PULLED)
+    assert [c[0] for c in fake.calls] == ["PullImage", "CreateContainer"]
+    fake.calls.clear()
+    fake.fail["CreateContainer"] = errors.NotFound("No such image: busybox:1")
+    code, out, err = cli(host, "create", "--pull", "never", "busybox:1")
+    assert (code, err) == (125, "Error response from daemon: No such image: busybox:1\n")
+    assert [c[0] for c in fake.calls] == ["CreateContainer"]
+
+
+def test_other_not_found_errors_do_not_pull(gateway) -> None:  # type: ignore[no-untyped-def]
+    fake, host = gateway
+    fake.fail["CreateContainer"] = errors.NotFound("network app not found")
+    code, _, err = cli(host, "create", "busybox")
+    assert (code, err) == (125, "Error response from daemon: network app not found\n")
+    assert [c[0] for c in fake.calls] == ["CreateContainer"]
+
+
+def test_a_bad_pull_policy_or_platform_is_a_usage_error(gateway) -> None:  # type: ignore[no-untyped-def]
+    fake, host = gateway
+    code, _, err = cli(host, "run", "--pull", "sometimes", "busybox")
+    assert code == 125
+    assert "invalid pull option: 'sometimes': must be one of" in err
+    code, _, err = cli(host, "create", "--platform", "linux//arm64", "busybox")
+    assert code == 125 and "unknown operating system or architecture" in err
+    code, _, err = cli(host, "pull", "--platform", "a/b/c/d", "busybox")
+    assert code == 1 and "unknown operating system or architecture" in err
+    assert fake.calls == []
+
+
+def test_platform_goes_to_pull_and_create(gateway) -> None:  # type: ignore[no-untyped-def]
+    fake, host = gateway
+    fake.fail_once["CreateContainer"] = errors.NotFound(
+        "image with reference busybox was found but does not match the specified platform:"
+        " wanted linux/arm64, actual: linux/amd64")
+    code, out, err = cli(host, "create", "--platform", "linux/aarch64", "busybox")
+    assert code == 0 and err.startswith("Unable to find image 'busybox:latest' locally\n")
+    create, pull = fake.calls[0][1], fake.calls[1][1]
+    for request in (create, pull):
+        assert (request.platform.os, request.platform.architecture,
+                request.platform.variant) == ("linux", "arm64", "")
+    fake.calls.clear()
+    assert cli(host, "pull", "--platform", "linux/arm/v6", "busybox")[0] == 0
+    assert fake.calls[0][1].platform.variant == "v6"
 
 
 def test_create_prints_id_and_fails_with_125(gateway) -> None:  # type: ignore[no-untyped-def]
@@ -434,10 +514,11 @@ def test_ps_table_and_quiet(gateway) -> None:  # type: ignore[no-untyped-def]
     code, out, _ = cli(host, "ps")
     header, row = out.splitlines()
     assert header.split() == ["CONTAINER", "ID", "IMAGE", "COMMAND", "CREATED", "STATUS",
-                              "NAMES"]
+                              "PORTS", "NAMES"]
     assert row.startswith(CID[:12] + "   busybox   ")
     assert '"sh -c while true; d…"' in row and "Up 3 seconds" in row and row.endswith("web")
     assert header.index("STATUS") == row.index("Up 3 seconds")
+    assert header.index("PORTS") == row.index("127.0.0.1:8080->80/tcp")
     assert cli(host, "ps", "-aq") == (0, CID[:12] + "\n", "")
 
 

@@ -19,7 +19,7 @@ def test_volume_verbs_render_like_docker(gateway: Gateway) -> None:  # noqa: F81
     assert cli(host, "volume", "create", "-l", "a=b", "data") == (0, "data\n", "")
     assert fake.calls[-1][1].labels == {"a": "b"}
     assert cli(host, "volume", "ls") == (
-        0, "DRIVER   VOLUME NAME\nlocal    data\nlocal    zeta\n", "")
+        0, "DRIVER    VOLUME NAME\nlocal     data\nlocal     zeta\n", "")
     assert cli(host, "volume", "ls", "-q") == (0, "data\nzeta\n", "")
     code, out, err = cli(host, "volume", "inspect", "data", "ghost")
     assert code == 1 and err == "Error: get ghost: no such volume\n"

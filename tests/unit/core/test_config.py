@@ -41,6 +41,11 @@ def test_file_then_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     "[registry]\ninsecure_registries = [1]\n", "[shim]\nruntimes = {runc = 2}\n",
     '[registry]\n"__dict__" = {}\n', "[registry]\nparallel_ranges = 0\n",
     "[registry]\nparallel_ranges = 100000\n",
+    "[registry]\nblob_window_seconds = 0\n", "[registry]\nblob_min_bytes = -1\n",
+    "[imagestore]\nmax_blob_bytes = 0\n", "[imagestore]\nmin_free_bytes = \"1G\"\n",
+    "[imagestore]\nnope = 1\n",
+    # not an interface name the kernel takes (IFNAMSIZ, no '/')
+    '[network]\nbridge = "muelle-far-too-long"\n', '[network]\nbridge = "a/b"\n',
 ])
 def test_bad_config_is_a_clear_error(tmp_path: Path, text: str) -> None:
     f = tmp_path / "m.toml"
@@ -53,3 +58,38 @@ def test_the_example_config_loads() -> None:
     example = Path(__file__).resolve().parents[3] / "deploy/examples/muelle.toml"
     cfg = config.load(str(example))
     assert cfg.registry.parallel_ranges == 4
+    # The example states the defaults of the pull limits.
+    assert cfg.registry.blob_min_bytes == config.RegistryConfig().blob_min_bytes
+    assert cfg.registry.blob_window_seconds == config.RegistryConfig().blob_window_seconds
+    assert cfg.imagestore == config.ImageStoreConfig()
+
+
+def test_each_root_has_its_own_bridge_and_cgroup_parent(monkeypatch: pytest.MonkeyPatch,
+                                                        tmp_path: Path) -> None:
+    """Two engines with default configs must not share host-global names (issue 19.10)."""
+    monkeypatch.delenv("MUELLE_CONFIG", raising=False)
+    monkeypatch.setattr(config, "DEFAULT_CONFIG_FILE", Path("/nonexistent/muelle.toml"))
+    monkeypatch.delenv("MUELLE_ROOT", raising=False)
+    system = config.load()
+    assert (system.network.bridge, system.shim.cgroup_parent) == ("muelle0", "muelle")
+    monkeypatch.setenv("MUELLE_ROOT", "/tmp/one")
+    one = config.load()
+    monkeypatch.setenv("MUELLE_ROOT", "/tmp/two")
+    two = config.load()
+    assert one.network.bridge != two.network.bridge != "muelle0"
+    assert one.shim.cgroup_parent != two.shim.cgroup_parent != "muelle"
+    assert len(one.network.bridge) <= config.IFNAMSIZ
+    again = config.load(root="/tmp/one")  # the same root: the same names, across restarts
+    assert again.network.bridge == one.network.bridge
+    assert again.shim.cgroup_parent == one.shim.cgroup_parent
+    f = tmp_path / "m.toml"  # configured names win
+    f.write_text('[network]\nbridge = "br7"\n[shim]\ncgroup_parent = "mine"\n')
+    mine = config.load(str(f))
+    assert (mine.network.bridge, mine.shim.cgroup_parent) == ("br7", "mine")
+
+
+def test_runtimes_table_is_read(tmp_path: Path) -> None:
+    """A table value ([shim.runtimes]) is not compared with bounds (a TypeError once)."""
+    path = tmp_path / "muelle.toml"
+    path.write_text('[shim.runtimes]\ngated = "/opt/gated-runc"\n')
+    assert config.load(str(path)).shim.runtimes == {"gated": "/opt/gated-runc"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import sqlite3
 import threading
 from collections.abc import Iterator
 from concurrent import futures
@@ -20,6 +22,12 @@ class Failing(registry_pb2_grpc.RegistryServicer):
     def ParseReference(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         if request.reference == "boom":
             raise RuntimeError("secret internals")
+        if request.reference == "full":
+            raise OSError(errno.ENOSPC, "No space left on device", "/var/lib/muelle/x.json")
+        if request.reference == "fulldb":
+            raise sqlite3.OperationalError("database or disk is full")
+        if request.reference == "far":
+            raise errors.Unavailable("cannot reach registry far.example: no such host")
         raise errors.NotFound(f"no such thing: {request.reference}")
 
     def FetchBlob(self, request, context) -> Iterator[registry_pb2.BlobChunk]:  # type: ignore[no-untyped-def]  # noqa: N802,E501
@@ -58,3 +66,31 @@ def test_stream_error_is_typed(stub: registry_pb2_grpc.RegistryStub) -> None:
         for chunk in stub.FetchBlob(registry_pb2.FetchBlobRequest()):
             chunks.append(chunk.data)
     assert chunks == [b"abc"]
+
+
+@pytest.mark.parametrize(("ref", "what"), [("full", "/var/lib/muelle/x.json"),
+                                           ("fulldb", "the database (ParseReference)")])
+def test_full_disk_is_resource_exhausted_and_says_what(
+    stub: registry_pb2_grpc.RegistryStub, ref: str, what: str,
+) -> None:
+    with pytest.raises(errors.ResourceExhausted) as info:
+        stub.ParseReference(registry_pb2.ParseReferenceRequest(reference=ref))
+    assert str(info.value).startswith("no space left on device: could not write ")
+    assert what in str(info.value)
+    assert "internal error" not in str(info.value)
+
+
+def test_an_unavailable_the_service_raised_keeps_its_words(
+    stub: registry_pb2_grpc.RegistryStub,
+) -> None:
+    """Not "registry unavailable: cannot reach registry ...": the service answered."""
+    with pytest.raises(errors.Unavailable) as info:
+        stub.ParseReference(registry_pb2.ParseReferenceRequest(reference="far"))
+    assert str(info.value) == "cannot reach registry far.example: no such host"
+
+
+def test_a_service_that_does_not_answer_is_named(tmp_path: Path) -> None:
+    down = connect(f"unix://{tmp_path / 'none.sock'}", registry_pb2_grpc.RegistryStub,
+                   "registry")
+    with pytest.raises(errors.Unavailable, match="^registry unavailable: "):
+        down.ParseReference(registry_pb2.ParseReferenceRequest(reference="x"), timeout=5)

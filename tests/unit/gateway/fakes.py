@@ -10,7 +10,13 @@ from muelle.images.v1 import images_pb2
 from muelle.runtime.v1 import runtime_pb2
 from muelle.types.v1 import types_pb2
 
-from services.core.errors import AlreadyExists, FailedPrecondition, MuelleError, NotFound
+from services.core.errors import (
+    AlreadyExists,
+    DeadlineExceeded,
+    FailedPrecondition,
+    MuelleError,
+    NotFound,
+)
 from services.gateway.status import now_rfc3339
 
 IMAGE_ID = "sha256:" + "f" * 64
@@ -71,6 +77,10 @@ class FakeImages:
             mounts=[types_pb2.Mount(type="overlay", source="overlay",
                                     options=[f"upperdir=/u/{req.container_id}"])],
             image_id=IMAGE_ID)
+
+    def Check(self, req: Any) -> images_pb2.CheckResponse:  # noqa: N802
+        return images_pb2.CheckResponse(containers=len(self.rootfs),
+                                        container_ids=sorted(self.rootfs))
 
     def RemoveRootfs(self, req: images_pb2.RemoveRootfsRequest) -> Any:  # noqa: N802
         self.calls.append("RemoveRootfs")
@@ -155,6 +165,19 @@ class FakeRuntime:
             self.on_start(req.id)
         return runtime_pb2.StartResponse(pid=4242)
 
+    def Pause(self, req: runtime_pb2.PauseRequest) -> Any:  # noqa: N802
+        self.calls.append("Pause")
+        self._get(req.id)["status"] = "paused"
+        return runtime_pb2.PauseResponse()
+
+    def Resume(self, req: runtime_pb2.ResumeRequest) -> Any:  # noqa: N802
+        self.calls.append("Resume")
+        c = self._get(req.id)
+        if c["status"] != "paused":
+            raise FailedPrecondition(f"container {req.id} is not paused")
+        c["status"] = "running"
+        return runtime_pb2.ResumeResponse()
+
     def Kill(self, req: runtime_pb2.KillRequest) -> Any:  # noqa: N802
         self.calls.append(f"Kill {req.signal}")
         if self._get(req.id)["status"] != "running":
@@ -167,12 +190,16 @@ class FakeRuntime:
         self.exit(req.id, 143)
         return self._status(req.id)
 
-    def Wait(self, req: runtime_pb2.WaitRequest) -> runtime_pb2.ContainerStatus:  # noqa: N802
+    def Wait(self, req: runtime_pb2.WaitRequest,  # noqa: N802
+             timeout: float | None = None) -> runtime_pb2.ContainerStatus:
         self.calls.append("Wait")
         with self.cond:
             self._get(req.id)
-            self.cond.wait_for(lambda: req.id not in self.containers
-                               or self.containers[req.id]["status"] == "stopped", timeout=30)
+            done = self.cond.wait_for(lambda: req.id not in self.containers
+                                      or self.containers[req.id]["status"] == "stopped",
+                                      timeout=30 if timeout is None else timeout)
+        if not done and timeout is not None:  # as a gRPC deadline would
+            raise DeadlineExceeded("Deadline Exceeded")
         return self._status(req.id)
 
     def State(self, req: runtime_pb2.StateRequest) -> runtime_pb2.ContainerStatus:  # noqa: N802

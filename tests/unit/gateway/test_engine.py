@@ -366,3 +366,61 @@ def test_version_reports_components(engine: Engine) -> None:
     assert reply.components["gateway"] == reply.version
     assert reply.components["imagestore"] == "0.1.0 (serving)"
     assert "connection refused" in reply.components["shim"]
+
+
+def test_wait_removed_answers_after_the_auto_remove_with_the_exit_status(
+        engine: Engine, runtime: FakeRuntime) -> None:
+    """docker run --rm: wait?condition=removed is asked before start; the attach stream
+    removes the container (the shim's Delete gives the status) and the wait still answers
+    with the exit code."""
+    cid = engine.create(req(cmd=["sh"], auto_remove=True)).id
+    got: list[engine_pb2.WaitContainerResponse] = []
+    waiter = threading.Thread(target=lambda: got.append(engine.wait(cid, "removed")))
+    waiter.start()
+    eventually(lambda: "Wait" in runtime.calls)
+    runtime.on_start = lambda c: runtime.exit(c, 7)
+    assert list(engine.attach(cid, start=True))[-1].exit.exit_code == 7
+    waiter.join(10)
+    assert [g.exit_code for g in got] == [7]
+    assert engine.records.get(cid) is None
+
+
+def test_wait_next_exit_of_a_created_container_waits_for_its_run(
+        engine: Engine, runtime: FakeRuntime) -> None:
+    cid = engine.create(req(cmd=["sh"])).id
+    got: list[int] = []
+    waiter = threading.Thread(target=lambda: got.append(engine.wait(cid, "next-exit")
+                                                        .exit_code))
+    waiter.start()
+    eventually(lambda: "Wait" in runtime.calls)
+    assert got == []
+    engine.start(cid)
+    runtime.exit(cid, 3)
+    waiter.join(10)
+    assert got == [3]
+    with pytest.raises(InvalidArgument, match="invalid condition"):
+        engine.wait(cid, "sometime")
+
+
+def test_a_cancelled_wait_lets_go_of_its_worker(engine: Engine, runtime: FakeRuntime) -> None:
+    """docker run -d hangs up its wait after start: the gateway's worker must not stay
+    in the shim's Wait until the container exits (64 such containers stalled it)."""
+    cid = engine.create(req(cmd=["sleep"])).id
+    engine.start(cid)
+    gone = threading.Event()
+    outcome: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            engine.wait(cid, "next-exit", cancelled=gone.is_set)
+        except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
+            outcome.append(exc)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    eventually(lambda: "Wait" in runtime.calls)
+    gone.set()
+    waiter.join(10)
+    assert not waiter.is_alive(), "the wait still holds its worker"
+    assert outcome and "went away" in str(outcome[0])
+    runtime.exit(cid, 0)

@@ -11,7 +11,7 @@ from muelle.engine.v1 import engine_pb2
 from muelle.runtime.v1 import runtime_pb2
 from muelle.types.v1 import types_pb2
 
-from services.core.errors import NotFound
+from services.core.errors import FailedPrecondition, NotFound
 from services.gateway.engine import Engine
 from services.gateway.records import Records
 from tests.unit.gateway.fakes import FakeImages, FakeRuntime
@@ -65,7 +65,11 @@ def test_container_mode_and_connect_resolve_names(setup: tuple[Engine, NetRuntim
     assert (kind, req.id, req.network, list(req.aliases)) == \
         ("connect", first, "backend", ["db", "primary"])
     assert (kind2, req2.id) == ("disconnect", first)
-    assert [n.name for n in eng.list_networks().networks] == ["bridge"]
+    # docker's pre-defined host and none follow the default network
+    assert [n.name for n in eng.list_networks().networks] == ["bridge", "host", "none"]
+    assert eng.inspect_network("none").driver == "null"
+    with pytest.raises(FailedPrecondition, match="pre-defined network"):
+        eng.remove_network("host")
     with pytest.raises(NotFound):
         _create(eng, name="xy", network_mode="container:nosuch")
     assert set(runtime.containers) == {first, second}  # the failed create left nothing

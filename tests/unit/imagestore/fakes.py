@@ -65,7 +65,7 @@ class LayoutRegistry:
         return Resolved(reference, self.repository, content, content)
 
     def fetch_blob(self, repository: str, descriptor: types_pb2.Descriptor,
-                   offset: int) -> Iterator[bytes]:
+                   offset: int, cancel: object = None) -> Iterator[bytes]:
         with self._lock:
             self.fetches.append((descriptor.digest, offset))
         data = self.blob(descriptor.digest)

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from services.core.errors import DataLoss, InvalidArgument, NotFound, Unavailable
+from services.core.errors import (
+    DataLoss,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    Unavailable,
+)
+from services.imagestore import content
 from services.imagestore.content import ContentStore
 
 DATA = bytes(range(256)) * 1000
@@ -120,3 +128,33 @@ def test_bad_digests_and_missing_blobs(tmp_path: Path) -> None:
     store.write(DIGEST, DATA)
     store.delete(DIGEST)
     assert not store.has(DIGEST)
+
+
+def test_reserve_refuses_a_download_before_it_starts(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # A fixed filesystem: 1 000 000 bytes free (the real one changes under other writers).
+    fake = os.statvfs_result((4096, 1, 0, 0, 1_000_000, 0, 0, 0, 0, 255))
+    monkeypatch.setattr(content.os, "statvfs", lambda path: fake)
+    store = ContentStore(tmp_path, min_free=1_000_000 - len(DATA) + 1)
+    with pytest.raises(ResourceExhausted, match=f"no space for blob {DIGEST}: it needs "
+                                                f"{len(DATA)} more bytes, 1000000 are free"):
+        store.ingest(DIGEST, len(DATA), lambda off: pytest.fail("fetched"))
+    assert list(store.ingests.iterdir()) == []
+    # A resume needs only the rest: with 200 000 of 256 000 bytes kept it fits.
+    store.partial_path(DIGEST).write_bytes(DATA[:200_000])
+    assert store.ingest(DIGEST, len(DATA), lambda off: chunks(DATA, off))
+    assert store.read(DIGEST) == DATA
+
+
+def test_stream_failing_before_its_first_byte_leaves_no_partial(tmp_path: Path) -> None:
+    store = ContentStore(tmp_path)
+
+    def failing(off: int) -> Iterator[bytes]:
+        raise Unavailable("registry went away")
+        yield b""
+
+    with pytest.raises(Unavailable):
+        store.ingest(DIGEST, len(DATA), failing)
+    with pytest.raises(DataLoss, match="truncated"):
+        store.ingest(DIGEST, len(DATA), lambda off: iter(()))
+    assert list(store.ingests.iterdir()) == []

@@ -152,3 +152,30 @@ def test_follow_goes_on_across_a_rotation(tmp_path) -> None:  # type: ignore[no-
     done.set()
     reader.join(10)
     assert got == [b"first\n", *[f"n{i}\n".encode() for i in range(30)]]
+
+
+def test_a_full_disk_drops_whole_entries_never_tears_a_line(tmp_path: Path) -> None:
+    """A write that runs out of room (here RLIMIT_FSIZE: a short write, then EFBIG, as a
+    full disk gives a short write, then ENOSPC) is cut back to the last whole line; the
+    writer goes on, and what fits later is written after it."""
+    import resource
+    import signal
+
+    log = tmp_path / "c.log"
+    w = LogWriter(str(log))
+    w.write("stdout", b"first\n")
+    limit = log.stat().st_size + 150
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    old_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, old_limit[1]))
+    try:
+        w.write("stdout", b"x" * 100 + b"\n" + b"y" * 100 + b"\n")  # the first part fits
+        assert w.dropped == 2 and w.error is not None
+        assert log.stat().st_size < limit
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, old_limit)
+        signal.signal(signal.SIGXFSZ, old_handler)
+    w.write("stdout", b"after\n")
+    w.close()
+    assert [e.data for e in follow_log(str(log))] == [b"first\n", b"after\n"]
+    assert all(json.loads(line) for line in log.read_text().splitlines())

@@ -119,6 +119,16 @@ def test_network_definitions(tmp_path: Path) -> None:
             check_name(bad)
 
 
+def test_isolation_rules_name_their_bridge_and_come_target_first() -> None:
+    got = rules.isolation("mu0")
+    assert got == [
+        # stage 2: nothing enters this bridge from another one
+        ("filter", "MUELLE-ISOLATION", ["-o", "mu0", "-j", "DROP"]),
+        # stage 1: what leaves it for another interface is looked at
+        ("filter", "MUELLE-FORWARD", ["-i", "mu0", "!", "-o", "mu0", "-j", "MUELLE-ISOLATION"]),
+    ]
+
+
 def test_bridge_rules_name_their_bridge_and_guard_the_hosts_loopback() -> None:
     got = rules.of("mu0", "10.88.0.0/24")
     assert all("mu0" in rule for _, _, rule in got)  # removal by bridge is exact

@@ -1,0 +1,614 @@
+"""A Dockerfile build with the classic builder's semantics, over a Backend that stores
+images and runs containers (the gateway's, through the image store's and the shim's
+contracts). Output is what `docker build` prints with DOCKER_BUILDKIT=0.
+
+Each instruction makes one image: RUN through a container that is committed (no layer
+when it wrote nothing), COPY/ADD/WORKDIR through the image store's AddFiles, the others
+as a new config with an "empty_layer" history entry. A step is taken from the cache when
+its key (parent image, history text with build args and content hash, config) matches
+and the image is still stored. Stages run one after another, as the classic builder
+does; `--target` stops after the named stage.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import posixpath
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import IO, Any, Protocol
+
+from services.builder import config as cfgmod
+from services.builder import remote
+from services.builder.cache import Cache, step_key
+from services.builder.context import (
+    Source,
+    SourceTar,
+    find_sources,
+    is_archive,
+    member_filter,
+)
+from services.builder.dockerfile import Dockerfile, Instruction, name_values, parse, split_words
+from services.builder.shlex import Lexer
+from services.core import reference
+from services.core.errors import Cancelled, FailedPrecondition, InvalidArgument, Unimplemented
+
+Output = Generator[str, None, Any]
+
+
+class RunFailed(FailedPrecondition):
+    def __init__(self, command: str, exit_code: int) -> None:
+        super().__init__(f"The command '{command}' returned a non-zero code: {exit_code}")
+        self.command = command
+        self.exit_code = exit_code
+
+
+class Backend(Protocol):
+    def base_image(self, ref: str, pull: bool) -> Generator[str, None, tuple[str, dict[str, Any]]]:
+        """Progress lines while pulling; returns (image ID, its "config" object)."""
+
+    def add_files(self, parent: str, config: dict[str, Any], created_by: str, dest: str = "",
+                  single_name: str = "", chown: str = "", chmod: str = "",
+                  tar: IO[bytes] | None = None) -> str:
+        """The image store's AddFiles; returns the new image ID."""
+
+    def run(self, parent: str, config: dict[str, Any], cmd: list[str], env: list[str],
+            created_by: str, network: str) -> Generator[tuple[str, str], None, tuple[int, str]]:
+        """Runs ``cmd`` in a container of ``parent``: yields ("container", id) once, then
+        ("output", text); returns (exit code, committed image ID or "" on failure)."""
+
+    def read_files(self, image: str, path: str, out: IO[bytes]) -> None:
+        """Writes the tar of ``path`` in ``image`` (the image store's ReadFiles)."""
+
+    def exists(self, image_id: str) -> bool: ...
+
+    def tag(self, image_id: str, name: str) -> None: ...
+
+
+@dataclass
+class Options:
+    dockerfile: str = "Dockerfile"
+    tags: list[str] = field(default_factory=list)
+    build_args: dict[str, str] = field(default_factory=dict)
+    target: str = ""
+    no_cache: bool = False
+    pull: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    network_mode: str = ""
+
+
+@dataclass
+class Stage:
+    index: int
+    name: str
+    image_id: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+    args: dict[str, str | None] = field(default_factory=dict)
+    cmd_set: bool = False
+
+
+def short(image_id: str) -> str:
+    return image_id.removeprefix("sha256:")[:12]
+
+
+def _stages(df: Dockerfile) -> tuple[list[Instruction], list[list[Instruction]]]:
+    meta: list[Instruction] = []
+    stages: list[list[Instruction]] = []
+    for ins in df.instructions:
+        if ins.cmd == "FROM":
+            stages.append([ins])
+        elif not stages:
+            if ins.cmd != "ARG":
+                raise ins.error("no build stage in current context (FROM must come first)")
+            meta.append(ins)
+        else:
+            stages[-1].append(ins)
+    if not stages:
+        raise InvalidArgument("the Dockerfile has no FROM instruction (is it empty?)")
+    return meta, stages
+
+
+class Builder:
+    def __init__(self, backend: Backend, cache: Cache, context_root: str, dockerfile: str,
+                 options: Options, cancelled: Callable[[], bool] = lambda: False) -> None:
+        self.backend = backend
+        self.cache = cache
+        self.root = context_root
+        self.options = options
+        self.cancelled = cancelled
+        for tag in options.tags:
+            if reference.parse(tag).digest:
+                raise InvalidArgument(f"refusing to create a tag with a digest reference: {tag}")
+        self.df = parse(dockerfile)
+        self.lex = Lexer(self.df.escape)
+        self.meta, self.stage_lines = _stages(self.df)
+        self.used_args: set[str] = set()
+        self.stages: list[Stage] = []
+        self._meta_values: dict[str, str] = {}
+
+    # ------------------------------------------------------------------ the whole build
+
+    def build(self) -> Output:
+        """Yields output text; returns the built image's ID."""
+        last = len(self.stage_lines) - 1
+        if self.options.target:
+            names = [self._stage_name(s[0]).lower() for s in self.stage_lines]
+            if self.options.target.lower() not in names:
+                raise InvalidArgument(f"failed to reach build target {self.options.target} "
+                                      "in Dockerfile")
+            last = names.index(self.options.target.lower())
+        todo = [list(s) for s in self.stage_lines[: last + 1]]
+        if self.options.labels:
+            # As the classic builder: one more LABEL step a label, shown as given.
+            esc = self.df.escape
+            for k, v in sorted(self.options.labels.items()):
+                text = f"{_quote(k, esc)}={_quote(v, esc)}"
+                todo[-1].append(Instruction("LABEL", 0, f"LABEL {k}={v}", text))
+        meta_args = self._meta_args()
+        total = len(self.meta) + sum(len(s) for s in todo)
+        n = 0
+        for ins in self.meta:
+            n += 1
+            yield f"Step {n}/{total} : {ins.original}\n"
+        for lines in todo:
+            stage: Stage | None = None
+            for ins in lines:
+                if self.cancelled():
+                    raise Cancelled("the build was cancelled")
+                n += 1
+                yield f"Step {n}/{total} : {ins.original}\n"
+                if ins.cmd == "FROM":
+                    stage = yield from self._from(ins, meta_args)
+                else:
+                    assert stage is not None
+                    yield from self._dispatch(stage, ins)
+                assert stage is not None
+                yield f" ---> {short(stage.image_id)}\n"
+        final = self.stages[-1]
+        if not final.image_id:
+            raise InvalidArgument("No image was generated. Is your Dockerfile empty?")
+        unused = sorted(set(self.options.build_args) - self.used_args - _PREDEFINED)
+        if unused:
+            yield (f"[Warning] One or more build-args [{' '.join(unused)}] were not "
+                   "consumed\n")
+        yield f"Successfully built {short(final.image_id)}\n"
+        for tag in self.options.tags:
+            self.backend.tag(final.image_id, tag)
+            yield f"Successfully tagged {_display(tag)}\n"
+        return final.image_id
+
+    def _meta_args(self) -> dict[str, str]:
+        values: dict[str, str] = {}
+        for ins in self.meta:
+            for name, default in self._arg_pairs(ins, values):
+                if name in self.options.build_args:
+                    values[name] = self.options.build_args[name]
+                    self.used_args.add(name)
+                elif default is not None:
+                    values[name] = default
+        return values
+
+    def _arg_pairs(self, ins: Instruction, env: dict[str, str]
+                   ) -> list[tuple[str, str | None]]:
+        out: list[tuple[str, str | None]] = []
+        for word in _split_arg(ins):
+            name, eq, value = word.partition("=")
+            if not name:
+                raise ins.error("ARG names can not be blank")
+            out.append((name, self.lex.word(value, env) if eq else None))
+        return out
+
+    @staticmethod
+    def _stage_name(ins: Instruction) -> str:
+        words = ins.rest.split()
+        return words[2] if len(words) == 3 and words[1].lower() == "as" else ""
+
+    # ------------------------------------------------------------------ instructions
+
+    def _from(self, ins: Instruction, meta_args: dict[str, str]) -> Output:
+        words = ins.rest.split()
+        if len(words) not in (1, 3) or (len(words) == 3 and words[1].lower() != "as"):
+            raise ins.error("FROM requires either one or three arguments")
+        if ins.flags.get("platform"):
+            raise ins.error("FROM --platform is not supported yet")
+        image = self.lex.word(words[0], meta_args)
+        if not image:
+            raise ins.error("base name (" + words[0] + ") should not be blank")
+        name = words[2].lower() if len(words) == 3 else ""
+        stage = Stage(index=len(self.stages), name=name)
+        earlier = self._stage(image)
+        if earlier is not None:
+            stage.image_id, stage.config = earlier.image_id, copy.deepcopy(earlier.config)
+        elif image.lower() != "scratch":
+            stage.image_id, stage.config = yield from self.backend.base_image(
+                image, self.options.pull)
+        self.stages.append(stage)
+        self._meta_values = meta_args  # what `ARG name` without a value inherits
+        triggers = list(stage.config.pop("OnBuild", None) or [])
+        if triggers:
+            yield f"# Executing {len(triggers)} build trigger{'s' if len(triggers) > 1 else ''}\n"
+            for text in triggers:
+                trigger = parse(str(text)).instructions[0]
+                if trigger.cmd in ("ONBUILD", "FROM", "MAINTAINER"):
+                    raise ins.error(f"{trigger.cmd} isn't allowed as an ONBUILD trigger")
+                yield from self._dispatch(stage, trigger)
+        return stage
+
+    def _stage(self, name: str) -> Stage | None:
+        for st in self.stages:
+            if st.name and st.name == name.lower():
+                return st
+        if name.isdigit() and int(name) < len(self.stages):
+            return self.stages[int(name)]
+        return None
+
+    def _env(self, stage: Stage) -> dict[str, str]:
+        """What variables expand to: build args in scope, then ENV (which wins)."""
+        env = {k: v for k, v in stage.args.items() if v is not None}
+        env.update(cfgmod.env_map(stage.config))
+        return env
+
+    def _dispatch(self, stage: Stage, ins: Instruction) -> Output:
+        handler = getattr(self, "_i_" + ins.cmd.lower())
+        yield from handler(stage, ins)
+
+    def _nop(self, stage: Stage, text: str, workdir: bool = False) -> str:
+        sh = " ".join(cfgmod.shell(stage.config))
+        return f"{sh} #(nop) {text}" if workdir else f"{sh} #(nop)  {text}"
+
+    def _commit_config(self, stage: Stage, created_by: str) -> Output:
+        """A metadata-only step: a new config, no layer."""
+        yield from self._cached_or(stage, created_by, "", _at_once(
+            lambda: self.backend.add_files(stage.image_id, stage.config, created_by)))
+
+    def _cached_or(self, stage: Stage, created_by: str, extra: str,
+                   make: Callable[[], Output]) -> Output:
+        """The cached image of this step, or the one ``make`` yields output for and
+        returns (then remembered)."""
+        key = step_key(stage.image_id, created_by, stage.config, extra)
+        if not self.options.no_cache:
+            hit = self.cache.get(key)
+            if hit and self.backend.exists(hit):
+                yield " ---> Using cache\n"
+                stage.image_id = hit
+                return
+        stage.image_id = yield from make()
+        self.cache.put(key, stage.image_id)
+
+    def _i_env(self, stage: Stage, ins: Instruction) -> Output:
+        parts = []
+        for name, value in name_values(ins, self.df.escape):
+            env = self._env(stage)
+            key, val = self.lex.word(name, env), self.lex.word(value, env)
+            cfgmod.set_env(stage.config, key, val)
+            parts.append(f"{key}={val}")
+        yield from self._commit_config(stage, self._nop(stage, "ENV " + " ".join(parts)))
+
+    def _i_label(self, stage: Stage, ins: Instruction) -> Output:
+        labels = dict(stage.config.get("Labels") or {})
+        parts = []
+        env = self._env(stage)
+        for name, value in name_values(ins, self.df.escape):
+            key, val = self.lex.word(name, env), self.lex.word(value, env)
+            labels[key] = val
+            parts.append(f"{key}={val}")
+        stage.config["Labels"] = labels
+        yield from self._commit_config(stage, self._nop(stage, "LABEL " + " ".join(parts)))
+
+    def _i_maintainer(self, stage: Stage, ins: Instruction) -> Output:
+        yield from self._commit_config(stage, self._nop(stage, "MAINTAINER " + ins.rest))
+
+    def _i_arg(self, stage: Stage, ins: Instruction) -> Output:
+        parts = []
+        for name, default in self._arg_pairs(ins, self._env(stage)):
+            if name in self.options.build_args:
+                value: str | None = self.options.build_args[name]
+                self.used_args.add(name)
+            elif default is not None:
+                value = default
+            else:
+                value = self._meta_values.get(name)
+            stage.args[name] = value
+            parts.append(name if default is None else f"{name}={default}")
+        yield from self._commit_config(stage, self._nop(stage, "ARG " + " ".join(parts)))
+
+    def _i_user(self, stage: Stage, ins: Instruction) -> Output:
+        stage.config["User"] = self.lex.word(ins.rest, self._env(stage))
+        yield from self._commit_config(stage, self._nop(stage, f"USER {stage.config['User']}"))
+
+    def _i_stopsignal(self, stage: Stage, ins: Instruction) -> Output:
+        sig = self.lex.word(ins.rest, self._env(stage))
+        cfgmod.check_signal(sig)
+        stage.config["StopSignal"] = sig
+        yield from self._commit_config(stage, self._nop(stage, f"STOPSIGNAL {sig}"))
+
+    def _words(self, stage: Stage, ins: Instruction) -> list[str]:
+        env = self._env(stage)
+        if ins.exec_form is not None:
+            return [self.lex.word(w, env) for w in ins.exec_form]
+        return self.lex.words(ins.rest, env)
+
+    def _i_expose(self, stage: Stage, ins: Instruction) -> Output:
+        words = self.lex.words(ins.rest, self._env(stage))
+        exposed = dict(stage.config.get("ExposedPorts") or {})
+        exposed.update({p: {} for p in cfgmod.ports(words)})
+        stage.config["ExposedPorts"] = exposed
+        yield from self._commit_config(stage, self._nop(stage, "EXPOSE " + " ".join(
+            sorted(words))))
+
+    def _i_volume(self, stage: Stage, ins: Instruction) -> Output:
+        volumes = dict(stage.config.get("Volumes") or {})
+        words = self._words(stage, ins)
+        if not words or any(not w.strip() for w in words):
+            raise ins.error("VOLUME specified can not be an empty string")
+        volumes.update({w: {} for w in words})
+        stage.config["Volumes"] = volumes
+        yield from self._commit_config(stage, self._nop(stage, f"VOLUME [{' '.join(words)}]"))
+
+    def _command(self, stage: Stage, ins: Instruction) -> list[str]:
+        if ins.exec_form is not None:
+            return list(ins.exec_form)
+        return [*cfgmod.shell(stage.config), ins.rest]
+
+    def _i_cmd(self, stage: Stage, ins: Instruction) -> Output:
+        stage.config["Cmd"] = self._command(stage, ins)
+        stage.cmd_set = True
+        yield from self._commit_config(stage, self._nop(
+            stage, f"CMD {_go_quoted(stage.config['Cmd'])}"))
+
+    def _i_entrypoint(self, stage: Stage, ins: Instruction) -> Output:
+        stage.config["Entrypoint"] = self._command(stage, ins)
+        if not stage.cmd_set:
+            stage.config.pop("Cmd", None)  # an inherited CMD does not survive, as in Docker
+        yield from self._commit_config(stage, self._nop(
+            stage, f"ENTRYPOINT {_go_quoted(stage.config['Entrypoint'])}"))
+
+    def _i_shell(self, stage: Stage, ins: Instruction) -> Output:
+        assert ins.exec_form is not None
+        if not ins.exec_form:
+            raise ins.error("SHELL requires at least one argument")
+        stage.config["Shell"] = list(ins.exec_form)
+        yield from self._commit_config(stage, self._nop(
+            stage, f"SHELL {_go_quoted(ins.exec_form)}"))
+
+    def _i_onbuild(self, stage: Stage, ins: Instruction) -> Output:
+        assert ins.sub is not None
+        stage.config["OnBuild"] = [*(stage.config.get("OnBuild") or []), ins.sub.original]
+        yield from self._commit_config(stage, self._nop(stage, "ONBUILD " + ins.sub.original))
+
+    def _i_healthcheck(self, stage: Stage, ins: Instruction) -> Output:
+        rest = ins.rest
+        if rest.upper() == "NONE":
+            if ins.flags:
+                raise ins.error("HEALTHCHECK NONE takes no flags")
+            hc: dict[str, Any] = {"Test": ["NONE"]}
+        else:
+            keyword, _, body = rest.partition(" ")
+            if keyword.upper() != "CMD":
+                raise ins.error(f"Unknown type \"{keyword}\" in HEALTHCHECK "
+                                "(try CMD)")
+            body = body.strip()
+            try:
+                form = json.loads(body) if body.startswith("[") else None
+            except ValueError:
+                form = None
+            if isinstance(form, list) and all(isinstance(w, str) for w in form):
+                hc = {"Test": ["CMD", *form]}
+            else:
+                hc = {"Test": ["CMD-SHELL", body]}
+            for flag, key in (("interval", "Interval"), ("timeout", "Timeout"),
+                              ("start-period", "StartPeriod"),
+                              ("start-interval", "StartInterval")):
+                if flag in ins.flags:
+                    value = cfgmod.duration(ins.flags[flag], flag)
+                    if value:
+                        hc[key] = value
+            if "retries" in ins.flags:
+                if not ins.flags["retries"].isdigit():
+                    raise ins.error(f"invalid retries value {ins.flags['retries']!r}")
+                if int(ins.flags["retries"]):
+                    hc["Retries"] = int(ins.flags["retries"])
+        stage.config["Healthcheck"] = hc
+        yield from self._commit_config(stage, self._nop(stage, f"HEALTHCHECK {json.dumps(hc)}"))
+
+    def _i_workdir(self, stage: Stage, ins: Instruction) -> Output:
+        path = self.lex.word(ins.rest, self._env(stage))
+        if not path:
+            raise ins.error("WORKDIR requires at least one argument")
+        path = posixpath.normpath(posixpath.join(stage.config.get("WorkingDir") or "/", path))
+        stage.config["WorkingDir"] = path
+        created_by = self._nop(stage, f"WORKDIR {path}", workdir=True)
+        with tempfile.TemporaryFile() as empty:
+            SourceTar(empty, None).close()
+
+            def make() -> str:
+                empty.seek(0)
+                return self.backend.add_files(stage.image_id, stage.config, created_by,
+                                              dest=path, tar=empty)
+
+            yield from self._cached_or(stage, created_by, "", _at_once(make))
+
+    def _i_run(self, stage: Stage, ins: Instruction) -> Output:
+        cmd = self._command(stage, ins)
+        env = cfgmod.env_map(stage.config)
+        args = sorted((k, v) for k, v in stage.args.items() if v is not None and k not in env)
+        arg_env = [f"{k}={v}" for k, v in args]
+        # Proxy args reach RUN without an ARG line and stay out of the history (and so
+        # out of the cache key), as Docker's predefined args do.
+        proxies = [f"{k}={v}" for k, v in sorted(self.options.build_args.items())
+                   if k in _PREDEFINED and k not in stage.args and k not in env]
+        shown = " ".join(cmd)
+        created_by = (f"|{len(args)} {' '.join(arg_env)} {shown}" if args else shown)
+        if not stage.image_id:
+            raise ins.error("RUN needs a base image with a shell (the stage is FROM scratch "
+                            "with nothing in it)")
+
+        def make() -> Output:
+            runner = self.backend.run(stage.image_id, stage.config, cmd,
+                                      [*(stage.config.get("Env") or []), *arg_env,
+                                       *proxies],
+                                      created_by, self.options.network_mode)
+            cid = ""
+            try:
+                while True:
+                    kind, text = next(runner)
+                    if kind == "container":
+                        cid = text
+                        yield f" ---> Running in {cid[:12]}\n"
+                    else:
+                        yield text
+            except StopIteration as done:
+                code, image_id = done.value
+            if cid:
+                yield f"Removing intermediate container {cid[:12]}\n"
+            if code != 0:
+                raise RunFailed(shown, code)
+            return image_id
+
+        yield from self._cached_or(stage, created_by, "RUN", make)
+
+    def _i_copy(self, stage: Stage, ins: Instruction) -> Output:
+        yield from self._copy(stage, ins, add=False)
+
+    def _i_add(self, stage: Stage, ins: Instruction) -> Output:
+        yield from self._copy(stage, ins, add=True)
+
+    def _copy(self, stage: Stage, ins: Instruction, add: bool) -> Output:
+        words = self._words(stage, ins)
+        if len(words) < 2:
+            raise ins.error(f"{ins.cmd} requires at least two arguments")
+        patterns, dest = words[:-1], words[-1]
+        written = dest  # history shows the destination as written
+        env = self._env(stage)
+        chown = self.lex.word(ins.flags.get("chown", ""), env)
+        chmod = ins.flags.get("chmod", "")
+        if not dest.startswith("/"):
+            trailing = dest.endswith("/") or dest in (".", "")
+            dest = posixpath.join(stage.config.get("WorkingDir") or "/", dest)
+            dest = posixpath.normpath(dest) + ("/" if trailing else "")
+            dest = dest.replace("//", "/")
+        urls = [p for p in patterns if remote.is_url(p)]
+        if urls and not add:
+            raise ins.error("source can't be a URL for COPY")
+        if urls and len(urls) != len(patterns):
+            raise Unimplemented("ADD of URLs together with local files is not supported yet")
+        from_ref = ins.flags.get("from", "")
+        scratch = tempfile.mkdtemp(prefix="copy-from-") if from_ref or urls else ""
+        try:
+            root, sources, extra = self.root, [], ""
+            if from_ref:
+                root, sources, extra = yield from self._from_sources(ins, from_ref, patterns,
+                                                                    scratch)
+            elif urls:
+                root = scratch
+                for i, url in enumerate(urls):
+                    os.mkdir(os.path.join(scratch, str(i)))
+                    name = remote.fetch(url, os.path.join(scratch, str(i)))
+                    sources.append(Source(f"{i}/{name}", False))
+            else:
+                for pattern in patterns:
+                    sources.extend(find_sources(root, pattern, ins.cmd))
+            archives = {s.rel for s in sources if add and not from_ref and not urls
+                        and not s.is_dir and is_archive(os.path.join(root, s.rel))}
+            single = len(sources) == 1 and not sources[0].is_dir and not archives
+            if len(sources) > 1 and not dest.endswith("/"):
+                dest += "/"  # several sources: dest is a directory
+            with tempfile.TemporaryFile() as tarf:
+                tar = SourceTar(tarf, None)
+                for s in sources:
+                    if s.is_dir:
+                        tar.add_dir(root, s.rel)
+                    elif s.rel in archives:
+                        tar.add_archive(os.path.join(root, s.rel))
+                    else:
+                        tar.add_file(root, s.rel, posixpath.basename(s.rel))
+                digest = tar.close()
+                kind = ("dir" if len(sources) == 1 and sources[0].is_dir else
+                        "file" if len(sources) == 1 else "multi")
+                # Docker's history text, down to its missing blank after --chown=X.
+                flags = f"--chown={chown}" if chown else ""
+                created_by = f"{' '.join(cfgmod.shell(stage.config))} #(nop) {ins.cmd} " \
+                             f"{flags}{kind}:{digest} in {written} "
+
+                def make() -> str:
+                    tarf.seek(0)
+                    return self.backend.add_files(
+                        stage.image_id, stage.config, created_by, dest=dest,
+                        single_name=posixpath.basename(sources[0].rel) if single else "",
+                        chown=chown, chmod=chmod, tar=tarf)
+
+                yield from self._cached_or(stage, created_by, f"{chown}\0{chmod}\0{extra}",
+                                           _at_once(make))
+        finally:
+            if scratch:
+                shutil.rmtree(scratch, ignore_errors=True)
+
+    def _from_sources(self, ins: Instruction, from_ref: str, patterns: list[str],
+                      scratch: str) -> Output:
+        """COPY --from: each source path read out of the stage's or image's filesystem
+        into ``scratch``; returns (root, sources, the source image ID for the cache)."""
+        stage = self._stage(from_ref)
+        if stage is not None:
+            image_id = stage.image_id
+        else:
+            image_id, _ = yield from self.backend.base_image(from_ref, self.options.pull)
+        if not image_id:
+            raise ins.error(f"COPY --from={from_ref}: the stage has no files (FROM scratch)")
+        sources = []
+        for i, pattern in enumerate(patterns):
+            if any(c in pattern for c in "*?["):
+                raise Unimplemented("wildcards in COPY --from sources are not supported yet")
+            sub = os.path.join(scratch, str(i))
+            os.mkdir(sub)
+            with tempfile.TemporaryFile() as f:
+                self.backend.read_files(image_id, "/" + pattern.lstrip("/"), f)
+                f.seek(0)
+                with tarfile.open(fileobj=f, mode="r|") as tar:
+                    tar.extractall(sub, filter=member_filter)
+            names = os.listdir(sub)
+            if len(names) == 1 and not os.path.isdir(os.path.join(sub, names[0])) or (
+                    len(names) == 1 and os.path.islink(os.path.join(sub, names[0]))):
+                sources.append(Source(f"{i}/{names[0]}", False))
+            else:
+                sources.append(Source(str(i), True))
+        return scratch, sources, image_id
+
+
+# Proxy args are usable without an ARG line (Docker's predefined args).
+_PREDEFINED = {"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY",
+               "ftp_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"}
+
+
+def _split_arg(ins: Instruction) -> list[str]:
+    return split_words(ins.rest)
+
+
+def _go_quoted(words: list[str]) -> str:
+    """A list as Go's %q prints it, which is how Docker's history shows CMD and the like:
+    ["sh" "-c"]."""
+    return "[" + " ".join(json.dumps(w, ensure_ascii=False) for w in words) + "]"
+
+
+def _quote(text: str, escape: str) -> str:
+    """``text`` in double quotes that the lexer reads back unchanged."""
+    text = text.replace(escape, escape * 2).replace('"', escape + '"').replace("$", escape + "$")
+    return f'"{text}"'
+
+
+def _at_once(fn: Callable[[], str]) -> Callable[[], Output]:
+    """A step maker that prints nothing (every step but RUN)."""
+    def make() -> Output:
+        yield from ()
+        return fn()
+    return make
+
+
+def _display(tag: str) -> str:
+    ref = reference.parse(tag)
+    return tag if ":" in tag.rsplit("/", 1)[-1] else f"{tag}:{ref.tag or 'latest'}"
+

@@ -1,0 +1,54 @@
+"""The build cache: which image a step made, by what the classic builder compares (the
+parent image, the step as recorded in history, which names its build args and the
+content hash of what it copies, and the config it commits). Kept in a small JSON file
+under the gateway's state dir, so it survives an engine restart; an entry whose image is
+gone is simply a miss."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+
+def step_key(parent: str, created_by: str, config: dict[str, Any], extra: str = "") -> str:
+    raw = json.dumps([parent, created_by, config, extra], sort_keys=True)
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class Cache:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    def _load(self) -> dict[str, str]:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def get(self, key: str) -> str | None:
+        with self._lock:
+            value = self._load().get(key)
+        return value if isinstance(value, str) else None
+
+    def put(self, key: str, image_id: str) -> None:
+        with self._lock:
+            data = self._load()
+            data[key] = image_id
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".build-cache-", dir=self.path.parent)
+            try:
+                with os.fdopen(fd, "w") as f:
+                    json.dump(data, f)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, self.path)
+            except BaseException:
+                os.unlink(tmp)
+                raise

@@ -1,0 +1,166 @@
+"""Containers as Docker shows them: ``GET /containers/json`` entries and
+``GET /containers/{id}/json``, from engine.v1 ContainerSummary / ContainerDetail.
+
+Field names, ``null`` vs ``[]`` and value types follow dockerd 20.10 where clients read
+them (COMPAT.md: State.Status, Config.Tty, NetworkSettings.Ports[..][0].HostPort as a
+string, HostConfig.NetworkMode, NetworkSettings.Networks.<net>.Gateway).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from muelle.engine.v1 import engine_pb2
+from muelle.types.v1 import types_pb2
+
+from services.core.timefmt import parse_ns
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def unix_seconds(rfc3339: str) -> int:
+    try:
+        return parse_ns(rfc3339) // 1_000_000_000 if rfc3339 else 0
+    except ValueError:
+        return 0
+
+
+def _port_key(p: types_pb2.NetworkPort) -> str:
+    return f"{p.container_port}/{p.protocol or 'tcp'}"
+
+
+def ports_map(ports: list[types_pb2.NetworkPort], exposed: list[str]) -> dict[str, Any]:
+    """NetworkSettings.Ports: every exposed port, null when not published."""
+    out: dict[str, Any] = {key if "/" in key else f"{key}/tcp": None for key in exposed}
+    for p in ports:
+        # Docker lists a port published on every address for IPv4 and IPv6.
+        hosts = [p.host_ip] if p.host_ip else ["0.0.0.0", "::"]
+        entries = out.get(_port_key(p)) or []
+        entries += [{"HostIp": ip, "HostPort": str(p.host_port)} for ip in hosts]
+        out[_port_key(p)] = entries
+    return out
+
+
+def ports_list(ports: list[types_pb2.NetworkPort]) -> list[dict[str, Any]]:
+    """The Ports of a list entry."""
+    return [{"IP": p.host_ip or "0.0.0.0", "PrivatePort": p.container_port,
+             "PublicPort": p.host_port, "Type": p.protocol or "tcp"} for p in ports]
+
+
+def networks(endpoints: list[types_pb2.NetworkEndpoint]) -> dict[str, Any]:
+    return {e.network: {
+        "IPAMConfig": None, "Links": None, "Aliases": list(e.aliases) or None,
+        "NetworkID": e.network_id, "EndpointID": "", "Gateway": e.gateway,
+        "IPAddress": e.ip_address, "IPPrefixLen": e.prefix_len, "IPv6Gateway": "",
+        "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": "",
+        "DriverOpts": None} for e in endpoints}
+
+
+def mounts(items: list[engine_pb2.VolumeMount]) -> list[dict[str, Any]]:
+    out = []
+    for m in items:
+        entry: dict[str, Any] = {"Type": m.type, "Source": m.source,
+                                 "Destination": m.target, "Mode": "", "RW": not m.readonly,
+                                 "Propagation": "rprivate" if m.type == "bind" else ""}
+        if m.type == "volume":
+            entry.update(Name=m.name, Driver="local")
+        out.append(entry)
+    return out
+
+
+def summary(c: engine_pb2.ContainerSummary) -> dict[str, Any]:
+    return {
+        "Id": c.id, "Names": [f"/{c.name}"], "Image": c.image, "ImageID": c.image_id,
+        "Command": c.command, "Created": unix_seconds(c.created),
+        "Ports": ports_list(list(c.ports)), "Labels": dict(c.labels), "State": c.state,
+        "Status": c.status, "HostConfig": {"NetworkMode": c.network_mode or "default"},
+        "NetworkSettings": {"Networks": networks(list(c.network_endpoints))}, "Mounts": [],
+    }
+
+
+def _restart_policy(text: str) -> dict[str, Any]:
+    name, _, count = text.partition(":")
+    return {"Name": "" if name == "no" else name,
+            "MaximumRetryCount": int(count) if count.isdigit() else 0}
+
+
+def _state(s: engine_pb2.ContainerState) -> dict[str, Any]:
+    return {
+        "Status": s.status, "Running": s.running, "Paused": s.status == "paused",
+        "Restarting": s.status == "restarting", "OOMKilled": s.oom_killed, "Dead": False,
+        "Pid": s.pid if s.running else 0, "ExitCode": s.exit_code, "Error": s.error,
+        "StartedAt": s.started_at or ZERO_TIME, "FinishedAt": s.finished_at or ZERO_TIME,
+    }
+
+
+def _port_bindings(ports: list[types_pb2.NetworkPort]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for p in ports:
+        out.setdefault(_port_key(p), []).append(
+            {"HostIp": p.host_ip, "HostPort": str(p.host_port) if p.host_port else ""})
+    return out
+
+
+def inspect(d: engine_pb2.ContainerDetail, exposed: list[str]) -> dict[str, Any]:
+    """``exposed``: the image's ExposedPorts, with the requested ones."""
+    req = d.config
+    args = list(d.args)
+    first_net = d.networks[0] if d.networks else None
+    cmd = list(d.cmd.values) if d.HasField("cmd") else None
+    entrypoint = list(d.entrypoint.values) if d.HasField("entrypoint") else None
+    exposed_all = sorted({*exposed, *(_port_key(p) for p in req.ports)})
+    return {
+        "Id": d.id, "Created": d.created, "Path": args[0] if args else "",
+        "Args": args[1:], "State": _state(d.state), "Image": d.image_id,
+        "ResolvConfPath": "", "HostnamePath": "", "HostsPath": "", "LogPath": "",
+        "Name": f"/{d.name}", "RestartCount": d.restart_count, "Driver": "overlay2",
+        "Platform": "linux", "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",
+        "ExecIDs": None,
+        "HostConfig": {
+            "Binds": list(req.binds) or None, "ContainerIDFile": "",
+            "LogConfig": {"Type": "json-file", "Config": dict(req.log_opts)},
+            "NetworkMode": req.network_mode or "default",  # as asked, like dockerd
+            "PortBindings": _port_bindings(list(req.ports)),
+            "RestartPolicy": _restart_policy(d.restart_policy or "no"),
+            "AutoRemove": d.auto_remove, "VolumeDriver": "", "VolumesFrom": None,
+            "CapAdd": list(req.cap_add) or None, "CapDrop": list(req.cap_drop) or None,
+            "CgroupnsMode": "private", "Dns": [], "DnsOptions": [], "DnsSearch": [],
+            "ExtraHosts": None, "GroupAdd": list(req.group_add) or None, "IpcMode": "private",
+            "Links": None, "OomScoreAdj": 0, "PidMode": "", "Privileged": req.privileged,
+            "PublishAllPorts": req.publish_all, "ReadonlyRootfs": req.read_only,
+            "SecurityOpt": list(req.security_opt) or None,
+            "Tmpfs": dict(req.tmpfs) or None, "UTSMode": "", "UsernsMode": req.userns,
+            "ShmSize": 67108864, "Runtime": d.runtime,
+            "ConsoleSize": [req.console_size.rows, req.console_size.cols],
+            "Isolation": "", "CpuShares": req.cpu_shares, "Memory": req.memory,
+            "NanoCpus": req.nano_cpus, "CgroupParent": "", "CpusetCpus": req.cpuset_cpus,
+            "CpusetMems": req.cpuset_mems, "MemorySwap": req.memory_swap,
+            "PidsLimit": req.pids_limit or None, "Init": req.init,
+            "Mounts": [{"Type": m.type, "Source": m.source, "Target": m.target,
+                        "ReadOnly": m.readonly} for m in req.mounts] or None,
+            "Devices": [], "Ulimits": None,
+        },
+        "GraphDriver": {"Name": "overlay2", "Data": None},
+        "Mounts": mounts(list(d.mounts)),
+        "Config": {
+            "Hostname": d.hostname, "Domainname": "", "User": d.user,
+            "AttachStdin": False, "AttachStdout": True, "AttachStderr": True,
+            "ExposedPorts": {p: {} for p in exposed_all} or None,
+            "Tty": req.tty, "OpenStdin": req.open_stdin, "StdinOnce": req.stdin_once,
+            "Env": list(d.env), "Cmd": cmd, "Image": d.image, "Volumes": None,
+            "WorkingDir": d.working_dir, "Entrypoint": entrypoint, "OnBuild": None,
+            "Labels": dict(d.labels), "StopSignal": d.stop_signal,
+            "StopTimeout": d.stop_timeout,
+        },
+        "NetworkSettings": {
+            "Bridge": "", "SandboxID": "", "HairpinMode": False,
+            "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
+            "Ports": ports_map(list(d.ports), exposed_all), "SandboxKey": "",
+            "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None, "EndpointID": "",
+            "Gateway": first_net.gateway if first_net else "",
+            "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+            "IPAddress": first_net.ip_address if first_net else "",
+            "IPPrefixLen": first_net.prefix_len if first_net else 0, "IPv6Gateway": "",
+            "MacAddress": "", "Networks": networks(list(d.networks)),
+        },
+    }

@@ -1,0 +1,189 @@
+"""Container endpoints: create, start, wait, stop, kill, restart, remove, list, inspect.
+
+Each turns Docker's request into one or two engine.v1 calls; the output streams (attach,
+logs) live in attach.py, exec in execs.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+from muelle.engine.v1 import engine_pb2
+
+from services.core.errors import NotFound
+from services.dockerapi import container_json, filters
+from services.dockerapi.attach import resize_attached
+from services.dockerapi.create import create_request
+from services.dockerapi.engine import Gateway
+from services.dockerapi.errors import ApiError, bad_request, not_modified
+from services.dockerapi.http import Request, Responder
+
+_LIST_FILTERS = ("label", "name", "id", "status", "ancestor", "network", "exited")
+
+
+class Containers:
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    async def detail(self, ref: str) -> engine_pb2.ContainerDetail:
+        detail: engine_pb2.ContainerDetail = await self.gateway.call(
+            "InspectContainer", engine_pb2.InspectContainerRequest(container=ref))
+        return detail
+
+    async def create(self, req: Request, out: Responder) -> None:
+        create = create_request(req.json(), req.arg("name"))
+        reply = await self.gateway.call("CreateContainer", create)
+        await out.json(201, {"Id": reply.id, "Warnings": list(reply.warnings)})
+
+    async def start(self, req: Request, out: Responder) -> None:
+        ref = req.params["id"]
+        if (await self.detail(ref)).state.running:
+            raise not_modified()
+        await self.gateway.call("StartContainer", engine_pb2.StartContainerRequest(
+            container=ref))
+        await out.empty()
+
+    async def wait(self, req: Request, out: Responder) -> None:
+        """The head at once, the body at the exit (COMPAT.md §2: docker run starts the
+        container only once it has the head)."""
+        ref = req.params["id"]
+        condition = req.arg("condition")
+        if condition not in ("", "not-running", "next-exit", "removed"):
+            raise bad_request(f"invalid condition: {condition!r}")
+        await self.detail(ref)  # 404 before the head
+        call = asyncio.ensure_future(self.gateway.call(
+            "WaitContainer", engine_pb2.WaitContainerRequest(container=ref,
+                                                             condition=condition)))
+        await out.start_stream(200, "application/json")
+        gone = asyncio.ensure_future(out.client_gone())
+        try:
+            await asyncio.wait({call, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            # Done before the connection reads its next request: one reader at a time.
+            gone.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await gone
+        if not call.done():
+            call.cancel()  # the client hung up (run -d): free the gateway's worker
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await call
+            raise ConnectionResetError
+        try:
+            reply = call.result()
+            body: dict[str, Any] = {"StatusCode": reply.exit_code,
+                                    "Error": {"Message": reply.error} if reply.error else None}
+        except NotFound as exc:  # removed by someone else meanwhile
+            body = {"StatusCode": -1, "Error": {"Message": exc.message}}
+        await out.write(json.dumps(body).encode() + b"\n")
+        await out.end()
+
+    async def stop(self, req: Request, out: Responder) -> None:
+        ref = req.params["id"]
+        if not (await self.detail(ref)).state.running:
+            raise not_modified()
+        stop = engine_pb2.StopContainerRequest(container=ref)
+        timeout = req.integer("t")
+        if timeout is not None:
+            stop.timeout = timeout
+        await self.gateway.call("StopContainer", stop)
+        await out.empty()
+
+    async def restart(self, req: Request, out: Responder) -> None:
+        restart = engine_pb2.RestartContainerRequest(container=req.params["id"])
+        timeout = req.integer("t")
+        if timeout is not None:
+            restart.timeout = timeout
+        await self.gateway.call("RestartContainer", restart)
+        await out.empty()
+
+    async def kill(self, req: Request, out: Responder) -> None:
+        await self.gateway.call("KillContainer", engine_pb2.KillContainerRequest(
+            container=req.params["id"], signal=req.arg("signal")))
+        await out.empty()
+
+    async def remove(self, req: Request, out: Responder) -> None:
+        if req.flag("link"):
+            raise bad_request("links are not supported by muelle")
+        await self.gateway.call("RemoveContainer", engine_pb2.RemoveContainerRequest(
+            container=req.params["id"], force=req.flag("force"),
+            remove_volumes=req.flag("v")))
+        await out.empty()
+
+    async def pause(self, req: Request, out: Responder) -> None:
+        await self.gateway.call("PauseContainer", engine_pb2.PauseContainerRequest(
+            container=req.params["id"]))
+        await out.empty()
+
+    async def unpause(self, req: Request, out: Responder) -> None:
+        await self.gateway.call("UnpauseContainer", engine_pb2.UnpauseContainerRequest(
+            container=req.params["id"]))
+        await out.empty()
+
+    async def list(self, req: Request, out: Responder) -> None:
+        wanted = filters.parse(req.arg("filters"), _LIST_FILTERS)
+        show_all = req.flag("all") or bool(wanted.get("status") or wanted.get("exited"))
+        reply = await self.gateway.call("ListContainers",
+                                        engine_pb2.ListContainersRequest(all=show_all))
+        entries = [container_json.summary(c) for c in reply.containers
+                   if _matches(c, wanted)]
+        limit = req.integer("limit", -1) or -1
+        if limit > 0:
+            entries = entries[:limit]
+        await out.json(200, entries)
+
+    async def prune(self, req: Request, out: Responder) -> None:
+        wanted = filters.parse(req.arg("filters"), ("label", "until"))
+        if "until" in wanted:
+            raise ApiError(400, "prune with an until filter is not supported by muelle yet")
+        reply = await self.gateway.call("ListContainers",
+                                        engine_pb2.ListContainersRequest(all=True))
+        deleted = []
+        for c in reply.containers:
+            if c.state in ("exited", "created") and _matches(c, wanted):
+                await self.gateway.call("RemoveContainer",
+                                        engine_pb2.RemoveContainerRequest(container=c.id))
+                deleted.append(c.id)
+        await out.json(200, {"ContainersDeleted": deleted or None, "SpaceReclaimed": 0})
+
+    async def inspect(self, req: Request, out: Responder) -> None:
+        detail = await self.detail(req.params["id"])
+        exposed: list[str] = []
+        with contextlib.suppress(NotFound):  # the image may be gone since
+            image = await self.gateway.call("InspectImage", engine_pb2.InspectImageRequest(
+                reference=detail.image_id))
+            exposed = list(image.config.exposed_ports)
+        await out.json(200, container_json.inspect(detail, exposed))
+
+    async def resize(self, req: Request, out: Responder) -> None:
+        """Best effort, as for dockerd (COMPAT.md §8): a live attach stream of this
+        process gets the new size (attach.py registers them)."""
+        height, width = req.integer("h", 0) or 0, req.integer("w", 0) or 0
+        detail = await self.detail(req.params["id"])
+        if not detail.state.running:
+            raise ApiError(409, f"Container {detail.id} is not running")
+        resize_attached(detail.id, height, width)
+        await out.body(200, b"", "text/plain; charset=utf-8")
+
+
+def _matches(c: engine_pb2.ContainerSummary, wanted: filters.Filters) -> bool:
+    if "label" in wanted and not filters.labels_match(c.labels, wanted["label"]):
+        return False
+    if "name" in wanted and not any(n.lstrip("/") in c.name for n in wanted["name"]):
+        return False
+    if "id" in wanted and not any(c.id.startswith(i) for i in wanted["id"]):
+        return False
+    if "status" in wanted and c.state not in wanted["status"]:
+        return False
+    if "ancestor" in wanted and not any(a in (c.image, c.image_id) or c.image_id.startswith(
+            a) for a in wanted["ancestor"]):
+        return False
+    attached = {e.network for e in c.network_endpoints} | \
+        {e.network_id for e in c.network_endpoints}
+    if "network" in wanted and not any(n in attached for n in wanted["network"]):
+        return False
+    return not ("exited" in wanted and (c.state != "exited" or not any(
+        f"Exited ({code})" in c.status for code in wanted["exited"])))
+

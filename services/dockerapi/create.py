@@ -1,0 +1,203 @@
+"""``POST /containers/create``: Docker's Config + HostConfig + NetworkingConfig as an
+engine.v1 CreateContainerRequest.
+
+What engine.v1 has is mapped; a field it cannot honour is refused with 400 and its name
+when it asks for something (the CLI sends most fields with zero values on every run, so
+zero, empty and null pass). Accepted but only recorded by Docker (ExposedPorts without
+publishing, Volumes, MacAddress...) is ignored here too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from muelle.engine.v1 import engine_pb2
+from muelle.types.v1 import types_pb2
+
+from services.dockerapi.errors import ApiError, bad_request
+
+# HostConfig fields engine.v1 cannot honour yet: refused when set to anything but a zero
+# value (and, for the modes, Docker's spelling of the default).
+_UNSUPPORTED_HOST = (
+    "Links", "VolumesFrom", "Devices", "DeviceRequests", "DeviceCgroupRules", "Dns",
+    "DnsOptions", "DnsSearch", "ExtraHosts", "Ulimits", "ShmSize", "OomKillDisable",
+    "OomScoreAdj", "BlkioWeight", "BlkioWeightDevice", "BlkioDeviceReadBps",
+    "BlkioDeviceWriteBps", "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps", "CpuRealtimePeriod",
+    "CpuRealtimeRuntime", "KernelMemory", "KernelMemoryTCP", "MemoryReservation",
+    "MemorySwappiness", "Sysctls", "StorageOpt", "VolumeDriver", "Cgroup", "CgroupParent",
+    "CpuCount", "CpuPercent", "IOMaximumIOps", "IOMaximumBandwidth", "MaskedPaths",
+    "ReadonlyPaths",
+)
+_DEFAULT_MODES = {"PidMode": ("", "private"), "IpcMode": ("", "private", "shareable"),
+                  "UTSMode": ("",), "CgroupnsMode": ("", "private", "host"),
+                  "Isolation": ("", "default")}
+_LOG_DRIVERS = ("", "json-file", "local")
+
+
+def _strings(value: Any, name: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise bad_request(f"{name} must be a list of strings")
+    return value
+
+
+def _int(obj: dict[str, Any], key: str) -> int:
+    value = obj.get(key) or 0
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise bad_request(f"{key} must be an integer, not {value!r}")
+    return value
+
+
+def _dict(value: Any, name: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise bad_request(f"{name} must be an object")
+    return value
+
+
+def _refuse_unsupported(host: dict[str, Any]) -> None:
+    for key in _UNSUPPORTED_HOST:
+        if host.get(key) and not (key == "MemorySwappiness" and host[key] == -1):
+            raise ApiError(400, f"HostConfig.{key} is not supported by muelle yet")
+    for key, defaults in _DEFAULT_MODES.items():
+        if (host.get(key) or "") not in defaults:
+            raise ApiError(400, f"HostConfig.{key}={host[key]!r} is not supported by "
+                                "muelle yet")
+
+
+def _restart(policy: dict[str, Any]) -> str:
+    name = policy.get("Name") or ""
+    if name in ("", "no"):
+        return ""
+    if name == "on-failure":
+        retries = _int(policy, "MaximumRetryCount")
+        return f"on-failure:{retries}" if retries else "on-failure"
+    if name in ("always", "unless-stopped"):
+        return str(name)
+    raise bad_request(f"invalid restart policy {name!r}")
+
+
+def _ports(bindings: dict[str, Any]) -> list[types_pb2.NetworkPort]:
+    ports = []
+    for key, hosts in bindings.items():
+        port, _, proto = key.partition("/")
+        if not port.isdigit():
+            raise bad_request(f"invalid port {key!r}")
+        for host in hosts or [{}]:
+            host = _dict(host, f"PortBindings[{key}]")
+            host_port = str(host.get("HostPort") or "")
+            if host_port and not host_port.isdigit():
+                raise ApiError(400, f"host port range {host_port!r} is not supported by "
+                                    "muelle yet")
+            ports.append(types_pb2.NetworkPort(
+                container_port=int(port), protocol=proto or "tcp",
+                host_ip=str(host.get("HostIp") or ""), host_port=int(host_port or 0)))
+    return ports
+
+
+def _mount(m: dict[str, Any]) -> engine_pb2.VolumeMount:
+    kind = m.get("Type") or "volume"
+    if kind not in ("bind", "volume", "tmpfs"):
+        raise ApiError(400, f"mount type {kind!r} is not supported by muelle yet")
+    tmpfs = _dict(m.get("TmpfsOptions"), "TmpfsOptions")
+    volume = _dict(m.get("VolumeOptions"), "VolumeOptions")
+    return engine_pb2.VolumeMount(
+        type=kind, source=str(m.get("Source") or ""), target=str(m.get("Target") or ""),
+        readonly=bool(m.get("ReadOnly")), no_copy=bool(volume.get("NoCopy")),
+        tmpfs_size=_int(tmpfs, "SizeBytes"), tmpfs_mode=_int(tmpfs, "Mode"))
+
+
+def _healthcheck(config: dict[str, Any]) -> None:
+    test = _dict(config.get("Healthcheck"), "Healthcheck").get("Test") or []
+    if test and test != ["NONE"]:
+        raise ApiError(400, "Healthcheck is not supported by muelle yet")
+
+
+def create_request(body: Any, name: str) -> engine_pb2.CreateContainerRequest:
+    config = _dict(body, "the request body")
+    host = _dict(config.get("HostConfig"), "HostConfig")
+    image = config.get("Image")
+    if not image or not isinstance(image, str):
+        raise bad_request("Config.Image is required")
+    _refuse_unsupported(host)
+    _healthcheck(config)
+    log = _dict(host.get("LogConfig"), "LogConfig")
+    if (log.get("Type") or "") not in _LOG_DRIVERS:
+        raise ApiError(400, f"log driver {log['Type']!r} is not supported by muelle yet "
+                            "(json-file only)")
+    req = engine_pb2.CreateContainerRequest(
+        image=image, name=name, env=_strings(config.get("Env"), "Env"),
+        working_dir=str(config.get("WorkingDir") or ""), user=str(config.get("User") or ""),
+        hostname=str(config.get("Hostname") or ""),
+        labels={str(k): str(v) for k, v in _dict(config.get("Labels"), "Labels").items()},
+        stop_signal=str(config.get("StopSignal") or ""), tty=bool(config.get("Tty")),
+        open_stdin=bool(config.get("OpenStdin")), stdin_once=bool(config.get("StdinOnce")),
+        memory=_int(host, "Memory"), memory_swap=_int(host, "MemorySwap"),
+        pids_limit=max(_int(host, "PidsLimit"), 0), nano_cpus=_nano_cpus(host),
+        cpu_shares=_int(host, "CpuShares"), cpuset_cpus=str(host.get("CpusetCpus") or ""),
+        cpuset_mems=str(host.get("CpusetMems") or ""), runtime=_runtime(host),
+        auto_remove=bool(host.get("AutoRemove")),
+        read_only=bool(host.get("ReadonlyRootfs")), privileged=bool(host.get("Privileged")),
+        cap_add=_strings(host.get("CapAdd"), "CapAdd"),
+        cap_drop=_strings(host.get("CapDrop"), "CapDrop"),
+        security_opt=_strings(host.get("SecurityOpt"), "SecurityOpt"),
+        group_add=_strings(host.get("GroupAdd"), "GroupAdd"),
+        network_mode=_network_mode(host), init=bool(host.get("Init")),
+        log_opts={str(k): str(v) for k, v in _dict(log.get("Config"), "LogConfig").items()},
+        restart_policy=_restart(_dict(host.get("RestartPolicy"), "RestartPolicy")),
+        binds=_strings(host.get("Binds"), "Binds"),
+        tmpfs={str(k): str(v) for k, v in _dict(host.get("Tmpfs"), "Tmpfs").items()},
+        ports=_ports(_dict(host.get("PortBindings"), "PortBindings")),
+        publish_all=bool(host.get("PublishAllPorts")),
+        network_aliases=_aliases(config, host),
+        userns="host" if host.get("UsernsMode") == "host" else "",
+    )
+    if config.get("Cmd") is not None:
+        req.cmd.values.extend(_strings(config["Cmd"], "Cmd"))
+    if config.get("Entrypoint") is not None:
+        req.entrypoint.values.extend(_strings(config["Entrypoint"], "Entrypoint") or [""])
+    if "StopTimeout" in config and config["StopTimeout"] is not None:
+        req.stop_timeout = _int(config, "StopTimeout")
+    for m in host.get("Mounts") or []:
+        req.mounts.append(_mount(_dict(m, "Mounts[]")))
+    size = host.get("ConsoleSize") or [0, 0]
+    if req.tty and isinstance(size, list) and len(size) == 2 and all(size):
+        req.console_size.rows, req.console_size.cols = int(size[0]), int(size[1])
+    return req
+
+
+def _nano_cpus(host: dict[str, Any]) -> int:
+    nano = _int(host, "NanoCpus")
+    quota, period = _int(host, "CpuQuota"), _int(host, "CpuPeriod")
+    if nano and quota:
+        raise bad_request("conflicting options: Nano CPUs and CPU Period cannot both be set")
+    if quota > 0:
+        return quota * 1_000_000_000 // (period or 100_000)
+    return nano
+
+
+def _runtime(host: dict[str, Any]) -> str:
+    runtime = str(host.get("Runtime") or "")
+    return "" if runtime in ("runc-default", "default") else runtime
+
+
+def _network_mode(host: dict[str, Any]) -> str:
+    mode = str(host.get("NetworkMode") or "")
+    return "" if mode == "default" else mode
+
+
+def _aliases(config: dict[str, Any], host: dict[str, Any]) -> list[str]:
+    networking = _dict(config.get("NetworkingConfig"), "NetworkingConfig")
+    endpoints = _dict(networking.get("EndpointsConfig"), "EndpointsConfig")
+    mode = _network_mode(host)
+    aliases: list[str] = []
+    for network, endpoint in endpoints.items():
+        if mode and network != mode:
+            raise ApiError(400, "connecting a container to more than one network at create "
+                                "is not supported by muelle yet")
+        aliases += _strings(_dict(endpoint, "EndpointsConfig").get("Aliases"), "Aliases")
+    return aliases

@@ -1,0 +1,82 @@
+"""The Docker API's connection to the gateway: muelle.engine.v1 over grpc.aio.
+
+Calls raise the typed errors of services/core/errors.py (as the sync client in
+services/core/client.py does), so handlers map them to Docker statuses in one place.
+Streams are cancelled when the handler leaves them early (client gone, error).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
+
+import grpc
+from muelle.engine.v1 import engine_pb2_grpc
+
+from services.core.client import aio_channel
+from services.core.errors import from_rpc_error
+from services.core.tls import TlsFiles
+
+
+class Gateway:
+    def __init__(self, address: str, tls: TlsFiles | None = None) -> None:
+        # A tcp:// gateway is reached over mutual TLS with the Docker API's own
+        # certificate ([tls.dockerapi]), as every service reaches its peers.
+        self.channel = aio_channel(address, tls)
+        self.stub = engine_pb2_grpc.EngineStub(self.channel)
+
+    async def call(self, method: str, request: Any) -> Any:
+        """A unary call."""
+        try:
+            return await getattr(self.stub, method)(request)
+        except grpc.aio.AioRpcError as err:
+            raise from_rpc_error(err, "gateway") from None
+
+    async def stream(self, method: str, request: Any) -> AsyncGenerator[Any, None]:
+        """A server stream, message by message."""
+        call = getattr(self.stub, method)(request)
+        try:
+            async for message in call:
+                yield message
+        except grpc.aio.AioRpcError as err:
+            raise from_rpc_error(err, "gateway") from None
+        finally:
+            call.cancel()
+
+    def bidi(self, method: str) -> BidiStream:
+        return BidiStream(getattr(self.stub, method)())
+
+    async def close(self) -> None:
+        await self.channel.close(None)
+
+
+class BidiStream:
+    """A bidirectional call (exec, attach with stdin) with typed errors."""
+
+    def __init__(self, call: Any) -> None:
+        self.call = call
+
+    async def send(self, message: Any) -> None:
+        try:
+            await self.call.write(message)
+        except grpc.aio.AioRpcError as err:
+            raise from_rpc_error(err, "gateway") from None
+
+    async def done_writing(self) -> None:
+        try:
+            await self.call.done_writing()
+        except grpc.aio.AioRpcError as err:
+            raise from_rpc_error(err, "gateway") from None
+
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        try:
+            while True:
+                message = await self.call.read()
+                if message is grpc.aio.EOF:  # type: ignore[attr-defined]
+                    return
+                yield message
+        except grpc.aio.AioRpcError as err:
+            raise from_rpc_error(err, "gateway") from None
+
+    def cancel(self) -> None:
+        self.call.cancel()

@@ -1,0 +1,184 @@
+"""The Build RPC: Dockerfile builds (services/builder) run by the gateway, which reaches
+the image store and the shim only through their contracts.
+
+Why here: a build orchestrates both sides — RUN is a container (the shim, with the same
+defaults, network and security as `muelle run`, so the gateway's own create/attach/remove
+path is reused), every other step is the image store's (AddFiles, Commit, ReadFiles) —
+and orchestration is the gateway's job. The Dockerfile logic itself is a plain package
+(services/builder) behind a small Backend interface, so it is tested without a server
+and could move to its own component without change. The context is unpacked in a
+private directory under the gateway's state dir and removed when the call ends.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from muelle.engine.v1 import engine_pb2
+from muelle.images.v1 import images_pb2
+from muelle.types.v1 import types_pb2
+
+from services.builder import context as ctxmod
+from services.builder.build import Builder, Options, RunFailed
+from services.builder.cache import Cache
+from services.core.errors import InvalidArgument, MuelleError, NotFound
+from services.core.logging import get_logger
+from services.core.platform import host_arch
+from services.gateway.engine import Engine
+
+_CHUNK = 1 << 20
+
+
+class GatewayBackend:
+    """services.builder.build.Backend over the gateway's Engine and the image store."""
+
+    def __init__(self, engine: Engine,
+                 on_cancel: Callable[[Callable[[], None]], Any] | None = None) -> None:
+        self.engine = engine
+        self.images = engine.images
+        self.on_cancel = on_cancel
+
+    def base_image(self, ref: str, pull: bool
+                   ) -> Generator[str, None, tuple[str, dict[str, Any]]]:
+        img = None
+        if not pull:
+            try:
+                img = self.images.Get(images_pb2.GetImageRequest(reference=ref))
+            except NotFound:
+                img = None
+        if img is None:
+            for p in self.engine.pull(ref, on_cancel=self.on_cancel):
+                if p.HasField("status"):
+                    yield p.status + "\n"
+                elif p.HasField("result"):
+                    yield f"Digest: {p.result.digest}\n"
+            img = self.images.Get(images_pb2.GetImageRequest(reference=ref))
+        try:
+            doc = json.loads(img.config_json)
+        except ValueError:
+            doc = {}
+        config = doc.get("config") if isinstance(doc, dict) else None
+        return img.id, dict(config) if isinstance(config, dict) else {}
+
+    def add_files(self, parent: str, config: dict[str, Any], created_by: str, dest: str = "",
+                  single_name: str = "", chown: str = "", chmod: str = "",
+                  tar: IO[bytes] | None = None) -> str:
+        header = images_pb2.AddFilesHeader(
+            parent=parent, config_json=json.dumps(config).encode(), created_by=created_by,
+            dest=dest, single_name=single_name, chown=chown, chmod=chmod)
+
+        def messages() -> Iterator[images_pb2.AddFilesRequest]:
+            yield images_pb2.AddFilesRequest(header=header)
+            if tar is not None:
+                while data := tar.read(_CHUNK):
+                    yield images_pb2.AddFilesRequest(data=data)
+
+        return str(self.images.AddFiles(messages()).id)
+
+    def run(self, parent: str, config: dict[str, Any], cmd: list[str], env: list[str],
+            created_by: str, network: str
+            ) -> Generator[tuple[str, str], None, tuple[int, str]]:
+        req = engine_pb2.CreateContainerRequest(
+            image=parent, cmd=types_pb2.StringList(values=cmd),
+            entrypoint=types_pb2.StringList(values=[""]), env=env,
+            working_dir=str(config.get("WorkingDir") or ""), user=str(config.get("User") or ""),
+            network_mode="" if network in ("", "default") else network)
+        cid = self.engine.create(req).id
+        try:
+            yield "container", cid
+            code = None
+            for event in self.engine.attach(cid, start=True, on_cancel=self.on_cancel):
+                if event.HasField("output"):
+                    yield "output", event.output.data.decode("utf-8", "replace")
+                elif event.HasField("exit"):
+                    code = event.exit.exit_code
+            if code is None:
+                raise MuelleError("the build step's container ended without an exit status")
+            if code != 0:
+                return code, ""
+            reply = self.images.Commit(images_pb2.CommitRequest(
+                container_id=cid, config_json=json.dumps(config).encode(),
+                created_by=created_by, container=cid, empty_layer_if_unchanged=True))
+            return 0, str(reply.id)
+        finally:
+            try:
+                self.engine.remove(cid, force=True)
+            except MuelleError as exc:
+                get_logger(container=cid[:12]).warning("build container not removed",
+                                                       error=str(exc))
+
+    def read_files(self, image: str, path: str, out: IO[bytes]) -> None:
+        for chunk in self.images.ReadFiles(images_pb2.ReadFilesRequest(image=image, path=path)):
+            out.write(chunk.data)
+
+    def exists(self, image_id: str) -> bool:
+        try:
+            self.images.Get(images_pb2.GetImageRequest(reference=image_id))
+        except NotFound:
+            return False
+        return True
+
+    def tag(self, image_id: str, name: str) -> None:
+        self.engine.tag_image(image_id, name)
+
+
+def _options(o: engine_pb2.BuildOptions) -> Options:
+    if o.platform:
+        arch, variant = host_arch()
+        host = {"linux", f"linux/{arch}", f"linux/{arch}/{variant}" if variant else ""}
+        if o.platform not in host:
+            raise InvalidArgument(f"--platform {o.platform} is not supported yet (only the "
+                                  f"host's, linux/{arch})")
+    return Options(dockerfile=o.dockerfile or "Dockerfile", tags=list(o.tags),
+                   build_args=dict(o.build_args), target=o.target, no_cache=o.no_cache,
+                   pull=o.pull, labels=dict(o.labels), network_mode=o.network_mode)
+
+
+def build_image(engine: Engine, requests: Iterator[engine_pb2.BuildRequest],
+                is_active: Callable[[], bool] = lambda: True,
+                on_cancel: Callable[[Callable[[], None]], Any] | None = None,
+                ) -> Iterator[engine_pb2.BuildEvent]:
+    first = next(requests, None)
+    if first is None or not first.HasField("options"):
+        raise InvalidArgument("the first Build message must carry the build options")
+    options = _options(first.options)
+    state = Path(engine.root_dir) / "gateway" if engine.root_dir else Path(tempfile.gettempdir())
+    (state / "builds").mkdir(parents=True, exist_ok=True, mode=0o700)
+    work = Path(tempfile.mkdtemp(prefix="build-", dir=state / "builds"))
+    log = get_logger(component="build")
+    try:
+        tar_path = work / "context.tar"
+        with open(tar_path, "w+b") as f:
+            for msg in requests:
+                f.write(msg.context)
+            f.seek(0)
+            root = work / "context"
+            root.mkdir()
+            ctxmod.unpack(f, str(root))
+        tar_path.unlink()
+        dockerfile = ctxmod.read_dockerfile(str(root), options.dockerfile)
+        ctxmod.apply_dockerignore(str(root))
+        builder = Builder(GatewayBackend(engine, on_cancel), Cache(state / "build-cache.json"),
+                          str(root), dockerfile, options,
+                          cancelled=lambda: not is_active())
+        steps = builder.build()
+        try:
+            while True:
+                text = next(steps)
+                if not first.options.quiet:
+                    yield engine_pb2.BuildEvent(stream=text)
+        except StopIteration as done:
+            image_id = str(done.value)
+        except RunFailed as exc:
+            yield engine_pb2.BuildEvent(run_failed=engine_pb2.BuildRunFailure(
+                command=exc.command, exit_code=exc.exit_code))
+            raise
+        log.info("built", image=image_id, tags=list(options.tags))
+        yield engine_pb2.BuildEvent(image_id=image_id)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,66 @@
+"""The docker CLI's network, volume and port verbs against muelle's Docker API."""
+
+from __future__ import annotations
+
+import urllib.request
+import uuid
+
+from tests.compat.conftest import DockerCli
+
+
+def test_user_network_with_an_alias_is_reached_by_name(docker: DockerCli,
+                                                       pulled: str) -> None:
+    net, srv = f"net-{uuid.uuid4().hex[:6]}", f"srv-{uuid.uuid4().hex[:6]}"
+    docker("network", "create", net)
+    try:
+        assert net in docker("network", "ls", "--format", "{{.Name}}").stdout.split()
+        docker("run", "-d", "--name", srv, "--network", net, "--network-alias", "web",
+               pulled, "sh", "-c", "echo served > /tmp/i; exec httpd -f -p 80 -h /tmp")
+        got = docker("run", "--rm", "--network", net, pulled, "sh", "-c",
+                     "for i in $(seq 50); do wget -q -O- http://web/i && exit; "
+                     "sleep 0.1; done; exit 1").stdout
+        assert got == "served\n"
+        inspect = docker("network", "inspect", "-f", "{{.Name}} {{.Driver}}", net).stdout
+        assert inspect.split() == [net, "bridge"]
+    finally:
+        docker("rm", "-f", srv, check=False)
+        docker("network", "rm", net)
+    assert net not in docker("network", "ls", "--format", "{{.Name}}").stdout.split()
+
+
+def test_named_volume_keeps_data_across_containers(docker: DockerCli, pulled: str) -> None:
+    vol = f"vol-{uuid.uuid4().hex[:6]}"
+    docker("volume", "create", vol)
+    try:
+        assert vol in docker("volume", "ls", "-q").stdout.split()
+        docker("run", "--rm", "-v", f"{vol}:/data", pulled, "sh", "-c", "echo kept > /data/f")
+        got = docker("run", "--rm", "--mount", f"type=volume,src={vol},dst=/d", pulled,
+                     "cat", "/d/f").stdout
+        assert got == "kept\n"
+        assert docker("volume", "inspect", "-f", "{{.Driver}}", vol).stdout.strip() == "local"
+    finally:
+        docker("volume", "rm", vol)
+    assert vol not in docker("volume", "ls", "-q").stdout.split()
+
+
+def test_published_port_is_shown_and_served(docker: DockerCli, pulled: str) -> None:
+    name = f"pub-{uuid.uuid4().hex[:6]}"
+    docker("run", "-d", "--name", name, "-p", "127.0.0.1::80", pulled, "sh", "-c",
+           "echo page > /tmp/i; exec httpd -f -p 80 -h /tmp")
+    try:
+        mapping = docker("port", name, "80").stdout.strip()
+        host, _, port = mapping.splitlines()[0].rpartition(":")
+        assert host == "127.0.0.1" and int(port) > 0
+        ps = docker("ps", "--filter", f"name={name}", "--format", "{{.Ports}}").stdout
+        assert f"127.0.0.1:{port}->80/tcp" in ps
+        for _ in range(100):  # httpd may not listen yet right after start
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/i", timeout=5) as r:
+                    assert r.read() == b"page\n"
+                    break
+            except OSError:
+                continue
+        else:
+            raise AssertionError("the published port never answered")
+    finally:
+        docker("rm", "-f", name)

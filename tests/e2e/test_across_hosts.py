@@ -1,0 +1,417 @@
+"""muelle across hosts: services on network-namespace "hosts" talking mutual TLS.
+
+Host A runs the OCI registry (the session's, its storage served from A's address) and the
+shared registry service; host B runs an image store, a shim and a gateway, each on its
+own TCP port with its own certificate; host D runs the clients. Every hop is mTLS with
+certificates from muelle-certs' code, checked against the [authz] tables:
+registry <- imagestore-*, imagestore and shim <- gateway-*, gateway <- client-*.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from services.core import config as configmod
+from services.core import launcher
+from services.core.tls import TlsFiles
+from tests.support import hostcheck
+from tests.support.engine import sweep
+from tests.support.hosts import Host, Lab
+from tests.support.images import Entry, Layer, build_layout, busybox_layer, push_layout
+from tests.support.pki import Pki
+from tests.support.registry import REGISTRY_BIN, LocalRegistry
+
+PY = sys.executable
+CLI = str(Path(sys.executable).parent / "muelle")
+ENGINE_SERVICES = ("imagestore", "shim", "gateway")
+BIG = 16 * 1024 * 1024
+PORTS = {"registry": 7401, "imagestore": 7402, "shim": 7403, "gateway": 7400}
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("nsenter") is None,
+                                reason="network namespaces need root and nsenter")
+
+
+class Counter:
+    """tests/support/counting_proxy.py as a process on ``host``, in front of ``target``."""
+
+    def __init__(self, host: Host, target: str) -> None:
+        self.proc = subprocess.Popen(
+            host.argv([PY, "-m", "tests.support.counting_proxy", target, host.ip]),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            cwd=Path(__file__).resolve().parents[2])
+        host.procs.append(self.proc)  # stopped with the lab
+        self.host = self._line()
+
+    def _line(self) -> str:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().strip()
+        assert line, "the counting proxy did not start"
+        return line
+
+    def bytes(self) -> int:
+        """What upstream has sent through the proxy so far."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("count\n")
+        self.proc.stdin.flush()
+        return int(self._line())
+
+
+@dataclass
+class Across:
+    lab: Lab
+    pki: Pki
+    base: Path
+    image: str
+    client: TlsFiles
+    cfg_a: configmod.Config
+    cfg_b: configmod.Config
+    cfg_c: configmod.Config
+    upstream: Counter
+
+    def cli(self, *args: str, tls: TlsFiles | None = None, host: str = "",
+            check: bool = True) -> subprocess.CompletedProcess[str]:
+        """muelle on host D, as client-d unless ``tls`` says otherwise."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("MUELLE_", "DOCKER_"))}
+        env["MUELLE_HOST"] = host or f"tcp://{self.lab['b'].ip}:{PORTS['gateway']}"
+        files = self.client if tls is None else tls
+        if files.configured:
+            env.update(MUELLE_TLS_CACERT=files.ca, MUELLE_TLS_CERT=files.cert,
+                       MUELLE_TLS_KEY=files.key)
+        return self.lab["d"].run([CLI, *args], env=env, check=check)
+
+    def log(self, cfg: configmod.Config, name: str) -> str:
+        return (cfg.run / f"{name}.log").read_text(errors="replace")
+
+
+def _config(path: Path, root: Path, text: str) -> configmod.Config:
+    path.write_text(f'root = "{root / "root"}"\nrun = "{root / "run"}"\nlog_format = "json"\n'
+                    + text)
+    return configmod.load(str(path))
+
+
+def _tls_lines(name: str, files: TlsFiles) -> str:
+    return f'[tls.{name}]\ncert = "{files.cert}"\nkey = "{files.key}"\n'
+
+
+def _engine_host(host: Host, base: Path, pki: Pki, ca: str, registry: str,
+                 cgroup_parent: str) -> configmod.Config:
+    """An image store, shim and gateway on ``host``, each on its own TCP port with its own
+    identity (imagestore-<host>, ...), using the registry service at ``registry``."""
+    (base / host.name).mkdir()
+    addresses = "\n".join(f'{n} = "tcp://{host.ip}:{PORTS[n]}"' for n in ENGINE_SERVICES)
+    certs = "".join(_tls_lines(n, pki.issue(f"{n}-{host.name}", ips=[host.ip]))
+                    for n in ENGINE_SERVICES)
+    cfg = _config(base / host.name / "muelle.toml", base / host.name, f"""
+[addresses]
+registry = "{registry}"
+{addresses}
+[shim]
+default_runtime = "muelle"
+cgroup_parent = "{cgroup_parent}"
+[network]
+default_mode = "none"
+bridge = "mut{uuid.uuid4().hex[:8]}"
+[tls]
+ca = "{ca}"
+{certs}
+[authz]
+imagestore = ["gateway-*"]
+shim = ["gateway-*"]
+gateway = ["client-*"]
+""")
+    hostcheck.claim(cfg.network.bridge)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def big_ref(registry: LocalRegistry, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An image with a 16 MiB incompressible layer, in the session registry."""
+    layout = tmp_path_factory.mktemp("big") / "layout"
+    big = Layer([Entry("data", "dir"), Entry("data/big", data=os.urandom(BIG))])
+    build_layout(layout, [busybox_layer(), big], tag="1")
+    ref = f"{registry.host}/demo/across-big:1"
+    push_layout(layout, ref, tag="1")
+    return ref
+
+
+@pytest.fixture(scope="module")
+def across(registry: LocalRegistry, busybox_ref: str) -> Iterator[Across]:
+    # Short: unix sockets of the services' helpers live below (108-byte limit).
+    base = Path(tempfile.mkdtemp(prefix="mu-", dir="/tmp"))
+    base.chmod(0o711)
+    cgroup_parents = {h: f"muelle-test-{uuid.uuid4().hex[:8]}" for h in ("b", "c")}
+    hostcheck.claim(str(base), *cgroup_parents.values())
+    lab = Lab(["a", "b", "c", "d"])
+    cfgs: list[tuple[configmod.Config, tuple[str, ...]]] = []
+    try:
+        lab.start()
+        a = lab["a"]
+        pki = Pki(base / "pki")
+        # Host A: the OCI registry, serving the session registry's storage from A, behind
+        # a proxy that counts what leaves it (the upstream bytes of every pull).
+        (base / "a").mkdir()
+        reg_config = base / "a" / "registry.yml"
+        reg_config.write_text(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {registry.workdir / 'data'}\n"
+            f"http:\n  addr: {a.ip}:5000\n")
+        with open(base / "a" / "oci-registry.log", "wb") as log:
+            a.popen([REGISTRY_BIN, "serve", str(reg_config)], log)
+        a.wait_port(5000)
+        counter = Counter(a, f"{a.ip}:5000")
+        registry_a = pki.issue("registry-a", ips=[a.ip])
+        cfg_a = _config(base / "a" / "muelle.toml", base / "a", f"""
+[addresses]
+registry = "tcp://{a.ip}:{PORTS['registry']}"
+[registry]
+insecure_registries = ["{counter.host}"]
+cache_max_bytes = 1000000000
+[tls]
+ca = "{registry_a.ca}"
+cert = "{registry_a.cert}"
+key = "{registry_a.key}"
+[authz]
+registry = ["imagestore-*"]
+""")
+        cfgs.append((cfg_a, ("registry",)))
+        a.run([PY, "-m", "services.core.launcher", "up", "--config", str(config_file(cfg_a)),
+               "--services", "registry"], check=True)
+        # Hosts B and C: an engine each, sharing A's registry service.
+        engines = {}
+        for name in ("b", "c"):
+            cfg = _engine_host(lab[name], base, pki, registry_a.ca,
+                               f"tcp://{a.ip}:{PORTS['registry']}", cgroup_parents[name])
+            cfgs.append((cfg, ENGINE_SERVICES))
+            engines[name] = cfg
+            lab[name].run([PY, "-m", "services.core.launcher", "up", "--config",
+                           str(config_file(cfg)), "--services", ",".join(ENGINE_SERVICES)],
+                          check=True)
+        image = busybox_ref.replace(registry.host, counter.host)
+        across = Across(lab, pki, base, image, pki.issue("client-d", ips=[]), cfg_a,
+                        engines["b"], engines["c"], counter)
+        try:
+            yield across
+        finally:  # containers a failed test left: removed through the gateway, as a user
+            ids = across.cli("ps", "-aq", check=False).stdout.split()
+            if ids:
+                across.cli("rm", "-f", *ids, check=False)
+    finally:
+        leftovers: list[str] = []
+        try:
+            for cfg, services in reversed(cfgs):
+                launcher.stop(cfg, services)
+            lab.stop_processes()
+            for parent in cgroup_parents.values():
+                leftovers += sweep(base, parent)
+        finally:
+            lab.close()
+            shutil.rmtree(base, ignore_errors=True)
+        assert not leftovers, leftovers
+
+
+def config_file(cfg: configmod.Config) -> Path:
+    return cfg.root.parent / "muelle.toml"
+
+
+def test_pull_and_run_across_hosts(across: Across) -> None:
+    pulled = across.cli("pull", across.image)
+    assert "Status" in pulled.stdout or across.image in pulled.stdout, pulled.stdout
+    assert across.image.rpartition(":")[0] in across.cli("images").stdout
+    ran = across.cli("run", "--rm", "--network", "none", across.image, "echo", "hello-across")
+    assert ran.stdout == "hello-across\n", ran
+    # Every hop named its caller: the registry service saw B's image store, the gateway D.
+    assert '"identity": "imagestore-b"' in across.log(across.cfg_a, "registry")
+    assert '"identity": "client-d"' in across.log(across.cfg_b, "gateway")
+    assert '"identity": "gateway-b"' in across.log(across.cfg_b, "shim")
+
+
+def test_a_second_host_pulls_from_the_shared_cache(across: Across) -> None:
+    """B pulled through A's registry service, so C's pull of the same image takes no blob
+    from upstream: only manifests cross the counting proxy."""
+    across.cli("pull", across.image)  # on B (a no-op when an earlier test pulled it)
+    after_b = across.upstream.bytes()
+    # B's pull brought the blobs through the proxy once (busybox: ~1 MiB compressed).
+    assert after_b > 256 * 1024
+    c = across.lab["c"]
+    across.cli("pull", across.image, host=f"tcp://{c.ip}:{PORTS['gateway']}")
+    assert across.upstream.bytes() - after_b < 64 * 1024  # manifests, no blob
+    assert '"identity": "imagestore-c"' in across.log(across.cfg_a, "registry")
+    ran = across.cli("run", "--rm", "--network", "none", across.image, "echo", "on-c",
+                     host=f"tcp://{c.ip}:{PORTS['gateway']}")
+    assert ran.stdout == "on-c\n"
+
+
+def _containers(across: Across) -> str:
+    return across.cli("ps", "-aq").stdout
+
+
+def test_an_identity_not_allowed_is_refused_by_name(across: Across) -> None:
+    before = _containers(across)
+    mallory = across.pki.issue("mallory", ips=[])
+    proc = across.cli("run", "--network", "none", across.image, "true", tls=mallory,
+                      check=False)
+    assert proc.returncode != 0
+    assert "'mallory' is not allowed to call gateway" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert _containers(across) == before
+
+
+def test_a_client_may_not_call_the_shim_directly(across: Across) -> None:
+    """client-d holds a valid certificate, but only gateways may drive a shim."""
+    script = (
+        "import sys\n"
+        "from muelle.runtime.v1 import runtime_pb2, runtime_pb2_grpc\n"
+        "from services.core.client import connect\n"
+        "from services.core.errors import PermissionDenied\n"
+        "from services.core.tls import TlsFiles\n"
+        "stub = connect(sys.argv[1], runtime_pb2_grpc.RuntimeStub, 'shim', TlsFiles(*sys.argv[2:5]))\n"  # noqa: E501
+        "try:\n"
+        "    stub.List(runtime_pb2.ListRequest())\n"
+        "except PermissionDenied as exc:\n"
+        "    print(exc); sys.exit(3)\n")
+    c = across.client
+    proc = across.lab["d"].run([PY, "-c", script, f"tcp://{across.lab['b'].ip}:"
+                                f"{PORTS['shim']}", c.ca, c.cert, c.key])
+    assert proc.returncode == 3, proc
+    assert "'client-d' is not allowed to call shim" in proc.stdout
+
+
+def test_a_certificate_of_another_ca_expired_or_none_is_refused(across: Across,
+                                                         tmp_path: Path) -> None:
+    before = _containers(across)
+    other = Pki(tmp_path, "other").issue("client-d", ips=[])
+    expired = across.pki.issue("client-old", ips=[], expired=True)
+    for bad in (TlsFiles(across.client.ca, other.cert, other.key), expired):
+        proc = across.cli("run", "--network", "none", across.image, "true", tls=bad,
+                          check=False)
+        assert proc.returncode != 0
+        assert "did not accept the client certificate" in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
+    # No client certificate at all: the handshake fails, nothing is called.
+    script = (
+        "import sys, grpc\n"
+        "from grpc_health.v1 import health_pb2, health_pb2_grpc\n"
+        "creds = grpc.ssl_channel_credentials(open(sys.argv[2], 'rb').read())\n"
+        "ch = grpc.secure_channel(sys.argv[1], creds)\n"
+        "try:\n"
+        "    health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), "
+        "timeout=10)\n"
+        "except grpc.RpcError as err:\n"
+        "    print(err.code().name); sys.exit(3)\n")
+    proc = across.lab["d"].run([PY, "-c", script, f"{across.lab['b'].ip}:{PORTS['gateway']}",
+                                across.client.ca])
+    assert (proc.returncode, proc.stdout.strip()) == (3, "UNAVAILABLE"), proc
+    assert _containers(across) == before
+
+
+def test_plain_tcp_off_loopback_is_refused(across: Across) -> None:
+    b = across.lab["b"]
+    # A client without TLS material does not fall back to plain TCP.
+    proc = across.cli("ps", tls=TlsFiles(), check=False)
+    assert proc.returncode != 0
+    assert "mutual TLS" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    # A service told insecure = true on a non-loopback address refuses to start.
+    config = across.base / "b" / "insecure.toml"
+    config.write_text(f'root = "{across.base / "b" / "x"}"\nrun = "{across.base / "b" / "x"}"'
+                      "\n[tls]\ninsecure = true\n")
+    proc = b.run([PY, "-m", "services.registry.main", "--config", str(config),
+                  "--address", f"tcp://{b.ip}:7499"], timeout=60)
+    assert proc.returncode == 1
+    assert "refusing plain TCP on tcp://" in proc.stderr and "loopback only" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+# Holds connections to the gateway's TLS port open: half send garbage and stay, half
+# connect and never start the handshake; prints "ready", holds until stdin closes.
+HOSTILE_PEERS = """
+import socket, sys
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+socks = []
+for i in range(n):
+    s = socket.create_connection((host, port), timeout=10)
+    if i % 2:
+        s.sendall(b"\\x16\\x03\\x01\\x00\\xff" + b"garbage" * 100)
+    socks.append(s)
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_garbage_and_stalled_handshakes_do_not_block_others(across: Across) -> None:
+    """Peers that send garbage or never finish a TLS handshake hold connections to the
+    gateway while client-d works: its calls still succeed (nothing waits on them)."""
+    d, b = across.lab["d"], across.lab["b"]
+    hostile = subprocess.Popen(
+        d.argv([PY, "-c", HOSTILE_PEERS, b.ip, str(PORTS["gateway"]), "64"]),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert hostile.stdout is not None
+        assert hostile.stdout.readline().strip() == "ready"
+        for _ in range(3):
+            ran = across.cli("run", "--rm", "--network", "none", across.image,
+                             "echo", "still-served")
+            assert ran.stdout == "still-served\n"
+        assert hostile.poll() is None  # the hostile connections were still open
+    finally:
+        hostile.kill()
+        hostile.wait()
+
+
+def _rx_bytes(host: Host) -> int:
+    out = host.run(["cat", "/sys/class/net/eth0/statistics/rx_bytes"], check=True).stdout
+    return int(out)
+
+
+def test_a_pull_cut_off_from_the_registry_host_fails_then_resumes(
+        across: Across, big_ref: str, registry: LocalRegistry) -> None:
+    """C's path to A cut during a pull: the pull fails with a clear error (the gRPC
+    keepalive notices the silent peer) instead of hanging; once the path is back, a
+    pull resumes from the partial download: C receives only what it lacked."""
+    lab, c = across.lab, across.lab["c"]
+    image = big_ref.replace(registry.host, across.upstream.host)
+    gateway_c = f"tcp://{c.ip}:{PORTS['gateway']}"
+    lab.shape("c", "24mbit")  # ~3 MiB/s: the 16 MiB layer takes seconds to arrive
+    ingest = across.cfg_c.root / "imagestore" / "ingest"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MUELLE_", "DOCKER_"))}
+    env.update(MUELLE_HOST=gateway_c, MUELLE_TLS_CACERT=across.client.ca,
+               MUELLE_TLS_CERT=across.client.cert, MUELLE_TLS_KEY=across.client.key)
+    pull = subprocess.Popen(lab["d"].argv([CLI, "pull", image]), env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    cut = False
+    try:
+        deadline = time.monotonic() + 120
+        while not any(p.stat().st_size >= 2 * 1024 * 1024 for p in ingest.glob("*.partial")):
+            assert pull.poll() is None, pull.communicate()
+            assert time.monotonic() < deadline, "the big layer never started arriving"
+            time.sleep(0.05)
+        lab.cut("c", "a")
+        cut = True
+        _, err = pull.communicate(timeout=120)  # bounded: keepalive ends it, no hang
+        assert pull.returncode != 0
+        assert "registry unavailable" in err and "Traceback" not in err, err
+        assert err.strip().count("\n") == 0, err  # one line
+    finally:
+        if pull.poll() is None:
+            pull.kill()
+            pull.wait()
+        if cut:
+            lab.cut("c", "a", cut=False)
+    lab.unshape("c")
+    kept = max(p.stat().st_size for p in ingest.glob("*.partial"))
+    assert 0 < kept < BIG
+    before = _rx_bytes(c)
+    across.cli("pull", image, host=gateway_c)
+    received = _rx_bytes(c) - before
+    # The rest of the layer and some overhead, not the whole layer again.
+    assert received < BIG - kept + 2 * 1024 * 1024, (received, kept)

@@ -1,0 +1,44 @@
+"""`muelle build`'s flags, context and output against a canned engine."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+from tests.unit.cli.test_render import IMG, cli, gateway
+
+__all__ = ["gateway"]  # the fixture, used by name
+
+
+def test_build_sends_the_context_and_options(gateway, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    fake, host = gateway
+    (tmp_path / "Dockerfile").write_text("FROM busybox\n")
+    (tmp_path / "a.txt").write_text("a")
+    other = tmp_path.parent / f"{tmp_path.name}-Dockerfile.alt"
+    other.write_text("FROM busybox\n")
+    iid = tmp_path.parent / f"{tmp_path.name}.iid"
+    code, out, err = cli(host, "build", "-t", "x:1", "-t", "y", "--build-arg", "A=1",
+                         "--label", "l=v", "--target", "t", "--no-cache", "--pull",
+                         "-f", str(other), "--iidfile", str(iid), str(tmp_path))
+    assert (code, err) == (0, "")
+    assert out == f"Step 1/1 : FROM busybox\n ---> {IMG[7:19]}\n"
+    assert iid.read_text() == IMG
+    options, data = fake.calls[-1][1]
+    assert list(options.tags) == ["x:1", "y"] and dict(options.build_args) == {"A": "1"}
+    assert dict(options.labels) == {"l": "v"} and options.target == "t"
+    assert options.no_cache and options.pull and not options.quiet
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        names = tar.getnames()
+    # a Dockerfile outside the context travels under a generated name
+    assert options.dockerfile.startswith(".dockerfile.") and options.dockerfile in names
+    assert "./a.txt" in names
+
+
+def test_build_quiet_prints_only_the_id(gateway, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _, host = gateway
+    (tmp_path / "Dockerfile").write_text("FROM busybox\n")
+    code, out, _ = cli(host, "build", "-q", str(tmp_path))
+    assert (code, out) == (0, IMG + "\n")
+    code, _, err = cli(host, "build", str(tmp_path / "missing"))
+    assert code == 1 and "not found" in err

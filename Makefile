@@ -5,7 +5,7 @@ PY    := $(VENV)/bin/python
 PROTO_SRC := $(shell find protos -name '*.proto')
 APT_PACKAGES := curl docker.io docker-registry busybox-static tini runc crun skopeo umoci iptables iproute2 libseccomp2 python3-venv gcc libc6-dev podman nodejs
 
-.PHONY: setup apt venv launcher protos contracts bytecode node up down demo test lint bench clean
+.PHONY: setup apt venv launcher protos contracts bytecode node up down demo test lint bench test-cgroup2 clean
 
 setup: apt venv launcher protos bytecode
 
@@ -86,6 +86,10 @@ lint: setup
 
 bench: setup
 	@$(VENV)/bin/pytest -q -s tests/bench
+
+# The cgroup-heavy tests on a real cgroup v2 hierarchy, in a qemu guest (tests/vm/README.md).
+test-cgroup2: setup
+	@tests/vm/cgroup2.sh $(TESTS)
 
 clean:
 	@rm -rf gen .stamps

@@ -203,10 +203,18 @@ def check_request(req: engine_pb2.CreateContainerRequest) -> None:
         if not path.startswith("/"):
             raise InvalidArgument(f"masked and read-only paths must be absolute: {path!r}")
     for port in req.ports:
-        if not 0 < port.container_port < 65536 or port.host_port > 65535:
+        if not 0 < port.container_port < 65536:
             raise InvalidArgument(f"invalid port {port.container_port}: must be 1-65535")
+        if port.host_port > 65535:  # 0 asks for a free port
+            raise InvalidArgument(f"invalid host port {port.host_port}: must be 1-65535")
         if port.protocol not in ("", "tcp", "udp"):
             raise InvalidArgument(f"invalid protocol {port.protocol!r}: use tcp or udp")
+        if port.host_ip:
+            # The shim checks it again; here a bad address is refused before anything exists.
+            try:
+                ipaddress.ip_address(port.host_ip)
+            except ValueError:
+                raise InvalidArgument(f"invalid host IP {port.host_ip!r}") from None
     if req.HasField("stop_timeout") and req.stop_timeout < -1:
         raise InvalidArgument("invalid stop timeout: must be -1 (forever) or more")
     if req.stop_signal:

@@ -33,7 +33,7 @@ def add_files(store: ImageStore, header: images_pb2.AddFilesHeader,
     parent = store.get(header.parent) if header.parent else None
     config = config_object(header.config_json)
     with store.commit_lock:
-        store._pulls += 1  # our snapshots and blobs are not recorded yet: no GC of them
+        store._unleased += 1  # our snapshots and blobs are not recorded yet: no GC of them
     layer: NewLayer | None = None
     try:
         if header.dest:
@@ -56,7 +56,7 @@ def add_files(store: ImageStore, header: images_pb2.AddFilesHeader,
         if layer is not None:
             layer.path.unlink(missing_ok=True)
         with store.commit_lock:
-            store._pulls -= 1
+            store._unleased -= 1
     get_logger(image=rec.id).info("build step recorded", layer=layer is not None)
     return rec, layer is not None
 

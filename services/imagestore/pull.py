@@ -28,6 +28,7 @@ from services.core.errors import Cancelled, DataLoss, ResourceExhausted, Unavail
 from services.core.logging import get_logger
 from services.imagestore.content import ContentStore
 from services.imagestore.follow import FollowReader, Growing
+from services.imagestore.leases import Lease
 from services.imagestore.manifest import parse_config, parse_manifest, verify
 from services.imagestore.metadata import ImageRecord, Metadata
 from services.imagestore.registry_client import RegistryClient
@@ -70,21 +71,23 @@ class Puller:
         self.commit_lock = commit_lock
         self.limits = limits or ImageStoreConfig()
 
-    def pull(self, ref_text: str,
+    def pull(self, ref_text: str, lease: Lease,
              platform: types_pb2.Platform | None = None, cancel: Cancel | None = None,
              ) -> Generator[types_pb2.PullProgress, None, None]:
-        """``cancel``, set when the caller goes away, stops every download at once (the
+        """Pull ``ref_text``; everything it fetches or reuses goes on ``lease`` before it
+        is looked for, so no GC removes it until the caller releases the lease.
+        ``cancel``, set when the caller goes away, stops every download at once (the
         partial downloads are kept: the next pull resumes them)."""
         # Set when the pull ends for any reason: downloads still running stop then.
         scope = Cancel()
         forget = cancel.on_set(scope.set) if cancel is not None else (lambda: None)
         try:
-            yield from self._pull(ref_text, platform, scope)
+            yield from self._pull(ref_text, lease, platform, scope)
         finally:
             forget()
             scope.set()
 
-    def _pull(self, ref_text: str, platform: types_pb2.Platform | None,
+    def _pull(self, ref_text: str, lease: Lease, platform: types_pb2.Platform | None,
               cancel: Cancel) -> Generator[types_pb2.PullProgress, None, None]:
         ref = reference.parse(ref_text)
         log = get_logger(image=ref.canonical)
@@ -99,6 +102,8 @@ class Puller:
                 f"the config {manifest.config.digest} of {resolved.repository} is declared "
                 f"as {manifest.config.size} bytes, more than the limit of {MAX_CONFIG_BYTES}")
         self._check_sizes(resolved.repository, [manifest.config, *manifest.layers])
+        lease.hold(blobs=[resolved.root.digest, resolved.manifest.digest,
+                          manifest.config.digest, *(d.digest for d in manifest.layers)])
         yield status(f"{ref.tag or ref.digest}: Pulling from {ref.path}")
 
         def fetcher(desc: types_pb2.Descriptor) -> Callable[[int], Iterator[bytes]]:
@@ -115,6 +120,7 @@ class Puller:
         config = parse_config(self.content.read(cfg_desc.digest), len(manifest.layers))
         chain_ids = [digestmod.chain_id(config.diff_ids[: i + 1])
                      for i in range(len(config.diff_ids))]
+        lease.hold(chains=chain_ids)  # before _layers asks which snapshots exist
         existed = self.metadata.get_by_id(cfg_desc.digest) is not None
 
         fetched |= yield from self._layers(manifest.layers, config.diff_ids, chain_ids, fetcher,
@@ -143,7 +149,8 @@ class Puller:
         if ref.tag and not ref.digest:
             names.insert(0, ref.canonical)
         with self.commit_lock:
-            # A concurrent Remove may have deleted what we reused: check under the lock.
+            # The lease kept GC away; check under the lock all the same, as the invariant
+            # (no record without its content) must not rest on every GC path honouring it.
             missing = [c for c in chain_ids if not self.snapshots.exists(c)]
             missing += [b for b in blobs if not self.content.has(b)]
             if missing:

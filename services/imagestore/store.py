@@ -31,6 +31,7 @@ from services.imagestore.build import ImageBuilder, copy_stream, write_layer
 from services.imagestore.check import CheckReport, check
 from services.imagestore.content import ContentStore
 from services.imagestore.imageconfig import commit_config, config_object, import_config
+from services.imagestore.leases import Leases
 from services.imagestore.load import Loaded, Loader
 from services.imagestore.metadata import ImageRecord, Metadata
 from services.imagestore.pull import Puller
@@ -68,7 +69,10 @@ class ImageStore:
         self.puller = Puller(self.content, self.snapshots, self.metadata, registry,
                              self.commit_lock, limits)
         self.loader = Loader(self.content, self.snapshots, self.metadata, self.commit_lock)
-        self._pulls = 0  # pulls/loads in flight: their blobs/snapshots are not recorded yet
+        # Pulls in flight hold leases (leases.py); loads, imports and commits do not yet, so
+        # while one runs, content nothing references is left alone altogether.
+        self.leases = Leases(self.commit_lock)
+        self._unleased = 0
         self.recovered = recover(self.content, self.snapshots, self.metadata)
         self.tmp = root / "tmp"  # archives being received; nothing there survives a restart
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -85,13 +89,11 @@ class ImageStore:
     def pull(self, ref: str,
              platform: types_pb2.Platform | None = None, cancel: Cancel | None = None,
              ) -> Generator[types_pb2.PullProgress, None, None]:
-        with self.commit_lock:
-            self._pulls += 1
+        lease = self.leases.new()
         try:
-            yield from self.puller.pull(ref, platform, cancel)
-        finally:
-            with self.commit_lock:
-                self._pulls -= 1
+            yield from self.puller.pull(ref, lease, platform, cancel)
+        finally:  # also when the client goes away (the generator is closed)
+            lease.release()
 
     def push(self, ref: str) -> Generator[types_pb2.PullProgress, None, None]:
         return self.pusher.push(ref)
@@ -149,7 +151,8 @@ class ImageStore:
 
     def prune(self, all: bool = False) -> Removed:
         """Delete dangling (untagged) images, or with ``all`` every image no container
-        uses; then blobs and snapshots nothing references (left by interrupted pulls)."""
+        uses; then blobs and snapshots nothing references (left by interrupted pulls).
+        What a pull in flight holds (its lease) counts as referenced."""
         out = Removed()
         with self.commit_lock:
             in_use = self.metadata.used_images()
@@ -158,7 +161,7 @@ class ImageStore:
                     continue
                 out.untagged += rec.repo_tags + rec.repo_digests
                 self._delete(rec, out)
-            if self._pulls == 0:
+            if self._unleased == 0:
                 self._gc_unreferenced(out)
         get_logger().info("images pruned", deleted=len(out.deleted), reclaimed=out.reclaimed)
         return out
@@ -169,7 +172,7 @@ class ImageStore:
         self.metadata.delete_image(rec.id)
         out.deleted.append(rec.id)
         layers = self._gc_chains(rec.chain_ids, out)
-        used = self.metadata.used_blobs()
+        used = self._used_blobs()
         for blob in rec.blobs:
             if blob not in used:
                 self._delete_blob(blob, out)
@@ -182,8 +185,16 @@ class ImageStore:
             return
         self.content.delete(blob)
 
+    def _used_chains(self) -> set[str]:
+        """Chains an image, a container or a pull in flight stands on. Caller holds
+        commit_lock."""
+        return self.metadata.used_chains() | self.leases.chains()
+
+    def _used_blobs(self) -> set[str]:
+        return self.metadata.used_blobs() | self.leases.blobs()
+
     def _gc_chains(self, candidates: list[str], out: Removed) -> int:
-        used = self.metadata.used_chains()
+        used = self._used_chains()
         gone = 0
         for chain in reversed(candidates):  # top first
             if chain not in used:
@@ -195,13 +206,14 @@ class ImageStore:
         return gone
 
     def _gc_unreferenced(self, out: Removed) -> None:
-        """Snapshots and blobs no image or container references. Only when no pull is in
-        flight (its content is committed before its record). Caller holds commit_lock."""
-        used = self.metadata.used_chains()
+        """Snapshots and blobs no image, container or lease references. Only when no
+        load, import or commit is in flight (they hold no lease; their content is committed
+        before their record). Caller holds commit_lock."""
+        used = self._used_chains()
         orphans = [c for c in self.snapshots.ids() if c not in used]
         # Children before parents does not matter on disk: each snapshot is a whole dir.
         self._gc_chains(orphans, out)
-        blobs = self.metadata.used_blobs()
+        blobs = self._used_blobs()
         for blob in self.content.ids():
             if blob not in blobs:
                 self._delete_blob(blob, out)
@@ -226,7 +238,7 @@ class ImageStore:
         """Receive an archive into a temp file, then load the images it holds."""
         fd, name = tempfile.mkstemp(prefix="load-", dir=self.tmp)
         with self.commit_lock:
-            self._pulls += 1
+            self._unleased += 1
         try:
             with os.fdopen(fd, "wb") as f:
                 for chunk in chunks:
@@ -235,7 +247,7 @@ class ImageStore:
         finally:
             os.unlink(name)
             with self.commit_lock:
-                self._pulls -= 1
+                self._unleased -= 1
 
     # -- export, import, commit ----------------------------------------------------------
 
@@ -268,7 +280,7 @@ class ImageStore:
             raise InvalidArgument(f"refusing to create a tag with a digest reference: {ref}")
         fd, name = tempfile.mkstemp(prefix="import-", dir=self.tmp)
         with self.commit_lock:
-            self._pulls += 1
+            self._unleased += 1
         layer = None
         try:
             with os.fdopen(fd, "w+b") as f:
@@ -285,7 +297,7 @@ class ImageStore:
             if layer is not None:
                 layer.path.unlink(missing_ok=True)
             with self.commit_lock:
-                self._pulls -= 1
+                self._unleased -= 1
         get_logger(image=rec.id).info("imported", names=names)
         return rec, names[0] if names else ""
 
@@ -316,7 +328,7 @@ class ImageStore:
             get_logger(container=container_id, image=rec.id).info("committed, no change")
             return rec, names[0] if names else ""
         with self.commit_lock:
-            self._pulls += 1
+            self._unleased += 1
         layer = None
         try:
             def produce(out: IO[bytes]) -> None:
@@ -330,7 +342,7 @@ class ImageStore:
             if layer is not None:
                 layer.path.unlink(missing_ok=True)
             with self.commit_lock:
-                self._pulls -= 1
+                self._unleased -= 1
         get_logger(container=container_id, image=rec.id).info("committed", names=names)
         return rec, names[0] if names else ""
 

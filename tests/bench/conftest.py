@@ -2,10 +2,10 @@
 
 Benchmarks live in ``bench_*.py`` files, which pytest collects only when it is pointed at
 this directory (``make bench`` = ``pytest -q -s tests/bench``); ``make test`` ignores it.
-A fixture skips with a reason only when its side truly cannot run here (dockerd cannot be
-installed, the muelle services have not been written yet); a side that exists but fails
-is an error. Shared session fixtures (``registry``, ``busybox_ref``) come from
-tests/conftest.py.
+A fixture skips with a reason only when its side truly cannot run here (the muelle
+services have not been written yet); dockerd is required (make setup installs docker.io),
+and a side that exists but fails is an error. Shared session fixtures (``registry``,
+``busybox_ref``) come from tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pytest
 from services.core import launcher
 from tests.bench.harness import Settings, settings_from_env
 from tests.bench.sides import ENGINE_MODULES, muelle_missing
-from tests.support.docker import Dockerd, DockerUnavailable
+from tests.support.docker import Dockerd, started
 from tests.support.engine import Engine
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -59,10 +59,7 @@ def settings() -> Settings:
 def dockerd(settings: Settings) -> Iterator[Dockerd]:
     """A private Docker Engine for the session (installed with apt-get when missing), with a
     bridge of its own: `docker run` gets a veth by default, as a muelle container does."""
-    try:
-        daemon = Dockerd().start()
-    except DockerUnavailable as exc:
-        pytest.skip(f"Docker Engine cannot run here: {exc}")
+    daemon = started()
     try:
         yield daemon
     finally:

@@ -199,8 +199,10 @@ def test_stats_and_top(engine: Engine, image: str) -> None:
         out = engine.cli("stats", "--no-stream").stdout.splitlines()
         rows = {line.split()[1]: line.split() for line in out[1:]}
         assert {busy, idle} <= set(rows)
-        assert float(rows[busy][2].rstrip("%")) > 20  # a spinning shell: most of a CPU
-        assert float(rows[idle][2].rstrip("%")) < 5
+        # How much of a CPU a spinning shell gets depends on the machine's load; that it
+        # gets some, and more than a sleeping one, does not.
+        busy_cpu, idle_cpu = (float(rows[c][2].rstrip("%")) for c in (busy, idle))
+        assert busy_cpu > 0 and idle_cpu < busy_cpu, (busy_cpu, idle_cpu)
         assert rows[busy][5] == "64MiB" and rows[busy][-1] == "1"  # limit; one task
         only = engine.cli("stats", "--no-stream", idle).stdout.splitlines()
         assert len(only) == 2 and idle in only[1]

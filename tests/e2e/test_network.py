@@ -6,7 +6,6 @@ Traffic only goes to 127.0.0.1 or to the engine's own container namespaces.
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import subprocess
 import time
@@ -19,7 +18,7 @@ import pytest
 from muelle.types.v1 import types_pb2
 
 from clients.sdk.client import Client
-from tests.support import network
+from tests.support import network, required
 from tests.support.engine import Engine
 from tests.support.images import Entry, build_layout, busybox_layer, push_layout
 from tests.support.registry import LocalRegistry
@@ -49,8 +48,7 @@ def _get(url: str) -> str | None:
 def net_image(engine: Engine, registry: LocalRegistry, tmp_path_factory: pytest.TempPathFactory,
               ) -> str:
     """busybox + a static UDP echo server (this busybox's nc has no -u), EXPOSE 80 5353/udp."""
-    if shutil.which("gcc") is None:
-        pytest.skip("gcc is needed to build the UDP echo server")
+    required.tool("gcc")  # builds the UDP echo server; make setup installs it
     tmp = tmp_path_factory.mktemp("netimg")
     binary = tmp / "udpecho"
     subprocess.run(["gcc", "-static", "-Os", "-o", str(binary), str(UDPECHO)], check=True)

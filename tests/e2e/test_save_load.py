@@ -1,5 +1,5 @@
 """save/load through the CLI: muelle -> muelle, skopeo's OCI archive -> muelle, and both
-directions with a private Docker Engine (skipped when dockerd cannot start here)."""
+directions with a private Docker Engine (a dockerd that cannot start fails them)."""
 
 from __future__ import annotations
 

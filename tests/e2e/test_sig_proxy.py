@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 
 import pytest
 
@@ -42,17 +41,22 @@ def test_run_forwards_signals(engine: Engine, image: str, sig: signal.Signals, t
 
 
 def test_attach_forwards_signals(engine: Engine, image: str) -> None:
-    cid = engine.cli("run", "-d", image, "sh", "-c", TRAPPER).stdout.strip()
+    # The container ticks; the first tick the attached CLI prints shows it is attached, and
+    # its signal proxy is set up before it attaches (no sleep standing in for either).
+    ticker = 'trap "echo got-term; exit 7" TERM; while true; do echo tick; sleep 0.2; done'
+    cid = engine.cli("run", "-d", image, "sh", "-c", ticker).stdout.strip()
+    proc = subprocess.Popen([CLI, "attach", "--no-stdin", cid], env=engine.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, text=True)
     try:
-        time.sleep(0.3)  # "ready" went to the log before we attach
-        proc = subprocess.Popen([CLI, "attach", "--no-stdin", cid], env=engine.env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                stdin=subprocess.DEVNULL, text=True)
-        time.sleep(1)  # attached
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "tick\n"
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
         assert "got-term" in out and proc.returncode == 7, err
     finally:
+        proc.kill()
+        proc.wait()
         engine.cli("rm", "-f", cid)
 
 

@@ -8,6 +8,10 @@ the server sends back, and can pace each connection like a slow link.
     CountingProxy(registry.host, rate=8 << 20)    # every connection at most 8 MiB/s:
                                                   # a far registry, or a CDN's cap
 
+    CountingProxy(registry.host, hold_after=1 << 20)  # stops passing server bytes once
+    proxy.held.wait(60); ...; proxy.release()         # 1 MiB went through, until released:
+                                                      # a pull stopped at a known point
+
 Pacing needs no traffic control on the host; only server-to-client bytes are paced.
 """
 
@@ -22,7 +26,8 @@ CHUNK = 1 << 16
 
 
 class CountingProxy:
-    def __init__(self, target: str, rate: int = 0, listen: str = "127.0.0.1") -> None:
+    def __init__(self, target: str, rate: int = 0, listen: str = "127.0.0.1",
+                 hold_after: int | None = None) -> None:
         host, port = target.rsplit(":", 1)
         self.target = (host, int(port))
         self.rate = rate  # bytes/s per connection, server to client; 0: as fast as it goes
@@ -30,6 +35,9 @@ class CountingProxy:
         self.listener = socket.create_server((listen, 0))
         self.host = f"{listen}:{self.listener.getsockname()[1]}"
         self.downstream_bytes = 0  # server -> client
+        self.hold_after = hold_after
+        self.held = threading.Event()  # set once a connection waits at the hold point
+        self._flowing = threading.Event()
         self.connections = 0
         self._lock = threading.Lock()
         self._closed = False
@@ -40,7 +48,12 @@ class CountingProxy:
         self._thread.start()
         return self
 
+    def release(self) -> None:
+        """Let bytes flow again after the hold point (no further hold)."""
+        self._flowing.set()
+
     def close(self) -> None:
+        self._flowing.set()  # a held pump must not outlive the proxy
         self.listener.close()
         with self._lock:
             self._closed = True
@@ -88,6 +101,8 @@ class CountingProxy:
                     free_at = max(free_at, now) + len(data) / self.rate
                     if free_at > now:
                         time.sleep(free_at - now)
+                if downstream and self.hold_after is not None and not self._flowing.is_set():
+                    data = self._hold(data, dst)
                 dst.sendall(data)
                 if downstream:
                     with self._lock:
@@ -98,6 +113,19 @@ class CountingProxy:
             with contextlib.suppress(OSError):
                 dst.shutdown(socket.SHUT_WR)
 
+    def _hold(self, data: bytes, dst: socket.socket) -> bytes:
+        """Send what fits before the hold point, wait there for release(); the rest."""
+        assert self.hold_after is not None
+        with self._lock:
+            room = max(0, self.hold_after - self.downstream_bytes)
+        if room >= len(data):
+            return data
+        dst.sendall(data[:room])
+        with self._lock:
+            self.downstream_bytes += room
+        self.held.set()
+        self._flowing.wait()
+        return data[room:]
 
 def main() -> None:
     """``python -m tests.support.counting_proxy TARGET LISTEN_IP``: the proxy as a process

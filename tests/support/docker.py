@@ -29,6 +29,9 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from tests.support import hostcheck
 from tests.support.engine import processes_mentioning, sweep
@@ -65,8 +68,22 @@ def _client() -> str:
     raise DockerUnavailable("no docker CLI found")
 
 
+def started(**kwargs: Any) -> Dockerd:
+    """A started private dockerd, or the calling test fails with the reason.
+
+    ``make setup`` installs docker.io, so a dockerd that is missing or does not come up is a
+    broken part of this machine, not one it cannot have: the test must not pass as skipped.
+    (Tests needing root are skipped as a whole elsewhere, saying so.)"""
+    try:
+        return Dockerd(**kwargs).start()
+    except DockerUnavailable as exc:
+        pytest.fail(f"dockerd is required (make setup installs docker.io) and could not "
+                    f"start: {exc}", pytrace=False)
+
+
 class Dockerd:
     def __init__(self, base: Path | None = None, extra_args: tuple[str, ...] = ()) -> None:
+        self.client = _client()  # first: a missing client must not leave the temp dir behind
         # Unix socket paths are limited to 108 bytes, containerd's nest deep: keep it short.
         self.dir = Path(tempfile.mkdtemp(prefix="dk-", dir=base or "/tmp"))
         self.data_root = self.dir / "data"
@@ -80,7 +97,6 @@ class Dockerd:
         hostcheck.claim(str(self.dir), self.cgroup_parent, self.bridge)
         self.bridge_made = False
         self.proc: subprocess.Popen[bytes] | None = None
-        self.client = _client()
 
     @property
     def log_path(self) -> Path:

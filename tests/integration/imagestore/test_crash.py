@@ -16,7 +16,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from pathlib import Path
 
@@ -35,7 +35,9 @@ from tests.unit.imagestore.fakes import LayoutRegistry
 pytestmark = pytest.mark.root
 
 REF = "127.0.0.1:5000/demo/crash:1"
-HOLD_AT = 1 << 20  # bytes of the big layer served before the stream is held
+# Bytes of the big layer served before the stream is held: past the unpack's first 1 MiB
+# decoded read, so a streamed unpack gets going (and stands still) before the hold.
+HOLD_AT = 2 << 20
 
 
 class SlowRegistry(registry_pb2_grpc.RegistryServicer):
@@ -176,6 +178,14 @@ def _finish_and_check(service: Service, registry: SlowRegistry) -> None:
     assert [p.name for p in (store / "snapshots").iterdir() if p.name.startswith(".")] == []
 
 
+def _wait_for(state: Callable[[], object], what: str, timeout: float = 60) -> None:
+    """Wait (bounded) for a state that, once reached, stays: the pull is held meanwhile."""
+    deadline = time.monotonic() + timeout
+    while not state():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
+
+
 def test_kill_during_download_then_pull_resumes(env: tuple[Service, SlowRegistry],
                                                 layout: Path) -> None:
     service, registry = env
@@ -185,10 +195,8 @@ def test_kill_during_download_then_pull_resumes(env: tuple[Service, SlowRegistry
     assert registry.holding.wait(60), "the pull never reached the big layer"
     partial = service.root / "imagestore/ingest" / (
         registry.held.replace(":", "-") + ".partial")
-    deadline = time.monotonic() + 30
-    while not (partial.exists() and partial.stat().st_size == HOLD_AT):
-        assert time.monotonic() < deadline, "partial ingest never reached the hold point"
-        time.sleep(0.01)
+    _wait_for(lambda: partial.exists() and partial.stat().st_size == HOLD_AT,
+              "partial ingest never reached the hold point")
     service.kill9()
     registry.held = ""
     registry.release.set()
@@ -198,19 +206,21 @@ def test_kill_during_download_then_pull_resumes(env: tuple[Service, SlowRegistry
     assert (big, HOLD_AT) in registry.offsets
 
 
-def test_kill_during_unpack_then_pull_succeeds(env: tuple[Service, SlowRegistry]) -> None:
+def test_kill_during_unpack_then_pull_succeeds(env: tuple[Service, SlowRegistry],
+                                               layout: Path) -> None:
     service, registry = env
+    registry.held = _big_digest(layout)
     images = service.start()
     thread = _pull_in_background(images)
+    assert registry.holding.wait(60), "the pull never reached the big layer"
     snapshots = service.root / "imagestore/snapshots"
-    deadline = time.monotonic() + 60
-    # The big layer goes to a .tmp- dir first; kill once its many files are being written.
-    while True:
-        if snapshots.exists() and list(snapshots.glob(".tmp-*/fs/data")):
-            break
-        assert time.monotonic() < deadline and thread.is_alive(), "never saw the unpack"
-        time.sleep(0.005)
+    # The big layer is unpacked as it downloads (follow.py) into a .tmp- dir: with the
+    # download held, that unpack stands half-way (in data/big) until the kill, so no
+    # polling race can miss it.
+    _wait_for(lambda: list(snapshots.glob(".tmp-*/fs/data/big")), "never saw the unpack")
     service.kill9()
+    registry.held = ""
+    registry.release.set()
     thread.join(30)
     assert list(snapshots.glob(".tmp-*")), "the kill should leave a half-done unpack"
     _finish_and_check(service, registry)

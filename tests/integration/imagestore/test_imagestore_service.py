@@ -2,9 +2,8 @@
 docker-registry through the registry service, then mount the overlay PrepareRootfs
 returns and check the merged tree (whiteout, opaque dir, hardlink copy-up).
 
-The registry service is the real ``services.registry`` when it starts; otherwise a small
-in-test gRPC registry serving the same OCI layout stands in (the image store is under
-test here, not the proxy).
+The registry service is the real ``services.registry`` process: if it does not become
+healthy the tests fail with its log (no stand-in registry hides a broken service).
 """
 
 from __future__ import annotations
@@ -16,48 +15,20 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
 import pytest
 from muelle.images.v1 import images_pb2, images_pb2_grpc
-from muelle.registry.v1 import registry_pb2, registry_pb2_grpc
 
 from services.core import errors
 from services.core.client import connect
 from services.core.launcher import healthy
-from services.core.server import ErrorInterceptor
 from tests.support.images import push_layout
 from tests.support.registry import LocalRegistry
-from tests.unit.imagestore.fakes import LayoutRegistry, build_two_layer
+from tests.unit.imagestore.fakes import build_two_layer
 
 pytestmark = pytest.mark.root
-
-
-class _LayoutServicer(registry_pb2_grpc.RegistryServicer):
-    """Fallback registry service over an OCI layout."""
-
-    def __init__(self, fake: LayoutRegistry) -> None:
-        self.fake = fake
-
-    def ParseReference(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
-        raise errors.Unimplemented("not needed by the image store")
-
-    def Resolve(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
-        r = self.fake.resolve(request.reference, None)
-        content = registry_pb2.ManifestContent(content=r.root.data)
-        content.descriptor.media_type = r.root.media_type
-        content.descriptor.digest = r.root.digest
-        content.descriptor.size = r.root.size
-        return registry_pb2.ResolveResponse(canonical=r.canonical, repository=r.repository,
-                                            root=content, manifest=content)
-
-    def FetchBlob(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
-        for data in self.fake.fetch_blob(request.repository, request.descriptor,
-                                         request.offset):
-            yield registry_pb2.BlobChunk(data=data)
 
 
 def _wait_healthy(address: str, proc: subprocess.Popen[bytes] | None, secs: float) -> bool:
@@ -87,14 +58,12 @@ class Env:
     ref: str
     dir: Path
     root: Path
-    registry_kind: str
 
 
 @pytest.fixture(scope="module")
 def env() -> Iterator[Env]:
     base = Path(tempfile.mkdtemp(prefix="mu-is-", dir="/tmp"))  # short: socket paths
     procs: list[subprocess.Popen[bytes]] = []
-    fake_server: grpc.Server | None = None
     reg = LocalRegistry(base / "dist")
     try:
         reg.start()
@@ -107,24 +76,14 @@ def env() -> Iterator[Env]:
         env = dict(os.environ, MUELLE_ROOT=str(root), MUELLE_RUN=str(run))
         env.pop("MUELLE_CONFIG", None)
         reg_addr = f"unix://{run}/registry.sock"
-        kind = "real"
         log = open(base / "registry.log", "wb")  # noqa: SIM115 - owned by the process
         proc = subprocess.Popen([sys.executable, "-m", "services.registry.main",
                                  "--address", reg_addr], env=env, stdout=log, stderr=log)
         log.close()
         procs.append(proc)
-        if not _wait_healthy(reg_addr, proc, 20):
-            _stop(proc)
-            kind = "fake"
-            fake_server = grpc.server(futures.ThreadPoolExecutor(4),
-                                      interceptors=[ErrorInterceptor()])
-            registry_pb2_grpc.add_RegistryServicer_to_server(
-                # Push RPCs stay unimplemented in this pull-only fallback.
-                _LayoutServicer(LayoutRegistry(layout, f"{reg.host}/demo/two")),  # type: ignore[abstract]
-                fake_server)
-            reg_addr = f"unix://{run}/fake-registry.sock"
-            fake_server.add_insecure_port(f"unix:{run}/fake-registry.sock")
-            fake_server.start()
+        assert _wait_healthy(reg_addr, proc, 20), (
+            "the registry service did not become healthy:\n"
+            + (base / "registry.log").read_text(errors="replace"))
         env["MUELLE_REGISTRY_ADDR"] = reg_addr
         addr = f"unix://{run}/imagestore.sock"
         log = open(base / "imagestore.log", "wb")  # noqa: SIM115
@@ -132,13 +91,10 @@ def env() -> Iterator[Env]:
                                       env=env, stdout=log, stderr=log))
         log.close()
         assert _wait_healthy(addr, procs[-1], 20), (base / "imagestore.log").read_text()
-        yield Env(connect(addr, images_pb2_grpc.ImagesStub, "imagestore"), ref, base,
-                  root, kind)
+        yield Env(connect(addr, images_pb2_grpc.ImagesStub, "imagestore"), ref, base, root)
     finally:
         for proc in reversed(procs):
             _stop(proc)
-        if fake_server is not None:
-            fake_server.stop(0)
         reg.close()
         shutil.rmtree(base, ignore_errors=True)
 
@@ -180,9 +136,8 @@ def test_errors_are_typed(env: Env) -> None:
     with pytest.raises(errors.InvalidArgument):
         env.images.PrepareRootfs(images_pb2.PrepareRootfsRequest(
             container_id="../x", image=env.ref))
-    if env.registry_kind == "real":
-        with pytest.raises(errors.NotFound):
-            list(env.images.Pull(images_pb2.PullRequest(reference=env.ref + "-missing")))
+    with pytest.raises(errors.NotFound):
+        list(env.images.Pull(images_pb2.PullRequest(reference=env.ref + "-missing")))
 
 
 def test_rootfs_overlay_mounts_merged_tree(env: Env, mountpoint: Path) -> None:

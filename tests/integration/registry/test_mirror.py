@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.integration.registry.conftest import mirror_service
-from tests.support.docker import Dockerd, DockerUnavailable
+from tests.support.docker import started
 from tests.support.fake_registry import FakeRegistry
 from tests.support.images import push_layout
 from tests.support.registry import LocalRegistry
@@ -61,10 +61,7 @@ def test_docker_pulls_hub_images_through_the_mirror(tmp_path: Path, busybox_layo
     internet (Docker trusts a 127.0.0.0/8 mirror over plain HTTP)."""
     push_layout(busybox_layout, f"{registry.host}/library/busybox:mirrortest", tag="1")
     with mirror_service(tmp_path / "svc", registry.host) as address:
-        try:
-            dockerd = Dockerd(extra_args=(f"--registry-mirror=http://{address}",)).start()
-        except DockerUnavailable as exc:
-            pytest.skip(f"no Docker Engine here: {exc}")
+        dockerd = started(extra_args=(f"--registry-mirror=http://{address}",))
         try:
             dockerd.docker("pull", "busybox:mirrortest")
             out = dockerd.docker("image", "inspect", "-f", "{{index .RepoDigests 0}}",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.runtime.bundle import make_rootfs, write_bundle
+from tests.support import required
 
 CGROUP = Path("/sys/fs/cgroup")
 PARENT = "muelle-test"
@@ -24,9 +24,10 @@ pytestmark = pytest.mark.root
 
 
 def _cgroup_dirs(rel: str) -> list[Path]:
-    if (CGROUP / "cgroup.controllers").exists():
-        return [CGROUP / rel]
-    return [p / rel for p in CGROUP.iterdir() if (p / rel).exists()]
+    """The existing cgroup dirs ``rel`` names: one on cgroup v2, one a hierarchy on v1."""
+    v2 = (CGROUP / "cgroup.controllers").exists()
+    roots = [CGROUP] if v2 else list(CGROUP.iterdir())
+    return [p / rel for p in roots if (p / rel).exists()]
 
 
 @dataclass
@@ -87,11 +88,7 @@ def rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _runtimes() -> list[str]:
-    return ["muelle-runtime"] + (["runc"] if shutil.which("runc") else [])
-
-
-@pytest.fixture(params=_runtimes())
+@pytest.fixture(params=["muelle-runtime", "runc"])
 def runtime(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Runtime]:
     yield from _runtime_fixture(request.param, tmp_path)
 
@@ -104,7 +101,7 @@ def muelle(tmp_path: Path) -> Iterator[Runtime]:
 def _runtime_fixture(name: str, tmp_path: Path) -> Iterator[Runtime]:
     if os.geteuid() != 0:
         pytest.skip("needs root")
-    binary = MUELLE if name == "muelle-runtime" else shutil.which(name) or name
+    binary = required.tool(name)  # missing or broken: the test fails, saying which
     rt = Runtime(name, binary, tmp_path / "state", tmp_path)
     try:
         yield rt

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import pytest
 
 from tests.integration.runtime.bundle import edit
 from tests.integration.runtime.conftest import CGROUP, Runtime
+from tests.support import required
 
 
 def _mounts_under(path: Path) -> list[str]:
@@ -154,11 +154,10 @@ def test_runc_spec_config_runs(runtime: Runtime, rootfs: Path, tmp_path: Path) -
     """`runc spec`'s config.json lists ambient capabilities it leaves out of the inheritable
     set; runc and crun skip those (prctl(PR_CAP_AMBIENT_RAISE) would fail with EPERM).
     Changed only where a test must: the rootfs, no terminal, and args."""
-    if not shutil.which("runc"):
-        pytest.skip("runc not installed")
+    runc = required.tool("runc")  # make setup installs it: missing is a failure, not a skip
     bundle = tmp_path / "runc-spec"
     bundle.mkdir()
-    subprocess.run(["runc", "spec", "--bundle", str(bundle)], check=True)
+    subprocess.run([runc, "spec", "--bundle", str(bundle)], check=True)
     runtime.ids.append("runc-spec")
 
     def change(cfg: dict[str, Any]) -> None:

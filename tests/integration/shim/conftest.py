@@ -25,23 +25,25 @@ from muelle.types.v1 import types_pb2
 
 from services.core.client import connect
 from services.core.launcher import healthy
-from tests.support import hostcheck, network
+from tests.support import hostcheck, network, required
 from tests.support.engine import cgroups_under, mounts_under, processes_mentioning, sweep
 from tests.support.images import busybox_layer
 
 pytestmark = pytest.mark.root
 
 
-def muelle_runtime_works() -> bool:
-    binary = Path(sys.executable).parent / "muelle-runtime"
-    try:
-        return subprocess.run([str(binary), "--version"], capture_output=True,
-                              timeout=20).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
+# All three, always: a runtime that is missing or broken fails its tests with the reason
+# (required.tool) rather than dropping out of the parametrisation.
+RUNTIMES = ["runc", "crun", "muelle"]
+RUNTIME_BINARIES = {"runc": "runc", "crun": "crun", "muelle": "muelle-runtime"}
 
 
-RUNTIMES = ["runc", "crun"] + (["muelle"] if muelle_runtime_works() else [])
+@pytest.fixture(autouse=True)
+def _runtime_is_there(request: pytest.FixtureRequest) -> None:
+    callspec = getattr(request.node, "callspec", None)
+    name = callspec.params.get("runtime") if callspec is not None else None
+    if name in RUNTIME_BINARIES:
+        required.tool(RUNTIME_BINARIES[name])
 
 
 class ShimProcess:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,30 +12,9 @@ import pytest
 from services.core.errors import FailedPrecondition
 from services.imagestore import recover as recovermod
 from services.imagestore.store import ImageStore
-from tests.support.images import Entry, Layer, build_layout, busybox_layer
 from tests.unit.imagestore.fakes import LayoutRegistry
 
 REPO = "127.0.0.1:5000/demo/app"
-
-
-@pytest.fixture(scope="module")
-def layouts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Two images on the same busybox base layer, each with its own top layer."""
-    base = tmp_path_factory.mktemp("layouts")
-    out = {}
-    for name in ("a", "b"):
-        out[name] = base / name
-        build_layout(out[name], [busybox_layer(),
-                                 Layer([Entry(f"etc/{name}", data=name.encode() * 10)])],
-                     tag="1")
-    return out
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[ImageStore]:
-    s = ImageStore(tmp_path / "root", LayoutRegistry(tmp_path))
-    yield s
-    s.close()
 
 
 def pull(store: ImageStore, layout: Path, ref: str) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -137,34 +136,56 @@ def test_at_most_parallel_ranges_are_asked_ahead(up: Upstream) -> None:
     assert len(up.requests) == 11
 
 
-class Trickle(httpx.SyncByteStream):
-    """A range that takes 10 s to arrive, 100 bytes at a time."""
+class Held(httpx.SyncByteStream):
+    """A range that sends 100 bytes at a time, each only once ``gate`` is open; it counts
+    what it sent and tells ``waiting`` when it first stands at the gate."""
 
-    def __init__(self, data: bytes) -> None:
-        self.data = data
+    def __init__(self, data: bytes, gate: threading.Event, waiting: threading.Condition,
+                 parked: list[Held]) -> None:
+        self.data, self.gate, self.waiting, self.parked = data, gate, waiting, parked
+        self.chunks = (len(data) + 99) // 100
+        self.sent = 0
 
     def __iter__(self) -> Iterator[bytes]:
+        with self.waiting:
+            self.parked.append(self)
+            self.waiting.notify_all()
         for start in range(0, len(self.data), 100):
-            time.sleep(0.1)
+            self.gate.wait()
+            self.sent += 1
             yield self.data[start : start + 100]
 
 
 def test_an_abandoned_fetch_stops_its_ranges(up: Upstream) -> None:
-    def slow(request: httpx.Request) -> httpx.Response:
-        resp = up.serve(request)
-        if request.headers.get("Range", "").startswith("bytes=0-"):
-            return resp  # the probe
-        return httpx.Response(206, stream=Trickle(resp.content), headers=resp.headers)
+    """Ranges in flight when the consumer goes away stop at their next chunk: each one
+    held at its gate is let go only after the close, and must not read to its end."""
+    gate, waiting = threading.Event(), threading.Condition()
+    parked: list[Held] = []
 
-    up.overrides[PATH] = slow
+    def held(request: httpx.Request) -> httpx.Response:
+        resp = up.serve(request)
+        if request.headers.get("Range", "").startswith(("bytes=0-", f"bytes={PART}-")):
+            return resp  # the probe and the first range come at once
+        return httpx.Response(206, stream=Held(resp.content, gate, waiting, parked),
+                              headers=resp.headers)
+
+    up.overrides[PATH] = held
     res = resolver(up)
     stream: Iterator[bytes] = iter(res.fetch_blob(REPO, blob()))
-    next(stream)
+    got = 0
+    # The probe's part and the first range, less what the resolver keeps until its next
+    # 4096-byte chunk fills: asking for more would wait on a held range.
+    while got + 4096 <= 2 * PART:
+        got += len(next(stream))
+    with waiting:  # every range in flight (parallel=4) stands at its gate
+        assert waiting.wait_for(lambda: len(parked) == 4, timeout=60), parked
     stream.close()  # type: ignore[attr-defined]
+    gate.set()
     for thread in threading.enumerate():
         if thread.name.startswith("blob-range"):
-            thread.join(3)  # each range stops at its next chunk, not after its 10 s
+            thread.join(60)
             assert not thread.is_alive()
+    assert all(h.sent < h.chunks for h in parked), [(h.sent, h.chunks) for h in parked]
     res.close()
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import json
 import os
 import platform
 from typing import Any
@@ -14,9 +13,10 @@ from typing import Any
 import pytest
 
 from services.core.errors import InvalidArgument
-from services.runtime import linux, seccomp
+from services.runtime import seccomp
 from services.shim import seccomp_profile
 from services.shim.spec import DEFAULT_CAPS
+from tests.unit.runtime import filtered_child
 
 # x86_64 system call numbers (arch/x86/entry/syscalls/syscall_64.tbl).
 NR = {"socket": 41, "clone": 56, "chroot": 161, "mount": 165, "personality": 135,
@@ -45,39 +45,22 @@ CALLS: list[tuple[str, tuple[Any, ...], int]] = [
 def _answers(profile: dict) -> dict[str, int]:
     """Install ``profile`` in a child (own mount namespace, in case a call gets through)
     and make each call there; returns name -> errno (0 = it went through)."""
-    bpf = seccomp.compile_bpf(profile, lambda m: None)
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(read_fd)
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.syscall.restype = ctypes.c_long
-            linux.unshare(linux.CLONE_NEWNS)
-            linux.mount(None, "/", None, linux.MS_PRIVATE | linux.MS_REC)
-            linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
-            seccomp.install(bpf)
-            out = {}
-            for name, (call, *args), _ in CALLS:
-                ctypes.set_errno(0)
-                ret = libc.syscall(ctypes.c_long(NR[call]), *(
-                    ctypes.c_long(a) if isinstance(a, int) else a for a in args))
-                if call == "clone" and ret == 0:
-                    os._exit(0)  # the clone that got through: it must not report too
-                if call == "clone" and ret > 0:
-                    os.waitpid(ret, 0)
-                out[name] = 0 if ret >= 0 else ctypes.get_errno()
-            os.write(write_fd, json.dumps(out).encode())
-        except BaseException as exc:  # noqa: BLE001
-            os.write(write_fd, repr(exc).encode())
-        finally:
-            os._exit(0)
-    os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as f:
-        data = f.read()
-    os.waitpid(pid, 0)
-    assert data.startswith(b"{"), data
-    return json.loads(data)
+
+    def calls(libc: Any) -> dict[str, int]:
+        out = {}
+        for name, (call, *args), _ in CALLS:
+            ctypes.set_errno(0)
+            ret = libc.syscall(ctypes.c_long(NR[call]), *(
+                ctypes.c_long(a) if isinstance(a, int) else a for a in args))
+            if call == "clone" and ret == 0:
+                os._exit(0)  # the clone that got through: it must not report too
+            if call == "clone" and ret > 0:
+                os.waitpid(ret, 0)
+            out[name] = 0 if ret >= 0 else ctypes.get_errno()
+        return out
+
+    return filtered_child.answers(seccomp.compile_bpf(profile, lambda m: None), calls,
+                                  own_mount_ns=True)
 
 
 needs_x86_64_root = pytest.mark.skipif(

@@ -1,52 +1,99 @@
-"""ContainerDir.after_delete: the shim waits for a monitor's runtime delete, within reason."""
+"""ContainerDir.after_delete: the shim waits for a monitor's runtime delete, within reason.
+
+No clock in the assertions: the holder keeps the lock until the test lets it go, and the
+test lets it go only once the kernel shows the shim's flock blocked behind it
+(/proc/locks); the holder marks the end of its delete before it releases the lock.
+"""
 
 from __future__ import annotations
 
 import fcntl
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
 from services.shim.store import ContainerDir
 
 
-def _holder(cdir: ContainerDir, seconds: float) -> int:
-    """A process that holds the delete lock (as the monitor's delete child does)."""
-    read, write = os.pipe()
+def _holder(cdir: ContainerDir, done: Path) -> tuple[int, int]:
+    """A process holding the delete lock (as the monitor's delete child does) until a byte
+    arrives on the returned fd; it then writes ``done`` and exits, releasing the lock."""
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
+            os.close(go_w)  # so that the test closing its end reads as EOF here
+            os.close(ready_r)
             fd = os.open(cdir.delete_lock, os.O_RDWR | os.O_CREAT, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX)
             os.pwrite(fd, str(os.getpid()).encode(), 0)
-            os.write(write, b"1")
-            time.sleep(seconds)
+            os.write(ready_w, b"1")
+            os.read(go_r, 1)  # EOF too: the test went away
+            done.write_text("deleted")
         finally:
             os._exit(0)
-    os.close(write)
-    assert os.read(read, 1) == b"1"
-    os.close(read)
-    return pid
+    os.close(ready_w)
+    os.close(go_r)
+    assert os.read(ready_r, 1) == b"1"
+    os.close(ready_r)
+    return pid, go_w
+
+
+def _flock_blocked_on(path: Path, timeout: float = 30) -> None:
+    """Wait until some flock request on ``path`` is blocked (a "->" line in /proc/locks)."""
+    st = path.stat()
+    inode = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open("/proc/locks") as f:
+            if any("->" in line and "FLOCK" in line and inode in line for line in f):
+                return
+        time.sleep(0.01)
+    raise AssertionError(f"no blocked flock on {path} within {timeout}s")
+
+
+def _reap(pid: int, go: int) -> int:
+    """Let the holder go (if still there) and collect its wait status."""
+    os.close(go)
+    return os.waitpid(pid, 0)[1]
 
 
 def test_waits_for_a_delete_that_finishes(tmp_path: Path) -> None:
     cdir = ContainerDir(tmp_path)
-    pid = _holder(cdir, 0.3)
-    start = time.monotonic()
-    with cdir.after_delete(patience=10):
-        waited = time.monotonic() - start
-    os.waitpid(pid, 0)
-    assert waited > 0.1  # it did wait: the holder had the lock
+    done = tmp_path / "done"
+    pid, go = _holder(cdir, done)
+    seen: list[bool] = []
+
+    def shim() -> None:
+        with cdir.after_delete(patience=60):
+            seen.append(done.exists())
+
+    waiter = threading.Thread(target=shim, daemon=True)
+    try:
+        waiter.start()
+        _flock_blocked_on(cdir.delete_lock)  # the shim waits behind the holder
+        assert seen == []
+        os.write(go, b"1")
+    finally:
+        status = _reap(pid, go)
+        waiter.join(60)
+    assert seen == [True]  # it went on only after the delete had finished
+    assert os.WIFEXITED(status)  # finished, not killed
 
 
 def test_kills_a_delete_that_hangs(tmp_path: Path) -> None:
     cdir = ContainerDir(tmp_path)
-    pid = _holder(cdir, 60)
-    with cdir.after_delete(patience=0.2):
-        pass  # the lock is ours: the holder is gone
-    _, status = os.waitpid(pid, 0)
+    pid, go = _holder(cdir, tmp_path / "done")  # not told to go while the shim waits
+    try:
+        with cdir.after_delete(patience=0.2):
+            pass
+    finally:
+        status = _reap(pid, go)  # a holder still alive here would now finish normally
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    assert not (tmp_path / "done").exists()
 
 
 def test_no_container_dir_means_nothing_to_wait_for(tmp_path: Path) -> None:

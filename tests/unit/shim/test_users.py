@@ -9,6 +9,7 @@ import pytest
 
 from services.core.errors import InvalidArgument
 from services.shim.users import User, read_in_root, resolve
+from tests.support.escapes import ESCAPES, INSIDE, build
 
 PASSWD = (b"root:x:0:0:root:/root:/bin/sh\n"
           b"app:x:1000:1000:app:/home/app:/bin/sh\n"
@@ -93,3 +94,21 @@ def test_fifo_is_not_opened(tmp_path: Path) -> None:
     (tmp_path / "etc").mkdir()
     os.mkfifo(tmp_path / "etc" / "passwd")
     assert read_in_root(str(tmp_path), "/etc/passwd") is None
+
+
+@pytest.mark.parametrize("path", ESCAPES)
+def test_dotdot_and_links_stay_in_rootfs(tmp_path: Path, path: str) -> None:
+    layout = build(tmp_path)
+    assert read_in_root(str(layout.root), path + "/passwd") == INSIDE
+
+
+@pytest.mark.parametrize("target", ["../host/passwd", "../../host/passwd",
+                                    "../../../host/passwd", "/../host/passwd"])
+def test_passwd_link_climbing_out_reads_the_rootfs_file(tmp_path: Path, target: str) -> None:
+    # An image whose etc/passwd is "../../host/passwd": from <rootfs>/etc one ".." is the
+    # rootfs, the next would be the host's directory holding the rootfs, with a host/passwd.
+    layout = build(tmp_path)
+    (layout.root / "etc" / "passwd").symlink_to(target)
+    assert resolve(str(layout.root), "inside").name == "inside"
+    with pytest.raises(InvalidArgument, match="unable to find user outside"):
+        resolve(str(layout.root), "outside")

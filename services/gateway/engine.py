@@ -531,9 +531,10 @@ class Engine:
     def stop(self, ref: str, timeout: int | None = None) -> None:
         rec = self.records.lookup(ref)
         state = self._shim_state(rec.id)
-        if state is None or state.status == "created":
+        if state is None:
             return  # docker: stopping a container that does not run succeeds
-        # Also when exited: the shim must know, or a restart policy brings it back.
+        # Also when exited or created: the shim must know, or a restart policy brings it
+        # back (a restart is "created" for a moment; the shim leaves a never-started one).
         self.runtime.Stop(runtime_pb2.StopRequest(
             id=rec.id, signal=rec.stop_signal,
             timeout=rec.stop_timeout if timeout is None else timeout))

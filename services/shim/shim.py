@@ -556,7 +556,13 @@ class Shim:
                 # on (it must work on a full disk); this shim remembers it for the policy.
                 get_logger(container=cid[:12]).warning("stop not recorded", error=str(exc))
                 self._stopped_unrecorded.add(cid)
-        if self.state(cid).status != "stopped":
+            # After the mark, under the lock a restart's create-and-start holds: a restart
+            # either finished (running: stopped below) or will see the mark. A container
+            # created and never started stays so, as Docker leaves it.
+            current = self.state(cid)
+            if current.status == "created":
+                return current
+        if current.status != "stopped":
             with contextlib.suppress(FailedPrecondition):
                 self.kill(cid, str(signum))
             deadline = None if timeout < 0 else time.monotonic() + timeout

@@ -8,6 +8,7 @@ import itertools
 import json
 import os
 import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -67,6 +68,22 @@ def _snapshot(engine: Engine) -> dict[str, object]:
     }
 
 
+def _settled(engine: Engine, want: dict[str, object] | None = None,
+             timeout: float = 10) -> dict[str, object]:
+    """A snapshot once the engine is quiet: the fork server forks its standby monitor
+    50 ms after the last request, so one process comes and goes right after a run. The
+    first snapshot equal to ``want`` (or to the one before it), or the last one."""
+    deadline = time.monotonic() + timeout
+    last = _snapshot(engine)
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = _snapshot(engine)
+        if now == (want if want is not None else last):
+            return now
+        last = now
+    return last
+
+
 RUNTIMES = ("muelle", "runc", "crun")
 
 
@@ -81,7 +98,7 @@ def _run_rm(engine: Engine, image: str, runtime: str = "muelle") -> str:
 def test_sequential_and_parallel_runs_leave_nothing(engine: Engine, image: str) -> None:
     for runtime in RUNTIMES:  # warm: the fork server, monitors' first start, seccomp cache
         assert _run_rm(engine, image, runtime) == ""
-    before, fds_before = _snapshot(engine), _fds(engine)
+    before, fds_before = _settled(engine), _fds(engine)
     assert before["bridge ports"] == [] and before["ip leases"] == 0, before
     sequential = itertools.islice(itertools.cycle(RUNTIMES), 200)
     failed = [f for f in (_run_rm(engine, image, r) for r in sequential) if f]
@@ -90,7 +107,7 @@ def test_sequential_and_parallel_runs_leave_nothing(engine: Engine, image: str) 
     with ThreadPoolExecutor(20) as pool:
         failed = [f for f in pool.map(lambda r: _run_rm(engine, image, r), parallel) if f]
     assert not failed, failed
-    assert _snapshot(engine) == before
+    assert _settled(engine, want=before) == before
     fds_after = _fds(engine)
     # A few descriptors come and go with gRPC's own connections; a leak grows with runs.
     assert all(fds_after[name] <= fds_before[name] + 4 for name in fds_before), \

@@ -26,6 +26,13 @@ NEWER_CLI = "/usr/local/bin/docker"
 CLIS = [p for p in (DEBIAN_CLI, NEWER_CLI) if Path(p).exists()]
 
 
+def docker_cli() -> str:
+    """A docker CLI: make setup installs Debian's (docker.io); a missing one is a failure."""
+    if not CLIS:
+        raise AssertionError(f"no docker CLI at {DEBIAN_CLI}: make setup installs docker.io")
+    return CLIS[0]
+
+
 @dataclass
 class DockerCli:
     """One docker CLI binary pointed at one engine's Docker API."""

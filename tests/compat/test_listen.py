@@ -15,7 +15,7 @@ from services.core import launcher
 from services.core.errors import InvalidArgument
 from services.core.tls import TlsFiles
 from services.dockerapi.main import listener, tcp_address
-from tests.compat.conftest import CLIS
+from tests.compat.conftest import docker_cli
 from tests.support.engine import Engine
 from tests.support.pki import Pki
 from tests.support.registry import free_port
@@ -27,13 +27,12 @@ def test_the_socket_is_0660_root(docker_engine: Engine) -> None:
     assert stat.S_IMODE(st.st_mode) == 0o660 and st.st_uid == 0
 
 
-@pytest.mark.skipif(not CLIS, reason="no docker CLI")
 def test_plain_loopback_tcp_when_asked_for(tmp_path: Path) -> None:
     port = free_port()
     with Engine(services=launcher.ALL,
                 extra_config=f'[dockerapi]\ntcp = "127.0.0.1:{port}"\n'
                              f'[tls.dockerapi]\ninsecure = true\n') as eng:
-        proc = subprocess.run([CLIS[0], "-H", f"tcp://127.0.0.1:{port}", "version", "--format",
+        proc = subprocess.run([docker_cli(), "-H", f"tcp://127.0.0.1:{port}", "version", "--format",
                                "{{.Server.APIVersion}}"], capture_output=True, text=True,
                               timeout=60, env=dict(os.environ, DOCKER_CONFIG=str(tmp_path)))
         assert (proc.returncode, proc.stdout.strip()) == (0, "1.41"), proc.stderr
@@ -63,7 +62,6 @@ def test_tcp_without_tls_or_insecure_is_refused(tmp_path: Path) -> None:
     assert tcp_address("tcp://127.0.0.1:2376") == ("127.0.0.1", 2376)
 
 
-@pytest.mark.skipif(not CLIS, reason="no docker CLI")
 def test_docker_cli_over_mutual_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Docker's --tlsverify on 2376's terms: the server's certificate checked against the
     CA, the client's identity against [authz].dockerapi; no certificate, another CA's or
@@ -78,7 +76,7 @@ def test_docker_cli_over_mutual_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     def docker(files: TlsFiles | None, *args: str) -> subprocess.CompletedProcess[str]:
         tls = ["--tlsverify", "--tlscacert", files.ca, "--tlscert", files.cert,
                "--tlskey", files.key] if files else []
-        return subprocess.run([CLIS[0], "-H", f"tcp://127.0.0.1:{port}", *tls, *args],
+        return subprocess.run([docker_cli(), "-H", f"tcp://127.0.0.1:{port}", *tls, *args],
                               capture_output=True, text=True, timeout=60,
                               env=dict(os.environ, DOCKER_CONFIG=str(tmp_path)))
 

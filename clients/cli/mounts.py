@@ -30,7 +30,7 @@ def parse_mount(spec: str) -> Any:
     """"type=volume,source=data,target=/data,readonly" -> engine.v1 VolumeMount."""
     from clients.sdk import lite
 
-    m = lite.engine.VolumeMount(type="volume")
+    m = lite.types.VolumeMount(type="volume")
     for field in filter(None, (f.strip() for f in spec.split(","))):
         key, eq, value = field.partition("=")
         key = key.lower()

@@ -18,7 +18,7 @@ INTERVAL = 1.0  # refresh of the streaming view
 
 
 def _row(b: Any, a: Any) -> list[str]:
-    """One line from two readings (ContainerStatsEntry) of one container."""
+    """One line from two readings (types.v1 ContainerStats) of one container."""
     wall = max(1, a.read_time_ns - b.read_time_ns)
     cpu = (a.cpu_usage_ns - b.cpu_usage_ns) / wall * 100  # % of one CPU, as docker
     limit = a.memory_limit or 1

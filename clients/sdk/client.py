@@ -288,31 +288,32 @@ class Client:
              env: list[str] | None = None, user: str = "", working_dir: str = "",
              tty: bool = False, interactive: bool | None = None,
              console_size: tuple[int, int] | None = None, detach: bool = False) -> Stream:
-        """Run ``cmd`` in a running container: ExecContainerOutput messages (output, then
+        """Run ``cmd`` in a running container: ExecOutput messages (output, then
         exit). With ``stdin`` (chunks; None or their end is EOF) the process reads them
         (``interactive`` defaults to whether stdin is given); (rows, cols) tuples in it
         resize the process's terminal (``tty``). ``detach``: the one message is the exit,
         0 once the process runs (docker exec -d)."""
-        pb = _engine_pb2()  # bidirectional: grpcio, generated classes
-        start = pb.ExecContainerStart(
+        from muelle.types.v1 import types_pb2 as pb  # bidirectional: grpcio, generated
+
+        start = pb.ExecStart(
             container=container, cmd=cmd, env=env or [], user=user, working_dir=working_dir,
             interactive=stdin is not None if interactive is None else interactive, tty=tty,
             detach=detach)
         if console_size:
             start.console_size.rows, start.console_size.cols = console_size
 
-        def inputs() -> Iterator[engine_pb2.ExecContainerInput]:
-            yield pb.ExecContainerInput(start=start)
+        def inputs() -> Iterator[types_pb2.ExecInput]:
+            yield pb.ExecInput(start=start)
             if stdin is not None:
                 for chunk in stdin:
                     if chunk is None:
                         break
                     if isinstance(chunk, tuple):
-                        yield pb.ExecContainerInput(resize=pb.ConsoleSize(
+                        yield pb.ExecInput(resize=pb.ConsoleSize(
                             rows=chunk[0], cols=chunk[1]))
                         continue
-                    yield pb.ExecContainerInput(stdin=chunk)
-                yield pb.ExecContainerInput(close_stdin=True)
+                    yield pb.ExecInput(stdin=chunk)
+                yield pb.ExecInput(close_stdin=True)
 
         # Bidirectional: grpcio (clients/sdk/wire.py speaks only single-request calls).
         import grpc
@@ -331,6 +332,8 @@ class Client:
         ending without a None is a detach (its stdin stays open); a (rows, cols) tuple
         resizes the container's terminal (created with tty)."""
         pb = _engine_pb2()  # bidirectional: grpcio, generated classes
+        from muelle.types.v1 import types_pb2 as types
+
         request = pb.AttachContainerRequest(container=container, start=start, logs=logs,
                                             stdin=True)
 
@@ -341,7 +344,7 @@ class Client:
                     yield pb.AttachContainerInput(close_stdin=True)
                     return
                 if isinstance(chunk, tuple):
-                    yield pb.AttachContainerInput(resize=pb.ConsoleSize(
+                    yield pb.AttachContainerInput(resize=types.ConsoleSize(
                         rows=chunk[0], cols=chunk[1]))
                     continue
                 yield pb.AttachContainerInput(stdin=chunk)
@@ -380,7 +383,7 @@ class Client:
         return self._call(  # type: ignore[no-any-return]
             "ContainerStats", self._pb.ContainerStatsRequest(containers=containers or []))
 
-    def top(self, container: str, ps_args: str = "") -> engine_pb2.TopContainerResponse:
+    def top(self, container: str, ps_args: str = "") -> types_pb2.TopResponse:
         return self._call(  # type: ignore[no-any-return]
             "TopContainer", self._pb.TopContainerRequest(container=container,
                                                            ps_args=ps_args))
@@ -416,17 +419,17 @@ class Client:
 
     def create_network(self, name: str, subnet: str = "") -> types_pb2.NetworkInfo:
         return self._call(  # type: ignore[no-any-return]
-            "CreateNetwork", self._pb.NetworkCreateRequest(name=name, subnet=subnet))
+            "CreateNetwork", self._types.NetworkCreateRequest(name=name, subnet=subnet))
 
     def networks(self) -> list[types_pb2.NetworkInfo]:
         return list(self._call("ListNetworks", self._pb.NetworkListRequest()).networks)
 
     def inspect_network(self, network: str) -> types_pb2.NetworkInfo:
         return self._call(  # type: ignore[no-any-return]
-            "InspectNetwork", self._pb.NetworkInspectRequest(network=network))
+            "InspectNetwork", self._types.NetworkInspectRequest(network=network))
 
     def remove_network(self, network: str) -> None:
-        self._call("RemoveNetwork", self._pb.NetworkRemoveRequest(network=network))
+        self._call("RemoveNetwork", self._types.NetworkRemoveRequest(network=network))
 
     def connect_network(self, network: str, container: str,
                         aliases: Sequence[str] = ()) -> None:
@@ -446,23 +449,23 @@ class Client:
     # -- volumes
 
     def create_volume(self, name: str = "",
-                      labels: Mapping[str, str] | None = None) -> engine_pb2.Volume:
+                      labels: Mapping[str, str] | None = None) -> types_pb2.Volume:
         return self._call(  # type: ignore[no-any-return]
-            "CreateVolume", self._pb.VolumeCreateRequest(name=name, labels=labels or {}))
+            "CreateVolume", self._types.VolumeCreateRequest(name=name, labels=labels or {}))
 
-    def inspect_volume(self, name: str) -> engine_pb2.Volume:
+    def inspect_volume(self, name: str) -> types_pb2.Volume:
         return self._call(  # type: ignore[no-any-return]
-            "InspectVolume", self._pb.VolumeInspectRequest(name=name))
+            "InspectVolume", self._types.VolumeInspectRequest(name=name))
 
-    def volumes(self) -> list[engine_pb2.Volume]:
+    def volumes(self) -> list[types_pb2.Volume]:
         return list(self._call("ListVolumes", self._pb.VolumeListRequest()).volumes)
 
     def remove_volume(self, name: str, force: bool = False) -> None:
-        self._call("RemoveVolume", self._pb.VolumeRemoveRequest(name=name, force=force))
+        self._call("RemoveVolume", self._types.VolumeRemoveRequest(name=name, force=force))
 
-    def prune_volumes(self, all: bool = False) -> engine_pb2.VolumePruneResponse:
+    def prune_volumes(self, all: bool = False) -> types_pb2.VolumePruneResponse:
         return self._call(  # type: ignore[no-any-return]
-            "PruneVolumes", self._pb.VolumePruneRequest(all=all))
+            "PruneVolumes", self._types.VolumePruneRequest(all=all))
 
 
 class Stream(Iterator["Any"]):  # a string: typing is not imported at run time

@@ -7,6 +7,7 @@ import os
 
 from k8s.cri.v1 import api_pb2
 from muelle.engine.v1 import engine_pb2, engine_pb2_grpc
+from muelle.types.v1 import types_pb2
 
 from services.core.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound
 from services.cri import records, stats
@@ -66,7 +67,7 @@ def engine_request(sandbox_id: str, sandbox: api_pb2.PodSandboxConfig,
     for m in config.mounts:
         if not m.container_path or not m.host_path:
             raise InvalidArgument("a mount needs a container_path and a host_path")
-        req.mounts.append(engine_pb2.VolumeMount(type="bind", source=m.host_path,
+        req.mounts.append(types_pb2.VolumeMount(type="bind", source=m.host_path,
                                                  target=m.container_path,
                                                  readonly=m.readonly,
                                                  propagation=_propagation(m)))
@@ -287,10 +288,10 @@ class Containers:
         # The engine kills the process at the timeout and ends the stream once it is gone,
         # so nothing of a timed-out probe keeps running (a gRPC deadline would return
         # while the process still ran).
-        start = engine_pb2.ExecContainerStart(container=record.id, cmd=cmd,
+        start = types_pb2.ExecStart(container=record.id, cmd=cmd,
                                               timeout_seconds=max(0, min(timeout, 2**32 - 1)))
-        inputs = iter([engine_pb2.ExecContainerInput(start=start),
-                       engine_pb2.ExecContainerInput(close_stdin=True)])
+        inputs = iter([types_pb2.ExecInput(start=start),
+                       types_pb2.ExecInput(close_stdin=True)])
         out = {"stdout": bytearray(), "stderr": bytearray()}
         exit_code = -1
         # A gRPC deadline too, later, for an engine that ignores timeout_seconds (older):

@@ -21,13 +21,14 @@ import threading
 from collections.abc import Callable
 
 from muelle.engine.v1 import engine_pb2, engine_pb2_grpc
+from muelle.types.v1 import types_pb2
 
 from services.core import timefmt
 from services.core.errors import MuelleError
 from services.core.logging import get_logger
 
 
-def cri_lines(entry: engine_pb2.LogEntry) -> list[bytes]:
+def cri_lines(entry: types_pb2.LogEntry) -> list[bytes]:
     """The CRI log lines of one chunk of output: full lines tagged F, a trailing part of a
     line P (the next chunk continues it)."""
     stamp = entry.time or timefmt.now_rfc3339()

@@ -8,10 +8,11 @@ import time
 
 from k8s.cri.v1 import api_pb2
 from muelle.engine.v1 import engine_pb2, engine_pb2_grpc
+from muelle.types.v1 import types_pb2
 
 from services.cri.records import Record
 
-Counters = dict[str, engine_pb2.ContainerStatsEntry]
+Counters = dict[str, types_pb2.ContainerStats]
 
 
 def running(engine: engine_pb2_grpc.EngineStub) -> Counters:
@@ -19,7 +20,7 @@ def running(engine: engine_pb2_grpc.EngineStub) -> Counters:
     return {e.id: e for e in reply.containers}
 
 
-def _cpu_memory(entry: engine_pb2.ContainerStatsEntry | None, now: int
+def _cpu_memory(entry: types_pb2.ContainerStats | None, now: int
                 ) -> tuple[api_pb2.CpuUsage, api_pb2.MemoryUsage]:
     cpu, memory = api_pb2.CpuUsage(timestamp=now), api_pb2.MemoryUsage(timestamp=now)
     if entry is not None:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from muelle.engine.v1 import engine_pb2
+from muelle.types.v1 import types_pb2
 
 from services.core.timefmt import now_rfc3339, parse_ns
 from services.dockerapi.engine import BidiStream, Gateway
@@ -138,7 +139,7 @@ class Streams:
 def _resize_setter(call: BidiStream | None) -> Callable[[int, int], None]:
     def setter(height: int, width: int) -> None:
         if call is not None and height > 0 and width > 0:
-            size = engine_pb2.ConsoleSize(rows=height, cols=width)
+            size = types_pb2.ConsoleSize(rows=height, cols=width)
             asyncio.ensure_future(call.send(engine_pb2.AttachContainerInput(resize=size)))
 
     return setter

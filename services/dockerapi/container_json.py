@@ -56,7 +56,7 @@ def networks(endpoints: list[types_pb2.NetworkEndpoint]) -> dict[str, Any]:
         "DriverOpts": None} for e in endpoints}
 
 
-def mounts(items: list[engine_pb2.VolumeMount]) -> list[dict[str, Any]]:
+def mounts(items: list[types_pb2.VolumeMount]) -> list[dict[str, Any]]:
     out = []
     for m in items:
         entry: dict[str, Any] = {"Type": m.type, "Source": m.source,

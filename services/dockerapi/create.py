@@ -99,13 +99,13 @@ def _ports(bindings: dict[str, Any]) -> list[types_pb2.NetworkPort]:
     return ports
 
 
-def _mount(m: dict[str, Any]) -> engine_pb2.VolumeMount:
+def _mount(m: dict[str, Any]) -> types_pb2.VolumeMount:
     kind = m.get("Type") or "volume"
     if kind not in ("bind", "volume", "tmpfs"):
         raise ApiError(400, f"mount type {kind!r} is not supported by muelle yet")
     tmpfs = _dict(m.get("TmpfsOptions"), "TmpfsOptions")
     volume = _dict(m.get("VolumeOptions"), "VolumeOptions")
-    return engine_pb2.VolumeMount(
+    return types_pb2.VolumeMount(
         type=kind, source=str(m.get("Source") or ""), target=str(m.get("Target") or ""),
         readonly=bool(m.get("ReadOnly")), no_copy=bool(volume.get("NoCopy")),
         tmpfs_size=_int(tmpfs, "SizeBytes"), tmpfs_mode=_int(tmpfs, "Mode"))

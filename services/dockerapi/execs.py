@@ -13,7 +13,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from muelle.engine.v1 import engine_pb2
+from muelle.types.v1 import types_pb2
 
 from services.dockerapi.engine import BidiStream, Gateway
 from services.dockerapi.errors import ApiError, bad_request
@@ -100,8 +100,8 @@ class Execs:
         if ex.call is None or not ex.running:
             raise ApiError(409, f"Exec {ex.id} is not running")
         rows, cols = req.integer("h", 0) or 0, req.integer("w", 0) or 0
-        await ex.call.send(engine_pb2.ExecContainerInput(
-            resize=engine_pb2.ConsoleSize(rows=rows, cols=cols)))
+        await ex.call.send(types_pb2.ExecInput(
+            resize=types_pb2.ConsoleSize(rows=rows, cols=cols)))
         await out.body(200, b"", "text/plain; charset=utf-8")
 
     async def start(self, req: Request, out: Responder) -> None:
@@ -115,7 +115,7 @@ class Execs:
         tty = bool(body.get("Tty", cfg.get("Tty")))
         interactive = bool(cfg.get("AttachStdin"))
         detach = bool(body.get("Detach"))
-        start = engine_pb2.ExecContainerStart(
+        start = types_pb2.ExecStart(
             container=ex.container, cmd=_strings(cfg.get("Cmd"), "Cmd"),
             env=_strings(cfg.get("Env"), "Env"), user=str(cfg.get("User") or ""),
             working_dir=str(cfg.get("WorkingDir") or ""), interactive=interactive and not
@@ -126,7 +126,7 @@ class Execs:
         call = self.gateway.bidi("ExecContainer")
         ex.call, ex.running = call, True
         try:
-            await call.send(engine_pb2.ExecContainerInput(start=start))
+            await call.send(types_pb2.ExecInput(start=start))
             if not start.interactive:
                 await call.done_writing()
             if detach:
@@ -152,7 +152,7 @@ class Execs:
 
     async def _attached(self, ex: Exec, call: BidiStream, pipe: Hijacked, tty: bool,
                         interactive: bool) -> None:
-        pump = asyncio.ensure_future(pump_stdin(pipe, call, engine_pb2.ExecContainerInput)) \
+        pump = asyncio.ensure_future(pump_stdin(pipe, call, types_pb2.ExecInput)) \
             if interactive else None
         try:
             async for message in call:

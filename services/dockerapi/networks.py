@@ -85,7 +85,7 @@ class Networks:
         await out.json(200, [network_json(n) for n in reply.networks if _matches(n, wanted)])
 
     async def inspect(self, req: Request, out: Responder) -> None:
-        n = await self.gateway.call("InspectNetwork", engine_pb2.NetworkInspectRequest(
+        n = await self.gateway.call("InspectNetwork", types_pb2.NetworkInspectRequest(
             network=req.params["id"]))
         listed = await self.gateway.call("ListContainers",
                                          engine_pb2.ListContainersRequest(all=True))
@@ -98,12 +98,12 @@ class Networks:
                 or not body["Name"]:
             raise bad_request("the body must be a JSON object with a Name")
         subnet = _check_create(body)
-        n = await self.gateway.call("CreateNetwork", engine_pb2.NetworkCreateRequest(
+        n = await self.gateway.call("CreateNetwork", types_pb2.NetworkCreateRequest(
             name=body["Name"], subnet=subnet))
         await out.json(201, {"Id": n.id, "Warning": ""})
 
     async def remove(self, req: Request, out: Responder) -> None:
-        await self.gateway.call("RemoveNetwork", engine_pb2.NetworkRemoveRequest(
+        await self.gateway.call("RemoveNetwork", types_pb2.NetworkRemoveRequest(
             network=req.params["id"]))
         await out.empty()
 
@@ -134,6 +134,6 @@ class Networks:
             if n.builtin or n.containers:
                 continue
             await self.gateway.call("RemoveNetwork",
-                                    engine_pb2.NetworkRemoveRequest(network=n.id))
+                                    types_pb2.NetworkRemoveRequest(network=n.id))
             deleted.append(n.name)
         await out.json(200, {"NetworksDeleted": deleted or None})

@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 from muelle.engine.v1 import engine_pb2
+from muelle.types.v1 import types_pb2
 
 from services.core.timefmt import now_rfc3339
 from services.dockerapi.engine import Gateway
@@ -25,7 +26,7 @@ INTERVAL = 1.0  # seconds between readings, as dockerd
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
-def _cpu(e: engine_pb2.ContainerStatsEntry | None) -> dict[str, Any]:
+def _cpu(e: types_pb2.ContainerStats | None) -> dict[str, Any]:
     if e is None:
         return {"cpu_usage": {"total_usage": 0, "usage_in_kernelmode": 0,
                               "usage_in_usermode": 0}, "throttling_data": {}}
@@ -35,7 +36,7 @@ def _cpu(e: engine_pb2.ContainerStatsEntry | None) -> dict[str, Any]:
             "online_cpus": e.online_cpus, "throttling_data": {}}
 
 
-def stats_json(e: engine_pb2.ContainerStatsEntry, previous: engine_pb2.ContainerStatsEntry
+def stats_json(e: types_pb2.ContainerStats, previous: types_pb2.ContainerStats
                | None, read: str, preread: str) -> dict[str, Any]:
     blkio = [{"major": 0, "minor": 0, "op": "read", "value": e.block_read},
              {"major": 0, "minor": 0, "op": "write", "value": e.block_write}]
@@ -56,7 +57,7 @@ class Stats:
         self.gateway = gateway
         self.detail = detail  # async ref -> ContainerDetail (404 when unknown)
 
-    async def _read(self, cid: str) -> engine_pb2.ContainerStatsEntry | None:
+    async def _read(self, cid: str) -> types_pb2.ContainerStats | None:
         reply = await self.gateway.call("ContainerStats", engine_pb2.ContainerStatsRequest(
             containers=[cid]))
         return reply.containers[0] if reply.containers else None
@@ -73,7 +74,7 @@ class Stats:
         while True:
             entry = await self._read(detail.id)
             if entry is None:  # stopped: dockerd sends zeros; we end the stream
-                entry = engine_pb2.ContainerStatsEntry(id=detail.id, name=detail.name)
+                entry = types_pb2.ContainerStats(id=detail.id, name=detail.name)
                 stream = False
             read = now_rfc3339()
             await out.write(json.dumps(stats_json(entry, previous, read, preread)).encode()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from muelle.engine.v1 import engine_pb2
+from muelle.types.v1 import types_pb2
 
 from services.dockerapi import filters
 from services.dockerapi.engine import Gateway
@@ -14,13 +15,13 @@ from services.dockerapi.http import Request, Responder
 _LIST_FILTERS = ("name", "label", "dangling", "driver")
 
 
-def volume_json(v: engine_pb2.Volume) -> dict[str, Any]:
+def volume_json(v: types_pb2.Volume) -> dict[str, Any]:
     return {"Name": v.name, "Driver": v.driver or "local", "Mountpoint": v.mountpoint,
             "CreatedAt": v.created_at, "Labels": dict(v.labels) or None, "Scope": "local",
             "Options": None}
 
 
-def _matches(v: engine_pb2.Volume, wanted: filters.Filters) -> bool:
+def _matches(v: types_pb2.Volume, wanted: filters.Filters) -> bool:
     if "name" in wanted and not any(n in v.name for n in wanted["name"]):
         return False
     if "label" in wanted and not filters.labels_match(v.labels, wanted["label"]):
@@ -44,7 +45,7 @@ class Volumes:
                                          if _matches(v, wanted)], "Warnings": None})
 
     async def inspect(self, req: Request, out: Responder) -> None:
-        v = await self.gateway.call("InspectVolume", engine_pb2.VolumeInspectRequest(
+        v = await self.gateway.call("InspectVolume", types_pb2.VolumeInspectRequest(
             name=req.params["name"]))
         await out.json(200, volume_json(v))
 
@@ -60,13 +61,13 @@ class Volumes:
         labels = body.get("Labels") or {}
         if not isinstance(labels, dict):
             raise bad_request("Labels must be an object")
-        v = await self.gateway.call("CreateVolume", engine_pb2.VolumeCreateRequest(
+        v = await self.gateway.call("CreateVolume", types_pb2.VolumeCreateRequest(
             name=str(body.get("Name") or ""),
             labels={str(k): str(val) for k, val in labels.items()}))
         await out.json(201, volume_json(v))
 
     async def remove(self, req: Request, out: Responder) -> None:
-        await self.gateway.call("RemoveVolume", engine_pb2.VolumeRemoveRequest(
+        await self.gateway.call("RemoveVolume", types_pb2.VolumeRemoveRequest(
             name=req.params["name"], force=req.flag("force")))
         await out.empty()
 
@@ -76,6 +77,6 @@ class Volumes:
             raise ApiError(400, "volume prune by label is not supported by muelle yet")
         show_all = bool(filters.flag(wanted, "all"))
         reply = await self.gateway.call("PruneVolumes",
-                                        engine_pb2.VolumePruneRequest(all=show_all))
+                                        types_pb2.VolumePruneRequest(all=show_all))
         await out.json(200, {"VolumesDeleted": list(reply.volumes) or None,
                              "SpaceReclaimed": reply.space_reclaimed})

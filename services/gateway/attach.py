@@ -38,8 +38,7 @@ class _ShimInputs:
                     yield shim_pb2.AttachInput(stdin=msg.stdin)
                 elif kind == "resize" and fits_console(msg.resize.rows, msg.resize.cols):
                     # (one that does not fit a winsize is dropped: the stream carries on)
-                    yield shim_pb2.AttachInput(resize=shim_pb2.ConsoleSize(
-                        rows=msg.resize.rows, cols=msg.resize.cols))
+                    yield shim_pb2.AttachInput(resize=msg.resize)
                 elif kind == "close_stdin":
                     yield shim_pb2.AttachInput(close_stdin=True)
                     return

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from muelle.engine.v1 import engine_pb2
 from muelle.images.v1 import images_pb2
 from muelle.shim.v1 import shim_pb2
+from muelle.types.v1 import types_pb2
 
 from services.core.errors import MuelleError
 from services.core.logging import get_logger
@@ -93,7 +94,7 @@ def _diagnose(k: Known) -> str:
 
 def cross_check(records: Records, shim: object, check: images_pb2.CheckResponse,
                 seen: set[str], repair: bool,
-                remove: Callable[[str], None]) -> tuple[list[engine_pb2.CheckProblem], int]:
+                remove: Callable[[str], None]) -> tuple[list[types_pb2.CheckProblem], int]:
     """Problems for each container not whole; with ``repair``, ``remove`` is called for
     each (its errors are reported, not raised). ``seen``: from ``busy.watching()``, begun
     before ``check`` (the image store's part) was asked for, read at the end. Also the
@@ -111,7 +112,7 @@ def cross_check(records: Records, shim: object, check: images_pb2.CheckResponse,
     for cid, k in sorted(known.items()):
         if cid in seen or (k.ready and k.shim and k.rootfs):
             continue
-        problem = engine_pb2.CheckProblem(kind="container", subject=cid, message=_diagnose(k))
+        problem = types_pb2.CheckProblem(kind="container", subject=cid, message=_diagnose(k))
         if repair:
             try:
                 remove(cid)
@@ -132,8 +133,8 @@ def system_check(images: object, shim: object, records: Records, busy: Busy, rep
         ours, compared = cross_check(records, shim, reply, seen, repair, remove)
         # The image store's findings about a container being created or removed meanwhile
         # (a writable layer whose record is being written) are not problems either.
-        theirs = [engine_pb2.CheckProblem(kind=p.kind, subject=p.subject, message=p.message)
-                  for p in reply.problems if not (p.kind == "container" and p.subject in seen)]
+        theirs = [p for p in reply.problems
+                  if not (p.kind == "container" and p.subject in seen)]
     return engine_pb2.SystemCheckResponse(
         problems=theirs + ours, blobs=reply.blobs, snapshots=reply.snapshots,
         images=reply.images, containers=compared)

@@ -452,8 +452,7 @@ class Engine:
             if on_cancel is not None:
                 on_cancel(cancel)
             for entry in stream:
-                yield engine_pb2.AttachEvent(output=engine_pb2.LogEntry(
-                    stream=entry.stream, data=entry.data, time=entry.time))
+                yield engine_pb2.AttachEvent(output=entry)
             if cancelled.is_set():
                 return  # the client left: do not block a worker in Wait for nobody
             status = self._removed_after_exit(rec) if rec.auto_remove else None
@@ -571,23 +570,18 @@ class Engine:
         for st in reply.stats:
             if st.id not in names:
                 continue  # the shim's, not this gateway's (another engine's container)
-            out.containers.append(engine_pb2.ContainerStatsEntry(
-                id=st.id, name=names[st.id], read_time_ns=st.read_time_ns,
-                cpu_usage_ns=st.cpu_usage_ns, memory_usage=st.memory_usage,
-                memory_limit=st.memory_limit, pids=st.pids, block_read=st.block_read,
-                block_write=st.block_write, net_rx=st.net_rx, net_tx=st.net_tx,
-                online_cpus=st.online_cpus))
+            st.name = names[st.id]  # the shim knows IDs only
+            out.containers.append(st)
         return out
 
-    def top(self, ref: str, ps_args: str = "") -> engine_pb2.TopContainerResponse:
+    def top(self, ref: str, ps_args: str = "") -> types_pb2.TopResponse:
         rec = self.records.lookup(ref)
         state = self._shim_state(rec.id)
         if state is None or state.status not in RUNNING:
             raise FailedPrecondition(f"Container {rec.id} is not running")
-        reply = self.shim.Top(shim_pb2.TopRequest(id=rec.id, ps_args=ps_args))
-        return engine_pb2.TopContainerResponse(
-            titles=list(reply.titles),
-            processes=[engine_pb2.TopRow(fields=list(p.fields)) for p in reply.processes])
+        reply: types_pb2.TopResponse = self.shim.Top(
+            shim_pb2.TopRequest(id=rec.id, ps_args=ps_args))
+        return reply
 
     def kill(self, ref: str, signal: str = "") -> None:
         rec = self.records.lookup(ref)
@@ -789,7 +783,7 @@ class Engine:
             restart_count=st.restart_count if st is not None else 0,
             restart_policy=rec.spec.restart_policy)
         if st is not None:
-            detail.mounts.extend(mounts.to_engine(m) for m in st.volume_mounts)
+            detail.mounts.extend(st.volume_mounts)
             detail.network_mode = st.network_mode
             detail.networks.extend(st.networks)
             detail.ports.extend(st.ports)
@@ -803,28 +797,28 @@ class Engine:
 
     def create_network(self, name: str, subnet: str) -> types_pb2.NetworkInfo:
         info: types_pb2.NetworkInfo = self.shim.NetworkCreate(
-            shim_pb2.NetworkCreateRequest(name=name, subnet=subnet))
+            types_pb2.NetworkCreateRequest(name=name, subnet=subnet))
         return info
 
-    def list_networks(self) -> engine_pb2.NetworkListResponse:
+    def list_networks(self) -> types_pb2.NetworkListResponse:
         reply = self.shim.NetworkList(shim_pb2.NetworkListRequest())
         networks = list(reply.networks)
         default = next((i for i, n in enumerate(networks) if n.builtin), len(networks) - 1)
         networks[default + 1:default + 1] = [_predefined(n) for n in PREDEFINED]
-        return engine_pb2.NetworkListResponse(networks=networks)
+        return types_pb2.NetworkListResponse(networks=networks)
 
     def inspect_network(self, ref: str) -> types_pb2.NetworkInfo:
         for name in PREDEFINED:
             if ref == name or (len(ref) >= 3 and _predefined(name).id.startswith(ref)):
                 return _predefined(name)
         info: types_pb2.NetworkInfo = self.shim.NetworkInspect(
-            shim_pb2.NetworkInspectRequest(network=ref))
+            types_pb2.NetworkInspectRequest(network=ref))
         return info
 
     def remove_network(self, ref: str) -> None:
         if ref in PREDEFINED:
             raise FailedPrecondition(f"{ref} is a pre-defined network and cannot be removed")
-        self.shim.NetworkRemove(shim_pb2.NetworkRemoveRequest(network=ref))
+        self.shim.NetworkRemove(types_pb2.NetworkRemoveRequest(network=ref))
 
     def connect_network(self, network: str, container: str, aliases: Sequence[str]) -> None:
         rec = self.records.lookup(container)
@@ -838,7 +832,7 @@ class Engine:
 
     def logs(self, req: engine_pb2.ContainerLogsRequest,
              on_cancel: Callable[[Callable[[], None]], Any] | None = None,
-             ) -> Iterator[engine_pb2.LogEntry]:
+             ) -> Iterator[types_pb2.LogEntry]:
         rec = self.records.lookup(req.container)
         stream = self.shim.Logs(shim_pb2.LogsRequest(
             id=rec.id, follow=req.follow, tail=req.tail, since=req.since,
@@ -847,10 +841,9 @@ class Engine:
             on_cancel(stream.cancel)
         try:
             for entry in stream:
-                data = bytes(entry.data)
                 if req.timestamps:
-                    data = _stamp(data, entry.time)
-                yield engine_pb2.LogEntry(stream=entry.stream, data=data, time=entry.time)
+                    entry.data = _stamp(entry.data, entry.time)
+                yield entry
         finally:
             with contextlib.suppress(Exception):
                 stream.cancel()

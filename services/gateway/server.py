@@ -87,7 +87,7 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
         return self.engine.inspect(request.container)
 
     def ContainerLogs(self, request: engine_pb2.ContainerLogsRequest,  # noqa: N802
-                      context: Ctx) -> Iterator[engine_pb2.LogEntry]:
+                      context: Ctx) -> Iterator[types_pb2.LogEntry]:
         yield from self.engine.logs(request, on_cancel=context.add_callback)
 
     def PruneImages(self, request: engine_pb2.PruneImagesRequest,  # noqa: N802
@@ -145,24 +145,24 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
         self.engine.restart(request.container,
                             request.timeout if request.HasField("timeout") else None)
         return engine_pb2.RestartContainerResponse()
-    def CreateVolume(self, request: engine_pb2.VolumeCreateRequest,  # noqa: N802
-                     context: Ctx) -> engine_pb2.Volume:
+    def CreateVolume(self, request: types_pb2.VolumeCreateRequest,  # noqa: N802
+                     context: Ctx) -> types_pb2.Volume:
         return self.volumes.create(request.name, dict(request.labels))
 
-    def InspectVolume(self, request: engine_pb2.VolumeInspectRequest,  # noqa: N802
-                      context: Ctx) -> engine_pb2.Volume:
+    def InspectVolume(self, request: types_pb2.VolumeInspectRequest,  # noqa: N802
+                      context: Ctx) -> types_pb2.Volume:
         return self.volumes.inspect(request.name)
 
     def ListVolumes(self, request: engine_pb2.VolumeListRequest,  # noqa: N802
-                    context: Ctx) -> engine_pb2.VolumeListResponse:
+                    context: Ctx) -> types_pb2.VolumeListResponse:
         return self.volumes.list()
 
-    def RemoveVolume(self, request: engine_pb2.VolumeRemoveRequest,  # noqa: N802
+    def RemoveVolume(self, request: types_pb2.VolumeRemoveRequest,  # noqa: N802
                      context: Ctx) -> engine_pb2.VolumeRemoveResponse:
         return self.volumes.remove(request.name, request.force)
 
-    def PruneVolumes(self, request: engine_pb2.VolumePruneRequest,  # noqa: N802
-                     context: Ctx) -> engine_pb2.VolumePruneResponse:
+    def PruneVolumes(self, request: types_pb2.VolumePruneRequest,  # noqa: N802
+                     context: Ctx) -> types_pb2.VolumePruneResponse:
         return self.volumes.prune(request.all)
 
     def ContainerStats(self, request: engine_pb2.ContainerStatsRequest,  # noqa: N802
@@ -170,21 +170,21 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
         return self.engine.stats(list(request.containers))
 
     def TopContainer(self, request: engine_pb2.TopContainerRequest,  # noqa: N802
-                     context: Ctx) -> engine_pb2.TopContainerResponse:
+                     context: Ctx) -> types_pb2.TopResponse:
         return self.engine.top(request.container, request.ps_args)
-    def CreateNetwork(self, request: engine_pb2.NetworkCreateRequest,  # noqa: N802
+    def CreateNetwork(self, request: types_pb2.NetworkCreateRequest,  # noqa: N802
                       context: Ctx) -> types_pb2.NetworkInfo:
         return self.engine.create_network(request.name, request.subnet)
 
     def ListNetworks(self, request: engine_pb2.NetworkListRequest,  # noqa: N802
-                     context: Ctx) -> engine_pb2.NetworkListResponse:
+                     context: Ctx) -> types_pb2.NetworkListResponse:
         return self.engine.list_networks()
 
-    def InspectNetwork(self, request: engine_pb2.NetworkInspectRequest,  # noqa: N802
+    def InspectNetwork(self, request: types_pb2.NetworkInspectRequest,  # noqa: N802
                        context: Ctx) -> types_pb2.NetworkInfo:
         return self.engine.inspect_network(request.network)
 
-    def RemoveNetwork(self, request: engine_pb2.NetworkRemoveRequest,  # noqa: N802
+    def RemoveNetwork(self, request: types_pb2.NetworkRemoveRequest,  # noqa: N802
                       context: Ctx) -> engine_pb2.NetworkRemoveResponse:
         self.engine.remove_network(request.network)
         return engine_pb2.NetworkRemoveResponse()
@@ -199,8 +199,8 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
         self.engine.disconnect_network(request.network, request.container)
         return engine_pb2.NetworkDisconnectResponse()
 
-    def ExecContainer(self, request_iterator: Iterator[engine_pb2.ExecContainerInput],  # noqa: N802
-                      context: Ctx) -> Iterator[engine_pb2.ExecContainerOutput]:
+    def ExecContainer(self, request_iterator: Iterator[types_pb2.ExecInput],  # noqa: N802
+                      context: Ctx) -> Iterator[types_pb2.ExecOutput]:
         yield from exec_container(self.engine.records, self.engine.shim, request_iterator,
                                   on_cancel=context.add_callback)
 

@@ -47,8 +47,7 @@ def system_df(images: Any, shim: Any, records: Records) -> engine_pb2.SystemDfRe
         state = "exited" if state in ("stopped", "") else state
         out.containers.append(engine_pb2.DfContainer(
             id=c.id, name=names.get(c.id, ""), image_id=c.image_id, size=c.size, state=state))
-    for vol in shim.ListVolumes(shim_pb2.VolumeListRequest(with_size=True)).volumes:
-        out.volumes.append(engine_pb2.Volume.FromString(vol.SerializeToString()))
+    out.volumes.extend(shim.ListVolumes(shim_pb2.VolumeListRequest(with_size=True)).volumes)
     running = [c for c in out.containers if c.state in RUNNING]
     out.summary.append(engine_pb2.DfSummary(
         type="Images", total=len(out.images),

@@ -1,4 +1,5 @@
-"""`volume create/ls/inspect/rm/prune`: the shim keeps the volumes; this relays them."""
+"""`volume create/ls/inspect/rm/prune`: the shim keeps the volumes; this relays them (the
+volume messages are types.v1's on both sides: the replies pass through as they come)."""
 
 from __future__ import annotations
 
@@ -6,33 +7,32 @@ from typing import Any
 
 from muelle.engine.v1 import engine_pb2
 from muelle.shim.v1 import shim_pb2
-
-
-def _volume(v: shim_pb2.Volume) -> engine_pb2.Volume:
-    # Field-for-field the same message in both packages.
-    return engine_pb2.Volume.FromString(v.SerializeToString())
+from muelle.types.v1 import types_pb2
 
 
 class Volumes:
     def __init__(self, shim: Any) -> None:
         self.shim = shim
 
-    def create(self, name: str, labels: dict[str, str]) -> engine_pb2.Volume:
-        return _volume(self.shim.CreateVolume(
-            shim_pb2.VolumeCreateRequest(name=name, labels=labels)))
+    def create(self, name: str, labels: dict[str, str]) -> types_pb2.Volume:
+        volume: types_pb2.Volume = self.shim.CreateVolume(
+            types_pb2.VolumeCreateRequest(name=name, labels=labels))
+        return volume
 
-    def inspect(self, name: str) -> engine_pb2.Volume:
-        return _volume(self.shim.InspectVolume(shim_pb2.VolumeInspectRequest(name=name)))
+    def inspect(self, name: str) -> types_pb2.Volume:
+        volume: types_pb2.Volume = self.shim.InspectVolume(
+            types_pb2.VolumeInspectRequest(name=name))
+        return volume
 
-    def list(self) -> engine_pb2.VolumeListResponse:
-        reply = self.shim.ListVolumes(shim_pb2.VolumeListRequest())
-        return engine_pb2.VolumeListResponse(volumes=[_volume(v) for v in reply.volumes])
+    def list(self) -> types_pb2.VolumeListResponse:
+        reply: types_pb2.VolumeListResponse = self.shim.ListVolumes(shim_pb2.VolumeListRequest())
+        return reply
 
     def remove(self, name: str, force: bool) -> engine_pb2.VolumeRemoveResponse:
-        self.shim.RemoveVolume(shim_pb2.VolumeRemoveRequest(name=name, force=force))
+        self.shim.RemoveVolume(types_pb2.VolumeRemoveRequest(name=name, force=force))
         return engine_pb2.VolumeRemoveResponse()
 
-    def prune(self, all: bool) -> engine_pb2.VolumePruneResponse:
-        reply = self.shim.PruneVolumes(shim_pb2.VolumePruneRequest(all=all))
-        return engine_pb2.VolumePruneResponse(volumes=list(reply.volumes),
-                                              space_reclaimed=reply.space_reclaimed)
+    def prune(self, all: bool) -> types_pb2.VolumePruneResponse:
+        reply: types_pb2.VolumePruneResponse = self.shim.PruneVolumes(
+            types_pb2.VolumePruneRequest(all=all))
+        return reply

@@ -127,7 +127,7 @@ class ImagesServicer(images_pb2_grpc.ImagesServicer):
               context: grpc.ServicerContext) -> images_pb2.CheckResponse:
         report = self.store.check()
         return images_pb2.CheckResponse(
-            problems=[images_pb2.CheckProblem(kind=p.kind, subject=p.subject,
+            problems=[types_pb2.CheckProblem(kind=p.kind, subject=p.subject,
                                               message=p.message) for p in report.problems],
             blobs=report.blobs, snapshots=report.snapshots, images=report.images,
             containers=report.containers, container_ids=report.container_ids)

@@ -44,8 +44,8 @@ def _network(net: Network, containers: list[str]) -> types_pb2.NetworkInfo:
         bridge=net.bridge, created=net.created, containers=containers, builtin=net.builtin)
 
 
-def _volume(v: Volume) -> shim_pb2.Volume:
-    return shim_pb2.Volume(
+def _volume(v: Volume) -> types_pb2.Volume:
+    return types_pb2.Volume(
         name=v.name, driver="local", mountpoint=v.mountpoint, created_at=v.created_at,
         labels=v.labels, anonymous=v.anonymous, containers=v.containers)
 
@@ -95,13 +95,13 @@ class ShimServicer(shim_pb2_grpc.ShimServicer):
         return shim_pb2.DeleteResponse(status=_status(last))
 
     def Logs(self, request: shim_pb2.LogsRequest,
-             context: grpc.ServicerContext) -> Iterator[shim_pb2.LogEntry]:
+             context: grpc.ServicerContext) -> Iterator[types_pb2.LogEntry]:
         entries = self.shim.logs(request.id, follow=request.follow, tail=request.tail,
                                  since=request.since, stdout=request.stdout,
                                  stderr=request.stderr,
                                  cancelled=lambda: not context.is_active())
         for entry in entries:
-            yield shim_pb2.LogEntry(stream=entry.stream, data=entry.data, time=entry.time)
+            yield types_pb2.LogEntry(stream=entry.stream, data=entry.data, time=entry.time)
 
     def Runtimes(self, request: shim_pb2.RuntimesRequest,
                  context: grpc.ServicerContext) -> shim_pb2.RuntimesResponse:
@@ -120,60 +120,60 @@ class ShimServicer(shim_pb2_grpc.ShimServicer):
                context: grpc.ServicerContext) -> shim_pb2.ResumeResponse:
         self.shim.resume(request.id)
         return shim_pb2.ResumeResponse()
-    def CreateVolume(self, request: shim_pb2.VolumeCreateRequest,
-                     context: grpc.ServicerContext) -> shim_pb2.Volume:
+    def CreateVolume(self, request: types_pb2.VolumeCreateRequest,
+                     context: grpc.ServicerContext) -> types_pb2.Volume:
         vol, _ = self.shim.volumes.create(request.name, dict(request.labels))
         return _volume(vol)
 
-    def InspectVolume(self, request: shim_pb2.VolumeInspectRequest,
-                      context: grpc.ServicerContext) -> shim_pb2.Volume:
+    def InspectVolume(self, request: types_pb2.VolumeInspectRequest,
+                      context: grpc.ServicerContext) -> types_pb2.Volume:
         return _volume(self.shim.volumes.get(request.name))
 
     def ListVolumes(self, request: shim_pb2.VolumeListRequest,
-                    context: grpc.ServicerContext) -> shim_pb2.VolumeListResponse:
+                    context: grpc.ServicerContext) -> types_pb2.VolumeListResponse:
         volumes = [_volume(v) for v in self.shim.volumes.list()]
         if request.with_size:
             for vol in volumes:
                 vol.size = self.shim.volumes.size(vol.name)
-        return shim_pb2.VolumeListResponse(volumes=volumes)
+        return types_pb2.VolumeListResponse(volumes=volumes)
 
-    def RemoveVolume(self, request: shim_pb2.VolumeRemoveRequest,
+    def RemoveVolume(self, request: types_pb2.VolumeRemoveRequest,
                      context: grpc.ServicerContext) -> shim_pb2.VolumeRemoveResponse:
         self.shim.volumes.remove(request.name, request.force)
         return shim_pb2.VolumeRemoveResponse()
 
-    def PruneVolumes(self, request: shim_pb2.VolumePruneRequest,
-                     context: grpc.ServicerContext) -> shim_pb2.VolumePruneResponse:
+    def PruneVolumes(self, request: types_pb2.VolumePruneRequest,
+                     context: grpc.ServicerContext) -> types_pb2.VolumePruneResponse:
         names, freed = self.shim.volumes.prune(request.all)
-        return shim_pb2.VolumePruneResponse(volumes=names, space_reclaimed=freed)
+        return types_pb2.VolumePruneResponse(volumes=names, space_reclaimed=freed)
 
     def Stats(self, request: shim_pb2.StatsRequest,  # noqa: N802
               context: grpc.ServicerContext) -> shim_pb2.StatsResponse:
         return shim_pb2.StatsResponse(stats=[
-            shim_pb2.ContainerStats(id=cid, **vars(c))
+            types_pb2.ContainerStats(id=cid, **vars(c))
             for cid, c in self.shim.stats(list(request.ids))])
 
     def Top(self, request: shim_pb2.TopRequest,  # noqa: N802
-            context: grpc.ServicerContext) -> shim_pb2.TopResponse:
+            context: grpc.ServicerContext) -> types_pb2.TopResponse:
         titles, rows = self.shim.top(request.id, request.ps_args)
-        return shim_pb2.TopResponse(
-            titles=titles, processes=[shim_pb2.TopProcess(fields=r) for r in rows])
-    def NetworkCreate(self, request: shim_pb2.NetworkCreateRequest,
+        return types_pb2.TopResponse(
+            titles=titles, processes=[types_pb2.TopRow(fields=r) for r in rows])
+    def NetworkCreate(self, request: types_pb2.NetworkCreateRequest,
                       context: grpc.ServicerContext) -> types_pb2.NetworkInfo:
         return _network(self.shim.networks.create_network(request.name, request.subnet), [])
 
     def NetworkList(self, request: shim_pb2.NetworkListRequest,
-                    context: grpc.ServicerContext) -> shim_pb2.NetworkListResponse:
+                    context: grpc.ServicerContext) -> types_pb2.NetworkListResponse:
         nets = self.shim.networks
-        return shim_pb2.NetworkListResponse(
+        return types_pb2.NetworkListResponse(
             networks=[_network(n, nets.members(n)) for n in nets.networks()])
 
-    def NetworkInspect(self, request: shim_pb2.NetworkInspectRequest,
+    def NetworkInspect(self, request: types_pb2.NetworkInspectRequest,
                        context: grpc.ServicerContext) -> types_pb2.NetworkInfo:
         net = self.shim.networks.find(request.network)
         return _network(net, self.shim.networks.members(net))
 
-    def NetworkRemove(self, request: shim_pb2.NetworkRemoveRequest,
+    def NetworkRemove(self, request: types_pb2.NetworkRemoveRequest,
                       context: grpc.ServicerContext) -> shim_pb2.NetworkRemoveResponse:
         self.shim.networks.remove_network(request.network)
         return shim_pb2.NetworkRemoveResponse()
@@ -189,33 +189,33 @@ class ShimServicer(shim_pb2_grpc.ShimServicer):
         self.shim.networks.disconnect(request.id, request.network)
         return shim_pb2.NetworkDisconnectResponse()
 
-    def Exec(self, request_iterator: Iterator[shim_pb2.ExecInput],
-             context: grpc.ServicerContext) -> Iterator[shim_pb2.ExecOutput]:
+    def Exec(self, request_iterator: Iterator[types_pb2.ExecInput],
+             context: grpc.ServicerContext) -> Iterator[types_pb2.ExecOutput]:
         first = next(request_iterator, None)
         if first is None or first.WhichOneof("input") != "start":
             raise InvalidArgument("the first Exec message must be start")
         s = first.start
-        req = ExecRequest(args=list(s.args), env=list(s.env), user=s.user, cwd=s.cwd,
-                          stdin=s.stdin, tty=s.tty, rows=s.console_size.rows,
+        req = ExecRequest(args=list(s.cmd), env=list(s.env), user=s.user, cwd=s.working_dir,
+                          stdin=s.interactive, tty=s.tty, rows=s.console_size.rows,
                           cols=s.console_size.cols, detach=s.detach)
-        # ExecSpec.timeout_seconds: killed like a client that left, then reported.
+        # ExecStart.timeout_seconds: killed like a client that left, then reported.
         deadline = time.monotonic() + s.timeout_seconds if s.timeout_seconds else None
 
         def timed_out() -> bool:
             return deadline is not None and time.monotonic() >= deadline
 
-        for event in self.shim.exec(s.id, req, _stdin(request_iterator),
+        for event in self.shim.exec(s.container, req, _stdin(request_iterator),
                                     cancelled=lambda: not context.is_active() or timed_out()):
             if isinstance(event, Exit):
-                yield shim_pb2.ExecOutput(exit=shim_pb2.ExecExit(
+                yield types_pb2.ExecOutput(exit=types_pb2.ExecExit(
                     exit_code=event.exit_code, error=event.error,
                     timed_out=timed_out() and event.exit_code == 137))
             else:
-                yield shim_pb2.ExecOutput(output=shim_pb2.LogEntry(
+                yield types_pb2.ExecOutput(output=types_pb2.LogEntry(
                     stream=event.stream, data=event.data, time=event.time))
 
     def Attach(self, request_iterator: Iterator[shim_pb2.AttachInput],
-               context: grpc.ServicerContext) -> Iterator[shim_pb2.LogEntry]:
+               context: grpc.ServicerContext) -> Iterator[types_pb2.LogEntry]:
         first = next(request_iterator, None)
         if first is None or first.WhichOneof("input") != "start":
             raise InvalidArgument("the first Attach message must be start")
@@ -236,10 +236,10 @@ class ShimServicer(shim_pb2_grpc.ShimServicer):
 
             threading.Thread(target=feed, name="attach-stdin", daemon=True).start()
         for entry in entries:
-            yield shim_pb2.LogEntry(stream=entry.stream, data=entry.data, time=entry.time)
+            yield types_pb2.LogEntry(stream=entry.stream, data=entry.data, time=entry.time)
 
 
-def _stdin(inputs: Iterator[shim_pb2.ExecInput],
+def _stdin(inputs: Iterator[types_pb2.ExecInput],
            ) -> Iterator[bytes | tuple[int, int] | None]:
     """stdin chunks of an Exec input stream; None at close_stdin; (rows, cols) resizes."""
     for msg in inputs:

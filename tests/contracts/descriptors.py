@@ -10,7 +10,8 @@ protos`); ``breaking(old, new)`` lists the changes that break a client built aga
   (repeated/optional) or oneof;
 - an enum value gone without its number reserved, or renumbered.
 
-Adding anything is compatible. A breaking change goes into a new package version
+Adding anything is compatible, and so is moving a message into ``muelle.types.v1`` with
+the same fields (see ``_Moves``). A breaking change goes into a new package version
 (``muelle.engine.v2``): the old package then stays as it was.
 
 A package may leave only by being named in ``RETIRED`` with the reason, reviewed like any
@@ -22,6 +23,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from google.protobuf import descriptor_pb2
@@ -35,6 +37,9 @@ Message = descriptor_pb2.DescriptorProto
 Field = descriptor_pb2.FieldDescriptorProto
 
 # Packages removed on purpose, with why no client outside the release can be built on them.
+# The package of the messages two contracts share (see _Moves).
+SHARED = "muelle.types.v1"
+
 RETIRED = {
     "muelle.runtime.v1": "renamed muelle.shim.v1 (issue 18: \"runtime\" named four things); "
                          "the shim's contract, whose only client is the gateway of the same "
@@ -106,15 +111,80 @@ def _reserved(ranges: object, number: int, inclusive: bool = False) -> bool:
 
 
 def _field_kind(m: Message, f: Field) -> tuple[object, ...]:
+    """What a client relies on in a field besides its number and name; the type name is
+    compared apart (``_Moves``)."""
     oneof = m.oneof_decl[f.oneof_index].name if f.HasField("oneof_index") and \
         not f.proto3_optional else ""
-    return (f.type, f.type_name, f.label, f.proto3_optional, oneof)
+    return (f.type, f.label, f.proto3_optional, oneof)
 
 
 def _without(fileset: FileSet, packages: set[str]) -> FileSet:
     kept = FileSet()
     kept.file.extend(f for f in fileset.file if f.package not in packages)
     return kept
+
+
+def _field_problems(name: str, m: Message, n: Message,
+                    same_type: Callable[[str, str], bool]) -> list[str]:
+    """The breaks between message ``m`` (old) and ``n`` (new), both called ``name``."""
+    problems = []
+    by_number = {f.number: f for f in n.field}
+    by_name = {f.name: f for f in n.field}
+    for f in m.field:
+        now = by_number.get(f.number)
+        if now is None:
+            if f.name in by_name:
+                problems.append(f"field {name}.{f.name} renumbered "
+                                f"{f.number} -> {by_name[f.name].number}")
+            elif not _reserved(n.reserved_range, f.number):
+                problems.append(f"field {name}.{f.name} ({f.number}) removed without "
+                                f"reserving its number")
+            continue
+        if _field_kind(m, f) != _field_kind(n, now) or \
+                not same_type(f.type_name, now.type_name):
+            problems.append(f"field {name}.{f.name} ({f.number}) changed type, label "
+                            f"or oneof")
+        elif now.name != f.name:
+            problems.append(f"field {name}.{f.name} ({f.number}) renamed to {now.name} "
+                            f"(JSON and generated code change)")
+    return problems
+
+
+class _Moves:
+    """Messages moved into the shared package (muelle.types.v1).
+
+    A field's or an RPC's type may change from ``a.v1.X`` to ``muelle.types.v1.Y`` when Y
+    is X under another name: every field of X is in Y with its number, name, type, label
+    and oneof (message-typed fields compared the same way, down the tree; Y may add
+    fields, as X itself could). The bytes on the wire and the JSON are then the same, so
+    a client built against X reads and writes Y unchanged; X may then leave its package.
+    Anything else (a renumbered, retyped or renamed field in Y) is a changed type, and X's
+    removal a removed message, as before.
+    """
+
+    def __init__(self, old: dict[str, Message], new: dict[str, Message]) -> None:
+        self.old, self.new = old, new
+        self.moved: dict[str, str] = {}  # old full name -> new full name, once shown
+        self._trying: set[tuple[str, str]] = set()
+
+    def same(self, old_type: str, new_type: str) -> bool:
+        if old_type == new_type or self.moved.get(old_type.lstrip(".")) == \
+                new_type.lstrip("."):
+            return True
+        before, after = old_type.lstrip("."), new_type.lstrip(".")
+        if not after.startswith(SHARED + ".") or before not in self.old or \
+                after not in self.new:
+            return False
+        if (before, after) in self._trying:
+            return True  # a recursive type: the fields are being compared up the stack
+        self._trying.add((before, after))
+        try:
+            if _field_problems(before, self.old[before], self.new[after], self.same):
+                return False
+        finally:
+            self._trying.discard((before, after))
+        self.moved[before] = after
+        return True
 
 
 def breaking(old: FileSet, new: FileSet) -> list[str]:
@@ -124,30 +194,34 @@ def breaking(old: FileSet, new: FileSet) -> list[str]:
     for pkg in sorted({f.package for f in old.file} - packages):
         problems.append(f"package {pkg} removed")
 
-    new_msgs = _messages(new)
-    for name, m in _messages(old).items():
-        if name not in new_msgs:
-            problems.append(f"message {name} removed")
+    old_msgs, new_msgs = _messages(old), _messages(new)
+    moves = _Moves(old_msgs, new_msgs)
+    gone = []
+    for name, m in old_msgs.items():
+        if name in new_msgs:
+            problems += _field_problems(name, m, new_msgs[name], moves.same)
+        else:
+            gone.append(name)
+
+    new_services = _services(new)
+    for name, s in _services(old).items():
+        if name not in new_services:
+            problems.append(f"service {name} removed")
             continue
-        n = new_msgs[name]
-        by_number = {f.number: f for f in n.field}
-        by_name = {f.name: f for f in n.field}
-        for f in m.field:
-            now = by_number.get(f.number)
-            if now is None:
-                if f.name in by_name:
-                    problems.append(f"field {name}.{f.name} renumbered "
-                                    f"{f.number} -> {by_name[f.name].number}")
-                elif not _reserved(n.reserved_range, f.number):
-                    problems.append(f"field {name}.{f.name} ({f.number}) removed without "
-                                    f"reserving its number")
+        rpcs = {r.name: r for r in new_services[name].method}
+        for r in s.method:
+            rpc = rpcs.get(r.name)
+            if rpc is None:
+                problems.append(f"rpc {name}.{r.name} removed")
                 continue
-            if _field_kind(m, f) != _field_kind(n, now):
-                problems.append(f"field {name}.{f.name} ({f.number}) changed type, label "
-                                f"or oneof")
-            elif now.name != f.name:
-                problems.append(f"field {name}.{f.name} ({f.number}) renamed to {now.name} "
-                                f"(JSON and generated code change)")
+            same = [moves.same(r.input_type, rpc.input_type),  # both: each may show a move
+                    moves.same(r.output_type, rpc.output_type)]
+            if not all(same) or (r.client_streaming, r.server_streaming) != \
+                    (rpc.client_streaming, rpc.server_streaming):
+                problems.append(f"rpc {name}.{r.name} changed its request, response or "
+                                f"streaming")
+    # Last: a message is moved once a field or an RPC above showed it.
+    problems += [f"message {name} removed" for name in gone if name not in moves.moved]
 
     new_enums = _enums(new)
     for name, e in _enums(old).items():
@@ -165,21 +239,6 @@ def breaking(old: FileSet, new: FileSet) -> list[str]:
                 problems.append(f"enum value {name}.{v.name} ({v.number}) removed without "
                                 f"reserving its number")
 
-    new_services = _services(new)
-    for name, s in _services(old).items():
-        if name not in new_services:
-            problems.append(f"service {name} removed")
-            continue
-        rpcs = {r.name: r for r in new_services[name].method}
-        for r in s.method:
-            rpc = rpcs.get(r.name)
-            if rpc is None:
-                problems.append(f"rpc {name}.{r.name} removed")
-            elif (r.input_type, r.output_type, r.client_streaming, r.server_streaming) != \
-                    (rpc.input_type, rpc.output_type, rpc.client_streaming,
-                     rpc.server_streaming):
-                problems.append(f"rpc {name}.{r.name} changed its request, response or "
-                                f"streaming")
     return problems
 
 

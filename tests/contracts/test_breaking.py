@@ -117,3 +117,61 @@ def test_only_a_retired_package_may_leave() -> None:
 
     retired.package = "muelle.other.v1"
     assert "package muelle.other.v1 removed" in descriptors.breaking(old, current)
+
+
+def _unmoved(current: FileSet, name: str) -> FileSet:
+    """``current`` as it was before types.v1's message ``name`` moved out of engine.v1:
+    a copy of it in engine.v1, which engine.v1's fields and RPCs name."""
+    old = _copy(current)
+    engine = next(f for f in old.file if f.package == "muelle.engine.v1")
+    engine.message_type.add().CopyFrom(_message(old, "muelle.types.v1", name))
+    moved, local = f".muelle.types.v1.{name}", f".muelle.engine.v1.{name}"
+    for m in engine.message_type:
+        for f in m.field:
+            if f.type_name == moved:
+                f.type_name = local
+    for s in engine.service:
+        for r in s.method:
+            r.input_type = local if r.input_type == moved else r.input_type
+            r.output_type = local if r.output_type == moved else r.output_type
+    return old
+
+
+def test_a_message_moved_to_types_with_the_same_fields_is_compatible() -> None:
+    current = descriptors.load_snapshot()
+    old = _unmoved(current, "LogEntry")
+    assert descriptors.breaking(old, current) == []
+
+    renumbered = _copy(current)
+    _message(renumbered, "muelle.types.v1", "LogEntry").field[1].number = 5
+    problems = descriptors.breaking(old, renumbered)
+    assert "message muelle.engine.v1.LogEntry removed" in problems
+    assert any(p.startswith("field muelle.engine.v1.AttachEvent.output (1) changed type")
+               for p in problems)
+    assert any(p.startswith("rpc muelle.engine.v1.Engine.ContainerLogs changed")
+               for p in problems)
+
+    renamed = _copy(current)
+    _message(renamed, "muelle.types.v1", "LogEntry").field[0].name = "kind"
+    assert "message muelle.engine.v1.LogEntry removed" in descriptors.breaking(old, renamed)
+
+    grown = _copy(current)  # adding to the moved message is as compatible as ever
+    _message(grown, "muelle.types.v1", "LogEntry").field.add(
+        name="extra", number=99, type=descriptor_pb2.FieldDescriptorProto.TYPE_BOOL,
+        label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL, json_name="extra")
+    assert descriptors.breaking(old, grown) == []
+
+
+def test_a_move_elsewhere_than_types_is_breaking() -> None:
+    current = descriptors.load_snapshot()
+    old = _unmoved(current, "LogEntry")
+    elsewhere = _copy(current)
+    images = next(f for f in elsewhere.file if f.package == "muelle.images.v1")
+    images.message_type.add().CopyFrom(_message(current, "muelle.types.v1", "LogEntry"))
+    for f in elsewhere.file:
+        for m in f.message_type:
+            for fld in m.field:
+                if fld.type_name == ".muelle.types.v1.LogEntry":
+                    fld.type_name = ".muelle.images.v1.LogEntry"
+    assert any(p.startswith("field muelle.engine.v1.AttachEvent.output (1) changed type")
+               for p in descriptors.breaking(old, elsewhere))

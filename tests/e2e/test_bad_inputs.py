@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from muelle.engine.v1 import engine_pb2
 from muelle.types.v1 import types_pb2
 
 from clients.sdk.client import Client
@@ -27,12 +26,12 @@ BAD_CREATES: dict[str, dict[str, Any]] = {
     "NUL in workdir": {"working_dir": "/a\x00b"},
     "NUL in env": {"env": ["A=\x00"]},
     "NUL in a label": {"labels": {"k": "v\x00"}},
-    "console rows past 65535": {"tty": True, "console_size": engine_pb2.ConsoleSize(
+    "console rows past 65535": {"tty": True, "console_size": types_pb2.ConsoleSize(
         rows=70000, cols=80)},
     "bind onto /proc": {"binds": ["/proc:/proc"]},
     "bind onto /sys": {"binds": ["/sys:/sys"]},
     "bind under /proc": {"binds": ["/tmp:/proc/sys"]},
-    "mount onto //proc/": {"mounts": [engine_pb2.VolumeMount(type="bind", source="/tmp",
+    "mount onto //proc/": {"mounts": [types_pb2.VolumeMount(type="bind", source="/tmp",
                                                               target="//proc/")]},
     "tmpfs onto /proc": {"tmpfs": {"/proc": ""}},
     "uid map ending at 2**32": {"uid_maps": ["0:4294967295:1"]},

@@ -53,16 +53,17 @@ def test_a_client_that_leaves_a_silent_exec_kills_it(engine: Engine, image: str)
     import time
 
     import grpc
-    from muelle.engine.v1 import engine_pb2, engine_pb2_grpc
+    from muelle.engine.v1 import engine_pb2_grpc
+    from muelle.types.v1 import types_pb2
 
     from services.core.client import target
 
     cid = engine.cli("run", "-d", image, "sleep", "1000").stdout.strip()
     try:
-        start = engine_pb2.ExecContainerStart(container=cid, cmd=["sleep", "4242"])
+        start = types_pb2.ExecStart(container=cid, cmd=["sleep", "4242"])
         with grpc.insecure_channel(target(engine.host)) as ch:
             call = engine_pb2_grpc.EngineStub(ch).ExecContainer(
-                iter([engine_pb2.ExecContainerInput(start=start)]), timeout=1)
+                iter([types_pb2.ExecInput(start=start)]), timeout=1)
             with pytest.raises(grpc.RpcError) as info:
                 list(call)
         assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED  # type: ignore[attr-defined]

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from muelle.engine.v1 import engine_pb2, engine_pb2_grpc
+from muelle.types.v1 import types_pb2
 
 from services.core.errors import InvalidArgument, MuelleError
 from services.core.logging import get_logger
@@ -180,19 +181,19 @@ class StreamServer:
 
     def _exec(self, s: Session, inputs: queue.Queue[Any],
               streams: dict[str, Stream]) -> tuple[int, str]:
-        start = engine_pb2.ExecContainerStart(container=s.container, cmd=list(s.cmd),
+        start = types_pb2.ExecStart(container=s.container, cmd=list(s.cmd),
                                               tty=s.tty, interactive=s.stdin)
 
-        def messages() -> Iterator[engine_pb2.ExecContainerInput]:
-            yield engine_pb2.ExecContainerInput(start=start)
+        def messages() -> Iterator[types_pb2.ExecInput]:
+            yield types_pb2.ExecInput(start=start)
             for item in iter(inputs.get, None):
                 kind, value = item
                 if kind == "stdin" and value is None:
-                    yield engine_pb2.ExecContainerInput(close_stdin=True)
+                    yield types_pb2.ExecInput(close_stdin=True)
                 elif kind == "stdin":
-                    yield engine_pb2.ExecContainerInput(stdin=value)
+                    yield types_pb2.ExecInput(stdin=value)
                 else:
-                    yield engine_pb2.ExecContainerInput(resize=engine_pb2.ConsoleSize(
+                    yield types_pb2.ExecInput(resize=types_pb2.ConsoleSize(
                         rows=value[1], cols=value[0]))
 
         if not s.stdin:
@@ -220,7 +221,7 @@ class StreamServer:
                 elif kind == "stdin":
                     yield engine_pb2.AttachContainerInput(stdin=value)
                 else:
-                    yield engine_pb2.AttachContainerInput(resize=engine_pb2.ConsoleSize(
+                    yield engine_pb2.AttachContainerInput(resize=types_pb2.ConsoleSize(
                         rows=value[1], cols=value[0]))
 
         call = self.engine.AttachContainerStream(messages())
@@ -247,7 +248,7 @@ class StreamServer:
                                  name="cri-portforward").start()
 
 
-def _write(streams: dict[str, Stream], entry: engine_pb2.LogEntry, tty: bool) -> None:
+def _write(streams: dict[str, Stream], entry: types_pb2.LogEntry, tty: bool) -> None:
     name = "stdout" if tty or entry.stream != "stderr" else "stderr"
     if name in streams:
         streams[name].write(entry.data)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from muelle.shim.v1 import shim_pb2 as pb
+from muelle.types.v1 import types_pb2
 
 from services.core.errors import FailedPrecondition, InvalidArgument
 from tests.integration.shim.conftest import RUNTIMES, ShimProcess
@@ -19,13 +20,14 @@ pytestmark = pytest.mark.root
 
 
 def exec_in(shim: ShimProcess, cid: str, args: list[str], stdin: bytes | None = None,
-            **spec: object) -> tuple[bytes, bytes, pb.ExecExit]:
-    def inputs() -> Iterator[pb.ExecInput]:
-        yield pb.ExecInput(start=pb.ExecSpec(id=cid, args=args, stdin=stdin is not None,
-                                             **spec))  # type: ignore[arg-type]
+            **spec: object) -> tuple[bytes, bytes, types_pb2.ExecExit]:
+    def inputs() -> Iterator[types_pb2.ExecInput]:
+        yield types_pb2.ExecInput(start=types_pb2.ExecStart(
+            container=cid, cmd=args, interactive=stdin is not None,
+            **spec))  # type: ignore[arg-type]
         if stdin is not None:
-            yield pb.ExecInput(stdin=stdin)
-            yield pb.ExecInput(close_stdin=True)
+            yield types_pb2.ExecInput(stdin=stdin)
+            yield types_pb2.ExecInput(close_stdin=True)
 
     out, err, exit_ = b"", b"", None
     for msg in shim.stub.Exec(inputs(), timeout=60):
@@ -83,7 +85,7 @@ def test_exec_joins_namespaces_and_cgroup(shim: ShimProcess, runtime: str) -> No
 def test_exec_user_cwd_stdin_and_exit_codes(shim: ShimProcess, runtime: str) -> None:
     cid = running(shim, runtime)
     out, _, ex = exec_in(shim, cid, ["sh", "-c", "id -u; id -g; pwd; echo $HOME"],
-                         user="app", cwd="/tmp")
+                         user="app", working_dir="/tmp")
     assert ex.exit_code == 0
     assert out.decode().split() == ["1000", "1000", "/tmp", "/home/app"]
     out, _, ex = exec_in(shim, cid, ["cat"], stdin=b"hi\n")
@@ -109,25 +111,26 @@ def test_exec_refused_unless_running(shim: ShimProcess) -> None:
     with pytest.raises(InvalidArgument, match="unable to find user"):
         exec_in(shim, cid, ["true"], user="nosuch")
     with pytest.raises(InvalidArgument, match="not absolute"):
-        exec_in(shim, cid, ["true"], cwd="tmp")
+        exec_in(shim, cid, ["true"], working_dir="tmp")
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_exec_with_a_terminal(shim: ShimProcess, runtime: str) -> None:
     cid = running(shim, runtime)
     out, err, ex = exec_in(shim, cid, ["sh", "-c", "tty; stty size; echo e >&2; exit 2"],
-                           tty=True, console_size=pb.ConsoleSize(rows=30, cols=100))
+                           tty=True, console_size=types_pb2.ConsoleSize(rows=30, cols=100))
     assert (out, err, ex.exit_code) == (b"/dev/pts/0\r\n30 100\r\ne\r\n", b"", 2), (out, ex)
     # Interactive: typed into the pty, resized between two commands.
     seen = threading.Event()
 
-    def inputs() -> Iterator[pb.ExecInput]:
-        yield pb.ExecInput(start=pb.ExecSpec(id=cid, args=["sh"], stdin=True, tty=True,
-                                             console_size=pb.ConsoleSize(rows=30, cols=100)))
-        yield pb.ExecInput(stdin=b"stty size\n")
+    def inputs() -> Iterator[types_pb2.ExecInput]:
+        yield types_pb2.ExecInput(start=types_pb2.ExecStart(
+            container=cid, cmd=["sh"], interactive=True, tty=True,
+            console_size=types_pb2.ConsoleSize(rows=30, cols=100)))
+        yield types_pb2.ExecInput(stdin=b"stty size\n")
         seen.wait(30)
-        yield pb.ExecInput(resize=pb.ConsoleSize(rows=50, cols=120))
-        yield pb.ExecInput(stdin=b"stty size; exit 3\n")
+        yield types_pb2.ExecInput(resize=types_pb2.ConsoleSize(rows=50, cols=120))
+        yield types_pb2.ExecInput(stdin=b"stty size; exit 3\n")
 
     out, code = b"", -1
     for msg in shim.stub.Exec(inputs(), timeout=60):
@@ -147,7 +150,8 @@ def test_exec_with_a_terminal(shim: ShimProcess, runtime: str) -> None:
 def test_a_client_that_leaves_ends_its_exec(shim: ShimProcess) -> None:
     cid = running(shim, "runc")
     procs = Path(f"/sys/fs/cgroup/pids/{shim.cgroup_parent}/{cid}/cgroup.procs")
-    call = shim.stub.Exec(iter([pb.ExecInput(start=pb.ExecSpec(id=cid, args=["sleep", "1001"]))]))
+    call = shim.stub.Exec(iter([types_pb2.ExecInput(start=types_pb2.ExecStart(
+        container=cid, cmd=["sleep", "1001"]))]))
     deadline = time.monotonic() + 30
     while len(procs.read_text().split()) < 2:  # the exec'd sleep joined the cgroup
         assert time.monotonic() < deadline

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 from muelle.shim.v1 import shim_pb2 as pb
+from muelle.types.v1 import types_pb2
 
 from services.core.errors import FailedPrecondition
 from tests.integration.shim.conftest import RUNTIMES, ShimProcess
@@ -91,7 +92,7 @@ def test_stdin_and_terminal_survive_a_shim_restart(shim: ShimProcess) -> None:
 
     def inputs() -> Iterator[pb.AttachInput]:
         yield pb.AttachInput(start=pb.AttachStart(id=cid, stdin=True))
-        yield pb.AttachInput(resize=pb.ConsoleSize(rows=44, cols=88))
+        yield pb.AttachInput(resize=types_pb2.ConsoleSize(rows=44, cols=88))
         yield pb.AttachInput(stdin=b"stty size; exit 6\n")
 
     list(shim.stub.Attach(inputs(), timeout=60))

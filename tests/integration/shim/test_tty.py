@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 from muelle.shim.v1 import shim_pb2 as pb
+from muelle.types.v1 import types_pb2
 
 from tests.integration.shim.conftest import RUNTIMES, ShimProcess
 
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.root
 def test_terminal_is_a_pty_of_the_container(shim: ShimProcess, runtime: str) -> None:
     cid, status = shim.run(["sh", "-c", "tty; stty size; ls -l /dev/console | wc -l"],
                            runtime=runtime, terminal=True,
-                           console_size=pb.ConsoleSize(rows=30, cols=100))
+                           console_size=types_pb2.ConsoleSize(rows=30, cols=100))
     assert status.exit_code == 0
     assert shim.output(cid) == b"/dev/pts/0\r\n30 100\r\n1\r\n"
 
@@ -26,7 +27,7 @@ def test_terminal_is_a_pty_of_the_container(shim: ShimProcess, runtime: str) -> 
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_terminal_stdin_and_resize(shim: ShimProcess, runtime: str) -> None:
     cid = shim.create(["sh"], runtime=runtime, terminal=True, open_stdin=True,
-                      stdin_once=True, console_size=pb.ConsoleSize(rows=30, cols=100))
+                      stdin_once=True, console_size=types_pb2.ConsoleSize(rows=30, cols=100))
     shim.stub.Start(pb.StartRequest(id=cid))
 
     seen = threading.Event()
@@ -35,7 +36,7 @@ def test_terminal_stdin_and_resize(shim: ShimProcess, runtime: str) -> None:
         yield pb.AttachInput(start=pb.AttachStart(id=cid, stdin=True, output=True))
         yield pb.AttachInput(stdin=b"stty size\n")
         seen.wait(30)  # the shell has answered: resize only now
-        yield pb.AttachInput(resize=pb.ConsoleSize(rows=50, cols=120))
+        yield pb.AttachInput(resize=types_pb2.ConsoleSize(rows=50, cols=120))
         yield pb.AttachInput(stdin=b"stty size; exit 4\n")
 
     out = b""

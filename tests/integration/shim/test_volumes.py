@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from muelle.shim.v1 import shim_pb2 as pb
+from muelle.types.v1 import types_pb2
 
 from services.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from tests.integration.shim.conftest import RUNTIMES, ShimProcess
@@ -19,12 +20,12 @@ pytestmark = pytest.mark.root
 VOLUME_RUNTIMES = [r for r in RUNTIMES if r in ("runc", "muelle")]
 
 
-def vol(target: str, source: str = "", **kw: object) -> pb.VolumeMount:
-    return pb.VolumeMount(type="volume", source=source, target=target, **kw)  # type: ignore[arg-type]
+def vol(target: str, source: str = "", **kw: object) -> types_pb2.VolumeMount:
+    return types_pb2.VolumeMount(type="volume", source=source, target=target, **kw)  # type: ignore[arg-type]
 
 
-def bind(source: str | Path, target: str, **kw: object) -> pb.VolumeMount:
-    return pb.VolumeMount(type="bind", source=str(source), target=target, **kw)  # type: ignore[arg-type]
+def bind(source: str | Path, target: str, **kw: object) -> types_pb2.VolumeMount:
+    return types_pb2.VolumeMount(type="bind", source=str(source), target=target, **kw)  # type: ignore[arg-type]
 
 
 def tree_hash(root: str) -> str:
@@ -63,20 +64,20 @@ def test_named_volume_outlives_its_container(shim: ShimProcess, runtime: str) ->
     cid, st = shim.run(["sh", "-c", "echo kept > /data/f"], runtime=runtime,
                        volume_mounts=[vol("/data", name)])
     assert st.exit_code == 0, shim.output(cid)
-    info = shim.stub.InspectVolume(pb.VolumeInspectRequest(name=name))
+    info = shim.stub.InspectVolume(types_pb2.VolumeInspectRequest(name=name))
     assert list(info.containers) == [cid] and not info.anonymous and info.driver == "local"
     assert [m.name for m in shim.stub.State(pb.StateRequest(id=cid)).volume_mounts] == [name]
     with pytest.raises(FailedPrecondition, match="volume is in use"):
-        shim.stub.RemoveVolume(pb.VolumeRemoveRequest(name=name))
+        shim.stub.RemoveVolume(types_pb2.VolumeRemoveRequest(name=name))
     shim.stub.Delete(pb.DeleteRequest(id=cid, remove_volumes=True))  # named: kept
     cid2, st2 = shim.run(["cat", "/data/f"], runtime=runtime,
                          volume_mounts=[vol("/data", name, readonly=True)])
     assert shim.output(cid2) == b"kept\n"
     shim.stub.Delete(pb.DeleteRequest(id=cid2))
-    assert not shim.stub.InspectVolume(pb.VolumeInspectRequest(name=name)).containers
-    shim.stub.RemoveVolume(pb.VolumeRemoveRequest(name=name))
+    assert not shim.stub.InspectVolume(types_pb2.VolumeInspectRequest(name=name)).containers
+    shim.stub.RemoveVolume(types_pb2.VolumeRemoveRequest(name=name))
     with pytest.raises(NotFound):
-        shim.stub.InspectVolume(pb.VolumeInspectRequest(name=name))
+        shim.stub.InspectVolume(types_pb2.VolumeInspectRequest(name=name))
 
 
 @pytest.mark.parametrize("runtime", VOLUME_RUNTIMES)
@@ -91,7 +92,7 @@ def test_readonly_bind_and_tmpfs(shim: ShimProcess, runtime: str) -> None:
     cid, st = shim.run(["sh", "-c", script], runtime=runtime, readonly_rootfs=True,
                        volume_mounts=[
                            bind(host, "/in", readonly=True), vol("/out"),
-                           pb.VolumeMount(type="tmpfs", target="/scratch",
+                           types_pb2.VolumeMount(type="tmpfs", target="/scratch",
                                           tmpfs_size=4 * 1024 * 1024, tmpfs_mode=0o1770)])
     out = shim.output(cid).decode()
     assert st.exit_code == 0, out
@@ -107,7 +108,7 @@ def test_readonly_bind_and_tmpfs(shim: ShimProcess, runtime: str) -> None:
     assert len(anon) == 1 and Path(anon[0].source, "f").read_text() == "rw\n"
     shim.stub.Delete(pb.DeleteRequest(id=cid, remove_volumes=True))
     with pytest.raises(NotFound):
-        shim.stub.InspectVolume(pb.VolumeInspectRequest(name=anon[0].name))
+        shim.stub.InspectVolume(types_pb2.VolumeInspectRequest(name=anon[0].name))
 
 
 @pytest.mark.parametrize("runtime", VOLUME_RUNTIMES)
@@ -150,7 +151,7 @@ def test_bad_mounts_are_refused_and_leave_nothing(shim: ShimProcess) -> None:
     with pytest.raises(InvalidArgument, match="invalid characters"):
         shim.create(["true"], volume_mounts=[vol("/a", "bad/name")])
     with pytest.raises(InvalidArgument, match="mount type"):
-        shim.create(["true"], volume_mounts=[pb.VolumeMount(type="nfs", target="/a")])
+        shim.create(["true"], volume_mounts=[types_pb2.VolumeMount(type="nfs", target="/a")])
     # the anonymous volume of the first failed create is gone again
     assert not shim.stub.ListVolumes(pb.VolumeListRequest()).volumes
     assert not shim.stub.List(pb.ListRequest()).containers
@@ -159,21 +160,21 @@ def test_bad_mounts_are_refused_and_leave_nothing(shim: ShimProcess) -> None:
 def test_prune_removes_unused_volumes(shim: ShimProcess) -> None:
     named = f"keep-{uuid.uuid4().hex[:8]}"
     used = f"used-{uuid.uuid4().hex[:8]}"
-    shim.stub.CreateVolume(pb.VolumeCreateRequest(name=named, labels={"a": "b"}))
-    again = shim.stub.CreateVolume(pb.VolumeCreateRequest(name=named))
+    shim.stub.CreateVolume(types_pb2.VolumeCreateRequest(name=named, labels={"a": "b"}))
+    again = shim.stub.CreateVolume(types_pb2.VolumeCreateRequest(name=named))
     assert again.labels == {"a": "b"}
     cid, _ = shim.run(["sh", "-c", "echo x > /v/f; echo y > /w/f"],
                       volume_mounts=[vol("/v"), vol("/w", used)])
     shim.stub.Delete(pb.DeleteRequest(id=cid))  # the anonymous volume stays, unused
     cid2 = shim.create(["true"], volume_mounts=[vol("/w", used)])
-    pruned = shim.stub.PruneVolumes(pb.VolumePruneRequest())
+    pruned = shim.stub.PruneVolumes(types_pb2.VolumePruneRequest())
     assert len(pruned.volumes) == 1 and len(pruned.volumes[0]) == 64
     assert pruned.space_reclaimed > 0
     names = {v.name for v in shim.stub.ListVolumes(pb.VolumeListRequest()).volumes}
     assert names == {named, used}
-    assert list(shim.stub.PruneVolumes(pb.VolumePruneRequest(all=True)).volumes) == [named]
+    assert list(shim.stub.PruneVolumes(types_pb2.VolumePruneRequest(all=True)).volumes) == [named]
     shim.stub.Delete(pb.DeleteRequest(id=cid2))
-    assert list(shim.stub.PruneVolumes(pb.VolumePruneRequest(all=True)).volumes) == [used]
+    assert list(shim.stub.PruneVolumes(types_pb2.VolumePruneRequest(all=True)).volumes) == [used]
 
 
 def test_volume_refs_survive_a_shim_restart(shim: ShimProcess) -> None:
@@ -182,6 +183,6 @@ def test_volume_refs_survive_a_shim_restart(shim: ShimProcess) -> None:
     shim.kill9()
     shim.start()
     with pytest.raises(FailedPrecondition, match="volume is in use"):
-        shim.stub.RemoveVolume(pb.VolumeRemoveRequest(name=name))
+        shim.stub.RemoveVolume(types_pb2.VolumeRemoveRequest(name=name))
     shim.stub.Delete(pb.DeleteRequest(id=cid))
-    shim.stub.RemoveVolume(pb.VolumeRemoveRequest(name=name))
+    shim.stub.RemoveVolume(types_pb2.VolumeRemoveRequest(name=name))

@@ -62,16 +62,16 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
     def ContainerStats(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         self._record("ContainerStats", request)
         n = sum(1 for c in self.calls if c[0] == "ContainerStats")
-        return engine_pb2.ContainerStatsResponse(containers=[engine_pb2.ContainerStatsEntry(
+        return engine_pb2.ContainerStatsResponse(containers=[types_pb2.ContainerStats(
             id=CID, name="web", read_time_ns=n * 500_000_000, cpu_usage_ns=n * 125_000_000,
             memory_usage=8 * 1024**2, memory_limit=64 * 1024**2, pids=3, block_read=4096,
             net_rx=1500, net_tx=0, online_cpus=2)])
 
     def TopContainer(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         self._record("TopContainer", request)
-        return engine_pb2.TopContainerResponse(
+        return types_pb2.TopResponse(
             titles=["UID", "PID", "CMD"],
-            processes=[engine_pb2.TopRow(fields=["root", "4242", "sleep 100"])])
+            processes=[types_pb2.TopRow(fields=["root", "4242", "sleep 100"])])
 
     def PauseContainer(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         self._record("PauseContainer", request)
@@ -160,7 +160,7 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
 
     def SystemCheck(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         self._record("SystemCheck", request)
-        problems = [engine_pb2.CheckProblem(kind="blob", subject=IMG, message="bad")] \
+        problems = [types_pb2.CheckProblem(kind="blob", subject=IMG, message="bad")] \
             if "SystemCheck" in self.__dict__.get("broken", ()) else []
         return engine_pb2.SystemCheckResponse(problems=problems, blobs=3, images=1)
 
@@ -208,8 +208,8 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
 
     def AttachContainer(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         self._record("AttachContainer", request)
-        yield engine_pb2.AttachEvent(output=engine_pb2.LogEntry(stream="stdout", data=b"out\n"))
-        yield engine_pb2.AttachEvent(output=engine_pb2.LogEntry(stream="stderr", data=b"err\n"))
+        yield engine_pb2.AttachEvent(output=types_pb2.LogEntry(stream="stdout", data=b"out\n"))
+        yield engine_pb2.AttachEvent(output=types_pb2.LogEntry(stream="stderr", data=b"err\n"))
         yield engine_pb2.AttachEvent(exit=engine_pb2.WaitContainerResponse(
             exit_code=self.exit_code))
 
@@ -257,7 +257,7 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
 
     def ListNetworks(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         self._record("ListNetworks", request)
-        return engine_pb2.NetworkListResponse(networks=[
+        return types_pb2.NetworkListResponse(networks=[
             types_pb2.NetworkInfo(name="bridge", id="a" * 64, driver="bridge", builtin=True),
             types_pb2.NetworkInfo(name="app", id="b" * 64, driver="bridge",
                                   subnet="10.88.1.0/24", gateway="10.88.1.1")])
@@ -280,27 +280,27 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
 
     def ContainerLogs(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         self._record("ContainerLogs", request)
-        yield engine_pb2.LogEntry(stream="stdout", data=b"hello\n")
-        yield engine_pb2.LogEntry(stream="stderr", data=b"\xffbad\n")
+        yield types_pb2.LogEntry(stream="stdout", data=b"hello\n")
+        yield types_pb2.LogEntry(stream="stderr", data=b"\xffbad\n")
 
     # -- volumes: canned answers; tests/unit/cli/test_volumes.py checks the rendering
 
     def CreateVolume(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         self._record("CreateVolume", request)
-        return engine_pb2.Volume(name=request.name or "f" * 64, driver="local")
+        return types_pb2.Volume(name=request.name or "f" * 64, driver="local")
 
     def InspectVolume(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         self._record("InspectVolume", request)
         if request.name != "data":
             raise errors.NotFound(f"get {request.name}: no such volume")
-        return engine_pb2.Volume(name="data", driver="local", mountpoint="/v/data/_data",
+        return types_pb2.Volume(name="data", driver="local", mountpoint="/v/data/_data",
                                  created_at="2024-01-01T00:00:00Z", labels={"a": "b"})
 
     def ListVolumes(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         self._record("ListVolumes", request)
-        return engine_pb2.VolumeListResponse(volumes=[
-            engine_pb2.Volume(name="zeta", driver="local"),
-            engine_pb2.Volume(name="data", driver="local")])
+        return types_pb2.VolumeListResponse(volumes=[
+            types_pb2.Volume(name="zeta", driver="local"),
+            types_pb2.Volume(name="data", driver="local")])
 
     def RemoveVolume(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         self._record("RemoveVolume", request)
@@ -308,7 +308,7 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
 
     def PruneVolumes(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         self._record("PruneVolumes", request)
-        return engine_pb2.VolumePruneResponse(volumes=["old"], space_reclaimed=2048)
+        return types_pb2.VolumePruneResponse(volumes=["old"], space_reclaimed=2048)
 
     def AttachContainerStream(self, request_iterator, context):  # type: ignore[no-untyped-def]  # noqa: N802
         start = next(request_iterator).start
@@ -318,7 +318,7 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
             if msg.WhichOneof("input") == "close_stdin":
                 break
             data += msg.stdin
-        yield engine_pb2.AttachEvent(output=engine_pb2.LogEntry(stream="stdout", data=data))
+        yield engine_pb2.AttachEvent(output=types_pb2.LogEntry(stream="stdout", data=data))
         yield engine_pb2.AttachEvent(exit=engine_pb2.WaitContainerResponse(exit_code=0))
 
     def ExecContainer(self, request_iterator, context):  # type: ignore[no-untyped-def]  # noqa: N802
@@ -326,13 +326,13 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
         self._record("ExecContainer", start)
         if start.container != "web":
             raise errors.NotFound(f"No such container: {start.container}")
-        yield engine_pb2.ExecContainerOutput(output=engine_pb2.LogEntry(
+        yield types_pb2.ExecOutput(output=types_pb2.LogEntry(
             stream="stdout", data=b"out\n"))
         if start.cmd[0] == "nosuch":
-            yield engine_pb2.ExecContainerOutput(exit=engine_pb2.ExecContainerExit(
+            yield types_pb2.ExecOutput(exit=types_pb2.ExecExit(
                 exit_code=127, error='exec: "nosuch": executable file not found in $PATH'))
             return
-        yield engine_pb2.ExecContainerOutput(exit=engine_pb2.ExecContainerExit(exit_code=4))
+        yield types_pb2.ExecOutput(exit=types_pb2.ExecExit(exit_code=4))
 
 
 @pytest.fixture

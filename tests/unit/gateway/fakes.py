@@ -122,7 +122,7 @@ class FakeShim:
     def emit(self, cid: str, data: bytes, stream: str = "stdout") -> None:
         with self.cond:
             self.containers[cid]["logs"].append(
-                shim_pb2.LogEntry(stream=stream, data=data, time=now_rfc3339()))
+                types_pb2.LogEntry(stream=stream, data=data, time=now_rfc3339()))
             self.cond.notify_all()
 
     def exit(self, cid: str, code: int) -> None:
@@ -238,7 +238,7 @@ class FakeShim:
         c = self._get(req.id)
         stop = threading.Event()
 
-        def gen() -> Iterator[shim_pb2.LogEntry]:
+        def gen() -> Iterator[types_pb2.LogEntry]:
             i = 0
             while not stop.is_set():
                 with self.cond:

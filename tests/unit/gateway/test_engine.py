@@ -394,7 +394,7 @@ def test_bad_namespace_dns_and_sysctl_options(engine: Engine, bad: dict[str, Any
 
 
 def test_bind_propagation(engine: Engine, runtime: FakeShim, tmp_path: Path) -> None:
-    mount = engine_pb2.VolumeMount(type="bind", source=str(tmp_path), target="/d",
+    mount = types_pb2.VolumeMount(type="bind", source=str(tmp_path), target="/d",
                                    propagation="rslave")
     cid = engine.create(req(mounts=[mount])).id
     assert runtime.containers[cid]["spec"].volume_mounts[0].propagation == "rslave"

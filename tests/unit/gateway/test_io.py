@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from muelle.engine.v1 import engine_pb2
-from muelle.shim.v1 import shim_pb2
+from muelle.types.v1 import types_pb2
 
 from services.core.errors import InvalidArgument
 from services.gateway.engine import Engine
@@ -19,14 +19,14 @@ from tests.unit.gateway.fakes import FakeImages, FakeShim, FakeStream
 class ExecRuntime(FakeShim):
     def __init__(self) -> None:
         super().__init__()
-        self.exec_inputs: list[shim_pb2.ExecInput] = []
+        self.exec_inputs: list[types_pb2.ExecInput] = []
 
-    def Exec(self, inputs: Iterator[shim_pb2.ExecInput]) -> FakeStream:  # noqa: N802
-        def gen() -> Iterator[shim_pb2.ExecOutput]:
+    def Exec(self, inputs: Iterator[types_pb2.ExecInput]) -> FakeStream:  # noqa: N802
+        def gen() -> Iterator[types_pb2.ExecOutput]:
             self.exec_inputs = list(inputs)
-            yield shim_pb2.ExecOutput(output=shim_pb2.LogEntry(stream="stdout",
+            yield types_pb2.ExecOutput(output=types_pb2.LogEntry(stream="stdout",
                                                                      data=b"o"))
-            yield shim_pb2.ExecOutput(exit=shim_pb2.ExecExit(exit_code=127,
+            yield types_pb2.ExecOutput(exit=types_pb2.ExecExit(exit_code=127,
                                                                    error="nope"))
 
         return FakeStream(gen(), lambda: None)
@@ -55,21 +55,22 @@ def test_create_passes_stdin_and_terminal_options(setup: tuple[Engine, ExecRunti
 def test_exec_is_translated_both_ways(setup: tuple[Engine, ExecRuntime]) -> None:
     engine, runtime = setup
     cid = engine.create(engine_pb2.CreateContainerRequest(image="busybox", name="web")).id
-    start = engine_pb2.ExecContainerStart(container="web", cmd=["sh"], env=["A=1"],
+    start = types_pb2.ExecStart(container="web", cmd=["sh"], env=["A=1"],
                                           user="app", working_dir="/tmp", interactive=True,
                                           tty=True)
     start.console_size.rows, start.console_size.cols = 3, 4
-    inputs = iter([engine_pb2.ExecContainerInput(start=start),
-                   engine_pb2.ExecContainerInput(stdin=b"ls\n"),
-                   engine_pb2.ExecContainerInput(resize=engine_pb2.ConsoleSize(rows=5, cols=6)),
-                   engine_pb2.ExecContainerInput(close_stdin=True)])
+    inputs = iter([types_pb2.ExecInput(start=start),
+                   types_pb2.ExecInput(stdin=b"ls\n"),
+                   types_pb2.ExecInput(resize=types_pb2.ConsoleSize(rows=5, cols=6)),
+                   types_pb2.ExecInput(close_stdin=True)])
     out = list(exec_container(engine.records, runtime, inputs))
     assert out[0].output.data == b"o" and out[1].exit.exit_code == 127
     assert out[1].exit.error == "nope"
     spec = runtime.exec_inputs[0].start
-    assert (spec.id, list(spec.args), list(spec.env), spec.user, spec.cwd) == (
+    assert (spec.container, list(spec.cmd), list(spec.env), spec.user, spec.working_dir) == (
         cid, ["sh"], ["A=1"], "app", "/tmp")
-    assert spec.stdin and spec.tty and (spec.console_size.rows, spec.console_size.cols) == (3, 4)
+    assert spec.interactive and spec.tty
+    assert (spec.console_size.rows, spec.console_size.cols) == (3, 4)
     assert [m.WhichOneof("input") for m in runtime.exec_inputs[1:]] == [
         "stdin", "resize", "close_stdin"]
 
@@ -78,7 +79,7 @@ def test_bad_exec_requests(setup: tuple[Engine, ExecRuntime]) -> None:
     engine, runtime = setup
     with pytest.raises(InvalidArgument, match="must be start"):
         list(exec_container(engine.records, runtime,
-                            iter([engine_pb2.ExecContainerInput(stdin=b"x")])))
+                            iter([types_pb2.ExecInput(stdin=b"x")])))
     with pytest.raises(InvalidArgument, match="no command"):
-        list(exec_container(engine.records, runtime, iter([engine_pb2.ExecContainerInput(
-            start=engine_pb2.ExecContainerStart(container="web"))])))
+        list(exec_container(engine.records, runtime, iter([types_pb2.ExecInput(
+            start=types_pb2.ExecStart(container="web"))])))

@@ -36,11 +36,11 @@ def test_tmpfs_specs() -> None:
 def test_image_volumes_become_anonymous_unless_mounted_over() -> None:
     req = engine_pb2.CreateContainerRequest(
         image="x", binds=["data:/data/"], tmpfs={"/tmp": ""},
-        mounts=[engine_pb2.VolumeMount(type="bind", source="/srv", target="/srv")])
+        mounts=[types_pb2.VolumeMount(type="bind", source="/srv", target="/srv")])
     image = types_pb2.ImageConfig(volumes=["/data", "/cache", "/tmp"])
     got = [(m.type, m.source, m.target) for m in container_mounts(req, image)]
     assert got == [("volume", "data", "/data/"), ("bind", "/srv", "/srv"),
                    ("tmpfs", "", "/tmp"), ("volume", "", "/cache")]
     with pytest.raises(InvalidArgument, match="must be absolute"):
         container_mounts(engine_pb2.CreateContainerRequest(mounts=[
-            engine_pb2.VolumeMount(type="bind", source="rel", target="/x")]), image)
+            types_pb2.VolumeMount(type="bind", source="rel", target="/x")]), image)

@@ -33,7 +33,7 @@ class NetRuntime(FakeShim):
         return shim_pb2.NetworkDisconnectResponse()
 
     def NetworkList(self, req: Any) -> Any:  # noqa: N802
-        return shim_pb2.NetworkListResponse(networks=[
+        return types_pb2.NetworkListResponse(networks=[
             types_pb2.NetworkInfo(name="bridge", builtin=True)])
 
 

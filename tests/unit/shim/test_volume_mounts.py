@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from muelle.shim.v1 import shim_pb2 as pb
+from muelle.types.v1 import types_pb2
 
 from services.shim.volume_mounts import prepare
 from services.shim.volumes import VolumeStore
@@ -20,7 +20,8 @@ def test_destination_stays_in_rootfs(tmp_path: Path, path: str, kind: str) -> No
     source = tmp_path / "src"
     source.mkdir()
     target = "/" + path.lstrip("/") + "/mnt"  # targets are absolute
-    m = pb.VolumeMount(type=kind, target=target, source=str(source) if kind == "bind" else "")
+    m = types_pb2.VolumeMount(type=kind, target=target,
+                              source=str(source) if kind == "bind" else "")
     resolved = prepare([m], str(layout.root), "c1", VolumeStore(tmp_path / "volumes"))
     assert [o["destination"] for o in resolved.oci] == ["/host/mnt"]
     assert (layout.root / "host" / "mnt").is_dir()

@@ -1,8 +1,5 @@
-"""Links, addresses and routes, on the host or in a netns.
-
-What every container start and stop does goes through rtnl.py (plain netlink); the rare
-work (bridges, link dumps) through pyroute2.
-"""
+"""Links, addresses and routes, on the host or in a netns, through rtnl.py (plain
+netlink)."""
 
 from __future__ import annotations
 
@@ -12,8 +9,6 @@ import os
 import threading
 from collections.abc import Callable
 from typing import TypeVar
-
-from pyroute2 import IPRoute
 
 from services.runtime import linux
 from services.shim.network import rtnl
@@ -25,8 +20,8 @@ def in_netns(path: str, fn: Callable[[], T]) -> T:
     """``fn()`` inside the network namespace pinned at ``path``.
 
     A network namespace is per thread: a short-lived thread joins it and calls ``fn``,
-    whose netlink sockets are then the namespace's. (pyroute2's own netns support forks a
-    helper, which is unsafe in the threaded gRPC server.)
+    whose netlink sockets are then the namespace's. (No helper process: a fork is unsafe in
+    the threaded gRPC server.)
     """
     result: list[T] = []
     error: list[BaseException] = []
@@ -59,24 +54,20 @@ def has_address(name: str, address: str) -> bool:
     if rtnl.primary_ipv4(name) == address:
         return True  # every create asks this of its bridge: one ioctl
     idx = rtnl.index(name)
-    if idx is None:
-        return False
-    with IPRoute() as ipr:
-        return address in {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=idx, family=2)}
+    return idx is not None and address in rtnl.ipv4_addresses(idx)
 
 
 def ensure_bridge(name: str, gateway: str, prefixlen: int) -> None:
     """The bridge ``name`` up with ``gateway/prefixlen``; created if missing."""
-    with IPRoute() as ipr:
+    with rtnl.Socket() as sock:
         idx = rtnl.index(name)
         if idx is None:
-            ipr.link("add", ifname=name, kind="bridge")
+            sock.add_bridge(name)
             idx = rtnl.index(name)
         assert idx is not None
-        have = {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=idx, family=2)}
-        if gateway not in have:
-            ipr.addr("add", index=idx, address=gateway, prefixlen=prefixlen)
-        ipr.link("set", index=idx, state="up")
+        if gateway not in rtnl.ipv4_addresses(idx):
+            sock.add_address(idx, gateway, prefixlen)
+        sock.set_up(idx)
     # Lets published 127.0.0.1 ports be DNATed to containers (see README: ports).
     _sysctl(f"net/ipv4/conf/{name}/route_localnet", "1")
     _sysctl("net/ipv4/ip_forward", "1")
@@ -143,18 +134,12 @@ def configure_inner(netns: str, inner: str, address: str, prefixlen: int,
 
 
 def names_in(netns: str) -> list[str]:
-    def names() -> list[str]:
-        with IPRoute() as ns:
-            return [str(link.get_attr("IFLA_IFNAME")) for link in ns.get_links()]
-
-    return in_netns(netns, names)
+    return in_netns(netns, lambda: [name for _idx, name, _master in rtnl.links()])
 
 
 def bridge_ports(bridge: str) -> list[str]:
     """Names of the links enslaved to ``bridge``."""
-    with IPRoute() as ipr:
-        idx = rtnl.index(bridge)
-        if idx is None:
-            return []
-        return [str(link.get_attr("IFLA_IFNAME")) for link in ipr.get_links()
-                if link.get_attr("IFLA_MASTER") == idx]
+    idx = rtnl.index(bridge)
+    if idx is None:
+        return []
+    return [name for _idx, name, master in rtnl.links() if master == idx]

@@ -5,9 +5,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
-from pyroute2 import IPRoute
-
 from services.core.errors import FailedPrecondition
+from services.shim.network import rtnl
 
 Net = ipaddress.IPv4Network | ipaddress.IPv6Network
 # Like podman: 10.88.0.0/16 then 10.89.0.0/16..., one /24 per network.
@@ -16,15 +15,10 @@ CANDIDATES = [ipaddress.ip_network(f"10.{b}.0.0/16") for b in range(88, 100)]
 
 def host_routes() -> list[Net]:
     """Destinations of every IPv4 route in every table (the default route excluded)."""
-    out = []
-    with IPRoute() as ipr:
-        # A dump has every table; pyroute2 0.9's table=0 filter matched none, so every
-        # engine picked 10.88.0.0/24 and parallel engines' bridges collided.
-        for route in ipr.get_routes(family=2):
-            dst = route.get_attr("RTA_DST")
-            if dst:
-                out.append(ipaddress.ip_network(f"{dst}/{route['dst_len']}", strict=False))
-    return out
+    # Every table: a route only in another table (another engine's, a VPN's) still makes
+    # its subnet unusable for a bridge (parallel engines' bridges collided once).
+    return [ipaddress.ip_network(f"{dst}/{length}", strict=False)
+            for dst, length in rtnl.ipv4_routes()]
 
 
 def pick(taken: Iterable[Net]) -> Net:

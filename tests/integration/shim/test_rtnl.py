@@ -163,3 +163,37 @@ def test_retiring_deletes_on_a_thread_and_forgets_once_gone(peer_ns: str,
     off_bridge, gone, records, left_deleted = in_new_netns(scenario)
     assert "vh-a" not in off_bridge and "vh-b" in off_bridge
     assert gone and left_deleted and records == []
+
+
+def test_bridge_ports_addresses_and_routes_from_dumps(peer_ns: str) -> None:
+    """What pyroute2 did before rtnl.py's dumps: ensure_bridge (twice: idempotent),
+    has_address beyond the primary address, bridge_ports, and the routes subnets.py
+    avoids, compared with what `ip` reads."""
+    from services.shim.network import subnets
+
+    def scenario() -> tuple[list[str], bool, bool, list[str], str, list[str], str]:
+        links.ensure_bridge("br-d", "10.251.0.1", 24)
+        links.ensure_bridge("br-d", "10.251.0.1", 24)
+        with rtnl.Socket() as sock:
+            sock.add_address(rtnl.index("br-d") or 0, "10.252.0.1", 16)  # a second one
+            fd = os.open(peer_ns, os.O_RDONLY)
+            try:
+                sock.add_veth("vh-d1", "e1", fd, rtnl.index("br-d") or 0)
+                sock.add_veth("vh-d2", "e2", fd, rtnl.index("br-d") or 0)
+            finally:
+                os.close(fd)
+        routes = sorted(str(n) for n in subnets.host_routes())
+        return (sorted(links.bridge_ports("br-d")), links.has_address("br-d", "10.252.0.1"),
+                links.has_address("br-d", "10.253.0.1"), routes,
+                _ip(_here(), "-o", "-4", "addr", "show", "br-d"),
+                sorted(links.names_in(peer_ns)),
+                _ip(_here(), "route", "show", "table", "all"))
+
+    ports, second, absent, routes, addrs, inner, ip_routes = in_new_netns(scenario)
+    assert ports == ["vh-d1", "vh-d2"]
+    assert second and not absent
+    assert addrs.count("inet 10.251.0.1/24") == 1  # the second ensure added nothing
+    assert inner == ["e1", "e2", "lo"]
+    assert "10.251.0.0/24" in routes and "10.252.0.0/16" in routes  # main table
+    assert "10.251.0.1/32" in routes  # the local table's, as `ip route show table all`
+    assert "local 10.251.0.1 dev br-d table local" in ip_routes

@@ -128,7 +128,7 @@ def image_json(d: Any) -> dict[str, Any]:
 
 
 def inspect(ctx: Context, args: argparse.Namespace) -> int:
-    from services.core.errors import NotFound
+    from vocab.errors import NotFound
 
     tmpl = None
     if args.format:

@@ -21,7 +21,7 @@ import struct
 # deque without the collections package (~3 ms of every CLI start); the same class
 from _collections import deque
 
-from services.core.errors import MuelleError, Unavailable, from_status
+from vocab.errors import MuelleError, Unavailable, from_status
 
 # typing costs the CLI ~3 ms to import; mypy treats TYPE_CHECKING as true wherever it is defined
 TYPE_CHECKING = False

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import IO
 
 from services.builder.dockerignore import Ignore
-from services.core.errors import InvalidArgument, NotFound
 from services.core.scoped import resolve as scoped_resolve
+from vocab.errors import InvalidArgument, NotFound
 
 
 def member_filter(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:

@@ -18,16 +18,15 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from services.core.client import GRPC_OPTIONS, KEEPALIVE_TIME_MS
-from services.core.errors import ANSWERED, MuelleError, is_no_space, no_space
 from services.core.logging import get_logger
 from services.core.tls import (
     Authorizer,
     AuthzInterceptor,
-    TlsFiles,
     listen_mode,
     server_credentials,
 )
+from vocab.channel import GRPC_OPTIONS, KEEPALIVE_TIME_MS, TlsFiles
+from vocab.errors import ANSWERED, MuelleError, is_no_space, no_space
 
 # Clients over TCP ping every KEEPALIVE_TIME_MS during a call (client.TCP_OPTIONS), also
 # while a stream carries no data (a Wait, a quiet log follow): gRPC's defaults would call

@@ -24,9 +24,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import h11
 
-from services.core.errors import MuelleError
 from services.core.logging import get_logger
 from services.dockerapi.errors import ApiError, from_muelle
+from vocab.errors import MuelleError
 
 MAX_BODY = 8 * 1024 * 1024  # every body a client sends today is a JSON document
 READ_SIZE = 65536

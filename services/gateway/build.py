@@ -11,8 +11,8 @@ from muelle.engine.v1 import engine_pb2
 from muelle.images.v1 import images_pb2
 from muelle.types.v1 import types_pb2
 
-from services.core.errors import FailedPrecondition, NotFound
 from services.gateway.records import Record, Records
+from vocab.errors import FailedPrecondition, NotFound
 
 
 def export_container(images: Any, records: Records,

@@ -2,7 +2,7 @@
 
 ``Engine(records, images, runtime, probes)`` takes the neighbours as objects with the
 generated stubs' interface (``connect(...)`` stubs in production, plain fakes in tests),
-and returns engine.v1 messages. Typed errors (services.core.errors) go up unchanged.
+and returns engine.v1 messages. Typed errors (vocab.errors) go up unchanged.
 """
 
 from __future__ import annotations
@@ -22,8 +22,13 @@ from muelle.registry.v1 import registry_pb2
 from muelle.runtime.v1 import runtime_pb2
 from muelle.types.v1 import types_pb2
 
-from services.core import platform as platforms
-from services.core.errors import (
+from services.core.logging import get_logger
+from services.gateway import build, check, mounts, names, options, system
+from services.gateway.merge import merge
+from services.gateway.records import Record, Records, conflict
+from services.gateway.status import now_rfc3339, status_text
+from vocab import platform as platforms
+from vocab.errors import (
     DeadlineExceeded,
     FailedPrecondition,
     InvalidArgument,
@@ -32,13 +37,8 @@ from services.core.errors import (
     ResourceExhausted,
     Unavailable,
 )
-from services.core.logging import get_logger
-from services.core.platform import host_arch
-from services.core.version import API_VERSION, VERSION
-from services.gateway import build, check, mounts, names, options, system
-from services.gateway.merge import merge
-from services.gateway.records import Record, Records, conflict
-from services.gateway.status import now_rfc3339, status_text
+from vocab.platform import host_arch
+from vocab.version import API_VERSION, VERSION
 
 RUNNING = ("running", "paused")
 WATCH_RETRY = 1.0

@@ -13,10 +13,10 @@ from typing import Any
 from muelle.engine.v1 import engine_pb2
 from muelle.runtime.v1 import runtime_pb2
 
-from services.core.errors import InvalidArgument
 from services.core.logging import get_logger
 from services.gateway import inputs as inputs_check
 from services.gateway.records import Records
+from vocab.errors import InvalidArgument
 
 
 def exec_container(records: Records, runtime: Any,

@@ -18,10 +18,10 @@ from muelle.engine.v1 import engine_pb2
 from muelle.images.v1 import images_pb2
 from muelle.runtime.v1 import runtime_pb2
 
-from services.core.platform import host_arch
-from services.core.version import VERSION
 from services.gateway.build import relay_archive
 from services.gateway.records import Records
+from vocab.platform import host_arch
+from vocab.version import VERSION
 
 RUNNING = ("running", "paused")
 

@@ -44,9 +44,9 @@ from typing import Any, BinaryIO, Protocol
 
 import zstandard
 
-from services.core import digest as digestmod
-from services.core.errors import DataLoss, InvalidArgument
 from services.core.logging import get_logger
+from vocab import digest as digestmod
+from vocab.errors import DataLoss, InvalidArgument
 
 WHITEOUT_PREFIX = ".wh."
 WHITEOUT_META_PREFIX = ".wh..wh."

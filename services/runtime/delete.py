@@ -8,10 +8,10 @@ import signal
 import time
 from pathlib import Path
 
-from services.core.errors import FailedPrecondition
 from services.runtime import cgroups, hostmounts
 from services.runtime.log import get_logger
 from services.runtime.store import State, Store, proc_start_time
+from vocab.errors import FailedPrecondition
 
 
 def delete(store: Store, cid: str, force: bool = False) -> None:

@@ -33,8 +33,6 @@ import signal
 import socket
 import sys
 
-from services.core.errors import MuelleError
-
 # Imported here, before any fork, so every monitor starts with them loaded, and so does
 # every runtime command it forks warm (create and delete; the shim runs start and state
 # in-process): what they import lazily (the cgroup drivers, shutil for the state dir, the
@@ -44,6 +42,7 @@ from services.runtime import cgroups, console, create, delete, seccomp  # noqa: 
 from services.runtime import main as runtime_main
 from services.runtime.cgroups import v1, v2  # noqa: F401
 from services.shim import monitor
+from vocab.errors import MuelleError
 
 runtime_main.parser()  # built here, inherited by every warm runtime command
 cgroups.own_procs()  # looked up once, for every create's prime_migration

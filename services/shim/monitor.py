@@ -31,7 +31,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from services.core.errors import is_no_space
 from services.runtime.store import proc_start_time
 from services.shim.console import ConsoleSocket
 from services.shim.logs import LogWriter, rfc3339_nano
@@ -40,6 +39,7 @@ from services.shim.stdin import StdinRelay
 from services.shim.store import ContainerDir, make_spare, write_json
 from services.shim.warm import WarmChild
 from services.shim.warm import spawn as warm_spawn
+from vocab.errors import is_no_space
 
 PR_SET_CHILD_SUBREAPER = 36
 CGROUP = Path("/sys/fs/cgroup")

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.core.config import Config
-from services.core.errors import FailedPrecondition, InvalidArgument, MuelleError
 from services.runtime.store import Store
 from services.shim.runtime_output import error_text
+from vocab.errors import FailedPrecondition, InvalidArgument, MuelleError
 
 __all__ = ["KNOWN", "NativeRuntime", "Runtime", "Runtimes", "error_text"]
 

@@ -11,12 +11,12 @@ import grpc
 from muelle.runtime.v1 import runtime_pb2, runtime_pb2_grpc
 from muelle.types.v1 import types_pb2
 
-from services.core.errors import InvalidArgument
 from services.shim import volume_mounts
 from services.shim.exec import ExecRequest, Exit
 from services.shim.network.defs import Network
 from services.shim.shim import Shim, Status
 from services.shim.volumes import Volume
+from vocab.errors import InvalidArgument
 
 
 def _status(st: Status, net: dict | None = None) -> runtime_pb2.ContainerStatus:

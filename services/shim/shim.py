@@ -25,15 +25,6 @@ from muelle.types.v1 import types_pb2
 
 from services.core import modes
 from services.core.config import Config
-from services.core.errors import (
-    AlreadyExists,
-    FailedPrecondition,
-    InvalidArgument,
-    MuelleError,
-    NotFound,
-    ResourceExhausted,
-    no_space,
-)
 from services.core.logging import get_logger
 from services.runtime import cgroups
 from services.runtime.store import proc_start_time
@@ -62,6 +53,15 @@ from services.shim.runtimes import Runtime, Runtimes
 from services.shim.spawner import Spawner
 from services.shim.store import ContainerDir, Store, pid_alive, read_json, write_json
 from services.shim.volumes import VolumeStore
+from vocab.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    MuelleError,
+    NotFound,
+    ResourceExhausted,
+    no_space,
+)
 
 CREATE_TIMEOUT = 120.0
 POLL = 0.02  # seconds between checks where no pidfd is at hand

@@ -17,10 +17,10 @@ from muelle.types.v1 import types_pb2
 
 from services.core import capabilities as core_caps
 from services.core import cpuset
-from services.core.errors import FailedPrecondition, InvalidArgument
 from services.runtime.paths import secure_join
 from services.shim import seccomp_profile, userns
 from services.shim.users import User
+from vocab.errors import FailedPrecondition, InvalidArgument
 
 OCI_VERSION = "1.0.2"
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

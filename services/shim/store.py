@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from services.core import modes
-from services.core.errors import InvalidArgument, is_no_space, no_space
+from vocab.errors import InvalidArgument, is_no_space, no_space
 
 ID_RE = re.compile(r"^[0-9a-f]{64}$")
 

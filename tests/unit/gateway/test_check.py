@@ -9,12 +9,12 @@ import pytest
 from muelle.engine.v1 import engine_pb2
 from muelle.runtime.v1 import runtime_pb2
 
-from services.core.errors import FailedPrecondition, Unavailable
 from services.gateway import engine as enginemod
 from services.gateway.engine import Engine
 from services.gateway.records import Records
 from tests.unit.gateway.fakes import FakeImages, FakeRuntime
 from tests.unit.gateway.test_engine import eventually, req
+from vocab.errors import FailedPrecondition, Unavailable
 
 
 @pytest.fixture

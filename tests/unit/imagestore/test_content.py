@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from services.core.errors import (
+from services.imagestore import content
+from services.imagestore.content import ContentStore
+from vocab.errors import (
     DataLoss,
     InvalidArgument,
     NotFound,
     ResourceExhausted,
     Unavailable,
 )
-from services.imagestore import content
-from services.imagestore.content import ContentStore
 
 DATA = bytes(range(256)) * 1000
 DIGEST = "sha256:" + hashlib.sha256(DATA).hexdigest()

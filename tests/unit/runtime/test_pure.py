@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from services.core.errors import FailedPrecondition, InvalidArgument
 from services.runtime import capabilities, process, rootfs, seccomp, spec
 from services.runtime.cgroups import normalise
 from services.runtime.cgroups.v1 import device_rule
@@ -21,6 +20,7 @@ from services.runtime.paths import secure_join
 from services.runtime.run import exit_code
 from services.runtime.state import render_list
 from tests.integration.runtime.bundle import DOCKER_CAPEFF, DOCKER_CAPS, config
+from vocab.errors import FailedPrecondition, InvalidArgument
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -141,7 +141,7 @@ def test_spec_validation(change, match: str) -> None:  # type: ignore[no-untyped
 
 
 def test_spec_load_errors(tmp_path: Path) -> None:
-    from services.core.errors import NotFound
+    from vocab.errors import NotFound
 
     with pytest.raises(NotFound):
         spec.load(str(tmp_path))

@@ -338,7 +338,7 @@ def _ps_tests(c: Any) -> dict[str, Callable[[str], bool]]:
     def exited(code: str) -> bool:
         if not code.lstrip("-").isdigit():
             raise UsageError(f"invalid filter 'exited={code}'")
-        return c.state == "exited" and c.status.startswith(f"Exited ({int(code)})")
+        return bool(c.state == "exited" and c.status.startswith(f"Exited ({int(code)})"))
 
     return {
         "id": lambda v: c.id.startswith(v),

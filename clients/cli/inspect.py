@@ -169,6 +169,6 @@ def inspect(ctx: Context, args: argparse.Namespace) -> int:
     return 1 if missing else 0
 
 
-def _restart_policy(text: str) -> dict:
+def _restart_policy(text: str) -> dict[str, Any]:
     name, _, count = (text or "no").partition(":")
     return {"Name": name, "MaximumRetryCount": int(count) if count.isdigit() else 0}

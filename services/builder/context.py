@@ -149,7 +149,7 @@ class SourceTar:
         if info.isreg():
             with open(path, "rb") as f:
                 data = _Hashing(f, self.hash)
-                self.tar.addfile(info, data)  # type: ignore[arg-type]
+                self.tar.addfile(info, data)
         else:
             self.tar.addfile(info)
 

@@ -122,7 +122,7 @@ class _Connection:
             assert self.tls is not None
             self._stamps = stamps(self.tls)
         ch = channel(self.address, self.tls)
-        return (self.stub_class(ch),  # type: ignore[call-arg]
+        return (self.stub_class(ch),
                 _Readiness(ch, Contract.of(self.stub_class, self.service, self.address)))
 
     def current(self) -> tuple[Any, _Readiness]:

@@ -22,6 +22,7 @@ from services.core.logging import get_logger
 from services.core.tls import (
     Authorizer,
     AuthzInterceptor,
+    ServerInterceptor,
     listen_mode,
     server_credentials,
 )
@@ -95,7 +96,7 @@ def _is_abort(exc: BaseException) -> bool:
     return type(exc).__module__.startswith("grpc")
 
 
-class ErrorInterceptor(grpc.ServerInterceptor):
+class ErrorInterceptor(ServerInterceptor):
     """Turns MuelleError into its status code and anything else into INTERNAL.
     ``service`` names this server in what a full disk kept it from writing."""
 
@@ -189,7 +190,7 @@ def start(
     log = get_logger(address=address)
     tls = tls or TlsFiles()
     mode = check_listener(name, address, tls, authz)
-    interceptors: list[grpc.ServerInterceptor] = [ErrorInterceptor(name)]
+    interceptors: list[ServerInterceptor] = [ErrorInterceptor(name)]
     if mode == "tls":
         # Inside the error interceptor, whose edge maps its PermissionDenied.
         interceptors.append(AuthzInterceptor(Authorizer(name, authz)))

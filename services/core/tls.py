@@ -20,7 +20,7 @@ import ssl
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -268,7 +268,15 @@ def _guarded(fn: Callable[..., Any], method: str, authorizer: Authorizer,
     return unary
 
 
-class AuthzInterceptor(grpc.ServerInterceptor):
+# grpc-stubs make ServerInterceptor generic (request, response); grpc's class is not
+# subscriptable at run time. Our interceptors pass any message through.
+if TYPE_CHECKING:
+    ServerInterceptor = grpc.ServerInterceptor[Any, Any]
+else:
+    ServerInterceptor = grpc.ServerInterceptor
+
+
+class AuthzInterceptor(ServerInterceptor):
     """Checks every call's certificate identity against the service's [authz] entry and
     logs it; a refusal is PermissionDenied naming the identity (mapped at the edge)."""
 

@@ -78,7 +78,7 @@ def write_layer(directory: Path, produce: Callable[[IO[bytes]], None]) -> NewLay
         with os.fdopen(fd, "wb") as f:
             blob = _Hashing(f)
             # mtime=0 and no file name: the same tree gives the same blob.
-            with gzip.GzipFile(filename="", mode="wb", fileobj=blob,  # type: ignore[arg-type]
+            with gzip.GzipFile(filename="", mode="wb", fileobj=blob,
                                compresslevel=_GZIP_LEVEL, mtime=0) as gz:
                 tar = _Hashing(gz)  # type: ignore[arg-type]
                 produce(tar)  # type: ignore[arg-type]

@@ -289,7 +289,7 @@ class ImageStore:
                     f.write(chunk)
                 f.seek(0)
                 try:
-                    layer = write_layer(self.tmp, copy_stream(decompress(f)))  # type: ignore[arg-type]
+                    layer = write_layer(self.tmp, copy_stream(decompress(f)))
                 except (EOFError, OSError, zlib.error, zstandard.ZstdError) as exc:
                     raise InvalidArgument(f"not a valid root filesystem tar: {exc}") from None
             rec = self.builder.record(None, layer, import_config(message), names)

@@ -312,7 +312,7 @@ class RegistryHTTP:
         after = resp.headers.get("Retry-After", "")
         if after.isdigit():
             return min(float(after), _MAX_RETRY_AFTER)
-        return min(0.25 * (2**attempt), _MAX_RETRY_AFTER)
+        return min(0.25 * 2.0**attempt, _MAX_RETRY_AFTER)
 
     def _auth_header(self, domain: str, scope: str) -> dict[str, str]:
         token = self._tokens.get(domain, scope)

@@ -254,7 +254,7 @@ class ExecRun:
                         yield Output(stream, chunk, _now())
                     held.clear()
                 for key, _ in sel.select(timeout=0.1):
-                    fd = key.fd  # type: ignore[assignment]
+                    fd = key.fd
                     if fd == exit_fd:
                         sel.unregister(fd)
                         os.close(fd)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from services.runtime import capabilities, process, rootfs, seccomp, spec
+from services.runtime import capabilities, linux, process, rootfs, seccomp, spec
 from services.runtime.cgroups import normalise
 from services.runtime.cgroups.v1 import device_rule
 from services.runtime.cgroups.v2 import shares_to_weight
@@ -62,8 +62,8 @@ def test_secure_join_stays_inside(tmp_path: Path) -> None:
 def test_parse_mount_options() -> None:
     flags, props, data = rootfs.parse_options(
         ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "rprivate", "ro", "rw"])
-    assert flags == rootfs.linux.MS_NOSUID | rootfs.linux.MS_NOEXEC
-    assert props == [rootfs.linux.MS_PRIVATE | rootfs.linux.MS_REC]
+    assert flags == linux.MS_NOSUID | linux.MS_NOEXEC
+    assert props == [linux.MS_PRIVATE | linux.MS_REC]
     assert data == "newinstance,ptmxmode=0666"
 
 

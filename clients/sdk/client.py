@@ -13,7 +13,7 @@ from _collections_abc import Iterator
 
 from clients.sdk import lite, wire
 from clients.sdk.address import plain_allowed, resolve_host, resolve_tls
-from services.core.errors import InvalidArgument, MuelleError
+from vocab.errors import InvalidArgument, MuelleError
 
 # typing costs the CLI ~3 ms to import; mypy treats TYPE_CHECKING as true wherever it is defined
 TYPE_CHECKING = False
@@ -69,9 +69,7 @@ class Client:
     @property
     def _channel(self) -> grpc.Channel:
         if self._grpc_channel is None:
-            from services.core.client import channel
-            from services.core.tls import TlsFiles
-
+            from vocab.channel import TlsFiles, channel
             tls = TlsFiles(*self._tls) if self._tls else None
             self._grpc_channel = channel(self.host, tls)
         return self._grpc_channel
@@ -108,7 +106,7 @@ class Client:
             request = _generated(request)
         import grpc
 
-        from services.core.errors import from_rpc_error
+        from vocab.errors import from_rpc_error
 
         try:
             return getattr(self._stub, name)(request)
@@ -125,7 +123,7 @@ class Client:
             request = _generated(request)
         import grpc
 
-        from services.core.errors import from_rpc_error
+        from vocab.errors import from_rpc_error
 
         try:
             return GrpcStream(getattr(self._stub, name)(request))
@@ -231,7 +229,7 @@ class Client:
 
         import grpc
 
-        from services.core.errors import from_rpc_error
+        from vocab.errors import from_rpc_error
 
         try:
             return GrpcStream(self._stub.Build(requests()))
@@ -317,7 +315,7 @@ class Client:
         # Bidirectional: grpcio (clients/sdk/wire.py speaks only single-request calls).
         import grpc
 
-        from services.core.errors import from_rpc_error
+        from vocab.errors import from_rpc_error
 
         try:
             return GrpcStream(self._stub.ExecContainer(inputs()))
@@ -348,7 +346,7 @@ class Client:
 
         import grpc
 
-        from services.core.errors import from_rpc_error
+        from vocab.errors import from_rpc_error
 
         try:
             return GrpcStream(self._stub.AttachContainerStream(inputs()))
@@ -484,7 +482,7 @@ class GrpcStream(Stream):
     def __next__(self) -> Any:
         import grpc
 
-        from services.core.errors import from_rpc_error
+        from vocab.errors import from_rpc_error
 
         try:
             return next(self._call)

@@ -35,8 +35,8 @@ from services.builder.context import (
 )
 from services.builder.dockerfile import Dockerfile, Instruction, name_values, parse, split_words
 from services.builder.shlex import Lexer
-from services.core import reference
-from services.core.errors import Cancelled, FailedPrecondition, InvalidArgument, Unimplemented
+from vocab import reference
+from vocab.errors import Cancelled, FailedPrecondition, InvalidArgument, Unimplemented
 
 Output = Generator[str, None, Any]
 

@@ -64,8 +64,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from services.core.errors import InvalidArgument
-from services.core.tls import TlsFiles
+from vocab.channel import TlsFiles
+from vocab.errors import InvalidArgument
 
 SERVICES = ("gateway", "imagestore", "registry", "shim")
 # Listeners that take [tls.<name>] and [authz] entries: the services and the Docker API.

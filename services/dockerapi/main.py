@@ -22,13 +22,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from services.core import config as configmod
-from services.core.errors import InvalidArgument, MuelleError
 from services.core.logging import get_logger
 from services.core.main import add_common_options, load_config
 from services.core.tls import ListenerSecurity, listener_security
 from services.dockerapi.app import build_router
 from services.dockerapi.engine import Gateway
 from services.dockerapi.http import Handler, Request, Responder, serve_connection
+from vocab.errors import InvalidArgument, MuelleError
 
 NAME = "dockerapi"
 

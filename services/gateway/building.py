@@ -26,10 +26,10 @@ from muelle.types.v1 import types_pb2
 from services.builder import context as ctxmod
 from services.builder.build import Builder, Options, RunFailed
 from services.builder.cache import Cache
-from services.core.errors import InvalidArgument, MuelleError, NotFound
 from services.core.logging import get_logger
-from services.core.platform import host_arch
 from services.gateway.engine import Engine
+from vocab.errors import InvalidArgument, MuelleError, NotFound
+from vocab.platform import host_arch
 
 _CHUNK = 1 << 20
 

@@ -23,9 +23,9 @@ from muelle.engine.v1 import engine_pb2
 from muelle.images.v1 import images_pb2
 from muelle.runtime.v1 import runtime_pb2
 
-from services.core.errors import MuelleError
 from services.core.logging import get_logger
 from services.gateway.records import Records
+from vocab.errors import MuelleError
 
 
 class Busy:

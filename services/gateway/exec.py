@@ -8,18 +8,22 @@ comes, output flows back as the shim sends it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from muelle.engine.v1 import engine_pb2
 from muelle.runtime.v1 import runtime_pb2
 
-from services.core.errors import InvalidArgument
 from services.core.logging import get_logger
 from services.gateway import inputs as inputs_check
 from services.gateway.records import Records
+from vocab.errors import InvalidArgument
+
+# the neighbours' generated stubs, as connect() returns them (typing only)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from muelle.runtime.v1 import runtime_pb2_grpc
 
 
-def exec_container(records: Records, runtime: Any,
+def exec_container(records: Records, runtime: runtime_pb2_grpc.RuntimeStub,
                    inputs: Iterator[engine_pb2.ExecContainerInput],
                    on_cancel: Callable[[Callable[[], None]], object] | None = None,
                    ) -> Iterator[engine_pb2.ExecContainerOutput]:
@@ -73,4 +77,5 @@ def exec_container(records: Records, runtime: Any,
                 yield engine_pb2.ExecContainerOutput(output=engine_pb2.LogEntry(
                     stream=out.output.stream, data=out.output.data, time=out.output.time))
     finally:
-        stream.cancel()  # the client left early: the shim kills the process
+        # the client left early: the shim kills the process (grpc-stubs leave cancel untyped)
+        stream.cancel()  # type: ignore[no-untyped-call]

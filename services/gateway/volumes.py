@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from muelle.engine.v1 import engine_pb2
 from muelle.runtime.v1 import runtime_pb2
+
+# the neighbours' generated stubs, as connect() returns them (typing only)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from muelle.runtime.v1 import runtime_pb2_grpc
 
 
 def _volume(v: runtime_pb2.Volume) -> engine_pb2.Volume:
@@ -14,7 +17,7 @@ def _volume(v: runtime_pb2.Volume) -> engine_pb2.Volume:
 
 
 class Volumes:
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: runtime_pb2_grpc.RuntimeStub) -> None:
         self.runtime = runtime
 
     def create(self, name: str, labels: dict[str, str]) -> engine_pb2.Volume:

@@ -22,15 +22,15 @@ from pathlib import Path
 
 import pytest
 
+from engine import launcher
 from services.core import config as configmod
-from services.core import launcher
-from services.core.tls import TlsFiles
 from tests.support import hostcheck
 from tests.support.engine import sweep
 from tests.support.hosts import Host, Lab
 from tests.support.images import Entry, Layer, build_layout, busybox_layer, push_layout
 from tests.support.pki import Pki
 from tests.support.registry import REGISTRY_BIN, LocalRegistry
+from vocab.channel import TlsFiles
 
 PY = sys.executable
 CLI = str(Path(sys.executable).parent / "muelle")
@@ -184,7 +184,7 @@ key = "{registry_a.key}"
 registry = ["imagestore-*"]
 """)
         cfgs.append((cfg_a, ("registry",)))
-        a.run([PY, "-m", "services.core.launcher", "up", "--config", str(config_file(cfg_a)),
+        a.run([PY, "-m", "engine.launcher", "up", "--config", str(config_file(cfg_a)),
                "--services", "registry"], check=True)
         # Hosts B and C: an engine each, sharing A's registry service.
         engines = {}
@@ -193,7 +193,7 @@ registry = ["imagestore-*"]
                                f"tcp://{a.ip}:{PORTS['registry']}", cgroup_parents[name])
             cfgs.append((cfg, ENGINE_SERVICES))
             engines[name] = cfg
-            lab[name].run([PY, "-m", "services.core.launcher", "up", "--config",
+            lab[name].run([PY, "-m", "engine.launcher", "up", "--config",
                            str(config_file(cfg)), "--services", ",".join(ENGINE_SERVICES)],
                           check=True)
         image = busybox_ref.replace(registry.host, counter.host)
@@ -272,7 +272,7 @@ def test_a_client_may_not_call_the_shim_directly(across: Across) -> None:
         "import sys\n"
         "from muelle.runtime.v1 import runtime_pb2, runtime_pb2_grpc\n"
         "from services.core.client import connect\n"
-        "from services.core.errors import PermissionDenied\n"
+        "from vocab.errors import PermissionDenied\n"
         "from services.core.tls import TlsFiles\n"
         "stub = connect(sys.argv[1], runtime_pb2_grpc.RuntimeStub, 'shim', TlsFiles(*sys.argv[2:5]))\n"  # noqa: E501
         "try:\n"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from muelle.runtime.v1 import runtime_pb2 as pb
 
-from services.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from tests.integration.shim.conftest import RUNTIMES, ShimProcess
+from vocab.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 
 pytestmark = pytest.mark.root
 

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 from muelle.runtime.v1 import runtime_pb2 as pb
 
-from services.core.errors import FailedPrecondition
 from tests.integration.shim.conftest import RUNTIMES, ShimProcess
+from vocab.errors import FailedPrecondition
 
 pytestmark = pytest.mark.root
 

@@ -19,7 +19,7 @@ import pytest
 
 from services.builder.build import Builder, Options, RunFailed
 from services.builder.cache import Cache
-from services.core.errors import InvalidArgument, NotFound, Unimplemented
+from vocab.errors import InvalidArgument, NotFound, Unimplemented
 
 
 class FakeBackend:

@@ -9,11 +9,11 @@ import pytest
 from muelle.engine.v1 import engine_pb2
 from muelle.runtime.v1 import runtime_pb2
 
-from services.core.errors import InvalidArgument
 from services.gateway.engine import Engine
 from services.gateway.exec import exec_container
 from services.gateway.records import Records
 from tests.unit.gateway.fakes import FakeImages, FakeRuntime, FakeStream
+from vocab.errors import InvalidArgument
 
 
 class ExecRuntime(FakeRuntime):

@@ -9,7 +9,7 @@ import grpc
 from muelle.engine.v1 import engine_pb2_grpc
 from muelle.images.v1 import images_pb2_grpc
 from muelle.registry.v1 import registry_pb2_grpc
-from muelle.runtime.v1 import runtime_pb2_grpc
+from muelle.shim.v1 import shim_pb2_grpc
 
 from services.core.client import connect
 from services.core.config import Config
@@ -26,12 +26,12 @@ def build(cfg: Config) -> Engine:
     # The gateway's own certificate identifies it to its neighbours over TCP.
     tls = cfg.tls_files("gateway")
     images = connect(cfg.address("imagestore"), images_pb2_grpc.ImagesStub, "imagestore", tls)
-    runtime = connect(cfg.address("shim"), runtime_pb2_grpc.RuntimeStub, "shim", tls)
+    shim = connect(cfg.address("shim"), shim_pb2_grpc.ShimStub, "shim", tls)
     probes = {name: health_probe(cfg.address(name), name, tls)
               for name in ("registry", "imagestore", "shim")}
     registry = connect(cfg.address("registry"), registry_pb2_grpc.RegistryStub, "registry",
                        tls)
-    return Engine(Records(cfg.state_dir("gateway")), images, runtime, probes,
+    return Engine(Records(cfg.state_dir("gateway")), images, shim, probes,
                   registry=registry, root_dir=str(cfg.root),
                   userns_remap=userns.default_maps(cfg.gateway.userns_remap))
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from muelle.engine.v1 import engine_pb2
 from muelle.images.v1 import images_pb2
-from muelle.runtime.v1 import runtime_pb2
+from muelle.shim.v1 import shim_pb2
 
 from services.gateway.build import relay_archive
 from services.gateway.records import Records
@@ -26,7 +26,7 @@ from vocab.version import VERSION
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from muelle.images.v1 import images_pb2_grpc
-    from muelle.runtime.v1 import runtime_pb2_grpc
+    from muelle.shim.v1 import shim_pb2_grpc
 
 RUNNING = ("running", "paused")
 
@@ -39,10 +39,10 @@ def prune_images(images: images_pb2_grpc.ImagesStub, all: bool) -> engine_pb2.Pr
 
 
 def system_df(images: images_pb2_grpc.ImagesStub,
-              runtime: runtime_pb2_grpc.RuntimeStub,
+              shim: shim_pb2_grpc.ShimStub,
               records: Records) -> engine_pb2.SystemDfResponse:
     du = images.DiskUsage(images_pb2.DiskUsageRequest())
-    states = {s.id: s.status for s in runtime.List(runtime_pb2.ListRequest()).containers}
+    states = {s.id: s.status for s in shim.List(shim_pb2.ListRequest()).containers}
     names = {r.id: r.name for r in records.all(include_unready=True)}
     out = engine_pb2.SystemDfResponse()
     for img in du.images:
@@ -54,7 +54,7 @@ def system_df(images: images_pb2_grpc.ImagesStub,
         state = "exited" if state in ("stopped", "") else state
         out.containers.append(engine_pb2.DfContainer(
             id=c.id, name=names.get(c.id, ""), image_id=c.image_id, size=c.size, state=state))
-    for vol in runtime.ListVolumes(runtime_pb2.VolumeListRequest(with_size=True)).volumes:
+    for vol in shim.ListVolumes(shim_pb2.VolumeListRequest(with_size=True)).volumes:
         out.volumes.append(engine_pb2.Volume.FromString(vol.SerializeToString()))
     running = [c for c in out.containers if c.state in RUNNING]
     out.summary.append(engine_pb2.DfSummary(
@@ -85,14 +85,14 @@ def load_images(images: images_pb2_grpc.ImagesStub,
         engine_pb2.LoadedImage(id=x.id, names=list(x.names)) for x in reply.images])
 
 
-def info(images: images_pb2_grpc.ImagesStub, runtime: runtime_pb2_grpc.RuntimeStub,
+def info(images: images_pb2_grpc.ImagesStub, shim: shim_pb2_grpc.ShimStub,
          records: Records, root_dir: str) -> engine_pb2.InfoResponse:
     """`docker info`: what the engine holds, which runtimes it has, and host facts. The
     host facts are the gateway's; runtimes and container states come from the shim."""
-    states = {s.id: s.status for s in runtime.List(runtime_pb2.ListRequest()).containers}
+    states = {s.id: s.status for s in shim.List(shim_pb2.ListRequest()).containers}
     ids = [r.id for r in records.all()]
     status = [states.get(cid, "stopped") for cid in ids]
-    runtimes = runtime.Runtimes(runtime_pb2.RuntimesRequest())
+    runtimes = shim.Runtimes(shim_pb2.RuntimesRequest())
     uname = platform.uname()
     return engine_pb2.InfoResponse(
         containers=len(ids), containers_running=status.count("running"),

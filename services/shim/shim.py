@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from muelle.runtime.v1 import runtime_pb2
+from muelle.shim.v1 import shim_pb2
 from muelle.types.v1 import types_pb2
 
 from services.core import modes
@@ -210,7 +210,7 @@ class Shim:
 
     # ---------------------------------------------------------------- lifecycle
 
-    def create(self, cid: str, cspec: runtime_pb2.ContainerSpec,
+    def create(self, cid: str, cspec: shim_pb2.ContainerSpec,
                rootfs: Sequence[types_pb2.Mount], runtime_name: str = "") -> str:
         # The runtime's cgroup join (~20 ms from now) waits for an RCU grace period unless
         # one passed lately: start one now (services/runtime/cgroups: prime_migration).
@@ -637,7 +637,7 @@ class Shim:
         self._wait_stopped(cid, None, cancelled)
         return self.state(cid)
 
-    def _namespace_peers(self, cspec: runtime_pb2.ContainerSpec) -> dict[str, str]:
+    def _namespace_peers(self, cspec: shim_pb2.ContainerSpec) -> dict[str, str]:
         """kind -> namespace path of the running container that ipc_mode / pid_mode
         name ("container:<id>")."""
         out = {}

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from muelle.runtime.v1 import runtime_pb2
+from muelle.shim.v1 import shim_pb2
 from muelle.types.v1 import types_pb2
 
 from services.core import capabilities as core_caps
@@ -64,7 +64,7 @@ class BundleInput:
     """What spec generation needs besides the ContainerSpec."""
 
     id: str
-    spec: runtime_pb2.ContainerSpec
+    spec: shim_pb2.ContainerSpec
     user: User
     cgroup_parent: str = "muelle"
     # Host sysctls that exist (e.g. from /proc/sys); only these get set.
@@ -162,7 +162,7 @@ def with_user_mounts(defaults: list[dict[str, Any]],
     return [m for m in defaults if m["destination"] not in taken] + user
 
 
-def resources(res: runtime_pb2.Resources, privileged: bool) -> dict[str, Any]:
+def resources(res: shim_pb2.Resources, privileged: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
     out["devices"] = [{"allow": True, "access": "rwm"}] if privileged else [
         dict(r) for r in DEVICE_RULES
@@ -336,7 +336,7 @@ def id_mappings(maps: Sequence[types_pb2.IDMapping]) -> list[dict[str, int]]:
             for m in maps]
 
 
-def check_mapped(spec: runtime_pb2.ContainerSpec, uid: int, gids: list[int]) -> None:
+def check_mapped(spec: shim_pb2.ContainerSpec, uid: int, gids: list[int]) -> None:
     """The process's user and groups must exist in the user namespace."""
     if not spec.uid_maps or not spec.gid_maps:
         raise InvalidArgument("a user namespace needs both uid and gid maps")
@@ -352,7 +352,7 @@ def check_mapped(spec: runtime_pb2.ContainerSpec, uid: int, gids: list[int]) -> 
             raise InvalidArgument(f"group {gid} is not mapped in the container's gid map")
 
 
-def maps_of(spec: runtime_pb2.ContainerSpec) -> userns.Maps | None:
+def maps_of(spec: shim_pb2.ContainerSpec) -> userns.Maps | None:
     """The user namespace's maps in the form mounts.mount_all takes (None: no userns)."""
     if not spec.uid_maps:
         return None

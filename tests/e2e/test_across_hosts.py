@@ -270,13 +270,13 @@ def test_a_client_may_not_call_the_shim_directly(across: Across) -> None:
     """client-d holds a valid certificate, but only gateways may drive a shim."""
     script = (
         "import sys\n"
-        "from muelle.runtime.v1 import runtime_pb2, runtime_pb2_grpc\n"
+        "from muelle.shim.v1 import shim_pb2, shim_pb2_grpc\n"
         "from services.core.client import connect\n"
         "from vocab.errors import PermissionDenied\n"
         "from services.core.tls import TlsFiles\n"
-        "stub = connect(sys.argv[1], runtime_pb2_grpc.RuntimeStub, 'shim', TlsFiles(*sys.argv[2:5]))\n"  # noqa: E501
+        "stub = connect(sys.argv[1], shim_pb2_grpc.ShimStub, 'shim', TlsFiles(*sys.argv[2:5]))\n"  # noqa: E501
         "try:\n"
-        "    stub.List(runtime_pb2.ListRequest())\n"
+        "    stub.List(shim_pb2.ListRequest())\n"
         "except PermissionDenied as exc:\n"
         "    print(exc); sys.exit(3)\n")
     c = across.client

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from muelle.runtime.v1 import runtime_pb2
+from muelle.shim.v1 import shim_pb2
 
 from services.shim import seccomp_profile as sp
 from services.shim.spec import DEFAULT_CAPS, seccomp_filter
@@ -105,4 +105,4 @@ def test_spec_choices() -> None:
     assert seccomp_filter(user, [])["defaultAction"] == "SCMP_ACT_ALLOW"
     with pytest.raises(InvalidArgument):
         seccomp_filter("{not json", [])
-    assert runtime_pb2.ContainerSpec(seccomp="unconfined").seccomp == "unconfined"
+    assert shim_pb2.ContainerSpec(seccomp="unconfined").seccomp == "unconfined"

@@ -35,6 +35,7 @@ from services.builder.context import (
 )
 from services.builder.dockerfile import Dockerfile, Instruction, name_values, parse, split_words
 from services.builder.shlex import Lexer
+from services.core import platform as platforms
 from services.core import reference
 from services.core.errors import Cancelled, FailedPrecondition, InvalidArgument, Unimplemented
 
@@ -49,8 +50,11 @@ class RunFailed(FailedPrecondition):
 
 
 class Backend(Protocol):
-    def base_image(self, ref: str, pull: bool) -> Generator[str, None, tuple[str, dict[str, Any]]]:
-        """Progress lines while pulling; returns (image ID, its "config" object)."""
+    def base_image(self, ref: str, pull: bool, platform: str = ""
+                   ) -> Generator[str, None, tuple[str, dict[str, Any]]]:
+        """Progress lines while pulling; returns (image ID, its "config" object).
+        ``platform`` ("linux/arm64"): that variant, pulled from the registry's index when
+        the stored image is another; NotFound when the registry has no such variant."""
 
     def add_files(self, parent: str, config: dict[str, Any], created_by: str, dest: str = "",
                   single_name: str = "", chown: str = "", chmod: str = "",
@@ -80,12 +84,14 @@ class Options:
     pull: bool = False
     labels: dict[str, str] = field(default_factory=dict)
     network_mode: str = ""
+    platform: str = ""  # `--platform`: every stage's unless its FROM names one
 
 
 @dataclass
 class Stage:
     index: int
     name: str
+    platform: str = ""  # "" for the host's
     image_id: str = ""
     config: dict[str, Any] = field(default_factory=dict)
     args: dict[str, str | None] = field(default_factory=dict)
@@ -214,19 +220,27 @@ class Builder:
         words = ins.rest.split()
         if len(words) not in (1, 3) or (len(words) == 3 and words[1].lower() != "as"):
             raise ins.error("FROM requires either one or three arguments")
-        if ins.flags.get("platform"):
-            raise ins.error("FROM --platform is not supported yet")
+        plat = self.lex.word(ins.flags.get("platform", ""), meta_args) or self.options.platform
+        if plat:
+            try:
+                platforms.parse(plat)
+            except ValueError as exc:
+                raise ins.error(f"FROM --platform: {exc}") from None
         image = self.lex.word(words[0], meta_args)
         if not image:
             raise ins.error("base name (" + words[0] + ") should not be blank")
         name = words[2].lower() if len(words) == 3 else ""
-        stage = Stage(index=len(self.stages), name=name)
+        stage = Stage(index=len(self.stages), name=name, platform=plat)
         earlier = self._stage(image)
         if earlier is not None:
             stage.image_id, stage.config = earlier.image_id, copy.deepcopy(earlier.config)
+            stage.platform = earlier.platform
         elif image.lower() != "scratch":
             stage.image_id, stage.config = yield from self.backend.base_image(
-                image, self.options.pull)
+                image, self.options.pull, plat)
+        elif plat and not _is_host(plat):
+            raise ins.error(f"FROM scratch for {plat}: a platform other than the host's "
+                            "needs a base image with that platform (not supported yet)")
         self.stages.append(stage)
         self._meta_values = meta_args  # what `ARG name` without a value inherits
         triggers = list(stage.config.pop("OnBuild", None) or [])
@@ -447,6 +461,11 @@ class Builder:
         if not stage.image_id:
             raise ins.error("RUN needs a base image with a shell (the stage is FROM scratch "
                             "with nothing in it)")
+        if stage.platform and not _can_execute(stage.platform):
+            host = platforms.name("linux", *platforms.host_arch())
+            raise FailedPrecondition(
+                f"RUN in a {stage.platform} stage: this {host} host cannot execute its "
+                "programs (muelle runs no emulator; COPY, ADD and metadata steps work)")
 
         def make() -> Output:
             runner = self.backend.run(stage.image_id, stage.config, cmd,
@@ -556,7 +575,8 @@ class Builder:
         if stage is not None:
             image_id = stage.image_id
         else:
-            image_id, _ = yield from self.backend.base_image(from_ref, self.options.pull)
+            image_id, _ = yield from self.backend.base_image(from_ref, self.options.pull,
+                                                             self.options.platform)
         if not image_id:
             raise ins.error(f"COPY --from={from_ref}: the stage has no files (FROM scratch)")
         sources = []
@@ -582,6 +602,29 @@ class Builder:
 # Proxy args are usable without an ARG line (Docker's predefined args).
 _PREDEFINED = {"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY",
                "ftp_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"}
+
+
+def _is_host(plat: str) -> bool:
+    return platforms.same(platforms.parse(plat), ("linux", *platforms.host_arch()))
+
+
+# binfmt_misc handler names (qemu-user's) of the architectures an emulator could run.
+_QEMU = {"arm64": "aarch64", "arm": "arm", "386": "i386", "amd64": "x86_64",
+         "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
+
+
+def _can_execute(plat: str) -> bool:
+    """Whether this host runs ``plat``'s programs: its own, or one a registered binfmt_misc
+    emulator handles (qemu-user-static's ``qemu-<arch>`` entries)."""
+    if _is_host(plat):
+        return True
+    arch = platforms.parse(plat)[1]
+    entry = f"/proc/sys/fs/binfmt_misc/qemu-{_QEMU.get(arch, arch)}"
+    try:
+        with open(entry) as f:
+            return f.readline().strip() == "enabled"
+    except OSError:
+        return False
 
 
 def _split_arg(ins: Instruction) -> list[str]:

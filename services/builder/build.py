@@ -37,7 +37,13 @@ from services.builder.dockerfile import Dockerfile, Instruction, name_values, pa
 from services.builder.shlex import Lexer
 from services.core import platform as platforms
 from services.core import reference
-from services.core.errors import Cancelled, FailedPrecondition, InvalidArgument, Unimplemented
+from services.core.errors import (
+    Cancelled,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unimplemented,
+)
 
 Output = Generator[str, None, Any]
 
@@ -567,6 +573,22 @@ class Builder:
             if scratch:
                 shutil.rmtree(scratch, ignore_errors=True)
 
+    def _read_into(self, image_id: str, path: str, dest: str) -> bool:
+        """``path`` of the image extracted into ``dest``; whether it is a directory
+        (ReadFiles sends a directory as a "." entry and its contents)."""
+        names: list[str] = []
+
+        def keep(member: tarfile.TarInfo, where: str) -> tarfile.TarInfo | None:
+            names.append(member.name)
+            return member_filter(member, where)
+
+        with tempfile.TemporaryFile() as f:
+            self.backend.read_files(image_id, path, f)
+            f.seek(0)
+            with tarfile.open(fileobj=f, mode="r|") as tar:
+                tar.extractall(dest, filter=keep)
+        return "." in names or "./" in names
+
     def _from_sources(self, ins: Instruction, from_ref: str, patterns: list[str],
                       scratch: str) -> Output:
         """COPY --from: each source path read out of the stage's or image's filesystem
@@ -579,29 +601,50 @@ class Builder:
                                                              self.options.platform)
         if not image_id:
             raise ins.error(f"COPY --from={from_ref}: the stage has no files (FROM scratch)")
-        sources = []
+        sources: list[Source] = []
         for i, pattern in enumerate(patterns):
-            if any(c in pattern for c in "*?["):
-                raise Unimplemented("wildcards in COPY --from sources are not supported yet")
             sub = os.path.join(scratch, str(i))
             os.mkdir(sub)
-            with tempfile.TemporaryFile() as f:
-                self.backend.read_files(image_id, "/" + pattern.lstrip("/"), f)
-                f.seek(0)
-                with tarfile.open(fileobj=f, mode="r|") as tar:
-                    tar.extractall(sub, filter=member_filter)
-            names = os.listdir(sub)
-            if len(names) == 1 and not os.path.isdir(os.path.join(sub, names[0])) or (
-                    len(names) == 1 and os.path.islink(os.path.join(sub, names[0]))):
-                sources.append(Source(f"{i}/{names[0]}", False))
-            else:
+            path = posixpath.normpath("/" + pattern.lstrip("/"))
+            base, rest = _wildcard_split(path)
+            try:
+                is_dir = self._read_into(image_id, base, sub)
+            except NotFound:
+                if not rest:
+                    raise
+                is_dir = False
+            if rest:
+                # A wildcard: matched inside the (wildcard-free) directory read out.
+                if not is_dir:
+                    raise NotFound(f"COPY failed: no source files were specified: "
+                                   f"{pattern} matches nothing in --from={from_ref}")
+                try:
+                    found = find_sources(sub, rest, "COPY")
+                except NotFound:
+                    raise NotFound(f"COPY failed: no source files were specified: {pattern} "
+                                   f"matches nothing in --from={from_ref}") from None
+                sources.extend(Source(f"{i}/{s.rel}" if s.rel else str(i), s.is_dir)
+                               for s in found)
+            elif is_dir:
                 sources.append(Source(str(i), True))
+            else:
+                sources.append(Source(f"{i}/{os.listdir(sub)[0]}", False))
         return scratch, sources, image_id
 
 
 # Proxy args are usable without an ARG line (Docker's predefined args).
 _PREDEFINED = {"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY",
                "ftp_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"}
+
+
+def _wildcard_split(path: str) -> tuple[str, str]:
+    """"/out/*.txt" -> ("/out", "*.txt"): the leading components without wildcards, and
+    the rest ("" when there is no wildcard)."""
+    parts = path.strip("/").split("/")
+    for n, part in enumerate(parts):
+        if any(c in part for c in "*?["):
+            return "/" + "/".join(parts[:n]), "/".join(parts[n:])
+    return path, ""
 
 
 def _is_host(plat: str) -> bool:

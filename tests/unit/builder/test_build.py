@@ -8,6 +8,7 @@ import copy
 import functools
 import hashlib
 import http.server
+import io
 import re
 import tarfile
 import threading
@@ -288,3 +289,47 @@ def test_run_in_a_stage_of_a_foreign_platform_is_refused_clearly(tmp_path: Path)
         build(tmp_path, f"FROM --platform={foreign} busybox\nRUN true\n")
     _, _, be = build(tmp_path, f"FROM --platform={foreign} busybox\nENV A=1\n")
     assert be.platforms == [foreign]
+
+
+class FilesBackend(FakeBackend):
+    """read_files of a small tree: /out/{a.txt,b.txt,c.log,sub/d.txt}, /one/{only}."""
+
+    TREE = {"/out": ["a.txt", "b.txt", "c.log", "sub/", "sub/d.txt"], "/one": ["only"]}
+
+    def read_files(self, image: str, path: str, out: IO[bytes]) -> None:
+        names = self.TREE.get(path)
+        if names is None:
+            raise NotFound(path)
+        with tarfile.open(fileobj=out, mode="w|") as tar:
+            for name in [".", *names]:
+                info = tarfile.TarInfo(name.rstrip("/"))
+                if name == "." or name.endswith("/"):
+                    info.type, info.mode = tarfile.DIRTYPE, 0o755
+                    tar.addfile(info)
+                else:
+                    info.size = len(name)
+                    tar.addfile(info, io.BytesIO(name.encode()))
+
+
+def _added(be: FakeBackend) -> list[Any]:
+    return [c[1] for c in be.calls if c[0] == "add"]
+
+
+def test_copy_from_with_wildcards(tmp_path: Path) -> None:
+    be = FilesBackend()
+    build(tmp_path, "FROM busybox\nCOPY --from=busybox /out/*.txt /dest/\n", be)
+    created_by, dest, single, _, names = _added(be)[-1]
+    assert (dest, single, sorted(names)) == ("/dest/", "", ["a.txt", "b.txt"])
+    assert " multi:" in created_by
+    be = FilesBackend()  # one match: a file copied by its name; "?" and a dir matched
+    build(tmp_path, "FROM busybox\nCOPY --from=busybox /out/a.tx? /x\n"
+                    "COPY --from=busybox /out/s* /s/\n", be)
+    assert _added(be)[-2][1:3] == ("/x", "a.txt")
+    assert sorted(_added(be)[-1][4]) == [".", "d.txt"]
+    be = FilesBackend()  # a directory holding one file is still a directory
+    build(tmp_path, "FROM busybox\nCOPY --from=busybox /one /one-copy\n", be)
+    assert _added(be)[-1][1:3] == ("/one-copy", "")
+    with pytest.raises(NotFound, match="no source files were specified: /out/\\*.md"):
+        build(tmp_path, "FROM busybox\nCOPY --from=busybox /out/*.md /d/\n", FilesBackend())
+    with pytest.raises(NotFound, match="nothing in --from=busybox"):
+        build(tmp_path, "FROM busybox\nCOPY --from=busybox /nope/* /d/\n", FilesBackend())

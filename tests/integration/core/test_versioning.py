@@ -20,7 +20,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from muelle.images.v1 import images_pb2, images_pb2_grpc
 
-from clients.sdk import Client
+from clients.sdk.client import Client
 from services.core import errors, server, versioning
 from services.core.client import Contract, channel, connect
 from services.core.version import VERSION
@@ -68,11 +68,12 @@ def test_every_server_reports_what_it_registered(tmp_path: Path,
     """The list is the services ``register`` added (not the names the factory passes),
     plus the shared ones; the health check knows each by name too."""
     sock = f"unix://{tmp_path}/s.sock"
-    extra = Served("test.Extra.v3")
-    started.append(server.start(
-        "imagestore", sock,
-        lambda srv: (Served("muelle.images.v1.Images").register(srv), extra.register(srv)),
-        []))
+
+    def register(srv: grpc.Server) -> None:
+        Served("muelle.images.v1.Images").register(srv)
+        Served("test.Extra.v3").register(srv)
+
+    started.append(server.start("imagestore", sock, register, []))
     with channel(sock) as ch:
         reply = versioning.ask(ch)
         assert reply.component == "imagestore"

@@ -542,3 +542,47 @@ def test_compose_over_tls_from_another_host(across: Across, tmp_path: Path) -> N
                      env=env, timeout=180)
     assert down.returncode == 0, down
     assert "acrossd" not in across.docker("ps", "-a", "--format", "{{.Names}}").stdout
+
+
+# Asks each address's Version service over mutual TLS, as client-d (Version answers any
+# certificate of the CA, as health): "component release service,service,..." per line.
+ASK_VERSIONS = """
+import sys
+from services.core.client import channel
+from services.core.tls import TlsFiles
+from services.core.versioning import ask
+tls = TlsFiles(*sys.argv[1:4])
+for address in sys.argv[4:]:
+    with channel(address, tls) as ch:
+        reply = ask(ch, timeout=10)
+        print(reply.component, reply.version, ",".join(reply.services))
+"""
+
+
+def test_every_service_reports_its_contract_versions_across_hosts(across: Across) -> None:
+    """The Version service of the registry service on A and of B's image store, shim and
+    gateway, asked from D: each names itself and the contract its peers need of it (the
+    names from the generated stubs the callers use)."""
+    from muelle.engine.v1 import engine_pb2_grpc
+
+    from services.core.client import Contract
+    from services.core.version import VERSION
+    from services.gateway.main import PEERS
+
+    stubs = {**PEERS, "gateway": engine_pb2_grpc.EngineStub}
+    hosts = {"registry": across.lab["a"], "imagestore": across.lab["b"],
+             "shim": across.lab["b"], "gateway": across.lab["b"]}
+    addresses = [f"tcp://{hosts[n].ip}:{PORTS[n]}" for n in stubs]
+    c = across.client
+    out = across.lab["d"].run([PY, "-c", ASK_VERSIONS, c.ca, c.cert, c.key, *addresses],
+                              check=True).stdout.splitlines()
+    for line, (name, stub) in zip(out, stubs.items(), strict=True):
+        component, release, services = line.split()
+        contract = Contract.of(stub, name, "")
+        assert contract is not None
+        assert (component, release) == (name, VERSION)
+        assert contract.name in services.split(","), line
+        assert "muelle.version.v1.Version" in services.split(",")
+    version = across.cli("version").stdout
+    for name in PEERS:  # the engine's Version shows each neighbour's own release
+        assert f"{name + ':':<12} {VERSION} (serving)" in version, version

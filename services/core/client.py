@@ -17,7 +17,7 @@ import grpc
 
 from services.core.logging import get_logger
 from vocab.channel import READY_WAIT, TlsFiles, channel
-from vocab.errors import FailedPrecondition, from_rpc_error
+from vocab.errors import from_rpc_error
 
 T = TypeVar("T")
 
@@ -56,19 +56,22 @@ class _Readiness:
 class Contract:
     """The versioned contract (``muelle.images.v1.Images``) a client needs of its peer.
 
-    Every muelle service reports each contract it serves in the standard health service
-    (server.start), so on each new connection one health check by that name tells whether
-    the peer serves it: a peer of another version answers NOT_FOUND, and the caller gets
-    one clear FailedPrecondition at connect instead of UNIMPLEMENTED on some later call.
-    A peer without a health service (a test's fake) is taken as it is."""
+    Every muelle server reports the contracts it serves in its Version service
+    (services/core/versioning.py), so on each new connection one Version call tells
+    whether the peer serves it: a peer of another release gets one clear
+    FailedPrecondition at connect instead of UNIMPLEMENTED on some later call. A peer
+    without a Version service is asked the health check by contract name; one without
+    either (a test's fake) is taken as it is."""
 
-    def __init__(self, name: str, service: str, address: str) -> None:
+    def __init__(self, name: str, service: str, address: str, caller: str = "") -> None:
         self.name = name
         self.service = service
         self.address = address
+        self.caller = caller
 
     @classmethod
-    def of(cls, stub_class: type, service: str, address: str) -> Contract | None:
+    def of(cls, stub_class: type, service: str, address: str,
+           caller: str = "") -> Contract | None:
         """The contract of a generated ``XStub`` (package from its _pb2 module)."""
         import importlib
 
@@ -79,20 +82,33 @@ class Contract:
             package = importlib.import_module(module[:-len("_grpc")]).DESCRIPTOR.package
         except (ImportError, AttributeError):
             return None
-        return cls(f"{package}.{stub_class.__name__[:-len('Stub')]}", service, address)
+        return cls(f"{package}.{stub_class.__name__[:-len('Stub')]}", service, address,
+                   caller)
 
-    def check(self, ch: grpc.Channel) -> None:
-        from grpc_health.v1 import health_pb2, health_pb2_grpc
+    def check(self, ch: grpc.Channel, timeout: float = READY_WAIT) -> None:
+        from vocab.versioning import check
 
+        check(ch, self.name, self.service, self.address, self.caller, timeout)
+
+
+def require(address: str, stub_class: type, service: str, tls: TlsFiles | None,
+            caller: str, timeout: float = READY_WAIT) -> None:
+    """Refuse to start ``caller`` (FailedPrecondition) when the peer at ``address``
+    answers but does not serve the contract of ``stub_class``: a gateway started against
+    a shim of another release stops at once with that line, not at its first container.
+    A peer not reachable yet is left to the check at connect."""
+    contract = Contract.of(stub_class, service, address, caller)
+    if contract is None:
+        return
+    with channel(address, tls) as ch:
         try:
-            health_pb2_grpc.HealthStub(ch).Check(
-                health_pb2.HealthCheckRequest(service=self.name), timeout=READY_WAIT)
-        except grpc.RpcError as err:
-            if err.code() == grpc.StatusCode.NOT_FOUND:
-                raise FailedPrecondition(
-                    f"{self.service} at {self.address} does not serve {self.name}, the "
-                    f"contract version this client needs (another muelle release?)") from None
-            # Unreachable or no health service: the call itself tells what is wrong.
+            grpc.channel_ready_future(ch).result(timeout=timeout)
+        except grpc.FutureTimeoutError:
+            get_logger(service=caller).warning("peer not reachable at start; its "
+                                               "contract is checked at connect",
+                                               peer=service, address=address)
+            return
+        contract.check(ch, timeout)
 
 
 class _Connection:
@@ -107,9 +123,10 @@ class _Connection:
     RECHECK = 1.0
 
     def __init__(self, address: str, stub_class: type, service: str,
-                 tls: TlsFiles | None) -> None:
+                 tls: TlsFiles | None, caller: str = "") -> None:
         self.address, self.stub_class, self.service, self.tls = \
             address, stub_class, service, tls
+        self.caller = caller
         self._renewable = tls is not None and tls.configured and not tls.insecure
         self._stamps: tuple[tuple[int, int], ...] = ()
         self._checked_at = 0.0
@@ -123,7 +140,8 @@ class _Connection:
             self._stamps = stamps(self.tls)
         ch = channel(self.address, self.tls)
         return (self.stub_class(ch),
-                _Readiness(ch, Contract.of(self.stub_class, self.service, self.address)))
+                _Readiness(ch, Contract.of(self.stub_class, self.service, self.address,
+                                        self.caller)))
 
     def current(self) -> tuple[Any, _Readiness]:
         if self._renewable and time.monotonic() - self._checked_at >= self.RECHECK:
@@ -192,9 +210,10 @@ class TypedStream(Iterator[T]):
 
 
 def connect(address: str, stub_class: type[T], service: str,
-            tls: TlsFiles | None = None) -> T:
+            tls: TlsFiles | None = None, caller: str = "") -> T:
     """A stub for ``stub_class`` on ``address`` whose calls raise typed errors; over mutual
-    TLS with ``tls`` (our certificate) when the address is TCP."""
-    connection = _Connection(address, stub_class, service, tls)
+    TLS with ``tls`` (our certificate) when the address is TCP. ``caller`` names us in
+    the refusal of a peer that lacks the contract (versioning.check)."""
+    connection = _Connection(address, stub_class, service, tls, caller)
     return _TypedErrors(connection.stub, service, connection.readiness,  # type: ignore[return-value]
                         connection)

@@ -28,6 +28,7 @@ from services.core.tls import (
 )
 from vocab.channel import GRPC_OPTIONS, KEEPALIVE_TIME_MS, TlsFiles
 from vocab.errors import ANSWERED, MuelleError, is_no_space, no_space
+from vocab.versioning import Recording, add_version_service, version_service_name
 
 # Clients over TCP ping every KEEPALIVE_TIME_MS during a call (client.TCP_OPTIONS), also
 # while a stream carries no data (a Wait, a quiet log follow): gRPC's defaults would call
@@ -199,14 +200,20 @@ def start(
         interceptors=interceptors,
         options=GRPC_OPTIONS + SERVER_OPTIONS,
     )
-    register(server)
+    # The contracts served are what ``register`` adds, not a list kept beside it: the
+    # Version service and the health check report exactly what callers can call.
+    recording = Recording(server)
+    register(recording)  # type: ignore[arg-type]  # a grpc.Server in all it is asked
+    # ``service_names`` adds what a handler that does not name itself serves (generated
+    # servicers all name themselves).
+    contracts = list(dict.fromkeys((*recording.names, *service_names)))
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for svc in ("", *service_names):
+    for svc in ("", *contracts):
         health_servicer.set(svc, health_pb2.HealthCheckResponse.SERVING)
-    reflection.enable_server_reflection(
-        (*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    shared = (version_service_name(), health.SERVICE_NAME, reflection.SERVICE_NAME)
+    add_version_service(server, name, (*contracts, *shared))
+    reflection.enable_server_reflection((*contracts, *shared), server)
     target = bind_address(address)
     if mode == "tls":
         port = server.add_secure_port(target, server_credentials(name, tls))

@@ -31,9 +31,11 @@ from vocab.errors import InvalidArgument, PermissionDenied, Unauthenticated
 # A certificate that expires within this many days is logged as a warning at start and
 # at each reload, so an operator renews it before callers are refused.
 EXPIRY_WARNING_DAYS = 30
-# Health checks answer any caller that passed the TLS handshake (a CA-signed certificate):
-# load balancers and launchers probe with whatever identity they have.
-UNAUTHORIZED_METHODS = ("/grpc.health.v1.Health/",)
+# Health checks and the Version service answer any caller that passed the TLS handshake
+# (a CA-signed certificate): load balancers and launchers probe with whatever identity
+# they have, and a caller learns which contracts a peer serves before its calls (refused
+# or not) are made.
+UNAUTHORIZED_METHODS = ("/grpc.health.v1.Health/", "/muelle.version.v1.Version/")
 
 
 def listen_mode(service: str, address: str, files: TlsFiles) -> str:

@@ -57,9 +57,13 @@ def test_tcp_without_tls_or_insecure_is_refused(tmp_path: Path) -> None:
     cfg = _config(tmp_path, '[dockerapi]\ntcp = "127.0.0.1:2375"\n')
     with pytest.raises(InvalidArgument, match="without TLS"):
         listener(cfg)
-    with pytest.raises(InvalidArgument, match="host:port"):
-        tcp_address("127.0.0.1")
+    # A host alone: Docker's ports, 2376 for TLS (the default), 2375 for plain.
+    assert tcp_address("127.0.0.1") == ("127.0.0.1", 2376)
+    assert tcp_address("tcp://[::1]") == ("::1", 2376)
+    assert tcp_address("127.0.0.1", tls=False) == ("127.0.0.1", 2375)
     assert tcp_address("tcp://127.0.0.1:2376") == ("127.0.0.1", 2376)
+    with pytest.raises(InvalidArgument, match="host:port"):
+        tcp_address("127.0.0.1:http")
 
 
 def test_docker_cli_over_mutual_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

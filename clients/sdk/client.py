@@ -13,7 +13,7 @@ from _collections_abc import Iterator
 
 from clients.sdk import lite, wire
 from clients.sdk.address import plain_allowed, resolve_host, resolve_tls
-from services.core.errors import InvalidArgument, MuelleError
+from vocab.errors import FailedPrecondition, InvalidArgument, MuelleError, Unimplemented
 
 # typing costs the CLI ~3 ms to import; mypy treats TYPE_CHECKING as true wherever it is defined
 TYPE_CHECKING = False
@@ -69,9 +69,7 @@ class Client:
     @property
     def _channel(self) -> grpc.Channel:
         if self._grpc_channel is None:
-            from services.core.client import channel
-            from services.core.tls import TlsFiles
-
+            from vocab.channel import TlsFiles, channel
             tls = TlsFiles(*self._tls) if self._tls else None
             self._grpc_channel = channel(self.host, tls)
         return self._grpc_channel
@@ -99,6 +97,12 @@ class Client:
     # -- plumbing: typed errors without a service prefix (the message is the gateway's)
 
     def _call(self, name: str, request: Any) -> Any:
+        try:
+            return self._call_once(name, request)
+        except Unimplemented as err:
+            raise self._unimplemented(err, name) from None
+
+    def _call_once(self, name: str, request: Any) -> Any:
         if self._wire is not None and isinstance(request, lite.Message):
             data = request.SerializeToString()
             if len(data) < wire.MAX_REQUEST:
@@ -108,7 +112,7 @@ class Client:
             request = _generated(request)
         import grpc
 
-        from services.core.errors import from_rpc_error
+        from vocab.errors import from_rpc_error
 
         try:
             return getattr(self._stub, name)(request)
@@ -116,21 +120,56 @@ class Client:
             raise from_rpc_error(err) from None
 
     def _stream(self, name: str, request: Any) -> Stream:
+        def explain(err: Unimplemented) -> MuelleError:
+            return self._unimplemented(err, name)
+
         if self._wire is not None and isinstance(request, lite.Message):
             data = request.SerializeToString()
             if len(data) < wire.MAX_REQUEST:
                 sid, messages = wire.stream(self._wire, lite.method_path(name), data)
-                return WireStream(self._wire, sid, messages, lite.method_types(name)[1])
+                return WireStream(self._wire, sid, messages, lite.method_types(name)[1],
+                                  explain)
         if isinstance(request, lite.Message):
             request = _generated(request)
         import grpc
 
-        from services.core.errors import from_rpc_error
+        from vocab.errors import from_rpc_error
 
         try:
-            return GrpcStream(getattr(self._stub, name)(request))
+            return GrpcStream(getattr(self._stub, name)(request), explain)
         except grpc.RpcError as err:
             raise from_rpc_error(err) from None
+
+    def _unimplemented(self, err: Unimplemented, name: str) -> MuelleError:
+        """What an UNIMPLEMENTED answer means, asked of the gateway's Version service
+        (muelle.version.v1): a gateway of another release that lacks the engine contract
+        this client speaks, or that serves it without this call. Asked only then, so a
+        command costs no extra round trip; nothing was done (the call was not served)."""
+        contract = lite.method_path(name).strip("/").partition("/")[0]
+        from vocab.versioning import VERSION_PATH, lacks
+
+        try:
+            if self._wire is not None:
+                from muelle.version.v1 import version_pb2
+
+                reply: Any = version_pb2.VersionResponse.FromString(
+                    wire.call(self._wire, VERSION_PATH, b""))
+            else:
+                from vocab.versioning import ask
+
+                reply = ask(self._channel)
+        except Exception:  # noqa: BLE001 - no Version to ask: the original error stands
+            return err
+        if reply is None:
+            return err
+        if contract not in reply.services:
+            return lacks(contract, "the gateway", self.host, reply)
+        from vocab.version import VERSION
+
+        return FailedPrecondition(
+            f"the gateway at {self.host} (muelle {reply.version}) serves {contract} "
+            f"without {name}, which this client (muelle {VERSION}) needs: an older "
+            f"release; upgrade the engine")
 
     def reachable(self, timeout: float = 2.0) -> bool:
         """True when the gateway answers its health check."""
@@ -231,7 +270,7 @@ class Client:
 
         import grpc
 
-        from services.core.errors import from_rpc_error
+        from vocab.errors import from_rpc_error
 
         try:
             return GrpcStream(self._stub.Build(requests()))
@@ -318,7 +357,7 @@ class Client:
         # Bidirectional: grpcio (clients/sdk/wire.py speaks only single-request calls).
         import grpc
 
-        from services.core.errors import from_rpc_error
+        from vocab.errors import from_rpc_error
 
         try:
             return GrpcStream(self._stub.ExecContainer(inputs()))
@@ -351,7 +390,7 @@ class Client:
 
         import grpc
 
-        from services.core.errors import from_rpc_error
+        from vocab.errors import from_rpc_error
 
         try:
             return GrpcStream(self._stub.AttachContainerStream(inputs()))
@@ -481,20 +520,25 @@ class Stream(Iterator["Any"]):  # a string: typing is not imported at run time
 class GrpcStream(Stream):
     """A server stream over grpcio."""
 
-    def __init__(self, call: Any) -> None:
+    def __init__(self, call: Any,
+                 explain: Callable[[Unimplemented], MuelleError] | None = None) -> None:
         self._call = call
+        self._explain = explain
 
     def __next__(self) -> Any:
         import grpc
 
-        from services.core.errors import from_rpc_error
+        from vocab.errors import from_rpc_error
 
         try:
             return next(self._call)
         except grpc.RpcError as err:
             if err.code() == grpc.StatusCode.CANCELLED and self._call.cancelled():
                 raise StopIteration from None
-            raise from_rpc_error(err) from None
+            error = from_rpc_error(err)
+            if isinstance(error, Unimplemented) and self._explain is not None:
+                error = self._explain(error)
+            raise error from None
 
     def cancel(self) -> None:
         self._call.cancel()
@@ -504,17 +548,24 @@ class WireStream(Stream):
     """A server stream over clients/sdk/wire.py, with Stream's interface."""
 
     def __init__(self, channel: wire.Channel, sid: int, messages: Iterator[bytes],
-                 cls: Any) -> None:
+                 cls: Any,
+                 explain: Callable[[Unimplemented], MuelleError] | None = None) -> None:
         self._channel = channel
         self._sid = sid
         self._messages = messages
         self._cls = cls
         self._cancelled = False
+        self._explain = explain
 
     def __next__(self) -> Any:
         if self._cancelled:
             raise StopIteration
-        return self._cls.FromString(next(self._messages))
+        try:
+            return self._cls.FromString(next(self._messages))
+        except Unimplemented as err:
+            if self._explain is None:
+                raise
+            raise self._explain(err) from None
 
     def cancel(self) -> None:
         if not self._cancelled:

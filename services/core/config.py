@@ -64,8 +64,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from services.core.errors import InvalidArgument
-from services.core.tls import TlsFiles
+from vocab.channel import TlsFiles
+from vocab.errors import InvalidArgument
 
 SERVICES = ("gateway", "imagestore", "registry", "shim")
 # Listeners that take [tls.<name>] and [authz] entries: the services and the Docker API.
@@ -151,8 +151,10 @@ class DockerApiConfig:
     # owner root, group ``group`` (like Docker's "docker" group) when set.
     socket: str = ""
     group: str = ""
-    # Also serve on TCP ("127.0.0.1:2375"); loopback only until TLS and authorization
-    # come (the across-hosts issue). Off when empty.
+    # Also serve on TCP, as dockerd -H tcp://: "0.0.0.0:2376" (a host alone: port 2376,
+    # Docker's TLS port; 2375 with insecure = true), mutual TLS with [tls.dockerapi] and
+    # the identities [authz].dockerapi lists; plain only with insecure = true on
+    # loopback. Off when empty.
     tcp: str = ""
 
 

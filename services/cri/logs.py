@@ -23,9 +23,9 @@ from collections.abc import Callable
 from muelle.engine.v1 import engine_pb2, engine_pb2_grpc
 from muelle.types.v1 import types_pb2
 
-from services.core import timefmt
-from services.core.errors import MuelleError
 from services.core.logging import get_logger
+from vocab import timefmt
+from vocab.errors import MuelleError
 
 
 def cri_lines(entry: types_pb2.LogEntry) -> list[bytes]:

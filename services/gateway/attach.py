@@ -14,10 +14,10 @@ from typing import Any
 from muelle.engine.v1 import engine_pb2
 from muelle.shim.v1 import shim_pb2
 
-from services.core.errors import InvalidArgument, MuelleError
 from services.core.logging import get_logger
 from services.gateway.engine import Engine
 from services.gateway.inputs import fits_console
+from vocab.errors import InvalidArgument, MuelleError
 
 
 class _ShimInputs:

@@ -24,9 +24,9 @@ from muelle.images.v1 import images_pb2
 from muelle.shim.v1 import shim_pb2
 from muelle.types.v1 import types_pb2
 
-from services.core.errors import MuelleError
 from services.core.logging import get_logger
 from services.gateway.records import Records
+from vocab.errors import MuelleError
 
 
 class Busy:

@@ -2,7 +2,7 @@
 
 ``Engine(records, images, shim, probes)`` takes the neighbours as objects with the
 generated stubs' interface (``connect(...)`` stubs in production, plain fakes in tests),
-and returns engine.v1 messages. Typed errors (services.core.errors) go up unchanged.
+and returns engine.v1 messages. Typed errors (vocab.errors) go up unchanged.
 """
 
 from __future__ import annotations
@@ -22,8 +22,13 @@ from muelle.registry.v1 import registry_pb2
 from muelle.shim.v1 import shim_pb2
 from muelle.types.v1 import types_pb2
 
-from services.core import platform as platforms
-from services.core.errors import (
+from services.core.logging import get_logger
+from services.gateway import build, check, mounts, names, options, system
+from services.gateway.merge import merge
+from services.gateway.records import Record, Records, conflict
+from services.gateway.status import now_rfc3339, status_text
+from vocab import platform as platforms
+from vocab.errors import (
     DeadlineExceeded,
     FailedPrecondition,
     InvalidArgument,
@@ -32,13 +37,15 @@ from services.core.errors import (
     ResourceExhausted,
     Unavailable,
 )
-from services.core.logging import get_logger
-from services.core.platform import host_arch
-from services.core.version import API_VERSION, VERSION
-from services.gateway import build, check, mounts, names, options, system
-from services.gateway.merge import merge
-from services.gateway.records import Record, Records, conflict
-from services.gateway.status import now_rfc3339, status_text
+from vocab.platform import host_arch
+from vocab.version import API_VERSION, VERSION
+
+# the neighbours' generated stubs, as connect() returns them (typing only)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from muelle.images.v1 import images_pb2_grpc
+    from muelle.registry.v1 import registry_pb2_grpc
+    from muelle.shim.v1 import shim_pb2_grpc
 
 RUNNING = ("running", "paused")
 WATCH_RETRY = 1.0
@@ -60,9 +67,10 @@ def image_summary(img: images_pb2.Image) -> engine_pb2.ImageSummary:
 
 
 class Engine:
-    def __init__(self, records: Records, images: Any, shim: Any,
+    def __init__(self, records: Records, images: images_pb2_grpc.ImagesStub,
+                 shim: shim_pb2_grpc.ShimStub,
                  probes: dict[str, Callable[[], str]] | None = None,
-                 registry: Any = None, root_dir: str = "",
+                 registry: registry_pb2_grpc.RegistryStub | None = None, root_dir: str = "",
                  userns_remap: list[types_pb2.IDMapping] | None = None) -> None:
         self.records = records
         self.userns_remap = userns_remap or []  # gateway.userns_remap, checked
@@ -88,7 +96,7 @@ class Engine:
 
     def _shim_state(self, cid: str) -> shim_pb2.ContainerStatus | None:
         try:
-            return self.shim.State(shim_pb2.StateRequest(id=cid))  # type: ignore[no-any-return]
+            return self.shim.State(shim_pb2.StateRequest(id=cid))
         except NotFound:
             return None
 
@@ -131,7 +139,7 @@ class Engine:
 
     def _get_image(self, reference: str) -> images_pb2.Image:
         try:
-            return self.images.Get(  # type: ignore[no-any-return]
+            return self.images.Get(
                 images_pb2.GetImageRequest(reference=reference))
         except NotFound:
             raise NotFound(f"No such image: {reference}") from None
@@ -248,7 +256,7 @@ class Engine:
         reply = self._registry().Logout(registry_pb2.LogoutRequest(server=server))
         return engine_pb2.LogoutResponse(server=reply.server)
 
-    def _registry(self) -> Any:
+    def _registry(self) -> registry_pb2_grpc.RegistryStub:
         if self.registry is None:
             raise Unavailable("this engine has no registry service configured")
         return self.registry
@@ -664,7 +672,7 @@ class Engine:
             return shim_pb2.ContainerStatus(
                 id=rec.id, status="stopped", exit_code=255,
                 error="the shim gave no exit status (it is older than the gateway)")
-        return reply.status  # type: ignore[no-any-return]
+        return reply.status
 
     def _remove_quietly(self, cid: str, shim_deleted: bool = False) -> None:
         rec = self.records.get(cid)
@@ -846,7 +854,7 @@ class Engine:
                 yield entry
         finally:
             with contextlib.suppress(Exception):
-                stream.cancel()
+                stream.cancel()  # type: ignore[no-untyped-call]  # untyped in grpc-stubs
 
 
 def _stamp(data: bytes, when: str) -> bytes:

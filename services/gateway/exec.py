@@ -9,17 +9,21 @@ comes, output flows back as the shim sends it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from muelle.types.v1 import types_pb2
 
-from services.core.errors import InvalidArgument
 from services.core.logging import get_logger
 from services.gateway import inputs as inputs_check
 from services.gateway.records import Records
+from vocab.errors import InvalidArgument
+
+# the neighbours' generated stubs, as connect() returns them (typing only)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from muelle.shim.v1 import shim_pb2_grpc
 
 
-def exec_container(records: Records, shim: Any,
+def exec_container(records: Records, shim: shim_pb2_grpc.ShimStub,
                    inputs: Iterator[types_pb2.ExecInput],
                    on_cancel: Callable[[Callable[[], None]], object] | None = None,
                    ) -> Iterator[types_pb2.ExecOutput]:
@@ -59,4 +63,5 @@ def exec_container(records: Records, shim: Any,
     try:
         yield from stream  # the same messages (types.v1) both ways
     finally:
-        stream.cancel()  # the client left early: the shim kills the process
+        # the client left early: the shim kills the process (grpc-stubs leave cancel untyped)
+        stream.cancel()  # type: ignore[no-untyped-call]

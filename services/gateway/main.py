@@ -11,7 +11,7 @@ from muelle.images.v1 import images_pb2_grpc
 from muelle.registry.v1 import registry_pb2_grpc
 from muelle.shim.v1 import shim_pb2_grpc
 
-from services.core.client import connect
+from services.core.client import connect, require
 from services.core.config import Config
 from services.core.main import service_main
 from services.gateway import userns
@@ -22,15 +22,28 @@ from services.gateway.records import Records
 SERVICE_NAME = "muelle.engine.v1.Engine"
 
 
+# The contract the gateway needs of each neighbour (the generated stub names it).
+PEERS: dict[str, type] = {
+    "imagestore": images_pb2_grpc.ImagesStub,
+    "shim": shim_pb2_grpc.ShimStub,
+    "registry": registry_pb2_grpc.RegistryStub,
+}
+
+
 def build(cfg: Config) -> Engine:
     # The gateway's own certificate identifies it to its neighbours over TCP.
     tls = cfg.tls_files("gateway")
-    images = connect(cfg.address("imagestore"), images_pb2_grpc.ImagesStub, "imagestore", tls)
-    shim = connect(cfg.address("shim"), shim_pb2_grpc.ShimStub, "shim", tls)
-    probes = {name: health_probe(cfg.address(name), name, tls)
-              for name in ("registry", "imagestore", "shim")}
+    # A neighbour of another release (a shim without the contract this gateway speaks)
+    # stops the start with one line naming both, instead of failing the first container.
+    for name, stub in PEERS.items():
+        require(cfg.address(name), stub, name, tls, caller="gateway")
+    images = connect(cfg.address("imagestore"), images_pb2_grpc.ImagesStub, "imagestore", tls,
+                     caller="gateway")
+    shim = connect(cfg.address("shim"), shim_pb2_grpc.ShimStub, "shim", tls,
+                   caller="gateway")
+    probes = {name: health_probe(cfg.address(name), name, tls) for name in PEERS}
     registry = connect(cfg.address("registry"), registry_pb2_grpc.RegistryStub, "registry",
-                       tls)
+                       tls, caller="gateway")
     return Engine(Records(cfg.state_dir("gateway")), images, shim, probes,
                   registry=registry, root_dir=str(cfg.root),
                   userns_remap=userns.default_maps(cfg.gateway.userns_remap))

@@ -12,7 +12,7 @@ import re
 from muelle.engine.v1 import engine_pb2
 from muelle.types.v1 import types_pb2
 
-from services.core.errors import InvalidArgument
+from vocab.errors import InvalidArgument
 
 _SIZE = re.compile(r"^(\d{1,20})([kmgt]?)b?$", re.IGNORECASE | re.ASCII)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}

@@ -16,10 +16,10 @@ from muelle.shim.v1 import shim_pb2
 from muelle.types.v1 import types_pb2
 
 from services.core import cpuset, numbers
-from services.core.errors import InvalidArgument
 from services.core.restart_policy import parse as restart_policy_parse
 from services.gateway import inputs, userns
 from services.gateway.merge import Merged
+from vocab.errors import InvalidArgument
 
 MIN_MEMORY = 6 * 1024 * 1024  # docker's minimum memory limit
 CPU_PERIOD = 100_000  # microseconds, the CFS default docker uses with --cpus

@@ -21,7 +21,7 @@ from muelle.engine.v1 import engine_pb2
 from muelle.shim.v1 import shim_pb2
 
 from services.core import modes
-from services.core.errors import AlreadyExists, InvalidArgument, NotFound, is_no_space, no_space
+from vocab.errors import AlreadyExists, InvalidArgument, NotFound, is_no_space, no_space
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS containers (

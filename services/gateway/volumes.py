@@ -3,15 +3,18 @@ volume messages are types.v1's on both sides: the replies pass through as they c
 
 from __future__ import annotations
 
-from typing import Any
-
 from muelle.engine.v1 import engine_pb2
 from muelle.shim.v1 import shim_pb2
 from muelle.types.v1 import types_pb2
 
+# the neighbours' generated stubs, as connect() returns them (typing only)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from muelle.shim.v1 import shim_pb2_grpc
+
 
 class Volumes:
-    def __init__(self, shim: Any) -> None:
+    def __init__(self, shim: shim_pb2_grpc.ShimStub) -> None:
         self.shim = shim
 
     def create(self, name: str, labels: dict[str, str]) -> types_pb2.Volume:

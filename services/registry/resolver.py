@@ -19,10 +19,7 @@ from dataclasses import dataclass, replace
 
 import httpx
 
-from services.core import digest as digestmod
-from services.core import reference as refmod
 from services.core.config import Config, RegistryConfig
-from services.core.errors import DataLoss, InvalidArgument, NotFound, Unavailable
 from services.core.logging import get_logger
 from services.registry import manifests, platforms
 from services.registry.credstore import auth_file_path
@@ -32,6 +29,9 @@ from services.registry.manifest_cache import ManifestCache
 from services.registry.manifests import ManifestContent
 from services.registry.pace import MinimumPace
 from services.registry.ranges import RangedFetch
+from vocab import digest as digestmod
+from vocab import reference as refmod
+from vocab.errors import DataLoss, InvalidArgument, NotFound, Unavailable
 
 CHUNK_SIZE = 1024 * 1024
 MAX_RESUMES = 3

@@ -6,20 +6,21 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import grpc
 from muelle.shim.v1 import shim_pb2, shim_pb2_grpc
 from muelle.types.v1 import types_pb2
 
-from services.core.errors import InvalidArgument
 from services.shim import volume_mounts
 from services.shim.exec import ExecRequest, Exit
 from services.shim.network.defs import Network
 from services.shim.shim import Shim, Status
 from services.shim.volumes import Volume
+from vocab.errors import InvalidArgument
 
 
-def _status(st: Status, net: dict | None = None) -> shim_pb2.ContainerStatus:
+def _status(st: Status, net: dict[str, Any] | None = None) -> shim_pb2.ContainerStatus:
     out = shim_pb2.ContainerStatus(
         id=st.id, status=st.status, pid=st.pid, exit_code=st.exit_code,
         oom_killed=st.oom_killed, created_at=st.created_at, started_at=st.started_at,

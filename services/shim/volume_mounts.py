@@ -16,9 +16,9 @@ from typing import Any
 
 from muelle.types.v1 import types_pb2
 
-from services.core.errors import InvalidArgument, MuelleError
 from services.runtime.paths import make_target, secure_join
 from services.shim.volumes import VolumeStore
+from vocab.errors import InvalidArgument, MuelleError
 
 TMPFS_DEFAULTS = ["nosuid", "nodev", "noexec"]
 

@@ -56,8 +56,7 @@ def test_a_client_that_leaves_a_silent_exec_kills_it(engine: Engine, image: str)
     from muelle.engine.v1 import engine_pb2_grpc
     from muelle.types.v1 import types_pb2
 
-    from services.core.client import target
-
+    from vocab.channel import target
     cid = engine.cli("run", "-d", image, "sleep", "1000").stdout.strip()
     try:
         start = types_pb2.ExecStart(container=cid, cmd=["sleep", "4242"])

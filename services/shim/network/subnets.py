@@ -5,8 +5,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
-from services.core.errors import FailedPrecondition
 from services.shim.network import rtnl
+from vocab.errors import FailedPrecondition
 
 Net = ipaddress.IPv4Network | ipaddress.IPv6Network
 # Like podman: 10.88.0.0/16 then 10.89.0.0/16..., one /24 per network.

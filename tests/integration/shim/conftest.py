@@ -23,8 +23,8 @@ import pytest
 from muelle.shim.v1 import shim_pb2, shim_pb2_grpc
 from muelle.types.v1 import types_pb2
 
+from engine.launcher import healthy
 from services.core.client import connect
-from services.core.launcher import healthy
 from tests.support import hostcheck, network, required
 from tests.support.engine import cgroups_under, mounts_under, processes_mentioning, sweep
 from tests.support.images import busybox_layer

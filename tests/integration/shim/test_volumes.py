@@ -12,8 +12,8 @@ import pytest
 from muelle.shim.v1 import shim_pb2 as pb
 from muelle.types.v1 import types_pb2
 
-from services.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from tests.integration.shim.conftest import RUNTIMES, ShimProcess
+from vocab.errors import FailedPrecondition, InvalidArgument, NotFound
 
 pytestmark = pytest.mark.root
 

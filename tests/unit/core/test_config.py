@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from services.core import config
-from services.core.errors import InvalidArgument
+from vocab.errors import InvalidArgument
 
 
 def test_defaults_and_env(monkeypatch: pytest.MonkeyPatch) -> None:

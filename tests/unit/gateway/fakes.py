@@ -10,14 +10,14 @@ from muelle.images.v1 import images_pb2
 from muelle.shim.v1 import shim_pb2
 from muelle.types.v1 import types_pb2
 
-from services.core.errors import (
+from services.gateway.status import now_rfc3339
+from vocab.errors import (
     AlreadyExists,
     DeadlineExceeded,
     FailedPrecondition,
     MuelleError,
     NotFound,
 )
-from services.gateway.status import now_rfc3339
 
 IMAGE_ID = "sha256:" + "f" * 64
 

@@ -9,12 +9,13 @@ import pytest
 from muelle.engine.v1 import engine_pb2
 from muelle.shim.v1 import shim_pb2
 
-from services.core.errors import FailedPrecondition, Unavailable
+from services.gateway import build as buildmod
 from services.gateway import engine as enginemod
 from services.gateway.engine import Engine
 from services.gateway.records import Records
 from tests.unit.gateway.fakes import FakeImages, FakeShim
 from tests.unit.gateway.test_engine import eventually, req
+from vocab.errors import FailedPrecondition, Unavailable
 
 
 @pytest.fixture
@@ -139,7 +140,7 @@ def test_a_container_a_commit_froze_is_thawed_by_the_next_start(tmp_path: Path) 
 
 def test_a_commit_whose_resume_fails_resumes_later(engine: Engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setattr(enginemod, "FINISH_RETRY", (0.01, 0.02))
-    monkeypatch.setattr(enginemod.build, "commit_container", lambda *a: "committed")
+    monkeypatch.setattr(buildmod, "commit_container", lambda *a: "committed")
     cid = engine.create(req(cmd=["sleep"])).id
     engine.start(cid)
     resume = engine.shim.Resume

@@ -12,16 +12,16 @@ import pytest
 from muelle.engine.v1 import engine_pb2
 from muelle.types.v1 import types_pb2
 
-from services.core.errors import (
+from services.gateway.engine import Engine
+from services.gateway.records import Records
+from tests.unit.gateway.fakes import IMAGE_ID, FakeImages, FakeShim
+from vocab.errors import (
     AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
     Unavailable,
 )
-from services.gateway.engine import Engine
-from services.gateway.records import Records
-from tests.unit.gateway.fakes import IMAGE_ID, FakeImages, FakeShim
 
 
 @pytest.fixture

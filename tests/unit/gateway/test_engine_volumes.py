@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from services.core.errors import InvalidArgument
 from services.gateway.engine import Engine
 from tests.unit.gateway.fakes import FakeImages, FakeShim
 from tests.unit.gateway.test_engine import engine, eventually, images, req, runtime  # noqa: F401
+from vocab.errors import InvalidArgument
 
 
 def test_mounts_reach_the_shim_and_rm_v(engine: Engine, images: FakeImages,  # noqa: F811

@@ -9,11 +9,11 @@ import pytest
 from muelle.engine.v1 import engine_pb2
 from muelle.types.v1 import types_pb2
 
-from services.core.errors import InvalidArgument
 from services.gateway.engine import Engine
 from services.gateway.exec import exec_container
 from services.gateway.records import Records
 from tests.unit.gateway.fakes import FakeImages, FakeShim, FakeStream
+from vocab.errors import InvalidArgument
 
 
 class ExecRuntime(FakeShim):

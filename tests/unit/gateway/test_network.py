@@ -11,10 +11,10 @@ from muelle.engine.v1 import engine_pb2
 from muelle.shim.v1 import shim_pb2
 from muelle.types.v1 import types_pb2
 
-from services.core.errors import FailedPrecondition, NotFound
 from services.gateway.engine import Engine
 from services.gateway.records import Records
 from tests.unit.gateway.fakes import FakeImages, FakeShim
+from vocab.errors import FailedPrecondition, NotFound
 
 
 class NetRuntime(FakeShim):

@@ -9,9 +9,9 @@ import pytest
 from muelle.engine.v1 import engine_pb2
 from muelle.shim.v1 import shim_pb2
 
-from services.core.errors import AlreadyExists, InvalidArgument, NotFound
 from services.gateway import names
 from services.gateway.records import Record, Records
+from vocab.errors import AlreadyExists, InvalidArgument, NotFound
 
 
 @pytest.fixture

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from clients.sdk.client import Client
-from services.core.errors import InvalidArgument, NotFound
 from services.gateway.engine import Engine
 from tests.unit.gateway.fakes import FakeShim
 from tests.unit.gateway.test_engine import eventually
+from vocab.errors import InvalidArgument, NotFound
 
 
 def test_errors_cross_the_wire_typed(served: tuple[Engine, FakeShim, Client]) -> None:

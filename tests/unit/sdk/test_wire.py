@@ -14,7 +14,7 @@ import grpc
 import pytest
 
 from clients.sdk import wire
-from services.core.errors import FailedPrecondition, NotFound, Unavailable
+from vocab.errors import FailedPrecondition, NotFound, Unavailable
 
 
 def _unary(request: bytes, context: grpc.ServicerContext) -> bytes:

@@ -7,9 +7,9 @@ import json
 import pytest
 from muelle.shim.v1 import shim_pb2
 
-from services.core.errors import InvalidArgument
 from services.shim import seccomp_profile as sp
 from services.shim.spec import DEFAULT_CAPS, seccomp_filter
+from vocab.errors import InvalidArgument
 
 DENIED = ("mount", "umount2", "unshare", "setns", "pivot_root", "chroot", "keyctl", "add_key",
           "request_key", "kexec_load", "open_by_handle_at", "bpf", "perf_event_open",

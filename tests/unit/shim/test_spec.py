@@ -8,9 +8,9 @@ import pytest
 from muelle.shim.v1 import shim_pb2 as pb
 
 from services.core import capabilities as core_caps
-from services.core.errors import InvalidArgument
 from services.shim import spec
 from services.shim.users import User
+from vocab.errors import InvalidArgument
 
 CID = "ab" * 32
 

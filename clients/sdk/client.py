@@ -194,7 +194,7 @@ class Client:
     def pull(self, reference: str, platform: tuple[str, str, str] | None = None) -> Stream:
         """Progress messages (types.v1.PullProgress); the last one has the result.
         ``platform``: (os, architecture, variant) to pull; unset, the host's."""
-        req = self._pb.PullImageRequest(reference=reference)
+        req = self._types.PullRequest(reference=reference)
         if platform is not None:
             os_name, arch, variant = platform
             req.platform.CopyFrom(self._types.Platform(os=os_name, architecture=arch,
@@ -208,13 +208,13 @@ class Client:
         return self._call(  # type: ignore[no-any-return]
             "InspectImage", self._pb.InspectImageRequest(reference=reference))
 
-    def remove_image(self, reference: str, force: bool = False) -> engine_pb2.RemoveImageResponse:
+    def remove_image(self, reference: str, force: bool = False) -> types_pb2.RemoveImageResponse:
         return self._call(  # type: ignore[no-any-return]
-            "RemoveImage", self._pb.RemoveImageRequest(reference=reference, force=force))
+            "RemoveImage", self._types.RemoveImageRequest(reference=reference, force=force))
 
-    def prune_images(self, all: bool = False) -> engine_pb2.PruneImagesResponse:
+    def prune_images(self, all: bool = False) -> types_pb2.PruneImagesResponse:
         return self._call(  # type: ignore[no-any-return]
-            "PruneImages", self._pb.PruneImagesRequest(all=all))
+            "PruneImages", self._types.PruneImagesRequest(all=all))
 
     def system_df(self) -> engine_pb2.SystemDfResponse:
         return self._call("SystemDf", self._pb.SystemDfRequest())  # type: ignore[no-any-return]
@@ -227,10 +227,11 @@ class Client:
 
     def save_images(self, references: list[str]) -> Stream:
         """ArchiveChunk messages; their data, in order, is the tar."""
-        return self._stream("SaveImages", self._pb.SaveImagesRequest(references=references))
+        return self._stream("SaveImages", self._types.SaveImagesRequest(references=references))
 
-    def load_images(self, chunks: Iterator[bytes]) -> engine_pb2.LoadImagesResponse:
-        pb = _engine_pb2()  # a client stream: grpcio, generated classes
+    def load_images(self, chunks: Iterator[bytes]) -> types_pb2.LoadImagesResponse:
+        from muelle.types.v1 import types_pb2 as pb  # a client stream: grpcio, generated
+
         return self._call(  # type: ignore[no-any-return]
             "LoadImages", (pb.ArchiveChunk(data=c) for c in chunks))
 
@@ -240,14 +241,14 @@ class Client:
                             self._pb.ExportContainerRequest(container=container))
 
     def import_image(self, chunks: Iterator[bytes], reference: str = "",
-                     message: str = "") -> engine_pb2.ImportImageResponse:
+                     message: str = "") -> types_pb2.NewImage:
         """A one-layer image from the rootfs tar in ``chunks`` (`import`)."""
-        pb = _engine_pb2()  # a client stream: grpcio, generated classes
+        from muelle.types.v1 import types_pb2 as pb  # a client stream: grpcio, generated
 
-        def requests() -> Iterator[engine_pb2.ImportImageRequest]:
-            yield pb.ImportImageRequest(reference=reference, message=message)
+        def requests() -> Iterator[types_pb2.ImportRequest]:
+            yield pb.ImportRequest(reference=reference, message=message)
             for c in chunks:
-                yield pb.ImportImageRequest(data=c)
+                yield pb.ImportRequest(data=c)
         return self._call("ImportImage", requests())  # type: ignore[no-any-return]
 
     def build(self, context: Iterator[bytes], dockerfile: str = "", tags: Sequence[str] = (),
@@ -279,7 +280,7 @@ class Client:
 
     def commit_container(self, container: str, reference: str = "", author: str = "",
                          comment: str = "", pause: bool = True
-                         ) -> engine_pb2.CommitContainerResponse:
+                         ) -> types_pb2.NewImage:
         """A new image from the container's changes (`commit`); a running container is
         paused meanwhile unless ``pause`` is false."""
         return self._call(  # type: ignore[no-any-return]
@@ -288,7 +289,7 @@ class Client:
                 no_pause=not pause))
     def tag(self, source: str, target: str) -> engine_pb2.TagImageResponse:
         return self._call(  # type: ignore[no-any-return]
-            "TagImage", self._pb.TagImageRequest(source=source, target=target))
+            "TagImage", self._types.TagRequest(source=source, target=target))
 
     def push(self, reference: str) -> Stream:
         """Progress messages (types.v1.PullProgress); the last one has the result."""

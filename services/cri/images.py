@@ -7,6 +7,7 @@ import time
 
 from k8s.cri.v1 import api_pb2
 from muelle.engine.v1 import engine_pb2, engine_pb2_grpc
+from muelle.types.v1 import types_pb2
 
 from vocab.errors import InvalidArgument, NotFound, Unimplemented
 
@@ -62,7 +63,7 @@ class Images:
             raise Unimplemented("pulling with credentials is not supported by muelle-cri yet")
         if not spec.image:
             raise InvalidArgument("an image is required")
-        for _ in self.engine.PullImage(engine_pb2.PullImageRequest(reference=spec.image)):
+        for _ in self.engine.PullImage(types_pb2.PullRequest(reference=spec.image)):
             pass
         detail = self._inspect(spec.image)
         if detail is None:
@@ -77,7 +78,7 @@ class Images:
         # By ID, forced: every name of the image goes (containerd's CRI does the same), as
         # the kubelet's image garbage collection expects.
         with contextlib.suppress(NotFound):  # removed meanwhile
-            self.engine.RemoveImage(engine_pb2.RemoveImageRequest(
+            self.engine.RemoveImage(types_pb2.RemoveImageRequest(
                 reference=detail.summary.id, force=True))
 
     def fs_info(self) -> api_pb2.ImageFsInfoResponse:

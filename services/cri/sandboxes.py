@@ -100,7 +100,7 @@ class Sandboxes:
             self.engine.InspectImage(engine_pb2.InspectImageRequest(
                 reference=self.cfg.sandbox_image))
         except NotFound:
-            for _ in self.engine.PullImage(engine_pb2.PullImageRequest(
+            for _ in self.engine.PullImage(types_pb2.PullRequest(
                     reference=self.cfg.sandbox_image)):
                 pass
 

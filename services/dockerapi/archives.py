@@ -10,6 +10,7 @@ RPC.
 from __future__ import annotations
 
 from muelle.engine.v1 import engine_pb2
+from muelle.types.v1 import types_pb2
 
 from services.dockerapi.engine import Gateway
 from services.dockerapi.errors import bad_request
@@ -39,14 +40,14 @@ class Archives:
             container=req.params["id"]), out)
 
     async def save_one(self, req: Request, out: Responder) -> None:
-        await self._relay("SaveImages", engine_pb2.SaveImagesRequest(
+        await self._relay("SaveImages", types_pb2.SaveImagesRequest(
             references=[req.params["name"]]), out)
 
     async def save(self, req: Request, out: Responder) -> None:
         names = req.query.get("names") or []
         if not names:
             raise bad_request("names is required")
-        await self._relay("SaveImages", engine_pb2.SaveImagesRequest(references=names), out)
+        await self._relay("SaveImages", types_pb2.SaveImagesRequest(references=names), out)
 
     async def commit(self, req: Request, out: Responder) -> None:
         container = req.arg("container")

@@ -6,6 +6,7 @@ import fnmatch
 from typing import Any
 
 from muelle.engine.v1 import engine_pb2
+from muelle.types.v1 import types_pb2
 
 from services.dockerapi import filters
 from services.dockerapi.container_json import unix_seconds
@@ -92,7 +93,7 @@ class Images:
         if not repo:
             raise bad_request("repo is required")
         target = f"{repo}:{tag}" if tag else repo
-        await self.gateway.call("TagImage", engine_pb2.TagImageRequest(
+        await self.gateway.call("TagImage", types_pb2.TagRequest(
             source=req.params["name"], target=target))
         await out.empty(201)
 
@@ -100,7 +101,7 @@ class Images:
         wanted = filters.parse(req.arg("filters"), ("dangling", "label", "until"))
         if "label" in wanted or "until" in wanted:
             raise ApiError(400, "image prune by label or until is not supported by muelle yet")
-        reply = await self.gateway.call("PruneImages", engine_pb2.PruneImagesRequest(
+        reply = await self.gateway.call("PruneImages", types_pb2.PruneImagesRequest(
             all=filters.flag(wanted, "dangling") is False))
         deleted = [{"Untagged": familiar(u)} for u in reply.untagged]
         deleted += [{"Deleted": d} for d in reply.deleted]
@@ -108,7 +109,7 @@ class Images:
                              "SpaceReclaimed": reply.space_reclaimed})
 
     async def remove(self, req: Request, out: Responder) -> None:
-        reply = await self.gateway.call("RemoveImage", engine_pb2.RemoveImageRequest(
+        reply = await self.gateway.call("RemoveImage", types_pb2.RemoveImageRequest(
             reference=req.params["name"], force=req.flag("force")))
         await out.json(200, [*({"Untagged": familiar(u)} for u in reply.untagged),
                              *({"Deleted": d} for d in reply.deleted)])

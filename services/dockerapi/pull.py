@@ -98,7 +98,7 @@ async def relay(events: AsyncIterator[Any], out: Responder,
 async def pull(gateway: Gateway, req: Request, out: Responder) -> None:
     from_image, tag = req.arg("fromImage"), req.arg("tag")
     ref = reference(from_image, tag)
-    pull_req = engine_pb2.PullImageRequest(reference=ref)
+    pull_req = types_pb2.PullRequest(reference=ref)
     platform = req.arg("platform")
     if platform:
         os_name, _, rest = platform.partition("/")

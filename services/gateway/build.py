@@ -21,18 +21,17 @@ if TYPE_CHECKING:
 
 
 def export_container(images: images_pb2_grpc.ImagesStub, records: Records,
-                     ref: str) -> Iterator[engine_pb2.ArchiveChunk]:
+                     ref: str) -> Iterator[types_pb2.ArchiveChunk]:
     rec = records.lookup(ref)
     refuse_userns(rec, "export")
     return relay_archive(images.Export(images_pb2.ExportRequest(container_id=rec.id)))
 
 
-def relay_archive(stream: Any) -> Iterator[engine_pb2.ArchiveChunk]:
+def relay_archive(stream: Any) -> Iterator[types_pb2.ArchiveChunk]:
     """The image store's tar chunks to our client; cancelled when our client goes away,
     so the image store stops writing the tar."""
     try:
-        for chunk in stream:
-            yield engine_pb2.ArchiveChunk(data=chunk.data)
+        yield from stream  # the same message (types.v1) on both sides
     finally:
         cancel = getattr(stream, "cancel", None)
         if cancel is not None:
@@ -40,11 +39,9 @@ def relay_archive(stream: Any) -> Iterator[engine_pb2.ArchiveChunk]:
 
 
 def import_image(images: images_pb2_grpc.ImagesStub,
-                 requests: Iterator[engine_pb2.ImportImageRequest]
-                 ) -> engine_pb2.ImportImageResponse:
-    reply = images.Import(images_pb2.ImportRequest(reference=r.reference, message=r.message,
-                                                   data=r.data) for r in requests)
-    return engine_pb2.ImportImageResponse(id=reply.id, name=reply.name)
+                 requests: Iterator[types_pb2.ImportRequest]
+                 ) -> types_pb2.NewImage:
+    return images.Import(requests)  # the same messages (types.v1) on both sides
 
 
 def container_config(images: images_pb2_grpc.ImagesStub, rec: Record) -> types_pb2.ImageConfig:
@@ -68,13 +65,13 @@ def container_config(images: images_pb2_grpc.ImagesStub, rec: Record) -> types_p
 
 def commit_container(images: images_pb2_grpc.ImagesStub, rec: Record,
                      req: engine_pb2.CommitContainerRequest
-                     ) -> engine_pb2.CommitContainerResponse:
+                     ) -> types_pb2.NewImage:
     """The caller has looked ``rec`` up and checked it with refuse_userns."""
-    reply = images.Commit(images_pb2.CommitRequest(
+    reply: types_pb2.NewImage = images.Commit(images_pb2.CommitRequest(
         container_id=rec.id, reference=req.reference, config=container_config(images, rec),
         author=req.author, comment=req.comment, created_by=" ".join(rec.spec.args),
         container=rec.id))
-    return engine_pb2.CommitContainerResponse(id=reply.id, name=reply.name)
+    return reply
 
 
 def refuse_userns(rec: Record, verb: str) -> None:

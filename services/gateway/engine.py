@@ -125,7 +125,7 @@ class Engine:
         """The image store's pull, relayed. ``on_cancel`` registers what to run when our
         caller goes away: the image store's call is cancelled then, not at its next
         progress message (a 1 TiB layer may send none for hours)."""
-        request = images_pb2.PullRequest(reference=reference)
+        request = types_pb2.PullRequest(reference=reference)
         if plat is not None:
             request.platform.CopyFrom(plat)
         call = self.images.Pull(request)
@@ -151,7 +151,7 @@ class Engine:
             platform=img.platform, config=img.config, diff_ids=list(img.diff_ids),
             config_json=img.config_json, author=img.author)
 
-    def remove_image(self, reference: str, force: bool) -> engine_pb2.RemoveImageResponse:
+    def remove_image(self, reference: str, force: bool) -> types_pb2.RemoveImageResponse:
         img = self._get_image(reference)
         users = self.records.using_image(img.id)
         # Untagging one of several names leaves the image in place for its containers.
@@ -162,12 +162,10 @@ class Engine:
                 f'conflict: unable to remove repository reference "{reference}" (must force) '
                 f"- container {users[0].id[:12]} is using its referenced image "
                 f"{img.id.removeprefix('sha256:')[:12]}")
-        reply = self.images.Remove(images_pb2.RemoveImageRequest(reference=reference,
-                                                                 force=force))
-        return engine_pb2.RemoveImageResponse(untagged=list(reply.untagged),
-                                              deleted=list(reply.deleted))
+        return self.images.Remove(types_pb2.RemoveImageRequest(reference=reference,
+                                                                force=force))
 
-    def prune_images(self, all: bool) -> engine_pb2.PruneImagesResponse:
+    def prune_images(self, all: bool) -> types_pb2.PruneImagesResponse:
         return system.prune_images(self.images, all)
 
     def system_df(self) -> engine_pb2.SystemDfResponse:
@@ -188,21 +186,21 @@ class Engine:
         if errors:
             raise FailedPrecondition("; ".join(errors))
 
-    def save_images(self, references: list[str]) -> Iterator[engine_pb2.ArchiveChunk]:
+    def save_images(self, references: list[str]) -> Iterator[types_pb2.ArchiveChunk]:
         return system.save_images(self.images, references)
 
-    def load_images(self, chunks: Iterator[bytes]) -> engine_pb2.LoadImagesResponse:
+    def load_images(self, chunks: Iterator[bytes]) -> types_pb2.LoadImagesResponse:
         return system.load_images(self.images, chunks)
 
-    def export_container(self, ref: str) -> Iterator[engine_pb2.ArchiveChunk]:
+    def export_container(self, ref: str) -> Iterator[types_pb2.ArchiveChunk]:
         return build.export_container(self.images, self.records, ref)
 
-    def import_image(self, requests: Iterator[engine_pb2.ImportImageRequest]
-                     ) -> engine_pb2.ImportImageResponse:
+    def import_image(self, requests: Iterator[types_pb2.ImportRequest]
+                     ) -> types_pb2.NewImage:
         return build.import_image(self.images, requests)
 
     def commit_container(self, req: engine_pb2.CommitContainerRequest
-                         ) -> engine_pb2.CommitContainerResponse:
+                         ) -> types_pb2.NewImage:
         rec = self.records.lookup(req.container)
         build.refuse_userns(rec, "commit")  # before a pause that would be for nothing
         state = self._shim_state(rec.id)
@@ -241,7 +239,7 @@ class Engine:
 
     def tag_image(self, source: str, target: str) -> engine_pb2.TagImageResponse:
         self._get_image(source)  # "No such image: X", like docker
-        reply = self.images.Tag(images_pb2.TagRequest(source=source, target=target))
+        reply = self.images.Tag(types_pb2.TagRequest(source=source, target=target))
         return engine_pb2.TagImageResponse(name=reply.name)
 
     def push(self, reference: str) -> Iterator[types_pb2.PullProgress]:

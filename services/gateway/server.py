@@ -26,7 +26,7 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
                 context: Ctx) -> engine_pb2.VersionResponse:
         return self.engine.version()
 
-    def PullImage(self, request: engine_pb2.PullImageRequest,  # noqa: N802
+    def PullImage(self, request: types_pb2.PullRequest,  # noqa: N802
                   context: Ctx) -> Iterator[types_pb2.PullProgress]:
         plat = request.platform if request.HasField("platform") else None
         yield from self.engine.pull(request.reference, plat, on_cancel=context.add_callback)
@@ -39,8 +39,8 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
                      context: Ctx) -> engine_pb2.ImageDetail:
         return self.engine.inspect_image(request.reference)
 
-    def RemoveImage(self, request: engine_pb2.RemoveImageRequest,  # noqa: N802
-                    context: Ctx) -> engine_pb2.RemoveImageResponse:
+    def RemoveImage(self, request: types_pb2.RemoveImageRequest,  # noqa: N802
+                    context: Ctx) -> types_pb2.RemoveImageResponse:
         return self.engine.remove_image(request.reference, request.force)
 
     def CreateContainer(self, request: engine_pb2.CreateContainerRequest,  # noqa: N802
@@ -90,8 +90,8 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
                       context: Ctx) -> Iterator[types_pb2.LogEntry]:
         yield from self.engine.logs(request, on_cancel=context.add_callback)
 
-    def PruneImages(self, request: engine_pb2.PruneImagesRequest,  # noqa: N802
-                    context: Ctx) -> engine_pb2.PruneImagesResponse:
+    def PruneImages(self, request: types_pb2.PruneImagesRequest,  # noqa: N802
+                    context: Ctx) -> types_pb2.PruneImagesResponse:
         return self.engine.prune_images(request.all)
 
     def SystemDf(self, request: engine_pb2.SystemDfRequest,  # noqa: N802
@@ -102,15 +102,15 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
                     context: Ctx) -> engine_pb2.SystemCheckResponse:
         return self.engine.system_check(repair=request.repair)
 
-    def SaveImages(self, request: engine_pb2.SaveImagesRequest,  # noqa: N802
-                   context: Ctx) -> Iterator[engine_pb2.ArchiveChunk]:
+    def SaveImages(self, request: types_pb2.SaveImagesRequest,  # noqa: N802
+                   context: Ctx) -> Iterator[types_pb2.ArchiveChunk]:
         yield from self.engine.save_images(list(request.references))
 
-    def LoadImages(self, request_iterator: Iterator[engine_pb2.ArchiveChunk],  # noqa: N802
-                   context: Ctx) -> engine_pb2.LoadImagesResponse:
+    def LoadImages(self, request_iterator: Iterator[types_pb2.ArchiveChunk],  # noqa: N802
+                   context: Ctx) -> types_pb2.LoadImagesResponse:
         return self.engine.load_images(c.data for c in request_iterator)
 
-    def TagImage(self, request: engine_pb2.TagImageRequest,  # noqa: N802
+    def TagImage(self, request: types_pb2.TagRequest,  # noqa: N802
                  context: Ctx) -> engine_pb2.TagImageResponse:
         return self.engine.tag_image(request.source, request.target)
 
@@ -209,15 +209,15 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
             context: Ctx) -> Iterator[engine_pb2.AttachEvent]:
         yield from attach_stream(self.engine, request_iterator, on_cancel=context.add_callback)
     def ExportContainer(self, request: engine_pb2.ExportContainerRequest,  # noqa: N802
-                        context: Ctx) -> Iterator[engine_pb2.ArchiveChunk]:
+                        context: Ctx) -> Iterator[types_pb2.ArchiveChunk]:
         yield from self.engine.export_container(request.container)
 
-    def ImportImage(self, request_iterator: Iterator[engine_pb2.ImportImageRequest],  # noqa: N802
-                    context: Ctx) -> engine_pb2.ImportImageResponse:
+    def ImportImage(self, request_iterator: Iterator[types_pb2.ImportRequest],  # noqa: N802
+                    context: Ctx) -> types_pb2.NewImage:
         return self.engine.import_image(request_iterator)
 
     def CommitContainer(self, request: engine_pb2.CommitContainerRequest,  # noqa: N802
-                        context: Ctx) -> engine_pb2.CommitContainerResponse:
+                        context: Ctx) -> types_pb2.NewImage:
         return self.engine.commit_container(request)
 
     def Build(self, request_iterator: Iterator[engine_pb2.BuildRequest],  # noqa: N802

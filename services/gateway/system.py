@@ -16,6 +16,7 @@ from pathlib import Path
 from muelle.engine.v1 import engine_pb2
 from muelle.images.v1 import images_pb2
 from muelle.shim.v1 import shim_pb2
+from muelle.types.v1 import types_pb2
 
 from services.gateway.build import relay_archive
 from services.gateway.records import Records
@@ -31,11 +32,8 @@ if TYPE_CHECKING:
 RUNNING = ("running", "paused")
 
 
-def prune_images(images: images_pb2_grpc.ImagesStub, all: bool) -> engine_pb2.PruneImagesResponse:
-    reply = images.Prune(images_pb2.PruneImagesRequest(all=all))
-    return engine_pb2.PruneImagesResponse(untagged=list(reply.untagged),
-                                          deleted=list(reply.deleted),
-                                          space_reclaimed=reply.space_reclaimed)
+def prune_images(images: images_pb2_grpc.ImagesStub, all: bool) -> types_pb2.PruneImagesResponse:
+    return images.Prune(types_pb2.PruneImagesRequest(all=all))
 
 
 def system_df(images: images_pb2_grpc.ImagesStub,
@@ -45,10 +43,7 @@ def system_df(images: images_pb2_grpc.ImagesStub,
     states = {s.id: s.status for s in shim.List(shim_pb2.ListRequest()).containers}
     names = {r.id: r.name for r in records.all(include_unready=True)}
     out = engine_pb2.SystemDfResponse()
-    for img in du.images:
-        out.images.append(engine_pb2.DfImage(
-            id=img.id, repo_tags=list(img.repo_tags), size=img.size,
-            shared_size=img.shared_size, containers=img.containers))
+    out.images.extend(du.images)
     for c in du.containers:
         state = states.get(c.id, "")
         state = "exited" if state in ("stopped", "") else state
@@ -73,15 +68,13 @@ def system_df(images: images_pb2_grpc.ImagesStub,
 
 
 def save_images(images: images_pb2_grpc.ImagesStub,
-                references: list[str]) -> Iterator[engine_pb2.ArchiveChunk]:
-    return relay_archive(images.Save(images_pb2.SaveImagesRequest(references=references)))
+                references: list[str]) -> Iterator[types_pb2.ArchiveChunk]:
+    return relay_archive(images.Save(types_pb2.SaveImagesRequest(references=references)))
 
 
 def load_images(images: images_pb2_grpc.ImagesStub,
-                chunks: Iterator[bytes]) -> engine_pb2.LoadImagesResponse:
-    reply = images.Load(images_pb2.ArchiveChunk(data=d) for d in chunks)
-    return engine_pb2.LoadImagesResponse(images=[
-        engine_pb2.LoadedImage(id=x.id, names=list(x.names)) for x in reply.images])
+                chunks: Iterator[bytes]) -> types_pb2.LoadImagesResponse:
+    return images.Load(types_pb2.ArchiveChunk(data=d) for d in chunks)
 
 
 def info(images: images_pb2_grpc.ImagesStub, shim: shim_pb2_grpc.ShimStub,
@@ -100,8 +93,7 @@ def info(images: images_pb2_grpc.ImagesStub, shim: shim_pb2_grpc.ShimStub,
         images=len(images.List(images_pb2.ListImagesRequest()).images),
         server_version=VERSION, storage_driver="overlayfs",
         cgroup_version="2" if Path("/sys/fs/cgroup/cgroup.controllers").exists() else "1",
-        runtimes=[engine_pb2.InfoRuntime(name=r.name, path=r.path, version=r.version)
-                  for r in runtimes.runtimes],
+        runtimes=runtimes.runtimes,
         default_runtime=runtimes.default, kernel_version=uname.release,
         operating_system=_os_name(), os_type=uname.system.lower(), architecture=host_arch()[0],
         ncpu=os.cpu_count() or 0, mem_total=_mem_total(), root_dir=root_dir,

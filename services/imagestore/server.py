@@ -64,7 +64,7 @@ class ImagesServicer(images_pb2_grpc.ImagesServicer):
     def __init__(self, store: ImageStore) -> None:
         self.store = store
 
-    def Pull(self, request: images_pb2.PullRequest,  # noqa: N802 - gRPC naming
+    def Pull(self, request: types_pb2.PullRequest,  # noqa: N802 - gRPC naming
              context: grpc.ServicerContext) -> Iterator[types_pb2.PullProgress]:
         platform = request.platform if request.HasField("platform") else None
         # The caller going away stops the downloads now, not at the next progress message.
@@ -81,17 +81,17 @@ class ImagesServicer(images_pb2_grpc.ImagesServicer):
             context: grpc.ServicerContext) -> images_pb2.Image:
         return encode_image(self.store.get(request.reference))
 
-    def Remove(self, request: images_pb2.RemoveImageRequest,  # noqa: N802
-               context: grpc.ServicerContext) -> images_pb2.RemoveImageResponse:
+    def Remove(self, request: types_pb2.RemoveImageRequest,  # noqa: N802
+               context: grpc.ServicerContext) -> types_pb2.RemoveImageResponse:
         removed = self.store.remove(request.reference, request.force)
-        return images_pb2.RemoveImageResponse(untagged=removed.untagged, deleted=removed.deleted)
+        return types_pb2.RemoveImageResponse(untagged=removed.untagged, deleted=removed.deleted)
 
     def PrepareRootfs(self, request: images_pb2.PrepareRootfsRequest,  # noqa: N802
                       context: grpc.ServicerContext) -> images_pb2.PrepareRootfsResponse:
         mount, image_id = self.store.prepare_rootfs(request.container_id, request.image)
         return images_pb2.PrepareRootfsResponse(mounts=[mount], image_id=image_id)
 
-    def Tag(self, request: images_pb2.TagRequest,  # noqa: N802
+    def Tag(self, request: types_pb2.TagRequest,  # noqa: N802
             context: grpc.ServicerContext) -> images_pb2.TagResponse:
         name, image_id = self.store.tag(request.source, request.target)
         return images_pb2.TagResponse(name=name, image_id=image_id)
@@ -105,17 +105,17 @@ class ImagesServicer(images_pb2_grpc.ImagesServicer):
         self.store.remove_rootfs(request.container_id)
         return images_pb2.RemoveRootfsResponse()
 
-    def Prune(self, request: images_pb2.PruneImagesRequest,  # noqa: N802
-              context: grpc.ServicerContext) -> images_pb2.PruneImagesResponse:
+    def Prune(self, request: types_pb2.PruneImagesRequest,  # noqa: N802
+              context: grpc.ServicerContext) -> types_pb2.PruneImagesResponse:
         out = self.store.prune(request.all)
-        return images_pb2.PruneImagesResponse(untagged=out.untagged, deleted=out.deleted,
+        return types_pb2.PruneImagesResponse(untagged=out.untagged, deleted=out.deleted,
                                               space_reclaimed=out.reclaimed)
 
     def DiskUsage(self, request: images_pb2.DiskUsageRequest,  # noqa: N802
                   context: grpc.ServicerContext) -> images_pb2.DiskUsageResponse:
         du = self.store.usage()
         return images_pb2.DiskUsageResponse(
-            images=[images_pb2.ImageUsage(id=i.id, repo_tags=i.repo_tags, size=i.size,
+            images=[types_pb2.ImageUsage(id=i.id, repo_tags=i.repo_tags, size=i.size,
                                           shared_size=i.shared_size, containers=i.containers)
                     for i in du.images],
             containers=[images_pb2.ContainerUsage(id=c.id, image_id=c.image_id, size=c.size)
@@ -133,25 +133,25 @@ class ImagesServicer(images_pb2_grpc.ImagesServicer):
             containers=report.containers, container_ids=report.container_ids)
 
 
-    def Save(self, request: images_pb2.SaveImagesRequest,  # noqa: N802
-             context: grpc.ServicerContext) -> Iterator[images_pb2.ArchiveChunk]:
+    def Save(self, request: types_pb2.SaveImagesRequest,  # noqa: N802
+             context: grpc.ServicerContext) -> Iterator[types_pb2.ArchiveChunk]:
         for data in self.store.save(list(request.references)):
-            yield images_pb2.ArchiveChunk(data=data)
+            yield types_pb2.ArchiveChunk(data=data)
 
-    def Load(self, request_iterator: Iterator[images_pb2.ArchiveChunk],  # noqa: N802
-             context: grpc.ServicerContext) -> images_pb2.LoadImagesResponse:
+    def Load(self, request_iterator: Iterator[types_pb2.ArchiveChunk],  # noqa: N802
+             context: grpc.ServicerContext) -> types_pb2.LoadImagesResponse:
         loaded = self.store.load(c.data for c in request_iterator)
-        return images_pb2.LoadImagesResponse(
-            images=[images_pb2.LoadedImage(id=x.image_id, names=x.names) for x in loaded])
+        return types_pb2.LoadImagesResponse(
+            images=[types_pb2.LoadedImage(id=x.image_id, names=x.names) for x in loaded])
 
     def Export(self, request: images_pb2.ExportRequest,  # noqa: N802
-               context: grpc.ServicerContext) -> Iterator[images_pb2.ArchiveChunk]:
+               context: grpc.ServicerContext) -> Iterator[types_pb2.ArchiveChunk]:
         for data in self.store.export(request.container_id):
-            yield images_pb2.ArchiveChunk(data=data)
+            yield types_pb2.ArchiveChunk(data=data)
 
-    def Import(self, request_iterator: Iterator[images_pb2.ImportRequest],  # noqa: N802
-               context: grpc.ServicerContext) -> images_pb2.ImportResponse:
-        first = next(request_iterator, images_pb2.ImportRequest())
+    def Import(self, request_iterator: Iterator[types_pb2.ImportRequest],  # noqa: N802
+               context: grpc.ServicerContext) -> types_pb2.NewImage:
+        first = next(request_iterator, types_pb2.ImportRequest())
 
         def chunks() -> Iterator[bytes]:
             yield first.data
@@ -159,16 +159,16 @@ class ImagesServicer(images_pb2_grpc.ImagesServicer):
                 yield msg.data
 
         rec, name = self.store.import_image(chunks(), first.reference, first.message)
-        return images_pb2.ImportResponse(id=rec.id, name=name)
+        return types_pb2.NewImage(id=rec.id, name=name)
 
     def Commit(self, request: images_pb2.CommitRequest,  # noqa: N802
-               context: grpc.ServicerContext) -> images_pb2.CommitResponse:
+               context: grpc.ServicerContext) -> types_pb2.NewImage:
         rec, name = self.store.commit(
             request.container_id, request.config, request.reference, author=request.author,
             comment=request.comment, created_by=request.created_by,
             container=request.container, config_json=request.config_json,
             empty_if_unchanged=request.empty_layer_if_unchanged)
-        return images_pb2.CommitResponse(id=rec.id, name=name)
+        return types_pb2.NewImage(id=rec.id, name=name)
 
     def AddFiles(self, request_iterator: Iterator[images_pb2.AddFilesRequest],  # noqa: N802
                  context: grpc.ServicerContext) -> images_pb2.AddFilesResponse:
@@ -180,9 +180,9 @@ class ImagesServicer(images_pb2_grpc.ImagesServicer):
         return images_pb2.AddFilesResponse(id=rec.id, layer_added=added)
 
     def ReadFiles(self, request: images_pb2.ReadFilesRequest,  # noqa: N802
-                  context: grpc.ServicerContext) -> Iterator[images_pb2.ArchiveChunk]:
+                  context: grpc.ServicerContext) -> Iterator[types_pb2.ArchiveChunk]:
         for data in buildstep.read_files(self.store, request.image, request.path):
-            yield images_pb2.ArchiveChunk(data=data)
+            yield types_pb2.ArchiveChunk(data=data)
 
 
 def factory(cfg: configmod.Config) -> tuple[

@@ -108,7 +108,7 @@ class ShimServicer(shim_pb2_grpc.ShimServicer):
                  context: grpc.ServicerContext) -> shim_pb2.RuntimesResponse:
         infos, default = self.shim.list_runtimes()
         return shim_pb2.RuntimesResponse(
-            runtimes=[shim_pb2.RuntimeInfo(name=i.name, path=i.path, version=i.version)
+            runtimes=[types_pb2.RuntimeInfo(name=i.name, path=i.path, version=i.version)
                       for i in infos],
             default=default)
 

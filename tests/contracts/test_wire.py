@@ -3,9 +3,10 @@
 wire_before_types_v1.json holds engine.v1 and images.v1 messages as the contracts of
 main at 21a2d0e serialised them (classes built from that commit's snapshot.binpb, every
 field set): log entries, exec input and output, console sizes, stats, top rows, check
-problems, volume mounts and volumes, network requests, alone and inside the messages
-that carry them. Each must parse with today's classes into the same JSON, and serialise
-back to the same bytes.
+problems, volume mounts and volumes, network requests, the image messages the gateway
+relays (pull, remove, prune, save, load, tag, import, commit, df, runtimes), alone and
+inside the messages that carry them. Each must parse with today's classes into the same
+JSON, and serialise back to the same bytes.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ import grpc
 import pytest
 from muelle.images.v1 import images_pb2, images_pb2_grpc
 from muelle.registry.v1 import registry_pb2, registry_pb2_grpc
+from muelle.types.v1 import types_pb2
 
 from engine.launcher import healthy
 from services.core.client import connect
@@ -152,7 +153,7 @@ def env(layout: Path) -> Iterator[tuple[Service, SlowRegistry]]:
 def _pull_in_background(images: images_pb2_grpc.ImagesStub) -> threading.Thread:
     def pull() -> None:
         try:
-            for _ in images.Pull(images_pb2.PullRequest(reference=REF)):
+            for _ in images.Pull(types_pb2.PullRequest(reference=REF)):
                 pass
         except (errors.MuelleError, grpc.RpcError):
             pass  # the service dies under it
@@ -169,7 +170,7 @@ def _big_digest(layout: Path) -> str:
 
 def _finish_and_check(service: Service, registry: SlowRegistry) -> None:
     images = service.start()
-    last = list(images.Pull(images_pb2.PullRequest(reference=REF)))[-1]
+    last = list(images.Pull(types_pb2.PullRequest(reference=REF)))[-1]
     assert last.result.image_id
     report = images.Check(images_pb2.CheckRequest())
     assert list(report.problems) == [] and report.images == 1 and report.snapshots == 2

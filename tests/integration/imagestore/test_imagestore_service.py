@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from muelle.images.v1 import images_pb2, images_pb2_grpc
+from muelle.types.v1 import types_pb2
 
 from engine.launcher import healthy
 from services.core.client import connect
@@ -109,7 +110,7 @@ def mountpoint(env: Env) -> Iterator[Path]:
 
 
 def test_pull_streams_progress_and_records_image(env: Env) -> None:
-    stream = env.images.Pull(images_pb2.PullRequest(reference=env.ref))
+    stream = env.images.Pull(types_pb2.PullRequest(reference=env.ref))
     events = list(stream)
     assert "Pulling from demo/two" in events[0].status
     phases = [e.layer.phase for e in events if e.WhichOneof("event") == "layer"]
@@ -124,24 +125,24 @@ def test_pull_streams_progress_and_records_image(env: Env) -> None:
     assert env.images.Get(images_pb2.GetImageRequest(reference=short)).id == image.id
     listed = env.images.List(images_pb2.ListImagesRequest()).images
     assert [i.id for i in listed] == [image.id]
-    again = list(env.images.Pull(images_pb2.PullRequest(reference=env.ref)))
+    again = list(env.images.Pull(types_pb2.PullRequest(reference=env.ref)))
     assert again[-1].result.up_to_date
 
 
 def test_errors_are_typed(env: Env) -> None:
     with pytest.raises(errors.InvalidArgument):
-        list(env.images.Pull(images_pb2.PullRequest(reference="UPPER/case")))
+        list(env.images.Pull(types_pb2.PullRequest(reference="UPPER/case")))
     with pytest.raises(errors.NotFound):
         env.images.Get(images_pb2.GetImageRequest(reference="nosuch:image"))
     with pytest.raises(errors.InvalidArgument):
         env.images.PrepareRootfs(images_pb2.PrepareRootfsRequest(
             container_id="../x", image=env.ref))
     with pytest.raises(errors.NotFound):
-        list(env.images.Pull(images_pb2.PullRequest(reference=env.ref + "-missing")))
+        list(env.images.Pull(types_pb2.PullRequest(reference=env.ref + "-missing")))
 
 
 def test_rootfs_overlay_mounts_merged_tree(env: Env, mountpoint: Path) -> None:
-    list(env.images.Pull(images_pb2.PullRequest(reference=env.ref)))
+    list(env.images.Pull(types_pb2.PullRequest(reference=env.ref)))
     reply = env.images.PrepareRootfs(images_pb2.PrepareRootfsRequest(
         container_id="itest1", image=env.ref))
     try:
@@ -168,15 +169,15 @@ def test_rootfs_overlay_mounts_merged_tree(env: Env, mountpoint: Path) -> None:
         upper = Path(mount.options[1].split("=", 1)[1])
         assert (upper / "written").read_text() == "upper"
         with pytest.raises(errors.FailedPrecondition, match="itest1"[:12]):
-            env.images.Remove(images_pb2.RemoveImageRequest(reference=reply.image_id))
+            env.images.Remove(types_pb2.RemoveImageRequest(reference=reply.image_id))
     finally:
         env.images.RemoveRootfs(images_pb2.RemoveRootfsRequest(container_id="itest1"))
     assert not (env.root / "imagestore/containers/itest1").exists()
 
 
 def test_remove_deletes_everything(env: Env) -> None:
-    list(env.images.Pull(images_pb2.PullRequest(reference=env.ref)))
-    removed = env.images.Remove(images_pb2.RemoveImageRequest(reference=env.ref))
+    list(env.images.Pull(types_pb2.PullRequest(reference=env.ref)))
+    removed = env.images.Remove(types_pb2.RemoveImageRequest(reference=env.ref))
     assert env.ref in removed.untagged and len(removed.deleted) == 3
     assert env.images.List(images_pb2.ListImagesRequest()).images == []
     store = env.root / "imagestore"

@@ -53,9 +53,9 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
         return engine_pb2.InfoResponse(
             containers=3, containers_running=1, containers_paused=1, containers_stopped=1,
             images=2, server_version="0.1.0", storage_driver="overlayfs", cgroup_version="1",
-            runtimes=[engine_pb2.InfoRuntime(name="muelle", path="/x/muelle-runtime",
+            runtimes=[types_pb2.RuntimeInfo(name="muelle", path="/x/muelle-runtime",
                                              version="muelle-runtime version 0.1.0"),
-                      engine_pb2.InfoRuntime(name="runc", path="/usr/sbin/runc",
+                      types_pb2.RuntimeInfo(name="runc", path="/usr/sbin/runc",
                                              version="runc version 1.1.5")],
             default_runtime="muelle", ncpu=2, mem_total=24 * 1024**3, kernel_version="6.1")
 
@@ -140,11 +140,11 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
 
     def RemoveImage(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         self._record("RemoveImage", request)
-        return engine_pb2.RemoveImageResponse(untagged=[request.reference], deleted=[IMG])
+        return types_pb2.RemoveImageResponse(untagged=[request.reference], deleted=[IMG])
 
     def PruneImages(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         self._record("PruneImages", request)
-        return engine_pb2.PruneImagesResponse(untagged=["busybox:old"], deleted=[IMG],
+        return types_pb2.PruneImagesResponse(untagged=["busybox:old"], deleted=[IMG],
                                               space_reclaimed=2_500_000)
 
     def SystemDf(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
@@ -153,7 +153,7 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
             summary=[engine_pb2.DfSummary(type="Images", total=2, active=1, size=4_000_000,
                                           reclaimable=1_000_000),
                      engine_pb2.DfSummary(type="Containers", total=1, active=1, size=100)],
-            images=[engine_pb2.DfImage(id=IMG, repo_tags=["docker.io/library/busybox:1"],
+            images=[types_pb2.ImageUsage(id=IMG, repo_tags=["docker.io/library/busybox:1"],
                                        size=4_000_000, shared_size=1_000_000, containers=1)],
             containers=[engine_pb2.DfContainer(id=CID, name="web", image_id=IMG, size=100,
                                                state="running")])
@@ -166,29 +166,29 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
 
     def SaveImages(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         self._record("SaveImages", request)
-        yield engine_pb2.ArchiveChunk(data=b"tar-")
-        yield engine_pb2.ArchiveChunk(data=b"bytes")
+        yield types_pb2.ArchiveChunk(data=b"tar-")
+        yield types_pb2.ArchiveChunk(data=b"bytes")
 
     def LoadImages(self, request_iterator, context):  # type: ignore[no-untyped-def]  # noqa: N802
         data = b"".join(c.data for c in request_iterator)
         self._record("LoadImages", data)
-        return engine_pb2.LoadImagesResponse(images=[
-            engine_pb2.LoadedImage(id=IMG, names=["docker.io/library/busybox:1"]),
-            engine_pb2.LoadedImage(id=IMG)])
+        return types_pb2.LoadImagesResponse(images=[
+            types_pb2.LoadedImage(id=IMG, names=["docker.io/library/busybox:1"]),
+            types_pb2.LoadedImage(id=IMG)])
 
     def ExportContainer(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         self._record("ExportContainer", request)
-        yield engine_pb2.ArchiveChunk(data=b"rootfs-tar")
+        yield types_pb2.ArchiveChunk(data=b"rootfs-tar")
 
     def ImportImage(self, request_iterator, context):  # type: ignore[no-untyped-def]  # noqa: N802
         reqs = list(request_iterator)
         self._record("ImportImage", (reqs[0].reference, reqs[0].message,
                                      b"".join(r.data for r in reqs)))
-        return engine_pb2.ImportImageResponse(id=IMG)
+        return types_pb2.NewImage(id=IMG)
 
     def CommitContainer(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         self._record("CommitContainer", request)
-        return engine_pb2.CommitContainerResponse(id=IMG)
+        return types_pb2.NewImage(id=IMG)
 
     def Build(self, request_iterator, context):  # type: ignore[no-untyped-def]  # noqa: N802
         reqs = list(request_iterator)

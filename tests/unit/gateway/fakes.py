@@ -52,13 +52,13 @@ class FakeImages:
     def List(self, req: Any) -> images_pb2.ListImagesResponse:  # noqa: N802
         return images_pb2.ListImagesResponse(images=list(self.images.values()))
 
-    def Remove(self, req: images_pb2.RemoveImageRequest) -> images_pb2.RemoveImageResponse:  # noqa: N802
+    def Remove(self, req: types_pb2.RemoveImageRequest) -> types_pb2.RemoveImageResponse:  # noqa: N802
         self.calls.append("Remove")
         img = self.Get(images_pb2.GetImageRequest(reference=req.reference))
         self.images = {k: v for k, v in self.images.items() if v.id != img.id}
-        return images_pb2.RemoveImageResponse(untagged=list(img.repo_tags), deleted=[img.id])
+        return types_pb2.RemoveImageResponse(untagged=list(img.repo_tags), deleted=[img.id])
 
-    def Pull(self, req: images_pb2.PullRequest) -> Iterator[types_pb2.PullProgress]:  # noqa: N802
+    def Pull(self, req: types_pb2.PullRequest) -> Iterator[types_pb2.PullProgress]:  # noqa: N802
         yield types_pb2.PullProgress(status="Pulling from library/busybox")
         yield types_pb2.PullProgress(layer=types_pb2.LayerProgress(
             digest="sha256:" + "a" * 64, phase="Pull complete"))

@@ -586,3 +586,19 @@ def test_every_service_reports_its_contract_versions_across_hosts(across: Across
     version = across.cli("version").stdout
     for name in PEERS:  # the engine's Version shows each neighbour's own release
         assert f"{name + ':':<12} {VERSION} (serving)" in version, version
+
+
+def test_the_muelle_cli_takes_dockers_tls_flags_and_cert_path(across: Across) -> None:
+    """D's muelle CLI with Docker's spellings: --tlsverify --tlscacert --tlscert --tlskey
+    and -H, or MUELLE_TLS_VERIFY with MUELLE_CERT_PATH (ca.pem, cert.pem, key.pem)."""
+    c, gateway = across.client, f"tcp://{across.lab['b'].ip}:{PORTS['gateway']}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MUELLE_", "DOCKER_"))}
+    flags = across.lab["d"].run(
+        [CLI, "--tlsverify", "--tlscacert", c.ca, "--tlscert", c.cert, "--tlskey", c.key,
+         "-H", gateway, "run", "--rm", "--network", "none", across.image, "echo", "flags"],
+        env=env, check=True)
+    assert flags.stdout == "flags\n"
+    env.update(MUELLE_HOST=gateway, MUELLE_TLS_VERIFY="1",
+               MUELLE_CERT_PATH=str(Path(c.cert).parent))
+    listed = across.lab["d"].run([CLI, "version"], env=env, check=True)
+    assert "gateway:" in listed.stdout

@@ -23,6 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from services.core.tls import TlsFiles
+from tests.support import processes
 from tests.support.pki import Pki
 from tests.support.registry import free_port
 
@@ -73,13 +74,7 @@ class Service:
                 time.sleep(0.05)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        processes.stop(self.proc)
 
 
 @pytest.fixture

@@ -4,11 +4,7 @@ errors over grpcio and over wire; wire hands what it does not carry to grpcio.""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
-from concurrent import futures
-from pathlib import Path
 
 import grpc
 import pytest
@@ -17,6 +13,7 @@ from muelle.types.v1 import types_pb2
 
 from clients.sdk.client import Client
 from clients.sdk.transport import GrpcTransport, WireTransport
+from tests.support.grpc_server import serving
 from vocab.errors import NotFound
 
 
@@ -43,8 +40,6 @@ def _load(chunks: Iterator[engine_pb2.ArchiveChunk],
 
 @pytest.fixture(scope="module")
 def gateway() -> Iterator[str]:
-    tmp = Path(tempfile.mkdtemp(prefix="transport-", dir="/tmp"))
-    srv = grpc.server(futures.ThreadPoolExecutor(4))
     handlers = {
         "InspectContainer": grpc.unary_unary_rpc_method_handler(
             _inspect, engine_pb2.InspectContainerRequest.FromString,
@@ -56,15 +51,8 @@ def gateway() -> Iterator[str]:
             _load, engine_pb2.ArchiveChunk.FromString,
             engine_pb2.LoadImagesResponse.SerializeToString),
     }
-    srv.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
-        "muelle.engine.v1.Engine", handlers),))
-    srv.add_insecure_port(f"unix:{tmp / 'gateway.sock'}")
-    srv.start()
-    try:
-        yield f"unix://{tmp / 'gateway.sock'}"
-    finally:
-        srv.stop(0).wait()
-        shutil.rmtree(tmp, ignore_errors=True)
+    with serving("muelle.engine.v1.Engine", handlers) as address:
+        yield address
 
 
 @pytest.mark.parametrize("lean", [False, True])

@@ -64,7 +64,7 @@ down:
 # module the CLI imports, gen/'s protobuf modules above all, on each command (~50 ms).
 # compileall skips what is up to date.
 bytecode: protos
-	@$(PY) -m compileall -q -j 0 clients services gen
+	@$(PY) -m compileall -q -j 0 vocab clients services engine gen
 
 demo: setup
 	@deploy/demo.sh

@@ -18,18 +18,18 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from services.core.client import GRPC_OPTIONS, KEEPALIVE_TIME_MS
-from services.core.errors import ANSWERED, MuelleError, is_no_space, no_space
 from services.core.logging import get_logger
 from services.core.tls import (
     Authorizer,
     AuthzInterceptor,
-    TlsFiles,
+    ServerInterceptor,
     listen_mode,
     request_reload,
     server_credentials,
 )
-from services.core.versioning import Recording, add_version_service, version_service_name
+from vocab.channel import GRPC_OPTIONS, KEEPALIVE_TIME_MS, TlsFiles
+from vocab.errors import ANSWERED, MuelleError, is_no_space, no_space
+from vocab.versioning import Recording, add_version_service, version_service_name
 
 # Clients over TCP ping every KEEPALIVE_TIME_MS during a call (client.TCP_OPTIONS), also
 # while a stream carries no data (a Wait, a quiet log follow): gRPC's defaults would call
@@ -98,7 +98,7 @@ def _is_abort(exc: BaseException) -> bool:
     return type(exc).__module__.startswith("grpc")
 
 
-class ErrorInterceptor(grpc.ServerInterceptor):
+class ErrorInterceptor(ServerInterceptor):
     """Turns MuelleError into its status code and anything else into INTERNAL.
     ``service`` names this server in what a full disk kept it from writing."""
 
@@ -192,7 +192,7 @@ def start(
     log = get_logger(address=address)
     tls = tls or TlsFiles()
     mode = check_listener(name, address, tls, authz)
-    interceptors: list[grpc.ServerInterceptor] = [ErrorInterceptor(name)]
+    interceptors: list[ServerInterceptor] = [ErrorInterceptor(name)]
     if mode == "tls":
         # Inside the error interceptor, whose edge maps its PermissionDenied.
         interceptors.append(AuthzInterceptor(Authorizer(name, authz)))

@@ -8,7 +8,7 @@ import time
 from k8s.cri.v1 import api_pb2
 from muelle.engine.v1 import engine_pb2, engine_pb2_grpc
 
-from services.core.errors import InvalidArgument, NotFound, Unimplemented
+from vocab.errors import InvalidArgument, NotFound, Unimplemented
 
 
 def to_image(detail: engine_pb2.ImageDetail) -> api_pb2.Image:

@@ -18,7 +18,6 @@ from muelle.engine.v1 import engine_pb2_grpc
 
 from services.core.client import connect
 from services.core.config import Config
-from services.core.errors import MuelleError
 from services.core.logging import get_logger
 from services.core.main import service_main
 from services.cri.containers import Containers
@@ -26,6 +25,7 @@ from services.cri.images import Images
 from services.cri.logs import Logs
 from services.cri.sandboxes import Sandboxes
 from services.cri.streaming.server import StreamServer
+from vocab.errors import MuelleError
 
 SERVICE_NAMES = ("runtime.v1.RuntimeService", "runtime.v1.ImageService")
 

@@ -22,10 +22,10 @@ from muelle.engine.v1 import engine_pb2, engine_pb2_grpc
 from muelle.types.v1 import types_pb2
 
 from services.core.config import CriConfig
-from services.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.core.logging import get_logger
 from services.cri import records, stats
 from services.cri.records import Record
+from vocab.errors import FailedPrecondition, InvalidArgument, NotFound
 
 HOST_NAME_MAX = 64  # what sethostname(2) takes
 _PROTOCOLS = {api_pb2.TCP: "tcp", api_pb2.UDP: "udp"}

@@ -13,12 +13,12 @@ import grpc
 from k8s.cri.v1 import api_pb2, api_pb2_grpc
 from muelle.engine.v1 import engine_pb2, engine_pb2_grpc
 
-from services.core.errors import InvalidArgument, MuelleError, Unimplemented
-from services.core.version import VERSION
 from services.cri.containers import Containers
 from services.cri.images import Images
 from services.cri.sandboxes import Sandboxes
 from services.cri.streaming.server import Session, StreamServer
+from vocab.errors import InvalidArgument, MuelleError, Unimplemented
+from vocab.version import VERSION
 
 Ctx = grpc.ServicerContext
 RUNTIME_NAME = "muelle"

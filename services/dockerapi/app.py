@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from services.dockerapi.archives import Archives
 from services.dockerapi.attach import Streams
+from services.dockerapi.build import build
 from services.dockerapi.containers import Containers
 from services.dockerapi.engine import Gateway
 from services.dockerapi.errors import ApiError
@@ -35,6 +36,9 @@ def build_router(gateway: Gateway) -> Router:
 
     async def push_image(req: Request, out: Responder) -> None:
         await push(gateway, req, out)
+
+    async def build_image(req: Request, out: Responder) -> None:
+        await build(gateway, req, out)
 
     async def not_yet(req: Request, out: Responder) -> None:
         raise ApiError(501, f"{req.method} {req.path} is not supported by muelle yet")
@@ -95,5 +99,5 @@ def build_router(gateway: Gateway) -> Router:
     r.add("GET", "/volumes/{name}", volumes.inspect)
     r.add("DELETE", "/volumes/{name}", volumes.remove)
 
-    r.add("POST", "/build", not_yet)
+    r.add("POST", "/build", build_image)
     return r

@@ -24,7 +24,6 @@ from typing import Any
 
 from services.core import config as configmod
 from services.core import tls_streams
-from services.core.errors import InvalidArgument, MuelleError
 from services.core.logging import get_logger
 from services.core.main import add_common_options, load_config
 from services.core.server import reload_on_hangup
@@ -32,6 +31,7 @@ from services.core.tls import ListenerSecurity, listener_security
 from services.dockerapi.app import build_router
 from services.dockerapi.engine import Gateway
 from services.dockerapi.http import Handler, Request, Responder, serve_connection
+from vocab.errors import InvalidArgument, MuelleError
 
 NAME = "dockerapi"
 

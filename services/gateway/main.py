@@ -9,7 +9,7 @@ import grpc
 from muelle.engine.v1 import engine_pb2_grpc
 from muelle.images.v1 import images_pb2_grpc
 from muelle.registry.v1 import registry_pb2_grpc
-from muelle.runtime.v1 import runtime_pb2_grpc
+from muelle.shim.v1 import shim_pb2_grpc
 
 from services.core.client import connect, require
 from services.core.config import Config
@@ -25,7 +25,7 @@ SERVICE_NAME = "muelle.engine.v1.Engine"
 # The contract the gateway needs of each neighbour (the generated stub names it).
 PEERS: dict[str, type] = {
     "imagestore": images_pb2_grpc.ImagesStub,
-    "shim": runtime_pb2_grpc.RuntimeStub,
+    "shim": shim_pb2_grpc.ShimStub,
     "registry": registry_pb2_grpc.RegistryStub,
 }
 
@@ -39,12 +39,12 @@ def build(cfg: Config) -> Engine:
         require(cfg.address(name), stub, name, tls, caller="gateway")
     images = connect(cfg.address("imagestore"), images_pb2_grpc.ImagesStub, "imagestore", tls,
                      caller="gateway")
-    runtime = connect(cfg.address("shim"), runtime_pb2_grpc.RuntimeStub, "shim", tls,
-                      caller="gateway")
+    shim = connect(cfg.address("shim"), shim_pb2_grpc.ShimStub, "shim", tls,
+                   caller="gateway")
     probes = {name: health_probe(cfg.address(name), name, tls) for name in PEERS}
     registry = connect(cfg.address("registry"), registry_pb2_grpc.RegistryStub, "registry",
                        tls, caller="gateway")
-    return Engine(Records(cfg.state_dir("gateway")), images, runtime, probes,
+    return Engine(Records(cfg.state_dir("gateway")), images, shim, probes,
                   registry=registry, root_dir=str(cfg.root),
                   userns_remap=userns.default_maps(cfg.gateway.userns_remap))
 

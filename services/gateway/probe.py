@@ -7,10 +7,9 @@ from collections.abc import Callable
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.core import versioning
-from services.core.client import channel
-from services.core.errors import Unavailable
-from services.core.tls import TlsFiles
+from vocab import versioning
+from vocab.channel import TlsFiles, channel
+from vocab.errors import Unavailable
 
 TIMEOUT = 2.0
 

@@ -20,7 +20,7 @@ Ctx = grpc.ServicerContext
 class EngineServicer(engine_pb2_grpc.EngineServicer):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.volumes = Volumes(engine.runtime)
+        self.volumes = Volumes(engine.shim)
 
     def Version(self, request: engine_pb2.VersionRequest,  # noqa: N802
                 context: Ctx) -> engine_pb2.VersionResponse:
@@ -201,7 +201,7 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
 
     def ExecContainer(self, request_iterator: Iterator[engine_pb2.ExecContainerInput],  # noqa: N802
                       context: Ctx) -> Iterator[engine_pb2.ExecContainerOutput]:
-        yield from exec_container(self.engine.records, self.engine.runtime, request_iterator,
+        yield from exec_container(self.engine.records, self.engine.shim, request_iterator,
                                   on_cancel=context.add_callback)
 
     def AttachContainerStream(  # noqa: N802

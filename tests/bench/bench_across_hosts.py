@@ -26,9 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from engine import launcher
 from services.core import config as configmod
-from services.core import launcher
-from services.core.tls import TlsFiles
 from tests.bench import images
 from tests.bench.harness import Contender, Settings, emit, run_rounds, timed
 from tests.bench.sides import MARKS
@@ -38,6 +37,7 @@ from tests.support.hosts import Host, Lab
 from tests.support.images import push_layout
 from tests.support.pki import Pki
 from tests.support.registry import REGISTRY_BIN, LocalRegistry
+from vocab.channel import TlsFiles
 
 pytestmark = MARKS
 
@@ -108,7 +108,7 @@ registry = ["imagestore-*"]
                         'log_format = "json"\n' + text)
         cfg = configmod.load(str(path))
         self.running.append((cfg, services, cgroup_parent))
-        host.run([PY, "-m", "services.core.launcher", "up", "--config", str(path),
+        host.run([PY, "-m", "engine.launcher", "up", "--config", str(path),
                   "--services", ",".join(services)], check=True)
         return cfg
 

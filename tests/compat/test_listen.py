@@ -10,15 +10,15 @@ from pathlib import Path
 import docker as dockerpy
 import pytest
 
+from engine import launcher
 from services.core import config as configmod
-from services.core import launcher
-from services.core.errors import InvalidArgument
-from services.core.tls import TlsFiles
 from services.dockerapi.main import listener, tcp_address
 from tests.compat.conftest import docker_cli
 from tests.support.engine import Engine
 from tests.support.pki import Pki
 from tests.support.registry import free_port
+from vocab.channel import TlsFiles
+from vocab.errors import InvalidArgument
 
 
 def test_the_socket_is_0660_root(docker_engine: Engine) -> None:

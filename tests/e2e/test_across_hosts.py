@@ -22,15 +22,15 @@ from pathlib import Path
 
 import pytest
 
+from engine import launcher
 from services.core import config as configmod
-from services.core import launcher
-from services.core.tls import TlsFiles
 from tests.support import hostcheck
 from tests.support.engine import sweep
 from tests.support.hosts import Host, Lab
 from tests.support.images import Entry, Layer, build_layout, busybox_layer, push_layout
 from tests.support.pki import Pki
 from tests.support.registry import REGISTRY_BIN, LocalRegistry
+from vocab.channel import TlsFiles
 
 PY = sys.executable
 CLI = str(Path(sys.executable).parent / "muelle")
@@ -213,7 +213,7 @@ key = "{registry_a.key}"
 registry = ["imagestore-*"]
 """)
         cfgs.append((cfg_a, ("registry",)))
-        a.run([PY, "-m", "services.core.launcher", "up", "--config", str(config_file(cfg_a)),
+        a.run([PY, "-m", "engine.launcher", "up", "--config", str(config_file(cfg_a)),
                "--services", "registry"], check=True)
         # Hosts B and C: an engine each, sharing A's registry service.
         engines = {}
@@ -225,7 +225,7 @@ registry = ["imagestore-*"]
                 (*ENGINE_SERVICES, "dockerapi") if name == "b" else ENGINE_SERVICES)
             cfgs.append((cfg, services))
             engines[name] = cfg
-            lab[name].run([PY, "-m", "services.core.launcher", "up", "--config",
+            lab[name].run([PY, "-m", "engine.launcher", "up", "--config",
                            str(config_file(cfg)), "--services", ",".join(services)],
                           check=True)
         image = busybox_ref.replace(registry.host, counter.host)
@@ -302,13 +302,13 @@ def test_a_client_may_not_call_the_shim_directly(across: Across) -> None:
     """client-d holds a valid certificate, but only gateways may drive a shim."""
     script = (
         "import sys\n"
-        "from muelle.runtime.v1 import runtime_pb2, runtime_pb2_grpc\n"
+        "from muelle.shim.v1 import shim_pb2, shim_pb2_grpc\n"
         "from services.core.client import connect\n"
-        "from services.core.errors import PermissionDenied\n"
+        "from vocab.errors import PermissionDenied\n"
         "from services.core.tls import TlsFiles\n"
-        "stub = connect(sys.argv[1], runtime_pb2_grpc.RuntimeStub, 'shim', TlsFiles(*sys.argv[2:5]))\n"  # noqa: E501
+        "stub = connect(sys.argv[1], shim_pb2_grpc.ShimStub, 'shim', TlsFiles(*sys.argv[2:5]))\n"  # noqa: E501
         "try:\n"
-        "    stub.List(runtime_pb2.ListRequest())\n"
+        "    stub.List(shim_pb2.ListRequest())\n"
         "except PermissionDenied as exc:\n"
         "    print(exc); sys.exit(3)\n")
     c = across.client
@@ -550,7 +550,7 @@ ASK_VERSIONS = """
 import sys
 from services.core.client import channel
 from services.core.tls import TlsFiles
-from services.core.versioning import ask
+from vocab.versioning import ask
 tls = TlsFiles(*sys.argv[1:4])
 for address in sys.argv[4:]:
     with channel(address, tls) as ch:
@@ -566,8 +566,8 @@ def test_every_service_reports_its_contract_versions_across_hosts(across: Across
     from muelle.engine.v1 import engine_pb2_grpc
 
     from services.core.client import Contract
-    from services.core.version import VERSION
     from services.gateway.main import PEERS
+    from vocab.version import VERSION
 
     stubs = {**PEERS, "gateway": engine_pb2_grpc.EngineStub}
     hosts = {"registry": across.lab["a"], "imagestore": across.lab["b"],

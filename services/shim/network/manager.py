@@ -23,7 +23,6 @@ from typing import Any
 
 from services.core import modes
 from services.core.config import NetworkConfig
-from services.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from services.core.logging import get_logger
 from services.shim.background import Background, Done
 from services.shim.network import files, iptables, links, lock, netns, ports, rules, subnets
@@ -32,6 +31,7 @@ from services.shim.network.ipam import Pool
 from services.shim.network.ports import Port
 from services.shim.network.retire import Retiring
 from services.shim.store import write_json
+from vocab.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 
 INNER = "eth"  # interfaces inside: eth0, eth1, ...
 

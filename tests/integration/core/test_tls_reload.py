@@ -22,10 +22,10 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from services.core.tls import TlsFiles
 from tests.support import processes
 from tests.support.pki import Pki
 from tests.support.registry import free_port
+from vocab.channel import TlsFiles
 
 CERTS = str(Path(sys.executable).parent / "muelle-certs")
 

@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 
 from services.core import tls_streams
-from services.core.tls import TlsFiles, server_ssl_context
+from services.core.tls import server_ssl_context
 from tests.support.pki import Pki
+from vocab.channel import TlsFiles
 
 
 class Server:

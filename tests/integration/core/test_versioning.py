@@ -21,12 +21,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from muelle.images.v1 import images_pb2, images_pb2_grpc
 
 from clients.sdk.client import Client
-from services.core import errors, server, versioning
-from services.core.client import Contract, channel, connect
-from services.core.version import VERSION
+from services.core import server
+from services.core.client import Contract, connect
 from services.gateway.main import PEERS
 from tests.support.pki import Pki
 from tests.support.registry import free_port
+from vocab import errors, versioning
+from vocab.channel import channel
+from vocab.version import VERSION
 
 CLI = str(Path(sys.executable).parent / "muelle")
 

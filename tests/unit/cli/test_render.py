@@ -18,8 +18,8 @@ from muelle.types.v1 import types_pb2
 
 from clients.cli.main import run
 from clients.cli.progress import PullPrinter
-from services.core import errors
 from services.core.server import ErrorInterceptor
+from vocab import errors
 
 CID = "c0ffee" + "1" * 58
 IMG = "sha256:" + "ab" * 32

@@ -18,8 +18,8 @@ from typing import Any
 
 import grpc
 
-from services.core.errors import FailedPrecondition
-from services.core.version import VERSION
+from vocab.errors import FailedPrecondition
+from vocab.version import VERSION
 
 # What the peer's Version answer is waited for at connect (a peer that does not answer
 # within it is left to fail the call itself, with its own error).
@@ -47,16 +47,17 @@ class Recording:
     def names(self) -> list[str]:
         return list(self._names)
 
-    def add_generic_rpc_handlers(self, handlers: Iterable[grpc.GenericRpcHandler]) -> None:
-        handlers = tuple(handlers)
-        for handler in handlers:
+    def add_generic_rpc_handlers(
+            self, handlers: Iterable[grpc.GenericRpcHandler[Any, Any]]) -> None:
+        given = tuple(handlers)
+        for handler in given:
             service_name = getattr(handler, "service_name", None)
             if callable(service_name) and service_name():
                 self._names[str(service_name())] = None
-        self._server.add_generic_rpc_handlers(handlers)
+        self._server.add_generic_rpc_handlers(given)
 
-    def add_registered_method_handlers(self, service_name: str,
-                                       handlers: dict[str, grpc.RpcMethodHandler]) -> None:
+    def add_registered_method_handlers(
+            self, service_name: str, handlers: dict[str, grpc.RpcMethodHandler[Any, Any]]) -> None:
         self._names[service_name] = None
         # Not in grpc-stubs' Server yet.
         self._server.add_registered_method_handlers(  # type: ignore[attr-defined]

@@ -37,6 +37,7 @@ from services.core.platform import host_arch
 from services.core.version import API_VERSION, VERSION
 from services.gateway import build, check, mounts, names, options, system
 from services.gateway.merge import merge
+from services.gateway.netlabels import NetworkLabels
 from services.gateway.records import Record, Records, conflict
 from services.gateway.status import now_rfc3339, status_text
 
@@ -63,8 +64,10 @@ class Engine:
     def __init__(self, records: Records, images: Any, runtime: Any,
                  probes: dict[str, Callable[[], str]] | None = None,
                  registry: Any = None, root_dir: str = "",
-                 userns_remap: list[types_pb2.IDMapping] | None = None) -> None:
+                 userns_remap: list[types_pb2.IDMapping] | None = None,
+                 network_labels: NetworkLabels | None = None) -> None:
         self.records = records
+        self.network_labels = network_labels or NetworkLabels()
         self.userns_remap = userns_remap or []  # gateway.userns_remap, checked
         self.images = images
         self.runtime = runtime
@@ -801,14 +804,20 @@ class Engine:
 
     # ------------------------------------------------------------------ networks
 
-    def create_network(self, name: str, subnet: str) -> types_pb2.NetworkInfo:
+    def create_network(self, name: str, subnet: str,
+                       labels: dict[str, str] | None = None) -> types_pb2.NetworkInfo:
         info: types_pb2.NetworkInfo = self.runtime.NetworkCreate(
             runtime_pb2.NetworkCreateRequest(name=name, subnet=subnet))
+        self.network_labels.set(info.id, labels or {})
+        return self._labelled(info)
+
+    def _labelled(self, info: types_pb2.NetworkInfo) -> types_pb2.NetworkInfo:
+        info.labels.update(self.network_labels.get(info.id))
         return info
 
     def list_networks(self) -> engine_pb2.NetworkListResponse:
         reply = self.runtime.NetworkList(runtime_pb2.NetworkListRequest())
-        networks = list(reply.networks)
+        networks = [self._labelled(n) for n in reply.networks]
         default = next((i for i, n in enumerate(networks) if n.builtin), len(networks) - 1)
         networks[default + 1:default + 1] = [_predefined(n) for n in PREDEFINED]
         return engine_pb2.NetworkListResponse(networks=networks)
@@ -819,12 +828,14 @@ class Engine:
                 return _predefined(name)
         info: types_pb2.NetworkInfo = self.runtime.NetworkInspect(
             runtime_pb2.NetworkInspectRequest(network=ref))
-        return info
+        return self._labelled(info)
 
     def remove_network(self, ref: str) -> None:
         if ref in PREDEFINED:
             raise FailedPrecondition(f"{ref} is a pre-defined network and cannot be removed")
-        self.runtime.NetworkRemove(runtime_pb2.NetworkRemoveRequest(network=ref))
+        info = self.runtime.NetworkInspect(runtime_pb2.NetworkInspectRequest(network=ref))
+        self.runtime.NetworkRemove(runtime_pb2.NetworkRemoveRequest(network=info.id))
+        self.network_labels.drop(info.id)
 
     def connect_network(self, network: str, container: str, aliases: Sequence[str]) -> None:
         rec = self.records.lookup(container)

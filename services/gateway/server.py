@@ -174,7 +174,7 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
         return self.engine.top(request.container, request.ps_args)
     def CreateNetwork(self, request: engine_pb2.NetworkCreateRequest,  # noqa: N802
                       context: Ctx) -> types_pb2.NetworkInfo:
-        return self.engine.create_network(request.name, request.subnet)
+        return self.engine.create_network(request.name, request.subnet, dict(request.labels))
 
     def ListNetworks(self, request: engine_pb2.NetworkListRequest,  # noqa: N802
                      context: Ctx) -> engine_pb2.NetworkListResponse:

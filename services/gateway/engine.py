@@ -36,6 +36,7 @@ from services.core.logging import get_logger
 from services.core.platform import host_arch
 from services.core.version import API_VERSION, VERSION
 from services.gateway import build, check, mounts, names, options, system
+from services.gateway.events import EventBus, Exits, ExitWatch
 from services.gateway.merge import merge
 from services.gateway.netlabels import NetworkLabels
 from services.gateway.records import Record, Records, conflict
@@ -82,8 +83,22 @@ class Engine:
         self._retrying: set[str] = set()  # names of _until_done threads
         self.busy = check.Busy()  # creates and removals in flight, for system check
         self._exits: dict[str, Any] = {}  # cid -> last status of an auto-removed container
+        self.events = EventBus()  # `docker events` (events.py)
+        self.exits = Exits(self.events, self.container_attributes)
+        self.events.on_first_subscriber = ExitWatch(runtime, self.exits).ensure
 
     # ------------------------------------------------------------------ helpers
+
+    def container_attributes(self, cid: str) -> dict[str, str]:
+        """A container's event attributes, as Docker's: its labels, image and name."""
+        rec = self.records.get(cid)
+        if rec is None:
+            return {}
+        return {**rec.request.labels, "image": rec.image, "name": rec.name}
+
+    def container_event(self, action: str, cid: str, **extra: str) -> None:
+        self.events.publish("container", action, cid,
+                            {**self.container_attributes(cid), **extra})
 
     def _lock(self, cid: str) -> threading.RLock:
         with self._guard:
@@ -526,6 +541,7 @@ class Engine:
 
     def _remember_exit(self, cid: str, status: Any) -> None:
         """Keep an auto-removed container's exit status for a wait on "removed"."""
+        self.exits.exited(cid, status.exit_code)
         with self._guard:
             self._exits[cid] = status
             while len(self._exits) > KEPT_EXITS:
@@ -538,9 +554,10 @@ class Engine:
             return  # docker: stopping a container that does not run succeeds
         # Also when exited or created: the shim must know, or a restart policy brings it
         # back (a restart is "created" for a moment; the shim leaves a never-started one).
-        self.runtime.Stop(runtime_pb2.StopRequest(
+        status = self.runtime.Stop(runtime_pb2.StopRequest(
             id=rec.id, signal=rec.stop_signal,
             timeout=rec.stop_timeout if timeout is None else timeout))
+        self.exits.exited(rec.id, status.exit_code)
         get_logger(container=rec.id[:12]).info("stopped")
 
     def pause(self, ref: str) -> None:
@@ -679,9 +696,12 @@ class Engine:
         rec = self.records.get(cid)
         if rec is None:
             return
+        attrs = self.container_attributes(cid)
         try:
             self._remove(rec, force=True, remove_volumes=True,  # --rm: like Docker
                          shim_deleted=shim_deleted)
+            self.exits.forget(cid)
+            self.events.publish("container", "destroy", cid, attrs)
         except NotFound:
             pass
         except MuelleError as exc:

@@ -15,13 +15,10 @@ import subprocess
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
-from tests.support.docker import Dockerd, started
+from tests.support.docker import Dockerd
 from tests.support.engine import Engine
 
 COMPOSE = "/usr/bin/docker-compose"
@@ -67,16 +64,6 @@ class Compose:
     def docker(self, *args: str) -> str:
         return subprocess.run(["/usr/bin/docker", *args], env=self.env, capture_output=True,
                               text=True, timeout=60, check=True).stdout
-
-
-@pytest.fixture(scope="module")
-def dockerd(busybox_ref: str) -> Iterator[Dockerd]:
-    daemon = started()
-    try:
-        daemon.docker("pull", busybox_ref)
-        yield daemon
-    finally:
-        daemon.close()
 
 
 def _compose(side: str, host: str, image: str, tmp_path: Path) -> Compose:

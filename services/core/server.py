@@ -24,6 +24,7 @@ from services.core.tls import (
     AuthzInterceptor,
     ServerInterceptor,
     listen_mode,
+    request_reload,
     server_credentials,
 )
 from vocab.channel import GRPC_OPTIONS, KEEPALIVE_TIME_MS, TlsFiles
@@ -229,7 +230,8 @@ def start(
 
 
 def stop_signals() -> threading.Event:
-    """An event that SIGTERM or SIGINT sets (from now on: install it before slow starts)."""
+    """An event that SIGTERM or SIGINT sets (from now on: install it before slow starts).
+    SIGHUP rereads the TLS files (as daemons do; its default would end the service)."""
     stopped = threading.Event()
 
     def _stop(signum: int, _frame: Any) -> None:
@@ -238,7 +240,13 @@ def stop_signals() -> threading.Event:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGHUP, reload_on_hangup)
     return stopped
+
+
+def reload_on_hangup(_signum: int = signal.SIGHUP, _frame: Any = None) -> None:
+    request_reload()
+    get_logger().info("SIGHUP: TLS files are reread at the next handshake and call")
 
 
 def serve(

@@ -82,9 +82,22 @@ def warn_if_expiring(cert_path: str, service: str) -> None:
             cert=cert_path, not_after=expires.isoformat(), days_left=left.days)
 
 
+# Bumped by SIGHUP (request_reload): every reader of TLS files rereads them at its next
+# handshake or call even when their stamps did not change (files copied with their old
+# mtime and size, e.g. rsync -t of a renewal made on another machine).
+_reloads = [0]
+
+
+def request_reload() -> None:
+    """Make every server and client reread its TLS files at the next handshake or call
+    (SIGHUP; a signal handler may call it: it only bumps a counter)."""
+    _reloads[0] += 1
+
+
 def stamps(files: TlsFiles) -> tuple[tuple[int, int], ...]:
-    """(mtime, size) of the three files: what tells a renewal (a missing file: zeros)."""
-    out = []
+    """(mtime, size) of the three files, and the reload requests so far: what tells a
+    renewal (a missing file: zeros)."""
+    out = [(_reloads[0], 0)]
     for path in (files.ca, files.cert, files.key):
         try:
             st = os.stat(path)

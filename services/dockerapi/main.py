@@ -26,6 +26,7 @@ from services.core import config as configmod
 from services.core import tls_streams
 from services.core.logging import get_logger
 from services.core.main import add_common_options, load_config
+from services.core.server import reload_on_hangup
 from services.core.tls import ListenerSecurity, listener_security
 from services.dockerapi.app import build_router
 from services.dockerapi.engine import Gateway
@@ -176,6 +177,7 @@ async def _main(cfg: configmod.Config) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload_on_hangup)  # reread the TLS files
     await serve(cfg, stop)
     get_logger(service=NAME).info("stopped")
 

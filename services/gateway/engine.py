@@ -24,7 +24,9 @@ from muelle.types.v1 import types_pb2
 
 from services.core.logging import get_logger
 from services.gateway import build, check, mounts, names, options, system
+from services.gateway.events import EventBus, Exits, ExitWatch
 from services.gateway.merge import merge
+from services.gateway.netlabels import NetworkLabels
 from services.gateway.records import Record, Records, conflict
 from services.gateway.status import now_rfc3339, status_text
 from vocab import platform as platforms
@@ -71,8 +73,10 @@ class Engine:
                  shim: shim_pb2_grpc.ShimStub,
                  probes: dict[str, Callable[[], str]] | None = None,
                  registry: registry_pb2_grpc.RegistryStub | None = None, root_dir: str = "",
-                 userns_remap: list[types_pb2.IDMapping] | None = None) -> None:
+                 userns_remap: list[types_pb2.IDMapping] | None = None,
+                 network_labels: NetworkLabels | None = None) -> None:
         self.records = records
+        self.network_labels = network_labels or NetworkLabels()
         self.userns_remap = userns_remap or []  # gateway.userns_remap, checked
         self.images = images
         self.shim = shim
@@ -87,8 +91,22 @@ class Engine:
         self._retrying: set[str] = set()  # names of _until_done threads
         self.busy = check.Busy()  # creates and removals in flight, for system check
         self._exits: dict[str, Any] = {}  # cid -> last status of an auto-removed container
+        self.events = EventBus()  # `docker events` (events.py)
+        self.exits = Exits(self.events, self.container_attributes)
+        self.events.on_first_subscriber = ExitWatch(shim, self.exits).ensure
 
     # ------------------------------------------------------------------ helpers
+
+    def container_attributes(self, cid: str) -> dict[str, str]:
+        """A container's event attributes, as Docker's: its labels, image and name."""
+        rec = self.records.get(cid)
+        if rec is None:
+            return {}
+        return {**rec.request.labels, "image": rec.image, "name": rec.name}
+
+    def container_event(self, action: str, cid: str, **extra: str) -> None:
+        self.events.publish("container", action, cid,
+                            {**self.container_attributes(cid), **extra})
 
     def _lock(self, cid: str) -> threading.RLock:
         with self._guard:
@@ -528,6 +546,7 @@ class Engine:
 
     def _remember_exit(self, cid: str, status: Any) -> None:
         """Keep an auto-removed container's exit status for a wait on "removed"."""
+        self.exits.exited(cid, status.exit_code)
         with self._guard:
             self._exits[cid] = status
             while len(self._exits) > KEPT_EXITS:
@@ -540,9 +559,10 @@ class Engine:
             return  # docker: stopping a container that does not run succeeds
         # Also when exited or created: the shim must know, or a restart policy brings it
         # back (a restart is "created" for a moment; the shim leaves a never-started one).
-        self.shim.Stop(shim_pb2.StopRequest(
+        status = self.shim.Stop(shim_pb2.StopRequest(
             id=rec.id, signal=rec.stop_signal,
             timeout=rec.stop_timeout if timeout is None else timeout))
+        self.exits.exited(rec.id, status.exit_code)
         get_logger(container=rec.id[:12]).info("stopped")
 
     def pause(self, ref: str) -> None:
@@ -676,9 +696,12 @@ class Engine:
         rec = self.records.get(cid)
         if rec is None:
             return
+        attrs = self.container_attributes(cid)
         try:
             self._remove(rec, force=True, remove_volumes=True,  # --rm: like Docker
                          shim_deleted=shim_deleted)
+            self.exits.forget(cid)
+            self.events.publish("container", "destroy", cid, attrs)
         except NotFound:
             pass
         except MuelleError as exc:
@@ -801,14 +824,20 @@ class Engine:
 
     # ------------------------------------------------------------------ networks
 
-    def create_network(self, name: str, subnet: str) -> types_pb2.NetworkInfo:
+    def create_network(self, name: str, subnet: str,
+                       labels: dict[str, str] | None = None) -> types_pb2.NetworkInfo:
         info: types_pb2.NetworkInfo = self.shim.NetworkCreate(
             types_pb2.NetworkCreateRequest(name=name, subnet=subnet))
+        self.network_labels.set(info.id, labels or {})
+        return self._labelled(info)
+
+    def _labelled(self, info: types_pb2.NetworkInfo) -> types_pb2.NetworkInfo:
+        info.labels.update(self.network_labels.get(info.id))
         return info
 
     def list_networks(self) -> types_pb2.NetworkListResponse:
         reply = self.shim.NetworkList(shim_pb2.NetworkListRequest())
-        networks = list(reply.networks)
+        networks = [self._labelled(n) for n in reply.networks]
         default = next((i for i, n in enumerate(networks) if n.builtin), len(networks) - 1)
         networks[default + 1:default + 1] = [_predefined(n) for n in PREDEFINED]
         return types_pb2.NetworkListResponse(networks=networks)
@@ -819,12 +848,14 @@ class Engine:
                 return _predefined(name)
         info: types_pb2.NetworkInfo = self.shim.NetworkInspect(
             types_pb2.NetworkInspectRequest(network=ref))
-        return info
+        return self._labelled(info)
 
     def remove_network(self, ref: str) -> None:
         if ref in PREDEFINED:
             raise FailedPrecondition(f"{ref} is a pre-defined network and cannot be removed")
-        self.shim.NetworkRemove(types_pb2.NetworkRemoveRequest(network=ref))
+        info = self.shim.NetworkInspect(types_pb2.NetworkInspectRequest(network=ref))
+        self.shim.NetworkRemove(types_pb2.NetworkRemoveRequest(network=info.id))
+        self.network_labels.drop(info.id)
 
     def connect_network(self, network: str, container: str, aliases: Sequence[str]) -> None:
         rec = self.records.lookup(container)

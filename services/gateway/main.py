@@ -16,6 +16,7 @@ from services.core.config import Config
 from services.core.main import service_main
 from services.gateway import userns
 from services.gateway.engine import Engine
+from services.gateway.netlabels import NetworkLabels
 from services.gateway.probe import health_probe
 from services.gateway.records import Records
 
@@ -46,7 +47,8 @@ def build(cfg: Config) -> Engine:
                        tls, caller="gateway")
     return Engine(Records(cfg.state_dir("gateway")), images, shim, probes,
                   registry=registry, root_dir=str(cfg.root),
-                  userns_remap=userns.default_maps(cfg.gateway.userns_remap))
+                  userns_remap=userns.default_maps(cfg.gateway.userns_remap),
+                  network_labels=NetworkLabels(cfg.state_dir("gateway")))
 
 
 def factory(cfg: Config) -> tuple[Callable[[grpc.Server], None], Sequence[str],

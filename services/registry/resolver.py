@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import httpx
+import msgspec
 
 from services.core.config import Config, RegistryConfig
 from services.core.logging import get_logger
@@ -72,7 +73,8 @@ class Resolver:
         """``anonymous``: reach registries without the engine's credentials (the mirror)."""
         settings = None
         if config is not None:
-            settings = replace(config.registry, auth_file=str(auth_file_path(config)))
+            settings = msgspec.structs.replace(config.registry,
+                                               auth_file=str(auth_file_path(config)))
         self._http = RegistryHTTP(settings, transport=transport, sleep=sleep,
                                   anonymous=anonymous)
         self._chunk_size = chunk_size

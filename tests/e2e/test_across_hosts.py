@@ -548,8 +548,7 @@ def test_compose_over_tls_from_another_host(across: Across, tmp_path: Path) -> N
 # certificate of the CA, as health): "component release service,service,..." per line.
 ASK_VERSIONS = """
 import sys
-from services.core.client import channel
-from services.core.tls import TlsFiles
+from vocab.channel import TlsFiles, channel
 from vocab.versioning import ask
 tls = TlsFiles(*sys.argv[1:4])
 for address in sys.argv[4:]:
@@ -586,3 +585,43 @@ def test_every_service_reports_its_contract_versions_across_hosts(across: Across
     version = across.cli("version").stdout
     for name in PEERS:  # the engine's Version shows each neighbour's own release
         assert f"{name + ':':<12} {VERSION} (serving)" in version, version
+
+
+def test_the_muelle_cli_takes_dockers_tls_flags_and_cert_path(across: Across) -> None:
+    """D's muelle CLI with Docker's spellings: --tlsverify --tlscacert --tlscert --tlskey
+    and -H, or MUELLE_TLS_VERIFY with MUELLE_CERT_PATH (ca.pem, cert.pem, key.pem)."""
+    c, gateway = across.client, f"tcp://{across.lab['b'].ip}:{PORTS['gateway']}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MUELLE_", "DOCKER_"))}
+    flags = across.lab["d"].run(
+        [CLI, "--tlsverify", "--tlscacert", c.ca, "--tlscert", c.cert, "--tlskey", c.key,
+         "-H", gateway, "run", "--rm", "--network", "none", across.image, "echo", "flags"],
+        env=env, check=True)
+    assert flags.stdout == "flags\n"
+    env.update(MUELLE_HOST=gateway, MUELLE_TLS_VERIFY="1",
+               MUELLE_CERT_PATH=str(Path(c.cert).parent))
+    listed = across.lab["d"].run([CLI, "version"], env=env, check=True)
+    assert "gateway:" in listed.stdout
+
+
+NODE_DIR = Path(__file__).resolve().parents[2] / "clients" / "node"
+
+
+def test_the_node_client_runs_a_container_from_another_host(across: Across) -> None:
+    """D's Node.js client (clients/node, @grpc/grpc-js over mutual TLS) runs a container on
+    B: the container's output and exit code come back; mallory's certificate is refused."""
+    node = shutil.which("node")
+    assert node, "node is needed (apt-get install nodejs)"
+    assert (NODE_DIR / "node_modules" / "@grpc" / "grpc-js").is_dir(), \
+        "clients/node has no node_modules: run `make node` (make test does)"
+    c, gateway = across.client, f"tcp://{across.lab['b'].ip}:{PORTS['gateway']}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MUELLE_", "DOCKER_"))}
+    env.update(MUELLE_HOST=gateway, MUELLE_CERT_PATH=str(Path(c.cert).parent))
+    example = str(NODE_DIR / "example.js")
+    ran = across.lab["d"].run([node, example, across.image, "sh", "-c",
+                               "echo from-node-on-d; exit 7"], env=env)
+    assert (ran.returncode, ran.stdout) == (7, "from-node-on-d\n"), ran
+    env["MUELLE_CERT_PATH"] = str(Path(across.pki.issue("mallory", ips=[],
+                                                        kind="client").cert).parent)
+    refused = across.lab["d"].run([node, example, across.image, "true"], env=env)
+    assert refused.returncode != 0
+    assert "mallory" in refused.stderr + refused.stdout, refused

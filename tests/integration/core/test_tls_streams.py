@@ -55,6 +55,11 @@ class Server:
     def close(self) -> None:
         async def stop() -> None:
             self.server.close()
+            # Connections whose client left without reading the answer: end them here.
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await self.server.wait_closed()
 
         asyncio.run_coroutine_threadsafe(stop(), self.loop).result(10)
@@ -69,8 +74,13 @@ def pki(tmp_path: Path) -> Pki:
 
 
 @pytest.fixture
-def server(pki: Pki) -> Iterator[Server]:
-    srv = Server(server_ssl_context(pki.issue("dockerapi-x", ips=["127.0.0.1"])))
+def server_files(pki: Pki) -> TlsFiles:
+    return pki.issue("dockerapi-x", ips=["127.0.0.1"])
+
+
+@pytest.fixture
+def server(server_files: TlsFiles) -> Iterator[Server]:
+    srv = Server(server_ssl_context(server_files))
     yield srv
     srv.close()
 
@@ -109,3 +119,24 @@ def test_a_certificate_of_another_ca_fails_the_handshake(server: Server, pki: Pk
     # The server still serves others.
     assert _half_closing_request(server.port, pki.issue("client-b", ips=[])) == \
         b"got hello from client-b"
+
+
+def test_a_renewed_certificate_is_presented_from_the_next_handshake(
+        server: Server, server_files: TlsFiles, pki: Pki) -> None:
+    """server_ssl_context swaps in renewed files from OpenSSL's servername callback,
+    which runs for these in-memory connections as for asyncio's own."""
+    from clients.certs import authority
+
+    def presented() -> bytes:
+        client = pki.issue("client-r", ips=[])
+        raw = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        with _client(client).wrap_socket(raw, server_hostname="127.0.0.1") as conn:
+            der = conn.getpeercert(binary_form=True)
+            assert der is not None
+            return der
+
+    before = presented()
+    authority.renew(pki.ca_dir, Path(server_files.cert).parent)
+    after = presented()
+    assert after != before
+    assert after == ssl.PEM_cert_to_DER_cert(Path(server_files.cert).read_text())

@@ -278,6 +278,10 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
         self._record("DisconnectNetwork", request)
         return engine_pb2.NetworkDisconnectResponse()
 
+    def Events(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("Events", request)
+        return iter(())
+
     def ContainerLogs(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         self._record("ContainerLogs", request)
         yield types_pb2.LogEntry(stream="stdout", data=b"hello\n")

@@ -96,6 +96,24 @@ def engine_request(sandbox_id: str, sandbox: api_pb2.PodSandboxConfig,
     return req
 
 
+def update_request(cid: str, res: api_pb2.LinuxContainerResources
+                   ) -> engine_pb2.UpdateContainerRequest:
+    """engine.v1's update of CRI's LinuxContainerResources. oom_score_adj is a process's
+    and is not changed on a running container (containerd neither); the kubelet lists
+    every huge page size, with limit 0 for those the pod does not use: only a real huge
+    page limit or a cgroup v2 `unified` entry is refused, as not supported."""
+    if any(h.limit for h in res.hugepage_limits):
+        raise InvalidArgument("huge page limits are not supported by muelle-cri")
+    if res.unified:
+        raise InvalidArgument(f"cgroup v2 unified limits ({', '.join(sorted(res.unified))}) "
+                              "are not supported by muelle-cri")
+    return engine_pb2.UpdateContainerRequest(
+        container=cid, memory=res.memory_limit_in_bytes,
+        memory_swap=res.memory_swap_limit_in_bytes, cpu_quota=res.cpu_quota,
+        cpu_period=res.cpu_period, cpu_shares=res.cpu_shares, cpuset_cpus=res.cpuset_cpus,
+        cpuset_mems=res.cpuset_mems)
+
+
 def namespace_mode(sandbox_id: str, sandbox: api_pb2.PodSandboxConfig, kind: str,
                    sc: api_pb2.LinuxContainerSecurityContext) -> str:
     """engine.v1 ipc_mode / pid_mode of a container of the pod. The pod's namespaces are
@@ -195,6 +213,12 @@ class Containers:
         except OSError as exc:
             raise FailedPrecondition(f"cannot create the log file of container {record.id}: "
                                      f"{exc.strerror}") from None
+
+    def update(self, ref: str, res: api_pb2.LinuxContainerResources) -> None:
+        """New limits for a container (engine.v1 UpdateContainer: its cgroup at once).
+        Fields left 0 keep their value, as in containerd."""
+        record, _ = self._get(ref)
+        self.engine.UpdateContainer(update_request(record.id, res))
 
     def reopen_log(self, ref: str) -> None:
         record, detail = self._get(ref)

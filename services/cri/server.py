@@ -122,6 +122,11 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
                         context: Ctx) -> api_pb2.ContainerStatusResponse:
         return self.containers.status(request.container_id)
 
+    def UpdateContainerResources(self, request: api_pb2.UpdateContainerResourcesRequest,  # noqa: N802
+                                 context: Ctx) -> api_pb2.UpdateContainerResourcesResponse:
+        self.containers.update(request.container_id, request.linux)
+        return api_pb2.UpdateContainerResourcesResponse()
+
     def ReopenContainerLog(self, request: api_pb2.ReopenContainerLogRequest,  # noqa: N802
                            context: Ctx) -> api_pb2.ReopenContainerLogResponse:
         self.containers.reopen_log(request.container_id)

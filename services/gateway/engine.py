@@ -556,6 +556,12 @@ class Engine:
             raise FailedPrecondition(f"Container {rec.id} is not paused")
         self.runtime.Resume(runtime_pb2.ResumeRequest(id=rec.id))
 
+    def update(self, req: engine_pb2.UpdateContainerRequest) -> None:
+        """New resource limits for a container, in the shim (cgroup and bundle)."""
+        rec = self.records.lookup(req.container)
+        self.runtime.Update(runtime_pb2.UpdateRequest(
+            id=rec.id, resources=options.update_resources(req)))
+
     def restart(self, ref: str, timeout: int | None = None) -> None:
         """`docker restart`: stop if running (stop signal, then SIGKILL), start again."""
         rec = self.records.lookup(ref)

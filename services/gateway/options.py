@@ -161,6 +161,37 @@ def resources(req: engine_pb2.CreateContainerRequest) -> runtime_pb2.Resources:
     )
 
 
+def update_resources(req: engine_pb2.UpdateContainerRequest) -> runtime_pb2.Resources:
+    """`docker update`'s checks, then the changed cgroup values (0 / empty: unchanged;
+    the shim checks what depends on the container's current limits)."""
+    if req.memory < 0 or 0 < req.memory < MIN_MEMORY:
+        raise InvalidArgument("Minimum memory limit allowed is 6MB")
+    if req.memory_swap < -1:
+        raise InvalidArgument("invalid memory swap limit: use -1 for unlimited")
+    if req.nano_cpus and (req.cpu_quota or req.cpu_period):
+        raise InvalidArgument("Conflicting options: CPU Quota cannot be updated as NanoCPUs "
+                              "has already been set")
+    if req.nano_cpus < 0 or req.cpu_shares < 0 or req.cpu_period < 0 or req.cpu_quota < -1:
+        raise InvalidArgument("CPU values must not be negative (quota: -1 for unlimited)")
+    if req.cpu_period and not 1000 <= req.cpu_period <= 1_000_000:
+        raise InvalidArgument("CPU cfs period can not be less than 1ms (i.e. 1000) or larger "
+                              "than 1s (i.e. 1000000)")
+    if 0 < req.cpu_quota < 1000:
+        raise InvalidArgument("CPU cfs quota can not be less than 1ms (i.e. 1000)")
+    for text, kind in ((req.cpuset_cpus, "cpus"), (req.cpuset_mems, "mems")):
+        if text:
+            cpuset.parse(text, kind)
+    quota, period = req.cpu_quota, req.cpu_period
+    if req.nano_cpus:
+        quota, period = req.nano_cpus * CPU_PERIOD // 1_000_000_000, CPU_PERIOD
+        if quota < 1000:
+            raise InvalidArgument("CPU quota below 0.01 CPUs")
+    return runtime_pb2.Resources(
+        memory_limit=req.memory, memory_swap=req.memory_swap, pids_limit=req.pids_limit,
+        cpu_quota=quota, cpu_period=period, cpu_shares=req.cpu_shares,
+        cpuset_cpus=req.cpuset_cpus, cpuset_mems=req.cpuset_mems)
+
+
 def group_ids(groups: list[str]) -> list[int]:
     out = []
     for group in groups:

@@ -145,6 +145,11 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
         self.engine.restart(request.container,
                             request.timeout if request.HasField("timeout") else None)
         return engine_pb2.RestartContainerResponse()
+    def UpdateContainer(self, request: engine_pb2.UpdateContainerRequest,  # noqa: N802
+                        context: Ctx) -> engine_pb2.UpdateContainerResponse:
+        self.engine.update(request)
+        return engine_pb2.UpdateContainerResponse()
+
     def CreateVolume(self, request: engine_pb2.VolumeCreateRequest,  # noqa: N802
                      context: Ctx) -> engine_pb2.Volume:
         return self.volumes.create(request.name, dict(request.labels))

@@ -120,6 +120,11 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServicer):
                context: grpc.ServicerContext) -> runtime_pb2.ResumeResponse:
         self.shim.resume(request.id)
         return runtime_pb2.ResumeResponse()
+
+    def Update(self, request: runtime_pb2.UpdateRequest,  # noqa: N802
+               context: grpc.ServicerContext) -> runtime_pb2.UpdateResponse:
+        return runtime_pb2.UpdateResponse(
+            resources=self.shim.update(request.id, request.resources))
     def CreateVolume(self, request: runtime_pb2.VolumeCreateRequest,
                      context: grpc.ServicerContext) -> runtime_pb2.Volume:
         vol, _ = self.shim.volumes.create(request.name, dict(request.labels))

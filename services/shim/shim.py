@@ -45,6 +45,7 @@ from services.shim import (
     restart,
     spec,
     stats,
+    update,
     users,
     volume_mounts,
 )
@@ -542,6 +543,16 @@ class Shim:
                 raise FailedPrecondition(f"container {cid} is not paused")
             self._runtime_of(cdir).resume(cid)
         get_logger(container=cid[:12]).info("resumed")
+
+    def update(self, cid: str, res: runtime_pb2.Resources) -> runtime_pb2.Resources:
+        """New resource limits (services/shim/update.py): live in the cgroup of a
+        container that has processes (created, running, paused), and in its bundle."""
+        with self._lock(cid):
+            cdir = self._existing(cid)
+            live = self.state(cid).status in ("created", "running", "paused")
+            out = update.apply(cdir, res, cdir.read_meta().get("cgroups_path", ""), live)
+        get_logger(container=cid[:12]).info("updated")
+        return out
 
     def stop(self, cid: str, signal: str = "", timeout: int = 10,
              cancelled: Callable[[], bool] = lambda: False) -> Status:

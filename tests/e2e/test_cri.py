@@ -508,3 +508,45 @@ def test_streaming_exec_attach_and_port_forward(cri: Cri, image: str, tmp_path: 
         container_id=web, cmd=["true"], tty=True, stderr=True)))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     cri.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sid))
+
+
+def _cgroup_value(cri: Cri, cid: str, v1_file: str, v2_file: str) -> str:
+    """A limit as the container's own cgroup shows it (read from inside, where the cgroup
+    filesystem is the container's)."""
+    return exec_sync(cri, cid, "sh", "-c", f"cat /sys/fs/cgroup/{v2_file} 2>/dev/null || "
+                     f"cat /sys/fs/cgroup/{v1_file}").stdout.decode().strip()
+
+
+def test_update_container_resources_changes_the_live_cgroup(cri: Cri, image: str,
+                                                            tmp_path: Path) -> None:
+    sid, pod = run_pod(cri, "resize", tmp_path)
+    cid = container(cri, sid, pod, "app", image, ["sleep", "1000"])
+    mib = 1024 * 1024
+    cri.rt.UpdateContainerResources(api_pb2.UpdateContainerResourcesRequest(
+        container_id=cid, linux=api_pb2.LinuxContainerResources(
+            memory_limit_in_bytes=64 * mib, cpu_period=100000, cpu_quota=50000,
+            cpu_shares=512)))
+    if Path("/sys/fs/cgroup/cgroup.controllers").exists():  # cgroup v2
+        assert _cgroup_value(cri, cid, "", "memory.max") == str(64 * mib)
+        assert _cgroup_value(cri, cid, "", "cpu.max") == "50000 100000"
+    else:
+        assert _cgroup_value(cri, cid, "memory/memory.limit_in_bytes", "-") == str(64 * mib)
+        assert _cgroup_value(cri, cid, "cpu/cpu.cfs_quota_us", "-") == "50000"
+        assert _cgroup_value(cri, cid, "cpu/cpu.shares", "-") == "512"
+    # Raised past the old memory+swap (128 MiB): still applies (v1 writes swap first).
+    cri.rt.UpdateContainerResources(api_pb2.UpdateContainerResourcesRequest(
+        container_id=cid, linux=api_pb2.LinuxContainerResources(
+            memory_limit_in_bytes=256 * mib)))
+    assert _cgroup_value(cri, cid, "memory/memory.limit_in_bytes", "memory.max") \
+        == str(256 * mib)
+    # Refused values change nothing and say why.
+    code, message = code_of(lambda: cri.rt.UpdateContainerResources(
+        api_pb2.UpdateContainerResourcesRequest(container_id=cid, linux=(
+            api_pb2.LinuxContainerResources(memory_limit_in_bytes=1024)))))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "6MB" in message
+    assert _cgroup_value(cri, cid, "memory/memory.limit_in_bytes", "memory.max") \
+        == str(256 * mib)
+    code, _ = code_of(lambda: cri.rt.UpdateContainerResources(
+        api_pb2.UpdateContainerResourcesRequest(container_id="0" * 64)))
+    assert code == grpc.StatusCode.NOT_FOUND
+    cri.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sid))

@@ -10,6 +10,7 @@ from muelle.engine.v1 import engine_pb2, engine_pb2_grpc
 
 from services.core.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound
 from services.cri import records, stats
+from services.cri.events import Events
 from services.cri.logs import Logs
 from services.cri.records import Record
 from services.cri.sandboxes import host_network, pod_hostname
@@ -177,9 +178,10 @@ def _seccomp(sc: api_pb2.LinuxContainerSecurityContext) -> list[str]:
 
 
 class Containers:
-    def __init__(self, engine: engine_pb2_grpc.EngineStub, logs: Logs) -> None:
+    def __init__(self, engine: engine_pb2_grpc.EngineStub, logs: Logs, events: Events) -> None:
         self.engine = engine
         self.logs = logs
+        self.events = events
 
     def create(self, sandbox_ref: str, config: api_pb2.ContainerConfig) -> str:
         found = records.lookup(self.engine, sandbox_ref, "sandbox")
@@ -189,7 +191,9 @@ class Containers:
         if not detail.state.running:
             raise FailedPrecondition(f"pod sandbox {sandbox.id} is not ready")
         req = engine_request(sandbox.id, sandbox.sandbox_config(), config)
-        return self.engine.CreateContainer(req).id
+        cid = self.engine.CreateContainer(req).id
+        self.events.publish(api_pb2.CONTAINER_CREATED_EVENT, cid, sandbox.id)
+        return cid
 
     def _get(self, ref: str) -> tuple[Record, engine_pb2.ContainerDetail]:
         found = records.lookup(self.engine, ref, "container")
@@ -213,6 +217,8 @@ class Containers:
         except OSError as exc:
             raise FailedPrecondition(f"cannot create the log file of container {record.id}: "
                                      f"{exc.strerror}") from None
+        self.events.publish(api_pb2.CONTAINER_STARTED_EVENT, record.id, record.sandbox_id)
+        self.events.watch(record.id, record.sandbox_id)
 
     def update(self, ref: str, res: api_pb2.LinuxContainerResources) -> None:
         """New limits for a container (engine.v1 UpdateContainer: its cgroup at once).
@@ -228,11 +234,13 @@ class Containers:
             raise FailedPrecondition(f"container {record.id} is not running (or has no log "
                                      "path): there is no log to reopen")
 
-    def resume_logs(self) -> None:
-        """After a start of muelle-cri: follow the output of containers that run."""
+    def resume(self) -> None:
+        """After a start of muelle-cri: follow the output of containers that run, and
+        watch them for their STOPPED event."""
         for record in records.list_all(self.engine, "container"):
             if record.state in ("running", "paused"):
                 self.logs.follow(record.id, record.labels.get(records.LOG_PATH, ""))
+                self.events.watch(record.id, record.sandbox_id)
 
     def stop(self, ref: str, timeout: int) -> None:
         """Stop with SIGTERM, SIGKILL after ``timeout`` seconds. Idempotent: stopping a
@@ -251,6 +259,8 @@ class Containers:
         with contextlib.suppress(NotFound):  # removed meanwhile
             self.engine.RemoveContainer(engine_pb2.RemoveContainerRequest(
                 container=found[0].id, force=True))
+            self.events.publish(api_pb2.CONTAINER_DELETED_EVENT, found[0].id,
+                                found[0].sandbox_id)
 
     def _matching(self, flt: api_pb2.ContainerFilter | api_pb2.ContainerStatsFilter
                   ) -> list[Record]:

@@ -25,6 +25,7 @@ from services.core.config import CriConfig
 from services.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.core.logging import get_logger
 from services.cri import records, stats
+from services.cri.events import Events
 from services.cri.records import Record
 
 HOST_NAME_MAX = 64  # what sethostname(2) takes
@@ -45,9 +46,11 @@ def pod_hostname(config: api_pb2.PodSandboxConfig) -> str:
 
 
 class Sandboxes:
-    def __init__(self, engine: engine_pb2_grpc.EngineStub, cfg: CriConfig) -> None:
+    def __init__(self, engine: engine_pb2_grpc.EngineStub, cfg: CriConfig,
+                 events: Events) -> None:
         self.engine = engine
         self.cfg = cfg
+        self.events = events
 
     def run(self, config: api_pb2.PodSandboxConfig) -> str:
         meta = config.metadata
@@ -91,6 +94,10 @@ class Sandboxes:
         except BaseException:
             self._remove_quietly(sid)
             raise
+        # Both at once: a sandbox that failed to start is gone, never seen as created.
+        self.events.publish(api_pb2.CONTAINER_CREATED_EVENT, sid, sid)
+        self.events.publish(api_pb2.CONTAINER_STARTED_EVENT, sid, sid)
+        self.events.watch(sid, sid)
         get_logger().info("pod sandbox running", sandbox=sid, pod=meta.name,
                           namespace=meta.namespace)
         return sid
@@ -140,13 +147,20 @@ class Sandboxes:
             return
         record, _ = found
         for member in self.members(record.id):
-            self._remove(member.id)
-        self._remove(record.id)
+            self._remove(member.id, record.id)
+        self._remove(record.id, record.id)
 
-    def _remove(self, cid: str) -> None:
+    def resume(self) -> None:
+        """After a start of muelle-cri: watch running sandboxes for their STOPPED event."""
+        for record in records.list_all(self.engine, "sandbox"):
+            if record.state in ("running", "paused"):
+                self.events.watch(record.id, record.id)
+
+    def _remove(self, cid: str, sandbox_id: str) -> None:
         with contextlib.suppress(NotFound):  # removed meanwhile
             self.engine.RemoveContainer(engine_pb2.RemoveContainerRequest(container=cid,
                                                                           force=True))
+            self.events.publish(api_pb2.CONTAINER_DELETED_EVENT, cid, sandbox_id)
 
     def address(self, ref: str) -> str:
         """Where the pod's ports are reached from this host: its IP on the shim's bridge,

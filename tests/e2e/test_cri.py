@@ -7,6 +7,7 @@ the busybox test image is the pod's infra image too (its `sleep` holds the pod's
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
@@ -550,3 +551,74 @@ def test_update_container_resources_changes_the_live_cgroup(cri: Cri, image: str
         api_pb2.UpdateContainerResourcesRequest(container_id="0" * 64)))
     assert code == grpc.StatusCode.NOT_FOUND
     cri.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sid))
+
+
+def test_container_events_stream_the_lifecycle(cri: Cri, image: str, tmp_path: Path) -> None:
+    """GetContainerEvents as the kubelet's evented PLEG reads it: created, started,
+    stopped (by CRI and by the process exiting on its own) and deleted, for containers and
+    their sandbox, with the pod's statuses, pushed as they happen."""
+    import queue
+    import threading
+
+    call: Any = cri.rt.GetContainerEvents(api_pb2.GetEventsRequest())
+    call.initial_metadata()  # subscribed: what follows reaches this stream
+    seen: queue.Queue[api_pb2.ContainerEventResponse] = queue.Queue()
+
+    def read() -> None:
+        with contextlib.suppress(grpc.RpcError):  # cancelled at the end
+            for event in call:
+                seen.put(event)
+
+    threading.Thread(target=read, daemon=True).start()
+    got: list[tuple[str, int]] = []
+
+    def expect(cid: str, kind: api_pb2.ContainerEventType.ValueType
+               ) -> api_pb2.ContainerEventResponse:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                event = seen.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            got.append((event.container_id, event.container_event_type))
+            if (event.container_id, event.container_event_type) == (cid, kind):
+                return event
+        raise AssertionError(f"no {api_pb2.ContainerEventType.Name(kind)} for {cid[:12]}; "
+                             f"got {got}")
+
+    sid, pod = run_pod(cri, "events", tmp_path)
+    expect(sid, api_pb2.CONTAINER_CREATED_EVENT)
+    expect(sid, api_pb2.CONTAINER_STARTED_EVENT)
+    quick = container(cri, sid, pod, "quick", image, ["sh", "-c", "exit 3"], start=False)
+    created = expect(quick, api_pb2.CONTAINER_CREATED_EVENT)
+    assert created.pod_sandbox_status.id == sid
+    assert quick in [c.id for c in created.containers_statuses]
+    cri.rt.StartContainer(api_pb2.StartContainerRequest(container_id=quick))
+    expect(quick, api_pb2.CONTAINER_STARTED_EVENT)
+    stopped = expect(quick, api_pb2.CONTAINER_STOPPED_EVENT)  # exited by itself
+    mine = [c for c in stopped.containers_statuses if c.id == quick]
+    assert mine and mine[0].state == api_pb2.CONTAINER_EXITED and mine[0].exit_code == 3
+    slow = container(cri, sid, pod, "slow", image, ["sleep", "1000"])
+    expect(slow, api_pb2.CONTAINER_STARTED_EVENT)
+    cri.rt.StopContainer(api_pb2.StopContainerRequest(container_id=slow, timeout=0))
+    expect(slow, api_pb2.CONTAINER_STOPPED_EVENT)
+    cri.rt.RemoveContainer(api_pb2.RemoveContainerRequest(container_id=slow))
+    expect(slow, api_pb2.CONTAINER_DELETED_EVENT)
+    cri.rt.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=sid))
+    expect(sid, api_pb2.CONTAINER_STOPPED_EVENT)
+    cri.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sid))
+    expect(quick, api_pb2.CONTAINER_DELETED_EVENT)
+    expect(sid, api_pb2.CONTAINER_DELETED_EVENT)
+    call.cancel()
+
+
+def test_checkpoint_and_metrics_answer_as_containerd(cri: Cri) -> None:
+    code, message = code_of(lambda: cri.rt.CheckpointContainer(
+        api_pb2.CheckpointContainerRequest(container_id="x")))
+    assert code == grpc.StatusCode.UNIMPLEMENTED and "checkpoint" in message
+    # containerd 1.6's CRI has no metrics methods: UNIMPLEMENTED, which the kubelet
+    # takes as "no CRI metrics".
+    for call in (lambda: cri.rt.ListMetricDescriptors(api_pb2.ListMetricDescriptorsRequest()),
+                 lambda: cri.rt.ListPodSandboxMetrics(api_pb2.ListPodSandboxMetricsRequest())):
+        code, message = code_of(call)
+        assert code == grpc.StatusCode.UNIMPLEMENTED and "ListPodSandboxStats" in message

@@ -178,10 +178,12 @@ def _seccomp(sc: api_pb2.LinuxContainerSecurityContext) -> list[str]:
 
 
 class Containers:
-    def __init__(self, engine: engine_pb2_grpc.EngineStub, logs: Logs, events: Events) -> None:
+    def __init__(self, engine: engine_pb2_grpc.EngineStub, logs: Logs, events: Events,
+                 layer_fs: str = "") -> None:
         self.engine = engine
         self.logs = logs
         self.events = events
+        self.layer_fs = layer_fs  # the image store's directory, where writable layers are
 
     def create(self, sandbox_ref: str, config: api_pb2.ContainerConfig) -> str:
         found = records.lookup(self.engine, sandbox_ref, "sandbox")
@@ -279,7 +281,8 @@ class Containers:
 
     def stats(self, flt: api_pb2.ContainerStatsFilter) -> list[api_pb2.ContainerStats]:
         chosen = self._matching(flt)
-        return stats.of_containers(stats.running(self.engine), chosen) if chosen else []
+        return stats.of_containers(stats.sample(self.engine, self.layer_fs), chosen) \
+            if chosen else []
 
     def stats_of(self, ref: str) -> api_pb2.ContainerStats:
         record, _ = self._get(ref)

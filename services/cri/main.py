@@ -36,9 +36,10 @@ def factory(cfg: Config) -> tuple[Callable[[grpc.Server], None], Sequence[str],
                                   Callable[[], None] | None]:
     engine = connect(cfg.address("gateway"), engine_pb2_grpc.EngineStub, "gateway",
                      cfg.tls_files("cri"))
+    store_dir = str(cfg.state_dir("imagestore"))  # the writable layers' and images' disk
     events = Events(engine)
-    containers = Containers(engine, Logs(engine), events)
-    sandboxes = Sandboxes(engine, cfg.cri, events)
+    containers = Containers(engine, Logs(engine), events, store_dir)
+    sandboxes = Sandboxes(engine, cfg.cri, events, store_dir)
 
     def describe(sandbox_id: str) -> tuple[api_pb2.PodSandboxStatus | None,
                                            list[api_pb2.ContainerStatus]]:
@@ -54,7 +55,7 @@ def factory(cfg: Config) -> tuple[Callable[[grpc.Server], None], Sequence[str],
         return pod, statuses
 
     events.describe = describe
-    images = Images(engine, str(cfg.state_dir("imagestore")))
+    images = Images(engine, store_dir)
     streaming = StreamServer(engine, cfg.cri.stream_address)
     streaming.start()
 

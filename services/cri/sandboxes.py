@@ -47,10 +47,11 @@ def pod_hostname(config: api_pb2.PodSandboxConfig) -> str:
 
 class Sandboxes:
     def __init__(self, engine: engine_pb2_grpc.EngineStub, cfg: CriConfig,
-                 events: Events) -> None:
+                 events: Events, layer_fs: str = "") -> None:
         self.engine = engine
         self.cfg = cfg
         self.events = events
+        self.layer_fs = layer_fs  # the image store's directory, where writable layers are
 
     def run(self, config: api_pb2.PodSandboxConfig) -> str:
         meta = config.metadata
@@ -201,9 +202,9 @@ class Sandboxes:
                   and records.selected(r.sandbox_config().labels, flt.label_selector)]
         if not chosen:
             return []
-        counters = stats.running(self.engine)
+        taken = stats.sample(self.engine, self.layer_fs)
         containers = records.list_all(self.engine, "container")
-        return [stats.of_pod(counters, r, [c for c in containers if c.sandbox_id == r.id])
+        return [stats.of_pod(taken, r, [c for c in containers if c.sandbox_id == r.id])
                 for r in chosen]
 
     def stats_of(self, ref: str) -> api_pb2.PodSandboxStats:

@@ -321,6 +321,14 @@ def test_container_stats(cri: Cri, image: str, tmp_path: Path) -> None:
     listed_pods = cri.rt.ListPodSandboxStats(api_pb2.ListPodSandboxStatsRequest(
         filter=api_pb2.PodSandboxStatsFilter(id=sid))).stats
     assert [p.attributes.id for p in listed_pods] == [sid]
+    # The writable layer: what the container wrote, on the image store's filesystem.
+    exec_sync(cri, busy, "dd", "if=/dev/zero", "of=/written", "bs=1024", "count=2048")
+    layer = cri.rt.ContainerStats(api_pb2.ContainerStatsRequest(
+        container_id=busy)).stats.writable_layer
+    assert layer.used_bytes.value >= 2048 * 1024 and layer.timestamp > 0
+    assert layer.fs_id.mountpoint
+    idle_layer = [s for s in listed if s.attributes.id == idle][0].writable_layer
+    assert idle_layer.HasField("used_bytes")  # a container that never ran has one too
     cri.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sid))
 
 

@@ -113,11 +113,12 @@ class Engine:
 
     def pull(self, reference: str, plat: types_pb2.Platform | None = None,
              on_cancel: Callable[[Callable[[], None]], object] | None = None,
+             credentials: types_pb2.RegistryCredentials | None = None,
              ) -> Iterator[types_pb2.PullProgress]:
         """The image store's pull, relayed. ``on_cancel`` registers what to run when our
         caller goes away: the image store's call is cancelled then, not at its next
         progress message (a 1 TiB layer may send none for hours)."""
-        request = images_pb2.PullRequest(reference=reference)
+        request = images_pb2.PullRequest(reference=reference, credentials=credentials)
         if plat is not None:
             request.platform.CopyFrom(plat)
         call = self.images.Pull(request)

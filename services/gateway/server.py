@@ -29,7 +29,9 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
     def PullImage(self, request: engine_pb2.PullImageRequest,  # noqa: N802
                   context: Ctx) -> Iterator[types_pb2.PullProgress]:
         plat = request.platform if request.HasField("platform") else None
-        yield from self.engine.pull(request.reference, plat, on_cancel=context.add_callback)
+        credentials = request.credentials if request.HasField("credentials") else None
+        yield from self.engine.pull(request.reference, plat, on_cancel=context.add_callback,
+                                    credentials=credentials)
 
     def ListImages(self, request: engine_pb2.ListImagesRequest,  # noqa: N802
                    context: Ctx) -> engine_pb2.ListImagesResponse:

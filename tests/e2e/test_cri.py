@@ -630,3 +630,50 @@ def test_checkpoint_and_metrics_answer_as_containerd(cri: Cri) -> None:
                  lambda: cri.rt.ListPodSandboxMetrics(api_pb2.ListPodSandboxMetricsRequest())):
         code, message = code_of(call)
         assert code == grpc.StatusCode.UNIMPLEMENTED and "ListPodSandboxStats" in message
+
+
+def test_pull_image_with_auth_config(cri: Cri, cri_engine: Engine, busybox_layout: Path,
+                                     tmp_path: Path) -> None:
+    """The kubelet's image pull secrets: credentials for one pull, never stored."""
+    import base64
+
+    from tests.support.registry import LocalRegistry, htpasswd_line
+
+    user, password = "kubelet", "pull-s3cret"
+    htpasswd = tmp_path / "htpasswd"
+    htpasswd.write_text(htpasswd_line(user, password))
+    extra = f"auth:\n  htpasswd:\n    realm: muelle-cri\n    path: {htpasswd}\n"
+    with LocalRegistry(tmp_path / "auth", extra_config=extra) as reg:
+        ref = f"{reg.host}/private/busybox:1"
+        subprocess.run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false",
+                        f"--dest-creds={user}:{password}", f"oci:{busybox_layout}:1",
+                        f"docker://{ref}"], check=True, capture_output=True)
+
+        def pull(auth: api_pb2.AuthConfig | None) -> str:
+            return cri.img.PullImage(api_pb2.PullImageRequest(
+                image=api_pb2.ImageSpec(image=ref), auth=auth)).image_ref
+
+        code, message = code_of(lambda: pull(None))
+        assert code == grpc.StatusCode.UNAUTHENTICATED and "unauthorized" in message.lower()
+        code, _ = code_of(lambda: pull(api_pb2.AuthConfig(username=user, password="wrong")))
+        assert code == grpc.StatusCode.UNAUTHENTICATED
+        # Credentials named for another registry are not sent to this one (containerd).
+        code, _ = code_of(lambda: pull(api_pb2.AuthConfig(
+            username=user, password=password, server_address="elsewhere.example:5000")))
+        assert code == grpc.StatusCode.UNAUTHENTICATED
+        image_id = pull(api_pb2.AuthConfig(username=user, password=password,
+                                           server_address=reg.host))
+        assert image_id.startswith("sha256:")
+        assert ref in cri.img.ImageStatus(api_pb2.ImageStatusRequest(
+            image=api_pb2.ImageSpec(image=ref))).image.repo_tags
+        cri.img.RemoveImage(api_pb2.RemoveImageRequest(image=api_pb2.ImageSpec(image=ref)))
+        # A docker config.json's "auth" (base64 of user:password) works the same.
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        assert pull(api_pb2.AuthConfig(auth=token)) == image_id
+        # Used for those pulls only: nothing stored for later ones, no login recorded.
+        assert not (cri_engine.root / "registry" / "config.json").exists()
+        cri.img.RemoveImage(api_pb2.RemoveImageRequest(image=api_pb2.ImageSpec(image=ref)))
+        code, _ = code_of(lambda: pull(None))
+        assert code == grpc.StatusCode.UNAUTHENTICATED
+        code, message = code_of(lambda: pull(api_pb2.AuthConfig(auth="not base64!")))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "base64" in message

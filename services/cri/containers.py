@@ -193,6 +193,7 @@ class Containers:
         if not detail.state.running:
             raise FailedPrecondition(f"pod sandbox {sandbox.id} is not ready")
         req = engine_request(sandbox.id, sandbox.sandbox_config(), config)
+        req.runtime = detail.runtime  # the pod's runtime handler's, as its infra container
         cid = self.engine.CreateContainer(req).id
         self.events.publish(api_pb2.CONTAINER_CREATED_EVENT, cid, sandbox.id)
         return cid

@@ -26,6 +26,7 @@ from services.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.core.logging import get_logger
 from services.cri import records, stats
 from services.cri.events import Events
+from services.cri.handlers import Handlers
 from services.cri.records import Record
 
 HOST_NAME_MAX = 64  # what sethostname(2) takes
@@ -50,10 +51,13 @@ class Sandboxes:
                  events: Events, layer_fs: str = "") -> None:
         self.engine = engine
         self.cfg = cfg
+        self.handlers = Handlers(cfg.runtime_handlers)
         self.events = events
         self.layer_fs = layer_fs  # the image store's directory, where writable layers are
 
-    def run(self, config: api_pb2.PodSandboxConfig) -> str:
+    def run(self, config: api_pb2.PodSandboxConfig, handler: str = "") -> str:
+        """Start the pod's infra container with the runtime of ``handler``."""
+        runtime = self.handlers.runtime(handler)
         meta = config.metadata
         if not meta.name or not meta.namespace or not meta.uid:
             raise InvalidArgument("pod sandbox metadata needs a name, namespace and uid")
@@ -72,7 +76,9 @@ class Sandboxes:
             image=self.cfg.sandbox_image,
             name=records.engine_name("k8s", "POD", meta.name, meta.namespace, meta.uid,
                                      str(meta.attempt)),
-            labels={records.KIND: "sandbox", records.CONFIG: records.encode(config)},
+            labels={records.KIND: "sandbox", records.CONFIG: records.encode(config),
+                    records.HANDLER: handler},
+            runtime=runtime,
             network_mode="host" if host_network(config) else "",
             hostname="" if host_network(config) else pod_hostname(config),
             ports=ports,
@@ -188,7 +194,7 @@ class Sandboxes:
         out = api_pb2.PodSandboxStatus(
             id=status.id, metadata=status.metadata, state=status.state,
             created_at=status.created_at, labels=status.labels,
-            annotations=status.annotations)
+            annotations=status.annotations, runtime_handler=status.runtime_handler)
         if detail.state.running and not host_network(config) and detail.networks:
             out.network.ip = detail.networks[0].ip_address
         ns = config.linux.security_context.namespace_options
@@ -232,4 +238,5 @@ def to_sandbox(record: Record, config: api_pb2.PodSandboxConfig) -> api_pb2.PodS
     return api_pb2.PodSandbox(
         id=record.id, metadata=config.metadata,
         state=api_pb2.SANDBOX_READY if ready else api_pb2.SANDBOX_NOTREADY,
-        created_at=record.created, labels=config.labels, annotations=config.annotations)
+        created_at=record.created, labels=config.labels, annotations=config.annotations,
+        runtime_handler=record.labels.get(records.HANDLER, ""))

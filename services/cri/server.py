@@ -57,7 +57,10 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         # Pod networks are the shim's bridge, ready whenever the engine is.
         conditions.append(api_pb2.RuntimeCondition(type="NetworkReady", status=ready,
                                                    reason=reason, message=message))
-        return api_pb2.StatusResponse(status=api_pb2.RuntimeStatus(conditions=conditions))
+        return api_pb2.StatusResponse(
+            status=api_pb2.RuntimeStatus(conditions=conditions),
+            runtime_handlers=[api_pb2.RuntimeHandler(name=name)
+                              for name in self.sandboxes.handlers.names()])
 
     def RuntimeConfig(self, request: api_pb2.RuntimeConfigRequest,  # noqa: N802
                       context: Ctx) -> api_pb2.RuntimeConfigResponse:
@@ -73,10 +76,8 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
 
     def RunPodSandbox(self, request: api_pb2.RunPodSandboxRequest,  # noqa: N802
                       context: Ctx) -> api_pb2.RunPodSandboxResponse:
-        if request.runtime_handler:
-            raise Unimplemented(f"runtime handler {request.runtime_handler!r}: muelle-cri "
-                                "serves only the default one")
-        return api_pb2.RunPodSandboxResponse(pod_sandbox_id=self.sandboxes.run(request.config))
+        return api_pb2.RunPodSandboxResponse(
+            pod_sandbox_id=self.sandboxes.run(request.config, request.runtime_handler))
 
     def StopPodSandbox(self, request: api_pb2.StopPodSandboxRequest,  # noqa: N802
                        context: Ctx) -> api_pb2.StopPodSandboxResponse:

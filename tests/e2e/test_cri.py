@@ -677,3 +677,30 @@ def test_pull_image_with_auth_config(cri: Cri, cri_engine: Engine, busybox_layou
         assert code == grpc.StatusCode.UNAUTHENTICATED
         code, message = code_of(lambda: pull(api_pb2.AuthConfig(auth="not base64!")))
         assert code == grpc.StatusCode.INVALID_ARGUMENT and "base64" in message
+
+
+def test_runtime_handlers_pick_the_pods_runtime(cri: Cri, cri_engine: Engine, image: str,
+                                                tmp_path: Path) -> None:
+    """RuntimeClass: the pod's handler runs its infra container and its containers with
+    that runtime; an unknown handler is refused with containerd's words."""
+    import json
+
+    names = [h.name for h in cri.rt.Status(api_pb2.StatusRequest()).runtime_handlers]
+    assert names[0] == "" and {"runc", "crun", "muelle-runtime"} <= set(names)
+    config = pod_config("handled", tmp_path)
+    sid = cri.rt.RunPodSandbox(api_pb2.RunPodSandboxRequest(
+        config=config, runtime_handler="runc")).pod_sandbox_id
+    cid = container(cri, sid, config, "app", image, ["sleep", "1000"])
+    assert exec_sync(cri, cid, "true").exit_code == 0
+    for obj in (sid, cid):
+        detail = json.loads(cri_engine.cli("inspect", obj).stdout)[0]
+        assert detail["HostConfig"]["Runtime"] == "runc", detail["HostConfig"]
+    status = cri.rt.PodSandboxStatus(api_pb2.PodSandboxStatusRequest(pod_sandbox_id=sid))
+    assert status.status.runtime_handler == "runc"
+    listed = cri.rt.ListPodSandbox(api_pb2.ListPodSandboxRequest(
+        filter=api_pb2.PodSandboxFilter(id=sid))).items
+    assert [p.runtime_handler for p in listed] == ["runc"]
+    cri.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sid))
+    code, message = code_of(lambda: cri.rt.RunPodSandbox(api_pb2.RunPodSandboxRequest(
+        config=pod_config("unhandled", tmp_path), runtime_handler="nosuch")))
+    assert code == grpc.StatusCode.NOT_FOUND and "no runtime for 'nosuch'" in message

@@ -53,6 +53,10 @@ def engine_request(sandbox_id: str, sandbox: api_pb2.PodSandboxConfig,
         tty=config.tty, open_stdin=config.stdin, stdin_once=config.stdin_once,
         network_mode="host" if host_network(sandbox) else f"container:{sandbox_id}",
         hostname="" if host_network(sandbox) else pod_hostname(sandbox),
+        # The pod's hostname is its infra container's UTS namespace, shared (so one
+        # container's sethostname is the pod's, as in containerd).
+        uts_mode="host" if host_network(sandbox) else f"container:{sandbox_id}",
+        cgroup_parent=sandbox.linux.cgroup_parent,
     )
     if config.stop_signal:  # RUNTIMEDEFAULT (0): the image's, else SIGTERM
         req.stop_signal = api_pb2.Signal.Name(config.stop_signal)

@@ -88,6 +88,11 @@ class Sandboxes:
             sysctls=config.linux.sysctls,
             ipc_mode="host" if ns.ipc == api_pb2.NODE else "",
             pid_mode="host" if ns.pid == api_pb2.NODE else "",
+            # A pod on the node's network has the node's hostname too (containerd).
+            uts_mode="host" if host_network(config) else "",
+            # The kubelet's pod cgroup (kubepods/<qos>/pod<uid>): the pod's containers
+            # go there too.
+            cgroup_parent=config.linux.cgroup_parent,
             # The kubelet stops pods with StopPodSandbox after their containers: the infra
             # process has nothing to save, a SIGKILL is its stop.
             stop_timeout=0,

@@ -280,7 +280,7 @@ class Engine:
         if req.network_mode.startswith("container:"):
             # The shim knows IDs only: resolve a name or prefix like Docker.
             spec.network_mode = "container:" + self.records.lookup(req.network_mode[10:]).id
-        for kind in ("ipc_mode", "pid_mode"):
+        for kind in ("ipc_mode", "pid_mode", "uts_mode"):
             mode = getattr(spec, kind)
             if mode.startswith("container:"):
                 setattr(spec, kind, "container:" + self.records.lookup(mode[10:]).id)

@@ -218,8 +218,10 @@ def check_request(req: engine_pb2.CreateContainerRequest) -> None:
                               f"{MAX_PORTS} per container")
     if req.network_mode.startswith("container:") and not req.network_mode[10:]:
         raise InvalidArgument("--network container: needs a container name or ID")
-    for flag, mode in (("--ipc", req.ipc_mode), ("--pid", req.pid_mode)):
+    for flag, mode in (("--ipc", req.ipc_mode), ("--pid", req.pid_mode),
+                       ("--uts", req.uts_mode)):
         namespace_mode(flag, mode)
+    cgroup_parent(req.cgroup_parent)
     check_sysctls(dict(req.sysctls), host_network=req.network_mode == "host")
     for server in req.dns:
         try:
@@ -265,6 +267,23 @@ def namespace_mode(flag: str, mode: str) -> str:
     if mode == "host" or (mode.startswith("container:") and mode[10:]):
         return mode
     raise InvalidArgument(f"invalid {flag} {mode!r}: use host or container:<name|id>")
+
+
+_CGROUP_PART = re.compile(r"^[A-Za-z0-9_.@-]+$")
+
+
+def cgroup_parent(path: str) -> str:
+    """A --cgroup-parent (a pod's cgroup_parent) as the shim takes it: "/a/b" of plain
+    names (cgroupfs; no "..", no systemd slice syntax)."""
+    if not path:
+        return ""
+    parts = [p for p in path.strip().split("/") if p]
+    if ":" in path or not parts or any(p in (".", "..") or not _CGROUP_PART.match(p)
+                                       for p in parts):
+        raise InvalidArgument(f"invalid cgroup parent {path!r}: want a cgroupfs path of "
+                              "plain names like /kubepods/pod1 (the systemd driver is not "
+                              "supported)")
+    return "/" + "/".join(parts)
 
 
 # sysctl keys the kernel namespaces (Docker's list): the rest would change the host.
@@ -319,6 +338,8 @@ def container_spec(req: engine_pb2.CreateContainerRequest, merged: Merged,
         sysctls=dict(req.sysctls),
         ipc_mode=namespace_mode("--ipc", req.ipc_mode),
         pid_mode=namespace_mode("--pid", req.pid_mode),
+        uts_mode=namespace_mode("--uts", req.uts_mode),
+        cgroup_parent=cgroup_parent(req.cgroup_parent),
     )
     if req.HasField("masked_paths"):
         spec.masked_paths.values.extend(req.masked_paths.values)

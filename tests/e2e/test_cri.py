@@ -704,3 +704,63 @@ def test_runtime_handlers_pick_the_pods_runtime(cri: Cri, cri_engine: Engine, im
     code, message = code_of(lambda: cri.rt.RunPodSandbox(api_pb2.RunPodSandboxRequest(
         config=pod_config("unhandled", tmp_path), runtime_handler="nosuch")))
     assert code == grpc.StatusCode.NOT_FOUND and "no runtime for 'nosuch'" in message
+
+
+def _remove_cgroup_tree(top: str) -> None:
+    """Remove the cgroup directories under /sys/fs/cgroup[/<controller>]/<top> that a
+    pod's cgroup_parent made (deepest first), on v1 and v2."""
+    root = Path("/sys/fs/cgroup")
+    bases = [root] if (root / "cgroup.controllers").exists() else \
+        [d for d in root.iterdir() if d.is_dir() and not d.is_symlink()]
+    for base in bases:
+        tree = base / top
+        if tree.is_dir():
+            for d in sorted((p for p in tree.rglob("*") if p.is_dir()), key=lambda p: -len(
+                    p.parts)):
+                _rmdir_when_free(d)
+            _rmdir_when_free(tree)
+
+
+def _rmdir_when_free(d: Path) -> None:
+    """rmdir, waiting (bounded) while the shim's background delete empties the cgroup."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            d.rmdir()
+            return
+        except FileNotFoundError:
+            return  # its owner (the runtime) removed it meanwhile
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def test_pod_shares_hostname_and_cgroup_parent(cri: Cri, image: str,
+                                               tmp_path: Path) -> None:
+    """The pod's containers share its UTS namespace (hostname: one's sethostname is the
+    pod's) and live in the cgroup the kubelet names (linux.cgroup_parent)."""
+    top = f"muelle-cri-test-{os.getpid()}"
+    config = pod_config("sharing", tmp_path)
+    config.linux.cgroup_parent = f"/{top}/podsharing"
+    sid = ""
+    try:
+        sid = cri.rt.RunPodSandbox(api_pb2.RunPodSandboxRequest(config=config)).pod_sandbox_id
+        one = container(cri, sid, config, "one", image, ["sleep", "1000"])
+        two = container(cri, sid, config, "two", image, ["sleep", "1000"])
+
+        def ns(cid: str, kind: str) -> bytes:
+            return exec_sync(cri, cid, "readlink", f"/proc/self/ns/{kind}").stdout
+
+        assert ns(one, "uts") == ns(two, "uts")
+        assert exec_sync(cri, one, "hostname").stdout.strip() == b"sharing-host"
+        # The infra container and every container are under the cgroup parent.
+        root = Path("/sys/fs/cgroup")
+        base = root if (root / "cgroup.controllers").exists() else root / "pids"
+        for cid in (sid, one, two):
+            procs = (base / top / "podsharing" / cid / "cgroup.procs").read_text()
+            assert procs.split(), f"no process of {cid[:12]} in its cgroup"
+    finally:
+        if sid:
+            cri.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sid))
+        _remove_cgroup_tree(top)

@@ -176,6 +176,10 @@ class CriConfig(msgspec.Struct, forbid_unknown_fields=True):
     # 0 = a free one). Its URLs carry one-time tokens; keep it on loopback unless the
     # kubelet's proxy must reach it from elsewhere.
     stream_address: str = "127.0.0.1:0"
+    # RuntimeClass handlers: handler name -> the shim's runtime ("muelle", "runc", "crun"
+    # or one of [shim.runtimes]). Added to the built-in runc, crun and muelle-runtime
+    # (services/cri/handlers.py); the empty handler is the shim's default runtime.
+    runtime_handlers: dict[str, str] = {}
 
 
 class TlsConfig(msgspec.Struct, forbid_unknown_fields=True):

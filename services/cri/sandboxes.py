@@ -24,6 +24,8 @@ from muelle.types.v1 import types_pb2
 from services.core.config import CriConfig
 from services.core.logging import get_logger
 from services.cri import records, stats
+from services.cri.events import Events
+from services.cri.handlers import Handlers
 from services.cri.records import Record
 from vocab.errors import FailedPrecondition, InvalidArgument, NotFound
 
@@ -45,11 +47,17 @@ def pod_hostname(config: api_pb2.PodSandboxConfig) -> str:
 
 
 class Sandboxes:
-    def __init__(self, engine: engine_pb2_grpc.EngineStub, cfg: CriConfig) -> None:
+    def __init__(self, engine: engine_pb2_grpc.EngineStub, cfg: CriConfig,
+                 events: Events, layer_fs: str = "") -> None:
         self.engine = engine
         self.cfg = cfg
+        self.handlers = Handlers(cfg.runtime_handlers)
+        self.events = events
+        self.layer_fs = layer_fs  # the image store's directory, where writable layers are
 
-    def run(self, config: api_pb2.PodSandboxConfig) -> str:
+    def run(self, config: api_pb2.PodSandboxConfig, handler: str = "") -> str:
+        """Start the pod's infra container with the runtime of ``handler``."""
+        runtime = self.handlers.runtime(handler)
         meta = config.metadata
         if not meta.name or not meta.namespace or not meta.uid:
             raise InvalidArgument("pod sandbox metadata needs a name, namespace and uid")
@@ -68,7 +76,9 @@ class Sandboxes:
             image=self.cfg.sandbox_image,
             name=records.engine_name("k8s", "POD", meta.name, meta.namespace, meta.uid,
                                      str(meta.attempt)),
-            labels={records.KIND: "sandbox", records.CONFIG: records.encode(config)},
+            labels={records.KIND: "sandbox", records.CONFIG: records.encode(config),
+                    records.HANDLER: handler},
+            runtime=runtime,
             network_mode="host" if host_network(config) else "",
             hostname="" if host_network(config) else pod_hostname(config),
             ports=ports,
@@ -78,6 +88,11 @@ class Sandboxes:
             sysctls=config.linux.sysctls,
             ipc_mode="host" if ns.ipc == api_pb2.NODE else "",
             pid_mode="host" if ns.pid == api_pb2.NODE else "",
+            # A pod on the node's network has the node's hostname too (containerd).
+            uts_mode="host" if host_network(config) else "",
+            # The kubelet's pod cgroup (kubepods/<qos>/pod<uid>): the pod's containers
+            # go there too.
+            cgroup_parent=config.linux.cgroup_parent,
             # The kubelet stops pods with StopPodSandbox after their containers: the infra
             # process has nothing to save, a SIGKILL is its stop.
             stop_timeout=0,
@@ -91,6 +106,10 @@ class Sandboxes:
         except BaseException:
             self._remove_quietly(sid)
             raise
+        # Both at once: a sandbox that failed to start is gone, never seen as created.
+        self.events.publish(api_pb2.CONTAINER_CREATED_EVENT, sid, sid)
+        self.events.publish(api_pb2.CONTAINER_STARTED_EVENT, sid, sid)
+        self.events.watch(sid, sid)
         get_logger().info("pod sandbox running", sandbox=sid, pod=meta.name,
                           namespace=meta.namespace)
         return sid
@@ -140,13 +159,20 @@ class Sandboxes:
             return
         record, _ = found
         for member in self.members(record.id):
-            self._remove(member.id)
-        self._remove(record.id)
+            self._remove(member.id, record.id)
+        self._remove(record.id, record.id)
 
-    def _remove(self, cid: str) -> None:
+    def resume(self) -> None:
+        """After a start of muelle-cri: watch running sandboxes for their STOPPED event."""
+        for record in records.list_all(self.engine, "sandbox"):
+            if record.state in ("running", "paused"):
+                self.events.watch(record.id, record.id)
+
+    def _remove(self, cid: str, sandbox_id: str) -> None:
         with contextlib.suppress(NotFound):  # removed meanwhile
             self.engine.RemoveContainer(engine_pb2.RemoveContainerRequest(container=cid,
                                                                           force=True))
+            self.events.publish(api_pb2.CONTAINER_DELETED_EVENT, cid, sandbox_id)
 
     def address(self, ref: str) -> str:
         """Where the pod's ports are reached from this host: its IP on the shim's bridge,
@@ -173,7 +199,7 @@ class Sandboxes:
         out = api_pb2.PodSandboxStatus(
             id=status.id, metadata=status.metadata, state=status.state,
             created_at=status.created_at, labels=status.labels,
-            annotations=status.annotations)
+            annotations=status.annotations, runtime_handler=status.runtime_handler)
         if detail.state.running and not host_network(config) and detail.networks:
             out.network.ip = detail.networks[0].ip_address
         ns = config.linux.security_context.namespace_options
@@ -187,9 +213,9 @@ class Sandboxes:
                   and records.selected(r.sandbox_config().labels, flt.label_selector)]
         if not chosen:
             return []
-        counters = stats.running(self.engine)
+        taken = stats.sample(self.engine, self.layer_fs)
         containers = records.list_all(self.engine, "container")
-        return [stats.of_pod(counters, r, [c for c in containers if c.sandbox_id == r.id])
+        return [stats.of_pod(taken, r, [c for c in containers if c.sandbox_id == r.id])
                 for r in chosen]
 
     def stats_of(self, ref: str) -> api_pb2.PodSandboxStats:
@@ -217,4 +243,5 @@ def to_sandbox(record: Record, config: api_pb2.PodSandboxConfig) -> api_pb2.PodS
     return api_pb2.PodSandbox(
         id=record.id, metadata=config.metadata,
         state=api_pb2.SANDBOX_READY if ready else api_pb2.SANDBOX_NOTREADY,
-        created_at=record.created, labels=config.labels, annotations=config.annotations)
+        created_at=record.created, labels=config.labels, annotations=config.annotations,
+        runtime_handler=record.labels.get(records.HANDLER, ""))

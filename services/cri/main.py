@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import grpc
 from k8s.cri.v1 import api_pb2_grpc
@@ -20,6 +21,7 @@ from services.core.client import connect
 from services.core.config import Config
 from services.core.logging import get_logger
 from services.core.main import service_main
+from services.cri.cni import Cni
 from services.cri.containers import Containers
 from services.cri.images import Images
 from services.cri.logs import Logs
@@ -35,7 +37,11 @@ def factory(cfg: Config) -> tuple[Callable[[grpc.Server], None], Sequence[str],
     engine = connect(cfg.address("gateway"), engine_pb2_grpc.EngineStub, "gateway",
                      cfg.tls_files("cri"))
     containers = Containers(engine, Logs(engine))
-    sandboxes = Sandboxes(engine, cfg.cri)
+    cni = None
+    if cfg.cri.cni_conf_dir:  # else pods are on the shim's bridge
+        cni = Cni(Path(cfg.cri.cni_conf_dir), cfg.cri.cni_bin_dir, cfg.state_dir("cri"),
+                  cfg.run)
+    sandboxes = Sandboxes(engine, cfg.cri, cni)
     images = Images(engine, str(cfg.state_dir("imagestore")))
     streaming = StreamServer(engine, cfg.cri.stream_address)
     streaming.start()

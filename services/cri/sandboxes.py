@@ -24,6 +24,7 @@ from muelle.types.v1 import types_pb2
 from services.core.config import CriConfig
 from services.core.logging import get_logger
 from services.cri import records, stats
+from services.cri.cni import Cni, NetworkList
 from services.cri.records import Record
 from vocab.errors import FailedPrecondition, InvalidArgument, NotFound
 
@@ -45,9 +46,11 @@ def pod_hostname(config: api_pb2.PodSandboxConfig) -> str:
 
 
 class Sandboxes:
-    def __init__(self, engine: engine_pb2_grpc.EngineStub, cfg: CriConfig) -> None:
+    def __init__(self, engine: engine_pb2_grpc.EngineStub, cfg: CriConfig,
+                 cni: Cni | None = None) -> None:
         self.engine = engine
         self.cfg = cfg
+        self.cni = cni  # pod networks by CNI plugins ([cri] cni_conf_dir), else the shim's
 
     def run(self, config: api_pb2.PodSandboxConfig) -> str:
         meta = config.metadata
@@ -62,6 +65,10 @@ class Sandboxes:
                 ports.append(types_pb2.NetworkPort(
                     container_port=pm.container_port, protocol=_PROTOCOLS[pm.protocol],
                     host_ip=pm.host_ip, host_port=pm.host_port))
+        network = None
+        if self.cni is not None and not host_network(config):
+            network = self.cni.network()  # a broken config fails before anything is made
+            ports = []  # the portmap plugin publishes them (cni.port_mappings)
         self._ensure_image()
         ns = config.linux.security_context.namespace_options
         req = engine_pb2.CreateContainerRequest(
@@ -69,7 +76,8 @@ class Sandboxes:
             name=records.engine_name("k8s", "POD", meta.name, meta.namespace, meta.uid,
                                      str(meta.attempt)),
             labels={records.KIND: "sandbox", records.CONFIG: records.encode(config)},
-            network_mode="host" if host_network(config) else "",
+            # CNI: an empty namespace (loopback only) that the plugins wire.
+            network_mode="host" if host_network(config) else "none" if network else "",
             hostname="" if host_network(config) else pod_hostname(config),
             ports=ports,
             dns=config.dns_config.servers, dns_search=config.dns_config.searches,
@@ -88,12 +96,24 @@ class Sandboxes:
         sid = self.engine.CreateContainer(req).id
         try:
             self.engine.StartContainer(engine_pb2.StartContainerRequest(container=sid))
+            if network is not None:
+                self._attach(sid, config, network)
         except BaseException:
             self._remove_quietly(sid)
             raise
         get_logger().info("pod sandbox running", sandbox=sid, pod=meta.name,
                           namespace=meta.namespace)
         return sid
+
+    def _attach(self, sid: str, config: api_pb2.PodSandboxConfig,
+                network: NetworkList) -> None:
+        """ADD the running infra container's namespace to the CNI network."""
+        assert self.cni is not None
+        detail = self.engine.InspectContainer(engine_pb2.InspectContainerRequest(container=sid))
+        if not detail.state.running or detail.state.pid <= 0:
+            raise FailedPrecondition(f"pod sandbox {sid[:12]} exited before its network "
+                                     f"was set up: {detail.state.error or 'no process'}")
+        self.cni.attach(sid, detail.state.pid, config, network)
 
     def _ensure_image(self) -> None:
         try:
@@ -126,6 +146,8 @@ class Sandboxes:
             if member.state in ("running", "paused"):
                 self._stop(member.id, 0)
         self._stop(record.id, 0)
+        if self.cni is not None:  # containerd's order: the infra container, then the network
+            self.cni.detach(record.id)
 
     def _stop(self, cid: str, timeout: int) -> None:
         with contextlib.suppress(NotFound):  # removed meanwhile
@@ -141,6 +163,8 @@ class Sandboxes:
         record, _ = found
         for member in self.members(record.id):
             self._remove(member.id)
+        if self.cni is not None:  # a no-op after stop; DEL before the record goes
+            self.cni.detach(record.id)
         self._remove(record.id)
 
     def _remove(self, cid: str) -> None:
@@ -159,6 +183,8 @@ class Sandboxes:
             raise FailedPrecondition(f"pod sandbox {record.id} is not ready")
         if host_network(record.sandbox_config()):
             return "127.0.0.1"
+        if self.cni is not None and (ips := self.cni.ips(record.id)):
+            return ips[0]
         if not detail.networks or not detail.networks[0].ip_address:
             raise FailedPrecondition(f"pod sandbox {record.id} has no address")
         return detail.networks[0].ip_address
@@ -174,7 +200,11 @@ class Sandboxes:
             id=status.id, metadata=status.metadata, state=status.state,
             created_at=status.created_at, labels=status.labels,
             annotations=status.annotations)
-        if detail.state.running and not host_network(config) and detail.networks:
+        if self.cni is not None and (ips := self.cni.ips(record.id)):
+            # From the ADD result while the pod is attached (containerd: until stop).
+            out.network.ip = ips[0]
+            out.network.additional_ips.extend(api_pb2.PodIP(ip=ip) for ip in ips[1:])
+        elif detail.state.running and not host_network(config) and detail.networks:
             out.network.ip = detail.networks[0].ip_address
         ns = config.linux.security_context.namespace_options
         out.linux.namespaces.options.CopyFrom(api_pb2.NamespaceOption(

@@ -27,6 +27,7 @@ import contextlib
 import ipaddress
 import json
 import os
+import re
 import subprocess
 import threading
 import time
@@ -39,11 +40,12 @@ from k8s.cri.v1 import api_pb2
 from services.core.logging import get_logger
 from services.runtime import linux
 from services.shim import pinned
-from vocab.errors import FailedPrecondition, Internal
+from vocab.errors import FailedPrecondition, Internal, InvalidArgument
 
 IFNAME = "eth0"
 CONFIG_SUFFIXES = (".conflist", ".conf", ".json")
 PLUGIN_TIMEOUT = 60.0  # seconds; a plugin that hangs must not hang RunPodSandbox forever
+_ID = re.compile(r"[0-9a-f]{12,64}")  # an engine container ID
 _PROTOCOLS = {api_pb2.TCP: "tcp", api_pb2.UDP: "udp", api_pb2.SCTP: "sctp"}
 
 
@@ -165,12 +167,14 @@ class Cni:
             return self._busy.setdefault(sid, threading.Lock())
 
     def _record_path(self, sid: str) -> Path:
+        if not _ID.fullmatch(sid):  # a caller's string never names another file
+            raise InvalidArgument(f"not a pod sandbox ID: {sid[:80]!r}")
         return self.results / f"{sid}.json"
 
     def record(self, sid: str) -> dict[str, Any] | None:
         try:
             data = json.loads(self._record_path(sid).read_text())
-        except (OSError, ValueError):
+        except (OSError, ValueError, InvalidArgument):
             return None
         return data if isinstance(data, dict) else None
 

@@ -140,6 +140,7 @@ class Sandboxes:
         that is stopped, or gone, is no error (the kubelet retries)."""
         found = records.lookup(self.engine, ref, "sandbox")
         if found is None:
+            self._detach_orphan(ref)
             return
         record, _ = found
         for member in self.members(record.id):
@@ -148,6 +149,13 @@ class Sandboxes:
         self._stop(record.id, 0)
         if self.cni is not None:  # containerd's order: the infra container, then the network
             self.cni.detach(record.id)
+
+    def _detach_orphan(self, sid: str) -> None:
+        """DEL a pod whose infra container went by another way (`muelle rm -f`, a lost
+        engine root) but whose network is still attached: the kubelet's stop and remove
+        of it are the only calls that will ever come."""
+        if self.cni is not None and self.cni.record(sid) is not None:
+            self.cni.detach(sid)
 
     def _stop(self, cid: str, timeout: int) -> None:
         with contextlib.suppress(NotFound):  # removed meanwhile
@@ -159,6 +167,7 @@ class Sandboxes:
         Idempotent like stop."""
         found = records.lookup(self.engine, ref, "sandbox")
         if found is None:
+            self._detach_orphan(ref)
             return
         record, _ = found
         for member in self.members(record.id):

@@ -278,3 +278,16 @@ def test_a_bad_network_config_fails_the_pod_cleanly(cri: Cri, image: str, networ
     # The failed pods left no sandbox, no lease, no pin.
     assert not cri.rt.ListPodSandbox(api_pb2.ListPodSandboxRequest()).items
     assert network.leased() == []
+
+
+def test_remove_of_a_pod_whose_infra_container_is_gone_still_leaves_the_network(
+        cri: Cri, image: str, network: Network, cni_engine: Engine, tmp_path: Path) -> None:
+    sid = cri.rt.RunPodSandbox(api_pb2.RunPodSandboxRequest(
+        config=pod_config("cni-orphan", tmp_path))).pod_sandbox_id
+    cni_engine.cli("rm", "-f", sid)  # behind the CRI's back
+    assert len(network.leased()) == 1
+    code, _ = code_of(lambda: _pod_status(cri, sid))
+    assert code == grpc.StatusCode.NOT_FOUND
+    cri.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sid))
+    assert network.leased() == []
+    assert not list((cni_engine.run / "cri" / "netns").iterdir())

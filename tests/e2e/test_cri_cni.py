@@ -1,10 +1,10 @@
 """Pods on a CNI network: muelle-cri with ``[cri] cni_conf_dir`` runs Debian's
-containernetworking-plugins (bridge + host-local + portmap + loopback) per pod, as
+containernetworking-plugins (bridge + host-local + portmap + firewall + loopback) per pod, as
 containerd does (services/cri/cni.py).
 
 The network is the test's own: a conflist in a tmp dir with a bridge name and private
 subnet of its own, host-local's leases in a tmp dir. What the plugins leave on the host by
-design (the bridge; portmap's CNI-HOSTPORT-* chains when they were not there before) is
+design (the bridge; the CNI-* chains of portmap and firewall that were not there before) is
 removed at the end, and what a pod was given (veth, DNAT chains, lease, namespace pin) must
 be gone after RemovePodSandbox.
 """
@@ -15,6 +15,7 @@ import contextlib
 import ipaddress
 import json
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -43,10 +44,6 @@ from tests.support.engine import Engine
 
 pytestmark = pytest.mark.root
 
-PORTMAP_CHAINS = ("CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-SNAT", "CNI-HOSTPORT-MASQ",
-                  "CNI-HOSTPORT-SETMARK")
-
-
 def _free_subnet() -> ipaddress.IPv4Network:
     """A /24 in 10.200.0.0/16 that no route of the host overlaps."""
     routes = subprocess.run(["ip", "-j", "-4", "route", "show", "table", "all"],
@@ -63,29 +60,38 @@ def _free_subnet() -> ipaddress.IPv4Network:
     raise RuntimeError("no free /24 in 10.200.0.0/16")
 
 
-def _nat_chains() -> set[str]:
-    out = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True,
-                         check=True).stdout
-    return {line[1:].split()[0] for line in out.splitlines() if line.startswith(":")}
+def _cni_chains() -> set[tuple[str, str, str]]:
+    """(tool, table, chain) of every CNI-* chain on the host."""
+    out = set()
+    for tool in ("iptables", "ip6tables"):
+        for table in ("filter", "nat"):
+            text = subprocess.run([f"{tool}-save", "-t", table], capture_output=True,
+                                  text=True).stdout
+            out |= {(tool, table, line[1:].split()[0]) for line in text.splitlines()
+                    if line.startswith(":CNI-")}
+    return out
 
 
-def _nat_rules() -> str:
-    return subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True,
+def _drop_chains(chains: set[tuple[str, str, str]]) -> None:
+    """Jumps to these chains, then the chains: what the plugins keep for the next pod
+    (portmap's CNI-HOSTPORT-*, firewall's CNI-FORWARD and CNI-ADMIN) or a failed DEL left."""
+    for tool, table in {(t, tb) for t, tb, _ in chains}:
+        names = {c for t, tb, c in chains if (t, tb) == (tool, table)}
+        text = subprocess.run([f"{tool}-save", "-t", table], capture_output=True,
+                              text=True).stdout
+        for line in text.splitlines():
+            parts = shlex.split(line)  # comments are quoted
+            if line.startswith("-A ") and parts[1] not in names and any(
+                    f"-j {c}" in line for c in names):
+                subprocess.run([tool, "-t", table, "-D", *parts[1:]], capture_output=True)
+        for verb in ("-F", "-X"):
+            for name in names:
+                subprocess.run([tool, "-t", table, verb, name], capture_output=True)
+
+
+def _rules(table: str = "nat") -> str:
+    return subprocess.run(["iptables-save", "-t", table], capture_output=True, text=True,
                           check=True).stdout
-
-
-def _drop_portmap_chains() -> None:
-    """portmap's top chains and their jumps (its DEL leaves them for the next pod)."""
-    for line in _nat_rules().splitlines():
-        if line.startswith("-A ") and any(f"-j {c}" in line for c in PORTMAP_CHAINS):
-            parts = line.split()
-            if parts[1] not in PORTMAP_CHAINS:
-                subprocess.run(["iptables", "-t", "nat", "-D", *parts[1:]],
-                               capture_output=True)
-    for chain in PORTMAP_CHAINS:
-        subprocess.run(["iptables", "-t", "nat", "-F", chain], capture_output=True)
-    for chain in PORTMAP_CHAINS:
-        subprocess.run(["iptables", "-t", "nat", "-X", chain], capture_output=True)
 
 
 class Network:
@@ -106,6 +112,9 @@ class Network:
                           "ranges": [[{"subnet": str(self.subnet)}]],
                           "routes": [{"dst": "0.0.0.0/0"}]}},
                 {"type": "portmap", "capabilities": {"portMappings": True}},
+                # Accepts the pods' forwarded traffic where FORWARD's policy is DROP
+                # (Docker's), as the shim's MUELLE-FORWARD does for its bridges.
+                {"type": "firewall", "backend": "iptables"},
                 {"type": "loopback"},
             ]}))
 
@@ -121,13 +130,12 @@ def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
         pytest.fail("containernetworking-plugins is not installed (make setup)")
     net = Network(tmp_path_factory.mktemp("cni"))
     hostcheck.claim(net.bridge, net.name)
-    portmap_there = PORTMAP_CHAINS[0] in _nat_chains()
+    chains_before = _cni_chains()
     try:
         yield net
     finally:
         subprocess.run(["ip", "link", "del", net.bridge], capture_output=True)
-        if not portmap_there:
-            _drop_portmap_chains()
+        _drop_chains(_cni_chains() - chains_before)
         shutil.rmtree(net.leases, ignore_errors=True)
 
 
@@ -227,13 +235,14 @@ def test_pods_on_a_cni_bridge_with_a_host_port(cri: Cri, image: str, network: Ne
     # route_localnet on the bridge).
     with urllib.request.urlopen(f"http://127.0.0.1:{host_port}/", timeout=10) as reply:
         assert reply.read() == b"from-pod-a\n"
-    assert ip_a in _nat_rules()
+    assert ip_a in _rules("nat") and ip_a in _rules("filter")  # portmap's, firewall's
 
     for sid in (a, b):
         _remove(cri, sid)
     # Nothing of the pods is left: leases, DNAT rules, veths, namespace pins, records.
     assert network.leased() == []
-    assert ip_a not in _nat_rules() and str(host_port) not in _nat_rules()
+    assert ip_a not in _rules("nat") and str(host_port) not in _rules("nat")
+    assert ip_a not in _rules("filter") and ip_b not in _rules("filter")
     links = subprocess.run(["ip", "-o", "link", "show", "master", network.bridge],
                            capture_output=True, text=True).stdout
     assert links == ""

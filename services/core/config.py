@@ -180,6 +180,12 @@ class CriConfig(msgspec.Struct, forbid_unknown_fields=True):
     # or one of [shim.runtimes]). Added to the built-in runc, crun and muelle-runtime
     # (services/cri/handlers.py); the empty handler is the shim's default runtime.
     runtime_handlers: dict[str, str] = {}
+    # Pod networks: "" = the shim's bridge (engine network mode, the default); a directory
+    # = CNI, as containerd: the first network config in it (lexical order, .conflist,
+    # .conf or .json) is run per pod by the plugins in cni_bin_dir (services/cri/cni.py).
+    cni_conf_dir: str = ""
+    # CNI_PATH: where the plugins are (':'-separated); Debian's containernetworking-plugins.
+    cni_bin_dir: str = "/usr/lib/cni"
 
 
 class TlsConfig(msgspec.Struct, forbid_unknown_fields=True):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import grpc
 from k8s.cri.v1 import api_pb2, api_pb2_grpc
@@ -21,6 +22,7 @@ from services.core.client import connect
 from services.core.config import Config
 from services.core.logging import get_logger
 from services.core.main import service_main
+from services.cri.cni import Cni
 from services.cri.containers import Containers
 from services.cri.events import Events
 from services.cri.images import Images
@@ -39,7 +41,11 @@ def factory(cfg: Config) -> tuple[Callable[[grpc.Server], None], Sequence[str],
     store_dir = str(cfg.state_dir("imagestore"))  # the writable layers' and images' disk
     events = Events(engine)
     containers = Containers(engine, Logs(engine), events, store_dir)
-    sandboxes = Sandboxes(engine, cfg.cri, events, store_dir)
+    cni = None
+    if cfg.cri.cni_conf_dir:  # else pods are on the shim's bridge
+        cni = Cni(Path(cfg.cri.cni_conf_dir), cfg.cri.cni_bin_dir, cfg.state_dir("cri"),
+                  cfg.run)
+    sandboxes = Sandboxes(engine, cfg.cri, events, store_dir, cni)
 
     def describe(sandbox_id: str) -> tuple[api_pb2.PodSandboxStatus | None,
                                            list[api_pb2.ContainerStatus]]:

@@ -54,7 +54,12 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             ready, reason, message = False, "EngineUnavailable", str(exc)
         conditions.append(api_pb2.RuntimeCondition(type="RuntimeReady", status=ready,
                                                    reason=reason, message=message))
-        # Pod networks are the shim's bridge, ready whenever the engine is.
+        # Pod networks on the shim's bridge are ready whenever the engine is; with CNI,
+        # when its config dir has a network too (containerd's NetworkPluginNotReady).
+        cni = self.sandboxes.cni
+        if ready and cni is not None:
+            ready, message = cni.ready()
+            reason = "" if ready else "NetworkPluginNotReady"
         conditions.append(api_pb2.RuntimeCondition(type="NetworkReady", status=ready,
                                                    reason=reason, message=message))
         return api_pb2.StatusResponse(

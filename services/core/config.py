@@ -176,6 +176,16 @@ class CriConfig(msgspec.Struct, forbid_unknown_fields=True):
     # 0 = a free one). Its URLs carry one-time tokens; keep it on loopback unless the
     # kubelet's proxy must reach it from elsewhere.
     stream_address: str = "127.0.0.1:0"
+    # RuntimeClass handlers: handler name -> the shim's runtime ("muelle", "runc", "crun"
+    # or one of [shim.runtimes]). Added to the built-in runc, crun and muelle-runtime
+    # (services/cri/handlers.py); the empty handler is the shim's default runtime.
+    runtime_handlers: dict[str, str] = {}
+    # Pod networks: "" = the shim's bridge (engine network mode, the default); a directory
+    # = CNI, as containerd: the first network config in it (lexical order, .conflist,
+    # .conf or .json) is run per pod by the plugins in cni_bin_dir (services/cri/cni.py).
+    cni_conf_dir: str = ""
+    # CNI_PATH: where the plugins are (':'-separated); Debian's containernetworking-plugins.
+    cni_bin_dir: str = "/usr/lib/cni"
 
 
 class TlsConfig(msgspec.Struct, forbid_unknown_fields=True):

@@ -27,6 +27,7 @@ SANDBOX = PREFIX + "sandbox"  # container -> its sandbox's ID
 CONFIG = PREFIX + "config"  # base64 of the serialized PodSandboxConfig / ContainerConfig
 LOG_PATH = PREFIX + "log-path"  # container: absolute CRI log file, "" = none
 IMAGE = PREFIX + "image"  # container: the image as the kubelet named it
+HANDLER = PREFIX + "runtime-handler"  # sandbox: its RuntimeClass handler ("" = default)
 
 _NAME_BAD = re.compile(r"[^a-zA-Z0-9_.-]")
 

@@ -139,11 +139,12 @@ class Engine:
 
     def pull(self, reference: str, plat: types_pb2.Platform | None = None,
              on_cancel: Callable[[Callable[[], None]], object] | None = None,
+             credentials: types_pb2.RegistryCredentials | None = None,
              ) -> Iterator[types_pb2.PullProgress]:
         """The image store's pull, relayed. ``on_cancel`` registers what to run when our
         caller goes away: the image store's call is cancelled then, not at its next
         progress message (a 1 TiB layer may send none for hours)."""
-        request = types_pb2.PullRequest(reference=reference)
+        request = types_pb2.PullRequest(reference=reference, credentials=credentials)
         if plat is not None:
             request.platform.CopyFrom(plat)
         call = self.images.Pull(request)
@@ -303,7 +304,7 @@ class Engine:
         if req.network_mode.startswith("container:"):
             # The shim knows IDs only: resolve a name or prefix like Docker.
             spec.network_mode = "container:" + self.records.lookup(req.network_mode[10:]).id
-        for kind in ("ipc_mode", "pid_mode"):
+        for kind in ("ipc_mode", "pid_mode", "uts_mode"):
             mode = getattr(spec, kind)
             if mode.startswith("container:"):
                 setattr(spec, kind, "container:" + self.records.lookup(mode[10:]).id)
@@ -580,6 +581,12 @@ class Engine:
         if state is None or state.status != "paused":
             raise FailedPrecondition(f"Container {rec.id} is not paused")
         self.shim.Resume(shim_pb2.ResumeRequest(id=rec.id))
+
+    def update(self, req: engine_pb2.UpdateContainerRequest) -> None:
+        """New resource limits for a container, in the shim (cgroup and bundle)."""
+        rec = self.records.lookup(req.container)
+        self.shim.Update(shim_pb2.UpdateRequest(
+            id=rec.id, resources=options.update_resources(req)))
 
     def restart(self, ref: str, timeout: int | None = None) -> None:
         """`docker restart`: stop if running (stop signal, then SIGKILL), start again."""

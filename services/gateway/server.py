@@ -31,7 +31,9 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
     def PullImage(self, request: types_pb2.PullRequest,  # noqa: N802
                   context: Ctx) -> Iterator[types_pb2.PullProgress]:
         plat = request.platform if request.HasField("platform") else None
-        yield from self.engine.pull(request.reference, plat, on_cancel=context.add_callback)
+        credentials = request.credentials if request.HasField("credentials") else None
+        yield from self.engine.pull(request.reference, plat, on_cancel=context.add_callback,
+                                    credentials=credentials)
         self._image_event("pull", request.reference)
 
     def _image_event(self, action: str, ref: str, **attrs: str) -> None:
@@ -188,6 +190,11 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
         self.engine.container_event("start", cid)
         self.engine.container_event("restart", cid)
         return engine_pb2.RestartContainerResponse()
+    def UpdateContainer(self, request: engine_pb2.UpdateContainerRequest,  # noqa: N802
+                        context: Ctx) -> engine_pb2.UpdateContainerResponse:
+        self.engine.update(request)
+        return engine_pb2.UpdateContainerResponse()
+
     def CreateVolume(self, request: types_pb2.VolumeCreateRequest,  # noqa: N802
                      context: Ctx) -> types_pb2.Volume:
         volume = self.volumes.create(request.name, dict(request.labels))

@@ -70,7 +70,8 @@ class ImagesServicer(images_pb2_grpc.ImagesServicer):
         # The caller going away stops the downloads now, not at the next progress message.
         cancel = Cancel()
         context.add_callback(cancel.set)
-        yield from self.store.pull(request.reference, platform, cancel)
+        credentials = request.credentials if request.HasField("credentials") else None
+        yield from self.store.pull(request.reference, platform, cancel, credentials)
 
     def List(self, request: images_pb2.ListImagesRequest,  # noqa: N802
              context: grpc.ServicerContext) -> images_pb2.ListImagesResponse:

@@ -89,10 +89,11 @@ class ImageStore:
 
     def pull(self, ref: str,
              platform: types_pb2.Platform | None = None, cancel: Cancel | None = None,
+             credentials: types_pb2.RegistryCredentials | None = None,
              ) -> Generator[types_pb2.PullProgress, None, None]:
         lease = self.leases.new()
         try:
-            yield from self.puller.pull(ref, lease, platform, cancel)
+            yield from self.puller.pull(ref, lease, platform, cancel, credentials)
         finally:  # also when the client goes away (the generator is closed)
             lease.release()
 

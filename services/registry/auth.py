@@ -100,6 +100,12 @@ def _normalise_host(key: str) -> str:
     return "docker.io" if host in ("index.docker.io", "registry-1.docker.io") else host
 
 
+def host_of(server: str) -> str:
+    """The registry host a credential's server address names ("https://host/v1/" ->
+    "host"; Docker Hub's aliases -> "docker.io")."""
+    return _normalise_host(server)
+
+
 def load_credentials(auth_file: str) -> dict[str, tuple[str, str]]:
     """host -> (username, password) from a docker-style config.json ("auths" section)."""
     if not auth_file:

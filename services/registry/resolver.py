@@ -13,6 +13,7 @@ blob without an error saw verified bytes. A dropped connection resumes with Rang
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -91,6 +92,14 @@ class Resolver:
 
     def close(self) -> None:
         self._http.close()
+
+    def for_call(self, domain: str, credentials: tuple[str, str] | None,
+                 registry_token: str = "") -> Resolver:
+        """This resolver for one call with its own credentials for ``domain`` (a pull's,
+        never stored); the caches are shared (content by digest is the same for all)."""
+        view = copy.copy(self)
+        view._http = self._http.for_call(domain, credentials, registry_token)
+        return view
 
     # -- manifests -------------------------------------------------------------------
 

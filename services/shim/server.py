@@ -121,6 +121,11 @@ class ShimServicer(shim_pb2_grpc.ShimServicer):
                context: grpc.ServicerContext) -> shim_pb2.ResumeResponse:
         self.shim.resume(request.id)
         return shim_pb2.ResumeResponse()
+
+    def Update(self, request: shim_pb2.UpdateRequest,  # noqa: N802
+               context: grpc.ServicerContext) -> shim_pb2.UpdateResponse:
+        return shim_pb2.UpdateResponse(
+            resources=self.shim.update(request.id, request.resources))
     def CreateVolume(self, request: types_pb2.VolumeCreateRequest,
                      context: grpc.ServicerContext) -> types_pb2.Volume:
         vol, _ = self.shim.volumes.create(request.name, dict(request.labels))

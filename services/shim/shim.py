@@ -37,6 +37,7 @@ from services.shim import (
     restart,
     spec,
     stats,
+    update,
     users,
     volume_mounts,
 )
@@ -233,7 +234,8 @@ class Shim:
                 user = users.resolve(str(cdir.rootfs), cspec.user)
                 spec.check_workdir(str(cdir.rootfs), cspec.cwd)
                 config = spec.build_config(spec.BundleInput(
-                    id=cid, spec=cspec, user=user, cgroup_parent=self.cfg.shim.cgroup_parent,
+                    id=cid, spec=cspec, user=user,
+                    cgroup_parent=cspec.cgroup_parent or self.cfg.shim.cgroup_parent,
                     available_sysctls=spec.host_sysctls(),
                     thermal_paths=spec.host_thermal_paths(),
                     init_path=spec.find_init(self.cfg.shim.init_path) if cspec.init else "",
@@ -243,7 +245,9 @@ class Shim:
                 resolved = volume_mounts.prepare(cspec.volume_mounts, str(cdir.rootfs), cid,
                                                  self.volumes)
                 access.share(cdir, maps, resolved.records)
-                plan = self.networks.prepare(cid, request_of(cspec, config["hostname"]))
+                # No hostname in config.json with a UTS namespace that is not its own.
+                hostname = config.get("hostname") or cspec.hostname or cid[:12]
+                plan = self.networks.prepare(cid, request_of(cspec, hostname))
                 plan_config(config, plan)  # hosts, hostname, resolv.conf: user mounts win
                 config["mounts"] = spec.with_user_mounts(config["mounts"], resolved.oci)
                 propagation = spec.rootfs_propagation(resolved.oci)
@@ -544,6 +548,16 @@ class Shim:
             self._runtime_of(cdir).resume(cid)
         get_logger(container=cid[:12]).info("resumed")
 
+    def update(self, cid: str, res: shim_pb2.Resources) -> shim_pb2.Resources:
+        """New resource limits (services/shim/update.py): live in the cgroup of a
+        container that has processes (created, running, paused), and in its bundle."""
+        with self._lock(cid):
+            cdir = self._existing(cid)
+            live = self.state(cid).status in ("created", "running", "paused")
+            out = update.apply(cdir, res, cdir.read_meta().get("cgroups_path", ""), live)
+        get_logger(container=cid[:12]).info("updated")
+        return out
+
     def stop(self, cid: str, signal: str = "", timeout: int = 10,
              cancelled: Callable[[], bool] = lambda: False) -> Status:
         signum = parse_signal(signal, signalmod.SIGTERM)
@@ -638,10 +652,11 @@ class Shim:
         return self.state(cid)
 
     def _namespace_peers(self, cspec: shim_pb2.ContainerSpec) -> dict[str, str]:
-        """kind -> namespace path of the running container that ipc_mode / pid_mode
-        name ("container:<id>")."""
+        """kind -> namespace path of the running container that ipc_mode / pid_mode /
+        uts_mode name ("container:<id>")."""
         out = {}
-        for kind, mode in (("ipc", cspec.ipc_mode), ("pid", cspec.pid_mode)):
+        for kind, mode in (("ipc", cspec.ipc_mode), ("pid", cspec.pid_mode),
+                           ("uts", cspec.uts_mode)):
             if not mode.startswith("container:"):
                 continue
             peer = mode[10:]

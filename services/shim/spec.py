@@ -238,7 +238,7 @@ def build_config(inp: BundleInput) -> dict[str, Any]:
         raise InvalidArgument(f"the working directory {spec.cwd!r} is invalid: not absolute")
     namespaces: list[dict[str, str]] = []
     for kind in ("pid", "ipc", "uts", "mount", "cgroup"):
-        mode = {"pid": spec.pid_mode, "ipc": spec.ipc_mode}.get(kind, "")
+        mode = {"pid": spec.pid_mode, "ipc": spec.ipc_mode, "uts": spec.uts_mode}.get(kind, "")
         if mode == "host":
             continue  # the host's: no namespace of its own
         path = inp.join_paths.get(kind, "")
@@ -294,7 +294,7 @@ def build_config(inp: BundleInput) -> dict[str, Any]:
         # Docker's place for it; read-only, like Docker's bind of docker-init.
         mounts.append({"destination": INIT_TARGET, "type": "bind", "source": inp.init_path,
                        "options": ["bind", "ro", "nosuid", "nodev"]})
-    return {
+    config = {
         "ociVersion": OCI_VERSION,
         "process": process,
         "root": {"path": "rootfs", "readonly": spec.readonly_rootfs},
@@ -303,6 +303,11 @@ def build_config(inp: BundleInput) -> dict[str, Any]:
         "linux": linux,
         "annotations": dict(spec.annotations),
     }
+    if spec.uts_mode:
+        # The host's or another container's UTS namespace: its hostname is not ours to
+        # set (runc and crun refuse a hostname without a UTS namespace of their own).
+        del config["hostname"]
+    return config
 
 
 def rootfs_propagation(mounts: list[dict[str, Any]]) -> str:

@@ -513,15 +513,13 @@ def test_docker_py_over_tls_from_another_host(across: Across) -> None:
 
 
 def test_compose_over_tls_from_another_host(across: Across, tmp_path: Path) -> None:
-    """docker-compose 1.x on D with Docker's variables: up -d, ps, down. The service
-    says ``network_mode: bridge``: without it compose first creates a network of its
-    own with labels, which the Docker API does not support yet (issue 15's networks)."""
+    """docker-compose 1.x on D with Docker's variables: up -d, ps, down, on the project's
+    own network (compose creates it with its labels and finds it by them)."""
     project = tmp_path / "proj"
     project.mkdir()
     (project / "docker-compose.yml").write_text(
         'version: "2.4"\nservices:\n  sleeper:\n'
-        f'    image: "{across.image}"\n    command: ["sleep", "300"]\n'
-        '    network_mode: bridge\n')
+        f'    image: "{across.image}"\n    command: ["sleep", "300"]\n')
     env = across.docker_env()
     d = across.lab["d"]
 
@@ -536,12 +534,15 @@ def test_compose_over_tls_from_another_host(across: Across, tmp_path: Path) -> N
         assert "acrossd_sleeper_1" in ps.stdout and "Up" in ps.stdout, ps.stdout
         running = across.docker("ps", "--format", "{{.Names}}").stdout.split()
         assert "acrossd_sleeper_1" in running, running
+        networks = across.docker("network", "ls", "--format", "{{.Name}}").stdout.split()
+        assert "acrossd_default" in networks, networks
     finally:
         down = d.run([COMPOSE, "--project-directory", str(project), "-p", "acrossd",
                       "-f", str(project / "docker-compose.yml"), "down", "-t", "1"],
                      env=env, timeout=180)
     assert down.returncode == 0, down
     assert "acrossd" not in across.docker("ps", "-a", "--format", "{{.Names}}").stdout
+    assert "acrossd" not in across.docker("network", "ls", "--format", "{{.Name}}").stdout
 
 
 # Asks each address's Version service over mutual TLS, as client-d (Version answers any

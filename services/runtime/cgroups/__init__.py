@@ -42,6 +42,9 @@ class Cgroup(Protocol):
     def freeze(self, frozen: bool) -> None:
         """Freeze (pause) or thaw every process of the cgroup; returns once done."""
 
+    def update(self, resources: dict[str, Any]) -> None:
+        """Write changed limits into the existing cgroup (`update` of a running one)."""
+
 
 def is_v2(root: Path = ROOT) -> bool:
     return (root / "cgroup.controllers").exists()

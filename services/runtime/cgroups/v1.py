@@ -59,6 +59,19 @@ class CgroupV1:
         prime_migration(self.root)  # for the join that follows
         self._limits(resources)
 
+    def update(self, resources: dict[str, Any]) -> None:
+        mem = resources.get("memory") or {}
+        memsw = self.where["memory"] / "memory.memsw.limit_in_bytes" \
+            if "memory" in self.where else None
+        if memsw is not None and memsw.exists() and mem.get("swap") is not None \
+                and mem.get("limit") is not None and mem["limit"] > 0:
+            # The kernel keeps memory+swap >= memory at every write: a limit that grows
+            # past the old memory+swap needs the new memory+swap written first.
+            current = int(memsw.read_text().strip() or 0)
+            if 0 < current < mem["limit"]:
+                self._set("memory", "memory.memsw.limit_in_bytes", mem["swap"])
+        self._limits(resources)
+
     def _make_cpuset(self, path: Path) -> None:
         # A cpuset with empty cpus/mems refuses tasks: inherit them level by level.
         base = self.root / "cpuset"

@@ -46,6 +46,9 @@ class CgroupV2:
         prime_migration(self.root)  # for the join that follows
         self._limits(resources)
 
+    def update(self, resources: dict[str, Any]) -> None:
+        self._limits(resources)  # v2 checks memory.max and memory.swap.max apart
+
     def _set(self, name: str, value: object) -> None:
         """Write a limit; one this host has no file for (its controller is missing or not
         enabled) fails create, as with runc and crun."""

@@ -85,6 +85,10 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
         self._record("RestartContainer", request)
         return engine_pb2.RestartContainerResponse()
 
+    def UpdateContainer(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("UpdateContainer", request)
+        return engine_pb2.UpdateContainerResponse()
+
     def PullImage(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         self._record("PullImage", request)
         layer = "sha256:" + "a" * 64

@@ -183,6 +183,12 @@ class CriConfig:
     # or one of [shim.runtimes]). Added to the built-in runc, crun and muelle-runtime
     # (services/cri/handlers.py); the empty handler is the shim's default runtime.
     runtime_handlers: dict[str, str] = field(default_factory=dict)
+    # Pod networks: "bridge" = the shim's bridge (each pod an address on it, ports
+    # published by the shim), "cni" = CNI plugins from cni_conf_dir's first network
+    # configuration, as containerd does (services/cri/cni.py).
+    network: str = "bridge"
+    cni_conf_dir: str = "/etc/cni/net.d"
+    cni_bin_dir: str = "/usr/lib/cni"  # Debian's containernetworking-plugins
 
 
 @dataclass

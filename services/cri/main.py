@@ -19,9 +19,10 @@ from muelle.engine.v1 import engine_pb2_grpc
 
 from services.core.client import connect
 from services.core.config import Config
-from services.core.errors import MuelleError, NotFound
+from services.core.errors import InvalidArgument, MuelleError, NotFound
 from services.core.logging import get_logger
 from services.core.main import service_main
+from services.cri.cni import Cni
 from services.cri.containers import Containers
 from services.cri.events import Events
 from services.cri.images import Images
@@ -39,7 +40,13 @@ def factory(cfg: Config) -> tuple[Callable[[grpc.Server], None], Sequence[str],
     store_dir = str(cfg.state_dir("imagestore"))  # the writable layers' and images' disk
     events = Events(engine)
     containers = Containers(engine, Logs(engine), events, store_dir)
-    sandboxes = Sandboxes(engine, cfg.cri, events, store_dir)
+    cni = None
+    if cfg.cri.network == "cni":
+        cni = Cni(cfg.cri.cni_conf_dir, cfg.cri.cni_bin_dir, cfg.state_dir("cri") / "cni")
+    elif cfg.cri.network != "bridge":
+        raise InvalidArgument(f"[cri] network = {cfg.cri.network!r}: want \"bridge\" or "
+                              "\"cni\"")
+    sandboxes = Sandboxes(engine, cfg.cri, events, store_dir, cni)
 
     def describe(sandbox_id: str) -> tuple[api_pb2.PodSandboxStatus | None,
                                            list[api_pb2.ContainerStatus]]:

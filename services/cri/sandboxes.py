@@ -25,6 +25,7 @@ from services.core.config import CriConfig
 from services.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.core.logging import get_logger
 from services.cri import records, stats
+from services.cri.cni import Cni, PortMapping
 from services.cri.events import Events
 from services.cri.handlers import Handlers
 from services.cri.records import Record
@@ -48,10 +49,11 @@ def pod_hostname(config: api_pb2.PodSandboxConfig) -> str:
 
 class Sandboxes:
     def __init__(self, engine: engine_pb2_grpc.EngineStub, cfg: CriConfig,
-                 events: Events, layer_fs: str = "") -> None:
+                 events: Events, layer_fs: str = "", cni: Cni | None = None) -> None:
         self.engine = engine
         self.cfg = cfg
         self.handlers = Handlers(cfg.runtime_handlers)
+        self.cni = cni  # None: pods on the shim's bridge
         self.events = events
         self.layer_fs = layer_fs  # the image store's directory, where writable layers are
 
@@ -72,6 +74,13 @@ class Sandboxes:
                     host_ip=pm.host_ip, host_port=pm.host_port))
         self._ensure_image()
         ns = config.linux.security_context.namespace_options
+        cni = self.cni if self.cni is not None and not host_network(config) else None
+        if cni is not None:
+            # CNI makes the network in the infra container's own namespace ("none").
+            ports = []
+            network_mode = "none"
+        else:
+            network_mode = "host" if host_network(config) else ""
         req = engine_pb2.CreateContainerRequest(
             image=self.cfg.sandbox_image,
             name=records.engine_name("k8s", "POD", meta.name, meta.namespace, meta.uid,
@@ -79,7 +88,7 @@ class Sandboxes:
             labels={records.KIND: "sandbox", records.CONFIG: records.encode(config),
                     records.HANDLER: handler},
             runtime=runtime,
-            network_mode="host" if host_network(config) else "",
+            network_mode=network_mode,
             hostname="" if host_network(config) else pod_hostname(config),
             ports=ports,
             dns=config.dns_config.servers, dns_search=config.dns_config.searches,
@@ -103,6 +112,8 @@ class Sandboxes:
         sid = self.engine.CreateContainer(req).id
         try:
             self.engine.StartContainer(engine_pb2.StartContainerRequest(container=sid))
+            if cni is not None:
+                cni.add(sid, self._netns(sid), _cni_ports(config))
         except BaseException:
             self._remove_quietly(sid)
             raise
@@ -113,6 +124,18 @@ class Sandboxes:
         get_logger().info("pod sandbox running", sandbox=sid, pod=meta.name,
                           namespace=meta.namespace)
         return sid
+
+    def _netns(self, sid: str) -> str:
+        """The running infra container's network namespace, on this host ("" if gone)."""
+        detail = self.engine.InspectContainer(engine_pb2.InspectContainerRequest(
+            container=sid))
+        return f"/proc/{detail.state.pid}/ns/net" \
+            if detail.state.running and detail.state.pid > 0 else ""
+
+    def _cni_delete(self, sid: str) -> None:
+        if self.cni is not None and self.cni.cached(sid) is not None:
+            with contextlib.suppress(NotFound):
+                self.cni.delete(sid, self._netns(sid))
 
     def _ensure_image(self) -> None:
         try:
@@ -144,6 +167,7 @@ class Sandboxes:
         for member in self.members(record.id):
             if member.state in ("running", "paused"):
                 self._stop(member.id, 0)
+        self._cni_delete(record.id)  # while its namespace still exists
         self._stop(record.id, 0)
 
     def _stop(self, cid: str, timeout: int) -> None:
@@ -160,6 +184,7 @@ class Sandboxes:
         record, _ = found
         for member in self.members(record.id):
             self._remove(member.id, record.id)
+        self._cni_delete(record.id)  # not stopped first: the plugins still free its address
         self._remove(record.id, record.id)
 
     def resume(self) -> None:
@@ -185,6 +210,9 @@ class Sandboxes:
             raise FailedPrecondition(f"pod sandbox {record.id} is not ready")
         if host_network(record.sandbox_config()):
             return "127.0.0.1"
+        cached = self.cni.cached(record.id) if self.cni is not None else None
+        if cached is not None:
+            return str(cached.get("ip", ""))
         if not detail.networks or not detail.networks[0].ip_address:
             raise FailedPrecondition(f"pod sandbox {record.id} has no address")
         return detail.networks[0].ip_address
@@ -200,7 +228,10 @@ class Sandboxes:
             id=status.id, metadata=status.metadata, state=status.state,
             created_at=status.created_at, labels=status.labels,
             annotations=status.annotations, runtime_handler=status.runtime_handler)
-        if detail.state.running and not host_network(config) and detail.networks:
+        cached = self.cni.cached(record.id) if self.cni is not None else None
+        if detail.state.running and cached is not None:
+            out.network.ip = str(cached.get("ip", ""))
+        elif detail.state.running and not host_network(config) and detail.networks:
             out.network.ip = detail.networks[0].ip_address
         ns = config.linux.security_context.namespace_options
         out.linux.namespaces.options.CopyFrom(api_pb2.NamespaceOption(
@@ -236,6 +267,11 @@ class Sandboxes:
                 continue
             out.append(sandbox)
         return out
+
+
+def _cni_ports(config: api_pb2.PodSandboxConfig) -> list[PortMapping]:
+    return [PortMapping(pm.host_port, pm.container_port, _PROTOCOLS[pm.protocol], pm.host_ip)
+            for pm in config.port_mappings if pm.host_port]
 
 
 def to_sandbox(record: Record, config: api_pb2.PodSandboxConfig) -> api_pb2.PodSandbox:

@@ -54,9 +54,14 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             ready, reason, message = False, "EngineUnavailable", str(exc)
         conditions.append(api_pb2.RuntimeCondition(type="RuntimeReady", status=ready,
                                                    reason=reason, message=message))
-        # Pod networks are the shim's bridge, ready whenever the engine is.
-        conditions.append(api_pb2.RuntimeCondition(type="NetworkReady", status=ready,
-                                                   reason=reason, message=message))
+        # Pods on the shim's bridge: ready whenever the engine is; with CNI, once there
+        # is a network configuration (containerd's "cni config uninitialized").
+        cni = self.sandboxes.cni
+        not_ready = cni.ready() if cni is not None and ready else ""
+        conditions.append(api_pb2.RuntimeCondition(
+            type="NetworkReady", status=ready and not not_ready,
+            reason="NetworkPluginNotReady" if not_ready else reason,
+            message=not_ready or message))
         return api_pb2.StatusResponse(
             status=api_pb2.RuntimeStatus(conditions=conditions),
             runtime_handlers=[api_pb2.RuntimeHandler(name=name)

@@ -218,6 +218,7 @@ class Shim:
         cdir = self.store.dir(cid)
         log = get_logger(container=cid[:12])
         runtime = self.runtimes.get(runtime_name)
+        spec.check_propagation(cspec.volume_mounts, runtime.name)
         with self._lock(cid):
             try:
                 cdir.path.mkdir(mode=modes.PRIVATE_DIR)  # see access.py

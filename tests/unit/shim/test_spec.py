@@ -183,3 +183,11 @@ def test_cgroup_parent_of_the_container() -> None:
         id=CID, spec=cspec, user=User(uid=0, gid=0), available_sysctls=set(),
         cgroup_parent=cspec.cgroup_parent))
     assert config["linux"]["cgroupsPath"] == f"/kubepods/pod1/{CID}"
+
+
+def test_shared_propagation_needs_runc_or_crun() -> None:
+    mounts = [pb.VolumeMount(type="bind", source="/s", target="/d", propagation="rshared")]
+    spec.check_propagation(mounts, "runc")
+    with pytest.raises(InvalidArgument, match="muelle-runtime"):
+        spec.check_propagation(mounts, "muelle")
+    assert spec.rootfs_propagation([{"options": ["rbind", "rshared"]}]) == "rshared"

@@ -737,10 +737,10 @@ def _rmdir_when_free(d: Path) -> None:
             time.sleep(0.1)
 
 
-def test_pod_shares_hostname_and_cgroup_parent(cri: Cri, image: str,
-                                               tmp_path: Path) -> None:
-    """The pod's containers share its UTS namespace (hostname: one's sethostname is the
-    pod's) and live in the cgroup the kubelet names (linux.cgroup_parent)."""
+def test_pod_shares_hostname_shm_and_cgroup_parent(cri: Cri, image: str,
+                                                   tmp_path: Path) -> None:
+    """The pod's containers share its UTS namespace (hostname) and its /dev/shm, and live
+    in the cgroup the kubelet names (linux.cgroup_parent)."""
     top = f"muelle-cri-test-{os.getpid()}"
     config = pod_config("sharing", tmp_path)
     config.linux.cgroup_parent = f"/{top}/podsharing"
@@ -755,6 +755,9 @@ def test_pod_shares_hostname_and_cgroup_parent(cri: Cri, image: str,
 
         assert ns(one, "uts") == ns(two, "uts")
         assert exec_sync(cri, one, "hostname").stdout.strip() == b"sharing-host"
+        # POSIX shared memory (a file in /dev/shm) is the pod's, as its System V IPC.
+        exec_sync(cri, one, "sh", "-c", "echo shared > /dev/shm/segment")
+        assert exec_sync(cri, two, "cat", "/dev/shm/segment").stdout == b"shared\n"
         # The infra container and every container are under the cgroup parent.
         root = Path("/sys/fs/cgroup")
         base = root if (root / "cgroup.controllers").exists() else root / "pids"

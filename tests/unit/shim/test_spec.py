@@ -191,3 +191,14 @@ def test_shared_propagation_needs_runc_or_crun() -> None:
     with pytest.raises(InvalidArgument, match="muelle-runtime"):
         spec.check_propagation(mounts, "muelle")
     assert spec.rootfs_propagation([{"options": ["rbind", "rshared"]}]) == "rshared"
+
+
+def test_a_shareable_shm_replaces_the_containers_tmpfs() -> None:
+    from services.shim import shm
+
+    config = build()
+    shm.use(config, "/var/lib/muelle/shim/containers/x/shm")
+    dev_shm = [m for m in config["mounts"] if m["destination"] == "/dev/shm"]
+    assert dev_shm == [{"destination": "/dev/shm", "type": "bind",
+                        "source": "/var/lib/muelle/shim/containers/x/shm",
+                        "options": ["rbind", "nosuid", "noexec", "nodev"]}]

@@ -8,12 +8,12 @@ import os
 from k8s.cri.v1 import api_pb2
 from muelle.engine.v1 import engine_pb2, engine_pb2_grpc
 
-from services.core.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound
 from services.cri import records, stats
 from services.cri.events import Events
 from services.cri.logs import Logs
 from services.cri.records import Record
 from services.cri.sandboxes import host_network, pod_hostname
+from vocab.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound
 
 _STATES = {"created": api_pb2.CONTAINER_CREATED, "running": api_pb2.CONTAINER_RUNNING,
            "paused": api_pb2.CONTAINER_RUNNING, "exited": api_pb2.CONTAINER_EXITED}

@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterator
 from k8s.cri.v1 import api_pb2
 from muelle.engine.v1 import engine_pb2, engine_pb2_grpc
 
-from services.core.errors import MuelleError, NotFound, ResourceExhausted
 from services.core.logging import get_logger
+from vocab.errors import MuelleError, NotFound, ResourceExhausted
 
 # The statuses an event carries: (the pod's status or None, its containers' statuses).
 Describe = Callable[[str], tuple[api_pb2.PodSandboxStatus | None, list[api_pb2.ContainerStatus]]]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from services.core.errors import NotFound
+from vocab.errors import NotFound
 
 BUILT_IN = {"runc": "runc", "crun": "crun", "muelle-runtime": "muelle", "muelle": "muelle"}
 

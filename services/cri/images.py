@@ -10,7 +10,7 @@ from k8s.cri.v1 import api_pb2
 from muelle.engine.v1 import engine_pb2, engine_pb2_grpc
 from muelle.types.v1 import types_pb2
 
-from services.core.errors import InvalidArgument, NotFound, Unimplemented
+from vocab.errors import InvalidArgument, NotFound, Unimplemented
 
 
 def to_image(detail: engine_pb2.ImageDetail) -> api_pb2.Image:

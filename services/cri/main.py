@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import grpc
 from k8s.cri.v1 import api_pb2, api_pb2_grpc
@@ -19,7 +20,6 @@ from muelle.engine.v1 import engine_pb2_grpc
 
 from services.core.client import connect
 from services.core.config import Config
-from services.core.errors import InvalidArgument, MuelleError, NotFound
 from services.core.logging import get_logger
 from services.core.main import service_main
 from services.cri.cni import Cni
@@ -29,6 +29,7 @@ from services.cri.images import Images
 from services.cri.logs import Logs
 from services.cri.sandboxes import Sandboxes
 from services.cri.streaming.server import StreamServer
+from vocab.errors import MuelleError, NotFound
 
 SERVICE_NAMES = ("runtime.v1.RuntimeService", "runtime.v1.ImageService")
 
@@ -41,11 +42,9 @@ def factory(cfg: Config) -> tuple[Callable[[grpc.Server], None], Sequence[str],
     events = Events(engine)
     containers = Containers(engine, Logs(engine), events, store_dir)
     cni = None
-    if cfg.cri.network == "cni":
-        cni = Cni(cfg.cri.cni_conf_dir, cfg.cri.cni_bin_dir, cfg.state_dir("cri") / "cni")
-    elif cfg.cri.network != "bridge":
-        raise InvalidArgument(f"[cri] network = {cfg.cri.network!r}: want \"bridge\" or "
-                              "\"cni\"")
+    if cfg.cri.cni_conf_dir:  # else pods are on the shim's bridge
+        cni = Cni(Path(cfg.cri.cni_conf_dir), cfg.cri.cni_bin_dir, cfg.state_dir("cri"),
+                  cfg.run)
     sandboxes = Sandboxes(engine, cfg.cri, events, store_dir, cni)
 
     def describe(sandbox_id: str) -> tuple[api_pb2.PodSandboxStatus | None,

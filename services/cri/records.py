@@ -18,8 +18,8 @@ from google.protobuf.message import DecodeError
 from k8s.cri.v1 import api_pb2
 from muelle.engine.v1 import engine_pb2, engine_pb2_grpc
 
-from services.core import timefmt
-from services.core.errors import InvalidArgument, NotFound
+from vocab import timefmt
+from vocab.errors import InvalidArgument, NotFound
 
 PREFIX = "io.muelle.cri."
 KIND = PREFIX + "kind"  # "sandbox" or "container"

@@ -22,13 +22,13 @@ from muelle.engine.v1 import engine_pb2, engine_pb2_grpc
 from muelle.types.v1 import types_pb2
 
 from services.core.config import CriConfig
-from services.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.core.logging import get_logger
 from services.cri import records, stats
-from services.cri.cni import Cni, PortMapping
+from services.cri.cni import Cni, NetworkList
 from services.cri.events import Events
 from services.cri.handlers import Handlers
 from services.cri.records import Record
+from vocab.errors import FailedPrecondition, InvalidArgument, NotFound
 
 HOST_NAME_MAX = 64  # what sethostname(2) takes
 _PROTOCOLS = {api_pb2.TCP: "tcp", api_pb2.UDP: "udp"}
@@ -53,9 +53,9 @@ class Sandboxes:
         self.engine = engine
         self.cfg = cfg
         self.handlers = Handlers(cfg.runtime_handlers)
-        self.cni = cni  # None: pods on the shim's bridge
         self.events = events
         self.layer_fs = layer_fs  # the image store's directory, where writable layers are
+        self.cni = cni  # pod networks by CNI plugins ([cri] cni_conf_dir), else the shim's
 
     def run(self, config: api_pb2.PodSandboxConfig, handler: str = "") -> str:
         """Start the pod's infra container with the runtime of ``handler``."""
@@ -72,15 +72,12 @@ class Sandboxes:
                 ports.append(types_pb2.NetworkPort(
                     container_port=pm.container_port, protocol=_PROTOCOLS[pm.protocol],
                     host_ip=pm.host_ip, host_port=pm.host_port))
+        network = None
+        if self.cni is not None and not host_network(config):
+            network = self.cni.network()  # a broken config fails before anything is made
+            ports = []  # the portmap plugin publishes them (cni.port_mappings)
         self._ensure_image()
         ns = config.linux.security_context.namespace_options
-        cni = self.cni if self.cni is not None and not host_network(config) else None
-        if cni is not None:
-            # CNI makes the network in the infra container's own namespace ("none").
-            ports = []
-            network_mode = "none"
-        else:
-            network_mode = "host" if host_network(config) else ""
         req = engine_pb2.CreateContainerRequest(
             image=self.cfg.sandbox_image,
             name=records.engine_name("k8s", "POD", meta.name, meta.namespace, meta.uid,
@@ -88,7 +85,8 @@ class Sandboxes:
             labels={records.KIND: "sandbox", records.CONFIG: records.encode(config),
                     records.HANDLER: handler},
             runtime=runtime,
-            network_mode=network_mode,
+            # CNI: an empty namespace (loopback only) that the plugins wire.
+            network_mode="host" if host_network(config) else "none" if network else "",
             hostname="" if host_network(config) else pod_hostname(config),
             ports=ports,
             dns=config.dns_config.servers, dns_search=config.dns_config.searches,
@@ -113,8 +111,8 @@ class Sandboxes:
         sid = self.engine.CreateContainer(req).id
         try:
             self.engine.StartContainer(engine_pb2.StartContainerRequest(container=sid))
-            if cni is not None:
-                cni.add(sid, self._netns(sid), _cni_ports(config))
+            if network is not None:
+                self._attach(sid, config, network)
         except BaseException:
             self._remove_quietly(sid)
             raise
@@ -126,17 +124,15 @@ class Sandboxes:
                           namespace=meta.namespace)
         return sid
 
-    def _netns(self, sid: str) -> str:
-        """The running infra container's network namespace, on this host ("" if gone)."""
-        detail = self.engine.InspectContainer(engine_pb2.InspectContainerRequest(
-            container=sid))
-        return f"/proc/{detail.state.pid}/ns/net" \
-            if detail.state.running and detail.state.pid > 0 else ""
-
-    def _cni_delete(self, sid: str) -> None:
-        if self.cni is not None and self.cni.cached(sid) is not None:
-            with contextlib.suppress(NotFound):
-                self.cni.delete(sid, self._netns(sid))
+    def _attach(self, sid: str, config: api_pb2.PodSandboxConfig,
+                network: NetworkList) -> None:
+        """ADD the running infra container's namespace to the CNI network."""
+        assert self.cni is not None
+        detail = self.engine.InspectContainer(engine_pb2.InspectContainerRequest(container=sid))
+        if not detail.state.running or detail.state.pid <= 0:
+            raise FailedPrecondition(f"pod sandbox {sid[:12]} exited before its network "
+                                     f"was set up: {detail.state.error or 'no process'}")
+        self.cni.attach(sid, detail.state.pid, config, network)
 
     def _ensure_image(self) -> None:
         try:
@@ -163,13 +159,22 @@ class Sandboxes:
         that is stopped, or gone, is no error (the kubelet retries)."""
         found = records.lookup(self.engine, ref, "sandbox")
         if found is None:
+            self._detach_orphan(ref)
             return
         record, _ = found
         for member in self.members(record.id):
             if member.state in ("running", "paused"):
                 self._stop(member.id, 0)
-        self._cni_delete(record.id)  # while its namespace still exists
         self._stop(record.id, 0)
+        if self.cni is not None:  # containerd's order: the infra container, then the network
+            self.cni.detach(record.id)
+
+    def _detach_orphan(self, sid: str) -> None:
+        """DEL a pod whose infra container went by another way (`muelle rm -f`, a lost
+        engine root) but whose network is still attached: the kubelet's stop and remove
+        of it are the only calls that will ever come."""
+        if self.cni is not None and self.cni.record(sid) is not None:
+            self.cni.detach(sid)
 
     def _stop(self, cid: str, timeout: int) -> None:
         with contextlib.suppress(NotFound):  # removed meanwhile
@@ -181,11 +186,13 @@ class Sandboxes:
         Idempotent like stop."""
         found = records.lookup(self.engine, ref, "sandbox")
         if found is None:
+            self._detach_orphan(ref)
             return
         record, _ = found
         for member in self.members(record.id):
             self._remove(member.id, record.id)
-        self._cni_delete(record.id)  # not stopped first: the plugins still free its address
+        if self.cni is not None:  # a no-op after stop; DEL before the record goes
+            self.cni.detach(record.id)
         self._remove(record.id, record.id)
 
     def resume(self) -> None:
@@ -211,9 +218,8 @@ class Sandboxes:
             raise FailedPrecondition(f"pod sandbox {record.id} is not ready")
         if host_network(record.sandbox_config()):
             return "127.0.0.1"
-        cached = self.cni.cached(record.id) if self.cni is not None else None
-        if cached is not None:
-            return str(cached.get("ip", ""))
+        if self.cni is not None and (ips := self.cni.ips(record.id)):
+            return ips[0]
         if not detail.networks or not detail.networks[0].ip_address:
             raise FailedPrecondition(f"pod sandbox {record.id} has no address")
         return detail.networks[0].ip_address
@@ -229,9 +235,10 @@ class Sandboxes:
             id=status.id, metadata=status.metadata, state=status.state,
             created_at=status.created_at, labels=status.labels,
             annotations=status.annotations, runtime_handler=status.runtime_handler)
-        cached = self.cni.cached(record.id) if self.cni is not None else None
-        if detail.state.running and cached is not None:
-            out.network.ip = str(cached.get("ip", ""))
+        if self.cni is not None and (ips := self.cni.ips(record.id)):
+            # From the ADD result while the pod is attached (containerd: until stop).
+            out.network.ip = ips[0]
+            out.network.additional_ips.extend(api_pb2.PodIP(ip=ip) for ip in ips[1:])
         elif detail.state.running and not host_network(config) and detail.networks:
             out.network.ip = detail.networks[0].ip_address
         ns = config.linux.security_context.namespace_options
@@ -268,11 +275,6 @@ class Sandboxes:
                 continue
             out.append(sandbox)
         return out
-
-
-def _cni_ports(config: api_pb2.PodSandboxConfig) -> list[PortMapping]:
-    return [PortMapping(pm.host_port, pm.container_port, _PROTOCOLS[pm.protocol], pm.host_ip)
-            for pm in config.port_mappings if pm.host_port]
 
 
 def to_sandbox(record: Record, config: api_pb2.PodSandboxConfig) -> api_pb2.PodSandbox:

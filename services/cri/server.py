@@ -13,13 +13,13 @@ import grpc
 from k8s.cri.v1 import api_pb2, api_pb2_grpc
 from muelle.engine.v1 import engine_pb2, engine_pb2_grpc
 
-from services.core.errors import InvalidArgument, MuelleError, Unimplemented
-from services.core.version import VERSION
 from services.cri.containers import Containers
 from services.cri.events import Events
 from services.cri.images import Images
 from services.cri.sandboxes import Sandboxes
 from services.cri.streaming.server import Session, StreamServer
+from vocab.errors import InvalidArgument, MuelleError, Unimplemented
+from vocab.version import VERSION
 
 Ctx = grpc.ServicerContext
 RUNTIME_NAME = "muelle"
@@ -61,14 +61,14 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             ready, reason, message = False, "EngineUnavailable", str(exc)
         conditions.append(api_pb2.RuntimeCondition(type="RuntimeReady", status=ready,
                                                    reason=reason, message=message))
-        # Pods on the shim's bridge: ready whenever the engine is; with CNI, once there
-        # is a network configuration (containerd's "cni config uninitialized").
+        # Pod networks on the shim's bridge are ready whenever the engine is; with CNI,
+        # when its config dir has a network too (containerd's NetworkPluginNotReady).
         cni = self.sandboxes.cni
-        not_ready = cni.ready() if cni is not None and ready else ""
-        conditions.append(api_pb2.RuntimeCondition(
-            type="NetworkReady", status=ready and not not_ready,
-            reason="NetworkPluginNotReady" if not_ready else reason,
-            message=not_ready or message))
+        if ready and cni is not None:
+            ready, message = cni.ready()
+            reason = "" if ready else "NetworkPluginNotReady"
+        conditions.append(api_pb2.RuntimeCondition(type="NetworkReady", status=ready,
+                                                   reason=reason, message=message))
         return api_pb2.StatusResponse(
             status=api_pb2.RuntimeStatus(conditions=conditions),
             runtime_handlers=[api_pb2.RuntimeHandler(name=name)

@@ -12,14 +12,14 @@ import re
 import signal as signalmod
 
 from muelle.engine.v1 import engine_pb2
-from muelle.runtime.v1 import runtime_pb2
+from muelle.shim.v1 import shim_pb2
 from muelle.types.v1 import types_pb2
 
 from services.core import cpuset, numbers
-from services.core.errors import InvalidArgument
 from services.core.restart_policy import parse as restart_policy_parse
 from services.gateway import inputs, userns
 from services.gateway.merge import Merged
+from vocab.errors import InvalidArgument
 
 MIN_MEMORY = 6 * 1024 * 1024  # docker's minimum memory limit
 CPU_PERIOD = 100_000  # microseconds, the CFS default docker uses with --cpus
@@ -119,7 +119,7 @@ def restart_policy(req: engine_pb2.CreateContainerRequest) -> str:
     return policy.text()
 
 
-def resources(req: engine_pb2.CreateContainerRequest) -> runtime_pb2.Resources:
+def resources(req: engine_pb2.CreateContainerRequest) -> shim_pb2.Resources:
     """Docker's checks of the resource options, then the cgroup values."""
     if req.memory < 0:
         raise InvalidArgument("invalid memory limit: must not be negative")
@@ -149,7 +149,7 @@ def resources(req: engine_pb2.CreateContainerRequest) -> runtime_pb2.Resources:
     if req.nano_cpus and quota < 1000:  # the kernel refuses quotas under 1 ms
         raise InvalidArgument("Range of CPUs is from 0.01 to "
                               f"{ncpu}.00, as there are only {ncpu} CPUs available")
-    return runtime_pb2.Resources(
+    return shim_pb2.Resources(
         memory_limit=req.memory,
         memory_swap=req.memory_swap,
         pids_limit=max(0, req.pids_limit),
@@ -161,7 +161,7 @@ def resources(req: engine_pb2.CreateContainerRequest) -> runtime_pb2.Resources:
     )
 
 
-def update_resources(req: engine_pb2.UpdateContainerRequest) -> runtime_pb2.Resources:
+def update_resources(req: engine_pb2.UpdateContainerRequest) -> shim_pb2.Resources:
     """`docker update`'s checks, then the changed cgroup values (0 / empty: unchanged;
     the shim checks what depends on the container's current limits)."""
     if req.memory < 0 or 0 < req.memory < MIN_MEMORY:
@@ -186,7 +186,7 @@ def update_resources(req: engine_pb2.UpdateContainerRequest) -> runtime_pb2.Reso
         quota, period = req.nano_cpus * CPU_PERIOD // 1_000_000_000, CPU_PERIOD
         if quota < 1000:
             raise InvalidArgument("CPU quota below 0.01 CPUs")
-    return runtime_pb2.Resources(
+    return shim_pb2.Resources(
         memory_limit=req.memory, memory_swap=req.memory_swap, pids_limit=req.pids_limit,
         cpu_quota=quota, cpu_period=period, cpu_shares=req.cpu_shares,
         cpuset_cpus=req.cpuset_cpus, cpuset_mems=req.cpuset_mems)
@@ -308,12 +308,12 @@ def check_sysctls(sysctls: dict[str, str], host_network: bool) -> None:
 
 def container_spec(req: engine_pb2.CreateContainerRequest, merged: Merged,
                    userns_remap: list[types_pb2.IDMapping] | None = None,
-                   ) -> tuple[runtime_pb2.ContainerSpec, list[str]]:
+                   ) -> tuple[shim_pb2.ContainerSpec, list[str]]:
     """The shim's ContainerSpec for ``req`` merged with the image; plus warnings."""
     nnp, seccomp, warnings = security(list(req.security_opt))
     log_size, log_files = log_limits(dict(req.log_opts))
     check_signal(merged.stop_signal)
-    spec = runtime_pb2.ContainerSpec(
+    spec = shim_pb2.ContainerSpec(
         args=merged.args,
         env=merged.env,
         cwd=merged.working_dir,

@@ -20,11 +20,8 @@ from pathlib import Path
 
 from muelle.types.v1 import types_pb2
 
-from services.core import digest as digestmod
-from services.core import reference
 from services.core.cancel import Cancel
 from services.core.config import ImageStoreConfig
-from services.core.errors import Cancelled, DataLoss, ResourceExhausted, Unavailable
 from services.core.logging import get_logger
 from services.imagestore.content import ContentStore
 from services.imagestore.follow import FollowReader, Growing
@@ -34,6 +31,9 @@ from services.imagestore.metadata import ImageRecord, Metadata
 from services.imagestore.registry_client import RegistryClient, for_pull
 from services.imagestore.snapshots import Snapshots
 from services.imagestore.unpack import unpack
+from vocab import digest as digestmod
+from vocab import reference
+from vocab.errors import Cancelled, DataLoss, ResourceExhausted, Unavailable
 
 CONCURRENT_DOWNLOADS = 3  # Docker's default (SPECS.md §8)
 # An image config is read whole into memory (manifests are capped at 4 MiB by the

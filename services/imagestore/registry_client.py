@@ -13,8 +13,8 @@ from muelle.types.v1 import types_pb2
 
 from services.core.cancel import Cancel
 from services.core.client import connect
-from services.core.errors import FailedPrecondition
-from services.core.tls import TlsFiles
+from vocab.channel import TlsFiles
+from vocab.errors import FailedPrecondition
 
 
 @dataclass

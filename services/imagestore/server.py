@@ -12,11 +12,11 @@ from muelle.types.v1 import types_pb2
 
 from services.core import config as configmod
 from services.core.cancel import Cancel
-from services.core.errors import InvalidArgument
 from services.imagestore import buildstep
 from services.imagestore.metadata import ImageRecord
 from services.imagestore.registry_client import GrpcRegistryClient
 from services.imagestore.store import ImageStore
+from vocab.errors import InvalidArgument
 
 
 def image_config(doc: dict[str, Any]) -> types_pb2.ImageConfig:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.core.errors import InvalidArgument
+from vocab.errors import InvalidArgument
 
 DEFAULT_TOKEN_TTL = 60.0
 # Refresh a little early so a token does not expire in flight.

@@ -20,17 +20,7 @@ from typing import Any
 import httpx
 
 from services.core.config import RegistryConfig
-from services.core.errors import (
-    InvalidArgument,
-    MuelleError,
-    NotFound,
-    PermissionDenied,
-    Unauthenticated,
-    Unavailable,
-)
 from services.core.logging import get_logger
-from services.core.reference import DEFAULT_DOMAIN, is_loopback
-from services.core.version import VERSION
 from services.registry.auth import (
     Challenge,
     TokenCache,
@@ -38,6 +28,16 @@ from services.registry.auth import (
     parse_challenges,
     scope_for,
 )
+from vocab.errors import (
+    InvalidArgument,
+    MuelleError,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+    Unavailable,
+)
+from vocab.reference import DEFAULT_DOMAIN, is_loopback
+from vocab.version import VERSION
 
 DOCKER_HUB_API = "registry-1.docker.io"
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
@@ -327,7 +327,7 @@ class RegistryHTTP:
         after = resp.headers.get("Retry-After", "")
         if after.isdigit():
             return min(float(after), _MAX_RETRY_AFTER)
-        return min(0.25 * (2**attempt), _MAX_RETRY_AFTER)
+        return min(0.25 * 2.0**attempt, _MAX_RETRY_AFTER)
 
     def _auth_header(self, domain: str, scope: str) -> dict[str, str]:
         token = self._tokens.get(domain, scope) or self._bearer.get(domain)

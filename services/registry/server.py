@@ -11,8 +11,6 @@ import grpc
 from muelle.registry.v1 import registry_pb2, registry_pb2_grpc
 from muelle.types.v1 import types_pb2
 
-from services.core import reference as refmod
-from services.core.errors import InvalidArgument
 from services.registry.auth import host_of
 from services.registry.cache import BlobCache
 from services.registry.descriptors import Descriptor, Platform
@@ -20,6 +18,8 @@ from services.registry.login import Logins
 from services.registry.manifests import ManifestContent
 from services.registry.push import Pusher
 from services.registry.resolver import Resolver
+from vocab import reference as refmod
+from vocab.errors import InvalidArgument
 
 
 def platform_from_pb(msg: types_pb2.Platform) -> Platform:

@@ -19,21 +19,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from muelle.runtime.v1 import runtime_pb2
+from muelle.shim.v1 import shim_pb2
 from muelle.types.v1 import types_pb2
 
 from services.core import modes
 from services.core.config import Config
-from services.core.errors import (
-    AlreadyExists,
-    FailedPrecondition,
-    InvalidArgument,
-    MuelleError,
-    NotFound,
-    ResourceExhausted,
-    no_space,
-)
 from services.core.logging import get_logger
 from services.runtime import cgroups
 from services.runtime.store import proc_start_time
@@ -64,6 +56,15 @@ from services.shim.runtimes import Runtime, Runtimes
 from services.shim.spawner import Spawner
 from services.shim.store import ContainerDir, Store, pid_alive, read_json, write_json
 from services.shim.volumes import VolumeStore
+from vocab.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    MuelleError,
+    NotFound,
+    ResourceExhausted,
+    no_space,
+)
 
 CREATE_TIMEOUT = 120.0
 POLL = 0.02  # seconds between checks where no pidfd is at hand
@@ -84,7 +85,7 @@ class Status:
     runtime: str = ""
     bundle: str = ""
     error: str = ""
-    volume_mounts: list[dict] = field(default_factory=list)
+    volume_mounts: list[dict[str, Any]] = field(default_factory=list)
     restart_count: int = 0
 
 
@@ -211,7 +212,7 @@ class Shim:
 
     # ---------------------------------------------------------------- lifecycle
 
-    def create(self, cid: str, cspec: runtime_pb2.ContainerSpec,
+    def create(self, cid: str, cspec: shim_pb2.ContainerSpec,
                rootfs: Sequence[types_pb2.Mount], runtime_name: str = "") -> str:
         # The runtime's cgroup join (~20 ms from now) waits for an RCU grace period unless
         # one passed lately: start one now (services/runtime/cgroups: prime_migration).
@@ -359,7 +360,7 @@ class Shim:
         return ["--log-max-size", str(size), "--log-max-files", str(files)]
 
     @staticmethod
-    def _read_sync(fd: int, timeout: float) -> dict:
+    def _read_sync(fd: int, timeout: float) -> dict[str, Any]:
         data = b""
         deadline = time.monotonic() + timeout
         while b"\n" not in data:
@@ -460,7 +461,7 @@ class Shim:
             self._update_meta(cid, restart_count=int(self._meta(cid).get("restart_count", 0)) + 1)
             self._start(cid)
 
-    def _meta(self, cid: str) -> dict:
+    def _meta(self, cid: str) -> dict[str, Any]:
         return self.store.dir(cid).read_meta()
 
     def _update_meta(self, cid: str, **changes: object) -> None:
@@ -557,7 +558,7 @@ class Shim:
             self._runtime_of(cdir).resume(cid)
         get_logger(container=cid[:12]).info("resumed")
 
-    def update(self, cid: str, res: runtime_pb2.Resources) -> runtime_pb2.Resources:
+    def update(self, cid: str, res: shim_pb2.Resources) -> shim_pb2.Resources:
         """New resource limits (services/shim/update.py): live in the cgroup of a
         container that has processes (created, running, paused), and in its bundle."""
         with self._lock(cid):
@@ -660,7 +661,7 @@ class Shim:
         self._wait_stopped(cid, None, cancelled)
         return self.state(cid)
 
-    def _namespace_peers(self, cspec: runtime_pb2.ContainerSpec) -> dict[str, str]:
+    def _namespace_peers(self, cspec: shim_pb2.ContainerSpec) -> dict[str, str]:
         """kind -> namespace path of the running container that ipc_mode / pid_mode /
         uts_mode name ("container:<id>")."""
         out = {}
@@ -879,9 +880,9 @@ class Shim:
         self.volumes.forget_containers({c.id for c in self.store.all()})
 
 
-def userns_maps(meta: dict) -> usernsmod.Maps | None:
+def userns_maps(meta: dict[str, Any]) -> usernsmod.Maps | None:
     """The user namespace maps meta.json keeps (JSON lists back into tuples)."""
     maps = meta.get("userns")
     if not maps:
         return None
-    return (tuple(tuple(r) for r in maps[0]), tuple(tuple(r) for r in maps[1]))  # type: ignore[return-value]
+    return (tuple(tuple(r) for r in maps[0]), tuple(tuple(r) for r in maps[1]))

@@ -14,10 +14,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from services.core.errors import FailedPrecondition
 from services.runtime import linux
 from services.shim import mounts
 from services.shim.store import ContainerDir
+from vocab.errors import FailedPrecondition
 
 SHAREABLE = "shareable"
 

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from muelle.runtime.v1 import runtime_pb2
+from muelle.shim.v1 import shim_pb2
 
-from services.core.errors import InvalidArgument
 from services.runtime import cgroups
 from services.shim import spec
 from services.shim.store import ContainerDir, read_json, write_json
+from vocab.errors import InvalidArgument
 
 
-def changes(res: runtime_pb2.Resources) -> dict[str, Any]:
+def changes(res: shim_pb2.Resources) -> dict[str, Any]:
     """The OCI ``linux.resources`` entries the set fields of ``res`` change, checked as
     Create checks them. A memory limit without memory+swap gets create's default (twice
     the limit), so the two stay consistent."""
@@ -29,7 +29,7 @@ def changes(res: runtime_pb2.Resources) -> dict[str, Any]:
     if res.memory_swap and not res.memory_limit:
         # create's check would say "always set the memory limit"; an update may change
         # memory+swap alone when the container has a memory limit: checked on merge.
-        out = spec.resources(runtime_pb2.Resources(
+        out = spec.resources(shim_pb2.Resources(
             cpu_quota=res.cpu_quota, cpu_period=res.cpu_period, cpu_shares=res.cpu_shares,
             cpuset_cpus=res.cpuset_cpus, cpuset_mems=res.cpuset_mems), privileged=False)
         out["memory"] = {"swap": res.memory_swap}
@@ -59,9 +59,9 @@ def merged(current: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def to_message(resources: dict[str, Any]) -> runtime_pb2.Resources:
+def to_message(resources: dict[str, Any]) -> shim_pb2.Resources:
     memory, cpu = resources.get("memory") or {}, resources.get("cpu") or {}
-    return runtime_pb2.Resources(
+    return shim_pb2.Resources(
         memory_limit=max(0, memory.get("limit") or 0), memory_swap=memory.get("swap") or 0,
         pids_limit=max(0, (resources.get("pids") or {}).get("limit") or 0),
         cpu_quota=max(0, cpu.get("quota") or 0), cpu_period=cpu.get("period") or 0,
@@ -69,8 +69,8 @@ def to_message(resources: dict[str, Any]) -> runtime_pb2.Resources:
         cpuset_mems=cpu.get("mems") or "")
 
 
-def apply(cdir: ContainerDir, res: runtime_pb2.Resources, cgroups_path: str,
-          live: bool) -> runtime_pb2.Resources:
+def apply(cdir: ContainerDir, res: shim_pb2.Resources, cgroups_path: str,
+          live: bool) -> shim_pb2.Resources:
     """Change the bundle's limits and, when ``live`` (the container has processes), its
     cgroup's: the cgroup first, so a value the kernel refuses leaves the bundle as it
     was. The caller holds the container's lock."""

@@ -19,7 +19,7 @@ import grpc
 import pytest
 from k8s.cri.v1 import api_pb2, api_pb2_grpc
 
-from services.core import launcher
+from engine import launcher
 from tests.support import spdy_client
 from tests.support.engine import Engine
 

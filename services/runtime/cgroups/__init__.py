@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from services.core.errors import FailedPrecondition, InvalidArgument
+from vocab.errors import FailedPrecondition, InvalidArgument
 
 if TYPE_CHECKING:
     from threading import Thread

@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from services.core.errors import FailedPrecondition
 from services.runtime.cgroups import (
     prime_migration,
     read_pids,
@@ -16,6 +15,7 @@ from services.runtime.cgroups import (
     write_limit,
 )
 from services.runtime.log import get_logger
+from vocab.errors import FailedPrecondition
 
 CONTROLLERS = ("memory", "pids", "cpu", "cpuacct", "cpuset", "devices", "freezer", "blkio",
                "hugetlb", "net_cls", "net_prio")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from services.core.errors import FailedPrecondition
 from services.runtime.cgroups import (
     prime_migration,
     read_pids,
@@ -15,6 +14,7 @@ from services.runtime.cgroups import (
     write_limit,
 )
 from services.runtime.log import get_logger
+from vocab.errors import FailedPrecondition
 
 WANTED = ("cpu", "cpuset", "io", "memory", "pids", "hugetlb")
 

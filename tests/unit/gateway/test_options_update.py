@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from muelle.engine.v1 import engine_pb2
 
-from services.core.errors import InvalidArgument
 from services.gateway import options
+from vocab.errors import InvalidArgument
 
 
 @pytest.mark.parametrize(("given", "want"), [

@@ -8,15 +8,15 @@ import httpx
 import pytest
 
 from services.core.config import RegistryConfig
-from services.core.errors import (
+from services.registry.auth import TokenCache, load_credentials, parse_challenges
+from services.registry.http import RegistryHTTP, map_error
+from vocab.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
     Unauthenticated,
     Unavailable,
 )
-from services.registry.auth import TokenCache, load_credentials, parse_challenges
-from services.registry.http import RegistryHTTP, map_error
 
 from .fakeupstream import HOST, Upstream
 

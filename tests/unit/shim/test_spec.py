@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from muelle.runtime.v1 import runtime_pb2 as pb
+from muelle.shim.v1 import shim_pb2 as pb
 
 from services.core import capabilities as core_caps
-from services.core.errors import InvalidArgument
 from services.shim import spec
 from services.shim.users import User
+from vocab.errors import InvalidArgument
 
 CID = "ab" * 32
 

@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import pytest
-from muelle.runtime.v1 import runtime_pb2
+from muelle.shim.v1 import shim_pb2
 
-from services.core.errors import InvalidArgument
 from services.shim import update
+from vocab.errors import InvalidArgument
 
 MIB = 1024 * 1024
 
 
 def test_only_the_fields_set_change() -> None:
-    assert update.changes(runtime_pb2.Resources(cpu_shares=512)) == {"cpu": {"shares": 512}}
-    assert update.changes(runtime_pb2.Resources()) == {}
+    assert update.changes(shim_pb2.Resources(cpu_shares=512)) == {"cpu": {"shares": 512}}
+    assert update.changes(shim_pb2.Resources()) == {}
     # A memory limit brings create's default memory+swap along (twice the limit).
-    assert update.changes(runtime_pb2.Resources(memory_limit=64 * MIB)) == {
+    assert update.changes(shim_pb2.Resources(memory_limit=64 * MIB)) == {
         "memory": {"limit": 64 * MIB, "swap": 128 * MIB}}
-    assert update.changes(runtime_pb2.Resources(pids_limit=-1)) == {"pids": {"limit": -1}}
+    assert update.changes(shim_pb2.Resources(pids_limit=-1)) == {"pids": {"limit": -1}}
 
 
 def test_merged_keeps_what_did_not_change() -> None:
@@ -30,13 +30,13 @@ def test_merged_keeps_what_did_not_change() -> None:
 
 
 @pytest.mark.parametrize(("current", "res", "message"), [
-    ({}, runtime_pb2.Resources(memory_limit=1024), "6MB"),
-    ({}, runtime_pb2.Resources(memory_swap=256 * MIB), "without a memory limit"),
+    ({}, shim_pb2.Resources(memory_limit=1024), "6MB"),
+    ({}, shim_pb2.Resources(memory_swap=256 * MIB), "without a memory limit"),
     ({"memory": {"limit": 512 * MIB, "swap": 1024 * MIB}},
-     runtime_pb2.Resources(memory_swap=256 * MIB), "larger than memory limit"),
-    ({}, runtime_pb2.Resources(pids_limit=-5), "pids limit"),
+     shim_pb2.Resources(memory_swap=256 * MIB), "larger than memory limit"),
+    ({}, shim_pb2.Resources(pids_limit=-5), "pids limit"),
 ])
-def test_bad_values_are_refused(current: dict, res: runtime_pb2.Resources,
+def test_bad_values_are_refused(current: dict, res: shim_pb2.Resources,
                                 message: str) -> None:
     with pytest.raises(InvalidArgument, match=message):
         update.merged(current, update.changes(res))

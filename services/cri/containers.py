@@ -18,11 +18,12 @@ from vocab.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, 
 
 _STATES = {"created": api_pb2.CONTAINER_CREATED, "running": api_pb2.CONTAINER_RUNNING,
            "paused": api_pb2.CONTAINER_RUNNING, "exited": api_pb2.CONTAINER_EXITED}
-# CRI mount propagation -> engine.v1's (Kubernetes' None and HostToContainer). Not
-# Bidirectional: muelle's runtime makes the container's root a slave of the host's even
-# when asked for rshared, so what the container mounts would not reach the host.
+# CRI mount propagation -> engine.v1's (Kubernetes' None, HostToContainer, Bidirectional).
+# Bidirectional needs a pod whose runtime handler is runc or crun: the shim refuses it
+# for muelle-runtime, which keeps the container's root a slave of the host's.
 _PROPAGATION = {api_pb2.PROPAGATION_PRIVATE: "rprivate",
-                api_pb2.PROPAGATION_HOST_TO_CONTAINER: "rslave"}
+                api_pb2.PROPAGATION_HOST_TO_CONTAINER: "rslave",
+                api_pb2.PROPAGATION_BIDIRECTIONAL: "rshared"}
 # How long ContainerStatus of an exited container waits for its CRI log to be complete,
 # so that a reader who saw EXITED finds all the output in the file.
 LOG_FLUSH_WAIT = 5.0
@@ -143,7 +144,7 @@ def _propagation(m: api_pb2.Mount) -> str:
         name = api_pb2.MountPropagation.Name(m.propagation) \
             if m.propagation in api_pb2.MountPropagation.values() else str(m.propagation)
         raise InvalidArgument(f"mount {m.container_path}: propagation {name} is not "
-                              "supported (PROPAGATION_PRIVATE and HOST_TO_CONTAINER are)")
+                              "supported")
     return _PROPAGATION[m.propagation]
 
 

@@ -93,7 +93,8 @@ class Sandboxes:
             dns_options=config.dns_config.options,
             # On the infra container: its network and IPC namespaces are the pod's.
             sysctls=config.linux.sysctls,
-            ipc_mode="host" if ns.ipc == api_pb2.NODE else "",
+            # Shareable: the pod's containers share its /dev/shm with its IPC namespace.
+            ipc_mode="host" if ns.ipc == api_pb2.NODE else "shareable",
             pid_mode="host" if ns.pid == api_pb2.NODE else "",
             # A pod on the node's network has the node's hostname too (containerd).
             uts_mode="host" if host_network(config) else "",

@@ -26,6 +26,13 @@ RUNTIME_NAME = "muelle"
 CRI_API_VERSION = "v1"
 
 
+def _unimplemented(name: str, why: str = "is not implemented by muelle-cri yet"
+                   ) -> Callable[..., Any]:
+    def method(self: object, request: object, context: Ctx) -> Any:
+        raise Unimplemented(f"{name} {why}")
+    return method
+
+
 class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     def __init__(self, engine: engine_pb2_grpc.EngineStub, sandboxes: Sandboxes,
                  containers: Containers, streaming: StreamServer, events: Events) -> None:
@@ -143,23 +150,17 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         context.send_initial_metadata(())
         yield from events
 
-    def CheckpointContainer(self, request: api_pb2.CheckpointContainerRequest,  # noqa: N802
-                            context: Ctx) -> api_pb2.CheckpointContainerResponse:
-        # containerd 1.6 answers UNIMPLEMENTED too: muelle has no checkpoint/restore (CRIU).
-        raise Unimplemented("CheckpointContainer is not supported by muelle-cri (no "
-                            "checkpoint/restore)")
-
-    def ListMetricDescriptors(self, request: api_pb2.ListMetricDescriptorsRequest,  # noqa: N802
-                              context: Ctx) -> api_pb2.ListMetricDescriptorsResponse:
-        # As containerd 1.6 (whose CRI has no such method): the kubelet asks only with its
-        # alpha PodAndContainerStatsFromCRI gate, and takes UNIMPLEMENTED as "use cAdvisor".
-        raise Unimplemented("ListMetricDescriptors is not served by muelle-cri (as by "
-                            "containerd 1.6): pod metrics come from ListPodSandboxStats")
-
-    def ListPodSandboxMetrics(self, request: api_pb2.ListPodSandboxMetricsRequest,  # noqa: N802
-                              context: Ctx) -> api_pb2.ListPodSandboxMetricsResponse:
-        raise Unimplemented("ListPodSandboxMetrics is not served by muelle-cri (as by "
-                            "containerd 1.6): pod metrics come from ListPodSandboxStats")
+    # UNIMPLEMENTED as in containerd 1.6: muelle has no checkpoint/restore (CRIU), and
+    # containerd 1.6's CRI has no metrics methods (the kubelet asks only with its alpha
+    # PodAndContainerStatsFromCRI gate, and takes UNIMPLEMENTED as "use the stats RPCs").
+    CheckpointContainer = _unimplemented(
+        "CheckpointContainer", "is not supported by muelle-cri (no checkpoint/restore)")
+    ListMetricDescriptors = _unimplemented(
+        "ListMetricDescriptors", "is not served by muelle-cri (as by containerd 1.6): pod "
+        "metrics come from ListPodSandboxStats")
+    ListPodSandboxMetrics = _unimplemented(
+        "ListPodSandboxMetrics", "is not served by muelle-cri (as by containerd 1.6): pod "
+        "metrics come from ListPodSandboxStats")
 
     def ReopenContainerLog(self, request: api_pb2.ReopenContainerLogRequest,  # noqa: N802
                            context: Ctx) -> api_pb2.ReopenContainerLogResponse:
@@ -246,12 +247,6 @@ class ImageServicer(api_pb2_grpc.ImageServiceServicer):
     def ImageFsInfo(self, request: api_pb2.ImageFsInfoRequest,  # noqa: N802
                     context: Ctx) -> api_pb2.ImageFsInfoResponse:
         return self.images.fs_info()
-
-
-def _unimplemented(name: str) -> Callable[..., Any]:
-    def method(self: object, request: object, context: Ctx) -> Any:
-        raise Unimplemented(f"{name} is not implemented by muelle-cri yet")
-    return method
 
 
 def _fill_unimplemented(cls: type, service: str) -> None:

@@ -105,9 +105,10 @@ def _octal(text: str) -> int | None:
     return mode if mode <= _MAX_MODE else None
 
 
-# Not shared/rshared yet: muelle's runtime keeps the container's root a slave of the
-# host's, so the container's own mounts would not reach the host as asked.
-PROPAGATIONS = ("private", "rprivate", "slave", "rslave")
+# shared/rshared need runc or crun: muelle-runtime keeps the container's root a slave of
+# the host's, so the container's own mounts would not reach the host (the shim, which
+# knows the runtime, refuses them for it).
+PROPAGATIONS = ("private", "rprivate", "slave", "rslave", "shared", "rshared")
 
 
 def container_mounts(req: engine_pb2.CreateContainerRequest,

@@ -262,8 +262,10 @@ def check_request(req: engine_pb2.CreateContainerRequest) -> None:
 
 def namespace_mode(flag: str, mode: str) -> str:
     """An --ipc / --pid value as the shim takes it: "", "host" or "container:<ref>"."""
-    if mode in ("", "private") or (flag == "--ipc" and mode == "shareable"):
+    if mode in ("", "private"):
         return ""
+    if flag == "--ipc" and mode == "shareable":
+        return mode  # its /dev/shm on the host, for containers that join it
     if mode == "host" or (mode.startswith("container:") and mode[10:]):
         return mode
     raise InvalidArgument(f"invalid {flag} {mode!r}: use host or container:<name|id>")

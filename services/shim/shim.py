@@ -35,6 +35,7 @@ from services.shim import (
     logs,
     mounts,
     restart,
+    shm,
     spec,
     stats,
     update,
@@ -219,6 +220,7 @@ class Shim:
         cdir = self.store.dir(cid)
         log = get_logger(container=cid[:12])
         runtime = self.runtimes.get(runtime_name)
+        spec.check_propagation(cspec.volume_mounts, runtime.name)
         with self._lock(cid):
             try:
                 cdir.path.mkdir(mode=modes.PRIVATE_DIR)  # see access.py
@@ -242,6 +244,12 @@ class Shim:
                     userns_path=str(cdir.userns) if maps else "",
                     join_paths=self._namespace_peers(cspec),
                     host_devices=host_devices() if cspec.privileged else []))
+                if cspec.ipc_mode == shm.SHAREABLE:
+                    shm.use(config, shm.make(cdir, spec.SHM_SIZE))
+                elif cspec.ipc_mode.startswith("container:"):
+                    shared = self.store.dir(cspec.ipc_mode[10:])
+                    if shm.path(shared).exists():  # else: shares IPC, keeps its own shm
+                        shm.use(config, shm.of_peer(shared))
                 resolved = volume_mounts.prepare(cspec.volume_mounts, str(cdir.rootfs), cid,
                                                  self.volumes)
                 access.share(cdir, maps, resolved.records)
@@ -426,8 +434,10 @@ class Shim:
 
     @staticmethod
     def _unmount_rootfs(cdir: ContainerDir) -> None:
+        """The rootfs and the shareable /dev/shm (services/shim/shm.py)."""
         if cdir.rootfs.exists():
             mounts.unmount(str(cdir.rootfs))
+        shm.remove(cdir)
 
     def start(self, cid: str, unless_running: bool = False) -> int | None:
         """Start by hand: clears a `stop`, and (re)arms the restart policy. None: it was

@@ -315,9 +315,21 @@ def rootfs_propagation(mounts: list[dict[str, Any]]) -> str:
     default): a slave bind under a private root would not receive the host's mounts
     (runc's and containerd's rule)."""
     options = {o for m in mounts for o in m.get("options", [])}
+    if options & {"shared", "rshared"}:
+        return "rshared"  # a shared bind needs a shared root to reach the host
     if options & {"slave", "rslave"}:
         return "rslave"
     return ""
+
+
+def check_propagation(mounts: Sequence[types_pb2.VolumeMount], runtime: str) -> None:
+    """Shared (bidirectional) propagation only where the runtime gives it: runc and crun
+    do; muelle-runtime keeps the container's root a slave of the host's, so what the
+    container mounts would not reach the host."""
+    shared = [m.target for m in mounts if m.propagation in ("shared", "rshared")]
+    if shared and runtime == "muelle":
+        raise InvalidArgument(f"bind-propagation rshared of {shared[0]}: not supported by "
+                              "muelle-runtime (use runtime runc or crun)")
 
 
 def check_workdir(rootfs: str, cwd: str) -> None:

@@ -418,7 +418,8 @@ def _mount(*args: str) -> None:
 def test_host_to_container_mount_propagation(cri: Cri, image: str, tmp_path: Path) -> None:
     """Kubernetes' mountPropagation HostToContainer: what the host mounts under the volume
     later appears in the container (the host side is a shared mount, as the kubelet's
-    is). Bidirectional is refused (muelle's runtime keeps container mounts off the host)."""
+    is). Bidirectional is refused with muelle-runtime (it keeps container mounts off the
+    host)."""
     shared_dir = tmp_path / "shared"
     src = tmp_path / "src"
     for d in (shared_dir / "from-host", src):
@@ -448,7 +449,7 @@ def test_host_to_container_mount_propagation(cri: Cri, image: str, tmp_path: Pat
         code, msg = code_of(lambda: cri.rt.CreateContainer(api_pb2.CreateContainerRequest(
             pod_sandbox_id=sid, config=config("both", api_pb2.PROPAGATION_BIDIRECTIONAL),
             sandbox_config=pod)))
-        assert code == grpc.StatusCode.INVALID_ARGUMENT and "BIDIRECTIONAL" in msg
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "muelle-runtime" in msg
         cri.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sid))
     finally:
         for path in reversed(made):
@@ -736,10 +737,10 @@ def _rmdir_when_free(d: Path) -> None:
             time.sleep(0.1)
 
 
-def test_pod_shares_hostname_and_cgroup_parent(cri: Cri, image: str,
-                                               tmp_path: Path) -> None:
-    """The pod's containers share its UTS namespace (hostname: one's sethostname is the
-    pod's) and live in the cgroup the kubelet names (linux.cgroup_parent)."""
+def test_pod_shares_hostname_shm_and_cgroup_parent(cri: Cri, image: str,
+                                                   tmp_path: Path) -> None:
+    """The pod's containers share its UTS namespace (hostname) and its /dev/shm, and live
+    in the cgroup the kubelet names (linux.cgroup_parent)."""
     top = f"muelle-cri-test-{os.getpid()}"
     config = pod_config("sharing", tmp_path)
     config.linux.cgroup_parent = f"/{top}/podsharing"
@@ -754,6 +755,9 @@ def test_pod_shares_hostname_and_cgroup_parent(cri: Cri, image: str,
 
         assert ns(one, "uts") == ns(two, "uts")
         assert exec_sync(cri, one, "hostname").stdout.strip() == b"sharing-host"
+        # POSIX shared memory (a file in /dev/shm) is the pod's, as its System V IPC.
+        exec_sync(cri, one, "sh", "-c", "echo shared > /dev/shm/segment")
+        assert exec_sync(cri, two, "cat", "/dev/shm/segment").stdout == b"shared\n"
         # The infra container and every container are under the cgroup parent.
         root = Path("/sys/fs/cgroup")
         base = root if (root / "cgroup.controllers").exists() else root / "pids"
@@ -764,3 +768,44 @@ def test_pod_shares_hostname_and_cgroup_parent(cri: Cri, image: str,
         if sid:
             cri.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sid))
         _remove_cgroup_tree(top)
+
+
+def test_bidirectional_mount_propagation_with_runc(cri: Cri, image: str,
+                                                   tmp_path: Path) -> None:
+    """Kubernetes' mountPropagation Bidirectional, in a pod of runtime handler runc: what
+    the container mounts under the volume reaches the host, and the reverse."""
+    shared_dir = tmp_path / "shared"
+    (shared_dir / "from-host").mkdir(parents=True)
+    (shared_dir / "from-pod").mkdir()
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "flag").write_text("x")
+    made: list[str] = [str(shared_dir)]
+    try:
+        _mount("--bind", str(shared_dir), str(shared_dir))
+        _mount("--make-rshared", str(shared_dir))
+        pod = pod_config("bidir", tmp_path)
+        sid = cri.rt.RunPodSandbox(api_pb2.RunPodSandboxRequest(
+            config=pod, runtime_handler="runc")).pod_sandbox_id
+        made.append(str(shared_dir / "from-pod"))  # the container mounts it: unmount it
+        cid = cri.rt.CreateContainer(api_pb2.CreateContainerRequest(
+            pod_sandbox_id=sid, sandbox_config=pod, config=api_pb2.ContainerConfig(
+                metadata=api_pb2.ContainerMetadata(name="both"),
+                image=api_pb2.ImageSpec(image=image), command=["sleep", "1000"],
+                linux=api_pb2.LinuxContainerConfig(security_context=(
+                    api_pb2.LinuxContainerSecurityContext(privileged=True))),
+                mounts=[api_pb2.Mount(container_path="/data", host_path=str(shared_dir),
+                                      propagation=api_pb2.PROPAGATION_BIDIRECTIONAL)]))
+        ).container_id
+        cri.rt.StartContainer(api_pb2.StartContainerRequest(container_id=cid))
+        assert exec_sync(cri, cid, "mount", "-t", "tmpfs", "podfs", "/data/from-pod"
+                         ).exit_code == 0
+        exec_sync(cri, cid, "sh", "-c", "echo made-in-pod > /data/from-pod/note")
+        assert (shared_dir / "from-pod" / "note").read_text() == "made-in-pod\n"
+        _mount("--bind", str(src), str(shared_dir / "from-host"))
+        made.append(str(shared_dir / "from-host"))
+        assert exec_sync(cri, cid, "cat", "/data/from-host/flag").stdout == b"x"
+        cri.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sid))
+    finally:
+        for path in reversed(made):
+            subprocess.run(["umount", "-l", path], capture_output=True)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from muelle.shim.v1 import shim_pb2 as pb
+from muelle.types.v1 import types_pb2
 
 from services.core import capabilities as core_caps
 from services.shim import spec
@@ -183,3 +184,23 @@ def test_cgroup_parent_of_the_container() -> None:
         id=CID, spec=cspec, user=User(uid=0, gid=0), available_sysctls=set(),
         cgroup_parent=cspec.cgroup_parent))
     assert config["linux"]["cgroupsPath"] == f"/kubepods/pod1/{CID}"
+
+
+def test_shared_propagation_needs_runc_or_crun() -> None:
+    mounts = [types_pb2.VolumeMount(type="bind", source="/s", target="/d",
+                                    propagation="rshared")]
+    spec.check_propagation(mounts, "runc")
+    with pytest.raises(InvalidArgument, match="muelle-runtime"):
+        spec.check_propagation(mounts, "muelle")
+    assert spec.rootfs_propagation([{"options": ["rbind", "rshared"]}]) == "rshared"
+
+
+def test_a_shareable_shm_replaces_the_containers_tmpfs() -> None:
+    from services.shim import shm
+
+    config = build()
+    shm.use(config, "/var/lib/muelle/shim/containers/x/shm")
+    dev_shm = [m for m in config["mounts"] if m["destination"] == "/dev/shm"]
+    assert dev_shm == [{"destination": "/dev/shm", "type": "bind",
+                        "source": "/var/lib/muelle/shim/containers/x/shm",
+                        "options": ["rbind", "nosuid", "noexec", "nodev"]}]

@@ -1,13 +1,16 @@
 """Builds against a whole engine, beyond tests/e2e/test_build.py: COPY --from with
-wildcards."""
+wildcards, stages built at once."""
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.support.engine import Engine
+from tests.support.engine import CLI, Engine
 
 pytestmark = pytest.mark.root
 
@@ -40,3 +43,45 @@ def test_copy_from_with_wildcards(engine: Engine, image: str, tmp_path: Path) ->
     done = engine.cli("build", str(bad), check=False)
     assert done.returncode != 0
     assert "no source files were specified: /etc/*.nope" in done.stderr
+
+
+def test_independent_stages_run_at_once(engine: Engine, image: str, tmp_path: Path) -> None:
+    """Shown by events, not time: each stage's RUN waits for a /go file that the test puts
+    in only once it has seen both steps' containers running together. Built one stage
+    after the other, the second container never appears while the first waits."""
+    wait = "while [ ! -e /go ]; do sleep 0.05; done; rm /go"
+    ctx = _ctx(tmp_path, f"FROM {image} AS a\nRUN echo a-up; {wait}; echo a > /a-done\n"
+                         f"FROM {image} AS b\nRUN echo b-up; {wait}; echo b > /b-done\n"
+                         f"FROM {image}\nCOPY --from=a /a-done /a\nCOPY --from=b /b-done /b\n"
+                         'CMD ["cat", "/a", "/b"]\n')
+    proc = subprocess.Popen([CLI, "build", "-t", "more/par:1", str(ctx)], env=engine.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    together: list[str] = []
+    try:
+        for _ in range(600):  # bounded: up to ~60 s of polls, ends at the first sighting
+            running = engine.cli("ps", "-q").stdout.split()
+            if len(running) == 2:
+                together = running
+                break
+            if proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        # Let the steps end either way (a sequential builder: one at a time).
+        while proc.poll() is None:
+            for cid in engine.cli("ps", "-q").stdout.split():
+                engine.cli("exec", cid, "touch", "/go", check=False)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=0.5)
+        out, err = proc.communicate()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    try:
+        assert proc.returncode == 0, out + err
+        assert len(together) == 2, "the two stages' RUN containers never ran together"
+        # The output is the sequential one: stage a's step whole before stage b's.
+        assert out.index("a-up") < out.index("Step 3/8") < out.index("b-up")
+        assert engine.cli("run", "--rm", "more/par:1").stdout == "a\nb\n"
+    finally:
+        engine.cli("rmi", "more/par:1", check=False)

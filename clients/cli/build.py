@@ -14,6 +14,10 @@ from typing import IO
 from clients.cli.archive import chunks, open_input, write_stream
 from clients.cli.context import Context
 from clients.cli.units import UsageError
+
+# The same pattern rules as the engine's (a pure module: no gRPC, no server); docker's CLI
+# filters the context with them before sending it.
+from services.builder.dockerignore import Ignore
 from services.core.errors import MuelleError
 
 
@@ -63,7 +67,7 @@ def _context_tar(path: str, dockerfile: str) -> tuple[IO[bytes], str]:
         tmp.close()
         raise UsageError(f'unable to prepare context: path "{path}" not found')
     with tarfile.open(fileobj=tmp, mode="w") as tar:
-        tar.add(path, arcname=".", recursive=True)
+        _add_context(tar, path, _kept_dockerfile(path, dockerfile))
         if dockerfile == "-":
             data = sys.stdin.buffer.read()
             name = f".dockerfile.{secrets.token_hex(10)}"
@@ -86,6 +90,54 @@ def _context_tar(path: str, dockerfile: str) -> tuple[IO[bytes], str]:
                 name = rel
     tmp.seek(0)
     return tmp, name
+
+
+def _kept_dockerfile(path: str, dockerfile: str) -> str:
+    """The Dockerfile's path in the context ("" when it is elsewhere or stdin)."""
+    if dockerfile == "-":
+        return ""
+    full = os.path.abspath(dockerfile) if dockerfile else os.path.join(
+        os.path.abspath(path), "Dockerfile")
+    rel = os.path.relpath(full, os.path.abspath(path))
+    return "" if rel.startswith("..") else rel.replace(os.sep, "/")
+
+
+def _add_context(tar: tarfile.TarFile, path: str, dockerfile: str) -> None:
+    """The context directory, without what its .dockerignore leaves out: as the docker
+    CLI, ignored files are never sent (a large ignored tree costs nothing), but the
+    Dockerfile and .dockerignore always are (the engine reads them, and applies the same
+    rules again for clients that send everything). An ignored directory is walked only
+    when an exception may re-include something below it; it is then sent without its own
+    entry, as docker sends it."""
+    ignore = Ignore()
+    try:
+        with open(os.path.join(path, ".dockerignore"), encoding="utf-8",
+                  errors="replace") as f:
+            ignore = Ignore(f.read())
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        pass
+    always = {".dockerignore", dockerfile}
+
+    def left_out(rel: str) -> bool:
+        return rel not in always and ignore.ignored(rel)
+
+    tar.add(path, arcname=".", recursive=False)
+    for dirpath, dirnames, filenames in os.walk(path):
+        rel_dir = os.path.relpath(dirpath, path)
+        rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/")
+        for name in sorted(dirnames):
+            rel = f"{rel_dir}/{name}" if rel_dir else name
+            full = os.path.join(dirpath, name)
+            if left_out(rel):
+                if os.path.islink(full) or not ignore.may_include_under(rel):
+                    dirnames.remove(name)
+                continue
+            tar.add(full, arcname=rel, recursive=False)
+        dirnames.sort()
+        for name in sorted(filenames):
+            rel = f"{rel_dir}/{name}" if rel_dir else name
+            if not left_out(rel):
+                tar.add(os.path.join(dirpath, name), arcname=rel, recursive=False)
 
 
 def _pairs(values: list[str], flag: str, from_env: bool) -> dict[str, str]:

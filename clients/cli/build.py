@@ -13,7 +13,7 @@ from typing import IO
 
 from clients.cli.archive import chunks, open_input, write_stream
 from clients.cli.context import Context
-from clients.cli.units import UsageError
+from clients.cli.units import UsageError, human_size
 
 # The same pattern rules as the engine's (a pure module: no gRPC, no server); docker's CLI
 # filters the context with them before sending it.
@@ -190,4 +190,28 @@ def build(ctx: Context, args: argparse.Namespace) -> int:
     if args.iidfile:
         with open(args.iidfile, "w") as out:
             out.write(image_id)
+    return 0
+
+
+_PRUNE_WARNING = {
+    False: "WARNING! This will remove all dangling build cache.",
+    True: "WARNING! This will remove all build cache.",
+}
+
+
+def builder(ctx: Context, args: argparse.Namespace) -> int:
+    """`builder prune` (the only sub-verb; the parser refuses others), docker's output."""
+    if not args.force:
+        ctx.out.write(f"{_PRUNE_WARNING[args.all]}\nAre you sure you want to continue? "
+                      "[y/N] ")
+        ctx.out.flush()
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            return 0
+    reply = ctx.client().prune_build_cache(all=args.all)
+    if reply.deleted:
+        ctx.line("Deleted build cache objects:")
+        for image_id in reply.deleted:
+            ctx.line(image_id)
+        ctx.line("")
+    ctx.line(f"Total reclaimed space: {human_size(reply.space_reclaimed)}")
     return 0

@@ -177,6 +177,11 @@ class Client:
         return self._call(  # type: ignore[no-any-return]
             "PruneImages", self._pb.PruneImagesRequest(all=all))
 
+    def prune_build_cache(self, all: bool = False) -> engine_pb2.PruneBuildCacheResponse:
+        """Forget cached build steps and remove their images (`builder prune`)."""
+        return self._call(  # type: ignore[no-any-return]
+            "PruneBuildCache", self._pb.PruneBuildCacheRequest(all=all))
+
     def system_df(self) -> engine_pb2.SystemDfResponse:
         return self._call("SystemDf", self._pb.SystemDfRequest())  # type: ignore[no-any-return]
 

@@ -37,18 +37,32 @@ class Cache:
             value = self._load().get(key)
         return value if isinstance(value, str) else None
 
+    def items(self) -> dict[str, str]:
+        """Every step remembered: key -> image ID."""
+        with self._lock:
+            return {k: v for k, v in self._load().items() if isinstance(v, str)}
+
+    def forget(self, keys: set[str]) -> None:
+        with self._lock:
+            data = self._load()
+            self._save({k: v for k, v in data.items() if k not in keys})
+
     def put(self, key: str, image_id: str) -> None:
         with self._lock:
             data = self._load()
             data[key] = image_id
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".build-cache-", dir=self.path.parent)
-            try:
-                with os.fdopen(fd, "w") as f:
-                    json.dump(data, f)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, self.path)
-            except BaseException:
-                os.unlink(tmp)
-                raise
+            self._save(data)
+
+    def _save(self, data: dict[str, str]) -> None:
+        """Written whole and renamed into place (a crash leaves the old file or the new)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".build-cache-", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(data, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            os.unlink(tmp)
+            raise

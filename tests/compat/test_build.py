@@ -246,3 +246,14 @@ def test_compose_build(docker_engine: Engine, pulled: str, tmp_path: Path) -> No
             c.close()
     finally:
         docker_engine.cli("rmi", "built/compose:1", check=False)
+
+
+def test_builder_prune(classic: DockerCli, pulled: str, tmp_path: Path) -> None:
+    ctx = _context(tmp_path / "ctx", f"FROM {pulled}\nRUN echo x > /x\nENV A=1\n")
+    classic("build", "-q", "-t", "built/prune:1", str(ctx))
+    try:
+        out = classic("builder", "prune", "-f").stdout
+        assert "Deleted build cache objects:" in out and "Total reclaimed space:" in out
+        assert "Using cache" not in classic("build", "-t", "built/prune:1", str(ctx)).stdout
+    finally:
+        classic("rmi", "built/prune:1", check=False)

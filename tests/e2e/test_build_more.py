@@ -85,3 +85,34 @@ def test_independent_stages_run_at_once(engine: Engine, image: str, tmp_path: Pa
         assert engine.cli("run", "--rm", "more/par:1").stdout == "a\nb\n"
     finally:
         engine.cli("rmi", "more/par:1", check=False)
+
+
+def test_builder_prune_removes_cached_steps_and_their_images(engine: Engine, image: str,
+                                                             tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path, f"FROM {image}\nRUN echo one > /one\nRUN echo two > /two\n"
+                         "ENV DONE=1\n")
+
+    def dangling() -> list[str]:
+        rows = engine.cli("images", "--format", "{{.Repository}} {{.ID}}").stdout
+        return [ln.split()[1] for ln in rows.splitlines() if ln.startswith("<none>")]
+
+    assert dangling() == []
+    engine.cli("build", "-t", "more/prune:1", str(ctx))
+    try:
+        assert len(dangling()) == 2  # the two RUN steps' images (ENV's is the tagged one)
+        out = engine.cli("builder", "prune", "-f").stdout
+        assert out.startswith("Deleted build cache objects:\n") and "reclaimed space" in out
+        assert dangling() == []
+        assert engine.cli("run", "--rm", "more/prune:1", "cat", "/one", "/two").stdout == \
+            "one\ntwo\n"
+        # The steps are no longer cached: they run again.
+        again = engine.cli("build", "-t", "more/prune:1", str(ctx)).stdout
+        assert "Using cache" not in again.split("Step 3/4")[0]
+        assert "Running in" in again
+        # -a forgets every step, the tagged image's too (the image stays).
+        engine.cli("builder", "prune", "-a", "-f")
+        again = engine.cli("build", "-t", "more/prune:1", str(ctx)).stdout
+        assert "Using cache" not in again
+    finally:
+        engine.cli("rmi", "more/prune:1", check=False)
+        engine.cli("builder", "prune", "-a", "-f", check=False)

@@ -64,3 +64,11 @@ def test_build_leaves_out_what_dockerignore_ignores(gateway, tmp_path: Path) -> 
         names = sorted(n for n in tar.getnames() if n != ".")
     assert names == [".dockerignore", "Dockerfile", "app.txt", "deep", "deep/x", "deep/x/y",
                      "deep/x/y/ok.txt", "docs/keep.md", "keep.log"]
+
+
+def test_builder_prune_prints_what_docker_prints(gateway) -> None:  # type: ignore[no-untyped-def]
+    fake, host = gateway
+    code, out, err = cli(host, "builder", "prune", "-a", "-f")
+    assert (code, err) == (0, "")
+    assert out == f"Deleted build cache objects:\n{IMG}\n\nTotal reclaimed space: 1.5MB\n"
+    assert fake.calls[-1][0] == "PruneBuildCache" and fake.calls[-1][1].all

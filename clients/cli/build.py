@@ -13,6 +13,7 @@ from typing import IO
 
 from clients.cli.archive import chunks, open_input, write_stream
 from clients.cli.context import Context
+from clients.cli.system import _confirm
 from clients.cli.units import UsageError, human_size
 
 # The same pattern rules as the engine's (a pure module: no gRPC, no server); docker's CLI
@@ -201,12 +202,8 @@ _PRUNE_WARNING = {
 
 def builder(ctx: Context, args: argparse.Namespace) -> int:
     """`builder prune` (the only sub-verb; the parser refuses others), docker's output."""
-    if not args.force:
-        ctx.out.write(f"{_PRUNE_WARNING[args.all]}\nAre you sure you want to continue? "
-                      "[y/N] ")
-        ctx.out.flush()
-        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
-            return 0
+    if not args.force and not _confirm(ctx, _PRUNE_WARNING[args.all]):
+        return 0
     reply = ctx.client().prune_build_cache(all=args.all)
     if reply.deleted:
         ctx.line("Deleted build cache objects:")

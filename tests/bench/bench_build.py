@@ -19,6 +19,7 @@ import itertools
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -148,20 +149,26 @@ def _clean(request: pytest.FixtureRequest, settings: Settings) -> None:
         dockerd.docker("image", "prune", "-f", check=False)
 
 
+def _measure(name: str, contenders: list[Contender], command: str, target: str,
+             sides: list[Any], settings: Settings, request: pytest.FixtureRequest) -> None:
+    try:
+        result = run_rounds(name, require(contenders), pairs=settings.pairs,
+                            warmup=settings.warmup,
+                            meta={"command": command,
+                                  "dockerfiles": [c.name for c in sides[0][3]],
+                                  "target": f"muelle/docker <= {target}"})
+        emit(result, settings)
+    finally:
+        _clean(request, settings)
+
+
 def test_build_cold(settings: Settings, request: pytest.FixtureRequest,
                     tmp_path: Path) -> None:
     sides = _sides(request, settings, tmp_path)
     contenders = [Contender(name, timed(_builder(argv, env, ctxs, ("--no-cache",))))
                   for name, argv, env, ctxs in sides]
-    try:
-        result = run_rounds("build-cold", require(contenders), pairs=settings.pairs,
-                            warmup=settings.warmup,
-                            meta={"command": "build --no-cache of the corpus",
-                                  "dockerfiles": [c.name for c in sides[0][3]],
-                                  "target": "muelle/docker <= 1.0"})
-        emit(result, settings)
-    finally:
-        _clean(request, settings)
+    _measure("build-cold", contenders, "build --no-cache of the corpus", "1.0", sides,
+             settings, request)
 
 
 def test_rebuild_after_a_late_change(settings: Settings, request: pytest.FixtureRequest,
@@ -179,12 +186,5 @@ def test_rebuild_after_a_late_change(settings: Settings, request: pytest.Fixture
                 (ctx / "late.txt").write_text(f"{n}\n")
 
         contenders.append(Contender(name, timed(build_all, setup=change)))
-    try:
-        result = run_rounds("build-rebuild", require(contenders), pairs=settings.pairs,
-                            warmup=settings.warmup,
-                            meta={"command": "build of the corpus after late.txt changed",
-                                  "dockerfiles": [c.name for c in sides[0][3]],
-                                  "target": "muelle/docker <= 0.5"})
-        emit(result, settings)
-    finally:
-        _clean(request, settings)
+    _measure("build-rebuild", contenders, "build of the corpus after late.txt changed",
+             "0.5", sides, settings, request)

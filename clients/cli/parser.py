@@ -111,6 +111,8 @@ def build(verb: str | None = None) -> Parser:
     p.add_argument("reference")
 
     p = sub.add_parser("images", help="list images")
+    p.add_argument("-a", "--all", action="store_true",
+                   help="also intermediate images (a build's steps)")
     p.add_argument("-q", "--quiet", action="store_true", help="only the IDs")
     p.add_argument("--no-trunc", action="store_true", help="do not truncate output")
     p.add_argument("-f", "--filter", action="append", default=[],

@@ -162,8 +162,9 @@ class Client:
                                                        variant=variant))
         return self._stream("PullImage", req)
 
-    def images(self) -> list[engine_pb2.ImageSummary]:
-        return list(self._call("ListImages", self._pb.ListImagesRequest()).images)
+    def images(self, all: bool = False) -> list[engine_pb2.ImageSummary]:
+        """Stored images; ``all``: with builds' intermediate images (`images -a`)."""
+        return list(self._call("ListImages", self._pb.ListImagesRequest(all=all)).images)
 
     def inspect_image(self, reference: str) -> engine_pb2.ImageDetail:
         return self._call(  # type: ignore[no-any-return]

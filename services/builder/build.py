@@ -388,8 +388,9 @@ class Builder:
                 yield " ---> Using cache\n"
                 stage.image_id = hit
                 return
+        parent = stage.image_id
         stage.image_id = yield from make()
-        self.cache.put(key, stage.image_id)
+        self.cache.put(key, stage.image_id, parent)
 
     def _i_env(self, stage: Stage, ins: Instruction) -> Output:
         parts = []

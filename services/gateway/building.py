@@ -158,7 +158,16 @@ def _options(o: engine_pb2.BuildOptions) -> Options:
 
 
 def _state(engine: Engine) -> Path:
-    return Path(engine.root_dir) / "gateway" if engine.root_dir else Path(tempfile.gettempdir())
+    return _state_of(engine.root_dir)
+
+
+def _state_of(root_dir: str) -> Path:
+    return Path(root_dir) / "gateway" if root_dir else Path(tempfile.gettempdir())
+
+
+def intermediate_images(root_dir: str, stored: set[str]) -> set[str]:
+    """Build step images that a later step of ``stored`` was made from (parents)."""
+    return Cache(_state_of(root_dir) / "build-cache.json").intermediates(stored)
 
 
 def _disk_used(engine: Engine) -> int:

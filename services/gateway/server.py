@@ -33,7 +33,7 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
 
     def ListImages(self, request: engine_pb2.ListImagesRequest,  # noqa: N802
                    context: Ctx) -> engine_pb2.ListImagesResponse:
-        return self.engine.list_images()
+        return self.engine.list_images(request.all)
 
     def InspectImage(self, request: engine_pb2.InspectImageRequest,  # noqa: N802
                      context: Ctx) -> engine_pb2.ImageDetail:

@@ -92,18 +92,19 @@ def test_builder_prune_removes_cached_steps_and_their_images(engine: Engine, ima
     ctx = _ctx(tmp_path, f"FROM {image}\nRUN echo one > /one\nRUN echo two > /two\n"
                          "ENV DONE=1\n")
 
-    def dangling() -> list[str]:
-        rows = engine.cli("images", "--format", "{{.Repository}} {{.ID}}").stdout
+    def dangling(*flags: str) -> list[str]:
+        rows = engine.cli("images", *flags, "--format", "{{.Repository}} {{.ID}}").stdout
         return [ln.split()[1] for ln in rows.splitlines() if ln.startswith("<none>")]
 
-    before = set(dangling())  # other tests' builds in this module's engine
+    before = set(dangling("-a"))  # other tests' builds in this module's engine
     engine.cli("build", "-t", "more/prune:1", str(ctx))
     try:
-        steps = set(dangling()) - before
+        steps = set(dangling("-a")) - before
         assert len(steps) == 2  # the two RUN steps' images (ENV's is the tagged one)
+        assert not steps & set(dangling())  # intermediate: hidden without -a, as Docker
         out = engine.cli("builder", "prune", "-f").stdout
         assert out.startswith("Deleted build cache objects:\n") and "reclaimed space" in out
-        assert not steps & set(dangling())
+        assert not steps & set(dangling("-a"))
         assert engine.cli("run", "--rm", "more/prune:1", "cat", "/one", "/two").stdout == \
             "one\ntwo\n"
         # The steps are no longer cached: they run again.

@@ -15,11 +15,8 @@ from clients.cli.archive import chunks, open_input, write_stream
 from clients.cli.context import Context
 from clients.cli.system import _confirm
 from clients.cli.units import UsageError, human_size
-
-# The same pattern rules as the engine's (a pure module: no gRPC, no server); docker's CLI
-# filters the context with them before sending it.
-from services.builder.dockerignore import Ignore
-from services.core.errors import MuelleError
+from vocab.dockerignore import Ignore  # the engine's rules: docker's CLI filters with them
+from vocab.errors import MuelleError
 
 
 def export(ctx: Context, args: argparse.Namespace) -> int:

@@ -39,9 +39,9 @@ from services.builder.context import (
 )
 from services.builder.dockerfile import Dockerfile, Instruction, name_values, parse, split_words
 from services.builder.shlex import Lexer
-from services.core import platform as platforms
-from services.core import reference
-from services.core.errors import (
+from vocab import platform as platforms
+from vocab import reference
+from vocab.errors import (
     Cancelled,
     FailedPrecondition,
     InvalidArgument,

@@ -22,9 +22,9 @@ import tarfile
 from dataclasses import dataclass
 from typing import IO
 
-from services.builder.dockerignore import Ignore
-from services.core.errors import InvalidArgument, NotFound
 from services.core.scoped import resolve as scoped_resolve
+from vocab.dockerignore import Ignore
+from vocab.errors import InvalidArgument, NotFound
 
 
 def member_filter(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
@@ -146,7 +146,7 @@ class SourceTar:
         if info.isreg():
             with open(path, "rb") as f:
                 data = _Hashing(f, self.hash)
-                self.tar.addfile(info, data)  # type: ignore[arg-type]
+                self.tar.addfile(info, data)
         else:
             self.tar.addfile(info)
 

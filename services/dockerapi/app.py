@@ -9,6 +9,7 @@ from services.dockerapi.build import prune as prune_build_cache
 from services.dockerapi.containers import Containers
 from services.dockerapi.engine import Gateway
 from services.dockerapi.errors import ApiError
+from services.dockerapi.events import Events
 from services.dockerapi.execs import Execs
 from services.dockerapi.http import Request, Responder
 from services.dockerapi.images import Images
@@ -31,6 +32,7 @@ def build_router(gateway: Gateway) -> Router:
     volumes = Volumes(gateway)
     stats = Stats(gateway, containers.detail)
     archives = Archives(gateway)
+    events = Events(gateway)
 
     async def pull_image(req: Request, out: Responder) -> None:
         await pull(gateway, req, out)
@@ -52,6 +54,7 @@ def build_router(gateway: Gateway) -> Router:
     r.add("GET", "/version", system.version)
     r.add("GET", "/info", system.info)
     r.add("GET", "/system/df", system.df)
+    r.add("GET", "/events", events.stream)
     r.add("POST", "/commit", archives.commit)
 
     r.add("POST", "/containers/create", containers.create)

@@ -28,11 +28,11 @@ from typing import Any
 
 from muelle.engine.v1 import engine_pb2
 
-from services.core.errors import MuelleError
 from services.dockerapi.engine import BidiStream, Gateway
 from services.dockerapi.errors import ApiError, bad_request
 from services.dockerapi.http import Request, Responder
 from services.dockerapi.pull import line
+from vocab.errors import MuelleError
 
 CHUNK = 1 << 20  # context bytes per gRPC message
 AUX_SINCE = (1, 30)  # API version from which dockerd sends the image ID as "aux"

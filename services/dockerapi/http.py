@@ -25,9 +25,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import h11
 
-from services.core.errors import MuelleError
 from services.core.logging import get_logger
 from services.dockerapi.errors import ApiError, from_muelle
+from vocab.errors import MuelleError
 
 MAX_BODY = 8 * 1024 * 1024  # every body a client sends today is a JSON document
 READ_SIZE = 65536
@@ -201,7 +201,8 @@ class Responder:
         self.started = self.hijacked = True
         content_type = ("Content-Type", "application/vnd.docker.raw-stream")
         leftover = b""
-        if upgrade and self._conn.their_state is h11.MIGHT_SWITCH_PROTOCOL:
+        # h11 exports its states without __all__ listing them (mypy --strict)
+        if upgrade and self._conn.their_state is h11.MIGHT_SWITCH_PROTOCOL:  # type: ignore[attr-defined]
             await self._send(h11.InformationalResponse(
                 status_code=101, reason=b"UPGRADED",
                 headers=[*COMMON_HEADERS, content_type, ("Connection", "Upgrade"),

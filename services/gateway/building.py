@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from muelle.engine.v1 import engine_pb2
 from muelle.images.v1 import images_pb2
@@ -26,10 +26,12 @@ from muelle.types.v1 import types_pb2
 from services.builder import context as ctxmod
 from services.builder.build import Builder, Options, RunFailed
 from services.builder.cache import Cache
-from services.core import platform as platforms
-from services.core.errors import InvalidArgument, MuelleError, NotFound
 from services.core.logging import get_logger
-from services.gateway.engine import Engine
+from vocab import platform as platforms
+from vocab.errors import InvalidArgument, MuelleError, NotFound
+
+if TYPE_CHECKING:  # the engine imports this module (list_images): a type only, no cycle
+    from services.gateway.engine import Engine
 
 _CHUNK = 1 << 20
 

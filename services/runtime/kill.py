@@ -6,9 +6,9 @@ import contextlib
 import os
 import signal
 
-from services.core.errors import FailedPrecondition, InvalidArgument
 from services.runtime import cgroups
 from services.runtime.store import Store
+from vocab.errors import FailedPrecondition, InvalidArgument
 
 
 def parse_signal(value: str) -> int:

@@ -16,10 +16,10 @@ import sys
 import time
 from collections.abc import Sequence
 
-from services.core.errors import MuelleError
-from services.core.version import VERSION
 from services.runtime import log
 from services.runtime.store import DEFAULT_ROOT, OCI_VERSION, Store
+from vocab.errors import MuelleError
+from vocab.version import VERSION
 
 
 @functools.cache

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import stat
 
-from services.core.errors import FailedPrecondition, InvalidArgument
+from vocab.errors import FailedPrecondition, InvalidArgument
 
 MAX_LINKS = 255
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from services.core.errors import FailedPrecondition
 from services.runtime import cgroups
 from services.runtime.store import Store
+from vocab.errors import FailedPrecondition
 
 
 def pause(store: Store, cid: str) -> None:

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from services.core.errors import AlreadyExists, InvalidArgument, NotFound
+from vocab.errors import AlreadyExists, InvalidArgument, NotFound
 
 OCI_VERSION = "1.0.2"
 DEFAULT_ROOT = "/run/muelle-runtime"

@@ -33,8 +33,6 @@ import signal
 import socket
 import sys
 
-from services.core.errors import MuelleError
-
 # Imported here, before any fork, so every monitor starts with them loaded, and so does
 # every runtime command it forks warm (create and delete; the shim runs start and state
 # in-process): what they import lazily (the cgroup drivers, shutil for the state dir, the
@@ -44,6 +42,13 @@ from services.runtime import cgroups, console, create, delete, seccomp  # noqa: 
 from services.runtime import main as runtime_main
 from services.runtime.cgroups import v1, v2  # noqa: F401
 from services.shim import monitor
+from vocab.errors import MuelleError
+
+# typing at run time is not needed here (annotations only); mypy treats TYPE_CHECKING
+# as true wherever it is defined
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 runtime_main.parser()  # built here, inherited by every warm runtime command
 cgroups.own_procs()  # looked up once, for every create's prime_migration
@@ -202,7 +207,7 @@ def _serve_one(sock: socket.socket, standby: Standby) -> bool:
                 _child(argv, str(request["log"]), str(request["cwd"]), fds[0], sock)
             with contextlib.suppress(ChildProcessError):  # reaped already (SIGCHLD ignored)
                 os.waitpid(pid, 0)  # the session leader exits as soon as it forked
-        reply: dict = {"pid": pid}
+        reply: dict[str, Any] = {"pid": pid}
     except Exception as exc:  # noqa: BLE001 - report, keep serving
         reply = {"error": f"{type(exc).__name__}: {exc}"}
     finally:

@@ -15,11 +15,12 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from services.core.config import Config
-from services.core.errors import FailedPrecondition, InvalidArgument, MuelleError
 from services.runtime.store import Store
 from services.shim.runtime_output import error_text
+from vocab.errors import FailedPrecondition, InvalidArgument, MuelleError
 
 __all__ = ["KNOWN", "NativeRuntime", "Runtime", "Runtimes", "error_text"]
 
@@ -112,7 +113,7 @@ class Runtime:
         all keep it in ``<root>/<id>/``. A cheap check that spares a ``state`` process."""
         return (self.root / cid).exists()
 
-    def state(self, cid: str) -> dict | None:
+    def state(self, cid: str) -> dict[str, Any] | None:
         """The runtime's state JSON, or None when it does not know the container."""
         proc = self._run("state", cid)
         if proc.returncode != 0:
@@ -177,7 +178,7 @@ class NativeRuntime(Runtime):
                 raise FailedPrecondition(f"container {cid} is not running") from None
             raise
 
-    def state(self, cid: str) -> dict | None:
+    def state(self, cid: str) -> dict[str, Any] | None:
         from services.runtime import state
 
         try:

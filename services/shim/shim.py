@@ -19,21 +19,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from muelle.runtime.v1 import runtime_pb2
+from muelle.shim.v1 import shim_pb2
 from muelle.types.v1 import types_pb2
 
 from services.core import modes
 from services.core.config import Config
-from services.core.errors import (
-    AlreadyExists,
-    FailedPrecondition,
-    InvalidArgument,
-    MuelleError,
-    NotFound,
-    ResourceExhausted,
-    no_space,
-)
 from services.core.logging import get_logger
 from services.runtime import cgroups
 from services.runtime.store import proc_start_time
@@ -45,6 +37,7 @@ from services.shim import (
     restart,
     spec,
     stats,
+    update,
     users,
     volume_mounts,
 )
@@ -62,6 +55,15 @@ from services.shim.runtimes import Runtime, Runtimes
 from services.shim.spawner import Spawner
 from services.shim.store import ContainerDir, Store, pid_alive, read_json, write_json
 from services.shim.volumes import VolumeStore
+from vocab.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    MuelleError,
+    NotFound,
+    ResourceExhausted,
+    no_space,
+)
 
 CREATE_TIMEOUT = 120.0
 POLL = 0.02  # seconds between checks where no pidfd is at hand
@@ -82,7 +84,7 @@ class Status:
     runtime: str = ""
     bundle: str = ""
     error: str = ""
-    volume_mounts: list[dict] = field(default_factory=list)
+    volume_mounts: list[dict[str, Any]] = field(default_factory=list)
     restart_count: int = 0
 
 
@@ -209,7 +211,7 @@ class Shim:
 
     # ---------------------------------------------------------------- lifecycle
 
-    def create(self, cid: str, cspec: runtime_pb2.ContainerSpec,
+    def create(self, cid: str, cspec: shim_pb2.ContainerSpec,
                rootfs: Sequence[types_pb2.Mount], runtime_name: str = "") -> str:
         # The runtime's cgroup join (~20 ms from now) waits for an RCU grace period unless
         # one passed lately: start one now (services/runtime/cgroups: prime_migration).
@@ -232,7 +234,8 @@ class Shim:
                 user = users.resolve(str(cdir.rootfs), cspec.user)
                 spec.check_workdir(str(cdir.rootfs), cspec.cwd)
                 config = spec.build_config(spec.BundleInput(
-                    id=cid, spec=cspec, user=user, cgroup_parent=self.cfg.shim.cgroup_parent,
+                    id=cid, spec=cspec, user=user,
+                    cgroup_parent=cspec.cgroup_parent or self.cfg.shim.cgroup_parent,
                     available_sysctls=spec.host_sysctls(),
                     thermal_paths=spec.host_thermal_paths(),
                     init_path=spec.find_init(self.cfg.shim.init_path) if cspec.init else "",
@@ -242,7 +245,9 @@ class Shim:
                 resolved = volume_mounts.prepare(cspec.volume_mounts, str(cdir.rootfs), cid,
                                                  self.volumes)
                 access.share(cdir, maps, resolved.records)
-                plan = self.networks.prepare(cid, request_of(cspec, config["hostname"]))
+                # No hostname in config.json with a UTS namespace that is not its own.
+                hostname = config.get("hostname") or cspec.hostname or cid[:12]
+                plan = self.networks.prepare(cid, request_of(cspec, hostname))
                 plan_config(config, plan)  # hosts, hostname, resolv.conf: user mounts win
                 config["mounts"] = spec.with_user_mounts(config["mounts"], resolved.oci)
                 propagation = spec.rootfs_propagation(resolved.oci)
@@ -347,7 +352,7 @@ class Shim:
         return ["--log-max-size", str(size), "--log-max-files", str(files)]
 
     @staticmethod
-    def _read_sync(fd: int, timeout: float) -> dict:
+    def _read_sync(fd: int, timeout: float) -> dict[str, Any]:
         data = b""
         deadline = time.monotonic() + timeout
         while b"\n" not in data:
@@ -446,7 +451,7 @@ class Shim:
             self._update_meta(cid, restart_count=int(self._meta(cid).get("restart_count", 0)) + 1)
             self._start(cid)
 
-    def _meta(self, cid: str) -> dict:
+    def _meta(self, cid: str) -> dict[str, Any]:
         return self.store.dir(cid).read_meta()
 
     def _update_meta(self, cid: str, **changes: object) -> None:
@@ -543,6 +548,16 @@ class Shim:
             self._runtime_of(cdir).resume(cid)
         get_logger(container=cid[:12]).info("resumed")
 
+    def update(self, cid: str, res: shim_pb2.Resources) -> shim_pb2.Resources:
+        """New resource limits (services/shim/update.py): live in the cgroup of a
+        container that has processes (created, running, paused), and in its bundle."""
+        with self._lock(cid):
+            cdir = self._existing(cid)
+            live = self.state(cid).status in ("created", "running", "paused")
+            out = update.apply(cdir, res, cdir.read_meta().get("cgroups_path", ""), live)
+        get_logger(container=cid[:12]).info("updated")
+        return out
+
     def stop(self, cid: str, signal: str = "", timeout: int = 10,
              cancelled: Callable[[], bool] = lambda: False) -> Status:
         signum = parse_signal(signal, signalmod.SIGTERM)
@@ -636,11 +651,12 @@ class Shim:
         self._wait_stopped(cid, None, cancelled)
         return self.state(cid)
 
-    def _namespace_peers(self, cspec: runtime_pb2.ContainerSpec) -> dict[str, str]:
-        """kind -> namespace path of the running container that ipc_mode / pid_mode
-        name ("container:<id>")."""
+    def _namespace_peers(self, cspec: shim_pb2.ContainerSpec) -> dict[str, str]:
+        """kind -> namespace path of the running container that ipc_mode / pid_mode /
+        uts_mode name ("container:<id>")."""
         out = {}
-        for kind, mode in (("ipc", cspec.ipc_mode), ("pid", cspec.pid_mode)):
+        for kind, mode in (("ipc", cspec.ipc_mode), ("pid", cspec.pid_mode),
+                           ("uts", cspec.uts_mode)):
             if not mode.startswith("container:"):
                 continue
             peer = mode[10:]
@@ -854,9 +870,9 @@ class Shim:
         self.volumes.forget_containers({c.id for c in self.store.all()})
 
 
-def userns_maps(meta: dict) -> usernsmod.Maps | None:
+def userns_maps(meta: dict[str, Any]) -> usernsmod.Maps | None:
     """The user namespace maps meta.json keeps (JSON lists back into tuples)."""
     maps = meta.get("userns")
     if not maps:
         return None
-    return (tuple(tuple(r) for r in maps[0]), tuple(tuple(r) for r in maps[1]))  # type: ignore[return-value]
+    return (tuple(tuple(r) for r in maps[0]), tuple(tuple(r) for r in maps[1]))

@@ -20,7 +20,7 @@ import pytest
 
 from services.builder.build import Builder, Options, RunFailed
 from services.builder.cache import Cache
-from services.core.errors import FailedPrecondition, InvalidArgument, NotFound, Unimplemented
+from vocab.errors import FailedPrecondition, InvalidArgument, NotFound, Unimplemented
 
 
 class FakeBackend:
@@ -280,7 +280,7 @@ def test_platforms_of_from_and_of_the_build(tmp_path: Path) -> None:
 
 def test_run_in_a_stage_of_a_foreign_platform_is_refused_clearly(tmp_path: Path) -> None:
     from services.builder import build as buildmod
-    from services.core.platform import host_arch
+    from vocab.platform import host_arch
 
     foreign = "linux/s390x" if host_arch()[0] != "s390x" else "linux/amd64"
     if buildmod._can_execute(foreign):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from services.builder.context import apply_dockerignore, read_dockerfile, unpack
-from services.core.errors import InvalidArgument
+from vocab.errors import InvalidArgument
 
 
 def _tar(members: list[tuple[tarfile.TarInfo, bytes | None]]) -> io.BytesIO:

@@ -11,10 +11,10 @@ from urllib.parse import parse_qs
 import pytest
 from muelle.engine.v1 import engine_pb2
 
-from services.core.errors import FailedPrecondition, InvalidArgument
 from services.dockerapi.build import _Relay, build_options, registry_config
 from services.dockerapi.errors import ApiError
 from services.dockerapi.http import Request
+from vocab.errors import FailedPrecondition, InvalidArgument
 
 # What docker CLI 20.10 sends for `DOCKER_BUILDKIT=0 docker build -t a -t b:2 -f x/Df
 # --build-arg A=1 --build-arg UNSET --target t --no-cache --pull --label l=v -q

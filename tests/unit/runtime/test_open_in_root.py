@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from services.core.errors import FailedPrecondition
 from services.runtime import paths
+from vocab.errors import FailedPrecondition
 
 
 def _real(fd: int) -> str:

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from services.core.config import Config, ShimConfig
-from services.core.errors import FailedPrecondition, InvalidArgument
 from services.shim import monitor, runtimes
 from services.shim.runtimes import Runtime, Runtimes, error_text
 from services.shim.shim import _exec_error, parse_signal
+from vocab.errors import FailedPrecondition, InvalidArgument
 
 
 def test_command_lines(tmp_path: Path) -> None:

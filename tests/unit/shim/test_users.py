@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from services.core.errors import InvalidArgument
 from services.shim.users import User, read_in_root, resolve
 from tests.support.escapes import ESCAPES, INSIDE, build
+from vocab.errors import InvalidArgument
 
 PASSWD = (b"root:x:0:0:root:/root:/bin/sh\n"
           b"app:x:1000:1000:app:/home/app:/bin/sh\n"

@@ -13,7 +13,9 @@ from typing import IO
 
 from clients.cli.archive import chunks, open_input, write_stream
 from clients.cli.context import Context
-from clients.cli.units import UsageError
+from clients.cli.system import _confirm
+from clients.cli.units import UsageError, human_size
+from vocab.dockerignore import Ignore  # the engine's rules: docker's CLI filters with them
 from vocab.errors import MuelleError
 
 
@@ -63,7 +65,7 @@ def _context_tar(path: str, dockerfile: str) -> tuple[IO[bytes], str]:
         tmp.close()
         raise UsageError(f'unable to prepare context: path "{path}" not found')
     with tarfile.open(fileobj=tmp, mode="w") as tar:
-        tar.add(path, arcname=".", recursive=True)
+        _add_context(tar, path, _kept_dockerfile(path, dockerfile))
         if dockerfile == "-":
             data = sys.stdin.buffer.read()
             name = f".dockerfile.{secrets.token_hex(10)}"
@@ -86,6 +88,54 @@ def _context_tar(path: str, dockerfile: str) -> tuple[IO[bytes], str]:
                 name = rel
     tmp.seek(0)
     return tmp, name
+
+
+def _kept_dockerfile(path: str, dockerfile: str) -> str:
+    """The Dockerfile's path in the context ("" when it is elsewhere or stdin)."""
+    if dockerfile == "-":
+        return ""
+    full = os.path.abspath(dockerfile) if dockerfile else os.path.join(
+        os.path.abspath(path), "Dockerfile")
+    rel = os.path.relpath(full, os.path.abspath(path))
+    return "" if rel.startswith("..") else rel.replace(os.sep, "/")
+
+
+def _add_context(tar: tarfile.TarFile, path: str, dockerfile: str) -> None:
+    """The context directory, without what its .dockerignore leaves out: as the docker
+    CLI, ignored files are never sent (a large ignored tree costs nothing), but the
+    Dockerfile and .dockerignore always are (the engine reads them, and applies the same
+    rules again for clients that send everything). An ignored directory is walked only
+    when an exception may re-include something below it; it is then sent without its own
+    entry, as docker sends it."""
+    ignore = Ignore()
+    try:
+        with open(os.path.join(path, ".dockerignore"), encoding="utf-8",
+                  errors="replace") as f:
+            ignore = Ignore(f.read())
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        pass
+    always = {".dockerignore", dockerfile}
+
+    def left_out(rel: str) -> bool:
+        return rel not in always and ignore.ignored(rel)
+
+    tar.add(path, arcname=".", recursive=False)
+    for dirpath, dirnames, filenames in os.walk(path):
+        rel_dir = os.path.relpath(dirpath, path)
+        rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/")
+        for name in sorted(dirnames):
+            rel = f"{rel_dir}/{name}" if rel_dir else name
+            full = os.path.join(dirpath, name)
+            if left_out(rel):
+                if os.path.islink(full) or not ignore.may_include_under(rel):
+                    dirnames.remove(name)
+                continue
+            tar.add(full, arcname=rel, recursive=False)
+        dirnames.sort()
+        for name in sorted(filenames):
+            rel = f"{rel_dir}/{name}" if rel_dir else name
+            if not left_out(rel):
+                tar.add(os.path.join(dirpath, name), arcname=rel, recursive=False)
 
 
 def _pairs(values: list[str], flag: str, from_env: bool) -> dict[str, str]:
@@ -138,4 +188,24 @@ def build(ctx: Context, args: argparse.Namespace) -> int:
     if args.iidfile:
         with open(args.iidfile, "w") as out:
             out.write(image_id)
+    return 0
+
+
+_PRUNE_WARNING = {
+    False: "WARNING! This will remove all dangling build cache.",
+    True: "WARNING! This will remove all build cache.",
+}
+
+
+def builder(ctx: Context, args: argparse.Namespace) -> int:
+    """`builder prune` (the only sub-verb; the parser refuses others), docker's output."""
+    if not args.force and not _confirm(ctx, _PRUNE_WARNING[args.all]):
+        return 0
+    reply = ctx.client().prune_build_cache(all=args.all)
+    if reply.deleted:
+        ctx.line("Deleted build cache objects:")
+        for image_id in reply.deleted:
+            ctx.line(image_id)
+        ctx.line("")
+    ctx.line(f"Total reclaimed space: {human_size(reply.space_reclaimed)}")
     return 0

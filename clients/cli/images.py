@@ -69,7 +69,7 @@ def images(ctx: Context, args: argparse.Namespace) -> int:
     for value in filters.get("dangling", []):
         if value.lower() not in ("true", "false", "1", "0"):
             raise UsageError(f"invalid filter 'dangling={value}'")
-    summaries = [img for img in ctx.client().images()
+    summaries = [img for img in ctx.client().images(all=args.all)
                  if formatting.matches(filters, _image_tests(ctx, img))]
     if args.quiet:
         seen: list[str] = []

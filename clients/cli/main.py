@@ -64,6 +64,7 @@ COMMANDS: dict[str, str | Command] = {
     "import": "build.import_",
     "commit": "build.commit",
     "build": "build.build",
+    "builder": "build.builder",
 }
 ENGINE_VERBS = ("run", "create")  # their failures exit 125, like docker's
 

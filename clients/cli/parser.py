@@ -111,6 +111,8 @@ def build(verb: str | None = None) -> Parser:
     p.add_argument("reference")
 
     p = sub.add_parser("images", help="list images")
+    p.add_argument("-a", "--all", action="store_true",
+                   help="also intermediate images (a build's steps)")
     p.add_argument("-q", "--quiet", action="store_true", help="only the IDs")
     p.add_argument("--no-trunc", action="store_true", help="do not truncate output")
     p.add_argument("-f", "--filter", action="append", default=[],
@@ -206,6 +208,14 @@ def build(verb: str | None = None) -> Parser:
     q = image_sub.add_parser("prune", help="remove unused images")
     q.add_argument("-a", "--all", action="store_true",
                    help="remove all images not used by a container, not only dangling ones")
+    q.add_argument("-f", "--force", action="store_true", help="do not prompt")
+
+    p = sub.add_parser("builder", help="manage builds")
+    builder_sub = p.add_subparsers(dest="builder_verb", metavar="COMMAND", parser_class=Parser)
+    builder_sub.required = True
+    q = builder_sub.add_parser("prune", help="remove the build cache")
+    q.add_argument("-a", "--all", action="store_true",
+                   help="remove all build cache, not only what no tagged image uses")
     q.add_argument("-f", "--force", action="store_true", help="do not prompt")
 
     p = sub.add_parser("system", help="manage the engine")

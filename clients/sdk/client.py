@@ -120,8 +120,9 @@ class Client:
                                                        variant=variant))
         return self._stream("PullImage", req)
 
-    def images(self) -> list[engine_pb2.ImageSummary]:
-        return list(self._call("ListImages", self._pb.ListImagesRequest()).images)
+    def images(self, all: bool = False) -> list[engine_pb2.ImageSummary]:
+        """Stored images; ``all``: with builds' intermediate images (`images -a`)."""
+        return list(self._call("ListImages", self._pb.ListImagesRequest(all=all)).images)
 
     def inspect_image(self, reference: str) -> engine_pb2.ImageDetail:
         return self._call(  # type: ignore[no-any-return]
@@ -134,6 +135,11 @@ class Client:
     def prune_images(self, all: bool = False) -> types_pb2.PruneImagesResponse:
         return self._call(  # type: ignore[no-any-return]
             "PruneImages", self._types.PruneImagesRequest(all=all))
+
+    def prune_build_cache(self, all: bool = False) -> engine_pb2.PruneBuildCacheResponse:
+        """Forget cached build steps and remove their images (`builder prune`)."""
+        return self._call(  # type: ignore[no-any-return]
+            "PruneBuildCache", self._pb.PruneBuildCacheRequest(all=all))
 
     def system_df(self) -> engine_pb2.SystemDfResponse:
         return self._call("SystemDf", self._pb.SystemDfRequest())  # type: ignore[no-any-return]

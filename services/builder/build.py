@@ -6,8 +6,10 @@ Each instruction makes one image: RUN through a container that is committed (no 
 when it wrote nothing), COPY/ADD/WORKDIR through the image store's AddFiles, the others
 as a new config with an "empty_layer" history entry. A step is taken from the cache when
 its key (parent image, history text with build args and content hash, config) matches
-and the image is still stored. Stages run one after another, as the classic builder
-does; `--target` stops after the named stage.
+and the image is still stored. Stages run at once, each in its own thread (BuildKit does
+this, the classic builder does not): a stage waits only where it names an earlier one
+(FROM, COPY --from); the output is still printed stage after stage, exactly as a sequential
+run prints it. `--target` stops after the named stage.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ import copy
 import json
 import os
 import posixpath
+import queue
 import shutil
 import tarfile
 import tempfile
+import threading
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
@@ -140,8 +144,14 @@ class Builder:
         self.lex = Lexer(self.df.escape)
         self.meta, self.stage_lines = _stages(self.df)
         self.used_args: set[str] = set()
-        self.stages: list[Stage] = []
+        self._names = [self._stage_name(s[0]).lower() for s in self.stage_lines]
+        self.stages: list[Stage | None] = [None] * len(self.stage_lines)  # as each FROM runs
+        self._done = [threading.Event() for _ in self.stage_lines]  # a stage ended
+        self._failed: tuple[int, BaseException] | None = None  # the first stage that failed
+        self._abort = threading.Event()  # stop the other stages (a failure, the client)
+        self._slots = threading.Semaphore(MAX_PARALLEL_STAGES)
         self._meta_values: dict[str, str] = {}
+        self.on_stage: Callable[[int, str], None] = lambda index, event: None  # for tests
 
     # ------------------------------------------------------------------ the whole build
 
@@ -161,27 +171,44 @@ class Builder:
             for k, v in sorted(self.options.labels.items()):
                 text = f"{_quote(k, esc)}={_quote(v, esc)}"
                 todo[-1].append(Instruction("LABEL", 0, f"LABEL {k}={v}", text))
-        meta_args = self._meta_args()
+        self._meta_values = self._meta_args()
         total = len(self.meta) + sum(len(s) for s in todo)
         n = 0
         for ins in self.meta:
             n += 1
             yield f"Step {n}/{total} : {ins.original}\n"
-        for lines in todo:
-            stage: Stage | None = None
-            for ins in lines:
-                if self.cancelled():
-                    raise Cancelled("the build was cancelled")
-                n += 1
-                yield f"Step {n}/{total} : {ins.original}\n"
-                if ins.cmd == "FROM":
-                    stage = yield from self._from(ins, meta_args)
-                else:
-                    assert stage is not None
-                    yield from self._dispatch(stage, ins)
-                assert stage is not None
-                yield f" ---> {short(stage.image_id)}\n"
-        final = self.stages[-1]
+        # Every stage runs in its own thread, so stages that don't depend on each other
+        # build at once (a stage waits only where it names an earlier one: FROM, COPY
+        # --from). Their output is shown stage after stage, as the classic builder's
+        # sequential run prints it; a later stage's output waits in its queue meanwhile.
+        queues: list[queue.Queue[tuple[str, Any]]] = [queue.Queue() for _ in todo]
+        threads = []
+        for index, lines in enumerate(todo):
+            t = threading.Thread(target=self._pump, name=f"build-stage-{index}", daemon=True,
+                                 args=(index, lines, n, total, queues[index]))
+            threads.append(t)
+            n += len(lines)
+        try:
+            for t in threads:
+                t.start()
+            for index in range(len(todo)):
+                while True:
+                    kind, value = queues[index].get()
+                    if kind == "text":
+                        yield value
+                    elif kind == "done":
+                        break
+                    elif self._failed is None or self._failed[0] == index:
+                        raise value
+                    else:
+                        yield from self._raise_first(queues)
+        finally:
+            self._abort.set()
+            for t in threads:
+                if t.is_alive():
+                    t.join()
+        final = self.stages[len(todo) - 1]
+        assert final is not None
         if not final.image_id:
             raise InvalidArgument("No image was generated. Is your Dockerfile empty?")
         unused = sorted(set(self.options.build_args) - self.used_args - _PREDEFINED)
@@ -193,6 +220,58 @@ class Builder:
             self.backend.tag(final.image_id, tag)
             yield f"Successfully tagged {_display(tag)}\n"
         return final.image_id
+
+    def _pump(self, index: int, lines: list[Instruction], n: int, total: int,
+              out: queue.Queue[tuple[str, Any]]) -> None:
+        """One stage's steps, in this thread; its output into ``out``."""
+        self.on_stage(index, "start")
+        try:
+            with self._slots:
+                steps = self._run_stage(index, lines, n, total)
+                while True:
+                    try:
+                        out.put(("text", next(steps)))
+                    except StopIteration:
+                        break
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            if self._failed is None and not isinstance(exc, _StageGone):
+                self._failed = (index, exc)
+            self._abort.set()
+            out.put(("error", exc))
+        else:
+            out.put(("done", None))
+        finally:
+            self._done[index].set()
+            self.on_stage(index, "end")
+
+    def _run_stage(self, index: int, lines: list[Instruction], n: int, total: int) -> Output:
+        stage: Stage | None = None
+        for ins in lines:
+            if self.cancelled():
+                raise Cancelled("the build was cancelled")
+            if self._abort.is_set():
+                raise _StageGone()
+            n += 1
+            yield f"Step {n}/{total} : {ins.original}\n"
+            if ins.cmd == "FROM":
+                stage = yield from self._from(ins, index)
+            else:
+                assert stage is not None
+                yield from self._dispatch(stage, ins)
+            assert stage is not None
+            yield f" ---> {short(stage.image_id)}\n"
+
+    def _raise_first(self, queues: list[queue.Queue[tuple[str, Any]]]) -> Output:
+        """The stage that failed first: its output to the end, then its error (the other
+        stages were stopped because of it)."""
+        assert self._failed is not None
+        index, exc = self._failed
+        while True:
+            kind, value = queues[index].get()
+            if kind == "text":
+                yield value
+            elif kind == "error":
+                raise exc
 
     def _meta_args(self) -> dict[str, str]:
         values: dict[str, str] = {}
@@ -222,7 +301,8 @@ class Builder:
 
     # ------------------------------------------------------------------ instructions
 
-    def _from(self, ins: Instruction, meta_args: dict[str, str]) -> Output:
+    def _from(self, ins: Instruction, index: int) -> Output:
+        meta_args = self._meta_values
         words = ins.rest.split()
         if len(words) not in (1, 3) or (len(words) == 3 and words[1].lower() != "as"):
             raise ins.error("FROM requires either one or three arguments")
@@ -236,8 +316,8 @@ class Builder:
         if not image:
             raise ins.error("base name (" + words[0] + ") should not be blank")
         name = words[2].lower() if len(words) == 3 else ""
-        stage = Stage(index=len(self.stages), name=name, platform=plat)
-        earlier = self._stage(image)
+        stage = Stage(index=index, name=name, platform=plat)
+        earlier = self._stage(image, index)
         if earlier is not None:
             stage.image_id, stage.config = earlier.image_id, copy.deepcopy(earlier.config)
             stage.platform = earlier.platform
@@ -247,8 +327,7 @@ class Builder:
         elif plat and not _is_host(plat):
             raise ins.error(f"FROM scratch for {plat}: a platform other than the host's "
                             "needs a base image with that platform (not supported yet)")
-        self.stages.append(stage)
-        self._meta_values = meta_args  # what `ARG name` without a value inherits
+        self.stages[index] = stage
         triggers = list(stage.config.pop("OnBuild", None) or [])
         if triggers:
             yield f"# Executing {len(triggers)} build trigger{'s' if len(triggers) > 1 else ''}\n"
@@ -259,13 +338,25 @@ class Builder:
                 yield from self._dispatch(stage, trigger)
         return stage
 
-    def _stage(self, name: str) -> Stage | None:
-        for st in self.stages:
-            if st.name and st.name == name.lower():
-                return st
-        if name.isdigit() and int(name) < len(self.stages):
-            return self.stages[int(name)]
-        return None
+    def _stage(self, name: str, before: int) -> Stage | None:
+        """The earlier stage ``name`` (its AS name or index) names, once it has ended (the
+        caller's build slot is given up meanwhile); None when it names an image."""
+        found = next((i for i in range(before) if self._names[i] == name.lower()), None)
+        if found is None and name.isdigit() and int(name) < before:
+            found = int(name)
+        if found is None:
+            return None
+        self.on_stage(before, f"wait {found}")
+        self._slots.release()
+        try:
+            self._done[found].wait()
+        finally:
+            self._slots.acquire()
+        stage = self.stages[found]
+        if stage is None or not self._done[found].is_set() or (
+                self._failed is not None and self._failed[0] == found):
+            raise _StageGone()
+        return stage
 
     def _env(self, stage: Stage) -> dict[str, str]:
         """What variables expand to: build args in scope, then ENV (which wins)."""
@@ -297,8 +388,9 @@ class Builder:
                 yield " ---> Using cache\n"
                 stage.image_id = hit
                 return
+        parent = stage.image_id
         stage.image_id = yield from make()
-        self.cache.put(key, stage.image_id)
+        self.cache.put(key, stage.image_id, parent)
 
     def _i_env(self, stage: Stage, ins: Instruction) -> Output:
         parts = []
@@ -528,7 +620,7 @@ class Builder:
             root, sources, extra = self.root, [], ""
             if from_ref:
                 root, sources, extra = yield from self._from_sources(ins, from_ref, patterns,
-                                                                    scratch)
+                                                                    scratch, stage.index)
             elif urls:
                 root = scratch
                 for i, url in enumerate(urls):
@@ -590,12 +682,12 @@ class Builder:
         return "." in names or "./" in names
 
     def _from_sources(self, ins: Instruction, from_ref: str, patterns: list[str],
-                      scratch: str) -> Output:
+                      scratch: str, current: int) -> Output:
         """COPY --from: each source path read out of the stage's or image's filesystem
         into ``scratch``; returns (root, sources, the source image ID for the cache)."""
-        stage = self._stage(from_ref)
-        if stage is not None:
-            image_id = stage.image_id
+        earlier = self._stage(from_ref, current)
+        if earlier is not None:
+            image_id = earlier.image_id
         else:
             image_id, _ = yield from self.backend.base_image(from_ref, self.options.pull,
                                                              self.options.platform)
@@ -630,6 +722,17 @@ class Builder:
             else:
                 sources.append(Source(f"{i}/{os.listdir(sub)[0]}", False))
         return scratch, sources, image_id
+
+
+# Stages building at once, at most (each may run a RUN container).
+MAX_PARALLEL_STAGES = 4
+
+
+class _StageGone(Cancelled):
+    """A stage stopped because another failed (or the one it needs did)."""
+
+    def __init__(self) -> None:
+        super().__init__("the build stopped: another stage failed")
 
 
 # Proxy args are usable without an ARG line (Docker's predefined args).

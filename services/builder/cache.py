@@ -15,6 +15,13 @@ from pathlib import Path
 from typing import Any
 
 
+def _image(value: Any) -> str | None:
+    """An entry's image ID: "sha256:..." or [image, parent] (older files hold the first)."""
+    if isinstance(value, list) and value and isinstance(value[0], str):
+        return value[0]
+    return value if isinstance(value, str) else None
+
+
 def step_key(parent: str, created_by: str, config: dict[str, Any], extra: str = "") -> str:
     raw = json.dumps([parent, created_by, config, extra], sort_keys=True)
     return hashlib.sha256(raw.encode()).hexdigest()
@@ -25,7 +32,7 @@ class Cache:
         self.path = path
         self._lock = threading.Lock()
 
-    def _load(self) -> dict[str, str]:
+    def _load(self) -> dict[str, Any]:
         try:
             data = json.loads(self.path.read_text())
         except (OSError, ValueError):
@@ -34,21 +41,44 @@ class Cache:
 
     def get(self, key: str) -> str | None:
         with self._lock:
-            value = self._load().get(key)
-        return value if isinstance(value, str) else None
+            return _image(self._load().get(key))
 
-    def put(self, key: str, image_id: str) -> None:
+    def items(self) -> dict[str, str]:
+        """Every step remembered: key -> image ID."""
+        with self._lock:
+            found = {k: _image(v) for k, v in self._load().items()}
+        return {k: v for k, v in found.items() if v}
+
+    def intermediates(self, stored: set[str]) -> set[str]:
+        """The images a later step was made from, that step's image being in ``stored``:
+        what Docker hides from `images` (an image with children)."""
+        with self._lock:
+            values = list(self._load().values())
+        return {v[1] for v in values if isinstance(v, list) and len(v) == 2
+                and v[0] in stored and isinstance(v[1], str) and v[1]}
+
+    def forget(self, keys: set[str]) -> None:
         with self._lock:
             data = self._load()
-            data[key] = image_id
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".build-cache-", dir=self.path.parent)
-            try:
-                with os.fdopen(fd, "w") as f:
-                    json.dump(data, f)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, self.path)
-            except BaseException:
-                os.unlink(tmp)
-                raise
+            self._save({k: v for k, v in data.items() if k not in keys})
+
+    def put(self, key: str, image_id: str, parent: str = "") -> None:
+        """Remember the step's image, and the image it was made from (its parent)."""
+        with self._lock:
+            data = self._load()
+            data[key] = [image_id, parent] if parent else image_id
+            self._save(data)
+
+    def _save(self, data: dict[str, Any]) -> None:
+        """Written whole and renamed into place (a crash leaves the old file or the new)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".build-cache-", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(data, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            os.unlink(tmp)
+            raise

@@ -22,8 +22,8 @@ import tarfile
 from dataclasses import dataclass
 from typing import IO
 
-from services.builder.dockerignore import Ignore
 from services.core.scoped import resolve as scoped_resolve
+from vocab.dockerignore import Ignore
 from vocab.errors import InvalidArgument, NotFound
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from services.dockerapi.archives import Archives
 from services.dockerapi.attach import Streams
 from services.dockerapi.build import build
+from services.dockerapi.build import prune as prune_build_cache
 from services.dockerapi.containers import Containers
 from services.dockerapi.engine import Gateway
 from services.dockerapi.errors import ApiError
@@ -41,6 +42,9 @@ def build_router(gateway: Gateway) -> Router:
 
     async def build_image(req: Request, out: Responder) -> None:
         await build(gateway, req, out)
+
+    async def build_prune(req: Request, out: Responder) -> None:
+        await prune_build_cache(gateway, req, out)
 
     async def not_yet(req: Request, out: Responder) -> None:
         raise ApiError(501, f"{req.method} {req.path} is not supported by muelle yet")
@@ -103,4 +107,5 @@ def build_router(gateway: Gateway) -> Router:
     r.add("DELETE", "/volumes/{name}", volumes.remove)
 
     r.add("POST", "/build", build_image)
+    r.add("POST", "/build/prune", build_prune)
     return r

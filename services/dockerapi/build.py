@@ -219,3 +219,16 @@ async def build(gateway: Gateway, req: Request, out: Responder) -> None:
         await out.end()
     finally:
         call.cancel()
+
+
+async def prune(gateway: Gateway, req: Request, out: Responder) -> None:
+    """``POST /build/prune?all=1`` (`docker builder prune`): the build cache's steps and
+    their images; filters and keep-storage are refused (the cache has no ages or sizes to
+    choose by)."""
+    if req.arg("filters") not in ("", "{}", "null") or req.integer("keep-storage", 0):
+        raise bad_request("builder prune with filters or keep-storage is not supported by "
+                          "muelle")
+    reply = await gateway.call("PruneBuildCache",
+                               engine_pb2.PruneBuildCacheRequest(all=req.flag("all")))
+    await out.json(200, {"CachesDeleted": list(reply.deleted) or None,
+                         "SpaceReclaimed": reply.space_reclaimed})

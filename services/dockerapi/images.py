@@ -68,7 +68,8 @@ class Images:
 
     async def list(self, req: Request, out: Responder) -> None:
         wanted = filters.parse(req.arg("filters"), _LIST_FILTERS)
-        reply = await self.gateway.call("ListImages", engine_pb2.ListImagesRequest())
+        reply = await self.gateway.call("ListImages", engine_pb2.ListImagesRequest(
+            all=req.flag("all")))
         await out.json(200, [summary(i) for i in reply.images if _matches(i, wanted)])
 
     async def inspect(self, req: Request, out: Responder) -> None:

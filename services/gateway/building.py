@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from muelle.engine.v1 import engine_pb2
 from muelle.images.v1 import images_pb2
@@ -27,9 +27,11 @@ from services.builder import context as ctxmod
 from services.builder.build import Builder, Options, RunFailed
 from services.builder.cache import Cache
 from services.core.logging import get_logger
-from services.gateway.engine import Engine
 from vocab import platform as platforms
 from vocab.errors import InvalidArgument, MuelleError, NotFound
+
+if TYPE_CHECKING:  # the engine imports this module (list_images): a type only, no cycle
+    from services.gateway.engine import Engine
 
 _CHUNK = 1 << 20
 
@@ -157,6 +159,63 @@ def _options(o: engine_pb2.BuildOptions) -> Options:
                    platform=o.platform)
 
 
+def _state(engine: Engine) -> Path:
+    return _state_of(engine.root_dir)
+
+
+def _state_of(root_dir: str) -> Path:
+    return Path(root_dir) / "gateway" if root_dir else Path(tempfile.gettempdir())
+
+
+def intermediate_images(root_dir: str, stored: set[str]) -> set[str]:
+    """Build step images that a later step of ``stored`` was made from (parents)."""
+    return Cache(_state_of(root_dir) / "build-cache.json").intermediates(stored)
+
+
+def _disk_used(engine: Engine) -> int:
+    usage = engine.images.DiskUsage(images_pb2.DiskUsageRequest())
+    return int(usage.layers_size + usage.blobs_size)
+
+
+def prune_build_cache(engine: Engine, all: bool) -> engine_pb2.PruneBuildCacheResponse:
+    """`builder prune`: forget cached steps and remove their images where nothing else
+    holds them (a tag, a container). Without ``all`` the steps of tagged images stay
+    (Docker's "dangling" cache is what no image in use refers to)."""
+    cache = Cache(_state(engine) / "build-cache.json")
+    before = _disk_used(engine)
+    forget: set[str] = set()
+    deleted: list[str] = []
+    removed: set[str] = set()
+    for key, image_id in cache.items().items():
+        try:
+            img = engine.images.Get(images_pb2.GetImageRequest(reference=image_id))
+        except NotFound:
+            forget.add(key)  # its image is gone already
+            continue
+        if img.repo_tags:
+            if all:
+                forget.add(key)  # forgotten; the tagged image itself stays
+            continue
+        if engine.records.using_image(img.id):
+            continue  # a container stands on it: step and image stay
+        forget.add(key)
+        if img.id in removed:
+            continue
+        try:
+            engine.images.Remove(types_pb2.RemoveImageRequest(reference=img.id))
+        except NotFound:
+            continue
+        except MuelleError as exc:  # kept by something else: the step is forgotten only
+            get_logger(component="build").info("cached image kept", image=img.id,
+                                                reason=str(exc))
+            continue
+        removed.add(img.id)
+        deleted.append(img.id)
+    cache.forget(forget)
+    return engine_pb2.PruneBuildCacheResponse(
+        deleted=deleted, space_reclaimed=max(0, before - _disk_used(engine)))
+
+
 def build_image(engine: Engine, requests: Iterator[engine_pb2.BuildRequest],
                 is_active: Callable[[], bool] = lambda: True,
                 on_cancel: Callable[[Callable[[], None]], Any] | None = None,
@@ -165,7 +224,7 @@ def build_image(engine: Engine, requests: Iterator[engine_pb2.BuildRequest],
     if first is None or not first.HasField("options"):
         raise InvalidArgument("the first Build message must carry the build options")
     options = _options(first.options)
-    state = Path(engine.root_dir) / "gateway" if engine.root_dir else Path(tempfile.gettempdir())
+    state = _state(engine)
     (state / "builds").mkdir(parents=True, exist_ok=True, mode=0o700)
     work = Path(tempfile.mkdtemp(prefix="build-", dir=state / "builds"))
     log = get_logger(component="build")

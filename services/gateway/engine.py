@@ -152,9 +152,15 @@ class Engine:
             on_cancel(call.cancel)
         yield from call
 
-    def list_images(self) -> engine_pb2.ListImagesResponse:
+    def list_images(self, all: bool = False) -> engine_pb2.ListImagesResponse:
         reply = self.images.List(images_pb2.ListImagesRequest())
-        return engine_pb2.ListImagesResponse(images=[image_summary(i) for i in reply.images])
+        images = list(reply.images)
+        if not all:  # a build's intermediate images, as Docker hides them (`images -a`)
+            from services.gateway.building import intermediate_images
+
+            hidden = intermediate_images(self.root_dir, {i.id for i in images})
+            images = [i for i in images if i.repo_tags or i.id not in hidden]
+        return engine_pb2.ListImagesResponse(images=[image_summary(i) for i in images])
 
     def _get_image(self, reference: str) -> images_pb2.Image:
         try:

@@ -10,7 +10,7 @@ from muelle.engine.v1 import engine_pb2, engine_pb2_grpc
 from muelle.types.v1 import types_pb2
 
 from services.gateway.attach import attach_stream
-from services.gateway.building import build_image
+from services.gateway.building import build_image, prune_build_cache
 from services.gateway.engine import Engine
 from services.gateway.exec import exec_container
 from services.gateway.volumes import Volumes
@@ -46,7 +46,7 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
 
     def ListImages(self, request: engine_pb2.ListImagesRequest,  # noqa: N802
                    context: Ctx) -> engine_pb2.ListImagesResponse:
-        return self.engine.list_images()
+        return self.engine.list_images(request.all)
 
     def InspectImage(self, request: engine_pb2.InspectImageRequest,  # noqa: N802
                      context: Ctx) -> engine_pb2.ImageDetail:
@@ -303,6 +303,10 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
     def CommitContainer(self, request: engine_pb2.CommitContainerRequest,  # noqa: N802
                         context: Ctx) -> types_pb2.NewImage:
         return self.engine.commit_container(request)
+
+    def PruneBuildCache(self, request: engine_pb2.PruneBuildCacheRequest,  # noqa: N802
+                        context: Ctx) -> engine_pb2.PruneBuildCacheResponse:
+        return prune_build_cache(self.engine, request.all)
 
     def Build(self, request_iterator: Iterator[engine_pb2.BuildRequest],  # noqa: N802
               context: Ctx) -> Iterator[engine_pb2.BuildEvent]:

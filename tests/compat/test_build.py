@@ -12,6 +12,7 @@ import socket
 import subprocess
 import tarfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -246,3 +247,39 @@ def test_compose_build(docker_engine: Engine, pulled: str, tmp_path: Path) -> No
             c.close()
     finally:
         docker_engine.cli("rmi", "built/compose:1", check=False)
+
+
+def test_builder_prune(classic: DockerCli, pulled: str, tmp_path: Path) -> None:
+    ctx = _context(tmp_path / "ctx", f"FROM {pulled}\nRUN echo x > /x\nENV A=1\n")
+    classic("build", "-q", "-t", "built/prune:1", str(ctx))
+    try:
+        out = classic("builder", "prune", "-f").stdout
+        assert "Deleted build cache objects:" in out and "Total reclaimed space:" in out
+        assert "Using cache" not in classic("build", "-t", "built/prune:1", str(ctx)).stdout
+    finally:
+        classic("rmi", "built/prune:1", check=False)
+
+
+def test_intermediate_images_are_listed_with_all_only(classic: DockerCli, pulled: str,
+                                                     tmp_path: Path) -> None:
+    """As dockerd: a build's step images have children, so `docker images` hides them and
+    `docker images -a` lists them as <none>; a failed build's last step has none: shown."""
+    ctx = _context(tmp_path / "ctx", f"FROM {pulled}\nRUN echo 1 > /1\nRUN echo 2 > /2\n"
+                                     "ENV DONE=1\n")
+    image_id = classic("build", "-q", "-t", "built/steps:1", str(ctx)).stdout.strip()
+
+    def untagged(*flags: str) -> set[str]:
+        out = classic("images", *flags, "--no-trunc", "--format",
+                      "{{.Repository}} {{.ID}}").stdout
+        return {ln.split()[1] for ln in out.splitlines() if ln.startswith("<none>")}
+
+    try:
+        hidden = untagged("-a") - untagged()
+        assert len(hidden) == 2 and image_id not in hidden
+        bad = _context(tmp_path / "bad", f"FROM {pulled}\nRUN echo {uuid.uuid4()} > /3\n"
+                                         "RUN exit 1\n")  # never cached before
+        before = untagged()
+        assert classic("build", str(bad), check=False).returncode == 1
+        assert len(untagged() - before) == 1  # the last image made, as dockerd shows it
+    finally:
+        classic("rmi", "built/steps:1", check=False)

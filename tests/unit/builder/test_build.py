@@ -294,7 +294,8 @@ def test_run_in_a_stage_of_a_foreign_platform_is_refused_clearly(tmp_path: Path)
 class FilesBackend(FakeBackend):
     """read_files of a small tree: /out/{a.txt,b.txt,c.log,sub/d.txt}, /one/{only}."""
 
-    TREE = {"/out": ["a.txt", "b.txt", "c.log", "sub/", "sub/d.txt"], "/one": ["only"]}
+    TREE = {"/out": ["a.txt", "b.txt", "c.log", "sub/", "sub/d.txt"], "/one": ["only"],
+            "/etc": ["passwd"]}
 
     def read_files(self, image: str, path: str, out: IO[bytes]) -> None:
         names = self.TREE.get(path)
@@ -333,3 +334,57 @@ def test_copy_from_with_wildcards(tmp_path: Path) -> None:
         build(tmp_path, "FROM busybox\nCOPY --from=busybox /out/*.md /d/\n", FilesBackend())
     with pytest.raises(NotFound, match="nothing in --from=busybox"):
         build(tmp_path, "FROM busybox\nCOPY --from=busybox /nope/* /d/\n", FilesBackend())
+
+
+class MeetingBackend(FilesBackend):
+    """Each RUN waits until another RUN is in progress at the same time (a barrier of
+    two, bounded): built one after the other, the first RUN would wait in vain."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.barrier = threading.Barrier(2, timeout=30)
+        self.events: list[str] = []
+
+    def run(self, parent: str, config: dict[str, Any], cmd: list[str], env: list[str],
+            created_by: str, network: str
+            ) -> Generator[tuple[str, str], None, tuple[int, str]]:
+        self.events.append(f"run {cmd[-1]}")
+        if cmd[-1].startswith("meet"):
+            self.barrier.wait()  # BrokenBarrierError if no other RUN comes
+            self.events.append(f"met {cmd[-1]}")
+        return (yield from super().run(parent, config, cmd, env, created_by, network))
+
+
+def test_independent_stages_build_at_once_and_print_in_order(tmp_path: Path) -> None:
+    be = MeetingBackend()
+    df = ("FROM busybox AS a\nRUN meet-a\nFROM busybox AS b\nRUN meet-b\n"
+          "FROM a\nCOPY --from=b /etc /etc-b\nRUN after\n")
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    builder = Builder(be, Cache(tmp_path / "cache.json"), str(ctx), df, Options())
+    stage_events: list[tuple[int, str]] = []
+    builder.on_stage = lambda index, event: stage_events.append((index, event))
+    steps = builder.build()
+    out = []
+    with pytest.raises(StopIteration):
+        while True:
+            out.append(next(steps))
+    # Both RUNs were in progress together: each passed the barrier only with the other.
+    assert sorted(be.events[:4]) == ["met meet-a", "met meet-b", "run meet-a", "run meet-b"]
+    assert be.events[-1] == "run after"
+    # The third stage waited for a (FROM a) and b (COPY --from=b) to end.
+    assert (2, "wait 0") in stage_events and (2, "wait 1") in stage_events
+    # The output is the sequential one: steps numbered in order, each stage's together.
+    steps_shown = [ln.split(" :")[0] for ln in out if ln.startswith("Step ")]
+    assert steps_shown == [f"Step {i}/7" for i in range(1, 8)]
+    text = "".join(out)
+    assert text.index("RUN meet-a") < text.index("Step 3/7") < text.index("RUN meet-b")
+
+
+def test_a_failing_stage_stops_the_stages_that_need_it(tmp_path: Path) -> None:
+    be = FakeBackend()
+    be.run_exit = 4
+    df = "FROM busybox AS a\nRUN fail\nFROM a\nRUN never\nFROM busybox\nCOPY --from=0 / /\n"
+    with pytest.raises(RunFailed, match="returned a non-zero code: 4"):
+        build(tmp_path, df, be)
+    assert [c[1][0] for c in be.calls if c[0] == "run"] == [["/bin/sh", "-c", "fail"]]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from services.builder.dockerfile import name_values, parse, split_words
-from services.builder.dockerignore import Ignore
 from services.builder.shlex import Lexer
+from vocab.dockerignore import Ignore
 from vocab.errors import InvalidArgument
 
 

@@ -194,6 +194,10 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
         self._record("CommitContainer", request)
         return types_pb2.NewImage(id=IMG)
 
+    def PruneBuildCache(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("PruneBuildCache", request)
+        return engine_pb2.PruneBuildCacheResponse(deleted=[IMG], space_reclaimed=1_500_000)
+
     def Build(self, request_iterator, context):  # type: ignore[no-untyped-def]  # noqa: N802
         reqs = list(request_iterator)
         self._record("Build", (reqs[0].options, b"".join(r.context for r in reqs[1:])))

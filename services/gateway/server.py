@@ -246,8 +246,8 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
 
     def RemoveNetwork(self, request: types_pb2.NetworkRemoveRequest,  # noqa: N802
                       context: Ctx) -> engine_pb2.NetworkRemoveResponse:
-        info = self.engine.inspect_network(request.network)
-        self.engine.remove_network(info.id)
+        info = self.engine.inspect_network(request.network)  # for the event
+        self.engine.remove_network(request.network)  # the name: pre-defined ones refuse
         self._network_event("destroy", info)
         return engine_pb2.NetworkRemoveResponse()
 

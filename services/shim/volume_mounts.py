@@ -17,7 +17,7 @@ from typing import Any
 from muelle.runtime.v1 import runtime_pb2
 
 from services.core.errors import InvalidArgument, MuelleError
-from services.runtime.paths import make_target, secure_join
+from services.core.inroot import join_in_root, make_target
 from services.shim.volumes import VolumeStore
 
 TMPFS_DEFAULTS = ["nosuid", "nodev", "noexec"]
@@ -85,7 +85,7 @@ def prepare(mounts: Sequence[runtime_pb2.VolumeMount], rootfs: str, cid: str,
     try:
         for m in mounts:
             target = _check_target(m.target, seen)
-            dest = secure_join(rootfs, target)
+            dest = join_in_root(rootfs, target)
             inside = "/" + os.path.relpath(dest, rootfs)
             record: dict[str, Any] = {"type": m.type, "target": target, "readonly": m.readonly}
             if m.type == "bind":

@@ -17,7 +17,7 @@ import os
 import struct
 
 from services.core.errors import FailedPrecondition
-from services.runtime import linux
+from services.runtime.api import linux
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _SYS_OPEN_TREE, _SYS_MOVE_MOUNT, _SYS_MOUNT_SETATTR = 428, 429, 442  # x86_64 and arm64 alike

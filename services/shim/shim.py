@@ -35,8 +35,8 @@ from services.core.errors import (
     no_space,
 )
 from services.core.logging import get_logger
-from services.runtime import cgroups
-from services.runtime.store import proc_start_time
+from services.runtime import api
+from services.runtime.api import proc_start_time
 from services.shim import (
     access,
     cgroupfs,
@@ -213,7 +213,7 @@ class Shim:
                rootfs: Sequence[types_pb2.Mount], runtime_name: str = "") -> str:
         # The runtime's cgroup join (~20 ms from now) waits for an RCU grace period unless
         # one passed lately: start one now (services/runtime/cgroups: prime_migration).
-        cgroups.prime_migration()
+        api.prime_migration()
         cdir = self.store.dir(cid)
         log = get_logger(container=cid[:12])
         runtime = self.runtimes.get(runtime_name)
@@ -313,11 +313,10 @@ class Shim:
             *(["--stdin-closed"] if terminal and not stdin else []),
             *(["--console-socket", console] if terminal else []),
             "--dir", str(cdir.path),
-            "--create", json.dumps(runtime.create_argv(cdir.id, str(cdir.path),
-                                                       str(cdir.init_pid), console)),
-            "--delete", json.dumps(runtime.delete_argv(cdir.id, force=True)),
+            "--create", runtime.create_command(cdir.id, str(cdir.path), str(cdir.init_pid),
+                                               console),
+            "--delete", runtime.delete_command(cdir.id, force=True),
             "--cgroup", cgroups_path,
-            *(["--warm-runtime"] if runtime.warm else []),
             *self._log_limits(cdir),
         ]
         try:

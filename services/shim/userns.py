@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 
 from services.core.errors import FailedPrecondition
-from services.runtime import linux
+from services.runtime.api import linux
 from services.shim.network import netns
 
 Range = tuple[int, int, int]  # (container ID, host ID, size)

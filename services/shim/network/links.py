@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from pyroute2 import IPRoute
 
-from services.runtime import linux
+from services.runtime.api import linux
 from services.shim.network import rtnl
 
 T = TypeVar("T")

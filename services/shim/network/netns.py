@@ -11,7 +11,7 @@ import os
 import threading
 
 from services.core.errors import FailedPrecondition
-from services.runtime import linux
+from services.runtime.api import linux
 
 
 def create(path: str, userns: str = "") -> None:

@@ -96,7 +96,7 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServicer):
 
     def Logs(self, request: runtime_pb2.LogsRequest,
              context: grpc.ServicerContext) -> Iterator[runtime_pb2.LogEntry]:
-        entries = self.shim.logs(request.id, follow=request.follow, tail=request.tail,
+        entries = self.shim.io.logs(request.id, follow=request.follow, tail=request.tail,
                                  since=request.since, stdout=request.stdout,
                                  stderr=request.stderr,
                                  cancelled=lambda: not context.is_active())
@@ -151,11 +151,11 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServicer):
               context: grpc.ServicerContext) -> runtime_pb2.StatsResponse:
         return runtime_pb2.StatsResponse(stats=[
             runtime_pb2.ContainerStats(id=cid, **vars(c))
-            for cid, c in self.shim.stats(list(request.ids))])
+            for cid, c in self.shim.io.stats(list(request.ids))])
 
     def Top(self, request: runtime_pb2.TopRequest,  # noqa: N802
             context: grpc.ServicerContext) -> runtime_pb2.TopResponse:
-        titles, rows = self.shim.top(request.id, request.ps_args)
+        titles, rows = self.shim.io.top(request.id, request.ps_args)
         return runtime_pb2.TopResponse(
             titles=titles, processes=[runtime_pb2.TopProcess(fields=r) for r in rows])
     def NetworkCreate(self, request: runtime_pb2.NetworkCreateRequest,
@@ -204,7 +204,7 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServicer):
         def timed_out() -> bool:
             return deadline is not None and time.monotonic() >= deadline
 
-        for event in self.shim.exec(s.id, req, _stdin(request_iterator),
+        for event in self.shim.io.exec(s.id, req, _stdin(request_iterator),
                                     cancelled=lambda: not context.is_active() or timed_out()):
             if isinstance(event, Exit):
                 yield runtime_pb2.ExecOutput(exit=runtime_pb2.ExecExit(
@@ -223,16 +223,16 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServicer):
         chunks = _StdinBytes(request_iterator)
         if not start.output:
             if start.stdin:
-                self.shim.write_stdin(start.id, chunks, lambda: chunks.closed)
+                self.shim.io.write_stdin(start.id, chunks, lambda: chunks.closed)
             return
-        entries = self.shim.logs(start.id, follow=True, since=start.since,
+        entries = self.shim.io.logs(start.id, follow=True, since=start.since,
                                  cancelled=lambda: not context.is_active())
         if start.stdin:
             self.shim.state(start.id)  # NOT_FOUND before the thread starts
 
             def feed() -> None:
                 with contextlib.suppress(Exception):  # reported to nobody: output goes on
-                    self.shim.write_stdin(start.id, chunks, lambda: chunks.closed)
+                    self.shim.io.write_stdin(start.id, chunks, lambda: chunks.closed)
 
             threading.Thread(target=feed, name="attach-stdin", daemon=True).start()
         for entry in entries:

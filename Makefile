@@ -3,14 +3,15 @@ SHELL := /bin/bash
 VENV  ?= .venv
 PY    := $(VENV)/bin/python
 PROTO_SRC := $(shell find protos -name '*.proto')
-APT_PACKAGES := curl docker.io docker-registry busybox-static tini runc crun skopeo umoci iptables iproute2 libseccomp2 python3-venv gcc libc6-dev podman nodejs
+APT_PACKAGES := curl docker.io docker-compose docker-registry busybox-static tini runc crun skopeo umoci iptables iproute2 libseccomp2 python3-venv gcc libc6-dev podman nodejs containernetworking-plugins
 
 .PHONY: setup apt venv launcher protos contracts bytecode node up down demo test lint bench test-cgroup2 clean
 
 setup: apt venv launcher protos bytecode
 
 # System packages: the real registry, busybox for test images, the peer runtimes, and
-# the other engines (docker.io, podman) that the suite runs muelle-runtime under.
+# the other engines (docker.io, podman) that the suite runs muelle-runtime under, the CNI
+# plugins that muelle-cri runs per pod with [cri] cni_conf_dir.
 apt: .stamps/apt
 .stamps/apt:
 	@mkdir -p .stamps
@@ -64,7 +65,7 @@ down:
 # module the CLI imports, gen/'s protobuf modules above all, on each command (~50 ms).
 # compileall skips what is up to date.
 bytecode: protos
-	@$(PY) -m compileall -q -j 0 clients services gen
+	@$(PY) -m compileall -q -j 0 vocab clients services engine gen
 
 demo: setup
 	@deploy/demo.sh

@@ -13,7 +13,7 @@ show() { printf '$ %s\n' "$*"; "$@"; }
 cleanup() {
   step "cleaning up"
   muelle rm -f $(muelle ps -aq 2>/dev/null) >/dev/null 2>&1 || true
-  python -m services.core.launcher down || true
+  python -m engine.launcher down || true
   deploy/demo-registry.sh down || true
 }
 trap cleanup EXIT
@@ -26,7 +26,7 @@ registry_env=$(deploy/demo-registry.sh up)  # an assignment: its failure stops t
 eval "$registry_env"
 
 step "starting the muelle services (MUELLE_ROOT=$MUELLE_ROOT MUELLE_RUN=$MUELLE_RUN)"
-python -m services.core.launcher up
+python -m engine.launcher up
 
 step "pulling it with muelle"
 show muelle pull "$IMAGE"

@@ -6,5 +6,5 @@
 # MUELLE_COMBINED=1: all in one process (muelle-engine, ~half the memory), engine.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec .venv/bin/python -m services.core.launcher up ${MUELLE_CONFIG:+--config "$MUELLE_CONFIG"} \
+exec .venv/bin/python -m engine.launcher up ${MUELLE_CONFIG:+--config "$MUELLE_CONFIG"} \
   ${MUELLE_COMBINED:+--combined}

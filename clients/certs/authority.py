@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from services.core.errors import FailedPrecondition, InvalidArgument, NotFound
+from vocab.errors import FailedPrecondition, InvalidArgument, NotFound
 
 CA_DAYS = 3650
 CERT_DAYS = 365

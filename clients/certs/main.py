@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from clients.certs import authority
-from services.core.errors import MuelleError
+from vocab.errors import MuelleError
 
 
 def _parser() -> argparse.ArgumentParser:

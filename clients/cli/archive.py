@@ -62,7 +62,7 @@ def open_input(path: str, verb: str) -> IO[bytes]:
 
 
 def load(ctx: Context, args: argparse.Namespace) -> int:
-    from services.core.reference import parse
+    from vocab.reference import parse
 
     f = open_input(args.input, "load")
     try:

@@ -106,7 +106,7 @@ class Stdin:
 
 
 def exit_status(ctx: Context, ex: object) -> int:
-    """The exit code of an AttachEvent's exit (as containers.attach reports it)."""
+    """The exit code of an AttachEvent's exit (as attach_output reports it)."""
     from clients.cli.errors import run_exit_code
 
     error = str(getattr(ex, "error", ""))
@@ -132,7 +132,7 @@ def attached(ctx: Context, container: str, start: bool, keys: bytes, tty: bool =
 
 
 def _attached(ctx: Context, container: str, start: bool, stdin: Stdin) -> int:
-    from clients.cli.containers import _engine_call, _engine_iter
+    from clients.cli.errors import engine_call, engine_iter
 
     holder: list[Any] = []
 
@@ -144,11 +144,11 @@ def _attached(ctx: Context, container: str, start: bool, stdin: Stdin) -> int:
         timer.start()
 
     stdin.on_detach = detach
-    stream = _engine_call(lambda: ctx.client().attach_stream(container, iter(stdin),
+    stream = engine_call(lambda: ctx.client().attach_stream(container, iter(stdin),
                                                              start=start))
     holder.append(stream)
     # run: engine refusals exit 125/126/127 (as attach in containers.py); attach: 1
-    events = _engine_iter(stream) if start else stream
+    events = engine_iter(stream) if start else stream
     try:
         for event in events:
             if event.HasField("exit"):
@@ -172,7 +172,7 @@ def attach(ctx: Context, args: argparse.Namespace) -> int:
     config = ctx.client().inspect(args.container).config
     with proxied(ctx.host, args.container, enabled=args.sig_proxy and not config.tty):
         if args.no_stdin:
-            from clients.cli.containers import attach as attach_output
+            from clients.cli.output import attach_output
 
             return attach_output(ctx, args.container, start=False)
         return attached(ctx, args.container, start=False, keys=keys, tty=config.tty,

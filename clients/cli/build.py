@@ -14,7 +14,7 @@ from typing import IO
 from clients.cli.archive import chunks, open_input, write_stream
 from clients.cli.context import Context
 from clients.cli.units import UsageError
-from services.core.errors import MuelleError
+from vocab.errors import MuelleError
 
 
 def export(ctx: Context, args: argparse.Namespace) -> int:

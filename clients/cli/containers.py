@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from clients.cli.context import Context
-from clients.cli.errors import ENGINE_ERROR, RunFailed, daemon_message, run_exit_code
+from clients.cli.errors import RunFailed, daemon_message, engine_call
 from clients.cli.mounts import parse_mount, parse_tmpfs
 from clients.cli.units import (
     UsageError,
@@ -79,18 +79,6 @@ def build_request(args: argparse.Namespace, environ: Any) -> Any:
     return req
 
 
-def _engine_call(fn: Callable[[], Any]) -> Any:
-    """Run ``fn``; engine refusals become RunFailed with 125/126/127."""
-    from services.core.errors import MuelleError, Unavailable
-
-    try:
-        return fn()
-    except Unavailable:
-        raise
-    except MuelleError as exc:
-        raise RunFailed(str(exc), run_exit_code(str(exc))) from None
-
-
 PULL_POLICIES = ("missing", "always", "never")
 
 
@@ -99,7 +87,7 @@ def _create(ctx: Context, args: argparse.Namespace) -> str:
         raise UsageError(f"invalid pull option: '{args.pull}': must be one of \"always\", "
                          "\"missing\" or \"never\"")
     req = build_request(args, ctx.environ)
-    reply = _engine_call(lambda: _create_pulling(ctx, args, req))
+    reply = engine_call(lambda: _create_pulling(ctx, args, req))
     for warning in reply.warnings:
         ctx.error(f"WARNING: {warning}")
     return str(reply.id)
@@ -109,7 +97,7 @@ def _create_pulling(ctx: Context, args: argparse.Namespace, req: Any) -> Any:
     """Create, pulling the image first (--pull always) or when the engine has none that
     fits (--pull missing, the default): docker's "Unable to find image" then the pull's
     progress, both on stderr so that stdout keeps the container's ID or output."""
-    from services.core.errors import NotFound
+    from vocab.errors import NotFound
 
     client = ctx.client()
     if args.pull == "always":
@@ -162,7 +150,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     client = ctx.client()
     if args.detach:
         try:
-            _engine_call(lambda: client.start(cid))
+            engine_call(lambda: client.start(cid))
         except RunFailed:
             if args.rm:
                 _quietly(lambda: client.remove(cid, force=True))
@@ -178,38 +166,13 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
             return attached(ctx, cid, start=True,
                             keys=parse_detach_keys(DEFAULT_DETACH_KEYS),
                             tty=args.tty, interactive=args.interactive)
-        return attach(ctx, cid, start=True)
+        from clients.cli.output import attach_output
 
-
-def attach(ctx: Context, container: str, start: bool) -> int:
-    """Stream the container's output until it stops; its exit code."""
-    stream = _engine_call(lambda: ctx.client().attach(container, start=start))
-    try:
-        for event in _engine_iter(stream):
-            if event.HasField("exit"):
-                ex = event.exit
-                if ex.error:
-                    ctx.error(f"muelle: {ex.error}")
-                    return int(ex.exit_code) or run_exit_code(ex.error)
-                return int(ex.exit_code)
-            ctx.write_bytes(event.output.stream, event.output.data)
-    finally:
-        stream.cancel()
-    raise RunFailed("the engine ended the attach stream without an exit status",
-                    ENGINE_ERROR)
-
-
-def _engine_iter(stream: Any) -> Any:
-    while True:
-        try:
-            item = _engine_call(lambda: next(stream))
-        except StopIteration:
-            return
-        yield item
+        return attach_output(ctx, cid, start=True)
 
 
 def _quietly(fn: Callable[[], Any]) -> None:
-    from services.core.errors import MuelleError
+    from vocab.errors import MuelleError
 
     try:  # noqa: SIM105 - contextlib costs every `run` ~4 ms to import
         fn()
@@ -220,7 +183,7 @@ def _quietly(fn: Callable[[], Any]) -> None:
 def _each(ctx: Context, names: list[str], fn: Callable[[str], Any],
           echo: bool = True) -> int:
     """Apply ``fn`` to every name; an error is reported and the rest still run."""
-    from services.core.errors import MuelleError, Unavailable
+    from vocab.errors import MuelleError, Unavailable
 
     status = 0
     for name in names:
@@ -257,7 +220,9 @@ def start(ctx: Context, args: argparse.Namespace) -> int:
                     return attached(ctx, args.containers[0], start=True,
                                     keys=parse_detach_keys(DEFAULT_DETACH_KEYS),
                                     tty=config.tty)
-                return attach(ctx, args.containers[0], start=True)
+                from clients.cli.output import attach_output
+
+                return attach_output(ctx, args.containers[0], start=True)
         except RunFailed as exc:
             ctx.error(daemon_message(str(exc)))
             return 1
@@ -373,7 +338,7 @@ def _ps_tests(c: Any) -> dict[str, Callable[[str], bool]]:
     def exited(code: str) -> bool:
         if not code.lstrip("-").isdigit():
             raise UsageError(f"invalid filter 'exited={code}'")
-        return c.state == "exited" and c.status.startswith(f"Exited ({int(code)})")
+        return bool(c.state == "exited" and c.status.startswith(f"Exited ({int(code)})"))
 
     return {
         "id": lambda v: c.id.startswith(v),
@@ -387,7 +352,7 @@ def _ps_tests(c: Any) -> dict[str, Callable[[str], bool]]:
 
 def _same_image(image: str, image_id: str, wanted: str) -> bool:
     """docker's ancestor=: the image by name (busybox is busybox:latest) or ID prefix."""
-    from services.core.reference import parse
+    from vocab.reference import parse
 
     hex_id = wanted.removeprefix("sha256:")
     if len(hex_id) >= 4 and image_id.removeprefix("sha256:").startswith(hex_id):
@@ -399,9 +364,9 @@ def _same_image(image: str, image_id: str, wanted: str) -> bool:
 
 
 def _ps_fields(c: Any, no_trunc: bool) -> Any:
-    from clients.cli.formatting import label_method, labels_text
+    from clients.cli.formatting import go_time, label_method, labels_text
     from clients.cli.gotemplate import Fields
-    from services.core.timefmt import parse_seconds
+    from vocab.timefmt import parse_seconds
 
     labels = dict(c.labels)
     created = parse_seconds(c.created)
@@ -426,11 +391,3 @@ def ports_text(ports: Any) -> str:
         else:
             out.append(f"{p.container_port}/{proto}")
     return ", ".join(out)
-
-
-def go_time(seconds: float) -> str:
-    """Go's time.Time String() in local time: "2024-05-01 10:00:00 +0000 UTC"."""
-    from datetime import datetime
-
-    when = datetime.fromtimestamp(int(seconds)).astimezone()
-    return when.strftime("%Y-%m-%d %H:%M:%S %z %Z")

@@ -85,3 +85,10 @@ def label_method(labels: dict[str, str]) -> Callable[[str], str]:
     """{{.Label "key"}}: the value, "" when absent."""
     return lambda key: labels.get(key, "")
 
+
+def go_time(seconds: float) -> str:
+    """Go's time.Time String() in local time: "2024-05-01 10:00:00 +0000 UTC"."""
+    from datetime import datetime
+
+    when = datetime.fromtimestamp(int(seconds)).astimezone()
+    return when.strftime("%Y-%m-%d %H:%M:%S %z %Z")

@@ -29,7 +29,7 @@ def parse_platform(text: str) -> tuple[str, str, str] | None:
     """(os, arch, variant) of a --platform value; None when not given."""
     if not text:
         return None
-    from services.core.platform import parse
+    from vocab.platform import parse
 
     try:
         return parse(text)
@@ -45,7 +45,7 @@ def split_name(name: str) -> tuple[str, str]:
     """"docker.io/library/busybox:latest" -> ("busybox", "latest")."""
     from dataclasses import replace
 
-    from services.core.reference import parse
+    from vocab.reference import parse
 
     try:
         ref = parse(name)
@@ -120,9 +120,9 @@ def _image_tests(ctx: Context, img: Any) -> dict[str, Callable[[str], bool]]:
 
 
 def _image_fields(img: Any, repo: str, tag: str, no_trunc: bool) -> Any:
-    from clients.cli.containers import go_time
+    from clients.cli.formatting import go_time
     from clients.cli.gotemplate import Fields
-    from services.core.timefmt import parse_seconds
+    from vocab.timefmt import parse_seconds
 
     digest = next((d.partition("@")[2] for d in img.repo_digests
                    if split_name(d.partition("@")[0] + ":x")[0] == repo), "<none>")
@@ -136,7 +136,7 @@ def _image_fields(img: Any, repo: str, tag: str, no_trunc: bool) -> Any:
 
 
 def rmi(ctx: Context, args: argparse.Namespace) -> int:
-    from services.core.errors import MuelleError, Unavailable
+    from vocab.errors import MuelleError, Unavailable
 
     status = 0
     for name in args.images:

@@ -128,7 +128,7 @@ def image_json(d: Any) -> dict[str, Any]:
 
 
 def inspect(ctx: Context, args: argparse.Namespace) -> int:
-    from services.core.errors import NotFound
+    from vocab.errors import NotFound
 
     tmpl = None
     if args.format:
@@ -169,6 +169,6 @@ def inspect(ctx: Context, args: argparse.Namespace) -> int:
     return 1 if missing else 0
 
 
-def _restart_policy(text: str) -> dict:
+def _restart_policy(text: str) -> dict[str, Any]:
     name, _, count = (text or "no").partition(":")
     return {"Name": name, "MaximumRetryCount": int(count) if count.isdigit() else 0}

@@ -69,7 +69,7 @@ ENGINE_VERBS = ("run", "create")  # their failures exit 125, like docker's
 
 
 def version(ctx: Context, args: argparse.Namespace) -> int:
-    from services.core.version import API_VERSION, VERSION
+    from vocab.version import API_VERSION, VERSION
 
     ctx.line("Client:")
     ctx.line(f" Version:      {VERSION}")
@@ -155,7 +155,7 @@ def _dispatch(ctx: Context, args: argparse.Namespace) -> int:
         ctx.error(daemon_message(str(exc)))
         return exc.code
     except Exception as exc:  # noqa: BLE001 - the edge: one line, no traceback
-        from services.core.errors import MuelleError, Unavailable
+        from vocab.errors import MuelleError, Unavailable
 
         if isinstance(exc, Unavailable) and not ctx.client().reachable():
             # Over TCP the reason matters: a refused certificate is not a stopped engine.

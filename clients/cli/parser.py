@@ -78,7 +78,7 @@ class _Skipped:
 class _OnlyVerb:
     """add_subparsers()'s action that builds the parser of one verb only."""
 
-    def __init__(self, sub: argparse._SubParsersAction, verb: str) -> None:
+    def __init__(self, sub: argparse._SubParsersAction[argparse.ArgumentParser], verb: str) -> None:
         self._sub = sub
         self._verb = verb
 
@@ -313,7 +313,7 @@ def build(verb: str | None = None) -> Parser:
     return parser
 
 
-def _volume_parser(sub: argparse._SubParsersAction) -> None:
+def _volume_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("volume", help="manage volumes")
     vsub = p.add_subparsers(dest="volume_verb", metavar="COMMAND", parser_class=Parser)
     vsub.required = True

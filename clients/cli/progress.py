@@ -66,7 +66,7 @@ class PullPrinter:
         self._write(f"\x1b[{up}A\r\x1b[2K{text}\n{down}")
 
     def _result(self, result: Any) -> None:
-        from services.core.reference import parse
+        from vocab.reference import parse
 
         if "Digest" not in self.printed_status and result.digest:
             self._write(f"Digest: {result.digest}\n")

@@ -50,7 +50,7 @@ def human_binary(size: float) -> str:
 
 def ago(rfc3339: str, now: float | None = None) -> str:
     """"3 seconds ago" for an RFC 3339 time; "" when unknown."""
-    from services.core.timefmt import human_duration, parse_seconds
+    from vocab.timefmt import human_duration, parse_seconds
 
     if not rfc3339:
         return ""

@@ -40,7 +40,7 @@ def volume(ctx: Context, args: argparse.Namespace) -> int:
                                 [[v.driver or "local", v.name] for v in vols]))
         return 0
     if verb == "inspect":
-        from services.core.errors import NotFound
+        from vocab.errors import NotFound
 
         found, status = [], 0
         for name in args.volumes:

@@ -6,7 +6,7 @@
         cid = c.create("busybox", ["echo", "hi"])
         code = c.run_attached(cid, on_output=lambda stream, data: print(data))
 
-Errors are services.core.errors classes (NotFound, AlreadyExists, ...), never grpc ones.
+Errors are vocab.errors classes (NotFound, AlreadyExists, ...), never grpc ones.
 """
 
 from clients.sdk.address import resolve_host

@@ -1,9 +1,9 @@
 """``Client``: the engine.v1 API with Python arguments and typed errors.
 
-Calls go over grpcio, or, with ``lean=True`` (the CLI), unary and server-streaming calls go
-over clients/sdk/wire.py, a stdlib HTTP/2 client that spares a short-lived process grpcio's
-import and shutdown (~130 ms); grpcio is then imported only for what wire does not do
-(client streams, oversized requests, the health check).
+Calls go through a Transport (clients/sdk/transport.py): grpcio, or, with ``lean=True``
+(the CLI), the stdlib HTTP/2 client of wire.py with protobuf-free messages, which spares a
+short-lived process grpcio's import and shutdown (~130 ms) and hands what it does not do
+to grpcio.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from __future__ import annotations
 # collections.abc would import the collections package (~3 ms of every CLI start)
 from _collections_abc import Iterator
 
-from clients.sdk import lite, wire
 from clients.sdk.address import plain_allowed, resolve_host, resolve_tls
-from services.core.errors import InvalidArgument, MuelleError
+from clients.sdk.transport import GrpcTransport, Stream, Transport, WireTransport
+from vocab.errors import FailedPrecondition, InvalidArgument, MuelleError, Unimplemented
 
 # typing costs the CLI ~3 ms to import; mypy treats TYPE_CHECKING as true wherever it is defined
 TYPE_CHECKING = False
@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
     from typing import Any
 
-    import grpc
     from muelle.engine.v1 import engine_pb2
     from muelle.types.v1 import types_pb2
 
@@ -30,16 +29,6 @@ def _engine_pb2() -> Any:
     from muelle.engine.v1 import engine_pb2
 
     return engine_pb2
-
-
-def _generated(message: Any) -> Any:
-    """The generated (protobuf) class of a lite message, for grpcio."""
-    from muelle.engine.v1 import engine_pb2
-    from muelle.types.v1 import types_pb2
-
-    package, _, name = message._full_name.rpartition(".")
-    module = engine_pb2 if package == "muelle.engine.v1" else types_pb2
-    return getattr(module, name).FromString(message.SerializeToString())
 
 
 class Client:
@@ -51,44 +40,17 @@ class Client:
             raise InvalidArgument(f"{self.host} is reached over mutual TLS only: give the "
                                   f"client's certificate ($MUELLE_CERT_PATH, or --tlsverify "
                                   f"with --tlscacert, --tlscert, --tlskey)")
-        self._grpc_channel: grpc.Channel | None = None
-        self._grpc_stub: Any = None
-        self._wire = wire.Channel(self.host, tls=self._tls) if (
-            lean and wire.supports(self.host)) else None
-        # Requests are lite messages over wire (no protobuf import, see lite.py), the
-        # generated classes over grpcio; replies come as the same kind.
-        if self._wire is not None:
-            self._pb: Any = lite.engine
-            self._types: Any = lite.types
-        else:
-            from muelle.engine.v1 import engine_pb2
-            from muelle.types.v1 import types_pb2
-
-            self._pb, self._types = engine_pb2, types_pb2
-
-    @property
-    def _channel(self) -> grpc.Channel:
-        if self._grpc_channel is None:
-            from services.core.client import channel
-            from services.core.tls import TlsFiles
-
-            tls = TlsFiles(*self._tls) if self._tls else None
-            self._grpc_channel = channel(self.host, tls)
-        return self._grpc_channel
-
-    @property
-    def _stub(self) -> Any:
-        if self._grpc_stub is None:
-            from muelle.engine.v1 import engine_pb2_grpc
-
-            self._grpc_stub = engine_pb2_grpc.EngineStub(self._channel)
-        return self._grpc_stub
+        self._transport: Transport = (
+            WireTransport(self.host, self._tls)
+            if lean and WireTransport.supports(self.host) else GrpcTransport(self.host, self._tls))
+        # Requests are built from the transport's classes: lite messages over wire (no
+        # protobuf import, see lite.py), the generated ones over grpcio; replies come back
+        # as the same kind.
+        self._pb: Any = self._transport.pb
+        self._types: Any = self._transport.types
 
     def close(self) -> None:
-        if self._wire is not None:
-            self._wire.close()
-        if self._grpc_channel is not None:
-            self._grpc_channel.close()
+        self._transport.close()
 
     def __enter__(self) -> Client:
         return self
@@ -99,50 +61,46 @@ class Client:
     # -- plumbing: typed errors without a service prefix (the message is the gateway's)
 
     def _call(self, name: str, request: Any) -> Any:
-        if self._wire is not None and isinstance(request, lite.Message):
-            data = request.SerializeToString()
-            if len(data) < wire.MAX_REQUEST:
-                reply = wire.call(self._wire, lite.method_path(name), data)
-                return lite.method_types(name)[1].FromString(reply)
-        if isinstance(request, lite.Message):
-            request = _generated(request)
-        import grpc
-
-        from services.core.errors import from_rpc_error
-
         try:
-            return getattr(self._stub, name)(request)
-        except grpc.RpcError as err:
-            raise from_rpc_error(err) from None
+            return self._transport.unary(name, request)
+        except Unimplemented as err:
+            raise self._unimplemented(err, name) from None
 
     def _stream(self, name: str, request: Any) -> Stream:
-        if self._wire is not None and isinstance(request, lite.Message):
-            data = request.SerializeToString()
-            if len(data) < wire.MAX_REQUEST:
-                sid, messages = wire.stream(self._wire, lite.method_path(name), data)
-                return WireStream(self._wire, sid, messages, lite.method_types(name)[1])
-        if isinstance(request, lite.Message):
-            request = _generated(request)
-        import grpc
+        try:
+            return _Explained(self._transport.server_stream(name, request),
+                              lambda err: self._unimplemented(err, name))
+        except Unimplemented as err:
+            raise self._unimplemented(err, name) from None
 
-        from services.core.errors import from_rpc_error
+    def _unimplemented(self, err: Unimplemented, name: str) -> MuelleError:
+        """What an UNIMPLEMENTED answer means, asked of the gateway's Version service
+        (muelle.version.v1): a gateway of another release that lacks the engine contract
+        this client speaks, or that serves it without this call. Asked only then, so a
+        command costs no extra round trip; nothing was done (the call was not served)."""
+        from clients.sdk import lite
+
+        contract = lite.method_path(name).strip("/").partition("/")[0]
+        from vocab.versioning import lacks
 
         try:
-            return GrpcStream(getattr(self._stub, name)(request))
-        except grpc.RpcError as err:
-            raise from_rpc_error(err) from None
+            reply = self._transport.version()
+        except Exception:  # noqa: BLE001 - no Version to ask: the original error stands
+            return err
+        if reply is None:
+            return err
+        if contract not in reply.services:
+            return lacks(contract, "the gateway", self.host, reply)
+        from vocab.version import VERSION
+
+        return FailedPrecondition(
+            f"the gateway at {self.host} (muelle {reply.version}) serves {contract} "
+            f"without {name}, which this client (muelle {VERSION}) needs: an older "
+            f"release; upgrade the engine")
 
     def reachable(self, timeout: float = 2.0) -> bool:
         """True when the gateway answers its health check."""
-        import grpc
-        from grpc_health.v1 import health_pb2, health_pb2_grpc  # only on this rare path
-
-        try:
-            reply = health_pb2_grpc.HealthStub(self._channel).Check(
-                health_pb2.HealthCheckRequest(service=""), timeout=timeout)
-        except grpc.RpcError:
-            return False
-        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+        return self._transport.healthy(timeout)
 
     def info(self) -> engine_pb2.InfoResponse:
         return self._call("Info", self._pb.InfoRequest())  # type: ignore[no-any-return]
@@ -192,7 +150,7 @@ class Client:
 
     def load_images(self, chunks: Iterator[bytes]) -> engine_pb2.LoadImagesResponse:
         pb = _engine_pb2()  # a client stream: grpcio, generated classes
-        return self._call(  # type: ignore[no-any-return]
+        return self._transport.client_stream(  # type: ignore[no-any-return]
             "LoadImages", (pb.ArchiveChunk(data=c) for c in chunks))
 
     def export_container(self, container: str) -> Stream:
@@ -209,7 +167,8 @@ class Client:
             yield pb.ImportImageRequest(reference=reference, message=message)
             for c in chunks:
                 yield pb.ImportImageRequest(data=c)
-        return self._call("ImportImage", requests())  # type: ignore[no-any-return]
+        return self._transport.client_stream(  # type: ignore[no-any-return]
+            "ImportImage", requests())
 
     def build(self, context: Iterator[bytes], dockerfile: str = "", tags: Sequence[str] = (),
               build_args: Mapping[str, str] | None = None, target: str = "",
@@ -229,14 +188,7 @@ class Client:
             for c in context:
                 yield pb.BuildRequest(context=c)
 
-        import grpc
-
-        from services.core.errors import from_rpc_error
-
-        try:
-            return GrpcStream(self._stub.Build(requests()))
-        except grpc.RpcError as err:
-            raise from_rpc_error(err) from None
+        return self._transport.bidi_stream("Build", requests())
 
     def commit_container(self, container: str, reference: str = "", author: str = "",
                          comment: str = "", pause: bool = True
@@ -315,14 +267,7 @@ class Client:
                 yield pb.ExecContainerInput(close_stdin=True)
 
         # Bidirectional: grpcio (clients/sdk/wire.py speaks only single-request calls).
-        import grpc
-
-        from services.core.errors import from_rpc_error
-
-        try:
-            return GrpcStream(self._stub.ExecContainer(inputs()))
-        except grpc.RpcError as err:
-            raise from_rpc_error(err) from None
+        return self._transport.bidi_stream("ExecContainer", inputs())
 
     def attach_stream(self, container: str, stdin: Iterator[bytes | tuple[int, int] | None],
                       start: bool = False, logs: bool = False) -> Stream:
@@ -346,14 +291,7 @@ class Client:
                     continue
                 yield pb.AttachContainerInput(stdin=chunk)
 
-        import grpc
-
-        from services.core.errors import from_rpc_error
-
-        try:
-            return GrpcStream(self._stub.AttachContainerStream(inputs()))
-        except grpc.RpcError as err:
-            raise from_rpc_error(err) from None
+        return self._transport.bidi_stream("AttachContainerStream", inputs())
 
     def run_attached(self, container: str,
                      on_output: Callable[[str, bytes], None]) -> engine_pb2.WaitContainerResponse:
@@ -465,55 +403,18 @@ class Client:
             "PruneVolumes", self._pb.VolumePruneRequest(all=all))
 
 
-class Stream(Iterator["Any"]):  # a string: typing is not imported at run time
-    """A server stream whose errors are typed; ``cancel()`` ends it from our side."""
+class _Explained(Stream):
+    """A stream whose UNIMPLEMENTED is explained by the gateway's Version (see _unimplemented)."""
+
+    def __init__(self, inner: Stream, explain: Callable[[Unimplemented], MuelleError]) -> None:
+        self._inner = inner
+        self._explain = explain
 
     def __next__(self) -> Any:
-        raise NotImplementedError
-
-    def cancel(self) -> None:
-        raise NotImplementedError
-
-
-class GrpcStream(Stream):
-    """A server stream over grpcio."""
-
-    def __init__(self, call: Any) -> None:
-        self._call = call
-
-    def __next__(self) -> Any:
-        import grpc
-
-        from services.core.errors import from_rpc_error
-
         try:
-            return next(self._call)
-        except grpc.RpcError as err:
-            if err.code() == grpc.StatusCode.CANCELLED and self._call.cancelled():
-                raise StopIteration from None
-            raise from_rpc_error(err) from None
+            return next(self._inner)
+        except Unimplemented as err:
+            raise self._explain(err) from None
 
     def cancel(self) -> None:
-        self._call.cancel()
-
-
-class WireStream(Stream):
-    """A server stream over clients/sdk/wire.py, with Stream's interface."""
-
-    def __init__(self, channel: wire.Channel, sid: int, messages: Iterator[bytes],
-                 cls: Any) -> None:
-        self._channel = channel
-        self._sid = sid
-        self._messages = messages
-        self._cls = cls
-        self._cancelled = False
-
-    def __next__(self) -> Any:
-        if self._cancelled:
-            raise StopIteration
-        return self._cls.FromString(next(self._messages))
-
-    def cancel(self) -> None:
-        if not self._cancelled:
-            self._cancelled = True
-            self._channel.cancel(self._sid)
+        self._inner.cancel()

@@ -18,16 +18,17 @@ import _socket
 import _thread
 import struct
 
-# deque without the collections package (~3 ms of every CLI start); the same class
-from _collections import deque
-
-from services.core.errors import MuelleError, Unavailable, from_status
+from vocab.errors import MuelleError, Unavailable, from_status
 
 # typing costs the CLI ~3 ms to import; mypy treats TYPE_CHECKING as true wherever it is defined
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections import deque
     from collections.abc import Iterator
     from typing import Any, BinaryIO
+else:
+    # deque without the collections package (~3 ms of every CLI start); the same class
+    from _collections import deque
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = (

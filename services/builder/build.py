@@ -35,8 +35,15 @@ from services.builder.context import (
 )
 from services.builder.dockerfile import Dockerfile, Instruction, name_values, parse, split_words
 from services.builder.shlex import Lexer
-from services.core import reference
-from services.core.errors import Cancelled, FailedPrecondition, InvalidArgument, Unimplemented
+from vocab import platform as platforms
+from vocab import reference
+from vocab.errors import (
+    Cancelled,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unimplemented,
+)
 
 Output = Generator[str, None, Any]
 
@@ -49,8 +56,11 @@ class RunFailed(FailedPrecondition):
 
 
 class Backend(Protocol):
-    def base_image(self, ref: str, pull: bool) -> Generator[str, None, tuple[str, dict[str, Any]]]:
-        """Progress lines while pulling; returns (image ID, its "config" object)."""
+    def base_image(self, ref: str, pull: bool, platform: str = ""
+                   ) -> Generator[str, None, tuple[str, dict[str, Any]]]:
+        """Progress lines while pulling; returns (image ID, its "config" object).
+        ``platform`` ("linux/arm64"): that variant, pulled from the registry's index when
+        the stored image is another; NotFound when the registry has no such variant."""
 
     def add_files(self, parent: str, config: dict[str, Any], created_by: str, dest: str = "",
                   single_name: str = "", chown: str = "", chmod: str = "",
@@ -80,12 +90,14 @@ class Options:
     pull: bool = False
     labels: dict[str, str] = field(default_factory=dict)
     network_mode: str = ""
+    platform: str = ""  # `--platform`: every stage's unless its FROM names one
 
 
 @dataclass
 class Stage:
     index: int
     name: str
+    platform: str = ""  # "" for the host's
     image_id: str = ""
     config: dict[str, Any] = field(default_factory=dict)
     args: dict[str, str | None] = field(default_factory=dict)
@@ -214,19 +226,27 @@ class Builder:
         words = ins.rest.split()
         if len(words) not in (1, 3) or (len(words) == 3 and words[1].lower() != "as"):
             raise ins.error("FROM requires either one or three arguments")
-        if ins.flags.get("platform"):
-            raise ins.error("FROM --platform is not supported yet")
+        plat = self.lex.word(ins.flags.get("platform", ""), meta_args) or self.options.platform
+        if plat:
+            try:
+                platforms.parse(plat)
+            except ValueError as exc:
+                raise ins.error(f"FROM --platform: {exc}") from None
         image = self.lex.word(words[0], meta_args)
         if not image:
             raise ins.error("base name (" + words[0] + ") should not be blank")
         name = words[2].lower() if len(words) == 3 else ""
-        stage = Stage(index=len(self.stages), name=name)
+        stage = Stage(index=len(self.stages), name=name, platform=plat)
         earlier = self._stage(image)
         if earlier is not None:
             stage.image_id, stage.config = earlier.image_id, copy.deepcopy(earlier.config)
+            stage.platform = earlier.platform
         elif image.lower() != "scratch":
             stage.image_id, stage.config = yield from self.backend.base_image(
-                image, self.options.pull)
+                image, self.options.pull, plat)
+        elif plat and not _is_host(plat):
+            raise ins.error(f"FROM scratch for {plat}: a platform other than the host's "
+                            "needs a base image with that platform (not supported yet)")
         self.stages.append(stage)
         self._meta_values = meta_args  # what `ARG name` without a value inherits
         triggers = list(stage.config.pop("OnBuild", None) or [])
@@ -447,6 +467,11 @@ class Builder:
         if not stage.image_id:
             raise ins.error("RUN needs a base image with a shell (the stage is FROM scratch "
                             "with nothing in it)")
+        if stage.platform and not _can_execute(stage.platform):
+            host = platforms.name("linux", *platforms.host_arch())
+            raise FailedPrecondition(
+                f"RUN in a {stage.platform} stage: this {host} host cannot execute its "
+                "programs (muelle runs no emulator; COPY, ADD and metadata steps work)")
 
         def make() -> Output:
             runner = self.backend.run(stage.image_id, stage.config, cmd,
@@ -548,6 +573,22 @@ class Builder:
             if scratch:
                 shutil.rmtree(scratch, ignore_errors=True)
 
+    def _read_into(self, image_id: str, path: str, dest: str) -> bool:
+        """``path`` of the image extracted into ``dest``; whether it is a directory
+        (ReadFiles sends a directory as a "." entry and its contents)."""
+        names: list[str] = []
+
+        def keep(member: tarfile.TarInfo, where: str) -> tarfile.TarInfo | None:
+            names.append(member.name)
+            return member_filter(member, where)
+
+        with tempfile.TemporaryFile() as f:
+            self.backend.read_files(image_id, path, f)
+            f.seek(0)
+            with tarfile.open(fileobj=f, mode="r|") as tar:
+                tar.extractall(dest, filter=keep)
+        return "." in names or "./" in names
+
     def _from_sources(self, ins: Instruction, from_ref: str, patterns: list[str],
                       scratch: str) -> Output:
         """COPY --from: each source path read out of the stage's or image's filesystem
@@ -556,32 +597,77 @@ class Builder:
         if stage is not None:
             image_id = stage.image_id
         else:
-            image_id, _ = yield from self.backend.base_image(from_ref, self.options.pull)
+            image_id, _ = yield from self.backend.base_image(from_ref, self.options.pull,
+                                                             self.options.platform)
         if not image_id:
             raise ins.error(f"COPY --from={from_ref}: the stage has no files (FROM scratch)")
-        sources = []
+        sources: list[Source] = []
         for i, pattern in enumerate(patterns):
-            if any(c in pattern for c in "*?["):
-                raise Unimplemented("wildcards in COPY --from sources are not supported yet")
             sub = os.path.join(scratch, str(i))
             os.mkdir(sub)
-            with tempfile.TemporaryFile() as f:
-                self.backend.read_files(image_id, "/" + pattern.lstrip("/"), f)
-                f.seek(0)
-                with tarfile.open(fileobj=f, mode="r|") as tar:
-                    tar.extractall(sub, filter=member_filter)
-            names = os.listdir(sub)
-            if len(names) == 1 and not os.path.isdir(os.path.join(sub, names[0])) or (
-                    len(names) == 1 and os.path.islink(os.path.join(sub, names[0]))):
-                sources.append(Source(f"{i}/{names[0]}", False))
-            else:
+            path = posixpath.normpath("/" + pattern.lstrip("/"))
+            base, rest = _wildcard_split(path)
+            try:
+                is_dir = self._read_into(image_id, base, sub)
+            except NotFound:
+                if not rest:
+                    raise
+                is_dir = False
+            if rest:
+                # A wildcard: matched inside the (wildcard-free) directory read out.
+                if not is_dir:
+                    raise NotFound(f"COPY failed: no source files were specified: "
+                                   f"{pattern} matches nothing in --from={from_ref}")
+                try:
+                    found = find_sources(sub, rest, "COPY")
+                except NotFound:
+                    raise NotFound(f"COPY failed: no source files were specified: {pattern} "
+                                   f"matches nothing in --from={from_ref}") from None
+                sources.extend(Source(f"{i}/{s.rel}" if s.rel else str(i), s.is_dir)
+                               for s in found)
+            elif is_dir:
                 sources.append(Source(str(i), True))
+            else:
+                sources.append(Source(f"{i}/{os.listdir(sub)[0]}", False))
         return scratch, sources, image_id
 
 
 # Proxy args are usable without an ARG line (Docker's predefined args).
 _PREDEFINED = {"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY",
                "ftp_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"}
+
+
+def _wildcard_split(path: str) -> tuple[str, str]:
+    """"/out/*.txt" -> ("/out", "*.txt"): the leading components without wildcards, and
+    the rest ("" when there is no wildcard)."""
+    parts = path.strip("/").split("/")
+    for n, part in enumerate(parts):
+        if any(c in part for c in "*?["):
+            return "/" + "/".join(parts[:n]), "/".join(parts[n:])
+    return path, ""
+
+
+def _is_host(plat: str) -> bool:
+    return platforms.same(platforms.parse(plat), ("linux", *platforms.host_arch()))
+
+
+# binfmt_misc handler names (qemu-user's) of the architectures an emulator could run.
+_QEMU = {"arm64": "aarch64", "arm": "arm", "386": "i386", "amd64": "x86_64",
+         "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
+
+
+def _can_execute(plat: str) -> bool:
+    """Whether this host runs ``plat``'s programs: its own, or one a registered binfmt_misc
+    emulator handles (qemu-user-static's ``qemu-<arch>`` entries)."""
+    if _is_host(plat):
+        return True
+    arch = platforms.parse(plat)[1]
+    entry = f"/proc/sys/fs/binfmt_misc/qemu-{_QEMU.get(arch, arch)}"
+    try:
+        with open(entry) as f:
+            return f.readline().strip() == "enabled"
+    except OSError:
+        return False
 
 
 def _split_arg(ins: Instruction) -> list[str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from services.core.errors import InvalidArgument
+from vocab.errors import InvalidArgument
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import glob
 import gzip
 import hashlib
+import lzma
 import os
 import posixpath
 import shutil
@@ -22,8 +23,8 @@ from dataclasses import dataclass
 from typing import IO
 
 from services.builder.dockerignore import Ignore
-from services.core.errors import InvalidArgument, NotFound
 from services.core.scoped import resolve as scoped_resolve
+from vocab.errors import InvalidArgument, NotFound
 
 
 def member_filter(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
@@ -36,17 +37,13 @@ def member_filter(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
 
 
 def unpack(src: IO[bytes], root: str) -> None:
-    """The context tar (plain or gzip) into ``root``."""
-    head = src.read(2)
-    src.seek(0)
-    stream: IO[bytes] = (gzip.GzipFile(fileobj=src)  # type: ignore[assignment]
-                         if head == b"\x1f\x8b" else src)
+    """The context tar (plain, gzip, bzip2 or xz: what dockerd accepts) into ``root``."""
     try:
-        with tarfile.open(fileobj=stream, mode="r|") as tar:
+        with tarfile.open(fileobj=src, mode="r|*") as tar:
             tar.extractall(root, filter=member_filter)
     except tarfile.FilterError as exc:
         raise InvalidArgument(f"refusing the build context: {exc}") from None
-    except (tarfile.TarError, EOFError, OSError, gzip.BadGzipFile) as exc:
+    except (tarfile.TarError, EOFError, OSError, gzip.BadGzipFile, lzma.LZMAError) as exc:
         raise InvalidArgument(f"the build context is not a valid tar: {exc}") from None
 
 
@@ -149,7 +146,7 @@ class SourceTar:
         if info.isreg():
             with open(path, "rb") as f:
                 data = _Hashing(f, self.hash)
-                self.tar.addfile(info, data)  # type: ignore[arg-type]
+                self.tar.addfile(info, data)
         else:
             self.tar.addfile(info)
 

@@ -17,7 +17,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from services.core.errors import InvalidArgument
+from vocab.errors import InvalidArgument
 
 INSTRUCTIONS = ("FROM", "RUN", "CMD", "LABEL", "MAINTAINER", "EXPOSE", "ENV", "ADD", "COPY",
                 "ENTRYPOINT", "VOLUME", "USER", "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL",

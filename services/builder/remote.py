@@ -13,7 +13,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from services.core.errors import InvalidArgument, Unavailable
+from vocab.errors import InvalidArgument, Unavailable
 
 _TIMEOUT = 60
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from services.core.errors import InvalidArgument
+from vocab.errors import InvalidArgument
 
 
 class _Scanner:

@@ -56,16 +56,17 @@ holds the names it was configured with (services/shim/claims.py).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
+import re
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
-from services.core.errors import InvalidArgument
-from services.core.tls import TlsFiles
+import msgspec
+
+from vocab.channel import TlsFiles
+from vocab.errors import InvalidArgument
 
 SERVICES = ("gateway", "imagestore", "registry", "shim")
 # Listeners that take [tls.<name>] and [authz] entries: the services and the Docker API.
@@ -73,16 +74,16 @@ TLS_SCOPES = (*SERVICES, "dockerapi")
 DEFAULT_CONFIG_FILE = Path("/etc/muelle/muelle.toml")
 DEFAULT_ROOT = Path("/var/lib/muelle")
 IFNAMSIZ = 15  # the longest interface name Linux takes
+T = TypeVar("T")
 
 
-@dataclass
-class RegistryConfig:
+class RegistryConfig(msgspec.Struct, forbid_unknown_fields=True):
     # Registries reached over plain HTTP (loopback registries always are).
-    insecure_registries: list[str] = field(default_factory=list)
+    insecure_registries: list[str] = []
     # Pull-only mirrors by registry host, containerd hosts.toml style: a pull of
     # "registry.k8s.io/pause:3.10" asks "127.0.0.1:5000" for "pause:3.10" (same repository
     # path); the image keeps its name. {"registry.k8s.io" = "127.0.0.1:5000"}.
-    mirrors: dict[str, str] = field(default_factory=dict)
+    mirrors: dict[str, str] = {}
     # Path of a docker-style config.json with credentials.
     auth_file: str = ""
     # Per-registry TLS material, Docker's layout: <certs_dir>/<host[:port]>/ holds CA
@@ -94,7 +95,7 @@ class RegistryConfig:
     cache_max_bytes: int = 0
     # A blob of 32 MiB or more is fetched as 8 MiB Range requests, this many at once
     # (registry/ranges.py); 1 = one request per blob, as Docker does.
-    parallel_ranges: int = 4
+    parallel_ranges: Annotated[int, msgspec.Meta(ge=1, le=16)] = 4
     # Serve a read-only pull-through mirror of mirror_upstream ("host:port" or
     # "docker.io") on mirror_listen ("127.0.0.1:5001"); off when empty. It reaches
     # upstream anonymously and serves only what upstream serves to anyone.
@@ -103,28 +104,26 @@ class RegistryConfig:
     # A blob download that receives fewer than blob_min_bytes in blob_window_seconds
     # fails (a registry sending a byte every 50 s must not hold a pull forever); the
     # same window bounds how long one read may wait for a byte. 0 bytes = no minimum.
-    blob_min_bytes: int = 32 * 1024
-    blob_window_seconds: int = 60
+    blob_min_bytes: Annotated[int, msgspec.Meta(ge=0, le=1 << 40)] = 32 * 1024
+    blob_window_seconds: Annotated[int, msgspec.Meta(ge=1, le=86400)] = 60
 
 
-@dataclass
-class ImageStoreConfig:
+class ImageStoreConfig(msgspec.Struct, forbid_unknown_fields=True):
     # A pull is refused before any download when one of its blobs (layer or config) is
     # declared larger than max_blob_bytes, or all of them together than max_pull_bytes
     # (a hostile registry may declare 1 TiB).
-    max_blob_bytes: int = 32 * 1024**3
-    max_pull_bytes: int = 128 * 1024**3
+    max_blob_bytes: Annotated[int, msgspec.Meta(ge=1, le=1 << 60)] = 32 * 1024**3
+    max_pull_bytes: Annotated[int, msgspec.Meta(ge=1, le=1 << 60)] = 128 * 1024**3
     # A blob download does not start when it would leave less than this free on the
     # store's filesystem (the rest of the host needs some too).
-    min_free_bytes: int = 1024**3
+    min_free_bytes: Annotated[int, msgspec.Meta(ge=0, le=1 << 60)] = 1024**3
 
 
-@dataclass
-class ShimConfig:
+class ShimConfig(msgspec.Struct, forbid_unknown_fields=True):
     # OCI runtime used when a request names none: "muelle", "runc" or "crun".
     default_runtime: str = "muelle"
     # Paths of the runtime binaries, by name; looked up in PATH when absent.
-    runtimes: dict[str, str] = field(default_factory=dict)
+    runtimes: dict[str, str] = {}
     # cgroup parent of every container: <mount>/<controller>/<cgroup_parent>/<id>.
     # "" = the engine's own, derived from its root (engine_names).
     cgroup_parent: str = ""
@@ -137,27 +136,26 @@ class ShimConfig:
     log_max_files: int = 3
 
 
-@dataclass
-class GatewayConfig:
+class GatewayConfig(msgspec.Struct, forbid_unknown_fields=True):
     # User namespace of every container that does not ask otherwise (dockerd's
     # --userns-remap): "CONTAINER:HOST:SIZE" ranges for both uids and gids, e.g.
     # ["0:100000:65536"]; empty = none. `run --userns=host` opts a container out.
-    userns_remap: list[str] = field(default_factory=list)
+    userns_remap: list[str] = []
 
 
-@dataclass
-class DockerApiConfig:
+class DockerApiConfig(msgspec.Struct, forbid_unknown_fields=True):
     # Unix socket of the Docker Engine API; $MUELLE_RUN/docker.sock when empty. Mode 0660,
     # owner root, group ``group`` (like Docker's "docker" group) when set.
     socket: str = ""
     group: str = ""
-    # Also serve on TCP ("127.0.0.1:2375"); loopback only until TLS and authorization
-    # come (the across-hosts issue). Off when empty.
+    # Also serve on TCP, as dockerd -H tcp://: "0.0.0.0:2376" (a host alone: port 2376,
+    # Docker's TLS port; 2375 with insecure = true), mutual TLS with [tls.dockerapi] and
+    # the identities [authz].dockerapi lists; plain only with insecure = true on
+    # loopback. Off when empty.
     tcp: str = ""
 
 
-@dataclass
-class NetworkConfig:
+class NetworkConfig(msgspec.Struct, forbid_unknown_fields=True):
     # Network of containers created without --network: "bridge", "none", "host".
     default_mode: str = "bridge"
     # Linux bridge of the default "bridge" network (IFNAMSIZ: at most 15 chars).
@@ -167,22 +165,30 @@ class NetworkConfig:
     subnet: str = ""
 
 
-@dataclass
-class CriConfig:
+class CriConfig(msgspec.Struct, forbid_unknown_fields=True):
     # Image of each pod's infra ("pause") container, which holds the pod's network
     # namespace (services/cri/README.md); pulled on the first RunPodSandbox when absent.
     sandbox_image: str = "registry.k8s.io/pause:3.10"
     # Command of the infra container; empty = the image's (a pause image's /pause). Set
     # it to e.g. ["sleep", "2147483647"] to use a busybox image as the infra image.
-    sandbox_command: list[str] = field(default_factory=list)
+    sandbox_command: list[str] = []
     # Where the streaming server for Exec, Attach and PortForward listens (host:port; port
     # 0 = a free one). Its URLs carry one-time tokens; keep it on loopback unless the
     # kubelet's proxy must reach it from elsewhere.
     stream_address: str = "127.0.0.1:0"
+    # RuntimeClass handlers: handler name -> the shim's runtime ("muelle", "runc", "crun"
+    # or one of [shim.runtimes]). Added to the built-in runc, crun and muelle-runtime
+    # (services/cri/handlers.py); the empty handler is the shim's default runtime.
+    runtime_handlers: dict[str, str] = {}
+    # Pod networks: "" = the shim's bridge (engine network mode, the default); a directory
+    # = CNI, as containerd: the first network config in it (lexical order, .conflist,
+    # .conf or .json) is run per pod by the plugins in cni_bin_dir (services/cri/cni.py).
+    cni_conf_dir: str = ""
+    # CNI_PATH: where the plugins are (':'-separated); Debian's containernetworking-plugins.
+    cni_bin_dir: str = "/usr/lib/cni"
 
 
-@dataclass
-class TlsConfig:
+class TlsConfig(msgspec.Struct, forbid_unknown_fields=True):
     # PEM files: the CA that signs peers' certificates, our certificate and its key.
     ca: str = ""
     cert: str = ""
@@ -191,24 +197,23 @@ class TlsConfig:
     insecure: bool = False
 
 
-@dataclass
-class Config:
+class Config(msgspec.Struct, forbid_unknown_fields=True):
     root: Path = Path("/var/lib/muelle")
     run: Path = Path("/run/muelle")
     log_format: str = "console"
     log_level: str = "info"
-    addresses: dict[str, str] = field(default_factory=dict)
-    registry: RegistryConfig = field(default_factory=RegistryConfig)
-    shim: ShimConfig = field(default_factory=ShimConfig)
-    network: NetworkConfig = field(default_factory=NetworkConfig)
-    gateway: GatewayConfig = field(default_factory=GatewayConfig)
-    imagestore: ImageStoreConfig = field(default_factory=ImageStoreConfig)
-    dockerapi: DockerApiConfig = field(default_factory=DockerApiConfig)
-    cri: CriConfig = field(default_factory=CriConfig)
+    addresses: dict[str, str] = {}
+    registry: RegistryConfig = msgspec.field(default_factory=RegistryConfig)
+    shim: ShimConfig = msgspec.field(default_factory=ShimConfig)
+    network: NetworkConfig = msgspec.field(default_factory=NetworkConfig)
+    gateway: GatewayConfig = msgspec.field(default_factory=GatewayConfig)
+    imagestore: ImageStoreConfig = msgspec.field(default_factory=ImageStoreConfig)
+    dockerapi: DockerApiConfig = msgspec.field(default_factory=DockerApiConfig)
+    cri: CriConfig = msgspec.field(default_factory=CriConfig)
     # [tls] (key "") and [tls.<service>] overrides; see tls_files().
-    tls: dict[str, TlsConfig] = field(default_factory=dict)
+    tls: dict[str, TlsConfig] = {}
     # [authz]: service -> identity patterns allowed to call it over TLS.
-    authz: dict[str, list[str]] = field(default_factory=dict)
+    authz: dict[str, list[str]] = {}
 
     def tls_files(self, service: str) -> TlsFiles:
         """TLS material of ``service``, as server and as client of its neighbours:
@@ -246,7 +251,7 @@ def load(path: str | None = None, **overrides: Any) -> Config:
             raise InvalidArgument(f"config file {file} does not exist") from exc
         except tomllib.TOMLDecodeError as exc:
             raise InvalidArgument(f"config file {file}: {exc}") from exc
-        _apply(cfg, data, str(file))
+        cfg = parse(data, str(file))
     if os.environ.get("MUELLE_ROOT"):
         cfg.root = Path(os.environ["MUELLE_ROOT"])
     if os.environ.get("MUELLE_RUN"):
@@ -278,58 +283,27 @@ def engine_names(root: Path) -> tuple[str, str]:
     return tag, tag  # 15 characters: fits IFNAMSIZ
 
 
-_TOML_TYPES = {bool: "true or false", int: "an integer", str: "a string", list: "an array",
-               dict: "a table"}
-# Integer settings with a range: a value outside it is refused at load.
-_BOUNDS = {("registry", "parallel_ranges"): (1, 16),
-           ("registry", "blob_min_bytes"): (0, 1 << 40),
-           ("registry", "blob_window_seconds"): (1, 86400),
-           ("imagestore", "max_blob_bytes"): (1, 1 << 60),
-           ("imagestore", "max_pull_bytes"): (1, 1 << 60),
-           ("imagestore", "min_free_bytes"): (0, 1 << 60)}
+def parse(data: dict[str, Any], origin: str) -> Config:
+    """The configuration a TOML document holds, checked against the schema above (the
+    classes' types, ``msgspec.Meta`` bounds, no unknown key) before any service sees it:
+    a wrong type would only fail deep inside a service. A refusal names ``origin`` (the
+    file) and the key."""
+    data = dict(data)
+    tls = _tls_scopes(data.pop("tls", {}), origin)
+    authz = data.pop("authz", {})
+    cfg = _convert(data, Config, origin)
+    cfg.tls = {scope: _convert(values, TlsConfig, origin, f"tls.{scope}" if scope else "tls")
+               for scope, values in tls.items()}
+    cfg.authz = _authz(authz, origin)
+    if cfg.network.bridge:
+        _check_ifname(origin, cfg.network.bridge)
+    return cfg
 
 
-def _apply(cfg: Config, data: dict[str, Any], origin: str) -> None:
-    sections: dict[str, Any] = {"registry": cfg.registry, "shim": cfg.shim,
-                                "network": cfg.network, "gateway": cfg.gateway,
-                                "imagestore": cfg.imagestore, "dockerapi": cfg.dockerapi,
-                                "cri": cfg.cri}
-    known = {"root", "run", "log_format", "log_level", "addresses", "tls", "authz",
-             *sections}
-    unknown = set(data) - known
-    if unknown:
-        raise InvalidArgument(f"{origin}: unknown keys {sorted(unknown)}")
-    for key in ("root", "run", "log_format", "log_level"):
-        if key in data:
-            _check_type(origin, key, data[key], "")
-            setattr(cfg, key, Path(data[key]) if key in ("root", "run") else data[key])
-    _check_type(origin, "addresses", data.get("addresses", {}), {})
-    cfg.addresses.update(data.get("addresses", {}))
-    _apply_tls(cfg, data.get("tls", {}), origin)
-    _apply_authz(cfg, data.get("authz", {}), origin)
-    for section, target in sections.items():
-        values = data.get(section, {})
-        _check_type(origin, section, values, {}, strings_inside=False)
-        fields = {f.name for f in dataclasses.fields(target)}
-        for key, value in values.items():
-            if key not in fields:
-                raise InvalidArgument(f"{origin}: unknown key {section}.{key}")
-            default = getattr(target, key)
-            # A wrong type would only fail deep inside a service: refuse it here.
-            _check_type(origin, f"{section}.{key}", value, default)
-            # Only numbers have bounds; a table ([shim.runtimes]) must not be compared.
-            bounds = _BOUNDS.get((section, key))
-            if bounds is not None and not bounds[0] <= value <= bounds[1]:
-                raise InvalidArgument(f"{origin}: {section}.{key} must be from {bounds[0]} "
-                                      f"to {bounds[1]}, not {value!r}")
-            if (section, key) == ("network", "bridge") and value:
-                _check_ifname(origin, value)
-            setattr(target, key, value)
-
-
-def _apply_tls(cfg: Config, data: Any, origin: str) -> None:
-    """[tls] with its keys, and [tls.<service>] tables with the same keys."""
-    _check_type(origin, "tls", data, {}, strings_inside=False)
+def _tls_scopes(data: Any, origin: str) -> dict[str, Any]:
+    """[tls] holds its own keys and [tls.<service>] tables with the same keys: scope ""
+    and the services' scopes, each then checked as a TlsConfig."""
+    _convert(data, dict[str, Any], origin, "tls")
     scopes = {"": {k: v for k, v in data.items() if not isinstance(v, dict)}}
     for name, value in data.items():
         if isinstance(value, dict):
@@ -337,25 +311,74 @@ def _apply_tls(cfg: Config, data: Any, origin: str) -> None:
                 raise InvalidArgument(f"{origin}: unknown table tls.{name}; services are "
                                       f"{', '.join(TLS_SCOPES)}")
             scopes[name] = value
-    for scope, values in scopes.items():
-        target = TlsConfig()
-        where = f"tls.{scope}" if scope else "tls"
-        for key, value in values.items():
-            if not hasattr(target, key):
-                raise InvalidArgument(f"{origin}: unknown key {where}.{key}")
-            _check_type(origin, f"{where}.{key}", value, getattr(target, key))
-            setattr(target, key, value)
-        cfg.tls[scope] = target
+    return scopes
 
 
-def _apply_authz(cfg: Config, data: Any, origin: str) -> None:
-    _check_type(origin, "authz", data, {}, strings_inside=False)
-    for name, patterns in data.items():
+def _authz(data: Any, origin: str) -> dict[str, list[str]]:
+    table = _convert(data, dict[str, Any], origin, "authz")
+    for name in table:
         if name not in TLS_SCOPES:
             raise InvalidArgument(f"{origin}: unknown service authz.{name}; services are "
                                   f"{', '.join(TLS_SCOPES)}")
-        _check_type(origin, f"authz.{name}", patterns, [])
-        cfg.authz[name] = list(patterns)
+    return {name: _convert(patterns, list[str], origin, f"authz.{name}")
+            for name, patterns in table.items()}
+
+
+def _path(kind: type, value: Any) -> Any:
+    """msgspec's hook for the types it does not know: Path from a string."""
+    if kind is Path and isinstance(value, str):
+        return Path(value)
+    # msgspec adds the path to a TypeError's message, as to its own refusals
+    raise TypeError(f"Expected `{kind.__name__}`, got `{type(value).__name__}`")
+
+
+def _convert(value: Any, kind: type[T], origin: str, where: str = "") -> T:
+    try:
+        return msgspec.convert(value, kind, dec_hook=_path)
+    except msgspec.ValidationError as exc:
+        raise _refusal(str(exc), value, origin, where) from None
+
+
+# msgspec's names of TOML's types, in the words of a config file
+_KINDS = {"int": "an integer", "str": "a string", "Path": "a string", "bool": "true or false",
+          "array": "an array", "object": "a table", "float": "a number"}
+_MESSAGE = re.compile(r"^(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+_STEP = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
+
+
+def _refusal(message: str, data: Any, origin: str, where: str) -> InvalidArgument:
+    """msgspec's ValidationError as a config refusal naming the file and the key:
+    "Expected `int`, got `str` - at `$.registry.parallel_ranges`" becomes
+    "<file>: registry.parallel_ranges must be an integer, not '4'"."""
+    found = _MESSAGE.match(message)
+    what, path = (found["what"], found["path"] or "") if found else (message, "")
+    names, value, known, item = [where] if where else [], data, True, False
+    for name, index in _STEP.findall(path):
+        if name:
+            names.append(name)
+        else:
+            item = True  # an array's item or a table's value: report its container
+        step = name or index
+        if known and isinstance(value, dict) and step in value:
+            value = value[step]
+        elif known and isinstance(value, list) and step.isdigit() and int(step) < len(value):
+            value = value[int(step)]
+        else:
+            known = False
+    key = ".".join(names)
+    if unknown := re.match(r"Object contains unknown field `(.*)`", what):
+        return InvalidArgument(f"{origin}: unknown key {'.'.join([*names, unknown[1]])}")
+    if expected := re.match(r"Expected `(\w+)`, got `(\w+)`", what):
+        want = _KINDS.get(expected[1], expected[1])
+        got = repr(value) if known else _KINDS.get(expected[2], expected[2])
+        if item:
+            return InvalidArgument(f"{origin}: the items of {key} must be "
+                                   f"{want.removeprefix('a ').removeprefix('an ')}s, not {got}")
+        return InvalidArgument(f"{origin}: {key} must be {want}, not {got}")
+    if bound := re.match(r"Expected `\w+` (>=|<=) (\S+)", what):
+        side = "at least" if bound[1] == ">=" else "at most"
+        return InvalidArgument(f"{origin}: {key} must be {side} {bound[2]}, not {value!r}")
+    return InvalidArgument(f"{origin}: {key or 'the file'}: {what}")
 
 
 def _check_ifname(origin: str, name: str) -> None:
@@ -363,17 +386,3 @@ def _check_ifname(origin: str, name: str) -> None:
     if len(name) > IFNAMSIZ or name in (".", "..") or any(c in name for c in "/: \t\n"):
         raise InvalidArgument(f"{origin}: network.bridge {name!r} is not an interface name "
                               f"(at most {IFNAMSIZ} characters, no '/', ':' or spaces)")
-
-
-def _check_type(origin: str, name: str, value: Any, like: Any,
-                strings_inside: bool = True) -> None:
-    """``value`` must have the type of ``like`` (the default); the arrays and tables of
-    the config hold strings."""
-    kind = type(like)
-    if kind in _TOML_TYPES and type(value) is not kind:
-        raise InvalidArgument(f"{origin}: {name} must be {_TOML_TYPES[kind]}, not {value!r}")
-    if strings_inside and kind in (list, dict):
-        for item in value if kind is list else value.values():
-            if not isinstance(item, str):
-                raise InvalidArgument(f"{origin}: the items of {name} must be strings, "
-                                      f"not {item!r}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.core.errors import InvalidArgument
+from vocab.errors import InvalidArgument
 
 WHAT = {"cpus": "CPUs", "mems": "memory nodes"}
 LIMIT = 8192  # the kernel's largest NR_CPUS; bigger numbers are typos, not hosts

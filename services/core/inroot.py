@@ -31,7 +31,7 @@ import stat
 from collections.abc import Callable
 from typing import Literal
 
-from services.core.errors import InvalidArgument
+from vocab.errors import InvalidArgument
 
 Make = Literal["", "dir", "file"]
 

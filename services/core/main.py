@@ -10,9 +10,9 @@ import grpc
 
 from services.core import config as configmod
 from services.core import modes
-from services.core.errors import MuelleError
 from services.core.logging import configure
 from services.core.server import check_listener, serve
+from vocab.errors import MuelleError
 
 # A service factory gets the config and returns (register, service names, on_stop).
 Factory = Callable[

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.core.errors import InvalidArgument
+from vocab.errors import InvalidArgument
 
 
 @dataclass(frozen=True)

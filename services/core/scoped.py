@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from services.core.errors import InvalidArgument
+from vocab.errors import InvalidArgument
 
 MAX_LINKS = 40
 

@@ -18,16 +18,18 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from services.core.client import GRPC_OPTIONS, KEEPALIVE_TIME_MS
-from services.core.errors import ANSWERED, MuelleError, is_no_space, no_space
 from services.core.logging import get_logger
 from services.core.tls import (
     Authorizer,
     AuthzInterceptor,
-    TlsFiles,
+    ServerInterceptor,
     listen_mode,
+    request_reload,
     server_credentials,
 )
+from vocab.channel import GRPC_OPTIONS, KEEPALIVE_TIME_MS, TlsFiles
+from vocab.errors import ANSWERED, MuelleError, is_no_space, no_space
+from vocab.versioning import Recording, add_version_service, version_service_name
 
 # Clients over TCP ping every KEEPALIVE_TIME_MS during a call (client.TCP_OPTIONS), also
 # while a stream carries no data (a Wait, a quiet log follow): gRPC's defaults would call
@@ -96,7 +98,7 @@ def _is_abort(exc: BaseException) -> bool:
     return type(exc).__module__.startswith("grpc")
 
 
-class ErrorInterceptor(grpc.ServerInterceptor):
+class ErrorInterceptor(ServerInterceptor):
     """Turns MuelleError into its status code and anything else into INTERNAL.
     ``service`` names this server in what a full disk kept it from writing."""
 
@@ -190,7 +192,7 @@ def start(
     log = get_logger(address=address)
     tls = tls or TlsFiles()
     mode = check_listener(name, address, tls, authz)
-    interceptors: list[grpc.ServerInterceptor] = [ErrorInterceptor(name)]
+    interceptors: list[ServerInterceptor] = [ErrorInterceptor(name)]
     if mode == "tls":
         # Inside the error interceptor, whose edge maps its PermissionDenied.
         interceptors.append(AuthzInterceptor(Authorizer(name, authz)))
@@ -199,14 +201,20 @@ def start(
         interceptors=interceptors,
         options=GRPC_OPTIONS + SERVER_OPTIONS,
     )
-    register(server)
+    # The contracts served are what ``register`` adds, not a list kept beside it: the
+    # Version service and the health check report exactly what callers can call.
+    recording = Recording(server)
+    register(recording)  # type: ignore[arg-type]  # a grpc.Server in all it is asked
+    # ``service_names`` adds what a handler that does not name itself serves (generated
+    # servicers all name themselves).
+    contracts = list(dict.fromkeys((*recording.names, *service_names)))
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for svc in ("", *service_names):
+    for svc in ("", *contracts):
         health_servicer.set(svc, health_pb2.HealthCheckResponse.SERVING)
-    reflection.enable_server_reflection(
-        (*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    shared = (version_service_name(), health.SERVICE_NAME, reflection.SERVICE_NAME)
+    add_version_service(server, name, (*contracts, *shared))
+    reflection.enable_server_reflection((*contracts, *shared), server)
     target = bind_address(address)
     if mode == "tls":
         port = server.add_secure_port(target, server_credentials(name, tls))
@@ -222,7 +230,8 @@ def start(
 
 
 def stop_signals() -> threading.Event:
-    """An event that SIGTERM or SIGINT sets (from now on: install it before slow starts)."""
+    """An event that SIGTERM or SIGINT sets (from now on: install it before slow starts).
+    SIGHUP rereads the TLS files (as daemons do; its default would end the service)."""
     stopped = threading.Event()
 
     def _stop(signum: int, _frame: Any) -> None:
@@ -231,7 +240,13 @@ def stop_signals() -> threading.Event:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGHUP, reload_on_hangup)
     return stopped
+
+
+def reload_on_hangup(_signum: int = signal.SIGHUP, _frame: Any = None) -> None:
+    request_reload()
+    get_logger().info("SIGHUP: TLS files are reread at the next handshake and call")
 
 
 def serve(

@@ -15,64 +15,27 @@ from __future__ import annotations
 
 import datetime
 import fnmatch
-import ipaddress
 import os
 import ssl
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from services.core.errors import InvalidArgument, PermissionDenied, Unauthenticated
 from services.core.logging import get_logger
+from vocab.channel import TlsFiles, is_loopback, read_pem, tcp_host
+from vocab.errors import InvalidArgument, PermissionDenied, Unauthenticated
 
 # A certificate that expires within this many days is logged as a warning at start and
 # at each reload, so an operator renews it before callers are refused.
 EXPIRY_WARNING_DAYS = 30
-# Health checks answer any caller that passed the TLS handshake (a CA-signed certificate):
-# load balancers and launchers probe with whatever identity they have.
-UNAUTHORIZED_METHODS = ("/grpc.health.v1.Health/",)
-
-
-@dataclass(frozen=True)
-class TlsFiles:
-    """PEM files of one end: the CA that signs peers, our certificate and key."""
-
-    ca: str = ""
-    cert: str = ""
-    key: str = ""
-    # Plain TCP, allowed on loopback addresses only.
-    insecure: bool = False
-
-    @property
-    def configured(self) -> bool:
-        return bool(self.ca and self.cert and self.key)
-
-    @classmethod
-    def from_dir(cls, directory: str | os.PathLike[str]) -> TlsFiles:
-        """Docker's layout: ``ca.pem``, ``cert.pem``, ``key.pem`` in one directory."""
-        d = Path(directory)
-        return cls(str(d / "ca.pem"), str(d / "cert.pem"), str(d / "key.pem"))
-
-
-def tcp_host(address: str) -> str | None:
-    """The host of a TCP address (``tcp://h:p`` or ``h:p``), None for a unix socket."""
-    if address.startswith(("unix:", "unix://")):
-        return None
-    hostport = address[len("tcp://"):] if address.startswith("tcp://") else address
-    host = hostport.rpartition(":")[0] if ":" in hostport else hostport
-    return host.strip("[]")
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+# Health checks and the Version service answer any caller that passed the TLS handshake
+# (a CA-signed certificate): load balancers and launchers probe with whatever identity
+# they have, and a caller learns which contracts a peer serves before its calls (refused
+# or not) are made.
+UNAUTHORIZED_METHODS = ("/grpc.health.v1.Health/", "/muelle.version.v1.Version/")
 
 
 def listen_mode(service: str, address: str, files: TlsFiles) -> str:
@@ -98,13 +61,6 @@ def listen_mode(service: str, address: str, files: TlsFiles) -> str:
     return "tls"
 
 
-def _read(path: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise InvalidArgument(f"cannot read TLS file {path}: {exc.strerror}") from None
-
-
 def not_after(cert_pem: bytes) -> datetime.datetime:
     """When a PEM certificate expires (UTC)."""
     from cryptography import x509
@@ -115,7 +71,7 @@ def not_after(cert_pem: bytes) -> datetime.datetime:
 def warn_if_expiring(cert_path: str, service: str) -> None:
     """Log a warning when the certificate expires within EXPIRY_WARNING_DAYS."""
     try:
-        expires = not_after(_read(cert_path))
+        expires = not_after(read_pem(cert_path))
     except ValueError as exc:
         raise InvalidArgument(f"{service}: {cert_path} is not a PEM certificate: {exc}") \
             from None
@@ -126,9 +82,22 @@ def warn_if_expiring(cert_path: str, service: str) -> None:
             cert=cert_path, not_after=expires.isoformat(), days_left=left.days)
 
 
+# Bumped by SIGHUP (request_reload): every reader of TLS files rereads them at its next
+# handshake or call even when their stamps did not change (files copied with their old
+# mtime and size, e.g. rsync -t of a renewal made on another machine).
+_reloads = [0]
+
+
+def request_reload() -> None:
+    """Make every server and client reread its TLS files at the next handshake or call
+    (SIGHUP; a signal handler may call it: it only bumps a counter)."""
+    _reloads[0] += 1
+
+
 def stamps(files: TlsFiles) -> tuple[tuple[int, int], ...]:
-    """(mtime, size) of the three files: what tells a renewal (a missing file: zeros)."""
-    out = []
+    """(mtime, size) of the three files, and the reload requests so far: what tells a
+    renewal (a missing file: zeros)."""
+    out = [(_reloads[0], 0)]
     for path in (files.ca, files.cert, files.key):
         try:
             st = os.stat(path)
@@ -157,8 +126,8 @@ class _Reloading:
     def _load(self) -> Any:
         warn_if_expiring(self.files.cert, self.service)
         return grpc.ssl_server_certificate_configuration(
-            [(_read(self.files.key), _read(self.files.cert))],
-            root_certificates=_read(self.files.ca))
+            [(read_pem(self.files.key), read_pem(self.files.cert))],
+            root_certificates=read_pem(self.files.ca))
 
     def __call__(self) -> Any:
         stamp = self._stat()
@@ -181,13 +150,6 @@ def server_credentials(service: str, files: TlsFiles) -> grpc.ServerCredentials:
     reloading = _Reloading(service, files)
     return grpc.dynamic_ssl_server_credentials(
         reloading.initial, reloading, require_client_authentication=True)
-
-
-def channel_credentials(files: TlsFiles) -> grpc.ChannelCredentials:
-    """Our certificate for the peer, and the CA its certificate must be signed by."""
-    return grpc.ssl_channel_credentials(
-        root_certificates=_read(files.ca), private_key=_read(files.key),
-        certificate_chain=_read(files.cert))
 
 
 def _ssl_context(files: TlsFiles) -> ssl.SSLContext:
@@ -321,7 +283,15 @@ def _guarded(fn: Callable[..., Any], method: str, authorizer: Authorizer,
     return unary
 
 
-class AuthzInterceptor(grpc.ServerInterceptor):
+# grpc-stubs make ServerInterceptor generic (request, response); grpc's class is not
+# subscriptable at run time. Our interceptors pass any message through.
+if TYPE_CHECKING:
+    ServerInterceptor = grpc.ServerInterceptor[Any, Any]
+else:
+    ServerInterceptor = grpc.ServerInterceptor
+
+
+class AuthzInterceptor(ServerInterceptor):
     """Checks every call's certificate identity against the service's [authz] entry and
     logs it; a refusal is PermissionDenied naming the identity (mapped at the edge)."""
 

@@ -8,11 +8,12 @@ import os
 from k8s.cri.v1 import api_pb2
 from muelle.engine.v1 import engine_pb2, engine_pb2_grpc
 
-from services.core.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound
 from services.cri import records, stats
+from services.cri.events import Events
 from services.cri.logs import Logs
 from services.cri.records import Record
 from services.cri.sandboxes import host_network, pod_hostname
+from vocab.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound
 
 _STATES = {"created": api_pb2.CONTAINER_CREATED, "running": api_pb2.CONTAINER_RUNNING,
            "paused": api_pb2.CONTAINER_RUNNING, "exited": api_pb2.CONTAINER_EXITED}
@@ -52,6 +53,10 @@ def engine_request(sandbox_id: str, sandbox: api_pb2.PodSandboxConfig,
         tty=config.tty, open_stdin=config.stdin, stdin_once=config.stdin_once,
         network_mode="host" if host_network(sandbox) else f"container:{sandbox_id}",
         hostname="" if host_network(sandbox) else pod_hostname(sandbox),
+        # The pod's hostname is its infra container's UTS namespace, shared (so one
+        # container's sethostname is the pod's, as in containerd).
+        uts_mode="host" if host_network(sandbox) else f"container:{sandbox_id}",
+        cgroup_parent=sandbox.linux.cgroup_parent,
     )
     if config.stop_signal:  # RUNTIMEDEFAULT (0): the image's, else SIGTERM
         req.stop_signal = api_pb2.Signal.Name(config.stop_signal)
@@ -94,6 +99,24 @@ def engine_request(sandbox_id: str, sandbox: api_pb2.PodSandboxConfig,
         req.security_opt.append("no-new-privileges")
     req.security_opt.extend(_seccomp(sc))
     return req
+
+
+def update_request(cid: str, res: api_pb2.LinuxContainerResources
+                   ) -> engine_pb2.UpdateContainerRequest:
+    """engine.v1's update of CRI's LinuxContainerResources. oom_score_adj is a process's
+    and is not changed on a running container (containerd neither); the kubelet lists
+    every huge page size, with limit 0 for those the pod does not use: only a real huge
+    page limit or a cgroup v2 `unified` entry is refused, as not supported."""
+    if any(h.limit for h in res.hugepage_limits):
+        raise InvalidArgument("huge page limits are not supported by muelle-cri")
+    if res.unified:
+        raise InvalidArgument(f"cgroup v2 unified limits ({', '.join(sorted(res.unified))}) "
+                              "are not supported by muelle-cri")
+    return engine_pb2.UpdateContainerRequest(
+        container=cid, memory=res.memory_limit_in_bytes,
+        memory_swap=res.memory_swap_limit_in_bytes, cpu_quota=res.cpu_quota,
+        cpu_period=res.cpu_period, cpu_shares=res.cpu_shares, cpuset_cpus=res.cpuset_cpus,
+        cpuset_mems=res.cpuset_mems)
 
 
 def namespace_mode(sandbox_id: str, sandbox: api_pb2.PodSandboxConfig, kind: str,
@@ -159,9 +182,12 @@ def _seccomp(sc: api_pb2.LinuxContainerSecurityContext) -> list[str]:
 
 
 class Containers:
-    def __init__(self, engine: engine_pb2_grpc.EngineStub, logs: Logs) -> None:
+    def __init__(self, engine: engine_pb2_grpc.EngineStub, logs: Logs, events: Events,
+                 layer_fs: str = "") -> None:
         self.engine = engine
         self.logs = logs
+        self.events = events
+        self.layer_fs = layer_fs  # the image store's directory, where writable layers are
 
     def create(self, sandbox_ref: str, config: api_pb2.ContainerConfig) -> str:
         found = records.lookup(self.engine, sandbox_ref, "sandbox")
@@ -171,7 +197,10 @@ class Containers:
         if not detail.state.running:
             raise FailedPrecondition(f"pod sandbox {sandbox.id} is not ready")
         req = engine_request(sandbox.id, sandbox.sandbox_config(), config)
-        return self.engine.CreateContainer(req).id
+        req.runtime = detail.runtime  # the pod's runtime handler's, as its infra container
+        cid = self.engine.CreateContainer(req).id
+        self.events.publish(api_pb2.CONTAINER_CREATED_EVENT, cid, sandbox.id)
+        return cid
 
     def _get(self, ref: str) -> tuple[Record, engine_pb2.ContainerDetail]:
         found = records.lookup(self.engine, ref, "container")
@@ -195,6 +224,14 @@ class Containers:
         except OSError as exc:
             raise FailedPrecondition(f"cannot create the log file of container {record.id}: "
                                      f"{exc.strerror}") from None
+        self.events.publish(api_pb2.CONTAINER_STARTED_EVENT, record.id, record.sandbox_id)
+        self.events.watch(record.id, record.sandbox_id)
+
+    def update(self, ref: str, res: api_pb2.LinuxContainerResources) -> None:
+        """New limits for a container (engine.v1 UpdateContainer: its cgroup at once).
+        Fields left 0 keep their value, as in containerd."""
+        record, _ = self._get(ref)
+        self.engine.UpdateContainer(update_request(record.id, res))
 
     def reopen_log(self, ref: str) -> None:
         record, detail = self._get(ref)
@@ -204,11 +241,13 @@ class Containers:
             raise FailedPrecondition(f"container {record.id} is not running (or has no log "
                                      "path): there is no log to reopen")
 
-    def resume_logs(self) -> None:
-        """After a start of muelle-cri: follow the output of containers that run."""
+    def resume(self) -> None:
+        """After a start of muelle-cri: follow the output of containers that run, and
+        watch them for their STOPPED event."""
         for record in records.list_all(self.engine, "container"):
             if record.state in ("running", "paused"):
                 self.logs.follow(record.id, record.labels.get(records.LOG_PATH, ""))
+                self.events.watch(record.id, record.sandbox_id)
 
     def stop(self, ref: str, timeout: int) -> None:
         """Stop with SIGTERM, SIGKILL after ``timeout`` seconds. Idempotent: stopping a
@@ -227,6 +266,8 @@ class Containers:
         with contextlib.suppress(NotFound):  # removed meanwhile
             self.engine.RemoveContainer(engine_pb2.RemoveContainerRequest(
                 container=found[0].id, force=True))
+            self.events.publish(api_pb2.CONTAINER_DELETED_EVENT, found[0].id,
+                                found[0].sandbox_id)
 
     def _matching(self, flt: api_pb2.ContainerFilter | api_pb2.ContainerStatsFilter
                   ) -> list[Record]:
@@ -245,7 +286,8 @@ class Containers:
 
     def stats(self, flt: api_pb2.ContainerStatsFilter) -> list[api_pb2.ContainerStats]:
         chosen = self._matching(flt)
-        return stats.of_containers(stats.running(self.engine), chosen) if chosen else []
+        return stats.of_containers(stats.sample(self.engine, self.layer_fs), chosen) \
+            if chosen else []
 
     def stats_of(self, ref: str) -> api_pb2.ContainerStats:
         record, _ = self._get(ref)

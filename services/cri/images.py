@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import time
 
 from k8s.cri.v1 import api_pb2
 from muelle.engine.v1 import engine_pb2, engine_pb2_grpc
+from muelle.types.v1 import types_pb2
 
-from services.core.errors import InvalidArgument, NotFound, Unimplemented
+from vocab.errors import InvalidArgument, NotFound, Unimplemented
 
 
 def to_image(detail: engine_pb2.ImageDetail) -> api_pb2.Image:
@@ -21,6 +23,33 @@ def to_image(detail: engine_pb2.ImageDetail) -> api_pb2.Image:
     elif user:
         image.username = user
     return image
+
+
+def pull_credentials(auth: api_pb2.AuthConfig) -> types_pb2.RegistryCredentials | None:
+    """engine.v1's per-pull credentials of a CRI AuthConfig (the kubelet's image pull
+    secret): used for this pull only, never stored. ``auth`` is base64 of
+    "user:password" (a docker config.json entry); a registry token goes to the registry
+    as it is. An identity token (an OAuth refresh token to trade at the token server) is
+    not supported."""
+    if auth.identity_token:
+        raise Unimplemented("pulling with an identity token is not supported by muelle-cri "
+                            "(use a user name and password, or a registry token)")
+    username, password = auth.username, auth.password
+    if auth.auth:
+        try:
+            username, sep, password = base64.b64decode(auth.auth, validate=True) \
+                .decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            sep = ""
+        if not sep:
+            raise InvalidArgument("auth config: 'auth' is not base64 of user:password")
+    if not (username or password or auth.registry_token):
+        return None
+    if password and not username:
+        raise InvalidArgument("auth config: a password needs a user name")
+    return types_pb2.RegistryCredentials(server=auth.server_address, username=username,
+                                         password=password,
+                                         registry_token=auth.registry_token)
 
 
 class Images:
@@ -55,14 +84,13 @@ class Images:
         return api_pb2.ImageStatusResponse(image=to_image(detail))
 
     def pull(self, spec: api_pb2.ImageSpec, auth: api_pb2.AuthConfig) -> str:
-        if auth.username or auth.password or auth.auth or auth.identity_token \
-                or auth.registry_token:
-            # engine.v1 takes credentials only through Login, which stores them for every
-            # later pull: per-pull credentials need an addition to PullImageRequest.
-            raise Unimplemented("pulling with credentials is not supported by muelle-cri yet")
         if not spec.image:
             raise InvalidArgument("an image is required")
-        for _ in self.engine.PullImage(engine_pb2.PullImageRequest(reference=spec.image)):
+        req = engine_pb2.PullImageRequest(reference=spec.image)
+        credentials = pull_credentials(auth)
+        if credentials is not None:
+            req.credentials.CopyFrom(credentials)
+        for _ in self.engine.PullImage(req):
             pass
         detail = self._inspect(spec.image)
         if detail is None:

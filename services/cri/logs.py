@@ -22,9 +22,9 @@ from collections.abc import Callable
 
 from muelle.engine.v1 import engine_pb2, engine_pb2_grpc
 
-from services.core import timefmt
-from services.core.errors import MuelleError
 from services.core.logging import get_logger
+from vocab import timefmt
+from vocab.errors import MuelleError
 
 
 def cri_lines(entry: engine_pb2.LogEntry) -> list[bytes]:

@@ -18,8 +18,8 @@ from google.protobuf.message import DecodeError
 from k8s.cri.v1 import api_pb2
 from muelle.engine.v1 import engine_pb2, engine_pb2_grpc
 
-from services.core import timefmt
-from services.core.errors import InvalidArgument, NotFound
+from vocab import timefmt
+from vocab.errors import InvalidArgument, NotFound
 
 PREFIX = "io.muelle.cri."
 KIND = PREFIX + "kind"  # "sandbox" or "container"
@@ -27,6 +27,7 @@ SANDBOX = PREFIX + "sandbox"  # container -> its sandbox's ID
 CONFIG = PREFIX + "config"  # base64 of the serialized PodSandboxConfig / ContainerConfig
 LOG_PATH = PREFIX + "log-path"  # container: absolute CRI log file, "" = none
 IMAGE = PREFIX + "image"  # container: the image as the kubelet named it
+HANDLER = PREFIX + "runtime-handler"  # sandbox: its RuntimeClass handler ("" = default)
 
 _NAME_BAD = re.compile(r"[^a-zA-Z0-9_.-]")
 

@@ -6,19 +6,20 @@ base class would raise NotImplementedError, which the server shows as INTERNAL).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
 from k8s.cri.v1 import api_pb2, api_pb2_grpc
 from muelle.engine.v1 import engine_pb2, engine_pb2_grpc
 
-from services.core.errors import InvalidArgument, MuelleError, Unimplemented
-from services.core.version import VERSION
 from services.cri.containers import Containers
+from services.cri.events import Events
 from services.cri.images import Images
 from services.cri.sandboxes import Sandboxes
 from services.cri.streaming.server import Session, StreamServer
+from vocab.errors import InvalidArgument, MuelleError, Unimplemented
+from vocab.version import VERSION
 
 Ctx = grpc.ServicerContext
 RUNTIME_NAME = "muelle"
@@ -27,11 +28,12 @@ CRI_API_VERSION = "v1"
 
 class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     def __init__(self, engine: engine_pb2_grpc.EngineStub, sandboxes: Sandboxes,
-                 containers: Containers, streaming: StreamServer) -> None:
+                 containers: Containers, streaming: StreamServer, events: Events) -> None:
         self.engine = engine
         self.sandboxes = sandboxes
         self.containers = containers
         self.streaming = streaming
+        self.events = events
 
     def Version(self, request: api_pb2.VersionRequest,  # noqa: N802
                 context: Ctx) -> api_pb2.VersionResponse:
@@ -52,10 +54,18 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
             ready, reason, message = False, "EngineUnavailable", str(exc)
         conditions.append(api_pb2.RuntimeCondition(type="RuntimeReady", status=ready,
                                                    reason=reason, message=message))
-        # Pod networks are the shim's bridge, ready whenever the engine is.
+        # Pod networks on the shim's bridge are ready whenever the engine is; with CNI,
+        # when its config dir has a network too (containerd's NetworkPluginNotReady).
+        cni = self.sandboxes.cni
+        if ready and cni is not None:
+            ready, message = cni.ready()
+            reason = "" if ready else "NetworkPluginNotReady"
         conditions.append(api_pb2.RuntimeCondition(type="NetworkReady", status=ready,
                                                    reason=reason, message=message))
-        return api_pb2.StatusResponse(status=api_pb2.RuntimeStatus(conditions=conditions))
+        return api_pb2.StatusResponse(
+            status=api_pb2.RuntimeStatus(conditions=conditions),
+            runtime_handlers=[api_pb2.RuntimeHandler(name=name)
+                              for name in self.sandboxes.handlers.names()])
 
     def RuntimeConfig(self, request: api_pb2.RuntimeConfigRequest,  # noqa: N802
                       context: Ctx) -> api_pb2.RuntimeConfigResponse:
@@ -71,10 +81,8 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
 
     def RunPodSandbox(self, request: api_pb2.RunPodSandboxRequest,  # noqa: N802
                       context: Ctx) -> api_pb2.RunPodSandboxResponse:
-        if request.runtime_handler:
-            raise Unimplemented(f"runtime handler {request.runtime_handler!r}: muelle-cri "
-                                "serves only the default one")
-        return api_pb2.RunPodSandboxResponse(pod_sandbox_id=self.sandboxes.run(request.config))
+        return api_pb2.RunPodSandboxResponse(
+            pod_sandbox_id=self.sandboxes.run(request.config, request.runtime_handler))
 
     def StopPodSandbox(self, request: api_pb2.StopPodSandboxRequest,  # noqa: N802
                        context: Ctx) -> api_pb2.StopPodSandboxResponse:
@@ -121,6 +129,37 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     def ContainerStatus(self, request: api_pb2.ContainerStatusRequest,  # noqa: N802
                         context: Ctx) -> api_pb2.ContainerStatusResponse:
         return self.containers.status(request.container_id)
+
+    def UpdateContainerResources(self, request: api_pb2.UpdateContainerResourcesRequest,  # noqa: N802
+                                 context: Ctx) -> api_pb2.UpdateContainerResourcesResponse:
+        self.containers.update(request.container_id, request.linux)
+        return api_pb2.UpdateContainerResourcesResponse()
+
+    def GetContainerEvents(self, request: api_pb2.GetEventsRequest,  # noqa: N802
+                           context: Ctx) -> Iterator[api_pb2.ContainerEventResponse]:
+        events = self.events.subscribe(context.is_active)
+        # The headers tell a client that its subscription is in place: what happens after
+        # it has them reaches it.
+        context.send_initial_metadata(())
+        yield from events
+
+    def CheckpointContainer(self, request: api_pb2.CheckpointContainerRequest,  # noqa: N802
+                            context: Ctx) -> api_pb2.CheckpointContainerResponse:
+        # containerd 1.6 answers UNIMPLEMENTED too: muelle has no checkpoint/restore (CRIU).
+        raise Unimplemented("CheckpointContainer is not supported by muelle-cri (no "
+                            "checkpoint/restore)")
+
+    def ListMetricDescriptors(self, request: api_pb2.ListMetricDescriptorsRequest,  # noqa: N802
+                              context: Ctx) -> api_pb2.ListMetricDescriptorsResponse:
+        # As containerd 1.6 (whose CRI has no such method): the kubelet asks only with its
+        # alpha PodAndContainerStatsFromCRI gate, and takes UNIMPLEMENTED as "use cAdvisor".
+        raise Unimplemented("ListMetricDescriptors is not served by muelle-cri (as by "
+                            "containerd 1.6): pod metrics come from ListPodSandboxStats")
+
+    def ListPodSandboxMetrics(self, request: api_pb2.ListPodSandboxMetricsRequest,  # noqa: N802
+                              context: Ctx) -> api_pb2.ListPodSandboxMetricsResponse:
+        raise Unimplemented("ListPodSandboxMetrics is not served by muelle-cri (as by "
+                            "containerd 1.6): pod metrics come from ListPodSandboxStats")
 
     def ReopenContainerLog(self, request: api_pb2.ReopenContainerLogRequest,  # noqa: N802
                            context: Ctx) -> api_pb2.ReopenContainerLogResponse:

@@ -1,10 +1,13 @@
 """CRI stats (ContainerStats, PodSandboxStats) from engine.v1 ContainerStats: one call
 gives every running container's counters; a container that does not run has attributes
-and timestamps but no counters."""
+and timestamps but no counters. The writable layer's usage comes from one engine.v1
+SystemDf call (the bytes in each container's upper directory, on the image store's
+filesystem), for running and stopped containers alike."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from k8s.cri.v1 import api_pb2
 from muelle.engine.v1 import engine_pb2, engine_pb2_grpc
@@ -14,9 +17,21 @@ from services.cri.records import Record
 Counters = dict[str, engine_pb2.ContainerStatsEntry]
 
 
+@dataclass
+class Sample:
+    counters: Counters  # running containers' counters
+    layers: dict[str, int]  # container ID -> bytes in its writable layer
+    layer_fs: str  # where the writable layers are (the image store's directory)
+
+
 def running(engine: engine_pb2_grpc.EngineStub) -> Counters:
     reply = engine.ContainerStats(engine_pb2.ContainerStatsRequest())
     return {e.id: e for e in reply.containers}
+
+
+def sample(engine: engine_pb2_grpc.EngineStub, layer_fs: str) -> Sample:
+    df = engine.SystemDf(engine_pb2.SystemDfRequest())
+    return Sample(running(engine), {c.id: max(0, c.size) for c in df.containers}, layer_fs)
 
 
 def _cpu_memory(entry: engine_pb2.ContainerStatsEntry | None, now: int
@@ -30,23 +45,29 @@ def _cpu_memory(entry: engine_pb2.ContainerStatsEntry | None, now: int
     return cpu, memory
 
 
-def of_containers(counters: Counters, chosen: list[Record]) -> list[api_pb2.ContainerStats]:
+def of_containers(taken: Sample, chosen: list[Record]) -> list[api_pb2.ContainerStats]:
     now = time.time_ns()
     out = []
     for record in chosen:
         config = record.container_config()
-        cpu, memory = _cpu_memory(counters.get(record.id), now)
-        out.append(api_pb2.ContainerStats(
+        cpu, memory = _cpu_memory(taken.counters.get(record.id), now)
+        stats = api_pb2.ContainerStats(
             attributes=api_pb2.ContainerAttributes(
                 id=record.id, metadata=config.metadata, labels=config.labels,
                 annotations=config.annotations),
-            cpu=cpu, memory=memory))
+            cpu=cpu, memory=memory)
+        if record.id in taken.layers:
+            stats.writable_layer.CopyFrom(api_pb2.FilesystemUsage(
+                timestamp=now, fs_id=api_pb2.FilesystemIdentifier(mountpoint=taken.layer_fs),
+                used_bytes=api_pb2.UInt64Value(value=taken.layers[record.id])))
+        out.append(stats)
     return out
 
 
-def of_pod(counters: Counters, sandbox: Record, members: list[Record]) -> api_pb2.PodSandboxStats:
+def of_pod(taken: Sample, sandbox: Record, members: list[Record]) -> api_pb2.PodSandboxStats:
     """The pod's totals (its infra container and its containers) and each container's."""
     now = time.time_ns()
+    counters = taken.counters
     config = sandbox.sandbox_config()
     ids = [sandbox.id, *(m.id for m in members)]
     entries = [counters[i] for i in ids if i in counters]
@@ -57,7 +78,7 @@ def of_pod(counters: Counters, sandbox: Record, members: list[Record]) -> api_pb
     linux = api_pb2.LinuxPodSandboxStats(
         cpu=cpu, memory=memory,
         process=api_pb2.ProcessUsage(timestamp=now),
-        containers=of_containers(counters, members))
+        containers=of_containers(taken, members))
     linux.process.process_count.value = sum(max(0, e.pids) for e in entries)
     infra = counters.get(sandbox.id)
     if infra is not None:  # the pod's network is the infra container's

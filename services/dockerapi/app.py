@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from services.dockerapi.archives import Archives
 from services.dockerapi.attach import Streams
+from services.dockerapi.build import build
 from services.dockerapi.containers import Containers
 from services.dockerapi.engine import Gateway
 from services.dockerapi.errors import ApiError
+from services.dockerapi.events import Events
 from services.dockerapi.execs import Execs
 from services.dockerapi.http import Request, Responder
 from services.dockerapi.images import Images
@@ -29,12 +31,16 @@ def build_router(gateway: Gateway) -> Router:
     volumes = Volumes(gateway)
     stats = Stats(gateway, containers.detail)
     archives = Archives(gateway)
+    events = Events(gateway)
 
     async def pull_image(req: Request, out: Responder) -> None:
         await pull(gateway, req, out)
 
     async def push_image(req: Request, out: Responder) -> None:
         await push(gateway, req, out)
+
+    async def build_image(req: Request, out: Responder) -> None:
+        await build(gateway, req, out)
 
     async def not_yet(req: Request, out: Responder) -> None:
         raise ApiError(501, f"{req.method} {req.path} is not supported by muelle yet")
@@ -44,6 +50,7 @@ def build_router(gateway: Gateway) -> Router:
     r.add("GET", "/version", system.version)
     r.add("GET", "/info", system.info)
     r.add("GET", "/system/df", system.df)
+    r.add("GET", "/events", events.stream)
     r.add("POST", "/commit", archives.commit)
 
     r.add("POST", "/containers/create", containers.create)
@@ -95,5 +102,5 @@ def build_router(gateway: Gateway) -> Router:
     r.add("GET", "/volumes/{name}", volumes.inspect)
     r.add("DELETE", "/volumes/{name}", volumes.remove)
 
-    r.add("POST", "/build", not_yet)
+    r.add("POST", "/build", build_image)
     return r

@@ -15,11 +15,11 @@ from typing import Any
 
 from muelle.engine.v1 import engine_pb2
 
-from services.core.timefmt import now_rfc3339, parse_ns
 from services.dockerapi.engine import BidiStream, Gateway
 from services.dockerapi.errors import bad_request
 from services.dockerapi.http import Hijacked, Request, Responder
 from services.dockerapi.streams import encode, pump_stdin
+from vocab.timefmt import now_rfc3339, parse_ns
 
 # Container ID -> size setters of its live attach streams, for POST .../resize.
 _RESIZERS: dict[str, list[Callable[[int, int], None]]] = {}

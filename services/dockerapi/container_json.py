@@ -13,7 +13,7 @@ from typing import Any
 from muelle.engine.v1 import engine_pb2
 from muelle.types.v1 import types_pb2
 
-from services.core.timefmt import parse_ns
+from vocab.timefmt import parse_ns
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 

@@ -13,13 +13,13 @@ from typing import Any
 
 from muelle.engine.v1 import engine_pb2
 
-from services.core.errors import NotFound
 from services.dockerapi import container_json, filters
 from services.dockerapi.attach import resize_attached
 from services.dockerapi.create import create_request
 from services.dockerapi.engine import Gateway
 from services.dockerapi.errors import ApiError, bad_request, not_modified
 from services.dockerapi.http import Request, Responder
+from vocab.errors import NotFound
 
 _LIST_FILTERS = ("label", "name", "id", "status", "ancestor", "network", "exited")
 

@@ -1,6 +1,6 @@
 """The Docker API's connection to the gateway: muelle.engine.v1 over grpc.aio.
 
-Calls raise the typed errors of services/core/errors.py (as the sync client in
+Calls raise the typed errors of vocab/errors.py (as the sync client in
 services/core/client.py does), so handlers map them to Docker statuses in one place.
 Streams are cancelled when the handler leaves them early (client gone, error).
 """
@@ -13,9 +13,8 @@ from typing import Any
 import grpc
 from muelle.engine.v1 import engine_pb2_grpc
 
-from services.core.client import aio_channel
-from services.core.errors import from_rpc_error
-from services.core.tls import TlsFiles
+from vocab.channel import TlsFiles, aio_channel
+from vocab.errors import from_rpc_error
 
 
 class Gateway:

@@ -1,12 +1,12 @@
 """Docker-shaped errors: ``{"message": ...}`` with the status code dockerd would use.
 
 Handlers raise ``ApiError`` (or let a typed ``MuelleError`` from the gateway through);
-``status_of`` maps the taxonomy of services/core/errors.py to HTTP in this one place.
+``status_of`` maps the taxonomy of vocab/errors.py to HTTP in this one place.
 """
 
 from __future__ import annotations
 
-from services.core import errors
+from vocab import errors
 
 
 class ApiError(Exception):

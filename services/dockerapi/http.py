@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,14 +25,17 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import h11
 
-from services.core.errors import MuelleError
 from services.core.logging import get_logger
 from services.dockerapi.errors import ApiError, from_muelle
+from vocab.errors import MuelleError
 
 MAX_BODY = 8 * 1024 * 1024  # every body a client sends today is a JSON document
 READ_SIZE = 65536
 DISCARD_LIMIT = 256 * 1024 * 1024  # of a refused body, read and dropped before closing
 DISCARD_TIMEOUT = 5.0
+# Requests whose body is not buffered but read by the handler (``Request.body_stream``): a
+# build context may be any size, and is passed on as it arrives.
+STREAMED_BODY = re.compile(r"^(/v\d+\.\d+)?/build$")
 API_VERSION = "1.41"
 SERVER = "muelle (linux)"
 # On every response, as dockerd does (COMPAT.md "Version negotiation").
@@ -48,6 +52,7 @@ class Request:
     body: bytes
     api_version: str = API_VERSION
     params: dict[str, str] = field(default_factory=dict)  # from the route
+    body_stream: BodyStream | None = None  # for STREAMED_BODY paths, instead of ``body``
 
     @property
     def upgrade(self) -> bool:
@@ -81,6 +86,34 @@ class Request:
             return json.loads(self.body)
         except ValueError as exc:
             raise ApiError(400, f"invalid JSON in the request body: {exc}") from None
+
+
+class BodyStream:
+    """A request body read as it arrives (h11 de-chunks it); b"" at its end."""
+
+    def __init__(self, conn: h11.Connection, reader: asyncio.StreamReader) -> None:
+        self._conn = conn
+        self._reader = reader
+        self.done = False
+
+    async def read(self) -> bytes:
+        while not self.done:
+            event = self._conn.next_event()
+            if event is h11.NEED_DATA:
+                try:
+                    data = await self._reader.read(READ_SIZE)
+                except (ConnectionError, OSError):
+                    data = b""
+                if not data:
+                    raise ConnectionResetError("the client went away while sending the body")
+                self._conn.receive_data(data)
+            elif isinstance(event, h11.Data):
+                return bytes(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                self.done = True
+            else:
+                raise ApiError(400, f"malformed request body: {event!r}")
+        return b""
 
 
 class Hijacked:
@@ -168,7 +201,8 @@ class Responder:
         self.started = self.hijacked = True
         content_type = ("Content-Type", "application/vnd.docker.raw-stream")
         leftover = b""
-        if upgrade and self._conn.their_state is h11.MIGHT_SWITCH_PROTOCOL:
+        # h11 exports its states without __all__ listing them (mypy --strict)
+        if upgrade and self._conn.their_state is h11.MIGHT_SWITCH_PROTOCOL:  # type: ignore[attr-defined]
             await self._send(h11.InformationalResponse(
                 status_code=101, reason=b"UPGRADED",
                 headers=[*COMMON_HEADERS, content_type, ("Connection", "Upgrade"),
@@ -215,6 +249,8 @@ async def _next_request(conn: h11.Connection, reader: asyncio.StreamReader
             return None
         if isinstance(event, h11.Request):
             head = event
+            if STREAMED_BODY.match(urlsplit(event.target.decode("latin-1")).path):
+                return head, b""
             length = dict(event.headers).get(b"content-length")
             if length is not None and length.isdigit() and int(length) > MAX_BODY:
                 raise ApiError(413, f"request body too large (more than {MAX_BODY} bytes)")
@@ -270,6 +306,8 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
             if got is None:
                 return
             req = _request(*got)
+            if STREAMED_BODY.match(req.path):
+                req.body_stream = BodyStream(conn, reader)
             log.debug("request", method=req.method, path=req.path)
             try:
                 await handler(req, out)

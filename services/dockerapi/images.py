@@ -7,12 +7,12 @@ from typing import Any
 
 from muelle.engine.v1 import engine_pb2
 
-from services.core.reference import parse
 from services.dockerapi import filters
 from services.dockerapi.container_json import unix_seconds
 from services.dockerapi.engine import Gateway
 from services.dockerapi.errors import ApiError, bad_request
 from services.dockerapi.http import Request, Responder
+from vocab.reference import parse
 
 _LIST_FILTERS = ("reference", "dangling")
 

@@ -20,22 +20,35 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from services.core import config as configmod
-from services.core.errors import InvalidArgument, MuelleError
+from services.core import tls_streams
 from services.core.logging import get_logger
 from services.core.main import add_common_options, load_config
+from services.core.server import reload_on_hangup
 from services.core.tls import ListenerSecurity, listener_security
 from services.dockerapi.app import build_router
 from services.dockerapi.engine import Gateway
 from services.dockerapi.http import Handler, Request, Responder, serve_connection
+from vocab.errors import InvalidArgument, MuelleError
 
 NAME = "dockerapi"
 
 
-def tcp_address(text: str) -> tuple[str, int]:
-    """``host:port`` of ``[dockerapi] tcp`` (TLS or loopback is decided by listener())."""
-    host, _, port = text.removeprefix("tcp://").rpartition(":")
+# Docker's ports: dockerd -H tcp://HOST listens on 2376 with --tlsverify, 2375 without.
+TLS_PORT = 2376
+PLAIN_PORT = 2375
+
+
+def tcp_address(text: str, tls: bool = True) -> tuple[str, int]:
+    """``host:port`` of ``[dockerapi] tcp`` (TLS or loopback is decided by listener());
+    a host alone gets Docker's port: TLS_PORT, or PLAIN_PORT when not ``tls``."""
+    rest = text.removeprefix("tcp://")
+    if ":" not in rest or (rest.startswith("[") and rest.endswith("]")):
+        host, port = rest, str(TLS_PORT if tls else PLAIN_PORT)
+    else:
+        host, _, port = rest.rpartition(":")
     host = host.strip("[]") or "127.0.0.1"
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise InvalidArgument(f"[dockerapi] tcp = {text!r}: want host:port")
@@ -45,7 +58,7 @@ def tcp_address(text: str) -> tuple[str, int]:
 def listener(cfg: configmod.Config) -> tuple[str, int, ListenerSecurity]:
     """Where and how to listen on TCP: a clear refusal for plain TCP off loopback, for
     TCP without TLS material or ``insecure``, for TLS with an empty ``[authz]`` entry."""
-    host, port = tcp_address(cfg.dockerapi.tcp)
+    host, port = tcp_address(cfg.dockerapi.tcp, tls=not cfg.tls_files(NAME).insecure)
     address = f"tcp://{'[' + host + ']' if ':' in host else host}:{port}"
     return host, port, listener_security(NAME, address, cfg.tls_files(NAME),
                                          cfg.authz.get(NAME, ()))
@@ -84,10 +97,11 @@ async def serve(cfg: configmod.Config, stop: asyncio.Event,
                             writer: asyncio.StreamWriter) -> None:
         await serve_connection(reader, writer, router)
 
-    async def on_tcp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def on_tcp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     peercert: dict[str, Any] | None = None) -> None:
         refusal = None
         try:
-            security.admit(writer.get_extra_info("peercert"))
+            security.admit(peercert)
         except MuelleError as exc:
             refusal = exc
         await serve_connection(reader, writer, _admitted(router, refusal))
@@ -100,7 +114,11 @@ async def serve(cfg: configmod.Config, stop: asyncio.Event,
         _own(path, cfg.dockerapi.group)
         addresses = [f"unix://{path}"]
         if cfg.dockerapi.tcp:
-            servers.append(await asyncio.start_server(on_tcp, host, port, ssl=security.ssl))
+            # TLS in tls_streams, not asyncio's: a hijacked docker run half-closes TCP.
+            servers.append(
+                await tls_streams.start_server(on_tcp, host, port, security.ssl)
+                if security.ssl is not None else
+                await asyncio.start_server(on_tcp, host, port))
             addresses.append(f"tcp://{host}:{port} ({security.mode})")
         get_logger(service=NAME).info("serving", addresses=addresses, pid=os.getpid())
         if ready is not None:
@@ -159,6 +177,7 @@ async def _main(cfg: configmod.Config) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload_on_hangup)  # reread the TLS files
     await serve(cfg, stop)
     get_logger(service=NAME).info("stopped")
 

@@ -1,8 +1,8 @@
 """Network endpoints: list (filters), inspect, create, remove, connect, disconnect, prune.
 
-engine.v1 networks are Linux bridges with IPv4 IPAM; they carry no labels or options yet,
-so a create that asks for them (or another driver, IPv6, internal) is refused by name.
-A label filter matches no network, which is what it means for networks without labels.
+engine.v1 networks are Linux bridges with IPv4 IPAM and labels (kept by the gateway;
+Compose finds its networks by them); they carry no driver options yet, so a create that
+asks for them (or another driver, IPv6, internal) is refused by name.
 """
 
 from __future__ import annotations
@@ -35,13 +35,13 @@ def network_json(n: types_pb2.NetworkInfo, names: dict[str, str] | None = None
                              "MacAddress": "", "IPv4Address": "", "IPv6Address": ""}
                        for cid in n.containers},
         "Options": {"com.docker.network.bridge.name": n.bridge} if n.bridge else {},
-        "Labels": {},
+        "Labels": dict(n.labels),
     }
 
 
 def _matches(n: types_pb2.NetworkInfo, wanted: filters.Filters) -> bool:
-    if "label" in wanted:
-        return False  # no labels on muelle networks
+    if "label" in wanted and not filters.labels_match(n.labels, wanted["label"]):
+        return False
     if "name" in wanted and not any(v in n.name for v in wanted["name"]):
         return False
     if "id" in wanted and not any(n.id.startswith(v) for v in wanted["id"]):
@@ -56,6 +56,13 @@ def _matches(n: types_pb2.NetworkInfo, wanted: filters.Filters) -> bool:
     return not ("scope" in wanted and "local" not in wanted["scope"])
 
 
+def _labels(body: dict[str, Any]) -> dict[str, str]:
+    labels = body.get("Labels") or {}
+    if not isinstance(labels, dict):
+        raise bad_request("Labels must be a JSON object of strings")
+    return {str(k): str(v) for k, v in labels.items()}
+
+
 def _check_create(body: dict[str, Any]) -> str:
     """The subnet asked for; refuses what engine.v1 networks cannot be."""
     if (body.get("Driver") or "bridge") != "bridge":
@@ -65,9 +72,8 @@ def _check_create(body: dict[str, Any]) -> str:
     for key in ("Internal", "EnableIPv6", "Ingress", "ConfigOnly"):
         if body.get(key):
             raise ApiError(400, f"network {key} is not supported by muelle yet")
-    for key in ("Labels", "Options"):
-        if body.get(key):
-            raise ApiError(400, f"network {key} are not supported by muelle yet")
+    if body.get("Options"):
+        raise ApiError(400, "network Options are not supported by muelle yet")
     ipam = body.get("IPAM") or {}
     configs = ipam.get("Config") or [] if isinstance(ipam, dict) else []
     if len(configs) > 1:
@@ -99,7 +105,7 @@ class Networks:
             raise bad_request("the body must be a JSON object with a Name")
         subnet = _check_create(body)
         n = await self.gateway.call("CreateNetwork", engine_pb2.NetworkCreateRequest(
-            name=body["Name"], subnet=subnet))
+            name=body["Name"], subnet=subnet, labels=_labels(body)))
         await out.json(201, {"Id": n.id, "Warning": ""})
 
     async def remove(self, req: Request, out: Responder) -> None:

@@ -16,10 +16,10 @@ from typing import Any
 from muelle.engine.v1 import engine_pb2
 from muelle.types.v1 import types_pb2
 
-from services.core.errors import MuelleError
 from services.dockerapi.engine import Gateway
 from services.dockerapi.errors import bad_request
 from services.dockerapi.http import Request, Responder
+from vocab.errors import MuelleError
 
 BAR = 50
 

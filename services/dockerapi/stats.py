@@ -16,10 +16,10 @@ from typing import Any
 
 from muelle.engine.v1 import engine_pb2
 
-from services.core.timefmt import now_rfc3339
 from services.dockerapi.engine import Gateway
 from services.dockerapi.errors import ApiError
 from services.dockerapi.http import Request, Responder
+from vocab.timefmt import now_rfc3339
 
 INTERVAL = 1.0  # seconds between readings, as dockerd
 ZERO_TIME = "0001-01-01T00:00:00Z"

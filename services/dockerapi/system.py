@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from muelle.engine.v1 import engine_pb2
 
-from services.core.version import VERSION
 from services.dockerapi.engine import Gateway
 from services.dockerapi.http import API_VERSION, Request, Responder
 from services.dockerapi.routes import MIN_API_VERSION
+from vocab.version import VERSION
 
 _NO_CACHE = [("Cache-Control", "no-cache, no-store, must-revalidate"), ("Pragma", "no-cache")]
 GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le",

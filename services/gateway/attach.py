@@ -12,12 +12,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from muelle.engine.v1 import engine_pb2
-from muelle.runtime.v1 import runtime_pb2
+from muelle.shim.v1 import shim_pb2
 
-from services.core.errors import InvalidArgument, MuelleError
 from services.core.logging import get_logger
 from services.gateway.engine import Engine
 from services.gateway.inputs import fits_console
+from vocab.errors import InvalidArgument, MuelleError
 
 
 class _ShimInputs:
@@ -29,19 +29,19 @@ class _ShimInputs:
         self.inputs = inputs
         self.detached = False
 
-    def __iter__(self) -> Iterator[runtime_pb2.AttachInput]:
-        yield runtime_pb2.AttachInput(start=runtime_pb2.AttachStart(id=self.cid, stdin=True))
+    def __iter__(self) -> Iterator[shim_pb2.AttachInput]:
+        yield shim_pb2.AttachInput(start=shim_pb2.AttachStart(id=self.cid, stdin=True))
         try:
             for msg in self.inputs:
                 kind = msg.WhichOneof("input")
                 if kind == "stdin":
-                    yield runtime_pb2.AttachInput(stdin=msg.stdin)
+                    yield shim_pb2.AttachInput(stdin=msg.stdin)
                 elif kind == "resize" and fits_console(msg.resize.rows, msg.resize.cols):
                     # (one that does not fit a winsize is dropped: the stream carries on)
-                    yield runtime_pb2.AttachInput(resize=runtime_pb2.ConsoleSize(
+                    yield shim_pb2.AttachInput(resize=shim_pb2.ConsoleSize(
                         rows=msg.resize.rows, cols=msg.resize.cols))
                 elif kind == "close_stdin":
-                    yield runtime_pb2.AttachInput(close_stdin=True)
+                    yield shim_pb2.AttachInput(close_stdin=True)
                     return
         except Exception:  # noqa: BLE001 - the client went away: a detach, not an EOF
             pass
@@ -73,7 +73,7 @@ def attach_stream(engine: Engine, inputs: Iterator[engine_pb2.AttachContainerInp
         def feed() -> None:
             shim_inputs = _ShimInputs(cid, inputs)
             try:
-                for _ in engine.runtime.Attach(iter(shim_inputs)):
+                for _ in engine.shim.Attach(iter(shim_inputs)):
                     pass  # stdin only: the shim sends no output
             except MuelleError as exc:  # e.g. not created with -i: docker ignores stdin too
                 log.info("stdin not attached", error=str(exc))

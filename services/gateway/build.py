@@ -11,11 +11,16 @@ from muelle.engine.v1 import engine_pb2
 from muelle.images.v1 import images_pb2
 from muelle.types.v1 import types_pb2
 
-from services.core.errors import FailedPrecondition, NotFound
 from services.gateway.records import Record, Records
+from vocab.errors import FailedPrecondition, NotFound
+
+# the neighbours' generated stubs, as connect() returns them (typing only)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from muelle.images.v1 import images_pb2_grpc
 
 
-def export_container(images: Any, records: Records,
+def export_container(images: images_pb2_grpc.ImagesStub, records: Records,
                      ref: str) -> Iterator[engine_pb2.ArchiveChunk]:
     rec = records.lookup(ref)
     refuse_userns(rec, "export")
@@ -34,7 +39,7 @@ def relay_archive(stream: Any) -> Iterator[engine_pb2.ArchiveChunk]:
             cancel()
 
 
-def import_image(images: Any,
+def import_image(images: images_pb2_grpc.ImagesStub,
                  requests: Iterator[engine_pb2.ImportImageRequest]
                  ) -> engine_pb2.ImportImageResponse:
     reply = images.Import(images_pb2.ImportRequest(reference=r.reference, message=r.message,
@@ -42,7 +47,7 @@ def import_image(images: Any,
     return engine_pb2.ImportImageResponse(id=reply.id, name=reply.name)
 
 
-def container_config(images: Any, rec: Record) -> types_pb2.ImageConfig:
+def container_config(images: images_pb2_grpc.ImagesStub, rec: Record) -> types_pb2.ImageConfig:
     """The container's configuration where Docker keeps it in a committed image: what it
     runs with (the image's config merged with the run options)."""
     cfg = types_pb2.ImageConfig(user=rec.spec.user, env=list(rec.spec.env),
@@ -61,7 +66,8 @@ def container_config(images: Any, rec: Record) -> types_pb2.ImageConfig:
     return cfg
 
 
-def commit_container(images: Any, rec: Record, req: engine_pb2.CommitContainerRequest
+def commit_container(images: images_pb2_grpc.ImagesStub, rec: Record,
+                     req: engine_pb2.CommitContainerRequest
                      ) -> engine_pb2.CommitContainerResponse:
     """The caller has looked ``rec`` up and checked it with refuse_userns."""
     reply = images.Commit(images_pb2.CommitRequest(

@@ -26,10 +26,10 @@ from muelle.types.v1 import types_pb2
 from services.builder import context as ctxmod
 from services.builder.build import Builder, Options, RunFailed
 from services.builder.cache import Cache
-from services.core.errors import InvalidArgument, MuelleError, NotFound
 from services.core.logging import get_logger
-from services.core.platform import host_arch
 from services.gateway.engine import Engine
+from vocab import platform as platforms
+from vocab.errors import InvalidArgument, MuelleError, NotFound
 
 _CHUNK = 1 << 20
 
@@ -43,21 +43,32 @@ class GatewayBackend:
         self.images = engine.images
         self.on_cancel = on_cancel
 
-    def base_image(self, ref: str, pull: bool
+    def base_image(self, ref: str, pull: bool, platform: str = ""
                    ) -> Generator[str, None, tuple[str, dict[str, Any]]]:
+        want = platforms.parse(platform) if platform else None
         img = None
         if not pull:
             try:
                 img = self.images.Get(images_pb2.GetImageRequest(reference=ref))
             except NotFound:
                 img = None
+            if img is not None and want is not None and not _is_platform(img, want):
+                img = None  # stored for another platform: the wanted one is pulled
         if img is None:
-            for p in self.engine.pull(ref, on_cancel=self.on_cancel):
+            plat = types_pb2.Platform(os=want[0], architecture=want[1],
+                                      variant=want[2]) if want else None
+            for p in self.engine.pull(ref, plat, on_cancel=self.on_cancel):
                 if p.HasField("status"):
                     yield p.status + "\n"
                 elif p.HasField("result"):
                     yield f"Digest: {p.result.digest}\n"
             img = self.images.Get(images_pb2.GetImageRequest(reference=ref))
+        if want is not None and not _is_platform(img, want):
+            # A single-platform image (no index to choose from) of another platform.
+            got = platforms.name(img.platform.os, img.platform.architecture,
+                                 img.platform.variant)
+            raise NotFound(f"{ref} has no image for {platforms.name(*want)}: the registry's "
+                           f"is for {got} only")
         try:
             doc = json.loads(img.config_json)
         except ValueError:
@@ -127,16 +138,23 @@ class GatewayBackend:
         self.engine.tag_image(image_id, name)
 
 
+def _is_platform(img: images_pb2.Image, want: tuple[str, str, str]) -> bool:
+    p = img.platform
+    return platforms.same((p.os, p.architecture, p.variant), want)
+
+
 def _options(o: engine_pb2.BuildOptions) -> Options:
     if o.platform:
-        arch, variant = host_arch()
-        host = {"linux", f"linux/{arch}", f"linux/{arch}/{variant}" if variant else ""}
-        if o.platform not in host:
-            raise InvalidArgument(f"--platform {o.platform} is not supported yet (only the "
-                                  f"host's, linux/{arch})")
+        try:
+            os_name = platforms.parse(o.platform)[0]
+        except ValueError as exc:
+            raise InvalidArgument(f"--platform: {exc}") from None
+        if os_name != "linux":
+            raise InvalidArgument(f"--platform {o.platform}: muelle builds linux images only")
     return Options(dockerfile=o.dockerfile or "Dockerfile", tags=list(o.tags),
                    build_args=dict(o.build_args), target=o.target, no_cache=o.no_cache,
-                   pull=o.pull, labels=dict(o.labels), network_mode=o.network_mode)
+                   pull=o.pull, labels=dict(o.labels), network_mode=o.network_mode,
+                   platform=o.platform)
 
 
 def build_image(engine: Engine, requests: Iterator[engine_pb2.BuildRequest],

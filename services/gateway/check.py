@@ -21,11 +21,11 @@ from dataclasses import dataclass
 
 from muelle.engine.v1 import engine_pb2
 from muelle.images.v1 import images_pb2
-from muelle.runtime.v1 import runtime_pb2
+from muelle.shim.v1 import shim_pb2
 
-from services.core.errors import MuelleError
 from services.core.logging import get_logger
 from services.gateway.records import Records
+from vocab.errors import MuelleError
 
 
 class Busy:
@@ -91,7 +91,7 @@ def _diagnose(k: Known) -> str:
     return "its rootfs is missing from the image store"
 
 
-def cross_check(records: Records, runtime: object, check: images_pb2.CheckResponse,
+def cross_check(records: Records, shim: object, check: images_pb2.CheckResponse,
                 seen: set[str], repair: bool,
                 remove: Callable[[str], None]) -> tuple[list[engine_pb2.CheckProblem], int]:
     """Problems for each container not whole; with ``repair``, ``remove`` is called for
@@ -103,7 +103,7 @@ def cross_check(records: Records, runtime: object, check: images_pb2.CheckRespon
         known.setdefault(rec.id, Known()).record = True
         known[rec.id].ready = rec.ready
         known[rec.id].removing = rec.removing
-    for st in runtime.List(runtime_pb2.ListRequest()).containers:  # type: ignore[attr-defined]
+    for st in shim.List(shim_pb2.ListRequest()).containers:  # type: ignore[attr-defined]
         known.setdefault(st.id, Known()).shim = True
     for cid in check.container_ids:
         known.setdefault(cid, Known()).rootfs = True
@@ -124,12 +124,12 @@ def cross_check(records: Records, runtime: object, check: images_pb2.CheckRespon
     return problems, len(known)
 
 
-def system_check(images: object, runtime: object, records: Records, busy: Busy, repair: bool,
+def system_check(images: object, shim: object, records: Records, busy: Busy, repair: bool,
                  remove: Callable[[str], None]) -> engine_pb2.SystemCheckResponse:
     """The image store's own check, then the containers compared across the three."""
     with busy.watching() as seen:
         reply = images.Check(images_pb2.CheckRequest())  # type: ignore[attr-defined]
-        ours, compared = cross_check(records, runtime, reply, seen, repair, remove)
+        ours, compared = cross_check(records, shim, reply, seen, repair, remove)
         # The image store's findings about a container being created or removed meanwhile
         # (a writable layer whose record is being written) are not problems either.
         theirs = [engine_pb2.CheckProblem(kind=p.kind, subject=p.subject, message=p.message)

@@ -1,8 +1,8 @@
 """The gateway core: images and containers, orchestrated over the image store and the shim.
 
-``Engine(records, images, runtime, probes)`` takes the neighbours as objects with the
+``Engine(records, images, shim, probes)`` takes the neighbours as objects with the
 generated stubs' interface (``connect(...)`` stubs in production, plain fakes in tests),
-and returns engine.v1 messages. Typed errors (services.core.errors) go up unchanged.
+and returns engine.v1 messages. Typed errors (vocab.errors) go up unchanged.
 """
 
 from __future__ import annotations
@@ -19,11 +19,18 @@ from typing import Any
 from muelle.engine.v1 import engine_pb2
 from muelle.images.v1 import images_pb2
 from muelle.registry.v1 import registry_pb2
-from muelle.runtime.v1 import runtime_pb2
+from muelle.shim.v1 import shim_pb2
 from muelle.types.v1 import types_pb2
 
-from services.core import platform as platforms
-from services.core.errors import (
+from services.core.logging import get_logger
+from services.gateway import build, check, mounts, names, options, system
+from services.gateway.events import EventBus, Exits, ExitWatch
+from services.gateway.merge import merge
+from services.gateway.netlabels import NetworkLabels
+from services.gateway.records import Record, Records, conflict
+from services.gateway.status import now_rfc3339, status_text
+from vocab import platform as platforms
+from vocab.errors import (
     DeadlineExceeded,
     FailedPrecondition,
     InvalidArgument,
@@ -32,13 +39,15 @@ from services.core.errors import (
     ResourceExhausted,
     Unavailable,
 )
-from services.core.logging import get_logger
-from services.core.platform import host_arch
-from services.core.version import API_VERSION, VERSION
-from services.gateway import build, check, mounts, names, options, system
-from services.gateway.merge import merge
-from services.gateway.records import Record, Records, conflict
-from services.gateway.status import now_rfc3339, status_text
+from vocab.platform import host_arch
+from vocab.version import API_VERSION, VERSION
+
+# the neighbours' generated stubs, as connect() returns them (typing only)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from muelle.images.v1 import images_pb2_grpc
+    from muelle.registry.v1 import registry_pb2_grpc
+    from muelle.shim.v1 import shim_pb2_grpc
 
 RUNNING = ("running", "paused")
 WATCH_RETRY = 1.0
@@ -60,14 +69,17 @@ def image_summary(img: images_pb2.Image) -> engine_pb2.ImageSummary:
 
 
 class Engine:
-    def __init__(self, records: Records, images: Any, runtime: Any,
+    def __init__(self, records: Records, images: images_pb2_grpc.ImagesStub,
+                 shim: shim_pb2_grpc.ShimStub,
                  probes: dict[str, Callable[[], str]] | None = None,
-                 registry: Any = None, root_dir: str = "",
-                 userns_remap: list[types_pb2.IDMapping] | None = None) -> None:
+                 registry: registry_pb2_grpc.RegistryStub | None = None, root_dir: str = "",
+                 userns_remap: list[types_pb2.IDMapping] | None = None,
+                 network_labels: NetworkLabels | None = None) -> None:
         self.records = records
+        self.network_labels = network_labels or NetworkLabels()
         self.userns_remap = userns_remap or []  # gateway.userns_remap, checked
         self.images = images
-        self.runtime = runtime
+        self.shim = shim
         self.registry = registry  # for login/logout only; bytes never pass the gateway
         self.probes = probes or {}
         self.root_dir = root_dir
@@ -79,16 +91,30 @@ class Engine:
         self._retrying: set[str] = set()  # names of _until_done threads
         self.busy = check.Busy()  # creates and removals in flight, for system check
         self._exits: dict[str, Any] = {}  # cid -> last status of an auto-removed container
+        self.events = EventBus()  # `docker events` (events.py)
+        self.exits = Exits(self.events, self.container_attributes)
+        self.events.on_first_subscriber = ExitWatch(shim, self.exits).ensure
 
     # ------------------------------------------------------------------ helpers
+
+    def container_attributes(self, cid: str) -> dict[str, str]:
+        """A container's event attributes, as Docker's: its labels, image and name."""
+        rec = self.records.get(cid)
+        if rec is None:
+            return {}
+        return {**rec.request.labels, "image": rec.image, "name": rec.name}
+
+    def container_event(self, action: str, cid: str, **extra: str) -> None:
+        self.events.publish("container", action, cid,
+                            {**self.container_attributes(cid), **extra})
 
     def _lock(self, cid: str) -> threading.RLock:
         with self._guard:
             return self._locks.setdefault(cid, threading.RLock())
 
-    def _shim_state(self, cid: str) -> runtime_pb2.ContainerStatus | None:
+    def _shim_state(self, cid: str) -> shim_pb2.ContainerStatus | None:
         try:
-            return self.runtime.State(runtime_pb2.StateRequest(id=cid))  # type: ignore[no-any-return]
+            return self.shim.State(shim_pb2.StateRequest(id=cid))
         except NotFound:
             return None
 
@@ -107,17 +133,18 @@ class Engine:
             arch=host_arch()[0], kernel_version=uname.release, components=components)
 
     def info(self) -> engine_pb2.InfoResponse:
-        return system.info(self.images, self.runtime, self.records, self.root_dir)
+        return system.info(self.images, self.shim, self.records, self.root_dir)
 
     # ------------------------------------------------------------------ images
 
     def pull(self, reference: str, plat: types_pb2.Platform | None = None,
              on_cancel: Callable[[Callable[[], None]], object] | None = None,
+             credentials: types_pb2.RegistryCredentials | None = None,
              ) -> Iterator[types_pb2.PullProgress]:
         """The image store's pull, relayed. ``on_cancel`` registers what to run when our
         caller goes away: the image store's call is cancelled then, not at its next
         progress message (a 1 TiB layer may send none for hours)."""
-        request = images_pb2.PullRequest(reference=reference)
+        request = images_pb2.PullRequest(reference=reference, credentials=credentials)
         if plat is not None:
             request.platform.CopyFrom(plat)
         call = self.images.Pull(request)
@@ -131,7 +158,7 @@ class Engine:
 
     def _get_image(self, reference: str) -> images_pb2.Image:
         try:
-            return self.images.Get(  # type: ignore[no-any-return]
+            return self.images.Get(
                 images_pb2.GetImageRequest(reference=reference))
         except NotFound:
             raise NotFound(f"No such image: {reference}") from None
@@ -163,10 +190,10 @@ class Engine:
         return system.prune_images(self.images, all)
 
     def system_df(self) -> engine_pb2.SystemDfResponse:
-        return system.system_df(self.images, self.runtime, self.records)
+        return system.system_df(self.images, self.shim, self.records)
 
     def system_check(self, repair: bool = False) -> engine_pb2.SystemCheckResponse:
-        return check.system_check(self.images, self.runtime, self.records, self.busy,
+        return check.system_check(self.images, self.shim, self.records, self.busy,
                                   repair, self._remove_leftover)
 
     def _remove_leftover(self, cid: str) -> None:
@@ -205,7 +232,7 @@ class Engine:
         # first: a gateway killed meanwhile resumes it when it starts again.
         self.records.hold_pause(rec.id)
         try:
-            self.runtime.Pause(runtime_pb2.PauseRequest(id=rec.id))
+            self.shim.Pause(shim_pb2.PauseRequest(id=rec.id))
         except BaseException:
             self.records.release_pause(rec.id)
             raise
@@ -219,7 +246,7 @@ class Engine:
     def _resume_after_commit(self, cid: str) -> bool:
         """Thaw a container a commit froze; False if the shim cannot be asked now."""
         try:
-            self.runtime.Resume(runtime_pb2.ResumeRequest(id=cid))
+            self.shim.Resume(shim_pb2.ResumeRequest(id=cid))
         except (FailedPrecondition, NotFound):
             pass  # not paused any more, or gone
         except MuelleError as exc:
@@ -248,7 +275,7 @@ class Engine:
         reply = self._registry().Logout(registry_pb2.LogoutRequest(server=server))
         return engine_pb2.LogoutResponse(server=reply.server)
 
-    def _registry(self) -> Any:
+    def _registry(self) -> registry_pb2_grpc.RegistryStub:
         if self.registry is None:
             raise Unavailable("this engine has no registry service configured")
         return self.registry
@@ -279,7 +306,7 @@ class Engine:
         if req.network_mode.startswith("container:"):
             # The shim knows IDs only: resolve a name or prefix like Docker.
             spec.network_mode = "container:" + self.records.lookup(req.network_mode[10:]).id
-        for kind in ("ipc_mode", "pid_mode"):
+        for kind in ("ipc_mode", "pid_mode", "uts_mode"):
             mode = getattr(spec, kind)
             if mode.startswith("container:"):
                 setattr(spec, kind, "container:" + self.records.lookup(mode[10:]).id)
@@ -301,7 +328,7 @@ class Engine:
                 rootfs = self.images.PrepareRootfs(
                     images_pb2.PrepareRootfsRequest(container_id=cid, image=img.id))
                 created = True
-                reply = self.runtime.Create(runtime_pb2.CreateRequest(
+                reply = self.shim.Create(shim_pb2.CreateRequest(
                     id=cid, spec=spec, rootfs=list(rootfs.mounts), runtime=req.runtime))
                 self.records.mark_ready(cid, reply.bundle)
             except BaseException as exc:
@@ -328,7 +355,7 @@ class Engine:
         errors: list[str] = []
         if shim:
             try:
-                self.runtime.Delete(runtime_pb2.DeleteRequest(id=cid, force=True,
+                self.shim.Delete(shim_pb2.DeleteRequest(id=cid, force=True,
                                                               remove_volumes=remove_volumes))
             except NotFound:
                 pass
@@ -402,7 +429,7 @@ class Engine:
         """``attached``: an attach stream removes an auto-remove container itself (and
         sets a watcher going if it ends early), so none is started here."""
         try:  # docker: starting a running container is a no-op
-            reply = self.runtime.Start(runtime_pb2.StartRequest(id=rec.id, unless_running=True))
+            reply = self.shim.Start(shim_pb2.StartRequest(id=rec.id, unless_running=True))
         except NotFound:
             raise FailedPrecondition(f"container {rec.id} is missing from the runtime") from None
         except FailedPrecondition:
@@ -439,7 +466,7 @@ class Engine:
                         done = True  # removed here; no watcher needed
                         self._remove_quietly(cid)
                     raise
-            stream = self.runtime.Logs(runtime_pb2.LogsRequest(id=cid, follow=True,
+            stream = self.shim.Logs(shim_pb2.LogsRequest(id=cid, follow=True,
                                                                since=since))
             if on_attached is not None:
                 on_attached()  # io: stdin flows once output is followed (attach.py)
@@ -458,7 +485,7 @@ class Engine:
                 return  # the client left: do not block a worker in Wait for nobody
             status = self._removed_after_exit(rec) if rec.auto_remove else None
             if status is None:
-                status = self.runtime.Wait(runtime_pb2.WaitRequest(id=cid))
+                status = self.shim.Wait(shim_pb2.WaitRequest(id=cid))
                 if rec.auto_remove:
                     self._remember_exit(cid, status)
                     self._remove_quietly(cid)
@@ -517,12 +544,13 @@ class Engine:
             if cancelled():
                 raise MuelleError("wait cancelled: the client went away")
             try:
-                return self.runtime.Wait(runtime_pb2.WaitRequest(id=cid), timeout=WAIT_SLICE)
+                return self.shim.Wait(shim_pb2.WaitRequest(id=cid), timeout=WAIT_SLICE)
             except DeadlineExceeded:
                 continue
 
     def _remember_exit(self, cid: str, status: Any) -> None:
         """Keep an auto-removed container's exit status for a wait on "removed"."""
+        self.exits.exited(cid, status.exit_code)
         with self._guard:
             self._exits[cid] = status
             while len(self._exits) > KEPT_EXITS:
@@ -535,9 +563,10 @@ class Engine:
             return  # docker: stopping a container that does not run succeeds
         # Also when exited or created: the shim must know, or a restart policy brings it
         # back (a restart is "created" for a moment; the shim leaves a never-started one).
-        self.runtime.Stop(runtime_pb2.StopRequest(
+        status = self.shim.Stop(shim_pb2.StopRequest(
             id=rec.id, signal=rec.stop_signal,
             timeout=rec.stop_timeout if timeout is None else timeout))
+        self.exits.exited(rec.id, status.exit_code)
         get_logger(container=rec.id[:12]).info("stopped")
 
     def pause(self, ref: str) -> None:
@@ -547,14 +576,20 @@ class Engine:
             raise FailedPrecondition(f"Container {rec.id} is already paused")
         if state is None or state.status != "running":
             raise FailedPrecondition(f"Container {rec.id} is not running")
-        self.runtime.Pause(runtime_pb2.PauseRequest(id=rec.id))
+        self.shim.Pause(shim_pb2.PauseRequest(id=rec.id))
 
     def unpause(self, ref: str) -> None:
         rec = self.records.lookup(ref)
         state = self._shim_state(rec.id)
         if state is None or state.status != "paused":
             raise FailedPrecondition(f"Container {rec.id} is not paused")
-        self.runtime.Resume(runtime_pb2.ResumeRequest(id=rec.id))
+        self.shim.Resume(shim_pb2.ResumeRequest(id=rec.id))
+
+    def update(self, req: engine_pb2.UpdateContainerRequest) -> None:
+        """New resource limits for a container, in the shim (cgroup and bundle)."""
+        rec = self.records.lookup(req.container)
+        self.shim.Update(shim_pb2.UpdateRequest(
+            id=rec.id, resources=options.update_resources(req)))
 
     def restart(self, ref: str, timeout: int | None = None) -> None:
         """`docker restart`: stop if running (stop signal, then SIGKILL), start again."""
@@ -566,7 +601,7 @@ class Engine:
         """Every container's counters from one shim call (docker stats)."""
         recs = [self.records.lookup(r) for r in refs]
         names = {r.id: r.name for r in (recs or self.records.all())}
-        reply = self.runtime.Stats(runtime_pb2.StatsRequest(ids=[r.id for r in recs]))
+        reply = self.shim.Stats(shim_pb2.StatsRequest(ids=[r.id for r in recs]))
         out = engine_pb2.ContainerStatsResponse()
         for st in reply.stats:
             if st.id not in names:
@@ -584,7 +619,7 @@ class Engine:
         state = self._shim_state(rec.id)
         if state is None or state.status not in RUNNING:
             raise FailedPrecondition(f"Container {rec.id} is not running")
-        reply = self.runtime.Top(runtime_pb2.TopRequest(id=rec.id, ps_args=ps_args))
+        reply = self.shim.Top(shim_pb2.TopRequest(id=rec.id, ps_args=ps_args))
         return engine_pb2.TopContainerResponse(
             titles=list(reply.titles),
             processes=[engine_pb2.TopRow(fields=list(p.fields)) for p in reply.processes])
@@ -597,7 +632,7 @@ class Engine:
         if state is None or state.status not in RUNNING:
             raise FailedPrecondition(f"Cannot kill container: {ref}: Container {rec.id} is "
                                      "not running")
-        self.runtime.Kill(runtime_pb2.KillRequest(id=rec.id, signal=signal or "SIGKILL"))
+        self.shim.Kill(shim_pb2.KillRequest(id=rec.id, signal=signal or "SIGKILL"))
 
     def remove(self, ref: str, force: bool = False, remove_volumes: bool = False) -> str:
         rec = self.records.lookup(ref)
@@ -621,7 +656,7 @@ class Engine:
             if not shim_deleted:
                 try:
                     with contextlib.suppress(NotFound):  # unknown to the shim: a failed create
-                        self.runtime.Delete(runtime_pb2.DeleteRequest(
+                        self.shim.Delete(shim_pb2.DeleteRequest(
                             id=rec.id, force=force, remove_volumes=remove_volumes))
                 except FailedPrecondition:
                     self.records.mark_kept(rec.id)  # refused (it runs): nothing changed
@@ -647,7 +682,7 @@ class Engine:
             # so it goes on unmarked, in rm's order (shim, rootfs, record).
             get_logger(container=cid[:12]).warning("removing unmarked", error=str(exc))
 
-    def _removed_after_exit(self, rec: Record) -> runtime_pb2.ContainerStatus | None:
+    def _removed_after_exit(self, rec: Record) -> shim_pb2.ContainerStatus | None:
         """--rm once the output ended: the shim deletes it unforced, with no State call
         first and no Wait (Delete answers with the last status), then the rootfs and the
         record go. None if it still runs or the shim refused: the caller waits, then
@@ -655,7 +690,7 @@ class Engine:
         with self._lock(rec.id), self.busy.working(rec.id):
             self._mark_removing(rec.id, remove_volumes=True)  # see _remove
             try:
-                reply = self.runtime.Delete(runtime_pb2.DeleteRequest(
+                reply = self.shim.Delete(shim_pb2.DeleteRequest(
                     id=rec.id, remove_volumes=True))
             except FailedPrecondition:
                 self.records.mark_kept(rec.id)
@@ -667,18 +702,21 @@ class Engine:
                 self._remember_exit(rec.id, reply.status)
             self._remove_quietly(rec.id, shim_deleted=True)
         if not reply.HasField("status"):  # a shim older than DeleteResponse.status
-            return runtime_pb2.ContainerStatus(
+            return shim_pb2.ContainerStatus(
                 id=rec.id, status="stopped", exit_code=255,
                 error="the shim gave no exit status (it is older than the gateway)")
-        return reply.status  # type: ignore[no-any-return]
+        return reply.status
 
     def _remove_quietly(self, cid: str, shim_deleted: bool = False) -> None:
         rec = self.records.get(cid)
         if rec is None:
             return
+        attrs = self.container_attributes(cid)
         try:
             self._remove(rec, force=True, remove_volumes=True,  # --rm: like Docker
                          shim_deleted=shim_deleted)
+            self.exits.forget(cid)
+            self.events.publish("container", "destroy", cid, attrs)
         except NotFound:
             pass
         except MuelleError as exc:
@@ -700,7 +738,7 @@ class Engine:
         try:
             while self.records.get(cid) is not None:
                 try:
-                    self._remember_exit(cid, self.runtime.Wait(runtime_pb2.WaitRequest(id=cid)))
+                    self._remember_exit(cid, self.shim.Wait(shim_pb2.WaitRequest(id=cid)))
                     break
                 except NotFound:
                     break
@@ -742,7 +780,7 @@ class Engine:
     # ------------------------------------------------------------------ views
 
     def list(self, all: bool = False) -> engine_pb2.ListContainersResponse:
-        states = {s.id: s for s in self.runtime.List(runtime_pb2.ListRequest()).containers}
+        states = {s.id: s for s in self.shim.List(shim_pb2.ListRequest()).containers}
         now = time.time()
         out = []
         for rec in reversed(self.records.all()):  # newest first, like docker ps
@@ -801,14 +839,20 @@ class Engine:
 
     # ------------------------------------------------------------------ networks
 
-    def create_network(self, name: str, subnet: str) -> types_pb2.NetworkInfo:
-        info: types_pb2.NetworkInfo = self.runtime.NetworkCreate(
-            runtime_pb2.NetworkCreateRequest(name=name, subnet=subnet))
+    def create_network(self, name: str, subnet: str,
+                       labels: dict[str, str] | None = None) -> types_pb2.NetworkInfo:
+        info: types_pb2.NetworkInfo = self.shim.NetworkCreate(
+            shim_pb2.NetworkCreateRequest(name=name, subnet=subnet))
+        self.network_labels.set(info.id, labels or {})
+        return self._labelled(info)
+
+    def _labelled(self, info: types_pb2.NetworkInfo) -> types_pb2.NetworkInfo:
+        info.labels.update(self.network_labels.get(info.id))
         return info
 
     def list_networks(self) -> engine_pb2.NetworkListResponse:
-        reply = self.runtime.NetworkList(runtime_pb2.NetworkListRequest())
-        networks = list(reply.networks)
+        reply = self.shim.NetworkList(shim_pb2.NetworkListRequest())
+        networks = [self._labelled(n) for n in reply.networks]
         default = next((i for i, n in enumerate(networks) if n.builtin), len(networks) - 1)
         networks[default + 1:default + 1] = [_predefined(n) for n in PREDEFINED]
         return engine_pb2.NetworkListResponse(networks=networks)
@@ -817,30 +861,32 @@ class Engine:
         for name in PREDEFINED:
             if ref == name or (len(ref) >= 3 and _predefined(name).id.startswith(ref)):
                 return _predefined(name)
-        info: types_pb2.NetworkInfo = self.runtime.NetworkInspect(
-            runtime_pb2.NetworkInspectRequest(network=ref))
-        return info
+        info: types_pb2.NetworkInfo = self.shim.NetworkInspect(
+            shim_pb2.NetworkInspectRequest(network=ref))
+        return self._labelled(info)
 
     def remove_network(self, ref: str) -> None:
         if ref in PREDEFINED:
             raise FailedPrecondition(f"{ref} is a pre-defined network and cannot be removed")
-        self.runtime.NetworkRemove(runtime_pb2.NetworkRemoveRequest(network=ref))
+        info = self.shim.NetworkInspect(shim_pb2.NetworkInspectRequest(network=ref))
+        self.shim.NetworkRemove(shim_pb2.NetworkRemoveRequest(network=info.id))
+        self.network_labels.drop(info.id)
 
     def connect_network(self, network: str, container: str, aliases: Sequence[str]) -> None:
         rec = self.records.lookup(container)
-        self.runtime.NetworkConnect(runtime_pb2.NetworkConnectRequest(
+        self.shim.NetworkConnect(shim_pb2.NetworkConnectRequest(
             id=rec.id, network=network, aliases=[rec.name, *aliases]))
 
     def disconnect_network(self, network: str, container: str) -> None:
         rec = self.records.lookup(container)
-        self.runtime.NetworkDisconnect(
-            runtime_pb2.NetworkDisconnectRequest(id=rec.id, network=network))
+        self.shim.NetworkDisconnect(
+            shim_pb2.NetworkDisconnectRequest(id=rec.id, network=network))
 
     def logs(self, req: engine_pb2.ContainerLogsRequest,
              on_cancel: Callable[[Callable[[], None]], Any] | None = None,
              ) -> Iterator[engine_pb2.LogEntry]:
         rec = self.records.lookup(req.container)
-        stream = self.runtime.Logs(runtime_pb2.LogsRequest(
+        stream = self.shim.Logs(shim_pb2.LogsRequest(
             id=rec.id, follow=req.follow, tail=req.tail, since=req.since,
             stdout=req.stdout, stderr=req.stderr))
         if on_cancel is not None:
@@ -853,7 +899,7 @@ class Engine:
                 yield engine_pb2.LogEntry(stream=entry.stream, data=data, time=entry.time)
         finally:
             with contextlib.suppress(Exception):
-                stream.cancel()
+                stream.cancel()  # type: ignore[no-untyped-call]  # untyped in grpc-stubs
 
 
 def _stamp(data: bytes, when: str) -> bytes:

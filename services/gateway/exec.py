@@ -8,18 +8,22 @@ comes, output flows back as the shim sends it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from muelle.engine.v1 import engine_pb2
-from muelle.runtime.v1 import runtime_pb2
+from muelle.shim.v1 import shim_pb2
 
-from services.core.errors import InvalidArgument
 from services.core.logging import get_logger
 from services.gateway import inputs as inputs_check
 from services.gateway.records import Records
+from vocab.errors import InvalidArgument
+
+# the neighbours' generated stubs, as connect() returns them (typing only)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from muelle.shim.v1 import shim_pb2_grpc
 
 
-def exec_container(records: Records, runtime: Any,
+def exec_container(records: Records, shim: shim_pb2_grpc.ShimStub,
                    inputs: Iterator[engine_pb2.ExecContainerInput],
                    on_cancel: Callable[[Callable[[], None]], object] | None = None,
                    ) -> Iterator[engine_pb2.ExecContainerOutput]:
@@ -32,32 +36,32 @@ def exec_container(records: Records, runtime: Any,
     if not start.cmd:
         raise InvalidArgument("no command specified")
     rec = records.lookup(start.container)
-    spec = runtime_pb2.ExecSpec(id=rec.id, args=list(start.cmd), env=list(start.env),
+    spec = shim_pb2.ExecSpec(id=rec.id, args=list(start.cmd), env=list(start.env),
                                 user=start.user, cwd=start.working_dir,
                                 stdin=start.interactive and not start.detach,
                                 tty=start.tty, detach=start.detach,
                                 timeout_seconds=start.timeout_seconds,
-                                console_size=runtime_pb2.ConsoleSize(
+                                console_size=shim_pb2.ConsoleSize(
                                     rows=start.console_size.rows,
                                     cols=start.console_size.cols))
 
-    def shim_inputs() -> Iterator[runtime_pb2.ExecInput]:
-        yield runtime_pb2.ExecInput(start=spec)
+    def shim_inputs() -> Iterator[shim_pb2.ExecInput]:
+        yield shim_pb2.ExecInput(start=spec)
         for msg in inputs:
             kind = msg.WhichOneof("input")
             if kind == "stdin":
-                yield runtime_pb2.ExecInput(stdin=msg.stdin)
+                yield shim_pb2.ExecInput(stdin=msg.stdin)
             elif kind == "resize" and inputs_check.fits_console(msg.resize.rows,
                                                                  msg.resize.cols):
                 # (one that does not fit a winsize is dropped: the stream carries on)
-                yield runtime_pb2.ExecInput(resize=runtime_pb2.ConsoleSize(
+                yield shim_pb2.ExecInput(resize=shim_pb2.ConsoleSize(
                     rows=msg.resize.rows, cols=msg.resize.cols))
             elif kind == "close_stdin":
-                yield runtime_pb2.ExecInput(close_stdin=True)
+                yield shim_pb2.ExecInput(close_stdin=True)
                 return
 
     get_logger(container=rec.id[:12]).info("exec", cmd=list(start.cmd)[:1])
-    stream = runtime.Exec(shim_inputs())
+    stream = shim.Exec(shim_inputs())
     if on_cancel is not None:
         # A client that leaves (or whose deadline passes) while the process is silent:
         # the loop below waits for output that may never come, so it would not notice.
@@ -73,4 +77,5 @@ def exec_container(records: Records, runtime: Any,
                 yield engine_pb2.ExecContainerOutput(output=engine_pb2.LogEntry(
                     stream=out.output.stream, data=out.output.data, time=out.output.time))
     finally:
-        stream.cancel()  # the client left early: the shim kills the process
+        # the client left early: the shim kills the process (grpc-stubs leave cancel untyped)
+        stream.cancel()  # type: ignore[no-untyped-call]

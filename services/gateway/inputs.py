@@ -13,7 +13,7 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from services.core.errors import InvalidArgument
+from vocab.errors import InvalidArgument
 
 # struct winsize holds unsigned shorts (TIOCSWINSZ).
 MAX_CONSOLE = 65535

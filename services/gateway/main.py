@@ -9,31 +9,46 @@ import grpc
 from muelle.engine.v1 import engine_pb2_grpc
 from muelle.images.v1 import images_pb2_grpc
 from muelle.registry.v1 import registry_pb2_grpc
-from muelle.runtime.v1 import runtime_pb2_grpc
+from muelle.shim.v1 import shim_pb2_grpc
 
-from services.core.client import connect
+from services.core.client import connect, require
 from services.core.config import Config
 from services.core.main import service_main
 from services.gateway import userns
 from services.gateway.engine import Engine
+from services.gateway.netlabels import NetworkLabels
 from services.gateway.probe import health_probe
 from services.gateway.records import Records
 
 SERVICE_NAME = "muelle.engine.v1.Engine"
 
 
+# The contract the gateway needs of each neighbour (the generated stub names it).
+PEERS: dict[str, type] = {
+    "imagestore": images_pb2_grpc.ImagesStub,
+    "shim": shim_pb2_grpc.ShimStub,
+    "registry": registry_pb2_grpc.RegistryStub,
+}
+
+
 def build(cfg: Config) -> Engine:
     # The gateway's own certificate identifies it to its neighbours over TCP.
     tls = cfg.tls_files("gateway")
-    images = connect(cfg.address("imagestore"), images_pb2_grpc.ImagesStub, "imagestore", tls)
-    runtime = connect(cfg.address("shim"), runtime_pb2_grpc.RuntimeStub, "shim", tls)
-    probes = {name: health_probe(cfg.address(name), name, tls)
-              for name in ("registry", "imagestore", "shim")}
+    # A neighbour of another release (a shim without the contract this gateway speaks)
+    # stops the start with one line naming both, instead of failing the first container.
+    for name, stub in PEERS.items():
+        require(cfg.address(name), stub, name, tls, caller="gateway")
+    images = connect(cfg.address("imagestore"), images_pb2_grpc.ImagesStub, "imagestore", tls,
+                     caller="gateway")
+    shim = connect(cfg.address("shim"), shim_pb2_grpc.ShimStub, "shim", tls,
+                   caller="gateway")
+    probes = {name: health_probe(cfg.address(name), name, tls) for name in PEERS}
     registry = connect(cfg.address("registry"), registry_pb2_grpc.RegistryStub, "registry",
-                       tls)
-    return Engine(Records(cfg.state_dir("gateway")), images, runtime, probes,
+                       tls, caller="gateway")
+    return Engine(Records(cfg.state_dir("gateway")), images, shim, probes,
                   registry=registry, root_dir=str(cfg.root),
-                  userns_remap=userns.default_maps(cfg.gateway.userns_remap))
+                  userns_remap=userns.default_maps(cfg.gateway.userns_remap),
+                  network_labels=NetworkLabels(cfg.state_dir("gateway")))
 
 
 def factory(cfg: Config) -> tuple[Callable[[grpc.Server], None], Sequence[str],

@@ -10,10 +10,10 @@ import os
 import re
 
 from muelle.engine.v1 import engine_pb2
-from muelle.runtime.v1 import runtime_pb2
+from muelle.shim.v1 import shim_pb2
 from muelle.types.v1 import types_pb2
 
-from services.core.errors import InvalidArgument
+from vocab.errors import InvalidArgument
 
 _SIZE = re.compile(r"^(\d{1,20})([kmgt]?)b?$", re.IGNORECASE | re.ASCII)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -57,15 +57,15 @@ def check_target(target: str) -> None:
                                   "nothing may be mounted onto it")
 
 
-def parse_bind(spec: str) -> runtime_pb2.VolumeMount:
+def parse_bind(spec: str) -> shim_pb2.VolumeMount:
     """Docker -v: "/ctr", "name:/ctr[:opts]" or "/host:/ctr[:opts]", opts "ro,nocopy"."""
     parts = spec.split(":")
     if len(parts) == 1:
-        return runtime_pb2.VolumeMount(type="volume", target=_target(parts[0], spec))
+        return shim_pb2.VolumeMount(type="volume", target=_target(parts[0], spec))
     if len(parts) > 3 or not parts[0] or not parts[1]:
         raise InvalidArgument(f"invalid volume specification: '{spec}'")
     source, target = parts[0], _target(parts[1], spec)
-    m = runtime_pb2.VolumeMount(type="bind" if source.startswith("/") else "volume",
+    m = shim_pb2.VolumeMount(type="bind" if source.startswith("/") else "volume",
                                 source=source, target=target)
     for mode in (parts[2].split(",") if len(parts) == 3 else []):
         if mode in ("ro", "rw"):
@@ -77,9 +77,9 @@ def parse_bind(spec: str) -> runtime_pb2.VolumeMount:
     return m
 
 
-def parse_tmpfs(target: str, options: str) -> runtime_pb2.VolumeMount:
+def parse_tmpfs(target: str, options: str) -> shim_pb2.VolumeMount:
     """Docker --tmpfs /path[:size=64m,mode=1777,noexec,...]."""
-    m = runtime_pb2.VolumeMount(type="tmpfs", target=_target(target, target))
+    m = shim_pb2.VolumeMount(type="tmpfs", target=_target(target, target))
     for opt in filter(None, options.split(",")):
         key, _, value = opt.partition("=")
         if key == "size":
@@ -111,17 +111,17 @@ def _octal(text: str) -> int | None:
 PROPAGATIONS = ("private", "rprivate", "slave", "rslave")
 
 
-def to_runtime(m: engine_pb2.VolumeMount) -> runtime_pb2.VolumeMount:
+def to_runtime(m: engine_pb2.VolumeMount) -> shim_pb2.VolumeMount:
     # The two messages are field-for-field the same; the wire format converts them.
-    return runtime_pb2.VolumeMount.FromString(m.SerializeToString())
+    return shim_pb2.VolumeMount.FromString(m.SerializeToString())
 
 
-def to_engine(m: runtime_pb2.VolumeMount) -> engine_pb2.VolumeMount:
+def to_engine(m: shim_pb2.VolumeMount) -> engine_pb2.VolumeMount:
     return engine_pb2.VolumeMount.FromString(m.SerializeToString())
 
 
 def container_mounts(req: engine_pb2.CreateContainerRequest,
-                     image: types_pb2.ImageConfig) -> list[runtime_pb2.VolumeMount]:
+                     image: types_pb2.ImageConfig) -> list[shim_pb2.VolumeMount]:
     """Every user mount, then an anonymous volume per image VOLUME nobody mounted over."""
     out = [parse_bind(b) for b in req.binds]
     out += [to_runtime(m) for m in req.mounts]
@@ -138,6 +138,6 @@ def container_mounts(req: engine_pb2.CreateContainerRequest,
     taken = {os.path.normpath(m.target) for m in out}
     for path in image.volumes:
         if path.startswith("/") and os.path.normpath(path) not in taken:
-            out.append(runtime_pb2.VolumeMount(type="volume", target=path))
+            out.append(shim_pb2.VolumeMount(type="volume", target=path))
             taken.add(os.path.normpath(path))
     return out

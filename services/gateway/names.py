@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 
-from services.core.errors import InvalidArgument
+from vocab.errors import InvalidArgument
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 

@@ -12,14 +12,14 @@ import re
 import signal as signalmod
 
 from muelle.engine.v1 import engine_pb2
-from muelle.runtime.v1 import runtime_pb2
+from muelle.shim.v1 import shim_pb2
 from muelle.types.v1 import types_pb2
 
 from services.core import cpuset, numbers
-from services.core.errors import InvalidArgument
 from services.core.restart_policy import parse as restart_policy_parse
 from services.gateway import inputs, userns
 from services.gateway.merge import Merged
+from vocab.errors import InvalidArgument
 
 MIN_MEMORY = 6 * 1024 * 1024  # docker's minimum memory limit
 CPU_PERIOD = 100_000  # microseconds, the CFS default docker uses with --cpus
@@ -119,7 +119,7 @@ def restart_policy(req: engine_pb2.CreateContainerRequest) -> str:
     return policy.text()
 
 
-def resources(req: engine_pb2.CreateContainerRequest) -> runtime_pb2.Resources:
+def resources(req: engine_pb2.CreateContainerRequest) -> shim_pb2.Resources:
     """Docker's checks of the resource options, then the cgroup values."""
     if req.memory < 0:
         raise InvalidArgument("invalid memory limit: must not be negative")
@@ -149,7 +149,7 @@ def resources(req: engine_pb2.CreateContainerRequest) -> runtime_pb2.Resources:
     if req.nano_cpus and quota < 1000:  # the kernel refuses quotas under 1 ms
         raise InvalidArgument("Range of CPUs is from 0.01 to "
                               f"{ncpu}.00, as there are only {ncpu} CPUs available")
-    return runtime_pb2.Resources(
+    return shim_pb2.Resources(
         memory_limit=req.memory,
         memory_swap=req.memory_swap,
         pids_limit=max(0, req.pids_limit),
@@ -159,6 +159,37 @@ def resources(req: engine_pb2.CreateContainerRequest) -> runtime_pb2.Resources:
         cpuset_cpus=req.cpuset_cpus,
         cpuset_mems=req.cpuset_mems,
     )
+
+
+def update_resources(req: engine_pb2.UpdateContainerRequest) -> shim_pb2.Resources:
+    """`docker update`'s checks, then the changed cgroup values (0 / empty: unchanged;
+    the shim checks what depends on the container's current limits)."""
+    if req.memory < 0 or 0 < req.memory < MIN_MEMORY:
+        raise InvalidArgument("Minimum memory limit allowed is 6MB")
+    if req.memory_swap < -1:
+        raise InvalidArgument("invalid memory swap limit: use -1 for unlimited")
+    if req.nano_cpus and (req.cpu_quota or req.cpu_period):
+        raise InvalidArgument("Conflicting options: CPU Quota cannot be updated as NanoCPUs "
+                              "has already been set")
+    if req.nano_cpus < 0 or req.cpu_shares < 0 or req.cpu_period < 0 or req.cpu_quota < -1:
+        raise InvalidArgument("CPU values must not be negative (quota: -1 for unlimited)")
+    if req.cpu_period and not 1000 <= req.cpu_period <= 1_000_000:
+        raise InvalidArgument("CPU cfs period can not be less than 1ms (i.e. 1000) or larger "
+                              "than 1s (i.e. 1000000)")
+    if 0 < req.cpu_quota < 1000:
+        raise InvalidArgument("CPU cfs quota can not be less than 1ms (i.e. 1000)")
+    for text, kind in ((req.cpuset_cpus, "cpus"), (req.cpuset_mems, "mems")):
+        if text:
+            cpuset.parse(text, kind)
+    quota, period = req.cpu_quota, req.cpu_period
+    if req.nano_cpus:
+        quota, period = req.nano_cpus * CPU_PERIOD // 1_000_000_000, CPU_PERIOD
+        if quota < 1000:
+            raise InvalidArgument("CPU quota below 0.01 CPUs")
+    return shim_pb2.Resources(
+        memory_limit=req.memory, memory_swap=req.memory_swap, pids_limit=req.pids_limit,
+        cpu_quota=quota, cpu_period=period, cpu_shares=req.cpu_shares,
+        cpuset_cpus=req.cpuset_cpus, cpuset_mems=req.cpuset_mems)
 
 
 def group_ids(groups: list[str]) -> list[int]:
@@ -187,8 +218,10 @@ def check_request(req: engine_pb2.CreateContainerRequest) -> None:
                               f"{MAX_PORTS} per container")
     if req.network_mode.startswith("container:") and not req.network_mode[10:]:
         raise InvalidArgument("--network container: needs a container name or ID")
-    for flag, mode in (("--ipc", req.ipc_mode), ("--pid", req.pid_mode)):
+    for flag, mode in (("--ipc", req.ipc_mode), ("--pid", req.pid_mode),
+                       ("--uts", req.uts_mode)):
         namespace_mode(flag, mode)
+    cgroup_parent(req.cgroup_parent)
     check_sysctls(dict(req.sysctls), host_network=req.network_mode == "host")
     for server in req.dns:
         try:
@@ -236,6 +269,23 @@ def namespace_mode(flag: str, mode: str) -> str:
     raise InvalidArgument(f"invalid {flag} {mode!r}: use host or container:<name|id>")
 
 
+_CGROUP_PART = re.compile(r"^[A-Za-z0-9_.@-]+$")
+
+
+def cgroup_parent(path: str) -> str:
+    """A --cgroup-parent (a pod's cgroup_parent) as the shim takes it: "/a/b" of plain
+    names (cgroupfs; no "..", no systemd slice syntax)."""
+    if not path:
+        return ""
+    parts = [p for p in path.strip().split("/") if p]
+    if ":" in path or not parts or any(p in (".", "..") or not _CGROUP_PART.match(p)
+                                       for p in parts):
+        raise InvalidArgument(f"invalid cgroup parent {path!r}: want a cgroupfs path of "
+                              "plain names like /kubepods/pod1 (the systemd driver is not "
+                              "supported)")
+    return "/" + "/".join(parts)
+
+
 # sysctl keys the kernel namespaces (Docker's list): the rest would change the host.
 _NAMESPACED_SYSCTLS = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
                        "kernel.shmall", "kernel.shmmax", "kernel.shmmni",
@@ -256,12 +306,12 @@ def check_sysctls(sysctls: dict[str, str], host_network: bool) -> None:
 
 def container_spec(req: engine_pb2.CreateContainerRequest, merged: Merged,
                    userns_remap: list[types_pb2.IDMapping] | None = None,
-                   ) -> tuple[runtime_pb2.ContainerSpec, list[str]]:
+                   ) -> tuple[shim_pb2.ContainerSpec, list[str]]:
     """The shim's ContainerSpec for ``req`` merged with the image; plus warnings."""
     nnp, seccomp, warnings = security(list(req.security_opt))
     log_size, log_files = log_limits(dict(req.log_opts))
     check_signal(merged.stop_signal)
-    spec = runtime_pb2.ContainerSpec(
+    spec = shim_pb2.ContainerSpec(
         args=merged.args,
         env=merged.env,
         cwd=merged.working_dir,
@@ -288,6 +338,8 @@ def container_spec(req: engine_pb2.CreateContainerRequest, merged: Merged,
         sysctls=dict(req.sysctls),
         ipc_mode=namespace_mode("--ipc", req.ipc_mode),
         pid_mode=namespace_mode("--pid", req.pid_mode),
+        uts_mode=namespace_mode("--uts", req.uts_mode),
+        cgroup_parent=cgroup_parent(req.cgroup_parent),
     )
     if req.HasField("masked_paths"):
         spec.masked_paths.values.extend(req.masked_paths.values)

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from muelle.engine.v1 import engine_pb2
-from muelle.runtime.v1 import runtime_pb2
+from muelle.shim.v1 import shim_pb2
 
 from services.core import modes
-from services.core.errors import AlreadyExists, InvalidArgument, NotFound, is_no_space, no_space
+from vocab.errors import AlreadyExists, InvalidArgument, NotFound, is_no_space, no_space
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS containers (
@@ -61,7 +61,7 @@ class Record:
     image_id: str
     created: str
     request: engine_pb2.CreateContainerRequest
-    spec: runtime_pb2.ContainerSpec
+    spec: shim_pb2.ContainerSpec
     entrypoint: list[str] | None
     cmd: list[str] | None
     runtime: str
@@ -93,7 +93,7 @@ def _split(text: str | None) -> list[str] | None:
 def _row(row: tuple) -> Record:  # type: ignore[type-arg]
     request = engine_pb2.CreateContainerRequest()
     request.ParseFromString(row[5])
-    spec = runtime_pb2.ContainerSpec()
+    spec = shim_pb2.ContainerSpec()
     spec.ParseFromString(row[6])
     return Record(id=row[0], name=row[1], image=row[2], image_id=row[3], created=row[4],
                   request=request, spec=spec, entrypoint=_split(row[7]), cmd=_split(row[8]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 
 import grpc
@@ -13,6 +14,7 @@ from services.gateway.building import build_image
 from services.gateway.engine import Engine
 from services.gateway.exec import exec_container
 from services.gateway.volumes import Volumes
+from vocab.errors import MuelleError
 
 Ctx = grpc.ServicerContext
 
@@ -20,7 +22,7 @@ Ctx = grpc.ServicerContext
 class EngineServicer(engine_pb2_grpc.EngineServicer):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.volumes = Volumes(engine.runtime)
+        self.volumes = Volumes(engine.shim)
 
     def Version(self, request: engine_pb2.VersionRequest,  # noqa: N802
                 context: Ctx) -> engine_pb2.VersionResponse:
@@ -29,7 +31,18 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
     def PullImage(self, request: engine_pb2.PullImageRequest,  # noqa: N802
                   context: Ctx) -> Iterator[types_pb2.PullProgress]:
         plat = request.platform if request.HasField("platform") else None
-        yield from self.engine.pull(request.reference, plat, on_cancel=context.add_callback)
+        credentials = request.credentials if request.HasField("credentials") else None
+        yield from self.engine.pull(request.reference, plat, on_cancel=context.add_callback,
+                                    credentials=credentials)
+        self._image_event("pull", request.reference)
+
+    def _image_event(self, action: str, ref: str, **attrs: str) -> None:
+        self.engine.events.publish("image", action, ref, {"name": ref, **attrs})
+
+    def Events(self, request: engine_pb2.EventsRequest,  # noqa: N802
+               context: Ctx) -> Iterator[engine_pb2.Event]:
+        yield from self.engine.events.subscribe(request.since_nano, request.until_nano,
+                                                cancelled=lambda: not context.is_active())
 
     def ListImages(self, request: engine_pb2.ListImagesRequest,  # noqa: N802
                    context: Ctx) -> engine_pb2.ListImagesResponse:
@@ -41,15 +54,28 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
 
     def RemoveImage(self, request: engine_pb2.RemoveImageRequest,  # noqa: N802
                     context: Ctx) -> engine_pb2.RemoveImageResponse:
-        return self.engine.remove_image(request.reference, request.force)
+        image_id = request.reference
+        with contextlib.suppress(MuelleError):  # the removal says why it cannot
+            image_id = self.engine.inspect_image(request.reference).summary.id
+        reply = self.engine.remove_image(request.reference, request.force)
+        for name in reply.untagged:
+            self.engine.events.publish("image", "untag", image_id, {"name": name})
+        for image_id in reply.deleted:
+            self._image_event("delete", image_id)
+        return reply
 
     def CreateContainer(self, request: engine_pb2.CreateContainerRequest,  # noqa: N802
                         context: Ctx) -> engine_pb2.CreateContainerResponse:
-        return self.engine.create(request)
+        reply = self.engine.create(request)
+        self.engine.container_event("create", reply.id)
+        return reply
 
     def StartContainer(self, request: engine_pb2.StartContainerRequest,  # noqa: N802
                        context: Ctx) -> engine_pb2.StartContainerResponse:
-        self.engine.start(request.container)
+        cid = self.engine.records.lookup(request.container).id
+        self.engine.start(cid)
+        self.engine.exits.started(cid)
+        self.engine.container_event("start", cid)
         return engine_pb2.StartContainerResponse()
 
     def AttachContainer(self, request: engine_pb2.AttachContainerRequest,  # noqa: N802
@@ -65,18 +91,26 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
     def StopContainer(self, request: engine_pb2.StopContainerRequest,  # noqa: N802
                       context: Ctx) -> engine_pb2.StopContainerResponse:
         timeout = request.timeout if request.HasField("timeout") else None
-        self.engine.stop(request.container, timeout)
+        cid = self.engine.records.lookup(request.container).id
+        self.engine.stop(cid, timeout)  # its die first (Exits)
+        self.engine.container_event("stop", cid)
         return engine_pb2.StopContainerResponse()
 
     def KillContainer(self, request: engine_pb2.KillContainerRequest,  # noqa: N802
                       context: Ctx) -> engine_pb2.KillContainerResponse:
-        self.engine.kill(request.container, request.signal)
+        cid = self.engine.records.lookup(request.container).id
+        self.engine.kill(cid, request.signal)
+        self.engine.container_event("kill", cid, signal=request.signal or "SIGKILL")
         return engine_pb2.KillContainerResponse()
 
     def RemoveContainer(self, request: engine_pb2.RemoveContainerRequest,  # noqa: N802
                         context: Ctx) -> engine_pb2.RemoveContainerResponse:
-        return engine_pb2.RemoveContainerResponse(
-            id=self.engine.remove(request.container, request.force, request.remove_volumes))
+        rec = self.engine.records.lookup(request.container)
+        attrs = self.engine.container_attributes(rec.id)
+        cid = self.engine.remove(rec.id, request.force, request.remove_volumes)
+        self.engine.exits.exited(cid, 137, attrs)  # forced while running: killed
+        self.engine.events.publish("container", "destroy", cid, attrs)
+        return engine_pb2.RemoveContainerResponse(id=cid)
 
     def ListContainers(self, request: engine_pb2.ListContainersRequest,  # noqa: N802
                        context: Ctx) -> engine_pb2.ListContainersResponse:
@@ -112,11 +146,15 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
 
     def TagImage(self, request: engine_pb2.TagImageRequest,  # noqa: N802
                  context: Ctx) -> engine_pb2.TagImageResponse:
-        return self.engine.tag_image(request.source, request.target)
+        reply = self.engine.tag_image(request.source, request.target)
+        image_id = self.engine.inspect_image(request.target).summary.id
+        self.engine.events.publish("image", "tag", image_id, {"name": reply.name})
+        return reply
 
     def PushImage(self, request: engine_pb2.PushImageRequest,  # noqa: N802
                   context: Ctx) -> Iterator[types_pb2.PullProgress]:
         yield from self.engine.push(request.reference)
+        self._image_event("push", request.reference)
 
     def Login(self, request: engine_pb2.LoginRequest,  # noqa: N802
               context: Ctx) -> engine_pb2.LoginResponse:
@@ -132,22 +170,36 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
 
     def PauseContainer(self, request: engine_pb2.PauseContainerRequest,  # noqa: N802
                        context: Ctx) -> engine_pb2.PauseContainerResponse:
-        self.engine.pause(request.container)
+        cid = self.engine.records.lookup(request.container).id
+        self.engine.pause(cid)
+        self.engine.container_event("pause", cid)
         return engine_pb2.PauseContainerResponse()
 
     def UnpauseContainer(self, request: engine_pb2.UnpauseContainerRequest,  # noqa: N802
                          context: Ctx) -> engine_pb2.UnpauseContainerResponse:
-        self.engine.unpause(request.container)
+        cid = self.engine.records.lookup(request.container).id
+        self.engine.unpause(cid)
+        self.engine.container_event("unpause", cid)
         return engine_pb2.UnpauseContainerResponse()
 
     def RestartContainer(self, request: engine_pb2.RestartContainerRequest,  # noqa: N802
                          context: Ctx) -> engine_pb2.RestartContainerResponse:
-        self.engine.restart(request.container,
-                            request.timeout if request.HasField("timeout") else None)
+        cid = self.engine.records.lookup(request.container).id
+        self.engine.restart(cid, request.timeout if request.HasField("timeout") else None)
+        self.engine.exits.started(cid)
+        self.engine.container_event("start", cid)
+        self.engine.container_event("restart", cid)
         return engine_pb2.RestartContainerResponse()
+    def UpdateContainer(self, request: engine_pb2.UpdateContainerRequest,  # noqa: N802
+                        context: Ctx) -> engine_pb2.UpdateContainerResponse:
+        self.engine.update(request)
+        return engine_pb2.UpdateContainerResponse()
+
     def CreateVolume(self, request: engine_pb2.VolumeCreateRequest,  # noqa: N802
                      context: Ctx) -> engine_pb2.Volume:
-        return self.volumes.create(request.name, dict(request.labels))
+        volume = self.volumes.create(request.name, dict(request.labels))
+        self.engine.events.publish("volume", "create", volume.name, {"driver": "local"})
+        return volume
 
     def InspectVolume(self, request: engine_pb2.VolumeInspectRequest,  # noqa: N802
                       context: Ctx) -> engine_pb2.Volume:
@@ -159,7 +211,9 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
 
     def RemoveVolume(self, request: engine_pb2.VolumeRemoveRequest,  # noqa: N802
                      context: Ctx) -> engine_pb2.VolumeRemoveResponse:
-        return self.volumes.remove(request.name, request.force)
+        reply = self.volumes.remove(request.name, request.force)
+        self.engine.events.publish("volume", "destroy", request.name, {"driver": "local"})
+        return reply
 
     def PruneVolumes(self, request: engine_pb2.VolumePruneRequest,  # noqa: N802
                      context: Ctx) -> engine_pb2.VolumePruneResponse:
@@ -174,7 +228,13 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
         return self.engine.top(request.container, request.ps_args)
     def CreateNetwork(self, request: engine_pb2.NetworkCreateRequest,  # noqa: N802
                       context: Ctx) -> types_pb2.NetworkInfo:
-        return self.engine.create_network(request.name, request.subnet)
+        info = self.engine.create_network(request.name, request.subnet, dict(request.labels))
+        self._network_event("create", info)
+        return info
+
+    def _network_event(self, action: str, info: types_pb2.NetworkInfo, **attrs: str) -> None:
+        self.engine.events.publish("network", action, info.id,
+                                   {"name": info.name, "type": info.driver or "bridge", **attrs})
 
     def ListNetworks(self, request: engine_pb2.NetworkListRequest,  # noqa: N802
                      context: Ctx) -> engine_pb2.NetworkListResponse:
@@ -186,23 +246,47 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
 
     def RemoveNetwork(self, request: engine_pb2.NetworkRemoveRequest,  # noqa: N802
                       context: Ctx) -> engine_pb2.NetworkRemoveResponse:
-        self.engine.remove_network(request.network)
+        info = self.engine.inspect_network(request.network)
+        self.engine.remove_network(info.id)
+        self._network_event("destroy", info)
         return engine_pb2.NetworkRemoveResponse()
 
     def ConnectNetwork(self, request: engine_pb2.NetworkConnectRequest,  # noqa: N802
                        context: Ctx) -> engine_pb2.NetworkConnectResponse:
         self.engine.connect_network(request.network, request.container, list(request.aliases))
+        self._network_event("connect", self.engine.inspect_network(request.network),
+                            container=self.engine.records.lookup(request.container).id)
         return engine_pb2.NetworkConnectResponse()
 
     def DisconnectNetwork(self, request: engine_pb2.NetworkDisconnectRequest,  # noqa: N802
                           context: Ctx) -> engine_pb2.NetworkDisconnectResponse:
         self.engine.disconnect_network(request.network, request.container)
+        self._network_event("disconnect", self.engine.inspect_network(request.network),
+                            container=self.engine.records.lookup(request.container).id)
         return engine_pb2.NetworkDisconnectResponse()
 
     def ExecContainer(self, request_iterator: Iterator[engine_pb2.ExecContainerInput],  # noqa: N802
                       context: Ctx) -> Iterator[engine_pb2.ExecContainerOutput]:
-        yield from exec_container(self.engine.records, self.engine.runtime, request_iterator,
-                                  on_cancel=context.add_callback)
+        started: list[engine_pb2.ExecContainerStart] = []
+
+        def inputs() -> Iterator[engine_pb2.ExecContainerInput]:
+            for message in request_iterator:
+                if message.HasField("start") and not started:
+                    started.append(message.start)
+                    self._exec_event(message.start, "exec_start: " + " ".join(message.start.cmd))
+                yield message
+
+        for out in exec_container(self.engine.records, self.engine.shim, inputs(),
+                                  on_cancel=context.add_callback):
+            if out.HasField("exit") and started:
+                self._exec_event(started[0], "exec_die", exitCode=str(out.exit.exit_code))
+            yield out
+
+    def _exec_event(self, start: engine_pb2.ExecContainerStart, action: str,
+                    **attrs: str) -> None:
+        with contextlib.suppress(MuelleError):  # no such container: exec reports that
+            cid = self.engine.records.lookup(start.container).id
+            self.engine.container_event(action, cid, **attrs)
 
     def AttachContainerStream(  # noqa: N802
             self, request_iterator: Iterator[engine_pb2.AttachContainerInput],

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from services.core.timefmt import human_duration, now_rfc3339
-from services.core.timefmt import parse_seconds as parse_rfc3339
+from vocab.timefmt import human_duration, now_rfc3339
+from vocab.timefmt import parse_seconds as parse_rfc3339
 
 __all__ = ["human_duration", "now_rfc3339", "parse_rfc3339", "status_text"]
 

@@ -12,30 +12,37 @@ import platform
 import socket
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from muelle.engine.v1 import engine_pb2
 from muelle.images.v1 import images_pb2
-from muelle.runtime.v1 import runtime_pb2
+from muelle.shim.v1 import shim_pb2
 
-from services.core.platform import host_arch
-from services.core.version import VERSION
 from services.gateway.build import relay_archive
 from services.gateway.records import Records
+from vocab.platform import host_arch
+from vocab.version import VERSION
+
+# the neighbours' generated stubs, as connect() returns them (typing only)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from muelle.images.v1 import images_pb2_grpc
+    from muelle.shim.v1 import shim_pb2_grpc
 
 RUNNING = ("running", "paused")
 
 
-def prune_images(images: Any, all: bool) -> engine_pb2.PruneImagesResponse:
+def prune_images(images: images_pb2_grpc.ImagesStub, all: bool) -> engine_pb2.PruneImagesResponse:
     reply = images.Prune(images_pb2.PruneImagesRequest(all=all))
     return engine_pb2.PruneImagesResponse(untagged=list(reply.untagged),
                                           deleted=list(reply.deleted),
                                           space_reclaimed=reply.space_reclaimed)
 
 
-def system_df(images: Any, runtime: Any, records: Records) -> engine_pb2.SystemDfResponse:
+def system_df(images: images_pb2_grpc.ImagesStub,
+              shim: shim_pb2_grpc.ShimStub,
+              records: Records) -> engine_pb2.SystemDfResponse:
     du = images.DiskUsage(images_pb2.DiskUsageRequest())
-    states = {s.id: s.status for s in runtime.List(runtime_pb2.ListRequest()).containers}
+    states = {s.id: s.status for s in shim.List(shim_pb2.ListRequest()).containers}
     names = {r.id: r.name for r in records.all(include_unready=True)}
     out = engine_pb2.SystemDfResponse()
     for img in du.images:
@@ -47,7 +54,7 @@ def system_df(images: Any, runtime: Any, records: Records) -> engine_pb2.SystemD
         state = "exited" if state in ("stopped", "") else state
         out.containers.append(engine_pb2.DfContainer(
             id=c.id, name=names.get(c.id, ""), image_id=c.image_id, size=c.size, state=state))
-    for vol in runtime.ListVolumes(runtime_pb2.VolumeListRequest(with_size=True)).volumes:
+    for vol in shim.ListVolumes(shim_pb2.VolumeListRequest(with_size=True)).volumes:
         out.volumes.append(engine_pb2.Volume.FromString(vol.SerializeToString()))
     running = [c for c in out.containers if c.state in RUNNING]
     out.summary.append(engine_pb2.DfSummary(
@@ -66,23 +73,26 @@ def system_df(images: Any, runtime: Any, records: Records) -> engine_pb2.SystemD
     return out
 
 
-def save_images(images: Any, references: list[str]) -> Iterator[engine_pb2.ArchiveChunk]:
+def save_images(images: images_pb2_grpc.ImagesStub,
+                references: list[str]) -> Iterator[engine_pb2.ArchiveChunk]:
     return relay_archive(images.Save(images_pb2.SaveImagesRequest(references=references)))
 
 
-def load_images(images: Any, chunks: Iterator[bytes]) -> engine_pb2.LoadImagesResponse:
+def load_images(images: images_pb2_grpc.ImagesStub,
+                chunks: Iterator[bytes]) -> engine_pb2.LoadImagesResponse:
     reply = images.Load(images_pb2.ArchiveChunk(data=d) for d in chunks)
     return engine_pb2.LoadImagesResponse(images=[
         engine_pb2.LoadedImage(id=x.id, names=list(x.names)) for x in reply.images])
 
 
-def info(images: Any, runtime: Any, records: Records, root_dir: str) -> engine_pb2.InfoResponse:
+def info(images: images_pb2_grpc.ImagesStub, shim: shim_pb2_grpc.ShimStub,
+         records: Records, root_dir: str) -> engine_pb2.InfoResponse:
     """`docker info`: what the engine holds, which runtimes it has, and host facts. The
     host facts are the gateway's; runtimes and container states come from the shim."""
-    states = {s.id: s.status for s in runtime.List(runtime_pb2.ListRequest()).containers}
+    states = {s.id: s.status for s in shim.List(shim_pb2.ListRequest()).containers}
     ids = [r.id for r in records.all()]
     status = [states.get(cid, "stopped") for cid in ids]
-    runtimes = runtime.Runtimes(runtime_pb2.RuntimesRequest())
+    runtimes = shim.Runtimes(shim_pb2.RuntimesRequest())
     uname = platform.uname()
     return engine_pb2.InfoResponse(
         containers=len(ids), containers_running=status.count("running"),

@@ -11,7 +11,7 @@ from muelle.engine.v1 import engine_pb2
 from muelle.types.v1 import types_pb2
 
 from services.core import numbers
-from services.core.errors import InvalidArgument
+from vocab.errors import InvalidArgument
 
 # The kernel refuses an extent whose first id + count wraps a u32, and (uid_t)-1 is no id:
 # ids and ends of ranges stay below 2**32 - 1.

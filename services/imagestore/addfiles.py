@@ -20,9 +20,9 @@ import time
 from collections.abc import Iterable
 from typing import IO
 
-from services.core.errors import InvalidArgument
 from services.core.passwd import parse_group, parse_passwd
 from services.imagestore.view import read_file, resolve
+from vocab.errors import InvalidArgument
 
 MAX_ID = 2**31 - 1
 

@@ -22,13 +22,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from services.core import digest as digestmod
-from services.core.errors import DataLoss, InvalidArgument, Unavailable
 from services.imagestore.content import ContentStore
 from services.imagestore.manifest import parse_config
 from services.imagestore.metadata import ImageRecord, Metadata
 from services.imagestore.snapshots import Snapshots
 from services.imagestore.unpack import unpack
+from vocab import digest as digestmod
+from vocab.errors import DataLoss, InvalidArgument, Unavailable
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -78,7 +78,7 @@ def write_layer(directory: Path, produce: Callable[[IO[bytes]], None]) -> NewLay
         with os.fdopen(fd, "wb") as f:
             blob = _Hashing(f)
             # mtime=0 and no file name: the same tree gives the same blob.
-            with gzip.GzipFile(filename="", mode="wb", fileobj=blob,  # type: ignore[arg-type]
+            with gzip.GzipFile(filename="", mode="wb", fileobj=blob,
                                compresslevel=_GZIP_LEVEL, mtime=0) as gz:
                 tar = _Hashing(gz)  # type: ignore[arg-type]
                 produce(tar)  # type: ignore[arg-type]

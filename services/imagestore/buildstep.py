@@ -11,7 +11,6 @@ from typing import IO
 
 from muelle.images.v1 import images_pb2
 
-from services.core.errors import InvalidArgument, NotFound
 from services.core.logging import get_logger
 from services.imagestore.addfiles import Placement, spool
 from services.imagestore.build import NewLayer, write_layer
@@ -21,6 +20,7 @@ from services.imagestore.save import stream_archive
 from services.imagestore.store import ImageStore
 from services.imagestore.treetar import TreeTar, _merge
 from services.imagestore.view import resolve
+from vocab.errors import InvalidArgument, NotFound
 
 
 def _layers(store: ImageStore, rec: ImageRecord | None) -> list[str]:

@@ -15,10 +15,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from services.core import digest as digestmod
 from services.imagestore.content import ContentStore
 from services.imagestore.metadata import Metadata
 from services.imagestore.snapshots import Snapshots
+from vocab import digest as digestmod
 
 _CHUNK = 1 << 20
 

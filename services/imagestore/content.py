@@ -18,10 +18,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
 
-from services.core import digest as digestmod
-from services.core.errors import DataLoss, NotFound, ResourceExhausted
 from services.core.logging import get_logger
 from services.imagestore.locks import KeyedLocks
+from vocab import digest as digestmod
+from vocab.errors import DataLoss, NotFound, ResourceExhausted
 
 # fetch(offset) -> the blob's bytes from ``offset`` on.
 Fetch = Callable[[int], Iterable[bytes]]

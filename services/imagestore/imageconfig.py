@@ -13,9 +13,9 @@ from typing import Any
 
 from muelle.types.v1 import types_pb2
 
-from services.core.errors import InvalidArgument
-from services.core.platform import host_arch
 from services.imagestore.build import now
+from vocab.errors import InvalidArgument
+from vocab.platform import host_arch
 
 
 def docker_config(cfg: types_pb2.ImageConfig, base: dict[str, Any]) -> dict[str, Any]:

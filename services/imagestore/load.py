@@ -22,17 +22,17 @@ from typing import IO, Any
 
 from muelle.types.v1 import types_pb2
 
-from services.core import digest as digestmod
-from services.core import reference
-from services.core.errors import InvalidArgument, Unavailable
 from services.core.logging import get_logger
-from services.core.platform import host_arch
 from services.imagestore.content import ContentStore
 from services.imagestore.manifest import parse_config, parse_manifest, verify
 from services.imagestore.metadata import ImageRecord, Metadata
 from services.imagestore.registry_client import Content
 from services.imagestore.snapshots import Snapshots
 from services.imagestore.unpack import unpack
+from vocab import digest as digestmod
+from vocab import reference
+from vocab.errors import InvalidArgument, Unavailable
+from vocab.platform import host_arch
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"

@@ -9,9 +9,9 @@ from typing import Any
 
 from muelle.types.v1 import types_pb2
 
-from services.core import digest as digestmod
-from services.core.errors import DataLoss, InvalidArgument
 from services.imagestore.registry_client import Content
+from vocab import digest as digestmod
+from vocab.errors import DataLoss, InvalidArgument
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"

@@ -3,7 +3,7 @@ containers that use an image.
 
 One connection shared by every thread behind a lock (WAL mode, synchronous=FULL), so a
 killed service reopens a consistent database. Names are stored canonical
-(services.core.reference): "busybox" is stored and found as
+(vocab.reference): "busybox" is stored and found as
 "docker.io/library/busybox:latest"; repo digests as "docker.io/library/busybox@sha256:...".
 """
 
@@ -20,8 +20,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.core import modes, reference
-from services.core.errors import InvalidArgument, NotFound
+from services.core import modes
+from vocab import reference
+from vocab.errors import InvalidArgument, NotFound
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (

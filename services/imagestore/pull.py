@@ -20,20 +20,20 @@ from pathlib import Path
 
 from muelle.types.v1 import types_pb2
 
-from services.core import digest as digestmod
-from services.core import reference
 from services.core.cancel import Cancel
 from services.core.config import ImageStoreConfig
-from services.core.errors import Cancelled, DataLoss, ResourceExhausted, Unavailable
 from services.core.logging import get_logger
 from services.imagestore.content import ContentStore
 from services.imagestore.follow import FollowReader, Growing
 from services.imagestore.leases import Lease
 from services.imagestore.manifest import parse_config, parse_manifest, verify
 from services.imagestore.metadata import ImageRecord, Metadata
-from services.imagestore.registry_client import RegistryClient
+from services.imagestore.registry_client import RegistryClient, for_pull
 from services.imagestore.snapshots import Snapshots
 from services.imagestore.unpack import unpack
+from vocab import digest as digestmod
+from vocab import reference
+from vocab.errors import Cancelled, DataLoss, ResourceExhausted, Unavailable
 
 CONCURRENT_DOWNLOADS = 3  # Docker's default (SPECS.md §8)
 # An image config is read whole into memory (manifests are capped at 4 MiB by the
@@ -73,6 +73,7 @@ class Puller:
 
     def pull(self, ref_text: str, lease: Lease,
              platform: types_pb2.Platform | None = None, cancel: Cancel | None = None,
+             credentials: types_pb2.RegistryCredentials | None = None,
              ) -> Generator[types_pb2.PullProgress, None, None]:
         """Pull ``ref_text``; everything it fetches or reuses goes on ``lease`` before it
         is looked for, so no GC removes it until the caller releases the lease.
@@ -82,16 +83,19 @@ class Puller:
         scope = Cancel()
         forget = cancel.on_set(scope.set) if cancel is not None else (lambda: None)
         try:
-            yield from self._pull(ref_text, lease, platform, scope)
+            registry = self.registry if credentials is None \
+                else for_pull(self.registry, credentials)
+            yield from self._pull(ref_text, lease, platform, scope, registry)
         finally:
             forget()
             scope.set()
 
     def _pull(self, ref_text: str, lease: Lease, platform: types_pb2.Platform | None,
-              cancel: Cancel) -> Generator[types_pb2.PullProgress, None, None]:
+              cancel: Cancel, registry: RegistryClient,
+              ) -> Generator[types_pb2.PullProgress, None, None]:
         ref = reference.parse(ref_text)
         log = get_logger(image=ref.canonical)
-        resolved = self.registry.resolve(ref.canonical, platform)
+        resolved = registry.resolve(ref.canonical, platform)
         verify(resolved.root)
         verify(resolved.manifest)
         if ref.digest and resolved.root.digest != ref.digest:
@@ -108,7 +112,7 @@ class Puller:
 
         def fetcher(desc: types_pb2.Descriptor) -> Callable[[int], Iterator[bytes]]:
             return lambda offset: iter(
-                self.registry.fetch_blob(resolved.repository, desc, offset, cancel=cancel))
+                registry.fetch_blob(resolved.repository, desc, offset, cancel=cancel))
 
         def stop_if_cancelled(_: int) -> None:
             if cancel.is_set():

@@ -19,14 +19,14 @@ from dataclasses import dataclass
 
 from muelle.types.v1 import types_pb2
 
-from services.core import reference
-from services.core.errors import DataLoss, InvalidArgument, NotFound, Unavailable
 from services.core.logging import get_logger
 from services.imagestore.content import ContentStore
 from services.imagestore.manifest import DOCKER_MANIFEST, OCI_MANIFEST, parse_manifest
 from services.imagestore.metadata import ImageRecord, Metadata
 from services.imagestore.pull import layer_event, status
 from services.imagestore.registry_client import Content, RegistryClient
+from vocab import reference
+from vocab.errors import DataLoss, InvalidArgument, NotFound, Unavailable
 
 CONCURRENT_UPLOADS = 5  # Docker's default (SPECS.md §8)
 READ_SIZE = 1024 * 1024

@@ -3,6 +3,7 @@ serve blobs from an OCI layout) and its gRPC implementation over muelle.registry
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -12,7 +13,8 @@ from muelle.types.v1 import types_pb2
 
 from services.core.cancel import Cancel
 from services.core.client import connect
-from services.core.tls import TlsFiles
+from vocab.channel import TlsFiles
+from vocab.errors import FailedPrecondition
 
 
 @dataclass
@@ -55,6 +57,17 @@ class RegistryClient(Protocol):
         """Store a manifest under the reference's tag; returns its digest."""
 
 
+def for_pull(client: RegistryClient, credentials: types_pb2.RegistryCredentials
+             ) -> RegistryClient:
+    """``client`` for one pull with its own credentials: only the registry service
+    takes them (a layout-backed test client has no registry to show them to)."""
+    if not credentials.ByteSize():
+        return client
+    if not isinstance(client, GrpcRegistryClient):
+        raise FailedPrecondition("this image store's registry client takes no credentials")
+    return client.for_pull(credentials)
+
+
 def _content(msg: registry_pb2.ManifestContent) -> Content:
     d = msg.descriptor
     return Content(d.media_type, d.digest, d.size, msg.content)
@@ -67,6 +80,14 @@ class GrpcRegistryClient:
         self.address = address
         self.tls = tls  # the image store's certificate, for a registry service over TCP
         self._stub: registry_pb2_grpc.RegistryStub | None = None
+        # One pull's own credentials (for_pull), sent with its resolve and blob fetches.
+        self.credentials: types_pb2.RegistryCredentials | None = None
+
+    def for_pull(self, credentials: types_pb2.RegistryCredentials) -> GrpcRegistryClient:
+        """This client for one pull with its own credentials (the same connection)."""
+        view = copy.copy(self)
+        view.credentials = credentials
+        return view
 
     @property
     def stub(self) -> registry_pb2_grpc.RegistryStub:
@@ -76,7 +97,7 @@ class GrpcRegistryClient:
         return self._stub
 
     def resolve(self, reference: str, platform: types_pb2.Platform | None) -> Resolved:
-        req = registry_pb2.ResolveRequest(reference=reference)
+        req = registry_pb2.ResolveRequest(reference=reference, credentials=self.credentials)
         if platform is not None:
             req.platform.CopyFrom(platform)
         reply = self.stub.Resolve(req)
@@ -86,7 +107,8 @@ class GrpcRegistryClient:
     def fetch_blob(self, repository: str, descriptor: types_pb2.Descriptor,
                    offset: int, cancel: Cancel | None = None) -> Iterator[bytes]:
         stream = self.stub.FetchBlob(registry_pb2.FetchBlobRequest(
-            repository=repository, descriptor=descriptor, offset=offset))
+            repository=repository, descriptor=descriptor, offset=offset,
+            credentials=self.credentials))
         stop = getattr(stream, "cancel", None)
         # A pull cancelled while this thread waits for a chunk (a slow registry) must not
         # wait for it: cancelling the call wakes the wait, from the canceller's thread.

@@ -25,9 +25,9 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from services.core import reference
 from services.imagestore.content import ContentStore
 from services.imagestore.metadata import ImageRecord
+from vocab import reference
 
 CHUNK = 1 << 20
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"

@@ -12,11 +12,11 @@ from muelle.types.v1 import types_pb2
 
 from services.core import config as configmod
 from services.core.cancel import Cancel
-from services.core.errors import InvalidArgument
 from services.imagestore import buildstep
 from services.imagestore.metadata import ImageRecord
 from services.imagestore.registry_client import GrpcRegistryClient
 from services.imagestore.store import ImageStore
+from vocab.errors import InvalidArgument
 
 
 def image_config(doc: dict[str, Any]) -> types_pb2.ImageConfig:
@@ -70,7 +70,8 @@ class ImagesServicer(images_pb2_grpc.ImagesServicer):
         # The caller going away stops the downloads now, not at the next progress message.
         cancel = Cancel()
         context.add_callback(cancel.set)
-        yield from self.store.pull(request.reference, platform, cancel)
+        credentials = request.credentials if request.HasField("credentials") else None
+        yield from self.store.pull(request.reference, platform, cancel, credentials)
 
     def List(self, request: images_pb2.ListImagesRequest,  # noqa: N802
              context: grpc.ServicerContext) -> images_pb2.ListImagesResponse:

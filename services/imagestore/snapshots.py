@@ -24,10 +24,10 @@ from pathlib import Path
 
 from muelle.types.v1 import types_pb2
 
-from services.core import digest as digestmod
-from services.core.errors import AlreadyExists, InvalidArgument, NotFound
 from services.core.logging import get_logger
 from services.imagestore.locks import KeyedLocks
+from vocab import digest as digestmod
+from vocab.errors import AlreadyExists, InvalidArgument, NotFound
 
 _CONTAINER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 

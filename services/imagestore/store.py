@@ -22,10 +22,9 @@ from typing import IO
 import zstandard
 from muelle.types.v1 import types_pb2
 
-from services.core import modes, reference
+from services.core import modes
 from services.core.cancel import Cancel
 from services.core.config import ImageStoreConfig
-from services.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.core.logging import get_logger
 from services.imagestore.build import ImageBuilder, copy_stream, write_layer
 from services.imagestore.check import CheckReport, check
@@ -43,6 +42,8 @@ from services.imagestore.snapshots import Snapshots, check_container_id
 from services.imagestore.treetar import TreeTar, diff_entries, merged_entries
 from services.imagestore.unpack import decompress
 from services.imagestore.usage import Usage, usage
+from vocab import reference
+from vocab.errors import FailedPrecondition, InvalidArgument, NotFound
 
 
 @dataclass
@@ -88,10 +89,11 @@ class ImageStore:
 
     def pull(self, ref: str,
              platform: types_pb2.Platform | None = None, cancel: Cancel | None = None,
+             credentials: types_pb2.RegistryCredentials | None = None,
              ) -> Generator[types_pb2.PullProgress, None, None]:
         lease = self.leases.new()
         try:
-            yield from self.puller.pull(ref, lease, platform, cancel)
+            yield from self.puller.pull(ref, lease, platform, cancel, credentials)
         finally:  # also when the client goes away (the generator is closed)
             lease.release()
 
@@ -288,7 +290,7 @@ class ImageStore:
                     f.write(chunk)
                 f.seek(0)
                 try:
-                    layer = write_layer(self.tmp, copy_stream(decompress(f)))  # type: ignore[arg-type]
+                    layer = write_layer(self.tmp, copy_stream(decompress(f)))
                 except (EOFError, OSError, zlib.error, zstandard.ZstdError) as exc:
                     raise InvalidArgument(f"not a valid root filesystem tar: {exc}") from None
             rec = self.builder.record(None, layer, import_config(message), names)

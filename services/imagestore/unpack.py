@@ -44,10 +44,10 @@ from typing import Any, BinaryIO, Protocol
 
 import zstandard
 
-from services.core import digest as digestmod
 from services.core import inroot
-from services.core.errors import DataLoss, InvalidArgument
 from services.core.logging import get_logger
+from vocab import digest as digestmod
+from vocab.errors import DataLoss, InvalidArgument
 
 WHITEOUT_PREFIX = ".wh."
 WHITEOUT_META_PREFIX = ".wh..wh."
@@ -67,7 +67,7 @@ class Readable(Protocol):
 
 def decompress(raw: BinaryIO) -> Readable:
     """The uncompressed view of ``raw``, by its magic bytes (not its media type)."""
-    buffered: Any = raw if hasattr(raw, "peek") else io.BufferedReader(raw)  # type: ignore[arg-type]
+    buffered: Any = raw if hasattr(raw, "peek") else io.BufferedReader(raw)
     head = buffered.peek(4)[:4]
     if head.startswith(GZIP_MAGIC):
         return gzip.GzipFile(fileobj=buffered, mode="rb")
@@ -177,7 +177,7 @@ def unpack(blob: BinaryIO, dest: Path, diff_id: str, lowers: Sequence[Path] = ()
         applier.close()
         raise
     try:
-        with tarfile.open(fileobj=reader, mode="r|", encoding="utf-8",  # type: ignore[call-overload]
+        with tarfile.open(fileobj=reader, mode="r|", encoding="utf-8",
                           errors="surrogateescape") as tar:
             for member in tar:
                 applier.entry(tar, member)

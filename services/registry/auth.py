@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.core.errors import InvalidArgument
+from vocab.errors import InvalidArgument
 
 DEFAULT_TOKEN_TTL = 60.0
 # Refresh a little early so a token does not expire in flight.
@@ -98,6 +98,12 @@ class TokenCache:
 def _normalise_host(key: str) -> str:
     host = re.sub(r"^[a-z]+://", "", key.strip()).split("/", 1)[0]
     return "docker.io" if host in ("index.docker.io", "registry-1.docker.io") else host
+
+
+def host_of(server: str) -> str:
+    """The registry host a credential's server address names ("https://host/v1/" ->
+    "host"; Docker Hub's aliases -> "docker.io")."""
+    return _normalise_host(server)
 
 
 def load_credentials(auth_file: str) -> dict[str, tuple[str, str]]:

@@ -22,9 +22,9 @@ import time
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
-from services.core import digest as digestmod
-from services.core.errors import DataLoss
 from services.core.logging import get_logger
+from vocab import digest as digestmod
+from vocab.errors import DataLoss
 
 CHUNK = 1 << 20
 PARTIAL_MAX_AGE = 24 * 3600.0  # seconds an unfinished download is kept for a resume

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from services.core.config import Config
-from services.core.errors import InvalidArgument, NotFound
-from services.core.reference import DEFAULT_DOMAIN, check_domain
+from vocab.errors import InvalidArgument, NotFound
+from vocab.reference import DEFAULT_DOMAIN, check_domain
 
 # Docker stores Hub credentials under this key; we read both spellings.
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"

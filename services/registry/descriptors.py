@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.core import digest as digestmod
-from services.core.errors import DataLoss
+from vocab import digest as digestmod
+from vocab.errors import DataLoss
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ The transport is injectable so unit tests run on ``httpx.MockTransport``.
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import ssl
 import time
@@ -19,17 +20,7 @@ from typing import Any
 import httpx
 
 from services.core.config import RegistryConfig
-from services.core.errors import (
-    InvalidArgument,
-    MuelleError,
-    NotFound,
-    PermissionDenied,
-    Unauthenticated,
-    Unavailable,
-)
 from services.core.logging import get_logger
-from services.core.reference import DEFAULT_DOMAIN, is_loopback
-from services.core.version import VERSION
 from services.registry.auth import (
     Challenge,
     TokenCache,
@@ -37,6 +28,16 @@ from services.registry.auth import (
     parse_challenges,
     scope_for,
 )
+from vocab.errors import (
+    InvalidArgument,
+    MuelleError,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+    Unavailable,
+)
+from vocab.reference import DEFAULT_DOMAIN, is_loopback
+from vocab.version import VERSION
 
 DOCKER_HUB_API = "registry-1.docker.io"
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
@@ -134,6 +135,7 @@ class RegistryHTTP:
         self._retries = retries
         self._tokens = TokenCache()
         self._basic_hosts: set[str] = set()
+        self._bearer: dict[str, str] = {}  # domain -> a registry token given for one call
         self._transport = transport
         self._timeout = timeout
         self._client = self._new_client(ssl.create_default_context())  # the system CAs
@@ -227,6 +229,19 @@ class RegistryHTTP:
                 continue
             raise map_error(status, body, domain, kind, what)
 
+    def for_call(self, domain: str, credentials: tuple[str, str] | None,
+                 registry_token: str = "") -> RegistryHTTP:
+        """A view of this client for one call with its own credentials for ``domain``
+        (a pull's, never stored): the same connections and settings, none of the stored
+        logins, and tokens of its own (tokens fetched with other credentials must not
+        serve it, nor its tokens others)."""
+        view = copy.copy(self)
+        view._credentials = {domain: credentials} if credentials else {}
+        view._tokens = TokenCache()
+        view._basic_hosts = set()
+        view._bearer = {domain: registry_token} if registry_token else {}
+        return view
+
     def set_credentials(self, domain: str, credentials: tuple[str, str] | None) -> None:
         """Use (or, with None, stop using) these credentials for ``domain`` from now on;
         tokens fetched with the old ones are dropped."""
@@ -312,10 +327,10 @@ class RegistryHTTP:
         after = resp.headers.get("Retry-After", "")
         if after.isdigit():
             return min(float(after), _MAX_RETRY_AFTER)
-        return min(0.25 * (2**attempt), _MAX_RETRY_AFTER)
+        return min(0.25 * 2.0**attempt, _MAX_RETRY_AFTER)
 
     def _auth_header(self, domain: str, scope: str) -> dict[str, str]:
-        token = self._tokens.get(domain, scope)
+        token = self._tokens.get(domain, scope) or self._bearer.get(domain)
         if token:
             return {"Authorization": f"Bearer {token}"}
         if domain in self._basic_hosts and domain in self._credentials:

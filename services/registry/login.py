@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.core.errors import InvalidArgument
 from services.core.logging import get_logger
 from services.registry import credstore
 from services.registry.http import RegistryHTTP
+from vocab.errors import InvalidArgument
 
 
 class Logins:

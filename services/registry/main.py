@@ -9,7 +9,6 @@ from muelle.registry.v1 import registry_pb2, registry_pb2_grpc
 
 from services.core import modes
 from services.core.config import Config
-from services.core.errors import InvalidArgument
 from services.core.main import service_main
 from services.registry.cache import BlobCache
 from services.registry.credstore import auth_file_path
@@ -19,6 +18,7 @@ from services.registry.mirror import Mirror
 from services.registry.push import Pusher
 from services.registry.resolver import Resolver
 from services.registry.server import RegistryServicer
+from vocab.errors import InvalidArgument
 
 SERVICE_NAME = registry_pb2.DESCRIPTOR.services_by_name["Registry"].full_name
 

@@ -11,9 +11,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from services.core import digest as digestmod
-from services.core.errors import DataLoss, InvalidArgument
 from services.registry.descriptors import Descriptor
+from vocab import digest as digestmod
+from vocab.errors import DataLoss, InvalidArgument
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"

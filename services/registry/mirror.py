@@ -38,9 +38,15 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-from services.core import digest as digestmod
-from services.core import reference as refmod
-from services.core.errors import (
+from services.core.logging import get_logger
+from services.registry.cache import BlobCache
+from services.registry.descriptors import Descriptor
+from services.registry.manifest_cache import ManifestCache
+from services.registry.manifests import ManifestContent, base_type
+from services.registry.resolver import Resolver
+from vocab import digest as digestmod
+from vocab import reference as refmod
+from vocab.errors import (
     DataLoss,
     InvalidArgument,
     MuelleError,
@@ -49,12 +55,6 @@ from services.core.errors import (
     Unauthenticated,
     Unavailable,
 )
-from services.core.logging import get_logger
-from services.registry.cache import BlobCache
-from services.registry.descriptors import Descriptor
-from services.registry.manifest_cache import ManifestCache
-from services.registry.manifests import ManifestContent, base_type
-from services.registry.resolver import Resolver
 
 # Distribution spec grammar for <name> and tags.
 _NAME = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from services.core.errors import Unavailable
+from vocab.errors import Unavailable
 
 
 class MinimumPace:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from services.core.errors import NotFound
-from services.core.platform import host_arch
 from services.registry.descriptors import Descriptor, Platform
 from services.registry.manifests import MANIFEST_TYPES
+from vocab.errors import NotFound
+from vocab.platform import host_arch
 
 ATTESTATION_ANNOTATION = "vnd.docker.reference.type"
 

@@ -16,12 +16,12 @@ from urllib.parse import urlencode, urljoin
 
 import httpx
 
-from services.core import digest as digestmod
-from services.core import reference as refmod
-from services.core.errors import DataLoss, InvalidArgument, MuelleError, NotFound
 from services.core.logging import get_logger
 from services.registry.descriptors import Descriptor
 from services.registry.http import RegistryHTTP
+from vocab import digest as digestmod
+from vocab import reference as refmod
+from vocab.errors import DataLoss, InvalidArgument, MuelleError, NotFound
 
 # Blobs up to this size go up in one request; larger ones in chunks of this size.
 CHUNK_SIZE = 8 * 1024 * 1024

@@ -13,16 +13,15 @@ blob without an error saw verified bytes. A dropped connection resumes with Rang
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import httpx
+import msgspec
 
-from services.core import digest as digestmod
-from services.core import reference as refmod
 from services.core.config import Config, RegistryConfig
-from services.core.errors import DataLoss, InvalidArgument, NotFound, Unavailable
 from services.core.logging import get_logger
 from services.registry import manifests, platforms
 from services.registry.credstore import auth_file_path
@@ -32,6 +31,9 @@ from services.registry.manifest_cache import ManifestCache
 from services.registry.manifests import ManifestContent
 from services.registry.pace import MinimumPace
 from services.registry.ranges import RangedFetch
+from vocab import digest as digestmod
+from vocab import reference as refmod
+from vocab.errors import DataLoss, InvalidArgument, NotFound, Unavailable
 
 CHUNK_SIZE = 1024 * 1024
 MAX_RESUMES = 3
@@ -72,7 +74,8 @@ class Resolver:
         """``anonymous``: reach registries without the engine's credentials (the mirror)."""
         settings = None
         if config is not None:
-            settings = replace(config.registry, auth_file=str(auth_file_path(config)))
+            settings = msgspec.structs.replace(config.registry,
+                                               auth_file=str(auth_file_path(config)))
         self._http = RegistryHTTP(settings, transport=transport, sleep=sleep,
                                   anonymous=anonymous)
         self._chunk_size = chunk_size
@@ -89,6 +92,14 @@ class Resolver:
 
     def close(self) -> None:
         self._http.close()
+
+    def for_call(self, domain: str, credentials: tuple[str, str] | None,
+                 registry_token: str = "") -> Resolver:
+        """This resolver for one call with its own credentials for ``domain`` (a pull's,
+        never stored); the caches are shared (content by digest is the same for all)."""
+        view = copy.copy(self)
+        view._http = self._http.for_call(domain, credentials, registry_token)
+        return view
 
     # -- manifests -------------------------------------------------------------------
 

@@ -11,14 +11,15 @@ import grpc
 from muelle.registry.v1 import registry_pb2, registry_pb2_grpc
 from muelle.types.v1 import types_pb2
 
-from services.core import reference as refmod
-from services.core.errors import InvalidArgument
+from services.registry.auth import host_of
 from services.registry.cache import BlobCache
 from services.registry.descriptors import Descriptor, Platform
 from services.registry.login import Logins
 from services.registry.manifests import ManifestContent
 from services.registry.push import Pusher
 from services.registry.resolver import Resolver
+from vocab import reference as refmod
+from vocab.errors import InvalidArgument
 
 
 def platform_from_pb(msg: types_pb2.Platform) -> Platform:
@@ -81,7 +82,8 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
             platform = platform_from_pb(request.platform)
             if not platform.os:
                 platform = Platform("linux", platform.architecture, platform.variant)
-        res = self._resolver.resolve(request.reference, platform)
+        resolver = self._for_call(request.credentials, request.reference)
+        res = resolver.resolve(request.reference, platform)
         return registry_pb2.ResolveResponse(
             canonical=res.canonical, repository=res.repository,
             root=manifest_to_pb(res.root), manifest=manifest_to_pb(res.manifest))
@@ -90,15 +92,16 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
         self, request: registry_pb2.FetchBlobRequest, context: grpc.ServicerContext
     ) -> Iterator[registry_pb2.BlobChunk]:
         desc = descriptor_from_pb(request.descriptor)
+        resolver = self._for_call(request.credentials, request.repository)
         # Arguments are checked here, before any byte moves (the stream is lazy).
-        chunks = self._resolver.fetch_blob(request.repository, desc, request.offset)
+        chunks = resolver.fetch_blob(request.repository, desc, request.offset)
         if self._cache is not None:
             direct = chunks
 
             def upstream(offset: int) -> Iterator[bytes]:
                 if offset == request.offset:
                     return direct
-                return self._resolver.fetch_blob(request.repository, desc, offset)
+                return resolver.fetch_blob(request.repository, desc, offset)
 
             chunks = self._cache.fetch(desc.digest, desc.size, request.offset, upstream)
         try:
@@ -109,6 +112,19 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
             close = getattr(chunks, "close", None)
             if close is not None:
                 close()
+
+    def _for_call(self, creds: types_pb2.RegistryCredentials, reference: str) -> Resolver:
+        """The resolver for a call: with the call's own credentials when it has some for
+        the reference's registry (a pull's, never stored), else the stored logins'."""
+        if not creds.ByteSize():
+            return self._resolver
+        domain = refmod.parse(reference).domain
+        if creds.server and host_of(creds.server) != domain:
+            return self._resolver  # for another registry (containerd ignores them too)
+        if creds.password and not creds.username:
+            raise InvalidArgument("registry credentials: a password needs a user name")
+        pair = (creds.username, creds.password) if creds.username else None
+        return self._resolver.for_call(domain, pair, creds.registry_token)
 
     def StatBlob(  # noqa: N802
         self, request: registry_pb2.StatBlobRequest, context: grpc.ServicerContext

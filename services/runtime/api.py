@@ -35,11 +35,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from services.core.errors import MuelleError
 from services.runtime.errors import ContainerNotFound, NotRunning
 from services.runtime.sealed import NotSealed
 from services.runtime.store import DEFAULT_ROOT, Store, proc_start_time
 from services.runtime.warm import WarmChild
+from vocab.errors import MuelleError
 
 if TYPE_CHECKING:
     from threading import Thread

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.core.errors import FailedPrecondition
+from vocab.errors import FailedPrecondition
 
 ENABLED = Path("/sys/module/apparmor/parameters/enabled")
 SECURITYFS = Path("/sys/kernel/security/apparmor")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from services.core import capabilities as core_caps
-from services.core.errors import InvalidArgument
 from services.runtime import linux
+from vocab.errors import InvalidArgument
 
 NAMES = core_caps.ALL
 _BY_NAME = {name: i for i, name in enumerate(NAMES)}

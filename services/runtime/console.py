@@ -15,7 +15,7 @@ import socket
 import struct
 import termios
 
-from services.core.errors import FailedPrecondition
+from vocab.errors import FailedPrecondition
 
 
 def connect(path: str) -> int:

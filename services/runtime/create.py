@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
 
-from services.core.errors import FailedPrecondition, MuelleError
 from services.runtime import (
     apparmor,
     cgroups,
@@ -35,6 +34,7 @@ from services.runtime import (
 )
 from services.runtime.log import get_logger
 from services.runtime.store import State, Store, proc_start_time
+from vocab.errors import FailedPrecondition, MuelleError
 
 
 def create(store: Store, cid: str, bundle: str, pid_file: str | None = None,

@@ -8,10 +8,16 @@ import signal
 import time
 from pathlib import Path
 
-from services.core.errors import FailedPrecondition
 from services.runtime import cgroups, hostmounts
 from services.runtime.log import get_logger
 from services.runtime.store import State, Store, proc_start_time
+from vocab.errors import FailedPrecondition
+
+# typing at run time is not needed here (annotations only); mypy treats TYPE_CHECKING
+# as true wherever it is defined
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def delete(store: Store, cid: str, force: bool = False) -> None:
@@ -50,7 +56,7 @@ def delete(store: Store, cid: str, force: bool = False) -> None:
         _poststop(config, state)
 
 
-def _read(path: Path) -> dict | None:
+def _read(path: Path) -> dict[str, Any] | None:
     import json
 
     with contextlib.suppress(OSError, ValueError):
@@ -59,7 +65,7 @@ def _read(path: Path) -> dict | None:
     return None
 
 
-def _poststop(config: dict, state: State) -> None:
+def _poststop(config: dict[str, Any], state: State) -> None:
     from services.runtime import hooks
 
     log = get_logger(container=state.id)

@@ -11,9 +11,9 @@ import stat
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from services.core.errors import FailedPrecondition
 from services.core.inroot import fd_path, join_in_root, open_in_root
 from services.runtime import linux
+from vocab.errors import FailedPrecondition
 
 # runtime-spec config-linux.md "Default Devices": (name, major, minor)
 DEFAULT = [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8),

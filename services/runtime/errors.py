@@ -1,10 +1,10 @@
 """The runtime's own error kinds, so its callers tell them apart by type, never by the
-words of a message. Both are the core taxonomy's (services/core/errors.py), so the CLI
+words of a message. Both are the core taxonomy's (vocab/errors.py), so the CLI
 prints them and the shim maps them to status codes as before."""
 
 from __future__ import annotations
 
-from services.core.errors import FailedPrecondition, NotFound
+from vocab.errors import FailedPrecondition, NotFound
 
 
 class ContainerNotFound(NotFound):

@@ -23,7 +23,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
-from services.core.errors import FailedPrecondition, InvalidArgument, MuelleError
 from services.runtime import (
     apparmor,
     capabilities,
@@ -36,6 +35,7 @@ from services.runtime import (
 )
 from services.runtime.errors import NotRunning
 from services.runtime.store import Store
+from vocab.errors import FailedPrecondition, InvalidArgument, MuelleError
 
 # setns order: user last. We run as the host's root, who may join any namespace; once in
 # the container's user namespace we could no longer join those the host's user namespace

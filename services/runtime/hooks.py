@@ -18,7 +18,7 @@ import subprocess
 from collections.abc import Callable
 from typing import Any
 
-from services.core.errors import FailedPrecondition, InvalidArgument
+from vocab.errors import FailedPrecondition, InvalidArgument
 
 KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart",
          "poststop")

@@ -13,9 +13,9 @@ import os
 import termios
 from typing import Any, NamedTuple, NoReturn
 
-from services.core.errors import MuelleError
 from services.runtime import apparmor, capabilities, devices, linux, process, rootfs, seccomp, sync
 from services.runtime.cgroups import Cgroup, is_v2
+from vocab.errors import MuelleError
 
 
 class InitConfig:

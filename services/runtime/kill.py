@@ -6,10 +6,10 @@ import contextlib
 import os
 import signal
 
-from services.core.errors import InvalidArgument
 from services.runtime import cgroups
 from services.runtime.errors import NotRunning
 from services.runtime.store import Store
+from vocab.errors import InvalidArgument
 
 
 def parse_signal(value: str) -> int:

@@ -16,9 +16,9 @@ import sys
 import time
 from collections.abc import Sequence
 
-from services.core.version import VERSION
 from services.runtime import api, log
 from services.runtime.store import DEFAULT_ROOT, OCI_VERSION
+from vocab.version import VERSION
 
 
 @functools.cache

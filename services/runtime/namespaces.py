@@ -6,8 +6,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from services.core.errors import FailedPrecondition, InvalidArgument
 from services.runtime import linux
+from vocab.errors import FailedPrecondition, InvalidArgument
 
 FLAGS = {
     "mount": linux.CLONE_NEWNS, "uts": linux.CLONE_NEWUTS, "ipc": linux.CLONE_NEWIPC,

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from services.core.errors import FailedPrecondition
 from services.runtime import cgroups
 from services.runtime.errors import NotRunning
 from services.runtime.store import Store
+from vocab.errors import FailedPrecondition
 
 
 def pause(store: Store, cid: str) -> None:

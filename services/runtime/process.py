@@ -7,8 +7,8 @@ import resource
 from collections.abc import Callable
 from typing import Any
 
-from services.core.errors import FailedPrecondition, InvalidArgument
 from services.runtime import linux
+from vocab.errors import FailedPrecondition, InvalidArgument
 
 Warn = Callable[[str], None]
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

@@ -13,10 +13,10 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from services.core.errors import FailedPrecondition
 from services.core.inroot import Make, fd_path, open_in_root
 from services.runtime import linux
 from services.runtime.cgroups import Cgroup, is_v2
+from vocab.errors import FailedPrecondition
 
 # option -> (set flags, clear flags)
 FLAGS: dict[str, tuple[int, int]] = {

@@ -28,7 +28,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from services.core.errors import FailedPrecondition
+from vocab.errors import FailedPrecondition
 
 SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
 # The repository (or site-packages) holding ``services``: ``-S`` skips the .pth files.

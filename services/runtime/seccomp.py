@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from services.core.errors import FailedPrecondition, InvalidArgument
+from vocab.errors import FailedPrecondition, InvalidArgument
 
 Warn = Callable[[str], None]
 

@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from services.core.errors import InvalidArgument, NotFound
 from services.runtime import capabilities
+from vocab.errors import InvalidArgument, NotFound
 
 Spec = dict[str, Any]
 

@@ -11,9 +11,9 @@ import os
 import select
 from pathlib import Path
 
-from services.core.errors import FailedPrecondition
 from services.runtime.log import get_logger
 from services.runtime.store import Store
+from vocab.errors import FailedPrecondition
 
 WAIT_TICKS = 1000  # x 10 ms: how long the init may take to open its end
 EXEC_TICKS = 1000  # x 10 ms: how long it may take from our read to its execve

@@ -15,8 +15,8 @@ import re
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from services.core.errors import AlreadyExists, InvalidArgument
 from services.runtime.errors import ContainerNotFound
+from vocab.errors import AlreadyExists, InvalidArgument
 
 OCI_VERSION = "1.0.2"
 DEFAULT_ROOT = "/run/muelle-runtime"

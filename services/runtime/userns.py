@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.core.errors import InvalidArgument
+from vocab.errors import InvalidArgument
 
 MAX_LINES = 340  # the kernel's limit on lines in a uid_map/gid_map
 ID_LIMIT = 1 << 32

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from muelle.runtime.v1 import runtime_pb2
+from muelle.shim.v1 import shim_pb2
 from muelle.types.v1 import types_pb2
 
 from services.core.config import Config
@@ -35,7 +35,7 @@ class Bundle:
         self.networks = networks
         self.resolved = volume_mounts.Resolved()  # the volume references taken so far
 
-    def build(self, cspec: runtime_pb2.ContainerSpec, rootfs: Sequence[types_pb2.Mount],
+    def build(self, cspec: shim_pb2.ContainerSpec, rootfs: Sequence[types_pb2.Mount],
               runtime: str, created_at: str,
               join_paths: Callable[[], dict[str, str]]) -> Meta:
         """Mount the rootfs, write config.json; the meta to record (not written here).
@@ -49,7 +49,8 @@ class Bundle:
         user = users.resolve(str(cdir.rootfs), cspec.user)
         spec.check_workdir(str(cdir.rootfs), cspec.cwd)
         config = spec.build_config(spec.BundleInput(
-            id=cid, spec=cspec, user=user, cgroup_parent=self.cfg.shim.cgroup_parent,
+            id=cid, spec=cspec, user=user,
+            cgroup_parent=cspec.cgroup_parent or self.cfg.shim.cgroup_parent,
             available_sysctls=spec.host_sysctls(),
             thermal_paths=spec.host_thermal_paths(),
             init_path=spec.find_init(self.cfg.shim.init_path) if cspec.init else "",
@@ -59,7 +60,9 @@ class Bundle:
         self.resolved = volume_mounts.prepare(cspec.volume_mounts, str(cdir.rootfs), cid,
                                               self.volumes)
         access.share(cdir, maps, self.resolved.records)
-        plan = self.networks.prepare(cid, request_of(cspec, config["hostname"]))
+        # No hostname in config.json with a UTS namespace that is not its own.
+        hostname = config.get("hostname") or cspec.hostname or cid[:12]
+        plan = self.networks.prepare(cid, request_of(cspec, hostname))
         plan_config(config, plan)  # hosts, hostname, resolv.conf: user mounts win
         config["mounts"] = spec.with_user_mounts(config["mounts"], self.resolved.oci)
         propagation = spec.rootfs_propagation(self.resolved.oci)

@@ -20,8 +20,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from services.core.errors import FailedPrecondition
 from services.shim.network import lock
+from vocab.errors import FailedPrecondition
 
 DIR = Path("/run/lock/muelle-claims")
 

@@ -11,7 +11,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
-from services.core.errors import FailedPrecondition
 from services.core.logging import get_logger
 from services.shim import logs, stats
 from services.shim import stdin as stdinmod
@@ -21,6 +20,7 @@ from services.shim.monitors import Monitors
 from services.shim.runtimes import Runtime
 from services.shim.status import Status
 from services.shim.store import ContainerDir
+from vocab.errors import FailedPrecondition
 
 
 class Containers(Protocol):

@@ -26,13 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from services.core.errors import InvalidArgument
 from services.shim import logs, users
 from services.shim.console import ConsoleSocket, set_size
 from services.shim.runtime_output import error_text
 from services.shim.runtimes import Runtime
 from services.shim.spec import check_workdir
 from services.shim.store import ContainerDir, read_json, write_json
+from vocab.errors import InvalidArgument
 
 REPO = str(Path(__file__).resolve().parents[2])
 # After the runtime exits, read what is left in the pipes this long at most (a
@@ -254,7 +254,7 @@ class ExecRun:
                         yield Output(stream, chunk, _now())
                     held.clear()
                 for key, _ in sel.select(timeout=0.1):
-                    fd = key.fd  # type: ignore[assignment]
+                    fd = key.fd
                     if fd == exit_fd:
                         sel.unregister(fd)
                         os.close(fd)

@@ -31,7 +31,7 @@ def main(argv: list[str]) -> int:
         sel.register(fd, selectors.EVENT_READ)
     while sel.get_map():
         for key, _ in sel.select(timeout=0.5):
-            fd = key.fd  # type: ignore[assignment]
+            fd = key.fd
             data = os.read(fd, 65536)
             if not data:
                 sel.unregister(fd)

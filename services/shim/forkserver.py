@@ -36,6 +36,12 @@ import sys
 from services.runtime import api
 from services.shim import monitor
 
+# typing at run time is not needed here (annotations only); mypy treats TYPE_CHECKING
+# as true wherever it is defined
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 # Here, before any fork, so every monitor starts with them loaded, and so does every
 # runtime call it runs warm (create and delete; the shim runs start and state
 # in-process): what they import lazily (the cgroup drivers, shutil for the state dir, the
@@ -197,7 +203,7 @@ def _serve_one(sock: socket.socket, standby: Standby) -> bool:
                 _child(argv, str(request["log"]), str(request["cwd"]), fds[0], sock)
             with contextlib.suppress(ChildProcessError):  # reaped already (SIGCHLD ignored)
                 os.waitpid(pid, 0)  # the session leader exits as soon as it forked
-        reply: dict = {"pid": pid}
+        reply: dict[str, Any] = {"pid": pid}
     except Exception as exc:  # noqa: BLE001 - report, keep serving
         reply = {"error": f"{type(exc).__name__}: {exc}"}
     finally:

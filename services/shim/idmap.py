@@ -16,8 +16,8 @@ import ctypes
 import os
 import struct
 
-from services.core.errors import FailedPrecondition
 from services.runtime.api import linux
+from vocab.errors import FailedPrecondition
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _SYS_OPEN_TREE, _SYS_MOVE_MOUNT, _SYS_MOUNT_SETATTR = 428, 429, 442  # x86_64 and arm64 alike

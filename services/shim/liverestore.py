@@ -7,10 +7,10 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING
 
-from services.core.errors import MuelleError
 from services.shim import restart
 from services.shim.meta import Meta
 from services.shim.runtimes import Runtime
+from vocab.errors import MuelleError
 
 if TYPE_CHECKING:
     from services.shim.shim import Shim

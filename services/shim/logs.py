@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import IO
 
 from services.core import modes
-from services.core.errors import InvalidArgument
-from services.core.timefmt import parse_ns, rfc3339_nano
+from vocab.errors import InvalidArgument
+from vocab.timefmt import parse_ns, rfc3339_nano
 
 __all__ = ["LogWriter", "parse_time", "rfc3339_nano"]
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import grpc
-from muelle.runtime.v1 import runtime_pb2, runtime_pb2_grpc
+from muelle.shim.v1 import shim_pb2, shim_pb2_grpc
 
 from services.core.config import Config
 from services.core.main import service_main
-from services.shim.server import RuntimeServicer
+from services.shim.server import ShimServicer
 from services.shim.shim import Shim
 
-SERVICE_NAME = runtime_pb2.DESCRIPTOR.services_by_name["Runtime"].full_name
+SERVICE_NAME = shim_pb2.DESCRIPTOR.services_by_name["Shim"].full_name
 
 
 def factory(
@@ -22,7 +22,7 @@ def factory(
     shim.restore()  # live restore: running containers stay manageable
 
     def register(server: grpc.Server) -> None:
-        runtime_pb2_grpc.add_RuntimeServicer_to_server(RuntimeServicer(shim), server)
+        shim_pb2_grpc.add_ShimServicer_to_server(ShimServicer(shim), server)
 
     # Containers keep running when the shim stops; only the monitor fork server goes.
     return register, [SERVICE_NAME], shim.close

@@ -31,7 +31,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from services.core.errors import is_no_space
 from services.runtime import api
 from services.runtime.api import WarmChild, proc_start_time
 from services.shim.console import ConsoleSocket
@@ -39,6 +38,13 @@ from services.shim.logs import LogWriter, rfc3339_nano
 from services.shim.runtime_output import error_text
 from services.shim.stdin import StdinRelay
 from services.shim.store import ContainerDir, make_spare, write_json
+from vocab.errors import is_no_space
+
+# typing at run time is not needed here (annotations only); mypy treats TYPE_CHECKING
+# as true wherever it is defined
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 PR_SET_CHILD_SUBREAPER = 36
 CGROUP = Path("/sys/fs/cgroup")
@@ -183,7 +189,7 @@ class _Collector:
                 for key, _ in sel.select():
                     if key.fd == self._stop_r:
                         return
-                    chunk = os.read(key.fd, 65536)  # type: ignore[arg-type]
+                    chunk = os.read(key.fd, 65536)
                     if chunk:
                         self._data += chunk
                     else:
@@ -227,7 +233,7 @@ def run_create(command: Command, cwd: str, stdin: int = -1,
         for key, _ in sel.select(timeout=0.05 if exit_fd < 0 else 1.0):
             if key.fd == exit_fd:
                 continue
-            data = os.read(key.fd, 65536)  # type: ignore[arg-type]
+            data = os.read(key.fd, 65536)
             if data:
                 output += data
             else:
@@ -263,7 +269,7 @@ def pump(writer: LogWriter, fds: dict[int, str], init_pid: int) -> int | None:
     while pipes or status is None:
         events = sel.select(timeout=0.1 if pipes or exit_fd >= 0 else 0.01)
         for key, _ in events:
-            fd = key.fd  # type: ignore[assignment]
+            fd = key.fd
             if fd == exit_fd:
                 sel.unregister(fd)
                 os.close(fd)
@@ -291,7 +297,7 @@ def pump(writer: LogWriter, fds: dict[int, str], init_pid: int) -> int | None:
             if not events and time.monotonic() - exited_at > DRAIN_GRACE:
                 break
     for key in list(sel.get_map().values()):
-        os.close(key.fd)  # type: ignore[arg-type]
+        os.close(key.fd)
     sel.close()
     return status
 
@@ -329,7 +335,7 @@ def run(cdir: ContainerDir, create: Command, delete: Command,
         cgroups_path: str, sync_fd: int,
         log_limits: tuple[int, int] = (0, 1), relay: StdinRelay | None = None,
         console: ConsoleSocket | None = None) -> int:
-    def report(data: dict) -> None:
+    def report(data: dict[str, Any]) -> None:
         with contextlib.suppress(OSError):
             os.write(sync_fd, json.dumps(data).encode() + b"\n")
         with contextlib.suppress(OSError):

@@ -16,15 +16,16 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from services.core.config import Config
-from services.core.errors import FailedPrecondition, no_space
 from services.runtime.api import proc_start_time
 from services.shim import stdin as stdinmod
 from services.shim.meta import Meta
 from services.shim.runtimes import Runtime
 from services.shim.spawner import Spawner
 from services.shim.store import ContainerDir, pid_alive
+from vocab.errors import FailedPrecondition, no_space
 
 CREATE_TIMEOUT = 120.0
 POLL = 0.02  # seconds between checks where no pidfd is at hand
@@ -178,7 +179,7 @@ class Monitors:
                 os.close(exit_fd)
 
 
-def read_sync(fd: int, timeout: float) -> dict:
+def read_sync(fd: int, timeout: float) -> dict[str, Any]:
     """The monitor's one-line JSON report on the sync pipe (an error dict on timeout)."""
     data = b""
     deadline = time.monotonic() + timeout

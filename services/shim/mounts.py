@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 from muelle.types.v1 import types_pb2
 
-from services.core.errors import FailedPrecondition, InvalidArgument
 from services.shim import idmap, userns
+from vocab.errors import FailedPrecondition, InvalidArgument
 
 MNT_DETACH = 2
 _libc = ctypes.CDLL(None, use_errno=True)

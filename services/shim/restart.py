@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from services.core.errors import MuelleError
 from services.core.logging import get_logger
 from services.core.restart_policy import Policy, parse
+from vocab.errors import MuelleError
 
 __all__ = ["Hooks", "Policy", "Supervisor", "parse"]
 

@@ -15,12 +15,13 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from services.core.config import Config
-from services.core.errors import FailedPrecondition, InvalidArgument, MuelleError
 from services.runtime import api
 from services.runtime.api import NotRunning
 from services.shim.runtime_output import error_text
+from vocab.errors import FailedPrecondition, InvalidArgument, MuelleError
 
 __all__ = ["KNOWN", "NativeRuntime", "Runtime", "Runtimes", "error_text"]
 
@@ -119,7 +120,7 @@ class Runtime:
         all keep it in ``<root>/<id>/``. A cheap check that spares a ``state`` process."""
         return (self.root / cid).exists()
 
-    def state(self, cid: str) -> dict | None:
+    def state(self, cid: str) -> dict[str, Any] | None:
         """The runtime's state JSON, or None when it does not know the container."""
         proc = self._run("state", cid)
         if proc.returncode != 0:
@@ -197,7 +198,7 @@ class NativeRuntime(Runtime):
         except NotRunning:
             raise NotRunning(f"container {cid} is not running") from None
 
-    def state(self, cid: str) -> dict | None:
+    def state(self, cid: str) -> dict[str, Any] | None:
         try:
             data = self._call("state", lambda rt: rt.state(cid))
         except FailedPrecondition:

@@ -131,18 +131,19 @@ CLONE_NAMESPACES = 0x7E020000
 ENOSYS = 38
 
 
-def _allow(names: list[str] | tuple[str, ...], args: list[dict] | None = None) -> dict:
+def _allow(names: list[str] | tuple[str, ...],
+           args: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     rule: dict[str, Any] = {"names": list(names), "action": "SCMP_ACT_ALLOW"}
     if args:
         rule["args"] = args
     return rule
 
 
-def _arg(index: int, op: str, value: int, value_two: int = 0) -> dict:
+def _arg(index: int, op: str, value: int, value_two: int = 0) -> dict[str, Any]:
     return {"index": index, "value": value, "valueTwo": value_two, "op": op}
 
 
-def default_profile(capabilities: list[str], machine: str | None = None) -> dict:
+def default_profile(capabilities: list[str], machine: str | None = None) -> dict[str, Any]:
     """The OCI seccomp object for a container with ``capabilities`` on ``machine``."""
     machine = machine or platform.machine()
     caps = set(capabilities)
@@ -170,8 +171,8 @@ def default_profile(capabilities: list[str], machine: str | None = None) -> dict
     }
 
 
-def from_docker(profile: dict, capabilities: list[str], machine: str | None = None,
-                kernel: str | None = None) -> dict:
+def from_docker(profile: dict[str, Any], capabilities: list[str], machine: str | None = None,
+                kernel: str | None = None) -> dict[str, Any]:
     """A user's profile (`--security-opt seccomp=FILE`, Docker's format: archMap,
     includes/excludes by caps, arches and minKernel, "name" or "names") as an OCI object."""
     machine = machine or platform.machine()

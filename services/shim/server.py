@@ -1,4 +1,4 @@
-"""gRPC servicer for muelle.runtime.v1.Runtime: decode, call the Shim core, encode."""
+"""gRPC servicer for muelle.shim.v1.Shim: decode, call the Shim core, encode."""
 
 from __future__ import annotations
 
@@ -6,21 +6,22 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import grpc
-from muelle.runtime.v1 import runtime_pb2, runtime_pb2_grpc
+from muelle.shim.v1 import shim_pb2, shim_pb2_grpc
 from muelle.types.v1 import types_pb2
 
-from services.core.errors import InvalidArgument
 from services.shim import volume_mounts
 from services.shim.exec import ExecRequest, Exit
 from services.shim.network.defs import Network
 from services.shim.shim import Shim, Status
 from services.shim.volumes import Volume
+from vocab.errors import InvalidArgument
 
 
-def _status(st: Status, net: dict | None = None) -> runtime_pb2.ContainerStatus:
-    out = runtime_pb2.ContainerStatus(
+def _status(st: Status, net: dict[str, Any] | None = None) -> shim_pb2.ContainerStatus:
+    out = shim_pb2.ContainerStatus(
         id=st.id, status=st.status, pid=st.pid, exit_code=st.exit_code,
         oom_killed=st.oom_killed, created_at=st.created_at, started_at=st.started_at,
         finished_at=st.finished_at, runtime=st.runtime, bundle=st.bundle, error=st.error,
@@ -44,153 +45,158 @@ def _network(net: Network, containers: list[str]) -> types_pb2.NetworkInfo:
         bridge=net.bridge, created=net.created, containers=containers, builtin=net.builtin)
 
 
-def _volume(v: Volume) -> runtime_pb2.Volume:
-    return runtime_pb2.Volume(
+def _volume(v: Volume) -> shim_pb2.Volume:
+    return shim_pb2.Volume(
         name=v.name, driver="local", mountpoint=v.mountpoint, created_at=v.created_at,
         labels=v.labels, anonymous=v.anonymous, containers=v.containers)
 
 
-class RuntimeServicer(runtime_pb2_grpc.RuntimeServicer):
+class ShimServicer(shim_pb2_grpc.ShimServicer):
     def __init__(self, shim: Shim) -> None:
         self.shim = shim
 
-    def Create(self, request: runtime_pb2.CreateRequest,
-               context: grpc.ServicerContext) -> runtime_pb2.CreateResponse:
+    def Create(self, request: shim_pb2.CreateRequest,
+               context: grpc.ServicerContext) -> shim_pb2.CreateResponse:
         bundle = self.shim.create(request.id, request.spec, request.rootfs, request.runtime)
-        return runtime_pb2.CreateResponse(bundle=bundle)
+        return shim_pb2.CreateResponse(bundle=bundle)
 
-    def Start(self, request: runtime_pb2.StartRequest,
-              context: grpc.ServicerContext) -> runtime_pb2.StartResponse:
+    def Start(self, request: shim_pb2.StartRequest,
+              context: grpc.ServicerContext) -> shim_pb2.StartResponse:
         pid = self.shim.start(request.id, unless_running=request.unless_running)
         if pid is None:
-            return runtime_pb2.StartResponse(was_running=True)
-        return runtime_pb2.StartResponse(pid=pid)
+            return shim_pb2.StartResponse(was_running=True)
+        return shim_pb2.StartResponse(pid=pid)
 
-    def Kill(self, request: runtime_pb2.KillRequest,
-             context: grpc.ServicerContext) -> runtime_pb2.KillResponse:
+    def Kill(self, request: shim_pb2.KillRequest,
+             context: grpc.ServicerContext) -> shim_pb2.KillResponse:
         self.shim.kill(request.id, request.signal)
-        return runtime_pb2.KillResponse()
+        return shim_pb2.KillResponse()
 
-    def Stop(self, request: runtime_pb2.StopRequest,
-             context: grpc.ServicerContext) -> runtime_pb2.ContainerStatus:
+    def Stop(self, request: shim_pb2.StopRequest,
+             context: grpc.ServicerContext) -> shim_pb2.ContainerStatus:
         return _status(self.shim.stop(request.id, request.signal, request.timeout,
                                       cancelled=lambda: not context.is_active()))
 
-    def Wait(self, request: runtime_pb2.WaitRequest,
-             context: grpc.ServicerContext) -> runtime_pb2.ContainerStatus:
+    def Wait(self, request: shim_pb2.WaitRequest,
+             context: grpc.ServicerContext) -> shim_pb2.ContainerStatus:
         return _status(self.shim.wait(request.id, cancelled=lambda: not context.is_active()))
 
-    def State(self, request: runtime_pb2.StateRequest,
-              context: grpc.ServicerContext) -> runtime_pb2.ContainerStatus:
+    def State(self, request: shim_pb2.StateRequest,
+              context: grpc.ServicerContext) -> shim_pb2.ContainerStatus:
         return _status(self.shim.state(request.id), self.shim.networks.read(request.id))
 
-    def List(self, request: runtime_pb2.ListRequest,
-             context: grpc.ServicerContext) -> runtime_pb2.ListResponse:
-        return runtime_pb2.ListResponse(
+    def List(self, request: shim_pb2.ListRequest,
+             context: grpc.ServicerContext) -> shim_pb2.ListResponse:
+        return shim_pb2.ListResponse(
             containers=[_status(s, self.shim.networks.read(s.id)) for s in self.shim.list()])
 
-    def Delete(self, request: runtime_pb2.DeleteRequest,
-               context: grpc.ServicerContext) -> runtime_pb2.DeleteResponse:
+    def Delete(self, request: shim_pb2.DeleteRequest,
+               context: grpc.ServicerContext) -> shim_pb2.DeleteResponse:
         last = self.shim.delete(request.id, request.force, request.remove_volumes)
-        return runtime_pb2.DeleteResponse(status=_status(last))
+        return shim_pb2.DeleteResponse(status=_status(last))
 
-    def Logs(self, request: runtime_pb2.LogsRequest,
-             context: grpc.ServicerContext) -> Iterator[runtime_pb2.LogEntry]:
+    def Logs(self, request: shim_pb2.LogsRequest,
+             context: grpc.ServicerContext) -> Iterator[shim_pb2.LogEntry]:
         entries = self.shim.io.logs(request.id, follow=request.follow, tail=request.tail,
                                  since=request.since, stdout=request.stdout,
                                  stderr=request.stderr,
                                  cancelled=lambda: not context.is_active())
         for entry in entries:
-            yield runtime_pb2.LogEntry(stream=entry.stream, data=entry.data, time=entry.time)
+            yield shim_pb2.LogEntry(stream=entry.stream, data=entry.data, time=entry.time)
 
-    def Runtimes(self, request: runtime_pb2.RuntimesRequest,
-                 context: grpc.ServicerContext) -> runtime_pb2.RuntimesResponse:
+    def Runtimes(self, request: shim_pb2.RuntimesRequest,
+                 context: grpc.ServicerContext) -> shim_pb2.RuntimesResponse:
         infos, default = self.shim.list_runtimes()
-        return runtime_pb2.RuntimesResponse(
-            runtimes=[runtime_pb2.RuntimeInfo(name=i.name, path=i.path, version=i.version)
+        return shim_pb2.RuntimesResponse(
+            runtimes=[shim_pb2.RuntimeInfo(name=i.name, path=i.path, version=i.version)
                       for i in infos],
             default=default)
 
-    def Pause(self, request: runtime_pb2.PauseRequest,  # noqa: N802
-              context: grpc.ServicerContext) -> runtime_pb2.PauseResponse:
+    def Pause(self, request: shim_pb2.PauseRequest,  # noqa: N802
+              context: grpc.ServicerContext) -> shim_pb2.PauseResponse:
         self.shim.pause(request.id)
-        return runtime_pb2.PauseResponse()
+        return shim_pb2.PauseResponse()
 
-    def Resume(self, request: runtime_pb2.ResumeRequest,  # noqa: N802
-               context: grpc.ServicerContext) -> runtime_pb2.ResumeResponse:
+    def Resume(self, request: shim_pb2.ResumeRequest,  # noqa: N802
+               context: grpc.ServicerContext) -> shim_pb2.ResumeResponse:
         self.shim.resume(request.id)
-        return runtime_pb2.ResumeResponse()
-    def CreateVolume(self, request: runtime_pb2.VolumeCreateRequest,
-                     context: grpc.ServicerContext) -> runtime_pb2.Volume:
+        return shim_pb2.ResumeResponse()
+
+    def Update(self, request: shim_pb2.UpdateRequest,  # noqa: N802
+               context: grpc.ServicerContext) -> shim_pb2.UpdateResponse:
+        return shim_pb2.UpdateResponse(
+            resources=self.shim.update(request.id, request.resources))
+    def CreateVolume(self, request: shim_pb2.VolumeCreateRequest,
+                     context: grpc.ServicerContext) -> shim_pb2.Volume:
         vol, _ = self.shim.volumes.create(request.name, dict(request.labels))
         return _volume(vol)
 
-    def InspectVolume(self, request: runtime_pb2.VolumeInspectRequest,
-                      context: grpc.ServicerContext) -> runtime_pb2.Volume:
+    def InspectVolume(self, request: shim_pb2.VolumeInspectRequest,
+                      context: grpc.ServicerContext) -> shim_pb2.Volume:
         return _volume(self.shim.volumes.get(request.name))
 
-    def ListVolumes(self, request: runtime_pb2.VolumeListRequest,
-                    context: grpc.ServicerContext) -> runtime_pb2.VolumeListResponse:
+    def ListVolumes(self, request: shim_pb2.VolumeListRequest,
+                    context: grpc.ServicerContext) -> shim_pb2.VolumeListResponse:
         volumes = [_volume(v) for v in self.shim.volumes.list()]
         if request.with_size:
             for vol in volumes:
                 vol.size = self.shim.volumes.size(vol.name)
-        return runtime_pb2.VolumeListResponse(volumes=volumes)
+        return shim_pb2.VolumeListResponse(volumes=volumes)
 
-    def RemoveVolume(self, request: runtime_pb2.VolumeRemoveRequest,
-                     context: grpc.ServicerContext) -> runtime_pb2.VolumeRemoveResponse:
+    def RemoveVolume(self, request: shim_pb2.VolumeRemoveRequest,
+                     context: grpc.ServicerContext) -> shim_pb2.VolumeRemoveResponse:
         self.shim.volumes.remove(request.name, request.force)
-        return runtime_pb2.VolumeRemoveResponse()
+        return shim_pb2.VolumeRemoveResponse()
 
-    def PruneVolumes(self, request: runtime_pb2.VolumePruneRequest,
-                     context: grpc.ServicerContext) -> runtime_pb2.VolumePruneResponse:
+    def PruneVolumes(self, request: shim_pb2.VolumePruneRequest,
+                     context: grpc.ServicerContext) -> shim_pb2.VolumePruneResponse:
         names, freed = self.shim.volumes.prune(request.all)
-        return runtime_pb2.VolumePruneResponse(volumes=names, space_reclaimed=freed)
+        return shim_pb2.VolumePruneResponse(volumes=names, space_reclaimed=freed)
 
-    def Stats(self, request: runtime_pb2.StatsRequest,  # noqa: N802
-              context: grpc.ServicerContext) -> runtime_pb2.StatsResponse:
-        return runtime_pb2.StatsResponse(stats=[
-            runtime_pb2.ContainerStats(id=cid, **vars(c))
+    def Stats(self, request: shim_pb2.StatsRequest,  # noqa: N802
+              context: grpc.ServicerContext) -> shim_pb2.StatsResponse:
+        return shim_pb2.StatsResponse(stats=[
+            shim_pb2.ContainerStats(id=cid, **vars(c))
             for cid, c in self.shim.io.stats(list(request.ids))])
 
-    def Top(self, request: runtime_pb2.TopRequest,  # noqa: N802
-            context: grpc.ServicerContext) -> runtime_pb2.TopResponse:
+    def Top(self, request: shim_pb2.TopRequest,  # noqa: N802
+            context: grpc.ServicerContext) -> shim_pb2.TopResponse:
         titles, rows = self.shim.io.top(request.id, request.ps_args)
-        return runtime_pb2.TopResponse(
-            titles=titles, processes=[runtime_pb2.TopProcess(fields=r) for r in rows])
-    def NetworkCreate(self, request: runtime_pb2.NetworkCreateRequest,
+        return shim_pb2.TopResponse(
+            titles=titles, processes=[shim_pb2.TopProcess(fields=r) for r in rows])
+    def NetworkCreate(self, request: shim_pb2.NetworkCreateRequest,
                       context: grpc.ServicerContext) -> types_pb2.NetworkInfo:
         return _network(self.shim.networks.create_network(request.name, request.subnet), [])
 
-    def NetworkList(self, request: runtime_pb2.NetworkListRequest,
-                    context: grpc.ServicerContext) -> runtime_pb2.NetworkListResponse:
+    def NetworkList(self, request: shim_pb2.NetworkListRequest,
+                    context: grpc.ServicerContext) -> shim_pb2.NetworkListResponse:
         nets = self.shim.networks
-        return runtime_pb2.NetworkListResponse(
+        return shim_pb2.NetworkListResponse(
             networks=[_network(n, nets.members(n)) for n in nets.networks()])
 
-    def NetworkInspect(self, request: runtime_pb2.NetworkInspectRequest,
+    def NetworkInspect(self, request: shim_pb2.NetworkInspectRequest,
                        context: grpc.ServicerContext) -> types_pb2.NetworkInfo:
         net = self.shim.networks.find(request.network)
         return _network(net, self.shim.networks.members(net))
 
-    def NetworkRemove(self, request: runtime_pb2.NetworkRemoveRequest,
-                      context: grpc.ServicerContext) -> runtime_pb2.NetworkRemoveResponse:
+    def NetworkRemove(self, request: shim_pb2.NetworkRemoveRequest,
+                      context: grpc.ServicerContext) -> shim_pb2.NetworkRemoveResponse:
         self.shim.networks.remove_network(request.network)
-        return runtime_pb2.NetworkRemoveResponse()
+        return shim_pb2.NetworkRemoveResponse()
 
-    def NetworkConnect(self, request: runtime_pb2.NetworkConnectRequest,
-                       context: grpc.ServicerContext) -> runtime_pb2.NetworkConnectResponse:
+    def NetworkConnect(self, request: shim_pb2.NetworkConnectRequest,
+                       context: grpc.ServicerContext) -> shim_pb2.NetworkConnectResponse:
         self.shim.networks.connect(request.id, request.network, list(request.aliases))
-        return runtime_pb2.NetworkConnectResponse()
+        return shim_pb2.NetworkConnectResponse()
 
-    def NetworkDisconnect(self, request: runtime_pb2.NetworkDisconnectRequest,
+    def NetworkDisconnect(self, request: shim_pb2.NetworkDisconnectRequest,
                           context: grpc.ServicerContext,
-                          ) -> runtime_pb2.NetworkDisconnectResponse:
+                          ) -> shim_pb2.NetworkDisconnectResponse:
         self.shim.networks.disconnect(request.id, request.network)
-        return runtime_pb2.NetworkDisconnectResponse()
+        return shim_pb2.NetworkDisconnectResponse()
 
-    def Exec(self, request_iterator: Iterator[runtime_pb2.ExecInput],
-             context: grpc.ServicerContext) -> Iterator[runtime_pb2.ExecOutput]:
+    def Exec(self, request_iterator: Iterator[shim_pb2.ExecInput],
+             context: grpc.ServicerContext) -> Iterator[shim_pb2.ExecOutput]:
         first = next(request_iterator, None)
         if first is None or first.WhichOneof("input") != "start":
             raise InvalidArgument("the first Exec message must be start")
@@ -207,15 +213,15 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServicer):
         for event in self.shim.io.exec(s.id, req, _stdin(request_iterator),
                                     cancelled=lambda: not context.is_active() or timed_out()):
             if isinstance(event, Exit):
-                yield runtime_pb2.ExecOutput(exit=runtime_pb2.ExecExit(
+                yield shim_pb2.ExecOutput(exit=shim_pb2.ExecExit(
                     exit_code=event.exit_code, error=event.error,
                     timed_out=timed_out() and event.exit_code == 137))
             else:
-                yield runtime_pb2.ExecOutput(output=runtime_pb2.LogEntry(
+                yield shim_pb2.ExecOutput(output=shim_pb2.LogEntry(
                     stream=event.stream, data=event.data, time=event.time))
 
-    def Attach(self, request_iterator: Iterator[runtime_pb2.AttachInput],
-               context: grpc.ServicerContext) -> Iterator[runtime_pb2.LogEntry]:
+    def Attach(self, request_iterator: Iterator[shim_pb2.AttachInput],
+               context: grpc.ServicerContext) -> Iterator[shim_pb2.LogEntry]:
         first = next(request_iterator, None)
         if first is None or first.WhichOneof("input") != "start":
             raise InvalidArgument("the first Attach message must be start")
@@ -236,10 +242,10 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServicer):
 
             threading.Thread(target=feed, name="attach-stdin", daemon=True).start()
         for entry in entries:
-            yield runtime_pb2.LogEntry(stream=entry.stream, data=entry.data, time=entry.time)
+            yield shim_pb2.LogEntry(stream=entry.stream, data=entry.data, time=entry.time)
 
 
-def _stdin(inputs: Iterator[runtime_pb2.ExecInput],
+def _stdin(inputs: Iterator[shim_pb2.ExecInput],
            ) -> Iterator[bytes | tuple[int, int] | None]:
     """stdin chunks of an Exec input stream; None at close_stdin; (rows, cols) resizes."""
     for msg in inputs:
@@ -257,7 +263,7 @@ class _StdinBytes:
     """stdin chunks of an Attach input stream, until close_stdin (then ``closed``) or its
     end (a detach)."""
 
-    def __init__(self, inputs: Iterator[runtime_pb2.AttachInput]) -> None:
+    def __init__(self, inputs: Iterator[shim_pb2.AttachInput]) -> None:
         self.inputs = inputs
         self.closed = False
 

@@ -18,22 +18,14 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from muelle.runtime.v1 import runtime_pb2
+from muelle.shim.v1 import shim_pb2
 from muelle.types.v1 import types_pb2
 
 from services.core import modes
 from services.core.config import Config
-from services.core.errors import (
-    AlreadyExists,
-    FailedPrecondition,
-    InvalidArgument,
-    MuelleError,
-    NotFound,
-    ResourceExhausted,
-)
 from services.core.logging import get_logger
 from services.runtime import api
-from services.shim import access, logs, mounts, restart, status, volume_mounts
+from services.shim import access, logs, mounts, restart, status, update, volume_mounts
 from services.shim import stdin as stdinmod
 from services.shim import userns as usernsmod
 from services.shim.background import Background
@@ -50,6 +42,14 @@ from services.shim.runtimes import Runtime, Runtimes
 from services.shim.status import RuntimeInfo, Status
 from services.shim.store import ContainerDir, Store, read_json, write_json
 from services.shim.volumes import VolumeStore
+from vocab.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    MuelleError,
+    NotFound,
+    ResourceExhausted,
+)
 
 __all__ = ["RuntimeInfo", "Shim", "Status", "parse_signal"]
 
@@ -150,7 +150,7 @@ class Shim:
 
     # ---------------------------------------------------------------- lifecycle
 
-    def create(self, cid: str, cspec: runtime_pb2.ContainerSpec,
+    def create(self, cid: str, cspec: shim_pb2.ContainerSpec,
                rootfs: Sequence[types_pb2.Mount], runtime_name: str = "") -> str:
         # The runtime's cgroup join (~20 ms from now) waits for an RCU grace period unless
         # one passed lately: start one now (services/runtime/cgroups: prime_migration).
@@ -347,6 +347,16 @@ class Shim:
             self.runtime_of(cdir).resume(cid)
         get_logger(container=cid[:12]).info("resumed")
 
+    def update(self, cid: str, res: shim_pb2.Resources) -> shim_pb2.Resources:
+        """New resource limits (services/shim/update.py): live in the cgroup of a
+        container that has processes (created, running, paused), and in its bundle."""
+        with self._lock(cid):
+            cdir = self.existing(cid)
+            live = self.state(cid).status in ("created", "running", "paused")
+            out = update.apply(cdir, res, (Meta.read(cdir) or Meta()).cgroups_path, live)
+        get_logger(container=cid[:12]).info("updated")
+        return out
+
     def stop(self, cid: str, signal: str = "", timeout: int = 10,
              cancelled: Callable[[], bool] = lambda: False) -> Status:
         signum = parse_signal(signal, signalmod.SIGTERM)
@@ -403,11 +413,12 @@ class Shim:
         self._wait_stopped(cid, None, cancelled)
         return self.state(cid)
 
-    def _namespace_peers(self, cspec: runtime_pb2.ContainerSpec) -> dict[str, str]:
-        """kind -> namespace path of the running container that ipc_mode / pid_mode
-        name ("container:<id>")."""
+    def _namespace_peers(self, cspec: shim_pb2.ContainerSpec) -> dict[str, str]:
+        """kind -> namespace path of the running container that ipc_mode / pid_mode /
+        uts_mode name ("container:<id>")."""
         out = {}
-        for kind, mode in (("ipc", cspec.ipc_mode), ("pid", cspec.pid_mode)):
+        for kind, mode in (("ipc", cspec.ipc_mode), ("pid", cspec.pid_mode),
+                           ("uts", cspec.uts_mode)):
             if not mode.startswith("container:"):
                 continue
             peer = mode[10:]

@@ -12,15 +12,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from muelle.runtime.v1 import runtime_pb2
+from muelle.shim.v1 import shim_pb2
 from muelle.types.v1 import types_pb2
 
 from services.core import capabilities as core_caps
 from services.core import cpuset
-from services.core.errors import FailedPrecondition, InvalidArgument
 from services.core.inroot import join_in_root
 from services.shim import seccomp_profile, userns
 from services.shim.users import User
+from vocab.errors import FailedPrecondition, InvalidArgument
 
 OCI_VERSION = "1.0.2"
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -45,7 +45,7 @@ READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysr
 _RW_UNDER_READONLY = {"/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue"}
 
 
-def _dev(major: int, minor: int | None, access: str = "rwm", allow: bool = True) -> dict:
+def _dev(major: int, minor: int | None, access: str = "rwm", allow: bool = True) -> dict[str, Any]:
     rule: dict[str, Any] = {"allow": allow, "type": "c", "major": major, "access": access}
     if minor is not None:
         rule["minor"] = minor
@@ -64,7 +64,7 @@ class BundleInput:
     """What spec generation needs besides the ContainerSpec."""
 
     id: str
-    spec: runtime_pb2.ContainerSpec
+    spec: shim_pb2.ContainerSpec
     user: User
     cgroup_parent: str = "muelle"
     # Host sysctls that exist (e.g. from /proc/sys); only these get set.
@@ -129,7 +129,7 @@ def build_env(env: list[str], hostname: str, terminal: bool) -> list[str]:
     return out
 
 
-def default_mounts(privileged: bool, readonly_rootfs: bool) -> list[dict]:
+def default_mounts(privileged: bool, readonly_rootfs: bool) -> list[dict[str, Any]]:
     sys_opts = ["nosuid", "noexec", "nodev"] + ([] if privileged else ["ro"])
     cg_opts = (["rw"] if privileged else ["ro"]) + ["nosuid", "noexec", "nodev", "relatime"]
     mounts = [
@@ -155,13 +155,14 @@ def default_mounts(privileged: bool, readonly_rootfs: bool) -> list[dict]:
     return mounts
 
 
-def with_user_mounts(defaults: list[dict], user: list[dict]) -> list[dict]:
+def with_user_mounts(defaults: list[dict[str, Any]],
+                     user: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Docker's defaults, minus any the user mounts over, then the user's mounts."""
     taken = {m["destination"] for m in user}
     return [m for m in defaults if m["destination"] not in taken] + user
 
 
-def resources(res: runtime_pb2.Resources, privileged: bool) -> dict:
+def resources(res: shim_pb2.Resources, privileged: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
     out["devices"] = [{"allow": True, "access": "rwm"}] if privileged else [
         dict(r) for r in DEVICE_RULES
@@ -205,7 +206,7 @@ def resources(res: runtime_pb2.Resources, privileged: bool) -> dict:
     return out
 
 
-def build_config(inp: BundleInput) -> dict:
+def build_config(inp: BundleInput) -> dict[str, Any]:
     """The full OCI config.json for one container."""
     spec = inp.spec
     if not spec.args:
@@ -237,7 +238,7 @@ def build_config(inp: BundleInput) -> dict:
         raise InvalidArgument(f"the working directory {spec.cwd!r} is invalid: not absolute")
     namespaces: list[dict[str, str]] = []
     for kind in ("pid", "ipc", "uts", "mount", "cgroup"):
-        mode = {"pid": spec.pid_mode, "ipc": spec.ipc_mode}.get(kind, "")
+        mode = {"pid": spec.pid_mode, "ipc": spec.ipc_mode, "uts": spec.uts_mode}.get(kind, "")
         if mode == "host":
             continue  # the host's: no namespace of its own
         path = inp.join_paths.get(kind, "")
@@ -293,7 +294,7 @@ def build_config(inp: BundleInput) -> dict:
         # Docker's place for it; read-only, like Docker's bind of docker-init.
         mounts.append({"destination": INIT_TARGET, "type": "bind", "source": inp.init_path,
                        "options": ["bind", "ro", "nosuid", "nodev"]})
-    return {
+    config = {
         "ociVersion": OCI_VERSION,
         "process": process,
         "root": {"path": "rootfs", "readonly": spec.readonly_rootfs},
@@ -302,6 +303,11 @@ def build_config(inp: BundleInput) -> dict:
         "linux": linux,
         "annotations": dict(spec.annotations),
     }
+    if spec.uts_mode:
+        # The host's or another container's UTS namespace: its hostname is not ours to
+        # set (runc and crun refuse a hostname without a UTS namespace of their own).
+        del config["hostname"]
+    return config
 
 
 def rootfs_propagation(mounts: list[dict[str, Any]]) -> str:
@@ -335,7 +341,7 @@ def id_mappings(maps: Sequence[types_pb2.IDMapping]) -> list[dict[str, int]]:
             for m in maps]
 
 
-def check_mapped(spec: runtime_pb2.ContainerSpec, uid: int, gids: list[int]) -> None:
+def check_mapped(spec: shim_pb2.ContainerSpec, uid: int, gids: list[int]) -> None:
     """The process's user and groups must exist in the user namespace."""
     if not spec.uid_maps or not spec.gid_maps:
         raise InvalidArgument("a user namespace needs both uid and gid maps")
@@ -351,7 +357,7 @@ def check_mapped(spec: runtime_pb2.ContainerSpec, uid: int, gids: list[int]) -> 
             raise InvalidArgument(f"group {gid} is not mapped in the container's gid map")
 
 
-def maps_of(spec: runtime_pb2.ContainerSpec) -> userns.Maps | None:
+def maps_of(spec: shim_pb2.ContainerSpec) -> userns.Maps | None:
     """The user namespace's maps in the form mounts.mount_all takes (None: no userns)."""
     if not spec.uid_maps:
         return None
@@ -359,7 +365,7 @@ def maps_of(spec: runtime_pb2.ContainerSpec) -> userns.Maps | None:
             tuple((m.container_id, m.host_id, m.size) for m in spec.gid_maps))
 
 
-def seccomp_filter(text: str, caps: list[str]) -> dict:
+def seccomp_filter(text: str, caps: list[str]) -> dict[str, Any]:
     """Docker's default profile, or the user's (Docker's format) as OCI's object."""
     if not text:
         return seccomp_profile.default_profile(caps)

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.core.errors import FailedPrecondition
+from vocab.errors import FailedPrecondition
 
 ROOT = Path("/sys/fs/cgroup")
 

@@ -4,6 +4,7 @@ runtime process is asked), and the runtimes it can run containers with."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from services.shim import cgroupfs
 from services.shim.meta import Meta
@@ -23,7 +24,7 @@ class Status:
     runtime: str = ""
     bundle: str = ""
     error: str = ""
-    volume_mounts: list[dict] = field(default_factory=list)
+    volume_mounts: list[dict[str, Any]] = field(default_factory=list)
     restart_count: int = 0
 
 

@@ -22,7 +22,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable, Iterable
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from services.shim.console import set_size
 
@@ -137,7 +137,7 @@ def frame(data: bytes) -> bytes:
     return len(data).to_bytes(4, "big") + data
 
 
-def control(message: dict) -> bytes:
+def control(message: dict[str, Any]) -> bytes:
     data = json.dumps(message).encode()
     return (len(data) | CONTROL).to_bytes(4, "big") + data
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from services.core import modes
-from services.core.errors import InvalidArgument, is_no_space, no_space
+from vocab.errors import InvalidArgument, is_no_space, no_space
 
 ID_RE = re.compile(r"^[0-9a-f]{64}$")
 
@@ -221,10 +221,10 @@ class ContainerDir:
                     os.kill(holder, signal.SIGKILL)
             taker.join()  # released as the killed holder exits
 
-    def read_meta(self) -> dict:
+    def read_meta(self) -> dict[str, Any]:
         return read_json(self.meta) or {}
 
-    def read_status(self) -> dict | None:
+    def read_status(self) -> dict[str, Any] | None:
         data = read_json(self.status)
         return data if isinstance(data, dict) else None
 

@@ -19,9 +19,9 @@ import threading
 import time
 from collections.abc import Iterator
 
-from services.core.errors import FailedPrecondition
 from services.runtime.api import linux
-from services.shim.network import netns
+from services.shim import pinned
+from vocab.errors import FailedPrecondition
 
 Range = tuple[int, int, int]  # (container ID, host ID, size)
 Maps = tuple[tuple[Range, ...], tuple[Range, ...]]  # (uid ranges, gid ranges)
@@ -117,5 +117,5 @@ def _bind(source: str, target: str) -> None:
 
 
 # A pinned namespace file is one mount over a file, whatever the namespace's kind.
-is_pinned = netns.is_pinned
-unpin = netns.remove
+is_pinned = pinned.is_pinned
+unpin = pinned.unpin

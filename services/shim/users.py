@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from services.core import inroot
-from services.core.errors import InvalidArgument
 from services.core.passwd import parse_group as _parse_group
 from services.core.passwd import parse_passwd as _parse_passwd
+from vocab.errors import InvalidArgument
 
 MAX_ID = 2**31 - 1
 _MAX_FILE = 4 * 1024 * 1024

@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from muelle.runtime.v1 import runtime_pb2
+from muelle.shim.v1 import shim_pb2
 
-from services.core.errors import InvalidArgument, MuelleError
 from services.core.inroot import join_in_root, make_target
 from services.shim.volumes import VolumeStore
+from vocab.errors import InvalidArgument, MuelleError
 
 TMPFS_DEFAULTS = ["nosuid", "nodev", "noexec"]
 
@@ -58,7 +58,7 @@ def _copy_up(src: str, data: str) -> None:
         raise InvalidArgument(f"copying image content into the volume: {result.stderr.strip()}")
 
 
-def _tmpfs_options(m: runtime_pb2.VolumeMount) -> list[str]:
+def _tmpfs_options(m: shim_pb2.VolumeMount) -> list[str]:
     opts = list(TMPFS_DEFAULTS)
     for opt in m.tmpfs_options:
         if not opt or "," in opt:
@@ -77,7 +77,7 @@ def _tmpfs_options(m: runtime_pb2.VolumeMount) -> list[str]:
     return opts
 
 
-def prepare(mounts: Sequence[runtime_pb2.VolumeMount], rootfs: str, cid: str,
+def prepare(mounts: Sequence[shim_pb2.VolumeMount], rootfs: str, cid: str,
             volumes: VolumeStore) -> Resolved:
     """Resolve, create and reference everything ``mounts`` needs; undone on failure."""
     out = Resolved()
@@ -143,8 +143,8 @@ def release(records: list[dict[str, Any]], cid: str, volumes: VolumeStore,
             volumes.log.warning("release failed", volume=rec.get("name"), error=str(exc))
 
 
-def to_proto(records: list[dict[str, Any]]) -> list[runtime_pb2.VolumeMount]:
-    return [runtime_pb2.VolumeMount(
+def to_proto(records: list[dict[str, Any]]) -> list[shim_pb2.VolumeMount]:
+    return [shim_pb2.VolumeMount(
         type=r.get("type", ""), source=r.get("source", ""), target=r.get("target", ""),
         readonly=bool(r.get("readonly")), name=r.get("name", ""),
         anonymous=bool(r.get("anonymous"))) for r in records]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from services.core import launcher
+from engine import launcher
 from tests.bench import procs
 from tests.bench.harness import Contender, Settings, emit, run_rounds
 from tests.bench.sides import MARKS

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from services.core import launcher
+from engine import launcher
 from tests.bench import images
 from tests.bench.harness import Contender, Result, Settings, emit, run_rounds, timed
 from tests.bench.sides import MARKS

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from services.core import launcher
+from engine import launcher
 from tests.bench.harness import Settings, settings_from_env
 from tests.bench.sides import ENGINE_MODULES, muelle_missing
 from tests.support.docker import Dockerd, started

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from services.core import launcher
+from engine import launcher
+from tests.support.docker import Dockerd, started
 from tests.support.engine import Engine
 
 pytestmark = pytest.mark.root
@@ -77,3 +78,14 @@ def pulled(docker_engine: Engine, busybox_ref: str) -> str:
     """The busybox test image, pulled into the engine (by muelle's own CLI)."""
     docker_engine.cli("pull", busybox_ref)
     return busybox_ref
+
+
+@pytest.fixture(scope="module")
+def dockerd(busybox_ref: str) -> Iterator[Dockerd]:
+    """A private dockerd with the busybox test image, to compare muelle's answers with."""
+    daemon = started()
+    try:
+        daemon.docker("pull", busybox_ref)
+        yield daemon
+    finally:
+        daemon.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 
-from services.core import launcher
+from engine import launcher
 from tests.compat.conftest import docker_cli
 from tests.support.engine import Engine
 

@@ -11,9 +11,12 @@ from tests.compat.conftest import DockerCli
 def test_user_network_with_an_alias_is_reached_by_name(docker: DockerCli,
                                                        pulled: str) -> None:
     net, srv = f"net-{uuid.uuid4().hex[:6]}", f"srv-{uuid.uuid4().hex[:6]}"
-    docker("network", "create", net)
+    docker("network", "create", "--label", f"owner={srv}", net)
     try:
         assert net in docker("network", "ls", "--format", "{{.Name}}").stdout.split()
+        by_label = docker("network", "ls", "--filter", f"label=owner={srv}",
+                          "--format", "{{.Name}} {{.Label \"owner\"}}").stdout
+        assert by_label == f"{net} {srv}\n"
         docker("run", "-d", "--name", srv, "--network", net, "--network-alias", "web",
                pulled, "sh", "-c", "echo served > /tmp/i; exec httpd -f -p 80 -h /tmp")
         got = docker("run", "--rm", "--network", net, pulled, "sh", "-c",

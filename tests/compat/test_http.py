@@ -124,9 +124,9 @@ def test_bad_filters_are_400(docker_engine: Engine) -> None:
     assert status == 400 and "invalid filter 'colour'" in message(body)
 
 
-def test_build_answers_501(docker_engine: Engine) -> None:
+def test_build_of_an_empty_context_is_a_clear_400(docker_engine: Engine) -> None:
     status, _, body = request(docker_engine, "POST", "/v1.41/build", b"")
-    assert status == 501 and "not supported by muelle yet" in message(body)
+    assert status == 400 and message(body), body
 
 
 def test_the_connection_of_a_wait_serves_the_next_request(docker_engine: Engine,

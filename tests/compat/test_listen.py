@@ -10,15 +10,15 @@ from pathlib import Path
 import docker as dockerpy
 import pytest
 
+from engine import launcher
 from services.core import config as configmod
-from services.core import launcher
-from services.core.errors import InvalidArgument
-from services.core.tls import TlsFiles
 from services.dockerapi.main import listener, tcp_address
 from tests.compat.conftest import docker_cli
 from tests.support.engine import Engine
 from tests.support.pki import Pki
 from tests.support.registry import free_port
+from vocab.channel import TlsFiles
+from vocab.errors import InvalidArgument
 
 
 def test_the_socket_is_0660_root(docker_engine: Engine) -> None:
@@ -57,9 +57,13 @@ def test_tcp_without_tls_or_insecure_is_refused(tmp_path: Path) -> None:
     cfg = _config(tmp_path, '[dockerapi]\ntcp = "127.0.0.1:2375"\n')
     with pytest.raises(InvalidArgument, match="without TLS"):
         listener(cfg)
-    with pytest.raises(InvalidArgument, match="host:port"):
-        tcp_address("127.0.0.1")
+    # A host alone: Docker's ports, 2376 for TLS (the default), 2375 for plain.
+    assert tcp_address("127.0.0.1") == ("127.0.0.1", 2376)
+    assert tcp_address("tcp://[::1]") == ("::1", 2376)
+    assert tcp_address("127.0.0.1", tls=False) == ("127.0.0.1", 2375)
     assert tcp_address("tcp://127.0.0.1:2376") == ("127.0.0.1", 2376)
+    with pytest.raises(InvalidArgument, match="host:port"):
+        tcp_address("127.0.0.1:http")
 
 
 def test_docker_cli_over_mutual_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

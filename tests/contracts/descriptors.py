@@ -12,6 +12,9 @@ protos`); ``breaking(old, new)`` lists the changes that break a client built aga
 
 Adding anything is compatible. A breaking change goes into a new package version
 (``muelle.engine.v2``): the old package then stays as it was.
+
+A package may leave only by being named in ``RETIRED`` with the reason, reviewed like any
+change: an internal contract whose one client ships in the same release as its server.
 """
 
 from __future__ import annotations
@@ -30,6 +33,13 @@ SNAPSHOT = Path(__file__).with_name("snapshot.binpb")
 FileSet = descriptor_pb2.FileDescriptorSet
 Message = descriptor_pb2.DescriptorProto
 Field = descriptor_pb2.FieldDescriptorProto
+
+# Packages removed on purpose, with why no client outside the release can be built on them.
+RETIRED = {
+    "muelle.runtime.v1": "renamed muelle.shim.v1 (issue 18: \"runtime\" named four things); "
+                         "the shim's contract, whose only client is the gateway of the same "
+                         "release",
+}
 
 
 def build(source_info: bool = False) -> FileSet:
@@ -101,9 +111,16 @@ def _field_kind(m: Message, f: Field) -> tuple[object, ...]:
     return (f.type, f.type_name, f.label, f.proto3_optional, oneof)
 
 
+def _without(fileset: FileSet, packages: set[str]) -> FileSet:
+    kept = FileSet()
+    kept.file.extend(f for f in fileset.file if f.package not in packages)
+    return kept
+
+
 def breaking(old: FileSet, new: FileSet) -> list[str]:
     problems: list[str] = []
     packages = {f.package for f in new.file}
+    old = _without(old, set(RETIRED) - packages)
     for pkg in sorted({f.package for f in old.file} - packages):
         problems.append(f"package {pkg} removed")
 

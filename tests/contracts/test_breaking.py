@@ -103,3 +103,17 @@ def test_adding_is_compatible() -> None:
     f0 = next(f for f in new.file if f.package == "muelle.engine.v1")
     f0.message_type.add(name="AlsoNew")
     assert descriptors.breaking(old, new) == []
+
+
+def test_only_a_retired_package_may_leave() -> None:
+    current = descriptors.load_snapshot()
+    old = _copy(current)
+    shim = next(f for f in old.file if f.package == "muelle.shim.v1")
+    retired = old.file.add()
+    retired.CopyFrom(shim)
+    retired.name, retired.package = "muelle/runtime/v1/runtime.proto", "muelle.runtime.v1"
+    assert "muelle.runtime.v1" in descriptors.RETIRED
+    assert descriptors.breaking(old, current) == []
+
+    retired.package = "muelle.other.v1"
+    assert "package muelle.other.v1 removed" in descriptors.breaking(old, current)

@@ -22,21 +22,24 @@ from pathlib import Path
 
 import pytest
 
+from engine import launcher
 from services.core import config as configmod
-from services.core import launcher
-from services.core.tls import TlsFiles
 from tests.support import hostcheck
 from tests.support.engine import sweep
 from tests.support.hosts import Host, Lab
 from tests.support.images import Entry, Layer, build_layout, busybox_layer, push_layout
 from tests.support.pki import Pki
 from tests.support.registry import REGISTRY_BIN, LocalRegistry
+from vocab.channel import TlsFiles
 
 PY = sys.executable
 CLI = str(Path(sys.executable).parent / "muelle")
 ENGINE_SERVICES = ("imagestore", "shim", "gateway")
 BIG = 16 * 1024 * 1024
 PORTS = {"registry": 7401, "imagestore": 7402, "shim": 7403, "gateway": 7400}
+# Debian's docker.io CLI (make setup installs it) and docker-compose 1.x.
+DOCKER_CLI = "/usr/bin/docker"
+COMPOSE = "/usr/bin/docker-compose"
 
 pytestmark = pytest.mark.root  # network namespaces: the suite's conftest skips non-root
 
@@ -92,6 +95,27 @@ class Across:
     def log(self, cfg: configmod.Config, name: str) -> str:
         return (cfg.run / f"{name}.log").read_text(errors="replace")
 
+    def docker_env(self, files: TlsFiles | None = None) -> dict[str, str]:
+        """Docker's own variables for B's Docker API on 2376, as a user on D sets them:
+        DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH (ca.pem, cert.pem, key.pem)."""
+        files = self.client if files is None else files
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("MUELLE_", "DOCKER_", "COMPOSE_"))
+               # requests lets these override the CA docker-py and compose are given
+               and k not in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")}
+        config = self.base / "d-docker-config"  # nothing of the machine's Docker setup
+        config.mkdir(exist_ok=True)
+        env.update(DOCKER_HOST=f"tcp://{self.lab['b'].ip}:2376", DOCKER_TLS_VERIFY="1",
+                   DOCKER_CERT_PATH=str(Path(files.cert).parent),
+                   DOCKER_CONFIG=str(config))
+        return env
+
+    def docker(self, *args: str, files: TlsFiles | None = None,
+               check: bool = True) -> subprocess.CompletedProcess[str]:
+        """The docker CLI on host D against B's Docker API over mutual TLS."""
+        return self.lab["d"].run([DOCKER_CLI, *args], env=self.docker_env(files),
+                                 check=check)
+
 
 def _config(path: Path, root: Path, text: str) -> configmod.Config:
     path.write_text(f'root = "{root / "root"}"\nrun = "{root / "run"}"\nlog_format = "json"\n'
@@ -106,11 +130,13 @@ def _tls_lines(name: str, files: TlsFiles) -> str:
 def _engine_host(host: Host, base: Path, pki: Pki, ca: str, registry: str,
                  cgroup_parent: str) -> configmod.Config:
     """An image store, shim and gateway on ``host``, each on its own TCP port with its own
-    identity (imagestore-<host>, ...), using the registry service at ``registry``."""
+    identity (imagestore-<host>, ...), using the registry service at ``registry``; the
+    Docker API's listener on the host's address alone (Docker's TLS port, 2376, by
+    default), identity dockerapi-<host>, for hosts that run it."""
     (base / host.name).mkdir()
     addresses = "\n".join(f'{n} = "tcp://{host.ip}:{PORTS[n]}"' for n in ENGINE_SERVICES)
     certs = "".join(_tls_lines(n, pki.issue(f"{n}-{host.name}", ips=[host.ip]))
-                    for n in ENGINE_SERVICES)
+                    for n in (*ENGINE_SERVICES, "dockerapi"))
     cfg = _config(base / host.name / "muelle.toml", base / host.name, f"""
 [addresses]
 registry = "{registry}"
@@ -121,13 +147,16 @@ cgroup_parent = "{cgroup_parent}"
 [network]
 default_mode = "none"
 bridge = "mut{uuid.uuid4().hex[:8]}"
+[dockerapi]
+tcp = "{host.ip}"
 [tls]
 ca = "{ca}"
 {certs}
 [authz]
 imagestore = ["gateway-*"]
 shim = ["gateway-*"]
-gateway = ["client-*"]
+gateway = ["client-*", "dockerapi-*"]
+dockerapi = ["client-*"]
 """)
     hostcheck.claim(cfg.network.bridge)
     return cfg
@@ -184,17 +213,20 @@ key = "{registry_a.key}"
 registry = ["imagestore-*"]
 """)
         cfgs.append((cfg_a, ("registry",)))
-        a.run([PY, "-m", "services.core.launcher", "up", "--config", str(config_file(cfg_a)),
+        a.run([PY, "-m", "engine.launcher", "up", "--config", str(config_file(cfg_a)),
                "--services", "registry"], check=True)
         # Hosts B and C: an engine each, sharing A's registry service.
         engines = {}
         for name in ("b", "c"):
             cfg = _engine_host(lab[name], base, pki, registry_a.ca,
                                f"tcp://{a.ip}:{PORTS['registry']}", cgroup_parents[name])
-            cfgs.append((cfg, ENGINE_SERVICES))
+            # B also serves the Docker API over TLS (D's docker CLI, docker-py, compose).
+            services: tuple[str, ...] = (
+                (*ENGINE_SERVICES, "dockerapi") if name == "b" else ENGINE_SERVICES)
+            cfgs.append((cfg, services))
             engines[name] = cfg
-            lab[name].run([PY, "-m", "services.core.launcher", "up", "--config",
-                           str(config_file(cfg)), "--services", ",".join(ENGINE_SERVICES)],
+            lab[name].run([PY, "-m", "engine.launcher", "up", "--config",
+                           str(config_file(cfg)), "--services", ",".join(services)],
                           check=True)
         image = busybox_ref.replace(registry.host, counter.host)
         across = Across(lab, pki, base, image, pki.issue("client-d", ips=[]), cfg_a,
@@ -270,13 +302,13 @@ def test_a_client_may_not_call_the_shim_directly(across: Across) -> None:
     """client-d holds a valid certificate, but only gateways may drive a shim."""
     script = (
         "import sys\n"
-        "from muelle.runtime.v1 import runtime_pb2, runtime_pb2_grpc\n"
+        "from muelle.shim.v1 import shim_pb2, shim_pb2_grpc\n"
         "from services.core.client import connect\n"
-        "from services.core.errors import PermissionDenied\n"
+        "from vocab.errors import PermissionDenied\n"
         "from services.core.tls import TlsFiles\n"
-        "stub = connect(sys.argv[1], runtime_pb2_grpc.RuntimeStub, 'shim', TlsFiles(*sys.argv[2:5]))\n"  # noqa: E501
+        "stub = connect(sys.argv[1], shim_pb2_grpc.ShimStub, 'shim', TlsFiles(*sys.argv[2:5]))\n"  # noqa: E501
         "try:\n"
-        "    stub.List(runtime_pb2.ListRequest())\n"
+        "    stub.List(shim_pb2.ListRequest())\n"
         "except PermissionDenied as exc:\n"
         "    print(exc); sys.exit(3)\n")
     c = across.client
@@ -414,3 +446,183 @@ def test_a_pull_cut_off_from_the_registry_host_fails_then_resumes(
     received = _rx_bytes(c) - before
     # The rest of the layer and some overhead, not the whole layer again.
     assert received < BIG - kept + 2 * 1024 * 1024, (received, kept)
+
+
+def test_the_docker_cli_over_tls_from_another_host(across: Across) -> None:
+    """D's docker CLI with DOCKER_HOST=tcp://B:2376 DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH:
+    version, run --rm, ps; the Docker API reaches B's gateway as dockerapi-b, D as
+    client-d. (B's config names its address alone: 2376 is the default TLS port.)"""
+    version = across.docker("version", "--format", "{{.Server.APIVersion}}")
+    assert version.stdout.strip() == "1.41", version
+    ran = across.docker("run", "--rm", "--network", "none", across.image,
+                        "echo", "hello-from-d")
+    assert ran.stdout == "hello-from-d\n", (ran.returncode, ran.stdout, ran.stderr)
+    listed = across.docker("ps", "-a", "--format", "{{.ID}} {{.Image}}")
+    assert across.image not in listed.stdout, listed.stdout  # --rm removed it
+    assert '"identity": "client-d"' in across.log(across.cfg_b, "dockerapi")
+    assert '"identity": "dockerapi-b"' in across.log(across.cfg_b, "gateway")
+
+
+def test_the_docker_cli_refuses_other_cas_and_names_identities_not_allowed(
+        across: Across, tmp_path: Path) -> None:
+    before = _containers(across)
+    other = Pki(tmp_path, "other").issue("client-d", ips=[])
+    # The CA's files with another CA's certificate and key: the handshake fails.
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    for name, source in (("ca.pem", across.client.ca), ("cert.pem", other.cert),
+                         ("key.pem", other.key)):
+        shutil.copy(source, foreign / name)
+    refused = across.docker("run", "--rm", "--network", "none", across.image, "true",
+                            files=TlsFiles.from_dir(foreign), check=False)
+    assert refused.returncode != 0, refused
+    assert "certificate" in refused.stderr.lower(), refused.stderr
+    mallory = across.pki.issue("mallory", ips=[])
+    refused = across.docker("run", "--rm", "--network", "none", across.image, "true",
+                            files=mallory, check=False)
+    assert refused.returncode != 0, refused
+    assert "identity 'mallory' is not allowed to call dockerapi" in refused.stderr, \
+        refused.stderr
+    assert _containers(across) == before
+
+
+# docker-py on D, configured only by Docker's variables (docker.from_env()).
+DOCKER_PY = """
+import sys, docker
+client = docker.from_env(version="1.41")
+try:
+    out = client.containers.run(sys.argv[1], ["echo", "hello-py"], remove=True,
+                                network_mode="none")
+    print(client.version()["ApiVersion"], out.decode().strip(),
+          len(client.containers.list(all=True)))
+except docker.errors.APIError as exc:
+    print(exc.response.status_code, exc.explanation); sys.exit(3)
+"""
+
+
+def test_docker_py_over_tls_from_another_host(across: Across) -> None:
+    before = _containers(across)
+    d = across.lab["d"]
+    ok = d.run([PY, "-c", DOCKER_PY, across.image], env=across.docker_env(), check=True)
+    assert ok.stdout.split()[:2] == ["1.41", "hello-py"], ok
+    refused = d.run([PY, "-c", DOCKER_PY, across.image],
+                    env=across.docker_env(across.pki.issue("mallory", ips=[])))
+    assert refused.returncode == 3, refused
+    assert refused.stdout.startswith("403 ") and "'mallory'" in refused.stdout, refused
+    assert _containers(across) == before
+
+
+def test_compose_over_tls_from_another_host(across: Across, tmp_path: Path) -> None:
+    """docker-compose 1.x on D with Docker's variables: up -d, ps, down, on the project's
+    own network (compose creates it with its labels and finds it by them)."""
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "docker-compose.yml").write_text(
+        'version: "2.4"\nservices:\n  sleeper:\n'
+        f'    image: "{across.image}"\n    command: ["sleep", "300"]\n')
+    env = across.docker_env()
+    d = across.lab["d"]
+
+    def compose(*args: str) -> subprocess.CompletedProcess[str]:
+        return d.run([COMPOSE, "--project-directory", str(project), "-p", "acrossd",
+                      "-f", str(project / "docker-compose.yml"), *args], env=env,
+                     check=True, timeout=180)
+
+    try:
+        compose("up", "-d")
+        ps = compose("ps")
+        assert "acrossd_sleeper_1" in ps.stdout and "Up" in ps.stdout, ps.stdout
+        running = across.docker("ps", "--format", "{{.Names}}").stdout.split()
+        assert "acrossd_sleeper_1" in running, running
+        networks = across.docker("network", "ls", "--format", "{{.Name}}").stdout.split()
+        assert "acrossd_default" in networks, networks
+    finally:
+        down = d.run([COMPOSE, "--project-directory", str(project), "-p", "acrossd",
+                      "-f", str(project / "docker-compose.yml"), "down", "-t", "1"],
+                     env=env, timeout=180)
+    assert down.returncode == 0, down
+    assert "acrossd" not in across.docker("ps", "-a", "--format", "{{.Names}}").stdout
+    assert "acrossd" not in across.docker("network", "ls", "--format", "{{.Name}}").stdout
+
+
+# Asks each address's Version service over mutual TLS, as client-d (Version answers any
+# certificate of the CA, as health): "component release service,service,..." per line.
+ASK_VERSIONS = """
+import sys
+from vocab.channel import TlsFiles, channel
+from vocab.versioning import ask
+tls = TlsFiles(*sys.argv[1:4])
+for address in sys.argv[4:]:
+    with channel(address, tls) as ch:
+        reply = ask(ch, timeout=10)
+        print(reply.component, reply.version, ",".join(reply.services))
+"""
+
+
+def test_every_service_reports_its_contract_versions_across_hosts(across: Across) -> None:
+    """The Version service of the registry service on A and of B's image store, shim and
+    gateway, asked from D: each names itself and the contract its peers need of it (the
+    names from the generated stubs the callers use)."""
+    from muelle.engine.v1 import engine_pb2_grpc
+
+    from services.core.client import Contract
+    from services.gateway.main import PEERS
+    from vocab.version import VERSION
+
+    stubs = {**PEERS, "gateway": engine_pb2_grpc.EngineStub}
+    hosts = {"registry": across.lab["a"], "imagestore": across.lab["b"],
+             "shim": across.lab["b"], "gateway": across.lab["b"]}
+    addresses = [f"tcp://{hosts[n].ip}:{PORTS[n]}" for n in stubs]
+    c = across.client
+    out = across.lab["d"].run([PY, "-c", ASK_VERSIONS, c.ca, c.cert, c.key, *addresses],
+                              check=True).stdout.splitlines()
+    for line, (name, stub) in zip(out, stubs.items(), strict=True):
+        component, release, services = line.split()
+        contract = Contract.of(stub, name, "")
+        assert contract is not None
+        assert (component, release) == (name, VERSION)
+        assert contract.name in services.split(","), line
+        assert "muelle.version.v1.Version" in services.split(",")
+    version = across.cli("version").stdout
+    for name in PEERS:  # the engine's Version shows each neighbour's own release
+        assert f"{name + ':':<12} {VERSION} (serving)" in version, version
+
+
+def test_the_muelle_cli_takes_dockers_tls_flags_and_cert_path(across: Across) -> None:
+    """D's muelle CLI with Docker's spellings: --tlsverify --tlscacert --tlscert --tlskey
+    and -H, or MUELLE_TLS_VERIFY with MUELLE_CERT_PATH (ca.pem, cert.pem, key.pem)."""
+    c, gateway = across.client, f"tcp://{across.lab['b'].ip}:{PORTS['gateway']}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MUELLE_", "DOCKER_"))}
+    flags = across.lab["d"].run(
+        [CLI, "--tlsverify", "--tlscacert", c.ca, "--tlscert", c.cert, "--tlskey", c.key,
+         "-H", gateway, "run", "--rm", "--network", "none", across.image, "echo", "flags"],
+        env=env, check=True)
+    assert flags.stdout == "flags\n"
+    env.update(MUELLE_HOST=gateway, MUELLE_TLS_VERIFY="1",
+               MUELLE_CERT_PATH=str(Path(c.cert).parent))
+    listed = across.lab["d"].run([CLI, "version"], env=env, check=True)
+    assert "gateway:" in listed.stdout
+
+
+NODE_DIR = Path(__file__).resolve().parents[2] / "clients" / "node"
+
+
+def test_the_node_client_runs_a_container_from_another_host(across: Across) -> None:
+    """D's Node.js client (clients/node, @grpc/grpc-js over mutual TLS) runs a container on
+    B: the container's output and exit code come back; mallory's certificate is refused."""
+    node = shutil.which("node")
+    assert node, "node is needed (apt-get install nodejs)"
+    assert (NODE_DIR / "node_modules" / "@grpc" / "grpc-js").is_dir(), \
+        "clients/node has no node_modules: run `make node` (make test does)"
+    c, gateway = across.client, f"tcp://{across.lab['b'].ip}:{PORTS['gateway']}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MUELLE_", "DOCKER_"))}
+    env.update(MUELLE_HOST=gateway, MUELLE_CERT_PATH=str(Path(c.cert).parent))
+    example = str(NODE_DIR / "example.js")
+    ran = across.lab["d"].run([node, example, across.image, "sh", "-c",
+                               "echo from-node-on-d; exit 7"], env=env)
+    assert (ran.returncode, ran.stdout) == (7, "from-node-on-d\n"), ran
+    env["MUELLE_CERT_PATH"] = str(Path(across.pki.issue("mallory", ips=[],
+                                                        kind="client").cert).parent)
+    refused = across.lab["d"].run([node, example, across.image, "true"], env=env)
+    assert refused.returncode != 0
+    assert "mallory" in refused.stderr + refused.stdout, refused

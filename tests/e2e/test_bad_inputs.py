@@ -11,8 +11,8 @@ from muelle.engine.v1 import engine_pb2
 from muelle.types.v1 import types_pb2
 
 from clients.sdk.client import Client
-from services.core.errors import InvalidArgument
 from tests.support.engine import Engine
+from vocab.errors import InvalidArgument
 
 MANY_PORTS = [types_pb2.NetworkPort(container_port=1 + i, host_port=20000 + i)
               for i in range(1025)]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from services.core import launcher
+from engine import launcher
 from tests.support.engine import CLI, Engine
 
 pytestmark = pytest.mark.root

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from services.core import launcher
+from engine import launcher
 from tests.support.engine import Engine
 
 pytestmark = pytest.mark.root
@@ -39,7 +39,7 @@ def test_one_process_serves_all_four_sockets(combined: Engine) -> None:
     assert len(set(pids.values())) == 1 and None not in pids.values()
     pid = next(iter(pids.values()))
     assert pid is not None
-    assert "services.core.combined" in Path(f"/proc/{pid}/cmdline").read_text()
+    assert "engine.combined" in Path(f"/proc/{pid}/cmdline").read_text()
     for name in launcher.ORDER:
         assert launcher.healthy(combined.cfg.address(name)), name
     listening = {line.split()[-1] for line in Path("/proc/net/unix").read_text().splitlines()
@@ -71,7 +71,7 @@ def test_stopping_stops_every_service(busybox_ref: str) -> None:
 
 
 def test_an_unknown_service_is_one_error_line() -> None:
-    proc = subprocess.run([sys.executable, "-m", "services.core.combined", "--services",
+    proc = subprocess.run([sys.executable, "-m", "engine.combined", "--services",
                            "gateway,nope"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert proc.stderr.strip() == ("muelle-engine: --services: unknown service nope; "

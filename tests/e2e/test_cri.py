@@ -7,6 +7,7 @@ the busybox test image is the pod's infra image too (its `sleep` holds the pod's
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
@@ -18,7 +19,7 @@ import grpc
 import pytest
 from k8s.cri.v1 import api_pb2, api_pb2_grpc
 
-from services.core import launcher
+from engine import launcher
 from tests.support import spdy_client
 from tests.support.engine import Engine
 
@@ -264,7 +265,7 @@ def test_bad_requests_get_clear_errors(cri: Cri, image: str, tmp_path: Path) -> 
     assert code == grpc.StatusCode.NOT_FOUND
     code, msg = code_of(lambda: cri.rt.UpdateContainerResources(
         api_pb2.UpdateContainerResourcesRequest(container_id="x")))
-    assert code == grpc.StatusCode.UNIMPLEMENTED and "UpdateContainerResources" in msg
+    assert code == grpc.StatusCode.NOT_FOUND and "'x'" in msg
     code, msg = code_of(lambda: cri.rt.Exec(api_pb2.ExecRequest(container_id="f" * 64,
                                                                 cmd=["sh"], stdout=True)))
     assert code == grpc.StatusCode.NOT_FOUND
@@ -320,6 +321,14 @@ def test_container_stats(cri: Cri, image: str, tmp_path: Path) -> None:
     listed_pods = cri.rt.ListPodSandboxStats(api_pb2.ListPodSandboxStatsRequest(
         filter=api_pb2.PodSandboxStatsFilter(id=sid))).stats
     assert [p.attributes.id for p in listed_pods] == [sid]
+    # The writable layer: what the container wrote, on the image store's filesystem.
+    exec_sync(cri, busy, "dd", "if=/dev/zero", "of=/written", "bs=1024", "count=2048")
+    layer = cri.rt.ContainerStats(api_pb2.ContainerStatsRequest(
+        container_id=busy)).stats.writable_layer
+    assert layer.used_bytes.value >= 2048 * 1024 and layer.timestamp > 0
+    assert layer.fs_id.mountpoint
+    idle_layer = [s for s in listed if s.attributes.id == idle][0].writable_layer
+    assert idle_layer.HasField("used_bytes")  # a container that never ran has one too
     cri.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sid))
 
 
@@ -508,3 +517,250 @@ def test_streaming_exec_attach_and_port_forward(cri: Cri, image: str, tmp_path: 
         container_id=web, cmd=["true"], tty=True, stderr=True)))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     cri.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sid))
+
+
+def _cgroup_value(cri: Cri, cid: str, v1_file: str, v2_file: str) -> str:
+    """A limit as the container's own cgroup shows it (read from inside, where the cgroup
+    filesystem is the container's)."""
+    return exec_sync(cri, cid, "sh", "-c", f"cat /sys/fs/cgroup/{v2_file} 2>/dev/null || "
+                     f"cat /sys/fs/cgroup/{v1_file}").stdout.decode().strip()
+
+
+def test_update_container_resources_changes_the_live_cgroup(cri: Cri, image: str,
+                                                            tmp_path: Path) -> None:
+    sid, pod = run_pod(cri, "resize", tmp_path)
+    cid = container(cri, sid, pod, "app", image, ["sleep", "1000"])
+    mib = 1024 * 1024
+    cri.rt.UpdateContainerResources(api_pb2.UpdateContainerResourcesRequest(
+        container_id=cid, linux=api_pb2.LinuxContainerResources(
+            memory_limit_in_bytes=64 * mib, cpu_period=100000, cpu_quota=50000,
+            cpu_shares=512)))
+    if Path("/sys/fs/cgroup/cgroup.controllers").exists():  # cgroup v2
+        assert _cgroup_value(cri, cid, "", "memory.max") == str(64 * mib)
+        assert _cgroup_value(cri, cid, "", "cpu.max") == "50000 100000"
+    else:
+        assert _cgroup_value(cri, cid, "memory/memory.limit_in_bytes", "-") == str(64 * mib)
+        assert _cgroup_value(cri, cid, "cpu/cpu.cfs_quota_us", "-") == "50000"
+        assert _cgroup_value(cri, cid, "cpu/cpu.shares", "-") == "512"
+    # Raised past the old memory+swap (128 MiB): still applies (v1 writes swap first).
+    cri.rt.UpdateContainerResources(api_pb2.UpdateContainerResourcesRequest(
+        container_id=cid, linux=api_pb2.LinuxContainerResources(
+            memory_limit_in_bytes=256 * mib)))
+    assert _cgroup_value(cri, cid, "memory/memory.limit_in_bytes", "memory.max") \
+        == str(256 * mib)
+    # Refused values change nothing and say why.
+    code, message = code_of(lambda: cri.rt.UpdateContainerResources(
+        api_pb2.UpdateContainerResourcesRequest(container_id=cid, linux=(
+            api_pb2.LinuxContainerResources(memory_limit_in_bytes=1024)))))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "6MB" in message
+    assert _cgroup_value(cri, cid, "memory/memory.limit_in_bytes", "memory.max") \
+        == str(256 * mib)
+    code, _ = code_of(lambda: cri.rt.UpdateContainerResources(
+        api_pb2.UpdateContainerResourcesRequest(container_id="0" * 64)))
+    assert code == grpc.StatusCode.NOT_FOUND
+    cri.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sid))
+
+
+def test_container_events_stream_the_lifecycle(cri: Cri, image: str, tmp_path: Path) -> None:
+    """GetContainerEvents as the kubelet's evented PLEG reads it: created, started,
+    stopped (by CRI and by the process exiting on its own) and deleted, for containers and
+    their sandbox, with the pod's statuses, pushed as they happen."""
+    import queue
+    import threading
+
+    call: Any = cri.rt.GetContainerEvents(api_pb2.GetEventsRequest())
+    call.initial_metadata()  # subscribed: what follows reaches this stream
+    seen: queue.Queue[api_pb2.ContainerEventResponse] = queue.Queue()
+
+    def read() -> None:
+        with contextlib.suppress(grpc.RpcError):  # cancelled at the end
+            for event in call:
+                seen.put(event)
+
+    threading.Thread(target=read, daemon=True).start()
+    got: list[tuple[str, int]] = []
+
+    def expect(cid: str, kind: api_pb2.ContainerEventType.ValueType
+               ) -> api_pb2.ContainerEventResponse:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                event = seen.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            got.append((event.container_id, event.container_event_type))
+            if (event.container_id, event.container_event_type) == (cid, kind):
+                return event
+        raise AssertionError(f"no {api_pb2.ContainerEventType.Name(kind)} for {cid[:12]}; "
+                             f"got {got}")
+
+    sid, pod = run_pod(cri, "events", tmp_path)
+    expect(sid, api_pb2.CONTAINER_CREATED_EVENT)
+    expect(sid, api_pb2.CONTAINER_STARTED_EVENT)
+    quick = container(cri, sid, pod, "quick", image, ["sh", "-c", "exit 3"], start=False)
+    created = expect(quick, api_pb2.CONTAINER_CREATED_EVENT)
+    assert created.pod_sandbox_status.id == sid
+    assert quick in [c.id for c in created.containers_statuses]
+    cri.rt.StartContainer(api_pb2.StartContainerRequest(container_id=quick))
+    expect(quick, api_pb2.CONTAINER_STARTED_EVENT)
+    stopped = expect(quick, api_pb2.CONTAINER_STOPPED_EVENT)  # exited by itself
+    mine = [c for c in stopped.containers_statuses if c.id == quick]
+    assert mine and mine[0].state == api_pb2.CONTAINER_EXITED and mine[0].exit_code == 3
+    slow = container(cri, sid, pod, "slow", image, ["sleep", "1000"])
+    expect(slow, api_pb2.CONTAINER_STARTED_EVENT)
+    cri.rt.StopContainer(api_pb2.StopContainerRequest(container_id=slow, timeout=0))
+    expect(slow, api_pb2.CONTAINER_STOPPED_EVENT)
+    cri.rt.RemoveContainer(api_pb2.RemoveContainerRequest(container_id=slow))
+    expect(slow, api_pb2.CONTAINER_DELETED_EVENT)
+    cri.rt.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=sid))
+    expect(sid, api_pb2.CONTAINER_STOPPED_EVENT)
+    cri.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sid))
+    expect(quick, api_pb2.CONTAINER_DELETED_EVENT)
+    expect(sid, api_pb2.CONTAINER_DELETED_EVENT)
+    call.cancel()
+
+
+def test_checkpoint_and_metrics_answer_as_containerd(cri: Cri) -> None:
+    code, message = code_of(lambda: cri.rt.CheckpointContainer(
+        api_pb2.CheckpointContainerRequest(container_id="x")))
+    assert code == grpc.StatusCode.UNIMPLEMENTED and "checkpoint" in message
+    # containerd 1.6's CRI has no metrics methods: UNIMPLEMENTED, which the kubelet
+    # takes as "no CRI metrics".
+    for call in (lambda: cri.rt.ListMetricDescriptors(api_pb2.ListMetricDescriptorsRequest()),
+                 lambda: cri.rt.ListPodSandboxMetrics(api_pb2.ListPodSandboxMetricsRequest())):
+        code, message = code_of(call)
+        assert code == grpc.StatusCode.UNIMPLEMENTED and "ListPodSandboxStats" in message
+
+
+def test_pull_image_with_auth_config(cri: Cri, cri_engine: Engine, busybox_layout: Path,
+                                     tmp_path: Path) -> None:
+    """The kubelet's image pull secrets: credentials for one pull, never stored."""
+    import base64
+
+    from tests.support.registry import LocalRegistry, htpasswd_line
+
+    user, password = "kubelet", "pull-s3cret"
+    htpasswd = tmp_path / "htpasswd"
+    htpasswd.write_text(htpasswd_line(user, password))
+    extra = f"auth:\n  htpasswd:\n    realm: muelle-cri\n    path: {htpasswd}\n"
+    with LocalRegistry(tmp_path / "auth", extra_config=extra) as reg:
+        ref = f"{reg.host}/private/busybox:1"
+        subprocess.run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false",
+                        f"--dest-creds={user}:{password}", f"oci:{busybox_layout}:1",
+                        f"docker://{ref}"], check=True, capture_output=True)
+
+        def pull(auth: api_pb2.AuthConfig | None) -> str:
+            return cri.img.PullImage(api_pb2.PullImageRequest(
+                image=api_pb2.ImageSpec(image=ref), auth=auth)).image_ref
+
+        code, message = code_of(lambda: pull(None))
+        assert code == grpc.StatusCode.UNAUTHENTICATED and "unauthorized" in message.lower()
+        code, _ = code_of(lambda: pull(api_pb2.AuthConfig(username=user, password="wrong")))
+        assert code == grpc.StatusCode.UNAUTHENTICATED
+        # Credentials named for another registry are not sent to this one (containerd).
+        code, _ = code_of(lambda: pull(api_pb2.AuthConfig(
+            username=user, password=password, server_address="elsewhere.example:5000")))
+        assert code == grpc.StatusCode.UNAUTHENTICATED
+        image_id = pull(api_pb2.AuthConfig(username=user, password=password,
+                                           server_address=reg.host))
+        assert image_id.startswith("sha256:")
+        assert ref in cri.img.ImageStatus(api_pb2.ImageStatusRequest(
+            image=api_pb2.ImageSpec(image=ref))).image.repo_tags
+        cri.img.RemoveImage(api_pb2.RemoveImageRequest(image=api_pb2.ImageSpec(image=ref)))
+        # A docker config.json's "auth" (base64 of user:password) works the same.
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        assert pull(api_pb2.AuthConfig(auth=token)) == image_id
+        # Used for those pulls only: nothing stored for later ones, no login recorded.
+        assert not (cri_engine.root / "registry" / "config.json").exists()
+        cri.img.RemoveImage(api_pb2.RemoveImageRequest(image=api_pb2.ImageSpec(image=ref)))
+        code, _ = code_of(lambda: pull(None))
+        assert code == grpc.StatusCode.UNAUTHENTICATED
+        code, message = code_of(lambda: pull(api_pb2.AuthConfig(auth="not base64!")))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "base64" in message
+
+
+def test_runtime_handlers_pick_the_pods_runtime(cri: Cri, cri_engine: Engine, image: str,
+                                                tmp_path: Path) -> None:
+    """RuntimeClass: the pod's handler runs its infra container and its containers with
+    that runtime; an unknown handler is refused with containerd's words."""
+    import json
+
+    names = [h.name for h in cri.rt.Status(api_pb2.StatusRequest()).runtime_handlers]
+    assert names[0] == "" and {"runc", "crun", "muelle-runtime"} <= set(names)
+    config = pod_config("handled", tmp_path)
+    sid = cri.rt.RunPodSandbox(api_pb2.RunPodSandboxRequest(
+        config=config, runtime_handler="runc")).pod_sandbox_id
+    cid = container(cri, sid, config, "app", image, ["sleep", "1000"])
+    assert exec_sync(cri, cid, "true").exit_code == 0
+    for obj in (sid, cid):
+        detail = json.loads(cri_engine.cli("inspect", obj).stdout)[0]
+        assert detail["HostConfig"]["Runtime"] == "runc", detail["HostConfig"]
+    status = cri.rt.PodSandboxStatus(api_pb2.PodSandboxStatusRequest(pod_sandbox_id=sid))
+    assert status.status.runtime_handler == "runc"
+    listed = cri.rt.ListPodSandbox(api_pb2.ListPodSandboxRequest(
+        filter=api_pb2.PodSandboxFilter(id=sid))).items
+    assert [p.runtime_handler for p in listed] == ["runc"]
+    cri.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sid))
+    code, message = code_of(lambda: cri.rt.RunPodSandbox(api_pb2.RunPodSandboxRequest(
+        config=pod_config("unhandled", tmp_path), runtime_handler="nosuch")))
+    assert code == grpc.StatusCode.NOT_FOUND and "no runtime for 'nosuch'" in message
+
+
+def _remove_cgroup_tree(top: str) -> None:
+    """Remove the cgroup directories under /sys/fs/cgroup[/<controller>]/<top> that a
+    pod's cgroup_parent made (deepest first), on v1 and v2."""
+    root = Path("/sys/fs/cgroup")
+    bases = [root] if (root / "cgroup.controllers").exists() else \
+        [d for d in root.iterdir() if d.is_dir() and not d.is_symlink()]
+    for base in bases:
+        tree = base / top
+        if tree.is_dir():
+            for d in sorted((p for p in tree.rglob("*") if p.is_dir()), key=lambda p: -len(
+                    p.parts)):
+                _rmdir_when_free(d)
+            _rmdir_when_free(tree)
+
+
+def _rmdir_when_free(d: Path) -> None:
+    """rmdir, waiting (bounded) while the shim's background delete empties the cgroup."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            d.rmdir()
+            return
+        except FileNotFoundError:
+            return  # its owner (the runtime) removed it meanwhile
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def test_pod_shares_hostname_and_cgroup_parent(cri: Cri, image: str,
+                                               tmp_path: Path) -> None:
+    """The pod's containers share its UTS namespace (hostname: one's sethostname is the
+    pod's) and live in the cgroup the kubelet names (linux.cgroup_parent)."""
+    top = f"muelle-cri-test-{os.getpid()}"
+    config = pod_config("sharing", tmp_path)
+    config.linux.cgroup_parent = f"/{top}/podsharing"
+    sid = ""
+    try:
+        sid = cri.rt.RunPodSandbox(api_pb2.RunPodSandboxRequest(config=config)).pod_sandbox_id
+        one = container(cri, sid, config, "one", image, ["sleep", "1000"])
+        two = container(cri, sid, config, "two", image, ["sleep", "1000"])
+
+        def ns(cid: str, kind: str) -> bytes:
+            return exec_sync(cri, cid, "readlink", f"/proc/self/ns/{kind}").stdout
+
+        assert ns(one, "uts") == ns(two, "uts")
+        assert exec_sync(cri, one, "hostname").stdout.strip() == b"sharing-host"
+        # The infra container and every container are under the cgroup parent.
+        root = Path("/sys/fs/cgroup")
+        base = root if (root / "cgroup.controllers").exists() else root / "pids"
+        for cid in (sid, one, two):
+            procs = (base / top / "podsharing" / cid / "cgroup.procs").read_text()
+            assert procs.split(), f"no process of {cid[:12]} in its cgroup"
+    finally:
+        if sid:
+            cri.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sid))
+        _remove_cgroup_tree(top)

@@ -55,8 +55,7 @@ def test_a_client_that_leaves_a_silent_exec_kills_it(engine: Engine, image: str)
     import grpc
     from muelle.engine.v1 import engine_pb2, engine_pb2_grpc
 
-    from services.core.client import target
-
+    from vocab.channel import target
     cid = engine.cli("run", "-d", image, "sleep", "1000").stdout.strip()
     try:
         start = engine_pb2.ExecContainerStart(container=cid, cmd=["sleep", "4242"])

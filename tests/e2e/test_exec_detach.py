@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from services.core import launcher
+from engine import launcher
 from tests.support.engine import Engine, processes_mentioning
 
 pytestmark = pytest.mark.root

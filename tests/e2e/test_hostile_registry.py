@@ -20,16 +20,16 @@ from pathlib import Path
 import pytest
 
 from clients.sdk.client import Client
-from services.core.errors import (
+from tests.support.engine import CLI, Engine
+from tests.support.hostile_registry import TIB, HostileRegistry
+from tests.support.images import Entry, build_layout, busybox_layer
+from vocab.errors import (
     DataLoss,
     InvalidArgument,
     MuelleError,
     ResourceExhausted,
     Unavailable,
 )
-from tests.support.engine import CLI, Engine
-from tests.support.hostile_registry import TIB, HostileRegistry
-from tests.support.images import Entry, build_layout, busybox_layer
 
 pytestmark = pytest.mark.root
 

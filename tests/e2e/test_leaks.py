@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from services.core import launcher
+from engine import launcher
 from tests.support.engine import CLI, Engine, mounts_under, processes_mentioning
 
 pytestmark = pytest.mark.root

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from services.core import launcher
+from engine import launcher
 from tests.support.engine import Engine
 
 pytestmark = pytest.mark.root

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from services.core import launcher
+from engine import launcher
 from tests.support.engine import Engine
 
 SECRET = "hunter2-not-for-nobody"

@@ -68,7 +68,7 @@ def test_the_lean_client_speaks_tls_without_grpcio(tls_engine: tuple[Engine, Pki
     engine, pki = tls_engine
     script = ("import sys\n"
               "from clients.sdk.client import Client\n"
-              "from services.core.errors import PermissionDenied\n"
+              "from vocab.errors import PermissionDenied\n"
               "c = Client(lean=True)\n"
               "print(c.version().api_version, 'grpc' in sys.modules)\n"
               "c2 = Client(lean=True, environ={'MUELLE_HOST': c.host,\n"

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from services.core.platform import host_arch
 from tests.support.engine import Engine
 from tests.support.images import push_multi_platform
 from tests.support.registry import LocalRegistry
+from vocab.platform import host_arch
 
 pytestmark = pytest.mark.root
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from services.core import launcher
+from engine import launcher
 from tests.integration.registry.conftest import registry_service_with
 from tests.support.engine import CLI, Engine
 from tests.support.fake_registry import FakeRegistry

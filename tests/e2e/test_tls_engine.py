@@ -39,7 +39,7 @@ def test_a_tls_gateway_without_authz_refuses_to_start(tmp_path: Path,
     engine = Engine(extra_config=_tls_config(Pki(tmp_path), authz="[]"),
                     services=("gateway",), combined=combined)
     try:
-        module = "services.core.combined" if combined else "services.gateway.main"
+        module = "engine.combined" if combined else "services.gateway.main"
         argv = [sys.executable, "-m", module, "--config", str(engine.config_file)]
         if combined:
             argv += ["--services", "gateway"]

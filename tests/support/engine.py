@@ -18,8 +18,8 @@ import time
 import uuid
 from pathlib import Path
 
+from engine import launcher
 from services.core import config as configmod
-from services.core import launcher
 from tests.support import hostcheck, network
 
 VENV_BIN = Path(sys.executable).parent

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from services.core import launcher
+from engine import launcher
 from tests.bench.procs import comm
 from tests.support import network
 from tests.support.engine import Engine, cgroups_under, mounts_under, processes_mentioning

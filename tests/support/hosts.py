@@ -12,13 +12,14 @@ which takes their veths, bridge and addresses with them; it runs even when a tes
 from __future__ import annotations
 
 import contextlib
-import signal
 import subprocess
 import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
+
+from tests.support import processes
 
 NETNS_DIR = Path("/run/netns")
 # The namespaces reach nothing else, so any private /24 does; one no host route uses.
@@ -126,13 +127,7 @@ class Lab:
         """SIGTERM (then SIGKILL) what the hosts run through popen()."""
         for host in self.hosts.values():
             for proc in host.procs:
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGTERM)
-                    try:
-                        proc.wait(10)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-                        proc.wait()
+                processes.stop(proc)
 
     def close(self) -> None:
         self.stop_processes()

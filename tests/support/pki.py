@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from clients.certs import authority
-from services.core.tls import TlsFiles
+from vocab.channel import TlsFiles
 
 
 class Pki:

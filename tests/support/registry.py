@@ -11,6 +11,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.support import processes
+
 REGISTRY_BIN = "/usr/bin/docker-registry"
 
 
@@ -90,13 +92,8 @@ class LocalRegistry:
         raise RuntimeError("registry did not come up")
 
     def close(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc:
+            processes.stop(self.proc, grace=5)
 
     def __enter__(self) -> LocalRegistry:
         return self.start()

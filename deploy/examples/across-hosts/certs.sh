@@ -11,6 +11,7 @@ for host in b:10.0.0.2 c:10.0.0.3; do
   name=${host%%:*} ip=${host#*:}
   muelle-certs issue "$CA" "host-$name/gateway" --name "gateway-$name" --ip "$ip" --dns "$name.internal"
   muelle-certs issue "$CA" "host-$name/imagestore" --name "imagestore-$name" --ip "$ip"
+  muelle-certs issue "$CA" "host-$name/dockerapi" --name "dockerapi-$name" --ip "$ip" --dns "$name.internal"
 done
 # Host D: a person's client certificate (also for the docker CLI: DOCKER_CERT_PATH).
 muelle-certs issue "$CA" client-alice --name client-alice --kind client

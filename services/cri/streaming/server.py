@@ -24,9 +24,9 @@ from typing import Any
 
 from muelle.engine.v1 import engine_pb2, engine_pb2_grpc
 
-from services.core.errors import InvalidArgument, MuelleError
 from services.core.logging import get_logger
 from services.cri.streaming.spdy import Connection, Stream
+from vocab.errors import InvalidArgument, MuelleError
 
 TOKEN_TTL = 60.0
 STREAM_WAIT = 30.0  # how long the client may take to open its streams

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from services.core.errors import FailedPrecondition, InvalidArgument
+from vocab.errors import FailedPrecondition, InvalidArgument
 
 if TYPE_CHECKING:
     from threading import Thread
@@ -41,6 +41,9 @@ class Cgroup(Protocol):
 
     def freeze(self, frozen: bool) -> None:
         """Freeze (pause) or thaw every process of the cgroup; returns once done."""
+
+    def update(self, resources: dict[str, Any]) -> None:
+        """Write changed limits into the existing cgroup (`update` of a running one)."""
 
 
 def is_v2(root: Path = ROOT) -> bool:

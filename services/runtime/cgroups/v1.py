@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from services.core.errors import FailedPrecondition
 from services.runtime.cgroups import (
     prime_migration,
     read_pids,
@@ -16,6 +15,7 @@ from services.runtime.cgroups import (
     write_limit,
 )
 from services.runtime.log import get_logger
+from vocab.errors import FailedPrecondition
 
 CONTROLLERS = ("memory", "pids", "cpu", "cpuacct", "cpuset", "devices", "freezer", "blkio",
                "hugetlb", "net_cls", "net_prio")
@@ -57,6 +57,19 @@ class CgroupV1:
             else:
                 path.mkdir(parents=True, exist_ok=True)
         prime_migration(self.root)  # for the join that follows
+        self._limits(resources)
+
+    def update(self, resources: dict[str, Any]) -> None:
+        mem = resources.get("memory") or {}
+        memsw = self.where["memory"] / "memory.memsw.limit_in_bytes" \
+            if "memory" in self.where else None
+        if memsw is not None and memsw.exists() and mem.get("swap") is not None \
+                and mem.get("limit") is not None and mem["limit"] > 0:
+            # The kernel keeps memory+swap >= memory at every write: a limit that grows
+            # past the old memory+swap needs the new memory+swap written first.
+            current = int(memsw.read_text().strip() or 0)
+            if 0 < current < mem["limit"]:
+                self._set("memory", "memory.memsw.limit_in_bytes", mem["swap"])
         self._limits(resources)
 
     def _make_cpuset(self, path: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from services.core.errors import FailedPrecondition
 from services.runtime.cgroups import (
     prime_migration,
     read_pids,
@@ -15,6 +14,7 @@ from services.runtime.cgroups import (
     write_limit,
 )
 from services.runtime.log import get_logger
+from vocab.errors import FailedPrecondition
 
 WANTED = ("cpu", "cpuset", "io", "memory", "pids", "hugetlb")
 
@@ -45,6 +45,9 @@ class CgroupV2:
             current.mkdir(exist_ok=True)
         prime_migration(self.root)  # for the join that follows
         self._limits(resources)
+
+    def update(self, resources: dict[str, Any]) -> None:
+        self._limits(resources)  # v2 checks memory.max and memory.swap.max apart
 
     def _set(self, name: str, value: object) -> None:
         """Write a limit; one this host has no file for (its controller is missing or not

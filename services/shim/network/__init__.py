@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from muelle.runtime.v1 import runtime_pb2
+from muelle.shim.v1 import shim_pb2
 
 from services.shim.network.manager import Manager, Plan, Request
 from services.shim.network.ports import Port
@@ -19,7 +19,7 @@ __all__ = ["Manager", "Plan", "Request", "plan_config", "request_of"]
 NET_SYSCTLS = ("net.ipv4.ping_group_range", "net.ipv4.ip_unprivileged_port_start")
 
 
-def request_of(spec: runtime_pb2.ContainerSpec, hostname: str) -> Request:
+def request_of(spec: shim_pb2.ContainerSpec, hostname: str) -> Request:
     return Request(
         mode=spec.network_mode, hostname=hostname,
         ports=[Port(p.container_port, p.protocol or "tcp", p.host_ip, p.host_port)

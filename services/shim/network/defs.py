@@ -8,7 +8,7 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from services.core.errors import AlreadyExists, InvalidArgument, NotFound
+from vocab.errors import AlreadyExists, InvalidArgument, NotFound
 
 DEFAULT = "bridge"
 RESERVED = ("bridge", "host", "none", "default")

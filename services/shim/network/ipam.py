@@ -10,8 +10,8 @@ import ipaddress
 import json
 from pathlib import Path
 
-from services.core.errors import FailedPrecondition
 from services.shim.store import write_json
+from vocab.errors import FailedPrecondition
 
 
 class Pool:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import subprocess
 
-from services.core.errors import FailedPrecondition
+from vocab.errors import FailedPrecondition
 
 NAT, FILTER = "nat", "filter"
 DNAT_CHAIN, POST_CHAIN, FWD_CHAIN = "MUELLE", "MUELLE-POSTROUTING", "MUELLE-FORWARD"

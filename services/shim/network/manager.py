@@ -23,7 +23,6 @@ from typing import Any
 
 from services.core import modes
 from services.core.config import NetworkConfig
-from services.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from services.core.logging import get_logger
 from services.shim.background import Background, Done
 from services.shim.network import files, iptables, links, lock, netns, ports, rules, subnets
@@ -32,6 +31,7 @@ from services.shim.network.ipam import Pool
 from services.shim.network.ports import Port
 from services.shim.network.retire import Retiring
 from services.shim.store import write_json
+from vocab.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 
 INNER = "eth"  # interfaces inside: eth0, eth1, ...
 
@@ -337,7 +337,9 @@ class Manager:
             endpoint = {"network": net.name, "network_id": net.id, "bridge": net.bridge,
                         "ip": ip, "prefixlen": net.prefixlen, "gateway": net.gateway,
                         "veth": veth, "ifname": ifname,
-                        "aliases": list(state.get("aliases", [])) + list(aliases or [])}
+                        # once each: a reconnect (Compose) names the container's own again
+                        "aliases": list(dict.fromkeys([*state.get("aliases", []),
+                                                       *(aliases or [])]))}
             state["endpoints"][net.name] = endpoint
             _write_json(self._state_file(cid), state)  # recorded first: down() undoes it
             self.retiring.settle(veth)  # the same container's last run may be deleting it
@@ -406,7 +408,12 @@ class Manager:
         if not netns.is_pinned(path):
             raise FailedPrecondition(f"container {cid[:12]} is not running")
         net = self.find(name)
-        self._attach(cid, state, net.name, path, primary=False, aliases=aliases)
+        # With no network left (Compose disconnects a created container from its network
+        # and connects it again, with aliases), this one is the primary: the default route
+        # and the published ports go with it, as with dockerd, where a created container's
+        # endpoints are only configuration until it starts.
+        primary = not state.get("endpoints")
+        self._attach(cid, state, net.name, path, primary=primary, aliases=aliases)
 
     def disconnect(self, cid: str, name: str) -> None:
         state = self.read(cid)

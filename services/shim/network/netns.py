@@ -10,8 +10,9 @@ import contextlib
 import os
 import threading
 
-from services.core.errors import FailedPrecondition
 from services.runtime.api import linux
+from services.shim import pinned
+from vocab.errors import FailedPrecondition
 
 
 def create(path: str, userns: str = "") -> None:
@@ -48,19 +49,6 @@ def create(path: str, userns: str = "") -> None:
         raise FailedPrecondition(f"cannot create a network namespace: {error[0]}")
 
 
-def is_pinned(path: str) -> bool:
-    """Whether ``path`` is a mounted namespace file (nsfs)."""
-    try:
-        with open("/proc/self/mountinfo") as f:
-            return any(line.split()[4] == path for line in f)
-    except OSError:
-        return False
-
-
-def remove(path: str) -> None:
-    """Unpin and delete; the namespace (and its veth ends) go with its last user."""
-    if is_pinned(path):
-        with contextlib.suppress(OSError):  # raced with another unpin
-            linux.umount2(path, linux.MNT_DETACH)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
+# Kept under their old names: the network code's callers use them.
+is_pinned = pinned.is_pinned
+remove = pinned.unpin

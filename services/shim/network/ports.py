@@ -7,8 +7,8 @@ import re
 import socket
 from dataclasses import asdict, dataclass
 
-from services.core.errors import FailedPrecondition, InvalidArgument
 from services.shim.network import iptables
+from vocab.errors import FailedPrecondition, InvalidArgument
 
 
 @dataclass(frozen=True)

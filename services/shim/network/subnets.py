@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from pyroute2 import IPRoute
 
-from services.core.errors import FailedPrecondition
+from vocab.errors import FailedPrecondition
 
 Net = ipaddress.IPv4Network | ipaddress.IPv6Network
 # Like podman: 10.88.0.0/16 then 10.89.0.0/16..., one /24 per network.

@@ -13,9 +13,9 @@ import textwrap
 import pytest
 
 from clients.sdk.client import Client
-from services.core import launcher
-from services.core.errors import Unavailable
+from engine import launcher
 from tests.support.engine import Engine
+from vocab.errors import Unavailable
 
 pytestmark = pytest.mark.root
 
@@ -26,7 +26,7 @@ NON_REAPING_INIT = textwrap.dedent("""
     import ctypes, os, signal, subprocess, sys, time
     ctypes.CDLL(None).prctl(36, 1)  # PR_SET_CHILD_SUBREAPER
     config = sys.argv[1]
-    up = [sys.executable, "-m", "services.core.launcher", "up", "--config", config]
+    up = [sys.executable, "-m", "engine.launcher", "up", "--config", config]
     first = subprocess.run(up, capture_output=True, text=True, timeout=120)
     if first.returncode != 0:
         print("first up failed:", first.stderr); sys.exit(2)
@@ -41,7 +41,7 @@ NON_REAPING_INIT = textwrap.dedent("""
         print("the shim did not become a zombie"); sys.exit(2)
     again = subprocess.run(up, capture_output=True, text=True, timeout=120)
     print(again.stdout, again.stderr)
-    down = [sys.executable, "-m", "services.core.launcher", "down", "--config", config]
+    down = [sys.executable, "-m", "engine.launcher", "down", "--config", config]
     subprocess.run(down, capture_output=True, timeout=120)
     while True:  # now reap everything, zombies included
         try:

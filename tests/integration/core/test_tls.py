@@ -19,17 +19,17 @@ import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from clients.certs import authority
-from services.core import errors, server
-from services.core.client import channel
+from services.core import server
 from services.core.tls import (
     Authorizer,
-    TlsFiles,
     identity_of_peercert,
     listen_mode,
     server_ssl_context,
 )
 from tests.support.pki import Pki
 from tests.support.registry import free_port
+from vocab import errors
+from vocab.channel import TlsFiles, channel
 
 
 class Echo:
@@ -218,7 +218,6 @@ def test_the_ssl_context_helper_checks_client_certificates(pki: Pki, tmp_path: P
 
 def test_listener_security_decides_once_and_admits_by_identity(pki: Pki) -> None:
     from services.core.tls import listener_security
-
     files = pki.issue("dockerapi-b")
     sec = listener_security("dockerapi", "tcp://127.0.0.1:2376", files, ["client-*"])
     assert sec.mode == "tls" and sec.ssl is not None
@@ -261,7 +260,6 @@ def test_a_peer_serving_another_contract_version_is_refused_at_connect(
     from muelle.images.v1 import images_pb2, images_pb2_grpc
 
     from services.core.client import connect
-
     sock = f"unix://{tmp_path}/peer.sock"
     running = server.start("imagestore", sock, lambda s: None, ["muelle.images.v2.Images"])
     try:
@@ -286,7 +284,6 @@ def test_a_renewed_client_certificate_is_used_without_a_restart(pki: Pki) -> Non
     from muelle.registry.v1 import registry_pb2, registry_pb2_grpc
 
     from services.core.client import _Connection, connect
-
     def register(srv: grpc.Server) -> None:  # answers ParseReference with an empty reply
         srv.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
             "muelle.registry.v1.Registry",
@@ -321,8 +318,7 @@ def test_asyncio_callers_get_the_same_mutual_tls(
     """aio_channel: what the Docker API uses to reach a gateway on TCP."""
     import asyncio
 
-    from services.core.client import aio_channel
-
+    from vocab.channel import aio_channel
     address, echo, _ = echo_server
 
     async def call(files: TlsFiles) -> bytes:

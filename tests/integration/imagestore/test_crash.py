@@ -25,12 +25,12 @@ import pytest
 from muelle.images.v1 import images_pb2, images_pb2_grpc
 from muelle.registry.v1 import registry_pb2, registry_pb2_grpc
 
-from services.core import errors
+from engine.launcher import healthy
 from services.core.client import connect
-from services.core.launcher import healthy
 from services.core.server import ErrorInterceptor
 from tests.support.images import Entry, Layer, build_layout, busybox_layer
 from tests.unit.imagestore.fakes import LayoutRegistry
+from vocab import errors
 
 pytestmark = pytest.mark.root
 

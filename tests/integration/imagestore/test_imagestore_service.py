@@ -21,12 +21,12 @@ from pathlib import Path
 import pytest
 from muelle.images.v1 import images_pb2, images_pb2_grpc
 
-from services.core import errors
+from engine.launcher import healthy
 from services.core.client import connect
-from services.core.launcher import healthy
 from tests.support.images import push_layout
 from tests.support.registry import LocalRegistry
 from tests.unit.imagestore.fakes import build_two_layer
+from vocab import errors
 
 pytestmark = pytest.mark.root
 

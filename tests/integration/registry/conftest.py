@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from muelle.registry.v1 import registry_pb2_grpc
 
+from engine.launcher import healthy
 from services.core.client import connect
-from services.core.launcher import healthy
 from tests.support.images import push_multi_platform
 from tests.support.registry import LocalRegistry, free_port
 

@@ -10,11 +10,11 @@ import os
 import httpx
 import pytest
 
-from services.core.errors import DataLoss
 from services.registry.descriptors import Descriptor
 from services.registry.http import RegistryHTTP
 from services.registry.push import Pusher
 from tests.support.registry import LocalRegistry
+from vocab.errors import DataLoss
 
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"

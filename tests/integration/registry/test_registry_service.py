@@ -10,9 +10,9 @@ import pytest
 from muelle.registry.v1 import registry_pb2, registry_pb2_grpc
 from muelle.types.v1 import types_pb2
 
-from services.core.errors import DataLoss, InvalidArgument, NotFound, Unavailable
 from tests.support.fake_registry import FakeRegistry
 from tests.support.registry import free_port
+from vocab.errors import DataLoss, InvalidArgument, NotFound, Unavailable
 
 Stub = registry_pb2_grpc.RegistryStub
 MiB = 1024 * 1024

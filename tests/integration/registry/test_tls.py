@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from services.core.config import RegistryConfig
-from services.core.errors import Unavailable
 from services.registry.http import RegistryHTTP
 from tests.support.images import build_busybox_layout, push_layout
 from tests.support.registry import LocalRegistry
 from tests.support.tls import issue, make_ca
+from vocab.errors import Unavailable
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 

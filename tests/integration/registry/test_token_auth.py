@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from services.core.config import RegistryConfig
-from services.core.errors import Unauthenticated
 from services.registry.descriptors import Descriptor
 from services.registry.http import RegistryHTTP
 from services.registry.push import Pusher
@@ -22,6 +21,7 @@ from tests.support.images import build_busybox_layout
 from tests.support.registry import LocalRegistry
 from tests.support.tls import make_ca
 from tests.support.token_server import TokenServer
+from vocab.errors import Unauthenticated
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 

@@ -20,11 +20,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from muelle.runtime.v1 import runtime_pb2, runtime_pb2_grpc
+from muelle.shim.v1 import shim_pb2, shim_pb2_grpc
 from muelle.types.v1 import types_pb2
 
+from engine.launcher import healthy
 from services.core.client import connect
-from services.core.launcher import healthy
 from tests.support import hostcheck, network, required
 from tests.support.engine import cgroups_under, mounts_under, processes_mentioning, sweep
 from tests.support.images import busybox_layer
@@ -66,8 +66,8 @@ class ShimProcess:
         self.lower.mkdir()
         with tarfile.open(fileobj=io.BytesIO(busybox_layer().tar())) as tar:
             tar.extractall(self.lower, filter="tar")
-        self.stub: runtime_pb2_grpc.RuntimeStub = connect(
-            self.address, runtime_pb2_grpc.RuntimeStub, "shim")
+        self.stub: shim_pb2_grpc.ShimStub = connect(
+            self.address, shim_pb2_grpc.ShimStub, "shim")
 
     def start(self) -> None:
         log = open(self.dir / "shim.log", "ab")  # noqa: SIM115 - kept by the child
@@ -110,27 +110,27 @@ class ShimProcess:
 
     def create(self, args: list[str], runtime: str = "runc", **spec: object) -> str:
         cid = uuid.uuid4().hex + uuid.uuid4().hex
-        self.stub.Create(runtime_pb2.CreateRequest(
+        self.stub.Create(shim_pb2.CreateRequest(
             id=cid, runtime=runtime, rootfs=self.rootfs(),
-            spec=runtime_pb2.ContainerSpec(args=args, **spec)))  # type: ignore[arg-type]
+            spec=shim_pb2.ContainerSpec(args=args, **spec)))  # type: ignore[arg-type]
         return cid
 
     def run(self, args: list[str], runtime: str = "runc",
-            **spec: object) -> tuple[str, runtime_pb2.ContainerStatus]:
+            **spec: object) -> tuple[str, shim_pb2.ContainerStatus]:
         cid = self.create(args, runtime, **spec)
-        self.stub.Start(runtime_pb2.StartRequest(id=cid))
-        return cid, self.stub.Wait(runtime_pb2.WaitRequest(id=cid), timeout=60)
+        self.stub.Start(shim_pb2.StartRequest(id=cid))
+        return cid, self.stub.Wait(shim_pb2.WaitRequest(id=cid), timeout=60)
 
     def output(self, cid: str, stream: str = "") -> bytes:
-        req = runtime_pb2.LogsRequest(id=cid, stdout=stream == "stdout",
+        req = shim_pb2.LogsRequest(id=cid, stdout=stream == "stdout",
                                       stderr=stream == "stderr")
         return b"".join(e.data for e in self.stub.Logs(req))
 
     def delete_all(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
-        for c in self.stub.List(runtime_pb2.ListRequest()).containers:
-            self.stub.Delete(runtime_pb2.DeleteRequest(id=c.id, force=True))
+        for c in self.stub.List(shim_pb2.ListRequest()).containers:
+            self.stub.Delete(shim_pb2.DeleteRequest(id=c.id, force=True))
 
     def close(self) -> list[str]:
         try:

@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from muelle.runtime.v1 import runtime_pb2 as pb
+from muelle.shim.v1 import shim_pb2 as pb
 
-from services.core.errors import FailedPrecondition, InvalidArgument
 from tests.integration.shim.conftest import RUNTIMES, ShimProcess
+from vocab.errors import FailedPrecondition, InvalidArgument
 
 pytestmark = pytest.mark.root
 

@@ -6,10 +6,10 @@ import time
 from pathlib import Path
 
 import pytest
-from muelle.runtime.v1 import runtime_pb2 as pb
+from muelle.shim.v1 import shim_pb2 as pb
 
-from services.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from tests.integration.shim.conftest import RUNTIMES, ShimProcess
+from vocab.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 
 pytestmark = pytest.mark.root
 

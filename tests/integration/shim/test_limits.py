@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from muelle.runtime.v1 import runtime_pb2 as pb
+from muelle.shim.v1 import shim_pb2 as pb
 
 from tests.integration.shim.conftest import RUNTIMES, ShimProcess
 

@@ -10,7 +10,7 @@ import time
 import urllib.request
 
 import pytest
-from muelle.runtime.v1 import runtime_pb2 as pb
+from muelle.shim.v1 import shim_pb2 as pb
 from muelle.types.v1 import types_pb2
 
 from tests.integration.shim.conftest import ShimProcess

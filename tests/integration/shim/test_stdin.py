@@ -7,10 +7,10 @@ import signal
 from collections.abc import Iterator
 
 import pytest
-from muelle.runtime.v1 import runtime_pb2 as pb
+from muelle.shim.v1 import shim_pb2 as pb
 
-from services.core.errors import FailedPrecondition
 from tests.integration.shim.conftest import RUNTIMES, ShimProcess
+from vocab.errors import FailedPrecondition
 
 pytestmark = pytest.mark.root
 

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from muelle.runtime.v1 import runtime_pb2 as pb
+from muelle.shim.v1 import shim_pb2 as pb
 
 from tests.integration.shim.conftest import RUNTIMES, ShimProcess
 

@@ -9,10 +9,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-from muelle.runtime.v1 import runtime_pb2 as pb
+from muelle.shim.v1 import shim_pb2 as pb
 
-from services.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from tests.integration.shim.conftest import RUNTIMES, ShimProcess
+from vocab.errors import FailedPrecondition, InvalidArgument, NotFound
 
 pytestmark = pytest.mark.root
 

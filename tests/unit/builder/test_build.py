@@ -8,6 +8,7 @@ import copy
 import functools
 import hashlib
 import http.server
+import io
 import re
 import tarfile
 import threading
@@ -19,7 +20,7 @@ import pytest
 
 from services.builder.build import Builder, Options, RunFailed
 from services.builder.cache import Cache
-from services.core.errors import InvalidArgument, NotFound, Unimplemented
+from vocab.errors import FailedPrecondition, InvalidArgument, NotFound, Unimplemented
 
 
 class FakeBackend:
@@ -29,6 +30,7 @@ class FakeBackend:
             "sha256:trigger": {"Env": ["PATH=/bin"], "OnBuild": ["ENV FROM_TRIGGER=1"]},
         }
         self.calls: list[tuple[str, Any]] = []
+        self.platforms: list[str] = []
         self.run_exit = 0
 
     def _new(self, config: dict[str, Any], what: str) -> str:
@@ -36,9 +38,10 @@ class FakeBackend:
         self.images[image_id] = copy.deepcopy(config)
         return image_id
 
-    def base_image(self, ref: str, pull: bool
+    def base_image(self, ref: str, pull: bool, platform: str = ""
                    ) -> Generator[str, None, tuple[str, dict[str, Any]]]:
         self.calls.append(("base", ref))
+        self.platforms.append(platform)
         key = {"busybox": "sha256:base", "trig": "sha256:trigger"}.get(ref)
         if key is None:
             raise NotFound(f"No such image: {ref}")
@@ -255,3 +258,78 @@ def test_add_of_a_url(tmp_path: Path, web: str) -> None:
     assert adds[0][0].startswith("/bin/sh -c #(nop) ADD file:")
     with pytest.raises(InvalidArgument, match="status 404"):
         build(tmp_path, f"FROM busybox\nADD {web}/missing /x\n")
+
+
+def test_platforms_of_from_and_of_the_build(tmp_path: Path) -> None:
+    df = ("ARG P=linux/arm64\nFROM --platform=$P busybox AS a\nFROM busybox AS b\n"
+          "FROM a\nENV X=1\n")
+    _, _, be = build(tmp_path, df)
+    assert be.platforms == ["linux/arm64", ""]
+    _, _, be = build(tmp_path, df, platform="linux/amd64")
+    assert be.platforms == ["linux/arm64", "linux/amd64"]
+    be = FakeBackend()  # COPY --from=IMAGE takes the build's platform
+    with pytest.raises(NotFound):
+        build(tmp_path, "FROM scratch\nCOPY --from=busybox /x /x\n", be,
+              platform="linux/amd64")
+    assert be.platforms == ["linux/amd64"]
+    with pytest.raises(InvalidArgument, match="line 1.*unknown operating system"):
+        build(tmp_path, "FROM --platform=linux/a/b/c busybox\n")
+    with pytest.raises(InvalidArgument, match="FROM scratch for linux/s390x"):
+        build(tmp_path, "FROM --platform=linux/s390x scratch\n")
+
+
+def test_run_in_a_stage_of_a_foreign_platform_is_refused_clearly(tmp_path: Path) -> None:
+    from services.builder import build as buildmod
+    from vocab.platform import host_arch
+
+    foreign = "linux/s390x" if host_arch()[0] != "s390x" else "linux/amd64"
+    if buildmod._can_execute(foreign):
+        pytest.skip(f"this host has an emulator for {foreign}")
+    with pytest.raises(FailedPrecondition, match=f"RUN in a {foreign} stage.*no emulator"):
+        build(tmp_path, f"FROM --platform={foreign} busybox\nRUN true\n")
+    _, _, be = build(tmp_path, f"FROM --platform={foreign} busybox\nENV A=1\n")
+    assert be.platforms == [foreign]
+
+
+class FilesBackend(FakeBackend):
+    """read_files of a small tree: /out/{a.txt,b.txt,c.log,sub/d.txt}, /one/{only}."""
+
+    TREE = {"/out": ["a.txt", "b.txt", "c.log", "sub/", "sub/d.txt"], "/one": ["only"]}
+
+    def read_files(self, image: str, path: str, out: IO[bytes]) -> None:
+        names = self.TREE.get(path)
+        if names is None:
+            raise NotFound(path)
+        with tarfile.open(fileobj=out, mode="w|") as tar:
+            for name in [".", *names]:
+                info = tarfile.TarInfo(name.rstrip("/"))
+                if name == "." or name.endswith("/"):
+                    info.type, info.mode = tarfile.DIRTYPE, 0o755
+                    tar.addfile(info)
+                else:
+                    info.size = len(name)
+                    tar.addfile(info, io.BytesIO(name.encode()))
+
+
+def _added(be: FakeBackend) -> list[Any]:
+    return [c[1] for c in be.calls if c[0] == "add"]
+
+
+def test_copy_from_with_wildcards(tmp_path: Path) -> None:
+    be = FilesBackend()
+    build(tmp_path, "FROM busybox\nCOPY --from=busybox /out/*.txt /dest/\n", be)
+    created_by, dest, single, _, names = _added(be)[-1]
+    assert (dest, single, sorted(names)) == ("/dest/", "", ["a.txt", "b.txt"])
+    assert " multi:" in created_by
+    be = FilesBackend()  # one match: a file copied by its name; "?" and a dir matched
+    build(tmp_path, "FROM busybox\nCOPY --from=busybox /out/a.tx? /x\n"
+                    "COPY --from=busybox /out/s* /s/\n", be)
+    assert _added(be)[-2][1:3] == ("/x", "a.txt")
+    assert sorted(_added(be)[-1][4]) == [".", "d.txt"]
+    be = FilesBackend()  # a directory holding one file is still a directory
+    build(tmp_path, "FROM busybox\nCOPY --from=busybox /one /one-copy\n", be)
+    assert _added(be)[-1][1:3] == ("/one-copy", "")
+    with pytest.raises(NotFound, match="no source files were specified: /out/\\*.md"):
+        build(tmp_path, "FROM busybox\nCOPY --from=busybox /out/*.md /d/\n", FilesBackend())
+    with pytest.raises(NotFound, match="nothing in --from=busybox"):
+        build(tmp_path, "FROM busybox\nCOPY --from=busybox /nope/* /d/\n", FilesBackend())

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from services.builder.context import apply_dockerignore, read_dockerfile, unpack
-from services.core.errors import InvalidArgument
+from vocab.errors import InvalidArgument
 
 
 def _tar(members: list[tuple[tarfile.TarInfo, bytes | None]]) -> io.BytesIO:
@@ -69,3 +69,19 @@ def test_dockerignore_keeps_the_dockerfile_readable(tmp_path: Path) -> None:
         "build", "build/keep"]
     with pytest.raises(InvalidArgument, match="Cannot locate specified Dockerfile"):
         read_dockerfile(str(tmp_path), "Dockerfile")
+
+
+@pytest.mark.parametrize("compress", ["gzip", "bz2", "lzma"])
+def test_compressed_contexts_are_unpacked(tmp_path: Path, compress: str) -> None:
+    """dockerd takes a context tar gzip, bzip2 or xz compressed (docker-py's gzip=True,
+    any client's own compression)."""
+    import importlib
+
+    raw = _tar([_file("Dockerfile")]).getvalue()
+    unpack(io.BytesIO(importlib.import_module(compress).compress(raw)), str(tmp_path))
+    assert (tmp_path / "Dockerfile").read_bytes() == b"x"
+
+
+def test_a_context_that_is_no_tar_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgument, match="not a valid tar"):
+        unpack(io.BytesIO(b"FROM scratch\n" * 100), str(tmp_path))

@@ -7,7 +7,7 @@ import pytest
 from services.builder.dockerfile import name_values, parse, split_words
 from services.builder.dockerignore import Ignore
 from services.builder.shlex import Lexer
-from services.core.errors import InvalidArgument
+from vocab.errors import InvalidArgument
 
 
 def test_continuations_comments_and_blank_lines() -> None:

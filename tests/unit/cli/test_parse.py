@@ -19,7 +19,7 @@ from clients.cli.units import (
     table,
 )
 from clients.sdk.address import resolve_host
-from services.core.timefmt import human_duration
+from vocab.timefmt import human_duration
 
 
 @pytest.mark.parametrize(("text", "want"), [

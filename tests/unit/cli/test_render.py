@@ -18,8 +18,8 @@ from muelle.types.v1 import types_pb2
 
 from clients.cli.main import run
 from clients.cli.progress import PullPrinter
-from services.core import errors
 from services.core.server import ErrorInterceptor
+from vocab import errors
 
 CID = "c0ffee" + "1" * 58
 IMG = "sha256:" + "ab" * 32
@@ -84,6 +84,10 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
     def RestartContainer(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         self._record("RestartContainer", request)
         return engine_pb2.RestartContainerResponse()
+
+    def UpdateContainer(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("UpdateContainer", request)
+        return engine_pb2.UpdateContainerResponse()
 
     def PullImage(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         self._record("PullImage", request)
@@ -277,6 +281,10 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
     def DisconnectNetwork(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         self._record("DisconnectNetwork", request)
         return engine_pb2.NetworkDisconnectResponse()
+
+    def Events(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("Events", request)
+        return iter(())
 
     def ContainerLogs(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         self._record("ContainerLogs", request)

@@ -8,8 +8,8 @@ import pytest
 
 from clients.cli.mounts import parse_mount, parse_tmpfs
 from clients.cli.units import UsageError
-from services.core import errors
 from tests.unit.cli.test_render import cli, gateway  # noqa: F401 - the fixture
+from vocab import errors
 
 Gateway = tuple  # (FakeEngine, host)
 

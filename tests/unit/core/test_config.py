@@ -2,10 +2,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from services.core import config
-from services.core.errors import InvalidArgument
+from vocab.errors import InvalidArgument
 
 
 def test_defaults_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -99,3 +100,40 @@ def test_registry_mirrors_table_is_read(tmp_path: Path) -> None:
     path = tmp_path / "muelle.toml"
     path.write_text('[registry]\nmirrors = { "registry.k8s.io" = "127.0.0.1:5000" }\n')
     assert config.load(str(path)).registry.mirrors == {"registry.k8s.io": "127.0.0.1:5000"}
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[registry]\nparallel_ranges = \"4\"\n",
+     "registry.parallel_ranges must be an integer, not '4'"),
+    ("[registry]\nparallel_ranges = 17\n", "registry.parallel_ranges must be at most 16, not 17"),
+    ("[imagestore]\nmin_free_bytes = -1\n", "imagestore.min_free_bytes must be at least 0"),
+    ("[shim]\nlog_max_files = true\n", "shim.log_max_files must be an integer, not True"),
+    ("[shim.runtimes]\nrunc = 2\n", "the items of shim.runtimes must be strings"),
+    ("[cri]\nsandbox_command = [\"sleep\", 1]\n",
+     "the items of cri.sandbox_command must be strings, not 1"),
+    ("[gateway]\nuserns_remap = \"0:1:2\"\n", "gateway.userns_remap must be an array"),
+    ("[dockerapi]\nport = 2375\n", "unknown key dockerapi.port"),
+    ("run = 1979-05-27\n", "run must be a string, not datetime.date"),
+    ("cri = []\n", "cri must be a table"),
+])
+def test_the_schema_refuses_naming_file_key_and_value(tmp_path: Path, text: str,
+                                                      message: str) -> None:
+    """The classes are the schema (types, msgspec.Meta bounds, no unknown key); a refusal
+    reads "<file>: <key> must be ..., not <value>", never msgspec's own wording."""
+    f = tmp_path / "m.toml"
+    f.write_text(text)
+    with pytest.raises(InvalidArgument) as caught:
+        config.load(str(f))
+    assert str(caught.value).startswith(f"{f}: {message}")
+    assert "Expected `" not in str(caught.value) and "$." not in str(caught.value)
+
+
+def test_every_setting_of_the_classes_is_a_key_of_the_file() -> None:
+    """What the defaults hold, written out as a file would, parses back to the defaults:
+    no field of a section is missing from the schema or typed differently there."""
+    defaults = config.Config(tls={"": config.TlsConfig(), "gateway": config.TlsConfig()},
+                             authz={"gateway": ["client-*"]})
+    document = msgspec.to_builtins(defaults, enc_hook=str)
+    tls = document.pop("tls")
+    document["tls"] = {**tls[""], "gateway": tls["gateway"]}
+    assert config.parse(document, "defaults.toml") == defaults

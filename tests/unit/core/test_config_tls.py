@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from services.core import config
-from services.core.errors import InvalidArgument
-from services.core.tls import TlsFiles
+from vocab.channel import TlsFiles
+from vocab.errors import InvalidArgument
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "deploy" / "examples" / "across-hosts"
 

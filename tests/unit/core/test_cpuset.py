@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from services.core import cpuset
-from services.core.errors import InvalidArgument
+from vocab.errors import InvalidArgument
 
 
 @pytest.mark.parametrize("text, want", [

@@ -4,8 +4,8 @@ import hashlib
 
 import pytest
 
-from services.core import digest
-from services.core.errors import InvalidArgument
+from vocab import digest
+from vocab.errors import InvalidArgument
 
 
 def test_chain_id_follows_the_image_spec() -> None:

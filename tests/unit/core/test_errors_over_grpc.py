@@ -13,9 +13,9 @@ import grpc
 import pytest
 from muelle.registry.v1 import registry_pb2, registry_pb2_grpc
 
-from services.core import errors
 from services.core.client import connect
 from services.core.server import ErrorInterceptor
+from vocab import errors
 
 
 class Failing(registry_pb2_grpc.RegistryServicer):

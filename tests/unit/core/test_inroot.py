@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from services.core import inroot
-from services.core.errors import InvalidArgument
 from tests.support.escapes import ESCAPES, INSIDE, build, resolver_way
+from vocab.errors import InvalidArgument
 
 __all__ = ["resolver_way"]  # the fixture: every test here runs with openat2 and the walk
 

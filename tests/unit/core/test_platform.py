@@ -1,10 +1,10 @@
-"""--platform values and platform comparison (services/core/platform.py)."""
+"""--platform values and platform comparison (vocab/platform.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from services.core import platform
+from vocab import platform
 
 
 @pytest.mark.parametrize(("text", "want"), [

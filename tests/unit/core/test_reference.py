@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.core.errors import InvalidArgument
-from services.core.reference import is_loopback, parse
+from vocab.errors import InvalidArgument
+from vocab.reference import is_loopback, parse
 
 
 @pytest.mark.parametrize(

@@ -12,11 +12,11 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.core.errors import MuelleError
 from services.dockerapi import filters
 from services.dockerapi.create import create_request
 from services.dockerapi.errors import ApiError
 from tests.unit.fuzz.settings import FUZZ
+from vocab.errors import MuelleError
 
 _SCALAR = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | \
     st.floats(allow_nan=True) | st.text(max_size=20)

@@ -1,6 +1,6 @@
 """Property-based fuzzing of the parsers of untrusted text (issue 19, "keep it fixed"):
 whatever they are given they return a value or raise one of the typed errors of
-services/core/errors.py, never another exception."""
+vocab/errors.py, never another exception."""
 
 from __future__ import annotations
 
@@ -14,12 +14,13 @@ import pytest
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
-from services.core import config, reference
-from services.core.errors import MuelleError
+from services.core import config
 from services.imagestore import manifest as store_manifest
 from services.imagestore.registry_client import Content
 from services.registry import auth, manifests
 from tests.unit.fuzz.settings import FUZZ
+from vocab import reference
+from vocab.errors import MuelleError
 
 # -- references ------------------------------------------------------------------------
 
@@ -138,8 +139,7 @@ def test_registry_manifest_parse_raises_only_typed_errors(content: bytes,
 @given(_MANIFEST_BYTES, _CONTENT_TYPE)
 def test_store_manifest_parse_raises_only_typed_errors(content: bytes,
                                                        ctype: str | None) -> None:
-    from services.core import digest as digestmod
-
+    from vocab import digest as digestmod
     doc = Content(ctype or "", digestmod.of_bytes(content), len(content), content)
     try:
         store_manifest.verify(doc)

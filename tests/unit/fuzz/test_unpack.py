@@ -1,6 +1,6 @@
 """Property-based fuzzing of layer unpack (issue 19, "keep it fixed"): generated tars full
 of traversal, symlink and hardlink tricks never write outside the target directory, and
-fail, if they fail, only with the typed errors of services/core/errors.py."""
+fail, if they fail, only with the typed errors of vocab/errors.py."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from services.core.errors import MuelleError
 from services.imagestore.unpack import unpack
 from tests.unit.fuzz.settings import FUZZ_UNPACK
+from vocab.errors import MuelleError
 
 # Layers carry owners and device nodes (whiteouts): applied as the image store does, as root.
 pytestmark = pytest.mark.root

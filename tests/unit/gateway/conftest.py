@@ -17,13 +17,13 @@ from services.core.server import ErrorInterceptor
 from services.gateway.engine import Engine
 from services.gateway.records import Records
 from services.gateway.server import EngineServicer
-from tests.unit.gateway.fakes import FakeImages, FakeRuntime
+from tests.unit.gateway.fakes import FakeImages, FakeShim
 
 
 @pytest.fixture
-def served() -> Iterator[tuple[Engine, FakeRuntime, Client]]:
+def served() -> Iterator[tuple[Engine, FakeShim, Client]]:
     tmp = Path(tempfile.mkdtemp(prefix="mugw-", dir="/tmp"))
-    runtime = FakeRuntime()
+    runtime = FakeShim()
     engine = Engine(Records(tmp / "state"), FakeImages(), runtime)
     server = grpc.server(futures.ThreadPoolExecutor(8), interceptors=[ErrorInterceptor()])
     engine_pb2_grpc.add_EngineServicer_to_server(EngineServicer(engine), server)

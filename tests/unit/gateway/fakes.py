@@ -7,17 +7,17 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from muelle.images.v1 import images_pb2
-from muelle.runtime.v1 import runtime_pb2
+from muelle.shim.v1 import shim_pb2
 from muelle.types.v1 import types_pb2
 
-from services.core.errors import (
+from services.gateway.status import now_rfc3339
+from vocab.errors import (
     AlreadyExists,
     DeadlineExceeded,
     FailedPrecondition,
     MuelleError,
     NotFound,
 )
-from services.gateway.status import now_rfc3339
 
 IMAGE_ID = "sha256:" + "f" * 64
 
@@ -102,7 +102,7 @@ class FakeStream(Iterator[Any]):
         self._on_cancel()
 
 
-class FakeRuntime:
+class FakeShim:
     """Containers as dicts; output and exits are driven by the test (emit / exit)."""
 
     def __init__(self) -> None:
@@ -122,7 +122,7 @@ class FakeRuntime:
     def emit(self, cid: str, data: bytes, stream: str = "stdout") -> None:
         with self.cond:
             self.containers[cid]["logs"].append(
-                runtime_pb2.LogEntry(stream=stream, data=data, time=now_rfc3339()))
+                shim_pb2.LogEntry(stream=stream, data=data, time=now_rfc3339()))
             self.cond.notify_all()
 
     def exit(self, cid: str, code: int) -> None:
@@ -132,7 +132,7 @@ class FakeRuntime:
             self.cond.notify_all()
 
     # -- the Runtime interface
-    def Create(self, req: runtime_pb2.CreateRequest) -> runtime_pb2.CreateResponse:  # noqa: N802
+    def Create(self, req: shim_pb2.CreateRequest) -> shim_pb2.CreateResponse:  # noqa: N802
         self.calls.append("Create")
         if self.fail_create:
             raise self.fail_create
@@ -142,57 +142,57 @@ class FakeRuntime:
             "status": "created", "spec": req.spec, "rootfs": list(req.rootfs),
             "runtime": req.runtime or "muelle", "exit_code": 0, "started_at": "",
             "finished_at": "", "pid": 0, "logs": []}
-        return runtime_pb2.CreateResponse(bundle=f"/bundles/{req.id}")
+        return shim_pb2.CreateResponse(bundle=f"/bundles/{req.id}")
 
     def _get(self, cid: str) -> dict[str, Any]:
         if cid not in self.containers:
             raise NotFound(f"no such container: {cid}")
         return self.containers[cid]
 
-    def Start(self, req: runtime_pb2.StartRequest) -> runtime_pb2.StartResponse:  # noqa: N802
+    def Start(self, req: shim_pb2.StartRequest) -> shim_pb2.StartResponse:  # noqa: N802
         self.calls.append("Start")
         if self.fail_start:
             raise self.fail_start
         with self.cond:
             c = self._get(req.id)
             if c["status"] == "running" and req.unless_running and not self.old:
-                return runtime_pb2.StartResponse(was_running=True)
+                return shim_pb2.StartResponse(was_running=True)
             if c["status"] == "running":
                 raise FailedPrecondition("already running")
             c.update(status="running", started_at=now_rfc3339(), pid=4242, finished_at="")
             self.cond.notify_all()
         if self.on_start:
             self.on_start(req.id)
-        return runtime_pb2.StartResponse(pid=4242)
+        return shim_pb2.StartResponse(pid=4242)
 
-    def Pause(self, req: runtime_pb2.PauseRequest) -> Any:  # noqa: N802
+    def Pause(self, req: shim_pb2.PauseRequest) -> Any:  # noqa: N802
         self.calls.append("Pause")
         self._get(req.id)["status"] = "paused"
-        return runtime_pb2.PauseResponse()
+        return shim_pb2.PauseResponse()
 
-    def Resume(self, req: runtime_pb2.ResumeRequest) -> Any:  # noqa: N802
+    def Resume(self, req: shim_pb2.ResumeRequest) -> Any:  # noqa: N802
         self.calls.append("Resume")
         c = self._get(req.id)
         if c["status"] != "paused":
             raise FailedPrecondition(f"container {req.id} is not paused")
         c["status"] = "running"
-        return runtime_pb2.ResumeResponse()
+        return shim_pb2.ResumeResponse()
 
-    def Kill(self, req: runtime_pb2.KillRequest) -> Any:  # noqa: N802
+    def Kill(self, req: shim_pb2.KillRequest) -> Any:  # noqa: N802
         self.calls.append(f"Kill {req.signal}")
         if self._get(req.id)["status"] != "running":
             raise FailedPrecondition("not running")
         self.exit(req.id, 137)
-        return runtime_pb2.KillResponse()
+        return shim_pb2.KillResponse()
 
-    def Stop(self, req: runtime_pb2.StopRequest) -> runtime_pb2.ContainerStatus:  # noqa: N802
+    def Stop(self, req: shim_pb2.StopRequest) -> shim_pb2.ContainerStatus:  # noqa: N802
         self.calls.append(f"Stop {req.signal} {req.timeout}")
         if self._get(req.id)["status"] != "created":  # the shim leaves a created one so
             self.exit(req.id, 143)
         return self._status(req.id)
 
-    def Wait(self, req: runtime_pb2.WaitRequest,  # noqa: N802
-             timeout: float | None = None) -> runtime_pb2.ContainerStatus:
+    def Wait(self, req: shim_pb2.WaitRequest,  # noqa: N802
+             timeout: float | None = None) -> shim_pb2.ContainerStatus:
         self.calls.append("Wait")
         with self.cond:
             self._get(req.id)
@@ -203,22 +203,22 @@ class FakeRuntime:
             raise DeadlineExceeded("Deadline Exceeded")
         return self._status(req.id)
 
-    def State(self, req: runtime_pb2.StateRequest) -> runtime_pb2.ContainerStatus:  # noqa: N802
+    def State(self, req: shim_pb2.StateRequest) -> shim_pb2.ContainerStatus:  # noqa: N802
         self.calls.append("State")
         return self._status(req.id)
 
-    def _status(self, cid: str) -> runtime_pb2.ContainerStatus:
+    def _status(self, cid: str) -> shim_pb2.ContainerStatus:
         c = self._get(cid)
-        return runtime_pb2.ContainerStatus(
+        return shim_pb2.ContainerStatus(
             id=cid, status=c["status"], pid=c["pid"], exit_code=c["exit_code"],
             started_at=c["started_at"], finished_at=c["finished_at"], runtime=c["runtime"],
             bundle=f"/bundles/{cid}")
 
-    def List(self, req: Any) -> runtime_pb2.ListResponse:  # noqa: N802
-        return runtime_pb2.ListResponse(containers=[
+    def List(self, req: Any) -> shim_pb2.ListResponse:  # noqa: N802
+        return shim_pb2.ListResponse(containers=[
             self._status(cid) for cid in list(self.containers)])
 
-    def Delete(self, req: runtime_pb2.DeleteRequest) -> Any:  # noqa: N802
+    def Delete(self, req: shim_pb2.DeleteRequest) -> Any:  # noqa: N802
         self.calls.append(f"Delete force={req.force}")
         if req.remove_volumes:
             self.removed_volumes_of.append(req.id)
@@ -231,14 +231,14 @@ class FakeRuntime:
             last = self._status(req.id)
             del self.containers[req.id]
             self.cond.notify_all()
-        return runtime_pb2.DeleteResponse() if self.old else runtime_pb2.DeleteResponse(status=last)
+        return shim_pb2.DeleteResponse() if self.old else shim_pb2.DeleteResponse(status=last)
 
-    def Logs(self, req: runtime_pb2.LogsRequest) -> FakeStream:  # noqa: N802
+    def Logs(self, req: shim_pb2.LogsRequest) -> FakeStream:  # noqa: N802
         self.calls.append("Logs")
         c = self._get(req.id)
         stop = threading.Event()
 
-        def gen() -> Iterator[runtime_pb2.LogEntry]:
+        def gen() -> Iterator[shim_pb2.LogEntry]:
             i = 0
             while not stop.is_set():
                 with self.cond:

@@ -14,13 +14,13 @@ from muelle.types.v1 import types_pb2
 
 from clients.sdk.client import Client
 from services.gateway.engine import Engine
-from tests.unit.gateway.fakes import FakeRuntime
+from tests.unit.gateway.fakes import FakeShim
 
 Port = types_pb2.NetworkPort
 
 
 @pytest.fixture
-def stub(served: tuple[Engine, FakeRuntime, Client]) -> Iterator[Any]:
+def stub(served: tuple[Engine, FakeShim, Client]) -> Iterator[Any]:
     _, _, client = served
     with grpc.insecure_channel(client.host) as channel:
         yield engine_pb2_grpc.EngineStub(channel)
@@ -48,7 +48,7 @@ BAD: list[tuple[dict[str, Any], str]] = [
 @pytest.mark.parametrize(("fields", "message"), BAD, ids=[m + "-" + str(i)
                                                            for i, (_, m) in enumerate(BAD)])
 def test_bad_create_is_refused_by_the_gateway(
-        served: tuple[Engine, FakeRuntime, Client], stub: Any, fields: dict[str, Any],
+        served: tuple[Engine, FakeShim, Client], stub: Any, fields: dict[str, Any],
         message: str) -> None:
     engine, runtime, _ = served
     req = engine_pb2.CreateContainerRequest(image="busybox", name="bad", **fields)
@@ -64,7 +64,7 @@ def test_bad_create_is_refused_by_the_gateway(
                     host_ip="127.0.0.1")]},
     {"hostname": "x" * 253}, {"hostname": "web-1.example"}, {"stop_timeout": -1},
 ])
-def test_edge_values_are_accepted(served: tuple[Engine, FakeRuntime, Client], stub: Any,
+def test_edge_values_are_accepted(served: tuple[Engine, FakeShim, Client], stub: Any,
                                   fields: dict[str, Any]) -> None:
     _, runtime, _ = served
     stub.CreateContainer(engine_pb2.CreateContainerRequest(image="busybox", name="ok",

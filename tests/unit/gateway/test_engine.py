@@ -12,16 +12,16 @@ import pytest
 from muelle.engine.v1 import engine_pb2
 from muelle.types.v1 import types_pb2
 
-from services.core.errors import (
+from services.gateway.engine import Engine
+from services.gateway.records import Records
+from tests.unit.gateway.fakes import IMAGE_ID, FakeImages, FakeShim
+from vocab.errors import (
     AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
     Unavailable,
 )
-from services.gateway.engine import Engine
-from services.gateway.records import Records
-from tests.unit.gateway.fakes import IMAGE_ID, FakeImages, FakeRuntime
 
 
 @pytest.fixture
@@ -30,12 +30,12 @@ def images() -> FakeImages:
 
 
 @pytest.fixture
-def runtime() -> FakeRuntime:
-    return FakeRuntime()
+def runtime() -> FakeShim:
+    return FakeShim()
 
 
 @pytest.fixture
-def engine(tmp_path: Path, images: FakeImages, runtime: FakeRuntime) -> Iterator[Engine]:
+def engine(tmp_path: Path, images: FakeImages, runtime: FakeShim) -> Iterator[Engine]:
     eng = Engine(Records(tmp_path / "gw"), images, runtime)
     yield eng
     eng.records.close()
@@ -59,7 +59,7 @@ def eventually(check: Callable[[], bool]) -> None:
 
 
 def test_create_merges_and_hands_the_shim_a_spec(engine: Engine, images: FakeImages,
-                                                 runtime: FakeRuntime) -> None:
+                                                 runtime: FakeShim) -> None:
     reply = engine.create(req(name="web", cmd=["echo", "hi"], env=["A=1"], memory=64 << 20,
                               nano_cpus=500_000_000, runtime="runc", cpuset_cpus="0-1",
                               cpuset_mems="0"))
@@ -79,7 +79,7 @@ def test_create_merges_and_hands_the_shim_a_spec(engine: Engine, images: FakeIma
 
 
 def test_create_of_missing_image_changes_nothing(engine: Engine, images: FakeImages,
-                                                 runtime: FakeRuntime) -> None:
+                                                 runtime: FakeShim) -> None:
     with pytest.raises(NotFound, match="No such image: nope"):
         engine.create(req(image="nope", name="xx"))
     assert engine.records.all(include_unready=True) == []
@@ -87,7 +87,7 @@ def test_create_of_missing_image_changes_nothing(engine: Engine, images: FakeIma
 
 
 def test_create_rolls_back_when_the_shim_fails(engine: Engine, images: FakeImages,
-                                               runtime: FakeRuntime) -> None:
+                                               runtime: FakeShim) -> None:
     runtime.fail_create = FailedPrecondition("exec: \"nope\": executable file not found")
     with pytest.raises(FailedPrecondition, match="executable file not found"):
         engine.create(req(name="web", cmd=["nope"]))
@@ -98,7 +98,7 @@ def test_create_rolls_back_when_the_shim_fails(engine: Engine, images: FakeImage
 
 
 def test_create_rolls_back_when_the_rootfs_fails(engine: Engine, images: FakeImages,
-                                                 runtime: FakeRuntime) -> None:
+                                                 runtime: FakeShim) -> None:
     images.fail_prepare = Unavailable("imagestore unavailable")
     with pytest.raises(Unavailable):
         engine.create(req(name="web", cmd=["true"]))
@@ -126,14 +126,14 @@ def test_name_clash_is_refused_before_any_work(engine: Engine, images: FakeImage
     ({"cpuset_cpus": "3-1"}, "Invalid value 3-1 for cpuset cpus"),
     ({"cpuset_mems": "x"}, "Invalid value x for cpuset mems"),
 ])
-def test_bad_options_are_refused_and_change_nothing(engine: Engine, runtime: FakeRuntime,
+def test_bad_options_are_refused_and_change_nothing(engine: Engine, runtime: FakeShim,
                                                     fields: dict, message: str) -> None:
     with pytest.raises(InvalidArgument, match=message):
         engine.create(req(cmd=["true"], **fields))
     assert engine.records.all(include_unready=True) == [] and runtime.calls == []
 
 
-def test_generated_name_and_security_options(engine: Engine, runtime: FakeRuntime) -> None:
+def test_generated_name_and_security_options(engine: Engine, runtime: FakeShim) -> None:
     reply = engine.create(req(cmd=["true"], security_opt=["no-new-privileges"],
                               group_add=["10"], cap_add=["NET_ADMIN"]))
     spec = runtime.containers[reply.id]["spec"]
@@ -141,7 +141,7 @@ def test_generated_name_and_security_options(engine: Engine, runtime: FakeRuntim
     assert "_" in engine.inspect(reply.id).name
 
 
-def test_attach_streams_output_then_exit(engine: Engine, runtime: FakeRuntime) -> None:
+def test_attach_streams_output_then_exit(engine: Engine, runtime: FakeShim) -> None:
     engine.create(req(name="job", cmd=["sh"]))
 
     def script(c: str) -> None:
@@ -159,7 +159,7 @@ def test_attach_streams_output_then_exit(engine: Engine, runtime: FakeRuntime) -
 
 
 def test_attach_auto_remove_removes_before_the_exit_event(engine: Engine, images: FakeImages,
-                                                         runtime: FakeRuntime) -> None:
+                                                         runtime: FakeShim) -> None:
     cid = engine.create(req(name="tmp", cmd=["sh"], auto_remove=True)).id
 
     def script(c: str) -> None:
@@ -176,7 +176,7 @@ def test_attach_auto_remove_removes_before_the_exit_event(engine: Engine, images
 
 
 def test_attach_auto_remove_takes_the_exit_status_from_the_delete(
-        engine: Engine, runtime: FakeRuntime) -> None:
+        engine: Engine, runtime: FakeShim) -> None:
     cid = engine.create(req(cmd=["sh"], auto_remove=True)).id
     runtime.on_start = lambda c: runtime.exit(c, 7)
     events = list(engine.attach(cid, start=True))
@@ -185,7 +185,7 @@ def test_attach_auto_remove_takes_the_exit_status_from_the_delete(
     assert runtime.calls.count("Delete force=False") == 1
 
 
-def test_an_older_shim_still_starts_and_removes(engine: Engine, runtime: FakeRuntime) -> None:
+def test_an_older_shim_still_starts_and_removes(engine: Engine, runtime: FakeShim) -> None:
     """A shim without unless_running or DeleteResponse.status (another release)."""
     runtime.old = True
     cid = engine.create(req(cmd=["sleep"])).id
@@ -199,7 +199,7 @@ def test_an_older_shim_still_starts_and_removes(engine: Engine, runtime: FakeRun
 
 
 def test_attach_to_running_skips_earlier_output_unless_logs(engine: Engine,
-                                                            runtime: FakeRuntime) -> None:
+                                                            runtime: FakeShim) -> None:
     cid = engine.create(req(cmd=["sh"])).id
     engine.start(cid)
     runtime.emit(cid, b"before\n")
@@ -223,7 +223,7 @@ def test_attach_to_running_skips_earlier_output_unless_logs(engine: Engine,
 
 
 def test_attach_start_failure_with_auto_remove_removes(engine: Engine,
-                                                       runtime: FakeRuntime) -> None:
+                                                       runtime: FakeShim) -> None:
     cid = engine.create(req(cmd=["nope"], auto_remove=True)).id
     runtime.fail_start = FailedPrecondition("exec: \"nope\": executable file not found")
     with pytest.raises(FailedPrecondition):
@@ -232,7 +232,7 @@ def test_attach_start_failure_with_auto_remove_removes(engine: Engine,
 
 
 def test_detached_auto_remove(engine: Engine, images: FakeImages,
-                              runtime: FakeRuntime) -> None:
+                              runtime: FakeShim) -> None:
     cid = engine.create(req(cmd=["sleep"], auto_remove=True)).id
     engine.start(cid)
     assert engine.records.get(cid) is not None
@@ -242,7 +242,7 @@ def test_detached_auto_remove(engine: Engine, images: FakeImages,
 
 
 def test_client_leaving_attach_hands_removal_to_a_watcher(engine: Engine,
-                                                          runtime: FakeRuntime) -> None:
+                                                          runtime: FakeShim) -> None:
     cid = engine.create(req(cmd=["sleep"], auto_remove=True)).id
     runtime.on_start = lambda c: runtime.emit(c, b"x\n")
     stream: Any = engine.attach(cid, start=True)
@@ -254,7 +254,7 @@ def test_client_leaving_attach_hands_removal_to_a_watcher(engine: Engine,
 
 
 def test_restore_finishes_auto_removes_and_half_creates(tmp_path: Path, images: FakeImages,
-                                                        runtime: FakeRuntime) -> None:
+                                                        runtime: FakeShim) -> None:
     eng = Engine(Records(tmp_path / "gw"), images, runtime)
     done = eng.create(req(cmd=["true"], auto_remove=True)).id
     runtime.containers[done].update(status="stopped")
@@ -272,7 +272,7 @@ def test_restore_finishes_auto_removes_and_half_creates(tmp_path: Path, images: 
 
 
 def test_remove_running_needs_force(engine: Engine, images: FakeImages,
-                                    runtime: FakeRuntime) -> None:
+                                    runtime: FakeShim) -> None:
     cid = engine.create(req(name="web", cmd=["sleep"])).id
     engine.start("web")
     with pytest.raises(FailedPrecondition, match="container is running"):
@@ -285,7 +285,7 @@ def test_remove_running_needs_force(engine: Engine, images: FakeImages,
         engine.inspect("web")
 
 
-def test_stop_kill_wait(engine: Engine, runtime: FakeRuntime) -> None:
+def test_stop_kill_wait(engine: Engine, runtime: FakeShim) -> None:
     cid = engine.create(req(name="web", cmd=["sleep"], stop_signal="SIGQUIT",
                             stop_timeout=3)).id
     # Created: the shim is told all the same (a restart is "created" for a moment, and a
@@ -310,7 +310,7 @@ def test_stop_kill_wait(engine: Engine, runtime: FakeRuntime) -> None:
     assert "Kill HUP" in runtime.calls
 
 
-def test_list_and_status_text(engine: Engine, runtime: FakeRuntime) -> None:
+def test_list_and_status_text(engine: Engine, runtime: FakeShim) -> None:
     a = engine.create(req(name="aa", cmd=["sleep", "9"])).id
     b = engine.create(req(name="bb", cmd=["true"])).id
     c = engine.create(req(name="cc", cmd=["true"])).id
@@ -346,7 +346,7 @@ def test_remove_image_in_use_needs_force(engine: Engine, images: FakeImages) -> 
     assert engine.remove_image("busybox", force=True).deleted == [IMAGE_ID]
 
 
-def test_logs_with_timestamps(engine: Engine, runtime: FakeRuntime) -> None:
+def test_logs_with_timestamps(engine: Engine, runtime: FakeShim) -> None:
     cid = engine.create(req(cmd=["true"])).id
     engine.start(cid)
     runtime.emit(cid, b"a\n")
@@ -373,7 +373,7 @@ def test_version_reports_components(engine: Engine) -> None:
 
 
 def test_namespace_modes_dns_and_sysctls_reach_the_shim(engine: Engine,
-                                                        runtime: FakeRuntime) -> None:
+                                                        runtime: FakeShim) -> None:
     peer = engine.create(req(name="peer")).id
     cid = engine.create(req(ipc_mode="container:peer", pid_mode="host", dns=["10.0.0.2"],
                             sysctls={"net.ipv4.ip_forward": "1"})).id
@@ -393,7 +393,7 @@ def test_bad_namespace_dns_and_sysctl_options(engine: Engine, bad: dict[str, Any
         engine.create(req(**bad))
 
 
-def test_bind_propagation(engine: Engine, runtime: FakeRuntime, tmp_path: Path) -> None:
+def test_bind_propagation(engine: Engine, runtime: FakeShim, tmp_path: Path) -> None:
     mount = engine_pb2.VolumeMount(type="bind", source=str(tmp_path), target="/d",
                                    propagation="rslave")
     cid = engine.create(req(mounts=[mount])).id
@@ -405,7 +405,7 @@ def test_bind_propagation(engine: Engine, runtime: FakeRuntime, tmp_path: Path) 
 
 
 def test_wait_removed_answers_after_the_auto_remove_with_the_exit_status(
-        engine: Engine, runtime: FakeRuntime) -> None:
+        engine: Engine, runtime: FakeShim) -> None:
     """docker run --rm: wait?condition=removed is asked before start; the attach stream
     removes the container (the shim's Delete gives the status) and the wait still answers
     with the exit code."""
@@ -422,7 +422,7 @@ def test_wait_removed_answers_after_the_auto_remove_with_the_exit_status(
 
 
 def test_wait_next_exit_of_a_created_container_waits_for_its_run(
-        engine: Engine, runtime: FakeRuntime) -> None:
+        engine: Engine, runtime: FakeShim) -> None:
     cid = engine.create(req(cmd=["sh"])).id
     got: list[int] = []
     waiter = threading.Thread(target=lambda: got.append(engine.wait(cid, "next-exit")
@@ -438,7 +438,7 @@ def test_wait_next_exit_of_a_created_container_waits_for_its_run(
         engine.wait(cid, "sometime")
 
 
-def test_a_cancelled_wait_lets_go_of_its_worker(engine: Engine, runtime: FakeRuntime) -> None:
+def test_a_cancelled_wait_lets_go_of_its_worker(engine: Engine, runtime: FakeShim) -> None:
     """docker run -d hangs up its wait after start: the gateway's worker must not stay
     in the shim's Wait until the container exits (64 such containers stalled it)."""
     cid = engine.create(req(cmd=["sleep"])).id

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from services.core.errors import InvalidArgument
 from services.gateway.engine import Engine
-from tests.unit.gateway.fakes import FakeImages, FakeRuntime
+from tests.unit.gateway.fakes import FakeImages, FakeShim
 from tests.unit.gateway.test_engine import engine, eventually, images, req, runtime  # noqa: F401
+from vocab.errors import InvalidArgument
 
 
 def test_mounts_reach_the_shim_and_rm_v(engine: Engine, images: FakeImages,  # noqa: F811
-                                        runtime: FakeRuntime) -> None:  # noqa: F811
+                                        runtime: FakeShim) -> None:  # noqa: F811
     images.images["busybox"].config.volumes.append("/var/lib/db")
     cid = engine.create(req(cmd=["true"], binds=["data:/data:ro", "/host:/h"],
                             tmpfs={"/run": "size=1m"})).id
@@ -24,14 +24,14 @@ def test_mounts_reach_the_shim_and_rm_v(engine: Engine, images: FakeImages,  # n
 
 
 def test_auto_remove_takes_anonymous_volumes(engine: Engine,  # noqa: F811
-                                             runtime: FakeRuntime) -> None:  # noqa: F811
+                                             runtime: FakeShim) -> None:  # noqa: F811
     cid = engine.create(req(cmd=["true"], binds=["/scratch"], auto_remove=True)).id
     engine.start(cid)
     runtime.exit(cid, 0)
     eventually(lambda: runtime.removed_volumes_of == [cid])
 
 
-def test_bad_bind_changes_nothing(engine: Engine, runtime: FakeRuntime,  # noqa: F811
+def test_bad_bind_changes_nothing(engine: Engine, runtime: FakeShim,  # noqa: F811
                                   images: FakeImages) -> None:  # noqa: F811
     with pytest.raises(InvalidArgument, match="invalid volume specification"):
         engine.create(req(cmd=["true"], binds=["a:b:c:d"]))

@@ -7,26 +7,26 @@ from pathlib import Path
 
 import pytest
 from muelle.engine.v1 import engine_pb2
-from muelle.runtime.v1 import runtime_pb2
+from muelle.shim.v1 import shim_pb2
 
-from services.core.errors import InvalidArgument
 from services.gateway.engine import Engine
 from services.gateway.exec import exec_container
 from services.gateway.records import Records
-from tests.unit.gateway.fakes import FakeImages, FakeRuntime, FakeStream
+from tests.unit.gateway.fakes import FakeImages, FakeShim, FakeStream
+from vocab.errors import InvalidArgument
 
 
-class ExecRuntime(FakeRuntime):
+class ExecRuntime(FakeShim):
     def __init__(self) -> None:
         super().__init__()
-        self.exec_inputs: list[runtime_pb2.ExecInput] = []
+        self.exec_inputs: list[shim_pb2.ExecInput] = []
 
-    def Exec(self, inputs: Iterator[runtime_pb2.ExecInput]) -> FakeStream:  # noqa: N802
-        def gen() -> Iterator[runtime_pb2.ExecOutput]:
+    def Exec(self, inputs: Iterator[shim_pb2.ExecInput]) -> FakeStream:  # noqa: N802
+        def gen() -> Iterator[shim_pb2.ExecOutput]:
             self.exec_inputs = list(inputs)
-            yield runtime_pb2.ExecOutput(output=runtime_pb2.LogEntry(stream="stdout",
+            yield shim_pb2.ExecOutput(output=shim_pb2.LogEntry(stream="stdout",
                                                                      data=b"o"))
-            yield runtime_pb2.ExecOutput(exit=runtime_pb2.ExecExit(exit_code=127,
+            yield shim_pb2.ExecOutput(exit=shim_pb2.ExecExit(exit_code=127,
                                                                    error="nope"))
 
         return FakeStream(gen(), lambda: None)

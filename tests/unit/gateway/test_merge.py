@@ -6,8 +6,8 @@ import pytest
 from muelle.engine.v1 import engine_pb2
 from muelle.types.v1 import types_pb2
 
-from services.core.errors import InvalidArgument
 from services.gateway.merge import DEFAULT_PATH, merge
+from vocab.errors import InvalidArgument
 
 CID = "abcdef0123456789" + "0" * 48
 NIL = None

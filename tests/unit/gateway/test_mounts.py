@@ -6,8 +6,8 @@ import pytest
 from muelle.engine.v1 import engine_pb2
 from muelle.types.v1 import types_pb2
 
-from services.core.errors import InvalidArgument
 from services.gateway.mounts import container_mounts, parse_bind, parse_size, parse_tmpfs
+from vocab.errors import InvalidArgument
 
 
 def test_bind_specs() -> None:

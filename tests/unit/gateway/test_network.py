@@ -8,17 +8,17 @@ from typing import Any
 
 import pytest
 from muelle.engine.v1 import engine_pb2
-from muelle.runtime.v1 import runtime_pb2
+from muelle.shim.v1 import shim_pb2
 from muelle.types.v1 import types_pb2
 
-from services.core.errors import FailedPrecondition, NotFound
 from services.gateway.engine import Engine
 from services.gateway.records import Records
-from tests.unit.gateway.fakes import FakeImages, FakeRuntime
+from tests.unit.gateway.fakes import FakeImages, FakeShim
+from vocab.errors import FailedPrecondition, NotFound
 
 
-class NetRuntime(FakeRuntime):
-    """FakeRuntime that records the network calls."""
+class NetRuntime(FakeShim):
+    """FakeShim that records the network calls."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -26,14 +26,14 @@ class NetRuntime(FakeRuntime):
 
     def NetworkConnect(self, req: Any) -> Any:  # noqa: N802
         self.net_calls.append(("connect", req))
-        return runtime_pb2.NetworkConnectResponse()
+        return shim_pb2.NetworkConnectResponse()
 
     def NetworkDisconnect(self, req: Any) -> Any:  # noqa: N802
         self.net_calls.append(("disconnect", req))
-        return runtime_pb2.NetworkDisconnectResponse()
+        return shim_pb2.NetworkDisconnectResponse()
 
     def NetworkList(self, req: Any) -> Any:  # noqa: N802
-        return runtime_pb2.NetworkListResponse(networks=[
+        return shim_pb2.NetworkListResponse(networks=[
             types_pb2.NetworkInfo(name="bridge", builtin=True)])
 
 

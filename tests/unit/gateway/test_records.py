@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 from muelle.engine.v1 import engine_pb2
-from muelle.runtime.v1 import runtime_pb2
+from muelle.shim.v1 import shim_pb2
 
-from services.core.errors import AlreadyExists, InvalidArgument, NotFound
 from services.gateway import names
 from services.gateway.records import Record, Records
+from vocab.errors import AlreadyExists, InvalidArgument, NotFound
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def records(tmp_path: Path) -> Iterator[Records]:
 def make(cid: str, name: str, ready: bool = True, image_id: str = "sha256:aa") -> Record:
     return Record(id=cid, name=name, image="busybox", image_id=image_id, created="2024",
                   request=engine_pb2.CreateContainerRequest(image="busybox", name=name),
-                  spec=runtime_pb2.ContainerSpec(args=["sh"]), entrypoint=None, cmd=["sh"],
+                  spec=shim_pb2.ContainerSpec(args=["sh"]), entrypoint=None, cmd=["sh"],
                   runtime="", auto_remove=False, stop_signal="SIGTERM", stop_timeout=10,
                   ready=ready)
 

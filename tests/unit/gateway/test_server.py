@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from clients.sdk.client import Client
-from services.core.errors import InvalidArgument, NotFound
 from services.gateway.engine import Engine
-from tests.unit.gateway.fakes import FakeRuntime
+from tests.unit.gateway.fakes import FakeShim
 from tests.unit.gateway.test_engine import eventually
+from vocab.errors import InvalidArgument, NotFound
 
 
-def test_errors_cross_the_wire_typed(served: tuple[Engine, FakeRuntime, Client]) -> None:
+def test_errors_cross_the_wire_typed(served: tuple[Engine, FakeShim, Client]) -> None:
     _, _, client = served
     with pytest.raises(NotFound, match="No such container: nope"):
         client.inspect("nope")
@@ -21,7 +21,7 @@ def test_errors_cross_the_wire_typed(served: tuple[Engine, FakeRuntime, Client])
         client.create("busybox", None, name="xx", entrypoint={"values": [""]})
 
 
-def test_run_attached_over_grpc(served: tuple[Engine, FakeRuntime, Client]) -> None:
+def test_run_attached_over_grpc(served: tuple[Engine, FakeShim, Client]) -> None:
     _, runtime, client = served
 
     def script(c: str) -> None:
@@ -37,7 +37,7 @@ def test_run_attached_over_grpc(served: tuple[Engine, FakeRuntime, Client]) -> N
 
 
 def test_client_cancel_leaves_removal_to_the_watcher(
-        served: tuple[Engine, FakeRuntime, Client]) -> None:
+        served: tuple[Engine, FakeShim, Client]) -> None:
     engine, runtime, client = served
     runtime.on_start = lambda c: runtime.emit(c, b"tick\n")
     cid = client.create("busybox", ["sleep", "60"], auto_remove=True).id

@@ -10,10 +10,10 @@ from pathlib import Path
 
 from muelle.types.v1 import types_pb2
 
-from services.core import digest as digestmod
-from services.core.errors import DataLoss, NotFound, Unavailable
 from services.imagestore.registry_client import Content, Resolved
 from tests.support.images import Entry, Layer, build_layout, busybox_layer
+from vocab import digest as digestmod
+from vocab.errors import DataLoss, NotFound, Unavailable
 
 
 def second_layer() -> Layer:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from services.core.errors import InvalidArgument
 from services.imagestore.addfiles import Placement, owner
 from services.imagestore.view import read_file, resolve
+from vocab.errors import InvalidArgument
 
 
 @pytest.fixture

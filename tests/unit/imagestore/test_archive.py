@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from services.core.errors import DataLoss, InvalidArgument, NotFound
 from services.imagestore.store import ImageStore
 from tests.support.images import Entry, Layer, build_layout, busybox_layer
 from tests.unit.imagestore.fakes import LayoutRegistry
+from vocab.errors import DataLoss, InvalidArgument, NotFound
 
 REF = "127.0.0.1:5000/demo/app:1"
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from muelle.types.v1 import types_pb2
 
-from services.core.errors import InvalidArgument, NotFound
 from services.imagestore.store import ImageStore
 from services.imagestore.treetar import TreeTar, diff_entries, merged_entries
 from tests.unit.imagestore.fakes import LayoutRegistry, build_two_layer
+from vocab.errors import InvalidArgument, NotFound
 
 REF = "127.0.0.1:5000/demo/busybox:1"
 

@@ -10,15 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from services.core.errors import (
+from services.imagestore.content import ContentStore
+from vocab.errors import (
     DataLoss,
     InvalidArgument,
     NotFound,
     ResourceExhausted,
     Unavailable,
 )
-from services.imagestore import content
-from services.imagestore.content import ContentStore
 
 DATA = bytes(range(256)) * 1000
 DIGEST = "sha256:" + hashlib.sha256(DATA).hexdigest()
@@ -134,7 +133,7 @@ def test_reserve_refuses_a_download_before_it_starts(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     # A fixed filesystem: 1 000 000 bytes free (the real one changes under other writers).
     fake = os.statvfs_result((4096, 1, 0, 0, 1_000_000, 0, 0, 0, 0, 255))
-    monkeypatch.setattr(content.os, "statvfs", lambda path: fake)
+    monkeypatch.setattr(os, "statvfs", lambda path: fake)
     store = ContentStore(tmp_path, min_free=1_000_000 - len(DATA) + 1)
     with pytest.raises(ResourceExhausted, match=f"no space for blob {DIGEST}: it needs "
                                                 f"{len(DATA)} more bytes, 1000000 are free"):

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from services.core.errors import FailedPrecondition
 from services.imagestore import recover as recovermod
 from services.imagestore.store import ImageStore
 from tests.unit.imagestore.fakes import LayoutRegistry
+from vocab.errors import FailedPrecondition
 
 REPO = "127.0.0.1:5000/demo/app"
 

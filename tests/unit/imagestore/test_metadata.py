@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from services.core.errors import InvalidArgument, NotFound
 from services.imagestore.metadata import ImageRecord, Metadata
+from vocab.errors import InvalidArgument, NotFound
 
 ID_A = "sha256:" + "ab12" + "0" * 60
 ID_B = "sha256:" + "ab12" + "1" * 60

@@ -15,7 +15,11 @@ from pathlib import Path
 import pytest
 from muelle.types.v1 import types_pb2
 
-from services.core.errors import (
+from services.imagestore.server import encode_image
+from services.imagestore.store import ImageStore
+from tests.support.images import Entry, Layer, build_layout
+from tests.unit.imagestore.fakes import LayoutRegistry, build_two_layer
+from vocab.errors import (
     AlreadyExists,
     DataLoss,
     FailedPrecondition,
@@ -23,10 +27,6 @@ from services.core.errors import (
     NotFound,
     Unavailable,
 )
-from services.imagestore.server import encode_image
-from services.imagestore.store import ImageStore
-from tests.support.images import Entry, Layer, build_layout
-from tests.unit.imagestore.fakes import LayoutRegistry, build_two_layer
 
 REF = "127.0.0.1:5000/demo/busybox:1"
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from services.core.errors import DataLoss, InvalidArgument
 from services.imagestore.unpack import unpack
 from tests.support.images import EPOCH, Entry, Layer, busybox_layer
+from vocab.errors import DataLoss, InvalidArgument
 
 
 def diff_id(raw: bytes) -> str:

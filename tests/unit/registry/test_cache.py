@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from services.core.errors import DataLoss
 from services.registry.cache import BlobCache
+from vocab.errors import DataLoss
 
 
 def digest(data: bytes) -> str:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from services.core.errors import InvalidArgument, NotFound
 from services.registry import credstore
 from services.registry.auth import load_credentials
+from vocab.errors import InvalidArgument, NotFound
 
 
 def test_store_reads_back_keeps_other_keys_and_is_private(tmp_path: Path) -> None:

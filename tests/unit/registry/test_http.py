@@ -8,15 +8,15 @@ import httpx
 import pytest
 
 from services.core.config import RegistryConfig
-from services.core.errors import (
+from services.registry.auth import TokenCache, load_credentials, parse_challenges
+from services.registry.http import RegistryHTTP, map_error
+from vocab.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
     Unauthenticated,
     Unavailable,
 )
-from services.registry.auth import TokenCache, load_credentials, parse_challenges
-from services.registry.http import RegistryHTTP, map_error
 
 from .fakeupstream import HOST, Upstream
 
@@ -224,3 +224,34 @@ def test_pulls_go_to_a_configured_mirror_pushes_do_not() -> None:
     resp.close()
     assert seen == ["GET http://127.0.0.1:5000/v2/pause/manifests/1",
                     "HEAD https://registry.k8s.io/v2/pause/blobs/sha256:ab"]
+
+
+def test_one_call_credentials_are_its_own(tmp_path: Path) -> None:
+    """for_call: a pull's credentials (CRI's AuthConfig) serve that call only; the stored
+    logins serve the others, and neither sees the other's."""
+    auth = tmp_path / "config.json"
+    auth.write_text(json.dumps({"auths": {HOST: {
+        "auth": base64.b64encode(b"stored:pw").decode()}}}))
+    seen: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        header = request.headers.get("Authorization")
+        seen.append(header)
+        if header is None:
+            return httpx.Response(401, headers={"WWW-Authenticate": 'Basic realm="r"'})
+        return httpx.Response(200, json={})
+
+    shared = client(httpx.MockTransport(handler), auth_file=str(auth))
+    get(shared.for_call(HOST, ("pod", "secret")))
+    assert seen[-1] == "Basic " + base64.b64encode(b"pod:secret").decode()
+    get(shared)
+    assert seen[-1] == "Basic " + base64.b64encode(b"stored:pw").decode()
+    # A registry token goes as a bearer token from the first request on.
+    seen.clear()
+    get(shared.for_call(HOST, None, registry_token="tok"))
+    assert seen == ["Bearer tok"]
+    # Credentials for one registry are not sent to another.
+    seen.clear()
+    with pytest.raises(Unauthenticated):
+        get(shared.for_call("other.example:5000", ("pod", "secret")))
+    assert seen == [None]

@@ -6,11 +6,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from services.core.errors import DataLoss
 from services.registry.descriptors import Descriptor, Platform
 from services.registry.manifest_cache import ManifestCache
 from services.registry.manifests import ManifestContent
 from services.registry.resolver import Resolver
+from vocab.errors import DataLoss
 
 from .fakeupstream import HOST, OCI_INDEX, OCI_MANIFEST, Upstream, desc, dumps, image, sha
 

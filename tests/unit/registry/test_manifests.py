@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from services.core.errors import DataLoss, InvalidArgument
 from services.registry import manifests
 from services.registry.descriptors import Descriptor
+from vocab.errors import DataLoss, InvalidArgument
 
 from .fakeupstream import OCI_INDEX, OCI_MANIFEST, desc, dumps, image, sha
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.core.errors import Unavailable
 from services.registry.pace import MinimumPace
+from vocab.errors import Unavailable
 
 
 class Clock:

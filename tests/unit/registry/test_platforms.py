@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from services.core.errors import NotFound
 from services.registry import platforms
 from services.registry.descriptors import Descriptor, Platform
 from services.registry.manifests import OCI_INDEX, OCI_MANIFEST
+from vocab.errors import NotFound
 
 
 def entry(arch: str, variant: str = "", os: str = "linux", n: int = 0,

@@ -9,10 +9,10 @@ from typing import Any
 import httpx
 import pytest
 
-from services.core.errors import DataLoss
 from services.registry.descriptors import Descriptor
 from services.registry.ranges import RangedFetch
 from services.registry.resolver import Resolver
+from vocab.errors import DataLoss
 
 from .fakeupstream import HOST, OCI_LAYER, FailingStream, Upstream, sha
 
@@ -199,6 +199,5 @@ def test_a_descriptor_bigger_than_the_blob_is_data_loss(up: Upstream) -> None:
 
 
 def res_ref() -> Any:
-    from services.core import reference
-
+    from vocab import reference
     return reference.parse(REPO)

@@ -5,9 +5,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from services.core.errors import DataLoss, InvalidArgument, NotFound, Unavailable
 from services.registry.descriptors import Descriptor, Platform
 from services.registry.resolver import Resolver
+from vocab.errors import DataLoss, InvalidArgument, NotFound, Unavailable
 
 from .fakeupstream import (
     HOST,

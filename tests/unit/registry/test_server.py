@@ -12,11 +12,11 @@ from muelle.registry.v1 import registry_pb2, registry_pb2_grpc
 from muelle.types.v1 import types_pb2
 
 from services.core.client import connect
-from services.core.errors import DataLoss, InvalidArgument, NotFound
 from services.core.server import ErrorInterceptor
 from services.registry.descriptors import Descriptor, Platform
 from services.registry.resolver import Resolver
 from services.registry.server import RegistryServicer, descriptor_from_pb, descriptor_to_pb
+from vocab.errors import DataLoss, InvalidArgument, NotFound
 
 from .fakeupstream import HOST, OCI_LAYER, OCI_MANIFEST, Upstream, image, sha
 

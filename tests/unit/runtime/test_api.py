@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from services.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.runtime import api
 from services.runtime.store import State, Store
 from services.shim.runtimes import NativeRuntime, Runtime
+from vocab.errors import FailedPrecondition, InvalidArgument, NotFound
 
 
 def _stopped(root: Path, cid: str = "c1") -> None:

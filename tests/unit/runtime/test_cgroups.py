@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from services.core.errors import FailedPrecondition, InvalidArgument
 from services.runtime import cgroups
 from services.runtime.cgroups import own_procs_file, prime_migration
 from services.runtime.cgroups.v1 import CgroupV1
 from services.runtime.cgroups.v2 import CgroupV2
+from vocab.errors import FailedPrecondition, InvalidArgument
 
 RESOURCES = {
     "memory": {"limit": 1 << 26, "swap": 1 << 27},

@@ -28,9 +28,9 @@ def test_runtime_verbs_import_no_grpc_structlog_protobuf() -> None:
 
 
 def test_errors_need_grpc_only_for_the_status_code() -> None:
-    assert _imported_after("import services.core.errors") == []
+    assert _imported_after("import vocab.errors") == []
     assert _imported_after(
-        "from services.core.errors import NotFound; NotFound('x').code") == ["grpc"]
+        "from vocab.errors import NotFound; NotFound('x').code") == ["grpc"]
 
 
 def test_log_lines_logfmt_and_json() -> None:

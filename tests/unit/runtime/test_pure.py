@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from services.core.errors import FailedPrecondition, InvalidArgument
-from services.runtime import capabilities, process, rootfs, seccomp, spec
+from services.runtime import capabilities, linux, process, rootfs, seccomp, spec
 from services.runtime.cgroups import normalise
 from services.runtime.cgroups.v1 import device_rule
 from services.runtime.cgroups.v2 import shares_to_weight
@@ -20,6 +19,7 @@ from services.runtime.kill import parse_signal
 from services.runtime.run import exit_code
 from services.runtime.state import render_list
 from tests.integration.runtime.bundle import DOCKER_CAPEFF, DOCKER_CAPS, config
+from vocab.errors import FailedPrecondition, InvalidArgument
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -47,8 +47,8 @@ def test_parse_signal_rejects(bad: str) -> None:
 def test_parse_mount_options() -> None:
     flags, props, data = rootfs.parse_options(
         ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "rprivate", "ro", "rw"])
-    assert flags == rootfs.linux.MS_NOSUID | rootfs.linux.MS_NOEXEC
-    assert props == [rootfs.linux.MS_PRIVATE | rootfs.linux.MS_REC]
+    assert flags == linux.MS_NOSUID | linux.MS_NOEXEC
+    assert props == [linux.MS_PRIVATE | linux.MS_REC]
     assert data == "newinstance,ptmxmode=0666"
 
 
@@ -126,7 +126,7 @@ def test_spec_validation(change, match: str) -> None:  # type: ignore[no-untyped
 
 
 def test_spec_load_errors(tmp_path: Path) -> None:
-    from services.core.errors import NotFound
+    from vocab.errors import NotFound
 
     with pytest.raises(NotFound):
         spec.load(str(tmp_path))

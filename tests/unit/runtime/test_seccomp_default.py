@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from services.core.errors import InvalidArgument
 from services.runtime import seccomp
 from services.shim import seccomp_profile
 from services.shim.spec import DEFAULT_CAPS
 from tests.unit.runtime import filtered_child
+from vocab.errors import InvalidArgument
 
 # x86_64 system call numbers (arch/x86/entry/syscalls/syscall_64.tbl).
 NR = {"socket": 41, "clone": 56, "chroot": 161, "mount": 165, "personality": 135,

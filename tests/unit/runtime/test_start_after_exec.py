@@ -1,6 +1,6 @@
 """``start`` runs the poststart hooks only once the init has executed the user's program.
 
-A stand-in init (a forked child) answers start on exec.fifo as the real one does, then
+A stand-in init (a child process) answers start on exec.fifo as the real one does, then
 holds off its execve until told: the hook must still see the executed program in
 /proc/<pid>/exe (runtime-tools' poststart program saw the hook run first).
 """
@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -21,17 +22,21 @@ HOOK = ("pid=$(sed -n 's/.*\"pid\": *\\([0-9]*\\).*/\\1/p'); "
         "readlink /proc/$pid/exe > \"$0\"")
 
 
-def _stand_in_init(fifo: Path, go: int) -> int:
-    pid = os.fork()
-    if pid == 0:
-        try:
-            fd = os.open(fifo, os.O_WRONLY | os.O_CLOEXEC)  # as init.py: open until execve
-            os.write(fd, b"0")
-            os.read(go, 1)
-            os.execv("/bin/sleep", ["sleep", "30"])
-        finally:
-            os._exit(1)
-    return pid
+# A subprocess, not os.fork: a forked child of this process (which may hold gRPC's atfork
+# handlers from other tests) died once before its execve, leaving the hook a zombie's empty exe.
+_INIT = """
+import os, sys
+fifo, go = sys.argv[1], int(sys.argv[2])
+fd = os.open(fifo, os.O_WRONLY | os.O_CLOEXEC)  # as init.py: open until execve
+os.write(fd, b"0")
+os.read(go, 1)
+os.execv("/bin/sleep", ["sleep", "30"])
+"""
+
+
+def _stand_in_init(fifo: Path, go: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-S", "-c", _INIT, str(fifo), str(go)],
+                            pass_fds=(go,))
 
 
 def test_poststart_hook_sees_the_executed_program(tmp_path: Path) -> None:
@@ -44,7 +49,8 @@ def test_poststart_hook_sees_the_executed_program(tmp_path: Path) -> None:
     (cdir / "hooks.json").write_text(json.dumps({"hooks": {"poststart": [
         {"path": "/bin/sh", "args": ["sh", "-c", HOOK, str(seen)]}]}}))
     go_r, go_w = os.pipe()
-    pid = _stand_in_init(store.fifo(cid), go_r)
+    init = _stand_in_init(store.fifo(cid), go_r)
+    pid = init.pid
     try:
         start_time = proc_start_time(pid)
         assert start_time is not None
@@ -59,7 +65,7 @@ def test_poststart_hook_sees_the_executed_program(tmp_path: Path) -> None:
         assert not thread.is_alive()
         assert seen.read_text().strip() == os.path.realpath("/bin/sleep")
     finally:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
+        init.kill()
+        init.wait()
         for fd in (go_r, go_w):
             os.close(fd)

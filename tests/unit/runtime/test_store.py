@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from services.core.errors import AlreadyExists, InvalidArgument, NotFound
 from services.runtime.store import State, Store, proc_start_time
+from vocab.errors import AlreadyExists, InvalidArgument, NotFound
 
 
 def test_reserve_save_load_remove(tmp_path: Path) -> None:

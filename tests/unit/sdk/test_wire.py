@@ -3,18 +3,16 @@ messages, interleaved streams, cancel, typed errors; HPACK against RFC 7541's ex
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import threading
 from collections.abc import Iterator
-from concurrent import futures
 from pathlib import Path
 
 import grpc
 import pytest
 
 from clients.sdk import wire
-from services.core.errors import FailedPrecondition, NotFound, Unavailable
+from tests.support.grpc_server import serving
+from vocab.errors import FailedPrecondition, NotFound, Unavailable
 
 
 def _unary(request: bytes, context: grpc.ServicerContext) -> bytes:
@@ -33,20 +31,9 @@ def _stream(request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    tmp = Path(tempfile.mkdtemp(prefix="wire-", dir="/tmp"))
-    srv = grpc.server(futures.ThreadPoolExecutor(4))
-    handlers = {
-        "Unary": grpc.unary_unary_rpc_method_handler(_unary),
-        "Stream": grpc.unary_stream_rpc_method_handler(_stream),
-    }
-    srv.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("t.Echo", handlers),))
-    srv.add_insecure_port(f"unix:{tmp / 's.sock'}")
-    srv.start()
-    try:
-        yield f"unix://{tmp / 's.sock'}"
-    finally:
-        srv.stop(0).wait()
-        shutil.rmtree(tmp, ignore_errors=True)
+    with serving("t.Echo", {"Unary": grpc.unary_unary_rpc_method_handler(_unary),
+                            "Stream": grpc.unary_stream_rpc_method_handler(_stream)}) as address:
+        yield address
 
 
 def test_unary_calls_share_one_connection(server: str) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from services.core.errors import FailedPrecondition
 from services.shim.claims import Claims
+from vocab.errors import FailedPrecondition
 
 
 def _claims(tmp_path: Path, root: str, bridge: str = "br0", parent: str = "cg") -> Claims:

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from services.core.config import Config
-from services.core.errors import FailedPrecondition, InvalidArgument
 from services.shim.containerio import ContainerIO
 from services.shim.exec import ExecRequest
 from services.shim.meta import Meta
@@ -17,6 +16,7 @@ from services.shim.monitors import Monitors
 from services.shim.runtimes import Runtime
 from services.shim.status import Status
 from services.shim.store import ContainerDir
+from vocab.errors import FailedPrecondition, InvalidArgument
 
 CID = "d" * 64
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from services.core.errors import InvalidArgument
 from services.shim import stdin
 from services.shim.exec import ExecRequest, build_process, failure_code, merge_env
+from vocab.errors import InvalidArgument
 
 CONTAINER = {"args": ["sleep", "9"], "env": ["PATH=/bin", "HOME=/root", "A=1"], "cwd": "/",
              "user": {"uid": 0, "gid": 0}, "terminal": False, "noNewPrivileges": True,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from services.core.errors import InvalidArgument
 from services.shim.logs import LogWriter, follow_log, parse_time, rfc3339_nano
+from vocab.errors import InvalidArgument
 
 
 def write(path: Path, *items: tuple[str, bytes]) -> None:

@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from services.core.errors import (
+from services.shim.network import files, ports, rules, subnets
+from services.shim.network.defs import Defs, Network, check_name
+from services.shim.network.ipam import Pool
+from services.shim.network.ports import Port
+from vocab.errors import (
     AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
 )
-from services.shim.network import files, ports, rules, subnets
-from services.shim.network.defs import Defs, Network, check_name
-from services.shim.network.ipam import Pool
-from services.shim.network.ports import Port
 
 
 def test_leases_persist_and_are_released(tmp_path: Path) -> None:

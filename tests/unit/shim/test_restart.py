@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from services.core.errors import InvalidArgument
 from services.core.restart_policy import Policy, parse
 from services.shim import restart
+from vocab.errors import InvalidArgument
 
 
 def test_parse() -> None:

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from services.core.config import Config, ShimConfig
-from services.core.errors import FailedPrecondition, InvalidArgument
 from services.shim import monitor, runtimes
 from services.shim.monitors import exec_error
 from services.shim.runtimes import Runtime, Runtimes, error_text
 from services.shim.shim import parse_signal
+from vocab.errors import FailedPrecondition, InvalidArgument
 
 
 def test_command_lines(tmp_path: Path) -> None:

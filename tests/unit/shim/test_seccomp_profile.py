@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from muelle.runtime.v1 import runtime_pb2
+from muelle.shim.v1 import shim_pb2
 
-from services.core.errors import InvalidArgument
 from services.shim import seccomp_profile as sp
 from services.shim.spec import DEFAULT_CAPS, seccomp_filter
+from vocab.errors import InvalidArgument
 
 DENIED = ("mount", "umount2", "unshare", "setns", "pivot_root", "chroot", "keyctl", "add_key",
           "request_key", "kexec_load", "open_by_handle_at", "bpf", "perf_event_open",
@@ -105,4 +105,4 @@ def test_spec_choices() -> None:
     assert seccomp_filter(user, [])["defaultAction"] == "SCMP_ACT_ALLOW"
     with pytest.raises(InvalidArgument):
         seccomp_filter("{not json", [])
-    assert runtime_pb2.ContainerSpec(seccomp="unconfined").seccomp == "unconfined"
+    assert shim_pb2.ContainerSpec(seccomp="unconfined").seccomp == "unconfined"

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from muelle.runtime.v1 import runtime_pb2 as pb
+from muelle.shim.v1 import shim_pb2 as pb
 
 from services.core import capabilities as core_caps
-from services.core.errors import InvalidArgument
 from services.shim import spec
 from services.shim.users import User
+from vocab.errors import InvalidArgument
 
 CID = "ab" * 32
 
@@ -160,3 +160,26 @@ def test_ipc_pid_modes_sysctls_and_paths() -> None:
     assert spaces["ipc"] == "/proc/42/ns/ipc" and "pid" not in spaces
     assert linux["sysctl"] == {"kernel.shm_rmid_forced": "1"}
     assert linux["maskedPaths"] == ["/etc/group"] and linux["readonlyPaths"] == []
+
+
+def test_uts_mode_joins_or_shares_and_sets_no_hostname() -> None:
+    """A pod's hostname: the container joins its infra container's UTS namespace and
+    sets none (runc refuses a hostname without a UTS namespace of its own)."""
+    cspec = pb.ContainerSpec(args=["sh"], hostname="pod", uts_mode="container:" + "cd" * 32)
+    config = spec.build_config(spec.BundleInput(
+        id=CID, spec=cspec, user=User(uid=0, gid=0), available_sysctls=set(),
+        join_paths={"uts": "/proc/42/ns/uts"}))
+    spaces = {n["type"]: n.get("path", "") for n in config["linux"]["namespaces"]}
+    assert spaces["uts"] == "/proc/42/ns/uts" and "hostname" not in config
+    host = build(uts_mode="host")
+    assert "uts" not in {n["type"] for n in host["linux"]["namespaces"]}
+    assert "hostname" not in host and build()["hostname"] == CID[:12]
+
+
+def test_cgroup_parent_of_the_container() -> None:
+    assert build()["linux"]["cgroupsPath"] == f"/muelle-x/{CID}"
+    cspec = pb.ContainerSpec(args=["sh"], cgroup_parent="/kubepods/pod1")
+    config = spec.build_config(spec.BundleInput(
+        id=CID, spec=cspec, user=User(uid=0, gid=0), available_sysctls=set(),
+        cgroup_parent=cspec.cgroup_parent))
+    assert config["linux"]["cgroupsPath"] == f"/kubepods/pod1/{CID}"

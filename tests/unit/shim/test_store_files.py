@@ -36,7 +36,6 @@ def disk_full(monkeypatch: pytest.MonkeyPatch) -> None:
     import errno
 
     from services.core import modes
-
     real = modes.open_private
 
     def full(path, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -71,7 +70,7 @@ def test_on_a_full_disk_a_spare_becomes_the_file(tmp_path: Path) -> None:
 
 @pytest.mark.usefixtures("disk_full")
 def test_on_a_full_disk_what_does_not_fit_is_resource_exhausted(tmp_path: Path) -> None:
-    from services.core.errors import ResourceExhausted
+    from vocab.errors import ResourceExhausted
 
     path = tmp_path / "network.json"
     with pytest.raises(ResourceExhausted, match="could not write the network state"):

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from services.core.errors import InvalidArgument
 from services.shim.users import User, resolve
 from tests.support.escapes import ESCAPES, build, resolver_way
+from vocab.errors import InvalidArgument
 
 __all__ = ["resolver_way"]  # the fixture: every test here runs both ways
 

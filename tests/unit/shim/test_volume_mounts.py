@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from muelle.runtime.v1 import runtime_pb2 as pb
+from muelle.shim.v1 import shim_pb2 as pb
 
 from services.shim.volume_mounts import prepare
 from services.shim.volumes import VolumeStore

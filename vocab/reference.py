@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from services.core import digest as digestmod
-from services.core.errors import InvalidArgument
+from vocab import digest as digestmod
+from vocab.errors import InvalidArgument
 
 DEFAULT_DOMAIN = "docker.io"
 LEGACY_DOMAIN = "index.docker.io"

@@ -17,14 +17,16 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from engine.launcher import ALL
 from services.core import config as configmod
-from services.core.errors import MuelleError
 from services.core.logging import get_logger
 from services.core.main import add_common_options, load_config
 from services.core.server import Running, check_listener, start, stop_signals
 from services.dockerapi.main import Background
+from vocab.errors import MuelleError
 
-ORDER = ("registry", "imagestore", "shim", "gateway", "dockerapi", "cri")
+# The launcher's order: dependencies first, then the front doors (clients of the gateway).
+ORDER = ALL
 FACTORIES = {
     "registry": "services.registry.main",
     "imagestore": "services.imagestore.server",

@@ -2,7 +2,7 @@
 and the front doors (the Docker API, the CRI).
 
 ``make up`` / ``make down`` and the test fixture use this, so there is one way to run an
-engine: ``python -m services.core.launcher up|down|status [--config FILE]``. Pid files and
+engine: ``python -m engine.launcher up|down|status [--config FILE]``. Pid files and
 service logs go to the run dir; MUELLE_ROOT / MUELLE_RUN are honoured as everywhere.
 """
 
@@ -22,9 +22,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.core import config as configmod
 from services.core import modes
-from services.core.client import channel
-from services.core.errors import MuelleError, Unavailable
-from services.core.tls import TlsFiles
+from vocab.channel import TlsFiles, channel
+from vocab.errors import MuelleError, Unavailable
 
 # Start order: dependencies first. Stop order is the reverse.
 ORDER = ("registry", "imagestore", "shim", "gateway")
@@ -93,7 +92,10 @@ def _runs_service(pid: int, name: str) -> bool:
             argv = f.read().split(b"\0")
     except OSError:
         return False
-    return f"services.{name}.main".encode() in argv or b"services.core.combined" in argv
+    # engine.combined: where muelle-engine lived before engine/ (a process started by
+    # the previous release must still be found by `make down`).
+    return f"services.{name}.main".encode() in argv or b"engine.combined" in argv or \
+        b"services.core.combined" in argv
 
 
 def running_pid(cfg: configmod.Config, name: str) -> int | None:
@@ -125,7 +127,7 @@ def start(
     combined: bool = False,
 ) -> dict[str, int]:
     """Start ``services`` (skipping ones already running); returns name -> pid.
-    ``combined``: the ones not running share one process (services/core/combined.py),
+    ``combined``: the ones not running share one process (engine/combined.py),
     logging to engine.log; each still has its pid file (the same pid)."""
     modes.secure_base(cfg.root, cfg.run)
     env = dict(os.environ, MUELLE_ROOT=str(cfg.root), MUELLE_RUN=str(cfg.run))
@@ -135,7 +137,7 @@ def start(
     missing = [name for name in services if running_pid(cfg, name) is None]
     if combined and missing:
         shared = _spawn(cfg, env, "engine",
-                        ["services.core.combined", "--services", ",".join(missing)])
+                        ["engine.combined", "--services", ",".join(missing)])
         for name in missing:
             _pid_file(cfg, name).write_text(str(shared))
     pids: dict[str, int] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from services.core.errors import InvalidArgument
+from vocab.errors import InvalidArgument
 
 _DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")
 _HEX_LEN = {"sha256": 64, "sha512": 128}

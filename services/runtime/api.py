@@ -13,9 +13,10 @@ line (main.py), call muelle's OCI runtime here and nowhere else:
   line is built or parsed in between. ``preload`` imports what they need once, in the
   fork server, before it forks.
 * What the shim reads or calls beside the verbs: ``proc_start_time``, ``is_frozen``,
-  ``prime_migration``, ``sealed_command`` (how to start a module from a sealed copy of
-  the interpreter), and ``linux``, the runtime's ctypes seam of Linux system calls
-  (mount, setns, unshare...), which the shim's namespace helpers use as well.
+  ``update_cgroup``, ``prime_migration``, ``sealed_command`` (how to start a module from
+  a sealed copy of the interpreter), and ``linux``, the runtime's ctypes seam of Linux
+  system calls (mount, setns, unshare...), which the shim's namespace helpers (and the
+  CRI's pinned pod namespaces) use as well.
 
 The verbs that go into a container (create, run, exec) refuse to run unless this process
 executes a sealed copy of the interpreter (sealed.py, CVE-2019-5736 class): the CLI
@@ -50,7 +51,7 @@ __all__ = [
     "DEFAULT_ROOT", "ContainerNotFound", "Create", "Delete", "NotRunning", "NotSealed",
     "Runtime", "WarmChild", "decode", "describe", "encode", "here", "invoke", "is_frozen",
     "linux", "parse_signal", "preload", "prime_migration", "proc_start_time",
-    "sealed_command", "spawn",
+    "sealed_command", "spawn", "update_cgroup",
 ]
 
 
@@ -243,6 +244,14 @@ def is_frozen(cgroups_path: str, root: Path | None = None) -> bool:
 
     return cgroups.is_frozen(cgroups_path) if root is None \
         else cgroups.is_frozen(cgroups_path, root)
+
+
+def update_cgroup(cgroups_path: str, cid: str, resources: dict[str, Any]) -> None:
+    """Write changed limits (OCI linux.resources entries) into the container's existing
+    cgroup, as ``runc update`` does; the runtime's state is not needed."""
+    from services.runtime import cgroups
+
+    cgroups.for_path(cgroups.normalise(cgroups_path, cid)).update(resources)
 
 
 def prime_migration() -> Thread | None:

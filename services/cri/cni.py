@@ -38,7 +38,7 @@ from typing import Any
 from k8s.cri.v1 import api_pb2
 
 from services.core.logging import get_logger
-from services.runtime import linux
+from services.runtime.api import linux
 from services.shim import pinned
 from vocab.errors import FailedPrecondition, Internal, InvalidArgument
 

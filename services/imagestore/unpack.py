@@ -44,6 +44,7 @@ from typing import Any, BinaryIO, Protocol
 
 import zstandard
 
+from services.core import inroot
 from services.core.logging import get_logger
 from vocab import digest as digestmod
 from vocab.errors import DataLoss, InvalidArgument
@@ -54,7 +55,6 @@ OPAQUE_WHITEOUT = ".wh..wh..opq"
 OPAQUE_XATTR = "trusted.overlay.opaque"
 GZIP_MAGIC = b"\x1f\x8b\x08"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-_MAX_SYMLINKS = 40
 _CHUNK = 1 << 20
 
 
@@ -206,44 +206,22 @@ def clean_name(name: str) -> str:
 def resolve_dir(root: str, rel: str, create: bool,
                 writers: _Writers | None = None) -> str | None:
     """Real path of directory ``rel`` inside ``root``, following symlinks scoped to the root
-    (absolute targets restart at the root, '..' stops at it). Missing components are made
-    0755 when ``create``; otherwise None is returned for a missing one. A component that
-    ``writers`` still has to create is waited for first (it is a file: an error below)."""
-    stack = [p for p in reversed(rel.split("/")) if p not in ("", ".")]
-    cur = root
-    follows = 0
-    while stack:
-        comp = stack.pop()
-        if comp == "..":
-            cur = cur if cur == root else os.path.dirname(cur)
-            continue
-        nxt = os.path.join(cur, comp)
-        if writers is not None and nxt in writers.pending:
-            writers.flush()
-        try:
-            st = os.lstat(nxt)
-        except FileNotFoundError:
-            if not create:
-                return None
-            os.mkdir(nxt, 0o755)
-            os.chmod(nxt, 0o755)
-            cur = nxt
-            continue
-        if stat.S_ISLNK(st.st_mode):
-            follows += 1
-            if follows > _MAX_SYMLINKS:
-                raise InvalidArgument(f"layer path {rel!r}: too many levels of symlinks")
-            target = os.readlink(nxt)
-            if target.startswith("/"):
-                cur = root
-            stack.extend(p for p in reversed(target.split("/")) if p not in ("", "."))
-            continue
-        if not stat.S_ISDIR(st.st_mode):
-            if not create:
-                return None
-            raise InvalidArgument(f"layer path {rel!r}: {comp!r} is not a directory")
-        cur = nxt
-    return cur
+    (services/core/inroot.py: absolute targets restart at the root, '..' stops at it).
+    Missing components are made 0755 when ``create``; otherwise None is returned for a
+    missing one. A component that ``writers`` still has to create is waited for first (it
+    is a file: an error below)."""
+    on_step = writers.wait_for if writers is not None and writers.pending else None
+    try:
+        return inroot.dir_in_root(root, rel, make=create, mode=0o755, on_step=on_step)
+    except InvalidArgument:
+        raise InvalidArgument(f"layer path {rel!r}: too many levels of symlinks") from None
+    except FileNotFoundError:
+        return None
+    except NotADirectoryError as e:
+        if not create:
+            return None
+        name = os.path.basename(e.filename or rel)
+        raise InvalidArgument(f"layer path {rel!r}: {name!r} is not a directory") from None
 
 
 def _is_whiteout_device(st: os.stat_result) -> bool:
@@ -301,6 +279,11 @@ class _Writers:
         future, size = self._queued.popleft()
         self._bytes -= size
         future.result()  # a writer's error surfaces here, in the parsing thread
+
+    def wait_for(self, path: str) -> None:
+        """Let ``path`` land first if it is still to be written."""
+        if path in self.pending:
+            self.flush()
 
     def flush(self) -> None:
         while self._queued:

@@ -11,8 +11,8 @@ import stat
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from services.core.inroot import fd_path, join_in_root, open_in_root
 from services.runtime import linux
-from services.runtime.paths import fd_path, open_in_root, secure_join
 from vocab.errors import FailedPrecondition
 
 # runtime-spec config-linux.md "Default Devices": (name, major, minor)
@@ -35,8 +35,8 @@ def _node(rootfs: str, path: str, kind: str, major: int, minor: int, mode: int,
           uid: int = 0, gid: int = 0) -> None:
     """mknod at ``path`` in the rootfs, relative to an fd of its directory (made in the
     rootfs), then chmod/chown through an O_PATH fd of the node: a symlink swapped in
-    anywhere on the path is refused, never followed (paths.open_in_root)."""
-    joined = secure_join(rootfs, path)
+    anywhere on the path is refused, never followed (core/inroot.py)."""
+    joined = join_in_root(rootfs, path)
     name = os.path.basename(joined)
     if not name or joined == os.path.normpath(rootfs):
         raise FailedPrecondition(f"invalid device path {path!r}")

@@ -33,6 +33,7 @@ from services.runtime import (
     seccomp,
     sync,
 )
+from services.runtime.errors import NotRunning
 from services.runtime.store import Store
 from vocab.errors import FailedPrecondition, InvalidArgument, MuelleError
 
@@ -67,7 +68,7 @@ def exec_(store: Store, cid: str, process_file: str, pid_file: str | None = None
     proc = load_process(process_file)
     state = store.load(cid)
     if store.status(state) != "running":
-        raise FailedPrecondition(f"cannot exec in a container that is not running: {cid}")
+        raise NotRunning(f"cannot exec in a container that is not running: {cid}")
     config = json.loads((Path(state.bundle) / "config.json").read_text())
     linux_cfg = config.get("linux") or {}
     ns_paths = {}

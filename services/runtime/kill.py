@@ -7,8 +7,9 @@ import os
 import signal
 
 from services.runtime import cgroups
+from services.runtime.errors import NotRunning
 from services.runtime.store import Store
-from vocab.errors import FailedPrecondition, InvalidArgument
+from vocab.errors import InvalidArgument
 
 
 def parse_signal(value: str) -> int:
@@ -30,7 +31,7 @@ def parse_signal(value: str) -> int:
 def kill(store: Store, cid: str, sig: int, all_processes: bool = False) -> None:
     state = store.load(cid)
     if store.status(state) == "stopped":
-        raise FailedPrecondition(f"container {cid} is not running")
+        raise NotRunning(f"container {cid} is not running")
     if all_processes:
         for pid in cgroups.for_path(state.cgroups_path).pids():
             with contextlib.suppress(ProcessLookupError):
@@ -39,4 +40,4 @@ def kill(store: Store, cid: str, sig: int, all_processes: bool = False) -> None:
     try:
         os.kill(state.pid, sig)
     except ProcessLookupError:
-        raise FailedPrecondition(f"container {cid} is not running") from None
+        raise NotRunning(f"container {cid} is not running") from None

@@ -16,9 +16,8 @@ import sys
 import time
 from collections.abc import Sequence
 
-from services.runtime import log
-from services.runtime.store import DEFAULT_ROOT, OCI_VERSION, Store
-from vocab.errors import MuelleError
+from services.runtime import api, log
+from services.runtime.store import DEFAULT_ROOT, OCI_VERSION
 from vocab.version import VERSION
 
 
@@ -87,45 +86,33 @@ def _error(args: argparse.Namespace, message: str) -> None:
 
 
 def dispatch(args: argparse.Namespace) -> int:
-    # Imports per verb: `start` and `state` need neither the init nor seccomp nor ctypes.
-    store = Store(args.root)
+    """One verb through the library face (api.py), which imports per verb: `start` and
+    `state` need neither the init nor seccomp nor ctypes."""
+    rt = api.Runtime(args.root)
     if args.verb == "create":
-        from services.runtime import create
-
-        create.create(store, args.id, args.bundle, args.pid_file, args.console_socket)
+        rt.create(args.id, args.bundle, args.pid_file, args.console_socket)
     elif args.verb == "run":
-        from services.runtime import run
-
-        return run.run(store, args.id, args.bundle, args.pid_file, args.console_socket)
+        return rt.run(args.id, args.bundle, args.pid_file, args.console_socket)
     elif args.verb == "start":
-        from services.runtime import start
-
-        start.start(store, args.id)
-    elif args.verb in ("pause", "resume"):
-        from services.runtime import pause
-
-        (pause.pause if args.verb == "pause" else pause.resume)(store, args.id)
+        rt.start(args.id)
+    elif args.verb == "pause":
+        rt.pause(args.id)
+    elif args.verb == "resume":
+        rt.resume(args.id)
     elif args.verb == "state":
         from services.runtime import state
 
-        print(state.render_state(state.state(store, args.id)))
+        print(state.render_state(rt.state(args.id)))
     elif args.verb == "kill":
-        from services.runtime import kill
-
-        kill.kill(store, args.id, kill.parse_signal(args.signal), args.all)
+        rt.kill(args.id, api.parse_signal(args.signal), args.all)
     elif args.verb == "delete":
-        from services.runtime import delete
-
-        delete.delete(store, args.id, args.force)
+        rt.delete(args.id, args.force)
     elif args.verb == "exec":
-        from services.runtime import exec as exec_verb
-
-        return exec_verb.exec_(store, args.id, args.process, args.pid_file, args.detach,
-                               args.console_socket)
+        return rt.exec(args.id, args.process, args.pid_file, args.detach, args.console_socket)
     elif args.verb == "list":
         from services.runtime import state
 
-        items = state.listing(store)
+        items = rt.list()
         if args.quiet:
             print("\n".join(i["id"] for i in items))
         else:
@@ -151,16 +138,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             # (a warm fork of the shim's fork server, already sealed) must never be replaced.
             sealed.ensure(["services.runtime.main", *sys.argv[1:]], reexec=argv is None)
         code = dispatch(args)
-    except MuelleError as exc:
-        _error(args, str(exc))
-        code = 1
-    except OSError as exc:
-        _error(args, f"{exc.strerror or exc}{': ' + str(exc.filename) if exc.filename else ''}")
-        code = 1
     except KeyboardInterrupt:
         code = 130
     except Exception as exc:  # noqa: BLE001 - one line, never a traceback
-        _error(args, f"internal error: {type(exc).__name__}: {exc}")
+        _error(args, api.describe(exc))
         code = 1
     sys.stdout.flush()
     sys.exit(code)

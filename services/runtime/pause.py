@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from services.runtime import cgroups
+from services.runtime.errors import NotRunning
 from services.runtime.store import Store
 from vocab.errors import FailedPrecondition
 
@@ -11,7 +12,7 @@ def pause(store: Store, cid: str) -> None:
     state = store.load(cid)
     status = store.status(state)
     if status != "running":
-        raise FailedPrecondition(f"container {cid} is {status}, not running")
+        raise NotRunning(f"container {cid} is {status}, not running")
     cgroups.for_path(state.cgroups_path).freeze(True)
 
 

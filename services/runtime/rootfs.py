@@ -2,7 +2,7 @@
 
 Runs inside the container's mount namespace (the init, before exec). Host paths are
 only used before pivot_root; every target inside the rootfs is opened and made relative to
-an fd of the rootfs (paths.open_in_root) and mounted through that fd.
+an fd of the rootfs (core/inroot.py) and mounted through that fd.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from services.core.inroot import Make, fd_path, open_in_root
 from services.runtime import linux
 from services.runtime.cgroups import Cgroup, is_v2
-from services.runtime.paths import fd_path, open_in_root
 from vocab.errors import FailedPrecondition
 
 # option -> (set flags, clear flags)
@@ -71,8 +71,8 @@ def _remount_ro(path: str, extra: int = 0) -> None:
 
 
 @contextlib.contextmanager
-def _in_root(rootfs: str, dest: str, make: str = "") -> Iterator[int]:
-    """An O_PATH fd of ``dest`` inside the rootfs (paths.open_in_root), for mounting through
+def _in_root(rootfs: str, dest: str, make: Make = "") -> Iterator[int]:
+    """An O_PATH fd of ``dest`` inside the rootfs (core/inroot.py), for mounting through
     its /proc/self/fd link: a symlink swapped in by a process sharing a volume can neither
     redirect the mount nor make us create anything outside (as runc's procfd). Opened
     again after a mount, it pins the new mount's root (for remounts and propagation)."""

@@ -15,7 +15,8 @@ import re
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from vocab.errors import AlreadyExists, InvalidArgument, NotFound
+from services.runtime.errors import ContainerNotFound
+from vocab.errors import AlreadyExists, InvalidArgument
 
 OCI_VERSION = "1.0.2"
 DEFAULT_ROOT = "/run/muelle-runtime"
@@ -108,9 +109,9 @@ class Store:
         try:
             data = json.loads(path.read_text())
         except FileNotFoundError:
-            raise NotFound(f"container {cid!r} does not exist") from None
+            raise ContainerNotFound(f"container {cid!r} does not exist") from None
         except (OSError, ValueError) as exc:
-            raise NotFound(f"container {cid!r}: unreadable state: {exc}") from None
+            raise ContainerNotFound(f"container {cid!r}: unreadable state: {exc}") from None
         return State(**data)
 
     def status(self, state: State) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.runtime.cgroups import is_frozen
+from services.runtime.api import is_frozen
 
 ROOT = Path("/sys/fs/cgroup")
 

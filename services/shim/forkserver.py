@@ -33,16 +33,8 @@ import signal
 import socket
 import sys
 
-# Imported here, before any fork, so every monitor starts with them loaded, and so does
-# every runtime command it forks warm (create and delete; the shim runs start and state
-# in-process): what they import lazily (the cgroup drivers, shutil for the state dir, the
-# console) would otherwise be imported again in each forked child (~9 ms per delete for
-# the cgroup drivers alone).
-from services.runtime import cgroups, console, create, delete, seccomp  # noqa: F401
-from services.runtime import main as runtime_main
-from services.runtime.cgroups import v1, v2  # noqa: F401
+from services.runtime import api
 from services.shim import monitor
-from vocab.errors import MuelleError
 
 # typing at run time is not needed here (annotations only); mypy treats TYPE_CHECKING
 # as true wherever it is defined
@@ -50,9 +42,13 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-runtime_main.parser()  # built here, inherited by every warm runtime command
-cgroups.own_procs()  # looked up once, for every create's prime_migration
-monitor.parser()  # and by every monitor
+# Here, before any fork, so every monitor starts with them loaded, and so does every
+# runtime call it runs warm (create and delete; the shim runs start and state
+# in-process): what they import lazily (the cgroup drivers, shutil for the state dir, the
+# console, libseccomp) would otherwise be loaded again in each forked child (~9 ms per
+# delete for the cgroup drivers alone).
+api.preload()
+monitor.parser()  # built once, inherited by every monitor
 
 MAX_REQUEST = 1 << 20
 REFILL_AFTER = 0.05  # seconds without a request before the next standby is forked
@@ -220,8 +216,6 @@ def _serve_one(sock: socket.socket, standby: Standby) -> bool:
 
 
 def main(argv: list[str] | None = None) -> None:
-    with contextlib.suppress(MuelleError):  # no libseccomp: only seccomp'd creates fail
-        seccomp.preload()  # dlopen it once, for every container's create
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1 or not args[0].isdigit():
         sys.exit("usage: python -m services.shim.forkserver FD")

@@ -16,7 +16,7 @@ import ctypes
 import os
 import struct
 
-from services.runtime import linux
+from services.runtime.api import linux
 from vocab.errors import FailedPrecondition
 
 _libc = ctypes.CDLL(None, use_errno=True)

@@ -31,14 +31,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from services.runtime.store import proc_start_time
+from services.runtime import api
+from services.runtime.api import WarmChild, proc_start_time
 from services.shim.console import ConsoleSocket
 from services.shim.logs import LogWriter, rfc3339_nano
 from services.shim.runtime_output import error_text
 from services.shim.stdin import StdinRelay
 from services.shim.store import ContainerDir, make_spare, write_json
-from services.shim.warm import WarmChild
-from services.shim.warm import spawn as warm_spawn
 from vocab.errors import is_no_space
 
 # typing at run time is not needed here (annotations only); mypy treats TYPE_CHECKING
@@ -51,6 +50,18 @@ PR_SET_CHILD_SUBREAPER = 36
 CGROUP = Path("/sys/fs/cgroup")
 # After init exits, wait this long for the pipes to reach EOF (detached writers).
 DRAIN_GRACE = 2.0
+
+# A runtime command: the command line of an OCI runtime (runc, crun, a configured one),
+# or, for muelle's own, a call of its library face run warm (api.Create, api.Delete).
+Command = list[str] | api.Call
+
+
+def decode_command(text: str) -> Command:
+    """--create/--delete: a JSON list (a command line) or object (a face call)."""
+    data = json.loads(text)
+    if isinstance(data, list):
+        return [str(a) for a in data]
+    return api.decode(data)
 
 
 def log(cdir: ContainerDir, msg: str) -> None:
@@ -104,59 +115,58 @@ def _drain_now(fd: int) -> bytes:
     return b"".join(chunks)
 
 
-def start_runtime(argv: list[str], stdout: int, stderr: int, cwd: str,
-                  warm: bool, stdin: int = -1) -> subprocess.Popen[bytes] | WarmChild:
-    """Start a runtime command: forked warm for muelle's own runtime, else exec'd.
+def start_runtime(command: Command, stdout: int, stderr: int, cwd: str,
+                  stdin: int = -1) -> subprocess.Popen[bytes] | WarmChild:
+    """Start a runtime command: a face call forked warm, a command line exec'd.
     ``stdin`` (the container's, for ``create``) defaults to /dev/null."""
     with open(os.devnull, "rb") as devnull:
         stdin = stdin if stdin >= 0 else devnull.fileno()
-        if warm:
-            return warm_spawn(argv, stdin, stdout, stderr, cwd)
-        return subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=stderr, cwd=cwd,
+        if not isinstance(command, list):
+            return api.spawn(command, stdin, stdout, stderr, cwd)
+        return subprocess.Popen(command, stdin=stdin, stdout=stdout, stderr=stderr, cwd=cwd,
                                 close_fds=True)
 
 
-def run_delete(argv: list[str], cwd: str, warm: bool, here: bool = False
-               ) -> tuple[int, str]:
-    """Run ``<runtime> delete``; returns (exit code, its stderr). ``here``: muelle's own
-    runtime runs in this process (one that exits next) rather than in one more fork."""
-    if warm and here:
-        return _delete_here(argv, cwd)
-    if not warm:
-        result = subprocess.run(argv, capture_output=True, text=True, cwd=cwd,
+def run_delete(command: Command, cwd: str, here: bool = False) -> tuple[int, str]:
+    """Run ``<runtime> delete``; returns (exit code, its stderr). ``here``: a face call
+    runs in this process (one that exits next) rather than in one more fork."""
+    if isinstance(command, list):
+        result = subprocess.run(command, capture_output=True, text=True, cwd=cwd,
                                 stdin=subprocess.DEVNULL, timeout=60, check=False)
         return result.returncode, result.stderr
+    if here:
+        return _delete_here(command, cwd)
     with tempfile.TemporaryFile() as err:
-        proc = start_runtime(argv, err.fileno(), err.fileno(), cwd, warm=True)
+        proc = start_runtime(command, err.fileno(), err.fileno(), cwd)
         code = proc.wait()
         err.seek(0)
         return code, err.read().decode(errors="replace")
 
 
-def _delete_here(argv: list[str], cwd: str) -> tuple[int, str]:
+def _delete_here(call: api.Call, cwd: str) -> tuple[int, str]:
     with tempfile.TemporaryFile() as err:
-        code = _runtime_here(argv, cwd, {1: err.fileno(), 2: err.fileno()})
+        code, error = api.here(call, cwd, {1: err.fileno(), 2: err.fileno()})
         err.seek(0)
-        return code, err.read().decode(errors="replace")
+        return code, err.read().decode(errors="replace") + error
 
 
-def _create_here(argv: list[str], cwd: str) -> tuple[int, str, int, int]:
-    """run_create for muelle's own runtime in this process: no fork of a warm runtime and
-    no wait for its exit (~3 ms). The init gets the pipes as stdout and stderr, as from a
-    forked create; what the runtime writes meanwhile is read back as its output."""
+def _create_here(call: api.Call, cwd: str) -> tuple[int, str, int, int]:
+    """run_create of a face call in this process: no fork of a warm runtime and no wait
+    for its exit (~3 ms). The init gets the pipes as stdout and stderr, as from a forked
+    create; what the runtime writes meanwhile is read back as its output."""
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
     # Read while the runtime writes: a full pipe would block it, in our own process.
     reader = _Collector((out_r, err_r))
     try:
-        code = _runtime_here(argv, cwd, {0: devnull, 1: out_w, 2: err_w})
+        code, error = api.here(call, cwd, {0: devnull, 1: out_w, 2: err_w})
     finally:
         for fd in (devnull, out_w, err_w):
             os.close(fd)
         output = reader.stop()
     output += _drain_now(out_r) + _drain_now(err_r)
-    return code, output.decode(errors="replace"), out_r, err_r
+    return code, output.decode(errors="replace") + error, out_r, err_r
 
 
 class _Collector:
@@ -193,48 +203,17 @@ class _Collector:
         return bytes(self._data)
 
 
-def _runtime_here(argv: list[str], cwd: str, fds: dict[int, int]) -> int:
-    """muelle-runtime's ``main(argv[1:])`` in this process with ``fds`` (standard fd ->
-    fd) in place, as a warm fork would have them; cwd and the standard fds are restored."""
-    from services.runtime import main as runtime_main  # the fork server loaded it
-
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
-    saved = {fd: os.dup(fd) for fd in fds}
-    home = os.getcwd()
-    for fd, source in fds.items():
-        os.dup2(source, fd)
-    try:
-        os.chdir(cwd)
-        runtime_main.main(argv[1:])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    except Exception as exc:  # noqa: BLE001 - reported like a runtime's own error
-        code = 1
-        os.write(2, f"muelle-runtime: {type(exc).__name__}: {exc}\n".encode())
-    finally:
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()
-        for fd, copy in saved.items():
-            os.dup2(copy, fd)
-            os.close(copy)
-        os.chdir(home)
-    return code
-
-
-def run_create(argv: list[str], cwd: str, warm: bool = False,
-               stdin: int = -1, here: bool = False) -> tuple[int, str, int, int]:
+def run_create(command: Command, cwd: str, stdin: int = -1,
+               here: bool = False) -> tuple[int, str, int, int]:
     """Run ``<runtime> create``; returns (exit code, its output, stdout fd, stderr fd).
-    ``here``: muelle's own runtime runs in this process (no stdin, no terminal to hand
-    over) instead of a fork of it."""
-    if warm and here:
-        return _create_here(argv, cwd)
+    ``here``: a face call runs in this process (no stdin, no terminal to hand over)
+    instead of a fork of it."""
+    if here and not isinstance(command, list):
+        return _create_here(command, cwd)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     try:
-        proc = start_runtime(argv, out_w, err_w, cwd, warm, stdin)
+        proc = start_runtime(command, out_w, err_w, cwd, stdin)
     except OSError as exc:
         for fd in (out_r, out_w, err_r, err_w):
             os.close(fd)
@@ -352,8 +331,8 @@ def exit_code(status: int) -> int:
     return 128 - code if code < 0 else code
 
 
-def run(cdir: ContainerDir, create_argv: list[str], delete_argv: list[str],
-        cgroups_path: str, sync_fd: int, warm: bool = False,
+def run(cdir: ContainerDir, create: Command, delete: Command,
+        cgroups_path: str, sync_fd: int,
         log_limits: tuple[int, int] = (0, 1), relay: StdinRelay | None = None,
         console: ConsoleSocket | None = None) -> int:
     def report(data: dict[str, Any]) -> None:
@@ -373,7 +352,7 @@ def run(cdir: ContainerDir, create_argv: list[str], delete_argv: list[str],
     # Room for status.json set aside now: a container that fills the disk still gets its
     # exit recorded (write_json writes into these blocks when it finds no others).
     make_spare(cdir.status_spare)
-    code, output, out_fd, err_fd = run_create(create_argv, str(cdir.path), warm,
+    code, output, out_fd, err_fd = run_create(create, str(cdir.path),
                                               relay.read_fd if relay else -1,
                                               here=relay is None and console is None)
     if relay is not None:
@@ -396,7 +375,7 @@ def run(cdir: ContainerDir, create_argv: list[str], delete_argv: list[str],
         # Undo a half-made container; the runtime may have left state or a cgroup.
         if relay is not None:
             relay.close()
-        run_delete(delete_argv, str(cdir.path), warm)
+        run_delete(delete, str(cdir.path))
         reap(0)
         report({"error": text})
         return 1
@@ -448,8 +427,7 @@ def run(cdir: ContainerDir, create_argv: list[str], delete_argv: list[str],
             with contextlib.suppress(OSError):  # a full disk: the delete matters more
                 os.ftruncate(lock_fd, 0)
                 os.pwrite(lock_fd, str(os.getpid()).encode(), 0)  # after_delete may kill it
-            delete_code, delete_err = run_delete(delete_argv, str(cdir.path), warm,
-                                                 here=in_child)
+            delete_code, delete_err = run_delete(delete, str(cdir.path), here=in_child)
             if delete_code != 0:
                 log(cdir, f"delete failed: {error_text(delete_err)}")
             reap(0)
@@ -466,14 +444,13 @@ def parser() -> argparse.ArgumentParser:
     argparse's per-option work (~5 ms of a run)."""
     parser = argparse.ArgumentParser(prog="muelle-monitor")
     parser.add_argument("--dir", required=True, help="container dir")
-    parser.add_argument("--create", required=True, help="create argv, JSON list")
-    parser.add_argument("--delete", required=True, help="delete argv, JSON list")
+    parser.add_argument("--create", required=True,
+                        help="create: argv as a JSON list, or a runtime face call (object)")
+    parser.add_argument("--delete", required=True, help="delete: the same")
     parser.add_argument("--cgroup", required=True, help="cgroupsPath of the container")
     parser.add_argument("--sync-fd", type=int, required=True)
     parser.add_argument("--log-max-size", type=int, default=0, help="rotate past (bytes)")
     parser.add_argument("--log-max-files", type=int, default=1, help="files kept")
-    parser.add_argument("--warm-runtime", action="store_true",
-                        help="the runtime is muelle's own: fork its create/delete warm")
     parser.add_argument("--stdin-socket", default="",
                         help="give the container a stdin pipe fed from this unix socket")
     parser.add_argument("--stdin-once", action="store_true",
@@ -495,8 +472,8 @@ def main(argv: list[str] | None = None) -> None:
         relay = StdinRelay(args.stdin_socket, args.stdin_once, not args.stdin_closed,
                            terminal) if args.stdin_socket else None
         console = ConsoleSocket(args.console_socket) if terminal else None
-        sys.exit(run(cdir, json.loads(args.create), json.loads(args.delete), args.cgroup,
-                     args.sync_fd, args.warm_runtime, (args.log_max_size, args.log_max_files),
+        sys.exit(run(cdir, decode_command(args.create), decode_command(args.delete),
+                     args.cgroup, args.sync_fd, (args.log_max_size, args.log_max_files),
                      relay, console))
     except Exception as exc:  # noqa: BLE001 - last resort: leave a trace for the shim
         log(cdir, f"monitor crashed: {type(exc).__name__}: {exc}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 
-from services.runtime import linux
+from services.runtime.api import linux
 
 
 def is_pinned(path: str) -> bool:

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from services.core.config import Config
-from services.runtime.store import Store
+from services.runtime import api
+from services.runtime.api import NotRunning
 from services.shim.runtime_output import error_text
 from vocab.errors import FailedPrecondition, InvalidArgument, MuelleError
 
@@ -45,10 +46,6 @@ class Runtime:
     name: str
     path: str
     root: Path
-    # muelle's own runtime from this installation: the monitor forks its create/delete
-    # warm instead of exec'ing them (monitor.spawn), and start/kill/state/delete run
-    # in the shim's process (NativeRuntime) rather than as a new interpreter each.
-    warm: bool = False
 
     def prefix(self) -> list[str]:
         """argv prefix of every command: wrapper (crun on hybrid hosts), binary, --root."""
@@ -66,6 +63,14 @@ class Runtime:
 
     def delete_argv(self, cid: str, force: bool = False) -> list[str]:
         return [*self.prefix(), "delete", *(["--force"] if force else []), cid]
+
+    def create_command(self, cid: str, bundle: str, pid_file: str,
+                       console_socket: str = "") -> str:
+        """``create`` for the monitor (its --create): JSON of the command line to run."""
+        return json.dumps(self.create_argv(cid, bundle, pid_file, console_socket))
+
+    def delete_command(self, cid: str, force: bool = False) -> str:
+        return json.dumps(self.delete_argv(cid, force))
 
     def exec_argv(self, cid: str, process_file: str, pid_file: str,
                   console_socket: str = "") -> list[str]:
@@ -101,12 +106,14 @@ class Runtime:
             raise FailedPrecondition(f"{self.name} resume: {error_text(proc.stderr)}")
 
     def kill(self, cid: str, signal: int) -> None:
+        """NotRunning if the runtime has no running container to signal."""
         proc = self._run("kill", cid, str(signal))
         if proc.returncode != 0:
-            text = error_text(proc.stderr)
-            if "not running" in text or "not exist" in text or "stopped" in text:
-                raise FailedPrecondition(f"container {cid} is not running")
-            raise FailedPrecondition(f"{self.name} kill: {text}")
+            # Told apart by the runtime's state, not by the words of its message.
+            state = self.state(cid)
+            if state is None or state.get("status") == "stopped":
+                raise NotRunning(f"container {cid} is not running")
+            raise FailedPrecondition(f"{self.name} kill: {error_text(proc.stderr)}")
 
     def may_know(self, cid: str) -> bool:
         """Whether the runtime may have state for ``cid``: runc, crun and muelle-runtime
@@ -140,58 +147,67 @@ class Runtime:
 
 
 class NativeRuntime(Runtime):
-    """muelle-runtime's verbs called in-process: the same code as its CLI, without the
-    ~50 ms interpreter start per call. Errors read as the CLI's would."""
+    """muelle's own runtime from this installation, through its library face
+    (services/runtime/api.py): start/kill/state/delete in this process, create and the
+    monitor's delete as face calls the monitor runs warm (monitor.start_runtime), never
+    as a new interpreter each. Errors read as the CLI's would; NotRunning stays
+    NotRunning."""
 
-    def _call(self, verb: str, fn: Callable[[Store], object]) -> object:
+    def face(self) -> api.Runtime:
         self.root.mkdir(parents=True, exist_ok=True)
+        return api.Runtime(self.root)
+
+    def _call(self, verb: str, fn: Callable[[api.Runtime], object]) -> object:
         try:
-            return fn(Store(str(self.root)))
+            return fn(self.face())
+        except NotRunning as exc:
+            raise NotRunning(str(exc)) from None
         except MuelleError as exc:
             raise FailedPrecondition(f"{self.name} {verb}: {exc}") from None
         except OSError as exc:
             raise FailedPrecondition(f"{self.name} {verb}: {exc.strerror or exc}") from None
 
-    def start(self, cid: str) -> None:
-        from services.runtime import start
+    def create_command(self, cid: str, bundle: str, pid_file: str,
+                       console_socket: str = "") -> str:
+        return api.encode(api.Create(str(self.root), cid, bundle, pid_file, console_socket))
 
-        self._call("start", lambda store: start.start(store, cid))
+    def delete_command(self, cid: str, force: bool = False) -> str:
+        return api.encode(api.Delete(str(self.root), cid, force))
+
+    def may_know(self, cid: str) -> bool:
+        return self.face().knows(cid)
+
+    def start(self, cid: str) -> None:
+        self._call("start", lambda rt: rt.start(cid))
 
     def pause(self, cid: str) -> None:
-        from services.runtime import pause
-
-        self._call("pause", lambda store: pause.pause(store, cid))
+        self._call("pause", lambda rt: rt.pause(cid))
 
     def resume(self, cid: str) -> None:
-        from services.runtime import pause
-
-        self._call("resume", lambda store: pause.resume(store, cid))
+        self._call("resume", lambda rt: rt.resume(cid))
 
     def kill(self, cid: str, signal: int) -> None:
-        from services.runtime import kill
+        def signal_it(rt: api.Runtime) -> None:
+            try:
+                rt.kill(cid, signal)
+            except api.ContainerNotFound:  # deleted meanwhile: not running either
+                raise NotRunning(f"container {cid} is not running") from None
 
         try:
-            self._call("kill", lambda store: kill.kill(store, cid, signal))
-        except FailedPrecondition as exc:
-            text = str(exc)
-            if "not running" in text or "not exist" in text or "stopped" in text:
-                raise FailedPrecondition(f"container {cid} is not running") from None
-            raise
+            self._call("kill", signal_it)
+        except NotRunning:
+            raise NotRunning(f"container {cid} is not running") from None
 
     def state(self, cid: str) -> dict[str, Any] | None:
-        from services.runtime import state
-
         try:
-            data = self._call("state", lambda store: state.state(store, cid))
+            data = self._call("state", lambda rt: rt.state(cid))
         except FailedPrecondition:
             return None
         return data if isinstance(data, dict) else None
 
     def delete(self, cid: str, force: bool = False) -> None:
-        from services.runtime import delete
-
         try:
-            self._call("delete", lambda store: delete.delete(store, cid, force))
+            self._call("delete", lambda rt: rt.delete(cid, force))
         except FailedPrecondition:
             if self.state(cid) is not None:
                 raise
@@ -232,7 +248,7 @@ class Runtimes:
 
     def _make(self, name: str, path: str) -> Runtime:
         if name == "muelle" and not self.cfg.shim.runtimes.get(name):
-            return NativeRuntime(name, path, self._root / name, warm=True)
+            return NativeRuntime(name, path, self._root / name)
         return Runtime(name, path, self._root / name)
 
     def available(self) -> list[Runtime]:

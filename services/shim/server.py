@@ -97,7 +97,7 @@ class ShimServicer(shim_pb2_grpc.ShimServicer):
 
     def Logs(self, request: shim_pb2.LogsRequest,
              context: grpc.ServicerContext) -> Iterator[types_pb2.LogEntry]:
-        entries = self.shim.logs(request.id, follow=request.follow, tail=request.tail,
+        entries = self.shim.io.logs(request.id, follow=request.follow, tail=request.tail,
                                  since=request.since, stdout=request.stdout,
                                  stderr=request.stderr,
                                  cancelled=lambda: not context.is_active())
@@ -157,11 +157,11 @@ class ShimServicer(shim_pb2_grpc.ShimServicer):
               context: grpc.ServicerContext) -> shim_pb2.StatsResponse:
         return shim_pb2.StatsResponse(stats=[
             types_pb2.ContainerStats(id=cid, **vars(c))
-            for cid, c in self.shim.stats(list(request.ids))])
+            for cid, c in self.shim.io.stats(list(request.ids))])
 
     def Top(self, request: shim_pb2.TopRequest,  # noqa: N802
             context: grpc.ServicerContext) -> types_pb2.TopResponse:
-        titles, rows = self.shim.top(request.id, request.ps_args)
+        titles, rows = self.shim.io.top(request.id, request.ps_args)
         return types_pb2.TopResponse(
             titles=titles, processes=[types_pb2.TopRow(fields=r) for r in rows])
     def NetworkCreate(self, request: types_pb2.NetworkCreateRequest,
@@ -210,7 +210,7 @@ class ShimServicer(shim_pb2_grpc.ShimServicer):
         def timed_out() -> bool:
             return deadline is not None and time.monotonic() >= deadline
 
-        for event in self.shim.exec(s.container, req, _stdin(request_iterator),
+        for event in self.shim.io.exec(s.container, req, _stdin(request_iterator),
                                     cancelled=lambda: not context.is_active() or timed_out()):
             if isinstance(event, Exit):
                 yield types_pb2.ExecOutput(exit=types_pb2.ExecExit(
@@ -229,16 +229,16 @@ class ShimServicer(shim_pb2_grpc.ShimServicer):
         chunks = _StdinBytes(request_iterator)
         if not start.output:
             if start.stdin:
-                self.shim.write_stdin(start.id, chunks, lambda: chunks.closed)
+                self.shim.io.write_stdin(start.id, chunks, lambda: chunks.closed)
             return
-        entries = self.shim.logs(start.id, follow=True, since=start.since,
+        entries = self.shim.io.logs(start.id, follow=True, since=start.since,
                                  cancelled=lambda: not context.is_active())
         if start.stdin:
             self.shim.state(start.id)  # NOT_FOUND before the thread starts
 
             def feed() -> None:
                 with contextlib.suppress(Exception):  # reported to nobody: output goes on
-                    self.shim.write_stdin(start.id, chunks, lambda: chunks.closed)
+                    self.shim.io.write_stdin(start.id, chunks, lambda: chunks.closed)
 
             threading.Thread(target=feed, name="attach-stdin", daemon=True).start()
         for entry in entries:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from services.core import modes
 from services.core.logging import get_logger
+from services.runtime import api
 
 REPO = str(Path(__file__).resolve().parents[2])
 REPLY_TIMEOUT = 30.0
@@ -25,14 +26,6 @@ REPLY_TIMEOUT = 30.0
 def _env() -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=os.pathsep.join(
         p for p in (REPO, os.environ.get("PYTHONPATH", "")) if p))
-
-
-def _python() -> list[str]:
-    # -S: no site-packages; the monitor needs only the stdlib and this repo (PYTHONPATH),
-    # and skipping site saves ~20 ms. The fork server and monitors run muelle-runtime's
-    # create in-process, so they start from a sealed copy of the interpreter (the
-    # trampoline re-executes ``-S -m MODULE``): a container must not reach the host's.
-    return [sys.executable, "-S", "-m", "services.runtime.sealed"]
 
 
 class Spawner:
@@ -87,7 +80,7 @@ class Spawner:
             with os.fdopen(modes.open_private(self.log_path, modes.LOG_FILE, append=True),
                            "ab") as out:
                 self._proc = subprocess.Popen(
-                    [*_python(), "services.shim.forkserver", str(theirs.fileno())],
+                    [*api.sealed_command("services.shim.forkserver"), str(theirs.fileno())],
                     pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=out,
                     stderr=out, cwd=REPO, env=_env())
         except OSError:
@@ -120,7 +113,7 @@ class Spawner:
             # setsid -f: the monitor is re-parented away from us (no zombie to reap)
             # and lives in its own session, so it survives the shim.
             starter = subprocess.Popen(
-                ["setsid", "-f", *_python(), "services.shim.monitor", *argv,
+                ["setsid", "-f", *api.sealed_command("services.shim.monitor"), *argv,
                  "--sync-fd", str(sync_fd)],
                 pass_fds=(sync_fd,), stdin=subprocess.DEVNULL, stdout=out, stderr=out,
                 cwd=REPO, env=_env())

@@ -17,7 +17,7 @@ from muelle.types.v1 import types_pb2
 
 from services.core import capabilities as core_caps
 from services.core import cpuset
-from services.runtime.paths import secure_join
+from services.core.inroot import join_in_root
 from services.shim import seccomp_profile, userns
 from services.shim.users import User
 from vocab.errors import FailedPrecondition, InvalidArgument
@@ -337,7 +337,7 @@ def check_workdir(rootfs: str, cwd: str) -> None:
     is not a directory: the runtime would fail to make it with a bare "File exists"."""
     if not cwd:
         return
-    path = secure_join(rootfs, cwd)
+    path = join_in_root(rootfs, cwd)
     while len(path) > len(rootfs):
         if os.path.lexists(path):
             if not os.path.isdir(path):

@@ -12,7 +12,7 @@ from typing import Any
 
 from muelle.shim.v1 import shim_pb2
 
-from services.runtime import cgroups
+from services.runtime import api
 from services.shim import spec
 from services.shim.store import ContainerDir, read_json, write_json
 from vocab.errors import InvalidArgument
@@ -79,8 +79,7 @@ def apply(cdir: ContainerDir, res: shim_pb2.Resources, cgroups_path: str,
     linux = config.setdefault("linux", {})
     new = merged(linux.get("resources") or {}, change)
     if live and change:
-        cgroups.for_path(cgroups.normalise(cgroups_path, cdir.id)).update(change_for_cgroup(
-            change, new))
+        api.update_cgroup(cgroups_path, cdir.id, change_for_cgroup(change, new))
     linux["resources"] = new
     write_json(cdir.config, config, what=f"the bundle of container {cdir.id}")
     return to_message(new)

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-from services.runtime import linux
+from services.runtime.api import linux
 from services.shim import pinned
 from vocab.errors import FailedPrecondition
 

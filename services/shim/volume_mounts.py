@@ -16,7 +16,7 @@ from typing import Any
 
 from muelle.types.v1 import types_pb2
 
-from services.runtime.paths import make_target, secure_join
+from services.core.inroot import join_in_root, make_target
 from services.shim.volumes import VolumeStore
 from vocab.errors import InvalidArgument, MuelleError
 
@@ -85,7 +85,7 @@ def prepare(mounts: Sequence[types_pb2.VolumeMount], rootfs: str, cid: str,
     try:
         for m in mounts:
             target = _check_target(m.target, seen)
-            dest = secure_join(rootfs, target)
+            dest = join_in_root(rootfs, target)
             inside = "/" + os.path.relpath(dest, rootfs)
             record: dict[str, Any] = {"type": m.type, "target": target, "readonly": m.readonly}
             if m.type == "bind":

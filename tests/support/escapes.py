@@ -11,8 +11,13 @@ the host. Odd and even counts of ``..`` both appear on purpose: a resolver that 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
+
+from services.core import inroot
 
 INSIDE = b"inside:x:0:0::/:/bin/sh\n"
 OUTSIDE = b"outside:x:0:0::/:/bin/sh\n"
@@ -57,3 +62,17 @@ def build(tmp: Path) -> Layout:
     (root / "etc" / "abslink").symlink_to("/../host")
     (root / "etc" / "deep" / "uplink").symlink_to("../../../..")
     return Layout(root, outside)
+
+
+@pytest.fixture(params=["openat2", "walk"])
+def resolver_way(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run a test once with the kernel's openat2(RESOLVE_IN_ROOT) and once with the safe
+    walk (services/core/inroot.py), so both give the same answers to every escape."""
+    if request.param == "openat2" and not inroot.has_openat2():
+        pytest.skip("this kernel has no openat2 (before 5.6): only the walk can run")
+    saved = inroot.use_openat2
+    inroot.use_openat2 = request.param == "openat2"
+    try:
+        yield request.param
+    finally:
+        inroot.use_openat2 = saved

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-from services.runtime import linux
+from services.runtime.api import linux
 from services.shim.network import rtnl
 
 T = TypeVar("T")

@@ -10,7 +10,7 @@ import contextlib
 import os
 import threading
 
-from services.runtime import linux
+from services.runtime.api import linux
 from services.shim import pinned
 from vocab.errors import FailedPrecondition
 

@@ -1,5 +1,6 @@
 """Layer entries under hostile parents stay in the snapshot: odd and even ``..`` counts and
-one-level ``..`` links (the shared table in tests/support/escapes.py)."""
+one-level ``..`` links (the shared table in tests/support/escapes.py), with both ways of the
+resolver (openat2 and the walk)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,12 @@ from pathlib import Path
 import pytest
 
 from services.imagestore.unpack import resolve_dir, unpack
-from tests.support.escapes import ESCAPES, build
+from tests.support.escapes import ESCAPES, build, resolver_way
 from tests.support.images import Entry, Layer
+
+__all__ = ["resolver_way"]  # the fixture: every test here runs both ways
+
+pytestmark = pytest.mark.usefixtures("resolver_way")
 
 
 @pytest.mark.parametrize("path", ESCAPES)

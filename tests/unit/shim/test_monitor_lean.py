@@ -23,17 +23,22 @@ def test_monitor_imports_only_the_stdlib_and_lean_shim_modules() -> None:
 
 def test_the_runtime_run_in_the_monitor_gets_the_fds_and_gives_them_back(
         tmp_path: Path) -> None:
-    """_runtime_here: muelle-runtime's main in the monitor's process, with the standard
-    fds it would have in a forked child, then the monitor's own back (and its cwd)."""
+    """warm.here (api.here's): a runtime call in the monitor's process, with the standard
+    fds it would have in a forked child, then the monitor's own back (and its cwd); its
+    error comes back as the CLI's line, never as a traceback."""
     probe = f"""
 import os, sys
-from services.shim import monitor
+from services.runtime import api, warm
+from services.shim import monitor  # noqa: F401 - as the monitor has them loaded
 out = os.open({str(tmp_path / "out")!r}, os.O_WRONLY | os.O_CREAT, 0o600)
 home = os.getcwd()
-code = monitor._runtime_here(["muelle-runtime", "--version"], {str(tmp_path)!r}, {{1: out}})
-print("after", code, os.getcwd() == home)
+def call():
+    os.write(1, b"in the call")
+    api.Runtime({str(tmp_path / "root")!r}).state("nosuch")
+code, error = warm.here(call, api.describe, {str(tmp_path)!r}, {{1: out}})
+print("after", code, error, os.getcwd() == home)
 """
     result = subprocess.run([sys.executable, "-S", "-c", probe], capture_output=True,
                             text=True, check=True, cwd="/", env=dict(os.environ, PYTHONPATH=REPO))
-    assert result.stdout == "after 0 True\n"  # fd 1 is ours again
-    assert (tmp_path / "out").read_text().startswith("muelle-runtime version")
+    assert result.stdout == "after 1 container 'nosuch' does not exist True\n"  # fd 1 is ours
+    assert (tmp_path / "out").read_text() == "in the call"

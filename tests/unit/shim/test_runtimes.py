@@ -10,8 +10,9 @@ import pytest
 
 from services.core.config import Config, ShimConfig
 from services.shim import monitor, runtimes
+from services.shim.monitors import exec_error
 from services.shim.runtimes import Runtime, Runtimes, error_text
-from services.shim.shim import _exec_error, parse_signal
+from services.shim.shim import parse_signal
 from vocab.errors import FailedPrecondition, InvalidArgument
 
 
@@ -55,7 +56,7 @@ def test_error_text() -> None:
     assert error_text(runc) == 'runc create failed: exec: "x": executable file not found in $PATH'
     assert error_text('{"msg": "boom", "level": "error"}\n') == "boom"
     crun = "executable file `nosuch` not found in $PATH: No such file or directory"
-    assert "executable file not found" in _exec_error(error_text(crun))
+    assert "executable file not found" in exec_error(error_text(crun))
 
 
 def test_exit_codes() -> None:

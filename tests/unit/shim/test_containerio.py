@@ -1,0 +1,73 @@
+"""containerio.py against a stand-in lifecycle: what it refuses before touching a
+container (the integration tests run the real thing)."""
+
+from __future__ import annotations
+
+import builtins
+from pathlib import Path
+
+import pytest
+
+from services.core.config import Config
+from services.shim.containerio import ContainerIO
+from services.shim.exec import ExecRequest
+from services.shim.meta import Meta
+from services.shim.monitors import Monitors
+from services.shim.runtimes import Runtime
+from services.shim.status import Status
+from services.shim.store import ContainerDir
+from vocab.errors import FailedPrecondition, InvalidArgument
+
+CID = "d" * 64
+
+
+class _Lifecycle:
+    def __init__(self, tmp: Path, status: str, meta: Meta) -> None:
+        self.monitors = Monitors(Config(root=tmp, run=tmp / "run"))
+        self.cdir = ContainerDir(tmp / CID)
+        self.cdir.path.mkdir()
+        meta.write(self.cdir)
+        self.status = status
+
+    def existing(self, cid: str) -> ContainerDir:
+        return self.cdir
+
+    def state(self, cid: str) -> Status:
+        return Status(id=cid, status=self.status)
+
+    def list(self) -> builtins.list[Status]:
+        return [self.state(CID)]
+
+    def runtime_of(self, cdir: ContainerDir) -> Runtime:
+        raise AssertionError("no runtime is asked for")
+
+
+def test_stdin_of_a_container_made_without_it_is_refused(tmp_path: Path) -> None:
+    io = ContainerIO(_Lifecycle(tmp_path, "running", Meta()), str(tmp_path / "run"))
+    with pytest.raises(FailedPrecondition, match="create it with -i"):
+        io.write_stdin(CID, [b"x"])
+
+
+def test_stdin_of_a_stopped_container_is_not_running(tmp_path: Path) -> None:
+    io = ContainerIO(_Lifecycle(tmp_path, "stopped", Meta(stdin={"once": False})),
+                     str(tmp_path / "run"))
+    with pytest.raises(FailedPrecondition, match="is not running"):
+        io.write_stdin(CID, [b"x"])  # no monitor listens on its socket
+
+
+@pytest.mark.parametrize(("status", "message"), [("paused", "unpause it first"),
+                                                 ("stopped", "is not running")])
+def test_exec_and_top_need_it_running(tmp_path: Path, status: str, message: str) -> None:
+    io = ContainerIO(_Lifecycle(tmp_path, status, Meta()), str(tmp_path / "run"))
+    with pytest.raises(FailedPrecondition, match=message):
+        next(io.exec(CID, ExecRequest(args=["true"]), iter([])))
+    if status == "stopped":
+        with pytest.raises(FailedPrecondition, match="is not running"):
+            io.top(CID)
+        assert io.stats([CID]) == []  # stopped ones are skipped
+
+
+def test_a_bad_since_fails_before_the_stream(tmp_path: Path) -> None:
+    io = ContainerIO(_Lifecycle(tmp_path, "running", Meta()), str(tmp_path / "run"))
+    with pytest.raises(InvalidArgument):
+        io.logs(CID, since="yesterday-ish")

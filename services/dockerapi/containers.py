@@ -19,6 +19,7 @@ from services.dockerapi.attach import resize_attached
 from services.dockerapi.create import create_request
 from services.dockerapi.engine import Gateway
 from services.dockerapi.errors import ApiError, bad_request, not_modified
+from services.dockerapi.gone import while_connected
 from services.dockerapi.http import Request, Responder
 
 _LIST_FILTERS = ("label", "name", "id", "status", "ancestor", "network", "exited")
@@ -58,26 +59,22 @@ class Containers:
             "WaitContainer", engine_pb2.WaitContainerRequest(container=ref,
                                                              condition=condition)))
         await out.start_stream(200, "application/json")
-        gone = asyncio.ensure_future(out.client_gone())
+
+        async def answer() -> None:
+            try:
+                reply = await call
+                body: dict[str, Any] = {
+                    "StatusCode": reply.exit_code,
+                    "Error": {"Message": reply.error} if reply.error else None}
+            except NotFound as exc:  # removed by someone else meanwhile
+                body = {"StatusCode": -1, "Error": {"Message": exc.message}}
+            await out.write(json.dumps(body).encode() + b"\n")
+
+        # The client hangs up a run -d's wait after start: that frees the gateway's worker.
         try:
-            await asyncio.wait({call, gone}, return_when=asyncio.FIRST_COMPLETED)
+            await while_connected(out, answer())
         finally:
-            # Done before the connection reads its next request: one reader at a time.
-            gone.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await gone
-        if not call.done():
-            call.cancel()  # the client hung up (run -d): free the gateway's worker
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await call
-            raise ConnectionResetError
-        try:
-            reply = call.result()
-            body: dict[str, Any] = {"StatusCode": reply.exit_code,
-                                    "Error": {"Message": reply.error} if reply.error else None}
-        except NotFound as exc:  # removed by someone else meanwhile
-            body = {"StatusCode": -1, "Error": {"Message": exc.message}}
-        await out.write(json.dumps(body).encode() + b"\n")
+            call.cancel()  # done already, or nobody waits for it any more
         await out.end()
 
     async def stop(self, req: Request, out: Responder) -> None:

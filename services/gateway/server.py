@@ -14,6 +14,7 @@ from services.gateway.attach import attach_stream
 from services.gateway.building import build_image
 from services.gateway.engine import Engine
 from services.gateway.exec import exec_container
+from services.gateway.longcalls import LongCalls
 from services.gateway.volumes import Volumes
 
 Ctx = grpc.ServicerContext
@@ -23,6 +24,7 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.volumes = Volumes(engine.runtime)
+        self.long = LongCalls()
 
     def Version(self, request: engine_pb2.VersionRequest,  # noqa: N802
                 context: Ctx) -> engine_pb2.VersionResponse:
@@ -39,8 +41,9 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
 
     def Events(self, request: engine_pb2.EventsRequest,  # noqa: N802
                context: Ctx) -> Iterator[engine_pb2.Event]:
-        yield from self.engine.events.subscribe(request.since_nano, request.until_nano,
-                                                cancelled=lambda: not context.is_active())
+        with self.long.slot("events"):
+            yield from self.engine.events.subscribe(request.since_nano, request.until_nano,
+                                                    cancelled=lambda: not context.is_active())
 
     def ListImages(self, request: engine_pb2.ListImagesRequest,  # noqa: N802
                    context: Ctx) -> engine_pb2.ListImagesResponse:
@@ -78,13 +81,15 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
 
     def AttachContainer(self, request: engine_pb2.AttachContainerRequest,  # noqa: N802
                         context: Ctx) -> Iterator[engine_pb2.AttachEvent]:
-        yield from self.engine.attach(request.container, start=request.start,
-                                      logs=request.logs, on_cancel=context.add_callback)
+        with self.long.slot("attach"):
+            yield from self.engine.attach(request.container, start=request.start,
+                                          logs=request.logs, on_cancel=context.add_callback)
 
     def WaitContainer(self, request: engine_pb2.WaitContainerRequest,  # noqa: N802
                       context: Ctx) -> engine_pb2.WaitContainerResponse:
-        return self.engine.wait(request.container, request.condition,
-                                cancelled=lambda: not context.is_active())
+        with self.long.slot("wait"):
+            return self.engine.wait(request.container, request.condition,
+                                    cancelled=lambda: not context.is_active())
 
     def StopContainer(self, request: engine_pb2.StopContainerRequest,  # noqa: N802
                       context: Ctx) -> engine_pb2.StopContainerResponse:
@@ -120,7 +125,8 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
 
     def ContainerLogs(self, request: engine_pb2.ContainerLogsRequest,  # noqa: N802
                       context: Ctx) -> Iterator[engine_pb2.LogEntry]:
-        yield from self.engine.logs(request, on_cancel=context.add_callback)
+        with self.long.slot("logs -f") if request.follow else contextlib.nullcontext():
+            yield from self.engine.logs(request, on_cancel=context.add_callback)
 
     def PruneImages(self, request: engine_pb2.PruneImagesRequest,  # noqa: N802
                     context: Ctx) -> engine_pb2.PruneImagesResponse:
@@ -269,11 +275,12 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
                     self._exec_event(message.start, "exec_start: " + " ".join(message.start.cmd))
                 yield message
 
-        for out in exec_container(self.engine.records, self.engine.runtime, inputs(),
-                                  on_cancel=context.add_callback):
-            if out.HasField("exit") and started:
-                self._exec_event(started[0], "exec_die", exitCode=str(out.exit.exit_code))
-            yield out
+        with self.long.slot("exec"):
+            for out in exec_container(self.engine.records, self.engine.runtime, inputs(),
+                                      on_cancel=context.add_callback):
+                if out.HasField("exit") and started:
+                    self._exec_event(started[0], "exec_die", exitCode=str(out.exit.exit_code))
+                yield out
 
     def _exec_event(self, start: engine_pb2.ExecContainerStart, action: str,
                     **attrs: str) -> None:
@@ -284,7 +291,9 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
     def AttachContainerStream(  # noqa: N802
             self, request_iterator: Iterator[engine_pb2.AttachContainerInput],
             context: Ctx) -> Iterator[engine_pb2.AttachEvent]:
-        yield from attach_stream(self.engine, request_iterator, on_cancel=context.add_callback)
+        with self.long.slot("attach"):
+            yield from attach_stream(self.engine, request_iterator,
+                                     on_cancel=context.add_callback)
     def ExportContainer(self, request: engine_pb2.ExportContainerRequest,  # noqa: N802
                         context: Ctx) -> Iterator[engine_pb2.ArchiveChunk]:
         yield from self.engine.export_container(request.container)

@@ -47,6 +47,7 @@ def build_router(gateway: Gateway) -> Router:
     r.add("GET", "/info", system.info)
     r.add("GET", "/system/df", system.df)
     r.add("GET", "/events", events.stream)
+    r.add("POST", "/auth", system.auth)
     r.add("POST", "/commit", archives.commit)
 
     r.add("POST", "/containers/create", containers.create)
@@ -81,6 +82,7 @@ def build_router(gateway: Gateway) -> Router:
     r.add("GET", "/images/{name:path}/get", archives.save_one)
     r.add("POST", "/images/{name:path}/push", push_image)
     r.add("GET", "/images/{name:path}/json", images.inspect)
+    r.add("GET", "/images/{name:path}/history", images.history)
     r.add("POST", "/images/{name:path}/tag", images.tag)
     r.add("DELETE", "/images/{name:path}", images.remove)
 

@@ -96,6 +96,13 @@ class Containers:
         await self.gateway.call("RestartContainer", restart)
         await out.empty()
 
+    async def rename(self, req: Request, out: Responder) -> None:
+        if not req.arg("name"):
+            raise bad_request("name is required")  # dockerd's 400 too
+        await self.gateway.call("RenameContainer", engine_pb2.RenameContainerRequest(
+            container=req.params["id"], name=req.arg("name")))
+        await out.empty()
+
     async def kill(self, req: Request, out: Responder) -> None:
         await self.gateway.call("KillContainer", engine_pb2.KillContainerRequest(
             container=req.params["id"], signal=req.arg("signal")))

@@ -24,6 +24,7 @@ from muelle.types.v1 import types_pb2
 
 from services.core import platform as platforms
 from services.core.errors import (
+    AlreadyExists,
     DeadlineExceeded,
     FailedPrecondition,
     InvalidArgument,
@@ -581,6 +582,27 @@ class Engine:
         rec = self.records.lookup(ref)
         self.stop(rec.id, timeout)
         self._start(rec)
+
+    def rename(self, ref: str, name: str) -> tuple[str, str]:
+        """(ID, old name). The name on the container's networks stays the one it started
+        with until it starts again (its /etc/hosts entries are written at start)."""
+        rec = self.records.lookup(ref)  # dockerd: No such container before a bad name
+        try:
+            new = names.validate_name(name)
+        except InvalidArgument:  # dockerd's words, with the name as it stores them
+            raise InvalidArgument(
+                "Error when allocating new name: Invalid container name "
+                f"(/{name.removeprefix('/')}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            ) from None
+        if new == rec.name:
+            raise InvalidArgument("Renaming a container with the same name as its current "
+                                  "name")
+        with self._lock(rec.id):
+            try:
+                self.records.rename(rec.id, new)
+            except AlreadyExists as exc:  # dockerd's words
+                raise AlreadyExists(f"Error when allocating new name: {exc.message}") from None
+        return rec.id, rec.name
 
     def stats(self, refs: list[str]) -> engine_pb2.ContainerStatsResponse:
         """Every container's counters from one shim call (docker stats)."""

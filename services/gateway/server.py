@@ -194,6 +194,12 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
         self.engine.container_event("start", cid)
         self.engine.container_event("restart", cid)
         return engine_pb2.RestartContainerResponse()
+    def RenameContainer(self, request: engine_pb2.RenameContainerRequest,  # noqa: N802
+                        context: Ctx) -> engine_pb2.RenameContainerResponse:
+        cid, old = self.engine.rename(request.container, request.name)
+        self.engine.container_event("rename", cid, oldName="/" + old)
+        return engine_pb2.RenameContainerResponse()
+
     def CreateVolume(self, request: engine_pb2.VolumeCreateRequest,  # noqa: N802
                      context: Ctx) -> engine_pb2.Volume:
         volume = self.volumes.create(request.name, dict(request.labels))

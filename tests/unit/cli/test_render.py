@@ -278,6 +278,10 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
         self._record("DisconnectNetwork", request)
         return engine_pb2.NetworkDisconnectResponse()
 
+    def RenameContainer(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("RenameContainer", request)
+        return engine_pb2.RenameContainerResponse()
+
     def Events(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         self._record("Events", request)
         return iter(())

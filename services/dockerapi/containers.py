@@ -96,6 +96,12 @@ class Containers:
         await self.gateway.call("RestartContainer", restart)
         await out.empty()
 
+    async def changes(self, req: Request, out: Responder) -> None:
+        reply = await self.gateway.call("ContainerChanges", engine_pb2.ContainerChangesRequest(
+            container=req.params["id"]))
+        # dockerd answers null, not [], for a container that changed nothing
+        await out.json(200, [{"Path": c.path, "Kind": c.kind} for c in reply.changes] or None)
+
     async def rename(self, req: Request, out: Responder) -> None:
         if not req.arg("name"):
             raise bad_request("name is required")  # dockerd's 400 too

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import grpc
 from muelle.engine.v1 import engine_pb2, engine_pb2_grpc
+from muelle.images.v1 import images_pb2
 from muelle.types.v1 import types_pb2
 
 from services.core.errors import MuelleError
@@ -199,6 +200,13 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
         cid, old = self.engine.rename(request.container, request.name)
         self.engine.container_event("rename", cid, oldName="/" + old)
         return engine_pb2.RenameContainerResponse()
+
+    def ContainerChanges(self, request: engine_pb2.ContainerChangesRequest,  # noqa: N802
+                         context: Ctx) -> engine_pb2.ContainerChangesResponse:
+        rec = self.engine.records.lookup(request.container)
+        reply = self.engine.images.Changes(images_pb2.ChangesRequest(container_id=rec.id))
+        return engine_pb2.ContainerChangesResponse(changes=[
+            engine_pb2.ContainerChange(path=c.path, kind=c.kind) for c in reply.changes])
 
     def CreateVolume(self, request: engine_pb2.VolumeCreateRequest,  # noqa: N802
                      context: Ctx) -> engine_pb2.Volume:

@@ -144,6 +144,11 @@ class ImagesServicer(images_pb2_grpc.ImagesServicer):
         return images_pb2.LoadImagesResponse(
             images=[images_pb2.LoadedImage(id=x.image_id, names=x.names) for x in loaded])
 
+    def Changes(self, request: images_pb2.ChangesRequest,  # noqa: N802
+                context: grpc.ServicerContext) -> images_pb2.ChangesResponse:
+        return images_pb2.ChangesResponse(changes=[
+            images_pb2.Change(path=p, kind=k) for p, k in self.store.changes(request.container_id)])
+
     def Export(self, request: images_pb2.ExportRequest,  # noqa: N802
                context: grpc.ServicerContext) -> Iterator[images_pb2.ArchiveChunk]:
         for data in self.store.export(request.container_id):

@@ -282,6 +282,10 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
         self._record("RenameContainer", request)
         return engine_pb2.RenameContainerResponse()
 
+    def ContainerChanges(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("ContainerChanges", request)
+        return engine_pb2.ContainerChangesResponse()
+
     def Events(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         self._record("Events", request)
         return iter(())

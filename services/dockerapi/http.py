@@ -146,10 +146,11 @@ class Responder:
         await self._send(self._head(status, hdrs), h11.EndOfMessage())
         self.finished = True
 
-    async def start_stream(self, status: int = 200, content_type: str = "") -> None:
+    async def start_stream(self, status: int = 200, content_type: str = "",
+                           headers: list[tuple[str, str]] | None = None) -> None:
         """The head now, flushed (a waiting client may act on it: COMPAT.md §2); the body
         as chunks from ``write``."""
-        hdrs = [("Transfer-Encoding", "chunked")]
+        hdrs = [("Transfer-Encoding", "chunked"), *(headers or [])]
         if content_type:
             hdrs.append(("Content-Type", content_type))
         await self._send(self._head(status, hdrs))

@@ -12,6 +12,7 @@ from muelle.types.v1 import types_pb2
 
 from services.core.errors import MuelleError
 from services.gateway.attach import attach_stream
+from services.gateway.build import refuse_userns, relay_archive
 from services.gateway.building import build_image
 from services.gateway.engine import Engine
 from services.gateway.exec import exec_container
@@ -207,6 +208,21 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
         reply = self.engine.images.Changes(images_pb2.ChangesRequest(container_id=rec.id))
         return engine_pb2.ContainerChangesResponse(changes=[
             engine_pb2.ContainerChange(path=c.path, kind=c.kind) for c in reply.changes])
+
+    def StatContainerPath(self, request: engine_pb2.ContainerPathRequest,  # noqa: N802
+                          context: Ctx) -> engine_pb2.ContainerPathStat:
+        rec = self.engine.records.lookup(request.container)
+        st = self.engine.images.StatContainerPath(images_pb2.ContainerPathRequest(
+            container_id=rec.id, path=request.path))
+        return engine_pb2.ContainerPathStat(name=st.name, size=st.size, mode=st.mode,
+                                            mtime=st.mtime, link_target=st.link_target)
+
+    def CopyFromContainer(self, request: engine_pb2.ContainerPathRequest,  # noqa: N802
+                          context: Ctx) -> Iterator[engine_pb2.ArchiveChunk]:
+        rec = self.engine.records.lookup(request.container)
+        refuse_userns(rec, "copy from")
+        yield from relay_archive(self.engine.images.ReadContainerPath(
+            images_pb2.ContainerPathRequest(container_id=rec.id, path=request.path)))
 
     def CreateVolume(self, request: engine_pb2.VolumeCreateRequest,  # noqa: N802
                      context: Ctx) -> engine_pb2.Volume:

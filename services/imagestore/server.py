@@ -13,7 +13,8 @@ from muelle.types.v1 import types_pb2
 from services.core import config as configmod
 from services.core.cancel import Cancel
 from services.core.errors import InvalidArgument
-from services.imagestore import buildstep
+from services.core.timefmt import rfc3339_nano
+from services.imagestore import buildstep, containerfiles
 from services.imagestore.metadata import ImageRecord
 from services.imagestore.registry_client import GrpcRegistryClient
 from services.imagestore.store import ImageStore
@@ -148,6 +149,20 @@ class ImagesServicer(images_pb2_grpc.ImagesServicer):
                 context: grpc.ServicerContext) -> images_pb2.ChangesResponse:
         return images_pb2.ChangesResponse(changes=[
             images_pb2.Change(path=p, kind=k) for p, k in self.store.changes(request.container_id)])
+
+    def StatContainerPath(self, request: images_pb2.ContainerPathRequest,  # noqa: N802
+                          context: grpc.ServicerContext) -> images_pb2.ContainerPathStat:
+        name, st, target = containerfiles.stat_path(
+            self.store.container_layers(request.container_id), request.path)
+        return images_pb2.ContainerPathStat(name=name, size=st.st_size, mode=st.st_mode,
+                                            mtime=rfc3339_nano(st.st_mtime_ns),
+                                            link_target=target)
+
+    def ReadContainerPath(self, request: images_pb2.ContainerPathRequest,  # noqa: N802
+                          context: grpc.ServicerContext) -> Iterator[images_pb2.ArchiveChunk]:
+        layers = self.store.container_layers(request.container_id)
+        for data in containerfiles.read(layers, request.path):
+            yield images_pb2.ArchiveChunk(data=data)
 
     def Export(self, request: images_pb2.ExportRequest,  # noqa: N802
                context: grpc.ServicerContext) -> Iterator[images_pb2.ArchiveChunk]:

@@ -266,6 +266,10 @@ class ImageStore:
         _, layers = self._layers_of(container_id)
         return changes.changes(layers[0], layers[1:])
 
+    def container_layers(self, container_id: str) -> list[str]:
+        """The container's writable layer and its image's layers, top first."""
+        return self._layers_of(container_id)[1]
+
     def export(self, container_id: str) -> Iterator[bytes]:
         """The container's root filesystem as an uncompressed tar, in chunks."""
         _, layers = self._layers_of(container_id)

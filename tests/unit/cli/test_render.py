@@ -286,6 +286,14 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
         self._record("ContainerChanges", request)
         return engine_pb2.ContainerChangesResponse()
 
+    def StatContainerPath(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("StatContainerPath", request)
+        return engine_pb2.ContainerPathStat()
+
+    def CopyFromContainer(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("CopyFromContainer", request)
+        return iter(())
+
     def Events(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         self._record("Events", request)
         return iter(())

@@ -55,6 +55,7 @@ def build_router(gateway: Gateway) -> Router:
     r.add("GET", "/containers/{id}/export", archives.export)
     r.add("GET", "/containers/{id}/archive", archives.get_path)
     r.add("HEAD", "/containers/{id}/archive", archives.head_path)
+    r.add("PUT", "/containers/{id}/archive", archives.put_path)
     r.add("GET", "/containers/json", containers.list)
     r.add("GET", "/containers/{id}/json", containers.inspect)
     r.add("POST", "/containers/{id}/start", containers.start)

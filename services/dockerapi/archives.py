@@ -18,12 +18,14 @@ import stat
 
 from muelle.engine.v1 import engine_pb2
 
+from services.core.errors import MuelleError
 from services.dockerapi.engine import Gateway
 from services.dockerapi.errors import bad_request
 from services.dockerapi.http import Request, Responder
 
 TAR = "application/x-tar"
 STAT_HEADER = "X-Docker-Container-Path-Stat"
+CHUNK = 1 << 20
 
 
 # Go's os.FileMode bits, which the docker CLI reads from X-Docker-Container-Path-Stat.
@@ -84,6 +86,26 @@ class Archives:
         path, header = await self._path_stat(req)
         await self._relay("CopyFromContainer", engine_pb2.ContainerPathRequest(
             container=req.params["id"], path=path), out, [(STAT_HEADER, header)])
+
+    async def put_path(self, req: Request, out: Responder) -> None:
+        """``PUT /containers/{id}/archive?path=`` (docker cp into a container): the body,
+        a tar, extracted into that directory by the shim. Bodies are read whole, so up to
+        the API's body limit (8 MiB) for now."""
+        path = req.arg("path")
+        if not path:
+            raise bad_request("path is required")
+        call = self.gateway.bidi("CopyToContainer")
+        await call.send(engine_pb2.CopyToContainerInput(start=engine_pb2.CopyToContainerStart(
+            container=req.params["id"], path=path, copy_uid_gid=req.flag("copyUIDGID"),
+            no_overwrite_dir_non_dir=req.flag("noOverwriteDirNonDir"))))
+        try:
+            for i in range(0, len(req.body), CHUNK):
+                await call.send(engine_pb2.CopyToContainerInput(data=req.body[i:i + CHUNK]))
+            await call.done_writing()
+        except MuelleError:
+            pass  # the gateway ended the call early: its reply says why
+        await call.result()
+        await out.body(200, b"", "text/plain; charset=utf-8")
 
     async def export(self, req: Request, out: Responder) -> None:
         await self._relay("ExportContainer", engine_pb2.ExportContainerRequest(

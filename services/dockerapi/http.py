@@ -118,6 +118,7 @@ class Responder:
         self.started = False
         self.finished = False
         self.hijacked = False
+        self.head_request = False  # set once the request is read
 
     async def _send(self, *events: Any) -> None:
         for event in events:
@@ -134,7 +135,10 @@ class Responder:
                    headers: list[tuple[str, str]] | None = None) -> None:
         hdrs = [("Content-Type", content_type), ("Content-Length", str(len(data))),
                 *(headers or [])]
-        await self._send(self._head(status, hdrs), h11.Data(data=data), h11.EndOfMessage())
+        # The answer to a HEAD (an error of HEAD /containers/{id}/archive) has the head
+        # only: h11 refuses the body, which dropped the connection the CLI reuses next.
+        body = [] if self.head_request else [h11.Data(data=data)]
+        await self._send(self._head(status, hdrs), *body, h11.EndOfMessage())
         self.finished = True
 
     async def json(self, status: int, obj: Any) -> None:
@@ -271,6 +275,7 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
             if got is None:
                 return
             req = _request(*got)
+            out.head_request = req.method == "HEAD"
             log.debug("request", method=req.method, path=req.path)
             try:
                 await handler(req, out)

@@ -8,9 +8,10 @@ from collections.abc import Iterator
 import grpc
 from muelle.engine.v1 import engine_pb2, engine_pb2_grpc
 from muelle.images.v1 import images_pb2
+from muelle.runtime.v1 import runtime_pb2
 from muelle.types.v1 import types_pb2
 
-from services.core.errors import MuelleError
+from services.core.errors import InvalidArgument, MuelleError
 from services.gateway.attach import attach_stream
 from services.gateway.build import refuse_userns, relay_archive
 from services.gateway.building import build_image
@@ -223,6 +224,26 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
         refuse_userns(rec, "copy from")
         yield from relay_archive(self.engine.images.ReadContainerPath(
             images_pb2.ContainerPathRequest(container_id=rec.id, path=request.path)))
+
+    def CopyToContainer(self,  # noqa: N802
+                        request_iterator: Iterator[engine_pb2.CopyToContainerInput],
+                        context: Ctx) -> engine_pb2.CopyToContainerResponse:
+        first = next(request_iterator, engine_pb2.CopyToContainerInput())
+        if not first.HasField("start"):
+            raise InvalidArgument("the first message of CopyToContainer must be start")
+        start = first.start
+        rec = self.engine.records.lookup(start.container)
+        refuse_userns(rec, "copy into")
+
+        def inputs() -> Iterator[runtime_pb2.CopyToInput]:
+            yield runtime_pb2.CopyToInput(start=runtime_pb2.CopyToStart(
+                id=rec.id, path=start.path, copy_uid_gid=start.copy_uid_gid,
+                no_overwrite_dir_non_dir=start.no_overwrite_dir_non_dir))
+            for message in request_iterator:
+                yield runtime_pb2.CopyToInput(data=message.data)
+
+        self.engine.runtime.CopyTo(inputs())
+        return engine_pb2.CopyToContainerResponse()
 
     def CreateVolume(self, request: engine_pb2.VolumeCreateRequest,  # noqa: N802
                      context: Ctx) -> engine_pb2.Volume:

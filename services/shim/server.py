@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -158,6 +159,20 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServicer):
         titles, rows = self.shim.top(request.id, request.ps_args)
         return runtime_pb2.TopResponse(
             titles=titles, processes=[runtime_pb2.TopProcess(fields=r) for r in rows])
+
+    def CopyTo(self, request_iterator: Iterator[runtime_pb2.CopyToInput],  # noqa: N802
+               context: grpc.ServicerContext) -> runtime_pb2.CopyToResponse:
+        first = next(request_iterator, runtime_pb2.CopyToInput())
+        if not first.HasField("start"):
+            raise InvalidArgument("the first message of CopyTo must be start")
+        with tempfile.SpooledTemporaryFile(max_size=8 << 20) as spool:
+            for message in request_iterator:
+                spool.write(message.data)
+            spool.seek(0)
+            self.shim.copy_to(first.start.id, first.start.path, spool,  # type: ignore[arg-type]
+                              first.start.copy_uid_gid, first.start.no_overwrite_dir_non_dir)
+        return runtime_pb2.CopyToResponse()
+
     def NetworkCreate(self, request: runtime_pb2.NetworkCreateRequest,
                       context: grpc.ServicerContext) -> types_pb2.NetworkInfo:
         return _network(self.shim.networks.create_network(request.name, request.subnet), [])

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from muelle.runtime.v1 import runtime_pb2
 from muelle.types.v1 import types_pb2
@@ -40,6 +41,7 @@ from services.runtime.store import proc_start_time
 from services.shim import (
     access,
     cgroupfs,
+    copyin,
     logs,
     mounts,
     restart,
@@ -773,6 +775,17 @@ class Shim:
         if self.state(cid).status not in ("running", "paused"):
             raise FailedPrecondition(f"container {cid} is not running")
         return stats.processes(cdir.read_meta().get("cgroups_path", ""), ps_args)
+
+    def copy_to(self, cid: str, path: str, data: IO[bytes], copy_uid_gid: bool,
+                no_overwrite_dir_non_dir: bool) -> None:
+        """`docker cp` into the container: its mounted rootfs (copyin.py)."""
+        cdir = self._existing(cid)
+        with self._lock(cid):
+            if not os.path.ismount(cdir.rootfs):
+                raise FailedPrecondition(f"the root filesystem of container {cid} is not "
+                                         "mounted")
+            copyin.extract(str(cdir.rootfs), path, data, None if copy_uid_gid else (0, 0),
+                           no_overwrite_dir_non_dir)
 
     def exec(self, cid: str, req: ExecRequest,
              stdin: Iterator[bytes | tuple[int, int] | None],

@@ -294,6 +294,10 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
         self._record("CopyFromContainer", request)
         return iter(())
 
+    def CopyToContainer(self, request_iterator, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("CopyToContainer", None)
+        return engine_pb2.CopyToContainerResponse()
+
     def Events(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         self._record("Events", request)
         return iter(())

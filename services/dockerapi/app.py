@@ -64,6 +64,7 @@ def build_router(gateway: Gateway) -> Router:
     r.add("POST", "/containers/{id}/restart", containers.restart)
     r.add("POST", "/containers/{id}/kill", containers.kill)
     r.add("POST", "/containers/{id}/rename", containers.rename)
+    r.add("POST", "/containers/{id}/update", containers.update)
     r.add("GET", "/containers/{id}/changes", containers.changes)
     r.add("POST", "/containers/{id}/pause", containers.pause)
     r.add("POST", "/containers/{id}/unpause", containers.unpause)

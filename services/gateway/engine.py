@@ -604,6 +604,20 @@ class Engine:
                 raise AlreadyExists(f"Error when allocating new name: {exc.message}") from None
         return rec.id, rec.name
 
+    def update_restart_policy(self, ref: str, text: str) -> None:
+        """`docker update --restart`: the shim's supervision and the record (inspect)."""
+        rec = self.records.lookup(ref)
+        probe = engine_pb2.CreateContainerRequest(restart_policy=text,
+                                                  auto_remove=rec.auto_remove)
+        policy = options.restart_policy(probe)  # Docker's checks (--rm conflicts)
+        with self._lock(rec.id):
+            self.runtime.UpdateRestartPolicy(runtime_pb2.UpdateRestartPolicyRequest(
+                id=rec.id, restart_policy=policy))
+            spec = runtime_pb2.ContainerSpec()
+            spec.CopyFrom(rec.spec)
+            spec.restart_policy = policy
+            self.records.update_spec(rec.id, spec)
+
     def stats(self, refs: list[str]) -> engine_pb2.ContainerStatsResponse:
         """Every container's counters from one shim call (docker stats)."""
         recs = [self.records.lookup(r) for r in refs]

@@ -161,6 +161,11 @@ class Records:
                 raise conflict(name, clash[0])
             self._db.execute("UPDATE containers SET name = ? WHERE id = ?", (name, cid))
 
+    def update_spec(self, cid: str, spec: runtime_pb2.ContainerSpec) -> None:
+        with self._writing(f"the record of container {cid}"):
+            self._db.execute("UPDATE containers SET spec = ? WHERE id = ?",
+                             (spec.SerializeToString(), cid))
+
     def name_taken(self, name: str) -> str | None:
         with self._lock:
             row = self._db.execute("SELECT id FROM containers WHERE name = ?",

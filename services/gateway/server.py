@@ -245,6 +245,13 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
         self.engine.runtime.CopyTo(inputs())
         return engine_pb2.CopyToContainerResponse()
 
+    def UpdateContainer(self, request: engine_pb2.UpdateContainerRequest,  # noqa: N802
+                        context: Ctx) -> engine_pb2.UpdateContainerResponse:
+        cid = self.engine.records.lookup(request.container).id
+        self.engine.update_restart_policy(cid, request.restart_policy)
+        self.engine.container_event("update", cid)
+        return engine_pb2.UpdateContainerResponse()
+
     def CreateVolume(self, request: engine_pb2.VolumeCreateRequest,  # noqa: N802
                      context: Ctx) -> engine_pb2.Volume:
         volume = self.volumes.create(request.name, dict(request.labels))

@@ -173,6 +173,12 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServicer):
                               first.start.copy_uid_gid, first.start.no_overwrite_dir_non_dir)
         return runtime_pb2.CopyToResponse()
 
+    def UpdateRestartPolicy(  # noqa: N802
+            self, request: runtime_pb2.UpdateRestartPolicyRequest,
+            context: grpc.ServicerContext) -> runtime_pb2.UpdateRestartPolicyResponse:
+        self.shim.update_restart_policy(request.id, request.restart_policy)
+        return runtime_pb2.UpdateRestartPolicyResponse()
+
     def NetworkCreate(self, request: runtime_pb2.NetworkCreateRequest,
                       context: grpc.ServicerContext) -> types_pb2.NetworkInfo:
         return _network(self.shim.networks.create_network(request.name, request.subnet), [])

@@ -439,6 +439,17 @@ class Shim:
         self.supervisor.watch(cid, policy)
         return pid
 
+    def update_restart_policy(self, cid: str, text: str) -> None:
+        """`docker update --restart`: kept for later starts; a running container is
+        supervised under it from now on."""
+        policy = restart.parse(text)
+        with self._lock(cid):
+            self._update_meta(cid, restart_policy=policy.text())
+            running = self.state(cid).status in ("running", "paused")
+        self.supervisor.forget(cid)
+        if running:
+            self.supervisor.watch(cid, policy)
+
     def _restart_by_policy(self, cid: str) -> None:
         with self._lock(cid):
             if self._meta(cid).get("manually_stopped") or cid in self._stopped_unrecorded:

@@ -298,6 +298,10 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
         self._record("CopyToContainer", None)
         return engine_pb2.CopyToContainerResponse()
 
+    def UpdateContainer(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("UpdateContainer", request)
+        return engine_pb2.UpdateContainerResponse()
+
     def Events(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         self._record("Events", request)
         return iter(())

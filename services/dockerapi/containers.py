@@ -13,7 +13,7 @@ from typing import Any
 
 from muelle.engine.v1 import engine_pb2
 
-from services.core.errors import NotFound
+from services.core.errors import MuelleError, NotFound
 from services.dockerapi import container_json, filters
 from services.dockerapi.attach import resize_attached
 from services.dockerapi.create import create_request, restart_text
@@ -22,6 +22,7 @@ from services.dockerapi.errors import ApiError, bad_request, not_modified
 from services.dockerapi.gone import while_connected
 from services.dockerapi.http import Request, Responder
 
+KILL_WAIT = 10.0  # s a kill with SIGKILL waits for the exit, as dockerd's
 _LIST_FILTERS = ("label", "name", "id", "status", "ancestor", "network", "exited")
 
 
@@ -129,8 +130,16 @@ class Containers:
         await out.empty()
 
     async def kill(self, req: Request, out: Responder) -> None:
+        signal = req.arg("signal")
         await self.gateway.call("KillContainer", engine_pb2.KillContainerRequest(
-            container=req.params["id"], signal=req.arg("signal")))
+            container=req.params["id"], signal=signal))
+        if signal.upper().removeprefix("SIG") in ("", "KILL", "9"):
+            # dockerd: "no signal, or SIGKILL: regular Kill (SIGKILL + wait)" - an inspect
+            # right after `docker kill` sees the container exited
+            with contextlib.suppress(MuelleError, asyncio.TimeoutError):
+                await asyncio.wait_for(self.gateway.call(
+                    "WaitContainer", engine_pb2.WaitContainerRequest(
+                        container=req.params["id"], condition="not-running")), KILL_WAIT)
         await out.empty()
 
     async def remove(self, req: Request, out: Responder) -> None:

@@ -8,9 +8,7 @@ import os
 import uuid
 from pathlib import Path
 
-from tests.compat.conftest import DockerCli, docker_cli
-from tests.support.docker import Dockerd
-from tests.support.engine import Engine
+from tests.compat.conftest import DockerCli
 
 
 def _tree(root: Path) -> list[tuple[str, str, str]]:
@@ -53,14 +51,9 @@ def _copies(docker: DockerCli, image: str, out: Path, host_dir: Path) -> list[ob
     return seen
 
 
-def test_cp_from_a_container_as_on_dockerd(docker_engine: Engine, dockerd: Dockerd,
-                                            pulled: str, tmp_path: Path) -> None:
-    host_dir = tmp_path / "host"
-    host_dir.mkdir()
-    (host_dir / "secret").write_text("HOST SECRET\n")
-    muelle_cli = DockerCli(docker_cli(), dict(os.environ,
-                                              DOCKER_HOST=docker_engine.docker_host))
-    dockerd_cli = DockerCli(docker_cli(), dict(dockerd.env(), DOCKER_HOST=dockerd.host))
+def test_cp_from_a_container_as_on_dockerd(muelle_cli: DockerCli, dockerd_cli: DockerCli,
+                                            pulled: str, tmp_path: Path,
+                                            host_dir: Path) -> None:
     (tmp_path / "m").mkdir()
     (tmp_path / "d").mkdir()
     on_muelle = _copies(muelle_cli, pulled, tmp_path / "m", host_dir)

@@ -3,12 +3,9 @@ dockerd: the same added, changed and deleted paths, nothing of the runtime's own
 
 from __future__ import annotations
 
-import os
 import uuid
 
-from tests.compat.conftest import DockerCli, docker_cli
-from tests.support.docker import Dockerd
-from tests.support.engine import Engine
+from tests.compat.conftest import DockerCli
 
 SCRIPT = "mkdir -p /tmp/new/dir && echo x > /tmp/new/dir/f && echo y >> /bin/added " \
          "&& rm /bin/true && ln -s /etc /tmp/link && chmod 700 /home 2>/dev/null; true"
@@ -26,11 +23,10 @@ def _diff(docker: DockerCli, image: str) -> tuple[str, str]:
         docker("rm", "-f", name, fresh)
 
 
-def test_diff_as_on_dockerd(docker_engine: Engine, dockerd: Dockerd, pulled: str) -> None:
-    on_muelle = _diff(DockerCli(docker_cli(), dict(
-        os.environ, DOCKER_HOST=docker_engine.docker_host)), pulled)
-    on_dockerd = _diff(DockerCli(docker_cli(), dict(dockerd.env(), DOCKER_HOST=dockerd.host)),
-                       pulled)
+def test_diff_as_on_dockerd(muelle_cli: DockerCli, dockerd_cli: DockerCli,
+                            pulled: str) -> None:
+    on_muelle = _diff(muelle_cli, pulled)
+    on_dockerd = _diff(dockerd_cli, pulled)
     assert "A /tmp/new/dir/f" in on_muelle[0].splitlines()
     assert "D /bin/true" in on_muelle[0].splitlines()
     # dockerd lists in the order it walks its layer (directory order varies): as sets
@@ -38,8 +34,7 @@ def test_diff_as_on_dockerd(docker_engine: Engine, dockerd: Dockerd, pulled: str
         [sorted(x.splitlines()) for x in on_dockerd]
 
 
-def test_diff_of_no_such_container(docker_engine: Engine) -> None:
-    docker = DockerCli(docker_cli(), dict(os.environ, DOCKER_HOST=docker_engine.docker_host))
-    proc = docker("diff", "nosuch-container", check=False)
+def test_diff_of_no_such_container(muelle_cli: DockerCli) -> None:
+    proc = muelle_cli("diff", "nosuch-container", check=False)
     assert proc.returncode == 1
     assert "No such container: nosuch-container" in proc.stderr

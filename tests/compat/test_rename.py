@@ -3,14 +3,11 @@ messages (IDs masked), the new name everywhere, a rename event with the old name
 
 from __future__ import annotations
 
-import os
 import re
 import time
 import uuid
 
-from tests.compat.conftest import DockerCli, docker_cli
-from tests.support.docker import Dockerd
-from tests.support.engine import Engine
+from tests.compat.conftest import DockerCli
 
 
 def _rename_steps(docker: DockerCli, image: str, tag: str) -> list[tuple[int, str]]:
@@ -37,12 +34,11 @@ def _rename_steps(docker: DockerCli, image: str, tag: str) -> list[tuple[int, st
         docker("rm", "-f", b, a, other, check=False)
 
 
-def test_rename_as_on_dockerd(docker_engine: Engine, dockerd: Dockerd, pulled: str) -> None:
+def test_rename_as_on_dockerd(muelle_cli: DockerCli, dockerd_cli: DockerCli,
+                              pulled: str) -> None:
     tag = uuid.uuid4().hex[:6]
-    env = dict(os.environ, DOCKER_HOST=docker_engine.docker_host)
-    on_muelle = _rename_steps(DockerCli(docker_cli(), env), pulled, tag)
-    on_dockerd = _rename_steps(
-        DockerCli(docker_cli(), dict(dockerd.env(), DOCKER_HOST=dockerd.host)), pulled, tag)
+    on_muelle = _rename_steps(muelle_cli, pulled, tag)
+    on_dockerd = _rename_steps(dockerd_cli, pulled, tag)
     assert on_muelle[0] == (0, "")
     assert on_muelle[-2] == (0, "b-T o-T")
     assert on_muelle[-1] == (0, "b-T /a-T")

@@ -4,13 +4,10 @@ muelle cannot do yet, are refused by name."""
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 
-from tests.compat.conftest import DockerCli, docker_cli
-from tests.support.docker import Dockerd
-from tests.support.engine import Engine
+from tests.compat.conftest import DockerCli
 
 
 def _update(docker: DockerCli, image: str) -> list[str]:
@@ -36,19 +33,17 @@ def _update(docker: DockerCli, image: str) -> list[str]:
         docker("rm", "-f", name)
 
 
-def test_update_restart_policy_as_on_dockerd(docker_engine: Engine, dockerd: Dockerd,
+def test_update_restart_policy_as_on_dockerd(muelle_cli: DockerCli, dockerd_cli: DockerCli,
                                              pulled: str) -> None:
-    muelle = DockerCli(docker_cli(), dict(os.environ, DOCKER_HOST=docker_engine.docker_host))
-    on_muelle = _update(muelle, pulled)
-    on_dockerd = _update(DockerCli(docker_cli(), dict(dockerd.env(), DOCKER_HOST=dockerd.host)),
-                         pulled)
+    on_muelle = _update(muelle_cli, pulled)
+    on_dockerd = _update(dockerd_cli, pulled)
     assert on_muelle[1:] == ["on-failure 1", "1 exited 3"]
     assert on_muelle[0].startswith("upd-") and on_dockerd[0].startswith("upd-")  # the name
     assert on_muelle[1:] == on_dockerd[1:]
 
 
-def test_resource_updates_are_refused_by_name(docker_engine: Engine, pulled: str) -> None:
-    docker = DockerCli(docker_cli(), dict(os.environ, DOCKER_HOST=docker_engine.docker_host))
+def test_resource_updates_are_refused_by_name(muelle_cli: DockerCli, pulled: str) -> None:
+    docker = muelle_cli
     name = f"upd-{uuid.uuid4().hex[:6]}"
     docker("create", "--name", name, pulled, "true")
     try:

@@ -175,13 +175,19 @@ class Running:
             self.on_stop()
 
 
+# Worker threads per gRPC server. Threads are made on demand, so a large pool costs
+# nothing idle; it must be large because a sync server's long calls (logs -f, attach,
+# wait, events) each hold one for as long as the client likes (gateway/longcalls.py).
+MAX_WORKERS = 1024
+
+
 def start(
     name: str,
     address: str,
     register: Callable[[grpc.Server], None],
     service_names: Sequence[str],
     on_stop: Callable[[], None] | None = None,
-    max_workers: int = 64,
+    max_workers: int = MAX_WORKERS,
     tls: TlsFiles | None = None,
     authz: Sequence[str] = (),
 ) -> Running:
@@ -255,7 +261,7 @@ def serve(
     register: Callable[[grpc.Server], None],
     service_names: Sequence[str],
     on_stop: Callable[[], None] | None = None,
-    max_workers: int = 64,
+    max_workers: int = MAX_WORKERS,
     tls: TlsFiles | None = None,
     authz: Sequence[str] = (),
 ) -> None:

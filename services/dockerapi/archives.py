@@ -1,13 +1,20 @@
 """Tar streams and commits: ``GET /containers/{id}/export``, ``GET /images/{name}/get`` and
-``GET /images/get?names=`` (docker save), ``POST /commit``.
+``GET /images/get?names=`` (docker save), ``POST /commit``, and ``GET``/``HEAD
+/containers/{id}/archive`` (docker cp from a container; engine.v1 StatContainerPath and
+CopyFromContainer: the image store reads the container's layers, symlinks resolved
+inside its root).
 
 Archives come from the gateway as chunk streams and go out as chunked HTTP, one chunk in
-flight. Loading (``POST /images/load``) and ``/containers/{id}/archive`` are not here yet:
-the first needs request bodies streamed past the JSON size limit, the second an engine.v1
-RPC.
+flight. Loading (``POST /images/load``) and ``PUT /containers/{id}/archive`` (docker cp
+into a container) are not here yet: both need request bodies streamed past the JSON size
+limit, and the second a safe way to write into a running container's root filesystem.
 """
 
 from __future__ import annotations
+
+import base64
+import json
+import stat
 
 from muelle.engine.v1 import engine_pb2
 from muelle.types.v1 import types_pb2
@@ -15,25 +22,91 @@ from muelle.types.v1 import types_pb2
 from services.dockerapi.engine import Gateway
 from services.dockerapi.errors import bad_request
 from services.dockerapi.http import Request, Responder
+from vocab.errors import MuelleError
 
 TAR = "application/x-tar"
+STAT_HEADER = "X-Docker-Container-Path-Stat"
+CHUNK = 1 << 20
+
+
+# Go's os.FileMode bits, which the docker CLI reads from X-Docker-Container-Path-Stat.
+_GO_TYPES = ((stat.S_ISDIR, 1 << 31), (stat.S_ISLNK, 1 << 27), (stat.S_ISFIFO, 1 << 25),
+             (stat.S_ISSOCK, 1 << 24), (stat.S_ISCHR, (1 << 26) | (1 << 21)),
+             (stat.S_ISBLK, 1 << 26))
+
+
+def go_file_mode(mode: int) -> int:
+    out = mode & 0o777
+    for test, bit in _GO_TYPES:
+        if test(mode):
+            out |= bit
+    for unix, go in ((stat.S_ISUID, 1 << 23), (stat.S_ISGID, 1 << 22), (stat.S_ISVTX, 1 << 20)):
+        if mode & unix:
+            out |= go
+    return out
+
+
+def path_stat_header(st: types_pb2.ContainerPathStat) -> str:
+    doc = {"name": st.name, "size": st.size, "mode": go_file_mode(st.mode),
+           "mtime": st.mtime, "linkTarget": st.link_target}
+    return base64.b64encode(json.dumps(doc).encode()).decode()
 
 
 class Archives:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
 
-    async def _relay(self, method: str, request: object, out: Responder) -> None:
+    async def _relay(self, method: str, request: object, out: Responder,
+                     headers: list[tuple[str, str]] | None = None) -> None:
         """The head only once the first chunk came: an error before it is a status."""
         started = False
         async for chunk in self.gateway.stream(method, request):
             if not started:
-                await out.start_stream(200, TAR)
+                await out.start_stream(200, TAR, headers)
                 started = True
             await out.write(bytes(chunk.data))
         if not started:
-            await out.start_stream(200, TAR)
+            await out.start_stream(200, TAR, headers)
         await out.end()
+
+    async def _path_stat(self, req: Request) -> tuple[str, str]:
+        path = req.arg("path")
+        if not path:
+            raise bad_request("path is required")
+        st = await self.gateway.call("StatContainerPath", engine_pb2.ContainerPathRequest(
+            container=req.params["id"], path=path))
+        return path, path_stat_header(st)
+
+    async def head_path(self, req: Request, out: Responder) -> None:
+        """``HEAD /containers/{id}/archive?path=``: what is there, in the stat header."""
+        _, header = await self._path_stat(req)
+        await out.body(200, b"", TAR, headers=[(STAT_HEADER, header)])
+
+    async def get_path(self, req: Request, out: Responder) -> None:
+        """``GET /containers/{id}/archive?path=`` (docker cp from a container)."""
+        path, header = await self._path_stat(req)
+        await self._relay("CopyFromContainer", engine_pb2.ContainerPathRequest(
+            container=req.params["id"], path=path), out, [(STAT_HEADER, header)])
+
+    async def put_path(self, req: Request, out: Responder) -> None:
+        """``PUT /containers/{id}/archive?path=`` (docker cp into a container): the body,
+        a tar, extracted into that directory by the shim. Bodies are read whole, so up to
+        the API's body limit (8 MiB) for now."""
+        path = req.arg("path")
+        if not path:
+            raise bad_request("path is required")
+        call = self.gateway.bidi("CopyToContainer")
+        await call.send(engine_pb2.CopyToContainerInput(start=engine_pb2.CopyToContainerStart(
+            container=req.params["id"], path=path, copy_uid_gid=req.flag("copyUIDGID"),
+            no_overwrite_dir_non_dir=req.flag("noOverwriteDirNonDir"))))
+        try:
+            for i in range(0, len(req.body), CHUNK):
+                await call.send(engine_pb2.CopyToContainerInput(data=req.body[i:i + CHUNK]))
+            await call.done_writing()
+        except MuelleError:
+            pass  # the gateway ended the call early: its reply says why
+        await call.result()
+        await out.body(200, b"", "text/plain; charset=utf-8")
 
     async def export(self, req: Request, out: Responder) -> None:
         await self._relay("ExportContainer", engine_pb2.ExportContainerRequest(

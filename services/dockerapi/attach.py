@@ -18,6 +18,7 @@ from muelle.types.v1 import types_pb2
 
 from services.dockerapi.engine import BidiStream, Gateway
 from services.dockerapi.errors import bad_request
+from services.dockerapi.gone import while_connected
 from services.dockerapi.http import Hijacked, Request, Responder
 from services.dockerapi.streams import encode, pump_stdin
 from vocab.timefmt import now_rfc3339, parse_ns
@@ -79,11 +80,15 @@ class Streams:
         entries = self.gateway.stream("ContainerLogs", engine_pb2.ContainerLogsRequest(
             container=ref, follow=follow, tail=tail or 0, since=since,
             timestamps=req.flag("timestamps"), stdout=stdout, stderr=stderr))
-        async with contextlib.aclosing(entries):  # a client gone cancels the stream now
-            async for entry in entries:
-                if until and entry.time and parse_ns(entry.time) > until:
-                    break
-                await out.write(encode(entry.stream, bytes(entry.data), tty))
+
+        async def relay() -> None:
+            async with contextlib.aclosing(entries):  # a client gone cancels the stream now
+                async for entry in entries:
+                    if until and entry.time and parse_ns(entry.time) > until:
+                        break
+                    await out.write(encode(entry.stream, bytes(entry.data), tty))
+
+        await while_connected(out, relay())  # also while the container writes nothing
         await out.end()
 
     async def attach(self, req: Request, out: Responder) -> None:

@@ -15,12 +15,14 @@ from muelle.engine.v1 import engine_pb2
 
 from services.dockerapi import container_json, filters
 from services.dockerapi.attach import resize_attached
-from services.dockerapi.create import create_request
+from services.dockerapi.create import create_request, restart_text
 from services.dockerapi.engine import Gateway
 from services.dockerapi.errors import ApiError, bad_request, not_modified
+from services.dockerapi.gone import while_connected
 from services.dockerapi.http import Request, Responder
-from vocab.errors import NotFound
+from vocab.errors import MuelleError, NotFound
 
+KILL_WAIT = 10.0  # s a kill with SIGKILL waits for the exit, as dockerd's
 _LIST_FILTERS = ("label", "name", "id", "status", "ancestor", "network", "exited")
 
 
@@ -58,26 +60,22 @@ class Containers:
             "WaitContainer", engine_pb2.WaitContainerRequest(container=ref,
                                                              condition=condition)))
         await out.start_stream(200, "application/json")
-        gone = asyncio.ensure_future(out.client_gone())
+
+        async def answer() -> None:
+            try:
+                reply = await call
+                body: dict[str, Any] = {
+                    "StatusCode": reply.exit_code,
+                    "Error": {"Message": reply.error} if reply.error else None}
+            except NotFound as exc:  # removed by someone else meanwhile
+                body = {"StatusCode": -1, "Error": {"Message": exc.message}}
+            await out.write(json.dumps(body).encode() + b"\n")
+
+        # The client hangs up a run -d's wait after start: that frees the gateway's worker.
         try:
-            await asyncio.wait({call, gone}, return_when=asyncio.FIRST_COMPLETED)
+            await while_connected(out, answer())
         finally:
-            # Done before the connection reads its next request: one reader at a time.
-            gone.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await gone
-        if not call.done():
-            call.cancel()  # the client hung up (run -d): free the gateway's worker
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await call
-            raise ConnectionResetError
-        try:
-            reply = call.result()
-            body: dict[str, Any] = {"StatusCode": reply.exit_code,
-                                    "Error": {"Message": reply.error} if reply.error else None}
-        except NotFound as exc:  # removed by someone else meanwhile
-            body = {"StatusCode": -1, "Error": {"Message": exc.message}}
-        await out.write(json.dumps(body).encode() + b"\n")
+            call.cancel()  # done already, or nobody waits for it any more
         await out.end()
 
     async def stop(self, req: Request, out: Responder) -> None:
@@ -99,9 +97,49 @@ class Containers:
         await self.gateway.call("RestartContainer", restart)
         await out.empty()
 
+    async def changes(self, req: Request, out: Responder) -> None:
+        reply = await self.gateway.call("ContainerChanges", engine_pb2.ContainerChangesRequest(
+            container=req.params["id"]))
+        # dockerd answers null, not [], for a container that changed nothing
+        await out.json(200, [{"Path": c.path, "Kind": c.kind} for c in reply.changes] or None)
+
+    async def update(self, req: Request, out: Responder) -> None:
+        """``POST /containers/{id}/update``: the restart policy; resource limits of an
+        existing container cannot change yet (a clear 400 names them)."""
+        body = req.json({})
+        if not isinstance(body, dict):
+            raise bad_request("the body must be a JSON object")
+        asked = [k for k, v in body.items() if k != "RestartPolicy" and v not in
+                 (None, 0, "", [], {}, False)]
+        if asked:
+            raise ApiError(400, f"updating {', '.join(sorted(asked))} is not supported by "
+                                "muelle yet (only RestartPolicy)")
+        policy = body.get("RestartPolicy")
+        if isinstance(policy, dict) and policy.get("Name") is not None:
+            await self.gateway.call("UpdateContainer", engine_pb2.UpdateContainerRequest(
+                container=req.params["id"], restart_policy=restart_text(policy) or "no"))
+        else:
+            await self.detail(req.params["id"])  # 404 for a missing container
+        await out.json(200, {"Warnings": None})
+
+    async def rename(self, req: Request, out: Responder) -> None:
+        if not req.arg("name"):
+            raise bad_request("name is required")  # dockerd's 400 too
+        await self.gateway.call("RenameContainer", engine_pb2.RenameContainerRequest(
+            container=req.params["id"], name=req.arg("name")))
+        await out.empty()
+
     async def kill(self, req: Request, out: Responder) -> None:
+        signal = req.arg("signal")
         await self.gateway.call("KillContainer", engine_pb2.KillContainerRequest(
-            container=req.params["id"], signal=req.arg("signal")))
+            container=req.params["id"], signal=signal))
+        if signal.upper().removeprefix("SIG") in ("", "KILL", "9"):
+            # dockerd: "no signal, or SIGKILL: regular Kill (SIGKILL + wait)" - an inspect
+            # right after `docker kill` sees the container exited
+            with contextlib.suppress(MuelleError, asyncio.TimeoutError):
+                await asyncio.wait_for(self.gateway.call(
+                    "WaitContainer", engine_pb2.WaitContainerRequest(
+                        container=req.params["id"], condition="not-running")), KILL_WAIT)
         await out.empty()
 
     async def remove(self, req: Request, out: Responder) -> None:

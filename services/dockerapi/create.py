@@ -69,7 +69,8 @@ def _refuse_unsupported(host: dict[str, Any]) -> None:
                                 "muelle yet")
 
 
-def _restart(policy: dict[str, Any]) -> str:
+def restart_text(policy: dict[str, Any]) -> str:
+    """HostConfig.RestartPolicy as engine.v1's text ("" for none)."""
     name = policy.get("Name") or ""
     if name in ("", "no"):
         return ""
@@ -148,7 +149,7 @@ def create_request(body: Any, name: str) -> engine_pb2.CreateContainerRequest:
         group_add=_strings(host.get("GroupAdd"), "GroupAdd"),
         network_mode=_network_mode(host), init=bool(host.get("Init")),
         log_opts={str(k): str(v) for k, v in _dict(log.get("Config"), "LogConfig").items()},
-        restart_policy=_restart(_dict(host.get("RestartPolicy"), "RestartPolicy")),
+        restart_policy=restart_text(_dict(host.get("RestartPolicy"), "RestartPolicy")),
         binds=_strings(host.get("Binds"), "Binds"),
         tmpfs={str(k): str(v) for k, v in _dict(host.get("Tmpfs"), "Tmpfs").items()},
         ports=_ports(_dict(host.get("PortBindings"), "PortBindings")),

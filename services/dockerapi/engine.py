@@ -77,5 +77,12 @@ class BidiStream:
         except grpc.aio.AioRpcError as err:
             raise from_rpc_error(err, "gateway") from None
 
+    async def result(self) -> Any:
+        """The reply of a client-streaming call (docker cp into a container)."""
+        try:
+            return await self.call
+        except grpc.aio.AioRpcError as err:
+            raise from_rpc_error(err, "gateway") from None
+
     def cancel(self) -> None:
         self.call.cancel()

@@ -8,8 +8,6 @@ network, volume (ID or name), label (container labels), scope.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 from collections.abc import AsyncIterator
 from decimal import Decimal, InvalidOperation
@@ -20,6 +18,7 @@ from muelle.engine.v1 import engine_pb2
 from services.dockerapi import filters
 from services.dockerapi.engine import Gateway
 from services.dockerapi.errors import bad_request
+from services.dockerapi.gone import while_connected
 from services.dockerapi.http import Request, Responder
 from services.dockerapi.images import familiar
 
@@ -107,21 +106,7 @@ class Events:
         request = engine_pb2.EventsRequest(since_nano=_nanos(req, "since"),
                                            until_nano=_nanos(req, "until"))
         await out.start_stream(200, "application/json")
-        gone = asyncio.ensure_future(out.client_gone())
-        events = self._relay(request, wanted, out)
-        relay = asyncio.ensure_future(events)
-        try:
-            await asyncio.wait({relay, gone}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            gone.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await gone
-        if not relay.done():  # the client hung up: cancel the gateway's stream
-            relay.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await relay
-            raise ConnectionResetError
-        relay.result()
+        await while_connected(out, self._relay(request, wanted, out))
         await out.end()
 
     async def _relay(self, request: engine_pb2.EventsRequest, wanted: filters.Filters,

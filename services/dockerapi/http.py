@@ -151,6 +151,7 @@ class Responder:
         self.started = False
         self.finished = False
         self.hijacked = False
+        self.head_request = False  # set once the request is read
 
     async def _send(self, *events: Any) -> None:
         for event in events:
@@ -167,7 +168,10 @@ class Responder:
                    headers: list[tuple[str, str]] | None = None) -> None:
         hdrs = [("Content-Type", content_type), ("Content-Length", str(len(data))),
                 *(headers or [])]
-        await self._send(self._head(status, hdrs), h11.Data(data=data), h11.EndOfMessage())
+        # The answer to a HEAD (an error of HEAD /containers/{id}/archive) has the head
+        # only: h11 refuses the body, which dropped the connection the CLI reuses next.
+        body = [] if self.head_request else [h11.Data(data=data)]
+        await self._send(self._head(status, hdrs), *body, h11.EndOfMessage())
         self.finished = True
 
     async def json(self, status: int, obj: Any) -> None:
@@ -179,10 +183,11 @@ class Responder:
         await self._send(self._head(status, hdrs), h11.EndOfMessage())
         self.finished = True
 
-    async def start_stream(self, status: int = 200, content_type: str = "") -> None:
+    async def start_stream(self, status: int = 200, content_type: str = "",
+                           headers: list[tuple[str, str]] | None = None) -> None:
         """The head now, flushed (a waiting client may act on it: COMPAT.md §2); the body
         as chunks from ``write``."""
-        hdrs = [("Transfer-Encoding", "chunked")]
+        hdrs = [("Transfer-Encoding", "chunked"), *(headers or [])]
         if content_type:
             hdrs.append(("Content-Type", content_type))
         await self._send(self._head(status, hdrs))
@@ -308,6 +313,7 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
             req = _request(*got)
             if STREAMED_BODY.match(req.path):
                 req.body_stream = BodyStream(conn, reader)
+            out.head_request = req.method == "HEAD"
             log.debug("request", method=req.method, path=req.path)
             try:
                 await handler(req, out)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import json
 from typing import Any
 
 from muelle.engine.v1 import engine_pb2
@@ -23,6 +24,33 @@ def familiar(name: str) -> str:
         return parse(name).familiar
     except Exception:  # noqa: BLE001 - show what the store holds rather than fail a list
         return name
+
+
+def history_json(d: engine_pb2.ImageDetail) -> list[dict[str, Any]]:
+    """`docker history`: the config's history, newest first; the image's own ID and tags
+    on the newest entry, "<missing>" below (as for a pulled image). engine.v1 knows the
+    image's total size, not each layer's: it is the size of the layer entry when there is
+    one layer, else each layer entry says 0."""
+    try:
+        config = json.loads(d.config_json or b"{}")
+    except ValueError:
+        config = {}
+    entries = config.get("history") if isinstance(config, dict) else None
+    if not isinstance(entries, list) or not entries:  # dockerd: one entry per layer
+        entries = [{} for _ in d.diff_ids] or [{"empty_layer": True}]
+    layers = sum(1 for e in entries if isinstance(e, dict) and not e.get("empty_layer"))
+    rows = []
+    for entry in reversed(entries):
+        e = entry if isinstance(entry, dict) else {}
+        empty = bool(e.get("empty_layer"))
+        rows.append({
+            "Id": "<missing>", "Created": unix_seconds(str(e.get("created") or "")),
+            "CreatedBy": str(e.get("created_by") or ""), "Tags": None,
+            "Size": d.summary.size if layers == 1 and not empty else 0,
+            "Comment": str(e.get("comment") or "")})
+    rows[0]["Id"] = d.summary.id
+    rows[0]["Tags"] = [familiar(t) for t in d.summary.repo_tags] or None
+    return rows
 
 
 def _config(c: Any, exposed: list[str]) -> dict[str, Any]:
@@ -88,6 +116,11 @@ class Images:
             "RootFS": {"Type": "layers", "Layers": list(d.diff_ids)},
             "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
         })
+
+    async def history(self, req: Request, out: Responder) -> None:
+        d = await self.gateway.call("InspectImage", engine_pb2.InspectImageRequest(
+            reference=req.params["name"]))
+        await out.json(200, history_json(d))
 
     async def tag(self, req: Request, out: Responder) -> None:
         repo, tag = req.arg("repo"), req.arg("tag")

@@ -31,6 +31,7 @@ from services.gateway.records import Record, Records, conflict
 from services.gateway.status import now_rfc3339, status_text
 from vocab import platform as platforms
 from vocab.errors import (
+    AlreadyExists,
     DeadlineExceeded,
     FailedPrecondition,
     InvalidArgument,
@@ -599,6 +600,41 @@ class Engine:
         rec = self.records.lookup(ref)
         self.stop(rec.id, timeout)
         self._start(rec)
+
+    def rename(self, ref: str, name: str) -> tuple[str, str]:
+        """(ID, old name). The name on the container's networks stays the one it started
+        with until it starts again (its /etc/hosts entries are written at start)."""
+        rec = self.records.lookup(ref)  # dockerd: No such container before a bad name
+        try:
+            new = names.validate_name(name)
+        except InvalidArgument:  # dockerd's words, with the name as it stores them
+            raise InvalidArgument(
+                "Error when allocating new name: Invalid container name "
+                f"(/{name.removeprefix('/')}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            ) from None
+        if new == rec.name:
+            raise InvalidArgument("Renaming a container with the same name as its current "
+                                  "name")
+        with self._lock(rec.id):
+            try:
+                self.records.rename(rec.id, new)
+            except AlreadyExists as exc:  # dockerd's words
+                raise AlreadyExists(f"Error when allocating new name: {exc.message}") from None
+        return rec.id, rec.name
+
+    def update_restart_policy(self, ref: str, text: str) -> None:
+        """`docker update --restart`: the shim's supervision and the record (inspect)."""
+        rec = self.records.lookup(ref)
+        probe = engine_pb2.CreateContainerRequest(restart_policy=text,
+                                                  auto_remove=rec.auto_remove)
+        policy = options.restart_policy(probe)  # Docker's checks (--rm conflicts)
+        with self._lock(rec.id):
+            self.shim.UpdateRestartPolicy(shim_pb2.UpdateRestartPolicyRequest(
+                id=rec.id, restart_policy=policy))
+            spec = shim_pb2.ContainerSpec()
+            spec.CopyFrom(rec.spec)
+            spec.restart_policy = policy
+            self.records.update_spec(rec.id, spec)
 
     def stats(self, refs: list[str]) -> engine_pb2.ContainerStatsResponse:
         """Every container's counters from one shim call (docker stats)."""

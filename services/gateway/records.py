@@ -152,6 +152,20 @@ class Records:
                  _join(rec.entrypoint), _join(rec.cmd), rec.runtime, int(rec.auto_remove),
                  rec.stop_signal, rec.stop_timeout, rec.bundle, int(rec.ready)))
 
+    def rename(self, cid: str, name: str) -> None:
+        """AlreadyExists when ``name`` is another container's."""
+        with self._writing(f"the name of container {cid}"):
+            clash = self._db.execute("SELECT id FROM containers WHERE name = ?",
+                                     (name,)).fetchone()
+            if clash:
+                raise conflict(name, clash[0])
+            self._db.execute("UPDATE containers SET name = ? WHERE id = ?", (name, cid))
+
+    def update_spec(self, cid: str, spec: shim_pb2.ContainerSpec) -> None:
+        with self._writing(f"the record of container {cid}"):
+            self._db.execute("UPDATE containers SET spec = ? WHERE id = ?",
+                             (spec.SerializeToString(), cid))
+
     def name_taken(self, name: str) -> str | None:
         with self._lock:
             row = self._db.execute("SELECT id FROM containers WHERE name = ?",

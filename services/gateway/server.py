@@ -7,14 +7,18 @@ from collections.abc import Iterator
 
 import grpc
 from muelle.engine.v1 import engine_pb2, engine_pb2_grpc
+from muelle.images.v1 import images_pb2
+from muelle.shim.v1 import shim_pb2
 from muelle.types.v1 import types_pb2
 
 from services.gateway.attach import attach_stream
+from services.gateway.build import refuse_userns, relay_archive
 from services.gateway.building import build_image, prune_build_cache
 from services.gateway.engine import Engine
 from services.gateway.exec import exec_container
+from services.gateway.longcalls import LongCalls
 from services.gateway.volumes import Volumes
-from vocab.errors import MuelleError
+from vocab.errors import InvalidArgument, MuelleError
 
 Ctx = grpc.ServicerContext
 
@@ -23,6 +27,7 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.volumes = Volumes(engine.shim)
+        self.long = LongCalls()
 
     def Version(self, request: engine_pb2.VersionRequest,  # noqa: N802
                 context: Ctx) -> engine_pb2.VersionResponse:
@@ -41,8 +46,9 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
 
     def Events(self, request: engine_pb2.EventsRequest,  # noqa: N802
                context: Ctx) -> Iterator[engine_pb2.Event]:
-        yield from self.engine.events.subscribe(request.since_nano, request.until_nano,
-                                                cancelled=lambda: not context.is_active())
+        with self.long.slot("events"):
+            yield from self.engine.events.subscribe(request.since_nano, request.until_nano,
+                                                    cancelled=lambda: not context.is_active())
 
     def ListImages(self, request: engine_pb2.ListImagesRequest,  # noqa: N802
                    context: Ctx) -> engine_pb2.ListImagesResponse:
@@ -80,13 +86,15 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
 
     def AttachContainer(self, request: engine_pb2.AttachContainerRequest,  # noqa: N802
                         context: Ctx) -> Iterator[engine_pb2.AttachEvent]:
-        yield from self.engine.attach(request.container, start=request.start,
-                                      logs=request.logs, on_cancel=context.add_callback)
+        with self.long.slot("attach"):
+            yield from self.engine.attach(request.container, start=request.start,
+                                          logs=request.logs, on_cancel=context.add_callback)
 
     def WaitContainer(self, request: engine_pb2.WaitContainerRequest,  # noqa: N802
                       context: Ctx) -> engine_pb2.WaitContainerResponse:
-        return self.engine.wait(request.container, request.condition,
-                                cancelled=lambda: not context.is_active())
+        with self.long.slot("wait"):
+            return self.engine.wait(request.container, request.condition,
+                                    cancelled=lambda: not context.is_active())
 
     def StopContainer(self, request: engine_pb2.StopContainerRequest,  # noqa: N802
                       context: Ctx) -> engine_pb2.StopContainerResponse:
@@ -122,7 +130,8 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
 
     def ContainerLogs(self, request: engine_pb2.ContainerLogsRequest,  # noqa: N802
                       context: Ctx) -> Iterator[types_pb2.LogEntry]:
-        yield from self.engine.logs(request, on_cancel=context.add_callback)
+        with self.long.slot("logs -f") if request.follow else contextlib.nullcontext():
+            yield from self.engine.logs(request, on_cancel=context.add_callback)
 
     def PruneImages(self, request: types_pb2.PruneImagesRequest,  # noqa: N802
                     context: Ctx) -> types_pb2.PruneImagesResponse:
@@ -190,9 +199,65 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
         self.engine.container_event("start", cid)
         self.engine.container_event("restart", cid)
         return engine_pb2.RestartContainerResponse()
+    def RenameContainer(self, request: engine_pb2.RenameContainerRequest,  # noqa: N802
+                        context: Ctx) -> engine_pb2.RenameContainerResponse:
+        cid, old = self.engine.rename(request.container, request.name)
+        self.engine.container_event("rename", cid, oldName="/" + old)
+        return engine_pb2.RenameContainerResponse()
+
+    def ContainerChanges(self, request: engine_pb2.ContainerChangesRequest,  # noqa: N802
+                         context: Ctx) -> types_pb2.ContainerChangesResponse:
+        rec = self.engine.records.lookup(request.container)
+        changes: types_pb2.ContainerChangesResponse = self.engine.images.Changes(
+            images_pb2.ChangesRequest(container_id=rec.id))
+        return changes
+
+    def StatContainerPath(self, request: engine_pb2.ContainerPathRequest,  # noqa: N802
+                          context: Ctx) -> types_pb2.ContainerPathStat:
+        rec = self.engine.records.lookup(request.container)
+        stat: types_pb2.ContainerPathStat = self.engine.images.StatContainerPath(
+            images_pb2.ContainerPathRequest(container_id=rec.id, path=request.path))
+        return stat
+
+    def CopyFromContainer(self, request: engine_pb2.ContainerPathRequest,  # noqa: N802
+                          context: Ctx) -> Iterator[types_pb2.ArchiveChunk]:
+        rec = self.engine.records.lookup(request.container)
+        refuse_userns(rec, "copy from")
+        yield from relay_archive(self.engine.images.ReadContainerPath(
+            images_pb2.ContainerPathRequest(container_id=rec.id, path=request.path)))
+
+    def CopyToContainer(self,  # noqa: N802
+                        request_iterator: Iterator[engine_pb2.CopyToContainerInput],
+                        context: Ctx) -> engine_pb2.CopyToContainerResponse:
+        first = next(request_iterator, engine_pb2.CopyToContainerInput())
+        if not first.HasField("start"):
+            raise InvalidArgument("the first message of CopyToContainer must be start")
+        start = first.start
+        rec = self.engine.records.lookup(start.container)
+        refuse_userns(rec, "copy into")
+
+        def inputs() -> Iterator[shim_pb2.CopyToInput]:
+            yield shim_pb2.CopyToInput(start=shim_pb2.CopyToStart(
+                id=rec.id, path=start.path, copy_uid_gid=start.copy_uid_gid,
+                no_overwrite_dir_non_dir=start.no_overwrite_dir_non_dir))
+            for message in request_iterator:
+                yield shim_pb2.CopyToInput(data=message.data)
+
+        self.engine.shim.CopyTo(inputs())
+        return engine_pb2.CopyToContainerResponse()
+
     def UpdateContainer(self, request: engine_pb2.UpdateContainerRequest,  # noqa: N802
                         context: Ctx) -> engine_pb2.UpdateContainerResponse:
-        self.engine.update(request)
+        cid = self.engine.records.lookup(request.container).id
+        resources = engine_pb2.UpdateContainerRequest()
+        resources.CopyFrom(request)
+        resources.ClearField("container")
+        resources.ClearField("restart_policy")
+        if resources.ByteSize():  # new limits (docker update -m..., CRI's resources)
+            self.engine.update(request)
+        if request.restart_policy:
+            self.engine.update_restart_policy(cid, request.restart_policy)
+        self.engine.container_event("update", cid)
         return engine_pb2.UpdateContainerResponse()
 
     def CreateVolume(self, request: types_pb2.VolumeCreateRequest,  # noqa: N802
@@ -276,11 +341,12 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
                     self._exec_event(message.start, "exec_start: " + " ".join(message.start.cmd))
                 yield message
 
-        for out in exec_container(self.engine.records, self.engine.shim, inputs(),
-                                  on_cancel=context.add_callback):
-            if out.HasField("exit") and started:
-                self._exec_event(started[0], "exec_die", exitCode=str(out.exit.exit_code))
-            yield out
+        with self.long.slot("exec"):
+            for out in exec_container(self.engine.records, self.engine.shim, inputs(),
+                                      on_cancel=context.add_callback):
+                if out.HasField("exit") and started:
+                    self._exec_event(started[0], "exec_die", exitCode=str(out.exit.exit_code))
+                yield out
 
     def _exec_event(self, start: types_pb2.ExecStart, action: str,
                     **attrs: str) -> None:
@@ -291,7 +357,9 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
     def AttachContainerStream(  # noqa: N802
             self, request_iterator: Iterator[engine_pb2.AttachContainerInput],
             context: Ctx) -> Iterator[engine_pb2.AttachEvent]:
-        yield from attach_stream(self.engine, request_iterator, on_cancel=context.add_callback)
+        with self.long.slot("attach"):
+            yield from attach_stream(self.engine, request_iterator,
+                                     on_cancel=context.add_callback)
     def ExportContainer(self, request: engine_pb2.ExportContainerRequest,  # noqa: N802
                         context: Ctx) -> Iterator[types_pb2.ArchiveChunk]:
         yield from self.engine.export_container(request.container)

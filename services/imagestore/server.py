@@ -12,11 +12,12 @@ from muelle.types.v1 import types_pb2
 
 from services.core import config as configmod
 from services.core.cancel import Cancel
-from services.imagestore import buildstep
+from services.imagestore import buildstep, containerfiles
 from services.imagestore.metadata import ImageRecord
 from services.imagestore.registry_client import GrpcRegistryClient
 from services.imagestore.store import ImageStore
 from vocab.errors import InvalidArgument
+from vocab.timefmt import rfc3339_nano
 
 
 def image_config(doc: dict[str, Any]) -> types_pb2.ImageConfig:
@@ -144,6 +145,26 @@ class ImagesServicer(images_pb2_grpc.ImagesServicer):
         loaded = self.store.load(c.data for c in request_iterator)
         return types_pb2.LoadImagesResponse(
             images=[types_pb2.LoadedImage(id=x.image_id, names=x.names) for x in loaded])
+
+    def Changes(self, request: images_pb2.ChangesRequest,  # noqa: N802
+                context: grpc.ServicerContext) -> types_pb2.ContainerChangesResponse:
+        return types_pb2.ContainerChangesResponse(changes=[
+            types_pb2.ContainerChange(path=p, kind=k)
+            for p, k in self.store.changes(request.container_id)])
+
+    def StatContainerPath(self, request: images_pb2.ContainerPathRequest,  # noqa: N802
+                          context: grpc.ServicerContext) -> types_pb2.ContainerPathStat:
+        name, st, target = containerfiles.stat_path(
+            self.store.container_layers(request.container_id), request.path)
+        return types_pb2.ContainerPathStat(name=name, size=st.st_size, mode=st.st_mode,
+                                           mtime=rfc3339_nano(st.st_mtime_ns),
+                                           link_target=target)
+
+    def ReadContainerPath(self, request: images_pb2.ContainerPathRequest,  # noqa: N802
+                          context: grpc.ServicerContext) -> Iterator[types_pb2.ArchiveChunk]:
+        layers = self.store.container_layers(request.container_id)
+        for data in containerfiles.read(layers, request.path):
+            yield types_pb2.ArchiveChunk(data=data)
 
     def Export(self, request: images_pb2.ExportRequest,  # noqa: N802
                context: grpc.ServicerContext) -> Iterator[types_pb2.ArchiveChunk]:

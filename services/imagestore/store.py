@@ -26,6 +26,7 @@ from services.core import modes
 from services.core.cancel import Cancel
 from services.core.config import ImageStoreConfig
 from services.core.logging import get_logger
+from services.imagestore import changes
 from services.imagestore.build import ImageBuilder, copy_stream, write_layer
 from services.imagestore.check import CheckReport, check
 from services.imagestore.content import ContentStore
@@ -261,6 +262,15 @@ class ImageStore:
         if entry is None or not upper.is_dir():
             raise NotFound(f"no root filesystem for container {container_id}")
         return entry[0], [str(upper), *(str(p) for p in self.snapshots.lowers(entry[1]))]
+
+    def changes(self, container_id: str) -> list[tuple[str, int]]:
+        """`docker diff`: (path, kind) of what the container changed (changes.py)."""
+        _, layers = self._layers_of(container_id)
+        return changes.changes(layers[0], layers[1:])
+
+    def container_layers(self, container_id: str) -> list[str]:
+        """The container's writable layer and its image's layers, top first."""
+        return self._layers_of(container_id)[1]
 
     def export(self, container_id: str) -> Iterator[bytes]:
         """The container's root filesystem as an uncompressed tar, in chunks."""

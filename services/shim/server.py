@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -164,6 +165,26 @@ class ShimServicer(shim_pb2_grpc.ShimServicer):
         titles, rows = self.shim.io.top(request.id, request.ps_args)
         return types_pb2.TopResponse(
             titles=titles, processes=[types_pb2.TopRow(fields=r) for r in rows])
+
+    def CopyTo(self, request_iterator: Iterator[shim_pb2.CopyToInput],  # noqa: N802
+               context: grpc.ServicerContext) -> shim_pb2.CopyToResponse:
+        first = next(request_iterator, shim_pb2.CopyToInput())
+        if not first.HasField("start"):
+            raise InvalidArgument("the first message of CopyTo must be start")
+        with tempfile.SpooledTemporaryFile(max_size=8 << 20) as spool:
+            for message in request_iterator:
+                spool.write(message.data)
+            spool.seek(0)
+            self.shim.copy_to(first.start.id, first.start.path, spool,
+                              first.start.copy_uid_gid, first.start.no_overwrite_dir_non_dir)
+        return shim_pb2.CopyToResponse()
+
+    def UpdateRestartPolicy(  # noqa: N802
+            self, request: shim_pb2.UpdateRestartPolicyRequest,
+            context: grpc.ServicerContext) -> shim_pb2.UpdateRestartPolicyResponse:
+        self.shim.update_restart_policy(request.id, request.restart_policy)
+        return shim_pb2.UpdateRestartPolicyResponse()
+
     def NetworkCreate(self, request: types_pb2.NetworkCreateRequest,
                       context: grpc.ServicerContext) -> types_pb2.NetworkInfo:
         return _network(self.shim.networks.create_network(request.name, request.subnet), [])

@@ -17,6 +17,7 @@ import signal as signalmod
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import IO
 
 from muelle.shim.v1 import shim_pb2
 from muelle.types.v1 import types_pb2
@@ -27,6 +28,7 @@ from services.core.logging import get_logger
 from services.runtime import api
 from services.shim import (
     access,
+    copyin,
     logs,
     mounts,
     restart,
@@ -255,6 +257,28 @@ class Shim:
         policy = restart.parse(self._meta(cid).restart_policy)
         self.supervisor.watch(cid, policy)
         return pid
+
+    def update_restart_policy(self, cid: str, text: str) -> None:
+        """`docker update --restart`: kept for later starts; a running container is
+        supervised under it from now on."""
+        policy = restart.parse(text)
+        with self._lock(cid):
+            self._update_meta(cid, restart_policy=policy.text())
+            running = self.state(cid).status in ("running", "paused")
+        self.supervisor.forget(cid)
+        if running:
+            self.supervisor.watch(cid, policy)
+
+    def copy_to(self, cid: str, path: str, data: IO[bytes], copy_uid_gid: bool,
+                no_overwrite_dir_non_dir: bool) -> None:
+        """`docker cp` into the container: its mounted rootfs (copyin.py)."""
+        cdir = self.existing(cid)
+        with self._lock(cid):
+            if not os.path.ismount(cdir.rootfs):
+                raise FailedPrecondition(f"the root filesystem of container {cid} is not "
+                                         "mounted")
+            copyin.extract(str(cdir.rootfs), path, data, None if copy_uid_gid else (0, 0),
+                           no_overwrite_dir_non_dir)
 
     def _restart_by_policy(self, cid: str) -> None:
         with self._lock(cid):

@@ -89,3 +89,26 @@ def dockerd(busybox_ref: str) -> Iterator[Dockerd]:
         yield daemon
     finally:
         daemon.close()
+
+
+@pytest.fixture(scope="module")
+def muelle_cli(docker_engine: Engine) -> DockerCli:
+    """The Debian docker CLI against muelle, for side-by-side tests with ``dockerd_cli``."""
+    env = dict(os.environ, DOCKER_HOST=docker_engine.docker_host)
+    env.pop("DOCKER_CONTEXT", None)
+    return DockerCli(docker_cli(), env)
+
+
+@pytest.fixture(scope="module")
+def dockerd_cli(dockerd: Dockerd) -> DockerCli:
+    """The same CLI against the private dockerd."""
+    return DockerCli(docker_cli(), dict(dockerd.env(), DOCKER_HOST=dockerd.host))
+
+
+@pytest.fixture
+def host_dir(tmp_path: Path) -> Path:
+    """A host directory with a secret that links in containers must never reach."""
+    path = tmp_path / "host"
+    path.mkdir()
+    (path / "secret").write_text("HOST SECRET\n")
+    return path

@@ -175,3 +175,18 @@ def test_waits_that_hang_up_do_not_exhaust_the_engine(docker_engine: Engine,
         assert status == 200 and cid in listed.decode()
     finally:
         request(docker_engine, "DELETE", f"/containers/{cid}?force=1")
+
+
+def test_an_error_answering_head_keeps_the_connection(docker_engine: Engine) -> None:
+    """docker cp asks HEAD .../archive first and reuses the connection for its PUT."""
+    conn = UnixHTTPConnection(docker_engine.docker_host.removeprefix("unix://"))
+    try:
+        conn.request("HEAD", "/v1.41/containers/nosuch/archive?path=/x")
+        resp = conn.getresponse()
+        resp.read()
+        assert resp.status == 404
+        conn.request("GET", "/_ping")
+        again = conn.getresponse()
+        assert (again.status, again.read()) == (200, b"OK")
+    finally:
+        conn.close()

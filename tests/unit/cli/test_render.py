@@ -286,6 +286,26 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
         self._record("DisconnectNetwork", request)
         return engine_pb2.NetworkDisconnectResponse()
 
+    def RenameContainer(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("RenameContainer", request)
+        return engine_pb2.RenameContainerResponse()
+
+    def ContainerChanges(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("ContainerChanges", request)
+        return types_pb2.ContainerChangesResponse()
+
+    def StatContainerPath(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("StatContainerPath", request)
+        return types_pb2.ContainerPathStat()
+
+    def CopyFromContainer(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("CopyFromContainer", request)
+        return iter(())
+
+    def CopyToContainer(self, request_iterator, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._record("CopyToContainer", None)
+        return engine_pb2.CopyToContainerResponse()
+
     def Events(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         self._record("Events", request)
         return iter(())

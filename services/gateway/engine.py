@@ -268,8 +268,11 @@ class Engine:
         reply = self.images.Tag(types_pb2.TagRequest(source=source, target=target))
         return engine_pb2.TagImageResponse(name=reply.name)
 
-    def push(self, reference: str) -> Iterator[types_pb2.PullProgress]:
-        yield from self.images.Push(images_pb2.PushRequest(reference=reference))
+    def push(self, reference: str,
+             credentials: types_pb2.RegistryCredentials | None = None,
+             ) -> Iterator[types_pb2.PullProgress]:
+        yield from self.images.Push(images_pb2.PushRequest(reference=reference,
+                                                           credentials=credentials))
 
     def login(self, server: str, username: str, password: str) -> engine_pb2.LoginResponse:
         reply = self._registry().Login(registry_pb2.LoginRequest(

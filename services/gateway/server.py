@@ -162,7 +162,8 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
 
     def PushImage(self, request: engine_pb2.PushImageRequest,  # noqa: N802
                   context: Ctx) -> Iterator[types_pb2.PullProgress]:
-        yield from self.engine.push(request.reference)
+        credentials = request.credentials if request.HasField("credentials") else None
+        yield from self.engine.push(request.reference, credentials)
         self._image_event("push", request.reference)
 
     def Login(self, request: engine_pb2.LoginRequest,  # noqa: N802

@@ -10,6 +10,7 @@ Then "<tag>: digest: sha256:... size: N", as `docker push` ends.
 
 from __future__ import annotations
 
+import copy
 import json
 import queue
 import threading
@@ -24,7 +25,7 @@ from services.imagestore.content import ContentStore
 from services.imagestore.manifest import DOCKER_MANIFEST, OCI_MANIFEST, parse_manifest
 from services.imagestore.metadata import ImageRecord, Metadata
 from services.imagestore.pull import layer_event, status
-from services.imagestore.registry_client import Content, RegistryClient
+from services.imagestore.registry_client import Content, RegistryClient, for_pull
 from vocab import reference
 from vocab.errors import DataLoss, InvalidArgument, NotFound, Unavailable
 
@@ -72,7 +73,19 @@ class Pusher:
         self.registry = registry
         self.commit_lock = commit_lock
 
-    def push(self, ref_text: str) -> Generator[types_pb2.PullProgress, None, None]:
+    def push(self, ref_text: str,
+             credentials: types_pb2.RegistryCredentials | None = None,
+             ) -> Generator[types_pb2.PullProgress, None, None]:
+        """Push ``ref_text``; with ``credentials``, every registry call of this push
+        carries them (used for it only, never stored)."""
+        if credentials is None or not credentials.ByteSize():
+            return (yield from self._push(ref_text))
+        # A view for this push alone: the upload threads read self.registry.
+        view = copy.copy(self)
+        view.registry = for_pull(self.registry, credentials)
+        return (yield from view._push(ref_text))
+
+    def _push(self, ref_text: str) -> Generator[types_pb2.PullProgress, None, None]:
         ref = reference.parse(ref_text)
         if ref.digest:
             raise InvalidArgument(f"cannot push a digest reference ({ref_text}): push a tag")

@@ -59,7 +59,7 @@ class RegistryClient(Protocol):
 
 def for_pull(client: RegistryClient, credentials: types_pb2.RegistryCredentials
              ) -> RegistryClient:
-    """``client`` for one pull with its own credentials: only the registry service
+    """``client`` for one pull or push with its own credentials: only the registry service
     takes them (a layout-backed test client has no registry to show them to)."""
     if not credentials.ByteSize():
         return client
@@ -80,11 +80,12 @@ class GrpcRegistryClient:
         self.address = address
         self.tls = tls  # the image store's certificate, for a registry service over TCP
         self._stub: registry_pb2_grpc.RegistryStub | None = None
-        # One pull's own credentials (for_pull), sent with its resolve and blob fetches.
+        # One pull's or push's own credentials (for_pull), sent with each of its calls.
         self.credentials: types_pb2.RegistryCredentials | None = None
 
     def for_pull(self, credentials: types_pb2.RegistryCredentials) -> GrpcRegistryClient:
-        """This client for one pull with its own credentials (the same connection)."""
+        """This client for one pull or push with its own credentials (the same
+        connection)."""
         view = copy.copy(self)
         view.credentials = credentials
         return view
@@ -122,20 +123,21 @@ class GrpcRegistryClient:
                 stop()  # stop the transfer when the caller gives up early
 
     def stat_blob(self, repository: str, digest: str) -> bool:
-        reply = self.stub.StatBlob(registry_pb2.StatBlobRequest(repository=repository,
-                                                                digest=digest))
+        reply = self.stub.StatBlob(registry_pb2.StatBlobRequest(
+            repository=repository, digest=digest, credentials=self.credentials))
         return bool(reply.exists)
 
     def mount_blob(self, repository: str, digest: str, from_path: str) -> bool:
         reply = self.stub.MountBlob(registry_pb2.MountBlobRequest(
-            repository=repository, digest=digest, from_path=from_path))
+            repository=repository, digest=digest, from_path=from_path,
+            credentials=self.credentials))
         return bool(reply.mounted)
 
     def push_blob(self, repository: str, descriptor: types_pb2.Descriptor,
                   chunks: Iterable[bytes]) -> int:
         def requests() -> Iterator[registry_pb2.PushBlobRequest]:
             yield registry_pb2.PushBlobRequest(header=registry_pb2.PushBlobHeader(
-                repository=repository, descriptor=descriptor))
+                repository=repository, descriptor=descriptor, credentials=self.credentials))
             for data in chunks:
                 yield registry_pb2.PushBlobRequest(data=data)
 
@@ -143,5 +145,6 @@ class GrpcRegistryClient:
 
     def push_manifest(self, reference: str, media_type: str, data: bytes) -> str:
         reply = self.stub.PushManifest(registry_pb2.PushManifestRequest(
-            reference=reference, media_type=media_type, content=data))
+            reference=reference, media_type=media_type, content=data,
+            credentials=self.credentials))
         return str(reply.digest)

@@ -100,7 +100,8 @@ class ImagesServicer(images_pb2_grpc.ImagesServicer):
 
     def Push(self, request: images_pb2.PushRequest,  # noqa: N802
              context: grpc.ServicerContext) -> Iterator[types_pb2.PullProgress]:
-        yield from self.store.push(request.reference)
+        credentials = request.credentials if request.HasField("credentials") else None
+        yield from self.store.push(request.reference, credentials)
 
     def RemoveRootfs(self, request: images_pb2.RemoveRootfsRequest,  # noqa: N802
                      context: grpc.ServicerContext) -> images_pb2.RemoveRootfsResponse:

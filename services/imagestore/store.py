@@ -98,8 +98,9 @@ class ImageStore:
         finally:  # also when the client goes away (the generator is closed)
             lease.release()
 
-    def push(self, ref: str) -> Generator[types_pb2.PullProgress, None, None]:
-        return self.pusher.push(ref)
+    def push(self, ref: str, credentials: types_pb2.RegistryCredentials | None = None,
+             ) -> Generator[types_pb2.PullProgress, None, None]:
+        return self.pusher.push(ref, credentials)
 
     def tag(self, source: str, target: str) -> tuple[str, str]:
         """Point the name ``target`` at the image ``source``; returns (name, image ID)."""

@@ -44,6 +44,10 @@ class Pusher:
         self._http = http
         self._chunk_size = chunk_size
 
+    def with_http(self, http: RegistryHTTP) -> Pusher:
+        """This pusher over another client (one call's own credentials)."""
+        return Pusher(http, self._chunk_size)
+
     def stat_blob(self, repo_text: str, digest: str) -> int | None:
         """Size of the blob in the repository, None when it has none."""
         ref = repository(repo_text)

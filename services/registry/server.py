@@ -115,7 +115,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
 
     def _for_call(self, creds: types_pb2.RegistryCredentials, reference: str) -> Resolver:
         """The resolver for a call: with the call's own credentials when it has some for
-        the reference's registry (a pull's, never stored), else the stored logins'."""
+        the reference's registry (a pull's or push's, never stored), else the stored logins'."""
         if not creds.ByteSize():
             return self._resolver
         domain = refmod.parse(reference).domain
@@ -126,17 +126,26 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
         pair = (creds.username, creds.password) if creds.username else None
         return self._resolver.for_call(domain, pair, creds.registry_token)
 
+    def _pusher_for(self, creds: types_pb2.RegistryCredentials, reference: str) -> Pusher:
+        """The pusher for a call: with the call's own credentials (a push's, never
+        stored), else the stored logins'."""
+        resolver = self._for_call(creds, reference)
+        if resolver is self._resolver:
+            return self._pusher
+        return self._pusher.with_http(resolver.http)
+
     def StatBlob(  # noqa: N802
         self, request: registry_pb2.StatBlobRequest, context: grpc.ServicerContext
     ) -> registry_pb2.StatBlobResponse:
-        size = self._pusher.stat_blob(request.repository, request.digest)
+        pusher = self._pusher_for(request.credentials, request.repository)
+        size = pusher.stat_blob(request.repository, request.digest)
         return registry_pb2.StatBlobResponse(exists=size is not None, size=size or 0)
 
     def MountBlob(  # noqa: N802
         self, request: registry_pb2.MountBlobRequest, context: grpc.ServicerContext
     ) -> registry_pb2.MountBlobResponse:
-        mounted = self._pusher.mount_blob(request.repository, request.digest,
-                                          request.from_path)
+        pusher = self._pusher_for(request.credentials, request.repository)
+        mounted = pusher.mount_blob(request.repository, request.digest, request.from_path)
         return registry_pb2.MountBlobResponse(mounted=mounted)
 
     def PushBlob(  # noqa: N802
@@ -147,7 +156,8 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
         if first is None or first.WhichOneof("part") != "header":
             raise InvalidArgument("PushBlob: the first message must be the header")
         header = first.header
-        digest, size, chunks = self._pusher.push_blob(
+        pusher = self._pusher_for(header.credentials, header.repository)
+        digest, size, chunks = pusher.push_blob(
             header.repository, descriptor_from_pb(header.descriptor),
             _blob_data(request_iterator))
         return registry_pb2.PushBlobResponse(digest=digest, size=size, chunks=chunks)
@@ -155,8 +165,8 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
     def PushManifest(  # noqa: N802
         self, request: registry_pb2.PushManifestRequest, context: grpc.ServicerContext
     ) -> registry_pb2.PushManifestResponse:
-        digest = self._pusher.push_manifest(request.reference, request.media_type,
-                                            request.content)
+        pusher = self._pusher_for(request.credentials, request.reference)
+        digest = pusher.push_manifest(request.reference, request.media_type, request.content)
         return registry_pb2.PushManifestResponse(digest=digest, size=len(request.content))
 
     def Login(  # noqa: N802

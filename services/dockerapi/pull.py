@@ -16,6 +16,7 @@ from typing import Any
 from muelle.engine.v1 import engine_pb2
 from muelle.types.v1 import types_pb2
 
+from services.dockerapi import registryauth
 from services.dockerapi.engine import Gateway
 from services.dockerapi.errors import bad_request
 from services.dockerapi.http import Request, Responder
@@ -98,7 +99,8 @@ async def relay(events: AsyncIterator[Any], out: Responder,
 async def pull(gateway: Gateway, req: Request, out: Responder) -> None:
     from_image, tag = req.arg("fromImage"), req.arg("tag")
     ref = reference(from_image, tag)
-    pull_req = types_pb2.PullRequest(reference=ref)
+    pull_req = types_pb2.PullRequest(reference=ref,
+                                     credentials=registryauth.from_request(req.headers))
     platform = req.arg("platform")
     if platform:
         os_name, _, rest = platform.partition("/")
@@ -127,15 +129,15 @@ async def pull(gateway: Gateway, req: Request, out: Responder) -> None:
 
 async def push(gateway: Gateway, req: Request, out: Responder) -> None:
     """``POST /images/{name}/push?tag=``: the same JSON lines (the engine's first is "The
-    push refers to repository"). The engine pushes with the credentials it has
-    (X-Registry-Auth is not used yet: the engine's Login would store them, which a push
-    must not)."""
+    push refers to repository"). X-Registry-Auth's credentials go with this push only;
+    without them the engine uses its stored logins."""
     name, tag = req.params["name"], req.arg("tag")
     ref = f"{name}:{tag}" if tag else name
+    push_req = engine_pb2.PushImageRequest(
+        reference=ref, credentials=registryauth.from_request(req.headers))
 
     def lines(event: types_pb2.PullProgress) -> list[dict[str, Any]]:
         entry = progress_line(event, name, tag)
         return [entry] if entry is not None else []
 
-    await relay(gateway.stream("PushImage", engine_pb2.PushImageRequest(reference=ref)),
-                out, lines)
+    await relay(gateway.stream("PushImage", push_req), out, lines)

@@ -7,6 +7,7 @@ from muelle.engine.v1 import engine_pb2
 from services.dockerapi.engine import Gateway
 from services.dockerapi.errors import bad_request
 from services.dockerapi.http import API_VERSION, Request, Responder
+from services.dockerapi.registryauth import server_host
 from services.dockerapi.routes import MIN_API_VERSION
 from vocab.version import VERSION
 
@@ -88,15 +89,12 @@ class System:
     async def auth(self, req: Request, out: Responder) -> None:
         """``POST /auth`` (docker login): the engine checks the credentials against the
         registry (engine.v1 Login). Unlike dockerd it also keeps them, in the registry
-        service's auth file: that is how muelle's pulls and pushes authenticate (engine.v1
-        carries no per-request credentials yet, so X-Registry-Auth is not read)."""
+        service's auth file: pulls and pushes without X-Registry-Auth authenticate with them."""
         body = req.json({})
         if not isinstance(body, dict) or not isinstance(body.get("username", ""), str) \
                 or not isinstance(body.get("password", ""), str):
             raise bad_request("the body must be a JSON object with username and password")
-        server = str(body.get("serveraddress") or "")
-        server = server.removeprefix("https://").removeprefix("http://").rstrip("/")
-        server = server.removesuffix("/v1").removesuffix("/v2")
+        server = server_host(str(body.get("serveraddress") or ""))
         await self.gateway.call("Login", engine_pb2.LoginRequest(
             server=server, username=body.get("username", ""),
             password=body.get("password", "")))

@@ -19,6 +19,7 @@ import pytest
 from engine import launcher
 from tests.support.docker import Dockerd, started
 from tests.support.engine import Engine
+from tests.support.registry import LocalRegistry, htpasswd_line
 
 pytestmark = pytest.mark.root
 
@@ -112,3 +113,16 @@ def host_dir(tmp_path: Path) -> Path:
     path.mkdir()
     (path / "secret").write_text("HOST SECRET\n")
     return path
+
+
+USER, PASSWORD = "pusher", "pusher-secret"  # the private registry's one account
+
+
+@pytest.fixture(scope="module")
+def private_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
+    """A registry that takes only USER / PASSWORD (htpasswd, Basic auth)."""
+    base = tmp_path_factory.mktemp("private-registry")
+    (base / "htpasswd").write_text(htpasswd_line(USER, PASSWORD))
+    extra = f"auth:\n  htpasswd:\n    realm: private\n    path: {base / 'htpasswd'}\n"
+    with LocalRegistry(base / "registry", extra_config=extra) as reg:
+        yield reg

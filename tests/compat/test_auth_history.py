@@ -4,26 +4,12 @@ against muelle's Docker API and a private dockerd: same exit codes and outputs."
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.compat.conftest import DockerCli, docker_cli
+from tests.compat.conftest import PASSWORD, USER, DockerCli, docker_cli
 from tests.support.docker import Dockerd
 from tests.support.engine import Engine
-from tests.support.registry import LocalRegistry, htpasswd_line
-
-USER, PASSWORD = "pusher", "pusher-secret"
-
-
-@pytest.fixture(scope="module")
-def private_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
-    base = tmp_path_factory.mktemp("private-registry")
-    (base / "htpasswd").write_text(htpasswd_line(USER, PASSWORD))
-    extra = f"auth:\n  htpasswd:\n    realm: private\n    path: {base / 'htpasswd'}\n"
-    with LocalRegistry(base / "registry", extra_config=extra) as reg:
-        yield reg
+from tests.support.registry import LocalRegistry
 
 
 def _cli(host: str, config: Path) -> DockerCli:

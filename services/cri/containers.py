@@ -217,6 +217,11 @@ class Containers:
             raise FailedPrecondition(f"container {record.id} is not running")
         return record.id
 
+    def stdin_once(self, ref: str) -> bool:
+        """Whether the container was created with stdin_once (Attach honours it)."""
+        record, _ = self._get(ref)
+        return record.container_config().stdin_once
+
     def start(self, ref: str) -> None:
         record, _ = self._get(ref)
         try:

@@ -206,7 +206,8 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         cid = self.containers.running(request.container_id)
         _check_streams(request.stdin, request.stdout, request.stderr, request.tty)
         return api_pb2.AttachResponse(url=self.streaming.url_for(Session(
-            "attach", cid, (), request.tty, request.stdin, request.stdout, request.stderr)))
+            "attach", cid, (), request.tty, request.stdin, request.stdout, request.stderr,
+            stdin_once=self.containers.stdin_once(cid))))
 
     def PortForward(self, request: api_pb2.PortForwardRequest,  # noqa: N802
                     context: Ctx) -> api_pb2.PortForwardResponse:

@@ -514,6 +514,21 @@ def test_streaming_exec_attach_and_port_forward(cri: Cri, image: str, tmp_path: 
                                               stderr=True)).url
     out, _, status = spdy_client.remotecommand(url, stdin=b"hello\n")
     assert out == b"got hello\n" and status["status"] == "Success"
+    # Without stdin_once the end of the client's stdin is a detach, as in containerd
+    # (`echo x | crictl attach -i` returns): the container's stdin stays open, it runs on.
+    config = api_pb2.ContainerConfig(
+        metadata=api_pb2.ContainerMetadata(name="cat"), image=api_pb2.ImageSpec(image=image),
+        command=["cat"], stdin=True)
+    cat = cri.rt.CreateContainer(api_pb2.CreateContainerRequest(
+        pod_sandbox_id=sid, config=config, sandbox_config=pod)).container_id
+    cri.rt.StartContainer(api_pb2.StartContainerRequest(container_id=cat))
+    for line in (b"first\n", b"second\n"):
+        url = cri.rt.Attach(api_pb2.AttachRequest(container_id=cat, stdin=True, stdout=True,
+                                                  stderr=True)).url
+        out, _, status = spdy_client.remotecommand(url, stdin=line, echoed=line)
+        assert out == line and status["status"] == "Success"
+        assert cri.rt.ContainerStatus(api_pb2.ContainerStatusRequest(
+            container_id=cat)).status.state == api_pb2.CONTAINER_RUNNING
     code, _ = code_of(lambda: cri.rt.Exec(api_pb2.ExecRequest(
         container_id=web, cmd=["true"], tty=True, stderr=True)))
     assert code == grpc.StatusCode.INVALID_ARGUMENT

@@ -95,13 +95,20 @@ class Client:
                 raise TimeoutError(f"stream {sid} did not finish")
             return bytes(self.data[sid])
 
+    def wait_for(self, sid: int, want: bytes, timeout: float = 30) -> None:
+        """Until stream ``sid`` has carried ``want`` (it may still be open)."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: want in self.data[sid], timeout):
+                raise TimeoutError(f"stream {sid} did not carry {want!r}")
+
     def close(self) -> None:
         self.sock.close()
 
 
-def remotecommand(url: str, stdin: bytes | None = None, tty: bool = False
-                  ) -> tuple[bytes, bytes, dict[str, Any]]:
-    """Run an Exec/Attach URL: (stdout, stderr, the Status from the error stream)."""
+def remotecommand(url: str, stdin: bytes | None = None, tty: bool = False,
+                  echoed: bytes = b"") -> tuple[bytes, bytes, dict[str, Any]]:
+    """Run an Exec/Attach URL: (stdout, stderr, the Status from the error stream).
+    ``echoed``: stdin stays open until stdout has carried it (as a person at a terminal)."""
     c = Client(url, "v4.channel.k8s.io")
     try:
         error = c.open({"streamtype": "error"}, fin=True)
@@ -111,7 +118,11 @@ def remotecommand(url: str, stdin: bytes | None = None, tty: bool = False
         if tty:
             resize = c.open({"streamtype": "resize"})
             c.send(resize, json.dumps({"Width": 100, "Height": 30}).encode())
-        if inp:
+        if inp and echoed:
+            c.send(inp, stdin or b"")
+            c.wait_for(out, echoed)
+            c.send(inp, b"", fin=True)
+        elif inp:
             c.send(inp, stdin or b"", fin=True)
         status = json.loads(c.wait(error) or b"{}")
         return c.wait(out), (c.wait(err) if err else b""), status

@@ -46,6 +46,7 @@ class Session:
     stdin: bool = False
     stdout: bool = True
     stderr: bool = True
+    stdin_once: bool = False  # attach: the container's config (what the end of stdin means)
     address: str = ""  # portforward: the pod's IP (127.0.0.1 on the host's network)
 
 
@@ -217,7 +218,13 @@ class StreamServer:
             for item in iter(inputs.get, None):
                 kind, value = item
                 if kind == "stdin" and value is None:
-                    yield engine_pb2.AttachContainerInput(close_stdin=True)
+                    # containerd's rule: with stdin_once (and no tty) the end of the
+                    # client's stdin closes the container's, and the output runs to its
+                    # exit; otherwise it is a detach (the engine ends the output stream
+                    # when the input ends without close_stdin), the container runs on.
+                    if s.stdin_once and not s.tty:
+                        yield engine_pb2.AttachContainerInput(close_stdin=True)
+                    return
                 elif kind == "stdin":
                     yield engine_pb2.AttachContainerInput(stdin=value)
                 else:

@@ -275,7 +275,7 @@ def _remove(path: str, st: os.stat_result) -> None:
 
 
 class _Writers:
-    """Regular files created on a few threads while the tar is parsed on.
+    """Regular files and symlinks created on a few threads while the tar is parsed on.
 
     Creating an inode is the biggest cost of a layer of many small files, and it is kernel
     time (on this VM's ext4, ~0.3 ms per file right after other files were deleted); it
@@ -285,7 +285,11 @@ class _Writers:
     write), a hardlink, a whiteout, the same name twice, and the end.
     """
 
-    THREADS = 2
+    # Inode creation mostly waits in the kernel (ext4's journal, a busy disk): on this
+    # 2-core VM a Debian layer (6,700 entries) unpacked in 6.1 s / 9.4 s with 4 writers
+    # against 9.1 s / 12.7 s with 2 and 8.4 s / 11.0 s with 8 (two alternating rounds, a
+    # loaded host).
+    THREADS = 4
     MAX_BYTES = 16 << 20  # of file data waiting in memory for a writer
 
     def __init__(self, create: Callable[[str, list[bytes], tarfile.TarInfo], None]) -> None:
@@ -390,7 +394,11 @@ class _Applier:
             self._write_file(tar, m, path)
             return  # metadata set through the open file
         elif m.issym():
-            os.symlink(m.linkname, path)
+            # A leaf like a regular file, and as costly to create (an inode): made on a
+            # writer thread too. A later entry whose path goes through it waits for it
+            # (``pending``), as for a file.
+            self.writers.submit(parent, path, [], m)
+            return
         elif m.islnk():
             self.writers.flush()
             self._hardlink(m, path)
@@ -446,7 +454,11 @@ class _Applier:
 
     def _create_file(self, path: str, chunks: list[bytes], m: tarfile.TarInfo) -> None:
         # On a writer thread: one open, writes, then metadata through the descriptor (no
-        # path lookups), one close.
+        # path lookups), one close. A symlink: made and its metadata set by path.
+        if m.issym():
+            os.symlink(m.linkname, path)
+            self._metadata(path, m)
+            return
         fd = self._open_new(path)
         try:
             for chunk in chunks:

@@ -1,0 +1,139 @@
+"""6. Scale: N sleeping containers on one host, muelle and Docker one after the other.
+
+Per side: ``run -d IMAGE sleep 100000`` N times (MUELLE_BENCH_SCALE_PARALLEL at once,
+default 4), then with all N running: ``ps`` (median of 3 calls), ``stats --no-stream``
+(one call), the memory the engine and its per-container helpers grew by, per container (RSS
+and PSS; the containers' own processes are not counted), and ``rm -f`` of all N. After the
+removal nothing of the containers may be left: no helper process, no process in the
+engine's cgroup parent, and ``ps -a`` empty. A side that fails any of it fails the benchmark.
+
+    MUELLE_BENCH_SCALE=1000 .venv/bin/pytest -q -s tests/bench/bench_scale.py
+
+N is MUELLE_BENCH_SCALE (default 50, smoke 5). Every figure is one sample of one round
+(a round of 1000 takes minutes per side); ratios are muelle/docker as everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import pytest
+
+from tests.bench import procs
+from tests.bench.bench_memory import Side, docker_side, muelle_side
+from tests.bench.harness import Result, Settings, emit
+from tests.bench.sides import MARKS
+
+pytestmark = MARKS
+
+DEFAULT_N = 50
+COMMAND = ("sleep", "100000")
+
+
+@dataclass
+class Scaled:
+    """What one side needs here beyond bench_memory's Side: its CLI, its cgroup parent."""
+
+    side: Side
+    cli: Callable[..., str]
+    cgroup_parent: str
+
+
+def _count(settings: Settings) -> int:
+    raw = os.environ.get("MUELLE_BENCH_SCALE", "")
+    if not raw:
+        return settings.scaled(DEFAULT_N, 5)
+    if not raw.isdigit() or int(raw) < 1:
+        raise pytest.UsageError(f"MUELLE_BENCH_SCALE={raw!r}: want a positive integer")
+    return int(raw)
+
+
+def _parallel() -> int:
+    raw = os.environ.get("MUELLE_BENCH_SCALE_PARALLEL", "4")
+    if not raw.isdigit() or int(raw) < 1:
+        raise pytest.UsageError(f"MUELLE_BENCH_SCALE_PARALLEL={raw!r}: want a positive integer")
+    return int(raw)
+
+
+def _sides(settings: Settings, request: pytest.FixtureRequest) -> list[Scaled]:
+    found = []
+    if settings.wants("muelle"):
+        engine = request.getfixturevalue("muelle_engine")
+        ref = request.getfixturevalue("muelle_busybox")
+        side = muelle_side(engine, ref)
+        side.start = lambda: engine.cli("run", "-d", ref, *COMMAND).stdout.strip()
+        found.append(Scaled(side, lambda *a: engine.cli(*a, timeout=600).stdout,
+                            engine.cgroup_parent))
+    if settings.wants("docker"):
+        dockerd = request.getfixturevalue("dockerd")
+        ref = request.getfixturevalue("docker_busybox")
+        side = docker_side(dockerd, ref)
+        side.start = lambda: dockerd.docker("run", "-d", ref, *COMMAND).stdout.strip()
+        found.append(Scaled(side, lambda *a: dockerd.docker(*a, timeout=600).stdout,
+                            dockerd.cgroup_parent))
+    if not found:
+        pytest.skip("MUELLE_BENCH_ONLY selects no contender of this benchmark")
+    for s in found:
+        s.side.warm()
+    return found
+
+
+def _timed(action: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
+def _one_side(s: Scaled, n: int, parallel: int) -> dict[str, float]:
+    side = s.side
+    before_rss = procs.total_rss(side.daemons() | side.helpers())
+    before_pss = procs.total_pss(side.daemons() | side.helpers())
+    ids: list[str] = []
+    out: dict[str, float] = {}
+    try:
+        with ThreadPoolExecutor(parallel) as pool:
+            start = time.perf_counter()
+            for cid in pool.map(lambda _: side.start(), range(n)):
+                ids.append(cid)
+            out["run_all"] = time.perf_counter() - start
+        listed = s.cli("ps", "-q", "--no-trunc").split()
+        missing = set(ids) - set(listed)
+        assert not missing, f"{side.name}: ps does not list {len(missing)} of {n} containers"
+        out["ps"] = statistics.median(_timed(lambda: s.cli("ps")) for _ in range(3))
+        out["stats"] = _timed(lambda: s.cli("stats", "--no-stream"))
+        everything = side.daemons() | side.helpers()
+        out["rss_per_container"] = (procs.total_rss(everything) - before_rss) / n
+        out["pss_per_container"] = (procs.total_pss(everything) - before_pss) / n
+        out["helpers_per_container"] = len(side.helpers()) / n
+    finally:
+        if ids:
+            # In batches: one command line for 1000 IDs is fine, but a failure then
+            # names one batch. Removed even when a measurement above failed.
+            out["rm_all"] = _timed(lambda: [s.cli("rm", "-f", *ids[i:i + 100])
+                                            for i in range(0, len(ids), 100)])
+    left = s.cli("ps", "-a", "-q").split()
+    assert not left, f"{side.name}: {len(left)} containers left after rm -f"
+    assert not side.helpers(), f"{side.name}: helper processes left after rm -f"
+    assert not procs.in_cgroups(s.cgroup_parent), f"{side.name}: processes left in cgroups"
+    return out
+
+
+UNITS = {"run_all": "s", "ps": "s", "stats": "s", "rm_all": "s",
+         "rss_per_container": "B", "pss_per_container": "B", "helpers_per_container": "n"}
+
+
+def test_scale(settings: Settings, request: pytest.FixtureRequest) -> None:
+    n, parallel = _count(settings), _parallel()
+    chosen = _sides(settings, request)
+    figures = {s.side.name: _one_side(s, n, parallel) for s in chosen}
+    meta = {"containers": n, "parallel_runs": parallel, "command": " ".join(COMMAND)}
+    for metric, unit in UNITS.items():
+        result = Result(name=f"scale-{metric}", unit=unit, subject=chosen[0].side.name,
+                        samples={name: [f[metric]] for name, f in figures.items()},
+                        meta=meta, started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        emit(result, settings)

@@ -1,6 +1,6 @@
 """6. Scale: N sleeping containers on one host, muelle and Docker one after the other.
 
-Per side: ``run -d IMAGE sleep 100000`` N times (MUELLE_BENCH_SCALE_PARALLEL at once,
+Per side: ``run -d --network none IMAGE sleep 100000`` N times (MUELLE_BENCH_SCALE_PARALLEL at once,
 default 4), then with all N running: ``ps`` (median of 3 calls), ``stats --no-stream``
 (one call), the memory the engine and its per-container helpers grew by, per container (RSS
 and PSS; the containers' own processes are not counted), and ``rm -f`` of all N. After the
@@ -32,6 +32,9 @@ from tests.bench.sides import MARKS
 pytestmark = MARKS
 
 DEFAULT_N = 50
+# No network: each engine's test bridge is a /24 (253 addresses; Docker's own default
+# bridge is a /16, muelle picks a free /24), so 1000 bridged containers do not fit on one.
+RUN_ARGS = ("--network", "none")
 COMMAND = ("sleep", "100000")
 
 
@@ -66,14 +69,14 @@ def _sides(settings: Settings, request: pytest.FixtureRequest) -> list[Scaled]:
         engine = request.getfixturevalue("muelle_engine")
         ref = request.getfixturevalue("muelle_busybox")
         side = muelle_side(engine, ref)
-        side.start = lambda: engine.cli("run", "-d", ref, *COMMAND).stdout.strip()
+        side.start = lambda: engine.cli("run", "-d", *RUN_ARGS, ref, *COMMAND).stdout.strip()
         found.append(Scaled(side, lambda *a: engine.cli(*a, timeout=600).stdout,
                             engine.cgroup_parent))
     if settings.wants("docker"):
         dockerd = request.getfixturevalue("dockerd")
         ref = request.getfixturevalue("docker_busybox")
         side = docker_side(dockerd, ref)
-        side.start = lambda: dockerd.docker("run", "-d", ref, *COMMAND).stdout.strip()
+        side.start = lambda: dockerd.docker("run", "-d", *RUN_ARGS, ref, *COMMAND).stdout.strip()
         found.append(Scaled(side, lambda *a: dockerd.docker(*a, timeout=600).stdout,
                             dockerd.cgroup_parent))
     if not found:
@@ -96,11 +99,15 @@ def _one_side(s: Scaled, n: int, parallel: int) -> dict[str, float]:
     ids: list[str] = []
     out: dict[str, float] = {}
     try:
+        start = time.perf_counter()
         with ThreadPoolExecutor(parallel) as pool:
-            start = time.perf_counter()
-            for cid in pool.map(lambda _: side.start(), range(n)):
-                ids.append(cid)
-            out["run_all"] = time.perf_counter() - start
+            futures = [pool.submit(side.start) for _ in range(n)]
+        out["run_all"] = time.perf_counter() - start
+        failed = [f.exception() for f in futures if f.exception() is not None]
+        ids += [f.result() for f in futures if f.exception() is None]  # removed below
+        if failed:
+            raise AssertionError(f"{side.name}: {len(failed)} of {n} runs failed, the first: "
+                                 f"{failed[0]}")
         listed = s.cli("ps", "-q", "--no-trunc").split()
         missing = set(ids) - set(listed)
         assert not missing, f"{side.name}: ps does not list {len(missing)} of {n} containers"
@@ -131,7 +138,8 @@ def test_scale(settings: Settings, request: pytest.FixtureRequest) -> None:
     n, parallel = _count(settings), _parallel()
     chosen = _sides(settings, request)
     figures = {s.side.name: _one_side(s, n, parallel) for s in chosen}
-    meta = {"containers": n, "parallel_runs": parallel, "command": " ".join(COMMAND)}
+    meta = {"containers": n, "parallel_runs": parallel,
+            "command": " ".join(("run -d", *RUN_ARGS, "IMAGE", *COMMAND))}
     for metric, unit in UNITS.items():
         result = Result(name=f"scale-{metric}", unit=unit, subject=chosen[0].side.name,
                         samples={name: [f[metric]] for name, f in figures.items()},

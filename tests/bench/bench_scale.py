@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import pytest
 
 from tests.bench import procs
-from tests.bench.bench_memory import Side, docker_side, muelle_side
+from tests.bench.bench_memory import Side, docker_side, muelle_side, settle
 from tests.bench.harness import Result, Settings, emit
 from tests.bench.sides import MARKS
 
@@ -113,6 +113,7 @@ def _one_side(s: Scaled, n: int, parallel: int) -> dict[str, float]:
         assert not missing, f"{side.name}: ps does not list {len(missing)} of {n} containers"
         out["ps"] = statistics.median(_timed(lambda: s.cli("ps")) for _ in range(3))
         out["stats"] = _timed(lambda: s.cli("stats", "--no-stream"))
+        settle()
         everything = side.daemons() | side.helpers()
         out["rss_per_container"] = (procs.total_rss(everything) - before_rss) / n
         out["pss_per_container"] = (procs.total_pss(everything) - before_pss) / n

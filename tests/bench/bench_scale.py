@@ -15,8 +15,10 @@ N is MUELLE_BENCH_SCALE (default 50, smoke 5). Every figure is one sample of one
 
 from __future__ import annotations
 
+import functools
 import os
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 import pytest
 
 from tests.bench import procs
-from tests.bench.bench_memory import Side, docker_side, muelle_side, settle
+from tests.bench.bench_memory import Side, settle, sides
 from tests.bench.harness import Result, Settings, emit
 from tests.bench.sides import MARKS
 
@@ -63,26 +65,28 @@ def _parallel() -> int:
     return int(raw)
 
 
+def _scaled(side: Side, ref: str, cli: Callable[..., str], cgroup_parent: str) -> Scaled:
+    """``side`` with this benchmark's run command, through ``cli`` (docker's argv shape)."""
+    side.start = lambda: cli("run", "-d", *RUN_ARGS, ref, *COMMAND).strip()
+    return Scaled(side, cli, cgroup_parent)
+
+
+def _stdout(command: Callable[..., subprocess.CompletedProcess[str]], *args: str) -> str:
+    return command(*args, timeout=600).stdout
+
+
 def _sides(settings: Settings, request: pytest.FixtureRequest) -> list[Scaled]:
     found = []
-    if settings.wants("muelle"):
-        engine = request.getfixturevalue("muelle_engine")
-        ref = request.getfixturevalue("muelle_busybox")
-        side = muelle_side(engine, ref)
-        side.start = lambda: engine.cli("run", "-d", *RUN_ARGS, ref, *COMMAND).stdout.strip()
-        found.append(Scaled(side, lambda *a: engine.cli(*a, timeout=600).stdout,
-                            engine.cgroup_parent))
-    if settings.wants("docker"):
-        dockerd = request.getfixturevalue("dockerd")
-        ref = request.getfixturevalue("docker_busybox")
-        side = docker_side(dockerd, ref)
-        side.start = lambda: dockerd.docker("run", "-d", *RUN_ARGS, ref, *COMMAND).stdout.strip()
-        found.append(Scaled(side, lambda *a: dockerd.docker(*a, timeout=600).stdout,
-                            dockerd.cgroup_parent))
-    if not found:
-        pytest.skip("MUELLE_BENCH_ONLY selects no contender of this benchmark")
-    for s in found:
-        s.side.warm()
+    for side in sides(settings, request):  # bench_memory's, warmed up
+        if side.name == "muelle":
+            engine = request.getfixturevalue("muelle_engine")
+            ref, parent = request.getfixturevalue("muelle_busybox"), engine.cgroup_parent
+            cli = functools.partial(_stdout, engine.cli)
+        else:
+            dockerd = request.getfixturevalue("dockerd")
+            ref, parent = request.getfixturevalue("docker_busybox"), dockerd.cgroup_parent
+            cli = functools.partial(_stdout, dockerd.docker)
+        found.append(_scaled(side, ref, cli, parent))
     return found
 
 

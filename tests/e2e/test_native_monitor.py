@@ -9,19 +9,19 @@ test_live_restore) and exits with its code when /tmp/exit appears; TERM exits wi
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import json
 import os
-import signal
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from services.core import launcher
 from services.shim.monitor import NATIVE_TAIL
+from tests.e2e.test_live_restore import _say
 from tests.support.engine import Engine
+from tests.support.faults import kill9
+from tests.support.faults import wait_for as _wait_for
 
 pytestmark = pytest.mark.root
 
@@ -31,23 +31,8 @@ SCRIPT = ('echo started; trap "echo stopping; exit {code}" TERM; '
           'echo exiting; exit {code}')
 
 
-def _wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 def _cdir(engine: Engine, cid: str) -> Path:
     return engine.root / "shim" / "containers" / cid
-
-
-def _say(engine: Engine, cid: str, text: str) -> None:
-    path = _cdir(engine, cid) / "rootfs" / "tmp" / "say"
-    tmp = path.with_name(".say")
-    tmp.write_text(text + "\n")
-    tmp.rename(path)
-    _wait_for(lambda: not path.exists())
 
 
 def _native(engine: Engine, cid: str) -> bool:
@@ -74,14 +59,10 @@ def test_handed_over_monitor_keeps_its_properties(engine: Engine, image: str,
                     "--log-opt", "max-file=2", image, "sh", "-c", SCRIPT.format(code=code))
                for name, code in zip(names, (5, 6), strict=True)]
         for cid in ids:
-            _wait_for(lambda cid=cid: _native(engine, cid))
+            _wait_for(functools.partial(_native, engine, cid), what="the hand-over")
             _say(engine, cid, "after-handover")
 
-        shim = launcher.running_pid(engine.cfg, "shim")
-        assert shim is not None
-        os.kill(shim, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(shim, 0)
+        kill9(engine, "shim")
         _wait_for(lambda: launcher.running_pid(engine.cfg, "shim") is None)
         for cid in ids:
             _say(engine, cid, "shim-down")

@@ -288,7 +288,7 @@ class _Writers:
     # Inode creation mostly waits in the kernel (ext4's journal, a busy disk): on this
     # 2-core VM a Debian layer (6,700 entries) unpacked in 6.1 s / 9.4 s with 4 writers
     # against 9.1 s / 12.7 s with 2 and 8.4 s / 11.0 s with 8 (two alternating rounds, a
-    # loaded host).
+    # loaded host); whole pulls A/B'd later on that host differed within their noise.
     THREADS = 4
     MAX_BYTES = 16 << 20  # of file data waiting in memory for a writer
 

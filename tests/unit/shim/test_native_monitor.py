@@ -8,12 +8,17 @@ bytes to its stdout/stderr pipes, and execs the native tail with them, as monito
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import fcntl
 import json
 import os
 import random
 import re
+import struct
+import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 
@@ -32,7 +37,8 @@ def _built() -> None:
 
 
 def run_tail(cdir: Path, out: list[bytes], err: list[bytes], code: int = 0,
-             extra: tuple[str, ...] = (), delete: tuple[str, ...] = ("true",)) -> dict:
+             extra: tuple[str, ...] = (), delete: tuple[str, ...] = ("true",),
+             one_by_one: bool = False) -> dict:
     """Fork a stand-in monitor that execs the tail; wait for it; return status.json."""
     cdir.mkdir(exist_ok=True)
     pid = os.fork()
@@ -47,6 +53,8 @@ def run_tail(cdir: Path, out: list[bytes], err: list[bytes], code: int = 0,
                 os.close(err_r)
                 for chunk in out:
                     os.write(out_w, chunk)
+                    while one_by_one and _unread(out_w):
+                        time.sleep(0.001)  # until the tail has read this chunk
                 for chunk in err:
                     os.write(err_w, chunk)
                 os._exit(code)
@@ -62,11 +70,14 @@ def run_tail(cdir: Path, out: list[bytes], err: list[bytes], code: int = 0,
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     # The delete runs in a child that holds delete.lock: wait for it to let go.
-    import fcntl
-
     with open(cdir / "delete.lock", "rb+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
     return json.loads((cdir / "status.json").read_text())
+
+
+def _unread(fd: int) -> int:
+    """Bytes in the pipe of ``fd`` that nobody has read yet."""
+    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]  # type: ignore[no-any-return]
 
 
 def python_log(tmp: Path, out: list[bytes], err: list[bytes], max_size: int = 0,
@@ -147,3 +158,35 @@ def test_partial_lines_handed_over(tmp_path: Path) -> None:
     logged = [json.loads(line) for line in (cdir / "container.log").read_text().splitlines()]
     assert sorted((e["stream"], e["log"]) for e in logged) == \
         [("stderr", "err\n"), ("stdout", "hello world\n")]
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("free_pages", [0, 2])
+def test_full_disk_keeps_whole_lines_and_the_status(tmp_path: Path, free_pages: int) -> None:
+    """On a full filesystem the tail drops whole log entries (the file holds whole lines
+    only) and still records the exit status: in the blocks of status.spare when not one
+    block is free."""
+    cdir = tmp_path / "c"
+    cdir.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(cdir)], check=True)
+    try:
+        (cdir / "status.spare").write_bytes(b" " * 1024)  # as monitor.run sets it aside
+        fd = os.open(cdir / "filler", os.O_WRONLY | os.O_CREAT)
+        with contextlib.suppress(OSError):
+            while True:
+                os.write(fd, b"\0" * 4096)
+        os.close(fd)
+        os.truncate(cdir / "filler", os.path.getsize(cdir / "filler") - 4096 * free_pages)
+        out = [f"line {i:04d} {'z' * 90}\n".encode() for i in range(120)]
+        status = run_tail(cdir, out, [], code=3, one_by_one=True)
+        assert status["exit_code"] == 3
+        text = (cdir / "container.log").read_bytes()
+        logged = [json.loads(line)["log"] for line in text.splitlines()]
+        assert logged == [o.decode() for o in out[: len(logged)]]  # a prefix, none torn
+        if free_pages:
+            assert text.endswith(b"\n") and 0 < len(logged) < len(out)
+        else:
+            assert not (cdir / "status.spare").exists()  # renamed into status.json
+            assert not logged
+    finally:
+        subprocess.run(["umount", str(cdir)], check=True)

@@ -5,9 +5,9 @@ PY    := $(VENV)/bin/python
 PROTO_SRC := $(shell find protos -name '*.proto')
 APT_PACKAGES := curl docker.io docker-compose docker-registry busybox-static tini runc crun skopeo umoci iptables iproute2 libseccomp2 python3-venv gcc libc6-dev podman nodejs containernetworking-plugins
 
-.PHONY: setup apt venv launcher protos contracts bytecode node up down demo test lint bench test-cgroup2 clean
+.PHONY: setup apt venv launcher native protos contracts bytecode node up down demo test lint bench test-cgroup2 clean
 
-setup: apt venv launcher protos bytecode
+setup: apt venv launcher native protos bytecode
 
 # System packages: the real registry, busybox for test images, the peer runtimes, and
 # the other engines (docker.io, podman) that the suite runs muelle-runtime under, the CNI
@@ -39,6 +39,12 @@ launcher: $(VENV)/.launcher
 $(VENV)/.launcher: clients/cli/launcher.py $(VENV)/.installed
 	@$(PY) -m clients.cli.launcher $(VENV)/bin/muelle
 	@touch $@
+
+# The native tail of the per-container monitor (services/shim/native/muelle-monitor.c):
+# a long-running container's monitor execs into it (gcc from the apt packages above).
+native: $(VENV)/bin/muelle-monitor
+$(VENV)/bin/muelle-monitor: services/shim/native/muelle-monitor.c $(VENV)/.installed
+	@gcc -O2 -Wall -Wextra -Werror -o $@ $<
 
 # Generated code lives in gen/ (never edited by hand, not committed).
 protos: gen/.stamp

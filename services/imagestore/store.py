@@ -13,7 +13,6 @@ import os
 import shutil
 import tempfile
 import threading
-import zlib
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,10 +40,13 @@ from services.imagestore.registry_client import RegistryClient
 from services.imagestore.save import SaveItem, stream_archive, write_archive
 from services.imagestore.snapshots import Snapshots, check_container_id
 from services.imagestore.treetar import TreeTar, diff_entries, merged_entries
-from services.imagestore.unpack import decompress
+from services.imagestore.unpack import GZIP_ERRORS, decompress
 from services.imagestore.usage import Usage, usage
 from vocab import reference
 from vocab.errors import FailedPrecondition, InvalidArgument, NotFound
+
+# What an imported rootfs tar that does not decode raises.
+IMPORT_ERRORS: tuple[type[Exception], ...] = (OSError, zstandard.ZstdError, *GZIP_ERRORS)
 
 
 @dataclass
@@ -302,7 +304,7 @@ class ImageStore:
                 f.seek(0)
                 try:
                     layer = write_layer(self.tmp, copy_stream(decompress(f)))
-                except (EOFError, OSError, zlib.error, zstandard.ZstdError) as exc:
+                except IMPORT_ERRORS as exc:
                     raise InvalidArgument(f"not a valid root filesystem tar: {exc}") from None
             rec = self.builder.record(None, layer, import_config(message), names)
         finally:

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 import zstandard
+from zlib_ng import gzip_ng, zlib_ng
 
 from services.core import inroot
 from services.core.logging import get_logger
@@ -55,6 +56,10 @@ OPAQUE_WHITEOUT = ".wh..wh..opq"
 OPAQUE_XATTR = "trusted.overlay.opaque"
 GZIP_MAGIC = b"\x1f\x8b\x08"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+# What a corrupt or truncated gzip stream raises on read (zstd: zstandard.ZstdError).
+_ZLIB_NG_ERROR: type[Exception] = zlib_ng.error  # type: ignore[assignment]  # stubbed as an instance
+GZIP_ERRORS: tuple[type[Exception], ...] = (EOFError, zlib.error, _ZLIB_NG_ERROR,
+                                            gzip.BadGzipFile)
 _CHUNK = 1 << 20
 
 
@@ -70,7 +75,10 @@ def decompress(raw: BinaryIO) -> Readable:
     buffered: Any = raw if hasattr(raw, "peek") else io.BufferedReader(raw)
     head = buffered.peek(4)[:4]
     if head.startswith(GZIP_MAGIC):
-        return gzip.GzipFile(fileobj=buffered, mode="rb")
+        # zlib-ng inflates the same streams ~1.5x faster than the stdlib's zlib (a 300 MB
+        # Debian layer tar: 0.76 s vs 1.18 s with its sha256 here), CPU that the file
+        # writes of the same unpack need on a 2-core host.
+        return gzip_ng.GzipFile(fileobj=buffered, mode="rb")  # type: ignore[no-untyped-call]
     if head.startswith(ZSTD_MAGIC):
         reader: Readable = zstandard.ZstdDecompressor().stream_reader(buffered)
         return reader
@@ -157,7 +165,7 @@ class _DecodeAhead(io.RawIOBase):
 def _read_decoded(inner: Readable, size: int) -> bytes:
     try:
         return inner.read(size)
-    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+    except GZIP_ERRORS as exc:
         raise DataLoss(f"corrupt or truncated layer: {exc}") from None
     except Exception as exc:
         if isinstance(exc, zstandard.ZstdError):
@@ -245,7 +253,7 @@ def _remove(path: str, st: os.stat_result) -> None:
 
 
 class _Writers:
-    """Regular files created on a few threads while the tar is parsed on.
+    """Regular files and symlinks created on a few threads while the tar is parsed on.
 
     Creating an inode is the biggest cost of a layer of many small files, and it is kernel
     time (on this VM's ext4, ~0.3 ms per file right after other files were deleted); it
@@ -255,7 +263,11 @@ class _Writers:
     write), a hardlink, a whiteout, the same name twice, and the end.
     """
 
-    THREADS = 2
+    # Inode creation mostly waits in the kernel (ext4's journal, a busy disk): on this
+    # 2-core VM a Debian layer (6,700 entries) unpacked in 6.1 s / 9.4 s with 4 writers
+    # against 9.1 s / 12.7 s with 2 and 8.4 s / 11.0 s with 8 (two alternating rounds, a
+    # loaded host); whole pulls A/B'd later on that host differed within their noise.
+    THREADS = 4
     MAX_BYTES = 16 << 20  # of file data waiting in memory for a writer
 
     def __init__(self, create: Callable[[str, list[bytes], tarfile.TarInfo], None]) -> None:
@@ -365,7 +377,11 @@ class _Applier:
             self._write_file(tar, m, path)
             return  # metadata set through the open file
         elif m.issym():
-            os.symlink(m.linkname, path)
+            # A leaf like a regular file, and as costly to create (an inode): made on a
+            # writer thread too. A later entry whose path goes through it waits for it
+            # (``pending``), as for a file.
+            self.writers.submit(parent, path, [], m)
+            return
         elif m.islnk():
             self.writers.flush()
             self._hardlink(m, path)
@@ -421,7 +437,11 @@ class _Applier:
 
     def _create_file(self, path: str, chunks: list[bytes], m: tarfile.TarInfo) -> None:
         # On a writer thread: one open, writes, then metadata through the descriptor (no
-        # path lookups), one close.
+        # path lookups), one close. A symlink: made and its metadata set by path.
+        if m.issym():
+            os.symlink(m.linkname, path)
+            self._metadata(path, m)
+            return
         fd = self._open_new(path)
         try:
             for chunk in chunks:

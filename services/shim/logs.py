@@ -155,6 +155,14 @@ class LogWriter:
         self.flush_partial()
         os.close(self._fd)
 
+    def hand_over(self) -> dict[str, bytes]:
+        """Close the file without the unfinished lines, which are returned: the writer
+        that takes over (the native monitor tail) goes on with them in the same entry."""
+        partial, self._partial = self._partial, {"stdout": b"", "stderr": b""}
+        self._flush()
+        os.close(self._fd)
+        return partial
+
 
 def _decode(line: str) -> Entry | None:
     try:

@@ -2,7 +2,8 @@
 services as four processes and combined in one (muelle-engine). Per container:
 with N (default 10) ``sleep`` containers running, the growth of the engine's own processes
 (services/daemons plus per-container helpers: muelle monitors, containerd-shims) divided by
-N. The containers' own processes (in their cgroups) are never counted.
+N, measured once the monitors have handed over to their native tail (a settle wait on
+both sides). The containers' own processes (in their cgroups) are never counted.
 
 Both engines first run one container so that their run paths are loaded. RSS counts
 shared pages once per process; each result also records every process's PSS.
@@ -11,12 +12,14 @@ shared pages once per process; each result also records every process's PSS.
 from __future__ import annotations
 
 import statistics
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
 
 from engine import launcher
+from services.shim.monitor import HANDOFF_AFTER
 from tests.bench import procs
 from tests.bench.harness import Contender, Settings, emit, run_rounds
 from tests.bench.sides import MARKS
@@ -133,6 +136,12 @@ def test_idle_pss(settings: Settings, request: pytest.FixtureRequest, combined: 
                     unit="B", meta=meta), settings)
 
 
+def settle() -> None:
+    """Let the engines reach their steady state for running containers: a muelle
+    monitor hands over to its native tail after monitor.HANDOFF_AFTER (both sides wait)."""
+    time.sleep(HANDOFF_AFTER + 1.0)
+
+
 def test_per_container_rss(settings: Settings, request: pytest.FixtureRequest) -> None:
     n = settings.scaled(10, 2)
     chosen = sides(settings, request)
@@ -147,6 +156,7 @@ def test_per_container_rss(settings: Settings, request: pytest.FixtureRequest) -
             try:
                 for _ in range(n):
                     ids.append(side.start())
+                settle()
                 helpers = side.helpers()
                 after = procs.total_rss(side.daemons() | helpers)
                 helper_rss[side.name].append(procs.total_rss(helpers) / n)

@@ -195,7 +195,12 @@ def test_import_accepts_gzip(store: ImageStore) -> None:
     assert rec.repo_tags == []
 
 
-@pytest.mark.parametrize("data", [b"this is not a tar" * 100, b"\x1f\x8b\x08garbage", b""])
+# A gzip header over deflate data that does not decode (the inflater's own error).
+_BAD_DEFLATE = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff" + b"\xff" * 64
+
+
+@pytest.mark.parametrize("data", [b"this is not a tar" * 100, b"\x1f\x8b\x08garbage", b"",
+                                  _BAD_DEFLATE])
 def test_import_refuses_what_is_not_a_tar(store: ImageStore, data: bytes) -> None:
     before = {r.id for r in store.list_images()}
     with pytest.raises(InvalidArgument):

@@ -4,6 +4,7 @@ container (the integration tests run the real thing)."""
 from __future__ import annotations
 
 import builtins
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -49,10 +50,12 @@ def test_stdin_of_a_container_made_without_it_is_refused(tmp_path: Path) -> None
 
 
 def test_stdin_of_a_stopped_container_is_not_running(tmp_path: Path) -> None:
-    io = ContainerIO(_Lifecycle(tmp_path, "stopped", Meta(stdin={"once": False})),
-                     str(tmp_path / "run"))
-    with pytest.raises(FailedPrecondition, match="is not running"):
-        io.write_stdin(CID, [b"x"])  # no monitor listens on its socket
+    # A short run dir: the socket path must fit a sockaddr_un (108 bytes), which this
+    # test's tmp_path (its long name, a session number) may not leave room for.
+    with tempfile.TemporaryDirectory(prefix="io", dir="/tmp") as run:
+        io = ContainerIO(_Lifecycle(tmp_path, "stopped", Meta(stdin={"once": False})), run)
+        with pytest.raises(FailedPrecondition, match="is not running"):
+            io.write_stdin(CID, [b"x"])  # no monitor listens on its socket
 
 
 @pytest.mark.parametrize(("status", "message"), [("paused", "unpause it first"),

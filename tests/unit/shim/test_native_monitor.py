@@ -1,0 +1,192 @@
+"""The native monitor tail (services/shim/native/muelle-monitor.c, built by make setup):
+the log it writes is the one Python's LogWriter writes for the same output, byte for byte
+but the time; it records the exit status, runs the delete under the delete lock, rotates.
+
+Each test forks a stand-in monitor that becomes a subreaper, starts an "init" writing known
+bytes to its stdout/stderr pipes, and execs the native tail with them, as monitor.py does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import json
+import os
+import random
+import re
+import struct
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
+
+import pytest
+
+from services.shim.logs import MAX_ENTRY, LogWriter
+from services.shim.monitor import PR_SET_CHILD_SUBREAPER
+
+NATIVE = Path(sys.executable).parent / "muelle-monitor"
+TIME = re.compile(rb'"time": "[0-9T:.Z-]+"')
+
+
+@pytest.fixture(autouse=True)
+def _built() -> None:
+    assert NATIVE.exists(), f"{NATIVE} is missing: run make setup (it builds it with gcc)"
+
+
+def run_tail(cdir: Path, out: list[bytes], err: list[bytes], code: int = 0,
+             extra: tuple[str, ...] = (), delete: tuple[str, ...] = ("true",),
+             one_by_one: bool = False) -> dict:
+    """Fork a stand-in monitor that execs the tail; wait for it; return status.json."""
+    cdir.mkdir(exist_ok=True)
+    pid = os.fork()
+    if pid == 0:  # the stand-in monitor: never returns
+        try:
+            ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+            out_r, out_w = os.pipe()
+            err_r, err_w = os.pipe()
+            init = os.fork()
+            if init == 0:
+                os.close(out_r)
+                os.close(err_r)
+                for chunk in out:
+                    os.write(out_w, chunk)
+                    while one_by_one and _unread(out_w):
+                        time.sleep(0.001)  # until the tail has read this chunk
+                for chunk in err:
+                    os.write(err_w, chunk)
+                os._exit(code)
+            os.close(out_w)
+            os.close(err_w)
+            os.set_inheritable(out_r, True)
+            os.set_inheritable(err_r, True)
+            os.execv(NATIVE, [str(NATIVE), "--dir", str(cdir), "--init-pid", str(init),
+                              "--stdout-fd", str(out_r), "--stderr-fd", str(err_r),
+                              "--cgroup", "/muelle-test-none", *extra, "--", *delete])
+        finally:
+            os._exit(99)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    # The delete runs in a child that holds delete.lock: wait for it to let go.
+    with open(cdir / "delete.lock", "rb+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+    return json.loads((cdir / "status.json").read_text())
+
+
+def _unread(fd: int) -> int:
+    """Bytes in the pipe of ``fd`` that nobody has read yet."""
+    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]  # type: ignore[no-any-return]
+
+
+def python_log(tmp: Path, out: list[bytes], err: list[bytes], max_size: int = 0,
+               files: int = 1) -> Path:
+    path = tmp / "python.log"
+    writer = LogWriter(str(path), max_size, files)
+    for chunk in out:
+        writer.write("stdout", chunk)
+    for chunk in err:
+        writer.write("stderr", chunk)
+    writer.close()
+    return path
+
+
+def lines_by_stream(path: Path) -> dict[str, list[bytes]]:
+    found: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
+    for line in path.read_bytes().splitlines(keepends=True):
+        found[json.loads(line)["stream"]].append(TIME.sub(b'"time": ""', line))
+    return found
+
+
+def tricky_bytes(rng: random.Random) -> bytes:
+    pieces = [b"plain line\n", "héllo wörld ✓ 𝄞\n".encode(), b"\xff\xfe bad utf-8 \xc3\n",
+              b"\xed\xa0\x80 encoded surrogate\n", b"\xf0\x9f\x98 truncated\n",
+              b'quotes " and \\ backslash\t tab \r\x00\x01\x1f\x7f\n', b"no newline yet ",
+              b"x" * (MAX_ENTRY + 100) + b"\n", b"\xe2\x82", b"\xac\n"]
+    return b"".join(rng.choice(pieces) for _ in range(60))
+
+
+def test_log_is_what_python_writes(tmp_path: Path) -> None:
+    rng = random.Random(21)
+    out = [tricky_bytes(rng) for _ in range(5)] + [b"ends without a newline"]
+    err = [tricky_bytes(rng), b"\xe2"]  # a sequence cut off at EOF
+    status = run_tail(tmp_path / "c", out, err, code=7)
+    assert status["exit_code"] == 7 and status["pid"] > 0
+    assert status["oom_killed"] is False and status["error"] == ""
+    native = lines_by_stream(tmp_path / "c" / "container.log")
+    assert native == lines_by_stream(python_log(tmp_path, out, err))
+    assert len(native["stdout"]) > 100
+
+
+def test_signal_exit_and_delete_under_the_lock(tmp_path: Path) -> None:
+    marker = tmp_path / "deleted"
+    cdir = tmp_path / "c"
+    status = run_tail(cdir, [b"bye\n"], [], code=0,
+                      delete=("sh", "-c", f"sleep 0.2; echo $PPID > {marker}"))
+    assert status["exit_code"] == 0
+    assert marker.exists(), "the delete ran before the lock was free"
+    assert "container exited, status 0" in (cdir / "monitor.log").read_text()
+
+
+def test_failed_delete_is_noted(tmp_path: Path) -> None:
+    cdir = tmp_path / "c"
+    run_tail(cdir, [], [], delete=("sh", "-c", "echo no such container >&2; exit 1"))
+    deadline = time.monotonic() + 10
+    while "delete failed" not in (cdir / "monitor.log").read_text():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert "delete failed: no such container" in (cdir / "monitor.log").read_text()
+
+
+def test_rotation_as_python(tmp_path: Path) -> None:
+    out = [f"line {i} {'y' * (i % 50)}\n".encode() for i in range(400)]
+    cdir = tmp_path / "c"
+    run_tail(cdir, out, [], extra=("--log-max-size", "4000", "--log-max-files", "3"))
+    python_log(tmp_path, out, [], 4000, 3)
+    for suffix in ("", ".1", ".2"):
+        assert lines_by_stream(cdir / f"container.log{suffix}") == \
+            lines_by_stream(tmp_path / f"python.log{suffix}"), suffix
+    assert not (cdir / "container.log.3").exists()
+
+
+def test_partial_lines_handed_over(tmp_path: Path) -> None:
+    """What the Python monitor held of an unfinished line goes on in the same entry."""
+    cdir = tmp_path / "c"
+    run_tail(cdir, [b"world\n"], [b"rr\n"],
+             extra=("--partial-stdout", b"hello ".hex(), "--partial-stderr", b"e".hex()))
+    logged = [json.loads(line) for line in (cdir / "container.log").read_text().splitlines()]
+    assert sorted((e["stream"], e["log"]) for e in logged) == \
+        [("stderr", "err\n"), ("stdout", "hello world\n")]
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("free_pages", [0, 2])
+def test_full_disk_keeps_whole_lines_and_the_status(tmp_path: Path, free_pages: int) -> None:
+    """On a full filesystem the tail drops whole log entries (the file holds whole lines
+    only) and still records the exit status: in the blocks of status.spare when not one
+    block is free."""
+    cdir = tmp_path / "c"
+    cdir.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(cdir)], check=True)
+    try:
+        (cdir / "status.spare").write_bytes(b" " * 1024)  # as monitor.run sets it aside
+        fd = os.open(cdir / "filler", os.O_WRONLY | os.O_CREAT)
+        with contextlib.suppress(OSError):
+            while True:
+                os.write(fd, b"\0" * 4096)
+        os.close(fd)
+        os.truncate(cdir / "filler", os.path.getsize(cdir / "filler") - 4096 * free_pages)
+        out = [f"line {i:04d} {'z' * 90}\n".encode() for i in range(120)]
+        status = run_tail(cdir, out, [], code=3, one_by_one=True)
+        assert status["exit_code"] == 3
+        text = (cdir / "container.log").read_bytes()
+        logged = [json.loads(line)["log"] for line in text.splitlines()]
+        assert logged == [o.decode() for o in out[: len(logged)]]  # a prefix, none torn
+        if free_pages:
+            assert text.endswith(b"\n") and 0 < len(logged) < len(out)
+        else:
+            assert not (cdir / "status.spare").exists()  # renamed into status.json
+            assert not logged
+    finally:
+        subprocess.run(["umount", str(cdir)], check=True)

@@ -172,6 +172,13 @@ def intermediate_images(root_dir: str, stored: set[str]) -> set[str]:
     return Cache(_state_of(root_dir) / "build-cache.json").intermediates(stored)
 
 
+def kept_by_children(root_dir: str, staying: set[str]) -> set[str]:
+    """The build step images that an image of ``staying`` was built from, transitively:
+    an image prune keeps them, as Docker keeps images with children (and their cache
+    hits with them)."""
+    return Cache(_state_of(root_dir) / "build-cache.json").ancestors(staying)
+
+
 def _disk_used(engine: Engine) -> int:
     usage = engine.images.DiskUsage(images_pb2.DiskUsageRequest())
     return int(usage.layers_size + usage.blobs_size)

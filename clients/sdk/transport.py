@@ -55,7 +55,7 @@ class Transport:
         raise NotImplementedError
 
     def bidi_stream(self, method: str, requests: Iterator[Any]) -> Stream:
-        """Requests in, a stream out (Build, ExecContainer, AttachContainerStream)."""
+        """Requests in, a stream out (ExecContainer, AttachContainerStream)."""
         raise NotImplementedError
 
     def upload_stream(self, method: str, requests: Iterator[Any]) -> Stream:

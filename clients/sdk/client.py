@@ -184,7 +184,7 @@ class Client:
               network_mode: str = "", platform: str = "") -> Stream:
         """Build an image from a Dockerfile (`build`): ``context`` is the build context
         tar in chunks. BuildEvent messages: output text, then the image ID (last)."""
-        pb = _engine_pb2()  # a client stream: grpcio, generated classes
+        pb = self._pb  # an upload: lite messages over wire where the transport has them
         options = pb.BuildOptions(
             dockerfile=dockerfile, tags=list(tags), build_args=dict(build_args or {}),
             target=target, no_cache=no_cache, pull=pull, labels=dict(labels or {}),
@@ -195,7 +195,7 @@ class Client:
             for c in context:
                 yield pb.BuildRequest(context=c)
 
-        return self._transport.bidi_stream("Build", requests())
+        return self._transport.upload_stream("Build", requests())
 
     def commit_container(self, container: str, reference: str = "", author: str = "",
                          comment: str = "", pause: bool = True

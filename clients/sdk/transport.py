@@ -4,9 +4,10 @@
 - ``WireTransport``: clients/sdk/wire.py (a stdlib HTTP/2 client) and the protobuf-free
   messages of lite.py, for the CLI: a short-lived process spares grpcio's and protobuf's
   import and shutdown (~130 ms). It carries unary and server-streaming calls whose request
-  fits the peer's first flow-control window; the rest (client streams, bidirectional
-  calls, larger requests, the health check) it hands to a ``GrpcTransport`` made on first
-  need.
+  fits the peer's first flow-control window, and uploads (a bidirectional call whose
+  replies wait for its last request: Build); the rest (client streams, interactive
+  bidirectional calls, larger requests, the health check) it hands to a
+  ``GrpcTransport`` made on first need.
 
 A transport's ``pb`` and ``types`` are the modules whose message classes it sends (lite's
 or the generated ones); its calls raise vocab.errors classes, never grpc ones.
@@ -54,8 +55,13 @@ class Transport:
         raise NotImplementedError
 
     def bidi_stream(self, method: str, requests: Iterator[Any]) -> Stream:
-        """Requests in, a stream out (Build, ExecContainer, AttachContainerStream)."""
+        """Requests in, a stream out (ExecContainer, AttachContainerStream)."""
         raise NotImplementedError
+
+    def upload_stream(self, method: str, requests: Iterator[Any]) -> Stream:
+        """A bidirectional call whose replies wait for the last request (Build): lite or
+        generated messages, as ``pb`` is."""
+        return self.bidi_stream(method, requests)
 
     def healthy(self, timeout: float) -> bool:
         """True when the gateway answers its health check."""
@@ -199,6 +205,12 @@ class WireTransport(Transport):
 
     def bidi_stream(self, method: str, requests: Iterator[Any]) -> Stream:
         return self._fallback().bidi_stream(method, requests)
+
+    def upload_stream(self, method: str, requests: Iterator[Any]) -> Stream:
+        # Over wire (sending with flow control): `muelle build` spares grpcio's import.
+        sid, messages = wire.upload(self._wire, lite.method_path(method),
+                                    (r.SerializeToString() for r in requests))
+        return WireStream(self._wire, sid, messages, lite.method_types(method)[1])
 
     def healthy(self, timeout: float) -> bool:
         return self._fallback().healthy(timeout)

@@ -224,6 +224,7 @@ class _Stream:
         self.trailers: list[tuple[str, str]] | None = None
         self.reset: int | None = None
         self.done = False
+        self.window = DEFAULT_WINDOW  # what we may still send on it (send-side flow control)
 
 
 class Channel:
@@ -248,6 +249,8 @@ class Channel:
         self._lock = _thread.RLock()
         self._goaway: int | None = None
         self._max_frame = MAX_FRAME
+        self._send_window = DEFAULT_WINDOW  # the connection's, for uploads
+        self._initial_window = DEFAULT_WINDOW  # the peer's SETTINGS_INITIAL_WINDOW_SIZE
 
     # ------------------------------------------------------------ connection
 
@@ -337,33 +340,78 @@ class Channel:
     def open(self, path: str, request: bytes) -> int:
         """Send a request (headers + one message) on a new stream; its stream id."""
         body = b"\x00" + struct.pack(">I", len(request)) + request
-        if len(body) > DEFAULT_WINDOW:  # no send-side flow control here
+        if len(body) > DEFAULT_WINDOW:  # open() sends without waiting for window
             raise ValueError("request larger than the initial flow-control window")
         with self._lock:
-            if self._goaway is not None:  # the server is going away: a new connection
-                self.close()
-                self._goaway, self._next_sid, self._decoder = None, 1, Decoder()
-                self._streams.clear()
-            sock = self._connect()
-            sid = self._next_sid
-            self._next_sid += 2
-            self._streams[sid] = _Stream(sid)
-            block = encode_headers([
-                (":method", "POST"), (":scheme", "https" if self.tls else "http"),
-                (":path", path),
-                (":authority", "localhost"), ("content-type", "application/grpc"),
-                ("te", "trailers"), ("user-agent", "muelle-wire/1"),
-            ])
-            out = bytearray(self._frame(HEADERS, END_HEADERS, sid, block))
+            sid, out = self._new_stream(path)
             for i in range(0, len(body), self._max_frame):
                 chunk = body[i:i + self._max_frame]
                 last = i + self._max_frame >= len(body)
                 out += self._frame(DATA, END_STREAM if last else 0, sid, chunk)
-            try:
-                sock.sendall(out)
-            except OSError as exc:
-                raise self._lost(f"connection to {self.address} failed: {exc}") from None
+            self._send(bytes(out))
+            self._streams[sid].window -= len(body)
+            self._send_window -= len(body)
         return sid
+
+    def _new_stream(self, path: str) -> tuple[int, bytearray]:
+        """A new stream's id and its HEADERS frame (not sent yet); under the lock."""
+        if self._goaway is not None:  # the server is going away: a new connection
+            self.close()
+            self._goaway, self._next_sid, self._decoder = None, 1, Decoder()
+            self._streams.clear()
+            self._send_window = self._initial_window = DEFAULT_WINDOW
+        self._connect()
+        sid = self._next_sid
+        self._next_sid += 2
+        stream = _Stream(sid)
+        stream.window = self._initial_window
+        self._streams[sid] = stream
+        block = encode_headers([
+            (":method", "POST"), (":scheme", "https" if self.tls else "http"),
+            (":path", path),
+            (":authority", "localhost"), ("content-type", "application/grpc"),
+            ("te", "trailers"), ("user-agent", "muelle-wire/1"),
+        ])
+        return sid, bytearray(self._frame(HEADERS, END_HEADERS, sid, block))
+
+    def upload(self, path: str, requests: Iterator[bytes]) -> int:
+        """A call with many request messages (a client stream, or a bidirectional one
+        whose replies wait for the last request, as Build's): all of them are sent, as the
+        peer's flow-control windows allow, then the stream's end; its stream id. Replies
+        that arrive meanwhile are kept for next_message. A server that ends the call early
+        (an error) stops the sending: next_message then raises its status."""
+        with self._lock:
+            sid, out = self._new_stream(path)
+            self._send(bytes(out))
+            stream = self._streams[sid]
+            for request in requests:
+                body = b"\x00" + struct.pack(">I", len(request)) + request
+                if not self._send_data(stream, body, end=False):
+                    return sid
+            self._send_data(stream, b"", end=True)
+        return sid
+
+    def _send_data(self, stream: _Stream, body: bytes, end: bool) -> bool:
+        """``body`` as DATA frames within the windows (reading frames, WINDOW_UPDATE
+        among them, while they are shut); False if the stream ended meanwhile."""
+        pos = 0
+        while True:
+            if stream.done:
+                return False
+            room = min(stream.window, self._send_window, self._max_frame)
+            if room <= 0 and pos < len(body):
+                self._read_frame()
+                continue
+            chunk = body[pos:pos + room]
+            pos += len(chunk)
+            last = pos >= len(body)
+            if chunk or (last and end):
+                self._send(self._frame(DATA, END_STREAM if last and end else 0,
+                                       stream.sid, chunk))
+                stream.window -= len(chunk)
+                self._send_window -= len(chunk)
+            if last:
+                return True
 
     def next_message(self, sid: int) -> bytes | None:
         """The next response message of stream ``sid``; None at its end (status OK).
@@ -433,8 +481,14 @@ class Channel:
                     s.reset = struct.unpack(">I", payload[4:8])[0]
                     s.done = True
             self._goaway = last
-        # Ignored: WINDOW_UPDATE (requests fit the initial window), PRIORITY, PUSH_PROMISE
-        # (disabled by our SETTINGS) and unknown frame types.
+        elif kind == WINDOW_UPDATE:
+            grant = struct.unpack(">I", payload[:4])[0] & 0x7FFFFFFF
+            if sid == 0:
+                self._send_window += grant
+            elif sid in self._streams:
+                self._streams[sid].window += grant
+        # Ignored: PRIORITY, PUSH_PROMISE (disabled by our SETTINGS) and unknown frame
+        # types.
 
     def _send(self, data: bytes) -> None:
         assert self._sock is not None
@@ -448,6 +502,10 @@ class Channel:
             key, value = struct.unpack(">HI", payload[i:i + 6])
             if key == 0x5:
                 self._max_frame = value
+            elif key == 0x4:  # INITIAL_WINDOW_SIZE: open streams' windows move by the change
+                for stream in self._streams.values():
+                    stream.window += value - self._initial_window
+                self._initial_window = value
         self._send(self._frame(SETTINGS, ACK, 0, b""))
 
     def _unpad(self, flags: int, payload: bytes) -> bytes:
@@ -518,12 +576,19 @@ def call(channel: Channel, path: str, request: bytes) -> bytes:
 def stream(channel: Channel, path: str, request: bytes) -> tuple[int, Iterator[bytes]]:
     """A server-streaming call: its stream id (to cancel) and its messages."""
     sid = channel.open(path, request)
+    return sid, _replies(channel, sid)
 
-    def messages() -> Iterator[bytes]:
-        while True:
-            message = channel.next_message(sid)
-            if message is None:
-                return
-            yield message
 
-    return sid, messages()
+def upload(channel: Channel, path: str, requests: Iterator[bytes]
+           ) -> tuple[int, Iterator[bytes]]:
+    """A call with a stream of requests, all sent first: its stream id and its replies."""
+    sid = channel.upload(path, requests)
+    return sid, _replies(channel, sid)
+
+
+def _replies(channel: Channel, sid: int) -> Iterator[bytes]:
+    while True:
+        message = channel.next_message(sid)
+        if message is None:
+            return
+        yield message

@@ -57,6 +57,26 @@ class Cache:
         return {v[1] for v in values if isinstance(v, list) and len(v) == 2
                 and v[0] in stored and isinstance(v[1], str) and v[1]}
 
+    def ancestors(self, images: set[str]) -> set[str]:
+        """Every image that one of ``images`` was built from, step by step back to the
+        build's base: what a prune keeps while ``images`` stay (Docker deletes a dangling
+        image's parents with it, never a parent of an image that stays)."""
+        with self._lock:
+            values = list(self._load().values())
+        parents: dict[str, set[str]] = {}
+        for v in values:
+            if isinstance(v, list) and len(v) == 2 and all(isinstance(x, str) for x in v) \
+                    and v[1]:
+                parents.setdefault(v[0], set()).add(v[1])
+        found: set[str] = set()
+        todo = [p for image in images for p in parents.get(image, ())]
+        while todo:
+            image = todo.pop()
+            if image not in found:
+                found.add(image)
+                todo.extend(parents.get(image, ()))
+        return found
+
     def forget(self, keys: set[str]) -> None:
         with self._lock:
             data = self._load()

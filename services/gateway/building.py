@@ -7,14 +7,18 @@ path is reused), every other step is the image store's (AddFiles, Commit, ReadFi
 and orchestration is the gateway's job. The Dockerfile logic itself is a plain package
 (services/builder) behind a small Backend interface, so it is tested without a server
 and could move to its own component without change. The context is unpacked in a
-private directory under the gateway's state dir and removed when the call ends.
+private directory under the gateway's state dir, straight from the request stream (no
+copy of the tar on disk), and removed by a thread once the call ends: the client's
+build is over when its image is, not when the context's files are unlinked.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -172,6 +176,13 @@ def intermediate_images(root_dir: str, stored: set[str]) -> set[str]:
     return Cache(_state_of(root_dir) / "build-cache.json").intermediates(stored)
 
 
+def kept_by_children(root_dir: str, staying: set[str]) -> set[str]:
+    """The build step images that an image of ``staying`` was built from, transitively:
+    an image prune keeps them, as Docker keeps images with children (and their cache
+    hits with them)."""
+    return Cache(_state_of(root_dir) / "build-cache.json").ancestors(staying)
+
+
 def _disk_used(engine: Engine) -> int:
     usage = engine.images.DiskUsage(images_pb2.DiskUsageRequest())
     return int(usage.layers_size + usage.blobs_size)
@@ -229,15 +240,11 @@ def build_image(engine: Engine, requests: Iterator[engine_pb2.BuildRequest],
     work = Path(tempfile.mkdtemp(prefix="build-", dir=state / "builds"))
     log = get_logger(component="build")
     try:
-        tar_path = work / "context.tar"
-        with open(tar_path, "w+b") as f:
-            for msg in requests:
-                f.write(msg.context)
-            f.seek(0)
-            root = work / "context"
-            root.mkdir()
-            ctxmod.unpack(f, str(root))
-        tar_path.unlink()
+        root = work / "context"
+        root.mkdir()
+        ctxmod.unpack(io.BufferedReader(_ContextReader(requests)), str(root))
+        for _ in requests:  # what follows the tar's end (padding): read, as before
+            pass
         dockerfile = ctxmod.read_dockerfile(str(root), options.dockerfile)
         ctxmod.apply_dockerignore(str(root))
         builder = Builder(GatewayBackend(engine, on_cancel), Cache(state / "build-cache.json"),
@@ -258,4 +265,31 @@ def build_image(engine: Engine, requests: Iterator[engine_pb2.BuildRequest],
         log.info("built", image=image_id, tags=list(options.tags))
         yield engine_pb2.BuildEvent(image_id=image_id)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        # Not a daemon: a gateway that stops waits for it; a crash leaves the dir (as
+        # before: a crash mid-build did too).
+        threading.Thread(target=shutil.rmtree, args=(work,), kwargs={"ignore_errors": True},
+                         name="build-cleanup").start()
+
+
+class _ContextReader(io.RawIOBase):
+    """The context tar as a file read from the Build requests' chunks (tarfile's stream
+    mode reads it once, front to back, in small records: a view, never a copy, of each
+    chunk's rest)."""
+
+    def __init__(self, requests: Iterator[engine_pb2.BuildRequest]) -> None:
+        self._requests = requests
+        self._buffer = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        while not self._buffer:
+            msg = next(self._requests, None)
+            if msg is None:
+                return 0
+            self._buffer = memoryview(msg.context)
+        n = min(len(b), len(self._buffer))
+        b[:n] = self._buffer[:n]
+        self._buffer = self._buffer[n:]
+        return n

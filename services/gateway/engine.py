@@ -192,7 +192,15 @@ class Engine:
                                                                 force=force))
 
     def prune_images(self, all: bool) -> types_pb2.PruneImagesResponse:
-        return system.prune_images(self.images, all)
+        # The images that stay (tagged ones unless `all`, those a container uses) keep
+        # the build steps they were made from: Docker never prunes an image with children.
+        from services.gateway.building import kept_by_children
+
+        stored = self.images.List(images_pb2.ListImagesRequest()).images
+        staying = {i.id for i in stored
+                   if (i.repo_tags and not all) or self.records.using_image(i.id)}
+        return system.prune_images(self.images, all,
+                                   kept_by_children(self.root_dir, staying))
 
     def system_df(self) -> engine_pb2.SystemDfResponse:
         return system.system_df(self.images, self.shim, self.records)

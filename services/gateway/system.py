@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import platform
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from muelle.engine.v1 import engine_pb2
@@ -32,8 +32,9 @@ if TYPE_CHECKING:
 RUNNING = ("running", "paused")
 
 
-def prune_images(images: images_pb2_grpc.ImagesStub, all: bool) -> types_pb2.PruneImagesResponse:
-    return images.Prune(types_pb2.PruneImagesRequest(all=all))
+def prune_images(images: images_pb2_grpc.ImagesStub, all: bool,
+                 keep: Iterable[str] = ()) -> types_pb2.PruneImagesResponse:
+    return images.Prune(types_pb2.PruneImagesRequest(all=all, keep=sorted(keep)))
 
 
 def system_df(images: images_pb2_grpc.ImagesStub,

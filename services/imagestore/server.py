@@ -110,7 +110,7 @@ class ImagesServicer(images_pb2_grpc.ImagesServicer):
 
     def Prune(self, request: types_pb2.PruneImagesRequest,  # noqa: N802
               context: grpc.ServicerContext) -> types_pb2.PruneImagesResponse:
-        out = self.store.prune(request.all)
+        out = self.store.prune(request.all, keep=set(request.keep))
         return types_pb2.PruneImagesResponse(untagged=out.untagged, deleted=out.deleted,
                                               space_reclaimed=out.reclaimed)
 

@@ -155,15 +155,17 @@ class ImageStore:
             self._delete(rec, out)
             return out
 
-    def prune(self, all: bool = False) -> Removed:
+    def prune(self, all: bool = False, keep: set[str] | None = None) -> Removed:
         """Delete dangling (untagged) images, or with ``all`` every image no container
-        uses; then blobs and snapshots nothing references (left by interrupted pulls).
-        What a pull in flight holds (its lease) counts as referenced."""
+        uses, but those of ``keep`` (the caller's: images with children); then blobs and
+        snapshots nothing references (left by interrupted pulls). What a pull in flight
+        holds (its lease) counts as referenced."""
         out = Removed()
+        keep = keep or set()
         with self.commit_lock:
             in_use = self.metadata.used_images()
             for rec in self.metadata.list_images():
-                if rec.id in in_use or (rec.repo_tags and not all):
+                if rec.id in in_use or rec.id in keep or (rec.repo_tags and not all):
                     continue
                 out.untagged += rec.repo_tags + rec.repo_digests
                 self._delete(rec, out)

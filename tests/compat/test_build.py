@@ -21,6 +21,7 @@ import pytest
 from docker.errors import BuildError
 
 from tests.compat.conftest import DockerCli
+from tests.support import build_oracle as oracle
 from tests.support.docker import Dockerd, started
 from tests.support.engine import Engine
 
@@ -283,3 +284,27 @@ def test_intermediate_images_are_listed_with_all_only(classic: DockerCli, pulled
         assert len(untagged() - before) == 1  # the last image made, as dockerd shows it
     finally:
         classic("rmi", "built/steps:1", check=False)
+
+
+def test_cli_build_matches_dockerd(classic: DockerCli, dockerd: Dockerd, pulled: str,
+                                   tmp_path: Path) -> None:
+    """The oracle's Dockerfile (every instruction; tests/support/build_oracle.py) built
+    by the docker CLI's classic builder against muelle's Docker API and against a private
+    dockerd: the same step lines, config, history and exported rootfs."""
+    ctx = oracle.context(tmp_path)
+    ref = "oracle/cli:1"
+    theirs_cli = DockerCli(classic.binary, dict(dockerd.env(), DOCKER_HOST=dockerd.host,
+                                                DOCKER_BUILDKIT="0"))
+    argv = ("build", "--no-cache", "-t", ref, "--build-arg", f"BASE={pulled}",
+            *oracle.LABEL_FLAGS, str(ctx))
+    ours = classic(*argv, timeout=300).stdout
+    theirs = theirs_cli(*argv, timeout=300).stdout
+    try:
+        assert oracle.step_lines(ours) == oracle.step_lines(theirs) != []
+        oracle.assert_same_images(classic, theirs_cli, ref, tmp_path,
+                                  names=("cli-oracle-ours", "cli-oracle-theirs"))
+    finally:
+        classic("rm", "-f", "cli-oracle-ours", check=False)
+        classic("rmi", ref, check=False)
+        theirs_cli("rm", "-f", "cli-oracle-theirs", check=False)
+        theirs_cli("rmi", ref, check=False)

@@ -118,3 +118,35 @@ def test_builder_prune_removes_cached_steps_and_their_images(engine: Engine, ima
     finally:
         engine.cli("rmi", "more/prune:1", check=False)
         engine.cli("builder", "prune", "-a", "-f", check=False)
+
+
+def test_image_prune_keeps_the_steps_of_kept_images(engine: Engine, image: str,
+                                                    tmp_path: Path) -> None:
+    """`image prune` removes a dangling image without children (a rebuild's old last
+    step) but keeps the step images a tagged image was built from, as Docker keeps images
+    with children: the next build still finds them in its cache."""
+    ctx = _ctx(tmp_path, f"FROM {image}\nRUN echo one > /one\nRUN echo two > /two\n"
+                         "COPY late.txt /\n", {"late.txt": "0\n"})
+
+    def ids(*flags: str) -> set[str]:
+        return set(engine.cli("images", "-q", "--no-trunc", *flags).stdout.split())
+
+    before = ids("-a")  # other tests' builds in this module's engine
+    engine.cli("build", "-t", "more/keep:1", str(ctx))
+    try:
+        old = engine.cli("inspect", "-f", "{{.Id}}", "more/keep:1").stdout.strip()
+        (ctx / "late.txt").write_text("1\n")
+        engine.cli("build", "-t", "more/keep:1", str(ctx))
+        new = engine.cli("inspect", "-f", "{{.Id}}", "more/keep:1").stdout.strip()
+        assert old != new and old in ids("-a")
+        steps = ids("-a") - ids() - before  # the RUN steps' images: hidden (children)
+        assert len(steps) == 2
+        engine.cli("image", "prune", "-f")
+        assert old not in ids("-a")  # dangling, no child: pruned, as Docker does
+        assert steps <= ids("-a")
+        again = engine.cli("build", "-t", "more/keep:1", str(ctx)).stdout
+        assert again.count("Using cache") == 3, again
+        assert engine.cli("inspect", "-f", "{{.Id}}", "more/keep:1").stdout.strip() == new
+    finally:
+        engine.cli("rmi", "more/keep:1", check=False)
+        engine.cli("builder", "prune", "-a", "-f", check=False)

@@ -388,3 +388,19 @@ def test_a_failing_stage_stops_the_stages_that_need_it(tmp_path: Path) -> None:
     with pytest.raises(RunFailed, match="returned a non-zero code: 4"):
         build(tmp_path, df, be)
     assert [c[1][0] for c in be.calls if c[0] == "run"] == [["/bin/sh", "-c", "fail"]]
+
+
+def test_cache_ancestors_follow_parents_back_to_the_base(tmp_path: Path) -> None:
+    """What an image prune keeps for the images that stay: every step they were built
+    from, through several builds; not the steps of a dangling leaf alone."""
+    cache = Cache(tmp_path / "cache.json")
+    cache.put("k1", "s1", "base")
+    cache.put("k2", "s2", "s1")
+    cache.put("k3", "final", "s2")
+    cache.put("k4", "old-final", "s2")  # a rebuild's old last step: s2's other child
+    cache.put("k5", "lone", "s9")
+    cache.put("k6", "s9", "")  # a step with no recorded parent (an older cache file's)
+    assert cache.ancestors({"final"}) == {"s2", "s1", "base"}
+    assert cache.ancestors({"old-final", "s1"}) == {"s2", "s1", "base"}
+    assert cache.ancestors({"lone"}) == {"s9"}
+    assert cache.ancestors(set()) == set()

@@ -29,10 +29,26 @@ def _stream(request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
         context.abort(grpc.StatusCode.FAILED_PRECONDITION, "stopped after the messages")
 
 
+def _upload(requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
+    """Build's shape: every request read, then replies (their sizes and a digest)."""
+    import hashlib
+
+    sizes, digest = [], hashlib.sha256()
+    for request in requests:
+        if request == b"fail":
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, "refused the upload")
+        sizes.append(len(request))
+        digest.update(request)
+    yield ",".join(map(str, sizes)).encode()
+    yield digest.digest()
+
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
     with serving("t.Echo", {"Unary": grpc.unary_unary_rpc_method_handler(_unary),
-                            "Stream": grpc.unary_stream_rpc_method_handler(_stream)}) as address:
+                            "Stream": grpc.unary_stream_rpc_method_handler(_stream),
+                            "Upload": grpc.stream_stream_rpc_method_handler(_upload)}
+                 ) as address:
         yield address
 
 
@@ -66,6 +82,44 @@ def test_stream_of_large_messages(server: str) -> None:
         got = list(messages)
         assert [len(m) for m in got] == [100000] * 40
         assert all(m == bytes([i]) * 100000 for i, m in enumerate(got))
+    finally:
+        ch.close()
+
+
+def test_upload_larger_than_the_flow_control_windows(server: str) -> None:
+    """Requests of ~3 MB in all: more than the peer's first windows, so the sending waits
+    for WINDOW_UPDATE frames; every byte arrives in order, and the connection stays usable."""
+    import hashlib
+
+    chunks = [bytes([i]) * (100000 + i) for i in range(30)] + [b""]
+    ch = wire.Channel(server)
+    try:
+        _sid, replies = wire.upload(ch, "/t.Echo/Upload", iter(chunks))
+        sizes, digest = list(replies)
+        assert sizes.decode() == ",".join(str(len(c)) for c in chunks)
+        assert digest == hashlib.sha256(b"".join(chunks)).digest()
+        assert wire.call(ch, "/t.Echo/Unary", b"ab") == b"ba"
+    finally:
+        ch.close()
+
+
+def test_upload_refused_early_stops_sending(server: str) -> None:
+    """The server ends the call after the first request: the rest is not sent (the
+    generator is not drained) and the status is the typed error."""
+    sent = []
+
+    def requests() -> Iterator[bytes]:
+        for i in range(200):
+            sent.append(i)
+            yield b"fail" if i == 0 else b"x" * 65536
+
+    ch = wire.Channel(server)
+    try:
+        _sid, replies = wire.upload(ch, "/t.Echo/Upload", requests())
+        with pytest.raises(FailedPrecondition, match="refused the upload"):
+            list(replies)
+        assert len(sent) < 200
+        assert wire.call(ch, "/t.Echo/Unary", b"ab") == b"ba"
     finally:
         ch.close()
 

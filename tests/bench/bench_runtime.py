@@ -188,13 +188,14 @@ def test_under_podman(settings: Settings, runtime_podman: Podman, busybox_ref: s
     p.podman("pull", "--tls-verify=false", "-q", busybox_ref)
 
     def argv(runtime: str) -> list[str]:
-        # podman's default nofile (1048576) is above this host's hard limit, which
-        # runc refuses (muelle-runtime clamps): both sides get a lower one.
-        full = p.argv("run", "--rm", "--ulimit", "nofile=1024:1024", busybox_ref, "true")
+        # podman's default nofile and nproc (1048576) are above this host's hard limits,
+        # which runc refuses (muelle-runtime clamps): both sides get lower ones.
+        full = p.argv("run", "--rm", "--ulimit", "nofile=1024:1024", "--ulimit",
+                      "nproc=4096:4096", busybox_ref, "true")
         at = full.index("--runtime") + 1
         full[at] = str(MUELLE_RUNTIME) if runtime == "muelle" else str(shutil.which("runc"))
         return full
 
     _engine_rounds("runtime-under-podman", settings, argv, p.env(),
-                   {"command": "podman --runtime R run --rm --network none --ulimit nofile=1024 "
+                   {"command": "podman --runtime R run --rm --network none --ulimit nofile,nproc "
                                 "IMAGE true"})

@@ -5,10 +5,16 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 
-from services.runtime import log
+import pytest
+
+from services.runtime import log, main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__)))))
 
 HEAVY = ("grpc", "structlog", "google.protobuf")
 
@@ -49,3 +55,23 @@ def test_log_lines_logfmt_and_json() -> None:
     record = json.loads(js)
     assert record["level"] == "warning" and record["event"] == "limit skipped"
     assert record["cgroup"] == "/x" and record["file"] == "pids.max"
+
+
+def test_main_imports_nothing_before_the_sealed_reexec() -> None:
+    """create/run/exec re-execute from a sealed copy first: the interpreter that is about
+    to be replaced must not have paid for argparse, json or pathlib."""
+    probe = ("import sys; import services.runtime.main; "
+             "print(' '.join(m for m in ('argparse', 'json', 'pathlib', 'typing', 're') "
+             "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-S", "-c", probe], capture_output=True, text=True,
+                         check=True, env={"PYTHONPATH": ROOT}).stdout.split()
+    assert out == []
+
+
+@pytest.mark.parametrize(("argv", "verb"), [
+    (["--root", "/r", "--log", "/l", "--log-format", "json", "create", "-b", "b", "x"], "create"),
+    (["--root=/r", "--systemd-cgroup", "delete", "--force", "x"], "delete"),
+    (["state", "x"], "state"), (["--help"], None), (["--root", "state"], None),
+    (["bogus", "x"], None), ([], None)])
+def test_verb_of(argv: list[str], verb: str | None) -> None:
+    assert main.verb_of(argv) == verb

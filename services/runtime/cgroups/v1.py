@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from services.runtime.cgroups import (
+from services.runtime.cgroups.files import (
     prime_migration,
     read_pids,
     rmdir_retry,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from services.runtime.cgroups import (
+from services.runtime.cgroups.files import (
     prime_migration,
     read_pids,
     rmdir_retry,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from services.runtime import cgroups
+from services.runtime.cgroups import files as cgroup_files
 from services.runtime.cgroups import own_procs_file, prime_migration
 from services.runtime.cgroups.v1 import CgroupV1
 from services.runtime.cgroups.v2 import CgroupV2
@@ -117,6 +117,6 @@ def test_a_refused_limit_names_its_file_and_value(tmp_path: Path, monkeypatch: p
             raise OSError(code, os.strerror(code))  # as a close() reports it: no file name
         path.write_text(value)
 
-    monkeypatch.setattr(cgroups, "write", refuse)
+    monkeypatch.setattr(cgroup_files, "write", refuse)  # write_limit calls it there
     with pytest.raises(kind, match=rf"memory.limit_in_bytes = {1 << 26}: .*{os.strerror(code)}"):
         CgroupV1("/muelle/c1", tmp_path).create(RESOURCES)

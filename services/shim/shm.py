@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from services.runtime import linux
+from services.runtime.api import linux
 from services.shim import mounts
 from services.shim.store import ContainerDir
 from vocab.errors import FailedPrecondition

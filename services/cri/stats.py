@@ -1,8 +1,8 @@
 """CRI stats (ContainerStats, PodSandboxStats) from engine.v1 ContainerStats: one call
 gives every running container's counters; a container that does not run has attributes
 and timestamps but no counters. The writable layer's usage comes from one engine.v1
-SystemDf call (the bytes in each container's upper directory, on the image store's
-filesystem), for running and stopped containers alike. usageNanoCores is a rate: the
+SystemDf call (the bytes and inodes in each container's upper directory, on the image
+store's filesystem), for running and stopped containers alike. usageNanoCores is a rate: the
 CPU time used since this muelle-cri's previous sample of the same container (or pod)
 over the time between the two readings, as containerd computes it (0 at the first)."""
 
@@ -24,7 +24,7 @@ Counters = dict[str, types_pb2.ContainerStats]
 @dataclass
 class Sample:
     counters: Counters  # running containers' counters
-    layers: dict[str, int]  # container ID -> bytes in its writable layer
+    layers: dict[str, tuple[int, int]]  # container ID -> bytes, inodes in its writable layer
     layer_fs: str  # where the writable layers are (the image store's directory)
 
 
@@ -62,7 +62,8 @@ def running(engine: engine_pb2_grpc.EngineStub) -> Counters:
 
 def sample(engine: engine_pb2_grpc.EngineStub, layer_fs: str) -> Sample:
     df = engine.SystemDf(engine_pb2.SystemDfRequest())
-    return Sample(running(engine), {c.id: max(0, c.size) for c in df.containers}, layer_fs)
+    return Sample(running(engine),
+                  {c.id: (max(0, c.size), max(0, c.inodes)) for c in df.containers}, layer_fs)
 
 
 def _memory(entries: list[types_pb2.ContainerStats], now: int) -> api_pb2.MemoryUsage:
@@ -108,9 +109,11 @@ def of_containers(taken: Sample, chosen: list[Record], rates: CpuRates
                 annotations=config.annotations),
             cpu=cpu, memory=memory)
         if record.id in taken.layers:
+            used, inodes = taken.layers[record.id]
             stats.writable_layer.CopyFrom(api_pb2.FilesystemUsage(
                 timestamp=now, fs_id=api_pb2.FilesystemIdentifier(mountpoint=taken.layer_fs),
-                used_bytes=api_pb2.UInt64Value(value=taken.layers[record.id])))
+                used_bytes=api_pb2.UInt64Value(value=used),
+                inodes_used=api_pb2.UInt64Value(value=inodes)))
         out.append(stats)
     return out
 

@@ -681,6 +681,15 @@ def test_stats_cpu_rate_and_memory_detail(cri: Cri, image: str, tmp_path: Path) 
         pod_sandbox_id=sid)).stats.linux.cpu, lambda c: c.usage_nano_cores.value > 0,
         "usageNanoCores of a pod with a busy container")
     assert pod_cpu.usage_core_nano_seconds.value > 0
+    # The writable layer's inodes: a directory and two files more after writing them.
+
+    def inodes() -> int:
+        return cri.rt.ContainerStats(api_pb2.ContainerStatsRequest(
+            container_id=cid)).stats.writable_layer.inodes_used.value
+    before = inodes()
+    assert before >= 1  # the layer's top directory
+    exec_sync(cri, cid, "sh", "-c", "mkdir /made && touch /made/a /made/b")
+    assert inodes() == before + 3
     cri.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sid))
 
 

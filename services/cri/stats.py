@@ -78,8 +78,8 @@ def _memory(entries: list[types_pb2.ContainerStats], now: int) -> api_pb2.Memory
     memory.page_faults.value = sum(max(0, e.page_faults) for e in entries)
     memory.major_page_faults.value = sum(max(0, e.major_page_faults) for e in entries)
     limits = [e.memory_cgroup_limit for e in entries]
-    if limits and all(limit > 0 for limit in limits):
-        memory.available_bytes.value = max(0, sum(limits) - working)
+    limited = bool(limits) and all(limit > 0 for limit in limits)
+    memory.available_bytes.value = max(0, sum(limits) - working) if limited else 0
     return memory
 
 

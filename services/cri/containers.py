@@ -9,7 +9,7 @@ from k8s.cri.v1 import api_pb2
 from muelle.engine.v1 import engine_pb2, engine_pb2_grpc
 from muelle.types.v1 import types_pb2
 
-from services.cri import records, stats
+from services.cri import records, stats, verbose
 from services.cri.events import Events
 from services.cri.logs import Logs
 from services.cri.records import Record
@@ -190,6 +190,7 @@ class Containers:
         self.logs = logs
         self.events = events
         self.layer_fs = layer_fs  # the image store's directory, where writable layers are
+        self.rates = stats.CpuRates()
 
     def create(self, sandbox_ref: str, config: api_pb2.ContainerConfig) -> str:
         found = records.lookup(self.engine, sandbox_ref, "sandbox")
@@ -293,8 +294,11 @@ class Containers:
 
     def stats(self, flt: api_pb2.ContainerStatsFilter) -> list[api_pb2.ContainerStats]:
         chosen = self._matching(flt)
-        return stats.of_containers(stats.sample(self.engine, self.layer_fs), chosen) \
-            if chosen else []
+        if not chosen:
+            return []
+        taken = stats.sample(self.engine, self.layer_fs)
+        self.rates.forget_except(taken.counters)
+        return stats.of_containers(taken, chosen, self.rates)
 
     def stats_of(self, ref: str) -> api_pb2.ContainerStats:
         record, _ = self._get(ref)
@@ -303,8 +307,12 @@ class Containers:
             raise NotFound(f"container {ref!r} not found")
         return found[0]
 
-    def status(self, ref: str) -> api_pb2.ContainerStatusResponse:
-        record, detail = self._get(ref)
+    def status(self, ref: str, verbose_info: bool = False) -> api_pb2.ContainerStatusResponse:
+        # With the runtime spec: its linux.resources are the container's current limits.
+        found = records.lookup(self.engine, ref, "container", runtime_spec=True)
+        if found is None:
+            raise NotFound(f"container {ref!r} not found")
+        record, detail = found
         config = record.container_config()
         st = detail.state
         state = _STATES.get(st.status, api_pb2.CONTAINER_UNKNOWN)
@@ -325,7 +333,11 @@ class Containers:
             out.message = st.error
         for m in config.mounts:
             out.mounts.append(m)
-        return api_pb2.ContainerStatusResponse(status=out)
+        current = verbose.resources(detail)
+        if current is not None:
+            out.resources.CopyFrom(current)
+        info = verbose.container_info(record, detail, config) if verbose_info else {}
+        return api_pb2.ContainerStatusResponse(status=out, info=info)
 
     def exec_sync(self, ref: str, cmd: list[str], timeout: int) -> api_pb2.ExecSyncResponse:
         record, detail = self._get(ref)

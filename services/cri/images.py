@@ -10,6 +10,7 @@ from k8s.cri.v1 import api_pb2
 from muelle.engine.v1 import engine_pb2, engine_pb2_grpc
 from muelle.types.v1 import types_pb2
 
+from services.cri import verbose
 from vocab.errors import InvalidArgument, NotFound, Unimplemented
 
 
@@ -76,12 +77,14 @@ class Images:
                 out.append(to_image(detail))
         return out
 
-    def status(self, spec: api_pb2.ImageSpec) -> api_pb2.ImageStatusResponse:
+    def status(self, spec: api_pb2.ImageSpec, verbose_info: bool = False
+               ) -> api_pb2.ImageStatusResponse:
         """CRI: an image that is not there is an empty answer, not an error."""
         detail = self._inspect(spec.image)
         if detail is None:
             return api_pb2.ImageStatusResponse()
-        return api_pb2.ImageStatusResponse(image=to_image(detail))
+        info = verbose.image_info(detail) if verbose_info else {}
+        return api_pb2.ImageStatusResponse(image=to_image(detail), info=info)
 
     def pull(self, spec: api_pb2.ImageSpec, auth: api_pb2.AuthConfig) -> str:
         if not spec.image:

@@ -103,15 +103,17 @@ def selected(labels: Mapping[str, str], selector: Mapping[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in selector.items())
 
 
-def lookup(engine: engine_pb2_grpc.EngineStub, ref: str, kind: str
-           ) -> tuple[Record, engine_pb2.ContainerDetail] | None:
+def lookup(engine: engine_pb2_grpc.EngineStub, ref: str, kind: str,
+           runtime_spec: bool = False) -> tuple[Record, engine_pb2.ContainerDetail] | None:
     """The CRI ``kind`` object ``ref`` names (an ID or unique ID prefix, as crictl passes),
     with the engine's detail; None when there is none: an engine container that is not a
-    CRI object of that kind does not exist for CRI."""
+    CRI object of that kind does not exist for CRI. ``runtime_spec``: with its OCI
+    runtime spec (the current limits, verbose status)."""
     if not ref:
         raise InvalidArgument(f"a {'pod sandbox' if kind == 'sandbox' else kind} ID is required")
     try:
-        detail = engine.InspectContainer(engine_pb2.InspectContainerRequest(container=ref))
+        detail = engine.InspectContainer(engine_pb2.InspectContainerRequest(
+            container=ref, runtime_spec=runtime_spec))
     except NotFound:
         return None
     record = from_detail(detail)

@@ -23,7 +23,7 @@ from muelle.types.v1 import types_pb2
 
 from services.core.config import CriConfig
 from services.core.logging import get_logger
-from services.cri import records, stats
+from services.cri import records, stats, verbose
 from services.cri.cni import Cni, NetworkList
 from services.cri.events import Events
 from services.cri.handlers import Handlers
@@ -56,6 +56,7 @@ class Sandboxes:
         self.events = events
         self.layer_fs = layer_fs  # the image store's directory, where writable layers are
         self.cni = cni  # pod networks by CNI plugins ([cri] cni_conf_dir), else the shim's
+        self.rates = stats.CpuRates()
 
     def run(self, config: api_pb2.PodSandboxConfig, handler: str = "") -> str:
         """Start the pod's infra container with the runtime of ``handler``."""
@@ -224,8 +225,9 @@ class Sandboxes:
             raise FailedPrecondition(f"pod sandbox {record.id} has no address")
         return detail.networks[0].ip_address
 
-    def status(self, ref: str) -> api_pb2.PodSandboxStatusResponse:
-        found = records.lookup(self.engine, ref, "sandbox")
+    def status(self, ref: str, verbose_info: bool = False
+               ) -> api_pb2.PodSandboxStatusResponse:
+        found = records.lookup(self.engine, ref, "sandbox", runtime_spec=verbose_info)
         if found is None:
             raise NotFound(f"pod sandbox {ref!r} not found")
         record, detail = found
@@ -244,7 +246,8 @@ class Sandboxes:
         ns = config.linux.security_context.namespace_options
         out.linux.namespaces.options.CopyFrom(api_pb2.NamespaceOption(
             network=ns.network, pid=ns.pid, ipc=ns.ipc))
-        return api_pb2.PodSandboxStatusResponse(status=out)
+        info = verbose.sandbox_info(record, detail, config) if verbose_info else {}
+        return api_pb2.PodSandboxStatusResponse(status=out, info=info)
 
     def stats(self, flt: api_pb2.PodSandboxStatsFilter) -> list[api_pb2.PodSandboxStats]:
         chosen = [r for r in records.list_all(self.engine, "sandbox")
@@ -253,8 +256,10 @@ class Sandboxes:
         if not chosen:
             return []
         taken = stats.sample(self.engine, self.layer_fs)
+        self.rates.forget_except(taken.counters)
         containers = records.list_all(self.engine, "container")
-        return [stats.of_pod(taken, r, [c for c in containers if c.sandbox_id == r.id])
+        return [stats.of_pod(taken, r, [c for c in containers if c.sandbox_id == r.id],
+                             self.rates)
                 for r in chosen]
 
     def stats_of(self, ref: str) -> api_pb2.PodSandboxStats:

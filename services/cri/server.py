@@ -103,7 +103,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
 
     def PodSandboxStatus(self, request: api_pb2.PodSandboxStatusRequest,  # noqa: N802
                          context: Ctx) -> api_pb2.PodSandboxStatusResponse:
-        return self.sandboxes.status(request.pod_sandbox_id)
+        return self.sandboxes.status(request.pod_sandbox_id, request.verbose)
 
     def ListPodSandbox(self, request: api_pb2.ListPodSandboxRequest,  # noqa: N802
                        context: Ctx) -> api_pb2.ListPodSandboxResponse:
@@ -135,7 +135,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
 
     def ContainerStatus(self, request: api_pb2.ContainerStatusRequest,  # noqa: N802
                         context: Ctx) -> api_pb2.ContainerStatusResponse:
-        return self.containers.status(request.container_id)
+        return self.containers.status(request.container_id, request.verbose)
 
     def UpdateContainerResources(self, request: api_pb2.UpdateContainerResourcesRequest,  # noqa: N802
                                  context: Ctx) -> api_pb2.UpdateContainerResourcesResponse:
@@ -234,7 +234,7 @@ class ImageServicer(api_pb2_grpc.ImageServiceServicer):
 
     def ImageStatus(self, request: api_pb2.ImageStatusRequest,  # noqa: N802
                     context: Ctx) -> api_pb2.ImageStatusResponse:
-        return self.images.status(request.image)
+        return self.images.status(request.image, request.verbose)
 
     def PullImage(self, request: api_pb2.PullImageRequest,  # noqa: N802
                   context: Ctx) -> api_pb2.PullImageResponse:

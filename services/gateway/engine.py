@@ -113,9 +113,10 @@ class Engine:
         with self._guard:
             return self._locks.setdefault(cid, threading.RLock())
 
-    def _shim_state(self, cid: str) -> shim_pb2.ContainerStatus | None:
+    def _shim_state(self, cid: str, runtime_spec: bool = False
+                    ) -> shim_pb2.ContainerStatus | None:
         try:
-            return self.shim.State(shim_pb2.StateRequest(id=cid))
+            return self.shim.State(shim_pb2.StateRequest(id=cid, runtime_spec=runtime_spec))
         except NotFound:
             return None
 
@@ -850,9 +851,9 @@ class Engine:
             out.append(summary)
         return engine_pb2.ListContainersResponse(containers=out)
 
-    def inspect(self, ref: str) -> engine_pb2.ContainerDetail:
+    def inspect(self, ref: str, runtime_spec: bool = False) -> engine_pb2.ContainerDetail:
         rec = self.records.lookup(ref)
-        st = self._shim_state(rec.id)
+        st = self._shim_state(rec.id, runtime_spec)
         if st is None:
             state = engine_pb2.ContainerState(
                 status="exited", error="the container is missing from the runtime")
@@ -876,6 +877,7 @@ class Engine:
             detail.network_mode = st.network_mode
             detail.networks.extend(st.networks)
             detail.ports.extend(st.ports)
+            detail.runtime_spec = st.runtime_spec
         if rec.entrypoint is not None:
             detail.entrypoint.values.extend(rec.entrypoint)
         if rec.cmd is not None:

@@ -126,7 +126,7 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
 
     def InspectContainer(self, request: engine_pb2.InspectContainerRequest,  # noqa: N802
                          context: Ctx) -> engine_pb2.ContainerDetail:
-        return self.engine.inspect(request.container)
+        return self.engine.inspect(request.container, request.runtime_spec)
 
     def ContainerLogs(self, request: engine_pb2.ContainerLogsRequest,  # noqa: N802
                       context: Ctx) -> Iterator[types_pb2.LogEntry]:

@@ -49,7 +49,8 @@ def system_df(images: images_pb2_grpc.ImagesStub,
         state = states.get(c.id, "")
         state = "exited" if state in ("stopped", "") else state
         out.containers.append(engine_pb2.DfContainer(
-            id=c.id, name=names.get(c.id, ""), image_id=c.image_id, size=c.size, state=state))
+            id=c.id, name=names.get(c.id, ""), image_id=c.image_id, size=c.size, state=state,
+            inodes=c.inodes))
     out.volumes.extend(shim.ListVolumes(shim_pb2.VolumeListRequest(with_size=True)).volumes)
     running = [c for c in out.containers if c.state in RUNNING]
     out.summary.append(engine_pb2.DfSummary(

@@ -64,13 +64,24 @@ def clean_ingests(content: ContentStore, now: float | None = None) -> list[str]:
 
 def tree_size(path: os.PathLike[str]) -> int:
     """Bytes of the regular files under ``path`` (symlinks and devices count 0)."""
+    return tree_usage(path)[0]
+
+
+def tree_usage(path: os.PathLike[str]) -> tuple[int, int]:
+    """Bytes of the regular files under ``path`` (symlinks and devices count 0; a file's
+    hard links each count), and the inodes of the tree, ``path`` itself included and
+    each inode once (as containerd's snapshot usage counts them)."""
     total = 0
-    for dirpath, _dirs, files in os.walk(path):
-        for name in files:
+    inodes: set[tuple[int, int]] = set()
+    for dirpath, dirs, files in os.walk(path):
+        top = os.lstat(dirpath)
+        inodes.add((top.st_dev, top.st_ino))
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(dirpath, d))]:
             st = os.lstat(os.path.join(dirpath, name))
+            inodes.add((st.st_dev, st.st_ino))
             if stat.S_ISREG(st.st_mode):
                 total += st.st_size
-    return total
+    return total, len(inodes)
 
 
 def recover(content: ContentStore, snapshots: Snapshots, metadata: Metadata) -> Recovered:

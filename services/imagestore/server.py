@@ -121,7 +121,8 @@ class ImagesServicer(images_pb2_grpc.ImagesServicer):
             images=[types_pb2.ImageUsage(id=i.id, repo_tags=i.repo_tags, size=i.size,
                                           shared_size=i.shared_size, containers=i.containers)
                     for i in du.images],
-            containers=[images_pb2.ContainerUsage(id=c.id, image_id=c.image_id, size=c.size)
+            containers=[images_pb2.ContainerUsage(id=c.id, image_id=c.image_id, size=c.size,
+                                                 inodes=c.inodes)
                         for c in du.containers],
             layers_size=du.layers_size, reclaimable_size=du.reclaimable_size,
             blobs_size=du.blobs_size)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from services.imagestore.content import ContentStore
 from services.imagestore.metadata import Metadata
-from services.imagestore.recover import tree_size
+from services.imagestore.recover import tree_usage
 from services.imagestore.snapshots import Snapshots
 
 
@@ -29,6 +29,7 @@ class ContainerUsage:
     id: str
     image_id: str
     size: int          # bytes written to its writable layer
+    inodes: int = 0    # inodes in its writable layer
 
 
 @dataclass
@@ -57,8 +58,8 @@ def usage(content: ContentStore, snapshots: Snapshots, metadata: Metadata) -> Us
         per_image[image_id] = per_image.get(image_id, 0) + 1
         container_chains.update(chains)
         upper = snapshots.container_dir(cid) / "upper"
-        out.containers.append(ContainerUsage(cid, image_id,
-                                             tree_size(upper) if upper.is_dir() else 0))
+        size, inodes = tree_usage(upper) if upper.is_dir() else (0, 0)
+        out.containers.append(ContainerUsage(cid, image_id, size, inodes))
     for rec in images:
         mine = set(rec.chain_ids)
         out.images.append(ImageUsage(

@@ -84,7 +84,10 @@ class ShimServicer(shim_pb2_grpc.ShimServicer):
 
     def State(self, request: shim_pb2.StateRequest,
               context: grpc.ServicerContext) -> shim_pb2.ContainerStatus:
-        return _status(self.shim.state(request.id), self.shim.networks.read(request.id))
+        out = _status(self.shim.state(request.id), self.shim.networks.read(request.id))
+        if request.runtime_spec:
+            out.runtime_spec = self.shim.runtime_spec(request.id)
+        return out
 
     def List(self, request: shim_pb2.ListRequest,
              context: grpc.ServicerContext) -> shim_pb2.ListResponse:

@@ -477,6 +477,14 @@ class Shim:
         cdir = self.existing(cid)
         return status.read(cdir, Meta.read(cdir) or Meta(), self.monitors.alive(cdir))
 
+    def runtime_spec(self, cid: str) -> str:
+        """The bundle's config.json as it stands (Update rewrites its limits)."""
+        cdir = self.existing(cid)
+        try:
+            return cdir.config.read_text()
+        except OSError as exc:
+            raise NotFound(f"container {cid}: no runtime spec ({exc.strerror})") from None
+
     def list(self) -> list[Status]:
         out = []
         for cdir in self.store.all():

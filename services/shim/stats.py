@@ -28,6 +28,11 @@ class Counters:
     net_rx: int = 0
     net_tx: int = 0
     online_cpus: int = 0
+    memory_cgroup_limit: int = 0  # the cgroup's own limit, 0 = none (CRI's availableBytes)
+    memory_rss: int = 0
+    memory_total: int = 0  # page cache included
+    page_faults: int = 0
+    major_page_faults: int = 0
 
 
 def _read(path: Path) -> str:
@@ -72,9 +77,13 @@ def read(cgroups_path: str, pid: int, root: Path = ROOT) -> Counters:
         d = root / rel
         c.cpu_usage_ns = _keyed(_read(d / "cpu.stat")).get("usage_usec", 0) * 1000
         stat = _keyed(_read(d / "memory.stat"))
-        c.memory_usage = max(0, _int(_read(d / "memory.current")) - stat.get("inactive_file", 0))
+        c.memory_total = _int(_read(d / "memory.current"))
+        c.memory_usage = max(0, c.memory_total - stat.get("inactive_file", 0))
         max_text = _read(d / "memory.max").strip()
-        c.memory_limit = int(max_text) if max_text.isdigit() else host_mem
+        c.memory_cgroup_limit = int(max_text) if max_text.isdigit() else 0
+        c.memory_limit = c.memory_cgroup_limit or host_mem
+        c.memory_rss = stat.get("anon", 0)
+        c.page_faults, c.major_page_faults = stat.get("pgfault", 0), stat.get("pgmajfault", 0)
         c.pids = _int(_read(d / "pids.current"))
         for line in _read(d / "io.stat").splitlines():
             io = dict(f.split("=", 1) for f in line.split()[1:] if "=" in f)
@@ -85,9 +94,15 @@ def read(cgroups_path: str, pid: int, root: Path = ROOT) -> Counters:
         mem = root / "memory" / rel
         stat = _keyed(_read(mem / "memory.stat"))
         usage = _int(_read(mem / "memory.usage_in_bytes"))
+        c.memory_total = usage
         c.memory_usage = max(0, usage - stat.get("total_inactive_file", 0))
         limit = _int(_read(mem / "memory.limit_in_bytes"))
         c.memory_limit = min(limit, host_mem) if limit and host_mem else limit or host_mem
+        # v1 shows "no limit" as a huge number (PAGE_COUNTER_MAX pages).
+        c.memory_cgroup_limit = limit if host_mem and 0 < limit < host_mem else 0
+        c.memory_rss = stat.get("total_rss", 0)
+        c.page_faults = stat.get("total_pgfault", 0)
+        c.major_page_faults = stat.get("total_pgmajfault", 0)
         c.pids = _int(_read(root / "pids" / rel / "pids.current"))
         for line in _read(root / "blkio" / rel / "blkio.throttle.io_service_bytes").splitlines():
             parts = line.split()

@@ -8,6 +8,7 @@ the busybox test image is the pod's infra image too (its `sleep` holds the pod's
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import time
@@ -574,6 +575,121 @@ def test_update_container_resources_changes_the_live_cgroup(cri: Cri, image: str
     code, _ = code_of(lambda: cri.rt.UpdateContainerResources(
         api_pb2.UpdateContainerResourcesRequest(container_id="0" * 64)))
     assert code == grpc.StatusCode.NOT_FOUND
+    cri.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sid))
+
+
+def _verbose_info(info: Any) -> dict[str, Any]:
+    """The document of a verbose ``info`` map, as crictl shows it under "info"."""
+    assert set(info) == {"info"}
+    doc: dict[str, Any] = json.loads(info["info"])
+    return doc
+
+
+def _cmdline(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+
+
+def test_verbose_status_as_crictl_inspect_shows_it(cri: Cri, image: str, tmp_path: Path,
+                                                    busybox_layout: Path) -> None:
+    sid, pod = run_pod(cri, "verbose", tmp_path)
+    cid = container(cri, sid, pod, "app", image, ["sleep", "1001"])
+    assert not cri.rt.ContainerStatus(api_pb2.ContainerStatusRequest(
+        container_id=cid)).info  # only when asked for
+    reply = cri.rt.ContainerStatus(api_pb2.ContainerStatusRequest(container_id=cid,
+                                                                  verbose=True))
+    info = _verbose_info(reply.info)
+    # `crictl inspect --template '{{.info.pid}}'`: the container's process on this host,
+    # in its pod's network namespace.
+    assert _cmdline(info["pid"]) == ["sleep", "1001"]
+    assert info["sandboxID"] == sid
+    assert info["config"]["metadata"]["name"] == "app"
+    assert info["runtimeSpec"]["process"]["args"] == ["sleep", "1001"]
+    pod_info = _verbose_info(cri.rt.PodSandboxStatus(api_pb2.PodSandboxStatusRequest(
+        pod_sandbox_id=sid, verbose=True)).info)
+    assert _cmdline(pod_info["pid"]) == ["sleep", "2147483647"]  # the infra process
+    assert os.readlink(f"/proc/{info['pid']}/ns/net") \
+        == os.readlink(f"/proc/{pod_info['pid']}/ns/net")
+    assert pod_info["processStatus"] == "running" and not pod_info["netNamespaceClosed"]
+    assert pod_info["config"]["metadata"]["name"] == "verbose"
+    assert pod_info["config"]["hostname"] == "verbose-host"
+    assert pod_info["runtimeSpec"]["hostname"] == "verbose-host"
+    cri.rt.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=sid))
+    stopped = _verbose_info(cri.rt.PodSandboxStatus(api_pb2.PodSandboxStatusRequest(
+        pod_sandbox_id=sid, verbose=True)).info)
+    assert stopped["processStatus"] == "stopped" and stopped["netNamespaceClosed"]
+    # `crictl inspecti`: the image's OCI config, as the registry served it.
+    index = json.loads((busybox_layout / "index.json").read_text())
+
+    def blob(digest: str) -> Any:
+        return json.loads((busybox_layout / "blobs" / "sha256"
+                           / digest.split(":", 1)[1]).read_bytes())
+    config = blob(blob(index["manifests"][0]["digest"])["config"]["digest"])
+    image_info = _verbose_info(cri.img.ImageStatus(api_pb2.ImageStatusRequest(
+        image=api_pb2.ImageSpec(image=image), verbose=True)).info)
+    assert image_info["imageSpec"] == config
+    assert image_info["chainID"].startswith("sha256:")
+    assert not cri.img.ImageStatus(api_pb2.ImageStatusRequest(
+        image=api_pb2.ImageSpec(image=image))).info
+    cri.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sid))
+
+
+def test_container_status_resources_follow_create_and_update(cri: Cri, image: str,
+                                                             tmp_path: Path) -> None:
+    sid, pod = run_pod(cri, "resources", tmp_path)
+    mib = 1024 * 1024
+    config = api_pb2.ContainerConfig(
+        metadata=api_pb2.ContainerMetadata(name="app"), image=api_pb2.ImageSpec(image=image),
+        command=["sleep", "1000"], linux=api_pb2.LinuxContainerConfig(
+            resources=api_pb2.LinuxContainerResources(
+                memory_limit_in_bytes=64 * mib, cpu_shares=256, cpu_period=100000,
+                cpu_quota=50000)))
+    cid = cri.rt.CreateContainer(api_pb2.CreateContainerRequest(
+        pod_sandbox_id=sid, config=config, sandbox_config=pod)).container_id
+    created = status(cri, cid).resources.linux
+    assert (created.memory_limit_in_bytes, created.cpu_shares, created.cpu_period,
+            created.cpu_quota) == (64 * mib, 256, 100000, 50000)
+    cri.rt.StartContainer(api_pb2.StartContainerRequest(container_id=cid))
+    cri.rt.UpdateContainerResources(api_pb2.UpdateContainerResourcesRequest(
+        container_id=cid, linux=api_pb2.LinuxContainerResources(
+            memory_limit_in_bytes=128 * mib, cpu_quota=20000, cpuset_cpus="0")))
+    updated = status(cri, cid).resources.linux
+    assert (updated.memory_limit_in_bytes, updated.cpu_shares, updated.cpu_period,
+            updated.cpu_quota, updated.cpuset_cpus) == (128 * mib, 256, 100000, 20000, "0")
+    cri.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sid))
+
+
+def test_stats_cpu_rate_and_memory_detail(cri: Cri, image: str, tmp_path: Path) -> None:
+    sid, pod = run_pod(cri, "rates", tmp_path)
+    mib = 1024 * 1024
+    config = api_pb2.ContainerConfig(
+        metadata=api_pb2.ContainerMetadata(name="busy"), image=api_pb2.ImageSpec(image=image),
+        command=["sh", "-c", "while :; do :; done"], linux=api_pb2.LinuxContainerConfig(
+            resources=api_pb2.LinuxContainerResources(memory_limit_in_bytes=64 * mib)))
+    cid = cri.rt.CreateContainer(api_pb2.CreateContainerRequest(
+        pod_sandbox_id=sid, config=config, sandbox_config=pod)).container_id
+    cri.rt.StartContainer(api_pb2.StartContainerRequest(container_id=cid))
+    # usageNanoCores is a rate between two samples: a busy loop uses a share of a core.
+    stats = until(lambda: cri.rt.ListContainerStats(api_pb2.ListContainerStatsRequest(
+        filter=api_pb2.ContainerStatsFilter(id=cid))).stats[0],
+        lambda s: s.cpu.usage_nano_cores.value > 0, "usageNanoCores of a busy container")
+    memory = stats.memory
+    assert memory.rss_bytes.value > 0 and memory.page_faults.value > 0
+    assert memory.HasField("major_page_faults")
+    assert memory.usage_bytes.value >= memory.working_set_bytes.value > 0
+    assert memory.available_bytes.value == 64 * mib - memory.working_set_bytes.value
+    pod_cpu = until(lambda: cri.rt.PodSandboxStats(api_pb2.PodSandboxStatsRequest(
+        pod_sandbox_id=sid)).stats.linux.cpu, lambda c: c.usage_nano_cores.value > 0,
+        "usageNanoCores of a pod with a busy container")
+    assert pod_cpu.usage_core_nano_seconds.value > 0
+    # The writable layer's inodes: a directory and two files more after writing them.
+
+    def inodes() -> int:
+        return cri.rt.ContainerStats(api_pb2.ContainerStatsRequest(
+            container_id=cid)).stats.writable_layer.inodes_used.value
+    before = inodes()
+    assert before >= 1  # the layer's top directory
+    exec_sync(cri, cid, "sh", "-c", "mkdir /made && touch /made/a /made/b")
+    assert inodes() == before + 3
     cri.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sid))
 
 

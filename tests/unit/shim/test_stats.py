@@ -31,3 +31,36 @@ def test_unlimited_container_shows_host_memory_as_limit(tmp_path: Path) -> None:
     counters = stats.read("/c1", 0, root=tmp_path)
     assert counters.memory_limit == stats._host_memory() > 0
     assert counters.memory_usage == 192512
+
+
+def test_memory_detail_for_cri_from_a_v2_cgroup(tmp_path: Path) -> None:
+    """rss, total usage, page faults and the cgroup's own limit (CRI's rssBytes,
+    usageBytes, pageFaults, availableBytes) from memory.stat and memory.max."""
+    (tmp_path / "cgroup.controllers").write_text("cpu memory pids\n")
+    d = tmp_path / "c1"
+    d.mkdir()
+    (d / "memory.current").write_text("5000\n")
+    (d / "memory.max").write_text("8192\n")
+    (d / "memory.stat").write_text("anon 3000\ninactive_file 1000\npgfault 77\n"
+                                   "pgmajfault 2\n")
+    counters = stats.read("/c1", 0, root=tmp_path)
+    assert (counters.memory_total, counters.memory_usage, counters.memory_rss) \
+        == (5000, 4000, 3000)
+    assert (counters.page_faults, counters.major_page_faults) == (77, 2)
+    assert counters.memory_cgroup_limit == counters.memory_limit == 8192
+    (d / "memory.max").write_text("max\n")
+    unlimited = stats.read("/c1", 0, root=tmp_path)
+    assert unlimited.memory_cgroup_limit == 0 and unlimited.memory_limit > 0
+
+
+def test_v1_without_a_limit_has_no_cgroup_limit(tmp_path: Path) -> None:
+    mem = tmp_path / "memory" / "c1"
+    mem.mkdir(parents=True)
+    (mem / "memory.limit_in_bytes").write_text(UNLIMITED_V1)
+    (mem / "memory.usage_in_bytes").write_text("4096\n")
+    (mem / "memory.stat").write_text("total_rss 2048\ntotal_pgfault 9\n"
+                                     "total_pgmajfault 1\n")
+    counters = stats.read("/c1", 0, root=tmp_path)
+    assert counters.memory_cgroup_limit == 0
+    assert (counters.memory_rss, counters.page_faults, counters.major_page_faults) \
+        == (2048, 9, 1)

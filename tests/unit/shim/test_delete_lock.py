@@ -7,14 +7,29 @@ test lets it go only once the kernel shows the shim's flock blocked behind it
 
 from __future__ import annotations
 
-import fcntl
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 from services.shim.store import ContainerDir
+
+# The holder is a fresh interpreter, not an os.fork of this one: gRPC's fork handlers in
+# the test process (other tests' channels) crashed such a child now and then (SIGSEGV).
+HOLDER = """
+import fcntl, os, sys
+lock, done, ready, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.pwrite(fd, str(os.getpid()).encode(), 0)
+os.write(ready, b"1")
+os.read(go, 1)  # EOF too: the test went away
+with open(done, "w") as f:
+    f.write("deleted")
+"""
 
 
 def _holder(cdir: ContainerDir, done: Path) -> tuple[int, int]:
@@ -22,24 +37,13 @@ def _holder(cdir: ContainerDir, done: Path) -> tuple[int, int]:
     arrives on the returned fd; it then writes ``done`` and exits, releasing the lock."""
     ready_r, ready_w = os.pipe()
     go_r, go_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(go_w)  # so that the test closing its end reads as EOF here
-            os.close(ready_r)
-            fd = os.open(cdir.delete_lock, os.O_RDWR | os.O_CREAT, 0o600)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            os.pwrite(fd, str(os.getpid()).encode(), 0)
-            os.write(ready_w, b"1")
-            os.read(go_r, 1)  # EOF too: the test went away
-            done.write_text("deleted")
-        finally:
-            os._exit(0)
+    proc = subprocess.Popen([sys.executable, "-S", "-c", HOLDER, str(cdir.delete_lock),
+                             str(done), str(ready_w), str(go_r)], pass_fds=(ready_w, go_r))
     os.close(ready_w)
     os.close(go_r)
     assert os.read(ready_r, 1) == b"1"
     os.close(ready_r)
-    return pid, go_w
+    return proc.pid, go_w
 
 
 def _flock_blocked_on(path: Path, timeout: float = 30) -> None:

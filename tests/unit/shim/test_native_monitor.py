@@ -2,14 +2,13 @@
 the log it writes is the one Python's LogWriter writes for the same output, byte for byte
 but the time; it records the exit status, runs the delete under the delete lock, rotates.
 
-Each test forks a stand-in monitor that becomes a subreaper, starts an "init" writing known
+Each test starts a stand-in monitor that becomes a subreaper, starts an "init" writing known
 bytes to its stdout/stderr pipes, and execs the native tail with them, as monitor.py does.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import fcntl
 import json
 import os
@@ -36,39 +35,53 @@ def _built() -> None:
     assert NATIVE.exists(), f"{NATIVE} is missing: run make setup (it builds it with gcc)"
 
 
+# The stand-in monitor runs in a fresh interpreter, not an os.fork of this one: gRPC's
+# fork handlers in the test process (other tests' channels) crashed such a child now and
+# then when the whole unit suite ran in one process.
+STAND_IN = """
+import ctypes, fcntl, json, os, struct, sys, termios, time
+p = json.load(open(sys.argv[1]))
+try:
+    ctypes.CDLL(None).prctl(SUBREAPER, 1, 0, 0, 0)
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    init = os.fork()
+    if init == 0:
+        os.close(out_r)
+        os.close(err_r)
+        for chunk in p["out"]:
+            os.write(out_w, bytes.fromhex(chunk))
+            while p["one_by_one"] and struct.unpack(
+                    "i", fcntl.ioctl(out_w, termios.FIONREAD, b"\\0\\0\\0\\0"))[0]:
+                time.sleep(0.001)  # until the tail has read this chunk
+        for chunk in p["err"]:
+            os.write(err_w, bytes.fromhex(chunk))
+        os._exit(p["code"])
+    os.close(out_w)
+    os.close(err_w)
+    os.set_inheritable(out_r, True)
+    os.set_inheritable(err_r, True)
+    os.execv(p["native"], [p["native"], "--dir", p["dir"], "--init-pid", str(init),
+                           "--stdout-fd", str(out_r), "--stderr-fd", str(err_r),
+                           "--cgroup", "/muelle-test-none", *p["extra"], "--", *p["delete"]])
+finally:
+    os._exit(99)
+""".replace("SUBREAPER", str(PR_SET_CHILD_SUBREAPER))
+
+
 def run_tail(cdir: Path, out: list[bytes], err: list[bytes], code: int = 0,
              extra: tuple[str, ...] = (), delete: tuple[str, ...] = ("true",),
              one_by_one: bool = False) -> dict:
-    """Fork a stand-in monitor that execs the tail; wait for it; return status.json."""
+    """Start a stand-in monitor that execs the tail; wait for it; return status.json."""
     cdir.mkdir(exist_ok=True)
-    pid = os.fork()
-    if pid == 0:  # the stand-in monitor: never returns
-        try:
-            ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-            out_r, out_w = os.pipe()
-            err_r, err_w = os.pipe()
-            init = os.fork()
-            if init == 0:
-                os.close(out_r)
-                os.close(err_r)
-                for chunk in out:
-                    os.write(out_w, chunk)
-                    while one_by_one and _unread(out_w):
-                        time.sleep(0.001)  # until the tail has read this chunk
-                for chunk in err:
-                    os.write(err_w, chunk)
-                os._exit(code)
-            os.close(out_w)
-            os.close(err_w)
-            os.set_inheritable(out_r, True)
-            os.set_inheritable(err_r, True)
-            os.execv(NATIVE, [str(NATIVE), "--dir", str(cdir), "--init-pid", str(init),
-                              "--stdout-fd", str(out_r), "--stderr-fd", str(err_r),
-                              "--cgroup", "/muelle-test-none", *extra, "--", *delete])
-        finally:
-            os._exit(99)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+    params = cdir.parent / f".{cdir.name}.stand-in.json"
+    params.write_text(json.dumps({
+        "out": [c.hex() for c in out], "err": [c.hex() for c in err], "code": code,
+        "extra": list(extra), "delete": list(delete), "one_by_one": one_by_one,
+        "native": str(NATIVE), "dir": str(cdir)}))
+    proc = subprocess.run([sys.executable, "-S", "-c", STAND_IN, str(params)], timeout=120,
+                          check=False)
+    assert proc.returncode == 0
     # The delete runs in a child that holds delete.lock: wait for it to let go.
     with open(cdir / "delete.lock", "rb+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

@@ -30,17 +30,7 @@ def base(image: str, dockerd: Dockerd) -> Iterator[str]:
     yield image
 
 
-def _last_error(text: str) -> str:
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return lines[-1] if lines else ""
-
-
-def _cases() -> list[object]:
-    return [pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=corpus.DIFFERS[name]))
-            if name in corpus.DIFFERS else name for name in corpus.names()]
-
-
-@pytest.mark.parametrize("case", _cases())
+@pytest.mark.parametrize("case", corpus.params())
 def test_corpus_build_matches_dockers_classic_builder(case: str, engine: Engine, base: str,
                                                       dockerd: Dockerd,
                                                       tmp_path: Path) -> None:
@@ -54,7 +44,7 @@ def test_corpus_build_matches_dockers_classic_builder(case: str, engine: Engine,
     try:
         if case in corpus.FAILS:
             assert theirs.returncode != 0 and ours.returncode != 0, ours.stdout
-            assert _last_error(ours.stderr) == _last_error(theirs.stderr)
+            assert corpus.last_error(ours.stderr) == corpus.last_error(theirs.stderr)
             return
         docker_out, our_out = oracle.completed(theirs), oracle.completed(ours)
         steps, docker_steps = oracle.step_lines(our_out), oracle.step_lines(docker_out)

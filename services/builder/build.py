@@ -475,11 +475,12 @@ class Builder:
             stage, f"CMD {_go_quoted(stage.config['Cmd'])}"))
 
     def _i_entrypoint(self, stage: Stage, ins: Instruction) -> Output:
-        stage.config["Entrypoint"] = self._command(stage, ins)
+        # ENTRYPOINT [] unsets it: Docker stores null, not an empty list.
+        stage.config["Entrypoint"] = self._command(stage, ins) or None
         if not stage.cmd_set:
             stage.config.pop("Cmd", None)  # an inherited CMD does not survive, as in Docker
         yield from self._commit_config(stage, self._nop(
-            stage, f"ENTRYPOINT {_go_quoted(stage.config['Entrypoint'])}"))
+            stage, f"ENTRYPOINT {_go_quoted(stage.config['Entrypoint'] or [])}"))
 
     def _i_shell(self, stage: Stage, ins: Instruction) -> Output:
         assert ins.exec_form is not None
@@ -722,7 +723,9 @@ class Builder:
             elif is_dir:
                 sources.append(Source(str(i), True))
             else:
-                sources.append(Source(f"{i}/{os.listdir(sub)[0]}", False))
+                # A symlink's target was read out: it is copied under the link's name.
+                sources.append(Source(f"{i}/{os.listdir(sub)[0]}", False,
+                                      posixpath.basename(path)))
         return scratch, sources, image_id
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import platform as stdplatform
 
+# The PATH of a Linux container whose image sets none (Docker's system.DefaultPathEnv).
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
 # uname machine -> (OCI architecture, variant)
 _MACHINE = {
     "x86_64": ("amd64", ""),

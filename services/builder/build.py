@@ -327,6 +327,7 @@ class Builder:
         elif plat and not _is_host(plat):
             raise ins.error(f"FROM scratch for {plat}: a platform other than the host's "
                             "needs a base image with that platform (not supported yet)")
+        cfgmod.default_path(stage.config)
         self.stages[index] = stage
         triggers = list(stage.config.pop("OnBuild", None) or [])
         if triggers:
@@ -394,8 +395,8 @@ class Builder:
 
     def _i_env(self, stage: Stage, ins: Instruction) -> Output:
         parts = []
+        env = self._env(stage)  # as Docker: not the values this same ENV sets
         for name, value in name_values(ins, self.df.escape):
-            env = self._env(stage)
             key, val = self.lex.word(name, env), self.lex.word(value, env)
             cfgmod.set_env(stage.config, key, val)
             parts.append(f"{key}={val}")
@@ -474,19 +475,21 @@ class Builder:
             stage, f"CMD {_go_quoted(stage.config['Cmd'])}"))
 
     def _i_entrypoint(self, stage: Stage, ins: Instruction) -> Output:
-        stage.config["Entrypoint"] = self._command(stage, ins)
+        # ENTRYPOINT [] unsets it: Docker stores null, not an empty list.
+        stage.config["Entrypoint"] = self._command(stage, ins) or None
         if not stage.cmd_set:
             stage.config.pop("Cmd", None)  # an inherited CMD does not survive, as in Docker
         yield from self._commit_config(stage, self._nop(
-            stage, f"ENTRYPOINT {_go_quoted(stage.config['Entrypoint'])}"))
+            stage, f"ENTRYPOINT {_go_quoted(stage.config['Entrypoint'] or [])}"))
 
     def _i_shell(self, stage: Stage, ins: Instruction) -> Output:
         assert ins.exec_form is not None
         if not ins.exec_form:
             raise ins.error("SHELL requires at least one argument")
         stage.config["Shell"] = list(ins.exec_form)
+        # Docker's history prints the list with Go's %v: [/bin/sh -c].
         yield from self._commit_config(stage, self._nop(
-            stage, f"SHELL {_go_quoted(ins.exec_form)}"))
+            stage, f"SHELL [{' '.join(ins.exec_form)}]"))
 
     def _i_onbuild(self, stage: Stage, ins: Instruction) -> Output:
         assert ins.sub is not None
@@ -643,7 +646,7 @@ class Builder:
                     elif s.rel in archives:
                         tar.add_archive(os.path.join(root, s.rel))
                     else:
-                        tar.add_file(root, s.rel, posixpath.basename(s.rel))
+                        tar.add_file(root, s.rel, s.basename)
                 digest = tar.close()
                 kind = ("dir" if len(sources) == 1 and sources[0].is_dir else
                         "file" if len(sources) == 1 else "multi")
@@ -656,7 +659,7 @@ class Builder:
                     tarf.seek(0)
                     return self.backend.add_files(
                         stage.image_id, stage.config, created_by, dest=dest,
-                        single_name=posixpath.basename(sources[0].rel) if single else "",
+                        single_name=sources[0].basename if single else "",
                         chown=chown, chmod=chmod, tar=tarf)
 
                 yield from self._cached_or(stage, created_by, f"{chown}\0{chmod}\0{extra}",
@@ -715,12 +718,14 @@ class Builder:
                 except NotFound:
                     raise NotFound(f"COPY failed: no source files were specified: {pattern} "
                                    f"matches nothing in --from={from_ref}") from None
-                sources.extend(Source(f"{i}/{s.rel}" if s.rel else str(i), s.is_dir)
+                sources.extend(Source(f"{i}/{s.rel}" if s.rel else str(i), s.is_dir, s.name)
                                for s in found)
             elif is_dir:
                 sources.append(Source(str(i), True))
             else:
-                sources.append(Source(f"{i}/{os.listdir(sub)[0]}", False))
+                # A symlink's target was read out: it is copied under the link's name.
+                sources.append(Source(f"{i}/{os.listdir(sub)[0]}", False,
+                                      posixpath.basename(path)))
         return scratch, sources, image_id
 
 

@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 from vocab.errors import InvalidArgument
+from vocab.platform import DEFAULT_PATH
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
@@ -33,6 +34,13 @@ def set_env(config: dict[str, Any], key: str, value: str) -> None:
     else:
         env.append(f"{key}={value}")
     config["Env"] = env
+
+
+def default_path(config: dict[str, Any]) -> None:
+    """A stage whose base sets no PATH gets the default one in its Env, as Docker's
+    builder does at every FROM (scratch included)."""
+    if "PATH" not in env_map(config):
+        config["Env"] = [*(config.get("Env") or []), f"PATH={DEFAULT_PATH}"]
 
 
 def shell(config: dict[str, Any]) -> list[str]:

@@ -97,6 +97,13 @@ def scoped(root: str, path: str, follow_last: bool = True) -> str:
 class Source:
     rel: str  # real path relative to the context (or source) root
     is_dir: bool
+    # The last name as the pattern matched it: a symlink's own name, not its target's
+    # (Docker copies a linked file's content under the link's name).
+    name: str = ""
+
+    @property
+    def basename(self) -> str:
+        return self.name or posixpath.basename(self.rel)
 
 
 def find_sources(root: str, pattern: str, what: str) -> list[Source]:
@@ -116,7 +123,8 @@ def find_sources(root: str, pattern: str, what: str) -> list[Source]:
         path = os.path.join(root, real)
         if not os.path.lexists(path):
             continue
-        out.append(Source(real, os.path.isdir(path) and not os.path.islink(path)))
+        out.append(Source(real, os.path.isdir(path) and not os.path.islink(path),
+                          posixpath.basename(r)))
     if not out:
         raise NotFound(f"{what} failed: file not found in build context or excluded by "
                        f".dockerignore: stat {pattern}: file does not exist")

@@ -254,7 +254,9 @@ def join_in_root(root: str, unsafe: str) -> str:
     securejoin's SecureJoin): what does not exist is appended as it is, so the answer is a
     path in the root even for a target still to be made. A string only: to act on it,
     use open_in_root, which holds the result against symlinks swapped in later."""
-    _, path = _walk(root, unsafe, lenient=True)
+    fd, path = _walk(root, unsafe, lenient=True)
+    if fd is not None:
+        os.close(fd)  # only the path is wanted (a leak of one fd per call, per mount)
     return path
 
 

@@ -258,3 +258,12 @@ def test_a_relative_swap_to_the_parent_of_the_root_stays_in(tmp_path: Path) -> N
     made = inroot.dir_in_root(str(layout.root), "/vol/pwned", make=True, on_step=swap)
     assert made == f"{layout.root}/host/pwned"
     assert layout.untouched()
+
+
+def test_join_in_root_leaves_no_fd_open(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(20):
+        inroot.join_in_root(str(tmp_path), "/etc/missing")
+        inroot.join_in_root(str(tmp_path), "/etc")
+    assert len(os.listdir("/proc/self/fd")) == before

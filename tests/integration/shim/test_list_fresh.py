@@ -38,7 +38,10 @@ def _running(shim: ShimProcess) -> tuple[str, pb.ContainerStatus]:
 def _monitor_gone(status: pb.ContainerStatus) -> None:
     """Until the container's monitor has exited (it records the exit first)."""
     pid = int((Path(status.bundle) / "monitor.pid").read_text())
-    fd = os.pidfd_open(pid)
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return  # gone already
     try:
         assert select.select([fd], [], [], PATIENCE)[0], "the monitor did not exit"
     finally:

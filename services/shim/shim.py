@@ -239,6 +239,7 @@ class Shim:
         usernsmod.unpin(str(cdir.userns))  # after the netns it owns is unpinned
         shutil.rmtree(cdir.path, ignore_errors=True)
         self.statuses.forget(cdir.id)
+        self.networks.forget(cdir.id)
         for kind in ("sock", "console"):  # left by a monitor that was killed
             with contextlib.suppress(OSError):
                 os.unlink(stdinmod.socket_path(str(self.cfg.run), cdir.id, kind))

@@ -91,8 +91,12 @@ def test_pause_resume_and_restart_by_policy(shim: ShimProcess) -> None:
 
 
 def test_stop_then_list(shim: ShimProcess) -> None:
-    cid, _ = _running(shim)
+    cid, listed = _running(shim)
+    assert [n.interface for n in listed.networks] == ["eth0"]  # the default bridge
     shim.stub.Stop(pb.StopRequest(id=cid, timeout=10))
-    assert _listed(shim, cid).status == "stopped"  # stop returned: no lag allowed
+    stopped = _listed(shim, cid)
+    assert stopped.status == "stopped"  # stop returned: no lag allowed
+    assert not stopped.networks  # given back at stop: network.json's copy was dropped
+    assert stopped == shim.stub.State(pb.StateRequest(id=cid))
     shim.stub.Delete(pb.DeleteRequest(id=cid))
     assert not [c for c in shim.stub.List(pb.ListRequest()).containers if c.id == cid]

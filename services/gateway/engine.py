@@ -829,7 +829,7 @@ class Engine:
         states = {s.id: s for s in self.shim.List(shim_pb2.ListRequest()).containers}
         now = time.time()
         out = []
-        for rec in reversed(self.records.all()):  # newest first, like docker ps
+        for rec in self.records.listed():  # newest first, like docker ps
             st = states.get(rec.id)
             state = _state_name(st.status) if st else "exited"
             if not all and state not in RUNNING:

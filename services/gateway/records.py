@@ -74,6 +74,18 @@ class Record:
     remove_volumes: bool = False  # ... with the container's anonymous volumes (3)
 
 
+@dataclass
+class Listed:
+    """What `ps` shows of a record: no create request to parse (Records.listed)."""
+
+    id: str
+    name: str
+    image: str
+    image_id: str
+    created: str
+    spec: shim_pb2.ContainerSpec
+
+
 def conflict(name: str, owner: str) -> AlreadyExists:
     """Docker's error for a name in use."""
     return AlreadyExists(
@@ -220,6 +232,21 @@ class Records:
                 f"SELECT {_COLUMNS} FROM containers {where} ORDER BY created, rowid"
             ).fetchall()
         return [_row(r) for r in rows]
+
+    def listed(self) -> list[Listed]:
+        """Every ready record as `ps` shows it, newest first: one query, the create
+        request (the larger blob) left unparsed."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, name, image, image_id, created, spec FROM containers "
+                "WHERE ready = 1 ORDER BY created DESC, rowid DESC").fetchall()
+        out = []
+        for row in rows:
+            spec = shim_pb2.ContainerSpec()
+            spec.ParseFromString(row[5])
+            out.append(Listed(id=row[0], name=row[1], image=row[2], image_id=row[3],
+                              created=row[4], spec=spec))
+        return out
 
     def using_image(self, image_id: str) -> list[Record]:
         with self._lock:

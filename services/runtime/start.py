@@ -32,8 +32,7 @@ def start(store: Store, cid: str) -> None:
         raise FailedPrecondition(f"cannot start container {cid}: already started") from None
     try:
         for _ in range(WAIT_TICKS):
-            readable, _w, _x = select.select([fd], [], [], 0.01)
-            if readable:
+            if _readable(fd, 0.01):
                 with contextlib.suppress(BlockingIOError):
                     byte = os.read(fd, 1)
                     if byte == b"E":  # a startContainer hook failed (init.py)
@@ -55,10 +54,18 @@ def start(store: Store, cid: str) -> None:
         _poststart(recorded, cid, state.pid, state.bundle)
 
 
+def _readable(fd: int, seconds: float) -> bool:
+    # poll, not select.select: called in the shim's process (the runtime's face), whose
+    # fds go past select's 1024 with ~1000 containers (one pidfd per monitor)
+    probe = select.poll()
+    probe.register(fd, select.POLLIN)
+    return bool(probe.poll(int(seconds * 1000)))
+
+
 def _await_exec(fd: int) -> None:
     """Until EOF: the init's execve closed its end (bounded: a stuck init must not hang us)."""
     for _ in range(EXEC_TICKS):
-        select.select([fd], [], [], 0.01)
+        _readable(fd, 0.01)
         try:
             if not os.read(fd, 64):
                 return
@@ -70,7 +77,7 @@ def _rest(fd: int) -> str:
     """What the init wrote after "E" (it wrote it all before exiting)."""
     chunks = []
     for _ in range(100):
-        select.select([fd], [], [], 0.05)
+        _readable(fd, 0.05)
         try:
             chunk = os.read(fd, 4096)
         except BlockingIOError:

@@ -31,7 +31,9 @@ class ConsoleSocket:
 
     def receive(self, timeout: float = 10.0) -> int:
         """The pty master the runtime sent; OSError if none came within ``timeout``."""
-        if not select.select([self.sock], [], [], timeout)[0]:
+        probe = select.poll()  # not select.select: the shim's fds go past 1024 (waitfd.py)
+        probe.register(self.sock, select.POLLIN)
+        if not probe.poll(max(0, int(timeout * 1000 + 0.999))):
             raise OSError("the runtime sent no terminal on the console socket")
         conn, _ = self.sock.accept()
         with conn:

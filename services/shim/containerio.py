@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import builtins
 import os
-import select
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
@@ -20,6 +19,7 @@ from services.shim.monitors import Monitors
 from services.shim.runtimes import Runtime
 from services.shim.status import Status
 from services.shim.store import ContainerDir
+from services.shim.waitfd import readable
 from vocab.errors import FailedPrecondition
 
 
@@ -53,7 +53,7 @@ class ContainerIO:
             if exit_fd < 0:
                 time.sleep(seconds)
             else:
-                select.select([exit_fd], [], [], seconds)
+                readable(exit_fd, seconds)
 
         try:
             yield from logs.follow_log(str(cdir.log), tail=tail, since=since, streams=streams,

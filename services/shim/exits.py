@@ -24,6 +24,9 @@ class ExitWatch:
         self._epoll = select.epoll()
         self._guard = threading.Lock()
         self._fds: dict[int, str] = {}
+        # cid -> the pidfd of its latest run's monitor, until it fires: what the status cache
+        # trusts (an older run's fd firing late must not count for the new run)
+        self._latest: dict[str, int] = {}
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="exit-watch", daemon=True)
         self._thread.start()
@@ -32,13 +35,27 @@ class ExitWatch:
         """Call on_exit(cid) once the process behind ``pidfd`` has exited; the fd is ours
         from now on. A negative fd (no monitor, no pidfd support) watches nothing."""
         if pidfd < 0:
+            with self._guard:
+                self._latest.pop(cid, None)  # this run is not watched
             return
         with self._guard:
             if self._closed.is_set():
                 os.close(pidfd)
                 return
             self._fds[pidfd] = cid
+            self._latest[cid] = pidfd
             self._epoll.register(pidfd, select.EPOLLIN)
+
+    def watching(self, cid: str) -> bool:
+        """Whether the monitor of cid's latest watched run still lives: its pidfd is
+        asked (one poll, no wait), so an exit this thread has not handled yet counts."""
+        with self._guard:  # the loop closes fds under it: this one stays open meanwhile
+            fd = self._latest.get(cid)
+            if fd is None:
+                return False
+            probe = select.poll()
+            probe.register(fd, select.POLLIN)
+            return not probe.poll(0)
 
     def _loop(self) -> None:
         while not self._closed.is_set():
@@ -54,6 +71,8 @@ class ExitWatch:
                     cid = self._fds.pop(fd, None)
                     if cid is None:
                         continue
+                    if self._latest.get(cid) == fd:
+                        del self._latest[cid]
                     with contextlib.suppress(OSError):
                         self._epoll.unregister(fd)
                     os.close(fd)
@@ -74,4 +93,5 @@ class ExitWatch:
                 with contextlib.suppress(OSError):
                     os.close(fd)
             self._fds.clear()
+            self._latest.clear()
             self._epoll.close()

@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import re
-import select
 import signal
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from services.shim.meta import Meta
 from services.shim.runtimes import Runtime
 from services.shim.spawner import Spawner
 from services.shim.store import ContainerDir, pid_alive
+from services.shim.waitfd import readable
 from vocab.errors import FailedPrecondition, no_space
 
 CREATE_TIMEOUT = 120.0
@@ -150,7 +150,7 @@ class Monitors:
                     time.sleep(POLL)
                     continue
                 left = WAKE if deadline is None else min(WAKE, deadline - now)
-                if select.select([exit_fd], [], [], left)[0]:
+                if readable(exit_fd, left):
                     os.close(exit_fd)
                     exit_fd = -1  # exited: the next check sees it (or polls if not yet)
             return False
@@ -173,7 +173,7 @@ class Monitors:
                 else:
                     os.kill(pid, signal.SIGKILL)
             if exit_fd >= 0:
-                select.select([exit_fd], [], [], KILL_PATIENCE)
+                readable(exit_fd, KILL_PATIENCE)
         finally:
             if exit_fd >= 0:
                 os.close(exit_fd)
@@ -187,8 +187,7 @@ def read_sync(fd: int, timeout: float) -> dict[str, Any]:
         left = deadline - time.monotonic()
         if left <= 0:
             return {"error": "timed out waiting for the runtime to create the container"}
-        ready, _, _ = select.select([fd], [], [], left)
-        if not ready:
+        if not readable(fd, left):
             continue
         chunk = os.read(fd, 65536)
         if not chunk:

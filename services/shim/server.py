@@ -92,7 +92,7 @@ class ShimServicer(shim_pb2_grpc.ShimServicer):
     def List(self, request: shim_pb2.ListRequest,
              context: grpc.ServicerContext) -> shim_pb2.ListResponse:
         return shim_pb2.ListResponse(
-            containers=[_status(s, self.shim.networks.read(s.id)) for s in self.shim.list()])
+            containers=[_status(s, self.shim.networks.peek(s.id)) for s in self.shim.list()])
 
     def Delete(self, request: shim_pb2.DeleteRequest,
                context: grpc.ServicerContext) -> shim_pb2.DeleteResponse:

@@ -52,6 +52,7 @@ from services.shim.network import Manager as NetworkManager
 from services.shim.network.manager import default_bridge
 from services.shim.runtimes import Runtime, Runtimes
 from services.shim.status import RuntimeInfo, Status
+from services.shim.statuscache import StatusCache
 from services.shim.store import ContainerDir, Store, read_json, write_json
 from services.shim.volumes import VolumeStore
 from vocab.errors import (
@@ -120,6 +121,7 @@ class Shim:
                                        pid_of=self._running_pid)
         # A run that ends by itself gives its network back at once, as Docker does.
         self.exits = ExitWatch(self.exited)
+        self.statuses = StatusCache(self.exits.watching)  # what list() need not re-read
 
     def close(self) -> None:
         """Stop the monitor fork server; containers and their monitors keep running.
@@ -197,6 +199,7 @@ class Shim:
                 meta.creating = False
                 meta.write(cdir)
                 self.exits.watch(cid, self.monitors.pidfd(cdir))
+                self.statuses.invalidate(cid)
             except BaseException as exc:
                 log.warning("create failed", error=str(exc))
                 volume_mounts.release(bundle.resolved.records, cid, self.volumes,
@@ -210,6 +213,7 @@ class Shim:
                  remove_volumes: bool = False, stopped: bool = False) -> None:
         """Undo everything create made: monitor, runtime state, mounts, volume refs, dir.
         ``stopped``: no process of the container is left (delete waited for that)."""
+        self.statuses.invalidate(cdir.id)
         self.monitors.kill(cdir)
         # Deleting the veth waits ~20-30 ms for RCU grace periods in the kernel: it runs
         # beside the runtime's delete and the unmounts; joined before the dir goes.
@@ -234,6 +238,8 @@ class Shim:
             unwiring.wait()
         usernsmod.unpin(str(cdir.userns))  # after the netns it owns is unpinned
         shutil.rmtree(cdir.path, ignore_errors=True)
+        self.statuses.forget(cdir.id)
+        self.networks.forget(cdir.id)
         for kind in ("sock", "console"):  # left by a monitor that was killed
             with contextlib.suppress(OSError):
                 os.unlink(stdinmod.socket_path(str(self.cfg.run), cdir.id, kind))
@@ -296,7 +302,10 @@ class Shim:
             return  # a first start clears a `stop` that never was: nothing to write
         for key, value in changes.items():
             setattr(meta, key, value)
-        meta.write(cdir)
+        try:
+            meta.write(cdir)
+        finally:
+            self.statuses.invalidate(cid)  # restart_count is in the status
 
     def _started_at(self, cid: str) -> float:
         stamp = (read_json(self.store.dir(cid).started) or {}).get("started_at", "")
@@ -306,6 +315,13 @@ class Shim:
             return 0.0
 
     def _start(self, cid: str) -> int:
+        try:
+            return self._start_run(cid)
+        finally:
+            # A new run (or a failed start's undo) is on disk: started.json, its monitor.
+            self.statuses.invalidate(cid)
+
+    def _start_run(self, cid: str) -> int:
         with self._lock(cid):
             cdir = self.existing(cid)
             current = self.state(cid)
@@ -362,8 +378,11 @@ class Shim:
             raise
         if current.status == "paused" and signum == signalmod.SIGKILL:
             # A frozen process dies only when thawed (docker kill of a paused container).
-            with contextlib.suppress(FailedPrecondition):
-                runtime.resume(cid)
+            try:
+                with contextlib.suppress(FailedPrecondition):
+                    runtime.resume(cid)
+            finally:
+                self.statuses.invalidate(cid)
         get_logger(container=cid[:12]).info("signalled", signal=signum)
 
     def pause(self, cid: str) -> None:
@@ -374,7 +393,10 @@ class Shim:
                 raise FailedPrecondition(f"container {cid} is already paused")
             if current.status != "running":
                 raise FailedPrecondition(f"container {cid} is not running")
-            self.runtime_of(cdir).pause(cid)
+            try:
+                self.runtime_of(cdir).pause(cid)
+            finally:
+                self.statuses.invalidate(cid)
         get_logger(container=cid[:12]).info("paused")
 
     def resume(self, cid: str) -> None:
@@ -382,7 +404,10 @@ class Shim:
             cdir = self.existing(cid)
             if self.state(cid).status != "paused":
                 raise FailedPrecondition(f"container {cid} is not paused")
-            self.runtime_of(cdir).resume(cid)
+            try:
+                self.runtime_of(cdir).resume(cid)
+            finally:
+                self.statuses.invalidate(cid)
         get_logger(container=cid[:12]).info("resumed")
 
     def update(self, cid: str, res: shim_pb2.Resources) -> shim_pb2.Resources:
@@ -474,8 +499,12 @@ class Shim:
         return out
 
     def state(self, cid: str) -> Status:
+        """Read afresh from the container's files (what every verb decides on)."""
         cdir = self.existing(cid)
-        return status.read(cdir, Meta.read(cdir) or Meta(), self.monitors.alive(cdir))
+        generation = self.statuses.generation(cid)  # taken before the files are read
+        current = status.read(cdir, Meta.read(cdir) or Meta(), self.monitors.alive(cdir))
+        self.statuses.put(cid, generation, current)
+        return current
 
     def runtime_spec(self, cid: str) -> str:
         """The bundle's config.json as it stands (Update rewrites its limits)."""
@@ -486,8 +515,14 @@ class Shim:
             raise NotFound(f"container {cid}: no runtime spec ({exc.strerror})") from None
 
     def list(self) -> list[Status]:
+        """Every container's status: the cached one where it is still true
+        (statuscache.py), else read afresh."""
         out = []
         for cdir in self.store.all():
+            cached = self.statuses.get(cdir)
+            if cached is not None:
+                out.append(cached)
+                continue
             with contextlib.suppress(NotFound):
                 out.append(self.state(cdir.id))
         return out
@@ -508,6 +543,7 @@ class Shim:
                 if current.status == "paused":
                     with contextlib.suppress(FailedPrecondition):
                         runtime.resume(cid)  # the SIGKILL lands when thawed
+                    self.statuses.invalidate(cid)
                 if not self._wait_stopped(cid, time.monotonic() + 30, lambda: False):
                     raise FailedPrecondition(f"container {cid} did not stop after SIGKILL")
                 current = self.state(cid)

@@ -253,8 +253,11 @@ class Store:
         return ContainerDir(self.root / check_id(cid))
 
     def all(self) -> list[ContainerDir]:
-        return [ContainerDir(p) for p in sorted(self.root.iterdir())
-                if p.is_dir() and ID_RE.match(p.name)]
+        # scandir's entry types: no stat per container (list() runs this per `ps`)
+        with os.scandir(self.root) as entries:
+            names = sorted(e.name for e in entries
+                           if e.is_dir(follow_symlinks=False) and ID_RE.match(e.name))
+        return [ContainerDir(self.root / name) for name in names]
 
 
 def pid_alive(pid: int) -> bool:

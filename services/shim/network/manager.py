@@ -15,6 +15,7 @@ import ipaddress
 import json
 import secrets
 import socket
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -89,6 +90,11 @@ class Manager:
         self.pid_of = pid_of  # a running container's init pid, 0 if none
         self.log = get_logger(component="network")
         self.retiring = Retiring(self.dir / "retiring")
+        # peek()'s copies of network.json; _writes counts _record calls, so a read that
+        # raced a write is not kept
+        self._peeked: dict[str, dict[str, Any]] = {}
+        self._peeked_guard = threading.Lock()
+        self._writes = 0
 
     # ---------------------------------------------------------------- networks
 
@@ -231,6 +237,32 @@ class Manager:
             return {}
         return data if isinstance(data, dict) else {}
 
+    def _record(self, cid: str, state: dict[str, Any]) -> None:
+        """Every write of network.json comes here (this manager is its one writer)."""
+        try:
+            _write_json(self._state_file(cid), state)
+        finally:
+            with self._peeked_guard:
+                self._peeked.pop(cid, None)
+                self._writes += 1
+
+    def peek(self, cid: str) -> dict[str, Any]:
+        """read() for callers that only look (the shim's List): the last one read, kept
+        until _record writes the file again or forget() drops it. Not to be changed."""
+        with self._peeked_guard:
+            state, writes = self._peeked.get(cid), self._writes
+        if state is None:
+            state = self.read(cid)
+            with self._peeked_guard:
+                if writes == self._writes:
+                    self._peeked[cid] = state
+        return state
+
+    def forget(self, cid: str) -> None:
+        """The container's dir is gone."""
+        with self._peeked_guard:
+            self._peeked.pop(cid, None)
+
     def prepare(self, cid: str, req: Request) -> Plan:
         """Check the request, record it, write the files; nothing is wired yet."""
         cdir = self.container_dir(cid)
@@ -248,7 +280,7 @@ class Manager:
             self.find(mode)  # NOT_FOUND for an unknown network, before anything is made
         state = {"mode": mode, "hostname": req.hostname, "aliases": req.aliases,
                  "ports": [p.to_dict() for p in checked], "endpoints": {}}
-        _write_json(cdir / "network.json", state)
+        self._record(cid, state)
         host_name = socket.gethostname() if mode == "host" else req.hostname
         (cdir / "hostname").write_text(host_name + "\n")
         resolv = files.host_resolv()
@@ -341,7 +373,7 @@ class Manager:
                         "aliases": list(dict.fromkeys([*state.get("aliases", []),
                                                        *(aliases or [])]))}
             state["endpoints"][net.name] = endpoint
-            _write_json(self._state_file(cid), state)  # recorded first: down() undoes it
+            self._record(cid, state)  # recorded first: down() undoes it
             self.retiring.settle(veth)  # the same container's last run may be deleting it
             links.add_veth(veth, net.bridge, path, ifname)
             links.configure_inner(path, ifname, ip, net.prefixlen,
@@ -349,7 +381,7 @@ class Manager:
             if primary and state.get("ports"):
                 chosen = ports.resolve([Port(**p) for p in state["ports"]])
                 state["published"] = [p.to_dict() for p in chosen]
-                _write_json(self._state_file(cid), state)
+                self._record(cid, state)
                 ports.publish(chosen, net.bridge, ip)
             self._refresh_hosts(net)
         get_logger(container=cid[:12]).info("network attached", network=net.name, ip=ip)
@@ -372,7 +404,7 @@ class Manager:
                 if net.subnet:
                     self._pool(net).release(cid)
             state.pop("published", None)
-            _write_json(self._state_file(cid), state)
+            self._record(cid, state)
         netns.remove(path)
 
     def _detach_locked(self, cid: str, state: dict[str, Any], name: str) -> None:
@@ -389,7 +421,7 @@ class Manager:
         if net is not None and net.subnet:
             self._pool(net).release(cid)
         del state["endpoints"][name]
-        _write_json(self._state_file(cid), state)
+        self._record(cid, state)
         if net is None:
             return
         # The default bridge stays up when idle (like docker0): deleting a netdev waits

@@ -115,3 +115,17 @@ def test_generated_names_and_ids() -> None:
         assert names.NAME_RE.match(name) and "_" in name
     cid = names.new_id()
     assert len(cid) == 64 and int(cid, 16) >= 0 and not cid[:12].isdigit()
+
+
+def test_listed_is_all_newest_first_without_the_request(records: Records) -> None:
+    """What `ps` reads: the ready records of all(), reversed (ties in created by
+    insertion), each with its spec."""
+    c = "abc3" + "3" * 60
+    records.insert(make(A, "web"))
+    records.insert(make(B, "db"))
+    records.insert(make(c, "half", ready=False))
+    listed = records.listed()
+    assert [(x.id, x.name, x.created) for x in listed] == \
+        [(r.id, r.name, r.created) for r in reversed(records.all())] == \
+        [(B, "db", "2024"), (A, "web", "2024")]
+    assert list(listed[0].spec.args) == ["sh"] and listed[0].image_id == "sha256:aa"

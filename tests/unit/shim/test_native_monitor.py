@@ -14,10 +14,8 @@ import json
 import os
 import random
 import re
-import struct
 import subprocess
 import sys
-import termios
 import time
 from pathlib import Path
 
@@ -86,11 +84,6 @@ def run_tail(cdir: Path, out: list[bytes], err: list[bytes], code: int = 0,
     with open(cdir / "delete.lock", "rb+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
     return json.loads((cdir / "status.json").read_text())
-
-
-def _unread(fd: int) -> int:
-    """Bytes in the pipe of ``fd`` that nobody has read yet."""
-    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]  # type: ignore[no-any-return]
 
 
 def python_log(tmp: Path, out: list[bytes], err: list[bytes], max_size: int = 0,

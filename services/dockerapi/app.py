@@ -13,6 +13,7 @@ from services.dockerapi.events import Events
 from services.dockerapi.execs import Execs
 from services.dockerapi.http import Request, Responder
 from services.dockerapi.images import Images
+from services.dockerapi.loads import import_image, load
 from services.dockerapi.networks import Networks
 from services.dockerapi.pull import pull, push
 from services.dockerapi.routes import Router
@@ -35,7 +36,13 @@ def build_router(gateway: Gateway) -> Router:
     events = Events(gateway)
 
     async def pull_image(req: Request, out: Responder) -> None:
-        await pull(gateway, req, out)
+        if req.arg("fromSrc"):  # one endpoint, two verbs: docker import
+            await import_image(gateway, req, out)
+        else:
+            await pull(gateway, req, out)
+
+    async def load_image(req: Request, out: Responder) -> None:
+        await load(gateway, req, out)
 
     async def push_image(req: Request, out: Responder) -> None:
         await push(gateway, req, out)
@@ -92,7 +99,7 @@ def build_router(gateway: Gateway) -> Router:
     r.add("POST", "/images/prune", images.prune)
     r.add("GET", "/images/get", archives.save)
     r.add("GET", "/images/search", not_yet)
-    r.add("POST", "/images/load", not_yet)
+    r.add("POST", "/images/load", load_image)
     r.add("GET", "/images/{name:path}/get", archives.save_one)
     r.add("POST", "/images/{name:path}/push", push_image)
     r.add("GET", "/images/{name:path}/json", images.inspect)

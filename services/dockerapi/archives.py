@@ -5,9 +5,8 @@ CopyFromContainer: the image store reads the container's layers, symlinks resolv
 inside its root).
 
 Archives come from the gateway as chunk streams and go out as chunked HTTP, one chunk in
-flight. Loading (``POST /images/load``) and ``PUT /containers/{id}/archive`` (docker cp
-into a container) are not here yet: both need request bodies streamed past the JSON size
-limit, and the second a safe way to write into a running container's root filesystem.
+flight. ``PUT /containers/{id}/archive`` (docker cp into a container) streams the other
+way (uploads.py); loading and importing images are in loads.py.
 """
 
 from __future__ import annotations
@@ -22,11 +21,10 @@ from muelle.types.v1 import types_pb2
 from services.dockerapi.engine import Gateway
 from services.dockerapi.errors import bad_request
 from services.dockerapi.http import Request, Responder
-from vocab.errors import MuelleError
+from services.dockerapi.uploads import send_body
 
 TAR = "application/x-tar"
 STAT_HEADER = "X-Docker-Container-Path-Stat"
-CHUNK = 1 << 20
 
 
 # Go's os.FileMode bits, which the docker CLI reads from X-Docker-Container-Path-Stat.
@@ -90,22 +88,22 @@ class Archives:
 
     async def put_path(self, req: Request, out: Responder) -> None:
         """``PUT /containers/{id}/archive?path=`` (docker cp into a container): the body,
-        a tar, extracted into that directory by the shim. Bodies are read whole, so up to
-        the API's body limit (8 MiB) for now."""
+        a tar of any size, passed on as it arrives and extracted into that directory by the
+        shim (engine.v1 CopyToContainer -> shim.v1 CopyTo)."""
         path = req.arg("path")
         if not path:
             raise bad_request("path is required")
         call = self.gateway.bidi("CopyToContainer")
-        await call.send(engine_pb2.CopyToContainerInput(start=engine_pb2.CopyToContainerStart(
-            container=req.params["id"], path=path, copy_uid_gid=req.flag("copyUIDGID"),
-            no_overwrite_dir_non_dir=req.flag("noOverwriteDirNonDir"))))
         try:
-            for i in range(0, len(req.body), CHUNK):
-                await call.send(engine_pb2.CopyToContainerInput(data=req.body[i:i + CHUNK]))
-            await call.done_writing()
-        except MuelleError:
-            pass  # the gateway ended the call early: its reply says why
-        await call.result()
+            await call.send(engine_pb2.CopyToContainerInput(
+                start=engine_pb2.CopyToContainerStart(
+                    container=req.params["id"], path=path, copy_uid_gid=req.flag("copyUIDGID"),
+                    no_overwrite_dir_non_dir=req.flag("noOverwriteDirNonDir"))))
+            await send_body(call, req,
+                                lambda data: engine_pb2.CopyToContainerInput(data=data))
+            await call.result()
+        finally:
+            call.cancel()  # after the reply a no-op; before it (the client left) an abort
         await out.body(200, b"", "text/plain; charset=utf-8")
 
     async def export(self, req: Request, out: Responder) -> None:

@@ -28,13 +28,13 @@ from typing import Any
 
 from muelle.engine.v1 import engine_pb2
 
-from services.dockerapi.engine import BidiStream, Gateway
+from services.dockerapi.engine import Gateway
 from services.dockerapi.errors import ApiError, bad_request
 from services.dockerapi.http import Request, Responder
 from services.dockerapi.pull import line
+from services.dockerapi.uploads import send_body
 from vocab.errors import MuelleError
 
-CHUNK = 1 << 20  # context bytes per gRPC message
 AUX_SINCE = (1, 30)  # API version from which dockerd sends the image ID as "aux"
 
 # Query parameters that ask for what the builder cannot do: their default values.
@@ -118,22 +118,6 @@ def _wants_aux(version: str) -> bool:
         return True
 
 
-async def _send_context(call: BidiStream, req: Request) -> None:
-    if req.body_stream is None:
-        for i in range(0, len(req.body), CHUNK):
-            await call.send(engine_pb2.BuildRequest(context=req.body[i:i + CHUNK]))
-    else:
-        pending = bytearray()
-        while data := await req.body_stream.read():
-            pending += data
-            if len(pending) >= CHUNK:
-                await call.send(engine_pb2.BuildRequest(context=bytes(pending)))
-                pending.clear()
-        if pending:
-            await call.send(engine_pb2.BuildRequest(context=bytes(pending)))
-    await call.done_writing()
-
-
 class _Relay:
     """Build events -> dockerd's JSON lines."""
 
@@ -189,7 +173,7 @@ async def build(gateway: Gateway, req: Request, out: Responder) -> None:
     call = gateway.bidi("Build")
     try:
         await call.send(engine_pb2.BuildRequest(options=options))
-        await _send_context(call, req)
+        await send_body(call, req, lambda data: engine_pb2.BuildRequest(context=data))
 
         async def events() -> None:
             try:

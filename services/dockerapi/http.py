@@ -33,9 +33,21 @@ MAX_BODY = 8 * 1024 * 1024  # every body a client sends today is a JSON document
 READ_SIZE = 65536
 DISCARD_LIMIT = 256 * 1024 * 1024  # of a refused body, read and dropped before closing
 DISCARD_TIMEOUT = 5.0
-# Requests whose body is not buffered but read by the handler (``Request.body_stream``): a
-# build context may be any size, and is passed on as it arrives.
-STREAMED_BODY = re.compile(r"^(/v\d+\.\d+)?/build$")
+# Requests whose body is not buffered but read by the handler (``Request.body_stream``,
+# services/dockerapi/uploads.py): tars that may be any size and are passed on as they
+# arrive: a build context, an image archive (docker load), a root filesystem (docker import:
+# ``images/create`` with ``fromSrc``), a tar for docker cp into a container.
+_STREAMED = (("POST", re.compile(r"^(/v\d+\.\d+)?/(build|images/load)$")),
+             ("POST", re.compile(r"^(/v\d+\.\d+)?/images/create$")),
+             ("PUT", re.compile(r"^(/v\d+\.\d+)?/containers/[^/]+/archive$")))
+
+
+def streamed_body(method: str, path: str, query: str) -> bool:
+    """Whether the handler reads this request's body as a stream (see _STREAMED)."""
+    for verb, pattern in _STREAMED:
+        if method == verb and pattern.match(path):
+            return "images/create" not in path or "fromSrc=" in query
+    return False
 API_VERSION = "1.41"
 SERVER = "muelle (linux)"
 # On every response, as dockerd does (COMPAT.md "Version negotiation").
@@ -52,7 +64,7 @@ class Request:
     body: bytes
     api_version: str = API_VERSION
     params: dict[str, str] = field(default_factory=dict)  # from the route
-    body_stream: BodyStream | None = None  # for STREAMED_BODY paths, instead of ``body``
+    body_stream: BodyStream | None = None  # for streamed_body() requests, instead of ``body``
 
     @property
     def upgrade(self) -> bool:
@@ -238,7 +250,8 @@ Handler = Callable[[Request, Responder], Awaitable[None]]
 
 
 async def _next_request(conn: h11.Connection, reader: asyncio.StreamReader
-                        ) -> tuple[h11.Request, bytes] | None:
+                        ) -> tuple[h11.Request, bytes | None] | None:
+    """The next request and its body; None for a body the handler reads as a stream."""
     head: h11.Request | None = None
     body = bytearray()
     while True:
@@ -254,8 +267,10 @@ async def _next_request(conn: h11.Connection, reader: asyncio.StreamReader
             return None
         if isinstance(event, h11.Request):
             head = event
-            if STREAMED_BODY.match(urlsplit(event.target.decode("latin-1")).path):
-                return head, b""
+            target = urlsplit(event.target.decode("latin-1"))
+            if streamed_body(event.method.decode("latin-1"), unquote(target.path),
+                             target.query):
+                return head, None
             length = dict(event.headers).get(b"content-length")
             if length is not None and length.isdigit() and int(length) > MAX_BODY:
                 raise ApiError(413, f"request body too large (more than {MAX_BODY} bytes)")
@@ -310,8 +325,9 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
                 return
             if got is None:
                 return
-            req = _request(*got)
-            if STREAMED_BODY.match(req.path):
+            head, body = got
+            req = _request(head, body or b"")
+            if body is None:
                 req.body_stream = BodyStream(conn, reader)
             out.head_request = req.method == "HEAD"
             log.debug("request", method=req.method, path=req.path)

@@ -27,8 +27,7 @@ BAR = 50
 
 def reference(from_image: str, tag: str) -> str:
     if not from_image:
-        raise bad_request("fromImage is required (import with fromSrc is not supported "
-                          "by muelle yet)")
+        raise bad_request("fromImage (a pull) or fromSrc (an import) is required")
     if not tag:
         return from_image
     return f"{from_image}@{tag}" if tag.startswith("sha256:") else f"{from_image}:{tag}"

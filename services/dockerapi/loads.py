@@ -1,0 +1,92 @@
+"""Images from tars the client sends: ``POST /images/load`` (docker load, docker-py
+``images.load``: an archive of ``docker save``, Docker's or OCI's layout) and ``POST
+/images/create?fromSrc=-`` (docker import: a root filesystem tar).
+
+The body goes to the gateway as it arrives (uploads.py; engine.v1 LoadImages and
+ImportImage, client streams). Both answer dockerd's way: status 200 and JSON lines, an
+error that comes after the body was accepted is in-band (``errorDetail``), which the docker
+CLI prints and exits 1 on, and docker-py raises as ImageLoadError/APIError. A client that
+hangs up mid-body cancels the call: the image store records nothing of a partial archive.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from muelle.types.v1 import types_pb2
+
+from services.dockerapi.engine import Gateway
+from services.dockerapi.errors import bad_request
+from services.dockerapi.http import Request, Responder
+from services.dockerapi.images import familiar
+from services.dockerapi.pull import line
+from services.dockerapi.uploads import send_body
+from vocab.errors import MuelleError
+
+
+async def _in_band(out: Responder, objects: list[dict[str, Any]]) -> None:
+    await out.start_stream(200, "application/json")
+    for obj in objects:
+        await out.write(line(obj))
+    await out.end()
+
+
+def _error(exc: MuelleError) -> dict[str, Any]:
+    return {"errorDetail": {"message": exc.message}, "error": exc.message}
+
+
+async def load(gateway: Gateway, req: Request, out: Responder) -> None:
+    """``docker load``: "Loaded image: NAME" per name (familiar form, as dockerd prints
+    them), "Loaded image ID: sha256:..." for an image the archive does not name."""
+    call = gateway.bidi("LoadImages")
+    try:
+        await send_body(call, req, lambda data: types_pb2.ArchiveChunk(data=data))
+        try:
+            reply: types_pb2.LoadImagesResponse = await call.result()
+        except MuelleError as exc:
+            await _in_band(out, [_error(exc)])
+            return
+    finally:
+        call.cancel()  # after the reply a no-op; before it (the client left) an abort
+    lines = []
+    for image in reply.images:
+        texts = ([f"Loaded image: {familiar(n)}" for n in image.names]
+                 or [f"Loaded image ID: {image.id}"])
+        lines += [{"stream": text + "\n"} for text in texts]
+    await _in_band(out, lines)
+
+
+def import_reference(req: Request) -> str:
+    """``repo`` and ``tag`` of an import as one reference ("" leaves it untagged)."""
+    repo, tag = req.arg("repo"), req.arg("tag")
+    if not repo:
+        if tag:
+            raise bad_request("tag given without repo")
+        return ""
+    return f"{repo}:{tag}" if tag else repo
+
+
+async def import_image(gateway: Gateway, req: Request, out: Responder) -> None:
+    """``docker import FILE|- [REPO[:TAG]]``: the image ID as a status line. Importing
+    from a URL is refused (no request of muelle's reaches other hosts for a client), and
+    so is ``--change`` (the image store makes an import's config itself; changes to it are
+    not in engine.v1 yet)."""
+    if req.arg("fromSrc") != "-":
+        raise bad_request("import from a URL is not supported by muelle: send the tar as "
+                          "the body (fromSrc=-)")
+    if [c for c in req.query.get("changes", []) if c]:
+        raise bad_request("import with changes (--change) is not supported by muelle yet")
+    reference = import_reference(req)
+    call = gateway.bidi("ImportImage")
+    try:
+        await call.send(types_pb2.ImportRequest(reference=reference,
+                                                message=req.arg("message")))
+        await send_body(call, req, lambda data: types_pb2.ImportRequest(data=data))
+        try:
+            reply: types_pb2.NewImage = await call.result()
+        except MuelleError as exc:
+            await _in_band(out, [_error(exc)])
+            return
+    finally:
+        call.cancel()
+    await _in_band(out, [{"status": reply.id}])

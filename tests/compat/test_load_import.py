@@ -1,0 +1,186 @@
+"""`docker load` and `docker import` against muelle's Docker API and a private dockerd:
+archives of Docker's `docker save` and muelle's both ways, the same output and exit codes,
+bodies larger than the API's JSON limit passed on as they arrive (also `docker cp` into a
+container), bad archives refused in-band with nothing stored, a client that hangs up
+mid-body leaves nothing behind."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import socket
+import subprocess
+import tarfile
+import uuid
+from pathlib import Path
+
+import docker as docker_py
+import pytest
+
+from tests.compat.conftest import DockerCli
+from tests.compat.test_http import request
+from tests.support.engine import Engine
+
+BIG = 12 * 1024 * 1024  # more than the 8 MiB a JSON body may have
+
+
+def _image_ids(engine: Engine) -> list[str]:
+    _, _, body = request(engine, "GET", "/images/json?all=1")
+    return sorted(image["Id"] for image in json.loads(body))
+
+
+def _tags(cli: DockerCli, ref: str, *names: str) -> None:
+    for name in names:
+        cli("tag", ref, name)
+
+
+def test_load_of_dockerds_save_prints_what_dockerd_prints(
+        muelle_cli: DockerCli, dockerd_cli: DockerCli, pulled: str, tmp_path: Path) -> None:
+    repo = f"ld-{uuid.uuid4().hex[:6]}"
+    names = (f"{repo}:one", f"{repo}:two")
+    _tags(dockerd_cli, pulled, *names)
+    archive = tmp_path / "saved.tar"
+    dockerd_cli("save", "-o", str(archive), *names)
+    dockerd_cli("rmi", *names)
+    on_dockerd = dockerd_cli("load", "-i", str(archive))
+    on_muelle = muelle_cli("load", "-i", str(archive))
+    try:
+        assert on_muelle.stdout == on_dockerd.stdout == (
+            f"Loaded image: {names[0]}\nLoaded image: {names[1]}\n")
+        assert muelle_cli("run", "--rm", names[1], "echo", "loaded").stdout == "loaded\n"
+        assert (muelle_cli("inspect", "-f", "{{.Id}}", names[0]).stdout
+                == dockerd_cli("inspect", "-f", "{{.Id}}", names[0]).stdout)
+    finally:
+        muelle_cli("rmi", *names, check=False)
+        dockerd_cli("rmi", *names, check=False)
+
+
+def test_dockerd_loads_what_muelle_saves_and_muelle_loads_it_back_from_stdin(
+        muelle_cli: DockerCli, dockerd_cli: DockerCli, pulled: str, tmp_path: Path) -> None:
+    name = f"ld-{uuid.uuid4().hex[:6]}:back"
+    _tags(muelle_cli, pulled, name)
+    archive = tmp_path / "muelle.tar"
+    muelle_cli("save", "-o", str(archive), name)
+    muelle_cli("rmi", name)
+    try:
+        assert dockerd_cli("load", "-i", str(archive)).stdout == f"Loaded image: {name}\n"
+        with archive.open("rb") as stdin:  # `docker load < file`: the body from stdin
+            proc = subprocess.run([muelle_cli.binary, "load"], env=muelle_cli.env,
+                                  stdin=stdin, capture_output=True, text=True, timeout=60)
+        assert (proc.returncode, proc.stdout) == (0, f"Loaded image: {name}\n")
+    finally:
+        muelle_cli("rmi", name, check=False)
+        dockerd_cli("rmi", name, check=False)
+
+
+def test_a_bad_archive_fails_as_on_dockerd_and_stores_nothing(
+        muelle_cli: DockerCli, dockerd_cli: DockerCli, docker_engine: Engine,
+        pulled: str) -> None:
+    before = _image_ids(docker_engine)
+    on_muelle = muelle_cli("load", input="this is not a tar\n", check=False)
+    on_dockerd = dockerd_cli("load", input="this is not a tar\n", check=False)
+    assert on_muelle.returncode == on_dockerd.returncode == 1
+    assert on_muelle.stdout == on_dockerd.stdout == ""
+    assert on_muelle.stderr.strip() and "Traceback" not in on_muelle.stderr
+    assert _image_ids(docker_engine) == before
+
+
+def _rootfs_tar(path: Path, big: bytes) -> None:
+    """busybox as /bin/busybox, /bin/sh and sha256sum links, and a large random file."""
+    with tarfile.open(path, "w") as tar:
+        info = tarfile.TarInfo("bin")
+        info.type, info.mode = tarfile.DIRTYPE, 0o755
+        tar.addfile(info)
+        tar.add("/bin/busybox", "bin/busybox")
+        for link in ("sh", "sha256sum", "cat"):
+            info = tarfile.TarInfo(f"bin/{link}")
+            info.type, info.linkname = tarfile.SYMTYPE, "busybox"
+            tar.addfile(info)
+        info = tarfile.TarInfo("big")
+        info.size, info.mode = len(big), 0o644
+        tar.addfile(info, io.BytesIO(big))
+
+
+def test_import_of_a_large_rootfs_then_cp_of_a_large_file(
+        muelle_cli: DockerCli, dockerd_cli: DockerCli, tmp_path: Path) -> None:
+    big = os.urandom(BIG)
+    digest = hashlib.sha256(big).hexdigest()
+    rootfs = tmp_path / "rootfs.tar"
+    _rootfs_tar(rootfs, big)
+    name = f"imp-{uuid.uuid4().hex[:6]}:big"
+    results = []
+    for cli in (muelle_cli, dockerd_cli):
+        with rootfs.open("rb") as stdin:
+            proc = subprocess.run([cli.binary, "import", "-m", "from a test", "-", name],
+                                  env=cli.env, stdin=stdin, capture_output=True, text=True,
+                                  timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.startswith("sha256:")
+        container = f"cp-{uuid.uuid4().hex[:6]}"
+        cli("run", "-d", "--name", container, name, "/bin/busybox", "sleep", "1000")
+        try:
+            cli("cp", str(tmp_path / "rootfs.tar"), f"{container}:/copied.tar")
+            results.append((
+                cli("exec", container, "sha256sum", "/big").stdout.split()[0],
+                cli("exec", container, "sha256sum", "/copied.tar").stdout.split()[0],
+                cli("history", "--format", "{{.CreatedBy}}|{{.Comment}}", name).stdout))
+        finally:
+            cli("rm", "-f", container)
+            cli("rmi", name)
+    tar_digest = hashlib.sha256(rootfs.read_bytes()).hexdigest()
+    assert results[0][:2] == (digest, tar_digest)
+    assert results[0] == results[1]
+
+
+@pytest.mark.parametrize(("query", "text"), [
+    ("fromSrc=http://127.0.0.1:9/rootfs.tar&repo=x", "import from a URL is not supported"),
+    ("fromSrc=-&repo=x&changes=CMD%20%5B%22sh%22%5D", "changes (--change) is not supported"),
+    ("fromSrc=-&tag=1", "tag given without repo"),
+])
+def test_imports_muelle_cannot_do_are_refused_by_name(docker_engine: Engine, query: str,
+                                                      text: str) -> None:
+    before = _image_ids(docker_engine)
+    status, _, body = request(docker_engine, "POST", f"/v1.41/images/create?{query}", b"")
+    assert status == 400
+    assert text in json.loads(body)["message"]
+    assert _image_ids(docker_engine) == before
+
+
+def test_docker_py_loads_and_sees_the_images(docker_engine: Engine, dockerd_cli: DockerCli,
+                                             pulled: str, tmp_path: Path) -> None:
+    name = f"ld-{uuid.uuid4().hex[:6]}:py"
+    _tags(dockerd_cli, pulled, name)
+    archive = tmp_path / "py.tar"
+    dockerd_cli("save", "-o", str(archive), name)
+    dockerd_cli("rmi", name)
+    client = docker_py.DockerClient(base_url=docker_engine.docker_host)
+    try:
+        images = client.images.load(archive.read_bytes())
+        assert [name in image.tags for image in images] == [True]
+        with pytest.raises(docker_py.errors.ImageLoadError):
+            client.images.load(b"not a tar")
+    finally:
+        client.images.remove(name)
+        client.close()
+
+
+def test_a_client_that_hangs_up_mid_archive_leaves_nothing(docker_engine: Engine,
+                                                           dockerd_cli: DockerCli,
+                                                           pulled: str, tmp_path: Path) -> None:
+    name = f"ld-{uuid.uuid4().hex[:6]}:cut"
+    _tags(dockerd_cli, pulled, name)
+    archive = tmp_path / "cut.tar"
+    dockerd_cli("save", "-o", str(archive), name)
+    dockerd_cli("rmi", name)
+    data = archive.read_bytes()
+    before = _image_ids(docker_engine)
+    for target in ("/v1.41/images/load?quiet=1", "/v1.41/images/create?fromSrc=-&repo=cut"):
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(docker_engine.docker_host.removeprefix("unix://"))
+            sock.sendall(f"POST {target} HTTP/1.1\r\nHost: d\r\nContent-Type: "
+                         f"application/x-tar\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+                         + data[:len(data) // 2])
+    assert request(docker_engine, "GET", "/_ping")[0] == 200
+    assert _image_ids(docker_engine) == before

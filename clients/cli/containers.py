@@ -61,6 +61,9 @@ def build_request(args: argparse.Namespace, environ: Any) -> Any:
         req.platform.variant = variant
     if args.stop_timeout is not None:
         req.stop_timeout = args.stop_timeout
+    health = _healthcheck(args)
+    if health is not None:
+        req.healthcheck.CopyFrom(health)
     if args.interactive:  # io: docker -i; attached run closes stdin at the client's EOF
         req.open_stdin = True
         req.stdin_once = not getattr(args, "detach", False)
@@ -77,6 +80,35 @@ def build_request(args: argparse.Namespace, environ: Any) -> Any:
         # docker: --entrypoint is one string, not split; "" resets the image's.
         req.entrypoint.values.append(args.entrypoint)
     return req
+
+
+_HEALTH_DURATIONS = (("interval", "interval_ns"), ("timeout", "timeout_ns"),
+                     ("start_period", "start_period_ns"),
+                     ("start_interval", "start_interval_ns"))
+
+
+def _healthcheck(args: argparse.Namespace) -> Any:
+    """The --health-* and --no-healthcheck options as docker's CLI reads them: None when
+    none is given (the image's check applies); a negative duration is refused here."""
+    from clients.sdk import lite
+
+    given = bool(args.health_cmd or args.health_retries) or any(
+        getattr(args, f"health_{name}") for name, _ in _HEALTH_DURATIONS)
+    if args.no_healthcheck:
+        if given:
+            raise UsageError("--no-healthcheck conflicts with --health-* options")
+        return lite.types.Healthcheck(test=["NONE"])
+    if not given:
+        return None
+    out = lite.types.Healthcheck(retries=args.health_retries)
+    if args.health_cmd:
+        out.test.extend(["CMD-SHELL", args.health_cmd])
+    for name, attr in _HEALTH_DURATIONS:
+        value = getattr(args, f"health_{name}")
+        if value < 0:
+            raise UsageError(f"--health-{name.replace('_', '-')} cannot be negative")
+        setattr(out, attr, value)
+    return out
 
 
 PULL_POLICIES = ("missing", "always", "never")

@@ -56,7 +56,7 @@ def container_json(d: Any) -> dict[str, Any]:
             "Status": st.status, "Running": st.running, "Paused": st.status == "paused",
             "Restarting": False, "OOMKilled": st.oom_killed, "Dead": False, "Pid": st.pid,
             "ExitCode": st.exit_code, "Error": st.error, "StartedAt": st.started_at,
-            "FinishedAt": st.finished_at,
+            "FinishedAt": st.finished_at, **_health(st),
         },
         "Image": d.image_id,
         "Name": "/" + d.name,
@@ -91,8 +91,30 @@ def container_json(d: Any) -> dict[str, Any]:
             "Cmd": _opt_list(d, "cmd"), "Entrypoint": _opt_list(d, "entrypoint"),
             "Image": d.image, "WorkingDir": d.working_dir, "Labels": dict(d.labels),
             "StopSignal": d.stop_signal, "StopTimeout": d.stop_timeout,
+            **_healthcheck(d),
         },
     }
+
+
+def _health(st: Any) -> dict[str, Any]:
+    """State.Health as docker's: absent until the container ran with a check."""
+    if not st.HasField("health"):
+        return {}
+    h = st.health
+    return {"Health": {"Status": h.status, "FailingStreak": h.failing_streak,
+                       "Log": [{"Start": r.start, "End": r.end, "ExitCode": r.exit_code,
+                                "Output": r.output} for r in h.log]}}
+
+
+def _healthcheck(d: Any) -> dict[str, Any]:
+    """Config.Healthcheck as docker's: durations in ns, zero fields left out."""
+    if not d.HasField("healthcheck"):
+        return {}
+    hc = d.healthcheck
+    fields = (("Test", list(hc.test)), ("Interval", hc.interval_ns),
+              ("Timeout", hc.timeout_ns), ("StartPeriod", hc.start_period_ns),
+              ("StartInterval", hc.start_interval_ns), ("Retries", hc.retries))
+    return {"Healthcheck": {key: value for key, value in fields if value}}
 
 
 def image_json(d: Any) -> dict[str, Any]:

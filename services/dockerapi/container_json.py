@@ -85,12 +85,30 @@ def _restart_policy(text: str) -> dict[str, Any]:
 
 
 def _state(s: engine_pb2.ContainerState) -> dict[str, Any]:
-    return {
+    out = {
         "Status": s.status, "Running": s.running, "Paused": s.status == "paused",
         "Restarting": s.status == "restarting", "OOMKilled": s.oom_killed, "Dead": False,
         "Pid": s.pid if s.running else 0, "ExitCode": s.exit_code, "Error": s.error,
         "StartedAt": s.started_at or ZERO_TIME, "FinishedAt": s.finished_at or ZERO_TIME,
     }
+    if s.HasField("health"):  # dockerd: absent until a start with a check to run
+        out["Health"] = health_json(s.health)
+    return out
+
+
+def health_json(h: types_pb2.Health) -> dict[str, Any]:
+    """State.Health: the status, the failing streak, the last probes."""
+    return {"Status": h.status, "FailingStreak": h.failing_streak,
+            "Log": [{"Start": r.start, "End": r.end, "ExitCode": r.exit_code,
+                     "Output": r.output} for r in h.log]}
+
+
+def healthcheck_json(hc: types_pb2.Healthcheck) -> dict[str, Any]:
+    """Config.Healthcheck, Docker's HealthConfig: each zero field left out (omitempty)."""
+    fields = (("Test", list(hc.test)), ("Interval", hc.interval_ns),
+              ("Timeout", hc.timeout_ns), ("StartPeriod", hc.start_period_ns),
+              ("StartInterval", hc.start_interval_ns), ("Retries", hc.retries))
+    return {key: value for key, value in fields if value}
 
 
 def _port_bindings(ports: list[types_pb2.NetworkPort]) -> dict[str, Any]:
@@ -151,6 +169,8 @@ def inspect(d: engine_pb2.ContainerDetail, exposed: list[str]) -> dict[str, Any]
             "WorkingDir": d.working_dir, "Entrypoint": entrypoint, "OnBuild": None,
             "Labels": dict(d.labels), "StopSignal": d.stop_signal,
             "StopTimeout": d.stop_timeout,
+            **({"Healthcheck": healthcheck_json(d.healthcheck)}
+               if d.HasField("healthcheck") else {}),
         },
         "NetworkSettings": {
             "Bridge": "", "SandboxID": "", "HairpinMode": False,

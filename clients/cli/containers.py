@@ -100,6 +100,8 @@ def _healthcheck(args: argparse.Namespace) -> Any:
         return lite.types.Healthcheck(test=["NONE"])
     if not given:
         return None
+    if args.health_retries < 0:
+        raise UsageError("--health-retries cannot be negative")
     out = lite.types.Healthcheck(retries=args.health_retries)
     if args.health_cmd:
         out.test.extend(["CMD-SHELL", args.health_cmd])

@@ -51,7 +51,7 @@ def _status(docker: DockerCli, name: str) -> str:
 
 
 def _sequence(docker: DockerCli, name: str, last: str,
-              poke: Callable[[], None] | None = None) -> list[str]:
+              poke: Callable[[], object] | None = None) -> list[str]:
     """The distinct health statuses inspect shows until ``last`` (``poke`` runs once
     after the first look: what makes the check pass)."""
     seen: list[str] = []

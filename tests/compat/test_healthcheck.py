@@ -12,6 +12,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -50,40 +51,52 @@ def _status(docker: DockerCli, name: str) -> str:
     return next(r.split("\t", 1)[1] for r in rows if r.split("\t", 1)[0] == name)
 
 
-def _sequence(docker: DockerCli, name: str, last: str,
-              poke: Callable[[], object] | None = None) -> list[str]:
-    """The distinct health statuses inspect shows until ``last`` (``poke`` runs once
-    after the first look: what makes the check pass)."""
-    seen: list[str] = []
+class _Watch:
+    """The distinct health statuses inspect shows of one container, oldest first."""
 
-    def look() -> bool:
-        health = _health(docker, name)
+    def __init__(self, docker: DockerCli, name: str) -> None:
+        self.docker, self.name, self.seen = docker, name, list[str]()
+
+    def look(self) -> str:
+        health = _health(self.docker, self.name)
         status = health["Status"] if health else "none"
-        if not seen or seen[-1] != status:
-            seen.append(status)
-        return status == last
+        if not self.seen or self.seen[-1] != status:
+            self.seen.append(status)
+        return status
 
-    look()
-    if poke is not None:
-        poke()
-    _until(look, f"{name} {last} (saw {seen})")
-    return seen
+    def until(self, last: str) -> list[str]:
+        _until(lambda: self.look() == last, f"{self.name} {last} (saw {self.seen})")
+        return self.seen
 
 
 def _life(docker: DockerCli, image: str, hc_image: str, tag: str) -> dict[str, Any]:
-    """One engine's answers, times and IDs left out."""
+    """One engine's answers, times and IDs left out. The containers start one after the
+    other, each looked at once at once (its first status), then waited for together."""
     ready, failing, off = f"hc-ready-{tag}", f"hc-fail-{tag}", f"hc-off-{tag}"
     seen: dict[str, Any] = {}
     since = str(time.time() - 1)
+
+    def run(name: str, *args: str) -> _Watch:
+        docker("run", "-d", "--name", name, *args, "sleep", "300")
+        watch = _Watch(docker, name)
+        watch.look()
+        return watch
+
     try:
         # Fails until /tmp/ready exists; in a long start period those failures do not count.
-        docker("run", "-d", "--name", ready, "--health-cmd", "test -f /tmp/ready",
-               "--health-interval", "1s", "--health-timeout", "5s", "--health-retries", "2",
-               "--health-start-period", "5m", image, "sleep", "300")
+        on_ready = run(ready, "--health-cmd", "test -f /tmp/ready", "--health-interval", "1s",
+                       "--health-timeout", "5s", "--health-retries", "2",
+                       "--health-start-period", "5m", image)
+        on_failing = run(failing, "--health-cmd", "echo nope; exit 3", "--health-interval",
+                         "1s", "--health-retries", "2", image)
+        # The image's HEALTHCHECK applies; --no-healthcheck turns it off.
+        on_image = run(off + "-img", hc_image)
+        run(off, "--no-healthcheck", hc_image)
+
         seen["config"] = _inspect(docker, ready)["Config"]["Healthcheck"]
         seen["ps starting"] = _status(docker, ready).endswith("(health: starting)")
-        seen["ready"] = _sequence(docker, ready, "healthy", lambda: docker(
-            "exec", ready, "touch", "/tmp/ready"))
+        docker("exec", ready, "touch", "/tmp/ready")
+        seen["ready"] = on_ready.until("healthy")
         health = _health(docker, ready)
         assert health is not None
         seen["ready streak"] = health["FailingStreak"]
@@ -92,9 +105,7 @@ def _life(docker: DockerCli, image: str, hc_image: str, tag: str) -> dict[str, A
         seen["filter"] = ready in docker("ps", "--filter", "health=healthy", "--format",
                                          "{{.Names}}").stdout.split()
 
-        docker("run", "-d", "--name", failing, "--health-cmd", "echo nope; exit 3",
-               "--health-interval", "1s", "--health-retries", "2", image, "sleep", "300")
-        seen["failing"] = _sequence(docker, failing, "unhealthy")
+        seen["failing"] = on_failing.until("unhealthy")
         health = _health(docker, failing)
         assert health is not None
         seen["failing streak>=2"] = health["FailingStreak"] >= 2
@@ -102,15 +113,12 @@ def _life(docker: DockerCli, image: str, hc_image: str, tag: str) -> dict[str, A
         seen["log size<=5"] = len(health["Log"]) <= 5
         seen["ps unhealthy"] = _status(docker, failing).endswith("(unhealthy)")
 
-        # The image's HEALTHCHECK applies; --no-healthcheck turns it off.
-        docker("run", "-d", "--name", off, "--no-healthcheck", hc_image, "sleep", "300")
         seen["off config"] = _inspect(docker, off)["Config"].get("Healthcheck")
         seen["off health"] = _health(docker, off)
         seen["off ps"] = _status(docker, off).startswith("Up") and "health" not in _status(
             docker, off)
-        docker("run", "-d", "--name", off + "-img", hc_image, "sleep", "300")
         seen["image config"] = _inspect(docker, off + "-img")["Config"]["Healthcheck"]
-        seen["image"] = _sequence(docker, off + "-img", "healthy")
+        seen["image"] = on_image.until("healthy")
 
         until = str(time.time() + 1)
         events = docker("events", "--since", since, "--until", until, "--filter",
@@ -140,8 +148,10 @@ def hc_images(muelle_cli: DockerCli, dockerd_cli: DockerCli, pulled: str,
 def test_health_checks_match_dockerd(muelle_cli: DockerCli, dockerd_cli: DockerCli,
                                      pulled: str, hc_images: str) -> None:
     tag = uuid.uuid4().hex[:6]
-    on_muelle = _life(muelle_cli, pulled, hc_images, tag)
-    on_dockerd = _life(dockerd_cli, pulled, hc_images, tag)
+    with ThreadPoolExecutor(2) as pool:  # both engines at once: the waits overlap
+        muelle_side = pool.submit(_life, muelle_cli, pulled, hc_images, tag)
+        dockerd_side = pool.submit(_life, dockerd_cli, pulled, hc_images, tag)
+        on_muelle, on_dockerd = muelle_side.result(), dockerd_side.result()
     assert on_muelle == on_dockerd
     assert on_muelle["config"] == {"Test": ["CMD-SHELL", "test -f /tmp/ready"],
                                    "Interval": 1_000_000_000, "Timeout": 5_000_000_000,
@@ -189,7 +199,7 @@ version: "2.4"
 services:
   db:
     image: ${IMG}
-    command: ["sh", "-c", "sleep 2; touch /tmp/up; exec sleep 1000"]
+    command: ["sh", "-c", "sleep 1; touch /tmp/up; exec sleep 1000"]
     healthcheck:
       test: ["CMD-SHELL", "test -f /tmp/up"]
       interval: 1s
@@ -228,7 +238,7 @@ def test_compose_waits_for_service_healthy(docker_engine: Engine, pulled: str,
             text=True, check=True, timeout=60).stdout)[0]
         assert db["State"]["Health"]["Status"] == "healthy"
     finally:
-        subprocess.run([COMPOSE, "-p", project, "down", "-v"], cwd=tmp_path, env=env,
+        subprocess.run([COMPOSE, "-p", project, "down", "-v", "-t", "0"], cwd=tmp_path, env=env,
                        capture_output=True, timeout=180)
 
 

@@ -98,23 +98,17 @@ def container_json(d: Any) -> dict[str, Any]:
 
 def _health(st: Any) -> dict[str, Any]:
     """State.Health as docker's: absent until the container ran with a check."""
-    if not st.HasField("health"):
-        return {}
-    h = st.health
-    return {"Health": {"Status": h.status, "FailingStreak": h.failing_streak,
-                       "Log": [{"Start": r.start, "End": r.end, "ExitCode": r.exit_code,
-                                "Output": r.output} for r in h.log]}}
+    from vocab.healthjson import health_json
+
+    return {"Health": health_json(st.health)} if st.HasField("health") else {}
 
 
 def _healthcheck(d: Any) -> dict[str, Any]:
     """Config.Healthcheck as docker's: durations in ns, zero fields left out."""
-    if not d.HasField("healthcheck"):
-        return {}
-    hc = d.healthcheck
-    fields = (("Test", list(hc.test)), ("Interval", hc.interval_ns),
-              ("Timeout", hc.timeout_ns), ("StartPeriod", hc.start_period_ns),
-              ("StartInterval", hc.start_interval_ns), ("Retries", hc.retries))
-    return {"Healthcheck": {key: value for key, value in fields if value}}
+    from vocab.healthjson import healthcheck_json
+
+    return {"Healthcheck": healthcheck_json(d.healthcheck)} if d.HasField("healthcheck") \
+        else {}
 
 
 def image_json(d: Any) -> dict[str, Any]:
@@ -130,6 +124,7 @@ def image_json(d: Any) -> dict[str, Any]:
         "Entrypoint": _opt_list(c, "entrypoint"), "OnBuild": None,
         "Labels": dict(c.labels) or None, **({"StopSignal": c.stop_signal}
                                              if c.stop_signal else {}),
+        **_healthcheck(c),
     }
     out: dict[str, Any] = {
         "Id": s.id, "RepoTags": list(s.repo_tags), "RepoDigests": list(s.repo_digests),

@@ -13,6 +13,7 @@ from typing import Any
 from muelle.engine.v1 import engine_pb2
 from muelle.types.v1 import types_pb2
 
+from vocab.healthjson import health_json, healthcheck_json
 from vocab.timefmt import parse_ns
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -94,21 +95,6 @@ def _state(s: engine_pb2.ContainerState) -> dict[str, Any]:
     if s.HasField("health"):  # dockerd: absent until a start with a check to run
         out["Health"] = health_json(s.health)
     return out
-
-
-def health_json(h: types_pb2.Health) -> dict[str, Any]:
-    """State.Health: the status, the failing streak, the last probes."""
-    return {"Status": h.status, "FailingStreak": h.failing_streak,
-            "Log": [{"Start": r.start, "End": r.end, "ExitCode": r.exit_code,
-                     "Output": r.output} for r in h.log]}
-
-
-def healthcheck_json(hc: types_pb2.Healthcheck) -> dict[str, Any]:
-    """Config.Healthcheck, Docker's HealthConfig: each zero field left out (omitempty)."""
-    fields = (("Test", list(hc.test)), ("Interval", hc.interval_ns),
-              ("Timeout", hc.timeout_ns), ("StartPeriod", hc.start_period_ns),
-              ("StartInterval", hc.start_interval_ns), ("Retries", hc.retries))
-    return {key: value for key, value in fields if value}
 
 
 def _port_bindings(ports: list[types_pb2.NetworkPort]) -> dict[str, Any]:

@@ -252,8 +252,10 @@ class Engine:
         rec = self.records.lookup(req.container)
         build.refuse_userns(rec, "commit")  # before a pause that would be for nothing
         state = self._shim_state(rec.id)
+        kept = self.health.store.get(rec.id)
+        health = kept.config if kept is not None else None  # the image gets it, as dockerd's
         if req.no_pause or state is None or state.status != "running":
-            return build.commit_container(self.images, rec, req)
+            return build.commit_container(self.images, rec, req, health)
         # Docker's default: frozen while the image store reads its writable layer, so the
         # layer is one moment's (a file being written is not caught half-way). Recorded
         # first: a gateway killed meanwhile resumes it when it starts again.
@@ -263,8 +265,9 @@ class Engine:
         except BaseException:
             self.records.release_pause(rec.id)
             raise
+        self.health.halted(rec.id)
         try:
-            return build.commit_container(self.images, rec, req)
+            return build.commit_container(self.images, rec, req, health)
         finally:
             if not self._resume_after_commit(rec.id):
                 self._until_done(f"resume-{rec.id[:12]}",
@@ -605,6 +608,7 @@ class Engine:
             id=rec.id, signal=rec.stop_signal,
             timeout=rec.stop_timeout if timeout is None else timeout))
         self.exits.exited(rec.id, status.exit_code)
+        self.health.halted(rec.id)
         get_logger(container=rec.id[:12]).info("stopped")
 
     def pause(self, ref: str) -> None:
@@ -615,6 +619,7 @@ class Engine:
         if state is None or state.status != "running":
             raise FailedPrecondition(f"Container {rec.id} is not running")
         self.shim.Pause(shim_pb2.PauseRequest(id=rec.id))
+        self.health.halted(rec.id)
 
     def unpause(self, ref: str) -> None:
         rec = self.records.lookup(ref)

@@ -87,15 +87,28 @@ class HealthMonitor:
         if wake is not None:
             wake.set()
 
+    def halted(self, cid: str) -> None:
+        """The container stopped or was paused: no probe runs, and dockerd then calls it
+        unhealthy ("for compatibility reasons", container/health.go), with no event; a
+        success after an unpause makes it healthy again, with one."""
+        kept = self.store.get(cid)
+        if kept is not None and kept.health is not None and kept.health.status != hc.UNHEALTHY:
+            kept.health.status = hc.UNHEALTHY
+            self.store.save(cid, kept.run, kept.health, durable=True)
+
     def view(self, cid: str, status: str, started_at: str) -> types_pb2.Health | None:
         """The health inspect and ps show, given the shim's status and start time: None
         without a check to run or before the first start with it."""
         kept = self.store.get(cid)
-        if kept is None or hc.probe_argv(kept.config) is None:
+        if kept is None or hc.probe_argv(kept.config) is None or kept.health is None \
+                and status not in LIVE:
             return None
         if status in LIVE and started_at and kept.run != started_at:
             return hc.fresh(kept.health)  # a run the monitor has not seen yet
-        return kept.health
+        health = kept.health or hc.fresh()
+        if status != "running":
+            health.status = hc.UNHEALTHY  # not probed now (see halted)
+        return health
 
     # ------------------------------------------------------------------ the thread
 
@@ -134,6 +147,7 @@ class HealthMonitor:
             if st is None:
                 return
             if st.status not in LIVE or not st.started_at:
+                self.halted(cid)
                 if not self.may_restart(cid):
                     return
                 wake.wait(STOPPED_POLL)
@@ -154,6 +168,7 @@ class HealthMonitor:
                     wake.clear()
                 continue  # look again: it may have stopped, restarted or gone meanwhile
             if st.status == "paused":  # dockerd probes no paused container
+                self.halted(cid)
                 due = time.time() + timing.interval
                 continue
             result = self._probe(cid, argv, kept.config)
@@ -171,8 +186,8 @@ class HealthMonitor:
             st = self._state(cid)
         except MuelleError:
             return  # the probe's run cannot be told: dropped
-        if st is None or st.status not in LIVE or st.started_at != run:
-            return  # stopped or restarted while probing: dockerd drops the result too
+        if st is None or st.status != "running" or st.started_at != run:
+            return  # stopped, paused or restarted meanwhile: dockerd drops the result too
         kept = self.store.get(cid)
         if kept is None or kept.run != run or kept.health is None:
             return

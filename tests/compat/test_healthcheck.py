@@ -120,6 +120,16 @@ def _life(docker: DockerCli, image: str, hc_image: str, tag: str) -> dict[str, A
         seen["image config"] = _inspect(docker, off + "-img")["Config"]["Healthcheck"]
         seen["image"] = on_image.until("healthy")
 
+        # A commit keeps the container's check in the image (as dockerd's).
+        docker("commit", ready, f"hc-commit-{tag}:1")
+        seen["commit"] = json.loads(docker("image", "inspect", "-f",
+                                           "{{json .Config.Healthcheck}}",
+                                           f"hc-commit-{tag}:1").stdout)
+        docker("rmi", f"hc-commit-{tag}:1")
+        # The commit paused it: unhealthy (dockerd's, with no event) until the next probe
+        # after the unpause makes it healthy again (an event).
+        seen["after commit"] = _Watch(docker, ready).until("healthy")
+
         until = str(time.time() + 1)
         events = docker("events", "--since", since, "--until", until, "--filter",
                         "event=health_status", "--format",
@@ -162,11 +172,12 @@ def test_health_checks_match_dockerd(muelle_cli: DockerCli, dockerd_cli: DockerC
     assert on_muelle["failing last"] == (3, "nope\n")
     assert on_muelle["off health"] is None
     assert on_muelle["off config"]["Test"] == ["NONE"]
+    assert on_muelle["commit"] == on_muelle["config"]
     assert on_muelle["image config"] == {"Test": ["CMD", "true"], "Interval": 1_000_000_000,
                                          "Timeout": 3_000_000_000, "Retries": 2}
     assert on_muelle["events"] == sorted([
         "health_status: healthy hc-ready-TAG", "health_status: unhealthy hc-fail-TAG",
-        "health_status: healthy hc-off-TAG-img"])
+        "health_status: healthy hc-off-TAG-img", "health_status: healthy hc-ready-TAG"])
 
 
 def test_bad_values_are_refused_like_dockerd(muelle_cli: DockerCli, dockerd_cli: DockerCli,

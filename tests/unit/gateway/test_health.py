@@ -320,7 +320,9 @@ def test_a_restart_is_starting_again_and_a_stop_ends_probing(engine: Engine,
     eventually(lambda: (h := _health(engine, cid)) and h.status == hc.HEALTHY)
     engine.stop(cid)
     stopped = _health(engine, cid)
-    assert stopped is not None and stopped.status == hc.HEALTHY  # kept, as dockerd
+    # kept, but unhealthy once no probe runs, as dockerd's (no event for that)
+    assert stopped is not None and stopped.status == hc.UNHEALTHY
+    assert stopped.log[-1].exit_code == 0
     shim.probe = lambda argv: (1, b"")
     time.sleep(0.01)  # a later start time than the run before (RFC 3339 ns)
     engine.start(cid)
@@ -328,11 +330,27 @@ def test_a_restart_is_starting_again_and_a_stop_ends_probing(engine: Engine,
     assert again is not None and again.status == hc.STARTING
     assert again.failing_streak == 0
     eventually(lambda: (h := _health(engine, cid)) and h.status == hc.UNHEALTHY)
+    assert _events(engine) == ["health_status: healthy", "health_status: unhealthy"]
     shim.exit(cid, 0)
     count = eventually(lambda: (n := len(shim.probes)) and engine.health._wakes.get(  # noqa: SLF001
         cid) is None and n)
     time.sleep(0.1)  # several intervals: no probe of a stopped container
     assert len(shim.probes) == count
+
+
+def test_a_pause_makes_it_unhealthy_until_a_probe_after_the_unpause(
+        engine: Engine, shim: ProbedShim) -> None:
+    cid = _create(engine, _hc("CMD", "x", **FAST))
+    engine.start(cid)
+    eventually(lambda: (h := _health(engine, cid)) and h.status == hc.HEALTHY)
+    shim.containers[cid]["status"] = "paused"  # the fake shim's Pause
+    engine.health.halted(cid)  # what engine.pause does after the shim's
+    count = len(shim.probes)
+    assert _health(engine, cid).status == hc.UNHEALTHY  # type: ignore[union-attr]
+    shim.containers[cid]["status"] = "running"
+    eventually(lambda: (h := _health(engine, cid)) and h.status == hc.HEALTHY)
+    assert len(shim.probes) > count
+    eventually(lambda: _events(engine) == ["health_status: healthy"] * 2)
 
 
 def test_bad_healthcheck_is_refused_and_nothing_is_created(engine: Engine,

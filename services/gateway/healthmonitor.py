@@ -72,12 +72,14 @@ class HealthMonitor:
                          daemon=True).start()
 
     def close(self) -> None:
-        """Every thread ends (at its next look); the health kept stays."""
+        """Every thread ends (at its next look), the store closes; the health kept
+        stays on disk."""
         with self._guard:
             self._closed = True
             wakes = list(self._wakes.values())
         for wake in wakes:
             wake.set()
+        self.store.close()
 
     def forget(self, cid: str) -> None:
         """The container is gone: its check and health too, its thread ends."""

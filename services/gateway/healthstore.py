@@ -47,6 +47,7 @@ class HealthStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(_SCHEMA)
         self._lock = threading.Lock()
+        self._closed = False
         self._kept: dict[str, Kept] = {}
         for cid, config, run, state in self._db.execute(
                 "SELECT id, config, run, state FROM health"):
@@ -57,9 +58,12 @@ class HealthStore:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             self._db.close()
 
     def _write(self, cid: str, sql: str, args: tuple[object, ...]) -> None:
+        if self._closed:
+            return  # a probe that ended as the gateway stops: its result is not kept
         try:
             self._db.execute(sql, args)
         except sqlite3.OperationalError as exc:

@@ -321,7 +321,8 @@ def _command(text: str, limit: int) -> str:
     return f'"{text}"'
 
 
-PS_FILTERS = ("id", "name", "label", "status", "exited", "ancestor")
+PS_FILTERS = ("id", "name", "label", "status", "exited", "ancestor", "health")
+PS_HEALTH = ("starting", "healthy", "unhealthy", "none")
 PS_STATES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
 PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
               "CreatedAt": "CREATED AT", "RunningFor": "CREATED", "Ports": "PORTS",
@@ -337,6 +338,9 @@ def ps(ctx: Context, args: argparse.Namespace) -> int:
     for status in filters.get("status", []):
         if status not in PS_STATES:
             raise UsageError(f"invalid filter 'status={status}'")
+    for health in filters.get("health", []):
+        if health not in PS_HEALTH:  # docker's words
+            raise UsageError(f"Unrecognised filter value for health: {health}")
     # docker: a status filter lists stopped containers without -a
     containers = ctx.client().containers(all=args.all or "status" in filters)
     containers = [c for c in containers if formatting.matches(filters, _ps_tests(c))]
@@ -381,6 +385,7 @@ def _ps_tests(c: Any) -> dict[str, Callable[[str], bool]]:
         "status": lambda v: c.state == v,
         "exited": exited,
         "ancestor": lambda v: _same_image(c.image, c.image_id, v),
+        "health": lambda v: (c.health or "none") == v,
     }
 
 

@@ -73,6 +73,7 @@ def _life(docker: DockerCli, image: str, hc_image: str, tag: str) -> dict[str, A
     """One engine's answers, times and IDs left out. The containers start one after the
     other, each looked at once at once (its first status), then waited for together."""
     ready, failing, off = f"hc-ready-{tag}", f"hc-fail-{tag}", f"hc-off-{tag}"
+    slow = f"hc-slow-{tag}"
     seen: dict[str, Any] = {}
     since = str(time.time() - 1)
 
@@ -89,6 +90,9 @@ def _life(docker: DockerCli, image: str, hc_image: str, tag: str) -> dict[str, A
                        "--health-start-period", "5m", image)
         on_failing = run(failing, "--health-cmd", "echo nope; exit 3", "--health-interval",
                          "1s", "--health-retries", "2", image)
+        # A probe past its timeout is killed and fails.
+        on_slow = run(slow, "--health-cmd", "sleep 30", "--health-interval", "1s",
+                      "--health-timeout", "1s", "--health-retries", "1", image)
         # The image's HEALTHCHECK applies; --no-healthcheck turns it off.
         on_image = run(off + "-img", hc_image)
         run(off, "--no-healthcheck", hc_image)
@@ -113,6 +117,11 @@ def _life(docker: DockerCli, image: str, hc_image: str, tag: str) -> dict[str, A
         seen["log size<=5"] = len(health["Log"]) <= 5
         seen["ps unhealthy"] = _status(docker, failing).endswith("(unhealthy)")
 
+        seen["slow"] = on_slow.until("unhealthy")
+        health = _health(docker, slow)
+        assert health is not None
+        seen["slow last"] = (health["Log"][0]["ExitCode"], health["Log"][0]["Output"])
+
         seen["off config"] = _inspect(docker, off)["Config"].get("Healthcheck")
         seen["off health"] = _health(docker, off)
         seen["off ps"] = _status(docker, off).startswith("Up") and "health" not in _status(
@@ -136,7 +145,7 @@ def _life(docker: DockerCli, image: str, hc_image: str, tag: str) -> dict[str, A
                         "{{.Action}} {{.Actor.Attributes.name}}").stdout.splitlines()
         seen["events"] = sorted(e.replace(tag, "TAG") for e in events)
     finally:
-        docker("rm", "-f", ready, failing, off, off + "-img", check=False)
+        docker("rm", "-f", ready, failing, slow, off, off + "-img", check=False)
     return seen
 
 
@@ -170,6 +179,8 @@ def test_health_checks_match_dockerd(muelle_cli: DockerCli, dockerd_cli: DockerC
     assert on_muelle["ready streak"] == 0
     assert on_muelle["failing"] == ["starting", "unhealthy"]
     assert on_muelle["failing last"] == (3, "nope\n")
+    assert on_muelle["slow"] == ["starting", "unhealthy"]
+    assert on_muelle["slow last"] == (-1, "Health check exceeded timeout (1s)")
     assert on_muelle["off health"] is None
     assert on_muelle["off config"]["Test"] == ["NONE"]
     assert on_muelle["commit"] == on_muelle["config"]
@@ -177,7 +188,8 @@ def test_health_checks_match_dockerd(muelle_cli: DockerCli, dockerd_cli: DockerC
                                          "Timeout": 3_000_000_000, "Retries": 2}
     assert on_muelle["events"] == sorted([
         "health_status: healthy hc-ready-TAG", "health_status: unhealthy hc-fail-TAG",
-        "health_status: healthy hc-off-TAG-img", "health_status: healthy hc-ready-TAG"])
+        "health_status: healthy hc-off-TAG-img", "health_status: healthy hc-ready-TAG",
+        "health_status: unhealthy hc-slow-TAG"])
 
 
 def test_bad_values_are_refused_like_dockerd(muelle_cli: DockerCli, dockerd_cli: DockerCli,
@@ -271,6 +283,10 @@ def test_muelle_cli_health_flags(docker_engine: Engine, pulled: str) -> None:
                         h["Status"] == "healthy" and h, "healthy")
         assert health["Log"][-1]["Output"] == "fine\n"
         assert "(healthy)" in cli("ps", "--filter", f"name={name}").stdout
+        assert cli("ps", "-q", "--filter", "health=healthy", "--filter",
+                   f"name={name}").stdout.strip() != ""
+        assert cli("ps", "-q", "--filter", "health=none", "--filter",
+                   f"name={name}").stdout.strip() == ""
         bad = cli("create", "--health-cmd", "true", "--health-interval=500us", pulled,
                   check=False)
         assert bad.returncode != 0 and "Interval in Healthcheck cannot be less than 1ms" \

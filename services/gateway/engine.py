@@ -113,8 +113,8 @@ class Engine:
         self.events.publish("container", action, cid,
                             {**self.container_attributes(cid), **extra})
 
-    def _health_event(self, cid: str, status: str) -> None:
-        self.container_event(f"health_status: {status}", cid)  # dockerd's action
+    def _health_event(self, cid: str, action: str, attributes: dict[str, str]) -> None:
+        self.container_event(action, cid, **attributes)  # a probe's, as dockerd's
 
     def _may_restart(self, cid: str) -> bool:
         """A restart policy may start the stopped ``cid`` again (its health monitor

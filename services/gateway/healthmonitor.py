@@ -18,6 +18,7 @@ after the container stopped or restarted is dropped, as dockerd drops it.
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -43,11 +44,13 @@ GRACE = 5.0  # s past a whole-second timeout before the gateway gives up on the 
 
 class HealthMonitor:
     def __init__(self, store: HealthStore, shim: shim_pb2_grpc.ShimStub,
-                 on_status: Callable[[str, str], None],
+                 event: Callable[[str, str, dict[str, str]], None],
                  may_restart: Callable[[str], bool]) -> None:
         self.store = store
         self.shim = shim
-        self.on_status = on_status  # (container ID, new status): the health_status event
+        # (container ID, action, attributes): a container event; dockerd's for a probe are
+        # exec_create, exec_start and exec_die, and health_status at a change
+        self.event = event
         self.may_restart = may_restart  # has a restart policy that may start it again
         self._guard = threading.Lock()
         self._wakes: dict[str, threading.Event] = {}
@@ -119,7 +122,8 @@ class HealthMonitor:
         try:
             self._probe_while_running(cid, wake)
         except Exception as exc:  # noqa: BLE001 - a bug must not end health checks silently
-            log.error("health monitor failed", error=repr(exc))
+            if not self._closed:  # else: the gateway stops, its databases close under us
+                log.error("health monitor failed", error=repr(exc))
         finally:
             with self._guard:
                 if self._wakes.get(cid) is wake:
@@ -199,7 +203,7 @@ class HealthMonitor:
         self.store.save(cid, run, health, durable=changed)
         if changed:
             get_logger(container=cid[:12]).info("health", status=health.status)
-            self.on_status(cid, health.status)
+            self.event(cid, f"health_status: {health.status}", {})
 
     def _probe(self, cid: str, argv: list[str],
                config: types_pb2.Healthcheck) -> types_pb2.HealthcheckResult:
@@ -213,6 +217,10 @@ class HealthMonitor:
                                     timeout_seconds=int(timeout) if whole else 0)
         inputs = iter([types_pb2.ExecInput(start=start),
                        types_pb2.ExecInput(close_stdin=True)])
+        exec_id = secrets.token_hex(32)  # as an exec's ID in dockerd's events
+        what = " ".join(argv)
+        self.event(cid, f"exec_create: {what}", {"execID": exec_id})
+        self.event(cid, f"exec_start: {what}", {"execID": exec_id})
         began = time.time_ns()
         output = bytearray()
         exit_code, error, timed_out = -1, "", False
@@ -231,6 +239,9 @@ class HealthMonitor:
             exit_code, error = -1, str(exc)
         result = types_pb2.HealthcheckResult(start=rfc3339_nano(began),
                                              end=rfc3339_nano(time.time_ns()))
+        # dockerd's exit code of a killed probe (137) in its event, -1 in the result
+        self.event(cid, "exec_die", {"execID": exec_id,
+                                     "exitCode": str(137 if timed_out else exit_code)})
         if timed_out:
             text = hc.cap_output(bytes(output))
             result.exit_code = -1

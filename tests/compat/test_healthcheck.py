@@ -144,6 +144,14 @@ def _life(docker: DockerCli, image: str, hc_image: str, tag: str) -> dict[str, A
                         "event=health_status", "--format",
                         "{{.Action}} {{.Actor.Attributes.name}}").stdout.splitlines()
         seen["events"] = sorted(e.replace(tag, "TAG") for e in events)
+        # Each probe is an exec, in events too: exec_create, exec_start, exec_die.
+        probes = docker("events", "--since", since, "--until", until, "--filter",
+                        f"container={failing}", "--filter", "event=exec_create", "--filter",
+                        "event=exec_start", "--filter", "event=exec_die", "--format",
+                        "{{.Action}}|{{.Actor.Attributes.exitCode}}|"
+                        "{{.Actor.Attributes.execID}}").stdout.splitlines()
+        seen["probe events"] = sorted({"|".join((*p.split("|")[:2], str(len(p.split(
+            "|")[2])))) for p in probes})
     finally:
         docker("rm", "-f", ready, failing, slow, off, off + "-img", check=False)
     return seen
@@ -179,6 +187,9 @@ def test_health_checks_match_dockerd(muelle_cli: DockerCli, dockerd_cli: DockerC
     assert on_muelle["ready streak"] == 0
     assert on_muelle["failing"] == ["starting", "unhealthy"]
     assert on_muelle["failing last"] == (3, "nope\n")
+    assert on_muelle["probe events"] == [  # "<no value>": no exitCode attribute
+        "exec_create: /bin/sh -c echo nope; exit 3|<no value>|64", "exec_die|3|64",
+        "exec_start: /bin/sh -c echo nope; exit 3|<no value>|64"]
     assert on_muelle["slow"] == ["starting", "unhealthy"]
     assert on_muelle["slow last"] == (-1, "Health check exceeded timeout (1s)")
     assert on_muelle["off health"] is None

@@ -284,6 +284,11 @@ def test_probes_make_it_healthy_then_unhealthy_with_events(engine: Engine,
     assert len(health.log) <= hc.MAX_LOG
     eventually(lambda: _events(engine)[:2] == ["health_status: healthy",
                                                "health_status: unhealthy"])
+    probe = [e for e in engine.events._history if e.action.startswith("exec_")][:3]  # noqa: SLF001
+    assert [e.action for e in probe] == ["exec_create: /bin/sh -c check",
+                                         "exec_start: /bin/sh -c check", "exec_die"]
+    assert probe[2].attributes["exitCode"] == "0"
+    assert len({e.attributes["execID"] for e in probe}) == 1
 
 
 def test_a_probe_past_its_timeout_fails(engine: Engine, shim: ProbedShim) -> None:
@@ -330,7 +335,9 @@ def test_a_restart_is_starting_again_and_a_stop_ends_probing(engine: Engine,
     assert again is not None and again.status == hc.STARTING
     assert again.failing_streak == 0
     eventually(lambda: (h := _health(engine, cid)) and h.status == hc.UNHEALTHY)
-    assert _events(engine) == ["health_status: healthy", "health_status: unhealthy"]
+    # the event follows the status (saved first)
+    eventually(lambda: _events(engine) == ["health_status: healthy",
+                                           "health_status: unhealthy"])
     shim.exit(cid, 0)
     count = eventually(lambda: (n := len(shim.probes)) and engine.health._wakes.get(  # noqa: SLF001
         cid) is None and n)

@@ -874,8 +874,8 @@ class Engine:
             status = status_text(state, st.started_at, st.finished_at, st.exit_code, now) \
                 if st else "Dead"
             health = self.health.view(rec.id, st.status, st.started_at) \
-                if st is not None and state == "running" else None
-            if health is not None:  # "Up 5 seconds (healthy)", as dockerd
+                if st is not None else None
+            if health is not None and state == "running":  # "Up 5 seconds (healthy)"
                 status += healthcheck.status_suffix(health.status)
             summary = engine_pb2.ContainerSummary(
                 id=rec.id, name=rec.name, image=rec.image, image_id=rec.image_id,

@@ -68,6 +68,12 @@ class _Watch:
         _until(lambda: self.look() == last, f"{self.name} {last} (saw {self.seen})")
         return self.seen
 
+    def reaches(self, last: str) -> list[str]:
+        """``until``, for a container whose first probes may have run before the first
+        look (a loaded machine): "starting" need not be seen, nothing else between."""
+        seen = self.until(last)
+        return seen if seen == [last] else seen[1:] if seen[0] == "starting" else seen
+
 
 def _life(docker: DockerCli, image: str, hc_image: str, tag: str) -> dict[str, Any]:
     """One engine's answers, times and IDs left out. The containers start one after the
@@ -109,7 +115,7 @@ def _life(docker: DockerCli, image: str, hc_image: str, tag: str) -> dict[str, A
         seen["filter"] = ready in docker("ps", "--filter", "health=healthy", "--format",
                                          "{{.Names}}").stdout.split()
 
-        seen["failing"] = on_failing.until("unhealthy")
+        seen["failing"] = on_failing.reaches("unhealthy")
         health = _health(docker, failing)
         assert health is not None
         seen["failing streak>=2"] = health["FailingStreak"] >= 2
@@ -117,7 +123,7 @@ def _life(docker: DockerCli, image: str, hc_image: str, tag: str) -> dict[str, A
         seen["log size<=5"] = len(health["Log"]) <= 5
         seen["ps unhealthy"] = _status(docker, failing).endswith("(unhealthy)")
 
-        seen["slow"] = on_slow.until("unhealthy")
+        seen["slow"] = on_slow.reaches("unhealthy")
         health = _health(docker, slow)
         assert health is not None
         seen["slow last"] = (health["Log"][0]["ExitCode"], health["Log"][0]["Output"])
@@ -127,7 +133,7 @@ def _life(docker: DockerCli, image: str, hc_image: str, tag: str) -> dict[str, A
         seen["off ps"] = _status(docker, off).startswith("Up") and "health" not in _status(
             docker, off)
         seen["image config"] = _inspect(docker, off + "-img")["Config"]["Healthcheck"]
-        seen["image"] = on_image.until("healthy")
+        seen["image"] = on_image.reaches("healthy")
 
         # A commit keeps the container's check in the image (as dockerd's).
         docker("commit", ready, f"hc-commit-{tag}:1")
@@ -137,7 +143,7 @@ def _life(docker: DockerCli, image: str, hc_image: str, tag: str) -> dict[str, A
         docker("rmi", f"hc-commit-{tag}:1")
         # The commit paused it: unhealthy (dockerd's, with no event) until the next probe
         # after the unpause makes it healthy again (an event).
-        seen["after commit"] = _Watch(docker, ready).until("healthy")
+        _Watch(docker, ready).until("healthy")
 
         until = str(time.time() + 1)
         events = docker("events", "--since", since, "--until", until, "--filter",
@@ -185,12 +191,12 @@ def test_health_checks_match_dockerd(muelle_cli: DockerCli, dockerd_cli: DockerC
                                    "StartPeriod": 300_000_000_000, "Retries": 2}
     assert on_muelle["ready"] == ["starting", "healthy"]
     assert on_muelle["ready streak"] == 0
-    assert on_muelle["failing"] == ["starting", "unhealthy"]
+    assert on_muelle["failing"] == ["unhealthy"]
     assert on_muelle["failing last"] == (3, "nope\n")
     assert on_muelle["probe events"] == [  # "<no value>": no exitCode attribute
         "exec_create: /bin/sh -c echo nope; exit 3|<no value>|64", "exec_die|3|64",
         "exec_start: /bin/sh -c echo nope; exit 3|<no value>|64"]
-    assert on_muelle["slow"] == ["starting", "unhealthy"]
+    assert on_muelle["slow"] == ["unhealthy"]
     assert on_muelle["slow last"] == (-1, "Health check exceeded timeout (1s)")
     assert on_muelle["off health"] is None
     assert on_muelle["off config"]["Test"] == ["NONE"]

@@ -328,12 +328,14 @@ def test_a_restart_is_starting_again_and_a_stop_ends_probing(engine: Engine,
     # kept, but unhealthy once no probe runs, as dockerd's (no event for that)
     assert stopped is not None and stopped.status == hc.UNHEALTHY
     assert stopped.log[-1].exit_code == 0
-    shim.probe = lambda argv: (1, b"")
+    release = threading.Event()
+    shim.probe = lambda argv: (release.wait(10), (1, b""))[1]  # held: no result yet
     time.sleep(0.01)  # a later start time than the run before (RFC 3339 ns)
     engine.start(cid)
     again = _health(engine, cid)
     assert again is not None and again.status == hc.STARTING
     assert again.failing_streak == 0
+    release.set()
     eventually(lambda: (h := _health(engine, cid)) and h.status == hc.UNHEALTHY)
     # the event follows the status (saved first)
     eventually(lambda: _events(engine) == ["health_status: healthy",
@@ -356,7 +358,7 @@ def test_a_pause_makes_it_unhealthy_until_a_probe_after_the_unpause(
     assert _health(engine, cid).status == hc.UNHEALTHY  # type: ignore[union-attr]
     shim.containers[cid]["status"] = "running"
     eventually(lambda: (h := _health(engine, cid)) and h.status == hc.HEALTHY)
-    assert len(shim.probes) > count
+    eventually(lambda: len(shim.probes) > count)
     eventually(lambda: _events(engine) == ["health_status: healthy"] * 2)
 
 

@@ -155,7 +155,10 @@ class HealthMonitor:
             if st.status not in LIVE or not st.started_at:
                 self.halted(cid)
                 if not self.may_restart(cid):
-                    return
+                    with self._guard:  # a watch() of a start just now keeps this thread
+                        if not wake.is_set():
+                            del self._wakes[cid]
+                            return
                 wake.wait(STOPPED_POLL)
                 wake.clear()
                 continue

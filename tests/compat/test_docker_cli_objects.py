@@ -67,3 +67,18 @@ def test_published_port_is_shown_and_served(docker: DockerCli, pulled: str) -> N
             raise AssertionError("the published port never answered")
     finally:
         docker("rm", "-f", name)
+
+
+def test_ps_size_shows_the_writable_layer_and_the_virtual_size_as_dockerd(
+        muelle_cli: DockerCli, dockerd_cli: DockerCli, pulled: str) -> None:
+    seen = []
+    for cli in (muelle_cli, dockerd_cli):
+        name = f"size-{uuid.uuid4().hex[:6]}"
+        cli("run", "--name", name, pulled, "sh", "-c", "head -c 1048576 /dev/zero > /f")
+        try:
+            seen.append(cli("ps", "-a", "-s", "--filter", f"name={name}", "--format",
+                            "{{.Size}}").stdout)
+        finally:
+            cli("rm", name)
+    assert seen[0] == seen[1]
+    assert seen[0].startswith("1.05MB (virtual ")

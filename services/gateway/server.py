@@ -151,7 +151,10 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
 
     def LoadImages(self, request_iterator: Iterator[types_pb2.ArchiveChunk],  # noqa: N802
                    context: Ctx) -> types_pb2.LoadImagesResponse:
-        return self.engine.load_images(c.data for c in request_iterator)
+        reply = self.engine.load_images(c.data for c in request_iterator)
+        for image in reply.images:  # dockerd: one "load" per image, named by its ID
+            self._image_event("load", image.id)
+        return reply
 
     def TagImage(self, request: types_pb2.TagRequest,  # noqa: N802
                  context: Ctx) -> engine_pb2.TagImageResponse:
@@ -367,7 +370,11 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
 
     def ImportImage(self, request_iterator: Iterator[types_pb2.ImportRequest],  # noqa: N802
                     context: Ctx) -> types_pb2.NewImage:
-        return self.engine.import_image(request_iterator)
+        reply = self.engine.import_image(request_iterator)
+        if reply.name:  # dockerd: the tag, then the import (named by the ID)
+            self.engine.events.publish("image", "tag", reply.id, {"name": reply.name})
+        self._image_event("import", reply.id)
+        return reply
 
     def CommitContainer(self, request: engine_pb2.CommitContainerRequest,  # noqa: N802
                         context: Ctx) -> types_pb2.NewImage:

@@ -15,7 +15,7 @@ import stat
 from collections.abc import Iterator
 from typing import IO
 
-from services.imagestore.save import stream_archive
+from services.core.tarstream import stream_archive
 from services.imagestore.treetar import TreeTar, _merge
 from services.imagestore.view import Found, resolve
 from vocab.errors import NotFound

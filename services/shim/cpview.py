@@ -61,7 +61,10 @@ class View:
     readonly_root: bool = False
 
     def close(self) -> None:
-        for fd in {self.root, *(m.fd for m in self.mounts.values())}:
+        """Close its fds, once (a second close must not hit fds reused since)."""
+        fds = {self.root, *(m.fd for m in self.mounts.values())} - {-1}
+        self.root, self.mounts = -1, {}
+        for fd in fds:
             with contextlib.suppress(OSError):
                 os.close(fd)
 

@@ -28,7 +28,8 @@ IN = ("/vol/", "/vol/sub/", "/bind/", "/robind/", "/scratch/", "/vol/up/", "/vol
 # point. muelle copies from and into what the container sees there; these are the only
 # answers that differ, each checked on its own.
 TMPFS_OUT = ("out", "/scratch/f", 0, "", [("f", "tmpfs file\n")])
-DOCKERD_TMPFS_OUT = ("out", "/scratch/f", 1, "Error: No such container:path: C:/scratch/f", [])
+DOCKERD_TMPFS_OUT: tuple[object, ...] = (
+    "out", "/scratch/f", 1, "Error: No such container:path: C:/scratch/f", [])
 TMPFS_IN = "/scratch/file: running into /scratch/\n"
 
 

@@ -13,18 +13,16 @@ from __future__ import annotations
 
 import os
 import stat
-import tarfile
 from collections.abc import Iterator
 from typing import IO
 
 from muelle.types.v1 import types_pb2
 
 from services.core.inroot import fd_path
+from services.core.paxtar import PaxTar, xattr_headers
 from services.core.tarstream import stream_archive
 from services.shim.cpview import Found, View, children, open_file
 from vocab.timefmt import rfc3339_nano
-
-_SKIP_XATTRS = ("trusted.overlay.", "user.overlay.")
 
 
 def name_of(path: str, found: Found) -> str:
@@ -64,30 +62,11 @@ def read(view: View, path: str, found: Found) -> Iterator[bytes]:
 
 
 def _xattrs(fd: int, st: os.stat_result) -> dict[str, str]:
-    if stat.S_ISLNK(st.st_mode):
-        return {}
-    out = {}
-    try:
-        keys = os.listxattr(fd_path(fd))
-    except OSError:
-        return {}
-    for key in sorted(keys):
-        if key.startswith(_SKIP_XATTRS):
-            continue
-        try:
-            value = os.getxattr(fd_path(fd), key)
-        except OSError:
-            continue
-        out[f"SCHILY.xattr.{key}"] = value.decode("utf-8", "surrogateescape")
-    return out
+    # Through the fd's magic link, followed to the file it pins; a symlink has none here.
+    return {} if stat.S_ISLNK(st.st_mode) else xattr_headers(fd_path(fd), follow_symlinks=True)
 
 
-class _Writer:
-    def __init__(self, out: IO[bytes]) -> None:
-        self.tar = tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT,  # noqa: SIM115
-                                encoding="utf-8", errors="surrogateescape")
-        self.inodes: dict[tuple[int, int], str] = {}
-
+class _Writer(PaxTar):
     def tree(self, view: View, parts: list[str], fd: int, arc: str) -> None:
         for name, child in children(view, parts, fd):
             try:
@@ -99,35 +78,5 @@ class _Writer:
                 os.close(child)
 
     def add(self, arc: str, fd: int, st: os.stat_result) -> None:
-        info = tarfile.TarInfo(arc)
-        info.uid, info.gid, info.uname, info.gname = st.st_uid, st.st_gid, "", ""
-        info.mtime, info.mode = int(st.st_mtime), stat.S_IMODE(st.st_mode)
-        info.pax_headers = _xattrs(fd, st)
-        mode = st.st_mode
-        if stat.S_ISREG(mode):
-            key = (st.st_dev, st.st_ino)
-            if st.st_nlink > 1 and key in self.inodes:
-                info.type, info.linkname = tarfile.LNKTYPE, self.inodes[key]
-                self.tar.addfile(info)
-                return
-            if st.st_nlink > 1:
-                self.inodes[key] = arc
-            info.type, info.size = tarfile.REGTYPE, st.st_size
-            with os.fdopen(open_file(fd), "rb") as f:
-                self.tar.addfile(info, f)
-            return
-        if stat.S_ISDIR(mode):
-            info.type = tarfile.DIRTYPE
-        elif stat.S_ISLNK(mode):
-            info.type, info.linkname = tarfile.SYMTYPE, os.readlink("", dir_fd=fd)
-        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-            info.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
-            info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-        elif stat.S_ISFIFO(mode):
-            info.type = tarfile.FIFOTYPE
-        else:
-            return  # sockets: not representable (Docker skips them too)
-        self.tar.addfile(info)
-
-    def close(self) -> None:
-        self.tar.close()
+        self.entry(arc, st, _xattrs(fd, st), lambda: os.fdopen(open_file(fd), "rb"),
+                   lambda: os.readlink("", dir_fd=fd))

@@ -132,3 +132,10 @@ def test_cp_through_volumes_binds_and_tmpfs_as_on_dockerd(
     assert TMPFS_IN in str(on_muelle[listing])
     on_muelle[listing] = str(on_muelle[listing]).replace(TMPFS_IN, "")
     assert on_muelle == on_dockerd
+    # what dockerd answers, and so muelle: spelled out
+    assert ("in", "/robind/", 1,
+            "Error response from daemon: mounted volume is marked read-only") in on_muelle
+    assert ("read-only rootfs", "/", 1,
+            "Error response from daemon: container rootfs is marked read-only") in on_muelle
+    assert ("read-only rootfs", "/vol/", 0, "") in on_muelle
+    assert ("out", "/vol/up/marker", 0, "", [("marker", "root marker\n")]) in on_muelle

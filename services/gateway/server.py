@@ -219,6 +219,12 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
     def StatContainerPath(self, request: engine_pb2.ContainerPathRequest,  # noqa: N802
                           context: Ctx) -> types_pb2.ContainerPathStat:
         rec = self.engine.records.lookup(request.container)
+        # The shim answers a path that goes through the container's mounts (volumes,
+        # binds, a running one's tmpfs); the image store every other from the layers.
+        found = self.engine.shim.StatPath(shim_pb2.PathRequest(id=rec.id, path=request.path))
+        if found.through_mounts:
+            through: types_pb2.ContainerPathStat = found.stat
+            return through
         stat: types_pb2.ContainerPathStat = self.engine.images.StatContainerPath(
             images_pb2.ContainerPathRequest(container_id=rec.id, path=request.path))
         return stat
@@ -227,6 +233,10 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
                           context: Ctx) -> Iterator[types_pb2.ArchiveChunk]:
         rec = self.engine.records.lookup(request.container)
         refuse_userns(rec, "copy from")
+        at = shim_pb2.PathRequest(id=rec.id, path=request.path)
+        if self.engine.shim.StatPath(at).through_mounts:
+            yield from relay_archive(self.engine.shim.ReadPath(at))
+            return
         yield from relay_archive(self.engine.images.ReadContainerPath(
             images_pb2.ContainerPathRequest(container_id=rec.id, path=request.path)))
 

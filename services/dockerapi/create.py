@@ -4,7 +4,7 @@ engine.v1 CreateContainerRequest.
 What engine.v1 has is mapped; a field it cannot honour is refused with 400 and its name
 when it asks for something (the CLI sends most fields with zero values on every run, so
 zero, empty and null pass). Accepted but only recorded by Docker (ExposedPorts without
-publishing, Volumes, MacAddress...) is ignored here too.
+publishing, MacAddress...) is ignored here too.
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def create_request(body: Any, name: str) -> engine_pb2.CreateContainerRequest:
         network_mode=_network_mode(host), init=bool(host.get("Init")),
         log_opts={str(k): str(v) for k, v in _dict(log.get("Config"), "LogConfig").items()},
         restart_policy=restart_text(_dict(host.get("RestartPolicy"), "RestartPolicy")),
-        binds=_strings(host.get("Binds"), "Binds"),
+        binds=_binds(config, host),
         tmpfs={str(k): str(v) for k, v in _dict(host.get("Tmpfs"), "Tmpfs").items()},
         ports=_ports(_dict(host.get("PortBindings"), "PortBindings")),
         publish_all=bool(host.get("PublishAllPorts")),
@@ -169,6 +169,19 @@ def create_request(body: Any, name: str) -> engine_pb2.CreateContainerRequest:
     if req.tty and isinstance(size, list) and len(size) == 2 and all(size):
         req.console_size.rows, req.console_size.cols = int(size[0]), int(size[1])
     return req
+
+
+def _binds(config: dict[str, Any], host: dict[str, Any]) -> list[str]:
+    """HostConfig.Binds, and an anonymous volume per Config.Volumes path no bind or mount
+    targets: the docker CLI's ``-v /path`` and compose's ``- /path`` arrive there, not in
+    Binds (dockerd makes each a fresh volume)."""
+    binds = _strings(host.get("Binds"), "Binds")
+    taken = {b.split(":")[1] if ":" in b else b for b in binds}
+    taken |= {str(_dict(m, "Mounts[]").get("Target") or "") for m in host.get("Mounts") or []}
+    for path in _dict(config.get("Volumes"), "Volumes"):
+        if str(path) not in taken:
+            binds.append(str(path))
+    return binds
 
 
 def _nano_cpus(host: dict[str, Any]) -> int:

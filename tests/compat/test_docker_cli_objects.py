@@ -82,3 +82,22 @@ def test_ps_size_shows_the_writable_layer_and_the_virtual_size_as_dockerd(
             cli("rm", name)
     assert seen[0] == seen[1]
     assert seen[0].startswith("1.05MB (virtual ")
+
+
+def test_an_anonymous_volume_from_dash_v_path_as_on_dockerd(
+        muelle_cli: DockerCli, dockerd_cli: DockerCli, pulled: str) -> None:
+    """`-v /path` reaches the API as Config.Volumes (not Binds): a fresh volume each run."""
+    seen = []
+    for cli in (muelle_cli, dockerd_cli):
+        name = f"anon-{uuid.uuid4().hex[:6]}"
+        out = cli("run", "--name", name, "-v", "/vol", "-v", "/bound", "--mount",
+                  "type=tmpfs,target=/t", pulled, "sh", "-c",
+                  "grep -c ' /vol ' /proc/mounts; echo hi > /vol/f; cat /vol/f").stdout
+        try:
+            mounts = cli("inspect", "-f", "{{range .Mounts}}{{.Type}} {{.Destination}} "
+                         "{{len .Name}} {{.RW}};{{end}}", name).stdout
+        finally:
+            cli("rm", "-v", name)
+        seen.append((out, mounts))
+    assert seen[0] == seen[1]
+    assert seen[0][0] == "1\nhi\n"

@@ -19,18 +19,15 @@ from services.dockerapi.errors import ApiError, bad_request
 # HostConfig fields engine.v1 cannot honour yet: refused when set to anything but a zero
 # value (and, for the modes, Docker's spelling of the default).
 _UNSUPPORTED_HOST = (
-    "Links", "VolumesFrom", "Devices", "DeviceRequests", "DeviceCgroupRules", "Dns",
-    "DnsOptions", "DnsSearch", "ExtraHosts", "Ulimits", "ShmSize", "OomKillDisable",
+    "Links", "VolumesFrom", "Devices", "DeviceRequests", "DeviceCgroupRules",
+    "ExtraHosts", "Ulimits", "ShmSize", "OomKillDisable",
     "OomScoreAdj", "BlkioWeight", "BlkioWeightDevice", "BlkioDeviceReadBps",
     "BlkioDeviceWriteBps", "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps", "CpuRealtimePeriod",
     "CpuRealtimeRuntime", "KernelMemory", "KernelMemoryTCP", "MemoryReservation",
-    "MemorySwappiness", "Sysctls", "StorageOpt", "VolumeDriver", "Cgroup", "CgroupParent",
-    "CpuCount", "CpuPercent", "IOMaximumIOps", "IOMaximumBandwidth", "MaskedPaths",
-    "ReadonlyPaths",
+    "MemorySwappiness", "StorageOpt", "VolumeDriver", "Cgroup",
+    "CpuCount", "CpuPercent", "IOMaximumIOps", "IOMaximumBandwidth",
 )
-_DEFAULT_MODES = {"PidMode": ("", "private"), "IpcMode": ("", "private", "shareable"),
-                  "UTSMode": ("",), "CgroupnsMode": ("", "private", "host"),
-                  "Isolation": ("", "default")}
+_DEFAULT_MODES = {"CgroupnsMode": ("", "private", "host"), "Isolation": ("", "default")}
 _LOG_DRIVERS = ("", "json-file", "local")
 
 
@@ -156,7 +153,21 @@ def create_request(body: Any, name: str) -> engine_pb2.CreateContainerRequest:
         publish_all=bool(host.get("PublishAllPorts")),
         network_aliases=_aliases(config, host),
         userns="host" if host.get("UsernsMode") == "host" else "",
+        dns=_strings(host.get("Dns"), "Dns"),
+        dns_search=_strings(host.get("DnsSearch"), "DnsSearch"),
+        dns_options=_strings(host.get("DnsOptions"), "DnsOptions"),
+        sysctls={str(k): str(v) for k, v in _dict(host.get("Sysctls"), "Sysctls").items()},
+        pid_mode=str(host.get("PidMode") or ""), ipc_mode=str(host.get("IpcMode") or ""),
+        uts_mode=str(host.get("UTSMode") or ""),
+        cgroup_parent=str(host.get("CgroupParent") or ""),
     )
+    # null: the defaults; a list, even an empty one (--security-opt systempaths=unconfined),
+    # replaces them.
+    for key, field in (("MaskedPaths", req.masked_paths), ("ReadonlyPaths",
+                                                           req.readonly_paths)):
+        if host.get(key) is not None:
+            field.SetInParent()
+            field.values.extend(_strings(host[key], key))
     if config.get("Cmd") is not None:
         req.cmd.values.extend(_strings(config["Cmd"], "Cmd"))
     if config.get("Entrypoint") is not None:

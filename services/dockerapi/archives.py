@@ -2,7 +2,7 @@
 ``GET /images/get?names=`` (docker save), ``POST /commit``, and ``GET``/``HEAD
 /containers/{id}/archive`` (docker cp from a container; engine.v1 StatContainerPath and
 CopyFromContainer: the image store reads the container's layers, symlinks resolved
-inside its root).
+inside its root; the shim answers a path through the container's mounts).
 
 Archives come from the gateway as chunk streams and go out as chunked HTTP, one chunk in
 flight. ``PUT /containers/{id}/archive`` (docker cp into a container) streams the other

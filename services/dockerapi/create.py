@@ -4,7 +4,7 @@ engine.v1 CreateContainerRequest.
 What engine.v1 has is mapped; a field it cannot honour is refused with 400 and its name
 when it asks for something (the CLI sends most fields with zero values on every run, so
 zero, empty and null pass). Accepted but only recorded by Docker (ExposedPorts without
-publishing, Volumes, MacAddress...) is ignored here too.
+publishing, MacAddress...) is ignored here too.
 """
 
 from __future__ import annotations
@@ -19,18 +19,15 @@ from services.dockerapi.errors import ApiError, bad_request
 # HostConfig fields engine.v1 cannot honour yet: refused when set to anything but a zero
 # value (and, for the modes, Docker's spelling of the default).
 _UNSUPPORTED_HOST = (
-    "Links", "VolumesFrom", "Devices", "DeviceRequests", "DeviceCgroupRules", "Dns",
-    "DnsOptions", "DnsSearch", "ExtraHosts", "Ulimits", "ShmSize", "OomKillDisable",
+    "Links", "VolumesFrom", "Devices", "DeviceRequests", "DeviceCgroupRules",
+    "ExtraHosts", "Ulimits", "ShmSize", "OomKillDisable",
     "OomScoreAdj", "BlkioWeight", "BlkioWeightDevice", "BlkioDeviceReadBps",
     "BlkioDeviceWriteBps", "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps", "CpuRealtimePeriod",
     "CpuRealtimeRuntime", "KernelMemory", "KernelMemoryTCP", "MemoryReservation",
-    "MemorySwappiness", "Sysctls", "StorageOpt", "VolumeDriver", "Cgroup", "CgroupParent",
-    "CpuCount", "CpuPercent", "IOMaximumIOps", "IOMaximumBandwidth", "MaskedPaths",
-    "ReadonlyPaths",
+    "MemorySwappiness", "StorageOpt", "VolumeDriver", "Cgroup",
+    "CpuCount", "CpuPercent", "IOMaximumIOps", "IOMaximumBandwidth",
 )
-_DEFAULT_MODES = {"PidMode": ("", "private"), "IpcMode": ("", "private", "shareable"),
-                  "UTSMode": ("",), "CgroupnsMode": ("", "private", "host"),
-                  "Isolation": ("", "default")}
+_DEFAULT_MODES = {"CgroupnsMode": ("", "private", "host"), "Isolation": ("", "default")}
 _LOG_DRIVERS = ("", "json-file", "local")
 
 
@@ -166,13 +163,27 @@ def create_request(body: Any, name: str) -> engine_pb2.CreateContainerRequest:
         network_mode=_network_mode(host), init=bool(host.get("Init")),
         log_opts={str(k): str(v) for k, v in _dict(log.get("Config"), "LogConfig").items()},
         restart_policy=restart_text(_dict(host.get("RestartPolicy"), "RestartPolicy")),
-        binds=_strings(host.get("Binds"), "Binds"),
+        binds=_binds(config, host),
         tmpfs={str(k): str(v) for k, v in _dict(host.get("Tmpfs"), "Tmpfs").items()},
         ports=_ports(_dict(host.get("PortBindings"), "PortBindings")),
         publish_all=bool(host.get("PublishAllPorts")),
         network_aliases=_aliases(config, host),
         userns="host" if host.get("UsernsMode") == "host" else "",
+        dns=_strings(host.get("Dns"), "Dns"),
+        dns_search=_strings(host.get("DnsSearch"), "DnsSearch"),
+        dns_options=_strings(host.get("DnsOptions"), "DnsOptions"),
+        sysctls={str(k): str(v) for k, v in _dict(host.get("Sysctls"), "Sysctls").items()},
+        pid_mode=str(host.get("PidMode") or ""), ipc_mode=str(host.get("IpcMode") or ""),
+        uts_mode=str(host.get("UTSMode") or ""),
+        cgroup_parent=str(host.get("CgroupParent") or ""),
     )
+    # null: the defaults; a list, even an empty one (--security-opt systempaths=unconfined),
+    # replaces them.
+    for key, field in (("MaskedPaths", req.masked_paths), ("ReadonlyPaths",
+                                                           req.readonly_paths)):
+        if host.get(key) is not None:
+            field.SetInParent()
+            field.values.extend(_strings(host[key], key))
     if config.get("Cmd") is not None:
         req.cmd.values.extend(_strings(config["Cmd"], "Cmd"))
     if config.get("Entrypoint") is not None:
@@ -188,6 +199,19 @@ def create_request(body: Any, name: str) -> engine_pb2.CreateContainerRequest:
     if req.tty and isinstance(size, list) and len(size) == 2 and all(size):
         req.console_size.rows, req.console_size.cols = int(size[0]), int(size[1])
     return req
+
+
+def _binds(config: dict[str, Any], host: dict[str, Any]) -> list[str]:
+    """HostConfig.Binds, and an anonymous volume per Config.Volumes path no bind or mount
+    targets: the docker CLI's ``-v /path`` and compose's ``- /path`` arrive there, not in
+    Binds (dockerd makes each a fresh volume)."""
+    binds = _strings(host.get("Binds"), "Binds")
+    taken = {b.split(":")[1] if ":" in b else b for b in binds}
+    taken |= {str(_dict(m, "Mounts[]").get("Target") or "") for m in host.get("Mounts") or []}
+    for path in _dict(config.get("Volumes"), "Volumes"):
+        if str(path) not in taken:
+            binds.append(str(path))
+    return binds
 
 
 def _nano_cpus(host: dict[str, Any]) -> int:

@@ -14,8 +14,8 @@ from muelle.engine.v1 import engine_pb2
 from muelle.types.v1 import types_pb2
 
 from vocab.errors import InvalidArgument
+from vocab.platform import DEFAULT_PATH
 
-DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_STOP_SIGNAL = "SIGTERM"
 
 
@@ -99,7 +99,7 @@ def replace_or_append(base: list[str], overrides: list[str]) -> list[str]:
 
 def final_env(merged_env: list[str], hostname: str) -> list[str]:
     """The daemon's environment: default PATH, HOSTNAME, then the config env on top."""
-    return replace_or_append([DEFAULT_PATH, f"HOSTNAME={hostname}"], merged_env)
+    return replace_or_append([f"PATH={DEFAULT_PATH}", f"HOSTNAME={hostname}"], merged_env)
 
 
 def validate_env(env: list[str]) -> None:

@@ -151,7 +151,10 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
 
     def LoadImages(self, request_iterator: Iterator[types_pb2.ArchiveChunk],  # noqa: N802
                    context: Ctx) -> types_pb2.LoadImagesResponse:
-        return self.engine.load_images(c.data for c in request_iterator)
+        reply = self.engine.load_images(c.data for c in request_iterator)
+        for image in reply.images:  # dockerd: one "load" per image, named by its ID
+            self._image_event("load", image.id)
+        return reply
 
     def TagImage(self, request: types_pb2.TagRequest,  # noqa: N802
                  context: Ctx) -> engine_pb2.TagImageResponse:
@@ -216,6 +219,12 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
     def StatContainerPath(self, request: engine_pb2.ContainerPathRequest,  # noqa: N802
                           context: Ctx) -> types_pb2.ContainerPathStat:
         rec = self.engine.records.lookup(request.container)
+        # The shim answers a path that goes through the container's mounts (volumes,
+        # binds, a running one's tmpfs); the image store every other from the layers.
+        found = self.engine.shim.StatPath(shim_pb2.PathRequest(id=rec.id, path=request.path))
+        if found.through_mounts:
+            through: types_pb2.ContainerPathStat = found.stat
+            return through
         stat: types_pb2.ContainerPathStat = self.engine.images.StatContainerPath(
             images_pb2.ContainerPathRequest(container_id=rec.id, path=request.path))
         return stat
@@ -224,6 +233,10 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
                           context: Ctx) -> Iterator[types_pb2.ArchiveChunk]:
         rec = self.engine.records.lookup(request.container)
         refuse_userns(rec, "copy from")
+        at = shim_pb2.PathRequest(id=rec.id, path=request.path)
+        if self.engine.shim.StatPath(at).through_mounts:
+            yield from relay_archive(self.engine.shim.ReadPath(at))
+            return
         yield from relay_archive(self.engine.images.ReadContainerPath(
             images_pb2.ContainerPathRequest(container_id=rec.id, path=request.path)))
 
@@ -367,7 +380,11 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
 
     def ImportImage(self, request_iterator: Iterator[types_pb2.ImportRequest],  # noqa: N802
                     context: Ctx) -> types_pb2.NewImage:
-        return self.engine.import_image(request_iterator)
+        reply = self.engine.import_image(request_iterator)
+        if reply.name:  # dockerd: the tag, then the import (named by the ID)
+            self.engine.events.publish("image", "tag", reply.id, {"name": reply.name})
+        self._image_event("import", reply.id)
+        return reply
 
     def CommitContainer(self, request: engine_pb2.CommitContainerRequest,  # noqa: N802
                         context: Ctx) -> types_pb2.NewImage:

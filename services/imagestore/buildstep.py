@@ -12,11 +12,11 @@ from typing import IO
 from muelle.images.v1 import images_pb2
 
 from services.core.logging import get_logger
+from services.core.tarstream import stream_archive
 from services.imagestore.addfiles import Placement, spool
 from services.imagestore.build import NewLayer, write_layer
 from services.imagestore.imageconfig import config_object, step_config
 from services.imagestore.metadata import ImageRecord
-from services.imagestore.save import stream_archive
 from services.imagestore.store import ImageStore
 from services.imagestore.treetar import TreeTar, _merge
 from services.imagestore.view import resolve

@@ -1,5 +1,7 @@
 """`docker cp` out of a container: one path of its root filesystem (the overlay view of its
-writable layer over its image's layers), read without mounting it.
+writable layer over its image's layers), read without mounting it. A path that goes
+through the container's mounts (volumes, bind mounts, a running one's tmpfs) is the
+shim's to answer (services/shim/copyout.py): the gateway asks it first.
 
 The path is resolved by view.resolve: symlinks on the way are followed inside the
 container's root and never out of it (an absolute target restarts at that root, ".."
@@ -15,7 +17,7 @@ import stat
 from collections.abc import Iterator
 from typing import IO
 
-from services.imagestore.save import stream_archive
+from services.core.tarstream import stream_archive
 from services.imagestore.treetar import TreeTar, _merge
 from services.imagestore.view import Found, resolve
 from vocab.errors import NotFound

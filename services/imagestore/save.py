@@ -11,25 +11,21 @@ pulled, so every digest is preserved)::
     repositories                legacy docker-archive: {repo: {tag: <config hex>}}
 
 This is what Docker 25+ writes; older `docker load` reads it too (it decompresses layers).
-The tar is produced on a thread into a bounded queue, so a large save streams with
-constant memory and stops when the reader goes away.
+The tar is produced on a thread into a bounded queue (core/tarstream.py), so a large
+save streams with constant memory and stops when the reader goes away.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import queue
 import tarfile
-import threading
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from services.imagestore.content import ContentStore
 from services.imagestore.metadata import ImageRecord
 from vocab import reference
 
-CHUNK = 1 << 20
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 _EPOCH = 0  # fixed mtimes: the same images save to the same bytes
@@ -106,72 +102,3 @@ def write_archive(content: ContentStore, items: list[SaveItem], out: io.RawIOBas
         _add_bytes(tar, "manifest.json", json.dumps(docker).encode())
         if repositories:
             _add_bytes(tar, "repositories", json.dumps(repositories).encode())
-
-
-class _Cancelled(Exception):
-    pass
-
-
-class _QueueWriter(io.RawIOBase):
-    def __init__(self, q: queue.Queue[bytes | BaseException | None],
-                 cancelled: threading.Event) -> None:
-        self.q = q
-        self.cancelled = cancelled
-        self.buf = bytearray()
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: bytes) -> int:  # type: ignore[override]
-        self.buf += data
-        while len(self.buf) >= CHUNK:
-            self._put(bytes(self.buf[:CHUNK]))
-            del self.buf[:CHUNK]
-        return len(data)
-
-    def _put(self, item: bytes | BaseException | None) -> None:
-        while True:
-            if self.cancelled.is_set():
-                raise _Cancelled()
-            try:
-                self.q.put(item, timeout=0.5)
-                return
-            except queue.Full:
-                continue
-
-    def finish(self) -> None:
-        if self.buf:
-            self._put(bytes(self.buf))
-        self._put(None)
-
-
-def stream_archive(produce: Callable[[io.RawIOBase], None]) -> Iterator[bytes]:
-    """Run ``produce(writer)`` on a thread; yield what it writes, in CHUNK pieces."""
-    q: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=4)
-    cancelled = threading.Event()
-    writer = _QueueWriter(q, cancelled)
-
-    def run() -> None:
-        try:
-            produce(writer)
-            writer.finish()
-        except _Cancelled:
-            return
-        except BaseException as exc:  # noqa: BLE001 - handed to the reading side
-            try:
-                writer._put(exc)
-            except _Cancelled:
-                return
-
-    thread = threading.Thread(target=run, name="save", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = q.get()
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        cancelled.set()

@@ -25,6 +25,7 @@ from services.core import modes
 from services.core.cancel import Cancel
 from services.core.config import ImageStoreConfig
 from services.core.logging import get_logger
+from services.core.tarstream import stream_archive
 from services.imagestore import changes
 from services.imagestore.build import ImageBuilder, copy_stream, write_layer
 from services.imagestore.check import CheckReport, check
@@ -37,7 +38,7 @@ from services.imagestore.pull import Puller
 from services.imagestore.push import Pusher
 from services.imagestore.recover import recover
 from services.imagestore.registry_client import RegistryClient
-from services.imagestore.save import SaveItem, stream_archive, write_archive
+from services.imagestore.save import SaveItem, write_archive
 from services.imagestore.snapshots import Snapshots, check_container_id
 from services.imagestore.treetar import TreeTar, diff_entries, merged_entries
 from services.imagestore.unpack import GZIP_ERRORS, decompress

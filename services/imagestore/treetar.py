@@ -9,10 +9,10 @@
 * ``diff_entries(upper)`` walks one overlayfs-form dir as an OCI layer: a 0:0 character
   device becomes an empty ``.wh.NAME`` file, an opaque directory is followed by
   ``DIR/.wh..wh..opq`` (what Docker's overlay2 driver writes).
-* ``write_tar`` writes entries as PAX: owner, mode (setuid/setgid/sticky), mtime, device
-  numbers, symlink targets, hardlinks (by inode, to the first name written) and every
-  xattr except overlayfs's own (``trusted.overlay.*``). Owner names are left empty: host
-  names mean nothing inside an image.
+* ``TreeTar`` writes entries as PAX (core/paxtar.py): owner, mode, mtime, device
+  numbers, symlink targets, hardlinks and every xattr except overlayfs's own
+  (``trusted.overlay.*``). Owner names are left empty: host names mean nothing inside an
+  image.
 """
 
 from __future__ import annotations
@@ -21,15 +21,13 @@ import os
 import stat
 import tarfile
 from collections.abc import Iterator
-from typing import IO
 
+from services.core.paxtar import PaxTar, xattr_headers
 from services.imagestore.unpack import OPAQUE_WHITEOUT, OPAQUE_XATTR, WHITEOUT_PREFIX
 
 # (name in the tar, real path; None for a synthesized whiteout marker, with the stat of
 # the thing it stands for)
 Entry = tuple[str, str | None, os.stat_result]
-
-_OVERLAY_XATTRS = ("trusted.overlay.", "user.overlay.")
 
 
 def _is_whiteout(st: os.stat_result) -> bool:
@@ -114,72 +112,18 @@ def _diff(real: str, rel: str) -> Iterator[Entry]:
             yield from _diff(path, arc + "/")
 
 
-def _xattrs(path: str) -> dict[str, str]:
-    out = {}
-    try:
-        keys = os.listxattr(path, follow_symlinks=False)
-    except OSError:
-        return {}
-    for key in sorted(keys):
-        if key.startswith(_OVERLAY_XATTRS):
-            continue
-        try:
-            value = os.getxattr(path, key, follow_symlinks=False)
-        except OSError:
-            continue
-        # Binary values (security.capability) survive as surrogates, written back as bytes.
-        out[f"SCHILY.xattr.{key}"] = value.decode("utf-8", "surrogateescape")
-    return out
-
-
-class TreeTar:
-    """Writes Entry tuples into an uncompressed PAX tar stream."""
-
-    def __init__(self, out: IO[bytes]) -> None:
-        self.tar = tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT,  # noqa: SIM115
-                                encoding="utf-8", errors="surrogateescape")
-        self._inodes: dict[tuple[int, int], str] = {}
+class TreeTar(PaxTar):
+    """Writes Entry tuples into an uncompressed PAX tar stream (core/paxtar.py)."""
 
     def add(self, arc: str, path: str | None, st: os.stat_result) -> None:
-        info = tarfile.TarInfo(arc)
-        info.uid, info.gid = st.st_uid, st.st_gid
-        info.uname = info.gname = ""
-        info.mtime = int(st.st_mtime)
         if path is None:  # whiteout marker
+            info = self.info(arc, st)
             info.type, info.mode, info.size = tarfile.REGTYPE, 0o600, 0
             self.tar.addfile(info)
             return
-        info.mode = stat.S_IMODE(st.st_mode)
-        info.pax_headers = _xattrs(path)
-        mode = st.st_mode
-        if stat.S_ISREG(mode):
-            key = (st.st_dev, st.st_ino)
-            if st.st_nlink > 1 and key in self._inodes:
-                info.type, info.linkname = tarfile.LNKTYPE, self._inodes[key]
-                self.tar.addfile(info)
-                return
-            if st.st_nlink > 1:
-                self._inodes[key] = arc
-            info.type, info.size = tarfile.REGTYPE, st.st_size
-            with open(path, "rb") as f:
-                self.tar.addfile(info, f)
-            return
-        if stat.S_ISDIR(mode):
-            info.type = tarfile.DIRTYPE
-        elif stat.S_ISLNK(mode):
-            info.type, info.linkname = tarfile.SYMTYPE, os.readlink(path)
-        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-            info.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
-            info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-        elif stat.S_ISFIFO(mode):
-            info.type = tarfile.FIFOTYPE
-        else:
-            return  # sockets: not representable in a layer (Docker skips them too)
-        self.tar.addfile(info)
+        self.entry(arc, st, xattr_headers(path), lambda: open(path, "rb"),  # noqa: SIM115
+                   lambda: os.readlink(path))
 
     def write(self, entries: Iterator[Entry]) -> None:
         for arc, path, st in entries:
             self.add(arc, path, st)
-
-    def close(self) -> None:
-        self.tar.close()

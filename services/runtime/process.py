@@ -9,9 +9,9 @@ from typing import Any
 
 from services.runtime import linux
 from vocab.errors import FailedPrecondition, InvalidArgument
+from vocab.platform import DEFAULT_PATH
 
 Warn = Callable[[str], None]
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def env_dict(env: list[str]) -> dict[str, str]:

@@ -9,17 +9,26 @@ O_NOFOLLOW | O_DIRECTORY (made when missing), and the entry itself is created wi
 have put one there, or an earlier entry of the same tar) is refused, never followed; an
 entry named with ".." or an absolute link for a hard link target is refused. So nothing is
 written outside the container's root, whatever the tar or the container holds.
+
+Given the container's view (cpview.py) rather than a bare rootfs, the destination and
+every entry resolve as the container sees them: a step onto a mount point goes on in what
+is mounted there (a volume, a bind mount, a running container's tmpfs), never in the
+directory under it. As dockerd does, a destination in a read-only mount (or, outside any
+mount, in a read-only rootfs) is refused; an entry that would go into a read-only mount or
+replace a mount point is refused too.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import tarfile
 from typing import IO
 
 from services.core.inroot import open_in_root
+from services.shim.cpview import View, plain
 from vocab.errors import InvalidArgument, NotFound
 
 _DIR = os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC
@@ -32,31 +41,61 @@ def _parts(name: str) -> list[str]:
     return parts
 
 
-def _walk(top: int, parts: list[str], what: str) -> int:
-    """An fd of the directory ``parts`` under ``top``, made when missing; a symlink or a
-    non-directory on the way is refused."""
-    fd = os.dup(top)
+def _walk(at: _At, parts: list[str], what: str) -> _At:
+    """The directory ``parts`` under ``at``, made when missing; a symlink or a
+    non-directory on the way is refused, and so is a read-only mount."""
+    here = at.dup()
     try:
         for comp in parts:
-            try:
-                nxt = os.open(comp, _DIR, dir_fd=fd)
-            except FileNotFoundError:
-                with contextlib.suppress(FileExistsError):
-                    os.mkdir(comp, 0o755, dir_fd=fd)
-                try:
-                    nxt = os.open(comp, _DIR, dir_fd=fd)
-                except (NotADirectoryError, OSError) as exc:
-                    raise InvalidArgument(f"{what}: {comp!r} is not a directory") from exc
-            except (NotADirectoryError, OSError) as exc:
-                # ENOTDIR: a file or a symlink (O_NOFOLLOW): never followed
-                raise InvalidArgument(f"{what}: {comp!r} is not a directory (a symbolic "
-                                      "link is not followed)") from exc
-            os.close(fd)
-            fd = nxt
+            nxt = here.child(comp)
+            mount = at.view.mounts.get(View.key(nxt.parts))
+            if mount is not None:
+                if mount.readonly:
+                    raise InvalidArgument(f"{what}: {View.key(nxt.parts)} is a read-only "
+                                          "mount")
+                nxt.fd = os.dup(mount.fd)
+            else:
+                nxt.fd = _open_dir(here.fd, comp, what)
+            here.close()
+            here = nxt
     except BaseException:
-        os.close(fd)
+        here.close()
         raise
-    return fd
+    return here
+
+
+def _open_dir(parent: int, comp: str, what: str) -> int:
+    try:
+        return os.open(comp, _DIR, dir_fd=parent)
+    except FileNotFoundError:
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(comp, 0o755, dir_fd=parent)
+        try:
+            return os.open(comp, _DIR, dir_fd=parent)
+        except (NotADirectoryError, OSError) as exc:
+            raise InvalidArgument(f"{what}: {comp!r} is not a directory") from exc
+    except (NotADirectoryError, OSError) as exc:
+        # ENOTDIR: a file or a symlink (O_NOFOLLOW): never followed
+        raise InvalidArgument(f"{what}: {comp!r} is not a directory (a symbolic "
+                              "link is not followed)") from exc
+
+
+class _At:
+    """A directory of the container being written: its fd and its path from the root."""
+
+    def __init__(self, view: View, fd: int, parts: list[str]) -> None:
+        self.view, self.fd, self.parts = view, fd, parts
+
+    def dup(self) -> _At:
+        return _At(self.view, os.dup(self.fd), self.parts)
+
+    def child(self, name: str) -> _At:
+        return _At(self.view, -1, [*self.parts, name])
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 def _clear(parent: int, name: str, for_dir: bool, no_overwrite: bool) -> bool:
@@ -75,16 +114,37 @@ def _clear(parent: int, name: str, for_dir: bool, no_overwrite: bool) -> bool:
     return False
 
 
-def extract(rootfs: str, dest: str, data: IO[bytes], owner: tuple[int, int] | None,
+def extract(root: str | View, dest: str, data: IO[bytes], owner: tuple[int, int] | None,
             no_overwrite_dir_non_dir: bool = False) -> None:
-    """Extract the tar ``data`` into directory ``dest`` of ``rootfs``. ``owner``: (uid,
-    gid) for every entry (Docker: the container's root), None keeps the tar's."""
+    """Extract the tar ``data`` into directory ``dest`` of ``root`` (a rootfs, or a
+    container's view with its mounts). ``owner``: (uid, gid) for every entry (Docker:
+    the container's root), None keeps the tar's."""
+    if isinstance(root, str):
+        with plain(root) as view:
+            top = _top_plain(root, dest, view)
+            _extract(top, dest, data, owner, no_overwrite_dir_non_dir)
+        return
+    found = root.resolve(dest, follow_last=True)
+    top = _At(root, found.fd, found.parts)
     try:
-        top = open_in_root(rootfs, dest)
+        root.check_writable(found.parts)
+    except BaseException:
+        top.close()
+        raise
+    _extract(top, dest, data, owner, no_overwrite_dir_non_dir)
+
+
+def _top_plain(rootfs: str, dest: str, view: View) -> _At:
+    try:
+        return _At(view, open_in_root(rootfs, dest), [])
     except FileNotFoundError:
         raise NotFound(f"Could not find the file {dest} in container") from None
+
+
+def _extract(top: _At, dest: str, data: IO[bytes], owner: tuple[int, int] | None,
+             no_overwrite_dir_non_dir: bool) -> None:
     try:
-        if not stat.S_ISDIR(os.fstat(top).st_mode):
+        if not stat.S_ISDIR(os.fstat(top.fd).st_mode):
             raise InvalidArgument(f"extraction point is not a directory: {dest}")
         try:
             with tarfile.open(fileobj=data, mode="r|*") as tar:
@@ -93,22 +153,29 @@ def extract(rootfs: str, dest: str, data: IO[bytes], owner: tuple[int, int] | No
         except tarfile.TarError as exc:
             raise InvalidArgument(f"not a valid tar archive: {exc}") from None
     finally:
-        os.close(top)
+        top.close()
 
 
-def _entry(top: int, tar: tarfile.TarFile, m: tarfile.TarInfo,
+def _entry(top: _At, tar: tarfile.TarFile, m: tarfile.TarInfo,
            owner: tuple[int, int] | None, no_overwrite: bool) -> None:
     parts = _parts(m.name)
     if not parts:
         return  # the "." entry: the destination itself stays as it is
     uid, gid = owner if owner is not None else (m.uid, m.gid)
-    parent = _walk(top, parts[:-1], m.name)
-    name = parts[-1]
+    at = _walk(top, parts[:-1], m.name)
+    parent, name = at.fd, parts[-1]
+    mount = top.view.mounts.get(View.key([*at.parts, name]))
     try:
+        if mount is not None and (mount.readonly or not m.isdir()):
+            raise InvalidArgument(f"{m.name}: cannot replace the mount point "
+                                  f"{View.key([*at.parts, name])}")
         if m.isdir():
-            if not _clear(parent, name, True, no_overwrite):
-                os.mkdir(name, 0o700, dir_fd=parent)
-            fd = os.open(name, _DIR, dir_fd=parent)
+            if mount is not None:
+                fd = os.dup(mount.fd)
+            else:
+                if not _clear(parent, name, True, no_overwrite):
+                    os.mkdir(name, 0o700, dir_fd=parent)
+                fd = os.open(name, _DIR, dir_fd=parent)
             try:
                 os.chown(f"/proc/self/fd/{fd}", uid, gid)
                 os.chmod(f"/proc/self/fd/{fd}", m.mode & 0o7777)
@@ -134,15 +201,20 @@ def _entry(top: int, tar: tarfile.TarFile, m: tarfile.TarInfo,
             target = _parts(m.linkname)
             if not target:
                 raise InvalidArgument(f"refusing hard link {m.name!r} to {m.linkname!r}")
-            src_parent = _walk(top, target[:-1], m.linkname)
+            src_at = _walk(top, target[:-1], m.linkname)
             try:
                 _clear(parent, name, False, no_overwrite)
-                os.link(target[-1], name, src_dir_fd=src_parent, dst_dir_fd=parent,
+                os.link(target[-1], name, src_dir_fd=src_at.fd, dst_dir_fd=parent,
                         follow_symlinks=False)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                raise InvalidArgument(f"hard link {m.name!r} to {m.linkname!r}: they are "
+                                      "on different mounts") from None
             finally:
-                os.close(src_parent)
+                src_at.close()
         else:
             raise InvalidArgument(f"refusing tar entry {m.name!r}: devices and fifos are "
                                   "not copied into containers")
     finally:
-        os.close(parent)
+        at.close()

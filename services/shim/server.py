@@ -182,6 +182,18 @@ class ShimServicer(shim_pb2_grpc.ShimServicer):
                               first.start.copy_uid_gid, first.start.no_overwrite_dir_non_dir)
         return shim_pb2.CopyToResponse()
 
+    def StatPath(self, request: shim_pb2.PathRequest,  # noqa: N802
+                 context: grpc.ServicerContext) -> shim_pb2.PathStat:
+        stat = self.shim.stat_path(request.id, request.path)
+        if stat is None:
+            return shim_pb2.PathStat(through_mounts=False)
+        return shim_pb2.PathStat(through_mounts=True, stat=stat)
+
+    def ReadPath(self, request: shim_pb2.PathRequest,  # noqa: N802
+                 context: grpc.ServicerContext) -> Iterator[types_pb2.ArchiveChunk]:
+        for data in self.shim.read_path(request.id, request.path):
+            yield types_pb2.ArchiveChunk(data=data)
+
     def UpdateRestartPolicy(  # noqa: N802
             self, request: shim_pb2.UpdateRestartPolicyRequest,
             context: grpc.ServicerContext) -> shim_pb2.UpdateRestartPolicyResponse:

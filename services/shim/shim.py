@@ -16,7 +16,7 @@ import shutil
 import signal as signalmod
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import IO
 
 from muelle.shim.v1 import shim_pb2
@@ -29,6 +29,8 @@ from services.runtime import api
 from services.shim import (
     access,
     copyin,
+    copyout,
+    cpview,
     logs,
     mounts,
     restart,
@@ -277,14 +279,51 @@ class Shim:
 
     def copy_to(self, cid: str, path: str, data: IO[bytes], copy_uid_gid: bool,
                 no_overwrite_dir_non_dir: bool) -> None:
-        """`docker cp` into the container: its mounted rootfs (copyin.py)."""
-        cdir = self.existing(cid)
-        with self._lock(cid):
-            if not os.path.ismount(cdir.rootfs):
-                raise FailedPrecondition(f"the root filesystem of container {cid} is not "
-                                         "mounted")
-            copyin.extract(str(cdir.rootfs), path, data, None if copy_uid_gid else (0, 0),
+        """`docker cp` into the container: its mounted rootfs with its mounts over it
+        (copyin.py, cpview.py)."""
+        with self._lock(cid), self._view(cid) as view:
+            copyin.extract(view, path, data, None if copy_uid_gid else (0, 0),
                            no_overwrite_dir_non_dir)
+
+    def stat_path(self, cid: str, path: str) -> types_pb2.ContainerPathStat | None:
+        """`docker cp` out: the stat of ``path`` when it goes through the container's
+        mounts, None when the image store's layers answer it (copyout.py)."""
+        view = self._open_view(cid, required=False)
+        if view is None:
+            return None
+        with view:
+            found = view.resolve(path, follow_last=cpview.follows_last(path))
+            try:
+                return copyout.stat_of(path, found) if found.through_mounts else None
+            finally:
+                os.close(found.fd)
+
+    def read_path(self, cid: str, path: str) -> Iterator[bytes]:
+        """The tar of ``path`` in the container's view (copyout.py)."""
+        view = self._open_view(cid, required=True)
+        assert view is not None
+        try:
+            found = view.resolve(path, follow_last=cpview.follows_last(path))
+        except BaseException:
+            view.close()
+            raise
+        return copyout.read(view, path, found)
+
+    @contextlib.contextmanager
+    def _view(self, cid: str) -> Iterator[cpview.View]:
+        view = self._open_view(cid, required=True)
+        assert view is not None
+        with view:
+            yield view
+
+    def _open_view(self, cid: str, required: bool) -> cpview.View | None:
+        cdir = self.existing(cid)
+        if not os.path.ismount(cdir.rootfs):
+            if not required:
+                return None  # the image store reads the layers themselves
+            raise FailedPrecondition(f"the root filesystem of container {cid} is not "
+                                     "mounted")
+        return cpview.open_view(cdir)
 
     def _restart_by_policy(self, cid: str) -> None:
         with self._lock(cid):

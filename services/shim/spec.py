@@ -21,9 +21,9 @@ from services.core.inroot import join_in_root
 from services.shim import seccomp_profile, userns
 from services.shim.users import User
 from vocab.errors import FailedPrecondition, InvalidArgument
+from vocab.platform import DEFAULT_PATH
 
 OCI_VERSION = "1.0.2"
-DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SHM_SIZE = 64 * 1024 * 1024
 DEFAULT_CPU_PERIOD = 100_000
 
@@ -113,7 +113,7 @@ def capabilities(cap_add: list[str], cap_drop: list[str], privileged: bool,
 
 def build_env(env: list[str], hostname: str, terminal: bool) -> list[str]:
     """Docker's CreateDaemonEnvironment: defaults, then replace-or-append the user env."""
-    out = [DEFAULT_PATH, f"HOSTNAME={hostname}"]
+    out = [f"PATH={DEFAULT_PATH}", f"HOSTNAME={hostname}"]
     if terminal:
         out.append("TERM=xterm")
     index = {e.split("=", 1)[0]: i for i, e in enumerate(out)}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import urllib.request
 import uuid
 
@@ -67,3 +69,57 @@ def test_published_port_is_shown_and_served(docker: DockerCli, pulled: str) -> N
             raise AssertionError("the published port never answered")
     finally:
         docker("rm", "-f", name)
+
+
+def test_ps_size_shows_the_writable_layer_and_the_virtual_size_as_dockerd(
+        muelle_cli: DockerCli, dockerd_cli: DockerCli, pulled: str) -> None:
+    seen = []
+    for cli in (muelle_cli, dockerd_cli):
+        name = f"size-{uuid.uuid4().hex[:6]}"
+        cli("run", "--name", name, pulled, "sh", "-c", "head -c 1048576 /dev/zero > /f")
+        try:
+            seen.append(cli("ps", "-a", "-s", "--filter", f"name={name}", "--format",
+                            "{{.Size}}").stdout)
+        finally:
+            cli("rm", name)
+    assert seen[0] == seen[1]
+    assert seen[0].startswith("1.05MB (virtual ")
+
+
+def test_an_anonymous_volume_from_dash_v_path_as_on_dockerd(
+        muelle_cli: DockerCli, dockerd_cli: DockerCli, pulled: str) -> None:
+    """`-v /path` reaches the API as Config.Volumes (not Binds): a fresh volume each run."""
+    seen = []
+    for cli in (muelle_cli, dockerd_cli):
+        name = f"anon-{uuid.uuid4().hex[:6]}"
+        out = cli("run", "--name", name, "-v", "/vol", "-v", "/bound", "--mount",
+                  "type=tmpfs,target=/t", pulled, "sh", "-c",
+                  "grep -c ' /vol ' /proc/mounts; echo hi > /vol/f; cat /vol/f").stdout
+        try:
+            mounts = cli("inspect", "-f", "{{range .Mounts}}{{.Type}} {{.Destination}} "
+                         "{{len .Name}} {{.RW}};{{end}}", name).stdout
+        finally:
+            cli("rm", "-v", name)
+        seen.append((out, sorted(mounts.strip().split(";"))))  # dockerd's order varies
+    assert seen[0] == seen[1]
+    assert seen[0][0] == "1\nhi\n"
+
+
+def test_namespaces_dns_sysctls_and_system_paths_as_on_dockerd(
+        muelle_cli: DockerCli, dockerd_cli: DockerCli, pulled: str) -> None:
+    script = ("cat /etc/resolv.conf; cat /proc/sys/net/ipv4/ip_forward; "
+              "readlink /proc/self/ns/pid; readlink /proc/self/ns/ipc; hostname; "
+              "grep -c ' /proc/timer_list ' /proc/mounts; true")
+    host = {"pid": os.readlink("/proc/self/ns/pid"), "ipc": os.readlink("/proc/self/ns/ipc"),
+            "uts": socket.gethostname()}
+    seen = []
+    for cli in (muelle_cli, dockerd_cli):
+        seen.append(cli("run", "--rm", "--dns", "10.0.0.53", "--dns-search", "example.com",
+                        "--dns-option", "ndots:2", "--sysctl", "net.ipv4.ip_forward=1",
+                        "--pid", "host", "--ipc", "host", "--uts", "host", "--security-opt",
+                        "systempaths=unconfined", pulled, "sh", "-c", script).stdout)
+        seen.append(cli("run", "--rm", pulled, "grep", "-c", " /proc/timer_list ",
+                        "/proc/mounts").stdout)
+    assert seen[0] == seen[2] and seen[1] == seen[3] == "1\n"
+    assert seen[0] == ("search example.com\nnameserver 10.0.0.53\noptions ndots:2\n1\n"
+                       f"{host['pid']}\n{host['ipc']}\n{host['uts']}\n0\n")

@@ -10,9 +10,11 @@ import hashlib
 import io
 import json
 import os
+import re
 import socket
 import subprocess
 import tarfile
+import time
 import uuid
 from pathlib import Path
 
@@ -184,3 +186,28 @@ def test_a_client_that_hangs_up_mid_archive_leaves_nothing(docker_engine: Engine
                          + data[:len(data) // 2])
     assert request(docker_engine, "GET", "/_ping")[0] == 200
     assert _image_ids(docker_engine) == before
+
+
+def test_load_and_import_events_as_on_dockerd(muelle_cli: DockerCli, dockerd_cli: DockerCli,
+                                              pulled: str, tmp_path: Path) -> None:
+    name = f"ev-{uuid.uuid4().hex[:6]}"
+    _tags(dockerd_cli, pulled, f"{name}:loaded")
+    archive = tmp_path / "ev.tar"
+    dockerd_cli("save", "-o", str(archive), f"{name}:loaded")
+    dockerd_cli("rmi", f"{name}:loaded")
+    rootfs = tmp_path / "rootfs.tar"
+    _rootfs_tar(rootfs, b"small")
+    seen = []
+    for cli in (muelle_cli, dockerd_cli):
+        since = str(time.time())  # not earlier: other tests here load images too
+        cli("load", "-i", str(archive))
+        cli("import", str(rootfs), f"{name}:imported")
+        try:
+            events = cli("events", "--since", since, "--until", str(time.time() + 1),
+                         "--filter", "type=image", "--filter", "event=load", "--filter",
+                         "event=tag", "--filter", "event=import", "--format",
+                         "{{.Action}} {{.Actor.Attributes.name}}").stdout
+        finally:
+            cli("rmi", f"{name}:loaded", f"{name}:imported", check=False)
+        seen.append(re.sub(r"sha256:[0-9a-f]{64}", "ID", events))
+    assert seen[0] == seen[1] == f"load ID\ntag {name}:imported\nimport ID\n"

@@ -30,18 +30,30 @@ def resolv_conf(host_text: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _entries(text: str, keyword: str) -> list[str]:
+    """The words after each ``keyword`` line of a resolv.conf ("domain" counts as search)."""
+    out: list[str] = []
+    for line in text.splitlines():
+        words = line.split()
+        if words and (words[0] == keyword or (keyword == "search" and words[0] == "domain")):
+            out += words[1:]
+    return out
+
+
 def with_dns(text: str, servers: list[str], search: list[str], options: list[str]) -> str:
-    """``text`` (a resolv.conf) with each part given replaced (Docker's --dns rules)."""
-    keep = [line for line in text.splitlines()
-            if not (servers and line.strip().startswith("nameserver"))
-            and not (search and line.strip().startswith(("search", "domain")))
-            and not (options and line.strip().startswith("options"))]
-    keep += [f"nameserver {s}" for s in servers]
-    if search:
-        keep.append("search " + " ".join(search))
+    """The resolv.conf Docker writes when any of --dns, --dns-search, --dns-option is given
+    (libnetwork's resolvconf.Build): search, nameservers, options, each the given list or
+    else ``text``'s, nothing else of ``text`` kept; a search list of "." means none."""
+    search = search or _entries(text, "search")
+    servers = servers or _entries(text, "nameserver")
+    options = options or _entries(text, "options")
+    out = ""
+    if search and " ".join(search).strip() != ".":
+        out += "search " + " ".join(search) + "\n"
+    out += "".join(f"nameserver {s}\n" for s in servers)
     if options:
-        keep.append("options " + " ".join(options))
-    return "\n".join(keep) + "\n"
+        out += "options " + " ".join(options) + "\n"
+    return out
 
 
 def hosts(own: list[tuple[str, list[str]]], peers: list[tuple[str, list[str]]]) -> str:

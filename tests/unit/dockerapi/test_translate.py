@@ -57,7 +57,7 @@ def test_create_maps_what_the_cli_sends() -> None:
 
 @pytest.mark.parametrize(("host", "text"), [
     ({"Devices": [{"PathOnHost": "/dev/null"}]}, "HostConfig.Devices"),
-    ({"PidMode": "host"}, "HostConfig.PidMode"),
+    ({"ExtraHosts": ["db:10.0.0.2"]}, "HostConfig.ExtraHosts"),
     ({"LogConfig": {"Type": "syslog"}}, "log driver 'syslog'"),
     ({"PortBindings": {"80/tcp": [{"HostPort": "8000-8010"}]}}, "host port range"),
     ({"Mounts": [{"Type": "npipe", "Target": "/x"}]}, "mount type 'npipe'"),
@@ -68,6 +68,21 @@ def test_create_refuses_what_the_engine_cannot_do_by_name(host: dict[str, Any],
     with pytest.raises(ApiError) as err:
         create_request({"Image": "busybox", "HostConfig": host}, "")
     assert err.value.status == 400 and text in err.value.message
+
+
+def test_create_maps_namespaces_dns_sysctls_and_system_paths() -> None:
+    r = create_request({"Image": "b", "HostConfig": {
+        "PidMode": "host", "IpcMode": "container:db", "UTSMode": "host",
+        "Dns": ["10.0.0.53"], "DnsSearch": ["example.com"], "DnsOptions": ["ndots:2"],
+        "Sysctls": {"net.ipv4.ip_forward": "1"}, "CgroupParent": "/pods",
+        "MaskedPaths": [], "ReadonlyPaths": None}}, "")
+    assert (r.pid_mode, r.ipc_mode, r.uts_mode) == ("host", "container:db", "host")
+    assert (list(r.dns), list(r.dns_search), list(r.dns_options)) == (
+        ["10.0.0.53"], ["example.com"], ["ndots:2"])
+    assert dict(r.sysctls) == {"net.ipv4.ip_forward": "1"} and r.cgroup_parent == "/pods"
+    # [] (systempaths=unconfined) replaces the defaults; null keeps them
+    assert r.HasField("masked_paths") and not r.masked_paths.values
+    assert not r.HasField("readonly_paths")
 
 
 def test_entrypoint_reset_and_cpu_quota() -> None:

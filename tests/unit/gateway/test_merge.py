@@ -6,8 +6,9 @@ import pytest
 from muelle.engine.v1 import engine_pb2
 from muelle.types.v1 import types_pb2
 
-from services.gateway.merge import DEFAULT_PATH, merge
+from services.gateway.merge import merge
 from vocab.errors import InvalidArgument
+from vocab.platform import DEFAULT_PATH
 
 CID = "abcdef0123456789" + "0" * 48
 NIL = None
@@ -87,7 +88,7 @@ def test_env_user_wins_by_key_and_defaults_added() -> None:
 
 def test_env_without_user_values_is_the_image_env() -> None:
     merged = merge(_image(cmd=["c"], env=["A=1"]), _request(), CID)
-    assert merged.env == [DEFAULT_PATH, f"HOSTNAME={CID[:12]}", "A=1"]
+    assert merged.env == [f"PATH={DEFAULT_PATH}", f"HOSTNAME={CID[:12]}", "A=1"]
 
 
 def test_env_user_hostname_override_and_explicit_hostname() -> None:

@@ -140,10 +140,13 @@ def test_bridge_rules_name_their_bridge_and_guard_the_hosts_loopback() -> None:
 
 
 def test_resolv_conf_with_dns_replaces_each_part_given() -> None:
+    """Docker's order (search, nameservers, options) whatever the host's; comments and
+    other lines of the host's file dropped, as libnetwork's resolvconf.Build does."""
     from services.shim.network import files
 
-    host = "search lan\nnameserver 192.168.1.1\noptions edns0\n"
+    host = "# generated\nnameserver 192.168.1.1\nsearch lan\noptions edns0\nsortlist x\n"
     assert files.with_dns(host, ["10.10.10.10"], [], []) == \
-        "search lan\noptions edns0\nnameserver 10.10.10.10\n"
+        "search lan\nnameserver 10.10.10.10\noptions edns0\n"
     assert files.with_dns(host, [], ["a.example", "b"], ["ndots:2"]) == \
-        "nameserver 192.168.1.1\nsearch a.example b\noptions ndots:2\n"
+        "search a.example b\nnameserver 192.168.1.1\noptions ndots:2\n"
+    assert files.with_dns(host, [], ["."], []) == "nameserver 192.168.1.1\noptions edns0\n"

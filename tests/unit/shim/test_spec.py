@@ -12,6 +12,7 @@ from services.core import capabilities as core_caps
 from services.shim import spec
 from services.shim.users import User
 from vocab.errors import InvalidArgument
+from vocab.platform import DEFAULT_PATH
 
 CID = "ab" * 32
 
@@ -36,7 +37,7 @@ def test_docker_defaults() -> None:
     assert len(spec.DEFAULT_CAPS) == 14
     assert proc["noNewPrivileges"] is False
     assert "rlimits" not in proc
-    assert proc["env"][:2] == [spec.DEFAULT_PATH, f"HOSTNAME={CID[:12]}"]
+    assert proc["env"][:2] == [f"PATH={DEFAULT_PATH}", f"HOSTNAME={CID[:12]}"]
     assert "HOME=/home/app" in proc["env"]
     assert proc["user"] == {"uid": 1000, "gid": 1000, "additionalGids": [1000, 10]}
     assert proc["cwd"] == "/"

@@ -109,10 +109,27 @@ def _mount(m: dict[str, Any]) -> types_pb2.VolumeMount:
         tmpfs_size=_int(tmpfs, "SizeBytes"), tmpfs_mode=_int(tmpfs, "Mode"))
 
 
-def _healthcheck(config: dict[str, Any]) -> None:
-    test = _dict(config.get("Healthcheck"), "Healthcheck").get("Test") or []
-    if test and test != ["NONE"]:
-        raise ApiError(400, "Healthcheck is not supported by muelle yet")
+_HEALTH_DURATIONS = (("Interval", "interval_ns"), ("Timeout", "timeout_ns"),
+                     ("StartPeriod", "start_period_ns"), ("StartInterval", "start_interval_ns"))
+
+
+def healthcheck(value: Any) -> types_pb2.Healthcheck | None:
+    """Config.Healthcheck (durations in ns) as engine.v1's; None when absent. Types are
+    checked here, values (durations under 1 ms, negative retries) by the gateway."""
+    if value is None:
+        return None
+    doc = _dict(value, "Healthcheck")
+    out = types_pb2.Healthcheck(test=_strings(doc.get("Test"), "Healthcheck.Test"))
+    for key, attr in _HEALTH_DURATIONS:
+        number = _int(doc, key)
+        if not -2**63 <= number < 2**63:
+            raise bad_request(f"Healthcheck.{key} is out of range: {number}")
+        setattr(out, attr, number)
+    retries = _int(doc, "Retries")
+    if not -2**31 <= retries < 2**31:
+        raise bad_request(f"Healthcheck.Retries is out of range: {retries}")
+    out.retries = retries
+    return out
 
 
 def create_request(body: Any, name: str) -> engine_pb2.CreateContainerRequest:
@@ -122,7 +139,6 @@ def create_request(body: Any, name: str) -> engine_pb2.CreateContainerRequest:
     if not image or not isinstance(image, str):
         raise bad_request("Config.Image is required")
     _refuse_unsupported(host)
-    _healthcheck(config)
     log = _dict(host.get("LogConfig"), "LogConfig")
     if (log.get("Type") or "") not in _LOG_DRIVERS:
         raise ApiError(400, f"log driver {log['Type']!r} is not supported by muelle yet "
@@ -172,6 +188,9 @@ def create_request(body: Any, name: str) -> engine_pb2.CreateContainerRequest:
         req.cmd.values.extend(_strings(config["Cmd"], "Cmd"))
     if config.get("Entrypoint") is not None:
         req.entrypoint.values.extend(_strings(config["Entrypoint"], "Entrypoint") or [""])
+    health = healthcheck(config.get("Healthcheck"))
+    if health is not None:
+        req.healthcheck.CopyFrom(health)
     if "StopTimeout" in config and config["StopTimeout"] is not None:
         req.stop_timeout = _int(config, "StopTimeout")
     for m in host.get("Mounts") or []:

@@ -2,8 +2,8 @@
 threads are not.
 
 The shim writes the profile (seccomp_profile.default_profile), muelle-runtime compiles and
-installs it (seccomp.compile_bpf / install); here both run in a forked child that then
-calls clone and unshare directly, so a wrong mask value (not only a wrong literal) shows.
+installs it (seccomp.compile_bpf / install); here both run in a child (a fresh interpreter)
+that then calls clone and unshare directly, so a wrong mask value (not only a wrong literal) shows.
 No root needed: the filter is installed under no_new_privs, and an unprivileged process may
 create user namespaces, so a mask that lets CLONE_NEWUSER through is seen to do so.
 """
@@ -55,29 +55,28 @@ def _raw_clone(libc: Any, flags: int, tid: bool = False) -> int:
     return 0
 
 
+def clone_calls(libc: Any) -> dict[str, int]:
+    """Run in the filtered child (filtered_child.answers)."""
+    out = {f"clone {name}": _raw_clone(libc, flag) for name, flag in CLONE_FLAGS.items()}
+    out["clone"] = _raw_clone(libc, 0)
+    # glibc's fork is clone(CLONE_CHILD_SETTID|CLONE_CHILD_CLEARTID|SIGCHLD), made raw.
+    out["fork"] = _raw_clone(libc, CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID, tid=True)
+    ran = threading.Event()  # pthread_create: clone3 (ENOSYS), then clone(CLONE_VM|...)
+    thread = threading.Thread(target=ran.set)
+    thread.start()
+    thread.join()
+    out["thread"] = 0 if ran.is_set() else -1
+    ctypes.set_errno(0)  # last: in a new user namespace the rest would differ
+    ret = libc.syscall(ctypes.c_long(NR_UNSHARE), ctypes.c_long(CLONE_FLAGS["NEWUSER"]))
+    out["unshare NEWUSER"] = 0 if ret == 0 else ctypes.get_errno()
+    return out
+
+
 def _answers(capabilities: list[str]) -> dict[str, int]:
-    """Install the default profile for ``capabilities`` in a forked child; name -> errno."""
-
-    def calls(libc: Any) -> dict[str, int]:
-        out = {f"clone {name}": _raw_clone(libc, flag) for name, flag in CLONE_FLAGS.items()}
-        out["clone"] = _raw_clone(libc, 0)
-        # glibc's fork is clone(CLONE_CHILD_SETTID|CLONE_CHILD_CLEARTID|SIGCHLD); made raw,
-        # not by os.fork: that runs the atfork handlers gRPC registered in the test process,
-        # which abort in a child forked while other threads were in gRPC (seen once in the
-        # whole suite: this child died without a word).
-        out["fork"] = _raw_clone(libc, CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID, tid=True)
-        ran = threading.Event()  # pthread_create: clone3 (ENOSYS), then clone(CLONE_VM|...)
-        thread = threading.Thread(target=ran.set)
-        thread.start()
-        thread.join()
-        out["thread"] = 0 if ran.is_set() else -1
-        ctypes.set_errno(0)  # last: in a new user namespace the rest would differ
-        ret = libc.syscall(ctypes.c_long(NR_UNSHARE), ctypes.c_long(CLONE_FLAGS["NEWUSER"]))
-        out["unshare NEWUSER"] = 0 if ret == 0 else ctypes.get_errno()
-        return out
-
+    """Install the default profile for ``capabilities`` in a child; name -> errno."""
     profile = seccomp_profile.default_profile(capabilities, "x86_64")
-    return filtered_child.answers(seccomp.compile_bpf(profile, lambda m: None), calls)
+    return filtered_child.answers(seccomp.compile_bpf(profile, lambda m: None),
+                                  f"{__name__}:clone_calls")
 
 
 def test_namespace_clones_are_refused_without_sys_admin() -> None:

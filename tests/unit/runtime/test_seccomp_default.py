@@ -42,25 +42,27 @@ CALLS: list[tuple[str, tuple[Any, ...], int]] = [
 ]
 
 
+def default_calls(libc: Any) -> dict[str, int]:
+    """Run in the filtered child (filtered_child.answers): each of CALLS."""
+    out = {}
+    for name, (call, *args), _ in CALLS:
+        ctypes.set_errno(0)
+        ret = libc.syscall(ctypes.c_long(NR[call]), *(
+            ctypes.c_long(a) if isinstance(a, int) else a for a in args))
+        if call == "clone" and ret == 0:
+            os._exit(0)  # the clone that got through: it must not report too
+        if call == "clone" and ret > 0:
+            os.waitpid(ret, 0)
+        out[name] = 0 if ret >= 0 else ctypes.get_errno()
+    return out
+
+
 def _answers(profile: dict) -> dict[str, int]:
     """Install ``profile`` in a child (own mount namespace, in case a call gets through)
     and make each call there; returns name -> errno (0 = it went through)."""
 
-    def calls(libc: Any) -> dict[str, int]:
-        out = {}
-        for name, (call, *args), _ in CALLS:
-            ctypes.set_errno(0)
-            ret = libc.syscall(ctypes.c_long(NR[call]), *(
-                ctypes.c_long(a) if isinstance(a, int) else a for a in args))
-            if call == "clone" and ret == 0:
-                os._exit(0)  # the clone that got through: it must not report too
-            if call == "clone" and ret > 0:
-                os.waitpid(ret, 0)
-            out[name] = 0 if ret >= 0 else ctypes.get_errno()
-        return out
-
-    return filtered_child.answers(seccomp.compile_bpf(profile, lambda m: None), calls,
-                                  own_mount_ns=True)
+    return filtered_child.answers(seccomp.compile_bpf(profile, lambda m: None),
+                                  f"{__name__}:default_calls", own_mount_ns=True)
 
 
 needs_x86_64_root = pytest.mark.skipif(

@@ -5,22 +5,33 @@ from __future__ import annotations
 import errno
 import os
 from pathlib import Path
+from typing import Any
 
-from services.runtime import linux, seccomp
+from services.runtime import seccomp
+from tests.unit.runtime import filtered_child
 
 PROFILE = {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO",
                          "errnoRet": errno.EACCES}]}
 
 
-def _in_child(fn) -> int:  # type: ignore[no-untyped-def]
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os._exit(fn())
-        except BaseException:  # noqa: BLE001
-            os._exit(99)
-    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+def make_dir(libc: Any, path: str) -> dict[str, int]:
+    """Run in the filtered child: mkdir ``path``; its errno (0 = made)."""
+    try:
+        os.mkdir(path)
+    except OSError as exc:
+        return {"mkdir": exc.errno or -1}
+    return {"mkdir": 0}
+
+
+def make_then_remove(libc: Any, path: str) -> dict[str, int]:
+    """Run in the filtered child: makedirs (allowed: not in the rules), then rmdir."""
+    os.makedirs(path, exist_ok=True)
+    try:
+        os.rmdir(path)
+    except OSError as exc:
+        return {"rmdir": exc.errno or -1}
+    return {"rmdir": 0}
 
 
 def test_cache_compiles_once(tmp_path: Path) -> None:
@@ -35,17 +46,8 @@ def test_cache_compiles_once(tmp_path: Path) -> None:
 
 def test_installed_program_denies_like_the_profile(tmp_path: Path) -> None:
     bpf = seccomp.compile_bpf(PROFILE, lambda m: None)
-
-    def child() -> int:
-        linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
-        seccomp.install(bpf)
-        try:
-            os.mkdir(tmp_path / "x")
-        except PermissionError as exc:
-            return 7 if exc.errno == errno.EACCES else 8
-        return 0
-
-    assert _in_child(child) == 7
+    got = filtered_child.answers(bpf, f"{__name__}:make_dir", str(tmp_path / "x"))
+    assert got == {"mkdir": errno.EACCES}
     assert not (tmp_path / "x").exists()
 
 
@@ -70,16 +72,6 @@ def test_rules_are_laid_out_as_a_tree_and_deny_the_same(tmp_path: Path) -> None:
     finally:
         lib.seccomp_release(ctx)
     bpf = seccomp.compile_bpf(profile, lambda m: None)
-
-    def child() -> int:
-        linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
-        seccomp.install(bpf)
-        os.makedirs(tmp_path, exist_ok=True)  # allowed: stat-like, not in the rules
-        try:
-            os.rmdir(tmp_path)
-        except PermissionError as exc:
-            return 7 if exc.errno == errno.EACCES else 8
-        return 0
-
-    assert _in_child(child) == 7
+    got = filtered_child.answers(bpf, f"{__name__}:make_then_remove", str(tmp_path))
+    assert got == {"rmdir": errno.EACCES}
     assert tmp_path.exists()

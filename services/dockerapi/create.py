@@ -40,10 +40,12 @@ def _strings(value: Any, name: str) -> list[str]:
     return value
 
 
-def _int(obj: dict[str, Any], key: str) -> int:
+def _int(obj: dict[str, Any], key: str, bits: int = 64) -> int:
     value = obj.get(key) or 0
     if not isinstance(value, int) or isinstance(value, bool):
         raise bad_request(f"{key} must be an integer, not {value!r}")
+    if not -(1 << (bits - 1)) <= value < 1 << (bits - 1):  # protobuf would raise
+        raise bad_request(f"{key} {value} is out of range")
     return value
 
 
@@ -187,7 +189,7 @@ def create_request(body: Any, name: str) -> engine_pb2.CreateContainerRequest:
         ulimits=[_ulimit(_dict(u, "Ulimits[]")) for u in _list(host, "Ulimits")],
         shm_size=_int(host, "ShmSize"),
         devices=[_device(_dict(d, "Devices[]")) for d in _list(host, "Devices")],
-        oom_score_adj=_int(host, "OomScoreAdj"),
+        oom_score_adj=_int(host, "OomScoreAdj", bits=32),
     )
     # null: the defaults; a list, even an empty one (--security-opt systempaths=unconfined),
     # replaces them.

@@ -72,3 +72,33 @@ def test_bad_host_options_are_refused(engine: Engine, image: str) -> None:
     assert proc.returncode == 127, proc.stderr  # docker run's code for "no such file"
     assert '"/dev/nonexistent": no such file or directory' in proc.stderr
     assert engine.cli("ps", "-aq").stdout.strip() == ""
+
+
+@pytest.mark.parametrize("runtime", ["muelle", "runc"])
+def test_host_options_hold_for_exec_restart_peers_and_host_network(
+        engine: Engine, image: str, runtime: str) -> None:
+    net, name = f"hostopts-net-{runtime}", f"hostopts-peer-{runtime}"
+    engine.cli("network", "create", net)
+    try:
+        engine.cli("run", "-d", "--name", name, "--runtime", runtime, "--network", net,
+                   "--add-host", "db:10.1.2.3", "--ulimit", "core=-1",
+                   "--ulimit", "nofile=1000:1000", image, "sleep", "300")
+        engine.cli("run", "-d", "--name", f"{name}-2", "--network", net, image,
+                   "sleep", "300")
+        out = engine.cli("exec", name, "sh", "-c", "ulimit -c; ulimit -n; cat /etc/hosts"
+                         ).stdout.splitlines()
+        assert out[:2] == ["unlimited", "1000"], out
+        # Docker's defaults, the added line, its own address, then the peer's
+        assert out[8] == "10.1.2.3\tdb" and len(out[9].split("\t")[1]) == 12, out
+        assert out[10].split("\t")[1].startswith(f"{name}-2"), out
+        engine.cli("restart", "-t", "0", name)
+        hosts = engine.cli("exec", name, "cat", "/etc/hosts").stdout.splitlines()
+        assert hosts[6] == "10.1.2.3\tdb" and len(hosts) == 9, hosts
+    finally:
+        engine.cli("rm", "-f", name, f"{name}-2", check=False)
+        engine.cli("network", "rm", net)
+    text = engine.cli("run", "--rm", "--runtime", runtime, "--network", "host",
+                      "--add-host", "db:10.1.2.3", image, "cat", "/etc/hosts").stdout
+    # dockerd 20.10: its own file then, not the host's
+    assert text.startswith("127.0.0.1\tlocalhost\n") and text.endswith("10.1.2.3\tdb\n")
+    assert text.count("\n") == 7, text

@@ -80,3 +80,58 @@ def human_duration(seconds: float) -> str:
     if hours < 24 * 365 * 2:
         return f"{hours // (24 * 30)} months"
     return f"{hours // (24 * 365)} years"
+
+
+_GO_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_GO_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000,
+             "s": 1_000_000_000, "m": 60_000_000_000, "h": 3_600_000_000_000}
+
+
+def parse_go_duration(text: str) -> int:
+    """A Go duration ("30s", "1m30s", "500ms", "-2s", "0") in nanoseconds, as docker's
+    --health-interval and the like read them. ValueError when it is not one."""
+    body = text.strip()
+    sign = -1 if body.startswith("-") else 1
+    if body[:1] in ("-", "+"):
+        body = body[1:]  # one sign only, as Go's
+    if body == "0":
+        return 0
+    pos, total = 0, 0
+    for m in _GO_DURATION.finditer(body):
+        if m.start() != pos:
+            break
+        whole, _, frac = m.group(1).partition(".")
+        unit = _GO_UNITS[m.group(2)]
+        # integer arithmetic: "0.1s" is exactly 100000000 ns, as Go's
+        total += int(whole or "0") * unit + int(frac or "0") * unit // 10 ** len(frac or "")
+        pos = m.end()
+    if not body or pos != len(body):
+        raise ValueError(f'time: invalid duration "{text}"')
+    return sign * total
+
+
+def go_duration(ns: int) -> str:
+    """Go's Duration.String(): "1.5s", "1m30s", "500ms", "1h0m0s", "0s"."""
+    if ns == 0:
+        return "0s"
+    sign, ns = ("-" if ns < 0 else ""), abs(ns)
+
+    def trimmed(value: int, scale: int) -> str:
+        whole, frac = divmod(value, scale)
+        digits = f"{frac:0{len(str(scale)) - 1}d}".rstrip("0") if frac else ""
+        return f"{whole}.{digits}" if digits else str(whole)
+
+    if ns < 1_000:
+        return f"{sign}{ns}ns"
+    if ns < 1_000_000:
+        return f"{sign}{trimmed(ns, 1_000)}µs"
+    if ns < 1_000_000_000:
+        return f"{sign}{trimmed(ns, 1_000_000)}ms"
+    hours, rest = divmod(ns, 3_600_000_000_000)
+    minutes, rest = divmod(rest, 60_000_000_000)
+    seconds = trimmed(rest, 1_000_000_000) + "s"
+    if hours:
+        return f"{sign}{hours}h{minutes}m{seconds}"
+    if minutes:
+        return f"{sign}{minutes}m{seconds}"
+    return sign + seconds

@@ -63,6 +63,9 @@ def build_request(args: argparse.Namespace, environ: Any) -> Any:
         req.platform.variant = variant
     if args.stop_timeout is not None:
         req.stop_timeout = args.stop_timeout
+    health = _healthcheck(args)
+    if health is not None:
+        req.healthcheck.CopyFrom(health)
     if args.interactive:  # io: docker -i; attached run closes stdin at the client's EOF
         req.open_stdin = True
         req.stdin_once = not getattr(args, "detach", False)
@@ -108,6 +111,37 @@ def _host_options(req: Any, args: argparse.Namespace, lite: Any) -> None:
         parsed("--oom-score-adj", str(args.oom_score_adj),
                lambda v: hostopts.check_oom_score_adj(int(v)))
         req.oom_score_adj = args.oom_score_adj
+
+
+_HEALTH_DURATIONS = (("interval", "interval_ns"), ("timeout", "timeout_ns"),
+                     ("start_period", "start_period_ns"),
+                     ("start_interval", "start_interval_ns"))
+
+
+def _healthcheck(args: argparse.Namespace) -> Any:
+    """The --health-* and --no-healthcheck options as docker's CLI reads them: None when
+    none is given (the image's check applies); a negative duration is refused here."""
+    from clients.sdk import lite
+
+    given = bool(args.health_cmd or args.health_retries) or any(
+        getattr(args, f"health_{name}") for name, _ in _HEALTH_DURATIONS)
+    if args.no_healthcheck:
+        if given:
+            raise UsageError("--no-healthcheck conflicts with --health-* options")
+        return lite.types.Healthcheck(test=["NONE"])
+    if not given:
+        return None
+    if args.health_retries < 0:
+        raise UsageError("--health-retries cannot be negative")
+    out = lite.types.Healthcheck(retries=args.health_retries)
+    if args.health_cmd:
+        out.test.extend(["CMD-SHELL", args.health_cmd])
+    for name, attr in _HEALTH_DURATIONS:
+        value = getattr(args, f"health_{name}")
+        if value < 0:
+            raise UsageError(f"--health-{name.replace('_', '-')} cannot be negative")
+        setattr(out, attr, value)
+    return out
 
 
 PULL_POLICIES = ("missing", "always", "never")
@@ -318,7 +352,8 @@ def _command(text: str, limit: int) -> str:
     return f'"{text}"'
 
 
-PS_FILTERS = ("id", "name", "label", "status", "exited", "ancestor")
+PS_FILTERS = ("id", "name", "label", "status", "exited", "ancestor", "health")
+PS_HEALTH = ("starting", "healthy", "unhealthy", "none")
 PS_STATES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
 PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
               "CreatedAt": "CREATED AT", "RunningFor": "CREATED", "Ports": "PORTS",
@@ -334,6 +369,9 @@ def ps(ctx: Context, args: argparse.Namespace) -> int:
     for status in filters.get("status", []):
         if status not in PS_STATES:
             raise UsageError(f"invalid filter 'status={status}'")
+    for health in filters.get("health", []):
+        if health not in PS_HEALTH:  # docker's words
+            raise UsageError(f"Unrecognised filter value for health: {health}")
     # docker: a status filter lists stopped containers without -a
     containers = ctx.client().containers(all=args.all or "status" in filters)
     containers = [c for c in containers if formatting.matches(filters, _ps_tests(c))]
@@ -378,6 +416,7 @@ def _ps_tests(c: Any) -> dict[str, Callable[[str], bool]]:
         "status": lambda v: c.state == v,
         "exited": exited,
         "ancestor": lambda v: _same_image(c.image, c.image_id, v),
+        "health": lambda v: (c.health or "none") == v,
     }
 
 

@@ -56,7 +56,7 @@ def container_json(d: Any) -> dict[str, Any]:
             "Status": st.status, "Running": st.running, "Paused": st.status == "paused",
             "Restarting": False, "OOMKilled": st.oom_killed, "Dead": False, "Pid": st.pid,
             "ExitCode": st.exit_code, "Error": st.error, "StartedAt": st.started_at,
-            "FinishedAt": st.finished_at,
+            "FinishedAt": st.finished_at, **_health(st),
         },
         "Image": d.image_id,
         "Name": "/" + d.name,
@@ -98,8 +98,24 @@ def container_json(d: Any) -> dict[str, Any]:
             "Cmd": _opt_list(d, "cmd"), "Entrypoint": _opt_list(d, "entrypoint"),
             "Image": d.image, "WorkingDir": d.working_dir, "Labels": dict(d.labels),
             "StopSignal": d.stop_signal, "StopTimeout": d.stop_timeout,
+            **_healthcheck(d),
         },
     }
+
+
+def _health(st: Any) -> dict[str, Any]:
+    """State.Health as docker's: absent until the container ran with a check."""
+    from vocab.healthjson import health_json
+
+    return {"Health": health_json(st.health)} if st.HasField("health") else {}
+
+
+def _healthcheck(d: Any) -> dict[str, Any]:
+    """Config.Healthcheck as docker's: durations in ns, zero fields left out."""
+    from vocab.healthjson import healthcheck_json
+
+    return {"Healthcheck": healthcheck_json(d.healthcheck)} if d.HasField("healthcheck") \
+        else {}
 
 
 def image_json(d: Any) -> dict[str, Any]:
@@ -115,6 +131,7 @@ def image_json(d: Any) -> dict[str, Any]:
         "Entrypoint": _opt_list(c, "entrypoint"), "OnBuild": None,
         "Labels": dict(c.labels) or None, **({"StopSignal": c.stop_signal}
                                              if c.stop_signal else {}),
+        **_healthcheck(c),
     }
     out: dict[str, Any] = {
         "Id": s.id, "RepoTags": list(s.repo_tags), "RepoDigests": list(s.repo_digests),

@@ -4,7 +4,7 @@ importing argparse (~10 ms of every start with `re` and `enum`, which it needs).
 
 from __future__ import annotations
 
-from clients.cli.units import int32, int64
+from clients.cli.units import duration, int32, int64
 
 # typing costs the CLI ~3 ms to import; mypy treats TYPE_CHECKING as true wherever it is defined
 TYPE_CHECKING = False
@@ -81,6 +81,21 @@ def container_options(p: Any, verb: str, bool_flag: Any) -> None:
                    "always, unless-stopped")
     p.add_argument("--log-opt", action="append", default=[],
                    help="log driver option: max-size=10m, max-file=3")
+    p.add_argument("--health-cmd", default="", help="command to run to check health")
+    p.add_argument("--health-interval", type=duration, default=0,
+                   help="time between running the check (ms|s|m|h) (default 0s: 30s)")
+    p.add_argument("--health-timeout", type=duration, default=0,
+                   help="maximum time to allow one check to run (default 0s: 30s)")
+    p.add_argument("--health-start-period", type=duration, default=0,
+                   help="start period for the container to initialize before starting "
+                        "health-retries countdown (default 0s)")
+    p.add_argument("--health-start-interval", type=duration, default=0,
+                   help="time between running the check during the start period "
+                        "(default 0s: 5s)")
+    p.add_argument("--health-retries", type=int32, default=0,
+                   help="consecutive failures needed to report unhealthy (default 0: 3)")
+    p.add_argument("--no-healthcheck", action="store_true",
+                   help="disable any container-specified HEALTHCHECK")
     p.add_argument("--init", action="store_true",
                    help="run an init inside the container that forwards signals and reaps")
     p.add_argument("--network", "--net", default="",

@@ -107,6 +107,17 @@ def int32(text: str) -> int:
     return value
 
 
+def duration(text: str) -> int:
+    """An argparse type: a Go duration ("30s", "1m30s", "500ms") in nanoseconds, as
+    docker's --health-* flags take them; argparse names it: "invalid duration value"."""
+    from vocab.timefmt import parse_go_duration
+
+    value = parse_go_duration(text)
+    if not -INT64_MAX - 1 <= value <= INT64_MAX:
+        raise ValueError(text)
+    return value
+
+
 def parse_cpus(text: str) -> int:
     """--cpus 1.5 -> nano CPUs."""
     try:

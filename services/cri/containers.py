@@ -59,6 +59,9 @@ def engine_request(sandbox_id: str, sandbox: api_pb2.PodSandboxConfig,
         # container's sethostname is the pod's, as in containerd).
         uts_mode="host" if host_network(sandbox) else f"container:{sandbox_id}",
         cgroup_parent=sandbox.linux.cgroup_parent,
+        # The image's HEALTHCHECK is Docker's, not Kubernetes' (its probes are the
+        # kubelet's): not run, as containerd and CRI-O do not run it.
+        healthcheck=types_pb2.Healthcheck(test=["NONE"]),
     )
     if config.stop_signal:  # RUNTIMEDEFAULT (0): the image's, else SIGTERM
         req.stop_signal = api_pb2.Signal.Name(config.stop_signal)

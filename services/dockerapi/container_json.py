@@ -13,6 +13,7 @@ from typing import Any
 from muelle.engine.v1 import engine_pb2
 from muelle.types.v1 import types_pb2
 
+from vocab.healthjson import health_json, healthcheck_json
 from vocab.timefmt import parse_ns
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -85,12 +86,15 @@ def _restart_policy(text: str) -> dict[str, Any]:
 
 
 def _state(s: engine_pb2.ContainerState) -> dict[str, Any]:
-    return {
+    out = {
         "Status": s.status, "Running": s.running, "Paused": s.status == "paused",
         "Restarting": s.status == "restarting", "OOMKilled": s.oom_killed, "Dead": False,
         "Pid": s.pid if s.running else 0, "ExitCode": s.exit_code, "Error": s.error,
         "StartedAt": s.started_at or ZERO_TIME, "FinishedAt": s.finished_at or ZERO_TIME,
     }
+    if s.HasField("health"):  # dockerd: absent until a start with a check to run
+        out["Health"] = health_json(s.health)
+    return out
 
 
 def _port_bindings(ports: list[types_pb2.NetworkPort]) -> dict[str, Any]:
@@ -161,6 +165,8 @@ def inspect(d: engine_pb2.ContainerDetail, exposed: list[str]) -> dict[str, Any]
             "WorkingDir": d.working_dir, "Entrypoint": entrypoint, "OnBuild": None,
             "Labels": dict(d.labels), "StopSignal": d.stop_signal,
             "StopTimeout": d.stop_timeout,
+            **({"Healthcheck": healthcheck_json(d.healthcheck)}
+               if d.HasField("healthcheck") else {}),
         },
         "NetworkSettings": {
             "Bridge": "", "SandboxID": "", "HairpinMode": False,

@@ -24,7 +24,8 @@ from services.dockerapi.http import Request, Responder
 from vocab.errors import MuelleError, NotFound
 
 KILL_WAIT = 10.0  # s a kill with SIGKILL waits for the exit, as dockerd's
-_LIST_FILTERS = ("label", "name", "id", "status", "ancestor", "network", "exited")
+_LIST_FILTERS = ("label", "name", "id", "status", "ancestor", "network", "exited", "health")
+_HEALTH_FILTER = ("starting", "healthy", "unhealthy", "none")
 
 
 class Containers:
@@ -163,6 +164,9 @@ class Containers:
 
     async def list(self, req: Request, out: Responder) -> None:
         wanted = filters.parse(req.arg("filters"), _LIST_FILTERS)
+        for value in wanted.get("health", []):
+            if value not in _HEALTH_FILTER:  # dockerd's words
+                raise bad_request(f"Unrecognised filter value for health: {value}")
         show_all = req.flag("all") or bool(wanted.get("status") or wanted.get("exited"))
         reply = await self.gateway.call("ListContainers",
                                         engine_pb2.ListContainersRequest(all=show_all))
@@ -229,6 +233,8 @@ def _matches(c: engine_pb2.ContainerSummary, wanted: filters.Filters) -> bool:
     if "id" in wanted and not any(c.id.startswith(i) for i in wanted["id"]):
         return False
     if "status" in wanted and c.state not in wanted["status"]:
+        return False
+    if "health" in wanted and (c.health or "none") not in wanted["health"]:
         return False
     if "ancestor" in wanted and not any(a in (c.image, c.image_id) or c.image_id.startswith(
             a) for a in wanted["ancestor"]):

@@ -40,11 +40,13 @@ def _strings(value: Any, name: str) -> list[str]:
     return value
 
 
-def _int(obj: dict[str, Any], key: str, bits: int = 64) -> int:
+def _int(obj: dict[str, Any], key: str, bits: int = 0) -> int:
+    """``bits``: refuse what a signed integer of that many bits cannot hold (protobuf
+    would raise ValueError) with a 400."""
     value = obj.get(key) or 0
     if not isinstance(value, int) or isinstance(value, bool):
         raise bad_request(f"{key} must be an integer, not {value!r}")
-    if not -(1 << (bits - 1)) <= value < 1 << (bits - 1):  # protobuf would raise
+    if bits and not -(1 << (bits - 1)) <= value < 1 << (bits - 1):
         raise bad_request(f"{key} {value} is out of range")
     return value
 
@@ -68,8 +70,8 @@ def _list(obj: dict[str, Any], key: str) -> list[Any]:
 
 def _ulimit(u: dict[str, Any]) -> types_pb2.Ulimit:
     """{"Name": "nofile", "Soft": 1024, "Hard": 2048}; the gateway checks the values."""
-    return types_pb2.Ulimit(name=str(u.get("Name") or ""), soft=_int(u, "Soft"),
-                            hard=_int(u, "Hard"))
+    return types_pb2.Ulimit(name=str(u.get("Name") or ""), soft=_int(u, "Soft", 64),
+                            hard=_int(u, "Hard", 64))
 
 
 def _device(d: dict[str, Any]) -> types_pb2.DeviceMapping:
@@ -134,10 +136,27 @@ def _mount(m: dict[str, Any]) -> types_pb2.VolumeMount:
         tmpfs_size=_int(tmpfs, "SizeBytes"), tmpfs_mode=_int(tmpfs, "Mode"))
 
 
-def _healthcheck(config: dict[str, Any]) -> None:
-    test = _dict(config.get("Healthcheck"), "Healthcheck").get("Test") or []
-    if test and test != ["NONE"]:
-        raise ApiError(400, "Healthcheck is not supported by muelle yet")
+_HEALTH_DURATIONS = (("Interval", "interval_ns"), ("Timeout", "timeout_ns"),
+                     ("StartPeriod", "start_period_ns"), ("StartInterval", "start_interval_ns"))
+
+
+def healthcheck(value: Any) -> types_pb2.Healthcheck | None:
+    """Config.Healthcheck (durations in ns) as engine.v1's; None when absent. Types are
+    checked here, values (durations under 1 ms, negative retries) by the gateway."""
+    if value is None:
+        return None
+    doc = _dict(value, "Healthcheck")
+    out = types_pb2.Healthcheck(test=_strings(doc.get("Test"), "Healthcheck.Test"))
+    for key, attr in _HEALTH_DURATIONS:
+        number = _int(doc, key)
+        if not -2**63 <= number < 2**63:
+            raise bad_request(f"Healthcheck.{key} is out of range: {number}")
+        setattr(out, attr, number)
+    retries = _int(doc, "Retries")
+    if not -2**31 <= retries < 2**31:
+        raise bad_request(f"Healthcheck.Retries is out of range: {retries}")
+    out.retries = retries
+    return out
 
 
 def create_request(body: Any, name: str) -> engine_pb2.CreateContainerRequest:
@@ -147,7 +166,6 @@ def create_request(body: Any, name: str) -> engine_pb2.CreateContainerRequest:
     if not image or not isinstance(image, str):
         raise bad_request("Config.Image is required")
     _refuse_unsupported(host)
-    _healthcheck(config)
     log = _dict(host.get("LogConfig"), "LogConfig")
     if (log.get("Type") or "") not in _LOG_DRIVERS:
         raise ApiError(400, f"log driver {log['Type']!r} is not supported by muelle yet "
@@ -187,9 +205,9 @@ def create_request(body: Any, name: str) -> engine_pb2.CreateContainerRequest:
         cgroup_parent=str(host.get("CgroupParent") or ""),
         extra_hosts=_strings(host.get("ExtraHosts"), "ExtraHosts"),
         ulimits=[_ulimit(_dict(u, "Ulimits[]")) for u in _list(host, "Ulimits")],
-        shm_size=_int(host, "ShmSize"),
+        shm_size=_int(host, "ShmSize", 64),
         devices=[_device(_dict(d, "Devices[]")) for d in _list(host, "Devices")],
-        oom_score_adj=_int(host, "OomScoreAdj", bits=32),
+        oom_score_adj=_int(host, "OomScoreAdj", 32),
     )
     # null: the defaults; a list, even an empty one (--security-opt systempaths=unconfined),
     # replaces them.
@@ -202,6 +220,9 @@ def create_request(body: Any, name: str) -> engine_pb2.CreateContainerRequest:
         req.cmd.values.extend(_strings(config["Cmd"], "Cmd"))
     if config.get("Entrypoint") is not None:
         req.entrypoint.values.extend(_strings(config["Entrypoint"], "Entrypoint") or [""])
+    health = healthcheck(config.get("Healthcheck"))
+    if health is not None:
+        req.healthcheck.CopyFrom(health)
     if "StopTimeout" in config and config["StopTimeout"] is not None:
         req.stop_timeout = _int(config, "StopTimeout")
     for m in host.get("Mounts") or []:

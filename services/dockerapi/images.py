@@ -14,6 +14,7 @@ from services.dockerapi.container_json import unix_seconds
 from services.dockerapi.engine import Gateway
 from services.dockerapi.errors import ApiError, bad_request
 from services.dockerapi.http import Request, Responder
+from vocab.healthjson import healthcheck_json
 from vocab.reference import parse
 
 _LIST_FILTERS = ("reference", "dangling")
@@ -64,6 +65,8 @@ def _config(c: Any, exposed: list[str]) -> dict[str, Any]:
         "WorkingDir": c.working_dir,
         "Entrypoint": list(c.entrypoint.values) if c.HasField("entrypoint") else None,
         "OnBuild": None, "Labels": dict(c.labels) or None, "StopSignal": c.stop_signal,
+        **({"Healthcheck": healthcheck_json(c.healthcheck)} if c.HasField("healthcheck")
+           else {}),
     }
 
 

@@ -44,12 +44,13 @@ def import_image(images: images_pb2_grpc.ImagesStub,
     return images.Import(requests)  # the same messages (types.v1) on both sides
 
 
-def container_config(images: images_pb2_grpc.ImagesStub, rec: Record) -> types_pb2.ImageConfig:
+def container_config(images: images_pb2_grpc.ImagesStub, rec: Record,
+                     health: types_pb2.Healthcheck | None = None) -> types_pb2.ImageConfig:
     """The container's configuration where Docker keeps it in a committed image: what it
-    runs with (the image's config merged with the run options)."""
+    runs with (the image's config merged with the run options; ``health``, its check)."""
     cfg = types_pb2.ImageConfig(user=rec.spec.user, env=list(rec.spec.env),
                                 working_dir=rec.spec.cwd, labels=dict(rec.spec.annotations),
-                                stop_signal=rec.stop_signal)
+                                stop_signal=rec.stop_signal, healthcheck=health)
     if rec.entrypoint is not None:
         cfg.entrypoint.values.extend(rec.entrypoint)
     if rec.cmd is not None:
@@ -64,11 +65,12 @@ def container_config(images: images_pb2_grpc.ImagesStub, rec: Record) -> types_p
 
 
 def commit_container(images: images_pb2_grpc.ImagesStub, rec: Record,
-                     req: engine_pb2.CommitContainerRequest
-                     ) -> types_pb2.NewImage:
+                     req: engine_pb2.CommitContainerRequest,
+                     health: types_pb2.Healthcheck | None = None) -> types_pb2.NewImage:
     """The caller has looked ``rec`` up and checked it with refuse_userns."""
+    config = container_config(images, rec, health)
     reply: types_pb2.NewImage = images.Commit(images_pb2.CommitRequest(
-        container_id=rec.id, reference=req.reference, config=container_config(images, rec),
+        container_id=rec.id, reference=req.reference, config=config,
         author=req.author, comment=req.comment, created_by=" ".join(rec.spec.args),
         container=rec.id))
     return reply

@@ -23,8 +23,10 @@ from muelle.shim.v1 import shim_pb2
 from muelle.types.v1 import types_pb2
 
 from services.core.logging import get_logger
-from services.gateway import build, check, mounts, names, options, system
+from services.gateway import build, check, healthcheck, mounts, names, options, system
 from services.gateway.events import EventBus, Exits, ExitWatch
+from services.gateway.healthmonitor import HealthMonitor
+from services.gateway.healthstore import HealthStore
 from services.gateway.merge import merge
 from services.gateway.netlabels import NetworkLabels
 from services.gateway.records import Record, Records, conflict
@@ -95,6 +97,8 @@ class Engine:
         self.events = EventBus()  # `docker events` (events.py)
         self.exits = Exits(self.events, self.container_attributes)
         self.events.on_first_subscriber = ExitWatch(shim, self.exits).ensure
+        self.health = HealthMonitor(HealthStore(records.path), shim, self._health_event,
+                                    self._may_restart)
 
     # ------------------------------------------------------------------ helpers
 
@@ -108,6 +112,15 @@ class Engine:
     def container_event(self, action: str, cid: str, **extra: str) -> None:
         self.events.publish("container", action, cid,
                             {**self.container_attributes(cid), **extra})
+
+    def _health_event(self, cid: str, action: str, attributes: dict[str, str]) -> None:
+        self.container_event(action, cid, **attributes)  # a probe's, as dockerd's
+
+    def _may_restart(self, cid: str) -> bool:
+        """A restart policy may start the stopped ``cid`` again (its health monitor
+        keeps looking)."""
+        rec = self.records.get(cid)
+        return rec is not None and rec.spec.restart_policy not in ("", "no")
 
     def _lock(self, cid: str) -> threading.RLock:
         with self._guard:
@@ -239,8 +252,10 @@ class Engine:
         rec = self.records.lookup(req.container)
         build.refuse_userns(rec, "commit")  # before a pause that would be for nothing
         state = self._shim_state(rec.id)
+        kept = self.health.store.get(rec.id)
+        health = kept.config if kept is not None else None  # the image gets it, as dockerd's
         if req.no_pause or state is None or state.status != "running":
-            return build.commit_container(self.images, rec, req)
+            return build.commit_container(self.images, rec, req, health)
         # Docker's default: frozen while the image store reads its writable layer, so the
         # layer is one moment's (a file being written is not caught half-way). Recorded
         # first: a gateway killed meanwhile resumes it when it starts again.
@@ -250,8 +265,9 @@ class Engine:
         except BaseException:
             self.records.release_pause(rec.id)
             raise
+        self.health.halted(rec.id)
         try:
-            return build.commit_container(self.images, rec, req)
+            return build.commit_container(self.images, rec, req, health)
         finally:
             if not self._resume_after_commit(rec.id):
                 self._until_done(f"resume-{rec.id[:12]}",
@@ -312,11 +328,16 @@ class Engine:
 
     def create(self, req: engine_pb2.CreateContainerRequest) -> engine_pb2.CreateContainerResponse:
         options.check_request(req)
+        if req.HasField("healthcheck"):
+            healthcheck.check(req.healthcheck)
         name = self._pick_name(req.name)
         img = self._get_image(req.image)
         platform_warnings = _check_platform(req, img)
         cid = names.new_id()
         merged = merge(img.config, req, cid)
+        health = healthcheck.merge(
+            img.config.healthcheck if img.config.HasField("healthcheck") else None,
+            req.healthcheck if req.HasField("healthcheck") else None)
         spec, warnings = options.container_spec(req, merged, self.userns_remap)
         warnings[:0] = platform_warnings
         spec.volume_mounts.extend(mounts.container_mounts(req, img.config))
@@ -339,6 +360,8 @@ class Engine:
             self.records.insert(rec)  # reserves the name; not visible until ready
             prepared = created = False
             try:
+                if health is not None:
+                    self.health.store.add(cid, health)
                 # Each flag is set before its call: a call that fails may still have
                 # taken effect (the reply lost to a killed service), so the undo asks.
                 prepared = True
@@ -390,6 +413,7 @@ class Engine:
         if not errors:
             try:
                 self.records.delete(cid)
+                self.health.forget(cid)
             except MuelleError as exc:
                 log.warning("record removal failed", error=str(exc))
                 errors.append(str(exc))
@@ -457,6 +481,7 @@ class Engine:
         if reply.was_running:
             return
         get_logger(container=rec.id[:12]).info("started")
+        self.health.watch(rec.id)
         if rec.auto_remove and not attached:
             self._watch(rec.id)
 
@@ -583,6 +608,7 @@ class Engine:
             id=rec.id, signal=rec.stop_signal,
             timeout=rec.stop_timeout if timeout is None else timeout))
         self.exits.exited(rec.id, status.exit_code)
+        self.health.halted(rec.id)
         get_logger(container=rec.id[:12]).info("stopped")
 
     def pause(self, ref: str) -> None:
@@ -593,6 +619,7 @@ class Engine:
         if state is None or state.status != "running":
             raise FailedPrecondition(f"Container {rec.id} is not running")
         self.shim.Pause(shim_pb2.PauseRequest(id=rec.id))
+        self.health.halted(rec.id)
 
     def unpause(self, ref: str) -> None:
         rec = self.records.lookup(ref)
@@ -647,6 +674,7 @@ class Engine:
             spec.CopyFrom(rec.spec)
             spec.restart_policy = policy
             self.records.update_spec(rec.id, spec)
+        self.health.watch(rec.id)  # a stopped one it may now start again
 
     def stats(self, refs: list[str]) -> engine_pb2.ContainerStatsResponse:
         """Every container's counters from one shim call (docker stats)."""
@@ -713,6 +741,7 @@ class Engine:
             try:
                 self.images.RemoveRootfs(images_pb2.RemoveRootfsRequest(container_id=rec.id))
                 self.records.delete(rec.id)
+                self.health.forget(rec.id)
             except BaseException:
                 self._finish_later(rec.id)
                 raise
@@ -822,6 +851,14 @@ class Engine:
                         self._watch(rec.id)
             except MuelleError as exc:
                 log.warning("restore failed", error=str(exc))
+        # Health checks go on where they were (the monitor looks whether each runs); the
+        # checks of containers removed meanwhile go.
+        known = {rec.id for rec in self.records.all(include_unready=True)}
+        for cid in self.health.store.ids():
+            if cid in known:
+                self.health.watch(cid)
+            else:
+                self.health.forget(cid)
 
     # ------------------------------------------------------------------ views
 
@@ -836,11 +873,16 @@ class Engine:
                 continue
             status = status_text(state, st.started_at, st.finished_at, st.exit_code, now) \
                 if st else "Dead"
+            health = self.health.view(rec.id, st.status, st.started_at) \
+                if st is not None else None
+            if health is not None and state == "running":  # "Up 5 seconds (healthy)"
+                status += healthcheck.status_suffix(health.status)
             summary = engine_pb2.ContainerSummary(
                 id=rec.id, name=rec.name, image=rec.image, image_id=rec.image_id,
                 command=" ".join(rec.spec.args), created=rec.created, state=state,
                 status=status, labels=dict(rec.spec.annotations),
-                network_mode=st.network_mode if st else rec.spec.network_mode)
+                network_mode=st.network_mode if st else rec.spec.network_mode,
+                health=health.status if health is not None else "")
             if st is not None:
                 summary.ports.extend(st.ports)
                 summary.networks.extend([n.network for n in st.networks] or (
@@ -863,6 +905,9 @@ class Engine:
                 status=name, running=name in RUNNING, pid=st.pid, exit_code=st.exit_code,
                 oom_killed=st.oom_killed, started_at=st.started_at,
                 finished_at=st.finished_at, error=st.error)
+            health = self.health.view(rec.id, st.status, st.started_at)
+            if health is not None:
+                state.health.CopyFrom(health)
         detail = engine_pb2.ContainerDetail(
             id=rec.id, name=rec.name, created=rec.created, image=rec.image,
             image_id=rec.image_id, args=list(rec.spec.args), state=state, config=rec.request,
@@ -878,6 +923,9 @@ class Engine:
             detail.networks.extend(st.networks)
             detail.ports.extend(st.ports)
             detail.runtime_spec = st.runtime_spec
+        kept = self.health.store.get(rec.id)
+        if kept is not None:
+            detail.healthcheck.CopyFrom(kept.config)
         if rec.entrypoint is not None:
             detail.entrypoint.values.extend(rec.entrypoint)
         if rec.cmd is not None:

@@ -62,7 +62,11 @@ def factory(cfg: Config) -> tuple[Callable[[grpc.Server], None], Sequence[str],
 
         engine_pb2_grpc.add_EngineServicer_to_server(EngineServicer(engine), server)
 
-    return register, [SERVICE_NAME], engine.records.close
+    def close() -> None:
+        engine.health.close()  # its probes stop before the databases close
+        engine.records.close()
+
+    return register, [SERVICE_NAME], close
 
 
 def main() -> None:

@@ -133,6 +133,11 @@ class Records:
         self._db.execute(_PAUSES)
         self._lock = threading.Lock()
 
+    @property
+    def path(self) -> Path:
+        """The database file (healthstore.py keeps its table there too)."""
+        return self._path
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

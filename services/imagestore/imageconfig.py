@@ -15,12 +15,14 @@ from muelle.types.v1 import types_pb2
 
 from services.imagestore.build import now
 from vocab.errors import InvalidArgument
+from vocab.healthjson import healthcheck_json
 from vocab.platform import host_arch
 
 
 def docker_config(cfg: types_pb2.ImageConfig, base: dict[str, Any]) -> dict[str, Any]:
     """``base`` (an image config's "config" object) with the fields of ``cfg`` set; keys
-    the proto does not carry (Healthcheck, Shell, OnBuild, ...) are kept."""
+    the proto does not carry (Shell, OnBuild, ...), and Healthcheck when ``cfg`` has
+    none, are kept."""
     out = dict(base)
     out["User"] = cfg.user
     out["Env"] = list(cfg.env) or None
@@ -34,6 +36,8 @@ def docker_config(cfg: types_pb2.ImageConfig, base: dict[str, Any]) -> dict[str,
         out["StopSignal"] = cfg.stop_signal
     else:
         out.pop("StopSignal", None)
+    if cfg.HasField("healthcheck"):  # a commit: the container's check (else the base's)
+        out["Healthcheck"] = healthcheck_json(cfg.healthcheck)
     return {k: v for k, v in out.items() if v is not None}
 
 

@@ -40,7 +40,26 @@ def image_config(doc: dict[str, Any]) -> types_pb2.ImageConfig:
             target.values.append(value)
         else:
             out.ClearField(key.lower())  # type: ignore[arg-type]
+    health = cfg.get("Healthcheck")
+    if isinstance(health, dict):
+        out.healthcheck.CopyFrom(healthcheck(health))
     return out
+
+
+def healthcheck(doc: dict[str, Any]) -> types_pb2.Healthcheck:
+    """types.Healthcheck from a config's "Healthcheck" (durations in ns, as Docker's);
+    a value of the wrong type is left out, as if the image had not set it."""
+    def number(key: str, limit: int = 2**63 - 1) -> int:
+        value = doc.get(key)
+        fits = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= limit
+        return value if fits else 0  # type: ignore[return-value]
+
+    test = doc.get("Test")
+    return types_pb2.Healthcheck(
+        test=[str(t) for t in test] if isinstance(test, list) else [],
+        interval_ns=number("Interval"), timeout_ns=number("Timeout"),
+        start_period_ns=number("StartPeriod"), start_interval_ns=number("StartInterval"),
+        retries=number("Retries", 2**31 - 1))
 
 
 def encode_image(rec: ImageRecord) -> images_pb2.Image:

@@ -40,6 +40,12 @@ def test_host_options_as_on_dockerd(muelle_cli: DockerCli, dockerd_cli: DockerCl
         ["--device", "/dev/zero:/dev/z:rw", pulled, "sh", "-c",
          "head -c 3 /dev/z | wc -c; stat -c '%F %t:%T' /dev/z"],
         ["--oom-score-adj", "500", pulled, "cat", "/proc/self/oom_score_adj"],
+        # The device cgroup holds the permissions: opening for reading needs r. (A device
+        # Docker's and runc's default rules leave out, harmless to open.)
+        ["--device", "/dev/loop-control:/dev/lc:w", pulled, "sh", "-c",
+         "(: < /dev/lc) 2>/dev/null; echo $?"],
+        ["--device", "/dev/loop-control:/dev/lc:r", pulled, "sh", "-c",
+         "(: < /dev/lc) 2>/dev/null; echo $?"],
     ]
     ours = []
     for args in runs:
@@ -51,6 +57,7 @@ def test_host_options_as_on_dockerd(muelle_cli: DockerCli, dockerd_cli: DockerCl
         ours.append(seen[0])
     assert ours[1] == "1024\n2048\n100\n100\n"
     assert ours[5].startswith("0\ncharacter special file 1:3 666 root")
+    assert (ours[8], ours[9]) == ("1\n", "0\n")
 
 
 def test_host_options_in_inspect_as_on_dockerd(muelle_cli: DockerCli,

@@ -67,7 +67,9 @@ class Bundle:
             join_paths=join_paths(),
             host_devices=host_devices() if cspec.privileged else [],
             devices=devices, device_rules=rules,
-            rlimit_ceilings=spec.host_rlimit_ceilings([u.name for u in cspec.ulimits])))
+            rlimit_ceilings=spec.host_rlimit_ceilings([u.name for u in cspec.ulimits]),
+            oom_score_floor=spec.host_oom_score_floor() if cspec.oom_score_adj < 0
+            else -1000))
         if cspec.ipc_mode == shm.SHAREABLE:
             shm.use(config, shm.make(cdir, cspec.shm_size or spec.SHM_SIZE))
         elif ipc_peer is not None and shm.path(ipc_peer).exists():

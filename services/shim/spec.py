@@ -86,6 +86,8 @@ class BundleInput:
     device_rules: list[dict[str, Any]] = field(default_factory=list)
     # --ulimit name -> the highest hard limit this host lets the container have (-1: any).
     rlimit_ceilings: dict[str, int] = field(default_factory=dict)
+    # The lowest oom_score_adj the runtime can give (-1000 with CAP_SYS_RESOURCE).
+    oom_score_floor: int = -1000
 
 
 def normalize_cap(name: str) -> str:
@@ -244,6 +246,12 @@ def build_config(inp: BundleInput) -> dict[str, Any]:
     if spec.ulimits:
         process["rlimits"] = rlimits(spec.ulimits, inp.rlimit_ceilings)
     if spec.oom_score_adj:
+        if spec.oom_score_adj < inp.oom_score_floor:
+            # runc fails without saying why ("can't get final child's PID"), muelle-runtime
+            # would only warn: refused here, clearly.
+            raise InvalidArgument(f"--oom-score-adj {spec.oom_score_adj}: below this host's "
+                                  f"{inp.oom_score_floor} (lowering it needs "
+                                  "CAP_SYS_RESOURCE)")
         process["oomScoreAdj"] = spec.oom_score_adj
     if not os.path.isabs(process["cwd"]):
         raise InvalidArgument(f"the working directory {spec.cwd!r} is invalid: not absolute")
@@ -365,6 +373,18 @@ def host_rlimit_ceilings(names: Sequence[str]) -> dict[str, int]:
         else:
             out[name] = -1 if hard == resource.RLIM_INFINITY else hard
     return out
+
+
+def host_oom_score_floor() -> int:
+    """The lowest oom_score_adj a child of this process can set: any with
+    CAP_SYS_RESOURCE, else not below its own (the kernel's oom_score_adj_min)."""
+    if _has_cap(CAP_SYS_RESOURCE):
+        return -1000
+    try:
+        with open("/proc/self/oom_score_adj") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return -1000  # unknown: the runtime says
 
 
 def _has_cap(cap: int, status: str = "/proc/self/status") -> bool:

@@ -34,7 +34,7 @@ def test_host_options_reach_the_container(engine: Engine, image: str, runtime: s
 def test_host_options_in_inspect(engine: Engine, image: str) -> None:
     engine.cli("create", "--name", "hostopts-inspect", "--add-host", "db:10.1.2.3",
                "--ulimit", "nofile=100", "--shm-size", "1g", "--device", "/dev/zero",
-               "--oom-score-adj", "-5", image, "true")
+               "--oom-score-adj", "5", image, "true")
     try:
         host = json.loads(engine.cli("inspect", "hostopts-inspect").stdout)[0]["HostConfig"]
     finally:
@@ -44,7 +44,7 @@ def test_host_options_in_inspect(engine: Engine, image: str) -> None:
     assert host["ShmSize"] == 1 << 30
     assert host["Devices"] == [{"PathOnHost": "/dev/zero", "PathInContainer": "/dev/zero",
                                 "CgroupPermissions": "rwm"}]
-    assert host["OomScoreAdj"] == -5
+    assert host["OomScoreAdj"] == 5
 
 
 def test_bad_host_options_are_refused(engine: Engine, image: str) -> None:

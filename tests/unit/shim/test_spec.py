@@ -243,6 +243,12 @@ def test_shm_size_and_oom_score_adj() -> None:
     default = [m for m in build()["mounts"] if m["destination"] == "/dev/shm"]
     assert f"size={spec.SHM_SIZE}" in default[0]["options"]
     assert build(oom_score_adj=300)["process"]["oomScoreAdj"] == 300
+    low = pb.ContainerSpec(args=["sh"], oom_score_adj=-500)
+    with pytest.raises(InvalidArgument, match=r"--oom-score-adj -500: below this host's 0 "
+                                              r"\(lowering it needs CAP_SYS_RESOURCE\)"):
+        spec.build_config(spec.BundleInput(id=CID, spec=low, user=User(uid=0, gid=0),
+                                           oom_score_floor=0))
+    assert build(oom_score_adj=-500)["process"]["oomScoreAdj"] == -500  # floor -1000
     assert "oomScoreAdj" not in build()["process"]
 
 

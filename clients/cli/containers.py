@@ -53,6 +53,8 @@ def build_request(args: argparse.Namespace, environ: Any) -> Any:
         mounts=[parse_mount(m) for m in args.mount], tmpfs=parse_tmpfs(args.tmpfs),
         ports=ports, publish_all=args.publish_all, network_aliases=args.network_alias,
         userns=args.userns, uid_maps=args.uidmap, gid_maps=args.gidmap)
+    if args.add_host or args.ulimit or args.device or args.shm_size or args.oom_score_adj:
+        _host_options(req, args, lite)
     if args.platform:
         from clients.cli.images import parse_platform
 
@@ -80,6 +82,35 @@ def build_request(args: argparse.Namespace, environ: Any) -> Any:
         # docker: --entrypoint is one string, not split; "" resets the image's.
         req.entrypoint.values.append(args.entrypoint)
     return req
+
+
+def _host_options(req: Any, args: argparse.Namespace, lite: Any) -> None:
+    """--add-host, --ulimit, --device, --shm-size, --oom-score-adj (docker's forms; the
+    engine checks them again, and what only the container's host can tell)."""
+    from vocab import hostopts
+
+    def parsed(flag: str, value: str, parse: Callable[[str], Any]) -> Any:
+        try:
+            return parse(value)
+        except (ValueError, UsageError) as exc:
+            raise UsageError(f'invalid argument "{value}" for "{flag}" flag: {exc}') from None
+
+    for value in args.add_host:
+        parsed("--add-host", value, hostopts.parse_extra_host)
+        req.extra_hosts.append(value)
+    for value in args.ulimit:
+        name, soft, hard = parsed("--ulimit", value, hostopts.parse_ulimit)
+        req.ulimits.append(lite.types.Ulimit(name=name, soft=soft, hard=hard))
+    for value in args.device:
+        host, container, mode = parsed("--device", value, hostopts.parse_device)
+        req.devices.append(lite.types.DeviceMapping(
+            path_on_host=host, path_in_container=container, cgroup_permissions=mode))
+    if args.shm_size:
+        req.shm_size = parsed("--shm-size", args.shm_size, parse_bytes)
+    if args.oom_score_adj:
+        parsed("--oom-score-adj", str(args.oom_score_adj),
+               lambda v: hostopts.check_oom_score_adj(int(v)))
+        req.oom_score_adj = args.oom_score_adj
 
 
 _HEALTH_DURATIONS = (("interval", "interval_ns"), ("timeout", "timeout_ns"),

@@ -81,6 +81,13 @@ def container_json(d: Any) -> dict[str, Any]:
             "PublishAllPorts": c.publish_all,
             "UsernsMode": c.userns, "UIDMap": list(c.uid_maps) or None,
             "GIDMap": list(c.gid_maps or c.uid_maps) or None,
+            # as dockerd shows them (its default ShmSize filled in)
+            "ExtraHosts": list(c.extra_hosts) or None,
+            "Ulimits": [{"Name": u.name, "Hard": u.hard, "Soft": u.soft}
+                        for u in c.ulimits] or None,
+            "ShmSize": c.shm_size or 64 << 20, "OomScoreAdj": c.oom_score_adj,
+            "Devices": [{"PathOnHost": v.path_on_host, "PathInContainer": v.path_in_container,
+                         "CgroupPermissions": v.cgroup_permissions} for v in c.devices],
         },
         "NetworkSettings": _network_settings(d),
         "Mounts": [_mount_json(m) for m in d.mounts],

@@ -68,6 +68,15 @@ def container_options(p: Any, verb: str, bool_flag: Any) -> None:
                    help="user namespace uid range CONTAINER:HOST:SIZE")
     p.add_argument("--gidmap", action="append", default=[],
                    help="gid range CONTAINER:HOST:SIZE (default: as --uidmap)")
+    p.add_argument("--add-host", action="append", default=[],
+                   help="add a line to /etc/hosts: NAME:IP (IP host-gateway: the host)")
+    p.add_argument("--ulimit", action="append", default=[],
+                   help="resource limit: NAME=SOFT[:HARD] (e.g. nofile=1024:2048)")
+    p.add_argument("--shm-size", default="", help="size of /dev/shm (e.g. 128m; default 64m)")
+    p.add_argument("--device", action="append", default=[],
+                   help="give it a host device: HOST[:CONTAINER][:rwm]")
+    p.add_argument("--oom-score-adj", type=int32, default=0,
+                   help="OOM killer preference of its processes, -1000 to 1000")
     p.add_argument("--restart", default="", help="restart policy: no, on-failure[:N], "
                    "always, unless-stopped")
     p.add_argument("--log-opt", action="append", default=[],

@@ -19,9 +19,8 @@ from services.dockerapi.errors import ApiError, bad_request
 # HostConfig fields engine.v1 cannot honour yet: refused when set to anything but a zero
 # value (and, for the modes, Docker's spelling of the default).
 _UNSUPPORTED_HOST = (
-    "Links", "VolumesFrom", "Devices", "DeviceRequests", "DeviceCgroupRules",
-    "ExtraHosts", "Ulimits", "ShmSize", "OomKillDisable",
-    "OomScoreAdj", "BlkioWeight", "BlkioWeightDevice", "BlkioDeviceReadBps",
+    "Links", "VolumesFrom", "DeviceRequests", "DeviceCgroupRules", "OomKillDisable",
+    "BlkioWeight", "BlkioWeightDevice", "BlkioDeviceReadBps",
     "BlkioDeviceWriteBps", "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps", "CpuRealtimePeriod",
     "CpuRealtimeRuntime", "KernelMemory", "KernelMemoryTCP", "MemoryReservation",
     "MemorySwappiness", "StorageOpt", "VolumeDriver", "Cgroup",
@@ -41,10 +40,14 @@ def _strings(value: Any, name: str) -> list[str]:
     return value
 
 
-def _int(obj: dict[str, Any], key: str) -> int:
+def _int(obj: dict[str, Any], key: str, bits: int = 0) -> int:
+    """``bits``: refuse what a signed integer of that many bits cannot hold (protobuf
+    would raise ValueError) with a 400."""
     value = obj.get(key) or 0
     if not isinstance(value, int) or isinstance(value, bool):
         raise bad_request(f"{key} must be an integer, not {value!r}")
+    if bits and not -(1 << (bits - 1)) <= value < 1 << (bits - 1):
+        raise bad_request(f"{key} {value} is out of range")
     return value
 
 
@@ -54,6 +57,30 @@ def _dict(value: Any, name: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise bad_request(f"{name} must be an object")
     return value
+
+
+def _list(obj: dict[str, Any], key: str) -> list[Any]:
+    value = obj.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise bad_request(f"{key} must be a list")
+    return value
+
+
+def _ulimit(u: dict[str, Any]) -> types_pb2.Ulimit:
+    """{"Name": "nofile", "Soft": 1024, "Hard": 2048}; the gateway checks the values."""
+    return types_pb2.Ulimit(name=str(u.get("Name") or ""), soft=_int(u, "Soft", 64),
+                            hard=_int(u, "Hard", 64))
+
+
+def _device(d: dict[str, Any]) -> types_pb2.DeviceMapping:
+    """{"PathOnHost", "PathInContainer", "CgroupPermissions"}; empty parts default in the
+    gateway (the host path, "rwm")."""
+    return types_pb2.DeviceMapping(
+        path_on_host=str(d.get("PathOnHost") or ""),
+        path_in_container=str(d.get("PathInContainer") or ""),
+        cgroup_permissions=str(d.get("CgroupPermissions") or ""))
 
 
 def _refuse_unsupported(host: dict[str, Any]) -> None:
@@ -176,6 +203,11 @@ def create_request(body: Any, name: str) -> engine_pb2.CreateContainerRequest:
         pid_mode=str(host.get("PidMode") or ""), ipc_mode=str(host.get("IpcMode") or ""),
         uts_mode=str(host.get("UTSMode") or ""),
         cgroup_parent=str(host.get("CgroupParent") or ""),
+        extra_hosts=_strings(host.get("ExtraHosts"), "ExtraHosts"),
+        ulimits=[_ulimit(_dict(u, "Ulimits[]")) for u in _list(host, "Ulimits")],
+        shm_size=_int(host, "ShmSize", 64),
+        devices=[_device(_dict(d, "Devices[]")) for d in _list(host, "Devices")],
+        oom_score_adj=_int(host, "OomScoreAdj", 32),
     )
     # null: the defaults; a list, even an empty one (--security-opt systempaths=unconfined),
     # replaces them.

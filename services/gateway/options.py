@@ -17,7 +17,7 @@ from muelle.types.v1 import types_pb2
 
 from services.core import cpuset, numbers
 from services.core.restart_policy import parse as restart_policy_parse
-from services.gateway import inputs, userns
+from services.gateway import extras, inputs, userns
 from services.gateway.merge import Merged
 from vocab.errors import InvalidArgument
 
@@ -223,6 +223,7 @@ def check_request(req: engine_pb2.CreateContainerRequest) -> None:
         namespace_mode(flag, mode)
     cgroup_parent(req.cgroup_parent)
     check_sysctls(dict(req.sysctls), host_network=req.network_mode == "host")
+    extras.check(req)  # --add-host, --ulimit, --shm-size, --device, --oom-score-adj
     for server in req.dns:
         try:
             ipaddress.ip_address(server)
@@ -343,6 +344,7 @@ def container_spec(req: engine_pb2.CreateContainerRequest, merged: Merged,
         uts_mode=namespace_mode("--uts", req.uts_mode),
         cgroup_parent=cgroup_parent(req.cgroup_parent),
     )
+    extras.to_spec(req, spec)
     if req.HasField("masked_paths"):
         spec.masked_paths.values.extend(req.masked_paths.values)
     if req.HasField("readonly_paths"):

@@ -45,10 +45,16 @@ def rlimit_number(name: str) -> int:
     return attr
 
 
+def _rlim(value: Any) -> int:
+    """OCI writes unlimited as the uint64 RLIM_INFINITY; Python's setrlimit takes -1."""
+    number = int(value)
+    return resource.RLIM_INFINITY if number >= (1 << 64) - 1 else number
+
+
 def set_rlimits(rlimits: list[dict[str, Any]], warn: Warn) -> None:
     for rl in rlimits:
         num = rlimit_number(rl.get("type", ""))
-        soft, hard = int(rl.get("soft", 0)), int(rl.get("hard", 0))
+        soft, hard = _rlim(rl.get("soft", 0)), _rlim(rl.get("hard", 0))
         try:
             resource.setrlimit(num, (soft, hard))
         except (ValueError, OSError) as exc:

@@ -18,7 +18,7 @@ from muelle.types.v1 import types_pb2
 from services.core.config import Config
 from services.shim import access, mounts, restart, shm, spec, users, volume_mounts
 from services.shim import userns as usernsmod
-from services.shim.host_devices import host_devices
+from services.shim.host_devices import host_devices, mapped_devices
 from services.shim.meta import Meta
 from services.shim.network import Manager as NetworkManager
 from services.shim.network import plan_config, request_of
@@ -50,6 +50,13 @@ class Bundle:
             usernsmod.pin(str(cdir.userns), maps)
         user = users.resolve(str(cdir.rootfs), cspec.user)
         spec.check_workdir(str(cdir.rootfs), cspec.cwd)
+        devices: list[dict[str, Any]] = []
+        rules: list[dict[str, Any]] = []
+        for dev in cspec.devices if not cspec.privileged else []:
+            found, allowed = mapped_devices(dev.path_on_host, dev.path_in_container,
+                                            dev.cgroup_permissions)
+            devices += found
+            rules += allowed
         config = spec.build_config(spec.BundleInput(
             id=cid, spec=cspec, user=user,
             cgroup_parent=cspec.cgroup_parent or self.cfg.shim.cgroup_parent,
@@ -58,9 +65,13 @@ class Bundle:
             init_path=spec.find_init(self.cfg.shim.init_path) if cspec.init else "",
             userns_path=str(cdir.userns) if maps else "",
             join_paths=join_paths(),
-            host_devices=host_devices() if cspec.privileged else []))
+            host_devices=host_devices() if cspec.privileged else [],
+            devices=devices, device_rules=rules,
+            rlimit_ceilings=spec.host_rlimit_ceilings([u.name for u in cspec.ulimits]),
+            oom_score_floor=spec.host_oom_score_floor() if cspec.oom_score_adj < 0
+            else -1000))
         if cspec.ipc_mode == shm.SHAREABLE:
-            shm.use(config, shm.make(cdir, spec.SHM_SIZE))
+            shm.use(config, shm.make(cdir, cspec.shm_size or spec.SHM_SIZE))
         elif ipc_peer is not None and shm.path(ipc_peer).exists():
             shm.use(config, shm.of_peer(ipc_peer))  # else: shares IPC, keeps its own shm
         self.resolved = volume_mounts.prepare(cspec.volume_mounts, str(cdir.rootfs), cid,

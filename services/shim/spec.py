@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,6 +81,13 @@ class BundleInput:
     join_paths: dict[str, str] = field(default_factory=dict)
     # The host's device nodes (host_devices.py): a privileged container gets them all.
     host_devices: list[dict[str, Any]] = field(default_factory=list)
+    # --device: the linux.devices entries and their device cgroup rules (host_devices.py).
+    devices: list[dict[str, Any]] = field(default_factory=list)
+    device_rules: list[dict[str, Any]] = field(default_factory=list)
+    # --ulimit name -> the highest hard limit this host lets the container have (-1: any).
+    rlimit_ceilings: dict[str, int] = field(default_factory=dict)
+    # The lowest oom_score_adj the runtime can give (-1000 with CAP_SYS_RESOURCE).
+    oom_score_floor: int = -1000
 
 
 def normalize_cap(name: str) -> str:
@@ -129,7 +137,8 @@ def build_env(env: list[str], hostname: str, terminal: bool) -> list[str]:
     return out
 
 
-def default_mounts(privileged: bool, readonly_rootfs: bool) -> list[dict[str, Any]]:
+def default_mounts(privileged: bool, readonly_rootfs: bool,
+                   shm_size: int = SHM_SIZE) -> list[dict[str, Any]]:
     sys_opts = ["nosuid", "noexec", "nodev"] + ([] if privileged else ["ro"])
     cg_opts = (["rw"] if privileged else ["ro"]) + ["nosuid", "noexec", "nodev", "relatime"]
     mounts = [
@@ -146,7 +155,7 @@ def default_mounts(privileged: bool, readonly_rootfs: bool) -> list[dict[str, An
         {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
          "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-         "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={SHM_SIZE}"]},
+         "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={shm_size}"]},
     ]
     if readonly_rootfs:
         for m in mounts:
@@ -234,6 +243,16 @@ def build_config(inp: BundleInput) -> dict[str, Any]:
     }
     if gids:
         process["user"]["additionalGids"] = gids
+    if spec.ulimits:
+        process["rlimits"] = rlimits(spec.ulimits, inp.rlimit_ceilings)
+    if spec.oom_score_adj:
+        if spec.oom_score_adj < inp.oom_score_floor:
+            # runc fails without saying why ("can't get final child's PID"), muelle-runtime
+            # would only warn: refused here, clearly.
+            raise InvalidArgument(f"--oom-score-adj {spec.oom_score_adj}: below this host's "
+                                  f"{inp.oom_score_floor} (lowering it needs "
+                                  "CAP_SYS_RESOURCE)")
+        process["oomScoreAdj"] = spec.oom_score_adj
     if not os.path.isabs(process["cwd"]):
         raise InvalidArgument(f"the working directory {spec.cwd!r} is invalid: not absolute")
     namespaces: list[dict[str, str]] = []
@@ -260,6 +279,9 @@ def build_config(inp: BundleInput) -> dict[str, Any]:
     if spec.privileged:
         linux["devices"] = [dict(d) for d in inp.host_devices]  # as Docker: all of /dev
     else:
+        if inp.devices:
+            linux["devices"] = [dict(d) for d in inp.devices]
+            linux["resources"]["devices"] += [dict(r) for r in inp.device_rules]
         linux["maskedPaths"] = (list(spec.masked_paths.values)
                                 if spec.HasField("masked_paths")
                                 else MASKED_PATHS + list(inp.thermal_paths))
@@ -278,7 +300,8 @@ def build_config(inp: BundleInput) -> dict[str, Any]:
     sysctl.update(spec.sysctls)  # the user's (checked by the gateway) win
     if sysctl:
         linux["sysctl"] = sysctl
-    mounts = default_mounts(spec.privileged, spec.readonly_rootfs)
+    mounts = default_mounts(spec.privileged, spec.readonly_rootfs,
+                            spec.shm_size or SHM_SIZE)
     if userns and (network == "host" or network.startswith("container:")):
         # The kernel lets a user namespace mount sysfs only in a network namespace it
         # owns; the host's (and maybe a peer's) belong to another. Docker uses the same
@@ -308,6 +331,77 @@ def build_config(inp: BundleInput) -> dict[str, Any]:
         # set (runc and crun refuse a hostname without a UTS namespace of their own).
         del config["hostname"]
     return config
+
+
+# OCI's unlimited: runc and crun read the limits as uint64.
+RLIM_INFINITY = (1 << 64) - 1
+CAP_SYS_RESOURCE = 24
+
+
+def rlimits(ulimits: Sequence[types_pb2.Ulimit],
+            ceilings: dict[str, int]) -> list[dict[str, Any]]:
+    """process.rlimits of --ulimit (the last of a name wins, as the runtime applies them
+    in order). InvalidArgument above ``ceilings``: the runtime could not set it, and
+    runc's "operation not permitted" would not say which flag or why."""
+    by_name = {ul.name: ul for ul in ulimits}
+    out = []
+    for name, ul in by_name.items():
+        ceiling = ceilings.get(name, -1)
+        if ceiling != -1 and (ul.hard == -1 or ul.hard > ceiling):
+            hard = "unlimited" if ul.hard == -1 else str(ul.hard)
+            raise InvalidArgument(f"--ulimit {name}: hard limit {hard} is above this host's "
+                                  f"{ceiling} (raising it needs CAP_SYS_RESOURCE)")
+        out.append({"type": f"RLIMIT_{name.upper()}",
+                    "soft": RLIM_INFINITY if ul.soft == -1 else ul.soft,
+                    "hard": RLIM_INFINITY if ul.hard == -1 else ul.hard})
+    return out
+
+
+def host_rlimit_ceilings(names: Sequence[str]) -> dict[str, int]:
+    """The highest hard limit of each rlimit the container's processes can get: without
+    CAP_SYS_RESOURCE, this process's hard limit (the runtime inherits it); with it, any,
+    but never more open files than fs.nr_open."""
+    can_raise = _has_cap(CAP_SYS_RESOURCE)
+    out: dict[str, int] = {}
+    for name in names:
+        number = getattr(resource, f"RLIMIT_{name.upper()}", None)
+        if not isinstance(number, int):
+            continue  # not on this kernel: the runtime says so
+        hard = resource.getrlimit(number)[1]
+        if can_raise:
+            out[name] = _nr_open() if name == "nofile" else -1
+        else:
+            out[name] = -1 if hard == resource.RLIM_INFINITY else hard
+    return out
+
+
+def host_oom_score_floor() -> int:
+    """The lowest oom_score_adj a child of this process can set: any with
+    CAP_SYS_RESOURCE, else not below its own (the kernel's oom_score_adj_min)."""
+    if _has_cap(CAP_SYS_RESOURCE):
+        return -1000
+    try:
+        with open("/proc/self/oom_score_adj") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return -1000  # unknown: the runtime says
+
+
+def _has_cap(cap: int, status: str = "/proc/self/status") -> bool:
+    try:
+        with open(status) as f:
+            line = next((x for x in f if x.startswith("CapEff:")), "")
+    except OSError:
+        return False
+    return bool(line) and bool(int(line.split()[1], 16) >> cap & 1)
+
+
+def _nr_open() -> int:
+    try:
+        with open("/proc/sys/fs/nr_open") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return -1
 
 
 def rootfs_propagation(mounts: list[dict[str, Any]]) -> str:

@@ -56,9 +56,14 @@ def with_dns(text: str, servers: list[str], search: list[str], options: list[str
     return out
 
 
-def hosts(own: list[tuple[str, list[str]]], peers: list[tuple[str, list[str]]]) -> str:
-    """Docker's defaults, this container's addresses, then its peers' (IP, names)."""
+def hosts(own: list[tuple[str, list[str]]], peers: list[tuple[str, list[str]]],
+          extra: list[tuple[str, str]] | None = None) -> str:
+    """Docker's defaults, the --add-host (IP, name)s, this container's addresses, then its
+    peers' (IP, names): libnetwork writes the extra records with the file and appends the
+    container's own once it has an address."""
     out = DEFAULT_HOSTS
+    for ip, name in extra or []:
+        out += f"{ip}\t{name}\n"
     for ip, names in own + peers:
         out += f"{ip}\t{' '.join(names)}\n"
     return out

@@ -49,6 +49,8 @@ class Request:
     dns: list[str] = field(default_factory=list)
     dns_search: list[str] = field(default_factory=list)
     dns_options: list[str] = field(default_factory=list)
+    # --add-host "name:ip"s; ip "host-gateway" is the default bridge's gateway.
+    extra_hosts: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -278,8 +280,10 @@ class Manager:
                     raise NotFound(f"no such container: {peer}")
         else:
             self.find(mode)  # NOT_FOUND for an unknown network, before anything is made
+        extra = self._extra_hosts(req.extra_hosts)
         state = {"mode": mode, "hostname": req.hostname, "aliases": req.aliases,
-                 "ports": [p.to_dict() for p in checked], "endpoints": {}}
+                 "ports": [p.to_dict() for p in checked], "endpoints": {},
+                 **({"extra_hosts": extra} if extra else {})}
         self._record(cid, state)
         host_name = socket.gethostname() if mode == "host" else req.hostname
         (cdir / "hostname").write_text(host_name + "\n")
@@ -288,13 +292,13 @@ class Manager:
         if req.dns or req.dns_search or req.dns_options:
             resolv = files.with_dns(resolv, req.dns, req.dns_search, req.dns_options)
         (cdir / "resolv.conf").write_text(resolv)
-        if mode == "host":
+        if mode == "host" and not extra:
             try:
                 hosts_text = Path("/etc/hosts").read_text()
             except OSError:
                 hosts_text = files.DEFAULT_HOSTS
-        else:
-            hosts_text = files.hosts([], [])
+        else:  # dockerd 20.10 writes its own file with the host's network too then
+            hosts_text = files.hosts([], [], extra)
         (cdir / "hosts").write_text(hosts_text)
         mounts = []
         for name in ("hosts", "hostname", "resolv.conf"):
@@ -310,6 +314,22 @@ class Manager:
         if peer:
             return Plan(self._netns_of(peer), mounts)
         return Plan(str(cdir / "netns"), mounts)
+
+    def _extra_hosts(self, entries: list[str]) -> list[tuple[str, str]]:
+        """(ip, name) of each --add-host "name:ip" (checked by the gateway), host-gateway
+        as the default bridge's gateway (dockerd's HostGatewayIP: docker0's address),
+        brought up for it if it is not yet."""
+        out = []
+        for entry in entries:
+            name, _, ip = entry.partition(":")
+            if ip == "host-gateway":
+                gateway = self._default().gateway
+                if not gateway:
+                    with lock.held(self.lock_path):
+                        gateway = self._ensure_default().gateway
+                ip = gateway
+            out.append((ip, name))
+        return out
 
     def _netns_of(self, peer: str, depth: int = 0) -> str | None:
         """The namespace to join for ``container:<peer>`` (None = the host's)."""
@@ -483,9 +503,10 @@ class Manager:
                     if theirs:
                         names = [*theirs.get("aliases", []), other[:12]]
                         peers.append((theirs["ip"], list(dict.fromkeys(names))))
+        extra = [(str(ip), str(name)) for ip, name in state.get("extra_hosts", [])]
         hosts = self.container_dir(cid) / "hosts"
         if hosts.exists():
-            files.write_in_place(hosts, files.hosts(own, peers))
+            files.write_in_place(hosts, files.hosts(own, peers, extra))
 
     def info(self, cid: str) -> dict[str, Any]:
         """Endpoints and published ports, as recorded."""

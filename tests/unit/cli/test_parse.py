@@ -158,3 +158,34 @@ def test_pull_and_platform_options() -> None:
     args = build("run").parse_args(["run", "--pull=never", "--platform", "linux/arm64", "bb"])
     assert (args.pull, args.platform, args.image) == ("never", "linux/arm64", "bb")
     assert build("create").parse_args(["create", "bb"]).pull == "missing"
+
+
+def test_build_request_host_options_as_docker_reads_them() -> None:
+    parser = build()
+    req = build_request(parser.parse_args(
+        ["create", "--add-host", "db:10.1.2.3", "--add-host", "gw:host-gateway",
+         "--ulimit", "nofile=1024:2048", "--ulimit", "nproc=100", "--shm-size", "128m",
+         "--device", "/dev/null:/dev/mynull:r", "--device", "/dev/zero",
+         "--oom-score-adj", "-10", "img"]), {})
+    assert list(req.extra_hosts) == ["db:10.1.2.3", "gw:host-gateway"]
+    assert [(u.name, u.soft, u.hard) for u in req.ulimits] == [("nofile", 1024, 2048),
+                                                               ("nproc", 100, 100)]
+    assert req.shm_size == 128 << 20 and req.oom_score_adj == -10
+    assert [(d.path_on_host, d.path_in_container, d.cgroup_permissions)
+            for d in req.devices] == [("/dev/null", "/dev/mynull", "r"),
+                                      ("/dev/zero", "/dev/zero", "rwm")]
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--add-host", "db"], 'invalid argument "db" for "--add-host" flag: bad format for '
+                           'add-host: "db"'),
+    (["--ulimit", "bogus=1"], 'invalid argument "bogus=1" for "--ulimit" flag: invalid '
+                              "ulimit type: bogus"),
+    (["--shm-size", "-1"], 'invalid argument "-1" for "--shm-size" flag: invalid size'),
+    (["--device", "/dev/null:/x:rwx"], "bad mode specified: rwx"),
+    (["--oom-score-adj", "1001"], "range for oom score adj is [-1000, 1000]"),
+])
+def test_build_request_refuses_bad_host_options(flags: list[str], message: str) -> None:
+    with pytest.raises(UsageError) as err:
+        build_request(build().parse_args(["create", *flags, "img"]), {})
+    assert message in str(err.value)

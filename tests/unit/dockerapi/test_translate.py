@@ -56,8 +56,11 @@ def test_create_maps_what_the_cli_sends() -> None:
 
 
 @pytest.mark.parametrize(("host", "text"), [
-    ({"Devices": [{"PathOnHost": "/dev/null"}]}, "HostConfig.Devices"),
-    ({"ExtraHosts": ["db:10.0.0.2"]}, "HostConfig.ExtraHosts"),
+    ({"DeviceCgroupRules": ["c 1:3 rwm"]}, "HostConfig.DeviceCgroupRules"),
+    ({"Links": ["db:db"]}, "HostConfig.Links"),
+    ({"Ulimits": [{"Name": "nofile", "Soft": "1"}]}, "Soft must be an integer"),
+    ({"Devices": "/dev/null"}, "Devices must be a list"),
+    ({"OomScoreAdj": 1 << 40}, "OomScoreAdj 1099511627776 is out of range"),
     ({"LogConfig": {"Type": "syslog"}}, "log driver 'syslog'"),
     ({"PortBindings": {"80/tcp": [{"HostPort": "8000-8010"}]}}, "host port range"),
     ({"Mounts": [{"Type": "npipe", "Target": "/x"}]}, "mount type 'npipe'"),
@@ -83,6 +86,33 @@ def test_create_maps_namespaces_dns_sysctls_and_system_paths() -> None:
     # [] (systempaths=unconfined) replaces the defaults; null keeps them
     assert r.HasField("masked_paths") and not r.masked_paths.values
     assert not r.HasField("readonly_paths")
+
+
+def test_create_maps_hosts_ulimits_shm_devices_and_oom_score() -> None:
+    # docker run --add-host db:10.0.0.2 --ulimit nofile=1024:2048 --shm-size 128m
+    # --device /dev/null:/dev/mynull --oom-score-adj 300, as the CLI sends them
+    r = create_request({"Image": "b", "HostConfig": {
+        "ExtraHosts": ["db:10.0.0.2"],
+        "Ulimits": [{"Name": "nofile", "Hard": 2048, "Soft": 1024}], "ShmSize": 128 << 20,
+        "Devices": [{"PathOnHost": "/dev/null", "PathInContainer": "/dev/mynull",
+                     "CgroupPermissions": "rwm"}, {"PathOnHost": "/dev/zero"}],
+        "OomScoreAdj": 300}}, "")
+    assert list(r.extra_hosts) == ["db:10.0.0.2"]
+    assert list(r.ulimits) == [types_pb2.Ulimit(name="nofile", soft=1024, hard=2048)]
+    assert (r.shm_size, r.oom_score_adj) == (128 << 20, 300)
+    assert list(r.devices) == [
+        types_pb2.DeviceMapping(path_on_host="/dev/null", path_in_container="/dev/mynull",
+                                cgroup_permissions="rwm"),
+        types_pb2.DeviceMapping(path_on_host="/dev/zero")]
+    doc = container_json.inspect(engine_pb2.ContainerDetail(config=r), [])["HostConfig"]
+    assert doc["ExtraHosts"] == ["db:10.0.0.2"] and doc["ShmSize"] == 128 << 20
+    assert doc["Ulimits"] == [{"Name": "nofile", "Hard": 2048, "Soft": 1024}]
+    assert doc["Devices"][1] == {"PathOnHost": "/dev/zero", "PathInContainer": "/dev/zero",
+                                 "CgroupPermissions": "rwm"}
+    assert doc["OomScoreAdj"] == 300
+    empty = container_json.inspect(engine_pb2.ContainerDetail(), [])["HostConfig"]
+    assert (empty["ExtraHosts"], empty["Ulimits"], empty["ShmSize"], empty["Devices"],
+            empty["OomScoreAdj"]) == (None, None, 64 << 20, [], 0)  # dockerd's defaults
 
 
 def test_entrypoint_reset_and_cpu_quota() -> None:

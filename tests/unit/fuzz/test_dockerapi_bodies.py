@@ -30,7 +30,8 @@ _HOST_KEYS = ["AutoRemove", "Binds", "CapAdd", "CapDrop", "ConsoleSize", "Cpuset
               "CpusetMems", "GroupAdd", "Init", "LogConfig", "Mounts", "NetworkMode",
               "PortBindings", "Privileged", "PublishAllPorts", "RestartPolicy", "Runtime",
               "SecurityOpt", "Tmpfs", "UsernsMode", "Memory", "NanoCpus", "CpuShares",
-              "PidsLimit", "Devices", "Dns", "ShmSize", "ReadonlyRootfs"]
+              "PidsLimit", "Devices", "Dns", "ShmSize", "ReadonlyRootfs", "Ulimits",
+              "ExtraHosts", "OomScoreAdj"]
 _PLAUSIBLE = st.one_of(
     _JSON, st.just("busybox"), st.lists(st.text(max_size=12), max_size=3),
     st.dictionaries(st.sampled_from(["80/tcp", "x", "53/udp", "1/sctp"]),

@@ -81,6 +81,10 @@ def test_hosts_file_and_in_place_rewrite(tmp_path: Path) -> None:
     text = files.hosts([("10.88.0.2", ["box"])], [("10.88.0.3", ["web", "www", "abc"])])
     assert text.startswith("127.0.0.1\tlocalhost\n")
     assert text.endswith("10.88.0.2\tbox\n10.88.0.3\tweb www abc\n")
+    # --add-host lines come after Docker's defaults and before the container's own
+    extra = files.hosts([("10.88.0.2", ["box"])], [], [("10.1.2.3", "db"), ("::1", "v6")])
+    assert extra.endswith("ff02::2\tip6-allrouters\n10.1.2.3\tdb\n::1\tv6\n"
+                          "10.88.0.2\tbox\n")
     path = tmp_path / "hosts"
     path.write_text("old and longer than the new text\n")
     inode = path.stat().st_ino

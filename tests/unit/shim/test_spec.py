@@ -205,3 +205,61 @@ def test_a_shareable_shm_replaces_the_containers_tmpfs() -> None:
     assert dev_shm == [{"destination": "/dev/shm", "type": "bind",
                         "source": "/var/lib/muelle/shim/containers/x/shm",
                         "options": ["rbind", "nosuid", "noexec", "nodev"]}]
+
+
+def test_ulimits_become_rlimits_and_stay_under_the_hosts_hard_limits() -> None:
+    ulimits = [types_pb2.Ulimit(name="nofile", soft=100, hard=200),
+               types_pb2.Ulimit(name="core", soft=-1, hard=-1),
+               types_pb2.Ulimit(name="nofile", soft=1024, hard=2048)]  # the last one wins
+    cfg = build(ulimits=ulimits)
+    assert cfg["process"]["rlimits"] == [
+        {"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 2048},
+        {"type": "RLIMIT_CORE", "soft": spec.RLIM_INFINITY, "hard": spec.RLIM_INFINITY}]
+    assert "rlimits" not in build()["process"]
+    assert spec.rlimits(ulimits, {"nofile": 2048, "core": -1})
+    with pytest.raises(InvalidArgument, match="--ulimit nofile: hard limit 2048 is above "
+                                              r"this host's 1000 \(raising it needs "
+                                              "CAP_SYS_RESOURCE"):
+        spec.rlimits(ulimits, {"nofile": 1000})
+    with pytest.raises(InvalidArgument, match="hard limit unlimited is above"):
+        spec.rlimits(ulimits, {"core": 0})
+
+
+def test_rlimit_ceilings_are_the_hard_limits_without_cap_sys_resource() -> None:
+    import resource
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    ceilings = spec.host_rlimit_ceilings(["nofile"])
+    if not spec._has_cap(spec.CAP_SYS_RESOURCE):
+        assert ceilings == {"nofile": -1 if hard == resource.RLIM_INFINITY else hard}
+    else:
+        assert ceilings["nofile"] >= hard
+
+
+def test_shm_size_and_oom_score_adj() -> None:
+    dev_shm = [m for m in build(shm_size=128 << 20)["mounts"]
+               if m["destination"] == "/dev/shm"]
+    assert f"size={128 << 20}" in dev_shm[0]["options"]
+    default = [m for m in build()["mounts"] if m["destination"] == "/dev/shm"]
+    assert f"size={spec.SHM_SIZE}" in default[0]["options"]
+    assert build(oom_score_adj=300)["process"]["oomScoreAdj"] == 300
+    low = pb.ContainerSpec(args=["sh"], oom_score_adj=-500)
+    with pytest.raises(InvalidArgument, match=r"--oom-score-adj -500: below this host's 0 "
+                                              r"\(lowering it needs CAP_SYS_RESOURCE\)"):
+        spec.build_config(spec.BundleInput(id=CID, spec=low, user=User(uid=0, gid=0),
+                                           oom_score_floor=0))
+    assert build(oom_score_adj=-500)["process"]["oomScoreAdj"] == -500  # floor -1000
+    assert "oomScoreAdj" not in build()["process"]
+
+
+def test_devices_are_created_and_allowed_in_the_device_cgroup() -> None:
+    node = {"path": "/dev/mynull", "type": "c", "major": 1, "minor": 3, "fileMode": 0o666,
+            "uid": 0, "gid": 0}
+    rule = {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rw"}
+    cfg = spec.build_config(spec.BundleInput(
+        id=CID, spec=pb.ContainerSpec(args=["sh"]), user=User(uid=0, gid=0),
+        devices=[node], device_rules=[rule]))
+    assert cfg["linux"]["devices"] == [node]
+    # after Docker's defaults (deny all, then the usual nodes), so it is allowed
+    assert cfg["linux"]["resources"]["devices"] == [*spec.DEVICE_RULES, rule]
+    assert "devices" not in build()["linux"]

@@ -40,9 +40,9 @@ def _strings(value: Any, name: str) -> list[str]:
     return value
 
 
-def _int(obj: dict[str, Any], key: str, bits: int = 0) -> int:
+def _int(obj: dict[str, Any], key: str, bits: int = 64) -> int:
     """``bits``: refuse what a signed integer of that many bits cannot hold (protobuf
-    would raise ValueError) with a 400."""
+    would raise ValueError) with a 400; 0 when the caller checks the range itself."""
     value = obj.get(key) or 0
     if not isinstance(value, int) or isinstance(value, bool):
         raise bad_request(f"{key} must be an integer, not {value!r}")
@@ -99,7 +99,7 @@ def restart_text(policy: dict[str, Any]) -> str:
     if name in ("", "no"):
         return ""
     if name == "on-failure":
-        retries = _int(policy, "MaximumRetryCount")
+        retries = _int(policy, "MaximumRetryCount", 32)
         return f"on-failure:{retries}" if retries else "on-failure"
     if name in ("always", "unless-stopped"):
         return str(name)
@@ -133,7 +133,7 @@ def _mount(m: dict[str, Any]) -> types_pb2.VolumeMount:
     return types_pb2.VolumeMount(
         type=kind, source=str(m.get("Source") or ""), target=str(m.get("Target") or ""),
         readonly=bool(m.get("ReadOnly")), no_copy=bool(volume.get("NoCopy")),
-        tmpfs_size=_int(tmpfs, "SizeBytes"), tmpfs_mode=_int(tmpfs, "Mode"))
+        tmpfs_size=_int(tmpfs, "SizeBytes"), tmpfs_mode=_int(tmpfs, "Mode", 32))
 
 
 _HEALTH_DURATIONS = (("Interval", "interval_ns"), ("Timeout", "timeout_ns"),
@@ -148,11 +148,11 @@ def healthcheck(value: Any) -> types_pb2.Healthcheck | None:
     doc = _dict(value, "Healthcheck")
     out = types_pb2.Healthcheck(test=_strings(doc.get("Test"), "Healthcheck.Test"))
     for key, attr in _HEALTH_DURATIONS:
-        number = _int(doc, key)
+        number = _int(doc, key, 0)
         if not -2**63 <= number < 2**63:
             raise bad_request(f"Healthcheck.{key} is out of range: {number}")
         setattr(out, attr, number)
-    retries = _int(doc, "Retries")
+    retries = _int(doc, "Retries", 0)
     if not -2**31 <= retries < 2**31:
         raise bad_request(f"Healthcheck.Retries is out of range: {retries}")
     out.retries = retries
@@ -224,7 +224,7 @@ def create_request(body: Any, name: str) -> engine_pb2.CreateContainerRequest:
     if health is not None:
         req.healthcheck.CopyFrom(health)
     if "StopTimeout" in config and config["StopTimeout"] is not None:
-        req.stop_timeout = _int(config, "StopTimeout")
+        req.stop_timeout = _int(config, "StopTimeout", 32)
     for m in host.get("Mounts") or []:
         req.mounts.append(_mount(_dict(m, "Mounts[]")))
     size = host.get("ConsoleSize") or [0, 0]

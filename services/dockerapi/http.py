@@ -95,9 +95,16 @@ class Request:
         if not self.body.strip():
             return default
         try:
-            return json.loads(self.body)
+            doc = json.loads(self.body)
         except ValueError as exc:
             raise ApiError(400, f"invalid JSON in the request body: {exc}") from None
+        if b"\\u" in self.body:  # only an escape can make a lone surrogate,
+            try:  # which no UTF-8 string (protobuf's, Go's) can carry
+                json.dumps(doc, ensure_ascii=False).encode()
+            except UnicodeEncodeError:
+                raise ApiError(400, "invalid JSON in the request body: a string holds an "
+                                    "unpaired UTF-16 surrogate") from None
+        return doc
 
 
 class BodyStream:

@@ -85,6 +85,9 @@ def test_errors_are_docker_shaped(docker_engine: Engine, path: str, status: int,
     (b'{"Image": "x", "HostConfig": {"Links": ["a:b"]}}', "HostConfig.Links is not supported"),
     (b'{"Image": "x", "HostConfig": {"RestartPolicy": {"Name": "sometimes"}}}',
      "invalid restart policy"),
+    (b'{"Image": "x", "Env": ["A=\\udc80"]}', "unpaired UTF-16 surrogate"),
+    (b'{"Image": "x", "HostConfig": {"Memory": 1180591620717411303424}}',
+     "Memory 1180591620717411303424 is out of range"),
 ])
 def test_bad_create_bodies_are_400_and_create_nothing(docker_engine: Engine, body: bytes,
                                                       text: str) -> None:

@@ -16,7 +16,8 @@ from muelle.engine.v1 import engine_pb2
 
 from services.dockerapi import container_json, filters
 from services.dockerapi.attach import resize_attached
-from services.dockerapi.create import create_request, restart_text
+from services.dockerapi.create import UPDATABLE as _UPDATABLE
+from services.dockerapi.create import create_request, restart_text, update_request
 from services.dockerapi.engine import Gateway
 from services.dockerapi.errors import ApiError, bad_request, not_modified
 from services.dockerapi.gone import while_connected
@@ -106,20 +107,24 @@ class Containers:
         await out.json(200, [{"Path": c.path, "Kind": c.kind} for c in reply.changes] or None)
 
     async def update(self, req: Request, out: Responder) -> None:
-        """``POST /containers/{id}/update``: the restart policy; resource limits of an
-        existing container cannot change yet (a clear 400 names them)."""
+        """``POST /containers/{id}/update`` (docker update): resource limits, applied to
+        the live cgroup and kept for later starts, and the restart policy; what engine.v1
+        cannot change is refused by name (400)."""
         body = req.json({})
         if not isinstance(body, dict):
             raise bad_request("the body must be a JSON object")
-        asked = [k for k, v in body.items() if k != "RestartPolicy" and v not in
+        asked = [k for k, v in body.items() if k not in _UPDATABLE and v not in
                  (None, 0, "", [], {}, False)]
         if asked:
             raise ApiError(400, f"updating {', '.join(sorted(asked))} is not supported by "
-                                "muelle yet (only RestartPolicy)")
+                                "muelle yet")
+        update = update_request(body)
+        update.container = req.params["id"]
         policy = body.get("RestartPolicy")
         if isinstance(policy, dict) and policy.get("Name") is not None:
-            await self.gateway.call("UpdateContainer", engine_pb2.UpdateContainerRequest(
-                container=req.params["id"], restart_policy=restart_text(policy) or "no"))
+            update.restart_policy = restart_text(policy) or "no"
+        if update != engine_pb2.UpdateContainerRequest(container=update.container):
+            await self.gateway.call("UpdateContainer", update)
         else:
             await self.detail(req.params["id"])  # 404 for a missing container
         await out.json(200, {"Warnings": None})

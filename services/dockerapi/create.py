@@ -277,3 +277,24 @@ def _aliases(config: dict[str, Any], host: dict[str, Any]) -> list[str]:
                                 "is not supported by muelle yet")
         aliases += _strings(_dict(endpoint, "EndpointsConfig").get("Aliases"), "Aliases")
     return aliases
+
+
+# docker update's body (UpdateConfig: Resources + RestartPolicy) that engine.v1 carries.
+UPDATABLE = ("Memory", "MemorySwap", "PidsLimit", "NanoCpus", "CpuQuota", "CpuPeriod",
+             "CpuShares", "CpusetCpus", "CpusetMems", "RestartPolicy")
+
+
+def update_request(body: dict[str, Any]) -> engine_pb2.UpdateContainerRequest:
+    """The resources of a docker update body (zero: unchanged, as the CLI sends every
+    field); ``PidsLimit`` 0 or -1 means unlimited, as dockerd reads it."""
+    out = engine_pb2.UpdateContainerRequest(
+        memory=_int(body, "Memory"), memory_swap=_int(body, "MemorySwap"),
+        nano_cpus=_int(body, "NanoCpus"), cpu_quota=_int(body, "CpuQuota"),
+        cpu_period=_int(body, "CpuPeriod"), cpu_shares=_int(body, "CpuShares"),
+        cpuset_cpus=str(body.get("CpusetCpus") or ""),
+        cpuset_mems=str(body.get("CpusetMems") or ""))
+    if body.get("PidsLimit") is not None:
+        pids = _int(body, "PidsLimit")
+        out.pids_limit = -1 if pids <= 0 else pids
+    return out
+

@@ -631,8 +631,18 @@ class Engine:
     def update(self, req: engine_pb2.UpdateContainerRequest) -> None:
         """New resource limits for a container, in the shim (cgroup and bundle)."""
         rec = self.records.lookup(req.container)
-        self.shim.Update(shim_pb2.UpdateRequest(
-            id=rec.id, resources=options.update_resources(req)))
+        with self._lock(rec.id):
+            self.shim.Update(shim_pb2.UpdateRequest(
+                id=rec.id, resources=options.update_resources(req)))
+            shown = engine_pb2.CreateContainerRequest()
+            shown.CopyFrom(rec.request)
+            for field in ("memory", "memory_swap", "pids_limit", "nano_cpus", "cpu_shares",
+                          "cpuset_cpus", "cpuset_mems"):
+                if getattr(req, field):  # 0 / empty: unchanged
+                    setattr(shown, field, getattr(req, field))
+            if req.cpu_quota or req.cpu_period:
+                shown.nano_cpus = 0  # a quota replaces --cpus (inspect shows no quota)
+            self.records.update_request(rec.id, shown)
 
     def restart(self, ref: str, timeout: int | None = None) -> None:
         """`docker restart`: stop if running (stop signal, then SIGKILL), start again."""

@@ -183,6 +183,12 @@ class Records:
             self._db.execute("UPDATE containers SET spec = ? WHERE id = ?",
                              (spec.SerializeToString(), cid))
 
+    def update_request(self, cid: str, request: engine_pb2.CreateContainerRequest) -> None:
+        """The create request as inspect shows it, after `docker update` changed limits."""
+        with self._writing(f"the record of container {cid}"):
+            self._db.execute("UPDATE containers SET request = ? WHERE id = ?",
+                             (request.SerializeToString(), cid))
+
     def name_taken(self, name: str) -> str | None:
         with self._lock:
             row = self._db.execute("SELECT id FROM containers WHERE name = ?",

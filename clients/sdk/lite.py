@@ -195,7 +195,11 @@ class Message:
     _ordered: tuple[Field, ...] = ()
 
     def __init__(self, **values: Any) -> None:
-        object.__setattr__(self, "_values", {})
+        # The field values live in the instance's own __dict__, so reading a set field is
+        # a plain attribute lookup; __getattr__ runs only for unset ones (their defaults).
+        # `ps` of 1000 containers read ~10,000 fields through __getattr__ (~5 ms). The
+        # dict also holds these three underscored entries: no field name starts with "_".
+        object.__setattr__(self, "_values", self.__dict__)
         object.__setattr__(self, "_present", set())
         object.__setattr__(self, "_owner", None)
         for name, value in values.items():
@@ -298,8 +302,7 @@ class Message:
     def CopyFrom(self, other: Message) -> None:  # noqa: N802
         if other is self:
             return
-        self._values.clear()
-        self._present.clear()
+        self._clear()
         self.MergeFromString(other.SerializeToString())
         self._touch()
 
@@ -309,9 +312,14 @@ class Message:
         return len(raw)
 
     def ParseFromString(self, data: bytes) -> int:  # noqa: N802
-        self._values.clear()
-        self._present.clear()
+        self._clear()
         return self.MergeFromString(data)
+
+    def _clear(self) -> None:
+        """Every field back to its default (the underscored entries stay)."""
+        for name in self._fields:
+            self._values.pop(name, None)
+        self._present.clear()
 
     @classmethod
     def FromString(cls, data: bytes) -> Message:  # noqa: N802

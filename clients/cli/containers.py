@@ -363,9 +363,11 @@ PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
 
 
 def ps(ctx: Context, args: argparse.Namespace) -> int:
-    from clients.cli import formatting
+    filters: dict[str, list[str]] = {}
+    if args.filter or args.format:  # the template engine (and json) only when asked for
+        from clients.cli import formatting
 
-    filters = formatting.parse_filters(args.filter, PS_FILTERS)
+        filters = formatting.parse_filters(args.filter, PS_FILTERS)
     for status in filters.get("status", []):
         if status not in PS_STATES:
             raise UsageError(f"invalid filter 'status={status}'")
@@ -374,7 +376,8 @@ def ps(ctx: Context, args: argparse.Namespace) -> int:
             raise UsageError(f"Unrecognised filter value for health: {health}")
     # docker: a status filter lists stopped containers without -a
     containers = ctx.client().containers(all=args.all or "status" in filters)
-    containers = [c for c in containers if formatting.matches(filters, _ps_tests(c))]
+    if filters:  # the tests are closures per container: none made without a filter
+        containers = [c for c in containers if formatting.matches(filters, _ps_tests(c))]
     if args.quiet:
         ctx.out.write("".join((c.id if args.no_trunc else c.id[:12]) + "\n"
                               for c in containers))

@@ -244,6 +244,12 @@ class Records:
             ).fetchall()
         return [_row(r) for r in rows]
 
+    def names(self) -> dict[str, str]:
+        """ID -> name of every ready record (`stats`: no blob parsed per container)."""
+        with self._lock:
+            return dict(self._db.execute(
+                "SELECT id, name FROM containers WHERE ready = 1").fetchall())
+
     def listed(self) -> list[Listed]:
         """Every ready record as `ps` shows it, newest first: one query, the create
         request (the larger blob) left unparsed."""

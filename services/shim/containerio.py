@@ -83,16 +83,14 @@ class ContainerIO:
     def stats(self, ids: Sequence[str]) -> builtins.list[tuple[str, stats.Counters]]:
         """Counters of the given containers (every running one when none are named);
         stopped ones are skipped, unknown ones are NotFound."""
-        wanted = list(ids) or [s.id for s in self.containers.list()
-                               if s.status in ("running", "paused")]
-        out = []
-        for cid in wanted:
-            cdir = self.containers.existing(cid)
-            current = self.containers.state(cid)
-            if current.status not in ("running", "paused"):
-                continue
-            out.append((cid, stats.read(_cgroups_path(cdir), current.pid)))
-        return out
+        # Every container: the statuses `ps` reads (cached while true, statuscache.py),
+        # which carry the cgroup path; no meta.json nor status files per container.
+        # Named ones are read afresh, as every verb on one container is.
+        current = [self.containers.state(cid) for cid in ids] if ids \
+            else self.containers.list()
+        running = [s for s in current if s.status in ("running", "paused")]
+        counters = stats.read_many([(s.cgroups_path, s.pid) for s in running])
+        return [(s.id, c) for s, c in zip(running, counters, strict=True)]
 
     def top(self, cid: str, ps_args: str = "") -> tuple[builtins.list[str],
                                                           builtins.list[builtins.list[str]]]:

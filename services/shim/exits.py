@@ -12,7 +12,7 @@ import contextlib
 import os
 import select
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from services.core.logging import get_logger
 
@@ -56,6 +56,19 @@ class ExitWatch:
             probe = select.poll()
             probe.register(fd, select.POLLIN)
             return not probe.poll(0)
+
+    def watching_all(self, cids: Iterable[str]) -> set[str]:
+        """The ones of ``cids`` that ``watching`` is true of, with one poll over all their
+        pidfds (`ps` of 1000 containers paid a poll object and a syscall for each)."""
+        with self._guard:
+            fds = {fd: cid for cid in cids if (fd := self._latest.get(cid)) is not None}
+            if not fds:
+                return set()
+            probe = select.poll()
+            for fd in fds:
+                probe.register(fd, select.POLLIN)
+            exited = {fd for fd, _ in probe.poll(0)}
+        return {cid for fd, cid in fds.items() if fd not in exited}
 
     def _loop(self) -> None:
         while not self._closed.is_set():

@@ -123,7 +123,8 @@ class Shim:
                                        pid_of=self._running_pid)
         # A run that ends by itself gives its network back at once, as Docker does.
         self.exits = ExitWatch(self.exited)
-        self.statuses = StatusCache(self.exits.watching)  # what list() need not re-read
+        # what list() need not re-read
+        self.statuses = StatusCache(self.exits.watching, self.exits.watching_all)
 
     def close(self) -> None:
         """Stop the monitor fork server; containers and their monitors keep running.
@@ -556,14 +557,15 @@ class Shim:
     def list(self) -> list[Status]:
         """Every container's status: the cached one where it is still true
         (statuscache.py), else read afresh."""
+        ids = self.store.ids()
         out = []
-        for cdir in self.store.all():
-            cached = self.statuses.get(cdir)
+        for cid, cached in zip(ids, self.statuses.get_many(
+                [(cid, self.store.status_file(cid)) for cid in ids]), strict=True):
             if cached is not None:
                 out.append(cached)
                 continue
             with contextlib.suppress(NotFound):
-                out.append(self.state(cdir.id))
+                out.append(self.state(cid))
         return out
 
     def delete(self, cid: str, force: bool = False, remove_volumes: bool = False) -> Status:

@@ -26,6 +26,9 @@ class Status:
     error: str = ""
     volume_mounts: list[dict[str, Any]] = field(default_factory=list)
     restart_count: int = 0
+    # Fixed at create (meta.json): `stats` reads the cgroup of every container from the
+    # cached statuses without opening each one's meta.json again.
+    cgroups_path: str = ""
 
 
 @dataclass
@@ -40,7 +43,8 @@ def read(cdir: ContainerDir, meta: Meta, monitor_alive: bool) -> Status:
     started.json, init.pid, and the cgroup's freezer (paused)."""
     out = Status(id=cdir.id, status="created", created_at=meta.created_at,
                  restart_count=int(meta.restart_count or 0), runtime=meta.runtime,
-                 bundle=str(cdir.path), volume_mounts=list(meta.volumes or []))
+                 bundle=str(cdir.path), volume_mounts=list(meta.volumes or []),
+                 cgroups_path=meta.cgroups_path or "")
     started = read_json(cdir.started) or {}
     out.started_at = started.get("started_at", "")
     exited = cdir.read_status()

@@ -28,6 +28,7 @@ from services.core import modes
 from vocab.errors import InvalidArgument, is_no_space, no_space
 
 ID_RE = re.compile(r"^[0-9a-f]{64}$")
+STATUS_FILE = "status.json"  # the monitor writes it when the run ends
 
 
 def check_id(cid: str) -> str:
@@ -169,7 +170,7 @@ class ContainerDir:
 
     @property
     def status(self) -> Path:
-        return self.path / "status.json"
+        return self.path / STATUS_FILE
 
     @property
     def status_spare(self) -> Path:
@@ -245,6 +246,7 @@ class ContainerDir:
 class Store:
     def __init__(self, root: Path) -> None:
         self.root = root / "containers"
+        self._root_text = str(self.root)
         # Not listable; each container's dir is 0700 (services/shim/access.py).
         modes.private_dir(root, modes.TRAVERSE_DIR)
         modes.private_dir(self.root, modes.TRAVERSE_DIR)
@@ -253,11 +255,19 @@ class Store:
         return ContainerDir(self.root / check_id(cid))
 
     def all(self) -> list[ContainerDir]:
+        return [ContainerDir(self.root / name) for name in self.ids()]
+
+    def ids(self) -> list[str]:
+        """The IDs of every container dir, sorted."""
         # scandir's entry types: no stat per container (list() runs this per `ps`)
         with os.scandir(self.root) as entries:
-            names = sorted(e.name for e in entries
-                           if e.is_dir(follow_symlinks=False) and ID_RE.match(e.name))
-        return [ContainerDir(self.root / name) for name in names]
+            return sorted(e.name for e in entries
+                          if e.is_dir(follow_symlinks=False) and ID_RE.match(e.name))
+
+    def status_file(self, cid: str) -> str:
+        """ContainerDir.status as a string, without a path object: list() asks this of
+        every container."""
+        return f"{self._root_text}/{cid}/{STATUS_FILE}"
 
 
 def pid_alive(pid: int) -> bool:

@@ -6,6 +6,7 @@ import io
 import json
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
@@ -20,6 +21,7 @@ from clients.cli.main import run
 from clients.cli.progress import PullPrinter
 from services.core.server import ErrorInterceptor
 from vocab import errors
+from vocab.timefmt import human_duration, rfc3339_nano
 
 CID = "c0ffee" + "1" * 58
 IMG = "sha256:" + "ab" * 32
@@ -33,6 +35,7 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
         self.fail: dict[str, Exception] = {}
         self.fail_once: dict[str, Exception] = {}
         self.exit_code = 0
+        self.more_containers: list[engine_pb2.ContainerSummary] = []  # after "web" in ps
 
     def _record(self, name: str, request: Any) -> None:
         self.calls.append((name, request))
@@ -245,7 +248,7 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
             id=CID, name="web", image="busybox", command="sh -c while true; do sleep 1; done",
             created="2024-01-01T00:00:00Z", state="running", status="Up 3 seconds",
             ports=[types_pb2.NetworkPort(container_port=80, host_ip="127.0.0.1",
-                                         host_port=8080)])])
+                                         host_port=8080)]), *self.more_containers])
 
     def InspectContainer(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         self._record("InspectContainer", request)
@@ -552,6 +555,26 @@ def test_ps_table_and_quiet(gateway) -> None:  # type: ignore[no-untyped-def]
     assert header.index("STATUS") == row.index("Up 3 seconds")
     assert header.index("PORTS") == row.index("127.0.0.1:8080->80/tcp")
     assert cli(host, "ps", "-aq") == (0, CID[:12] + "\n", "")
+
+
+def test_ps_of_many_rows_and_a_filter(gateway) -> None:  # type: ignore[no-untyped-def]
+    """Every row in the gateway's order, each CREATED from its own time (the CLI's fast
+    parse of the gateway's RFC 3339), and a filter still applies."""
+    fake, host = gateway
+    now = time.time_ns()
+    fake.more_containers = [engine_pb2.ContainerSummary(
+        id=f"{i:012x}" + "0" * 52, name=f"many-{i}", image="busybox", command="sleep 100000",
+        created=rfc3339_nano(now - i * 60_000_000_000), state="running",
+        status="Up 2 minutes") for i in range(2, 300)]
+    code, out, _ = cli(host, "ps")
+    rows = [line.split("   ") for line in out.splitlines()[2:]]
+    assert code == 0 and len(rows) == 298
+    for i, row in zip(range(2, 300), rows, strict=True):
+        cells = [cell.strip() for cell in row if cell.strip()]
+        assert cells == [f"{i:012x}", "busybox", '"sleep 100000"',
+                         f"{human_duration(i * 60)} ago", "Up 2 minutes", f"many-{i}"]
+    code, out, _ = cli(host, "ps", "--filter", "name=many-29$")
+    assert code == 0 and [line.split()[-1] for line in out.splitlines()[1:]] == ["many-29"]
 
 
 def test_images_table(gateway) -> None:  # type: ignore[no-untyped-def]

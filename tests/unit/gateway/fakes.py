@@ -212,7 +212,7 @@ class FakeShim:
         return shim_pb2.ContainerStatus(
             id=cid, status=c["status"], pid=c["pid"], exit_code=c["exit_code"],
             started_at=c["started_at"], finished_at=c["finished_at"], runtime=c["runtime"],
-            bundle=f"/bundles/{cid}")
+            bundle=f"/bundles/{cid}", **c.get("listed", {}))  # a test's networks, ports...
 
     def List(self, req: Any) -> shim_pb2.ListResponse:  # noqa: N802
         return shim_pb2.ListResponse(containers=[

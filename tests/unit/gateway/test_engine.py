@@ -327,6 +327,33 @@ def test_list_and_status_text(engine: Engine, runtime: FakeShim) -> None:
     assert every[c].state == "created" and every[c].status == "Created"
 
 
+def test_list_summaries_carry_every_column(engine: Engine, runtime: FakeShim) -> None:
+    """What ps and --format read of each row: labels, ports, networks, mounts (no
+    tmpfs), endpoints; none of them for a container with none."""
+    a = engine.create(req(name="aa", cmd=["sleep", "9"], labels={"k": "v"})).id
+    b = engine.create(req(name="bb", cmd=["sleep", "9"])).id
+    engine.start(a)
+    engine.start(b)
+    endpoint = types_pb2.NetworkEndpoint(network="front", ip_address="10.0.0.2")
+    runtime.containers[a]["listed"] = {
+        "network_mode": "bridge", "networks": [endpoint],
+        "ports": [types_pb2.NetworkPort(container_port=80, host_port=8080)],
+        "volume_mounts": [types_pb2.VolumeMount(name="data", type="volume"),
+                          types_pb2.VolumeMount(source="/src", type="bind"),
+                          types_pb2.VolumeMount(source="", type="tmpfs")]}
+    runtime.containers[b]["listed"] = {"network_mode": "none"}
+    rows = {x.name: x for x in engine.list().containers}
+    assert dict(rows["aa"].labels) == {"k": "v"}
+    assert [(p.container_port, p.host_port) for p in rows["aa"].ports] == [(80, 8080)]
+    assert list(rows["aa"].networks) == ["front"] and list(rows["aa"].mounts) == \
+        ["data", "/src"]
+    assert list(rows["aa"].network_endpoints) == [endpoint]
+    assert rows["aa"].network_mode == "bridge"
+    assert (dict(rows["bb"].labels), list(rows["bb"].ports), list(rows["bb"].networks),
+            list(rows["bb"].mounts), list(rows["bb"].network_endpoints),
+            rows["bb"].network_mode) == ({}, [], ["none"], [], [], "none")
+
+
 def test_inspect_detail(engine: Engine) -> None:
     cid = engine.create(req(name="web", cmd=["echo", "hi"], labels={"k": "v"},
                             auto_remove=False)).id

@@ -53,6 +53,12 @@ def test_unready_records_are_invisible_to_lookup(records: Records) -> None:
     assert records.lookup("web").bundle == "/bundle"
 
 
+def test_names_are_those_of_every_ready_record(records: Records) -> None:
+    records.insert(make(A, "web"))
+    records.insert(make(B, "db", ready=False))
+    assert records.names() == {r.id: r.name for r in records.all()} == {A: "web"}
+
+
 def test_lookup_by_id_prefix_name(records: Records) -> None:
     records.insert(make(A, "web"))
     records.insert(make(B, "db"))

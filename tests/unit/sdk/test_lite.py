@@ -181,3 +181,23 @@ def test_a_field_of_the_wrong_wire_type_is_skipped_as_unknown() -> None:
 def test_truncated_bytes_are_a_decode_error(data: bytes) -> None:
     with pytest.raises(lite.DecodeError):
         lite.engine.CreateContainerResponse.FromString(data)
+
+
+def test_parse_and_copy_replace_every_field_and_keep_working() -> None:
+    """Values live in the instance's dict beside its bookkeeping: a reparse or a copy
+    drops the old fields (set or present) and the message still encodes and tracks."""
+    msg = lite.engine.ContainerSummary(id="a", name="n", labels={"k": "v"}, ports=[{}])
+    msg.ParseFromString(engine_pb2.ContainerSummary(image="i").SerializeToString())
+    assert (msg.id, msg.name, msg.image, dict(msg.labels), len(msg.ports)) == \
+        ("", "", "i", {}, 0)
+    other = lite.engine.ContainerSummary(state="running")
+    msg.CopyFrom(other)
+    assert (msg.image, msg.state) == ("", "running")
+    msg.id = "b"
+    assert engine_pb2.ContainerSummary.FromString(msg.SerializeToString()) == \
+        engine_pb2.ContainerSummary(id="b", state="running")
+    detail = lite.engine.ContainerDetail()
+    detail.state.status = "running"  # a submessage marks its parent present
+    assert detail.HasField("state")
+    detail.ParseFromString(b"")
+    assert not detail.HasField("state") and detail.state.status == ""

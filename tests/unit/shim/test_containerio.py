@@ -74,3 +74,26 @@ def test_a_bad_since_fails_before_the_stream(tmp_path: Path) -> None:
     io = ContainerIO(_Lifecycle(tmp_path, "running", Meta()), str(tmp_path / "run"))
     with pytest.raises(InvalidArgument):
         io.logs(CID, since="yesterday-ish")
+
+
+def test_stats_of_all_equals_stats_of_each(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """`stats` without names reads the cgroups the statuses name (the ones `ps` reads,
+    cached), with no meta.json per container: the same counters as naming each one."""
+    from services.shim import stats
+    from tests.unit.shim.test_stats import _v1_cgroup
+
+    cgroups = tmp_path / "cgroup"
+    monkeypatch.setattr(stats, "ROOT", cgroups)
+    ids = [c * 64 for c in "abc"]
+    for i, cid in enumerate(ids):
+        _v1_cgroup(cgroups, f"m/{cid}", usage=4096 * (i + 1), pids=i + 1)
+    running = {cid: Status(id=cid, status="running" if cid != ids[2] else "stopped",
+                           cgroups_path=f"/m/{cid}") for cid in ids}
+    lifecycle = _Lifecycle(tmp_path, "running", Meta())  # its meta.json names no cgroup
+    lifecycle.state = running.__getitem__  # type: ignore[method-assign,assignment]
+    lifecycle.list = lambda: list(running.values())  # type: ignore[method-assign]
+    io = ContainerIO(lifecycle, str(tmp_path / "run"))
+    every = {cid: (c.memory_usage, c.pids) for cid, c in io.stats([])}
+    each = {cid: (c.memory_usage, c.pids) for one in ids for cid, c in io.stats([one])}
+    assert every == each == {ids[0]: (4096, 1), ids[1]: (8192, 2)}  # the stopped one: none

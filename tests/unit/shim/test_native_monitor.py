@@ -17,6 +17,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -196,3 +197,86 @@ def test_full_disk_keeps_whole_lines_and_the_status(tmp_path: Path, free_pages: 
             assert not logged
     finally:
         subprocess.run(["umount", str(cdir)], check=True)
+
+
+# A long-running init for the tail: it forks a child that forks an orphan and exits, so
+# the orphan (blocked on a FIFO until the test opens it) becomes the tail's child, as a
+# container's double-forked process becomes its monitor's with --pid host.
+IDLE_STAND_IN = """
+import ctypes, os, sys
+tmp, native = sys.argv[1], sys.argv[2]
+ctypes.CDLL(None).prctl(SUBREAPER, 1, 0, 0, 0)
+out_r, out_w = os.pipe()
+init = os.fork()
+if init == 0:
+    os.close(out_r)
+    middle = os.fork()
+    if middle == 0:
+        if os.fork() == 0:  # the orphan
+            with open(f"{tmp}/orphan.pid", "w") as f:
+                f.write(str(os.getpid()))
+            open(f"{tmp}/go").read()  # a FIFO: returns once the test opened it
+            os._exit(0)
+        os._exit(0)
+    os.waitpid(middle, 0)
+    os.read(os.open(f"{tmp}/never", os.O_RDONLY), 1)  # another FIFO: init sleeps
+    os._exit(0)
+os.close(out_w)
+os.set_inheritable(out_r, True)
+with open(f"{tmp}/init.pid", "w") as f:
+    f.write(str(init))
+os.execv(native, [native, "--dir", f"{tmp}/c", "--init-pid", str(init), "--stdout-fd",
+                  str(out_r), "--stderr-fd", "-1", "--cgroup", "/muelle-test-none", "--",
+                  "sh", "-c", f"grep SigBlk /proc/self/status > {tmp}/delete-mask"])
+""".replace("SUBREAPER", str(PR_SET_CHILD_SUBREAPER))
+
+
+def _proc_status(pid: int, key: str) -> str:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return line.split(":", 1)[1].strip()
+    raise AssertionError(f"no {key} in /proc/{pid}/status")
+
+
+def _wait_for(check: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 10
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+def test_an_idle_tail_sleeps_and_still_reaps_orphans(tmp_path: Path) -> None:
+    """While init runs and nothing is written, the tail does not wake (it polled every
+    100 ms: 1000 sleeping containers spent ~17% of a CPU on it); an orphan's exit still
+    wakes it to reap the zombie, init's exit is recorded, and the delete runs with no
+    signal blocked."""
+    (tmp_path / "c").mkdir()
+    for fifo in ("go", "never"):
+        os.mkfifo(tmp_path / fifo)
+    tail = subprocess.Popen([sys.executable, "-S", "-c", IDLE_STAND_IN, str(tmp_path),
+                             str(NATIVE)])
+    try:
+        _wait_for(lambda: os.path.exists(tmp_path / "orphan.pid")
+                  and os.path.realpath(f"/proc/{tail.pid}/exe") == str(NATIVE)
+                  and _proc_status(tail.pid, "State").startswith("S"), "the tail to settle")
+        orphan = int((tmp_path / "orphan.pid").read_text())
+        _wait_for(lambda: _proc_status(orphan, "PPid") == str(tail.pid), "the orphan")
+        before = int(_proc_status(tail.pid, "voluntary_ctxt_switches"))
+        time.sleep(0.5)  # an interval to count wake-ups in, not a wait for a state
+        assert int(_proc_status(tail.pid, "voluntary_ctxt_switches")) - before <= 1
+        with open(tmp_path / "go", "w"):
+            pass  # the orphan exits ...
+        _wait_for(lambda: not os.path.exists(f"/proc/{orphan}"), "the orphan reaped")
+        os.kill(int((tmp_path / "init.pid").read_text()), 9)
+        assert tail.wait(30) == 0
+        status = json.loads((tmp_path / "c" / "status.json").read_text())
+        assert status["exit_code"] == 137
+        _wait_for(lambda: os.path.exists(tmp_path / "delete-mask")
+                  and (tmp_path / "delete-mask").read_text().strip() != "", "the delete")
+        assert int((tmp_path / "delete-mask").read_text().split()[1], 16) == 0
+    finally:
+        tail.kill()
+        tail.wait()
+        with contextlib.suppress(OSError):
+            fd = os.open(tmp_path / "go", os.O_WRONLY | os.O_NONBLOCK)
+            os.close(fd)

@@ -64,3 +64,28 @@ def test_v1_without_a_limit_has_no_cgroup_limit(tmp_path: Path) -> None:
     assert counters.memory_cgroup_limit == 0
     assert (counters.memory_rss, counters.page_faults, counters.major_page_faults) \
         == (2048, 9, 1)
+
+
+def _v1_cgroup(root: Path, rel: str, usage: int, pids: int) -> None:
+    mem = root / "memory" / rel
+    mem.mkdir(parents=True)
+    (mem / "memory.limit_in_bytes").write_text(UNLIMITED_V1)
+    (mem / "memory.usage_in_bytes").write_text(f"{usage}\n")
+    (mem / "memory.stat").write_text("total_inactive_file 0\ntotal_rss 7\n")
+    (root / "pids" / rel).mkdir(parents=True)
+    (root / "pids" / rel / "pids.current").write_text(f"{pids}\n")
+    (root / "cpuacct" / rel).mkdir(parents=True)
+    (root / "cpuacct" / rel / "cpuacct.usage").write_text(f"{usage * 3}\n")
+
+
+def test_many_at_once_reads_as_one_by_one(tmp_path: Path) -> None:
+    for i in range(3):
+        _v1_cgroup(tmp_path, f"p/c{i}", usage=1000 * (i + 1), pids=i + 1)
+    targets = [(f"/p/c{i}", 0) for i in range(3)] + [("/p/gone", 0)]
+    many = stats.read_many(targets, root=tmp_path)
+    one = [stats.read(path, pid, root=tmp_path) for path, pid in targets]
+    for c in (*many, *one):
+        c.read_time_ns = 0
+    assert many == one
+    assert [(c.memory_usage, c.pids, c.cpu_usage_ns) for c in many] == \
+        [(1000, 1, 3000), (2000, 2, 6000), (3000, 3, 9000), (0, 0, 0)]

@@ -80,3 +80,47 @@ def test_exit_watch_tells_a_watched_monitor_from_an_exited_one() -> None:
         child.kill()
         child.wait()
         watch.close()
+
+
+def test_watching_all_answers_as_watching_of_each() -> None:
+    """`ps` asks the exit watch about every container at once: the same answer."""
+    watch = ExitWatch(lambda cid: None)
+    children = [subprocess.Popen(["sleep", "1000"]) for _ in range(3)]
+    ids = [str(i) * 64 for i in range(4)]  # the last is never watched
+    try:
+        for cid, child in zip(ids, children, strict=False):
+            watch.watch(cid, os.pidfd_open(child.pid))
+        children[1].kill()
+        children[1].wait()
+        assert watch.watching_all(ids) == {cid for cid in ids if watch.watching(cid)} \
+            == {ids[0], ids[2]}
+        assert watch.watching_all([]) == set()
+    finally:
+        for child in children:
+            child.kill()
+            child.wait()
+        watch.close()
+
+
+def test_get_many_is_get_of_each(tmp_path: Path) -> None:
+    """Kept, recorded (status.json), unwatched, stopped and unknown, in one call."""
+    ids = [c * 64 for c in "abcde"]
+    cdirs = [ContainerDir(tmp_path / cid) for cid in ids]
+    for cdir in cdirs:
+        cdir.path.mkdir()
+    watched = {ids[0], ids[1]}
+    asked: list[list[str]] = []
+
+    def watching_all(cids: list[str]) -> set[str]:
+        asked.append(list(cids))
+        return watched & set(cids)
+
+    cache = StatusCache(lambda cid: cid in watched, watching_all)
+    for cid, state in zip(ids[:4], ("running", "running", "paused", "stopped"), strict=True):
+        cache.put(cid, cache.generation(cid), Status(id=cid, status=state))
+    cdirs[1].status.write_text("{}")  # recorded its exit: no longer true
+    many = cache.get_many([(c.id, str(c.status)) for c in cdirs])
+    assert [s.status if s else None for s in many] == ["running", None, None, "stopped", None]
+    assert [s.status if s else None for s in many] == \
+        [s.status if s else None for s in (cache.get(c) for c in cdirs)]
+    assert asked[0] == ids[:3]  # one question for the three not stopped

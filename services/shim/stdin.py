@@ -137,7 +137,7 @@ class StdinRelay:
         if not self.pending and self.close_after:
             self.close_stdin()
         if self.conn is None:
-            with contextlib.suppress(BlockingIOError):
+            with contextlib.suppress(OSError):  # none waiting, or it gave up (ECONNABORTED)
                 self.conn, _ = self.server.accept()
                 self.conn.setblocking(False)
         if self.conn is not None and not self.pending:

@@ -36,9 +36,10 @@ class Side:
     name: str
     daemons: Callable[[], set[int]]
     helpers: Callable[[], set[int]]
-    start: Callable[[tuple[str, ...], tuple[str, ...]], str]  # run -d FLAGS IMAGE COMMAND
+    start: Callable[[], str]
     remove: Callable[[list[str]], object]
     warm: Callable[[], object]
+    start_with: Callable[[tuple[str, ...], tuple[str, ...]], str]  # run -d FLAGS IMAGE CMD
 
 
 def muelle_side(engine: Engine, ref: str, name: str = "muelle") -> Side:
@@ -58,9 +59,10 @@ def muelle_side(engine: Engine, ref: str, name: str = "muelle") -> Side:
 
     return Side(
         name, daemons, helpers,
-        start=lambda flags, cmd: engine.cli("run", "-d", *flags, ref, *cmd).stdout.strip(),
+        start=lambda: engine.cli("run", "-d", ref, "sleep", "1000").stdout.strip(),
         remove=lambda ids: engine.cli("rm", "-f", *ids),
         warm=lambda: engine.cli("run", "--rm", ref, "true"),
+        start_with=lambda flags, cmd: engine.cli("run", "-d", *flags, ref, *cmd).stdout.strip(),
     )
 
 
@@ -74,9 +76,11 @@ def docker_side(dockerd: Dockerd, ref: str) -> Side:
 
     return Side(
         "docker", daemons, helpers,
-        start=lambda flags, cmd: dockerd.docker("run", "-d", *flags, ref, *cmd).stdout.strip(),
+        start=lambda: dockerd.docker("run", "-d", ref, "sleep", "1000").stdout.strip(),
         remove=lambda ids: dockerd.docker("rm", "-f", *ids),
         warm=lambda: dockerd.docker("run", "--rm", ref, "true"),
+        start_with=lambda flags, cmd: dockerd.docker("run", "-d", *flags, ref,
+                                                     *cmd).stdout.strip(),
     )
 
 
@@ -165,7 +169,7 @@ def test_per_container_rss(settings: Settings, request: pytest.FixtureRequest, r
             ids: list[str] = []
             try:
                 for _ in range(n):
-                    ids.append(side.start(flags, command))
+                    ids.append(side.start_with(flags, command))
                 settle()
                 helpers = side.helpers()
                 after = procs.total_rss(side.daemons() | helpers)

@@ -12,7 +12,9 @@ from __future__ import annotations
 import functools
 import json
 import os
+import select
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -107,6 +109,20 @@ def test_handed_over_monitor_reports_oom(engine: Engine, image: str) -> None:
         engine.cli("rm", "-f", name, check=False)
 
 
+def _read_until(fd: int, seen: bytearray, text: bytes, timeout: float = 60) -> None:
+    """Read ``fd`` into ``seen`` until it ends with ``text`` (or EOF if ``text`` is b"")."""
+    deadline = time.monotonic() + timeout
+    while not (text and seen.endswith(text)):
+        left = deadline - time.monotonic()
+        assert left > 0, f"{text!r} not read: {bytes(seen)!r}"
+        if select.select([fd], [], [], left)[0]:
+            data = os.read(fd, 65536)
+            if not data:
+                assert not text, f"EOF before {text!r}: {bytes(seen)!r}"
+                return
+            seen += data
+
+
 def _shim_restarted(engine: Engine) -> None:
     kill9(engine, "shim")
     launcher.start(engine.cfg, str(engine.config_file), services=("shim",))
@@ -121,18 +137,20 @@ def test_handed_over_stdin_relay(engine: Engine, image: str, runtime: str) -> No
                               "sh", "-c", "cat; echo cat-ended; exit 4"], env=engine.env,
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert piped.stdin is not None and piped.stdout is not None
+    out, seen = piped.stdout.fileno(), bytearray()
     detached = f"tail-di-{runtime}-{os.getpid()}"
     try:
         piped.stdin.write(b"before\n")
         piped.stdin.flush()
-        assert piped.stdout.readline() == b"before\n"
+        _read_until(out, seen, b"before\n")
         cid = json.loads(engine.cli("inspect", name).stdout)[0]["Id"]
         _wait_for(functools.partial(_native, engine, cid), what="the hand-over")
         piped.stdin.write(b"after\n")
         piped.stdin.flush()
-        assert piped.stdout.readline() == b"after\n"
+        _read_until(out, seen, b"after\n")
         piped.stdin.close()  # stdin_once: our EOF is the container's
-        assert piped.stdout.read() == b"cat-ended\n"
+        _read_until(out, seen, b"")
+        assert seen == b"before\nafter\ncat-ended\n"
         assert piped.wait(60) == 4
 
         # run -d -i: attach, detach, kill -9 the shim, attach again.

@@ -495,20 +495,21 @@ def hand_over(cdir: ContainerDir, writer: LogWriter, fds: tuple[int, int, int], 
     if master >= 0:
         argv += ["--master-fd", str(master)]
         passed.append(master)
-    if relay is not None:
-        state = relay.freeze()
-        # The bytes the relay holds (a frame half read, stdin not read yet) can be more
-        # than one argument may be (128 KiB): they go in a memfd.
-        held = os.memfd_create("muelle-stdin-held", 0)
-        os.write(held, state["inbuf"] + state["pending"])
-        argv += ["--unbuffered", "--stdin-socket", relay.path,
-                 "--stdin-listen-fd", str(state["listen"]), "--stdin-conn-fd", str(state["conn"]),
-                 "--stdin-fd", str(state["stdin"]), "--stdin-held-fd", str(held),
-                 "--stdin-inbuf-len", str(len(state["inbuf"])),
-                 *(["--stdin-once"] if state["once"] else []),
-                 *(["--stdin-close-after"] if state["close_after"] else [])]
-        passed += [state["listen"], state["conn"], state["stdin"], held]
+    held = -1
     try:
+        if relay is not None:
+            state = relay.freeze()
+            # The bytes the relay holds (a frame half read, stdin not read yet) can be
+            # more than one argument may be (128 KiB): they go in a memfd.
+            held = os.memfd_create("muelle-stdin-held", 0)
+            os.write(held, state["inbuf"] + state["pending"])
+            argv += ["--unbuffered", "--stdin-socket", relay.path,
+                     "--stdin-listen-fd", str(state["listen"]),
+                     "--stdin-conn-fd", str(state["conn"]), "--stdin-fd", str(state["stdin"]),
+                     "--stdin-held-fd", str(held), "--stdin-inbuf-len", str(len(state["inbuf"])),
+                     *(["--stdin-once"] if state["once"] else []),
+                     *(["--stdin-close-after"] if state["close_after"] else [])]
+            passed += [state["listen"], state["conn"], state["stdin"], held]
         for fd in passed:
             if fd >= 0:
                 os.set_inheritable(fd, True)
@@ -517,8 +518,9 @@ def hand_over(cdir: ContainerDir, writer: LogWriter, fds: tuple[int, int, int], 
         os.execv(NATIVE_TAIL, [*argv, "--", *delete_argv])
     except OSError as exc:
         log(cdir, f"native monitor tail not started ({exc}): monitoring on in Python")
-    if relay is not None:
+    if held >= 0:
         os.close(held)
+    if relay is not None:
         relay.thaw()
     writer = (UnbufferedLogWriter if relay is not None else LogWriter)(str(cdir.log),
                                                                         *log_limits)

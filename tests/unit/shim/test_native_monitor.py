@@ -247,21 +247,31 @@ try:
     while p["hold"] and not (relay.pending and relay.inbuf) and time.monotonic() < deadline:
         relay._step()
         time.sleep(0.01)
-    monitor.hand_over(ContainerDir(monitor.Path(p["dir"])), LogWriter(p["dir"] + "/container.log"),
-                      fds, init, "/muelle-test-none", ["true"], (0, 1), relay)
+    if p["no_tail"]:  # the exec fails: the monitor goes on in Python
+        monitor.NATIVE_TAIL = monitor.Path(p["dir"]) / "no-such-tail"
+    writer = monitor.hand_over(ContainerDir(monitor.Path(p["dir"])),
+                               LogWriter(p["dir"] + "/container.log"), fds, init,
+                               "/muelle-test-none", ["true"], (0, 1), relay)
+    monitor.pump(writer, {fd: "stdout" if fd != fds[1] else "stderr" for fd in fds if fd >= 0},
+                 init)
+    writer.close()
+    relay.close()
+    os._exit(0)
 finally:
     os._exit(99)
 """
 
 
 def start_relay_tail(cdir: Path, init: list[str], *, once: bool, terminal: bool,
-                     hold: bool) -> tuple[subprocess.Popen[bytes], str]:
+                     hold: bool, no_tail: bool = False,
+                     ) -> tuple[subprocess.Popen[bytes], str]:
     cdir.mkdir()
     params = cdir.parent / f".{cdir.name}.stand-in.json"
     sock = str(cdir / "io" / "c.sock")
     params.write_text(json.dumps({
         "repo": str(Path(__file__).parents[3]), "socket": sock, "once": once,
-        "terminal": terminal, "init": init, "dir": str(cdir), "hold": hold}))
+        "terminal": terminal, "init": init, "dir": str(cdir), "hold": hold,
+        "no_tail": no_tail}))
     proc = subprocess.Popen([sys.executable, "-S", "-c", RELAY_STAND_IN, str(params)])
     wait_until(lambda: (cdir / "ready").exists())
     return proc, sock
@@ -322,3 +332,15 @@ def test_terminal_handed_over(tmp_path: Path) -> None:
     assert json.loads((cdir / "status.json").read_text())["exit_code"] == 5
     assert b"got one two\r\n33 77\r\n" in logged(cdir)
     assert not os.path.exists(sock)
+
+
+def test_relay_goes_on_in_python_when_the_tail_is_missing(tmp_path: Path) -> None:
+    """A failed exec of the tail thaws the relay: the Python monitor goes on with it."""
+    cdir = tmp_path / "c"
+    proc, sock = start_relay_tail(cdir, ["cat"], once=True, terminal=False, hold=False,
+                                  no_tail=True)
+    wait_until(lambda: "not started" in (cdir / "monitor.log").read_text()
+               if (cdir / "monitor.log").exists() else False)
+    stdin.send(sock, [b"still relayed\n"], eof=lambda: True)
+    assert proc.wait(60) == 0
+    assert logged(cdir) == b"still relayed\n"

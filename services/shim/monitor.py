@@ -274,7 +274,8 @@ class UnbufferedLogWriter(LogWriter):
 def pump(writer: LogWriter, fds: dict[int, str], init_pid: int,
          deadline: float = 0.0) -> int | None:
     """Copy the pipes to the log until EOF; reap children. Returns init's wait status;
-    None if init still runs at ``deadline`` (monotonic; 0: none): the pipes stay open."""
+    None if init still runs at ``deadline`` (monotonic; 0: none): the pipes stay open, and
+    ``fds`` holds those not at EOF yet."""
     sel = selectors.DefaultSelector()
     for fd in fds:
         sel.register(fd, selectors.EVENT_READ)
@@ -296,6 +297,8 @@ def pump(writer: LogWriter, fds: dict[int, str], init_pid: int,
                 continue
             try:
                 data = os.read(fd, 65536)
+            except BlockingIOError:  # a pty master is non-blocking (stdin.attach_terminal)
+                continue
             except OSError as exc:  # a pty master: EIO once every slave fd is closed
                 if exc.errno != errno.EIO:
                     raise
@@ -305,6 +308,7 @@ def pump(writer: LogWriter, fds: dict[int, str], init_pid: int,
             else:
                 sel.unregister(fd)
                 os.close(fd)
+                del fds[fd]  # what is left open goes to the native tail
                 pipes -= 1
         got = reap(init_pid)
         if got is not None:
@@ -416,12 +420,14 @@ def run(cdir: ContainerDir, create: Command, delete: Command,
     fds = {out_fd: "stdout", err_fd: "stderr"}
     if master >= 0:
         fds[master] = "stdout"  # a terminal has one stream, as docker logs it
-    # Without stdin or a terminal, all that is left to do fits the native tail.
-    tail = relay is None and master < 0 and os.access(NATIVE_TAIL, os.X_OK)
+    # All that is left to do (the log, stdin, the terminal, the exit) fits the native tail.
+    tail = os.access(NATIVE_TAIL, os.X_OK)
     status = pump(writer, fds, pid, time.monotonic() + HANDOFF_AFTER if tail else 0.0)
     if status is None:
-        writer = hand_over(cdir, writer, out_fd, err_fd, pid, cgroups_path, command_argv(delete),
-                           log_limits)  # returns only when the exec failed
+        # a terminal's pipes are at EOF by now (the runtime's output; init has the pty)
+        out_fd, err_fd, master = (fd if fd in fds else -1 for fd in (out_fd, err_fd, master))
+        writer = hand_over(cdir, writer, (out_fd, err_fd, master), pid, cgroups_path,
+                           command_argv(delete), log_limits, relay)  # only if exec failed
         status = pump(writer, fds, pid)
     writer.close()
     if writer.dropped:
@@ -468,12 +474,15 @@ def run(cdir: ContainerDir, create: Command, delete: Command,
     return 0
 
 
-def hand_over(cdir: ContainerDir, writer: LogWriter, out_fd: int, err_fd: int, pid: int,
+def hand_over(cdir: ContainerDir, writer: LogWriter, fds: tuple[int, int, int], pid: int,
               cgroups_path: str, delete_argv: list[str], log_limits: tuple[int, int],
-              ) -> LogWriter:
+              relay: StdinRelay | None = None) -> LogWriter:
     """Exec the native tail, which goes on with this process's pid, session, subreaper
-    role, children and pipes. Returns a new writer (the lines held are fed to it) only
-    if the exec failed: then this monitor goes on itself."""
+    role, children and pipes; ``fds``: the stdout and stderr pipes and the pty master (-1
+    without a terminal). The stdin relay is frozen and its fds, the unfinished frame and
+    the bytes not yet in stdin go on in the tail. Returns a new writer (the lines held are
+    fed to it) only if the exec failed: then this monitor goes on itself."""
+    out_fd, err_fd, master = fds
     if writer.dropped:
         log(cdir, f"dropped {writer.dropped} log entries: {writer.error}")
     partial = writer.hand_over()
@@ -481,16 +490,40 @@ def hand_over(cdir: ContainerDir, writer: LogWriter, out_fd: int, err_fd: int, p
             "--stdout-fd", str(out_fd), "--stderr-fd", str(err_fd), "--cgroup", cgroups_path,
             "--log-max-size", str(log_limits[0]), "--log-max-files", str(log_limits[1]),
             "--partial-stdout", partial["stdout"].hex(),
-            "--partial-stderr", partial["stderr"].hex(), "--", *delete_argv]
+            "--partial-stderr", partial["stderr"].hex()]
+    passed = [out_fd, err_fd]
+    if master >= 0:
+        argv += ["--master-fd", str(master)]
+        passed.append(master)
+    held = -1
     try:
-        for fd in (out_fd, err_fd):
-            os.set_inheritable(fd, True)
+        if relay is not None:
+            state = relay.freeze()
+            # The bytes the relay holds (a frame half read, stdin not read yet) can be
+            # more than one argument may be (128 KiB): they go in a memfd.
+            held = os.memfd_create("muelle-stdin-held", 0)
+            os.write(held, state["inbuf"] + state["pending"])
+            argv += ["--unbuffered", "--stdin-socket", relay.path,
+                     "--stdin-listen-fd", str(state["listen"]),
+                     "--stdin-conn-fd", str(state["conn"]), "--stdin-fd", str(state["stdin"]),
+                     "--stdin-held-fd", str(held), "--stdin-inbuf-len", str(len(state["inbuf"])),
+                     *(["--stdin-once"] if state["once"] else []),
+                     *(["--stdin-close-after"] if state["close_after"] else [])]
+            passed += [state["listen"], state["conn"], state["stdin"], held]
+        for fd in passed:
+            if fd >= 0:
+                os.set_inheritable(fd, True)
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
-        os.execv(NATIVE_TAIL, argv)
+        os.execv(NATIVE_TAIL, [*argv, "--", *delete_argv])
     except OSError as exc:
         log(cdir, f"native monitor tail not started ({exc}): monitoring on in Python")
-    writer = LogWriter(str(cdir.log), *log_limits)
+    if held >= 0:
+        os.close(held)
+    if relay is not None:
+        relay.thaw()
+    writer = (UnbufferedLogWriter if relay is not None else LogWriter)(str(cdir.log),
+                                                                        *log_limits)
     for stream, data in partial.items():
         writer.write(stream, data)
     return writer

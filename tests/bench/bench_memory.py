@@ -39,6 +39,7 @@ class Side:
     start: Callable[[], str]
     remove: Callable[[list[str]], object]
     warm: Callable[[], object]
+    start_with: Callable[[tuple[str, ...], tuple[str, ...]], str]  # run -d FLAGS IMAGE CMD
 
 
 def muelle_side(engine: Engine, ref: str, name: str = "muelle") -> Side:
@@ -61,6 +62,7 @@ def muelle_side(engine: Engine, ref: str, name: str = "muelle") -> Side:
         start=lambda: engine.cli("run", "-d", ref, "sleep", "1000").stdout.strip(),
         remove=lambda ids: engine.cli("rm", "-f", *ids),
         warm=lambda: engine.cli("run", "--rm", ref, "true"),
+        start_with=lambda flags, cmd: engine.cli("run", "-d", *flags, ref, *cmd).stdout.strip(),
     )
 
 
@@ -77,6 +79,8 @@ def docker_side(dockerd: Dockerd, ref: str) -> Side:
         start=lambda: dockerd.docker("run", "-d", ref, "sleep", "1000").stdout.strip(),
         remove=lambda ids: dockerd.docker("rm", "-f", *ids),
         warm=lambda: dockerd.docker("run", "--rm", ref, "true"),
+        start_with=lambda flags, cmd: dockerd.docker("run", "-d", *flags, ref,
+                                                     *cmd).stdout.strip(),
     )
 
 
@@ -142,12 +146,22 @@ def settle() -> None:
     time.sleep(HANDOFF_AFTER + 1.0)
 
 
-def test_per_container_rss(settings: Settings, request: pytest.FixtureRequest) -> None:
+# What each container runs: a plain `sleep`, and a shell with stdin and a terminal
+# (`run -dit IMAGE sh`), whose monitor also holds the stdin socket and the pty master.
+RUNS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
+    "sleep": ((), ("sleep", "1000"), "container-rss"),
+    "it": (("-i", "-t"), ("sh",), "container-rss-it")}
+
+
+@pytest.mark.parametrize("run", list(RUNS))
+def test_per_container_rss(settings: Settings, request: pytest.FixtureRequest, run: str) -> None:
     n = settings.scaled(10, 2)
+    flags, command, name = RUNS[run]
     chosen = sides(settings, request)
     snapshot: dict[str, object] = {}
     # The helpers alone (muelle monitors vs containerd-shims), per container, every round.
     helper_rss: dict[str, list[float]] = {s.name: [] for s in chosen}
+    helper_pss: dict[str, list[float]] = {s.name: [] for s in chosen}
 
     def per_container(side: Side) -> Callable[[], float]:
         def sample() -> float:
@@ -155,11 +169,12 @@ def test_per_container_rss(settings: Settings, request: pytest.FixtureRequest) -
             ids: list[str] = []
             try:
                 for _ in range(n):
-                    ids.append(side.start())
+                    ids.append(side.start_with(flags, command))
                 settle()
                 helpers = side.helpers()
                 after = procs.total_rss(side.daemons() | helpers)
                 helper_rss[side.name].append(procs.total_rss(helpers) / n)
+                helper_pss[side.name].append(procs.total_pss(helpers) / n)
                 snapshot[side.name] = {"helpers_per_container": len(helpers) / n,
                                        "helpers": procs.describe(helpers)}
             finally:
@@ -170,13 +185,19 @@ def test_per_container_rss(settings: Settings, request: pytest.FixtureRequest) -
         return sample
 
     contenders = [Contender(s.name, per_container(s)) for s in chosen]
-    result = run_rounds("container-rss", contenders, pairs=settings.pairs,
+    result = run_rounds(name, contenders, pairs=settings.pairs,
                         warmup=settings.warmup, unit="B",
-                        meta={"containers": n, "command": "run -d IMAGE sleep 1000"})
+                        meta={"containers": n,
+                              "command": " ".join(("run -d", *flags, "IMAGE", *command))})
     result.meta["last_round"] = snapshot
     result.meta["helper_rss_per_container"] = helper_rss
-    for name, values in helper_rss.items():
+    result.meta["helper_pss_per_container"] = helper_pss
+    for side_name, values in helper_rss.items():
         if values:
-            result.meta[f"{name} helper RSS/container (median MiB)"] = round(
-                statistics.median(values) / 2**20, 1)
+            result.meta[f"{side_name} helper RSS/container (median MiB)"] = round(
+                statistics.median(values) / 2**20, 2)
+    for side_name, values in helper_pss.items():
+        if values:
+            result.meta[f"{side_name} helper PSS/container (median MiB)"] = round(
+                statistics.median(values) / 2**20, 2)
     emit(result, settings)

@@ -12,6 +12,9 @@ from __future__ import annotations
 import functools
 import json
 import os
+import select
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +22,8 @@ import pytest
 from engine import launcher
 from services.shim.monitor import NATIVE_TAIL
 from tests.e2e.test_live_restore import _say
-from tests.support.engine import Engine
+from tests.e2e.test_tty import Terminal
+from tests.support.engine import CLI, Engine
 from tests.support.faults import kill9
 from tests.support.faults import wait_for as _wait_for
 
@@ -102,4 +106,102 @@ def test_handed_over_monitor_reports_oom(engine: Engine, image: str) -> None:
         state = json.loads(engine.cli("inspect", name).stdout)[0]["State"]
         assert state["OOMKilled"] is True, state
     finally:
+        engine.cli("rm", "-f", name, check=False)
+
+
+def _read_until(fd: int, seen: bytearray, text: bytes, timeout: float = 60) -> None:
+    """Read ``fd`` into ``seen`` until it ends with ``text`` (or EOF if ``text`` is b"")."""
+    deadline = time.monotonic() + timeout
+    while not (text and seen.endswith(text)):
+        left = deadline - time.monotonic()
+        assert left > 0, f"{text!r} not read: {bytes(seen)!r}"
+        if select.select([fd], [], [], left)[0]:
+            data = os.read(fd, 65536)
+            if not data:
+                assert not text, f"EOF before {text!r}: {bytes(seen)!r}"
+                return
+            seen += data
+
+
+def _shim_restarted(engine: Engine) -> None:
+    kill9(engine, "shim")
+    launcher.start(engine.cfg, str(engine.config_file), services=("shim",))
+
+
+@pytest.mark.parametrize("runtime", ["muelle", "runc"])
+def test_handed_over_stdin_relay(engine: Engine, image: str, runtime: str) -> None:
+    """-i: the stdin relay goes on in the native tail, an attached client's connection and
+    all (docker run -i piped: its EOF ends cat), and after a kill -9 of the shim."""
+    name = f"tail-i-{runtime}-{os.getpid()}"
+    piped = subprocess.Popen([CLI, "run", "-i", "--name", name, "--runtime", runtime, image,
+                              "sh", "-c", "cat; echo cat-ended; exit 4"], env=engine.env,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert piped.stdin is not None and piped.stdout is not None
+    out, seen = piped.stdout.fileno(), bytearray()
+    detached = f"tail-di-{runtime}-{os.getpid()}"
+    try:
+        piped.stdin.write(b"before\n")
+        piped.stdin.flush()
+        _read_until(out, seen, b"before\n")
+        cid = json.loads(engine.cli("inspect", name).stdout)[0]["Id"]
+        _wait_for(functools.partial(_native, engine, cid), what="the hand-over")
+        piped.stdin.write(b"after\n")
+        piped.stdin.flush()
+        _read_until(out, seen, b"after\n")
+        piped.stdin.close()  # stdin_once: our EOF is the container's
+        _read_until(out, seen, b"")
+        assert seen == b"before\nafter\ncat-ended\n"
+        assert piped.wait(60) == 4
+
+        # run -d -i: attach, detach, kill -9 the shim, attach again.
+        script = 'while read l; do [ "$l" = exit ] && break; echo got $l; done; exit 6'
+        cid = _run(engine, detached, "-i", "--runtime", runtime, image, "sh", "-c", script)
+        _wait_for(functools.partial(_native, engine, cid), what="the hand-over")
+        assert engine.cli("attach", detached, input=b"one\n\x10\x11").returncode == 0
+        _wait_for(lambda: "got one" in engine.cli("logs", detached).stdout)
+        _shim_restarted(engine)
+        proc = engine.cli("attach", detached, input=b"two\nexit\n", check=False)
+        assert (proc.returncode, proc.stdout) == (6, "got two\n"), proc
+        assert engine.cli("wait", detached).stdout.strip() == "6"
+        assert engine.cli("logs", detached).stdout == "got one\ngot two\n"
+        assert engine.cli("logs", name).stdout == "before\nafter\ncat-ended\n"
+    finally:
+        if piped.poll() is None:
+            piped.kill()
+        piped.wait()
+        engine.cli("rm", "-f", name, detached, check=False)
+
+
+@pytest.mark.parametrize("runtime", ["muelle", "runc"])
+def test_handed_over_terminal(engine: Engine, image: str, runtime: str) -> None:
+    """-t: the pty master, typing and resizes go on in the native tail, across a kill -9 of
+    the shim; the session is logged and its exit code recorded."""
+    name = f"tail-t-{runtime}-{os.getpid()}"
+    term = Terminal(engine, "run", "-it", "--name", name, "--runtime", runtime, image, "sh")
+    try:
+        term.expect(b"# ")
+        cid = json.loads(engine.cli("inspect", name).stdout)[0]["Id"]
+        _wait_for(functools.partial(_native, engine, cid), what="the hand-over")
+        term.send(b"stty size\r")
+        term.expect(b"30 100\r\n")
+        term.resize(50, 120)
+        term.send(b"stty size\r")
+        term.expect(b"50 120\r\n")
+        term.send(b"echo typed-$((6*7))\r")
+        term.expect(b"typed-42\r\n")
+        term.send(b"\x10\x11")  # detach
+        assert term.wait() == 0
+        term.close()
+
+        _shim_restarted(engine)
+        term = Terminal(engine, "attach", name, rows=40, cols=90)
+        term.wait_raw()
+        term.send(b"stty size\r")
+        term.expect(b"40 90\r\n")  # the attach sent its size through the new shim
+        term.send(b"exit 3\r")
+        assert term.wait() == 3
+        assert engine.cli("wait", name).stdout.strip() == "3"
+        assert "typed-42" in engine.cli("logs", name).stdout
+    finally:
+        term.close()
         engine.cli("rm", "-f", name, check=False)

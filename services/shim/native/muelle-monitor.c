@@ -15,6 +15,16 @@
      and cuts the file back to its last whole line);
    - reap every child; note init's wait status; after init's exit, drain the pipes until
      EOF or DRAIN_GRACE seconds without output;
+   - a container with a terminal (-t): its pty master (--master-fd) is its stdout, and the
+     resizes its clients send are TIOCSWINSZ on it;
+   - a container with -i or -t: the stdin relay of services/shim/stdin.py, carried on from
+     where Python froze it: the listening socket at --stdin-socket, an attached client's
+     connection, its unfinished frame and the bytes the container has not read yet. Frames
+     (4-byte big-endian length; top bit: a JSON control frame {"resize": [rows, cols]};
+     empty: the client's EOF, which closes stdin with --stdin-once) go into stdin (a pipe
+     or the pty master), non-blocking: a client is read only once the container took what
+     came before, and the log pump never waits for it. Such logs are --unbuffered (a
+     prompt shows before its line ends);
    - read oom_kill from the memory cgroup (v1 and v2) before the runtime's delete;
    - under the delete lock: status.json atomically (status.spare renamed in when the disk
      is full), then fork a child that holds the lock and runs `<runtime> delete`.
@@ -22,20 +32,26 @@
    Usage (all flags required but --partial-*, --log-*):
      muelle-monitor --dir DIR --init-pid N --stdout-fd N --stderr-fd N --cgroup PATH
                     [--log-max-size N] [--log-max-files N]
-                    [--partial-stdout HEX] [--partial-stderr HEX] -- DELETE ARGV...
+                    [--partial-stdout HEX] [--partial-stderr HEX] [--master-fd N]
+                    [--unbuffered] [--stdin-socket PATH --stdin-listen-fd N
+                    --stdin-conn-fd N --stdin-fd N --stdin-held-fd N --stdin-inbuf-len N
+                    --stdin-once --stdin-close-after] -- DELETE ARGV...
 */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -308,71 +324,202 @@ static long long now_ms(void) {
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Copy the pipes to the log until EOF and init is reaped; init's wait status, -1 if lost.
+/* -- the stdin relay (services/shim/stdin.py's StdinRelay, step for step) ----------------- */
 
-   While init runs, the monitor sleeps until something happens: output on a pipe, init's
-   exit (its pidfd), or another child's exit (SIGCHLD, read from a signalfd: a subreaper
-   inherits orphans, which must not stay zombies). A timed wake-up every 100 ms cost 1000
-   sleeping containers ~17% of a CPU. Only without a pidfd or a signalfd, and while the
-   pipes drain after init's exit, does it poll. SIGCHLD is blocked for the signalfd in
-   here only: the caller's mask is back before the runtime's delete is forked. */
-static int pump(int fds[2], struct stream *streams, pid_t init) {
-    int ep = epoll_create1(EPOLL_CLOEXEC);
-    int open_pipes = 0;
-    for (int i = 0; i < 2; i++) {
-        if (fds[i] < 0) continue;
-        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
-        if (epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ev) == 0) open_pipes++;
+#define CONTROL 0x80000000u
+#define MAX_CONTROL 4096
+
+static struct {
+    const char *path;         /* the socket's path, removed at the end */
+    int listen, conn;         /* the listening socket; the attached client (-1: none) */
+    int in;                   /* the container's stdin: a pipe or the pty master (-1: closed) */
+    int master;               /* the pty master, for resizes (-1: no terminal) */
+    int once, close_after;    /* stdin_once; its EOF came, close stdin once pending is out */
+    struct buf pending;       /* bytes for stdin the container has not read yet */
+    unsigned char head[4];    /* the current frame: its header so far, */
+    int head_len;
+    uint32_t left;            /* then how many of its bytes are still to come */
+    int control;              /* and whether it is a control frame (kept in ctl) */
+    struct buf ctl;
+} rl = {.listen = -1, .conn = -1, .in = -1, .master = -1};
+
+static void set_nonblocking(int fd) {
+    if (fd >= 0) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
+
+static void close_stdin(void) {
+    rl.close_after = 0;
+    rl.pending.len = 0;
+    if (rl.in >= 0) close(rl.in);
+    rl.in = -1;
+}
+
+/* The client left (a detach) or is done: what it had half sent is dropped. */
+static void drop_client(void) {
+    if (rl.conn >= 0) close(rl.conn);
+    rl.conn = -1;
+    rl.head_len = 0;
+    rl.left = 0;
+    rl.control = 0;
+    rl.ctl.len = 0;
+}
+
+static void end_of_input(void) {
+    drop_client();
+    if (rl.once) rl.close_after = 1;
+}
+
+/* {"resize": [rows, cols]}: as json.loads + int() would read the two numbers. */
+static void apply_control(void) {
+    put(&rl.ctl, "", 1);
+    const char *key = strstr(rl.ctl.p, "\"resize\"");
+    const char *open = key ? strchr(key, '[') : NULL;
+    int rows, cols;
+    if (!open || sscanf(open + 1, " %d , %d ]", &rows, &cols) != 2) return;
+    if (rl.master >= 0 && rows > 0 && cols > 0) {
+        struct winsize ws = {.ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols};
+        ioctl(rl.master, TIOCSWINSZ, &ws);  /* the kernel sends SIGWINCH to its foreground */
     }
+}
+
+/* Frames from the client: data into pending, controls applied; returns at its EOF. */
+static void frames(const unsigned char *p, size_t n) {
+    while (n) {
+        if (rl.head_len < 4) {
+            rl.head[rl.head_len++] = *p++;
+            n--;
+            if (rl.head_len < 4) continue;
+            uint32_t size = (uint32_t)rl.head[0] << 24 | (uint32_t)rl.head[1] << 16 |
+                            (uint32_t)rl.head[2] << 8 | rl.head[3];
+            rl.control = (size & CONTROL) != 0;
+            rl.left = size & ~CONTROL;
+            rl.ctl.len = 0;
+            if (!rl.control && !rl.left) { end_of_input(); return; }
+        }
+        size_t take = n < rl.left ? n : rl.left;
+        if (rl.control) {
+            if (rl.ctl.len + take <= MAX_CONTROL) put(&rl.ctl, (const char *)p, take);
+        } else if (rl.in >= 0) {
+            put(&rl.pending, (const char *)p, take);
+        }  /* else: stdin not open (-t without -i) or closed: dropped */
+        p += take;
+        n -= take;
+        rl.left -= (uint32_t)take;
+        if (!rl.left) {
+            if (rl.control) apply_control();
+            rl.head_len = 0;
+            rl.control = 0;
+        }
+    }
+}
+
+/* Whatever the relay can do now without blocking (StdinRelay._step). */
+static void relay_step(void) {
+    if (rl.pending.len && rl.in >= 0) {
+        ssize_t k = write(rl.in, rl.pending.p, rl.pending.len);
+        if (k > 0) {
+            memmove(rl.pending.p, rl.pending.p + k, rl.pending.len - (size_t)k);
+            rl.pending.len -= (size_t)k;
+        } else if (k < 0 && errno != EAGAIN && errno != EINTR) {
+            rl.pending.len = 0;  /* the container closed its stdin (EPIPE): as its EOF */
+            end_of_input();
+        }
+    }
+    if (!rl.pending.len && rl.close_after) close_stdin();
+    if (rl.listen >= 0 && rl.conn < 0)
+        rl.conn = accept4(rl.listen, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (rl.conn >= 0 && !rl.pending.len) {
+        unsigned char data[65536];
+        ssize_t k = read(rl.conn, data, sizeof data);
+        if (k < 0 && (errno == EAGAIN || errno == EINTR)) return;
+        if (k <= 0) { drop_client(); return; }  /* left without an EOF: a detach */
+        frames(data, (size_t)k);
+    }
+}
+
+/* The relay's fds into a poll set (StdinRelay._interest); returns how many. */
+static int relay_interest(struct pollfd *p) {
+    int n = 0;
+    if (rl.pending.len && rl.in >= 0) p[n++] = (struct pollfd){.fd = rl.in, .events = POLLOUT};
+    else if (rl.conn >= 0) p[n++] = (struct pollfd){.fd = rl.conn, .events = POLLIN};
+    if (rl.listen >= 0 && rl.conn < 0)
+        p[n++] = (struct pollfd){.fd = rl.listen, .events = POLLIN};
+    return n;
+}
+
+static void relay_close(void) {
+    if (rl.listen < 0) return;
+    close(rl.listen);
+    rl.listen = -1;
+    if (rl.path) unlink(rl.path);
+    drop_client();
+    close_stdin();
+}
+
+/* -- the pump ------------------------------------------------------------------------------ */
+
+static int unbuffered;  /* -i/-t: every read is logged at once, an unfinished line too */
+
+/* Copy the pipes (and the pty master) to the log until EOF and init is reaped, relaying
+   stdin meanwhile; init's wait status, -1 if lost. fds: stdout, stderr, master; the master
+   is the stdout stream.
+
+   While init runs, the monitor sleeps until something happens: output, the relay's
+   sockets, init's exit (its pidfd), or another child's exit (SIGCHLD, read from a
+   signalfd: a subreaper inherits orphans, which must not stay zombies). A timed wake-up
+   every 100 ms cost 1000 sleeping containers ~17% of a CPU. Only without a pidfd or a
+   signalfd, and while the pipes drain after init's exit, does it poll. SIGCHLD is blocked
+   for the signalfd in here only: the caller's mask is back before the runtime's delete is
+   forked. */
+static int pump(int fds[3], struct stream *streams, pid_t init) {
+    int open_fds = 0;
+    for (int i = 0; i < 3; i++)
+        if (fds[i] >= 0) { open_fds++; set_nonblocking(fds[i]); }
     int pidfd = (int)syscall(SYS_pidfd_open, init, 0);
-    if (pidfd >= 0) {
-        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = 2};
-        epoll_ctl(ep, EPOLL_CTL_ADD, pidfd, &ev);
-    }
     sigset_t chld, saved;
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);
     sigprocmask(SIG_BLOCK, &chld, &saved);
     int sfd = signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (sfd >= 0) {
-        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = 3};
-        if (epoll_ctl(ep, EPOLL_CTL_ADD, sfd, &ev) != 0) { close(sfd); sfd = -1; }
-    }
     int status = 0, have_status = 0;
     long long exited_at = 0;
     static unsigned char data[65536];
     /* a child that exited before SIGCHLD was blocked left no signal to wake us */
     if (reap(init, &status)) have_status = 1;
-    while (open_pipes || !have_status) {
-        struct epoll_event evs[4];
+    while (open_fds || !have_status) {
+        /* 0-2: the output fds, 3: init's pidfd, 4: SIGCHLD's signalfd, then the relay's */
+        struct pollfd p[8];
+        for (int i = 0; i < 3; i++) p[i] = (struct pollfd){.fd = fds[i], .events = POLLIN};
+        p[3] = (struct pollfd){.fd = pidfd, .events = POLLIN};
+        p[4] = (struct pollfd){.fd = sfd, .events = POLLIN};
+        int count = 5 + relay_interest(p + 5);
         int timeout = (!have_status && pidfd >= 0 && sfd >= 0) ? -1
-                      : (open_pipes || pidfd >= 0) ? 100 : 10;
-        int n = epoll_wait(ep, evs, 4, timeout);
-        if (n < 0 && errno == EINTR) n = 0;
-        for (int i = 0; i < n; i++) {
-            uint32_t which = evs[i].data.u32;
-            if (which == 3) {  /* a child exited: drained here, reaped below */
-                struct signalfd_siginfo info;
-                while (read(sfd, &info, sizeof info) == (ssize_t)sizeof info) {}
-                continue;
-            }
-            if (which == 2) {
-                epoll_ctl(ep, EPOLL_CTL_DEL, pidfd, NULL);
-                close(pidfd);
-                pidfd = -1;
-                continue;
-            }
-            ssize_t k = read(fds[which], data, sizeof data);
+                      : (open_fds || pidfd >= 0) ? 100 : 10;
+        int n = poll(p, (nfds_t)count, timeout);
+        if (n < 0) n = 0;  /* EINTR */
+        if (sfd >= 0 && p[4].revents) {  /* a child exited: drained here, reaped below */
+            struct signalfd_siginfo info;
+            while (read(sfd, &info, sizeof info) == (ssize_t)sizeof info) {}
+        }
+        if (pidfd >= 0 && p[3].revents) {
+            close(pidfd);
+            pidfd = -1;
+        }
+        for (int i = 0; i < 3; i++) {
+            if (fds[i] < 0 || !p[i].revents) continue;
+            ssize_t k = read(fds[i], data, sizeof data);
             if (k < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+            struct stream *s = &streams[i == 2 ? 0 : i];
             if (k > 0) {
-                lw_write(&streams[which], data, (size_t)k);
+                lw_write(s, data, (size_t)k);
+                if (unbuffered) lw_flush_partial(streams, 2);
             } else {  /* EOF (or EIO from a pty master): this stream is done */
-                epoll_ctl(ep, EPOLL_CTL_DEL, fds[which], NULL);
-                close(fds[which]);
-                fds[which] = -1;
-                open_pipes--;
+                close(fds[i]);
+                fds[i] = -1;
+                open_fds--;
             }
         }
+        relay_step();
         if (!have_status && reap(init, &status)) have_status = 1;
         if (!have_status && kill(init, 0) != 0 && errno == ESRCH) {
             status = -1;  /* not our child (should not happen to a subreaper) */
@@ -383,12 +530,11 @@ static int pump(int fds[2], struct stream *streams, pid_t init) {
             if (n == 0 && now_ms() - exited_at > DRAIN_GRACE_MS) break;
         }
     }
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 3; i++)
         if (fds[i] >= 0) close(fds[i]);
     if (pidfd >= 0) close(pidfd);
     if (sfd >= 0) close(sfd);
     sigprocmask(SIG_SETMASK, &saved, NULL);
-    close(ep);
     return status;
 }
 
@@ -500,9 +646,18 @@ int main(int argc, char **argv) {
         {"cgroup", required_argument, 0, 'c'}, {"log-max-size", required_argument, 0, 's'},
         {"log-max-files", required_argument, 0, 'f'},
         {"partial-stdout", required_argument, 0, 'O'},
-        {"partial-stderr", required_argument, 0, 'E'}, {0, 0, 0, 0}};
+        {"partial-stderr", required_argument, 0, 'E'}, {"master-fd", required_argument, 0, 'm'},
+        {"unbuffered", no_argument, 0, 'u'}, {"stdin-socket", required_argument, 0, 'S'},
+        {"stdin-listen-fd", required_argument, 0, 'L'},
+        {"stdin-conn-fd", required_argument, 0, 'C'}, {"stdin-fd", required_argument, 0, 'i'},
+        {"stdin-held-fd", required_argument, 0, 'H'},
+        {"stdin-inbuf-len", required_argument, 0, 'I'},
+        {"stdin-once", no_argument, 0, '1'}, {"stdin-close-after", no_argument, 0, 'A'},
+        {0, 0, 0, 0}};
     pid_t init = 0;
-    int fds[2] = {-1, -1};
+    int fds[3] = {-1, -1, -1};
+    int held = -1;         /* a memfd: the frame Python had half read, then pending bytes */
+    size_t inbuf_len = 0;
     const char *cgroup = NULL, *partial[2] = {"", ""};
     lw.max_files = 1;
     int c;
@@ -517,6 +672,16 @@ int main(int argc, char **argv) {
         case 'f': lw.max_files = atoi(optarg) > 1 ? atoi(optarg) : 1; break;
         case 'O': partial[0] = optarg; break;
         case 'E': partial[1] = optarg; break;
+        case 'm': fds[2] = rl.master = atoi(optarg); break;
+        case 'u': unbuffered = 1; break;
+        case 'S': rl.path = optarg; break;
+        case 'L': rl.listen = atoi(optarg); break;
+        case 'C': rl.conn = atoi(optarg); break;
+        case 'i': rl.in = atoi(optarg); break;
+        case 'H': held = atoi(optarg); break;
+        case 'I': inbuf_len = (size_t)atoll(optarg); break;
+        case '1': rl.once = 1; break;
+        case 'A': rl.close_after = 1; break;
         default: return 2;
         }
     }
@@ -527,8 +692,29 @@ int main(int argc, char **argv) {
         return 2;
     }
     char **delete_argv = argv + optind;
-    for (int i = 0; i < 2; i++)
-        if (fds[i] >= 0) fcntl(fds[i], F_SETFD, FD_CLOEXEC);
+    /* Not for the delete's child; a write to a stdin nobody reads is EPIPE, not death. */
+    int inherited[] = {fds[0], fds[1], fds[2], rl.listen, rl.conn, rl.in};
+    for (size_t i = 0; i < sizeof inherited / sizeof *inherited; i++)
+        if (inherited[i] >= 0) fcntl(inherited[i], F_SETFD, FD_CLOEXEC);
+    signal(SIGPIPE, SIG_IGN);
+    set_nonblocking(rl.listen);
+    set_nonblocking(rl.conn);
+    set_nonblocking(rl.in);
+    if (held >= 0) {
+        struct buf all = {0};
+        char chunk[65536];
+        ssize_t k;
+        off_t at = 0;
+        while ((k = pread(held, chunk, sizeof chunk, at)) > 0) {
+            put(&all, chunk, (size_t)k);
+            at += k;
+        }
+        close(held);
+        if (inbuf_len > all.len) inbuf_len = all.len;
+        put(&rl.pending, all.p + inbuf_len, all.len - inbuf_len);
+        frames((unsigned char *)all.p, inbuf_len);  /* after pending: the order they came */
+        free(all.p);
+    }
     lw.path = path_in("container.log");
     lw.path = strdup(lw.path);
     lw.fd = open_log(0);
@@ -538,6 +724,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < 2; i++) unhex(&streams[i].partial, partial[i]);
 
     int status = pump(fds, streams, init);
+    relay_close();
     lw_flush_partial(streams, 2);
     if (lw.fd >= 0) close(lw.fd);
     if (lw.dropped) note("dropped %ld log entries: %s", lw.dropped, strerror(lw.error));

@@ -14,6 +14,7 @@ import json
 import os
 import random
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from services.shim import stdin
 from services.shim.logs import MAX_ENTRY, LogWriter
 from services.shim.monitor import PR_SET_CHILD_SUBREAPER
 
@@ -280,3 +282,148 @@ def test_an_idle_tail_sleeps_and_still_reaps_orphans(tmp_path: Path) -> None:
         with contextlib.suppress(OSError):
             fd = os.open(tmp_path / "go", os.O_WRONLY | os.O_NONBLOCK)
             os.close(fd)
+
+
+# A stand-in monitor with the real stdin relay (services/shim/stdin.py): it makes the relay,
+# starts an "init" with the relay's stdin (a pipe, or a pty made here as the runtime does),
+# steps the relay until it holds what the test waits for, and hands it over to the tail
+# with monitor.hand_over, as monitor.run does.
+RELAY_STAND_IN = """
+import ctypes, json, os, sys, time
+p = json.load(open(sys.argv[1]))
+sys.path.insert(0, p["repo"])
+from services.shim import monitor
+from services.shim.logs import LogWriter
+from services.shim.stdin import StdinRelay
+from services.shim.store import ContainerDir
+try:
+    ctypes.CDLL(None).prctl(monitor.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    relay = StdinRelay(p["socket"], p["once"], True, p["terminal"])
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    master = -1
+    if p["terminal"]:
+        master, slave = os.openpty()
+    init = os.fork()
+    if init == 0:
+        if p["terminal"]:
+            os.setsid()
+            for fd in (0, 1, 2):
+                os.dup2(slave, fd)
+        else:
+            os.dup2(relay.read_fd, 0)
+            os.dup2(out_w, 1)
+            os.dup2(err_w, 2)
+        os.execvp(p["init"][0], p["init"])
+    os.close(out_w)
+    os.close(err_w)
+    fds = (out_r, err_r, -1)
+    if p["terminal"]:
+        os.close(slave)
+        relay.attach_terminal(master)
+        for fd in (out_r, err_r):
+            os.close(fd)
+        fds = (-1, -1, master)
+    relay.container_side_sent()
+    open(p["dir"] + "/ready", "w").close()
+    deadline = time.monotonic() + 30
+    while p["hold"] and not (relay.pending and relay.inbuf) and time.monotonic() < deadline:
+        relay._step()
+        time.sleep(0.01)
+    if p["no_tail"]:  # the exec fails: the monitor goes on in Python
+        monitor.NATIVE_TAIL = monitor.Path(p["dir"]) / "no-such-tail"
+    writer = monitor.hand_over(ContainerDir(monitor.Path(p["dir"])),
+                               LogWriter(p["dir"] + "/container.log"), fds, init,
+                               "/muelle-test-none", ["true"], (0, 1), relay)
+    monitor.pump(writer, {fd: "stdout" if fd != fds[1] else "stderr" for fd in fds if fd >= 0},
+                 init)
+    writer.close()
+    relay.close()
+    os._exit(0)
+finally:
+    os._exit(99)
+"""
+
+
+def start_relay_tail(cdir: Path, init: list[str], *, once: bool, terminal: bool,
+                     hold: bool, no_tail: bool = False,
+                     ) -> tuple[subprocess.Popen[bytes], str]:
+    cdir.mkdir()
+    params = cdir.parent / f".{cdir.name}.stand-in.json"
+    sock = str(cdir / "io" / "c.sock")
+    params.write_text(json.dumps({
+        "repo": str(Path(__file__).parents[3]), "socket": sock, "once": once,
+        "terminal": terminal, "init": init, "dir": str(cdir), "hold": hold,
+        "no_tail": no_tail}))
+    proc = subprocess.Popen([sys.executable, "-S", "-c", RELAY_STAND_IN, str(params)])
+    wait_until(lambda: (cdir / "ready").exists())
+    return proc, sock
+
+
+def wait_until(check: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 30
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def is_native(pid: int) -> bool:
+    with contextlib.suppress(OSError):
+        return os.readlink(f"/proc/{pid}/exe") == str(NATIVE)
+    return False
+
+
+def logged(cdir: Path) -> bytes:
+    return b"".join(json.loads(line)["log"].encode("utf-8", "surrogateescape")
+                    for line in (cdir / "container.log").read_bytes().splitlines())
+
+
+def test_stdin_relay_handed_over_mid_stream(tmp_path: Path) -> None:
+    """The tail goes on with the client's connection, the bytes the container has not read
+    yet and a frame Python read half of; the client's EOF closes stdin (stdin_once)."""
+    cdir = tmp_path / "c"
+    go = cdir / "go"
+    proc, sock = start_relay_tail(
+        cdir, ["sh", "-c", f"while [ ! -e {go} ]; do sleep 0.01; done; exec cat"],
+        once=True, terminal=False, hold=True)
+    big = b"x" * 200_000 + b"\n"
+    with socket.socket(socket.AF_UNIX) as client:
+        client.connect(sock)
+        two = stdin.frame(b"two\n")
+        client.sendall(stdin.frame(big) + stdin.frame(b"one\n") + two[:6])
+        wait_until(lambda: is_native(proc.pid))  # the frame of "two" is half read
+        go.touch()
+        client.sendall(two[6:] + stdin.frame(b""))
+        assert proc.wait(60) == 0
+    assert logged(cdir) == big + b"one\ntwo\n"
+    assert json.loads((cdir / "status.json").read_text())["exit_code"] == 0
+    assert not os.path.exists(sock)
+
+
+def test_terminal_handed_over(tmp_path: Path) -> None:
+    """A pty master: its output logged at once (unbuffered), typing goes into it, a resize
+    is TIOCSWINSZ on it; a client that leaves is a detach, the next one is read."""
+    cdir = tmp_path / "c"
+    proc, sock = start_relay_tail(
+        cdir, ["sh", "-c", "read a; printf 'prompt> '; read b; echo got $a $b; stty size; exit 5"],
+        once=False, terminal=True, hold=False)
+    wait_until(lambda: is_native(proc.pid))
+    stdin.send(sock, [b"one\n"], eof=lambda: False)  # a detach, the terminal stays open
+    wait_until(lambda: b"prompt> " in logged(cdir))  # an unfinished line is logged at once
+    stdin.send(sock, [(33, 77), b"two\n"], eof=lambda: False)
+    assert proc.wait(60) == 0
+    assert json.loads((cdir / "status.json").read_text())["exit_code"] == 5
+    assert b"got one two\r\n33 77\r\n" in logged(cdir)
+    assert not os.path.exists(sock)
+
+
+def test_relay_goes_on_in_python_when_the_tail_is_missing(tmp_path: Path) -> None:
+    """A failed exec of the tail thaws the relay: the Python monitor goes on with it."""
+    cdir = tmp_path / "c"
+    proc, sock = start_relay_tail(cdir, ["cat"], once=True, terminal=False, hold=False,
+                                  no_tail=True)
+    wait_until(lambda: "not started" in (cdir / "monitor.log").read_text()
+               if (cdir / "monitor.log").exists() else False)
+    stdin.send(sock, [b"still relayed\n"], eof=lambda: True)
+    assert proc.wait(60) == 0
+    assert logged(cdir) == b"still relayed\n"

@@ -487,6 +487,10 @@ static int pump(int fds[3], struct stream *streams, pid_t init) {
     /* a child that exited before SIGCHLD was blocked left no signal to wake us */
     if (reap(init, &status)) have_status = 1;
     while (open_fds || !have_status) {
+        /* Whatever the relay can do without an event first: the Python relay may have been
+           frozen between two steps (an EOF taken, stdin not yet closed), and the poll below
+           may sleep with no timeout. */
+        relay_step();
         /* 0-2: the output fds, 3: init's pidfd, 4: SIGCHLD's signalfd, then the relay's */
         struct pollfd p[8];
         for (int i = 0; i < 3; i++) p[i] = (struct pollfd){.fd = fds[i], .events = POLLIN};

@@ -83,7 +83,7 @@ def _context_tar(path: str, dockerfile: str) -> tuple[IO[bytes], str]:
                                      f"symlinks in Dockerfile path: lstat {full}: no such "
                                      "file or directory")
                 name = f".dockerfile.{secrets.token_hex(10)}"
-                tar.add(full, arcname=name)
+                tar.add(full, arcname=name, filter=_whole_seconds)
             else:
                 name = rel
     tmp.seek(0)
@@ -98,6 +98,14 @@ def _kept_dockerfile(path: str, dockerfile: str) -> str:
         os.path.abspath(path), "Dockerfile")
     rel = os.path.relpath(full, os.path.abspath(path))
     return "" if rel.startswith("..") else rel.replace(os.sep, "/")
+
+
+def _whole_seconds(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    """mtimes truncated to the second, as the docker CLI sends a context (its archive
+    package truncates them): what a COPY's files get, and a plain ustar header per file
+    (a fraction of a second costs each file a PAX header block to write and to read)."""
+    info.mtime = int(info.mtime)
+    return info
 
 
 def _add_context(tar: tarfile.TarFile, path: str, dockerfile: str) -> None:
@@ -119,7 +127,7 @@ def _add_context(tar: tarfile.TarFile, path: str, dockerfile: str) -> None:
     def left_out(rel: str) -> bool:
         return rel not in always and ignore.ignored(rel)
 
-    tar.add(path, arcname=".", recursive=False)
+    tar.add(path, arcname=".", recursive=False, filter=_whole_seconds)
     for dirpath, dirnames, filenames in os.walk(path):
         rel_dir = os.path.relpath(dirpath, path)
         rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/")
@@ -130,12 +138,13 @@ def _add_context(tar: tarfile.TarFile, path: str, dockerfile: str) -> None:
                 if os.path.islink(full) or not ignore.may_include_under(rel):
                     dirnames.remove(name)
                 continue
-            tar.add(full, arcname=rel, recursive=False)
+            tar.add(full, arcname=rel, recursive=False, filter=_whole_seconds)
         dirnames.sort()
         for name in sorted(filenames):
             rel = f"{rel_dir}/{name}" if rel_dir else name
             if not left_out(rel):
-                tar.add(os.path.join(dirpath, name), arcname=rel, recursive=False)
+                tar.add(os.path.join(dirpath, name), arcname=rel, recursive=False,
+                        filter=_whole_seconds)
 
 
 def _pairs(values: list[str], flag: str, from_env: bool) -> dict[str, str]:

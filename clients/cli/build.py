@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import secrets
 import sys
 import tarfile
 import tempfile
@@ -68,7 +67,7 @@ def _context_tar(path: str, dockerfile: str) -> tuple[IO[bytes], str]:
         _add_context(tar, path, _kept_dockerfile(path, dockerfile))
         if dockerfile == "-":
             data = sys.stdin.buffer.read()
-            name = f".dockerfile.{secrets.token_hex(10)}"
+            name = f".dockerfile.{_token()}"
             info = tarfile.TarInfo(name)
             info.size, info.mode = len(data), 0o644
             tar.addfile(info, io.BytesIO(data))
@@ -82,12 +81,18 @@ def _context_tar(path: str, dockerfile: str) -> tuple[IO[bytes], str]:
                     raise UsageError(f"unable to prepare context: unable to evaluate "
                                      f"symlinks in Dockerfile path: lstat {full}: no such "
                                      "file or directory")
-                name = f".dockerfile.{secrets.token_hex(10)}"
+                name = f".dockerfile.{_token()}"
                 tar.add(full, arcname=name, filter=_whole_seconds)
             else:
                 name = rel
     tmp.seek(0)
     return tmp, name
+
+
+def _token() -> str:
+    """secrets.token_hex(10), without importing secrets (and hmac, hashlib) into every
+    `muelle build` for the rare Dockerfile from stdin or outside the context."""
+    return os.urandom(10).hex()
 
 
 def _kept_dockerfile(path: str, dockerfile: str) -> str:

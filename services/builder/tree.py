@@ -220,25 +220,10 @@ class Tree:
     def _real(self, path: str, member: str) -> list[str]:
         """``path``'s real components as the file system would resolve it (symlinks
         followed); a path that leaves the root is refused, as tarfile's filter does."""
-        parts = [p for p in path.split("/") if p and p != "."]
-        done: list[str] = []
-        links = 0
-        while parts:
-            name = parts.pop(0)
-            if name == "..":
-                if not done:
-                    raise _refused(f"{member!r} would land outside the context")
-                done.pop()
-                continue
-            target = self.readlink([*done, name])
-            if target is None:
-                done.append(name)
-                continue
-            links += 1
-            if links > 40 or target.startswith("/"):
-                raise _refused(f"{member!r} would land outside the context")
-            parts = [p for p in target.split("/") if p and p != "."] + parts
-        return done
+        def escaped() -> None:
+            raise _refused(f"{member!r} would land outside the context")
+
+        return scoped_resolve(path, self.readlink, escaped=escaped)
 
     def _hardlink_target(self, member: tarfile.TarInfo) -> Entry:
         target = posixpath.normpath(member.linkname.lstrip("/"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import secrets
 import sys
 import tarfile
 import tempfile
@@ -68,7 +67,7 @@ def _context_tar(path: str, dockerfile: str) -> tuple[IO[bytes], str]:
         _add_context(tar, path, _kept_dockerfile(path, dockerfile))
         if dockerfile == "-":
             data = sys.stdin.buffer.read()
-            name = f".dockerfile.{secrets.token_hex(10)}"
+            name = f".dockerfile.{_token()}"
             info = tarfile.TarInfo(name)
             info.size, info.mode = len(data), 0o644
             tar.addfile(info, io.BytesIO(data))
@@ -82,12 +81,18 @@ def _context_tar(path: str, dockerfile: str) -> tuple[IO[bytes], str]:
                     raise UsageError(f"unable to prepare context: unable to evaluate "
                                      f"symlinks in Dockerfile path: lstat {full}: no such "
                                      "file or directory")
-                name = f".dockerfile.{secrets.token_hex(10)}"
-                tar.add(full, arcname=name)
+                name = f".dockerfile.{_token()}"
+                tar.add(full, arcname=name, filter=_whole_seconds)
             else:
                 name = rel
     tmp.seek(0)
     return tmp, name
+
+
+def _token() -> str:
+    """secrets.token_hex(10), without importing secrets (and hmac, hashlib) into every
+    `muelle build` for the rare Dockerfile from stdin or outside the context."""
+    return os.urandom(10).hex()
 
 
 def _kept_dockerfile(path: str, dockerfile: str) -> str:
@@ -98,6 +103,14 @@ def _kept_dockerfile(path: str, dockerfile: str) -> str:
         os.path.abspath(path), "Dockerfile")
     rel = os.path.relpath(full, os.path.abspath(path))
     return "" if rel.startswith("..") else rel.replace(os.sep, "/")
+
+
+def _whole_seconds(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    """mtimes truncated to the second, as the docker CLI sends a context (its archive
+    package truncates them): what a COPY's files get, and a plain ustar header per file
+    (a fraction of a second costs each file a PAX header block to write and to read)."""
+    info.mtime = int(info.mtime)
+    return info
 
 
 def _add_context(tar: tarfile.TarFile, path: str, dockerfile: str) -> None:
@@ -119,7 +132,7 @@ def _add_context(tar: tarfile.TarFile, path: str, dockerfile: str) -> None:
     def left_out(rel: str) -> bool:
         return rel not in always and ignore.ignored(rel)
 
-    tar.add(path, arcname=".", recursive=False)
+    tar.add(path, arcname=".", recursive=False, filter=_whole_seconds)
     for dirpath, dirnames, filenames in os.walk(path):
         rel_dir = os.path.relpath(dirpath, path)
         rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/")
@@ -130,12 +143,13 @@ def _add_context(tar: tarfile.TarFile, path: str, dockerfile: str) -> None:
                 if os.path.islink(full) or not ignore.may_include_under(rel):
                     dirnames.remove(name)
                 continue
-            tar.add(full, arcname=rel, recursive=False)
+            tar.add(full, arcname=rel, recursive=False, filter=_whole_seconds)
         dirnames.sort()
         for name in sorted(filenames):
             rel = f"{rel_dir}/{name}" if rel_dir else name
             if not left_out(rel):
-                tar.add(os.path.join(dirpath, name), arcname=rel, recursive=False)
+                tar.add(os.path.join(dirpath, name), arcname=rel, recursive=False,
+                        filter=_whole_seconds)
 
 
 def _pairs(values: list[str], flag: str, from_env: bool) -> dict[str, str]:

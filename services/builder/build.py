@@ -32,13 +32,14 @@ from services.builder import remote
 from services.builder.cache import Cache, step_key
 from services.builder.context import (
     Source,
-    SourceTar,
+    Sources,
     find_sources,
     is_archive,
     member_filter,
 )
 from services.builder.dockerfile import Dockerfile, Instruction, name_values, parse, split_words
 from services.builder.shlex import Lexer
+from services.builder.tree import Tree
 from vocab import platform as platforms
 from vocab import reference
 from vocab.errors import (
@@ -130,11 +131,12 @@ def _stages(df: Dockerfile) -> tuple[list[Instruction], list[list[Instruction]]]
 
 
 class Builder:
-    def __init__(self, backend: Backend, cache: Cache, context_root: str, dockerfile: str,
+    def __init__(self, backend: Backend, cache: Cache, context: Tree | str, dockerfile: str,
                  options: Options, cancelled: Callable[[], bool] = lambda: False) -> None:
+        """``context``: the build context's index (tree.py), or a directory holding it."""
         self.backend = backend
         self.cache = cache
-        self.root = context_root
+        self.context = context if isinstance(context, Tree) else Tree.from_dir(context)
         self.options = options
         self.cancelled = cancelled
         for tag in options.tags:
@@ -539,7 +541,7 @@ class Builder:
         stage.config["WorkingDir"] = path
         created_by = self._nop(stage, f"WORKDIR {path}", workdir=True)
         with tempfile.TemporaryFile() as empty:
-            SourceTar(empty, None).close()
+            Sources(Tree()).write(empty)
 
             def make() -> str:
                 empty.seek(0)
@@ -620,50 +622,52 @@ class Builder:
         from_ref = ins.flags.get("from", "")
         scratch = tempfile.mkdtemp(prefix="copy-from-") if from_ref or urls else ""
         try:
-            root, sources, extra = self.root, [], ""
+            tree, sources, extra = self.context, [], ""
             if from_ref:
-                root, sources, extra = yield from self._from_sources(ins, from_ref, patterns,
+                tree, sources, extra = yield from self._from_sources(ins, from_ref, patterns,
                                                                     scratch, stage.index)
             elif urls:
-                root = scratch
                 for i, url in enumerate(urls):
                     os.mkdir(os.path.join(scratch, str(i)))
                     name = remote.fetch(url, os.path.join(scratch, str(i)))
                     sources.append(Source(f"{i}/{name}", False))
+                tree = Tree.from_dir(scratch)
             else:
                 for pattern in patterns:
-                    sources.extend(find_sources(root, pattern, ins.cmd))
+                    sources.extend(find_sources(tree, pattern, ins.cmd))
             archives = {s.rel for s in sources if add and not from_ref and not urls
-                        and not s.is_dir and is_archive(os.path.join(root, s.rel))}
+                        and not s.is_dir and is_archive(tree, s.rel)}
             single = len(sources) == 1 and not sources[0].is_dir and not archives
             if len(sources) > 1 and not dest.endswith("/"):
                 dest += "/"  # several sources: dest is a directory
-            with tempfile.TemporaryFile() as tarf:
-                tar = SourceTar(tarf, None)
-                for s in sources:
-                    if s.is_dir:
-                        tar.add_dir(root, s.rel)
-                    elif s.rel in archives:
-                        tar.add_archive(os.path.join(root, s.rel))
-                    else:
-                        tar.add_file(root, s.rel, s.basename)
-                digest = tar.close()
-                kind = ("dir" if len(sources) == 1 and sources[0].is_dir else
-                        "file" if len(sources) == 1 else "multi")
-                # Docker's history text, down to its missing blank after --chown=X.
-                flags = f"--chown={chown}" if chown else ""
-                created_by = f"{' '.join(cfgmod.shell(stage.config))} #(nop) {ins.cmd} " \
-                             f"{flags}{kind}:{digest} in {written} "
+            # The cache is answered from the index; the sources' bytes are read (and the
+            # layer's tar written) only when it misses.
+            copied = Sources(tree)
+            for s in sources:
+                if s.is_dir:
+                    copied.add_dir(s.rel)
+                elif s.rel in archives:
+                    copied.add_archive(s.rel)
+                else:
+                    copied.add_file(s.rel, s.basename)
+            kind = ("dir" if len(sources) == 1 and sources[0].is_dir else
+                    "file" if len(sources) == 1 else "multi")
+            # Docker's history text, down to its missing blank after --chown=X.
+            flags = f"--chown={chown}" if chown else ""
+            created_by = f"{' '.join(cfgmod.shell(stage.config))} #(nop) {ins.cmd} " \
+                         f"{flags}{kind}:{copied.digest()} in {written} "
 
-                def make() -> str:
+            def make() -> str:
+                with tempfile.TemporaryFile() as tarf:
+                    copied.write(tarf)
                     tarf.seek(0)
                     return self.backend.add_files(
                         stage.image_id, stage.config, created_by, dest=dest,
                         single_name=sources[0].basename if single else "",
                         chown=chown, chmod=chmod, tar=tarf)
 
-                yield from self._cached_or(stage, created_by, f"{chown}\0{chmod}\0{extra}",
-                                           _at_once(make))
+            yield from self._cached_or(stage, created_by, f"{chown}\0{chmod}\0{extra}",
+                                       _at_once(make))
         finally:
             if scratch:
                 shutil.rmtree(scratch, ignore_errors=True)
@@ -687,7 +691,7 @@ class Builder:
     def _from_sources(self, ins: Instruction, from_ref: str, patterns: list[str],
                       scratch: str, current: int) -> Output:
         """COPY --from: each source path read out of the stage's or image's filesystem
-        into ``scratch``; returns (root, sources, the source image ID for the cache)."""
+        into ``scratch``; returns (its tree, sources, the source image ID for the cache)."""
         earlier = self._stage(from_ref, current)
         if earlier is not None:
             image_id = earlier.image_id
@@ -714,7 +718,7 @@ class Builder:
                     raise NotFound(f"COPY failed: no source files were specified: "
                                    f"{pattern} matches nothing in --from={from_ref}")
                 try:
-                    found = find_sources(sub, rest, "COPY")
+                    found = find_sources(Tree.from_dir(sub), rest, "COPY")
                 except NotFound:
                     raise NotFound(f"COPY failed: no source files were specified: {pattern} "
                                    f"matches nothing in --from={from_ref}") from None
@@ -726,7 +730,7 @@ class Builder:
                 # A symlink's target was read out: it is copied under the link's name.
                 sources.append(Source(f"{i}/{os.listdir(sub)[0]}", False,
                                       posixpath.basename(path)))
-        return scratch, sources, image_id
+        return Tree.from_dir(scratch), sources, image_id
 
 
 # Stages building at once, at most (each may run a RUN container).

@@ -27,17 +27,36 @@ def step_key(parent: str, created_by: str, config: dict[str, Any], extra: str = 
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
+# Each cache file's entries as last parsed, with the (inode, size, mtime) they were read
+# at: every save renames a new file into place, so a change shows in the signature.
+_PARSED: dict[Path, tuple[tuple[int, int, int], dict[str, Any]]] = {}
+_PARSED_LOCK = threading.Lock()
+
+
 class Cache:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
 
     def _load(self) -> dict[str, Any]:
+        """The file's entries (shared: copy before changing them). Parsed again only
+        when the file changed: a build looks a step up per instruction, and a cache of
+        thousands of steps is a JSON document of megabytes."""
         try:
+            st = os.stat(self.path)
+            signature = (st.st_ino, st.st_size, st.st_mtime_ns)
+            with _PARSED_LOCK:
+                parsed = _PARSED.get(self.path)
+            if parsed is not None and parsed[0] == signature:
+                return parsed[1]
             data = json.loads(self.path.read_text())
         except (OSError, ValueError):
             return {}
-        return data if isinstance(data, dict) else {}
+        if not isinstance(data, dict):
+            return {}
+        with _PARSED_LOCK:
+            _PARSED[self.path] = (signature, data)
+        return data
 
     def get(self, key: str) -> str | None:
         with self._lock:
@@ -85,7 +104,7 @@ class Cache:
     def put(self, key: str, image_id: str, parent: str = "") -> None:
         """Remember the step's image, and the image it was made from (its parent)."""
         with self._lock:
-            data = self._load()
+            data = dict(self._load())
             data[key] = [image_id, parent] if parent else image_id
             self._save(data)
 
@@ -102,3 +121,8 @@ class Cache:
         except BaseException:
             os.unlink(tmp)
             raise
+        # What was written is what the next lookup reads (also where a reused inode and
+        # a coarse mtime would leave the signature unchanged).
+        st = os.stat(self.path)
+        with _PARSED_LOCK:
+            _PARSED[self.path] = ((st.st_ino, st.st_size, st.st_mtime_ns), data)

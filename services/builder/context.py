@@ -1,28 +1,25 @@
-"""The build context: received as a tar, unpacked into a private directory, trimmed by
-.dockerignore, and read for COPY/ADD sources without ever leaving it.
+"""The build context: received as a tar and indexed as it streams in (tree.py: names,
+modes, owners, mtimes, link targets and content digests; the bytes kept aside, no file
+made), trimmed by .dockerignore, and read for COPY/ADD sources without ever leaving it.
 
-Unpacking keeps symlinks as symlinks (whatever they point at) and refuses names that
+Indexing keeps symlinks as symlinks (whatever they point at) and refuses names that
 climb out; device files are dropped. Sources are found relative to the context root with
 Docker's globs (``*`` and ``?`` match dot files too); a symlink named as a source is
 followed, but only inside the context (an absolute target or ``..`` stops at its root,
 like Docker's FollowSymlinkInScope); symlinks inside copied directories stay symlinks.
+A COPY's cache digest comes from the index; its layer's tar is written only on a miss.
 """
 
 from __future__ import annotations
 
-import glob
-import gzip
 import hashlib
-import lzma
-import os
 import posixpath
-import shutil
-import stat
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO
 
-from services.core.scoped import resolve as scoped_resolve
+from services.builder.tree import DIR, FILE, SYMLINK, Blobs, Entry, Tree
 from vocab.dockerignore import Ignore
 from vocab.errors import InvalidArgument, NotFound
 
@@ -36,61 +33,47 @@ def member_filter(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
     return tarfile.tar_filter(member, dest).replace(mode=member.mode, deep=False)
 
 
-def unpack(src: IO[bytes], root: str) -> None:
-    """The context tar (plain, gzip, bzip2 or xz: what dockerd accepts) into ``root``."""
-    try:
-        with tarfile.open(fileobj=src, mode="r|*") as tar:
-            tar.extractall(root, filter=member_filter)
-    except tarfile.FilterError as exc:
-        raise InvalidArgument(f"refusing the build context: {exc}") from None
-    except (tarfile.TarError, EOFError, OSError, gzip.BadGzipFile, lzma.LZMAError) as exc:
-        raise InvalidArgument(f"the build context is not a valid tar: {exc}") from None
+def index(src: IO[bytes], blobs: Blobs | None = None) -> Tree:
+    """The context tar (plain, gzip, bzip2 or xz: what dockerd accepts) indexed as it
+    streams in (tree.py): nothing is written out but the files' bytes, in one place."""
+    return Tree.from_tar(src, blobs)
 
 
-def read_dockerfile(root: str, name: str) -> str:
-    rel = scoped(root, name or "Dockerfile")
-    path = os.path.join(root, rel)
-    if not os.path.isfile(path):
+def read_dockerfile(tree: Tree, name: str) -> str:
+    entry = tree.get(tree.scoped(name or "Dockerfile"))
+    if entry is None or entry.kind != FILE:
         raise InvalidArgument(f"Cannot locate specified Dockerfile: {name or 'Dockerfile'}")
-    with open(path, "rb") as f:
+    with tree.open(entry) as f:
         return f.read(16 << 20).decode("utf-8", "replace")
 
 
-def apply_dockerignore(root: str) -> None:
-    """Remove what .dockerignore leaves out (the Dockerfile was read before)."""
-    path = os.path.join(root, ".dockerignore")
-    if not os.path.isfile(path) or os.path.islink(path):
+def apply_dockerignore(tree: Tree) -> None:
+    """Leave out what .dockerignore leaves out (the Dockerfile was read before)."""
+    entry = tree.get(".dockerignore")
+    if entry is None or entry.kind != FILE:
         return
-    with open(path, encoding="utf-8", errors="replace") as f:
-        ignore = Ignore(f.read())
+    with tree.open(entry) as f:
+        ignore = Ignore(f.read().decode("utf-8", "replace"))
     if not ignore.patterns:
         return
-    for dirpath, dirnames, filenames in os.walk(root):
-        rel_dir = os.path.relpath(dirpath, root)
-        rel_dir = "" if rel_dir == "." else rel_dir
-        for name in list(dirnames):
+
+    def trim(rel_dir: str, directory: Entry) -> None:
+        for name in sorted(directory.children):
+            child = directory.children[name]
             rel = posixpath.join(rel_dir, name)
-            if ignore.ignored(rel) and not ignore.may_include_under(rel):
-                shutil.rmtree(os.path.join(dirpath, name))
-                dirnames.remove(name)
-        for name in filenames:
-            if ignore.ignored(posixpath.join(rel_dir, name)):
-                os.unlink(os.path.join(dirpath, name))
-    # Directories ignored whose contents an exception kept stay; emptied ones go.
-    for dirpath, _dirs, _files in os.walk(root, topdown=False):
-        rel = os.path.relpath(dirpath, root)
-        if rel != "." and ignore.ignored(rel) and not os.listdir(dirpath):
-            os.rmdir(dirpath)
+            if child.kind == DIR:
+                if ignore.ignored(rel) and not ignore.may_include_under(rel):
+                    del directory.children[name]
+                    continue
+                trim(rel, child)
+                # Directories ignored whose contents an exception kept stay; emptied
+                # ones go.
+                if ignore.ignored(rel) and not child.children:
+                    del directory.children[name]
+            elif ignore.ignored(rel):
+                del directory.children[name]
 
-
-def scoped(root: str, path: str, follow_last: bool = True) -> str:
-    """``path`` resolved inside ``root`` (symlinks followed, never out): the real path
-    relative to ``root`` ("" for the root itself)."""
-    def readlink(parts: list[str]) -> str | None:
-        real = os.path.join(root, *parts)
-        return os.readlink(real) if os.path.islink(real) else None
-
-    return "/".join(scoped_resolve(path, readlink, follow_last))
+    trim("", tree.root)
 
 
 @dataclass
@@ -106,112 +89,137 @@ class Source:
         return self.name or posixpath.basename(self.rel)
 
 
-def find_sources(root: str, pattern: str, what: str) -> list[Source]:
-    """The paths ``pattern`` names under ``root`` (a glob, or a plain path)."""
+def find_sources(tree: Tree, pattern: str, what: str) -> list[Source]:
+    """The paths ``pattern`` names in ``tree`` (a glob, or a plain path)."""
     clean = posixpath.normpath("/" + pattern)
     if not pattern.startswith("/") and posixpath.normpath(pattern).split("/")[0] == "..":
         raise InvalidArgument(f"forbidden path outside the build context: {pattern} ()")
     rel = clean.lstrip("/")
     if any(c in rel for c in "*?["):
-        hits = sorted(glob.glob(os.path.join(glob.escape(root), rel), include_hidden=True))
-        rels = [os.path.relpath(h, root) for h in hits]
+        rels = sorted(tree.glob(rel))
     else:
-        rels = [rel] if os.path.lexists(os.path.join(root, rel)) or rel == "" else []
+        rels = [rel] if rel == "" or tree.get(tree.scoped(rel, follow_last=False)) else []
     out = []
     for r in rels:
-        real = scoped(root, r)
-        path = os.path.join(root, real)
-        if not os.path.lexists(path):
+        real = tree.scoped(r)
+        entry = tree.get(real)
+        if entry is None:
             continue
-        out.append(Source(real, os.path.isdir(path) and not os.path.islink(path),
-                          posixpath.basename(r)))
+        out.append(Source(real, entry.kind == DIR, posixpath.basename(r)))
     if not out:
         raise NotFound(f"{what} failed: file not found in build context or excluded by "
                        f".dockerignore: stat {pattern}: file does not exist")
     return out
 
 
-class SourceTar:
-    """Writes sources into one tar named relative to the destination, and hashes what
-    Docker's cache counts (names, modes, owners, link targets, bytes; not mtimes)."""
-
-    def __init__(self, out: IO[bytes], owner: tuple[int, int] | None) -> None:
-        self.tar = tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT)  # noqa: SIM115
-        self.owner = owner or (0, 0)  # context files belong to root unless --chown
-        self.hash = hashlib.sha256()
-        self.root_written = False
-
-    def _info(self, path: str, arc: str) -> tarfile.TarInfo:
-        info = self.tar.gettarinfo(path, arc)
-        info.uid, info.gid = self.owner
-        info.uname = info.gname = ""
-        self.hash.update(f"{arc}\0{info.type!r}\0{info.mode}\0{info.uid}:{info.gid}\0"
-                         f"{info.linkname}\0{info.size}\0".encode())
-        return info
-
-    def _add(self, path: str, arc: str) -> None:
-        info = self._info(path, arc)
-        if info.isreg():
-            with open(path, "rb") as f:
-                data = _Hashing(f, self.hash)
-                self.tar.addfile(info, data)
-        else:
-            self.tar.addfile(info)
-
-    def add_file(self, root: str, rel: str, name: str) -> None:
-        self._add(os.path.join(root, rel), name)
-
-    def add_dir(self, root: str, rel: str) -> None:
-        """The directory's contents, named relative to it (its own entry as ".")."""
-        base = os.path.join(root, rel) if rel else root
-        if not self.root_written:
-            self._add(base, ".")
-            self.root_written = True
-        for dirpath, dirnames, filenames in os.walk(base):
-            dirnames.sort()
-            for name in sorted(dirnames + filenames):
-                path = os.path.join(dirpath, name)
-                arc = os.path.relpath(path, base)
-                st = os.lstat(path)
-                if stat.S_ISSOCK(st.st_mode):
-                    continue
-                self._add(path, arc)
-
-    def add_archive(self, path: str) -> None:
-        """ADD of a local archive: its entries, extracted at the destination."""
-        with open(path, "rb") as f:
-            self.hash.update(hashlib.sha256(f.read()).digest())
-        with tarfile.open(path, mode="r:*") as src:
-            for m in src:
-                if m.isdev():
-                    continue
-                m.uname = m.gname = ""
-                self.tar.addfile(m, src.extractfile(m) if m.isreg() else None)
-
-    def close(self) -> str:
-        self.tar.close()
-        return self.hash.hexdigest()
-
-
-class _Hashing:
-    def __init__(self, f: IO[bytes], hasher: hashlib._Hash) -> None:
-        self.f = f
-        self.hasher = hasher
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.f.read(size)
-        self.hasher.update(data)
-        return data
-
-
-def is_archive(path: str) -> bool:
+def is_archive(tree: Tree, rel: str) -> bool:
     """A local file ADD extracts: a tar, plain or gzip/bzip2/xz compressed."""
-    if not os.path.isfile(path):
+    entry = tree.get(rel)
+    if entry is None or entry.kind != FILE:
         return False
     try:
-        with tarfile.open(path, mode="r:*") as tar:
+        with tree.open(entry) as f, tarfile.open(fileobj=f, mode="r:*") as tar:
             tar.next()
         return True
     except (tarfile.TarError, OSError, EOFError):
         return False
 
+
+@dataclass
+class _Item:
+    arc: str  # the name in the layer's tar, relative to the destination
+    entry: Entry
+    archive: bool = False  # ADD of a local archive: its entries, extracted
+
+
+class Sources:
+    """What one COPY/ADD copies out of a tree, named relative to the destination: its
+    cache digest is computed from the tree's index (no byte read again, nothing written),
+    and the layer's tar is written only when the cache misses."""
+
+    def __init__(self, tree: Tree) -> None:
+        self.tree = tree
+        self.items: list[_Item] = []
+        self._root_written = False
+
+    def add_file(self, rel: str, name: str) -> None:
+        entry = self.tree.get(rel)
+        assert entry is not None
+        self.items.append(_Item(name, entry))
+
+    def add_dir(self, rel: str) -> None:
+        """The directory's contents, named relative to it (its own entry as ".")."""
+        top = self.tree.get(rel)
+        assert top is not None
+        if not self._root_written:
+            self.items.append(_Item(".", top))
+            self._root_written = True
+        self.items.extend(_Item(arc, entry) for arc, entry in self.tree.walk(rel))
+
+    def add_archive(self, rel: str) -> None:
+        entry = self.tree.get(rel)
+        assert entry is not None
+        self.items.append(_Item(posixpath.basename(rel), entry, archive=True))
+
+    def _headers(self) -> Iterator[tuple[_Item, str, str]]:
+        """Each item with its tar type and link name: a file met again under another
+        name (a hardlink) is a link to its first name, as tarfile writes it."""
+        first: dict[int, str] = {}
+        for item in self.items:
+            entry = item.entry
+            if item.archive:
+                yield item, "", ""
+            elif entry.kind == FILE and entry.nlink > 1 and id(entry) in first \
+                    and first[id(entry)] != item.arc:
+                yield item, tarfile.LNKTYPE.decode(), first[id(entry)]
+            else:
+                if entry.kind == FILE and entry.nlink > 1:
+                    first.setdefault(id(entry), item.arc)
+                kind = {FILE: tarfile.REGTYPE, DIR: tarfile.DIRTYPE,
+                        SYMLINK: tarfile.SYMTYPE}[entry.kind].decode()
+                yield item, kind, entry.linkname
+
+    def digest(self) -> str:
+        """What Docker's cache counts of the sources: names, types, modes, owners (as the
+        context has them), link targets, sizes and bytes (as sha256); not mtimes, which
+        the classic builder leaves out of its checksums."""
+        hasher = hashlib.sha256()
+        for item, kind, link in self._headers():
+            entry = item.entry
+            if item.archive:
+                hasher.update(f"archive\0{self.tree.digest(entry)}\0".encode())
+                continue
+            size = entry.size if kind == tarfile.REGTYPE.decode() else 0
+            content = self.tree.digest(entry) if size else ""
+            hasher.update(f"{item.arc}\0{kind}\0{entry.mode:o}\0{entry.uid}:{entry.gid}\0"
+                          f"{link}\0{size}\0{content}\0".encode())
+        return hasher.hexdigest()
+
+    def write(self, out: IO[bytes]) -> None:
+        """The layer's tar: owner 0:0 (context files belong to root unless --chown),
+        modes and mtimes as the sources have them."""
+        with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            for item, kind, link in self._headers():
+                entry = item.entry
+                if item.archive:
+                    self._extract(tar, entry)
+                    continue
+                info = tarfile.TarInfo(item.arc)
+                info.type, info.linkname = kind.encode(), link
+                info.mode, info.mtime = entry.mode, entry.mtime
+                info.uid = info.gid = 0
+                if info.type == tarfile.REGTYPE:
+                    info.size = entry.size
+                    with self.tree.open(entry) as data:
+                        tar.addfile(info, data)
+                else:
+                    tar.addfile(info)
+
+    def _extract(self, tar: tarfile.TarFile, entry: Entry) -> None:
+        """ADD of a local archive: its entries, extracted at the destination."""
+        with self.tree.open(entry) as f, tarfile.open(fileobj=f, mode="r:*") as src:
+            for m in src:
+                if m.isdev():
+                    continue
+                m.uname = m.gname = ""
+                tar.addfile(m, src.extractfile(m) if m.isreg() else None)

@@ -13,9 +13,12 @@ MAX_LINKS = 40
 
 
 def resolve(path: str, readlink: Callable[[list[str]], str | None],
-            follow_last: bool = True) -> list[str]:
+            follow_last: bool = True,
+            escaped: Callable[[], None] | None = None) -> list[str]:
     """The real components of ``path``; ``readlink(components)`` is the target of the
-    symlink those components name, or None when they name anything else (or nothing)."""
+    symlink those components name, or None when they name anything else (or nothing).
+    ``escaped``, when given, is called where the path would leave the root (``..`` at
+    it, an absolute link target) before it stops there: to refuse instead."""
     parts = [p for p in path.split("/") if p and p != "."]
     done: list[str] = []
     links = 0
@@ -24,6 +27,8 @@ def resolve(path: str, readlink: Callable[[list[str]], str | None],
         if name == "..":
             if done:
                 done.pop()
+            elif escaped is not None:
+                escaped()
             continue
         target = readlink([*done, name]) if parts or follow_last else None
         if target is None:
@@ -33,6 +38,8 @@ def resolve(path: str, readlink: Callable[[list[str]], str | None],
         if links > MAX_LINKS:
             raise InvalidArgument(f"too many levels of symbolic links in {path}")
         if target.startswith("/"):
+            if escaped is not None:
+                escaped()
             done = []
         parts = [p for p in target.split("/") if p and p != "."] + parts
     return done

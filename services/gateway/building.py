@@ -6,19 +6,17 @@ defaults, network and security as `muelle run`, so the gateway's own create/atta
 path is reused), every other step is the image store's (AddFiles, Commit, ReadFiles) —
 and orchestration is the gateway's job. The Dockerfile logic itself is a plain package
 (services/builder) behind a small Backend interface, so it is tested without a server
-and could move to its own component without change. The context is unpacked in a
-private directory under the gateway's state dir, straight from the request stream (no
-copy of the tar on disk), and removed by a thread once the call ends: the client's
-build is over when its image is, not when the context's files are unlinked.
+and could move to its own component without change. The context is indexed straight
+from the request stream (services/builder/tree.py): no file is made for it, its bytes
+are kept in memory (past a limit, in one unlinked file under the gateway's state dir)
+until the call ends, and read only by the COPY/ADD steps the cache misses.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import shutil
 import tempfile
-import threading
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -30,6 +28,7 @@ from muelle.types.v1 import types_pb2
 from services.builder import context as ctxmod
 from services.builder.build import Builder, Options, RunFailed
 from services.builder.cache import Cache
+from services.builder.tree import Blobs
 from services.core.logging import get_logger
 from vocab import platform as platforms
 from vocab.errors import InvalidArgument, MuelleError, NotFound
@@ -237,18 +236,16 @@ def build_image(engine: Engine, requests: Iterator[engine_pb2.BuildRequest],
     options = _options(first.options)
     state = _state(engine)
     (state / "builds").mkdir(parents=True, exist_ok=True, mode=0o700)
-    work = Path(tempfile.mkdtemp(prefix="build-", dir=state / "builds"))
+    blobs = Blobs(str(state / "builds"))
     log = get_logger(component="build")
     try:
-        root = work / "context"
-        root.mkdir()
-        ctxmod.unpack(io.BufferedReader(_ContextReader(requests)), str(root))
+        tree = ctxmod.index(io.BufferedReader(_ContextReader(requests)), blobs)
         for _ in requests:  # what follows the tar's end (padding): read, as before
             pass
-        dockerfile = ctxmod.read_dockerfile(str(root), options.dockerfile)
-        ctxmod.apply_dockerignore(str(root))
+        dockerfile = ctxmod.read_dockerfile(tree, options.dockerfile)
+        ctxmod.apply_dockerignore(tree)
         builder = Builder(GatewayBackend(engine, on_cancel), Cache(state / "build-cache.json"),
-                          str(root), dockerfile, options,
+                          tree, dockerfile, options,
                           cancelled=lambda: not is_active())
         steps = builder.build()
         try:
@@ -265,10 +262,7 @@ def build_image(engine: Engine, requests: Iterator[engine_pb2.BuildRequest],
         log.info("built", image=image_id, tags=list(options.tags))
         yield engine_pb2.BuildEvent(image_id=image_id)
     finally:
-        # Not a daemon: a gateway that stops waits for it; a crash leaves the dir (as
-        # before: a crash mid-build did too).
-        threading.Thread(target=shutil.rmtree, args=(work,), kwargs={"ignore_errors": True},
-                         name="build-cleanup").start()
+        blobs.close()
 
 
 class _ContextReader(io.RawIOBase):

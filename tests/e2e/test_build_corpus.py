@@ -10,8 +10,9 @@ Docker API."""
 
 from __future__ import annotations
 
+import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -54,4 +55,50 @@ def test_corpus_build_matches_dockers_classic_builder(case: str, engine: Engine,
         engine.cli("rm", "-f", names[0], check=False)
         engine.cli("rmi", ref, check=False)
         dockerd.docker("rm", "-f", names[1], check=False)
+        dockerd.docker("rmi", ref, check=False)
+
+
+def test_a_rebuild_uses_the_cache_where_dockers_classic_builder_does(
+        engine: Engine, base: str, dockerd: Dockerd, tmp_path: Path) -> None:
+    """After each kind of change, the same steps come from the cache on both sides: a copied
+    file's mtime alone keeps it (the classic builder's checksums leave mtimes out), its
+    mode or bytes do not; a file not copied, or one .dockerignore leaves out, keeps it.
+    (A copied file's owner counts too, but the docker CLI sends every file as 0:0, so that
+    is shown over muelle's index alone: tests/unit/builder/test_streamed_cache.py.)"""
+    ctx = tmp_path / "ctx"
+    (ctx / "app").mkdir(parents=True)
+    main = ctx / "app" / "main.py"
+    main.write_text("print('hi')\n")
+    (ctx / "app" / "cache.tmp").write_text("scratch\n")
+    (ctx / "notes.txt").write_text("not copied\n")
+    (ctx / ".dockerignore").write_text("app/*.tmp\n")
+    (ctx / "Dockerfile").write_text(f"FROM {base}\nCOPY app/ /app/\nRUN echo built\n")
+    ref = "corpus/cache:1"
+    changes: list[tuple[str, Callable[[], object]]] = [
+        ("nothing", lambda: None),
+        ("a copied file's mtime", lambda: os.utime(main, (1e9, 1e9))),
+        ("a file not copied", lambda: (ctx / "notes.txt").write_text("changed\n")),
+        ("an ignored file", lambda: (ctx / "app" / "cache.tmp").write_text("changed\n")),
+        ("a copied file's mode", lambda: main.chmod(0o600)),
+        ("a copied file's bytes", lambda: main.write_text("print('bye')\n")),
+    ]
+
+    def cached() -> tuple[int, int]:
+        argv = ("build", "-t", ref, str(ctx))
+        theirs = subprocess.run(dockerd.argv(*argv),
+                                env=dict(dockerd.env(), DOCKER_BUILDKIT="0"),
+                                capture_output=True, text=True, timeout=300)
+        ours = engine.cli(*argv, check=False, timeout=300)
+        return (oracle.completed(ours).count(" ---> Using cache"),
+                oracle.completed(theirs).count(" ---> Using cache"))
+
+    try:
+        cached()
+        for what, change in changes:
+            change()
+            ours, theirs = cached()
+            assert ours == theirs, f"after changing {what}: muelle {ours}, docker {theirs}"
+            assert ours == (0 if what.endswith(("mode", "bytes")) else 2), what
+    finally:
+        engine.cli("rmi", ref, check=False)
         dockerd.docker("rmi", ref, check=False)

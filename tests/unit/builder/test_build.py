@@ -404,3 +404,19 @@ def test_cache_ancestors_follow_parents_back_to_the_base(tmp_path: Path) -> None
     assert cache.ancestors({"old-final", "s1"}) == {"s2", "s1", "base"}
     assert cache.ancestors({"lone"}) == {"s9"}
     assert cache.ancestors(set()) == set()
+
+
+def test_cache_lookups_see_every_write(tmp_path: Path) -> None:
+    """Lookups reuse the parsed file until it changes: this process's writes, another
+    Cache object's on the same file, or the file replaced behind its back."""
+    import json
+
+    a, b = Cache(tmp_path / "cache.json"), Cache(tmp_path / "cache.json")
+    assert a.get("k") is None
+    a.put("k", "sha256:1")
+    assert b.get("k") == "sha256:1"
+    b.forget({"k"})
+    assert a.get("k") is None
+    (tmp_path / "other.json").write_text(json.dumps({"k": "sha256:2", "pad": "x" * 100}))
+    (tmp_path / "other.json").replace(tmp_path / "cache.json")
+    assert a.get("k") == "sha256:2" and b.items()["k"] == "sha256:2"

@@ -1,4 +1,4 @@
-"""The build context: unpacked safely but faithfully, trimmed by .dockerignore."""
+"""The build context: indexed safely but faithfully, trimmed by .dockerignore."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from services.builder.context import apply_dockerignore, read_dockerfile, unpack
+from services.builder.context import apply_dockerignore, index, read_dockerfile
+from services.builder.tree import FILE, SYMLINK, Tree
 from vocab.errors import InvalidArgument
 
 
@@ -30,58 +31,94 @@ def _file(name: str, mode: int = 0o644) -> tuple[tarfile.TarInfo, bytes]:
     return info, b"x"
 
 
+def _data(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.mode = 0o644
+    return info, data
+
+
+def _dir(name: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode = tarfile.DIRTYPE, 0o755
+    return info
+
+
 def _link(name: str, target: str) -> tuple[tarfile.TarInfo, None]:
     info = tarfile.TarInfo(name)
     info.type, info.linkname = tarfile.SYMTYPE, target
     return info, None
 
 
-def test_modes_and_outward_symlinks_are_kept(tmp_path: Path) -> None:
-    unpack(_tar([_file("suid", 0o4755), _file("group-write", 0o775),
-                 _link("out", "/etc/passwd")]), str(tmp_path))
-    assert os.stat(tmp_path / "suid").st_mode & 0o7777 == 0o4755
-    assert os.stat(tmp_path / "group-write").st_mode & 0o7777 == 0o775
-    assert os.readlink(tmp_path / "out") == "/etc/passwd"
+def test_modes_and_outward_symlinks_are_kept() -> None:
+    tree = index(_tar([_file("suid", 0o4755), _file("group-write", 0o775),
+                       _link("out", "/etc/passwd")]))
+    suid, group_write, out = (tree.get(n) for n in ("suid", "group-write", "out"))
+    assert suid is not None and suid.kind == FILE and suid.mode == 0o4755
+    assert group_write is not None and group_write.mode == 0o775
+    assert out is not None and out.kind == SYMLINK and out.linkname == "/etc/passwd"
 
 
-def test_nothing_lands_outside(tmp_path: Path) -> None:
-    root = tmp_path / "root"
-    root.mkdir()
+def test_nothing_lands_outside() -> None:
     with pytest.raises(InvalidArgument, match="refusing the build context"):
-        unpack(_tar([_link("etc", str(tmp_path)), _file("etc/planted")]), str(root))
-    assert not (tmp_path / "planted").exists()
+        index(_tar([_link("etc", "/tmp"), _file("etc/planted")]))
     with pytest.raises(InvalidArgument, match="refusing the build context"):
-        unpack(_tar([_file("../escaped")]), str(root))
-    assert not (tmp_path / "escaped").exists()
+        index(_tar([_link("up", "../.."), _file("up/planted")]))
+    with pytest.raises(InvalidArgument, match="refusing the build context"):
+        index(_tar([_file("../escaped")]))
     with pytest.raises(InvalidArgument, match="not a valid tar"):
-        unpack(io.BytesIO(b"junk" * 300), str(root))
+        index(io.BytesIO(b"junk" * 300))
 
 
-def test_dockerignore_keeps_the_dockerfile_readable(tmp_path: Path) -> None:
-    (tmp_path / "Dockerfile").write_text("FROM x\n")
-    (tmp_path / ".dockerignore").write_text("Dockerfile\n.dockerignore\nbuild\n!build/keep\n")
-    (tmp_path / "build").mkdir()
-    (tmp_path / "build" / "keep").write_text("k")
-    (tmp_path / "build" / "drop").write_text("d")
-    assert read_dockerfile(str(tmp_path), "Dockerfile") == "FROM x\n"
-    apply_dockerignore(str(tmp_path))
-    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
-        "build", "build/keep"]
+def test_a_member_under_an_inner_symlink_lands_at_its_target() -> None:
+    """As extraction writes through a symlink that stays inside the context."""
+    tree = index(_tar([(_dir("real"), None), _link("alias", "real"), _file("alias/f")]))
+    assert tree.get("real/f") is not None and tree.get("alias/f") is None
+
+
+def test_a_hardlink_is_one_file_under_two_names() -> None:
+    link = tarfile.TarInfo("b")
+    link.type, link.linkname = tarfile.LNKTYPE, "a"
+    tree = index(_tar([_file("a"), (link, None)]))
+    assert tree.get("a") is tree.get("b")
+    with pytest.raises(InvalidArgument, match="hard link target"):
+        index(_tar([(link, None)]))
+
+
+def test_dockerignore_keeps_the_dockerfile_readable() -> None:
+    ignore = b"Dockerfile\n.dockerignore\nbuild\n!build/keep\ngone\n"
+    tree = index(_tar([_data("Dockerfile", b"FROM x\n"), _data(".dockerignore", ignore),
+                       (_dir("build"), None), _file("build/keep"), _file("build/drop"),
+                       (_dir("gone"), None), _file("gone/x")]))
+    assert read_dockerfile(tree, "Dockerfile") == "FROM x\n"
+    apply_dockerignore(tree)
+    assert [arc for arc, _ in tree.walk("")] == ["build", "build/keep"]
     with pytest.raises(InvalidArgument, match="Cannot locate specified Dockerfile"):
-        read_dockerfile(str(tmp_path), "Dockerfile")
+        read_dockerfile(tree, "Dockerfile")
+
+
+def test_a_directory_tree_reads_the_same(tmp_path: Path) -> None:
+    """COPY --from and ADD of a URL read a scratch directory: the same index."""
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "f").write_text("x")
+    os.link(tmp_path / "d" / "f", tmp_path / "d" / "g")
+    os.symlink("d/f", tmp_path / "l")
+    tree = Tree.from_dir(str(tmp_path))
+    assert [arc for arc, _ in tree.walk("")] == ["d", "l", "d/f", "d/g"]
+    assert tree.get("d/f") is tree.get("d/g")
+    assert tree.scoped("l") == "d/f" and sorted(tree.glob("*/?")) == ["d/f", "d/g"]
 
 
 @pytest.mark.parametrize("compress", ["gzip", "bz2", "lzma"])
-def test_compressed_contexts_are_unpacked(tmp_path: Path, compress: str) -> None:
+def test_compressed_contexts_are_indexed(compress: str) -> None:
     """dockerd takes a context tar gzip, bzip2 or xz compressed (docker-py's gzip=True,
     any client's own compression)."""
     import importlib
 
     raw = _tar([_file("Dockerfile")]).getvalue()
-    unpack(io.BytesIO(importlib.import_module(compress).compress(raw)), str(tmp_path))
-    assert (tmp_path / "Dockerfile").read_bytes() == b"x"
+    tree = index(io.BytesIO(importlib.import_module(compress).compress(raw)))
+    assert read_dockerfile(tree, "Dockerfile") == "x"
 
 
-def test_a_context_that_is_no_tar_is_refused(tmp_path: Path) -> None:
+def test_a_context_that_is_no_tar_is_refused() -> None:
     with pytest.raises(InvalidArgument, match="not a valid tar"):
-        unpack(io.BytesIO(b"FROM scratch\n" * 100), str(tmp_path))
+        index(io.BytesIO(b"FROM scratch\n" * 100))

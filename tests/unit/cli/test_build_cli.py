@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 from pathlib import Path
 
@@ -64,6 +65,22 @@ def test_build_leaves_out_what_dockerignore_ignores(gateway, tmp_path: Path) -> 
         names = sorted(n for n in tar.getnames() if n != ".")
     assert names == [".dockerignore", "Dockerfile", "app.txt", "deep", "deep/x", "deep/x/y",
                      "deep/x/y/ok.txt", "docs/keep.md", "keep.log"]
+
+
+def test_build_sends_mtimes_in_whole_seconds(gateway, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """As the docker CLI (its archive truncates them): the COPY'd files' mtimes, and a
+    plain header per file (no PAX block for a fraction of a second)."""
+    fake, host = gateway
+    (tmp_path / "Dockerfile").write_text("FROM busybox\n")
+    (tmp_path / "a.txt").write_text("a")
+    os.utime(tmp_path / "a.txt", (1_700_000_000.75, 1_700_000_000.75))
+    code, _, err = cli(host, "build", "-q", str(tmp_path))
+    assert (code, err) == (0, "")
+    _, data = fake.calls[-1][1]
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        members = {m.name: m for m in tar}
+    assert members["a.txt"].mtime == 1_700_000_000
+    assert all(m.pax_headers == {} for m in members.values())
 
 
 def test_builder_prune_prints_what_docker_prints(gateway) -> None:  # type: ignore[no-untyped-def]

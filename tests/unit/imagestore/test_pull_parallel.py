@@ -17,7 +17,7 @@ from muelle.types.v1 import types_pb2
 
 from services.imagestore.store import ImageStore
 from tests.support.images import Entry, Layer, build_layout
-from tests.unit.imagestore.fakes import LayoutRegistry
+from tests.unit.imagestore.fakes import LayoutRegistry, layout_manifest
 from vocab import digest as digestmod
 
 REF = "127.0.0.1:5000/demo/busybox:1"
@@ -38,21 +38,15 @@ def layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def registry(layout: Path) -> LayoutRegistry:
-    return LayoutRegistry(layout)
+def pulling(tmp_path: Path, layout: Path) -> Iterator[tuple[ImageStore, LayoutRegistry]]:
+    """A store pulling from ``layout``, and the fake registry that serves it."""
+    registry = LayoutRegistry(layout)
+    store = ImageStore(tmp_path / "root", registry)
+    yield store, registry
+    store.close()
 
 
-@pytest.fixture
-def store(tmp_path: Path, registry: LayoutRegistry) -> Iterator[ImageStore]:
-    s = ImageStore(tmp_path / "root", registry)
-    yield s
-    s.close()
-
-
-def _manifest(layout: Path) -> dict:  # type: ignore[type-arg]
-    index = json.loads((layout / "index.json").read_text())
-    digest = index["manifests"][0]["digest"].removeprefix("sha256:")
-    return json.loads((layout / "blobs/sha256" / digest).read_text())  # type: ignore[no-any-return]
+_manifest = layout_manifest
 
 
 def _chains(layout: Path) -> list[str]:
@@ -70,7 +64,8 @@ def _wait(condition: object, what: str) -> None:
 
 
 def test_upper_layers_unpack_while_a_lower_one_downloads(
-        store: ImageStore, registry: LayoutRegistry, layout: Path, tmp_path: Path) -> None:
+        pulling: tuple[ImageStore, LayoutRegistry], layout: Path, tmp_path: Path) -> None:
+    store, registry = pulling
     first = _manifest(layout)["layers"][0]
     release = threading.Event()
     registry.hold[first["digest"]] = (first["size"] // 2, release)
@@ -107,7 +102,8 @@ def test_upper_layers_unpack_while_a_lower_one_downloads(
 
 
 def test_a_failed_lower_layer_leaves_no_image_and_no_half_layer(
-        store: ImageStore, registry: LayoutRegistry, layout: Path, tmp_path: Path) -> None:
+        pulling: tuple[ImageStore, LayoutRegistry], layout: Path, tmp_path: Path) -> None:
+    store, registry = pulling
     # The base layer's bytes are corrupt: the pull fails; layers above that were unpacked
     # meanwhile may stay as snapshots (verified, reusable), but nothing half-made and no
     # image record.

@@ -195,7 +195,7 @@ class ContentStore:
         actual = f"{digest.split(':', 1)[0]}:{hasher.hexdigest()}"
         if actual != digest:
             partial.unlink(missing_ok=True)
-            raise DataLoss(f"blob {digest}: content has digest {actual}")
+            raise DataLoss(f"digest mismatch for {digest}: got {actual}")
 
     # -- removing ------------------------------------------------------------------------
 

@@ -1,8 +1,9 @@
 """Reading a layer while it downloads, so its unpack overlaps its own download.
 
 Docker extracts a layer only once it is complete (moby#21814); for an image of one big
-layer that puts the whole download before the whole unpack. The pull instead unpacks the
-next layer in order from its partial ingest file as the download appends to it: a reader
+layer that puts the whole download before the whole unpack. The pull instead unpacks
+layers (up to three at a time, pull.py) from their partial ingest files as the downloads
+append to them: a reader
 at the end of the file waits for more. The unpack verifies the layer's diff ID itself, and
 the compressed digest is checked when the download ends, before the reader sees its EOF.
 

@@ -1,6 +1,10 @@
 """Pull orchestration: resolve through the registry service, fetch config and layers
-(3 downloads at a time), apply layers in order as they arrive, record the image last. The
-next layer in order is unpacked while it still downloads (follow.py).
+(3 downloads at a time), unpack layers as they arrive, record the image last. Up to three
+layers are unpacked at once, each while it still downloads (follow.py) or from its blob
+when its download ended first, lowest first and not only the next in order: a snapshot may
+be committed before the ones below it, and a hardlink to a lower layer's file waits until
+those are committed (unpack's ``lowers_ready``). A layer whose streamed unpack failed is
+unpacked again from its complete blob, in order. Progress is reported in layer order.
 
 Progress events follow `docker pull`: "<tag>: Pulling from <repo>", per layer "Pulling fs
 layer" / "Downloading" (a few updates) / "Verifying Checksum" / "Download complete" /
@@ -17,6 +21,7 @@ from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from muelle.types.v1 import types_pb2
 
@@ -24,7 +29,7 @@ from services.core.cancel import Cancel
 from services.core.config import ImageStoreConfig
 from services.core.logging import get_logger
 from services.imagestore.content import ContentStore
-from services.imagestore.follow import FollowReader, Growing
+from services.imagestore.follow import WAIT, FollowReader, Growing, StreamAborted
 from services.imagestore.leases import Lease
 from services.imagestore.manifest import parse_config, parse_manifest, verify
 from services.imagestore.metadata import ImageRecord, Metadata
@@ -194,8 +199,11 @@ class Puller:
         ready = [False] * n
         growing: dict[int, Growing] = {}
         streamed: set[int] = set()  # tried already: a second try waits for the blob
-        streaming = -1  # the layer being unpacked from its download, if any
+        streaming: set[int] = set()  # layers being unpacked from their downloads
         unpacked: set[int] = set()  # streamed layers done, reported once downloaded too
+        # Set once a layer's snapshot is there: a layer unpacking above it waits for its
+        # lowers only when it meets a hardlink to one of their files.
+        committed = [threading.Event() for _ in range(n)]
         events: queue.Queue[_Event] = queue.Queue()
         cancelled = threading.Event()
         cancel.on_set(cancelled.set)
@@ -208,6 +216,7 @@ class Puller:
             for i, desc in enumerate(layers):
                 if self.snapshots.exists(chain_ids[i]):
                     ready[i] = True
+                    committed[i].set()
                     yield layer_event(desc.digest, "Already exists")
                 elif self.content.has(desc.digest, desc.size):
                     ready[i] = True
@@ -226,28 +235,40 @@ class Puller:
                     yield layer_event(layers[applied].digest, "Pull complete")
                     applied += 1
                     continue
-                while applied < n and ready[applied] and applied != streaming:
+                while applied < n and ready[applied] and applied not in streaming:
+                    if applied in unpacked:
+                        break  # streamed: reported at the top of the loop
                     if not self.snapshots.exists(chain_ids[applied]):
                         yield from self._apply(layers[applied], diff_ids[applied],
                                                chain_ids[: applied + 1])
                         work = True
+                    committed[applied].set()
                     applied += 1
                 if applied == n:
                     break
-                if applied in growing and applied not in streamed:
-                    streamed.add(applied)
-                    streaming = applied
+                if applied in unpacked and ready[applied]:
+                    continue
+                # Every layer still downloading is unpacked from its download, a few at a
+                # time, lowest first; not only the next in order (which left the layers
+                # that finished meanwhile to be unpacked one by one after the last byte).
+                for i in sorted(growing):
+                    if len(streaming) >= CONCURRENT_DOWNLOADS:
+                        break
+                    if i < applied or i in streamed:
+                        continue
+                    streamed.add(i)
+                    streaming.add(i)
                     threading.Thread(
-                        target=self._unpack_streaming, name=f"unpack-{applied}",
-                        args=(applied, layers[applied], diff_ids[applied],
-                              chain_ids[: applied + 1], growing[applied], cancelled, events),
+                        target=self._unpack_streaming, name=f"unpack-{i}",
+                        args=(i, layers[i], diff_ids[i], chain_ids[: i + 1], growing[i],
+                              cancelled, events, committed[:i], committed[i]),
                         daemon=True).start()
                 ev = events.get()
                 if ev.kind == "cancelled":
                     raise Cancelled("pull cancelled")
                 digest = layers[ev.index].digest
                 if ev.kind == "unpacked":
-                    streaming = -1
+                    streaming.discard(ev.index)
                     if ev.current:  # else: unpacked from the blob once it is complete
                         unpacked.add(ev.index)
                 elif ev.kind == "progress":
@@ -291,22 +312,40 @@ class Puller:
 
     def _unpack_streaming(self, index: int, desc: types_pb2.Descriptor, diff_id: str,
                           chains: list[str], growing: Growing, cancelled: threading.Event,
-                          events: queue.Queue[_Event]) -> None:
+                          events: queue.Queue[_Event], below: list[threading.Event],
+                          done: threading.Event) -> None:
         """On its own thread: unpack a layer from its partial download as it grows, while
-        the pull goes on reporting downloads. Reports "unpacked", current 0 if it could not
-        (the pull then unpacks the complete blob: a real fault shows there)."""
+        the pull goes on reporting downloads and unpacking other layers. ``below`` are set
+        as the lower layers' snapshots are committed: only a hardlink to a file of theirs
+        waits for them. Reports "unpacked", current 0 if it could not (the pull then
+        unpacks the complete blob in order: a real fault shows there)."""
         lowers = self.snapshots.lowers(chains[:-1])
 
+        def lowers_ready() -> None:
+            for event in below:
+                while not event.wait(WAIT):
+                    if cancelled.is_set():
+                        raise StreamAborted("pull cancelled")
+
         def apply(dest: Path) -> int:
-            with FollowReader(self.content.partial_path(desc.digest), growing,
-                              cancelled) as blob:
-                return unpack(blob, dest, diff_id, lowers)  # type: ignore[arg-type]
+            blob: BinaryIO
+            try:
+                blob = FollowReader(self.content.partial_path(desc.digest), growing,
+                                    cancelled)  # type: ignore[assignment]
+            except StreamAborted:
+                if not growing.ended or growing.failed:
+                    raise
+                # Downloaded (and verified) before this thread began: read the blob.
+                blob = self.content.open(desc.digest)
+            with blob:
+                return unpack(blob, dest, diff_id, lowers, lowers_ready)
 
         ok = 0
         try:
             size = self.snapshots.create(chains[-1], chains[:-1], apply)
             if size is not None:
                 self.metadata.put_snapshot(chains[-1], size)
+            done.set()  # before the event: layers above may go on at once
             ok = 1
         except Exception as exc:  # noqa: BLE001 - any failure: the complete blob decides
             get_logger(layer=desc.digest).info("streamed unpack given up", reason=str(exc))

@@ -26,6 +26,7 @@ from muelle.types.v1 import types_pb2
 
 from services.core.logging import get_logger
 from services.imagestore.locks import KeyedLocks
+from services.imagestore.topdir import spread_children
 from vocab import digest as digestmod
 from vocab.errors import AlreadyExists, InvalidArgument, NotFound
 
@@ -47,6 +48,9 @@ class Snapshots:
         self.containers = root / "containers"
         self.snapshots.mkdir(parents=True, exist_ok=True)
         self.containers.mkdir(parents=True, exist_ok=True)
+        # Each layer in its own inode group: fast file creation right after a removal
+        # on an ext4 without a journal (topdir.py).
+        spread_children(self.snapshots)
         self._locks = KeyedLocks()
         self._clean_leftovers()
 

@@ -173,12 +173,15 @@ def _read_decoded(inner: Readable, size: int) -> bytes:
         raise
 
 
-def unpack(blob: BinaryIO, dest: Path, diff_id: str, lowers: Sequence[Path] = ()) -> int:
+def unpack(blob: BinaryIO, dest: Path, diff_id: str, lowers: Sequence[Path] = (),
+           lowers_ready: Callable[[], None] | None = None) -> int:
     """Apply the layer in ``blob`` onto the empty directory ``dest``; returns the layer's
     size (bytes of regular files). ``lowers`` are the parent snapshots, top first (only
-    used to copy up hardlink targets that live in a lower layer)."""
+    used to copy up hardlink targets that live in a lower layer). ``lowers_ready``, when
+    given, is called before the lowers are first looked into and returns once they are all
+    committed (a pull unpacks a layer while the ones below it may still be unpacking)."""
     digestmod.validate(diff_id)
-    applier = _Applier(dest, lowers)
+    applier = _Applier(dest, lowers, lowers_ready)
     try:
         reader = _DecodeAhead(decompress(blob), diff_id)
     except BaseException:
@@ -308,9 +311,11 @@ class _Writers:
 
 
 class _Applier:
-    def __init__(self, dest: Path, lowers: Sequence[Path]) -> None:
+    def __init__(self, dest: Path, lowers: Sequence[Path],
+                 lowers_ready: Callable[[], None] | None = None) -> None:
         self.root = os.path.realpath(dest)
         self.lowers = [os.path.realpath(p) for p in lowers]
+        self._lowers_ready = lowers_ready
         self.dirs: list[tuple[str, tarfile.TarInfo]] = []
         self.size = 0
         # Resolved parent dirs by cleaned name: most entries share their parent with the
@@ -483,6 +488,11 @@ class _Applier:
             raise InvalidArgument(f"layer entry {m.name!r}: hardlink to the root")
         t_parent, t_base = posixpath.split(target)
         for i, root in enumerate([self.root, *self.lowers]):
+            if i == 1 and self._lowers_ready is not None:
+                # Not in this layer: the lowers decide, so they must all be there (one
+                # missing would let a deeper layer's file stand for a replaced one).
+                self._lowers_ready()
+                self._lowers_ready = None
             parent = resolve_dir(root, t_parent, create=False)
             if parent is None:
                 continue

@@ -94,7 +94,10 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
         desc = descriptor_from_pb(request.descriptor)
         resolver = self._for_call(request.credentials, request.repository)
         # Arguments are checked here, before any byte moves (the stream is lazy).
-        chunks = resolver.fetch_blob(request.repository, desc, request.offset)
+        # A caller that hashes anyway is spared our hash, unless the shared cache keeps
+        # the bytes: only verified blobs enter it (cache.py counts on this hash).
+        verify = not request.caller_verifies or self._cache is not None
+        chunks = resolver.fetch_blob(request.repository, desc, request.offset, verify=verify)
         if self._cache is not None:
             direct = chunks
 

@@ -2,10 +2,13 @@
 
 Images: ~200 MB of incompressible data in 5 layers (always), and a Debian minbase rootfs
 built with debootstrap (only with MUELLE_BENCH_DEBOOTSTRAP=1: it needs the Debian mirror
-and a few minutes the first time; the tree is cached). ``random-slow-link`` pulls the
-random image through a proxy that caps each connection at MUELLE_BENCH_LINK_MIBS MiB/s
-(default 8; tests/support/counting_proxy.py), like a registry far away: what muelle's parallel
-Range requests for one large layer are for (registry/ranges.py). Every round is cold: muelle pulls
+and a few minutes the first time; the tree is cached). MUELLE_BENCH_DOCKER_TOPDIR=1 gives
+dockerd's overlay2 dir the top-directory flag muelle's snapshots have (imagestore/topdir.py),
+for the ratio without a journal-less ext4's slow inode creation after a removal.
+``random-slow-link`` pulls the random image through a proxy that caps each connection at
+MUELLE_BENCH_LINK_MIBS MiB/s (default 8; tests/support/counting_proxy.py), like a registry
+far away: what muelle's parallel Range requests for one large layer are for
+(registry/ranges.py). Every round is cold: muelle pulls
 into a fresh engine (started and removed outside the timing), docker removes the image
 after each pull (dockerd 20.10 keeps no blob cache), skopeo copies into a fresh directory.
 skopeo only stores the blobs while the engines also unpack them: it is the floor for
@@ -22,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from services.imagestore.topdir import spread_children
 from tests.bench import images
 from tests.bench.harness import Contender, Settings, emit, run_rounds, timed
 from tests.bench.sides import ENGINE_MODULES, MARKS, muelle_missing, require, run_quiet
@@ -98,6 +102,12 @@ def test_cold_pull(kind: str, settings: Settings, registry: LocalRegistry,
                                                     fresh.teardown)))
     if settings.wants("docker"):
         dockerd = request.getfixturevalue("dockerd")
+        if os.environ.get("MUELLE_BENCH_DOCKER_TOPDIR") == "1":
+            # Docker's layer dirs spread over inode groups as muelle's snapshots are
+            # (imagestore/topdir.py), to see the ratio without the journal-less ext4's
+            # penalty for creating inodes right after a removal.
+            overlay = Path(dockerd.data_root) / "overlay2"
+            meta["docker_overlay2_topdir"] = overlay.is_dir() and spread_children(overlay)
         pull_argv, env = dockerd.argv("pull", "-q", ref), dockerd.env()
         rmi_argv = dockerd.argv("rmi", ref)
         contenders.append(Contender("docker", timed(

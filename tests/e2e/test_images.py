@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
 
 from tests.support.engine import Engine
 from tests.support.fake_registry import FakeRegistry
+from tests.support.images import Entry, Layer, build_layout
 from tests.support.registry import free_port
 
 pytestmark = pytest.mark.root
@@ -78,6 +80,30 @@ def test_digest_mismatch_from_upstream_stores_nothing(engine: Engine,
         err = _fails_cleanly(engine, "pull", f"{fake.host}/demo/busybox:1", expect="digest")
     assert "sha256:" in err
 
+
+
+def test_a_large_corrupt_layer_is_refused_by_the_image_store(engine: Engine,
+                                                             tmp_path: Path) -> None:
+    # Past registry_client.SPARE_HASH_FROM the registry service passes the bytes on
+    # unhashed (FetchBlob caller_verifies): the image store's own check refuses them,
+    # commits no blob and keeps no partial of wrong bytes.
+    layout = tmp_path / "big"
+    data = random.Random("corrupt-layer").randbytes(6 << 20)  # incompressible: > 4 MiB
+    build_layout(layout, [Layer([Entry("data", data=data)])], tag="1")
+    with FakeRegistry(layout, corrupt_blobs=True) as fake:
+        err = _fails_cleanly(engine, "pull", f"{fake.host}/demo/busybox:1",
+                             expect="digest mismatch")
+    store = engine.root / "imagestore"
+    layer = json.loads(_manifest_of(layout))["layers"][0]["digest"]
+    assert layer in err
+    assert not (store / "blobs" / "sha256" / layer.split(":")[1]).exists()
+    assert not (store / "ingest" / f"{layer.replace(':', '-')}.partial").exists()
+
+
+def _manifest_of(layout: Path) -> bytes:
+    index = json.loads((layout / "index.json").read_text())
+    return (layout / "blobs" / "sha256" / index["manifests"][0]["digest"].split(":")[1]
+            ).read_bytes()
 
 def test_garbage_manifest_is_refused(engine: Engine, busybox_layout: Path) -> None:
     with FakeRegistry(busybox_layout, garbage_manifest=True) as fake:

@@ -28,6 +28,13 @@ def second_layer() -> Layer:
     ])
 
 
+def layout_manifest(layout: Path) -> dict:  # type: ignore[type-arg]
+    """The image manifest of an OCI layout's first index entry."""
+    index = json.loads((layout / "index.json").read_text())
+    digest = index["manifests"][0]["digest"].removeprefix("sha256:")
+    return json.loads((layout / "blobs/sha256" / digest).read_text())  # type: ignore[no-any-return]
+
+
 def build_two_layer(layout: Path, tag: str = "1") -> str:
     return build_layout(layout, [busybox_layer([Entry("home/old", data=b"old\n")]),
                                  second_layer()], tag=tag,

@@ -18,7 +18,7 @@ from muelle.types.v1 import types_pb2
 from services.imagestore.server import encode_image
 from services.imagestore.store import ImageStore
 from tests.support.images import Entry, Layer, build_layout
-from tests.unit.imagestore.fakes import LayoutRegistry, build_two_layer
+from tests.unit.imagestore.fakes import LayoutRegistry, build_two_layer, layout_manifest
 from vocab.errors import (
     AlreadyExists,
     DataLoss,
@@ -54,10 +54,7 @@ def events(store: ImageStore, ref: str = REF) -> list[types_pb2.PullProgress]:
     return list(store.pull(ref))
 
 
-def manifest(layout: Path) -> dict:  # type: ignore[type-arg]
-    index = json.loads((layout / "index.json").read_text())
-    digest = index["manifests"][0]["digest"].removeprefix("sha256:")
-    return json.loads((layout / "blobs/sha256" / digest).read_text())  # type: ignore[no-any-return]
+manifest = layout_manifest
 
 
 def test_pull_progress_like_docker(store: ImageStore, layout: Path) -> None:

@@ -144,6 +144,26 @@ def test_fetch_blob_digest_mismatch_withholds_last_chunk(up: Upstream,
     assert len(got) < len(LAYER)
 
 
+def test_fetch_blob_unverified_leaves_the_digest_to_the_caller(up: Upstream,
+                                                               resolver: Resolver) -> None:
+    # The image store hashes every blob as it writes it: the registry service does not
+    # hash again, and the bytes go on as they come, the last chunk included.
+    corrupt = bytearray(LAYER)
+    corrupt[-1] ^= 0xFF
+    up.blobs[sha(LAYER)] = bytes(corrupt)
+    chunks = list(resolver.fetch_blob(REPO, layer_desc(), verify=False))
+    assert b"".join(chunks) == bytes(corrupt)
+    assert [len(c) for c in chunks] == [4096, 4096, len(LAYER) - 8192]
+
+
+@pytest.mark.parametrize("served", [LAYER[:-10], LAYER + b"extra"])
+def test_fetch_blob_unverified_still_checks_the_size(up: Upstream, resolver: Resolver,
+                                                     served: bytes) -> None:
+    up.blobs[sha(LAYER)] = served
+    with pytest.raises(DataLoss, match="size mismatch"):
+        list(resolver.fetch_blob(REPO, layer_desc(), verify=False))
+
+
 @pytest.mark.parametrize("served", [LAYER[:-10], LAYER + b"extra"])
 def test_fetch_blob_size_mismatch(up: Upstream, resolver: Resolver, served: bytes) -> None:
     up.blobs[sha(LAYER)] = served

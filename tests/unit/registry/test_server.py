@@ -13,6 +13,7 @@ from muelle.types.v1 import types_pb2
 
 from services.core.client import connect
 from services.core.server import ErrorInterceptor
+from services.registry.cache import BlobCache
 from services.registry.descriptors import Descriptor, Platform
 from services.registry.resolver import Resolver
 from services.registry.server import RegistryServicer, descriptor_from_pb, descriptor_to_pb
@@ -81,3 +82,39 @@ def test_errors_carry_their_kind(stub: registry_pb2_grpc.RegistryStub,
     with pytest.raises(InvalidArgument):
         list(stub.FetchBlob(registry_pb2.FetchBlobRequest(
             repository=f"{HOST}/demo/app", descriptor=types_pb2.Descriptor(digest="x"))))
+
+
+def test_a_caller_that_verifies_gets_the_bytes_unhashed(
+        stub: registry_pb2_grpc.RegistryStub, upstream: Upstream) -> None:
+    # The image store checks the digest as it writes (content.ingest): refused there.
+    upstream.blobs[sha(LAYER)] = LAYER[::-1]
+    desc = types_pb2.Descriptor(digest=sha(LAYER), size=len(LAYER))
+    got = b"".join(c.data for c in stub.FetchBlob(registry_pb2.FetchBlobRequest(
+        repository=f"{HOST}/demo/app", descriptor=desc, caller_verifies=True)))
+    assert got == LAYER[::-1]
+
+
+def test_the_shared_cache_takes_only_verified_blobs(tmp_path: Path,
+                                                    upstream: Upstream) -> None:
+    # With the cache on, bytes are kept for other callers: hashed here whatever the
+    # caller says it does.
+    resolver = Resolver(transport=upstream.transport(), sleep=lambda _: None)
+    cache = BlobCache(tmp_path / "cache", 10 << 20)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2),
+                         interceptors=[ErrorInterceptor()])
+    registry_pb2_grpc.add_RegistryServicer_to_server(
+        RegistryServicer(resolver, cache=cache), server)
+    server.add_insecure_port(f"unix:{tmp_path}/c.sock")
+    server.start()
+    try:
+        stub = connect(f"unix://{tmp_path}/c.sock", registry_pb2_grpc.RegistryStub,
+                       "registry")
+        upstream.blobs[sha(LAYER)] = LAYER[::-1]
+        desc = types_pb2.Descriptor(digest=sha(LAYER), size=len(LAYER))
+        with pytest.raises(DataLoss, match="digest mismatch"):
+            list(stub.FetchBlob(registry_pb2.FetchBlobRequest(
+                repository=f"{HOST}/demo/app", descriptor=desc, caller_verifies=True)))
+        assert not cache.path(sha(LAYER)).exists()
+    finally:
+        server.stop(None).wait()
+        resolver.close()

@@ -344,6 +344,33 @@ static char *__attribute__((format(printf, 2, 3))) pathf(char *out, const char *
     return out;
 }
 
+/* The end of any JSON value, or NULL (depth-bounded). */
+static const char *skip_value(const char *p, int depth) {
+    p = skip_ws(p);
+    if (*p == '"') return json_string(p);
+    if (*p == '{' || *p == '[') {
+        char close = *p == '{' ? '}' : ']';
+        if (depth > 64) return NULL;
+        p = skip_ws(p + 1);
+        if (*p == close) return p + 1;
+        for (;;) {
+            if (close == '}') {
+                if (!(p = json_string(skip_ws(p)))) return NULL;
+                p = skip_ws(p);
+                if (*p++ != ':') return NULL;
+            }
+            if (!(p = skip_value(p, depth + 1))) return NULL;
+            p = skip_ws(p);
+            if (*p == close) return p + 1;
+            if (*p++ != ',') return NULL;
+        }
+    }
+    for (const char *lit = "true\0false\0null\0"; *lit; lit += strlen(lit) + 1)
+        if (!strncmp(p, lit, strlen(lit))) return p + strlen(lit);
+    size_t n = strspn(p, "+-0123456789.eE");
+    return n ? p + n : NULL;
+}
+
 static char *cpath(const char *name) {
     static char buf[4][PATH_MAX];
     static int next;
@@ -373,6 +400,55 @@ static char *slurp(const char *path) {
     close(fd);
     buf[n] = 0;
     return buf;
+}
+
+/* Whether the hooks create recorded (hooks.json: {"hooks": config.hooks, ...}) include
+   `kind` (poststart for start, poststop for delete: those run in Python). Only a file read
+   whole and found without them is "no"; anything else is handed to Python. */
+static int has_hooks(const char *kind) {
+    char *text = slurp(cpath("hooks.json"));
+    if (!text && errno == ENOENT) return 0;
+    if (!text) hand_over();
+    int found = 0;
+    const char *p = skip_ws(text), *end;
+    if (*p++ != '{') hand_over();
+    for (p = skip_ws(p); *p != '}';) {
+        const char *k = p;
+        if (!(end = json_string(p))) hand_over();
+        size_t kn = end - k;
+        p = skip_ws(end);
+        if (*p++ != ':') hand_over();
+        p = skip_ws(p);
+        if (KEY("hooks") && *p == '{') {  /* {kind: [hook...], ...} */
+            for (p = skip_ws(p + 1); *p != '}';) {
+                const char *h = p;
+                if (!(end = json_string(p))) hand_over();
+                p = skip_ws(end);
+                if (*p++ != ':') hand_over();
+                p = skip_ws(p);
+                size_t len = strlen(kind);
+                int mine = (size_t)(end - h) == len + 2 && !strncmp(h + 1, kind, len);
+                /* hooks.of: `hooks.get(kind) or []`: an empty list or null is none */
+                if (mine && strncmp(p, "null", 4) && !(*p == '[' && *skip_ws(p + 1) == ']'))
+                    found = 1;
+                if (!(p = skip_value(p, 1))) hand_over();
+                p = skip_ws(p);
+                if (*p == ',') p = skip_ws(p + 1);
+                else if (*p != '}') hand_over();
+            }
+            end = p + 1;
+        } else if (KEY("hooks") && strncmp(p, "null", 4)) {
+            hand_over();  /* not an object: Python says what it makes of it */
+        } else if (!(end = skip_value(p, 0))) {
+            hand_over();
+        }
+        p = skip_ws(end);
+        if (*p == ',') p = skip_ws(p + 1);
+        else if (*p != '}') hand_over();
+    }
+    if (*skip_ws(p + 1)) hand_over();
+    free(text);
+    return found;
 }
 
 /* store.load: ContainerNotFound without state.json; anything else odd goes to Python. */
@@ -475,7 +551,7 @@ static int readable(int fd, int ms) {
 
 /* start.py: release the init blocked on exec.fifo, return once it executed the program. */
 static int verb_start(void) {
-    if (exists(cpath("hooks.json"))) hand_over();  /* poststart hooks run in Python */
+    if (has_hooks("poststart")) hand_over();  /* hooks run in Python */
     struct state st;
     load(&st);
     const char *status = status_of(&st);
@@ -630,7 +706,7 @@ static int remove_entry(const char *path, const struct stat *sb, int flag, struc
 /* delete.py: remove what create made; --force kills a live init first. */
 static int verb_delete(int force) {
     /* poststop hooks, and the mounts of a container without a mount namespace, are Python's */
-    if (exists(cpath("hooks.json")) || exists(cpath("host-mounts.json"))) hand_over();
+    if (has_hooks("poststop") || exists(cpath("host-mounts.json"))) hand_over();
     struct state st;
     load(&st);
     const char *status = status_of(&st);

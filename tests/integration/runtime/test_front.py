@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.runtime.bundle import edit
-from tests.integration.runtime.conftest import CGROUP, MUELLE, PARENT, Runtime, _cgroup_dirs
+from tests.integration.runtime.conftest import MUELLE, PARENT, Runtime, _cgroup_dirs
 
 TIME = re.compile(r'time[=":\s]+"?[0-9T:.+-]+Z"?')
 HANDED_OVER = 3  # MUELLE_RUNTIME_FRONT=native: the front would have handed the call over
@@ -165,15 +165,28 @@ def _zombie(pid: int) -> bool:
 
 
 def test_hooks_go_to_python(muelle: Runtime, rootfs: Path, tmp_path: Path) -> None:
-    """poststart/poststop hooks run in Python: the front hands start and delete over."""
+    """poststart and poststop hooks run in Python: the front hands start (with poststart
+    hooks) and delete (with poststop hooks) over, and keeps the others (Docker gives every
+    container a prestart hook)."""
     out = tmp_path / "hook.out"
-    bundle = muelle.bundle("hooked", ["sleep", "60"], rootfs)
-    hook = {"path": "/bin/sh", "args": ["sh", "-c", f"echo $0 >> {out}"]}
-    edit(bundle, lambda cfg: cfg.update(hooks={"poststop": [hook]}))
-    code, err, _ = muelle.create("hooked", bundle)
-    assert code == 0, err
-    assert call(muelle, "native", "start", "hooked").returncode == HANDED_OVER
-    assert call(muelle, "native", "delete", "-f", "hooked").returncode == HANDED_OVER
-    assert call(muelle, "", "delete", "-f", "hooked").returncode == 0
-    assert out.read_text() == "sh\n"
-    assert CGROUP.exists()
+
+    def hook(name: str) -> dict[str, object]:
+        return {"path": "/bin/sh", "args": ["sh", "-c", f"echo $0 >> {out}", name]}
+
+    cases = (("pre", {"prestart": [hook("prestart-pre")], "poststop": []}, 0, 0),
+             ("both", {"poststart": [hook("poststart-both")],
+                       "poststop": [hook("poststop-both")]}, HANDED_OVER, HANDED_OVER),
+             ("stop", {"poststart": [], "poststop": [hook("poststop-stop")]}, 0, HANDED_OVER))
+    for cid, hooks, start, delete in cases:
+        bundle = muelle.bundle(cid, ["sleep", "60"], rootfs)
+        edit(bundle, lambda cfg, hooks=hooks: cfg.update(hooks=hooks))
+        code, err, _ = muelle.create(cid, bundle)
+        assert code == 0, err
+        assert call(muelle, "native", "start", cid).returncode == start, cid
+        if start == HANDED_OVER:
+            assert call(muelle, "", "start", cid).returncode == 0
+        assert call(muelle, "native", "delete", "-f", cid).returncode == delete, cid
+        if delete == HANDED_OVER:
+            assert call(muelle, "", "delete", "-f", cid).returncode == 0
+    assert sorted(out.read_text().split()) == ["poststart-both", "poststop-both",
+                                               "poststop-stop", "prestart-pre"]

@@ -92,12 +92,14 @@ static void exec_sealed(void) {
     }
     if (fcntl(fd, F_ADD_SEALS, seals) < 0) goto fail;
     close(src);
+    src = -1;
     /* sealed.py's mark (our pid, which survives execve) and PYTHONPATH (the checkout:
        -S skips the venv's .pth files). */
     char mark[32], *path;
     snprintf(mark, sizeof mark, "%d", (int)getpid());
     const char *old = getenv("PYTHONPATH");
-    if (asprintf(&path, "%s%s%s", MUELLE_ROOT, old && *old ? ":" : "", old && *old ? old : "") < 0)
+    if (asprintf(&path, "%s%s%s", MUELLE_ROOT, old && *old ? ":" : "",
+                 old && *old ? old : "") < 0)
         abort();
     setenv("MUELLE_SEALED_EXEC", mark, 1);
     setenv("PYTHONPATH", path, 1);
@@ -158,9 +160,8 @@ static void json_str(FILE *f, const char *s, size_t n) {
         else if (cp == '\t') fputs("\\t", f);
         else if (cp == '\b') fputs("\\b", f);
         else if (cp == '\f') fputs("\\f", f);
-        else if (cp < 0x20 || (cp >= 0x7f && cp < 0x10000)) {
-            if (cp == 0x7f) fputc(0x7f, f); else fprintf(f, "\\u%04x", cp);
-        } else if (cp >= 0x10000) {
+        else if (cp < 0x20 || (cp >= 0x7f && cp < 0x10000)) fprintf(f, "\\u%04x", cp);
+        else if (cp >= 0x10000) {
             cp -= 0x10000;
             fprintf(f, "\\u%04x\\u%04x", 0xd800 + (cp >> 10), 0xdc00 + (cp & 0x3ff));
         } else fputc(cp, f);

@@ -190,3 +190,23 @@ def test_hooks_go_to_python(muelle: Runtime, rootfs: Path, tmp_path: Path) -> No
             assert call(muelle, "", "delete", "-f", cid).returncode == 0
     assert sorted(out.read_text().split()) == ["poststart-both", "poststop-both",
                                                "poststop-stop", "prestart-pre"]
+
+
+def test_failing_start_container_hook_as_python(muelle: Runtime, rootfs: Path,
+                                                tmp_path: Path) -> None:
+    """A startContainer hook that fails: the init writes "E" and the hook's error on the
+    fifo, and start fails with it, on either path (the front answers: no poststart)."""
+    answers = {}
+    for mode in ("native", "python"):
+        cid = f"hook-{mode}"
+        bundle = muelle.bundle(cid, ["true"], rootfs)
+        edit(bundle, lambda cfg: cfg.update(hooks={"startContainer": [
+            {"path": "/bin/sh", "args": ["sh", "-c", "echo 'bad – news' >&2; exit 4"]}]}))
+        code, err, _ = muelle.create(cid, bundle)
+        assert code == 0, err
+        log = tmp_path / f"{mode}.json"
+        answers[mode] = outcome(call(muelle, mode, "start", cid, log=log, fmt="json"), log)
+        assert call(muelle, "native", "delete", "--force", cid).returncode == 0
+    assert answers["native"] == answers["python"]
+    code, _, err, _ = answers["native"]
+    assert code == 1 and "startContainer hook /bin/sh exited 4" in err, err

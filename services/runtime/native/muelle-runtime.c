@@ -434,8 +434,12 @@ static int has_hooks(const char *kind) {
                     found = 1;
                 if (!(p = skip_value(p, 1))) hand_over();
                 p = skip_ws(p);
-                if (*p == ',') p = skip_ws(p + 1);
-                else if (*p != '}') hand_over();
+                if (*p == ',') {  /* another key must follow */
+                    p = skip_ws(p + 1);
+                    if (*p != '"') hand_over();
+                } else if (*p != '}') {
+                    hand_over();
+                }
             }
             end = p + 1;
         } else if (KEY("hooks") && strncmp(p, "null", 4)) {
@@ -444,8 +448,12 @@ static int has_hooks(const char *kind) {
             hand_over();
         }
         p = skip_ws(end);
-        if (*p == ',') p = skip_ws(p + 1);
-        else if (*p != '}') hand_over();
+        if (*p == ',') {  /* another key must follow */
+            p = skip_ws(p + 1);
+            if (*p != '"') hand_over();
+        } else if (*p != '}') {
+            hand_over();
+        }
     }
     if (*skip_ws(p + 1)) hand_over();
     free(text);
@@ -480,7 +488,8 @@ static long long proc_start_time(long long pid) {
 }
 
 static int alive(const struct state *st) {
-    return st->pid && proc_start_time(st->pid) == st->start_time;
+    long long started = st->pid ? proc_start_time(st->pid) : -1;
+    return started >= 0 && started == st->start_time;  /* -1 is Python's None */
 }
 
 /* text.strip() of Python: in place. */

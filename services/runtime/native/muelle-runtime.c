@@ -403,6 +403,18 @@ static char *slurp(const char *path) {
     return buf;
 }
 
+/* After a member of an object: past its ',' to the next key (none trailing), or at '}'. */
+static const char *next_member(const char *p) {
+    p = skip_ws(p);
+    if (*p == ',') {
+        p = skip_ws(p + 1);
+        if (*p != '"') hand_over();
+    } else if (*p != '}') {
+        hand_over();
+    }
+    return p;
+}
+
 /* Whether the hooks create recorded (hooks.json: {"hooks": config.hooks, ...}) include
    `kind` (poststart for start, poststop for delete: those run in Python). Only a file read
    whole and found without them is "no"; anything else is handed to Python. */
@@ -433,13 +445,7 @@ static int has_hooks(const char *kind) {
                 if (mine && strncmp(p, "null", 4) && !(*p == '[' && *skip_ws(p + 1) == ']'))
                     found = 1;
                 if (!(p = skip_value(p, 1))) hand_over();
-                p = skip_ws(p);
-                if (*p == ',') {  /* another key must follow */
-                    p = skip_ws(p + 1);
-                    if (*p != '"') hand_over();
-                } else if (*p != '}') {
-                    hand_over();
-                }
+                p = next_member(p);
             }
             end = p + 1;
         } else if (KEY("hooks") && strncmp(p, "null", 4)) {
@@ -447,13 +453,7 @@ static int has_hooks(const char *kind) {
         } else if (!(end = skip_value(p, 0))) {
             hand_over();
         }
-        p = skip_ws(end);
-        if (*p == ',') {  /* another key must follow */
-            p = skip_ws(p + 1);
-            if (*p != '"') hand_over();
-        } else if (*p != '}') {
-            hand_over();
-        }
+        p = next_member(end);
     }
     if (*skip_ws(p + 1)) hand_over();
     free(text);

@@ -42,9 +42,19 @@ $(VENV)/.launcher: clients/cli/launcher.py $(VENV)/.installed
 
 # The native tail of the per-container monitor (services/shim/native/muelle-monitor.c):
 # a long-running container's monitor execs into it (gcc from the apt packages above).
-native: $(VENV)/bin/muelle-monitor
+native: $(VENV)/bin/muelle-monitor $(VENV)/.runtime-front
 $(VENV)/bin/muelle-monitor: services/shim/native/muelle-monitor.c $(VENV)/.installed
 	@gcc -O2 -Wall -Wextra -Werror -o $@ $<
+
+# The `muelle-runtime` command is the native front (services/runtime/native/
+# muelle-runtime.c): it answers state/start/kill/delete itself and hands every other call
+# to the Python runtime, whose interpreter and checkout it names at build time. It replaces
+# pip's script, which pip writes again on every install (hence the stamp after .installed).
+$(VENV)/.runtime-front: services/runtime/native/muelle-runtime.c $(VENV)/.installed
+	@gcc -O2 -Wall -Wextra -Werror -DMUELLE_PYTHON='"$(CURDIR)/$(PY)"' \
+		-DMUELLE_ROOT='"$(CURDIR)"' -o $(VENV)/bin/.muelle-runtime.tmp $<
+	@mv $(VENV)/bin/.muelle-runtime.tmp $(VENV)/bin/muelle-runtime
+	@touch $@
 
 # Generated code lives in gen/ (never edited by hand, not committed).
 protos: gen/.stamp

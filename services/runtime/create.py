@@ -14,7 +14,6 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
 
@@ -92,7 +91,7 @@ def create(store: Store, cid: str, bundle: str, pid_file: str | None = None,
         if start_time is None:
             raise FailedPrecondition("container init exited during setup")
         state = State(id=cid, bundle=str(bundle_path), pid=pid, start_time=start_time,
-                      created=datetime.now(UTC).isoformat(), cgroups_path=cgroup_path,
+                      created=_now_iso(), cgroups_path=cgroup_path,
                       annotations=dict(config.get("annotations") or {}))
         store.save(state)
         if pid_file:
@@ -282,3 +281,10 @@ def _undo(store: Store, cid: str, cgroup: cgroups.Cgroup | None, pid: int) -> No
             cgroup.destroy()
     hostmounts.release(store.dir(cid))
     store.remove(cid)
+
+
+def _now_iso() -> str:
+    """datetime.now(UTC).isoformat() without datetime (~2 ms of every create's imports)."""
+    seconds, micros = divmod(time.time_ns() // 1000, 1_000_000)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    return f"{stamp}.{micros:06d}+00:00" if micros else f"{stamp}+00:00"

@@ -10,7 +10,6 @@ import ctypes
 import errno
 import fcntl
 import os
-import socket
 import struct
 
 # The interpreter's own symbols include libc's; ctypes.util.find_library("c") would run
@@ -180,13 +179,21 @@ def mknod(path: str, mode: int, major: int, minor: int, dir_fd: int | None = Non
     os.mknod(path, mode, os.makedev(major, minor), dir_fd=dir_fd)
 
 
+_AF_INET, _SOCK_DGRAM, _SOCK_CLOEXEC = 2, 2, 0o2000000
+
+
 def link_up(name: str = "lo") -> None:
     """Bring an interface up in the current network namespace (SIOCSIFFLAGS)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    # socket(2) through libc: the socket module (its enums) costs every create ~2 ms to
+    # import, and the init cannot import it here, after pivot_root.
+    fd = _check(_libc.socket(_AF_INET, _SOCK_DGRAM | _SOCK_CLOEXEC, 0), "socket")
+    try:
         req = struct.pack("16sH14x", name.encode(), 0)
-        flags = struct.unpack("16sH14x", fcntl.ioctl(sock.fileno(), _SIOCGIFFLAGS, req))[1]
+        flags = struct.unpack("16sH14x", fcntl.ioctl(fd, _SIOCGIFFLAGS, req))[1]
         req = struct.pack("16sH14x", name.encode(), flags | _IFF_UP)
-        fcntl.ioctl(sock.fileno(), _SIOCSIFFLAGS, req)
+        fcntl.ioctl(fd, _SIOCSIFFLAGS, req)
+    finally:
+        os.close(fd)
 
 
 def set_subreaper() -> None:

@@ -110,6 +110,74 @@ def verb_of(argv: Sequence[str]) -> str | None:
     return None
 
 
+# The options of quick(): name -> (attribute, takes a value); short forms alike.
+_GLOBAL = {"--root": ("root", True), "--log": ("log", True), "--log-format": ("log_format", True),
+           "--debug": ("debug", False), "--systemd-cgroup": ("systemd_cgroup", False)}
+_OWN = {
+    "create": {"--bundle": ("bundle", True), "-b": ("bundle", True),
+               "--pid-file": ("pid_file", True), "--console-socket": ("console_socket", True),
+               "--no-pivot": ("no_pivot", False)},
+    "exec": {"--process": ("process", True), "-p": ("process", True),
+             "--pid-file": ("pid_file", True), "--console-socket": ("console_socket", True),
+             "--tty": ("tty", False), "-t": ("tty", False), "--detach": ("detach", False),
+             "-d": ("detach", False)},
+}
+_OWN["run"] = _OWN["create"]
+_DEFAULTS: dict[str, dict[str, object]] = {
+    "create": {"bundle": ".", "pid_file": None, "console_socket": None, "no_pivot": False},
+    "exec": {"process": None, "pid_file": None, "console_socket": None, "tty": False,
+             "detach": False},
+}
+_DEFAULTS["run"] = _DEFAULTS["create"]
+
+
+def quick(words: Sequence[str]) -> argparse.Namespace | None:
+    """What argparse makes of a plain create, run or exec command line (as containerd-shim,
+    conmon and muelle's shim write them), without argparse: its import and parser cost
+    every create ~9 ms (gettext, shutil...). None for anything else (an abbreviation, a
+    short option with its value attached, a value that looks like an option, --help...):
+    the parser then decides (tests/unit/runtime/test_quick_args.py compares both)."""
+    from services.runtime.store import DEFAULT_ROOT
+
+    found: dict[str, object] = {"root": DEFAULT_ROOT, "log": None, "log_format": "text",
+                                "debug": False, "systemd_cgroup": False, "version": False}
+    options, verb, ids = _GLOBAL, None, []
+    at = 0
+    while at < len(words):
+        word, value = words[at], None
+        name, eq, attached = word.partition("=")
+        if word.startswith("-") and name in options:
+            attr, valued = options[name]
+            if valued and not eq:
+                at += 1
+                if at == len(words) or words[at].startswith("-"):
+                    return None
+                value = words[at]
+            elif valued:
+                value = attached
+            elif eq:
+                return None
+            found[attr] = value if valued else True
+        elif word.startswith("-") or word == "":
+            return None
+        elif verb is None:
+            if word not in _OWN:
+                return None
+            verb, options = word, _OWN[word]
+            found.update(_DEFAULTS[word])
+            found["verb"] = word
+        else:
+            ids.append(word)
+        at += 1
+    if verb is None or len(ids) != 1 or found["log_format"] not in ("text", "json") \
+            or (verb == "exec" and found["process"] is None):
+        return None
+    found["id"] = ids[0]
+    from types import SimpleNamespace
+
+    return SimpleNamespace(**found)  # type: ignore[return-value]  # argparse's attributes
+
+
 _LOG_FILES: list[IO[str]] = []  # flushed by _exit
 
 
@@ -185,7 +253,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if own and verb in SEALED_VERBS:
         _sealed_early(words)
     # A warm fork (in-process) has the whole parser from its fork server already.
-    args = parser(verb if own else None).parse_args(words)
+    args = quick(words) if own and verb in SEALED_VERBS else None
+    if args is None:
+        args = parser(verb if own else None).parse_args(words)
     if args.version:
         from services.runtime.store import OCI_VERSION
         from vocab.version import VERSION

@@ -12,17 +12,21 @@ with prctl(PR_SET_SECCOMP) (``install``) — the same program libseccomp would l
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
-import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from vocab.errors import FailedPrecondition, InvalidArgument
+
+try:
+    # The builtin sha256: hashlib's is OpenSSL's, whose libcrypto costs every create ~2 ms
+    # to load (create is a fresh process per container). Same digest.
+    from _sha256 import sha256
+except ImportError:  # an interpreter built without it
+    from hashlib import sha256
 
 Warn = Callable[[str], None]
 
@@ -69,8 +73,11 @@ def _lib() -> ctypes.CDLL:
         # The soname first: find_library() runs `ldconfig -p` (a child process) to look.
         lib = ctypes.CDLL("libseccomp.so.2")
     except OSError:
+        # with subprocess, shutil...: imported only where the soname is missing
+        from ctypes.util import find_library
+
         try:
-            lib = ctypes.CDLL(ctypes.util.find_library("seccomp") or "libseccomp.so")
+            lib = ctypes.CDLL(find_library("seccomp") or "libseccomp.so")
         except OSError as exc:
             raise FailedPrecondition(
                 f"seccomp profile given but libseccomp is missing: {exc}") from None
@@ -158,6 +165,8 @@ def load(profile: dict[str, Any], warn: Warn) -> None:
 
 def compile_bpf(profile: dict[str, Any], warn: Warn) -> bytes:
     """The filter as the BPF program libseccomp would load (struct sock_filter[])."""
+    import tempfile  # a cache miss only (tempfile imports shutil, random...)
+
     lib = _lib()
     ctx = _build(profile, warn)
     try:
@@ -176,7 +185,7 @@ def cached_bpf(profile: dict[str, Any], cache_dir: Path, warn: Warn) -> bytes:
     """``compile_bpf``, once per distinct profile and libseccomp version."""
     validate(profile)
     version = _lib().seccomp_version().contents
-    key = hashlib.sha256(json.dumps(
+    key = sha256(json.dumps(
         [profile, [version.major, version.minor, version.micro], _LAYOUT],
         sort_keys=True).encode())
     path = cache_dir / f"{key.hexdigest()}.bpf"

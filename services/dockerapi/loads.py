@@ -11,6 +11,7 @@ hangs up mid-body cancels the call: the image store records nothing of a partial
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from muelle.types.v1 import types_pb2
@@ -35,19 +36,32 @@ def _error(exc: MuelleError) -> dict[str, Any]:
     return {"errorDetail": {"message": exc.message}, "error": exc.message}
 
 
+async def _upload(gateway: Gateway, method: str, req: Request, out: Responder,
+                  first: Any | None, message: Callable[[bytes], Any]) -> Any | None:
+    """``first`` (if any), then the body as ``message`` chunks, to the client-streaming
+    ``method``; its reply, or None once a refusal went out in-band. A client that leaves
+    mid-body cancels the call (after the reply the cancel is a no-op)."""
+    call = gateway.bidi(method)
+    try:
+        if first is not None:
+            await call.send(first)
+        await send_body(call, req, message)
+        try:
+            return await call.result()
+        except MuelleError as exc:
+            await _in_band(out, [_error(exc)])
+            return None
+    finally:
+        call.cancel()
+
+
 async def load(gateway: Gateway, req: Request, out: Responder) -> None:
     """``docker load``: "Loaded image: NAME" per name (familiar form, as dockerd prints
     them), "Loaded image ID: sha256:..." for an image the archive does not name."""
-    call = gateway.bidi("LoadImages")
-    try:
-        await send_body(call, req, lambda data: types_pb2.ArchiveChunk(data=data))
-        try:
-            reply: types_pb2.LoadImagesResponse = await call.result()
-        except MuelleError as exc:
-            await _in_band(out, [_error(exc)])
-            return
-    finally:
-        call.cancel()  # after the reply a no-op; before it (the client left) an abort
+    reply = await _upload(gateway, "LoadImages", req, out, None,
+                          lambda data: types_pb2.ArchiveChunk(data=data))
+    if reply is None:
+        return
     lines = []
     for image in reply.images:
         texts = ([f"Loaded image: {familiar(n)}" for n in image.names]
@@ -76,17 +90,10 @@ async def import_image(gateway: Gateway, req: Request, out: Responder) -> None:
                           "the body (fromSrc=-)")
     if [c for c in req.query.get("changes", []) if c]:
         raise bad_request("import with changes (--change) is not supported by muelle yet")
-    reference = import_reference(req)
-    call = gateway.bidi("ImportImage")
-    try:
-        await call.send(types_pb2.ImportRequest(reference=reference,
-                                                message=req.arg("message")))
-        await send_body(call, req, lambda data: types_pb2.ImportRequest(data=data))
-        try:
-            reply: types_pb2.NewImage = await call.result()
-        except MuelleError as exc:
-            await _in_band(out, [_error(exc)])
-            return
-    finally:
-        call.cancel()
+    first = types_pb2.ImportRequest(reference=import_reference(req),
+                                    message=req.arg("message"))
+    reply = await _upload(gateway, "ImportImage", req, out, first,
+                          lambda data: types_pb2.ImportRequest(data=data))
+    if reply is None:
+        return
     await _in_band(out, [{"status": reply.id}])

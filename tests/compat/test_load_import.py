@@ -38,14 +38,19 @@ def _tags(cli: DockerCli, ref: str, *names: str) -> None:
         cli("tag", ref, name)
 
 
+def _saved_by_dockerd(dockerd_cli: DockerCli, ref: str, archive: Path, *names: str) -> Path:
+    """``ref`` tagged ``names`` on dockerd, saved to ``archive``, the tags removed again."""
+    _tags(dockerd_cli, ref, *names)
+    dockerd_cli("save", "-o", str(archive), *names)
+    dockerd_cli("rmi", *names)
+    return archive
+
+
 def test_load_of_dockerds_save_prints_what_dockerd_prints(
         muelle_cli: DockerCli, dockerd_cli: DockerCli, pulled: str, tmp_path: Path) -> None:
     repo = f"ld-{uuid.uuid4().hex[:6]}"
     names = (f"{repo}:one", f"{repo}:two")
-    _tags(dockerd_cli, pulled, *names)
-    archive = tmp_path / "saved.tar"
-    dockerd_cli("save", "-o", str(archive), *names)
-    dockerd_cli("rmi", *names)
+    archive = _saved_by_dockerd(dockerd_cli, pulled, tmp_path / "saved.tar", *names)
     on_dockerd = dockerd_cli("load", "-i", str(archive))
     on_muelle = muelle_cli("load", "-i", str(archive))
     try:
@@ -153,10 +158,7 @@ def test_imports_muelle_cannot_do_are_refused_by_name(docker_engine: Engine, que
 def test_docker_py_loads_and_sees_the_images(docker_engine: Engine, dockerd_cli: DockerCli,
                                              pulled: str, tmp_path: Path) -> None:
     name = f"ld-{uuid.uuid4().hex[:6]}:py"
-    _tags(dockerd_cli, pulled, name)
-    archive = tmp_path / "py.tar"
-    dockerd_cli("save", "-o", str(archive), name)
-    dockerd_cli("rmi", name)
+    archive = _saved_by_dockerd(dockerd_cli, pulled, tmp_path / "py.tar", name)
     client = docker_py.DockerClient(base_url=docker_engine.docker_host)
     try:
         images = client.images.load(archive.read_bytes())
@@ -172,10 +174,7 @@ def test_a_client_that_hangs_up_mid_archive_leaves_nothing(docker_engine: Engine
                                                            dockerd_cli: DockerCli,
                                                            pulled: str, tmp_path: Path) -> None:
     name = f"ld-{uuid.uuid4().hex[:6]}:cut"
-    _tags(dockerd_cli, pulled, name)
-    archive = tmp_path / "cut.tar"
-    dockerd_cli("save", "-o", str(archive), name)
-    dockerd_cli("rmi", name)
+    archive = _saved_by_dockerd(dockerd_cli, pulled, tmp_path / "cut.tar", name)
     data = archive.read_bytes()
     before = _image_ids(docker_engine)
     for target in ("/v1.41/images/load?quiet=1", "/v1.41/images/create?fromSrc=-&repo=cut"):
@@ -191,10 +190,7 @@ def test_a_client_that_hangs_up_mid_archive_leaves_nothing(docker_engine: Engine
 def test_load_and_import_events_as_on_dockerd(muelle_cli: DockerCli, dockerd_cli: DockerCli,
                                               pulled: str, tmp_path: Path) -> None:
     name = f"ev-{uuid.uuid4().hex[:6]}"
-    _tags(dockerd_cli, pulled, f"{name}:loaded")
-    archive = tmp_path / "ev.tar"
-    dockerd_cli("save", "-o", str(archive), f"{name}:loaded")
-    dockerd_cli("rmi", f"{name}:loaded")
+    archive = _saved_by_dockerd(dockerd_cli, pulled, tmp_path / "ev.tar", f"{name}:loaded")
     rootfs = tmp_path / "rootfs.tar"
     _rootfs_tar(rootfs, b"small")
     seen = []

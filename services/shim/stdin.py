@@ -152,6 +152,10 @@ class StdinRelay:
                 return
             self.inbuf += data
             self._frames()
+            # An EOF with nothing left to write closes stdin now: the next poll waits only
+            # for events, and none would come for it (close_after set after the write above).
+            if not self.pending and self.close_after:
+                self.close_stdin()
 
     def _frames(self) -> None:
         while len(self.inbuf) >= 4:

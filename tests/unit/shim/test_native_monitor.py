@@ -14,11 +14,12 @@ import json
 import os
 import random
 import re
+import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -356,8 +357,36 @@ def start_relay_tail(cdir: Path, init: list[str], *, once: bool, terminal: bool,
         "terminal": terminal, "init": init, "dir": str(cdir), "hold": hold,
         "no_tail": no_tail}))
     proc = subprocess.Popen([sys.executable, "-S", "-c", RELAY_STAND_IN, str(params)])
+    _STARTED.append(proc)
     wait_until(lambda: (cdir / "ready").exists())
     return proc, sock
+
+
+_STARTED: list[subprocess.Popen[bytes]] = []
+
+
+def _descendants(pid: int) -> list[int]:
+    out: list[int] = []
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                for child in map(int, f.read().split()):
+                    out += [child, *_descendants(child)]
+    return out
+
+
+@pytest.fixture(autouse=True)
+def _no_stand_in_left() -> Iterator[None]:
+    """A relay stand-in (and its container stand-in, in a session of its own with -t) a
+    failing test left running is killed, children first."""
+    yield
+    while _STARTED:
+        proc = _STARTED.pop()
+        if proc.poll() is None:
+            for pid in [*reversed(_descendants(proc.pid)), proc.pid]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            proc.wait(10)
 
 
 def wait_until(check: Callable[[], bool]) -> None:

@@ -16,8 +16,6 @@ import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 CORPUS = Path(__file__).resolve().parent.parent / "e2e" / "build_corpus"
 
 # The --build-arg flags a case gets besides BASE.
@@ -28,19 +26,15 @@ BUILD_ARGS: dict[str, tuple[str, ...]] = {
 # Docker side builds them with DOCKER_BUILDKIT=1, and the comparison leaves out the step
 # lines and history text (BuildKit writes its own).
 BUILDKIT = {"chmod-buildkit"}
-# Where muelle still differs from Docker's classic builder: the difference, by case.
-DIFFERS: dict[str, str] = {
-}
 
 
 def names() -> list[str]:
     return sorted(p.name for p in CORPUS.iterdir() if (p / "Dockerfile").is_file())
 
 
-def params(only: set[str] | None = None) -> list[object]:
-    """The cases (or ``only`` these) for parametrize, each differing one xfail(strict)."""
-    return [pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=DIFFERS[name]))
-            if name in DIFFERS else name for name in names() if only is None or name in only]
+def params(only: set[str] | None = None) -> list[str]:
+    """The cases (or ``only`` these) for parametrize: every one must equal Docker's."""
+    return [name for name in names() if only is None or name in only]
 
 
 def _hardlinks(ctx: Path) -> None:

@@ -21,8 +21,10 @@ from clients.cli.units import (
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
     from typing import Any
+
+    from vocab.errors import MuelleError
 
 
 def build_request(args: argparse.Namespace, environ: Any) -> Any:
@@ -246,23 +248,51 @@ def _quietly(fn: Callable[[], Any]) -> None:
 
 
 def _each(ctx: Context, names: list[str], fn: Callable[[str], Any],
-          echo: bool = True) -> int:
-    """Apply ``fn`` to every name; an error is reported and the rest still run."""
-    from vocab.errors import MuelleError, Unavailable
+          echo: bool = True, parallel: bool = False) -> int:
+    """Apply ``fn`` to every name; an error is reported and the rest still run.
 
+    ``parallel``: as the docker CLI's parallelOperation (stop, kill, pause, unpause, rm):
+    up to PARALLEL calls at once, results printed in the order the names were given."""
+    from vocab.errors import Unavailable
+
+    outcomes: Iterator[tuple[Any, MuelleError | None]]
+    if parallel and len(names) > 1:
+        outcomes = _at_once(names, fn)
+    else:
+        outcomes = (_outcome(fn, name) for name in names)
     status = 0
-    for name in names:
-        try:
-            result = fn(name)
-        except Unavailable:
-            raise
-        except MuelleError as exc:
-            ctx.error(daemon_message(str(exc)))
+    for name, (result, error) in zip(names, outcomes, strict=True):
+        if isinstance(error, Unavailable):
+            raise error
+        if error is not None:
+            ctx.error(daemon_message(str(error)))
             status = 1
             continue
         if echo:
             ctx.line(name if result is None else str(result))
     return status
+
+
+PARALLEL = 50  # the docker CLI's defaultParallel
+
+
+def _outcome(fn: Callable[[str], Any], name: str) -> tuple[Any, MuelleError | None]:
+    from vocab.errors import MuelleError
+
+    try:
+        return fn(name), None
+    except MuelleError as exc:
+        return None, exc
+
+
+def _at_once(names: list[str], fn: Callable[[str], Any]
+             ) -> Iterator[tuple[Any, MuelleError | None]]:
+    """Each name's (result, error) in order, the calls made from PARALLEL threads (the
+    context gives each thread its own connection: Context.client)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(PARALLEL, len(names))) as pool:
+        yield from pool.map(lambda name: _outcome(fn, name), names)
 
 
 def start(ctx: Context, args: argparse.Namespace) -> int:
@@ -295,15 +325,18 @@ def start(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def stop(ctx: Context, args: argparse.Namespace) -> int:
-    return _each(ctx, args.containers, lambda c: ctx.client().stop(c, args.time))
+    return _each(ctx, args.containers, lambda c: ctx.client().stop(c, args.time),
+                 parallel=True)
 
 
 def pause(ctx: Context, args: argparse.Namespace) -> int:
-    return _each(ctx, args.containers, lambda c: ctx.client().pause(c))
+    return _each(ctx, args.containers, lambda c: ctx.client().pause(c),
+                 parallel=True)
 
 
 def unpause(ctx: Context, args: argparse.Namespace) -> int:
-    return _each(ctx, args.containers, lambda c: ctx.client().unpause(c))
+    return _each(ctx, args.containers, lambda c: ctx.client().unpause(c),
+                 parallel=True)
 
 
 def restart(ctx: Context, args: argparse.Namespace) -> int:
@@ -311,13 +344,15 @@ def restart(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def kill(ctx: Context, args: argparse.Namespace) -> int:
-    return _each(ctx, args.containers, lambda c: ctx.client().kill(c, args.signal))
+    return _each(ctx, args.containers, lambda c: ctx.client().kill(c, args.signal),
+                 parallel=True)
 
 
 def rm(ctx: Context, args: argparse.Namespace) -> int:
     return _each(ctx, args.containers,
                  lambda c: (ctx.client().remove(c, force=args.force,
-                                                volumes=args.volumes), None)[1])
+                                                volumes=args.volumes), None)[1],
+                 parallel=True)
 
 
 def wait(ctx: Context, args: argparse.Namespace) -> int:

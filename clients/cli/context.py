@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import _thread
+
 # typing costs the CLI ~3 ms to import; mypy treats TYPE_CHECKING as true wherever it is defined
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -17,19 +19,25 @@ class Context:
         self.out = out
         self.err = err
         self.environ = environ
-        self._client: Any = None
+        self._clients: dict[int, Any] = {}
 
     def client(self) -> Any:
-        """The SDK client, created on first use; lean: it speaks gRPC without grpcio."""
-        if self._client is None:
+        """The SDK client, created on first use; lean: it speaks gRPC without grpcio.
+
+        One per thread (commands that act on many containers at once call from several):
+        a lean connection reads replies under one lock, so calls sharing it would wait for
+        each other's replies (a `stop` for its whole timeout) before even being sent."""
+        ident = _thread.get_ident()
+        client = self._clients.get(ident)
+        if client is None:
             from clients.sdk.client import Client
 
-            self._client = Client(self.host, self.environ, lean=True)
-        return self._client
+            client = self._clients[ident] = Client(self.host, self.environ, lean=True)
+        return client
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
+        for client in list(self._clients.values()):
+            client.close()
 
     def isatty(self, stream: IO[str] | None = None) -> bool:
         """Whether ``stream`` (default: our stdout) is a terminal."""

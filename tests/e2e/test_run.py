@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.support.engine import Engine, cgroups_under, mounts_under
+from tests.support.engine import CLI, Engine, cgroups_under, mounts_under
 
 pytestmark = pytest.mark.root
 
@@ -122,6 +123,35 @@ def test_stop_kills_after_timeout(engine: Engine, image: str) -> None:
         assert engine.cli("wait", "stubborn").stdout.strip() == "137"
     finally:
         engine.cli("rm", "-f", "stubborn")
+
+
+def test_stop_of_many_signals_them_all_at_once_and_reports_in_order(engine: Engine,
+                                                                      image: str) -> None:
+    """As the docker CLI's parallelOperation: every container gets its SIGTERM while the
+    first one's stop timeout still runs; results print in the order given, a missing
+    name's error among them (sequential stops left the second untouched for 60 s)."""
+    names = [f"many-{i}-{os.getpid()}" for i in range(3)]
+    for name in names:
+        engine.cli("run", "-d", "--name", name, image, "sh", "-c",
+                   "trap 'echo got-term' TERM; while :; do sleep 0.05; done")
+    try:
+        stop = subprocess.Popen([CLI, "stop", "-t", "60", names[0], "nosuch", *names[1:]],
+                                env=engine.env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 30
+            while not all("got-term" in engine.cli("logs", n).stdout for n in names):
+                assert time.monotonic() < deadline, "not every container got SIGTERM"
+                time.sleep(0.05)
+            engine.cli("kill", *names)
+            out, err = stop.communicate(timeout=60)
+        finally:
+            stop.kill()
+        assert stop.returncode == 1
+        assert out.split() == names
+        assert "nosuch" in err and "Traceback" not in err
+    finally:
+        engine.cli("rm", "-f", *names)
 
 
 def test_rm_refuses_running_container_without_force(engine: Engine, image: str) -> None:

@@ -27,7 +27,8 @@ def export(ctx: Context, args: argparse.Namespace) -> int:
 def import_(ctx: Context, args: argparse.Namespace) -> int:
     f = open_input(args.file, "import")
     try:
-        reply = ctx.client().import_image(chunks(f), args.reference, args.message)
+        reply = ctx.client().import_image(chunks(f), args.reference, args.message,
+                                          changes=args.change)
     finally:
         if args.file != "-":
             f.close()
@@ -37,7 +38,8 @@ def import_(ctx: Context, args: argparse.Namespace) -> int:
 
 def commit(ctx: Context, args: argparse.Namespace) -> int:
     reply = ctx.client().commit_container(args.container, args.reference, args.author,
-                                          args.message, pause=args.pause)
+                                          args.message, pause=args.pause,
+                                          changes=args.change)
     ctx.line(reply.id)
     return 0
 

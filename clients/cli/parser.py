@@ -293,6 +293,8 @@ def build(verb: str | None = None) -> Parser:
 
     p = sub.add_parser("import", help="create an image from a root filesystem tar")
     p.add_argument("-m", "--message", default="", help="commit message for the image")
+    p.add_argument("-c", "--change", action="append", default=[],
+                   help="apply a Dockerfile instruction to the image's config")
     p.add_argument("file", help="tar file (plain, gzip or zstd), or - for stdin")
     p.add_argument("reference", nargs="?", default="", help="REPOSITORY[:TAG]")
 
@@ -301,6 +303,8 @@ def build(verb: str | None = None) -> Parser:
     p.add_argument("-m", "--message", default="")
     p.add_argument("-p", "--pause", action=BoolFlag,
                    help="pause the container during the commit (default true)")
+    p.add_argument("-c", "--change", action="append", default=[],
+                   help="apply a Dockerfile instruction to the image's config")
     p.add_argument("container")
     p.add_argument("reference", nargs="?", default="", help="REPOSITORY[:TAG]")
 

@@ -166,12 +166,14 @@ class Client:
                             self._pb.ExportContainerRequest(container=container))
 
     def import_image(self, chunks: Iterator[bytes], reference: str = "",
-                     message: str = "") -> types_pb2.NewImage:
-        """A one-layer image from the rootfs tar in ``chunks`` (`import`)."""
+                     message: str = "", changes: Sequence[str] = ()) -> types_pb2.NewImage:
+        """A one-layer image from the rootfs tar in ``chunks`` (`import`); ``changes``:
+        Dockerfile instructions for its config (`import --change`)."""
         from muelle.types.v1 import types_pb2 as pb  # a client stream: grpcio, generated
 
         def requests() -> Iterator[types_pb2.ImportRequest]:
-            yield pb.ImportRequest(reference=reference, message=message)
+            yield pb.ImportRequest(reference=reference, message=message,
+                                   changes=list(changes))
             for c in chunks:
                 yield pb.ImportRequest(data=c)
         return self._transport.client_stream(  # type: ignore[no-any-return]
@@ -198,14 +200,15 @@ class Client:
         return self._transport.upload_stream("Build", requests())
 
     def commit_container(self, container: str, reference: str = "", author: str = "",
-                         comment: str = "", pause: bool = True
+                         comment: str = "", pause: bool = True, changes: Sequence[str] = ()
                          ) -> types_pb2.NewImage:
         """A new image from the container's changes (`commit`); a running container is
-        paused meanwhile unless ``pause`` is false."""
+        paused meanwhile unless ``pause`` is false; ``changes``: Dockerfile instructions
+        applied to its config (`commit --change`)."""
         return self._call(  # type: ignore[no-any-return]
             "CommitContainer", self._pb.CommitContainerRequest(
                 container=container, reference=reference, author=author, comment=comment,
-                no_pause=not pause))
+                no_pause=not pause, changes=list(changes)))
     def tag(self, source: str, target: str) -> engine_pb2.TagImageResponse:
         return self._call(  # type: ignore[no-any-return]
             "TagImage", self._types.TagRequest(source=source, target=target))

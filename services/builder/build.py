@@ -15,7 +15,6 @@ run prints it. `--target` stops after the named stage.
 from __future__ import annotations
 
 import copy
-import json
 import os
 import posixpath
 import queue
@@ -28,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
 from services.builder import config as cfgmod
-from services.builder import remote
+from services.builder import instructions, remote
 from services.builder.cache import Cache, step_key
 from services.builder.context import (
     Source,
@@ -37,7 +36,7 @@ from services.builder.context import (
     is_archive,
     member_filter,
 )
-from services.builder.dockerfile import Dockerfile, Instruction, name_values, parse, split_words
+from services.builder.dockerfile import Dockerfile, Instruction, parse, split_words
 from services.builder.shlex import Lexer
 from services.builder.tree import Tree
 from vocab import platform as platforms
@@ -361,13 +360,12 @@ class Builder:
             raise _StageGone()
         return stage
 
-    def _env(self, stage: Stage) -> dict[str, str]:
-        """What variables expand to: build args in scope, then ENV (which wins)."""
-        env = {k: v for k, v in stage.args.items() if v is not None}
-        env.update(cfgmod.env_map(stage.config))
-        return env
-
     def _dispatch(self, stage: Stage, ins: Instruction) -> Output:
+        change = instructions.CONFIG_ONLY.get(ins.cmd)
+        if change is not None:  # a new config, no layer
+            text = change(stage, ins, self.lex)
+            yield from self._commit_config(stage, self._nop(stage, text))
+            return
         handler = getattr(self, "_i_" + ins.cmd.lower())
         yield from handler(stage, ins)
 
@@ -395,32 +393,9 @@ class Builder:
         stage.image_id = yield from make()
         self.cache.put(key, stage.image_id, parent)
 
-    def _i_env(self, stage: Stage, ins: Instruction) -> Output:
-        parts = []
-        env = self._env(stage)  # as Docker: not the values this same ENV sets
-        for name, value in name_values(ins, self.df.escape):
-            key, val = self.lex.word(name, env), self.lex.word(value, env)
-            cfgmod.set_env(stage.config, key, val)
-            parts.append(f"{key}={val}")
-        yield from self._commit_config(stage, self._nop(stage, "ENV " + " ".join(parts)))
-
-    def _i_label(self, stage: Stage, ins: Instruction) -> Output:
-        labels = dict(stage.config.get("Labels") or {})
-        parts = []
-        env = self._env(stage)
-        for name, value in name_values(ins, self.df.escape):
-            key, val = self.lex.word(name, env), self.lex.word(value, env)
-            labels[key] = val
-            parts.append(f"{key}={val}")
-        stage.config["Labels"] = labels
-        yield from self._commit_config(stage, self._nop(stage, "LABEL " + " ".join(parts)))
-
-    def _i_maintainer(self, stage: Stage, ins: Instruction) -> Output:
-        yield from self._commit_config(stage, self._nop(stage, "MAINTAINER " + ins.rest))
-
     def _i_arg(self, stage: Stage, ins: Instruction) -> Output:
         parts = []
-        for name, default in self._arg_pairs(ins, self._env(stage)):
+        for name, default in self._arg_pairs(ins, instructions.variables(stage)):
             if name in self.options.build_args:
                 value: str | None = self.options.build_args[name]
                 self.used_args.add(name)
@@ -432,113 +407,9 @@ class Builder:
             parts.append(name if default is None else f"{name}={default}")
         yield from self._commit_config(stage, self._nop(stage, "ARG " + " ".join(parts)))
 
-    def _i_user(self, stage: Stage, ins: Instruction) -> Output:
-        stage.config["User"] = self.lex.word(ins.rest, self._env(stage))
-        yield from self._commit_config(stage, self._nop(stage, f"USER {stage.config['User']}"))
-
-    def _i_stopsignal(self, stage: Stage, ins: Instruction) -> Output:
-        sig = self.lex.word(ins.rest, self._env(stage))
-        cfgmod.check_signal(sig)
-        stage.config["StopSignal"] = sig
-        yield from self._commit_config(stage, self._nop(stage, f"STOPSIGNAL {sig}"))
-
-    def _words(self, stage: Stage, ins: Instruction) -> list[str]:
-        env = self._env(stage)
-        if ins.exec_form is not None:
-            return [self.lex.word(w, env) for w in ins.exec_form]
-        return self.lex.words(ins.rest, env)
-
-    def _i_expose(self, stage: Stage, ins: Instruction) -> Output:
-        words = self.lex.words(ins.rest, self._env(stage))
-        exposed = dict(stage.config.get("ExposedPorts") or {})
-        exposed.update({p: {} for p in cfgmod.ports(words)})
-        stage.config["ExposedPorts"] = exposed
-        yield from self._commit_config(stage, self._nop(stage, "EXPOSE " + " ".join(
-            sorted(words))))
-
-    def _i_volume(self, stage: Stage, ins: Instruction) -> Output:
-        volumes = dict(stage.config.get("Volumes") or {})
-        words = self._words(stage, ins)
-        if not words or any(not w.strip() for w in words):
-            raise ins.error("VOLUME specified can not be an empty string")
-        volumes.update({w: {} for w in words})
-        stage.config["Volumes"] = volumes
-        yield from self._commit_config(stage, self._nop(stage, f"VOLUME [{' '.join(words)}]"))
-
-    def _command(self, stage: Stage, ins: Instruction) -> list[str]:
-        if ins.exec_form is not None:
-            return list(ins.exec_form)
-        return [*cfgmod.shell(stage.config), ins.rest]
-
-    def _i_cmd(self, stage: Stage, ins: Instruction) -> Output:
-        stage.config["Cmd"] = self._command(stage, ins)
-        stage.cmd_set = True
-        yield from self._commit_config(stage, self._nop(
-            stage, f"CMD {_go_quoted(stage.config['Cmd'])}"))
-
-    def _i_entrypoint(self, stage: Stage, ins: Instruction) -> Output:
-        # ENTRYPOINT [] unsets it: Docker stores null, not an empty list.
-        stage.config["Entrypoint"] = self._command(stage, ins) or None
-        if not stage.cmd_set:
-            stage.config.pop("Cmd", None)  # an inherited CMD does not survive, as in Docker
-        yield from self._commit_config(stage, self._nop(
-            stage, f"ENTRYPOINT {_go_quoted(stage.config['Entrypoint'] or [])}"))
-
-    def _i_shell(self, stage: Stage, ins: Instruction) -> Output:
-        assert ins.exec_form is not None
-        if not ins.exec_form:
-            raise ins.error("SHELL requires at least one argument")
-        stage.config["Shell"] = list(ins.exec_form)
-        # Docker's history prints the list with Go's %v: [/bin/sh -c].
-        yield from self._commit_config(stage, self._nop(
-            stage, f"SHELL [{' '.join(ins.exec_form)}]"))
-
-    def _i_onbuild(self, stage: Stage, ins: Instruction) -> Output:
-        assert ins.sub is not None
-        stage.config["OnBuild"] = [*(stage.config.get("OnBuild") or []), ins.sub.original]
-        yield from self._commit_config(stage, self._nop(stage, "ONBUILD " + ins.sub.original))
-
-    def _i_healthcheck(self, stage: Stage, ins: Instruction) -> Output:
-        rest = ins.rest
-        if rest.upper() == "NONE":
-            if ins.flags:
-                raise ins.error("HEALTHCHECK NONE takes no flags")
-            hc: dict[str, Any] = {"Test": ["NONE"]}
-        else:
-            keyword, _, body = rest.partition(" ")
-            if keyword.upper() != "CMD":
-                raise ins.error(f"Unknown type \"{keyword}\" in HEALTHCHECK "
-                                "(try CMD)")
-            body = body.strip()
-            try:
-                form = json.loads(body) if body.startswith("[") else None
-            except ValueError:
-                form = None
-            if isinstance(form, list) and all(isinstance(w, str) for w in form):
-                hc = {"Test": ["CMD", *form]}
-            else:
-                hc = {"Test": ["CMD-SHELL", body]}
-            for flag, key in (("interval", "Interval"), ("timeout", "Timeout"),
-                              ("start-period", "StartPeriod"),
-                              ("start-interval", "StartInterval")):
-                if flag in ins.flags:
-                    value = cfgmod.duration(ins.flags[flag], flag)
-                    if value:
-                        hc[key] = value
-            if "retries" in ins.flags:
-                if not ins.flags["retries"].isdigit():
-                    raise ins.error(f"invalid retries value {ins.flags['retries']!r}")
-                if int(ins.flags["retries"]):
-                    hc["Retries"] = int(ins.flags["retries"])
-        stage.config["Healthcheck"] = hc
-        yield from self._commit_config(stage, self._nop(stage, f"HEALTHCHECK {json.dumps(hc)}"))
-
     def _i_workdir(self, stage: Stage, ins: Instruction) -> Output:
-        path = self.lex.word(ins.rest, self._env(stage))
-        if not path:
-            raise ins.error("WORKDIR requires at least one argument")
-        path = posixpath.normpath(posixpath.join(stage.config.get("WorkingDir") or "/", path))
-        stage.config["WorkingDir"] = path
+        instructions.workdir(stage, ins, self.lex)
+        path = stage.config["WorkingDir"]
         created_by = self._nop(stage, f"WORKDIR {path}", workdir=True)
         with tempfile.TemporaryFile() as empty:
             Sources(Tree()).write(empty)
@@ -551,7 +422,7 @@ class Builder:
             yield from self._cached_or(stage, created_by, "", _at_once(make))
 
     def _i_run(self, stage: Stage, ins: Instruction) -> Output:
-        cmd = self._command(stage, ins)
+        cmd = instructions.command(stage, ins)
         env = cfgmod.env_map(stage.config)
         args = sorted((k, v) for k, v in stage.args.items() if v is not None and k not in env)
         arg_env = [f"{k}={v}" for k, v in args]
@@ -601,12 +472,12 @@ class Builder:
         yield from self._copy(stage, ins, add=True)
 
     def _copy(self, stage: Stage, ins: Instruction, add: bool) -> Output:
-        words = self._words(stage, ins)
+        words = instructions.words_of(stage, ins, self.lex)
         if len(words) < 2:
             raise ins.error(f"{ins.cmd} requires at least two arguments")
         patterns, dest = words[:-1], words[-1]
         written = dest  # history shows the destination as written
-        env = self._env(stage)
+        env = instructions.variables(stage)
         chown = self.lex.word(ins.flags.get("chown", ""), env)
         chmod = ins.flags.get("chmod", "")
         if not dest.startswith("/"):
@@ -784,12 +655,6 @@ def _can_execute(plat: str) -> bool:
 
 def _split_arg(ins: Instruction) -> list[str]:
     return split_words(ins.rest)
-
-
-def _go_quoted(words: list[str]) -> str:
-    """A list as Go's %q prints it, which is how Docker's history shows CMD and the like:
-    ["sh" "-c"]."""
-    return "[" + " ".join(json.dumps(w, ensure_ascii=False) for w in words) + "]"
 
 
 def _quote(text: str, escape: str) -> str:

@@ -54,13 +54,13 @@ def ports(words: list[str]) -> list[str]:
         port, _, proto = word.partition("/")
         proto = (proto or "tcp").lower()
         if proto not in ("tcp", "udp", "sctp"):
-            raise InvalidArgument(f"invalid proto: {proto}")
+            raise InvalidArgument(f"Invalid proto: {proto}")  # go-connections' words
         low, _, high = port.partition("-")
         if not low.isdigit() or (high and not high.isdigit()):
-            raise InvalidArgument(f"invalid containerPort: {port}")
+            raise InvalidArgument(f"Invalid containerPort: {port}")
         first, last = int(low), int(high or low)
         if not 0 < first <= last <= 65535:
-            raise InvalidArgument(f"invalid containerPort: {port}")
+            raise InvalidArgument(f"Invalid containerPort: {port}")
         out.extend(f"{p}/{proto}" for p in range(first, last + 1))
     return out
 

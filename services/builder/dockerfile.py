@@ -43,8 +43,17 @@ class Instruction:
     exec_form: list[str] | None = None  # the JSON form's words
     sub: Instruction | None = None  # ONBUILD's instruction
 
-    def error(self, message: str) -> InvalidArgument:
-        return InvalidArgument(f"Dockerfile parse error line {self.line}: {message}")
+    def error(self, message: str) -> InstructionError:
+        return InstructionError(self.line, message)
+
+
+class InstructionError(InvalidArgument):
+    """An instruction refused: the builder's message names its line; ``reason`` is the
+    message alone (dockerd's words for a `commit --change`, which has no lines)."""
+
+    def __init__(self, line: int, reason: str) -> None:
+        super().__init__(f"Dockerfile parse error line {line}: {reason}")
+        self.reason = reason
 
 
 @dataclass

@@ -124,13 +124,13 @@ class Archives:
         container = req.arg("container")
         if not container:
             raise bad_request("container is required")
-        config = req.json({})
-        if config:  # docker commit --change
-            raise bad_request("commit with a changed config (--change) is not supported by "
-                              "muelle yet")
+        if req.json({}):  # a config in the body: docker-py's commit(conf=...)
+            raise bad_request("commit with a config in the body is not supported by muelle: "
+                              "change it with changes (--change)")
         repo, tag = req.arg("repo"), req.arg("tag")
         reference = f"{repo}:{tag}" if repo and tag else repo
         reply = await self.gateway.call("CommitContainer", engine_pb2.CommitContainerRequest(
             container=container, reference=reference, author=req.arg("author"),
-            comment=req.arg("comment"), no_pause=not req.flag("pause", default=True)))
+            comment=req.arg("comment"), no_pause=not req.flag("pause", default=True),
+            changes=[c for c in req.query.get("changes", []) if c]))
         await out.json(201, {"Id": reply.id})

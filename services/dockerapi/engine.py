@@ -7,6 +7,7 @@ Streams are cancelled when the handler leaves them early (client gone, error).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
@@ -14,7 +15,7 @@ import grpc
 from muelle.engine.v1 import engine_pb2_grpc
 
 from vocab.channel import TlsFiles, aio_channel
-from vocab.errors import from_rpc_error
+from vocab.errors import MuelleError, from_rpc_error
 
 
 class Gateway:
@@ -60,12 +61,25 @@ class BidiStream:
             await self.call.write(message)
         except grpc.aio.AioRpcError as err:
             raise from_rpc_error(err, "gateway") from None
+        except asyncio.InvalidStateError:
+            raise await self._ended() from None
 
     async def done_writing(self) -> None:
         try:
             await self.call.done_writing()
         except grpc.aio.AioRpcError as err:
             raise from_rpc_error(err, "gateway") from None
+        except asyncio.InvalidStateError:
+            raise await self._ended() from None
+
+    async def _ended(self) -> MuelleError:
+        """Why the gateway ended the call while we were still sending (grpc's aio raises
+        InvalidStateError on a write to a finished call): its status, as a typed error."""
+        try:
+            await self.call
+        except grpc.aio.AioRpcError as err:
+            return from_rpc_error(err, "gateway")
+        return MuelleError("the gateway answered before the request ended")
 
     async def __aiter__(self) -> AsyncIterator[Any]:
         try:

@@ -134,6 +134,17 @@ class BodyStream:
                 raise ApiError(400, f"malformed request body: {event!r}")
         return b""
 
+    async def discard(self) -> None:
+        """Read the rest of the body and drop it: at most DISCARD_LIMIT bytes, each read
+        within DISCARD_TIMEOUT."""
+        left = DISCARD_LIMIT
+        try:
+            while left > 0 and (data := await asyncio.wait_for(self.read(),
+                                                               DISCARD_TIMEOUT)):
+                left -= len(data)
+        except (TimeoutError, ConnectionError, OSError, ApiError):
+            return
+
 
 class Hijacked:
     """The raw connection after a 101: ``reader`` (leftover bytes first) and ``writer``."""
@@ -360,6 +371,11 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
                 await out.empty(204)
             elif not out.finished:
                 await out.end()
+            if req.body_stream is not None and not req.body_stream.done:
+                # Answered before the body ended (refused early): read the rest, bounded,
+                # so the client sees the answer rather than a reset while it still writes.
+                await req.body_stream.discard()
+                return
             if conn.our_state is h11.MUST_CLOSE or conn.their_state is not h11.DONE:
                 return
             conn.start_next_cycle()

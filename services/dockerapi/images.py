@@ -54,7 +54,22 @@ def history_json(d: engine_pb2.ImageDetail) -> list[dict[str, Any]]:
     return rows
 
 
-def _config(c: Any, exposed: list[str]) -> dict[str, Any]:
+def _raw_config(config_json: bytes) -> dict[str, Any]:
+    """The "config" object of an image's config JSON ({} when there is none)."""
+    try:
+        doc = json.loads(config_json) if config_json else {}
+    except ValueError:
+        return {}
+    config = doc.get("config") if isinstance(doc, dict) else None
+    return config if isinstance(config, dict) else {}
+
+
+def _config(c: Any, exposed: list[str], raw: dict[str, Any]) -> dict[str, Any]:
+    """Config as dockerd shows it: every field of its container.Config, from the
+    contract's ImageConfig; OnBuild, Shell and Labels as the image's JSON has them (the
+    contract has no OnBuild or Shell; Labels there cannot tell {} from none)."""
+    labels = raw.get("Labels") if "Labels" in raw else (dict(c.labels) or None)
+    extra = {key: raw[key] for key in ("Shell", "ArgsEscaped") if raw.get(key)}
     return {
         "Hostname": "", "Domainname": "", "User": c.user, "AttachStdin": False,
         "AttachStdout": False, "AttachStderr": False,
@@ -64,9 +79,10 @@ def _config(c: Any, exposed: list[str]) -> dict[str, Any]:
         "Image": "", "Volumes": {v: {} for v in c.volumes} or None,
         "WorkingDir": c.working_dir,
         "Entrypoint": list(c.entrypoint.values) if c.HasField("entrypoint") else None,
-        "OnBuild": None, "Labels": dict(c.labels) or None, "StopSignal": c.stop_signal,
+        "OnBuild": raw.get("OnBuild"), "Labels": labels, "StopSignal": c.stop_signal,
         **({"Healthcheck": healthcheck_json(c.healthcheck)} if c.HasField("healthcheck")
            else {}),
+        **extra,
     }
 
 
@@ -112,7 +128,8 @@ class Images:
             "Id": s.id, "RepoTags": [familiar(t) for t in s.repo_tags],
             "RepoDigests": [familiar(x) for x in s.repo_digests], "Parent": "",
             "Comment": "", "Created": s.created, "Container": "", "ContainerConfig": None,
-            "DockerVersion": "", "Author": d.author, "Config": _config(d.config, exposed),
+            "DockerVersion": "", "Author": d.author,
+            "Config": _config(d.config, exposed, _raw_config(d.config_json)),
             "Architecture": d.platform.architecture, "Variant": d.platform.variant or None,
             "Os": d.platform.os or "linux", "Size": s.size, "VirtualSize": s.size,
             "GraphDriver": {"Name": "overlay2", "Data": None},

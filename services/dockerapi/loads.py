@@ -37,10 +37,13 @@ def _error(exc: MuelleError) -> dict[str, Any]:
 
 
 async def _upload(gateway: Gateway, method: str, req: Request, out: Responder,
-                  first: Any | None, message: Callable[[bytes], Any]) -> Any | None:
+                  first: Any | None, message: Callable[[bytes], Any],
+                  in_band: bool = True) -> Any | None:
     """``first`` (if any), then the body as ``message`` chunks, to the client-streaming
-    ``method``; its reply, or None once a refusal went out in-band. A client that leaves
-    mid-body cancels the call (after the reply the cancel is a no-op)."""
+    ``method``; its reply, or None once a refusal went out in-band. ``in_band`` false: a
+    refusal is raised (an HTTP error status), as dockerd answers an import that failed
+    before it wrote any output. A client that leaves mid-body cancels the call (after the
+    reply the cancel is a no-op)."""
     call = gateway.bidi(method)
     try:
         if first is not None:
@@ -49,6 +52,8 @@ async def _upload(gateway: Gateway, method: str, req: Request, out: Responder,
         try:
             return await call.result()
         except MuelleError as exc:
+            if not in_band:
+                raise
             await _in_band(out, [_error(exc)])
             return None
     finally:
@@ -82,18 +87,15 @@ def import_reference(req: Request) -> str:
 
 async def import_image(gateway: Gateway, req: Request, out: Responder) -> None:
     """``docker import FILE|- [REPO[:TAG]]``: the image ID as a status line. Importing
-    from a URL is refused (no request of muelle's reaches other hosts for a client), and
-    so is ``--change`` (the image store makes an import's config itself; changes to it are
-    not in engine.v1 yet)."""
+    from a URL is refused (no request of muelle's reaches other hosts for a client)."""
     if req.arg("fromSrc") != "-":
         raise bad_request("import from a URL is not supported by muelle: send the tar as "
                           "the body (fromSrc=-)")
-    if [c for c in req.query.get("changes", []) if c]:
-        raise bad_request("import with changes (--change) is not supported by muelle yet")
     first = types_pb2.ImportRequest(reference=import_reference(req),
-                                    message=req.arg("message"))
+                                    message=req.arg("message"),
+                                    changes=[c for c in req.query.get("changes", []) if c])
     reply = await _upload(gateway, "ImportImage", req, out, first,
-                          lambda data: types_pb2.ImportRequest(data=data))
+                          lambda data: types_pb2.ImportRequest(data=data), in_band=False)
     if reply is None:
         return
     await _in_band(out, [{"status": reply.id}])

@@ -4,6 +4,8 @@ in the gateway, they stream through it)."""
 
 from __future__ import annotations
 
+import itertools
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,8 +13,11 @@ from muelle.engine.v1 import engine_pb2
 from muelle.images.v1 import images_pb2
 from muelle.types.v1 import types_pb2
 
+from services.builder.changes import apply_changes
+from services.gateway.merge import merge_env
 from services.gateway.records import Record, Records
-from vocab.errors import FailedPrecondition, NotFound
+from vocab.configjson import docker_config
+from vocab.errors import FailedPrecondition, MuelleError, NotFound
 
 # the neighbours' generated stubs, as connect() returns them (typing only)
 TYPE_CHECKING = False
@@ -41,26 +46,52 @@ def relay_archive(stream: Any) -> Iterator[types_pb2.ArchiveChunk]:
 def import_image(images: images_pb2_grpc.ImagesStub,
                  requests: Iterator[types_pb2.ImportRequest]
                  ) -> types_pb2.NewImage:
-    return images.Import(requests)  # the same messages (types.v1) on both sides
+    """The same messages (types.v1) on both sides; the first one's `changes` become the
+    config the image store is sent (refused before any byte is stored)."""
+    first = next(requests, types_pb2.ImportRequest())
+    if first.changes:
+        try:
+            config = apply_changes({}, list(first.changes))
+        except MuelleError:
+            # Refused after the whole tar was received: a call ended while its client
+            # still writes reaches it as grpc's "Internal error from Core", not this one.
+            for _ in requests:
+                pass
+            raise
+        first = types_pb2.ImportRequest(reference=first.reference, message=first.message,
+                                        data=first.data,
+                                        config_json=json.dumps(config).encode())
+    return images.Import(itertools.chain([first], requests))
 
 
-def container_config(images: images_pb2_grpc.ImagesStub, rec: Record,
+def _image(images: images_pb2_grpc.ImagesStub, rec: Record) -> images_pb2.Image | None:
+    """The container's image; None once force-removed (its config is then unknown)."""
+    try:
+        image: images_pb2.Image = images.Get(images_pb2.GetImageRequest(
+            reference=rec.image_id))
+    except NotFound:
+        return None
+    return image
+
+
+def container_config(rec: Record, image: images_pb2.Image | None,
                      health: types_pb2.Healthcheck | None = None) -> types_pb2.ImageConfig:
-    """The container's configuration where Docker keeps it in a committed image: what it
-    runs with (the image's config merged with the run options; ``health``, its check)."""
-    cfg = types_pb2.ImageConfig(user=rec.spec.user, env=list(rec.spec.env),
-                                working_dir=rec.spec.cwd, labels=dict(rec.spec.annotations),
-                                stop_signal=rec.stop_signal, healthcheck=health)
+    """The container's configuration where Docker keeps it in a committed image: the
+    image's config merged with the run options as dockerd's container config has it (the
+    user's env first, no HOSTNAME or default PATH, which only the process gets; no
+    default working directory or stop signal); ``health``, its check."""
+    req = rec.request
+    base = image.config if image is not None else types_pb2.ImageConfig()
+    env = merge_env(list(base.env), list(req.env)) if image is not None else list(rec.spec.env)
+    cfg = types_pb2.ImageConfig(
+        user=rec.spec.user, env=env, working_dir=req.working_dir or base.working_dir,
+        labels={**base.labels, **req.labels}, stop_signal=req.stop_signal or base.stop_signal,
+        healthcheck=health, exposed_ports=list(base.exposed_ports),
+        volumes=list(base.volumes))
     if rec.entrypoint is not None:
         cfg.entrypoint.values.extend(rec.entrypoint)
     if rec.cmd is not None:
         cfg.cmd.values.extend(rec.cmd)
-    try:
-        img = images.Get(images_pb2.GetImageRequest(reference=rec.image_id))
-    except NotFound:
-        return cfg  # force-removed image: its ports and volumes are unknown
-    cfg.exposed_ports.extend(img.config.exposed_ports)
-    cfg.volumes.extend(img.config.volumes)
     return cfg
 
 
@@ -68,11 +99,17 @@ def commit_container(images: images_pb2_grpc.ImagesStub, rec: Record,
                      req: engine_pb2.CommitContainerRequest,
                      health: types_pb2.Healthcheck | None = None) -> types_pb2.NewImage:
     """The caller has looked ``rec`` up and checked it with refuse_userns."""
-    config = container_config(images, rec, health)
+    image = _image(images, rec)
+    config = container_config(rec, image, health)
+    config_json = b""
+    if req.changes:  # applied to the config as the image store would store it
+        base = json.loads(image.config_json).get("config") if image is not None else None
+        changed = apply_changes(docker_config(config, base or {}), list(req.changes))
+        config_json = json.dumps(changed).encode()
     reply: types_pb2.NewImage = images.Commit(images_pb2.CommitRequest(
         container_id=rec.id, reference=req.reference, config=config,
         author=req.author, comment=req.comment, created_by=" ".join(rec.spec.args),
-        container=rec.id))
+        container=rec.id, config_json=config_json))
     return reply
 
 

@@ -14,31 +14,9 @@ from typing import Any
 from muelle.types.v1 import types_pb2
 
 from services.imagestore.build import now
+from vocab.configjson import docker_config
 from vocab.errors import InvalidArgument
-from vocab.healthjson import healthcheck_json
 from vocab.platform import host_arch
-
-
-def docker_config(cfg: types_pb2.ImageConfig, base: dict[str, Any]) -> dict[str, Any]:
-    """``base`` (an image config's "config" object) with the fields of ``cfg`` set; keys
-    the proto does not carry (Shell, OnBuild, ...), and Healthcheck when ``cfg`` has
-    none, are kept."""
-    out = dict(base)
-    out["User"] = cfg.user
-    out["Env"] = list(cfg.env) or None
-    out["WorkingDir"] = cfg.working_dir
-    out["Labels"] = dict(cfg.labels) or None
-    out["Entrypoint"] = list(cfg.entrypoint.values) if cfg.HasField("entrypoint") else None
-    out["Cmd"] = list(cfg.cmd.values) if cfg.HasField("cmd") else None
-    out["ExposedPorts"] = {p: {} for p in cfg.exposed_ports} or None
-    out["Volumes"] = {v: {} for v in cfg.volumes} or None
-    if cfg.stop_signal:
-        out["StopSignal"] = cfg.stop_signal
-    else:
-        out.pop("StopSignal", None)
-    if cfg.HasField("healthcheck"):  # a commit: the container's check (else the base's)
-        out["Healthcheck"] = healthcheck_json(cfg.healthcheck)
-    return {k: v for k, v in out.items() if v is not None}
 
 
 def _document(raw: bytes) -> dict[str, Any]:
@@ -78,11 +56,11 @@ def commit_config(parent_json: bytes, cfg: types_pb2.ImageConfig, *, author: str
     return doc
 
 
-def import_config(message: str) -> dict[str, Any]:
+def import_config(message: str, config: dict[str, Any] | None = None) -> dict[str, Any]:
     arch, variant = host_arch()
     created = now()
     doc: dict[str, Any] = {"architecture": arch, "os": "linux", "created": created,
-                           "config": {}}
+                           "config": config or {}}
     if variant:
         doc["variant"] = variant
     doc["history"] = [{"created": created, "comment": message or "Imported from -"}]

@@ -195,13 +195,17 @@ class ImagesServicer(images_pb2_grpc.ImagesServicer):
     def Import(self, request_iterator: Iterator[types_pb2.ImportRequest],  # noqa: N802
                context: grpc.ServicerContext) -> types_pb2.NewImage:
         first = next(request_iterator, types_pb2.ImportRequest())
+        if first.changes:
+            raise InvalidArgument("the image store takes an import's config as config_json; "
+                                  "changes are applied by the gateway (engine.v1)")
 
         def chunks() -> Iterator[bytes]:
             yield first.data
             for msg in request_iterator:
                 yield msg.data
 
-        rec, name = self.store.import_image(chunks(), first.reference, first.message)
+        rec, name = self.store.import_image(chunks(), first.reference, first.message,
+                                            first.config_json)
         return types_pb2.NewImage(id=rec.id, name=name)
 
     def Commit(self, request: images_pb2.CommitRequest,  # noqa: N802

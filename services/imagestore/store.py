@@ -290,12 +290,14 @@ class ImageStore:
         get_logger(container=container_id).info("exporting rootfs")
         return stream_archive(produce)
 
-    def import_image(self, chunks: Iterable[bytes], ref: str = "",
-                     message: str = "") -> tuple[ImageRecord, str]:
-        """A one-layer image from a root filesystem tar (plain, gzip or zstd)."""
+    def import_image(self, chunks: Iterable[bytes], ref: str = "", message: str = "",
+                     config_json: bytes = b"") -> tuple[ImageRecord, str]:
+        """A one-layer image from a root filesystem tar (plain, gzip or zstd);
+        ``config_json``: its "config" object (else an empty one)."""
         names = [reference.parse(ref).canonical] if ref else []
         if ref and reference.parse(ref).digest:
             raise InvalidArgument(f"refusing to create a tag with a digest reference: {ref}")
+        config = config_object(config_json)  # refused before any byte is stored
         fd, name = tempfile.mkstemp(prefix="import-", dir=self.tmp)
         with self.commit_lock:
             self._unleased += 1
@@ -309,7 +311,7 @@ class ImageStore:
                     layer = write_layer(self.tmp, copy_stream(decompress(f)))
                 except IMPORT_ERRORS as exc:
                     raise InvalidArgument(f"not a valid root filesystem tar: {exc}") from None
-            rec = self.builder.record(None, layer, import_config(message), names)
+            rec = self.builder.record(None, layer, import_config(message, config), names)
         finally:
             os.unlink(name)
             if layer is not None:

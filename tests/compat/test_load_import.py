@@ -1,5 +1,6 @@
 """`docker load` and `docker import` against muelle's Docker API and a private dockerd:
 archives of Docker's `docker save` and muelle's both ways, the same output and exit codes,
+the config `--change` makes on import and commit,
 bodies larger than the API's JSON limit passed on as they arrive (also `docker cp` into a
 container), bad archives refused in-band with nothing stored, a client that hangs up
 mid-body leaves nothing behind."""
@@ -143,7 +144,6 @@ def test_import_of_a_large_rootfs_then_cp_of_a_large_file(
 
 @pytest.mark.parametrize(("query", "text"), [
     ("fromSrc=http://127.0.0.1:9/rootfs.tar&repo=x", "import from a URL is not supported"),
-    ("fromSrc=-&repo=x&changes=CMD%20%5B%22sh%22%5D", "changes (--change) is not supported"),
     ("fromSrc=-&tag=1", "tag given without repo"),
 ])
 def test_imports_muelle_cannot_do_are_refused_by_name(docker_engine: Engine, query: str,
@@ -207,3 +207,78 @@ def test_load_and_import_events_as_on_dockerd(muelle_cli: DockerCli, dockerd_cli
             cli("rmi", f"{name}:loaded", f"{name}:imported", check=False)
         seen.append(re.sub(r"sha256:[0-9a-f]{64}", "ID", events))
     assert seen[0] == seen[1] == f"load ID\ntag {name}:imported\nimport ID\n"
+
+
+CONFIG_KEYS = ("Env", "Cmd", "Entrypoint", "Labels", "ExposedPorts", "Volumes", "WorkingDir",
+               "User", "OnBuild", "Healthcheck", "StopSignal", "Shell")
+CHANGES = ["ENV A=one", "ENV B=$A-two PATH=/x:$PATH", "LABEL com.example.k=v other=w",
+           "EXPOSE 8080/tcp 53/udp 7000-7001", "VOLUME /data", "VOLUME [\"/more\"]",
+           "WORKDIR sub", "WORKDIR $A", "USER nobody", "ONBUILD RUN echo hi",
+           "HEALTHCHECK --interval=5s --retries=2 CMD [\"true\"]",
+           "CMD [\"echo\", \"changed\"]", "ENTRYPOINT /bin/env -u X"]
+
+
+def _config(cli: DockerCli, ref: str) -> dict[str, object]:
+    config = json.loads(cli("inspect", "-f", "{{json .Config}}", ref).stdout)
+    return {key: config.get(key) for key in CONFIG_KEYS}
+
+
+@pytest.mark.parametrize("changes", [CHANGES, ["ENTRYPOINT [\"/bin/echo\"]"], []],
+                         ids=["many", "entrypoint-drops-cmd", "none"])
+def test_commit_changes_make_the_config_dockerd_makes(muelle_cli: DockerCli,
+                                                      dockerd_cli: DockerCli, pulled: str,
+                                                      changes: list[str]) -> None:
+    name = f"chg-{uuid.uuid4().hex[:6]}"
+    flags = [arg for change in changes for arg in ("--change", change)]
+    configs = []
+    for cli in (muelle_cli, dockerd_cli):
+        cli("run", "--name", name, "-e", "KEPT=1", "-w", "/tmp", pulled, "sh", "-c", "true")
+        try:
+            cli("commit", *flags, name, f"{name}:committed")
+            configs.append(_config(cli, f"{name}:committed"))
+        finally:
+            cli("rm", "-f", name)
+            cli("rmi", f"{name}:committed", check=False)
+    assert configs[0] == configs[1]
+
+
+def test_import_changes_make_the_config_dockerd_makes(muelle_cli: DockerCli,
+                                                      dockerd_cli: DockerCli,
+                                                      tmp_path: Path) -> None:
+    rootfs = tmp_path / "rootfs.tar"
+    _rootfs_tar(rootfs, b"small")
+    name = f"chg-{uuid.uuid4().hex[:6]}:imported"
+    flags = [arg for change in CHANGES for arg in ("--change", change)]
+    configs = []
+    for cli in (muelle_cli, dockerd_cli):
+        cli("import", *flags, str(rootfs), name)
+        try:
+            configs.append(_config(cli, name))
+        finally:
+            cli("rmi", name)
+    assert configs[0] == configs[1]
+    assert configs[0]["Cmd"] == ["echo", "changed"]
+
+
+@pytest.mark.parametrize("change", ["RUN echo", "FROM scratch", "COPY a b", "SHELL [\"sh\"]",
+                                    "EXPOSE notaport", "EXPOSE 80/xyz", "ENV",
+                                    "HEALTHCHECK RUN true", "ENV A=$B\nRUN x"])
+def test_a_bad_change_is_refused_as_dockerd_refuses_it_and_nothing_is_made(
+        muelle_cli: DockerCli, dockerd_cli: DockerCli, docker_engine: Engine, pulled: str,
+        tmp_path: Path, change: str) -> None:
+    rootfs = tmp_path / "rootfs.tar"
+    _rootfs_tar(rootfs, b"small")
+    name = f"chg-{uuid.uuid4().hex[:6]}"
+    before = _image_ids(docker_engine)
+    results = []
+    for cli in (muelle_cli, dockerd_cli):
+        cli("create", "--name", name, pulled, "true")
+        try:
+            results.append([(p.returncode, p.stderr) for p in (
+                cli("commit", "--change", change, name, f"{name}:c", check=False),
+                cli("import", "--change", change, str(rootfs), f"{name}:i", check=False))])
+        finally:
+            cli("rm", "-f", name)
+    assert results[0] == results[1]
+    assert all(code == 1 for code, _ in results[0])
+    assert _image_ids(docker_engine) == before

@@ -223,16 +223,21 @@ def _config(cli: DockerCli, ref: str) -> dict[str, object]:
     return {key: config.get(key) for key in CONFIG_KEYS}
 
 
-@pytest.mark.parametrize("changes", [CHANGES, ["ENTRYPOINT [\"/bin/echo\"]"], []],
-                         ids=["many", "entrypoint-drops-cmd", "none"])
+@pytest.mark.parametrize(("changes", "options"), [
+    (CHANGES, ["-e", "KEPT=1", "-w", "/tmp"]),
+    (["ENTRYPOINT [\"/bin/echo\"]"], ["-e", "KEPT=1"]),
+    ([], []),
+    ([], ["-e", "PATH=/bin", "-l", "a=b", "--stop-signal", "SIGUSR1", "-u", "nobody"]),
+], ids=["many", "entrypoint-drops-cmd", "none", "none-with-options"])
 def test_commit_changes_make_the_config_dockerd_makes(muelle_cli: DockerCli,
                                                       dockerd_cli: DockerCli, pulled: str,
-                                                      changes: list[str]) -> None:
+                                                      changes: list[str],
+                                                      options: list[str]) -> None:
     name = f"chg-{uuid.uuid4().hex[:6]}"
     flags = [arg for change in changes for arg in ("--change", change)]
     configs = []
     for cli in (muelle_cli, dockerd_cli):
-        cli("run", "--name", name, "-e", "KEPT=1", "-w", "/tmp", pulled, "sh", "-c", "true")
+        cli("run", "--name", name, *options, pulled, "sh", "-c", "true")
         try:
             cli("commit", *flags, name, f"{name}:committed")
             configs.append(_config(cli, f"{name}:committed"))
@@ -240,6 +245,20 @@ def test_commit_changes_make_the_config_dockerd_makes(muelle_cli: DockerCli,
             cli("rm", "-f", name)
             cli("rmi", f"{name}:committed", check=False)
     assert configs[0] == configs[1]
+
+
+def test_docker_py_commits_with_changes(docker_engine: Engine, pulled: str) -> None:
+    client = docker_py.DockerClient(base_url=docker_engine.docker_host)
+    container = client.containers.run(pulled, "true", detach=True)
+    try:
+        container.wait()
+        image = container.commit("chg-py", "1", changes=["ENV BY=py", "CMD [\"env\"]"])
+        assert "BY=py" in image.attrs["Config"]["Env"]
+        assert client.containers.run("chg-py:1", remove=True).decode().count("BY=py") == 1
+    finally:
+        container.remove(force=True)
+        client.images.remove("chg-py:1")
+        client.close()
 
 
 def test_import_changes_make_the_config_dockerd_makes(muelle_cli: DockerCli,

@@ -74,6 +74,26 @@ def test_export_then_import_runs(engine: Engine, image: str, tmp_path: Path) -> 
         engine.cli("rmi", "demo/imported:1", check=False)
 
 
+def test_change_on_commit_and_import(engine: Engine, image: str, tmp_path: Path) -> None:
+    engine.cli("run", "--name", "to-change", image, "true")
+    try:
+        flags = ["--change", "ENV GREETING=hi", "-c", "CMD [\"sh\", \"-c\", \"echo $GREETING\"]",
+                 "-c", "WORKDIR /tmp"]
+        engine.cli("commit", *flags, "to-change", "demo/changed:1")
+        assert engine.cli("run", "--rm", "demo/changed:1").stdout == "hi\n"
+        archive = tmp_path / "rootfs.tar"
+        engine.cli("export", "-o", str(archive), "to-change")
+        engine.cli("import", *flags, str(archive), "demo/changed:2")
+        assert engine.cli("run", "--rm", "demo/changed:2", "pwd").stdout == "/tmp\n"
+        bad = engine.cli("commit", "-c", "RUN true", "to-change", "demo/changed:3", check=False)
+        assert (bad.returncode, bad.stderr) == (
+            1, "Error response from daemon: run is not a valid change command\n")
+        assert "demo/changed  3" not in engine.cli("images").stdout
+    finally:
+        engine.cli("rm", "-f", "to-change", check=False)
+        engine.cli("rmi", "demo/changed:1", "demo/changed:2", check=False)
+
+
 def test_bad_input_is_one_error_line(engine: Engine, tmp_path: Path) -> None:
     junk = tmp_path / "junk.tar"
     junk.write_bytes(b"not a tar at all" * 100)

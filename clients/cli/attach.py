@@ -169,7 +169,16 @@ def attach(ctx: Context, args: argparse.Namespace) -> int:
     keys = parse_detach_keys(args.detach_keys or DEFAULT_DETACH_KEYS)
     from clients.cli.sigproxy import proxied
 
-    config = ctx.client().inspect(args.container).config
+    detail = ctx.client().inspect(args.container)
+    config = detail.config
+    # As the docker CLI: the engine's attach to a stopped container waits for its next run
+    # (what `start -a` needs), which `attach` alone would never see.
+    if detail.state.status == "paused":
+        ctx.error("You cannot attach to a paused container, unpause it first")
+        return 1
+    if not detail.state.running:
+        ctx.error("You cannot attach to a stopped container, start it first")
+        return 1
     with proxied(ctx.host, args.container, enabled=args.sig_proxy and not config.tty):
         if args.no_stdin:
             from clients.cli.output import attach_output

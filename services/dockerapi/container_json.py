@@ -126,7 +126,8 @@ def inspect(d: engine_pb2.ContainerDetail, exposed: list[str]) -> dict[str, Any]
             "NetworkMode": req.network_mode or "default",  # as asked, like dockerd
             "PortBindings": _port_bindings(list(req.ports)),
             "RestartPolicy": _restart_policy(d.restart_policy or "no"),
-            "AutoRemove": d.auto_remove, "VolumeDriver": "", "VolumesFrom": None,
+            "AutoRemove": d.auto_remove, "VolumeDriver": "",
+            "VolumesFrom": list(req.volumes_from) or None,
             "CapAdd": list(req.cap_add) or None, "CapDrop": list(req.cap_drop) or None,
             "CgroupnsMode": "private", "Dns": list(req.dns),
             "DnsOptions": list(req.dns_options), "DnsSearch": list(req.dns_search),

@@ -19,7 +19,7 @@ from services.dockerapi.errors import ApiError, bad_request
 # HostConfig fields engine.v1 cannot honour yet: refused when set to anything but a zero
 # value (and, for the modes, Docker's spelling of the default).
 _UNSUPPORTED_HOST = (
-    "Links", "VolumesFrom", "DeviceRequests", "DeviceCgroupRules", "OomKillDisable",
+    "Links", "DeviceRequests", "DeviceCgroupRules", "OomKillDisable",
     "BlkioWeight", "BlkioWeightDevice", "BlkioDeviceReadBps",
     "BlkioDeviceWriteBps", "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps", "CpuRealtimePeriod",
     "CpuRealtimeRuntime", "KernelMemory", "KernelMemoryTCP", "MemoryReservation",
@@ -191,6 +191,7 @@ def create_request(body: Any, name: str) -> engine_pb2.CreateContainerRequest:
         log_opts={str(k): str(v) for k, v in _dict(log.get("Config"), "LogConfig").items()},
         restart_policy=restart_text(_dict(host.get("RestartPolicy"), "RestartPolicy")),
         binds=_binds(config, host),
+        volumes_from=_strings(host.get("VolumesFrom"), "VolumesFrom"),
         tmpfs={str(k): str(v) for k, v in _dict(host.get("Tmpfs"), "Tmpfs").items()},
         ports=_ports(_dict(host.get("PortBindings"), "PortBindings")),
         publish_all=bool(host.get("PublishAllPorts")),

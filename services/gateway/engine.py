@@ -126,6 +126,23 @@ class Engine:
         with self._guard:
             return self._locks.setdefault(cid, threading.RLock())
 
+    def _volumes_from(self, req: engine_pb2.CreateContainerRequest
+                      ) -> list[types_pb2.VolumeMount]:
+        """The mounts --volumes-from shares, in the order given."""
+        out: list[types_pb2.VolumeMount] = []
+        for entry in req.volumes_from:
+            name, mode = mounts.parse_volumes_from(entry)
+            try:
+                source = self.records.lookup(name)
+            except NotFound as exc:  # not 404: clients take that as a missing image
+                raise InvalidArgument(exc.message) from None
+            state = self._shim_state(source.id)
+            if state is None:
+                raise FailedPrecondition(f"container {name} is missing from the shim: its "
+                                         "volumes are unknown")
+            out += mounts.inherited(list(state.volume_mounts), mode)
+        return out
+
     def _shim_state(self, cid: str, runtime_spec: bool = False
                     ) -> shim_pb2.ContainerStatus | None:
         try:
@@ -340,7 +357,8 @@ class Engine:
             req.healthcheck if req.HasField("healthcheck") else None)
         spec, warnings = options.container_spec(req, merged, self.userns_remap)
         warnings[:0] = platform_warnings
-        spec.volume_mounts.extend(mounts.container_mounts(req, img.config))
+        spec.volume_mounts.extend(mounts.container_mounts(req, img.config,
+                                                          self._volumes_from(req)))
         if req.network_mode.startswith("container:"):
             # The shim knows IDs only: resolve a name or prefix like Docker.
             spec.network_mode = "container:" + self.records.lookup(req.network_mode[10:]).id
@@ -494,11 +512,21 @@ class Engine:
         cid = rec.id
         # Entries are time-stamped by the monitor, so "since now" taken before Start
         # catches every byte of this run and none of an earlier run.
-        since = "" if logs else now_rfc3339()
+        attached_at = now_rfc3339()
+        since = "" if logs else attached_at
         with self._guard:
             self._attaching[cid] = self._attaching.get(cid, 0) + 1
         done = False
         stream: Any = None
+        cancelled = threading.Event()
+
+        def cancel() -> None:
+            cancelled.set()
+            if stream is not None:
+                stream.cancel()
+
+        if on_cancel is not None:
+            on_cancel(cancel)
         try:
             if start:
                 try:
@@ -508,18 +536,22 @@ class Engine:
                         done = True  # removed here; no watcher needed
                         self._remove_quietly(cid)
                     raise
+            elif (state := self._shim_state(cid)) is not None and state.status == "stopped":
+                # dockerd's attach to a stopped container replays its logs if asked, then
+                # waits for its next run (the docker CLI's `start -a`: attach, then start)
+                # and follows it from when we attached, so a run that ended already is
+                # not missed.
+                if logs:
+                    for entry in self.shim.Logs(shim_pb2.LogsRequest(id=cid)):
+                        yield engine_pb2.AttachEvent(output=entry)
+                    since = attached_at
+                self._await_next_run(cid, cancelled.is_set, state)
             stream = self.shim.Logs(shim_pb2.LogsRequest(id=cid, follow=True,
                                                                since=since))
+            if cancelled.is_set():
+                stream.cancel()
             if on_attached is not None:
                 on_attached()  # io: stdin flows once output is followed (attach.py)
-            cancelled = threading.Event()
-
-            def cancel() -> None:
-                cancelled.set()
-                stream.cancel()
-
-            if on_cancel is not None:
-                on_cancel(cancel)
             for entry in stream:
                 yield engine_pb2.AttachEvent(output=entry)
             if cancelled.is_set():
@@ -554,12 +586,7 @@ class Engine:
                                   "not-running, next-exit, removed)")
         rec = self.records.lookup(ref)
         if condition == "next-exit":
-            # A stopped container's next exit comes after it runs again.
-            while not cancelled():
-                state = self._shim_state(rec.id)
-                if state is None or state.status != "stopped":
-                    break
-                time.sleep(WAIT_POLL)
+            self._await_next_run(rec.id, cancelled)  # a stopped one's next exit follows it
         status: Any = None
         try:
             status = self._wait_stopped(rec.id, cancelled)
@@ -577,6 +604,22 @@ class Engine:
         return engine_pb2.WaitContainerResponse(exit_code=status.exit_code,
                                                 oom_killed=status.oom_killed,
                                                 error=status.error)
+
+    def _await_next_run(self, cid: str, cancelled: Callable[[], bool],
+                        first: shim_pb2.ContainerStatus | None = None) -> None:
+        """Returns at once unless the container is stopped (``first``: its state, if just
+        read); then once it ran again: its status left "stopped", or its start time
+        changed (a run shorter than one poll: `docker start -a` of a container that exits
+        at once was missed, and its wait for the next exit hung)."""
+        first = first or self._shim_state(cid)
+        if first is None or first.status != "stopped":
+            return
+        while not cancelled():
+            time.sleep(WAIT_POLL)
+            state = self._shim_state(cid)
+            if state is None or state.status != "stopped" or \
+                    state.started_at != first.started_at:
+                return
 
     def _wait_stopped(self, cid: str, cancelled: Callable[[], bool]) -> Any:
         """The shim's Wait in slices, so that a client that went away (docker run -d hangs

@@ -111,10 +111,42 @@ def _octal(text: str) -> int | None:
 PROPAGATIONS = ("private", "rprivate", "slave", "rslave", "shared", "rshared")
 
 
-def container_mounts(req: engine_pb2.CreateContainerRequest,
-                     image: types_pb2.ImageConfig) -> list[types_pb2.VolumeMount]:
-    """Every user mount, then an anonymous volume per image VOLUME nobody mounted over."""
-    out = [parse_bind(b) for b in req.binds]
+def parse_volumes_from(entry: str) -> tuple[str, str]:
+    """"CONTAINER[:ro|:rw]" -> (container, mode), with dockerd's refusals."""
+    if not entry:
+        raise InvalidArgument("volumes-from specification cannot be an empty string")
+    name, _, mode = entry.partition(":")
+    if mode not in ("", "ro", "rw"):
+        raise InvalidArgument(f"invalid mode: {mode}")
+    return name, mode
+
+
+def inherited(source: list[types_pb2.VolumeMount], mode: str
+              ) -> list[types_pb2.VolumeMount]:
+    """--volumes-from: the source container's volumes (by name: the same data) and bind
+    mounts; read-only when it has them so or ``mode`` is "ro". Its tmpfs mounts are its
+    own memory and are not shared (dockerd shares none of --tmpfs's either)."""
+    out = []
+    for m in source:
+        readonly = m.readonly or mode == "ro"
+        if m.type == "volume" and m.name:
+            out.append(types_pb2.VolumeMount(type="volume", source=m.name, target=m.target,
+                                             readonly=readonly, no_copy=True))
+        elif m.type == "bind":
+            out.append(types_pb2.VolumeMount(type="bind", source=m.source, target=m.target,
+                                             readonly=readonly))
+    return out
+
+
+def container_mounts(req: engine_pb2.CreateContainerRequest, image: types_pb2.ImageConfig,
+                     shared: list[types_pb2.VolumeMount] | None = None
+                     ) -> list[types_pb2.VolumeMount]:
+    """Every user mount, then ``shared`` (--volumes-from's; a later one wins a path), then
+    the anonymous volumes of `-v /path` and of image VOLUMEs where nothing is mounted yet:
+    dockerd's order (its Config.Volumes, where the docker CLI puts `-v /path`, come last)."""
+    binds = [parse_bind(b) for b in req.binds]
+    anonymous = [m for m in binds if m.type == "volume" and not m.source]
+    out = [m for m in binds if m.type != "volume" or m.source]
     out += req.mounts  # the shim's VolumeMount is the engine's (types.v1)
     out += [parse_tmpfs(t, req.tmpfs[t]) for t in sorted(req.tmpfs)]
     for m in out:
@@ -127,6 +159,14 @@ def container_mounts(req: engine_pb2.CreateContainerRequest,
             raise InvalidArgument(f"invalid mount config for type \"bind\": invalid mount "
                                   f"path: '{m.source}' mount path must be absolute")
     taken = {os.path.normpath(m.target) for m in out}
+    by_path = {os.path.normpath(m.target): m for m in shared or []}
+    out += [m for path, m in by_path.items() if path not in taken]
+    taken |= set(by_path)
+    for m in anonymous:
+        check_target(m.target)
+        if os.path.normpath(m.target) not in taken:
+            out.append(m)
+            taken.add(os.path.normpath(m.target))
     for path in image.volumes:
         if path.startswith("/") and os.path.normpath(path) not in taken:
             out.append(types_pb2.VolumeMount(type="volume", target=path))

@@ -3,9 +3,10 @@ dockerd: the same two-service app, the same commands, the same results.
 
 The app: ``web`` (busybox httpd serving a page its environment wrote into a named volume,
 its port published on loopback) and ``client`` (depends_on web, fetches the page by the
-service name). Compose labels its network and volume and finds them again by label,
-disconnects each created container from its network and connects it again with aliases:
-both must keep the published port and name resolution working.
+service name), and ``reader`` (volumes_from web, read-only). Compose labels its network
+and volume and finds them again by label, disconnects each created container from its
+network and connects it again with aliases: both must keep the published port and name
+resolution working.
 """
 
 from __future__ import annotations
@@ -41,6 +42,12 @@ services:
       - web
     command: ["sh", "-c",
               "until wget -q -O- http://web/index.html; do sleep 0.2; done; exec sleep 1000"]
+  reader:
+    image: ${IMG}
+    volumes_from:
+      - web:ro
+    command: ["sh", "-c", "until cat /srv/index.html; do sleep 0.2; done; touch /srv/x ||
+              echo read-only; exec sleep 1000"]
 volumes:
   site:
 """
@@ -126,6 +133,7 @@ def _run_app(c: Compose, fetch: bool) -> dict[str, object]:
         seen["up"] = c("up", "-d").returncode
         seen["ps"] = _ps(c)
         seen["client reached web"] = _wait_for_log(c, "client", "hello-from-web")
+        seen["reader shares web's volume"] = _wait_for_log(c, "reader", "read-only")
         seen["published"] = _published(c, fetch)
         ex = c("exec", "-T", "web", "sh", "-c", "echo $GREETING; ls /srv")
         seen["exec"] = (ex.returncode, ex.stdout)
@@ -150,7 +158,7 @@ def test_two_service_app_runs_as_on_dockerd(docker_engine: Engine, dockerd: Dock
         assert on_muelle[key] == ("127.0.0.1:N", b"hello-from-web\n")
         on_muelle[key] = "127.0.0.1:N"
     assert on_muelle == on_dockerd
-    assert on_muelle["ps"] == [("_client_1", "Up", ""),
+    assert on_muelle["ps"] == [("_client_1", "Up", ""), ("_reader_1", "Up", ""),
                                ("_web_1", "Up", "127.0.0.1:N->80/tcp")]
     assert on_muelle["exec"] == (0, "hello-from-web\nindex.html\n")
     assert on_muelle["left"] == ("", "", "")

@@ -247,6 +247,20 @@ def test_tty_output_is_raw_with_the_ptys_crlf(docker: DockerCli, pulled: str) ->
         docker("rm", "-f", name)
 
 
+def test_start_attached_of_an_exited_container_shows_each_run(docker: DockerCli,
+                                                              pulled: str) -> None:
+    """`start -a`: attach (which waits for the next run), wait for the next exit, start.
+    A run shorter than the engine's poll hung the wait, and the attach saw no output."""
+    name = f"sta-{uuid.uuid4().hex[:6]}"
+    docker("run", "--name", name, pulled, "sh", "-c", "echo run; exit 3", check=False)
+    try:
+        for _ in range(3):
+            proc = docker("start", "-a", name, check=False, timeout=30)
+            assert (proc.returncode, proc.stdout) == (3, "run\n")
+    finally:
+        docker("rm", "-f", name)
+
+
 def test_attach_with_stdin_to_a_running_container(docker: DockerCli, pulled: str) -> None:
     name = f"att-{uuid.uuid4().hex[:6]}"
     docker("run", "-d", "-i", "--name", name, pulled, "sh")

@@ -6,6 +6,7 @@ import os
 import socket
 import urllib.request
 import uuid
+from pathlib import Path
 
 from tests.compat.conftest import DockerCli
 
@@ -103,6 +104,48 @@ def test_an_anonymous_volume_from_dash_v_path_as_on_dockerd(
         seen.append((out, sorted(mounts.strip().split(";"))))  # dockerd's order varies
     assert seen[0] == seen[1]
     assert seen[0][0] == "1\nhi\n"
+
+
+VOLUMES_FROM_READ = ("cat /named/f /anon/f /bound/h; for d in named anon bound; do "
+                     "touch /$d/w 2>/dev/null && echo $d rw || echo $d ro; done")
+
+
+def test_volumes_from_shares_volumes_and_binds_as_on_dockerd(
+        muelle_cli: DockerCli, dockerd_cli: DockerCli, pulled: str, tmp_path: Path) -> None:
+    """--volumes-from: the source's named and anonymous volumes and bind mounts at the
+    same paths, read-only where it has them so or ":ro" says; a -v of the same path wins;
+    `rm -v` of the source keeps the anonymous volume another container still uses."""
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "h").write_text("host\n")
+    seen = []
+    for cli in (muelle_cli, dockerd_cli):
+        tag = uuid.uuid4().hex[:6]
+        src, vol, users = f"vf-src-{tag}", f"vf-vol-{tag}", [f"vf-u{i}-{tag}" for i in (1, 2)]
+        cli("run", "--name", src, "-v", f"{vol}:/named", "-v", "/anon", "-v",
+            f"{host}:/bound:ro", pulled, "sh", "-c", "echo n > /named/f; echo a > /anon/f")
+        try:
+            rw = cli("run", "--name", users[0], "--volumes-from", src, pulled, "sh", "-c",
+                     VOLUMES_FROM_READ).stdout
+            ro = cli("run", "--name", users[1], "--volumes-from", f"{src}:ro", "-v",
+                     "/named", pulled, "sh", "-c", "ls /named; " + VOLUMES_FROM_READ,
+                     check=False).stdout
+            shown = cli("inspect", "-f", "{{.HostConfig.VolumesFrom}} {{range .Mounts}}"
+                        "{{.Type}} {{.Destination}} {{.RW}};{{end}}", users[0]).stdout
+            cli("rm", "-v", src)
+            kept = cli("start", "-a", users[0]).stdout
+            bad = [(p.returncode, p.stderr.replace(tag, "TAG")) for p in (
+                cli("run", "--rm", "--volumes-from", f"nosuch-{tag}", pulled, "true",
+                    check=False),
+                cli("run", "--rm", "--volumes-from", f"{users[0]}:xyz", pulled, "true",
+                    check=False))]
+        finally:
+            cli("rm", "-f", "-v", src, *users, check=False)
+            cli("volume", "rm", vol, check=False)
+        head, _, mounts = shown.strip().partition(" ")
+        seen.append((rw, ro, head.replace(tag, "TAG"), sorted(mounts.split(";")), kept, bad))
+    assert seen[0] == seen[1]
+    assert seen[0][0] == "n\na\nhost\nnamed rw\nanon rw\nbound ro\n"
 
 
 def test_namespaces_dns_sysctls_and_system_paths_as_on_dockerd(

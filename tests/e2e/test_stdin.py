@@ -63,3 +63,13 @@ def test_create_i_then_start_ai(engine: Engine, image: str) -> None:
         assert (proc.returncode, proc.stdout) == (0, "first\nend\n")
     finally:
         engine.cli("rm", "-f", cid, check=False)
+
+
+def test_attach_to_a_stopped_container_says_start_it_first(engine: Engine, image: str) -> None:
+    cid = engine.cli("create", image, "true").stdout.strip()
+    try:
+        proc = engine.cli("attach", cid, check=False, timeout=30)
+        assert (proc.returncode, proc.stderr) == (
+            1, "You cannot attach to a stopped container, start it first\n")
+    finally:
+        engine.cli("rm", "-f", cid)

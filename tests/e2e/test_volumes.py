@@ -160,3 +160,18 @@ def test_symlink_to_etc_leaves_the_host_etc_alone(engine: Engine, volume_image: 
     assert tree_hash("/etc") == before
     for leftover in (marker, f"dir-{marker}", f"tmp-{marker}"):
         assert not os.path.lexists(f"/etc/{leftover}")
+
+
+def test_volumes_from_through_the_cli(engine: Engine, image: str) -> None:
+    engine.cli("run", "--name", "vf-source", "-v", "vf-named:/named", "-v", "/anon", image,
+               "sh", "-c", "echo n > /named/f; echo a > /anon/f")
+    try:
+        out = engine.cli("run", "--rm", "--volumes-from", "vf-source:ro", image, "sh", "-c",
+                         "cat /named/f /anon/f; touch /named/w || echo read-only").stdout
+        assert out == "n\na\nread-only\n"
+        bad = engine.cli("run", "--rm", "--volumes-from", "vf-nosuch", image, "true",
+                         check=False)
+        assert bad.returncode == 125 and "No such container: vf-nosuch" in bad.stderr
+    finally:
+        engine.cli("rm", "-f", "-v", "vf-source", check=False)
+        engine.cli("volume", "rm", "vf-named", check=False)

@@ -218,8 +218,17 @@ def test_attach_to_running_skips_earlier_output_unless_logs(engine: Engine,
     runtime.exit(cid, 0)
     t.join(10)
     assert got == [b"after\n"]
-    with_logs = [e.output.data for e in engine.attach(cid, logs=True) if e.HasField("output")]
-    assert with_logs == [b"before\n", b"after\n"]
+    # Stopped now: as dockerd, the logs first, then the attach waits for the next run.
+    attached = engine.attach(cid, logs=True)
+    assert [next(attached).output.data for _ in range(2)] == [b"before\n", b"after\n"]
+    waiting = threading.Thread(target=lambda: next(attached, None), daemon=True)
+    waiting.start()
+    waiting.join(0.3)
+    assert waiting.is_alive()
+    engine.start(cid)
+    runtime.emit(cid, b"again\n")
+    waiting.join(10)
+    assert not waiting.is_alive()
 
 
 def test_attach_start_failure_with_auto_remove_removes(engine: Engine,

@@ -6,7 +6,14 @@ import pytest
 from muelle.engine.v1 import engine_pb2
 from muelle.types.v1 import types_pb2
 
-from services.gateway.mounts import container_mounts, parse_bind, parse_size, parse_tmpfs
+from services.gateway.mounts import (
+    container_mounts,
+    inherited,
+    parse_bind,
+    parse_size,
+    parse_tmpfs,
+    parse_volumes_from,
+)
 from vocab.errors import InvalidArgument
 
 
@@ -44,3 +51,30 @@ def test_image_volumes_become_anonymous_unless_mounted_over() -> None:
     with pytest.raises(InvalidArgument, match="must be absolute"):
         container_mounts(engine_pb2.CreateContainerRequest(mounts=[
             types_pb2.VolumeMount(type="bind", source="rel", target="/x")]), image)
+
+
+def test_volumes_from_yield_to_user_mounts_and_anonymous_ones_yield_to_them() -> None:
+    """dockerd's order: -v NAME/HOST and --mount first, then --volumes-from (a later
+    source wins a path), then `-v /path` and image VOLUMEs where nothing is mounted."""
+    source = [types_pb2.VolumeMount(type="volume", name="v1", target="/a"),
+              types_pb2.VolumeMount(type="bind", source="/h", target="/b", readonly=True),
+              types_pb2.VolumeMount(type="volume", name="v2", target="/c"),
+              types_pb2.VolumeMount(type="tmpfs", target="/t")]
+    shared = inherited(source, "") + inherited(
+        [types_pb2.VolumeMount(type="volume", name="v3", target="/c")], "ro")
+    req = engine_pb2.CreateContainerRequest(image="x", binds=["mine:/a", "/b", "/d"])
+    image = types_pb2.ImageConfig(volumes=["/c", "/e"])
+    got = [(m.type, m.source, m.target, m.readonly, m.no_copy)
+           for m in container_mounts(req, image, shared)]
+    assert got == [("volume", "mine", "/a", False, False), ("bind", "/h", "/b", True, False),
+                   ("volume", "v3", "/c", True, True), ("volume", "", "/d", False, False),
+                   ("volume", "", "/e", False, False)]
+
+
+def test_volumes_from_specs() -> None:
+    assert parse_volumes_from("web") == ("web", "")
+    assert parse_volumes_from("web:ro") == ("web", "ro")
+    for bad, message in (("", "cannot be an empty string"), ("web:z", "invalid mode: z"),
+                         ("web:ro:x", "invalid mode: ro:x")):
+        with pytest.raises(InvalidArgument, match=message):
+            parse_volumes_from(bad)

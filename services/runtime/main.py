@@ -306,10 +306,10 @@ def _exit(code: int) -> None:
     per call, three calls per container). Nothing is lost: stdio and the log file are
     flushed here, files the verbs write are closed by then (``with``), and the only
     thread a verb may leave is create's daemon cgroup primer, whose write is moot."""
-    import contextlib
+    from services.runtime.scoped import suppress  # not contextlib: ~3 ms of imports
 
     for stream in (sys.stdout, sys.stderr, *_LOG_FILES):
-        with contextlib.suppress(OSError, ValueError):  # a closed pipe loses nothing of ours
+        with suppress(OSError, ValueError):  # a closed pipe loses nothing of ours
             stream.flush()
     os._exit(code)
 

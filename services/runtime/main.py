@@ -252,6 +252,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     verb = verb_of(words)
     if own and verb in SEALED_VERBS:
         _sealed_early(words)
+        _prime_migration()
     # A warm fork (in-process) has the whole parser from its fork server already.
     args = quick(words) if own and verb in SEALED_VERBS else None
     if args is None:
@@ -299,6 +300,17 @@ def _sealed_early(words: Sequence[str]) -> None:
         sealed.ensure(["services.runtime.main", *words])
     except sealed.NotSealed:
         return
+
+
+def _prime_migration() -> None:
+    """create, run and exec move a process into a cgroup, and the first cgroup migration
+    after a quiet spell waits for an RCU grace period (5-15 ms here; cgroups.
+    prime_migration). Start that wait now, on a thread, so that it passes while this
+    process imports its verb (~10 ms) instead of after, when the init waits for its join;
+    the join within a grace period of it does not wait again."""
+    from services.runtime.cgroups.files import prime_migration
+
+    prime_migration()
 
 
 def _exit(code: int) -> None:

@@ -28,12 +28,17 @@ import ctypes
 import errno
 import os
 import stat
-from collections.abc import Callable
-from typing import Literal
 
 from vocab.errors import InvalidArgument
 
-Make = Literal["", "dir", "file"]
+# typing and collections are not imported at run time: the OCI runtime's create imports
+# this module in a fresh process per container (tests/unit/runtime/test_lean.py).
+TYPE_CHECKING = False  # mypy treats TYPE_CHECKING as true wherever it is defined
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Literal
+
+    Make = Literal["", "dir", "file"]
 
 MAX_SYMLINKS = 40  # the kernel's MAXSYMLINKS, so both ways refuse the same paths
 

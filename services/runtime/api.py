@@ -29,23 +29,28 @@ runtime processes per container) need neither the init, nor seccomp, nor ctypes.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import sys
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
 
 from services.runtime.errors import ContainerNotFound, NotRunning
 from services.runtime.sealed import NotSealed
 from services.runtime.store import DEFAULT_ROOT, Store, proc_start_time
-from services.runtime.warm import WarmChild
 from vocab.errors import MuelleError
 
+# The CLI's create and run come through here: nothing at run time from typing, pathlib,
+# json or contextlib (tests/unit/runtime/test_lean.py). The warm paths' values (calls.py)
+# and the ctypes seam (linux.py) load when first asked for.
+TYPE_CHECKING = False  # mypy treats TYPE_CHECKING as true wherever it is defined
 if TYPE_CHECKING:
-    from threading import Thread
+    from pathlib import Path
+    from typing import Any
 
     from services.runtime import linux as linux
+    from services.runtime.calls import Call as Call
+    from services.runtime.calls import Create as Create
+    from services.runtime.calls import Delete as Delete
+    from services.runtime.cgroups.files import Primer
+    from services.runtime.warm import WarmChild as WarmChild
 
 __all__ = [
     "DEFAULT_ROOT", "ContainerNotFound", "Create", "Delete", "NotRunning", "NotSealed",
@@ -56,11 +61,20 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # ``linux`` loads ctypes: only for those who ask for it (not start or state).
+    # ``linux`` loads ctypes: only for those who ask for it (not start or state); the warm
+    # paths' values need typing and contextlib, which the CLI does without.
     if name == "linux":
         from services.runtime import linux
 
         return linux
+    if name in ("Call", "Create", "Delete"):
+        from services.runtime import calls
+
+        return getattr(calls, name)
+    if name == "WarmChild":
+        from services.runtime.warm import WarmChild
+
+        return WarmChild
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -78,7 +92,9 @@ class Runtime:
 
     @property
     def root(self) -> Path:
-        return self.store.root
+        from pathlib import Path
+
+        return Path(self.store.root)
 
     def create(self, cid: str, bundle: str, pid_file: str | None = None,
                console_socket: str | None = None) -> None:
@@ -118,7 +134,7 @@ class Runtime:
 
     def knows(self, cid: str) -> bool:
         """Whether there may be state for ``cid`` (a stat, no state read)."""
-        return self.store.dir(cid).exists()
+        return os.path.exists(self.store.dir(cid))
 
     def list(self) -> list[dict[str, Any]]:
         from services.runtime import state
@@ -157,35 +173,19 @@ def parse_signal(value: str) -> int:
 # -- the warm paths ------------------------------------------------------------------------
 
 
-class Create(NamedTuple):
-    """``create`` as a value: what the shim hands a monitor for muelle's own runtime."""
-
-    root: str
-    id: str
-    bundle: str
-    pid_file: str = ""
-    console_socket: str = ""
-
-
-class Delete(NamedTuple):
-    root: str
-    id: str
-    force: bool = False
-
-
-Call = Create | Delete
-_VERBS: dict[str, type[Create] | type[Delete]] = {"create": Create, "delete": Delete}
-
-
 def encode(call: Call) -> str:
     """The call as JSON, to cross into another process of muelle's (a monitor)."""
-    verb = "create" if isinstance(call, Create) else "delete"
-    return json.dumps({"verb": verb, **call._asdict()})
+    from services.runtime import calls, cjson
+
+    verb = "create" if isinstance(call, calls.Create) else "delete"
+    return cjson.dumps({"verb": verb, **call._asdict()})
 
 
 def decode(text: str | dict[str, Any]) -> Call:
-    data = json.loads(text) if isinstance(text, str) else dict(text)
-    kind = _VERBS.get(str(data.pop("verb", "")))
+    from services.runtime import calls, cjson
+
+    data = cjson.loads(text) if isinstance(text, str) else dict(text)
+    kind = calls.VERBS.get(str(data.pop("verb", "")))
     if kind is None:
         raise ValueError(f"not a runtime call: {text!r}")
     return kind(**data)
@@ -193,8 +193,10 @@ def decode(text: str | dict[str, Any]) -> Call:
 
 def invoke(call: Call) -> None:
     """Run the call in this process (the warm paths, in a fork or not)."""
+    from services.runtime import calls
+
     rt = Runtime(call.root)
-    if isinstance(call, Create):
+    if isinstance(call, calls.Create):
         rt.create(call.id, call.bundle, call.pid_file or None, call.console_socket or None)
     else:
         rt.delete(call.id, call.force)
@@ -228,6 +230,8 @@ def here(call: Call, cwd: str, fds: dict[int, int]) -> tuple[int, str]:
 def preload() -> None:
     """Import, once, what every warm create and delete needs, and look up what they look
     up: called by the shim's fork server before it forks (each fork then has it)."""
+    import contextlib
+
     from services.runtime import cgroups, console, create, delete, seccomp  # noqa: F401
     from services.runtime.cgroups import v1, v2  # noqa: F401
 
@@ -254,7 +258,7 @@ def update_cgroup(cgroups_path: str, cid: str, resources: dict[str, Any]) -> Non
     cgroups.for_path(cgroups.normalise(cgroups_path, cid)).update(resources)
 
 
-def prime_migration() -> Thread | None:
+def prime_migration() -> Primer | None:
     """Warm the kernel's cgroup migration path ahead of the first create (cgroups v1)."""
     from services.runtime import cgroups
 

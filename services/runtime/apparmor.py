@@ -6,18 +6,19 @@ without the confinement its config asks for.
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
 from vocab.errors import FailedPrecondition
 
-ENABLED = Path("/sys/module/apparmor/parameters/enabled")
-SECURITYFS = Path("/sys/kernel/security/apparmor")
+ENABLED = "/sys/module/apparmor/parameters/enabled"
+SECURITYFS = "/sys/kernel/security/apparmor"
 
 
 def enabled() -> bool:
     """As runc's apparmor.IsEnabled: the module is on and its securityfs is there."""
     try:
-        return ENABLED.read_text().startswith("Y") and SECURITYFS.is_dir()
+        with open(ENABLED) as f:
+            return f.read().startswith("Y") and os.path.isdir(SECURITYFS)
     except OSError:
         return False
 

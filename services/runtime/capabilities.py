@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from services.core import capabilities as core_caps
 from services.runtime import linux
 from vocab.errors import InvalidArgument
+
+TYPE_CHECKING = False  # mypy treats TYPE_CHECKING as true wherever it is defined
+if TYPE_CHECKING:
+    from typing import Any
 
 NAMES = core_caps.ALL
 _BY_NAME = {name: i for i, name in enumerate(NAMES)}

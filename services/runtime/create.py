@@ -8,14 +8,9 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import signal
 import time
-from collections.abc import Callable
-from pathlib import Path
-from typing import NoReturn
+from _signal import SIGKILL
 
 from services.runtime import (
     apparmor,
@@ -32,8 +27,16 @@ from services.runtime import (
     userns,
 )
 from services.runtime.log import get_logger
+from services.runtime.scoped import suppress
 from services.runtime.store import State, Store, proc_start_time
 from vocab.errors import FailedPrecondition, MuelleError
+
+# Nothing at run time from typing, collections, contextlib, json, pathlib or signal: a
+# fresh process per container imports this (tests/unit/runtime/test_lean.py).
+TYPE_CHECKING = False  # mypy treats TYPE_CHECKING as true wherever it is defined
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import NoReturn
 
 
 def create(store: Store, cid: str, bundle: str, pid_file: str | None = None,
@@ -50,7 +53,7 @@ def create(store: Store, cid: str, bundle: str, pid_file: str | None = None,
     cgroup_path = cgroups.normalise(linux_cfg.get("cgroupsPath", ""), cid)
 
     cdir = store.reserve(cid)
-    fifo = cdir / "exec.fifo"
+    fifo = os.path.join(cdir, "exec.fifo")
     cgroup: cgroups.Cgroup | None = None
     pid = 0
     console_fd = fifo_fd = -1
@@ -69,20 +72,23 @@ def create(store: Store, cid: str, bundle: str, pid_file: str | None = None,
         cgroup = cgroups.for_path(cgroup_path)
         resources = dict(linux_cfg.get("resources") or {})
         resources["devices"] = [*(resources.get("devices") or []), *devices.CGROUP_ALLOW]
-        init_cfg = init.InitConfig(config, str(rootfs), ns, cgroup, fifo_fd, -1)
-        init_cfg.container_id, init_cfg.bundle = cid, str(bundle_path)
+        init_cfg = init.InitConfig(config, rootfs, ns, cgroup, fifo_fd, -1)
+        init_cfg.container_id, init_cfg.bundle = cid, bundle_path
         if config.get("hooks"):
+            import json
+
             from services.runtime import hooks
 
             # start and delete read them from here: config.json may change or go.
-            (cdir / "hooks.json").write_text(json.dumps(
-                {"hooks": config["hooks"], "ociVersion": config.get("ociVersion"),
-                 "annotations": config.get("annotations") or {}}))
+            with open(os.path.join(cdir, "hooks.json"), "w") as f:
+                f.write(json.dumps(
+                    {"hooks": config["hooks"], "ociVersion": config.get("ociVersion"),
+                     "annotations": config.get("annotations") or {}}))
             init_cfg.wait_hooks = bool(hooks.of(config, *hooks.BEFORE_PIVOT,
                                                 "startContainer"))
         if linux_cfg.get("seccomp"):
             init_cfg.seccomp_bpf = seccomp.cached_bpf(
-                linux_cfg["seccomp"], store.root / ".seccomp",
+                linux_cfg["seccomp"], os.path.join(store.root, ".seccomp"),
                 lambda msg: log.warning("seccomp", detail=msg))
         init_cfg.console_fd = console_fd
         made = cgroup  # made by _spawn while the init sets up (mypy: not None in the lambda)
@@ -90,12 +96,12 @@ def create(store: Store, cid: str, bundle: str, pid_file: str | None = None,
         start_time = proc_start_time(pid)
         if start_time is None:
             raise FailedPrecondition("container init exited during setup")
-        state = State(id=cid, bundle=str(bundle_path), pid=pid, start_time=start_time,
+        state = State(id=cid, bundle=bundle_path, pid=pid, start_time=start_time,
                       created=_now_iso(), cgroups_path=cgroup_path,
                       annotations=dict(config.get("annotations") or {}))
         store.save(state)
         if pid_file:
-            _write_pid_file(Path(pid_file), pid)
+            _write_pid_file(pid_file, pid)
     except BaseException:
         _undo(store, cid, cgroup, pid)
         raise
@@ -103,7 +109,7 @@ def create(store: Store, cid: str, bundle: str, pid_file: str | None = None,
         for fd in (console_fd, fifo_fd):
             if fd >= 0:
                 os.close(fd)
-    log.info("created", pid=pid, bundle=str(bundle_path))
+    log.info("created", pid=pid, bundle=bundle_path)
     return state
 
 
@@ -169,8 +175,8 @@ def _spawn(cfg: init.InitConfig, make_cgroup: Callable[[], None]) -> int:
         _reap(child)
     if error:
         if pid:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+            with suppress(OSError):
+                os.kill(pid, SIGKILL)
         raise FailedPrecondition(error)
     return pid
 
@@ -213,7 +219,7 @@ def _intermediate(cfg: init.InitConfig) -> NoReturn:
         sync.send(cfg.sync_fd, pid=pid)
         os._exit(0)
     except BaseException as exc:  # noqa: BLE001 - a forked child must never unwind
-        with contextlib.suppress(BaseException):
+        with suppress(BaseException):
             text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             if isinstance(exc, MuelleError | OSError):
                 sync.send(cfg.sync_fd, error=f"{text}")
@@ -242,6 +248,8 @@ def _runtime_hooks(cfg: init.InitConfig, pid: int, ack_w: int) -> str:
         hooks.run(hooks.of(cfg.spec, "prestart", "createRuntime"), state, cwd=cfg.bundle)
     except MuelleError as exc:
         return str(exc)
+    import json
+
     os.write(ack_w, (json.dumps(state) + "\n").encode())
     return ""
 
@@ -253,31 +261,33 @@ def _await_maps(cfg: init.InitConfig) -> None:
 
 
 def _reap(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError):
+    with suppress(ChildProcessError):
         os.waitpid(pid, 0)
 
 
-def _write_pid_file(path: Path, pid: int) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(str(pid))
+def _write_pid_file(path: str, pid: int) -> None:
+    head, name = os.path.split(path)
+    tmp = os.path.join(head, f".{name}.tmp")
+    with open(tmp, "w") as f:
+        f.write(str(pid))
     os.replace(tmp, path)
 
 
 def _undo(store: Store, cid: str, cgroup: cgroups.Cgroup | None, pid: int) -> None:
     """A failed create leaves nothing behind: kill, empty and remove the cgroup, the dir."""
     if pid:
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
+        with suppress(OSError):
+            os.kill(pid, SIGKILL)
     if cgroup is not None:
         for _ in range(100):
             left = cgroup.pids()
             if not left:
                 break
             for p in left:
-                with contextlib.suppress(OSError):
-                    os.kill(p, signal.SIGKILL)
+                with suppress(OSError):
+                    os.kill(p, SIGKILL)
             time.sleep(0.01)
-        with contextlib.suppress(OSError):
+        with suppress(OSError):
             cgroup.destroy()
     hostmounts.release(store.dir(cid))
     store.remove(cid)

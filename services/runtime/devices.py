@@ -5,15 +5,18 @@ Runs before pivot_root, with paths resolved inside the rootfs.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
-from collections.abc import Callable, Iterator
-from typing import Any
 
 from services.core.inroot import fd_path, join_in_root, open_in_root
 from services.runtime import linux
+from services.runtime.scoped import closing_fd, suppress
 from vocab.errors import FailedPrecondition
+
+TYPE_CHECKING = False  # mypy treats TYPE_CHECKING as true wherever it is defined
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 # runtime-spec config-linux.md "Default Devices": (name, major, minor)
 DEFAULT = [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8),
@@ -43,7 +46,7 @@ def _node(rootfs: str, path: str, kind: str, major: int, minor: int, mode: int,
     parent = open_in_root(rootfs, "/" + os.path.relpath(os.path.dirname(joined), rootfs),
                           "dir")
     try:
-        with contextlib.suppress(FileNotFoundError):
+        with suppress(FileNotFoundError):
             os.unlink(name, dir_fd=parent)  # unlinkat: the entry itself, never a target
         try:
             linux.mknod(name, _TYPES[kind] | mode, major, minor, dir_fd=parent)
@@ -52,27 +55,28 @@ def _node(rootfs: str, path: str, kind: str, major: int, minor: int, mode: int,
             os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW |
                              os.O_CLOEXEC, 0o644, dir_fd=parent))
             with _entry(parent, name, path, stat.S_ISREG) as target:
-                linux.mount(f"/dev/{os.path.basename(path)}", target, None, linux.MS_BIND,
-                            label=path)
+                linux.mount(f"/dev/{os.path.basename(path)}", fd_path(target), None,
+                            linux.MS_BIND, label=path)
             return
         with _entry(parent, name, path, lambda m: stat.S_IFMT(m) == _TYPES[kind]) as node:
-            os.chmod(node, mode)
-            os.chown(node, uid, gid)
+            os.chmod(fd_path(node), mode)
+            os.chown(fd_path(node), uid, gid)
     finally:
         os.close(parent)
 
 
-@contextlib.contextmanager
-def _entry(parent: int, name: str, path: str, ok: Callable[[int], bool]) -> Iterator[str]:
-    """The /proc/self/fd link of ``name`` in ``parent`` as just made, if it is of the
-    kind ``ok`` accepts (not a symlink swapped in since)."""
+def _entry(parent: int, name: str, path: str, ok: Callable[[int], bool]) -> closing_fd:
+    """An O_PATH fd of ``name`` in ``parent`` as just made, if it is of the kind ``ok``
+    accepts (not a symlink swapped in since), closed when the ``with`` block ends; act on
+    it through its /proc/self/fd link (fd_path)."""
     fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
     try:
         if not ok(os.fstat(fd).st_mode):
             raise FailedPrecondition(f"device {path} was replaced while it was made")
-        yield fd_path(fd)
-    finally:
+    except BaseException:
         os.close(fd)
+        raise
+    return closing_fd(fd)
 
 
 def create(rootfs: str, devices: list[dict[str, Any]], terminal: bool) -> None:
@@ -110,11 +114,11 @@ def _exists(name: str, parent: int) -> bool:
 
 def _console(dev: int) -> None:
     """With a terminal, /dev/console is a bind of the pty on our stdin (0600 root)."""
-    with contextlib.suppress(OSError):
+    with suppress(OSError):
         tty = os.ttyname(0)
         if not _exists("console", dev):
             os.close(os.open("console", os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW |
                              os.O_CLOEXEC, 0o600, dir_fd=dev))
         with _entry(dev, "console", "/dev/console", stat.S_ISREG) as console:
-            os.chmod(console, 0o600)
-            linux.mount(tty, console, None, linux.MS_BIND, label="/dev/console")
+            os.chmod(fd_path(console), 0o600)
+            linux.mount(tty, fd_path(console), None, linux.MS_BIND, label="/dev/console")

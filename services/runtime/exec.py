@@ -87,7 +87,7 @@ def exec_(store: Store, cid: str, process_file: str, pid_file: str | None = None
     profile = linux_cfg.get("seccomp")
     # Compiled here, in the host's mount namespace (libseccomp is the host's), cached as
     # create caches it; the process installs the bytes.
-    bpf = seccomp.cached_bpf(profile, store.root / ".seccomp", lambda msg: None) \
+    bpf = seccomp.cached_bpf(profile, os.path.join(store.root, ".seccomp"), lambda msg: None) \
         if profile else None
     if not detach:
         linux.set_subreaper()

@@ -10,15 +10,30 @@ that is and how many mounts were stacked on it before ours.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import re
-from pathlib import Path
 
-from services.runtime import linux
+from services.runtime import cjson, linux
+from services.runtime.scoped import suppress
 
 RECORD = "host-mounts.json"
+_OCTAL = frozenset("01234567")
+
+
+def unescape(field: str) -> str:
+    """A mountinfo field as it names the path: \\ooo (space, tab, newline, backslash) is
+    the character (re.sub of r"\\([0-7]{3})" without re: ~4 ms of every create)."""
+    if "\\" not in field:
+        return field
+    out, at = [], 0
+    while at < len(field):
+        code = field[at + 1:at + 4]
+        if field[at] == "\\" and len(code) == 3 and _OCTAL.issuperset(code):
+            out.append(chr(int(code, 8)))
+            at += 4
+        else:
+            out.append(field[at])
+            at += 1
+    return "".join(out)
 
 
 def mounts_at(path: str) -> int:
@@ -26,28 +41,27 @@ def mounts_at(path: str) -> int:
     count = 0
     with open("/proc/self/mountinfo") as f:
         for line in f:
-            # mountinfo escapes space, tab, newline and backslash as \ooo.
-            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)),
-                           line.split()[4])
-            if point == path:
+            if unescape(line.split()[4]) == path:
                 count += 1
     return count
 
 
-def record(cdir: Path, rootfs: str) -> None:
+def record(cdir: str, rootfs: str) -> None:
     real = os.path.realpath(rootfs)
-    (cdir / RECORD).write_text(json.dumps({"rootfs": real, "below": mounts_at(real)}))
+    with open(os.path.join(cdir, RECORD), "w") as f:
+        f.write(cjson.dumps({"rootfs": real, "below": mounts_at(real)}))
 
 
-def release(cdir: Path) -> None:
+def release(cdir: str) -> None:
     """Lazily unmount what the container stacked on its rootfs (with everything under it)."""
     try:
-        data = json.loads((cdir / RECORD).read_text())
+        with open(os.path.join(cdir, RECORD)) as f:
+            data = cjson.loads(f.read())
     except (OSError, ValueError):
         return
     path, below = str(data["rootfs"]), int(data["below"])
     for _ in range(64):  # bounded: a mount the kernel will not drop must not hang delete
         if mounts_at(path) <= below:
             return
-        with contextlib.suppress(OSError):
+        with suppress(OSError):
             linux.umount2(path, linux.MNT_DETACH)

@@ -11,11 +11,16 @@ from __future__ import annotations
 import fcntl
 import os
 import termios
-from typing import Any, NamedTuple, NoReturn
 
 from services.runtime import apparmor, capabilities, devices, linux, process, rootfs, seccomp, sync
-from services.runtime.cgroups import Cgroup, is_v2
+from services.runtime.cgroups import is_v2
 from vocab.errors import MuelleError
+
+TYPE_CHECKING = False  # mypy treats TYPE_CHECKING as true wherever it is defined
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
+    from services.runtime.cgroups import Cgroup
 
 
 class InitConfig:
@@ -106,13 +111,19 @@ def _fail(fd: int, message: str) -> NoReturn:
         os._exit(1)
 
 
-class Ready(NamedTuple):
-    path: str
-    args: list[str]
-    env: dict[str, str]
-    fifo_fd: int
-    late_seccomp: dict[str, Any] | None
-    hook_state: dict[str, Any] | None  # set when there are hooks (startContainer's state)
+class Ready:
+    """What the set-up leaves for the exec (a plain class: typing costs every create ~8 ms
+    to import)."""
+
+    def __init__(self, path: str, args: list[str], env: dict[str, str], fifo_fd: int,
+                 late_seccomp: dict[str, Any] | None, hook_state: dict[str, Any] | None
+                 ) -> None:
+        self.path = path
+        self.args = args
+        self.env = env
+        self.fifo_fd = fifo_fd
+        self.late_seccomp = late_seccomp
+        self.hook_state = hook_state  # set when there are hooks (startContainer's state)
 
 
 def _setup(cfg: InitConfig) -> Ready:

@@ -8,10 +8,14 @@ with the bound keys (``container=``, ``cgroup=``) after the event.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
-from typing import IO, Any
+
+from services.runtime import cjson
+
+TYPE_CHECKING = False  # mypy treats TYPE_CHECKING as true wherever it is defined
+if TYPE_CHECKING:
+    from typing import IO, Any
 
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 
@@ -34,17 +38,17 @@ def configure(level: str = "warning", fmt: str = "text", out: IO[str] | None = N
 
 
 def _logfmt_value(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    text = value if isinstance(value, str) else cjson.dumps(value, default=str)
     if text and not any(c in text for c in ' ="\\\n'):
         return text
-    return json.dumps(text)
+    return cjson.dumps(text)
 
 
 def render(level: str, event: str, fields: dict[str, Any], as_json: bool) -> str:
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     if as_json:
-        return json.dumps({"event": event, **fields, "level": level, "time": now},
-                          default=str)
+        return cjson.dumps({"event": event, **fields, "level": level, "time": now},
+                           default=str)
     pairs = [("level", level), ("event", event), *fields.items(), ("time", now)]
     return " ".join(f"{k}={_logfmt_value(v)}" for k, v in pairs)
 

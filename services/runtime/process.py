@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import os
 import resource
-from collections.abc import Callable
-from typing import Any
 
 from services.runtime import linux
 from vocab.errors import FailedPrecondition, InvalidArgument
 from vocab.platform import DEFAULT_PATH
 
-Warn = Callable[[str], None]
+TYPE_CHECKING = False  # mypy treats TYPE_CHECKING as true wherever it is defined
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    Warn = Callable[[str], None]
 
 
 def env_dict(env: list[str]) -> dict[str, str]:
@@ -124,13 +127,14 @@ def default_signals() -> None:
     ones we ignore (Python ignores SIGPIPE and SIGXFSZ, the monitor SIGHUP and SIGINT)
     would stay ignored across exec, and a shell cannot even trap a signal that was
     ignored when it started (SIGINT from `kill -s INT` or --sig-proxy would be lost)."""
-    import signal
+    # _signal (builtin): after pivot_root the host's stdlib is out of reach.
+    import _signal
 
-    for sig in signal.valid_signals():
-        if sig in (signal.SIGKILL, signal.SIGSTOP):
+    for sig in _signal.valid_signals():
+        if sig in (_signal.SIGKILL, _signal.SIGSTOP):
             continue
         try:
-            signal.signal(sig, signal.SIG_DFL)
+            _signal.signal(sig, _signal.SIG_DFL)
         except (OSError, ValueError):
             continue
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, [])

@@ -7,16 +7,24 @@ an fd of the rootfs (core/inroot.py) and mounted through that fd.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-from collections.abc import Callable, Iterator
-from typing import Any
 
-from services.core.inroot import Make, fd_path, open_in_root
+from services.core.inroot import fd_path, open_in_root
 from services.runtime import linux
-from services.runtime.cgroups import Cgroup, is_v2
+from services.runtime.cgroups import is_v2
+from services.runtime.scoped import closing_fd
 from vocab.errors import FailedPrecondition
+
+TYPE_CHECKING = False  # mypy treats TYPE_CHECKING as true wherever it is defined
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from services.core.inroot import Make
+    from services.runtime.cgroups import Cgroup
+
+    Warn = Callable[[str], None]
 
 # option -> (set flags, clear flags)
 FLAGS: dict[str, tuple[int, int]] = {
@@ -47,8 +55,6 @@ _KEEP = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC | linux.MS_NOATIME | 
 _LOCKED = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC | linux.MS_NOATIME | \
     linux.MS_NODIRATIME | linux.MS_RDONLY
 
-Warn = Callable[[str], None]
-
 
 def parse_options(options: list[str]) -> tuple[int, list[int], str]:
     """(mount flags, propagation flags, fs-specific data) of an OCI mount's options."""
@@ -70,17 +76,13 @@ def _remount_ro(path: str, extra: int = 0) -> None:
                 linux.MS_RDONLY)
 
 
-@contextlib.contextmanager
-def _in_root(rootfs: str, dest: str, make: Make = "") -> Iterator[int]:
+def _in_root(rootfs: str, dest: str, make: Make = "") -> closing_fd:
     """An O_PATH fd of ``dest`` inside the rootfs (core/inroot.py), for mounting through
     its /proc/self/fd link: a symlink swapped in by a process sharing a volume can neither
     redirect the mount nor make us create anything outside (as runc's procfd). Opened
-    again after a mount, it pins the new mount's root (for remounts and propagation)."""
-    fd = open_in_root(rootfs, dest, make)
-    try:
-        yield fd
-    finally:
-        os.close(fd)
+    again after a mount, it pins the new mount's root (for remounts and propagation).
+    Closed when the ``with`` block ends."""
+    return closing_fd(open_in_root(rootfs, dest, make))
 
 
 def mount_one(rootfs: str, m: dict[str, Any], cgroup: Cgroup | None, warn: Warn) -> None:
@@ -150,7 +152,7 @@ def _mount_cgroup(rootfs: str, dest: str, flags: int, cgroup: Cgroup | None,
             sub = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC,
                           dir_fd=tmpfs)
             try:
-                linux.mount(str(host), fd_path(sub), None, linux.MS_BIND,
+                linux.mount(host, fd_path(sub), None, linux.MS_BIND,
                             label=f"{dest}/{name}")
             finally:
                 os.close(sub)

@@ -25,10 +25,15 @@ from __future__ import annotations
 import fcntl
 import os
 import sys
-from collections.abc import Sequence
-from typing import NoReturn
 
 from vocab.errors import FailedPrecondition
+
+# typing and collections are not imported at run time: the runtime's create path stays
+# lean (tests/unit/runtime/test_lean.py).
+TYPE_CHECKING = False  # mypy treats TYPE_CHECKING as true wherever it is defined
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import NoReturn
 
 SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
 # The repository (or site-packages) holding ``services``: ``-S`` skips the .pth files.

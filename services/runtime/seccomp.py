@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import json
 import os
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
+from services.runtime import cjson
 from vocab.errors import FailedPrecondition, InvalidArgument
+
+TYPE_CHECKING = False  # mypy treats TYPE_CHECKING as true wherever it is defined
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    Warn = Callable[[str], None]
 
 try:
     # The builtin sha256: hashlib's is OpenSSL's, whose libcrypto costs every create ~2 ms
@@ -27,8 +31,6 @@ try:
     from _sha256 import sha256
 except ImportError:  # an interpreter built without it
     from hashlib import sha256
-
-Warn = Callable[[str], None]
 
 _ACTIONS = {
     "SCMP_ACT_KILL": 0x00000000, "SCMP_ACT_KILL_THREAD": 0x00000000,
@@ -181,24 +183,28 @@ def compile_bpf(profile: dict[str, Any], warn: Warn) -> bytes:
         lib.seccomp_release(ctx)
 
 
-def cached_bpf(profile: dict[str, Any], cache_dir: Path, warn: Warn) -> bytes:
+def cached_bpf(profile: dict[str, Any], cache_dir: str | os.PathLike[str], warn: Warn
+               ) -> bytes:
     """``compile_bpf``, once per distinct profile and libseccomp version."""
     validate(profile)
     version = _lib().seccomp_version().contents
-    key = sha256(json.dumps(
+    key = sha256(cjson.dumps(
         [profile, [version.major, version.minor, version.micro], _LAYOUT],
         sort_keys=True).encode())
-    path = cache_dir / f"{key.hexdigest()}.bpf"
+    name = f"{key.hexdigest()}.bpf"
+    path = os.path.join(cache_dir, name)
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            data = f.read()
         if data and len(data) % _SOCK_FILTER_SIZE == 0:
             return data
     except FileNotFoundError:
         pass
     data = compile_bpf(profile, warn)
-    cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = cache_dir / f".{path.name}.{os.getpid()}"
-    tmp.write_bytes(data)
+    os.makedirs(cache_dir, mode=0o700, exist_ok=True)
+    tmp = os.path.join(cache_dir, f".{name}.{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
     os.replace(tmp, path)
     return data
 

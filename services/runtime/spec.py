@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
-from typing import Any
 
-from services.runtime import capabilities
+from services.runtime import capabilities, cjson
+from services.runtime.paths import absolute, join, under
 from vocab.errors import InvalidArgument, NotFound
 
-Spec = dict[str, Any]
+TYPE_CHECKING = False  # mypy treats TYPE_CHECKING as true wherever it is defined
+if TYPE_CHECKING:
+    from typing import Any
+
+    Spec = dict[str, Any]
 
 
-def load(bundle: str) -> tuple[Path, Spec]:
+def load(bundle: str) -> tuple[str, Spec]:
     """The absolute bundle path and its parsed, validated config."""
-    path = Path(bundle).absolute()
-    config = path / "config.json"
+    path = absolute(bundle)
+    config = join(path, "config.json")
     try:
-        spec = json.loads(config.read_text())
+        with open(config) as f:
+            spec = cjson.loads(f.read())
     except FileNotFoundError:
         raise NotFound(f"no config.json in bundle {path}") from None
     except (OSError, ValueError) as exc:
@@ -65,7 +68,7 @@ def validate(spec: Any) -> None:
     if propagation and propagation not in ROOTFS_PROPAGATION:
         raise InvalidArgument(f"config.json: unknown linux.rootfsPropagation {propagation!r}")
     cgroups_path = linux.get("cgroupsPath", "")
-    if cgroups_path and ".." in Path(cgroups_path).parts:
+    if cgroups_path and ".." in cgroups_path.split("/"):
         raise InvalidArgument(f"config.json: cgroupsPath {cgroups_path!r} must not contain ..")
 
 
@@ -74,9 +77,8 @@ ROOTFS_PROPAGATION = ("private", "rprivate", "shared", "rshared", "slave", "rsla
 NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
 
 
-def rootfs(bundle: Path, spec: Spec) -> Path:
-    root = Path(spec["root"]["path"])
-    path = root if root.is_absolute() else bundle / root
-    if not path.is_dir():
+def rootfs(bundle: str, spec: Spec) -> str:
+    path = under(bundle, spec["root"]["path"])
+    if not os.path.isdir(path):
         raise NotFound(f"rootfs {path} does not exist")
-    return Path(os.path.realpath(path))
+    return os.path.realpath(path)

@@ -6,12 +6,11 @@ poststart hooks run (runtime-spec: after the user-specified process is executed)
 
 from __future__ import annotations
 
-import contextlib
 import os
 import select
-from pathlib import Path
 
 from services.runtime.log import get_logger
+from services.runtime.scoped import suppress
 from services.runtime.store import Store
 from vocab.errors import FailedPrecondition
 
@@ -33,7 +32,7 @@ def start(store: Store, cid: str) -> None:
     try:
         for _ in range(WAIT_TICKS):
             if _readable(fd, 0.01):
-                with contextlib.suppress(BlockingIOError):
+                with suppress(BlockingIOError):
                     byte = os.read(fd, 1)
                     if byte == b"E":  # a startContainer hook failed (init.py)
                         raise FailedPrecondition(_rest(fd) or "startContainer hook failed")
@@ -46,11 +45,11 @@ def start(store: Store, cid: str) -> None:
         _await_exec(fd)
     finally:
         os.close(fd)
-    with contextlib.suppress(FileNotFoundError):
+    with suppress(FileNotFoundError):
         os.unlink(fifo)
     get_logger(container=cid).info("started", pid=state.pid)
-    recorded = store.dir(cid) / "hooks.json"
-    if recorded.exists():
+    recorded = os.path.join(store.dir(cid), "hooks.json")
+    if os.path.exists(recorded):
         _poststart(recorded, cid, state.pid, state.bundle)
 
 
@@ -88,12 +87,13 @@ def _rest(fd: int) -> str:
     return b"".join(chunks).decode(errors="replace")
 
 
-def _poststart(recorded: Path, cid: str, pid: int, bundle: str) -> None:
+def _poststart(recorded: str, cid: str, pid: int, bundle: str) -> None:
     import json
 
     from services.runtime import hooks
 
-    config = json.loads(recorded.read_text())
+    with open(recorded) as f:
+        config = json.loads(f.read())
     log = get_logger(container=cid)
     # runtime-spec: a failed poststart hook is a warning; the rest still run and the
     # container keeps running.

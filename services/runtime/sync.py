@@ -10,14 +10,18 @@
 
 from __future__ import annotations
 
-import json
 import os
-from typing import Any
+
+from services.runtime import cjson
+
+TYPE_CHECKING = False  # mypy treats TYPE_CHECKING as true wherever it is defined
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def send(fd: int, **msg: Any) -> None:
     # One write per line, well under PIPE_BUF, so lines from two writers never interleave.
-    data = (json.dumps(msg) + "\n").encode()[:4000]
+    data = (cjson.dumps(msg) + "\n").encode()[:4000]
     os.write(fd, data)
 
 
@@ -31,7 +35,7 @@ class Reader:
         if not line:
             return None
         try:
-            msg = json.loads(line)
+            msg = cjson.loads(line)
         except ValueError:
             return {"error": f"garbled sync message {line[:100]!r}"}
         return msg if isinstance(msg, dict) else {"error": "garbled sync message"}

@@ -8,9 +8,11 @@ unshare the others, so they belong to it (as runc's nsexec does).
 
 from __future__ import annotations
 
-from typing import Any
-
 from vocab.errors import InvalidArgument
+
+TYPE_CHECKING = False  # mypy treats TYPE_CHECKING as true wherever it is defined
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_LINES = 340  # the kernel's limit on lines in a uid_map/gid_map
 ID_LIMIT = 1 << 32

@@ -7,8 +7,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Protocol
+import os
 
 # The file helpers live in files.py, which v1 and v2 import (not this package: that
 # made a cycle); they are re-exported here for the runtime's other modules.
@@ -24,6 +23,12 @@ from services.runtime.cgroups.files import (
     write_limit,
 )
 from vocab.errors import InvalidArgument
+
+TYPE_CHECKING = False  # mypy treats TYPE_CHECKING as true wherever it is defined
+if TYPE_CHECKING:  # typing costs every create ~8 ms to import (with re, collections...)
+    from typing import Any, Protocol
+else:
+    Protocol = object  # Cgroup is only ever a type: at run time a plain class will do
 
 __all__ = ["ROOT", "Cgroup", "for_path", "is_frozen", "is_v2", "normalise", "own_procs",
            "own_procs_file", "prime_migration", "read_pids", "rmdir_retry", "wait_for",
@@ -45,7 +50,7 @@ class Cgroup(Protocol):
     def destroy(self) -> None:
         """Remove the directories (the cgroup must be empty)."""
 
-    def mounts(self) -> list[tuple[str, Path]]:
+    def mounts(self) -> list[tuple[str, str]]:
         """(name under /sys/fs/cgroup, host directory) pairs to show inside the container."""
 
     def freeze(self, frozen: bool) -> None:
@@ -55,8 +60,8 @@ class Cgroup(Protocol):
         """Write changed limits into the existing cgroup (`update` of a running one)."""
 
 
-def is_v2(root: Path = ROOT) -> bool:
-    return (root / "cgroup.controllers").exists()
+def is_v2(root: str | os.PathLike[str] = ROOT) -> bool:
+    return os.path.exists(os.path.join(root, "cgroup.controllers"))
 
 
 def normalise(path: str, cid: str) -> str:
@@ -68,24 +73,26 @@ def normalise(path: str, cid: str) -> str:
     return "/" + path.strip("/")
 
 
-def for_path(path: str, root: Path = ROOT) -> Cgroup:
+def for_path(path: str, root: str | os.PathLike[str] = ROOT) -> Cgroup:
     from services.runtime.cgroups import v1, v2
 
     if is_v2(root):
-        return v2.CgroupV2(path, root)
-    return v1.CgroupV1(path, root)
+        return v2.CgroupV2(path, os.fspath(root))
+    return v1.CgroupV1(path, os.fspath(root))
 
 
-def is_frozen(path: str, root: Path = ROOT) -> bool:
+def is_frozen(path: str, root: str | os.PathLike[str] = ROOT) -> bool:
     """Whether the cgroup is frozen: v1 ``freezer.state`` FROZEN or FREEZING, v2
     ``cgroup.freeze`` 1. False when the cgroup is gone or unreadable."""
     rel = path.strip("/")
     if not rel:
         return False
-    for file, frozen in ((root / "freezer" / rel / "freezer.state", ("FROZEN", "FREEZING")),
-                         (root / rel / "cgroup.freeze", ("1",))):
+    for file, frozen in ((os.path.join(root, "freezer", rel, "freezer.state"),
+                          ("FROZEN", "FREEZING")),
+                         (os.path.join(root, rel, "cgroup.freeze"), ("1",))):
         try:
-            return file.read_text().strip() in frozen
+            with open(file) as f:
+                return f.read().strip() in frozen
         except OSError:
             continue
     return False

@@ -4,21 +4,25 @@ migration primer."""
 
 from __future__ import annotations
 
+import _thread
 import errno
 import os
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from vocab.errors import FailedPrecondition, InvalidArgument
 
+# Paths are strings, and nothing from pathlib, typing or threading is imported at run
+# time: this is on the path of every create (tests/unit/runtime/test_lean.py).
+TYPE_CHECKING = False  # mypy treats TYPE_CHECKING as true wherever it is defined
 if TYPE_CHECKING:
-    from threading import Thread
+    from typing import Any
 
-ROOT = Path("/sys/fs/cgroup")
+    Primer = _thread.LockType  # held until the primed write is over
+
+ROOT = "/sys/fs/cgroup"
 
 
-def prime_migration(root: Path = ROOT) -> Thread | None:
+def prime_migration(root: str | os.PathLike[str] = ROOT) -> Primer | None:
     """Start the grace period that the container's cgroup join will wait for, now.
 
     Every cgroup migration takes one global lock, and its first writer after a quiet spell
@@ -27,31 +31,32 @@ def prime_migration(root: Path = ROOT) -> Thread | None:
     cgroup we are already in moves nothing but starts the wait: on a thread once the
     container's cgroup directories exist (mkdir queues behind a pending migration), it
     passes while create writes the limits and the init sets up, and the init's real join
-    finds it over. Best effort: with no cgroup file we may write, nothing is primed."""
+    finds it over. Best effort: with no cgroup file we may write, nothing is primed.
+    Returns a lock held until the write is over (a bare thread: threading's import costs
+    every create ~3 ms, and nothing waits for the primer but tests)."""
     procs = own_procs(root)
     if procs is None:
         return None
-    import threading  # loaded already where it matters (the fork server)
-
-    thread = threading.Thread(target=_rewrite_pid, args=(procs,), name="cgroup-prime",
-                              daemon=True)
-    thread.start()
-    return thread
+    done = _thread.allocate_lock()
+    done.acquire()
+    _thread.start_new_thread(_rewrite_pid, (procs, done))
+    return done
 
 
-def own_procs(root: Path = ROOT) -> Path | None:
+def own_procs(root: str | os.PathLike[str] = ROOT) -> str | None:
     """own_procs_file, looked up once per process (and inherited by forks: the fork
     server looks it up for its monitors). Reading /proc/self/cgroup takes the lock that
     a pending migration holds: a second prime would wait for the first one's grace period."""
-    if root not in _OWN:
-        _OWN[root] = own_procs_file(root)
-    return _OWN[root]
+    key = os.fspath(root)
+    if key not in _OWN:
+        _OWN[key] = own_procs_file(key)
+    return _OWN[key]
 
 
-_OWN: dict[Path, Path | None] = {}
+_OWN: dict[str, str | None] = {}
 
 
-def own_procs_file(root: Path = ROOT, table: str | None = None) -> Path | None:
+def own_procs_file(root: str | os.PathLike[str] = ROOT, table: str | None = None) -> str | None:
     """The cgroup.procs of a cgroup this process is in, on any hierarchy (the lock that a
     migration takes is one for all of them). ``table``: /proc/self/cgroup's text."""
     if table is None:
@@ -60,19 +65,20 @@ def own_procs_file(root: Path = ROOT, table: str | None = None) -> Path | None:
                 table = f.read()
         except OSError:
             return None
+    top = os.fspath(root)
     for line in table.splitlines():
         _id, _, rest = line.partition(":")
         ctrls, _, path = rest.partition(":")
-        bases = [root, root / "unified"] if not ctrls else \
-            [root / name.removeprefix("name=") for name in ctrls.split(",")]
+        bases = [top, os.path.join(top, "unified")] if not ctrls else \
+            [os.path.join(top, name.removeprefix("name=")) for name in ctrls.split(",")]
         for base in bases:
-            procs = base / path.lstrip("/") / "cgroup.procs"
-            if procs.exists():
+            procs = os.path.join(base, path.lstrip("/"), "cgroup.procs")
+            if os.path.exists(procs):
                 return procs
     return None
 
 
-def _rewrite_pid(procs: Path) -> None:
+def _rewrite_pid(procs: str, done: Primer) -> None:
     try:
         fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
         try:
@@ -81,14 +87,25 @@ def _rewrite_pid(procs: Path) -> None:
             os.close(fd)
     except OSError:
         pass  # an optimisation only
+    finally:
+        done.release()
 
 
-def write(path: Path, value: str) -> None:
+def mkdir(path: str) -> None:
+    """Path.mkdir(exist_ok=True): an existing directory is fine, anything else raises."""
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise
+
+
+def write(path: str, value: str) -> None:
     with open(path, "w") as f:
         f.write(value)
 
 
-def write_limit(path: Path, value: str) -> None:
+def write_limit(path: str, value: str) -> None:
     """Write a resource limit. The kernel checks the value on write, and its error
     surfaces at close without a file name: say which limit and value it refused."""
     try:
@@ -96,13 +113,14 @@ def write_limit(path: Path, value: str) -> None:
     except OSError as exc:
         kind = InvalidArgument if exc.errno in (errno.EINVAL, errno.ERANGE) \
             else FailedPrecondition
-        raise kind(f"cgroup limit {path.name} = {value}: the kernel refused it: "
+        raise kind(f"cgroup limit {os.path.basename(path)} = {value}: the kernel refused it: "
                    f"{exc.strerror or exc}") from None
 
 
-def read_pids(path: Path) -> list[int]:
+def read_pids(path: str) -> list[int]:
     try:
-        return [int(x) for x in path.read_text().split()]
+        with open(path) as f:
+            return [int(x) for x in f.read().split()]
     except (OSError, ValueError):
         return []
 
@@ -118,7 +136,7 @@ def wait_for(read: Any, wanted: str, what: str, timeout: float = 10.0) -> None:
         delay = min(delay * 2, 0.05)
 
 
-def rmdir_retry(path: Path, tries: int = 50) -> None:
+def rmdir_retry(path: str, tries: int = 50) -> None:
     """rmdir a cgroup dir: exiting tasks may linger a moment (EBUSY)."""
     for _ in range(tries):
         try:

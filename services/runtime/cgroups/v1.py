@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Any
 
 from services.runtime.cgroups.files import (
+    mkdir,
     prime_migration,
     read_pids,
     rmdir_retry,
@@ -16,6 +15,10 @@ from services.runtime.cgroups.files import (
 )
 from services.runtime.log import get_logger
 from vocab.errors import FailedPrecondition
+
+TYPE_CHECKING = False  # mypy treats TYPE_CHECKING as true wherever it is defined
+if TYPE_CHECKING:
+    from typing import Any
 
 CONTROLLERS = ("memory", "pids", "cpu", "cpuacct", "cpuset", "devices", "freezer", "blkio",
                "hugetlb", "net_cls", "net_prio")
@@ -33,55 +36,55 @@ def device_rule(rule: dict[str, Any]) -> str:
 
 
 class CgroupV1:
-    def __init__(self, path: str, root: Path) -> None:
+    def __init__(self, path: str, root: str) -> None:
         self.path = path
         self.root = root
         self.log = get_logger(cgroup=path)
         # Co-mounted controllers (cpu,cpuacct) share one hierarchy: keep one dir each.
-        seen: dict[str, Path] = {}
-        self.dirs: dict[str, Path] = {}
-        self.where: dict[str, Path] = {}  # every controller present -> its dir (co-mounted too)
+        seen: dict[str, str] = {}
+        self.dirs: dict[str, str] = {}
+        self.where: dict[str, str] = {}  # every controller present -> its dir (co-mounted too)
         for ctrl in CONTROLLERS:
-            base = root / ctrl
-            if not base.is_dir():
+            base = os.path.join(root, ctrl)
+            if not os.path.isdir(base):
                 continue
             real = os.path.realpath(base)
             if real not in seen:
-                seen[real] = self.dirs[ctrl] = base / path.lstrip("/")
+                seen[real] = self.dirs[ctrl] = os.path.join(base, path.lstrip("/"))
             self.where[ctrl] = seen[real]
 
     def create(self, resources: dict[str, Any]) -> None:
         for ctrl, path in self.dirs.items():
             if ctrl == "cpuset":
-                self._make_cpuset(path)
+                self._make_cpuset()
             else:
-                path.mkdir(parents=True, exist_ok=True)
+                os.makedirs(path, exist_ok=True)
         prime_migration(self.root)  # for the join that follows
         self._limits(resources)
 
     def update(self, resources: dict[str, Any]) -> None:
         mem = resources.get("memory") or {}
-        memsw = self.where["memory"] / "memory.memsw.limit_in_bytes" \
+        memsw = os.path.join(self.where["memory"], "memory.memsw.limit_in_bytes") \
             if "memory" in self.where else None
-        if memsw is not None and memsw.exists() and mem.get("swap") is not None \
+        if memsw is not None and os.path.exists(memsw) and mem.get("swap") is not None \
                 and mem.get("limit") is not None and mem["limit"] > 0:
             # The kernel keeps memory+swap >= memory at every write: a limit that grows
             # past the old memory+swap needs the new memory+swap written first.
-            current = int(memsw.read_text().strip() or 0)
+            current = int(_read(memsw).strip() or 0)
             if 0 < current < mem["limit"]:
                 self._set("memory", "memory.memsw.limit_in_bytes", mem["swap"])
         self._limits(resources)
 
-    def _make_cpuset(self, path: Path) -> None:
+    def _make_cpuset(self) -> None:
         # A cpuset with empty cpus/mems refuses tasks: inherit them level by level.
-        base = self.root / "cpuset"
-        current = base
-        for part in path.relative_to(base).parts:
-            parent, current = current, current / part
-            current.mkdir(exist_ok=True)
+        current = os.path.join(self.root, "cpuset")
+        for part in (p for p in self.path.split("/") if p and p != "."):
+            parent, current = current, os.path.join(current, part)
+            mkdir(current)
             for name in ("cpuset.cpus", "cpuset.mems"):
-                if not (current / name).read_text().strip():
-                    write(current / name, (parent / name).read_text().strip())
+                if not _read(os.path.join(current, name)).strip():
+                    write(os.path.join(current, name),
+                          _read(os.path.join(parent, name)).strip())
 
     def _set(self, ctrl: str, name: str, value: object) -> None:
         """Write a limit; one this host has no controller or file for fails create, as
@@ -89,8 +92,8 @@ class CgroupV1:
         if ctrl not in self.where:
             raise FailedPrecondition(f"cgroup limit {name} = {value}: this host has no "
                                      f"{ctrl} cgroup controller")
-        path = self.where[ctrl] / name
-        if not path.exists():
+        path = os.path.join(self.where[ctrl], name)
+        if not os.path.exists(path):
             raise FailedPrecondition(f"cgroup limit {name} = {value}: the kernel has no "
                                      f"such {ctrl} cgroup file")
         write_limit(path, str(value))
@@ -100,12 +103,12 @@ class CgroupV1:
         if mem.get("limit") is not None:
             self._set("memory", "memory.limit_in_bytes", mem["limit"])
         if mem.get("swap") is not None and "memory" in self.dirs and \
-                (self.dirs["memory"] / "memory.memsw.limit_in_bytes").exists():
+                os.path.exists(os.path.join(self.dirs["memory"], "memory.memsw.limit_in_bytes")):
             self._set("memory", "memory.memsw.limit_in_bytes", mem["swap"])
         if mem.get("reservation") is not None:
             self._set("memory", "memory.soft_limit_in_bytes", mem["reservation"])
         if mem.get("kernel") is not None and "memory" in self.dirs and \
-                (self.dirs["memory"] / "memory.kmem.limit_in_bytes").exists():
+                os.path.exists(os.path.join(self.dirs["memory"], "memory.kmem.limit_in_bytes")):
             # Deprecated in the spec and gone from newer kernels (runc ignores it): best
             # effort, the one limit that may be missing.
             self._set("memory", "memory.kmem.limit_in_bytes", mem["kernel"])
@@ -162,12 +165,12 @@ class CgroupV1:
 
     def join(self, pid: int) -> None:
         for path in self.dirs.values():
-            write(path / "cgroup.procs", str(pid))
+            write(os.path.join(path, "cgroup.procs"), str(pid))
 
     def pids(self) -> list[int]:
         for ctrl in ("pids", "memory", "freezer", "cpu"):
             if ctrl in self.dirs:
-                return read_pids(self.dirs[ctrl] / "cgroup.procs")
+                return read_pids(os.path.join(self.dirs[ctrl], "cgroup.procs"))
         return []
 
     def destroy(self) -> None:
@@ -177,10 +180,16 @@ class CgroupV1:
     def freeze(self, frozen: bool) -> None:
         if "freezer" not in self.dirs:
             raise FailedPrecondition("the freezer cgroup controller is not available")
-        state = self.dirs["freezer"] / "freezer.state"
+        state = os.path.join(self.dirs["freezer"], "freezer.state")
         wanted = "FROZEN" if frozen else "THAWED"
         write(state, wanted)
-        wait_for(lambda: state.read_text().strip(), wanted, wanted.lower())
+        wait_for(lambda: _read(state).strip(), wanted, wanted.lower())
 
-    def mounts(self) -> list[tuple[str, Path]]:
-        return [(ctrl, path) for ctrl, path in self.dirs.items() if path.is_dir()]
+    def mounts(self) -> list[tuple[str, str]]:
+        return [(ctrl, path) for ctrl, path in self.dirs.items() if os.path.isdir(path)]
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+import os
 
 from services.runtime.cgroups.files import (
+    mkdir,
     prime_migration,
     read_pids,
     rmdir_retry,
@@ -16,6 +16,10 @@ from services.runtime.cgroups.files import (
 from services.runtime.log import get_logger
 from vocab.errors import FailedPrecondition
 
+TYPE_CHECKING = False  # mypy treats TYPE_CHECKING as true wherever it is defined
+if TYPE_CHECKING:
+    from typing import Any
+
 WANTED = ("cpu", "cpuset", "io", "memory", "pids", "hugetlb")
 
 
@@ -25,24 +29,25 @@ def shares_to_weight(shares: int) -> int:
 
 
 class CgroupV2:
-    def __init__(self, path: str, root: Path) -> None:
+    def __init__(self, path: str, root: str) -> None:
         self.path = path
         self.root = root
-        self.dir = root / path.lstrip("/")
+        self.dir = os.path.join(root, path.lstrip("/"))
         self.log = get_logger(cgroup=path)
 
     def create(self, resources: dict[str, Any]) -> None:
         current = self.root
-        for part in self.dir.relative_to(self.root).parts:
-            available = set((current / "cgroup.controllers").read_text().split())
+        for part in (p for p in self.path.split("/") if p and p != "."):
+            with open(os.path.join(current, "cgroup.controllers")) as f:
+                available = set(f.read().split())
             enable = " ".join(f"+{c}" for c in WANTED if c in available)
             if enable:
                 try:
-                    write(current / "cgroup.subtree_control", enable)
+                    write(os.path.join(current, "cgroup.subtree_control"), enable)
                 except OSError as exc:
-                    self.log.warning("cannot enable controllers", dir=str(current), error=str(exc))
-            current = current / part
-            current.mkdir(exist_ok=True)
+                    self.log.warning("cannot enable controllers", dir=current, error=str(exc))
+            current = os.path.join(current, part)
+            mkdir(current)
         prime_migration(self.root)  # for the join that follows
         self._limits(resources)
 
@@ -52,8 +57,8 @@ class CgroupV2:
     def _set(self, name: str, value: object) -> None:
         """Write a limit; one this host has no file for (its controller is missing or not
         enabled) fails create, as with runc and crun."""
-        path = self.dir / name
-        if not path.exists():
+        path = os.path.join(self.dir, name)
+        if not os.path.exists(path):
             raise FailedPrecondition(f"cgroup limit {name} = {value}: no such cgroup file "
                                      "(is its controller available?)")
         write_limit(path, str(value))
@@ -64,7 +69,7 @@ class CgroupV2:
         if limit is not None:
             self._set("memory.max", "max" if limit < 0 else limit)
         swap = mem.get("swap")
-        if swap is not None and (self.dir / "memory.swap.max").exists():
+        if swap is not None and os.path.exists(os.path.join(self.dir, "memory.swap.max")):
             # Without swap accounting there is no file: as on v1 (memsw), not an error.
             # OCI swap is memory+swap; v2 counts swap alone.
             value = "max" if swap < 0 else max(0, swap - (limit or 0))
@@ -99,24 +104,26 @@ class CgroupV2:
             self.log.info("cgroup v2 device rules not enforced")
 
     def join(self, pid: int) -> None:
-        write(self.dir / "cgroup.procs", str(pid))
+        write(os.path.join(self.dir, "cgroup.procs"), str(pid))
 
     def pids(self) -> list[int]:
-        return read_pids(self.dir / "cgroup.procs")
+        return read_pids(os.path.join(self.dir, "cgroup.procs"))
 
     def destroy(self) -> None:
         rmdir_retry(self.dir)
 
     def freeze(self, frozen: bool) -> None:
-        write(self.dir / "cgroup.freeze", "1" if frozen else "0")
+        write(os.path.join(self.dir, "cgroup.freeze"), "1" if frozen else "0")
 
         def state() -> str:
-            for line in (self.dir / "cgroup.events").read_text().splitlines():
+            with open(os.path.join(self.dir, "cgroup.events")) as f:
+                lines = f.read().splitlines()
+            for line in lines:
                 if line.startswith("frozen "):
                     return line.split()[1]
             return ""
 
         wait_for(state, "1" if frozen else "0", "frozen" if frozen else "thawed")
 
-    def mounts(self) -> list[tuple[str, Path]]:
+    def mounts(self) -> list[tuple[str, str]]:
         return [("", self.dir)]

@@ -41,7 +41,7 @@ def _fake_v1(root: Path) -> None:
 
 def test_v1_limits(tmp_path: Path) -> None:
     _fake_v1(tmp_path)
-    cg = CgroupV1("/muelle/c1", tmp_path)
+    cg = CgroupV1("/muelle/c1", str(tmp_path))
     cg.create(RESOURCES)
     leaf = "muelle/c1"
     assert (tmp_path / "memory" / leaf / "memory.limit_in_bytes").read_text() == str(1 << 26)
@@ -71,7 +71,7 @@ def test_v2_limits(tmp_path: Path) -> None:
     for name in ("memory.max", "memory.swap.max", "pids.max", "cpu.max", "cpu.weight",
                  "cgroup.procs"):
         (leaf / name).write_text("")
-    cg = CgroupV2("/muelle/c1", tmp_path)
+    cg = CgroupV2("/muelle/c1", str(tmp_path))
     cg.create(RESOURCES)
     assert (tmp_path / "cgroup.subtree_control").read_text() == "+cpu +io +memory +pids"
     assert (leaf / "memory.max").read_text() == str(1 << 26)
@@ -85,23 +85,23 @@ def test_own_procs_file_finds_a_v1_hierarchy(tmp_path: Path) -> None:
     (tmp_path / "systemd" / "user.slice").mkdir(parents=True)
     (tmp_path / "systemd" / "user.slice" / "cgroup.procs").write_text("")
     table = "12:pids:/gone\n1:name=systemd:/user.slice\n0::/user.slice\n"
-    assert own_procs_file(tmp_path, table) == tmp_path / "systemd" / "user.slice" / "cgroup.procs"
+    assert own_procs_file(tmp_path, table) == str(tmp_path / "systemd" / "user.slice" /
+                                                  "cgroup.procs")
 
 
 def test_own_procs_file_finds_a_hybrid_unified_mount(tmp_path: Path) -> None:
     (tmp_path / "unified" / "a").mkdir(parents=True)
     (tmp_path / "unified" / "a" / "cgroup.procs").write_text("")
-    assert own_procs_file(tmp_path, "0::/a\n") == tmp_path / "unified" / "a" / "cgroup.procs"
+    assert own_procs_file(tmp_path, "0::/a\n") == str(tmp_path / "unified" / "a" / "cgroup.procs")
     assert own_procs_file(tmp_path, "0::/elsewhere\n") is None
 
 
 def test_priming_moves_nothing() -> None:
     """On the host's real hierarchy: the primed migration leaves us where we were."""
     before = Path("/proc/self/cgroup").read_text()
-    thread = prime_migration()
-    assert thread is not None
-    thread.join(timeout=10)
-    assert not thread.is_alive()
+    done = prime_migration()
+    assert done is not None
+    assert done.acquire(timeout=10)  # released once the primer's write is over
     assert Path("/proc/self/cgroup").read_text() == before
 
 
@@ -112,11 +112,11 @@ def test_a_refused_limit_names_its_file_and_value(tmp_path: Path, monkeypatch: p
                                                   code: int, kind: type[Exception]) -> None:
     _fake_v1(tmp_path)
 
-    def refuse(path: Path, value: str) -> None:
-        if path.name == "memory.limit_in_bytes":
+    def refuse(path: str, value: str) -> None:
+        if os.path.basename(path) == "memory.limit_in_bytes":
             raise OSError(code, os.strerror(code))  # as a close() reports it: no file name
-        path.write_text(value)
+        Path(path).write_text(value)
 
     monkeypatch.setattr(cgroup_files, "write", refuse)  # write_limit calls it there
     with pytest.raises(kind, match=rf"memory.limit_in_bytes = {1 << 26}: .*{os.strerror(code)}"):
-        CgroupV1("/muelle/c1", tmp_path).create(RESOURCES)
+        CgroupV1("/muelle/c1", str(tmp_path)).create(RESOURCES)

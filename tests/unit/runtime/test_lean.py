@@ -78,14 +78,21 @@ def test_verb_of(argv: list[str], verb: str | None) -> None:
 
 
 def test_create_imports_only_what_it_uses() -> None:
-    """A plain create (the front starts it sealed) parses without argparse and imports
-    neither datetime, socket, hashlib's OpenSSL, nor what ctypes.util and tempfile bring along
-    (~15 ms of every container's create between them)."""
+    """A plain create or run (the front starts it sealed) parses without argparse, and
+    imports neither typing, re, enum, pathlib, json, contextlib, collections, threading,
+    signal, platform, nor datetime, socket, hashlib's OpenSSL, ctypes.util or tempfile:
+    ~30 ms of every container's create between them on a small VM, where runc's whole
+    `run` takes ~20 (issue 21). tests/integration/runtime/test_lean_run.py checks a real run."""
+    heavy = ("argparse", "datetime", "hashlib", "tempfile", "subprocess", "shutil",
+             "ctypes.util", "socket", "typing", "re", "enum", "pathlib", "json", "contextlib",
+             "collections", "functools", "threading", "signal", "platform", "urllib",
+             "ipaddress", "fnmatch", "runpy", "importlib.util", "dataclasses", "inspect")
     probe = ("import sys; import services.runtime.main as m; "
              "assert m.quick(['--root', '/r', 'create', '--bundle', '/b', 'x']); "
-             "import services.runtime.create, services.runtime.run; "
-             "print(' '.join(m for m in ('argparse', 'datetime', 'hashlib', 'tempfile', "
-             "'subprocess', 'shutil', 'ctypes.util', 'socket') if m in sys.modules))")
+             "import services.runtime.api, services.runtime.create, services.runtime.run, "
+             "services.runtime.start, services.runtime.delete, services.runtime.log; "
+             "from services.runtime.cgroups import v1, v2; "
+             f"print(' '.join(m for m in {heavy!r} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-S", "-c", probe], capture_output=True, text=True,
                          check=True, env={"PYTHONPATH": ROOT}).stdout.split()
     assert out == []

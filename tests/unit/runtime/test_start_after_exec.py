@@ -34,7 +34,7 @@ os.execv("/bin/sleep", ["sleep", "30"])
 """
 
 
-def _stand_in_init(fifo: Path, go: int) -> subprocess.Popen[bytes]:
+def _stand_in_init(fifo: str, go: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-S", "-c", _INIT, str(fifo), str(go)],
                             pass_fds=(go,))
 
@@ -42,7 +42,7 @@ def _stand_in_init(fifo: Path, go: int) -> subprocess.Popen[bytes]:
 def test_poststart_hook_sees_the_executed_program(tmp_path: Path) -> None:
     store = Store(tmp_path / "state")
     cid = "poststart-after-exec"
-    cdir = store.dir(cid)
+    cdir = Path(store.dir(cid))
     cdir.mkdir(parents=True)
     os.mkfifo(store.fifo(cid))
     seen = tmp_path / "exe"

@@ -41,7 +41,7 @@ def test_pid_reuse_is_stopped(tmp_path: Path) -> None:
     assert state.oci("stopped")["pid"] == 0
 
 
-@pytest.mark.parametrize("bad", ["", "../x", "a/b", ".hidden", "x" * 200])
+@pytest.mark.parametrize("bad", ["", "../x", "a/b", ".hidden", "x" * 200, "x\n"])
 def test_bad_ids(tmp_path: Path, bad: str) -> None:
     with pytest.raises(InvalidArgument):
         Store(tmp_path).dir(bad)

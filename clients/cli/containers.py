@@ -51,7 +51,7 @@ def build_request(args: argparse.Namespace, environ: Any) -> Any:
         network_mode=args.network, cpu_shares=args.cpu_shares, cpuset_cpus=args.cpuset_cpus,
         cpuset_mems=args.cpuset_mems, group_add=args.group_add,
         init=args.init, log_opts=parse_labels(args.log_opt), restart_policy=args.restart,
-        binds=args.volume, volumes_from=args.volumes_from,
+        binds=args.volume, volumes_from=args.volumes_from, links=args.link,
         mounts=[parse_mount(m) for m in args.mount], tmpfs=parse_tmpfs(args.tmpfs),
         ports=ports, publish_all=args.publish_all, network_aliases=args.network_alias,
         userns=args.userns, uid_maps=args.uidmap, gid_maps=args.gidmap)

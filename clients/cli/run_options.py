@@ -108,6 +108,9 @@ def container_options(p: Any, verb: str, bool_flag: Any) -> None:
     p.add_argument("--mount", action="append", default=[],
                    help="type=bind|volume|tmpfs,source=..,target=..,readonly")
     p.add_argument("--tmpfs", action="append", default=[], help="tmpfs: PATH[:OPTIONS]")
+    p.add_argument("--link", action="append", default=[],
+                   help="name another container by an alias: CONTAINER[:ALIAS] (user "
+                        "networks)")
     p.add_argument("--volumes-from", action="append", default=[],
                    help="the volumes of a container: CONTAINER[:ro|:rw]")
     p.add_argument("-p", "--publish", action="append", default=[],

@@ -19,7 +19,7 @@ from services.dockerapi.errors import ApiError, bad_request
 # HostConfig fields engine.v1 cannot honour yet: refused when set to anything but a zero
 # value (and, for the modes, Docker's spelling of the default).
 _UNSUPPORTED_HOST = (
-    "Links", "DeviceRequests", "DeviceCgroupRules", "OomKillDisable",
+    "DeviceRequests", "DeviceCgroupRules", "OomKillDisable",
     "BlkioWeight", "BlkioWeightDevice", "BlkioDeviceReadBps",
     "BlkioDeviceWriteBps", "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps", "CpuRealtimePeriod",
     "CpuRealtimeRuntime", "KernelMemory", "KernelMemoryTCP", "MemoryReservation",
@@ -192,6 +192,7 @@ def create_request(body: Any, name: str) -> engine_pb2.CreateContainerRequest:
         restart_policy=restart_text(_dict(host.get("RestartPolicy"), "RestartPolicy")),
         binds=_binds(config, host),
         volumes_from=_strings(host.get("VolumesFrom"), "VolumesFrom"),
+        links=_links(config, host),
         tmpfs={str(k): str(v) for k, v in _dict(host.get("Tmpfs"), "Tmpfs").items()},
         ports=_ports(_dict(host.get("PortBindings"), "PortBindings")),
         publish_all=bool(host.get("PublishAllPorts")),
@@ -278,6 +279,15 @@ def _aliases(config: dict[str, Any], host: dict[str, Any]) -> list[str]:
                                 "is not supported by muelle yet")
         aliases += _strings(_dict(endpoint, "EndpointsConfig").get("Aliases"), "Aliases")
     return aliases
+
+
+def _links(config: dict[str, Any], host: dict[str, Any]) -> list[str]:
+    """HostConfig.Links (docker run --link) and each endpoint's Links (compose's)."""
+    links = _strings(host.get("Links"), "Links")
+    networking = _dict(config.get("NetworkingConfig"), "NetworkingConfig")
+    for endpoint in _dict(networking.get("EndpointsConfig"), "EndpointsConfig").values():
+        links += _strings(_dict(endpoint, "EndpointsConfig").get("Links"), "Links")
+    return list(dict.fromkeys(links))
 
 
 # docker update's body (UpdateConfig: Resources + RestartPolicy) that engine.v1 carries.

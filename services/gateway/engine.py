@@ -126,6 +126,24 @@ class Engine:
         with self._guard:
             return self._locks.setdefault(cid, threading.RLock())
 
+    def _links(self, req: engine_pb2.CreateContainerRequest, mode: str) -> list[str]:
+        """--link NAME[:ALIAS] -> "NAME:ALIAS" for the shim (user networks only). Not
+        looked up: as dockerd, a container that is not there (yet) is not an error; the
+        alias names it while it is on a network this one shares."""
+        out = []
+        for entry in req.links:
+            name, alias = options.parse_link(entry)
+            if mode in ("host", "none") or mode.startswith("container:"):
+                raise InvalidArgument(f"conflicting options: {mode} type networking can't be "
+                                      "used with links. This would result in undefined "
+                                      "behavior")
+            if mode in ("", "bridge", "default"):
+                raise InvalidArgument("links on the default bridge network (legacy links, "
+                                      "with their environment variables) are not supported "
+                                      "by muelle: use a user-defined network")
+            out.append(f"{name}:{alias}")
+        return out
+
     def _volumes_from(self, req: engine_pb2.CreateContainerRequest
                       ) -> list[types_pb2.VolumeMount]:
         """The mounts --volumes-from shares, in the order given."""
@@ -367,6 +385,7 @@ class Engine:
             if mode.startswith("container:"):
                 setattr(spec, kind, "container:" + self.records.lookup(mode[10:]).id)
         spec.network_aliases[:0] = [name]  # peers on a user network find it by name
+        spec.links.extend(self._links(req, spec.network_mode))
         log = get_logger(container=cid[:12], image=req.image)
         rec = Record(
             id=cid, name=name, image=req.image, image_id=img.id, created=now_rfc3339(),

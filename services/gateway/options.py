@@ -384,3 +384,18 @@ def exposed_ports(req: engine_pb2.CreateContainerRequest,
             have.add(key)
             out.append(types_pb2.NetworkPort(container_port=key[0], protocol=key[1]))
     return out
+
+
+def parse_link(entry: str) -> tuple[str, str]:
+    """Docker's --link "NAME[:ALIAS]" (or the "/name:/parent/alias" inspect shows) ->
+    (name, alias)."""
+    if not entry:
+        raise InvalidArgument("empty string specified for links")
+    parts = entry.split(":")
+    if len(parts) > 2:
+        raise InvalidArgument(f"bad format for links: {entry}")
+    if len(parts) == 1:
+        return entry, entry
+    if parts[0].startswith("/"):
+        return parts[0][1:], parts[1].rsplit("/", 1)[-1]
+    return parts[0], parts[1]

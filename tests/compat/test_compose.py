@@ -3,7 +3,8 @@ dockerd: the same two-service app, the same commands, the same results.
 
 The app: ``web`` (busybox httpd serving a page its environment wrote into a named volume,
 its port published on loopback) and ``client`` (depends_on web, fetches the page by the
-service name), and ``reader`` (volumes_from web, read-only). Compose labels its network
+service name), and ``reader`` (volumes_from web, read-only; links web as www). Compose
+labels its network
 and volume and finds them again by label, disconnects each created container from its
 network and connects it again with aliases: both must keep the published port and name
 resolution working.
@@ -46,8 +47,11 @@ services:
     image: ${IMG}
     volumes_from:
       - web:ro
+    links:
+      - web:www
     command: ["sh", "-c", "until cat /srv/index.html; do sleep 0.2; done; touch /srv/x ||
-              echo read-only; exec sleep 1000"]
+              echo read-only; until wget -q -O /dev/null http://www/index.html; do sleep
+              0.2; done; echo linked; exec sleep 1000"]
 volumes:
   site:
 """
@@ -134,6 +138,7 @@ def _run_app(c: Compose, fetch: bool) -> dict[str, object]:
         seen["ps"] = _ps(c)
         seen["client reached web"] = _wait_for_log(c, "client", "hello-from-web")
         seen["reader shares web's volume"] = _wait_for_log(c, "reader", "read-only")
+        seen["reader reaches web by its link"] = _wait_for_log(c, "reader", "linked")
         seen["published"] = _published(c, fetch)
         ex = c("exec", "-T", "web", "sh", "-c", "echo $GREETING; ls /srv")
         seen["exec"] = (ex.returncode, ex.stdout)

@@ -148,6 +148,47 @@ def test_volumes_from_shares_volumes_and_binds_as_on_dockerd(
     assert seen[0][0] == "n\na\nhost\nnamed rw\nanon rw\nbound ro\n"
 
 
+def test_links_on_a_user_network_as_on_dockerd(muelle_cli: DockerCli, dockerd_cli: DockerCli,
+                                               pulled: str) -> None:
+    """--link NAME:ALIAS on a user-defined network: the alias reaches that container, for
+    the linking container only."""
+    probe = ("for i in $(seq 50); do wget -q -O- http://database/i && break; sleep 0.1; "
+             "done; ping -c 1 -W 1 db >/dev/null && echo db-too")
+    seen = []
+    for cli in (muelle_cli, dockerd_cli):
+        tag = uuid.uuid4().hex[:6]
+        net, db = f"lk-net-{tag}", f"lk-db-{tag}"
+        cli("network", "create", net)
+        try:
+            cli("run", "-d", "--name", db, "--network", net, pulled, "sh", "-c",
+                "echo served > /tmp/i; exec httpd -f -p 80 -h /tmp")
+            linked = cli("run", "--rm", "--network", net, "--link", f"{db}:database",
+                         pulled, "sh", "-c", probe.replace(" db ", f" {db} ")).stdout
+            other = cli("run", "--rm", "--network", net, pulled, "sh", "-c",
+                        "ping -c 1 -W 1 database", check=False)
+            missing = cli("run", "--rm", "--network", net, "--link", f"nosuch-{tag}:x",
+                          pulled, "true", check=False)
+        finally:
+            cli("rm", "-f", db, check=False)
+            cli("network", "rm", net)
+        seen.append((linked, other.returncode,
+                     (missing.returncode, missing.stderr.replace(tag, "TAG"))))
+    assert seen[0] == seen[1]
+    assert seen[0][:2] == ("served\ndb-too\n", 1)
+
+
+def test_legacy_links_on_the_default_bridge_are_refused_by_name(docker: DockerCli,
+                                                                 pulled: str) -> None:
+    name = f"lk-{uuid.uuid4().hex[:6]}"
+    docker("run", "-d", "--name", name, pulled, "sleep", "60")
+    try:
+        proc = docker("run", "--rm", "--link", name, pulled, "true", check=False)
+        assert proc.returncode == 125
+        assert "legacy links" in proc.stderr and "user-defined network" in proc.stderr
+    finally:
+        docker("rm", "-f", name)
+
+
 def test_namespaces_dns_sysctls_and_system_paths_as_on_dockerd(
         muelle_cli: DockerCli, dockerd_cli: DockerCli, pulled: str) -> None:
     script = ("cat /etc/resolv.conf; cat /proc/sys/net/ipv4/ip_forward; "

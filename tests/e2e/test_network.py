@@ -171,6 +171,30 @@ def test_user_network_resolves_names_and_aliases(engine: Engine, image: str) -> 
     assert net not in engine.cli("network", "ls").stdout
 
 
+def test_a_link_alias_follows_the_container_it_names(engine: Engine, image: str) -> None:
+    """--link NAME:ALIAS on a user network: the alias is in the linking container's
+    /etc/hosts only, also for a container that joins after it (as dockerd's DNS does)."""
+    net, early, db = _name("net"), _name("early"), _name("db")
+    engine.cli("network", "create", net)
+    try:
+        engine.cli("run", "-d", "--name", early, "--network", net, "--link", f"{db}:database",
+                   image, "sleep", "60")
+        hosts = engine.cli("exec", early, "cat", "/etc/hosts").stdout
+        assert "database" not in hosts
+        engine.cli("run", "-d", "--name", db, "--network", net, image, "sleep", "60")
+        ip = engine.cli("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}"
+                        "{{end}}", db).stdout.strip()
+        hosts = engine.cli("exec", early, "cat", "/etc/hosts").stdout
+        assert [line.split()[0] for line in hosts.splitlines()
+                if "database" in line.split()] == [ip]
+        assert "database" not in engine.cli("exec", db, "cat", "/etc/hosts").stdout
+        bad = engine.cli("run", "--rm", "--link", db, image, "true", check=False)
+        assert bad.returncode == 125 and "legacy links" in bad.stderr
+    finally:
+        engine.cli("rm", "-f", early, db, check=False)
+        engine.cli("network", "rm", net, check=False)
+
+
 def test_connect_and_disconnect(engine: Engine, image: str) -> None:
     net, name = _name("net"), _name("c")
     octet = 100 + uuid.uuid4().int % 150  # runs side by side must not pick the same

@@ -26,7 +26,9 @@ def request_of(spec: shim_pb2.ContainerSpec, hostname: str) -> Request:
                for p in spec.ports],
         aliases=list(dict.fromkeys(a for a in spec.network_aliases if a)),
         dns=list(spec.dns), dns_search=list(spec.dns_search),
-        dns_options=list(spec.dns_options), extra_hosts=list(spec.extra_hosts))
+        dns_options=list(spec.dns_options), extra_hosts=list(spec.extra_hosts),
+        links=[(link.partition(":")[0], link.partition(":")[2]) for link in spec.links
+               if ":" in link])
 
 
 def plan_config(config: dict[str, Any], plan: Plan) -> None:

@@ -51,6 +51,9 @@ class Request:
     dns_options: list[str] = field(default_factory=list)
     # --add-host "name:ip"s; ip "host-gateway" is the default bridge's gateway.
     extra_hosts: list[str] = field(default_factory=list)
+    # --link (container name or ID, alias)s: the alias names that container on the user
+    # networks both are on.
+    links: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -283,7 +286,8 @@ class Manager:
         extra = self._extra_hosts(req.extra_hosts)
         state = {"mode": mode, "hostname": req.hostname, "aliases": req.aliases,
                  "ports": [p.to_dict() for p in checked], "endpoints": {},
-                 **({"extra_hosts": extra} if extra else {})}
+                 **({"extra_hosts": extra} if extra else {}),
+                 **({"links": [list(link) for link in req.links]} if req.links else {})}
         self._record(cid, state)
         host_name = socket.gethostname() if mode == "host" else req.hostname
         (cdir / "hostname").write_text(host_name + "\n")
@@ -502,6 +506,9 @@ class Manager:
                     theirs = self.read(other).get("endpoints", {}).get(name)
                     if theirs:
                         names = [*theirs.get("aliases", []), other[:12]]
+                        names += [alias for linked, alias in state.get("links", [])
+                                  if linked in (other, other[:12], *theirs.get("aliases",
+                                                                              [])[:1])]
                         peers.append((theirs["ip"], list(dict.fromkeys(names))))
         extra = [(str(ip), str(name)) for ip, name in state.get("extra_hosts", [])]
         hosts = self.container_dir(cid) / "hosts"

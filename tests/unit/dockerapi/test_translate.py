@@ -58,7 +58,7 @@ def test_create_maps_what_the_cli_sends() -> None:
 @pytest.mark.parametrize(("host", "text"), [
     ({"DeviceCgroupRules": ["c 1:3 rwm"]}, "HostConfig.DeviceCgroupRules"),
     ({"OomKillDisable": True}, "HostConfig.OomKillDisable"),
-    ({"Links": "db:db"}, "Links must be a list"),
+    ({"Links": [1]}, "Links must be a list of strings"),
     ({"Ulimits": [{"Name": "nofile", "Soft": "1"}]}, "Soft must be an integer"),
     ({"Devices": "/dev/null"}, "Devices must be a list"),
     ({"OomScoreAdj": 1 << 40}, "OomScoreAdj 1099511627776 is out of range"),

@@ -13,6 +13,7 @@ from typing import Any
 from muelle.engine.v1 import engine_pb2
 from muelle.types.v1 import types_pb2
 
+from vocab.envmerge import merge_env
 from vocab.healthjson import health_json, healthcheck_json
 from vocab.timefmt import parse_ns
 
@@ -105,9 +106,15 @@ def _port_bindings(ports: list[types_pb2.NetworkPort]) -> dict[str, Any]:
     return out
 
 
-def inspect(d: engine_pb2.ContainerDetail, exposed: list[str]) -> dict[str, Any]:
-    """``exposed``: the image's ExposedPorts, with the requested ones."""
+def inspect(d: engine_pb2.ContainerDetail,
+            image: types_pb2.ImageConfig | None) -> dict[str, Any]:
+    """``image``: the image's config (None once it is gone): its ExposedPorts join the
+    requested ones; Config.Env and WorkingDir are dockerd's container config's (the run's
+    over the image's, without what only the process gets: HOSTNAME, a default PATH, "/")."""
     req = d.config
+    exposed = list(image.exposed_ports) if image is not None else []
+    env = merge_env(list(image.env), list(req.env)) if image is not None else list(d.env)
+    workdir = (req.working_dir or image.working_dir) if image is not None else d.working_dir
     args = list(d.args)
     first_net = d.networks[0] if d.networks else None
     cmd = list(d.cmd.values) if d.HasField("cmd") else None
@@ -162,8 +169,8 @@ def inspect(d: engine_pb2.ContainerDetail, exposed: list[str]) -> dict[str, Any]
             "AttachStdin": False, "AttachStdout": True, "AttachStderr": True,
             "ExposedPorts": {p: {} for p in exposed_all} or None,
             "Tty": req.tty, "OpenStdin": req.open_stdin, "StdinOnce": req.stdin_once,
-            "Env": list(d.env), "Cmd": cmd, "Image": d.image, "Volumes": None,
-            "WorkingDir": d.working_dir, "Entrypoint": entrypoint, "OnBuild": None,
+            "Env": env, "Cmd": cmd, "Image": d.image, "Volumes": None,
+            "WorkingDir": workdir, "Entrypoint": entrypoint, "OnBuild": None,
             "Labels": dict(d.labels), "StopSignal": d.stop_signal,
             "StopTimeout": d.stop_timeout,
             **({"Healthcheck": healthcheck_json(d.healthcheck)}

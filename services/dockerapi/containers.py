@@ -212,12 +212,12 @@ class Containers:
 
     async def inspect(self, req: Request, out: Responder) -> None:
         detail = await self.detail(req.params["id"])
-        exposed: list[str] = []
+        image = None
         with contextlib.suppress(NotFound):  # the image may be gone since
             image = await self.gateway.call("InspectImage", engine_pb2.InspectImageRequest(
                 reference=detail.image_id))
-            exposed = list(image.config.exposed_ports)
-        await out.json(200, container_json.inspect(detail, exposed))
+        await out.json(200, container_json.inspect(
+            detail, image.config if image is not None else None))
 
     async def resize(self, req: Request, out: Responder) -> None:
         """Best effort, as for dockerd (COMPAT.md §8): a live attach stream of this

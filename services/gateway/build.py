@@ -14,9 +14,9 @@ from muelle.images.v1 import images_pb2
 from muelle.types.v1 import types_pb2
 
 from services.builder.changes import apply_changes
-from services.gateway.merge import merge_env
 from services.gateway.records import Record, Records
 from vocab.configjson import docker_config
+from vocab.envmerge import merge_env
 from vocab.errors import FailedPrecondition, MuelleError, NotFound
 
 # the neighbours' generated stubs, as connect() returns them (typing only)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from muelle.engine.v1 import engine_pb2
 from muelle.types.v1 import types_pb2
 
+from vocab.envmerge import env_key, merge_env, replace_or_append
 from vocab.errors import InvalidArgument
 from vocab.platform import DEFAULT_PATH
 
@@ -68,33 +69,6 @@ def argv(entrypoint: list[str] | None, cmd: list[str] | None) -> list[str]:
         raise InvalidArgument("no command specified")
     return args
 
-
-def env_key(entry: str) -> str:
-    return entry.split("=", 1)[0]
-
-
-def merge_env(image_env: list[str], user_env: list[str]) -> list[str]:
-    """User vars, then each image var whose key the user did not set (moby merge())."""
-    if not user_env:
-        return list(image_env)
-    keys = {env_key(e) for e in user_env}
-    return [*user_env, *(e for e in image_env if env_key(e) not in keys)]
-
-
-def replace_or_append(base: list[str], overrides: list[str]) -> list[str]:
-    """Apply ``overrides`` to ``base`` by key; a bare "KEY" (no "=") unsets KEY."""
-    out = list(base)
-    for entry in overrides:
-        key = env_key(entry)
-        idx = next((i for i, e in enumerate(out) if env_key(e) == key), None)
-        if "=" not in entry:
-            if idx is not None:
-                out.pop(idx)
-        elif idx is None:
-            out.append(entry)
-        else:
-            out[idx] = entry
-    return out
 
 
 def final_env(merged_env: list[str], hostname: str) -> list[str]:

@@ -189,6 +189,27 @@ def test_legacy_links_on_the_default_bridge_are_refused_by_name(docker: DockerCl
         docker("rm", "-f", name)
 
 
+def test_inspect_shows_the_container_config_env_and_workdir_as_dockerd(
+        muelle_cli: DockerCli, dockerd_cli: DockerCli, pulled: str) -> None:
+    """Config.Env is the run's env, then the image's it did not set (no HOSTNAME, no
+    default PATH: only the process gets those); WorkingDir what was asked or the image's
+    ("" for none). One -e each: the docker CLI sends several in no fixed order."""
+    seen = []
+    for cli in (muelle_cli, dockerd_cli):
+        shown = []
+        for options in ([], ["-e", "PATH=/bin", "-w", "/tmp"], ["-e", "HOSTNAME=mine"],
+                        ["-e", "UNSET"], ["-e", "KEPT=1"]):
+            name = f"env-{uuid.uuid4().hex[:6]}"
+            cli("create", "--name", name, *options, pulled, "true")
+            try:
+                shown.append(cli("inspect", "-f", "{{json .Config.Env}} {{.Config.WorkingDir}}",
+                                 name).stdout)
+            finally:
+                cli("rm", name)
+        seen.append(shown)
+    assert seen[0] == seen[1]
+
+
 def test_namespaces_dns_sysctls_and_system_paths_as_on_dockerd(
         muelle_cli: DockerCli, dockerd_cli: DockerCli, pulled: str) -> None:
     script = ("cat /etc/resolv.conf; cat /proc/sys/net/ipv4/ip_forward; "

@@ -58,7 +58,7 @@ def test_inspect_shows_dockers_shapes() -> None:
         id="c" * 64, name="web", healthcheck=types_pb2.Healthcheck(
             test=["CMD", "true"], interval_ns=S, retries=3))
     detail.state.CopyFrom(engine_pb2.ContainerState(status="running", running=True))
-    out = container_json.inspect(detail, [])
+    out = container_json.inspect(detail, None)
     assert out["Config"]["Healthcheck"] == {"Test": ["CMD", "true"], "Interval": S,
                                             "Retries": 3}
     assert "Health" not in out["State"]
@@ -66,9 +66,9 @@ def test_inspect_shows_dockers_shapes() -> None:
         status="unhealthy", failing_streak=3, log=[types_pb2.HealthcheckResult(
             start="2026-12-06T10:00:00.1Z", end="2026-12-06T10:00:00.2Z", exit_code=1,
             output="no\n")]))
-    assert container_json.inspect(detail, [])["State"]["Health"] == {
+    assert container_json.inspect(detail, None)["State"]["Health"] == {
         "Status": "unhealthy", "FailingStreak": 3, "Log": [{
             "Start": "2026-12-06T10:00:00.1Z", "End": "2026-12-06T10:00:00.2Z",
             "ExitCode": 1, "Output": "no\n"}]}
     assert "Healthcheck" not in container_json.inspect(
-        engine_pb2.ContainerDetail(id="d" * 64), [])["Config"]
+        engine_pb2.ContainerDetail(id="d" * 64), None)["Config"]

@@ -108,13 +108,13 @@ def test_create_maps_hosts_ulimits_shm_devices_and_oom_score() -> None:
         types_pb2.DeviceMapping(path_on_host="/dev/null", path_in_container="/dev/mynull",
                                 cgroup_permissions="rwm"),
         types_pb2.DeviceMapping(path_on_host="/dev/zero")]
-    doc = container_json.inspect(engine_pb2.ContainerDetail(config=r), [])["HostConfig"]
+    doc = container_json.inspect(engine_pb2.ContainerDetail(config=r), None)["HostConfig"]
     assert doc["ExtraHosts"] == ["db:10.0.0.2"] and doc["ShmSize"] == 128 << 20
     assert doc["Ulimits"] == [{"Name": "nofile", "Hard": 2048, "Soft": 1024}]
     assert doc["Devices"][1] == {"PathOnHost": "/dev/zero", "PathInContainer": "/dev/zero",
                                  "CgroupPermissions": "rwm"}
     assert doc["OomScoreAdj"] == 300
-    empty = container_json.inspect(engine_pb2.ContainerDetail(), [])["HostConfig"]
+    empty = container_json.inspect(engine_pb2.ContainerDetail(), None)["HostConfig"]
     assert (empty["ExtraHosts"], empty["Ulimits"], empty["ShmSize"], empty["Devices"],
             empty["OomScoreAdj"]) == (None, None, 64 << 20, [], 0)  # dockerd's defaults
 
@@ -162,7 +162,7 @@ def test_inspect_shape_of_a_created_container() -> None:
         id="c" * 64, name="web", args=["sleep", "5"], image="busybox",
         state=engine_pb2.ContainerState(status="created"),
         config=engine_pb2.CreateContainerRequest(image="busybox", tty=True))
-    doc = container_json.inspect(d, [])
+    doc = container_json.inspect(d, None)
     assert doc["Name"] == "/web" and doc["Path"] == "sleep" and doc["Args"] == ["5"]
     assert doc["State"]["StartedAt"] == "0001-01-01T00:00:00Z"
     assert doc["Config"]["Tty"] is True and doc["Config"]["Cmd"] is None

@@ -111,3 +111,17 @@ def check_oom_score_adj(value: int) -> None:
     if not MIN_OOM_SCORE_ADJ <= value <= MAX_OOM_SCORE_ADJ:
         raise ValueError(f"Invalid value {value}, range for oom score adj is "
                          f"[{MIN_OOM_SCORE_ADJ}, {MAX_OOM_SCORE_ADJ}]")
+
+
+def parse_device_cgroup_rule(text: str) -> tuple[str, int | None, int | None, str]:
+    """--device-cgroup-rule "c 1:3 rwm" -> (type, major, minor, access); a * number is
+    None (any). The docker CLI's pattern: a|b|c, numbers or *, 1-3 of r, w, m."""
+    parts = text.split(" ")
+    if len(parts) == 3 and parts[0] in ("a", "b", "c") and parts[1].count(":") == 1:
+        major, minor = parts[1].split(":")
+        access = parts[2]
+        if (all(n == "*" or (n.isascii() and n.isdigit()) for n in (major, minor))
+                and 1 <= len(access) <= 3 and set(access) <= set("rwm")):
+            return (parts[0], None if major == "*" else int(major),
+                    None if minor == "*" else int(minor), access)
+    raise ValueError(f"invalid device cgroup format '{text}'")

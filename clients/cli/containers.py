@@ -54,7 +54,13 @@ def build_request(args: argparse.Namespace, environ: Any) -> Any:
         binds=args.volume, volumes_from=args.volumes_from, links=args.link,
         mounts=[parse_mount(m) for m in args.mount], tmpfs=parse_tmpfs(args.tmpfs),
         ports=ports, publish_all=args.publish_all, network_aliases=args.network_alias,
-        userns=args.userns, uid_maps=args.uidmap, gid_maps=args.gidmap)
+        userns=args.userns, uid_maps=args.uidmap, gid_maps=args.gidmap,
+        memory_reservation=parse_bytes(args.memory_reservation)
+        if args.memory_reservation else 0,
+        oom_kill_disable=args.oom_kill_disable,
+        device_cgroup_rules=args.device_cgroup_rule)
+    if args.memory_swappiness is not None:
+        req.memory_swappiness = args.memory_swappiness
     if args.add_host or args.ulimit or args.device or args.shm_size or args.oom_score_adj:
         _host_options(req, args, lite)
     if args.platform:

@@ -108,6 +108,14 @@ def container_options(p: Any, verb: str, bool_flag: Any) -> None:
     p.add_argument("--mount", action="append", default=[],
                    help="type=bind|volume|tmpfs,source=..,target=..,readonly")
     p.add_argument("--tmpfs", action="append", default=[], help="tmpfs: PATH[:OPTIONS]")
+    p.add_argument("--memory-reservation", default="",
+                   help="memory soft limit (e.g. 64m)")
+    p.add_argument("--memory-swappiness", type=int, default=None,
+                   help="swap tendency 0-100 (default: the host's)")
+    p.add_argument("--oom-kill-disable", action="store_true",
+                   help="do not OOM-kill at the memory limit (cgroup v1)")
+    p.add_argument("--device-cgroup-rule", action="append", default=[],
+                   help="allow device nodes made later: 'c 1:3 rwm'")
     p.add_argument("--link", action="append", default=[],
                    help="name another container by an alias: CONTAINER[:ALIAS] (user "
                         "networks)")

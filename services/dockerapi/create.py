@@ -19,11 +19,11 @@ from services.dockerapi.errors import ApiError, bad_request
 # HostConfig fields engine.v1 cannot honour yet: refused when set to anything but a zero
 # value (and, for the modes, Docker's spelling of the default).
 _UNSUPPORTED_HOST = (
-    "DeviceRequests", "DeviceCgroupRules", "OomKillDisable",
+    "DeviceRequests",
     "BlkioWeight", "BlkioWeightDevice", "BlkioDeviceReadBps",
     "BlkioDeviceWriteBps", "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps", "CpuRealtimePeriod",
-    "CpuRealtimeRuntime", "KernelMemory", "KernelMemoryTCP", "MemoryReservation",
-    "MemorySwappiness", "StorageOpt", "VolumeDriver", "Cgroup",
+    "CpuRealtimeRuntime", "KernelMemory", "KernelMemoryTCP",
+    "StorageOpt", "VolumeDriver", "Cgroup",
     "CpuCount", "CpuPercent", "IOMaximumIOps", "IOMaximumBandwidth",
 )
 _DEFAULT_MODES = {"CgroupnsMode": ("", "private", "host"), "Isolation": ("", "default")}
@@ -85,7 +85,7 @@ def _device(d: dict[str, Any]) -> types_pb2.DeviceMapping:
 
 def _refuse_unsupported(host: dict[str, Any]) -> None:
     for key in _UNSUPPORTED_HOST:
-        if host.get(key) and not (key == "MemorySwappiness" and host[key] == -1):
+        if host.get(key):
             raise ApiError(400, f"HostConfig.{key} is not supported by muelle yet")
     for key, defaults in _DEFAULT_MODES.items():
         if (host.get(key) or "") not in defaults:
@@ -178,6 +178,12 @@ def create_request(body: Any, name: str) -> engine_pb2.CreateContainerRequest:
         stop_signal=str(config.get("StopSignal") or ""), tty=bool(config.get("Tty")),
         open_stdin=bool(config.get("OpenStdin")), stdin_once=bool(config.get("StdinOnce")),
         memory=_int(host, "Memory"), memory_swap=_int(host, "MemorySwap"),
+        memory_reservation=_int(host, "MemoryReservation"),
+        # the docker CLI sends -1 for "the host's", which dockerd keeps as unset (null)
+        memory_swappiness=None if host.get("MemorySwappiness") in (None, -1)
+        else _int(host, "MemorySwappiness"),
+        oom_kill_disable=bool(host.get("OomKillDisable")),
+        device_cgroup_rules=_strings(host.get("DeviceCgroupRules"), "DeviceCgroupRules"),
         pids_limit=max(_int(host, "PidsLimit"), 0), nano_cpus=_nano_cpus(host),
         cpu_shares=_int(host, "CpuShares"), cpuset_cpus=str(host.get("CpusetCpus") or ""),
         cpuset_mems=str(host.get("CpusetMems") or ""), runtime=_runtime(host),

@@ -19,6 +19,7 @@ from services.core import cpuset, numbers
 from services.core.restart_policy import parse as restart_policy_parse
 from services.gateway import extras, inputs, userns
 from services.gateway.merge import Merged
+from vocab import hostopts
 from vocab.errors import InvalidArgument
 
 MIN_MEMORY = 6 * 1024 * 1024  # docker's minimum memory limit
@@ -145,6 +146,7 @@ def resources(req: engine_pb2.CreateContainerRequest) -> shim_pb2.Resources:
     for text, kind in ((req.cpuset_cpus, "cpus"), (req.cpuset_mems, "mems")):
         if text:
             cpuset.parse(text, kind)  # the form; the shim checks its host has them
+    _check_memory_extras(req)
     quota = req.nano_cpus * CPU_PERIOD // 1_000_000_000 if req.nano_cpus else 0
     if req.nano_cpus and quota < 1000:  # the kernel refuses quotas under 1 ms
         raise InvalidArgument("Range of CPUs is from 0.01 to "
@@ -158,7 +160,31 @@ def resources(req: engine_pb2.CreateContainerRequest) -> shim_pb2.Resources:
         cpu_shares=req.cpu_shares,
         cpuset_cpus=req.cpuset_cpus,
         cpuset_mems=req.cpuset_mems,
+        memory_reservation=req.memory_reservation,
+        memory_swappiness=req.memory_swappiness
+        if req.HasField("memory_swappiness") and req.memory_swappiness != -1 else None,
+        oom_kill_disable=req.oom_kill_disable,
+        device_cgroup_rules=list(req.device_cgroup_rules),
     )
+
+
+def _check_memory_extras(req: engine_pb2.CreateContainerRequest) -> None:
+    """dockerd's checks of --memory-reservation, --memory-swappiness and
+    --device-cgroup-rule (its words)."""
+    if req.memory_reservation < 0 or 0 < req.memory_reservation < MIN_MEMORY:
+        raise InvalidArgument("Minimum memory reservation allowed is 6MB")
+    if req.memory and req.memory_reservation > req.memory:
+        raise InvalidArgument("Minimum memory limit can not be less than memory reservation "
+                              "limit, see usage")
+    if req.HasField("memory_swappiness") and req.memory_swappiness != -1 \
+            and not 0 <= req.memory_swappiness <= 100:
+        raise InvalidArgument(f"Invalid value: {req.memory_swappiness}, valid memory "
+                              "swappiness range is 0-100")
+    for rule in req.device_cgroup_rules:
+        try:
+            hostopts.parse_device_cgroup_rule(rule)
+        except ValueError as exc:
+            raise InvalidArgument(str(exc)) from None
 
 
 def update_resources(req: engine_pb2.UpdateContainerRequest) -> shim_pb2.Resources:

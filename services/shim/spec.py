@@ -21,6 +21,7 @@ from services.core import cpuset
 from services.core.inroot import join_in_root
 from services.shim import seccomp_profile, userns
 from services.shim.users import User
+from vocab import hostopts
 from vocab.errors import FailedPrecondition, InvalidArgument
 from vocab.platform import DEFAULT_PATH
 
@@ -178,10 +179,25 @@ def resources(res: shim_pb2.Resources, privileged: bool) -> dict[str, Any]:
     ]
     if res.memory_limit < 0:
         raise InvalidArgument("memory limit must not be negative")
+    memory: dict[str, Any] = {}
+    if res.memory_reservation:
+        memory["reservation"] = res.memory_reservation
+    if res.HasField("memory_swappiness"):
+        memory["swappiness"] = res.memory_swappiness
+    if res.oom_kill_disable:
+        memory["disableOOMKiller"] = True
+    for text in res.device_cgroup_rules:
+        try:
+            kind, major, minor, access = hostopts.parse_device_cgroup_rule(text)
+        except ValueError as exc:
+            raise InvalidArgument(str(exc)) from None
+        rule: dict[str, Any] = {"allow": True, "type": kind, "access": access}
+        rule.update({k: n for k, n in (("major", major), ("minor", minor)) if n is not None})
+        out["devices"].append(rule)
     if res.memory_limit:
         if res.memory_limit < 6 * 1024 * 1024:
             raise InvalidArgument("minimum memory limit allowed is 6MB")
-        memory: dict[str, Any] = {"limit": res.memory_limit}
+        memory["limit"] = res.memory_limit
         if res.memory_swap == 0:
             memory["swap"] = 2 * res.memory_limit
         elif res.memory_swap == -1:
@@ -191,9 +207,10 @@ def resources(res: shim_pb2.Resources, privileged: bool) -> dict[str, Any]:
                 "minimum memoryswap limit should be larger than memory limit")
         else:
             memory["swap"] = res.memory_swap
-        out["memory"] = memory
     elif res.memory_swap > 0:
         raise InvalidArgument("you should always set the memory limit when using memoryswap")
+    if memory:
+        out["memory"] = memory
     if res.pids_limit > 0:  # 0 and -1 mean unlimited, as in Docker
         out["pids"] = {"limit": res.pids_limit}
     cpu: dict[str, Any] = {}

@@ -1,5 +1,7 @@
-"""docker run --add-host, --ulimit, --shm-size, --device, --oom-score-adj against muelle's
-Docker API and a private dockerd: the same commands, the same output and exit codes."""
+"""docker run --add-host, --ulimit, --shm-size, --device, --oom-score-adj,
+--memory-reservation, --memory-swappiness, --oom-kill-disable and --device-cgroup-rule
+against muelle's Docker API and a private dockerd: the same commands, the same output and
+exit codes."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import resource
 from services.shim import spec
 from tests.compat.conftest import DockerCli
 
+MEMCG = "/sys/fs/cgroup/memory"  # cgroup v1 (this host's hybrid layout)
 HOSTS = ("cat /etc/hosts; echo; ip route | awk '/^default/ {print $3}'; hostname")
 
 
@@ -47,6 +50,15 @@ def test_host_options_as_on_dockerd(muelle_cli: DockerCli, dockerd_cli: DockerCl
          "(: < /dev/lc) 2>/dev/null; echo $?"],
         ["--device", "/dev/loop-control:/dev/lc:r", pulled, "sh", "-c",
          "(: < /dev/lc) 2>/dev/null; echo $?"],
+        ["-m", "64m", "--memory-reservation", "32m", "--memory-swappiness", "7",
+         "--oom-kill-disable", pulled, "sh", "-c", f"cd {MEMCG}; cat "
+         "memory.soft_limit_in_bytes memory.swappiness; grep oom_kill_disable "
+         "memory.oom_control"],
+        [pulled, "sh", "-c", f"cd {MEMCG}; grep oom_kill_disable memory.oom_control"],
+        ["--device-cgroup-rule", "c 42:* r", "--device-cgroup-rule", "b 7:3 rw", pulled,
+         "grep", "-c", "-e", "^c 42:\\* r$", "-e", "^b 7:3 rw$",
+         "/sys/fs/cgroup/devices/devices.list"],
+        [pulled, "sh", "-c", "grep -c '^c 42:' /sys/fs/cgroup/devices/devices.list; :"],
     ]
     ours = []
     for args in runs:
@@ -59,24 +71,29 @@ def test_host_options_as_on_dockerd(muelle_cli: DockerCli, dockerd_cli: DockerCl
     assert ours[1] == "1024\n2048\n100\n100\n"
     assert ours[5].startswith("0\ncharacter special file 1:3 666 root")
     assert (ours[8], ours[9]) == ("1\n", "0\n")
+    assert ours[10:12] == ["33554432\n7\noom_kill_disable 1\n", "oom_kill_disable 0\n"]
+    assert ours[12:14] == ["2\n", "0\n"]
 
 
 def test_host_options_in_inspect_as_on_dockerd(muelle_cli: DockerCli,
                                                dockerd_cli: DockerCli, pulled: str) -> None:
-    fields = ("ExtraHosts", "Ulimits", "ShmSize", "Devices", "OomScoreAdj")
+    fields = ("ExtraHosts", "Ulimits", "ShmSize", "Devices", "OomScoreAdj",
+              "MemoryReservation", "MemorySwappiness", "OomKillDisable", "DeviceCgroupRules")
     template = " ".join(f"{{{{json .HostConfig.{f}}}}}" for f in fields)
     seen = []
     for cli in (muelle_cli, dockerd_cli):
         for flags in (["--add-host", "foo:1.2.3.4", "--ulimit", "nofile=1024:2048",
                        "--shm-size", "128m", "--device", "/dev/null:/dev/mynull",
-                       "--oom-score-adj", "300"], []):
+                       "--oom-score-adj", "300", "--memory-reservation", "20m",
+                       "--memory-swappiness", "0", "--oom-kill-disable",
+                       "--device-cgroup-rule", "c 1:9 r"], []):
             cid = cli("create", *flags, pulled, "true").stdout.strip()
             try:
                 seen.append(cli("inspect", "-f", template, cid).stdout)
             finally:
                 cli("rm", cid)
     assert seen[0] == seen[2] and seen[1] == seen[3], seen
-    assert seen[1] == "null null 67108864 [] 0\n"
+    assert seen[1] == "null null 67108864 [] 0 0 null false null\n"
 
 
 def test_bad_host_options_as_on_dockerd(muelle_cli: DockerCli, dockerd_cli: DockerCli,
@@ -96,6 +113,12 @@ def test_bad_host_options_as_on_dockerd(muelle_cli: DockerCli, dockerd_cli: Dock
          "Invalid value 5000, range for oom score adj is [-1000, 1000]", True),
         (["--ulimit", "nofile=20:10"], 125,
          "ulimit soft limit must be less than or equal to hard limit: 20 > 10", True),
+        (["--memory-reservation", "1m"], 125, "Minimum memory reservation allowed is 6MB",
+         True),
+        (["-m", "16m", "--memory-reservation", "32m"], 125,
+         "Minimum memory limit can not be less than memory reservation limit", True),
+        (["--memory-swappiness", "101"], 125,  # the docker CLI's own check
+         "Valid memory swappiness range is 0-100", True),
     ]
     if not spec._has_cap(spec.CAP_SYS_RESOURCE):
         # runc cannot go past the hard limit or lower oom_score_adj either; dockerd passes

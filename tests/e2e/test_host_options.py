@@ -31,6 +31,23 @@ def test_host_options_reach_the_container(engine: Engine, image: str, runtime: s
     assert lines[3:] == ["1024", "2048", "200", "131072", "wrote", "c", "300"], out
 
 
+MEMORY = ("cd /sys/fs/cgroup/memory; cat memory.soft_limit_in_bytes memory.swappiness; "
+          "grep oom_kill_disable memory.oom_control; "
+          "grep -c '^c 42:\\* r$' /sys/fs/cgroup/devices/devices.list")
+
+
+@pytest.mark.parametrize("runtime", ["muelle", "runc", "crun"])
+def test_memory_and_device_rule_options_reach_the_cgroup(engine: Engine, image: str,
+                                                        runtime: str) -> None:
+    """--memory-reservation, --memory-swappiness, --oom-kill-disable and
+    --device-cgroup-rule through muelle's CLI, under each runtime (cgroup v1 here)."""
+    out = engine.cli("run", "--rm", "--runtime", runtime, "-m", "64m",
+                     "--memory-reservation", "32m", "--memory-swappiness", "5",
+                     "--oom-kill-disable", "--device-cgroup-rule", "c 42:* r", image, "sh",
+                     "-c", MEMORY).stdout
+    assert out == "33554432\n5\noom_kill_disable 1\n1\n"
+
+
 def test_host_options_in_inspect(engine: Engine, image: str) -> None:
     engine.cli("create", "--name", "hostopts-inspect", "--add-host", "db:10.1.2.3",
                "--ulimit", "nofile=100", "--shm-size", "1g", "--device", "/dev/zero",

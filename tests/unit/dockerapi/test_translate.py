@@ -56,8 +56,9 @@ def test_create_maps_what_the_cli_sends() -> None:
 
 
 @pytest.mark.parametrize(("host", "text"), [
-    ({"DeviceCgroupRules": ["c 1:3 rwm"]}, "HostConfig.DeviceCgroupRules"),
-    ({"OomKillDisable": True}, "HostConfig.OomKillDisable"),
+    ({"DeviceRequests": [{"Count": -1}]}, "HostConfig.DeviceRequests"),
+    ({"BlkioWeight": 300}, "HostConfig.BlkioWeight"),
+    ({"MemorySwappiness": "x"}, "MemorySwappiness must be an integer"),
     ({"Links": [1]}, "Links must be a list of strings"),
     ({"Ulimits": [{"Name": "nofile", "Soft": "1"}]}, "Soft must be an integer"),
     ({"Devices": "/dev/null"}, "Devices must be a list"),

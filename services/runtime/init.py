@@ -169,6 +169,8 @@ def _setup(cfg: InitConfig) -> Ready:
         console.setup(cfg.console_fd, size=proc.get("consoleSize"))
     os.umask(0o022)
     if (spec.get("root") or {}).get("readonly"):
+        if proc.get("cwd"):  # as runc: the cwd is made before "/" turns read-only
+            os.makedirs(proc["cwd"], exist_ok=True)
         rootfs.root_readonly()
 
     if "uts" in ns:

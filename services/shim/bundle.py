@@ -16,6 +16,7 @@ from muelle.shim.v1 import shim_pb2
 from muelle.types.v1 import types_pb2
 
 from services.core.config import Config
+from services.core.inroot import make_target
 from services.shim import access, mounts, restart, shm, spec, users, volume_mounts
 from services.shim import userns as usernsmod
 from services.shim.host_devices import host_devices, mapped_devices
@@ -50,6 +51,10 @@ class Bundle:
             usernsmod.pin(str(cdir.userns), maps)
         user = users.resolve(str(cdir.rootfs), cspec.user)
         spec.check_workdir(str(cdir.rootfs), cspec.cwd)
+        if cspec.cwd not in ("", "/"):
+            # As dockerd, which makes it at create in the writable layer: a --read-only
+            # container may start in a directory its image lacks, with any runtime.
+            make_target(str(cdir.rootfs), cspec.cwd, True)
         devices: list[dict[str, Any]] = []
         rules: list[dict[str, Any]] = []
         for dev in cspec.devices if not cspec.privileged else []:

@@ -48,6 +48,14 @@ def test_memory_and_device_rule_options_reach_the_cgroup(engine: Engine, image: 
     assert out == "33554432\n5\noom_kill_disable 1\n1\n"
 
 
+@pytest.mark.parametrize("runtime", ["muelle", "runc", "crun"])
+def test_a_read_only_container_starts_in_a_working_dir_its_image_lacks(
+        engine: Engine, image: str, runtime: str) -> None:
+    out = engine.cli("run", "--rm", "--runtime", runtime, "--read-only", "-w",
+                     "/made/here", image, "sh", "-c", "pwd; touch x || echo read-only").stdout
+    assert out == "/made/here\nread-only\n"
+
+
 def test_host_options_in_inspect(engine: Engine, image: str) -> None:
     engine.cli("create", "--name", "hostopts-inspect", "--add-host", "db:10.1.2.3",
                "--ulimit", "nofile=100", "--shm-size", "1g", "--device", "/dev/zero",

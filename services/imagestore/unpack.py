@@ -47,6 +47,7 @@ from zlib_ng import gzip_ng, zlib_ng
 
 from services.core import inroot
 from services.core.logging import get_logger
+from services.imagestore.writeback import Writeback
 from vocab import digest as digestmod
 from vocab.errors import DataLoss, InvalidArgument
 
@@ -462,8 +463,10 @@ class _Applier:
         if m.sparse is None and m.size <= _CHUNK:
             self.writers.submit(os.path.dirname(path), path, [self._data(tar, m)], m)
             return
-        # Big or sparse: written here as it is read, never held in memory whole.
+        # Big or sparse: written here as it is read, never held in memory whole, and its
+        # write-out started as it goes (the snapshot's syncfs then finds little to do).
         fd = self._open_new(path)
+        writeback = Writeback(fd)
         try:
             if m.sparse is not None:  # GNU sparse: let tarfile expand the holes
                 src = tar.extractfile(m)
@@ -473,6 +476,7 @@ class _Applier:
             else:
                 for view in self._data_chunks(tar, m):
                     _write_all(fd, view)
+                    writeback.wrote(len(view))
             self._file_metadata(fd, m)
         finally:
             os.close(fd)

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import base64
 import copy
+
+# httpx encodes host names with the idna codec, imported at the first request otherwise:
+# ~3 ms and two files to read in the first pull after the page cache was dropped.
+import encodings.idna  # noqa: F401
 import json
 import ssl
 import time

@@ -86,4 +86,6 @@ class Busy:
             self._count -= 1
             idle = self._count == 0
         if idle:
-            trim()
+            # On a thread of its own: a trim takes a few ms (madvise of what a pull freed),
+            # and the end of the pull or blob stream must not wait for it.
+            threading.Thread(target=trim, name="heap-trim", daemon=True).start()

@@ -20,6 +20,7 @@ from typing import BinaryIO
 
 from services.core.logging import get_logger
 from services.imagestore.locks import KeyedLocks
+from services.imagestore.writeback import Writeback
 from vocab import digest as digestmod
 from vocab.errors import DataLoss, NotFound, ResourceExhausted
 
@@ -164,6 +165,7 @@ class ContentStore:
             progress(offset)
         written = offset
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644)
+        writeback = Writeback(fd, offset)  # so the fsync below finds little left to write
         try:
             if offset < size or size == 0:
                 for chunk in fetch(offset):
@@ -174,6 +176,7 @@ class ContentStore:
                         raise DataLoss(f"blob {digest}: more than the expected {size} bytes")
                     hasher.update(chunk)
                     os.write(fd, chunk)
+                    writeback.wrote(len(chunk))
                     if progress:
                         progress(written)
             os.fsync(fd)

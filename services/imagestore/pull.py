@@ -25,6 +25,7 @@ from typing import BinaryIO
 
 from muelle.types.v1 import types_pb2
 
+from services.core import heap
 from services.core.cancel import Cancel
 from services.core.config import ImageStoreConfig
 from services.core.logging import get_logger
@@ -45,6 +46,8 @@ CONCURRENT_DOWNLOADS = 3  # Docker's default (SPECS.md §8)
 # registry service); real ones are kilobytes, with a long history a few hundred.
 MAX_CONFIG_BYTES = 16 << 20
 _UPDATES_PER_LAYER = 4
+# Pulls in progress: the last to end gives the heap back (core/heap.py).
+_PULLS = heap.Busy()
 
 
 def status(text: str) -> types_pb2.PullProgress:
@@ -90,7 +93,8 @@ class Puller:
         try:
             registry = self.registry if credentials is None \
                 else for_pull(self.registry, credentials)
-            yield from self._pull(ref_text, lease, platform, scope, registry)
+            with _PULLS:
+                yield from self._pull(ref_text, lease, platform, scope, registry)
         finally:
             forget()
             scope.set()

@@ -8,6 +8,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
+# grpc imports its channel code when the first channel is made: at the start of the first
+# pull, ~5 ms (and a 100 KB file to read after the page cache was dropped). Here, at start.
+import grpc._channel  # noqa: F401
 from muelle.registry.v1 import registry_pb2, registry_pb2_grpc
 from muelle.types.v1 import types_pb2
 

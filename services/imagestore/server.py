@@ -11,6 +11,7 @@ from muelle.images.v1 import images_pb2, images_pb2_grpc
 from muelle.types.v1 import types_pb2
 
 from services.core import config as configmod
+from services.core import heap
 from services.core.cancel import Cancel
 from services.imagestore import buildstep, containerfiles
 from services.imagestore.metadata import ImageRecord
@@ -234,6 +235,7 @@ class ImagesServicer(images_pb2_grpc.ImagesServicer):
 
 def factory(cfg: configmod.Config) -> tuple[
         Callable[[grpc.Server], None], Sequence[str], Callable[[], None] | None]:
+    heap.tune()  # pulls stream blobs as ~1 MiB buffers (core/heap.py)
     # The image store's own certificate identifies it to a registry service over TCP.
     registry = GrpcRegistryClient(cfg.address("registry"), cfg.tls_files("imagestore"))
     store = ImageStore(cfg.state_dir("imagestore"), registry, cfg.imagestore)

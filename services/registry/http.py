@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import base64
 import copy
+
+# httpx encodes host names with the idna codec, imported at the first request otherwise:
+# ~3 ms and two files to read in the first pull after the page cache was dropped.
+import encodings.idna  # noqa: F401
 import json
 import ssl
 import time
@@ -17,6 +21,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import httpcore
 import httpx
 
 from services.core.config import RegistryConfig
@@ -44,6 +49,12 @@ DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 MAX_RETRIES = 3
 _MAX_RETRY_AFTER = 10.0
 _ERROR_BODY_LIMIT = 64 * 1024
+# httpcore reads an HTTP/1.1 response 64 KiB at a time, and each read costs ~25 us of Python
+# in httpcore and h11: a 200 MB blob took 3,200 of them. A read returns what the socket has,
+# so a slow link still hands on small pieces as they come; a fast one (a loopback registry)
+# now fills 1 MiB reads: the registry service's CPU for a cold pull of 5 x 40 MiB went
+# from ~0.27 to ~0.21 CPU-s (8 runs each, alternated). Every client of this process reads so.
+httpcore.HTTP11Connection.READ_NUM_BYTES = 1 << 20
 
 
 def _reason(exc: Exception) -> str:

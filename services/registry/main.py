@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 import grpc
 from muelle.registry.v1 import registry_pb2, registry_pb2_grpc
 
-from services.core import modes
+from services.core import heap, modes
 from services.core.config import Config
 from services.core.main import service_main
 from services.registry.cache import BlobCache
@@ -26,6 +26,7 @@ SERVICE_NAME = registry_pb2.DESCRIPTOR.services_by_name["Registry"].full_name
 def factory(
     cfg: Config,
 ) -> tuple[Callable[[grpc.Server], None], Sequence[str], Callable[[], None] | None]:
+    heap.tune()  # blobs stream through as ~1 MiB buffers (core/heap.py)
     cache = None
     manifest_cache = None
     # Credentials and cached (maybe private) blobs: for no other user (core/modes.py).

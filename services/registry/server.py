@@ -11,6 +11,7 @@ import grpc
 from muelle.registry.v1 import registry_pb2, registry_pb2_grpc
 from muelle.types.v1 import types_pb2
 
+from services.core import heap
 from services.registry.auth import host_of
 from services.registry.cache import BlobCache
 from services.registry.descriptors import Descriptor, Platform
@@ -20,6 +21,9 @@ from services.registry.push import Pusher
 from services.registry.resolver import Resolver
 from vocab import reference as refmod
 from vocab.errors import InvalidArgument
+
+# Blob streams in progress: the last to end gives the heap back (core/heap.py).
+_TRANSFERS = heap.Busy()
 
 
 def platform_from_pb(msg: types_pb2.Platform) -> Platform:
@@ -108,8 +112,9 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
 
             chunks = self._cache.fetch(desc.digest, desc.size, request.offset, upstream)
         try:
-            for data in chunks:
-                yield registry_pb2.BlobChunk(data=data)
+            with _TRANSFERS:
+                for data in chunks:
+                    yield registry_pb2.BlobChunk(data=data)
         finally:
             # A cancelled call stops here: close the HTTP stream now, not at GC time.
             close = getattr(chunks, "close", None)

@@ -11,6 +11,9 @@ far away: what muelle's parallel Range requests for one large layer are for
 (registry/ranges.py). Every round is cold: muelle pulls
 into a fresh engine (started and removed outside the timing), docker removes the image
 after each pull (dockerd 20.10 keeps no blob cache), skopeo copies into a fresh directory.
+Then, still untimed and for every side alike, ``sync; echo 3 > /proc/sys/vm/drop_caches``
+(issue 21's "cold": the registry's blobs and every program's files come from the disk);
+MUELLE_BENCH_DROP_CACHES=0 leaves the page cache as it is, for comparison.
 skopeo only stores the blobs while the engines also unpack them: it is the floor for
 transfer + verification, not a like-for-like engine.
 """
@@ -21,6 +24,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -44,6 +48,24 @@ def _layout(kind: str, settings: Settings) -> Path:
         return images.debian_layout()
     # Smoke mode: the same shape, small enough to take seconds.
     return images.random_layout(layers=settings.scaled(5, 2), mib=settings.scaled(40, 4))
+
+
+def _drop_caches() -> None:
+    """Write back and drop the page cache, dentries and inodes, as a cold pull starts."""
+    os.sync()
+    Path("/proc/sys/vm/drop_caches").write_text("3\n")
+
+
+def _then(setup: Callable[[], object] | None, drop: bool) -> Callable[[], None]:
+    """``setup``, then (when ``drop``) the page cache dropped: the last untimed step."""
+
+    def run() -> None:
+        if setup is not None:
+            setup()
+        if drop:
+            _drop_caches()
+
+    return run
 
 
 def _layout_bytes(layout: Path) -> int:
@@ -91,6 +113,7 @@ def test_cold_pull(kind: str, settings: Settings, registry: LocalRegistry,
         request.addfinalizer(proxy.close)
         host, meta["link_bytes_per_s_per_connection"] = proxy.host, rate
     ref = f"{host}/{path}"
+    drop = os.environ.get("MUELLE_BENCH_DROP_CACHES", "1") != "0"
     contenders = []
     if settings.wants("muelle"):
         reason = muelle_missing(*ENGINE_MODULES)
@@ -98,7 +121,8 @@ def test_cold_pull(kind: str, settings: Settings, registry: LocalRegistry,
             pytest.skip(reason)
         fresh = FreshEngine()
         request.addfinalizer(fresh.teardown)  # when a round is interrupted
-        contenders.append(Contender("muelle", timed(lambda: fresh.pull(ref), fresh.setup,
+        contenders.append(Contender("muelle", timed(lambda: fresh.pull(ref),
+                                                    _then(fresh.setup, drop),
                                                     fresh.teardown)))
     if settings.wants("docker"):
         dockerd = request.getfixturevalue("dockerd")
@@ -111,7 +135,7 @@ def test_cold_pull(kind: str, settings: Settings, registry: LocalRegistry,
         pull_argv, env = dockerd.argv("pull", "-q", ref), dockerd.env()
         rmi_argv = dockerd.argv("rmi", ref)
         contenders.append(Contender("docker", timed(
-            lambda: run_quiet(pull_argv, timeout=600, env=env),
+            lambda: run_quiet(pull_argv, timeout=600, env=env), _then(None, drop),
             teardown=lambda: run_quiet(rmi_argv, env=env))))
     if settings.wants("skopeo"):
         if shutil.which("skopeo") is None:
@@ -125,14 +149,15 @@ def test_cold_pull(kind: str, settings: Settings, registry: LocalRegistry,
             run_quiet(["skopeo", "copy", "--quiet", "--src-tls-verify=false",
                        f"docker://{ref}", f"oci:{target[-1]}:1"], timeout=600)
 
-        def drop() -> None:
+        def remove() -> None:
             while target:
                 shutil.rmtree(target.pop(), ignore_errors=True)
 
-        contenders.append(Contender("skopeo", timed(copy, new_dir, drop)))
+        contenders.append(Contender("skopeo", timed(copy, _then(new_dir, drop), remove)))
     meta |= {"image": layout.name, "compressed_bytes": _layout_bytes(layout),
             "layers": _layer_count(layout), "muelle_round": "fresh engine per round",
-            "docker_round": "rmi after each pull", "skopeo_round": "fresh oci: dir, no unpack"}
+            "docker_round": "rmi after each pull", "skopeo_round": "fresh oci: dir, no unpack",
+             "dropped_caches": drop}
     result = run_rounds(f"pull-{kind}", require(contenders), pairs=settings.pairs,
                         warmup=settings.warmup, meta=meta)
     emit(result, settings)

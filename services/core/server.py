@@ -68,16 +68,31 @@ def _what(exc: BaseException, method: str, service: str) -> str:
     return f"the {service}'s database ({call})" if service else f"the database ({call})"
 
 
-def _wrap_unary(fn: Callable[..., Any], method: str, service: str) -> Callable[..., Any]:
+def _wrap_unary(fn: Callable[..., Any], method: str, service: str,
+                uploads: bool = False) -> Callable[..., Any]:
+    """``uploads``: ``request`` is a client stream (an archive, a tar), read to its end
+    before a refusal goes out: a status sent while the client still writes reaches it as
+    grpc's "Internal error from Core" instead (its write fails first), not as this one."""
     def call(request: Any, context: grpc.ServicerContext) -> Any:
         try:
             return fn(request, context)
         except Exception as exc:  # noqa: BLE001 - this is the edge
             if _is_abort(exc):
                 raise
+            if uploads:
+                drain(request)
             _abort(context, exc, method, service)
 
     return call
+
+
+def drain(requests: Iterator[Any]) -> None:
+    """Read what a client still sends, dropping it; a cancelled call just ends it."""
+    try:
+        for _ in requests:
+            pass
+    except Exception:  # noqa: BLE001 - the client went away: nothing left to read
+        return
 
 
 def _wrap_stream(fn: Callable[..., Iterator[Any]], method: str,
@@ -124,7 +139,7 @@ class ErrorInterceptor(ServerInterceptor):
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary(handler.stream_unary, method, self.service),
+                _wrap_unary(handler.stream_unary, method, self.service, uploads=True),
                 handler.request_deserializer,
                 handler.response_serializer,
             )

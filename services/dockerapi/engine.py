@@ -15,7 +15,7 @@ import grpc
 from muelle.engine.v1 import engine_pb2_grpc
 
 from vocab.channel import TlsFiles, aio_channel
-from vocab.errors import MuelleError, from_rpc_error
+from vocab.errors import MuelleError, from_rpc_error, from_status
 
 
 class Gateway:
@@ -74,12 +74,12 @@ class BidiStream:
 
     async def _ended(self) -> MuelleError:
         """Why the gateway ended the call while we were still sending (grpc's aio raises
-        InvalidStateError on a write to a finished call): its status, as a typed error."""
-        try:
-            await self.call
-        except grpc.aio.AioRpcError as err:
-            return from_rpc_error(err, "gateway")
-        return MuelleError("the gateway answered before the request ended")
+        InvalidStateError on a write to a finished call): its status, as a typed error.
+        code() and details(), not awaiting the call: a bidirectional call has no reply."""
+        code = await self.call.code()
+        if code is grpc.StatusCode.OK:
+            return MuelleError("the gateway answered before the request ended")
+        return from_status(code.value[0], await self.call.details() or "", "gateway")
 
     async def __aiter__(self) -> AsyncIterator[Any]:
         try:

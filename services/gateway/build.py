@@ -17,7 +17,7 @@ from services.builder.changes import apply_changes
 from services.gateway.records import Record, Records
 from vocab.configjson import docker_config
 from vocab.envmerge import merge_env
-from vocab.errors import FailedPrecondition, MuelleError, NotFound
+from vocab.errors import FailedPrecondition, NotFound
 
 # the neighbours' generated stubs, as connect() returns them (typing only)
 TYPE_CHECKING = False
@@ -50,14 +50,7 @@ def import_image(images: images_pb2_grpc.ImagesStub,
     config the image store is sent (refused before any byte is stored)."""
     first = next(requests, types_pb2.ImportRequest())
     if first.changes:
-        try:
-            config = apply_changes({}, list(first.changes))
-        except MuelleError:
-            # Refused after the whole tar was received: a call ended while its client
-            # still writes reaches it as grpc's "Internal error from Core", not this one.
-            for _ in requests:
-                pass
-            raise
+        config = apply_changes({}, list(first.changes))  # a refusal: core.server drains
         first = types_pb2.ImportRequest(reference=first.reference, message=first.message,
                                         data=first.data,
                                         config_json=json.dumps(config).encode())

@@ -30,6 +30,7 @@ from services.builder.build import Builder, Options, RunFailed
 from services.builder.cache import Cache
 from services.builder.tree import Blobs
 from services.core.logging import get_logger
+from services.core.server import drain
 from vocab import platform as platforms
 from vocab.errors import InvalidArgument, MuelleError, NotFound
 
@@ -231,9 +232,13 @@ def build_image(engine: Engine, requests: Iterator[engine_pb2.BuildRequest],
                 on_cancel: Callable[[Callable[[], None]], Any] | None = None,
                 ) -> Iterator[engine_pb2.BuildEvent]:
     first = next(requests, None)
-    if first is None or not first.HasField("options"):
-        raise InvalidArgument("the first Build message must carry the build options")
-    options = _options(first.options)
+    try:
+        if first is None or not first.HasField("options"):
+            raise InvalidArgument("the first Build message must carry the build options")
+        options = _options(first.options)
+    except MuelleError:
+        drain(requests)  # the context still arriving: see core.server's uploads
+        raise
     state = _state(engine)
     (state / "builds").mkdir(parents=True, exist_ok=True, mode=0o700)
     blobs = Blobs(str(state / "builds"))

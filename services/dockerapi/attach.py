@@ -16,9 +16,10 @@ from typing import Any
 from muelle.engine.v1 import engine_pb2
 from muelle.types.v1 import types_pb2
 
+from services.dockerapi.container_json import last_run_end
 from services.dockerapi.engine import BidiStream, Gateway
 from services.dockerapi.errors import bad_request
-from services.dockerapi.gone import while_connected
+from services.dockerapi.gone import until_peer_closed, while_connected
 from services.dockerapi.http import Hijacked, Request, Responder
 from services.dockerapi.streams import encode, pump_stdin
 from vocab.timefmt import now_rfc3339, parse_ns
@@ -97,8 +98,9 @@ class Streams:
         use_stdin = req.flag("stdin") and detail.config.open_stdin
         if not (any(wanted.values()) or use_stdin):
             raise bad_request("at least one of stdin, stdout or stderr must be attached")
-        start = engine_pb2.AttachContainerRequest(container=detail.id,
-                                                  logs=req.flag("logs"), stdin=use_stdin)
+        start = engine_pb2.AttachContainerRequest(
+            container=detail.id, logs=req.flag("logs"), stdin=use_stdin,
+            after_finished_at=last_run_end(detail))
         if not req.flag("stream"):
             await self._replay(detail, wanted, await out.hijack(req.upgrade))
             return
@@ -115,13 +117,16 @@ class Streams:
             events = self.gateway.stream("AttachContainer", start)
         setter = _resize_setter(call)
         _RESIZERS.setdefault(detail.id, []).append(setter)
-        try:
+        async def relay() -> None:
             async for event in events:
                 if event.WhichOneof("event") != "output":
                     break  # the exit status: Docker's attach ends with the output
                 if wanted.get(event.output.stream):
                     await pipe.write(encode(event.output.stream, bytes(event.output.data),
                                             detail.config.tty))
+
+        try:
+            await until_peer_closed(pipe.writer, relay())
         finally:
             _RESIZERS[detail.id].remove(setter)
             if not _RESIZERS[detail.id]:

@@ -192,3 +192,9 @@ def inspect(d: engine_pb2.ContainerDetail,
             "MacAddress": "", "Networks": networks(list(d.networks)),
         },
     }
+
+
+def last_run_end(d: engine_pb2.ContainerDetail) -> str:
+    """An exited container's finished_at, as seen before answering the client: the
+    gateway's attach and wait count the next run from it (engine.v1 after_finished_at)."""
+    return d.state.finished_at if d.state.status == "exited" else ""

@@ -58,10 +58,11 @@ class Containers:
         condition = req.arg("condition")
         if condition not in ("", "not-running", "next-exit", "removed"):
             raise bad_request(f"invalid condition: {condition!r}")
-        await self.detail(ref)  # 404 before the head
+        detail = await self.detail(ref)  # 404 before the head
         call = asyncio.ensure_future(self.gateway.call(
-            "WaitContainer", engine_pb2.WaitContainerRequest(container=ref,
-                                                             condition=condition)))
+            "WaitContainer", engine_pb2.WaitContainerRequest(
+                container=ref, condition=condition,
+                after_finished_at=container_json.last_run_end(detail))))
         await out.start_stream(200, "application/json")
 
         async def answer() -> None:

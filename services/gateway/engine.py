@@ -524,7 +524,7 @@ class Engine:
 
     def attach(self, ref: str, start: bool = False, logs: bool = False,
                on_cancel: Callable[[Callable[[], None]], Any] | None = None,
-               on_attached: Callable[[], None] | None = None,
+               on_attached: Callable[[], None] | None = None, after_finished_at: str = "",
                ) -> Iterator[engine_pb2.AttachEvent]:
         """Output until the container stops, then its exit status (see engine.proto)."""
         rec = self.records.lookup(ref)
@@ -544,8 +544,8 @@ class Engine:
             if stream is not None:
                 stream.cancel()
 
-        if on_cancel is not None:
-            on_cancel(cancel)
+        if on_cancel is not None and on_cancel(cancel) is False:
+            cancel()  # the call ended already (grpc's add_callback says so)
         try:
             if start:
                 try:
@@ -555,16 +555,16 @@ class Engine:
                         done = True  # removed here; no watcher needed
                         self._remove_quietly(cid)
                     raise
-            elif (state := self._shim_state(cid)) is not None and state.status == "stopped":
+            elif after_finished_at or ((state := self._shim_state(cid)) is not None
+                                       and state.status == "stopped"):
                 # dockerd's attach to a stopped container replays its logs if asked, then
                 # waits for its next run (the docker CLI's `start -a`: attach, then start)
-                # and follows it from when we attached, so a run that ended already is
-                # not missed.
+                # and follows it from the end of the last one, so a run that started or
+                # ended already is not missed.
                 if logs:
                     for entry in self.shim.Logs(shim_pb2.LogsRequest(id=cid)):
                         yield engine_pb2.AttachEvent(output=entry)
-                    since = attached_at
-                self._await_next_run(cid, cancelled.is_set, state)
+                since = self._await_next_run(cid, cancelled.is_set, after_finished_at)
             stream = self.shim.Logs(shim_pb2.LogsRequest(id=cid, follow=True,
                                                                since=since))
             if cancelled.is_set():
@@ -597,7 +597,8 @@ class Engine:
                 self._watch(cid)  # the client went away: remove it when it stops
 
     def wait(self, ref: str, condition: str = "",
-             cancelled: Callable[[], bool] = lambda: False) -> engine_pb2.WaitContainerResponse:
+             cancelled: Callable[[], bool] = lambda: False,
+             after_finished_at: str = "") -> engine_pb2.WaitContainerResponse:
         """See WaitContainerRequest.condition. "removed" answers with the exit status the
         container had, also when an auto-remove got to it first (kept in ``_exits``)."""
         if condition not in WAIT_CONDITIONS:
@@ -605,7 +606,8 @@ class Engine:
                                   "not-running, next-exit, removed)")
         rec = self.records.lookup(ref)
         if condition == "next-exit":
-            self._await_next_run(rec.id, cancelled)  # a stopped one's next exit follows it
+            # a stopped one's next exit follows its next run
+            self._await_next_run(rec.id, cancelled, after_finished_at)
         status: Any = None
         try:
             status = self._wait_stopped(rec.id, cancelled)
@@ -625,20 +627,22 @@ class Engine:
                                                 error=status.error)
 
     def _await_next_run(self, cid: str, cancelled: Callable[[], bool],
-                        first: shim_pb2.ContainerStatus | None = None) -> None:
-        """Returns at once unless the container is stopped (``first``: its state, if just
-        read); then once it ran again: its status left "stopped", or its start time
-        changed (a run shorter than one poll: `docker start -a` of a container that exits
-        at once was missed, and its wait for the next exit hung)."""
-        first = first or self._shim_state(cid)
-        if first is None or first.status != "stopped":
-            return
-        while not cancelled():
+                        after_finished_at: str = "") -> str:
+        """Until a stopped container ran again: the end of its last run (finished_at,
+        the shim's clock), ``after_finished_at`` if the caller saw it earlier, the state's
+        now otherwise. Done once the state shows another run: not stopped, or stopped with
+        another finished_at (a run shorter than one poll: `docker start -a` of a container
+        that exits at once was missed, and its wait for the next exit hung). Returns that
+        end, from when the next run's output is ("" when it was not stopped)."""
+        state = self._shim_state(cid)
+        if state is None or (state.status != "stopped" and not after_finished_at):
+            return after_finished_at
+        last = after_finished_at or state.finished_at
+        while state is not None and state.status == "stopped" and state.finished_at == last \
+                and not cancelled():
             time.sleep(WAIT_POLL)
             state = self._shim_state(cid)
-            if state is None or state.status != "stopped" or \
-                    state.started_at != first.started_at:
-                return
+        return last
 
     def _wait_stopped(self, cid: str, cancelled: Callable[[], bool]) -> Any:
         """The shim's Wait in slices, so that a client that went away (docker run -d hangs

@@ -88,13 +88,15 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
                         context: Ctx) -> Iterator[engine_pb2.AttachEvent]:
         with self.long.slot("attach"):
             yield from self.engine.attach(request.container, start=request.start,
-                                          logs=request.logs, on_cancel=context.add_callback)
+                                          logs=request.logs, on_cancel=context.add_callback,
+                                          after_finished_at=request.after_finished_at)
 
     def WaitContainer(self, request: engine_pb2.WaitContainerRequest,  # noqa: N802
                       context: Ctx) -> engine_pb2.WaitContainerResponse:
         with self.long.slot("wait"):
             return self.engine.wait(request.container, request.condition,
-                                    cancelled=lambda: not context.is_active())
+                                    cancelled=lambda: not context.is_active(),
+                                    after_finished_at=request.after_finished_at)
 
     def StopContainer(self, request: engine_pb2.StopContainerRequest,  # noqa: N802
                       context: Ctx) -> engine_pb2.StopContainerResponse:

@@ -138,10 +138,9 @@ def test_unknown_container_is_a_docker_error(docker: DockerCli) -> None:
     proc = docker("rm", "no-such-container", check=False)
     assert proc.returncode == 1
     assert "No such container: no-such-container" in proc.stderr
-    proc = docker("run", "--rm", "--device-cgroup-rule", "c 1:3 rwm", "busybox", "true",
-                  check=False)
+    proc = docker("run", "--rm", "--blkio-weight", "300", "busybox", "true", check=False)
     assert proc.returncode == 125
-    assert "HostConfig.DeviceCgroupRules is not supported by muelle yet" in proc.stderr
+    assert "HostConfig.BlkioWeight is not supported by muelle yet" in proc.stderr
 
 
 def test_pause_restart_kill_top_stats_exec_d_logs_f(docker: DockerCli, pulled: str) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from muelle.engine.v1 import engine_pb2
+from muelle.shim.v1 import shim_pb2
 from muelle.types.v1 import types_pb2
 
 from services.gateway.engine import Engine
@@ -229,6 +230,38 @@ def test_attach_to_running_skips_earlier_output_unless_logs(engine: Engine,
     runtime.emit(cid, b"again\n")
     waiting.join(10)
     assert not waiting.is_alive()
+
+
+def test_an_attach_counts_the_next_run_from_what_its_caller_saw(engine: Engine,
+                                                               runtime: FakeShim) -> None:
+    """The Docker API answers its client (101) before the gateway looks: a run that began,
+    or ended, in between is the next one, not a reason to wait for another (which hung
+    `docker start -a`)."""
+    cid = engine.create(req(cmd=["sh"])).id
+    engine.start(cid)
+    runtime.exit(cid, 0)
+    seen = runtime.State(shim_pb2.StateRequest(id=cid)).finished_at
+    time.sleep(0.001)
+    engine.start(cid)  # the client's start, before our attach arrives
+    runtime.emit(cid, b"second run\n")
+    runtime.exit(cid, 3)
+    events = list(engine.attach(cid, after_finished_at=seen))
+    assert [e.output.data for e in events if e.HasField("output")] == [b"second run\n"]
+    assert events[-1].exit.exit_code == 3
+    assert engine.wait(cid, "next-exit", after_finished_at=seen).exit_code == 3
+
+
+def test_an_attach_whose_call_ended_already_does_not_wait(engine: Engine,
+                                                        runtime: FakeShim) -> None:
+    cid = engine.create(req(cmd=["sh"])).id
+    engine.start(cid)
+    runtime.exit(cid, 0)
+    got: list[engine_pb2.AttachEvent] = []
+    done = threading.Thread(target=lambda: got.extend(engine.attach(
+        cid, on_cancel=lambda callback: False)), daemon=True)
+    done.start()
+    done.join(10)
+    assert not done.is_alive()  # a stopped container: it would have waited for a run
 
 
 def test_attach_start_failure_with_auto_remove_removes(engine: Engine,

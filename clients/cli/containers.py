@@ -58,7 +58,7 @@ def build_request(args: argparse.Namespace, environ: Any) -> Any:
         memory_reservation=parse_bytes(args.memory_reservation)
         if args.memory_reservation else 0,
         oom_kill_disable=args.oom_kill_disable,
-        device_cgroup_rules=args.device_cgroup_rule)
+        device_cgroup_rules=args.device_cgroup_rule, exposed_ports=args.expose)
     if args.memory_swappiness is not None:
         req.memory_swappiness = args.memory_swappiness
     if args.add_host or args.ulimit or args.device or args.shm_size or args.oom_score_adj:

@@ -123,6 +123,8 @@ def container_options(p: Any, verb: str, bool_flag: Any) -> None:
                    help="the volumes of a container: CONTAINER[:ro|:rw]")
     p.add_argument("-p", "--publish", action="append", default=[],
                    help="publish a port: [IP:][HOST:]CONTAINER[/PROTO]")
+    p.add_argument("--expose", action="append", default=[],
+                   help="expose a port or a range: PORT[-PORT][/PROTO]")
     p.add_argument("-P", "--publish-all", action="store_true",
                    help="publish every exposed port on a random host port")
     p.add_argument("--network-alias", action="append", default=[],

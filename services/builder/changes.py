@@ -50,3 +50,39 @@ def apply_changes(config: dict[str, Any], changes: list[str]) -> dict[str, Any]:
     except InstructionError as exc:
         raise InvalidArgument(exc.reason) from None
     return state.config
+
+
+_HEALTH_FIELDS = ("Test", "Interval", "Timeout", "StartPeriod", "Retries")
+
+
+def merge_commit(new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
+    """What dockerd's commit does after the changes (daemon/commit.go merge()): fields a
+    change left empty are taken from the container's config ``old`` again (a HEALTHCHECK
+    change without --interval keeps the container's interval; an ENTRYPOINT that ends up
+    empty brings the CMD back), lists and maps get what they lack of it."""
+    out = dict(new)
+    for key in ("User", "WorkingDir", "StopSignal"):
+        if not out.get(key) and old.get(key):
+            out[key] = old[key]
+    for key in ("ExposedPorts", "Volumes", "Labels"):
+        merged = {**(old.get(key) or {}), **(out.get(key) or {})}
+        if merged or key == "Labels":  # dockerd's Labels is never null after it
+            out[key] = merged
+    keys = {str(e).partition("=")[0] for e in out.get("Env") or []}
+    env = [*(out.get("Env") or []),
+           *(e for e in old.get("Env") or [] if str(e).partition("=")[0] not in keys)]
+    if env:
+        out["Env"] = env
+    if not out.get("Entrypoint"):
+        if not out.get("Cmd") and old.get("Cmd") is not None:
+            out["Cmd"] = old["Cmd"]
+        if out.get("Entrypoint") is None and old.get("Entrypoint") is not None:
+            out["Entrypoint"] = old["Entrypoint"]
+    if old.get("Healthcheck"):
+        if not out.get("Healthcheck"):
+            out["Healthcheck"] = old["Healthcheck"]
+        else:
+            out["Healthcheck"] = {**{k: v for k, v in old["Healthcheck"].items()
+                                     if k in _HEALTH_FIELDS},
+                                  **{k: v for k, v in out["Healthcheck"].items() if v}}
+    return {k: v for k, v in out.items() if v is not None}

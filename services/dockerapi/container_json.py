@@ -119,7 +119,7 @@ def inspect(d: engine_pb2.ContainerDetail,
     first_net = d.networks[0] if d.networks else None
     cmd = list(d.cmd.values) if d.HasField("cmd") else None
     entrypoint = list(d.entrypoint.values) if d.HasField("entrypoint") else None
-    exposed_all = sorted({*exposed, *(_port_key(p) for p in req.ports)})
+    exposed_all = sorted({*exposed, *req.exposed_ports, *(_port_key(p) for p in req.ports)})
     return {
         "Id": d.id, "Created": d.created, "Path": args[0] if args else "",
         "Args": args[1:], "State": _state(d.state), "Image": d.image_id,

@@ -3,8 +3,8 @@ engine.v1 CreateContainerRequest.
 
 What engine.v1 has is mapped; a field it cannot honour is refused with 400 and its name
 when it asks for something (the CLI sends most fields with zero values on every run, so
-zero, empty and null pass). Accepted but only recorded by Docker (ExposedPorts without
-publishing, MacAddress...) is ignored here too.
+zero, empty and null pass). Accepted but only recorded by Docker (MacAddress...) is
+ignored here too.
 """
 
 from __future__ import annotations
@@ -184,6 +184,7 @@ def create_request(body: Any, name: str) -> engine_pb2.CreateContainerRequest:
         else _int(host, "MemorySwappiness"),
         oom_kill_disable=bool(host.get("OomKillDisable")),
         device_cgroup_rules=_strings(host.get("DeviceCgroupRules"), "DeviceCgroupRules"),
+        exposed_ports=list(_dict(config.get("ExposedPorts"), "ExposedPorts")),
         pids_limit=max(_int(host, "PidsLimit"), 0), nano_cpus=_nano_cpus(host),
         cpu_shares=_int(host, "CpuShares"), cpuset_cpus=str(host.get("CpusetCpus") or ""),
         cpuset_mems=str(host.get("CpusetMems") or ""), runtime=_runtime(host),

@@ -13,7 +13,8 @@ from muelle.engine.v1 import engine_pb2
 from muelle.images.v1 import images_pb2
 from muelle.types.v1 import types_pb2
 
-from services.builder.changes import apply_changes
+from services.builder.changes import apply_changes, merge_commit
+from services.gateway.merge import exposed
 from services.gateway.records import Record, Records
 from vocab.configjson import docker_config
 from vocab.envmerge import merge_env
@@ -76,11 +77,15 @@ def container_config(rec: Record, image: images_pb2.Image | None,
     req = rec.request
     base = image.config if image is not None else types_pb2.ImageConfig()
     env = merge_env(list(base.env), list(req.env)) if image is not None else list(rec.spec.env)
+    published = [f"{p.container_port}/{p.protocol or 'tcp'}" for p in req.ports]
+    anonymous = [b for b in req.binds if ":" not in b]  # -v /path: Config.Volumes
     cfg = types_pb2.ImageConfig(
         user=rec.spec.user, env=env, working_dir=req.working_dir or base.working_dir,
         labels={**base.labels, **req.labels}, stop_signal=req.stop_signal or base.stop_signal,
-        healthcheck=health, exposed_ports=list(base.exposed_ports),
-        volumes=list(base.volumes))
+        healthcheck=health,
+        exposed_ports=list(dict.fromkeys([*base.exposed_ports, *published,
+                                          *exposed(list(req.exposed_ports))])),
+        volumes=list(dict.fromkeys([*base.volumes, *anonymous])))
     if rec.entrypoint is not None:
         cfg.entrypoint.values.extend(rec.entrypoint)
     if rec.cmd is not None:
@@ -92,17 +97,16 @@ def commit_container(images: images_pb2_grpc.ImagesStub, rec: Record,
                      req: engine_pb2.CommitContainerRequest,
                      health: types_pb2.Healthcheck | None = None) -> types_pb2.NewImage:
     """The caller has looked ``rec`` up and checked it with refuse_userns."""
-    image = _image(images, rec)
-    config = container_config(rec, image, health)
-    config_json = b""
-    if req.changes:  # applied to the config as the image store would store it
-        base = json.loads(image.config_json).get("config") if image is not None else None
-        changed = apply_changes(docker_config(config, base or {}), list(req.changes))
-        config_json = json.dumps(changed).encode()
+    config = container_config(rec, _image(images, rec), health)
+    # The container's config alone, as dockerd commits it: what only an image config has
+    # (OnBuild, Shell) is not a container's and is not kept.
+    committed = docker_config(config, {})
+    if req.changes:
+        committed = merge_commit(apply_changes(committed, list(req.changes)), committed)
     reply: types_pb2.NewImage = images.Commit(images_pb2.CommitRequest(
         container_id=rec.id, reference=req.reference, config=config,
         author=req.author, comment=req.comment, created_by=" ".join(rec.spec.args),
-        container=rec.id, config_json=config_json))
+        container=rec.id, config_json=json.dumps(committed).encode()))
     return reply
 
 

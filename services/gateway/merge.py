@@ -112,5 +112,14 @@ def merge(
         hostname=hostname,
         stop_signal=request.stop_signal or image.stop_signal or DEFAULT_STOP_SIGNAL,
         labels=labels,
-        exposed_ports=list(image.exposed_ports),
+        exposed_ports=list(dict.fromkeys([*image.exposed_ports,
+                                          *exposed(list(request.exposed_ports))])),
     )
+
+
+def exposed(entries: list[str]) -> list[str]:
+    """--expose entries as "port/proto" keys (ranges expanded; dockerd's words on a bad
+    one)."""
+    from services.builder.config import ports
+
+    return ports(entries)

@@ -228,7 +228,13 @@ def _config(cli: DockerCli, ref: str) -> dict[str, object]:
     (["ENTRYPOINT [\"/bin/echo\"]"], ["-e", "KEPT=1"]),
     ([], []),
     ([], ["-e", "PATH=/bin", "-l", "a=b", "--stop-signal", "SIGUSR1", "-u", "nobody"]),
-], ids=["many", "entrypoint-drops-cmd", "none", "none-with-options"])
+    (["ENTRYPOINT []"], ["-e", "KEPT=1"]),
+    (["HEALTHCHECK CMD false"], ["--health-interval", "5s", "--health-retries", "2"]),
+    (["EXPOSE 90"], ["--expose", "81", "--expose", "7000-7001/udp", "-p", "127.0.0.1::82",
+                     "-v", "/anonvol"]),
+    ([], ["--entrypoint", "/bin/echo"]),
+], ids=["many", "entrypoint-drops-cmd", "none", "none-with-options", "empty-entrypoint",
+        "healthcheck-keeps-the-rest", "ports-and-volumes", "entrypoint"])
 def test_commit_changes_make_the_config_dockerd_makes(muelle_cli: DockerCli,
                                                       dockerd_cli: DockerCli, pulled: str,
                                                       changes: list[str],
@@ -301,3 +307,25 @@ def test_a_bad_change_is_refused_as_dockerd_refuses_it_and_nothing_is_made(
     assert results[0] == results[1]
     assert all(code == 1 for code, _ in results[0])
     assert _image_ids(docker_engine) == before
+
+
+def test_a_commit_keeps_what_a_container_config_has_as_dockerd(
+        muelle_cli: DockerCli, dockerd_cli: DockerCli, tmp_path: Path) -> None:
+    """An image's ONBUILD is not a container's: dockerd's commit of a container from one
+    leaves it out (its config is the container's)."""
+    rootfs = tmp_path / "rootfs.tar"
+    _rootfs_tar(rootfs, b"small")
+    name = f"chg-{uuid.uuid4().hex[:6]}"
+    configs = []
+    for cli in (muelle_cli, dockerd_cli):
+        cli("import", "--change", "ONBUILD RUN echo later", "--change", "CMD [\"sh\"]",
+            str(rootfs), f"{name}:base")
+        try:
+            cli("run", "--name", name, f"{name}:base", "sh", "-c", ":")
+            cli("commit", name, f"{name}:committed")
+            configs.append((_config(cli, f"{name}:base"), _config(cli, f"{name}:committed")))
+        finally:
+            cli("rm", "-f", name, check=False)
+            cli("rmi", f"{name}:committed", f"{name}:base", check=False)
+    assert configs[0] == configs[1]
+    assert configs[0][0]["OnBuild"] == ["RUN echo later"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.builder.changes import apply_changes
+from services.builder.changes import apply_changes, merge_commit
 from vocab.errors import InvalidArgument
 
 BASE = {"Env": ["PATH=/bin", "A=1"], "Cmd": ["sh"], "WorkingDir": "/srv",
@@ -47,3 +47,16 @@ def test_a_bad_change_is_refused_in_dockerds_words_and_nothing_changes(
         apply_changes(BASE, ["LABEL first=1", change])
     assert err.value.message == message
     assert repr(BASE) == before
+
+
+def test_a_commit_takes_back_what_its_changes_left_empty() -> None:
+    """dockerd's merge() after the changes: the container's healthcheck fields a
+    HEALTHCHECK change leaves out, its CMD and ENTRYPOINT when ENTRYPOINT [] empties them."""
+    container = {**BASE, "Entrypoint": ["/init"],
+                 "Healthcheck": {"Test": ["CMD", "true"], "Interval": 5, "Retries": 2}}
+    out = merge_commit(apply_changes(container, ["HEALTHCHECK CMD false"]), container)
+    assert out["Healthcheck"] == {"Test": ["CMD", "false"], "Interval": 5, "Retries": 2}
+    out = merge_commit(apply_changes(container, ["ENTRYPOINT []"]), container)
+    assert (out["Entrypoint"], out["Cmd"]) == (["/init"], ["sh"])
+    out = merge_commit(apply_changes(container, ["ENTRYPOINT [\"/x\"]"]), container)
+    assert (out["Entrypoint"], "Cmd" in out) == (["/x"], False)

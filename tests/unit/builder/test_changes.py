@@ -55,7 +55,7 @@ def test_a_commit_takes_back_what_its_changes_left_empty() -> None:
     container = {**BASE, "Entrypoint": ["/init"],
                  "Healthcheck": {"Test": ["CMD", "true"], "Interval": 5, "Retries": 2}}
     out = merge_commit(apply_changes(container, ["HEALTHCHECK CMD false"]), container)
-    assert out["Healthcheck"] == {"Test": ["CMD", "false"], "Interval": 5, "Retries": 2}
+    assert out["Healthcheck"] == {"Test": ["CMD-SHELL", "false"], "Interval": 5, "Retries": 2}
     out = merge_commit(apply_changes(container, ["ENTRYPOINT []"]), container)
     assert (out["Entrypoint"], out["Cmd"]) == (["/init"], ["sh"])
     out = merge_commit(apply_changes(container, ["ENTRYPOINT [\"/x\"]"]), container)

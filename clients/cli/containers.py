@@ -294,11 +294,38 @@ def _outcome(fn: Callable[[str], Any], name: str) -> tuple[Any, MuelleError | No
 def _at_once(names: list[str], fn: Callable[[str], Any]
              ) -> Iterator[tuple[Any, MuelleError | None]]:
     """Each name's (result, error) in order, the calls made from PARALLEL threads (the
-    context gives each thread its own connection: Context.client)."""
-    from concurrent.futures import ThreadPoolExecutor
+    context gives each thread its own connection: Context.client). Daemon threads: a
+    Ctrl-C leaves at once, as the docker CLI does, not after the calls under way (a
+    stop's whole timeout)."""
+    import _thread
+    import threading
 
-    with ThreadPoolExecutor(max_workers=min(PARALLEL, len(names))) as pool:
-        yield from pool.map(lambda name: _outcome(fn, name), names)
+    results: list[tuple[Any, MuelleError | None] | None] = [None] * len(names)
+    done = [threading.Event() for _ in names]
+    todo = iter(range(len(names)))
+    lock = _thread.allocate_lock()
+
+    def worker() -> None:
+        while True:
+            with lock:
+                i = next(todo, None)
+            if i is None:
+                return
+            try:
+                results[i] = _outcome(fn, names[i])
+            except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+                results[i] = (exc, None)
+            done[i].set()
+
+    for _ in range(min(PARALLEL, len(names))):
+        threading.Thread(target=worker, daemon=True).start()
+    for i in range(len(names)):
+        done[i].wait()
+        result = results[i]
+        assert result is not None
+        if isinstance(result[0], BaseException):
+            raise result[0]
+        yield result
 
 
 def start(ctx: Context, args: argparse.Namespace) -> int:

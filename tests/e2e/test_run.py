@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -150,6 +151,29 @@ def test_stop_of_many_signals_them_all_at_once_and_reports_in_order(engine: Engi
         assert stop.returncode == 1
         assert out.split() == names
         assert "nosuch" in err and "Traceback" not in err
+    finally:
+        engine.cli("rm", "-f", *names)
+
+
+def test_ctrl_c_leaves_a_stop_of_many_at_once(engine: Engine, image: str) -> None:
+    """As the docker CLI: an interrupted `stop` of several exits (130) without waiting
+    for the stops under way (their 60 s timeouts)."""
+    names = [f"intr-{i}-{os.getpid()}" for i in range(2)]
+    for name in names:
+        engine.cli("run", "-d", "--name", name, image, "sh", "-c",
+                   "trap 'echo got-term' TERM; while :; do sleep 0.05; done")
+    try:
+        stop = subprocess.Popen([CLI, "stop", "-t", "60", *names], env=engine.env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 30
+            while not all("got-term" in engine.cli("logs", n).stdout for n in names):
+                assert time.monotonic() < deadline, "not every container got SIGTERM"
+                time.sleep(0.05)
+            stop.send_signal(signal.SIGINT)
+            assert stop.wait(timeout=30) == 130
+        finally:
+            stop.kill()
     finally:
         engine.cli("rm", "-f", *names)
 

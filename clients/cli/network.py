@@ -103,7 +103,7 @@ def network(ctx: Context, args: argparse.Namespace) -> int:
             client.remove_network(name)
             ctx.line(name)
     elif verb == "connect":
-        client.connect_network(args.network, args.container, args.alias)
+        client.connect_network(args.network, args.container, args.alias, args.link)
     elif verb == "disconnect":
         client.disconnect_network(args.network, args.container)
     return 0

@@ -281,6 +281,7 @@ def build(verb: str | None = None) -> Parser:
     q.add_argument("networks", nargs="+")
     q = net_sub.add_parser("connect", help="connect a running container to a network")
     q.add_argument("--alias", action="append", default=[])
+    q.add_argument("--link", action="append", default=[], help="CONTAINER[:ALIAS]")
     q.add_argument("network")
     q.add_argument("container")
     q = net_sub.add_parser("disconnect", help="disconnect a container from a network")

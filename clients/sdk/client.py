@@ -380,9 +380,10 @@ class Client:
         self._call("RemoveNetwork", self._types.NetworkRemoveRequest(network=network))
 
     def connect_network(self, network: str, container: str,
-                        aliases: Sequence[str] = ()) -> None:
+                        aliases: Sequence[str] = (), links: Sequence[str] = ()) -> None:
         self._call("ConnectNetwork", self._pb.NetworkConnectRequest(
-            network=network, container=container, aliases=list(aliases)))
+            network=network, container=container, aliases=list(aliases),
+            links=list(links)))
 
     def disconnect_network(self, network: str, container: str) -> None:
         self._call("DisconnectNetwork", self._pb.NetworkDisconnectRequest(

@@ -118,10 +118,11 @@ class Networks:
         if not isinstance(body, dict) or not body.get("Container"):
             raise bad_request("the body must name a Container")
         endpoint = body.get("EndpointConfig") or {}
-        aliases = endpoint.get("Aliases") or [] if isinstance(endpoint, dict) else []
+        endpoint = endpoint if isinstance(endpoint, dict) else {}
         await self.gateway.call("ConnectNetwork", engine_pb2.NetworkConnectRequest(
             network=req.params["id"], container=str(body["Container"]),
-            aliases=[str(a) for a in aliases]))
+            aliases=[str(a) for a in endpoint.get("Aliases") or []],
+            links=[str(a) for a in endpoint.get("Links") or []]))
         await out.body(200, b"", "text/plain; charset=utf-8")
 
     async def disconnect(self, req: Request, out: Responder) -> None:

@@ -1052,10 +1052,13 @@ class Engine:
         self.shim.NetworkRemove(types_pb2.NetworkRemoveRequest(network=info.id))
         self.network_labels.drop(info.id)
 
-    def connect_network(self, network: str, container: str, aliases: Sequence[str]) -> None:
+    def connect_network(self, network: str, container: str, aliases: Sequence[str],
+                        links: Sequence[str] = ()) -> None:
         rec = self.records.lookup(container)
+        pairs = [options.parse_link(entry) for entry in links]
         self.shim.NetworkConnect(shim_pb2.NetworkConnectRequest(
-            id=rec.id, network=network, aliases=[rec.name, *aliases]))
+            id=rec.id, network=network, aliases=[rec.name, *aliases],
+            links=[f"{name}:{alias}" for name, alias in pairs]))
 
     def disconnect_network(self, network: str, container: str) -> None:
         rec = self.records.lookup(container)

@@ -334,7 +334,8 @@ class EngineServicer(engine_pb2_grpc.EngineServicer):
 
     def ConnectNetwork(self, request: engine_pb2.NetworkConnectRequest,  # noqa: N802
                        context: Ctx) -> engine_pb2.NetworkConnectResponse:
-        self.engine.connect_network(request.network, request.container, list(request.aliases))
+        self.engine.connect_network(request.network, request.container, list(request.aliases),
+                                    list(request.links))
         self._network_event("connect", self.engine.inspect_network(request.network),
                             container=self.engine.records.lookup(request.container).id)
         return engine_pb2.NetworkConnectResponse()

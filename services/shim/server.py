@@ -222,7 +222,10 @@ class ShimServicer(shim_pb2_grpc.ShimServicer):
 
     def NetworkConnect(self, request: shim_pb2.NetworkConnectRequest,
                        context: grpc.ServicerContext) -> shim_pb2.NetworkConnectResponse:
-        self.shim.networks.connect(request.id, request.network, list(request.aliases))
+        self.shim.networks.connect(
+            request.id, request.network, list(request.aliases),
+            [(link.partition(":")[0], link.partition(":")[2]) for link in request.links
+             if ":" in link])
         return shim_pb2.NetworkConnectResponse()
 
     def NetworkDisconnect(self, request: shim_pb2.NetworkDisconnectRequest,

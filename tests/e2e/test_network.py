@@ -190,9 +190,15 @@ def test_a_link_alias_follows_the_container_it_names(engine: Engine, image: str)
         assert "database" not in engine.cli("exec", db, "cat", "/etc/hosts").stdout
         bad = engine.cli("run", "--rm", "--link", db, image, "true", check=False)
         assert bad.returncode == 125 and "legacy links" in bad.stderr
+        # one more network, with a link given at connect (compose's other networks)
+        engine.cli("network", "create", f"{net}-2")
+        engine.cli("network", "connect", "--link", f"{db}:store", f"{net}-2", early)
+        engine.cli("network", "connect", f"{net}-2", db)
+        hosts = engine.cli("exec", early, "cat", "/etc/hosts").stdout
+        assert sum("store" in line.split() for line in hosts.splitlines()) == 1
     finally:
         engine.cli("rm", "-f", early, db, check=False)
-        engine.cli("network", "rm", net, check=False)
+        engine.cli("network", "rm", net, f"{net}-2", check=False)
 
 
 def test_connect_and_disconnect(engine: Engine, image: str) -> None:

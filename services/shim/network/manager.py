@@ -273,7 +273,7 @@ class Manager:
         cdir = self.container_dir(cid)
         mode = req.mode or self.cfg.default_mode
         checked = [ports.check(p) for p in req.ports]
-        peer = ""
+        peer = network = ""
         if mode in ("none", "host") or mode.startswith("container:"):
             if checked:
                 raise InvalidArgument(f"published ports need a bridge network, not {mode!r}")
@@ -281,13 +281,16 @@ class Manager:
                 peer = mode.split(":", 1)[1]
                 if not self._state_file(peer).exists():
                     raise NotFound(f"no such container: {peer}")
-        else:
-            self.find(mode)  # NOT_FOUND for an unknown network, before anything is made
+        else:  # NOT_FOUND for an unknown network, before anything is made
+            network = self.find(mode).name
         extra = self._extra_hosts(req.extra_hosts)
+        # [name, alias, network]: a link holds on the network it was given for, as dockerd's
+        # (an endpoint's); those given at create are for the container's own network
+        linked = [[name, alias, network] for name, alias in req.links] if network else []
         state = {"mode": mode, "hostname": req.hostname, "aliases": req.aliases,
                  "ports": [p.to_dict() for p in checked], "endpoints": {},
                  **({"extra_hosts": extra} if extra else {}),
-                 **({"links": [list(link) for link in req.links]} if req.links else {})}
+                 **({"links": linked} if linked else {})}
         self._record(cid, state)
         host_name = socket.gethostname() if mode == "host" else req.hostname
         (cdir / "hostname").write_text(host_name + "\n")
@@ -452,7 +455,8 @@ class Manager:
         # for the kernel's RCU grace periods, which would slow every lone `run --rm`.
         self._refresh_hosts(net)
 
-    def connect(self, cid: str, name: str, aliases: list[str]) -> None:
+    def connect(self, cid: str, name: str, aliases: list[str],
+                more_links: list[tuple[str, str]] | None = None) -> None:
         state = self.read(cid)
         mode = state.get("mode", "")
         if not state:
@@ -469,6 +473,10 @@ class Manager:
         # and the published ports go with it, as with dockerd, where a created container's
         # endpoints are only configuration until it starts.
         primary = not state.get("endpoints")
+        if more_links:  # recorded with the endpoint by _attach, written into hosts by it
+            known = [list(link) for link in state.get("links", [])]
+            state["links"] = known + [[name, alias, net.name] for name, alias in more_links
+                                      if [name, alias, net.name] not in known]
         self._attach(cid, state, net.name, path, primary=primary, aliases=aliases)
 
     def disconnect(self, cid: str, name: str) -> None:
@@ -506,9 +514,9 @@ class Manager:
                     theirs = self.read(other).get("endpoints", {}).get(name)
                     if theirs:
                         names = [*theirs.get("aliases", []), other[:12]]
-                        names += [alias for linked, alias in state.get("links", [])
-                                  if linked in (other, other[:12], *theirs.get("aliases",
-                                                                              [])[:1])]
+                        names += [alias for linked, alias, on in state.get("links", [])
+                                  if on == name and linked in (
+                                      other, other[:12], *theirs.get("aliases", [])[:1])]
                         peers.append((theirs["ip"], list(dict.fromkeys(names))))
         extra = [(str(ip), str(name)) for ip, name in state.get("extra_hosts", [])]
         hosts = self.container_dir(cid) / "hosts"

@@ -116,9 +116,11 @@ def parse_volumes_from(entry: str) -> tuple[str, str]:
     if not entry:
         raise InvalidArgument("volumes-from specification cannot be an empty string")
     name, _, mode = entry.partition(":")
-    if mode not in ("", "ro", "rw"):
+    parts = mode.split(",") if mode else []
+    # SELinux labels (z, Z) are accepted and do not apply here, as for -v
+    if not set(parts) <= {"ro", "rw", "z", "Z"} or ("ro" in parts and "rw" in parts):
         raise InvalidArgument(f"invalid mode: {mode}")
-    return name, mode
+    return name, "ro" if "ro" in parts else ("rw" if parts else "")
 
 
 def inherited(source: list[types_pb2.VolumeMount], mode: str

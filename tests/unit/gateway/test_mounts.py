@@ -74,7 +74,10 @@ def test_volumes_from_yield_to_user_mounts_and_anonymous_ones_yield_to_them() ->
 def test_volumes_from_specs() -> None:
     assert parse_volumes_from("web") == ("web", "")
     assert parse_volumes_from("web:ro") == ("web", "ro")
-    for bad, message in (("", "cannot be an empty string"), ("web:z", "invalid mode: z"),
+    assert parse_volumes_from("web:z,ro") == ("web", "ro")
+    assert parse_volumes_from("web:Z") == ("web", "rw")
+    for bad, message in (("", "cannot be an empty string"), ("web:x", "invalid mode: x"),
+                         ("web:ro,rw", "invalid mode: ro,rw"),
                          ("web:ro:x", "invalid mode: ro:x")):
         with pytest.raises(InvalidArgument, match=message):
             parse_volumes_from(bad)

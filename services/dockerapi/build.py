@@ -20,9 +20,7 @@ builder also does), ``X-Registry-Config`` (pulls use the engine's stored logins)
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import json
 from typing import Any
 
@@ -30,6 +28,7 @@ from muelle.engine.v1 import engine_pb2
 
 from services.dockerapi.engine import Gateway
 from services.dockerapi.errors import ApiError, bad_request
+from services.dockerapi.gone import while_connected
 from services.dockerapi.http import Request, Responder
 from services.dockerapi.pull import line
 from services.dockerapi.uploads import send_body
@@ -184,20 +183,7 @@ async def build(gateway: Gateway, req: Request, out: Responder) -> None:
 
         # The client hanging up (Ctrl-C) cancels the build, as with dockerd: the gateway
         # then stops the step and removes its container.
-        work = asyncio.ensure_future(events())
-        gone = asyncio.ensure_future(out.client_gone())
-        try:
-            await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            gone.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await gone
-        if not work.done():
-            work.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await work
-            raise ConnectionResetError
-        work.result()
+        await while_connected(out, events())
         if not relay.started:
             await out.start_stream(200, "application/json")
         await out.end()

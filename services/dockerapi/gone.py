@@ -17,21 +17,29 @@ from services.dockerapi.http import Responder
 async def while_connected(out: Responder, work: Coroutine[Any, Any, None]) -> None:
     """Run ``work`` (which writes the body); a client that hangs up first cancels it (and
     with it the gateway call) and raises ConnectionResetError. Call after the head."""
+    if not await _unless(work, out.client_gone()):
+        raise ConnectionResetError
+
+
+async def _unless(work: Coroutine[Any, Any, None], gone: Coroutine[Any, Any, None]) -> bool:
+    """Run ``work`` until ``gone`` returns: False when it did first (``work`` cancelled),
+    True when ``work`` ended (its exception raised). ``gone`` is ended before returning:
+    the connection must have one reader at a time before it reads its next request."""
     task = asyncio.ensure_future(work)
-    gone = asyncio.ensure_future(out.client_gone())
+    watcher = asyncio.ensure_future(gone)
     try:
-        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        # Done before the connection reads its next request: one reader at a time.
-        gone.cancel()
+        watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await gone
+            await watcher
     if not task.done():
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
-        raise ConnectionResetError
+        return False
     task.result()
+    return True
 
 
 async def peer_closed(writer: asyncio.StreamWriter, every: float = 0.25) -> None:
@@ -53,17 +61,4 @@ async def until_peer_closed(writer: asyncio.StreamWriter,
     """Run ``work``; a client that closes the hijacked connection first cancels it (and
     with it the gateway call: an attach waiting for a stopped container's next run must
     not hold a gateway worker for a client that left)."""
-    task = asyncio.ensure_future(work)
-    gone = asyncio.ensure_future(peer_closed(writer))
-    try:
-        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        gone.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await gone
-    if not task.done():
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-        return
-    task.result()
+    await _unless(work, peer_closed(writer))

@@ -4,16 +4,15 @@ Docker-shaped errors for bad input, and an engine that keeps serving afterwards.
 from __future__ import annotations
 
 import http.client
-import io
 import json
 import os
 import socket
-import tarfile
 from typing import Any
 
 import pytest
 
 from tests.support.engine import Engine
+from tests.support.images import Entry, Layer
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -199,16 +198,6 @@ def test_an_error_answering_head_keeps_the_connection(docker_engine: Engine) -> 
         conn.close()
 
 
-def _large_tar(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
 @pytest.mark.parametrize(("path", "text"), [
     ("/v1.41/build?platform=windows/amd64", "muelle builds linux images only"),
     ("/v1.41/images/create?fromSrc=-&repo=early&changes=RUN%20true",
@@ -219,7 +208,8 @@ def test_an_upload_refused_before_its_end_gets_the_refusal(docker_engine: Engine
     """Refused on its first message while 32 MiB are still to come: the answer is the
     refusal (400), not grpc's "Internal error from Core" (500) of a write to a call the
     gateway had ended, nor a reset of the client's connection mid-body."""
-    body = _large_tar({"Dockerfile": b"FROM scratch\n", "big": os.urandom(32 << 20)})
+    body = Layer([Entry("Dockerfile", data=b"FROM scratch\n"),
+                  Entry("big", data=os.urandom(32 << 20))]).tar()
     status, _, answer = request(docker_engine, "POST", path, body,
                                 {"Content-Type": "application/x-tar"})
     assert (status, text in message(answer)) == (400, True), answer

@@ -220,6 +220,11 @@ class _Collector:
         return bytes(self._data)
 
 
+def _chowns_stdio(command: Command) -> bool:
+    """Whether ``command`` runs crun (directly or through the cgroup wrapper)."""
+    return isinstance(command, list) and any(os.path.basename(a) == "crun" for a in command)
+
+
 def run_create(command: Command, cwd: str, stdin: int = -1,
                here: bool = False) -> tuple[int, str, int, int]:
     """Run ``<runtime> create``; returns (exit code, its output, stdout fd, stderr fd).
@@ -229,12 +234,23 @@ def run_create(command: Command, cwd: str, stdin: int = -1,
         return _create_here(command, cwd)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
+    empty = -1
+    if stdin < 0 and _chowns_stdio(command):
+        # crun (1.8) hands the container's stdio to its root in a user namespace, /dev/null
+        # too (runc skips it): the host's /dev/null became the remapped root's, for good.
+        # An empty pipe reads as /dev/null does.
+        empty, empty_w = os.pipe()
+        os.close(empty_w)
+        stdin = empty
     try:
         proc = start_runtime(command, out_w, err_w, cwd, stdin)
     except OSError as exc:
         for fd in (out_r, out_w, err_r, err_w):
             os.close(fd)
         return 127, str(exc), -1, -1
+    finally:
+        if empty >= 0:
+            os.close(empty)
     os.close(out_w)
     os.close(err_w)
     # Until `start`, the container cannot write: everything here is the runtime's output.

@@ -23,6 +23,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import threading
 import uuid
@@ -185,9 +186,25 @@ def cgroups(mount: Path = Path("/sys/fs/cgroup")) -> set[str]:
     return out
 
 
+# The host's device nodes a container gets by default (bound in, with a user namespace):
+# their owner and mode must stay the host's (crun 1.8 once chowned /dev/null, the stdin it
+# was given, to a container's remapped root).
+DEFAULT_DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom",
+                   "/dev/tty")
+
+
+def devices() -> set[str]:
+    out = set()
+    for path in DEFAULT_DEVICES:
+        with contextlib.suppress(OSError):
+            st = os.stat(path)
+            out.add(f"{path} {st.st_uid}:{st.st_gid} {stat.filemode(st.st_mode)}")
+    return out
+
+
 def snapshot() -> Snapshot:
     snap: Snapshot = {"links": links(), "addresses": addresses(), "routes": routes(),
-                      "mounts": mounts(), "cgroups": cgroups()}
+                      "mounts": mounts(), "cgroups": cgroups(), "devices": devices()}
     if os.geteuid() == 0:
         snap["netfilter"] = netfilter()
     return snap

@@ -136,7 +136,7 @@ class ContentStore:
                 return False
             partial = self.partial_path(digest)
             resuming = partial.exists() and partial.stat().st_size > 0
-            self._check_space(digest, size - (partial.stat().st_size if resuming else 0))
+            self.check_space(digest, size - (partial.stat().st_size if resuming else 0))
             try:
                 self._fetch(digest, size, fetch, partial, progress, resuming)
                 if hold is not None:
@@ -164,7 +164,7 @@ class ContentStore:
             partial.unlink(missing_ok=True)
             self._download(digest, size, fetch, partial, progress)
 
-    def _check_space(self, digest: str, need: int) -> None:
+    def check_space(self, digest: str, need: int) -> None:
         """Refuse to start a download that would leave less than ``min_free`` bytes free
         (the declared size is checked; more than declared is cut off while it streams)."""
         if not self.min_free:

@@ -186,6 +186,8 @@ class Puller:
             """The config, fetched and checked while the layers download; its diff IDs
             and chain IDs."""
             stored = self.content.has(cfg_desc.digest, cfg_desc.size)
+            if not stored:  # refused before its first byte, as an ingest is
+                self.content.check_space(cfg_desc.digest, cfg_desc.size)
             raw = self.content.read(cfg_desc.digest) if stored \
                 else _fetch_config(registry, resolved.repository, cfg_desc, cancel)
             config = parse_config(raw, len(manifest.layers))

@@ -1,6 +1,6 @@
 """`muelle`: the command line client of the muelle engine (docker's verbs and output).
 
-Import time matters: a plain `run` is parsed without argparse (quick.py), the rest with
+Import time matters: a plain `run` or `pull` is parsed without argparse (quick.py), the rest with
 argparse alone; grpc and the generated modules are imported when a command talks to the
 gateway.
 """
@@ -101,7 +101,7 @@ def run(argv: Sequence[str] | None = None, out: IO[str] | None = None,
     environ = os.environ if environ is None else environ
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        args: Any = quick.parse(argv)  # a plain run: no argparse to import
+        args: Any = quick.parse(argv)  # a plain run or pull: no argparse to import
         if args is None:
             from clients.cli.parser import build
 

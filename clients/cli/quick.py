@@ -1,13 +1,15 @@
-"""A plain `run`/`create` command line parsed without argparse.
+"""A plain `run`/`create`/`pull` command line parsed without argparse.
 
 argparse costs every start ~10 ms to import (it needs `re`, which needs `enum`), more than
-parsing itself: `muelle run --rm IMAGE true` is the command that matters most for speed.
-This parser reads the options that run_options.py declares and handles the usual forms:
-`--opt VALUE`, `--opt=VALUE`, `-o VALUE`, `-oVALUE`, clustered flags (`-it`, `-dit`), then
-the image and its command, word for word. Anything else (abbreviations, `--help`, `--`,
-a value that starts with "-", a bad number, an unknown option...) returns None, and
-argparse parses the whole line, errors included. tests/unit/cli/test_quick.py checks that
-both give the same result.
+parsing itself: `muelle run --rm IMAGE true` is the command that matters most for speed,
+and `muelle pull REF` starts a cold pull (with a cold page cache argparse's ~20 modules
+take ~15 ms to read). `pull` takes `[--platform P] REF`, the option before or after.
+For run/create, this parser reads the options that run_options.py declares and handles
+the usual forms: `--opt VALUE`, `--opt=VALUE`, `-o VALUE`, `-oVALUE`, clustered flags
+(`-it`, `-dit`), then the image and its command, word for word. Anything else
+(abbreviations, `--help`, `--`, a value that starts with "-", a bad number, an unknown
+option...) returns None, and argparse parses the whole line, errors included.
+tests/unit/cli/test_quick.py checks that both give the same result.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 VERBS = ("run", "create")
+PULL = "pull"
 BOOL_FLAG = "bool-flag"  # run_options' BoolFlag, as recorded here
 _TRUE = ("true", "1", "t", "yes")  # boolflags.parse_bool's spellings
 _FALSE = ("false", "0", "f", "no")
@@ -106,13 +109,17 @@ def parse(argv: Sequence[str]) -> Args | None:
     """The Namespace argparse would make of ``argv`` (`[-H HOST] run|create ...`), or
     None when this parser does not handle the line."""
     host, i = _global(argv)
-    if i is None or i >= len(argv) or argv[i] not in VERBS:
+    if i is None or i >= len(argv):
         return None
     verb = argv[i]
-    spec = _recorded(verb)
     # The global TLS flags (parser.py) are never on a line this parser takes.
     values: dict[str, Any] = {"host": host, "verb": verb, "tlsverify": None,
                               "tlscacert": None, "tlscert": None, "tlskey": None}
+    if verb == PULL:
+        return _pull(argv[i + 1:], values)
+    if verb not in VERBS:
+        return None
+    spec = _recorded(verb)
     for option in spec.options.values():
         if option.kind != "help":
             values[option.dest] = list(option.default) if option.kind == "append" \
@@ -134,6 +141,30 @@ def parse(argv: Sequence[str]) -> Args | None:
             return None
         i += used
     return None  # no image: argparse says what is missing
+
+
+def _pull(words: Sequence[str], values: dict[str, Any]) -> Args | None:
+    """`pull [--platform P] REF` (the option before or after REF), as parser.py's pull."""
+    values["platform"], reference = "", None
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word.startswith("--platform="):
+            values["platform"] = word[len("--platform="):]
+        elif word == "--platform":
+            if i + 1 == len(words) or words[i + 1].startswith("-"):
+                return None
+            values["platform"] = words[i + 1]
+            i += 1
+        elif word.startswith("-") or reference is not None:
+            return None  # --help, an abbreviation, a second reference: argparse words it
+        else:
+            reference = word
+        i += 1
+    if reference is None:
+        return None
+    values["reference"] = reference
+    return Args(**values)
 
 
 def _global(argv: Sequence[str]) -> tuple[str | None, int | None]:

@@ -1,4 +1,4 @@
-"""The quick `run` parser gives argparse's result, or None (then argparse parses)."""
+"""The quick `run`/`pull` parser gives argparse's result, or None (then argparse parses)."""
 
 from __future__ import annotations
 
@@ -97,6 +97,70 @@ def test_plain_lines_take_the_quick_path(argv: list[str]) -> None:
 ])
 def test_the_rest_is_left_to_argparse(argv: list[str]) -> None:
     assert quick.parse(argv) is None
+
+
+PULL_WORDS = [["--platform", "linux/arm64"], ["--platform=linux/amd64"], ["--platform="],
+              ["--platform", "-x"], ["--platform"], ["--plat", "x"], ["--help"], ["-h"],
+              ["--"], ["-"], ["-q"], ["img:1"], ["other"], ["reg:5000/a/b@sha256:" + "a" * 64]]
+
+
+def test_pull_lines_agree() -> None:
+    rng = random.Random(20261206)
+    taken = 0
+    for words in PULL_WORDS:
+        taken += check(["pull", *words])
+        taken += check(["pull", *words, "img"])
+        taken += check(["pull", "img", *words])
+    for _ in range(1000):
+        words = [w for _ in range(rng.randrange(0, 4)) for w in rng.choice(PULL_WORDS)]
+        taken += check([*rng.choice(GLOBALS), "pull", *words])
+    assert taken > 50  # the plain forms are taken
+
+
+@pytest.mark.parametrize("argv", [
+    ["pull", "busybox"], ["pull", "--platform", "linux/arm64", "reg:5000/x:1"],
+    ["pull", "img", "--platform=linux/amd64"], ["-H", "unix:///s", "pull", "img"],
+])
+def test_plain_pulls_take_the_quick_path(argv: list[str]) -> None:
+    assert check(argv)
+
+
+@pytest.mark.parametrize("argv", [
+    ["pull"], ["pull", "--help"], ["pull", "a", "b"], ["pull", "--plat", "x", "img"],
+    ["pull", "--", "img"], ["pull", "--platform", "-x", "img"], ["--tlsverify", "pull", "a"],
+])
+def test_other_pulls_are_left_to_argparse(argv: list[str]) -> None:
+    assert quick.parse(argv) is None
+
+
+def test_a_plain_pull_imports_no_argparse() -> None:
+    """`muelle pull REF` starts a cold pull: no argparse, re, enum, typing on its way to the
+    call, nor vocab.reference (dataclasses, inspect, hashlib) on its way out."""
+    code = """
+import io, sys
+from clients.cli import main, images, progress
+from clients.sdk import client
+
+class Event:  # a PullProgress as the printer reads it
+    def __init__(self, kind, value):
+        self.kind, self.status, self.result = kind, value, value
+    def WhichOneof(self, _):
+        return self.kind
+
+class Result:
+    reference, digest, up_to_date = "reg:5000/img:1", "sha256:x", False
+
+main.quick.parse(["pull", "reg:5000/img:1"])
+printer = progress.PullPrinter(io.StringIO(), False)
+for event in [Event("status", "Digest: sha256:x"), Event("status", "Status: done"),
+              Event("result", Result())]:
+    printer.feed(event)
+print(sorted({"argparse", "re", "enum", "typing", "contextlib", "collections", "inspect",
+              "hashlib", "vocab.reference"} & set(sys.modules)))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_a_plain_run_imports_no_argparse() -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import sys
 import threading
 from types import TracebackType
 
@@ -85,7 +86,9 @@ class Busy:
         with self._lock:
             self._count -= 1
             idle = self._count == 0
-        if idle:
+        if idle and not sys.is_finalizing():
             # On a thread of its own: a trim takes a few ms (madvise of what a pull freed),
-            # and the end of the pull or blob stream must not wait for it.
+            # and the end of the pull or blob stream must not wait for it. Not while the
+            # interpreter exits (a pull generator closed by the last collection): a thread
+            # started then hangs the exit.
             threading.Thread(target=trim, name="heap-trim", daemon=True).start()

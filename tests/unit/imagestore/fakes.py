@@ -3,10 +3,12 @@ with knobs to misbehave: drop a stream after N bytes, corrupt a blob."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from muelle.types.v1 import types_pb2
 
@@ -120,3 +122,22 @@ class LayoutRegistry:
     def push_manifest(self, reference: str, media_type: str, data: bytes) -> str:
         self.manifests[reference] = (media_type, data)
         return digestmod.of_bytes(data)
+
+
+def change_config(layout: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    """Rewrite ``layout``'s image config in place with ``change`` (its digest, the
+    manifest's and the index's follow): a config that verifies but says something else."""
+    index = json.loads((layout / "index.json").read_text())
+    man_path = layout / "blobs/sha256" / index["manifests"][0]["digest"].removeprefix("sha256:")
+    man = json.loads(man_path.read_text())
+    cfg = json.loads((layout / "blobs/sha256" / man["config"]["digest"][7:]).read_text())
+    change(cfg)
+    raw = json.dumps(cfg).encode()
+    digest = hashlib.sha256(raw).hexdigest()
+    (layout / "blobs/sha256" / digest).write_bytes(raw)
+    man["config"] = {**man["config"], "digest": f"sha256:{digest}", "size": len(raw)}
+    raw_man = json.dumps(man).encode()
+    man_digest = hashlib.sha256(raw_man).hexdigest()
+    (layout / "blobs/sha256" / man_digest).write_bytes(raw_man)
+    index["manifests"][0].update(digest=f"sha256:{man_digest}", size=len(raw_man))
+    (layout / "index.json").write_text(json.dumps(index))

@@ -4,20 +4,19 @@ pull ended before it leaves no blob, no partial download, no snapshot, no image.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from muelle.types.v1 import types_pb2
 
 from services.imagestore.store import ImageStore
 from tests.support.images import Entry, Layer, build_layout
-from tests.unit.imagestore.fakes import LayoutRegistry, layout_manifest
+from tests.unit.imagestore.fakes import LayoutRegistry, change_config, layout_manifest
 from vocab.errors import Cancelled, DataLoss, InvalidArgument
 
 REF = "127.0.0.1:5000/demo/busybox:1"
@@ -85,6 +84,18 @@ def _pull_in_thread(store: ImageStore, cancel: object = None,
     return thread, out
 
 
+def _pull_held(store: ImageStore, layout: Path, release: threading.Event) -> list[Any]:
+    """A pull whose config the registry holds: once the layers are downloaded meanwhile,
+    the config is released; the pull's events."""
+    thread, out = _pull_in_thread(store)
+    try:
+        _wait(_downloaded(store, layout), "the layers were not downloaded meanwhile")
+    finally:
+        release.set()
+        thread.join(30)
+    return out
+
+
 def test_layers_download_while_the_config_is_fetched(tmp_path: Path, layout: Path) -> None:
     registry = LayoutRegistry(layout)
     release = threading.Event()
@@ -117,12 +128,7 @@ def test_a_corrupt_config_leaves_nothing(tmp_path: Path, layout: Path) -> None:
     registry.corrupt.add(config)
     store = ImageStore(tmp_path / "root", registry)
     try:
-        thread, out = _pull_in_thread(store)
-        try:
-            _wait(_downloaded(store, layout), "the layers were not downloaded meanwhile")
-        finally:
-            release.set()
-            thread.join(30)
+        out = _pull_held(store, layout, release)
         assert isinstance(out[-1], DataLoss), out
         assert config in str(out[-1])
         _nothing_stored(store)
@@ -137,20 +143,7 @@ def test_a_corrupt_config_leaves_nothing(tmp_path: Path, layout: Path) -> None:
 def _with_config(layout: Path, dest: Path, change: Callable[[dict], None]) -> Path:  # type: ignore[type-arg]
     """A copy of ``layout`` whose config is changed by ``change`` (its digest follows)."""
     bad = _build(dest)
-    index = json.loads((bad / "index.json").read_text())
-    man_path = bad / "blobs/sha256" / index["manifests"][0]["digest"].removeprefix("sha256:")
-    man = json.loads(man_path.read_text())
-    cfg = json.loads((bad / "blobs/sha256" / man["config"]["digest"][7:]).read_text())
-    change(cfg)
-    raw = json.dumps(cfg).encode()
-    digest = hashlib.sha256(raw).hexdigest()
-    (bad / "blobs/sha256" / digest).write_bytes(raw)
-    man["config"] = {**man["config"], "digest": f"sha256:{digest}", "size": len(raw)}
-    raw_man = json.dumps(man).encode()
-    man_digest = hashlib.sha256(raw_man).hexdigest()
-    (bad / "blobs/sha256" / man_digest).write_bytes(raw_man)
-    index["manifests"][0].update(digest=f"sha256:{man_digest}", size=len(raw_man))
-    (bad / "index.json").write_text(json.dumps(index))
+    change_config(bad, change)
     return bad
 
 
@@ -163,12 +156,7 @@ def test_a_config_that_does_not_fit_the_manifest_leaves_nothing(tmp_path: Path) 
     registry.hold[_config_digest(bad)] = (1, release)
     store = ImageStore(tmp_path / "root", registry)
     try:
-        thread, out = _pull_in_thread(store)
-        try:
-            _wait(_downloaded(store, bad), "the layers were not downloaded meanwhile")
-        finally:
-            release.set()
-            thread.join(30)
+        out = _pull_held(store, bad, release)
         assert isinstance(out[-1], InvalidArgument), out
         assert "diff IDs" in str(out[-1])
         _nothing_stored(store)

@@ -3,7 +3,6 @@ fake registry client that serves an OCI layout."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import stat
@@ -18,7 +17,12 @@ from muelle.types.v1 import types_pb2
 from services.imagestore.server import encode_image
 from services.imagestore.store import ImageStore
 from tests.support.images import Entry, Layer, build_layout
-from tests.unit.imagestore.fakes import LayoutRegistry, build_two_layer, layout_manifest
+from tests.unit.imagestore.fakes import (
+    LayoutRegistry,
+    build_two_layer,
+    change_config,
+    layout_manifest,
+)
 from vocab.errors import (
     AlreadyExists,
     DataLoss,
@@ -211,21 +215,7 @@ def test_interrupted_layer_resumes(store: ImageStore, registry: LayoutRegistry,
 def test_diff_id_mismatch_leaves_no_snapshot(tmp_path: Path, layout: Path) -> None:
     bad = tmp_path / "bad"
     build_layout(bad, [Layer([Entry("a", data=b"x")])], tag="1")
-    index = json.loads((bad / "index.json").read_text())
-    man_path = bad / "blobs/sha256" / index["manifests"][0]["digest"].removeprefix("sha256:")
-    man = json.loads(man_path.read_text())
-    cfg_path = bad / "blobs/sha256" / man["config"]["digest"].removeprefix("sha256:")
-    cfg = json.loads(cfg_path.read_text())
-    cfg["rootfs"]["diff_ids"] = ["sha256:" + "0" * 64]
-    raw = json.dumps(cfg).encode()
-    digest = hashlib.sha256(raw).hexdigest()
-    (bad / "blobs/sha256" / digest).write_bytes(raw)
-    man["config"] = {**man["config"], "digest": f"sha256:{digest}", "size": len(raw)}
-    raw_man = json.dumps(man).encode()
-    man_digest = hashlib.sha256(raw_man).hexdigest()
-    (bad / "blobs/sha256" / man_digest).write_bytes(raw_man)
-    index["manifests"][0].update(digest=f"sha256:{man_digest}", size=len(raw_man))
-    (bad / "index.json").write_text(json.dumps(index))
+    change_config(bad, lambda cfg: cfg["rootfs"].update(diff_ids=["sha256:" + "0" * 64]))
     s = ImageStore(tmp_path / "root", LayoutRegistry(bad))
     try:
         with pytest.raises(DataLoss, match="diff ID"):

@@ -8,10 +8,7 @@ Layout under the store root::
 An ingest hashes while it writes, checks size and digest, fsyncs and renames into
 ``blobs/``: a blob is either complete and verified or absent. A mismatch commits nothing
 (DataLoss). A partial ingest left by an interrupted download is kept, re-hashed and
-resumed from its length by the next ingest of the same digest. An ingest may be held
-(``Hold``): verified, it waits for its caller's word before the rename, and one that ends
-without it leaves no partial file it made (a pull's layers download while their image's
-config is still being checked: pull.py).
+resumed from its length by the next ingest of the same digest.
 """
 
 from __future__ import annotations
@@ -19,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 
 from services.core.logging import get_logger
 from services.imagestore.locks import KeyedLocks
@@ -31,21 +28,6 @@ from vocab.errors import DataLoss, NotFound, ResourceExhausted
 Fetch = Callable[[int], Iterable[bytes]]
 # progress(bytes_so_far) while an ingest runs.
 Progress = Callable[[int], None]
-
-
-class Hold(Protocol):
-    """What a held ingest asks its caller (see ``ContentStore.ingest``)."""
-
-    def wait(self) -> None:
-        """Return when the verified blob may be committed; raise to give it up."""
-
-    def keep(self) -> bool:
-        """Whether a failed ingest keeps its partial file for a resume (else removed);
-        it may wait for its caller to decide."""
-
-    def refused(self) -> bool:
-        """True once the blob will not be committed: an ingest still waiting for another
-        ingest of the same digest gives up then (Cancelled)."""
 
 _CHUNK = 1 << 20
 
@@ -118,53 +100,39 @@ class ContentStore:
         self.ingest(digest, len(data), lambda offset: [data[offset:]])
 
     def ingest(self, digest: str, size: int, fetch: Fetch,
-               progress: Progress | None = None, hold: Hold | None = None) -> bool:
+               progress: Progress | None = None) -> bool:
         """Download ``digest`` of ``size`` bytes via ``fetch`` unless already committed.
 
         Returns True when bytes were fetched, False when the blob was already present.
         Raises DataLoss when the content does not match; whatever ``fetch`` raises
         (Unavailable...) leaves the partial ingest in place for a later resume.
-        ``hold``: the verified blob is committed only once ``hold.wait()`` returns, and
-        an ingest that fails (or that ``hold.wait()`` gives up) while ``hold.keep()`` is
-        false removes its partial file, unless it resumed one that was already there.
         """
         if size < 0:
             raise DataLoss(f"blob {digest}: negative size {size}")
         target = self.path(digest)
-        with self._locks.hold(digest, hold.refused if hold is not None else None):
+        with self._locks.hold(digest):
             if self.has(digest, size):
                 return False
             partial = self.partial_path(digest)
             resuming = partial.exists() and partial.stat().st_size > 0
-            self.check_space(digest, size - (partial.stat().st_size if resuming else 0))
+            self._check_space(digest, size - (partial.stat().st_size if resuming else 0))
             try:
-                self._fetch(digest, size, fetch, partial, progress, resuming)
-                if hold is not None:
-                    hold.wait()
-            except BaseException:
-                if hold is not None and not resuming and not hold.keep():
-                    partial.unlink(missing_ok=True)
+                self._download(digest, size, fetch, partial, progress)
+            except Truncated:
                 raise
+            except DataLoss:
+                if not resuming:
+                    raise
+                # The kept bytes may be the culprit: start over once from zero.
+                get_logger(digest=digest).warning("resumed ingest failed, restarting")
+                partial.unlink(missing_ok=True)
+                self._download(digest, size, fetch, partial, progress)
             target.parent.mkdir(parents=True, exist_ok=True)
             os.rename(partial, target)
             _fsync_dir(target.parent)
             return True
 
-    def _fetch(self, digest: str, size: int, fetch: Fetch, partial: Path,
-               progress: Progress | None, resuming: bool) -> None:
-        try:
-            self._download(digest, size, fetch, partial, progress)
-        except Truncated:
-            raise
-        except DataLoss:
-            if not resuming:
-                raise
-            # The kept bytes may be the culprit: start over once from zero.
-            get_logger(digest=digest).warning("resumed ingest failed, restarting")
-            partial.unlink(missing_ok=True)
-            self._download(digest, size, fetch, partial, progress)
-
-    def check_space(self, digest: str, need: int) -> None:
+    def _check_space(self, digest: str, need: int) -> None:
         """Refuse to start a download that would leave less than ``min_free`` bytes free
         (the declared size is checked; more than declared is cut off while it streams)."""
         if not self.min_free:

@@ -1,8 +1,5 @@
 """Pull orchestration: resolve through the registry service, fetch config and layers
-(3 downloads at a time), unpack layers as they arrive, record the image last. The layer
-downloads start with the manifest, while the config is fetched (as Docker does), but
-commit nothing until the config is verified: a pull whose config is refused (or that ends
-before) leaves no blob and no partial download of them (``_ConfigGate``). Up to three
+(3 downloads at a time), unpack layers as they arrive, record the image last. Up to three
 layers are unpacked at once, each while it still downloads (follow.py) or from its blob
 when its download ended first, lowest first and not only the next in order: a snapshot may
 be committed before the ones below it, and a hardlink to a lower layer's file waits until
@@ -35,7 +32,7 @@ from services.core.logging import get_logger
 from services.imagestore.content import ContentStore
 from services.imagestore.follow import WAIT, FollowReader, Growing, StreamAborted
 from services.imagestore.leases import Lease
-from services.imagestore.manifest import ImageConfigDoc, parse_config, parse_manifest, verify
+from services.imagestore.manifest import parse_config, parse_manifest, verify
 from services.imagestore.metadata import ImageRecord, Metadata
 from services.imagestore.registry_client import RegistryClient, for_pull
 from services.imagestore.snapshots import Snapshots
@@ -69,59 +66,6 @@ class _Event:
     kind: str  # "progress", "done", "error"; "unpacked" (current: 1 if it worked)
     current: int = 0
     error: BaseException | None = None
-
-
-class _ConfigGate:
-    """The layer downloads' hold (content.Hold): a verified blob waits for the image's
-    config to be accepted before it is committed, and a download that fails keeps the
-    partial file it made only if the config is accepted."""
-
-    def __init__(self, cancelled: threading.Event) -> None:
-        self.accepted = False
-        self._cancelled = cancelled
-        self._decided = threading.Event()
-
-    def accept(self) -> None:
-        self.accepted = True
-        self._decided.set()
-
-    def refuse(self) -> None:
-        self._decided.set()
-
-    def _decision(self) -> bool:
-        # refuse() comes with every end of the pull; the poll is only a safety net.
-        while not self._decided.wait(WAIT) and not self._cancelled.is_set():
-            pass
-        return self.accepted
-
-    def wait(self) -> None:
-        if not self._decision():
-            raise Cancelled("pull cancelled before the image's config was accepted")
-
-    def keep(self) -> bool:
-        # A download that failed early waits for the config too: its bytes are kept for
-        # a retry if the image is good, as any failed download's are.
-        return self._decision()
-
-    def refused(self) -> bool:
-        return self._decided.is_set() and not self.accepted
-
-
-def _fetch_config(registry: RegistryClient, repository: str, desc: types_pb2.Descriptor,
-                  cancel: Cancel) -> bytes:
-    """The config's bytes, checked against its descriptor (not stored yet)."""
-    data = bytearray()
-    for chunk in registry.fetch_blob(repository, desc, 0, cancel=cancel):
-        data += chunk
-        if len(data) > desc.size:
-            raise DataLoss(f"blob {desc.digest}: more than the expected {desc.size} bytes")
-    if cancel.is_set():
-        raise Cancelled("pull cancelled")
-    actual = digestmod.of_bytes(bytes(data), desc.digest.split(":", 1)[0])
-    if len(data) != desc.size or actual != desc.digest:
-        raise DataLoss(f"digest mismatch for {desc.digest}: got {actual} "
-                       f"({len(data)} of {desc.size} bytes)")
-    return bytes(data)
 
 
 class Puller:
@@ -179,39 +123,29 @@ class Puller:
             return lambda offset: iter(
                 registry.fetch_blob(resolved.repository, desc, offset, cancel=cancel))
 
+        def stop_if_cancelled(_: int) -> None:
+            if cancel.is_set():
+                raise Cancelled("pull cancelled")
+
         cfg_desc = manifest.config
-        loaded: list[tuple[ImageConfigDoc, list[str], bool]] = []
+        fetched = self.content.ingest(cfg_desc.digest, cfg_desc.size, fetcher(cfg_desc),
+                                      stop_if_cancelled)
+        config = parse_config(self.content.read(cfg_desc.digest), len(manifest.layers))
+        chain_ids = [digestmod.chain_id(config.diff_ids[: i + 1])
+                     for i in range(len(config.diff_ids))]
+        lease.hold(chains=chain_ids)  # before _layers asks which snapshots exist
+        existed = self.metadata.get_by_id(cfg_desc.digest) is not None
 
-        def load_config() -> tuple[list[str], list[str]]:
-            """The config, fetched and checked while the layers download; its diff IDs
-            and chain IDs."""
-            stored = self.content.has(cfg_desc.digest, cfg_desc.size)
-            if not stored:  # refused before its first byte, as an ingest is
-                self.content.check_space(cfg_desc.digest, cfg_desc.size)
-            raw = self.content.read(cfg_desc.digest) if stored \
-                else _fetch_config(registry, resolved.repository, cfg_desc, cancel)
-            config = parse_config(raw, len(manifest.layers))
-            chain_ids = [digestmod.chain_id(config.diff_ids[: i + 1])
-                         for i in range(len(config.diff_ids))]
-            lease.hold(chains=chain_ids)  # before _layers asks which snapshots exist
-            existed = self.metadata.get_by_id(cfg_desc.digest) is not None
-            loaded.append((config, chain_ids, existed))
-            return config.diff_ids, chain_ids
-
-        def store_config() -> bool:
-            """Commit the verified config (while the layers go on); whether it was new."""
-            if self.content.has(cfg_desc.digest, cfg_desc.size):
-                return False
-            self.content.write(cfg_desc.digest, loaded[0][0].raw)
-            return True
-
-        # Every layer whose blob is missing is fetched, also one whose snapshot exists
-        # ("Already exists"): that snapshot may have come from another compression of the
-        # same diff_id (gzip vs zstd), and the image's blobs must all be here for save,
-        # push and check (without it the commit below found it "removed").
-        fetched = yield from self._layers(manifest.layers, fetcher, cancel, load_config,
-                                          store_config)
-        config, chain_ids, existed = loaded[0]
+        fetched |= yield from self._layers(manifest.layers, config.diff_ids, chain_ids, fetcher,
+                                           cancel)
+        # A snapshot that exists satisfies its layer ("Already exists"), but it may have
+        # come from another compression of the same diff_id (gzip vs zstd): then this
+        # manifest's blob is not stored yet. Fetch it, so the image's blobs are all here
+        # for save, push and check (without it the commit below found it "removed").
+        for desc in manifest.layers:
+            if not self.content.has(desc.digest, desc.size):
+                fetched |= self.content.ingest(desc.digest, desc.size, fetcher(desc),
+                                               stop_if_cancelled)
 
         # Keep the root (index) and manifest so push/save reproduce the digests.
         self.content.write(resolved.root.digest, resolved.root.data)
@@ -259,19 +193,15 @@ class Puller:
                 f"the blobs of {repository} are declared as {total} bytes in all, more "
                 f"than the limit of {limits.max_pull_bytes} (imagestore.max_pull_bytes)")
 
-    def _layers(self, layers: list[types_pb2.Descriptor],
+    def _layers(self, layers: list[types_pb2.Descriptor], diff_ids: list[str],
+                chain_ids: list[str],
                 fetcher: Callable[[types_pb2.Descriptor], Callable[[int], Iterator[bytes]]],
-                cancel: Cancel, load_config: Callable[[], tuple[list[str], list[str]]],
-                store_config: Callable[[], bool],
-                ) -> Generator[types_pb2.PullProgress, None, bool]:
+                cancel: Cancel) -> Generator[types_pb2.PullProgress, None, bool]:
         """Download missing layers concurrently, apply them in order; returns whether
-        anything was fetched or unpacked (via StopIteration.value). The downloads start
-        first, then ``load_config()`` gives the diff IDs and chain IDs (the downloads
-        commit nothing before it returned); ``store_config()`` commits the config."""
+        anything was fetched or unpacked (via StopIteration.value)."""
         n = len(layers)
         ready = [False] * n
         growing: dict[int, Growing] = {}
-        downloading: set[int] = set()  # started, "done" not seen yet
         streamed: set[int] = set()  # tried already: a second try waits for the blob
         streaming: set[int] = set()  # layers being unpacked from their downloads
         unpacked: set[int] = set()  # streamed layers done, reported once downloaded too
@@ -283,34 +213,25 @@ class Puller:
         cancel.on_set(cancelled.set)
         # Wakes the wait for the next event below when the caller goes away.
         cancel.on_set(lambda: events.put(_Event(-1, "cancelled")))
-        gate = _ConfigGate(cancelled)
+        pending = 0
         work = False
         pool = ThreadPoolExecutor(CONCURRENT_DOWNLOADS, thread_name_prefix="pull")
         try:
             for i, desc in enumerate(layers):
-                if not self.content.has(desc.digest, desc.size):
-                    growing[i] = Growing()
-                    downloading.add(i)
-                    pool.submit(self._download, i, desc, fetcher(desc), events, cancelled,
-                                growing[i], gate)
-            diff_ids, chain_ids = load_config()
-            gate.accept()
-            work = store_config()
-            quiet: set[int] = set()  # downloads of layers that exist: no progress shown
-            for i, desc in enumerate(layers):
                 if self.snapshots.exists(chain_ids[i]):
                     ready[i] = True
                     committed[i].set()
-                    quiet.add(i)
                     yield layer_event(desc.digest, "Already exists")
-                elif i in growing:
-                    yield layer_event(desc.digest, "Pulling fs layer")
-                else:
+                elif self.content.has(desc.digest, desc.size):
                     ready[i] = True
-            for i in quiet:
-                growing.pop(i, None)  # nothing to unpack from
+                else:
+                    yield layer_event(desc.digest, "Pulling fs layer")
+                    growing[i] = Growing()
+                    pool.submit(self._download, i, desc, fetcher(desc), events, cancelled,
+                                growing[i])
+                    pending += 1
             applied = 0
-            while applied < n or downloading:
+            while applied < n:
                 if applied in unpacked and ready[applied]:
                     work = True
                     size = layers[applied].size
@@ -327,9 +248,9 @@ class Puller:
                         work = True
                     committed[applied].set()
                     applied += 1
-                if applied == n and not downloading:
+                if applied == n:
                     break
-                if applied < n and applied in unpacked and ready[applied]:
+                if applied in unpacked and ready[applied]:
                     continue
                 # Every layer still downloading is unpacked from its download, a few at a
                 # time, lowest first; not only the next in order (which left the layers
@@ -355,37 +276,23 @@ class Puller:
                     if ev.current:  # else: unpacked from the blob once it is complete
                         unpacked.add(ev.index)
                 elif ev.kind == "progress":
-                    if ev.index not in quiet:
-                        yield layer_event(digest, "Downloading", ev.current,
-                                          layers[ev.index].size)
+                    yield layer_event(digest, "Downloading", ev.current, layers[ev.index].size)
                 elif ev.kind == "done":
                     work = True
                     ready[ev.index] = True
-                    downloading.discard(ev.index)
-                    if ev.index not in quiet:
-                        yield layer_event(digest, "Verifying Checksum")
-                        yield layer_event(digest, "Download complete")
+                    yield layer_event(digest, "Verifying Checksum")
+                    yield layer_event(digest, "Download complete")
                 else:
                     assert ev.error is not None
                     raise ev.error
         finally:
             cancelled.set()  # also when our consumer cancelled the stream
-            if not gate.accepted:
-                # Ended before the config was accepted (refused, unreachable, cancelled):
-                # the downloads remove what they wrote; wait for them, so that nothing of
-                # this pull is left once its error is out. They stop at their next chunk,
-                # or at once when waiting for one (the cancel ends their calls), for the
-                # config (refused) or for another pull's download of the same blob.
-                gate.refuse()
-                cancel.set()
-                pool.shutdown(wait=True, cancel_futures=True)
-            else:
-                pool.shutdown(wait=False, cancel_futures=True)
+            pool.shutdown(wait=False, cancel_futures=True)
         return work
 
     def _download(self, index: int, desc: types_pb2.Descriptor,
                   fetch: Callable[[int], Iterator[bytes]], events: queue.Queue[_Event],
-                  cancelled: threading.Event, growing: Growing, gate: _ConfigGate) -> None:
+                  cancelled: threading.Event, growing: Growing) -> None:
         step = max(desc.size // _UPDATES_PER_LAYER, 1)
         last = [-step]
 
@@ -398,7 +305,7 @@ class Puller:
                 events.put(_Event(index, "progress", current))
 
         try:
-            self.content.ingest(desc.digest, desc.size, fetch, progress, gate)
+            self.content.ingest(desc.digest, desc.size, fetch, progress)
         except BaseException as exc:  # handed to the pulling thread, which raises it
             growing.end(failed=True)
             if not cancelled.is_set():  # else: a consequence of the cancel, nobody waits

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from services.imagestore.content import ContentStore, Fetch
+from services.imagestore.content import ContentStore
 from vocab.errors import (
-    Cancelled,
     DataLoss,
     InvalidArgument,
     NotFound,
@@ -158,117 +157,3 @@ def test_stream_failing_before_its_first_byte_leaves_no_partial(tmp_path: Path) 
     with pytest.raises(DataLoss, match="truncated"):
         store.ingest(DIGEST, len(DATA), lambda off: iter(()))
     assert list(store.ingests.iterdir()) == []
-
-
-class Held:
-    """A content.Hold: ``wait`` returns once ``decided`` is set, raising unless accepted."""
-
-    def __init__(self) -> None:
-        self.decided = threading.Event()
-        self.accepted = False
-        self.waiting = threading.Event()
-
-    def wait(self) -> None:
-        self.waiting.set()
-        assert self.decided.wait(10)
-        if not self.accepted:
-            raise Cancelled("refused")
-
-    def keep(self) -> bool:
-        return self.accepted
-
-    def refused(self) -> bool:
-        return self.decided.is_set() and not self.accepted
-
-
-def _held_ingest(store: ContentStore, hold: Held,
-                 fetch: Fetch | None = None) -> tuple[threading.Thread, list[BaseException]]:
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            store.ingest(DIGEST, len(DATA), fetch or (lambda off: chunks(DATA, off)),
-                         hold=hold)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test
-            errors.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread, errors
-
-
-def test_a_held_ingest_commits_only_when_let(tmp_path: Path) -> None:
-    store = ContentStore(tmp_path)
-    hold = Held()
-    thread, errors = _held_ingest(store, hold)
-    assert hold.waiting.wait(10)  # downloaded and verified: waiting for the word
-    assert not store.has(DIGEST) and store.partial_path(DIGEST).stat().st_size == len(DATA)
-    hold.accepted = True
-    hold.decided.set()
-    thread.join(10)
-    assert errors == [] and store.read(DIGEST) == DATA
-    assert list(store.ingests.iterdir()) == []
-
-
-def test_a_refused_ingest_leaves_nothing(tmp_path: Path) -> None:
-    store = ContentStore(tmp_path)
-    hold = Held()
-    thread, errors = _held_ingest(store, hold)
-    assert hold.waiting.wait(10)
-    hold.decided.set()  # refused
-    thread.join(10)
-    assert [type(e) for e in errors] == [Cancelled]
-    assert not store.has(DIGEST) and list(store.ingests.iterdir()) == []
-
-
-def test_a_held_ingest_failing_before_its_word_leaves_nothing(tmp_path: Path) -> None:
-    """Dropped mid-stream while not yet let to commit: its bytes are not kept either."""
-    store = ContentStore(tmp_path)
-
-    def dropping(off: int) -> Iterator[bytes]:
-        yield DATA[off:30_000]
-        raise Unavailable("connection reset")
-
-    thread, errors = _held_ingest(store, Held(), dropping)
-    thread.join(10)
-    assert [type(e) for e in errors] == [Unavailable]
-    assert list(store.ingests.iterdir()) == []
-
-
-def test_a_refused_ingest_keeps_a_partial_it_resumed(tmp_path: Path) -> None:
-    """The partial was there before (an earlier pull's): not this ingest's to remove."""
-    store = ContentStore(tmp_path)
-    store.partial_path(DIGEST).write_bytes(DATA[:30_000])
-    hold = Held()
-    thread, errors = _held_ingest(store, hold)
-    assert hold.waiting.wait(10)
-    hold.decided.set()
-    thread.join(10)
-    assert [type(e) for e in errors] == [Cancelled]
-    assert store.partial_path(DIGEST).exists() and not store.has(DIGEST)
-
-
-def test_a_refused_ingest_does_not_wait_for_another_of_its_blob(tmp_path: Path) -> None:
-    """Another pull downloads the same blob (its lock): a refused one gives up at once."""
-    store = ContentStore(tmp_path)
-    started, go_on = threading.Event(), threading.Event()
-
-    def slow(off: int) -> Iterator[bytes]:
-        started.set()
-        assert go_on.wait(10)
-        yield from chunks(DATA, off)
-
-    other = threading.Thread(target=store.ingest, args=(DIGEST, len(DATA), slow))
-    other.start()
-    try:
-        assert started.wait(10)
-        hold = Held()
-        thread, errors = _held_ingest(store, hold, lambda off: pytest.fail("fetched"))
-        hold.decided.set()  # refused while it waits for the other's lock
-        thread.join(10)
-        assert not thread.is_alive() and [type(e) for e in errors] == [Cancelled]
-        assert not go_on.is_set()  # the other is still downloading
-    finally:
-        go_on.set()
-        other.join(10)
-    assert store.read(DIGEST) == DATA

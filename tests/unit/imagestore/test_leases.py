@@ -67,16 +67,14 @@ def test_prune_during_a_download_spares_fetched_content(store: ImageStore,
 def _stalled(store: ImageStore, layouts: dict[str, Path], name: str,
              release: threading.Event) -> Generator[types_pb2.PullProgress, None, None]:
     """A pull stepped to where its config blob is committed and every layer download is
-    stalled after 500 bytes (half of a smaller layer: the downloads start with the
-    manifest, and a whole small one would be committed by then); once ``release`` is set
-    they fail (nothing else commits)."""
+    stalled after 500 bytes; once ``release`` is set they fail (nothing else commits)."""
     registry = LayoutRegistry(layouts[name], f"{REPO}-{name}")
     store.puller.registry = registry
     manifest = json.loads(registry.blob(json.loads(
         (layouts[name] / "index.json").read_text())["manifests"][0]["digest"]))
     for layer in manifest["layers"]:
-        registry.hold[layer["digest"]] = (min(500, layer["size"] // 2), release)
-        registry.drop_after[layer["digest"]] = min(1000, layer["size"] - 1)
+        registry.hold[layer["digest"]] = (500, release)
+        registry.drop_after[layer["digest"]] = 1000
     pulling = store.pull(f"{REPO}-{name}:1")
     for _ in manifest["layers"]:
         _until(pulling, "Pulling fs layer")

@@ -216,6 +216,9 @@ def spawn(call: Call, stdin: int, stdout: int, stderr: int, cwd: str) -> WarmChi
     stderr (as ``muelle-runtime`` would, without starting an interpreter)."""
     from services.runtime import warm
 
+    # Imported here, not in the child: a fork of a process with other threads (grpc's)
+    # must not import (a lock another thread held at the fork stays held; seen as SIGABRT).
+    preload()
     return warm.spawn(lambda: invoke(call), describe, stdin, stdout, stderr, cwd)
 
 
@@ -230,9 +233,12 @@ def here(call: Call, cwd: str, fds: dict[int, int]) -> tuple[int, str]:
 def preload() -> None:
     """Import, once, what every warm create and delete needs, and look up what they look
     up: called by the shim's fork server before it forks (each fork then has it)."""
+    global _preloaded
+    if _preloaded:
+        return
     import contextlib
 
-    from services.runtime import cgroups, console, create, delete, seccomp  # noqa: F401
+    from services.runtime import calls, cgroups, console, create, delete, seccomp  # noqa: F401
     from services.runtime.cgroups import v1, v2  # noqa: F401
 
     cgroups.own_procs()  # looked up once, for every create's prime_migration
@@ -240,6 +246,10 @@ def preload() -> None:
     # with a seccomp profile fail, and say so.
     with contextlib.suppress(MuelleError):
         seccomp.preload()
+    _preloaded = True
+
+
+_preloaded = False
 
 
 def is_frozen(cgroups_path: str, root: Path | None = None) -> bool:

@@ -107,9 +107,11 @@ def test_upload_refused_early_stops_sending(server: str) -> None:
     """The server ends the call after the first request: the rest is not sent (the
     generator is not drained) and the status is the typed error."""
     sent = []
+    total = 1000  # 64 MiB: more than any flow-control window lets through unread (200, 13
+    # MiB, all went out once under the full suite's load, before the server's refusal)
 
     def requests() -> Iterator[bytes]:
-        for i in range(200):
+        for i in range(total):
             sent.append(i)
             yield b"fail" if i == 0 else b"x" * 65536
 
@@ -118,7 +120,7 @@ def test_upload_refused_early_stops_sending(server: str) -> None:
         _sid, replies = wire.upload(ch, "/t.Echo/Upload", requests())
         with pytest.raises(FailedPrecondition, match="refused the upload"):
             list(replies)
-        assert len(sent) < 200
+        assert len(sent) < total
         assert wire.call(ch, "/t.Echo/Unary", b"ab") == b"ba"
     finally:
         ch.close()

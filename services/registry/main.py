@@ -36,7 +36,8 @@ def factory(
         manifest_cache = ManifestCache()
     resolver = Resolver(cfg, manifest_cache=manifest_cache)
     servicer = RegistryServicer(resolver, Pusher(resolver.http),
-                                Logins(resolver.http, auth_file_path(cfg)), cache)
+                                Logins(resolver.http, auth_file_path(cfg)), cache,
+                                locations=cfg.registry.blob_locations)
 
     mirror = None
     mirror_resolver = None

@@ -44,6 +44,12 @@ class RangedFetch:
     def worth_it(self, remaining: int) -> bool:
         return self.parallel > 1 and remaining >= self.min_size
 
+    def probe_for_direct(self) -> tuple[int, float]:
+        """The probe a caller downloading a blob itself should make (bytes, and the
+        bytes/s below which it hands the rest to us for parts); (0, 0) when we would
+        not split it anyway."""
+        return (self.probe, self.fast) if self.parallel > 1 else (0, 0.0)
+
     def first_end(self, offset: int, size: int) -> int:
         """Where the first range (the probe, asked in the caller's thread) ends."""
         return min(offset + self.probe, size)

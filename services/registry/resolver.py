@@ -29,14 +29,14 @@ from services.core.logging import get_logger
 from services.registry import manifests, platforms
 from services.registry.credstore import auth_file_path
 from services.registry.descriptors import Descriptor, Platform
-from services.registry.http import RegistryHTTP, unreachable
+from services.registry.http import Location, RegistryHTTP, unreachable
 from services.registry.manifest_cache import ManifestCache
 from services.registry.manifests import ManifestContent
 from services.registry.pace import MinimumPace
 from services.registry.ranges import RangedFetch
 from vocab import digest as digestmod
 from vocab import reference as refmod
-from vocab.errors import DataLoss, InvalidArgument, NotFound, Unavailable
+from vocab.errors import DataLoss, InvalidArgument, MuelleError, NotFound, Unavailable
 
 CHUNK_SIZE = 1024 * 1024
 MAX_RESUMES = 3
@@ -225,20 +225,34 @@ class Resolver:
         the descriptor's digest and size (DataLoss on mismatch); from a later offset, or
         with ``verify`` False, the caller verifies the digest (the size is still checked).
         Arguments are checked before the first byte moves."""
-        if "@" in repository or ":" in repository.rsplit("/", 1)[-1]:
-            raise InvalidArgument(f"invalid repository {repository!r}: want domain/path "
-                                  "without tag or digest, e.g. docker.io/library/busybox")
-        ref = refmod.parse(repository)
-        try:
-            digestmod.validate(descriptor.digest)
-        except InvalidArgument as exc:
-            raise InvalidArgument(f"invalid blob descriptor: {exc}") from None
+        ref = _blob_repository(repository, descriptor)
         if descriptor.size < 0 or offset < 0:
             raise InvalidArgument("blob size and offset must not be negative")
         if descriptor.size and offset > descriptor.size:
             raise InvalidArgument(f"offset {offset} is past the end of {descriptor.digest} "
                                   f"({descriptor.size} bytes)")
         return self._stream(ref, descriptor, offset, verify)
+
+    def locate_blob(self, repository: str, descriptor: Descriptor) -> BlobLocation:
+        """Where a caller may download the blob itself (``RegistryHTTP.locate``), or,
+        with an empty url, why it should use ``fetch_blob``: anything unusual (the
+        registry refuses, lacks the blob, announces another size) is left to
+        ``fetch_blob``, which reports it as it always did."""
+        ref = _blob_repository(repository, descriptor)
+        what = f"{ref.repository}@{descriptor.digest}"
+        try:
+            found = self._http.locate(ref.domain, ref.path,
+                                      f"/v2/{ref.path}/blobs/{descriptor.digest}",
+                                      kind="blob", what=what)
+        except MuelleError as exc:
+            return BlobLocation(reason=exc.message)
+        if isinstance(found, str):
+            return BlobLocation(reason=found)
+        if descriptor.size and found.length is not None and found.length != descriptor.size:
+            return BlobLocation(reason=f"the registry announces {found.length} bytes, the "
+                                       f"descriptor {descriptor.size}")
+        probe, fast = self._ranges.probe_for_direct()
+        return BlobLocation(found, probe, fast)
 
     def _stream(self, ref: refmod.Reference, desc: Descriptor,
                 offset: int, verify: bool = True) -> Iterator[bytes]:
@@ -412,6 +426,30 @@ class Resolver:
                 last = exc
         assert last is not None
         raise last
+
+
+@dataclass(frozen=True)
+class BlobLocation:
+    """``locate_blob``'s answer: where (None: fetch it through ``fetch_blob``, for
+    ``reason``), and how fast the first bytes must come for one request to do."""
+
+    where: Location | None = None
+    probe_bytes: int = 0
+    min_bytes_per_second: float = 0
+    reason: str = ""
+
+
+def _blob_repository(repository: str, descriptor: Descriptor) -> refmod.Reference:
+    """The repository of a blob request, checked with the descriptor's digest."""
+    if "@" in repository or ":" in repository.rsplit("/", 1)[-1]:
+        raise InvalidArgument(f"invalid repository {repository!r}: want domain/path "
+                              "without tag or digest, e.g. docker.io/library/busybox")
+    ref = refmod.parse(repository)
+    try:
+        digestmod.validate(descriptor.digest)
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"invalid blob descriptor: {exc}") from None
+    return ref
 
 
 class _Pending:

@@ -64,9 +64,12 @@ def _blob_data(requests: Iterator[registry_pb2.PushBlobRequest]) -> Iterator[byt
 
 class RegistryServicer(registry_pb2_grpc.RegistryServicer):
     def __init__(self, resolver: Resolver, pusher: Pusher | None = None,
-                 logins: Logins | None = None, cache: BlobCache | None = None) -> None:
+                 logins: Logins | None = None, cache: BlobCache | None = None,
+                 locations: bool = True) -> None:
+        """``locations``: answer LocateBlob (registry.blob_locations)."""
         self._resolver = resolver
         self._cache = cache
+        self._locations = locations
         self._pusher = pusher or Pusher(resolver.http)
         self._logins = logins
 
@@ -120,6 +123,27 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
             close = getattr(chunks, "close", None)
             if close is not None:
                 close()
+
+    def LocateBlob(  # noqa: N802
+        self, request: registry_pb2.LocateBlobRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.LocateBlobResponse:
+        desc = descriptor_from_pb(request.descriptor)
+        resolver = self._for_call(request.credentials, request.repository)
+        if not self._locations:
+            return registry_pb2.LocateBlobResponse(reason="registry.blob_locations is off")
+        if self._cache is not None:
+            return registry_pb2.LocateBlobResponse(
+                reason="the shared blob cache is on: blobs pass through it")
+        if not context.peer().startswith("unix:"):
+            # Another host may reach another server at that URL, and get the token.
+            return registry_pb2.LocateBlobResponse(
+                reason="the caller is on another host (TCP)")
+        found = resolver.locate_blob(request.repository, desc)
+        if found.where is None:
+            return registry_pb2.LocateBlobResponse(reason=found.reason)
+        return registry_pb2.LocateBlobResponse(
+            url=found.where.url, headers=found.where.headers, probe_bytes=found.probe_bytes,
+            min_bytes_per_second=int(found.min_bytes_per_second))
 
     def _for_call(self, creds: types_pb2.RegistryCredentials, reference: str) -> Resolver:
         """The resolver for a call: with the call's own credentials when it has some for

@@ -66,8 +66,7 @@ def download(where: Location, offset: int, size: int,
     is set (which also wakes a read waiting for bytes)."""
     if offset >= size:
         return
-    conn, resp = _open(where, offset, size)
-    sock = conn.sock
+    conn, sock, resp = _open(where, offset, size)
     forget = cancel.on_set(lambda: _shut(sock)) if cancel is not None else (lambda: None)
     watchdog = _Watchdog(sock)
     try:
@@ -127,9 +126,10 @@ class _Watchdog:
 
 
 def _open(where: Location, offset: int, size: int
-          ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
-    """The connection and the response carrying bytes ``offset`` to the end, after
-    redirects; HandOver for anything but exactly those bytes."""
+          ) -> tuple[http.client.HTTPConnection, socket.socket | None,
+                     http.client.HTTPResponse]:
+    """The connection, its socket and the response carrying bytes ``offset`` to the end,
+    after redirects; HandOver for anything but exactly those bytes."""
     url = where.url
     origin = _origin(url)
     for _ in range(MAX_REDIRECTS + 1):
@@ -143,6 +143,9 @@ def _open(where: Location, offset: int, size: int
         try:
             conn.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""),
                          headers=headers)
+            # Taken now: a response that closes the connection takes the socket along
+            # (conn.sock is None then), and a cancel or the watchdog must shut it.
+            sock = conn.sock
             resp = conn.getresponse()
         except (OSError, http.client.HTTPException, ValueError) as exc:
             conn.close()
@@ -160,7 +163,7 @@ def _open(where: Location, offset: int, size: int
             conn.close()
             raise HandOver(f"GET {parts.netloc} answered {resp.status}, "
                            f"Content-Length {resp.getheader('Content-Length')}")
-        return conn, resp
+        return conn, sock, resp
     raise HandOver(f"more than {MAX_REDIRECTS} redirects")
 
 

@@ -122,10 +122,13 @@ class GrpcRegistryClient:
         if descriptor.size - offset >= SPARE_HASH_FROM:
             where = self._locate(repository, descriptor)
             if where is not None:
+                began = offset
                 try:
                     for data in direct.download(where, offset, descriptor.size, cancel):
                         offset += len(data)
                         yield data
+                    get_logger(digest=descriptor.digest).info(
+                        "blob downloaded from the registry", bytes=offset - began)
                     return
                 except direct.HandOver as stop:
                     get_logger(digest=descriptor.digest).info(

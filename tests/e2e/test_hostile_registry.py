@@ -10,7 +10,9 @@ case takes seconds; nothing here asserts a time, waits are bounded waits for eve
 
 from __future__ import annotations
 
+import json
 import os
+import random
 import signal
 import subprocess
 import time
@@ -49,8 +51,13 @@ min_free_bytes = {64 << 20}
 @pytest.fixture(scope="module")
 def layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # Layers of their own (not the busybox test image's), two of them for the total cap.
+    # The first is large enough (> registry_client.SPARE_HASH_FROM) to be downloaded
+    # straight from the registry (imagestore/direct.py), which hands every hostile answer
+    # to the registry service: each case below must end as it did through it alone.
     path = tmp_path_factory.mktemp("hostile") / "layout"
-    build_layout(path, [busybox_layer([Entry("hostile", data=b"one")]),
+    big = random.Random("hostile").randbytes(6 << 20)
+    build_layout(path, [busybox_layer([Entry("hostile", data=b"one"),
+                                       Entry("big", data=big)]),
                         busybox_layer([Entry("hostile", data=b"two")])], tag="1")
     return path
 
@@ -304,3 +311,38 @@ def test_store_reserve_refuses_a_blob_before_download(layout: Path) -> None:
         assert "must stay free (imagestore.min_free_bytes)" in str(err)
         assert not any("/blobs/" in path for _, path, _ in server.hostile_requests)
         _store_is_clean(eng, server)
+
+
+# -- large layers: straight from the registry, anything unusual through the relay ------
+
+
+def _imagestore_log(engine: Engine) -> list[dict[str, object]]:
+    lines = (engine.run / "imagestore.log").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.startswith("{")]
+
+
+def test_a_large_layer_comes_straight_from_the_registry(
+        engine: Engine, hostile: HostileRegistry) -> None:
+    """The registry service located the large layer (a HEAD) and the image store got
+    its bytes itself; a hostile answer to that GET went to the registry service, whose
+    error the pull reports (test_blob_500s and the others check the words)."""
+    big = max(hostile.layer_digests(), key=lambda d: len(hostile._blob(d) or b""))
+    mark = len(_imagestore_log(engine))
+    _engine_still_pulls(engine, hostile)
+    asked = [(m, r) for m, p, r in hostile.hostile_requests if p.endswith(f"/blobs/{big}")]
+    assert asked == [("HEAD", ""), ("GET", "")], asked
+    direct = [e for e in _imagestore_log(engine)[mark:] if e.get("digest") == big]
+    assert [e["event"] for e in direct] == ["blob downloaded from the registry"], direct
+
+    hostile.blob_mode = "500"
+    mark, seen = len(_imagestore_log(engine)), len(hostile.hostile_requests)
+    err = _pull_error(engine, _ref(hostile))
+    assert isinstance(err, Unavailable) and "HTTP 500" in str(err), err
+    handed = [e for e in _imagestore_log(engine)[mark:] if e.get("digest") == big
+              and e["event"] == "direct download handed to the registry service"]
+    assert len(handed) == 1 and "500" in str(handed[0]["reason"]), handed
+    gets = [r for m, p, r in hostile.hostile_requests[seen:]
+            if m == "GET" and p.endswith(f"/blobs/{big}")]
+    assert len(gets) > 1  # the image store's, then the registry service's (and retries)
+    _store_is_clean(engine, hostile)
+    _engine_still_pulls(engine, hostile)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
@@ -118,3 +119,49 @@ def test_the_shared_cache_takes_only_verified_blobs(tmp_path: Path,
     finally:
         server.stop(None).wait()
         resolver.close()
+
+
+@contextlib.contextmanager
+def _servicer_at(address: str, servicer: RegistryServicer
+                 ) -> Iterator[registry_pb2_grpc.RegistryStub]:
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2),
+                         interceptors=[ErrorInterceptor()])
+    registry_pb2_grpc.add_RegistryServicer_to_server(servicer, server)
+    port = server.add_insecure_port(address)
+    server.start()
+    try:
+        yield connect(address.replace(":0", f":{port}"), registry_pb2_grpc.RegistryStub,
+                      "registry")
+    finally:
+        server.stop(None).wait()
+
+
+def _locate(stub: registry_pb2_grpc.RegistryStub) -> registry_pb2.LocateBlobResponse:
+    layer = types_pb2.Descriptor(media_type=OCI_LAYER, digest=sha(LAYER), size=len(LAYER))
+    return stub.LocateBlob(registry_pb2.LocateBlobRequest(
+        repository=f"{HOST}/demo/app", descriptor=layer))
+
+
+def test_blob_locations_only_for_a_caller_on_this_host(tmp_path: Path,
+                                                       upstream: Upstream) -> None:
+    resolver = Resolver(transport=upstream.transport(), sleep=lambda _: None)
+    with _servicer_at(f"unix://{tmp_path}/l.sock", RegistryServicer(resolver)) as stub:
+        reply = _locate(stub)
+        assert reply.url == f"http://{HOST}/v2/demo/app/blobs/{sha(LAYER)}"
+    # Over TCP the caller may be on another host, where the URL names another server.
+    with _servicer_at("127.0.0.1:0", RegistryServicer(resolver)) as stub:
+        reply = _locate(stub)
+        assert not reply.url and "another host" in reply.reason
+
+
+@pytest.mark.parametrize("why", ["cache", "off"])
+def test_no_blob_locations_with_the_cache_or_when_off(tmp_path: Path, upstream: Upstream,
+                                                      why: str) -> None:
+    resolver = Resolver(transport=upstream.transport(), sleep=lambda _: None)
+    servicer = RegistryServicer(resolver, cache=BlobCache(tmp_path / "cache", 10 << 20)) \
+        if why == "cache" else RegistryServicer(resolver, locations=False)
+    with _servicer_at(f"unix://{tmp_path}/l.sock", servicer) as stub:
+        reply = _locate(stub)
+    assert not reply.url
+    assert ("cache" if why == "cache" else "blob_locations") in reply.reason
+    assert upstream.requests == []  # nothing asked of the registry

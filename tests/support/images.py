@@ -186,10 +186,13 @@ def build_busybox_layout(
     return build_layout(layout, [busybox_layer()], tag=tag, config=config)
 
 
-def push_layout(layout: Path, reference: str, tag: str = "latest") -> None:
-    """Push the image tagged ``tag`` in ``layout`` to a plain-HTTP registry with skopeo."""
+def push_layout(layout: Path, reference: str, tag: str = "latest",
+                creds: tuple[str, str] | None = None) -> None:
+    """Push the image tagged ``tag`` in ``layout`` to a plain-HTTP registry with skopeo
+    (as the user ``creds`` names, when given)."""
     subprocess.run(
         ["skopeo", "copy", "--quiet", "--dest-tls-verify=false",
+         *(["--dest-creds", ":".join(creds)] if creds else []),
          f"oci:{layout}:{tag}", f"docker://{reference}"],
         check=True, capture_output=True,
     )

@@ -17,8 +17,10 @@ got before. Digest and size are checked by the caller's ingest, as for any downl
 Bytes are read 1 MiB at a time by the C buffered reader (no Python per socket read,
 which held the GIL among a pull's other threads). A read waits at most ``STALL`` seconds
 for a byte (the socket timeout), and a watchdog shuts the connection when a whole chunk
-takes longer than ``CHUNK_DEADLINE``: a registry trickling bytes cannot hold a read, it
-is handed to the relay and its minimum pace.
+takes longer than ``CHUNK_DEADLINE``, or connecting and reading an answer's head longer
+than ``OPEN_DEADLINE``: a registry trickling bytes or header lines cannot hold the
+download, it is handed to the relay and its minimum pace. A cancelled pull shuts the
+connection at once.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import ssl
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 
 from services.core.cancel import Cancel
@@ -39,6 +41,7 @@ from vocab.version import VERSION
 
 CHUNK = 1 << 20
 STALL = 2.0  # seconds to connect, or for a read to wait for a byte
+OPEN_DEADLINE = 5.0  # seconds from connecting to the end of an answer's head
 CHUNK_DEADLINE = 2.0  # seconds a chunk may take: below 0.5 MiB/s the relay does better
 _WATCH_EVERY = 0.25
 MAX_REDIRECTS = 5
@@ -60,32 +63,31 @@ class Location:
 
 
 def download(where: Location, offset: int, size: int,
-             cancel: Cancel | None = None) -> Iterator[bytes]:
+             cancel: Cancel | None = None) -> Generator[bytes, None, None]:
     """The blob's bytes ``offset`` to ``size`` (exclusive), in chunks of up to 1 MiB;
     ``HandOver`` where the direct download stops early, ``Cancelled`` when ``cancel``
-    is set (which also wakes a read waiting for bytes)."""
+    is set (which also wakes a wait for a connection, an answer or bytes)."""
     if offset >= size:
         return
-    conn, sock, resp = _open(where, offset, size)
-    forget = cancel.on_set(lambda: _shut(sock)) if cancel is not None else (lambda: None)
-    watchdog = _Watchdog(sock)
+    guard = _Guard(cancel)
     try:
+        resp = _open(where, offset, size, guard)
         first = where.probe_bytes if where.probe_bytes and where.min_bytes_per_second \
             else 0
         got = offset
         while got < size:
             want = min(first or CHUNK, size - got)
             began = time.monotonic()
-            watchdog.arm(began + CHUNK_DEADLINE)
+            guard.arm(CHUNK_DEADLINE)
             try:
                 data = resp.read(want)
             except (OSError, http.client.HTTPException) as exc:
-                _stop_if_cancelled(cancel)
+                guard.stop_if_cancelled()
                 raise HandOver(f"read failed at {got}: {exc or type(exc).__name__}") \
                     from None
             took = time.monotonic() - began
-            watchdog.arm(float("inf"))  # the consumer's time is not the registry's
-            _stop_if_cancelled(cancel)
+            guard.disarm()  # the consumer's time is not the registry's
+            guard.stop_if_cancelled()
             if data:
                 got += len(data)
                 yield data
@@ -98,72 +100,132 @@ def download(where: Location, offset: int, size: int,
                     raise HandOver(f"slow start: {len(data)} bytes in {took:.3f} s")
                 first = 0
     finally:
-        watchdog.stop()
-        forget()
-        conn.close()
+        guard.close()
 
 
-class _Watchdog:
-    """Shuts a connection whose current read has run past its deadline."""
+class _Guard:
+    """The connection of one download, shut when its current step runs past its deadline
+    (a watchdog thread) or the pull is cancelled: either way a blocked connect, read of an
+    answer or read of bytes returns at once, and the download hands over or stops."""
 
-    def __init__(self, sock: socket.socket | None) -> None:
-        self._sock = sock
+    def __init__(self, cancel: Cancel | None) -> None:
+        self._cancel = cancel
+        self._lock = threading.Lock()
+        self._conn: http.client.HTTPConnection | None = None
+        self._resp: http.client.HTTPResponse | None = None
+        self._sock: socket.socket | None = None
         self._deadline = float("inf")
         self._done = threading.Event()
+        self._forget = cancel.on_set(self._shut) if cancel is not None else (lambda: None)
         threading.Thread(target=self._watch, name="direct-watchdog", daemon=True).start()
 
-    def arm(self, deadline: float) -> None:
-        self._deadline = deadline
+    def arm(self, seconds: float) -> None:
+        self._deadline = time.monotonic() + seconds
 
-    def stop(self) -> None:
+    def disarm(self) -> None:
+        self._deadline = float("inf")
+
+    def use(self, conn: http.client.HTTPConnection) -> None:
+        """Guard ``conn`` from now on (a cancel or deadline shuts its socket once it is
+        connected); the previous hop's connection is closed."""
+        self.release()
+        with self._lock:
+            self._conn = conn
+
+    def connected(self, conn: http.client.HTTPConnection) -> None:
+        # Kept apart: a response that closes its connection takes the socket along
+        # (conn.sock is None then), and it must still be shut.
+        with self._lock:
+            self._sock = conn.sock
+        if self._cancel is not None and self._cancel.is_set():
+            self._shut()
+
+    def answered(self, resp: http.client.HTTPResponse) -> None:
+        self._resp = resp
+
+    def release(self) -> None:
+        """Close the connection and its answer (which keeps the socket of a connection
+        that was to close after it)."""
+        with self._lock:
+            conn, self._conn = self._conn, None
+            resp, self._resp = self._resp, None
+            self._sock = None
+        if resp is not None:
+            resp.close()
+        if conn is not None:
+            conn.close()
+
+    def stop_if_cancelled(self) -> None:
+        if self._cancel is not None and self._cancel.is_set():
+            raise Cancelled("pull cancelled")
+
+    def close(self) -> None:
         self._done.set()
+        self._forget()
+        self.release()
+
+    def _shut(self) -> None:
+        with self._lock:
+            sock = self._sock
+        if sock is not None:
+            # The plain socket's shutdown, also under TLS: SSLSocket.shutdown drops its
+            # TLS state, and reads would then return the raw records still queued.
+            with contextlib.suppress(OSError):  # closed already
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
     def _watch(self) -> None:
         while not self._done.wait(_WATCH_EVERY):
             if time.monotonic() > self._deadline:
-                _shut(self._sock)
-                return
+                self._shut()
+                self.disarm()
 
 
-def _open(where: Location, offset: int, size: int
-          ) -> tuple[http.client.HTTPConnection, socket.socket | None,
-                     http.client.HTTPResponse]:
-    """The connection, its socket and the response carrying bytes ``offset`` to the end,
-    after redirects; HandOver for anything but exactly those bytes."""
+def _open(where: Location, offset: int, size: int, guard: _Guard) -> http.client.HTTPResponse:
+    """The response carrying bytes ``offset`` to the end, after redirects; HandOver for
+    anything but exactly those bytes, uncoded."""
     url = where.url
     origin = _origin(url)
     for _ in range(MAX_REDIRECTS + 1):
-        parts = urllib.parse.urlsplit(url)
         headers = {"User-Agent": f"muelle/{VERSION}", "Accept-Encoding": "identity"}
         if _origin(url) == origin:  # as httpx: credentials never leave their origin
             headers.update(where.headers)
         if offset:
             headers["Range"] = f"bytes={offset}-"
-        conn = _connection(parts)
+        # Connecting, sending and reading the answer's head together get OPEN_DEADLINE:
+        # a registry sending "100 Continue" or header lines for ever is cut there.
+        guard.arm(OPEN_DEADLINE)
         try:
+            parts = urllib.parse.urlsplit(url)
+            conn = _connection(parts)
+            guard.use(conn)  # the previous hop's is closed
+            conn.connect()  # at most STALL
+            guard.connected(conn)  # a cancel or the deadline shuts it from now on
             conn.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""),
                          headers=headers)
-            # Taken now: a response that closes the connection takes the socket along
-            # (conn.sock is None then), and a cancel or the watchdog must shut it.
-            sock = conn.sock
             resp = conn.getresponse()
+            guard.answered(resp)
         except (OSError, http.client.HTTPException, ValueError) as exc:
-            conn.close()
-            raise HandOver(f"GET {parts.netloc}: {exc or type(exc).__name__}") from None
+            guard.stop_if_cancelled()
+            raise HandOver(f"GET {url}: {exc or type(exc).__name__}") from None
+        finally:
+            guard.disarm()
         location = resp.getheader("Location")
         if resp.status in _REDIRECTS and location:
-            conn.close()
-            url = urllib.parse.urljoin(url, location)
+            try:
+                url = urllib.parse.urljoin(url, location)
+            except ValueError as exc:  # "http://[::1": an unparsable target
+                raise HandOver(f"redirect to {location!r}: {exc}") from None
             continue
         want = size - offset
         ok = (resp.status == 200 and not offset) or (
             resp.status == 206
             and (resp.getheader("Content-Range") or "").startswith(f"bytes {offset}-"))
-        if not ok or resp.getheader("Content-Length") != str(want) or resp.chunked:
-            conn.close()
-            raise HandOver(f"GET {parts.netloc} answered {resp.status}, "
-                           f"Content-Length {resp.getheader('Content-Length')}")
-        return conn, sock, resp
+        coded = (resp.getheader("Content-Encoding") or "identity").lower() != "identity"
+        if not ok or coded or resp.getheader("Content-Length") != str(want) or resp.chunked:
+            raise HandOver(f"GET {parts.netloc} answered {resp.status}, Content-Length "
+                           f"{resp.getheader('Content-Length')}, Content-Encoding "
+                           f"{resp.getheader('Content-Encoding')}")
+        return resp
     raise HandOver(f"more than {MAX_REDIRECTS} redirects")
 
 
@@ -179,15 +241,3 @@ def _connection(parts: urllib.parse.SplitResult) -> http.client.HTTPConnection:
 def _origin(url: str) -> tuple[str, str]:
     parts = urllib.parse.urlsplit(url)
     return parts.scheme, parts.netloc.lower()
-
-
-def _shut(sock: socket.socket | None) -> None:
-    if sock is None:
-        return
-    with contextlib.suppress(OSError):  # closed already
-        sock.shutdown(socket.SHUT_RDWR)
-
-
-def _stop_if_cancelled(cancel: Cancel | None) -> None:
-    if cancel is not None and cancel.is_set():
-        raise Cancelled("pull cancelled")

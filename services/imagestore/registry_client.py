@@ -3,6 +3,7 @@ serve blobs from an OCI layout) and its gRPC implementation over muelle.registry
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -24,6 +25,9 @@ from vocab.errors import FailedPrecondition, MuelleError
 # From this many bytes on, the registry service leaves the digest to us (FetchBlob's
 # caller_verifies): its hash would repeat ours; below, it costs under 2 ms.
 SPARE_HASH_FROM = 4 << 20
+# Seconds a LocateBlob may take (a HEAD, maybe a token): a healthy registry answers in
+# milliseconds, far ones well under a second.
+LOCATE_TIMEOUT = 5.0
 
 
 @dataclass
@@ -124,9 +128,12 @@ class GrpcRegistryClient:
             if where is not None:
                 began = offset
                 try:
-                    for data in direct.download(where, offset, descriptor.size, cancel):
-                        offset += len(data)
-                        yield data
+                    # Closed at once when our consumer stops early: its connection too.
+                    with contextlib.closing(direct.download(where, offset, descriptor.size,
+                                                            cancel)) as chunks:
+                        for data in chunks:
+                            offset += len(data)
+                            yield data
                     get_logger(digest=descriptor.digest).info(
                         "blob downloaded from the registry", bytes=offset - began)
                     return
@@ -140,8 +147,11 @@ class GrpcRegistryClient:
                 ) -> direct.Location | None:
         """Where the registry service lets us download the blob ourselves, or None."""
         try:
+            # Bounded: a registry slow to answer a HEAD is FetchBlob's to wait for (and
+            # a cancelled pull waits at most this long here).
             reply = self.stub.LocateBlob(registry_pb2.LocateBlobRequest(
-                repository=repository, descriptor=descriptor, credentials=self.credentials))
+                repository=repository, descriptor=descriptor, credentials=self.credentials),
+                timeout=LOCATE_TIMEOUT)
         except MuelleError as exc:  # an older registry service (UNIMPLEMENTED), ...
             get_logger(digest=descriptor.digest).debug("no blob location", reason=str(exc))
             return None

@@ -214,12 +214,14 @@ class RegistryHTTP:
         headers: Mapping[str, str] | None = None,
         content: bytes | None = None,
         actions: str = "pull",
+        retries: int | None = None,
     ) -> httpx.Response:
         """Send ``method url_path`` to ``domain`` for repository ``repo_path`` and return
         the streaming 2xx response (the caller closes it); typed errors otherwise.
 
         ``url_path`` may also be an absolute URL (an upload Location). ``content`` is the
-        request body; ``actions`` the token scope's actions ("pull,push" for uploads)."""
+        request body; ``actions`` the token scope's actions ("pull,push" for uploads);
+        ``retries`` of a busy registry's answers, instead of the client's."""
         absolute = url_path.startswith(("http://", "https://"))
         if actions == "pull" and not absolute:
             # A mirror answers pulls in the registry's place (auth and errors are its own).
@@ -242,7 +244,8 @@ class RegistryHTTP:
                 if self._authorize(domain, scope, challenges):
                     authenticated = True
                     continue
-            if (status == 429 or status >= 500) and attempt < self._retries:
+            if (status == 429 or status >= 500) and attempt < (
+                    self._retries if retries is None else retries):
                 delay = self._retry_delay(resp, attempt)
                 log.warning("registry busy, retrying", status=status, delay=delay)
                 self._sleep(delay)
@@ -257,10 +260,17 @@ class RegistryHTTP:
         would be); a string saying why not when what it needs must stay here: a password
         (Basic auth) or the certs.d material of the host. Typed errors as ``request``'s."""
         host = self._mirrors.get(domain, domain)  # as request() asks for a pull
-        if self._certs_for(host) is not None:
-            return f"{host} has a certs.d entry (its CA or client certificate stays here)"
-        resp = self.request("HEAD", domain, repo_path, url_path, kind=kind, what=what)
+        api = httpx.URL(self.base_url(host)).netloc.decode()  # docker.io's is another
+        if self._certs_for(host) is not None or self._certs_for(api) is not None:
+            return f"{api} has a certs.d entry (its CA or client certificate stays here)"
+        # No retries: a registry that is busy now is FetchBlob's to wait for.
+        resp = self.request("HEAD", domain, repo_path, url_path, kind=kind, what=what,
+                            retries=0)
         resp.close()
+        for hop in (*resp.history, resp):
+            netloc = hop.url.netloc.decode()
+            if self._certs_for(netloc) is not None:
+                return f"{netloc} has a certs.d entry (its CA or client certificate stays here)"
         headers = self._auth_header(host, scope_for(repo_path, "pull"))
         if headers and not headers["Authorization"].startswith("Bearer "):
             return f"{host} takes a password (Basic auth), which stays here"

@@ -127,8 +127,6 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
     def LocateBlob(  # noqa: N802
         self, request: registry_pb2.LocateBlobRequest, context: grpc.ServicerContext
     ) -> registry_pb2.LocateBlobResponse:
-        desc = descriptor_from_pb(request.descriptor)
-        resolver = self._for_call(request.credentials, request.repository)
         if not self._locations:
             return registry_pb2.LocateBlobResponse(reason="registry.blob_locations is off")
         if self._cache is not None:
@@ -138,7 +136,8 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
             # Another host may reach another server at that URL, and get the token.
             return registry_pb2.LocateBlobResponse(
                 reason="the caller is on another host (TCP)")
-        found = resolver.locate_blob(request.repository, desc)
+        resolver = self._for_call(request.credentials, request.repository)
+        found = resolver.locate_blob(request.repository, descriptor_from_pb(request.descriptor))
         if found.where is None:
             return registry_pb2.LocateBlobResponse(reason=found.reason)
         return registry_pb2.LocateBlobResponse(

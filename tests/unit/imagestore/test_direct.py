@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import contextlib
 import os
+import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
 from services.core.cancel import Cancel
 from services.imagestore import direct
 from services.imagestore.direct import HandOver, Location
+from tests.support.tls import issue, make_ca
 from vocab.errors import Cancelled
 
 BLOB = os.urandom(3 * direct.CHUNK + 12345)
@@ -25,7 +29,7 @@ Answer = Callable[[BaseHTTPRequestHandler], None]
 class Server:
     """A loopback HTTP server answering GETs with ``answer``; records what it was sent."""
 
-    def __init__(self, answer: Answer) -> None:
+    def __init__(self, answer: Answer, tls: ssl.SSLContext | None = None) -> None:
         self.answer = answer
         self.seen: list[dict[str, str]] = []
         self.stopping = threading.Event()
@@ -42,7 +46,10 @@ class Server:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        if tls is not None:
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
+        scheme = "https" if tls is not None else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.httpd.server_address[1]}"
         threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
 
     def close(self) -> None:
@@ -52,11 +59,11 @@ class Server:
 
 
 @pytest.fixture
-def serve() -> Iterator[Callable[[Answer], Server]]:
+def serve() -> Iterator[Callable[..., Server]]:
     servers: list[Server] = []
 
-    def start(answer: Answer) -> Server:
-        servers.append(Server(answer))
+    def start(answer: Answer, tls: ssl.SSLContext | None = None) -> Server:
+        servers.append(Server(answer, tls))
         return servers[-1]
 
     yield start
@@ -250,3 +257,117 @@ def test_cancel_wakes_a_waiting_read(serve: Callable[[Answer], Server]) -> None:
         assert len(errors) == 1 and isinstance(errors[0], Cancelled)
     finally:
         stopping.set()
+
+
+def test_an_answer_whose_head_never_ends_is_handed_over(
+        serve: Callable[[Answer], Server], monkeypatch: pytest.MonkeyPatch) -> None:
+    # "100 Continue" for ever: http.client reads past any number of them, each in time
+    # for the socket timeout; the deadline on the answer's head ends it.
+    monkeypatch.setattr(direct, "OPEN_DEADLINE", 0.3)
+    stopping = threading.Event()
+
+    def answer(h: BaseHTTPRequestHandler) -> None:
+        while not stopping.wait(0.01):
+            h.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            h.wfile.flush()
+
+    server = serve(answer)
+    try:
+        got, stop = fetch(Location(f"{server.url}/b"))
+    finally:
+        stopping.set()
+    assert got == b"" and stop is not None
+
+
+def test_cancel_wakes_a_wait_for_the_answer(serve: Callable[[Answer], Server]) -> None:
+    waiting, stopping = threading.Event(), threading.Event()
+
+    def answer(h: BaseHTTPRequestHandler) -> None:
+        waiting.set()
+        stopping.wait(30)  # no answer at all
+
+    server = serve(answer)
+    cancel = Cancel()
+    def cancel_once_waiting() -> None:
+        waiting.wait(10)
+        cancel.set()
+
+    threading.Thread(target=cancel_once_waiting, daemon=True).start()
+    began = time.monotonic()
+    try:
+        with pytest.raises(Cancelled):
+            fetch(Location(f"{server.url}/b"), cancel=cancel)
+    finally:
+        stopping.set()
+    assert time.monotonic() - began < direct.OPEN_DEADLINE  # woken, not timed out
+
+
+@pytest.mark.parametrize("location", ["http://127.0.0.1:99999x/", "http://[::1", "ftp://h/b"])
+def test_a_redirect_nowhere_is_handed_over(serve: Callable[[Answer], Server],
+                                           location: str) -> None:
+    def answer(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(307)
+        h.send_header("Location", location)
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+
+    got, stop = fetch(Location(f"{serve(answer).url}/b"))
+    assert got == b"" and stop is not None
+
+
+def test_a_coded_answer_is_handed_over(serve: Callable[[Answer], Server]) -> None:
+    # Blobs are hashed as stored: a content coding http.client would not undo.
+    def answer(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Length", str(len(BLOB)))
+        h.send_header("Content-Encoding", "gzip")
+        h.end_headers()
+        h.wfile.write(BLOB)
+
+    got, stop = fetch(Location(f"{serve(answer).url}/b"))
+    assert got == b"" and stop is not None and "gzip" in str(stop)
+
+
+def test_a_consumer_that_stops_early_closes_the_connection(
+        serve: Callable[[Answer], Server]) -> None:
+    gone = threading.Event()
+    big = BLOB * 8  # more than the socket buffers hold
+    server = serve(lambda h: _serve_big(h, big, gone))
+    chunks = direct.download(Location(f"{server.url}/b"), 0, len(big))
+    next(chunks)
+    chunks.close()
+    assert gone.wait(10), "the server kept writing to a download that was closed"
+
+
+def _serve_big(h: BaseHTTPRequestHandler, data: bytes, gone: threading.Event) -> None:
+    h.send_response(200)
+    h.send_header("Content-Length", str(len(data)))
+    h.end_headers()
+    try:
+        for at in range(0, len(data), 65536):
+            h.wfile.write(data[at:at + 65536])
+    except (BrokenPipeError, ConnectionResetError):
+        gone.set()
+
+
+def test_over_tls_a_trickle_hands_over_only_plaintext(
+        serve: Callable[..., Server], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    # The watchdog shuts a TLS connection mid-read: what was read must be the blob's
+    # bytes, never the TLS records still queued (SSLSocket.shutdown would expose them).
+    ca = make_ca(tmp_path / "ca")
+    cert, key = issue(tmp_path / "server", ca, "registry")
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert, key)
+    client_tls = ssl.create_default_context(cafile=str(ca[0]))
+    monkeypatch.setattr(ssl, "create_default_context", lambda: client_tls)
+    monkeypatch.setattr(direct, "CHUNK_DEADLINE", 0.3)
+    stopping = threading.Event()
+    server = serve(blob_answer(piece=4096, pause=0.01, stopping=stopping), server_tls)
+    try:
+        got, stop = fetch(Location(f"{server.url}/b", {"Authorization": "Bearer t"}))
+    finally:
+        stopping.set()
+    assert stop is not None
+    assert BLOB.startswith(got)
+    assert server.seen[0]["Authorization"] == "Bearer t"

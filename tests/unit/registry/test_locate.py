@@ -115,3 +115,31 @@ def test_no_probe_when_the_service_would_not_split_it_either(tmp_path: Path) -> 
 def test_bad_arguments(tmp_path: Path, repo: str, digest: str) -> None:
     with pytest.raises(InvalidArgument):
         resolver(Upstream(), tmp_path).locate_blob(repo, Descriptor(OCI_LAYER, digest, 1))
+
+
+def test_certs_d_of_the_api_host_or_a_redirect_target_stays_too(tmp_path: Path) -> None:
+    certs = tmp_path / "certs.d"
+    (certs / "registry-1.docker.io").mkdir(parents=True)  # docker.io's API host
+    up = Upstream()
+    desc = layer(up)
+    found = resolver(up, tmp_path, certs_dir=str(certs)).locate_blob(
+        "docker.io/library/app", desc)
+    assert found.where is None and "registry-1.docker.io" in found.reason
+
+    (certs / "storage.test").mkdir()
+    up.overrides[f"/v2/demo/app/blobs/{desc.digest}"] = lambda r: httpx.Response(
+        307, headers={"Location": f"https://storage.test/b/{desc.digest}"})
+    up.overrides[f"/b/{desc.digest}"] = lambda r: httpx.Response(
+        200, headers={"Content-Length": str(desc.size)})
+    found = resolver(up, tmp_path, certs_dir=str(certs)).locate_blob(f"{HOST}/demo/app", desc)
+    assert found.where is None and "storage.test" in found.reason
+
+
+def test_a_busy_registry_is_not_retried_here(tmp_path: Path) -> None:
+    # FetchBlob waits for it (3 retries with backoff); a location would only add to that.
+    up = Upstream()
+    desc = layer(up)
+    up.overrides[f"/v2/demo/app/blobs/{desc.digest}"] = lambda r: httpx.Response(503)
+    found = resolver(up, tmp_path).locate_blob(f"{HOST}/demo/app", desc)
+    assert found.where is None and "503" in found.reason
+    assert len(up.requests) == 1

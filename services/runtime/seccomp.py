@@ -167,12 +167,12 @@ def load(profile: dict[str, Any], warn: Warn) -> None:
 
 def compile_bpf(profile: dict[str, Any], warn: Warn) -> bytes:
     """The filter as the BPF program libseccomp would load (struct sock_filter[])."""
-    import tempfile  # a cache miss only (tempfile imports shutil, random...)
+    from services.core.memfile import memfile  # a cache miss only
 
     lib = _lib()
     ctx = _build(profile, warn)
     try:
-        with tempfile.TemporaryFile() as out:
+        with memfile("seccomp-bpf") as out:
             ret = lib.seccomp_export_bpf(ctx, out.fileno())
             if ret < 0:
                 raise FailedPrecondition(

@@ -27,10 +27,10 @@ import selectors
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+from services.core.memfile import memfile
 from services.runtime import api
 from services.runtime.api import WarmChild, proc_start_time
 from services.shim.console import ConsoleSocket
@@ -153,7 +153,7 @@ def run_delete(command: Command, cwd: str, here: bool = False) -> tuple[int, str
         return result.returncode, result.stderr
     if here:
         return _delete_here(command, cwd)
-    with tempfile.TemporaryFile() as err:
+    with memfile("runtime-delete-stderr") as err:
         proc = start_runtime(command, err.fileno(), err.fileno(), cwd)
         code = proc.wait()
         err.seek(0)
@@ -161,7 +161,7 @@ def run_delete(command: Command, cwd: str, here: bool = False) -> tuple[int, str
 
 
 def _delete_here(call: api.Call, cwd: str) -> tuple[int, str]:
-    with tempfile.TemporaryFile() as err:
+    with memfile("runtime-delete-stderr") as err:
         code, error = api.here(call, cwd, {1: err.fileno(), 2: err.fileno()})
         err.seek(0)
         return code, err.read().decode(errors="replace") + error

@@ -2,7 +2,9 @@
 did not make must still be there.
 
 ``snapshot()`` records the host's links, addresses, routes, netfilter rules (iptables and
-ip6tables, every table), mounts and cgroup directories as sets of normalised lines;
+ip6tables, every table), mounts, cgroup directories, the default device nodes' owners and
+modes, and the names in /tmp the suite's processes make (``tmp_entries``) as sets of
+normalised lines;
 ``compare()`` reports what appeared or vanished between two snapshots. Values that change
 on their own (packet counters, timestamps, route expiry, carrier state) are left out of the
 lines, and the few trees that the host's own service manager fills and empties all the time
@@ -202,9 +204,24 @@ def devices() -> set[str]:
     return out
 
 
+# Names in /tmp the suite's processes make and must remove: engine dirs (mkdtemp "mu-"),
+# and the probe file Python's tempfile creates and removes in every process that asks for
+# a temp dir (8 chars of its alphabet, no prefix): one a kill -9 caught in the middle was
+# left once per run (now: core/memfile.py).
+_TMP_NAMES = re.compile(r"^(mu-[a-z0-9_-]+|[a-z0-9_]{8})$")
+
+
+def tmp_entries(tmp: Path = Path("/tmp")) -> set[str]:
+    try:
+        return {f"{tmp / name}" for name in os.listdir(tmp) if _TMP_NAMES.match(name)}
+    except OSError:
+        return set()
+
+
 def snapshot() -> Snapshot:
     snap: Snapshot = {"links": links(), "addresses": addresses(), "routes": routes(),
-                      "mounts": mounts(), "cgroups": cgroups(), "devices": devices()}
+                      "mounts": mounts(), "cgroups": cgroups(), "devices": devices(),
+                      "tmp": tmp_entries()}
     if os.geteuid() == 0:
         snap["netfilter"] = netfilter()
     return snap

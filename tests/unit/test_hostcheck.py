@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tests.support import hostcheck
 
 LINES = [
@@ -28,3 +30,15 @@ def test_beside_other_engines_what_they_make_is_blamed_only_when_named() -> None
         "routes: gone missing -4 dst=default gateway=192.0.2.1 dev=eth0",
         "links: left behind  mu0123456789ab ether master= UP",  # claimed by this session
     ]
+
+
+def test_tmp_entries_are_engine_dirs_and_tempfile_probes(tmp_path: Path) -> None:
+    for name in ("mu-ab12_cd", "mu-shim-x1y2", "pi_gswsi", "0ghx5rpd",  # watched
+                 "tmpabcdefgh", "pytest-of-root", "muelle-bench-cache", "ABCDEFGH", "x"):
+        (tmp_path / name).touch()
+    assert hostcheck.tmp_entries(tmp_path) == {
+        f"{tmp_path}/{n}" for n in ("mu-ab12_cd", "mu-shim-x1y2", "pi_gswsi", "0ghx5rpd")}
+    before = hostcheck.tmp_entries(tmp_path)
+    (tmp_path / "q97t_spk").touch()  # a probe file a killed process left
+    diffs = hostcheck.compare({"tmp": before}, {"tmp": hostcheck.tmp_entries(tmp_path)})
+    assert hostcheck.report(diffs) == [f"tmp: left behind  {tmp_path}/q97t_spk"]

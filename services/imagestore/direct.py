@@ -26,6 +26,7 @@ connection at once.
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.client
 import socket
 import ssl
@@ -234,8 +235,15 @@ def _connection(parts: urllib.parse.SplitResult) -> http.client.HTTPConnection:
         return http.client.HTTPConnection(parts.netloc, timeout=STALL)
     if parts.scheme == "https":
         return http.client.HTTPSConnection(parts.netloc, timeout=STALL,
-                                           context=ssl.create_default_context())
+                                           context=_tls_context())
     raise HandOver(f"unsupported URL scheme {parts.scheme!r}")
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """The system CAs, loaded once per process (a few ms of CPU each time otherwise, at
+    the start of every blob): registries with certs.d material get no location."""
+    return ssl.create_default_context()
 
 
 def _origin(url: str) -> tuple[str, str]:

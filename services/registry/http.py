@@ -256,9 +256,10 @@ class RegistryHTTP:
     def locate(self, domain: str, repo_path: str, url_path: str, *, kind: str,
                what: str) -> Location | str:
         """Where and with which headers a caller may GET ``url_path`` of ``domain`` for
-        a pull itself, found with a HEAD (authenticated, retried and redirected as a GET
-        would be); a string saying why not when what it needs must stay here: a password
-        (Basic auth) or the certs.d material of the host. Typed errors as ``request``'s."""
+        a pull itself, found with a HEAD (authenticated and redirected as a GET would be,
+        not retried); a string saying why not when what it needs must stay here: a
+        password (Basic auth) or the certs.d material of a host on the way. Typed errors
+        as ``request``'s."""
         host = self._mirrors.get(domain, domain)  # as request() asks for a pull
         api = httpx.URL(self.base_url(host)).netloc.decode()  # docker.io's is another
         if self._certs_for(host) is not None or self._certs_for(api) is not None:

@@ -360,7 +360,7 @@ def test_over_tls_a_trickle_hands_over_only_plaintext(
     server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_tls.load_cert_chain(cert, key)
     client_tls = ssl.create_default_context(cafile=str(ca[0]))
-    monkeypatch.setattr(ssl, "create_default_context", lambda: client_tls)
+    monkeypatch.setattr(direct, "_tls_context", lambda: client_tls)
     monkeypatch.setattr(direct, "CHUNK_DEADLINE", 0.3)
     stopping = threading.Event()
     server = serve(blob_answer(piece=4096, pause=0.01, stopping=stopping), server_tls)

@@ -47,7 +47,11 @@ def rules_mentioning(names: list[str]) -> list[tuple[str, str]]:
 def leases(root: Path) -> dict[str, str]:
     out: dict[str, str] = {}
     for file in (root / "shim" / "network" / "ipam").glob("*.json"):
-        out.update(json.loads(file.read_text()).get("leases", {}))
+        try:
+            text = file.read_text()
+        except FileNotFoundError:
+            continue  # its last lease released since the listing (ipam.Pool removes it)
+        out.update(json.loads(text).get("leases", {}))
     return out
 
 
